@@ -1,0 +1,201 @@
+//! Firmware download throughput: 100 concurrent downloads of a 16 MiB file from our
+//! `FirmwareServer` versus nginx (sendfile) on the same machine in the same run.
+//!
+//! Run: `cargo bench --no-default-features --bench http`. Needs nginx (`apt-get install -y
+//! nginx`); the bench starts it with its own temp config on a free 127.0.0.1 port (`daemon off`)
+//! and kills it at the end. Prints aggregate MiB/s for both and the ratio ours/nginx.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ota_console::transport::http::FirmwareServer;
+
+const FILE_BYTES: usize = 16 * 1024 * 1024;
+const CLIENTS: usize = 100;
+const ROUNDS: usize = 3;
+const KEY: &str = "bench-package";
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).expect("www dir");
+    let file = www.join("fw.bin");
+    let content: Vec<u8> = (0..FILE_BYTES).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &content).expect("write test file");
+
+    let mut nginx = Nginx::start(dir.path(), &www);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let server = FirmwareServer::start("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .expect("firmware server");
+        let ours_url = server.offer(file.clone(), "fw.bin", KEY);
+        let nginx_url = format!("http://127.0.0.1:{}/fw.bin", nginx.port);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(CLIENTS)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("http client");
+
+        // Warm the page cache and both servers once.
+        download_all(&client, &ours_url, 4).await;
+        download_all(&client, &nginx_url, 4).await;
+
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for round in 0..ROUNDS {
+            // Alternate the order so neither side always runs on a warmer machine.
+            let (a, b) = if round % 2 == 0 {
+                let a = measure(&client, &ours_url).await;
+                (a, measure(&client, &nginx_url).await)
+            } else {
+                let b = measure(&client, &nginx_url).await;
+                (measure(&client, &ours_url).await, b)
+            };
+            println!("round {round}: ours {a:8.1} MiB/s   nginx {b:8.1} MiB/s");
+            ours.push(a);
+            theirs.push(b);
+        }
+        let stats = server.stats();
+        let expected = ((ROUNDS * CLIENTS + 4) * FILE_BYTES) as u64;
+        assert_eq!(
+            stats.bytes_by_package.get(KEY).copied(),
+            Some(expected),
+            "byte counter must match what clients downloaded"
+        );
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (a, b) = (median(&mut ours), median(&mut theirs));
+        println!(
+            "{CLIENTS} concurrent downloads of {} MiB, median of {ROUNDS} rounds:",
+            FILE_BYTES >> 20
+        );
+        println!("  ota-console FirmwareServer: {a:8.1} MiB/s");
+        println!("  nginx (sendfile):           {b:8.1} MiB/s");
+        println!("  ratio ours/nginx:           {:8.2}", a / b);
+    });
+    nginx.stop();
+}
+
+/// Aggregate MiB/s of `CLIENTS` simultaneous full downloads.
+async fn measure(client: &reqwest::Client, url: &str) -> f64 {
+    let started = Instant::now();
+    let bytes = download_all(client, url, CLIENTS).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(bytes, (CLIENTS * FILE_BYTES) as u64);
+    bytes as f64 / (1024.0 * 1024.0) / secs
+}
+
+async fn download_all(client: &reqwest::Client, url: &str, clients: usize) -> u64 {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let mut response = client.get(&url).send().await.expect("request");
+                assert!(response.status().is_success(), "{}", response.status());
+                let mut got = 0u64;
+                while let Some(chunk) = response.chunk().await.expect("body") {
+                    got += chunk.len() as u64;
+                }
+                assert_eq!(got, FILE_BYTES as u64);
+                got
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("download task");
+    }
+    total
+}
+
+/// nginx with its own config, pid and logs in the temp dir; killed when stopped or dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Path, www: &Path) -> Nginx {
+        let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .expect("nginx is not installed: `apt-get install -y nginx`");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        // `user root` lets workers of a root-run nginx read the temp dir (ignored otherwise).
+        let conf = format!(
+            "daemon off;\nuser root;\nworker_processes auto;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n access_log off;\n sendfile on;\n tcp_nopush on;\n\
+             client_body_temp_path {d}/t1;\n proxy_temp_path {d}/t2;\n fastcgi_temp_path {d}/t3;\n\
+             uwsgi_temp_path {d}/t4;\n scgi_temp_path {d}/t5;\n\
+             server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} }}\n}}\n",
+            www.display()
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx config");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx starts");
+        let mut nginx = Nginx { child, port };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!(
+                    "nginx exited with {status}; see {}",
+                    dir.join("error.log").display()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    /// SIGTERM first: the master then stops its workers (SIGKILL would orphan them).
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,129 @@
+//! The connection options shared by the window and every command that talks to devices:
+//! which broker (embedded or external, TLS, credentials), which firmware server, where data lives.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::device_id::Dialect;
+use crate::engine::{BrokerChoice, EngineConfig, FirmwareSource};
+use crate::transport::mqtt::{BrokerUrl, LinkOptions};
+
+/// Where to reach devices and how to serve them firmware.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// An external MQTT 3.1.1 broker, `mqtt://host:port` or `mqtts://host:port`. Without it an
+    /// embedded broker is started on `--listen`.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+
+    /// Address of the embedded broker (when no `--broker` is given).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:1883")]
+    pub listen: SocketAddr,
+
+    /// MQTT user name.
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+
+    /// MQTT password. Prefer the environment variable, which does not show in `ps`.
+    #[arg(
+        long,
+        env = "OTA_MQTT_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+
+    /// MQTT client id (default: unique per run).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// MQTT keep-alive in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub keep_alive: u64,
+
+    /// CA certificate (PEM) that signed the broker's certificate, for `mqtts://`.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
+    /// Address of the embedded firmware HTTP server.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub http_bind: SocketAddr,
+
+    /// Base URL devices use to reach the firmware server (default: the bound address, or this
+    /// machine's LAN address when bound to 0.0.0.0).
+    #[arg(long, value_name = "BASE")]
+    pub public_url: Option<String>,
+
+    /// Use this existing download URL for the firmware instead of the embedded server.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// SQLite database (default: in the data directory).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Where packages and the database live (default: $OTA_CONSOLE_DATA_DIR, else the XDG data dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ConnectionArgs {
+    /// The engine configuration these options describe. Errors are usage errors (exit code 2).
+    pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(crate::firmware::default_data_dir);
+        let broker = match &self.broker {
+            None => BrokerChoice::Embedded {
+                listen: self.listen,
+            },
+            Some(url) => {
+                let url: BrokerUrl = url.parse().with_context(|| format!("--broker {url:?}"))?;
+                let mut options = LinkOptions::new(url);
+                options.client_id = self.client_id.clone();
+                options.username = self.username.clone();
+                options.password = self.password.clone();
+                options.keep_alive_secs = self.keep_alive;
+                options.ca_file = self.ca.clone();
+                options.client_cert = self.client_cert.clone();
+                options.client_key = self.client_key.clone();
+                BrokerChoice::External(options)
+            }
+        };
+        let firmware = match &self.url {
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bail!("--url {url:?} must be an http:// or https:// URL");
+                }
+                FirmwareSource::ExternalUrl(url.clone())
+            }
+            None => FirmwareSource::Embedded {
+                bind: self.http_bind,
+                public_base: self.public_url.clone(),
+            },
+        };
+        Ok(EngineConfig {
+            broker,
+            firmware,
+            db_path: self
+                .db
+                .clone()
+                .unwrap_or_else(|| data_dir.join("ota-console.db")),
+            data_dir,
+            dialects: Dialect::ALL.to_vec(),
+            resume_unfinished: false,
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! `ota-console devices`: listens on the broker for a while and lists the devices it discovered.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use super::connection::ConnectionArgs;
+use crate::engine::{self, FirmwareSource};
+use crate::fleet::DeviceRecord;
+
+#[derive(Debug, Clone, Args)]
+pub struct DevicesArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// How long to listen for device announcements (e.g. 5s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub discover_for: Duration,
+
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One device in the JSON output.
+#[derive(Debug, Serialize)]
+pub struct DeviceEntry {
+    pub id: String,
+    pub dialect: String,
+    pub gateway: Option<String>,
+    pub versions: std::collections::BTreeMap<String, String>,
+    /// RFC 3339, UTC.
+    pub last_seen: String,
+}
+
+impl From<&DeviceRecord> for DeviceEntry {
+    fn from(r: &DeviceRecord) -> Self {
+        DeviceEntry {
+            id: r.id.to_string(),
+            dialect: r.dialect.to_string(),
+            gateway: r.gateway.as_ref().map(ToString::to_string),
+            versions: r.versions.iter().cloned().collect(),
+            last_seen: rfc3339(r.last_seen_ms),
+        }
+    }
+}
+
+pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
+    let mut config = args.connection.engine_config()?;
+    config.firmware = FirmwareSource::Disabled;
+    let started_ms = now_ms();
+    let handle = engine::start(config).await.context("starting the engine")?;
+    tokio::time::sleep(args.discover_for).await;
+    let snapshot = handle.snapshot();
+    let _ = handle.send(engine::Command::Shutdown);
+    let seen: Vec<DeviceEntry> = snapshot
+        .devices
+        .iter()
+        .filter(|row| row.record.last_seen_ms >= started_ms)
+        .map(|row| DeviceEntry::from(&row.record))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&seen)?);
+    } else {
+        print_table(&seen);
+    }
+    Ok(())
+}
+
+fn print_table(devices: &[DeviceEntry]) {
+    println!(
+        "{:<48} {:<9} {:<40} VERSIONS",
+        "DEVICE", "DIALECT", "GATEWAY"
+    );
+    for d in devices {
+        let versions: Vec<String> = d.versions.iter().map(|(m, v)| format!("{m}={v}")).collect();
+        println!(
+            "{:<48} {:<9} {:<40} {}",
+            d.id,
+            d.dialect,
+            d.gateway.as_deref().unwrap_or("-"),
+            versions.join(" ")
+        );
+    }
+    println!("{} device(s)", devices.len());
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}

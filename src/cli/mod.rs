@@ -1,0 +1,12 @@
+//! Headless commands: the command line of `ota-console`, one file per subcommand, all driving the
+//! same library as the window. Parsing lives here; `main.rs` only dispatches.
+
+pub mod args;
+pub mod broker;
+pub mod connection;
+pub mod devices;
+pub mod hash;
+pub mod rollout;
+pub mod sim;
+#[cfg(feature = "gui")]
+pub mod window;

@@ -1,0 +1,559 @@
+//! `ota-console rollout`: one campaign from the command line, on the same engine as the window.
+//! Exit code 0 when every target succeeded (or was skipped as up to date), 1 when any failed,
+//! timed out, was rejected or canceled, 2 for bad usage or configuration.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::connection::ConnectionArgs;
+use crate::device_id::{DeviceId, Dialect};
+use crate::engine::{self, CampaignRequest, CampaignView, EngineHandle};
+use crate::protocol::{DjiUpgradeType, SignMethod};
+use crate::report::Report;
+use crate::rollout::{
+    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
+};
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// The firmware file (imported into the package store, then served from there).
+    #[arg(long, value_name = "FILE", required_unless_present = "resume")]
+    pub firmware: Option<PathBuf>,
+
+    /// The version devices must report after the upgrade.
+    #[arg(long, value_name = "V", required_unless_present = "resume")]
+    pub version: Option<String>,
+
+    /// The module to upgrade (default: the device's main firmware).
+    #[arg(long, value_name = "M")]
+    pub module: Option<String>,
+
+    /// Target devices by canonical id (aliyun:pk/dn, fogcloud:pk/dn, dji:SN); repeatable.
+    #[arg(long = "target", value_name = "ID", conflicts_with = "all")]
+    pub targets: Vec<DeviceId>,
+
+    /// Target every device discovered during --discover-for (with --dialect: of those dialects).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Only these dialects with --all; repeatable.
+    #[arg(long, value_name = "DIALECT")]
+    pub dialect: Vec<Dialect>,
+
+    /// How long to listen for devices before the rollout starts.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub discover_for: Duration,
+
+    /// Wave size after the canary: a count (10) or a percentage of the targets (10%).
+    #[arg(long, value_name = "N|P%")]
+    pub wave: Option<WaveSize>,
+
+    /// Size of the first (canary) wave (default: --wave, else 1 device).
+    #[arg(long, value_name = "N|P%")]
+    pub canary: Option<WaveSize>,
+
+    /// Share of a wave that must succeed before the next one opens.
+    #[arg(long, value_name = "P%", value_parser = parse_percent)]
+    pub wave_success: Option<u8>,
+
+    /// At most this many notices per minute (`120/min` or `120`).
+    #[arg(long, value_name = "N/min", value_parser = parse_rate)]
+    pub rate: Option<u32>,
+
+    /// At most this many devices upgrading at once.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+
+    /// From notice to the new version reported, per attempt.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub device_timeout: Option<Duration>,
+
+    /// Times a failed or timed-out device is noticed again.
+    #[arg(long, value_name = "K")]
+    pub retries: Option<u32>,
+
+    /// Wait before a retry.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retry_interval: Option<Duration>,
+
+    /// Abort when more than this share of finished devices failed.
+    #[arg(long, value_name = "P%", value_parser = parse_percent, conflicts_with = "no_abort")]
+    pub max_failures: Option<u8>,
+
+    /// Finished devices needed before --max-failures is judged.
+    #[arg(long, value_name = "N")]
+    pub min_finished: Option<u32>,
+
+    /// Never abort on failures.
+    #[arg(long)]
+    pub no_abort: bool,
+
+    /// Only upgrade devices currently on one of these versions.
+    #[arg(long, value_name = "VERSION,...", value_delimiter = ',')]
+    pub only_from: Vec<String>,
+
+    /// DJI `firmware_upgrade_type`.
+    #[arg(long, value_enum, default_value = "normal")]
+    pub dji_upgrade_type: UpgradeTypeArg,
+
+    /// Alibaba `signMethod`.
+    #[arg(long, value_enum, default_value = "md5")]
+    pub sign_method: SignMethodArg,
+
+    /// Free text sent to FogCloud devices with the notice.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
+
+    /// Write a report when the rollout ends: FILE.json or FILE.csv.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Continue a campaign that was interrupted (by id, from the database).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["firmware", "targets", "all"])]
+    pub resume: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum UpgradeTypeArg {
+    Normal,
+    Consistency,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SignMethodArg {
+    Md5,
+    Sha256,
+}
+
+/// A count or a percentage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaveSize {
+    Count(u32),
+    Percent(u8),
+}
+
+impl std::str::FromStr for WaveSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().strip_suffix('%') {
+            Some(p) => parse_percent(p).map(WaveSize::Percent),
+            None => s
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(WaveSize::Count)
+                .ok_or_else(|| {
+                    format!("{s:?} is not a device count (e.g. 10) or a percentage (e.g. 10%)")
+                }),
+        }
+    }
+}
+
+fn parse_percent(s: &str) -> Result<u8, String> {
+    s.trim()
+        .trim_end_matches('%')
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=100).contains(p))
+        .ok_or_else(|| format!("{s:?} is not a percentage from 1 to 100"))
+}
+
+fn parse_rate(s: &str) -> Result<u32, String> {
+    let n = s.trim().trim_end_matches("/min").trim();
+    n.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a rate such as 120/min"))
+}
+
+/// How the rollout ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every target succeeded or was skipped as up to date.
+    AllSucceeded,
+    /// Some target failed, timed out, was rejected or canceled (or the run was interrupted).
+    SomeFailed,
+}
+
+pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
+    let config = args.connection.engine_config()?;
+    let handle = engine::start(config).await.context("starting the engine")?;
+    let id = match args.resume {
+        Some(id) => handle
+            .resume_campaign(CampaignId(id))
+            .await
+            .with_context(|| format!("resuming campaign {id}"))?,
+        None => start_new(args, &handle).await?,
+    };
+    eprintln!("campaign {id} running");
+    let finished = follow(&handle, id).await?;
+    let _ = handle.send(engine::Command::Shutdown);
+    let Some(view) = finished else {
+        eprintln!("interrupted; continue with: ota-console rollout --resume {id}");
+        return Ok(Outcome::SomeFailed);
+    };
+    if let Some(path) = &args.report {
+        Report::from_view(&view).write(path)?;
+        eprintln!("report written to {}", path.display());
+    }
+    let counts = view.snapshot.counts;
+    eprintln!(
+        "campaign {id} {}: {}",
+        view.snapshot.state,
+        summary(&counts)
+    );
+    Ok(if counts.succeeded + counts.skipped == counts.total {
+        Outcome::AllSucceeded
+    } else {
+        Outcome::SomeFailed
+    })
+}
+
+async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<CampaignId> {
+    let (Some(firmware), Some(version)) = (&args.firmware, &args.version) else {
+        bail!("--firmware and --version are required (or --resume ID)");
+    };
+    let package = handle
+        .import_firmware(firmware.clone())
+        .await
+        .with_context(|| format!("importing {}", firmware.display()))?;
+    eprintln!(
+        "{}: {} bytes, md5 {}, sha256 {}",
+        package.package.file_name,
+        package.package.size,
+        package.package.md5,
+        package.package.sha256
+    );
+    let module = module_of(args)?;
+    if args.all || !args.discover_for.is_zero() {
+        eprintln!(
+            "listening for devices for {}",
+            humantime::format_duration(args.discover_for)
+        );
+        tokio::time::sleep(args.discover_for).await;
+    }
+    let targets = if args.all {
+        discovered_targets(handle, &args.dialect, module.as_deref())
+    } else {
+        args.targets.iter().map(DeviceId::device).collect()
+    };
+    if targets.is_empty() {
+        bail!("no target devices (give --target ID, or --all with devices on the broker)");
+    }
+    let request = CampaignRequest {
+        name: String::new(),
+        package_sha256: package.package.sha256.clone(),
+        version: version.clone(),
+        module,
+        description: args.description.clone(),
+        policy: policy_from(args, targets.len())?,
+        settings: DialectSettings {
+            sign_method: match args.sign_method {
+                SignMethodArg::Md5 => SignMethod::Md5,
+                SignMethodArg::Sha256 => SignMethod::Sha256,
+            },
+            dji_upgrade_type: match args.dji_upgrade_type {
+                UpgradeTypeArg::Normal => DjiUpgradeType::Normal,
+                UpgradeTypeArg::Consistency => DjiUpgradeType::Consistency,
+            },
+        },
+        targets,
+    };
+    eprintln!(
+        "{} target device(s), target version {version}",
+        request.targets.len()
+    );
+    Ok(handle.start_campaign(request).await?)
+}
+
+/// `--module`, or the module every `--target` names.
+fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {
+    if args.module.is_some() {
+        return Ok(args.module.clone());
+    }
+    let mut modules = args.targets.iter().map(|t| t.module().map(str::to_owned));
+    let first = modules.next().flatten();
+    if modules.any(|m| m != first) {
+        bail!("targets name different modules; upgrade one module per rollout (--module M)");
+    }
+    Ok(first)
+}
+
+fn discovered_targets(
+    handle: &EngineHandle,
+    dialects: &[Dialect],
+    module: Option<&str>,
+) -> Vec<DeviceId> {
+    handle
+        .snapshot()
+        .devices
+        .iter()
+        .map(|row| &row.record)
+        .filter(|r| r.online)
+        .filter(|r| dialects.is_empty() || dialects.contains(&r.dialect))
+        .filter(|r| module.is_none() || r.version(module).is_some())
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// The policy: defaults, overridden by what was given.
+pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Policy> {
+    let mut policy = Policy::default();
+    let as_count = |w: WaveSize| match w {
+        WaveSize::Count(n) => n,
+        WaveSize::Percent(p) => {
+            let n = (target_count as u64 * u64::from(p)).div_ceil(100);
+            u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+        }
+    };
+    if let Some(wave) = args.wave {
+        policy.wave_size = as_count(wave);
+    }
+    if let Some(canary) = args.canary.or(args.wave) {
+        policy.canary = match canary {
+            WaveSize::Count(n) => CanarySize::Count(n),
+            WaveSize::Percent(p) => CanarySize::Percent(p),
+        };
+    }
+    if let Some(p) = args.wave_success {
+        policy.success_threshold_percent = p;
+    }
+    if let Some(rate) = args.rate {
+        policy.rate = RateLimit {
+            per_minute: rate,
+            burst: rate.clamp(1, 1_000),
+        };
+    }
+    if let Some(n) = args.concurrency {
+        policy.max_in_flight = n;
+    }
+    if let Some(t) = args.device_timeout {
+        policy.device_timeout_secs = t.as_secs().max(1);
+    }
+    if let Some(k) = args.retries {
+        policy.retries = k;
+    }
+    if let Some(i) = args.retry_interval {
+        policy.retry_interval_secs = i.as_secs();
+    }
+    if args.no_abort {
+        policy.abort = None;
+    } else if args.max_failures.is_some() || args.min_finished.is_some() {
+        let default = AbortThreshold::default();
+        policy.abort = Some(AbortThreshold {
+            failure_percent: args.max_failures.unwrap_or(default.failure_percent),
+            min_finished: args.min_finished.unwrap_or(default.min_finished),
+        });
+    }
+    policy.only_from_versions = args.only_from.clone();
+    policy
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid rollout policy: {e}"))?;
+    Ok(policy)
+}
+
+/// Follows the campaign until it is over; `None` when interrupted with Ctrl-C.
+async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<CampaignView>> {
+    let mut watch = handle.watch();
+    let progress = Display::new();
+    loop {
+        let view = watch
+            .borrow_and_update()
+            .campaigns
+            .iter()
+            .find(|c| c.snapshot.id == id)
+            .cloned();
+        if let Some(view) = &view {
+            progress.show(&view.snapshot.counts);
+            let counts = view.snapshot.counts;
+            if view.snapshot.state.is_finished() && counts.in_flight() == 0 {
+                progress.finish();
+                return Ok(Some(view.clone()));
+            }
+            if view.snapshot.waves.blocked && counts.in_flight() == 0 {
+                // Headless, nobody can open the next wave: stop here, resumable.
+                progress.finish();
+                eprintln!(
+                    "wave {} finished below the success threshold; the next wave waits for an \
+                     operator (ota-console rollout --resume {id}, or the window)",
+                    view.snapshot.waves.current.map_or(0, |w| w + 1)
+                );
+                return Ok(Some(view.clone()));
+            }
+        }
+        tokio::select! {
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    bail!("the engine stopped");
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                progress.finish();
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn summary(c: &Counts) -> String {
+    format!(
+        "{} succeeded, {} failed, {} rejected, {} timed out, {} canceled, {} skipped, {} in flight, {} pending",
+        c.succeeded,
+        c.failed,
+        c.rejected,
+        c.timed_out,
+        c.canceled,
+        c.skipped,
+        c.in_flight(),
+        c.pending
+    )
+}
+
+/// A progress bar on a terminal; plain lines (on change, at most once a second) otherwise.
+struct Display {
+    bar: Option<ProgressBar>,
+    last_line: std::sync::Mutex<(String, Option<std::time::Instant>)>,
+}
+
+impl Display {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} finished  {msg}")
+            {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self {
+            bar,
+            last_line: std::sync::Mutex::new((String::new(), None)),
+        }
+    }
+
+    fn show(&self, counts: &Counts) {
+        let finished = counts.total - counts.pending - counts.in_flight();
+        let line = summary(counts);
+        if let Some(bar) = &self.bar {
+            bar.set_length(counts.total as u64);
+            bar.set_position(finished as u64);
+            bar.set_message(line);
+            return;
+        }
+        let Ok(mut last) = self.last_line.lock() else {
+            return;
+        };
+        let due = last
+            .1
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if line != last.0 && due {
+            eprintln!("{finished}/{} finished: {line}", counts.total);
+            *last = (line, Some(std::time::Instant::now()));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: RolloutArgs,
+    }
+
+    fn parse(extra: &[&str]) -> RolloutArgs {
+        let mut argv = vec!["x", "--firmware", "f.bin", "--version", "2"];
+        argv.extend_from_slice(extra);
+        Wrapper::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn wave_sizes_parse() {
+        assert_eq!("10".parse::<WaveSize>(), Ok(WaveSize::Count(10)));
+        assert_eq!("25%".parse::<WaveSize>(), Ok(WaveSize::Percent(25)));
+        assert!("0".parse::<WaveSize>().is_err());
+        assert!("150%".parse::<WaveSize>().is_err());
+        assert!("abc".parse::<WaveSize>().is_err());
+        assert_eq!(parse_rate("120/min"), Ok(120));
+        assert_eq!(parse_rate("5"), Ok(5));
+        assert!(parse_rate("0/min").is_err());
+    }
+
+    #[test]
+    fn policy_follows_the_flags() {
+        let args = parse(&[
+            "--target",
+            "dji:SN1",
+            "--wave",
+            "10%",
+            "--wave-success",
+            "90%",
+            "--rate",
+            "600/min",
+            "--concurrency",
+            "7",
+            "--device-timeout",
+            "2m",
+            "--retries",
+            "3",
+            "--retry-interval",
+            "10s",
+            "--max-failures",
+            "30%",
+            "--only-from",
+            "1.0,1.1",
+        ]);
+        let policy = policy_from(&args, 95).unwrap();
+        assert_eq!(policy.canary, CanarySize::Percent(10));
+        assert_eq!(policy.wave_size, 10);
+        assert_eq!(policy.success_threshold_percent, 90);
+        assert_eq!(policy.rate.per_minute, 600);
+        assert_eq!(policy.max_in_flight, 7);
+        assert_eq!(policy.device_timeout_secs, 120);
+        assert_eq!(policy.retries, 3);
+        assert_eq!(policy.retry_interval_secs, 10);
+        assert_eq!(policy.abort.unwrap().failure_percent, 30);
+        assert_eq!(policy.only_from_versions, vec!["1.0", "1.1"]);
+        let none = policy_from(&parse(&["--all", "--no-abort"]), 3).unwrap();
+        assert_eq!(none.abort, None);
+    }
+
+    #[test]
+    fn targets_and_all_conflict_and_modules_must_agree() {
+        let mut argv = vec![
+            "x",
+            "--firmware",
+            "f",
+            "--version",
+            "2",
+            "--all",
+            "--target",
+            "dji:A",
+        ];
+        assert!(Wrapper::try_parse_from(argv.clone()).is_err());
+        argv.truncate(5);
+        argv.extend(["--target", "aliyun:pk/a#MCU", "--target", "aliyun:pk/b"]);
+        let args = Wrapper::try_parse_from(argv).unwrap().args;
+        assert!(module_of(&args).is_err());
+        let args = parse(&["--target", "aliyun:pk/a#MCU"]);
+        assert_eq!(module_of(&args).unwrap().as_deref(), Some("MCU"));
+    }
+}

@@ -1,0 +1,232 @@
+//! `ota-console sim`: runs a simulated fleet (Alibaba devices, FogCloud devices and gateways,
+//! DJI docks) against a broker until Ctrl-C, printing a one-line summary every few seconds.
+//!
+//! Owns: the command-line options of the simulator and turning them into a
+//! [`SimConfig`](crate::sim::SimConfig). Must never: implement device behaviour (that is
+//! `crate::sim`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet, SimTotals};
+
+/// How often the summary line is printed.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Broker to connect the devices to.
+    #[arg(long, value_name = "URL", default_value = "mqtt://127.0.0.1:1883")]
+    pub broker: String,
+    /// Alibaba Cloud IoT devices.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub aliyun: usize,
+    /// Plain FogCloud devices.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fogcloud: usize,
+    /// FogCloud gateways (each with --subs sub-devices).
+    #[arg(long, value_name = "G", default_value_t = 0)]
+    pub fogcloud_gateways: usize,
+    /// Sub-devices per FogCloud gateway.
+    #[arg(long, value_name = "K", default_value_t = 4)]
+    pub subs: usize,
+    /// DJI docks (each with one drone).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub dji_docks: usize,
+    /// Firmware version every device reports at start.
+    #[arg(long, value_name = "V", default_value = "1.0.0")]
+    pub version: String,
+    /// Extra Alibaba module (repeatable), reported with its own inform.
+    #[arg(long = "module", value_name = "NAME")]
+    pub modules: Vec<String>,
+    /// Seed for every random choice: same seed, same failures.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Product key of the Alibaba and FogCloud devices.
+    #[arg(long, value_name = "PK", default_value = "a1SimProduct")]
+    pub product_key: String,
+    /// Start of every device name (e.g. sim → sim-ali-0001, sim-dock-0001).
+    #[arg(long, value_name = "PREFIX", default_value = "sim")]
+    pub name_prefix: String,
+    /// Download cap per device, bytes per second (no cap when left out).
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    pub bandwidth: Option<u64>,
+    /// Seconds between a verified download and the new version being reported.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub install_secs: f64,
+    /// Probability that a download breaks off half-way.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fail_download: f64,
+    /// Probability that a download arrives corrupted (digest verification fails).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fail_verify: f64,
+    /// Probability that writing the firmware to flash fails.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fail_flash: f64,
+    /// Probability that a DJI dock rejects ota_create (312015 in flight / 312704 battery low).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub reject: f64,
+    /// Probability that a device never answers (chosen once per device).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub silent: f64,
+    /// Probability that a device drops off the network mid-download and comes back later.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub offline_mid_download: f64,
+    /// Seconds a device stays away after dropping off mid-download.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub offline_secs: f64,
+    /// Devices ask for firmware at start and periodically instead of waiting for a push.
+    #[arg(long)]
+    pub pull: bool,
+    /// Seconds between firmware requests in --pull mode.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub pull_secs: f64,
+}
+
+impl SimArgs {
+    /// The library configuration these options describe.
+    pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        Ok(SimConfig {
+            broker_url: self.broker.clone(),
+            aliyun: self.aliyun,
+            fogcloud: self.fogcloud,
+            fogcloud_gateways: self.fogcloud_gateways,
+            subs_per_gateway: self.subs,
+            dji_docks: self.dji_docks,
+            version: self.version.clone(),
+            aliyun_modules: self.modules.clone(),
+            product_key: self.product_key.clone(),
+            name_prefix: self.name_prefix.clone(),
+            seed: self.seed,
+            behaviour: Behaviour {
+                bandwidth_bytes_per_sec: self.bandwidth,
+                install: secs("--install-secs", self.install_secs)?,
+                faults: FaultOdds {
+                    download: self.fail_download,
+                    verify: self.fail_verify,
+                    flash: self.fail_flash,
+                    reject: self.reject,
+                    silent: self.silent,
+                    offline_mid_download: self.offline_mid_download,
+                },
+                pull: self.pull,
+                pull_interval: secs("--pull-secs", self.pull_secs)?,
+                offline_for: secs("--offline-secs", self.offline_secs)?,
+                ..Behaviour::default()
+            },
+        })
+    }
+}
+
+fn secs(option: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{option} {value} is not a number of seconds >= 0"))
+}
+
+/// Runs the fleet until Ctrl-C.
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let cfg = args.to_config()?;
+    let fleet = SimFleet::start(cfg)
+        .await
+        .context("starting the simulated fleet")?;
+    let ids = fleet.device_ids();
+    println!(
+        "simulating {} devices against {} (first: {}); Ctrl-C to stop",
+        ids.len(),
+        args.broker,
+        ids.first().map(ToString::to_string).unwrap_or_default()
+    );
+    let mut every = tokio::time::interval(SUMMARY_EVERY);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for Ctrl-C")?;
+                break;
+            }
+            _ = every.tick() => println!("{}", summary(&fleet.stats().totals())),
+        }
+    }
+    let last = fleet.stats().totals();
+    fleet.shutdown().await;
+    println!("stopped: {}", summary(&last));
+    Ok(())
+}
+
+fn summary(t: &SimTotals) -> String {
+    format!(
+        "{} devices, {} connected | idle {} downloading {} installing {} failed {} rejected {} \
+         offline {} | notices {} upgraded {} failures {} missing replies {} dropped {}",
+        t.devices,
+        t.connected,
+        t.idle,
+        t.downloading,
+        t.installing,
+        t.failed,
+        t.rejected,
+        t.offline,
+        t.notices_received,
+        t.upgrades_succeeded,
+        t.upgrades_failed,
+        t.missing_replies,
+        t.messages_dropped
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    #[test]
+    fn options_map_to_config() {
+        let cli = Cli::parse_from([
+            "x",
+            "--broker",
+            "mqtt://127.0.0.1:1999",
+            "--aliyun",
+            "3",
+            "--fogcloud-gateways",
+            "2",
+            "--subs",
+            "5",
+            "--dji-docks",
+            "1",
+            "--fail-verify",
+            "0.25",
+            "--bandwidth",
+            "1000",
+            "--install-secs",
+            "0.5",
+            "--pull",
+            "--module",
+            "MCU",
+        ]);
+        let cfg = cli.sim.to_config().unwrap();
+        assert_eq!(
+            (cfg.aliyun, cfg.fogcloud_gateways, cfg.subs_per_gateway),
+            (3, 2, 5)
+        );
+        assert_eq!(cfg.behaviour.faults.verify, 0.25);
+        assert_eq!(cfg.behaviour.bandwidth_bytes_per_sec, Some(1000));
+        assert_eq!(cfg.behaviour.install, Duration::from_millis(500));
+        assert!(cfg.behaviour.pull);
+        assert_eq!(cfg.aliyun_modules, vec!["MCU".to_owned()]);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn negative_seconds_are_refused() {
+        let cli = Cli::parse_from(["x", "--install-secs=-1"]);
+        let err = cli.sim.to_config().unwrap_err().to_string();
+        assert!(err.contains("--install-secs"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! The window (no subcommand): starts the engine with the connection options, optionally a
+//! simulated demo fleet beside it, and hands both to the UI. The UI runs on this thread; the
+//! engine and the fleet run on the tokio runtime's threads.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::connection::ConnectionArgs;
+use crate::engine::{self, BrokerChoice, Command, FirmwareSource};
+use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use crate::ui::{self, UiOptions};
+
+/// Size of the demo firmware file written on first use.
+const DEMO_FIRMWARE_BYTES: usize = 4 * 1024 * 1024;
+
+pub fn run(runtime: &tokio::runtime::Runtime, connection: &ConnectionArgs, demo: bool) -> anyhow::Result<()> {
+    let mut config = connection.engine_config()?;
+    config.resume_unfinished = true;
+    if demo {
+        // The demo keeps its devices and campaigns apart from the real ones.
+        config.data_dir = config.data_dir.join("demo");
+        config.db_path = config.data_dir.join("ota-console.db");
+        if let FirmwareSource::Embedded { bind, public_base } = &mut config.firmware
+            && public_base.is_none()
+        {
+            // The simulated devices live in this process: loopback always reaches the server.
+            *public_base = Some(format!("http://127.0.0.1:{}", loopback_port(*bind)));
+        }
+    }
+    let demo_firmware = demo.then(|| config.data_dir.join("demo-firmware-2.0.0.bin"));
+    let handle = runtime
+        .block_on(engine::start(config.clone()))
+        .or_else(|e| {
+            // A demo must not die because port 1883 is taken: fall back to free ports.
+            if demo && matches!(config.broker, BrokerChoice::Embedded { .. }) {
+                tracing::warn!("{e}; the demo uses free ports instead");
+                config.broker = BrokerChoice::Embedded {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                };
+                config.firmware = FirmwareSource::Embedded {
+                    bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    public_base: None,
+                };
+                runtime.block_on(engine::start(config.clone()))
+            } else {
+                Err(e)
+            }
+        })
+        .context("starting the engine")?;
+    let _fleet = if demo {
+        if let Some(path) = &demo_firmware {
+            write_demo_firmware(path)?;
+            let _ = handle.send(Command::ImportFirmware {
+                path: path.clone(),
+                reply: None,
+            });
+        }
+        let fleet = runtime
+            .block_on(SimFleet::start(demo_fleet(handle.broker_url())))
+            .context("starting the demo fleet")?;
+        Some(fleet)
+    } else {
+        None
+    };
+    let _enter = runtime.enter();
+    ui::run(
+        handle,
+        UiOptions {
+            demo,
+            ..UiOptions::default()
+        },
+    )
+}
+
+fn loopback_port(bind: SocketAddr) -> u16 {
+    bind.port()
+}
+
+/// The demo fleet: every dialect, gateways and docks, a few devices that fail, downloads slow
+/// enough that progress is visible.
+pub fn demo_fleet(broker_url: &str) -> SimConfig {
+    SimConfig {
+        broker_url: broker_url.to_owned(),
+        aliyun: 24,
+        fogcloud: 8,
+        fogcloud_gateways: 2,
+        subs_per_gateway: 8,
+        dji_docks: 4,
+        version: "1.0.0".into(),
+        name_prefix: "demo".into(),
+        seed: 2026,
+        behaviour: Behaviour {
+            bandwidth_bytes_per_sec: Some(512 * 1024),
+            install: Duration::from_secs(4),
+            faults: FaultOdds {
+                download: 0.04,
+                verify: 0.04,
+                flash: 0.04,
+                reject: 0.25,
+                silent: 0.02,
+                offline_mid_download: 0.04,
+            },
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+fn write_demo_firmware(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Deterministic, incompressible-looking bytes: the same demo package every time.
+    let mut state: u32 = 0x2026_1123;
+    let bytes: Vec<u8> = (0..DEMO_FIRMWARE_BYTES)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}

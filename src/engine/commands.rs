@@ -1,0 +1,219 @@
+//! Operator commands: import a package, start / resume / steer campaigns. Each is checked here
+//! and refused with a sentence the UI can show, never a panic.
+
+use std::time::Duration;
+
+use super::command::{CampaignRequest, Command, Reply};
+use super::live::LiveCampaign;
+use super::runner::Runner;
+use super::snapshot::AlertLevel;
+use crate::device_id::DeviceId;
+use crate::firmware::StoredPackage;
+use crate::protocol::FirmwareOffer;
+use crate::rollout::{Campaign, CampaignId, CampaignSpec, Input, Target};
+use crate::store::PackageRecord;
+
+impl Runner {
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ImportFirmware { path, reply } => self.start_import(path, reply),
+            Command::CancelImport => {
+                if let Some(job) = &self.import {
+                    job.cancel.cancel();
+                }
+            }
+            Command::StartCampaign { request, reply } => {
+                let result = self.start_campaign(request);
+                self.answer(reply, result);
+            }
+            Command::ResumeCampaign { id, reply } => {
+                let result = self.resume_campaign(id);
+                self.answer(reply, result);
+            }
+            Command::Pause(id) => self.steer(id, Input::Pause),
+            Command::Resume(id) => self.steer(id, Input::Resume),
+            Command::Cancel(id) => self.steer(id, Input::Cancel),
+            Command::RetryFailed(id) => self.steer(id, Input::RetryFailed),
+            Command::AdvanceWave(id) => self.steer(id, Input::AdvanceWave),
+            Command::DismissAlerts => {
+                self.alerts.clear();
+                self.dirty = true;
+            }
+            // Handled by the loop.
+            Command::Shutdown => {}
+        }
+    }
+
+    fn answer<T>(&mut self, reply: Option<Reply<T>>, result: Result<T, String>) {
+        if let Err(e) = &result {
+            self.alert(AlertLevel::Error, e.clone());
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn steer(&mut self, id: CampaignId, input: Input) {
+        match self.live.iter().position(|l| l.campaign.id() == id) {
+            Some(idx) => self.drive(idx, input),
+            None => self.alert(
+                AlertLevel::Warning,
+                format!("campaign {id} is not running in this console"),
+            ),
+        }
+    }
+
+    fn start_campaign(&mut self, request: CampaignRequest) -> Result<CampaignId, String> {
+        let stored = self
+            .packages
+            .get(&request.package_sha256)
+            .map_err(|e| format!("cannot start the rollout: {e}"))?;
+        self.save_package(&stored)?;
+        let module = request.module.clone().filter(|m| !m.trim().is_empty());
+        let targets = self.targets_for(&request.targets, module.as_deref())?;
+        let url = self.offer_url(&stored)?;
+        let offer = FirmwareOffer {
+            version: request.version.trim().to_owned(),
+            url,
+            size: stored.package.size,
+            md5: stored.package.md5.clone(),
+            sha256: stored.package.sha256.clone(),
+            checksum: stored.package.checksum.clone(),
+            file_name: stored.package.file_name.clone(),
+            description: request.description.clone(),
+        };
+        let name = if request.name.trim().is_empty() {
+            format!("{} → {}", stored.package.file_name, offer.version)
+        } else {
+            request.name.trim().to_owned()
+        };
+        let spec = CampaignSpec {
+            name,
+            offer,
+            module,
+            settings: request.settings,
+            policy: request.policy,
+        };
+        let id = self
+            .store
+            .next_campaign_id()
+            .map_err(|e| format!("cannot start the rollout: {e}"))?;
+        let campaign = Campaign::new(id, spec, targets, self.clock.now())
+            .map_err(|e| format!("cannot start the rollout: {e}"))?;
+        self.store
+            .create_campaign(&campaign.persisted())
+            .map_err(|e| format!("cannot start the rollout: {e}"))?;
+        self.live.push(LiveCampaign::new(campaign));
+        let idx = self.live.len() - 1;
+        self.drive(idx, Input::Start);
+        self.live[idx].record_timeline(self.clock.now_ms());
+        Ok(id)
+    }
+
+    /// The campaign's targets with what the fleet knows of them. A device+module already in an
+    /// unfinished campaign is refused: two campaigns would fight over it.
+    fn targets_for(
+        &self,
+        devices: &[DeviceId],
+        module: Option<&str>,
+    ) -> Result<Vec<Target>, String> {
+        if devices.is_empty() {
+            return Err("cannot start the rollout: no target devices selected".into());
+        }
+        let mut targets = Vec::with_capacity(devices.len());
+        for device in devices {
+            let device = device
+                .device()
+                .with_module(module)
+                .map_err(|e| format!("cannot start the rollout: {e}"))?;
+            if let Some(idx) = self.campaign_for(&device) {
+                return Err(format!(
+                    "cannot start the rollout: {device} is already in campaign {}",
+                    self.live[idx].campaign.id()
+                ));
+            }
+            let record = self.fleet.get(&device);
+            targets.push(Target {
+                version: record.and_then(|r| r.version(module).map(str::to_owned)),
+                online: record.is_some_and(|r| r.online),
+                device,
+            });
+        }
+        Ok(targets)
+    }
+
+    fn offer_url(&self, stored: &StoredPackage) -> Result<String, String> {
+        if let Some(url) = &self.external_url {
+            return Ok(url.clone());
+        }
+        match &self.http {
+            Some(http) => Ok(http.offer(
+                stored.path.clone(),
+                &stored.package.file_name,
+                &stored.package.sha256,
+            )),
+            None => Err("cannot start the rollout: no firmware server and no --url".into()),
+        }
+    }
+
+    pub(super) fn save_package(&mut self, stored: &StoredPackage) -> Result<(), String> {
+        let record = PackageRecord {
+            sha256: stored.package.sha256.clone(),
+            file_name: stored.package.file_name.clone(),
+            size: stored.package.size,
+            md5: stored.package.md5.clone(),
+            checksum: stored.package.checksum.clone(),
+            store_path: stored.path.clone(),
+            imported_at: self.clock.now(),
+        };
+        self.store
+            .save_package(&record)
+            .map(|_| ())
+            .map_err(|e| format!("cannot record the package in the database: {e}"))
+    }
+
+    /// Picks a stored campaign up where it was.
+    pub(super) fn resume_campaign(&mut self, id: CampaignId) -> Result<CampaignId, String> {
+        if self.live.iter().any(|l| l.campaign.id() == id) {
+            return Ok(id);
+        }
+        let persisted = self
+            .store
+            .load_campaign(id)
+            .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
+        self.serve_again(&persisted.spec)?;
+        let fleet = &self.fleet;
+        let is_online = |d: &DeviceId| fleet.get(d).is_some_and(|r| r.online);
+        let campaign = Campaign::resume(persisted, self.clock.now(), &is_online)
+            .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
+        self.history.retain(|h| h.snapshot.id != id);
+        self.live.push(LiveCampaign::new(campaign));
+        let idx = self.live.len() - 1;
+        self.drive(idx, Input::Tick);
+        self.live[idx].record_timeline(self.clock.now_ms());
+        Ok(id)
+    }
+
+    /// Serves a resumed campaign's package at the URL its devices were given, so that devices
+    /// noticed before the restart can still download (and resume with Range requests).
+    fn serve_again(&mut self, spec: &CampaignSpec) -> Result<(), String> {
+        let (Some(http), None) = (&self.http, &self.external_url) else {
+            return Ok(());
+        };
+        let stored = self
+            .packages
+            .get(&spec.offer.sha256)
+            .map_err(|e| format!("cannot resume: the package is gone from the store: {e}"))?;
+        http.offer_at(
+            &spec.offer.url,
+            stored.path.clone(),
+            &stored.package.file_name,
+            &stored.package.sha256,
+        )
+        .map_err(|e| format!("cannot serve the package again: {e}"))
+    }
+}
+
+/// How long an import may report no progress before the UI would look frozen; progress events
+/// are throttled to about this rate.
+pub(super) const IMPORT_PROGRESS_INTERVAL: Duration = Duration::from_millis(50);

@@ -1,0 +1,63 @@
+//! What the engine connects to and where it keeps its data, decided once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::device_id::Dialect;
+use crate::transport::mqtt::LinkOptions;
+
+/// Which MQTT broker devices and the console meet on.
+#[derive(Debug, Clone)]
+pub enum BrokerChoice {
+    /// Start the embedded broker on this address and connect to it.
+    Embedded { listen: SocketAddr },
+    /// Connect to an existing broker.
+    External(LinkOptions),
+}
+
+/// Where devices download firmware from.
+#[derive(Debug, Clone)]
+pub enum FirmwareSource {
+    /// The embedded HTTP server, bound to `bind`, announced to devices as `public_base`
+    /// (default: derived from the bound address).
+    Embedded {
+        bind: SocketAddr,
+        public_base: Option<String>,
+    },
+    /// An existing URL that serves the package; no local server.
+    ExternalUrl(String),
+    /// No firmware is offered (e.g. `devices` only listens).
+    Disabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub broker: BrokerChoice,
+    pub firmware: FirmwareSource,
+    /// Holds `packages/` (the content-addressed store).
+    pub data_dir: PathBuf,
+    /// The SQLite database (default `<data_dir>/ota-console.db`).
+    pub db_path: PathBuf,
+    /// Dialects whose topics are subscribed.
+    pub dialects: Vec<Dialect>,
+    /// Pick up campaigns that were running when the console stopped (the window does; the
+    /// `rollout` command resumes only the one named by `--resume`).
+    pub resume_unfinished: bool,
+}
+
+impl EngineConfig {
+    /// Embedded broker and firmware server on the given addresses, data under `data_dir`.
+    pub fn embedded(listen: SocketAddr, http_bind: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            broker: BrokerChoice::Embedded { listen },
+            firmware: FirmwareSource::Embedded {
+                bind: http_bind,
+                public_base: None,
+            },
+            db_path: data_dir.join("ota-console.db"),
+            data_dir,
+            dialects: Dialect::ALL.to_vec(),
+            resume_unfinished: false,
+        }
+    }
+}

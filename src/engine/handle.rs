@@ -1,0 +1,139 @@
+//! `EngineHandle`: how the UI and the commands reach the engine. Cloneable; every method returns
+//! at once.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::command::{CampaignRequest, Command};
+use super::snapshot::Snapshot;
+use crate::device_id::DeviceId;
+use crate::firmware::StoredPackage;
+use crate::fleet::inspector::{Inspector, RawMessage};
+use crate::rollout::CampaignId;
+
+/// Called by the engine whenever the snapshot changed (GUI: `request_repaint_after`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine is busy (command queue full); try again")]
+    Busy,
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot start: {0}")]
+    Start(String),
+}
+
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+    pub(super) snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub(super) inspector: Arc<Mutex<Inspector>>,
+    pub(super) waker: Arc<Mutex<Option<Waker>>>,
+    /// `mqtt://host:port` of the broker the engine is connected to (no credentials).
+    pub(super) broker_url: String,
+}
+
+impl EngineHandle {
+    /// Queues a command without waiting (for UI threads).
+    pub fn send(&self, command: Command) -> Result<(), EngineError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EngineError::Busy,
+            mpsc::error::TrySendError::Closed(_) => EngineError::Stopped,
+        })
+    }
+
+    /// Sets the function the engine calls after each snapshot change (the GUI sets it once its
+    /// `egui::Context` exists).
+    pub fn set_waker(&self, waker: Waker) {
+        if let Ok(mut slot) = self.waker.lock() {
+            *slot = Some(waker);
+        }
+    }
+
+    /// The URL of the broker the engine uses (`mqtt://127.0.0.1:PORT` for the embedded one),
+    /// e.g. for an in-process simulated fleet.
+    pub fn broker_url(&self) -> &str {
+        &self.broker_url
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that wakes on every new snapshot (for async callers such as the CLI).
+    pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// Up to `limit` most recent raw messages, oldest first; only those about `device` when
+    /// given.
+    pub fn messages(&self, device: Option<&DeviceId>, limit: usize) -> Vec<RawMessage> {
+        let Ok(inspector) = self.inspector.lock() else {
+            return Vec::new();
+        };
+        let mut picked: Vec<RawMessage> = match device {
+            Some(d) => inspector.for_device(d).cloned().collect(),
+            None => inspector.all().cloned().collect(),
+        };
+        let skip = picked.len().saturating_sub(limit);
+        picked.drain(..skip);
+        picked
+    }
+
+    /// Imports a firmware file and waits for the result.
+    pub async fn import_firmware(
+        &self,
+        path: std::path::PathBuf,
+    ) -> Result<StoredPackage, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_async(Command::ImportFirmware {
+            path,
+            reply: Some(reply),
+        })
+        .await?;
+        rx.await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Refused)
+    }
+
+    /// Starts a campaign and waits until it is created.
+    pub async fn start_campaign(
+        &self,
+        request: CampaignRequest,
+    ) -> Result<CampaignId, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_async(Command::StartCampaign {
+            request,
+            reply: Some(reply),
+        })
+        .await?;
+        rx.await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Refused)
+    }
+
+    /// Resumes a campaign from the database and waits until it runs.
+    pub async fn resume_campaign(&self, id: CampaignId) -> Result<CampaignId, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_async(Command::ResumeCampaign {
+            id,
+            reply: Some(reply),
+        })
+        .await?;
+        rx.await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Refused)
+    }
+
+    async fn send_async(&self, command: Command) -> Result<(), EngineError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| EngineError::Stopped)
+    }
+}

@@ -1,0 +1,212 @@
+//! Campaigns the engine is driving: feeding them inputs and carrying out their actions in
+//! order — every `Persist` is durable before the notice it causes is published.
+
+use crate::device_id::{DeviceId, Dialect};
+use crate::protocol::{self, Notice};
+use crate::rollout::{Action, Campaign, Input, LogLevel, NoticeRoute, Transition, UpgradeOrder};
+
+use super::runner::Runner;
+use super::snapshot::{AlertLevel, TimelinePoint};
+
+/// Timeline points kept per campaign; older halves are thinned out beyond this.
+const MAX_TIMELINE_POINTS: usize = 2_000;
+
+pub(super) struct LiveCampaign {
+    pub(super) campaign: Campaign,
+    /// Dialects among its targets.
+    pub(super) dialects: Vec<Dialect>,
+    pub(super) timeline: Vec<TimelinePoint>,
+    /// The store refused a write: nothing more is sent for this campaign.
+    pub(super) halted: bool,
+}
+
+impl LiveCampaign {
+    pub(super) fn new(campaign: Campaign) -> Self {
+        let mut dialects: Vec<Dialect> = campaign
+            .devices()
+            .iter()
+            .map(|d| d.device.dialect())
+            .collect();
+        dialects.sort();
+        dialects.dedup();
+        Self {
+            campaign,
+            dialects,
+            timeline: Vec::new(),
+            halted: false,
+        }
+    }
+
+    /// Adds a timeline point if the counts moved (or a minute passed); returns whether it did.
+    pub(super) fn record_timeline(&mut self, now_ms: i64) -> bool {
+        let counts = self.campaign.counts();
+        let point = TimelinePoint {
+            at_ms: now_ms,
+            succeeded: counts.succeeded,
+            failed: counts.failures(),
+            in_flight: counts.in_flight(),
+        };
+        let unchanged = self.timeline.last().is_some_and(|last| {
+            last.succeeded == point.succeeded
+                && last.failed == point.failed
+                && last.in_flight == point.in_flight
+                && now_ms - last.at_ms < 60_000
+        });
+        if unchanged
+            || (self.campaign.state().is_finished()
+                && counts.in_flight() == 0
+                && !self.timeline.is_empty())
+        {
+            return false;
+        }
+        if self.timeline.len() >= MAX_TIMELINE_POINTS {
+            // Keep the shape of the whole rollout: drop every other point of the older half.
+            let half = self.timeline.len() / 2;
+            let mut i = 0;
+            self.timeline.retain(|_| {
+                i += 1;
+                i > half || i % 2 == 0
+            });
+        }
+        self.timeline.push(point);
+        true
+    }
+}
+
+impl Runner {
+    /// Feeds one input to campaign `idx` and carries out what it asks.
+    pub(super) fn drive(&mut self, idx: usize, input: Input) {
+        let now = self.clock.now();
+        let Some(live) = self.live.get_mut(idx) else {
+            return;
+        };
+        if live.halted {
+            return;
+        }
+        let actions = live.campaign.handle(input, now, &mut self.ids);
+        if !actions.is_empty() {
+            self.dirty = true;
+        }
+        self.execute(idx, actions);
+    }
+
+    /// Lets every campaign fire its due timers.
+    pub(super) fn tick_campaigns(&mut self) {
+        let now = self.clock.now();
+        for idx in 0..self.live.len() {
+            let due = self.live[idx]
+                .campaign
+                .next_deadline()
+                .is_some_and(|at| at <= now);
+            if due {
+                self.drive(idx, Input::Tick);
+            }
+        }
+    }
+
+    fn execute(&mut self, idx: usize, actions: Vec<Action>) {
+        let mut unsaved: Vec<Transition> = Vec::new();
+        for action in actions {
+            if let Action::Persist(t) = action {
+                unsaved.push(t);
+                continue;
+            }
+            if !self.persist(idx, &mut unsaved) {
+                return;
+            }
+            match action {
+                Action::Persist(_) => {}
+                Action::SendUpgrade(order) => self.send_upgrade(idx, order),
+                Action::ReplyFirmwareGet { request, pending } => {
+                    let device = request.device.clone();
+                    let pending = pending.map(|order| self.notice_for(idx, &order));
+                    let notice = Notice::FirmwareGetReply { request, pending };
+                    // A lost reply is not fatal: the device asks again.
+                    let _ = self.encode_and_publish(&notice, device);
+                }
+                Action::CampaignStateChanged { from, to } => {
+                    let id = self.live[idx].campaign.id();
+                    self.alert(AlertLevel::Info, format!("campaign {id}: {from} → {to}"));
+                }
+                Action::Log {
+                    device,
+                    level,
+                    message,
+                } => {
+                    let who = device.map(|d| d.to_string()).unwrap_or_default();
+                    match level {
+                        LogLevel::Info => tracing::info!(device = %who, "{message}"),
+                        LogLevel::Warn => tracing::warn!(device = %who, "{message}"),
+                    }
+                }
+            }
+        }
+        self.persist(idx, &mut unsaved);
+    }
+
+    /// Writes the pending transitions in one transaction. On failure the campaign is halted:
+    /// sending what the database does not know about could notice a device twice after a restart.
+    fn persist(&mut self, idx: usize, unsaved: &mut Vec<Transition>) -> bool {
+        if unsaved.is_empty() {
+            return true;
+        }
+        let result = self.store.apply_all(unsaved);
+        unsaved.clear();
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                let id = self.live[idx].campaign.id();
+                self.live[idx].halted = true;
+                self.alert(
+                    AlertLevel::Error,
+                    format!(
+                        "campaign {id} stopped: the database refused a write ({e}); nothing more \
+                         is sent. Free space or fix permissions, then restart to resume"
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    fn send_upgrade(&mut self, idx: usize, order: UpgradeOrder) {
+        let notice = self.notice_for(idx, &order);
+        let device = order.device.clone();
+        let attempt = order.attempt;
+        if let Err(error) = self.encode_and_publish(&Notice::Upgrade(notice), device.clone()) {
+            self.drive(
+                idx,
+                Input::PublishFailed {
+                    device,
+                    attempt,
+                    error,
+                },
+            );
+        }
+    }
+
+    /// The notice for an order, routed through the device's gateway when it has one.
+    fn notice_for(&mut self, idx: usize, order: &UpgradeOrder) -> protocol::UpgradeNotice {
+        let route = NoticeRoute {
+            gateway: self.gateway_of(&order.device),
+            msg_id: self.next_msg_id(),
+            timestamp_ms: self.clock.now_ms(),
+        };
+        self.live[idx].campaign.build_notice(order, &route)
+    }
+
+    fn gateway_of(&self, device: &DeviceId) -> Option<DeviceId> {
+        self.fleet.get(device).and_then(|r| r.gateway.clone())
+    }
+
+    fn encode_and_publish(&mut self, notice: &Notice, device: DeviceId) -> Result<(), String> {
+        match protocol::encode(notice) {
+            Ok(out) => self.publish(out, Some(device)),
+            Err(e) => {
+                let text = format!("cannot encode the notice for {device}: {e}");
+                self.alert(AlertLevel::Error, text.clone());
+                Err(text)
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The engine: the one task that owns the fleet registry, the running campaigns, the store and
+//! the I/O edge (MQTT link, embedded broker, firmware server).
+//!
+//! The window and the headless commands drive it the same way: they send [`Command`]s through an
+//! [`EngineHandle`] (bounded channel, `try_send`, never blocking a UI thread) and read the latest
+//! [`Snapshot`] (a `watch` of an `Arc`), plus the raw-message inspector. The engine calls the
+//! waker it was given whenever the snapshot changed, so a GUI repaints only when needed.
+//!
+//! Flow of one device message: `transport::mqtt` → [`crate::protocol::decode`] →
+//! [`crate::fleet::Fleet::apply`] → campaigns (`rollout::Campaign::handle`) → actions: persist
+//! (store) first, then publish → snapshot + waker.
+//!
+//! Never: blocks on the UI, holds a lock across an await, or lets one device's bad message
+//! affect another device.
+
+mod clock;
+mod command;
+mod commands;
+mod config;
+mod handle;
+mod import;
+mod inbound;
+mod inventory;
+mod live;
+mod runner;
+mod snapshot;
+mod start;
+mod view;
+
+pub use command::{CampaignRequest, Command};
+pub use config::{BrokerChoice, EngineConfig, FirmwareSource};
+pub use handle::{EngineError, EngineHandle, Waker};
+pub use snapshot::{
+    Alert, AlertLevel, CampaignView, DeviceRow, ImportProgress, Snapshot, TimelinePoint, Traffic,
+};
+pub use start::start;

@@ -1,0 +1,276 @@
+//! The engine task: one loop that owns all mutable state and reacts to commands, device
+//! messages, timers and link changes, one at a time. Nothing here blocks: SQLite writes are
+//! short (one transaction per burst of transitions) and hashing runs on a blocking thread.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::clock::Clock;
+use super::command::Command;
+use super::handle::Waker;
+use super::import::{ImportEvent, ImportJob};
+use super::live::LiveCampaign;
+use super::snapshot::{Alert, AlertLevel, CampaignView, Snapshot, Traffic};
+use crate::device_id::DeviceId;
+use crate::firmware::{FirmwareStore, StoredPackage};
+use crate::fleet::Fleet;
+use crate::fleet::inspector::{Direction, Inspector};
+use crate::protocol::Outbound;
+use crate::rollout::RandomIds;
+use crate::store::Store;
+use crate::transport::broker::EmbeddedBroker;
+use crate::transport::http::FirmwareServer;
+use crate::transport::mqtt::{Inbound, LinkState, MqttLink};
+
+/// How often the snapshot is republished when something changed, and housekeeping runs.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+/// Device messages handled per wake-up before commands and timers get a turn.
+const INBOUND_BATCH: usize = 2_000;
+/// Alerts kept for the UI.
+const MAX_ALERTS: usize = 100;
+/// How often the inventory is written and a timeline point taken.
+const SLOW_HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+pub(super) struct Runner {
+    pub(super) clock: Clock,
+    pub(super) fleet: Fleet,
+    pub(super) inspector: Arc<Mutex<Inspector>>,
+    pub(super) store: Store,
+    pub(super) packages: FirmwareStore,
+    pub(super) library: Vec<StoredPackage>,
+    pub(super) link: MqttLink,
+    pub(super) http: Option<FirmwareServer>,
+    pub(super) external_url: Option<String>,
+    pub(super) live: Vec<LiveCampaign>,
+    pub(super) history: Vec<CampaignView>,
+    pub(super) ids: RandomIds,
+    pub(super) next_msg_id: i64,
+    pub(super) alerts: VecDeque<Alert>,
+    pub(super) traffic: Traffic,
+    pub(super) rate_window: VecDeque<(Instant, u64)>,
+    pub(super) import: Option<ImportJob>,
+    pub(super) import_tx: mpsc::Sender<ImportEvent>,
+    pub(super) snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    pub(super) waker: Arc<Mutex<Option<Waker>>>,
+    pub(super) dirty: bool,
+    pub(super) inventory_dirty: HashSet<DeviceId>,
+    pub(super) last_message: HashMap<DeviceId, String>,
+    pub(super) broker_label: String,
+    pub(super) firmware_base: Option<String>,
+    pub(super) revision: u64,
+    pub(super) _broker: Option<EmbeddedBroker>,
+}
+
+impl Runner {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut import_rx: mpsc::Receiver<ImportEvent>,
+    ) {
+        let mut link_state = self.link.state();
+        let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+        publish.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut slow = tokio::time::interval(SLOW_HOUSEKEEPING);
+        slow.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut inbound_open = true;
+        self.publish_snapshot();
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None | Some(Command::Shutdown) => break,
+                    Some(command) => {
+                        self.on_command(command);
+                        self.publish_snapshot();
+                    }
+                },
+                Some(event) = import_rx.recv() => self.on_import_event(event),
+                message = inbound.recv(), if inbound_open => match message {
+                    Some(message) => {
+                        self.on_inbound(message);
+                        for _ in 1..INBOUND_BATCH {
+                            match inbound.try_recv() {
+                                Ok(message) => self.on_inbound(message),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => inbound_open = false,
+                },
+                () = sleep_until_opt(deadline) => self.tick_campaigns(),
+                changed = link_state.changed() => {
+                    if changed.is_ok() {
+                        let state = link_state.borrow_and_update().clone();
+                        self.on_link_state(&state);
+                    }
+                }
+                _ = publish.tick() => {
+                    if self.dirty {
+                        self.publish_snapshot();
+                    }
+                }
+                _ = slow.tick() => self.slow_housekeeping(),
+            }
+        }
+        self.flush_inventory();
+        self.link.shutdown();
+        self.dirty = true;
+        self.publish_snapshot();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.live
+            .iter()
+            .filter_map(|l| l.campaign.next_deadline())
+            .min()
+            .map(|at| self.clock.instant_of(at))
+    }
+
+    fn on_link_state(&mut self, state: &LinkState) {
+        match state {
+            LinkState::Failed { reason } => self.alert(
+                AlertLevel::Error,
+                format!("MQTT broker connection failed: {reason}"),
+            ),
+            LinkState::Reconnecting {
+                reason, attempt: 1, ..
+            } => self.alert(
+                AlertLevel::Warning,
+                format!("MQTT broker connection lost, reconnecting: {reason}"),
+            ),
+            LinkState::Connected => tracing::info!("connected to the MQTT broker"),
+            _ => {}
+        }
+        self.dirty = true;
+    }
+
+    /// Publishes one message and records it in the inspector.
+    pub(super) fn publish(&mut self, out: Outbound, about: Option<DeviceId>) -> Result<(), String> {
+        let now_ms = self.clock.now_ms();
+        let result = self.link.publish(out.clone()).map_err(|e| e.to_string());
+        let error = result.as_ref().err().cloned();
+        if let Some(e) = &error {
+            tracing::warn!(topic = %out.topic, error = %e, "publish failed");
+        } else {
+            self.traffic.published += 1;
+        }
+        if let Some(device) = &about {
+            self.last_message
+                .insert(device.device(), format!("→ {}", out.topic));
+        }
+        self.inspector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(
+                now_ms,
+                Direction::Out,
+                &out.topic,
+                &out.payload,
+                about,
+                error,
+            );
+        self.dirty = true;
+        result
+    }
+
+    pub(super) fn alert(&mut self, level: AlertLevel, text: String) {
+        match level {
+            AlertLevel::Error => tracing::error!("{text}"),
+            AlertLevel::Warning => tracing::warn!("{text}"),
+            AlertLevel::Info => tracing::info!("{text}"),
+        }
+        if self.alerts.len() == MAX_ALERTS {
+            self.alerts.pop_front();
+        }
+        self.alerts.push_back(Alert {
+            at_ms: self.clock.now_ms(),
+            level,
+            text,
+        });
+        self.dirty = true;
+    }
+
+    pub(super) fn next_msg_id(&mut self) -> i64 {
+        self.next_msg_id += 1;
+        self.next_msg_id
+    }
+
+    fn slow_housekeeping(&mut self) {
+        self.flush_inventory();
+        let now_ms = self.clock.now_ms();
+        for live in &mut self.live {
+            if live.record_timeline(now_ms) {
+                self.dirty = true;
+            }
+        }
+        self.update_rate();
+    }
+
+    fn update_rate(&mut self) {
+        let now = Instant::now();
+        self.rate_window.push_back((now, self.traffic.received));
+        while self.rate_window.len() > 6 {
+            self.rate_window.pop_front();
+        }
+        if let (Some((t0, n0)), Some((t1, n1))) =
+            (self.rate_window.front(), self.rate_window.back())
+        {
+            let secs = t1.duration_since(*t0).as_secs_f64();
+            let rate = if secs > 0.0 {
+                (n1 - n0) as f64 / secs
+            } else {
+                0.0
+            };
+            if (rate - self.traffic.received_per_sec).abs() > f64::EPSILON {
+                self.traffic.received_per_sec = rate;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Writes the devices discovered or changed since the last flush.
+    pub(super) fn flush_inventory(&mut self) {
+        if self.inventory_dirty.is_empty() {
+            return;
+        }
+        let devices: Vec<_> = self
+            .inventory_dirty
+            .drain()
+            .filter_map(|id| self.fleet.get(&id).map(super::inventory::to_inventory))
+            .collect();
+        if let Err(e) = self.store.upsert_devices(&devices) {
+            self.alert(
+                AlertLevel::Error,
+                format!("could not save the device inventory: {e}"),
+            );
+        }
+    }
+
+    pub(super) fn publish_snapshot(&mut self) {
+        self.revision += 1;
+        self.traffic.received = self.traffic.received.max(self.link.stats().received);
+        let snapshot = super::view::build(self);
+        self.snapshot_tx.send_replace(Arc::new(snapshot));
+        self.dirty = false;
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(wake) = waker {
+            wake();
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

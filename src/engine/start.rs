@@ -1,0 +1,274 @@
+//! Starting the engine: open the store, start the broker / link / firmware server as configured,
+//! restore the inventory and campaign history, then spawn the engine task.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+
+use super::clock::Clock;
+use super::config::{BrokerChoice, EngineConfig, FirmwareSource};
+use super::handle::{EngineError, EngineHandle};
+use super::runner::Runner;
+use super::snapshot::{AlertLevel, CampaignView, Snapshot, Traffic};
+use crate::firmware::{FirmwareStore, StoredPackage};
+use crate::fleet::Fleet;
+use crate::fleet::inspector::Inspector;
+use crate::protocol;
+use crate::rollout::{Campaign, RandomIds};
+use crate::store::Store;
+use crate::transport::broker::EmbeddedBroker;
+use crate::transport::http::FirmwareServer;
+use crate::transport::mqtt::{BrokerUrl, LinkOptions, LinkState, MqttLink};
+
+/// Raw messages the inspector keeps.
+const INSPECTOR_CAPACITY: usize = 20_000;
+/// Commands waiting for the engine (the UI sends a handful per second at most).
+const COMMAND_QUEUE: usize = 256;
+/// Outgoing messages that may wait while the broker is away.
+const OUTGOING_QUEUE: usize = 100_000;
+
+/// Starts the engine on the current tokio runtime.
+pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
+    let start_error = |e: String| EngineError::Start(e);
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        start_error(format!(
+            "cannot create the data directory {}: {e}",
+            config.data_dir.display()
+        ))
+    })?;
+    let store = Store::open(&config.db_path).map_err(|e| start_error(e.to_string()))?;
+    let packages = FirmwareStore::in_data_dir(&config.data_dir);
+
+    let (broker, link_options, broker_label) = connect_options(&config)?;
+    let broker_url = format!(
+        "{}://{}:{}",
+        if link_options.url.tls() {
+            "mqtts"
+        } else {
+            "mqtt"
+        },
+        link_options.url.host(),
+        link_options.url.port()
+    );
+    let (link, inbound) = MqttLink::start(link_options).map_err(|e| start_error(e.to_string()))?;
+    if broker.is_some() {
+        // Our own broker answers at once; waiting until we listen means no device that
+        // connects after `start` returns can announce itself unheard.
+        wait_until_listening(&link).await?;
+    }
+
+    let (http, external_url) = match &config.firmware {
+        FirmwareSource::Embedded { bind, public_base } => {
+            let server = FirmwareServer::start(*bind, public_base.clone())
+                .await
+                .map_err(|e| start_error(e.to_string()))?;
+            (Some(server), None)
+        }
+        FirmwareSource::ExternalUrl(url) => (None, Some(url.clone())),
+        FirmwareSource::Disabled => (None, None),
+    };
+    let firmware_base = http
+        .as_ref()
+        .map(FirmwareServer::public_base)
+        .or_else(|| external_url.clone());
+
+    let (snapshot_tx, snapshot_rx) =
+        watch::channel(Arc::new(Snapshot::empty(broker_label.clone())));
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (import_tx, import_rx) = super::import::channel();
+    let inspector = Arc::new(Mutex::new(Inspector::new(INSPECTOR_CAPACITY)));
+    let waker = Arc::new(Mutex::new(None));
+
+    let mut runner = Runner {
+        clock: Clock::new(),
+        fleet: Fleet::new(),
+        inspector: inspector.clone(),
+        store,
+        library: Vec::new(),
+        packages,
+        link,
+        http,
+        external_url,
+        live: Vec::new(),
+        history: Vec::new(),
+        ids: RandomIds,
+        next_msg_id: 0,
+        alerts: VecDeque::new(),
+        traffic: Traffic::default(),
+        rate_window: VecDeque::new(),
+        import: None,
+        import_tx,
+        snapshot_tx,
+        waker: waker.clone(),
+        dirty: true,
+        inventory_dirty: HashSet::new(),
+        last_message: HashMap::new(),
+        broker_label,
+        firmware_base,
+        revision: 0,
+        _broker: broker,
+    };
+    // Message ids start from the clock so that ids stay increasing across restarts.
+    runner.next_msg_id = runner.clock.now_ms();
+    restore(&mut runner, config.resume_unfinished);
+
+    tokio::spawn(runner.run(command_rx, inbound, import_rx));
+    Ok(EngineHandle {
+        commands: command_tx,
+        snapshot: snapshot_rx,
+        inspector,
+        waker,
+        broker_url,
+    })
+}
+
+/// How long start-up waits for the link to the embedded broker to be subscribed.
+const EMBEDDED_LINK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn wait_until_listening(link: &MqttLink) -> Result<(), EngineError> {
+    let mut state = link.state();
+    let connected = tokio::time::timeout(
+        EMBEDDED_LINK_TIMEOUT,
+        state.wait_for(|s| matches!(s, LinkState::Connected | LinkState::Failed { .. })),
+    )
+    .await;
+    match connected {
+        Ok(Ok(s)) if *s == LinkState::Connected => Ok(()),
+        Ok(Ok(s)) => Err(EngineError::Start(format!(
+            "cannot connect to the embedded broker: {s:?}"
+        ))),
+        Ok(Err(_)) => Err(EngineError::Start(
+            "the MQTT link stopped during start-up".into(),
+        )),
+        Err(_) => Err(EngineError::Start(format!(
+            "the embedded broker did not accept our subscriptions within {EMBEDDED_LINK_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// The embedded broker (if chosen) and the options to reach the broker in use.
+fn connect_options(
+    config: &EngineConfig,
+) -> Result<(Option<EmbeddedBroker>, LinkOptions, String), EngineError> {
+    let subscriptions: Vec<String> = config
+        .dialects
+        .iter()
+        .flat_map(|d| protocol::subscriptions(*d).iter().map(|s| (*s).to_owned()))
+        .collect();
+    let (broker, mut options, label) = match &config.broker {
+        BrokerChoice::Embedded { listen } => {
+            let broker =
+                EmbeddedBroker::start(*listen).map_err(|e| EngineError::Start(e.to_string()))?;
+            let addr = broker.local_addr();
+            let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
+            let label = format!("embedded broker on {addr}");
+            (Some(broker), LinkOptions::new(url), label)
+        }
+        BrokerChoice::External(options) => {
+            let label = format!(
+                "{}://{}:{}",
+                if options.url.tls() { "mqtts" } else { "mqtt" },
+                options.url.host(),
+                options.url.port()
+            );
+            (None, options.clone(), label)
+        }
+    };
+    options.subscriptions = subscriptions;
+    options.max_queued = options.max_queued.max(OUTGOING_QUEUE);
+    Ok((broker, options, label))
+}
+
+/// The address the console itself uses to reach a broker listening on `addr`.
+fn loopback_for(addr: SocketAddr) -> IpAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    }
+}
+
+/// Loads the inventory, the package library and the campaigns from the database.
+fn restore(runner: &mut Runner, resume_unfinished: bool) {
+    match runner.store.load_inventory() {
+        Ok(devices) => {
+            for device in devices {
+                runner
+                    .fleet
+                    .restore(super::inventory::from_inventory(device));
+            }
+        }
+        Err(e) => runner.alert(
+            AlertLevel::Error,
+            format!("cannot read the device inventory: {e}"),
+        ),
+    }
+    restore_library(runner);
+    let unfinished = if resume_unfinished {
+        runner.store.unfinished_campaigns().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    restore_history(runner);
+    for id in unfinished {
+        if let Err(e) = runner.resume_campaign(id) {
+            runner.alert(AlertLevel::Error, e);
+        }
+    }
+}
+
+fn restore_library(runner: &mut Runner) {
+    let records = match runner.store.list_packages() {
+        Ok(records) => records,
+        Err(e) => {
+            runner.alert(AlertLevel::Error, format!("cannot list packages: {e}"));
+            return;
+        }
+    };
+    let mut library: Vec<(crate::rollout::Timestamp, StoredPackage)> = records
+        .into_iter()
+        .filter_map(|r| {
+            let at = r.imported_at;
+            runner.packages.get(&r.sha256).ok().map(|p| (at, p))
+        })
+        .collect();
+    library.sort_by(|a, b| b.0.cmp(&a.0));
+    runner.library = library.into_iter().map(|(_, p)| p).collect();
+}
+
+fn restore_history(runner: &mut Runner) {
+    let rows = match runner.store.list_campaigns() {
+        Ok(rows) => rows,
+        Err(e) => {
+            runner.alert(AlertLevel::Error, format!("cannot list campaigns: {e}"));
+            return;
+        }
+    };
+    let now = runner.clock.now();
+    for row in rows {
+        let Ok(persisted) = runner.store.load_campaign(row.id) else {
+            continue;
+        };
+        // Rebuilding is pure: it only derives the snapshot, nothing is sent.
+        let Ok(campaign) = Campaign::resume(persisted, now, &|_| false) else {
+            continue;
+        };
+        let mut dialects: Vec<_> = campaign
+            .devices()
+            .iter()
+            .map(|d| d.device.dialect())
+            .collect();
+        dialects.sort();
+        dialects.dedup();
+        runner.history.push(CampaignView {
+            snapshot: campaign.snapshot(),
+            spec: campaign.spec().clone(),
+            dialects,
+            timeline: Vec::new(),
+            eta_secs: None,
+            live: false,
+        });
+    }
+}

@@ -1,0 +1,87 @@
+//! Builds the [`Snapshot`] the UI and the commands read from the engine's state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::live::LiveCampaign;
+use super::runner::Runner;
+use super::snapshot::{CampaignView, DeviceRow, Snapshot};
+use crate::device_id::DeviceId;
+use crate::rollout::{CampaignState, DeviceSnapshot};
+
+pub(super) fn build(runner: &Runner) -> Snapshot {
+    let mut campaigns: Vec<CampaignView> = runner.live.iter().map(live_view).collect();
+    campaigns.extend(runner.history.iter().cloned());
+    campaigns.sort_by(|a, b| b.snapshot.id.cmp(&a.snapshot.id));
+    Snapshot {
+        revision: runner.revision,
+        link: runner.link.state().borrow().clone(),
+        broker: runner.broker_label.clone(),
+        firmware_base: runner.firmware_base.clone(),
+        traffic: runner.traffic,
+        devices: Arc::new(device_rows(runner)),
+        packages: runner.library.clone(),
+        import: runner.import.as_ref().map(|j| j.progress.clone()),
+        campaigns,
+        alerts: runner.alerts.iter().cloned().collect(),
+    }
+}
+
+fn live_view(live: &LiveCampaign) -> CampaignView {
+    let snapshot = live.campaign.snapshot();
+    let eta_secs = eta_secs(live);
+    CampaignView {
+        snapshot,
+        spec: live.campaign.spec().clone(),
+        dialects: live.dialects.clone(),
+        timeline: live.timeline.clone(),
+        eta_secs,
+        live: true,
+    }
+}
+
+/// Remaining devices divided by the recent finishing rate (over the last timeline minute).
+fn eta_secs(live: &LiveCampaign) -> Option<u64> {
+    if live.campaign.state() != CampaignState::Running {
+        return None;
+    }
+    let counts = live.campaign.counts();
+    let remaining = counts.pending + counts.in_flight();
+    if remaining == 0 {
+        return Some(0);
+    }
+    let last = live.timeline.last()?;
+    let first = live
+        .timeline
+        .iter()
+        .find(|p| last.at_ms - p.at_ms <= 60_000)?;
+    let finished = (last.succeeded + last.failed).saturating_sub(first.succeeded + first.failed);
+    let span_secs = (last.at_ms - first.at_ms) as f64 / 1000.0;
+    if finished == 0 || span_secs <= 0.0 {
+        return None;
+    }
+    Some((remaining as f64 * span_secs / finished as f64).ceil() as u64)
+}
+
+/// One row per device, with its standing in the newest campaign that targets it.
+fn device_rows(runner: &Runner) -> Vec<DeviceRow> {
+    let mut standing: HashMap<DeviceId, DeviceSnapshot> = HashMap::new();
+    // Oldest first, so newer campaigns overwrite.
+    let mut live: Vec<&LiveCampaign> = runner.live.iter().collect();
+    live.sort_by_key(|l| l.campaign.id());
+    for l in live {
+        for d in l.campaign.devices() {
+            standing.insert(d.device.device(), DeviceSnapshot::from(d));
+        }
+    }
+    runner
+        .fleet
+        .sorted()
+        .into_iter()
+        .map(|record| DeviceRow {
+            last_message: runner.last_message.get(&record.id).cloned(),
+            rollout: standing.get(&record.id).cloned(),
+            record: record.clone(),
+        })
+        .collect()
+}

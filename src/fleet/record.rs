@@ -1,0 +1,94 @@
+//! One device's record in the fleet registry. Kept small on purpose: no raw messages here.
+
+use serde::Serialize;
+
+use crate::device_id::{DeviceId, Dialect};
+use crate::protocol::{Phase, ProgressReport, UpgradeStatus};
+
+/// The last progress a device reported, as the device said it (the rollout keeps its own
+/// per-campaign view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastProgress {
+    pub status: UpgradeStatus,
+    pub phase: Phase,
+    pub percent: Option<u8>,
+    pub at_ms: i64,
+}
+
+impl LastProgress {
+    pub fn from_report(p: &ProgressReport, now_ms: i64) -> Self {
+        Self {
+            status: p.status.clone(),
+            phase: p.phase,
+            percent: p.percent,
+            at_ms: now_ms,
+        }
+    }
+}
+
+/// Everything known about one device.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub dialect: Dialect,
+    /// The gateway this device reports through (FogCloud gateway, DJI dock).
+    pub gateway: Option<DeviceId>,
+    /// Module → version; the default module is stored under `"default"`. A short vector, not a
+    /// map: devices have one to three modules and this keeps a record small.
+    pub versions: Vec<(String, String)>,
+    pub online: bool,
+    pub last_seen_ms: i64,
+    #[serde(skip)]
+    pub last_progress: Option<LastProgress>,
+    /// DJI dock `compatible_status` (1 = needs a consistency upgrade).
+    pub compatible_status: Option<i64>,
+}
+
+/// The key under which the default module's version is stored and shown.
+pub const DEFAULT_MODULE: &str = "default";
+
+impl DeviceRecord {
+    pub fn new(id: DeviceId, now_ms: i64) -> Self {
+        Self {
+            dialect: id.dialect(),
+            id,
+            gateway: None,
+            versions: Vec::new(),
+            online: true,
+            last_seen_ms: now_ms,
+            last_progress: None,
+            compatible_status: None,
+        }
+    }
+
+    pub fn mark_seen(&mut self, now_ms: i64) {
+        self.online = true;
+        self.last_seen_ms = self.last_seen_ms.max(now_ms);
+    }
+
+    /// The version of `module` (`None` = default module).
+    pub fn version(&self, module: Option<&str>) -> Option<&str> {
+        let key = module.unwrap_or(DEFAULT_MODULE);
+        self.versions
+            .iter()
+            .find(|(m, _)| m == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Records a version; returns whether it changed.
+    pub fn set_version(&mut self, module: Option<&str>, version: &str) -> bool {
+        let key = module.unwrap_or(DEFAULT_MODULE);
+        match self.versions.iter_mut().find(|(m, _)| m == key) {
+            Some((_, v)) if v == version => false,
+            Some((_, v)) => {
+                *v = version.to_owned();
+                true
+            }
+            None => {
+                self.versions.push((key.to_owned(), version.to_owned()));
+                self.versions.sort();
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! ota-console: pushes firmware over MQTT to fleets of devices and shows where every device stands.
+//!
+//! # Layout
+//! - [`cli`]: the headless commands (`rollout`, `sim`, `devices`, `hash`, `broker`).
+//! - [`device_id`]: `DeviceId`, the canonical name of a device (and module) everywhere.
+//! - [`firmware`]: one-pass package digests (MD5, SHA-256, FogCloud checksum) and the content-addressed store.
+//! - [`engine`]: the task that owns fleet, campaigns, store and I/O; `Command` in, `Snapshot` out.
+//! - [`fleet`]: the registry of discovered devices and the raw-message inspector ring.
+//! - [`report`]: campaign reports (JSON and CSV), shared by the CLI and the window.
+//! - [`protocol`]: pure codecs for the three dialects (Alibaba, FogCloud, DJI).
+//! - [`rollout`]: the pure, deterministic campaign state machine: `(input, now) -> actions`.
+//! - [`store`]: SQLite persistence: packages, campaigns, the transition journal, the inventory.
+//! - [`sim`]: simulated device fleets (Alibaba, FogCloud with gateways, DJI docks) for tests and demos.
+//! - [`transport`]: the I/O edge: embedded MQTT broker, MQTT client link, firmware HTTP server.
+//! - `ui` (feature `gui`): the desktop window (eframe): panels, CJK fonts, theme, persisted settings.
+
+pub mod cli;
+pub mod device_id;
+pub mod engine;
+pub mod firmware;
+pub mod fleet;
+pub mod protocol;
+pub mod report;
+pub mod rollout;
+pub mod sim;
+pub mod store;
+pub mod transport;
+#[cfg(feature = "gui")]
+pub mod ui;

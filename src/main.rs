@@ -1,0 +1,74 @@
+//! `ota-console`: parses the command line, builds the tokio runtime and runs the window or one
+//! headless command. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ota_console::cli::args::{Cli, Command};
+use ota_console::cli::rollout::Outcome;
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for bad usage or configuration (clap uses it for parse errors too).
+const USAGE_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ota-console-io")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let result = match cli.command {
+        Some(Command::Rollout(args)) => {
+            match runtime.block_on(ota_console::cli::rollout::run(&args)) {
+                Ok(Outcome::AllSucceeded) => Ok(()),
+                Ok(Outcome::SomeFailed) => return ExitCode::from(1),
+                Err(e) => Err(e),
+            }
+        }
+        Some(Command::Sim(args)) => runtime.block_on(ota_console::cli::sim::run(args)),
+        Some(Command::Devices(args)) => runtime.block_on(ota_console::cli::devices::run(&args)),
+        Some(Command::Hash(args)) => ota_console::cli::hash::run(&args),
+        Some(Command::Broker(args)) => runtime.block_on(ota_console::cli::broker::run(&args)),
+        None => window(&runtime, &cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(USAGE_ERROR)
+        }
+    }
+}
+
+#[cfg(not(feature = "gui"))]
+fn window(_runtime: &tokio::runtime::Runtime, _cli: &Cli) -> anyhow::Result<()> {
+    anyhow::bail!("this build has no window (built without the `gui` feature); use a subcommand")
+}
+
+#[cfg(feature = "gui")]
+fn window(runtime: &tokio::runtime::Runtime, cli: &Cli) -> anyhow::Result<()> {
+    ota_console::cli::window::run(runtime, &cli.connection, cli.demo)
+}
+
+fn init_logging(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default_filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(
+            ota_console::transport::broker::QUIET_LOG_DIRECTIVE
+                .parse()
+                .unwrap_or_default(),
+        );
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,577 @@
+//! The per-device state machine: how one [`DeviceRecord`] reacts to a notice, a progress report,
+//! a version report, a DJI `services_reply` and its timers.
+//!
+//! Each function mutates the record and returns a [`Step`] (journal detail, log lines, whether to
+//! re-send the notice). It never decides campaign matters (waves, rate, retries budget across
+//! devices, aborting) and never emits actions: [`super::Campaign`] turns record changes into
+//! `Persist` actions and steps into the rest.
+
+use super::Timestamp;
+use super::policy::Policy;
+use super::record::{DeviceRecord, DeviceStatus, ReplyWait, TaskRecord};
+use crate::protocol::{Failure, Phase, ProgressReport, ServiceReply, UpgradeStatus};
+
+/// What the device machine needs from its campaign.
+pub(crate) struct DeviceCtx<'a> {
+    pub target_version: &'a str,
+    pub policy: &'a Policy,
+    pub now: Timestamp,
+}
+
+/// The side effects of one device step, beyond the record change itself.
+#[derive(Debug, Default)]
+pub(crate) struct Step {
+    /// Journal text for a status change (a generic one is used when `None`).
+    pub detail: Option<String>,
+    /// Lines for the operator's log about this device.
+    pub logs: Vec<String>,
+    /// The current notice must go out again (DJI resend with a fresh tid, or a device that came
+    /// back online before acting on it).
+    pub resend: bool,
+}
+
+impl Step {
+    fn detail(text: impl Into<String>) -> Self {
+        Step {
+            detail: Some(text.into()),
+            ..Step::default()
+        }
+    }
+
+    fn log(text: impl Into<String>) -> Self {
+        Step {
+            logs: vec![text.into()],
+            ..Step::default()
+        }
+    }
+}
+
+/// Device text (`desc`) is untrusted and may be long: keep errors readable and bounded.
+const MAX_DESC_CHARS: usize = 200;
+
+fn with_desc(base: String, desc: Option<&str>) -> String {
+    match desc.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) if d.chars().count() > MAX_DESC_CHARS => {
+            format!(
+                "{base}: {}…",
+                d.chars().take(MAX_DESC_CHARS).collect::<String>()
+            )
+        }
+        Some(d) => format!("{base}: {d}"),
+        None => base,
+    }
+}
+
+/// Why the version filter leaves this device out, given what is known of its version.
+pub(crate) fn skip_reason(
+    rec: &DeviceRecord,
+    target_version: &str,
+    policy: &Policy,
+) -> Option<String> {
+    let version = rec.from_version.as_deref()?;
+    if version == target_version {
+        return Some(format!("already on the target version {target_version}"));
+    }
+    if !policy.only_from_versions.is_empty()
+        && !policy.only_from_versions.iter().any(|v| v == version)
+    {
+        return Some(format!(
+            "on version {version}, which is not one of the versions to upgrade from ({})",
+            policy.only_from_versions.join(", ")
+        ));
+    }
+    None
+}
+
+/// Marks the device skipped with `reason`.
+pub(crate) fn skip(rec: &mut DeviceRecord, reason: String) -> Step {
+    rec.status = DeviceStatus::Skipped;
+    rec.retry_at = None;
+    rec.error = Some(reason.clone());
+    Step::detail(format!("skipped: {reason}"))
+}
+
+/// Starts a new attempt: the notice is about to go out.
+pub(crate) fn notice(rec: &mut DeviceRecord, task: TaskRecord, ctx: &DeviceCtx<'_>) -> Step {
+    rec.attempts = rec.attempts.saturating_add(1);
+    rec.status = DeviceStatus::Noticed;
+    rec.percent = 0;
+    rec.error = None;
+    rec.code = None;
+    rec.to_version = None;
+    rec.last_outcome = None;
+    rec.noticed_at = Some(ctx.now);
+    rec.deadline_at = Some(ctx.now.plus_ms(ctx.policy.device_timeout_ms()));
+    rec.retry_at = None;
+    rec.reply_wait = match task {
+        TaskRecord::Dji { .. } => Some(ReplyWait {
+            deadline_at: ctx.now.plus_ms(ctx.policy.dji_reply_timeout_ms),
+            resends_left: ctx.policy.dji_resends,
+        }),
+        _ => None,
+    };
+    rec.task = task;
+    let retry = rec
+        .attempts
+        .saturating_sub(rec.round_start)
+        .saturating_sub(1);
+    if retry == 0 {
+        Step::detail(format!("notice sent (attempt {})", rec.attempts))
+    } else {
+        Step::detail(format!(
+            "notice sent again (attempt {}, retry {retry} of {})",
+            rec.attempts, ctx.policy.retries
+        ))
+    }
+}
+
+/// 0 noticed, 1 downloading, 2 installing: reports never move a device back down this order.
+fn phase_rank(status: DeviceStatus) -> u8 {
+    match status {
+        DeviceStatus::Downloading => 1,
+        DeviceStatus::Installing => 2,
+        _ => 0,
+    }
+}
+
+/// Applies a progress report already matched to this device's current attempt.
+pub(crate) fn on_progress(
+    rec: &mut DeviceRecord,
+    report: &ProgressReport,
+    ctx: &DeviceCtx<'_>,
+) -> Step {
+    if !rec.status.in_flight() {
+        // A device claiming progress or success with no notice in flight changes nothing.
+        return Step::log(format!(
+            "progress report ignored: the device is {} with no notice in flight",
+            rec.status
+        ));
+    }
+    // Any report on the task proves the ota_create arrived.
+    rec.reply_wait = None;
+    let mut step = Step::default();
+    if report.percent_clamped {
+        step.logs
+            .push("device sent a percentage outside 0..=100; it was clamped".to_owned());
+    }
+    let percent = report.percent.map(|p| p.min(100));
+    let desc = report.desc.as_deref();
+    match &report.status {
+        UpgradeStatus::Sent => {}
+        UpgradeStatus::Paused => step
+            .logs
+            .push(with_desc("device paused the upgrade".into(), desc)),
+        UpgradeStatus::InProgress => {
+            let next = match (report.phase, percent) {
+                (Phase::Download, _) => DeviceStatus::Downloading,
+                (Phase::Install, _) => DeviceStatus::Installing,
+                // Alibaba and FogCloud report one number: 100 means the download is done.
+                (Phase::Unspecified, Some(100)) => DeviceStatus::Installing,
+                (Phase::Unspecified, _) => DeviceStatus::Downloading,
+            };
+            advance(rec, next, percent, &mut step);
+        }
+        UpgradeStatus::Ok => {
+            rec.status = DeviceStatus::Installing;
+            rec.percent = 100;
+            step.detail = Some(format!(
+                "device reports the upgrade done; waiting for it to report version {}",
+                ctx.target_version
+            ));
+        }
+        UpgradeStatus::Failed(failure) => {
+            fail(
+                rec,
+                DeviceStatus::Failed,
+                with_desc(failure.describe(), desc),
+                Some(failure.code()),
+            );
+        }
+        UpgradeStatus::Rejected { code } => {
+            let text = Failure::Dji { code: *code }.describe();
+            fail(
+                rec,
+                DeviceStatus::Rejected,
+                with_desc(format!("rejected by the device ({text})"), desc),
+                Some(*code),
+            );
+        }
+        // Someone canceled on the device or dock: a refusal, so it is not retried either.
+        UpgradeStatus::Canceled => {
+            fail(
+                rec,
+                DeviceStatus::Rejected,
+                with_desc("canceled on the device".into(), desc),
+                None,
+            );
+        }
+        UpgradeStatus::Timeout => {
+            fail(
+                rec,
+                DeviceStatus::Failed,
+                with_desc("the device reported a timeout".into(), desc),
+                None,
+            );
+        }
+    }
+    step
+}
+
+fn advance(rec: &mut DeviceRecord, next: DeviceStatus, percent: Option<u8>, step: &mut Step) {
+    let (current, next_rank) = (phase_rank(rec.status), phase_rank(next));
+    if next_rank < current {
+        step.logs.push(format!(
+            "device reports {next} while already {}: ignored",
+            rec.status
+        ));
+    } else if next_rank == current {
+        // Percent never goes backwards within a phase (reports can arrive out of order).
+        rec.percent = rec.percent.max(percent.unwrap_or(0));
+    } else {
+        rec.status = next;
+        rec.percent = percent.unwrap_or(0);
+        step.detail = Some(format!("{next} {} %", rec.percent));
+    }
+}
+
+fn fail(rec: &mut DeviceRecord, status: DeviceStatus, error: String, code: Option<i64>) {
+    rec.status = status;
+    rec.error = Some(error);
+    rec.code = code;
+    rec.deadline_at = None;
+    rec.reply_wait = None;
+}
+
+/// Applies a version report for this device (module already matched).
+pub(crate) fn on_version(rec: &mut DeviceRecord, version: &str, ctx: &DeviceCtx<'_>) -> Step {
+    if rec.attempts == 0 {
+        // Not noticed in this campaign: this is the version we upgrade from. Even the target
+        // version is not a success here (the version filter will skip the device).
+        if rec.status == DeviceStatus::Pending && rec.from_version.as_deref() != Some(version) {
+            rec.from_version = Some(version.to_owned());
+        }
+        return Step::default();
+    }
+    if matches!(
+        rec.status,
+        DeviceStatus::Succeeded | DeviceStatus::Skipped | DeviceStatus::Canceled
+    ) {
+        return Step::default();
+    }
+    if rec.to_version.as_deref() != Some(version) {
+        rec.to_version = Some(version.to_owned());
+    }
+    if version != ctx.target_version {
+        return Step::default();
+    }
+    let late = !rec.status.in_flight();
+    let before = rec.status;
+    rec.status = DeviceStatus::Succeeded;
+    rec.percent = 100;
+    rec.error = None;
+    rec.code = None;
+    rec.last_outcome = None;
+    rec.deadline_at = None;
+    rec.retry_at = None;
+    rec.reply_wait = None;
+    if late {
+        Step::detail(format!(
+            "reported the target version {version} after being {before}: the upgrade succeeded late"
+        ))
+    } else {
+        Step::detail(format!("reported the target version {version}"))
+    }
+}
+
+/// Applies a DJI `services_reply` already matched to this device's bid.
+pub(crate) fn on_service_reply(rec: &mut DeviceRecord, reply: &ServiceReply) -> Step {
+    if reply.method != "ota_create" {
+        return Step::log(format!(
+            "services_reply for method {:?} ignored",
+            reply.method
+        ));
+    }
+    if !rec.status.in_flight() {
+        return Step::log(format!(
+            "services_reply (result {}) ignored: the device is {}",
+            reply.result, rec.status
+        ));
+    }
+    rec.reply_wait = None;
+    if reply.result == 0 {
+        return Step::default();
+    }
+    let code = reply.result;
+    let text = Failure::Dji { code }.describe();
+    if matches!(reply.status, Some(UpgradeStatus::Rejected { .. })) {
+        fail(
+            rec,
+            DeviceStatus::Rejected,
+            format!("ota_create rejected ({text})"),
+            Some(code),
+        );
+    } else {
+        // A non-zero result is usually a passing condition (aircraft flying, battery low): a
+        // failure the retry policy may try again, not a refusal.
+        fail(
+            rec,
+            DeviceStatus::Failed,
+            format!("ota_create refused ({text})"),
+            Some(code),
+        );
+    }
+    Step::default()
+}
+
+/// Fires whatever of this device's timers is due at `ctx.now`. `fresh_tid` is called only when
+/// a DJI `ota_create` is re-sent.
+pub(crate) fn on_timer(
+    rec: &mut DeviceRecord,
+    ctx: &DeviceCtx<'_>,
+    fresh_tid: &mut dyn FnMut() -> String,
+) -> Step {
+    if !rec.status.in_flight() {
+        return Step::default();
+    }
+    if rec.deadline_at.is_some_and(|d| d <= ctx.now) {
+        let secs = ctx.policy.device_timeout_secs;
+        let error = if rec.percent == 100 && rec.status == DeviceStatus::Installing {
+            format!(
+                "reached 100 % but did not report version {} within {secs} s of the notice",
+                ctx.target_version
+            )
+        } else {
+            format!(
+                "no report of version {} within {secs} s of the notice",
+                ctx.target_version
+            )
+        };
+        fail(rec, DeviceStatus::TimedOut, error, None);
+        return Step::default();
+    }
+    let Some(wait) = rec.reply_wait.filter(|w| w.deadline_at <= ctx.now) else {
+        return Step::default();
+    };
+    let sent = 1 + ctx.policy.dji_resends - wait.resends_left.min(ctx.policy.dji_resends);
+    if wait.resends_left == 0 {
+        fail(
+            rec,
+            DeviceStatus::Failed,
+            format!(
+                "no reply to ota_create (sent {sent} times, {} ms apart)",
+                ctx.policy.dji_reply_timeout_ms
+            ),
+            None,
+        );
+        return Step::default();
+    }
+    if let TaskRecord::Dji { tid, .. } = &mut rec.task {
+        *tid = fresh_tid();
+    }
+    rec.reply_wait = Some(ReplyWait {
+        deadline_at: ctx.now.plus_ms(ctx.policy.dji_reply_timeout_ms),
+        resends_left: wait.resends_left - 1,
+    });
+    Step {
+        logs: vec![format!(
+            "no services_reply to ota_create within {} ms: re-sent with a fresh tid ({} of {})",
+            ctx.policy.dji_reply_timeout_ms, sent, ctx.policy.dji_resends
+        )],
+        resend: true,
+        ..Step::default()
+    }
+}
+
+/// A failed or timed-out device with retries left goes back to pending, not before the retry
+/// interval. Returns `None` when there is no retry left.
+pub(crate) fn schedule_retry(rec: &mut DeviceRecord, ctx: &DeviceCtx<'_>) -> Option<Step> {
+    if !matches!(rec.status, DeviceStatus::Failed | DeviceStatus::TimedOut)
+        || rec.retries_left(ctx.policy) == 0
+    {
+        return None;
+    }
+    let retry_at = ctx.now.plus_ms(ctx.policy.retry_interval_ms());
+    rec.last_outcome = Some(rec.status);
+    rec.status = DeviceStatus::Pending;
+    rec.percent = 0;
+    rec.deadline_at = None;
+    rec.reply_wait = None;
+    rec.retry_at = Some(retry_at);
+    Some(Step::detail(format!(
+        "will be noticed again at {} ms ({} notice(s) left)",
+        retry_at.as_millis(),
+        rec.retries_left(ctx.policy)
+    )))
+}
+
+/// The campaign stopped (canceled or aborted) before this pending device got its next notice:
+/// a device waiting for a retry ends as what it last was, a never-noticed one as canceled.
+pub(crate) fn stop_pending(rec: &mut DeviceRecord, reason: &str) -> Step {
+    if rec.status != DeviceStatus::Pending {
+        return Step::default();
+    }
+    rec.retry_at = None;
+    match rec.last_outcome.take() {
+        Some(outcome) => {
+            rec.status = outcome;
+            Step::detail(format!("no retry: {reason}"))
+        }
+        None => {
+            rec.status = DeviceStatus::Canceled;
+            rec.error = Some(reason.to_owned());
+            Step::detail(reason.to_owned())
+        }
+    }
+}
+
+/// The operator re-queues a failed or timed-out device with a fresh retry budget.
+pub(crate) fn requeue(rec: &mut DeviceRecord) -> Option<Step> {
+    if !matches!(rec.status, DeviceStatus::Failed | DeviceStatus::TimedOut) {
+        return None;
+    }
+    rec.last_outcome = Some(rec.status);
+    rec.status = DeviceStatus::Pending;
+    rec.round_start = rec.attempts;
+    rec.percent = 0;
+    rec.retry_at = None;
+    rec.deadline_at = None;
+    rec.reply_wait = None;
+    Some(Step::detail("re-queued by the operator"))
+}
+
+/// The notice of the current attempt never left (the publish failed): the device goes back to
+/// pending without spending an attempt, and is tried again after the retry interval.
+pub(crate) fn unsend(rec: &mut DeviceRecord, error: &str, ctx: &DeviceCtx<'_>) -> Step {
+    rec.attempts = rec.attempts.saturating_sub(1);
+    rec.status = DeviceStatus::Pending;
+    rec.percent = 0;
+    rec.task = TaskRecord::None;
+    rec.deadline_at = None;
+    rec.reply_wait = None;
+    rec.retry_at = Some(ctx.now.plus_ms(ctx.policy.retry_interval_ms()));
+    rec.error = Some(with_desc(
+        "publishing the notice failed".into(),
+        Some(error),
+    ));
+    if rec.attempts == rec.round_start {
+        rec.last_outcome = None;
+    }
+    Step::detail("notice not delivered (publish failed); it will be sent again")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_id::DeviceId;
+    use crate::protocol::TaskRef;
+
+    fn ctx(policy: &Policy, now: u64) -> DeviceCtx<'_> {
+        DeviceCtx {
+            target_version: "2.0",
+            policy,
+            now: Timestamp::from_millis(now),
+        }
+    }
+
+    fn noticed(policy: &Policy) -> DeviceRecord {
+        let mut rec =
+            DeviceRecord::new(DeviceId::aliyun("pk", "dn").unwrap(), 0, Some("1.0".into()));
+        notice(&mut rec, TaskRecord::None, &ctx(policy, 0));
+        rec
+    }
+
+    fn progress(status: UpgradeStatus, phase: Phase, percent: Option<u8>) -> ProgressReport {
+        ProgressReport {
+            device: DeviceId::aliyun("pk", "dn").unwrap(),
+            task: TaskRef::None,
+            status,
+            phase,
+            percent,
+            percent_clamped: false,
+            desc: None,
+            gateway: None,
+            ack: None,
+        }
+    }
+
+    #[test]
+    fn percent_and_phase_never_go_back() {
+        let p = Policy::default();
+        let mut rec = noticed(&p);
+        on_progress(
+            &mut rec,
+            &progress(UpgradeStatus::InProgress, Phase::Download, Some(40)),
+            &ctx(&p, 1),
+        );
+        assert_eq!((rec.status, rec.percent), (DeviceStatus::Downloading, 40));
+        on_progress(
+            &mut rec,
+            &progress(UpgradeStatus::InProgress, Phase::Download, Some(30)),
+            &ctx(&p, 2),
+        );
+        assert_eq!(rec.percent, 40);
+        on_progress(
+            &mut rec,
+            &progress(UpgradeStatus::InProgress, Phase::Install, Some(5)),
+            &ctx(&p, 3),
+        );
+        assert_eq!((rec.status, rec.percent), (DeviceStatus::Installing, 5));
+        let step = on_progress(
+            &mut rec,
+            &progress(UpgradeStatus::InProgress, Phase::Download, Some(90)),
+            &ctx(&p, 4),
+        );
+        assert_eq!((rec.status, rec.percent), (DeviceStatus::Installing, 5));
+        assert_eq!(step.logs.len(), 1);
+    }
+
+    #[test]
+    fn failure_keeps_reason_and_code() {
+        let p = Policy::default();
+        let mut rec = noticed(&p);
+        let mut report = progress(
+            UpgradeStatus::Failed(Failure::DownloadFailed),
+            Phase::Unspecified,
+            None,
+        );
+        report.desc = Some("x".repeat(500));
+        on_progress(&mut rec, &report, &ctx(&p, 1));
+        assert_eq!(rec.status, DeviceStatus::Failed);
+        assert_eq!(rec.code, Some(-2));
+        let error = rec.error.unwrap();
+        assert!(error.starts_with("download failed: x"), "{error}");
+        assert!(error.chars().count() < 250);
+    }
+
+    #[test]
+    fn version_before_notice_is_only_the_from_version() {
+        let p = Policy::default();
+        let mut rec = DeviceRecord::new(DeviceId::aliyun("pk", "dn").unwrap(), 0, None);
+        on_version(&mut rec, "2.0", &ctx(&p, 1));
+        assert_eq!(rec.status, DeviceStatus::Pending);
+        assert_eq!(rec.from_version.as_deref(), Some("2.0"));
+        assert_eq!(
+            skip_reason(&rec, "2.0", &p).unwrap(),
+            "already on the target version 2.0"
+        );
+    }
+
+    #[test]
+    fn retry_budget_runs_out() {
+        let p = Policy {
+            retries: 1,
+            ..Policy::default()
+        };
+        let mut rec = noticed(&p);
+        fail(&mut rec, DeviceStatus::Failed, "x".into(), None);
+        assert!(schedule_retry(&mut rec, &ctx(&p, 10)).is_some());
+        assert_eq!(rec.status, DeviceStatus::Pending);
+        assert_eq!(rec.retry_at, Some(Timestamp::from_millis(10 + 60_000)));
+        notice(&mut rec, TaskRecord::None, &ctx(&p, 70_000));
+        fail(&mut rec, DeviceStatus::TimedOut, "x".into(), None);
+        assert!(schedule_retry(&mut rec, &ctx(&p, 80_000)).is_none());
+        assert_eq!(rec.status, DeviceStatus::TimedOut);
+        assert!(requeue(&mut rec).is_some());
+        assert_eq!(rec.retries_left(&p), 2);
+    }
+}

@@ -1,0 +1,342 @@
+//! The rollout state machine: one [`Campaign`] = one firmware offer × a set of target devices ×
+//! a [`Policy`]. Pure and deterministic: `(input, now) -> actions`. It owns every decision of a
+//! rollout (who is noticed when, what a report means, when a device succeeded, failed, timed
+//! out, when a wave opens, when the campaign aborts) and does no I/O: no clock, no randomness,
+//! no MQTT, no SQLite, no logging framework. Time comes in as `now`, ids from an [`IdSource`].
+//!
+//! # Using it (the engine's side)
+//!
+//! ```text
+//! let spec = CampaignSpec { name, offer, module, settings, policy };
+//! let id = store.next_campaign_id()?;
+//! let mut campaign = Campaign::new(id, spec, targets, now)?;      // Draft
+//! store.create_campaign(&campaign.persisted())?;
+//! for action in campaign.handle(Input::Start, now, &mut ids) { execute(action) }
+//! // then, for every decoded protocol::Event about a target, every device seen online/offline,
+//! // every operator command, and whenever now >= campaign.next_deadline() (Input::Tick):
+//! for action in campaign.handle(input, now, &mut ids) { execute(action) }
+//! ```
+//!
+//! - `now` is a [`Timestamp`] (milliseconds since the Unix epoch) read by the engine; a clock
+//!   that steps back is treated as standing still.
+//! - `ids` is the [`IdSource`] for DJI tids and bids (UUID strings): [`RandomIds`] in the engine,
+//!   [`SequentialIds`] (or any `FnMut() -> String`) in tests. FogCloud `task_id`s are a counter
+//!   inside the campaign.
+//! - [`Campaign::next_deadline`] says when the campaign next needs an `Input::Tick` (device
+//!   timeouts, DJI reply waits, retry times, the rate limiter's next token); `None` = only an
+//!   input can change anything. Every `handle` call fires due timers first, so a late tick is
+//!   harmless and an early one does nothing.
+//!
+//! # Executing actions, in order
+//!
+//! - [`Action::Persist`]: write the [`Transition`] with `Store::apply` and wait for it to return
+//!   before executing any later action: a transition is durable before what it causes goes out.
+//!   Consecutive `Persist` actions may be applied in one transaction (`Store::apply_all`).
+//! - [`Action::SendUpgrade`]: build the notice with [`Campaign::build_notice`] (the campaign
+//!   holds the offer and dialect settings; the engine supplies the route: the FogCloud gateway of
+//!   a sub-device or the DJI dock of a drone, a message id, a timestamp), encode it with
+//!   `protocol::encode` and publish. If the publish fails, feed [`Input::PublishFailed`].
+//! - [`Action::ReplyFirmwareGet`]: answer the device's request with
+//!   `Notice::FirmwareGetReply { request, pending: pending.map(build_notice) }`.
+//! - [`Action::CampaignStateChanged`], [`Action::Log`]: for the UI and the event log.
+//!
+//! The UI reads [`Campaign::snapshot`] (serde-serialisable, also the JSON report).
+//!
+//! # Routing (the engine's job)
+//!
+//! A campaign ignores events about devices that are not its targets and answers `FirmwareGet`
+//! only for its targets ([`Campaign::is_target`]): when no campaign has the device, the engine
+//! answers "nothing pending" itself. A device+module belongs to at most one unfinished campaign;
+//! the engine refuses to start a second one over the same device+module. DJI progress and
+//! replies carry the gateway as device: offer them to every DJI campaign, the bid decides.
+//! `Event::Topology` is not a campaign input: turn it into [`Input::Seen`] for the dock and its
+//! drones.
+//!
+//! # Semantics, precisely
+//!
+//! - **Statuses**: `pending → noticed → downloading(%) → installing(%) → succeeded`, or
+//!   `failed(reason, code)`, `rejected`, `timed_out`, `canceled`, `skipped`. A device waiting for
+//!   a retry is `pending` with `attempts > 0`, its last `error`, and `retry_at`.
+//! - **Success** only when the device reports the target version (a `Version` event for that
+//!   device+module; for DJI the `firmware_version`) after our notice. DJI `ok` and 100 % only
+//!   mean "installing 100 %"; without the version report the attempt ends `timed_out`. A device
+//!   with no notice in flight claiming progress or success changes nothing. A target-version
+//!   report after a timeout or failure of this campaign still counts (a late success).
+//! - **Percent** is per phase (downloading, then installing), never lower than before within a
+//!   phase of one attempt; phases never go back; out-of-range values arrive clamped by the
+//!   codec and cause a `Log`. A new attempt starts at 0.
+//! - **Finished** = a terminal status: succeeded, failed / timed_out with no retry left,
+//!   rejected, canceled, skipped.
+//! - **Waves**: at start, devices whose known version the filter excludes are skipped; the rest
+//!   are cut, in target order, into a canary wave and waves of `wave_size`. The next wave opens
+//!   when `succeeded * 100 >= success_threshold_percent * (wave members - skipped - canceled)`
+//!   for the latest opened wave (default 100: every device of the wave succeeded), or at once
+//!   on `AdvanceWave`. A wave that finished below the threshold blocks (a `Log`, and
+//!   `snapshot().waves.blocked`) until the operator advances.
+//! - **Version filter**: a device already on the target version is skipped; with
+//!   `only_from_versions`, a device on another version is skipped with the reason, and a device
+//!   whose version is unknown waits until it reports one. Checked at start, when its wave opens
+//!   and just before its notice.
+//! - **Rate** ([`policy::RateLimit`]) counts first notices and retries; DJI re-sends and
+//!   re-sends to a device back online do not. **Concurrency**: at most `max_in_flight` devices
+//!   noticed/downloading/installing.
+//! - **Timeout** from each notice to the target version report. **Retries**: a failed or
+//!   timed-out device is noticed again after `retry_interval_secs`, up to `retries` times;
+//!   rejected (and DJI `canceled`) never. `RetryFailed` gives failed and timed-out devices a
+//!   fresh budget (and re-opens a completed campaign).
+//! - **Abort**: when `failures * 100 > failure_percent * judged` with `judged >= min_finished`
+//!   (judged = succeeded + final failures), the campaign is `aborted`: no notice ever again,
+//!   pending devices end canceled (or as their last failure if they were waiting for a retry);
+//!   devices in flight are still followed to their end. `Cancel` does the same on command.
+//!   `Pause` stops new notices and retries; in-flight devices still report and time out.
+//! - **Offline** devices are not noticed; they get their notice when seen again
+//!   (`Input::Seen`, or any event from them). A device seen again while `noticed` (not DJI) gets
+//!   the same notice re-sent, as the Alibaba platform does.
+//! - **FirmwareGet** from a target: answered with the notice in flight, or a notice sent right
+//!   now if its turn has come (carried by the reply instead of a separate `SendUpgrade`), or
+//!   "nothing pending".
+//! - **DJI**: one bid per attempt, a fresh tid per `ota_create` sent. Without a matching
+//!   `services_reply` (or any progress on the bid) within `dji_reply_timeout_ms` the
+//!   `ota_create` is re-sent with a fresh tid, `dji_resends` times, then the attempt fails with
+//!   "no reply". A reply with `result != 0` fails the attempt with the DJI code (rejected if the
+//!   reply's status says rejected). Progress is matched by bid.
+//! - **FogCloud**: one `task_id` per attempt; progress whose task_id is not the device's current
+//!   one is ignored with a `Log`. **Alibaba**: progress matched by device+module while in flight.
+//! - **Resume** ([`Campaign::resume`]): from the store's [`PersistedCampaign`]; succeeded
+//!   devices are never noticed again; in-flight devices stay in flight with their deadlines.
+
+mod campaign;
+pub(crate) mod device;
+pub mod policy;
+pub mod rate;
+pub mod record;
+pub mod snapshot;
+pub mod waves;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use campaign::{Campaign, NoticeRoute};
+pub use policy::{AbortThreshold, CanarySize, Policy, RateLimit};
+pub use record::{
+    CampaignSpec, CampaignState, Change, DeviceRecord, DeviceStatus, DialectSettings,
+    PersistedCampaign, ReplyWait, Target, TaskRecord, Transition,
+};
+pub use snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
+
+use crate::device_id::{DeviceId, DeviceIdError};
+use crate::protocol::{Event, FirmwareGet, TaskRef};
+
+/// Milliseconds since the Unix epoch, as the engine's clock read it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    pub const fn from_millis(ms: u64) -> Self {
+        Timestamp(ms)
+    }
+
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// `self + ms`, saturating (timestamps near `u64::MAX` only come from corrupt data).
+    pub const fn plus_ms(self, ms: u64) -> Self {
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.0)
+    }
+}
+
+/// A campaign's id (the store's primary key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CampaignId(pub i64);
+
+impl fmt::Display for CampaignId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where the ids the protocol needs unique come from (DJI tid and bid: UUID strings).
+pub trait IdSource {
+    fn uuid(&mut self) -> String;
+}
+
+impl<F: FnMut() -> String> IdSource for F {
+    fn uuid(&mut self) -> String {
+        self()
+    }
+}
+
+/// Random v4 UUIDs: what the engine uses.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RandomIds;
+
+impl IdSource for RandomIds {
+    fn uuid(&mut self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
+/// Deterministic, well-formed v4-shaped UUIDs numbered from 1: for tests and replays.
+#[derive(Debug, Default, Clone)]
+pub struct SequentialIds {
+    issued: u64,
+}
+
+impl SequentialIds {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl IdSource for SequentialIds {
+    fn uuid(&mut self) -> String {
+        self.issued += 1;
+        let bytes = u128::from(self.issued).to_be_bytes();
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+}
+
+/// What the campaign is told.
+// An input is built, moved into `handle` and dropped, one at a time; never stored in bulk, so
+// its size does not matter and boxing the event would only cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Draft → running: apply the version filter, cut the waves, open the first.
+    Start,
+    /// A decoded device event (`Version`, `Progress`, `FirmwareGet`, `ServiceReply`; others are
+    /// ignored).
+    Event(Event),
+    /// The engine learnt that a device (any module) connected or disconnected.
+    Seen {
+        device: DeviceId,
+        online: bool,
+    },
+    /// Nothing but time passed.
+    Tick,
+    Pause,
+    Resume,
+    Cancel,
+    /// Open the next wave now, whatever the threshold says.
+    AdvanceWave,
+    /// Give every failed and timed-out device a fresh retry budget.
+    RetryFailed,
+    /// The `SendUpgrade` for this device and attempt could not be published.
+    PublishFailed {
+        device: DeviceId,
+        attempt: u32,
+        error: String,
+    },
+}
+
+/// DJI addressing of one `ota_create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DjiExchange {
+    /// One per device upgrade attempt; progress is matched by it.
+    pub bid: String,
+    /// Fresh for every `ota_create` sent (re-sends included).
+    pub tid: String,
+}
+
+/// One upgrade notice to send to one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeOrder {
+    /// The device with the campaign's module.
+    pub device: DeviceId,
+    /// 1-based attempt number in this campaign.
+    pub attempt: u32,
+    /// What the device will echo in its progress reports.
+    pub task: TaskRef,
+    /// DJI only.
+    pub dji: Option<DjiExchange>,
+    /// The same attempt sent again (DJI without reply, device back online): not a new attempt.
+    pub resend: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Warn,
+}
+
+/// What the engine must do, in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Make this durable before executing any later action.
+    Persist(Transition),
+    SendUpgrade(UpgradeOrder),
+    /// Answer a device's `FirmwareGet`: the pending notice, or `None` for "nothing pending".
+    ReplyFirmwareGet {
+        request: FirmwareGet,
+        pending: Option<UpgradeOrder>,
+    },
+    CampaignStateChanged {
+        from: CampaignState,
+        to: CampaignState,
+    },
+    Log {
+        device: Option<DeviceId>,
+        level: LogLevel,
+        message: String,
+    },
+}
+
+/// Why a campaign could not be built or resumed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolloutError {
+    #[error("policy field `{field}` is invalid: {detail}")]
+    InvalidPolicy { field: &'static str, detail: String },
+    #[error("the offer has no target version")]
+    NoTargetVersion,
+    #[error("the target version {0:?} is longer than 128 bytes")]
+    TargetVersionTooLong(String),
+    #[error("a campaign needs at least one target device")]
+    NoTargets,
+    #[error("{count} target devices; at most {max} are allowed in one campaign")]
+    TooManyTargets { count: usize, max: usize },
+    #[error("module is not usable in a device id: {0}")]
+    BadModule(#[from] DeviceIdError),
+    #[error("stored campaign {id} is inconsistent: {detail}")]
+    Corrupt { id: CampaignId, detail: String },
+}
+
+/// The largest campaign accepted (bounds memory and the start-up transaction).
+pub const MAX_TARGETS: usize = 100_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_ids_are_distinct_uuids() {
+        let mut ids = SequentialIds::new();
+        let a = ids.uuid();
+        let b = ids.uuid();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let parsed = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(parsed.get_version_num(), 4);
+        }
+        let mut n = 0;
+        let mut closure = move || {
+            n += 1;
+            format!("id-{n}")
+        };
+        assert_eq!(IdSource::uuid(&mut closure), "id-1");
+    }
+}

@@ -1,0 +1,513 @@
+//! A simulated Alibaba Cloud IoT device, as `aliyun-iot-ota.md` and the notes describe one:
+//! reports its version per module on the inform topic, takes upgrade notices (pushed, or asked
+//! for with `thing.ota.firmware.get`), reports progress as string steps and proves success by
+//! informing the new version.
+//!
+//! Owns: the device's topics, the payloads it sends (built here with serde_json) and how it
+//! reads notices. Must never: use `crate::protocol` (see the module doc of `sim`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::config::{Fault, SimConfig, UnitKind, unit_rng};
+use super::download::Expected;
+use super::link::{Inbound, Link};
+use super::stats::{DeviceState, DeviceStats, StatsCell};
+use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
+use super::{Ctx, SimError};
+use crate::device_id::DeviceId;
+
+/// Notices larger than this are not parsed (real ones are well under 2 KiB).
+const MAX_NOTICE_BYTES: usize = 64 * 1024;
+/// Events from running upgrade jobs queued for the device task.
+const JOB_QUEUE: usize = 64;
+/// What the default module is called in `thing.ota.firmware.get` (the Link SDK's spelling).
+const DEFAULT_MODULE: &str = "default";
+
+/// The firmware an upgrade notice (or a get reply) offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Offer {
+    pub version: String,
+    pub url: String,
+    pub expected: Expected,
+    /// `None` = the default module.
+    pub module: Option<String>,
+}
+
+/// An upgrade in progress for one module.
+#[derive(Debug)]
+struct Running {
+    version: String,
+    bytes: u64,
+}
+
+pub(crate) struct AliyunDevice {
+    ctx: Arc<Ctx>,
+    pk: String,
+    dn: String,
+    client_id: String,
+    /// Version per module; the key `None` is the default module.
+    versions: BTreeMap<Option<String>, String>,
+    stats: StatsCell,
+    rng: StdRng,
+    silent: bool,
+    next_id: u64,
+    running: HashMap<Option<String>, Running>,
+    /// Ask for pending firmware after the next connect (set when coming back online).
+    ask_on_connect: bool,
+}
+
+impl AliyunDevice {
+    pub(crate) fn new(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
+        let dn = cfg.aliyun_name(index);
+        let id = DeviceId::aliyun(&cfg.product_key, &dn)?;
+        for m in &cfg.aliyun_modules {
+            id.clone().with_module(Some(m))?;
+        }
+        let mut rng = unit_rng(cfg.seed, UnitKind::Aliyun, index);
+        let silent = rng.random_bool(ctx.behaviour.faults.silent);
+        let mut stats = DeviceStats::new(id, &cfg.version);
+        stats.silent = silent;
+        let mut versions = BTreeMap::from([(None, cfg.version.clone())]);
+        for m in &cfg.aliyun_modules {
+            versions.insert(Some(m.clone()), cfg.version.clone());
+            stats.module_versions.insert(m.clone(), cfg.version.clone());
+        }
+        Ok(AliyunDevice {
+            client_id: format!("{}.{}", cfg.product_key, dn),
+            pk: cfg.product_key.clone(),
+            dn,
+            ctx,
+            versions,
+            stats: StatsCell::new(stats),
+            rng,
+            silent,
+            next_id: 0,
+            running: HashMap::new(),
+            ask_on_connect: false,
+        })
+    }
+
+    pub(crate) fn cells(&self) -> Vec<StatsCell> {
+        vec![self.stats.clone()]
+    }
+
+    fn topic(&self, kind: &str) -> String {
+        match kind {
+            "get" | "get_reply" => {
+                format!("/sys/{}/{}/thing/ota/firmware/{kind}", self.pk, self.dn)
+            }
+            _ => format!("/ota/device/{kind}/{}/{}", self.pk, self.dn),
+        }
+    }
+
+    fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+
+    pub(crate) async fn run(mut self) {
+        let (mut link, mut inbox, mut connected) = Link::new(
+            self.ctx.addr.clone(),
+            self.client_id.clone(),
+            self.stats.clone(),
+        );
+        link.connect();
+        let (job_tx, mut job_rx) = mpsc::channel(JOB_QUEUE);
+        let mut jobs = JoinSet::new();
+        let mut pull = self.ctx.behaviour.pull.then(|| {
+            let every = self.ctx.behaviour.pull_interval;
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+        });
+        let mut back_online = None;
+        loop {
+            tokio::select! {
+                Ok(()) = connected.changed() => self.on_connected(&link),
+                Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
+                Some((module, ev)) = job_rx.recv() => {
+                    if self.on_job(&link, module, ev) {
+                        link.go_offline();
+                        jobs.abort_all();
+                        self.running.clear();
+                        self.stats.update(|s| s.state = DeviceState::Offline);
+                        back_online = Some(Box::pin(tokio::time::sleep(self.ctx.behaviour.offline_for)));
+                    }
+                }
+                () = super::tick(&mut pull) => {
+                    if self.running.is_empty() && !self.silent {
+                        self.ask_all(&link);
+                    }
+                }
+                () = super::fire(&mut back_online) => {
+                    back_online = None;
+                    self.ask_on_connect = true;
+                    self.stats.update(|s| s.state = DeviceState::Connecting);
+                    link.connect();
+                }
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+            }
+        }
+    }
+
+    fn on_connected(&mut self, link: &Link) {
+        let idle = self.running.is_empty();
+        self.stats.update(|s| {
+            s.connects += 1;
+            if idle {
+                s.state = DeviceState::Idle;
+            }
+        });
+        link.subscribe(&[self.topic("upgrade"), self.topic("get_reply")]);
+        let versions: Vec<_> = self.versions.clone().into_iter().collect();
+        for (module, version) in versions {
+            self.inform(link, module.as_deref(), &version);
+        }
+        if !self.silent && (self.ctx.behaviour.pull || self.ask_on_connect) {
+            self.ask_all(link);
+        }
+        self.ask_on_connect = false;
+    }
+
+    fn inform(&mut self, link: &Link, module: Option<&str>, version: &str) {
+        let mut params = json!({ "version": version });
+        if let Some(m) = module {
+            params["module"] = json!(m);
+        }
+        let msg = json!({ "id": self.next_id(), "params": params });
+        link.publish(&self.topic("inform"), &msg);
+    }
+
+    /// `thing.ota.firmware.get` for every module.
+    fn ask_all(&mut self, link: &Link) {
+        let modules: Vec<Option<String>> = self.versions.keys().cloned().collect();
+        for module in modules {
+            let msg = json!({
+                "id": self.next_id(),
+                "version": "1.0",
+                "params": { "module": module.as_deref().unwrap_or(DEFAULT_MODULE) },
+                "method": "thing.ota.firmware.get",
+            });
+            link.publish(&self.topic("get"), &msg);
+            self.stats.update(|s| s.gets_sent += 1);
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        link: &Link,
+        msg: Inbound,
+        job_tx: &mpsc::Sender<(Option<String>, JobEvent)>,
+        jobs: &mut JoinSet<()>,
+    ) {
+        let parsed = if msg.topic == self.topic("upgrade") {
+            parse_push(&msg.payload)
+        } else if msg.topic == self.topic("get_reply") {
+            parse_get_reply(&msg.payload)
+        } else {
+            return;
+        };
+        if self.silent {
+            self.stats.update(|s| s.notices_received += 1);
+            return;
+        }
+        match parsed {
+            Ok(None) => self.stats.update(|s| s.nothing_pending += 1),
+            Ok(Some(offer)) => self.start(link, offer, job_tx, jobs),
+            Err(why) => {
+                tracing::debug!(device = %self.dn, %why, "simulated Alibaba device ignored a notice");
+                self.stats.update(|s| s.notices_ignored += 1);
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        link: &Link,
+        offer: Offer,
+        job_tx: &mpsc::Sender<(Option<String>, JobEvent)>,
+        jobs: &mut JoinSet<()>,
+    ) {
+        self.stats.update(|s| s.notices_received += 1);
+        if self.running.contains_key(&offer.module) {
+            // A device runs at most one upgrade per module; the repeat is dropped.
+            self.stats.update(|s| s.notices_ignored += 1);
+            return;
+        }
+        if !self.versions.contains_key(&offer.module) {
+            self.progress(
+                link,
+                offer.module.as_deref(),
+                "-1",
+                "upgrade failed: no such module",
+            );
+            self.stats.update(|s| {
+                s.upgrades_failed += 1;
+                s.state = DeviceState::Failed { code: -1 };
+            });
+            return;
+        }
+        let fault = Fault::roll(&self.ctx.behaviour.faults, &mut self.rng);
+        let file = FileToFetch {
+            url: offer.url,
+            expected: offer.expected,
+        };
+        let job = Job::new(vec![file], fault, &self.ctx.behaviour, &self.ctx.http);
+        self.running.insert(
+            offer.module.clone(),
+            Running {
+                version: offer.version,
+                bytes: 0,
+            },
+        );
+        self.stats.update(|s| {
+            s.downloads_started += 1;
+            s.state = DeviceState::Downloading { percent: 0 };
+        });
+        jobs.spawn(upgrade::run(job, offer.module, job_tx.clone()));
+    }
+
+    fn progress(&mut self, link: &Link, module: Option<&str>, step: &str, desc: &str) {
+        let mut params = json!({ "step": step, "desc": desc });
+        if let Some(m) = module {
+            params["module"] = json!(m);
+        }
+        let msg = json!({ "id": self.next_id(), "params": params });
+        link.publish(&self.topic("progress"), &msg);
+        self.stats.update(|s| s.progress_sent += 1);
+    }
+
+    /// Applies one job event; returns true when the device must drop off the network.
+    fn on_job(&mut self, link: &Link, module: Option<String>, ev: JobEvent) -> bool {
+        match ev {
+            JobEvent::Bytes(total) => {
+                if let Some(r) = self.running.get_mut(&module) {
+                    let delta = total.saturating_sub(r.bytes);
+                    r.bytes = total;
+                    self.stats.update(|s| s.bytes_downloaded += delta);
+                }
+                false
+            }
+            JobEvent::Progress {
+                phase: Phase::Download,
+                percent,
+            } => {
+                self.progress(link, module.as_deref(), &percent.to_string(), "downloading");
+                self.stats
+                    .update(|s| s.state = DeviceState::Downloading { percent });
+                false
+            }
+            JobEvent::Progress {
+                phase: Phase::Install,
+                ..
+            } => {
+                self.stats.update(|s| s.state = DeviceState::Installing);
+                false
+            }
+            JobEvent::Finished(outcome) => self.finish(link, module, outcome),
+        }
+    }
+
+    fn finish(&mut self, link: &Link, module: Option<String>, outcome: Outcome) -> bool {
+        let Some(running) = self.running.remove(&module) else {
+            return false;
+        };
+        let (code, desc) = match outcome {
+            Outcome::Installed => {
+                self.inform(link, module.as_deref(), &running.version);
+                self.stats.update(|s| {
+                    match &module {
+                        Some(m) => {
+                            s.module_versions.insert(m.clone(), running.version.clone());
+                        }
+                        None => s.version = running.version.clone(),
+                    }
+                    s.downloads_completed += 1;
+                    s.upgrades_succeeded += 1;
+                    s.state = DeviceState::Idle;
+                });
+                self.versions.insert(module, running.version);
+                return false;
+            }
+            Outcome::WentOffline => return true,
+            Outcome::DownloadFailed(why) => (-2, format!("download failed: {why}")),
+            Outcome::VerifyFailed(why) => (-3, format!("verify failed: {why}")),
+            Outcome::FlashFailed => {
+                self.stats.update(|s| s.downloads_completed += 1);
+                (-4, "flash write failed".to_owned())
+            }
+        };
+        self.progress(link, module.as_deref(), &code.to_string(), &desc);
+        self.stats.update(|s| {
+            s.upgrades_failed += 1;
+            s.state = DeviceState::Failed { code };
+        });
+        false
+    }
+}
+
+fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, String> {
+    if payload.len() > MAX_NOTICE_BYTES {
+        return Err(format!("{} bytes is larger than any notice", payload.len()));
+    }
+    match serde_json::from_slice(payload) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+/// Reads a push on `/ota/device/upgrade/{pk}/{dn}`: `code` must be "1000".
+pub(crate) fn parse_push(payload: &[u8]) -> Result<Option<Offer>, String> {
+    let msg = parse_object(payload)?;
+    let code_ok = match msg.get("code") {
+        Some(Value::String(c)) => c == "1000",
+        Some(Value::Number(n)) => n.as_u64() == Some(1000),
+        _ => false,
+    };
+    if !code_ok {
+        return Err("code is not \"1000\"".into());
+    }
+    match msg.get("data") {
+        Some(Value::Object(data)) => parse_offer(data).map(Some),
+        _ => Err("data is missing or not an object".into()),
+    }
+}
+
+/// Reads a `get_reply`: `data` with the push fields, or `{}` when nothing is pending.
+pub(crate) fn parse_get_reply(payload: &[u8]) -> Result<Option<Offer>, String> {
+    let msg = parse_object(payload)?;
+    match msg.get("data") {
+        Some(Value::Object(data)) if data.is_empty() => Ok(None),
+        Some(Value::Object(data)) => parse_offer(data).map(Some),
+        _ => Err("data is missing or not an object".into()),
+    }
+}
+
+fn required_str<'a>(data: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+    match data.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(_) => Err(format!("{key} is empty or not a string")),
+        None => Err(format!("{key} is missing")),
+    }
+}
+
+/// The notice's `data`. Like the device SDKs, every field is required and non-empty, except
+/// `md5`, which the platform fills only when `signMethod` is Md5, and `module`.
+fn parse_offer(data: &Map<String, Value>) -> Result<Offer, String> {
+    let size = data
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or("size is missing or not a non-negative integer")?;
+    let version = required_str(data, "version")?;
+    let url = required_str(data, "url")?;
+    let method = required_str(data, "signMethod")?;
+    let sign = required_str(data, "sign")?;
+    let md5 = match data.get("md5") {
+        None => None,
+        Some(_) => Some(required_str(data, "md5")?),
+    };
+    let mut expected = Expected {
+        size,
+        ..Expected::default()
+    };
+    if method.eq_ignore_ascii_case("md5") {
+        let md5 = md5.ok_or("md5 is missing although signMethod is Md5")?;
+        if !md5.eq_ignore_ascii_case(sign) {
+            return Err("md5 and sign differ although signMethod is Md5".into());
+        }
+        expected.md5 = Some(sign.to_owned());
+    } else if method.eq_ignore_ascii_case("sha256") {
+        expected.sha256 = Some(sign.to_owned());
+        expected.md5 = md5.map(str::to_owned);
+    } else {
+        return Err(format!("signMethod {method:?} is neither Md5 nor SHA256"));
+    }
+    let module = match data.get("module") {
+        None => None,
+        Some(Value::String(m)) if m.is_empty() || m == DEFAULT_MODULE => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => return Err("module is not a string".into()),
+    };
+    Ok(Offer {
+        version: version.to_owned(),
+        url: url.to_owned(),
+        expected,
+        module,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MD5: &str = "83254ac96e141affb8aa42cbfec90000";
+
+    fn push(data: Value) -> Vec<u8> {
+        json!({"code":"1000","data":data,"id":1568864790381u64,"message":"success"})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn documented_push_is_read() {
+        let offer = parse_push(&push(json!({
+            "size": 11472299, "sign": MD5, "version": "2-0-0",
+            "url": "http://127.0.0.1/x.zip", "signMethod": "Md5", "md5": MD5
+        })))
+        .unwrap()
+        .unwrap();
+        assert_eq!(offer.version, "2-0-0");
+        assert_eq!(offer.expected.size, 11472299);
+        assert_eq!(offer.expected.md5.as_deref(), Some(MD5));
+        assert_eq!(offer.module, None);
+    }
+
+    #[test]
+    fn sign_method_is_case_insensitive_and_sha256_needs_no_md5() {
+        let offer = parse_push(&push(json!({
+            "size": 1, "sign": "ab", "version": "2", "url": "http://h/f",
+            "signMethod": "sha256", "module": "MCU"
+        })))
+        .unwrap()
+        .unwrap();
+        assert_eq!(offer.expected.sha256.as_deref(), Some("ab"));
+        assert_eq!(offer.module.as_deref(), Some("MCU"));
+        let upper = push(json!({
+            "size": 1, "sign": MD5, "version": "2", "url": "http://h/f",
+            "signMethod": "MD5", "md5": MD5
+        }));
+        assert!(parse_push(&upper).is_ok());
+    }
+
+    #[test]
+    fn missing_or_empty_fields_are_refused() {
+        let full = json!({
+            "size": 1, "sign": MD5, "version": "2", "url": "http://h/f",
+            "signMethod": "Md5", "md5": MD5
+        });
+        for key in ["size", "sign", "version", "url", "signMethod", "md5"] {
+            let mut d = full.clone();
+            d.as_object_mut().unwrap().remove(key);
+            assert!(parse_push(&push(d)).is_err(), "without {key}");
+            let mut e = full.clone();
+            e[key] = json!("");
+            assert!(parse_push(&push(e)).is_err(), "empty {key}");
+        }
+        let wrong_code = json!({"code":"9999","data":full,"id":1,"message":"x"});
+        assert!(parse_push(wrong_code.to_string().as_bytes()).is_err());
+        assert!(parse_push(b"[1]").is_err());
+        assert!(parse_push(&vec![b' '; MAX_NOTICE_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn empty_get_reply_means_nothing_pending() {
+        let reply = json!({"id":"1","code":200,"data":{},"message":"success"});
+        assert_eq!(parse_get_reply(reply.to_string().as_bytes()), Ok(None));
+    }
+}

@@ -1,0 +1,364 @@
+//! What a simulated fleet looks like and how its devices behave: counts per dialect, names,
+//! starting version, timing, failure odds and the seed that makes every choice reproducible.
+//!
+//! Owns: validating a [`SimConfig`], the deterministic naming scheme, per-device random number
+//! generators and the per-upgrade fault roll. Must never: touch the network or read a clock.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::SimError;
+
+/// Longest name prefix / product key / version string accepted (they end up in topics and JSON).
+const MAX_TEXT_BYTES: usize = 64;
+
+/// The whole fleet to simulate.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Broker URL: `mqtt://host:port` (`tcp://` also accepted, port defaults to 1883).
+    pub broker_url: String,
+    /// Alibaba Cloud IoT devices, one MQTT connection each.
+    pub aliyun: usize,
+    /// Plain FogCloud devices, one MQTT connection each.
+    pub fogcloud: usize,
+    /// FogCloud gateways, one MQTT connection each, each with `subs_per_gateway` sub-devices.
+    pub fogcloud_gateways: usize,
+    pub subs_per_gateway: usize,
+    /// DJI docks, one MQTT connection each, each with one drone.
+    pub dji_docks: usize,
+    /// The firmware version every device (and module) reports at start.
+    pub version: String,
+    /// Alibaba extra modules (besides the default one), each reported with its own inform.
+    pub aliyun_modules: Vec<String>,
+    /// Product key of the Alibaba and FogCloud devices.
+    pub product_key: String,
+    /// Start of every device name (`{prefix}-ali-0001`, `{prefix}-dock-0001`, ...).
+    pub name_prefix: String,
+    /// Seed of every random choice (failures, secrets); same seed, same fleet, same choices.
+    pub seed: u64,
+    pub behaviour: Behaviour,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            broker_url: "mqtt://127.0.0.1:1883".to_owned(),
+            aliyun: 0,
+            fogcloud: 0,
+            fogcloud_gateways: 0,
+            subs_per_gateway: 0,
+            dji_docks: 0,
+            version: "1.0.0".to_owned(),
+            aliyun_modules: Vec::new(),
+            product_key: "a1SimProduct".to_owned(),
+            name_prefix: "sim".to_owned(),
+            seed: 1,
+            behaviour: Behaviour::default(),
+        }
+    }
+}
+
+/// How every device behaves during an upgrade.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Per-device download cap; `None` downloads as fast as the server sends.
+    pub bandwidth_bytes_per_sec: Option<u64>,
+    /// Time between a verified download and the new version being reported.
+    pub install: Duration,
+    pub faults: FaultOdds,
+    /// Devices ask for pending firmware at start and every `pull_interval` while idle.
+    pub pull: bool,
+    pub pull_interval: Duration,
+    /// How long a device that drops off mid-download stays away.
+    pub offline_for: Duration,
+    /// A DJI reply (status_reply, events_reply) not received within this is counted missing.
+    pub reply_timeout: Duration,
+    /// Give up on a download when no bytes arrive for this long.
+    pub download_stall_timeout: Duration,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            bandwidth_bytes_per_sec: None,
+            install: Duration::from_secs(2),
+            faults: FaultOdds::default(),
+            pull: false,
+            pull_interval: Duration::from_secs(60),
+            offline_for: Duration::from_secs(5),
+            reply_timeout: Duration::from_secs(5),
+            download_stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Probabilities (0..=1) of each injected failure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultOdds {
+    /// The download breaks off half-way (Alibaba -2, FogCloud -1, DJI failed).
+    pub download: f64,
+    /// The downloaded bytes are corrupted, so real digest verification fails (Alibaba -3).
+    pub verify: f64,
+    /// Writing to flash fails after the install time (Alibaba -4).
+    pub flash: f64,
+    /// A DJI dock rejects `ota_create` (312015 aircraft in flight / 312704 battery low).
+    pub reject: f64,
+    /// Chosen once per device at start: it reports its version but never answers anything.
+    pub silent: f64,
+    /// The device loses its connection half-way through the download and comes back later.
+    pub offline_mid_download: f64,
+}
+
+impl FaultOdds {
+    fn validate(&self) -> Result<(), SimError> {
+        for (name, p) in [
+            ("fail-download", self.download),
+            ("fail-verify", self.verify),
+            ("fail-flash", self.flash),
+            ("reject", self.reject),
+            ("silent", self.silent),
+            ("offline-mid-download", self.offline_mid_download),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(SimError::InvalidConfig(format!(
+                    "--{name} is {p}; a probability must be between 0 and 1"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The failure one upgrade will suffer, rolled when the upgrade starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    None,
+    OfflineMidDownload,
+    Download,
+    Verify,
+    Flash,
+}
+
+impl Fault {
+    /// Rolls every kind in a fixed order so the same seed gives the same sequence of faults.
+    pub(crate) fn roll(odds: &FaultOdds, rng: &mut StdRng) -> Fault {
+        let hits = [
+            (odds.offline_mid_download, Fault::OfflineMidDownload),
+            (odds.download, Fault::Download),
+            (odds.verify, Fault::Verify),
+            (odds.flash, Fault::Flash),
+        ]
+        .map(|(p, fault)| (rng.random_bool(p), fault));
+        hits.into_iter()
+            .find_map(|(hit, fault)| hit.then_some(fault))
+            .unwrap_or(Fault::None)
+    }
+}
+
+/// Which kind of simulated unit a random stream belongs to (keeps streams of different
+/// dialects with the same index apart).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum UnitKind {
+    Aliyun,
+    FogCloud,
+    FogCloudGateway,
+    FogCloudSub,
+    DjiDock,
+}
+
+/// A random stream for one unit, derived from the fleet seed, its kind and index (splitmix64
+/// mixing, so neighbouring indices get unrelated streams).
+pub(crate) fn unit_rng(seed: u64, kind: UnitKind, index: usize) -> StdRng {
+    let mut x = seed
+        ^ (kind as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(x ^ (x >> 31))
+}
+
+impl SimConfig {
+    /// Checks everything that would otherwise fail later inside a device task.
+    pub fn validate(&self) -> Result<(), SimError> {
+        self.behaviour.faults.validate()?;
+        for (what, text) in [
+            ("version", self.version.as_str()),
+            ("product key", self.product_key.as_str()),
+            ("name prefix", self.name_prefix.as_str()),
+        ] {
+            if text.is_empty() || text.len() > MAX_TEXT_BYTES {
+                return Err(SimError::InvalidConfig(format!(
+                    "the {what} must be 1 to {MAX_TEXT_BYTES} bytes, got {} bytes",
+                    text.len()
+                )));
+            }
+        }
+        if self.fogcloud_gateways > 0 && self.subs_per_gateway == 0 {
+            return Err(SimError::InvalidConfig(
+                "FogCloud gateways need at least one sub-device (--subs)".to_owned(),
+            ));
+        }
+        if self.behaviour.bandwidth_bytes_per_sec == Some(0) {
+            return Err(SimError::InvalidConfig(
+                "--bandwidth 0 would never download anything; leave it out for no cap".to_owned(),
+            ));
+        }
+        BrokerAddr::parse(&self.broker_url)?;
+        Ok(())
+    }
+
+    pub(crate) fn aliyun_name(&self, index: usize) -> String {
+        format!("{}-ali-{:04}", self.name_prefix, index + 1)
+    }
+
+    pub(crate) fn fogcloud_name(&self, index: usize) -> String {
+        format!("{}-fog-{:04}", self.name_prefix, index + 1)
+    }
+
+    pub(crate) fn gateway_name(&self, index: usize) -> String {
+        format!("{}-fgw-{:04}", self.name_prefix, index + 1)
+    }
+
+    pub(crate) fn sub_name(&self, gateway: usize, sub: usize) -> String {
+        format!(
+            "{}-fgw-{:04}-s{:03}",
+            self.name_prefix,
+            gateway + 1,
+            sub + 1
+        )
+    }
+
+    pub(crate) fn dock_sn(&self, index: usize) -> String {
+        format!("{}-dock-{:04}", self.name_prefix, index + 1)
+    }
+
+    pub(crate) fn drone_sn(&self, index: usize) -> String {
+        format!("{}-drone-{:04}", self.name_prefix, index + 1)
+    }
+}
+
+/// A broker address parsed from `mqtt://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BrokerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerAddr {
+    pub(crate) fn parse(url: &str) -> Result<BrokerAddr, SimError> {
+        let bad = |why: &str| SimError::InvalidBroker {
+            url: url.chars().take(200).collect(),
+            why: why.to_owned(),
+        };
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+            .ok_or_else(|| bad("only mqtt://host:port is supported (no TLS)"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| bad("an IPv6 address needs a closing ]"))?;
+            match after.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None if after.is_empty() => (host, None),
+                None => return Err(bad("unexpected text after the IPv6 address")),
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad("the port is not a number 1..65535"))?,
+            None => 1883,
+        };
+        if host.is_empty() || port == 0 {
+            return Err(bad("host and a non-zero port are required"));
+        }
+        Ok(BrokerAddr {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerAddr::parse("mqtt://127.0.0.1:1884").unwrap(),
+            BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1884
+            }
+        );
+        assert_eq!(BrokerAddr::parse("tcp://broker").unwrap().port, 1883);
+        assert_eq!(BrokerAddr::parse("mqtt://[::1]:9000").unwrap().host, "::1");
+        for bad in [
+            "mqtts://x:1",
+            "x:1",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:99999",
+        ] {
+            assert!(BrokerAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_deterministic() {
+        let cfg = SimConfig::default();
+        assert_eq!(cfg.aliyun_name(0), "sim-ali-0001");
+        assert_eq!(cfg.sub_name(1, 2), "sim-fgw-0002-s003");
+        assert_eq!(cfg.dock_sn(9), "sim-dock-0010");
+    }
+
+    #[test]
+    fn probabilities_are_checked() {
+        let mut cfg = SimConfig::default();
+        cfg.behaviour.faults.verify = 1.5;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("fail-verify"), "{err}");
+    }
+
+    #[test]
+    fn fault_rolls_repeat_with_the_seed() {
+        let odds = FaultOdds {
+            download: 0.3,
+            verify: 0.3,
+            flash: 0.3,
+            ..FaultOdds::default()
+        };
+        let run = |seed| {
+            let mut rng = unit_rng(seed, UnitKind::Aliyun, 7);
+            (0..50)
+                .map(|_| Fault::roll(&odds, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+        let mixed = run(42);
+        assert!(mixed.contains(&Fault::None) && mixed.contains(&Fault::Verify));
+    }
+
+    #[test]
+    fn certain_and_impossible_faults() {
+        let mut rng = unit_rng(1, UnitKind::DjiDock, 0);
+        let never = FaultOdds::default();
+        assert_eq!(Fault::roll(&never, &mut rng), Fault::None);
+        let flash = FaultOdds {
+            flash: 1.0,
+            ..FaultOdds::default()
+        };
+        assert_eq!(Fault::roll(&flash, &mut rng), Fault::Flash);
+    }
+}

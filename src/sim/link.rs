@@ -1,0 +1,176 @@
+//! One simulated device's (or gateway's, or dock's) MQTT connection, as a real device holds it:
+//! its own client id and TCP connection, reconnecting with backoff, and able to drop off the
+//! network on purpose.
+//!
+//! Owns: the rumqttc client and the task polling its event loop. Must never: await a publish or
+//! a channel send in the polling task (rumqttc deadlocks when its request queue is full and
+//! nobody polls), or decide anything about payloads: it only moves bytes.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::config::BrokerAddr;
+use super::stats::StatsCell;
+
+/// Largest MQTT packet a simulated device sends or accepts (OTA messages are a few KiB; a gateway
+/// reporting hundreds of sub-devices stays well under this).
+const MAX_PACKET_BYTES: usize = 256 * 1024;
+/// Requests (publish, subscribe) queued in the client before `try_publish` refuses.
+const REQUEST_QUEUE: usize = 64;
+/// Received messages queued for the device task before new ones are dropped.
+pub(crate) const INBOX: usize = 64;
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A message the broker delivered to the device.
+#[derive(Debug, Clone)]
+pub(crate) struct Inbound {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// A device's connection. Dropping it ends the polling task and so the TCP connection.
+pub(crate) struct Link {
+    addr: BrokerAddr,
+    client_id: String,
+    inbox: mpsc::Sender<Inbound>,
+    /// Bumped on every CONNACK so the device re-subscribes and re-announces itself.
+    connected: watch::Sender<u64>,
+    stats: StatsCell,
+    client: Option<AsyncClient>,
+    poller: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Creates the link (not yet connected) and the receivers its device task listens on.
+    pub(crate) fn new(
+        addr: BrokerAddr,
+        client_id: String,
+        stats: StatsCell,
+    ) -> (Link, mpsc::Receiver<Inbound>, watch::Receiver<u64>) {
+        let (inbox, inbox_rx) = mpsc::channel(INBOX);
+        let (connected, connected_rx) = watch::channel(0);
+        let link = Link {
+            addr,
+            client_id,
+            inbox,
+            connected,
+            stats,
+            client: None,
+            poller: None,
+        };
+        (link, inbox_rx, connected_rx)
+    }
+
+    /// Opens a fresh connection (the broker sees a new session: subscriptions must be redone
+    /// after the next CONNACK).
+    pub(crate) fn connect(&mut self) {
+        self.disconnect();
+        let mut opts = MqttOptions::new(&self.client_id, &self.addr.host, self.addr.port);
+        opts.set_keep_alive(KEEP_ALIVE)
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+        let (client, event_loop) = AsyncClient::new(opts, REQUEST_QUEUE);
+        let task = poll(
+            event_loop,
+            self.inbox.clone(),
+            self.connected.clone(),
+            self.stats.clone(),
+        );
+        self.poller = Some(tokio::spawn(task));
+        self.client = Some(client);
+    }
+
+    /// Drops off the network. What the device already queued still goes out first (then a
+    /// DISCONNECT), so what the broker saw before the drop is the same on every run.
+    pub(crate) fn go_offline(&mut self) {
+        let flushed = self
+            .client
+            .take()
+            .is_some_and(|c| c.try_disconnect().is_ok());
+        if !flushed {
+            self.disconnect();
+        }
+        // Otherwise the polling task ends by itself once the DISCONNECT is written.
+    }
+
+    /// Closes the connection at once, dropping anything still queued.
+    pub(crate) fn disconnect(&mut self) {
+        if let Some(p) = self.poller.take() {
+            p.abort();
+        }
+        self.client = None;
+    }
+
+    /// Queues a QoS 1 publish; counts it as dropped when offline or the queue is full.
+    pub(crate) fn publish(&self, topic: &str, payload: &serde_json::Value) {
+        let bytes = payload.to_string().into_bytes();
+        let sent = self
+            .client
+            .as_ref()
+            .is_some_and(|c| c.try_publish(topic, QoS::AtLeastOnce, false, bytes).is_ok());
+        if !sent {
+            self.stats.update(|s| s.messages_dropped += 1);
+            tracing::debug!(client = %self.client_id, topic, "simulated device dropped a publish");
+        }
+    }
+
+    /// Subscribes to `topics` at QoS 1 (call after every CONNACK).
+    pub(crate) fn subscribe(&self, topics: &[String]) {
+        let filters = topics
+            .iter()
+            .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+        let ok = self
+            .client
+            .as_ref()
+            .is_some_and(|c| c.try_subscribe_many(filters).is_ok());
+        if !ok {
+            tracing::warn!(client = %self.client_id, "simulated device could not subscribe");
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+/// Drives the event loop forever: forwards CONNACKs and publishes, backs off after errors
+/// (rumqttc would otherwise retry at once, hammering a broker that is down).
+async fn poll(
+    mut event_loop: EventLoop,
+    inbox: mpsc::Sender<Inbound>,
+    connected: watch::Sender<u64>,
+    stats: StatsCell,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match event_loop.poll().await {
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = BACKOFF_MIN;
+                connected.send_modify(|n| *n += 1);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let msg = Inbound {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                };
+                if inbox.try_send(msg).is_err() {
+                    stats.update(|s| s.messages_dropped += 1);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, ?backoff, "simulated device connection error");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}

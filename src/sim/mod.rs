@@ -1,0 +1,160 @@
+//! Simulated device fleets that behave like real Alibaba Cloud IoT devices, MXCHIP FogCloud
+//! devices and gateways, and DJI docks with their drones, following the documents in
+//! `shared/protocols/`: used to test rollouts end to end, by `ota-console sim` and by the GUI's
+//! demo mode.
+//!
+//! Owns: starting and stopping the virtual devices and reading their counters. Each device (or
+//! gateway, or dock) holds its own MQTT connection ([`link`]), speaks its dialect with payloads
+//! it builds itself ([`aliyun`], [`fogcloud`], [`dji`]), and runs upgrades as real devices do
+//! ([`upgrade`], [`download`]) with failures chosen reproducibly from the seed ([`config`]).
+//!
+//! Must never: use the console's own codecs (`crate::protocol`) for what devices send or
+//! parse: the simulator is an independent implementation of the documents, so that it catches
+//! the console's misreadings instead of echoing them.
+
+mod aliyun;
+pub mod config;
+mod dji;
+mod download;
+mod fogcloud;
+mod link;
+mod stats;
+mod upgrade;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::device_id::{DeviceId, DeviceIdError};
+
+pub use config::{Behaviour, FaultOdds, SimConfig};
+pub use stats::{DeviceState, DeviceStats, SimStats, SimTotals};
+
+use config::BrokerAddr;
+use stats::StatsCell;
+
+/// How long a simulated device waits for an HTTP connection to the firmware server.
+const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a simulated fleet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid simulator configuration: {0}")]
+    InvalidConfig(String),
+    #[error("broker URL {url:?} is not usable: {why}")]
+    InvalidBroker { url: String, why: String },
+    #[error("a simulated device name is not a valid device id: {0}")]
+    DeviceName(#[from] DeviceIdError),
+    #[error("cannot build the HTTP client for firmware downloads: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
+/// What every device task shares: where the broker is, how to behave, how to download.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub addr: BrokerAddr,
+    pub behaviour: Behaviour,
+    pub http: reqwest::Client,
+}
+
+/// A running simulated fleet. Dropping it stops every device (their tasks are aborted and
+/// their connections close); [`SimFleet::shutdown`] does the same and waits for it.
+#[derive(Debug)]
+pub struct SimFleet {
+    cells: Vec<StatsCell>,
+    tasks: JoinSet<()>,
+}
+
+impl SimFleet {
+    /// Starts every device of `cfg` as a tokio task on the current runtime. Devices connect in
+    /// the background; watch [`SimFleet::stats`] (`connects`) to know when they are up.
+    pub async fn start(cfg: SimConfig) -> Result<SimFleet, SimError> {
+        cfg.validate()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(HTTP_CONNECT_TIMEOUT)
+            // Devices talk to the firmware server directly; a proxy from the environment would
+            // make the simulator test something else.
+            .no_proxy()
+            .build()
+            .map_err(SimError::Http)?;
+        let ctx = Arc::new(Ctx {
+            addr: BrokerAddr::parse(&cfg.broker_url)?,
+            behaviour: cfg.behaviour.clone(),
+            http,
+        });
+        let mut fleet = SimFleet {
+            cells: Vec::new(),
+            tasks: JoinSet::new(),
+        };
+        for i in 0..cfg.aliyun {
+            let dev = aliyun::AliyunDevice::new(&cfg, i, ctx.clone())?;
+            fleet.cells.extend(dev.cells());
+            fleet.tasks.spawn(dev.run());
+        }
+        for i in 0..cfg.fogcloud {
+            let dev = fogcloud::FogDevice::plain(&cfg, i, ctx.clone())?;
+            fleet.cells.extend(dev.cells());
+            fleet.tasks.spawn(dev.run());
+        }
+        for i in 0..cfg.fogcloud_gateways {
+            let dev = fogcloud::FogDevice::gateway(&cfg, i, ctx.clone())?;
+            fleet.cells.extend(dev.cells());
+            fleet.tasks.spawn(dev.run());
+        }
+        for i in 0..cfg.dji_docks {
+            let dock = dji::Dock::new(&cfg, i, ctx.clone())?;
+            fleet.cells.extend(dock.cells());
+            fleet.tasks.spawn(dock.run());
+        }
+        Ok(fleet)
+    }
+
+    /// Every simulated device (gateways, sub-devices, docks and drones included), sorted.
+    pub fn device_ids(&self) -> Vec<DeviceId> {
+        let mut ids: Vec<DeviceId> = self
+            .cells
+            .iter()
+            .map(|c| c.update(|s| s.id.clone()))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A copy of every device's counters, sorted by device id.
+    pub fn stats(&self) -> SimStats {
+        let mut devices: Vec<DeviceStats> = self.cells.iter().map(StatsCell::snapshot).collect();
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        SimStats { devices }
+    }
+
+    /// Stops every device and waits until their tasks are gone.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch, for DJI `timestamp` fields.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Resolves once `timer` fires; never when there is none (for optional `select!` arms).
+pub(crate) async fn fire(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves on the next tick of `interval`; never when there is none.
+pub(crate) async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

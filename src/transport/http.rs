@@ -1,0 +1,607 @@
+//! The firmware HTTP server: devices download the packages a rollout offers them from here.
+//!
+//! Owns: the listening socket and its accept loop (connection cap, header and write-stall
+//! timeouts), the table of offered files keyed by unguessable tokens, and the byte counters per
+//! package and per client. Must never: build a file path from the request URL (only
+//! `/fw/{token}/{file_name}` of a registered offer is served, from the path registered with it),
+//! list directories, or serve anything it was not explicitly offered.
+//!
+//! Range, HEAD, ETag and Last-Modified come from tower-http's `ServeFile`; hyper is driven
+//! directly (instead of `axum::serve`) because only that way a header-read timeout can be set.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+/// Simultaneous connections; further clients wait in the kernel's accept backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// A client must send its complete request head within this time (also closes idle keep-alives).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that reads nothing for this long is disconnected, freeing its connection slot.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read size per body frame: large frames keep syscalls and counter updates rare.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Distinct client addresses counted separately; the rest are summed under 0.0.0.0.
+const MAX_TRACKED_CLIENTS: usize = 100_000;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(
+        "cannot start the firmware HTTP server: {0} is already in use; choose another port \
+         (port 0 picks a free one)"
+    )]
+    AddrInUse(SocketAddr),
+    #[error("cannot start the firmware HTTP server on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("public base URL {0:?} must start with http:// or https:// and name a host")]
+    PublicBase(String),
+    #[error(
+        "URL {url:?} cannot be served here: this server offers `{base}/fw/<32 hex digits>/{file}`"
+    )]
+    ForeignUrl {
+        url: String,
+        base: String,
+        file: String,
+    },
+}
+
+/// Download counters since the server started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServedStats {
+    /// HTTP requests received (any path, any outcome).
+    pub requests: u64,
+    /// Connections open right now.
+    pub active_connections: u64,
+    /// Body bytes handed to the connections, all files together.
+    pub total_bytes: u64,
+    /// Body bytes per package key (sha256).
+    pub bytes_by_package: BTreeMap<String, u64>,
+    /// Body bytes per client IP address.
+    pub bytes_by_client: BTreeMap<IpAddr, u64>,
+}
+
+/// One offered file.
+struct Offer {
+    path: PathBuf,
+    file_name: String,
+    bytes: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Shared {
+    offers: RwLock<HashMap<String, Arc<Offer>>>,
+    by_package: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    by_client: Mutex<HashMap<IpAddr, Arc<AtomicU64>>>,
+    requests: AtomicU64,
+    active: AtomicU64,
+    total: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn offer(&self, token: &str, file_name: &str) -> Option<Arc<Offer>> {
+        let offers = self.offers.read().unwrap_or_else(PoisonError::into_inner);
+        offers
+            .get(token)
+            .filter(|o| o.file_name == file_name)
+            .cloned()
+    }
+
+    fn client_counter(&self, ip: IpAddr) -> Arc<AtomicU64> {
+        let mut clients = self
+            .by_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = if clients.len() >= MAX_TRACKED_CLIENTS && !clients.contains_key(&ip) {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            ip
+        };
+        clients.entry(key).or_default().clone()
+    }
+}
+
+/// The running server. Dropping it stops accepting; transfers in progress finish.
+pub struct FirmwareServer {
+    local_addr: SocketAddr,
+    public_base: String,
+    shared: Arc<Shared>,
+    accept_task: tokio::task::AbortHandle,
+}
+
+impl std::fmt::Debug for FirmwareServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirmwareServer")
+            .field("local_addr", &self.local_addr)
+            .field("public_base", &self.public_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FirmwareServer {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+impl FirmwareServer {
+    /// Binds `bind` (port 0 picks a free port) and starts serving. `public_base` is the
+    /// `http://host:port` devices use to reach us; `None` derives it from the bound address.
+    pub async fn start(
+        bind: SocketAddr,
+        public_base: Option<String>,
+    ) -> Result<FirmwareServer, HttpError> {
+        let public_base = public_base.map(checked_public_base).transpose()?;
+        let listener = TcpListener::bind(bind).await.map_err(|source| {
+            if source.kind() == io::ErrorKind::AddrInUse {
+                HttpError::AddrInUse(bind)
+            } else {
+                HttpError::Bind { addr: bind, source }
+            }
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { addr: bind, source })?;
+        let public_base = public_base.unwrap_or_else(|| derived_public_base(local_addr));
+        let shared = Arc::new(Shared::default());
+        let router = Router::new()
+            .route("/fw/{token}/{file_name}", axum::routing::get(serve_offer))
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .with_state(shared.clone());
+        let accept_task =
+            tokio::spawn(accept_loop(listener, router, shared.clone())).abort_handle();
+        tracing::info!(%local_addr, %public_base, "firmware HTTP server listening");
+        Ok(FirmwareServer {
+            local_addr,
+            public_base,
+            shared,
+            accept_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL put into offers, e.g. `http://192.168.1.20:8080` (no trailing slash).
+    pub fn public_base(&self) -> String {
+        self.public_base.clone()
+    }
+
+    /// Offers the immutable stored file at `file_path` as `file_name` under a fresh token and
+    /// returns its full URL. Each call makes a new token; [`FirmwareServer::withdraw`] ends it.
+    pub fn offer(&self, file_path: PathBuf, file_name: &str, package_key: &str) -> String {
+        let token = format!("{:032x}", rand::random::<u128>());
+        self.register(token.clone(), file_path, file_name, package_key);
+        format!(
+            "{}/fw/{token}/{}",
+            self.public_base,
+            percent_encode_segment(file_name)
+        )
+    }
+
+    /// Serves a file again under a URL an earlier [`FirmwareServer::offer`] returned (e.g. after
+    /// a restart, for devices that were already told the URL). The URL must carry this server's
+    /// public base, a token and `file_name`.
+    pub fn offer_at(
+        &self,
+        url: &str,
+        file_path: PathBuf,
+        file_name: &str,
+        package_key: &str,
+    ) -> Result<(), HttpError> {
+        let encoded_name = percent_encode_segment(file_name);
+        let token = url
+            .strip_prefix(&self.public_base)
+            .and_then(|rest| rest.strip_prefix("/fw/"))
+            .and_then(|rest| rest.strip_suffix(encoded_name.as_str()))
+            .and_then(|rest| rest.strip_suffix('/'))
+            .filter(|token| token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| HttpError::ForeignUrl {
+                url: url.to_owned(),
+                base: self.public_base.clone(),
+                file: encoded_name.clone(),
+            })?;
+        self.register(token.to_owned(), file_path, file_name, package_key);
+        Ok(())
+    }
+
+    fn register(&self, token: String, file_path: PathBuf, file_name: &str, package_key: &str) {
+        let bytes = {
+            let mut packages = self
+                .shared
+                .by_package
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            packages.entry(package_key.to_owned()).or_default().clone()
+        };
+        let offer = Offer {
+            path: file_path,
+            file_name: file_name.to_owned(),
+            bytes,
+        };
+        self.shared
+            .offers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token, Arc::new(offer));
+    }
+
+    /// Stops serving an offer, given its URL or token. Downloads in progress finish.
+    pub fn withdraw(&self, url_or_token: &str) {
+        let token = token_of(url_or_token);
+        self.shared
+            .offers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+    }
+
+    pub fn stats(&self) -> ServedStats {
+        let s = &self.shared;
+        ServedStats {
+            requests: s.requests.load(Ordering::Relaxed),
+            active_connections: s.active.load(Ordering::Relaxed),
+            total_bytes: s.total.load(Ordering::Relaxed),
+            bytes_by_package: snapshot(&s.by_package),
+            bytes_by_client: snapshot(&s.by_client),
+        }
+    }
+}
+
+fn snapshot<K: Clone + Ord>(map: &Mutex<HashMap<K, Arc<AtomicU64>>>) -> BTreeMap<K, u64> {
+    let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    map.iter()
+        .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+        .collect()
+}
+
+/// `http://h:p/fw/TOKEN/name` -> `TOKEN`; anything without `/fw/` is taken as the token itself.
+fn token_of(url_or_token: &str) -> &str {
+    match url_or_token.split_once("/fw/") {
+        Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
+        None => url_or_token,
+    }
+}
+
+fn checked_public_base(base: String) -> Result<String, HttpError> {
+    let trimmed = base.trim().trim_end_matches('/');
+    let host = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"));
+    match host {
+        Some(h) if !h.is_empty() => Ok(trimmed.to_owned()),
+        _ => Err(HttpError::PublicBase(base)),
+    }
+}
+
+/// The URL devices can reach: the bound IP, or for a wildcard bind this machine's primary LAN
+/// address.
+fn derived_public_base(local: SocketAddr) -> String {
+    let ip = match local.ip() {
+        ip if !ip.is_unspecified() => ip,
+        IpAddr::V4(_) => primary_lan_ip(false).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        IpAddr::V6(_) => primary_lan_ip(true).unwrap_or(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    };
+    match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{}", local.port()),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{}", local.port()),
+    }
+}
+
+/// The source address the kernel would use towards the internet. `connect` on a UDP socket
+/// only selects a route; no packet is sent. Documentation addresses are used as the target.
+fn primary_lan_ip(v6: bool) -> Option<IpAddr> {
+    let (bind, target): (SocketAddr, SocketAddr) = if v6 {
+        (
+            (Ipv6Addr::UNSPECIFIED, 0).into(),
+            (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 9).into(),
+        )
+    } else {
+        (
+            (Ipv4Addr::UNSPECIFIED, 0).into(),
+            (Ipv4Addr::new(192, 0, 2, 1), 9).into(),
+        )
+    };
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(target).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// Percent-encodes everything except RFC 3986 unreserved characters, so a file name is always
+/// exactly one path segment.
+fn percent_encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The peer of the connection a request came on, inserted by the accept loop.
+#[derive(Clone, Copy)]
+struct ClientAddr(SocketAddr);
+
+async fn serve_offer(
+    State(shared): State<Arc<Shared>>,
+    Path((token, file_name)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let Some(offer) = shared.offer(&token, &file_name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let client = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let served = ServeFile::new(&offer.path)
+        .with_buf_chunk_size(CHUNK_BYTES)
+        .try_call(request)
+        .await;
+    let response = match served {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(path = %offer.path.display(), error = %e, "cannot read offered file");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let (mut parts, body) = response.into_parts();
+    if parts.status.is_success() {
+        // Devices must store the bytes, never render them: no guessing from the extension.
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    let counters = [
+        offer.bytes.clone(),
+        shared.client_counter(client),
+        shared.total.clone(),
+    ];
+    let body = CountingBody {
+        inner: Body::new(body),
+        counters,
+    };
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// Counts body bytes as hyper pulls them (i.e. as they go to the socket).
+struct CountingBody {
+    inner: Body,
+    counters: [Arc<AtomicU64>; 3],
+}
+
+impl HttpBody for CountingBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let sent = match &polled {
+            Poll::Ready(Some(Ok(frame))) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        if sent > 0 {
+            for counter in &self.counters {
+                counter.fetch_add(sent, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn accept_loop(listener: TcpListener, router: Router, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Typically EMFILE: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "firmware server cannot accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let service = router.clone().map_request(move |mut request: Request<_>| {
+            request.extensions_mut().insert(ClientAddr(peer));
+            request
+        });
+        tokio::spawn(async move {
+            shared.active.fetch_add(1, Ordering::Relaxed);
+            let counting = shared.clone();
+            let service = tower::service_fn(move |request| {
+                counting.requests.fetch_add(1, Ordering::Relaxed);
+                service.clone().oneshot(request)
+            });
+            let io = TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT));
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(io, TowerToHyperService::new(service));
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "firmware download connection ended");
+            }
+            shared.active.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+}
+
+/// A TCP stream whose writes fail after the peer has read nothing for `limit`.
+struct StallGuard {
+    stream: TcpStream,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(stream: TcpStream, limit: Duration) -> StallGuard {
+        StallGuard {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Called when a write made no progress: starts or checks the stall timer.
+    fn stall_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Pending if self.stall_expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Pending if self.stall_expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_become_one_safe_segment() {
+        assert_eq!(percent_encode_segment("fw-1.2_a~b.bin"), "fw-1.2_a~b.bin");
+        assert_eq!(percent_encode_segment("../a b/é"), "..%2Fa%20b%2F%C3%A9");
+    }
+
+    #[test]
+    fn tokens_are_found_in_urls() {
+        assert_eq!(token_of("http://h:1/fw/abc123/x.bin"), "abc123");
+        assert_eq!(token_of("abc123"), "abc123");
+    }
+
+    #[test]
+    fn public_base_must_be_http() {
+        assert_eq!(
+            checked_public_base("http://10.0.0.2:8080/".into()).unwrap(),
+            "http://10.0.0.2:8080"
+        );
+        assert!(checked_public_base("ftp://x".into()).is_err());
+        assert!(checked_public_base("http://".into()).is_err());
+    }
+
+    #[test]
+    fn public_base_uses_the_bound_ip() {
+        let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(derived_public_base(v4), "http://127.0.0.1:8080");
+        let v6: SocketAddr = "[::1]:81".parse().unwrap();
+        assert_eq!(derived_public_base(v6), "http://[::1]:81");
+    }
+
+    #[test]
+    fn client_table_is_bounded() {
+        let shared = Shared::default();
+        for i in 0..MAX_TRACKED_CLIENTS as u32 + 10 {
+            shared.client_counter(IpAddr::V4(Ipv4Addr::from(i + 1)));
+        }
+        let clients = shared.by_client.lock().unwrap();
+        assert_eq!(clients.len(), MAX_TRACKED_CLIENTS + 1);
+    }
+}

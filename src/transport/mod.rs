@@ -1,0 +1,12 @@
+//! The I/O edge: everything that touches a socket lives here.
+//!
+//! - [`broker`]: the embedded MQTT broker (rumqttd) for demos, simulation and tests.
+//! - [`mqtt`]: the MQTT client link, an actor owning the rumqttc event loop.
+//! - [`http`]: the firmware HTTP server devices download packages from.
+//!
+//! Nothing here decodes or decides: payloads go in and out as bytes (see `protocol` for codecs,
+//! `engine` for decisions).
+
+pub mod broker;
+pub mod http;
+pub mod mqtt;

@@ -1,0 +1,936 @@
+//! The MQTT client link: one actor task that owns a rumqttc `EventLoop`, reached through a
+//! cloneable [`MqttLink`] handle.
+//!
+//! Owns: connecting (TCP or TLS), resubscribing on every ConnAck, backoff between reconnects, the
+//! bounded outgoing queue (kept across reconnects) and the bounded stream of incoming publishes.
+//! Must never: await a publish from the polling task (rumqttc deadlocks when its request channel
+//! is full), decode payloads (that is `protocol`'s job), or print the password (custom `Debug`).
+//!
+//! Why the actor keeps its own copy of unsent publishes: on a reconnect with `clean_session`,
+//! rumqttc clears the publishes that were in flight or queued when the connection dropped
+//! (`session_present == false`). The actor takes them out of the event loop when the connection
+//! fails and feeds them back after the next ConnAck, a window of `inflight` at a time, so nothing
+//! accepted by [`MqttLink::publish`] is lost when the broker restarts (delivery is at least once).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{
+    AsyncClient, ClientError, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming,
+    MqttOptions, QoS, Request, Subscribe, SubscribeFilter, TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::protocol::Outbound;
+
+/// Largest packet accepted from the broker. Far above what we decode, so that an oversized
+/// hostile message is delivered and refused by the decoder instead of killing the connection.
+pub const MAX_INCOMING_PACKET_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
+/// Largest packet we send; notices are a few KiB. Checked in [`MqttLink::publish`] because rumqttc
+/// would otherwise drop the whole connection on an oversized write.
+pub const MAX_OUTGOING_PACKET_BYTES: usize = 1024 * 1024;
+/// Incoming publishes buffered for the consumer before the link stops reading (backpressure).
+pub const INBOUND_CAPACITY: usize = 4096;
+/// Unacknowledged QoS 1 publishes on the wire at once.
+const MAX_INFLIGHT: u16 = 100;
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+const DEFAULT_KEEP_ALIVE_SECS: u64 = 30;
+const DEFAULT_MAX_QUEUED: usize = 10_000;
+/// How long a graceful shutdown may take to send DISCONNECT before the socket is just dropped.
+const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+
+/// Why a broker URL could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerUrlError {
+    #[error("broker URL {0:?} has no scheme: write mqtt://host:port or mqtts://host:port")]
+    NoScheme(String),
+    #[error("broker URL scheme {0:?} is not supported: use mqtt:// (plain) or mqtts:// (TLS)")]
+    Scheme(String),
+    #[error("broker URL {0:?} has no host")]
+    NoHost(String),
+    #[error("broker URL {url:?} has an invalid port {port:?} (expected 1-65535)")]
+    Port { url: String, port: String },
+    #[error("broker URL {0:?} must not have a path, query or user info: only scheme://host:port")]
+    Extra(String),
+}
+
+/// Where the broker is: `mqtt://host[:1883]` or `mqtts://host[:8883]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+impl BrokerUrl {
+    /// A plain-TCP broker URL.
+    pub fn plain(host: impl Into<String>, port: u16) -> BrokerUrl {
+        BrokerUrl {
+            tls: false,
+            host: host.into(),
+            port,
+        }
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for BrokerUrl {
+    type Err = BrokerUrlError;
+
+    fn from_str(text: &str) -> Result<BrokerUrl, BrokerUrlError> {
+        let url = text.trim();
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| BrokerUrlError::NoScheme(url.to_owned()))?;
+        let (tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
+            "mqtt" | "tcp" => (false, 1883),
+            "mqtts" | "ssl" => (true, 8883),
+            _ => return Err(BrokerUrlError::Scheme(scheme.to_owned())),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(BrokerUrlError::Extra(url.to_owned()));
+        }
+        let (host, port_text) = split_host_port(authority);
+        if host.is_empty() {
+            return Err(BrokerUrlError::NoHost(url.to_owned()));
+        }
+        let port =
+            match port_text {
+                None => default_port,
+                Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    BrokerUrlError::Port {
+                        url: url.to_owned(),
+                        port: p.to_owned(),
+                    }
+                })?,
+            };
+        Ok(BrokerUrl {
+            tls,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Splits `host:port`, `[v6]:port`, `host` or `[v6]`.
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return match bracketed.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, tail)) => (host, Some(tail.strip_prefix(':').unwrap_or(tail))),
+            None => ("", None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+/// Everything needed to open the link. Build with [`LinkOptions::new`] and set what differs.
+#[derive(Clone)]
+pub struct LinkOptions {
+    pub url: BrokerUrl,
+    /// `None`: a fresh id per run (`ota-console-` + random hex), so two consoles never kick each
+    /// other off the broker.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// Never printed: [`LinkOptions`]'s `Debug` shows only whether it is set.
+    pub password: Option<String>,
+    pub keep_alive_secs: u64,
+    /// PEM file with the CA certificate(s) to trust for `mqtts://`; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key for mutual TLS (both or neither).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Topic filters subscribed (QoS 1) after every ConnAck.
+    pub subscriptions: Vec<String>,
+    /// Publishes that may wait in the queue (while disconnected or faster than the broker acks)
+    /// before [`MqttLink::publish`] answers [`LinkError::QueueFull`].
+    pub max_queued: usize,
+}
+
+impl LinkOptions {
+    pub fn new(url: BrokerUrl) -> LinkOptions {
+        LinkOptions {
+            url,
+            client_id: None,
+            username: None,
+            password: None,
+            keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            subscriptions: Vec::new(),
+            max_queued: DEFAULT_MAX_QUEUED,
+        }
+    }
+}
+
+impl fmt::Debug for LinkOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkOptions")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("keep_alive_secs", &self.keep_alive_secs)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("subscriptions", &self.subscriptions)
+            .field("max_queued", &self.max_queued)
+            .finish()
+    }
+}
+
+/// Where the link stands, for the status bar and for tests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LinkState {
+    Connecting,
+    Connected,
+    Reconnecting {
+        reason: String,
+        attempt: u32,
+        retry_in: Duration,
+    },
+    /// The link gave up (the broker refused our credentials or identity) or was shut down.
+    Failed {
+        reason: String,
+    },
+}
+
+/// One publish received from the broker, undecoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+/// Counters since the link started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Publishes received from the broker.
+    pub received: u64,
+    /// Publishes accepted by [`MqttLink::publish`].
+    pub queued: u64,
+    /// Publishes the broker acknowledged (PUBACK). After a reconnect a message may be sent and
+    /// acknowledged twice (QoS 1 is at least once), so this can exceed `queued`.
+    pub published: u64,
+    /// Publishes refused by [`MqttLink::publish`] (queue full, too large, link stopped).
+    pub dropped: u64,
+    /// Successful connections after the first.
+    pub reconnects: u64,
+}
+
+/// Why the link could not start or a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("MqttLink::start must be called inside a tokio runtime")]
+    NoRuntime,
+    #[error("keep-alive of {0} s is not allowed: use 0 (off) or 5..=65535 seconds")]
+    KeepAlive(u64),
+    #[error("max_queued must be at least 1")]
+    ZeroQueue,
+    #[error("client certificate and key must be given together (got only the {0})")]
+    HalfClientAuth(&'static str),
+    #[error("cannot read {what} {path:?}: {reason}")]
+    TlsFile {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("the outgoing queue is full ({0} messages waiting); the message was not queued")]
+    QueueFull(usize),
+    #[error("message for {topic:?} is {size} bytes; at most {MAX_OUTGOING_PACKET_BYTES} are sent")]
+    TooLarge { topic: String, size: usize },
+    #[error("{0:?} is not a valid topic to publish to")]
+    InvalidTopic(String),
+    #[error("the MQTT link is stopped")]
+    Stopped,
+}
+
+/// Shared between handles and the actor.
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    queued: AtomicU64,
+    published: AtomicU64,
+    dropped: AtomicU64,
+    reconnects: AtomicU64,
+    /// Publishes the actor carries over from a failed connection (not in rumqttc's channel).
+    carried: AtomicU64,
+    stopped: AtomicBool,
+}
+
+/// Signals the actor to stop when the last handle goes away.
+struct Inner {
+    client: AsyncClient,
+    counters: Arc<Counters>,
+    state: watch::Receiver<LinkState>,
+    shutdown: watch::Sender<bool>,
+    max_queued: usize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Cloneable handle to the link actor. The actor stops with [`MqttLink::shutdown`] or when the
+/// last handle is dropped.
+#[derive(Clone)]
+pub struct MqttLink {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MqttLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttLink")
+            .field("state", &*self.inner.state.borrow())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl MqttLink {
+    /// Spawns the actor on the current tokio runtime. Incoming publishes go to the returned
+    /// bounded receiver; when it is full the link stops reading from the broker (backpressure).
+    pub fn start(opts: LinkOptions) -> Result<(MqttLink, mpsc::Receiver<Inbound>), LinkError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| LinkError::NoRuntime)?;
+        let mqtt_options = mqtt_options(&opts)?;
+        let (client, eventloop) = AsyncClient::new(mqtt_options, opts.max_queued);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let actor = Actor {
+            eventloop,
+            client: client.clone(),
+            subscriptions: opts.subscriptions.clone(),
+            unsent: VecDeque::new(),
+            backoff: Backoff::default(),
+            ever_connected: false,
+            state: state_tx,
+            inbound: inbound_tx,
+            counters: counters.clone(),
+            shutdown: shutdown_rx,
+            broker: opts.url.to_string(),
+        };
+        runtime.spawn(actor.run());
+        let inner = Inner {
+            client,
+            counters,
+            state: state_rx,
+            shutdown: shutdown_tx,
+            max_queued: opts.max_queued,
+        };
+        Ok((
+            MqttLink {
+                inner: Arc::new(inner),
+            },
+            inbound_rx,
+        ))
+    }
+
+    /// Queues `msg` for the broker with QoS 1. Never waits: while disconnected the message waits
+    /// in the bounded queue and is sent after the next ConnAck.
+    pub fn publish(&self, msg: Outbound) -> Result<(), LinkError> {
+        let result = self.try_queue(msg);
+        let counter = match result {
+            Ok(()) => &self.inner.counters.queued,
+            Err(_) => &self.inner.counters.dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    fn try_queue(&self, msg: Outbound) -> Result<(), LinkError> {
+        if self.inner.counters.stopped.load(Ordering::Relaxed) {
+            return Err(LinkError::Stopped);
+        }
+        // Fixed header (5) + topic length (2) + packet id (2) + topic + payload.
+        let size = 9 + msg.topic.len() + msg.payload.len();
+        if size > MAX_OUTGOING_PACKET_BYTES {
+            return Err(LinkError::TooLarge {
+                topic: msg.topic,
+                size,
+            });
+        }
+        if msg.topic.is_empty() || msg.topic.contains(['+', '#', '\0']) {
+            return Err(LinkError::InvalidTopic(msg.topic));
+        }
+        // rumqttc's channel holds `max_queued`; publishes carried over a flapping connection
+        // count against the same limit so the total stays bounded (< 2 × max_queued + inflight).
+        let carried = self.inner.counters.carried.load(Ordering::Relaxed);
+        if carried >= self.inner.max_queued as u64 {
+            return Err(LinkError::QueueFull(self.inner.max_queued));
+        }
+        self.inner
+            .client
+            .try_publish(msg.topic, QoS::AtLeastOnce, false, msg.payload)
+            .map_err(|e| match e {
+                ClientError::TryRequest(_) | ClientError::Request(_)
+                    if self.inner.counters.stopped.load(Ordering::Relaxed) =>
+                {
+                    LinkError::Stopped
+                }
+                ClientError::TryRequest(_) | ClientError::Request(_) => {
+                    LinkError::QueueFull(self.inner.max_queued)
+                }
+            })
+    }
+
+    /// Follows the connection state.
+    pub fn state(&self) -> watch::Receiver<LinkState> {
+        self.inner.state.clone()
+    }
+
+    pub fn stats(&self) -> LinkStats {
+        let c = &self.inner.counters;
+        LinkStats {
+            received: c.received.load(Ordering::Relaxed),
+            queued: c.queued.load(Ordering::Relaxed),
+            published: c.published.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Disconnects from the broker and stops the actor. Queued messages are discarded.
+    pub fn shutdown(&self) {
+        self.inner.counters.stopped.store(true, Ordering::Relaxed);
+        let _ = self.inner.shutdown.send(true);
+    }
+}
+
+/// Translates [`LinkOptions`] into rumqttc's options, loading TLS material now so that a wrong
+/// path is reported at start instead of as an endless series of reconnect failures.
+fn mqtt_options(opts: &LinkOptions) -> Result<MqttOptions, LinkError> {
+    if opts.keep_alive_secs != 0 && !(5..=u64::from(u16::MAX)).contains(&opts.keep_alive_secs) {
+        return Err(LinkError::KeepAlive(opts.keep_alive_secs));
+    }
+    if opts.max_queued == 0 {
+        return Err(LinkError::ZeroQueue);
+    }
+    let client_id = opts.client_id.clone().unwrap_or_else(default_client_id);
+    let mut o = MqttOptions::new(client_id, opts.url.host.clone(), opts.url.port);
+    o.set_keep_alive(Duration::from_secs(opts.keep_alive_secs));
+    o.set_clean_session(true);
+    o.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES);
+    o.set_inflight(MAX_INFLIGHT);
+    if let Some(user) = &opts.username {
+        o.set_credentials(user.clone(), opts.password.clone().unwrap_or_default());
+    }
+    if opts.url.tls {
+        let config = tls_config(opts)?;
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(config),
+        )));
+    }
+    Ok(o)
+}
+
+fn default_client_id() -> String {
+    // Short enough for MQTT 3.1 brokers' 23-character limit.
+    format!("ota-console-{:08x}", rand::random::<u32>())
+}
+
+fn tls_config(opts: &LinkOptions) -> Result<rustls::ClientConfig, LinkError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+    match (&opts.client_cert, &opts.client_key) {
+        (Some(_), None) => return Err(LinkError::HalfClientAuth("certificate")),
+        (None, Some(_)) => return Err(LinkError::HalfClientAuth("key")),
+        _ => {}
+    }
+    let roots = match &opts.ca_file {
+        Some(path) => {
+            let pem = read_tls_file("CA file", path)?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls_file_error("CA file", path, e.to_string()))?;
+            root_store(certs, Some(path))?
+        }
+        None => root_store(rustls_native_certs::load_native_certs().certs, None)?,
+    };
+    // An explicit provider: rustls panics at run time if two providers are compiled in and no
+    // process default is installed.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LinkError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&opts.client_cert, &opts.client_key) {
+        (Some(cert_path), Some(key_path)) => {
+            let cert_pem = read_tls_file("client certificate", cert_path)?;
+            let chain = CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls_file_error("client certificate", cert_path, e.to_string()))?;
+            if chain.is_empty() {
+                return Err(tls_file_error(
+                    "client certificate",
+                    cert_path,
+                    "no PEM certificate in it".to_owned(),
+                ));
+            }
+            let key_pem = read_tls_file("client key", key_path)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| tls_file_error("client key", key_path, e.to_string()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| LinkError::Tls(format!("client certificate and key: {e}")))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+fn root_store(
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ca_file: Option<&Path>,
+) -> Result<rustls::RootCertStore, LinkError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(certs);
+    if !roots.is_empty() {
+        return Ok(roots);
+    }
+    Err(match ca_file {
+        Some(path) => tls_file_error(
+            "CA file",
+            path,
+            "no usable PEM certificate in it".to_owned(),
+        ),
+        None => LinkError::Tls(
+            "this system has no trusted root certificates; pass a CA file for mqtts://".to_owned(),
+        ),
+    })
+}
+
+/// TLS files are small; anything bigger is not a certificate.
+const MAX_TLS_FILE_BYTES: u64 = 1024 * 1024;
+
+fn read_tls_file(what: &'static str, path: &Path) -> Result<Vec<u8>, LinkError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| tls_file_error(what, path, e.to_string()))?
+        .len();
+    if len > MAX_TLS_FILE_BYTES {
+        return Err(tls_file_error(
+            what,
+            path,
+            format!("{len} bytes is too large for a PEM file"),
+        ));
+    }
+    std::fs::read(path).map_err(|e| tls_file_error(what, path, e.to_string()))
+}
+
+fn tls_file_error(what: &'static str, path: &Path, reason: String) -> LinkError {
+    LinkError::TlsFile {
+        what,
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Exponential backoff between reconnect attempts: 200 ms doubling to 30 s, reset on ConnAck.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Backoff {
+    attempt: u32,
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            attempt: 0,
+            next: FIRST_RETRY,
+        }
+    }
+}
+
+impl Backoff {
+    /// The attempt number and delay before the next attempt.
+    fn fail(&mut self) -> (u32, Duration) {
+        self.attempt = self.attempt.saturating_add(1);
+        let delay = self.next;
+        self.next = (self.next * 2).min(MAX_RETRY);
+        (self.attempt, delay)
+    }
+}
+
+/// What the actor does after an event.
+enum Next {
+    Continue,
+    Stop,
+}
+
+struct Actor {
+    eventloop: EventLoop,
+    client: AsyncClient,
+    subscriptions: Vec<String>,
+    /// Publishes taken out of the event loop when a connection failed; sent after the next
+    /// ConnAck before anything newer.
+    unsent: VecDeque<Request>,
+    backoff: Backoff,
+    ever_connected: bool,
+    state: watch::Sender<LinkState>,
+    inbound: mpsc::Sender<Inbound>,
+    counters: Arc<Counters>,
+    shutdown: watch::Receiver<bool>,
+    broker: String,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        tracing::info!(broker = %self.broker, "MQTT link starting");
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            self.refill_window();
+            let polled = tokio::select! {
+                _ = self.shutdown.changed() => break,
+                polled = self.eventloop.poll() => polled,
+            };
+            let next = match polled {
+                Ok(event) => self.on_event(event).await,
+                Err(error) => self.on_error(error).await,
+            };
+            if let Next::Stop = next {
+                break;
+            }
+        }
+        self.stop().await;
+    }
+
+    /// Moves saved publishes into rumqttc's pending queue, at most as many as may be in flight:
+    /// rumqttc sends pending requests regardless of its inflight limit, and more than `inflight`
+    /// fresh packet ids at once would collide.
+    fn refill_window(&mut self) {
+        if self.unsent.is_empty()
+            || self.eventloop.network.is_none()
+            || !self.eventloop.pending.is_empty()
+        {
+            return;
+        }
+        let free = MAX_INFLIGHT.saturating_sub(self.eventloop.state.inflight());
+        let take = usize::from(free).min(self.unsent.len());
+        self.eventloop.pending.extend(self.unsent.drain(..take));
+        self.counters
+            .carried
+            .store(self.unsent.len() as u64, Ordering::Relaxed);
+    }
+
+    async fn on_event(&mut self, event: Event) -> Next {
+        match event {
+            Event::Incoming(Incoming::ConnAck(_)) => self.on_connack(),
+            Event::Incoming(Incoming::Publish(publish)) => {
+                self.counters.received.fetch_add(1, Ordering::Relaxed);
+                let inbound = Inbound {
+                    topic: publish.topic,
+                    payload: publish.payload,
+                };
+                // Awaiting here is the backpressure: the broker holds further messages.
+                tokio::select! {
+                    _ = self.shutdown.changed() => return Next::Stop,
+                    sent = self.inbound.send(inbound) => {
+                        if sent.is_err() {
+                            tracing::debug!("inbound receiver dropped; discarding publish");
+                        }
+                    }
+                }
+            }
+            Event::Incoming(Incoming::PubAck(_)) => {
+                self.counters.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    .count();
+                if refused > 0 {
+                    tracing::warn!(refused, "broker refused some subscriptions");
+                }
+                // Connected means listening: only now can a device's message reach us.
+                self.state.send_if_modified(|state| {
+                    let changed = *state != LinkState::Connected;
+                    *state = LinkState::Connected;
+                    changed
+                });
+            }
+            _ => {}
+        }
+        Next::Continue
+    }
+
+    fn on_connack(&mut self) {
+        if self.ever_connected {
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.ever_connected = true;
+        self.backoff = Backoff::default();
+        // rumqttc queued nothing of the old session (clean session); subscriptions go first,
+        // then the saved publishes (refill_window), then new ones from the channel.
+        if !self.subscriptions.is_empty() {
+            let filters = self
+                .subscriptions
+                .iter()
+                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+            self.eventloop
+                .pending
+                .push_front(Request::Subscribe(Subscribe::new_many(filters)));
+        }
+        tracing::info!(broker = %self.broker, "MQTT link connected");
+        if self.subscriptions.is_empty() {
+            let _ = self.state.send(LinkState::Connected);
+        }
+    }
+
+    async fn on_error(&mut self, error: ConnectionError) -> Next {
+        self.save_unsent();
+        let reason = describe(&error, &self.broker);
+        if matches!(&error, ConnectionError::ConnectionRefused(code) if is_permanent(*code)) {
+            tracing::error!(broker = %self.broker, %reason, "MQTT link failed");
+            let _ = self.state.send(LinkState::Failed { reason });
+            return Next::Stop;
+        }
+        let (attempt, retry_in) = self.backoff.fail();
+        tracing::warn!(broker = %self.broker, %reason, attempt, ?retry_in, "MQTT link down");
+        let _ = self.state.send(LinkState::Reconnecting {
+            reason,
+            attempt,
+            retry_in,
+        });
+        tokio::select! {
+            _ = self.shutdown.changed() => Next::Stop,
+            _ = tokio::time::sleep(retry_in) => {
+                let _ = self.state.send(LinkState::Connecting);
+                Next::Continue
+            }
+        }
+    }
+
+    /// Takes the publishes rumqttc would discard on the next clean-session ConnAck.
+    fn save_unsent(&mut self) {
+        let pending = std::mem::take(&mut self.eventloop.pending);
+        let saved = pending.into_iter().filter_map(|request| match request {
+            Request::Publish(mut publish) => {
+                // Packet ids belong to the dead session; the next one hands out fresh ids.
+                publish.pkid = 0;
+                publish.dup = false;
+                Some(Request::Publish(publish))
+            }
+            // Subscriptions are renewed on ConnAck; acks and pings belong to the old session.
+            _ => None,
+        });
+        // Order across a reconnect is only roughly kept (MQTT promises none across sessions):
+        // part of what was pending came from the front of `unsent`.
+        self.unsent.extend(saved);
+        self.counters
+            .carried
+            .store(self.unsent.len() as u64, Ordering::Relaxed);
+    }
+
+    async fn stop(mut self) {
+        self.counters.stopped.store(true, Ordering::Relaxed);
+        if self.eventloop.network.is_some() && self.client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
+                while let Ok(event) = self.eventloop.poll().await {
+                    if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        // A refusal already set Failed with its reason; keep that one.
+        self.state.send_if_modified(|state| {
+            if matches!(state, LinkState::Failed { .. }) {
+                return false;
+            }
+            *state = LinkState::Failed {
+                reason: "link shut down".to_owned(),
+            };
+            true
+        });
+        tracing::info!(broker = %self.broker, "MQTT link stopped");
+    }
+}
+
+/// Refusals that retrying cannot fix: the user must change the configuration.
+fn is_permanent(code: ConnectReturnCode) -> bool {
+    matches!(
+        code,
+        ConnectReturnCode::BadUserNamePassword
+            | ConnectReturnCode::NotAuthorized
+            | ConnectReturnCode::BadClientId
+            | ConnectReturnCode::RefusedProtocolVersion
+    )
+}
+
+/// A sentence for the status bar; never contains credentials (rumqttc errors do not carry them).
+fn describe(error: &ConnectionError, broker: &str) -> String {
+    match error {
+        ConnectionError::ConnectionRefused(code) => format!("broker refused: {}", refusal(*code)),
+        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("cannot reach broker at {broker}: connection refused (is it running?)")
+        }
+        ConnectionError::Io(e) => format!("network error talking to {broker}: {e}"),
+        ConnectionError::NetworkTimeout => format!("broker at {broker} did not answer in time"),
+        ConnectionError::FlushTimeout => format!("broker at {broker} stopped reading"),
+        ConnectionError::Tls(e) => format!("TLS handshake with {broker} failed: {e}"),
+        ConnectionError::MqttState(e) => format!("connection to {broker} lost: {e}"),
+        other => format!("connection to {broker} failed: {other}"),
+    }
+}
+
+fn refusal(code: ConnectReturnCode) -> &'static str {
+    match code {
+        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+        // Mosquitto answers a wrong password with this code, not with BadUserNamePassword.
+        ConnectReturnCode::NotAuthorized => {
+            "not authorized (check the user name and password, or the client certificate)"
+        }
+        ConnectReturnCode::BadClientId => "client id rejected",
+        ConnectReturnCode::RefusedProtocolVersion => "MQTT 3.1.1 not supported",
+        ConnectReturnCode::ServiceUnavailable => "service unavailable",
+        ConnectReturnCode::Success => "success (unexpected)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_default_ports() {
+        let u: BrokerUrl = "mqtt://broker.local".parse().unwrap();
+        assert_eq!((u.tls(), u.host(), u.port()), (false, "broker.local", 1883));
+        let u: BrokerUrl = "mqtts://broker.local".parse().unwrap();
+        assert_eq!((u.tls(), u.port()), (true, 8883));
+        let u: BrokerUrl = "mqtt://127.0.0.1:1884/".parse().unwrap();
+        assert_eq!((u.host(), u.port()), ("127.0.0.1", 1884));
+        let u: BrokerUrl = "mqtts://[::1]:9000".parse().unwrap();
+        assert_eq!((u.host(), u.port()), ("::1", 9000));
+        assert_eq!(u.to_string(), "mqtts://[::1]:9000");
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_wrong() {
+        let cases = [
+            ("127.0.0.1:1883", "no scheme"),
+            ("http://x:1", "not supported"),
+            ("mqtt://:1883", "no host"),
+            ("mqtt://x:0", "invalid port"),
+            ("mqtt://x:99999", "invalid port"),
+            ("mqtt://x:abc", "invalid port"),
+            ("mqtt://user:pw@x:1", "must not have"),
+            ("mqtt://x:1/topic", "must not have"),
+        ];
+        for (url, expected) in cases {
+            let err = url.parse::<BrokerUrl>().unwrap_err().to_string();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let mut o = LinkOptions::new(BrokerUrl::plain("h", 1));
+        o.username = Some("alice".into());
+        o.password = Some("hunter2-secret".into());
+        let text = format!("{o:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("redacted") && text.contains("alice"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..10).map(|_| b.fail().1.as_millis()).collect();
+        assert_eq!(
+            delays,
+            [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
+        );
+        assert_eq!(b.attempt, 10);
+        b = Backoff::default();
+        assert_eq!(b.fail(), (1, FIRST_RETRY));
+    }
+
+    #[test]
+    fn refused_connack_reads_like_a_sentence() {
+        let e = ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
+        assert_eq!(
+            describe(&e, "mqtt://h:1"),
+            "broker refused: bad user name or password"
+        );
+        assert!(is_permanent(ConnectReturnCode::NotAuthorized));
+        assert!(!is_permanent(ConnectReturnCode::ServiceUnavailable));
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let mut o = LinkOptions::new(BrokerUrl::plain("h", 1));
+        o.keep_alive_secs = 2;
+        assert!(matches!(mqtt_options(&o), Err(LinkError::KeepAlive(2))));
+        o.keep_alive_secs = 30;
+        o.max_queued = 0;
+        assert!(matches!(mqtt_options(&o), Err(LinkError::ZeroQueue)));
+        let mut o = LinkOptions::new("mqtts://h:1".parse().unwrap());
+        o.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = mqtt_options(&o).unwrap_err().to_string();
+        assert!(
+            err.contains("CA file") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+        o.ca_file = None;
+        o.client_cert = Some("/x".into());
+        assert!(matches!(
+            mqtt_options(&o),
+            Err(LinkError::HalfClientAuth("certificate"))
+        ));
+    }
+
+    #[test]
+    fn default_client_ids_differ_and_fit_mqtt_3_1() {
+        let a = default_client_id();
+        let b = default_client_id();
+        assert_ne!(a, b);
+        assert!(a.len() <= 23, "{a}");
+    }
+}

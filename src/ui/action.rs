@@ -1,0 +1,47 @@
+//! What the operator asked for while a frame was drawn. Panels push `UiAction`s instead of
+//! acting, and the app applies them after drawing: the engine is only reached between frames,
+//! and a panel never holds the engine handle.
+
+use std::path::PathBuf;
+
+use crate::engine::CampaignRequest;
+use crate::rollout::CampaignId;
+
+#[derive(Debug)]
+pub enum UiAction {
+    /// Show the native file dialog (on a background thread).
+    OpenFileDialog,
+    /// Hash and store this file (dialog, drop, or the app's own import function).
+    ImportFirmware(PathBuf),
+    CancelImport,
+    StartCampaign(Box<CampaignRequest>),
+    Pause(CampaignId),
+    Resume(CampaignId),
+    Cancel(CampaignId),
+    RetryFailed(CampaignId),
+    AdvanceWave(CampaignId),
+    DismissAlerts,
+    /// Ask where to save, then write the report (on a background thread).
+    ExportReport {
+        campaign: CampaignId,
+        format: ReportFormat,
+    },
+    /// Save the inspector's current messages as JSON lines.
+    ExportMessages,
+}
+
+/// Which report file the operator asked for (see `crate::report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Json,
+    Csv,
+}
+
+impl ReportFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Json => "json",
+            ReportFormat::Csv => "csv",
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `OtaApp`: the eframe application. `logic` (runs even when the window is hidden) takes the
+//! engine's latest snapshot, drains background jobs (file dialogs, exports) and dropped files,
+//! and fetches inspector messages; `ui` draws the `ConsoleView` and then applies the actions
+//! it returned by sending `Command`s with `try_send`. The UI thread never waits on I/O or on
+//! the engine; the engine's waker requests a repaint when its state changes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::action::UiAction;
+use super::connection_bar::Notice;
+use super::console::ConsoleView;
+use super::inspector::messages_jsonl;
+use super::jobs::{JobResult, Jobs};
+use super::settings::{Settings, ThemeChoice};
+use super::theme;
+use crate::device_id::DeviceId;
+use crate::engine::{AlertLevel, Command, EngineError, EngineHandle, Snapshot};
+use crate::fleet::inspector::RawMessage;
+
+/// Messages the inspector keeps on screen.
+const INSPECTOR_LIMIT: usize = 500;
+/// The inspector's list is refreshed at most this often (it copies up to `INSPECTOR_LIMIT`).
+const INSPECTOR_REFRESH: Duration = Duration::from_millis(250);
+/// A burst of engine changes costs one repaint.
+const REPAINT_COALESCE: Duration = Duration::from_millis(10);
+/// Window notices kept (newest last).
+const MAX_NOTICES: usize = 4;
+
+pub struct OtaApp {
+    handle: EngineHandle,
+    view: ConsoleView,
+    snapshot: Arc<Snapshot>,
+    messages: Vec<RawMessage>,
+    messages_key: Option<(u64, Option<DeviceId>)>,
+    messages_at: Option<Instant>,
+    notices: Vec<Notice>,
+    jobs: Jobs,
+    now_ms: i64,
+    applied_theme: Option<ThemeChoice>,
+}
+
+impl OtaApp {
+    /// Connects the app to the engine (the waker repaints `ctx`) with the saved `settings`.
+    pub fn new(
+        handle: EngineHandle,
+        ctx: &egui::Context,
+        settings: Settings,
+        demo: bool,
+    ) -> OtaApp {
+        let repaint_ctx = ctx.clone();
+        let wake: Arc<dyn Fn() + Send + Sync> =
+            Arc::new(move || repaint_ctx.request_repaint_after(REPAINT_COALESCE));
+        handle.set_waker(wake.clone());
+        let snapshot = handle.snapshot();
+        OtaApp {
+            handle,
+            view: ConsoleView::new(settings, demo),
+            snapshot,
+            messages: Vec::new(),
+            messages_key: None,
+            messages_at: None,
+            notices: Vec::new(),
+            jobs: Jobs::new(wake),
+            now_ms: 0,
+            applied_theme: None,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.view.settings
+    }
+
+    /// The view state (selection, forms), for tests and embedding.
+    pub fn view(&self) -> &ConsoleView {
+        &self.view
+    }
+
+    pub fn view_mut(&mut self) -> &mut ConsoleView {
+        &mut self.view
+    }
+
+    /// The snapshot the last frame was drawn from.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// Imports a firmware file, as the dialog and drag-and-drop do.
+    pub fn import_firmware(&mut self, path: PathBuf) {
+        self.send(Command::ImportFirmware { path, reply: None });
+    }
+
+    /// Everything that is not drawing; call once per frame before [`OtaApp::frame_ui`].
+    pub fn update_logic(&mut self, ctx: &egui::Context) {
+        self.now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.snapshot = self.handle.snapshot();
+        if self.applied_theme != Some(self.view.settings.theme) {
+            theme::apply(ctx, self.view.settings.theme);
+            self.applied_theme = Some(self.view.settings.theme);
+        }
+        for result in self.jobs.drain() {
+            self.job_done(result);
+        }
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if let Some(path) = dropped.into_iter().next() {
+            self.import_firmware(path);
+        }
+        self.refresh_messages();
+    }
+
+    /// Draws the window and applies what the operator asked for.
+    pub fn frame_ui(&mut self, ui: &mut egui::Ui) {
+        let snapshot = self.snapshot.clone();
+        let actions = self
+            .view
+            .ui(ui, &snapshot, &self.messages, &self.notices, self.now_ms);
+        for action in actions {
+            self.apply(action);
+        }
+    }
+
+    fn refresh_messages(&mut self) {
+        let Some(device) = self.view.messages_wanted() else {
+            self.messages.clear();
+            self.messages_key = None;
+            return;
+        };
+        let key = (self.snapshot.revision, device.clone());
+        let due = self
+            .messages_at
+            .is_none_or(|at| at.elapsed() >= INSPECTOR_REFRESH);
+        let other_device = self.messages_key.as_ref().map(|(_, d)| d) != Some(&device);
+        if self.messages_key.as_ref() != Some(&key) && (due || other_device) {
+            self.messages = self.handle.messages(device.as_ref(), INSPECTOR_LIMIT);
+            self.messages_key = Some(key);
+            self.messages_at = Some(Instant::now());
+        }
+    }
+
+    fn apply(&mut self, action: UiAction) {
+        match action {
+            UiAction::OpenFileDialog => {
+                if let Err(e) = self.jobs.pick_firmware() {
+                    self.notice(
+                        AlertLevel::Warning,
+                        format!("Cannot open the file dialog: {e}"),
+                    );
+                }
+            }
+            UiAction::ImportFirmware(path) => self.import_firmware(path),
+            UiAction::CancelImport => self.send(Command::CancelImport),
+            UiAction::StartCampaign(request) => self.send(Command::StartCampaign {
+                request: *request,
+                reply: None,
+            }),
+            UiAction::Pause(id) => self.send(Command::Pause(id)),
+            UiAction::Resume(id) => self.send(Command::Resume(id)),
+            UiAction::Cancel(id) => self.send(Command::Cancel(id)),
+            UiAction::RetryFailed(id) => self.send(Command::RetryFailed(id)),
+            UiAction::AdvanceWave(id) => self.send(Command::AdvanceWave(id)),
+            UiAction::DismissAlerts => {
+                self.notices.clear();
+                self.send(Command::DismissAlerts);
+            }
+            UiAction::ExportReport { campaign, format } => {
+                if let Err(e) = self
+                    .jobs
+                    .save_report(self.snapshot.clone(), campaign, format)
+                {
+                    self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
+                }
+            }
+            UiAction::ExportMessages => {
+                let text = messages_jsonl(&self.messages);
+                if let Err(e) = self.jobs.save_text("messages", "messages.jsonl", text) {
+                    self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, command: Command) {
+        if let Err(e) = self.handle.send(command) {
+            let text = match e {
+                EngineError::Busy => "The engine is busy; try again in a moment.".to_owned(),
+                other => format!("The request was not delivered: {other}"),
+            };
+            self.notice(AlertLevel::Error, text);
+        }
+    }
+
+    fn job_done(&mut self, result: JobResult) {
+        match result {
+            JobResult::PickedFirmware(Some(path)) => self.import_firmware(path),
+            JobResult::PickedFirmware(None) => {}
+            JobResult::Saved {
+                what,
+                result: Ok(path),
+            } => {
+                self.notice(
+                    AlertLevel::Info,
+                    format!("Saved the {what} to {}", path.display()),
+                );
+            }
+            JobResult::Saved {
+                what,
+                result: Err(e),
+            } => {
+                self.notice(AlertLevel::Error, format!("Could not save the {what}: {e}"));
+            }
+        }
+    }
+
+    fn notice(&mut self, level: AlertLevel, text: String) {
+        tracing::info!(?level, "{text}");
+        self.notices.push(Notice { level, text });
+        let excess = self.notices.len().saturating_sub(MAX_NOTICES);
+        self.notices.drain(..excess);
+    }
+}
+
+impl eframe::App for OtaApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.update_logic(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frame_ui(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.view.settings.save(storage);
+    }
+}

@@ -1,0 +1,349 @@
+//! `ConsoleView`: everything the window shows and the operator's view state (selection, forms,
+//! filters), drawn from one engine `Snapshot` per frame. It returns the operator's requests as
+//! `UiAction`s and never reaches the engine itself, so it can be driven by a synthetic snapshot
+//! (the frame benchmark) as well as by the live engine (`OtaApp`).
+//!
+//! Layout: connection bar on top, firmware and rollout on the left, the fleet (table or tiles)
+//! in the middle, inspector / log / history at the bottom.
+
+use std::collections::{BTreeSet, HashMap};
+
+use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
+
+use super::action::UiAction;
+use super::connection_bar::{self, Notice};
+use super::devices_table::{self, TableState};
+use super::filter::{self, DeviceFilter, SelectionOp, Sort, StatusFilter, VisibleRow};
+use super::firmware_panel::{self, FirmwareForm};
+use super::history::{self, HistoryState};
+use super::inspector::{self, InspectorState};
+use super::rollout_panel::{self, RolloutForm};
+use super::settings::{BottomTab, DeviceView, Settings};
+use super::tiles;
+use crate::device_id::{DeviceId, Dialect};
+use crate::engine::Snapshot;
+use crate::fleet::inspector::RawMessage;
+
+/// The id of the device filter box (Ctrl+F focuses it).
+const FILTER_ID: &str = "device-filter";
+
+/// Filtered, sorted rows for one snapshot revision and one filter: recomputed only when one of
+/// them changes, not every frame.
+#[derive(Default)]
+struct RowCache {
+    key: Option<(u64, DeviceFilter, Sort, bool)>,
+    visible: Vec<VisibleRow>,
+    /// A campaign's targets never change, so the target map is rebuilt only when the list of
+    /// campaigns does (not on every progress report).
+    campaigns: Vec<i64>,
+    targets: HashMap<DeviceId, String>,
+}
+
+pub struct ConsoleView {
+    pub settings: Settings,
+    /// Shows the DEMO badge.
+    pub demo: bool,
+    pub selection: BTreeSet<DeviceId>,
+    /// The device the inspector follows (last clicked).
+    pub inspected: Option<DeviceId>,
+    pub firmware: FirmwareForm,
+    pub rollout: RolloutForm,
+    pub inspector: InspectorState,
+    pub history: HistoryState,
+    /// "Select devices not on version X": X as typed.
+    not_on_version: String,
+    cache: RowCache,
+    focus_filter: bool,
+}
+
+impl ConsoleView {
+    pub fn new(settings: Settings, demo: bool) -> ConsoleView {
+        ConsoleView {
+            settings,
+            demo,
+            selection: BTreeSet::new(),
+            inspected: None,
+            firmware: FirmwareForm::default(),
+            rollout: RolloutForm::default(),
+            inspector: InspectorState::default(),
+            history: HistoryState::default(),
+            not_on_version: String::new(),
+            cache: RowCache::default(),
+            focus_filter: false,
+        }
+    }
+
+    /// Whose raw messages the inspector needs now: `None` = it is not shown;
+    /// `Some(None)` = every device; `Some(Some(id))` = one device.
+    pub fn messages_wanted(&self) -> Option<Option<DeviceId>> {
+        if self.settings.bottom_tab != BottomTab::Inspector {
+            return None;
+        }
+        if self.settings.inspector_global {
+            Some(None)
+        } else {
+            self.inspected.clone().map(Some)
+        }
+    }
+
+    /// Draws one frame; returns what the operator asked the engine for.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        snap: &Snapshot,
+        messages: &[RawMessage],
+        notices: &[Notice],
+        now_ms: i64,
+    ) -> Vec<UiAction> {
+        let mut actions = Vec::new();
+        self.shortcuts(ui.ctx(), &mut actions);
+        self.refresh_rows(snap);
+
+        egui::Panel::top("connection").show(ui, |ui| {
+            connection_bar::connection_bar_ui(
+                ui,
+                snap,
+                self.demo,
+                &mut self.settings.theme,
+                notices,
+                &mut actions,
+            );
+        });
+        egui::Panel::bottom("bottom")
+            .resizable(true)
+            .default_size(230.0)
+            .show(ui, |ui| self.bottom_ui(ui, snap, messages, &mut actions));
+        egui::Panel::left("side")
+            .resizable(true)
+            .default_size(390.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("side-scroll")
+                    .show(ui, |ui| {
+                        firmware_panel::firmware_panel_ui(
+                            ui,
+                            snap,
+                            &mut self.firmware,
+                            &mut actions,
+                        );
+                        ui.separator();
+                        rollout_panel::rollout_panel_ui(
+                            ui,
+                            snap,
+                            &self.firmware,
+                            &mut self.settings.policy,
+                            &self.selection,
+                            &mut self.rollout,
+                            &mut actions,
+                        );
+                    });
+            });
+        egui::CentralPanel::default().show(ui, |ui| self.fleet_ui(ui, snap, now_ms));
+        actions
+    }
+
+    fn shortcuts(&mut self, ctx: &egui::Context, actions: &mut Vec<UiAction>) {
+        let open = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
+        let find = KeyboardShortcut::new(Modifiers::COMMAND, Key::F);
+        let (open, find) =
+            ctx.input_mut(|i| (i.consume_shortcut(&open), i.consume_shortcut(&find)));
+        if open {
+            actions.push(UiAction::OpenFileDialog);
+        }
+        if find {
+            self.focus_filter = true;
+        }
+        // Space toggles the inspected device, unless a text field is being typed in.
+        if !ctx.egui_wants_keyboard_input()
+            && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Space))
+        {
+            if let Some(id) = self.inspected.clone() {
+                self.apply_selection(&SelectionOp::Toggle(id), &[]);
+            }
+        }
+    }
+
+    fn refresh_rows(&mut self, snap: &Snapshot) {
+        let s = &self.settings;
+        let key = (snap.revision, s.filter.clone(), s.sort, s.group_by_gateway);
+        if self.cache.key.as_ref() == Some(&key) {
+            return;
+        }
+        let campaigns: Vec<i64> = snap.campaigns.iter().map(|c| c.snapshot.id.0).collect();
+        if campaigns != self.cache.campaigns {
+            self.cache.targets = filter::targets_by_device(&snap.campaigns);
+            self.cache.campaigns = campaigns;
+        }
+        self.cache.visible = filter::visible_rows(
+            &snap.devices,
+            &s.filter,
+            s.sort,
+            s.group_by_gateway,
+            &self.cache.targets,
+        );
+        self.cache.key = Some(key);
+    }
+
+    fn apply_selection(&mut self, op: &SelectionOp, rows: &[crate::engine::DeviceRow]) {
+        filter::apply_selection(&mut self.selection, op, rows, &self.cache.visible);
+    }
+
+    fn fleet_ui(&mut self, ui: &mut Ui, snap: &Snapshot, now_ms: i64) {
+        self.filter_bar_ui(ui);
+        self.selection_bar_ui(ui, snap);
+        ui.separator();
+        let rows = snap.devices.as_slice();
+        if rows.is_empty() {
+            ui.weak(
+                "No device has been seen yet. Devices appear here when they connect to the broker.",
+            );
+            return;
+        }
+        match self.settings.view {
+            DeviceView::Table => devices_table::devices_table_ui(
+                ui,
+                rows,
+                &self.cache.visible,
+                &self.cache.targets,
+                now_ms,
+                TableState {
+                    selection: &mut self.selection,
+                    sort: &mut self.settings.sort,
+                    inspected: &mut self.inspected,
+                },
+            ),
+            DeviceView::Tiles => tiles::tiles_ui(
+                ui,
+                rows,
+                &self.cache.visible,
+                &mut self.selection,
+                &mut self.inspected,
+            ),
+        }
+    }
+
+    fn filter_bar_ui(&mut self, ui: &mut Ui) {
+        let f = &mut self.settings.filter;
+        ui.horizontal_wrapped(|ui| {
+            ui.selectable_value(&mut self.settings.view, DeviceView::Table, "Table");
+            ui.selectable_value(&mut self.settings.view, DeviceView::Tiles, "Tiles");
+            ui.separator();
+            let label = ui.label("Filter").id;
+            let edit = ui
+                .add(
+                    egui::TextEdit::singleline(&mut f.text)
+                        .id(egui::Id::unique(FILTER_ID))
+                        .hint_text("device, version, message (Ctrl+F)")
+                        .desired_width(200.0),
+                )
+                .labelled_by(label);
+            if std::mem::take(&mut self.focus_filter) {
+                edit.request_focus();
+            }
+            egui::ComboBox::from_label("Dialect")
+                .selected_text(f.dialect.map_or("any", Dialect::as_str))
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut f.dialect, None, "any");
+                    for d in Dialect::ALL {
+                        ui.selectable_value(&mut f.dialect, Some(d), d.label());
+                    }
+                });
+            let version_label = ui.label("Version is").id;
+            ui.add(
+                egui::TextEdit::singleline(&mut f.version)
+                    .hint_text("any")
+                    .desired_width(70.0),
+            )
+            .labelled_by(version_label);
+            egui::ComboBox::from_label("Status")
+                .selected_text(f.status.label())
+                .show_ui(ui, |ui| {
+                    for choice in StatusFilter::choices() {
+                        ui.selectable_value(&mut f.status, choice, choice.label());
+                    }
+                });
+            if !f.is_empty() && ui.small_button("Clear filter").clicked() {
+                *f = DeviceFilter::default();
+            }
+            ui.checkbox(&mut self.settings.group_by_gateway, "Group under gateways");
+        });
+    }
+
+    fn selection_bar_ui(&mut self, ui: &mut Ui, snap: &Snapshot) {
+        let rows = snap.devices.as_slice();
+        let mut op = None;
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!(
+                    "{} selected · {} shown of {}",
+                    self.selection.len(),
+                    self.cache.visible.len(),
+                    rows.len()
+                ))
+                .strong(),
+            );
+            if ui.button("Select all shown").clicked() {
+                op = Some(SelectionOp::AllFiltered);
+            }
+            if ui.button("Select none").clicked() {
+                op = Some(SelectionOp::None);
+            }
+            if ui.button("Invert selection").clicked() {
+                op = Some(SelectionOp::InvertFiltered);
+            }
+            let label = ui.label("Not on version").id;
+            ui.add(
+                egui::TextEdit::singleline(&mut self.not_on_version)
+                    .hint_text("X")
+                    .desired_width(70.0),
+            )
+            .labelled_by(label);
+            let version = self.not_on_version.trim().to_owned();
+            if ui
+                .add_enabled(
+                    !version.is_empty(),
+                    egui::Button::new("Select not on version"),
+                )
+                .clicked()
+            {
+                op = Some(SelectionOp::NotOnVersion(version));
+            }
+        });
+        if let Some(op) = op {
+            self.apply_selection(&op, rows);
+        }
+    }
+
+    fn bottom_ui(
+        &mut self,
+        ui: &mut Ui,
+        snap: &Snapshot,
+        messages: &[RawMessage],
+        actions: &mut Vec<UiAction>,
+    ) {
+        ui.horizontal(|ui| {
+            let tab = &mut self.settings.bottom_tab;
+            ui.selectable_value(tab, BottomTab::Inspector, "Inspector");
+            let log = if snap.alerts.is_empty() {
+                "Log".to_owned()
+            } else {
+                format!("Log ({})", snap.alerts.len())
+            };
+            ui.selectable_value(tab, BottomTab::Log, log);
+            ui.selectable_value(tab, BottomTab::History, "History");
+        });
+        ui.separator();
+        match self.settings.bottom_tab {
+            BottomTab::Inspector => inspector::inspector_ui(
+                ui,
+                messages,
+                self.inspected.as_ref(),
+                &mut self.settings.inspector_global,
+                &mut self.inspector,
+                actions,
+            ),
+            BottomTab::Log => inspector::log_ui(ui, snap),
+            BottomTab::History => history::history_ui(ui, snap, &mut self.history, actions),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The device table (egui_extras, virtualised: only the rows on screen are laid out, so 10,000
+//! devices cost what 30 do). One line per device: selection checkbox with the device name
+//! (sub-devices indented under their gateway or dock), dialect, module, version, target,
+//! status, progress, last message, last seen. Headers sort; a click on a line shows the device
+//! in the inspector.
+
+use std::collections::{BTreeSet, HashMap};
+
+use egui::{ProgressBar, RichText, Sense, Ui};
+use egui_extras::{Column, TableBuilder};
+
+use super::explain::explain_code;
+use super::filter::{self, Sort, SortColumn, VisibleRow, status_label};
+use super::format;
+use super::theme;
+use crate::device_id::DeviceId;
+use crate::engine::DeviceRow;
+
+/// What the table may change.
+pub struct TableState<'a> {
+    pub selection: &'a mut BTreeSet<DeviceId>,
+    pub sort: &'a mut Sort,
+    /// The device the inspector follows.
+    pub inspected: &'a mut Option<DeviceId>,
+}
+
+const ROW_HEIGHT: f32 = 22.0;
+
+const HEADERS: [(SortColumn, &str); 9] = [
+    (SortColumn::Device, "Device"),
+    (SortColumn::Dialect, "Dialect"),
+    (SortColumn::Module, "Module"),
+    (SortColumn::Version, "Version"),
+    (SortColumn::Target, "Target"),
+    (SortColumn::Status, "Status"),
+    (SortColumn::Progress, "Progress"),
+    (SortColumn::LastMessage, "Last message"),
+    (SortColumn::LastSeen, "Last seen"),
+];
+
+pub fn devices_table_ui(
+    ui: &mut Ui,
+    rows: &[DeviceRow],
+    visible: &[VisibleRow],
+    targets: &HashMap<DeviceId, String>,
+    now_ms: i64,
+    state: TableState<'_>,
+) {
+    let TableState {
+        selection,
+        sort,
+        inspected,
+    } = state;
+    TableBuilder::new(ui)
+        .id_salt("devices")
+        .striped(true)
+        .resizable(true)
+        .sense(Sense::click())
+        .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+        .column(Column::initial(230.0).at_least(120.0).clip(true))
+        .column(Column::initial(70.0))
+        .column(Column::initial(70.0).clip(true))
+        .column(Column::initial(80.0).clip(true))
+        .column(Column::initial(80.0).clip(true))
+        .column(Column::initial(110.0).clip(true))
+        .column(Column::initial(110.0))
+        .column(Column::initial(220.0).clip(true))
+        .column(Column::remainder().at_least(80.0))
+        .header(24.0, |mut header| {
+            for (column, title) in HEADERS {
+                header.col(|ui| {
+                    let arrow = match (sort.column == column, sort.ascending) {
+                        (true, true) => " ⏶",
+                        (true, false) => " ⏷",
+                        (false, _) => "",
+                    };
+                    let text = RichText::new(format!("{title}{arrow}")).strong();
+                    if ui.selectable_label(sort.column == column, text).clicked() {
+                        *sort = sort.clicked(column);
+                    }
+                });
+            }
+        })
+        .body(|body| {
+            body.rows(ROW_HEIGHT, visible.len(), |mut table_row| {
+                let Some(v) = visible.get(table_row.index()) else {
+                    return;
+                };
+                let Some(row) = rows.get(v.index) else {
+                    return;
+                };
+                let id = &row.record.id;
+                table_row.set_selected(inspected.as_ref() == Some(id));
+                device_cells(&mut table_row, row, v.depth, targets, now_ms, selection);
+                if table_row.response().clicked() {
+                    *inspected = Some(id.clone());
+                }
+            });
+        });
+}
+
+fn device_cells(
+    table_row: &mut egui_extras::TableRow<'_, '_>,
+    row: &DeviceRow,
+    depth: u8,
+    targets: &HashMap<DeviceId, String>,
+    now_ms: i64,
+    selection: &mut BTreeSet<DeviceId>,
+) {
+    let id = &row.record.id;
+    table_row.col(|ui| {
+        if depth > 0 {
+            ui.add_space(14.0 * f32::from(depth));
+            ui.weak("↳");
+        }
+        let mut selected = selection.contains(id);
+        if ui
+            .checkbox(&mut selected, id.name())
+            .on_hover_text(id.to_string())
+            .changed()
+        {
+            if selected {
+                selection.insert(id.clone());
+            } else {
+                selection.remove(id);
+            }
+        }
+    });
+    table_row.col(|ui| {
+        ui.label(row.record.dialect.as_str());
+    });
+    table_row.col(|ui| {
+        ui.label(filter::modules_text(row));
+    });
+    table_row.col(|ui| {
+        ui.label(filter::shown_version(row).unwrap_or("?"));
+    });
+    table_row.col(|ui| {
+        ui.label(targets.get(&id.device()).map_or("", String::as_str));
+    });
+    table_row.col(|ui| status_cell_ui(ui, row));
+    table_row.col(|ui| {
+        if let Some(r) = &row.rollout {
+            let color = theme::status_color(r.status);
+            ui.add(
+                ProgressBar::new(f32::from(r.percent) / 100.0)
+                    .text(format!("{} %", r.percent))
+                    .fill(color)
+                    .desired_width(100.0),
+            );
+        }
+    });
+    table_row.col(|ui| {
+        ui.add(egui::Label::new(row.last_message.as_deref().unwrap_or("")).truncate());
+    });
+    table_row.col(|ui| {
+        let age = format::age(now_ms, row.record.last_seen_ms);
+        if row.record.online {
+            ui.label(age);
+        } else {
+            ui.weak(format!("offline, {age}"));
+        }
+    });
+}
+
+fn status_cell_ui(ui: &mut Ui, row: &DeviceRow) {
+    match &row.rollout {
+        None => {
+            let text = if row.record.online { "idle" } else { "offline" };
+            ui.colored_label(theme::idle_color(row.record.online), text);
+        }
+        Some(r) => {
+            let mut text = status_label(r.status).to_owned();
+            if r.attempts > 1 {
+                text.push_str(&format!(" (attempt {})", r.attempts));
+            }
+            let response = ui.colored_label(theme::status_color(r.status), text);
+            let mut why: Vec<String> = r.error.iter().cloned().collect();
+            why.extend(r.code.and_then(explain_code));
+            if !why.is_empty() {
+                response.on_hover_text(why.join("\n"));
+            }
+        }
+    }
+}

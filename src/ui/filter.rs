@@ -1,0 +1,604 @@
+//! Which devices the table and the tiles show, in which order, and how selection changes apply:
+//! pure functions over the engine's `DeviceRow`s, so they are unit-tested without a window.
+//!
+//! Owns: the filter (text, dialect, version, status), column sorting, the gateway → sub-device
+//! grouping and the bulk selection operations. Never draws, never talks to the engine.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device_id::{DeviceId, Dialect};
+use crate::engine::{CampaignView, DeviceRow};
+use crate::rollout::DeviceStatus;
+
+/// What the operator typed and picked above the device list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceFilter {
+    /// Case-insensitive substring of the device id, a version or the last message.
+    pub text: String,
+    pub dialect: Option<Dialect>,
+    /// Exact version of any module (trimmed); empty = any.
+    pub version: String,
+    pub status: StatusFilter,
+}
+
+/// The status part of the filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum StatusFilter {
+    #[default]
+    Any,
+    /// Not part of any campaign.
+    Idle,
+    Offline,
+    /// Noticed, downloading or installing.
+    InFlight,
+    /// Failed, rejected or timed out.
+    Failures,
+    Is(DeviceStatus),
+}
+
+impl StatusFilter {
+    /// The choices offered in the filter's drop-down, in order.
+    pub fn choices() -> Vec<StatusFilter> {
+        let mut all = vec![
+            StatusFilter::Any,
+            StatusFilter::Idle,
+            StatusFilter::Offline,
+            StatusFilter::InFlight,
+            StatusFilter::Failures,
+        ];
+        all.extend(DeviceStatus::ALL.into_iter().map(StatusFilter::Is));
+        all
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            StatusFilter::Any => "any status".into(),
+            StatusFilter::Idle => "idle".into(),
+            StatusFilter::Offline => "offline".into(),
+            StatusFilter::InFlight => "in flight".into(),
+            StatusFilter::Failures => "failures".into(),
+            StatusFilter::Is(s) => status_label(s).into(),
+        }
+    }
+
+    fn matches(self, row: &DeviceRow) -> bool {
+        let status = row.rollout.as_ref().map(|r| r.status);
+        match self {
+            StatusFilter::Any => true,
+            StatusFilter::Idle => status.is_none(),
+            StatusFilter::Offline => !row.record.online,
+            StatusFilter::InFlight => status.is_some_and(DeviceStatus::in_flight),
+            StatusFilter::Failures => status.is_some_and(DeviceStatus::is_failure),
+            StatusFilter::Is(s) => status == Some(s),
+        }
+    }
+}
+
+/// The word the UI shows for a status ("timed out", not "timed_out").
+pub fn status_label(status: DeviceStatus) -> &'static str {
+    match status {
+        DeviceStatus::TimedOut => "timed out",
+        other => other.as_str(),
+    }
+}
+
+impl DeviceFilter {
+    pub fn is_empty(&self) -> bool {
+        self.text.trim().is_empty()
+            && self.dialect.is_none()
+            && self.version.trim().is_empty()
+            && self.status == StatusFilter::Any
+    }
+
+    /// Whether `row` passes every part of the filter.
+    pub fn matches(&self, row: &DeviceRow) -> bool {
+        if self.dialect.is_some_and(|d| d != row.record.dialect) {
+            return false;
+        }
+        if !self.status.matches(row) {
+            return false;
+        }
+        let version = self.version.trim();
+        if !version.is_empty() && !row.record.versions.iter().any(|(_, v)| v == version) {
+            return false;
+        }
+        let text = self.text.trim();
+        text.is_empty() || text_matches(row, &text.to_lowercase())
+    }
+}
+
+fn text_matches(row: &DeviceRow, needle_lower: &str) -> bool {
+    let contains = |hay: &str| hay.to_lowercase().contains(needle_lower);
+    contains(&row.record.id.to_string())
+        || row
+            .record
+            .versions
+            .iter()
+            .any(|(m, v)| contains(m) || contains(v))
+        || row.last_message.as_deref().is_some_and(contains)
+        || row
+            .rollout
+            .as_ref()
+            .and_then(|r| r.error.as_deref())
+            .is_some_and(contains)
+}
+
+/// A column the device list can be sorted by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SortColumn {
+    Dialect,
+    #[default]
+    Device,
+    Module,
+    Version,
+    Target,
+    Status,
+    Progress,
+    LastMessage,
+    LastSeen,
+}
+
+/// Column and direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Sort {
+    pub column: SortColumn,
+    pub ascending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Sort {
+            column: SortColumn::Device,
+            ascending: true,
+        }
+    }
+}
+
+impl Sort {
+    /// Clicking a header: the same column flips direction, another starts ascending.
+    pub fn clicked(self, column: SortColumn) -> Sort {
+        if self.column == column {
+            Sort {
+                column,
+                ascending: !self.ascending,
+            }
+        } else {
+            Sort {
+                column,
+                ascending: true,
+            }
+        }
+    }
+}
+
+/// Target versions by device (without module), from the newest campaign that targets it:
+/// the "target" column. Campaigns arrive newest first.
+pub fn targets_by_device(campaigns: &[CampaignView]) -> HashMap<DeviceId, String> {
+    let mut map = HashMap::new();
+    for view in campaigns {
+        for line in &view.snapshot.devices {
+            map.entry(line.id.device())
+                .or_insert_with(|| view.snapshot.target_version.clone());
+        }
+    }
+    map
+}
+
+/// The version shown for a device: its default module, else its first module.
+pub fn shown_version(row: &DeviceRow) -> Option<&str> {
+    row.record
+        .version(None)
+        .or_else(|| row.record.versions.first().map(|(_, v)| v.as_str()))
+}
+
+/// Module names of a device, comma separated ("default" for the device's own firmware).
+pub fn modules_text(row: &DeviceRow) -> String {
+    let names: Vec<&str> = row
+        .record
+        .versions
+        .iter()
+        .map(|(m, _)| m.as_str())
+        .collect();
+    names.join(", ")
+}
+
+fn status_rank(row: &DeviceRow) -> (u8, Option<DeviceStatus>) {
+    match &row.rollout {
+        None => (0, None),
+        Some(r) => (1, Some(r.status)),
+    }
+}
+
+fn compare(
+    a: &DeviceRow,
+    b: &DeviceRow,
+    column: SortColumn,
+    targets: &HashMap<DeviceId, String>,
+) -> Ordering {
+    let target = |r: &DeviceRow| targets.get(&r.record.id.device()).cloned();
+    match column {
+        SortColumn::Dialect => a.record.dialect.cmp(&b.record.dialect),
+        SortColumn::Device => Ordering::Equal,
+        SortColumn::Module => modules_text(a).cmp(&modules_text(b)),
+        SortColumn::Version => shown_version(a).cmp(&shown_version(b)),
+        SortColumn::Target => target(a).cmp(&target(b)),
+        SortColumn::Status => status_rank(a).cmp(&status_rank(b)),
+        SortColumn::Progress => {
+            let pct = |r: &DeviceRow| {
+                r.rollout
+                    .as_ref()
+                    .map(|d| (d.status.is_terminal(), d.percent))
+            };
+            pct(a).cmp(&pct(b))
+        }
+        SortColumn::LastMessage => a.last_message.cmp(&b.last_message),
+        SortColumn::LastSeen => a.record.last_seen_ms.cmp(&b.record.last_seen_ms),
+    }
+    // The id breaks ties so the order is total and stable from frame to frame.
+    .then_with(|| a.record.id.cmp(&b.record.id))
+}
+
+/// One visible line: an index into the snapshot's rows and its indentation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisibleRow {
+    pub index: usize,
+    /// 0 for devices and gateways, 1 for a sub-device shown under its gateway.
+    pub depth: u8,
+}
+
+/// Filters and sorts `rows`; with `group`, each sub-device follows its gateway (when the gateway
+/// is shown too), sub-devices sorted among themselves.
+pub fn visible_rows(
+    rows: &[DeviceRow],
+    filter: &DeviceFilter,
+    sort: Sort,
+    group: bool,
+    targets: &HashMap<DeviceId, String>,
+) -> Vec<VisibleRow> {
+    let mut picked: Vec<usize> = (0..rows.len())
+        .filter(|&i| filter.matches(&rows[i]))
+        .collect();
+    picked.sort_by(|&a, &b| {
+        let ord = compare(&rows[a], &rows[b], sort.column, targets);
+        if sort.ascending { ord } else { ord.reverse() }
+    });
+    if !group {
+        return picked
+            .into_iter()
+            .map(|index| VisibleRow { index, depth: 0 })
+            .collect();
+    }
+    let shown: BTreeSet<&DeviceId> = picked.iter().map(|&i| &rows[i].record.id).collect();
+    let mut children: BTreeMap<&DeviceId, Vec<usize>> = BTreeMap::new();
+    let mut top = Vec::with_capacity(picked.len());
+    for &i in &picked {
+        match rows[i]
+            .record
+            .gateway
+            .as_ref()
+            .filter(|g| shown.contains(g))
+        {
+            Some(gateway) => children.entry(gateway).or_default().push(i),
+            None => top.push(i),
+        }
+    }
+    let mut out = Vec::with_capacity(picked.len());
+    for i in top {
+        out.push(VisibleRow { index: i, depth: 0 });
+        if let Some(kids) = children.get(&rows[i].record.id) {
+            out.extend(kids.iter().map(|&k| VisibleRow { index: k, depth: 1 }));
+        }
+    }
+    out
+}
+
+/// A bulk change of the selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectionOp {
+    /// Add every device the filter shows.
+    AllFiltered,
+    None,
+    /// Flip every device the filter shows; others keep their state.
+    InvertFiltered,
+    /// Exactly the devices (of all, not only filtered) whose version is known and differs.
+    NotOnVersion(String),
+    Toggle(DeviceId),
+}
+
+/// Applies `op` to `selection`; `visible` are the filtered rows.
+pub fn apply_selection(
+    selection: &mut BTreeSet<DeviceId>,
+    op: &SelectionOp,
+    rows: &[DeviceRow],
+    visible: &[VisibleRow],
+) {
+    let visible_ids = || {
+        visible
+            .iter()
+            .filter_map(|v| rows.get(v.index))
+            .map(|r| &r.record.id)
+    };
+    match op {
+        SelectionOp::AllFiltered => selection.extend(visible_ids().cloned()),
+        SelectionOp::None => selection.clear(),
+        SelectionOp::InvertFiltered => {
+            for id in visible_ids() {
+                if !selection.remove(id) {
+                    selection.insert(id.clone());
+                }
+            }
+        }
+        SelectionOp::NotOnVersion(version) => {
+            let version = version.trim();
+            selection.clear();
+            selection.extend(
+                rows.iter()
+                    .filter(|r| shown_version(r).is_some_and(|v| v != version))
+                    .map(|r| r.record.id.clone()),
+            );
+        }
+        SelectionOp::Toggle(id) => {
+            if !selection.remove(id) {
+                selection.insert(id.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::fleet::DeviceRecord;
+    use crate::rollout::DeviceSnapshot;
+
+    pub(crate) fn row(id: &str, version: &str, status: Option<DeviceStatus>) -> DeviceRow {
+        let id: DeviceId = id.parse().unwrap();
+        let mut record = DeviceRecord::new(id.clone(), 1_000);
+        record.set_version(None, version);
+        DeviceRow {
+            record,
+            last_message: Some(format!("topic of {id}")),
+            rollout: status.map(|status| DeviceSnapshot {
+                id,
+                status,
+                from_version: Some(version.into()),
+                to_version: None,
+                percent: 40,
+                attempts: 1,
+                wave: Some(0),
+                error: None,
+                code: None,
+                retry_at: None,
+            }),
+        }
+    }
+
+    fn fleet() -> Vec<DeviceRow> {
+        let mut gw = row("fogcloud:pk/gw1", "1.0", None);
+        gw.record.online = true;
+        let mut sub_b = row("fogcloud:pk/sub-b", "1.0", Some(DeviceStatus::Downloading));
+        sub_b.record.gateway = Some(gw.record.id.clone());
+        let mut sub_a = row("fogcloud:pk/sub-a", "2.0", Some(DeviceStatus::Succeeded));
+        sub_a.record.gateway = Some(gw.record.id.clone());
+        let mut offline = row("dji:DOCK1", "09.01", Some(DeviceStatus::Failed));
+        offline.record.online = false;
+        vec![
+            row("aliyun:pk/dev-1", "1.0", None),
+            offline,
+            gw,
+            sub_b,
+            sub_a,
+        ]
+    }
+
+    fn ids(rows: &[DeviceRow], visible: &[VisibleRow]) -> Vec<String> {
+        visible
+            .iter()
+            .map(|v| rows[v.index].record.id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn filter_by_text_dialect_version_and_status() {
+        let rows = fleet();
+        let count = |f: DeviceFilter| rows.iter().filter(|r| f.matches(r)).count();
+        assert_eq!(count(DeviceFilter::default()), 5);
+        assert_eq!(
+            count(DeviceFilter {
+                text: "SUB".into(),
+                ..Default::default()
+            }),
+            2
+        );
+        assert_eq!(
+            count(DeviceFilter {
+                dialect: Some(Dialect::Dji),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            count(DeviceFilter {
+                version: " 1.0 ".into(),
+                ..Default::default()
+            }),
+            3
+        );
+        assert_eq!(
+            count(DeviceFilter {
+                status: StatusFilter::Idle,
+                ..Default::default()
+            }),
+            2
+        );
+        assert_eq!(
+            count(DeviceFilter {
+                status: StatusFilter::InFlight,
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            count(DeviceFilter {
+                status: StatusFilter::Failures,
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            count(DeviceFilter {
+                status: StatusFilter::Offline,
+                ..Default::default()
+            }),
+            1
+        );
+        let succeeded = StatusFilter::Is(DeviceStatus::Succeeded);
+        assert_eq!(
+            count(DeviceFilter {
+                status: succeeded,
+                ..Default::default()
+            }),
+            1
+        );
+        assert!(DeviceFilter::default().is_empty());
+        assert!(
+            !DeviceFilter {
+                text: "x".into(),
+                ..Default::default()
+            }
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn sub_devices_follow_their_gateway_sorted() {
+        let rows = fleet();
+        let targets = HashMap::new();
+        let grouped = visible_rows(
+            &rows,
+            &DeviceFilter::default(),
+            Sort::default(),
+            true,
+            &targets,
+        );
+        assert_eq!(
+            ids(&rows, &grouped),
+            [
+                "aliyun:pk/dev-1",
+                "fogcloud:pk/gw1",
+                "fogcloud:pk/sub-a",
+                "fogcloud:pk/sub-b",
+                "dji:DOCK1"
+            ]
+        );
+        assert_eq!(
+            grouped.iter().map(|v| v.depth).collect::<Vec<_>>(),
+            [0, 0, 1, 1, 0]
+        );
+        // A sub-device whose gateway is filtered out stands on its own.
+        let only_subs = DeviceFilter {
+            text: "sub".into(),
+            ..Default::default()
+        };
+        let alone = visible_rows(&rows, &only_subs, Sort::default(), true, &targets);
+        assert!(alone.iter().all(|v| v.depth == 0));
+        assert_eq!(alone.len(), 2);
+    }
+
+    #[test]
+    fn sort_by_column_both_ways_with_id_tie_break() {
+        let rows = fleet();
+        let targets = HashMap::new();
+        let by_version = Sort {
+            column: SortColumn::Version,
+            ascending: true,
+        };
+        let asc = visible_rows(&rows, &DeviceFilter::default(), by_version, false, &targets);
+        assert_eq!(
+            ids(&rows, &asc),
+            [
+                "dji:DOCK1",
+                "aliyun:pk/dev-1",
+                "fogcloud:pk/gw1",
+                "fogcloud:pk/sub-b",
+                "fogcloud:pk/sub-a"
+            ]
+        );
+        let desc = visible_rows(
+            &rows,
+            &DeviceFilter::default(),
+            by_version.clicked(SortColumn::Version),
+            false,
+            &targets,
+        );
+        assert_eq!(
+            ids(&rows, &desc).first().map(String::as_str),
+            Some("fogcloud:pk/sub-a")
+        );
+        assert!(!by_version.clicked(SortColumn::Version).ascending);
+        assert!(by_version.clicked(SortColumn::Status).ascending);
+        let by_status = Sort {
+            column: SortColumn::Status,
+            ascending: true,
+        };
+        let st = visible_rows(&rows, &DeviceFilter::default(), by_status, false, &targets);
+        // Idle devices first, then by status order (downloading < succeeded < failed).
+        assert_eq!(
+            ids(&rows, &st),
+            [
+                "aliyun:pk/dev-1",
+                "fogcloud:pk/gw1",
+                "fogcloud:pk/sub-b",
+                "fogcloud:pk/sub-a",
+                "dji:DOCK1"
+            ]
+        );
+    }
+
+    #[test]
+    fn selection_operations() {
+        let rows = fleet();
+        let targets = HashMap::new();
+        let subs = DeviceFilter {
+            text: "sub".into(),
+            ..Default::default()
+        };
+        let visible = visible_rows(&rows, &subs, Sort::default(), false, &targets);
+        let mut sel = BTreeSet::new();
+        apply_selection(&mut sel, &SelectionOp::AllFiltered, &rows, &visible);
+        assert_eq!(sel.len(), 2);
+        let a: DeviceId = "fogcloud:pk/sub-a".parse().unwrap();
+        apply_selection(&mut sel, &SelectionOp::Toggle(a.clone()), &rows, &visible);
+        assert!(!sel.contains(&a));
+        apply_selection(&mut sel, &SelectionOp::InvertFiltered, &rows, &visible);
+        assert_eq!(
+            sel.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["fogcloud:pk/sub-a"]
+        );
+        apply_selection(
+            &mut sel,
+            &SelectionOp::NotOnVersion("1.0".into()),
+            &rows,
+            &visible,
+        );
+        assert_eq!(
+            sel.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["fogcloud:pk/sub-a", "dji:DOCK1"]
+        );
+        apply_selection(&mut sel, &SelectionOp::None, &rows, &visible);
+        assert!(sel.is_empty());
+    }
+
+    #[test]
+    fn status_choices_are_distinct_and_labelled() {
+        let choices = StatusFilter::choices();
+        let labels: BTreeSet<String> = choices.iter().map(|c| c.label()).collect();
+        assert_eq!(labels.len(), choices.len());
+        assert!(labels.contains("timed out"));
+    }
+}

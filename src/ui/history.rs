@@ -1,0 +1,135 @@
+//! History: past and running campaigns (from the database, via the snapshot) with their
+//! per-device outcomes, and the report export (CSV / JSON, the shape of `rollout --report`).
+
+use egui::{RichText, Ui};
+use egui_extras::{Column, TableBuilder};
+
+use super::action::{ReportFormat, UiAction};
+use super::explain::explain_code;
+use super::filter::status_label;
+use super::theme;
+use super::widgets;
+use crate::engine::{CampaignView, Snapshot};
+use crate::rollout::CampaignId;
+
+#[derive(Debug, Default)]
+pub struct HistoryState {
+    pub picked: Option<CampaignId>,
+}
+
+pub fn history_ui(
+    ui: &mut Ui,
+    snap: &Snapshot,
+    state: &mut HistoryState,
+    actions: &mut Vec<UiAction>,
+) {
+    if snap.campaigns.is_empty() {
+        ui.weak("No campaign has run yet.");
+        return;
+    }
+    ui.columns(2, |cols| {
+        let [list, detail] = cols else { return };
+        egui::ScrollArea::vertical()
+            .id_salt("history-list")
+            .auto_shrink([false, false])
+            .show(list, |ui| {
+                for c in &snap.campaigns {
+                    let s = &c.snapshot;
+                    let text = format!(
+                        "#{} {} → {} · {} · {}",
+                        s.id,
+                        if s.name.is_empty() {
+                            "campaign"
+                        } else {
+                            s.name.as_str()
+                        },
+                        s.target_version,
+                        s.state,
+                        widgets::summary_text(&s.counts)
+                    );
+                    let picked = state.picked == Some(s.id);
+                    if ui.selectable_label(picked, text).clicked() {
+                        state.picked = Some(s.id);
+                    }
+                }
+            });
+        let picked = state
+            .picked
+            .and_then(|id| snap.campaigns.iter().find(|c| c.snapshot.id == id));
+        match picked {
+            Some(view) => outcome_ui(detail, view, actions),
+            None => {
+                detail.weak("Pick a campaign to see each device's outcome.");
+            }
+        }
+    });
+}
+
+fn outcome_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
+    let s = &view.snapshot;
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(format!("Campaign #{} to {}", s.id, s.target_version)).strong());
+        if ui.button("Export CSV").clicked() {
+            actions.push(UiAction::ExportReport {
+                campaign: s.id,
+                format: ReportFormat::Csv,
+            });
+        }
+        if ui.button("Export JSON").clicked() {
+            actions.push(UiAction::ExportReport {
+                campaign: s.id,
+                format: ReportFormat::Json,
+            });
+        }
+    });
+    widgets::stacked_bar_ui(ui, &s.counts);
+    TableBuilder::new(ui)
+        .id_salt(("outcomes", s.id.0))
+        .striped(true)
+        .column(Column::initial(200.0).clip(true))
+        .column(Column::initial(90.0))
+        .column(Column::initial(70.0).clip(true))
+        .column(Column::initial(70.0).clip(true))
+        .column(Column::initial(60.0))
+        .column(Column::remainder())
+        .header(20.0, |mut h| {
+            for title in ["Device", "Outcome", "From", "To", "Attempts", "Error"] {
+                h.col(|ui| {
+                    ui.strong(title);
+                });
+            }
+        })
+        .body(|body| {
+            body.rows(20.0, s.devices.len(), |mut row| {
+                let Some(d) = s.devices.get(row.index()) else {
+                    return;
+                };
+                row.col(|ui| {
+                    ui.label(d.id.to_string());
+                });
+                row.col(|ui| {
+                    ui.colored_label(theme::status_color(d.status), status_label(d.status));
+                });
+                row.col(|ui| {
+                    ui.label(d.from_version.as_deref().unwrap_or(""));
+                });
+                row.col(|ui| {
+                    ui.label(d.to_version.as_deref().unwrap_or(""));
+                });
+                row.col(|ui| {
+                    ui.label(d.attempts.to_string());
+                });
+                row.col(|ui| {
+                    let mut text = d.error.clone().unwrap_or_default();
+                    if let Some(explained) = d.code.and_then(explain_code) {
+                        text = if text.is_empty() {
+                            explained
+                        } else {
+                            format!("{text} — {explained}")
+                        };
+                    }
+                    ui.add(egui::Label::new(text).truncate());
+                });
+            });
+        });
+}

@@ -1,0 +1,101 @@
+//! The desktop window (feature `gui`): egui/eframe only. It reads the engine's `Snapshot` and
+//! sends `Command`s through the `EngineHandle`; it never owns devices, campaigns, files or
+//! sockets, and never blocks its thread on I/O (file dialogs and exports run on named threads).
+//!
+//! - [`app`]: `OtaApp`, the eframe app: `logic` (snapshot, jobs, dropped files) and `ui`.
+//! - [`console`]: `ConsoleView`, the layout and view state, drawn from one snapshot per frame.
+//! - Panels, one per file: [`connection_bar`], [`firmware_panel`], [`devices_table`], [`tiles`],
+//!   [`rollout_panel`], [`inspector`], [`history`]; shared pieces in [`widgets`].
+//! - Pure logic, unit-tested: [`filter`] (filter, sort, grouping, selection), [`format`],
+//!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
+//! - [`fonts`] (CJK), [`theme`] (colours), [`settings`] (persisted), [`jobs`] (background
+//!   dialogs and file writes), [`action`] (what panels ask for).
+
+pub mod action;
+pub mod app;
+pub mod connection_bar;
+pub mod console;
+pub mod devices_table;
+pub mod explain;
+pub mod filter;
+pub mod firmware_panel;
+pub mod fonts;
+pub mod format;
+pub mod history;
+pub mod inspector;
+pub mod jobs;
+pub mod rollout_panel;
+pub mod settings;
+pub mod theme;
+pub mod tiles;
+pub mod widgets;
+
+pub use app::OtaApp;
+pub use console::ConsoleView;
+pub use fonts::CjkFonts;
+pub use settings::Settings;
+
+use crate::engine::EngineHandle;
+
+/// How the window starts.
+#[derive(Debug, Clone)]
+pub struct UiOptions {
+    /// A simulated fleet runs in-process: show the DEMO badge.
+    pub demo: bool,
+    pub title: String,
+    /// Inner size of a first window (later runs restore the saved size).
+    pub initial_size: [f32; 2],
+    /// Settings to start from instead of the saved ones (e.g. a clean demo).
+    pub settings: Option<Settings>,
+}
+
+impl Default for UiOptions {
+    fn default() -> Self {
+        UiOptions {
+            demo: false,
+            title: "ota-console".into(),
+            initial_size: [1440.0, 900.0],
+            settings: None,
+        }
+    }
+}
+
+/// Application id: names the window class and eframe's storage directory.
+pub const APP_ID: &str = "ota-console";
+
+/// Opens the window and runs it on the calling (main) thread until it is closed. The engine
+/// and its tokio runtime keep running on their own threads.
+pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
+    let fonts = CjkFonts::load();
+    if fonts.system_file.is_none() {
+        tracing::info!("no system CJK font found; using the bundled subset");
+    }
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title(options.title.clone())
+            .with_app_id(APP_ID)
+            .with_inner_size(options.initial_size)
+            .with_min_inner_size([900.0, 560.0])
+            .with_drag_and_drop(true),
+        persist_window: true,
+        ..Default::default()
+    };
+    eframe::run_native(
+        APP_ID,
+        native,
+        Box::new(move |cc| {
+            fonts.install(&cc.egui_ctx);
+            let settings = options
+                .settings
+                .clone()
+                .unwrap_or_else(|| Settings::load(cc.storage));
+            Ok(Box::new(OtaApp::new(
+                handle,
+                &cc.egui_ctx,
+                settings,
+                options.demo,
+            )))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))
+}

@@ -1,0 +1,445 @@
+//! The rollout panel: the policy (canary and waves, rate, concurrency, timeout, retries, abort
+//! threshold, version filter) with the defaults of `rollout::Policy`, the start confirmation
+//! that names the device count and the version, the campaign controls (pause, resume, cancel,
+//! retry failed, next wave), the per-status summary with a stacked bar, the succeeded / failed /
+//! in-flight plot and the ETA. Builds the `CampaignRequest`; the engine validates and runs it.
+
+use std::collections::BTreeSet;
+
+use egui::{RichText, Ui};
+use egui_plot::{Legend, Line, Plot};
+
+use super::action::UiAction;
+use super::firmware_panel::FirmwareForm;
+use super::format;
+use super::theme;
+use super::widgets;
+use crate::device_id::DeviceId;
+use crate::engine::{CampaignRequest, CampaignView, Snapshot};
+use crate::rollout::{AbortThreshold, CampaignId, CampaignState, CanarySize, DeviceStatus, Policy};
+
+/// The panel's own state besides the persisted policy.
+#[derive(Debug, Default)]
+pub struct RolloutForm {
+    /// The campaign shown; `None` = the newest live one, else the newest.
+    pub focus: Option<CampaignId>,
+    /// A start waiting for the operator's confirmation.
+    pub confirm: Option<Box<CampaignRequest>>,
+    /// `only_from_versions`, comma separated, as typed.
+    pub only_from: String,
+}
+
+/// The campaign the panel shows.
+pub fn focused(campaigns: &[CampaignView], focus: Option<CampaignId>) -> Option<&CampaignView> {
+    match focus {
+        Some(id) => campaigns.iter().find(|c| c.snapshot.id == id),
+        None => campaigns
+            .iter()
+            .find(|c| c.live)
+            .or_else(|| campaigns.first()),
+    }
+}
+
+/// "1.0, 1.1 ,," → ["1.0", "1.1"].
+pub fn parse_versions(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The request for the selected devices, or why there is none yet.
+pub fn build_request(
+    form: &FirmwareForm,
+    snap: &Snapshot,
+    policy: &Policy,
+    selection: &BTreeSet<DeviceId>,
+) -> Result<CampaignRequest, &'static str> {
+    if let Some(missing) = form.missing(&snap.packages) {
+        return Err(missing);
+    }
+    let stored = form
+        .chosen(&snap.packages)
+        .ok_or("choose or import a firmware package")?;
+    if selection.is_empty() {
+        return Err("select the devices to upgrade");
+    }
+    let module = Some(form.module.trim()).filter(|m| !m.is_empty() && *m != "default");
+    Ok(CampaignRequest {
+        name: form.name.trim().to_owned(),
+        package_sha256: stored.package.sha256.clone(),
+        version: form.version.trim().to_owned(),
+        module: module.map(str::to_owned),
+        description: form.description.trim().to_owned(),
+        targets: selection.iter().cloned().collect(),
+        policy: policy.clone(),
+        settings: form.settings,
+    })
+}
+
+/// What the confirmation says.
+pub fn confirm_text(request: &CampaignRequest) -> String {
+    let n = request.targets.len();
+    let devices = if n == 1 {
+        "1 device".to_owned()
+    } else {
+        format!("{n} devices")
+    };
+    let module = request
+        .module
+        .as_deref()
+        .map(|m| format!(" (module {m})"))
+        .unwrap_or_default();
+    format!("Upgrade {devices} to version {}{module}?", request.version)
+}
+
+pub fn rollout_panel_ui(
+    ui: &mut Ui,
+    snap: &Snapshot,
+    firmware: &FirmwareForm,
+    policy: &mut Policy,
+    selection: &BTreeSet<DeviceId>,
+    form: &mut RolloutForm,
+    actions: &mut Vec<UiAction>,
+) {
+    ui.heading("Rollout");
+    egui::CollapsingHeader::new("Policy")
+        .default_open(false)
+        .show(ui, |ui| policy_ui(ui, policy, form));
+    ui.horizontal(
+        |ui| match build_request(firmware, snap, policy, selection) {
+            Ok(request) => {
+                let label = format!("Start rollout ({} selected)", request.targets.len());
+                if ui.button(label).clicked() {
+                    form.confirm = Some(Box::new(request));
+                }
+            }
+            Err(why) => {
+                ui.add_enabled(false, egui::Button::new("Start rollout"));
+                ui.weak(why);
+            }
+        },
+    );
+    confirm_modal_ui(ui, form, actions);
+    ui.separator();
+    campaign_picker_ui(ui, &snap.campaigns, form);
+    if let Some(view) = focused(&snap.campaigns, form.focus) {
+        campaign_ui(ui, view, actions);
+    }
+}
+
+fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
+    egui::Grid::new("policy").num_columns(2).show(ui, |ui| {
+        let canary_label = ui.label("Canary").id;
+        ui.horizontal(|ui| {
+            let mut percent = matches!(policy.canary, CanarySize::Percent(_));
+            if ui.checkbox(&mut percent, "as %").changed() {
+                policy.canary = if percent {
+                    CanarySize::Percent(5)
+                } else {
+                    CanarySize::Count(1)
+                };
+            }
+            match &mut policy.canary {
+                CanarySize::Count(n) => ui.add(
+                    egui::DragValue::new(n)
+                        .range(1..=100_000)
+                        .suffix(" devices"),
+                ),
+                CanarySize::Percent(p) => {
+                    ui.add(egui::DragValue::new(p).range(1..=100).suffix(" %"))
+                }
+            }
+            .labelled_by(canary_label);
+        });
+        ui.end_row();
+        widgets::number_row_ui(
+            ui,
+            "Wave size (0 = rest)",
+            &mut policy.wave_size,
+            0..=100_000,
+            " devices",
+        );
+        widgets::number_row_ui(
+            ui,
+            "Next wave at",
+            &mut policy.success_threshold_percent,
+            0..=100,
+            " % succeeded",
+        );
+        widgets::number_row_ui(
+            ui,
+            "Rate",
+            &mut policy.rate.per_minute,
+            1..=100_000,
+            " / min",
+        );
+        widgets::number_row_ui(ui, "Burst", &mut policy.rate.burst, 1..=100_000, " notices");
+        widgets::number_row_ui(
+            ui,
+            "Concurrency",
+            &mut policy.max_in_flight,
+            1..=100_000,
+            " in flight",
+        );
+        widgets::number_row_ui(
+            ui,
+            "Device timeout",
+            &mut policy.device_timeout_secs,
+            1..=7 * 24 * 3600,
+            " s",
+        );
+        widgets::number_row_ui(ui, "Retries", &mut policy.retries, 0..=100, "");
+        widgets::number_row_ui(
+            ui,
+            "Retry after",
+            &mut policy.retry_interval_secs,
+            0..=7 * 24 * 3600,
+            " s",
+        );
+        ui.label("Abort");
+        let mut on = policy.abort.is_some();
+        if ui.checkbox(&mut on, "stop when too many fail").changed() {
+            policy.abort = on.then(AbortThreshold::default);
+        }
+        ui.end_row();
+        if let Some(abort) = &mut policy.abort {
+            widgets::number_row_ui(
+                ui,
+                "Abort above",
+                &mut abort.failure_percent,
+                0..=100,
+                " % failed",
+            );
+            widgets::number_row_ui(
+                ui,
+                "…once judged",
+                &mut abort.min_finished,
+                0..=100_000,
+                " devices",
+            );
+        }
+        if form.only_from.is_empty() && !policy.only_from_versions.is_empty() {
+            form.only_from = policy.only_from_versions.join(", ");
+        }
+        if widgets::text_row_ui(ui, "Only from versions", &mut form.only_from, "any version") {
+            policy.only_from_versions = parse_versions(&form.only_from);
+        }
+    });
+    if ui.small_button("Reset to defaults").clicked() {
+        *policy = Policy::default();
+        form.only_from.clear();
+    }
+}
+
+fn confirm_modal_ui(ui: &mut Ui, form: &mut RolloutForm, actions: &mut Vec<UiAction>) {
+    let Some(request) = &form.confirm else {
+        return;
+    };
+    let text = confirm_text(request);
+    let mut decision = None;
+    let modal = egui::Modal::new(egui::Id::unique("confirm-start")).show(ui.ctx(), |ui| {
+        ui.heading("Start rollout");
+        ui.label(RichText::new(&text).strong());
+        ui.label(format!(
+            "Policy: canary {:?}, waves of {}, {} / min, {} in flight, timeout {}, {} retries.",
+            request.policy.canary,
+            request.policy.wave_size,
+            request.policy.rate.per_minute,
+            request.policy.max_in_flight,
+            format::duration_secs(request.policy.device_timeout_secs),
+            request.policy.retries
+        ));
+        ui.horizontal(|ui| {
+            if ui.button("Confirm start").clicked() {
+                decision = Some(true);
+            }
+            if ui.button("Back").clicked() {
+                decision = Some(false);
+            }
+        });
+    });
+    if modal.should_close() && decision.is_none() {
+        decision = Some(false);
+    }
+    match decision {
+        Some(true) => {
+            if let Some(request) = form.confirm.take() {
+                actions.push(UiAction::StartCampaign(request));
+                form.focus = None;
+            }
+        }
+        Some(false) => form.confirm = None,
+        None => {}
+    }
+}
+
+fn campaign_title(view: &CampaignView) -> String {
+    let s = &view.snapshot;
+    let name = if s.name.is_empty() {
+        format!("to {}", s.target_version)
+    } else {
+        s.name.clone()
+    };
+    format!("#{} {name} ({})", s.id, s.state)
+}
+
+fn campaign_picker_ui(ui: &mut Ui, campaigns: &[CampaignView], form: &mut RolloutForm) {
+    if campaigns.is_empty() {
+        ui.weak("No campaign yet.");
+        return;
+    }
+    let shown = focused(campaigns, form.focus)
+        .map(campaign_title)
+        .unwrap_or_default();
+    egui::ComboBox::from_label("Campaign")
+        .selected_text(shown)
+        .width(240.0)
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut form.focus, None, "newest running");
+            for c in campaigns {
+                ui.selectable_value(&mut form.focus, Some(c.snapshot.id), campaign_title(c));
+            }
+        });
+}
+
+fn campaign_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
+    let s = &view.snapshot;
+    let id = s.id;
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(format!("Campaign #{id}: {}", s.state)).strong());
+        if let Some(current) = s.waves.current {
+            ui.label(format!("wave {} of {}", current + 1, s.waves.count));
+        }
+        if s.waves.blocked {
+            ui.colored_label(theme::WARN, "wave below its success threshold");
+        }
+    });
+    ui.horizontal_wrapped(|ui| {
+        let live = view.live;
+        if live && s.state == CampaignState::Running && ui.button("Pause").clicked() {
+            actions.push(UiAction::Pause(id));
+        }
+        if live && s.state == CampaignState::Paused && ui.button("Resume").clicked() {
+            actions.push(UiAction::Resume(id));
+        }
+        if live && !s.state.is_finished() && ui.button("Cancel campaign").clicked() {
+            actions.push(UiAction::Cancel(id));
+        }
+        if live && s.counts.failures() > 0 && ui.button("Retry failed").clicked() {
+            actions.push(UiAction::RetryFailed(id));
+        }
+        let more_waves = s.waves.current.is_some_and(|c| c + 1 < s.waves.count);
+        if live && !s.state.is_finished() && more_waves && ui.button("Next wave").clicked() {
+            actions.push(UiAction::AdvanceWave(id));
+        }
+    });
+    let done = s.counts.succeeded + s.counts.failures() + s.counts.canceled + s.counts.skipped;
+    let percent = (done * 100).checked_div(s.counts.total).unwrap_or(0);
+    ui.label(format!(
+        "{} of {} devices finished ({percent} %), {} succeeded",
+        done, s.counts.total, s.counts.succeeded
+    ));
+    widgets::stacked_bar_ui(ui, &s.counts);
+    match view.eta_secs {
+        Some(eta) if !s.state.is_finished() => {
+            ui.label(format!("ETA {}", format::duration_secs(eta)))
+        }
+        _ => ui.weak("ETA —"),
+    };
+    timeline_plot_ui(ui, view);
+}
+
+fn timeline_plot_ui(ui: &mut Ui, view: &CampaignView) {
+    let Some(first) = view.timeline.first() else {
+        return;
+    };
+    let start = first.at_ms;
+    let series = |pick: fn(&crate::engine::TimelinePoint) -> usize| -> Vec<[f64; 2]> {
+        view.timeline
+            .iter()
+            .map(|p| [(p.at_ms - start) as f64 / 1000.0, pick(p) as f64])
+            .collect()
+    };
+    Plot::new(("timeline", view.snapshot.id.0))
+        .height(150.0)
+        .legend(Legend::default())
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .include_y(0.0)
+        .show(ui, |plot| {
+            plot.line(
+                Line::new("succeeded", series(|p| p.succeeded))
+                    .color(theme::status_color(DeviceStatus::Succeeded)),
+            );
+            plot.line(
+                Line::new("failed", series(|p| p.failed))
+                    .color(theme::status_color(DeviceStatus::Failed)),
+            );
+            plot.line(
+                Line::new("in flight", series(|p| p.in_flight))
+                    .color(theme::status_color(DeviceStatus::Downloading)),
+            );
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmware::{FirmwarePackage, StoredPackage};
+
+    #[test]
+    fn versions_list_parses_loosely() {
+        assert_eq!(parse_versions(" 1.0, 1.1 ,,"), ["1.0", "1.1"]);
+        assert!(parse_versions("").is_empty());
+    }
+
+    #[test]
+    fn request_needs_package_version_and_devices_and_confirm_names_them() {
+        let mut snap = Snapshot::empty("b".into());
+        let policy = Policy::default();
+        let mut form = FirmwareForm::default();
+        let mut sel = BTreeSet::new();
+        assert_eq!(
+            build_request(&form, &snap, &policy, &sel).unwrap_err(),
+            "choose or import a firmware package"
+        );
+        snap.packages.push(StoredPackage {
+            package: FirmwarePackage {
+                file_name: "fw.bin".into(),
+                size: 1,
+                md5: "m".into(),
+                sha256: "s".into(),
+                checksum: "c".into(),
+            },
+            path: "p".into(),
+        });
+        form.sync_with(&snap.packages);
+        assert_eq!(
+            build_request(&form, &snap, &policy, &sel).unwrap_err(),
+            "enter the target version"
+        );
+        form.version = " 2.0 ".into();
+        assert_eq!(
+            build_request(&form, &snap, &policy, &sel).unwrap_err(),
+            "select the devices to upgrade"
+        );
+        sel.insert("dji:SN1".parse().unwrap());
+        sel.insert("aliyun:pk/a".parse().unwrap());
+        form.module = "default".into();
+        let req = build_request(&form, &snap, &policy, &sel).unwrap();
+        assert_eq!(req.version, "2.0");
+        assert_eq!(req.module, None);
+        assert_eq!(req.package_sha256, "s");
+        assert_eq!(confirm_text(&req), "Upgrade 2 devices to version 2.0?");
+        form.module = "MCU".into();
+        sel.remove(&"dji:SN1".parse().unwrap());
+        let req = build_request(&form, &snap, &policy, &sel).unwrap();
+        assert_eq!(
+            confirm_text(&req),
+            "Upgrade 1 device to version 2.0 (module MCU)?"
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! The window's persisted preferences (theme, views, sort, last policy), stored by eframe
+//! between runs. Separate from runtime state on purpose: nothing here mirrors the engine, and
+//! every field has a default so an old or partial file still loads (`#[serde(default)]`).
+
+use serde::{Deserialize, Serialize};
+
+use super::filter::{DeviceFilter, Sort};
+use crate::rollout::Policy;
+
+/// Key under which eframe's storage keeps [`Settings`].
+pub const STORAGE_KEY: &str = "ota-console.settings";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThemeChoice {
+    #[default]
+    Dark,
+    Light,
+    /// Follow the operating system.
+    System,
+}
+
+/// How the fleet is shown in the central area.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceView {
+    #[default]
+    Table,
+    /// A wall of compact cards, readable on a projector.
+    Tiles,
+}
+
+/// The tab of the bottom panel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BottomTab {
+    #[default]
+    Inspector,
+    Log,
+    History,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub theme: ThemeChoice,
+    pub view: DeviceView,
+    /// Show FogCloud sub-devices under their gateway and DJI drones under their dock.
+    pub group_by_gateway: bool,
+    pub sort: Sort,
+    pub filter: DeviceFilter,
+    /// The policy of the last campaign started, offered again.
+    pub policy: Policy,
+    pub bottom_tab: BottomTab,
+    /// Inspector: follow every device's messages instead of the selected one.
+    pub inspector_global: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            theme: ThemeChoice::Dark,
+            view: DeviceView::Table,
+            group_by_gateway: true,
+            sort: Sort::default(),
+            filter: DeviceFilter::default(),
+            policy: Policy::default(),
+            bottom_tab: BottomTab::Inspector,
+            inspector_global: false,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads settings saved by an earlier run; anything unreadable falls back to the defaults
+    /// (a settings file must never keep the window from opening).
+    pub fn load(storage: Option<&dyn eframe::Storage>) -> Settings {
+        storage
+            .and_then(|s| eframe::get_value::<Settings>(s, STORAGE_KEY))
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_and_old_settings_fill_in() {
+        let s: Settings =
+            serde_json::from_str(r#"{"view":"Tiles","policy":{"wave_size":9},"unknown":1}"#)
+                .unwrap();
+        assert_eq!(s.view, DeviceView::Tiles);
+        assert_eq!(s.policy.wave_size, 9);
+        assert_eq!(s.policy.max_in_flight, Policy::default().max_in_flight);
+        assert!(s.group_by_gateway);
+        let back: Settings = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+}

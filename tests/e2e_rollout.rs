@@ -1,0 +1,235 @@
+//! End to end: the real engine (embedded broker and firmware server on ephemeral ports), a
+//! simulated fleet of all three dialects, a real rollout. The console's verdict for every device
+//! is checked against what the simulated device itself says happened.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ota_console::device_id::DeviceId;
+use ota_console::engine::{
+    self, CampaignRequest, CampaignView, EngineConfig, EngineHandle, Snapshot,
+};
+use ota_console::rollout::{
+    CampaignId, CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit,
+};
+use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn firmware(dir: &Path, size: usize) -> std::path::PathBuf {
+    let path = dir.join("fw-2.0.0.bin");
+    let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+async fn start_engine(data_dir: &Path) -> EngineHandle {
+    let config = EngineConfig::embedded(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        data_dir.to_path_buf(),
+    );
+    engine::start(config).await.expect("engine starts")
+}
+
+/// Waits (bounded) until `done` holds for the latest snapshot.
+async fn wait_for(
+    handle: &EngineHandle,
+    what: &str,
+    mut done: impl FnMut(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let mut watch = handle.watch();
+    let result = tokio::time::timeout(WAIT, async {
+        loop {
+            let snap = watch.borrow_and_update().clone();
+            if done(&snap) {
+                return snap;
+            }
+            if watch.changed().await.is_err() {
+                panic!("engine stopped while waiting for {what}");
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(snap) => snap,
+        Err(_) => {
+            let snap = handle.snapshot();
+            let devices: Vec<String> = snap
+                .devices
+                .iter()
+                .map(|r| format!("{} {:?}", r.record.id, r.record.versions))
+                .collect();
+            panic!(
+                "timed out waiting for {what}; link {:?}; devices {devices:#?}; campaigns {:#?}",
+                snap.link,
+                snap.campaigns.first().map(|c| &c.snapshot.devices)
+            )
+        }
+    }
+}
+
+async fn run_to_end(handle: &EngineHandle, id: CampaignId) -> CampaignView {
+    let snap = wait_for(handle, "the campaign to finish", |s| {
+        s.campaigns.iter().any(|c| {
+            c.snapshot.id == id
+                && c.snapshot.state.is_finished()
+                && c.snapshot.counts.in_flight() == 0
+        })
+    })
+    .await;
+    snap.campaigns
+        .iter()
+        .find(|c| c.snapshot.id == id)
+        .unwrap()
+        .clone()
+}
+
+fn fast_policy() -> Policy {
+    Policy {
+        canary: CanarySize::Count(1),
+        wave_size: 0,
+        rate: RateLimit {
+            per_minute: 60_000,
+            burst: 1_000,
+        },
+        max_in_flight: 1_000,
+        device_timeout_secs: 20,
+        retries: 0,
+        retry_interval_secs: 1,
+        abort: None,
+        ..Policy::default()
+    }
+}
+
+fn sim_config(handle: &EngineHandle, seed: u64) -> SimConfig {
+    SimConfig {
+        broker_url: handle.broker_url().to_owned(),
+        version: "1.0.0".into(),
+        seed,
+        behaviour: Behaviour {
+            install: Duration::from_millis(100),
+            faults: FaultOdds::default(),
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+async fn discover(handle: &EngineHandle, expected: &[DeviceId]) {
+    let expected = expected.to_vec();
+    wait_for(handle, "discovery of every simulated device", move |s| {
+        expected.iter().all(|id| {
+            s.devices
+                .iter()
+                .any(|row| &row.record.id == id && row.record.version(None).is_some())
+        })
+    })
+    .await;
+}
+
+async fn start_rollout(
+    handle: &EngineHandle,
+    fw: &Path,
+    targets: Vec<DeviceId>,
+    policy: Policy,
+) -> CampaignId {
+    let package = handle
+        .import_firmware(fw.to_path_buf())
+        .await
+        .expect("import");
+    handle
+        .start_campaign(CampaignRequest {
+            name: "e2e".into(),
+            package_sha256: package.package.sha256,
+            version: "2.0.0".into(),
+            module: None,
+            description: "e2e test".into(),
+            targets,
+            policy,
+            settings: DialectSettings::default(),
+        })
+        .await
+        .expect("campaign starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dialect_upgrades_through_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start_engine(dir.path()).await;
+    let fleet = SimFleet::start(SimConfig {
+        aliyun: 3,
+        fogcloud: 2,
+        fogcloud_gateways: 1,
+        subs_per_gateway: 3,
+        dji_docks: 2,
+        ..sim_config(&handle, 7)
+    })
+    .await
+    .expect("simulated fleet starts");
+    let ids = fleet.device_ids();
+    // 3 + 2 + (1 gateway + 3 subs) + 2 × (dock + drone)
+    assert_eq!(ids.len(), 13, "{ids:?}");
+    discover(&handle, &ids).await;
+
+    let fw = firmware(dir.path(), 200_000);
+    let id = start_rollout(&handle, &fw, ids.clone(), fast_policy()).await;
+    let view = run_to_end(&handle, id).await;
+
+    let stats = fleet.stats();
+    for device in &view.snapshot.devices {
+        assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
+        assert_eq!(device.to_version.as_deref(), Some("2.0.0"));
+        assert_eq!(device.percent, 100, "{device:?}");
+        let sim = stats.get(&device.id.device()).expect("device is simulated");
+        assert_eq!(
+            sim.version, "2.0.0",
+            "the device itself reports the new version"
+        );
+    }
+    assert_eq!(view.snapshot.devices.len(), ids.len());
+    // Every DJI event that asked for a reply got one.
+    let missing: u64 = stats.devices.iter().map(|d| d.missing_replies).sum();
+    assert_eq!(missing, 0);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_reported_as_the_devices_saw_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start_engine(dir.path()).await;
+    let mut config = SimConfig {
+        aliyun: 4,
+        fogcloud: 2,
+        dji_docks: 2,
+        ..sim_config(&handle, 11)
+    };
+    config.behaviour.faults = FaultOdds {
+        flash: 1.0,
+        ..FaultOdds::default()
+    };
+    let fleet = SimFleet::start(config)
+        .await
+        .expect("simulated fleet starts");
+    let ids = fleet.device_ids();
+    discover(&handle, &ids).await;
+    let fw = firmware(dir.path(), 50_000);
+    // Everyone in the first wave: a failing canary would (rightly) hold the rest back.
+    let policy = Policy {
+        canary: CanarySize::Percent(100),
+        ..fast_policy()
+    };
+    let id = start_rollout(&handle, &fw, ids.clone(), policy).await;
+    let view = run_to_end(&handle, id).await;
+    for device in &view.snapshot.devices {
+        assert!(
+            matches!(device.status, DeviceStatus::Failed | DeviceStatus::TimedOut),
+            "{device:?}"
+        );
+        assert!(device.error.is_some(), "a failure says why: {device:?}");
+        let sim = fleet.stats();
+        assert_eq!(sim.get(&device.id.device()).unwrap().version, "1.0.0");
+    }
+    fleet.shutdown().await;
+}

@@ -1,0 +1,338 @@
+//! Black-box tests of the firmware HTTP server: Range semantics, 404s, traversal attempts and
+//! byte counters. Everything on 127.0.0.1 with ephemeral ports; every wait bounded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ota_console::transport::http::{FirmwareServer, HttpError};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+const KEY: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+
+struct Fixture {
+    server: FirmwareServer,
+    url: String,
+    content: Vec<u8>,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let path = dir.path().join("stored-object");
+    std::fs::write(&path, &content).unwrap();
+    let server = FirmwareServer::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let url = server.offer(path.clone(), "fw-1.2.3.bin", KEY);
+    Fixture {
+        server,
+        url,
+        content,
+        _dir: dir,
+        path,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+async fn get(url: &str, range: Option<&str>) -> reqwest::Response {
+    let mut request = client().get(url);
+    if let Some(r) = range {
+        request = request.header(RANGE, r);
+    }
+    request.send().await.unwrap()
+}
+
+/// Sends `target` verbatim (no URL normalisation, unlike reqwest) and returns the raw response.
+async fn raw_request(addr: SocketAddr, target: &str) -> String {
+    timeout(WAIT, async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    })
+    .await
+    .expect("raw request answered")
+}
+
+fn status_of(raw: &str) -> u16 {
+    raw.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn full_get_serves_the_file_as_octet_stream() {
+    let f = fixture().await;
+    assert!(
+        f.url.starts_with(&format!(
+            "http://127.0.0.1:{}/fw/",
+            f.server.local_addr().port()
+        )),
+        "{}",
+        f.url
+    );
+    assert_eq!(
+        f.server.public_base(),
+        format!("http://127.0.0.1:{}", f.server.local_addr().port())
+    );
+    let response = get(&f.url, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/octet-stream");
+    assert_eq!(response.headers()[CONTENT_LENGTH], "1000");
+    assert_eq!(response.bytes().await.unwrap(), f.content);
+}
+
+#[tokio::test]
+async fn token_is_128_bit_hex() {
+    let f = fixture().await;
+    let token = f.url.split('/').nth(4).unwrap();
+    assert_eq!(token.len(), 32, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let second = f.server.offer(f.path.clone(), "fw-1.2.3.bin", KEY);
+    assert_ne!(second, f.url, "every offer gets a fresh token");
+}
+
+#[tokio::test]
+async fn head_has_length_and_no_body() {
+    let f = fixture().await;
+    let response = client().head(&f.url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_LENGTH], "1000");
+    assert!(response.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn single_ranges_give_206_with_content_range() {
+    let f = fixture().await;
+    let cases = [
+        ("bytes=0-99", 0..100, "bytes 0-99/1000"),
+        ("bytes=-100", 900..1000, "bytes 900-999/1000"),
+        ("bytes=100-", 100..1000, "bytes 100-999/1000"),
+    ];
+    for (range, expected, content_range) in cases {
+        let response = get(&f.url, Some(range)).await;
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(response.headers()[CONTENT_RANGE], content_range, "{range}");
+        assert_eq!(
+            response.headers()[CONTENT_LENGTH],
+            expected.len().to_string().as_str()
+        );
+        assert_eq!(
+            response.bytes().await.unwrap(),
+            f.content[expected],
+            "{range}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unsatisfiable_range_is_416() {
+    let f = fixture().await;
+    let response = get(&f.url, Some("bytes=2000-3000")).await;
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(response.headers()[CONTENT_RANGE], "bytes */1000");
+}
+
+#[tokio::test]
+async fn unknown_token_or_wrong_name_is_404() {
+    let f = fixture().await;
+    let base = f.server.public_base();
+    let unknown = format!("{base}/fw/{}/fw-1.2.3.bin", "0".repeat(32));
+    assert_eq!(get(&unknown, None).await.status(), StatusCode::NOT_FOUND);
+    let wrong_name = f.url.replace("fw-1.2.3.bin", "other.bin");
+    assert_eq!(get(&wrong_name, None).await.status(), StatusCode::NOT_FOUND);
+    let no_name = f.url.rsplit_once('/').unwrap().0.to_owned();
+    assert_eq!(get(&no_name, None).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&format!("{base}/"), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&format!("{base}/fw/"), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn traversal_attempts_never_reach_a_file_outside() {
+    let f = fixture().await;
+    // A file next to the offered one must stay unreachable too.
+    std::fs::write(f.path.with_file_name("secret"), b"root:x:0:0:SECRET").unwrap();
+    let token = f.url.split('/').nth(4).unwrap().to_owned();
+    let targets = [
+        "/fw/../../etc/passwd".to_owned(),
+        "/fw/%2e%2e/%2e%2e/etc/passwd".to_owned(),
+        "/fw/%2e%2e%2f%2e%2e%2fetc%2fpasswd".to_owned(),
+        "/etc/passwd".to_owned(),
+        "//etc/passwd".to_owned(),
+        "http://127.0.0.1/etc/passwd".to_owned(),
+        format!("/fw/{token}/..%2f..%2fetc%2fpasswd"),
+        format!("/fw/{token}/..%2fsecret"),
+        format!("/fw/{token}/../secret"),
+        format!("/fw/{token}//etc/passwd"),
+        format!("/fw/{token}/%2fetc%2fpasswd"),
+        format!("/fw/{token}/fw-1.2.3.bin/../secret"),
+        format!("/fw/{token}/fw-1.2.3.bin/x"),
+    ];
+    for target in targets {
+        let raw = raw_request(f.server.local_addr(), &target).await;
+        let status = status_of(&raw);
+        assert!(
+            status == 404 || status == 400,
+            "{target} -> {status}\n{raw}"
+        );
+        assert!(!raw.contains("root:"), "{target} leaked a file:\n{raw}");
+    }
+}
+
+#[tokio::test]
+async fn file_names_with_special_characters_round_trip() {
+    let f = fixture().await;
+    let url = f.server.offer(f.path.clone(), "my fw (v2)#1.bin", KEY);
+    assert!(url.ends_with("/my%20fw%20%28v2%29%231.bin"), "{url}");
+    let response = get(&url, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap(), f.content);
+}
+
+#[tokio::test]
+async fn counters_match_what_clients_downloaded() {
+    let f = fixture().await;
+    let other_key = "b".repeat(64);
+    let other = f.server.offer(f.path.clone(), "other.bin", &other_key);
+    let mut downloaded = 0u64;
+    for range in [
+        None,
+        Some("bytes=0-99"),
+        Some("bytes=-100"),
+        Some("bytes=100-"),
+    ] {
+        downloaded += get(&f.url, range).await.bytes().await.unwrap().len() as u64;
+    }
+    // HEAD, 404 and 416 send no body bytes.
+    client().head(&f.url).send().await.unwrap();
+    get(&f.url, Some("bytes=5000-"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    get(&f.url.replace("fw-1.2.3.bin", "x"), None).await;
+    let other_bytes = get(&other, Some("bytes=0-9"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .len() as u64;
+    assert_eq!(downloaded, 1000 + 100 + 100 + 900);
+    assert_eq!(other_bytes, 10);
+
+    let stats = f.server.stats();
+    assert_eq!(stats.bytes_by_package[KEY], downloaded);
+    assert_eq!(stats.bytes_by_package[&other_key], other_bytes);
+    assert_eq!(
+        stats.bytes_by_client[&"127.0.0.1".parse().unwrap()],
+        downloaded + other_bytes
+    );
+    assert_eq!(stats.total_bytes, downloaded + other_bytes);
+    assert_eq!(stats.requests, 8);
+}
+
+#[tokio::test]
+async fn withdrawn_offers_are_404_by_url_or_token() {
+    let f = fixture().await;
+    assert_eq!(get(&f.url, None).await.status(), StatusCode::OK);
+    f.server.withdraw(&f.url);
+    assert_eq!(get(&f.url, None).await.status(), StatusCode::NOT_FOUND);
+
+    let second = f.server.offer(f.path.clone(), "b.bin", KEY);
+    let token = second.split('/').nth(4).unwrap();
+    f.server.withdraw(token);
+    assert_eq!(get(&second, None).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = FirmwareServer::start(addr, None).await.unwrap_err();
+    assert!(matches!(err, HttpError::AddrInUse(_)), "{err:?}");
+    assert!(err.to_string().contains("already in use"), "{err}");
+}
+
+#[tokio::test]
+async fn explicit_public_base_is_used_in_urls() {
+    let server = FirmwareServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Some("http://fw.example.test:8080/".to_owned()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(server.public_base(), "http://fw.example.test:8080");
+    let url = server.offer(PathBuf::from("/nonexistent"), "a.bin", KEY);
+    assert!(url.starts_with("http://fw.example.test:8080/fw/"), "{url}");
+}
+
+#[tokio::test]
+async fn active_connections_are_counted() {
+    let f = fixture().await;
+    let stream = tokio::net::TcpStream::connect(f.server.local_addr())
+        .await
+        .unwrap();
+    timeout(WAIT, async {
+        while f.server.stats().active_connections != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("connection counted");
+    drop(stream);
+    timeout(WAIT, async {
+        while f.server.stats().active_connections != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("closed connection uncounted");
+}
+
+#[tokio::test]
+async fn an_earlier_url_can_be_served_again() {
+    let f = fixture().await;
+    f.server.withdraw(&f.url);
+    assert_eq!(get(&f.url, None).await.status(), StatusCode::NOT_FOUND);
+    f.server
+        .offer_at(&f.url, f.path.clone(), "fw-1.2.3.bin", KEY)
+        .unwrap();
+    assert_eq!(get(&f.url, None).await.bytes().await.unwrap(), f.content);
+
+    let foreign = [
+        f.url.replace("127.0.0.1", "10.9.9.9"),
+        f.url.replace("fw-1.2.3.bin", "other.bin"),
+        format!("{}/fw/nothex/fw-1.2.3.bin", f.server.public_base()),
+        format!("{}/fw/../fw-1.2.3.bin", f.server.public_base()),
+    ];
+    for url in foreign {
+        let err = f
+            .server
+            .offer_at(&url, f.path.clone(), "fw-1.2.3.bin", KEY)
+            .unwrap_err();
+        assert!(
+            matches!(err, HttpError::ForeignUrl { .. }),
+            "{url}: {err:?}"
+        );
+    }
+}

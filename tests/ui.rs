@@ -1,0 +1,351 @@
+//! The real window, driven by accessibility labels with egui_kittest (no display, no GPU): the
+//! real engine with its embedded broker and firmware server on ephemeral loopback ports, a
+//! simulated fleet, and `OtaApp` itself. Import a firmware through the app's own import
+//! function, read its digests, select devices, start a rollout, watch the grid reach
+//! "succeeded" at 100 %, pause / resume / cancel, see device text in Chinese drawn with real
+//! glyphs (the harness panics on a missing glyph), and see a broker that refuses connections
+//! reported in the connection bar.
+#![cfg(feature = "gui")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use md5::Digest as _;
+use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle, Snapshot};
+use ota_console::rollout::{CanarySize, Policy, RateLimit};
+use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
+use ota_console::ui::{CjkFonts, OtaApp, Settings};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+/// Upper bound of every wait; the rollouts here take a few seconds.
+const WAIT: Duration = Duration::from_secs(90);
+
+type AppHarness = Harness<'static, Option<OtaApp>>;
+
+struct Rig {
+    rt: Runtime,
+    handle: EngineHandle,
+    watch: watch::Receiver<Arc<Snapshot>>,
+    _data: tempfile::TempDir,
+    _fleet: Option<SimFleet>,
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ui-test-io")
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn start_rig(broker: Option<BrokerChoice>, fleet: Option<SimConfig>) -> Rig {
+    let rt = runtime();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::embedded(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        data.path().to_path_buf(),
+    );
+    if let Some(broker) = broker {
+        config.broker = broker;
+    }
+    let handle = rt.block_on(engine::start(config)).expect("engine starts");
+    let fleet = fleet.map(|cfg| {
+        let cfg = SimConfig {
+            broker_url: handle.broker_url().to_owned(),
+            ..cfg
+        };
+        rt.block_on(SimFleet::start(cfg))
+            .expect("simulated fleet starts")
+    });
+    Rig {
+        watch: handle.watch(),
+        rt,
+        handle,
+        _data: data,
+        _fleet: fleet,
+    }
+}
+
+fn sim(seed: u64) -> SimConfig {
+    SimConfig {
+        aliyun: 3,
+        fogcloud_gateways: 1,
+        subs_per_gateway: 2,
+        dji_docks: 1,
+        version: "1.0.0".into(),
+        seed,
+        behaviour: Behaviour {
+            install: Duration::from_millis(100),
+            faults: FaultOdds::default(),
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+/// A policy that lets the whole (small) fleet go at once.
+fn fast_policy() -> Policy {
+    Policy {
+        canary: CanarySize::Count(1),
+        success_threshold_percent: 0,
+        rate: RateLimit {
+            per_minute: 60_000,
+            burst: 1_000,
+        },
+        max_in_flight: 1_000,
+        device_timeout_secs: 30,
+        retries: 0,
+        abort: None,
+        ..Policy::default()
+    }
+}
+
+fn harness(rig: &Rig, settings: Settings) -> AppHarness {
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1600.0, 1000.0))
+        .with_context_setup(|ctx| CjkFonts::load().install(ctx))
+        .build_ui_state(
+            |ui, app: &mut Option<OtaApp>| {
+                if let Some(app) = app {
+                    app.update_logic(ui.ctx());
+                    app.frame_ui(ui);
+                }
+            },
+            None,
+        );
+    let ctx = harness.ctx.clone();
+    *harness.state_mut() = Some(OtaApp::new(rig.handle.clone(), &ctx, settings, false));
+    harness.step();
+    harness
+}
+
+fn app(h: &AppHarness) -> &OtaApp {
+    h.state().as_ref().expect("app is built")
+}
+
+/// Steps the window until `done` holds, waking on engine changes; bounded by [`WAIT`].
+fn wait_for(h: &mut AppHarness, rig: &mut Rig, what: &str, done: impl Fn(&AppHarness) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let snap = rig.handle.snapshot();
+            panic!(
+                "timed out waiting for {what}; link {:?}; alerts {:?}; campaigns {:?}",
+                snap.link,
+                snap.alerts,
+                snap.campaigns
+                    .first()
+                    .map(|c| (&c.snapshot.state, &c.snapshot.counts))
+            );
+        }
+        let watch = &mut rig.watch;
+        let _ = rig.rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(100), watch.changed()).await
+        });
+    }
+}
+
+fn firmware(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("fw-2.0.0.bin");
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
+}
+
+fn has_label(h: &AppHarness, label: &str) -> bool {
+    h.query_by_label(label).is_some()
+}
+
+fn count_labels(h: &AppHarness, label: &str) -> usize {
+    h.query_all_by_label(label).count()
+}
+
+/// Waits until every simulated device is in the table.
+fn discover(h: &mut AppHarness, rig: &mut Rig, n: usize) {
+    let shown = format!("0 selected · {n} shown of {n}");
+    wait_for(h, rig, "every simulated device in the table", |h| {
+        has_label(h, &shown)
+            && app(h)
+                .snapshot()
+                .devices
+                .iter()
+                .all(|r| r.record.version(None).is_some())
+    });
+}
+
+/// Imports through the app, types the version, selects every shown device, starts and confirms.
+fn import_select_and_start(h: &mut AppHarness, rig: &mut Rig, fw: PathBuf, bytes: &[u8], n: usize) {
+    h.state_mut().as_mut().unwrap().import_firmware(fw);
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    let md5 = hex::encode(md5::Md5::digest(bytes));
+    wait_for(h, rig, "the package digests", |h| {
+        has_label(h, &sha256) && has_label(h, &md5)
+    });
+    assert!(has_label(h, "FogCloud checksum"));
+
+    h.get_by_label("Target version").focus();
+    h.step();
+    h.get_by_label("Target version").type_text("2.0.0");
+    h.step();
+    assert_eq!(app(h).view().firmware.version, "2.0.0");
+
+    h.get_by_label("Select all shown").click();
+    h.step();
+    assert!(has_label(h, &format!("{n} selected · {n} shown of {n}")));
+    h.get_by_label(&format!("Start rollout ({n} selected)"))
+        .click();
+    h.step();
+    // The confirmation names the count and the version.
+    assert!(has_label(
+        h,
+        &format!("Upgrade {n} devices to version 2.0.0?")
+    ));
+    h.get_by_label("Confirm start").click();
+    h.step();
+}
+
+#[test]
+fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
+    let mut rig = start_rig(None, Some(sim(21)));
+    let settings = Settings {
+        policy: fast_policy(),
+        ..Settings::default()
+    };
+    let mut h = harness(&rig, settings);
+    // 3 Alibaba + gateway and 2 sub-devices + dock and drone.
+    let n = 8;
+    discover(&mut h, &mut rig, n);
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, bytes) = firmware(dir.path());
+    import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
+
+    let finished = format!("{n} of {n} devices finished (100 %), {n} succeeded");
+    wait_for(&mut h, &mut rig, "every device to succeed", |h| {
+        has_label(h, &finished)
+    });
+    // The table: one "succeeded" status per device line.
+    assert_eq!(count_labels(&h, "succeeded"), n);
+    // The tiles: every card reads "succeeded 100 %".
+    h.get_by_label("Tiles").click();
+    h.step();
+    h.step();
+    let tiles = h.query_all_by_label_contains("succeeded 100 %").count();
+    assert_eq!(tiles, n, "tiles at 100 %");
+    h.check_accessibility();
+}
+
+#[test]
+fn pause_resume_and_cancel_from_the_window() {
+    let mut rig = start_rig(None, Some(sim(22)));
+    // One notice a minute: the campaign stays running long enough to be paused and canceled.
+    let settings = Settings {
+        policy: Policy {
+            rate: RateLimit {
+                per_minute: 1,
+                burst: 1,
+            },
+            ..fast_policy()
+        },
+        ..Settings::default()
+    };
+    let mut h = harness(&rig, settings);
+    let n = 8;
+    discover(&mut h, &mut rig, n);
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, bytes) = firmware(dir.path());
+    import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
+
+    wait_for(&mut h, &mut rig, "the campaign to run", |h| {
+        has_label(h, "Pause")
+    });
+    h.get_by_label("Pause").click();
+    wait_for(&mut h, &mut rig, "the campaign to pause", |h| {
+        has_label(h, "Resume")
+    });
+    assert!(h.query_by_label_contains(": paused").is_some());
+    h.get_by_label("Resume").click();
+    wait_for(&mut h, &mut rig, "the campaign to resume", |h| {
+        has_label(h, "Pause")
+    });
+    h.get_by_label("Cancel campaign").click();
+    wait_for(&mut h, &mut rig, "the campaign to be canceled", |h| {
+        h.query_by_label_contains(": canceled").is_some()
+    });
+    assert!(!has_label(&h, "Pause"));
+    let snap = rig.handle.snapshot();
+    assert!(snap.campaigns.first().unwrap().snapshot.counts.canceled > 0);
+}
+
+#[test]
+fn chinese_failure_text_from_a_fogcloud_device_is_drawn() {
+    let mut config = SimConfig {
+        aliyun: 0,
+        fogcloud: 1,
+        fogcloud_gateways: 0,
+        subs_per_gateway: 0,
+        dji_docks: 0,
+        ..sim(23)
+    };
+    config.behaviour.faults.download = 1.0;
+    let mut rig = start_rig(None, Some(config));
+    let settings = Settings {
+        policy: fast_policy(),
+        ..Settings::default()
+    };
+    let mut h = harness(&rig, settings);
+    discover(&mut h, &mut rig, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, bytes) = firmware(dir.path());
+    import_select_and_start(&mut h, &mut rig, fw, &bytes, 1);
+    wait_for(&mut h, &mut rig, "the device to fail", |h| {
+        has_label(h, "failed")
+    });
+    // The history shows each device's outcome with the device's own words; a glyph missing
+    // from every font would make the harness panic here.
+    h.get_by_label("History").click();
+    h.step();
+    let campaign = h.query_by_label_contains("#1 ").expect("campaign listed");
+    campaign.click();
+    wait_for(&mut h, &mut rig, "the Chinese failure text", |h| {
+        h.query_by_label_contains("OTA升级失败,请求不到升级包信息。")
+            .is_some()
+    });
+}
+
+#[test]
+fn a_broker_that_refuses_connections_is_reported() {
+    // A port nobody listens on: bind, read it, close.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let options = LinkOptions::new(BrokerUrl::plain("127.0.0.1", port));
+    let mut rig = start_rig(Some(BrokerChoice::External(options)), None);
+    let mut h = harness(&rig, Settings::default());
+    wait_for(
+        &mut h,
+        &mut rig,
+        "the link error in the connection bar",
+        |h| {
+            h.query_by_label_contains("Reconnecting (attempt").is_some()
+                || h.query_by_label_contains("Disconnected:").is_some()
+        },
+    );
+    let broker = format!("mqtt://127.0.0.1:{port}");
+    assert!(
+        h.query_by_label_contains(&broker).is_some()
+            || h.query_by_label_contains(&port.to_string()).is_some(),
+        "the broker in use is named"
+    );
+}
