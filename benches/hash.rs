@@ -12,7 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ota_console::firmware::{CancelToken, hash_file};
+use md5::{Digest as _, Md5};
+use ota_console::firmware::{CancelToken, fog_checksum, hash_file};
+use sha2::Sha256;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -66,6 +68,67 @@ fn run_tool(tool: &str, path: &Path) -> (Duration, String) {
     (elapsed, digest)
 }
 
+/// CPU seconds (user + system) from a /proc stat file.
+fn stat_cpu_seconds(stat_path: &str) -> (f64, f64) {
+    let ticks = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(100.0);
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let field = |i: usize| {
+        after_comm
+            .split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / ticks
+    };
+    // After the command name: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
+    (field(11) + field(12), field(13) + field(14))
+}
+
+/// CPU seconds of this process (all threads) and of its waited-for children. Lets a noisy,
+/// shared machine be told apart from a slow pipeline.
+fn cpu_seconds() -> (f64, f64) {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// Single-threaded speed of each digest on an in-memory buffer, to see where time goes: wall
+/// clock and this thread's CPU time (the latter is immune to other load on the machine).
+fn components() {
+    let data: Vec<u8> = (0..256u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mib = data.len() as f64 / (1024.0 * 1024.0);
+    let time = |name: &str, f: &dyn Fn() -> String| {
+        let (cpu_before, _) = stat_cpu_seconds("/proc/thread-self/stat");
+        let start = Instant::now();
+        let out = f();
+        let wall = start.elapsed().as_secs_f64();
+        let (cpu_after, _) = stat_cpu_seconds("/proc/thread-self/stat");
+        let cpu = (cpu_after - cpu_before).max(0.01);
+        println!(
+            "  {name:<18} {:8.1} MiB/s wall, {:8.1} MiB/s cpu  ({out:.8}...)",
+            mib / wall,
+            mib / cpu
+        );
+    };
+    println!("in-memory, one thread, {mib} MiB:");
+    for _ in 0..2 {
+        time("md-5", &|| hex::encode(Md5::digest(&data)));
+    }
+    time("sha2 SHA-256", &|| hex::encode(Sha256::digest(&data)));
+    time("FogCloud checksum", &|| fog_checksum(&data));
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -93,21 +156,31 @@ fn main() {
     write_random_file(&path, bytes).expect("write benchmark file");
     warm_page_cache(&path).expect("read benchmark file");
 
+    components();
     let (mut md5sum, mut sha256sum, mut ours) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_md5sum, mut cpu_ours) = (Vec::new(), Vec::new());
     for rep in 1..=reps {
+        let (_, children_before) = cpu_seconds();
         let (t_md5, md5) = run_tool("md5sum", &path);
+        let (_, children_after) = cpu_seconds();
         let (t_sha, sha) = run_tool("sha256sum", &path);
+        let (self_before, _) = cpu_seconds();
         let start = Instant::now();
         let package = hash_file(&path, &mut |_, _| {}, &CancelToken::new()).expect("our hash");
         let t_ours = start.elapsed();
+        let (self_after, _) = cpu_seconds();
+        cpu_md5sum.push(children_after - children_before);
+        cpu_ours.push(self_after - self_before);
         assert_eq!(package.md5, md5, "MD5 differs from md5sum");
         assert_eq!(package.sha256, sha, "SHA-256 differs from sha256sum");
         assert_eq!(package.size, bytes);
         eprintln!(
-            "rep {rep}/{reps}: md5sum {:.2}s  sha256sum {:.2}s  ours {:.2}s",
+            "rep {rep}/{reps}: md5sum {:.2}s (cpu {:.2}s)  sha256sum {:.2}s  ours {:.2}s (cpu {:.2}s)",
             t_md5.as_secs_f64(),
+            children_after - children_before,
             t_sha.as_secs_f64(),
-            t_ours.as_secs_f64()
+            t_ours.as_secs_f64(),
+            self_after - self_before
         );
         md5sum.push(t_md5);
         sha256sum.push(t_sha);

@@ -179,8 +179,12 @@ impl Nginx {
 
     /// SIGTERM first: the master then stops its workers (SIGKILL would orphan them).
     fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {

@@ -336,3 +336,38 @@ async fn an_earlier_url_can_be_served_again() {
         );
     }
 }
+
+/// Files above the in-memory limit stream from disk through ServeFile: same semantics.
+#[tokio::test]
+async fn large_files_stream_from_disk_with_the_same_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let len: u64 = 65 * 1024 * 1024 + 7;
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        // Sparse: costs no disk space, reads as zeros except the marker at the end.
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.set_len(len).unwrap();
+        file.seek(SeekFrom::Start(len - 10)).unwrap();
+        file.write_all(b"0123456789").unwrap();
+    }
+    let server = FirmwareServer::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let url = server.offer(path, "big.bin", KEY);
+    let head = client().head(&url).send().await.unwrap();
+    assert_eq!(head.headers()[CONTENT_LENGTH], len.to_string().as_str());
+    let tail = get(&url, Some("bytes=-10")).await;
+    assert_eq!(tail.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        tail.headers()[CONTENT_RANGE],
+        format!("bytes {}-{}/{len}", len - 10, len - 1).as_str()
+    );
+    assert_eq!(tail.bytes().await.unwrap(), &b"0123456789"[..]);
+    let full = get(&url, None).await;
+    assert_eq!(full.status(), StatusCode::OK);
+    let body = full.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, len);
+    assert_eq!(&body[body.len() - 10..], b"0123456789");
+    assert_eq!(server.stats().bytes_by_package[KEY], len + 10);
+}

@@ -1226,11 +1226,17 @@ async fn scale_two_thousand_connections() {
     let cpu_wave = cpu_secs() - cpu2;
     let rss_after = rss_kib();
     let t = fleet.stats().totals();
+    let reconnects: u64 = fleet
+        .stats()
+        .devices
+        .iter()
+        .map(|d| d.connects.saturating_sub(1))
+        .sum();
     println!(
         "scale: {devices} devices on 2000 connections; all connected after {connected_after:.2?} \
          (cpu {cpu_connect:.2} s); RSS before fleet {} MiB, connected {} MiB, after wave {} MiB; \
          idle cpu {:.1} % of one core; 1500 upgrades of 64 KiB in {wave:.2?} (cpu {cpu_wave:.2} s); \
-         dropped {} missing replies {}",
+         dropped {} missing replies {} (nobody answers update_topo here) reconnects {reconnects}",
         before_rss / 1024,
         rss_connected / 1024,
         rss_after / 1024,

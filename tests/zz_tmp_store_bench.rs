@@ -1,28 +1,71 @@
-use std::time::Instant;
-use ota_console::protocol::FirmwareOffer;
+use ota_console::protocol::*;
 use ota_console::rollout::*;
-use ota_console::store::*;
+use std::time::Instant;
 #[test]
-fn bench() {
-    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-    let mut store = Store::open(&dir.path().join("b.db")).unwrap();
-    let offer = FirmwareOffer { version: "2".into(), url: "u".into(), size: 1, md5: "0".repeat(32), sha256: "f".repeat(64), checksum: "0".repeat(8), file_name: "f".into(), description: "".into() };
-    store.save_package(&PackageRecord { sha256: "f".repeat(64), file_name: "f".into(), size: 1, md5: "0".repeat(32), checksum: "0".repeat(8), store_path: "/x".into(), imported_at: Timestamp::from_millis(0) }).unwrap();
-    let targets: Vec<Target> = (0..2000).map(|i| Target { device: format!("aliyun:pk/d{i}").parse().unwrap(), version: Some("1".into()), online: true }).collect();
-    let policy = Policy { canary: CanarySize::Percent(100), rate: RateLimit { per_minute: 100000, burst: 100000 }, max_in_flight: 100000, ..Policy::default() };
-    let spec = CampaignSpec { name: "b".into(), offer, module: None, settings: DialectSettings::default(), policy };
+fn bench_machine() {
+    let offer = FirmwareOffer {
+        version: "2".into(),
+        url: "u".into(),
+        size: 1,
+        md5: "0".repeat(32),
+        sha256: "f".repeat(64),
+        checksum: "0".repeat(8),
+        file_name: "f".into(),
+        description: "".into(),
+    };
+    let n = 10_000;
+    let targets: Vec<Target> = (0..n)
+        .map(|i| Target {
+            device: format!("aliyun:pk/d{i}").parse().unwrap(),
+            version: Some("1".into()),
+            online: i % 2 == 0,
+        })
+        .collect();
+    let policy = Policy {
+        canary: CanarySize::Percent(100),
+        rate: RateLimit {
+            per_minute: 100000,
+            burst: 100000,
+        },
+        max_in_flight: 10000,
+        ..Policy::default()
+    };
+    let spec = CampaignSpec {
+        name: "b".into(),
+        offer,
+        module: None,
+        settings: DialectSettings::default(),
+        policy,
+    };
     let mut c = Campaign::new(CampaignId(1), spec, targets, Timestamp::from_millis(0)).unwrap();
-    store.create_campaign(&c.persisted()).unwrap();
+    let mut ids = SequentialIds::new();
+    c.handle(Input::Start, Timestamp::from_millis(1), &mut ids);
     let t0 = Instant::now();
-    let acts = c.handle(Input::Start, Timestamp::from_millis(1), &mut SequentialIds::new());
-    let machine = t0.elapsed();
-    let ts: Vec<Transition> = acts.into_iter().filter_map(|a| match a { Action::Persist(t) => Some(t), _ => None }).collect();
-    let (one, batch) = ts.split_at(1000);
-    let t1 = Instant::now();
-    for t in one { store.apply(t).unwrap(); }
-    let single = t1.elapsed();
-    let t2 = Instant::now();
-    store.apply_all(batch).unwrap();
-    let batched = t2.elapsed();
-    println!("start of 2000 devices: machine {machine:?} for {} transitions; apply one by one: {} tx in {single:?} ({:.0}/s); apply_all: {} in {batched:?}", ts.len(), one.len(), one.len() as f64 / single.as_secs_f64(), batch.len());
+    let events = 20_000u64;
+    for k in 0..events {
+        let i = (k * 7919) % n as u64;
+        let ev = Event::Progress(ProgressReport {
+            device: format!("aliyun:pk/d{i}").parse().unwrap(),
+            task: TaskRef::None,
+            status: UpgradeStatus::InProgress,
+            phase: Phase::Unspecified,
+            percent: Some((k % 100) as u8),
+            percent_clamped: false,
+            desc: None,
+            gateway: None,
+            ack: None,
+        });
+        c.handle(
+            Input::Event(ev),
+            Timestamp::from_millis(1 + k * 10),
+            &mut ids,
+        );
+        let _ = c.next_deadline();
+    }
+    let el = t0.elapsed();
+    println!(
+        "{events} progress events over {n} devices (half offline, rate-limited): {el:?} ({:.0} events/s), counts {:?}",
+        events as f64 / el.as_secs_f64(),
+        c.counts()
+    );
 }

@@ -52,6 +52,11 @@ pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
     config.firmware = FirmwareSource::Disabled;
     let started_ms = now_ms();
     let handle = engine::start(config).await.context("starting the engine")?;
+    handle.wait_connected(super::rollout::CONNECT_TIMEOUT).await?;
+    eprintln!(
+        "listening for devices for {}",
+        humantime::format_duration(args.discover_for)
+    );
     tokio::time::sleep(args.discover_for).await;
     let snapshot = handle.snapshot();
     let _ = handle.send(engine::Command::Shutdown);

@@ -234,6 +234,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         package.package.sha256
     );
     let module = module_of(args)?;
+    handle.wait_connected(CONNECT_TIMEOUT).await?;
     if args.all || !args.discover_for.is_zero() {
         eprintln!(
             "listening for devices for {}",
@@ -274,6 +275,9 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
     );
     Ok(handle.start_campaign(request).await?)
 }
+
+/// How long a headless command waits for the broker before giving up.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `--module`, or the module every `--target` names.
 fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {

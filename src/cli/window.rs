@@ -16,7 +16,11 @@ use crate::ui::{self, UiOptions};
 /// Size of the demo firmware file written on first use.
 const DEMO_FIRMWARE_BYTES: usize = 4 * 1024 * 1024;
 
-pub fn run(runtime: &tokio::runtime::Runtime, connection: &ConnectionArgs, demo: bool) -> anyhow::Result<()> {
+pub fn run(
+    runtime: &tokio::runtime::Runtime,
+    connection: &ConnectionArgs,
+    demo: bool,
+) -> anyhow::Result<()> {
     let mut config = connection.engine_config()?;
     config.resume_unfinished = true;
     if demo {

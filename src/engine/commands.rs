@@ -135,7 +135,10 @@ impl Runner {
             let record = self.fleet.get(&device);
             targets.push(Target {
                 version: record.and_then(|r| r.version(module).map(str::to_owned)),
-                online: record.is_some_and(|r| r.online),
+                online: record.map_or_else(
+                    || super::inventory::assumed_reachable(device.dialect()),
+                    |r| r.online,
+                ),
                 device,
             });
         }
@@ -183,7 +186,12 @@ impl Runner {
             .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
         self.serve_again(&persisted.spec)?;
         let fleet = &self.fleet;
-        let is_online = |d: &DeviceId| fleet.get(d).is_some_and(|r| r.online);
+        let is_online = |d: &DeviceId| {
+            fleet.get(d).map_or_else(
+                || super::inventory::assumed_reachable(d.dialect()),
+                |r| r.online,
+            )
+        };
         let campaign = Campaign::resume(persisted, self.clock.now(), &is_online)
             .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
         self.history.retain(|h| h.snapshot.id != id);

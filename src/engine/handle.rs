@@ -11,6 +11,7 @@ use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
 use crate::fleet::inspector::{Inspector, RawMessage};
 use crate::rollout::CampaignId;
+use crate::transport::mqtt::LinkState;
 
 /// Called by the engine whenever the snapshot changed (GUI: `request_repaint_after`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -128,6 +129,36 @@ impl EngineHandle {
         rx.await
             .map_err(|_| EngineError::Stopped)?
             .map_err(EngineError::Refused)
+    }
+
+    /// Waits until the link to the broker is up and subscribed (so devices can be heard), at
+    /// most `timeout`.
+    pub async fn wait_connected(&self, timeout: std::time::Duration) -> Result<(), EngineError> {
+        let mut watch = self.watch();
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                let link = watch.borrow_and_update().link.clone();
+                match link {
+                    LinkState::Connected => return Ok(()),
+                    LinkState::Failed { reason } => {
+                        return Err(EngineError::Refused(format!(
+                            "cannot connect to the broker: {reason}"
+                        )));
+                    }
+                    _ => {}
+                }
+                if watch.changed().await.is_err() {
+                    return Err(EngineError::Stopped);
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| {
+            let state = self.snapshot().link.clone();
+            Err(EngineError::Refused(format!(
+                "no connection to the broker after {timeout:?}: {state:?}"
+            )))
+        })
     }
 
     async fn send_async(&self, command: Command) -> Result<(), EngineError> {

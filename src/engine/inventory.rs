@@ -1,5 +1,6 @@
 //! Mapping between the fleet's in-memory records and the store's inventory rows.
 
+use crate::device_id::Dialect;
 use crate::fleet::DeviceRecord;
 use crate::rollout::Timestamp;
 use crate::store::InventoryDevice;
@@ -15,7 +16,9 @@ pub(super) fn to_inventory(record: &DeviceRecord) -> InventoryDevice {
     }
 }
 
-/// A device from the inventory: known, but not seen by this run yet (so not online).
+/// A device from the inventory, not seen by this run yet. Alibaba and FogCloud devices say
+/// nothing about presence (they announce once, at connect), so they count as reachable until
+/// a notice to them times out; DJI docks report constantly, so theirs wait to be seen.
 pub(super) fn from_inventory(device: InventoryDevice) -> DeviceRecord {
     let last_seen_ms = device
         .last_seen
@@ -24,6 +27,11 @@ pub(super) fn from_inventory(device: InventoryDevice) -> DeviceRecord {
     let mut record = DeviceRecord::new(device.id, last_seen_ms);
     record.gateway = device.gateway;
     record.versions = device.versions.into_iter().collect();
-    record.online = false;
+    record.online = assumed_reachable(record.dialect);
     record
+}
+
+/// Whether a device we have no fresh word from should be treated as reachable.
+pub(super) fn assumed_reachable(dialect: Dialect) -> bool {
+    dialect != Dialect::Dji
 }

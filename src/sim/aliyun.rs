@@ -117,6 +117,7 @@ impl AliyunDevice {
             self.ctx.addr.clone(),
             self.client_id.clone(),
             self.stats.clone(),
+            self.ctx.connect_gate.clone(),
         );
         link.connect();
         let (job_tx, mut job_rx) = mpsc::channel(JOB_QUEUE);

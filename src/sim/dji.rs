@@ -146,11 +146,14 @@ impl Dock {
             self.ctx.addr.clone(),
             self.sn.clone(),
             self.dock_stats.clone(),
+            self.ctx.connect_gate.clone(),
         );
         link.connect();
         let (job_tx, mut job_rx) = mpsc::channel::<(String, JobEvent)>(JOB_QUEUE);
         let mut jobs = JoinSet::new();
-        let mut sweep = Some(tokio::time::interval(REPLY_SWEEP));
+        let mut sweep = tokio::time::interval(REPLY_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = Some(sweep);
         let mut back_online = None;
         let mut drone_back = None;
         loop {
@@ -171,7 +174,8 @@ impl Dock {
                         back_online = Some(Box::pin(tokio::time::sleep(self.ctx.behaviour.offline_for)));
                     }
                 },
-                () = super::tick(&mut sweep) => self.sweep_replies(),
+                // Only while replies are outstanding: idle docks cost no wake-ups.
+                () = super::tick(&mut sweep), if !self.awaiting.is_empty() => self.sweep_replies(),
                 () = super::fire(&mut back_online) => {
                     back_online = None;
                     self.both(|s| s.state = DeviceState::Connecting);

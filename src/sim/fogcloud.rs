@@ -174,6 +174,7 @@ impl FogDevice {
             self.ctx.addr.clone(),
             self.client_id.clone(),
             self.own.stats.clone(),
+            self.ctx.connect_gate.clone(),
         );
         link.connect();
         let (job_tx, mut job_rx) = mpsc::channel::<(Target, JobEvent)>(JOB_QUEUE);

@@ -6,10 +6,11 @@
 //! a channel send in the polling task (rumqttc deadlocks when its request queue is full and
 //! nobody polls), or decide anything about payloads: it only moves bytes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::BrokerAddr;
@@ -22,6 +23,10 @@ const MAX_PACKET_BYTES: usize = 256 * 1024;
 const REQUEST_QUEUE: usize = 64;
 /// Received messages queued for the device task before new ones are dropped.
 pub(crate) const INBOX: usize = 64;
+/// Connection attempts a whole fleet has in flight at once: thousands of simultaneous CONNECTs
+/// overflow the broker's accept backlog, and the dropped ones only retry seconds later.
+pub(crate) const CONNECTS_IN_FLIGHT: usize = 64;
+const CONNECT_TIMEOUT_SECS: u64 = 15;
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -41,6 +46,8 @@ pub(crate) struct Link {
     /// Bumped on every CONNACK so the device re-subscribes and re-announces itself.
     connected: watch::Sender<u64>,
     stats: StatsCell,
+    /// Fleet-wide limit on connection attempts in flight (see [`CONNECTS_IN_FLIGHT`]).
+    gate: Arc<Semaphore>,
     client: Option<AsyncClient>,
     poller: Option<JoinHandle<()>>,
 }
@@ -51,6 +58,7 @@ impl Link {
         addr: BrokerAddr,
         client_id: String,
         stats: StatsCell,
+        gate: Arc<Semaphore>,
     ) -> (Link, mpsc::Receiver<Inbound>, watch::Receiver<u64>) {
         let (inbox, inbox_rx) = mpsc::channel(INBOX);
         let (connected, connected_rx) = watch::channel(0);
@@ -60,6 +68,7 @@ impl Link {
             inbox,
             connected,
             stats,
+            gate,
             client: None,
             poller: None,
         };
@@ -74,12 +83,18 @@ impl Link {
         opts.set_keep_alive(KEEP_ALIVE)
             .set_clean_session(true)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-        let (client, event_loop) = AsyncClient::new(opts, REQUEST_QUEUE);
+        let (client, mut event_loop) = AsyncClient::new(opts, REQUEST_QUEUE);
+        // rumqttc gives up on a CONNACK after 5 s by default; when thousands of simulated
+        // devices connect at once the broker needs longer, and retrying only adds load.
+        let mut net = event_loop.network_options();
+        net.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+        event_loop.set_network_options(net);
         let task = poll(
             event_loop,
             self.inbox.clone(),
             self.connected.clone(),
             self.stats.clone(),
+            self.gate.clone(),
         );
         self.poller = Some(tokio::spawn(task));
         self.client = Some(client);
@@ -147,12 +162,20 @@ async fn poll(
     inbox: mpsc::Sender<Inbound>,
     connected: watch::Sender<u64>,
     stats: StatsCell,
+    gate: Arc<Semaphore>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let mut up = false;
+    let mut permit = None;
     loop {
+        if !up && permit.is_none() {
+            permit = gate.clone().acquire_owned().await.ok();
+        }
         match event_loop.poll().await {
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                up = true;
+                permit = None;
                 backoff = BACKOFF_MIN;
                 connected.send_modify(|n| *n += 1);
             }
@@ -167,6 +190,8 @@ async fn poll(
             }
             Ok(_) => {}
             Err(e) => {
+                up = false;
+                permit = None;
                 tracing::debug!(error = %e, ?backoff, "simulated device connection error");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);

@@ -56,6 +56,8 @@ pub(crate) struct Ctx {
     pub addr: BrokerAddr,
     pub behaviour: Behaviour,
     pub http: reqwest::Client,
+    /// Shared by every device's link to pace connection storms.
+    pub connect_gate: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running simulated fleet. Dropping it stops every device (their tasks are aborted and
@@ -82,6 +84,7 @@ impl SimFleet {
             addr: BrokerAddr::parse(&cfg.broker_url)?,
             behaviour: cfg.behaviour.clone(),
             http,
+            connect_gate: Arc::new(tokio::sync::Semaphore::new(link::CONNECTS_IN_FLIGHT)),
         });
         let mut fleet = SimFleet {
             cells: Vec::new(),

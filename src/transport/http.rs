@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::response::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -36,6 +38,8 @@ use tokio::time::Sleep;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use super::file_cache::{Budget, CACHE_BUDGET_BYTES, CachedFile, SliceBody};
+
 /// Simultaneous connections; further clients wait in the kernel's accept backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// A client must send its complete request head within this time (also closes idle keep-alives).
@@ -43,7 +47,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that reads nothing for this long is disconnected, freeing its connection slot.
 const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Read size per body frame: large frames keep syscalls and counter updates rare.
-const CHUNK_BYTES: usize = 256 * 1024;
+const CHUNK_BYTES: usize = 1024 * 1024;
 /// Distinct client addresses counted separately; the rest are summed under 0.0.0.0.
 const MAX_TRACKED_CLIENTS: usize = 100_000;
 
@@ -93,9 +97,9 @@ struct Offer {
     path: PathBuf,
     file_name: String,
     bytes: Arc<AtomicU64>,
+    cache: CachedFile,
 }
 
-#[derive(Default)]
 struct Shared {
     offers: RwLock<HashMap<String, Arc<Offer>>>,
     by_package: Mutex<HashMap<String, Arc<AtomicU64>>>,
@@ -103,6 +107,21 @@ struct Shared {
     requests: AtomicU64,
     active: AtomicU64,
     total: Arc<AtomicU64>,
+    cache_budget: Arc<Budget>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            offers: RwLock::default(),
+            by_package: Mutex::default(),
+            by_client: Mutex::default(),
+            requests: AtomicU64::default(),
+            active: AtomicU64::default(),
+            total: Arc::default(),
+            cache_budget: Arc::new(Budget::new(CACHE_BUDGET_BYTES)),
+        }
+    }
 }
 
 impl Shared {
@@ -243,6 +262,7 @@ impl FirmwareServer {
             packages.entry(package_key.to_owned()).or_default().clone()
         };
         let offer = Offer {
+            cache: CachedFile::new(file_path.clone(), self.shared.cache_budget.clone()),
             path: file_path,
             file_name: file_name.to_owned(),
             bytes,
@@ -366,6 +386,8 @@ async fn serve_offer(
         .extensions()
         .get::<ClientAddr>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let is_head = request.method() == Method::HEAD;
+    let cached = offer.cache.get().await;
     let served = ServeFile::new(&offer.path)
         .with_buf_chunk_size(CHUNK_BYTES)
         .try_call(request)
@@ -390,11 +412,40 @@ async fn serve_offer(
         shared.client_counter(client),
         shared.total.clone(),
     ];
-    let body = CountingBody {
-        inner: Body::new(body),
-        counters,
+    // ServeFile decided status, length and range; from memory only the bytes are served.
+    let inner = match cached.and_then(|c| body_range(&parts, c.len(), is_head).map(|r| c.slice(r)))
+    {
+        Some(slice) => Body::new(SliceBody::new(slice, CHUNK_BYTES)),
+        None => Body::new(body),
     };
+    let body = CountingBody { inner, counters };
     Response::from_parts(parts, Body::new(body))
+}
+
+/// The bytes of the file ServeFile's response carries (whole file for 200, the Content-Range
+/// for 206), if they are consistent with a file of `len` bytes. `None`: no body, or let
+/// ServeFile's own body stream it.
+fn body_range(parts: &Parts, len: usize, is_head: bool) -> Option<Range<usize>> {
+    if is_head {
+        return None;
+    }
+    match parts.status {
+        StatusCode::OK => {
+            let length = parts.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?;
+            (length.parse::<usize>().ok()? == len).then_some(0..len)
+        }
+        StatusCode::PARTIAL_CONTENT => {
+            let value = parts.headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+            let (span, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+            if total.parse::<usize>().ok()? != len {
+                return None;
+            }
+            let (first, last) = span.split_once('-')?;
+            let (first, last): (usize, usize) = (first.parse().ok()?, last.parse().ok()?);
+            (first <= last && last < len).then(|| first..last + 1)
+        }
+        _ => None,
+    }
 }
 
 /// Counts body bytes as hyper pulls them (i.e. as they go to the socket).
@@ -593,6 +644,35 @@ mod tests {
         assert_eq!(derived_public_base(v4), "http://127.0.0.1:8080");
         let v6: SocketAddr = "[::1]:81".parse().unwrap();
         assert_eq!(derived_public_base(v6), "http://[::1]:81");
+    }
+
+    fn parts(status: StatusCode, headers: &[(header::HeaderName, &str)]) -> Parts {
+        let mut builder = Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn body_range_follows_serve_file_and_refuses_mismatches() {
+        let full = parts(StatusCode::OK, &[(header::CONTENT_LENGTH, "1000")]);
+        assert_eq!(body_range(&full, 1000, false), Some(0..1000));
+        assert_eq!(body_range(&full, 1000, true), None);
+        assert_eq!(body_range(&full, 999, false), None);
+        let partial = parts(
+            StatusCode::PARTIAL_CONTENT,
+            &[(header::CONTENT_RANGE, "bytes 900-999/1000")],
+        );
+        assert_eq!(body_range(&partial, 1000, false), Some(900..1000));
+        assert_eq!(body_range(&partial, 2000, false), None);
+        let beyond = parts(
+            StatusCode::PARTIAL_CONTENT,
+            &[(header::CONTENT_RANGE, "bytes 900-1000/1000")],
+        );
+        assert_eq!(body_range(&beyond, 1000, false), None);
+        let refused = parts(StatusCode::RANGE_NOT_SATISFIABLE, &[]);
+        assert_eq!(body_range(&refused, 1000, false), None);
     }
 
     #[test]

@@ -8,5 +8,6 @@
 //! `engine` for decisions).
 
 pub mod broker;
+mod file_cache;
 pub mod http;
 pub mod mqtt;

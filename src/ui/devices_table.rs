@@ -70,8 +70,8 @@ pub fn devices_table_ui(
             for (column, title) in HEADERS {
                 header.col(|ui| {
                     let arrow = match (sort.column == column, sort.ascending) {
-                        (true, true) => " ⏶",
-                        (true, false) => " ⏷",
+                        (true, true) => " ^",
+                        (true, false) => " v",
                         (false, _) => "",
                     };
                     let text = RichText::new(format!("{title}{arrow}")).strong();
@@ -111,7 +111,7 @@ fn device_cells(
     table_row.col(|ui| {
         if depth > 0 {
             ui.add_space(14.0 * f32::from(depth));
-            ui.weak("↳");
+            ui.weak("-");
         }
         let mut selected = selection.contains(id);
         if ui

@@ -36,7 +36,7 @@ pub fn history_ui(
                 for c in &snap.campaigns {
                     let s = &c.snapshot;
                     let text = format!(
-                        "#{} {} → {} · {} · {}",
+                        "#{} {} to {} · {} · {}",
                         s.id,
                         if s.name.is_empty() {
                             "campaign"

@@ -88,12 +88,12 @@ fn message_list_ui(ui: &mut Ui, shown: &[&RawMessage], state: &mut InspectorStat
         .show_rows(ui, row_h, shown.len(), |ui, range| {
             for m in shown.get(range).unwrap_or_default() {
                 let arrow = match m.direction {
-                    Direction::In => "⬇",
-                    Direction::Out => "⬆",
+                    Direction::In => "in ",
+                    Direction::Out => "out",
                 };
                 let mut text = format!("{} {arrow} {}", format::clock_utc(m.at_ms), m.topic);
                 if m.error.is_some() {
-                    text.push_str("  ⚠ refused");
+                    text.push_str("  (refused)");
                 }
                 let selected = state.selected_seq == Some(m.seq);
                 if ui

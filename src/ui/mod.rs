@@ -47,6 +47,8 @@ pub struct UiOptions {
     pub initial_size: [f32; 2],
     /// Settings to start from instead of the saved ones (e.g. a clean demo).
     pub settings: Option<Settings>,
+    /// Pre-filled target version (the demo's sample package is 2.0.0).
+    pub target_version: Option<String>,
 }
 
 impl Default for UiOptions {
@@ -56,6 +58,7 @@ impl Default for UiOptions {
             title: "ota-console".into(),
             initial_size: [1440.0, 900.0],
             settings: None,
+            target_version: None,
         }
     }
 }
@@ -89,12 +92,11 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
                 .settings
                 .clone()
                 .unwrap_or_else(|| Settings::load(cc.storage));
-            Ok(Box::new(OtaApp::new(
-                handle,
-                &cc.egui_ctx,
-                settings,
-                options.demo,
-            )))
+            let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
+            if let Some(version) = options.target_version.clone() {
+                app.view_mut().firmware.version = version;
+            }
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))

@@ -47,7 +47,7 @@ pub fn copy_row_ui(ui: &mut Ui, label: &str, value: &str) {
     ui.horizontal(|ui| {
         ui.add(egui::Label::new(RichText::new(value).monospace()).truncate());
         if ui
-            .small_button("📋")
+            .small_button("Copy")
             .on_hover_text(format!("Copy {label}"))
             .clicked()
         {

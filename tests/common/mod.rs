@@ -1,0 +1,4 @@
+//! Fixtures shared by the black-box tests.
+#![allow(dead_code)]
+
+pub mod mosquitto;
