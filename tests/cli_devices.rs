@@ -59,7 +59,10 @@ async fn devices_json_lists_what_announced_itself() {
     let list = list.as_array().unwrap();
     let ids: Vec<&str> = list.iter().map(|d| d["id"].as_str().unwrap()).collect();
     for expected in fleet.device_ids() {
-        assert!(ids.contains(&expected.to_string().as_str()), "{expected} missing from {ids:?}");
+        assert!(
+            ids.contains(&expected.to_string().as_str()),
+            "{expected} missing from {ids:?}"
+        );
     }
     assert_eq!(list.len(), 2 + 3 + 2, "{list:#?}");
     for d in list {

@@ -2,124 +2,20 @@
 //! (server-only and mutual) and password authentication. Each test runs its own mosquitto on a
 //! free 127.0.0.1 port with a config in a temp dir. Without mosquitto installed these tests FAIL.
 
-use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::mosquitto::{Mosquitto, free_port};
 use ota_console::protocol::Outbound;
 use ota_console::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn mosquitto_binary() -> PathBuf {
-    for candidate in ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"] {
-        if Path::new(candidate).exists() {
-            return candidate.into();
-        }
-    }
-    let on_path = Command::new("mosquitto")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        on_path.is_ok(),
-        "mosquitto is not installed; these tests need it: `apt-get install -y mosquitto`"
-    );
-    "mosquitto".into()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A mosquitto process, killed with SIGKILL when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    conf: PathBuf,
-}
-
-impl Mosquitto {
-    /// Writes `<dir>/mosquitto.conf` with a listener on `port` plus `extra` lines and starts it.
-    fn start(dir: &Path, port: u16, extra: &str) -> Mosquitto {
-        let conf = dir.join("mosquitto.conf");
-        let log = dir.join("mosquitto.log");
-        // `user root` keeps a root-run mosquitto from switching to the `mosquitto` user, which
-        // could not read the temp dir; it has no effect when not run as root.
-        let text = format!(
-            "user root\nlistener {port} 127.0.0.1\nmax_queued_messages 0\npersistence false\n\
-             log_dest file {}\n{extra}\n",
-            log.display()
-        );
-        std::fs::write(&conf, text).unwrap();
-        Self::spawn(conf, port)
-    }
-
-    fn spawn(conf: PathBuf, port: u16) -> Mosquitto {
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts");
-        let mut m = Mosquitto { child, port, conf };
-        m.wait_listening();
-        m
-    }
-
-    fn wait_listening(&mut self) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(self.conf.with_file_name("mosquitto.log"))
-                    .unwrap_or_default();
-                panic!("mosquitto exited with {status}; log:\n{log}");
-            }
-            assert!(
-                started.elapsed() < WAIT,
-                "mosquitto did not listen within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGSTOP: the broker keeps its sockets open but answers nothing.
-    fn freeze(&mut self) {
-        let status = Command::new("kill")
-            .args(["-STOP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// SIGKILL: no clean disconnect, no persistence, the worst case for the link.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn restart(&mut self) {
-        *self = Self::spawn(self.conf.clone(), self.port);
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn options(url: &str, subscriptions: &[&str]) -> LinkOptions {
     let mut o = LinkOptions::new(url.parse::<BrokerUrl>().unwrap());
@@ -231,7 +127,8 @@ async fn link_survives_a_broker_kill_and_delivers_what_was_queued() {
     else {
         unreachable!()
     };
-    assert_eq!(attempt, 1);
+    // Usually 1; a slow test thread may first look after the next 200 ms retry.
+    assert!(attempt >= 1);
     assert!(!reason.is_empty());
 
     const QUEUED: usize = 300;

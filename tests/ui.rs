@@ -195,9 +195,19 @@ fn import_select_and_start(h: &mut AppHarness, rig: &mut Rig, fw: PathBuf, bytes
     h.state_mut().as_mut().unwrap().import_firmware(fw);
     let sha256 = hex::encode(sha2::Sha256::digest(bytes));
     let md5 = hex::encode(md5::Md5::digest(bytes));
+    // The side panel shows digests shortened (full text in the tooltip and the copy button).
+    let short = |d: &str| format!("{}…{}", &d[..12], &d[d.len() - 8..]);
     wait_for(h, rig, "the package digests", |h| {
-        has_label(h, &sha256) && has_label(h, &md5)
+        has_label(h, &short(&sha256)) && has_label(h, &short(&md5))
     });
+    let chosen = app(h).view().firmware.package.clone();
+    assert_eq!(chosen.as_deref(), Some(sha256.as_str()));
+    let stored = app(h)
+        .snapshot()
+        .packages
+        .first()
+        .map(|p| p.package.md5.clone());
+    assert_eq!(stored.as_deref(), Some(md5.as_str()));
     assert!(has_label(h, "FogCloud checksum"));
 
     h.get_by_label("Target version").focus();
@@ -378,4 +388,38 @@ fn a_broker_that_refuses_connections_is_reported() {
                 .is_some(),
         "the broker in use is named"
     );
+}
+
+#[test]
+fn keyboard_filter_focus_and_space_toggles_the_inspected_device() {
+    let fleet = SimConfig {
+        aliyun: 2,
+        fogcloud_gateways: 0,
+        subs_per_gateway: 0,
+        dji_docks: 0,
+        ..sim(24)
+    };
+    let mut rig = start_rig(None, Some(fleet));
+    let mut h = harness(&rig, Settings::default());
+    discover(&mut h, &mut rig, 2);
+    // A click on a line (not on its checkbox) shows the device in the inspector...
+    let cell = h.get_all_by_label("aliyun").next().expect("a dialect cell");
+    cell.click();
+    h.run_steps(2);
+    assert!(app(&h).view().inspected.is_some());
+    assert!(h.query_by_label_contains("Messages of aliyun:").is_some());
+    // ...and Space selects it, and again deselects it.
+    h.key_press(egui::Key::Space);
+    h.run_steps(2);
+    assert!(has_label(&h, "1 selected · 2 shown of 2"));
+    h.key_press(egui::Key::Space);
+    h.run_steps(2);
+    assert!(has_label(&h, "0 selected · 2 shown of 2"));
+    // Ctrl+F puts the cursor in the filter box; typing filters the fleet.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::F);
+    h.run_steps(2);
+    assert!(h.get_by_label("Filter").is_focused());
+    h.get_by_label("Filter").type_text("0002");
+    h.run_steps(2);
+    assert!(has_label(&h, "0 selected · 1 shown of 2"));
 }

@@ -52,7 +52,9 @@ pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
     config.firmware = FirmwareSource::Disabled;
     let started_ms = now_ms();
     let handle = engine::start(config).await.context("starting the engine")?;
-    handle.wait_connected(super::rollout::CONNECT_TIMEOUT).await?;
+    handle
+        .wait_connected(super::rollout::CONNECT_TIMEOUT)
+        .await?;
     eprintln!(
         "listening for devices for {}",
         humantime::format_duration(args.discover_for)

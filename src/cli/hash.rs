@@ -33,7 +33,8 @@ pub fn run(args: &HashArgs) -> anyhow::Result<()> {
         &CancelToken::new(),
     );
     bar.finish_and_clear();
-    let package = result.with_context(|| format!("cannot hash {}", args.file.display()))?;
+    // Every error hashing a file can hit already names the file.
+    let package = result?;
     if args.json {
         let json = serde_json::to_string_pretty(&package).context("encoding the result as JSON")?;
         println!("{json}");

@@ -2,7 +2,7 @@
 //! DJI docks) against a broker until Ctrl-C, printing a one-line summary every few seconds.
 //!
 //! Owns: the command-line options of the simulator and turning them into a
-//! [`SimConfig`](crate::sim::SimConfig). Must never: implement device behaviour (that is
+//! [`SimConfig`]. Must never: implement device behaviour (that is
 //! `crate::sim`).
 
 use std::time::Duration;

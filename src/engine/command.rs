@@ -40,7 +40,7 @@ pub enum Command {
     /// Stop the import under way, if any.
     CancelImport,
     StartCampaign {
-        request: CampaignRequest,
+        request: Box<CampaignRequest>,
         reply: Option<Reply<CampaignId>>,
     },
     /// Continue a campaign that was running when the console stopped.

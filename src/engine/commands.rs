@@ -23,7 +23,7 @@ impl Runner {
                 }
             }
             Command::StartCampaign { request, reply } => {
-                let result = self.start_campaign(request);
+                let result = self.start_campaign(*request);
                 self.answer(reply, result);
             }
             Command::ResumeCampaign { id, reply } => {

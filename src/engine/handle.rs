@@ -109,7 +109,7 @@ impl EngineHandle {
     ) -> Result<CampaignId, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.send_async(Command::StartCampaign {
-            request,
+            request: Box::new(request),
             reply: Some(reply),
         })
         .await?;

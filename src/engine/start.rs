@@ -234,7 +234,7 @@ fn restore_library(runner: &mut Runner) {
             runner.packages.get(&r.sha256).ok().map(|p| (at, p))
         })
         .collect();
-    library.sort_by(|a, b| b.0.cmp(&a.0));
+    library.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
     runner.library = library.into_iter().map(|(_, p)| p).collect();
 }
 

@@ -12,7 +12,7 @@ use crate::rollout::{CampaignState, DeviceSnapshot};
 pub(super) fn build(runner: &Runner) -> Snapshot {
     let mut campaigns: Vec<CampaignView> = runner.live.iter().map(live_view).collect();
     campaigns.extend(runner.history.iter().cloned());
-    campaigns.sort_by(|a, b| b.snapshot.id.cmp(&a.snapshot.id));
+    campaigns.sort_by_key(|c| std::cmp::Reverse(c.snapshot.id));
     Snapshot {
         revision: runner.revision,
         link: runner.link.state().borrow().clone(),

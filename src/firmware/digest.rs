@@ -602,9 +602,9 @@ mod tests {
         )
         .unwrap_err();
         match &err {
-            FirmwareError::Io { action, source, .. } => {
+            FirmwareError::Io { action, cause, .. } => {
                 assert_eq!(*action, "write");
-                assert_eq!(source.kind(), io::ErrorKind::StorageFull);
+                assert_eq!(cause.kind(), io::ErrorKind::StorageFull);
             }
             other => panic!("unexpected {other:?}"),
         }

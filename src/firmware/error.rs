@@ -8,12 +8,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum FirmwareError {
     /// An I/O call failed; `action` says what we were doing ("read", "create temp file in", ...).
-    #[error("cannot {action} {}: {source}", path.display())]
+    /// The OS error is part of the message (not a `source`), so it is printed exactly once
+    /// both by `to_string()` and by anyhow's `{:#}` chain.
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The caller's `CancelToken` was triggered; nothing was kept.
     #[error("canceled")]
@@ -31,11 +32,10 @@ pub enum FirmwareError {
     #[error("stored package {expected} is corrupt: its content hashes to {actual}")]
     Corrupt { expected: String, actual: String },
     /// The metadata file kept beside a stored package could not be read back.
-    #[error("metadata {} is unreadable: {source}", path.display())]
+    #[error("metadata {} is unreadable: {cause}", path.display())]
     BadMetadata {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A hashing thread could not be started or died; a bug or resource exhaustion, not bad input.
     #[error("hashing thread failed: {0}")]
@@ -44,11 +44,11 @@ pub enum FirmwareError {
 
 impl FirmwareError {
     /// Wraps an `io::Error` with what we were doing and on which path.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         Self::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

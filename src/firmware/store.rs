@@ -136,10 +136,10 @@ impl FirmwareStore {
     ) -> Result<StoredPackage, FirmwareError> {
         let path = self.path_of(sha256)?;
         let (mut file, size_hint) = match digest::open_source(&path, self.options.max_size) {
-            Err(FirmwareError::Io { source, action, .. })
-                if source.kind() == io::ErrorKind::NotFound =>
+            Err(FirmwareError::Io { cause, action, .. })
+                if cause.kind() == io::ErrorKind::NotFound =>
             {
-                return Err(not_stored_or_io(source, sha256, action, &path));
+                return Err(not_stored_or_io(cause, sha256, action, &path));
             }
             other => other?,
         };
@@ -224,7 +224,7 @@ impl FirmwareStore {
         }
         let json = serde_json::to_vec_pretty(package).map_err(|e| FirmwareError::BadMetadata {
             path: path.clone(),
-            source: e,
+            cause: e,
         })?;
         let mut temp = self.temp_file()?;
         let temp_path = temp.path().to_path_buf();
@@ -248,14 +248,14 @@ impl FirmwareStore {
         let package: FirmwarePackage =
             serde_json::from_str(&text).map_err(|e| FirmwareError::BadMetadata {
                 path: path.clone(),
-                source: e,
+                cause: e,
             })?;
         if package.sha256 != sha256 {
             let e = <serde_json::Error as serde::de::Error>::custom(format!(
                 "it describes {} instead",
                 package.sha256
             ));
-            return Err(FirmwareError::BadMetadata { path, source: e });
+            return Err(FirmwareError::BadMetadata { path, cause: e });
         }
         Ok(Some(package))
     }

@@ -58,7 +58,7 @@ pub struct Campaign {
     wave_members: Vec<Vec<usize>>,
     wave_tallies: Vec<WaveTally>,
     current_wave: Option<u32>,
-    /// Pending devices of opened waves, in target order.
+    /// Pending, online devices of opened waves, in target order (see `refresh_queue`).
     queue: BTreeSet<usize>,
     /// Every device timer instant not fired yet.
     timers: BTreeSet<(Timestamp, usize)>,
@@ -495,6 +495,7 @@ impl Campaign {
             // The reply carries the notice, so coming online here needs no separate re-send.
             *flag = true;
         }
+        self.refresh_queue(idx);
         Some((request, idx))
     }
 
@@ -516,6 +517,7 @@ impl Campaign {
         };
         let came_back = online && !*flag;
         *flag = online;
+        self.refresh_queue(idx);
         let Some(rec) = self.devices.get(idx) else {
             return;
         };
@@ -639,8 +641,19 @@ impl Campaign {
         for t in timers_of(rec).filter(|t| before.is_none() || *t > self.now) {
             self.timers.insert((t, idx));
         }
+        self.refresh_queue(idx);
+    }
+
+    /// The queue holds the pending, online devices of opened waves while the campaign may still
+    /// notice: offline devices stay out of it, so a fleet with many of them offline does not
+    /// cost a scan per input.
+    fn refresh_queue(&mut self, idx: usize) {
+        let Some(rec) = self.devices.get(idx) else {
+            return;
+        };
         let opened = matches!((rec.wave, self.current_wave), (Some(w), Some(c)) if w <= c);
-        if rec.status == DeviceStatus::Pending && opened && !self.state.is_finished() {
+        let online = self.online.get(idx).copied().unwrap_or(false);
+        if rec.status == DeviceStatus::Pending && opened && online && !self.state.is_finished() {
             self.queue.insert(idx);
         } else {
             self.queue.remove(&idx);
@@ -845,7 +858,7 @@ impl Campaign {
             .cloned()
             .unwrap_or_default();
         for idx in members {
-            self.track_queue(idx);
+            self.refresh_queue(idx);
             let reason = self
                 .devices
                 .get(idx)
@@ -856,16 +869,6 @@ impl Campaign {
             if let Some(reason) = reason {
                 self.update(idx, out, |rec, _| device::skip(rec, reason));
             }
-        }
-    }
-
-    fn track_queue(&mut self, idx: usize) {
-        let Some(rec) = self.devices.get(idx) else {
-            return;
-        };
-        let opened = matches!((rec.wave, self.current_wave), (Some(w), Some(c)) if w <= c);
-        if rec.status == DeviceStatus::Pending && opened && !self.state.is_finished() {
-            self.queue.insert(idx);
         }
     }
 

@@ -4,9 +4,9 @@
 //! demo mode.
 //!
 //! Owns: starting and stopping the virtual devices and reading their counters. Each device (or
-//! gateway, or dock) holds its own MQTT connection ([`link`]), speaks its dialect with payloads
-//! it builds itself ([`aliyun`], [`fogcloud`], [`dji`]), and runs upgrades as real devices do
-//! ([`upgrade`], [`download`]) with failures chosen reproducibly from the seed ([`config`]).
+//! gateway, or dock) holds its own MQTT connection (`link.rs`), speaks its dialect with payloads
+//! it builds itself (`aliyun.rs`, `fogcloud.rs`, `dji.rs`), and runs upgrades as real devices do
+//! (`upgrade.rs`, `download.rs`) with failures chosen reproducibly from the seed ([`config`]).
 //!
 //! Must never: use the console's own codecs (`crate::protocol`) for what devices send or
 //! parse: the simulator is an independent implementation of the documents, so that it catches

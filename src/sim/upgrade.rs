@@ -192,11 +192,10 @@ struct Marks {
 impl Marks {
     /// The highest newly passed mark (10, 20, .. 100), if any.
     fn passed(&mut self, done: u64, total: u64) -> Option<u8> {
-        let percent = if total == 0 {
-            100
-        } else {
-            (done.min(total) * 100 / total) as u8
-        };
+        // An empty download counts as complete.
+        let percent = (u128::from(done.min(total)) * 100)
+            .checked_div(u128::from(total))
+            .map_or(100, |p| p as u8);
         let mark = percent / 10 * 10;
         (mark > self.last).then(|| {
             self.last = mark;

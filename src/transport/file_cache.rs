@@ -160,7 +160,6 @@ impl HttpBody for SliceBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body::Body as _;
 
     #[tokio::test]
     async fn files_load_once_within_the_budget_and_release_it() {

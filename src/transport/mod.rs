@@ -2,7 +2,8 @@
 //!
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for demos, simulation and tests.
 //! - [`mqtt`]: the MQTT client link, an actor owning the rumqttc event loop.
-//! - [`http`]: the firmware HTTP server devices download packages from.
+//! - [`http`]: the firmware HTTP server devices download packages from (`file_cache`: its
+//!   in-memory copies of offered files).
 //!
 //! Nothing here decodes or decides: payloads go in and out as bytes (see `protocol` for codecs,
 //! `engine` for decisions).

@@ -159,7 +159,7 @@ impl OtaApp {
             UiAction::ImportFirmware(path) => self.import_firmware(path),
             UiAction::CancelImport => self.send(Command::CancelImport),
             UiAction::StartCampaign(request) => self.send(Command::StartCampaign {
-                request: *request,
+                request,
                 reply: None,
             }),
             UiAction::Pause(id) => self.send(Command::Pause(id)),

@@ -15,6 +15,7 @@ use super::format;
 use super::theme;
 use crate::device_id::DeviceId;
 use crate::engine::DeviceRow;
+use crate::rollout::DeviceStatus;
 
 /// What the table may change.
 pub struct TableState<'a> {
@@ -140,7 +141,12 @@ fn device_cells(
     });
     table_row.col(|ui| status_cell_ui(ui, row));
     table_row.col(|ui| {
-        if let Some(r) = &row.rollout {
+        // A device not noticed yet has no progress to show.
+        if let Some(r) = row
+            .rollout
+            .as_ref()
+            .filter(|r| r.status != DeviceStatus::Pending)
+        {
             let color = theme::status_color(r.status);
             ui.add(
                 ProgressBar::new(f32::from(r.percent) / 100.0)

@@ -94,6 +94,31 @@ pub fn confirm_text(request: &CampaignRequest) -> String {
     format!("Upgrade {devices} to version {}{module}?", request.version)
 }
 
+/// One sentence describing how the campaign will proceed, for the confirmation.
+pub fn policy_summary(p: &Policy) -> String {
+    let canary = match p.canary {
+        CanarySize::Count(1) => "a canary of 1 device".to_owned(),
+        CanarySize::Count(n) => format!("a canary of {n} devices"),
+        CanarySize::Percent(pct) => format!("a canary of {pct} %"),
+    };
+    let waves = match p.wave_size {
+        0 => "then all the rest".to_owned(),
+        n => format!("then waves of {n}"),
+    };
+    let abort = match p.abort {
+        Some(a) => format!("stop above {} % failed", a.failure_percent),
+        None => "never stop on failures".to_owned(),
+    };
+    format!(
+        "{canary}, {waves}; at most {} notices a minute and {} devices in flight; {} timeout, {} {}; {abort}.",
+        p.rate.per_minute,
+        p.max_in_flight,
+        format::duration_secs(p.device_timeout_secs),
+        p.retries,
+        if p.retries == 1 { "retry" } else { "retries" },
+    )
+}
+
 pub fn rollout_panel_ui(
     ui: &mut Ui,
     snap: &Snapshot,
@@ -242,15 +267,7 @@ fn confirm_modal_ui(ui: &mut Ui, form: &mut RolloutForm, actions: &mut Vec<UiAct
     let modal = egui::Modal::new(egui::Id::unique("confirm-start")).show(ui.ctx(), |ui| {
         ui.heading("Start rollout");
         ui.label(RichText::new(&text).strong());
-        ui.label(format!(
-            "Policy: canary {:?}, waves of {}, {} / min, {} in flight, timeout {}, {} retries.",
-            request.policy.canary,
-            request.policy.wave_size,
-            request.policy.rate.per_minute,
-            request.policy.max_in_flight,
-            format::duration_secs(request.policy.device_timeout_secs),
-            request.policy.retries
-        ));
+        ui.label(policy_summary(&request.policy));
         ui.horizontal(|ui| {
             if ui.button("Confirm start").clicked() {
                 decision = Some(true);
@@ -389,6 +406,24 @@ fn timeline_plot_ui(ui: &mut Ui, view: &CampaignView) {
 mod tests {
     use super::*;
     use crate::firmware::{FirmwarePackage, StoredPackage};
+
+    #[test]
+    fn policy_reads_as_a_sentence() {
+        assert_eq!(
+            policy_summary(&Policy::default()),
+            "a canary of 1 device, then all the rest; at most 60 notices a minute and 10 devices in flight; \
+             30 min 00 s timeout, 1 retry; stop above 20 % failed."
+        );
+        let p = Policy {
+            canary: CanarySize::Percent(5),
+            wave_size: 50,
+            retries: 0,
+            abort: None,
+            ..Policy::default()
+        };
+        assert!(policy_summary(&p).starts_with("a canary of 5 %, then waves of 50;"));
+        assert!(policy_summary(&p).ends_with("0 retries; never stop on failures."));
+    }
 
     #[test]
     fn versions_list_parses_loosely() {

@@ -45,7 +45,8 @@ pub fn text_row_ui(ui: &mut Ui, label: &str, value: &mut String, hint: &str) -> 
 pub fn copy_row_ui(ui: &mut Ui, label: &str, value: &str) {
     ui.label(label);
     ui.horizontal(|ui| {
-        ui.add(egui::Label::new(RichText::new(value).monospace()).truncate());
+        ui.label(RichText::new(short_digest(value)).monospace())
+            .on_hover_text(value);
         if ui
             .small_button("Copy")
             .on_hover_text(format!("Copy {label}"))
@@ -55,6 +56,18 @@ pub fn copy_row_ui(ui: &mut Ui, label: &str, value: &str) {
         }
     });
     ui.end_row();
+}
+
+/// A long digest as its first 12 and last 8 digits ("f8aba13f9f3d…1f93a8febb0" style), short
+/// enough for the side panel; the full value is in the tooltip and the copy button.
+pub fn short_digest(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= 24 {
+        return value.to_owned();
+    }
+    let head: String = chars.iter().take(12).collect();
+    let tail: String = chars.iter().skip(chars.len() - 8).collect();
+    format!("{head}…{tail}")
 }
 
 /// A coloured dot and the status word.
@@ -123,6 +136,13 @@ pub fn summary_text(counts: &Counts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_digests_are_shortened() {
+        assert_eq!(short_digest("fc11dd1f"), "fc11dd1f");
+        let sha = "f8aba13f9f3d8f2f29d39e2e83dc984b614b8dba5695a3dd491201f93a8febb0";
+        assert_eq!(short_digest(sha), "f8aba13f9f3d…3a8febb0");
+    }
 
     #[test]
     fn summary_lists_non_zero_counts_in_status_order() {
