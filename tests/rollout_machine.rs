@@ -1348,3 +1348,26 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_dock_and_its_drone_are_upgraded_one_after_the_other() {
+    let (dock, drone, other_dock) = (dji(1), dji(2), dji(3));
+    let mut h = Harness::new(
+        open_policy(),
+        on_v1([dock.clone(), drone.clone(), other_dock.clone()]),
+    );
+    let (d1, d2) = (dock.clone(), drone.clone());
+    h.campaign
+        .set_gateways(&move |d: &DeviceId| (d == &d2).then(|| d1.clone()));
+    let start = h.run(Input::Start);
+    // The first device of each dock goes out; the drone waits for its dock.
+    assert_eq!(first_sends(&start), vec![dock.clone(), other_dock.clone()]);
+    assert_eq!(h.status(&drone), DeviceStatus::Pending);
+    // The dock finishes: now its drone's turn.
+    let after = h.succeed(&dock);
+    assert_eq!(first_sends(&after), vec![drone.clone()]);
+    h.succeed(&drone);
+    h.succeed(&other_dock);
+    assert_eq!(h.campaign.state(), CampaignState::Completed);
+    h.check_store();
+}

@@ -98,8 +98,9 @@ impl Runner {
             .store
             .next_campaign_id()
             .map_err(|e| format!("cannot start the rollout: {e}"))?;
-        let campaign = Campaign::new(id, spec, targets, self.clock.now())
+        let mut campaign = Campaign::new(id, spec, targets, self.clock.now())
             .map_err(|e| format!("cannot start the rollout: {e}"))?;
+        self.tell_gateways(&mut campaign);
         self.store
             .create_campaign(&campaign.persisted())
             .map_err(|e| format!("cannot start the rollout: {e}"))?;
@@ -192,14 +193,32 @@ impl Runner {
                 |r| r.online,
             )
         };
-        let campaign = Campaign::resume(persisted, self.clock.now(), &is_online)
+        let mut campaign = Campaign::resume(persisted, self.clock.now(), &is_online)
             .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
+        self.tell_gateways(&mut campaign);
         self.history.retain(|h| h.snapshot.id != id);
         self.live.push(LiveCampaign::new(campaign));
         let idx = self.live.len() - 1;
         self.drive(idx, Input::Tick);
         self.live[idx].record_timeline(self.clock.now_ms());
         Ok(id)
+    }
+
+    /// The fleet's topology, so the campaign upgrades one device per DJI dock at a time.
+    fn tell_gateways(&self, campaign: &mut Campaign) {
+        let fleet = &self.fleet;
+        campaign.set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
+    }
+
+    /// After a topology change (a drone joined or left a dock).
+    pub(super) fn refresh_gateways(&mut self) {
+        let fleet = &self.fleet;
+        for live in &mut self.live {
+            if live.dialects.contains(&crate::device_id::Dialect::Dji) {
+                live.campaign
+                    .set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
+            }
+        }
     }
 
     /// Serves a resumed campaign's package at the URL its devices were given, so that devices

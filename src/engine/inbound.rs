@@ -119,6 +119,7 @@ impl Runner {
             }
             Event::Topology(t) => {
                 let gateway = t.gateway.clone();
+                self.refresh_gateways();
                 self.mark_seen(&gateway, true);
                 let subs: Vec<(DeviceId, bool)> = self
                     .fleet

@@ -7,7 +7,7 @@
 //! set) is kept incrementally so one input costs O(log n), not a scan of the fleet; it is
 //! rebuilt from the records on [`Campaign::resume`] and never persisted itself.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::device::{self, DeviceCtx, Step};
 use super::policy::Policy;
@@ -49,6 +49,10 @@ pub struct Campaign {
     devices: Vec<DeviceRecord>,
     /// Runtime only: whether each device is connected.
     online: Vec<bool>,
+    /// Runtime only: the DJI dock each DJI device upgrades through (itself for a dock). A dock
+    /// runs one OTA task at a time and answers a second `ota_create` with 312014, so devices of
+    /// one dock are noticed one after the other. `None` for other dialects.
+    docks: Vec<Option<DeviceId>>,
     by_device: HashMap<DeviceId, usize>,
     /// Every bid and FogCloud task_id ever issued, to the device it was issued to (reports on
     /// an older one are recognised and ignored).
@@ -201,8 +205,14 @@ impl Campaign {
             (None, _) if p.state != CampaignState::Draft => Some(0),
             (None, _) => None,
         };
+        let docks = p
+            .devices
+            .iter()
+            .map(|d| (d.device.dialect() == Dialect::Dji).then(|| d.device.device()))
+            .collect();
         let mut campaign = Campaign {
             id: p.id,
+            docks,
             bucket: TokenBucket::new(p.spec.policy.rate, now),
             spec: p.spec,
             state: p.state,
@@ -229,6 +239,26 @@ impl Campaign {
             campaign.track(idx, None);
         }
         Ok(campaign)
+    }
+
+    /// Tells the campaign which dock each DJI drone belongs to (`gateway_of` answers from the
+    /// fleet's topology), so that a dock and its drone are never upgraded at the same time.
+    pub fn set_gateways(&mut self, gateway_of: &dyn Fn(&DeviceId) -> Option<DeviceId>) {
+        for (rec, dock) in self.devices.iter().zip(self.docks.iter_mut()) {
+            if rec.device.dialect() == Dialect::Dji {
+                *dock = Some(gateway_of(&rec.device).unwrap_or_else(|| rec.device.device()));
+            }
+        }
+    }
+
+    /// Docks with a device in flight (only DJI campaigns have any).
+    fn busy_docks(&self) -> HashSet<&DeviceId> {
+        self.devices
+            .iter()
+            .zip(&self.docks)
+            .filter(|(rec, _)| rec.status.in_flight())
+            .filter_map(|(_, dock)| dock.as_ref())
+            .collect()
     }
 
     pub fn id(&self) -> CampaignId {
@@ -729,6 +759,12 @@ impl Campaign {
             return skipped;
         }
         let candidates: Vec<usize> = self.queue.iter().copied().collect();
+        let has_docks = self.docks.iter().any(Option::is_some);
+        let mut busy: HashSet<DeviceId> = if has_docks {
+            self.busy_docks().into_iter().cloned().collect()
+        } else {
+            HashSet::new()
+        };
         for idx in candidates {
             if self.counts.in_flight() >= max {
                 break;
@@ -751,11 +787,16 @@ impl Campaign {
             if !self.spec.policy.only_from_versions.is_empty() && rec.from_version.is_none() {
                 continue;
             }
+            let dock = self.docks.get(idx).cloned().flatten();
+            if dock.as_ref().is_some_and(|d| busy.contains(d)) {
+                continue;
+            }
             if !self.bucket.try_take(self.now) {
                 self.rate_blocked = true;
                 break;
             }
             self.send_notice(idx, ids, out);
+            busy.extend(dock);
         }
         skipped
     }

@@ -52,6 +52,9 @@ pub fn devices_table_ui(
         sort,
         inspected,
     } = state;
+    // A click anywhere on a line inspects the device: labels must not take the click for text
+    // selection.
+    ui.style_mut().interaction.selectable_labels = false;
     TableBuilder::new(ui)
         .id_salt("devices")
         .striped(true)
@@ -137,7 +140,7 @@ fn device_cells(
         ui.label(filter::shown_version(row).unwrap_or("?"));
     });
     table_row.col(|ui| {
-        ui.label(targets.get(&id.device()).map_or("", String::as_str));
+        ui.label(filter::target_of(targets, id).map_or("", String::as_str));
     });
     table_row.col(|ui| status_cell_ui(ui, row));
     table_row.col(|ui| {
