@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --no-default-features --bench hash`. Environment: `OTA_HASH_BENCH_MIB` (file size,
 //! default 1024), `OTA_HASH_BENCH_REPS` (default 5), `OTA_HASH_BENCH_DIR` (default /var/tmp, a
-//! disk-backed directory; the file is deleted afterwards). Never runs as part of `cargo test`.
+//! disk-backed directory; the file is deleted afterwards), `OTA_HASH_BENCH_CHUNKS_KIB` (see
+//! `chunk_sweep`). Never runs as part of `cargo test`.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -13,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use md5::{Digest as _, Md5};
-use ota_console::firmware::{CancelToken, fog_checksum, hash_file};
+use ota_console::firmware::{CancelToken, HashOptions, fog_checksum, hash_file, hash_file_with};
 use sha2::Sha256;
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -129,6 +130,38 @@ fn components() {
     time("FogCloud checksum", &|| fog_checksum(&data));
 }
 
+/// `OTA_HASH_BENCH_CHUNKS_KIB=256,1024,4096`: our pipeline at each chunk size (wall and
+/// process CPU, median of the repetitions), to tune `DEFAULT_CHUNK_SIZE`.
+fn chunk_sweep(path: &Path, bytes: u64, reps: u64) {
+    let Ok(list) = std::env::var("OTA_HASH_BENCH_CHUNKS_KIB") else {
+        return;
+    };
+    for kib in list
+        .split(',')
+        .filter_map(|v| v.trim().parse::<usize>().ok())
+    {
+        let options = HashOptions {
+            chunk_size: kib * 1024,
+            ..HashOptions::default()
+        };
+        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let (cpu_before, _) = cpu_seconds();
+            let start = Instant::now();
+            hash_file_with(path, options, &mut |_, _| {}, &CancelToken::new()).expect("our hash");
+            walls.push(start.elapsed());
+            cpus.push(cpu_seconds().0 - cpu_before);
+        }
+        let wall = median(walls);
+        println!(
+            "chunk {kib:>5} KiB: {:8.1} MiB/s  {:.3} s wall, {:.2} s cpu",
+            mib_per_s(bytes, wall),
+            wall.as_secs_f64(),
+            median_f64(cpus)
+        );
+    }
+}
+
 fn min(times: &[Duration]) -> Duration {
     times.iter().copied().min().unwrap_or_default()
 }
@@ -166,6 +199,7 @@ fn main() {
     warm_page_cache(&path).expect("read benchmark file");
 
     components();
+    chunk_sweep(&path, bytes, reps);
     let (mut md5sum, mut sha256sum, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cpu_md5sum, mut cpu_ours) = (Vec::new(), Vec::new());
     for rep in 1..=reps {

@@ -298,3 +298,257 @@ async fn rollout_through_mosquitto_survives_a_broker_kill() {
     }
     fleet.shutdown().await;
 }
+
+/// A small fleet of one dialect mix where every upgrade suffers `faults`, rolled out once.
+async fn rollout_with_faults(
+    seed: u64,
+    faults: FaultOdds,
+    fleet_shape: impl FnOnce(SimConfig) -> SimConfig,
+    policy: Policy,
+) -> (CampaignView, SimFleet) {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start_engine(dir.path()).await;
+    let mut config = fleet_shape(sim_config(&handle, seed));
+    config.behaviour.faults = faults;
+    config.behaviour.offline_for = Duration::from_millis(500);
+    let fleet = SimFleet::start(config)
+        .await
+        .expect("simulated fleet starts");
+    let ids = fleet.device_ids();
+    discover(&handle, &ids).await;
+    let fw = firmware(dir.path(), 60_000);
+    let id = start_rollout(&handle, &fw, ids, policy).await;
+    let view = run_to_end(&handle, id).await;
+    // Keep the engine's directory alive until the end of the campaign.
+    drop(dir);
+    (view, fleet)
+}
+
+fn all_at_once(policy: Policy) -> Policy {
+    Policy {
+        canary: CanarySize::Percent(100),
+        ..policy
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_kind_ends_in_its_documented_status() {
+    let shape = |c: SimConfig| SimConfig {
+        aliyun: 2,
+        fogcloud: 1,
+        dji_docks: 1,
+        ..c
+    };
+    let policy = all_at_once(Policy {
+        device_timeout_secs: 4,
+        ..fast_policy()
+    });
+    let cases: [(&str, FaultOdds, &[DeviceStatus], Option<i64>); 5] = [
+        (
+            "download",
+            FaultOdds {
+                download: 1.0,
+                ..FaultOdds::default()
+            },
+            &[DeviceStatus::Failed],
+            Some(-2),
+        ),
+        (
+            "verify",
+            FaultOdds {
+                verify: 1.0,
+                ..FaultOdds::default()
+            },
+            &[DeviceStatus::Failed],
+            Some(-3),
+        ),
+        (
+            "flash",
+            FaultOdds {
+                flash: 1.0,
+                ..FaultOdds::default()
+            },
+            &[DeviceStatus::Failed],
+            Some(-4),
+        ),
+        (
+            "silent",
+            FaultOdds {
+                silent: 1.0,
+                ..FaultOdds::default()
+            },
+            &[DeviceStatus::TimedOut],
+            None,
+        ),
+        (
+            "reject",
+            FaultOdds {
+                reject: 1.0,
+                ..FaultOdds::default()
+            },
+            &[DeviceStatus::Succeeded, DeviceStatus::Rejected],
+            None,
+        ),
+    ];
+    for (kind, faults, allowed, aliyun_code) in cases {
+        let (view, fleet) = rollout_with_faults(3, faults, shape, policy.clone()).await;
+        let stats = fleet.stats();
+        for device in &view.snapshot.devices {
+            let sim = stats.get(&device.id.device()).unwrap();
+            let dialect = device.id.dialect();
+            if kind == "reject" {
+                // Only DJI docks reject; the others upgrade.
+                let expected = if dialect == ota_console::device_id::Dialect::Dji {
+                    DeviceStatus::Rejected
+                } else {
+                    DeviceStatus::Succeeded
+                };
+                assert_eq!(device.status, expected, "{kind}: {device:?}");
+                if expected == DeviceStatus::Rejected {
+                    assert!(
+                        matches!(device.code, Some(312015) | Some(312704)),
+                        "{device:?}"
+                    );
+                }
+                continue;
+            }
+            assert!(allowed.contains(&device.status), "{kind}: {device:?}");
+            assert_eq!(sim.version, "1.0.0", "{kind}: the device did not upgrade");
+            assert!(
+                device.error.is_some(),
+                "{kind}: a failure says why: {device:?}"
+            );
+            if dialect == ota_console::device_id::Dialect::Aliyun {
+                assert_eq!(device.code, aliyun_code, "{kind}: {device:?}");
+            }
+        }
+        fleet.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_mode_devices_get_their_notice_when_they_ask() {
+    let shape = |mut c: SimConfig| {
+        c.behaviour.pull = true;
+        c.behaviour.pull_interval = Duration::from_millis(300);
+        SimConfig {
+            aliyun: 3,
+            fogcloud: 2,
+            ..c
+        }
+    };
+    let (view, fleet) =
+        rollout_with_faults(9, FaultOdds::default(), shape, all_at_once(fast_policy())).await;
+    let stats = fleet.stats();
+    for device in &view.snapshot.devices {
+        assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
+        let sim = stats.get(&device.id.device()).unwrap();
+        assert!(sim.gets_sent > 0, "the device asked: {sim:?}");
+        assert_eq!(sim.version, "2.0.0");
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_drops_off_mid_download_comes_back_and_upgrades() {
+    let shape = |c: SimConfig| SimConfig {
+        aliyun: 2,
+        fogcloud: 2,
+        ..c
+    };
+    let faults = FaultOdds {
+        offline_mid_download: 1.0,
+        ..FaultOdds::default()
+    };
+    let policy = all_at_once(Policy {
+        device_timeout_secs: 5,
+        retries: 3,
+        retry_interval_secs: 1,
+        ..fast_policy()
+    });
+    let (view, fleet) = rollout_with_faults(4, faults, shape, policy).await;
+    let stats = fleet.stats();
+    for device in &view.snapshot.devices {
+        let sim = stats.get(&device.id.device()).unwrap();
+        assert!(sim.connects >= 2, "it went away and came back: {sim:?}");
+        // Every attempt drops off again, so the device never finishes; what matters is that the
+        // console follows it back and reports the outcome rather than hanging.
+        assert!(
+            matches!(
+                device.status,
+                DeviceStatus::Succeeded | DeviceStatus::Failed | DeviceStatus::TimedOut
+            ),
+            "{device:?}"
+        );
+        assert!(device.attempts >= 1);
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_abort_threshold_stops_a_failing_rollout() {
+    let shape = |c: SimConfig| SimConfig { aliyun: 8, ..c };
+    let faults = FaultOdds {
+        flash: 1.0,
+        ..FaultOdds::default()
+    };
+    let policy = all_at_once(Policy {
+        max_in_flight: 1,
+        abort: Some(ota_console::rollout::AbortThreshold {
+            failure_percent: 50,
+            min_finished: 2,
+        }),
+        ..fast_policy()
+    });
+    let (view, fleet) = rollout_with_faults(5, faults, shape, policy).await;
+    assert_eq!(
+        view.snapshot.state,
+        ota_console::rollout::CampaignState::Aborted
+    );
+    let counts = view.snapshot.counts;
+    assert_eq!(counts.failed, 2, "{counts:?}");
+    assert_eq!(counts.canceled, 6, "{counts:?}");
+    let noticed: u64 = fleet
+        .stats()
+        .devices
+        .iter()
+        .map(|d| d.notices_received)
+        .sum();
+    assert_eq!(noticed, 2, "no notice after the abort");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_recover_devices_that_failed_once() {
+    let shape = |c: SimConfig| SimConfig {
+        aliyun: 6,
+        fogcloud: 3,
+        ..c
+    };
+    let faults = FaultOdds {
+        flash: 0.5,
+        ..FaultOdds::default()
+    };
+    let policy = all_at_once(Policy {
+        retries: 6,
+        retry_interval_secs: 1,
+        ..fast_policy()
+    });
+    let (view, fleet) = rollout_with_faults(21, faults, shape, policy).await;
+    let retried = view
+        .snapshot
+        .devices
+        .iter()
+        .filter(|d| d.attempts > 1)
+        .count();
+    assert!(
+        retried > 0,
+        "with even odds some device must have failed once"
+    );
+    for device in &view.snapshot.devices {
+        assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
+    }
+    let stats = fleet.stats();
+    assert!(stats.devices.iter().all(|d| d.version == "2.0.0"));
+    fleet.shutdown().await;
+}
