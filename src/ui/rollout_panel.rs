@@ -97,9 +97,9 @@ pub fn confirm_text(request: &CampaignRequest) -> String {
 /// One sentence describing how the campaign will proceed, for the confirmation.
 pub fn policy_summary(p: &Policy) -> String {
     let canary = match p.canary {
-        CanarySize::Count(1) => "a canary of 1 device".to_owned(),
-        CanarySize::Count(n) => format!("a canary of {n} devices"),
-        CanarySize::Percent(pct) => format!("a canary of {pct} %"),
+        CanarySize::Count(1) => "A canary of 1 device".to_owned(),
+        CanarySize::Count(n) => format!("A canary of {n} devices"),
+        CanarySize::Percent(pct) => format!("A canary of {pct} %"),
     };
     let waves = match p.wave_size {
         0 => "then all the rest".to_owned(),
@@ -411,7 +411,7 @@ mod tests {
     fn policy_reads_as_a_sentence() {
         assert_eq!(
             policy_summary(&Policy::default()),
-            "a canary of 1 device, then all the rest; at most 60 notices a minute and 10 devices in flight; \
+            "A canary of 1 device, then all the rest; at most 60 notices a minute and 10 devices in flight; \
              30 min 00 s timeout, 1 retry; stop above 20 % failed."
         );
         let p = Policy {
@@ -421,7 +421,7 @@ mod tests {
             abort: None,
             ..Policy::default()
         };
-        assert!(policy_summary(&p).starts_with("a canary of 5 %, then waves of 50;"));
+        assert!(policy_summary(&p).starts_with("A canary of 5 %, then waves of 50;"));
         assert!(policy_summary(&p).ends_with("0 retries; never stop on failures."));
     }
 

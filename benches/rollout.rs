@@ -1,0 +1,173 @@
+//! A rollout of 1,000 simulated devices (mixed dialects, 1 MiB package, no bandwidth cap):
+//! wall time, peak memory of the console process, and the time from the last device's version
+//! report to the report file being written.
+//!
+//! The console runs as its own process (`ota-console rollout`), so its memory is measured alone;
+//! the broker, the simulated fleet and an observer that timestamps every version report run
+//! here. Run: `cargo bench --no-default-features --bench rollout`
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::transport::broker::EmbeddedBroker;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+const TARGET: &str = "2.0.0";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("broker");
+    let url = format!("mqtt://{}", broker.local_addr());
+    let last_report = observe_version_reports(&broker).await;
+
+    let firmware = dir.path().join("fw-1mib.bin");
+    let bytes: Vec<u8> = (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(&firmware, bytes).expect("firmware");
+    let report = dir.path().join("report.json");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+        .args(["rollout", "--broker", &url, "--http-bind", "127.0.0.1:0"])
+        .args(["--firmware", &firmware.display().to_string(), "--version", TARGET])
+        .args(["--all", "--discover-for", "6s", "--wave", "100%", "--rate", "100000/min"])
+        .args(["--concurrency", "1000", "--device-timeout", "5m", "--no-abort"])
+        .args(["--report", &report.display().to_string()])
+        .env("OTA_CONSOLE_DATA_DIR", dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("console starts");
+    let pid = child.id();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    wait_line(&lines, "listening for devices");
+
+    let fleet = SimFleet::start(SimConfig {
+        broker_url: url,
+        aliyun: 440,
+        fogcloud: 200,
+        fogcloud_gateways: 40,
+        subs_per_gateway: 4,
+        dji_docks: 80,
+        version: "1.0.0".into(),
+        behaviour: Behaviour {
+            install: Duration::from_millis(500),
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("fleet");
+    let devices = fleet.device_ids().len();
+    wait_line(&lines, "running");
+    let started = Instant::now();
+
+    let mut peak_kib = 0u64;
+    let status = loop {
+        peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wall = started.elapsed();
+    let written = std::fs::metadata(&report)
+        .and_then(|m| m.modified())
+        .expect("report written");
+    let last = last_report.lock().expect("lock").expect("a version report");
+    let report_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let succeeded = report_json["devices"]
+        .as_array()
+        .map(|d| d.iter().filter(|d| d["status"] == "succeeded").count())
+        .unwrap_or(0);
+    let lag = written.duration_since(last.1).unwrap_or_default();
+    println!("rollout of {devices} devices (exit {status}): {succeeded} succeeded");
+    println!("wall time from campaign start to exit: {:.2} s", wall.as_secs_f64());
+    println!("peak memory (VmHWM) of the console process: {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!("last version report -> report written: {} ms", lag.as_millis());
+    fleet.shutdown().await;
+}
+
+/// The instant (monotonic, wall) of the newest target-version report seen on the broker.
+type Last = Arc<Mutex<Option<(Instant, std::time::SystemTime)>>>;
+
+async fn observe_version_reports(broker: &EmbeddedBroker) -> Last {
+    let addr = broker.local_addr();
+    let mut options = MqttOptions::new("bench-observer", addr.ip().to_string(), addr.port());
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    let last: Last = Arc::new(Mutex::new(None));
+    let seen = last.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if is_version_report(&p.topic, &p.payload) {
+                        *seen.lock().expect("lock") = Some((Instant::now(), std::time::SystemTime::now()));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    client.subscribe("#", QoS::AtMostOnce).await.expect("subscribe");
+    let _ = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
+    last
+}
+
+fn is_version_report(topic: &str, payload: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(payload);
+    let versioned = text.contains(TARGET);
+    versioned
+        && (topic.starts_with("/ota/device/inform/")
+            || (topic.ends_with("/thing/up/ota") && text.contains("version.post"))
+            || (topic.starts_with("thing/product/") && topic.ends_with("/state")))
+}
+
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return,
+            Ok(_) => {}
+            Err(_) => panic!("the console never printed {needle:?}"),
+        }
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
