@@ -32,15 +32,36 @@ async fn run() {
     let last_report = observe_version_reports(&broker).await;
 
     let firmware = dir.path().join("fw-1mib.bin");
-    let bytes: Vec<u8> = (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let bytes: Vec<u8> = (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     std::fs::write(&firmware, bytes).expect("firmware");
     let report = dir.path().join("report.json");
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
         .args(["rollout", "--broker", &url, "--http-bind", "127.0.0.1:0"])
-        .args(["--firmware", &firmware.display().to_string(), "--version", TARGET])
-        .args(["--all", "--discover-for", "6s", "--wave", "100%", "--rate", "100000/min"])
-        .args(["--concurrency", "1000", "--device-timeout", "5m", "--no-abort"])
+        .args([
+            "--firmware",
+            &firmware.display().to_string(),
+            "--version",
+            TARGET,
+        ])
+        .args([
+            "--all",
+            "--discover-for",
+            "6s",
+            "--wave",
+            "100%",
+            "--rate",
+            "100000/min",
+        ])
+        .args([
+            "--concurrency",
+            "1000",
+            "--device-timeout",
+            "5m",
+            "--no-abort",
+        ])
         .args(["--report", &report.display().to_string()])
         .env("OTA_CONSOLE_DATA_DIR", dir.path())
         .env("RUST_LOG", "warn")
@@ -99,9 +120,18 @@ async fn run() {
         .unwrap_or(0);
     let lag = written.duration_since(last.1).unwrap_or_default();
     println!("rollout of {devices} devices (exit {status}): {succeeded} succeeded");
-    println!("wall time from campaign start to exit: {:.2} s", wall.as_secs_f64());
-    println!("peak memory (VmHWM) of the console process: {:.1} MiB", peak_kib as f64 / 1024.0);
-    println!("last version report -> report written: {} ms", lag.as_millis());
+    println!(
+        "wall time from campaign start to exit: {:.2} s",
+        wall.as_secs_f64()
+    );
+    println!(
+        "peak memory (VmHWM) of the console process: {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
+    println!(
+        "last version report -> report written: {} ms",
+        lag.as_millis()
+    );
     fleet.shutdown().await;
 }
 
@@ -127,7 +157,8 @@ async fn observe_version_reports(broker: &EmbeddedBroker) -> Last {
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if is_version_report(&p.topic, &p.payload) {
-                        *seen.lock().expect("lock") = Some((Instant::now(), std::time::SystemTime::now()));
+                        *seen.lock().expect("lock") =
+                            Some((Instant::now(), std::time::SystemTime::now()));
                     }
                 }
                 Ok(_) => {}
@@ -135,7 +166,10 @@ async fn observe_version_reports(broker: &EmbeddedBroker) -> Last {
             }
         }
     });
-    client.subscribe("#", QoS::AtMostOnce).await.expect("subscribe");
+    client
+        .subscribe("#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
     let _ = tokio::time::timeout(Duration::from_secs(10), ready_rx).await;
     last
 }

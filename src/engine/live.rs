@@ -3,8 +3,9 @@
 
 use crate::device_id::{DeviceId, Dialect};
 use crate::protocol::{self, Notice};
-use crate::rollout::{Action, Campaign, Input, LogLevel, NoticeRoute, Transition, UpgradeOrder};
+use crate::rollout::{Action, Campaign, Input, LogLevel, NoticeRoute, UpgradeOrder};
 
+use super::outbox::Pending;
 use super::runner::Runner;
 use super::snapshot::{AlertLevel, TimelinePoint};
 
@@ -104,25 +105,22 @@ impl Runner {
         }
     }
 
+    /// Carries out a campaign's actions: transitions and the messages they cause go to the
+    /// outbox (committed, then published, at the end of the turn); the rest happens now.
     fn execute(&mut self, idx: usize, actions: Vec<Action>) {
-        let mut unsaved: Vec<Transition> = Vec::new();
         for action in actions {
-            if let Action::Persist(t) = action {
-                unsaved.push(t);
-                continue;
-            }
-            if !self.persist(idx, &mut unsaved) {
-                return;
-            }
             match action {
-                Action::Persist(_) => {}
-                Action::SendUpgrade(order) => self.send_upgrade(idx, order),
+                Action::Persist(t) => self.outbox.persist(t),
+                Action::SendUpgrade(order) => {
+                    let notice = Notice::Upgrade(self.notice_for(idx, &order));
+                    self.queue_send(idx, &notice, order.device, Some(order.attempt));
+                }
                 Action::ReplyFirmwareGet { request, pending } => {
                     let device = request.device.clone();
                     let pending = pending.map(|order| self.notice_for(idx, &order));
                     let notice = Notice::FirmwareGetReply { request, pending };
                     // A lost reply is not fatal: the device asks again.
-                    let _ = self.encode_and_publish(&notice, device);
+                    self.queue_send(idx, &notice, device, None);
                 }
                 Action::CampaignStateChanged { from, to } => {
                     let id = self.live[idx].campaign.id();
@@ -141,47 +139,30 @@ impl Runner {
                 }
             }
         }
-        self.persist(idx, &mut unsaved);
     }
 
-    /// Writes the pending transitions in one transaction. On failure the campaign is halted:
-    /// sending what the database does not know about could notice a device twice after a restart.
-    fn persist(&mut self, idx: usize, unsaved: &mut Vec<Transition>) -> bool {
-        if unsaved.is_empty() {
-            return true;
-        }
-        let result = self.store.apply_all(unsaved);
-        unsaved.clear();
-        match result {
-            Ok(()) => true,
+    fn queue_send(&mut self, idx: usize, notice: &Notice, device: DeviceId, attempt: Option<u32>) {
+        match protocol::encode(notice) {
+            Ok(out) => self.outbox.send(Pending {
+                campaign: idx,
+                out,
+                device,
+                attempt,
+            }),
             Err(e) => {
-                let id = self.live[idx].campaign.id();
-                self.live[idx].halted = true;
-                self.alert(
-                    AlertLevel::Error,
-                    format!(
-                        "campaign {id} stopped: the database refused a write ({e}); nothing more \
-                         is sent. Free space or fix permissions, then restart to resume"
-                    ),
-                );
-                false
+                let error = format!("cannot encode the notice for {device}: {e}");
+                self.alert(AlertLevel::Error, error.clone());
+                if let Some(attempt) = attempt {
+                    self.drive(
+                        idx,
+                        Input::PublishFailed {
+                            device,
+                            attempt,
+                            error,
+                        },
+                    );
+                }
             }
-        }
-    }
-
-    fn send_upgrade(&mut self, idx: usize, order: UpgradeOrder) {
-        let notice = self.notice_for(idx, &order);
-        let device = order.device.clone();
-        let attempt = order.attempt;
-        if let Err(error) = self.encode_and_publish(&Notice::Upgrade(notice), device.clone()) {
-            self.drive(
-                idx,
-                Input::PublishFailed {
-                    device,
-                    attempt,
-                    error,
-                },
-            );
         }
     }
 
@@ -197,16 +178,5 @@ impl Runner {
 
     fn gateway_of(&self, device: &DeviceId) -> Option<DeviceId> {
         self.fleet.get(device).and_then(|r| r.gateway.clone())
-    }
-
-    fn encode_and_publish(&mut self, notice: &Notice, device: DeviceId) -> Result<(), String> {
-        match protocol::encode(notice) {
-            Ok(out) => self.publish(out, Some(device)),
-            Err(e) => {
-                let text = format!("cannot encode the notice for {device}: {e}");
-                self.alert(AlertLevel::Error, text.clone());
-                Err(text)
-            }
-        }
     }
 }

@@ -22,6 +22,7 @@ mod import;
 mod inbound;
 mod inventory;
 mod live;
+mod outbox;
 mod runner;
 mod snapshot;
 mod start;

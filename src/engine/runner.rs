@@ -14,6 +14,7 @@ use super::command::Command;
 use super::handle::Waker;
 use super::import::{ImportEvent, ImportJob};
 use super::live::LiveCampaign;
+use super::outbox::Outbox;
 use super::snapshot::{Alert, AlertLevel, CampaignView, Snapshot, Traffic};
 use crate::device_id::DeviceId;
 use crate::firmware::{FirmwareStore, StoredPackage};
@@ -62,6 +63,7 @@ pub(super) struct Runner {
     pub(super) broker_label: String,
     pub(super) firmware_base: Option<String>,
     pub(super) revision: u64,
+    pub(super) outbox: Outbox,
     pub(super) _broker: Option<EmbeddedBroker>,
 }
 
@@ -78,6 +80,7 @@ impl Runner {
         let mut slow = tokio::time::interval(SLOW_HOUSEKEEPING);
         slow.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut inbound_open = true;
+        self.flush_outbox();
         self.publish_snapshot();
         loop {
             let deadline = self.next_deadline();
@@ -116,6 +119,7 @@ impl Runner {
                 }
                 _ = slow.tick() => self.slow_housekeeping(),
             }
+            self.flush_outbox();
         }
         self.flush_inventory();
         self.link.shutdown();

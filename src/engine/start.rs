@@ -108,6 +108,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         broker_label,
         firmware_base,
         revision: 0,
+        outbox: super::outbox::Outbox::default(),
         _broker: broker,
     };
     // Message ids start from the clock so that ids stay increasing across restarts.

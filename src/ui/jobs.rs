@@ -18,7 +18,8 @@ use crate::rollout::CampaignId;
 pub enum JobResult {
     /// The operator chose a firmware file (`None`: canceled, or no dialog available).
     PickedFirmware(Option<PathBuf>),
-    /// An export was written (`Ok(path)`), abandoned (`Ok` is not sent then), or failed.
+    /// An export was written (`Ok(path)`) or failed; nothing is sent when the operator cancels
+    /// the save dialog.
     Saved {
         what: String,
         result: Result<PathBuf, String>,
