@@ -31,7 +31,7 @@ pub fn run(
             && public_base.is_none()
         {
             // The simulated devices live in this process: loopback always reaches the server.
-            *public_base = Some(format!("http://127.0.0.1:{}", loopback_port(*bind)));
+            *public_base = Some(format!("http://127.0.0.1:{}", bind.port()));
         }
     }
     let demo_firmware = demo.then(|| config.data_dir.join("demo-firmware-2.0.0.bin"));
@@ -74,13 +74,11 @@ pub fn run(
         handle,
         UiOptions {
             demo,
+            // The demo package is version 2.0.0 of a fleet on 1.0.0: ready to roll out.
+            target_version: demo.then(|| "2.0.0".to_owned()),
             ..UiOptions::default()
         },
     )
-}
-
-fn loopback_port(bind: SocketAddr) -> u16 {
-    bind.port()
 }
 
 /// The demo fleet: every dialect, gateways and docks, a few devices that fail, downloads slow
