@@ -192,6 +192,20 @@ async fn every_dialect_upgrades_through_the_embedded_broker() {
         );
     }
     assert_eq!(view.snapshot.devices.len(), ids.len());
+    // The server saw every device download the whole package at least once, even though
+    // only the devices' own reports drive the statuses.
+    let served = wait_for(&handle, "the server's byte counts", |s| s.served.is_some())
+        .await
+        .served
+        .clone()
+        .unwrap();
+    let package_bytes = served.bytes_by_package[&view.spec.offer.sha256];
+    assert!(package_bytes >= 200_000 * ids.len() as u64, "{served:?}");
+    assert!(
+        served
+            .bytes_by_client
+            .contains_key(&"127.0.0.1".parse().unwrap())
+    );
     // Every DJI event that asked for a reply got one.
     let missing: u64 = stats.devices.iter().map(|d| d.missing_replies).sum();
     assert_eq!(missing, 0);

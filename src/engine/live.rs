@@ -21,18 +21,23 @@ pub(super) struct LiveCampaign {
     pub(super) halted: bool,
 }
 
+/// The dialects among a campaign's targets, sorted.
+pub(super) fn dialects_of(campaign: &Campaign) -> Vec<Dialect> {
+    let mut dialects: Vec<Dialect> = campaign
+        .devices()
+        .iter()
+        .map(|d| d.device.dialect())
+        .collect();
+    dialects.sort();
+    dialects.dedup();
+    dialects
+}
+
 impl LiveCampaign {
     pub(super) fn new(campaign: Campaign) -> Self {
-        let mut dialects: Vec<Dialect> = campaign
-            .devices()
-            .iter()
-            .map(|d| d.device.dialect())
-            .collect();
-        dialects.sort();
-        dialects.dedup();
         Self {
+            dialects: dialects_of(&campaign),
             campaign,
-            dialects,
             timeline: Vec::new(),
             halted: false,
         }

@@ -64,6 +64,8 @@ pub(super) struct Runner {
     pub(super) firmware_base: Option<String>,
     pub(super) revision: u64,
     pub(super) outbox: Outbox,
+    /// Bytes the firmware server had sent at the last look (downloads make the snapshot dirty).
+    pub(super) served_bytes: u64,
     pub(super) _broker: Option<EmbeddedBroker>,
 }
 
@@ -213,6 +215,13 @@ impl Runner {
             }
         }
         self.update_rate();
+        if let Some(http) = &self.http {
+            let total = http.stats().total_bytes;
+            if total != self.served_bytes {
+                self.served_bytes = total;
+                self.dirty = true;
+            }
+        }
     }
 
     fn update_rate(&mut self) {

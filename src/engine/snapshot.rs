@@ -10,6 +10,7 @@ use crate::device_id::Dialect;
 use crate::firmware::StoredPackage;
 use crate::fleet::DeviceRecord;
 use crate::rollout::{CampaignSnapshot, CampaignSpec, DeviceSnapshot};
+use crate::transport::http::ServedStats;
 use crate::transport::mqtt::LinkState;
 
 /// Message counters since start, and the recent rate.
@@ -89,6 +90,9 @@ pub struct Snapshot {
     /// Where devices download packages from (base URL of the embedded server, or the external
     /// URL).
     pub firmware_base: Option<String>,
+    /// What the embedded firmware server sent, per package and per client: download progress
+    /// seen from the server, also for devices that report none.
+    pub served: Option<ServedStats>,
     pub traffic: Traffic,
     /// Sorted by device id.
     pub devices: Arc<Vec<DeviceRow>>,
@@ -110,6 +114,7 @@ impl Snapshot {
             link: LinkState::Connecting,
             broker,
             firmware_base: None,
+            served: None,
             traffic: Traffic::default(),
             devices: Arc::new(Vec::new()),
             packages: Vec::new(),

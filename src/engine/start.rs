@@ -109,6 +109,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         firmware_base,
         revision: 0,
         outbox: super::outbox::Outbox::default(),
+        served_bytes: 0,
         _broker: broker,
     };
     // Message ids start from the clock so that ids stay increasing across restarts.
@@ -256,17 +257,10 @@ fn restore_history(runner: &mut Runner) {
         let Ok(campaign) = Campaign::resume(persisted, now, &|_| false) else {
             continue;
         };
-        let mut dialects: Vec<_> = campaign
-            .devices()
-            .iter()
-            .map(|d| d.device.dialect())
-            .collect();
-        dialects.sort();
-        dialects.dedup();
         runner.history.push(CampaignView {
             snapshot: campaign.snapshot(),
             spec: campaign.spec().clone(),
-            dialects,
+            dialects: super::live::dialects_of(&campaign),
             timeline: Vec::new(),
             eta_secs: None,
             live: false,

@@ -18,6 +18,7 @@ pub(super) fn build(runner: &Runner) -> Snapshot {
         link: runner.link.state().borrow().clone(),
         broker: runner.broker_label.clone(),
         firmware_base: runner.firmware_base.clone(),
+        served: runner.http.as_ref().map(|h| h.stats()),
         traffic: runner.traffic,
         devices: Arc::new(device_rows(runner)),
         packages: runner.library.clone(),

@@ -80,7 +80,7 @@ pub enum HttpError {
 }
 
 /// Download counters since the server started.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ServedStats {
     /// HTTP requests received (any path, any outcome).
     pub requests: u64,

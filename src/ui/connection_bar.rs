@@ -73,6 +73,23 @@ pub fn connection_bar_ui(
             Some(base) => ui.label(RichText::new(base).monospace()),
             None => ui.weak("none"),
         };
+        if let Some(served) = &snap.served {
+            let clients: Vec<String> = served
+                .bytes_by_client
+                .iter()
+                .map(|(ip, n)| format!("{ip}: {}", format::bytes(*n)))
+                .collect();
+            ui.label(format!(
+                "sent {} · {} open",
+                format::bytes(served.total_bytes),
+                served.active_connections
+            ))
+            .on_hover_text(if clients.is_empty() {
+                "no downloads yet".to_owned()
+            } else {
+                clients.join("\n")
+            });
+        }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             egui::ComboBox::from_label("Theme")
                 .selected_text(match theme_choice {

@@ -14,7 +14,7 @@ use super::firmware_panel::FirmwareForm;
 use super::format;
 use super::theme;
 use super::widgets;
-use crate::device_id::DeviceId;
+use crate::device_id::{DeviceId, Dialect};
 use crate::engine::{CampaignRequest, CampaignView, Snapshot};
 use crate::rollout::{AbortThreshold, CampaignId, CampaignState, CanarySize, DeviceStatus, Policy};
 
@@ -150,7 +150,7 @@ pub fn rollout_panel_ui(
     ui.separator();
     campaign_picker_ui(ui, &snap.campaigns, form);
     if let Some(view) = focused(&snap.campaigns, form.focus) {
-        campaign_ui(ui, view, actions);
+        campaign_ui(ui, view, snap, actions);
     }
 }
 
@@ -321,7 +321,28 @@ fn campaign_picker_ui(ui: &mut Ui, campaigns: &[CampaignView], form: &mut Rollou
         });
 }
 
-fn campaign_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
+/// Server-side download progress of a campaign's package: bytes sent against what every target
+/// downloading it once would take.
+fn served_for(snap: &Snapshot, view: &CampaignView) -> Option<String> {
+    let sent = *snap
+        .served
+        .as_ref()?
+        .bytes_by_package
+        .get(&view.spec.offer.sha256)?;
+    let whole = view
+        .spec
+        .offer
+        .size
+        .saturating_mul(view.snapshot.counts.total as u64);
+    Some(format!(
+        "server sent {} of {} ({:.0} %)",
+        format::bytes(sent),
+        format::bytes(whole),
+        format::fraction(sent, whole) * 100.0
+    ))
+}
+
+fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut Vec<UiAction>) {
     let s = &view.snapshot;
     let id = s.id;
     ui.horizontal_wrapped(|ui| {
@@ -344,6 +365,13 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
         if live && !s.state.is_finished() && ui.button("Cancel campaign").clicked() {
             actions.push(UiAction::Cancel(id));
         }
+        if live && !s.state.is_finished() && view.dialects.contains(&Dialect::Dji) {
+            ui.weak("DJI docks cannot recall an ota_create: cancel stops new notices only")
+                .on_hover_text(
+                    "The DJI Cloud API has no way to withdraw an upgrade a dock already \
+                     accepted; those devices finish (or fail) on their own.",
+                );
+        }
         if live && s.counts.failures() > 0 && ui.button("Retry failed").clicked() {
             actions.push(UiAction::RetryFailed(id));
         }
@@ -359,6 +387,10 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
         done, s.counts.total, s.counts.succeeded
     ));
     widgets::stacked_bar_ui(ui, &s.counts);
+    if let Some(sent) = served_for(snap, view) {
+        ui.label(sent)
+            .on_hover_text("Bytes of this package the firmware server sent, all devices together");
+    }
     match view.eta_secs {
         Some(eta) if !s.state.is_finished() => {
             ui.label(format!("ETA {}", format::duration_secs(eta)))
