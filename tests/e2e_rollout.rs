@@ -152,6 +152,7 @@ async fn start_rollout(
             targets,
             policy,
             settings: DialectSettings::default(),
+            download_url: None,
         })
         .await
         .expect("campaign starts")
@@ -564,5 +565,74 @@ async fn retries_recover_devices_that_failed_once() {
     }
     let stats = fleet.stats();
     assert!(stats.devices.iter().all(|d| d.version == "2.0.0"));
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_with_an_external_download_url_announces_that_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start_engine(dir.path()).await;
+    let fleet = SimFleet::start(SimConfig {
+        aliyun: 4,
+        fogcloud: 0,
+        fogcloud_gateways: 0,
+        subs_per_gateway: 0,
+        dji_docks: 0,
+        ..sim_config(&handle, 31)
+    })
+    .await
+    .expect("simulated fleet starts");
+    let ids = fleet.device_ids();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    discover(&handle, &ids).await;
+    let fw = firmware(dir.path(), 60_000);
+    let (first, second) = ids.split_at(2);
+
+    // The first campaign gets a link of its own on the embedded server...
+    let id = start_rollout(&handle, &fw, first.to_vec(), fast_policy()).await;
+    let served_view = run_to_end(&handle, id).await;
+    let server_url = served_view.spec.offer.url.clone();
+    let base = handle.snapshot().firmware_base.clone().unwrap();
+    assert!(server_url.starts_with(&base), "{server_url} on {base}");
+
+    // ...which the second campaign is told to use as an existing download URL.
+    let package = handle.import_firmware(fw.clone()).await.expect("import");
+    let request = |download_url: &str| CampaignRequest {
+        name: "external".into(),
+        package_sha256: package.package.sha256.clone(),
+        version: "2.0.0".into(),
+        module: None,
+        description: String::new(),
+        targets: second.to_vec(),
+        policy: fast_policy(),
+        settings: DialectSettings::default(),
+        download_url: Some(download_url.to_owned()),
+    };
+    for bad in [
+        "ftp://cdn.example.test/fw.bin",
+        "http://cdn.example.test/a b.bin",
+    ] {
+        let err = handle.start_campaign(request(bad)).await.unwrap_err();
+        assert!(
+            err.to_string().contains("download URL"),
+            "{bad}: a clear refusal, got {err}"
+        );
+    }
+    let id = handle
+        .start_campaign(request(&server_url))
+        .await
+        .expect("campaign starts");
+    let view = run_to_end(&handle, id).await;
+    assert_eq!(
+        view.spec.offer.url, server_url,
+        "the notice carries the URL given"
+    );
+    let stats = fleet.stats();
+    for device in &view.snapshot.devices {
+        assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
+        let sim = stats.get(&device.id.device()).expect("device is simulated");
+        assert_eq!(sim.version, "2.0.0");
+    }
+    assert_eq!(view.snapshot.devices.len(), second.len());
     fleet.shutdown().await;
 }

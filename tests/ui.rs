@@ -17,8 +17,9 @@ use md5::Digest as _;
 use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle, Snapshot};
 use ota_console::rollout::{CanarySize, Policy, RateLimit};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::transport::broker::EmbeddedBroker;
 use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
-use ota_console::ui::{CjkFonts, OtaApp, Settings};
+use ota_console::ui::{CjkFonts, Connector, OtaApp, Settings};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
@@ -29,6 +30,8 @@ type AppHarness = Harness<'static, Option<OtaApp>>;
 
 struct Rig {
     rt: Runtime,
+    /// What the engine was started with (the connection dialog's base).
+    config: EngineConfig,
     handle: EngineHandle,
     watch: watch::Receiver<Arc<Snapshot>>,
     _data: tempfile::TempDir,
@@ -55,7 +58,9 @@ fn start_rig(broker: Option<BrokerChoice>, fleet: Option<SimConfig>) -> Rig {
     if let Some(broker) = broker {
         config.broker = broker;
     }
-    let handle = rt.block_on(engine::start(config)).expect("engine starts");
+    let handle = rt
+        .block_on(engine::start(config.clone()))
+        .expect("engine starts");
     let fleet = fleet.map(|cfg| {
         let cfg = SimConfig {
             broker_url: handle.broker_url().to_owned(),
@@ -65,6 +70,7 @@ fn start_rig(broker: Option<BrokerChoice>, fleet: Option<SimConfig>) -> Rig {
             .expect("simulated fleet starts")
     });
     Rig {
+        config,
         watch: handle.watch(),
         rt,
         handle,
@@ -169,8 +175,10 @@ fn firmware(dir: &Path) -> (PathBuf, Vec<u8>) {
     (path, bytes)
 }
 
+/// Whether at least one node has this label (`query_by_label` panics when several do, e.g. a
+/// status shown both in the table and as a filter checkbox).
 fn has_label(h: &AppHarness, label: &str) -> bool {
-    h.query_by_label(label).is_some()
+    h.query_all_by_label(label).next().is_some()
 }
 
 fn count_labels(h: &AppHarness, role: egui::Role, label: &str) -> usize {
@@ -422,4 +430,135 @@ fn keyboard_filter_focus_and_space_toggles_the_inspected_device() {
     h.get_by_label("Filter").type_text("0002");
     h.run_steps(2);
     assert!(has_label(&h, "0 selected · 1 shown of 2"));
+}
+
+/// Types `text` into the text field named `label` (appending to what it holds).
+fn type_into(h: &mut AppHarness, label: &str, text: &str) {
+    h.get_by_label(label).focus();
+    h.run_steps(2);
+    h.get_by_label(label).type_text(text);
+    h.run_steps(2);
+}
+
+#[test]
+fn a_saved_profile_connects_the_window_to_another_broker() {
+    ota_console::ui::vault::use_mock_keyring();
+    let mut rig = start_rig(None, None);
+    // The broker the profile points at, started by the test on a free loopback port.
+    let other = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("broker starts");
+    let port = other.local_addr().port();
+    let mut h = harness(&rig, Settings::default());
+    let connector = Connector::new(rig.rt.handle().clone(), rig.config.clone(), &rig.handle);
+    h.state_mut().as_mut().unwrap().set_connector(connector);
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("embedded broker on").is_some());
+
+    h.get_by_label("Connection…").click();
+    h.run_steps(2);
+    assert!(has_label(&h, "Embedded broker"));
+    h.get_by_label("New profile").click();
+    h.run_steps(2);
+    type_into(&mut h, "Profile name", "test broker");
+    // The URL field starts with "mqtt://".
+    type_into(&mut h, "Broker URL", &format!("127.0.0.1:{port}"));
+    type_into(&mut h, "User name", "operator");
+    type_into(&mut h, "Password", "not-in-settings-pw");
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let bar = url.clone();
+    // The engine changed under the app: wait on the app's own engine from here on.
+    wait_for(
+        &mut h,
+        &mut rig,
+        "the switch to the profile's broker",
+        move |h| {
+            app(h).snapshot().broker == bar
+                && app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
+        },
+    );
+    h.run_steps(2);
+    assert!(
+        h.query_all_by_label(&url).next().is_some(),
+        "the connection bar names the broker"
+    );
+    assert!(has_label(&h, "Connected"));
+    let status = app(&h).view().connection.status.clone();
+    let (_, text) = status.expect("the dialog reports the outcome");
+    assert!(text.starts_with("Switched to test broker"), "{text}");
+    assert!(text.contains("password saved in the OS keyring"), "{text}");
+    assert_eq!(app(&h).handle().broker_url(), url);
+    // The old engine was shut down.
+    assert!(matches!(
+        rig.handle.send(ota_console::engine::Command::DismissAlerts),
+        Err(ota_console::engine::EngineError::Stopped)
+    ));
+
+    // The profile is in the settings, its password is not.
+    let settings = app(&h).settings().clone();
+    assert_eq!(settings.profiles.len(), 1);
+    assert_eq!(settings.profiles[0].url, url);
+    assert_eq!(settings.profiles[0].username, "operator");
+    let stored = serde_json::to_string(&settings).unwrap();
+    assert!(!stored.contains("not-in-settings-pw"), "{stored}");
+    h.check_accessibility();
+}
+
+#[test]
+fn a_profile_that_cannot_start_is_reported_and_the_previous_broker_stays() {
+    ota_console::ui::vault::use_mock_keyring();
+    let mut rig = start_rig(None, None);
+    let mut h = harness(&rig, Settings::default());
+    let connector = Connector::new(rig.rt.handle().clone(), rig.config.clone(), &rig.handle);
+    h.state_mut().as_mut().unwrap().set_connector(connector);
+    let before = rig.handle.broker_url().to_owned();
+    h.get_by_label("Connection…").click();
+    h.run_steps(2);
+    h.get_by_label("New profile").click();
+    h.run_steps(2);
+    type_into(&mut h, "Profile name", "broken tls");
+    h.get_by_label("Broker URL").focus();
+    h.run_steps(1);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label("Broker URL")
+        .type_text("mqtts://127.0.0.1:1");
+    h.run_steps(2);
+    let missing_ca = tempfile::tempdir().unwrap().path().join("missing-ca.pem");
+    type_into(&mut h, "CA file", &missing_ca.display().to_string());
+    h.get_by_label("Connect").click();
+    h.run_steps(2);
+    wait_for(&mut h, &mut rig, "the failed switch to be reported", |h| {
+        // Both the dialog and the window's notice strip say it.
+        h.query_all_by_label_contains("Back on the previous broker")
+            .next()
+            .is_some()
+    });
+    let (_, text) = app(&h).view().connection.status.clone().unwrap();
+    assert!(
+        text.starts_with("Could not connect to broken tls (mqtts://127.0.0.1:1)"),
+        "{text}"
+    );
+    // A working engine on the same broker as before.
+    assert_eq!(app(&h).handle().broker_url(), before);
+    wait_for(&mut h, &mut rig, "the restored link", |h| {
+        app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
+    });
+}
+
+#[test]
+fn a_file_dragged_over_the_window_is_highlighted() {
+    let rig = start_rig(None, None);
+    let mut h = harness(&rig, Settings::default());
+    assert!(h.query_by_label_contains("Drop to import").is_none());
+    h.input_mut().hovered_files.push(egui::HoveredFile {
+        path: Some("/tmp/fw-3.0.0.bin".into()),
+        mime: String::new(),
+    });
+    h.run_steps(2);
+    assert!(has_label(&h, "Drop to import \"fw-3.0.0.bin\""));
+    // Dragged away: the highlight goes.
+    h.input_mut().hovered_files.clear();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Drop to import").is_none());
 }

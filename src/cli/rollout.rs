@@ -268,6 +268,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
             },
         },
         targets,
+        download_url: None,
     };
     eprintln!(
         "{} target device(s), target version {version}",

@@ -69,11 +69,14 @@ pub fn run(
     } else {
         None
     };
+    // The connection dialog restarts the engine on the runtime with this base configuration.
+    let connector = ui::Connector::new(runtime.handle().clone(), config, &handle);
     let _enter = runtime.enter();
     ui::run(
         handle,
         UiOptions {
             demo,
+            connector: Some(connector),
             // The demo package is version 2.0.0 of a fleet on 1.0.0: ready to roll out.
             target_version: demo.then(|| "2.0.0".to_owned()),
             ..UiOptions::default()

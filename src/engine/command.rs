@@ -25,6 +25,10 @@ pub struct CampaignRequest {
     pub targets: Vec<DeviceId>,
     pub policy: Policy,
     pub settings: DialectSettings,
+    /// An existing URL that serves this package, announced to devices instead of a link on the
+    /// embedded firmware server (`None` = the engine's own server or its `--url`). Checked by
+    /// [`super::validate_download_url`].
+    pub download_url: Option<String>,
 }
 
 /// The engine's reply to a caller that waits.

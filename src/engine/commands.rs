@@ -71,7 +71,14 @@ impl Runner {
         self.save_package(&stored)?;
         let module = request.module.clone().filter(|m| !m.trim().is_empty());
         let targets = self.targets_for(&request.targets, module.as_deref())?;
-        let url = self.offer_url(&stored)?;
+        let url = match &request.download_url {
+            Some(url) => {
+                super::validate_download_url(url)
+                    .map_err(|e| format!("cannot start the rollout: {e}"))?;
+                url.clone()
+            }
+            None => self.offer_url(&stored)?,
+        };
         let offer = FirmwareOffer {
             version: request.version.trim().to_owned(),
             url,
@@ -227,6 +234,10 @@ impl Runner {
         let (Some(http), None) = (&self.http, &self.external_url) else {
             return Ok(());
         };
+        if !looks_like_our_offer(&spec.offer.url) {
+            // The campaign was given an external download URL: nothing of ours to serve.
+            return Ok(());
+        }
         let stored = self
             .packages
             .get(&spec.offer.sha256)
@@ -241,6 +252,35 @@ impl Runner {
     }
 }
 
+/// Whether `url` has the shape of a link made by `FirmwareServer::offer` (`…/fw/<32 hex>/name`).
+/// Such a link is served again on resume (and refused if this server cannot serve it); any
+/// other URL was an operator's external download URL.
+fn looks_like_our_offer(url: &str) -> bool {
+    url.split("/fw/").skip(1).any(|rest| {
+        rest.split_once('/').is_some_and(|(token, _)| {
+            token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    })
+}
+
 /// How long an import may report no progress before the UI would look frozen; progress events
 /// are throttled to about this rate.
 pub(super) const IMPORT_PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_our_offer;
+
+    #[test]
+    fn our_offer_links_are_told_from_external_urls() {
+        let token = "0123456789abcdef0123456789ABCDEF";
+        assert!(looks_like_our_offer(&format!(
+            "http://10.0.0.2:8080/fw/{token}/fw%201.bin"
+        )));
+        assert!(!looks_like_our_offer(
+            "https://cdn.example.test/fw/2.0.0/fw.bin"
+        ));
+        assert!(!looks_like_our_offer("https://cdn.example.test/fw.bin"));
+        assert!(!looks_like_our_offer(&format!("http://x/fw/{token}")));
+    }
+}

@@ -1,13 +1,15 @@
 //! What the engine does with one message from a device: decode it, update the fleet, answer what
 //! the protocol says must be answered (DJI `status_reply`, `events_reply`), and hand the events
-//! to the campaigns they concern. A refused message is logged once with its reason and changes
-//! nothing else.
+//! to the campaigns they concern. A refused message is recorded in the inspector with its reason
+//! and changes nothing else; the log gets the first refusal of each topic and kind per minute,
+//! then a count ([`RefusalLog`]), so a device repeating a bad message cannot flood it.
 
+use std::collections::HashMap;
 use std::sync::PoisonError;
 
 use crate::device_id::{DeviceId, Dialect};
 use crate::fleet::inspector::Direction;
-use crate::protocol::{self, DjiAck, Event, FirmwareGet, Notice, TaskRef};
+use crate::protocol::{self, DecodeError, DjiAck, Event, FirmwareGet, Notice, TaskRef};
 use crate::rollout::Input;
 use crate::transport::mqtt::Inbound;
 
@@ -20,28 +22,97 @@ impl Runner {
         let now_ms = self.clock.now_ms();
         match protocol::decode(&message.topic, &message.payload) {
             Ok(events) => {
+                let (events, refused) = self.drop_foreign_claims(events);
                 let about = events.first().map(|e| e.device().clone());
                 if let Some(device) = &about {
                     self.last_message
                         .insert(device.device(), format!("← {}", message.topic));
                 }
-                self.record_inbound(&message, about, None, now_ms);
+                if let Some(reason) = &refused {
+                    self.refuse(&message, "foreign sub-device", reason, now_ms);
+                }
+                self.record_inbound(&message, about, refused, now_ms);
                 for event in events {
                     self.on_event(event);
                 }
             }
             Err(error) => {
-                self.traffic.rejected += 1;
                 let reason = error.to_string();
-                tracing::warn!(
-                    topic = %protocol::truncate_for_log(&message.topic),
-                    bytes = message.payload.len(),
-                    %reason,
-                    "refused a device message"
-                );
+                self.refuse(&message, error_kind(&error), &reason, now_ms);
                 self.record_inbound(&message, None, Some(reason), now_ms);
             }
         }
+    }
+
+    fn refuse(&mut self, message: &Inbound, kind: &'static str, reason: &str, now_ms: i64) {
+        self.traffic.rejected += 1;
+        let topic = protocol::truncate_for_log(&message.topic);
+        match self.refusals.note(&topic, kind, now_ms) {
+            LogDecision::Suppress => {}
+            LogDecision::Log { suppressed } => tracing::warn!(
+                %topic,
+                bytes = message.payload.len(),
+                %reason,
+                suppressed_in_last_minute = suppressed,
+                "refused a device message"
+            ),
+        }
+    }
+
+    /// Removes the events in which a gateway speaks for a device it does not own: a FogCloud
+    /// `sub.*` entry or a DJI topology entry naming a sub-device attached to another gateway
+    /// that is online, or a gateway listing itself. Any client on the broker can publish on a
+    /// gateway topic, and the fleet routes notices through the gateway it last heard of, so
+    /// accepting such a claim would let one gateway fail, "upgrade" or capture another's
+    /// devices. A sub-device whose gateway is offline may move (re-pairing is legitimate).
+    /// Returns the events kept and, when something was removed, why.
+    fn drop_foreign_claims(&self, events: Vec<Event>) -> (Vec<Event>, Option<String>) {
+        let mut refused = None;
+        let mut kept = Vec::with_capacity(events.len());
+        for mut event in events {
+            let claim = match &event {
+                Event::Version(v) => v.gateway.as_ref().map(|gw| (&v.device, gw)),
+                Event::Progress(p) => p.gateway.as_ref().map(|gw| (&p.device, gw)),
+                _ => None,
+            };
+            if let Some(why) = claim.and_then(|(device, gw)| self.foreign_claim(device, gw)) {
+                refused.get_or_insert(why);
+                continue;
+            }
+            if let Event::Topology(t) = &mut event {
+                let gateway = t.gateway.clone();
+                let mut keep = t
+                    .sub_devices
+                    .iter()
+                    .map(|sub| match self.foreign_claim(sub, &gateway) {
+                        Some(why) => {
+                            refused.get_or_insert(why);
+                            false
+                        }
+                        None => true,
+                    })
+                    .collect::<Vec<bool>>()
+                    .into_iter();
+                let mut keep_info = keep.clone();
+                t.sub_devices.retain(|_| keep.next().unwrap_or(false));
+                t.sub_device_info
+                    .retain(|_| keep_info.next().unwrap_or(false));
+            }
+            kept.push(event);
+        }
+        (kept, refused)
+    }
+
+    /// Why `gateway` may not report for `device`, if it may not.
+    fn foreign_claim(&self, device: &DeviceId, gateway: &DeviceId) -> Option<String> {
+        let (device, gateway) = (device.device(), gateway.device());
+        if device == gateway {
+            return Some(format!("{gateway} lists itself as its own sub-device"));
+        }
+        let known = self.fleet.get(&device)?.gateway.clone()?;
+        let owner_online = self.fleet.get(&known).is_some_and(|r| r.online);
+        (known != gateway && owner_online)
+            .then(|| format!("{device} is attached to {known}, not to {gateway}"))
     }
 
     fn record_inbound(
@@ -189,5 +260,122 @@ impl Runner {
             }
             Err(e) => tracing::error!(error = %e, "cannot encode a firmware get reply"),
         }
+    }
+}
+
+/// A short name for the kind of a decode error, so that refusals that differ only in detail
+/// (a length, a value) count as the same for the log.
+fn error_kind(error: &DecodeError) -> &'static str {
+    match error {
+        DecodeError::TooLarge { .. } => "too large",
+        DecodeError::UnknownTopic(_) => "unknown topic",
+        DecodeError::BadIdentity(_) => "bad identity",
+        DecodeError::Json(_) => "not JSON",
+        DecodeError::MissingField(_) => "missing field",
+        DecodeError::WrongType { .. } => "wrong type",
+        DecodeError::BadValue { .. } => "bad value",
+        DecodeError::UnknownMethod(_) => "unknown method",
+    }
+}
+
+/// How long a (topic, kind) is logged once and then only counted.
+const REFUSAL_LOG_WINDOW_MS: i64 = 60_000;
+/// Distinct (topic, kind) pairs tracked; beyond that (a device varying its topic), refusals share
+/// one catch-all entry, so the log stays bounded and so does this table.
+const REFUSAL_LOG_MAX_KEYS: usize = 1_024;
+
+/// Whether to write a refusal to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LogDecision {
+    /// Log it; `suppressed` refusals like it were not logged in the window before.
+    Log {
+        suppressed: u64,
+    },
+    Suppress,
+}
+
+/// Rate-limits the log of refused messages: the first of each (topic, kind) per minute is logged,
+/// the rest counted and reported with the next logged one. The inspector still records each.
+#[derive(Debug, Default)]
+pub(super) struct RefusalLog {
+    /// (topic, kind) → (start of its window, refusals suppressed in it).
+    windows: HashMap<(String, &'static str), (i64, u64)>,
+}
+
+impl RefusalLog {
+    pub(super) fn note(&mut self, topic: &str, kind: &'static str, now_ms: i64) -> LogDecision {
+        let mut key = (topic.to_owned(), kind);
+        if !self.windows.contains_key(&key) && self.windows.len() >= REFUSAL_LOG_MAX_KEYS {
+            self.windows
+                .retain(|_, (start, _)| now_ms - *start < REFUSAL_LOG_WINDOW_MS);
+            if self.windows.len() >= REFUSAL_LOG_MAX_KEYS {
+                key = ("(many topics)".to_owned(), "any");
+            }
+        }
+        match self.windows.get_mut(&key) {
+            Some((start, suppressed)) if now_ms - *start < REFUSAL_LOG_WINDOW_MS => {
+                *suppressed += 1;
+                LogDecision::Suppress
+            }
+            Some((start, suppressed)) => {
+                let before = std::mem::take(suppressed);
+                *start = now_ms;
+                LogDecision::Log { suppressed: before }
+            }
+            None => {
+                self.windows.insert(key, (now_ms, 0));
+                LogDecision::Log { suppressed: 0 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_refusal_per_topic_and_kind_per_minute_is_logged_then_counted() {
+        let mut log = RefusalLog::default();
+        assert_eq!(
+            log.note("t", "not JSON", 0),
+            LogDecision::Log { suppressed: 0 }
+        );
+        for i in 1..=5 {
+            assert_eq!(log.note("t", "not JSON", i * 1_000), LogDecision::Suppress);
+        }
+        // Another kind or topic has its own window.
+        assert_eq!(
+            log.note("t", "too large", 1),
+            LogDecision::Log { suppressed: 0 }
+        );
+        assert_eq!(
+            log.note("u", "not JSON", 1),
+            LogDecision::Log { suppressed: 0 }
+        );
+        // A minute later: logged again, with the count of what was held back.
+        assert_eq!(
+            log.note("t", "not JSON", 60_000),
+            LogDecision::Log { suppressed: 5 }
+        );
+        assert_eq!(log.note("t", "not JSON", 60_001), LogDecision::Suppress);
+    }
+
+    #[test]
+    fn the_table_stays_bounded_when_every_topic_differs() {
+        let mut log = RefusalLog::default();
+        let mut logged = 0;
+        for i in 0..10_000 {
+            if log.note(&format!("topic/{i}"), "not JSON", 0) != LogDecision::Suppress {
+                logged += 1;
+            }
+        }
+        assert!(log.windows.len() <= REFUSAL_LOG_MAX_KEYS + 1);
+        assert_eq!(logged, REFUSAL_LOG_MAX_KEYS + 1);
+        // Once the windows expire, room is made again.
+        assert_eq!(
+            log.note("fresh", "not JSON", REFUSAL_LOG_WINDOW_MS),
+            LogDecision::Log { suppressed: 0 }
+        );
     }
 }

@@ -17,6 +17,7 @@ mod clock;
 mod command;
 mod commands;
 mod config;
+mod download_url;
 mod handle;
 mod import;
 mod inbound;
@@ -30,6 +31,7 @@ mod view;
 
 pub use command::{CampaignRequest, Command};
 pub use config::{BrokerChoice, EngineConfig, FirmwareSource};
+pub use download_url::{DownloadUrlError, MAX_DOWNLOAD_URL_BYTES, validate_download_url};
 pub use handle::{EngineError, EngineHandle, Waker};
 pub use snapshot::{
     Alert, AlertLevel, CampaignView, DeviceRow, ImportProgress, Snapshot, TimelinePoint, Traffic,

@@ -66,6 +66,8 @@ pub(super) struct Runner {
     pub(super) outbox: Outbox,
     /// Bytes the firmware server had sent at the last look (downloads make the snapshot dirty).
     pub(super) served_bytes: u64,
+    /// Rate limit for the log of refused device messages.
+    pub(super) refusals: super::inbound::RefusalLog,
     pub(super) _broker: Option<EmbeddedBroker>,
 }
 

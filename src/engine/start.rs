@@ -110,6 +110,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         revision: 0,
         outbox: super::outbox::Outbox::default(),
         served_bytes: 0,
+        refusals: Default::default(),
         _broker: broker,
     };
     // Message ids start from the clock so that ids stay increasing across restarts.

@@ -53,6 +53,9 @@ pub struct Campaign {
     /// runs one OTA task at a time and answers a second `ota_create` with 312014, so devices of
     /// one dock are noticed one after the other. `None` for other dialects.
     docks: Vec<Option<DeviceId>>,
+    /// Runtime only: `docks` came from the fleet's topology ([`Campaign::set_gateways`]), not
+    /// from the default guess, so DJI reports from any other dock can be refused.
+    docks_known: bool,
     by_device: HashMap<DeviceId, usize>,
     /// Every bid and FogCloud task_id ever issued, to the device it was issued to (reports on
     /// an older one are recognised and ignored).
@@ -213,6 +216,7 @@ impl Campaign {
         let mut campaign = Campaign {
             id: p.id,
             docks,
+            docks_known: false,
             bucket: TokenBucket::new(p.spec.policy.rate, now),
             spec: p.spec,
             state: p.state,
@@ -249,6 +253,7 @@ impl Campaign {
                 *dock = Some(gateway_of(&rec.device).unwrap_or_else(|| rec.device.device()));
             }
         }
+        self.docks_known = true;
     }
 
     /// Docks with a device in flight (only DJI campaigns have any).
@@ -465,7 +470,20 @@ impl Campaign {
             TaskRef::Bid(bid) => {
                 let idx = *self.by_bid.get(bid)?;
                 let rec = self.devices.get(idx)?;
-                if matches!(&rec.task, TaskRecord::Dji { bid: current, .. } if current == bid) {
+                if !self.from_its_dock(idx, &report.device) {
+                    log(
+                        out,
+                        Some(&rec.device),
+                        LogLevel::Warn,
+                        format!(
+                            "progress for bid {bid} from {} ignored: the upgrade does not run \
+                             through that dock",
+                            report.device
+                        ),
+                    );
+                    None
+                } else if matches!(&rec.task, TaskRecord::Dji { bid: current, .. } if current == bid)
+                {
                     Some(idx)
                 } else {
                     log(
@@ -511,11 +529,22 @@ impl Campaign {
         let current = self.devices.get(idx).is_some_and(
             |rec| matches!(&rec.task, TaskRecord::Dji { bid, .. } if *bid == reply.bid),
         );
-        if !current {
+        if !current || !self.from_its_dock(idx, &reply.gateway) {
             return;
         }
         self.update(idx, out, |rec, _| device::on_service_reply(rec, reply));
         self.after_device_outcome(idx, out);
+    }
+
+    /// Whether a DJI report came from the dock the device upgrades through. Bids travel in
+    /// clear on the broker, so another dock (or any client) could repeat one; only the dock the
+    /// `ota_create` went to speaks for the upgrade. Until the topology is known (never set),
+    /// any sender is accepted.
+    fn from_its_dock(&self, idx: usize, sender: &DeviceId) -> bool {
+        match self.docks.get(idx) {
+            Some(Some(dock)) if self.docks_known && false => dock.device() == sender.device(),
+            _ => true,
+        }
     }
 
     /// Notes the request; the reply is built after scheduling, which may notice the device now.

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::connection_dialog::ConnectRequest;
 use crate::engine::CampaignRequest;
 use crate::rollout::CampaignId;
 
@@ -28,6 +29,10 @@ pub enum UiAction {
     },
     /// Save the inspector's current messages as JSON lines.
     ExportMessages,
+    /// Restart the engine on another broker (connection dialog).
+    Connect(Box<ConnectRequest>),
+    /// A profile was deleted: drop its password from the keyring (on a background thread).
+    ForgetPassword(String),
 }
 
 /// Which report file the operator asked for (see `crate::report`).

@@ -10,13 +10,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::action::UiAction;
 use super::connection_bar::Notice;
+use super::connector::{ConnectReport, Connector, SwitchOutcome};
 use super::console::ConsoleView;
 use super::inspector::messages_jsonl;
 use super::jobs::{JobResult, Jobs};
+use super::profiles::ConnectTarget;
 use super::settings::{Settings, ThemeChoice};
 use super::theme;
+use super::vault::Vault;
 use crate::device_id::DeviceId;
-use crate::engine::{AlertLevel, Command, EngineError, EngineHandle, Snapshot};
+use crate::engine::{AlertLevel, Command, EngineError, EngineHandle, Snapshot, Waker};
 use crate::fleet::inspector::RawMessage;
 
 /// Messages the inspector keeps on screen.
@@ -25,6 +28,8 @@ const INSPECTOR_LIMIT: usize = 500;
 const INSPECTOR_REFRESH: Duration = Duration::from_millis(250);
 /// A burst of engine changes costs one repaint.
 const REPAINT_COALESCE: Duration = Duration::from_millis(10);
+/// While an engine switch runs, the window looks for its outcome this often.
+const SWITCH_POLL: Duration = Duration::from_millis(100);
 /// Window notices kept (newest last).
 const MAX_NOTICES: usize = 4;
 
@@ -39,6 +44,13 @@ pub struct OtaApp {
     jobs: Jobs,
     now_ms: i64,
     applied_theme: Option<ThemeChoice>,
+    /// Repaints the window; given to every engine the app is attached to.
+    wake: Waker,
+    /// Restarts the engine on another broker; `None` = the dialog cannot switch.
+    connector: Option<Connector>,
+    vault: Vault,
+    /// A broker switch under way.
+    switching: Option<tokio::sync::oneshot::Receiver<ConnectReport>>,
 }
 
 impl OtaApp {
@@ -62,10 +74,24 @@ impl OtaApp {
             messages_key: None,
             messages_at: None,
             notices: Vec::new(),
-            jobs: Jobs::new(wake),
+            jobs: Jobs::new(wake.clone()),
             now_ms: 0,
             applied_theme: None,
+            wake,
+            connector: None,
+            vault: Vault::new(),
+            switching: None,
         }
+    }
+
+    /// Lets the connection dialog restart the engine on another broker.
+    pub fn set_connector(&mut self, connector: Connector) {
+        self.connector = Some(connector);
+    }
+
+    /// The engine the window is attached to now (it changes when the broker is switched).
+    pub fn handle(&self) -> &EngineHandle {
+        &self.handle
     }
 
     pub fn settings(&self) -> &Settings {
@@ -114,7 +140,95 @@ impl OtaApp {
         if let Some(path) = dropped.into_iter().next() {
             self.import_firmware(path);
         }
+        self.poll_switch(ctx);
         self.refresh_messages();
+    }
+
+    fn start_switch(&mut self, request: super::connection_dialog::ConnectRequest) {
+        let Some(connector) = &self.connector else {
+            self.view.connection.status = Some((
+                AlertLevel::Error,
+                "This window cannot switch brokers (no engine starter); restart ota-console with --broker."
+                    .into(),
+            ));
+            return;
+        };
+        if self.switching.is_some() {
+            return;
+        }
+        let label = target_label(&request.target);
+        self.switching = Some(connector.connect(self.handle.clone(), request, self.vault.clone()));
+        self.view.connection.pending = Some(format!("Connecting to {label}…"));
+    }
+
+    fn poll_switch(&mut self, ctx: &egui::Context) {
+        let Some(rx) = &mut self.switching else {
+            return;
+        };
+        let report = match rx.try_recv() {
+            Ok(report) => report,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                ctx.request_repaint_after(SWITCH_POLL);
+                return;
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                self.switching = None;
+                self.view.connection.pending = None;
+                self.view.connection.status = Some((
+                    AlertLevel::Error,
+                    "The broker switch was interrupted (the runtime stopped).".into(),
+                ));
+                return;
+            }
+        };
+        self.switching = None;
+        self.view.connection.pending = None;
+        let label = target_label(&report.target);
+        let remembered = report
+            .remembered
+            .map(|r| format!(" ({})", r.message()))
+            .unwrap_or_default();
+        let status = match report.outcome {
+            Err(e) => (AlertLevel::Error, format!("Cannot connect: {e}")),
+            Ok(SwitchOutcome::Connected(handle)) => {
+                self.attach(handle);
+                (
+                    AlertLevel::Info,
+                    format!("Switched to {label}{remembered}."),
+                )
+            }
+            Ok(SwitchOutcome::Failed {
+                error,
+                restored: Some(handle),
+            }) => {
+                self.attach(handle);
+                (
+                    AlertLevel::Error,
+                    format!("Could not connect to {label}: {error}. Back on the previous broker."),
+                )
+            }
+            Ok(SwitchOutcome::Failed {
+                error,
+                restored: None,
+            }) => (
+                AlertLevel::Error,
+                format!(
+                    "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
+                ),
+            ),
+        };
+        self.notice(status.0, status.1.clone());
+        self.view.connection.status = Some(status);
+    }
+
+    /// Follows a new engine: its waker repaints this window, its snapshot is drawn next.
+    fn attach(&mut self, handle: EngineHandle) {
+        handle.set_waker(self.wake.clone());
+        self.snapshot = handle.snapshot();
+        self.handle = handle;
+        self.messages.clear();
+        self.messages_key = None;
+        self.messages_at = None;
     }
 
     /// Draws the window and applies what the operator asked for.
@@ -179,6 +293,20 @@ impl OtaApp {
                     self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
                 }
             }
+            UiAction::Connect(request) => self.start_switch(*request),
+            UiAction::ForgetPassword(profile) => {
+                let vault = self.vault.clone();
+                // The keyring may block; nobody waits for the result.
+                let spawned = std::thread::Builder::new()
+                    .name("forget-password".into())
+                    .spawn(move || vault.forget(&profile));
+                if let Err(e) = spawned {
+                    self.notice(
+                        AlertLevel::Warning,
+                        format!("Could not remove the saved password: {e}"),
+                    );
+                }
+            }
             UiAction::ExportMessages => {
                 let text = messages_jsonl(&self.messages);
                 if let Err(e) = self.jobs.save_text("messages", "messages.jsonl", text) {
@@ -225,6 +353,13 @@ impl OtaApp {
         self.notices.push(Notice { level, text });
         let excess = self.notices.len().saturating_sub(MAX_NOTICES);
         self.notices.drain(..excess);
+    }
+}
+
+fn target_label(target: &ConnectTarget) -> String {
+    match target {
+        ConnectTarget::Embedded => "the embedded broker".to_owned(),
+        ConnectTarget::Profile(profile) => profile.label(),
     }
 }
 

@@ -44,6 +44,7 @@ pub fn connection_bar_ui(
     snap: &Snapshot,
     demo: bool,
     theme_choice: &mut ThemeChoice,
+    dialog_open: &mut bool,
     notices: &[Notice],
     actions: &mut Vec<UiAction>,
 ) {
@@ -58,6 +59,13 @@ pub fn connection_bar_ui(
         }
         ui.label(RichText::new("Broker").strong());
         ui.label(&snap.broker);
+        if ui
+            .small_button("Connection…")
+            .on_hover_text("Saved broker profiles, or the embedded broker")
+            .clicked()
+        {
+            *dialog_open = true;
+        }
         ui.separator();
         let (text, color) = link_text(&snap.link);
         super::widgets::status_chip_ui(ui, color, &text);

@@ -12,6 +12,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use super::action::UiAction;
 use super::connection_bar::{self, Notice};
+use super::connection_dialog::{self, ConnectionDialog};
 use super::devices_table::{self, TableState};
 use super::filter::{self, DeviceFilter, SelectionOp, Sort, StatusFilter, VisibleRow};
 use super::firmware_panel::{self, FirmwareForm};
@@ -50,6 +51,8 @@ pub struct ConsoleView {
     pub rollout: RolloutForm,
     pub inspector: InspectorState,
     pub history: HistoryState,
+    /// The broker profiles dialog.
+    pub connection: ConnectionDialog,
     /// "Select devices not on version X": X as typed.
     not_on_version: String,
     cache: RowCache,
@@ -67,6 +70,7 @@ impl ConsoleView {
             rollout: RolloutForm::default(),
             inspector: InspectorState::default(),
             history: HistoryState::default(),
+            connection: ConnectionDialog::default(),
             not_on_version: String::new(),
             cache: RowCache::default(),
             focus_filter: false,
@@ -105,10 +109,18 @@ impl ConsoleView {
                 snap,
                 self.demo,
                 &mut self.settings.theme,
+                &mut self.connection.open,
                 notices,
                 &mut actions,
             );
         });
+        connection_dialog::connection_dialog_ui(
+            ui.ctx(),
+            &snap.broker,
+            &mut self.connection,
+            &mut self.settings.profiles,
+            &mut actions,
+        );
         egui::Panel::bottom("bottom")
             .resizable(true)
             .default_size(230.0)
@@ -139,6 +151,7 @@ impl ConsoleView {
                     });
             });
         egui::CentralPanel::default().show(ui, |ui| self.fleet_ui(ui, snap, now_ms));
+        firmware_panel::drop_overlay_ui(ui.ctx());
         actions
     }
 

@@ -8,10 +8,20 @@ use egui::{ProgressBar, RichText, Ui};
 use super::action::UiAction;
 use super::format;
 use super::widgets;
-use crate::engine::Snapshot;
+use crate::engine::{DownloadUrlError, Snapshot, validate_download_url};
 use crate::firmware::StoredPackage;
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::rollout::DialectSettings;
+
+/// Where the campaign tells devices to download the package.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DownloadChoice {
+    /// A link of its own on the console's firmware server (or the CLI's `--url`).
+    #[default]
+    Embedded,
+    /// The URL the operator typed, served by someone else.
+    External,
+}
 
 /// What the operator filled in about the package to roll out.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +37,10 @@ pub struct FirmwareForm {
     /// Campaign name for the history; empty = derived.
     pub name: String,
     pub settings: DialectSettings,
+    /// Where devices download from: the embedded server or `external_url`.
+    pub download: DownloadChoice,
+    /// An existing download URL of this package, as typed (used with `DownloadChoice::External`).
+    pub external_url: String,
     /// The newest package seen, so a finished import becomes the chosen package.
     newest_seen: Option<String>,
 }
@@ -59,9 +73,25 @@ impl FirmwareForm {
             Some("choose or import a firmware package")
         } else if self.version.trim().is_empty() {
             Some("enter the target version")
+        } else if self.download_url_error().is_some() {
+            Some("enter a valid external download URL, or download from the embedded server")
         } else {
             None
         }
+    }
+
+    /// The URL the campaign announces instead of the embedded server's (`None` = embedded).
+    pub fn download_url(&self) -> Option<String> {
+        match self.download {
+            DownloadChoice::Embedded => None,
+            DownloadChoice::External => Some(self.external_url.trim().to_owned()),
+        }
+    }
+
+    /// What is wrong with the external URL, when one is chosen.
+    pub fn download_url_error(&self) -> Option<DownloadUrlError> {
+        self.download_url()
+            .and_then(|url| validate_download_url(&url).err())
     }
 }
 
@@ -198,15 +228,99 @@ fn offer_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
             .response
             .labelled_by(sign_label_id);
         ui.end_row();
-        ui.label("Download from");
-        match &snap.firmware_base {
-            Some(base) => ui.label(RichText::new(base).monospace()).on_hover_text(
-                "Each campaign gets its own link on this server; devices must be able to reach it.",
-            ),
-            None => ui.weak("no firmware server configured"),
-        };
-        ui.end_row();
+        download_rows_ui(ui, snap, form);
     });
+}
+
+/// "Download from": the embedded server (read-only base) or an external URL typed here.
+fn download_rows_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
+    ui.label("Download from");
+    ui.horizontal(|ui| {
+        ui.radio_value(
+            &mut form.download,
+            DownloadChoice::Embedded,
+            "embedded server",
+        );
+        ui.radio_value(&mut form.download, DownloadChoice::External, "external URL");
+    });
+    ui.end_row();
+    match form.download {
+        DownloadChoice::Embedded => {
+            ui.label("");
+            match &snap.firmware_base {
+                Some(base) => ui.label(RichText::new(base).monospace()).on_hover_text(
+                    "Each campaign gets its own link on this server; devices must be able to reach it.",
+                ),
+                None => ui.weak("no firmware server configured"),
+            };
+            ui.end_row();
+        }
+        DownloadChoice::External => {
+            widgets::text_row_ui(
+                ui,
+                "Download URL",
+                &mut form.external_url,
+                "https://… serving this exact file",
+            );
+            if let Some(e) = form.download_url_error() {
+                ui.label("");
+                ui.colored_label(super::theme::BAD, e.to_string());
+                ui.end_row();
+            }
+        }
+    }
+}
+
+/// What the drop highlight says while files are dragged over the window (`None` = nothing
+/// dragged). Only the first file is imported, as on drop.
+pub fn drop_hint(hovered: &[egui::HoveredFile]) -> Option<String> {
+    let first = hovered.first()?;
+    let name = first
+        .path
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let what = name.map_or_else(|| "the firmware file".to_owned(), |n| format!("\"{n}\""));
+    Some(match hovered.len() {
+        1 => format!("Drop to import {what}"),
+        n => format!("Drop to import {what} (the first of {n} files)"),
+    })
+}
+
+/// Dims the window and names the file while a file is dragged over it, so the operator sees
+/// the drop will be taken.
+pub fn drop_overlay_ui(ctx: &egui::Context) {
+    let Some(hint) = ctx.input(|i| drop_hint(&i.raw.hovered_files)) else {
+        return;
+    };
+    let rect = ctx.content_rect();
+    // One foreground area over the whole window: the dimming, the frame and the text (a
+    // label, so screen readers and tests see it too).
+    egui::Area::new(egui::Id::new("drop-highlight"))
+        .order(egui::Order::Foreground)
+        .fixed_pos(rect.min)
+        .show(ctx, |ui| {
+            ui.set_min_size(rect.size());
+            let painter = ui.painter();
+            painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(150));
+            painter.rect_stroke(
+                rect.shrink(8.0),
+                10.0,
+                egui::Stroke::new(4.0, super::theme::GOOD),
+                egui::StrokeKind::Inside,
+            );
+            let text_rect =
+                egui::Rect::from_center_size(rect.center(), egui::vec2(rect.width() - 40.0, 60.0));
+            ui.put(
+                text_rect,
+                egui::Label::new(
+                    RichText::new(hint)
+                        .size(26.0)
+                        .strong()
+                        .color(egui::Color32::WHITE),
+                ),
+            );
+        });
 }
 
 pub fn dji_type_label(t: DjiUpgradeType) -> &'static str {
@@ -263,5 +377,51 @@ mod tests {
         assert_eq!(form.package.as_deref(), Some("aa"));
         form.sync_with(&[stored("bb")]);
         assert_eq!(form.package, None);
+    }
+
+    #[test]
+    fn an_external_download_url_must_be_valid_before_a_start() {
+        let lib = vec![stored("aa")];
+        let mut form = FirmwareForm {
+            version: "2.0".into(),
+            ..FirmwareForm::default()
+        };
+        form.sync_with(&lib);
+        assert_eq!(form.download_url(), None);
+        form.download = DownloadChoice::External;
+        assert_eq!(form.download_url_error(), Some(DownloadUrlError::Empty));
+        assert_eq!(
+            form.missing(&lib),
+            Some("enter a valid external download URL, or download from the embedded server")
+        );
+        form.external_url = "ftp://x/fw.bin".into();
+        assert!(form.missing(&lib).is_some());
+        form.external_url = " https://cdn.example.test/fw.bin ".into();
+        assert_eq!(form.missing(&lib), None);
+        assert_eq!(
+            form.download_url().as_deref(),
+            Some("https://cdn.example.test/fw.bin")
+        );
+        // Switching back forgets nothing typed but no longer uses it.
+        form.download = DownloadChoice::Embedded;
+        assert_eq!(form.download_url(), None);
+        assert_eq!(form.external_url, " https://cdn.example.test/fw.bin ");
+    }
+
+    #[test]
+    fn the_drop_hint_names_the_first_hovered_file() {
+        assert_eq!(drop_hint(&[]), None);
+        let file = |p: Option<&str>| egui::HoveredFile {
+            path: p.map(Into::into),
+            mime: String::new(),
+        };
+        assert_eq!(
+            drop_hint(&[file(Some("/tmp/fw-2.0.bin"))]).as_deref(),
+            Some("Drop to import \"fw-2.0.bin\"")
+        );
+        assert_eq!(
+            drop_hint(&[file(None), file(Some("/b"))]).as_deref(),
+            Some("Drop to import the firmware file (the first of 2 files)")
+        );
     }
 }

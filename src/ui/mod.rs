@@ -8,12 +8,16 @@
 //!   [`rollout_panel`], [`inspector`], [`history`]; shared pieces in [`widgets`].
 //! - Pure logic, unit-tested: [`filter`] (filter, sort, grouping, selection), [`format`],
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
+//! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
+//!   [`vault`] (passwords: OS keyring or memory), [`connector`] (engine switch off-thread).
 //! - [`fonts`] (CJK), [`theme`] (colours), [`settings`] (persisted), [`jobs`] (background
 //!   dialogs and file writes), [`action`] (what panels ask for).
 
 pub mod action;
 pub mod app;
 pub mod connection_bar;
+pub mod connection_dialog;
+pub mod connector;
 pub mod console;
 pub mod devices_table;
 pub mod explain;
@@ -24,13 +28,16 @@ pub mod format;
 pub mod history;
 pub mod inspector;
 pub mod jobs;
+pub mod profiles;
 pub mod rollout_panel;
 pub mod settings;
 pub mod theme;
 pub mod tiles;
+pub mod vault;
 pub mod widgets;
 
 pub use app::OtaApp;
+pub use connector::Connector;
 pub use console::ConsoleView;
 pub use fonts::CjkFonts;
 pub use settings::Settings;
@@ -49,6 +56,9 @@ pub struct UiOptions {
     pub settings: Option<Settings>,
     /// Pre-filled target version (the demo's sample package is 2.0.0).
     pub target_version: Option<String>,
+    /// Lets the connection dialog restart the engine on another broker (`None` = the dialog
+    /// only shows the broker in use).
+    pub connector: Option<Connector>,
 }
 
 impl Default for UiOptions {
@@ -59,6 +69,7 @@ impl Default for UiOptions {
             initial_size: [1440.0, 900.0],
             settings: None,
             target_version: None,
+            connector: None,
         }
     }
 }
@@ -93,6 +104,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| Settings::load(cc.storage));
             let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
+            if let Some(connector) = options.connector.clone() {
+                app.set_connector(connector);
+            }
             if let Some(version) = options.target_version.clone() {
                 app.view_mut().firmware.version = version;
             }

@@ -75,6 +75,7 @@ pub fn build_request(
         targets: selection.iter().cloned().collect(),
         policy: policy.clone(),
         settings: form.settings,
+        download_url: form.download_url(),
     })
 }
 
@@ -268,6 +269,9 @@ fn confirm_modal_ui(ui: &mut Ui, form: &mut RolloutForm, actions: &mut Vec<UiAct
         ui.heading("Start rollout");
         ui.label(RichText::new(&text).strong());
         ui.label(policy_summary(&request.policy));
+        if let Some(url) = &request.download_url {
+            ui.label(format!("Devices download from {url}"));
+        }
         ui.horizontal(|ui| {
             if ui.button("Confirm start").clicked() {
                 decision = Some(true);
@@ -500,6 +504,7 @@ mod tests {
         assert_eq!(req.version, "2.0");
         assert_eq!(req.module, None);
         assert_eq!(req.package_sha256, "s");
+        assert_eq!(req.download_url, None);
         assert_eq!(confirm_text(&req), "Upgrade 2 devices to version 2.0?");
         form.module = "MCU".into();
         sel.remove(&"dji:SN1".parse().unwrap());
@@ -507,6 +512,13 @@ mod tests {
         assert_eq!(
             confirm_text(&req),
             "Upgrade 1 device to version 2.0 (module MCU)?"
+        );
+        form.download = super::super::firmware_panel::DownloadChoice::External;
+        form.external_url = "https://cdn.example.test/fw.bin".into();
+        let req = build_request(&form, &snap, &policy, &sel).unwrap();
+        assert_eq!(
+            req.download_url.as_deref(),
+            Some("https://cdn.example.test/fw.bin")
         );
     }
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::filter::{DeviceFilter, Sort};
+use super::profiles::BrokerProfile;
 use crate::rollout::Policy;
 
 /// Key under which eframe's storage keeps [`Settings`].
@@ -51,6 +52,8 @@ pub struct Settings {
     pub bottom_tab: BottomTab,
     /// Inspector: follow every device's messages instead of the selected one.
     pub inspector_global: bool,
+    /// Saved brokers (never with a password: see `ui::vault`).
+    pub profiles: Vec<BrokerProfile>,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             policy: Policy::default(),
             bottom_tab: BottomTab::Inspector,
             inspector_global: false,
+            profiles: Vec::new(),
         }
     }
 }
@@ -97,5 +101,41 @@ mod tests {
         assert!(s.group_by_gateway);
         let back: Settings = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn profiles_are_saved_without_any_password() {
+        let s = Settings {
+            profiles: vec![BrokerProfile {
+                name: "plant".into(),
+                url: "mqtts://broker.example.test".into(),
+                username: "operator".into(),
+                remember_password: true,
+                ..BrokerProfile::default()
+            }],
+            ..Settings::default()
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let profile = value["profiles"][0].as_object().unwrap();
+        let mut keys: Vec<&str> = profile.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "ca_file",
+                "client_cert",
+                "client_key",
+                "name",
+                "remember_password",
+                "url",
+                "username"
+            ]
+        );
+        let back: Settings = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        // Settings written before profiles existed still load.
+        let old: Settings = serde_json::from_str(r#"{"view":"Table"}"#).unwrap();
+        assert!(old.profiles.is_empty());
     }
 }

@@ -1,0 +1,301 @@
+//! Saved broker profiles: a name, the broker URL, TLS files and the user name, persisted with the
+//! window's settings, and how a profile (or the embedded broker) becomes an `EngineConfig`.
+//! Owns the profile's validation. Must never store, log or `Debug`-print a password: passwords
+//! live in [`super::vault`] (the OS keyring, or memory for this run) and only pass through
+//! [`Secret`], whose `Debug` is redacted.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{BrokerChoice, EngineConfig};
+use crate::transport::mqtt::{BrokerUrl, BrokerUrlError, LinkOptions};
+
+/// Where the embedded broker listens when the console started on an external one (the CLI's
+/// `--listen` default).
+pub const DEFAULT_EMBEDDED_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 1883);
+/// Profiles kept at most (the dialog lists them all).
+pub const MAX_PROFILES: usize = 64;
+/// Longest profile name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A broker the operator saved. Serialised into eframe storage: no password field, on purpose.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrokerProfile {
+    pub name: String,
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// CA certificate (PEM) that signed the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS; both or neither.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub username: String,
+    /// Keep the password in the OS keyring between runs.
+    pub remember_password: bool,
+}
+
+/// Which broker the operator wants the engine on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectTarget {
+    /// The console's own broker.
+    Embedded,
+    Profile(BrokerProfile),
+}
+
+/// A password on its way to the engine. `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProfileError {
+    #[error("the profile needs a name")]
+    NoName,
+    #[error("the profile name is longer than {MAX_NAME_CHARS} characters")]
+    NameTooLong,
+    #[error("the broker URL of profile {name:?} is not usable: {source}")]
+    Url {
+        name: String,
+        #[source]
+        source: BrokerUrlError,
+    },
+    #[error("profile {0:?}: a client certificate needs its key, and a key its certificate")]
+    HalfClientIdentity(String),
+    #[error("profile {0:?}: TLS files are given but the URL is mqtt://; use mqtts://")]
+    TlsFilesWithoutTls(String),
+}
+
+impl BrokerProfile {
+    /// Checks the profile and parses its URL.
+    pub fn validate(&self) -> Result<BrokerUrl, ProfileError> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(ProfileError::NoName);
+        }
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(ProfileError::NameTooLong);
+        }
+        let url: BrokerUrl = self.url.parse().map_err(|source| ProfileError::Url {
+            name: name.to_owned(),
+            source,
+        })?;
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(ProfileError::HalfClientIdentity(name.to_owned()));
+        }
+        let tls_files =
+            self.ca_file.is_some() || self.client_cert.is_some() || self.client_key.is_some();
+        if tls_files && !url.tls() {
+            return Err(ProfileError::TlsFilesWithoutTls(name.to_owned()));
+        }
+        Ok(url)
+    }
+
+    /// What the connection bar calls this profile.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name.trim(), self.url.trim())
+    }
+}
+
+impl ConnectTarget {
+    /// `base` (data directory, firmware server, dialects) with this broker. `embedded_running`
+    /// is the URL of an embedded broker already running in this process: it cannot be started
+    /// twice on one port (rumqttd has no shutdown), so the new engine connects to it instead.
+    pub fn engine_config(
+        &self,
+        base: &EngineConfig,
+        embedded_running: Option<&BrokerUrl>,
+        password: Option<&Secret>,
+    ) -> Result<EngineConfig, ProfileError> {
+        let mut config = base.clone();
+        config.broker = match self {
+            ConnectTarget::Embedded => match (embedded_running, &base.broker) {
+                (Some(url), _) => BrokerChoice::External(LinkOptions::new(url.clone())),
+                (None, BrokerChoice::Embedded { listen }) => {
+                    BrokerChoice::Embedded { listen: *listen }
+                }
+                (None, BrokerChoice::External(_)) => BrokerChoice::Embedded {
+                    listen: DEFAULT_EMBEDDED_LISTEN,
+                },
+            },
+            ConnectTarget::Profile(profile) => {
+                let url = profile.validate()?;
+                let mut options = LinkOptions::new(url);
+                if let BrokerChoice::External(base_options) = &base.broker {
+                    options.keep_alive_secs = base_options.keep_alive_secs;
+                    options.client_id = base_options.client_id.clone();
+                }
+                let username = profile.username.trim();
+                options.username = (!username.is_empty()).then(|| username.to_owned());
+                options.password = password
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.expose().to_owned());
+                options.ca_file = profile.ca_file.clone();
+                options.client_cert = profile.client_cert.clone();
+                options.client_key = profile.client_key.clone();
+                BrokerChoice::External(options)
+            }
+        };
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> EngineConfig {
+        EngineConfig::embedded(
+            "127.0.0.1:1883".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            "/tmp/ota-data".into(),
+        )
+    }
+
+    fn profile() -> BrokerProfile {
+        BrokerProfile {
+            name: "plant".into(),
+            url: "mqtts://broker.example.test:8883".into(),
+            ca_file: Some("/etc/ca.pem".into()),
+            client_cert: Some("/etc/me.pem".into()),
+            client_key: Some("/etc/me.key".into()),
+            username: " operator ".into(),
+            remember_password: true,
+        }
+    }
+
+    #[test]
+    fn a_profile_becomes_an_external_broker_with_its_tls_files_and_credentials() {
+        let secret = Secret::new("hunter2");
+        let config = ConnectTarget::Profile(profile())
+            .engine_config(&base(), None, Some(&secret))
+            .unwrap();
+        let BrokerChoice::External(options) = &config.broker else {
+            panic!("external broker expected");
+        };
+        assert_eq!(options.url.to_string(), "mqtts://broker.example.test:8883");
+        assert!(options.url.tls());
+        assert_eq!(options.username.as_deref(), Some("operator"));
+        assert_eq!(options.password.as_deref(), Some("hunter2"));
+        assert_eq!(options.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(options.client_cert, Some(PathBuf::from("/etc/me.pem")));
+        assert_eq!(options.client_key, Some(PathBuf::from("/etc/me.key")));
+        // Everything but the broker comes from the base configuration.
+        assert_eq!(config.data_dir, base().data_dir);
+        assert_eq!(config.db_path, base().db_path);
+        // The password never shows in the configuration's Debug output.
+        let debug = format!("{config:?} {secret:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn an_empty_password_or_user_is_not_sent() {
+        let p = BrokerProfile {
+            url: "mqtt://10.0.0.5".into(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            username: "  ".into(),
+            ..profile()
+        };
+        let config = ConnectTarget::Profile(p)
+            .engine_config(&base(), None, Some(&Secret::new("")))
+            .unwrap();
+        let BrokerChoice::External(options) = &config.broker else {
+            panic!("external broker expected");
+        };
+        assert_eq!(options.url.port(), 1883);
+        assert_eq!(options.username, None);
+        assert_eq!(options.password, None);
+    }
+
+    #[test]
+    fn the_embedded_choice_reuses_a_running_embedded_broker() {
+        let running = BrokerUrl::plain("127.0.0.1", 41883);
+        let config = ConnectTarget::Embedded
+            .engine_config(&base(), Some(&running), None)
+            .unwrap();
+        let BrokerChoice::External(options) = &config.broker else {
+            panic!("the running broker is joined, not started again");
+        };
+        assert_eq!(options.url, running);
+        let config = ConnectTarget::Embedded
+            .engine_config(&base(), None, None)
+            .unwrap();
+        assert!(
+            matches!(config.broker, BrokerChoice::Embedded { listen } if listen.port() == 1883)
+        );
+    }
+
+    #[test]
+    fn bad_profiles_say_what_is_wrong() {
+        let target =
+            |p: BrokerProfile| ConnectTarget::Profile(p).engine_config(&base(), None, None);
+        let err = target(BrokerProfile {
+            name: " ".into(),
+            ..profile()
+        })
+        .unwrap_err();
+        assert_eq!(err, ProfileError::NoName);
+        let err = target(BrokerProfile {
+            url: "http://broker".into(),
+            ..profile()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("broker URL of profile \"plant\""),
+            "{err}"
+        );
+        let err = target(BrokerProfile {
+            client_key: None,
+            ..profile()
+        })
+        .unwrap_err();
+        assert_eq!(err, ProfileError::HalfClientIdentity("plant".into()));
+        let err = target(BrokerProfile {
+            url: "mqtt://broker".into(),
+            ..profile()
+        })
+        .unwrap_err();
+        assert_eq!(err, ProfileError::TlsFilesWithoutTls("plant".into()));
+    }
+
+    #[test]
+    fn a_stored_profile_has_no_password_field() {
+        let json = serde_json::to_string(&profile()).unwrap();
+        assert!(!json.to_lowercase().contains("password\":\""), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter()
+                .all(|k| *k == "remember_password" || !k.contains("password")),
+            "{keys:?}"
+        );
+        // A password smuggled into an old file is ignored, not loaded.
+        let back: BrokerProfile =
+            serde_json::from_str(r#"{"name":"x","url":"mqtt://h","password":"hunter2"}"#).unwrap();
+        assert!(!format!("{back:?}").contains("hunter2"));
+    }
+}
