@@ -30,8 +30,7 @@ pub fn run(
         if let FirmwareSource::Embedded { bind, public_base } = &mut config.firmware
             && public_base.is_none()
         {
-            // The simulated devices live in this process: loopback always reaches the server.
-            *public_base = Some(format!("http://127.0.0.1:{}", bind.port()));
+            *public_base = demo_public_base(bind);
         }
     }
     let demo_firmware = demo.then(|| config.data_dir.join("demo-firmware-2.0.0.bin"));
@@ -84,6 +83,20 @@ pub fn run(
     )
 }
 
+/// The simulated devices live in this process, so loopback always reaches the server. A
+/// wildcard bind is announced as loopback; a wildcard bind on port 0 becomes a loopback bind
+/// (the port is only known once bound, and the server then derives the base itself).
+fn demo_public_base(bind: &mut SocketAddr) -> Option<String> {
+    if !bind.ip().is_unspecified() {
+        return None;
+    }
+    if bind.port() == 0 {
+        *bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        return None;
+    }
+    Some(format!("http://127.0.0.1:{}", bind.port()))
+}
+
 /// The demo fleet: every dialect, gateways and docks, a few devices that fail, downloads slow
 /// enough that progress is visible.
 pub fn demo_fleet(broker_url: &str) -> SimConfig {
@@ -132,4 +145,25 @@ fn write_demo_firmware(path: &Path) -> anyhow::Result<()> {
         })
         .collect();
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_announces_loopback() {
+        let mut bind: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(
+            demo_public_base(&mut bind).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        let mut bind: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        assert_eq!(demo_public_base(&mut bind), None);
+        assert_eq!(bind, "127.0.0.1:0".parse().unwrap());
+        let mut bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(demo_public_base(&mut bind), None);
+        let mut bind: SocketAddr = "192.168.1.5:8080".parse().unwrap();
+        assert_eq!(demo_public_base(&mut bind), None);
+    }
 }

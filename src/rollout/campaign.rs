@@ -542,7 +542,7 @@ impl Campaign {
     /// any sender is accepted.
     fn from_its_dock(&self, idx: usize, sender: &DeviceId) -> bool {
         match self.docks.get(idx) {
-            Some(Some(dock)) if self.docks_known && false => dock.device() == sender.device(),
+            Some(Some(dock)) if self.docks_known => dock.device() == sender.device(),
             _ => true,
         }
     }

@@ -296,7 +296,7 @@ pub fn drop_overlay_ui(ctx: &egui::Context) {
     let rect = ctx.content_rect();
     // One foreground area over the whole window: the dimming, the frame and the text (a
     // label, so screen readers and tests see it too).
-    egui::Area::new(egui::Id::new("drop-highlight"))
+    egui::Area::new(egui::Id::unique("drop-highlight"))
         .order(egui::Order::Foreground)
         .fixed_pos(rect.min)
         .show(ctx, |ui| {
