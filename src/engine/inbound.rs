@@ -60,8 +60,8 @@ impl Runner {
     }
 
     /// Removes the events in which a gateway speaks for a device it does not own: a FogCloud
-    /// `sub.*` entry or a DJI topology entry naming a sub-device attached to another gateway
-    /// that is online, or a gateway listing itself. Any client on the broker can publish on a
+    /// `sub.*` entry or a DJI topology entry naming a device that the fleet knows elsewhere (see
+    /// `foreign_claim`), or a gateway listing itself. Any client on the broker can publish on a
     /// gateway topic, and the fleet routes notices through the gateway it last heard of, so
     /// accepting such a claim would let one gateway fail, "upgrade" or capture another's
     /// devices. A sub-device whose gateway is offline may move (re-pairing is legitimate).
@@ -103,16 +103,31 @@ impl Runner {
         (kept, refused)
     }
 
-    /// Why `gateway` may not report for `device`, if it may not.
+    /// Why `gateway` may not report for `device`, if it may not: the device is the gateway
+    /// itself, or the fleet knows it connected through another gateway (or, FogCloud, directly)
+    /// and that link is alive. Devices not heard of yet may be claimed: that is how sub-devices
+    /// are discovered.
     fn foreign_claim(&self, device: &DeviceId, gateway: &DeviceId) -> Option<String> {
         let (device, gateway) = (device.device(), gateway.device());
         if device == gateway {
             return Some(format!("{gateway} lists itself as its own sub-device"));
         }
-        let known = self.fleet.get(&device)?.gateway.clone()?;
-        let owner_online = self.fleet.get(&known).is_some_and(|r| r.online);
-        (known != gateway && owner_online)
-            .then(|| format!("{device} is attached to {known}, not to {gateway}"))
+        let record = self.fleet.get(&device)?;
+        match &record.gateway {
+            Some(owner) if *owner == gateway => None,
+            Some(owner) => self
+                .fleet
+                .get(owner)
+                .is_some_and(|r| r.online)
+                .then(|| format!("{device} is attached to {owner}, not to {gateway}")),
+            // A DJI drone publishes its state on its own topic (through its dock), so having
+            // heard it directly says nothing about its dock; a FogCloud sub-device never
+            // publishes itself, so one that did is directly connected.
+            None if device.dialect() == Dialect::Dji => None,
+            None => record
+                .online
+                .then(|| format!("{device} is connected directly, not through {gateway}")),
+        }
     }
 
     fn record_inbound(

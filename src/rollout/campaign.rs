@@ -470,7 +470,8 @@ impl Campaign {
             TaskRef::Bid(bid) => {
                 let idx = *self.by_bid.get(bid)?;
                 let rec = self.devices.get(idx)?;
-                if !self.from_its_dock(idx, &report.device) {
+                let current = matches!(&rec.task, TaskRecord::Dji { bid: b, .. } if b == bid);
+                if !self.sent_by_its_dock(idx, &report.device) {
                     log(
                         out,
                         Some(&rec.device),
@@ -482,8 +483,7 @@ impl Campaign {
                         ),
                     );
                     None
-                } else if matches!(&rec.task, TaskRecord::Dji { bid: current, .. } if current == bid)
-                {
+                } else if current {
                     Some(idx)
                 } else {
                     log(
@@ -529,7 +529,7 @@ impl Campaign {
         let current = self.devices.get(idx).is_some_and(
             |rec| matches!(&rec.task, TaskRecord::Dji { bid, .. } if *bid == reply.bid),
         );
-        if !current || !self.from_its_dock(idx, &reply.gateway) {
+        if !current || !self.sent_by_its_dock(idx, &reply.gateway) {
             return;
         }
         self.update(idx, out, |rec, _| device::on_service_reply(rec, reply));
@@ -540,7 +540,7 @@ impl Campaign {
     /// clear on the broker, so another dock (or any client) could repeat one; only the dock the
     /// `ota_create` went to speaks for the upgrade. Until the topology is known (never set),
     /// any sender is accepted.
-    fn from_its_dock(&self, idx: usize, sender: &DeviceId) -> bool {
+    fn sent_by_its_dock(&self, idx: usize, sender: &DeviceId) -> bool {
         match self.docks.get(idx) {
             Some(Some(dock)) if self.docks_known => dock.device() == sender.device(),
             _ => true,
