@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ota_console::device_id::{DeviceId, Dialect};
-use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::sim::{Behaviour, DeviceState, SimConfig, SimFleet};
 use ota_console::store::Store;
 use ota_console::transport::broker::EmbeddedBroker;
 
@@ -279,6 +279,11 @@ async fn resume_after_kill_never_notices_a_succeeded_device_twice() {
     let mut args = base_args(&broker, dir.path(), &fw);
     let bind_at = args.iter().position(|a| a == "--http-bind").unwrap() + 1;
     args[bind_at] = http_bind.clone();
+    // A device whose download dies with the console is decided by its timeout, then retried:
+    // keep both short so that path, too, finishes within the test's bound.
+    let timeout_at = args.iter().position(|a| a == "--device-timeout").unwrap() + 1;
+    args[timeout_at] = "5s".into();
+    args.extend(["--retry-interval", "1s", "--retries", "3"].map(String::from));
     // One device at a time, each taking a while: a kill lands mid-rollout.
     args.extend(
         [
@@ -316,16 +321,21 @@ async fn resume_after_kill_never_notices_a_succeeded_device_twice() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no campaign id in {line:?}"));
 
-    // Kill -9 once two devices succeeded and others have not.
+    // Kill -9 once two devices succeeded and a third is mid-download: the hardest moment, as
+    // that download dies with the console and only its timeout can decide it after the resume.
     let deadline = Instant::now() + WAIT;
     loop {
-        let done = fleet
-            .stats()
+        let stats = fleet.stats();
+        let done = stats
             .devices
             .iter()
             .filter(|d| d.version == "2.0.0")
             .count();
-        if done >= 2 {
+        let downloading = stats
+            .devices
+            .iter()
+            .any(|d| matches!(d.state, DeviceState::Downloading { .. }));
+        if done >= 2 && downloading {
             break;
         }
         assert!(Instant::now() < deadline, "no progress before the kill");
