@@ -5,20 +5,18 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::engine::{run_to_end, wait_for};
 use ota_console::device_id::DeviceId;
 use ota_console::engine::{
-    self, BrokerChoice, CampaignRequest, CampaignView, EngineConfig, EngineHandle, Snapshot,
+    self, BrokerChoice, CampaignRequest, CampaignView, EngineConfig, EngineHandle,
 };
 use ota_console::rollout::{
     CampaignId, CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit,
 };
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::transport::mqtt::{LinkOptions, LinkState};
-
-const WAIT: Duration = Duration::from_secs(60);
 
 fn firmware(dir: &Path, size: usize) -> std::path::PathBuf {
     let path = dir.join("fw-2.0.0.bin");
@@ -34,59 +32,6 @@ async fn start_engine(data_dir: &Path) -> EngineHandle {
         data_dir.to_path_buf(),
     );
     engine::start(config).await.expect("engine starts")
-}
-
-/// Waits (bounded) until `done` holds for the latest snapshot.
-async fn wait_for(
-    handle: &EngineHandle,
-    what: &str,
-    mut done: impl FnMut(&Snapshot) -> bool,
-) -> Arc<Snapshot> {
-    let mut watch = handle.watch();
-    let result = tokio::time::timeout(WAIT, async {
-        loop {
-            let snap = watch.borrow_and_update().clone();
-            if done(&snap) {
-                return snap;
-            }
-            if watch.changed().await.is_err() {
-                panic!("engine stopped while waiting for {what}");
-            }
-        }
-    })
-    .await;
-    match result {
-        Ok(snap) => snap,
-        Err(_) => {
-            let snap = handle.snapshot();
-            let devices: Vec<String> = snap
-                .devices
-                .iter()
-                .map(|r| format!("{} {:?}", r.record.id, r.record.versions))
-                .collect();
-            panic!(
-                "timed out waiting for {what}; link {:?}; devices {devices:#?}; campaigns {:#?}",
-                snap.link,
-                snap.campaigns.first().map(|c| &c.snapshot.devices)
-            )
-        }
-    }
-}
-
-async fn run_to_end(handle: &EngineHandle, id: CampaignId) -> CampaignView {
-    let snap = wait_for(handle, "the campaign to finish", |s| {
-        s.campaigns.iter().any(|c| {
-            c.snapshot.id == id
-                && c.snapshot.state.is_finished()
-                && c.snapshot.counts.in_flight() == 0
-        })
-    })
-    .await;
-    snap.campaigns
-        .iter()
-        .find(|c| c.snapshot.id == id)
-        .unwrap()
-        .clone()
 }
 
 fn fast_policy() -> Policy {

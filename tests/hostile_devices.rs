@@ -9,13 +9,15 @@
 //!
 //! This file must never depend on timing luck: every wait is bounded by a timeout.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::engine::wait_for;
 use ota_console::device_id::{DeviceId, Dialect};
-use ota_console::engine::{self, CampaignRequest, EngineConfig, EngineHandle, Snapshot};
+use ota_console::engine::{self, CampaignRequest, EngineConfig, EngineHandle};
 use ota_console::fleet::inspector::{Direction, MAX_KEPT_PAYLOAD_BYTES};
 use ota_console::protocol::{self, MAX_PAYLOAD_BYTES};
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit};
@@ -718,34 +720,6 @@ fn missing_records(handle: &EngineHandle, want: &HashMap<Key, (usize, usize)>) -
     }
     missing.sort();
     missing
-}
-
-async fn wait_for(
-    handle: &EngineHandle,
-    what: &str,
-    mut done: impl FnMut(&Snapshot) -> bool,
-) -> Arc<Snapshot> {
-    let mut watch = handle.watch();
-    let waited = tokio::time::timeout(WAIT, async {
-        loop {
-            let snap = watch.borrow_and_update().clone();
-            if done(&snap) {
-                return snap;
-            }
-            watch.changed().await.expect("engine running");
-        }
-    })
-    .await;
-    match waited {
-        Ok(s) => s,
-        Err(_) => {
-            let snap = handle.snapshot();
-            panic!(
-                "timed out waiting for {what}: campaigns {:#?}",
-                snap.campaigns.first().map(|c| &c.snapshot.devices)
-            )
-        }
-    }
 }
 
 /// Polls `check` (it reads the inspector, which has no change notification) until it returns

@@ -1,4 +1,5 @@
 //! Fixtures shared by the black-box tests.
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod mosquitto;
