@@ -12,9 +12,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::engine::{
     self, BrokerChoice, CampaignRequest, CampaignView, EngineConfig, EngineHandle,
 };
-use ota_console::rollout::{
-    CampaignId, CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit,
-};
+use ota_console::rollout::{CampaignId, CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::transport::mqtt::{LinkOptions, LinkState};
 
@@ -34,21 +32,9 @@ async fn start_engine(data_dir: &Path) -> EngineHandle {
     engine::start(config).await.expect("engine starts")
 }
 
+/// The shared test policy, with this file's device timeout.
 fn fast_policy() -> Policy {
-    Policy {
-        canary: CanarySize::Count(1),
-        wave_size: 0,
-        rate: RateLimit {
-            per_minute: 60_000,
-            burst: 1_000,
-        },
-        max_in_flight: 1_000,
-        device_timeout_secs: 20,
-        retries: 0,
-        retry_interval_secs: 1,
-        abort: None,
-        ..Policy::default()
-    }
+    common::engine::fast_policy(20)
 }
 
 fn sim_config(handle: &EngineHandle, seed: u64) -> SimConfig {

@@ -20,7 +20,7 @@ use ota_console::device_id::{DeviceId, Dialect};
 use ota_console::engine::{self, CampaignRequest, EngineConfig, EngineHandle};
 use ota_console::fleet::inspector::{Direction, MAX_KEPT_PAYLOAD_BYTES};
 use ota_console::protocol::{self, MAX_PAYLOAD_BYTES};
-use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit};
+use ota_console::rollout::{DeviceStatus, DialectSettings};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -817,20 +817,7 @@ async fn hostile_corpus_during_a_rollout_changes_nothing_it_should_not() {
     }
 
     let package = handle.import_firmware(firmware(dir.path())).await.unwrap();
-    let policy = Policy {
-        canary: CanarySize::Count(1),
-        wave_size: 0,
-        rate: RateLimit {
-            per_minute: 60_000,
-            burst: 1_000,
-        },
-        max_in_flight: 1_000,
-        device_timeout_secs: 30,
-        retries: 0,
-        retry_interval_secs: 1,
-        abort: None,
-        ..Policy::default()
-    };
+    let policy = common::engine::fast_policy(30);
     let rss_before = rss_bytes();
     let before = handle.snapshot().traffic;
     let campaign = handle

@@ -1,14 +1,13 @@
 //! Operator commands: import a package, start / resume / steer campaigns. Each is checked here
 //! and refused with a sentence the UI can show, never a panic.
 
-use std::time::Duration;
-
 use super::command::{CampaignRequest, Command, Reply};
 use super::live::LiveCampaign;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
 use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
+use crate::fleet::Fleet;
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{Campaign, CampaignId, CampaignSpec, Input, Target};
 use crate::store::PackageRecord;
@@ -213,17 +212,14 @@ impl Runner {
 
     /// The fleet's topology, so the campaign upgrades one device per DJI dock at a time.
     fn tell_gateways(&self, campaign: &mut Campaign) {
-        let fleet = &self.fleet;
-        campaign.set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
+        set_gateways_from(&self.fleet, campaign);
     }
 
     /// After a topology change (a drone joined or left a dock).
     pub(super) fn refresh_gateways(&mut self) {
-        let fleet = &self.fleet;
         for live in &mut self.live {
             if live.dialects.contains(&crate::device_id::Dialect::Dji) {
-                live.campaign
-                    .set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
+                set_gateways_from(&self.fleet, &mut live.campaign);
             }
         }
     }
@@ -257,15 +253,15 @@ impl Runner {
 /// other URL was an operator's external download URL.
 fn looks_like_our_offer(url: &str) -> bool {
     url.split("/fw/").skip(1).any(|rest| {
-        rest.split_once('/').is_some_and(|(token, _)| {
-            token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+        rest.split_once('/')
+            .is_some_and(|(token, _)| crate::transport::http::is_offer_token(token))
     })
 }
 
-/// How long an import may report no progress before the UI would look frozen; progress events
-/// are throttled to about this rate.
-pub(super) const IMPORT_PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+/// Each DJI target's dock, as the fleet's topology has it.
+fn set_gateways_from(fleet: &Fleet, campaign: &mut Campaign) {
+    campaign.set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::command::{CampaignRequest, Command};
+use super::command::{CampaignRequest, Command, Reply};
 use super::snapshot::Snapshot;
 use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
@@ -91,15 +91,11 @@ impl EngineHandle {
         &self,
         path: std::path::PathBuf,
     ) -> Result<StoredPackage, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.send_async(Command::ImportFirmware {
+        self.request(|reply| Command::ImportFirmware {
             path,
             reply: Some(reply),
         })
-        .await?;
-        rx.await
-            .map_err(|_| EngineError::Stopped)?
-            .map_err(EngineError::Refused)
+        .await
     }
 
     /// Starts a campaign and waits until it is created.
@@ -107,25 +103,29 @@ impl EngineHandle {
         &self,
         request: CampaignRequest,
     ) -> Result<CampaignId, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.send_async(Command::StartCampaign {
+        self.request(|reply| Command::StartCampaign {
             request: Box::new(request),
             reply: Some(reply),
         })
-        .await?;
-        rx.await
-            .map_err(|_| EngineError::Stopped)?
-            .map_err(EngineError::Refused)
+        .await
     }
 
     /// Resumes a campaign from the database and waits until it runs.
     pub async fn resume_campaign(&self, id: CampaignId) -> Result<CampaignId, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.send_async(Command::ResumeCampaign {
+        self.request(|reply| Command::ResumeCampaign {
             id,
             reply: Some(reply),
         })
-        .await?;
+        .await
+    }
+
+    /// Sends a command carrying a reply channel and waits for the engine's answer.
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_async(command(reply)).await?;
         rx.await
             .map_err(|_| EngineError::Stopped)?
             .map_err(EngineError::Refused)

@@ -2,15 +2,17 @@
 //! progress reported to the engine loop (throttled) and cancellation.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::command::Reply;
-use super::commands::IMPORT_PROGRESS_INTERVAL;
 use super::runner::Runner;
 use super::snapshot::{AlertLevel, ImportProgress};
 use crate::firmware::{CancelToken, FirmwareError, StoredPackage};
+
+/// Import progress is reported at most this often (the UI redraws on each report).
+const IMPORT_PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
 
 pub(super) struct ImportJob {
     pub(super) cancel: CancelToken,

@@ -268,7 +268,6 @@ impl Runner {
 
     pub(super) fn publish_snapshot(&mut self) {
         self.revision += 1;
-        self.traffic.received = self.traffic.received.max(self.link.stats().received);
         let snapshot = super::view::build(self);
         self.snapshot_tx.send_replace(Arc::new(snapshot));
         self.dirty = false;

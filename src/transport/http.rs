@@ -244,7 +244,7 @@ impl FirmwareServer {
             .and_then(|rest| rest.strip_prefix("/fw/"))
             .and_then(|rest| rest.strip_suffix(encoded_name.as_str()))
             .and_then(|rest| rest.strip_suffix('/'))
-            .filter(|token| token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|token| is_offer_token(token))
             .ok_or_else(|| HttpError::ForeignUrl {
                 url: url.to_owned(),
                 base: self.public_base.clone(),
@@ -306,6 +306,11 @@ fn snapshot<K: Clone + Ord>(map: &Mutex<HashMap<K, Arc<AtomicU64>>>) -> BTreeMap
 }
 
 /// `http://h:p/fw/TOKEN/name` -> `TOKEN`; anything without `/fw/` is taken as the token itself.
+/// Whether `token` has the shape [`FirmwareServer::offer`] gives tokens: 32 hex digits.
+pub fn is_offer_token(token: &str) -> bool {
+    token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn token_of(url_or_token: &str) -> &str {
     match url_or_token.split_once("/fw/") {
         Some((_, rest)) => rest.split('/').next().unwrap_or(rest),

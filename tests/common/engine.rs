@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ota_console::engine::{CampaignView, EngineHandle, Snapshot};
-use ota_console::rollout::CampaignId;
+use ota_console::rollout::{CampaignId, CanarySize, Policy, RateLimit};
 
 /// The longest any single wait on the engine may take.
 pub const WAIT_FOR_ENGINE: Duration = Duration::from_secs(60);
@@ -62,4 +62,23 @@ pub async fn run_to_end(handle: &EngineHandle, id: CampaignId) -> CampaignView {
         .find(|c| c.snapshot.id == id)
         .unwrap()
         .clone()
+}
+
+/// A policy that gets out of a test's way: a canary of one, then everyone, no rate or
+/// concurrency limit worth noting, no retries, no abort.
+pub fn fast_policy(device_timeout_secs: u64) -> Policy {
+    Policy {
+        canary: CanarySize::Count(1),
+        wave_size: 0,
+        rate: RateLimit {
+            per_minute: 60_000,
+            burst: 1_000,
+        },
+        max_in_flight: 1_000,
+        device_timeout_secs,
+        retries: 0,
+        retry_interval_secs: 1,
+        abort: None,
+        ..Policy::default()
+    }
 }
