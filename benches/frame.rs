@@ -133,6 +133,7 @@ fn snapshot() -> Snapshot {
             .collect(),
         eta_secs: Some(600),
         live: true,
+        halted: None,
     };
     let mut snap = Snapshot::empty("embedded broker on 0.0.0.0:1883".into());
     snap.link = LinkState::Connected;

@@ -103,7 +103,7 @@ impl Segment {
         }
         if let Some(found) = value
             .chars()
-            .find(|c| matches!(c, '/' | '+' | '#' | '\0') || c.is_control())
+            .find(|&c| matches!(c, '/' | '+' | '#' | '\0') || c.is_control() || is_invisible(c))
         {
             return Err(DeviceIdError::ForbiddenChar { what, found });
         }
@@ -113,6 +113,22 @@ impl Segment {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Bidirectional overrides, zero-width and other invisible format characters: a device named
+/// with them could render as another device's name in the window and in reports.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 impl fmt::Display for Segment {
@@ -326,6 +342,23 @@ mod tests {
         assert!(DeviceId::dji("a/b").is_err());
         let err = DeviceId::dji("+").unwrap_err();
         assert!(err.to_string().contains("not allowed"), "{err}");
+    }
+
+    #[test]
+    fn names_that_could_pose_as_another_device_are_rejected() {
+        // "pump-7" shown right-to-left, or with a zero-width space, looks like another device.
+        for dn in [
+            "pump\u{202E}7-",
+            "pump\u{200B}-7",
+            "\u{2067}pump-7",
+            "\u{FEFF}pump-7",
+        ] {
+            let err = DeviceId::aliyun("pk", dn).unwrap_err();
+            assert!(matches!(err, DeviceIdError::ForbiddenChar { .. }), "{dn:?}");
+        }
+        // Non-ASCII letters are fine: device names in Chinese exist.
+        assert!(DeviceId::aliyun("pk", "水泵-7").is_ok());
+        assert!(DeviceId::aliyun("pk", "pump_7@lab.a:b").is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`engine`]: the task that owns fleet, campaigns, store and I/O; `Command` in, `Snapshot` out.
 //! - [`fleet`]: the registry of discovered devices and the raw-message inspector ring.
 //! - [`report`]: campaign reports (JSON and CSV), shared by the CLI and the window.
+//! - [`private_fs`]: folders 0700 and files 0600 for what holds inventory and broker settings.
 //! - [`protocol`]: pure codecs for the three dialects (Alibaba, FogCloud, DJI).
 //! - [`rollout`]: the pure, deterministic campaign state machine: `(input, now) -> actions`.
 //! - [`store`]: SQLite persistence: packages, campaigns, the transition journal, the inventory.
@@ -19,6 +20,7 @@ pub mod device_id;
 pub mod engine;
 pub mod firmware;
 pub mod fleet;
+pub mod private_fs;
 pub mod protocol;
 pub mod report;
 pub mod rollout;

@@ -7,21 +7,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::engine::{run_to_end, wait_for};
-use ota_console::device_id::DeviceId;
-use ota_console::engine::{
-    self, BrokerChoice, CampaignRequest, CampaignView, EngineConfig, EngineHandle,
-};
-use ota_console::rollout::{CampaignId, CanarySize, DeviceStatus, DialectSettings, Policy};
+use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
+use ota_console::engine::{self, CampaignRequest, CampaignView, EngineConfig, EngineHandle};
+use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
-use ota_console::transport::mqtt::{LinkOptions, LinkState};
-
-fn firmware(dir: &Path, size: usize) -> std::path::PathBuf {
-    let path = dir.join("fw-2.0.0.bin");
-    let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
 
 async fn start_engine(data_dir: &Path) -> EngineHandle {
     let config = EngineConfig::embedded(
@@ -49,44 +38,6 @@ fn sim_config(handle: &EngineHandle, seed: u64) -> SimConfig {
         },
         ..SimConfig::default()
     }
-}
-
-async fn discover(handle: &EngineHandle, expected: &[DeviceId]) {
-    let expected = expected.to_vec();
-    wait_for(handle, "discovery of every simulated device", move |s| {
-        expected.iter().all(|id| {
-            s.devices
-                .iter()
-                .any(|row| &row.record.id == id && row.record.version(None).is_some())
-        })
-    })
-    .await;
-}
-
-async fn start_rollout(
-    handle: &EngineHandle,
-    fw: &Path,
-    targets: Vec<DeviceId>,
-    policy: Policy,
-) -> CampaignId {
-    let package = handle
-        .import_firmware(fw.to_path_buf())
-        .await
-        .expect("import");
-    handle
-        .start_campaign(CampaignRequest {
-            name: "e2e".into(),
-            package_sha256: package.package.sha256,
-            version: "2.0.0".into(),
-            module: None,
-            description: "e2e test".into(),
-            targets,
-            policy,
-            settings: DialectSettings::default(),
-            download_url: None,
-        })
-        .await
-        .expect("campaign starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,68 +130,6 @@ async fn failures_are_reported_as_the_devices_saw_them() {
         assert!(device.error.is_some(), "a failure says why: {device:?}");
         let sim = fleet.stats();
         assert_eq!(sim.get(&device.id.device()).unwrap().version, "1.0.0");
-    }
-    fleet.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollout_through_mosquitto_survives_a_broker_kill() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut mosquitto = common::mosquitto::Mosquitto::start(
-        dir.path(),
-        common::mosquitto::free_port(),
-        "allow_anonymous true",
-    );
-    let mut config = EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().to_path_buf(),
-    );
-    config.broker = BrokerChoice::External(LinkOptions::new(mosquitto.url().parse().unwrap()));
-    let handle = engine::start(config).await.expect("engine starts");
-    wait_for(&handle, "the link to Mosquitto", |s| {
-        s.link == LinkState::Connected
-    })
-    .await;
-    let mut sim = sim_config(&handle, 5);
-    sim.behaviour.bandwidth_bytes_per_sec = Some(400_000);
-    let fleet = SimFleet::start(SimConfig {
-        aliyun: 4,
-        fogcloud: 2,
-        ..sim
-    })
-    .await
-    .expect("simulated fleet starts");
-    let ids = fleet.device_ids();
-    discover(&handle, &ids).await;
-    let fw = firmware(dir.path(), 400_000);
-    let policy = Policy {
-        canary: CanarySize::Percent(100),
-        retries: 2,
-        device_timeout_secs: 15,
-        ..fast_policy()
-    };
-    let id = start_rollout(&handle, &fw, ids.clone(), policy).await;
-    // Mid-download, the broker dies without a word and comes back.
-    wait_for(&handle, "downloads under way", |s| {
-        s.campaigns
-            .first()
-            .is_some_and(|c| c.snapshot.counts.downloading > 0)
-    })
-    .await;
-    mosquitto.kill();
-    wait_for(&handle, "the link to notice", |s| {
-        s.link != LinkState::Connected
-    })
-    .await;
-    mosquitto.restart();
-    let view = run_to_end(&handle, id).await;
-    for device in &view.snapshot.devices {
-        assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
-    }
-    let stats = fleet.stats();
-    for id in &ids {
-        assert_eq!(stats.get(id).unwrap().version, "2.0.0");
     }
     fleet.shutdown().await;
 }

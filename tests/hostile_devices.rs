@@ -412,6 +412,32 @@ fn corpus() -> Vec<Hostile> {
         ));
     }
 
+    // Names that would render as another device's (bidi override, zero-width space, BOM).
+    let dji_version =
+        j(json!({"tid": "t", "bid": "b", "timestamp": 1, "data": {"firmware_version": "2.0.0"}}));
+    for (topic, payload) in [
+        (
+            "/ota/device/inform/a1SimProduct/sim-ali-\u{202E}1000",
+            &inform,
+        ),
+        (
+            "/ota/device/inform/a1SimProduct/sim-ali-0001\u{200B}",
+            &inform,
+        ),
+        (
+            "fogcloud/a1SimProduct/\u{FEFF}sim-fog-0001/thing/up/ota",
+            &fog_version,
+        ),
+        ("thing/product/\u{2067}SIMDOCK0001/state", &dji_version),
+    ] {
+        out.push(h(
+            topic,
+            payload.clone(),
+            "invisible or bidi characters in a device name",
+            Refused,
+        ));
+    }
+
     // 6. Identities that are not the sender's, and non-targets claiming the target version.
     out.push(h(
         "/ota/device/inform/evilpk/bystander",

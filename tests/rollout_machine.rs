@@ -1371,3 +1371,119 @@ fn a_dock_and_its_drone_are_upgraded_one_after_the_other() {
     assert_eq!(h.campaign.state(), CampaignState::Completed);
     h.check_store();
 }
+
+#[test]
+fn a_broker_outage_longer_than_the_timeout_times_out_nobody() {
+    let (a, b, c) = (ali(0), ali(1), ali(2));
+    let policy = Policy {
+        device_timeout_secs: 60,
+        max_in_flight: 2,
+        ..open_policy()
+    };
+    let (mut h, start) = Harness::started(policy, on_v1([a.clone(), b.clone(), c.clone()]));
+    assert_eq!(first_sends(&start), vec![a.clone(), b.clone()]);
+    h.now = 10_000;
+    h.event(ali_progress(&a, 40));
+
+    // The console's link dies at 20 s and stays down for 100 s, well past both deadlines.
+    h.now = 20_000;
+    let lost = h.run(Input::BrokerLost);
+    assert!(
+        logs(&lost)
+            .iter()
+            .any(|l| l.contains("broker link is down"))
+    );
+    assert_eq!(h.campaign.next_deadline(), None, "timers held while deaf");
+    assert!(h.at(61_000).is_empty() && h.at(119_999).is_empty());
+    assert_eq!(h.status(&a), DeviceStatus::Downloading);
+    assert_eq!(h.status(&b), DeviceStatus::Noticed);
+    // A slot that frees up while deaf sends nothing: the notice would only queue.
+    h.now = 100_000;
+    h.succeed(&a);
+    assert_eq!(h.status(&a), DeviceStatus::Succeeded);
+    assert_eq!(h.campaign.device(&c).unwrap().status, DeviceStatus::Pending);
+
+    h.now = 120_000;
+    let back = h.run(Input::BrokerBack);
+    assert!(
+        logs(&back).iter().any(|l| l.contains("back after 100.0 s")),
+        "{:?}",
+        logs(&back)
+    );
+    assert_eq!(first_sends(&back), vec![c.clone()], "held notice goes out");
+    // b was noticed at 0 with a 60 s timeout; 100 s of outage move it to 160 s.
+    assert_eq!(
+        h.campaign.device(&b).unwrap().deadline_at,
+        Some(Timestamp::from_millis(160_000))
+    );
+    h.at(159_999);
+    assert_eq!(h.status(&b), DeviceStatus::Noticed);
+    h.at(160_000);
+    assert_eq!(
+        h.status(&b),
+        DeviceStatus::TimedOut,
+        "its own silence counts"
+    );
+    h.now = 170_000;
+    h.succeed(&c);
+    assert_eq!(h.campaign.counts().succeeded, 2);
+    h.check_store();
+}
+
+#[test]
+fn a_broker_outage_holds_dji_resends_and_retries() {
+    let (d, a) = (dji(1), ali(0));
+    let policy = Policy {
+        retries: 1,
+        retry_interval_secs: 10,
+        ..open_policy()
+    };
+    let (mut h, start) = Harness::started(policy, on_v1([d.clone(), a.clone()]));
+    assert_eq!(sends(&start).len(), 2);
+    h.now = 1_000;
+    h.event(progress(
+        &a,
+        TaskRef::None,
+        UpgradeStatus::Failed(Failure::DownloadFailed),
+        Phase::Unspecified,
+        None,
+    ));
+    assert_eq!(h.status(&a), DeviceStatus::Pending);
+    h.now = 2_000;
+    h.run(Input::BrokerLost);
+    // The DJI reply wait (3 s) and the retry (11 s) both fall inside the outage.
+    assert!(sends(&h.at(30_000)).is_empty());
+    h.now = 32_000;
+    let back = h.run(Input::BrokerBack);
+    // The retry was due during the outage: it goes out now. The reply wait moved by 30 s.
+    assert_eq!(first_sends(&back), vec![a.clone()]);
+    assert_eq!(
+        h.campaign
+            .device(&d)
+            .unwrap()
+            .reply_wait
+            .unwrap()
+            .deadline_at,
+        Timestamp::from_millis(33_000)
+    );
+    assert!(sends(&h.at(32_999)).is_empty());
+    let resend = sends(&h.at(33_000));
+    assert_eq!(resend.len(), 1);
+    assert!(resend[0].resend && resend[0].device == d);
+    h.check_store();
+}
+
+#[test]
+fn a_campaign_started_while_the_broker_is_away_waits_for_it() {
+    let a = ali(0);
+    let mut h = Harness::new(open_policy(), on_v1([a.clone()]));
+    h.run(Input::BrokerLost);
+    assert!(sends(&h.run(Input::Start)).is_empty());
+    h.now = 5_000;
+    assert_eq!(first_sends(&h.run(Input::BrokerBack)), vec![a.clone()]);
+    assert_eq!(
+        h.campaign.device(&a).unwrap().deadline_at,
+        Some(Timestamp::from_millis(5_000 + 30 * 60 * 1000))
+    );
+    h.check_store();
+}

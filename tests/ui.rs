@@ -3,8 +3,8 @@
 //! simulated fleet, and `OtaApp` itself. Import a firmware through the app's own import
 //! function, read its digests, select devices, start a rollout, watch the grid reach
 //! "succeeded" at 100 %, pause / resume / cancel, see device text in Chinese drawn with real
-//! glyphs (the harness panics on a missing glyph), and see a broker that refuses connections
-//! reported in the connection bar.
+//! glyphs (the harness panics on a missing glyph), see a broker that refuses connections
+//! reported in the connection bar, and an import the store refuses shown in the engine's words.
 #![cfg(feature = "gui")]
 
 use std::path::{Path, PathBuf};
@@ -561,4 +561,30 @@ fn a_file_dragged_over_the_window_is_highlighted() {
     h.input_mut().hovered_files.clear();
     h.run_steps(2);
     assert!(h.query_by_label_contains("Drop to import").is_none());
+}
+
+#[test]
+fn an_import_that_cannot_be_stored_is_shown_verbatim() {
+    let mut rig = start_rig(None, None);
+    let mut h = harness(&rig, Settings::default());
+    // A regular file where the store's directory should be: refused even for root.
+    let store = rig._data.path().join("firmware");
+    std::fs::write(&store, b"").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, _) = firmware(dir.path());
+    h.state_mut().as_mut().unwrap().import_firmware(fw.clone());
+    wait_for(&mut h, &mut rig, "the import error in the window", |h| {
+        h.query_all_by_label_contains("cannot import")
+            .next()
+            .is_some()
+    });
+    let alert = rig.handle.snapshot().alerts.last().unwrap().text.clone();
+    assert!(
+        alert.starts_with(&format!("cannot import {}: ", fw.display()))
+            && alert.contains(&store.display().to_string()),
+        "{alert}"
+    );
+    // The operator reads the engine's words, not a summary of them.
+    assert!(has_label(&h, &alert), "{alert} not drawn");
+    assert!(app(&h).snapshot().packages.is_empty());
 }

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
@@ -51,7 +50,7 @@ pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
     let mut config = args.connection.engine_config()?;
     config.firmware = FirmwareSource::Disabled;
     let started_ms = now_ms();
-    let handle = engine::start(config).await.context("starting the engine")?;
+    let handle = engine::start(config).await?;
     handle
         .wait_connected(super::rollout::CONNECT_TIMEOUT)
         .await?;

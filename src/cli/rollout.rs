@@ -6,18 +6,21 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connection::ConnectionArgs;
 use crate::device_id::{DeviceId, Dialect};
-use crate::engine::{self, CampaignRequest, CampaignView, EngineHandle};
+use crate::engine::{
+    self, CampaignRequest, CampaignView, EngineError, EngineHandle, FirmwareSource,
+};
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{
     AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
 };
+use crate::store::Store;
 
 #[derive(Debug, Clone, Args)]
 pub struct RolloutArgs {
@@ -64,7 +67,7 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "P%", value_parser = parse_percent)]
     pub wave_success: Option<u8>,
 
-    /// At most this many notices per minute (`120/min` or `120`).
+    /// At most this many notices per minute (`120/min` or `120`), evenly spaced.
     #[arg(long, value_name = "N/min", value_parser = parse_rate)]
     pub rate: Option<u32>,
 
@@ -185,13 +188,17 @@ pub enum Outcome {
 }
 
 pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
-    let config = args.connection.engine_config()?;
-    let handle = engine::start(config).await.context("starting the engine")?;
+    let mut config = args.connection.engine_config()?;
+    let told = args
+        .resume
+        .and_then(|id| download_base_of(&config.db_path, CampaignId(id)));
+    if let Some(told) = &told {
+        come_back_at(&mut config.firmware, told);
+    }
+    // The engine's own message already says "cannot start: ..." and what failed where.
+    let handle = engine::start(config).await?;
     let id = match args.resume {
-        Some(id) => handle
-            .resume_campaign(CampaignId(id))
-            .await
-            .with_context(|| format!("resuming campaign {id}"))?,
+        Some(id) => resume(&handle, CampaignId(id), told.as_ref()).await?,
         None => start_new(args, &handle).await?,
     };
     eprintln!("campaign {id} running");
@@ -218,6 +225,97 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Where a stored campaign's devices were told to download from: the `http(s)://host:port` in
+/// front of `/fw/` in its offer, when the offer is one of our firmware server's links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DownloadBase {
+    /// `http://host:port`, as in the stored URL.
+    base: String,
+    /// The port in it, when it names one.
+    port: Option<u16>,
+    /// The whole stored download URL.
+    url: String,
+}
+
+impl DownloadBase {
+    fn parse(url: &str) -> Option<DownloadBase> {
+        let (base, _) = url.split_once("/fw/")?;
+        let authority = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"))?;
+        if authority.is_empty() || authority.contains('/') {
+            return None;
+        }
+        // `host:port` or `[v6]:port`; a bare `[v6]` or `host` names no port.
+        let port = authority
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty() && (!host.contains(':') || host.ends_with(']')))
+            .and_then(|(_, port)| port.parse::<u16>().ok());
+        Some(DownloadBase {
+            base: base.to_owned(),
+            port,
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// The download base of campaign `id`, read from the database before the engine opens it.
+/// `None` when there is nothing to read (the engine then says what is wrong with the campaign).
+fn download_base_of(db: &std::path::Path, id: CampaignId) -> Option<DownloadBase> {
+    if !db.exists() {
+        return None;
+    }
+    let campaign = Store::open(db).ok()?.load_campaign(id).ok()?;
+    DownloadBase::parse(&campaign.spec.offer.url)
+}
+
+/// Devices keep the URL they were given (in-flight downloads resume from it, retries repeat
+/// it), so a resumed campaign's firmware server must answer there. `--http-bind` on port 0
+/// asks for any free port: take the one the devices know. An explicit port or `--public-url`
+/// is the operator's choice and is left alone; the engine refuses the resume if the devices'
+/// URL cannot be served from it, and [`resume`] says what to pass instead.
+fn come_back_at(firmware: &mut FirmwareSource, told: &DownloadBase) {
+    if let (
+        FirmwareSource::Embedded {
+            bind,
+            public_base: None,
+        },
+        Some(port),
+    ) = (firmware, told.port)
+        && bind.port() == 0
+    {
+        bind.set_port(port);
+    }
+}
+
+async fn resume(
+    handle: &EngineHandle,
+    id: CampaignId,
+    told: Option<&DownloadBase>,
+) -> anyhow::Result<CampaignId> {
+    // Listening before resuming: devices that speak once (a DJI dock's topology at connect)
+    // are heard, and the campaign does not start by holding its timers for a broker outage.
+    handle.wait_connected(CONNECT_TIMEOUT).await?;
+    match (handle.resume_campaign(id).await, told) {
+        (Ok(id), _) => Ok(id),
+        // The engine names the stored URL when this server cannot serve it.
+        (Err(e), Some(told)) if e.to_string().contains(&told.url) => {
+            let port = told
+                .port
+                .map_or_else(|| "PORT".to_owned(), |p| p.to_string());
+            Err(anyhow::Error::new(e).context(format!(
+                "resuming campaign {id}: its devices were told to download from {base}, and \
+                 only a firmware server answering there can finish their downloads and retries. \
+                 Resume with the server on that port (--http-bind ADDR:{port}); if devices \
+                 reach this machine under another address (a proxy, NAT), also pass \
+                 --public-url {base}",
+                base = told.base
+            )))
+        }
+        (Err(e), _) => Err(anyhow::Error::new(e).context(format!("resuming campaign {id}"))),
+    }
+}
+
 async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<CampaignId> {
     let (Some(firmware), Some(version)) = (&args.firmware, &args.version) else {
         bail!("--firmware and --version are required (or --resume ID)");
@@ -225,7 +323,13 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
     let package = handle
         .import_firmware(firmware.clone())
         .await
-        .with_context(|| format!("importing {}", firmware.display()))?;
+        .map_err(|e| match e {
+            // The engine's answer names the file and the store already.
+            EngineError::Refused(text) => anyhow::anyhow!(text),
+            other => {
+                anyhow::Error::from(other).context(format!("importing {}", firmware.display()))
+            }
+        })?;
     eprintln!(
         "{}: {} bytes, md5 {}, sha256 {}",
         package.package.file_name,
@@ -333,9 +437,12 @@ pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Po
         policy.success_threshold_percent = p;
     }
     if let Some(rate) = args.rate {
+        // Evenly spaced, so that any minute holds at most `rate` notices as the flag promises;
+        // a bucket of `rate` would send that many at once and up to twice as many in the
+        // first minute.
         policy.rate = RateLimit {
             per_minute: rate,
-            burst: rate.clamp(1, 1_000),
+            burst: 1,
         };
     }
     if let Some(n) = args.concurrency {
@@ -379,6 +486,13 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
             .cloned();
         if let Some(view) = &view {
             progress.show(&view.snapshot.counts);
+            if let Some(why) = &view.halted {
+                progress.finish();
+                bail!(
+                    "campaign {id} stopped: {why}; nothing more was sent. Free space or fix \
+                     permissions, then continue it: ota-console rollout --resume {id}"
+                );
+            }
             let counts = view.snapshot.counts;
             if view.snapshot.state.is_finished() && counts.in_flight() == 0 {
                 progress.finish();

@@ -12,9 +12,6 @@ use clap::Args;
 
 use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet, SimTotals};
 
-/// How often the summary line is printed.
-const SUMMARY_EVERY: Duration = Duration::from_secs(5);
-
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
     /// Broker to connect the devices to.
@@ -83,6 +80,16 @@ pub struct SimArgs {
     /// Seconds between firmware requests in --pull mode.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub pull_secs: f64,
+    /// Report download progress every SECS seconds instead of at each 10 % mark.
+    #[arg(long, value_name = "SECS")]
+    pub progress_secs: Option<f64>,
+    /// Seconds between summary lines.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub summary_secs: f64,
+    /// Print the summaries as JSON lines (`{"event": "summary" | "stopped", "totals": {..}}`)
+    /// for scripts and benchmarks.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl SimArgs {
@@ -114,6 +121,10 @@ impl SimArgs {
                 pull: self.pull,
                 pull_interval: secs("--pull-secs", self.pull_secs)?,
                 offline_for: secs("--offline-secs", self.offline_secs)?,
+                progress_interval: self
+                    .progress_secs
+                    .map(|v| secs("--progress-secs", v))
+                    .transpose()?,
                 ..Behaviour::default()
             },
         })
@@ -128,17 +139,29 @@ fn secs(option: &str, value: f64) -> anyhow::Result<Duration> {
 /// Runs the fleet until Ctrl-C.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.to_config()?;
+    let summary_every = secs("--summary-secs", args.summary_secs)?;
+    anyhow::ensure!(
+        !summary_every.is_zero(),
+        "--summary-secs must be more than 0"
+    );
     let fleet = SimFleet::start(cfg)
         .await
         .context("starting the simulated fleet")?;
     let ids = fleet.device_ids();
-    println!(
-        "simulating {} devices against {} (first: {}); Ctrl-C to stop",
-        ids.len(),
-        args.broker,
-        ids.first().map(ToString::to_string).unwrap_or_default()
-    );
-    let mut every = tokio::time::interval(SUMMARY_EVERY);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "event": "started", "devices": ids.len() })
+        );
+    } else {
+        println!(
+            "simulating {} devices against {} (first: {}); Ctrl-C to stop",
+            ids.len(),
+            args.broker,
+            ids.first().map(ToString::to_string).unwrap_or_default()
+        );
+    }
+    let mut every = tokio::time::interval(summary_every);
     every.tick().await;
     loop {
         tokio::select! {
@@ -146,19 +169,31 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
                 r.context("waiting for Ctrl-C")?;
                 break;
             }
-            _ = every.tick() => println!("{}", summary(&fleet.stats().totals())),
+            _ = every.tick() => println!("{}", line(args.json, "summary", &fleet.stats().totals())),
         }
     }
     let last = fleet.stats().totals();
     fleet.shutdown().await;
-    println!("stopped: {}", summary(&last));
+    println!("{}", line(args.json, "stopped", &last));
     Ok(())
+}
+
+/// One summary line: JSON with `--json`, else text (`stopped: ...` for the last one).
+fn line(json: bool, event: &str, totals: &SimTotals) -> String {
+    if json {
+        serde_json::json!({ "event": event, "totals": totals }).to_string()
+    } else if event == "stopped" {
+        format!("stopped: {}", summary(totals))
+    } else {
+        summary(totals)
+    }
 }
 
 fn summary(t: &SimTotals) -> String {
     format!(
         "{} devices, {} connected | idle {} downloading {} installing {} failed {} rejected {} \
-         offline {} | notices {} upgraded {} failures {} missing replies {} dropped {}",
+         offline {} | notices {} upgraded {} failures {} missing replies {} dropped {} | \
+         published {} acked {}",
         t.devices,
         t.connected,
         t.idle,
@@ -171,7 +206,9 @@ fn summary(t: &SimTotals) -> String {
         t.upgrades_succeeded,
         t.upgrades_failed,
         t.missing_replies,
-        t.messages_dropped
+        t.messages_dropped,
+        t.messages_published,
+        t.messages_acked
     )
 }
 
@@ -209,6 +246,8 @@ mod tests {
             "--pull",
             "--module",
             "MCU",
+            "--progress-secs",
+            "1",
         ]);
         let cfg = cli.sim.to_config().unwrap();
         assert_eq!(
@@ -220,7 +259,28 @@ mod tests {
         assert_eq!(cfg.behaviour.install, Duration::from_millis(500));
         assert!(cfg.behaviour.pull);
         assert_eq!(cfg.aliyun_modules, vec!["MCU".to_owned()]);
+        assert_eq!(
+            cfg.behaviour.progress_interval,
+            Some(Duration::from_secs(1))
+        );
         cfg.validate().unwrap();
+        let marks_only = Cli::parse_from(["x"]).sim.to_config().unwrap();
+        assert_eq!(marks_only.behaviour.progress_interval, None);
+    }
+
+    #[test]
+    fn json_summaries_carry_the_totals() {
+        let totals = SimTotals {
+            devices: 2,
+            messages_acked: 7,
+            ..SimTotals::default()
+        };
+        let parsed: serde_json::Value =
+            serde_json::from_str(&line(true, "stopped", &totals)).unwrap();
+        assert_eq!(parsed["event"], "stopped");
+        assert_eq!(parsed["totals"]["devices"], 2);
+        assert_eq!(parsed["totals"]["messages_acked"], 7);
+        assert!(line(false, "stopped", &totals).starts_with("stopped: 2 devices"));
     }
 
     #[test]

@@ -51,8 +51,7 @@ pub fn run(
             } else {
                 Err(e)
             }
-        })
-        .context("starting the engine")?;
+        })?;
     let _fleet = if demo {
         if let Some(path) = &demo_firmware {
             write_demo_firmware(path)?;

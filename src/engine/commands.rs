@@ -2,7 +2,6 @@
 //! and refused with a sentence the UI can show, never a panic.
 
 use super::command::{CampaignRequest, Command, Reply};
-use super::live::LiveCampaign;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
 use crate::device_id::DeviceId;
@@ -110,8 +109,7 @@ impl Runner {
         self.store
             .create_campaign(&campaign.persisted())
             .map_err(|e| format!("cannot start the rollout: {e}"))?;
-        self.live.push(LiveCampaign::new(campaign));
-        let idx = self.live.len() - 1;
+        let idx = self.add_live(campaign);
         self.drive(idx, Input::Start);
         self.live[idx].record_timeline(self.clock.now_ms());
         Ok(id)
@@ -203,8 +201,7 @@ impl Runner {
             .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
         self.tell_gateways(&mut campaign);
         self.history.retain(|h| h.snapshot.id != id);
-        self.live.push(LiveCampaign::new(campaign));
-        let idx = self.live.len() - 1;
+        let idx = self.add_live(campaign);
         self.drive(idx, Input::Tick);
         self.live[idx].record_timeline(self.clock.now_ms());
         Ok(id)

@@ -94,7 +94,11 @@ impl Runner {
                     );
                     Ok(stored)
                 }
-                Err(e) => Err(e),
+                // The bytes are stored, but without a row nothing offers or serves them.
+                Err(e) => Err(format!(
+                    "cannot import {}: {e}",
+                    job.progress.file.display()
+                )),
             },
             Err(FirmwareError::Canceled) => Err("import canceled".to_owned()),
             Err(e) => Err(format!(

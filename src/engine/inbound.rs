@@ -22,14 +22,21 @@ impl Runner {
         let now_ms = self.clock.now_ms();
         match protocol::decode(&message.topic, &message.payload) {
             Ok(events) => {
-                let (events, refused) = self.drop_foreign_claims(events);
+                let (events, foreign) = self.drop_foreign_claims(events);
+                let (events, overflow) = self.drop_unknown_when_full(events);
+                let kind = if foreign.is_some() {
+                    "foreign sub-device"
+                } else {
+                    "registry full"
+                };
+                let refused = foreign.or(overflow);
                 let about = events.first().map(|e| e.device().clone());
                 if let Some(device) = &about {
                     self.last_message
                         .insert(device.device(), format!("← {}", message.topic));
                 }
                 if let Some(reason) = &refused {
-                    self.refuse(&message, "foreign sub-device", reason, now_ms);
+                    self.refuse(&message, kind, reason, now_ms);
                 }
                 self.record_inbound(&message, about, refused, now_ms);
                 for event in events {
@@ -100,6 +107,27 @@ impl Runner {
             }
             kept.push(event);
         }
+        (kept, refused)
+    }
+
+    /// Removes the events that would add devices to a registry already holding
+    /// [`crate::fleet::MAX_DEVICES`]: known devices keep being heard, new names are refused.
+    fn drop_unknown_when_full(&self, events: Vec<Event>) -> (Vec<Event>, Option<String>) {
+        let mut refused = None;
+        let kept = events
+            .into_iter()
+            .filter(|event| {
+                let admitted = self.fleet.admits(event);
+                if !admitted {
+                    refused = Some(format!(
+                        "the device registry is full ({} devices): {} is not added",
+                        self.fleet.len(),
+                        event.device()
+                    ));
+                }
+                admitted
+            })
+            .collect();
         (kept, refused)
     }
 

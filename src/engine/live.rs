@@ -8,6 +8,7 @@ use crate::rollout::{Action, Campaign, Input, LogLevel, NoticeRoute, UpgradeOrde
 use super::outbox::Pending;
 use super::runner::Runner;
 use super::snapshot::{AlertLevel, TimelinePoint};
+use crate::transport::mqtt::LinkState;
 
 /// Timeline points kept per campaign; older halves are thinned out beyond this.
 const MAX_TIMELINE_POINTS: usize = 2_000;
@@ -17,8 +18,8 @@ pub(super) struct LiveCampaign {
     /// Dialects among its targets.
     pub(super) dialects: Vec<Dialect>,
     pub(super) timeline: Vec<TimelinePoint>,
-    /// The store refused a write: nothing more is sent for this campaign.
-    pub(super) halted: bool,
+    /// The store refused a write (why): nothing more is sent for this campaign.
+    pub(super) halted: Option<String>,
 }
 
 /// The dialects among a campaign's targets, sorted.
@@ -39,7 +40,7 @@ impl LiveCampaign {
             dialects: dialects_of(&campaign),
             campaign,
             timeline: Vec::new(),
-            halted: false,
+            halted: None,
         }
     }
 
@@ -80,13 +81,23 @@ impl LiveCampaign {
 }
 
 impl Runner {
+    /// Starts driving a campaign; one that begins while the broker is away learns it first.
+    pub(super) fn add_live(&mut self, campaign: Campaign) -> usize {
+        self.live.push(LiveCampaign::new(campaign));
+        let idx = self.live.len() - 1;
+        if *self.link.state().borrow() != LinkState::Connected {
+            self.drive(idx, Input::BrokerLost);
+        }
+        idx
+    }
+
     /// Feeds one input to campaign `idx` and carries out what it asks.
     pub(super) fn drive(&mut self, idx: usize, input: Input) {
         let now = self.clock.now();
         let Some(live) = self.live.get_mut(idx) else {
             return;
         };
-        if live.halted {
+        if live.halted.is_some() {
             return;
         }
         let actions = live.campaign.handle(input, now, &mut self.ids);
@@ -135,13 +146,21 @@ impl Runner {
                     device,
                     level,
                     message,
-                } => {
-                    let who = device.map(|d| d.to_string()).unwrap_or_default();
-                    match level {
-                        LogLevel::Info => tracing::info!(device = %who, "{message}"),
-                        LogLevel::Warn => tracing::warn!(device = %who, "{message}"),
+                } => match device {
+                    Some(device) => match level {
+                        LogLevel::Info => tracing::info!(device = %device, "{message}"),
+                        LogLevel::Warn => tracing::warn!(device = %device, "{message}"),
+                    },
+                    // About the whole campaign: the operator should see it, not only the log.
+                    None => {
+                        let id = self.live[idx].campaign.id();
+                        let level = match level {
+                            LogLevel::Info => AlertLevel::Info,
+                            LogLevel::Warn => AlertLevel::Warning,
+                        };
+                        self.alert(level, format!("campaign {id}: {message}"));
                     }
-                }
+                },
             }
         }
     }

@@ -82,17 +82,18 @@ impl Runner {
         let failed: HashSet<CampaignId> = transitions.iter().map(|t| t.campaign).collect();
         let mut halted = Vec::new();
         for live in &mut self.live {
-            if failed.contains(&live.campaign.id()) && !live.halted {
-                live.halted = true;
-                halted.push(live.campaign.id());
+            if failed.contains(&live.campaign.id()) && live.halted.is_none() {
+                let why = format!("the database refused a write ({e})");
+                live.halted = Some(why.clone());
+                halted.push((live.campaign.id(), why));
             }
         }
-        for id in halted {
+        for (id, why) in halted {
             self.alert(
                 AlertLevel::Error,
                 format!(
-                    "campaign {id} stopped: the database refused a write ({e}); nothing more is \
-                     sent. Free space or fix permissions, then restart to resume"
+                    "campaign {id} stopped: {why}; nothing more is sent. Free space or fix \
+                     permissions, then restart to resume"
                 ),
             );
         }

@@ -21,7 +21,7 @@ use crate::firmware::{FirmwareStore, StoredPackage};
 use crate::fleet::Fleet;
 use crate::fleet::inspector::{Direction, Inspector};
 use crate::protocol::Outbound;
-use crate::rollout::RandomIds;
+use crate::rollout::{Input, RandomIds};
 use crate::store::Store;
 use crate::transport::broker::EmbeddedBroker;
 use crate::transport::http::FirmwareServer;
@@ -153,6 +153,14 @@ impl Runner {
             ),
             LinkState::Connected => tracing::info!("connected to the MQTT broker"),
             _ => {}
+        }
+        let input = if *state == LinkState::Connected {
+            Input::BrokerBack
+        } else {
+            Input::BrokerLost
+        };
+        for idx in 0..self.live.len() {
+            self.drive(idx, input.clone());
         }
         self.dirty = true;
     }

@@ -55,6 +55,9 @@ pub struct CampaignView {
     pub eta_secs: Option<u64>,
     /// Whether the engine is driving it now (false: history only).
     pub live: bool,
+    /// Why the engine stopped driving it mid-way (the database refused a write): nothing more
+    /// is sent until it is resumed after a restart.
+    pub halted: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

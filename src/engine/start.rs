@@ -15,6 +15,7 @@ use super::snapshot::{AlertLevel, CampaignView, Snapshot, Traffic};
 use crate::firmware::{FirmwareStore, StoredPackage};
 use crate::fleet::Fleet;
 use crate::fleet::inspector::Inspector;
+use crate::private_fs;
 use crate::protocol;
 use crate::rollout::{Campaign, RandomIds};
 use crate::store::Store;
@@ -29,17 +30,46 @@ const COMMAND_QUEUE: usize = 256;
 /// Outgoing messages that may wait while the broker is away.
 const OUTGOING_QUEUE: usize = 100_000;
 
+/// Opens the database, created 0600 so that SQLite gives its `-wal` and `-shm` files the same
+/// mode; an older, looser one is tightened.
+fn open_private_store(db_path: &std::path::Path) -> Result<Store, String> {
+    if let Err(e) = private_fs::private_file(db_path, b"") {
+        // Opening says best what is wrong with the place (read-only, missing folder...).
+        tracing::debug!("cannot pre-create {}: {e}", db_path.display());
+    }
+    let store = Store::open(db_path).map_err(|e| e.to_string())?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db_path.as_os_str().to_owned();
+        name.push(suffix);
+        if let Err(e) = private_fs::tighten_if_present(std::path::Path::new(&name)) {
+            tracing::warn!("cannot make {} private: {e}", db_path.display());
+        }
+    }
+    Ok(store)
+}
+
 /// Starts the engine on the current tokio runtime.
 pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
     let start_error = |e: String| EngineError::Start(e);
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+    private_fs::create_private_dir(&config.data_dir).map_err(|e| {
         start_error(format!(
             "cannot create the data directory {}: {e}",
             config.data_dir.display()
         ))
     })?;
-    let store = Store::open(&config.db_path).map_err(|e| start_error(e.to_string()))?;
+    // After the database: a read-only place is reported by it, saying what it cannot write.
+    let store = open_private_store(&config.db_path).map_err(start_error)?;
+    if let Err(e) = private_fs::tighten_dir(&config.data_dir) {
+        tracing::warn!(
+            "cannot make the data directory {} private: {e}",
+            config.data_dir.display()
+        );
+    }
     let packages = FirmwareStore::in_data_dir(&config.data_dir);
+    // Imports that died with an earlier run leave partial files; they would only take space.
+    if let Err(e) = packages.remove_stale_temps() {
+        tracing::warn!("{e}");
+    }
 
     let (broker, link_options, broker_label) = connect_options(&config)?;
     let broker_url = format!(
@@ -265,6 +295,7 @@ fn restore_history(runner: &mut Runner) {
             timeline: Vec::new(),
             eta_secs: None,
             live: false,
+            halted: None,
         });
     }
 }

@@ -16,6 +16,10 @@ pub enum FirmwareError {
         path: PathBuf,
         cause: io::Error,
     },
+    /// Writing into the package store failed (read-only mount, disk full, permissions, ...);
+    /// the temp file of the import is gone and nothing new is stored.
+    #[error("cannot write the firmware store {}: {cause}", dir.display())]
+    StoreWrite { dir: PathBuf, cause: io::Error },
     /// The caller's `CancelToken` was triggered; nothing was kept.
     #[error("canceled")]
     Canceled,

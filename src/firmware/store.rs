@@ -4,16 +4,19 @@
 //! fsyncs and renames it without clobbering, so a file under a digest name is always complete
 //! and editing or deleting the original afterwards changes nothing.
 //! Never accepts a name that is not 64 lowercase hex digits (no path traversal), never
-//! overwrites a stored file, and never leaves a temp file behind on error or cancel.
+//! overwrites a stored file, and never leaves a temp file behind on error or cancel. Temp files
+//! a crash left behind (`.import-*`, untouched for a minute and not locked by a live import) are
+//! swept before each import, so a full disk is not kept full by a dead import.
 //! Also owns `default_data_dir`, the root of everything ota-console keeps on disk.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tempfile::NamedTempFile;
+use tempfile::{NamedTempFile, TempPath};
 
 use super::cancel::CancelToken;
 use super::digest::{self, HashOptions, Progress, Sink, Source};
@@ -25,6 +28,10 @@ const MAX_METADATA_BYTES: u64 = 64 * 1024;
 
 /// Prefix of in-progress imports; never a valid digest name, so never served or listed.
 const TEMP_PREFIX: &str = ".import-";
+
+/// A temp file untouched for this long (and not locked) was left by a crash: a live import
+/// writes to its temp file continuously and renames it within moments of the last write.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
 
 /// A package in the store: its digests and the path of its immutable copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +85,10 @@ impl FirmwareStore {
         let (mut file, size_hint) = digest::open_source(src, self.options.max_size)?;
         fs::create_dir_all(&self.dir)
             .map_err(|e| FirmwareError::io("create store directory", &self.dir, e))?;
+        if let Err(e) = self.remove_stale_temps() {
+            // Only space is lost; the import itself may still fit.
+            tracing::warn!("cannot sweep stale temp files: {e}");
+        }
         let mut temp = self.temp_file()?;
         let temp_path = temp.path().to_path_buf();
         let source = Source {
@@ -90,12 +101,51 @@ impl FirmwareStore {
             path: &temp_path,
         };
         // Any error from here on drops `temp`, which deletes it.
-        let package = digest::hash_stream(source, Some(sink), self.options, progress, cancel)?;
-        seal(temp.as_file(), &temp_path)?;
-        self.write_metadata_if_missing(&package)?;
+        let package = digest::hash_stream(source, Some(sink), self.options, progress, cancel)
+            .map_err(|e| self.sink_error(e, &temp_path))?;
+        self.seal(temp.as_file())?;
+        let wrote_metadata = self.write_metadata_if_missing(&package)?;
         let path = self.data_path(&package.sha256);
-        self.persist(temp, &path)?;
+        if let Err(e) = self.persist(temp, &path) {
+            if wrote_metadata && !path.exists() {
+                // Metadata without its data file would describe a package that is not there.
+                let _ = fs::remove_file(self.metadata_path(&package.sha256));
+            }
+            return Err(e);
+        }
         Ok(StoredPackage { package, path })
+    }
+
+    /// Deletes temp files a crashed import left behind: those untouched for a minute that no
+    /// live import (of any process) holds locked. Returns how many were removed.
+    pub fn remove_stale_temps(&self) -> Result<usize, FirmwareError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(FirmwareError::io("list", &self.dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| FirmwareError::io("list", &self.dir, e))?;
+            let is_temp = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+            if !is_temp {
+                continue;
+            }
+            let path = entry.path();
+            // Held open (and locked) until the file is gone, so no import can adopt it meanwhile.
+            let Some(_lock) = abandoned(&path) else {
+                continue;
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.write_error(e)),
+            }
+        }
+        Ok(removed)
     }
 
     /// The path a digest is stored under (whether or not it is stored).
@@ -194,11 +244,52 @@ impl FirmwareStore {
         self.dir.join(format!("{sha256}.json"))
     }
 
+    /// A new temp file (deleted when dropped), locked so that no sweep of another process takes
+    /// it for a crash's. Created here rather than by `tempfile::Builder`, whose errors carry the
+    /// random temp name instead of the plain OS error.
     fn temp_file(&self) -> Result<NamedTempFile, FirmwareError> {
-        tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.dir)
-            .map_err(|e| FirmwareError::io("create a temp file in", &self.dir, e))
+        let name = format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let path = self.dir.join(name);
+        let mut options = File::options();
+        options.read(true).write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(|e| self.write_error(e))?;
+        // Best effort: where locks are unsupported, the age rule alone protects the file.
+        let _ = try_lock(&file);
+        match TempPath::try_from_path(&path) {
+            Ok(temp_path) => Ok(NamedTempFile::from_parts(file, temp_path)),
+            Err(e) => {
+                // Only when the working directory is gone (relative store path).
+                let _ = fs::remove_file(&path);
+                Err(FirmwareError::io("resolve", path, e))
+            }
+        }
+    }
+
+    /// Writing into the store failed: the message names the store, not a temp file's name.
+    fn write_error(&self, cause: io::Error) -> FirmwareError {
+        FirmwareError::StoreWrite {
+            dir: self.dir.clone(),
+            cause,
+        }
+    }
+
+    /// A failed write to the temp file is a store failure; read errors stay about the source.
+    fn sink_error(&self, e: FirmwareError, temp_path: &Path) -> FirmwareError {
+        match e {
+            FirmwareError::Io { path, cause, .. } if path == temp_path => self.write_error(cause),
+            other => other,
+        }
+    }
+
+    /// Flushes a finished temp file to disk and makes it read-only before it gets its final
+    /// name.
+    fn seal(&self, file: &File) -> Result<(), FirmwareError> {
+        file.sync_all().map_err(|e| self.write_error(e))?;
+        read_only(file)
+            .and_then(|p| file.set_permissions(p))
+            .map_err(|e| self.write_error(e))
     }
 
     /// Renames the sealed temp file to `path` unless something is already there (an earlier
@@ -210,28 +301,29 @@ impl FirmwareStore {
         match temp.persist_noclobber(path) {
             Ok(_) => {}
             Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(FirmwareError::io("move the import into", path, e.error)),
+            Err(e) => return Err(self.write_error(e.error)),
         }
-        sync_dir(&self.dir)
+        sync_dir(&self.dir).map_err(|e| self.write_error(e))
     }
 
     /// Written before the data file, so a data file always has its metadata; the first import's
-    /// metadata wins (same digests; only the file name could differ).
-    fn write_metadata_if_missing(&self, package: &FirmwarePackage) -> Result<(), FirmwareError> {
+    /// metadata wins (same digests; only the file name could differ). `true` when written now.
+    fn write_metadata_if_missing(&self, package: &FirmwarePackage) -> Result<bool, FirmwareError> {
         let path = self.metadata_path(&package.sha256);
         if path.exists() {
-            return Ok(());
+            return Ok(false);
         }
         let json = serde_json::to_vec_pretty(package).map_err(|e| FirmwareError::BadMetadata {
             path: path.clone(),
             cause: e,
         })?;
         let mut temp = self.temp_file()?;
-        let temp_path = temp.path().to_path_buf();
-        temp.write_all(&json)
-            .map_err(|e| FirmwareError::io("write", &temp_path, e))?;
-        seal(temp.as_file(), &temp_path)?;
-        self.persist(temp, &path)
+        temp.as_file_mut()
+            .write_all(&json)
+            .map_err(|e| self.write_error(e))?;
+        self.seal(temp.as_file())?;
+        self.persist(temp, &path)?;
+        Ok(true)
     }
 
     fn read_metadata(&self, sha256: &str) -> Result<Option<FirmwarePackage>, FirmwareError> {
@@ -261,13 +353,34 @@ impl FirmwareStore {
     }
 }
 
-/// Flushes a finished temp file to disk and makes it read-only before it gets its final name.
-fn seal(file: &File, path: &Path) -> Result<(), FirmwareError> {
-    file.sync_all()
-        .map_err(|e| FirmwareError::io("flush to disk", path, e))?;
-    read_only(file)
-        .and_then(|p| file.set_permissions(p))
-        .map_err(|e| FirmwareError::io("make read-only", path, e))
+/// The temp file at `path`, opened and locked, when it was left by a crash: untouched for
+/// `STALE_TEMP_AGE` and not locked by a live import. `None` when in use or unknowable.
+fn abandoned(path: &Path) -> Option<File> {
+    let file = File::open(path).ok()?;
+    let modified = file.metadata().and_then(|m| m.modified()).ok()?;
+    let idle = SystemTime::now().duration_since(modified).ok()?;
+    if idle < STALE_TEMP_AGE {
+        return None;
+    }
+    match try_lock(&file) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        // Locked now, or locks unsupported here: the age rule decides.
+        _ => Some(file),
+    }
+}
+
+/// An exclusive advisory lock, released when the file is closed (also by a crash).
+fn try_lock(file: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(io::Error::from)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        Ok(())
+    }
 }
 
 fn read_only(file: &File) -> io::Result<fs::Permissions> {
@@ -287,12 +400,10 @@ fn read_only(file: &File) -> io::Result<fs::Permissions> {
 
 /// Makes a rename durable: on Linux the new directory entry survives a crash only once the
 /// directory itself is synced.
-fn sync_dir(dir: &Path) -> Result<(), FirmwareError> {
+fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| FirmwareError::io("flush to disk", dir, e))
+        File::open(dir).and_then(|d| d.sync_all())
     }
     #[cfg(not(unix))]
     {
@@ -516,6 +627,92 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("not-a-dir/store"), "{err}");
+    }
+
+    fn age(path: &Path, by: Duration) {
+        let file = File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - by).unwrap();
+    }
+
+    #[test]
+    fn only_dead_temp_files_are_swept() {
+        let fx = fixture();
+        assert_eq!(fx.store.remove_stale_temps().unwrap(), 0, "missing dir");
+        fx.import(&fx.source("fw.bin", b"abc")).unwrap();
+        let dir = fx.store.dir();
+        for name in [
+            ".import-crashed",
+            ".import-fresh",
+            ".import-locked",
+            "stray",
+        ] {
+            fs::write(dir.join(name), b"partial").unwrap();
+        }
+        let hours = Duration::from_secs(7200);
+        for name in [".import-crashed", ".import-locked", "stray"] {
+            age(&dir.join(name), hours);
+        }
+        // A live import of another process holds its temp file locked, however long it idles.
+        let live = File::open(dir.join(".import-locked")).unwrap();
+        try_lock(&live).unwrap();
+        assert_eq!(fx.store.remove_stale_temps().unwrap(), 1);
+        let mut expected = vec![
+            ".import-fresh".to_owned(),
+            ".import-locked".to_owned(),
+            ABC_SHA.to_owned(),
+            format!("{ABC_SHA}.json"),
+            "stray".to_owned(),
+        ];
+        assert_eq!(fx.store_entries(), expected);
+        // Its process died: the lock is gone with it.
+        drop(live);
+        assert_eq!(fx.store.remove_stale_temps().unwrap(), 1);
+        expected.remove(1);
+        assert_eq!(fx.store_entries(), expected);
+    }
+
+    #[test]
+    fn an_import_locks_its_temp_file_against_sweeps() {
+        let fx = fixture();
+        fs::create_dir_all(fx.store.dir()).unwrap();
+        let temp = fx.store.temp_file().unwrap();
+        temp.as_file()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        assert_eq!(fx.store.remove_stale_temps().unwrap(), 0);
+        assert!(temp.path().exists());
+        let path = temp.path().to_path_buf();
+        drop(temp);
+        assert!(!path.exists(), "a dropped temp file is deleted");
+    }
+
+    #[test]
+    fn store_write_errors_name_the_store_and_the_os_reason_only() {
+        let fx = fixture();
+        // No directory to create the temp file in: the plain OS error, no temp file name.
+        let err = fx.store.temp_file().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write the firmware store {}: {}",
+                fx.store.dir().display(),
+                io::Error::from_raw_os_error(2)
+            )
+        );
+        let temp_path = fx.store.dir().join(".import-x");
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        let err = fx
+            .store
+            .sink_error(FirmwareError::io("write", &temp_path, full), &temp_path);
+        assert!(matches!(err, FirmwareError::StoreWrite { .. }), "{err:?}");
+        assert!(!err.to_string().contains(".import-x"), "{err}");
+        // A read error stays about the source file.
+        let src = fx.src_dir.join("fw.bin");
+        let err = fx.store.sink_error(
+            FirmwareError::io("read", &src, io::Error::other("bad sector")),
+            &temp_path,
+        );
+        assert!(err.to_string().contains("fw.bin"), "{err}");
     }
 
     #[test]

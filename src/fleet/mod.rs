@@ -24,15 +24,47 @@ pub struct Applied {
     pub version_changed: bool,
 }
 
+/// Devices the registry takes in at most. Any client on the broker can name new devices at
+/// will; beyond this, messages about devices not yet known are refused (the fleets this console
+/// serves are far smaller, and a campaign holds at most [`crate::rollout::MAX_TARGETS`]).
+pub const MAX_DEVICES: usize = 200_000;
+
 /// All known devices, keyed by the device id without module.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Fleet {
     devices: HashMap<DeviceId, DeviceRecord>,
+    limit: usize,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Self::with_limit(MAX_DEVICES)
+    }
 }
 
 impl Fleet {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A registry that takes in at most `limit` devices from events (restored ones always fit).
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            devices: HashMap::new(),
+            limit,
+        }
+    }
+
+    /// Whether applying `event` keeps the registry within its limit (it names no device not
+    /// known yet, or there is room for them).
+    pub fn admits(&self, event: &Event) -> bool {
+        let mut unknown: Vec<DeviceId> = devices_named(event)
+            .map(DeviceId::device)
+            .filter(|id| !self.devices.contains_key(id))
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        self.devices.len().saturating_add(unknown.len()) <= self.limit
     }
 
     pub fn len(&self) -> usize {
@@ -155,6 +187,19 @@ impl Fleet {
     }
 }
 
+/// Every device (and gateway) an event would create a record for.
+fn devices_named(event: &Event) -> Box<dyn Iterator<Item = &DeviceId> + '_> {
+    match event {
+        Event::Version(v) => Box::new(std::iter::once(&v.device).chain(v.gateway.as_ref())),
+        Event::Progress(p) => Box::new(std::iter::once(&p.device).chain(p.gateway.as_ref())),
+        Event::Topology(t) => Box::new(std::iter::once(&t.gateway).chain(t.sub_devices.iter())),
+        Event::FirmwareGet(g) => Box::new(std::iter::once(&g.device)),
+        Event::ServiceReply(r) => Box::new(std::iter::once(&r.gateway)),
+        Event::DjiOtherEvent { gateway, .. } => Box::new(std::iter::once(gateway)),
+        Event::DjiCompatibility { device, .. } => Box::new(std::iter::once(device)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +215,33 @@ mod tests {
             version: v.into(),
             gateway: None,
         })
+    }
+
+    #[test]
+    fn a_full_registry_admits_known_devices_only() {
+        let mut fleet = Fleet::with_limit(2);
+        assert!(fleet.admits(&version(ali("d1"), "1.0")));
+        fleet.apply(&version(ali("d1"), "1.0"), 10);
+        fleet.apply(&version(ali("d2"), "1.0"), 10);
+        assert!(!fleet.admits(&version(ali("d3"), "1.0")));
+        // Known devices, any module, keep reporting.
+        let mcu = ali("d1").with_module(Some("MCU")).unwrap();
+        assert!(fleet.admits(&version(mcu, "2.0")));
+        // A gateway event counts every sub-device it would add.
+        let gw = DeviceId::fogcloud("gpk", "gw").unwrap();
+        let sub_of = |dn: &str| {
+            Event::Version(VersionReport {
+                device: DeviceId::fogcloud("spk", dn).unwrap(),
+                version: "1".into(),
+                gateway: Some(gw.clone()),
+            })
+        };
+        let mut roomy = Fleet::with_limit(3);
+        roomy.apply(&version(ali("d1"), "1.0"), 10);
+        assert!(roomy.admits(&sub_of("s1")), "gateway + sub-device = 2 new");
+        roomy.apply(&sub_of("s1"), 10);
+        assert!(!roomy.admits(&sub_of("s2")));
+        assert_eq!(roomy.len(), 3);
     }
 
     #[test]

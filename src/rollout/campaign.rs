@@ -74,6 +74,8 @@ pub struct Campaign {
     rate_blocked: bool,
     blocked_wave_logged: Option<u32>,
     next_task_id: u64,
+    /// Runtime only: since when the console's broker link is down (timers and notices held).
+    broker_lost_at: Option<Timestamp>,
     now: Timestamp,
     created_at: Timestamp,
     started_at: Option<Timestamp>,
@@ -234,6 +236,7 @@ impl Campaign {
             rate_blocked: false,
             blocked_wave_logged: None,
             next_task_id,
+            broker_lost_at: None,
             now,
             created_at: p.created_at,
             started_at: p.started_at,
@@ -318,6 +321,9 @@ impl Campaign {
     /// When the engine must feed `Input::Tick` next; `None` when only an input can change
     /// anything.
     pub fn next_deadline(&self) -> Option<Timestamp> {
+        if self.broker_lost_at.is_some() {
+            return None;
+        }
         let timer = self.timers.first().map(|(t, _)| *t);
         let token = (self.rate_blocked && self.state == CampaignState::Running)
             .then(|| self.bucket.next_token_at(self.now));
@@ -383,6 +389,10 @@ impl Campaign {
     pub fn handle(&mut self, input: Input, now: Timestamp, ids: &mut dyn IdSource) -> Vec<Action> {
         self.now = self.now.max(now);
         let mut out = Vec::new();
+        // Before the timers: what fell due after the loss must not fire as if we had listened.
+        if matches!(input, Input::BrokerLost) {
+            self.broker_lost(&mut out);
+        }
         self.fire_timers(ids, &mut out);
         let mut reply_to = None;
         match input {
@@ -400,7 +410,8 @@ impl Campaign {
                     self.set_online(idx, online, &mut out);
                 }
             }
-            Input::Tick => {}
+            Input::Tick | Input::BrokerLost => {}
+            Input::BrokerBack => self.broker_back(&mut out),
             Input::Pause => self.command_state(
                 CampaignState::Running,
                 CampaignState::Paused,
@@ -735,6 +746,9 @@ impl Campaign {
     }
 
     fn fire_timers(&mut self, ids: &mut dyn IdSource, out: &mut Vec<Action>) {
+        if self.broker_lost_at.is_some() {
+            return;
+        }
         let mut due = Vec::new();
         while let Some(&(t, idx)) = self.timers.first() {
             if t > self.now {
@@ -775,7 +789,10 @@ impl Campaign {
     fn pump(&mut self, ids: &mut dyn IdSource, out: &mut Vec<Action>) -> bool {
         self.rate_blocked = false;
         let mut skipped = false;
-        if self.state != CampaignState::Running || self.queue.is_empty() {
+        if self.state != CampaignState::Running
+            || self.queue.is_empty()
+            || self.broker_lost_at.is_some()
+        {
             return skipped;
         }
         let max = usize::try_from(self.spec.policy.max_in_flight).unwrap_or(usize::MAX);
@@ -1033,6 +1050,50 @@ impl Campaign {
                 });
             }
         }
+    }
+
+    // ---- the console's broker link ----------------------------------------------------------
+
+    fn broker_lost(&mut self, out: &mut Vec<Action>) {
+        if self.broker_lost_at.is_some()
+            || (self.state.is_finished() && self.counts.in_flight() == 0)
+        {
+            return;
+        }
+        self.broker_lost_at = Some(self.now);
+        log(
+            out,
+            None,
+            LogLevel::Warn,
+            "the broker link is down: timeouts and new notices wait until it is back".into(),
+        );
+    }
+
+    /// Gives every device in flight the outage back, so that only its own silence times it out.
+    fn broker_back(&mut self, out: &mut Vec<Action>) {
+        let Some(lost_at) = self.broker_lost_at.take() else {
+            return;
+        };
+        let outage_ms = self.now.as_millis().saturating_sub(lost_at.as_millis());
+        let in_flight: Vec<usize> = (0..self.devices.len())
+            .filter(|&i| self.devices.get(i).is_some_and(|r| r.status.in_flight()))
+            .collect();
+        for &idx in &in_flight {
+            self.update(idx, out, |rec, _| {
+                device::postpone(rec, outage_ms);
+                Step::default()
+            });
+        }
+        log(
+            out,
+            None,
+            LogLevel::Info,
+            format!(
+                "the broker link is back after {:.1} s: {} device(s) in flight get that time back",
+                outage_ms as f64 / 1000.0,
+                in_flight.len()
+            ),
+        );
     }
 
     /// Pause and resume: `from` → `to`, or a refusal.

@@ -382,6 +382,15 @@ pub(crate) fn on_timer(
     }
 }
 
+/// Moves a device's deadline and DJI reply wait `ms` later: the console could not hear it for
+/// that long (its broker link was down).
+pub(crate) fn postpone(rec: &mut DeviceRecord, ms: u64) {
+    rec.deadline_at = rec.deadline_at.map(|t| t.plus_ms(ms));
+    if let Some(wait) = &mut rec.reply_wait {
+        wait.deadline_at = wait.deadline_at.plus_ms(ms);
+    }
+}
+
 /// A failed or timed-out device with retries left goes back to pending, not before the retry
 /// interval. Returns `None` when there is no retry left.
 pub(crate) fn schedule_retry(rec: &mut DeviceRecord, ctx: &DeviceCtx<'_>) -> Option<Step> {

@@ -89,6 +89,12 @@
 //!   pending devices end canceled (or as their last failure if they were waiting for a retry);
 //!   devices in flight are still followed to their end. `Cancel` does the same on command.
 //!   `Pause` stops new notices and retries; in-flight devices still report and time out.
+//! - **Broker outage** (`BrokerLost` .. `BrokerBack`): while the console's own link is down it
+//!   can hear no device, so no timer fires (timeouts, DJI reply waits, retries) and no notice
+//!   goes out; when the link is back, the deadline and reply wait of every device in flight
+//!   move later by the length of the outage (persisted), and everything due fires from then.
+//!   A partition longer than the device timeout therefore times out nobody by itself; a device
+//!   that stays silent after the link is back times out at its shifted deadline.
 //! - **Offline** devices are not noticed; they get their notice when seen again
 //!   (`Input::Seen`, or any event from them). A device seen again while `noticed` (not DJI) gets
 //!   the same notice re-sent, as the Alibaba platform does.
@@ -235,6 +241,11 @@ pub enum Input {
     AdvanceWave,
     /// Give every failed and timed-out device a fresh retry budget.
     RetryFailed,
+    /// The console's own link to the broker went down: from now on the console hears nothing,
+    /// so silence says nothing about a device. Holds every timer and every new notice.
+    BrokerLost,
+    /// The link is back: every in-flight deadline and DJI reply wait moves later by the outage.
+    BrokerBack,
     /// The `SendUpgrade` for this device and attempt could not be published.
     PublishFailed {
         device: DeviceId,

@@ -77,6 +77,9 @@ pub struct Behaviour {
     pub reply_timeout: Duration,
     /// Give up on a download when no bytes arrive for this long.
     pub download_stall_timeout: Duration,
+    /// Report download progress on this period (the share received so far) instead of at each
+    /// 10 % mark, as devices with a progress timer do; `None`: at the marks only.
+    pub progress_interval: Option<Duration>,
 }
 
 impl Default for Behaviour {
@@ -90,6 +93,7 @@ impl Default for Behaviour {
             offline_for: Duration::from_secs(5),
             reply_timeout: Duration::from_secs(5),
             download_stall_timeout: Duration::from_secs(30),
+            progress_interval: None,
         }
     }
 }
@@ -198,6 +202,13 @@ impl SimConfig {
         if self.fogcloud_gateways > 0 && self.subs_per_gateway == 0 {
             return Err(SimError::InvalidConfig(
                 "FogCloud gateways need at least one sub-device (--subs)".to_owned(),
+            ));
+        }
+        if self.behaviour.progress_interval == Some(Duration::ZERO) {
+            return Err(SimError::InvalidConfig(
+                "--progress-secs 0 would report progress without pause; leave it out to report \
+                 at the 10 % marks"
+                    .to_owned(),
             ));
         }
         if self.behaviour.bandwidth_bytes_per_sec == Some(0) {
@@ -328,6 +339,16 @@ mod tests {
         cfg.behaviour.faults.verify = 1.5;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("fail-verify"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_progress_interval_is_refused() {
+        let mut cfg = SimConfig::default();
+        cfg.behaviour.progress_interval = Some(Duration::ZERO);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("--progress-secs"), "{err}");
+        cfg.behaviour.progress_interval = Some(Duration::from_secs(1));
+        cfg.validate().unwrap();
     }
 
     #[test]

@@ -128,7 +128,9 @@ impl Link {
             .client
             .as_ref()
             .is_some_and(|c| c.try_publish(topic, QoS::AtLeastOnce, false, bytes).is_ok());
-        if !sent {
+        if sent {
+            self.stats.update(|s| s.messages_published += 1);
+        } else {
             self.stats.update(|s| s.messages_dropped += 1);
             tracing::debug!(client = %self.client_id, topic, "simulated device dropped a publish");
         }
@@ -155,8 +157,8 @@ impl Drop for Link {
     }
 }
 
-/// Drives the event loop forever: forwards CONNACKs and publishes, backs off after errors
-/// (rumqttc would otherwise retry at once, hammering a broker that is down).
+/// Drives the event loop forever: forwards CONNACKs and publishes, counts PUBACKs, backs off
+/// after errors (rumqttc would otherwise retry at once, hammering a broker that is down).
 async fn poll(
     mut event_loop: EventLoop,
     inbox: mpsc::Sender<Inbound>,
@@ -179,6 +181,7 @@ async fn poll(
                 backoff = BACKOFF_MIN;
                 connected.send_modify(|n| *n += 1);
             }
+            Ok(Event::Incoming(Packet::PubAck(_))) => stats.update(|s| s.messages_acked += 1),
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let msg = Inbound {
                     topic: p.topic,

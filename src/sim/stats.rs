@@ -70,6 +70,10 @@ pub struct DeviceStats {
     /// Messages that could not be published (connection down, client queue full) or
     /// received messages dropped because the device's inbox was full.
     pub messages_dropped: u64,
+    /// Messages handed to the MQTT client for publishing (QoS 1), every kind together.
+    pub messages_published: u64,
+    /// PUBACKs the broker sent for them: the messages the broker has certainly taken.
+    pub messages_acked: u64,
 }
 
 impl DeviceStats {
@@ -94,6 +98,8 @@ impl DeviceStats {
             rejections: 0,
             missing_replies: 0,
             messages_dropped: 0,
+            messages_published: 0,
+            messages_acked: 0,
         }
     }
 }
@@ -141,6 +147,12 @@ pub struct SimTotals {
     pub upgrades_failed: u64,
     pub missing_replies: u64,
     pub messages_dropped: u64,
+    /// Progress messages published, all devices together.
+    pub progress_sent: u64,
+    pub messages_published: u64,
+    pub messages_acked: u64,
+    /// Connections accepted by the broker, reconnects included.
+    pub connects: u64,
 }
 
 impl SimStats {
@@ -180,6 +192,10 @@ impl SimStats {
             t.upgrades_failed += d.upgrades_failed;
             t.missing_replies += d.missing_replies;
             t.messages_dropped += d.messages_dropped;
+            t.progress_sent += d.progress_sent;
+            t.messages_published += d.messages_published;
+            t.messages_acked += d.messages_acked;
+            t.connects += d.connects;
         }
         t
     }
@@ -197,6 +213,9 @@ mod tests {
         a.upgrades_succeeded = 2;
         let mut b = DeviceStats::new(DeviceId::dji("B").unwrap(), "1");
         b.state = DeviceState::Failed { code: -3 };
+        b.messages_published = 5;
+        b.messages_acked = 4;
+        b.progress_sent = 3;
         let stats = SimStats {
             devices: vec![a, b],
         };
@@ -208,5 +227,7 @@ mod tests {
         let t = stats.totals();
         assert_eq!((t.devices, t.connected, t.idle, t.failed), (2, 1, 1, 1));
         assert_eq!(t.upgrades_succeeded, 2);
+        assert_eq!((t.messages_published, t.messages_acked), (5, 4));
+        assert_eq!((t.progress_sent, t.connects), (3, 1));
     }
 }

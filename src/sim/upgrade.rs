@@ -1,13 +1,16 @@
 //! One upgrade as a device lives it, whatever the dialect: download every file (paced), verify
 //! it, install for the configured time, and act out the fault rolled for it.
 //!
-//! Owns: the order of steps, the 10 % progress marks and the outcome. Runs as its own task and
+//! Owns: the order of steps, the progress reports (at each 10 % mark, or on a timer with
+//! [`Behaviour::progress_interval`]) and the outcome. Runs as its own task and
 //! reports to its device task over a channel. Must never: publish anything itself (the device
 //! task owns the connection and the wire format).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
 
 use super::config::{Behaviour, Fault};
 use super::download::{self, DownloadError, Expected, TransferFaults};
@@ -28,6 +31,8 @@ pub(crate) struct Job {
     pub bandwidth_bytes_per_sec: Option<u64>,
     pub install: Duration,
     pub stall_timeout: Duration,
+    /// Report download progress on this period instead of at the 10 % marks.
+    pub progress_interval: Option<Duration>,
     pub http: reqwest::Client,
 }
 
@@ -44,6 +49,7 @@ impl Job {
             bandwidth_bytes_per_sec: b.bandwidth_bytes_per_sec,
             install: b.install,
             stall_timeout: b.download_stall_timeout,
+            progress_interval: b.progress_interval,
             http: http.clone(),
         }
     }
@@ -70,7 +76,8 @@ pub(crate) enum Outcome {
 /// What a job tells its device task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum JobEvent {
-    /// A 10 % mark was passed (download: share of all bytes; install: share of install time).
+    /// A 10 % mark was passed (download: share of all bytes; install: share of install time),
+    /// or, with a progress interval, the timer fired (download: share received so far).
     Progress {
         phase: Phase,
         percent: u8,
@@ -94,6 +101,9 @@ async fn execute<K: Clone>(job: &Job, key: &K, tx: &mpsc::Sender<(K, JobEvent)>)
     for file in &job.files {
         let faults = transfer_faults(job.fault, file.expected.size);
         let base = done_before;
+        let periodic = job.progress_interval.is_some();
+        // Read by the progress timer while the fetch runs.
+        let received = AtomicU64::new(base);
         // The byte callback is synchronous: it queues marks that the loop below forwards while
         // the fetch runs. At most 20 events per file exist, so the queue never fills.
         let (mark_tx, mut mark_rx) = mpsc::channel::<JobEvent>(32);
@@ -106,7 +116,11 @@ async fn execute<K: Clone>(job: &Job, key: &K, tx: &mpsc::Sender<(K, JobEvent)>)
             faults,
             |got| {
                 let so_far = base + got;
-                if let Some(p) = marks.passed(so_far, total) {
+                received.store(so_far, Ordering::Relaxed);
+                // On a timer, only the end of the download is still reported as a mark.
+                if let Some(p) = marks.passed(so_far, total)
+                    && (!periodic || p == 100)
+                {
                     let _ = mark_tx.try_send(JobEvent::Bytes(so_far));
                     let _ = mark_tx.try_send(JobEvent::Progress {
                         phase: Phase::Download,
@@ -116,14 +130,29 @@ async fn execute<K: Clone>(job: &Job, key: &K, tx: &mpsc::Sender<(K, JobEvent)>)
             },
         );
         tokio::pin!(fetch);
+        let mut timer = job.progress_interval.map(|every| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            // A device that fell behind reports once, not a burst of stale reports.
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        });
         let result = loop {
-            tokio::select! {
+            let ev = tokio::select! {
                 r = &mut fetch => break r,
-                Some(ev) = mark_rx.recv() => {
-                    if tx.send((key.clone(), ev)).await.is_err() {
+                Some(ev) = mark_rx.recv() => ev,
+                () = super::tick(&mut timer) => {
+                    let so_far = received.load(Ordering::Relaxed);
+                    if tx.send((key.clone(), JobEvent::Bytes(so_far))).await.is_err() {
                         return Outcome::DownloadFailed("device task ended".into());
                     }
+                    JobEvent::Progress {
+                        phase: Phase::Download,
+                        percent: percent_of(so_far, total),
+                    }
                 }
+            };
+            if tx.send((key.clone(), ev)).await.is_err() {
+                return Outcome::DownloadFailed("device task ended".into());
             }
         };
         while let Ok(ev) = mark_rx.try_recv() {
@@ -183,6 +212,13 @@ fn transfer_faults(fault: Fault, size: u64) -> TransferFaults {
     }
 }
 
+/// `done` of `total` in whole percent (an empty download counts as complete).
+fn percent_of(done: u64, total: u64) -> u8 {
+    (u128::from(done.min(total)) * 100)
+        .checked_div(u128::from(total))
+        .map_or(100, |p| u8::try_from(p).unwrap_or(100))
+}
+
 /// Remembers the last 10 % mark reported so each is reported once.
 #[derive(Debug, Default)]
 struct Marks {
@@ -192,11 +228,7 @@ struct Marks {
 impl Marks {
     /// The highest newly passed mark (10, 20, .. 100), if any.
     fn passed(&mut self, done: u64, total: u64) -> Option<u8> {
-        // An empty download counts as complete.
-        let percent = (u128::from(done.min(total)) * 100)
-            .checked_div(u128::from(total))
-            .map_or(100, |p| p as u8);
-        let mark = percent / 10 * 10;
+        let mark = percent_of(done, total) / 10 * 10;
         (mark > self.last).then(|| {
             self.last = mark;
             mark
@@ -222,6 +254,86 @@ mod tests {
         assert_eq!(jump.passed(100, 100), None);
     }
 
+    /// Serves `body` once to the first client, as a plain HTTP/1.1 response.
+    async fn serve_once(body: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = socket.read(&mut head).await.unwrap();
+            let header = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            socket.write_all(header.as_bytes()).await.unwrap();
+            socket.write_all(&body).await.unwrap();
+            let _ = socket.shutdown().await;
+        });
+        format!("http://{addr}/fw.bin")
+    }
+
+    #[tokio::test]
+    async fn a_progress_interval_reports_on_the_timer_and_at_the_end() {
+        // Two 4 KiB pacing slices at 8 KiB/s: the download takes at least a second, during
+        // which a 200 ms timer fires several times; the 10 % marks are not reported.
+        let size = 8192u64;
+        let url = serve_once(vec![7u8; size as usize]).await;
+        let job = Job {
+            files: vec![FileToFetch {
+                url,
+                expected: Expected {
+                    size,
+                    md5: None,
+                    sha256: None,
+                    checksum: None,
+                },
+            }],
+            fault: Fault::None,
+            bandwidth_bytes_per_sec: Some(size),
+            install: Duration::ZERO,
+            stall_timeout: Duration::from_secs(10),
+            progress_interval: Some(Duration::from_millis(200)),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        tokio::time::timeout(Duration::from_secs(30), run(job, (), tx))
+            .await
+            .expect("the job ends");
+        let mut download = Vec::new();
+        let mut finished = None;
+        while let Ok(((), ev)) = rx.try_recv() {
+            match ev {
+                JobEvent::Progress {
+                    phase: Phase::Download,
+                    percent,
+                } => download.push(percent),
+                JobEvent::Finished(outcome) => finished = Some(outcome),
+                _ => {}
+            }
+        }
+        assert_eq!(finished, Some(Outcome::Installed));
+        // Timer reports at 200 ms steps through the >= 1 s download (four unless the machine
+        // is very busy), then the final 100.
+        assert!(download.len() >= 4, "{download:?}");
+        assert_eq!(download.last(), Some(&100), "{download:?}");
+        assert!(download.windows(2).all(|w| w[0] <= w[1]), "{download:?}");
+        // Percentages of bytes received so far: 0 before the first slice, 50 after it.
+        assert!(
+            download.iter().all(|p| [0, 50, 100].contains(p)),
+            "{download:?}"
+        );
+    }
+
+    #[test]
+    fn percent_of_rounds_down_and_treats_empty_as_complete() {
+        assert_eq!(percent_of(0, 200), 0);
+        assert_eq!(percent_of(199, 200), 99);
+        assert_eq!(percent_of(500, 200), 100);
+        assert_eq!(percent_of(0, 0), 100);
+    }
+
     #[test]
     fn faults_map_to_transfer_behaviour() {
         assert_eq!(transfer_faults(Fault::Download, 100).break_at, Some(50));
@@ -240,6 +352,7 @@ mod tests {
             bandwidth_bytes_per_sec: None,
             install: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(1),
+            progress_interval: None,
             http: reqwest::Client::new(),
         };
         let (tx, mut rx) = mpsc::channel(32);

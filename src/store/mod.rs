@@ -27,10 +27,11 @@ mod journal;
 mod packages;
 pub mod schema;
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, MAIN_DB};
 
 pub use campaigns::CampaignRow;
 pub use inventory::InventoryDevice;
@@ -52,6 +53,14 @@ pub enum StoreError {
         path: String,
         #[source]
         source: rusqlite::Error,
+    },
+    /// The database file, or the directory SQLite keeps its `-wal` and `-shm` files in, cannot
+    /// be written (read-only mount, permissions). `place` is the one that refused.
+    #[error("cannot write the database {}: {}{cause}", path.display(), place_note(path, place))]
+    NotWritable {
+        path: PathBuf,
+        place: PathBuf,
+        cause: io::Error,
     },
     #[error(
         "the database schema is version {found}, newer than this build knows ({known}); upgrade ota-console"
@@ -79,12 +88,30 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// A database that cannot be written is refused here, not at the first transition:
+    /// `StoreError::NotWritable` says which file or directory refused and why.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::setup(conn, true)
+        // The file's mode alone says nothing for root or on a read-only mount: SQLite quietly
+        // falls back to read-only, which `is_readonly` reveals.
+        let opened =
+            Connection::open(path).and_then(|conn| conn.is_readonly(MAIN_DB).map(|ro| (conn, ro)));
+        let conn = match opened {
+            Ok((conn, false)) => conn,
+            Ok((_, true)) => {
+                return Err(
+                    not_writable(path).unwrap_or_else(|| StoreError::NotWritable {
+                        path: path.to_path_buf(),
+                        place: path.to_path_buf(),
+                        cause: io::Error::other("SQLite could only open it read-only"),
+                    }),
+                );
+            }
+            Err(source) => return Err(open_error(path, source)),
+        };
+        Self::setup(conn, true).map_err(|e| match e {
+            StoreError::Sqlite(source) => open_error(path, source),
+            other => other,
+        })
     }
 
     /// A private in-memory database (tests, `--demo`).
@@ -157,6 +184,48 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Why opening `path` failed: a write probe names the file or directory that refuses writes
+/// (SQLite only says "unable to open database file"), else SQLite's own error.
+fn open_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    not_writable(path).unwrap_or_else(|| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Probes what SQLite needs to write: the file itself when it exists, and its directory (for
+/// the file, and the `-wal` and `-shm` files beside it). `None` when both accept writes.
+fn not_writable(path: &Path) -> Option<StoreError> {
+    let refused = |place: &Path, cause: io::Error| StoreError::NotWritable {
+        path: path.to_path_buf(),
+        place: place.to_path_buf(),
+        cause,
+    };
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Some(refused(path, e)),
+        _ => {}
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // Unnamed and gone when dropped: the probe leaves nothing in the directory.
+    tempfile::tempfile_in(dir).err().map(|e| refused(dir, e))
+}
+
+/// What `NotWritable` says before the OS error when the directory, not the file, refused.
+fn place_note(path: &Path, place: &Path) -> String {
+    if place == path {
+        String::new()
+    } else {
+        format!(
+            "its directory {} does not accept new files (SQLite keeps its -wal and -shm files \
+             there): ",
+            place.display()
+        )
     }
 }
 
@@ -238,6 +307,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("junk.db");
         std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
-        assert!(Store::open(&path).is_err());
+        let err = Store::open(&path).unwrap_err();
+        assert!(err.to_string().contains("junk.db"), "{err}");
+    }
+
+    // Read-only mounts are covered by tests/disk_faults.rs; these refusals hold even for root.
+    #[test]
+    fn an_unwritable_path_is_named_with_the_os_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"").unwrap();
+        let path = blocker.join("console.db");
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::NotWritable { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write the database {}: {}",
+                path.display(),
+                io::Error::from_raw_os_error(20)
+            )
+        );
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::NotWritable { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_refusing_directory_is_named_as_such() {
+        let err = StoreError::NotWritable {
+            path: PathBuf::from("/data/ota-console.db"),
+            place: PathBuf::from("/data"),
+            cause: io::Error::from_raw_os_error(30),
+        };
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write the database /data/ota-console.db: its directory /data does not \
+                 accept new files (SQLite keeps its -wal and -shm files there): {}",
+                io::Error::from_raw_os_error(30)
+            )
+        );
     }
 }

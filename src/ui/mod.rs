@@ -92,6 +92,7 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
             .with_min_inner_size([900.0, 560.0])
             .with_drag_and_drop(true),
         persist_window: true,
+        persistence_path: private_settings_file(),
         ..Default::default()
     };
     eframe::run_native(
@@ -114,4 +115,22 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))
+}
+
+/// The settings file (saved broker profiles: URLs, user names, TLS key paths), made private
+/// before eframe first writes it; eframe's own default place, so earlier settings are kept.
+/// `None` (eframe's default handling) only when there is no home to keep it in.
+fn private_settings_file() -> Option<std::path::PathBuf> {
+    let dir = eframe::storage_dir(APP_ID)?;
+    let file = dir.join("app.ron");
+    let made = crate::private_fs::private_dir(&dir)
+        // An empty RON map: what eframe reads as "no settings yet".
+        .and_then(|()| crate::private_fs::private_file(&file, b"{}\n"));
+    if let Err(e) = made {
+        tracing::warn!(
+            "cannot make the settings file {} private: {e}",
+            file.display()
+        );
+    }
+    Some(file)
 }

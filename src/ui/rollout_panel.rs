@@ -358,6 +358,12 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
             ui.colored_label(theme::WARN, "wave below its success threshold");
         }
     });
+    if let Some(why) = &view.halted {
+        ui.colored_label(
+            theme::BAD,
+            format!("Stopped: {why}. Nothing more is sent; free space or fix permissions, then restart the console to resume."),
+        );
+    }
     ui.horizontal_wrapped(|ui| {
         let live = view.live;
         if live && s.state == CampaignState::Running && ui.button("Pause").clicked() {

@@ -1,11 +1,13 @@
-//! Waiting on the real engine in black-box tests: bounded, woken by each new snapshot, and
-//! explaining what it saw when the time runs out.
+//! Driving the real engine in black-box tests: waits that are bounded, woken by each new
+//! snapshot and explain what they saw when the time runs out; discovery, and starting a rollout.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ota_console::engine::{CampaignView, EngineHandle, Snapshot};
-use ota_console::rollout::{CampaignId, CanarySize, Policy, RateLimit};
+use ota_console::device_id::DeviceId;
+use ota_console::engine::{CampaignRequest, CampaignView, EngineHandle, Snapshot};
+use ota_console::rollout::{CampaignId, CanarySize, DialectSettings, Policy, RateLimit};
 
 /// The longest any single wait on the engine may take.
 pub const WAIT_FOR_ENGINE: Duration = Duration::from_secs(60);
@@ -81,4 +83,52 @@ pub fn fast_policy(device_timeout_secs: u64) -> Policy {
         abort: None,
         ..Policy::default()
     }
+}
+
+/// A firmware file of `size` bytes with a recognisable pattern.
+pub fn firmware(dir: &Path, size: usize) -> std::path::PathBuf {
+    let path = dir.join("fw-2.0.0.bin");
+    let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Waits until every expected device was discovered with a version.
+pub async fn discover(handle: &EngineHandle, expected: &[DeviceId]) {
+    let expected = expected.to_vec();
+    wait_for(handle, "discovery of every simulated device", move |s| {
+        expected.iter().all(|id| {
+            s.devices
+                .iter()
+                .any(|row| &row.record.id == id && row.record.version(None).is_some())
+        })
+    })
+    .await;
+}
+
+/// Imports `fw` and starts a campaign over `targets` (target version 2.0.0).
+pub async fn start_rollout(
+    handle: &EngineHandle,
+    fw: &Path,
+    targets: Vec<DeviceId>,
+    policy: Policy,
+) -> CampaignId {
+    let package = handle
+        .import_firmware(fw.to_path_buf())
+        .await
+        .expect("import");
+    handle
+        .start_campaign(CampaignRequest {
+            name: "e2e".into(),
+            package_sha256: package.package.sha256,
+            version: "2.0.0".into(),
+            module: None,
+            description: "e2e test".into(),
+            targets,
+            policy,
+            settings: DialectSettings::default(),
+            download_url: None,
+        })
+        .await
+        .expect("campaign starts")
 }
