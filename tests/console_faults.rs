@@ -12,10 +12,14 @@
 //!
 //! Kills are timed from what the simulated devices and the database show, polled with a bound;
 //! device timeouts are short so that work lost with the console is retried within seconds.
+//!
+//! One scenario is `#[ignore]`d because it fails today, for a known limitation (its `ignore`
+//! reason says which): a success reported while the console was down.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -36,6 +40,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// What a kill point is judged on: the devices, and the campaign as the database has it.
 struct Moment<'a> {
     fleet: &'a SimStats,
+    /// The campaign's state, once the database has it.
+    state: Option<CampaignState>,
     /// Empty until the campaign's rows are readable.
     db: &'a [DeviceRecord],
 }
@@ -49,11 +55,16 @@ impl Moment<'_> {
             .count()
     }
 
-    fn devices_downloading(&self) -> usize {
+    /// Devices downloading, with a percent in `percent`.
+    fn devices_downloading(&self, percent: RangeInclusive<u8>) -> usize {
         self.fleet
             .devices
             .iter()
-            .filter(|d| matches!(d.state, DeviceState::Downloading { percent } if percent > 0))
+            .filter_map(|d| match d.state {
+                DeviceState::Downloading { percent } => Some(percent),
+                _ => None,
+            })
+            .filter(|p| percent.contains(p))
             .count()
     }
 
@@ -97,6 +108,11 @@ impl Moment<'_> {
 struct Kill {
     what: &'static str,
     when: fn(&Moment) -> bool,
+    /// Turns the database into what a crash in a window too short to hit by timing would have
+    /// left (applied after the kill, before the resume).
+    crash_left: Option<fn(&Path, CampaignId)>,
+    /// The console stays down until this holds (what devices do while nobody listens).
+    resume_when: Option<fn(&Moment) -> bool>,
 }
 
 struct Scenario {
@@ -111,6 +127,9 @@ struct Scenario {
     /// The simulated devices connect only after the first kill (the first run targets them by
     /// id while they are away).
     fleet_after_first_kill: bool,
+    /// Every resume serves the firmware at a new address (`--public-url`): the operator moved
+    /// the firmware server.
+    resume_elsewhere: bool,
     kills: Vec<Kill>,
 }
 
@@ -119,9 +138,11 @@ struct Figures {
     secs: f64,
     /// Per device: (notices received, attempts recorded).
     notices: BTreeMap<DeviceId, (u64, u32)>,
-    /// Devices that reported the target version just before a kill, before the console could
-    /// record it (they are noticed again on the retry: nothing tells the resumed console).
-    successes_in_flight: usize,
+    /// Devices on the target version at a resume that the console had not recorded as
+    /// succeeded (their report was on its way at the kill, or sent while the console was
+    /// down), with the notices they had then. Nothing tells the resumed console: their
+    /// attempt times out and they are noticed again.
+    unrecorded_successes: BTreeMap<DeviceId, u64>,
 }
 
 fn strings(flags: &[&str]) -> Vec<String> {
@@ -134,12 +155,16 @@ fn sim_config(broker: &EmbeddedBroker, mut fleet: SimConfig) -> SimConfig {
     fleet
 }
 
-/// The campaign's rows, or none while the database does not have them yet.
-fn db_rows(db: &Path, id: Option<CampaignId>) -> Vec<DeviceRecord> {
-    let Some(id) = id else { return Vec::new() };
-    Store::open(db)
-        .and_then(|s| s.device_outcomes(id))
-        .unwrap_or_default()
+/// The campaign's state and rows, or nothing while the database does not have them yet.
+fn db_campaign(db: &Path, id: CampaignId) -> (Option<CampaignState>, Vec<DeviceRecord>) {
+    match Store::open(db).and_then(|s| s.load_campaign(id)) {
+        Ok(campaign) => (Some(campaign.state), campaign.devices),
+        Err(_) => (None, Vec::new()),
+    }
+}
+
+fn db_rows(db: &Path, id: CampaignId) -> Vec<DeviceRecord> {
+    db_campaign(db, id).1
 }
 
 /// Polls (bounded) until `kill.when` holds.
@@ -154,9 +179,10 @@ async fn wait_for_kill_point(
     loop {
         console.drain();
         let stats = fleet.map(SimFleet::stats).unwrap_or_default();
-        let rows = db_rows(db, Some(id));
+        let (state, rows) = db_campaign(db, id);
         let moment = Moment {
             fleet: &stats,
+            state,
             db: &rows,
         };
         if (kill.when)(&moment) {
@@ -171,6 +197,34 @@ async fn wait_for_kill_point(
                 console.seen
             );
         }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls (bounded) while the console is down until `until` holds.
+async fn wait_while_down(
+    until: fn(&Moment) -> bool,
+    fleet: Option<&SimFleet>,
+    db: &Path,
+    id: CampaignId,
+) {
+    let deadline = Instant::now() + KILL_POINT_WAIT;
+    let (state, rows) = db_campaign(db, id);
+    loop {
+        let stats = fleet.map(SimFleet::stats).unwrap_or_default();
+        let moment = Moment {
+            fleet: &stats,
+            state,
+            db: &rows,
+        };
+        if until(&moment) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the devices never settled while the console was down: {:#?}",
+            describe_devices(&stats)
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -220,6 +274,12 @@ fn check_after_kill(db: &Path, id: CampaignId, fleet: Option<&SimStats>, what: &
     }
 }
 
+/// A loopback address nothing listens on right now.
+fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
 fn resume_args(broker: &EmbeddedBroker, db: &Path, id: CampaignId) -> Vec<String> {
     strings(&[
         "rollout",
@@ -235,22 +295,21 @@ fn resume_args(broker: &EmbeddedBroker, db: &Path, id: CampaignId) -> Vec<String
     ])
 }
 
-async fn run(scenario: Scenario) -> Figures {
-    let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
-    let fw = firmware_file(dir.path(), scenario.firmware_size);
-    let db = dir.path().join("console.db");
-    let report = dir.path().join("report.json");
-
-    let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir.path(), &fw);
+/// The first run's arguments: the common ones with short timeouts, then the scenario's flags
+/// (replacing a common flag's value rather than repeating the flag).
+fn first_run_args(
+    scenario: &Scenario,
+    broker: &EmbeddedBroker,
+    dir: &Path,
+    fw: &Path,
+) -> Vec<String> {
+    let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir, fw);
     // Work that dies with the console is decided by the device timeout, then retried.
     set_flag(&mut args, "--device-timeout", "4s");
     args.extend(strings(&["--retry-interval", "1s", "--retries", "3"]));
     let common = args.clone();
     let mut flags = scenario.flags.iter();
     while let Some(flag) = flags.next() {
-        // A flag the common arguments already hold (with its value) is replaced, not repeated.
         if flag.starts_with("--") && common.contains(flag) {
             set_flag(
                 &mut args,
@@ -261,44 +320,114 @@ async fn run(scenario: Scenario) -> Figures {
             args.push(flag.clone());
         }
     }
+    args
+}
 
-    let config = sim_config(&broker, scenario.fleet.clone());
-    let mut console = Console::spawn(&args, dir.path());
-    let mut fleet = None;
-    if !scenario.fleet_after_first_kill {
-        console.expect_line("listening for devices");
-        fleet = Some(SimFleet::start(config.clone()).await.unwrap());
+/// One scenario in progress: the broker, the fleet, the console of the current run.
+struct Run {
+    name: &'static str,
+    dir: tempfile::TempDir,
+    broker: EmbeddedBroker,
+    db: std::path::PathBuf,
+    report: std::path::PathBuf,
+    fleet_config: SimConfig,
+    resume_elsewhere: bool,
+    fleet: Option<SimFleet>,
+    console: Console,
+    id: CampaignId,
+    /// Per device: notices received when the console had recorded it succeeded at a kill.
+    succeeded_at: BTreeMap<DeviceId, u64>,
+    unrecorded_successes: BTreeMap<DeviceId, u64>,
+    /// Resumes so far: each may re-send the notice in flight to a `noticed` device once.
+    resumes: u64,
+}
+
+impl Run {
+    /// Starts the first run (and the fleet, unless it comes after the first kill) and waits
+    /// for its campaign.
+    async fn start(scenario: &Scenario) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let fw = firmware_file(dir.path(), scenario.firmware_size);
+        let fleet_config = sim_config(&broker, scenario.fleet.clone());
+        let mut console = Console::spawn(
+            &first_run_args(scenario, &broker, dir.path(), &fw),
+            dir.path(),
+        );
+        let mut fleet = None;
+        if !scenario.fleet_after_first_kill {
+            console.expect_line("listening for devices");
+            fleet = Some(SimFleet::start(fleet_config.clone()).await.unwrap());
+        }
+        let line = console.expect_line("target device(s)");
+        assert!(
+            line.starts_with(&format!("{} target device(s)", scenario.targets)),
+            "{line:?}; expected {} targets",
+            scenario.targets
+        );
+        let id = CampaignId(console.campaign_id());
+        Run {
+            name: scenario.name,
+            db: dir.path().join("console.db"),
+            report: dir.path().join("report.json"),
+            dir,
+            broker,
+            fleet_config,
+            resume_elsewhere: scenario.resume_elsewhere,
+            fleet,
+            console,
+            id,
+            succeeded_at: BTreeMap::new(),
+            resumes: 0,
+            unrecorded_successes: BTreeMap::new(),
+        }
     }
-    let line = console.expect_line("target device(s)");
-    assert!(
-        line.starts_with(&format!("{} target device(s)", scenario.targets)),
-        "{line:?}; expected {} targets",
-        scenario.targets
-    );
-    let id = CampaignId(console.campaign_id());
 
-    // Per device: notices received when the console recorded it succeeded (before a kill).
-    let mut succeeded_at: BTreeMap<DeviceId, u64> = BTreeMap::new();
-    let mut successes_in_flight = 0;
-    for kill in &scenario.kills {
-        wait_for_kill_point(kill, &mut console, fleet.as_ref(), &db, id).await;
-        let _ = console.kill();
-        let stats = fleet.as_ref().map(SimFleet::stats).unwrap_or_default();
-        check_after_kill(&db, id, fleet.as_ref().map(|_| &stats), kill.what);
-        let rows = db_rows(&db, Some(id));
+    fn stats(&self) -> SimStats {
+        self.fleet.as_ref().map(SimFleet::stats).unwrap_or_default()
+    }
+
+    /// Waits for the kill point, kills, checks the database, waits while down as the kill
+    /// says, then resumes.
+    async fn kill_and_resume(&mut self, kill: &Kill) {
+        let (db, id) = (self.db.clone(), self.id);
+        wait_for_kill_point(kill, &mut self.console, self.fleet.as_ref(), &db, id).await;
+        self.console.kill();
+        if let Some(crash_left) = kill.crash_left {
+            crash_left(&db, id);
+        }
+        let stats = self.stats();
+        check_after_kill(&db, id, self.fleet.as_ref().map(|_| &stats), kill.what);
+        let rows = db_rows(&db, id);
         for rec in rows.iter().filter(|r| r.status == DeviceStatus::Succeeded) {
             let device = rec.device.device();
             let notices = stats.get(&device).map_or(0, |d| d.notices_received);
-            succeeded_at.entry(device).or_insert(notices);
+            self.succeeded_at.entry(device).or_insert(notices);
         }
-        successes_in_flight += stats
-            .devices
+        if let Some(until) = kill.resume_when {
+            wait_while_down(until, self.fleet.as_ref(), &db, id).await;
+        }
+        for d in self.stats().devices {
+            if d.version == TARGET && !self.succeeded_at.contains_key(&d.id) {
+                self.unrecorded_successes
+                    .entry(d.id)
+                    .or_insert(d.notices_received);
+            }
+        }
+        // A notice recorded but never received died with the console (unsent or queued).
+        let lost_notices = rows
             .iter()
-            .filter(|d| d.version == TARGET && !succeeded_at.contains_key(&d.id))
+            .filter(|r| r.status.in_flight())
+            .filter(|r| {
+                stats
+                    .get(&r.device.device())
+                    .is_some_and(|d| d.notices_received == 0)
+            })
             .count();
         eprintln!(
-            "[{}] killed {}: {} devices noticed, {} recorded succeeded, {} recorded in flight",
-            scenario.name,
+            "[{}] killed {}: {} devices noticed, {} recorded succeeded, {} recorded in flight \
+             ({lost_notices} of them never got their notice)",
+            self.name,
             kill.what,
             stats
                 .devices
@@ -310,62 +439,90 @@ async fn run(scenario: Scenario) -> Figures {
                 .count(),
             rows.iter().filter(|r| r.status.in_flight()).count(),
         );
-
-        let mut resume = resume_args(&broker, &db, id);
-        resume.extend(strings(&["--report", &report.display().to_string()]));
-        console = Console::spawn(&resume, dir.path());
-        assert_eq!(CampaignId(console.campaign_id()), id);
-        if fleet.is_none() {
-            fleet = Some(SimFleet::start(config.clone()).await.unwrap());
+        let mut resume = resume_args(&self.broker, &db, id);
+        resume.extend(strings(&["--report", &self.report.display().to_string()]));
+        if self.resume_elsewhere {
+            let addr = free_loopback_addr();
+            set_flag(&mut resume, "--http-bind", &addr);
+            resume.extend(strings(&["--public-url", &format!("http://{addr}")]));
+        }
+        self.console = Console::spawn(&resume, self.dir.path());
+        self.resumes += 1;
+        assert_eq!(CampaignId(self.console.campaign_id()), id);
+        if self.fleet.is_none() {
+            self.fleet = Some(SimFleet::start(self.fleet_config.clone()).await.unwrap());
         }
     }
-    let fleet = fleet.expect("the fleet was started");
-    let code = finish(&mut console, &fleet, &db, id).await;
-    assert_eq!(code, 0, "{:#?}", console.seen);
-    let stats = fleet.stats();
-    fleet.shutdown().await;
 
-    // Every device upgraded, and the database agrees.
-    for d in &stats.devices {
-        assert_eq!(d.version, TARGET, "{d:?}");
+    /// Waits for the last run to exit 0, then checks the fleet, the database and the report.
+    async fn finish(mut self, started: Instant, targets: usize) -> Figures {
+        let fleet = self.fleet.take().expect("the fleet was started");
+        let code = wait_for_exit(&mut self.console, &fleet, &self.db, self.id).await;
+        assert_eq!(code, 0, "{:#?}", self.console.seen);
+        let stats = fleet.stats();
+        fleet.shutdown().await;
+        let store = Store::open(&self.db).unwrap();
+        store.integrity_check().unwrap();
+        let notices = check_end(&store, self.id, &stats, targets, self.resumes);
+        for (device, at_success) in &self.succeeded_at {
+            let now = stats.get(device).unwrap().notices_received;
+            assert_eq!(
+                now, *at_success,
+                "{device} was noticed again after the console recorded its success"
+            );
+        }
+        check_report(&store, self.id, &self.report);
+        Figures {
+            secs: started.elapsed().as_secs_f64(),
+            notices,
+            unrecorded_successes: self.unrecorded_successes,
+        }
     }
-    let store = Store::open(&db).unwrap();
-    store.integrity_check().unwrap();
+}
+
+/// Every target upgraded and recorded so, on no more notices than attempts plus one re-send
+/// per resume; returns, per device, (notices received, attempts recorded).
+fn check_end(
+    store: &Store,
+    id: CampaignId,
+    stats: &SimStats,
+    targets: usize,
+    resumes: u64,
+) -> BTreeMap<DeviceId, (u64, u32)> {
     let campaign = store.load_campaign(id).unwrap();
     assert_eq!(campaign.state, CampaignState::Completed);
-    assert_eq!(campaign.devices.len(), scenario.targets);
+    assert_eq!(campaign.devices.len(), targets);
     let mut notices = BTreeMap::new();
     for rec in &campaign.devices {
-        assert_eq!(rec.status, DeviceStatus::Succeeded, "{rec:?}");
         let device = stats.get(&rec.device.device()).unwrap();
+        assert_eq!(device.version, TARGET, "{device:?}");
+        assert_eq!(rec.status, DeviceStatus::Succeeded, "{rec:?}");
         assert!(rec.attempts >= 1, "{rec:?}");
-        // Each attempt is one notice at most (a notice can die with the console unsent).
+        // Each attempt is one notice at most (a notice can die with the console unsent), plus
+        // the re-send a resume gives a device still `noticed`.
         assert!(
-            device.notices_received <= u64::from(rec.attempts),
-            "{} got {} notices for {} attempts",
+            device.notices_received <= u64::from(rec.attempts) + resumes,
+            "{} got {} notices for {} attempts and {resumes} resume(s)",
             rec.device,
             device.notices_received,
             rec.attempts
         );
         notices.insert(rec.device.device(), (device.notices_received, rec.attempts));
     }
-    for (device, at_success) in &succeeded_at {
-        let now = stats.get(device).unwrap().notices_received;
-        assert_eq!(
-            now, *at_success,
-            "{device} was noticed again after the console recorded its success"
-        );
+    notices
+}
+
+async fn run(scenario: Scenario) -> Figures {
+    let started = Instant::now();
+    let mut run = Run::start(&scenario).await;
+    for kill in &scenario.kills {
+        run.kill_and_resume(kill).await;
     }
-    check_report(&store, id, &report);
-    Figures {
-        secs: started.elapsed().as_secs_f64(),
-        notices,
-        successes_in_flight,
-    }
+    run.finish(started, scenario.targets).await
 }
 
 /// Waits (bounded) for the last run to exit; on timeout shows where every device stands.
-async fn finish(console: &mut Console, fleet: &SimFleet, db: &Path, id: CampaignId) -> i32 {
+async fn wait_for_exit(console: &mut Console, fleet: &SimFleet, db: &Path, id: CampaignId) -> i32 {
     let deadline = Instant::now() + RUN_TO_END_WAIT;
     loop {
         console.drain();
@@ -376,7 +533,7 @@ async fn finish(console: &mut Console, fleet: &SimFleet, db: &Path, id: Campaign
         if Instant::now() > deadline {
             panic!(
                 "the resumed console did not finish; database {:#?}; devices {:#?}; console {:#?}",
-                describe_rows(&db_rows(db, Some(id))),
+                describe_rows(&db_rows(db, id)),
                 describe_devices(&fleet.stats()),
                 console.seen
             );
@@ -428,7 +585,7 @@ fn print(name: &str, figures: &Figures) {
         "[{name}] {:.1} s; {}; {} success report(s) lost with the console",
         figures.secs,
         shape.join(", "),
-        figures.successes_in_flight
+        figures.unrecorded_successes.len()
     );
 }
 
@@ -469,9 +626,12 @@ async fn kill_during_notices_then_resume() {
         // 30 + 2 + gateway and its 3 sub-devices
         targets: 36,
         fleet_after_first_kill: false,
+        resume_elsewhere: false,
         kills: vec![Kill {
             what: "after the first notices were received",
             when: |m| (3..=12).contains(&m.devices_noticed()),
+            crash_left: None,
+            resume_when: None,
         }],
     })
     .await;
@@ -481,7 +641,8 @@ async fn kill_during_notices_then_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_downloads_then_resume() {
     // One device at a time, each a while downloading: killed once two succeeded and a third is
-    // mid-download, whose download dies with the console.
+    // mid-download. The file fits in what the sockets buffer, so that download outlives the
+    // console and its report reaches the resumed one.
     let figures = run(Scenario {
         name: "during downloads",
         fleet: SimConfig {
@@ -506,13 +667,183 @@ async fn kill_during_downloads_then_resume() {
         ]),
         targets: 5,
         fleet_after_first_kill: false,
+        resume_elsewhere: false,
         kills: vec![Kill {
             what: "mid-download after two successes",
-            when: |m| m.recorded(DeviceStatus::Succeeded) >= 2 && m.devices_downloading() >= 1,
+            when: |m| {
+                m.recorded(DeviceStatus::Succeeded) >= 2 && m.devices_downloading(1..=100) >= 1
+            },
+            crash_left: None,
+            resume_when: None,
         }],
     })
     .await;
     print("during downloads", &figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_a_download_that_ends_while_the_console_is_down_then_resume() {
+    // A file larger than what the sockets buffer, so the download breaks with the console;
+    // the device's report of it goes nowhere, and only the attempt's timeout decides it after
+    // the resume: a second notice, on a second attempt.
+    let figures = run(Scenario {
+        name: "download ends while down",
+        fleet: SimConfig {
+            aliyun: 3,
+            behaviour: Behaviour {
+                bandwidth_bytes_per_sec: Some(8_000_000),
+                ..quick(200)
+            },
+            ..SimConfig::default()
+        },
+        firmware_size: 16 * 1024 * 1024,
+        flags: strings(&[
+            "--all",
+            "--discover-for",
+            "2s",
+            "--wave",
+            "100%",
+            "--concurrency",
+            "1",
+        ]),
+        targets: 3,
+        fleet_after_first_kill: false,
+        resume_elsewhere: false,
+        kills: vec![
+            Kill {
+                what: "early in a download after one success",
+                when: |m| {
+                    m.recorded(DeviceStatus::Succeeded) >= 1 && m.devices_downloading(5..=40) >= 1
+                },
+                crash_left: None,
+                resume_when: Some(|m| m.devices_upgrading() == 0),
+            },
+            Kill {
+                // Its timeout came; its retry is due a second later.
+                what: "while a retry waits",
+                when: |m| {
+                    m.db.iter()
+                        .any(|r| r.status == DeviceStatus::Pending && r.attempts > 0)
+                },
+                crash_left: None,
+                resume_when: None,
+            },
+        ],
+    })
+    .await;
+    print("download ends while down", &figures);
+    // The broken download's device at least was noticed twice, on two attempts.
+    let retried = figures.notices.values().filter(|(n, a)| *n == 2 && *a == 2);
+    assert!(retried.count() >= 1, "{:?}", figures.notices);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_dji_docks_download_then_resume() {
+    // DJI progress is matched by the bid of the attempt, which the resumed console reads back
+    // from the database; the docks' progress events keep asking for replies meanwhile.
+    let mut flags = Vec::new();
+    for dock in ["dji:sim-dock-0001", "dji:sim-dock-0002"] {
+        flags.extend(strings(&["--target", dock]));
+    }
+    flags.extend(strings(&["--discover-for", "2s", "--wave", "100%"]));
+    let figures = run(Scenario {
+        name: "DJI downloads",
+        fleet: SimConfig {
+            dji_docks: 2,
+            behaviour: Behaviour {
+                bandwidth_bytes_per_sec: Some(300_000),
+                ..quick(300)
+            },
+            ..SimConfig::default()
+        },
+        firmware_size: 300_000,
+        flags,
+        targets: 2,
+        fleet_after_first_kill: false,
+        resume_elsewhere: false,
+        kills: vec![Kill {
+            what: "while both docks download",
+            when: |m| m.devices_downloading(10..=60) == 2,
+            crash_left: None,
+            resume_when: None,
+        }],
+    })
+    .await;
+    print("DJI downloads", &figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_then_resume_with_the_firmware_server_moved() {
+    // The resumed console serves at another address: devices already downloading from the old
+    // one lose it and are noticed again, everyone noticed from now on gets the new link.
+    let figures = run(Scenario {
+        name: "server moved",
+        fleet: SimConfig {
+            aliyun: 3,
+            behaviour: Behaviour {
+                bandwidth_bytes_per_sec: Some(8_000_000),
+                ..quick(200)
+            },
+            ..SimConfig::default()
+        },
+        firmware_size: 16 * 1024 * 1024,
+        flags: strings(&[
+            "--all",
+            "--discover-for",
+            "2s",
+            "--wave",
+            "100%",
+            "--concurrency",
+            "1",
+        ]),
+        targets: 3,
+        fleet_after_first_kill: false,
+        resume_elsewhere: true,
+        kills: vec![Kill {
+            what: "early in a download after one success",
+            when: |m| {
+                m.recorded(DeviceStatus::Succeeded) >= 1 && m.devices_downloading(5..=40) >= 1
+            },
+            crash_left: None,
+            resume_when: Some(|m| m.devices_upgrading() == 0),
+        }],
+    })
+    .await;
+    print("server moved", &figures);
+    let retried = figures.notices.values().filter(|(n, a)| *n == 2 && *a == 2);
+    assert_eq!(retried.count(), 1, "{:?}", figures.notices);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_fogcloud_devices_and_sub_devices_download_then_resume() {
+    // FogCloud progress is matched by the attempt's task_id and sub-devices are reached through
+    // their gateway: both read back from the database and the inventory by the resumed console.
+    let figures = run(Scenario {
+        name: "FogCloud downloads",
+        fleet: SimConfig {
+            fogcloud: 2,
+            fogcloud_gateways: 1,
+            subs_per_gateway: 2,
+            behaviour: Behaviour {
+                bandwidth_bytes_per_sec: Some(300_000),
+                ..quick(300)
+            },
+            ..SimConfig::default()
+        },
+        firmware_size: 300_000,
+        flags: strings(&["--all", "--discover-for", "2s", "--wave", "100%"]),
+        targets: 5,
+        fleet_after_first_kill: false,
+        resume_elsewhere: false,
+        kills: vec![Kill {
+            what: "while three devices download",
+            when: |m| m.devices_downloading(10..=60) >= 3,
+            crash_left: None,
+            resume_when: None,
+        }],
+    })
+    .await;
+    print("FogCloud downloads", &figures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,6 +869,7 @@ async fn kill_between_devices_with_nothing_in_flight_then_resume() {
         ]),
         targets: 5,
         fleet_after_first_kill: false,
+        resume_elsewhere: false,
         kills: vec![Kill {
             what: "between devices after two successes",
             when: |m| {
@@ -546,6 +878,8 @@ async fn kill_between_devices_with_nothing_in_flight_then_resume() {
                     && m.devices_upgrading() == 0
                     && m.successes_recorded()
             },
+            crash_left: None,
+            resume_when: None,
         }],
     })
     .await;
@@ -592,10 +926,16 @@ async fn kill_right_after_creation_and_again_after_resuming() {
         flags,
         targets: 7,
         fleet_after_first_kill: true,
+        resume_elsewhere: false,
         kills: vec![
             Kill {
                 what: "right after creation",
-                when: |m| m.db.len() == 7 && m.recorded(DeviceStatus::Pending) == 7,
+                when: |m| {
+                    m.state == Some(CampaignState::Running)
+                        && m.recorded(DeviceStatus::Pending) == 7
+                },
+                crash_left: None,
+                resume_when: None,
             },
             Kill {
                 // Not while a DJI device waits for its notice: see
@@ -606,8 +946,10 @@ async fn kill_right_after_creation_and_again_after_resuming() {
                         m.db.iter()
                             .filter(|r| r.device.dialect() == Dialect::Dji)
                             .all(|r| r.status == DeviceStatus::Succeeded);
-                    dji_done && m.devices_downloading() >= 1
+                    dji_done && m.devices_downloading(1..=100) >= 1
                 },
+                crash_left: None,
+                resume_when: None,
             },
         ],
     })
@@ -616,9 +958,6 @@ async fn kill_right_after_creation_and_again_after_resuming() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug, reported to the lead: after a restart DJI devices count as offline until \
-            they speak, and neither the simulated dock (no periodic osd) nor a drone resting in \
-            its dock does, so a DJI target still pending at the kill is never noticed"]
 async fn dji_devices_pending_at_a_kill_are_noticed_after_resuming() {
     let figures = run(Scenario {
         name: "DJI pending at the kill",
@@ -640,6 +979,7 @@ async fn dji_devices_pending_at_a_kill_are_noticed_after_resuming() {
         ]),
         targets: 4,
         fleet_after_first_kill: false,
+        resume_elsewhere: false,
         kills: vec![Kill {
             what: "with the DJI devices still waiting for their notice",
             when: |m| {
@@ -648,8 +988,204 @@ async fn dji_devices_pending_at_a_kill_are_noticed_after_resuming() {
                         r.device.dialect() == Dialect::Dji && r.status == DeviceStatus::Pending
                     })
             },
+            crash_left: None,
+            resume_when: None,
         }],
     })
     .await;
     print("DJI pending at the kill", &figures);
+}
+
+/// What the database holds when the console dies between storing a new campaign and committing
+/// its start (one engine turn apart): the campaign in `draft`, no device in a wave, nothing
+/// sent (the start's notices wait for that commit).
+fn rewind_to_draft(db: &Path, id: CampaignId) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute(
+        "UPDATE campaigns SET state = 'draft', current_wave = NULL, started_at = NULL
+         WHERE id = ?1",
+        [id.0],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE campaign_devices SET wave = NULL, status = 'pending', percent = 0, attempts = 0,
+             round_start = 0, error = NULL, code = NULL, task_id = NULL, bid = NULL, tid = NULL,
+             last_outcome = NULL, noticed_at = NULL, deadline_at = NULL, retry_at = NULL,
+             reply_deadline_at = NULL, resends_left = NULL
+         WHERE campaign = ?1",
+        [id.0],
+    )
+    .unwrap();
+    conn.execute("DELETE FROM transitions WHERE campaign = ?1", [id.0])
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_between_creation_and_start_then_resume() {
+    let mut flags = Vec::new();
+    for n in 1..=3 {
+        flags.extend(strings(&[
+            "--target",
+            &format!("aliyun:a1SimProduct/sim-ali-{n:04}"),
+        ]));
+    }
+    flags.extend(strings(&["--discover-for", "0s", "--wave", "100%"]));
+    let figures = run(Scenario {
+        name: "before the start was committed",
+        fleet: SimConfig {
+            aliyun: 3,
+            behaviour: quick(200),
+            ..SimConfig::default()
+        },
+        firmware_size: 32 * 1024,
+        flags,
+        targets: 3,
+        // Nobody hears the first run's notices, as if they had never been sent.
+        fleet_after_first_kill: true,
+        resume_elsewhere: false,
+        kills: vec![Kill {
+            what: "between storing the campaign and starting it",
+            when: |m| m.state.is_some(),
+            crash_left: Some(rewind_to_draft),
+            resume_when: None,
+        }],
+    })
+    .await;
+    print("before the start was committed", &figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_where_devices_cannot_download_is_refused_unless_the_downloads_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let fw = firmware_file(dir.path(), 1024);
+    let db = dir.path().join("console.db");
+    let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir.path(), &fw);
+    // A DJI target nobody has seen: the campaign is stored and nothing is sent.
+    args.extend(strings(&[
+        "--target",
+        "dji:sim-dock-0001",
+        "--discover-for",
+        "0s",
+    ]));
+    let mut console = Console::spawn(&args, dir.path());
+    let id = CampaignId(console.campaign_id());
+    console.kill();
+    let told = Store::open(&db)
+        .unwrap()
+        .load_campaign(id)
+        .unwrap()
+        .spec
+        .offer
+        .url;
+    let port = told
+        .split("/fw/")
+        .next()
+        .and_then(|base| base.rsplit(':').next())
+        .unwrap()
+        .to_owned();
+
+    // Another port than the devices were given: refused, saying which one to use.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut resume = resume_args(&broker, &db, id);
+    set_flag(
+        &mut resume,
+        "--http-bind",
+        &elsewhere.local_addr().unwrap().to_string(),
+    );
+    drop(elsewhere);
+    let refused = Console::spawn(&resume, dir.path());
+    let (code, lines) = tokio::task::spawn_blocking(move || refused.wait())
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{lines:#?}");
+    let error = lines.join("\n");
+    assert!(
+        error.contains(&format!("--http-bind ADDR:{port}")) && error.contains(&told),
+        "{error}"
+    );
+    eprintln!("{error}");
+    Store::open(&db).unwrap().integrity_check().unwrap();
+
+    // Any free port: the one the devices know.
+    let mut console = Console::spawn(&resume_args(&broker, &db, id), dir.path());
+    assert_eq!(CampaignId(console.campaign_id()), id);
+    console.kill();
+
+    // A new address named with --public-url: the campaign's downloads move there, on the record.
+    let addr = free_loopback_addr();
+    let mut moved = resume_args(&broker, &db, id);
+    set_flag(&mut moved, "--http-bind", &addr);
+    moved.extend(strings(&["--public-url", &format!("http://{addr}/")]));
+    let mut console = Console::spawn(&moved, dir.path());
+    assert_eq!(CampaignId(console.campaign_id()), id);
+    console.kill();
+    assert!(
+        console.seen.iter().any(|l| l.contains("from now on")),
+        "the move is announced: {:#?}",
+        console.seen
+    );
+    let store = Store::open(&db).unwrap();
+    let url = store.load_campaign(id).unwrap().spec.offer.url;
+    let path = told.split_once("/fw/").unwrap().1;
+    assert_eq!(url, format!("http://{addr}/fw/{path}"));
+    let journal = store.journal(id).unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|l| l.detail == format!("download URL moved from {told} to {url}")),
+        "{journal:#?}"
+    );
+    store.integrity_check().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known limitation, reported to the lead: the console's MQTT session is clean, so a \
+            device's success reported while the console is down is lost; the resumed console \
+            times the attempt out and notices the device again (a persistent session with a \
+            stable client id would let an external broker keep the report)"]
+async fn a_success_reported_while_the_console_is_down_is_not_noticed_again() {
+    let figures = run(Scenario {
+        name: "success while down",
+        fleet: SimConfig {
+            aliyun: 3,
+            behaviour: quick(1_000),
+            ..SimConfig::default()
+        },
+        firmware_size: 32 * 1024,
+        flags: strings(&[
+            "--all",
+            "--discover-for",
+            "2s",
+            "--wave",
+            "100%",
+            "--concurrency",
+            "1",
+        ]),
+        targets: 3,
+        fleet_after_first_kill: false,
+        resume_elsewhere: false,
+        kills: vec![Kill {
+            what: "while a device installs",
+            when: |m| {
+                m.fleet
+                    .devices
+                    .iter()
+                    .any(|d| d.state == DeviceState::Installing)
+            },
+            crash_left: None,
+            resume_when: Some(|m| {
+                m.devices_upgrading() == 0 && m.fleet.devices.iter().any(|d| d.version == TARGET)
+            }),
+        }],
+    })
+    .await;
+    print("success while down", &figures);
+    assert!(!figures.unrecorded_successes.is_empty());
+    for (device, before) in &figures.unrecorded_successes {
+        assert_eq!(
+            figures.notices[device].0, *before,
+            "{device} upgraded while the console was down and was noticed again"
+        );
+    }
 }

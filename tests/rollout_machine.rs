@@ -1012,10 +1012,16 @@ fn resume_from_the_store_keeps_succeeded_and_in_flight_devices() {
     assert_eq!(resumed.snapshot().devices, h.campaign.snapshot().devices);
     let mut ids = SequentialIds::new();
     let actions = resumed.handle(Input::Tick, Timestamp::from_millis(30_000), &mut ids);
-    assert!(
-        sends(&actions).is_empty(),
-        "nobody is noticed again: {actions:?}"
-    );
+    // Only the device still `noticed` hears its notice again (it may never have left before
+    // the restart), as a re-send of the same attempt: no new attempt, and never to the device
+    // that succeeded or the one downloading.
+    let again = sends(&actions);
+    assert_eq!(again.len(), 1, "{actions:?}");
+    assert_eq!(again[0].device, devices[2]);
+    assert!(again[0].resend && again[0].attempt == 1);
+    assert!(first_sends(&actions).is_empty());
+    let later = resumed.handle(Input::Tick, Timestamp::from_millis(31_000), &mut ids);
+    assert!(sends(&later).is_empty(), "re-sent once: {later:?}");
     assert_eq!(resumed.device(&devices[1]).unwrap().percent, 40);
     // Device 1 keeps its original deadline (noticed at 0, timeout 100 s).
     assert_eq!(
@@ -1405,6 +1411,10 @@ fn a_broker_outage_longer_than_the_timeout_times_out_nobody() {
 
     h.now = 120_000;
     let back = h.run(Input::BrokerBack);
+    // b never showed a sign of life: its notice may have been lost in the outage.
+    let resent: Vec<_> = sends(&back).into_iter().filter(|o| o.resend).collect();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].device, b);
     assert!(
         logs(&back).iter().any(|l| l.contains("back after 100.0 s")),
         "{:?}",

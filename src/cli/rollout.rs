@@ -1,6 +1,11 @@
 //! `ota-console rollout`: one campaign from the command line, on the same engine as the window.
 //! Exit code 0 when every target succeeded (or was skipped as up to date), 1 when any failed,
 //! timed out, was rejected or canceled, 2 for bad usage or configuration.
+//!
+//! `--resume ID` picks a stored campaign up. Its devices keep the download link they were
+//! given, so the firmware server comes back there (`--http-bind` on port 0 takes the link's
+//! port); `--public-url` or `--url` naming another address moves the campaign's downloads there
+//! instead, on the record.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -18,7 +23,7 @@ use crate::engine::{
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{
-    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
+    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit, Timestamp,
 };
 use crate::store::Store;
 
@@ -192,8 +197,11 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     let told = args
         .resume
         .and_then(|id| download_base_of(&config.db_path, CampaignId(id)));
-    if let Some(told) = &told {
-        come_back_at(&mut config.firmware, told);
+    if let (Some(id), Some(told)) = (args.resume, &told) {
+        match moved_to(&config.firmware, told) {
+            Some(url) => move_downloads(&config.db_path, CampaignId(id), told, &url)?,
+            None => come_back_at(&mut config.firmware, told),
+        }
     }
     // The engine's own message already says "cannot start: ..." and what failed where.
     let handle = engine::start(config).await?;
@@ -239,7 +247,11 @@ struct DownloadBase {
 
 impl DownloadBase {
     fn parse(url: &str) -> Option<DownloadBase> {
-        let (base, _) = url.split_once("/fw/")?;
+        let (base, rest) = url.split_once("/fw/")?;
+        let (token, _) = rest.split_once('/')?;
+        if !crate::transport::http::is_offer_token(token) {
+            return None;
+        }
         let authority = base
             .strip_prefix("http://")
             .or_else(|| base.strip_prefix("https://"))?;
@@ -269,11 +281,58 @@ fn download_base_of(db: &std::path::Path, id: CampaignId) -> Option<DownloadBase
     DownloadBase::parse(&campaign.spec.offer.url)
 }
 
+/// Where a resume moves the campaign's downloads to: the operator named another address for
+/// devices to download from (`--public-url`, or an external `--url`) than the one they were
+/// told. `None` when nothing says the server moved.
+fn moved_to(firmware: &FirmwareSource, told: &DownloadBase) -> Option<String> {
+    let url = match firmware {
+        FirmwareSource::Embedded {
+            public_base: Some(base),
+            ..
+        } => {
+            let base = base.trim().trim_end_matches('/');
+            // The token and file name stay: the package is served under the same path.
+            format!(
+                "{base}{}",
+                told.url.get(told.base.len()..).unwrap_or_default()
+            )
+        }
+        FirmwareSource::ExternalUrl(url) => url.clone(),
+        FirmwareSource::Embedded { .. } | FirmwareSource::Disabled => return None,
+    };
+    (url != told.url).then_some(url)
+}
+
+/// Points the stored campaign at `url` before the engine resumes it: notices from now on
+/// carry it. Devices told the old link keep it; one that can no longer download from there
+/// fails or times out and is noticed again, with the new link.
+fn move_downloads(
+    db: &std::path::Path,
+    id: CampaignId,
+    told: &DownloadBase,
+    url: &str,
+) -> anyhow::Result<()> {
+    engine::validate_download_url(url)
+        .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Store::open(db)
+        .and_then(|mut store| store.move_offer_url(id, url, Timestamp::from_millis(now)))
+        .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
+    eprintln!(
+        "campaign {id}: devices download from {url} from now on (they were told {}); one that \
+         can no longer fetch the old link is noticed again with the new one",
+        told.url
+    );
+    Ok(())
+}
+
 /// Devices keep the URL they were given (in-flight downloads resume from it, retries repeat
 /// it), so a resumed campaign's firmware server must answer there. `--http-bind` on port 0
-/// asks for any free port: take the one the devices know. An explicit port or `--public-url`
-/// is the operator's choice and is left alone; the engine refuses the resume if the devices'
-/// URL cannot be served from it, and [`resume`] says what to pass instead.
+/// asks for any free port: take the one the devices know. An explicit port is the operator's
+/// choice and is left alone; the engine refuses the resume if the devices' URL cannot be
+/// served from it, and [`resume`] says what to pass instead.
 fn come_back_at(firmware: &mut FirmwareSource, told: &DownloadBase) {
     if let (
         FirmwareSource::Embedded {
@@ -304,11 +363,10 @@ async fn resume(
                 .port
                 .map_or_else(|| "PORT".to_owned(), |p| p.to_string());
             Err(anyhow::Error::new(e).context(format!(
-                "resuming campaign {id}: its devices were told to download from {base}, and \
-                 only a firmware server answering there can finish their downloads and retries. \
-                 Resume with the server on that port (--http-bind ADDR:{port}); if devices \
-                 reach this machine under another address (a proxy, NAT), also pass \
-                 --public-url {base}",
+                "resuming campaign {id}: its devices were told to download from {base}. Resume \
+                 with the firmware server there (--http-bind ADDR:{port}), or move the \
+                 downloads with --public-url NEW_BASE (devices that can no longer fetch the old \
+                 link are noticed again with the new one)",
                 base = told.base
             )))
         }
@@ -645,6 +703,10 @@ mod tests {
         assert_eq!(policy.wave_size, 10);
         assert_eq!(policy.success_threshold_percent, 90);
         assert_eq!(policy.rate.per_minute, 600);
+        assert_eq!(
+            policy.rate.burst, 1,
+            "evenly spaced: no minute holds more than 600"
+        );
         assert_eq!(policy.max_in_flight, 7);
         assert_eq!(policy.device_timeout_secs, 120);
         assert_eq!(policy.retries, 3);
@@ -653,6 +715,83 @@ mod tests {
         assert_eq!(policy.only_from_versions, vec!["1.0", "1.1"]);
         let none = policy_from(&parse(&["--all", "--no-abort"]), 3).unwrap();
         assert_eq!(none.abort, None);
+    }
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_download_base_is_read_from_our_offer_links() {
+        let token = TOKEN;
+        let url = format!("http://10.0.0.2:41234/fw/{token}/fw%201.bin");
+        let told = DownloadBase::parse(&url).unwrap();
+        assert_eq!(told.base, "http://10.0.0.2:41234");
+        assert_eq!(told.port, Some(41234));
+        assert_eq!(told.url, url);
+        let v6 = DownloadBase::parse(&format!("http://[::1]:8080/fw/{token}/a")).unwrap();
+        assert_eq!(
+            (v6.base.as_str(), v6.port),
+            ("http://[::1]:8080", Some(8080))
+        );
+        let no_port = DownloadBase::parse(&format!("https://fw.example.test/fw/{token}/a"));
+        assert_eq!(no_port.unwrap().port, None);
+        let bare_v6 = DownloadBase::parse(&format!("http://[::1]/fw/{token}/a"));
+        assert_eq!(bare_v6.unwrap().port, None);
+        assert_eq!(DownloadBase::parse("https://cdn.example.test/x.bin"), None);
+        assert_eq!(DownloadBase::parse("ftp://x:21/fw/a/b"), None);
+        assert_eq!(
+            DownloadBase::parse(&format!("http://a/b/fw/{token}/y")),
+            None
+        );
+        assert_eq!(DownloadBase::parse("http://a:1/fw/not-a-token/y"), None);
+    }
+
+    #[test]
+    fn only_any_free_port_is_replaced_by_the_devices_port() {
+        let told = DownloadBase::parse(&format!("http://127.0.0.1:41234/fw/{TOKEN}/f")).unwrap();
+        let embedded = |bind: &str, public_base: Option<&str>| FirmwareSource::Embedded {
+            bind: bind.parse().unwrap(),
+            public_base: public_base.map(str::to_owned),
+        };
+        let bind_of = |source: &FirmwareSource| match source {
+            FirmwareSource::Embedded { bind, .. } => bind.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let mut any = embedded("127.0.0.1:0", None);
+        come_back_at(&mut any, &told);
+        assert_eq!(bind_of(&any), "127.0.0.1:41234");
+        let mut explicit = embedded("0.0.0.0:9000", None);
+        come_back_at(&mut explicit, &told);
+        assert_eq!(bind_of(&explicit), "0.0.0.0:9000");
+        let mut proxied = embedded("127.0.0.1:0", Some("https://fw.example.test"));
+        come_back_at(&mut proxied, &told);
+        assert_eq!(bind_of(&proxied), "127.0.0.1:0");
+        let mut external = FirmwareSource::ExternalUrl("https://cdn.example.test/x".into());
+        come_back_at(&mut external, &told);
+        assert!(matches!(external, FirmwareSource::ExternalUrl(_)));
+    }
+
+    #[test]
+    fn a_public_url_or_an_external_url_moves_the_downloads() {
+        let told = DownloadBase::parse(&format!("http://10.0.0.2:8080/fw/{TOKEN}/fw.bin")).unwrap();
+        let embedded = |public_base: Option<&str>| FirmwareSource::Embedded {
+            bind: "0.0.0.0:8080".parse().unwrap(),
+            public_base: public_base.map(str::to_owned),
+        };
+        assert_eq!(moved_to(&embedded(None), &told), None);
+        assert_eq!(
+            moved_to(&embedded(Some("http://10.0.0.2:8080/")), &told),
+            None
+        );
+        assert_eq!(
+            moved_to(&embedded(Some("http://10.0.0.7:9000")), &told),
+            Some(format!("http://10.0.0.7:9000/fw/{TOKEN}/fw.bin"))
+        );
+        let cdn = FirmwareSource::ExternalUrl("https://cdn.example.test/fw.bin".into());
+        assert_eq!(
+            moved_to(&cdn, &told).as_deref(),
+            Some("https://cdn.example.test/fw.bin")
+        );
+        assert_eq!(moved_to(&FirmwareSource::Disabled, &told), None);
     }
 
     #[test]

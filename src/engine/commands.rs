@@ -8,7 +8,7 @@ use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
 use crate::fleet::Fleet;
 use crate::protocol::FirmwareOffer;
-use crate::rollout::{Campaign, CampaignId, CampaignSpec, Input, Target};
+use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target};
 use crate::store::PackageRecord;
 
 impl Runner {
@@ -201,8 +201,14 @@ impl Runner {
             .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
         self.tell_gateways(&mut campaign);
         self.history.retain(|h| h.snapshot.id != id);
+        // A campaign recorded but killed before its start transition is still a draft.
+        let first = if campaign.state() == CampaignState::Draft {
+            Input::Start
+        } else {
+            Input::Tick
+        };
         let idx = self.add_live(campaign);
-        self.drive(idx, Input::Tick);
+        self.drive(idx, first);
         self.live[idx].record_timeline(self.clock.now_ms());
         Ok(id)
     }

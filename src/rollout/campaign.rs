@@ -76,6 +76,9 @@ pub struct Campaign {
     next_task_id: u64,
     /// Runtime only: since when the console's broker link is down (timers and notices held).
     broker_lost_at: Option<Timestamp>,
+    /// Runtime only: notices in flight may not have reached their devices (the console
+    /// restarted, or its link was down): re-send them to `noticed` devices at the next chance.
+    resend_noticed: bool,
     now: Timestamp,
     created_at: Timestamp,
     started_at: Option<Timestamp>,
@@ -159,7 +162,10 @@ impl Campaign {
             .iter()
             .map(|d| is_online(&d.device))
             .collect();
-        Self::build(persisted, online, now)
+        let mut campaign = Self::build(persisted, online, now)?;
+        // The console may have died between recording a notice and publishing it.
+        campaign.resend_noticed = true;
+        Ok(campaign)
     }
 
     fn build(
@@ -237,6 +243,7 @@ impl Campaign {
             blocked_wave_logged: None,
             next_task_id,
             broker_lost_at: None,
+            resend_noticed: false,
             now,
             created_at: p.created_at,
             started_at: p.started_at,
@@ -581,6 +588,28 @@ impl Campaign {
         out.push(Action::ReplyFirmwareGet { request, pending });
     }
 
+    /// Re-sends the notice in flight to every online `noticed` device (DJI has its own
+    /// reply-and-resend exchange): a notice that never arrived would otherwise cost a timeout.
+    fn resend_to_noticed(&self, out: &mut Vec<Action>) {
+        let mut count = 0;
+        for (idx, rec) in self.devices.iter().enumerate() {
+            let online = self.online.get(idx).copied().unwrap_or(false);
+            if online && rec.status == DeviceStatus::Noticed && rec.device.dialect() != Dialect::Dji
+            {
+                out.push(Action::SendUpgrade(order_for(rec, true)));
+                count += 1;
+            }
+        }
+        if count > 0 {
+            log(
+                out,
+                None,
+                LogLevel::Info,
+                format!("{count} notice(s) that may not have arrived re-sent"),
+            );
+        }
+    }
+
     fn set_online(&mut self, idx: usize, online: bool, out: &mut Vec<Action>) {
         let Some(flag) = self.online.get_mut(idx) else {
             return;
@@ -771,6 +800,10 @@ impl Campaign {
 
     /// After every input: abort check, wave gate, notices, completion.
     fn settle(&mut self, ids: &mut dyn IdSource, out: &mut Vec<Action>) {
+        if self.resend_noticed && self.broker_lost_at.is_none() {
+            self.resend_noticed = false;
+            self.resend_to_noticed(out);
+        }
         self.check_abort(out);
         // Skips decided while noticing can complete a wave: go round until no wave opens
         // (bounded by the number of waves).
@@ -1074,6 +1107,7 @@ impl Campaign {
         let Some(lost_at) = self.broker_lost_at.take() else {
             return;
         };
+        self.resend_noticed = true;
         let outage_ms = self.now.as_millis().saturating_sub(lost_at.as_millis());
         let in_flight: Vec<usize> = (0..self.devices.len())
             .filter(|&i| self.devices.get(i).is_some_and(|r| r.status.in_flight()))

@@ -94,7 +94,11 @@
 //!   goes out; when the link is back, the deadline and reply wait of every device in flight
 //!   move later by the length of the outage (persisted), and everything due fires from then.
 //!   A partition longer than the device timeout therefore times out nobody by itself; a device
-//!   that stays silent after the link is back times out at its shifted deadline.
+//!   that stays silent after the link is back times out at its shifted deadline. Devices still
+//!   `noticed` then get their notice re-sent (it may have been lost with their session).
+//! - **Re-sends on resume**: a resumed campaign re-sends the notice in flight to its online
+//!   `noticed` devices (not DJI): the console may have died between recording a notice and
+//!   publishing it.
 //! - **Offline** devices are not noticed; they get their notice when seen again
 //!   (`Input::Seen`, or any event from them). A device seen again while `noticed` (not DJI) gets
 //!   the same notice re-sent, as the Alibaba platform does.
@@ -109,7 +113,8 @@
 //! - **FogCloud**: one `task_id` per attempt; progress whose task_id is not the device's current
 //!   one is ignored with a `Log`. **Alibaba**: progress matched by device+module while in flight.
 //! - **Resume** ([`Campaign::resume`]): from the store's [`PersistedCampaign`]; succeeded
-//!   devices are never noticed again; in-flight devices stay in flight with their deadlines.
+//!   devices are never noticed again; in-flight devices stay in flight with their deadlines;
+//!   a campaign stored as `draft` still needs `Start`.
 
 mod campaign;
 pub(crate) mod device;

@@ -45,6 +45,9 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const JOB_QUEUE: usize = 64;
 /// How often pending replies are checked against the reply timeout.
 const REPLY_SWEEP: Duration = Duration::from_millis(250);
+/// How often a connected dock (and its drone, when linked) publishes `osd` (DJI docks send it
+/// at 0.5 Hz): how a console that restarted learns that a quiet dock is there.
+const OSD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One device entry of `ota_create`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +91,8 @@ pub(crate) struct Dock {
     task: Option<Task>,
     /// tids of our messages that expect a reply, with when they were sent.
     awaiting: HashMap<String, Instant>,
+    /// Connected (announced itself) and not dropped off on purpose: `osd` goes out.
+    on_air: bool,
 }
 
 impl Dock {
@@ -121,6 +126,7 @@ impl Dock {
             silent,
             task: None,
             awaiting: HashMap::new(),
+            on_air: false,
         })
     }
 
@@ -156,9 +162,12 @@ impl Dock {
         let mut sweep = Some(sweep);
         let mut back_online = None;
         let mut drone_back = None;
+        let mut osd = tokio::time::interval(OSD_INTERVAL);
+        osd.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 Ok(()) = connected.changed() => self.on_connected(&link),
+                _ = osd.tick(), if self.on_air => self.osd(&link),
                 Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
                 Some((bid, ev)) = job_rx.recv() => match self.on_job(&link, &bid, ev) {
                     Gone::No => {}
@@ -166,6 +175,7 @@ impl Dock {
                         drone_back = Some(Box::pin(tokio::time::sleep(self.ctx.behaviour.offline_for)));
                     }
                     Gone::Dock => {
+                        self.on_air = false;
                         link.go_offline();
                         jobs.abort_all();
                         self.task = None;
@@ -204,6 +214,7 @@ impl Dock {
     }
 
     fn on_connected(&mut self, link: &Link) {
+        self.on_air = true;
         let busy = self.task.is_some();
         let drone_online = self.drone_online;
         self.dock_stats.update(|s| {
@@ -254,11 +265,31 @@ impl Dock {
         self.awaiting.insert(tid, Instant::now());
     }
 
+    /// The periodic telemetry of the dock and of its drone when linked (only the version: the
+    /// console reads nothing else of it).
+    fn osd(&self, link: &Link) {
+        let dock = json!({ "firmware_version": self.dock_version, "compatible_status": 0 });
+        self.publish_osd(link, &self.sn, dock);
+        if self.drone_online {
+            let drone = json!({ "firmware_version": self.drone_version });
+            self.publish_osd(link, &self.drone_sn, drone);
+        }
+    }
+
+    fn publish_osd(&self, link: &Link, sn: &str, data: Value) {
+        self.properties(link, "osd", sn, data);
+    }
+
     /// A property report on `thing/product/{sn}/state`.
     fn state(&self, link: &Link, sn: &str, data: Value) {
+        self.properties(link, "state", sn, data);
+    }
+
+    /// Properties on `thing/product/{sn}/{topic}` (`state`: on change, `osd`: periodic).
+    fn properties(&self, link: &Link, topic: &str, sn: &str, data: Value) {
         let bid = uuid::Uuid::new_v4().to_string();
         let (_, msg) = self.envelope(None, &bid, data);
-        link.publish(&format!("thing/product/{sn}/state"), &msg);
+        link.publish(&format!("thing/product/{sn}/{topic}"), &msg);
     }
 
     fn sweep_replies(&mut self) {

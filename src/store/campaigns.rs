@@ -1,10 +1,12 @@
 //! The `campaigns` and `campaign_devices` tables: creating a campaign with its device rows,
 //! loading everything [`crate::rollout::Campaign::resume`] needs, listing campaigns with their
-//! counts, and per-device outcomes for reports.
+//! counts, per-device outcomes for reports, and moving a campaign's download URL when the
+//! operator moved the firmware server.
 
 use rusqlite::{Row, Transaction, params};
 
 use super::{Store, StoreError, corrupt, opt_ts_from_sql, opt_ts_to_sql, ts_from_sql, ts_to_sql};
+use crate::protocol::FirmwareOffer;
 use crate::rollout::{
     CampaignId, CampaignSpec, CampaignState, Counts, DeviceRecord, DeviceStatus, PersistedCampaign,
     ReplyWait, TaskRecord, Timestamp,
@@ -266,6 +268,46 @@ impl Store {
         for rec in &campaign.devices {
             write_device(&tx, campaign.id, rec)?;
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Points a stored campaign's offer at another download URL (the operator moved the
+    /// firmware server), with a journal line saying from where to where, in one transaction.
+    /// Devices noticed before keep the URL they were given; notices from now on carry this one.
+    pub fn move_offer_url(
+        &mut self,
+        id: CampaignId,
+        url: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let (offer, state) = tx
+            .query_row(
+                "SELECT offer, state FROM campaigns WHERE id = ?1",
+                [id.0],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => StoreError::NoSuchCampaign(id),
+                e => e.into(),
+            })?;
+        let mut offer: FirmwareOffer = from_json("offer", &offer)?;
+        let old = std::mem::replace(&mut offer.url, url.to_owned());
+        tx.execute(
+            "UPDATE campaigns SET offer = ?1 WHERE id = ?2",
+            params![json("offer", &offer)?, id.0],
+        )?;
+        tx.execute(
+            "INSERT INTO transitions (campaign, device, from_status, to_status, detail, at)
+             VALUES (?1, NULL, ?2, ?2, ?3, ?4)",
+            params![
+                id.0,
+                state,
+                format!("download URL moved from {old} to {url}"),
+                ts_to_sql(at)?
+            ],
+        )?;
         tx.commit()?;
         Ok(())
     }

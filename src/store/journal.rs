@@ -249,6 +249,35 @@ mod tests {
     }
 
     #[test]
+    fn moving_the_offer_url_keeps_everything_else_and_is_journaled() {
+        let mut store = store_with_package();
+        let c = campaign(1);
+        store.create_campaign(&c.persisted()).unwrap();
+        let url = "http://10.0.0.9:8080/fw/0123456789abcdef0123456789abcdef/f";
+        store
+            .move_offer_url(CampaignId(1), url, Timestamp::from_millis(9))
+            .unwrap();
+        let mut expected = c.persisted();
+        expected.spec.offer.url = url.into();
+        assert_eq!(store.load_campaign(CampaignId(1)).unwrap(), expected);
+        let journal = store.journal(CampaignId(1)).unwrap();
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].device, None);
+        assert_eq!(
+            (journal[0].from.as_str(), journal[0].to.as_str()),
+            ("draft", "draft")
+        );
+        assert_eq!(
+            journal[0].detail,
+            format!("download URL moved from http://127.0.0.1:1/f to {url}")
+        );
+        assert!(matches!(
+            store.move_offer_url(CampaignId(2), url, Timestamp::from_millis(9)),
+            Err(StoreError::NoSuchCampaign(CampaignId(2)))
+        ));
+    }
+
+    #[test]
     fn a_transition_for_a_missing_campaign_changes_nothing() {
         let mut store = store_with_package();
         let c = campaign(1);

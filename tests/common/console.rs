@@ -88,11 +88,10 @@ impl Console {
     }
 
     /// SIGKILL: the console gets no chance to flush, close or say goodbye.
-    pub fn kill(mut self) -> Vec<String> {
+    pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL is delivered");
         let _ = self.child.wait();
-        self.seen.extend(self.lines.try_iter());
-        std::mem::take(&mut self.seen)
+        self.drain();
     }
 
     /// Waits (bounded) for the console to exit; its exit code and every stderr line.
