@@ -315,15 +315,13 @@ mod tests {
         }
         assert_eq!(finished, Some(Outcome::Installed));
         // Timer reports at 200 ms steps through the >= 1 s download (four unless the machine
-        // is very busy), then the final 100.
-        assert!(download.len() >= 4, "{download:?}");
+        // is very busy: at least two), then the final 100.
+        assert!(download.len() >= 3, "{download:?}");
         assert_eq!(download.last(), Some(&100), "{download:?}");
         assert!(download.windows(2).all(|w| w[0] <= w[1]), "{download:?}");
-        // Percentages of bytes received so far: 0 before the first slice, 50 after it.
-        assert!(
-            download.iter().all(|p| [0, 50, 100].contains(p)),
-            "{download:?}"
-        );
+        // Percentages of the bytes received so far (how the throttled stream is cut into
+        // reads varies), never above 100.
+        assert!(download.iter().all(|p| *p <= 100), "{download:?}");
     }
 
     #[test]
