@@ -23,7 +23,7 @@ use crate::engine::{
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{
-    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit, Timestamp,
+    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
 };
 use crate::store::Store;
 
@@ -314,11 +314,8 @@ fn move_downloads(
 ) -> anyhow::Result<()> {
     engine::validate_download_url(url)
         .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     Store::open(db)
-        .and_then(|mut store| store.move_offer_url(id, url, Timestamp::from_millis(now)))
+        .and_then(|mut store| store.move_offer_url(id, url, engine::wall_clock_now()))
         .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
     eprintln!(
         "campaign {id}: devices download from {url} from now on (they were told {}); one that \

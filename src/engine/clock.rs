@@ -5,6 +5,14 @@ use tokio::time::Instant;
 
 use crate::rollout::Timestamp;
 
+/// The wall clock now, as the rollout state machine counts time (0 before 1970).
+pub fn wall_clock_now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Timestamp::from_millis(ms)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Clock {
     base_wall_ms: u64,
@@ -13,12 +21,8 @@ pub(super) struct Clock {
 
 impl Clock {
     pub(super) fn new() -> Self {
-        let base_wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
         Self {
-            base_wall_ms,
+            base_wall_ms: wall_clock_now().as_millis(),
             base: Instant::now(),
         }
     }

@@ -29,6 +29,7 @@ mod snapshot;
 mod start;
 mod view;
 
+pub use clock::wall_clock_now;
 pub use command::{CampaignRequest, Command};
 pub use config::{BrokerChoice, EngineConfig, FirmwareSource};
 pub use download_url::{DownloadUrlError, MAX_DOWNLOAD_URL_BYTES, validate_download_url};

@@ -41,8 +41,9 @@ fn open_private_store(db_path: &std::path::Path) -> Result<Store, String> {
     for suffix in ["", "-wal", "-shm"] {
         let mut name = db_path.as_os_str().to_owned();
         name.push(suffix);
-        if let Err(e) = private_fs::tighten_if_present(std::path::Path::new(&name)) {
-            tracing::warn!("cannot make {} private: {e}", db_path.display());
+        let file = std::path::Path::new(&name);
+        if let Err(e) = private_fs::tighten_if_present(file) {
+            tracing::warn!("cannot make {} private: {e}", file.display());
         }
     }
     Ok(store)
