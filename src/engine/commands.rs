@@ -88,7 +88,7 @@ impl Runner {
             description: request.description.clone(),
         };
         let name = if request.name.trim().is_empty() {
-            format!("{} → {}", stored.package.file_name, offer.version)
+            format!("{} to {}", stored.package.file_name, offer.version)
         } else {
             request.name.trim().to_owned()
         };

@@ -32,8 +32,10 @@ impl Runner {
                 let refused = foreign.or(overflow);
                 let about = events.first().map(|e| e.device().clone());
                 if let Some(device) = &about {
+                    // Words, not arrows: no font the window bundles has an arrow glyph, so arrows
+                    // drew as boxes (and failed the GUI tests) without a system CJK font.
                     self.last_message
-                        .insert(device.device(), format!("← {}", message.topic));
+                        .insert(device.device(), format!("in {}", message.topic));
                 }
                 if let Some(reason) = &refused {
                     self.refuse(&message, kind, reason, now_ms);

@@ -140,7 +140,7 @@ impl Runner {
                 }
                 Action::CampaignStateChanged { from, to } => {
                     let id = self.live[idx].campaign.id();
-                    self.alert(AlertLevel::Info, format!("campaign {id}: {from} → {to}"));
+                    self.alert(AlertLevel::Info, format!("campaign {id}: {from}, now {to}"));
                 }
                 Action::Log {
                     device,

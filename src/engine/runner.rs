@@ -177,7 +177,7 @@ impl Runner {
         }
         if let Some(device) = &about {
             self.last_message
-                .insert(device.device(), format!("→ {}", out.topic));
+                .insert(device.device(), format!("out {}", out.topic));
         }
         self.inspector
             .lock()
