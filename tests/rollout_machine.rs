@@ -1219,7 +1219,8 @@ fn an_answered_notice_is_not_resent_and_dji_keeps_its_own_reply_wait() {
         .task;
     h.now = 5_000;
     h.event(ali_progress(&a, 10));
-    // Any version report answers (the device is there and listening), even the old one.
+    // Its old version without progress: it has just (re)connected and may have missed the
+    // notice, which goes again once it has settled (2 s), not at the window's end.
     h.event(version(&b, "1.0"));
     h.event(progress(
         &f,
@@ -1228,11 +1229,17 @@ fn an_answered_notice_is_not_resent_and_dji_keeps_its_own_reply_wait() {
         Phase::Unspecified,
         Some(5),
     ));
+    assert!(sends(&h.at(6_999)).is_empty());
+    let settled: Vec<DeviceId> = sends(&h.at(7_000)).into_iter().map(|o| o.device).collect();
+    assert_eq!(settled, vec![b.clone()]);
+    h.now = 8_000;
+    h.event(ali_progress(&b, 1));
     assert!(sends(&h.at(10_000)).is_empty());
     assert!(sends(&h.at(100_000)).is_empty());
-    for quiet in [&a, &b, &f] {
+    for quiet in [&a, &f] {
         assert_eq!(h.campaign.device(quiet).unwrap().resends, 0);
     }
+    assert_eq!(h.campaign.device(&b).unwrap().resends, 1);
     h.check_store();
 
     // DJI: only its own services_reply wait (3 s, 2 re-sends), not the ack window on top.

@@ -267,14 +267,35 @@ pub(crate) fn on_version(rec: &mut DeviceRecord, version: &str, ctx: &DeviceCtx<
     if rec.to_version.as_deref() != Some(version) {
         rec.to_version = Some(version.to_owned());
     }
-    // Any version report answers an Alibaba / FogCloud notice (the device is there and
-    // listening). Not DJI's: docks report versions periodically, whatever became of an
-    // `ota_create`, so only its `services_reply` or progress counts there.
+    // Not DJI's: docks report versions periodically, whatever became of an `ota_create`, so
+    // only its `services_reply` or progress counts there.
+    let mut step = Step::default();
     if rec.status.in_flight() && !matches!(rec.task, TaskRecord::Dji { .. }) {
-        rec.reply_wait = None;
+        if rec.status == DeviceStatus::Noticed
+            && version != ctx.target_version
+            && ctx.policy.ack_resends > 0
+        {
+            // It announces its old version without having acted on the notice: it has just
+            // (re)connected, and SDKs that report before they subscribe lost what came before.
+            // The notice goes again once it has settled, as the Alibaba platform re-sends a
+            // pending notice to a device that comes online.
+            let resends_left = rec.reply_wait.map_or(1, |w| w.resends_left.max(1));
+            rec.reply_wait = Some(ReplyWait {
+                deadline_at: ctx.now.plus_ms(ctx.policy.settle_ms.max(1)),
+                resends_left,
+            });
+            step.logs.push(format!(
+                "reported version {version} without acting on the notice: it is sent again in \
+                 {} ms",
+                ctx.policy.settle_ms.max(1)
+            ));
+        } else {
+            // Progress or the target version answered the notice.
+            rec.reply_wait = None;
+        }
     }
     if version != ctx.target_version {
-        return Step::default();
+        return step;
     }
     let late = !rec.status.in_flight();
     let before = rec.status;
