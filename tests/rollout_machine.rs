@@ -1313,6 +1313,24 @@ fn a_device_heard_for_the_first_time_is_noticed_after_the_settle_delay() {
 }
 
 #[test]
+fn a_device_heard_just_before_the_start_is_noticed_once_it_has_settled() {
+    let (a, d, old) = (ali(0), dji(1), fog(2));
+    let mut h = Harness::new(with_default_acks(), on_v1([a.clone(), d.clone(), old.clone()]));
+    h.now = 10_000;
+    // Heard 500 ms ago (maybe before it subscribed), a DJI dock just as recently (it has its
+    // own reply wait), and a device heard 5 s ago.
+    h.campaign.note_heard(&a, Timestamp::from_millis(9_500));
+    h.campaign.note_heard(&d, Timestamp::from_millis(9_500));
+    h.campaign.note_heard(&old, Timestamp::from_millis(5_000));
+    let start = h.run(Input::Start);
+    assert_eq!(first_sends(&start), vec![d.clone(), old.clone()]);
+    assert_eq!(h.campaign.next_deadline(), Some(Timestamp::from_millis(11_500)));
+    assert!(first_sends(&h.at(11_499)).is_empty());
+    assert_eq!(first_sends(&h.at(11_500)), vec![a.clone()]);
+    h.check_store();
+}
+
+#[test]
 fn a_fogcloud_pull_is_answered_at_once_with_the_full_notice() {
     // A rate of 1 per minute: the scheduler reaches device 1 only at 60 s.
     let policy = Policy {

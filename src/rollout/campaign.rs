@@ -271,6 +271,24 @@ impl Campaign {
         self.docks_known = true;
     }
 
+    /// The engine last heard `device` at `heard_at`, before the campaign could see it. Alibaba
+    /// and FogCloud devices report only when they connect, so a report less than `settle_ms`
+    /// ago may be one sent before the device subscribed: its notice waits until it has settled.
+    /// (DJI docks report all the time and have their own reply wait: not held.)
+    pub fn note_heard(&mut self, device: &DeviceId, heard_at: Timestamp) {
+        let Some(idx) = self.index_of(device) else {
+            return;
+        };
+        let until = heard_at.plus_ms(self.spec.policy.settle_ms);
+        if device.dialect() == Dialect::Dji || until <= self.now {
+            return;
+        }
+        if let Some(slot) = self.settle_until.get_mut(idx) {
+            *slot = Some(until);
+            self.timers.insert((until, idx));
+        }
+    }
+
     /// Docks with a device in flight (only DJI campaigns have any).
     fn busy_docks(&self) -> HashSet<&DeviceId> {
         self.devices
