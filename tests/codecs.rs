@@ -508,7 +508,10 @@ fn fogcloud_firmware_get_round_trip() {
     for (name, value) in documented["params"].as_object().unwrap() {
         let ours = &body(&out)["params"][name];
         let empty = ours.is_null() || ours.as_str().is_some_and(str::is_empty);
-        assert!(!empty, "firmware.post reply lacks {name} (document: {value})");
+        assert!(
+            !empty,
+            "firmware.post reply lacks {name} (document: {value})"
+        );
     }
 }
 

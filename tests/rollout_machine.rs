@@ -1175,7 +1175,10 @@ fn an_unanswered_notice_is_resent_with_backoff_well_before_the_timeout() {
     let (mut h, start) = Harness::started(with_default_acks(), on_v1(devices.clone()));
     let first = sends(&start);
     assert_eq!(first_sends(&start), devices);
-    assert_eq!(h.campaign.next_deadline(), Some(Timestamp::from_millis(10_000)));
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(10_000))
+    );
     assert!(sends(&h.at(9_999)).is_empty());
     // Re-sent at +10 s, +30 s, +70 s: the same attempt and FogCloud task_id each time.
     for (at, n) in [(10_000, 1), (30_000, 2), (70_000, 3)] {
@@ -1210,8 +1213,10 @@ fn an_unanswered_notice_is_resent_with_backoff_well_before_the_timeout() {
 #[test]
 fn an_answered_notice_is_not_resent_and_dji_keeps_its_own_reply_wait() {
     let (a, b, f) = (ali(0), ali(1), fog(2));
-    let (mut h, start) =
-        Harness::started(with_default_acks(), on_v1([a.clone(), b.clone(), f.clone()]));
+    let (mut h, start) = Harness::started(
+        with_default_acks(),
+        on_v1([a.clone(), b.clone(), f.clone()]),
+    );
     let fog_task = sends(&start)
         .into_iter()
         .find(|o| o.device == f)
@@ -1265,7 +1270,9 @@ fn the_ack_wait_survives_a_restart() {
     let stored = loaded.devices[0].clone();
     assert_eq!(stored.resends, 1);
     assert_eq!(
-        stored.reply_wait.map(|w| (w.deadline_at.as_millis(), w.resends_left)),
+        stored
+            .reply_wait
+            .map(|w| (w.deadline_at.as_millis(), w.resends_left)),
         Some((30_000, 2))
     );
     let mut resumed = Campaign::resume(loaded, Timestamp::from_millis(12_000), &|_| true).unwrap();
@@ -1275,7 +1282,10 @@ fn the_ack_wait_survives_a_restart() {
         sends(&resumed.handle(Input::Tick, Timestamp::from_millis(12_000), &mut ids)).len(),
         1
     );
-    assert_eq!(resumed.next_deadline(), Some(Timestamp::from_millis(30_000)));
+    assert_eq!(
+        resumed.next_deadline(),
+        Some(Timestamp::from_millis(30_000))
+    );
     let again = sends(&resumed.handle(Input::Tick, Timestamp::from_millis(30_000), &mut ids));
     assert_eq!(again.len(), 1);
     assert_eq!(resumed.device(&a).unwrap().resends, 2);
@@ -1303,19 +1313,28 @@ fn a_device_heard_for_the_first_time_is_noticed_after_the_settle_delay() {
         }))
         .is_empty()
     );
-    assert_eq!(h.campaign.next_deadline(), Some(Timestamp::from_millis(62_000)));
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(62_000))
+    );
     assert!(first_sends(&h.at(61_999)).is_empty());
     assert_eq!(first_sends(&h.at(62_000)), vec![a.clone()]);
     assert_eq!(first_sends(&h.at(62_500)), vec![f.clone()]);
     // And the ack window follows from the notice.
-    assert_eq!(h.campaign.next_deadline(), Some(Timestamp::from_millis(72_000)));
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(72_000))
+    );
     h.check_store();
 }
 
 #[test]
 fn a_device_heard_just_before_the_start_is_noticed_once_it_has_settled() {
     let (a, d, old) = (ali(0), dji(1), fog(2));
-    let mut h = Harness::new(with_default_acks(), on_v1([a.clone(), d.clone(), old.clone()]));
+    let mut h = Harness::new(
+        with_default_acks(),
+        on_v1([a.clone(), d.clone(), old.clone()]),
+    );
     h.now = 10_000;
     // Heard 500 ms ago (maybe before it subscribed), a DJI dock just as recently (it has its
     // own reply wait), and a device heard 5 s ago.
@@ -1324,7 +1343,10 @@ fn a_device_heard_just_before_the_start_is_noticed_once_it_has_settled() {
     h.campaign.note_heard(&old, Timestamp::from_millis(5_000));
     let start = h.run(Input::Start);
     assert_eq!(first_sends(&start), vec![d.clone(), old.clone()]);
-    assert_eq!(h.campaign.next_deadline(), Some(Timestamp::from_millis(11_500)));
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(11_500))
+    );
     assert!(first_sends(&h.at(11_499)).is_empty());
     assert_eq!(first_sends(&h.at(11_500)), vec![a.clone()]);
     h.check_store();
@@ -1355,7 +1377,11 @@ fn a_fogcloud_pull_is_answered_at_once_with_the_full_notice() {
         .collect();
     match replies.as_slice() {
         [(request, Some(order))] => {
-            assert_eq!(request.id, MsgId::Str("7".into()), "the request's id is kept");
+            assert_eq!(
+                request.id,
+                MsgId::Str("7".into()),
+                "the request's id is kept"
+            );
             assert_eq!(order.device, devices[1]);
             assert!(!order.resend && order.attempt == 1);
             assert!(matches!(&order.task, TaskRef::TaskId(t) if !t.is_empty()));
@@ -1384,7 +1410,10 @@ fn a_pull_takes_a_concurrency_slot_and_fogcloud_gets_silence_when_nothing_is_pen
     let answered = h.event(firmware_get(&devices[1]));
     assert!(matches!(
         answered.last(),
-        Some(Action::ReplyFirmwareGet { pending: Some(_), .. })
+        Some(Action::ReplyFirmwareGet {
+            pending: Some(_),
+            ..
+        })
     ));
     assert_eq!(h.campaign.counts().in_flight(), 2);
     // The cap is full: the third device's pull gets nothing at all (no empty firmware.post).
@@ -1398,7 +1427,10 @@ fn a_pull_takes_a_concurrency_slot_and_fogcloud_gets_silence_when_nothing_is_pen
     assert_eq!(h.status(&devices[2]), DeviceStatus::Pending);
     // A slot frees: the push goes out as usual.
     h.now = 61_000;
-    assert_eq!(first_sends(&h.succeed(&devices[0])), vec![devices[2].clone()]);
+    assert_eq!(
+        first_sends(&h.succeed(&devices[0])),
+        vec![devices[2].clone()]
+    );
     h.check_store();
 }
 

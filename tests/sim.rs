@@ -1266,8 +1266,11 @@ async fn strict_devices_report_before_they_subscribe_and_drop_broken_notices() {
     let (ali, fog) = ("strict-ali-0001", "strict-fog-0001");
     env.obs.wait(&ali_topic("inform", ali), |_| true).await;
     // Sent the instant the report arrives: the device has not subscribed yet.
-    env.publish(&ali_topic("upgrade", ali), ali_notice(&env, "2.0.0", &env.md5))
-        .await;
+    env.publish(
+        &ali_topic("upgrade", ali),
+        ali_notice(&env, "2.0.0", &env.md5),
+    )
+    .await;
     env.obs
         .wait(&fog_topic(fog, true), method("version.post"))
         .await;
@@ -1289,7 +1292,8 @@ async fn strict_devices_report_before_they_subscribe_and_drop_broken_notices() {
         assert!(tokio::time::Instant::now() < deadline, "{stats:#?}");
         env.publish(&ali_topic("upgrade", ali), sha256_without_md5.clone())
             .await;
-        env.publish(&fog_topic(fog, false), empty_post.clone()).await;
+        env.publish(&fog_topic(fog, false), empty_post.clone())
+            .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let stats = fleet.stats();

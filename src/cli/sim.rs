@@ -278,10 +278,7 @@ mod tests {
             Some(Duration::from_secs(1))
         );
         assert!(cfg.strict);
-        assert_eq!(
-            cfg.behaviour.strict_subscribe_delay,
-            Duration::from_secs(3)
-        );
+        assert_eq!(cfg.behaviour.strict_subscribe_delay, Duration::from_secs(3));
         cfg.validate().unwrap();
         let marks_only = Cli::parse_from(["x"]).sim.to_config().unwrap();
         assert_eq!(marks_only.behaviour.progress_interval, None);

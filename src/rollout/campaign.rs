@@ -667,7 +667,7 @@ impl Campaign {
             && self.broker_lost_at.is_none()
             && self.queue.contains(&idx)
             && self.counts.in_flight() < max
-            && !rec.retry_at.is_some_and(|t| t > self.now)
+            && rec.retry_at.is_none_or(|t| t <= self.now)
             && device::skip_reason(rec, &self.spec.offer.version, &self.spec.policy).is_none()
             && (self.spec.policy.only_from_versions.is_empty() || rec.from_version.is_some())
             && !dock_busy

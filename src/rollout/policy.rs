@@ -186,7 +186,10 @@ impl Policy {
         if self.ack_window_ms < MIN_ACK_WINDOW_MS {
             return bad(
                 "ack_window_ms",
-                format!("{} ms is shorter than {MIN_ACK_WINDOW_MS} ms", self.ack_window_ms),
+                format!(
+                    "{} ms is shorter than {MIN_ACK_WINDOW_MS} ms",
+                    self.ack_window_ms
+                ),
             );
         }
         if self.ack_resends > MAX_ACK_RESENDS {

@@ -69,7 +69,10 @@ fn fields_problem(obj: &Map<String, Value>, required: &[&str], what: &str) -> Op
         return Some(format!("{what}: {key} is empty"));
     }
     for size in ["size", "file_size"] {
-        if obj.get(size).is_some_and(|v| v.as_u64().is_none_or(|n| n == 0)) {
+        if obj
+            .get(size)
+            .is_some_and(|v| v.as_u64().is_none_or(|n| n == 0))
+        {
             return Some(format!("{what}: {size} is not a positive integer"));
         }
     }
@@ -77,7 +80,9 @@ fn fields_problem(obj: &Map<String, Value>, required: &[&str], what: &str) -> Op
 }
 
 fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// An Alibaba push (`get_reply: false`) or `get_reply`. A `get_reply` whose `data` is `{}` is
@@ -123,7 +128,9 @@ pub(crate) fn fogcloud_problem(msg: &Map<String, Value>) -> Option<String> {
                 _ => Some("params[]: an entry is not an object".into()),
             })
         }
-        _ => Some(format!("{method}: params is missing, empty or of the wrong type")),
+        _ => Some(format!(
+            "{method}: params is missing, empty or of the wrong type"
+        )),
     }
 }
 
@@ -190,7 +197,10 @@ mod tests {
         assert!(aliyun_problem(&obj(m), false).is_some(), "size 0");
         let mut m = ali_push();
         m["data"]["module"] = json!("");
-        assert!(aliyun_problem(&obj(m), false).is_some(), "empty optional field");
+        assert!(
+            aliyun_problem(&obj(m), false).is_some(),
+            "empty optional field"
+        );
         // The documented "nothing pending" is fine in a get_reply, not in a push.
         let nothing = json!({"id": "1", "code": 200, "data": {}, "message": "success"});
         assert_eq!(aliyun_problem(&obj(nothing.clone()), true), None);
@@ -210,9 +220,10 @@ mod tests {
         for key in FOGCLOUD_POST {
             let mut m = fog_post();
             m["params"].as_object_mut().unwrap().remove(*key);
-            assert!(fogcloud_problem(&obj(m), ).is_some(), "without {key}");
+            assert!(fogcloud_problem(&obj(m),).is_some(), "without {key}");
         }
-        let empty_reply = json!({"id": 5, "version": "1.0", "method": "firmware.post", "params": {}});
+        let empty_reply =
+            json!({"id": 5, "version": "1.0", "method": "firmware.post", "params": {}});
         assert!(fogcloud_problem(&obj(empty_reply)).is_some());
         let mut m = fog_post();
         m["params"]["description"] = json!("");
@@ -224,7 +235,10 @@ mod tests {
             "checksum": "06000000"}]});
         assert_eq!(fogcloud_problem(&obj(sub.clone())), None);
         let mut broken = sub;
-        broken["params"][0].as_object_mut().unwrap().remove("task_id");
+        broken["params"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("task_id");
         assert!(fogcloud_problem(&obj(broken)).is_some());
         // Other methods are not notices.
         assert_eq!(fogcloud_problem(&obj(json!({"method": "x"}))), None);
@@ -239,7 +253,10 @@ mod tests {
         assert_eq!(dji_problem(&obj(good.clone())), None);
         for key in DJI_DEVICE {
             let mut m = good.clone();
-            m["data"]["devices"][0].as_object_mut().unwrap().remove(*key);
+            m["data"]["devices"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove(*key);
             assert!(dji_problem(&obj(m)).is_some(), "without {key}");
         }
         let mut m = good;
