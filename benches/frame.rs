@@ -62,6 +62,8 @@ fn line(id: &DeviceId, step: u64) -> DeviceSnapshot {
             .then(|| "upgrade failed: OTA升级失败,请求不到升级包信息。".into()),
         code: (status == DeviceStatus::Failed).then_some(-1),
         retry_at: None,
+        resends: 0,
+        next_resend_at: None,
     }
 }
 

@@ -58,6 +58,8 @@ pub struct DeviceLine {
     pub to_version: Option<String>,
     pub percent: u8,
     pub attempts: u32,
+    /// Notices re-sent for want of an answer (ack window, DJI reply wait).
+    pub resends: u32,
     pub error: Option<String>,
     pub code: Option<i64>,
 }
@@ -103,6 +105,7 @@ impl Report {
                     to_version: d.to_version.clone(),
                     percent: d.percent,
                     attempts: d.attempts,
+                    resends: d.resends,
                     error: d.error.clone(),
                     code: d.code,
                 })
@@ -130,6 +133,7 @@ impl Report {
             "attempts",
             "error",
             "code",
+            "resends",
         ])
         .map_err(encode)?;
         for d in &self.devices {
@@ -144,6 +148,7 @@ impl Report {
                 d.attempts.to_string(),
                 d.error.clone().unwrap_or_default(),
                 d.code.map(|c| c.to_string()).unwrap_or_default(),
+                d.resends.to_string(),
             ])
             .map_err(encode)?;
         }

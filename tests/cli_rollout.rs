@@ -21,6 +21,8 @@ fn sim(broker: &EmbeddedBroker, behaviour: Behaviour) -> SimConfig {
         broker_url: format!("mqtt://{}", broker.local_addr()),
         version: "1.0.0".into(),
         behaviour,
+        // As strict as real device stacks (report before subscribing, no broken notice).
+        strict: true,
         ..SimConfig::default()
     }
 }
@@ -82,6 +84,8 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
     assert_eq!(campaign["package"]["md5"].as_str().unwrap().len(), 32);
     assert_eq!(campaign["package"]["sha256"].as_str().unwrap().len(), 64);
     assert!(campaign["policy"].is_object());
+    assert_eq!(campaign["policy"]["ack_window_ms"], 10_000);
+    assert_eq!(campaign["policy"]["settle_ms"], 2_000);
     assert!(campaign["started_at"].is_u64() && campaign["finished_at"].is_u64());
     let devices = report["devices"].as_array().unwrap();
     // 3 Alibaba + 1 FogCloud + 1 gateway + 2 sub-devices
@@ -94,6 +98,7 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
             "to_version",
             "percent",
             "attempts",
+            "resends",
             "error",
             "code",
         ] {
@@ -108,6 +113,7 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
         let id: DeviceId = d["id"].as_str().unwrap().parse().unwrap();
         assert_eq!(fleet.stats().get(&id).unwrap().version, "2.0.0");
     }
+    assert_eq!(fleet.stats().totals().broken_notices, 0);
     fleet.shutdown().await;
 }
 

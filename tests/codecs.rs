@@ -204,11 +204,13 @@ fn aliyun_upgrade_push_sha256_and_module() {
     let device = ali().with_module(Some("MCU")).unwrap();
     let out = protocol::encode(&Notice::Upgrade(ali_notice(device, SignMethod::Sha256))).unwrap();
     let ours = body(&out);
-    // SHA256 drops `md5` and adds `module`; everything else keeps the documented shape.
+    // SHA256 keeps `md5` (notes.md: C 3.x SDKs read only it) and adds `module`; everything
+    // else keeps the documented shape.
     let documented = golden_json("aliyun_upgrade_push.json");
-    let mut expected_data = without(documented["data"].clone(), "md5");
+    let mut expected_data = documented["data"].clone();
     expected_data["module"] = json!("MCU");
     assert_same_shape(&ours["data"], &expected_data, "$.data", &[]);
+    assert_eq!(ours["data"]["md5"], documented["data"]["md5"]);
     assert_eq!(ours["data"]["signMethod"], "SHA256");
     assert_eq!(ours["data"]["sign"], ali_doc_offer().sha256.as_str());
     assert_eq!(
@@ -219,6 +221,42 @@ fn aliyun_upgrade_push_sha256_and_module() {
         protocol::aliyun::parse_sign_method(documented["data"]["signMethod"].as_str().unwrap()),
         Some(SignMethod::Md5)
     );
+}
+
+/// notes.md: every Alibaba notice (push and get_reply), whatever the sign method, carries
+/// `md5` in lowercase hex, `message` exactly "success", the exact `size`, and no empty field.
+#[test]
+fn aliyun_every_notice_carries_md5_success_and_exact_size() {
+    let request = FirmwareGet {
+        device: ali(),
+        id: MsgId::Str("7".into()),
+    };
+    for sign_method in [SignMethod::Md5, SignMethod::Sha256] {
+        let mut notice = ali_notice(ali(), sign_method);
+        notice.offer.md5 = "0123456789ABCDEF0123456789abcdef".into();
+        notice.offer.size = 1_048_577;
+        let push = protocol::encode(&Notice::Upgrade(notice.clone())).unwrap();
+        let reply = protocol::encode(&Notice::FirmwareGetReply {
+            request: request.clone(),
+            pending: Some(notice),
+        })
+        .unwrap();
+        for out in [push, reply] {
+            let b = body(&out);
+            let data = &b["data"];
+            assert_eq!(
+                data["md5"], "0123456789abcdef0123456789abcdef",
+                "{sign_method:?} {}",
+                out.topic
+            );
+            assert_eq!(b["message"], "success");
+            assert_eq!(data["size"], 1_048_577);
+            for (name, value) in data.as_object().unwrap() {
+                let empty = value.is_null() || value.as_str().is_some_and(str::is_empty);
+                assert!(!empty, "{sign_method:?}: {name} is empty");
+            }
+        }
+    }
 }
 
 #[test]
@@ -456,15 +494,25 @@ fn fogcloud_firmware_get_round_trip() {
     assert_same_shape(&body(&out), &documented, "$", &["checksum"]);
     assert_eq!(body(&out)["id"], 123);
 
-    let nothing = protocol::encode(&Notice::FirmwareGetReply {
-        request: request.clone(),
-        pending: None,
-    })
-    .unwrap();
-    assert_eq!(
-        body(&nothing),
-        json!({"id": 123, "version": "1.0", "method": "firmware.post", "params": {}})
+    // "Nothing pending" has no FogCloud message (notes.md): it cannot be encoded, so it can
+    // never be sent.
+    assert!(!protocol::has_nothing_pending_reply(fog().dialect()));
+    assert!(
+        protocol::encode(&Notice::FirmwareGetReply {
+            request: request.clone(),
+            pending: None,
+        })
+        .is_err()
     );
+    // Every field of the document's firmware.post is there and non-empty in the reply.
+    for (name, value) in documented["params"].as_object().unwrap() {
+        let ours = &body(&out)["params"][name];
+        let empty = ours.is_null() || ours.as_str().is_some_and(str::is_empty);
+        assert!(
+            !empty,
+            "firmware.post reply lacks {name} (document: {value})"
+        );
+    }
 }
 
 #[test]

@@ -45,6 +45,10 @@ fn open_policy() -> Policy {
         max_in_flight: 1000,
         retries: 0,
         abort: None,
+        // The ack window and the settle delay have their own tests (with the defaults); here
+        // they would only add re-sends and delays to timelines written without them.
+        ack_resends: 0,
+        settle_ms: 0,
         ..Policy::default()
     }
 }
@@ -1149,6 +1153,328 @@ fn a_due_timer_is_not_re_armed_by_an_unrelated_change() {
     );
     // Resuming with the device back online sends the retry.
     assert_eq!(first_sends(&h.run(Input::Resume)), vec![d.clone()]);
+    h.check_store();
+}
+
+/// `open_policy` with the shipped acknowledgement and settle defaults (10 s window, 3 re-sends,
+/// backoff ×2, settle 2 s).
+fn with_default_acks() -> Policy {
+    let d = Policy::default();
+    Policy {
+        ack_window_ms: d.ack_window_ms,
+        ack_resends: d.ack_resends,
+        ack_backoff: d.ack_backoff,
+        settle_ms: d.settle_ms,
+        ..open_policy()
+    }
+}
+
+#[test]
+fn an_unanswered_notice_is_resent_with_backoff_well_before_the_timeout() {
+    let devices = vec![ali(0), fog(0)];
+    let (mut h, start) = Harness::started(with_default_acks(), on_v1(devices.clone()));
+    let first = sends(&start);
+    assert_eq!(first_sends(&start), devices);
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(10_000))
+    );
+    assert!(sends(&h.at(9_999)).is_empty());
+    // Re-sent at +10 s, +30 s, +70 s: the same attempt and FogCloud task_id each time.
+    for (at, n) in [(10_000, 1), (30_000, 2), (70_000, 3)] {
+        let actions = h.at(at);
+        let again = sends(&actions);
+        assert_eq!(again.len(), 2, "at {at}: {actions:?}");
+        for (resent, original) in again.iter().zip(&first) {
+            assert!(resent.resend && resent.attempt == 1, "{resent:?}");
+            assert_eq!(resent.task, original.task);
+        }
+        assert!(
+            logs(&actions)
+                .iter()
+                .any(|l| l.contains(&format!("re-sent ({n} of 3)"))),
+            "{actions:?}"
+        );
+        let snap = h.campaign.snapshot();
+        assert!(snap.devices.iter().all(|d| d.resends == n));
+    }
+    let snap = h.campaign.snapshot();
+    assert!(snap.devices.iter().all(|d| d.next_resend_at.is_none()));
+    // After the last re-send only the device timeout is left (30 minutes after the notice).
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(30 * 60 * 1000))
+    );
+    assert!(sends(&h.at(1_000_000)).is_empty());
+    assert!(devices.iter().all(|d| h.status(d) == DeviceStatus::Noticed));
+    h.check_store();
+}
+
+#[test]
+fn an_answered_notice_is_not_resent_and_dji_keeps_its_own_reply_wait() {
+    let (a, b, f) = (ali(0), ali(1), fog(2));
+    let (mut h, start) = Harness::started(
+        with_default_acks(),
+        on_v1([a.clone(), b.clone(), f.clone()]),
+    );
+    let fog_task = sends(&start)
+        .into_iter()
+        .find(|o| o.device == f)
+        .unwrap()
+        .task;
+    h.now = 5_000;
+    h.event(ali_progress(&a, 10));
+    // Its old version without progress: it has just (re)connected and may have missed the
+    // notice, which goes again once it has settled (2 s), not at the window's end.
+    h.event(version(&b, "1.0"));
+    h.event(progress(
+        &f,
+        fog_task,
+        UpgradeStatus::InProgress,
+        Phase::Unspecified,
+        Some(5),
+    ));
+    assert!(sends(&h.at(6_999)).is_empty());
+    let settled: Vec<DeviceId> = sends(&h.at(7_000)).into_iter().map(|o| o.device).collect();
+    assert_eq!(settled, vec![b.clone()]);
+    h.now = 8_000;
+    h.event(ali_progress(&b, 1));
+    assert!(sends(&h.at(10_000)).is_empty());
+    assert!(sends(&h.at(100_000)).is_empty());
+    for quiet in [&a, &f] {
+        assert_eq!(h.campaign.device(quiet).unwrap().resends, 0);
+    }
+    assert_eq!(h.campaign.device(&b).unwrap().resends, 1);
+    h.check_store();
+
+    // DJI: only its own services_reply wait (3 s, 2 re-sends), not the ack window on top.
+    let d = dji(3);
+    let (mut h, _) = Harness::started(with_default_acks(), on_v1([d.clone()]));
+    let dji_sends: Vec<u64> = [3_000, 6_000, 9_000, 10_000, 30_000, 70_000]
+        .into_iter()
+        .filter(|&t| !sends(&h.at(t)).is_empty())
+        .collect();
+    assert_eq!(dji_sends, vec![3_000, 6_000]);
+    assert_eq!(h.status(&d), DeviceStatus::Failed);
+    assert_eq!(h.campaign.device(&d).unwrap().resends, 2);
+    h.check_store();
+}
+
+#[test]
+fn the_ack_wait_survives_a_restart() {
+    let a = ali(0);
+    let (mut h, _) = Harness::started(with_default_acks(), on_v1([a.clone()]));
+    assert_eq!(sends(&h.at(10_000)).len(), 1);
+    h.check_store();
+    let loaded = h.store.load_campaign(h.campaign.id()).unwrap();
+    let stored = loaded.devices[0].clone();
+    assert_eq!(stored.resends, 1);
+    assert_eq!(
+        stored
+            .reply_wait
+            .map(|w| (w.deadline_at.as_millis(), w.resends_left)),
+        Some((30_000, 2))
+    );
+    let mut resumed = Campaign::resume(loaded, Timestamp::from_millis(12_000), &|_| true).unwrap();
+    let mut ids = SequentialIds::new();
+    // The resume re-send (the notice may never have left), then the stored schedule goes on.
+    assert_eq!(
+        sends(&resumed.handle(Input::Tick, Timestamp::from_millis(12_000), &mut ids)).len(),
+        1
+    );
+    assert_eq!(
+        resumed.next_deadline(),
+        Some(Timestamp::from_millis(30_000))
+    );
+    let again = sends(&resumed.handle(Input::Tick, Timestamp::from_millis(30_000), &mut ids));
+    assert_eq!(again.len(), 1);
+    assert_eq!(resumed.device(&a).unwrap().resends, 2);
+}
+
+#[test]
+fn a_device_heard_for_the_first_time_is_noticed_after_the_settle_delay() {
+    let (a, f) = (ali(0), fog(1));
+    let (mut h, start) = Harness::started(
+        with_default_acks(),
+        vec![
+            target(a.clone(), Some("1.0"), false),
+            target(f.clone(), Some("1.0"), false),
+        ],
+    );
+    assert!(sends(&start).is_empty());
+    h.now = 60_000;
+    // Its first report: it may not have subscribed yet.
+    assert!(first_sends(&h.event(version(&a, "1.0"))).is_empty());
+    h.now = 60_500;
+    assert!(
+        first_sends(&h.run(Input::Seen {
+            device: f.clone(),
+            online: true
+        }))
+        .is_empty()
+    );
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(62_000))
+    );
+    assert!(first_sends(&h.at(61_999)).is_empty());
+    assert_eq!(first_sends(&h.at(62_000)), vec![a.clone()]);
+    assert_eq!(first_sends(&h.at(62_500)), vec![f.clone()]);
+    // And the ack window follows from the notice.
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(72_000))
+    );
+    h.check_store();
+}
+
+#[test]
+fn a_device_heard_just_before_the_start_is_noticed_once_it_has_settled() {
+    let (a, d, old) = (ali(0), dji(1), fog(2));
+    let mut h = Harness::new(
+        with_default_acks(),
+        on_v1([a.clone(), d.clone(), old.clone()]),
+    );
+    h.now = 10_000;
+    // Heard 500 ms ago (maybe before it subscribed), a DJI dock just as recently (it has its
+    // own reply wait), and a device heard 5 s ago.
+    h.campaign.note_heard(&a, Timestamp::from_millis(9_500));
+    h.campaign.note_heard(&d, Timestamp::from_millis(9_500));
+    h.campaign.note_heard(&old, Timestamp::from_millis(5_000));
+    let start = h.run(Input::Start);
+    assert_eq!(first_sends(&start), vec![d.clone(), old.clone()]);
+    assert_eq!(
+        h.campaign.next_deadline(),
+        Some(Timestamp::from_millis(11_500))
+    );
+    assert!(first_sends(&h.at(11_499)).is_empty());
+    assert_eq!(first_sends(&h.at(11_500)), vec![a.clone()]);
+    h.check_store();
+}
+
+#[test]
+fn a_fogcloud_pull_is_answered_at_once_with_the_full_notice() {
+    // A rate of 1 per minute: the scheduler reaches device 1 only at 60 s.
+    let policy = Policy {
+        rate: RateLimit {
+            per_minute: 1,
+            burst: 1,
+        },
+        ..with_default_acks()
+    };
+    let devices = vec![fog(0), fog(1)];
+    let (mut h, start) = Harness::started(policy, on_v1(devices.clone()));
+    assert_eq!(first_sends(&start), vec![devices[0].clone()]);
+    h.now = 1_000;
+    let pulled = h.event(firmware_get(&devices[1]));
+    assert!(sends(&pulled).is_empty(), "{pulled:?}");
+    let replies: Vec<_> = pulled
+        .iter()
+        .filter_map(|a| match a {
+            Action::ReplyFirmwareGet { request, pending } => Some((request, pending)),
+            _ => None,
+        })
+        .collect();
+    match replies.as_slice() {
+        [(request, Some(order))] => {
+            assert_eq!(
+                request.id,
+                MsgId::Str("7".into()),
+                "the request's id is kept"
+            );
+            assert_eq!(order.device, devices[1]);
+            assert!(!order.resend && order.attempt == 1);
+            assert!(matches!(&order.task, TaskRef::TaskId(t) if !t.is_empty()));
+        }
+        other => panic!("expected one reply with the notice: {other:?}"),
+    }
+    assert_eq!(h.status(&devices[1]), DeviceStatus::Noticed);
+    // It counts as the notice: no new attempt goes to it when the next token comes.
+    assert!(first_sends(&h.at(60_000)).is_empty());
+    h.check_store();
+}
+
+#[test]
+fn a_pull_takes_a_concurrency_slot_and_fogcloud_gets_silence_when_nothing_is_pending() {
+    let policy = Policy {
+        max_in_flight: 2,
+        rate: RateLimit {
+            per_minute: 1,
+            burst: 1,
+        },
+        ..with_default_acks()
+    };
+    let devices: Vec<DeviceId> = (0..3).map(fog).collect();
+    let (mut h, _) = Harness::started(policy, on_v1(devices.clone()));
+    h.now = 1_000;
+    let answered = h.event(firmware_get(&devices[1]));
+    assert!(matches!(
+        answered.last(),
+        Some(Action::ReplyFirmwareGet {
+            pending: Some(_),
+            ..
+        })
+    ));
+    assert_eq!(h.campaign.counts().in_flight(), 2);
+    // The cap is full: the third device's pull gets nothing at all (no empty firmware.post).
+    let silent = h.event(firmware_get(&devices[2]));
+    assert!(
+        !silent
+            .iter()
+            .any(|a| matches!(a, Action::ReplyFirmwareGet { .. } | Action::SendUpgrade(_))),
+        "{silent:?}"
+    );
+    assert_eq!(h.status(&devices[2]), DeviceStatus::Pending);
+    // A slot frees: the push goes out as usual.
+    h.now = 61_000;
+    assert_eq!(
+        first_sends(&h.succeed(&devices[0])),
+        vec![devices[2].clone()]
+    );
+    h.check_store();
+}
+
+#[test]
+fn a_fogcloud_pull_before_its_wave_opens_gets_no_reply_and_alibaba_gets_nothing_pending() {
+    let policy = Policy {
+        canary: CanarySize::Count(2),
+        wave_size: 2,
+        ..with_default_acks()
+    };
+    let devices = vec![fog(0), ali(1), fog(2), ali(3)];
+    let (mut h, start) = Harness::started(policy, on_v1(devices.clone()));
+    assert_eq!(first_sends(&start), devices[..2].to_vec());
+    let fog_later = h.event(firmware_get(&devices[2]));
+    assert!(
+        !fog_later
+            .iter()
+            .any(|a| matches!(a, Action::ReplyFirmwareGet { .. })),
+        "{fog_later:?}"
+    );
+    let ali_later = h.event(firmware_get(&devices[3]));
+    assert!(matches!(
+        ali_later.as_slice(),
+        [Action::ReplyFirmwareGet { pending: None, .. }]
+    ));
+    h.check_store();
+}
+
+#[test]
+fn a_device_that_asks_while_settling_is_answered_at_once() {
+    let f = fog(0);
+    let (mut h, _) = Harness::started(
+        with_default_acks(),
+        vec![target(f.clone(), Some("1.0"), false)],
+    );
+    h.now = 5_000;
+    assert!(first_sends(&h.event(version(&f, "1.0"))).is_empty());
+    h.now = 5_100;
+    let asked = h.event(firmware_get(&f));
+    assert!(matches!(
+        asked.last(),
+        Some(Action::ReplyFirmwareGet { pending: Some(o), .. }) if !o.resend
+    ));
+    assert!(sends(&h.at(7_000)).is_empty(), "noticed once");
     h.check_store();
 }
 

@@ -1247,3 +1247,68 @@ async fn scale_two_thousand_connections() {
     assert_eq!(t.upgrades_failed, 0);
     fleet.shutdown().await;
 }
+
+/// `--strict`: the device reports its version before it subscribes, so a notice sent the
+/// instant the report arrives is lost; it drops any notice with a missing or empty field as
+/// broken (an Alibaba SHA256 notice without `md5`, a FogCloud `firmware.post` with empty
+/// `params`), counting it; and follows a complete notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_devices_report_before_they_subscribe_and_drop_broken_notices() {
+    let env = Env::start().await;
+    let mut cfg = SimConfig {
+        aliyun: 1,
+        fogcloud: 1,
+        strict: true,
+        ..env.config("strict")
+    };
+    cfg.behaviour.strict_subscribe_delay = Duration::from_secs(2);
+    let fleet = SimFleet::start(cfg).await.unwrap();
+    let (ali, fog) = ("strict-ali-0001", "strict-fog-0001");
+    env.obs.wait(&ali_topic("inform", ali), |_| true).await;
+    // Sent the instant the report arrives: the device has not subscribed yet.
+    env.publish(
+        &ali_topic("upgrade", ali),
+        ali_notice(&env, "2.0.0", &env.md5),
+    )
+    .await;
+    env.obs
+        .wait(&fog_topic(fog, true), method("version.post"))
+        .await;
+    // Broken notices, repeated until the (late) subscription lets one through.
+    let mut sha256_without_md5 = ali_notice(&env, "2.0.0", &env.md5);
+    sha256_without_md5["data"]["signMethod"] = json!("SHA256");
+    sha256_without_md5["data"]["sign"] = json!(env.sha256);
+    sha256_without_md5["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("md5");
+    let empty_post = json!({"id": 1, "version": "1.0", "method": "firmware.post", "params": {}});
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = fleet.stats();
+        if stats.devices.iter().all(|d| d.broken_notices >= 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:#?}");
+        env.publish(&ali_topic("upgrade", ali), sha256_without_md5.clone())
+            .await;
+        env.publish(&fog_topic(fog, false), empty_post.clone())
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = fleet.stats();
+    for d in &stats.devices {
+        assert_eq!(d.notices_received, 0, "the first notice was lost: {d:?}");
+        assert_eq!(d.nothing_pending, 0, "{d:?}");
+        assert_eq!(d.version, "1.0.0");
+    }
+    assert!(stats.totals().broken_notices >= 2);
+    // A complete notice (md5 with SHA256, as notes.md requires) is followed.
+    let mut complete = sha256_without_md5;
+    complete["data"]["md5"] = json!(env.md5);
+    env.publish(&ali_topic("upgrade", ali), complete).await;
+    env.obs
+        .wait(&ali_topic("inform", ali), has_version("2.0.0"))
+        .await;
+    fleet.shutdown().await;
+}

@@ -288,6 +288,14 @@ fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
     h.get_by_label("History").click();
     h.run_steps(2);
     assert!(h.query_by_label("Device timeout").is_some());
+    for field in [
+        "Re-send unanswered after",
+        "Re-sends",
+        "…each wait ×",
+        "Settle after first heard",
+    ] {
+        assert!(h.query_by_label(field).is_some(), "policy field {field}");
+    }
     h.check_accessibility();
 }
 

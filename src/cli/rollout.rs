@@ -92,6 +92,25 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_interval: Option<Duration>,
 
+    /// Alibaba / FogCloud: re-send a notice that got no progress or version report within
+    /// this window (default 10s; DJI keeps its own services_reply wait).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ack_window: Option<Duration>,
+
+    /// Times an unanswered notice is re-sent, each wait --ack-backoff times longer (default 3;
+    /// 0 leaves it to --device-timeout).
+    #[arg(long, value_name = "K")]
+    pub ack_resends: Option<u32>,
+
+    /// Factor by which each wait for an answer grows (default 2).
+    #[arg(long, value_name = "X")]
+    pub ack_backoff: Option<u32>,
+
+    /// A device that comes online is noticed this long after it was heard, once it has
+    /// subscribed (default 2s; 0s: at once).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub settle: Option<Duration>,
+
     /// Abort when more than this share of finished devices failed.
     #[arg(long, value_name = "P%", value_parser = parse_percent, conflicts_with = "no_abort")]
     pub max_failures: Option<u8>,
@@ -512,6 +531,18 @@ pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Po
     if let Some(i) = args.retry_interval {
         policy.retry_interval_secs = i.as_secs();
     }
+    if let Some(w) = args.ack_window {
+        policy.ack_window_ms = u64::try_from(w.as_millis()).unwrap_or(u64::MAX);
+    }
+    if let Some(k) = args.ack_resends {
+        policy.ack_resends = k;
+    }
+    if let Some(x) = args.ack_backoff {
+        policy.ack_backoff = x;
+    }
+    if let Some(d) = args.settle {
+        policy.settle_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    }
     if args.no_abort {
         policy.abort = None;
     } else if args.max_failures.is_some() || args.min_finished.is_some() {
@@ -694,8 +725,21 @@ mod tests {
             "30%",
             "--only-from",
             "1.0,1.1",
+            "--ack-window",
+            "5s",
+            "--ack-resends",
+            "4",
+            "--ack-backoff",
+            "3",
+            "--settle",
+            "500ms",
         ]);
         let policy = policy_from(&args, 95).unwrap();
+        assert_eq!(
+            (policy.ack_window_ms, policy.ack_resends, policy.ack_backoff),
+            (5_000, 4, 3)
+        );
+        assert_eq!(policy.settle_ms, 500);
         assert_eq!(policy.canary, CanarySize::Percent(10));
         assert_eq!(policy.wave_size, 10);
         assert_eq!(policy.success_threshold_percent, 90);
@@ -712,6 +756,8 @@ mod tests {
         assert_eq!(policy.only_from_versions, vec!["1.0", "1.1"]);
         let none = policy_from(&parse(&["--all", "--no-abort"]), 3).unwrap();
         assert_eq!(none.abort, None);
+        assert_eq!(none.ack_window_ms, Policy::default().ack_window_ms);
+        assert!(policy_from(&parse(&["--all", "--ack-backoff", "0"]), 3).is_err());
     }
 
     const TOKEN: &str = "0123456789abcdef0123456789abcdef";

@@ -86,6 +86,14 @@ pub struct SimArgs {
     /// Seconds between summary lines.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub summary_secs: f64,
+    /// Behave like the strictest embedded device stacks: report the version before
+    /// subscribing (see --subscribe-delay-ms) and ignore as broken any notice with a missing or
+    /// empty field.
+    #[arg(long)]
+    pub strict: bool,
+    /// With --strict: milliseconds between a device's version report and its subscription.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub subscribe_delay_ms: u64,
     /// Print the summaries as JSON lines (`{"event": "summary" | "stopped", "totals": {..}}`)
     /// for scripts and benchmarks.
     #[arg(long)]
@@ -125,8 +133,10 @@ impl SimArgs {
                     .progress_secs
                     .map(|v| secs("--progress-secs", v))
                     .transpose()?,
+                strict_subscribe_delay: Duration::from_millis(self.subscribe_delay_ms),
                 ..Behaviour::default()
             },
+            strict: self.strict,
         })
     }
 }
@@ -192,8 +202,8 @@ fn line(json: bool, event: &str, totals: &SimTotals) -> String {
 fn summary(t: &SimTotals) -> String {
     format!(
         "{} devices, {} connected | idle {} downloading {} installing {} failed {} rejected {} \
-         offline {} | notices {} upgraded {} failures {} missing replies {} dropped {} | \
-         published {} acked {}",
+         offline {} | notices {} broken {} upgraded {} failures {} missing replies {} \
+         dropped {} | published {} acked {}",
         t.devices,
         t.connected,
         t.idle,
@@ -203,6 +213,7 @@ fn summary(t: &SimTotals) -> String {
         t.rejected,
         t.offline,
         t.notices_received,
+        t.broken_notices,
         t.upgrades_succeeded,
         t.upgrades_failed,
         t.missing_replies,
@@ -248,6 +259,9 @@ mod tests {
             "MCU",
             "--progress-secs",
             "1",
+            "--strict",
+            "--subscribe-delay-ms",
+            "3000",
         ]);
         let cfg = cli.sim.to_config().unwrap();
         assert_eq!(
@@ -263,9 +277,12 @@ mod tests {
             cfg.behaviour.progress_interval,
             Some(Duration::from_secs(1))
         );
+        assert!(cfg.strict);
+        assert_eq!(cfg.behaviour.strict_subscribe_delay, Duration::from_secs(3));
         cfg.validate().unwrap();
         let marks_only = Cli::parse_from(["x"]).sim.to_config().unwrap();
         assert_eq!(marks_only.behaviour.progress_interval, None);
+        assert!(!marks_only.strict);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
 use crate::fleet::Fleet;
 use crate::protocol::FirmwareOffer;
-use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target};
+use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp};
 use crate::store::PackageRecord;
 
 impl Runner {
@@ -106,6 +106,14 @@ impl Runner {
         let mut campaign = Campaign::new(id, spec, targets, self.clock.now())
             .map_err(|e| format!("cannot start the rollout: {e}"))?;
         self.tell_gateways(&mut campaign);
+        // A device heard a moment ago may have reported before it subscribed: let it settle.
+        for device in &request.targets {
+            if let Some(record) = self.fleet.get(device)
+                && let Ok(heard) = u64::try_from(record.last_seen_ms)
+            {
+                campaign.note_heard(device, Timestamp::from_millis(heard));
+            }
+        }
         self.store
             .create_campaign(&campaign.persisted())
             .map_err(|e| format!("cannot start the rollout: {e}"))?;

@@ -294,6 +294,10 @@ impl Runner {
     }
 
     fn reply_nothing_pending(&mut self, request: FirmwareGet) {
+        // FogCloud defines no empty reply (notes.md): silence is its "nothing pending".
+        if !protocol::has_nothing_pending_reply(request.device.dialect()) {
+            return;
+        }
         let device = request.device.clone();
         let notice = Notice::FirmwareGetReply {
             request,

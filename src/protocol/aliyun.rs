@@ -5,7 +5,9 @@
 //! `get_reply`. Pure: no I/O, no clock; never panics on device input.
 //!
 //! What we send follows the device SDKs to the letter (`signMethod` spelled `Md5`/`SHA256`,
-//! `md5` only with Md5, `module` left out for the default module, every field non-empty); what
+//! `md5` in lowercase hex in every notice whatever the sign method (the C 3.x SDKs read only
+//! `md5` and drop a notice without it), `message` exactly `"success"`, `size` the exact byte
+//! count, `module` left out for the default module, every field non-empty); what
 //! we accept is liberal (`step` and `id` as string or number, `null` as absent).
 
 use serde::Serialize;
@@ -175,8 +177,8 @@ struct PushData<'a> {
     url: &'a str,
     sign_method: &'static str,
     sign: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    md5: Option<&'a str>,
+    /// Always present: device SDKs of the C 3.x line verify with `md5` only (notes.md).
+    md5: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     module: Option<&'a str>,
 }
@@ -277,6 +279,7 @@ fn push_data(n: &UpgradeNotice) -> Result<(i64, PushData<'_>), EncodeError> {
         ("version", offer.version.as_str()),
         ("url", offer.url.as_str()),
         ("sign", sign),
+        ("md5", offer.md5.as_str()),
     ] {
         if value.is_empty() {
             return Err(EncodeError::Invalid(format!(
@@ -299,7 +302,7 @@ fn push_data(n: &UpgradeNotice) -> Result<(i64, PushData<'_>), EncodeError> {
             url: &offer.url,
             sign_method: sign_method_wire(sign_method),
             sign,
-            md5: (sign_method == SignMethod::Md5).then_some(offer.md5.as_str()),
+            md5: offer.md5.to_ascii_lowercase(),
             module: n.device.module(),
         },
     ))
@@ -673,7 +676,10 @@ mod tests {
         assert_eq!(data["signMethod"], "SHA256");
         assert_eq!(data["sign"], "bb");
         assert_eq!(data["module"], "MCU");
-        assert!(data.get("md5").is_none());
+        // C 3.x SDKs read only `md5`: it goes out whatever the sign method.
+        assert_eq!(data["md5"], "aa");
+        assert_eq!(body(&o)["message"], "success");
+        assert_eq!(data["size"], 11);
     }
 
     #[test]
@@ -697,10 +703,18 @@ mod tests {
             encode(&Notice::Upgrade(n)),
             Err(EncodeError::Invalid(_))
         ));
-        // An empty md5 does not matter when SHA256 is used.
+        // `md5` is required with SHA256 too (device SDKs read only it).
         let mut n = notice(dev(), SignMethod::Sha256);
         n.offer.md5.clear();
-        assert!(encode(&Notice::Upgrade(n)).is_ok());
+        assert!(matches!(
+            encode(&Notice::Upgrade(n)),
+            Err(EncodeError::Invalid(_))
+        ));
+        // Sent in lowercase hex whatever case the offer carries.
+        let mut n = notice(dev(), SignMethod::Sha256);
+        n.offer.md5 = "AB12".into();
+        let o = encode(&Notice::Upgrade(n)).unwrap();
+        assert_eq!(body(&o)["data"]["md5"], "ab12");
 
         let mut n = notice(dev(), SignMethod::Md5);
         n.dialect = DialectOptions::FogCloud {

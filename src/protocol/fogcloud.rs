@@ -233,6 +233,17 @@ struct FirmwarePost<'a> {
     task_id: &'a str,
 }
 
+/// The notice's description, never empty (notes.md: a device treats a `firmware.post` with an
+/// empty field as broken): the operator's text, else the file name, else the version (which
+/// `check` guarantees).
+fn description(offer: &super::FirmwareOffer) -> &str {
+    [&offer.description, &offer.file_name, &offer.version]
+        .into_iter()
+        .map(|s| s.as_str())
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or(offer.version.as_str())
+}
+
 #[derive(Serialize)]
 struct Identity<'a> {
     product_key: &'a str,
@@ -252,10 +263,6 @@ struct SubFirmware<'a> {
     desc: &'a str,
     task_id: &'a str,
 }
-
-/// Serializes as `{}`: "nothing pending" in a reply to `firmware.get`.
-#[derive(Serialize)]
-struct Empty {}
 
 /// Encodes a notice for a FogCloud device or gateway.
 pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
@@ -320,10 +327,12 @@ pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
                 let body = envelope(request.id.clone(), "firmware.post", firmware_post(&checked));
                 outbound(&request.device, &body)
             }
-            None => outbound(
-                &request.device,
-                &envelope(request.id.clone(), "firmware.post", Empty {}),
-            ),
+            // notes.md: the document defines no empty reply, and a strict device counts a
+            // `firmware.post` without fields as a broken notice: "nothing pending" is silence.
+            None => Err(EncodeError::Invalid(format!(
+                "FogCloud has no \"nothing pending\" reply to firmware.get (from {})",
+                request.device
+            ))),
         },
         Notice::DjiStatusReply { .. } | Notice::DjiEventsReply { .. } => Err(EncodeError::Invalid(
             "FogCloud devices have no such message (DJI notice given)".into(),
@@ -421,7 +430,7 @@ fn firmware_post<'a>(c: &Checked<'a>) -> FirmwarePost<'a> {
         sign_method: SIGN_METHOD,
         checksum: &offer.checksum,
         module: c.module,
-        description: &offer.description,
+        description: description(offer),
         task_id: c.task_id,
     }
 }
@@ -446,7 +455,7 @@ fn sub_firmware<'a>(c: &Checked<'a>) -> Result<SubFirmware<'a>, EncodeError> {
         sign_method: SIGN_METHOD,
         checksum: &offer.checksum,
         module: c.module,
-        desc: &offer.description,
+        desc: description(offer),
         task_id: c.task_id,
     })
 }
@@ -877,6 +886,21 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_description_is_never_sent() {
+        let mut n = notice(dev(), None);
+        n.offer.description.clear();
+        let b = body(&encode(&Notice::Upgrade(n.clone())).unwrap());
+        assert_eq!(b["params"]["description"], n.offer.file_name.as_str());
+        n.offer.file_name = " ".into();
+        let b = body(&encode(&Notice::Upgrade(n.clone())).unwrap());
+        assert_eq!(b["params"]["description"], "1.0.1");
+        let mut n = notice(sub("a"), Some(dev()));
+        n.offer.description.clear();
+        let b = body(&encode(&Notice::Upgrade(n.clone())).unwrap());
+        assert_eq!(b["params"][0]["desc"], n.offer.file_name.as_str());
+    }
+
+    #[test]
     fn sub_device_upgrade_goes_to_gateway() {
         let o = encode(&Notice::Upgrade(notice(sub("a"), Some(dev())))).unwrap();
         assert_eq!(o.topic, "fogcloud/pk/dn/thing/down/ota");
@@ -973,15 +997,14 @@ mod tests {
             device: dev(),
             id: MsgId::Num(4242),
         };
-        let o = encode(&Notice::FirmwareGetReply {
-            request: request.clone(),
-            pending: None,
-        })
-        .unwrap();
-        assert_eq!(
-            body(&o),
-            json!({"id": 4242, "version": "1.0", "method": "firmware.post", "params": {}})
-        );
+        // No empty `firmware.post` exists (notes.md): "nothing pending" cannot be encoded.
+        assert!(matches!(
+            encode(&Notice::FirmwareGetReply {
+                request: request.clone(),
+                pending: None,
+            }),
+            Err(EncodeError::Invalid(_))
+        ));
         let o = encode(&Notice::FirmwareGetReply {
             request: request.clone(),
             pending: Some(notice(dev(), None)),

@@ -343,7 +343,8 @@ pub enum Notice {
         id: i64,
         notices: Vec<UpgradeNotice>,
     },
-    /// Answer a [`FirmwareGet`]: the pending notice, or `None` for "nothing pending".
+    /// Answer a [`FirmwareGet`]: the pending notice, or `None` for "nothing pending" (only
+    /// where the dialect defines such a reply: see [`has_nothing_pending_reply`]).
     FirmwareGetReply {
         request: FirmwareGet,
         pending: Option<UpgradeNotice>,
@@ -401,6 +402,14 @@ pub fn subscriptions(dialect: Dialect) -> &'static [&'static str] {
         Dialect::FogCloud => fogcloud::SUBSCRIPTIONS,
         Dialect::Dji => dji::SUBSCRIPTIONS,
     }
+}
+
+/// Whether the dialect defines a reply to a device's firmware request that says "nothing
+/// pending": Alibaba's `get_reply` with `"data":{}` does. FogCloud's document defines none (a
+/// device parses a `firmware.post` without fields as a broken notice), so there the answer to
+/// "nothing pending" is silence. DJI devices never ask.
+pub fn has_nothing_pending_reply(dialect: Dialect) -> bool {
+    dialect == Dialect::Aliyun
 }
 
 /// Which dialect a topic belongs to, by its shape alone.

@@ -49,6 +49,10 @@ pub struct Campaign {
     devices: Vec<DeviceRecord>,
     /// Runtime only: whether each device is connected.
     online: Vec<bool>,
+    /// Runtime only: a device that just came online is not noticed before this (it may not
+    /// have subscribed yet: some SDKs publish their version first). Not persisted: after a
+    /// restart every device is new to the console again.
+    settle_until: Vec<Option<Timestamp>>,
     /// Runtime only: the DJI dock each DJI device upgrades through (itself for a dock). A dock
     /// runs one OTA task at a time and answers a second `ota_create` with 312014, so devices of
     /// one dock are noticed one after the other. `None` for other dialects.
@@ -225,6 +229,7 @@ impl Campaign {
             id: p.id,
             docks,
             docks_known: false,
+            settle_until: vec![None; online.len()],
             bucket: TokenBucket::new(p.spec.policy.rate, now),
             spec: p.spec,
             state: p.state,
@@ -264,6 +269,24 @@ impl Campaign {
             }
         }
         self.docks_known = true;
+    }
+
+    /// The engine last heard `device` at `heard_at`, before the campaign could see it. Alibaba
+    /// and FogCloud devices report only when they connect, so a report less than `settle_ms`
+    /// ago may be one sent before the device subscribed: its notice waits until it has settled.
+    /// (DJI docks report all the time and have their own reply wait: not held.)
+    pub fn note_heard(&mut self, device: &DeviceId, heard_at: Timestamp) {
+        let Some(idx) = self.index_of(device) else {
+            return;
+        };
+        let until = heard_at.plus_ms(self.spec.policy.settle_ms);
+        if device.dialect() == Dialect::Dji || until <= self.now {
+            return;
+        }
+        if let Some(slot) = self.settle_until.get_mut(idx) {
+            *slot = Some(until);
+            self.timers.insert((until, idx));
+        }
     }
 
     /// Docks with a device in flight (only DJI campaigns have any).
@@ -442,7 +465,7 @@ impl Campaign {
         }
         self.settle(ids, &mut out);
         if let Some((request, idx)) = reply_to {
-            self.reply_firmware_get(request, idx, &mut out);
+            self.reply_firmware_get(request, idx, ids, &mut out);
         }
         out
     }
@@ -572,20 +595,82 @@ impl Campaign {
             // The reply carries the notice, so coming online here needs no separate re-send.
             *flag = true;
         }
+        // A device that asks is listening: no settle delay.
+        if let Some(settle) = self.settle_until.get_mut(idx) {
+            *settle = None;
+        }
         self.refresh_queue(idx);
         Some((request, idx))
     }
 
-    fn reply_firmware_get(&mut self, request: FirmwareGet, idx: usize, out: &mut Vec<Action>) {
-        let Some(rec) = self.devices.get(idx) else {
+    /// Answers a pull. A device that asks is surely listening, so when its turn may come (its
+    /// wave is open, the campaign runs, the version filter passes, no retry wait) it is noticed
+    /// now even if the scheduler did not reach it: the answer is a notice like any other, so it
+    /// takes a concurrency slot (a full cap leaves the pull unanswered: the device asks again,
+    /// or gets the push when a slot frees), and it takes a rate token when one is there but
+    /// never waits for one (the rate paces pushes; the device itself paces its pulls).
+    fn reply_firmware_get(
+        &mut self,
+        request: FirmwareGet,
+        idx: usize,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(device) = self.devices.get(idx).map(|r| r.device.clone()) else {
             return;
         };
         // A notice sent to this very device by this call travels in the reply instead.
         let before = out.len();
-        out.retain(|a| !matches!(a, Action::SendUpgrade(o) if o.device == rec.device));
-        let sent_now = out.len() != before;
+        out.retain(|a| !matches!(a, Action::SendUpgrade(o) if o.device == device));
+        let mut sent_now = out.len() != before;
+        if !sent_now && self.pull_may_notice(idx) {
+            // Skipped devices never get this far (`pull_may_notice` checks the filter).
+            let _ = self.bucket.try_take(self.now);
+            self.send_notice(idx, ids, out);
+            out.retain(|a| !matches!(a, Action::SendUpgrade(o) if o.device == device));
+            sent_now = true;
+        }
+        let Some(rec) = self.devices.get(idx) else {
+            return;
+        };
         let pending = rec.status.in_flight().then(|| order_for(rec, !sent_now));
+        if pending.is_none() && !crate::protocol::has_nothing_pending_reply(device.dialect()) {
+            // FogCloud defines no empty reply: silence is the answer (notes.md).
+            let message = format!(
+                "firmware request answered with nothing: the device is {}{}",
+                rec.status,
+                if rec.status == DeviceStatus::Pending {
+                    " and its turn has not come"
+                } else {
+                    ""
+                }
+            );
+            log(out, Some(&device), LogLevel::Info, message);
+            return;
+        }
         out.push(Action::ReplyFirmwareGet { request, pending });
+    }
+
+    /// Whether a pending device that asks for its firmware may be noticed right now.
+    fn pull_may_notice(&self, idx: usize) -> bool {
+        let Some(rec) = self.devices.get(idx) else {
+            return false;
+        };
+        let max = usize::try_from(self.spec.policy.max_in_flight).unwrap_or(usize::MAX);
+        let dock_busy = self
+            .docks
+            .get(idx)
+            .cloned()
+            .flatten()
+            .is_some_and(|d| self.busy_docks().contains(&d));
+        self.state == CampaignState::Running
+            && self.broker_lost_at.is_none()
+            && self.queue.contains(&idx)
+            && self.counts.in_flight() < max
+            && rec.retry_at.is_none_or(|t| t <= self.now)
+            && device::skip_reason(rec, &self.spec.offer.version, &self.spec.policy).is_none()
+            && (self.spec.policy.only_from_versions.is_empty() || rec.from_version.is_some())
+            && !dock_busy
     }
 
     /// Re-sends the notice in flight to every online `noticed` device (DJI has its own
@@ -616,6 +701,15 @@ impl Campaign {
         };
         let came_back = online && !*flag;
         *flag = online;
+        let settle_ms = self.spec.policy.settle_ms;
+        if came_back && settle_ms > 0 {
+            let until = self.now.plus_ms(settle_ms);
+            if let Some(slot) = self.settle_until.get_mut(idx) {
+                *slot = Some(until);
+            }
+            // Wakes the scheduler when the delay is over (the device timer does nothing then).
+            self.timers.insert((until, idx));
+        }
         self.refresh_queue(idx);
         let Some(rec) = self.devices.get(idx) else {
             return;
@@ -853,6 +947,7 @@ impl Campaign {
             };
             if !self.online.get(idx).copied().unwrap_or(false)
                 || rec.retry_at.is_some_and(|t| t > self.now)
+                || self.settling(idx)
             {
                 continue;
             }
@@ -878,6 +973,15 @@ impl Campaign {
             busy.extend(dock);
         }
         skipped
+    }
+
+    /// The device came online less than `settle_ms` ago.
+    fn settling(&self, idx: usize) -> bool {
+        self.settle_until
+            .get(idx)
+            .copied()
+            .flatten()
+            .is_some_and(|t| t > self.now)
     }
 
     fn send_notice(&mut self, idx: usize, ids: &mut dyn IdSource, out: &mut Vec<Action>) {

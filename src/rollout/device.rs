@@ -108,6 +108,12 @@ pub(crate) fn notice(rec: &mut DeviceRecord, task: TaskRecord, ctx: &DeviceCtx<'
             deadline_at: ctx.now.plus_ms(ctx.policy.dji_reply_timeout_ms),
             resends_left: ctx.policy.dji_resends,
         }),
+        // Alibaba / FogCloud have no reply to a notice: the first progress or version report
+        // is its acknowledgement, awaited for the ack window.
+        _ if ctx.policy.ack_resends > 0 => Some(ReplyWait {
+            deadline_at: ctx.now.plus_ms(ctx.policy.ack_wait_ms(0)),
+            resends_left: ctx.policy.ack_resends,
+        }),
         _ => None,
     };
     rec.task = task;
@@ -261,8 +267,35 @@ pub(crate) fn on_version(rec: &mut DeviceRecord, version: &str, ctx: &DeviceCtx<
     if rec.to_version.as_deref() != Some(version) {
         rec.to_version = Some(version.to_owned());
     }
+    // Not DJI's: docks report versions periodically, whatever became of an `ota_create`, so
+    // only its `services_reply` or progress counts there.
+    let mut step = Step::default();
+    if rec.status.in_flight() && !matches!(rec.task, TaskRecord::Dji { .. }) {
+        if rec.status == DeviceStatus::Noticed
+            && version != ctx.target_version
+            && ctx.policy.ack_resends > 0
+        {
+            // It announces its old version without having acted on the notice: it has just
+            // (re)connected, and SDKs that report before they subscribe lost what came before.
+            // The notice goes again once it has settled, as the Alibaba platform re-sends a
+            // pending notice to a device that comes online.
+            let resends_left = rec.reply_wait.map_or(1, |w| w.resends_left.max(1));
+            rec.reply_wait = Some(ReplyWait {
+                deadline_at: ctx.now.plus_ms(ctx.policy.settle_ms.max(1)),
+                resends_left,
+            });
+            step.logs.push(format!(
+                "reported version {version} without acting on the notice: it is sent again in \
+                 {} ms",
+                ctx.policy.settle_ms.max(1)
+            ));
+        } else {
+            // Progress or the target version answered the notice.
+            rec.reply_wait = None;
+        }
+    }
     if version != ctx.target_version {
-        return Step::default();
+        return step;
     }
     let late = !rec.status.in_flight();
     let before = rec.status;
@@ -352,6 +385,9 @@ pub(crate) fn on_timer(
     let Some(wait) = rec.reply_wait.filter(|w| w.deadline_at <= ctx.now) else {
         return Step::default();
     };
+    if !matches!(rec.task, TaskRecord::Dji { .. }) {
+        return resend_unanswered(rec, wait, ctx);
+    }
     let sent = 1 + ctx.policy.dji_resends - wait.resends_left.min(ctx.policy.dji_resends);
     if wait.resends_left == 0 {
         fail(
@@ -368,6 +404,7 @@ pub(crate) fn on_timer(
     if let TaskRecord::Dji { tid, .. } = &mut rec.task {
         *tid = fresh_tid();
     }
+    rec.resends = rec.resends.saturating_add(1);
     rec.reply_wait = Some(ReplyWait {
         deadline_at: ctx.now.plus_ms(ctx.policy.dji_reply_timeout_ms),
         resends_left: wait.resends_left - 1,
@@ -376,6 +413,32 @@ pub(crate) fn on_timer(
         logs: vec![format!(
             "no services_reply to ota_create within {} ms: re-sent with a fresh tid ({} of {})",
             ctx.policy.dji_reply_timeout_ms, sent, ctx.policy.dji_resends
+        )],
+        resend: true,
+        ..Step::default()
+    }
+}
+
+/// An Alibaba / FogCloud notice got no answer within its ack window: send the same notice again
+/// (same attempt, same task_id) and wait `ack_backoff` times longer; after the last re-send only
+/// the device timeout is left. Never fails the attempt by itself.
+fn resend_unanswered(rec: &mut DeviceRecord, wait: ReplyWait, ctx: &DeviceCtx<'_>) -> Step {
+    if wait.resends_left == 0 {
+        rec.reply_wait = None;
+        return Step::default();
+    }
+    let total = ctx.policy.ack_resends.max(wait.resends_left);
+    let done = total - wait.resends_left + 1;
+    let waited_ms = ctx.policy.ack_wait_ms(done - 1);
+    rec.resends = rec.resends.saturating_add(1);
+    rec.reply_wait = (wait.resends_left > 1).then(|| ReplyWait {
+        deadline_at: ctx.now.plus_ms(ctx.policy.ack_wait_ms(done)),
+        resends_left: wait.resends_left - 1,
+    });
+    Step {
+        logs: vec![format!(
+            "no answer to the notice within {:.1} s: re-sent ({done} of {total})",
+            waited_ms as f64 / 1000.0
         )],
         resend: true,
         ..Step::default()

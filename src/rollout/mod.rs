@@ -37,7 +37,9 @@
 //!   a sub-device or the DJI dock of a drone, a message id, a timestamp), encode it with
 //!   `protocol::encode` and publish. If the publish fails, feed [`Input::PublishFailed`].
 //! - [`Action::ReplyFirmwareGet`]: answer the device's request with
-//!   `Notice::FirmwareGetReply { request, pending: pending.map(build_notice) }`.
+//!   `Notice::FirmwareGetReply { request, pending: pending.map(build_notice) }`. `pending` is
+//!   `None` only for dialects with a "nothing pending" reply (Alibaba); for FogCloud the campaign
+//!   emits no reply at all then (`protocol::has_nothing_pending_reply`).
 //! - [`Action::CampaignStateChanged`], [`Action::Log`]: for the UI and the event log.
 //!
 //! The UI reads [`Campaign::snapshot`] (serde-serialisable, also the JSON report).
@@ -46,7 +48,8 @@
 //!
 //! A campaign ignores events about devices that are not its targets and answers `FirmwareGet`
 //! only for its targets ([`Campaign::is_target`]): when no campaign has the device, the engine
-//! answers "nothing pending" itself. A device+module belongs to at most one unfinished campaign;
+//! answers "nothing pending" itself where the dialect has such a reply (Alibaba) and stays
+//! silent where it has none (FogCloud). A device+module belongs to at most one unfinished campaign;
 //! the engine refuses to start a second one over the same device+module. DJI progress and
 //! replies carry the gateway as device: offer them to every DJI campaign, the bid decides.
 //! `Event::Topology` is not a campaign input: turn it into [`Input::Seen`] for the dock and its
@@ -77,9 +80,20 @@
 //!   `only_from_versions`, a device on another version is skipped with the reason, and a device
 //!   whose version is unknown waits until it reports one. Checked at start, when its wave opens
 //!   and just before its notice.
-//! - **Rate** ([`policy::RateLimit`]) counts first notices and retries; DJI re-sends and
-//!   re-sends to a device back online do not. **Concurrency**: at most `max_in_flight` devices
+//! - **Rate** ([`policy::RateLimit`]) counts first notices and retries; re-sends (DJI, ack
+//!   window, device back online) do not. **Concurrency**: at most `max_in_flight` devices
 //!   noticed/downloading/installing.
+//! - **Acknowledgement** (Alibaba, FogCloud): a notice is answered by the device's first
+//!   progress or version report. Without one within `ack_window_ms` the same notice (same
+//!   attempt, same task_id) is re-sent, up to `ack_resends` times, each wait `ack_backoff`
+//!   times longer (defaults: 10 s, 3, ×2: re-sent at +10 s, +30 s, +70 s); then only the device
+//!   timeout is left. Re-sends are counted per device (`resends`, persisted; shown in the window
+//!   and the report) and the wait is persisted, so it goes on after a restart. DJI keeps its own
+//!   `services_reply` wait (`dji_reply_timeout_ms`, `dji_resends`), not doubled.
+//! - **Settle**: a device that comes online while the campaign runs (heard for the first time,
+//!   or back after being away) is not noticed before `settle_ms` (default 2 s) has passed:
+//!   some SDKs publish their version before they subscribe. A device that asks
+//!   (`FirmwareGet`) is listening, so it is not made to wait.
 //! - **Timeout** from each notice to the target version report. **Retries**: a failed or
 //!   timed-out device is noticed again after `retry_interval_secs`, up to `retries` times;
 //!   rejected (and DJI `canceled`) never. `RetryFailed` gives failed and timed-out devices a
@@ -102,9 +116,15 @@
 //! - **Offline** devices are not noticed; they get their notice when seen again
 //!   (`Input::Seen`, or any event from them). A device seen again while `noticed` (not DJI) gets
 //!   the same notice re-sent, as the Alibaba platform does.
-//! - **FirmwareGet** from a target: answered with the notice in flight, or a notice sent right
-//!   now if its turn has come (carried by the reply instead of a separate `SendUpgrade`), or
-//!   "nothing pending".
+//! - **FirmwareGet** (a pull) from a target: answered at once, with the request's id, with the
+//!   notice in flight (a re-send), or a new notice carried by the reply instead of a separate
+//!   `SendUpgrade`. A pull is a notice: a pending device whose turn may come (campaign running,
+//!   wave open, version filter passed, no retry wait) is noticed by its pull even when the
+//!   scheduler has not reached it. It takes a concurrency slot like any notice (when the cap is
+//!   full the pull is not answered with a notice: the device asks again, or gets the push when a
+//!   slot frees), and it takes a rate token when one is there but never waits for one (the rate
+//!   paces pushes; a device paces its own pulls). Otherwise: Alibaba's "nothing pending"
+//!   (`"data":{}`); FogCloud nothing at all (its document defines no empty reply).
 //! - **DJI**: one bid per attempt, a fresh tid per `ota_create` sent. Without a matching
 //!   `services_reply` (or any progress on the bid) within `dji_reply_timeout_ms` the
 //!   `ota_create` is re-sent with a fresh tid, `dji_resends` times, then the attempt fails with

@@ -1,5 +1,6 @@
 //! `Policy`: the operator's knobs for one campaign (waves, rate, concurrency, timeouts, retries,
-//! abort threshold, version filter) and their validation. Plain data, serialised as JSON into the
+//! abort threshold, version filter, notice acknowledgement and settle delay) and their
+//! validation. Plain data, serialised as JSON into the
 //! store; it never looks at devices or time itself.
 
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,18 @@ pub struct Policy {
     pub dji_reply_timeout_ms: u64,
     /// DJI: how many times `ota_create` is re-sent (fresh tid, same bid) without a reply.
     pub dji_resends: u32,
+    /// Alibaba / FogCloud: a notice that gets no answer (no progress, no version report) within
+    /// this many milliseconds is re-sent (a device that published its version before it
+    /// subscribed lost it). DJI has its own `services_reply` wait instead.
+    pub ack_window_ms: u64,
+    /// Alibaba / FogCloud: how many times an unanswered notice is re-sent (0 = never; the
+    /// device timeout alone decides then).
+    pub ack_resends: u32,
+    /// Each re-send waits this many times longer than the one before (1 = evenly spaced).
+    pub ack_backoff: u32,
+    /// A device that comes online (heard for the first time, or back after being away) is
+    /// noticed no sooner than this many milliseconds later, so that it has subscribed.
+    pub settle_ms: u64,
 }
 
 impl Default for Policy {
@@ -104,9 +117,24 @@ impl Default for Policy {
             only_from_versions: Vec::new(),
             dji_reply_timeout_ms: 3_000,
             dji_resends: 2,
+            // Re-sent at +10 s, +30 s and +70 s: a device heard nothing about is noticed again
+            // within seconds, well before the 30-minute timeout; a device that is merely slow
+            // to start a large download answers within the first window anyway.
+            ack_window_ms: 10_000,
+            ack_resends: 3,
+            ack_backoff: 2,
+            // Device SDKs subscribe within a few hundred milliseconds of their first publish.
+            settle_ms: 2_000,
         }
     }
 }
+
+/// Bounds of the acknowledgement knobs: a window under 100 ms would re-send before any device
+/// could answer; more than 20 re-sends or a backoff above 10 only flood a device that is gone.
+const MIN_ACK_WINDOW_MS: u64 = 100;
+const MAX_ACK_RESENDS: u32 = 20;
+const MAX_ACK_BACKOFF: u32 = 10;
+const MAX_SETTLE_MS: u64 = 10 * 60 * 1000;
 
 /// Longest accepted entry of `only_from_versions`, and how many entries.
 const MAX_VERSION_BYTES: usize = 128;
@@ -143,6 +171,7 @@ impl Policy {
             ("device_timeout_secs", self.device_timeout_secs),
             ("retry_interval_secs", self.retry_interval_secs),
             ("dji_reply_timeout_ms", self.dji_reply_timeout_ms / 1000),
+            ("ack_window_ms", self.ack_window_ms / 1000),
         ] {
             if secs > MAX_DURATION_SECS {
                 return bad(field, format!("{secs} s is longer than a week"));
@@ -153,6 +182,33 @@ impl Policy {
         }
         if self.dji_reply_timeout_ms == 0 {
             return bad("dji_reply_timeout_ms", "must be at least 1".into());
+        }
+        if self.ack_window_ms < MIN_ACK_WINDOW_MS {
+            return bad(
+                "ack_window_ms",
+                format!(
+                    "{} ms is shorter than {MIN_ACK_WINDOW_MS} ms",
+                    self.ack_window_ms
+                ),
+            );
+        }
+        if self.ack_resends > MAX_ACK_RESENDS {
+            return bad(
+                "ack_resends",
+                format!("{} is more than {MAX_ACK_RESENDS}", self.ack_resends),
+            );
+        }
+        if self.ack_backoff == 0 || self.ack_backoff > MAX_ACK_BACKOFF {
+            return bad(
+                "ack_backoff",
+                format!("{} is not within 1..={MAX_ACK_BACKOFF}", self.ack_backoff),
+            );
+        }
+        if self.settle_ms > MAX_SETTLE_MS {
+            return bad(
+                "settle_ms",
+                format!("{} ms is longer than {MAX_SETTLE_MS} ms", self.settle_ms),
+            );
         }
         if let Some(abort) = self.abort {
             if abort.failure_percent > 100 {
@@ -188,6 +244,13 @@ impl Policy {
     pub fn retry_interval_ms(&self) -> u64 {
         self.retry_interval_secs.saturating_mul(1000)
     }
+
+    /// How long to wait for an answer after the notice was sent `resends_done` times beyond
+    /// the first: `ack_window_ms × ack_backoff^resends_done`, saturating.
+    pub fn ack_wait_ms(&self, resends_done: u32) -> u64 {
+        let factor = u64::from(self.ack_backoff.max(1)).saturating_pow(resends_done);
+        self.ack_window_ms.saturating_mul(factor)
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +267,29 @@ mod tests {
         assert_eq!(p.max_in_flight, Policy::default().max_in_flight);
         let back: Policy = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
+        // A policy stored before the acknowledgement knobs existed gets the defaults.
+        assert_eq!(p.ack_window_ms, 10_000);
+        assert_eq!((p.ack_resends, p.ack_backoff, p.settle_ms), (3, 2, 2_000));
+    }
+
+    #[test]
+    fn ack_waits_grow_by_the_backoff() {
+        let p = Policy::default();
+        let waits: Vec<u64> = (0..4).map(|n| p.ack_wait_ms(n)).collect();
+        assert_eq!(waits, [10_000, 20_000, 40_000, 80_000]);
+        // The three default re-sends all go out long before the 30-minute timeout.
+        assert!(waits.iter().take(3).sum::<u64>() < p.device_timeout_ms() / 10);
+        let flat = Policy {
+            ack_backoff: 1,
+            ..Policy::default()
+        };
+        assert_eq!(flat.ack_wait_ms(5), 10_000);
+        let huge = Policy {
+            ack_window_ms: u64::MAX / 2,
+            ack_backoff: 10,
+            ..Policy::default()
+        };
+        assert_eq!(huge.ack_wait_ms(20), u64::MAX);
     }
 
     #[test]
@@ -253,6 +339,34 @@ mod tests {
                     ..Policy::default()
                 },
                 "device_timeout_secs",
+            ),
+            (
+                Policy {
+                    ack_window_ms: 10,
+                    ..Policy::default()
+                },
+                "ack_window_ms",
+            ),
+            (
+                Policy {
+                    ack_resends: 21,
+                    ..Policy::default()
+                },
+                "ack_resends",
+            ),
+            (
+                Policy {
+                    ack_backoff: 0,
+                    ..Policy::default()
+                },
+                "ack_backoff",
+            ),
+            (
+                Policy {
+                    settle_ms: u64::MAX,
+                    ..Policy::default()
+                },
+                "settle_ms",
             ),
             (
                 Policy {

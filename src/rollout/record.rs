@@ -199,7 +199,9 @@ impl TaskRecord {
     }
 }
 
-/// DJI only: an `ota_create` waits for its `services_reply`.
+/// A notice waits for its answer: DJI's `ota_create` for its `services_reply` (or progress);
+/// an Alibaba / FogCloud notice for the first progress or version report (the ack window).
+/// When `deadline_at` passes, the notice is re-sent while `resends_left > 0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyWait {
     pub deadline_at: Timestamp,
@@ -240,6 +242,9 @@ pub struct DeviceRecord {
     /// A pending device is not noticed before this.
     pub retry_at: Option<Timestamp>,
     pub reply_wait: Option<ReplyWait>,
+    /// Notices re-sent in this campaign because none was answered in time (DJI `ota_create`
+    /// without a reply, Alibaba / FogCloud notices without progress or version report).
+    pub resends: u32,
 }
 
 impl DeviceRecord {
@@ -263,6 +268,7 @@ impl DeviceRecord {
             deadline_at: None,
             retry_at: None,
             reply_wait: None,
+            resends: 0,
         }
     }
 

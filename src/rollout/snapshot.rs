@@ -101,6 +101,12 @@ pub struct DeviceSnapshot {
     pub code: Option<i64>,
     /// A pending device waiting for its retry is not noticed before this.
     pub retry_at: Option<Timestamp>,
+    /// Notices re-sent for want of an answer (see [`DeviceRecord::resends`]).
+    #[serde(default)]
+    pub resends: u32,
+    /// An unanswered notice in flight is re-sent at this time (`None`: no re-send planned).
+    #[serde(default)]
+    pub next_resend_at: Option<Timestamp>,
 }
 
 impl From<&DeviceRecord> for DeviceSnapshot {
@@ -116,6 +122,11 @@ impl From<&DeviceRecord> for DeviceSnapshot {
             error: rec.error.clone(),
             code: rec.code,
             retry_at: rec.retry_at,
+            resends: rec.resends,
+            next_resend_at: rec
+                .reply_wait
+                .filter(|w| rec.status.in_flight() && w.resends_left > 0)
+                .map(|w| w.deadline_at),
         }
     }
 }

@@ -20,7 +20,7 @@ use super::download::Expected;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
-use super::{Ctx, SimError};
+use super::{Ctx, SimError, strict};
 use crate::device_id::DeviceId;
 
 /// Notices larger than this are not parsed (real ones are well under 2 KiB).
@@ -127,9 +127,17 @@ impl AliyunDevice {
             tokio::time::interval_at(tokio::time::Instant::now() + every, every)
         });
         let mut back_online = None;
+        let mut subscribe_later = None;
         loop {
             tokio::select! {
-                Ok(()) = connected.changed() => self.on_connected(&link),
+                Ok(()) = connected.changed() => {
+                    subscribe_later = self.ctx.subscribe_timer();
+                    self.on_connected(&link, subscribe_later.is_none());
+                }
+                () = super::fire(&mut subscribe_later) => {
+                    subscribe_later = None;
+                    self.subscribe_and_ask(&link);
+                }
                 Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
                 Some((module, ev)) = job_rx.recv() => {
                     if self.on_job(&link, module, ev) {
@@ -156,7 +164,9 @@ impl AliyunDevice {
         }
     }
 
-    fn on_connected(&mut self, link: &Link) {
+    /// Reports every module's version; subscribes (and asks) first unless `subscribe_now` is
+    /// false (strict: some SDKs report before they subscribe, see [`Self::subscribe_and_ask`]).
+    fn on_connected(&mut self, link: &Link, subscribe_now: bool) {
         let idle = self.running.is_empty();
         self.stats.update(|s| {
             s.connects += 1;
@@ -164,11 +174,25 @@ impl AliyunDevice {
                 s.state = DeviceState::Idle;
             }
         });
-        link.subscribe(&[self.topic("upgrade"), self.topic("get_reply")]);
+        if subscribe_now {
+            link.subscribe(&[self.topic("upgrade"), self.topic("get_reply")]);
+        }
         let versions: Vec<_> = self.versions.clone().into_iter().collect();
         for (module, version) in versions {
             self.inform(link, module.as_deref(), &version);
         }
+        if subscribe_now {
+            self.ask_if_due(link);
+        }
+    }
+
+    /// The late subscription of a strict device, then the request it would have made.
+    fn subscribe_and_ask(&mut self, link: &Link) {
+        link.subscribe(&[self.topic("upgrade"), self.topic("get_reply")]);
+        self.ask_if_due(link);
+    }
+
+    fn ask_if_due(&mut self, link: &Link) {
         if !self.silent && (self.ctx.behaviour.pull || self.ask_on_connect) {
             self.ask_all(link);
         }
@@ -206,12 +230,26 @@ impl AliyunDevice {
         job_tx: &mpsc::Sender<(Option<String>, JobEvent)>,
         jobs: &mut JoinSet<()>,
     ) {
-        let parsed = if msg.topic == self.topic("upgrade") {
-            parse_push(&msg.payload)
-        } else if msg.topic == self.topic("get_reply") {
-            parse_get_reply(&msg.payload)
-        } else {
+        let is_push = msg.topic == self.topic("upgrade");
+        if !is_push && msg.topic != self.topic("get_reply") {
             return;
+        }
+        let broken = self.ctx.strict.then(|| match parse_object(&msg.payload) {
+            Ok(m) => strict::aliyun_problem(&m, !is_push),
+            Err(why) => Some(why),
+        });
+        if let Some(Some(why)) = broken {
+            tracing::debug!(device = %self.dn, %why, "strict Alibaba device dropped a broken notice");
+            self.stats.update(|s| {
+                s.broken_notices += 1;
+                s.notices_ignored += 1;
+            });
+            return;
+        }
+        let parsed = if is_push {
+            parse_push(&msg.payload)
+        } else {
+            parse_get_reply(&msg.payload)
         };
         if self.silent {
             self.stats.update(|s| s.notices_received += 1);

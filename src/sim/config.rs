@@ -39,6 +39,11 @@ pub struct SimConfig {
     /// Seed of every random choice (failures, secrets); same seed, same fleet, same choices.
     pub seed: u64,
     pub behaviour: Behaviour,
+    /// Behave like the strictest embedded device stacks: report the version right after
+    /// connecting and subscribe only `behaviour.strict_subscribe_delay` later (so a notice sent
+    /// the instant the report arrives is lost), and ignore as broken any notice with a missing
+    /// or empty field (notes.md), counting it in `broken_notices`.
+    pub strict: bool,
 }
 
 impl Default for SimConfig {
@@ -56,6 +61,7 @@ impl Default for SimConfig {
             name_prefix: "sim".to_owned(),
             seed: 1,
             behaviour: Behaviour::default(),
+            strict: false,
         }
     }
 }
@@ -80,6 +86,9 @@ pub struct Behaviour {
     /// Report download progress on this period (the share received so far) instead of at each
     /// 10 % mark, as devices with a progress timer do; `None`: at the marks only.
     pub progress_interval: Option<Duration>,
+    /// Under `strict`: how long after its version report (on every connection) a device
+    /// subscribes to its notice topics.
+    pub strict_subscribe_delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -94,6 +103,7 @@ impl Default for Behaviour {
             reply_timeout: Duration::from_secs(5),
             download_stall_timeout: Duration::from_secs(30),
             progress_interval: None,
+            strict_subscribe_delay: Duration::from_millis(500),
         }
     }
 }
@@ -208,6 +218,12 @@ impl SimConfig {
             return Err(SimError::InvalidConfig(
                 "--progress-secs 0 would report progress without pause; leave it out to report \
                  at the 10 % marks"
+                    .to_owned(),
+            ));
+        }
+        if self.behaviour.strict_subscribe_delay > Duration::from_secs(600) {
+            return Err(SimError::InvalidConfig(
+                "--subscribe-delay-ms above 600000 would keep devices deaf for over 10 minutes"
                     .to_owned(),
             ));
         }

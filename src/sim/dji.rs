@@ -23,7 +23,7 @@ use super::download::Expected;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
-use super::{Ctx, SimError, now_millis};
+use super::{Ctx, SimError, now_millis, strict};
 use crate::device_id::DeviceId;
 
 /// Codes the dock answers with, from DJI's error list in the notes.
@@ -164,9 +164,17 @@ impl Dock {
         let mut drone_back = None;
         let mut osd = tokio::time::interval(OSD_INTERVAL);
         osd.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut subscribe_later = None;
         loop {
             tokio::select! {
-                Ok(()) = connected.changed() => self.on_connected(&link),
+                Ok(()) = connected.changed() => {
+                    subscribe_later = self.ctx.subscribe_timer();
+                    self.on_connected(&link, subscribe_later.is_none());
+                }
+                () = super::fire(&mut subscribe_later) => {
+                    subscribe_later = None;
+                    link.subscribe(&[format!("thing/product/{}/services", self.sn)]);
+                }
                 _ = osd.tick(), if self.on_air => self.osd(&link),
                 Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
                 Some((bid, ev)) = job_rx.recv() => match self.on_job(&link, &bid, ev) {
@@ -213,7 +221,10 @@ impl Dock {
         (tid, msg)
     }
 
-    fn on_connected(&mut self, link: &Link) {
+    /// Announces the topology and reports versions. The reply topics are subscribed first (a
+    /// dock waits for those replies); the `services` topic, where `ota_create` arrives, only now
+    /// when `subscribe_now` (strict: the run loop subscribes to it later).
+    fn on_connected(&mut self, link: &Link, subscribe_now: bool) {
         self.on_air = true;
         let busy = self.task.is_some();
         let drone_online = self.drone_online;
@@ -230,11 +241,14 @@ impl Dock {
             }
         });
         let sn = self.sn.clone();
-        link.subscribe(&[
-            format!("thing/product/{sn}/services"),
+        let mut topics = vec![
             format!("thing/product/{sn}/events_reply"),
             format!("sys/product/{sn}/status_reply"),
-        ]);
+        ];
+        if subscribe_now {
+            topics.insert(0, format!("thing/product/{sn}/services"));
+        }
+        link.subscribe(&topics);
         self.update_topo(link);
         let dock = json!({ "firmware_version": self.dock_version, "compatible_status": 0 });
         self.state(link, &sn, dock);
@@ -320,6 +334,18 @@ impl Dock {
             return;
         }
         if msg.topic != format!("thing/product/{sn}/services") {
+            return;
+        }
+        let broken = self.ctx.strict.then(|| match parse_object(&msg.payload) {
+            Ok(m) => strict::dji_problem(&m),
+            Err(why) => Some(why),
+        });
+        if let Some(Some(why)) = broken {
+            tracing::debug!(dock = %self.sn, %why, "strict dock dropped a broken ota_create");
+            self.dock_stats.update(|s| {
+                s.broken_notices += 1;
+                s.notices_ignored += 1;
+            });
             return;
         }
         match parse_ota_create(&msg.payload, &self.sn, &self.drone_sn) {

@@ -20,7 +20,7 @@ use super::download::Expected;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
-use super::{Ctx, SimError};
+use super::{Ctx, SimError, strict};
 use crate::device_id::DeviceId;
 
 /// Messages larger than this are not parsed (a gateway push for 1000 sub-devices is ~400 KiB,
@@ -184,9 +184,18 @@ impl FogDevice {
             tokio::time::interval_at(tokio::time::Instant::now() + every, every)
         });
         let mut back_online = None;
+        let mut subscribe_later = None;
         loop {
             tokio::select! {
-                Ok(()) = connected.changed() => self.on_connected(&link),
+                Ok(()) = connected.changed() => {
+                    subscribe_later = self.ctx.subscribe_timer();
+                    self.on_connected(&link, subscribe_later.is_none());
+                }
+                () = super::fire(&mut subscribe_later) => {
+                    subscribe_later = None;
+                    link.subscribe(&[self.down_topic()]);
+                    self.ask_if_due(&link);
+                }
                 Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
                 Some(first) = job_rx.recv() => {
                     // Everything already queued goes into the same sub.* messages.
@@ -228,7 +237,9 @@ impl FogDevice {
         }
     }
 
-    fn on_connected(&mut self, link: &Link) {
+    /// Reports versions; subscribes (and asks) first unless `subscribe_now` is false (strict:
+    /// some SDKs report before they subscribe; the run loop subscribes later).
+    fn on_connected(&mut self, link: &Link, subscribe_now: bool) {
         for m in self.all_members() {
             let idle = m.running.is_none();
             m.stats.update(|s| {
@@ -238,7 +249,9 @@ impl FogDevice {
                 }
             });
         }
-        link.subscribe(&[self.down_topic()]);
+        if subscribe_now {
+            link.subscribe(&[self.down_topic()]);
+        }
         let own = json!({ "version": self.own.version, "module": DEFAULT_MODULE });
         self.send(link, "version.post", own);
         if !self.subs.is_empty() {
@@ -249,6 +262,12 @@ impl FogDevice {
                 .collect();
             self.send(link, "sub.version.post", Value::Array(entries));
         }
+        if subscribe_now {
+            self.ask_if_due(link);
+        }
+    }
+
+    fn ask_if_due(&mut self, link: &Link) {
         if !self.silent && (self.ctx.behaviour.pull || self.ask_on_connect) {
             self.ask(link);
         }
@@ -268,6 +287,20 @@ impl FogDevice {
         jobs: &mut JoinSet<()>,
     ) {
         if msg.topic != self.down_topic() {
+            return;
+        }
+        let broken = self.ctx.strict.then(|| {
+            match serde_json::from_slice::<Map<String, Value>>(&msg.payload) {
+                Ok(m) => strict::fogcloud_problem(&m),
+                Err(e) => Some(format!("not a JSON object: {e}")),
+            }
+        });
+        if let Some(Some(why)) = broken {
+            tracing::debug!(device = %self.own.dn, %why, "strict FogCloud device dropped a broken notice");
+            self.own.stats.update(|s| {
+                s.broken_notices += 1;
+                s.notices_ignored += 1;
+            });
             return;
         }
         let parsed = match parse_envelope(&msg.payload) {

@@ -19,6 +19,7 @@ mod download;
 mod fogcloud;
 mod link;
 mod stats;
+mod strict;
 mod upgrade;
 
 use std::sync::Arc;
@@ -58,6 +59,17 @@ pub(crate) struct Ctx {
     pub http: reqwest::Client,
     /// Shared by every device's link to pace connection storms.
     pub connect_gate: Arc<tokio::sync::Semaphore>,
+    /// [`SimConfig::strict`].
+    pub strict: bool,
+}
+
+impl Ctx {
+    /// Under `strict`, the timer after which a device that just connected (and reported its
+    /// version) subscribes; `None`: it subscribes at once, before reporting.
+    pub(crate) fn subscribe_timer(&self) -> Option<std::pin::Pin<Box<tokio::time::Sleep>>> {
+        self.strict
+            .then(|| Box::pin(tokio::time::sleep(self.behaviour.strict_subscribe_delay)))
+    }
 }
 
 /// A running simulated fleet. Dropping it stops every device (their tasks are aborted and
@@ -85,6 +97,7 @@ impl SimFleet {
             behaviour: cfg.behaviour.clone(),
             http,
             connect_gate: Arc::new(tokio::sync::Semaphore::new(link::CONNECTS_IN_FLIGHT)),
+            strict: cfg.strict,
         });
         let mut fleet = SimFleet {
             cells: Vec::new(),

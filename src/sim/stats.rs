@@ -52,6 +52,9 @@ pub struct DeviceStats {
     pub notices_received: u64,
     /// Notices ignored because they were malformed or for an upgrade already running.
     pub notices_ignored: u64,
+    /// Under `strict`: notices ignored because a field was missing or empty (also counted in
+    /// `notices_ignored`), as the strictest device SDKs drop them.
+    pub broken_notices: u64,
     /// Firmware requests sent (Alibaba `thing.ota.firmware.get`, FogCloud `firmware.get`).
     pub gets_sent: u64,
     /// Get replies that said nothing is pending.
@@ -87,6 +90,7 @@ impl DeviceStats {
             connects: 0,
             notices_received: 0,
             notices_ignored: 0,
+            broken_notices: 0,
             gets_sent: 0,
             nothing_pending: 0,
             progress_sent: 0,
@@ -143,6 +147,8 @@ pub struct SimTotals {
     pub rejected: usize,
     pub offline: usize,
     pub notices_received: u64,
+    /// Notices strict devices refused for a missing or empty field.
+    pub broken_notices: u64,
     pub upgrades_succeeded: u64,
     pub upgrades_failed: u64,
     pub missing_replies: u64,
@@ -188,6 +194,7 @@ impl SimStats {
                 DeviceState::Offline => t.offline += 1,
             }
             t.notices_received += d.notices_received;
+            t.broken_notices += d.broken_notices;
             t.upgrades_succeeded += d.upgrades_succeeded;
             t.upgrades_failed += d.upgrades_failed;
             t.missing_replies += d.missing_replies;

@@ -30,7 +30,7 @@ pub struct CampaignRow {
 
 pub(super) const DEVICE_COLUMNS: &str = "device, position, wave, status, from_version, to_version, percent, \
      attempts, round_start, error, code, task_id, bid, tid, last_outcome, noticed_at, deadline_at, retry_at, \
-     reply_deadline_at, resends_left";
+     reply_deadline_at, resends_left, resends";
 
 fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| corrupt(what, format!("{v} is out of range")))
@@ -60,14 +60,15 @@ pub(super) fn write_device(
     };
     let sql = format!(
         "INSERT INTO campaign_devices (campaign, {DEVICE_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
          ON CONFLICT (campaign, device) DO UPDATE SET position = excluded.position, wave = excluded.wave,
              status = excluded.status, from_version = excluded.from_version, to_version = excluded.to_version,
              percent = excluded.percent, attempts = excluded.attempts, round_start = excluded.round_start,
              error = excluded.error, code = excluded.code, task_id = excluded.task_id, bid = excluded.bid,
              tid = excluded.tid, last_outcome = excluded.last_outcome, noticed_at = excluded.noticed_at,
              deadline_at = excluded.deadline_at, retry_at = excluded.retry_at,
-             reply_deadline_at = excluded.reply_deadline_at, resends_left = excluded.resends_left"
+             reply_deadline_at = excluded.reply_deadline_at, resends_left = excluded.resends_left,
+             resends = excluded.resends"
     );
     tx.prepare_cached(&sql)?.execute(params![
         campaign.0,
@@ -91,6 +92,7 @@ pub(super) fn write_device(
         opt_ts_to_sql(rec.retry_at)?,
         reply_deadline,
         resends_left,
+        i64::from(rec.resends),
     ])?;
     Ok(())
 }
@@ -117,6 +119,7 @@ struct DeviceRow {
     retry_at: Option<i64>,
     reply_deadline_at: Option<i64>,
     resends_left: Option<i64>,
+    resends: i64,
 }
 
 impl DeviceRow {
@@ -142,6 +145,7 @@ impl DeviceRow {
             retry_at: r.get(17)?,
             reply_deadline_at: r.get(18)?,
             resends_left: r.get(19)?,
+            resends: r.get(20)?,
         })
     }
 
@@ -198,6 +202,7 @@ impl DeviceRow {
             deadline_at: opt_ts_from_sql("deadline_at", self.deadline_at)?,
             retry_at: opt_ts_from_sql("retry_at", self.retry_at)?,
             reply_wait,
+            resends: to_u32("resends", self.resends)?,
         })
     }
 }

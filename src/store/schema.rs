@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[&str] = &[
         last_seen INTEGER
     ) STRICT;
     "#,
+    // 2: how many times each device's notice was re-sent for want of an answer (the ack window
+    // of Alibaba / FogCloud notices, DJI's reply wait), for the window and the report.
+    r#"
+    ALTER TABLE campaign_devices ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -142,7 +142,7 @@ fn device_cells(
     table_row.col(|ui| {
         ui.label(filter::target_of(targets, id).map_or("", String::as_str));
     });
-    table_row.col(|ui| status_cell_ui(ui, row));
+    table_row.col(|ui| status_cell_ui(ui, row, now_ms));
     table_row.col(|ui| {
         // A device not noticed yet has no progress to show.
         if let Some(r) = row
@@ -172,7 +172,7 @@ fn device_cells(
     });
 }
 
-fn status_cell_ui(ui: &mut Ui, row: &DeviceRow) {
+fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
     match &row.rollout {
         None => {
             let text = if row.record.online { "idle" } else { "offline" };
@@ -183,9 +183,30 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow) {
             if r.attempts > 1 {
                 text.push_str(&format!(" (attempt {})", r.attempts));
             }
+            // A notice that went unanswered and was re-sent: worth seeing while it is in flight.
+            if r.resends > 0 && r.status.in_flight() {
+                text.push_str(&format!(" (notice re-sent {}×)", r.resends));
+            }
             let response = ui.colored_label(theme::status_color(r.status), text);
             let mut why: Vec<String> = r.error.iter().cloned().collect();
             why.extend(r.code.and_then(explain_code));
+            if r.resends > 0 {
+                why.push(format!(
+                    "the notice was re-sent {} time(s) for want of an answer",
+                    r.resends
+                ));
+            }
+            if let Some(at) = r.next_resend_at {
+                let in_secs = i64::try_from(at.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(now_ms)
+                    .max(0)
+                    / 1000;
+                why.push(format!(
+                    "re-sent again in {} unless the device answers",
+                    format::duration_secs(in_secs.unsigned_abs())
+                ));
+            }
             if !why.is_empty() {
                 response.on_hover_text(why.join("\n"));
             }

@@ -393,6 +393,8 @@ pub(crate) mod tests {
                 error: None,
                 code: None,
                 retry_at: None,
+                resends: 0,
+                next_resend_at: None,
             }),
         }
     }

@@ -224,6 +224,23 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             0..=7 * 24 * 3600,
             " s",
         );
+        // Alibaba / FogCloud: an unanswered notice is re-sent (DJI keeps its own reply wait).
+        widgets::number_row_ui(
+            ui,
+            "Re-send unanswered after",
+            &mut policy.ack_window_ms,
+            100..=600_000,
+            " ms",
+        );
+        widgets::number_row_ui(ui, "Re-sends", &mut policy.ack_resends, 0..=20, "");
+        widgets::number_row_ui(ui, "…each wait ×", &mut policy.ack_backoff, 1..=10, "");
+        widgets::number_row_ui(
+            ui,
+            "Settle after first heard",
+            &mut policy.settle_ms,
+            0..=600_000,
+            " ms",
+        );
         ui.label("Abort");
         let mut on = policy.abort.is_some();
         if ui.checkbox(&mut on, "stop when too many fail").changed() {
