@@ -1230,3 +1230,83 @@ async fn a_success_reported_while_the_console_is_down_is_not_noticed_again() {
         );
     }
 }
+
+/// Polls (bounded) until the fleet's stats satisfy `until`.
+async fn wait_fleet(fleet: &SimFleet, what: &str, until: impl Fn(&SimStats) -> bool) {
+    let deadline = Instant::now() + KILL_POINT_WAIT;
+    loop {
+        let stats = fleet.stats();
+        if until(&stats) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened: {:#?}",
+            describe_devices(&stats)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The broker restarts without persistence while the console is down: the console's session
+/// and what the device reported meanwhile are gone. The resumed console says so (a warning on
+/// stderr, an alert in the window) and falls back to the timeout path: the device times out,
+/// is noticed again, and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_broker_lost_while_the_console_was_down_is_told_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), free_port(), "allow_anonymous true");
+    let fw = firmware_file(dir.path(), 32 * 1024);
+    let db = dir.path().join("console.db");
+    let mut args = rollout_args(&broker.url(), dir.path(), &fw);
+    set_flag(&mut args, "--device-timeout", "4s");
+    args.extend(strings(&[
+        "--retry-interval",
+        "1s",
+        "--retries",
+        "3",
+        "--all",
+        "--discover-for",
+        "2s",
+    ]));
+    let mut console = Console::spawn(&args, dir.path());
+    console.expect_line("listening for devices");
+    let fleet = SimFleet::start(SimConfig {
+        broker_url: broker.url(),
+        version: "1.0.0".into(),
+        aliyun: 1,
+        behaviour: quick(1_500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let id = CampaignId(console.campaign_id());
+    wait_fleet(&fleet, "the device installing", |s| {
+        s.devices.iter().any(|d| d.state == DeviceState::Installing)
+    })
+    .await;
+    console.kill();
+    broker.kill();
+    broker.restart();
+    wait_fleet(&fleet, "the device upgraded and back on the broker", |s| {
+        s.devices
+            .iter()
+            .all(|d| d.version == TARGET && d.connects >= 2)
+    })
+    .await;
+
+    let mut resumed = Console::spawn(&resume_args(&broker.url(), &db, id), dir.path());
+    let warning = resumed.expect_line("kept no session");
+    assert!(warning.contains("noticed again"), "{warning}");
+    let (code, lines) = tokio::task::spawn_blocking(move || resumed.wait())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:#?}");
+    let campaign = Store::open(&db).unwrap().load_campaign(id).unwrap();
+    assert_eq!(campaign.state, CampaignState::Completed);
+    let rec = campaign.devices.first().unwrap();
+    assert_eq!(rec.status, DeviceStatus::Succeeded, "{rec:?}");
+    // The timeout path: a second attempt, a second notice.
+    assert_eq!(rec.attempts, 2, "{rec:?}");
+    fleet.shutdown().await;
+}

@@ -74,6 +74,9 @@ pub(super) struct Runner {
     pub(super) heard_versions: HashMap<DeviceId, crate::protocol::VersionReport>,
     /// What the link last said about the MQTT session (`None` before the engine looked).
     pub(super) session_seen: Option<SessionNews>,
+    /// The first ConnAck of this run found no kept session, and no campaign in flight has been
+    /// told yet (a campaign resumed later, as `rollout --resume` does, is told then).
+    pub(super) session_absent_untold: bool,
     /// Keeps the client id's lock: no other console on this data directory takes the session.
     pub(super) _session: super::session_id::SessionClaim,
     pub(super) _broker: Option<EmbeddedBroker>,
@@ -205,17 +208,28 @@ impl Runner {
                      time out and be noticed again"
                 ),
             );
-        } else if before.connacks == 0 && !news.present && self.devices_in_flight() > 0 {
-            // A resumed campaign: whatever its devices said while the console was away is gone.
-            self.alert(
-                AlertLevel::Warning,
-                format!(
-                    "the MQTT broker kept no session for client id {id}: what devices reported \
-                     while the console was down is lost; devices in flight will time out and \
-                     be noticed again"
-                ),
-            );
+        } else if before.connacks == 0 && !news.present {
+            self.session_absent_untold = true;
+            self.tell_session_absent();
         }
+    }
+
+    /// A resumed campaign with devices in flight, on a run whose session the broker had not
+    /// kept: whatever its devices said while the console was away is gone.
+    pub(super) fn tell_session_absent(&mut self) {
+        if !self.session_absent_untold || self.devices_in_flight() == 0 {
+            return;
+        }
+        self.session_absent_untold = false;
+        let id = self.link.client_id().to_owned();
+        self.alert(
+            AlertLevel::Warning,
+            format!(
+                "the MQTT broker kept no session for client id {id}: what devices reported \
+                 while the console was down is lost; devices in flight will time out and be \
+                 noticed again"
+            ),
+        );
     }
 
     /// Remembers `report` for [`Runner::replay_versions_heard`] (bounded: a full map takes no

@@ -149,6 +149,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         refusals: Default::default(),
         heard_versions: HashMap::new(),
         session_seen: None,
+        session_absent_untold: false,
         _session: session,
         _broker: broker,
     };

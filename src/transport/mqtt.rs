@@ -29,6 +29,7 @@
 //!   id collision waiting), so fresh packet ids never collide with retransmitted ones;
 //! - when the broker answers `session_present = false` (a clean session, or it lost ours),
 //!   puts the copies back at the front of its queue with fresh ids and subscribes again.
+//!
 //! Delivery stays at least once: a publish the broker received but whose PUBACK was lost is
 //! sent again.
 
@@ -837,7 +838,8 @@ impl Actor {
         });
         // A kept session keeps our subscriptions; a new one (or a new process, whose filters may
         // differ from the stored session's) subscribes before anything else is sent.
-        let subscribe = !(reconnect && session_present) && !self.subscriptions.is_empty();
+        let kept = reconnect && session_present;
+        let subscribe = !kept && !self.subscriptions.is_empty();
         if subscribe {
             let filters = self
                 .subscriptions
