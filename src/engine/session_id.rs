@@ -61,9 +61,39 @@ pub struct SessionClaim {
     _lock: Option<File>,
 }
 
+impl SessionClaim {
+    /// A random id with a clean session, and why.
+    fn temporary(why: impl FnOnce(&str) -> String) -> SessionClaim {
+        let client_id = generate_client_id();
+        SessionClaim {
+            warning: Some(why(&client_id)),
+            client_id,
+            clean_session: true,
+            _lock: None,
+        }
+    }
+}
+
 /// Chooses the client id: `wanted` (an explicit or profile id) or the data directory's own, and
-/// locks it against other consoles on `data_dir`. The data directory must exist.
+/// locks it against other consoles on `data_dir`. The data directory must exist. Refuses only an
+/// id that was asked for and is in use; when the data directory cannot keep an id or a lock
+/// (read-only, full), the console runs on a temporary clean session and says why: the rest of
+/// the console works without a session, and the database or store reports its own trouble.
 pub fn claim(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, SessionIdError> {
+    match claim_inner(data_dir, wanted) {
+        Err(SessionIdError::Io { path, source }) => Ok(SessionClaim::temporary(|temporary| {
+            format!(
+                "cannot keep the console's MQTT session in {}: {source}; this run connects \
+                     as {temporary} with a clean session: what devices report while it is \
+                     disconnected is not kept for it",
+                path.display()
+            )
+        })),
+        other => other,
+    }
+}
+
+fn claim_inner(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, SessionIdError> {
     let (id, explicit) = match wanted {
         Some(id) => (id.to_owned(), true),
         None => (data_dir_client_id(data_dir)?, false),
@@ -89,18 +119,14 @@ pub fn claim(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, Sess
                     dir: data_dir.to_owned(),
                 });
             }
-            let temporary = generate_client_id();
-            Ok(SessionClaim {
-                warning: Some(format!(
+            Ok(SessionClaim::temporary(|temporary| {
+                format!(
                     "another console on the data directory {} holds its MQTT session \
                      (client id {id}); this one connects as {temporary} with a clean session: \
                      what devices report while it is disconnected is not kept for it",
                     data_dir.display()
-                )),
-                client_id: temporary,
-                clean_session: true,
-                _lock: None,
-            })
+                )
+            }))
         }
         // A file system without locks: nothing tells two consoles apart; keep the session.
         Err(e) => {
@@ -250,6 +276,19 @@ mod tests {
         assert!(err.to_string().contains("--client-id"), "{err}");
         // The directory's own id is another session: not blocked by it.
         assert!(!claim(dir.path(), None).unwrap().clean_session);
+    }
+
+    #[test]
+    fn a_data_directory_that_cannot_keep_an_id_gives_a_clean_session_and_says_why() {
+        let root = tempfile::tempdir().unwrap();
+        // A regular file where the folder should be: fails even for root.
+        let dir = root.path().join("not-a-dir");
+        fs::write(&dir, b"").unwrap();
+        let claim = claim(&dir, None).unwrap();
+        assert!(claim.clean_session);
+        assert!(claim.client_id.starts_with("ota-console-"));
+        let warning = claim.warning.unwrap();
+        assert!(warning.contains("not-a-dir"), "{warning}");
     }
 
     #[test]
