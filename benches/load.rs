@@ -228,7 +228,8 @@ impl Mosquitto {
             &conf,
             format!(
                 "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\n\
-                 max_queued_messages 0\npersistence false\nlog_dest file {}\n\
+                 max_queued_messages 0\npersistent_client_expiration 1d\n\
+                 persistence false\nlog_dest file {}\n\
                  log_type error\nlog_type warning\n",
                 log.display()
             ),

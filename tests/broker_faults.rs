@@ -3,8 +3,9 @@
 //! later, and a partition outlasts the device timeout. The engine runs in this process, the
 //! simulated fleet too; the console's verdict for each device is checked against what the device
 //! itself did. No device may time out while the console cannot hear it; a device whose reports
-//! were lost in the outage (sent before the console had resubscribed: no session survives a
-//! broker restart) times out at its shifted deadline and succeeds on its retry.
+//! were lost in the outage (sent before the console had resubscribed: neither broker here keeps
+//! the console's persistent session across its own restart, and the console says so) times out
+//! at its shifted deadline and succeeds on its retry.
 
 mod common;
 
@@ -131,6 +132,14 @@ async fn rollout_across_a_broker_outage(broker: &mut dyn KillableBroker, outage:
             .iter()
             .any(|a| a.text.contains("broker link is back")),
         "the operator is told the deadlines moved: {alerts:#?}"
+    );
+    // Neither broker here keeps sessions across its own death: the console's persistent session
+    // is gone, and the operator is told that what devices said meanwhile is lost.
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.text.contains("did not keep the console's session")),
+        "the operator is told the session was lost: {alerts:#?}"
     );
     fleet.shutdown().await;
 }

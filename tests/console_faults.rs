@@ -13,8 +13,9 @@
 //! Kills are timed from what the simulated devices and the database show, polled with a bound;
 //! device timeouts are short so that work lost with the console is retried within seconds.
 //!
-//! One scenario is `#[ignore]`d because it fails today, for a known limitation (its `ignore`
-//! reason says which): a success reported while the console was down.
+//! A success reported while the console was down runs with Mosquitto as the broker: the
+//! console's persistent MQTT session (a stable client id per data directory) lets the broker
+//! keep the report until the resumed console collects it.
 
 mod common;
 
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::console::{Console, firmware_file, rollout_args, set_flag};
+use common::mosquitto::{Mosquitto, free_port};
 use ota_console::device_id::{DeviceId, Dialect};
 use ota_console::rollout::{CampaignId, CampaignState, DeviceRecord, DeviceStatus};
 use ota_console::sim::{Behaviour, DeviceState, SimConfig, SimFleet, SimStats};
@@ -127,6 +129,8 @@ struct Scenario {
     /// The simulated devices connect only after the first kill (the first run targets them by
     /// id while they are away).
     fleet_after_first_kill: bool,
+    /// Mosquitto instead of the embedded broker (started by the test, outliving the consoles).
+    mosquitto: bool,
     /// Every resume serves the firmware at a new address (`--public-url`): the operator moved
     /// the firmware server.
     resume_elsewhere: bool,
@@ -140,8 +144,9 @@ struct Figures {
     notices: BTreeMap<DeviceId, (u64, u32)>,
     /// Devices on the target version at a resume that the console had not recorded as
     /// succeeded (their report was on its way at the kill, or sent while the console was
-    /// down), with the notices they had then. Nothing tells the resumed console: their
-    /// attempt times out and they are noticed again.
+    /// down), with the notices they had then. The console's persistent session keeps their
+    /// report on the broker for the resumed console (with the embedded broker, which dies with
+    /// nothing here, too: it lives in the test process and keeps sessions in memory).
     unrecorded_successes: BTreeMap<DeviceId, u64>,
 }
 
@@ -149,8 +154,36 @@ fn strings(flags: &[&str]) -> Vec<String> {
     flags.iter().map(|s| s.to_string()).collect()
 }
 
-fn sim_config(broker: &EmbeddedBroker, mut fleet: SimConfig) -> SimConfig {
-    fleet.broker_url = format!("mqtt://{}", broker.local_addr());
+/// The broker a scenario runs on; it outlives every console of the scenario.
+enum TestBroker {
+    Embedded(EmbeddedBroker),
+    /// With the settings a fleet needs (see the README): nothing dropped for a subscriber away.
+    Mosquitto(Mosquitto),
+}
+
+impl TestBroker {
+    fn start(mosquitto: bool, dir: &Path) -> TestBroker {
+        if mosquitto {
+            TestBroker::Mosquitto(Mosquitto::start(
+                dir,
+                free_port(),
+                "allow_anonymous true\nlog_type all",
+            ))
+        } else {
+            TestBroker::Embedded(EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap())
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            TestBroker::Embedded(b) => format!("mqtt://{}", b.local_addr()),
+            TestBroker::Mosquitto(m) => m.url(),
+        }
+    }
+}
+
+fn sim_config(broker: &TestBroker, mut fleet: SimConfig) -> SimConfig {
+    fleet.broker_url = broker.url();
     fleet.version = "1.0.0".into();
     fleet
 }
@@ -280,11 +313,11 @@ fn free_loopback_addr() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-fn resume_args(broker: &EmbeddedBroker, db: &Path, id: CampaignId) -> Vec<String> {
+fn resume_args(broker_url: &str, db: &Path, id: CampaignId) -> Vec<String> {
     strings(&[
         "rollout",
         "--broker",
-        &format!("mqtt://{}", broker.local_addr()),
+        broker_url,
         // Any free port: resuming comes back on the port the devices were given.
         "--http-bind",
         "127.0.0.1:0",
@@ -297,13 +330,8 @@ fn resume_args(broker: &EmbeddedBroker, db: &Path, id: CampaignId) -> Vec<String
 
 /// The first run's arguments: the common ones with short timeouts, then the scenario's flags
 /// (replacing a common flag's value rather than repeating the flag).
-fn first_run_args(
-    scenario: &Scenario,
-    broker: &EmbeddedBroker,
-    dir: &Path,
-    fw: &Path,
-) -> Vec<String> {
-    let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir, fw);
+fn first_run_args(scenario: &Scenario, broker: &TestBroker, dir: &Path, fw: &Path) -> Vec<String> {
+    let mut args = rollout_args(&broker.url(), dir, fw);
     // Work that dies with the console is decided by the device timeout, then retried.
     set_flag(&mut args, "--device-timeout", "4s");
     args.extend(strings(&["--retry-interval", "1s", "--retries", "3"]));
@@ -326,8 +354,9 @@ fn first_run_args(
 /// One scenario in progress: the broker, the fleet, the console of the current run.
 struct Run {
     name: &'static str,
+    broker: TestBroker,
+    /// Declared after the broker: dropped (removed) after Mosquitto is killed.
     dir: tempfile::TempDir,
-    broker: EmbeddedBroker,
     db: std::path::PathBuf,
     report: std::path::PathBuf,
     fleet_config: SimConfig,
@@ -347,7 +376,7 @@ impl Run {
     /// for its campaign.
     async fn start(scenario: &Scenario) -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let broker = TestBroker::start(scenario.mosquitto, dir.path());
         let fw = firmware_file(dir.path(), scenario.firmware_size);
         let fleet_config = sim_config(&broker, scenario.fleet.clone());
         let mut console = Console::spawn(
@@ -439,7 +468,7 @@ impl Run {
                 .count(),
             rows.iter().filter(|r| r.status.in_flight()).count(),
         );
-        let mut resume = resume_args(&self.broker, &db, id);
+        let mut resume = resume_args(&self.broker.url(), &db, id);
         resume.extend(strings(&["--report", &self.report.display().to_string()]));
         if self.resume_elsewhere {
             let addr = free_loopback_addr();
@@ -582,7 +611,7 @@ fn print(name: &str, figures: &Figures) {
         .map(|((n, a), devices)| format!("{devices} device(s) {n} notice(s)/{a} attempt(s)"))
         .collect();
     eprintln!(
-        "[{name}] {:.1} s; {}; {} success report(s) lost with the console",
+        "[{name}] {:.1} s; {}; {} success report(s) sent while the console was down or on its way at a kill",
         figures.secs,
         shape.join(", "),
         figures.unrecorded_successes.len()
@@ -626,6 +655,7 @@ async fn kill_during_notices_then_resume() {
         // 30 + 2 + gateway and its 3 sub-devices
         targets: 36,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "after the first notices were received",
@@ -667,6 +697,7 @@ async fn kill_during_downloads_then_resume() {
         ]),
         targets: 5,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "mid-download after two successes",
@@ -708,6 +739,7 @@ async fn kill_during_a_download_that_ends_while_the_console_is_down_then_resume(
         ]),
         targets: 3,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![
             Kill {
@@ -760,6 +792,7 @@ async fn kill_while_dji_docks_download_then_resume() {
         flags,
         targets: 2,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "while both docks download",
@@ -798,6 +831,7 @@ async fn kill_then_resume_with_the_firmware_server_moved() {
         ]),
         targets: 3,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: true,
         kills: vec![Kill {
             what: "early in a download after one success",
@@ -834,6 +868,7 @@ async fn kill_while_fogcloud_devices_and_sub_devices_download_then_resume() {
         flags: strings(&["--all", "--discover-for", "2s", "--wave", "100%"]),
         targets: 5,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "while three devices download",
@@ -869,6 +904,7 @@ async fn kill_between_devices_with_nothing_in_flight_then_resume() {
         ]),
         targets: 5,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "between devices after two successes",
@@ -926,6 +962,7 @@ async fn kill_right_after_creation_and_again_after_resuming() {
         flags,
         targets: 7,
         fleet_after_first_kill: true,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![
             Kill {
@@ -979,6 +1016,7 @@ async fn dji_devices_pending_at_a_kill_are_noticed_after_resuming() {
         ]),
         targets: 4,
         fleet_after_first_kill: false,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "with the DJI devices still waiting for their notice",
@@ -1042,6 +1080,7 @@ async fn kill_between_creation_and_start_then_resume() {
         targets: 3,
         // Nobody hears the first run's notices, as if they had never been sent.
         fleet_after_first_kill: true,
+        mosquitto: false,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "between storing the campaign and starting it",
@@ -1087,7 +1126,7 @@ async fn resuming_where_devices_cannot_download_is_refused_unless_the_downloads_
 
     // Another port than the devices were given: refused, saying which one to use.
     let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut resume = resume_args(&broker, &db, id);
+    let mut resume = resume_args(&format!("mqtt://{}", broker.local_addr()), &db, id);
     set_flag(
         &mut resume,
         "--http-bind",
@@ -1108,13 +1147,14 @@ async fn resuming_where_devices_cannot_download_is_refused_unless_the_downloads_
     Store::open(&db).unwrap().integrity_check().unwrap();
 
     // Any free port: the one the devices know.
-    let mut console = Console::spawn(&resume_args(&broker, &db, id), dir.path());
+    let url = format!("mqtt://{}", broker.local_addr());
+    let mut console = Console::spawn(&resume_args(&url, &db, id), dir.path());
     assert_eq!(CampaignId(console.campaign_id()), id);
     console.kill();
 
     // A new address named with --public-url: the campaign's downloads move there, on the record.
     let addr = free_loopback_addr();
-    let mut moved = resume_args(&broker, &db, id);
+    let mut moved = resume_args(&url, &db, id);
     set_flag(&mut moved, "--http-bind", &addr);
     moved.extend(strings(&["--public-url", &format!("http://{addr}/")]));
     let mut console = Console::spawn(&moved, dir.path());
@@ -1140,10 +1180,6 @@ async fn resuming_where_devices_cannot_download_is_refused_unless_the_downloads_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known limitation, reported to the lead: the console's MQTT session is clean, so a \
-            device's success reported while the console is down is lost; the resumed console \
-            times the attempt out and notices the device again (a persistent session with a \
-            stable client id would let an external broker keep the report)"]
 async fn a_success_reported_while_the_console_is_down_is_not_noticed_again() {
     let figures = run(Scenario {
         name: "success while down",
@@ -1164,6 +1200,7 @@ async fn a_success_reported_while_the_console_is_down_is_not_noticed_again() {
         ]),
         targets: 3,
         fleet_after_first_kill: false,
+        mosquitto: true,
         resume_elsewhere: false,
         kills: vec![Kill {
             what: "while a device installs",
@@ -1187,5 +1224,89 @@ async fn a_success_reported_while_the_console_is_down_is_not_noticed_again() {
             figures.notices[device].0, *before,
             "{device} upgraded while the console was down and was noticed again"
         );
+        assert_eq!(
+            *before, 1,
+            "{device} got {before} notices before its success"
+        );
     }
+}
+
+/// Polls (bounded) until the fleet's stats satisfy `until`.
+async fn wait_fleet(fleet: &SimFleet, what: &str, until: impl Fn(&SimStats) -> bool) {
+    let deadline = Instant::now() + KILL_POINT_WAIT;
+    loop {
+        let stats = fleet.stats();
+        if until(&stats) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened: {:#?}",
+            describe_devices(&stats)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The broker restarts without persistence while the console is down: the console's session
+/// and what the device reported meanwhile are gone. The resumed console says so (a warning on
+/// stderr, an alert in the window) and falls back to the timeout path: the device times out,
+/// is noticed again, and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_broker_lost_while_the_console_was_down_is_told_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), free_port(), "allow_anonymous true");
+    let fw = firmware_file(dir.path(), 32 * 1024);
+    let db = dir.path().join("console.db");
+    let mut args = rollout_args(&broker.url(), dir.path(), &fw);
+    set_flag(&mut args, "--device-timeout", "4s");
+    args.extend(strings(&[
+        "--retry-interval",
+        "1s",
+        "--retries",
+        "3",
+        "--all",
+        "--discover-for",
+        "2s",
+    ]));
+    let mut console = Console::spawn(&args, dir.path());
+    console.expect_line("listening for devices");
+    let fleet = SimFleet::start(SimConfig {
+        broker_url: broker.url(),
+        version: "1.0.0".into(),
+        aliyun: 1,
+        behaviour: quick(1_500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let id = CampaignId(console.campaign_id());
+    wait_fleet(&fleet, "the device installing", |s| {
+        s.devices.iter().any(|d| d.state == DeviceState::Installing)
+    })
+    .await;
+    console.kill();
+    broker.kill();
+    broker.restart();
+    wait_fleet(&fleet, "the device upgraded and back on the broker", |s| {
+        s.devices
+            .iter()
+            .all(|d| d.version == TARGET && d.connects >= 2)
+    })
+    .await;
+
+    let mut resumed = Console::spawn(&resume_args(&broker.url(), &db, id), dir.path());
+    let warning = resumed.expect_line("kept no session");
+    assert!(warning.contains("noticed again"), "{warning}");
+    let (code, lines) = tokio::task::spawn_blocking(move || resumed.wait())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:#?}");
+    let campaign = Store::open(&db).unwrap().load_campaign(id).unwrap();
+    assert_eq!(campaign.state, CampaignState::Completed);
+    let rec = campaign.devices.first().unwrap();
+    assert_eq!(rec.status, DeviceStatus::Succeeded, "{rec:?}");
+    // The timeout path: a second attempt, a second notice.
+    assert_eq!(rec.attempts, 2, "{rec:?}");
+    fleet.shutdown().await;
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ota_console::protocol::Outbound;
 use ota_console::transport::broker::{BrokerError, EmbeddedBroker};
-use ota_console::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
+use ota_console::transport::mqtt::{
+    BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink, SessionNews,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
@@ -231,4 +233,77 @@ async fn without_a_broker_the_link_backs_off_and_the_queue_is_bounded() {
     assert!(err.to_string().contains("queue is full"), "{err}");
     assert_eq!(link.stats().queued, 5);
     assert_eq!(link.stats().dropped, 1);
+}
+
+/// Waits until the link has heard `connacks` ConnAcks and returns what the last one said.
+async fn wait_connacks(link: &MqttLink, connacks: u64) -> SessionNews {
+    let mut news = link.session();
+    let got = timeout(WAIT, news.wait_for(|n| n.connacks >= connacks))
+        .await
+        .unwrap_or_else(|_| panic!("no ConnAck #{connacks} within {WAIT:?}"))
+        .expect("link alive");
+    *got
+}
+
+/// What holds with the embedded broker (rumqttd 0.20): it keeps a persistent session in memory
+/// (subscriptions and a cursor into each filter's log) when the client goes away, and delivers
+/// what was published meanwhile when the same client id comes back with `clean_session = false`.
+/// Nothing survives the broker's own process, and a client that lags more than the filter's log
+/// (16 segments of 32 MiB) loses the oldest messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_keeps_a_console_session_across_a_reconnect() {
+    let broker = start_broker();
+    let port = broker.local_addr().port();
+    let console_options = || {
+        let mut opts = LinkOptions::new(BrokerUrl::plain("127.0.0.1", port));
+        opts.subscriptions = vec!["dev/#".to_owned()];
+        opts.client_id = Some("ota-console-embedded".to_owned());
+        opts
+    };
+    let (first, mut inbox) = MqttLink::start(console_options()).unwrap();
+    wait_connected(&mut first.state()).await;
+    wait_subscribed(&first, &mut inbox, "dev/probe").await;
+    assert!(!wait_connacks(&first, 1).await.present);
+    first.shutdown();
+    timeout(
+        WAIT,
+        first
+            .state()
+            .wait_for(|s| matches!(s, LinkState::Failed { .. })),
+    )
+    .await
+    .expect("link stops")
+    .expect("state alive");
+    drop(inbox);
+
+    let (device, _unused) = link_to(broker.local_addr(), &[]);
+    wait_connected(&mut device.state()).await;
+    const MEANWHILE: usize = 100;
+    for i in 0..MEANWHILE {
+        device
+            .publish(outbound("dev/report", format!("meanwhile-{i}").as_bytes()))
+            .unwrap();
+    }
+    timeout(WAIT, async {
+        while device.stats().published < MEANWHILE as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the broker acknowledged every publish");
+
+    let (second, mut inbox) = MqttLink::start(console_options()).unwrap();
+    assert!(wait_connacks(&second, 1).await.present);
+    let mut seen = std::collections::BTreeSet::new();
+    timeout(WAIT, async {
+        while seen.len() < MEANWHILE {
+            let msg = inbox.recv().await.expect("inbound open");
+            let text = String::from_utf8_lossy(&msg.payload).into_owned();
+            if text.starts_with("meanwhile-") {
+                seen.insert(text);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {MEANWHILE} arrived", seen.len()));
 }

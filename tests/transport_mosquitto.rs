@@ -1,5 +1,7 @@
 //! The MQTT link against a real Mosquitto (Debian package `mosquitto`): restart survival, TLS
-//! (server-only and mutual) and password authentication. Each test runs its own mosquitto on a
+//! (server-only and mutual), password authentication, and the persistent session (what is
+//! published to the console while it is away arrives when it is back; a lost session is
+//! reported and costs no queued publish). Each test runs its own mosquitto on a
 //! free 127.0.0.1 port with a config in a temp dir. Without mosquitto installed these tests FAIL.
 
 mod common;
@@ -7,11 +9,16 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::mosquitto::{Mosquitto, free_port};
 use ota_console::protocol::Outbound;
-use ota_console::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
+use ota_console::transport::mqtt::{
+    BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink, SessionNews,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
@@ -355,4 +362,360 @@ async fn mutual_tls_needs_the_client_certificate() {
         matches!(s, LinkState::Reconnecting { .. })
     })
     .await;
+}
+
+/// Options for a console-like link: its own client id, so a persistent session.
+fn session_options(url: &str, id: &str, subscriptions: &[&str]) -> LinkOptions {
+    let mut o = options(url, subscriptions);
+    o.client_id = Some(id.to_owned());
+    o
+}
+
+/// Waits until the link has heard `connacks` ConnAcks and returns what the last one said.
+async fn wait_connacks(link: &MqttLink, connacks: u64) -> SessionNews {
+    let mut news = link.session();
+    let got = timeout(WAIT, news.wait_for(|n| n.connacks >= connacks))
+        .await
+        .unwrap_or_else(|_| panic!("no ConnAck #{connacks} within {WAIT:?}"))
+        .expect("link alive");
+    *got
+}
+
+/// Publishes `count` messages through `link` and waits until the broker acknowledged them all.
+async fn publish_acked(link: &MqttLink, topic: &str, prefix: &str, count: usize) {
+    let before = link.stats().published;
+    for i in 0..count {
+        link.publish(outbound(topic, &format!("{prefix}{i}")))
+            .unwrap();
+    }
+    timeout(WAIT, async {
+        while link.stats().published < before + count as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the broker acknowledged every publish");
+}
+
+/// A TCP relay between the link and the broker that the test can cut: open connections die
+/// (both sides see the socket close) and new ones are refused until it heals. The broker stays
+/// up, so it sees the console go away exactly as when the console is starved or its network
+/// drops.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    /// While set, what the client sends is swallowed (counted in `swallowed`): its publishes
+    /// stay in flight, never acknowledged, as with a broker that stopped reading.
+    stall: Arc<AtomicBool>,
+    swallowed: Arc<AtomicUsize>,
+    open: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(upstream_port: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let stall = Arc::new(AtomicBool::new(false));
+        let swallowed = Arc::new(AtomicUsize::new(0));
+        let open: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (cut_flag, conns) = (cut.clone(), open.clone());
+        let (stall_flag, swallow_count) = (stall.clone(), swallowed.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if cut_flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection attempt fails
+                }
+                let (stall, swallowed) = (stall_flag.clone(), swallow_count.clone());
+                let task = tokio::spawn(async move {
+                    let Ok(upstream) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                    else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_broker, mut to_broker) = upstream.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from_client.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if stall.load(Ordering::SeqCst) {
+                                swallowed.fetch_add(n, Ordering::SeqCst);
+                            } else if to_broker.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let down = tokio::io::copy(&mut from_broker, &mut to_client);
+                    tokio::select! {
+                        () = up => {}
+                        _ = down => {}
+                    }
+                });
+                conns.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay {
+            port,
+            cut,
+            stall,
+            swallowed,
+            open,
+        }
+    }
+
+    fn stall(&self) {
+        self.stall.store(true, Ordering::SeqCst);
+    }
+
+    fn swallowed(&self) -> usize {
+        self.swallowed.load(Ordering::SeqCst)
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for task in self.open.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn heal(&self) {
+        self.stall.store(false, Ordering::SeqCst);
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_devices_publish_while_the_console_is_cut_off_arrives_after_it_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Mosquitto::start(dir.path(), port, "allow_anonymous true");
+    let relay = Relay::start(port).await;
+    let (console, mut inbox) = MqttLink::start(session_options(
+        &relay.url(),
+        "ota-console-relayed",
+        &["dev/#"],
+    ))
+    .unwrap();
+    let mut state = console.state();
+    wait_state(&mut state, "Connected", |s| *s == LinkState::Connected).await;
+    wait_subscribed(&console, &mut inbox, "dev/probe").await;
+    // A "device" straight on the broker, listening for what the console sends.
+    let (device, mut device_inbox) = MqttLink::start(options(&broker.url(), &["cmd/#"])).unwrap();
+    wait_state(&mut device.state(), "device Connected", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    wait_subscribed(&device, &mut device_inbox, "cmd/probe").await;
+
+    relay.cut();
+    wait_state(&mut state, "Reconnecting", |s| {
+        matches!(s, LinkState::Reconnecting { .. })
+    })
+    .await;
+    // While the console is away: devices report (the broker acknowledged every one), and the
+    // console queues notices.
+    const AWAY: usize = 200;
+    publish_acked(&device, "dev/report", "away-", AWAY).await;
+    for i in 0..50 {
+        console
+            .publish(outbound("cmd/notice", &format!("notice-{i}")))
+            .unwrap();
+    }
+    relay.heal();
+    let news = wait_connacks(&console, 2).await;
+    assert!(news.persistent && news.present, "{news:?}");
+    assert_eq!(news.lost, 0);
+    // Nobody re-subscribed or re-probed: the broker kept the session and its queue.
+    collect(&mut inbox, "away-", AWAY).await;
+    collect(&mut device_inbox, "notice-", 50).await;
+    let stats = console.stats();
+    assert_eq!(
+        (stats.reconnects, stats.sessions_lost, stats.dropped),
+        (1, 0, 0)
+    );
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_console_with_the_same_client_id_gets_what_was_published_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Mosquitto::start(dir.path(), port, "allow_anonymous true");
+    let (first, mut inbox) = MqttLink::start(session_options(
+        &broker.url(),
+        "ota-console-stable",
+        &["dev/#"],
+    ))
+    .unwrap();
+    wait_state(&mut first.state(), "Connected", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    wait_subscribed(&first, &mut inbox, "dev/probe").await;
+    assert!(!wait_connacks(&first, 1).await.present);
+    first.shutdown();
+    wait_state(&mut first.state(), "stopped", |s| {
+        matches!(s, LinkState::Failed { .. })
+    })
+    .await;
+    drop(inbox);
+
+    let (device, _unused) = MqttLink::start(options(&broker.url(), &[])).unwrap();
+    publish_acked(&device, "dev/report", "meanwhile-", 100).await;
+
+    let (second, mut inbox) = MqttLink::start(session_options(
+        &broker.url(),
+        "ota-console-stable",
+        &["dev/#"],
+    ))
+    .unwrap();
+    let news = wait_connacks(&second, 1).await;
+    assert!(news.present, "{news:?}");
+    collect(&mut inbox, "meanwhile-", 100).await;
+
+    // Under a fresh id (what the console did before: a random id, clean session) nothing of
+    // it would have come.
+    second.shutdown();
+    let (other, mut other_inbox) = MqttLink::start(session_options(
+        &broker.url(),
+        "ota-console-other",
+        &["dev/#"],
+    ))
+    .unwrap();
+    wait_state(&mut other.state(), "other Connected", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    publish_acked(&device, "dev/report", "later-", 1).await;
+    let first_seen = timeout(WAIT, other_inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(first_seen.payload.as_ref(), b"later-0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_lost_the_session_is_reported_and_nothing_queued_is_lost() {
+    // `persistence false` and a kill: the restarted broker has no session for the link.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = Mosquitto::start(dir.path(), port, "allow_anonymous true");
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let (link, mut inbox) =
+        MqttLink::start(session_options(&url, "ota-console-lost", &["t/#"])).unwrap();
+    let mut state = link.state();
+    wait_state(&mut state, "Connected", |s| *s == LinkState::Connected).await;
+    wait_subscribed(&link, &mut inbox, "t/probe").await;
+
+    // In flight (unacknowledged) or queued when the connection dies: rumqttc would retransmit
+    // them in a kept session and drops them when the session is gone; the link puts them back.
+    broker.freeze();
+    const BURST: usize = 500;
+    for i in 0..BURST {
+        link.publish(outbound("t/burst", &format!("burst-{i}")))
+            .unwrap();
+    }
+    broker.kill();
+    wait_state(&mut state, "Reconnecting", |s| {
+        matches!(s, LinkState::Reconnecting { .. })
+    })
+    .await;
+    for i in 0..100 {
+        link.publish(outbound("t/down", &format!("down-{i}")))
+            .unwrap();
+    }
+    broker.restart();
+    let news = wait_connacks(&link, 2).await;
+    assert!(!news.present, "{news:?}");
+    assert_eq!(news.lost, 1, "{news:?}");
+    assert_eq!(link.stats().sessions_lost, 1);
+    wait_state(&mut state, "Connected again", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    // Resubscribed, and every publish delivered.
+    let got = collect_matching(
+        &mut inbox,
+        |t| t.starts_with("burst-") || t.starts_with("down-"),
+        "burst-/down-",
+        BURST + 100,
+    )
+    .await;
+    assert_eq!(got.len(), BURST + 100);
+    assert_eq!(link.stats().dropped, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_in_flight_at_a_cut_arrive_once_when_the_session_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Mosquitto::start(dir.path(), port, "allow_anonymous true");
+    let relay = Relay::start(port).await;
+    let (console, mut inbox) = MqttLink::start(session_options(
+        &relay.url(),
+        "ota-console-inflight",
+        &["dev/#"],
+    ))
+    .unwrap();
+    let mut state = console.state();
+    wait_state(&mut state, "Connected", |s| *s == LinkState::Connected).await;
+    wait_subscribed(&console, &mut inbox, "dev/probe").await;
+    let (device, mut device_inbox) = MqttLink::start(options(&broker.url(), &["cmd/#"])).unwrap();
+    wait_state(&mut device.state(), "device Connected", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    wait_subscribed(&device, &mut device_inbox, "cmd/probe").await;
+
+    // The broker stops hearing the console: its publishes go out and stay unacknowledged (the
+    // in-flight window fills), the rest wait in its queue. Then the connection dies.
+    relay.stall();
+    const SENT: usize = 300;
+    for i in 0..SENT {
+        console
+            .publish(outbound("cmd/notice", &format!("notice-{i:03}")))
+            .unwrap();
+    }
+    // 100 in flight (the link's window) of at least 25 bytes each have left the console.
+    timeout(WAIT, async {
+        while relay.swallowed() < 100 * 25 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the in-flight window was written");
+    relay.cut();
+    wait_state(&mut state, "Reconnecting", |s| {
+        matches!(s, LinkState::Reconnecting { .. })
+    })
+    .await;
+    relay.heal();
+    let news = wait_connacks(&console, 2).await;
+    assert!(news.present, "{news:?}");
+    // rumqttc retransmits the window under its packet ids, the link feeds the rest: each
+    // notice arrives, none twice. A marker sent afterwards comes last (one session, in order),
+    // so any duplicate would have arrived before it.
+    console.publish(outbound("cmd/notice", "end")).unwrap();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    timeout(WAIT, async {
+        loop {
+            let msg = device_inbox.recv().await.expect("inbound open");
+            let text = String::from_utf8_lossy(&msg.payload).into_owned();
+            if text == "end" {
+                break;
+            }
+            *counts.entry(text).or_default() += 1;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} notices arrived", counts.len()));
+    assert_eq!(counts.len(), SENT, "every notice arrived");
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(console.stats().sessions_lost, 0);
 }

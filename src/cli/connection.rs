@@ -36,7 +36,9 @@ pub struct ConnectionArgs {
     )]
     pub password: Option<String>,
 
-    /// MQTT client id (default: unique per run).
+    /// MQTT client id, with a persistent session under it (default: one generated for the data
+    /// directory and kept in it, so the broker keeps what devices report while the console is
+    /// away; a second console on the same data directory gets a temporary clean session).
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
 

@@ -217,6 +217,8 @@ impl Runner {
         };
         let idx = self.add_live(campaign);
         self.drive(idx, first);
+        self.replay_versions_heard(idx);
+        self.tell_session_absent();
         self.live[idx].record_timeline(self.clock.now_ms());
         Ok(id)
     }

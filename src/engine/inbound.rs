@@ -192,6 +192,9 @@ impl Runner {
             }
         }
         self.answer_protocol(&event);
+        if let Event::Version(v) = &event {
+            self.note_version_heard(v);
+        }
         self.route_to_campaigns(event);
     }
 

@@ -25,6 +25,7 @@ mod inventory;
 mod live;
 mod outbox;
 mod runner;
+mod session_id;
 mod snapshot;
 mod start;
 mod view;
@@ -34,6 +35,7 @@ pub use command::{CampaignRequest, Command};
 pub use config::{BrokerChoice, EngineConfig, FirmwareSource};
 pub use download_url::{DownloadUrlError, MAX_DOWNLOAD_URL_BYTES, validate_download_url};
 pub use handle::{EngineError, EngineHandle, Waker};
+pub use session_id::{CLIENT_ID_FILE, SessionClaim, SessionIdError, claim as claim_session};
 pub use snapshot::{
     Alert, AlertLevel, CampaignView, DeviceRow, ImportProgress, Snapshot, TimelinePoint, Traffic,
 };

@@ -21,11 +21,11 @@ use crate::firmware::{FirmwareStore, StoredPackage};
 use crate::fleet::Fleet;
 use crate::fleet::inspector::{Direction, Inspector};
 use crate::protocol::Outbound;
-use crate::rollout::{Input, RandomIds};
+use crate::rollout::{DeviceStatus, Input, RandomIds};
 use crate::store::Store;
 use crate::transport::broker::EmbeddedBroker;
 use crate::transport::http::FirmwareServer;
-use crate::transport::mqtt::{Inbound, LinkState, MqttLink};
+use crate::transport::mqtt::{Inbound, LinkState, MqttLink, SessionNews};
 
 /// How often the snapshot is republished when something changed, and housekeeping runs.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
@@ -68,8 +68,23 @@ pub(super) struct Runner {
     pub(super) served_bytes: u64,
     /// Rate limit for the log of refused device messages.
     pub(super) refusals: super::inbound::RefusalLog,
+    /// The last version each device reported in this run, for campaigns resumed after the
+    /// report came: a persistent session delivers what devices said while the console was down
+    /// as soon as it connects, before `rollout --resume` has put the campaign back to work.
+    pub(super) heard_versions: HashMap<DeviceId, crate::protocol::VersionReport>,
+    /// What the link last said about the MQTT session (`None` before the engine looked).
+    pub(super) session_seen: Option<SessionNews>,
+    /// The first ConnAck of this run found no kept session, and no campaign in flight has been
+    /// told yet (a campaign resumed later, as `rollout --resume` does, is told then).
+    pub(super) session_absent_untold: bool,
+    /// Keeps the client id's lock: no other console on this data directory takes the session.
+    pub(super) _session: super::session_id::SessionClaim,
     pub(super) _broker: Option<EmbeddedBroker>,
 }
+
+/// Devices whose last version report [`Runner`] keeps for resumed campaigns (the registry's
+/// own limit is lower; this only bounds the map if that changes).
+const MAX_HEARD_VERSIONS: usize = crate::fleet::MAX_DEVICES;
 
 impl Runner {
     pub(super) async fn run(
@@ -79,6 +94,10 @@ impl Runner {
         mut import_rx: mpsc::Receiver<ImportEvent>,
     ) {
         let mut link_state = self.link.state();
+        let mut session = self.link.session();
+        // The first ConnAck may have come before this task started.
+        let news = *session.borrow_and_update();
+        self.on_session_news(news);
         let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
         publish.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut slow = tokio::time::interval(SLOW_HOUSEKEEPING);
@@ -114,6 +133,12 @@ impl Runner {
                     if changed.is_ok() {
                         let state = link_state.borrow_and_update().clone();
                         self.on_link_state(&state);
+                    }
+                }
+                changed = session.changed() => {
+                    if changed.is_ok() {
+                        let news = *session.borrow_and_update();
+                        self.on_session_news(news);
                     }
                 }
                 _ = publish.tick() => {
@@ -163,6 +188,89 @@ impl Runner {
             self.drive(idx, input.clone());
         }
         self.dirty = true;
+    }
+
+    /// Tells the operator when the broker did not keep the console's session: reports sent
+    /// meanwhile are gone, and the devices they came from fall back to the timeout path (timed
+    /// out, then noticed again; devices still `noticed` get their notice re-sent on BrokerBack).
+    fn on_session_news(&mut self, news: SessionNews) {
+        let before = self.session_seen.replace(news).unwrap_or_default();
+        if !news.persistent || news.connacks == before.connacks {
+            return;
+        }
+        let id = self.link.client_id().to_owned();
+        if news.lost > before.lost {
+            self.alert(
+                AlertLevel::Warning,
+                format!(
+                    "the MQTT broker did not keep the console's session (client id {id}): what \
+                     devices reported while the link was down is lost; devices in flight will \
+                     time out and be noticed again"
+                ),
+            );
+        } else if before.connacks == 0 && !news.present {
+            self.session_absent_untold = true;
+            self.tell_session_absent();
+        }
+    }
+
+    /// A resumed campaign with devices in flight, on a run whose session the broker had not
+    /// kept: whatever its devices said while the console was away is gone.
+    pub(super) fn tell_session_absent(&mut self) {
+        if !self.session_absent_untold || self.devices_in_flight() == 0 {
+            return;
+        }
+        self.session_absent_untold = false;
+        let id = self.link.client_id().to_owned();
+        self.alert(
+            AlertLevel::Warning,
+            format!(
+                "the MQTT broker kept no session for client id {id}: what devices reported \
+                 while the console was down is lost; devices in flight will time out and be \
+                 noticed again"
+            ),
+        );
+    }
+
+    /// Remembers `report` for [`Runner::replay_versions_heard`] (bounded: a full map takes no
+    /// new devices, only newer reports of those it has).
+    pub(super) fn note_version_heard(&mut self, report: &crate::protocol::VersionReport) {
+        if self.heard_versions.len() < MAX_HEARD_VERSIONS
+            || self.heard_versions.contains_key(&report.device)
+        {
+            self.heard_versions
+                .insert(report.device.clone(), report.clone());
+        }
+    }
+
+    /// Gives a campaign just resumed the target-version reports its noticed devices sent in this
+    /// run before it was live: they succeeded, and must not be noticed again. A device whose
+    /// deadline passed while the console was down has timed out by now (its retry waits for the
+    /// retry interval) and succeeds late.
+    pub(super) fn replay_versions_heard(&mut self, idx: usize) {
+        let Some(live) = self.live.get(idx) else {
+            return;
+        };
+        let target = &live.campaign.spec().offer.version;
+        let reports: Vec<crate::protocol::VersionReport> = live
+            .campaign
+            .devices()
+            .iter()
+            .filter(|rec| rec.attempts > 0 && rec.status != DeviceStatus::Succeeded)
+            .filter_map(|rec| self.heard_versions.get(&rec.device))
+            .filter(|report| &report.version == target)
+            .cloned()
+            .collect();
+        for report in reports {
+            self.drive(idx, Input::Event(crate::protocol::Event::Version(report)));
+        }
+    }
+
+    fn devices_in_flight(&self) -> usize {
+        self.live
+            .iter()
+            .map(|l| l.campaign.counts().in_flight())
+            .sum()
     }
 
     /// Publishes one message and records it in the inspector.

@@ -72,7 +72,12 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         tracing::warn!("{e}");
     }
 
-    let (broker, link_options, broker_label) = connect_options(&config)?;
+    let (broker, mut link_options, broker_label) = connect_options(&config)?;
+    // One persistent session per data directory (or per id asked for), held while we run.
+    let session = super::session_id::claim(&config.data_dir, link_options.client_id.as_deref())
+        .map_err(|e| start_error(e.to_string()))?;
+    link_options.client_id = Some(session.client_id.clone());
+    link_options.clean_session = session.clean_session;
     let broker_url = format!(
         "{}://{}:{}",
         if link_options.url.tls() {
@@ -142,8 +147,15 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         outbox: super::outbox::Outbox::default(),
         served_bytes: 0,
         refusals: Default::default(),
+        heard_versions: HashMap::new(),
+        session_seen: None,
+        session_absent_untold: false,
+        _session: session,
         _broker: broker,
     };
+    if let Some(warning) = runner._session.warning.clone() {
+        runner.alert(AlertLevel::Warning, warning);
+    }
     // Message ids start from the clock so that ids stay increasing across restarts.
     runner.next_msg_id = runner.clock.now_ms();
     restore(&mut runner, config.resume_unfinished);

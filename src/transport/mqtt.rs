@@ -1,16 +1,37 @@
 //! The MQTT client link: one actor task that owns a rumqttc `EventLoop`, reached through a
 //! cloneable [`MqttLink`] handle.
 //!
-//! Owns: connecting (TCP or TLS), resubscribing on every ConnAck, backoff between reconnects, the
-//! bounded outgoing queue (kept across reconnects) and the bounded stream of incoming publishes.
+//! Owns: connecting (TCP or TLS), subscribing (QoS 1) when a session starts, backoff between
+//! reconnects, the bounded outgoing queue (kept across reconnects), the bounded stream of
+//! incoming publishes, and telling whether the broker kept the session ([`SessionNews`]).
 //! Must never: await a publish from the polling task (rumqttc deadlocks when its request channel
 //! is full), decode payloads (that is `protocol`'s job), or print the password (custom `Debug`).
 //!
-//! Why the actor keeps its own copy of unsent publishes: on a reconnect with `clean_session`,
-//! rumqttc clears the publishes that were in flight or queued when the connection dropped
-//! (`session_present == false`). The actor takes them out of the event loop when the connection
-//! fails and feeds them back after the next ConnAck, a window of `inflight` at a time, so nothing
-//! accepted by [`MqttLink::publish`] is lost when the broker restarts (delivery is at least once).
+//! # Sessions
+//! With a client id of its own ([`LinkOptions::client_id`]) the link asks for a persistent
+//! session (`clean_session = false`): the broker keeps the subscriptions and queues what devices
+//! publish while the console is away (killed, starved past its keep-alive, reconnecting), and
+//! delivers it on the next connection. Without one the id is random and the session clean: a
+//! random id can never resume, and a persistent session under it would only pile up messages on
+//! the broker.
+//!
+//! # What happens to publishes across a reconnect (rumqttc 0.25, read in its source)
+//! When a connection fails, rumqttc's `EventLoop::clean` moves the publishes in flight (with
+//! their packet ids) and everything still in its request channel (packet id 0) into `pending`.
+//! On the next ConnAck it keeps `pending` if `session_present`, and clears it otherwise.
+//! Pending requests are written before the channel is read and regardless of the inflight limit.
+//! So the actor:
+//! - leaves the publishes in flight in `pending`, for rumqttc to retransmit under their packet
+//!   ids when the broker kept the session (exactly what MQTT asks; nothing is re-queued twice),
+//!   and keeps a copy of them;
+//! - takes the fresh ones (packet id 0) out into its own queue, which it feeds back one at a
+//!   time under the same flow control as rumqttc's channel (inflight below the limit, no packet
+//!   id collision waiting), so fresh packet ids never collide with retransmitted ones;
+//! - when the broker answers `session_present = false` (a clean session, or it lost ours),
+//!   puts the copies back at the front of its queue with fresh ids and subscribes again.
+//!
+//! Delivery stays at least once: a publish the broker received but whose PUBACK was lost is
+//! sent again.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -164,9 +185,14 @@ fn split_host_port(authority: &str) -> (&str, Option<&str>) {
 #[derive(Clone)]
 pub struct LinkOptions {
     pub url: BrokerUrl,
-    /// `None`: a fresh id per run (`ota-console-` + random hex), so two consoles never kick each
-    /// other off the broker.
+    /// `None`: a fresh id per run (`ota-console-` + random hex) with a clean session, so two
+    /// consoles never kick each other off the broker. `Some`: this id, with a persistent session
+    /// unless [`LinkOptions::clean_session`] says otherwise (the engine gives each data directory
+    /// and each saved window profile an id of its own).
     pub client_id: Option<String>,
+    /// Ask for a clean session even with a client id of our own (a second console sharing a
+    /// data directory's id must not take over the first one's session).
+    pub clean_session: bool,
     pub username: Option<String>,
     /// Never printed: [`LinkOptions`]'s `Debug` shows only whether it is set.
     pub password: Option<String>,
@@ -188,6 +214,7 @@ impl LinkOptions {
         LinkOptions {
             url,
             client_id: None,
+            clean_session: false,
             username: None,
             password: None,
             keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
@@ -205,6 +232,7 @@ impl fmt::Debug for LinkOptions {
         f.debug_struct("LinkOptions")
             .field("url", &self.url)
             .field("client_id", &self.client_id)
+            .field("clean_session", &self.clean_session)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("keep_alive_secs", &self.keep_alive_secs)
@@ -233,6 +261,23 @@ pub enum LinkState {
     },
 }
 
+/// What the broker said about the session at each ConnAck. Followed through a `watch`
+/// ([`MqttLink::session`]), so a consumer never misses a lost session even when several
+/// reconnects happen between two looks: `lost` only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionNews {
+    /// ConnAcks received since the link started.
+    pub connacks: u64,
+    /// Whether the last ConnAck said the broker had kept our session.
+    pub present: bool,
+    /// Reconnects after which the broker no longer had the session this link had opened (it
+    /// restarted without persistence, expired it, or the link asked for a clean one): what was
+    /// published to us meanwhile is gone.
+    pub lost: u64,
+    /// The link asks for a persistent session (`clean_session = false`).
+    pub persistent: bool,
+}
+
 /// One publish received from the broker, undecoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
@@ -254,6 +299,8 @@ pub struct LinkStats {
     pub dropped: u64,
     /// Successful connections after the first.
     pub reconnects: u64,
+    /// Reconnects that found the session gone (see [`SessionNews::lost`]).
+    pub sessions_lost: u64,
 }
 
 /// Why the link could not start or a publish was refused.
@@ -265,6 +312,8 @@ pub enum LinkError {
     KeepAlive(u64),
     #[error("max_queued must be at least 1")]
     ZeroQueue,
+    #[error("the MQTT client id must not be empty")]
+    EmptyClientId,
     #[error("client certificate and key must be given together (got only the {0})")]
     HalfClientAuth(&'static str),
     #[error("cannot read {what} {path:?}: {reason}")]
@@ -293,6 +342,7 @@ struct Counters {
     published: AtomicU64,
     dropped: AtomicU64,
     reconnects: AtomicU64,
+    sessions_lost: AtomicU64,
     /// Publishes the actor carries over from a failed connection (not in rumqttc's channel).
     carried: AtomicU64,
     stopped: AtomicBool,
@@ -303,8 +353,10 @@ struct Inner {
     client: AsyncClient,
     counters: Arc<Counters>,
     state: watch::Receiver<LinkState>,
+    session: watch::Receiver<SessionNews>,
     shutdown: watch::Sender<bool>,
     max_queued: usize,
+    client_id: String,
 }
 
 impl Drop for Inner {
@@ -335,19 +387,27 @@ impl MqttLink {
     pub fn start(opts: LinkOptions) -> Result<(MqttLink, mpsc::Receiver<Inbound>), LinkError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| LinkError::NoRuntime)?;
         let mqtt_options = mqtt_options(&opts)?;
+        let persistent = !mqtt_options.clean_session();
+        let client_id = mqtt_options.client_id();
         let (client, eventloop) = AsyncClient::new(mqtt_options, opts.max_queued);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (session_tx, session_rx) = watch::channel(SessionNews {
+            persistent,
+            ..SessionNews::default()
+        });
         let counters = Arc::new(Counters::default());
         let actor = Actor {
             eventloop,
             client: client.clone(),
             subscriptions: opts.subscriptions.clone(),
             unsent: VecDeque::new(),
+            in_flight_copy: Vec::new(),
             backoff: Backoff::default(),
             ever_connected: false,
             state: state_tx,
+            session: session_tx,
             inbound: inbound_tx,
             counters: counters.clone(),
             shutdown: shutdown_rx,
@@ -358,8 +418,10 @@ impl MqttLink {
             client,
             counters,
             state: state_rx,
+            session: session_rx,
             shutdown: shutdown_tx,
             max_queued: opts.max_queued,
+            client_id,
         };
         Ok((
             MqttLink {
@@ -422,6 +484,16 @@ impl MqttLink {
         self.inner.state.clone()
     }
 
+    /// Follows what the broker says about the session at each ConnAck.
+    pub fn session(&self) -> watch::Receiver<SessionNews> {
+        self.inner.session.clone()
+    }
+
+    /// The MQTT client id the link connects with.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
     pub fn stats(&self) -> LinkStats {
         let c = &self.inner.counters;
         LinkStats {
@@ -430,6 +502,7 @@ impl MqttLink {
             published: c.published.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            sessions_lost: c.sessions_lost.load(Ordering::Relaxed),
         }
     }
 
@@ -449,10 +522,17 @@ fn mqtt_options(opts: &LinkOptions) -> Result<MqttOptions, LinkError> {
     if opts.max_queued == 0 {
         return Err(LinkError::ZeroQueue);
     }
-    let client_id = opts.client_id.clone().unwrap_or_else(default_client_id);
+    if opts.client_id.as_deref().is_some_and(str::is_empty) {
+        return Err(LinkError::EmptyClientId);
+    }
+    // A random id can never resume its session: ask for a clean one.
+    let (client_id, clean_session) = match &opts.client_id {
+        Some(id) => (id.clone(), opts.clean_session),
+        None => (generate_client_id(), true),
+    };
     let mut o = MqttOptions::new(client_id, opts.url.host.clone(), opts.url.port);
     o.set_keep_alive(Duration::from_secs(opts.keep_alive_secs));
-    o.set_clean_session(true);
+    o.set_clean_session(clean_session);
     o.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES);
     o.set_inflight(MAX_INFLIGHT);
     if let Some(user) = &opts.username {
@@ -467,7 +547,8 @@ fn mqtt_options(opts: &LinkOptions) -> Result<MqttOptions, LinkError> {
     Ok(o)
 }
 
-fn default_client_id() -> String {
+/// A new random client id: `ota-console-` and 8 hex digits.
+pub fn generate_client_id() -> String {
     // Short enough for MQTT 3.1 brokers' 23-character limit.
     format!("ota-console-{:08x}", rand::random::<u32>())
 }
@@ -603,12 +684,17 @@ struct Actor {
     eventloop: EventLoop,
     client: AsyncClient,
     subscriptions: Vec<String>,
-    /// Publishes taken out of the event loop when a connection failed; sent after the next
-    /// ConnAck before anything newer.
+    /// Fresh publishes (packet id 0) the actor holds: taken out of rumqttc's `pending` when a
+    /// connection failed, or put back from `in_flight_copy` when the session was lost. Fed back
+    /// one at a time ([`Actor::refill_window`]) before anything newer from the channel.
     unsent: VecDeque<Request>,
+    /// Copies of the publishes in flight when the connection failed, which rumqttc keeps in
+    /// `pending` to retransmit if the broker kept the session, and drops if it did not.
+    in_flight_copy: Vec<rumqttc::Publish>,
     backoff: Backoff,
     ever_connected: bool,
     state: watch::Sender<LinkState>,
+    session: watch::Sender<SessionNews>,
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<Counters>,
     shutdown: watch::Receiver<bool>,
@@ -638,19 +724,23 @@ impl Actor {
         self.stop().await;
     }
 
-    /// Moves saved publishes into rumqttc's pending queue, at most as many as may be in flight:
-    /// rumqttc sends pending requests regardless of its inflight limit, and more than `inflight`
-    /// fresh packet ids at once would collide.
+    /// Moves one saved publish into rumqttc's `pending` when rumqttc itself would take one from
+    /// its channel: nothing pending (retransmissions and the subscription go first), inflight
+    /// below the limit, and no packet id collision waiting. rumqttc writes pending requests
+    /// regardless of its inflight limit and keeps a single colliding publish aside; a second
+    /// collision would overwrite the first, so more than one at a time could lose a publish.
     fn refill_window(&mut self) {
         if self.unsent.is_empty()
             || self.eventloop.network.is_none()
             || !self.eventloop.pending.is_empty()
+            || self.eventloop.state.collision.is_some()
+            || self.eventloop.state.inflight() >= MAX_INFLIGHT
         {
             return;
         }
-        let free = MAX_INFLIGHT.saturating_sub(self.eventloop.state.inflight());
-        let take = usize::from(free).min(self.unsent.len());
-        self.eventloop.pending.extend(self.unsent.drain(..take));
+        if let Some(request) = self.unsent.pop_front() {
+            self.eventloop.pending.push_back(request);
+        }
         self.counters
             .carried
             .store(self.unsent.len() as u64, Ordering::Relaxed);
@@ -658,7 +748,7 @@ impl Actor {
 
     async fn on_event(&mut self, event: Event) -> Next {
         match event {
-            Event::Incoming(Incoming::ConnAck(_)) => self.on_connack(),
+            Event::Incoming(Incoming::ConnAck(ack)) => self.on_connack(ack.session_present),
             Event::Incoming(Incoming::Publish(publish)) => {
                 self.counters.received.fetch_add(1, Ordering::Relaxed);
                 let inbound = Inbound {
@@ -688,26 +778,69 @@ impl Actor {
                     tracing::warn!(refused, "broker refused some subscriptions");
                 }
                 // Connected means listening: only now can a device's message reach us.
-                self.state.send_if_modified(|state| {
-                    let changed = *state != LinkState::Connected;
-                    *state = LinkState::Connected;
-                    changed
-                });
+                self.set_connected();
             }
             _ => {}
         }
         Next::Continue
     }
 
-    fn on_connack(&mut self) {
-        if self.ever_connected {
+    fn set_connected(&self) {
+        self.state.send_if_modified(|state| {
+            let changed = *state != LinkState::Connected;
+            *state = LinkState::Connected;
+            changed
+        });
+    }
+
+    fn on_connack(&mut self, session_present: bool) {
+        let reconnect = self.ever_connected;
+        if reconnect {
             self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         self.ever_connected = true;
         self.backoff = Backoff::default();
-        // rumqttc queued nothing of the old session (clean session); subscriptions go first,
-        // then the saved publishes (refill_window), then new ones from the channel.
-        if !self.subscriptions.is_empty() {
+        let persistent = self.session.borrow().persistent;
+        let copies = std::mem::take(&mut self.in_flight_copy);
+        // rumqttc cleared `pending` (the retransmissions) before handing us this ConnAck. A
+        // clean session is never "lost": it was not asked to be kept.
+        let lost = persistent && reconnect && !session_present;
+        if !session_present {
+            // A publish set aside for a packet id collision waits for an ack that no session
+            // will ever send now: it joins the others, with a fresh id.
+            let collided = self.eventloop.state.collision.take();
+            let restored = copies.into_iter().chain(collided).map(|mut publish| {
+                publish.pkid = 0;
+                publish.dup = false;
+                Request::Publish(publish)
+            });
+            let mut front: VecDeque<Request> = restored.collect();
+            front.append(&mut self.unsent);
+            self.unsent = front;
+            self.counters
+                .carried
+                .store(self.unsent.len() as u64, Ordering::Relaxed);
+        }
+        if lost {
+            self.counters.sessions_lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                broker = %self.broker,
+                "the broker did not keep the MQTT session: what was published to the console \
+                 while the link was down is lost"
+            );
+        }
+        self.session.send_modify(|news| {
+            news.connacks += 1;
+            news.present = session_present;
+            if lost {
+                news.lost += 1;
+            }
+        });
+        // A kept session keeps our subscriptions; a new one (or a new process, whose filters may
+        // differ from the stored session's) subscribes before anything else is sent.
+        let kept = reconnect && session_present;
+        let subscribe = !kept && !self.subscriptions.is_empty();
+        if subscribe {
             let filters = self
                 .subscriptions
                 .iter()
@@ -716,9 +849,9 @@ impl Actor {
                 .pending
                 .push_front(Request::Subscribe(Subscribe::new_many(filters)));
         }
-        tracing::info!(broker = %self.broker, "MQTT link connected");
-        if self.subscriptions.is_empty() {
-            let _ = self.state.send(LinkState::Connected);
+        tracing::info!(broker = %self.broker, session_present, "MQTT link connected");
+        if !subscribe {
+            self.set_connected();
         }
     }
 
@@ -746,22 +879,32 @@ impl Actor {
         }
     }
 
-    /// Takes the publishes rumqttc would discard on the next clean-session ConnAck.
+    /// Sorts what rumqttc put in `pending` when the connection failed: publishes in flight
+    /// (with a packet id) stay there for a retransmission in the kept session, and are copied
+    /// in case the session is gone; fresh publishes come out into `unsent`; subscriptions,
+    /// pings and acks belong to the dead connection (subscriptions are renewed on ConnAck).
+    /// Called after every failure, also of a connection attempt (when `pending` is unchanged).
     fn save_unsent(&mut self) {
         let pending = std::mem::take(&mut self.eventloop.pending);
-        let saved = pending.into_iter().filter_map(|request| match request {
-            Request::Publish(mut publish) => {
-                // Packet ids belong to the dead session; the next one hands out fresh ids.
-                publish.pkid = 0;
-                publish.dup = false;
-                Some(Request::Publish(publish))
+        let mut retransmit = VecDeque::new();
+        for request in pending {
+            match request {
+                Request::Publish(publish) if publish.pkid != 0 => {
+                    retransmit.push_back(Request::Publish(publish));
+                }
+                Request::Publish(publish) => self.unsent.push_back(Request::Publish(publish)),
+                _ => {}
             }
-            // Subscriptions are renewed on ConnAck; acks and pings belong to the old session.
-            _ => None,
-        });
-        // Order across a reconnect is only roughly kept (MQTT promises none across sessions):
-        // part of what was pending came from the front of `unsent`.
-        self.unsent.extend(saved);
+        }
+        self.in_flight_copy = retransmit
+            .iter()
+            .filter_map(|r| match r {
+                Request::Publish(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        self.eventloop.pending = retransmit;
+        // Order across a reconnect is only roughly kept (MQTT promises none across sessions).
         self.counters
             .carried
             .store(self.unsent.len() as u64, Ordering::Relaxed);
@@ -931,8 +1074,8 @@ mod tests {
 
     #[test]
     fn default_client_ids_differ_and_fit_mqtt_3_1() {
-        let a = default_client_id();
-        let b = default_client_id();
+        let a = generate_client_id();
+        let b = generate_client_id();
         assert_ne!(a, b);
         assert!(a.len() <= 23, "{a}");
     }

@@ -56,6 +56,16 @@ impl ConnectionDialog {
             .selected
             .filter(|i| profiles.get(*i).is_some_and(|p| p.name == profile.name))
             .or_else(|| profiles.iter().position(|p| p.name == profile.name));
+        // A profile saved again keeps its id (and so its broker session); a new one gets one.
+        if let Some(old) = existing.and_then(|i| profiles.get(i)) {
+            if profile.client_id.trim().is_empty() {
+                profile.client_id.clone_from(&old.client_id);
+            }
+        }
+        profile.ensure_client_id();
+        if let Some(draft) = &mut self.draft {
+            draft.client_id.clone_from(&profile.client_id);
+        }
         let index = match existing {
             Some(i) => {
                 if let Some(slot) = profiles.get_mut(i) {
@@ -281,12 +291,24 @@ mod tests {
         let request = dialog.connect_request(&mut profiles).unwrap();
         assert_eq!(profiles.len(), 1);
         assert_eq!(profiles[0].name, "lab");
+        // A new profile gets a client id of its own, kept when it is saved again.
+        let id = profiles[0].client_id.clone();
+        assert!(id.starts_with("ota-console-"), "{id:?}");
         assert!(matches!(&request.target, ConnectTarget::Profile(p) if p.name == "lab"));
         assert_eq!(request.password, Some(Secret::new("pw")));
         // Saving again under the same name replaces, and the password was not kept.
         let request = dialog.connect_request(&mut profiles).unwrap();
         assert_eq!(profiles.len(), 1);
         assert_eq!(request.password, None);
+        assert_eq!(profiles[0].client_id, id);
+        // Even from a fresh draft of the same name (no id typed in).
+        dialog.draft = Some(BrokerProfile {
+            name: "lab".into(),
+            url: "mqtt://10.0.0.9:1884".into(),
+            ..BrokerProfile::default()
+        });
+        dialog.connect_request(&mut profiles).unwrap();
+        assert_eq!(profiles[0].client_id, id);
         dialog.draft = Some(BrokerProfile {
             name: "bad".into(),
             url: "http://x".into(),

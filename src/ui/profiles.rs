@@ -36,6 +36,10 @@ pub struct BrokerProfile {
     pub username: String,
     /// Keep the password in the OS keyring between runs.
     pub remember_password: bool,
+    /// The MQTT client id this profile connects with, generated when the profile is first
+    /// saved and kept with it, so that the broker keeps one persistent session per profile.
+    /// Empty in profiles saved before ids existed: one is given on the next save or connect.
+    pub client_id: String,
 }
 
 /// Which broker the operator wants the engine on.
@@ -113,6 +117,13 @@ impl BrokerProfile {
         Ok(url)
     }
 
+    /// Gives the profile a client id of its own if it has none yet.
+    pub fn ensure_client_id(&mut self) {
+        if self.client_id.trim().is_empty() {
+            self.client_id = crate::transport::mqtt::generate_client_id();
+        }
+    }
+
     /// What the connection bar calls this profile.
     pub fn label(&self) -> String {
         format!("{} ({})", self.name.trim(), self.url.trim())
@@ -146,6 +157,12 @@ impl ConnectTarget {
                 if let BrokerChoice::External(base_options) = &base.broker {
                     options.keep_alive_secs = base_options.keep_alive_secs;
                     options.client_id = base_options.client_id.clone();
+                }
+                // An explicit `--client-id` wins; else the profile's own id (else the data
+                // directory's, chosen by the engine).
+                let own = profile.client_id.trim();
+                if options.client_id.is_none() && !own.is_empty() {
+                    options.client_id = Some(own.to_owned());
                 }
                 let username = profile.username.trim();
                 options.username = (!username.is_empty()).then(|| username.to_owned());
@@ -183,7 +200,47 @@ mod tests {
             client_key: Some("/etc/me.key".into()),
             username: " operator ".into(),
             remember_password: true,
+            client_id: "ota-console-0badf00d".into(),
         }
+    }
+
+    #[test]
+    fn a_profile_connects_with_its_own_client_id_unless_one_was_given() {
+        let config = ConnectTarget::Profile(profile())
+            .engine_config(&base(), None, None)
+            .unwrap();
+        let BrokerChoice::External(options) = &config.broker else {
+            panic!("external broker expected");
+        };
+        assert_eq!(options.client_id.as_deref(), Some("ota-console-0badf00d"));
+        assert!(!options.clean_session);
+        // `--client-id` on the command line wins over the profile's.
+        let mut explicit = LinkOptions::new(BrokerUrl::plain("h", 1));
+        explicit.client_id = Some("from-cli".into());
+        let cli_base = EngineConfig {
+            broker: BrokerChoice::External(explicit),
+            ..base()
+        };
+        let config = ConnectTarget::Profile(profile())
+            .engine_config(&cli_base, None, None)
+            .unwrap();
+        let BrokerChoice::External(options) = &config.broker else {
+            panic!("external broker expected");
+        };
+        assert_eq!(options.client_id.as_deref(), Some("from-cli"));
+        // A profile saved before ids existed leaves the choice to the engine (the data
+        // directory's id).
+        let old = BrokerProfile {
+            client_id: String::new(),
+            ..profile()
+        };
+        let config = ConnectTarget::Profile(old)
+            .engine_config(&base(), None, None)
+            .unwrap();
+        let BrokerChoice::External(options) = &config.broker else {
+            panic!("external broker expected");
+        };
+        assert_eq!(options.client_id, None);
     }
 
     #[test]

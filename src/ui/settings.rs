@@ -125,6 +125,7 @@ mod tests {
             [
                 "ca_file",
                 "client_cert",
+                "client_id",
                 "client_key",
                 "name",
                 "remember_password",

@@ -48,10 +48,15 @@ impl Mosquitto {
         let conf = dir.join("mosquitto.conf");
         let log = dir.join("mosquitto.log");
         // `user root` keeps a root-run mosquitto from switching to the `mosquitto` user, which
-        // could not read the temp dir; it has no effect when not run as root.
+        // could not read the temp dir; it has no effect when not run as root. What a fleet
+        // needs (README, "broker settings a fleet needs"): nothing queued for the console's
+        // persistent session is dropped (`max_queued_messages 0`, default 1000) and sessions
+        // outlive any test (`persistent_client_expiration`). `persistence false`: a restart
+        // loses every session, the case the console must report (tests that want sessions to
+        // survive a restart add `persistence true` in `extra`, which comes later and wins).
         let text = format!(
-            "user root\nlistener {port} 127.0.0.1\nmax_queued_messages 0\npersistence false\n\
-             log_dest file {}\n{extra}\n",
+            "user root\nlistener {port} 127.0.0.1\nmax_queued_messages 0\n\
+             persistent_client_expiration 1d\npersistence false\nlog_dest file {}\n{extra}\n",
             log.display()
         );
         std::fs::write(&conf, text).unwrap();
