@@ -174,7 +174,15 @@ impl Drop for SdkDevice {
 /// topic and reported its version, as a device does at boot.
 fn boot_devices(python: &Path, broker: &EmbeddedBroker, dir: &Path, n: usize) -> Vec<SdkDevice> {
     let mut devices: Vec<SdkDevice> = (1..=n)
-        .map(|i| SdkDevice::start(python, broker.local_addr(), &format!("sdk-{i}"), "1.0.0", dir))
+        .map(|i| {
+            SdkDevice::start(
+                python,
+                broker.local_addr(),
+                &format!("sdk-{i}"),
+                "1.0.0",
+                dir,
+            )
+        })
         .collect();
     for d in &mut devices {
         assert_eq!(d.expect("connected")["rc"], 0);
@@ -184,29 +192,55 @@ fn boot_devices(python: &Path, broker: &EmbeddedBroker, dir: &Path, n: usize) ->
     devices
 }
 
-/// `ota-console rollout` of a 64 KiB firmware as 2.0.0 to `devices`, with a JSON report:
-/// the exit code, the report and the console's stderr.
-fn rollout(
+/// Starts `ota-console rollout` of a 64 KiB firmware as 2.0.0 to `devices`, with a JSON report
+/// written to `dir/report.json`. The devices are watched while it runs, so a device that goes
+/// wrong fails the test with what the SDK said rather than with a console that never finishes.
+fn start_rollout(
     broker: &EmbeddedBroker,
     dir: &Path,
     devices: &[SdkDevice],
     extra: &[&str],
-) -> (i32, Value, Vec<String>) {
+) -> Console {
     let fw = firmware_file(dir, 64 * 1024);
-    let report = dir.join("report.json");
     let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir, &fw);
     for d in devices {
         args.push("--target".into());
         args.push(format!("aliyun:{PK}/{}", d.name));
     }
     args.extend(["--wave", "100%", "--report"].map(String::from));
-    args.push(report.display().to_string());
+    args.push(dir.join("report.json").display().to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
-    let console = Console::spawn(&args, dir);
+    Console::spawn(&args, dir)
+}
+
+/// Waits (bounded) for the console to exit: its exit code, its report and its stderr.
+fn finish(console: Console, dir: &Path) -> (i32, Value, Vec<String>) {
     let (code, lines) = console.wait();
-    let text = std::fs::read_to_string(&report)
+    let text = std::fs::read_to_string(dir.join("report.json"))
         .unwrap_or_else(|e| panic!("no report ({e}); console said {lines:#?}"));
     (code, serde_json::from_str(&text).unwrap(), lines)
+}
+
+/// The package the console announced (`fw.bin: SIZE bytes, md5 M, sha256 S`).
+fn announced_package(console: &mut Console) -> Value {
+    let line = console.expect_line("fw.bin: ");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |key: &str| {
+        let at = words
+            .iter()
+            .position(|w| *w == key)
+            .unwrap_or_else(|| panic!("{line}"));
+        words
+            .get(at + 1)
+            .map(|w| w.trim_end_matches(','))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    serde_json::json!({
+        "size": words.get(1).and_then(|n| n.parse::<u64>().ok()),
+        "md5": after("md5"),
+        "sha256": after("sha256"),
+    })
 }
 
 fn report_device<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -240,17 +274,17 @@ fn upgrades_with(sign_method_arg: &str, sign_method_wire: &str, digest_key: &str
     let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
     let mut devices = boot_devices(&python, &broker, dir.path(), n);
 
-    let (code, report, lines) = rollout(
+    // No retries: a device that fails ends the run at once, with what the SDK said.
+    let mut console = start_rollout(
         &broker,
         dir.path(),
         &devices,
-        &["--sign-method", sign_method_arg],
+        &["--sign-method", sign_method_arg, "--retries", "0"],
     );
-
-    let package = &report["campaign"]["package"];
+    let package = announced_package(&mut console);
     for d in &mut devices {
         let notice = d.expect("notice");
-        check_notice(&notice, package, sign_method_wire, digest_key);
+        check_notice(&notice, &package, sign_method_wire, digest_key);
         let downloaded = d.expect("downloaded");
         assert_eq!(downloaded["rc"], "SUCCESS", "{downloaded}");
         assert_eq!(downloaded["bytes"], package["size"], "{downloaded}");
@@ -261,6 +295,15 @@ fn upgrades_with(sign_method_arg: &str, sign_method_wire: &str, digest_key: &str
             .filter(|e| e["event"] == "sdk_error")
             .collect();
         assert!(errors.is_empty(), "the SDK logged errors: {errors:#?}");
+    }
+    let (code, report, lines) = finish(console, dir.path());
+    for key in ["size", "md5", "sha256"] {
+        assert_eq!(
+            report["campaign"]["package"][key], package[key],
+            "{report:#}"
+        );
+    }
+    for d in &devices {
         let entry = report_device(&report, &d.name);
         assert_eq!(entry["status"], "succeeded", "{entry}");
         assert_eq!(entry["to_version"], "2.0.0", "{entry}");
@@ -316,20 +359,22 @@ fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
     let mirror = serve_wrong_firmware(64 * 1024);
     let url = format!("http://{mirror}/fw.bin");
 
-    let (code, report, lines) = rollout(
+    let mut console = start_rollout(
         &broker,
         dir.path(),
         &devices,
         &["--url", &url, "--retries", "0", "--no-abort"],
     );
+    let package = announced_package(&mut console);
 
     let d = &mut devices[0];
     let notice = d.expect("notice");
     assert_eq!(notice["url"], url.as_str());
-    assert_eq!(notice["sign"], report["campaign"]["package"]["md5"]);
+    assert_eq!(notice["sign"], package["md5"]);
     assert_eq!(d.expect("downloaded")["rc"], "OTA_DIGEST_MISMATCH");
     let failed = d.expect("failed");
     assert_eq!(failed["step"], -3, "{failed}");
+    let (code, report, lines) = finish(console, dir.path());
     let entry = report_device(&report, &d.name);
     assert_eq!(entry["status"], "failed", "{entry}");
     assert_eq!(entry["code"], -3, "{entry}");
@@ -354,7 +399,7 @@ fn sdk_download_failure_fails_the_device_with_the_download_step() {
         .unwrap();
     let url = format!("http://{closed}/fw.bin");
 
-    let (code, report, lines) = rollout(
+    let console = start_rollout(
         &broker,
         dir.path(),
         &devices,
@@ -365,6 +410,7 @@ fn sdk_download_failure_fails_the_device_with_the_download_step() {
     assert_eq!(d.expect("notice")["url"], url.as_str());
     assert_eq!(d.expect("downloaded")["rc"], "OTA_INVALID_URL");
     assert_eq!(d.expect("failed")["step"], -2);
+    let (code, report, lines) = finish(console, dir.path());
     let entry = report_device(&report, &d.name);
     assert_eq!(entry["status"], "failed", "{entry}");
     assert_eq!(entry["code"], -2, "{entry}");
@@ -399,8 +445,13 @@ fn sdk_device_booting_after_the_rollout_started_is_upgraded_within_30s() {
     args.push(report.display().to_string());
     let mut console = Console::spawn(&args, dir.path());
     console.campaign_id();
-    let mut device =
-        SdkDevice::start(&python, broker.local_addr(), "sdk-late", "1.0.0", dir.path());
+    let mut device = SdkDevice::start(
+        &python,
+        broker.local_addr(),
+        "sdk-late",
+        "1.0.0",
+        dir.path(),
+    );
     device.expect("reported");
     let heard = Instant::now();
     let upgraded = device.expect_within("upgraded", Duration::from_secs(30));

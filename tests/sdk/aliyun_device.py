@@ -118,6 +118,8 @@ def main():
         emit("progress", step=step, desc=desc, rc=rc)
 
     def report_version():
+        # Link Kit 1.2.13 returns OTA_PUB_FAILED here even when the report went out: it compares
+        # paho 1.x's MQTTMessageInfo with 0. The rc is shown, not acted upon.
         rc = lk.ota_report_version(None, current[0])
         emit("reported", version=current[0], rc=rc.name)
 
