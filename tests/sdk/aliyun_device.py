@@ -9,7 +9,8 @@ It does what a real firmware built on the SDK does, and uses only what the SDK o
   on 8883 with TLS);
 - subscribes to `/ota/device/upgrade/{pk}/{dn}` itself (the SDK does not: on Alibaba's cloud the
   broker subscribes for the device; on a private broker nobody does), then reports its version
-  with the SDK's `ota_report_version` (`/ota/device/inform/{pk}/{dn}`);
+  with the SDK's `ota_report_version` (`/ota/device/inform/{pk}/{dn}`); with
+  --report-before-subscribe the other way round, as firmware that reports at once on connecting;
 - receives notices through the SDK's `on_ota_message_arrived` (the SDK drops, with only a log
   line, a notice whose `url`, `version`, `size`, `signMethod` or `sign` is missing or empty);
 - downloads and verifies with the SDK's `download_ota_firmware` (it checks `sign` with `Md5` or
@@ -71,6 +72,9 @@ def main():
     parser.add_argument("--device-name", required=True)
     parser.add_argument("--version", required=True, help="the firmware version running now")
     parser.add_argument("--work-dir", required=True, help="where downloads and 'flash' go")
+    parser.add_argument("--report-before-subscribe", action="store_true",
+                        help="report the version right after connecting and subscribe only then, "
+                             "as some firmware does (a notice sent at once is lost)")
     parser.add_argument("--lifetime", type=float, default=180.0, help="exit after this many seconds")
     args = parser.parse_args()
 
@@ -140,13 +144,16 @@ def main():
         if kind == "connect":
             emit("connected", rc=value)
             if value == 0:
+                if args.report_before_subscribe:
+                    report_version()
                 rc, _mid = lk.subscribe_topic(upgrade_topic, 1)
                 emit("subscribing", topic=upgrade_topic, rc=rc)
         elif kind == "disconnect":
             emit("disconnected", rc=value)
         elif kind == "subscribed":
             emit("subscribed", granted_qos=value)
-            report_version()
+            if not args.report_before_subscribe:
+                report_version()
         elif kind == "notice":
             emit("notice", **value)
             upgrade(lk, value, args.work_dir, progress, current, report_version)
