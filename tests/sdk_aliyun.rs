@@ -479,13 +479,11 @@ fn late_boot(report_first: bool) {
 }
 
 #[test]
-#[ignore = "needs issue #11's re-send of unanswered notices (a device first heard after its notice)"]
 fn sdk_device_booting_after_the_rollout_started_is_upgraded_within_30s() {
     late_boot(false);
 }
 
 #[test]
-#[ignore = "needs issue #11's re-send of unanswered notices (a device first heard after its notice)"]
 fn sdk_device_reporting_before_subscribing_after_the_start_is_upgraded_within_30s() {
     late_boot(true);
 }
