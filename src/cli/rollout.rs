@@ -58,7 +58,8 @@ pub struct RolloutArgs {
     /// With --all: also target devices remembered in the database from earlier runs that were
     /// not heard during --discover-for. They may be gone: one that never answers times out, and
     /// in the canary it holds every later wave back.
-    #[arg(long, requires = "all")]
+    // Checked in `check_usage`: clap's `requires` counts a flag's default as present.
+    #[arg(long)]
     pub include_remembered: bool,
 
     /// Only these dialects with --all; repeatable.
@@ -201,7 +202,16 @@ pub enum Outcome {
     SomeFailed,
 }
 
+/// What the parser cannot say: flags that only mean something together.
+fn check_usage(args: &RolloutArgs) -> anyhow::Result<()> {
+    if args.include_remembered && !args.all {
+        bail!("--include-remembered only applies with --all");
+    }
+    Ok(())
+}
+
 pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
+    check_usage(args)?;
     let mut config = args.connection.engine_config()?;
     let told = args
         .resume
@@ -836,18 +846,14 @@ mod tests {
         let (targets, left_out) = discovered_targets(records.iter(), &[], None, true);
         assert_eq!(targets.len(), 2);
         assert_eq!(left_out, 0);
-        assert!(parse(&["--all", "--include-remembered"]).include_remembered);
-        let without_all = Wrapper::try_parse_from([
-            "x",
-            "--firmware",
-            "f",
-            "--version",
-            "2",
-            "--target",
-            "dji:A",
-            "--include-remembered",
-        ]);
-        assert!(without_all.is_err(), "--include-remembered needs --all");
+        let with_all = parse(&["--all", "--include-remembered"]);
+        assert!(with_all.include_remembered);
+        assert!(check_usage(&with_all).is_ok());
+        let without_all = parse(&["--target", "dji:A", "--include-remembered"]);
+        assert!(
+            check_usage(&without_all).is_err(),
+            "--include-remembered needs --all"
+        );
     }
 
     #[test]
