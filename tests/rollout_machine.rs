@@ -1545,7 +1545,15 @@ fn the_canary_and_early_waves_take_the_devices_heard_most_recently() {
     // (100 ms) and the first never-heard one in target order; the last never-heard one last.
     assert_eq!(
         waves_of(&h, &devices),
-        [Some(2), Some(2), Some(0), Some(1), Some(1), Some(0), Some(3)]
+        [
+            Some(2),
+            Some(2),
+            Some(0),
+            Some(1),
+            Some(1),
+            Some(0),
+            Some(3)
+        ]
     );
     h.check_store();
 

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT as _, Queryable};
 use md5::Digest as _;
-use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle, Snapshot};
 use ota_console::device_id::DeviceId;
+use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle, Snapshot};
 use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
-use ota_console::store::{InventoryDevice, Store};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::store::{InventoryDevice, Store};
 use ota_console::transport::broker::EmbeddedBroker;
 use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
 use ota_console::ui::{CjkFonts, Connector, OtaApp, Settings};
@@ -360,7 +360,8 @@ fn devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all() {
     h.run_steps(2);
     assert!(has_label(&h, "3 selected · 5 shown of 5"));
     assert!(gone.iter().all(|g| !app(&h).view().selection.contains(g)));
-    h.get_by_label("Also select 2 not heard since start").click();
+    h.get_by_label("Also select 2 not heard since start")
+        .click();
     h.run_steps(2);
     assert!(has_label(&h, "5 selected · 5 shown of 5"));
     // The tiles say it too.

@@ -17,10 +17,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connection::ConnectionArgs;
 use crate::device_id::{DeviceId, Dialect};
-use crate::fleet::DeviceRecord;
 use crate::engine::{
     self, CampaignRequest, CampaignView, EngineError, EngineHandle, FirmwareSource,
 };
+use crate::fleet::DeviceRecord;
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{

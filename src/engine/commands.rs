@@ -8,9 +8,7 @@ use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
 use crate::fleet::{DeviceRecord, Fleet};
 use crate::protocol::FirmwareOffer;
-use crate::rollout::{
-    Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp,
-};
+use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp};
 use crate::store::PackageRecord;
 
 impl Runner {
