@@ -2,6 +2,10 @@
 //! wall time, peak memory of the console process, and the time from the last device's version
 //! report to the report file being written.
 //!
+//! The data dir remembers devices from an "earlier run" that are not on the broker now
+//! ([`REMEMBERED_ABSENT`] of them): `--all` must target exactly the 1,000 present devices and
+//! upgrade them all, with a canary of 10, then 100 % (issue #11, "who is there").
+//!
 //! The console runs as its own process (`ota-console rollout`), so its memory is measured alone;
 //! the broker, the simulated fleet and an observer that timestamps every version report run
 //! here. Run: `cargo bench --no-default-features --bench rollout`
@@ -11,11 +15,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ota_console::device_id::DeviceId;
+use ota_console::rollout::Timestamp;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::store::{InventoryDevice, Store};
 use ota_console::transport::broker::EmbeddedBroker;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const TARGET: &str = "2.0.0";
+
+/// Devices the data dir remembers that are not connected: Alibaba, FogCloud and DJI.
+const REMEMBERED_ABSENT: usize = 100;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -37,6 +47,7 @@ async fn run() {
         .collect();
     std::fs::write(&firmware, bytes).expect("firmware");
     let report = dir.path().join("report.json");
+    let remembered = remember_absent_devices(&dir.path().join("ota-console.db"));
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
         .args(["rollout", "--broker", &url, "--http-bind", "127.0.0.1:0"])
@@ -50,10 +61,12 @@ async fn run() {
             "--all",
             "--discover-for",
             "6s",
+            "--canary",
+            "10",
             "--wave",
             "100%",
             "--rate",
-            "100000/min",
+            "60000/min",
         ])
         .args([
             "--concurrency",
@@ -96,8 +109,10 @@ async fn run() {
     .await
     .expect("fleet");
     let devices = fleet.device_ids().len();
-    wait_line(&lines, "running");
+    // Discovery is over when the console names its targets; the campaign starts right after.
+    let targets_line = wait_line(&lines, "target device(s)");
     let started = Instant::now();
+    wait_line(&lines, "running");
 
     let mut peak_kib = 0u64;
     let status = loop {
@@ -114,14 +129,39 @@ async fn run() {
     let last = last_report.lock().expect("lock").expect("a version report");
     let report_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let targeted: Vec<String> = report_json["devices"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|d| d["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     let succeeded = report_json["devices"]
         .as_array()
         .map(|d| d.iter().filter(|d| d["status"] == "succeeded").count())
         .unwrap_or(0);
+    let mut present: Vec<String> = fleet.device_ids().iter().map(|d| d.to_string()).collect();
+    present.sort();
+    let mut targeted_sorted = targeted.clone();
+    targeted_sorted.sort();
+    let remembered_targeted = targeted.iter().filter(|t| remembered.contains(t)).count();
+    assert_eq!(
+        targeted_sorted, present,
+        "--all must target exactly the devices present"
+    );
+    assert_eq!(remembered_targeted, 0);
+    assert_eq!(succeeded, devices, "every present device upgraded");
     let lag = written.duration_since(last.1).unwrap_or_default();
-    println!("rollout of {devices} devices (exit {status}): {succeeded} succeeded");
     println!(
-        "wall time from campaign start to exit: {:.2} s",
+        "rollout of {devices} devices (exit {status}): {} targeted, {succeeded} succeeded; \
+         {REMEMBERED_ABSENT} remembered-but-absent devices in the data dir, \
+         {remembered_targeted} of them targeted",
+        targeted.len()
+    );
+    println!("console: {targets_line}");
+    println!(
+        "wall time after discovery (targets chosen) to exit: {:.2} s",
         wall.as_secs_f64()
     );
     println!(
@@ -133,6 +173,36 @@ async fn run() {
         lag.as_millis()
     );
     fleet.shutdown().await;
+}
+
+/// Writes [`REMEMBERED_ABSENT`] devices into the inventory at `db`, as an earlier run leaves
+/// them (known, on version 1.0.0, last heard a day ago); none of them connects. Their ids.
+fn remember_absent_devices(db: &std::path::Path) -> Vec<String> {
+    let mut store = Store::open(db).expect("database");
+    let a_day_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+        - 86_400_000;
+    let devices: Vec<InventoryDevice> = (0..REMEMBERED_ABSENT)
+        .map(|i| {
+            let name = format!("gone-{i:04}");
+            let id = match i % 3 {
+                0 => DeviceId::aliyun("remembered", &name),
+                1 => DeviceId::fogcloud("remembered", &name),
+                _ => DeviceId::dji(&name.to_uppercase()),
+            }
+            .expect("device id");
+            InventoryDevice {
+                id,
+                gateway: None,
+                versions: [("default".to_owned(), "1.0.0".to_owned())].into(),
+                last_seen: Some(Timestamp::from_millis(a_day_ago)),
+            }
+        })
+        .collect();
+    store.upsert_devices(&devices).expect("inventory");
+    devices.iter().map(|d| d.id.to_string()).collect()
 }
 
 /// The instant (monotonic, wall) of the newest target-version report seen on the broker.
@@ -183,12 +253,12 @@ fn is_version_report(topic: &str, payload: &[u8]) -> bool {
             || (topic.starts_with("thing/product/") && topic.ends_with("/state")))
 }
 
-fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) {
+fn wait_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return,
+            Ok(line) if line.contains(needle) => return line,
             Ok(_) => {}
             Err(_) => panic!("the console never printed {needle:?}"),
         }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::console::{Console, firmware_file as firmware, rollout_args};
 use ota_console::device_id::DeviceId;
+use ota_console::rollout::Timestamp;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::store::{InventoryDevice, Store};
 use ota_console::transport::broker::EmbeddedBroker;
 
 fn base_args(broker: &EmbeddedBroker, dir: &std::path::Path, fw: &std::path::Path) -> Vec<String> {
@@ -155,6 +157,115 @@ async fn failed_devices_give_exit_code_one() {
     assert_eq!(code, 1, "{lines:#?}");
     assert!(lines.iter().any(|l| l.contains("2 failed")), "{lines:#?}");
     fleet.shutdown().await;
+}
+
+/// Writes `n` Alibaba devices into the inventory of the database at `db`, as an earlier run
+/// would have left them: known, on version 1.0.0, last heard an hour ago, and not connected now.
+fn remember_absent_devices(db: &std::path::Path, n: usize) -> Vec<DeviceId> {
+    let mut store = Store::open(db).unwrap();
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 3_600_000;
+    let devices: Vec<InventoryDevice> = (0..n)
+        .map(|i| InventoryDevice {
+            id: DeviceId::aliyun("remembered", &format!("gone-{i}")).unwrap(),
+            gateway: None,
+            versions: [("default".to_owned(), "1.0.0".to_owned())].into(),
+            last_seen: Some(Timestamp::from_millis(an_hour_ago)),
+        })
+        .collect();
+    store.upsert_devices(&devices).unwrap();
+    devices.into_iter().map(|d| d.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_all_targets_the_devices_heard_not_the_ones_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let fw = firmware(dir.path(), 20_000);
+    let report = dir.path().join("report.json");
+    let db = dir.path().join("console.db");
+    let gone = remember_absent_devices(&db, 3);
+    let mut args = base_args(&broker, dir.path(), &fw);
+    // A short device timeout: a remembered device targeted by mistake fails the run in
+    // seconds, not in minutes.
+    common::console::set_flag(&mut args, "--device-timeout", "8s");
+    args.extend(
+        [
+            "--all",
+            "--discover-for",
+            "3s",
+            "--canary",
+            "1",
+            "--wave",
+            "100%",
+            "--retries",
+            "0",
+            "--report",
+        ]
+        .map(String::from),
+    );
+    args.push(report.display().to_string());
+    let mut console = Console::spawn(&args, dir.path());
+    console.expect_line("listening for devices");
+    let fleet = SimFleet::start(SimConfig {
+        aliyun: 2,
+        ..sim(
+            &broker,
+            Behaviour {
+                install: Duration::from_millis(50),
+                ..Behaviour::default()
+            },
+        )
+    })
+    .await
+    .unwrap();
+    let (code, lines) = tokio::task::spawn_blocking(move || console.wait())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("3 device(s) remembered from earlier runs were not heard")),
+        "{lines:#?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let mut targeted: Vec<DeviceId> = report["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    targeted.sort();
+    let mut present = fleet.device_ids();
+    present.sort();
+    assert_eq!(targeted, present, "only the devices heard are targets");
+    assert!(gone.iter().all(|g| !targeted.contains(g)));
+    fleet.shutdown().await;
+}
+
+#[test]
+fn include_remembered_needs_all() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+        .args([
+            "rollout",
+            "--firmware",
+            "x.bin",
+            "--version",
+            "1",
+            "--target",
+            "aliyun:pk/a",
+            "--include-remembered",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--all"), "{stderr}");
 }
 
 #[test]

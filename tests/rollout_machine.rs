@@ -70,6 +70,7 @@ fn target(device: DeviceId, version: Option<&str>, online: bool) -> Target {
         device,
         version: version.map(str::to_owned),
         online,
+        heard_at: None,
     }
 }
 
@@ -1822,4 +1823,86 @@ fn a_campaign_started_while_the_broker_is_away_waits_for_it() {
         Some(Timestamp::from_millis(5_000 + 30 * 60 * 1000))
     );
     h.check_store();
+}
+
+/// Which wave each device was put in, in the order of `devices`.
+fn waves_of(h: &Harness, devices: &[DeviceId]) -> Vec<Option<u32>> {
+    devices
+        .iter()
+        .map(|d| h.campaign.device(d).unwrap().wave)
+        .collect()
+}
+
+#[test]
+fn the_canary_and_early_waves_take_the_devices_heard_most_recently() {
+    // Seven Alibaba devices, all assumed reachable (as remembered ones are); the engine heard
+    // dev1, dev3 and dev4 before creating the campaign (at 100, 300 and 200 ms), dev0, dev2,
+    // dev5 and dev6 only remembered. Before the start, dev2 connects (at 1 s) and dev5 reports
+    // its version (at 1.5 s).
+    let devices: Vec<DeviceId> = (0..7).map(ali).collect();
+    let heard = [None, Some(100), None, Some(300), Some(200), None, None];
+    let targets = devices
+        .iter()
+        .zip(heard)
+        .map(|(d, at)| Target {
+            heard_at: at.map(Timestamp::from_millis),
+            ..target(d.clone(), Some("1.0"), true)
+        })
+        .collect();
+    let policy = Policy {
+        canary: CanarySize::Count(2),
+        wave_size: 2,
+        ..open_policy()
+    };
+    let mut h = Harness::new(policy.clone(), targets);
+    h.now = 1_000;
+    h.run(Input::Seen {
+        device: devices[2].clone(),
+        online: true,
+    });
+    h.now = 1_500;
+    h.event(version(&devices[5], "1.0"));
+    h.now = 2_000;
+    let started = h.run(Input::Start);
+    let mut canary = first_sends(&started);
+    canary.sort();
+    assert_eq!(canary, vec![devices[2].clone(), devices[5].clone()]);
+    // dev5 (1.5 s) and dev2 (1 s) are the canary; then dev3 (300 ms), dev4 (200 ms); then dev1
+    // (100 ms) and the first never-heard one in target order; the last never-heard one last.
+    assert_eq!(
+        waves_of(&h, &devices),
+        [
+            Some(2),
+            Some(2),
+            Some(0),
+            Some(1),
+            Some(1),
+            Some(0),
+            Some(3)
+        ]
+    );
+    h.check_store();
+
+    // Deterministic: the same inputs at the same times cut the same waves.
+    let mut again = Harness::new(
+        policy,
+        devices
+            .iter()
+            .zip(heard)
+            .map(|(d, at)| Target {
+                heard_at: at.map(Timestamp::from_millis),
+                ..target(d.clone(), Some("1.0"), true)
+            })
+            .collect(),
+    );
+    again.now = 1_000;
+    again.run(Input::Seen {
+        device: devices[2].clone(),
+        online: true,
+    });
+    again.now = 1_500;
+    again.event(version(&devices[5], "1.0"));
+    again.now = 2_000;
+    again.run(Input::Start);
+    assert_eq!(waves_of(&again, &devices), waves_of(&h, &devices));
 }

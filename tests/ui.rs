@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT as _, Queryable};
 use md5::Digest as _;
+use ota_console::device_id::DeviceId;
 use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle, Snapshot};
-use ota_console::rollout::{CanarySize, Policy, RateLimit};
+use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::store::{InventoryDevice, Store};
 use ota_console::transport::broker::EmbeddedBroker;
 use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
 use ota_console::ui::{CjkFonts, Connector, OtaApp, Settings};
@@ -48,8 +50,36 @@ fn runtime() -> Runtime {
 }
 
 fn start_rig(broker: Option<BrokerChoice>, fleet: Option<SimConfig>) -> Rig {
+    start_rig_remembering(broker, fleet, &[])
+}
+
+/// A rig whose data dir remembers `remembered` (Alibaba, on 1.0.0, last heard an hour ago) from
+/// an earlier run: devices that are not on the broker now.
+fn start_rig_remembering(
+    broker: Option<BrokerChoice>,
+    fleet: Option<SimConfig>,
+    remembered: &[DeviceId],
+) -> Rig {
     let rt = runtime();
     let data = tempfile::tempdir().unwrap();
+    if !remembered.is_empty() {
+        let mut store = Store::open(&data.path().join("ota-console.db")).unwrap();
+        let an_hour_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            - 3_600_000;
+        let rows: Vec<InventoryDevice> = remembered
+            .iter()
+            .map(|id| InventoryDevice {
+                id: id.clone(),
+                gateway: None,
+                versions: [("default".to_owned(), "1.0.0".to_owned())].into(),
+                last_seen: Some(Timestamp::from_millis(an_hour_ago)),
+            })
+            .collect();
+        store.upsert_devices(&rows).unwrap();
+    }
     let mut config = EngineConfig::embedded(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
@@ -296,6 +326,57 @@ fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
     ] {
         assert!(h.query_by_label(field).is_some(), "policy field {field}");
     }
+    h.check_accessibility();
+}
+
+#[test]
+fn devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all() {
+    let gone: Vec<DeviceId> = (0..2)
+        .map(|i| DeviceId::aliyun("remembered", &format!("gone-{i}")).unwrap())
+        .collect();
+    let fleet = SimConfig {
+        fogcloud_gateways: 0,
+        subs_per_gateway: 0,
+        dji_docks: 0,
+        ..sim(23)
+    };
+    let mut rig = start_rig_remembering(None, Some(fleet), &gone);
+    let mut h = harness(&rig, Settings::default());
+    // 3 simulated Alibaba devices heard, 2 remembered ones.
+    wait_for(&mut h, &mut rig, "the simulated devices heard", |h| {
+        has_label(h, "0 selected · 5 shown of 5")
+            && app(h)
+                .snapshot()
+                .devices
+                .iter()
+                .filter(|r| r.record.heard_since_start)
+                .count()
+                == 3
+    });
+    // The "Last heard" column marks the remembered devices, with when they were heard before;
+    // their status reads "remembered", the others' "idle" with a relative time.
+    assert!(has_label(&h, "Last heard"));
+    assert_eq!(
+        h.query_all_by_label_contains("not heard since start (before: 1 h 00 min ago)")
+            .count(),
+        2
+    );
+    assert_eq!(count_labels(&h, egui::Role::Label, "remembered"), 2);
+    assert_eq!(count_labels(&h, egui::Role::Label, "idle"), 3);
+    // Select all = the heard devices; the rest are counted and added only on purpose.
+    h.get_by_label("Select all shown").click();
+    h.run_steps(2);
+    assert!(has_label(&h, "3 selected · 5 shown of 5"));
+    assert!(gone.iter().all(|g| !app(&h).view().selection.contains(g)));
+    h.get_by_label("Also select 2 not heard since start")
+        .click();
+    h.run_steps(2);
+    assert!(has_label(&h, "5 selected · 5 shown of 5"));
+    // The tiles say it too.
+    h.get_by_label("Tiles").click();
+    h.run_steps(3);
+    assert!(has_label(&h, "gone-0: not heard since start"));
+    assert!(has_label(&h, "gone-1: not heard since start"));
     h.check_accessibility();
 }
 

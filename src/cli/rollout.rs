@@ -20,6 +20,7 @@ use crate::device_id::{DeviceId, Dialect};
 use crate::engine::{
     self, CampaignRequest, CampaignView, EngineError, EngineHandle, FirmwareSource,
 };
+use crate::fleet::DeviceRecord;
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{
@@ -48,9 +49,18 @@ pub struct RolloutArgs {
     #[arg(long = "target", value_name = "ID", conflicts_with = "all")]
     pub targets: Vec<DeviceId>,
 
-    /// Target every device discovered during --discover-for (with --dialect: of those dialects).
+    /// Target every device heard during --discover-for (with --dialect: of those dialects).
+    /// Devices only remembered in the database from earlier runs are left out (see
+    /// --include-remembered).
     #[arg(long)]
     pub all: bool,
+
+    /// With --all: also target devices remembered in the database from earlier runs that were
+    /// not heard during --discover-for. They may be gone: one that never answers times out, and
+    /// in the canary it holds every later wave back.
+    // Checked in `check_usage`: clap's `requires` counts a flag's default as present.
+    #[arg(long)]
+    pub include_remembered: bool,
 
     /// Only these dialects with --all; repeatable.
     #[arg(long, value_name = "DIALECT")]
@@ -211,7 +221,16 @@ pub enum Outcome {
     SomeFailed,
 }
 
+/// What the parser cannot say: flags that only mean something together.
+fn check_usage(args: &RolloutArgs) -> anyhow::Result<()> {
+    if args.include_remembered && !args.all {
+        bail!("--include-remembered only applies with --all");
+    }
+    Ok(())
+}
+
 pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
+    check_usage(args)?;
     let mut config = args.connection.engine_config()?;
     let told = args
         .resume
@@ -421,7 +440,21 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         tokio::time::sleep(args.discover_for).await;
     }
     let targets = if args.all {
-        discovered_targets(handle, &args.dialect, module.as_deref())
+        let snapshot = handle.snapshot();
+        let records = snapshot.devices.iter().map(|row| &row.record);
+        let (targets, left_out) = discovered_targets(
+            records,
+            &args.dialect,
+            module.as_deref(),
+            args.include_remembered,
+        );
+        if left_out > 0 {
+            eprintln!(
+                "{left_out} device(s) remembered from earlier runs were not heard during \
+                 --discover-for and are not targeted (--include-remembered targets them too)"
+            );
+        }
+        targets
     } else {
         args.targets.iter().map(DeviceId::device).collect()
     };
@@ -471,21 +504,28 @@ fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {
     Ok(first)
 }
 
-fn discovered_targets(
-    handle: &EngineHandle,
+/// The `--all` targets among `records`, and how many remembered devices that were not heard
+/// since the console started were left out. Heard means heard during `--discover-for`: the
+/// console started just before it. A DJI drone that left its dock since is offline and out.
+fn discovered_targets<'a>(
+    records: impl Iterator<Item = &'a DeviceRecord>,
     dialects: &[Dialect],
     module: Option<&str>,
-) -> Vec<DeviceId> {
-    handle
-        .snapshot()
-        .devices
-        .iter()
-        .map(|row| &row.record)
+    include_remembered: bool,
+) -> (Vec<DeviceId>, usize) {
+    let mut left_out = 0;
+    let targets = records
         .filter(|r| r.online)
         .filter(|r| dialects.is_empty() || dialects.contains(&r.dialect))
         .filter(|r| module.is_none() || r.version(module).is_some())
+        .filter(|r| {
+            let keep = include_remembered || r.heard_since_start;
+            left_out += usize::from(!keep);
+            keep
+        })
         .map(|r| r.id.clone())
-        .collect()
+        .collect();
+    (targets, left_out)
 }
 
 /// The policy: defaults, overridden by what was given.
@@ -835,6 +875,31 @@ mod tests {
             Some("https://cdn.example.test/fw.bin")
         );
         assert_eq!(moved_to(&FirmwareSource::Disabled, &told), None);
+    }
+
+    #[test]
+    fn all_means_heard_unless_remembered_devices_are_asked_for() {
+        let heard = DeviceRecord::new("aliyun:pk/here".parse().unwrap(), 10);
+        let mut remembered = DeviceRecord::new("aliyun:pk/gone".parse().unwrap(), 5);
+        remembered.heard_since_start = false;
+        let mut drone = DeviceRecord::new("dji:DRONE".parse().unwrap(), 10);
+        drone.online = false;
+        let records = [heard, remembered, drone];
+        let (targets, left_out) = discovered_targets(records.iter(), &[], None, false);
+        let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["aliyun:pk/here"]);
+        assert_eq!(left_out, 1);
+        let (targets, left_out) = discovered_targets(records.iter(), &[], None, true);
+        assert_eq!(targets.len(), 2);
+        assert_eq!(left_out, 0);
+        let with_all = parse(&["--all", "--include-remembered"]);
+        assert!(with_all.include_remembered);
+        assert!(check_usage(&with_all).is_ok());
+        let without_all = parse(&["--target", "dji:A", "--include-remembered"]);
+        assert!(
+            check_usage(&without_all).is_err(),
+            "--include-remembered needs --all"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::runner::Runner;
 use super::snapshot::AlertLevel;
 use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
-use crate::fleet::Fleet;
+use crate::fleet::{DeviceRecord, Fleet};
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp};
 use crate::store::PackageRecord;
@@ -152,6 +152,10 @@ impl Runner {
                     || super::inventory::assumed_reachable(device.dialect()),
                     |r| r.online,
                 ),
+                heard_at: record
+                    .and_then(DeviceRecord::heard_at_ms)
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .map(Timestamp::from_millis),
                 device,
             });
         }

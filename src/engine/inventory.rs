@@ -16,7 +16,8 @@ pub(super) fn to_inventory(record: &DeviceRecord) -> InventoryDevice {
     }
 }
 
-/// A device from the inventory, not seen by this run yet. Alibaba and FogCloud devices say
+/// A device from the inventory, not heard by this run yet (`heard_since_start` false until it
+/// speaks). Alibaba and FogCloud devices say
 /// nothing about presence (they announce once, at connect), so they count as reachable until
 /// a notice to them times out; DJI docks report constantly, so theirs wait to be seen.
 pub(super) fn from_inventory(device: InventoryDevice) -> DeviceRecord {
@@ -28,6 +29,7 @@ pub(super) fn from_inventory(device: InventoryDevice) -> DeviceRecord {
     record.gateway = device.gateway;
     record.versions = device.versions.into_iter().collect();
     record.online = assumed_reachable(record.dialect);
+    record.heard_since_start = false;
     record
 }
 

@@ -262,6 +262,22 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_device_is_not_heard_until_it_speaks() {
+        let mut fleet = Fleet::new();
+        let mut remembered = DeviceRecord::new(ali("old"), 500);
+        remembered.heard_since_start = false;
+        fleet.restore(remembered);
+        let old = fleet.get(&ali("old")).unwrap();
+        assert!(!old.heard_since_start);
+        assert_eq!(old.heard_at_ms(), None);
+        assert_eq!(old.last_seen_ms, 500, "the earlier run's last word is kept");
+        fleet.apply(&version(ali("new"), "1.0"), 900);
+        assert_eq!(fleet.get(&ali("new")).unwrap().heard_at_ms(), Some(900));
+        fleet.apply(&version(ali("old"), "1.0"), 1_000);
+        assert_eq!(fleet.get(&ali("old")).unwrap().heard_at_ms(), Some(1_000));
+    }
+
+    #[test]
     fn sub_devices_link_to_their_gateway() {
         let mut fleet = Fleet::new();
         let gw = DeviceId::fogcloud("gpk", "gw").unwrap();

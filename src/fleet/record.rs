@@ -37,7 +37,13 @@ pub struct DeviceRecord {
     /// map: devices have one to three modules and this keeps a record small.
     pub versions: Vec<(String, String)>,
     pub online: bool,
+    /// When the device was last heard (this run), or when an earlier run last heard it for a
+    /// device only remembered from the inventory; 0 when never known.
     pub last_seen_ms: i64,
+    /// Whether this console heard the device (or its gateway reported it) since it started.
+    /// `false` for a device only remembered from the inventory: it may be long gone, so
+    /// `rollout --all` and "select all" leave it out unless asked.
+    pub heard_since_start: bool,
     #[serde(skip)]
     pub last_progress: Option<LastProgress>,
     /// DJI dock `compatible_status` (1 = needs a consistency upgrade).
@@ -56,6 +62,7 @@ impl DeviceRecord {
             versions: Vec::new(),
             online: true,
             last_seen_ms: now_ms,
+            heard_since_start: true,
             last_progress: None,
             compatible_status: None,
         }
@@ -63,7 +70,13 @@ impl DeviceRecord {
 
     pub fn mark_seen(&mut self, now_ms: i64) {
         self.online = true;
+        self.heard_since_start = true;
         self.last_seen_ms = self.last_seen_ms.max(now_ms);
+    }
+
+    /// When this console last heard the device, `None` when it has not heard it since it started.
+    pub fn heard_at_ms(&self) -> Option<i64> {
+        self.heard_since_start.then_some(self.last_seen_ms)
     }
 
     /// The version of `module` (`None` = default module).

@@ -53,6 +53,9 @@ pub struct Campaign {
     /// have subscribed yet: some SDKs publish their version first). Not persisted: after a
     /// restart every device is new to the console again.
     settle_until: Vec<Option<Timestamp>>,
+    /// Runtime only: when each device was last heard in this run (`None`: not since the console
+    /// started). Orders the devices into waves at the start.
+    heard_at: Vec<Option<Timestamp>>,
     /// Runtime only: the DJI dock each DJI device upgrades through (itself for a dock). A dock
     /// runs one OTA task at a time and answers a second `ota_create` with 312014, so devices of
     /// one dock are noticed one after the other. `None` for other dialects.
@@ -110,6 +113,7 @@ impl Campaign {
         }
         let mut devices = Vec::with_capacity(targets.len());
         let mut online = Vec::with_capacity(targets.len());
+        let mut heard_at = Vec::with_capacity(targets.len());
         let mut seen = std::collections::HashSet::with_capacity(targets.len());
         for target in targets {
             let key = target.device.device().with_module(spec.module.as_deref())?;
@@ -119,6 +123,7 @@ impl Campaign {
             let position = u32::try_from(devices.len()).unwrap_or(u32::MAX);
             devices.push(DeviceRecord::new(key, position, target.version));
             online.push(target.online);
+            heard_at.push(target.heard_at);
         }
         let persisted = PersistedCampaign {
             id,
@@ -130,7 +135,9 @@ impl Campaign {
             finished_at: None,
             devices,
         };
-        Self::build(persisted, online, now)
+        let mut campaign = Self::build(persisted, online, now)?;
+        campaign.heard_at = heard_at;
+        Ok(campaign)
     }
 
     /// Rebuilds a campaign from the store. Succeeded devices stay succeeded; in-flight devices
@@ -234,6 +241,7 @@ impl Campaign {
             spec: p.spec,
             state: p.state,
             counts: Counts::from_statuses(p.devices.iter().map(|d| d.status)),
+            heard_at: vec![None; p.devices.len()],
             devices: p.devices,
             online,
             by_device,
@@ -599,6 +607,9 @@ impl Campaign {
         if let Some(settle) = self.settle_until.get_mut(idx) {
             *settle = None;
         }
+        if let Some(at) = self.heard_at.get_mut(idx) {
+            *at = Some(self.now);
+        }
         self.refresh_queue(idx);
         Some((request, idx))
     }
@@ -709,6 +720,9 @@ impl Campaign {
             }
             // Wakes the scheduler when the delay is over (the device timer does nothing then).
             self.timers.insert((until, idx));
+        }
+        if online && let Some(at) = self.heard_at.get_mut(idx) {
+            *at = Some(self.now);
         }
         self.refresh_queue(idx);
         let Some(rec) = self.devices.get(idx) else {
@@ -1148,13 +1162,21 @@ impl Campaign {
                 self.update(idx, out, |rec, _| device::skip(rec, reason));
             }
         }
-        let eligible: Vec<usize> = (0..self.devices.len())
+        let mut eligible: Vec<usize> = (0..self.devices.len())
             .filter(|&i| {
                 self.devices
                     .get(i)
                     .is_some_and(|r| r.status == DeviceStatus::Pending)
             })
             .collect();
+        // The canary and the early waves take the devices heard most recently: a device not
+        // heard since the console started may be gone, and one that times out in the canary
+        // holds every later wave behind the gate. Ties (and the never-heard, last) keep the
+        // operator's order.
+        eligible.sort_by_key(|&i| {
+            let heard = self.heard_at.get(i).copied().flatten();
+            (std::cmp::Reverse(heard), i)
+        });
         let sizes = waves::plan_sizes(eligible.len(), &self.spec.policy);
         self.wave_members = Vec::with_capacity(sizes.len());
         self.wave_tallies = vec![WaveTally::default(); sizes.len()];

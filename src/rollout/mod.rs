@@ -71,7 +71,9 @@
 //! - **Finished** = a terminal status: succeeded, failed / timed_out with no retry left,
 //!   rejected, canceled, skipped.
 //! - **Waves**: at start, devices whose known version the filter excludes are skipped; the rest
-//!   are cut, in target order, into a canary wave and waves of `wave_size`. The next wave opens
+//!   are cut into a canary wave and waves of `wave_size`, most recently heard first (the
+//!   target's `heard_at`, then any `Seen` or report before the start; devices not heard since
+//!   the console started go last; ties keep the target order). The next wave opens
 //!   when `succeeded * 100 >= success_threshold_percent * (wave members - skipped - canceled)`
 //!   for the latest opened wave (default 100: every device of the wave succeeded), or at once
 //!   on `AdvanceWave`. A wave that finished below the threshold blocks (a `Log`, and

@@ -309,6 +309,10 @@ pub struct Target {
     pub version: Option<String>,
     /// Whether the device is connected now.
     pub online: bool,
+    /// When this console last heard the device, `None` when it has not heard it since it
+    /// started (a device only remembered from earlier runs). Devices heard most recently go
+    /// into the canary and the early waves.
+    pub heard_at: Option<Timestamp>,
 }
 
 /// Everything [`super::Campaign::resume`] needs, as the store loads it.

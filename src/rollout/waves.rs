@@ -1,6 +1,7 @@
 //! Waves: how the devices to upgrade are cut into a canary wave and following waves, and when a
 //! wave counts as done enough to open the next one. Pure arithmetic over counts; which device is
-//! in which wave is decided once, when the campaign starts, in target order.
+//! in which wave is decided once, when the campaign starts (most recently heard first, see
+//! [`super::Campaign`]).
 
 use super::policy::{CanarySize, Policy};
 

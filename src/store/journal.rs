@@ -178,6 +178,7 @@ mod tests {
                 device: d.parse().unwrap(),
                 version: Some("1.0".into()),
                 online: true,
+                heard_at: None,
             })
             .collect();
         Campaign::new(CampaignId(id), spec, targets, Timestamp::from_millis(1)).unwrap()

@@ -295,8 +295,26 @@ impl ConsoleView {
                 ))
                 .strong(),
             );
-            if ui.button("Select all shown").clicked() {
+            let not_heard = filter::not_heard_shown(rows, &self.cache.visible);
+            let all = ui.button("Select all shown");
+            let all = if not_heard > 0 {
+                all.on_hover_text(format!(
+                    "Devices heard since the console started; {not_heard} shown device(s) only \
+                     remembered from earlier runs are left out"
+                ))
+            } else {
+                all
+            };
+            if all.clicked() {
                 op = Some(SelectionOp::AllFiltered);
+            }
+            // Remembered devices may be gone: selecting them takes its own, counted click.
+            if not_heard > 0
+                && ui
+                    .button(format!("Also select {not_heard} not heard since start"))
+                    .clicked()
+            {
+                op = Some(SelectionOp::NotHeardFiltered);
             }
             if ui.button("Select none").clicked() {
                 op = Some(SelectionOp::None);

@@ -1,7 +1,8 @@
 //! The device table (egui_extras, virtualised: only the rows on screen are laid out, so 10,000
 //! devices cost what 30 do). One line per device: selection checkbox with the device name
 //! (sub-devices indented under their gateway or dock), dialect, module, version, target,
-//! status, progress, last message, last seen. Headers sort; a click on a line shows the device
+//! status, progress, last message, last heard (devices only remembered from earlier runs are
+//! marked "not heard since start"). Headers sort; a click on a line shows the device
 //! in the inspector.
 
 use std::collections::{BTreeSet, HashMap};
@@ -36,7 +37,7 @@ const HEADERS: [(SortColumn, &str); 9] = [
     (SortColumn::Status, "Status"),
     (SortColumn::Progress, "Progress"),
     (SortColumn::LastMessage, "Last message"),
-    (SortColumn::LastSeen, "Last seen"),
+    (SortColumn::LastSeen, "Last heard"),
 ];
 
 pub fn devices_table_ui(
@@ -163,11 +164,17 @@ fn device_cells(
         ui.add(egui::Label::new(row.last_message.as_deref().unwrap_or("")).truncate());
     });
     table_row.col(|ui| {
-        let age = format::age(now_ms, row.record.last_seen_ms);
-        if row.record.online {
-            ui.label(age);
+        let r = &row.record;
+        let heard = format::last_heard(now_ms, r.last_seen_ms, r.heard_since_start);
+        if !r.heard_since_start {
+            ui.weak(heard).on_hover_text(
+                "Remembered from an earlier run; not heard since the console started. \
+                 \"Select all shown\" leaves it out.",
+            );
+        } else if r.online {
+            ui.label(heard);
         } else {
-            ui.weak(format!("offline, {age}"));
+            ui.weak(format!("offline, {heard}"));
         }
     });
 }
@@ -175,8 +182,13 @@ fn device_cells(
 fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
     match &row.rollout {
         None => {
-            let text = if row.record.online { "idle" } else { "offline" };
-            ui.colored_label(theme::idle_color(row.record.online), text);
+            let r = &row.record;
+            let text = match (r.heard_since_start, r.online) {
+                (false, _) => "remembered",
+                (true, true) => "idle",
+                (true, false) => "offline",
+            };
+            ui.colored_label(theme::idle_color(r.online && r.heard_since_start), text);
         }
         Some(r) => {
             let mut text = status_label(r.status).to_owned();

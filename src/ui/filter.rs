@@ -252,7 +252,9 @@ fn compare(
             pct(a).cmp(&pct(b))
         }
         SortColumn::LastMessage => a.last_message.cmp(&b.last_message),
-        SortColumn::LastSeen => a.record.last_seen_ms.cmp(&b.record.last_seen_ms),
+        // Devices not heard since the start sort before (ascending) every heard one.
+        SortColumn::LastSeen => (a.record.heard_since_start, a.record.last_seen_ms)
+            .cmp(&(b.record.heard_since_start, b.record.last_seen_ms)),
     }
     // The id breaks ties so the order is total and stable from frame to frame.
     .then_with(|| a.record.id.cmp(&b.record.id))
@@ -318,15 +320,31 @@ pub fn visible_rows(
 
 /// A bulk change of the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The bulk operations pick devices heard since the console started only: a device merely
+/// remembered from an earlier run may be gone, and one selected without the operator noticing
+/// becomes a target that times out (in the canary, it holds every later wave back). Those are
+/// added on purpose with [`SelectionOp::NotHeardFiltered`] or one by one.
 pub enum SelectionOp {
-    /// Add every device the filter shows.
+    /// Add every heard device the filter shows.
     AllFiltered,
+    /// Add the shown devices not heard since the console started.
+    NotHeardFiltered,
     None,
-    /// Flip every device the filter shows; others keep their state.
+    /// Flip every heard device the filter shows; others keep their state.
     InvertFiltered,
-    /// Exactly the devices (of all, not only filtered) whose version is known and differs.
+    /// Exactly the heard devices (of all, not only filtered) whose version is known and differs.
     NotOnVersion(String),
     Toggle(DeviceId),
+}
+
+/// Shown devices not heard since the console started: what "Select all shown" leaves out.
+pub fn not_heard_shown(rows: &[DeviceRow], visible: &[VisibleRow]) -> usize {
+    visible
+        .iter()
+        .filter_map(|v| rows.get(v.index))
+        .filter(|r| !r.record.heard_since_start)
+        .count()
 }
 
 /// Applies `op` to `selection`; `visible` are the filtered rows.
@@ -336,17 +354,19 @@ pub fn apply_selection(
     rows: &[DeviceRow],
     visible: &[VisibleRow],
 ) {
-    let visible_ids = || {
+    let visible_ids = |heard: bool| {
         visible
             .iter()
             .filter_map(|v| rows.get(v.index))
+            .filter(move |r| r.record.heard_since_start == heard)
             .map(|r| &r.record.id)
     };
     match op {
-        SelectionOp::AllFiltered => selection.extend(visible_ids().cloned()),
+        SelectionOp::AllFiltered => selection.extend(visible_ids(true).cloned()),
+        SelectionOp::NotHeardFiltered => selection.extend(visible_ids(false).cloned()),
         SelectionOp::None => selection.clear(),
         SelectionOp::InvertFiltered => {
-            for id in visible_ids() {
+            for id in visible_ids(true) {
                 if !selection.remove(id) {
                     selection.insert(id.clone());
                 }
@@ -357,6 +377,7 @@ pub fn apply_selection(
             selection.clear();
             selection.extend(
                 rows.iter()
+                    .filter(|r| r.record.heard_since_start)
                     .filter(|r| shown_version(r).is_some_and(|v| v != version))
                     .map(|r| r.record.id.clone()),
             );
@@ -616,6 +637,40 @@ pub(crate) mod tests {
         );
         apply_selection(&mut sel, &SelectionOp::None, &rows, &visible);
         assert!(sel.is_empty());
+    }
+
+    #[test]
+    fn bulk_selection_leaves_out_devices_not_heard_since_the_start() {
+        let mut rows = fleet();
+        let gone: DeviceId = "aliyun:pk/dev-1".parse().unwrap();
+        for row in rows.iter_mut().filter(|r| r.record.id == gone) {
+            row.record.heard_since_start = false;
+        }
+        let targets = HashMap::new();
+        let visible = visible_rows(
+            &rows,
+            &DeviceFilter::default(),
+            Sort::default(),
+            false,
+            &targets,
+        );
+        assert_eq!(not_heard_shown(&rows, &visible), 1);
+        let mut sel = BTreeSet::new();
+        apply_selection(&mut sel, &SelectionOp::AllFiltered, &rows, &visible);
+        assert_eq!(sel.len(), rows.len() - 1);
+        assert!(!sel.contains(&gone));
+        apply_selection(&mut sel, &SelectionOp::InvertFiltered, &rows, &visible);
+        assert!(sel.is_empty(), "{sel:?}");
+        apply_selection(&mut sel, &SelectionOp::NotHeardFiltered, &rows, &visible);
+        assert_eq!(sel.iter().collect::<Vec<_>>(), [&gone]);
+        apply_selection(
+            &mut sel,
+            &SelectionOp::NotOnVersion("9.9".into()),
+            &rows,
+            &visible,
+        );
+        assert!(!sel.contains(&gone));
+        assert_eq!(sel.len(), rows.len() - 1);
     }
 
     #[test]

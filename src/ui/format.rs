@@ -37,6 +37,22 @@ pub fn age(now_ms: i64, then_ms: i64) -> String {
     }
 }
 
+/// How the window marks a device not heard since the console started (only remembered from an
+/// earlier run).
+pub const NOT_HEARD: &str = "not heard since start";
+
+/// When a device was last heard, for the "Last heard" column: "12 s ago" when this console
+/// heard it; otherwise the mark, with when an earlier run last heard it if it did.
+pub fn last_heard(now_ms: i64, last_seen_ms: i64, heard_since_start: bool) -> String {
+    if heard_since_start {
+        age(now_ms, last_seen_ms)
+    } else if last_seen_ms > 0 {
+        format!("{NOT_HEARD} (before: {})", age(now_ms, last_seen_ms))
+    } else {
+        NOT_HEARD.into()
+    }
+}
+
 /// Messages per second with one decimal below 10 and none above.
 pub fn rate(per_sec: f64) -> String {
     if !per_sec.is_finite() || per_sec <= 0.0 {
@@ -90,6 +106,16 @@ mod tests {
         assert_eq!(age(10_000, 20_000), "just now");
         assert_eq!(age(70_000, 5_000), "1 min 05 s ago");
         assert_eq!(age(i64::MAX, i64::MIN), "2562047788015 h 12 min ago");
+    }
+
+    #[test]
+    fn last_heard_marks_devices_not_heard_since_the_start() {
+        assert_eq!(last_heard(22_000, 10_000, true), "12 s ago");
+        assert_eq!(
+            last_heard(70_000, 5_000, false),
+            "not heard since start (before: 1 min 05 s ago)"
+        );
+        assert_eq!(last_heard(70_000, 0, false), "not heard since start");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use egui::{Align2, FontId, Rect, RichText, Sense, Stroke, StrokeKind, Ui, Vec2};
 
 use super::filter::{VisibleRow, status_label};
+use super::format::NOT_HEARD;
 use super::theme;
 use crate::device_id::DeviceId;
 use crate::engine::DeviceRow;
@@ -17,6 +18,7 @@ const GAP: f32 = 6.0;
 /// The caption of a tile: status word and, while it means something, the percent.
 pub fn tile_caption(row: &DeviceRow) -> String {
     match &row.rollout {
+        None if !row.record.heard_since_start => NOT_HEARD.into(),
         None if row.record.online => "idle".into(),
         None => "offline".into(),
         Some(r) if r.status.in_flight() || r.status == crate::rollout::DeviceStatus::Succeeded => {
@@ -88,7 +90,7 @@ fn tile_ui(
     if ui.is_rect_visible(rect) {
         let fill = match &row.rollout {
             Some(r) => theme::status_color(r.status),
-            None => theme::idle_color(row.record.online),
+            None => theme::idle_color(row.record.online && row.record.heard_since_start),
         };
         let text = theme::text_on(fill);
         let painter = ui.painter();
@@ -149,6 +151,9 @@ mod tests {
         let mut off = row("dji:SN1", "1", None);
         off.record.online = false;
         assert_eq!(tile_caption(&off), "offline");
+        let mut remembered = row("aliyun:pk/old", "1", None);
+        remembered.record.heard_since_start = false;
+        assert_eq!(tile_caption(&remembered), "not heard since start");
         assert_eq!(
             tile_caption(&row("dji:SN1", "1", Some(DeviceStatus::Downloading))),
             "downloading 40 %"
