@@ -86,6 +86,11 @@ pub struct SimArgs {
     /// Seconds between summary lines.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub summary_secs: f64,
+    /// Behave like strict embedded device stacks: download firmware with a minimal HTTP/1.1
+    /// client that finds headers by their exact names (`Content-Length`) and needs
+    /// `Content-Length`, as many vendor SDKs do.
+    #[arg(long)]
+    pub strict: bool,
     /// Print the summaries as JSON lines (`{"event": "summary" | "stopped", "totals": {..}}`)
     /// for scripts and benchmarks.
     #[arg(long)]
@@ -107,6 +112,7 @@ impl SimArgs {
             product_key: self.product_key.clone(),
             name_prefix: self.name_prefix.clone(),
             seed: self.seed,
+            strict: self.strict,
             behaviour: Behaviour {
                 bandwidth_bytes_per_sec: self.bandwidth,
                 install: secs("--install-secs", self.install_secs)?,

@@ -38,6 +38,10 @@ pub struct SimConfig {
     pub name_prefix: String,
     /// Seed of every random choice (failures, secrets); same seed, same fleet, same choices.
     pub seed: u64,
+    /// Behave like strict embedded device stacks instead of forgiving ones: firmware is
+    /// downloaded with a minimal HTTP/1.1 client that finds headers by their exact names and
+    /// needs `Content-Length` (what many vendor SDKs do). `ota-console sim --strict`.
+    pub strict: bool,
     pub behaviour: Behaviour,
 }
 
@@ -55,6 +59,7 @@ impl Default for SimConfig {
             product_key: "a1SimProduct".to_owned(),
             name_prefix: "sim".to_owned(),
             seed: 1,
+            strict: false,
             behaviour: Behaviour::default(),
         }
     }
