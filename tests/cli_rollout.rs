@@ -21,6 +21,8 @@ fn sim(broker: &EmbeddedBroker, behaviour: Behaviour) -> SimConfig {
         broker_url: format!("mqtt://{}", broker.local_addr()),
         version: "1.0.0".into(),
         behaviour,
+        // Devices download like embedded SDKs: exact header names, Content-Length required.
+        strict: true,
         ..SimConfig::default()
     }
 }

@@ -152,6 +152,8 @@ fn strings(flags: &[&str]) -> Vec<String> {
 fn sim_config(broker: &EmbeddedBroker, mut fleet: SimConfig) -> SimConfig {
     fleet.broker_url = format!("mqtt://{}", broker.local_addr());
     fleet.version = "1.0.0".into();
+    // Devices download like embedded SDKs: exact header names, Content-Length required.
+    fleet.strict = true;
     fleet
 }
 

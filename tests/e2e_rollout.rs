@@ -31,6 +31,8 @@ fn sim_config(handle: &EngineHandle, seed: u64) -> SimConfig {
         broker_url: handle.broker_url().to_owned(),
         version: "1.0.0".into(),
         seed,
+        // Devices download like embedded SDKs: exact header names, Content-Length required.
+        strict: true,
         behaviour: Behaviour {
             install: Duration::from_millis(100),
             faults: FaultOdds::default(),

@@ -431,7 +431,11 @@ fn assert_line(head: &str, line: &str, what: &str) {
 async fn response_heads_are_title_case_with_exact_length() {
     let f = fixture().await;
     let addr = f.server.local_addr();
-    let path = f.url.strip_prefix(&f.server.public_base()).unwrap().to_owned();
+    let path = f
+        .url
+        .strip_prefix(&f.server.public_base())
+        .unwrap()
+        .to_owned();
     let gzip = "Accept-Encoding: gzip, deflate";
 
     for (method, extra) in [("GET", vec![]), ("GET", vec![gzip]), ("HEAD", vec![gzip])] {
@@ -512,7 +516,10 @@ async fn response_heads_are_title_case_with_exact_length() {
     for (method, target) in [("GET", unknown.as_str()), ("GET", "/"), ("HEAD", "/x")] {
         let what = format!("{method} {target}");
         let (head, body) = raw_exchange(addr, method, target, &[gzip]).await;
-        assert!(head.starts_with("HTTP/1.1 404 Not Found\r\n"), "{what}\n{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{what}\n{head}"
+        );
         assert_title_case_plain(&head, &what);
         assert_line(&head, &format!("Content-Length: {}", body.len()), &what);
     }
@@ -522,7 +529,11 @@ async fn response_heads_are_title_case_with_exact_length() {
 #[tokio::test]
 async fn keep_alive_responses_stay_title_case() {
     let f = fixture().await;
-    let path = f.url.strip_prefix(&f.server.public_base()).unwrap().to_owned();
+    let path = f
+        .url
+        .strip_prefix(&f.server.public_base())
+        .unwrap()
+        .to_owned();
     let raw = timeout(WAIT, async {
         let mut stream = tokio::net::TcpStream::connect(f.server.local_addr())
             .await
@@ -557,5 +568,8 @@ fn split_head(raw: &[u8]) -> (String, &[u8]) {
         .expect("a complete response head")
         + 4;
     let (head, rest) = raw.split_at(end);
-    (String::from_utf8(head.to_vec()).expect("an ASCII head"), rest)
+    (
+        String::from_utf8(head.to_vec()).expect("an ASCII head"),
+        rest,
+    )
 }

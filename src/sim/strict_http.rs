@@ -78,7 +78,10 @@ pub(crate) async fn get<F: FnMut(u64)>(
         if let Some(head) = parse_head(buf.get(..filled).unwrap_or_default()).map_err(refused)? {
             break head;
         }
-        let Some(free) = buf.get_mut(filled..MAX_HEAD_BYTES).filter(|f| !f.is_empty()) else {
+        let Some(free) = buf
+            .get_mut(filled..MAX_HEAD_BYTES)
+            .filter(|f| !f.is_empty())
+        else {
             return Err(refused(format!(
                 "the response head is longer than {MAX_HEAD_BYTES} bytes"
             )));
@@ -88,7 +91,9 @@ pub(crate) async fn get<F: FnMut(u64)>(
             .map_err(|_| stalled(read_timeout))?
             .map_err(io)?;
         if n == 0 {
-            return Err(refused("the connection closed inside the response head".into()));
+            return Err(refused(
+                "the connection closed inside the response head".into(),
+            ));
         }
         filled += n;
     };
@@ -103,7 +108,11 @@ pub(crate) async fn get<F: FnMut(u64)>(
     let mut remaining = head.content_length.min(sink.room());
     let early = buf.get(head.len..filled).unwrap_or_default();
     let early = early
-        .get(..usize::try_from(remaining).unwrap_or(usize::MAX).min(early.len()))
+        .get(
+            ..usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(early.len()),
+        )
         .unwrap_or_default();
     if !early.is_empty() {
         remaining -= early.len() as u64;
@@ -398,7 +407,10 @@ mod tests {
         for head in cases {
             let (url, _) = raw_server(head.clone(), content.clone()).await;
             let err = fetch(&url, &expected(&content)).await.unwrap_err();
-            assert!(matches!(err, DownloadError::Refused { .. }), "{head}: {err}");
+            assert!(
+                matches!(err, DownloadError::Refused { .. }),
+                "{head}: {err}"
+            );
         }
         // A 206 of the whole file is what the server must send.
         let (url, _) = raw_server(
@@ -471,7 +483,10 @@ mod tests {
         assert_eq!(t.host, "[::1]:8080");
         assert_eq!(t.path, "/fw/a%20b.bin?q=1");
         let t = Target::parse("http://fw.example/x").unwrap();
-        assert_eq!((t.authority.as_str(), t.host.as_str()), ("fw.example:80", "fw.example"));
+        assert_eq!(
+            (t.authority.as_str(), t.host.as_str()),
+            ("fw.example:80", "fw.example")
+        );
         assert!(Target::parse("https://fw.example/x").is_err());
         assert!(Target::parse("not a url").is_err());
     }
