@@ -275,6 +275,13 @@ mod tests {
     }
 
     #[test]
+    fn strict_is_off_unless_asked() {
+        assert!(!Cli::parse_from(["x"]).sim.to_config().unwrap().strict);
+        let strict = Cli::parse_from(["x", "--strict"]).sim.to_config().unwrap();
+        assert!(strict.strict);
+    }
+
+    #[test]
     fn json_summaries_carry_the_totals() {
         let totals = SimTotals {
             devices: 2,
