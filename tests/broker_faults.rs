@@ -63,6 +63,8 @@ async fn rollout_across_a_broker_outage(broker: &mut dyn KillableBroker, outage:
             install: Duration::from_millis(200),
             ..Behaviour::default()
         },
+        // Devices download like embedded SDKs: exact header names, Content-Length required.
+        strict: true,
         ..SimConfig::default()
     })
     .await

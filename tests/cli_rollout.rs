@@ -23,7 +23,8 @@ fn sim(broker: &EmbeddedBroker, behaviour: Behaviour) -> SimConfig {
         broker_url: format!("mqtt://{}", broker.local_addr()),
         version: "1.0.0".into(),
         behaviour,
-        // As strict as real device stacks (report before subscribing, no broken notice).
+        // As strict as real device stacks: report before subscribing, drop notices with a
+        // missing or empty field, download by exact header names with Content-Length required.
         strict: true,
         ..SimConfig::default()
     }

@@ -185,6 +185,8 @@ impl TestBroker {
 fn sim_config(broker: &TestBroker, mut fleet: SimConfig) -> SimConfig {
     fleet.broker_url = broker.url();
     fleet.version = "1.0.0".into();
+    // Devices download like embedded SDKs: exact header names, Content-Length required.
+    fleet.strict = true;
     fleet
 }
 

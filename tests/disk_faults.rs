@@ -328,6 +328,9 @@ impl Rig {
                     install: Duration::from_millis(50),
                     ..Behaviour::default()
                 },
+                // Devices download like embedded SDKs: exact header names, Content-Length
+                // required.
+                strict: true,
                 ..SimConfig::default()
             }))
             .unwrap();

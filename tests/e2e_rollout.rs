@@ -31,8 +31,9 @@ fn sim_config(handle: &EngineHandle, seed: u64) -> SimConfig {
         broker_url: handle.broker_url().to_owned(),
         version: "1.0.0".into(),
         seed,
-        // Devices as strict as real stacks: they report before subscribing and drop notices
-        // with a missing or empty field (tests/e2e_notices.rs checks none is dropped).
+        // Devices as strict as real stacks: they report before subscribing, drop notices with a
+        // missing or empty field (tests/e2e_notices.rs checks none is dropped) and download by
+        // exact header names with Content-Length required.
         strict: true,
         behaviour: Behaviour {
             install: Duration::from_millis(100),

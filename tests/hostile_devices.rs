@@ -824,6 +824,8 @@ async fn hostile_corpus_during_a_rollout_changes_nothing_it_should_not() {
             faults: FaultOdds::default(),
             ..Behaviour::default()
         },
+        // Devices download like embedded SDKs: exact header names, Content-Length required.
+        strict: true,
         ..SimConfig::default()
     })
     .await

@@ -371,3 +371,205 @@ async fn large_files_stream_from_disk_with_the_same_semantics() {
     assert_eq!(&body[body.len() - 10..], b"0123456789");
     assert_eq!(server.stats().bytes_by_package[KEY], len + 10);
 }
+
+/// Sends a raw request with `extra` header lines and returns the response head (bytes up to and
+/// including the blank line, verbatim) and the body bytes that followed it.
+async fn raw_exchange(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    extra: &[&str],
+) -> (String, Vec<u8>) {
+    timeout(WAIT, async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut request = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for line in extra {
+            request.push_str(line);
+            request.push_str("\r\n");
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let (head, body) = split_head(&response);
+        (head, body.to_vec())
+    })
+    .await
+    .expect("raw request answered")
+}
+
+/// Every header line of `head` must start with an upper-case letter after each `-` (what nginx
+/// and Apache send), and nothing may be chunked or compressed.
+fn assert_title_case_plain(head: &str, what: &str) {
+    for line in head.split("\r\n").skip(1).filter(|l| !l.is_empty()) {
+        let (name, _) = line
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("{what}: malformed header line {line:?}\n{head}"));
+        for word in name.split('-') {
+            assert!(
+                word.starts_with(|c: char| c.is_ascii_uppercase()),
+                "{what}: header name {name:?} is not Title-Case\n{head}"
+            );
+        }
+    }
+    let lower = head.to_ascii_lowercase();
+    for forbidden in ["\r\ntransfer-encoding:", "\r\ncontent-encoding:"] {
+        assert!(!lower.contains(forbidden), "{what}: {forbidden:?}\n{head}");
+    }
+}
+
+fn assert_line(head: &str, line: &str, what: &str) {
+    assert!(
+        head.contains(&format!("\r\n{line}\r\n")),
+        "{what}: no line {line:?} in\n{head}"
+    );
+}
+
+/// Embedded HTTP clients look for `Content-Length` byte for byte: every response head the
+/// server sends is Title-Case with an exact length, never chunked, never compressed.
+#[tokio::test]
+async fn response_heads_are_title_case_with_exact_length() {
+    let f = fixture().await;
+    let addr = f.server.local_addr();
+    let path = f
+        .url
+        .strip_prefix(&f.server.public_base())
+        .unwrap()
+        .to_owned();
+    let gzip = "Accept-Encoding: gzip, deflate";
+
+    for (method, extra) in [("GET", vec![]), ("GET", vec![gzip]), ("HEAD", vec![gzip])] {
+        let what = format!("{method} {extra:?}");
+        let (head, body) = raw_exchange(addr, method, &path, &extra).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}\n{head}");
+        assert_title_case_plain(&head, &what);
+        assert_line(&head, "Content-Length: 1000", &what);
+        assert_line(&head, "Content-Type: application/octet-stream", &what);
+        assert_line(&head, "Accept-Ranges: bytes", &what);
+        assert!(head.contains("\r\nLast-Modified: "), "{what}\n{head}");
+        // hyper's Title-Case capitalises after each `-` only: nginx writes `ETag`.
+        assert!(head.contains("\r\nEtag: \""), "{what}\n{head}");
+        if method == "HEAD" {
+            assert!(body.is_empty(), "{what}: HEAD has no body");
+        } else {
+            assert_eq!(body, f.content, "{what}");
+        }
+    }
+
+    // What an embedded SDK sends on its first try: the whole file as a 206.
+    for (method, extra) in [
+        ("GET", vec!["Range: bytes=0-"]),
+        ("GET", vec!["Range: bytes=0-", gzip]),
+        ("HEAD", vec!["Range: bytes=0-"]),
+    ] {
+        let what = format!("{method} {extra:?}");
+        let (head, body) = raw_exchange(addr, method, &path, &extra).await;
+        assert!(
+            head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+            "{what}\n{head}"
+        );
+        assert_title_case_plain(&head, &what);
+        assert_line(&head, "Content-Length: 1000", &what);
+        assert_line(&head, "Content-Range: bytes 0-999/1000", &what);
+        if method == "HEAD" {
+            assert!(body.is_empty(), "{what}: HEAD has no body");
+        } else {
+            assert_eq!(body, f.content, "{what}");
+        }
+    }
+
+    // A resumed download and other single ranges.
+    for (range, span, len) in [
+        ("bytes=400-", 400..1000, "600"),
+        ("bytes=100-199", 100..200, "100"),
+        ("bytes=-10", 990..1000, "10"),
+    ] {
+        let what = range.to_owned();
+        let (head, body) =
+            raw_exchange(addr, "GET", &path, &[&format!("Range: {range}"), gzip]).await;
+        assert!(head.starts_with("HTTP/1.1 206 "), "{what}\n{head}");
+        assert_title_case_plain(&head, &what);
+        assert_line(&head, &format!("Content-Length: {len}"), &what);
+        assert_line(
+            &head,
+            &format!("Content-Range: bytes {}-{}/1000", span.start, span.end - 1),
+            &what,
+        );
+        assert_eq!(body, f.content[span], "{what}");
+    }
+
+    // Unsatisfiable and multi-range requests: 416 naming the full length.
+    for range in ["bytes=1000-", "bytes=2000-3000", "bytes=0-1,5-6"] {
+        let what = range.to_owned();
+        let (head, body) = raw_exchange(addr, "GET", &path, &[&format!("Range: {range}")]).await;
+        assert!(
+            head.starts_with("HTTP/1.1 416 Range Not Satisfiable\r\n"),
+            "{what}\n{head}"
+        );
+        assert_title_case_plain(&head, &what);
+        assert_line(&head, "Content-Range: bytes */1000", &what);
+        assert_line(&head, &format!("Content-Length: {}", body.len()), &what);
+    }
+
+    // Errors too: unknown offers, unknown paths, HEAD of an unknown offer.
+    let unknown = format!("/fw/{}/fw-1.2.3.bin", "0".repeat(32));
+    for (method, target) in [("GET", unknown.as_str()), ("GET", "/"), ("HEAD", "/x")] {
+        let what = format!("{method} {target}");
+        let (head, body) = raw_exchange(addr, method, target, &[gzip]).await;
+        assert!(
+            head.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{what}\n{head}"
+        );
+        assert_title_case_plain(&head, &what);
+        assert_line(&head, &format!("Content-Length: {}", body.len()), &what);
+    }
+}
+
+/// Keep-alive clients get the same heads on the second response of a connection.
+#[tokio::test]
+async fn keep_alive_responses_stay_title_case() {
+    let f = fixture().await;
+    let path = f
+        .url
+        .strip_prefix(&f.server.public_base())
+        .unwrap()
+        .to_owned();
+    let raw = timeout(WAIT, async {
+        let mut stream = tokio::net::TcpStream::connect(f.server.local_addr())
+            .await
+            .unwrap();
+        let request = format!(
+            "HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\
+             GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: bytes=990-\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        response
+    })
+    .await
+    .expect("answered");
+    // HEAD has no body: the second head follows the first blank line directly.
+    let (first, rest) = split_head(&raw);
+    assert_title_case_plain(&first, "HEAD");
+    assert_line(&first, "Content-Length: 1000", "HEAD");
+    let (second, body) = split_head(rest);
+    assert!(second.starts_with("HTTP/1.1 206 "), "{second}");
+    assert_title_case_plain(&second, "GET");
+    assert_line(&second, "Content-Length: 10", "GET");
+    assert_eq!(body, &f.content[990..]);
+}
+
+/// The head (through the blank line) as text, and the bytes after it.
+fn split_head(raw: &[u8]) -> (String, &[u8]) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head")
+        + 4;
+    let (head, rest) = raw.split_at(end);
+    (
+        String::from_utf8(head.to_vec()).expect("an ASCII head"),
+        rest,
+    )
+}

@@ -67,6 +67,8 @@ async fn every_acknowledged_progress_message_reaches_the_console() {
             install: Duration::from_millis(100),
             ..Behaviour::default()
         },
+        // Devices download like embedded SDKs: exact header names, Content-Length required.
+        strict: true,
         ..SimConfig::default()
     })
     .await

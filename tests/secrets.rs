@@ -115,6 +115,8 @@ async fn the_broker_password_is_in_no_log_report_or_file_and_files_are_private()
             install: Duration::from_millis(100),
             ..Behaviour::default()
         },
+        // Devices download like embedded SDKs: exact header names, Content-Length required.
+        strict: true,
         ..SimConfig::default()
     })
     .await

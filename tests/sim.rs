@@ -1,5 +1,5 @@
-//! Black-box tests of the device simulator: simulated devices against the embedded broker and a
-//! fixture HTTP server. A raw MQTT observer records everything; console-side notices are
+//! Black-box tests of the device simulator: simulated devices against the embedded broker and the
+//! console's firmware HTTP server. A raw MQTT observer records everything; console-side notices are
 //! published as raw JSON in the documents' shapes, and what the devices publish is checked
 //! field by field as `serde_json::Value` (never through the console's own decoders).
 
@@ -11,6 +11,7 @@ use md5::{Digest, Md5};
 use ota_console::device_id::DeviceId;
 use ota_console::sim::{Behaviour, DeviceState, FaultOdds, SimConfig, SimFleet};
 use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::http::FirmwareServer;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -21,13 +22,18 @@ const PK: &str = "a1Test";
 /// Everything one test needs: a broker, a firmware server, an observer and a publisher.
 struct Env {
     broker_url: String,
+    /// Base URL of the firmware server (`http://127.0.0.1:port`).
     http: String,
+    /// Where the firmware is offered.
+    url: String,
     firmware: Vec<u8>,
     md5: String,
     sha256: String,
     checksum: String,
     obs: Observer,
     console: AsyncClient,
+    _server: FirmwareServer,
+    _dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -36,7 +42,13 @@ impl Env {
         let addr = broker.local_addr();
         // 64 KiB: sixteen 4 KiB slices, so every 10 % mark is passed on its own.
         let firmware: Vec<u8> = (0..65_536u32).map(|i| (i * 31 % 251) as u8).collect();
-        let http = serve_firmware(firmware.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("firmware");
+        std::fs::write(&path, &firmware).unwrap();
+        let server = FirmwareServer::start("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+        let url = server.offer(path, "fw.bin", "sim-test-package");
         let obs = Observer::start(addr).await;
         let console = publisher(addr);
         let sum = firmware
@@ -44,13 +56,16 @@ impl Env {
             .fold(0u32, |a, b| a.wrapping_add(u32::from(*b)));
         Env {
             broker_url: format!("mqtt://{addr}"),
-            http: format!("http://{http}"),
+            http: server.public_base(),
+            url,
             md5: hex::encode(Md5::digest(&firmware)),
             sha256: hex::encode(sha2::Sha256::digest(&firmware)),
             checksum: hex::encode(sum.to_le_bytes()),
             firmware,
             obs,
             console,
+            _server: server,
+            _dir: dir,
         }
     }
 
@@ -60,6 +75,10 @@ impl Env {
             product_key: PK.to_owned(),
             name_prefix: prefix.to_owned(),
             seed: 7,
+            // Relaxed: these tests publish notices by hand the instant a device reports, which a
+            // strict device (subscribing after its report) would miss. The strict tests below
+            // turn it on themselves.
+            strict: false,
             behaviour: Behaviour {
                 install: Duration::ZERO,
                 reply_timeout: Duration::from_secs(2),
@@ -78,10 +97,12 @@ impl Env {
     }
 
     fn url(&self) -> String {
-        format!("{}/fw.bin", self.http)
+        self.url.clone()
     }
 }
 
+/// Serves `bytes` at `/fw.bin` with axum's own server, which writes header names in lower case
+/// (`content-length`), as the console's firmware server did before issue #11.
 async fn serve_firmware(bytes: Vec<u8>) -> SocketAddr {
     let bytes = Arc::new(bytes);
     let app = axum::Router::new().route(
@@ -336,6 +357,72 @@ async fn aliyun_failure(env: &Env, prefix: &str, faults: FaultOdds, notice: Valu
     );
     fleet.shutdown().await;
     fail
+}
+
+/// Finding 1 of issue #11 end to end: a firmware server that writes `content-length` in lower
+/// case makes a strict device (an embedded SDK's client) fail its download with -2, while the
+/// relaxed client (reqwest) downloads from it; both upgrade from the console's own server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_devices_need_exact_header_names_relaxed_ones_do_not() {
+    let env = Env::start().await;
+    let lower_case = serve_firmware(env.firmware.clone()).await;
+    let mut notice = ali_notice(&env, "2.0.0", &env.md5);
+    notice["data"]["url"] = json!(format!("http://{lower_case}/fw.bin"));
+    let strict = SimFleet::start(SimConfig {
+        aliyun: 1,
+        strict: true,
+        ..env.config("lc")
+    })
+    .await
+    .unwrap();
+    let lc = "lc-ali-0001";
+    env.obs
+        .wait(&ali_topic("inform", lc), has_version("1.0.0"))
+        .await;
+    // A strict device subscribes only after its report: repeat the notice until it answers.
+    let failed = |m: &Value| {
+        m["params"]["step"]
+            .as_str()
+            .is_some_and(|s| s.starts_with('-'))
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env
+        .obs
+        .matching(&ali_topic("progress", lc), &failed)
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no answer from {lc}"
+        );
+        env.publish(&ali_topic("upgrade", lc), notice.clone()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fail = env.obs.wait(&ali_topic("progress", lc), failed).await;
+    strict.shutdown().await;
+    assert_eq!(fail["params"]["step"], "-2", "{fail}");
+    assert!(
+        fail["params"]["desc"]
+            .as_str()
+            .is_some_and(|d| d.contains("Content-Length")),
+        "{fail}"
+    );
+
+    let fleet = SimFleet::start(SimConfig {
+        aliyun: 1,
+        ..env.config("rx")
+    })
+    .await
+    .unwrap();
+    let dn = "rx-ali-0001";
+    env.obs
+        .wait(&ali_topic("inform", dn), has_version("1.0.0"))
+        .await;
+    env.publish(&ali_topic("upgrade", dn), notice).await;
+    env.obs
+        .wait(&ali_topic("inform", dn), has_version("2.0.0"))
+        .await;
+    fleet.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,8 +87,9 @@ pub struct SimArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub summary_secs: f64,
     /// Behave like the strictest embedded device stacks: report the version before
-    /// subscribing (see --subscribe-delay-ms) and ignore as broken any notice with a missing or
-    /// empty field.
+    /// subscribing (see --subscribe-delay-ms), ignore as broken any notice with a missing or
+    /// empty field, and download firmware with a minimal HTTP/1.1 client that finds headers by
+    /// their exact names and needs `Content-Length`, as many vendor SDKs do.
     #[arg(long)]
     pub strict: bool,
     /// With --strict: milliseconds between a device's version report and its subscription.
@@ -283,6 +284,13 @@ mod tests {
         let marks_only = Cli::parse_from(["x"]).sim.to_config().unwrap();
         assert_eq!(marks_only.behaviour.progress_interval, None);
         assert!(!marks_only.strict);
+    }
+
+    #[test]
+    fn strict_is_off_unless_asked() {
+        assert!(!Cli::parse_from(["x"]).sim.to_config().unwrap().strict);
+        let strict = Cli::parse_from(["x", "--strict"]).sim.to_config().unwrap();
+        assert!(strict.strict);
     }
 
     #[test]

@@ -39,10 +39,12 @@ pub struct SimConfig {
     /// Seed of every random choice (failures, secrets); same seed, same fleet, same choices.
     pub seed: u64,
     pub behaviour: Behaviour,
-    /// Behave like the strictest embedded device stacks: report the version right after
-    /// connecting and subscribe only `behaviour.strict_subscribe_delay` later (so a notice sent
-    /// the instant the report arrives is lost), and ignore as broken any notice with a missing
-    /// or empty field (notes.md), counting it in `broken_notices`.
+    /// Behave like the strictest embedded device stacks (`ota-console sim --strict`): report
+    /// the version right after connecting and subscribe only `behaviour.strict_subscribe_delay`
+    /// later (so a notice sent the instant the report arrives is lost); ignore as broken any
+    /// notice with a missing or empty field (notes.md), counting it in `broken_notices`; and
+    /// download firmware with a minimal HTTP/1.1 client that finds headers by their exact names
+    /// and needs `Content-Length` (what many vendor SDKs do).
     pub strict: bool,
 }
 

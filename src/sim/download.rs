@@ -1,5 +1,6 @@
-//! A simulated device's firmware download: HTTP GET paced to a bandwidth cap, digests computed
-//! while the bytes stream past, and the verification a real device does before flashing.
+//! A simulated device's firmware download: HTTP GET (reqwest, or the strict client of
+//! `strict_http.rs`) paced to a bandwidth cap, digests computed while the bytes stream past,
+//! and the verification a real device does before flashing.
 //!
 //! Owns: pacing, the one-pass MD5 / SHA-256 / FogCloud byte-sum, size and digest checks, and the
 //! injected "broken connection" and "corrupted bytes" faults (corruption changes the hashed bytes,
@@ -33,6 +34,15 @@ pub enum DownloadError {
     Truncated { got: u64, expected: u64 },
     #[error("the download broke off after {at} bytes (injected fault)")]
     Interrupted { at: u64 },
+    #[error("cannot fetch {url}: {source}")]
+    Io {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The strict client could not use the response (what an embedded SDK would refuse).
+    #[error("cannot use the answer of {url}: {why}")]
+    Refused { url: String, why: String },
 }
 
 /// Why a downloaded file was refused.
@@ -146,16 +156,42 @@ impl Digests {
     }
 }
 
+/// How a simulated device speaks HTTP when it downloads firmware.
+#[derive(Debug, Clone)]
+pub(crate) enum HttpClient {
+    /// reqwest: a complete, forgiving client (header names in any case, chunked bodies).
+    Relaxed(reqwest::Client),
+    /// The minimal HTTP/1.1 client of an embedded device SDK ([`super::strict_http`]): exact
+    /// header names, `Content-Length` required, no chunked bodies.
+    Strict { connect_timeout: Duration },
+}
+
 /// Downloads `url`, calling `on_bytes(received_so_far)` after every paced slice.
 pub(crate) async fn fetch(
-    client: &reqwest::Client,
+    client: &HttpClient,
     url: &str,
     expected: &Expected,
     bandwidth_bytes_per_sec: Option<u64>,
     stall_timeout: Duration,
     faults: TransferFaults,
-    mut on_bytes: impl FnMut(u64),
+    on_bytes: impl FnMut(u64),
 ) -> Result<Fetched, DownloadError> {
+    let mut sink = Sink::new(expected, bandwidth_bytes_per_sec, faults, on_bytes);
+    match client {
+        HttpClient::Relaxed(client) => fetch_relaxed(client, url, stall_timeout, &mut sink).await?,
+        HttpClient::Strict { connect_timeout } => {
+            super::strict_http::get(url, *connect_timeout, stall_timeout, &mut sink).await?;
+        }
+    }
+    sink.finish()
+}
+
+async fn fetch_relaxed<F: FnMut(u64)>(
+    client: &reqwest::Client,
+    url: &str,
+    stall_timeout: Duration,
+    sink: &mut Sink<'_, F>,
+) -> Result<(), DownloadError> {
     let http = |source| DownloadError::Http {
         url: url.to_owned(),
         source,
@@ -173,9 +209,6 @@ pub(crate) async fn fetch(
             status: response.status().as_u16(),
         });
     }
-    let mut pacer = bandwidth_bytes_per_sec.map(Pacer::new);
-    let mut digests = Digests::new(expected.sha256.is_some());
-    let mut corrupt_pending = faults.corrupt;
     loop {
         let chunk = tokio::time::timeout(stall_timeout, response.chunk())
             .await
@@ -184,46 +217,111 @@ pub(crate) async fn fetch(
                 waited: stall_timeout,
             })?
             .map_err(http)?;
-        let Some(chunk) = chunk else { break };
+        let Some(chunk) = chunk else { return Ok(()) };
+        if sink.take(&chunk).await? == Flow::Enough {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether the body reader should go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    More,
+    /// One byte past the announced size arrived: verification will refuse the file, reading
+    /// on would only cost memory and time.
+    Enough,
+}
+
+/// Where body bytes go, whichever client read them: pacing, injected faults, digests and the
+/// progress callback. Holds nothing of the body itself.
+pub(crate) struct Sink<'a, F> {
+    expected: &'a Expected,
+    pacer: Option<Pacer>,
+    digests: Digests,
+    faults: TransferFaults,
+    corrupt_pending: bool,
+    on_bytes: F,
+}
+
+impl<'a, F: FnMut(u64)> Sink<'a, F> {
+    fn new(
+        expected: &'a Expected,
+        bandwidth_bytes_per_sec: Option<u64>,
+        faults: TransferFaults,
+        on_bytes: F,
+    ) -> Self {
+        Sink {
+            expected,
+            pacer: bandwidth_bytes_per_sec.map(Pacer::new),
+            digests: Digests::new(expected.sha256.is_some()),
+            faults,
+            corrupt_pending: faults.corrupt,
+            on_bytes,
+        }
+    }
+
+    /// Bytes the sink still accepts before it answers [`Flow::Enough`]: the announced size
+    /// plus one (so an oversized file is noticed), at most.
+    pub(crate) fn room(&self) -> u64 {
+        self.expected
+            .size
+            .saturating_add(1)
+            .saturating_sub(self.digests.len)
+    }
+
+    /// Takes the next body bytes, paced slice by slice.
+    pub(crate) async fn take(&mut self, chunk: &[u8]) -> Result<Flow, DownloadError> {
         for slice in chunk.chunks(PACE_SLICE_BYTES) {
             // A server sending more than announced is a verification failure, not a reason to
             // keep reading: stop one byte past the announced size. An injected break stops
             // exactly at its byte, so the progress before it is the same on every run.
-            let mut room = expected.size.saturating_add(1).saturating_sub(digests.len);
-            if let Some(at) = faults.break_at {
-                if digests.len >= at {
-                    return Err(DownloadError::Interrupted { at: digests.len });
+            let mut room = self.room();
+            if let Some(at) = self.faults.break_at {
+                if self.digests.len >= at {
+                    return Err(DownloadError::Interrupted {
+                        at: self.digests.len,
+                    });
                 }
-                room = room.min(at - digests.len);
+                room = room.min(at - self.digests.len);
             }
             let take = slice.len().min(usize::try_from(room).unwrap_or(usize::MAX));
             let slice = slice.get(..take).unwrap_or_default();
-            if let Some(p) = &mut pacer {
+            if let Some(p) = &mut self.pacer {
                 p.pass(slice.len() as u64).await;
             }
-            if corrupt_pending && let Some((first, rest)) = slice.split_first() {
-                digests.update(&[!*first]);
-                digests.update(rest);
-                corrupt_pending = false;
+            if self.corrupt_pending
+                && let Some((first, rest)) = slice.split_first()
+            {
+                self.digests.update(&[!*first]);
+                self.digests.update(rest);
+                self.corrupt_pending = false;
             } else {
-                digests.update(slice);
+                self.digests.update(slice);
             }
-            on_bytes(digests.len);
-            if faults.break_at == Some(digests.len) {
-                return Err(DownloadError::Interrupted { at: digests.len });
+            (self.on_bytes)(self.digests.len);
+            if self.faults.break_at == Some(self.digests.len) {
+                return Err(DownloadError::Interrupted {
+                    at: self.digests.len,
+                });
             }
-            if digests.len > expected.size {
-                return Ok(digests.finish());
+            if self.digests.len > self.expected.size {
+                return Ok(Flow::Enough);
             }
         }
+        Ok(Flow::More)
     }
-    if digests.len < expected.size {
-        return Err(DownloadError::Truncated {
-            got: digests.len,
-            expected: expected.size,
-        });
+
+    /// The end of the body: short of the announced size is a broken download.
+    fn finish(self) -> Result<Fetched, DownloadError> {
+        if self.digests.len < self.expected.size {
+            return Err(DownloadError::Truncated {
+                got: self.digests.len,
+                expected: self.expected.size,
+            });
+        }
+        Ok(self.digests.finish())
     }
-    Ok(digests.finish())
 }
 
 /// The checks a device makes before flashing: size, then every digest the notice carried.

@@ -20,6 +20,7 @@ mod fogcloud;
 mod link;
 mod stats;
 mod strict;
+mod strict_http;
 mod upgrade;
 
 use std::sync::Arc;
@@ -56,7 +57,7 @@ pub enum SimError {
 pub(crate) struct Ctx {
     pub addr: BrokerAddr,
     pub behaviour: Behaviour,
-    pub http: reqwest::Client,
+    pub http: download::HttpClient,
     /// Shared by every device's link to pace connection storms.
     pub connect_gate: Arc<tokio::sync::Semaphore>,
     /// [`SimConfig::strict`].
@@ -85,13 +86,21 @@ impl SimFleet {
     /// the background; watch [`SimFleet::stats`] (`connects`) to know when they are up.
     pub async fn start(cfg: SimConfig) -> Result<SimFleet, SimError> {
         cfg.validate()?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(HTTP_CONNECT_TIMEOUT)
-            // Devices talk to the firmware server directly; a proxy from the environment would
-            // make the simulator test something else.
-            .no_proxy()
-            .build()
-            .map_err(SimError::Http)?;
+        let http = if cfg.strict {
+            download::HttpClient::Strict {
+                connect_timeout: HTTP_CONNECT_TIMEOUT,
+            }
+        } else {
+            download::HttpClient::Relaxed(
+                reqwest::Client::builder()
+                    .connect_timeout(HTTP_CONNECT_TIMEOUT)
+                    // Devices talk to the firmware server directly; a proxy from the environment
+                    // would make the simulator test something else.
+                    .no_proxy()
+                    .build()
+                    .map_err(SimError::Http)?,
+            )
+        };
         let ctx = Arc::new(Ctx {
             addr: BrokerAddr::parse(&cfg.broker_url)?,
             behaviour: cfg.behaviour.clone(),

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::config::{Behaviour, Fault};
-use super::download::{self, DownloadError, Expected, TransferFaults};
+use super::download::{self, DownloadError, Expected, HttpClient, TransferFaults};
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub(crate) struct Job {
     pub stall_timeout: Duration,
     /// Report download progress on this period instead of at the 10 % marks.
     pub progress_interval: Option<Duration>,
-    pub http: reqwest::Client,
+    pub http: HttpClient,
 }
 
 impl Job {
@@ -41,7 +41,7 @@ impl Job {
         files: Vec<FileToFetch>,
         fault: Fault,
         b: &Behaviour,
-        http: &reqwest::Client,
+        http: &HttpClient,
     ) -> Job {
         Job {
             files,
@@ -295,7 +295,7 @@ mod tests {
             install: Duration::ZERO,
             stall_timeout: Duration::from_secs(10),
             progress_interval: Some(Duration::from_millis(200)),
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: HttpClient::Relaxed(reqwest::Client::builder().no_proxy().build().unwrap()),
         };
         let (tx, mut rx) = mpsc::channel(64);
         tokio::time::timeout(Duration::from_secs(30), run(job, (), tx))
@@ -351,7 +351,7 @@ mod tests {
             install: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(1),
             progress_interval: None,
-            http: reqwest::Client::new(),
+            http: HttpClient::Relaxed(reqwest::Client::new()),
         };
         let (tx, mut rx) = mpsc::channel(32);
         run(job, 7u8, tx).await;

@@ -7,7 +7,10 @@
 //! list directories, or serve anything it was not explicitly offered.
 //!
 //! Range, HEAD, ETag and Last-Modified come from tower-http's `ServeFile`; hyper is driven
-//! directly (instead of `axum::serve`) because only that way a header-read timeout can be set.
+//! directly (instead of `axum::serve`) because only that way a header-read timeout and
+//! Title-Case header names (`Content-Length`, as embedded clients match it) can be set. Every
+//! response carries an exact `Content-Length` (ServeFile sets it, hyper derives it from the
+//! exact body size otherwise): never chunked, never compressed.
 //! Files up to 64 MiB are served from an in-memory copy (`file_cache`): with 100 concurrent
 //! downloads that took us from ~0.5-0.65× to ~0.95× nginx's sendfile throughput.
 
@@ -384,7 +387,7 @@ struct ClientAddr(SocketAddr);
 async fn serve_offer(
     State(shared): State<Arc<Shared>>,
     Path((token, file_name)): Path<(String, String)>,
-    request: Request,
+    mut request: Request,
 ) -> Response {
     let Some(offer) = shared.offer(&token, &file_name) else {
         return StatusCode::NOT_FOUND.into_response();
@@ -393,6 +396,9 @@ async fn serve_offer(
         .extensions()
         .get::<ClientAddr>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    // Devices get the stored bytes with an exact Content-Length, never an encoded variant: an
+    // embedded client has no decoder, whatever its request says.
+    request.headers_mut().remove(header::ACCEPT_ENCODING);
     let is_head = request.method() == Method::HEAD;
     let cached = if is_head {
         None
@@ -527,6 +533,10 @@ async fn accept_loop(listener: TcpListener, router: Router, shared: Arc<Shared>)
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
+                // Names are case-insensitive in HTTP, but many embedded HTTP clients look for
+                // `Content-Length` byte for byte (issue #11): write them as nginx does.
+                // hyper capitalises after each `-`, so the one difference is `Etag`.
+                .title_case_headers(true)
                 .serve_connection(io, TowerToHyperService::new(service));
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "firmware download connection ended");
