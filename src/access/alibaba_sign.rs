@@ -220,7 +220,8 @@ pub fn verify_login<'u, 's>(
 mod tests {
     use super::*;
 
-    /// Captured from Alibaba's own device SDK, aliyun-iot-linkkit 1.2.13 (in /work/main/.venv):
+    /// Captured from Alibaba's own device SDK, aliyun-iot-linkkit 1.2.13, with
+    /// `tests/sdk/linkkit_sign_vector.py`:
     /// `time.time` pinned to 1764590000, then `LinkKit(host_name="cn-shanghai",
     /// product_key="a1TestPk01", device_name="pump-7",
     /// device_secret="Zx9sEcReT0123456789abcdefABCDEF0")._LinkKit__config_mqtt_client_internal()`
