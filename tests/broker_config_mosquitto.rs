@@ -159,9 +159,18 @@ async fn mosquitto_enforces_the_generated_password_and_acl_files() {
             ])
             .unwrap();
     }
+    // The Alibaba console's export: BOM, its own column order, an extra column.
+    let csv = tmp.path().join("export.csv");
+    std::fs::write(
+        &csv,
+        "\u{FEFF}DeviceName,ProductKey,DeviceSecret,Status\nsigned-1,pkS,s3cr3t,ONLINE\n",
+    )
+    .unwrap();
     let out_dir = tmp.path().join("mosquitto");
     let output = Command::new(env!("CARGO_BIN_EXE_ota-console"))
-        .args(["broker-config", "--mosquitto"])
+        .args(["broker-config", "--import-alibaba-csv"])
+        .arg(&csv)
+        .arg("--mosquitto")
         .arg(&out_dir)
         .arg("--data-dir")
         .arg(&data)
@@ -174,6 +183,15 @@ async fn mosquitto_enforces_the_generated_password_and_acl_files() {
         stderr.contains("no credentials: fogcloud:fpk/lonely"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("imported 1 Alibaba device secret(s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("skipped: aliyun:pkS/signed-1: Mosquitto cannot check Alibaba signatures"),
+        "{stderr}"
+    );
+    assert_eq!(mode(&data.join("alibaba-device-secrets.csv")), 0o600);
     assert!(
         !stderr.contains("fogcloud:fpk/sub1"),
         "a sub-device talks through its gateway: {stderr}"
