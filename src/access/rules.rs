@@ -1159,4 +1159,96 @@ mod tests {
         let console = rules.grants(&Identity::Console);
         assert!(console.subscribe.contains("#") && console.subscribe.contains("$aws/#"));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Levels that build real topics, near misses and wildcards.
+        fn level() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "",
+                    "ota",
+                    "device",
+                    "inform",
+                    "progress",
+                    "upgrade",
+                    "sys",
+                    "thing",
+                    "firmware",
+                    "get",
+                    "get_reply",
+                    "fogcloud",
+                    "up",
+                    "down",
+                    "product",
+                    "status",
+                    "state",
+                    "osd",
+                    "events",
+                    "services",
+                    "services_reply",
+                    "events_reply",
+                    "status_reply",
+                    "pk",
+                    "dn",
+                    "other",
+                    "DOCK1",
+                    "DRONE1",
+                    "DRONE2",
+                    "+",
+                    "#",
+                    "$aws",
+                    "things",
+                    "jobs",
+                ])
+                .prop_map(str::to_owned),
+                "[a-z+#/ ]{0,4}",
+            ]
+        }
+
+        /// Every topic some device may use (its own and its neighbours'), and random ones.
+        fn topic() -> impl Strategy<Value = String> {
+            let rules = Rules::with_gateways([
+                (&id("dji:DRONE1"), &id("dji:DOCK1")),
+                (&id("dji:DRONE2"), &id("dji:DOCK2")),
+            ]);
+            let mut known = Vec::new();
+            for who in [
+                "aliyun:pk/dn",
+                "aliyun:pk/other",
+                "fogcloud:pk/dn",
+                "fogcloud:other/dn",
+                "dji:DOCK1",
+                "dji:DOCK2",
+                "dji:DRONE1",
+            ] {
+                let g = rules.grants(&dev(who));
+                known.extend(g.publish.into_iter().chain(g.subscribe));
+            }
+            prop_oneof![
+                prop::sample::select(known),
+                prop::collection::vec(level(), 1..9).prop_map(|levels| levels.join("/")),
+            ]
+        }
+
+        proptest! {
+            /// The embedded broker's decisions and the Mosquitto ACL list say the same thing,
+            /// and nothing panics.
+            #[test]
+            fn decisions_and_grants_agree(t in topic()) {
+                let rules = Rules::with_gateways([(&id("dji:DRONE1"), &id("dji:DOCK1"))]);
+                for who in ["aliyun:pk/dn", "fogcloud:pk/dn", "dji:DOCK1", "dji:DRONE2"] {
+                    let me = dev(who);
+                    let grants = rules.grants(&me);
+                    prop_assert_eq!(rules.may_publish(&me, &t).is_allowed(), grants.publish.contains(&t), "{} publish {:?}", who, t);
+                    prop_assert_eq!(rules.may_subscribe(&me, &t).is_allowed(), grants.subscribe.contains(&t), "{} subscribe {:?}", who, t);
+                }
+                // The console may do everything well-formed.
+                let _ = rules.may_publish(&Identity::Console, &t);
+                let _ = rules.may_subscribe(&Identity::Console, &t);
+            }
+        }
+    }
 }
