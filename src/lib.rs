@@ -1,7 +1,10 @@
 //! ota-console: pushes firmware over MQTT to fleets of devices and shows where every device stands.
 //!
 //! # Layout
-//! - [`cli`]: the headless commands (`rollout`, `sim`, `devices`, `hash`, `broker`).
+//! - [`access`]: broker authentication and topic authorization (rules from the dialects'
+//!   topic layouts, Alibaba signatures, credentials, back-off, Mosquitto files).
+//! - [`cli`]: the headless commands (`rollout`, `sim`, `devices`, `hash`, `broker`,
+//!   `broker-config`).
 //! - [`device_id`]: `DeviceId`, the canonical name of a device (and module) everywhere.
 //! - [`firmware`]: one-pass package digests (MD5, SHA-256, FogCloud checksum) and the content-addressed store.
 //! - [`engine`]: the task that owns fleet, campaigns, store and I/O; `Command` in, `Snapshot` out.
@@ -15,6 +18,7 @@
 //! - [`transport`]: the I/O edge: embedded MQTT broker, MQTT client link, firmware HTTP server.
 //! - `ui` (feature `gui`): the desktop window (eframe): panels, CJK fonts, theme, persisted settings.
 
+pub mod access;
 pub mod cli;
 pub mod device_id;
 pub mod engine;

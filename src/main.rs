@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Some(Command::Devices(args)) => runtime.block_on(ota_console::cli::devices::run(&args)),
         Some(Command::Hash(args)) => ota_console::cli::hash::run(&args),
         Some(Command::Broker(args)) => runtime.block_on(ota_console::cli::broker::run(&args)),
+        Some(Command::BrokerConfig(args)) => ota_console::cli::broker_config::run(&args),
         None => window(&runtime, &cli),
     };
     match result {

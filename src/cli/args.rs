@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use super::broker::BrokerArgs;
+use super::broker_config::BrokerConfigArgs;
 use super::connection::ConnectionArgs;
 use super::devices::DevicesArgs;
 use super::hash::HashArgs;
@@ -41,4 +42,6 @@ pub enum Command {
     Hash(HashArgs),
     /// Run the embedded MQTT broker alone.
     Broker(BrokerArgs),
+    /// Import Alibaba device secrets; write Mosquitto password, ACL and config files.
+    BrokerConfig(BrokerConfigArgs),
 }

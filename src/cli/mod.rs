@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod broker;
+pub mod broker_config;
 pub mod connection;
 pub mod devices;
 pub mod hash;

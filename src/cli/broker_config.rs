@@ -1,0 +1,152 @@
+//! `ota-console broker-config`: imports the Alibaba device-secret CSV into the data directory,
+//! and writes the files that secure an external Mosquitto (password file, ACL file, config
+//! snippet) for the console and the users of `mqtt-users.txt`, with the gateways and
+//! sub-devices the inventory knows.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::access::credentials::{Authenticator, SecretTable};
+use crate::access::mosquitto::{self, MosquittoFiles};
+use crate::access::rules::Rules;
+use crate::private_fs;
+use crate::store::Store;
+
+/// File names written into the `--mosquitto` directory.
+pub const PASSWORD_FILE: &str = "passwd";
+pub const ACL_FILE: &str = "acl";
+pub const CONF_FILE: &str = "ota-console.conf";
+
+#[derive(Debug, Clone, Args)]
+pub struct BrokerConfigArgs {
+    /// Write `passwd`, `acl` and `ota-console.conf` for Mosquitto 2.0 into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub mosquitto: Option<PathBuf>,
+
+    /// First import this CSV exported from the Alibaba IoT console (ProductKey, DeviceName,
+    /// DeviceSecret) into the data directory.
+    #[arg(long, value_name = "FILE")]
+    pub import_alibaba_csv: Option<PathBuf>,
+
+    /// Where the console's credentials, `mqtt-users.txt` and the database live (default:
+    /// $OTA_CONSOLE_DATA_DIR, else the XDG data dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// SQLite database with the known devices (default: in the data directory).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
+    if args.mosquitto.is_none() && args.import_alibaba_csv.is_none() {
+        bail!("nothing to do: give --mosquitto DIR and/or --import-alibaba-csv FILE");
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::firmware::default_data_dir);
+    private_fs::create_private_dir(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    if let Some(csv) = &args.import_alibaba_csv {
+        let count = SecretTable::import(&data_dir, csv)?;
+        eprintln!(
+            "imported {count} Alibaba device secret(s) from {} into {}",
+            csv.display(),
+            data_dir
+                .join(crate::access::credentials::SECRETS_FILE)
+                .display()
+        );
+    }
+    if let Some(dir) = &args.mosquitto {
+        let db = args
+            .db
+            .clone()
+            .unwrap_or_else(|| data_dir.join("ota-console.db"));
+        write_mosquitto(&data_dir, &db, dir)?;
+    }
+    Ok(())
+}
+
+fn write_mosquitto(data_dir: &Path, db: &Path, dir: &Path) -> anyhow::Result<()> {
+    let auth = Authenticator::load(data_dir)?;
+    let inventory = Store::open(db)
+        .and_then(|store| store.load_inventory())
+        .with_context(|| format!("reading the known devices from {}", db.display()))?;
+    let rules = Rules::with_gateways(
+        inventory
+            .iter()
+            .filter_map(|d| d.gateway.as_ref().map(|gw| (&d.id, gw))),
+    );
+    let files = MosquittoFiles::build(&auth, &rules, rand::random);
+    private_fs::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let (pw, acl, conf) = (
+        dir.join(PASSWORD_FILE),
+        dir.join(ACL_FILE),
+        dir.join(CONF_FILE),
+    );
+    write_file(&pw, files.password_file.as_bytes())?;
+    write_file(&acl, files.acl_file.as_bytes())?;
+    write_file(&conf, mosquitto::conf_snippet(&pw, &acl).as_bytes())?;
+    for line in &files.skipped {
+        eprintln!("skipped: {line}");
+    }
+    // Known devices nobody can log in as: say so, or the operator will wonder why they are quiet.
+    let covered: Vec<_> = auth.users.entries().map(|e| &e.identity).collect();
+    for device in &inventory {
+        let id = &device.id;
+        let reachable = covered.iter().any(|identity| match identity {
+            crate::access::Identity::Device(d) => d == id || device.gateway.as_ref() == Some(d),
+            crate::access::Identity::Site { devices, .. } => {
+                devices.contains(id)
+                    || device
+                        .gateway
+                        .as_ref()
+                        .is_some_and(|gw| devices.contains(gw))
+            }
+            _ => false,
+        });
+        if !reachable {
+            eprintln!(
+                "no credentials: {id} (add it to {})",
+                data_dir
+                    .join(crate::access::credentials::USERS_FILE)
+                    .display()
+            );
+        }
+    }
+    println!(
+        "wrote {} user(s) to {}, {} and {}",
+        files.users,
+        pw.display(),
+        acl.display(),
+        conf.display()
+    );
+    println!(
+        "the console logs in as {:?}; its password is in {}",
+        auth.console.username,
+        data_dir
+            .join(crate::access::credentials::CONSOLE_FILE)
+            .display()
+    );
+    Ok(())
+}
+
+/// Replaces `path` with `contents` (0600: the password file holds hashes, the ACL the fleet).
+fn write_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    std::fs::remove_file(path)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .with_context(|| format!("replacing {}", path.display()))?;
+    private_fs::private_file(path, contents).with_context(|| format!("writing {}", path.display()))
+}
