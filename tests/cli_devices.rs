@@ -55,6 +55,9 @@ async fn devices_json_lists_what_announced_itself() {
         .expect("devices finishes")
         .unwrap();
     assert!(out.status.success());
+    // A look around connects on a clean, temporary session: it neither claims nor drains the
+    // data directory's persistent session, which a `rollout --resume` may need.
+    assert!(!dir.path().join("mqtt-client-id").exists());
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let list = list.as_array().unwrap();
     let ids: Vec<&str> = list.iter().map(|d| d["id"].as_str().unwrap()).collect();

@@ -36,6 +36,7 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         db_path: dir.join("ota-console.db"),
         dialects: vec![Dialect::Aliyun],
         resume_unfinished: false,
+        keep_session: true,
     };
     let handle = engine::start(config).await.expect("engine starts");
     handle

@@ -126,6 +126,7 @@ impl ConnectionArgs {
             data_dir,
             dialects: Dialect::ALL.to_vec(),
             resume_unfinished: false,
+            keep_session: true,
         })
     }
 }

@@ -49,6 +49,8 @@ impl From<&DeviceRecord> for DeviceEntry {
 pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
     let mut config = args.connection.engine_config()?;
     config.firmware = FirmwareSource::Disabled;
+    // A look around must not drain what the broker kept for `rollout --resume`.
+    config.keep_session = args.connection.client_id.is_some();
     let started_ms = now_ms();
     let handle = engine::start(config).await?;
     handle

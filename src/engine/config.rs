@@ -43,6 +43,10 @@ pub struct EngineConfig {
     /// Pick up campaigns that were running when the console stopped (the window does; the
     /// `rollout` command resumes only the one named by `--resume`).
     pub resume_unfinished: bool,
+    /// Claim the data directory's persistent MQTT session (the window and `rollout` do). A
+    /// command that only looks (`devices`) connects with a clean session under a temporary id,
+    /// so it never takes what the broker kept for a rollout to resume.
+    pub keep_session: bool,
 }
 
 impl EngineConfig {
@@ -58,6 +62,7 @@ impl EngineConfig {
             data_dir,
             dialects: Dialect::ALL.to_vec(),
             resume_unfinished: false,
+            keep_session: true,
         }
     }
 }

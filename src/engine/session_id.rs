@@ -63,6 +63,16 @@ pub struct SessionClaim {
 
 impl SessionClaim {
     /// A random id with a clean session, and why.
+    /// A clean session under a fresh id, asked for: nothing to warn about.
+    pub(crate) fn transient() -> SessionClaim {
+        SessionClaim {
+            client_id: generate_client_id(),
+            clean_session: true,
+            warning: None,
+            _lock: None,
+        }
+    }
+
     fn temporary(why: impl FnOnce(&str) -> String) -> SessionClaim {
         let client_id = generate_client_id();
         SessionClaim {

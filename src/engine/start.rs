@@ -74,8 +74,12 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
 
     let (broker, mut link_options, broker_label) = connect_options(&config)?;
     // One persistent session per data directory (or per id asked for), held while we run.
-    let session = super::session_id::claim(&config.data_dir, link_options.client_id.as_deref())
-        .map_err(|e| start_error(e.to_string()))?;
+    let session = if config.keep_session {
+        super::session_id::claim(&config.data_dir, link_options.client_id.as_deref())
+            .map_err(|e| start_error(e.to_string()))?
+    } else {
+        super::session_id::SessionClaim::transient()
+    };
     link_options.client_id = Some(session.client_id.clone());
     link_options.clean_session = session.clean_session;
     let broker_url = format!(

@@ -162,10 +162,16 @@ impl Campaign {
         let mut persisted = persisted;
         persisted.devices.sort_by_key(|d| d.position);
         let timeout_ms = persisted.spec.policy.device_timeout_ms();
+        let settle_ms = persisted.spec.policy.settle_ms;
         for rec in &mut persisted.devices {
             rec.percent = rec.percent.min(100);
             if rec.status.in_flight() && rec.deadline_at.is_none() {
                 rec.deadline_at = Some(now.plus_ms(timeout_ms));
+            }
+            // An ack wait that ran out while the console was down must not fire before the
+            // reports the broker kept for the console's session have had time to arrive.
+            if settle_ms > 0 && rec.device.dialect() != Dialect::Dji {
+                device::hold_ack_wait(rec, now.plus_ms(settle_ms));
             }
         }
         let online = persisted
@@ -284,15 +290,26 @@ impl Campaign {
     /// ago may be one sent before the device subscribed: its notice waits until it has settled.
     /// (DJI docks report all the time and have their own reply wait: not held.)
     pub fn note_heard(&mut self, device: &DeviceId, heard_at: Timestamp) {
-        let Some(idx) = self.index_of(device) else {
-            return;
-        };
+        if let Some(idx) = self.index_of(device) {
+            self.start_settle(idx, heard_at);
+        }
+    }
+
+    /// The one place a settle delay starts: a device heard at `heard_at` is not noticed before
+    /// `heard_at + settle_ms`, since SDKs that report before they subscribe would lose it. DJI
+    /// devices are never held (docks report all the time; `ota_create` has its own reply wait).
+    fn start_settle(&mut self, idx: usize, heard_at: Timestamp) {
         let until = heard_at.plus_ms(self.spec.policy.settle_ms);
-        if device.dialect() == Dialect::Dji || until <= self.now {
+        let dji = self
+            .devices
+            .get(idx)
+            .is_none_or(|rec| rec.device.dialect() == Dialect::Dji);
+        if dji || until <= self.now {
             return;
         }
         if let Some(slot) = self.settle_until.get_mut(idx) {
             *slot = Some(until);
+            // Wakes the scheduler when the delay is over (the device timer does nothing then).
             self.timers.insert((until, idx));
         }
     }
@@ -493,6 +510,15 @@ impl Campaign {
         let Some(&idx) = self.by_device.get(&report.device) else {
             return;
         };
+        // Alibaba and FogCloud devices report their version when they (re)connect: one still
+        // waiting for its notice may not have subscribed yet.
+        if self
+            .devices
+            .get(idx)
+            .is_some_and(|rec| rec.status == DeviceStatus::Pending)
+        {
+            self.start_settle(idx, self.now);
+        }
         self.update(idx, out, |rec, ctx| {
             device::on_version(rec, &report.version, ctx)
         });
@@ -686,6 +712,44 @@ impl Campaign {
 
     /// Re-sends the notice in flight to every online `noticed` device (DJI has its own
     /// reply-and-resend exchange): a notice that never arrived would otherwise cost a timeout.
+    /// After a resume or a broker outage, with settling on: every online `noticed` device
+    /// (DJI has its own reply-and-resend exchange) waits `settle_ms` for an answer before its
+    /// notice goes again. What devices reported while the console could not listen is still
+    /// arriving from its persistent session, and a device that answers in that time (or already
+    /// succeeded) must not get a second notice.
+    fn await_noticed_answers(&mut self, out: &mut Vec<Action>) {
+        let due = self.now.plus_ms(self.spec.policy.settle_ms);
+        let waiting: Vec<usize> = self
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|&(idx, rec)| {
+                self.online.get(idx).copied().unwrap_or(false)
+                    && rec.status == DeviceStatus::Noticed
+                    && rec.device.dialect() != Dialect::Dji
+            })
+            .map(|(idx, _)| idx)
+            .collect();
+        for &idx in &waiting {
+            self.update(idx, out, |rec, _| {
+                device::await_answer(rec, due);
+                Step::default()
+            });
+        }
+        if !waiting.is_empty() {
+            log(
+                out,
+                None,
+                LogLevel::Info,
+                format!(
+                    "{} notice(s) that may not have arrived: re-sent unless answered within {} ms",
+                    waiting.len(),
+                    self.spec.policy.settle_ms
+                ),
+            );
+        }
+    }
+
     fn resend_to_noticed(&self, out: &mut Vec<Action>) {
         let mut count = 0;
         for (idx, rec) in self.devices.iter().enumerate() {
@@ -712,14 +776,8 @@ impl Campaign {
         };
         let came_back = online && !*flag;
         *flag = online;
-        let settle_ms = self.spec.policy.settle_ms;
-        if came_back && settle_ms > 0 {
-            let until = self.now.plus_ms(settle_ms);
-            if let Some(slot) = self.settle_until.get_mut(idx) {
-                *slot = Some(until);
-            }
-            // Wakes the scheduler when the delay is over (the device timer does nothing then).
-            self.timers.insert((until, idx));
+        if came_back {
+            self.start_settle(idx, self.now);
         }
         if online && let Some(at) = self.heard_at.get_mut(idx) {
             *at = Some(self.now);
@@ -910,7 +968,11 @@ impl Campaign {
     fn settle(&mut self, ids: &mut dyn IdSource, out: &mut Vec<Action>) {
         if self.resend_noticed && self.broker_lost_at.is_none() {
             self.resend_noticed = false;
-            self.resend_to_noticed(out);
+            if self.spec.policy.settle_ms > 0 {
+                self.await_noticed_answers(out);
+            } else {
+                self.resend_to_noticed(out);
+            }
         }
         self.check_abort(out);
         // Skips decided while noticing can complete a wave: go round until no wave opens

@@ -429,19 +429,48 @@ fn resend_unanswered(rec: &mut DeviceRecord, wait: ReplyWait, ctx: &DeviceCtx<'_
     }
     let total = ctx.policy.ack_resends.max(wait.resends_left);
     let done = total - wait.resends_left + 1;
-    let waited_ms = ctx.policy.ack_wait_ms(done - 1);
     rec.resends = rec.resends.saturating_add(1);
+    let next_ms = ctx.policy.ack_wait_ms(done);
     rec.reply_wait = (wait.resends_left > 1).then(|| ReplyWait {
-        deadline_at: ctx.now.plus_ms(ctx.policy.ack_wait_ms(done)),
+        deadline_at: ctx.now.plus_ms(next_ms),
         resends_left: wait.resends_left - 1,
     });
+    // The wait that ran out is not always the ack window (a settle or resume wait can be
+    // shorter), so the log says what comes next rather than what was waited.
+    let next = if wait.resends_left > 1 {
+        format!(
+            "{} more if unanswered, the next in {:.1} s",
+            wait.resends_left - 1,
+            next_ms as f64 / 1000.0
+        )
+    } else {
+        "the last re-send: only the device timeout is left".to_owned()
+    };
     Step {
-        logs: vec![format!(
-            "no answer to the notice within {:.1} s: re-sent ({done} of {total})",
-            waited_ms as f64 / 1000.0
-        )],
+        logs: vec![format!("no answer to the notice: re-sent ({next})")],
         resend: true,
         ..Step::default()
+    }
+}
+
+/// A `noticed` device's notice may not have arrived: it is re-sent at `due` unless answered
+/// first. An ack wait already running is kept (its re-send comes when it runs out).
+pub(crate) fn await_answer(rec: &mut DeviceRecord, due: Timestamp) {
+    if rec.status == DeviceStatus::Noticed && rec.reply_wait.is_none() {
+        rec.reply_wait = Some(ReplyWait {
+            deadline_at: due,
+            resends_left: 1,
+        });
+    }
+}
+
+/// An Alibaba / FogCloud ack wait due before `not_before` is held until then (on resume: the
+/// answers the broker kept for the console may still be on their way).
+pub(crate) fn hold_ack_wait(rec: &mut DeviceRecord, not_before: Timestamp) {
+    if let Some(wait) = &mut rec.reply_wait
+        && rec.status.in_flight()
+    {
+        wait.deadline_at = wait.deadline_at.max(not_before);
     }
 }
 

@@ -92,10 +92,12 @@
 //!   timeout is left. Re-sends are counted per device (`resends`, persisted; shown in the window
 //!   and the report) and the wait is persisted, so it goes on after a restart. DJI keeps its own
 //!   `services_reply` wait (`dji_reply_timeout_ms`, `dji_resends`), not doubled.
-//! - **Settle**: a device that comes online while the campaign runs (heard for the first time,
-//!   or back after being away) is not noticed before `settle_ms` (default 2 s) has passed:
-//!   some SDKs publish their version before they subscribe. A device that asks
-//!   (`FirmwareGet`) is listening, so it is not made to wait.
+//! - **Settle**: an Alibaba or FogCloud device heard while it waits for its notice (a version
+//!   report: these devices report when they connect), one that comes back online, and one the
+//!   engine heard less than `settle_ms` before the start (`note_heard`) is not noticed before
+//!   `settle_ms` (default 2 s) has passed: some SDKs publish their version before they
+//!   subscribe. A device that asks (`FirmwareGet`) is listening, so it is not made to wait. DJI
+//!   devices are never held (their `ota_create` has its own reply wait).
 //! - **Timeout** from each notice to the target version report. **Retries**: a failed or
 //!   timed-out device is noticed again after `retry_interval_secs`, up to `retries` times;
 //!   rejected (and DJI `canceled`) never. `RetryFailed` gives failed and timed-out devices a
@@ -114,7 +116,10 @@
 //!   `noticed` then get their notice re-sent (it may have been lost with their session).
 //! - **Re-sends on resume**: a resumed campaign re-sends the notice in flight to its online
 //!   `noticed` devices (not DJI): the console may have died between recording a notice and
-//!   publishing it.
+//!   publishing it. With `settle_ms > 0` this re-send (and the one after a broker outage) waits
+//!   `settle_ms` for an answer first, as does an ack wait that ran out while the console was
+//!   down: what devices reported meanwhile arrives from the console's persistent session, and a
+//!   device that already succeeded must not get a second notice.
 //! - **Offline** devices are not noticed; they get their notice when seen again
 //!   (`Input::Seen`, or any event from them). A device seen again while `noticed` (not DJI) gets
 //!   the same notice re-sent, as the Alibaba platform does.
