@@ -198,15 +198,10 @@ impl Runner {
         if !news.persistent || news.connacks == before.connacks {
             return;
         }
-        let id = self.link.client_id().to_owned();
         if news.lost > before.lost {
-            self.alert(
-                AlertLevel::Warning,
-                format!(
-                    "the MQTT broker did not keep the console's session (client id {id}): what \
-                     devices reported while the link was down is lost; devices in flight will \
-                     time out and be noticed again"
-                ),
+            self.warn_session_lost(
+                "the MQTT broker did not keep the console's session",
+                "the link was down",
             );
         } else if before.connacks == 0 && !news.present {
             self.session_absent_untold = true;
@@ -221,13 +216,20 @@ impl Runner {
             return;
         }
         self.session_absent_untold = false;
+        self.warn_session_lost(
+            "the MQTT broker kept no session for the console",
+            "the console was down",
+        );
+    }
+
+    /// One wording for both ways of learning that the broker kept nothing for us.
+    fn warn_session_lost(&mut self, what: &str, while_away: &str) {
         let id = self.link.client_id().to_owned();
         self.alert(
             AlertLevel::Warning,
             format!(
-                "the MQTT broker kept no session for client id {id}: what devices reported \
-                 while the console was down is lost; devices in flight will time out and be \
-                 noticed again"
+                "{what} (client id {id}): what devices reported while {while_away} is lost; \
+                 devices in flight will time out and be noticed again"
             ),
         );
     }
