@@ -1,5 +1,6 @@
 //! Who may connect to the broker and what each client may publish and subscribe to. Broker
-//! independent: the embedded broker's hooks and `broker-config`'s Mosquitto files both ask here.
+//! independent: `broker-config`'s Mosquitto files are made from it, and the embedded broker is
+//! to ask it too (not yet: rumqttd 0.20 has no topic-authorization hook; see issue #16).
 //!
 //! # Layout
 //! - [`rules`]: topic authorization generated from each dialect's topic layout: an
