@@ -154,9 +154,18 @@ impl EngineHandle {
         })
         .await;
         waited.unwrap_or_else(|_| {
-            let state = self.snapshot().link.clone();
+            // In words: the operator reads this, not a debug dump of the link state.
+            let why = match self.snapshot().link.clone() {
+                LinkState::Reconnecting {
+                    reason, attempt, ..
+                } => format!("{reason} (tried {attempt} times)"),
+                LinkState::Failed { reason } => reason,
+                LinkState::Connecting => "the broker did not answer".to_owned(),
+                LinkState::Connected => "it connected just too late".to_owned(),
+            };
             Err(EngineError::Refused(format!(
-                "no connection to the broker after {timeout:?}: {state:?}"
+                "no connection to the broker after {}: {why}",
+                humantime::format_duration(timeout)
             )))
         })
     }
