@@ -710,26 +710,25 @@ impl Campaign {
             && !dock_busy
     }
 
-    /// Re-sends the notice in flight to every online `noticed` device (DJI has its own
-    /// reply-and-resend exchange): a notice that never arrived would otherwise cost a timeout.
-    /// After a resume or a broker outage, with settling on: every online `noticed` device
-    /// (DJI has its own reply-and-resend exchange) waits `settle_ms` for an answer before its
-    /// notice goes again. What devices reported while the console could not listen is still
-    /// arriving from its persistent session, and a device that answers in that time (or already
-    /// succeeded) must not get a second notice.
+    /// The devices whose notice may not have arrived after a resume or a broker outage: online
+    /// and `noticed`. DJI devices are left out: `ota_create` has its own reply-and-resend exchange.
+    fn noticed_online(&self) -> impl Iterator<Item = usize> + '_ {
+        self.devices.iter().enumerate().filter_map(|(idx, rec)| {
+            (self.online.get(idx).copied().unwrap_or(false)
+                && rec.status == DeviceStatus::Noticed
+                && rec.device.dialect() != Dialect::Dji)
+                .then_some(idx)
+        })
+    }
+
+    /// After a resume or a broker outage, with settling on: every [`Self::noticed_online`]
+    /// device waits `settle_ms` for an answer before its notice goes again. What devices
+    /// reported while the console could not listen is still arriving from its persistent
+    /// session, and a device that answers in that time (or already succeeded) must not get a
+    /// second notice.
     fn await_noticed_answers(&mut self, out: &mut Vec<Action>) {
         let due = self.now.plus_ms(self.spec.policy.settle_ms);
-        let waiting: Vec<usize> = self
-            .devices
-            .iter()
-            .enumerate()
-            .filter(|&(idx, rec)| {
-                self.online.get(idx).copied().unwrap_or(false)
-                    && rec.status == DeviceStatus::Noticed
-                    && rec.device.dialect() != Dialect::Dji
-            })
-            .map(|(idx, _)| idx)
-            .collect();
+        let waiting: Vec<usize> = self.noticed_online().collect();
         for &idx in &waiting {
             self.update(idx, out, |rec, _| {
                 device::await_answer(rec, due);
@@ -750,12 +749,12 @@ impl Campaign {
         }
     }
 
+    /// Re-sends the notice in flight to every [`Self::noticed_online`] device at once (settling
+    /// off): a notice that never arrived would otherwise cost a timeout.
     fn resend_to_noticed(&self, out: &mut Vec<Action>) {
         let mut count = 0;
-        for (idx, rec) in self.devices.iter().enumerate() {
-            let online = self.online.get(idx).copied().unwrap_or(false);
-            if online && rec.status == DeviceStatus::Noticed && rec.device.dialect() != Dialect::Dji
-            {
+        for idx in self.noticed_online() {
+            if let Some(rec) = self.devices.get(idx) {
                 out.push(Action::SendUpgrade(order_for(rec, true)));
                 count += 1;
             }
