@@ -50,6 +50,9 @@ pub const SECRETS_FILE: &str = "alibaba-device-secrets.csv";
 /// The user-name/password file in the data directory.
 pub const USERS_FILE: &str = "mqtt-users.txt";
 
+/// The first lines of a `mqtt-users.txt` the console creates.
+const USERS_FILE_HEADER: &str = "# ota-console MQTT users: user-name password identity... (see the README)\n";
+
 /// Largest credentials file read (a secret table of ~100k devices fits).
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -296,6 +299,39 @@ impl SecretTable {
         Ok(count)
     }
 
+    /// Adds (or replaces) one device's secret.
+    pub fn insert(
+        &mut self,
+        product_key: &str,
+        device_name: &str,
+        secret: &str,
+    ) -> Result<(), CredentialsError> {
+        let bad = |detail: String| CredentialsError::BadLine {
+            source_name: "new secret".to_owned(),
+            line: 0,
+            detail,
+        };
+        DeviceId::aliyun(product_key, device_name).map_err(|e| bad(e.to_string()))?;
+        if secret.is_empty()
+            || secret.len() > alibaba_sign::MAX_FIELD_BYTES
+            || secret.contains(char::is_control)
+        {
+            return Err(bad(
+                "DeviceSecret is empty, too long or has control characters".into(),
+            ));
+        }
+        self.secrets.insert(
+            (product_key.to_owned(), device_name.to_owned()),
+            secret.to_owned(),
+        );
+        Ok(())
+    }
+
+    /// Writes the table as the data directory's secret file (0600, replaced atomically).
+    pub fn save(&self, data_dir: &Path) -> Result<(), CredentialsError> {
+        write_private(&data_dir.join(SECRETS_FILE), &self.to_csv())
+    }
+
     /// The table as CSV with the export's header.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut writer = csv::Writer::from_writer(Vec::new());
@@ -436,6 +472,47 @@ impl UserTable {
 
     pub fn get(&self, username: &str) -> Option<&UserEntry> {
         self.users.get(username)
+    }
+
+    /// Adds a user to the data directory's `mqtt-users.txt` (comments and other lines kept) and
+    /// returns the new table. `identities` are device ids or `aws:{thing}`, as in the file. A
+    /// user name already there is refused: nobody's password is replaced by accident.
+    pub fn add_user(
+        data_dir: &Path,
+        username: &str,
+        password: &str,
+        identities: &[String],
+    ) -> Result<UserTable, CredentialsError> {
+        let path = data_dir.join(USERS_FILE);
+        let mut text = match read_bounded(&path)? {
+            Some(bytes) => String::from_utf8(bytes).map_err(|e| CredentialsError::BadLine {
+                source_name: path.display().to_string(),
+                line: 0,
+                detail: format!("not UTF-8: {e}"),
+            })?,
+            None => USERS_FILE_HEADER.to_owned(),
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("{username} {password} {}\n", identities.join(" ")));
+        let table = Self::parse(&text, &path.display().to_string())?;
+        write_private(&path, text.as_bytes())?;
+        Ok(table)
+    }
+
+    /// The user (device or site) whose rights cover `device`, a device's own user first.
+    pub fn user_for(&self, device: &DeviceId) -> Option<&UserEntry> {
+        let device = device.device();
+        let own = self
+            .users
+            .values()
+            .find(|e| matches!(&e.identity, Identity::Device(d) if *d == device));
+        own.or_else(|| {
+            self.users.values().find(
+                |e| matches!(&e.identity, Identity::Site { devices, .. } if devices.contains(&device)),
+            )
+        })
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &UserEntry> {

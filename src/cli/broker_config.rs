@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::access::credentials::{Authenticator, SecretTable};
+use crate::access::credentials::{Authenticator, SecretTable, UserTable};
 use crate::access::mosquitto::{self, MosquittoFiles};
 use crate::access::rules::Rules;
 use crate::private_fs;
@@ -30,6 +30,21 @@ pub struct BrokerConfigArgs {
     #[arg(long, value_name = "FILE")]
     pub import_alibaba_csv: Option<PathBuf>,
 
+    /// Add a user to `mqtt-users.txt` (for devices that log in with a user name and password:
+    /// FogCloud devices and gateways, DJI docks, AWS things); give what it may act as with
+    /// --identity. Its password (generated unless --password) is printed once.
+    #[arg(long, value_name = "NAME", requires = "identity")]
+    pub add_user: Option<String>,
+
+    /// With --add-user: a device id it may act as (`fogcloud:pk/dn`, `dji:SN`, `aws:thing`,
+    /// `aliyun:pk/dn`); repeat for a site user (a DJI dock's user names its drones too).
+    #[arg(long, value_name = "ID", requires = "add_user")]
+    pub identity: Vec<String>,
+
+    /// With --add-user: this password instead of a generated one.
+    #[arg(long, value_name = "PASSWORD", requires = "add_user")]
+    pub password: Option<String>,
+
     /// Where the console's credentials, `mqtt-users.txt` and the database live (default:
     /// $OTA_CONSOLE_DATA_DIR, else the XDG data dir).
     #[arg(long, value_name = "DIR")]
@@ -41,8 +56,8 @@ pub struct BrokerConfigArgs {
 }
 
 pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
-    if args.mosquitto.is_none() && args.import_alibaba_csv.is_none() {
-        bail!("nothing to do: give --mosquitto DIR and/or --import-alibaba-csv FILE");
+    if args.mosquitto.is_none() && args.import_alibaba_csv.is_none() && args.add_user.is_none() {
+        bail!("nothing to do: give --mosquitto DIR, --import-alibaba-csv FILE or --add-user NAME");
     }
     let data_dir = args
         .data_dir
@@ -60,6 +75,9 @@ pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
                 .display()
         );
     }
+    if let Some(user) = &args.add_user {
+        add_user(&data_dir, user, args.password.as_deref(), &args.identity)?;
+    }
     if let Some(dir) = &args.mosquitto {
         let db = args
             .db
@@ -67,6 +85,28 @@ pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| data_dir.join("ota-console.db"));
         write_mosquitto(&data_dir, &db, dir)?;
     }
+    Ok(())
+}
+
+/// Adds one user and prints its password (the only time it is shown outside the 0600 file).
+fn add_user(
+    data_dir: &Path,
+    user: &str,
+    password: Option<&str>,
+    identities: &[String],
+) -> anyhow::Result<()> {
+    let generated = hex::encode(rand::random::<[u8; 16]>());
+    let password = password.unwrap_or(&generated);
+    let table = UserTable::add_user(data_dir, user, password, identities)?;
+    let entry = table
+        .get(user)
+        .with_context(|| format!("user {user:?} was not written"))?;
+    eprintln!(
+        "added user {user:?} ({}) to {}",
+        entry.identity,
+        data_dir.join(crate::access::credentials::USERS_FILE).display()
+    );
+    println!("{password}");
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::device_id::Dialect;
-use crate::engine::{BrokerChoice, EngineConfig, FirmwareSource};
+use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 use crate::transport::mqtt::{BrokerUrl, LinkOptions};
 
 /// Where to reach devices and how to serve them firmware.
@@ -22,6 +22,12 @@ pub struct ConnectionArgs {
     /// Address of the embedded broker (when no `--broker` is given).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:1883")]
     pub listen: SocketAddr,
+
+    /// Let anyone who reaches the embedded broker publish and subscribe to anything (no
+    /// credentials, no topic rules). Without it the embedded broker admits only the console and
+    /// devices with credentials in the data directory, each limited to its own topics.
+    #[arg(long, conflicts_with = "broker")]
+    pub open_broker: bool,
 
     /// MQTT user name.
     #[arg(long, value_name = "NAME")]
@@ -90,6 +96,11 @@ impl ConnectionArgs {
         let broker = match &self.broker {
             None => BrokerChoice::Embedded {
                 listen: self.listen,
+                access: if self.open_broker {
+                    EmbeddedAccess::Open
+                } else {
+                    EmbeddedAccess::Secure
+                },
             },
             Some(url) => {
                 let url: BrokerUrl = url.parse().with_context(|| format!("--broker {url:?}"))?;

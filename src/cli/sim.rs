@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet, SimTotals};
+use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet, SimLogins, SimTotals};
 
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
@@ -95,6 +95,15 @@ pub struct SimArgs {
     /// With --strict: milliseconds between a device's version report and its subscription.
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub subscribe_delay_ms: u64,
+    /// Log the devices in to a secured broker with the credentials of this data directory (the
+    /// console's: `alibaba-device-secrets.csv`, `mqtt-users.txt`); devices it has none for
+    /// connect without.
+    #[arg(long, value_name = "DIR", conflicts_with = "provision")]
+    pub credentials: Option<std::path::PathBuf>,
+    /// Like --credentials, and first give every simulated device that has none in DIR fresh
+    /// credentials (written to DIR's files, which a running embedded broker re-reads).
+    #[arg(long, value_name = "DIR")]
+    pub provision: Option<std::path::PathBuf>,
     /// Print the summaries as JSON lines (`{"event": "summary" | "stopped", "totals": {..}}`)
     /// for scripts and benchmarks.
     #[arg(long)]
@@ -104,6 +113,26 @@ pub struct SimArgs {
 impl SimArgs {
     /// The library configuration these options describe.
     pub fn to_config(&self) -> anyhow::Result<SimConfig> {
+        let mut cfg = self.plain_config()?;
+        if let Some(dir) = &self.provision {
+            let (logins, added) = SimLogins::provision(dir, &cfg)
+                .with_context(|| format!("provisioning credentials in {}", dir.display()))?;
+            if added > 0 {
+                eprintln!(
+                    "gave {added} simulated device(s) credentials in {}",
+                    dir.display()
+                );
+            }
+            cfg.logins = std::sync::Arc::new(logins);
+        } else if let Some(dir) = &self.credentials {
+            let logins = SimLogins::load(dir)
+                .with_context(|| format!("reading credentials in {}", dir.display()))?;
+            cfg.logins = std::sync::Arc::new(logins);
+        }
+        Ok(cfg)
+    }
+
+    fn plain_config(&self) -> anyhow::Result<SimConfig> {
         Ok(SimConfig {
             broker_url: self.broker.clone(),
             aliyun: self.aliyun,
@@ -138,6 +167,7 @@ impl SimArgs {
                 ..Behaviour::default()
             },
             strict: self.strict,
+            logins: std::sync::Arc::default(),
         })
     }
 }

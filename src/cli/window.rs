@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::connection::ConnectionArgs;
-use crate::engine::{self, BrokerChoice, Command, FirmwareSource};
-use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use crate::engine::{self, BrokerChoice, Command, EmbeddedAccess, FirmwareSource};
+use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet, SimLogins};
 use crate::ui::{self, UiOptions};
 
 /// Size of the demo firmware file written on first use.
@@ -32,6 +32,7 @@ pub fn run(
         {
             *public_base = demo_public_base(bind);
         }
+        demo_broker_access(&mut config.broker);
     }
     let demo_firmware = demo.then(|| config.data_dir.join("demo-firmware-2.0.0.bin"));
     let handle = runtime
@@ -42,6 +43,7 @@ pub fn run(
                 tracing::warn!("{e}; the demo uses free ports instead");
                 config.broker = BrokerChoice::Embedded {
                     listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    access: EmbeddedAccess::Open,
                 };
                 config.firmware = FirmwareSource::Embedded {
                     bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -52,6 +54,13 @@ pub fn run(
                 Err(e)
             }
         })?;
+    let demo_secure = matches!(
+        config.broker,
+        BrokerChoice::Embedded {
+            access: EmbeddedAccess::Secure,
+            ..
+        }
+    );
     let _fleet = if demo {
         if let Some(path) = &demo_firmware {
             write_demo_firmware(path)?;
@@ -60,8 +69,15 @@ pub fn run(
                 reply: None,
             });
         }
+        let mut fleet_config = demo_fleet(handle.broker_url());
+        if demo_secure {
+            // A demo broker reachable from the network stays secure: its devices get credentials.
+            let (logins, _) = SimLogins::provision(&config.data_dir, &fleet_config)
+                .context("giving the demo devices credentials")?;
+            fleet_config.logins = std::sync::Arc::new(logins);
+        }
         let fleet = runtime
-            .block_on(SimFleet::start(demo_fleet(handle.broker_url())))
+            .block_on(SimFleet::start(fleet_config))
             .context("starting the demo fleet")?;
         Some(fleet)
     } else {
@@ -80,6 +96,20 @@ pub fn run(
             ..UiOptions::default()
         },
     )
+}
+
+/// The demo's broker serves devices in this process: on a wildcard address it listens on
+/// loopback only, and there it is open (nothing but this machine reaches it). A demo told to
+/// listen on a network address keeps the broker secure.
+fn demo_broker_access(broker: &mut BrokerChoice) {
+    if let BrokerChoice::Embedded { listen, access } = broker {
+        if listen.ip().is_unspecified() {
+            listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+        }
+        if listen.ip().is_loopback() {
+            *access = EmbeddedAccess::Open;
+        }
+    }
 }
 
 /// The simulated devices live in this process, so loopback always reaches the server. A

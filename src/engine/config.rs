@@ -10,9 +10,24 @@ use crate::transport::mqtt::LinkOptions;
 #[derive(Debug, Clone)]
 pub enum BrokerChoice {
     /// Start the embedded broker on this address and connect to it.
-    Embedded { listen: SocketAddr },
+    Embedded {
+        listen: SocketAddr,
+        access: EmbeddedAccess,
+    },
     /// Connect to an existing broker.
     External(LinkOptions),
+}
+
+/// Who may use the embedded broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbeddedAccess {
+    /// Only clients with credentials of the data directory (the console's own, imported Alibaba
+    /// device secrets, `mqtt-users.txt`), each limited to its own topics.
+    #[default]
+    Secure,
+    /// Anyone who reaches the port may publish and subscribe to anything (`--open-broker`, or
+    /// `--demo` on loopback). Logged at start and shown as a warning in the window.
+    Open,
 }
 
 /// Where devices download firmware from.
@@ -53,7 +68,10 @@ impl EngineConfig {
     /// Embedded broker and firmware server on the given addresses, data under `data_dir`.
     pub fn embedded(listen: SocketAddr, http_bind: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
-            broker: BrokerChoice::Embedded { listen },
+            broker: BrokerChoice::Embedded {
+                listen,
+                access: EmbeddedAccess::Secure,
+            },
             firmware: FirmwareSource::Embedded {
                 bind: http_bind,
                 public_base: None,
@@ -64,5 +82,14 @@ impl EngineConfig {
             resume_unfinished: false,
             keep_session: true,
         }
+    }
+
+    /// The same configuration with an embedded broker open to anyone (tests and demos whose
+    /// subject is not access control).
+    pub fn with_open_broker(mut self) -> Self {
+        if let BrokerChoice::Embedded { access, .. } = &mut self.broker {
+            *access = EmbeddedAccess::Open;
+        }
+        self
     }
 }

@@ -32,11 +32,12 @@ mod view;
 
 pub use clock::wall_clock_now;
 pub use command::{CampaignRequest, Command};
-pub use config::{BrokerChoice, EngineConfig, FirmwareSource};
+pub use config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 pub use download_url::{DownloadUrlError, MAX_DOWNLOAD_URL_BYTES, validate_download_url};
 pub use handle::{EngineError, EngineHandle, Waker};
 pub use session_id::{CLIENT_ID_FILE, SessionClaim, SessionIdError, claim as claim_session};
 pub use snapshot::{
-    Alert, AlertLevel, CampaignView, DeviceRow, ImportProgress, Snapshot, TimelinePoint, Traffic,
+    Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, ImportProgress, Snapshot,
+    TimelinePoint, Traffic,
 };
 pub use start::start;

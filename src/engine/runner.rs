@@ -61,6 +61,9 @@ pub(super) struct Runner {
     pub(super) inventory_dirty: HashSet<DeviceId>,
     pub(super) last_message: HashMap<DeviceId, String>,
     pub(super) broker_label: String,
+    pub(super) broker_guard: super::snapshot::BrokerGuard,
+    /// Refusals the embedded broker reported (see `broker_guard.rs`).
+    pub(super) broker_refusals: u64,
     pub(super) firmware_base: Option<String>,
     pub(super) revision: u64,
     pub(super) outbox: Outbox,

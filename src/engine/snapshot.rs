@@ -24,6 +24,19 @@ pub struct Traffic {
     pub received_per_sec: f64,
 }
 
+/// Who may use the broker the console is on, as far as the console knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerGuard {
+    /// An external broker: its own configuration decides.
+    #[default]
+    External,
+    /// The embedded broker admits only known credentials, each limited to its own topics.
+    Secure,
+    /// The embedded broker admits anyone (`--open-broker`, or the demo on loopback).
+    Open,
+}
+
 /// One line of the device table.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceRow {
@@ -90,6 +103,10 @@ pub struct Snapshot {
     pub link: LinkState,
     /// "embedded broker on 0.0.0.0:1883" or the external URL.
     pub broker: String,
+    /// Whether the embedded broker is secured or open.
+    pub broker_guard: BrokerGuard,
+    /// Logins, publishes and subscriptions the embedded broker refused since start.
+    pub broker_refusals: u64,
     /// Where devices download packages from (base URL of the embedded server, or the external
     /// URL).
     pub firmware_base: Option<String>,
@@ -116,6 +133,8 @@ impl Snapshot {
             revision: 0,
             link: LinkState::Connecting,
             broker,
+            broker_guard: BrokerGuard::default(),
+            broker_refusals: 0,
             firmware_base: None,
             served: None,
             traffic: Traffic::default(),

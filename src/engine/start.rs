@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 
 use super::clock::Clock;
-use super::config::{BrokerChoice, EngineConfig, FirmwareSource};
+use super::config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 use super::handle::{EngineError, EngineHandle};
 use super::runner::Runner;
-use super::snapshot::{AlertLevel, CampaignView, Snapshot, Traffic};
+use super::snapshot::{AlertLevel, BrokerGuard, CampaignView, Snapshot, Traffic};
+use crate::access::credentials::ConsoleCredentials;
 use crate::firmware::{FirmwareStore, StoredPackage};
 use crate::fleet::Fleet;
 use crate::fleet::inspector::Inspector;
@@ -73,6 +74,17 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
     }
 
     let (broker, mut link_options, broker_label) = connect_options(&config)?;
+    let broker_guard = match &config.broker {
+        BrokerChoice::Embedded {
+            access: EmbeddedAccess::Open,
+            ..
+        } => BrokerGuard::Open,
+        BrokerChoice::Embedded {
+            access: EmbeddedAccess::Secure,
+            ..
+        } => BrokerGuard::Secure,
+        BrokerChoice::External(_) => BrokerGuard::External,
+    };
     // One persistent session per data directory (or per id asked for), held while we run.
     let session = if config.keep_session {
         super::session_id::claim(&config.data_dir, link_options.client_id.as_deref())
@@ -146,6 +158,8 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         inventory_dirty: HashSet::new(),
         last_message: HashMap::new(),
         broker_label,
+        broker_guard,
+        broker_refusals: 0,
         firmware_base,
         revision: 0,
         outbox: super::outbox::Outbox::default(),
@@ -208,13 +222,19 @@ fn connect_options(
         .flat_map(|d| protocol::subscriptions(*d).iter().map(|s| (*s).to_owned()))
         .collect();
     let (broker, mut options, label) = match &config.broker {
-        BrokerChoice::Embedded { listen } => {
+        BrokerChoice::Embedded { listen, .. } => {
             let broker =
                 EmbeddedBroker::start(*listen).map_err(|e| EngineError::Start(e.to_string()))?;
             let addr = broker.local_addr();
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = format!("embedded broker on {addr}");
-            (Some(broker), LinkOptions::new(url), label)
+            let mut options = LinkOptions::new(url);
+            // The console logs in to its own broker like any client (an open one ignores it).
+            let console = ConsoleCredentials::load_or_create(&config.data_dir)
+                .map_err(|e| EngineError::Start(e.to_string()))?;
+            options.username = Some(console.username);
+            options.password = Some(console.password);
+            (Some(broker), options, label)
         }
         BrokerChoice::External(options) => {
             let label = format!(

@@ -20,6 +20,8 @@ pub(super) fn build(runner: &Runner) -> Snapshot {
         revision: runner.revision,
         link: runner.link.state().borrow().clone(),
         broker: runner.broker_label.clone(),
+        broker_guard: runner.broker_guard,
+        broker_refusals: runner.broker_refusals,
         firmware_base: runner.firmware_base.clone(),
         served: runner.http.as_ref().map(|h| h.stats()),
         traffic: runner.traffic,

@@ -113,9 +113,13 @@ impl AliyunDevice {
     }
 
     pub(crate) async fn run(mut self) {
+        let login = self
+            .ctx
+            .logins
+            .aliyun_login(&self.pk, &self.dn, self.client_id.clone());
         let (mut link, mut inbox, mut connected) = Link::new(
             self.ctx.addr.clone(),
-            self.client_id.clone(),
+            login,
             self.stats.clone(),
             self.ctx.connect_gate.clone(),
         );

@@ -46,6 +46,8 @@ pub struct SimConfig {
     /// download firmware with a minimal HTTP/1.1 client that finds headers by their exact names
     /// and needs `Content-Length` (what many vendor SDKs do).
     pub strict: bool,
+    /// What devices log in with on a secured broker (default: nothing, for an open broker).
+    pub logins: std::sync::Arc<super::SimLogins>,
 }
 
 impl Default for SimConfig {
@@ -64,6 +66,7 @@ impl Default for SimConfig {
             seed: 1,
             behaviour: Behaviour::default(),
             strict: false,
+            logins: std::sync::Arc::default(),
         }
     }
 }

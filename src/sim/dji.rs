@@ -148,9 +148,11 @@ impl Dock {
     }
 
     pub(crate) async fn run(mut self) {
+        let dock_id = self.dock_stats.update(|s| s.id.clone());
+        let login = self.ctx.logins.user_login(&dock_id, self.sn.clone());
         let (mut link, mut inbox, mut connected) = Link::new(
             self.ctx.addr.clone(),
-            self.sn.clone(),
+            login,
             self.dock_stats.clone(),
             self.ctx.connect_gate.clone(),
         );

@@ -170,9 +170,11 @@ impl FogDevice {
     }
 
     pub(crate) async fn run(mut self) {
+        let own_id = self.own.stats.update(|s| s.id.clone());
+        let login = self.ctx.logins.user_login(&own_id, self.client_id.clone());
         let (mut link, mut inbox, mut connected) = Link::new(
             self.ctx.addr.clone(),
-            self.client_id.clone(),
+            login,
             self.own.stats.clone(),
             self.ctx.connect_gate.clone(),
         );

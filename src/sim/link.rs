@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::BrokerAddr;
+use super::credentials::Login;
 use super::stats::StatsCell;
 
 /// Largest MQTT packet a simulated device sends or accepts (OTA messages are a few KiB; a gateway
@@ -41,7 +42,7 @@ pub(crate) struct Inbound {
 /// A device's connection. Dropping it ends the polling task and so the TCP connection.
 pub(crate) struct Link {
     addr: BrokerAddr,
-    client_id: String,
+    login: Login,
     inbox: mpsc::Sender<Inbound>,
     /// Bumped on every CONNACK so the device re-subscribes and re-announces itself.
     connected: watch::Sender<u64>,
@@ -56,7 +57,7 @@ impl Link {
     /// Creates the link (not yet connected) and the receivers its device task listens on.
     pub(crate) fn new(
         addr: BrokerAddr,
-        client_id: String,
+        login: Login,
         stats: StatsCell,
         gate: Arc<Semaphore>,
     ) -> (Link, mpsc::Receiver<Inbound>, watch::Receiver<u64>) {
@@ -64,7 +65,7 @@ impl Link {
         let (connected, connected_rx) = watch::channel(0);
         let link = Link {
             addr,
-            client_id,
+            login,
             inbox,
             connected,
             stats,
@@ -79,7 +80,10 @@ impl Link {
     /// after the next CONNACK).
     pub(crate) fn connect(&mut self) {
         self.disconnect();
-        let mut opts = MqttOptions::new(&self.client_id, &self.addr.host, self.addr.port);
+        let mut opts = MqttOptions::new(&self.login.client_id, &self.addr.host, self.addr.port);
+        if let (Some(user), Some(password)) = (&self.login.username, &self.login.password) {
+            opts.set_credentials(user, password);
+        }
         opts.set_keep_alive(KEEP_ALIVE)
             .set_clean_session(true)
             .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
@@ -132,7 +136,7 @@ impl Link {
             self.stats.update(|s| s.messages_published += 1);
         } else {
             self.stats.update(|s| s.messages_dropped += 1);
-            tracing::debug!(client = %self.client_id, topic, "simulated device dropped a publish");
+            tracing::debug!(client = %self.login.client_id, topic, "simulated device dropped a publish");
         }
     }
 
@@ -146,7 +150,7 @@ impl Link {
             .as_ref()
             .is_some_and(|c| c.try_subscribe_many(filters).is_ok());
         if !ok {
-            tracing::warn!(client = %self.client_id, "simulated device could not subscribe");
+            tracing::warn!(client = %self.login.client_id, "simulated device could not subscribe");
         }
     }
 }

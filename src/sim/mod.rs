@@ -14,6 +14,7 @@
 
 mod aliyun;
 pub mod config;
+mod credentials;
 mod dji;
 mod download;
 mod fogcloud;
@@ -31,6 +32,7 @@ use tokio::task::JoinSet;
 use crate::device_id::{DeviceId, DeviceIdError};
 
 pub use config::{Behaviour, FaultOdds, SimConfig};
+pub use credentials::{SimLoginError, SimLogins};
 pub use stats::{DeviceState, DeviceStats, SimStats, SimTotals};
 
 use config::BrokerAddr;
@@ -62,6 +64,8 @@ pub(crate) struct Ctx {
     pub connect_gate: Arc<tokio::sync::Semaphore>,
     /// [`SimConfig::strict`].
     pub strict: bool,
+    /// [`SimConfig::logins`].
+    pub logins: Arc<SimLogins>,
 }
 
 impl Ctx {
@@ -107,6 +111,7 @@ impl SimFleet {
             http,
             connect_gate: Arc::new(tokio::sync::Semaphore::new(link::CONNECTS_IN_FLIGHT)),
             strict: cfg.strict,
+            logins: cfg.logins.clone(),
         });
         let mut fleet = SimFleet {
             cells: Vec::new(),

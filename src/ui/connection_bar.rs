@@ -9,7 +9,7 @@ use super::action::UiAction;
 use super::format;
 use super::settings::ThemeChoice;
 use super::theme;
-use crate::engine::{AlertLevel, Snapshot};
+use crate::engine::{AlertLevel, BrokerGuard, Snapshot};
 use crate::transport::mqtt::LinkState;
 
 /// A message from the window itself (not the engine): engine busy, export written, ...
@@ -39,6 +39,39 @@ pub fn link_text(link: &LinkState) -> (String, egui::Color32) {
     }
 }
 
+/// The embedded broker's access: a warning badge when anyone may use it, else how many
+/// attempts it refused.
+fn broker_guard_ui(ui: &mut Ui, snap: &Snapshot) {
+    match snap.broker_guard {
+        BrokerGuard::Open => {
+            ui.label(
+                RichText::new(" OPEN BROKER ")
+                    .strong()
+                    .background_color(theme::WARN)
+                    .color(egui::Color32::BLACK),
+            )
+            .on_hover_text(
+                "The embedded broker admits anyone who reaches its port: no credentials, no \
+                 topic rules. Anyone on this network could flash a device. Start without \
+                 --open-broker (the demo is open on loopback only) to secure it.",
+            );
+        }
+        BrokerGuard::Secure => {
+            let text = if snap.broker_refusals == 0 {
+                "secured".to_owned()
+            } else {
+                format!("secured, {} refused", snap.broker_refusals)
+            };
+            ui.label(text).on_hover_text(
+                "Only the console and devices with credentials in the data directory may \
+                 connect, each to its own topics. Refused attempts are in the log and the \
+                 inspector.",
+            );
+        }
+        BrokerGuard::External => {}
+    }
+}
+
 pub fn connection_bar_ui(
     ui: &mut Ui,
     snap: &Snapshot,
@@ -59,6 +92,7 @@ pub fn connection_bar_ui(
         }
         ui.label(RichText::new("Broker").strong());
         ui.label(&snap.broker);
+        broker_guard_ui(ui, snap);
         if ui
             .small_button("Connection…")
             .on_hover_text("Saved broker profiles, or the embedded broker")

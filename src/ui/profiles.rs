@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{BrokerChoice, EngineConfig};
+use crate::access::credentials::ConsoleCredentials;
+use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig};
 use crate::transport::mqtt::{BrokerUrl, BrokerUrlError, LinkOptions};
 
 /// Where the embedded broker listens when the console started on an external one (the CLI's
@@ -143,12 +144,23 @@ impl ConnectTarget {
         let mut config = base.clone();
         config.broker = match self {
             ConnectTarget::Embedded => match (embedded_running, &base.broker) {
-                (Some(url), _) => BrokerChoice::External(LinkOptions::new(url.clone())),
-                (None, BrokerChoice::Embedded { listen }) => {
-                    BrokerChoice::Embedded { listen: *listen }
+                (Some(url), _) => {
+                    // The broker this process already runs admits the console by its own
+                    // credentials (an open one ignores them).
+                    let mut options = LinkOptions::new(url.clone());
+                    if let Ok(console) = ConsoleCredentials::load_or_create(&base.data_dir) {
+                        options.username = Some(console.username);
+                        options.password = Some(console.password);
+                    }
+                    BrokerChoice::External(options)
                 }
+                (None, BrokerChoice::Embedded { listen, access }) => BrokerChoice::Embedded {
+                    listen: *listen,
+                    access: *access,
+                },
                 (None, BrokerChoice::External(_)) => BrokerChoice::Embedded {
                     listen: DEFAULT_EMBEDDED_LISTEN,
+                    access: EmbeddedAccess::Secure,
                 },
             },
             ConnectTarget::Profile(profile) => {
@@ -302,7 +314,7 @@ mod tests {
             .engine_config(&base(), None, None)
             .unwrap();
         assert!(
-            matches!(config.broker, BrokerChoice::Embedded { listen } if listen.port() == 1883)
+            matches!(config.broker, BrokerChoice::Embedded { listen, .. } if listen.port() == 1883)
         );
     }
 

@@ -1,0 +1,88 @@
+//! What the embedded broker's gate refused, as the operator sees it: a login with no, wrong or
+//! throttled credentials, a publish or subscribe outside the client's own topics, a Last Will
+//! on a forbidden topic. Each refusal is counted, recorded in the inspector (topic or filter,
+//! who tried, why) and logged as a warning — the first of each kind and client per minute, then
+//! a count ([`super::inbound::RefusalLog`]), so a client guessing passwords cannot flood the log.
+
+use std::sync::PoisonError;
+
+use tokio::sync::broadcast;
+
+use super::inbound::LogDecision;
+use super::runner::Runner;
+use super::snapshot::AlertLevel;
+use crate::fleet::inspector::Direction;
+use crate::transport::broker::{Attempt, BrokerEvent, BrokerRefusal};
+
+/// The next event of the embedded broker; never resolves without one (external broker, or the
+/// channel closed). Events lost to a full channel are skipped: the counter still has them.
+pub(super) async fn next_event(
+    events: &mut Option<broadcast::Receiver<BrokerEvent>>,
+) -> BrokerEvent {
+    loop {
+        let Some(rx) = events.as_mut() else {
+            return std::future::pending().await;
+        };
+        match rx.recv().await {
+            Ok(event) => return event,
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => *events = None,
+        }
+    }
+}
+
+impl Runner {
+    pub(super) fn on_broker_event(&mut self, event: BrokerEvent) {
+        match event {
+            BrokerEvent::Refused(refusal) => self.on_broker_refusal(&refusal),
+        }
+    }
+
+    fn on_broker_refusal(&mut self, refusal: &BrokerRefusal) {
+        self.broker_refusals += 1;
+        self.dirty = true;
+        let now_ms = self.clock.now_ms();
+        let (topic, what) = match &refusal.attempt {
+            Attempt::Connect => ("(connect)".to_owned(), "login"),
+            Attempt::Publish { topic } => (topic.clone(), "publish"),
+            Attempt::Subscribe { filter } => (filter.clone(), "subscribe"),
+            Attempt::Will { topic } => (topic.clone(), "last will"),
+        };
+        let who = describe_client(refusal);
+        let reason = format!("broker refused {what} by {who}: {}", refusal.reason);
+        self.inspector
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(
+                now_ms,
+                Direction::In,
+                &topic,
+                b"",
+                None,
+                Some(reason.clone()),
+            );
+        let key = format!("{} {}", refusal.remote.ip(), topic);
+        if let LogDecision::Log { suppressed } = self.refusals.note(&key, what, now_ms) {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} more like it in the last minute)")
+            } else {
+                String::new()
+            };
+            self.alert(AlertLevel::Warning, format!("{reason}{more}"));
+        }
+    }
+}
+
+/// "user \"x\" (client id \"y\") from 10.0.0.9:5123", with what is known.
+fn describe_client(refusal: &BrokerRefusal) -> String {
+    let mut who = match (&refusal.identity, &refusal.username) {
+        (Some(identity), _) => identity.clone(),
+        (None, Some(user)) => format!("user {user:?}"),
+        (None, None) => "an anonymous client".to_owned(),
+    };
+    if !refusal.client_id.is_empty() {
+        who.push_str(&format!(" (client id {:?})", refusal.client_id));
+    }
+    who.push_str(&format!(" from {}", refusal.remote));
+    who
+}
