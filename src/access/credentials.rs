@@ -759,16 +759,53 @@ impl Throttle {
     }
 }
 
-/// [`Authenticator`] and [`Throttle`] together: what a broker's connect hook calls.
+/// [`Authenticator`] and two [`Throttle`]s: what a broker's connect hook calls.
+///
+/// Refusals are counted per (source address, user name) pair, so a guesser is held back on the
+/// name it guesses without locking that device out for everyone (a stranger must not be able
+/// to keep a dock off the broker by failing its password on purpose), and per source address
+/// with a larger allowance, against one address trying many names. Neither blocks another
+/// user behind the same address (a site's NAT, or the console on the broker's own machine).
 #[derive(Debug, Clone)]
 pub struct Gatekeeper {
     pub authenticator: Authenticator,
+    /// Per (address, user name) pair.
     pub throttle: Throttle,
+    /// Per address, with [`SOURCE_FREE_FAILURES`].
+    pub sources: Throttle,
 }
 
+/// Refusals one address may collect, over all the names it tries, before it must wait.
+pub const SOURCE_FREE_FAILURES: u32 = 30;
+
 impl Gatekeeper {
-    /// Checks the back-off of the source address and user name, then the credentials, and
-    /// counts a refusal against both.
+    /// The default back-off for both counters.
+    pub fn new(authenticator: Authenticator) -> Gatekeeper {
+        Gatekeeper::with_policy(authenticator, BackoffPolicy::default())
+    }
+
+    /// `policy` per pair; the same with [`SOURCE_FREE_FAILURES`] per address.
+    pub fn with_policy(authenticator: Authenticator, policy: BackoffPolicy) -> Gatekeeper {
+        Gatekeeper {
+            authenticator,
+            throttle: Throttle::new(policy),
+            sources: Throttle::new(BackoffPolicy {
+                free_failures: SOURCE_FREE_FAILURES.max(policy.free_failures),
+                ..policy
+            }),
+        }
+    }
+
+    /// The key of one address trying one user name (no name: "anonymous").
+    pub fn pair_key(source: std::net::IpAddr, username: Option<&str>) -> String {
+        match username {
+            Some(user) => format!("{} {}", Throttle::address_key(source), Throttle::user_key(user)),
+            None => format!("{} anonymous", Throttle::address_key(source)),
+        }
+    }
+
+    /// Checks the back-off of the (address, user) pair and of the address, then the
+    /// credentials, and counts a refusal against both.
     pub fn admit(
         &mut self,
         source: std::net::IpAddr,
@@ -777,23 +814,21 @@ impl Gatekeeper {
         password: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Identity, Refusal> {
-        let mut keys = vec![Throttle::address_key(source)];
-        if let Some(user) = username {
-            keys.push(Throttle::user_key(user));
-        }
-        self.throttle.check(&keys, now)?;
+        let pair = [Self::pair_key(source, username)];
+        let address = [Throttle::address_key(source)];
+        self.throttle.check(&pair, now)?;
+        self.sources.check(&address, now)?;
         match self
             .authenticator
             .authenticate(client_id, username, password)
         {
             Ok(identity) => {
-                if let Some(user) = username {
-                    self.throttle.record_success(&Throttle::user_key(user));
-                }
+                self.throttle.record_success(&pair[0]);
                 Ok(identity)
             }
             Err(refusal) => {
-                self.throttle.record_failure(&keys, now);
+                self.throttle.record_failure(&pair, now);
+                self.sources.record_failure(&address, now);
                 Err(refusal)
             }
         }
@@ -1064,15 +1099,12 @@ mod tests {
     }
 
     #[test]
-    fn the_gatekeeper_counts_by_address_and_user_and_forgets_users_on_success() {
+    fn the_gatekeeper_holds_back_a_guesser_without_locking_out_the_device_or_its_neighbours() {
         let policy = BackoffPolicy {
             free_failures: 2,
             ..BackoffPolicy::default()
         };
-        let mut gate = Gatekeeper {
-            authenticator: authenticator(),
-            throttle: Throttle::new(policy),
-        };
+        let mut gate = Gatekeeper::with_policy(authenticator(), policy);
         let guesser: std::net::IpAddr = "10.0.0.66".parse().unwrap();
         let honest: std::net::IpAddr = "10.0.0.7".parse().unwrap();
         for i in 0..3 {
@@ -1081,31 +1113,39 @@ mod tests {
                     .is_err()
             );
         }
-        // Even the right password from the guesser's address waits now.
+        // The guesser waits on the name it guessed, even with the right password…
         assert!(matches!(
-            gate.admit(guesser, "c", Some("lab"), Some(b"pw-lab"), t(3)),
+            gate.admit(guesser, "c", Some("dock-1"), Some(b"pw-dock"), t(3)),
             Err(Refusal::Throttled { .. })
         ));
-        // The guessed user name is held back from every address for the same time…
+        // …but the dock itself, elsewhere, is not locked out by a stranger's guesses,
+        assert!(
+            gate.admit(honest, "c", Some("dock-1"), Some(b"pw-dock"), t(4))
+                .is_ok()
+        );
+        // and another user behind the guesser's address (a NAT, the console's own machine)
+        // gets in.
+        assert!(
+            gate.admit(guesser, "c", Some("lab"), Some(b"pw-lab"), t(5))
+                .is_ok()
+        );
+        // After the wait the right password gets in and clears the pair's count.
+        assert!(
+            gate.admit(guesser, "c", Some("dock-1"), Some(b"pw-dock"), t(2_000))
+                .is_ok()
+        );
+        let pair = [Gatekeeper::pair_key(guesser, Some("dock-1"))];
+        assert!(gate.throttle.check(&pair, t(2_000)).is_ok());
+        // One address trying many names is held back as a whole.
+        let sprayer: std::net::IpAddr = "10.0.0.99".parse().unwrap();
+        for i in 0..u64::from(SOURCE_FREE_FAILURES) + 1 {
+            let name = format!("user-{i}");
+            let _ = gate.admit(sprayer, "c", Some(&name), Some(b"x"), t(3_000 + i));
+        }
         assert!(matches!(
-            gate.admit(honest, "c", Some("dock-1"), Some(b"pw-dock"), t(4)),
+            gate.admit(sprayer, "c", Some("lab"), Some(b"pw-lab"), t(3_100)),
             Err(Refusal::Throttled { .. })
         ));
-        // …other users from other addresses are not.
-        assert!(
-            gate.admit(honest, "c", Some("lab"), Some(b"pw-lab"), t(5))
-                .is_ok()
-        );
-        // After the wait the right password gets in and clears the user's count.
-        assert!(
-            gate.admit(honest, "c", Some("dock-1"), Some(b"pw-dock"), t(2_000))
-                .is_ok()
-        );
-        assert!(
-            gate.throttle
-                .check(&[Throttle::user_key("dock-1")], t(2_000))
-                .is_ok()
-        );
     }
 
     #[test]
