@@ -249,6 +249,34 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
     stop_engine(handle).await;
 }
 
+/// A campaign that completed with timed-out devices ends its links; "retry failed" runs it
+/// again and brings the same links back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_come_back_when_a_completed_campaign_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ghost = DeviceId::aliyun("a1Ghost", "silent-1").unwrap();
+    let handle = start_engine(config(dir.path())).await;
+    let fw = firmware(dir.path(), 5_000);
+    // Long enough that the re-run cannot time out again before its link is fetched.
+    let policy = common::engine::fast_policy(3);
+    let id = start_rollout(&handle, &fw, vec![ghost.clone()], policy).await;
+    let link = wait_links(&handle, std::slice::from_ref(&ghost)).await[&ghost.to_string()].clone();
+    let view = run_to_end(&handle, id).await;
+    assert_eq!(view.snapshot.state, CampaignState::Completed);
+    assert_eq!(view.snapshot.devices[0].status, DeviceStatus::TimedOut);
+    assert_eq!(status_of(&link).await, 404, "{link}");
+
+    handle.send(Command::RetryFailed(id)).unwrap();
+    wait_for(&handle, "the campaign to run again", |s| {
+        s.campaigns
+            .iter()
+            .any(|c| c.snapshot.id == id && c.snapshot.state == CampaignState::Running)
+    })
+    .await;
+    assert_eq!(status_of(&link).await, 200, "{link}");
+    stop_engine(handle).await;
+}
+
 /// Waits (bounded) until the console has sent a notice to every target; returns the latest
 /// link each was sent, by device. Every message the console publishes changes the snapshot.
 async fn wait_links(handle: &EngineHandle, targets: &[DeviceId]) -> BTreeMap<String, String> {

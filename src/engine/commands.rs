@@ -116,7 +116,8 @@ impl Runner {
             }
         }
         if downloads != Downloads::AsOffered {
-            self.grant_downloads(&campaign)
+            self.load_download_key()
+                .and_then(|()| self.grant_downloads(&campaign))
                 .map_err(|e| format!("cannot start the rollout: {e}"))?;
         }
         if let Err(e) = self.store.create_campaign(&campaign.persisted()) {
@@ -265,7 +266,8 @@ impl Runner {
         if campaign.state().is_finished() {
             return Ok(Downloads::PerDevice { granted: false });
         }
-        self.grant_downloads(campaign)
+        self.load_download_key()
+            .and_then(|()| self.grant_downloads(campaign))
             .map_err(|e| format!("cannot serve the package again: {e}"))?;
         Ok(Downloads::PerDevice { granted: true })
     }

@@ -7,6 +7,8 @@
 //! completion), revoked when it completes, is aborted or canceled. The rollout state machine
 //! knows nothing of this: the link reaches the notice through `NoticeRoute::download_url`.
 
+use std::path::PathBuf;
+
 use super::live::Downloads;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
@@ -15,11 +17,38 @@ use crate::rollout::Campaign;
 use crate::transport::download_token::{self, DownloadKey};
 use crate::transport::http::DownloadGrant;
 
+/// The data directory's link key, read (or made) when the first campaign needs it: a console
+/// that never rolls anything out through its own server writes no key.
+pub(super) struct KeySlot {
+    data_dir: PathBuf,
+    key: Option<DownloadKey>,
+}
+
+impl KeySlot {
+    pub(super) fn new(data_dir: PathBuf) -> KeySlot {
+        KeySlot {
+            data_dir,
+            key: None,
+        }
+    }
+
+    fn load(&mut self) -> Result<(), String> {
+        if self.key.is_none() {
+            // Made once per data directory: links given before a restart are the same after.
+            let key = DownloadKey::load_or_create(&self.data_dir).map_err(|e| e.to_string())?;
+            self.key = Some(key);
+        }
+        Ok(())
+    }
+}
+
 impl Runner {
     /// Serves `campaign`'s package to each of its targets under the target's own token.
     /// Refused (with the server's reason) when its link is not one this server can serve.
+    /// Needs [`Runner::load_download_key`] first.
     pub(super) fn grant_downloads(&self, campaign: &Campaign) -> Result<(), String> {
-        let (Some(http), Some(key)) = (&self.http, &self.download_key) else {
+        let key = self.download_key.as_ref().and_then(|slot| slot.key.as_ref());
+        let (Some(http), Some(key)) = (&self.http, key) else {
             return Err("no firmware server to serve the per-device download links".into());
         };
         let spec = campaign.spec();
@@ -53,6 +82,14 @@ impl Runner {
         .map_err(|e| e.to_string())
     }
 
+    /// Reads (or makes) the link key, once.
+    pub(super) fn load_download_key(&mut self) -> Result<(), String> {
+        match &mut self.download_key {
+            Some(slot) => slot.load(),
+            None => Err("no firmware server to serve the per-device download links".into()),
+        }
+    }
+
     /// Grants or revokes campaign `idx`'s links after its state changed.
     pub(super) fn sync_downloads(&mut self, idx: usize) {
         let Some(live) = self.live.get(idx) else {
@@ -68,7 +105,10 @@ impl Runner {
                 self.set_granted(idx, false);
             }
             Downloads::PerDevice { granted: false } if !finished => {
-                match self.grant_downloads(&self.live[idx].campaign) {
+                let granted = self
+                    .load_download_key()
+                    .and_then(|()| self.grant_downloads(&self.live[idx].campaign));
+                match granted {
                     Ok(()) => self.set_granted(idx, true),
                     Err(e) => self.alert(
                         AlertLevel::Error,
@@ -90,7 +130,7 @@ impl Runner {
     /// offer's URL as it is.
     pub(super) fn download_url_for(&self, idx: usize, device: &DeviceId) -> Option<String> {
         let live = self.live.get(idx)?;
-        let key: &DownloadKey = self.download_key.as_ref()?;
+        let key = self.download_key.as_ref()?.key.as_ref()?;
         match live.downloads {
             Downloads::PerDevice { .. } => key.device_url(
                 live.campaign.id().0,

@@ -46,7 +46,7 @@ pub(super) struct Runner {
     pub(super) link: MqttLink,
     pub(super) http: Option<FirmwareServer>,
     /// The per-device download links' key (with the embedded firmware server only).
-    pub(super) download_key: Option<crate::transport::download_token::DownloadKey>,
+    pub(super) download_key: Option<super::downloads::KeySlot>,
     pub(super) external_url: Option<String>,
     pub(super) live: Vec<LiveCampaign>,
     pub(super) history: Vec<CampaignView>,

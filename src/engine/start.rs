@@ -109,14 +109,9 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         FirmwareSource::ExternalUrl(url) => (None, Some(url.clone())),
         FirmwareSource::Disabled => (None, None),
     };
-    // Made once per data directory: links given before a restart are the same after it.
-    let download_key = match &http {
-        Some(_) => Some(
-            crate::transport::download_token::DownloadKey::load_or_create(&config.data_dir)
-                .map_err(|e| start_error(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let download_key = http
+        .as_ref()
+        .map(|_| super::downloads::KeySlot::new(config.data_dir.clone()));
     let firmware_base = http
         .as_ref()
         .map(FirmwareServer::public_base)
