@@ -40,11 +40,9 @@ async fn start_engine(config: EngineConfig) -> EngineHandle {
 async fn stop_engine(handle: EngineHandle) {
     let mut watch = handle.watch();
     handle.send(Command::Shutdown).unwrap();
-    tokio::time::timeout(WAIT, async {
-        while watch.changed().await.is_ok() {}
-    })
-    .await
-    .expect("the engine stops");
+    tokio::time::timeout(WAIT, async { while watch.changed().await.is_ok() {} })
+        .await
+        .expect("the engine stops");
 }
 
 /// Every download link the console sent about `device` (Alibaba/FogCloud `url`, DJI
@@ -124,7 +122,10 @@ async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
         assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
     }
     let sims = fleet.stats();
-    assert!(sims.devices.iter().all(|d| d.version == "2.0.0"), "{sims:?}");
+    assert!(
+        sims.devices.iter().all(|d| d.version == "2.0.0"),
+        "{sims:?}"
+    );
 
     // Each device was told one link of its own, on this server, never the campaign's link.
     let base = handle.snapshot().firmware_base.clone().unwrap();
@@ -132,7 +133,12 @@ async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     for device in &view.snapshot.devices {
         let sent: BTreeSet<String> = links_sent(&handle, &device.id).into_iter().collect();
-        assert_eq!(sent.len(), 1, "{}: one link in every notice: {sent:?}", device.id);
+        assert_eq!(
+            sent.len(),
+            1,
+            "{}: one link in every notice: {sent:?}",
+            device.id
+        );
         let link = sent.into_iter().next().unwrap();
         assert!(link.starts_with(&format!("{base}/fw/")), "{link}");
         assert_ne!(link, campaign_link);
@@ -154,9 +160,12 @@ async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
     // The server's counters name each device with what it downloaded.
     let served = wait_for(&handle, "every device's bytes counted", |s| {
         s.served.as_ref().is_some_and(|served| {
-            links
-                .keys()
-                .all(|d| served.bytes_by_device.get(d).is_some_and(|b| *b >= size as u64))
+            links.keys().all(|d| {
+                served
+                    .bytes_by_device
+                    .get(d)
+                    .is_some_and(|b| *b >= size as u64)
+            })
         })
     })
     .await
@@ -229,7 +238,10 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
     handle.resume_campaign(id).await.expect("campaign resumes");
     let second_links = wait_links(&handle, &targets).await;
     assert_eq!(second_links, first_links);
-    assert_eq!(std::fs::read(dir.path().join(DOWNLOAD_KEY_FILE)).unwrap(), key);
+    assert_eq!(
+        std::fs::read(dir.path().join(DOWNLOAD_KEY_FILE)).unwrap(),
+        key
+    );
     let here = |link: &str| link.replacen(&base, &format!("http://127.0.0.1:{port}"), 1);
     for link in first_links.values() {
         assert_eq!(status_of(&here(link)).await, 200, "{link}");

@@ -418,7 +418,10 @@ async fn a_campaign_with_an_external_download_url_announces_that_url() {
     let served_view = run_to_end(&handle, id).await;
     let campaign_link = served_view.spec.offer.url.clone();
     let base = handle.snapshot().firmware_base.clone().unwrap();
-    assert!(campaign_link.starts_with(&base), "{campaign_link} on {base}");
+    assert!(
+        campaign_link.starts_with(&base),
+        "{campaign_link} on {base}"
+    );
 
     // ...and the second campaign is told to use an existing download URL: the package on
     // another firmware server (the first campaign's links ended with it, issue #16).

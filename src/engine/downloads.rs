@@ -47,7 +47,10 @@ impl Runner {
     /// Refused (with the server's reason) when its link is not one this server can serve.
     /// Needs [`Runner::load_download_key`] first.
     pub(super) fn grant_downloads(&self, campaign: &Campaign) -> Result<(), String> {
-        let key = self.download_key.as_ref().and_then(|slot| slot.key.as_ref());
+        let key = self
+            .download_key
+            .as_ref()
+            .and_then(|slot| slot.key.as_ref());
         let (Some(http), Some(key)) = (&self.http, key) else {
             return Err("no firmware server to serve the per-device download links".into());
         };
