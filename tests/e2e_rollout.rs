@@ -11,6 +11,7 @@ use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
 use ota_console::engine::{self, CampaignRequest, CampaignView, EngineConfig, EngineHandle};
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::transport::http::FirmwareServer;
 
 async fn start_engine(data_dir: &Path) -> EngineHandle {
     let config = EngineConfig::embedded(
@@ -415,12 +416,24 @@ async fn a_campaign_with_an_external_download_url_announces_that_url() {
     // The first campaign gets a link of its own on the embedded server...
     let id = start_rollout(&handle, &fw, first.to_vec(), fast_policy()).await;
     let served_view = run_to_end(&handle, id).await;
-    let server_url = served_view.spec.offer.url.clone();
+    let campaign_link = served_view.spec.offer.url.clone();
     let base = handle.snapshot().firmware_base.clone().unwrap();
-    assert!(server_url.starts_with(&base), "{server_url} on {base}");
+    assert!(
+        campaign_link.starts_with(&base),
+        "{campaign_link} on {base}"
+    );
 
-    // ...which the second campaign is told to use as an existing download URL.
+    // ...and the second campaign is told to use an existing download URL: the package on
+    // another firmware server (the first campaign's links ended with it, issue #16).
     let package = handle.import_firmware(fw.clone()).await.expect("import");
+    let existing = FirmwareServer::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("another server starts");
+    let server_url = existing.offer(
+        package.path.clone(),
+        &package.package.file_name,
+        &package.package.sha256,
+    );
     let request = |download_url: &str| CampaignRequest {
         name: "external".into(),
         package_sha256: package.package.sha256.clone(),

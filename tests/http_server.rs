@@ -573,3 +573,99 @@ fn split_head(raw: &[u8]) -> (String, &[u8]) {
         rest,
     )
 }
+
+/// A campaign's per-device links: each device its own token, downloads counted under the
+/// device, nothing served under the campaign link itself, and nothing at all after revocation.
+#[tokio::test]
+async fn per_device_links_are_served_counted_and_revoked() {
+    use ota_console::transport::download_token::DownloadKey;
+    use ota_console::transport::http::DownloadGrant;
+
+    let f = fixture().await;
+    let key = DownloadKey::from_bytes([9; 32]);
+    let campaign_url = f.server.campaign_url("fw-1.2.3.bin");
+    let link =
+        |campaign: i64, device: &str| key.device_url(campaign, &campaign_url, device).unwrap();
+    let token_of = |url: &str| url.split('/').nth(4).unwrap().to_owned();
+    let devices = ["aliyun:a1P/pump-1", "fogcloud:p/d#mcu"];
+    let grant = |campaign: i64| DownloadGrant {
+        campaign,
+        campaign_url: campaign_url.clone(),
+        file_path: f.path.clone(),
+        file_name: "fw-1.2.3.bin".into(),
+        package_key: KEY.into(),
+        devices: devices
+            .iter()
+            .map(|d| (token_of(&link(campaign, d)), (*d).to_owned()))
+            .collect(),
+    };
+    // Before the grant nothing answers; the campaign link itself never does.
+    assert_eq!(
+        get(&link(7, devices[0]), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    f.server.grant(grant(7)).unwrap();
+    assert_eq!(
+        get(&campaign_url, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let (a, b) = (link(7, devices[0]), link(7, devices[1]));
+    assert_ne!(a, b);
+    assert_eq!(get(&a, None).await.bytes().await.unwrap(), f.content);
+    let tail = get(&b, Some("bytes=900-")).await;
+    assert_eq!(tail.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(tail.bytes().await.unwrap(), f.content[900..]);
+    // Another file name under a device's token is not that file.
+    let renamed = a.replace("fw-1.2.3.bin", "other.bin");
+    assert_eq!(get(&renamed, None).await.status(), StatusCode::NOT_FOUND);
+    // A token of another campaign (never granted) is refused.
+    assert_eq!(
+        get(&link(8, devices[0]), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let stats = f.server.stats();
+    assert_eq!(stats.bytes_by_device[devices[0]], 1000, "{stats:?}");
+    assert_eq!(stats.bytes_by_device[devices[1]], 100, "{stats:?}");
+    assert_eq!(stats.requests_by_device[devices[0]], 1, "{stats:?}");
+    assert_eq!(stats.requests_by_device[devices[1]], 1, "{stats:?}");
+    assert_eq!(stats.bytes_by_package[KEY], 1100);
+
+    // Granting again (a resume) replaces the grant; another campaign's grant is left alone.
+    f.server.grant(grant(7)).unwrap();
+    f.server.grant(grant(8)).unwrap();
+    assert_eq!(f.server.revoke(7), 2);
+    assert_eq!(f.server.revoke(7), 0);
+    for url in [&a, &b] {
+        assert_eq!(
+            get(url, None).await.status(),
+            StatusCode::NOT_FOUND,
+            "{url}"
+        );
+    }
+    assert_eq!(
+        get(&link(8, devices[1]), None).await.status(),
+        StatusCode::OK
+    );
+    // The counters outlive the grant: a leaked link's use stays on the record.
+    assert_eq!(f.server.stats().bytes_by_device[devices[0]], 1000);
+
+    // A campaign link of another server (base) or file is refused.
+    for foreign in [
+        campaign_url.replace("127.0.0.1", "10.9.9.9"),
+        campaign_url.replace("fw-1.2.3.bin", "other.bin"),
+    ] {
+        let err = f
+            .server
+            .grant(DownloadGrant {
+                campaign_url: foreign.clone(),
+                ..grant(9)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, HttpError::ForeignUrl { .. }),
+            "{foreign}: {err:?}"
+        );
+    }
+}

@@ -801,9 +801,25 @@ fn dji_reply_stops_resends_progress_matches_by_bid_and_ok_needs_the_version() {
         gateway: Some(dji(0)),
         msg_id: 1,
         timestamp_ms: 5,
+        download_url: None,
     };
     let notice = h.campaign.build_notice(&order, &route);
     assert_eq!(notice.offer, offer());
+    // A per-device link from the engine replaces the URL and nothing else of the offer.
+    let own = "http://10.0.0.2:8080/fw/0123456789abcdef0123456789abcdef/fw.bin";
+    let routed = NoticeRoute {
+        download_url: Some(own.into()),
+        ..route.clone()
+    };
+    let personal = h.campaign.build_notice(&order, &routed);
+    assert_eq!(
+        personal.offer,
+        ota_console::protocol::FirmwareOffer {
+            url: own.into(),
+            ..offer()
+        }
+    );
+    assert_eq!(personal.dialect, notice.dialect);
     match notice.dialect {
         ota_console::protocol::DialectOptions::Dji { gateway, bid, .. } => {
             assert_eq!(gateway, dji(0));

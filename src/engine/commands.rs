@@ -2,6 +2,7 @@
 //! and refused with a sentence the UI can show, never a panic.
 
 use super::command::{CampaignRequest, Command, Reply};
+use super::live::Downloads;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
 use crate::device_id::DeviceId;
@@ -69,11 +70,11 @@ impl Runner {
         self.save_package(&stored)?;
         let module = request.module.clone().filter(|m| !m.trim().is_empty());
         let targets = self.targets_for(&request.targets, module.as_deref())?;
-        let url = match &request.download_url {
+        let (url, downloads) = match &request.download_url {
             Some(url) => {
                 super::validate_download_url(url)
                     .map_err(|e| format!("cannot start the rollout: {e}"))?;
-                url.clone()
+                (url.clone(), Downloads::AsOffered)
             }
             None => self.offer_url(&stored)?,
         };
@@ -114,10 +115,18 @@ impl Runner {
                 campaign.note_heard(device, Timestamp::from_millis(heard));
             }
         }
-        self.store
-            .create_campaign(&campaign.persisted())
-            .map_err(|e| format!("cannot start the rollout: {e}"))?;
-        let idx = self.add_live(campaign);
+        if downloads != Downloads::AsOffered {
+            self.load_download_key()
+                .and_then(|()| self.grant_downloads(&campaign))
+                .map_err(|e| format!("cannot start the rollout: {e}"))?;
+        }
+        if let Err(e) = self.store.create_campaign(&campaign.persisted()) {
+            if let Some(http) = &self.http {
+                http.revoke(id.0);
+            }
+            return Err(format!("cannot start the rollout: {e}"));
+        }
+        let idx = self.add_live(campaign, downloads);
         self.drive(idx, Input::Start);
         self.live[idx].record_timeline(self.clock.now_ms());
         Ok(id)
@@ -162,15 +171,16 @@ impl Runner {
         Ok(targets)
     }
 
-    fn offer_url(&self, stored: &StoredPackage) -> Result<String, String> {
+    /// The offer's URL: the console's `--url` as it is, or a campaign link of the embedded
+    /// server, from which each device's own link is derived (see `downloads`).
+    fn offer_url(&self, stored: &StoredPackage) -> Result<(String, Downloads), String> {
         if let Some(url) = &self.external_url {
-            return Ok(url.clone());
+            return Ok((url.clone(), Downloads::AsOffered));
         }
         match &self.http {
-            Some(http) => Ok(http.offer(
-                stored.path.clone(),
-                &stored.package.file_name,
-                &stored.package.sha256,
+            Some(http) => Ok((
+                http.campaign_url(&stored.package.file_name),
+                Downloads::PerDevice { granted: true },
             )),
             None => Err("cannot start the rollout: no firmware server and no --url".into()),
         }
@@ -201,7 +211,6 @@ impl Runner {
             .store
             .load_campaign(id)
             .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
-        self.serve_again(&persisted.spec)?;
         let fleet = &self.fleet;
         let is_online = |d: &DeviceId| {
             fleet.get(d).map_or_else(
@@ -211,6 +220,7 @@ impl Runner {
         };
         let mut campaign = Campaign::resume(persisted, self.clock.now(), &is_online)
             .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
+        let downloads = self.serve_again(&campaign)?;
         self.tell_gateways(&mut campaign);
         self.history.retain(|h| h.snapshot.id != id);
         // A campaign recorded but killed before its start transition is still a draft.
@@ -219,7 +229,7 @@ impl Runner {
         } else {
             Input::Tick
         };
-        let idx = self.add_live(campaign);
+        let idx = self.add_live(campaign, downloads);
         self.drive(idx, first);
         self.replay_versions_heard(idx);
         self.tell_session_absent();
@@ -241,27 +251,25 @@ impl Runner {
         }
     }
 
-    /// Serves a resumed campaign's package at the URL its devices were given, so that devices
-    /// noticed before the restart can still download (and resume with Range requests).
-    fn serve_again(&mut self, spec: &CampaignSpec) -> Result<(), String> {
-        let (Some(http), None) = (&self.http, &self.external_url) else {
-            return Ok(());
+    /// Serves a resumed campaign's package again at the links its devices were given (derived
+    /// again from the same key: the same links), so that devices noticed before the restart
+    /// can still download (and resume with Range requests). A finished campaign's links stay
+    /// ended (they come back if it runs again).
+    fn serve_again(&mut self, campaign: &Campaign) -> Result<Downloads, String> {
+        let (Some(_), None) = (&self.http, &self.external_url) else {
+            return Ok(Downloads::AsOffered);
         };
-        if !looks_like_our_offer(&spec.offer.url) {
+        if !looks_like_our_offer(&campaign.spec().offer.url) {
             // The campaign was given an external download URL: nothing of ours to serve.
-            return Ok(());
+            return Ok(Downloads::AsOffered);
         }
-        let stored = self
-            .packages
-            .get(&spec.offer.sha256)
-            .map_err(|e| format!("cannot resume: the package is gone from the store: {e}"))?;
-        http.offer_at(
-            &spec.offer.url,
-            stored.path.clone(),
-            &stored.package.file_name,
-            &stored.package.sha256,
-        )
-        .map_err(|e| format!("cannot serve the package again: {e}"))
+        if campaign.state().is_finished() {
+            return Ok(Downloads::PerDevice { granted: false });
+        }
+        self.load_download_key()
+            .and_then(|()| self.grant_downloads(campaign))
+            .map_err(|e| format!("cannot serve the package again: {e}"))?;
+        Ok(Downloads::PerDevice { granted: true })
     }
 }
 

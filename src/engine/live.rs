@@ -20,6 +20,19 @@ pub(super) struct LiveCampaign {
     pub(super) timeline: Vec<TimelinePoint>,
     /// The store refused a write (why): nothing more is sent for this campaign.
     pub(super) halted: Option<String>,
+    /// Where its devices download from (see `downloads`).
+    pub(super) downloads: Downloads,
+}
+
+/// Where a live campaign's devices download from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Downloads {
+    /// The offer's URL, sent unchanged (an operator-given URL).
+    #[default]
+    AsOffered,
+    /// Each device its own link on the embedded firmware server; `granted`: the server
+    /// accepts them now (the campaign is not finished).
+    PerDevice { granted: bool },
 }
 
 /// The dialects among a campaign's targets, sorted.
@@ -41,6 +54,7 @@ impl LiveCampaign {
             campaign,
             timeline: Vec::new(),
             halted: None,
+            downloads: Downloads::AsOffered,
         }
     }
 
@@ -82,8 +96,12 @@ impl LiveCampaign {
 
 impl Runner {
     /// Starts driving a campaign; one that begins while the broker is away learns it first.
-    pub(super) fn add_live(&mut self, campaign: Campaign) -> usize {
-        self.live.push(LiveCampaign::new(campaign));
+    /// `downloads`: already granted by the caller when per device.
+    pub(super) fn add_live(&mut self, campaign: Campaign, downloads: Downloads) -> usize {
+        self.live.push(LiveCampaign {
+            downloads,
+            ..LiveCampaign::new(campaign)
+        });
         let idx = self.live.len() - 1;
         if *self.link.state().borrow() != LinkState::Connected {
             self.drive(idx, Input::BrokerLost);
@@ -141,6 +159,8 @@ impl Runner {
                 Action::CampaignStateChanged { from, to } => {
                     let id = self.live[idx].campaign.id();
                     self.alert(AlertLevel::Info, format!("campaign {id}: {from}, now {to}"));
+                    // The campaign's state is already `to`: its links end (or come back) now.
+                    self.sync_downloads(idx);
                 }
                 Action::Log {
                     device,
@@ -196,6 +216,7 @@ impl Runner {
             gateway: self.gateway_of(&order.device),
             msg_id: self.next_msg_id(),
             timestamp_ms: self.clock.now_ms(),
+            download_url: self.download_url_for(idx, &order.device),
         };
         self.live[idx].campaign.build_notice(order, &route)
     }

@@ -18,6 +18,7 @@ mod command;
 mod commands;
 mod config;
 mod download_url;
+mod downloads;
 mod handle;
 mod import;
 mod inbound;

@@ -45,6 +45,8 @@ pub(super) struct Runner {
     pub(super) library: Vec<StoredPackage>,
     pub(super) link: MqttLink,
     pub(super) http: Option<FirmwareServer>,
+    /// The per-device download links' key (with the embedded firmware server only).
+    pub(super) download_key: Option<super::downloads::KeySlot>,
     pub(super) external_url: Option<String>,
     pub(super) live: Vec<LiveCampaign>,
     pub(super) history: Vec<CampaignView>,

@@ -121,6 +121,9 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         FirmwareSource::ExternalUrl(url) => (None, Some(url.clone())),
         FirmwareSource::Disabled => (None, None),
     };
+    let download_key = http
+        .as_ref()
+        .map(|_| super::downloads::KeySlot::new(config.data_dir.clone()));
     let firmware_base = http
         .as_ref()
         .map(FirmwareServer::public_base)
@@ -142,6 +145,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         packages,
         link,
         http,
+        download_key,
         external_url,
         live: Vec::new(),
         history: Vec::new(),

@@ -38,6 +38,9 @@ pub struct NoticeRoute {
     pub msg_id: i64,
     /// DJI `timestamp`.
     pub timestamp_ms: i64,
+    /// The device's own download link (a per-device link of the embedded firmware server);
+    /// `None`: the offer's URL, as it is (an operator-given external URL).
+    pub download_url: Option<String>,
 }
 
 /// One firmware offer rolled out to a set of devices. See [`super`] for the contract.
@@ -433,9 +436,13 @@ impl Campaign {
                 sign_method: self.spec.settings.sign_method,
             },
         };
+        let mut offer = self.spec.offer.clone();
+        if let Some(url) = &route.download_url {
+            offer.url.clone_from(url);
+        }
         UpgradeNotice {
             device: order.device.clone(),
-            offer: self.spec.offer.clone(),
+            offer,
             dialect,
         }
     }

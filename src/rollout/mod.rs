@@ -34,7 +34,8 @@
 //!   Consecutive `Persist` actions may be applied in one transaction (`Store::apply_all`).
 //! - [`Action::SendUpgrade`]: build the notice with [`Campaign::build_notice`] (the campaign
 //!   holds the offer and dialect settings; the engine supplies the route: the FogCloud gateway of
-//!   a sub-device or the DJI dock of a drone, a message id, a timestamp), encode it with
+//!   a sub-device or the DJI dock of a drone, a message id, a timestamp, the device's own download
+//!   link when the embedded server grants one per device), encode it with
 //!   `protocol::encode` and publish. If the publish fails, feed [`Input::PublishFailed`].
 //! - [`Action::ReplyFirmwareGet`]: answer the device's request with
 //!   `Notice::FirmwareGetReply { request, pending: pending.map(build_notice) }`. `pending` is

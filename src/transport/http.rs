@@ -5,6 +5,9 @@
 //! package and per client. Must never: build a file path from the request URL (only
 //! `/fw/{token}/{file_name}` of a registered offer is served, from the path registered with it),
 //! list directories, or serve anything it was not explicitly offered.
+//! A campaign's downloads are granted per device (`grant`): each target's own token (see
+//! `download_token`), accepted only until the campaign's grant is revoked, and every request on
+//! it counted and logged with the device it was issued to.
 //!
 //! Range, HEAD, ETag and Last-Modified come from tower-http's `ServeFile`; hyper is driven
 //! directly (instead of `axum::serve`) because only that way a header-read timeout and
@@ -95,6 +98,10 @@ pub struct ServedStats {
     pub bytes_by_package: BTreeMap<String, u64>,
     /// Body bytes per client IP address.
     pub bytes_by_client: BTreeMap<IpAddr, u64>,
+    /// Body bytes per device, on the per-device links of campaigns (device id text).
+    pub bytes_by_device: BTreeMap<String, u64>,
+    /// Requests per device, on the per-device links of campaigns (device id text).
+    pub requests_by_device: BTreeMap<String, u64>,
 }
 
 /// One offered file.
@@ -107,6 +114,8 @@ struct Offer {
 
 struct Shared {
     offers: RwLock<HashMap<String, Arc<Offer>>>,
+    grants: RwLock<HashMap<String, Arc<Granted>>>,
+    by_device: Mutex<HashMap<String, Arc<DeviceCounters>>>,
     by_package: Mutex<HashMap<String, Arc<AtomicU64>>>,
     by_client: Mutex<HashMap<IpAddr, Arc<AtomicU64>>>,
     requests: AtomicU64,
@@ -119,6 +128,8 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             offers: RwLock::default(),
+            grants: RwLock::default(),
+            by_device: Mutex::default(),
             by_package: Mutex::default(),
             by_client: Mutex::default(),
             requests: AtomicU64::default(),
@@ -241,9 +252,15 @@ impl FirmwareServer {
         file_name: &str,
         package_key: &str,
     ) -> Result<(), HttpError> {
+        let token = self.token_in(url, file_name)?;
+        self.register(token.to_owned(), file_path, file_name, package_key);
+        Ok(())
+    }
+
+    /// The token of `url` when it is a `{public base}/fw/{token}/{file_name}` link of ours.
+    fn token_in<'u>(&self, url: &'u str, file_name: &str) -> Result<&'u str, HttpError> {
         let encoded_name = percent_encode_segment(file_name);
-        let token = url
-            .strip_prefix(&self.public_base)
+        url.strip_prefix(&self.public_base)
             .and_then(|rest| rest.strip_prefix("/fw/"))
             .and_then(|rest| rest.strip_suffix(encoded_name.as_str()))
             .and_then(|rest| rest.strip_suffix('/'))
@@ -251,13 +268,20 @@ impl FirmwareServer {
             .ok_or_else(|| HttpError::ForeignUrl {
                 url: url.to_owned(),
                 base: self.public_base.clone(),
-                file: encoded_name.clone(),
-            })?;
-        self.register(token.to_owned(), file_path, file_name, package_key);
-        Ok(())
+                file: encoded_name,
+            })
     }
 
     fn register(&self, token: String, file_path: PathBuf, file_name: &str, package_key: &str) {
+        let offer = self.new_offer(file_path, file_name, package_key);
+        self.shared
+            .offers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token, offer);
+    }
+
+    fn new_offer(&self, file_path: PathBuf, file_name: &str, package_key: &str) -> Arc<Offer> {
         let bytes = {
             let mut packages = self
                 .shared
@@ -266,17 +290,12 @@ impl FirmwareServer {
                 .unwrap_or_else(PoisonError::into_inner);
             packages.entry(package_key.to_owned()).or_default().clone()
         };
-        let offer = Offer {
+        Arc::new(Offer {
             cache: CachedFile::new(file_path.clone(), self.shared.cache_budget.clone()),
             path: file_path,
             file_name: file_name.to_owned(),
             bytes,
-        };
-        self.shared
-            .offers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(token, Arc::new(offer));
+        })
     }
 
     /// Stops serving an offer, given its URL or token. Downloads in progress finish.
@@ -297,8 +316,167 @@ impl FirmwareServer {
             total_bytes: s.total.load(Ordering::Relaxed),
             bytes_by_package: snapshot(&s.by_package),
             bytes_by_client: snapshot(&s.by_client),
+            bytes_by_device: device_snapshot(&s.by_device, |c| c.bytes.as_ref()),
+            requests_by_device: device_snapshot(&s.by_device, |c| &c.requests),
         }
     }
+}
+
+// ---- per-device links of campaigns ------------------------------------------------------------
+
+/// What a campaign's devices may download while it runs: [`FirmwareServer::grant`].
+#[derive(Debug, Clone)]
+pub struct DownloadGrant {
+    /// The campaign's id (what [`FirmwareServer::revoke`] names).
+    pub campaign: i64,
+    /// The campaign's own link (from [`FirmwareServer::campaign_url`], possibly stored and
+    /// read back after a restart): it must carry this server's public base and `file_name`.
+    pub campaign_url: String,
+    pub file_path: PathBuf,
+    pub file_name: String,
+    pub package_key: String,
+    /// `(token, device)`: each device's token (see `download_token`) and the device id text
+    /// its downloads are counted and logged under.
+    pub devices: Vec<(String, String)>,
+}
+
+/// One device's link of a granted campaign.
+struct Granted {
+    campaign: i64,
+    device: String,
+    offer: Arc<Offer>,
+    counters: Arc<DeviceCounters>,
+}
+
+#[derive(Default)]
+struct DeviceCounters {
+    requests: AtomicU64,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Granted {
+    /// Counts and logs a request on this device's link: a link that leaked is traceable.
+    fn note_request(&self, client: IpAddr, request: &Request) {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let range = request
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
+        // Devices that fetch in many small ranges would flood the log: the start of a download
+        // (no range, or one from byte 0) is logged as info, the rest as debug.
+        let start = range.is_none_or(|r| r.trim().starts_with("bytes=0-"));
+        if start {
+            tracing::info!(device = %self.device, campaign = self.campaign, %client,
+                range = range.unwrap_or("-"), "firmware download on a per-device link");
+        } else {
+            tracing::debug!(device = %self.device, campaign = self.campaign, %client,
+                range = range.unwrap_or("-"), "firmware download on a per-device link");
+        }
+    }
+}
+
+impl Shared {
+    fn granted(&self, token: &str, file_name: &str) -> Option<Arc<Granted>> {
+        let grants = self.grants.read().unwrap_or_else(PoisonError::into_inner);
+        grants
+            .get(token)
+            .filter(|g| g.offer.file_name == file_name)
+            .cloned()
+    }
+}
+
+impl FirmwareServer {
+    /// A campaign's own link under a fresh token. It is not served: it is the key the
+    /// campaign's per-device links are derived from (`download_token`) and then
+    /// [`FirmwareServer::grant`]ed.
+    pub fn campaign_url(&self, file_name: &str) -> String {
+        let token = format!("{:032x}", rand::random::<u128>());
+        format!(
+            "{}/fw/{token}/{}",
+            self.public_base,
+            percent_encode_segment(file_name)
+        )
+    }
+
+    /// Serves `grant.file_path` to each of `grant.devices` under its own token, until
+    /// [`FirmwareServer::revoke`]. Granting a campaign again replaces its earlier grant.
+    /// Refused when the campaign link is not one of this server's (another public base).
+    pub fn grant(&self, grant: DownloadGrant) -> Result<(), HttpError> {
+        self.token_in(&grant.campaign_url, &grant.file_name)?;
+        let offer = self.new_offer(grant.file_path, &grant.file_name, &grant.package_key);
+        let entries: Vec<(String, Arc<Granted>)> = grant
+            .devices
+            .into_iter()
+            .map(|(token, device)| {
+                let counters = self.device_counters(&device);
+                let granted = Granted {
+                    campaign: grant.campaign,
+                    device,
+                    offer: offer.clone(),
+                    counters,
+                };
+                (token, Arc::new(granted))
+            })
+            .collect();
+        let count = entries.len();
+        let mut grants = self
+            .shared
+            .grants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        grants.retain(|_, g| g.campaign != grant.campaign);
+        grants.extend(entries);
+        drop(grants);
+        tracing::info!(
+            campaign = grant.campaign,
+            devices = count,
+            "per-device download links granted"
+        );
+        Ok(())
+    }
+
+    /// Ends campaign `campaign`'s per-device links (they answer 404 from now on; downloads in
+    /// progress finish). Returns how many links it ended.
+    pub fn revoke(&self, campaign: i64) -> usize {
+        let mut grants = self
+            .shared
+            .grants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = grants.len();
+        grants.retain(|_, g| g.campaign != campaign);
+        let revoked = before - grants.len();
+        drop(grants);
+        if revoked > 0 {
+            tracing::info!(
+                campaign,
+                links = revoked,
+                "per-device download links revoked"
+            );
+        }
+        revoked
+    }
+
+    /// The counters of `device`, kept across campaigns. Only grants add entries (devices the
+    /// operator targeted), never requests, so the table cannot be grown from the network.
+    fn device_counters(&self, device: &str) -> Arc<DeviceCounters> {
+        let mut devices = self
+            .shared
+            .by_device
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        devices.entry(device.to_owned()).or_default().clone()
+    }
+}
+
+fn device_snapshot(
+    map: &Mutex<HashMap<String, Arc<DeviceCounters>>>,
+    counter: impl Fn(&DeviceCounters) -> &AtomicU64,
+) -> BTreeMap<String, u64> {
+    let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    map.iter()
+        .map(|(k, v)| (k.clone(), counter(v).load(Ordering::Relaxed)))
+        .collect()
 }
 
 fn snapshot<K: Clone + Ord>(map: &Mutex<HashMap<K, Arc<AtomicU64>>>) -> BTreeMap<K, u64> {
@@ -389,13 +567,20 @@ async fn serve_offer(
     Path((token, file_name)): Path<(String, String)>,
     mut request: Request,
 ) -> Response {
-    let Some(offer) = shared.offer(&token, &file_name) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let (offer, granted) = match shared.offer(&token, &file_name) {
+        Some(offer) => (offer, None),
+        None => match shared.granted(&token, &file_name) {
+            Some(granted) => (granted.offer.clone(), Some(granted)),
+            None => return StatusCode::NOT_FOUND.into_response(),
+        },
     };
     let client = request
         .extensions()
         .get::<ClientAddr>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    if let Some(granted) = &granted {
+        granted.note_request(client, &request);
+    }
     // Devices get the stored bytes with an exact Content-Length, never an encoded variant: an
     // embedded client has no decoder, whatever its request says.
     request.headers_mut().remove(header::ACCEPT_ENCODING);
@@ -424,11 +609,12 @@ async fn serve_offer(
             HeaderValue::from_static("application/octet-stream"),
         );
     }
-    let counters = [
+    let mut counters = vec![
         offer.bytes.clone(),
         shared.client_counter(client),
         shared.total.clone(),
     ];
+    counters.extend(granted.map(|g| g.counters.bytes.clone()));
     // ServeFile decided status, length and range; from memory only the bytes are served.
     let inner = match cached.and_then(|c| body_range(&parts, c.len(), is_head).map(|r| c.slice(r)))
     {
@@ -468,7 +654,7 @@ fn body_range(parts: &Parts, len: usize, is_head: bool) -> Option<Range<usize>> 
 /// Counts body bytes as hyper pulls them (i.e. as they go to the socket).
 struct CountingBody {
     inner: Body,
-    counters: [Arc<AtomicU64>; 3],
+    counters: Vec<Arc<AtomicU64>>,
 }
 
 impl HttpBody for CountingBody {

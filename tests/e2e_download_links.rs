@@ -1,0 +1,311 @@
+//! End to end: per-device download links (issue #16). The real engine (embedded broker and
+//! firmware server on ephemeral ports) and a simulated fleet: every device is told its own link,
+//! downloads from it, the server's counters name the device, the links stop working when the
+//! campaign ends, and a console restarted on the same data directory gives the same links.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
+use ota_console::device_id::DeviceId;
+use ota_console::engine::{
+    self, CampaignRequest, Command, EngineConfig, EngineHandle, FirmwareSource,
+    validate_download_url,
+};
+use ota_console::fleet::inspector::Direction;
+use ota_console::rollout::{CampaignState, CanarySize, DeviceStatus, DialectSettings, Policy};
+use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::transport::download_token::DOWNLOAD_KEY_FILE;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(data_dir: &Path) -> EngineConfig {
+    EngineConfig::embedded(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        data_dir.to_path_buf(),
+    )
+}
+
+async fn start_engine(config: EngineConfig) -> EngineHandle {
+    engine::start(config).await.expect("engine starts")
+}
+
+/// Stops the engine and waits (bounded) until its task is gone: the data directory and the
+/// firmware server are free again.
+async fn stop_engine(handle: EngineHandle) {
+    let mut watch = handle.watch();
+    handle.send(Command::Shutdown).unwrap();
+    tokio::time::timeout(WAIT, async { while watch.changed().await.is_ok() {} })
+        .await
+        .expect("the engine stops");
+}
+
+/// Every download link the console sent about `device` (Alibaba/FogCloud `url`, DJI
+/// `file_url`), in order.
+fn links_sent(handle: &EngineHandle, device: &DeviceId) -> Vec<String> {
+    fn collect(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("url" | "file_url", Value::String(url)) => out.push(url.clone()),
+                        _ => collect(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut links = Vec::new();
+    for message in handle.messages(Some(device), 10_000) {
+        if message.direction != Direction::Out {
+            continue;
+        }
+        if let Ok(payload) = serde_json::from_str::<Value>(&message.payload) {
+            collect(&payload, &mut links);
+        }
+    }
+    links
+}
+
+async fn status_of(url: &str) -> u16 {
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start_engine(config(dir.path())).await;
+    let fleet = SimFleet::start(SimConfig {
+        broker_url: handle.broker_url().to_owned(),
+        version: "1.0.0".into(),
+        seed: 16,
+        aliyun: 2,
+        fogcloud: 1,
+        fogcloud_gateways: 0,
+        subs_per_gateway: 0,
+        dji_docks: 1,
+        // Devices as strict as real stacks (exact header names, every notice field required).
+        strict: true,
+        behaviour: Behaviour {
+            install: Duration::from_millis(100),
+            faults: FaultOdds::default(),
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulated fleet starts");
+    let ids = fleet.device_ids();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    discover(&handle, &ids).await;
+    let size = 40_000;
+    let fw = firmware(dir.path(), size);
+    let id = start_rollout(&handle, &fw, ids.clone(), common::engine::fast_policy(20)).await;
+    let view = run_to_end(&handle, id).await;
+    for device in &view.snapshot.devices {
+        assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
+    }
+    let sims = fleet.stats();
+    assert!(
+        sims.devices.iter().all(|d| d.version == "2.0.0"),
+        "{sims:?}"
+    );
+
+    // Each device was told one link of its own, on this server, never the campaign's link.
+    let base = handle.snapshot().firmware_base.clone().unwrap();
+    let campaign_link = view.spec.offer.url.clone();
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    for device in &view.snapshot.devices {
+        let sent: BTreeSet<String> = links_sent(&handle, &device.id).into_iter().collect();
+        assert_eq!(
+            sent.len(),
+            1,
+            "{}: one link in every notice: {sent:?}",
+            device.id
+        );
+        let link = sent.into_iter().next().unwrap();
+        assert!(link.starts_with(&format!("{base}/fw/")), "{link}");
+        assert_ne!(link, campaign_link);
+        assert_eq!(validate_download_url(&link), Ok(()));
+        assert!(link.len() < 128, "{link}");
+        // No device id in the link (ids hold ':' and '/'; the link only URL-safe characters).
+        assert!(!link.contains(device.id.name()), "{link}");
+        let path = link.strip_prefix(&base).unwrap();
+        assert!(
+            path.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-._~%".contains(&b)),
+            "{path}"
+        );
+        links.insert(device.id.to_string(), link);
+    }
+    let distinct: BTreeSet<&String> = links.values().collect();
+    assert_eq!(distinct.len(), links.len(), "{links:#?}");
+
+    // The server's counters name each device with what it downloaded.
+    let served = wait_for(&handle, "every device's bytes counted", |s| {
+        s.served.as_ref().is_some_and(|served| {
+            links.keys().all(|d| {
+                served
+                    .bytes_by_device
+                    .get(d)
+                    .is_some_and(|b| *b >= size as u64)
+            })
+        })
+    })
+    .await
+    .served
+    .clone()
+    .unwrap();
+    for device in links.keys() {
+        assert!(served.requests_by_device[device] >= 1, "{served:?}");
+    }
+
+    // The campaign is over: its links are refused, and its own link never was served.
+    assert!(view.snapshot.state.is_finished());
+    for (device, link) in &links {
+        assert_eq!(status_of(link).await, 404, "{device}: {link}");
+    }
+    assert_eq!(status_of(&campaign_link).await, 404);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Devices the console knows of but that never answer: their notices stay in flight.
+    let targets: Vec<DeviceId> = ["pump-1", "pump-2"]
+        .iter()
+        .map(|dn| DeviceId::aliyun("a1Ghost", dn).unwrap())
+        .collect();
+    let policy = Policy {
+        canary: CanarySize::Percent(100),
+        device_timeout_secs: 600,
+        // A notice in flight is re-sent at once after a restart.
+        settle_ms: 0,
+        ..common::engine::fast_policy(600)
+    };
+
+    let handle = start_engine(config(dir.path())).await;
+    let fw = firmware(dir.path(), 5_000);
+    let package = handle.import_firmware(fw).await.expect("import");
+    let id = handle
+        .start_campaign(CampaignRequest {
+            name: "resume".into(),
+            package_sha256: package.package.sha256.clone(),
+            version: "2.0.0".into(),
+            module: None,
+            description: String::new(),
+            targets: targets.clone(),
+            policy,
+            settings: DialectSettings::default(),
+            download_url: None,
+        })
+        .await
+        .expect("campaign starts");
+    let first_links = wait_links(&handle, &targets).await;
+    let base = handle.snapshot().firmware_base.clone().unwrap();
+    for link in first_links.values() {
+        assert_eq!(status_of(link).await, 200, "{link}");
+    }
+    let key = std::fs::read(dir.path().join(DOWNLOAD_KEY_FILE)).unwrap();
+    stop_engine(handle).await;
+
+    // Restarted on the same data directory, on another port, announcing the same address
+    // (the operator's `--public-url`): the same links, served again.
+    let port = common::mosquitto::free_port();
+    let mut again = config(dir.path());
+    again.firmware = FirmwareSource::Embedded {
+        bind: format!("127.0.0.1:{port}").parse().unwrap(),
+        public_base: Some(base.clone()),
+    };
+    let handle = start_engine(again).await;
+    handle.resume_campaign(id).await.expect("campaign resumes");
+    let second_links = wait_links(&handle, &targets).await;
+    assert_eq!(second_links, first_links);
+    assert_eq!(
+        std::fs::read(dir.path().join(DOWNLOAD_KEY_FILE)).unwrap(),
+        key
+    );
+    let here = |link: &str| link.replacen(&base, &format!("http://127.0.0.1:{port}"), 1);
+    for link in first_links.values() {
+        assert_eq!(status_of(&here(link)).await, 200, "{link}");
+    }
+
+    // Canceled: the links stop working.
+    handle.send(Command::Cancel(id)).unwrap();
+    wait_for(&handle, "the campaign to be canceled", |s| {
+        s.campaigns
+            .iter()
+            .any(|c| c.snapshot.id == id && c.snapshot.state == CampaignState::Canceled)
+    })
+    .await;
+    for link in first_links.values() {
+        assert_eq!(status_of(&here(link)).await, 404, "{link}");
+    }
+    stop_engine(handle).await;
+}
+
+/// A campaign that completed with timed-out devices ends its links; "retry failed" runs it
+/// again and brings the same links back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_come_back_when_a_completed_campaign_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ghost = DeviceId::aliyun("a1Ghost", "silent-1").unwrap();
+    let handle = start_engine(config(dir.path())).await;
+    let fw = firmware(dir.path(), 5_000);
+    // Long enough that the re-run cannot time out again before its link is fetched.
+    let policy = common::engine::fast_policy(3);
+    let id = start_rollout(&handle, &fw, vec![ghost.clone()], policy).await;
+    let link = wait_links(&handle, std::slice::from_ref(&ghost)).await[&ghost.to_string()].clone();
+    let view = run_to_end(&handle, id).await;
+    assert_eq!(view.snapshot.state, CampaignState::Completed);
+    assert_eq!(view.snapshot.devices[0].status, DeviceStatus::TimedOut);
+    assert_eq!(status_of(&link).await, 404, "{link}");
+
+    handle.send(Command::RetryFailed(id)).unwrap();
+    wait_for(&handle, "the campaign to run again", |s| {
+        s.campaigns
+            .iter()
+            .any(|c| c.snapshot.id == id && c.snapshot.state == CampaignState::Running)
+    })
+    .await;
+    assert_eq!(status_of(&link).await, 200, "{link}");
+    stop_engine(handle).await;
+}
+
+/// Waits (bounded) until the console has sent a notice to every target; returns the latest
+/// link each was sent, by device. Every message the console publishes changes the snapshot.
+async fn wait_links(handle: &EngineHandle, targets: &[DeviceId]) -> BTreeMap<String, String> {
+    let mut watch = handle.watch();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            watch.borrow_and_update();
+            let links: BTreeMap<String, String> = targets
+                .iter()
+                .filter_map(|d| links_sent(handle, d).pop().map(|l| (d.to_string(), l)))
+                .collect();
+            if links.len() == targets.len() {
+                return links;
+            }
+            watch.changed().await.expect("engine runs");
+        }
+    })
+    .await
+    .expect("every target is sent a notice")
+}
