@@ -348,7 +348,7 @@ fn derived_public_base(local: SocketAddr) -> String {
 
 /// The source address the kernel would use towards the internet. `connect` on a UDP socket
 /// only selects a route; no packet is sent. Documentation addresses are used as the target.
-fn primary_lan_ip(v6: bool) -> Option<IpAddr> {
+pub(crate) fn primary_lan_ip(v6: bool) -> Option<IpAddr> {
     let (bind, target): (SocketAddr, SocketAddr) = if v6 {
         (
             (Ipv6Addr::UNSPECIFIED, 0).into(),
