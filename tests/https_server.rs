@@ -268,7 +268,7 @@ async fn a_client_that_does_not_trust_the_site_ca_gets_no_connection() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = SiteCa::load_or_create(other_dir.path()).unwrap();
     let refused = connect_trusting(&other, f.server.local_addr()).await;
-    let err = refused.err().expect("an unknown issuer is refused");
+    let err = refused.expect_err("an unknown issuer is refused");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
 }
 
