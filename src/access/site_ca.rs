@@ -106,7 +106,10 @@ impl SiteCa {
             (None, None) => {
                 return Err(TlsError::Io {
                     path: cert_path,
-                    source: io::Error::new(io::ErrorKind::NotFound, "no site CA has been made"),
+                    source: io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "missing: this folder holds no site CA",
+                    ),
                 });
             }
         };
@@ -421,6 +424,41 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(entries, vec![std::ffi::OsString::from(SITE_CA_DIR)]);
+    }
+
+    #[test]
+    fn consoles_starting_together_agree_on_one_ca() {
+        let data = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = data.path().to_path_buf();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SiteCa::load_or_create(&dir).unwrap().certificate()
+                })
+            })
+            .collect();
+        let certs: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(certs.iter().all(|c| *c == certs[0]));
+        let entries = fs::read_dir(data.path()).unwrap().count();
+        assert_eq!(entries, 1, "staging folders are cleaned up");
+    }
+
+    #[test]
+    fn a_site_ca_folder_with_other_files_is_left_alone() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join(SITE_CA_DIR);
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("notes.txt"), b"mine").unwrap();
+        let err = SiteCa::load_or_create(data.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&dir.join(CA_CERT_FILE).display().to_string()),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
     }
 
     #[test]
