@@ -304,3 +304,30 @@ async fn the_public_base_of_an_https_server_is_https() {
     let plain = FirmwareServer::start(bind, None).await.unwrap();
     assert!(plain.public_base().starts_with("http://127.0.0.1:"));
 }
+
+/// A client that opens the TLS port and never starts the handshake holds its connection slot
+/// only for the header timeout (10 s), as a plain-HTTP client that sends no request does.
+/// Paused clock: the runtime jumps to the next timer whenever every task waits.
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_closed_after_the_header_timeout() {
+    let f = fixture().await;
+    let started = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(f.server.local_addr()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = timeout(Duration::from_secs(120), silent.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection");
+    let waited = started.elapsed();
+    assert!(read.is_ok() || answer.is_empty());
+    assert!(
+        (Duration::from_secs(10)..Duration::from_secs(30)).contains(&waited),
+        "{waited:?}"
+    );
+    timeout(Duration::from_secs(5), async {
+        while f.server.stats().active_connections != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("its slot is given back");
+}
