@@ -218,28 +218,38 @@ async fn plain_http_on_the_tls_port_fails_alone_and_downloads_go_on() {
     let first = get(&mut tls, f.target(&url), Some("bytes=0-99")).await;
     assert_eq!(first.body, &content[..100]);
 
-    // ... when a client speaks plain HTTP to the same port: no HTTP answer, the connection
-    // ends (a TLS alert at most), within the wait.
+    // ... when a client speaks plain HTTP to the same port: it is told so in a 400, never
+    // given the file, and the connection ends within the wait.
     let raw = timeout(WAIT, async {
         let mut plain = TcpStream::connect(addr).await.unwrap();
         let request = format!(
-            "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: dev\r\n\r\n",
             f.target(&url)
         );
         plain.write_all(request.as_bytes()).await.unwrap();
         let mut answer = Vec::new();
-        // A reset is as good as a close here: the point is that it ends.
-        let _ = plain.read_to_end(&mut answer).await;
-        answer
+        plain.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8(answer).unwrap()
     })
     .await
     .expect("the plain-HTTP connection is closed by the server");
+    assert!(raw.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{raw:?}");
+    assert!(raw.contains("\r\nContent-Length: 51\r\n"), "{raw:?}");
     assert!(
-        !raw.starts_with(b"HTTP/"),
-        "{:?}",
-        String::from_utf8_lossy(&raw)
+        raw.ends_with("\r\n\r\nThis port serves HTTPS only: use the https:// URL.\n"),
+        "{raw:?}"
     );
-    assert!(raw.len() < 64, "no content leaks: {} bytes", raw.len());
+    // A client that starts with neither TLS nor HTTP only loses its own connection.
+    let garbage = timeout(WAIT, async {
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        other.write_all(&[0x00; 64]).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = other.read_to_end(&mut answer).await; // a reset ends it as well as a close
+        answer
+    })
+    .await
+    .expect("the garbage connection is closed by the server");
+    assert!(!garbage.starts_with(b"HTTP/"), "{garbage:?}");
 
     // The running connection and new ones keep working.
     let rest = get(&mut tls, f.target(&url), Some("bytes=100-")).await;
@@ -259,7 +269,12 @@ async fn plain_http_on_the_tls_port_fails_alone_and_downloads_go_on() {
     })
     .await
     .expect("no connection left open");
-    assert_eq!(f.server.stats().total_bytes, 2 * 200_000);
+    let stats = f.server.stats();
+    assert_eq!(stats.total_bytes, 2 * 200_000);
+    assert_eq!(
+        stats.requests, 4,
+        "three downloads and the plain-HTTP request"
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@
 //! HTTPS is optional ([`FirmwareServer::start_with_tls`], e.g. with the site CA's certificate
 //! from `access::tls`): the same port then speaks only TLS, the TLS handshake must finish
 //! within the header timeout and counts against the same connection cap, and the announced
-//! base URL is `https://`. A plain-HTTP request on that port fails its handshake and is closed.
+//! base URL is `https://`. A plain-HTTP request on that port is answered `400` with a sentence
+//! saying so (as nginx does) and closed; it never reaches a file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -41,7 +42,7 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
@@ -61,6 +62,10 @@ const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CHUNK_BYTES: usize = 1024 * 1024;
 /// Distinct client addresses counted separately; the rest are summed under 0.0.0.0.
 const MAX_TRACKED_CLIENTS: usize = 100_000;
+/// Most bytes of a plain-HTTP request head read on the HTTPS port before it is answered.
+const PLAIN_HEAD_BYTES: usize = 8192;
+/// The answer to plain HTTP on the HTTPS port.
+const PLAIN_ON_TLS_BODY: &str = "This port serves HTTPS only: use the https:// URL.\n";
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -564,18 +569,9 @@ async fn accept_loop(
                 counting.requests.fetch_add(1, Ordering::Relaxed);
                 service.clone().oneshot(request)
             });
-            let guarded = StallGuard::new(stream, WRITE_STALL_TIMEOUT);
             let served = match tls {
-                None => serve_http1(guarded, service).await,
-                // The handshake is the first thing a client sends: it gets the header timeout.
-                Some(acceptor) => {
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(guarded)).await
-                    {
-                        Ok(Ok(tls_stream)) => serve_http1(tls_stream, service).await,
-                        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                        Err(_) => Err("TLS handshake timed out".to_owned()),
-                    }
-                }
+                None => serve_http1(StallGuard::new(stream, WRITE_STALL_TIMEOUT), service).await,
+                Some(acceptor) => serve_https(stream, acceptor, service, &shared).await,
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "firmware download connection ended");
@@ -584,6 +580,62 @@ async fn accept_loop(
             drop(slot);
         });
     }
+}
+
+/// Serves one connection of the HTTPS port: the TLS handshake, then HTTP/1.1. The handshake is
+/// the first thing a client sends, so it gets the header timeout; a client that starts with a
+/// plain-HTTP request (a method name where a TLS record should be) is told in a `400`.
+async fn serve_https<S>(
+    mut stream: TcpStream,
+    acceptor: TlsAcceptor,
+    service: S,
+    shared: &Shared,
+) -> Result<(), String>
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Err(_) => return Err("TLS handshake timed out".to_owned()),
+        Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+        Ok(Ok(0)) => return Ok(()),
+        Ok(Ok(_)) => {}
+    }
+    // A TLS record starts with its content type (22 for a handshake), never with a letter.
+    if first[0].is_ascii_uppercase() {
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        let _ = tokio::time::timeout_at(deadline, answer_plain_http(&mut stream)).await;
+        return Err("plain HTTP on the HTTPS port".to_owned());
+    }
+    let guarded = StallGuard::new(stream, WRITE_STALL_TIMEOUT);
+    match tokio::time::timeout_at(deadline, acceptor.accept(guarded)).await {
+        Ok(Ok(tls_stream)) => serve_http1(tls_stream, service).await,
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timed out".to_owned()),
+    }
+}
+
+/// Reads the plain request's head first: closing a socket with unread bytes resets it, and the
+/// reset could destroy the answer before the client reads it.
+async fn answer_plain_http(stream: &mut TcpStream) -> io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < PLAIN_HEAD_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await? {
+            0 => break,
+            n => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+        }
+    }
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{PLAIN_ON_TLS_BODY}",
+        PLAIN_ON_TLS_BODY.len()
+    );
+    stream.write_all(answer.as_bytes()).await?;
+    stream.shutdown().await
 }
 
 /// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes.
