@@ -354,6 +354,7 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         firmware: FirmwareSource::Embedded {
             bind: "127.0.0.1:0".parse().expect("addr"),
             public_base: None,
+            tls: None,
         },
         data_dir: dir.to_path_buf(),
         db_path: dir.join("ota-console.db"),

@@ -125,6 +125,7 @@ impl ConnectionArgs {
             None => FirmwareSource::Embedded {
                 bind: self.http_bind,
                 public_base: self.public_url.clone(),
+                tls: None,
             },
         };
         Ok(EngineConfig {

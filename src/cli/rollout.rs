@@ -373,6 +373,7 @@ fn come_back_at(firmware: &mut FirmwareSource, told: &DownloadBase) {
         FirmwareSource::Embedded {
             bind,
             public_base: None,
+            tls: None,
         },
         Some(port),
     ) = (firmware, told.port)
@@ -834,6 +835,7 @@ mod tests {
         let embedded = |bind: &str, public_base: Option<&str>| FirmwareSource::Embedded {
             bind: bind.parse().unwrap(),
             public_base: public_base.map(str::to_owned),
+            tls: None,
         };
         let bind_of = |source: &FirmwareSource| match source {
             FirmwareSource::Embedded { bind, .. } => bind.to_string(),
@@ -859,6 +861,7 @@ mod tests {
         let embedded = |public_base: Option<&str>| FirmwareSource::Embedded {
             bind: "0.0.0.0:8080".parse().unwrap(),
             public_base: public_base.map(str::to_owned),
+            tls: None,
         };
         assert_eq!(moved_to(&embedded(None), &told), None);
         assert_eq!(

@@ -27,7 +27,9 @@ pub fn run(
         // The demo keeps its devices and campaigns apart from the real ones.
         config.data_dir = config.data_dir.join("demo");
         config.db_path = config.data_dir.join("ota-console.db");
-        if let FirmwareSource::Embedded { bind, public_base } = &mut config.firmware
+        if let FirmwareSource::Embedded {
+            bind, public_base, ..
+        } = &mut config.firmware
             && public_base.is_none()
         {
             *public_base = demo_public_base(bind);
@@ -48,6 +50,7 @@ pub fn run(
                 config.firmware = FirmwareSource::Embedded {
                     bind: SocketAddr::from(([127, 0, 0, 1], 0)),
                     public_base: None,
+                    tls: None,
                 };
                 runtime.block_on(engine::start(config.clone()))
             } else {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::device_id::Dialect;
 use crate::transport::mqtt::LinkOptions;
@@ -34,10 +35,12 @@ pub enum EmbeddedAccess {
 #[derive(Debug, Clone)]
 pub enum FirmwareSource {
     /// The embedded HTTP server, bound to `bind`, announced to devices as `public_base`
-    /// (default: derived from the bound address).
+    /// (default: derived from the bound address). With `tls` it serves HTTPS only, and the
+    /// derived base is `https://` (e.g. a configuration from `access::tls::server_config`).
     Embedded {
         bind: SocketAddr,
         public_base: Option<String>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     },
     /// An existing URL that serves the package; no local server.
     ExternalUrl(String),
@@ -75,6 +78,7 @@ impl EngineConfig {
             firmware: FirmwareSource::Embedded {
                 bind: http_bind,
                 public_base: None,
+                tls: None,
             },
             db_path: data_dir.join("ota-console.db"),
             data_dir,

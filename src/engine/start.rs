@@ -112,8 +112,12 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
     }
 
     let (http, external_url) = match &config.firmware {
-        FirmwareSource::Embedded { bind, public_base } => {
-            let server = FirmwareServer::start(*bind, public_base.clone())
+        FirmwareSource::Embedded {
+            bind,
+            public_base,
+            tls,
+        } => {
+            let server = FirmwareServer::start_with_tls(*bind, public_base.clone(), tls.clone())
                 .await
                 .map_err(|e| start_error(e.to_string()))?;
             (Some(server), None)

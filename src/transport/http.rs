@@ -16,6 +16,12 @@
 //! exact body size otherwise): never chunked, never compressed.
 //! Files up to 64 MiB are served from an in-memory copy (`file_cache`): with 100 concurrent
 //! downloads that took us from ~0.5-0.65× to ~0.95× nginx's sendfile throughput.
+//!
+//! HTTPS is optional ([`FirmwareServer::start_with_tls`], e.g. with the site CA's certificate
+//! from `access::tls`): the same port then speaks only TLS, the TLS handshake must finish
+//! within the header timeout and counts against the same connection cap, and the announced
+//! base URL is `https://`. A plain-HTTP request on that port is answered `400` with a sentence
+//! saying so (as nginx does) and closed; it never reaches a file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -39,10 +45,11 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -58,6 +65,10 @@ const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CHUNK_BYTES: usize = 1024 * 1024;
 /// Distinct client addresses counted separately; the rest are summed under 0.0.0.0.
 const MAX_TRACKED_CLIENTS: usize = 100_000;
+/// Most bytes of a plain-HTTP request head read on the HTTPS port before it is answered.
+const PLAIN_HEAD_BYTES: usize = 8192;
+/// The answer to plain HTTP on the HTTPS port.
+const PLAIN_ON_TLS_BODY: &str = "This port serves HTTPS only: use the https:// URL.\n";
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +86,11 @@ pub enum HttpError {
     },
     #[error("public base URL {0:?} must start with http:// or https:// and name a host")]
     PublicBase(String),
+    #[error(
+        "public base URL {0:?} starts with http:// but the firmware server speaks HTTPS: \
+         devices must be given an https:// URL"
+    )]
+    PlainBaseWithTls(String),
     #[error(
         "URL {url:?} cannot be served here: this server offers `{base}/fw/<32 hex digits>/{file}`"
     )]
@@ -193,7 +209,22 @@ impl FirmwareServer {
         bind: SocketAddr,
         public_base: Option<String>,
     ) -> Result<FirmwareServer, HttpError> {
+        Self::start_with_tls(bind, public_base, None).await
+    }
+
+    /// [`FirmwareServer::start`], serving HTTPS with `tls` when given: the derived public base
+    /// is then `https://…`, and a given one must be `https://` too.
+    pub async fn start_with_tls(
+        bind: SocketAddr,
+        public_base: Option<String>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<FirmwareServer, HttpError> {
         let public_base = public_base.map(checked_public_base).transpose()?;
+        if let (Some(base), Some(_)) = (&public_base, &tls) {
+            if base.starts_with("http://") {
+                return Err(HttpError::PlainBaseWithTls(base.clone()));
+            }
+        }
         let listener = TcpListener::bind(bind).await.map_err(|source| {
             if source.kind() == io::ErrorKind::AddrInUse {
                 HttpError::AddrInUse(bind)
@@ -204,14 +235,16 @@ impl FirmwareServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| HttpError::Bind { addr: bind, source })?;
-        let public_base = public_base.unwrap_or_else(|| derived_public_base(local_addr));
+        let public_base =
+            public_base.unwrap_or_else(|| derived_public_base(local_addr, tls.is_some()));
         let shared = Arc::new(Shared::default());
         let router = Router::new()
             .route("/fw/{token}/{file_name}", axum::routing::get(serve_offer))
             .fallback(|| async { StatusCode::NOT_FOUND })
             .with_state(shared.clone());
+        let tls = tls.map(TlsAcceptor::from);
         let accept_task =
-            tokio::spawn(accept_loop(listener, router, shared.clone())).abort_handle();
+            tokio::spawn(accept_loop(listener, router, shared.clone(), tls)).abort_handle();
         tracing::info!(%local_addr, %public_base, "firmware HTTP server listening");
         Ok(FirmwareServer {
             local_addr,
@@ -512,21 +545,22 @@ fn checked_public_base(base: String) -> Result<String, HttpError> {
 
 /// The URL devices can reach: the bound IP, or for a wildcard bind this machine's primary LAN
 /// address.
-fn derived_public_base(local: SocketAddr) -> String {
+fn derived_public_base(local: SocketAddr, https: bool) -> String {
+    let scheme = if https { "https" } else { "http" };
     let ip = match local.ip() {
         ip if !ip.is_unspecified() => ip,
         IpAddr::V4(_) => primary_lan_ip(false).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         IpAddr::V6(_) => primary_lan_ip(true).unwrap_or(IpAddr::V6(Ipv6Addr::LOCALHOST)),
     };
     match ip {
-        IpAddr::V4(v4) => format!("http://{v4}:{}", local.port()),
-        IpAddr::V6(v6) => format!("http://[{v6}]:{}", local.port()),
+        IpAddr::V4(v4) => format!("{scheme}://{v4}:{}", local.port()),
+        IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{}", local.port()),
     }
 }
 
 /// The source address the kernel would use towards the internet. `connect` on a UDP socket
 /// only selects a route; no packet is sent. Documentation addresses are used as the target.
-fn primary_lan_ip(v6: bool) -> Option<IpAddr> {
+pub(crate) fn primary_lan_ip(v6: bool) -> Option<IpAddr> {
     let (bind, target): (SocketAddr, SocketAddr) = if v6 {
         (
             (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -687,7 +721,12 @@ impl HttpBody for CountingBody {
     }
 }
 
-async fn accept_loop(listener: TcpListener, router: Router, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -708,6 +747,7 @@ async fn accept_loop(listener: TcpListener, router: Router, shared: Arc<Shared>)
             request.extensions_mut().insert(ClientAddr(peer));
             request
         });
+        let tls = tls.clone();
         tokio::spawn(async move {
             shared.active.fetch_add(1, Ordering::Relaxed);
             let counting = shared.clone();
@@ -715,22 +755,93 @@ async fn accept_loop(listener: TcpListener, router: Router, shared: Arc<Shared>)
                 counting.requests.fetch_add(1, Ordering::Relaxed);
                 service.clone().oneshot(request)
             });
-            let io = TokioIo::new(StallGuard::new(stream, WRITE_STALL_TIMEOUT));
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                // Names are case-insensitive in HTTP, but many embedded HTTP clients look for
-                // `Content-Length` byte for byte (issue #11): write them as nginx does.
-                // hyper capitalises after each `-`, so the one difference is `Etag`.
-                .title_case_headers(true)
-                .serve_connection(io, TowerToHyperService::new(service));
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => serve_http1(StallGuard::new(stream, WRITE_STALL_TIMEOUT), service).await,
+                Some(acceptor) => serve_https(stream, acceptor, service, &shared).await,
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "firmware download connection ended");
             }
             shared.active.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         });
     }
+}
+
+/// Serves one connection of the HTTPS port: the TLS handshake, then HTTP/1.1. The handshake is
+/// the first thing a client sends, so it gets the header timeout; a client that starts with a
+/// plain-HTTP request (a method name where a TLS record should be) is told in a `400`.
+async fn serve_https<S>(
+    mut stream: TcpStream,
+    acceptor: TlsAcceptor,
+    service: S,
+    shared: &Shared,
+) -> Result<(), String>
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Err(_) => return Err("TLS handshake timed out".to_owned()),
+        Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+        Ok(Ok(0)) => return Ok(()),
+        Ok(Ok(_)) => {}
+    }
+    // A TLS record starts with its content type (22 for a handshake), never with a letter.
+    if first[0].is_ascii_uppercase() {
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        let _ = tokio::time::timeout_at(deadline, answer_plain_http(&mut stream)).await;
+        return Err("plain HTTP on the HTTPS port".to_owned());
+    }
+    let guarded = StallGuard::new(stream, WRITE_STALL_TIMEOUT);
+    match tokio::time::timeout_at(deadline, acceptor.accept(guarded)).await {
+        Ok(Ok(tls_stream)) => serve_http1(tls_stream, service).await,
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timed out".to_owned()),
+    }
+}
+
+/// Reads the plain request's head first: closing a socket with unread bytes resets it, and the
+/// reset could destroy the answer before the client reads it.
+async fn answer_plain_http(stream: &mut TcpStream) -> io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while head.len() < PLAIN_HEAD_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await? {
+            0 => break,
+            n => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+        }
+    }
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{PLAIN_ON_TLS_BODY}",
+        PLAIN_ON_TLS_BODY.len()
+    );
+    stream.write_all(answer.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Serves HTTP/1.1 requests on one connection (plain or TLS) until it closes.
+async fn serve_http1<I, S>(io: I, service: S) -> Result<(), String>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Names are case-insensitive in HTTP, but many embedded HTTP clients look for
+        // `Content-Length` byte for byte (issue #11): write them as nginx does.
+        // hyper capitalises after each `-`, so the one difference is `Etag`.
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A TCP stream whose writes fail after the peer has read nothing for `limit`.
@@ -848,9 +959,10 @@ mod tests {
     #[test]
     fn public_base_uses_the_bound_ip() {
         let v4: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(derived_public_base(v4), "http://127.0.0.1:8080");
+        assert_eq!(derived_public_base(v4, false), "http://127.0.0.1:8080");
+        assert_eq!(derived_public_base(v4, true), "https://127.0.0.1:8080");
         let v6: SocketAddr = "[::1]:81".parse().unwrap();
-        assert_eq!(derived_public_base(v6), "http://[::1]:81");
+        assert_eq!(derived_public_base(v6, false), "http://[::1]:81");
     }
 
     fn parts(status: StatusCode, headers: &[(header::HeaderName, &str)]) -> Parts {

@@ -1072,6 +1072,63 @@ mod tests {
         ));
     }
 
+    /// The console's own `mqtts://` link provisioned from the site CA: `ca_file` is the CA's
+    /// `ca.pem`, the client certificate one it issued; a real handshake against a server
+    /// configuration that requires client certificates of that CA names the console.
+    #[tokio::test]
+    async fn the_link_trusts_the_site_ca_and_presents_its_client_certificate() {
+        use crate::access::site_ca::SiteCa;
+        use crate::access::tls::{ClientCerts, identity_of_cert, server_config};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let data = tempfile::tempdir().unwrap();
+        let ca = SiteCa::load_or_create(data.path()).unwrap();
+        let (cert_pem, key_pem) = ca.issue_client("ota-console-1a2b3c4d").unwrap();
+        let cert_path = data.path().join("console.pem");
+        let key_path = data.path().join("console.key");
+        std::fs::write(&cert_path, cert_pem).unwrap();
+        std::fs::write(&key_path, key_pem).unwrap();
+        let mut o = LinkOptions::new("mqtts://127.0.0.1:8883".parse().unwrap());
+        o.ca_file = Some(ca.cert_path());
+        o.client_cert = Some(cert_path);
+        o.client_key = Some(key_path);
+        let client = tls_config(&o).unwrap();
+
+        let identity = ca.issue_server(&["127.0.0.1".to_owned()]).unwrap();
+        let server =
+            server_config(&identity, ClientCerts::Required(vec![ca.certificate()])).unwrap();
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let serve = async move {
+            let mut tls = tokio_rustls::TlsAcceptor::from(server)
+                .accept(server_io)
+                .await
+                .unwrap();
+            let mut byte = [0u8; 1];
+            tls.read_exact(&mut byte).await.unwrap();
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(identity_of_cert)
+        };
+        let connect = async move {
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(name, client_io)
+                .await
+                .unwrap();
+            tls.write_all(&[0x10]).await.unwrap();
+            tls.flush().await.unwrap();
+            tls
+        };
+        let (seen, _client) = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(serve, connect)
+        })
+        .await
+        .expect("handshake finishes");
+        assert_eq!(seen.as_deref(), Some("ota-console-1a2b3c4d"));
+    }
+
     #[test]
     fn default_client_ids_differ_and_fit_mqtt_3_1() {
         let a = generate_client_id();
