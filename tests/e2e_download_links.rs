@@ -233,6 +233,7 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
     again.firmware = FirmwareSource::Embedded {
         bind: format!("127.0.0.1:{port}").parse().unwrap(),
         public_base: Some(base.clone()),
+        tls: None,
     };
     let handle = start_engine(again).await;
     handle.resume_campaign(id).await.expect("campaign resumes");
