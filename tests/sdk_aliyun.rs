@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::console::{Console, firmware_file, rollout_args, set_flag};
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use serde_json::Value;
 
 /// Product key of the bench devices (Alibaba product keys are 11 characters).
@@ -281,7 +281,8 @@ fn check_notice(notice: &Value, package: &Value, sign_method: &str, digest_key: 
 fn upgrades_with(sign_method_arg: &str, sign_method_wire: &str, digest_key: &str, n: usize) {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let mut devices = boot_devices(&python, &broker, dir.path(), n);
 
     // No retries: a device that fails ends the run at once, with what the SDK said.
@@ -364,7 +365,8 @@ fn serve_wrong_firmware(size: usize) -> SocketAddr {
 fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let mut devices = boot_devices(&python, &broker, dir.path(), 1);
     let mirror = serve_wrong_firmware(64 * 1024);
     let url = format!("http://{mirror}/fw.bin");
@@ -400,7 +402,8 @@ fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
 fn sdk_download_failure_fails_the_device_with_the_download_step() {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let mut devices = boot_devices(&python, &broker, dir.path(), 1);
     // A port that was free a moment ago and has nobody listening: connection refused.
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -445,7 +448,8 @@ fn sdk_download_failure_fails_the_device_with_the_download_step() {
 fn late_boot(report_first: bool) {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let fw = firmware_file(dir.path(), 64 * 1024);
     let report = dir.path().join("report.json");
     let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir.path(), &fw);

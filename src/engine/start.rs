@@ -19,7 +19,7 @@ use crate::private_fs;
 use crate::protocol;
 use crate::rollout::{Campaign, RandomIds};
 use crate::store::Store;
-use crate::transport::broker::EmbeddedBroker;
+use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
 use crate::transport::http::FirmwareServer;
 use crate::transport::mqtt::{BrokerUrl, LinkOptions, LinkState, MqttLink};
 
@@ -209,8 +209,8 @@ fn connect_options(
         .collect();
     let (broker, mut options, label) = match &config.broker {
         BrokerChoice::Embedded { listen } => {
-            let broker =
-                EmbeddedBroker::start(*listen).map_err(|e| EngineError::Start(e.to_string()))?;
+            let broker = EmbeddedBroker::start(BrokerSettings::open(*listen))
+                .map_err(|e| EngineError::Start(e.to_string()))?;
             let addr = broker.local_addr();
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = format!("embedded broker on {addr}");
