@@ -339,11 +339,25 @@ pub(super) fn namespaced_client_id(identity: &Identity, client_id: &str) -> Stri
         Identity::Site { name, .. } => format!("site:{name}"),
         Identity::AwsThing(thing) => format!("aws:{thing}"),
     };
-    if client_id.is_empty() {
-        format!("{namespace}|auto-{}", uuid::Uuid::new_v4().simple())
+    let own = if client_id.is_empty() {
+        format!("auto-{}", uuid::Uuid::new_v4().simple())
     } else {
-        format!("{namespace}|{client_id}")
+        escape_client_id(client_id)
+    };
+    format!("{}|{own}", escape_client_id(&namespace))
+}
+
+/// rumqttd refuses client ids with `+`, `$`, `#` or `/` (device ids have `/`); percent-encoded
+/// here, with `%` and the namespace separator `|`, so different ids stay different.
+fn escape_client_id(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' | '|' | '+' | '$' | '#' | '/' => out.push_str(&format!("%{:02X}", u32::from(c))),
+            c => out.push(c),
+        }
     }
+    out
 }
 
 /// The protocol level of a CONNECT frame, if its variable header is there to read.

@@ -270,8 +270,13 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     let mut input = ReadBuf::new();
+    // The first frame must be a CONNECT (type 1, reserved flags 0: MQTT 3.1.1 §2.2.2).
     let first = timeout(CONNECT_TIMEOUT, async {
         loop {
+            // Told at the first byte: no waiting for the "length" of an HTTP request or TLS hello.
+            if input.buf.first().is_some_and(|b| *b != 0x10) {
+                return Err("the first packet was not a CONNECT".to_owned());
+            }
             match input.frame(MAX_PACKET_BYTES) {
                 Ok(Some(frame)) => return Ok(Some(frame)),
                 Ok(None) => {}
@@ -295,7 +300,7 @@ where
         // Gone before a whole packet: nothing to report (port scans, health checks).
         Ok(Ok(None)) => return,
         Ok(Err(why)) => {
-            let reason = format!("not MQTT: {why}");
+            let reason = format!("not MQTT 3.1.1: {why}");
             shared
                 .events
                 .refused(peer.refusal(Attempt::Connect, reason));
@@ -309,14 +314,6 @@ where
             return;
         }
     };
-    // CONNECT, with the reserved flags 0 (MQTT 3.1.1 §2.2.2).
-    if frame.first() != Some(&0x10) {
-        let reason = "the first packet was not a CONNECT".to_owned();
-        shared
-            .events
-            .refused(peer.refusal(Attempt::Connect, reason));
-        return;
-    }
     let internal = InternalLogin {
         username: &shared.upstream.username,
         password: &shared.upstream.password,
