@@ -17,7 +17,7 @@ use ota_console::access::credentials::{
     BackoffPolicy, ConsoleCredentials, SECRETS_FILE, USERS_FILE,
 };
 use ota_console::transport::broker::{
-    Attempt, BrokerEvent, BrokerRefusal, BrokerSettings, EmbeddedBroker,
+    Attempt, BrokerEvent, BrokerRefusal, BrokerSettings, BrokerTls, EmbeddedBroker,
 };
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, Publish,
@@ -38,6 +38,10 @@ struct Site {
 }
 
 fn secure_site() -> Site {
+    secure_site_with(None)
+}
+
+fn secure_site_with(tls: Option<BrokerTls>) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let console = ConsoleCredentials::load_or_create(&data).unwrap();
@@ -47,11 +51,9 @@ fn secure_site() -> Site {
         format!("ProductKey,DeviceName,DeviceSecret\n{PK},pump-7,secret-7\n{PK},pump-8,secret-8\n"),
     )
     .unwrap();
-    let broker = EmbeddedBroker::start(BrokerSettings::secure(
-        "127.0.0.1:0".parse().unwrap(),
-        data.clone(),
-    ))
-    .expect("secure broker starts");
+    let mut settings = BrokerSettings::secure("127.0.0.1:0".parse().unwrap(), data.clone());
+    settings.tls = tls;
+    let broker = EmbeddedBroker::start(settings).expect("secure broker starts");
     assert!(!broker.is_open());
     Site {
         _dir: dir,
@@ -76,8 +78,17 @@ fn alibaba_login(dn: &str, secret: &str) -> (String, String, String) {
 enum Seen {
     Packet(Packet),
     Refused(ConnectReturnCode),
-    Closed(String),
+    /// The error, shown when a test fails (through `Debug`).
+    Closed(#[allow(dead_code)] String),
 }
+
+/// Credentials, client id, the CONNACK expected and a word of the refusal's reason.
+type LoginCase<'a> = (
+    Option<(&'a str, &'a str)>,
+    &'a str,
+    ConnectReturnCode,
+    &'a str,
+);
 
 /// A rumqttc client whose event loop runs in a task until its first error.
 struct Client {
@@ -90,6 +101,7 @@ struct Login<'a> {
     credentials: Option<(&'a str, &'a str)>,
     clean: bool,
     will: Option<LastWill>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl<'a> Login<'a> {
@@ -99,6 +111,7 @@ impl<'a> Login<'a> {
             credentials,
             clean: true,
             will: None,
+            tls: None,
         }
     }
 }
@@ -112,6 +125,11 @@ fn client(addr: SocketAddr, login: Login<'_>) -> Client {
     }
     if let Some(will) = login.will {
         options.set_last_will(will);
+    }
+    if let Some(config) = login.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(config),
+        ));
     }
     let (client, mut eventloop) = AsyncClient::new(options, 100);
     let (tx, seen) = mpsc::unbounded_channel();
@@ -252,7 +270,7 @@ async fn no_wrong_or_unknown_credentials_are_refused_with_a_connack_and_an_event
     let addr = site.broker.local_addr();
     let (cid8, user8, _) = alibaba_login("pump-8", "secret-8");
     let (_, _, wrong_secret_pw) = alibaba_login("pump-8", "not-the-secret");
-    let cases: [(Option<(&str, &str)>, &str, ConnectReturnCode, &str); 5] = [
+    let cases: [LoginCase<'_>; 5] = [
         (
             None,
             "anon",
@@ -696,4 +714,57 @@ fn a_broken_credentials_file_stops_the_start_with_its_name() {
     ))
     .unwrap_err();
     assert!(err.to_string().contains(USERS_FILE), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_applies_the_same_rules() {
+    use rustls::pki_types::PrivateKeyDer;
+    use std::sync::Arc;
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let site = secure_site_with(Some(BrokerTls {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        server: Arc::new(server),
+    }));
+    let tls_addr = site.broker.tls_addr().expect("a TLS listener");
+    assert_ne!(tls_addr, site.broker.local_addr());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client_config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+
+    let mut console = console(&site, "ota-console-test").await;
+    console.subscribe(&["#"]).await;
+    let mut login = Login::new("g", Some(("dock-1", "guess")));
+    login.tls = Some(client_config.clone());
+    assert_eq!(
+        client(tls_addr, login).refused().await,
+        ConnectReturnCode::BadUserNamePassword
+    );
+    let mut login = Login::new("dock", Some(("dock-1", "pw-dock")));
+    login.tls = Some(client_config);
+    let mut dock = client(tls_addr, login);
+    dock.connected().await;
+    dock.publish("thing/product/DOCK2/events", QoS::AtLeastOnce, "not-mine")
+        .await;
+    dock.publish("sys/product/DOCK1/status", QoS::AtLeastOnce, "over-tls")
+        .await;
+    let got = console.messages_until("over-tls").await;
+    assert_eq!(got.len(), 1, "only the allowed publish arrives");
+    assert_eq!(site.broker.refusal_count(), 2);
 }

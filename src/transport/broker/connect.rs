@@ -168,7 +168,7 @@ pub(super) struct Admitted {
 /// A CONNECT that did not pass: the CONNACK code to answer (none: just close) and the event.
 pub(super) struct Denied {
     pub(super) connack: Option<ConnectReturnCode>,
-    pub(super) refusal: BrokerRefusal,
+    pub(super) refusal: Box<BrokerRefusal>,
 }
 
 /// The internal login of rumqttd.
@@ -197,14 +197,16 @@ pub(super) fn admit(
                    username: Option<&str>,
                    identity: Option<&Identity>,
                    attempt: Attempt,
-                   reason: String| BrokerRefusal {
-        at_ms: now_ms(),
-        remote,
-        client_id: clip(client_id),
-        username: username.map(clip),
-        identity: identity.map(Identity::to_string),
-        attempt,
-        reason,
+                   reason: String| {
+        Box::new(BrokerRefusal {
+            at_ms: now_ms(),
+            remote,
+            client_id: clip(client_id),
+            username: username.map(clip),
+            identity: identity.map(Identity::to_string),
+            attempt,
+            reason,
+        })
     };
     match protocol_level(&frame) {
         Some(4) => {}

@@ -321,7 +321,7 @@ where
     let admitted = match connect::admit(&shared.access, internal, remote, header, frame.freeze()) {
         Ok(admitted) => admitted,
         Err(denied) => {
-            shared.events.refused(denied.refusal);
+            shared.events.refused(*denied.refusal);
             if let Some(code) = denied.connack {
                 let mut ack = BytesMut::new();
                 let _ = ConnAck::new(code, false).write(&mut ack);
