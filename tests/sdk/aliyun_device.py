@@ -76,6 +76,8 @@ def main():
                         help="report the version right after connecting and subscribe only then, "
                              "as some firmware does (a notice sent at once is lost)")
     parser.add_argument("--lifetime", type=float, default=180.0, help="exit after this many seconds")
+    parser.add_argument("--device-secret", default="bench-device-secret",
+                        help="the secret the SDK signs its login with")
     args = parser.parse_args()
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
@@ -87,9 +89,10 @@ def main():
     upgrade_topic = "/ota/device/upgrade/%s/%s" % (pk, dn)
     progress_topic = "/ota/device/progress/%s/%s" % (pk, dn)
 
-    # The broker accepts any credentials; the secret only feeds the SDK's real HMAC signature.
+    # An open broker accepts any credentials; a secure one checks the SDK's real HMAC signature
+    # against its device-secret table.
     lk = linkkit.LinkKit(host_name="cn-shanghai", product_key=pk, device_name=dn,
-                         device_secret="bench-device-secret")
+                         device_secret=args.device_secret)
     lk.enable_logger(logging.WARNING)
     lk.config_mqtt(port=args.port, secure="", endpoint=args.host, keep_alive=30,
                    auto_reconnect_min_sec=1, auto_reconnect_max_sec=2)
