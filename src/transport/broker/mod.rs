@@ -173,6 +173,7 @@ impl EmbeddedBroker {
             Some((listener, _)) => Some(local_addr_of(listener, listener_hint(&settings))?),
             None => None,
         };
+        raise_open_file_limit();
         let upstream = internal::InternalBroker::start()?;
         let shared = Arc::new(gate::Shared::new(access, upstream));
         gate::spawn(shared.clone(), plain, tls)?;
@@ -232,6 +233,40 @@ impl EmbeddedBroker {
     }
 }
 
+/// Open files the broker asks for at most: a client costs three descriptors in this process
+/// (its socket, and both ends of the gate's connection to rumqttd).
+const WANTED_OPEN_FILES: u64 = 4 * MAX_CONNECTIONS as u64;
+
+/// Raises the soft open-file limit (often 1024, i.e. about 300 clients) towards the hard one.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    let Some(current) = limit.current else {
+        return;
+    };
+    let wanted = limit.maximum.unwrap_or(u64::MAX).min(WANTED_OPEN_FILES);
+    if wanted <= current {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(wanted),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = current, to = wanted, "open-file limit raised"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            limit = current,
+            "cannot raise the open-file limit; the broker serves about a third as many clients"
+        ),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
+
 /// The TLS listener's configured address (for error messages).
 fn listener_hint(settings: &BrokerSettings) -> SocketAddr {
     settings.tls.as_ref().map_or(settings.listen, |t| t.listen)
@@ -275,6 +310,21 @@ mod tests {
             text.contains(&format!("--broker mqtt://127.0.0.1:{}", addr.port())),
             "{text}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_open_file_limit_is_raised_towards_the_hard_limit() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        raise_open_file_limit();
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(after.maximum, before.maximum);
+        // Never lowered; raised to the hard limit, at most to what the broker can use.
+        let expected = before
+            .current
+            .map(|current| current.max(before.maximum.unwrap_or(u64::MAX).min(WANTED_OPEN_FILES)));
+        assert_eq!(after.current, expected);
     }
 
     #[test]
