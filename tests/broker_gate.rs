@@ -768,3 +768,77 @@ async fn the_tls_listener_applies_the_same_rules() {
     assert_eq!(got.len(), 1, "only the allowed publish arrives");
     assert_eq!(site.broker.refusal_count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dock_publishes_for_its_drone_only_once_the_broker_knows_the_pair() {
+    let site = secure_site();
+    let mut console = console(&site, "ota-console-test").await;
+    console.subscribe(&["#"]).await;
+    let mut dock = client(
+        site.broker.local_addr(),
+        Login::new("dock", Some(("dock-1", "pw-dock"))),
+    );
+    dock.connected().await;
+    let drone_state = "thing/product/DRONE1/state";
+    dock.publish(drone_state, QoS::AtLeastOnce, "unknown-drone")
+        .await;
+    dock.publish("sys/product/DOCK1/status", QoS::AtLeastOnce, "marker-1")
+        .await;
+    let got = console.messages_until("marker-1").await;
+    assert_eq!(got.len(), 1, "a drone the broker does not know is refused");
+
+    let drone = "dji:DRONE1".parse().unwrap();
+    let dock_id = "dji:DOCK1".parse().unwrap();
+    site.broker.set_gateway(&drone, Some(&dock_id));
+    dock.publish(drone_state, QoS::AtLeastOnce, "known-drone")
+        .await;
+    let got = console.messages_until("known-drone").await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].topic, drone_state);
+
+    site.broker.set_gateway(&drone, None);
+    dock.publish(drone_state, QoS::AtLeastOnce, "forgotten-drone")
+        .await;
+    dock.publish("sys/product/DOCK1/status", QoS::AtLeastOnce, "marker-2")
+        .await;
+    let got = console.messages_until("marker-2").await;
+    assert_eq!(got.len(), 1, "the pair was forgotten");
+    assert_eq!(site.broker.refusal_count(), 2);
+}
+
+/// A socket that never sends a CONNECT, or stops in the middle of one, is closed after the
+/// CONNECT timeout (10 s) with a refusal that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_or_stalled_connection_is_closed_after_the_connect_timeout() {
+    let site = secure_site();
+    let mut events = site.broker.events();
+    let addr = site.broker.local_addr();
+    let sockets = [
+        Vec::new(),
+        connect_frame("x", "dock-1", "pw-dock")[..6].to_vec(),
+    ];
+    let started = std::time::Instant::now();
+    let waits: Vec<_> = sockets
+        .into_iter()
+        .map(|bytes| {
+            tokio::task::spawn_blocking(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(&bytes).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut sink = [0u8; 16];
+                matches!(s.read(&mut sink), Ok(0))
+            })
+        })
+        .collect();
+    for wait in waits {
+        assert!(wait.await.unwrap(), "not closed by the gate");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "closed too early"
+    );
+    let got = wait_refusals(&mut events, 2).await;
+    for r in got {
+        assert!(r.reason.contains("no CONNECT within"), "{}", r.reason);
+    }
+}
