@@ -84,6 +84,11 @@ impl Events {
         }
     }
 
+    /// Counts, logs (WARN) and broadcasts a refusal.
+    pub(super) fn refused(&self, refusal: BrokerRefusal) {
+        self.refused_with(refusal, true);
+    }
+
     pub(super) fn subscribe(&self) -> broadcast::Receiver<BrokerEvent> {
         self.tx.subscribe()
     }
@@ -92,9 +97,16 @@ impl Events {
         self.refusals.load(Ordering::Relaxed)
     }
 
-    pub(super) fn refused(&self, refusal: BrokerRefusal) {
+    /// Counts and broadcasts a refusal, and logs it at WARN level when `loud` (a connection
+    /// that keeps trying forbidden topics is logged at DEBUG after its first few, so it cannot
+    /// flood the log; every refusal is still counted and broadcast).
+    pub(super) fn refused_with(&self, refusal: BrokerRefusal, loud: bool) {
         self.refusals.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(target: "ota_console::broker", "{refusal}");
+        if loud {
+            tracing::warn!(target: "ota_console::broker", "{refusal}");
+        } else {
+            tracing::debug!(target: "ota_console::broker", "{refusal}");
+        }
         // No receiver is not an error: the count and the log still have it.
         let _ = self.tx.send(BrokerEvent::Refused(refusal));
     }

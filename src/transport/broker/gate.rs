@@ -197,15 +197,33 @@ async fn accept_tls(
     }
 }
 
+/// Refusals of one connection logged at WARN level; the rest at DEBUG.
+const LOUD_REFUSALS: u32 = 10;
+
 /// Who is on the other end, for refusal events.
 struct Peer {
     remote: SocketAddr,
     client_id: String,
     username: Option<String>,
     identity: Option<String>,
+    refusals: std::sync::atomic::AtomicU32,
 }
 
 impl Peer {
+    /// Reports a refused publish or subscribe of this connection.
+    fn refused(&self, events: &Events, attempt: Attempt, reason: String) {
+        let count = self
+            .refusals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if count == LOUD_REFUSALS {
+            tracing::warn!(
+                remote = %self.remote,
+                "further refusals of this connection are logged at DEBUG level"
+            );
+        }
+        events.refused_with(self.refusal(attempt, reason), count < LOUD_REFUSALS);
+    }
+
     fn refusal(&self, attempt: Attempt, reason: String) -> BrokerRefusal {
         BrokerRefusal {
             at_ms: now_ms(),
@@ -294,6 +312,7 @@ where
         client_id: String::new(),
         username: None,
         identity: None,
+        refusals: Default::default(),
     };
     let (header, frame) = match first {
         Ok(Ok(Some(frame))) => frame,
@@ -342,6 +361,7 @@ where
         client_id,
         username,
         identity: identity.as_ref().map(Identity::to_string),
+        refusals: Default::default(),
     };
     let upstream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(shared.upstream.addr)).await {
         Ok(Ok(stream)) => stream,
@@ -487,9 +507,7 @@ where
                         Ok(()) => out.unsplit(frame),
                         Err(reason) => {
                             let topic = publish.topic.chars().take(256).collect();
-                            shared
-                                .events
-                                .refused(peer.refusal(Attempt::Publish { topic }, reason));
+                            peer.refused(&shared.events, Attempt::Publish { topic }, reason);
                             match publish.qos {
                                 rumqttc::mqttbytes::QoS::AtMostOnce => {}
                                 rumqttc::mqttbytes::QoS::AtLeastOnce => {
@@ -525,9 +543,7 @@ where
                             Ok(()) => allowed.push(true),
                             Err(reason) => {
                                 let filter = filter.path.chars().take(256).collect();
-                                shared
-                                    .events
-                                    .refused(peer.refusal(Attempt::Subscribe { filter }, reason));
+                                peer.refused(&shared.events, Attempt::Subscribe { filter }, reason);
                                 allowed.push(false);
                             }
                         }
