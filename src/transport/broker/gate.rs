@@ -363,6 +363,12 @@ where
         identity: identity.as_ref().map(Identity::to_string),
         refusals: Default::default(),
     };
+    let acl = match (&shared.access, identity) {
+        (Access::Open, _) => None,
+        (Access::Secure(secure), Some(identity)) => Some(ClientAcl::new(identity, secure.clone())),
+        // Secure admission always names the identity; closed rather than let through unchecked.
+        (Access::Secure(_), None) => return,
+    };
     let upstream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(shared.upstream.addr)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -379,10 +385,6 @@ where
     if up_writer.write_all(&upstream_connect).await.is_err() {
         return refuse_unavailable(&mut reader, &mut writer).await;
     }
-    let acl = match (&shared.access, identity) {
-        (Access::Secure(secure), Some(identity)) => Some(ClientAcl::new(identity, secure.clone())),
-        _ => None,
-    };
     let pending = Mutex::new(PendingSubacks::default());
     let client_writer = tokio::sync::Mutex::new(writer);
     let up = pump_up(
@@ -410,7 +412,14 @@ where
         }
         () = &mut down => {}
     }
-    let _ = client_writer.lock().await.shutdown().await;
+    // `down` may be stuck writing to a client that stopped reading, holding the writer: then
+    // the socket is simply dropped with this task.
+    let _ = timeout(Duration::from_secs(1), async {
+        if let Ok(mut writer) = client_writer.try_lock() {
+            let _ = writer.shutdown().await;
+        }
+    })
+    .await;
 }
 
 fn secure_framing(access: &Access) -> bool {

@@ -225,7 +225,7 @@ impl EmbeddedBroker {
     }
 
     /// Replaces the back-off against password guessing (the default:
-    /// [`BackoffPolicy::default`]). Counts so far are kept. No effect in open mode.
+    /// [`BackoffPolicy::default`]). Counts so far are forgotten. No effect in open mode.
     pub fn set_backoff(&self, policy: BackoffPolicy) {
         if let connect::Access::Secure(secure) = &self.shared.access {
             secure.set_backoff(policy);
