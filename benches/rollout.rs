@@ -19,7 +19,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::rollout::Timestamp;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const TARGET: &str = "2.0.0";
@@ -37,7 +37,8 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("broker");
+    let broker = EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))
+        .expect("broker");
     let url = format!("mqtt://{}", broker.local_addr());
     let last_report = observe_version_reports(&broker).await;
 

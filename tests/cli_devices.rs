@@ -5,12 +5,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ota_console::sim::{SimConfig, SimFleet};
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_json_lists_what_announced_itself() {
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ota-console"))
         .args([

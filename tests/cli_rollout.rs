@@ -12,7 +12,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::rollout::Timestamp;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 fn base_args(broker: &EmbeddedBroker, dir: &std::path::Path, fw: &std::path::Path) -> Vec<String> {
     rollout_args(&format!("mqtt://{}", broker.local_addr()), dir, fw)
@@ -33,7 +33,8 @@ fn sim(broker: &EmbeddedBroker, behaviour: Behaviour) -> SimConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_all_writes_a_report_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let fw = firmware(dir.path(), 100_000);
     let report = dir.path().join("report.json");
     let mut args = base_args(&broker, dir.path(), &fw);
@@ -123,7 +124,8 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_devices_give_exit_code_one() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let fw = firmware(dir.path(), 20_000);
     let mut behaviour = Behaviour {
         install: Duration::from_millis(50),
@@ -184,7 +186,8 @@ fn remember_absent_devices(db: &std::path::Path, n: usize) -> Vec<DeviceId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_all_targets_the_devices_heard_not_the_ones_remembered() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let fw = firmware(dir.path(), 20_000);
     let report = dir.path().join("report.json");
     let db = dir.path().join("console.db");

@@ -30,7 +30,7 @@ use ota_console::device_id::{DeviceId, Dialect};
 use ota_console::rollout::{CampaignId, CampaignState, DeviceRecord, DeviceStatus};
 use ota_console::sim::{Behaviour, DeviceState, SimConfig, SimFleet, SimStats};
 use ota_console::store::Store;
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 const TARGET: &str = "2.0.0";
 /// The longest a kill point may take to come.
@@ -170,7 +170,10 @@ impl TestBroker {
                 "allow_anonymous true\nlog_type all",
             ))
         } else {
-            TestBroker::Embedded(EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap())
+            TestBroker::Embedded(
+                EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))
+                    .unwrap(),
+            )
         }
     }
 
@@ -1098,7 +1101,8 @@ async fn kill_between_creation_and_start_then_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_where_devices_cannot_download_is_refused_unless_the_downloads_move() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let fw = firmware_file(dir.path(), 1024);
     let db = dir.path().join("console.db");
     let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir.path(), &fw);

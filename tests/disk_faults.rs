@@ -25,7 +25,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::firmware::{CancelToken, hash_file};
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::Store;
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 /// The longest a test waits for one step of a namespace script (a console run included).
 const WAIT: Duration = Duration::from_secs(90);
@@ -318,7 +318,8 @@ impl Rig {
             .enable_all()
             .build()
             .unwrap();
-        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let broker =
+            EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
         let fleet = rt
             .block_on(SimFleet::start(SimConfig {
                 broker_url: format!("mqtt://{}", broker.local_addr()),

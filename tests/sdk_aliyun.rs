@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::console::{Console, firmware_file, rollout_args, set_flag};
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::access::credentials::SECRETS_FILE;
+use ota_console::transport::broker::{Attempt, BrokerEvent, BrokerSettings, EmbeddedBroker};
 use serde_json::Value;
 
 /// Product key of the bench devices (Alibaba product keys are 11 characters).
@@ -281,7 +282,8 @@ fn check_notice(notice: &Value, package: &Value, sign_method: &str, digest_key: 
 fn upgrades_with(sign_method_arg: &str, sign_method_wire: &str, digest_key: &str, n: usize) {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let mut devices = boot_devices(&python, &broker, dir.path(), n);
 
     // No retries: a device that fails ends the run at once, with what the SDK said.
@@ -364,7 +366,8 @@ fn serve_wrong_firmware(size: usize) -> SocketAddr {
 fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let mut devices = boot_devices(&python, &broker, dir.path(), 1);
     let mirror = serve_wrong_firmware(64 * 1024);
     let url = format!("http://{mirror}/fw.bin");
@@ -400,7 +403,8 @@ fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
 fn sdk_download_failure_fails_the_device_with_the_download_step() {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let mut devices = boot_devices(&python, &broker, dir.path(), 1);
     // A port that was free a moment ago and has nobody listening: connection refused.
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -445,7 +449,8 @@ fn sdk_download_failure_fails_the_device_with_the_download_step() {
 fn late_boot(report_first: bool) {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
     let fw = firmware_file(dir.path(), 64 * 1024);
     let report = dir.path().join("report.json");
     let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir.path(), &fw);
@@ -486,4 +491,87 @@ fn sdk_device_booting_after_the_rollout_started_is_upgraded_within_30s() {
 #[test]
 fn sdk_device_reporting_before_subscribing_after_the_start_is_upgraded_within_30s() {
     late_boot(true);
+}
+
+/// Waits (bounded) until the broker has refused a login of `username`; returns the reason.
+fn wait_login_refused(
+    events: &mut tokio::sync::broadcast::Receiver<BrokerEvent>,
+    username: &str,
+) -> String {
+    let deadline = Instant::now() + DEVICE_WAIT;
+    loop {
+        match events.try_recv() {
+            Ok(BrokerEvent::Refused(r))
+                if r.attempt == Attempt::Connect && r.username.as_deref() == Some(username) =>
+            {
+                return r.reason;
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no refused login of {username} within {DEVICE_WAIT:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// The secure embedded broker checks the SDK's own signature against the imported secret table:
+/// the device with its secret connects, subscribes to its upgrade topic and reports its version;
+/// the same SDK signing with a wrong secret is refused and never subscribes.
+#[test]
+fn sdk_device_logs_in_to_the_secure_broker_with_its_secret_only() {
+    let python = sdk_python();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join(SECRETS_FILE),
+        format!("ProductKey,DeviceName,DeviceSecret\n{PK},sdk-ok,bench-device-secret\n{PK},sdk-bad,bench-device-secret\n"),
+    )
+    .unwrap();
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::secure("127.0.0.1:0".parse().unwrap(), data))
+            .unwrap();
+    let mut events = broker.events();
+
+    let mut ok = SdkDevice::start(
+        &python,
+        broker.local_addr(),
+        "sdk-ok",
+        "1.0.0",
+        dir.path(),
+        &[],
+    );
+    assert_eq!(ok.expect("connected")["rc"], 0);
+    assert_eq!(
+        ok.expect("subscribed")["granted_qos"],
+        serde_json::json!([1])
+    );
+    assert_eq!(ok.expect("reported")["version"], "1.0.0");
+
+    let mut bad = SdkDevice::start(
+        &python,
+        broker.local_addr(),
+        "sdk-bad",
+        "1.0.0",
+        dir.path(),
+        &["--device-secret", "not-the-secret"],
+    );
+    let reason = wait_login_refused(&mut events, &format!("sdk-bad&{PK}"));
+    assert!(reason.contains("signature"), "{reason}");
+    assert!(
+        !bad.drain()
+            .iter()
+            .any(|e| e["event"] == "subscribed" || (e["event"] == "connected" && e["rc"] == 0)),
+        "the wrong secret got in: {:#?}",
+        bad.seen
+    );
+    // The honest device was never refused anything.
+    let refused_ok = std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|BrokerEvent::Refused(r)| r.username)
+        .any(|u| u == format!("sdk-ok&{PK}"));
+    assert!(!refused_ok);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use ota_console::device_id::DeviceId;
 use ota_console::sim::{Behaviour, DeviceState, FaultOdds, SimConfig, SimFleet};
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use ota_console::transport::http::FirmwareServer;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -38,7 +38,8 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let broker = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let broker =
+            EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
         let addr = broker.local_addr();
         // 64 KiB: sixteen 4 KiB slices, so every 10 % mark is passed on its own.
         let firmware: Vec<u8> = (0..65_536u32).map(|i| (i * 31 % 251) as u8).collect();

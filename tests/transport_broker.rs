@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use ota_console::protocol::Outbound;
-use ota_console::transport::broker::{BrokerError, EmbeddedBroker};
+use ota_console::transport::broker::{BrokerError, BrokerSettings, EmbeddedBroker};
 use ota_console::transport::mqtt::{
     BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink, SessionNews,
 };
@@ -15,7 +15,8 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn start_broker() -> EmbeddedBroker {
-    EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("embedded broker starts")
+    EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))
+        .expect("embedded broker starts")
 }
 
 fn link_to(addr: SocketAddr, subscriptions: &[&str]) -> (MqttLink, mpsc::Receiver<Inbound>) {
@@ -66,7 +67,7 @@ fn port_zero_gives_a_real_port_that_accepts_connections() {
 fn taken_port_is_refused_with_a_hint_for_external_brokers() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let err = EmbeddedBroker::start(addr).unwrap_err();
+    let err = EmbeddedBroker::start(BrokerSettings::open(addr)).unwrap_err();
     assert!(matches!(err, BrokerError::AddrInUse { .. }), "{err:?}");
     assert!(
         err.to_string()

@@ -19,7 +19,7 @@ use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle, Snapsh
 use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
-use ota_console::transport::broker::EmbeddedBroker;
+use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
 use ota_console::ui::{CjkFonts, Connector, OtaApp, Settings};
 use tokio::runtime::Runtime;
@@ -534,7 +534,8 @@ fn a_saved_profile_connects_the_window_to_another_broker() {
     ota_console::ui::vault::use_mock_keyring();
     let mut rig = start_rig(None, None);
     // The broker the profile points at, started by the test on a free loopback port.
-    let other = EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("broker starts");
+    let other = EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))
+        .expect("broker starts");
     let port = other.local_addr().port();
     let mut h = harness(&rig, Settings::default());
     let connector = Connector::new(rig.rt.handle().clone(), rig.config.clone(), &rig.handle);

@@ -1,6 +1,6 @@
 //! Who may connect to the broker and what each client may publish and subscribe to. Broker
-//! independent: `broker-config`'s Mosquitto files are made from it, and the embedded broker is
-//! to ask it too (not yet: rumqttd 0.20 has no topic-authorization hook; see issue #16).
+//! independent: `broker-config`'s Mosquitto files are made from it, and the embedded broker's
+//! gate (`transport::broker`, secure mode) asks it for every CONNECT, PUBLISH, SUBSCRIBE and Will.
 //!
 //! # Layout
 //! - [`rules`]: topic authorization generated from each dialect's topic layout: an

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::Args;
 
-use crate::transport::broker::EmbeddedBroker;
+use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
@@ -16,7 +16,8 @@ pub struct BrokerArgs {
 
 /// Runs the broker until Ctrl-C.
 pub async fn run(args: &BrokerArgs) -> anyhow::Result<()> {
-    let broker = EmbeddedBroker::start(args.listen).context("embedded broker")?;
+    let broker =
+        EmbeddedBroker::start(BrokerSettings::open(args.listen)).context("embedded broker")?;
     println!("MQTT broker listening on {}", broker.local_addr());
     tokio::signal::ctrl_c()
         .await

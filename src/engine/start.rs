@@ -20,7 +20,7 @@ use crate::private_fs;
 use crate::protocol;
 use crate::rollout::{Campaign, RandomIds};
 use crate::store::Store;
-use crate::transport::broker::EmbeddedBroker;
+use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
 use crate::transport::http::FirmwareServer;
 use crate::transport::mqtt::{BrokerUrl, LinkOptions, LinkState, MqttLink};
 
@@ -230,9 +230,13 @@ fn connect_options(
         .flat_map(|d| protocol::subscriptions(*d).iter().map(|s| (*s).to_owned()))
         .collect();
     let (broker, mut options, label) = match &config.broker {
-        BrokerChoice::Embedded { listen, .. } => {
+        BrokerChoice::Embedded { listen, access } => {
+            let settings = match access {
+                EmbeddedAccess::Secure => BrokerSettings::secure(*listen, config.data_dir.clone()),
+                EmbeddedAccess::Open => BrokerSettings::open(*listen),
+            };
             let broker =
-                EmbeddedBroker::start(*listen).map_err(|e| EngineError::Start(e.to_string()))?;
+                EmbeddedBroker::start(settings).map_err(|e| EngineError::Start(e.to_string()))?;
             let addr = broker.local_addr();
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = format!("embedded broker on {addr}");

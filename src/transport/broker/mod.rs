@@ -1,0 +1,336 @@
+//! The embedded MQTT broker that `--demo`, the simulator, tests and `ota-console broker` use when
+//! no external broker is given: a private rumqttd behind a gate we own.
+//!
+//! Owns: the public face of the broker — [`BrokerSettings`] (listen addresses, open or secure
+//! access, TLS), [`EmbeddedBroker::start`] and its handle, the start-up errors, and the limits
+//! every part shares ([`MAX_PACKET_BYTES`], [`MAX_CONNECTIONS`]). Must never: let a client reach
+//! rumqttd without passing the gate, or log through rumqttd at default levels (see
+//! [`QUIET_LOG_DIRECTIVE`]).
+//!
+//! # Why a gate
+//! rumqttd 0.20 has no topic-authorization hook (issue #16), and the broker that has one (rmqtt)
+//! lost a QoS 1 message of a client that published and closed at once, at a fifth of the
+//! throughput. So rumqttd listens on an ephemeral loopback port with a random internal login
+//! (no local process can bypass the gate) and clients connect to the gate, which parses MQTT
+//! 3.1.1 frames, authenticates CONNECT, authorizes PUBLISH, SUBSCRIBE and the Will with
+//! [`crate::access`], and forwards the client's raw bytes otherwise.
+//!
+//! # Layout
+//! - [`internal`]: the private rumqttd (configuration, internal login, start-up wait).
+//! - [`connect`]: the CONNECT: admission (credentials re-read when their files change) and the
+//!   CONNECT rewritten for rumqttd (internal login, client id in the identity's namespace).
+//! - [`acl`]: one connection's publish and subscribe decisions, SUBSCRIBE and SUBACK rewriting.
+//! - [`gate`]: the listeners and one connection's forwarding loop in both directions.
+//! - [`events`]: [`BrokerEvent`]s (refusals) for the log, the window and the inspector.
+//!
+//! The gate runs on a thread of its own with its own tokio runtime, so [`EmbeddedBroker::start`]
+//! is synchronous and works whatever runtime the caller has (or none). Neither rumqttd nor the
+//! gate can be stopped: the broker lives until the process exits.
+
+mod acl;
+mod connect;
+mod events;
+mod gate;
+mod internal;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+pub use events::{Attempt, BrokerEvent, BrokerRefusal};
+
+use crate::access::credentials::{BackoffPolicy, CredentialsError};
+use crate::device_id::DeviceId;
+
+/// Largest MQTT packet the embedded broker accepts. Larger than anything we decode, so that a
+/// hostile oversized message reaches our decoder (which refuses it with a clear reason) instead of
+/// the broker silently killing the sender's connection.
+pub const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
+
+/// Connections the embedded broker admits (simulated fleets reach 20 000 devices).
+pub const MAX_CONNECTIONS: usize = 25_000;
+
+/// `tracing` directive that silences rumqttd: it logs every client disconnect at ERROR level.
+/// Add it to the process's `EnvFilter` (e.g. `EnvFilter::new("info").add_directive(...)`).
+pub const QUIET_LOG_DIRECTIVE: &str = "rumqttd=off";
+
+/// How long [`EmbeddedBroker::start`] waits for rumqttd to accept TCP connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who may use the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerAccess {
+    /// No authentication, no topic rules (`--open-broker`, or `--demo` on loopback).
+    Open,
+    /// Credentials of this data directory (`access::credentials` files: `broker-console.json`,
+    /// `alibaba-device-secrets.csv`, `mqtt-users.txt`), re-read when one of them changes, and the
+    /// dialects' topic rules.
+    Secure { data_dir: PathBuf },
+}
+
+/// A TLS listener next to the plain one.
+#[derive(Debug, Clone)]
+pub struct BrokerTls {
+    pub listen: SocketAddr,
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+/// Everything [`EmbeddedBroker::start`] needs.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// The gate's plain MQTT listener (port 0 picks a free port).
+    pub listen: SocketAddr,
+    pub access: BrokerAccess,
+    pub tls: Option<BrokerTls>,
+}
+
+impl BrokerSettings {
+    /// No authentication, no topic rules, no TLS.
+    pub fn open(listen: SocketAddr) -> Self {
+        BrokerSettings {
+            listen,
+            access: BrokerAccess::Open,
+            tls: None,
+        }
+    }
+
+    /// The credentials of `data_dir` and the dialects' topic rules, no TLS.
+    pub fn secure(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        BrokerSettings {
+            listen,
+            access: BrokerAccess::Secure { data_dir },
+            tls: None,
+        }
+    }
+}
+
+/// Why the embedded broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "cannot start the embedded MQTT broker: {addr} is already in use. If another broker \
+         (e.g. Mosquitto) is running there, use it with `--broker mqtt://127.0.0.1:{port}`, or \
+         choose another port for the embedded broker"
+    )]
+    AddrInUse { addr: SocketAddr, port: u16 },
+    #[error("cannot start the embedded MQTT broker on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the embedded MQTT broker thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the embedded MQTT broker on {addr} stopped during start-up (was the port taken?)")]
+    Exited { addr: SocketAddr },
+    #[error("the embedded MQTT broker on {addr} did not accept connections within {waited:?}")]
+    NotReady { addr: SocketAddr, waited: Duration },
+    #[error("cannot start the embedded MQTT broker: its credentials: {0}")]
+    Credentials(#[source] CredentialsError),
+}
+
+/// A running broker (gate and rumqttd). Dropping the handle does not stop it (rumqttd cannot be
+/// stopped); the gate keeps serving until the process exits.
+pub struct EmbeddedBroker {
+    local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    shared: Arc<gate::Shared>,
+}
+
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker")
+            .field("local_addr", &self.local_addr)
+            .field("tls_addr", &self.tls_addr)
+            .field("open", &self.is_open())
+            .finish()
+    }
+}
+
+impl EmbeddedBroker {
+    /// Starts rumqttd on a loopback port and the gate on `settings.listen` (and the TLS listener,
+    /// if any), each on threads of their own. Port 0 picks a free port. A taken port gives
+    /// [`BrokerError::AddrInUse`], whose message tells the user how to use the broker already
+    /// there. Secure access loads the data directory's credentials first (creating the
+    /// console's). Returns once both accept TCP connections (waits at most 5 s).
+    pub fn start(settings: BrokerSettings) -> Result<EmbeddedBroker, BrokerError> {
+        let plain = bind(settings.listen)?;
+        let tls = match &settings.tls {
+            Some(tls) => Some((bind(tls.listen)?, tls.server.clone())),
+            None => None,
+        };
+        let access = match &settings.access {
+            BrokerAccess::Open => connect::Access::Open,
+            BrokerAccess::Secure { data_dir } => connect::Access::Secure(
+                connect::SecureAccess::load(data_dir.clone()).map_err(BrokerError::Credentials)?,
+            ),
+        };
+        let local_addr = local_addr_of(&plain, settings.listen)?;
+        let tls_addr = match &tls {
+            Some((listener, _)) => Some(local_addr_of(listener, listener_hint(&settings))?),
+            None => None,
+        };
+        raise_open_file_limit();
+        let upstream = internal::InternalBroker::start()?;
+        let shared = Arc::new(gate::Shared::new(access, upstream));
+        gate::spawn(shared.clone(), plain, tls)?;
+        let mode = if shared.is_open() {
+            "OPEN: no authentication, no topic rules"
+        } else {
+            "secure: authenticated clients, topic rules"
+        };
+        tracing::info!(%local_addr, ?tls_addr, mode, "embedded MQTT broker listening");
+        Ok(EmbeddedBroker {
+            local_addr,
+            tls_addr,
+            shared,
+        })
+    }
+
+    /// The address of the gate's plain listener, with the real port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the TLS listener, if one was asked for.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Whether anyone may connect and use any topic ([`BrokerAccess::Open`]).
+    pub fn is_open(&self) -> bool {
+        self.shared.is_open()
+    }
+
+    /// The broker's events from now on (refusals). A receiver that lags loses the oldest.
+    pub fn events(&self) -> broadcast::Receiver<BrokerEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Records (or with `None` forgets) the gateway `device` reports through (a DJI drone and its
+    /// dock), so the gateway may publish in its name what its dialect allows. No effect in open
+    /// mode.
+    pub fn set_gateway(&self, device: &DeviceId, gateway: Option<&DeviceId>) {
+        if let connect::Access::Secure(secure) = &self.shared.access {
+            secure.set_gateway(device, gateway);
+        }
+    }
+
+    /// How many attempts were refused since the start.
+    pub fn refusal_count(&self) -> u64 {
+        self.shared.events.refusal_count()
+    }
+
+    /// Replaces the back-off against password guessing (the default:
+    /// [`BackoffPolicy::default`]). Counts so far are forgotten. No effect in open mode.
+    pub fn set_backoff(&self, policy: BackoffPolicy) {
+        if let connect::Access::Secure(secure) = &self.shared.access {
+            secure.set_backoff(policy);
+        }
+    }
+}
+
+/// Open files the broker asks for at most: a client costs three descriptors in this process
+/// (its socket, and both ends of the gate's connection to rumqttd).
+const WANTED_OPEN_FILES: u64 = 4 * MAX_CONNECTIONS as u64;
+
+/// Raises the soft open-file limit (often 1024, i.e. about 300 clients) towards the hard one.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    let Some(current) = limit.current else {
+        return;
+    };
+    let wanted = limit.maximum.unwrap_or(u64::MAX).min(WANTED_OPEN_FILES);
+    if wanted <= current {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(wanted),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = current, to = wanted, "open-file limit raised"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            limit = current,
+            "cannot raise the open-file limit; the broker serves about a third as many clients"
+        ),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
+
+/// The TLS listener's configured address (for error messages).
+fn listener_hint(settings: &BrokerSettings) -> SocketAddr {
+    settings.tls.as_ref().map_or(settings.listen, |t| t.listen)
+}
+
+/// Binds a listener, telling a taken port apart from other failures.
+fn bind(listen: SocketAddr) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(listen).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            BrokerError::AddrInUse {
+                addr: listen,
+                port: listen.port(),
+            }
+        } else {
+            BrokerError::Bind {
+                addr: listen,
+                source,
+            }
+        }
+    })
+}
+
+fn local_addr_of(listener: &TcpListener, hint: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    listener
+        .local_addr()
+        .map_err(|source| BrokerError::Bind { addr: hint, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taken_port_is_reported_with_the_external_broker_hint() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = bind(addr).unwrap_err();
+        assert!(matches!(err, BrokerError::AddrInUse { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("--broker mqtt://127.0.0.1:{}", addr.port())),
+            "{text}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_open_file_limit_is_raised_towards_the_hard_limit() {
+        use rustix::process::{Resource, getrlimit};
+        let before = getrlimit(Resource::Nofile);
+        raise_open_file_limit();
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(after.maximum, before.maximum);
+        // Never lowered; raised to the hard limit, at most to what the broker can use.
+        let expected = before
+            .current
+            .map(|current| current.max(before.maximum.unwrap_or(u64::MAX).min(WANTED_OPEN_FILES)));
+        assert_eq!(after.current, expected);
+    }
+
+    #[test]
+    fn port_zero_resolves_to_a_real_port() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = local_addr_of(&listener, "127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_ne!(addr.port(), 0);
+    }
+}
