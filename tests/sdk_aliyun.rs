@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::console::{Console, firmware_file, rollout_args, set_flag};
-use ota_console::access::credentials::SECRETS_FILE;
+use ota_console::access::credentials::{ConsoleCredentials, SECRETS_FILE, SecretTable};
 use ota_console::transport::broker::{Attempt, BrokerEvent, BrokerSettings, EmbeddedBroker};
 use serde_json::Value;
 
@@ -180,18 +180,51 @@ impl Drop for SdkDevice {
     }
 }
 
+/// The DeviceSecret of the bench device `name` (as the Alibaba console's export would give it).
+fn secret_of(name: &str) -> String {
+    format!("{name}-secret-0123456789abcdef")
+}
+
+/// The embedded broker with its secure default on a loopback port, knowing the secrets of the
+/// bench devices `sdk-1`..`sdk-9` from an Alibaba CSV export imported into `dir`: every SDK
+/// device of these tests logs in with its real signature.
+fn secure_broker(dir: &Path) -> EmbeddedBroker {
+    let csv = dir.join("alibaba-export.csv");
+    let mut rows = String::from("ProductKey,DeviceName,DeviceSecret\n");
+    let names = (1..=9).map(|i| format!("sdk-{i}"));
+    for name in names.chain(["sdk-late".to_owned()]) {
+        rows.push_str(&format!("{PK},{name},{}\n", secret_of(&name)));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    SecretTable::import(dir, &csv).unwrap();
+    EmbeddedBroker::start(BrokerSettings::secure(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.to_path_buf(),
+    ))
+    .unwrap()
+}
+
+/// The console logs in to the secured broker with its own credentials (from the data directory
+/// the broker reads).
+fn log_in_as_console(args: &mut Vec<String>, dir: &Path) {
+    let console = ConsoleCredentials::load_or_create(dir).unwrap();
+    args.extend(["--username".to_owned(), console.username]);
+    args.extend(["--password".to_owned(), console.password]);
+}
+
 /// Starts `n` SDK devices on version 1.0.0 and waits until each has subscribed to its upgrade
 /// topic and reported its version, as a device does at boot.
 fn boot_devices(python: &Path, broker: &EmbeddedBroker, dir: &Path, n: usize) -> Vec<SdkDevice> {
     let mut devices: Vec<SdkDevice> = (1..=n)
         .map(|i| {
+            let name = format!("sdk-{i}");
             SdkDevice::start(
                 python,
                 broker.local_addr(),
-                &format!("sdk-{i}"),
+                &name,
                 "1.0.0",
                 dir,
-                &[],
+                &["--device-secret", &secret_of(&name)],
             )
         })
         .collect();
@@ -214,6 +247,7 @@ fn start_rollout(
 ) -> Console {
     let fw = firmware_file(dir, 64 * 1024);
     let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir, &fw);
+    log_in_as_console(&mut args, dir);
     for d in devices {
         args.push("--target".into());
         args.push(format!("aliyun:{PK}/{}", d.name));
@@ -282,8 +316,7 @@ fn check_notice(notice: &Value, package: &Value, sign_method: &str, digest_key: 
 fn upgrades_with(sign_method_arg: &str, sign_method_wire: &str, digest_key: &str, n: usize) {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker =
-        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
+    let broker = secure_broker(dir.path());
     let mut devices = boot_devices(&python, &broker, dir.path(), n);
 
     // No retries: a device that fails ends the run at once, with what the SDK said.
@@ -366,8 +399,7 @@ fn serve_wrong_firmware(size: usize) -> SocketAddr {
 fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker =
-        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
+    let broker = secure_broker(dir.path());
     let mut devices = boot_devices(&python, &broker, dir.path(), 1);
     let mirror = serve_wrong_firmware(64 * 1024);
     let url = format!("http://{mirror}/fw.bin");
@@ -403,8 +435,7 @@ fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
 fn sdk_download_failure_fails_the_device_with_the_download_step() {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker =
-        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
+    let broker = secure_broker(dir.path());
     let mut devices = boot_devices(&python, &broker, dir.path(), 1);
     // A port that was free a moment ago and has nobody listening: connection refused.
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -449,28 +480,28 @@ fn sdk_download_failure_fails_the_device_with_the_download_step() {
 fn late_boot(report_first: bool) {
     let python = sdk_python();
     let dir = tempfile::tempdir().unwrap();
-    let broker =
-        EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
+    let broker = secure_broker(dir.path());
     let fw = firmware_file(dir.path(), 64 * 1024);
     let report = dir.path().join("report.json");
     let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir.path(), &fw);
     set_flag(&mut args, "--device-timeout", "30m");
+    log_in_as_console(&mut args, dir.path());
     args.extend(["--target", &format!("aliyun:{PK}/sdk-late"), "--report"].map(String::from));
     args.push(report.display().to_string());
     let mut console = Console::spawn(&args, dir.path());
     console.campaign_id();
-    let extra: &[&str] = if report_first {
-        &["--report-before-subscribe"]
-    } else {
-        &[]
-    };
+    let secret = secret_of("sdk-late");
+    let mut extra = vec!["--device-secret", secret.as_str()];
+    if report_first {
+        extra.push("--report-before-subscribe");
+    }
     let mut device = SdkDevice::start(
         &python,
         broker.local_addr(),
         "sdk-late",
         "1.0.0",
         dir.path(),
-        extra,
+        &extra,
     );
     device.expect("reported");
     let heard = Instant::now();

@@ -32,6 +32,20 @@ pub(super) async fn next_event(
 }
 
 impl Runner {
+    /// Tells the embedded broker which gateway each known device belongs to (a DJI dock may
+    /// publish its drone's `state` and `osd`): the inventory's at start, then each topology a
+    /// gateway reports.
+    pub(super) fn tell_broker_gateways(&self) {
+        let Some(broker) = &self.broker else {
+            return;
+        };
+        for record in self.fleet.sorted() {
+            if let Some(gateway) = &record.gateway {
+                broker.set_gateway(&record.id, Some(gateway));
+            }
+        }
+    }
+
     pub(super) fn on_broker_event(&mut self, event: BrokerEvent) {
         match event {
             BrokerEvent::Refused(refusal) => self.on_broker_refusal(&refusal),

@@ -238,6 +238,11 @@ impl Runner {
             }
             Event::Topology(t) => {
                 let gateway = t.gateway.clone();
+                if let Some(broker) = &self.broker {
+                    for sub in &t.sub_devices {
+                        broker.set_gateway(sub, Some(&gateway));
+                    }
+                }
                 self.refresh_gateways();
                 self.mark_seen(&gateway, true);
                 let subs: Vec<(DeviceId, bool)> = self

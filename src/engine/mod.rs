@@ -13,6 +13,7 @@
 //! Never: blocks on the UI, holds a lock across an await, or lets one device's bad message
 //! affect another device.
 
+mod broker_guard;
 mod clock;
 mod command;
 mod commands;

@@ -84,7 +84,12 @@ pub(super) struct Runner {
     pub(super) session_absent_untold: bool,
     /// Keeps the client id's lock: no other console on this data directory takes the session.
     pub(super) _session: super::session_id::SessionClaim,
-    pub(super) _broker: Option<EmbeddedBroker>,
+    /// The embedded broker, when the console runs one (told the gateways the fleet learns, so
+    /// a DJI dock may publish its drone's state).
+    pub(super) broker: Option<EmbeddedBroker>,
+    /// What its gate refused (see `broker_guard.rs`); `None` with an external broker.
+    pub(super) broker_events:
+        Option<tokio::sync::broadcast::Receiver<crate::transport::broker::BrokerEvent>>,
 }
 
 /// Devices whose last version report [`Runner`] keeps for resumed campaigns (the registry's
@@ -152,6 +157,9 @@ impl Runner {
                     }
                 }
                 _ = slow.tick() => self.slow_housekeeping(),
+                event = super::broker_guard::next_event(&mut self.broker_events) => {
+                    self.on_broker_event(event);
+                }
             }
             self.flush_outbox();
         }

@@ -177,7 +177,8 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         session_seen: None,
         session_absent_untold: false,
         _session: session,
-        _broker: broker,
+        broker_events: broker.as_ref().map(EmbeddedBroker::events),
+        broker,
     };
     if let Some(warning) = runner._session.warning.clone() {
         runner.alert(AlertLevel::Warning, warning);
@@ -288,6 +289,7 @@ fn restore(runner: &mut Runner, resume_unfinished: bool) {
         ),
     }
     restore_library(runner);
+    runner.tell_broker_gateways();
     let unfinished = if resume_unfinished {
         runner.store.unfinished_campaigns().unwrap_or_default()
     } else {
