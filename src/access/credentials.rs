@@ -51,7 +51,8 @@ pub const SECRETS_FILE: &str = "alibaba-device-secrets.csv";
 pub const USERS_FILE: &str = "mqtt-users.txt";
 
 /// The first lines of a `mqtt-users.txt` the console creates.
-const USERS_FILE_HEADER: &str = "# ota-console MQTT users: user-name password identity... (see the README)\n";
+const USERS_FILE_HEADER: &str =
+    "# ota-console MQTT users: user-name password identity... (see the README)\n";
 
 /// Largest credentials file read (a secret table of ~100k devices fits).
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;

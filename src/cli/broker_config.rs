@@ -104,7 +104,9 @@ fn add_user(
     eprintln!(
         "added user {user:?} ({}) to {}",
         entry.identity,
-        data_dir.join(crate::access::credentials::USERS_FILE).display()
+        data_dir
+            .join(crate::access::credentials::USERS_FILE)
+            .display()
     );
     println!("{password}");
     Ok(())

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use super::config::{Fault, SimConfig, UnitKind, unit_rng};
 use super::download::Expected;
+use super::hub::Shared;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
@@ -98,6 +99,15 @@ impl AliyunDevice {
         vec![self.stats.clone()]
     }
 
+    pub(crate) fn id(&self) -> DeviceId {
+        self.stats.update(|s| s.id.clone())
+    }
+
+    /// Has a secret, so logs in with its own signature on a connection of its own.
+    pub(crate) fn signs_its_login(&self) -> bool {
+        self.ctx.logins.has_aliyun_secret(&self.pk, &self.dn)
+    }
+
     fn topic(&self, kind: &str) -> String {
         match kind {
             "get" | "get_reply" => {
@@ -112,17 +122,21 @@ impl AliyunDevice {
         self.next_id.to_string()
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    pub(crate) async fn run(mut self, shared: Option<Shared>) {
         let login = self
             .ctx
             .logins
             .aliyun_login(&self.pk, &self.dn, self.client_id.clone());
-        let (mut link, mut inbox, mut connected) = Link::new(
-            self.ctx.addr.clone(),
-            login,
-            self.stats.clone(),
-            self.ctx.connect_gate.clone(),
-        );
+        let (mut link, mut inbox, mut connected) = match shared {
+            Some(s) => (s.link, s.inbox, s.connected),
+            None => Link::new(
+                self.ctx.addr.clone(),
+                login,
+                self.stats.clone(),
+                self.ctx.connect_gate.clone(),
+            ),
+        };
         link.connect();
         let (job_tx, mut job_rx) = mpsc::channel(JOB_QUEUE);
         let mut jobs = JoinSet::new();

@@ -48,6 +48,15 @@ pub struct SimConfig {
     pub strict: bool,
     /// What devices log in with on a secured broker (default: nothing, for an open broker).
     pub logins: std::sync::Arc<super::SimLogins>,
+    /// How many units that would each hold a connection (a device, a gateway with its
+    /// sub-devices, a dock with its drone) share one MQTT connection, as devices behind a
+    /// site proxy do (`ota-console sim --per-connection N`); 1 (the default): each its own.
+    /// Units share only with units of their own kind; a shared connection logs in as the site
+    /// user that lists all its devices (see [`super::SimLogins::provision`]). Alibaba devices
+    /// that have a secret keep one connection each: their login is a per-device signature.
+    /// Each unit still subscribes its own topics and publishes its own messages, so what the
+    /// console reads and sends is the same; what changes is the cost per device.
+    pub per_connection: usize,
 }
 
 impl Default for SimConfig {
@@ -67,6 +76,7 @@ impl Default for SimConfig {
             behaviour: Behaviour::default(),
             strict: false,
             logins: std::sync::Arc::default(),
+            per_connection: 1,
         }
     }
 }
@@ -237,6 +247,12 @@ impl SimConfig {
                 "--bandwidth 0 would never download anything; leave it out for no cap".to_owned(),
             ));
         }
+        if self.per_connection == 0 {
+            return Err(SimError::InvalidConfig(
+                "--per-connection 0 would connect no device; 1 gives each its own connection"
+                    .to_owned(),
+            ));
+        }
         BrokerAddr::parse(&self.broker_url)?;
         Ok(())
     }
@@ -260,6 +276,12 @@ impl SimConfig {
             gateway + 1,
             sub + 1
         )
+    }
+
+    /// The client id of the `group`-th shared connection of units of `kind` (`fog`, `fgw`,
+    /// `ali`, `dock`).
+    pub(crate) fn site_client_id(&self, kind: &str, group: usize) -> String {
+        format!("{}-site-{kind}-{:04}", self.name_prefix, group + 1)
     }
 
     pub(crate) fn dock_sn(&self, index: usize) -> String {

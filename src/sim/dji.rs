@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::config::{Fault, SimConfig, UnitKind, unit_rng};
 use super::download::Expected;
+use super::hub::Shared;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
@@ -147,15 +148,28 @@ impl Dock {
         self.drone_stats.update(&f);
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    /// The dock and its drone (a dock's login names both).
+    pub(crate) fn ids(&self) -> [DeviceId; 2] {
+        [
+            self.dock_stats.update(|s| s.id.clone()),
+            self.drone_stats.update(|s| s.id.clone()),
+        ]
+    }
+
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    pub(crate) async fn run(mut self, shared: Option<Shared>) {
         let dock_id = self.dock_stats.update(|s| s.id.clone());
         let login = self.ctx.logins.user_login(&dock_id, self.sn.clone());
-        let (mut link, mut inbox, mut connected) = Link::new(
-            self.ctx.addr.clone(),
-            login,
-            self.dock_stats.clone(),
-            self.ctx.connect_gate.clone(),
-        );
+        let (mut link, mut inbox, mut connected) = match shared {
+            Some(s) => (s.link, s.inbox, s.connected),
+            None => Link::new(
+                self.ctx.addr.clone(),
+                login,
+                self.dock_stats.clone(),
+                self.ctx.connect_gate.clone(),
+            ),
+        };
         link.connect();
         let (job_tx, mut job_rx) = mpsc::channel::<(String, JobEvent)>(JOB_QUEUE);
         let mut jobs = JoinSet::new();

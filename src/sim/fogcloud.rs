@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use super::config::{Fault, SimConfig, UnitKind, unit_rng};
 use super::download::Expected;
+use super::hub::Shared;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
@@ -142,6 +143,11 @@ impl FogDevice {
             .collect()
     }
 
+    /// The unit's own device (the gateway of sub-devices), whose login covers the rest.
+    pub(crate) fn id(&self) -> DeviceId {
+        self.own.stats.update(|s| s.id.clone())
+    }
+
     fn up_topic(&self) -> String {
         format!("fogcloud/{}/{}/thing/up/ota", self.own.pk, self.own.dn)
     }
@@ -169,15 +175,19 @@ impl FogDevice {
         link.publish(&self.up_topic(), &msg);
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    pub(crate) async fn run(mut self, shared: Option<Shared>) {
         let own_id = self.own.stats.update(|s| s.id.clone());
         let login = self.ctx.logins.user_login(&own_id, self.client_id.clone());
-        let (mut link, mut inbox, mut connected) = Link::new(
-            self.ctx.addr.clone(),
-            login,
-            self.own.stats.clone(),
-            self.ctx.connect_gate.clone(),
-        );
+        let (mut link, mut inbox, mut connected) = match shared {
+            Some(s) => (s.link, s.inbox, s.connected),
+            None => Link::new(
+                self.ctx.addr.clone(),
+                login,
+                self.own.stats.clone(),
+                self.ctx.connect_gate.clone(),
+            ),
+        };
         link.connect();
         let (job_tx, mut job_rx) = mpsc::channel::<(Target, JobEvent)>(JOB_QUEUE);
         let mut jobs = JoinSet::new();
