@@ -12,7 +12,6 @@ use std::sync::Arc;
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::config::{Fault, SimConfig, UnitKind, unit_rng};
@@ -138,7 +137,7 @@ impl AliyunDevice {
             ),
         };
         link.connect();
-        let (job_tx, mut job_rx) = mpsc::channel(JOB_QUEUE);
+        let mut job_chan = upgrade::JobChannel::new(JOB_QUEUE);
         let mut jobs = JoinSet::new();
         let mut pull = self.ctx.behaviour.pull.then(|| {
             let every = self.ctx.behaviour.pull_interval;
@@ -156,8 +155,8 @@ impl AliyunDevice {
                     subscribe_later = None;
                     self.subscribe_and_ask(&link);
                 }
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
-                Some((module, ev)) = job_rx.recv() => {
+                Some(msg) = inbox.recv() => self.on_message(&link, msg, &mut job_chan, &mut jobs),
+                Some((module, ev)) = job_chan.recv() => {
                     if self.on_job(&link, module, ev) {
                         link.go_offline();
                         jobs.abort_all();
@@ -245,7 +244,7 @@ impl AliyunDevice {
         &mut self,
         link: &Link,
         msg: Inbound,
-        job_tx: &mpsc::Sender<(Option<String>, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Option<String>>,
         jobs: &mut JoinSet<()>,
     ) {
         let is_push = msg.topic == self.topic("upgrade");
@@ -275,7 +274,7 @@ impl AliyunDevice {
         }
         match parsed {
             Ok(None) => self.stats.update(|s| s.nothing_pending += 1),
-            Ok(Some(offer)) => self.start(link, offer, job_tx, jobs),
+            Ok(Some(offer)) => self.start(link, offer, job_chan, jobs),
             Err(why) => {
                 tracing::debug!(device = %self.dn, %why, "simulated Alibaba device ignored a notice");
                 self.stats.update(|s| s.notices_ignored += 1);
@@ -287,7 +286,7 @@ impl AliyunDevice {
         &mut self,
         link: &Link,
         offer: Offer,
-        job_tx: &mpsc::Sender<(Option<String>, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Option<String>>,
         jobs: &mut JoinSet<()>,
     ) {
         self.stats.update(|s| s.notices_received += 1);
@@ -326,7 +325,7 @@ impl AliyunDevice {
             s.downloads_started += 1;
             s.state = DeviceState::Downloading { percent: 0 };
         });
-        jobs.spawn(upgrade::run(job, offer.module, job_tx.clone()));
+        jobs.spawn(upgrade::run(job, offer.module, job_chan.sender()));
     }
 
     fn progress(&mut self, link: &Link, module: Option<&str>, step: &str, desc: &str) {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::config::{Fault, SimConfig, UnitKind, unit_rng};
@@ -189,7 +188,7 @@ impl FogDevice {
             ),
         };
         link.connect();
-        let (job_tx, mut job_rx) = mpsc::channel::<(Target, JobEvent)>(JOB_QUEUE);
+        let mut job_chan = upgrade::JobChannel::new(JOB_QUEUE);
         let mut jobs = JoinSet::new();
         let mut pull = self.ctx.behaviour.pull.then(|| {
             let every = self.ctx.behaviour.pull_interval;
@@ -208,12 +207,12 @@ impl FogDevice {
                     link.subscribe(&[self.down_topic()]);
                     self.ask_if_due(&link);
                 }
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
-                Some(first) = job_rx.recv() => {
+                Some(msg) = inbox.recv() => self.on_message(&link, msg, &mut job_chan, &mut jobs),
+                Some(first) = job_chan.recv() => {
                     // Everything already queued goes into the same sub.* messages.
                     let mut batch = SubBatch::default();
                     let mut offline = self.on_job(&link, first, &mut batch);
-                    while let Ok(next) = job_rx.try_recv() {
+                    while let Some(next) = job_chan.try_recv() {
                         offline |= self.on_job(&link, next, &mut batch);
                     }
                     self.flush(&link, batch);
@@ -295,7 +294,7 @@ impl FogDevice {
         &mut self,
         link: &Link,
         msg: Inbound,
-        job_tx: &mpsc::Sender<(Target, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {
         if msg.topic != self.down_topic() {
@@ -327,13 +326,13 @@ impl FogDevice {
             Down::Firmware(offer) => {
                 self.own.stats.update(|s| s.notices_received += 1);
                 if !self.silent {
-                    self.start(link, None, offer, job_tx, jobs);
+                    self.start(link, None, offer, job_chan, jobs);
                 }
             }
             Down::NothingPending => self.own.stats.update(|s| s.nothing_pending += 1),
             Down::SubFirmware(entries) => {
                 for entry in entries {
-                    self.on_sub_entry(link, entry, job_tx, jobs);
+                    self.on_sub_entry(link, entry, job_chan, jobs);
                 }
             }
             Down::Other => {}
@@ -344,7 +343,7 @@ impl FogDevice {
         &mut self,
         link: &Link,
         entry: Result<(String, String, Offer), String>,
-        job_tx: &mpsc::Sender<(Target, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {
         let found = entry
@@ -357,7 +356,7 @@ impl FogDevice {
                     m.stats.update(|s| s.notices_received += 1);
                 }
                 if !self.silent {
-                    self.start(link, Some(k), offer, job_tx, jobs);
+                    self.start(link, Some(k), offer, job_chan, jobs);
                 }
             }
             (entry, _) => {
@@ -372,7 +371,7 @@ impl FogDevice {
         link: &Link,
         target: Target,
         offer: Offer,
-        job_tx: &mpsc::Sender<(Target, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {
         let faults = self.ctx.behaviour.faults.clone();
@@ -409,7 +408,7 @@ impl FogDevice {
             s.downloads_started += 1;
             s.state = DeviceState::Downloading { percent: 0 };
         });
-        jobs.spawn(upgrade::run(job, target, job_tx.clone()));
+        jobs.spawn(upgrade::run(job, target, job_chan.sender()));
     }
 
     /// Sends one progress entry at once: `upgrade.post` for the device, a one-entry
