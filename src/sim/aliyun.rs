@@ -243,7 +243,7 @@ impl AliyunDevice {
     fn on_message(
         &mut self,
         link: &Link,
-        msg: Inbound,
+        msg: Box<Inbound>,
         job_chan: &mut upgrade::JobChannel<Option<String>>,
         jobs: &mut JoinSet<()>,
     ) {

@@ -334,7 +334,7 @@ impl Dock {
     fn on_message(
         &mut self,
         link: &Link,
-        msg: Inbound,
+        msg: Box<Inbound>,
         job_chan: &mut upgrade::JobChannel<String>,
         jobs: &mut JoinSet<()>,
     ) {

@@ -10,11 +10,10 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-use super::config::{Fault, SimConfig, UnitKind, unit_rng};
+use super::config::{Fault, LazyRng, SimConfig, UnitKind};
 use super::download::Expected;
 use super::hub::Shared;
 use super::link::{Inbound, Link};
@@ -62,7 +61,7 @@ struct Member {
     dn: String,
     version: String,
     stats: StatsCell,
-    rng: StdRng,
+    rng: LazyRng,
     running: Option<Running>,
     /// A gateway's sub-device: its entries carry `identity` and go in `sub.*` messages.
     is_sub: bool,
@@ -95,16 +94,16 @@ struct SubBatch {
 impl FogDevice {
     pub(crate) fn plain(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
         let name = cfg.fogcloud_name(index);
-        let rng = unit_rng(cfg.seed, UnitKind::FogCloud, index);
+        let rng = LazyRng::new(cfg.seed, UnitKind::FogCloud, index);
         Self::build(cfg, name, rng, Vec::new(), ctx)
     }
 
     pub(crate) fn gateway(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
         let name = cfg.gateway_name(index);
-        let rng = unit_rng(cfg.seed, UnitKind::FogCloudGateway, index);
+        let rng = LazyRng::new(cfg.seed, UnitKind::FogCloudGateway, index);
         let subs = (0..cfg.subs_per_gateway)
             .map(|k| {
-                let rng = unit_rng(cfg.seed, UnitKind::FogCloudSub, index * 100_000 + k);
+                let rng = LazyRng::new(cfg.seed, UnitKind::FogCloudSub, index * 100_000 + k);
                 Member::new(cfg, cfg.sub_name(index, k), rng, true)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -114,13 +113,13 @@ impl FogDevice {
     fn build(
         cfg: &SimConfig,
         name: String,
-        rng: StdRng,
+        rng: LazyRng,
         subs: Vec<Member>,
         ctx: Arc<Ctx>,
     ) -> Result<Self, SimError> {
         let mut own = Member::new(cfg, name, rng, false)?;
         // A silent gateway answers for none of its sub-devices either.
-        let silent = own.rng.random_bool(ctx.behaviour.faults.silent);
+        let silent = own.rng.get().random_bool(ctx.behaviour.faults.silent);
         for m in std::iter::once(&own).chain(&subs) {
             m.stats.update(|s| s.silent = silent);
         }
@@ -293,7 +292,7 @@ impl FogDevice {
     fn on_message(
         &mut self,
         link: &Link,
-        msg: Inbound,
+        msg: Box<Inbound>,
         job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {
@@ -392,7 +391,7 @@ impl FogDevice {
             self.publish_progress(link, target, entry);
             return;
         }
-        let fault = Fault::roll(&faults, &mut m.rng);
+        let fault = Fault::roll(&faults, m.rng.get());
         let file = FileToFetch {
             url: offer.url,
             expected: offer.expected,
@@ -520,7 +519,7 @@ impl FogDevice {
 }
 
 impl Member {
-    fn new(cfg: &SimConfig, dn: String, rng: StdRng, is_sub: bool) -> Result<Member, SimError> {
+    fn new(cfg: &SimConfig, dn: String, rng: LazyRng, is_sub: bool) -> Result<Member, SimError> {
         let id = DeviceId::fogcloud(&cfg.product_key, &dn)?;
         Ok(Member {
             pk: cfg.product_key.clone(),

@@ -74,13 +74,13 @@ impl Port {
 /// [`Link::new`] gives a unit with a connection of its own.
 pub(crate) struct Shared {
     pub link: Link,
-    pub inbox: mpsc::Receiver<Inbound>,
+    pub inbox: mpsc::Receiver<Box<Inbound>>,
     pub connected: watch::Receiver<u64>,
 }
 
 /// The hub's record of one unit.
 struct Member {
-    inbox: mpsc::Sender<Inbound>,
+    inbox: mpsc::Sender<Box<Inbound>>,
     connected: watch::Sender<u64>,
     /// Counts this unit's publishes, drops and PUBACKs (the unit's own, or its gateway's, cell).
     stats: StatsCell,
@@ -325,7 +325,11 @@ impl State {
         let Some(m) = self.routes.get(&topic).and_then(|p| self.member(*p)) else {
             return;
         };
-        if !m.online || m.inbox.try_send(Inbound { topic, payload }).is_err() {
+        if !m.online
+            || m.inbox
+                .try_send(Box::new(Inbound { topic, payload }))
+                .is_err()
+        {
             m.stats.update(|s| s.messages_dropped += 1);
         }
     }

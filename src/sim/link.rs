@@ -34,7 +34,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(200);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// A message the broker delivered to the device.
+/// A message the broker delivered to the device (boxed in the device's inbox: a queue
+/// allocates room for 32 entries at once, for every device of a large fleet).
 #[derive(Debug, Clone)]
 pub(crate) struct Inbound {
     pub topic: String,
@@ -56,7 +57,7 @@ impl Link {
         login: Login,
         stats: StatsCell,
         gate: Arc<Semaphore>,
-    ) -> (Link, mpsc::Receiver<Inbound>, watch::Receiver<u64>) {
+    ) -> (Link, mpsc::Receiver<Box<Inbound>>, watch::Receiver<u64>) {
         let (own, inbox, connected) = OwnLink::new(addr, login, stats, gate);
         (Link::Own(own), inbox, connected)
     }
@@ -151,7 +152,7 @@ pub(crate) fn lengthen_connect_timeout(event_loop: &mut EventLoop) {
 pub(crate) struct OwnLink {
     addr: BrokerAddr,
     login: Login,
-    inbox: mpsc::Sender<Inbound>,
+    inbox: mpsc::Sender<Box<Inbound>>,
     /// Bumped on every CONNACK so the device re-subscribes and re-announces itself.
     connected: watch::Sender<u64>,
     stats: StatsCell,
@@ -167,7 +168,7 @@ impl OwnLink {
         login: Login,
         stats: StatsCell,
         gate: Arc<Semaphore>,
-    ) -> (OwnLink, mpsc::Receiver<Inbound>, watch::Receiver<u64>) {
+    ) -> (OwnLink, mpsc::Receiver<Box<Inbound>>, watch::Receiver<u64>) {
         let (inbox, inbox_rx) = mpsc::channel(INBOX);
         let (connected, connected_rx) = watch::channel(0);
         let link = OwnLink {
@@ -260,7 +261,7 @@ impl Drop for OwnLink {
 /// after errors (rumqttc would otherwise retry at once, hammering a broker that is down).
 async fn poll(
     mut event_loop: EventLoop,
-    inbox: mpsc::Sender<Inbound>,
+    inbox: mpsc::Sender<Box<Inbound>>,
     connected: watch::Sender<u64>,
     stats: StatsCell,
     gate: Arc<Semaphore>,
@@ -282,10 +283,10 @@ async fn poll(
             }
             Ok(Event::Incoming(Packet::PubAck(_))) => stats.update(|s| s.messages_acked += 1),
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let msg = Inbound {
+                let msg = Box::new(Inbound {
                     topic: p.topic,
                     payload: p.payload.to_vec(),
-                };
+                });
                 if inbox.try_send(msg).is_err() {
                     stats.update(|s| s.messages_dropped += 1);
                 }
