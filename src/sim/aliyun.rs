@@ -155,7 +155,7 @@ impl AliyunDevice {
                     subscribe_later = None;
                     self.subscribe_and_ask(&link);
                 }
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &mut job_chan, &mut jobs),
+                Some(msg) = inbox.recv() => self.on_message(&link, *msg, &mut job_chan, &mut jobs),
                 Some((module, ev)) = job_chan.recv() => {
                     if self.on_job(&link, module, ev) {
                         link.go_offline();
@@ -243,7 +243,7 @@ impl AliyunDevice {
     fn on_message(
         &mut self,
         link: &Link,
-        msg: Box<Inbound>,
+        msg: Inbound,
         job_chan: &mut upgrade::JobChannel<Option<String>>,
         jobs: &mut JoinSet<()>,
     ) {

@@ -423,6 +423,16 @@ mod tests {
     }
 
     #[test]
+    fn zero_units_per_connection_is_refused() {
+        let cfg = SimConfig {
+            per_connection: 0,
+            ..SimConfig::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("--per-connection"), "{err}");
+    }
+
+    #[test]
     fn fault_rolls_repeat_with_the_seed() {
         let odds = FaultOdds {
             download: 0.3,

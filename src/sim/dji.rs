@@ -191,7 +191,7 @@ impl Dock {
                     link.subscribe(&[format!("thing/product/{}/services", self.sn)]);
                 }
                 _ = osd.tick(), if self.on_air => self.osd(&link),
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &mut job_chan, &mut jobs),
+                Some(msg) = inbox.recv() => self.on_message(&link, *msg, &mut job_chan, &mut jobs),
                 Some((bid, ev)) = job_chan.recv() => match self.on_job(&link, &bid, ev) {
                     Gone::No => {}
                     Gone::Drone => {
@@ -334,7 +334,7 @@ impl Dock {
     fn on_message(
         &mut self,
         link: &Link,
-        msg: Box<Inbound>,
+        msg: Inbound,
         job_chan: &mut upgrade::JobChannel<String>,
         jobs: &mut JoinSet<()>,
     ) {

@@ -206,7 +206,7 @@ impl FogDevice {
                     link.subscribe(&[self.down_topic()]);
                     self.ask_if_due(&link);
                 }
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &mut job_chan, &mut jobs),
+                Some(msg) = inbox.recv() => self.on_message(&link, *msg, &mut job_chan, &mut jobs),
                 Some(first) = job_chan.recv() => {
                     // Everything already queued goes into the same sub.* messages.
                     let mut batch = SubBatch::default();
@@ -292,7 +292,7 @@ impl FogDevice {
     fn on_message(
         &mut self,
         link: &Link,
-        msg: Box<Inbound>,
+        msg: Inbound,
         job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {

@@ -161,8 +161,8 @@ impl Hub {
                 let poll = event_loop.poll();
                 tokio::pin!(poll);
                 loop {
+                    // Unbiased: a stream of incoming packets does not starve the units' requests.
                     tokio::select! {
-                        biased;
                         r = &mut poll => break Some(r),
                         req = rx.recv() => match req {
                             Some(req) => state.handle(req),

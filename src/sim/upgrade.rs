@@ -87,11 +87,15 @@ pub(crate) enum JobEvent {
     Finished(Outcome),
 }
 
+/// A job's event with the key of the job (module, sub-device, bid) it belongs to.
+type Tagged<K> = (K, JobEvent);
+type Pair<K> = (mpsc::Sender<Tagged<K>>, mpsc::Receiver<Tagged<K>>);
+
 /// The channel a unit's upgrade jobs report on, made when the first upgrade starts: an idle
 /// device (most of a large fleet, most of the time) carries none.
 pub(crate) struct JobChannel<K> {
     capacity: usize,
-    chan: Option<(mpsc::Sender<(K, JobEvent)>, mpsc::Receiver<(K, JobEvent)>)>,
+    chan: Option<Pair<K>>,
 }
 
 impl<K> JobChannel<K> {
@@ -103,14 +107,14 @@ impl<K> JobChannel<K> {
     }
 
     /// A sender for a new job.
-    pub(crate) fn sender(&mut self) -> mpsc::Sender<(K, JobEvent)> {
+    pub(crate) fn sender(&mut self) -> mpsc::Sender<Tagged<K>> {
         let capacity = self.capacity;
         let (tx, _) = self.chan.get_or_insert_with(|| mpsc::channel(capacity));
         tx.clone()
     }
 
     /// The next event of any job; never resolves before the first job.
-    pub(crate) async fn recv(&mut self) -> Option<(K, JobEvent)> {
+    pub(crate) async fn recv(&mut self) -> Option<Tagged<K>> {
         match &mut self.chan {
             Some((_, rx)) => rx.recv().await,
             None => std::future::pending().await,
@@ -118,7 +122,7 @@ impl<K> JobChannel<K> {
     }
 
     /// An event already queued, if any.
-    pub(crate) fn try_recv(&mut self) -> Option<(K, JobEvent)> {
+    pub(crate) fn try_recv(&mut self) -> Option<Tagged<K>> {
         self.chan.as_mut().and_then(|(_, rx)| rx.try_recv().ok())
     }
 }
