@@ -348,3 +348,101 @@ fn broker_config_without_a_task_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--mosquitto"));
 }
+
+/// Simulated units sharing connections (`sim --per-connection 2 --provision DIR`) log in to a
+/// Mosquitto configured by `broker-config` as the site users provisioning gave them, and every
+/// device's own messages pass the ACL: each announcement reaches the console, and a notice to
+/// each plain device reaches that device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_simulator_connections_log_in_as_their_site_users() {
+    use ota_console::sim::{SimConfig, SimFleet, SimLogins};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let port = free_port();
+    let mut cfg = SimConfig {
+        broker_url: format!("mqtt://127.0.0.1:{port}"),
+        fogcloud: 4,
+        fogcloud_gateways: 2,
+        subs_per_gateway: 2,
+        dji_docks: 2,
+        per_connection: 2,
+        product_key: "fpk".to_owned(),
+        name_prefix: "st".to_owned(),
+        ..SimConfig::default()
+    };
+    let (logins, added) = SimLogins::provision(&data, &cfg).unwrap();
+    assert_eq!(added, 4, "one site user per shared connection");
+    cfg.logins = std::sync::Arc::new(logins);
+    let out_dir = tmp.path().join("mosquitto");
+    let output = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+        .arg("broker-config")
+        .arg("--mosquitto")
+        .arg(&out_dir)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "broker-config failed: {stderr}");
+    let console = ConsoleCredentials::load(&data.join(CONSOLE_FILE)).unwrap();
+    let snippet = std::fs::read_to_string(out_dir.join("ota-console.conf")).unwrap();
+    let extra = format!("max_queued_messages 100000\n{snippet}");
+    let mosquitto = Mosquitto::start(tmp.path(), port, &extra);
+    let mut obs = connect(
+        port,
+        "console",
+        Some((&console.username, &console.password)),
+    )
+    .await
+    .unwrap();
+    assert!(obs.subscribe("#").await);
+
+    let fleet = SimFleet::start(cfg).await.unwrap();
+    let mut expected: std::collections::BTreeSet<String> = (1..=4)
+        .map(|i| format!("fogcloud/fpk/st-fog-000{i}/thing/up/ota"))
+        .chain((1..=2).map(|g| format!("fogcloud/fpk/st-fgw-000{g}/thing/up/ota")))
+        .chain((1..=2).flat_map(|d| {
+            [
+                format!("thing/product/st-dock-000{d}/state"),
+                format!("thing/product/st-drone-000{d}/state"),
+            ]
+        }))
+        .collect();
+    timeout(WAIT, async {
+        while !expected.is_empty() {
+            let (topic, _) = obs.publishes.recv().await.unwrap();
+            expected.remove(&topic);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("never heard from {expected:?}"));
+
+    let empty = r#"{"id":1,"version":"1.0","method":"firmware.post","params":{}}"#;
+    for i in 1..=4 {
+        obs.publish(&format!("fogcloud/fpk/st-fog-000{i}/thing/down/ota"), empty)
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = fleet.stats();
+        let answered = stats
+            .devices
+            .iter()
+            .filter(|d| d.nothing_pending == 1)
+            .count();
+        if answered == 4 {
+            assert!(stats.devices.iter().all(|d| d.connects == 1), "{stats:#?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{answered} of 4 devices got their notice"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fleet.shutdown().await;
+    drop(mosquitto);
+}

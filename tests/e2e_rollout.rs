@@ -47,21 +47,43 @@ fn sim_config(handle: &EngineHandle, seed: u64) -> SimConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dialect_upgrades_through_the_embedded_broker() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
-    let fleet = SimFleet::start(SimConfig {
+    let shape = |c: SimConfig| SimConfig {
         aliyun: 3,
         fogcloud: 2,
         fogcloud_gateways: 1,
         subs_per_gateway: 3,
         dji_docks: 2,
-        ..sim_config(&handle, 7)
-    })
-    .await
-    .expect("simulated fleet starts");
-    let ids = fleet.device_ids();
+        ..c
+    };
     // 3 + 2 + (1 gateway + 3 subs) + 2 × (dock + drone)
-    assert_eq!(ids.len(), 13, "{ids:?}");
+    every_dialect_upgrades(shape, 13).await;
+}
+
+/// The same with units sharing connections (`sim --per-connection 3`): the console cannot
+/// tell, and every device ends as it really is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dialect_upgrades_with_units_sharing_connections() {
+    let shape = |c: SimConfig| SimConfig {
+        aliyun: 3,
+        fogcloud: 3,
+        fogcloud_gateways: 2,
+        subs_per_gateway: 2,
+        dji_docks: 2,
+        per_connection: 3,
+        ..c
+    };
+    // 3 + 3 + 2 × (gateway + 2 subs) + 2 × (dock + drone)
+    every_dialect_upgrades(shape, 16).await;
+}
+
+async fn every_dialect_upgrades(shape: impl FnOnce(SimConfig) -> SimConfig, devices: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start_engine(dir.path()).await;
+    let fleet = SimFleet::start(shape(sim_config(&handle, 7)))
+        .await
+        .expect("simulated fleet starts");
+    let ids = fleet.device_ids();
+    assert_eq!(ids.len(), devices, "{ids:?}");
     discover(&handle, &ids).await;
 
     let fw = firmware(dir.path(), 200_000);

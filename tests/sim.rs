@@ -1229,6 +1229,212 @@ async fn bandwidth_cap_slows_the_download() {
     fleet.shutdown().await;
 }
 
+// ---------------------------------------------------------------- shared connections
+
+/// Established TCP connections to `port` on this host (a broker's clients), from
+/// `/proc/net/tcp`: what the broker sees, whoever inside the process made them.
+fn connections_to(port: u16) -> usize {
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .map(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let remote = f
+                        .get(2)
+                        .and_then(|a| a.rsplit(':').next())
+                        .and_then(|p| u16::from_str_radix(p, 16).ok());
+                    remote == Some(port) && f.get(3) == Some(&"01")
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|established| *established)
+        .count()
+}
+
+fn broker_port(env: &Env) -> u16 {
+    env.broker_url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Waits until `n` more connections than `before` reach the broker, and checks it stays so.
+async fn wait_connections(port: u16, before: usize, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while connections_to(port) != before + n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} simulator connections, have {}",
+            connections_to(port) - before
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `per_connection`: units of a kind share one connection (here 10 units of four kinds on 4
+/// connections instead of 10), and on the wire each device is still itself: its own
+/// announcements on its own topics, notices reaching only it, every publish acknowledged and
+/// credited to the unit that sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_sharing_a_connection_keep_their_own_topics() {
+    let env = Env::start().await;
+    let port = broker_port(&env);
+    // The test's observer and its console-side publisher.
+    let before = 2;
+    let cfg = SimConfig {
+        aliyun: 3,
+        fogcloud: 3,
+        fogcloud_gateways: 2,
+        subs_per_gateway: 2,
+        dji_docks: 2,
+        per_connection: 3,
+        ..env.config("sh")
+    };
+    let fleet = SimFleet::start(cfg).await.unwrap();
+    for i in 1..=3 {
+        env.obs
+            .wait(
+                &ali_topic("inform", &format!("sh-ali-000{i}")),
+                has_version("1.0.0"),
+            )
+            .await;
+        let v = env
+            .obs
+            .wait(
+                &fog_topic(&format!("sh-fog-000{i}"), true),
+                method("version.post"),
+            )
+            .await;
+        assert_envelope(&v);
+    }
+    for g in 1..=2 {
+        let gw = format!("sh-fgw-000{g}");
+        let subs = env
+            .obs
+            .wait(&fog_topic(&gw, true), method("sub.version.post"))
+            .await;
+        let names: Vec<&str> = subs["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["identity"]["device_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [format!("{gw}-s001"), format!("{gw}-s002")]);
+        let (dock, drone) = (format!("sh-dock-000{g}"), format!("sh-drone-000{g}"));
+        env.obs
+            .wait(&dji_topic("status", &dock), method("update_topo"))
+            .await;
+        env.obs.wait(&dji_topic("state", &dock), |_| true).await;
+        env.obs.wait(&dji_topic("state", &drone), |_| true).await;
+    }
+    // Alibaba 3 → 1, FogCloud 3 → 1, gateways 2 → 1, docks 2 → 1.
+    wait_connections(port, before, 4).await;
+
+    // A notice for one device on a shared connection upgrades that device and no other.
+    let push = json!({ "id": 5, "version": "1.0", "method": "firmware.post", "params": fog_offer(&env, "2.0.0", &env.checksum) });
+    env.publish(&fog_topic("sh-fog-0002", false), push).await;
+    env.publish(
+        &ali_topic("upgrade", "sh-ali-0003"),
+        ali_notice(&env, "2.0.0", &env.md5),
+    )
+    .await;
+    let up2 = fog_topic("sh-fog-0002", true);
+    env.obs
+        .wait(&up2, |v| {
+            v["method"] == "version.post" && v["params"]["version"] == "2.0.0"
+        })
+        .await;
+    let steps: Vec<Value> = env
+        .obs
+        .matching(&up2, &method("upgrade.post"))
+        .iter()
+        .map(|v| v["params"]["step"].clone())
+        .collect();
+    assert_eq!(steps, (1..=10).map(|i| json!(i * 10)).collect::<Vec<_>>());
+    env.obs
+        .wait(&ali_topic("inform", "sh-ali-0003"), has_version("2.0.0"))
+        .await;
+    wait_stats(&fleet, "both upgraded, every publish acknowledged", |s| {
+        let t = s.totals();
+        t.upgrades_succeeded == 2
+            && t.messages_published > 0
+            && s.devices
+                .iter()
+                .all(|d| d.messages_acked == d.messages_published)
+    })
+    .await;
+    for dn in ["sh-fog-0001", "sh-fog-0003"] {
+        assert!(
+            env.obs
+                .matching(&fog_topic(dn, true), &method("upgrade.post"))
+                .is_empty(),
+            "{dn} shares the connection but got no notice"
+        );
+    }
+    let stats = fleet.stats();
+    let upgraded: Vec<String> = stats
+        .devices
+        .iter()
+        .filter(|d| d.version == "2.0.0")
+        .map(|d| d.id.to_string())
+        .collect();
+    assert_eq!(upgraded.len(), 2, "{upgraded:?}");
+    assert!(
+        stats
+            .devices
+            .iter()
+            .all(|d| d.connects == 1 && d.messages_dropped == 0)
+    );
+    fleet.shutdown().await;
+}
+
+/// A device dropping off mid-download on a shared connection leaves it (it unsubscribes and
+/// goes quiet), comes back with its announcement and a `firmware.get`, and its neighbour on
+/// the same connection never notices: the connection stays up throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_dropping_off_a_shared_connection_leaves_its_neighbours_online() {
+    let env = Env::start().await;
+    let port = broker_port(&env);
+    // The test's observer and its console-side publisher.
+    let before = 2;
+    let mut cfg = SimConfig {
+        fogcloud: 2,
+        per_connection: 2,
+        ..env.config("so")
+    };
+    cfg.behaviour.faults.offline_mid_download = 1.0;
+    let fleet = SimFleet::start(cfg).await.unwrap();
+    let (up1, down1) = (
+        fog_topic("so-fog-0001", true),
+        fog_topic("so-fog-0001", false),
+    );
+    let up2 = fog_topic("so-fog-0002", true);
+    env.obs.wait(&up1, method("version.post")).await;
+    env.obs.wait(&up2, method("version.post")).await;
+    wait_connections(port, before, 1).await;
+    let push = json!({ "id": 9, "version": "1.0", "method": "firmware.post", "params": fog_offer(&env, "2.0.0", &env.checksum) });
+    env.publish(&down1, push).await;
+    env.obs.wait_n(&up1, 2, method("version.post")).await;
+    env.obs.wait(&up1, method("firmware.get")).await;
+    assert_eq!(
+        connections_to(port),
+        before + 1,
+        "the shared connection stayed"
+    );
+    let s = fleet.stats();
+    assert_eq!(s.devices[0].connects, 2, "the device came back");
+    assert_eq!(s.devices[1].connects, 1, "its neighbour never left");
+    assert_eq!(env.obs.matching(&up2, &method("version.post")).len(), 1);
+    // Back online, it hears its notices again.
+    let again = json!({ "id": 10, "version": "1.0", "method": "firmware.post", "params": {} });
+    env.publish(&down1, again).await;
+    wait_stats(&fleet, "the answer reached the device", |s| {
+        s.devices[0].nothing_pending == 1
+    })
+    .await;
+    fleet.shutdown().await;
+}
+
 // ---------------------------------------------------------------- scale
 
 /// Resident memory of this process in KiB (broker, firmware server and devices together).

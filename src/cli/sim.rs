@@ -104,6 +104,12 @@ pub struct SimArgs {
     /// credentials (written to DIR's files, which a running embedded broker re-reads).
     #[arg(long, value_name = "DIR")]
     pub provision: Option<std::path::PathBuf>,
+    /// How many units (a device, a gateway with its sub-devices, a dock with its drone) share
+    /// one MQTT connection, as devices behind a site proxy do; each still subscribes and
+    /// publishes on its own topics. With --provision, each shared connection gets a site user
+    /// listing its devices. Alibaba devices with a secret keep one connection each.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub per_connection: usize,
     /// Print the summaries as JSON lines (`{"event": "summary" | "stopped", "totals": {..}}`)
     /// for scripts and benchmarks.
     #[arg(long)]
@@ -168,6 +174,7 @@ impl SimArgs {
             },
             strict: self.strict,
             logins: std::sync::Arc::default(),
+            per_connection: self.per_connection,
         })
     }
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::config::{Fault, SimConfig, UnitKind, unit_rng};
 use super::download::Expected;
+use super::hub::Shared;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
@@ -98,6 +98,15 @@ impl AliyunDevice {
         vec![self.stats.clone()]
     }
 
+    pub(crate) fn id(&self) -> DeviceId {
+        self.stats.update(|s| s.id.clone())
+    }
+
+    /// Has a secret, so logs in with its own signature on a connection of its own.
+    pub(crate) fn signs_its_login(&self) -> bool {
+        self.ctx.logins.has_aliyun_secret(&self.pk, &self.dn)
+    }
+
     fn topic(&self, kind: &str) -> String {
         match kind {
             "get" | "get_reply" => {
@@ -112,19 +121,23 @@ impl AliyunDevice {
         self.next_id.to_string()
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    pub(crate) async fn run(mut self, shared: Option<Shared>) {
         let login = self
             .ctx
             .logins
             .aliyun_login(&self.pk, &self.dn, self.client_id.clone());
-        let (mut link, mut inbox, mut connected) = Link::new(
-            self.ctx.addr.clone(),
-            login,
-            self.stats.clone(),
-            self.ctx.connect_gate.clone(),
-        );
+        let (mut link, mut inbox, mut connected) = match shared {
+            Some(s) => (s.link, s.inbox, s.connected),
+            None => Link::new(
+                self.ctx.addr.clone(),
+                login,
+                self.stats.clone(),
+                self.ctx.connect_gate.clone(),
+            ),
+        };
         link.connect();
-        let (job_tx, mut job_rx) = mpsc::channel(JOB_QUEUE);
+        let mut job_chan = upgrade::JobChannel::new(JOB_QUEUE);
         let mut jobs = JoinSet::new();
         let mut pull = self.ctx.behaviour.pull.then(|| {
             let every = self.ctx.behaviour.pull_interval;
@@ -142,8 +155,8 @@ impl AliyunDevice {
                     subscribe_later = None;
                     self.subscribe_and_ask(&link);
                 }
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
-                Some((module, ev)) = job_rx.recv() => {
+                Some(msg) = inbox.recv() => self.on_message(&link, *msg, &mut job_chan, &mut jobs),
+                Some((module, ev)) = job_chan.recv() => {
                     if self.on_job(&link, module, ev) {
                         link.go_offline();
                         jobs.abort_all();
@@ -231,7 +244,7 @@ impl AliyunDevice {
         &mut self,
         link: &Link,
         msg: Inbound,
-        job_tx: &mpsc::Sender<(Option<String>, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Option<String>>,
         jobs: &mut JoinSet<()>,
     ) {
         let is_push = msg.topic == self.topic("upgrade");
@@ -261,7 +274,7 @@ impl AliyunDevice {
         }
         match parsed {
             Ok(None) => self.stats.update(|s| s.nothing_pending += 1),
-            Ok(Some(offer)) => self.start(link, offer, job_tx, jobs),
+            Ok(Some(offer)) => self.start(link, offer, job_chan, jobs),
             Err(why) => {
                 tracing::debug!(device = %self.dn, %why, "simulated Alibaba device ignored a notice");
                 self.stats.update(|s| s.notices_ignored += 1);
@@ -273,7 +286,7 @@ impl AliyunDevice {
         &mut self,
         link: &Link,
         offer: Offer,
-        job_tx: &mpsc::Sender<(Option<String>, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Option<String>>,
         jobs: &mut JoinSet<()>,
     ) {
         self.stats.update(|s| s.notices_received += 1);
@@ -312,7 +325,7 @@ impl AliyunDevice {
             s.downloads_started += 1;
             s.state = DeviceState::Downloading { percent: 0 };
         });
-        jobs.spawn(upgrade::run(job, offer.module, job_tx.clone()));
+        jobs.spawn(upgrade::run(job, offer.module, job_chan.sender()));
     }
 
     fn progress(&mut self, link: &Link, module: Option<&str>, step: &str, desc: &str) {

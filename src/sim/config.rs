@@ -48,6 +48,15 @@ pub struct SimConfig {
     pub strict: bool,
     /// What devices log in with on a secured broker (default: nothing, for an open broker).
     pub logins: std::sync::Arc<super::SimLogins>,
+    /// How many units that would each hold a connection (a device, a gateway with its
+    /// sub-devices, a dock with its drone) share one MQTT connection, as devices behind a
+    /// site proxy do (`ota-console sim --per-connection N`); 1 (the default): each its own.
+    /// Units share only with units of their own kind; a shared connection logs in as the site
+    /// user that lists all its devices (see [`super::SimLogins::provision`]). Alibaba devices
+    /// that have a secret keep one connection each: their login is a per-device signature.
+    /// Each unit still subscribes its own topics and publishes its own messages, so what the
+    /// console reads and sends is the same; what changes is the cost per device.
+    pub per_connection: usize,
 }
 
 impl Default for SimConfig {
@@ -67,6 +76,7 @@ impl Default for SimConfig {
             behaviour: Behaviour::default(),
             strict: false,
             logins: std::sync::Arc::default(),
+            per_connection: 1,
         }
     }
 }
@@ -198,6 +208,34 @@ pub(crate) fn unit_rng(seed: u64, kind: UnitKind, index: usize) -> StdRng {
     StdRng::seed_from_u64(x ^ (x >> 31))
 }
 
+/// A unit's random stream, seeded when it is first drawn from: the same draws as
+/// [`unit_rng`], without 320 bytes of generator state for each of the many sub-devices that
+/// never upgrade.
+#[derive(Debug)]
+pub(crate) struct LazyRng {
+    seed: u64,
+    kind: UnitKind,
+    index: usize,
+    rng: Option<Box<StdRng>>,
+}
+
+impl LazyRng {
+    pub(crate) fn new(seed: u64, kind: UnitKind, index: usize) -> LazyRng {
+        LazyRng {
+            seed,
+            kind,
+            index,
+            rng: None,
+        }
+    }
+
+    pub(crate) fn get(&mut self) -> &mut StdRng {
+        let (seed, kind, index) = (self.seed, self.kind, self.index);
+        self.rng
+            .get_or_insert_with(|| Box::new(unit_rng(seed, kind, index)))
+    }
+}
+
 impl SimConfig {
     /// Checks everything that would otherwise fail later inside a device task.
     pub fn validate(&self) -> Result<(), SimError> {
@@ -237,6 +275,12 @@ impl SimConfig {
                 "--bandwidth 0 would never download anything; leave it out for no cap".to_owned(),
             ));
         }
+        if self.per_connection == 0 {
+            return Err(SimError::InvalidConfig(
+                "--per-connection 0 would connect no device; 1 gives each its own connection"
+                    .to_owned(),
+            ));
+        }
         BrokerAddr::parse(&self.broker_url)?;
         Ok(())
     }
@@ -260,6 +304,12 @@ impl SimConfig {
             gateway + 1,
             sub + 1
         )
+    }
+
+    /// The client id of the `group`-th shared connection of units of `kind` (`fog`, `fgw`,
+    /// `ali`, `dock`).
+    pub(crate) fn site_client_id(&self, kind: &str, group: usize) -> String {
+        format!("{}-site-{kind}-{:04}", self.name_prefix, group + 1)
     }
 
     pub(crate) fn dock_sn(&self, index: usize) -> String {
@@ -373,6 +423,16 @@ mod tests {
     }
 
     #[test]
+    fn zero_units_per_connection_is_refused() {
+        let cfg = SimConfig {
+            per_connection: 0,
+            ..SimConfig::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("--per-connection"), "{err}");
+    }
+
+    #[test]
     fn fault_rolls_repeat_with_the_seed() {
         let odds = FaultOdds {
             download: 0.3,
@@ -390,6 +450,15 @@ mod tests {
         assert_ne!(run(42), run(43));
         let mixed = run(42);
         assert!(mixed.contains(&Fault::None) && mixed.contains(&Fault::Verify));
+    }
+
+    #[test]
+    fn a_lazy_stream_draws_what_the_eager_one_does() {
+        let mut eager = unit_rng(9, UnitKind::FogCloudSub, 42);
+        let mut lazy = LazyRng::new(9, UnitKind::FogCloudSub, 42);
+        for _ in 0..20 {
+            assert_eq!(eager.random::<u64>(), lazy.get().random::<u64>());
+        }
     }
 
     #[test]

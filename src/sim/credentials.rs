@@ -15,6 +15,7 @@ use std::path::Path;
 use hmac::{KeyInit, Mac};
 
 use crate::access::credentials::{CredentialsError, SecretTable, UserTable};
+use crate::access::rules::Identity;
 use crate::device_id::{DeviceId, DeviceIdError};
 
 use super::SimConfig;
@@ -65,7 +66,9 @@ impl SimLogins {
     /// Gives every connecting device of `cfg` that has no credentials in `data_dir` fresh ones
     /// (an Alibaba secret; a user per FogCloud device or gateway; a user per DJI dock that
     /// also names its drone, whose state and osd the dock publishes), writes them to the
-    /// files, and returns the credentials with how many were added.
+    /// files, and returns the credentials with how many were added. With
+    /// [`SimConfig::per_connection`] above 1, each shared connection gets one site user naming
+    /// every device on it instead (Alibaba devices still get a secret each).
     pub fn provision(
         data_dir: &Path,
         cfg: &SimConfig,
@@ -86,42 +89,87 @@ impl SimLogins {
         if secrets_changed {
             logins.secrets.save(data_dir)?;
         }
-        let mut users: Vec<(DeviceId, Vec<DeviceId>)> = Vec::new();
+        // Per kind of unit (plain FogCloud devices, gateways, docks), each unit with the
+        // devices it speaks for, grouped as the fleet shares connections.
+        let mut fog = Vec::new();
         for i in 0..cfg.fogcloud {
-            users.push((
-                DeviceId::fogcloud(&cfg.product_key, &cfg.fogcloud_name(i))?,
-                Vec::new(),
-            ));
+            fog.push(vec![DeviceId::fogcloud(
+                &cfg.product_key,
+                &cfg.fogcloud_name(i),
+            )?]);
         }
+        let mut gateways = Vec::new();
         for i in 0..cfg.fogcloud_gateways {
-            users.push((
-                DeviceId::fogcloud(&cfg.product_key, &cfg.gateway_name(i))?,
-                Vec::new(),
-            ));
+            gateways.push(vec![DeviceId::fogcloud(
+                &cfg.product_key,
+                &cfg.gateway_name(i),
+            )?]);
         }
+        let mut docks = Vec::new();
         for i in 0..cfg.dji_docks {
-            users.push((
+            docks.push(vec![
                 DeviceId::dji(&cfg.dock_sn(i))?,
-                vec![DeviceId::dji(&cfg.drone_sn(i))?],
-            ));
+                DeviceId::dji(&cfg.drone_sn(i))?,
+            ]);
         }
-        for (device, speaks_for) in users {
-            if logins.users.user_for(&device).is_some() {
-                continue;
+        for units in [fog, gateways, docks] {
+            for group in units.chunks(cfg.per_connection.max(1)) {
+                let devices: Vec<DeviceId> = group.iter().flatten().cloned().collect();
+                let Some(first) = devices.first() else {
+                    continue;
+                };
+                let username = if group.len() == 1 {
+                    if logins.users.user_for(first).is_some() {
+                        continue;
+                    }
+                    user_name_for(first)
+                } else {
+                    // A shared connection: one site user listing every device on it.
+                    if logins.covering(&devices).is_some() {
+                        continue;
+                    }
+                    format!("site-{}-{}", user_name_for(first), group.len())
+                };
+                let identities: Vec<String> = devices.iter().map(ToString::to_string).collect();
+                logins.users =
+                    UserTable::add_user(data_dir, &username, &random_hex(16), &identities)?;
+                added += 1;
             }
-            let identities: Vec<String> = std::iter::once(&device)
-                .chain(&speaks_for)
-                .map(ToString::to_string)
-                .collect();
-            logins.users = UserTable::add_user(
-                data_dir,
-                &user_name_for(&device),
-                &random_hex(16),
-                &identities,
-            )?;
-            added += 1;
         }
         Ok((logins, added))
+    }
+
+    /// Whether an Alibaba device has a secret, and so signs its own login on its own connection.
+    pub(crate) fn has_aliyun_secret(&self, pk: &str, dn: &str) -> bool {
+        self.secrets.secret(pk, dn).is_some()
+    }
+
+    /// The user line that covers exactly a connection carrying all of `devices`: a site
+    /// listing each of them, or for one device its own line.
+    fn covering(&self, devices: &[DeviceId]) -> Option<&crate::access::credentials::UserEntry> {
+        let wanted: Vec<DeviceId> = devices.iter().map(DeviceId::device).collect();
+        if let [one] = wanted.as_slice()
+            && let Some(own) = self.users.user_for(one)
+        {
+            return Some(own);
+        }
+        self.users.entries().find(|e| {
+            matches!(&e.identity, Identity::Site { devices: listed, .. }
+                if wanted.iter().all(|d| listed.contains(d)))
+        })
+    }
+
+    /// What a shared connection carrying `devices` sends: the site user listing all of them,
+    /// if any (otherwise none, and a secured broker refuses it, which the fleet's stats show).
+    pub(crate) fn site_login(&self, devices: &[DeviceId], client_id: String) -> Login {
+        match self.covering(devices) {
+            Some(user) => Login {
+                client_id,
+                username: Some(user.username.clone()),
+                password: Some(user.password.clone()),
+            },
+            None => Login::plain(client_id),
+        }
     }
 
     /// What an Alibaba device sends: a signed login when its secret is known.
@@ -193,7 +241,6 @@ fn random_hex(bytes: usize) -> String {
 mod tests {
     use super::*;
     use crate::access::credentials::Authenticator;
-    use crate::access::rules::Identity;
 
     fn fleet() -> SimConfig {
         SimConfig {
@@ -243,6 +290,67 @@ mod tests {
             again.user_login(&id, "x".into()).password,
             logins.user_login(&id, "x".into()).password
         );
+    }
+
+    #[test]
+    fn a_shared_connection_logs_in_as_one_site_user_naming_all_its_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SimConfig {
+            fogcloud: 3,
+            dji_docks: 2,
+            per_connection: 2,
+            ..fleet()
+        };
+        let (logins, added) = SimLogins::provision(dir.path(), &cfg).unwrap();
+        // 2 Alibaba secrets; FogCloud: a site of 2 and the third alone; gateways: alone;
+        // docks: one site of both docks and their drones.
+        assert_eq!(added, 2 + 2 + 1 + 1);
+        let auth = Authenticator::load(dir.path()).unwrap();
+        let fog = |i| DeviceId::fogcloud(&cfg.product_key, &cfg.fogcloud_name(i)).unwrap();
+        let site = logins.site_login(&[fog(0), fog(1)], "sim-site-fog-0001".into());
+        match auth
+            .authenticate(
+                &site.client_id,
+                site.username.as_deref(),
+                site.password.as_deref().map(str::as_bytes),
+            )
+            .unwrap()
+        {
+            Identity::Site { devices, .. } => {
+                assert_eq!(devices.into_iter().collect::<Vec<_>>(), [fog(0), fog(1)]);
+            }
+            other => panic!("a shared connection is a site: {other:?}"),
+        }
+        let docks: Vec<DeviceId> = (0..2)
+            .flat_map(|i| [cfg.dock_sn(i), cfg.drone_sn(i)])
+            .map(|sn| DeviceId::dji(&sn).unwrap())
+            .collect();
+        let dock_site = logins.site_login(&docks, "sim-site-dock-0001".into());
+        assert!(dock_site.username.is_some_and(|u| u.starts_with("site-")));
+        // No line covers devices of two different connections: such a login carries none.
+        let mixed = logins.site_login(&[fog(1), fog(2)], "x".into());
+        assert_eq!(mixed.username, None);
+        // The last FogCloud device, alone on its connection, has its own line.
+        assert_eq!(
+            auth.authenticate(
+                "plain",
+                logins
+                    .user_login(&fog(2), "plain".into())
+                    .username
+                    .as_deref(),
+                logins
+                    .user_login(&fog(2), "plain".into())
+                    .password
+                    .as_deref()
+                    .map(str::as_bytes),
+            )
+            .unwrap(),
+            Identity::Device(fog(2))
+        );
+        // Alibaba devices keep their secrets (their signature is per device).
+        assert!(logins.has_aliyun_secret(&cfg.product_key, &cfg.aliyun_name(1)));
+        let (_, again) = SimLogins::provision(dir.path(), &cfg).unwrap();
+        assert_eq!(again, 0, "a second run finds every site covered");
     }
 
     #[test]

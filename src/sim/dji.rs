@@ -14,12 +14,12 @@ use std::time::Duration;
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::config::{Fault, SimConfig, UnitKind, unit_rng};
 use super::download::Expected;
+use super::hub::Shared;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
@@ -147,17 +147,30 @@ impl Dock {
         self.drone_stats.update(&f);
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    /// The dock and its drone (a dock's login names both).
+    pub(crate) fn ids(&self) -> [DeviceId; 2] {
+        [
+            self.dock_stats.update(|s| s.id.clone()),
+            self.drone_stats.update(|s| s.id.clone()),
+        ]
+    }
+
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    pub(crate) async fn run(mut self, shared: Option<Shared>) {
         let dock_id = self.dock_stats.update(|s| s.id.clone());
         let login = self.ctx.logins.user_login(&dock_id, self.sn.clone());
-        let (mut link, mut inbox, mut connected) = Link::new(
-            self.ctx.addr.clone(),
-            login,
-            self.dock_stats.clone(),
-            self.ctx.connect_gate.clone(),
-        );
+        let (mut link, mut inbox, mut connected) = match shared {
+            Some(s) => (s.link, s.inbox, s.connected),
+            None => Link::new(
+                self.ctx.addr.clone(),
+                login,
+                self.dock_stats.clone(),
+                self.ctx.connect_gate.clone(),
+            ),
+        };
         link.connect();
-        let (job_tx, mut job_rx) = mpsc::channel::<(String, JobEvent)>(JOB_QUEUE);
+        let mut job_chan = upgrade::JobChannel::new(JOB_QUEUE);
         let mut jobs = JoinSet::new();
         let mut sweep = tokio::time::interval(REPLY_SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,8 +191,8 @@ impl Dock {
                     link.subscribe(&[format!("thing/product/{}/services", self.sn)]);
                 }
                 _ = osd.tick(), if self.on_air => self.osd(&link),
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
-                Some((bid, ev)) = job_rx.recv() => match self.on_job(&link, &bid, ev) {
+                Some(msg) = inbox.recv() => self.on_message(&link, *msg, &mut job_chan, &mut jobs),
+                Some((bid, ev)) = job_chan.recv() => match self.on_job(&link, &bid, ev) {
                     Gone::No => {}
                     Gone::Drone => {
                         drone_back = Some(Box::pin(tokio::time::sleep(self.ctx.behaviour.offline_for)));
@@ -322,7 +335,7 @@ impl Dock {
         &mut self,
         link: &Link,
         msg: Inbound,
-        job_tx: &mpsc::Sender<(String, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<String>,
         jobs: &mut JoinSet<()>,
     ) {
         let sn = &self.sn;
@@ -351,7 +364,7 @@ impl Dock {
             return;
         }
         match parse_ota_create(&msg.payload, &self.sn, &self.drone_sn) {
-            Ok(Some(call)) => self.on_ota_create(link, call, job_tx, jobs),
+            Ok(Some(call)) => self.on_ota_create(link, call, job_chan, jobs),
             Ok(None) => {}
             Err(why) => {
                 tracing::debug!(dock = %self.sn, %why, "simulated dock ignored a service call");
@@ -364,7 +377,7 @@ impl Dock {
         &mut self,
         link: &Link,
         call: OtaCreate,
-        job_tx: &mpsc::Sender<(String, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<String>,
         jobs: &mut JoinSet<()>,
     ) {
         for d in &call.devices {
@@ -428,7 +441,7 @@ impl Dock {
             },
             bytes: 0,
         });
-        jobs.spawn(upgrade::run(job, call.bid, job_tx.clone()));
+        jobs.spawn(upgrade::run(job, call.bid, job_chan.sender()));
     }
 
     /// `ota_progress` on the events topic, with a fresh tid and the task's bid.

@@ -10,13 +10,12 @@
 use std::sync::Arc;
 
 use rand::Rng;
-use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::config::{Fault, SimConfig, UnitKind, unit_rng};
+use super::config::{Fault, LazyRng, SimConfig, UnitKind};
 use super::download::Expected;
+use super::hub::Shared;
 use super::link::{Inbound, Link};
 use super::stats::{DeviceState, DeviceStats, StatsCell};
 use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
@@ -62,7 +61,7 @@ struct Member {
     dn: String,
     version: String,
     stats: StatsCell,
-    rng: StdRng,
+    rng: LazyRng,
     running: Option<Running>,
     /// A gateway's sub-device: its entries carry `identity` and go in `sub.*` messages.
     is_sub: bool,
@@ -95,16 +94,16 @@ struct SubBatch {
 impl FogDevice {
     pub(crate) fn plain(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
         let name = cfg.fogcloud_name(index);
-        let rng = unit_rng(cfg.seed, UnitKind::FogCloud, index);
+        let rng = LazyRng::new(cfg.seed, UnitKind::FogCloud, index);
         Self::build(cfg, name, rng, Vec::new(), ctx)
     }
 
     pub(crate) fn gateway(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
         let name = cfg.gateway_name(index);
-        let rng = unit_rng(cfg.seed, UnitKind::FogCloudGateway, index);
+        let rng = LazyRng::new(cfg.seed, UnitKind::FogCloudGateway, index);
         let subs = (0..cfg.subs_per_gateway)
             .map(|k| {
-                let rng = unit_rng(cfg.seed, UnitKind::FogCloudSub, index * 100_000 + k);
+                let rng = LazyRng::new(cfg.seed, UnitKind::FogCloudSub, index * 100_000 + k);
                 Member::new(cfg, cfg.sub_name(index, k), rng, true)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -114,13 +113,13 @@ impl FogDevice {
     fn build(
         cfg: &SimConfig,
         name: String,
-        rng: StdRng,
+        rng: LazyRng,
         subs: Vec<Member>,
         ctx: Arc<Ctx>,
     ) -> Result<Self, SimError> {
         let mut own = Member::new(cfg, name, rng, false)?;
         // A silent gateway answers for none of its sub-devices either.
-        let silent = own.rng.random_bool(ctx.behaviour.faults.silent);
+        let silent = own.rng.get().random_bool(ctx.behaviour.faults.silent);
         for m in std::iter::once(&own).chain(&subs) {
             m.stats.update(|s| s.silent = silent);
         }
@@ -140,6 +139,11 @@ impl FogDevice {
             .chain(&self.subs)
             .map(|m| m.stats.clone())
             .collect()
+    }
+
+    /// The unit's own device (the gateway of sub-devices), whose login covers the rest.
+    pub(crate) fn id(&self) -> DeviceId {
+        self.own.stats.update(|s| s.id.clone())
     }
 
     fn up_topic(&self) -> String {
@@ -169,17 +173,21 @@ impl FogDevice {
         link.publish(&self.up_topic(), &msg);
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
+    pub(crate) async fn run(mut self, shared: Option<Shared>) {
         let own_id = self.own.stats.update(|s| s.id.clone());
         let login = self.ctx.logins.user_login(&own_id, self.client_id.clone());
-        let (mut link, mut inbox, mut connected) = Link::new(
-            self.ctx.addr.clone(),
-            login,
-            self.own.stats.clone(),
-            self.ctx.connect_gate.clone(),
-        );
+        let (mut link, mut inbox, mut connected) = match shared {
+            Some(s) => (s.link, s.inbox, s.connected),
+            None => Link::new(
+                self.ctx.addr.clone(),
+                login,
+                self.own.stats.clone(),
+                self.ctx.connect_gate.clone(),
+            ),
+        };
         link.connect();
-        let (job_tx, mut job_rx) = mpsc::channel::<(Target, JobEvent)>(JOB_QUEUE);
+        let mut job_chan = upgrade::JobChannel::new(JOB_QUEUE);
         let mut jobs = JoinSet::new();
         let mut pull = self.ctx.behaviour.pull.then(|| {
             let every = self.ctx.behaviour.pull_interval;
@@ -198,12 +206,12 @@ impl FogDevice {
                     link.subscribe(&[self.down_topic()]);
                     self.ask_if_due(&link);
                 }
-                Some(msg) = inbox.recv() => self.on_message(&link, msg, &job_tx, &mut jobs),
-                Some(first) = job_rx.recv() => {
+                Some(msg) = inbox.recv() => self.on_message(&link, *msg, &mut job_chan, &mut jobs),
+                Some(first) = job_chan.recv() => {
                     // Everything already queued goes into the same sub.* messages.
                     let mut batch = SubBatch::default();
                     let mut offline = self.on_job(&link, first, &mut batch);
-                    while let Ok(next) = job_rx.try_recv() {
+                    while let Some(next) = job_chan.try_recv() {
                         offline |= self.on_job(&link, next, &mut batch);
                     }
                     self.flush(&link, batch);
@@ -285,7 +293,7 @@ impl FogDevice {
         &mut self,
         link: &Link,
         msg: Inbound,
-        job_tx: &mpsc::Sender<(Target, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {
         if msg.topic != self.down_topic() {
@@ -317,13 +325,13 @@ impl FogDevice {
             Down::Firmware(offer) => {
                 self.own.stats.update(|s| s.notices_received += 1);
                 if !self.silent {
-                    self.start(link, None, offer, job_tx, jobs);
+                    self.start(link, None, offer, job_chan, jobs);
                 }
             }
             Down::NothingPending => self.own.stats.update(|s| s.nothing_pending += 1),
             Down::SubFirmware(entries) => {
                 for entry in entries {
-                    self.on_sub_entry(link, entry, job_tx, jobs);
+                    self.on_sub_entry(link, entry, job_chan, jobs);
                 }
             }
             Down::Other => {}
@@ -334,7 +342,7 @@ impl FogDevice {
         &mut self,
         link: &Link,
         entry: Result<(String, String, Offer), String>,
-        job_tx: &mpsc::Sender<(Target, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {
         let found = entry
@@ -347,7 +355,7 @@ impl FogDevice {
                     m.stats.update(|s| s.notices_received += 1);
                 }
                 if !self.silent {
-                    self.start(link, Some(k), offer, job_tx, jobs);
+                    self.start(link, Some(k), offer, job_chan, jobs);
                 }
             }
             (entry, _) => {
@@ -362,7 +370,7 @@ impl FogDevice {
         link: &Link,
         target: Target,
         offer: Offer,
-        job_tx: &mpsc::Sender<(Target, JobEvent)>,
+        job_chan: &mut upgrade::JobChannel<Target>,
         jobs: &mut JoinSet<()>,
     ) {
         let faults = self.ctx.behaviour.faults.clone();
@@ -383,7 +391,7 @@ impl FogDevice {
             self.publish_progress(link, target, entry);
             return;
         }
-        let fault = Fault::roll(&faults, &mut m.rng);
+        let fault = Fault::roll(&faults, m.rng.get());
         let file = FileToFetch {
             url: offer.url,
             expected: offer.expected,
@@ -399,7 +407,7 @@ impl FogDevice {
             s.downloads_started += 1;
             s.state = DeviceState::Downloading { percent: 0 };
         });
-        jobs.spawn(upgrade::run(job, target, job_tx.clone()));
+        jobs.spawn(upgrade::run(job, target, job_chan.sender()));
     }
 
     /// Sends one progress entry at once: `upgrade.post` for the device, a one-entry
@@ -511,7 +519,7 @@ impl FogDevice {
 }
 
 impl Member {
-    fn new(cfg: &SimConfig, dn: String, rng: StdRng, is_sub: bool) -> Result<Member, SimError> {
+    fn new(cfg: &SimConfig, dn: String, rng: LazyRng, is_sub: bool) -> Result<Member, SimError> {
         let id = DeviceId::fogcloud(&cfg.product_key, &dn)?;
         Ok(Member {
             pk: cfg.product_key.clone(),

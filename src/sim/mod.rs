@@ -3,8 +3,10 @@
 //! `shared/protocols/`: used to test rollouts end to end, by `ota-console sim` and by the GUI's
 //! demo mode.
 //!
-//! Owns: starting and stopping the virtual devices and reading their counters. Each device (or
-//! gateway, or dock) holds its own MQTT connection (`link.rs`), speaks its dialect with payloads
+//! Owns: starting and stopping the virtual devices and reading their counters, and grouping
+//! them onto connections. Each device (or gateway, or dock) holds its own MQTT connection
+//! (`link.rs`), or shares one with others of its kind (`hub.rs`, [`SimConfig::per_connection`]),
+//! speaks its dialect with payloads
 //! it builds itself (`aliyun.rs`, `fogcloud.rs`, `dji.rs`), and runs upgrades as real devices do
 //! (`upgrade.rs`, `download.rs`) with failures chosen reproducibly from the seed ([`config`]).
 //!
@@ -18,6 +20,7 @@ mod credentials;
 mod dji;
 mod download;
 mod fogcloud;
+mod hub;
 mod link;
 mod stats;
 mod strict;
@@ -117,27 +120,81 @@ impl SimFleet {
             cells: Vec::new(),
             tasks: JoinSet::new(),
         };
-        for i in 0..cfg.aliyun {
-            let dev = aliyun::AliyunDevice::new(&cfg, i, ctx.clone())?;
-            fleet.cells.extend(dev.cells());
-            fleet.tasks.spawn(dev.run());
+        let per = cfg.per_connection.max(1);
+        for first in (0..cfg.aliyun).step_by(per) {
+            let devs = (first..cfg.aliyun.min(first + per))
+                .map(|i| aliyun::AliyunDevice::new(&cfg, i, ctx.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Alibaba's login is a signature over the device's own name: a device with a
+            // secret signs in on a connection of its own; only on an open broker do they share.
+            let signed = devs.iter().any(aliyun::AliyunDevice::signs_its_login);
+            let ids = devs.iter().map(|d| d.id()).collect::<Vec<_>>();
+            let group = (!signed).then(|| cfg.site_client_id("ali", first / per));
+            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
         }
-        for i in 0..cfg.fogcloud {
-            let dev = fogcloud::FogDevice::plain(&cfg, i, ctx.clone())?;
-            fleet.cells.extend(dev.cells());
-            fleet.tasks.spawn(dev.run());
+        for first in (0..cfg.fogcloud).step_by(per) {
+            let devs = (first..cfg.fogcloud.min(first + per))
+                .map(|i| fogcloud::FogDevice::plain(&cfg, i, ctx.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids = devs.iter().map(fogcloud::FogDevice::id).collect::<Vec<_>>();
+            let group = Some(cfg.site_client_id("fog", first / per));
+            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
         }
-        for i in 0..cfg.fogcloud_gateways {
-            let dev = fogcloud::FogDevice::gateway(&cfg, i, ctx.clone())?;
-            fleet.cells.extend(dev.cells());
-            fleet.tasks.spawn(dev.run());
+        for first in (0..cfg.fogcloud_gateways).step_by(per) {
+            let devs = (first..cfg.fogcloud_gateways.min(first + per))
+                .map(|i| fogcloud::FogDevice::gateway(&cfg, i, ctx.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids = devs.iter().map(fogcloud::FogDevice::id).collect::<Vec<_>>();
+            let group = Some(cfg.site_client_id("fgw", first / per));
+            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
         }
-        for i in 0..cfg.dji_docks {
-            let dock = dji::Dock::new(&cfg, i, ctx.clone())?;
-            fleet.cells.extend(dock.cells());
-            fleet.tasks.spawn(dock.run());
+        for first in (0..cfg.dji_docks).step_by(per) {
+            let docks = (first..cfg.dji_docks.min(first + per))
+                .map(|i| dji::Dock::new(&cfg, i, ctx.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids = docks.iter().flat_map(dji::Dock::ids).collect::<Vec<_>>();
+            let group = Some(cfg.site_client_id("dock", first / per));
+            fleet.spawn_group(&ctx, group, &ids, docks, |d| d.cells(), |d, s| d.run(s));
         }
         Ok(fleet)
+    }
+
+    /// Starts `units` of one kind: each on its own connection, or, when there are several and
+    /// `site` names their shared connection's client id, all on that one connection, logged
+    /// in as the site user that lists `devices` (see `hub.rs`).
+    fn spawn_group<U, F>(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        site: Option<String>,
+        devices: &[DeviceId],
+        units: Vec<U>,
+        cells: impl Fn(&U) -> Vec<StatsCell>,
+        run: impl Fn(U, Option<hub::Shared>) -> F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let site = site.filter(|_| units.len() > 1);
+        let Some(client_id) = site else {
+            for unit in units {
+                self.cells.extend(cells(&unit));
+                self.tasks.spawn(run(unit, None));
+            }
+            return;
+        };
+        let mut hub = hub::Hub::new();
+        for unit in units {
+            let unit_cells = cells(&unit);
+            // The unit's own cell (a gateway's, a dock's) counts what its link sends.
+            let Some(own) = unit_cells.first().cloned() else {
+                continue;
+            };
+            self.cells.extend(unit_cells);
+            let shared = hub.add(own);
+            self.tasks.spawn(run(unit, Some(shared)));
+        }
+        let login = ctx.logins.site_login(devices, client_id);
+        self.tasks
+            .spawn(hub.run(ctx.addr.clone(), login, ctx.connect_gate.clone()));
     }
 
     /// Every simulated device (gateways, sub-devices, docks and drones included), sorted.

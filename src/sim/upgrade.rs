@@ -87,6 +87,46 @@ pub(crate) enum JobEvent {
     Finished(Outcome),
 }
 
+/// A job's event with the key of the job (module, sub-device, bid) it belongs to.
+type Tagged<K> = (K, JobEvent);
+type Pair<K> = (mpsc::Sender<Tagged<K>>, mpsc::Receiver<Tagged<K>>);
+
+/// The channel a unit's upgrade jobs report on, made when the first upgrade starts: an idle
+/// device (most of a large fleet, most of the time) carries none.
+pub(crate) struct JobChannel<K> {
+    capacity: usize,
+    chan: Option<Pair<K>>,
+}
+
+impl<K> JobChannel<K> {
+    pub(crate) fn new(capacity: usize) -> JobChannel<K> {
+        JobChannel {
+            capacity,
+            chan: None,
+        }
+    }
+
+    /// A sender for a new job.
+    pub(crate) fn sender(&mut self) -> mpsc::Sender<Tagged<K>> {
+        let capacity = self.capacity;
+        let (tx, _) = self.chan.get_or_insert_with(|| mpsc::channel(capacity));
+        tx.clone()
+    }
+
+    /// The next event of any job; never resolves before the first job.
+    pub(crate) async fn recv(&mut self) -> Option<Tagged<K>> {
+        match &mut self.chan {
+            Some((_, rx)) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// An event already queued, if any.
+    pub(crate) fn try_recv(&mut self) -> Option<Tagged<K>> {
+        self.chan.as_mut().and_then(|(_, rx)| rx.try_recv().ok())
+    }
+}
+
 /// Runs `job`, sending events tagged with `key` to `tx`. A closed channel (device task gone)
 /// ends the job quietly.
 pub(crate) async fn run<K: Clone>(job: Job, key: K, tx: mpsc::Sender<(K, JobEvent)>) {
