@@ -1,8 +1,9 @@
 //! What the embedded broker's gate refused, as the operator sees it: a login with no, wrong or
 //! throttled credentials, a publish or subscribe outside the client's own topics, a Last Will
 //! on a forbidden topic. Each refusal is counted, recorded in the inspector (topic or filter,
-//! who tried, why) and logged as a warning — the first of each kind and client per minute, then
-//! a count ([`super::inbound::RefusalLog`]), so a client guessing passwords cannot flood the log.
+//! who tried, why) and logged as a warning — the first per source address and topic (for a
+//! login: and user name) per minute, then a count ([`super::inbound::RefusalLog`]), so a client
+//! guessing passwords cannot flood the log.
 
 use std::sync::PoisonError;
 
@@ -75,7 +76,16 @@ impl Runner {
                 None,
                 Some(reason.clone()),
             );
-        let key = format!("{} {}", refusal.remote.ip(), topic);
+        // Per address and topic (a login: per address and user name); the log's own key limit
+        // bounds what a client spraying names can make it hold.
+        let key = match &refusal.attempt {
+            Attempt::Connect => format!(
+                "{} login {}",
+                refusal.remote.ip(),
+                refusal.username.as_deref().unwrap_or("(anonymous)")
+            ),
+            _ => format!("{} {}", refusal.remote.ip(), topic),
+        };
         if let LogDecision::Log { suppressed } = self.refusals.note(&key, what, now_ms) {
             let more = if suppressed > 0 {
                 format!(" ({suppressed} more like it in the last minute)")

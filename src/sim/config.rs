@@ -285,19 +285,23 @@ impl SimConfig {
         Ok(())
     }
 
-    pub(crate) fn aliyun_name(&self, index: usize) -> String {
+    /// The device name of the `index`-th Alibaba device (from 0).
+    pub fn aliyun_name(&self, index: usize) -> String {
         format!("{}-ali-{:04}", self.name_prefix, index + 1)
     }
 
-    pub(crate) fn fogcloud_name(&self, index: usize) -> String {
+    /// The device name of the `index`-th plain FogCloud device.
+    pub fn fogcloud_name(&self, index: usize) -> String {
         format!("{}-fog-{:04}", self.name_prefix, index + 1)
     }
 
-    pub(crate) fn gateway_name(&self, index: usize) -> String {
+    /// The device name of the `index`-th FogCloud gateway.
+    pub fn gateway_name(&self, index: usize) -> String {
         format!("{}-fgw-{:04}", self.name_prefix, index + 1)
     }
 
-    pub(crate) fn sub_name(&self, gateway: usize, sub: usize) -> String {
+    /// The device name of sub-device `sub` of gateway `gateway`.
+    pub fn sub_name(&self, gateway: usize, sub: usize) -> String {
         format!(
             "{}-fgw-{:04}-s{:03}",
             self.name_prefix,
@@ -312,11 +316,13 @@ impl SimConfig {
         format!("{}-site-{kind}-{:04}", self.name_prefix, group + 1)
     }
 
-    pub(crate) fn dock_sn(&self, index: usize) -> String {
+    /// The serial number of the `index`-th DJI dock.
+    pub fn dock_sn(&self, index: usize) -> String {
         format!("{}-dock-{:04}", self.name_prefix, index + 1)
     }
 
-    pub(crate) fn drone_sn(&self, index: usize) -> String {
+    /// The serial number of the drone of the `index`-th DJI dock.
+    pub fn drone_sn(&self, index: usize) -> String {
         format!("{}-drone-{:04}", self.name_prefix, index + 1)
     }
 }
