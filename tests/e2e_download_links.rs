@@ -91,24 +91,27 @@ async fn status_of(url: &str) -> u16 {
 async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
     let dir = tempfile::tempdir().unwrap();
     let handle = start_engine(config(dir.path())).await;
-    let fleet = SimFleet::start(SimConfig {
-        broker_url: handle.broker_url().to_owned(),
-        version: "1.0.0".into(),
-        seed: 16,
-        aliyun: 2,
-        fogcloud: 1,
-        fogcloud_gateways: 0,
-        subs_per_gateway: 0,
-        dji_docks: 1,
-        // Devices as strict as real stacks (exact header names, every notice field required).
-        strict: true,
-        behaviour: Behaviour {
-            install: Duration::from_millis(100),
-            faults: FaultOdds::default(),
-            ..Behaviour::default()
+    let fleet = common::engine::start_fleet(
+        dir.path(),
+        SimConfig {
+            broker_url: handle.broker_url().to_owned(),
+            version: "1.0.0".into(),
+            seed: 16,
+            aliyun: 2,
+            fogcloud: 1,
+            fogcloud_gateways: 0,
+            subs_per_gateway: 0,
+            dji_docks: 1,
+            // Devices as strict as real stacks (exact header names, every notice field required).
+            strict: true,
+            behaviour: Behaviour {
+                install: Duration::from_millis(100),
+                faults: FaultOdds::default(),
+                ..Behaviour::default()
+            },
+            ..SimConfig::default()
         },
-        ..SimConfig::default()
-    })
+    )
     .await
     .expect("simulated fleet starts");
     let ids = fleet.device_ids();

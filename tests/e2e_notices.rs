@@ -62,11 +62,14 @@ async fn a_device_whose_first_report_raced_its_subscription_is_upgraded_within_3
 
     // Then they power on: each publishes its version, and subscribes 500 ms later.
     let started = Instant::now();
-    let fleet = SimFleet::start(SimConfig {
-        aliyun: 1,
-        fogcloud: 1,
-        ..config
-    })
+    let fleet = common::engine::start_fleet(
+        dir.path(),
+        SimConfig {
+            aliyun: 1,
+            fogcloud: 1,
+            ..config
+        },
+    )
     .await
     .expect("simulated fleet starts");
     assert_eq!(fleet.device_ids(), {
@@ -102,7 +105,7 @@ async fn fogcloud_pulls_are_answered_at_once_and_never_with_an_empty_notice() {
     config.fogcloud = 4;
     config.behaviour.pull = true;
     config.behaviour.pull_interval = Duration::from_millis(300);
-    let fleet = SimFleet::start(config)
+    let fleet = common::engine::start_fleet(dir.path(), config)
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
@@ -146,10 +149,13 @@ async fn fogcloud_pulls_are_answered_at_once_and_never_with_an_empty_notice() {
 async fn alibaba_sha256_notices_carry_md5_for_strict_devices() {
     let dir = tempfile::tempdir().unwrap();
     let handle = start_engine(dir.path()).await;
-    let fleet = SimFleet::start(SimConfig {
-        aliyun: 3,
-        ..strict_sim(&handle, 33)
-    })
+    let fleet = common::engine::start_fleet(
+        dir.path(),
+        SimConfig {
+            aliyun: 3,
+            ..strict_sim(&handle, 33)
+        },
+    )
     .await
     .expect("simulated fleet starts");
     let ids = fleet.device_ids();

@@ -79,7 +79,7 @@ async fn every_dialect_upgrades_with_units_sharing_connections() {
 async fn every_dialect_upgrades(shape: impl FnOnce(SimConfig) -> SimConfig, devices: usize) {
     let dir = tempfile::tempdir().unwrap();
     let handle = start_engine(dir.path()).await;
-    let fleet = SimFleet::start(shape(sim_config(&handle, 7)))
+    let fleet = common::engine::start_fleet(dir.path(), shape(sim_config(&handle, 7)))
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
@@ -136,7 +136,7 @@ async fn failures_are_reported_as_the_devices_saw_them() {
         flash: 1.0,
         ..FaultOdds::default()
     };
-    let fleet = SimFleet::start(config)
+    let fleet = common::engine::start_fleet(dir.path(), config)
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
@@ -173,7 +173,7 @@ async fn rollout_with_faults(
     let mut config = fleet_shape(sim_config(&handle, seed));
     config.behaviour.faults = faults;
     config.behaviour.offline_for = Duration::from_millis(500);
-    let fleet = SimFleet::start(config)
+    let fleet = common::engine::start_fleet(dir.path(), config)
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
@@ -419,14 +419,17 @@ async fn retries_recover_devices_that_failed_once() {
 async fn a_campaign_with_an_external_download_url_announces_that_url() {
     let dir = tempfile::tempdir().unwrap();
     let handle = start_engine(dir.path()).await;
-    let fleet = SimFleet::start(SimConfig {
-        aliyun: 4,
-        fogcloud: 0,
-        fogcloud_gateways: 0,
-        subs_per_gateway: 0,
-        dji_docks: 0,
-        ..sim_config(&handle, 31)
-    })
+    let fleet = common::engine::start_fleet(
+        dir.path(),
+        SimConfig {
+            aliyun: 4,
+            fogcloud: 0,
+            fogcloud_gateways: 0,
+            subs_per_gateway: 0,
+            dji_docks: 0,
+            ..sim_config(&handle, 31)
+        },
+    )
     .await
     .expect("simulated fleet starts");
     let ids = fleet.device_ids();

@@ -801,11 +801,14 @@ fn corpus_is_large_and_documented() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_corpus_during_a_rollout_changes_nothing_it_should_not() {
     let dir = tempfile::tempdir().unwrap();
+    // Open: the hostile messages must reach the console's decoders, which is what this test
+    // is about (tests/hostile_lan.rs shows the secure broker refusing such clients first).
     let config = EngineConfig::embedded(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
         dir.path().to_path_buf(),
-    );
+    )
+    .with_open_broker();
     let handle = engine::start(config).await.expect("engine starts");
     handle.wait_connected(WAIT).await.unwrap();
     let fleet = SimFleet::start(SimConfig {

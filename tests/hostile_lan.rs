@@ -79,8 +79,7 @@ async fn subscribe(
     client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
     tokio::time::timeout(WAIT, async {
         loop {
-            if let Event::Incoming(Packet::SubAck(ack)) = events.poll().await.expect("connected")
-            {
+            if let Event::Incoming(Packet::SubAck(ack)) = events.poll().await.expect("connected") {
                 return ack.return_codes[0];
             }
         }
@@ -234,13 +233,7 @@ async fn strangers_on_the_site_network_cannot_flash_hide_or_listen() {
 
     // The honest rollout of every device completes; nobody is skipped.
     let fw = firmware(dir.path(), 100_000);
-    let id = start_rollout(
-        &handle,
-        &fw,
-        ids.clone(),
-        common::engine::fast_policy(20),
-    )
-    .await;
+    let id = start_rollout(&handle, &fw, ids.clone(), common::engine::fast_policy(20)).await;
     let view = run_to_end(&handle, id).await;
     let stats = fleet.stats();
     for device in &view.snapshot.devices {

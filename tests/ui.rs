@@ -15,7 +15,9 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT as _, Queryable};
 use md5::Digest as _;
 use ota_console::device_id::DeviceId;
-use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle, Snapshot};
+use ota_console::engine::{
+    self, BrokerChoice, EmbeddedAccess, EngineConfig, EngineHandle, Snapshot,
+};
 use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
@@ -80,11 +82,13 @@ fn start_rig_remembering(
             .collect();
         store.upsert_devices(&rows).unwrap();
     }
+    // Open on loopback, as the demo's broker is.
     let mut config = EngineConfig::embedded(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
         data.path().to_path_buf(),
-    );
+    )
+    .with_open_broker();
     if let Some(broker) = broker {
         config.broker = broker;
     }
@@ -677,4 +681,45 @@ fn an_import_that_cannot_be_stored_is_shown_verbatim() {
     // The operator reads the engine's words, not a summary of them.
     assert!(has_label(&h, &alert), "{alert} not drawn");
     assert!(app(&h).snapshot().packages.is_empty());
+}
+
+#[test]
+fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
+    let mut rig = start_rig(None, None);
+    let mut h = harness(&rig, Settings::default());
+    wait_for(&mut h, &mut rig, "the open broker badge", |h| {
+        has_label(h, " OPEN BROKER ")
+    });
+    assert!(!has_label(&h, "secured"));
+
+    let mut rig = start_rig(
+        Some(BrokerChoice::Embedded {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            access: EmbeddedAccess::Secure,
+        }),
+        None,
+    );
+    let mut h = harness(&rig, Settings::default());
+    wait_for(&mut h, &mut rig, "the secured label", |h| {
+        has_label(h, "secured")
+    });
+    assert!(!has_label(&h, " OPEN BROKER "));
+    // A stranger's login is refused and counted where the operator looks.
+    let addr = rig
+        .handle
+        .broker_url()
+        .trim_start_matches("mqtt://")
+        .to_owned();
+    let mut stranger = std::net::TcpStream::connect(&addr).unwrap();
+    // CONNECT (MQTT 3.1.1), client id "x", no credentials.
+    std::io::Write::write_all(
+        &mut stranger,
+        &[
+            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 1, b'x',
+        ],
+    )
+    .unwrap();
+    wait_for(&mut h, &mut rig, "the refusal counted", |h| {
+        has_label(h, "secured, 1 refused")
+    });
 }

@@ -133,11 +133,10 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         .map(FirmwareServer::public_base)
         .or_else(|| external_url.clone());
 
-    let (snapshot_tx, snapshot_rx) =
-        watch::channel(Arc::new(Snapshot {
-            broker_guard,
-            ..Snapshot::empty(broker_label.clone())
-        }));
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot {
+        broker_guard,
+        ..Snapshot::empty(broker_label.clone())
+    }));
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (import_tx, import_rx) = super::import::channel();
     let inspector = Arc::new(Mutex::new(Inspector::new(INSPECTOR_CAPACITY)));

@@ -132,3 +132,19 @@ pub async fn start_rollout(
         .await
         .expect("campaign starts")
 }
+
+/// Starts `cfg`'s simulated fleet with credentials for every device, provisioned in the
+/// engine's data directory (the secure embedded broker re-reads them at the next login), as
+/// an operator provisions real devices before they connect.
+pub async fn start_fleet(
+    data_dir: &Path,
+    cfg: ota_console::sim::SimConfig,
+) -> Result<ota_console::sim::SimFleet, ota_console::sim::SimError> {
+    let (logins, _) =
+        ota_console::sim::SimLogins::provision(data_dir, &cfg).expect("credentials provisioned");
+    ota_console::sim::SimFleet::start(ota_console::sim::SimConfig {
+        logins: Arc::new(logins),
+        ..cfg
+    })
+    .await
+}
