@@ -189,6 +189,15 @@ impl Client {
         }
     }
 
+    /// The connection ends without a CONNACK (e.g. a failed TLS handshake).
+    async fn closed(&mut self) {
+        let seen = timeout(WAIT, self.seen.recv()).await.expect("an answer");
+        match seen {
+            Some(Seen::Closed(_)) | None => {}
+            other => panic!("expected the connection to fail, got {other:?}"),
+        }
+    }
+
     async fn subscribe(&mut self, filters: &[&str]) -> Vec<SubscribeReasonCode> {
         let filters: Vec<_> = filters
             .iter()
@@ -841,4 +850,106 @@ async fn a_silent_or_stalled_connection_is_closed_after_the_connect_timeout() {
     for r in got {
         assert!(r.reason.contains("no CONNECT within"), "{}", r.reason);
     }
+}
+
+/// Mutual TLS: a client certificate the site CA issued for a device (or a user of
+/// `mqtt-users.txt`) logs the client in as that identity without a password, with exactly its
+/// rights; a certificate of another CA never gets through the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_of_the_site_ca_is_the_devices_login() {
+    use ota_console::access::site_ca::SiteCa;
+    use ota_console::access::tls::{ClientCerts, server_config};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    use std::sync::Arc;
+
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = SiteCa::load_or_create(ca_dir.path()).unwrap();
+    let identity = ca.issue_server(&["127.0.0.1".to_owned()]).unwrap();
+    let server = server_config(&identity, ClientCerts::Optional(vec![ca.certificate()])).unwrap();
+    let site = secure_site_with(Some(BrokerTls {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        server,
+    }));
+    let tls_addr = site.broker.tls_addr().unwrap();
+    let mut events = site.broker.events();
+    let client_tls = |cert_pem: &str, key_pem: &str| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.certificate()).unwrap();
+        let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap(),
+        )
+    };
+
+    let mut console = console(&site, "ota-console-test").await;
+    console.subscribe(&["#"]).await;
+    // A dock by its device id, no password.
+    let (cert, key) = ca.issue_client("dji:DOCK1").unwrap();
+    let mut login = Login::new("dock-by-cert", None);
+    login.tls = Some(client_tls(&cert, &key));
+    let mut dock = client(tls_addr, login);
+    dock.connected().await;
+    assert_eq!(
+        dock.subscribe(&[
+            "thing/product/DOCK1/services",
+            "thing/product/DOCK2/services"
+        ])
+        .await,
+        vec![
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            SubscribeReasonCode::Failure
+        ]
+    );
+    dock.publish("thing/product/DOCK2/events", QoS::AtLeastOnce, "as-dock2")
+        .await;
+    dock.publish("sys/product/DOCK1/status", QoS::AtLeastOnce, "as-dock1")
+        .await;
+    let got = console.messages_until("as-dock1").await;
+    assert_eq!(got.len(), 1, "only its own topic");
+    let refused = wait_refusals(&mut events, 2).await;
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.identity.as_deref() == Some("dji:DOCK1")),
+        "{refused:?}"
+    );
+    // A site user by its user name.
+    let (cert, key) = ca.issue_client("lab").unwrap();
+    let mut login = Login::new("lab-by-cert", None);
+    login.tls = Some(client_tls(&cert, &key));
+    let mut lab = client(tls_addr, login);
+    lab.connected().await;
+    // Without a certificate and without a password: refused.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.certificate()).unwrap();
+    let mut login = Login::new("nobody", None);
+    login.tls = Some(Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    ));
+    assert_eq!(
+        client(tls_addr, login).refused().await,
+        ConnectReturnCode::NotAuthorized
+    );
+    // A certificate from another CA, for the same name: the handshake fails.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = SiteCa::load_or_create(other_dir.path()).unwrap();
+    let (cert, key) = other.issue_client("dji:DOCK1").unwrap();
+    let mut login = Login::new("forged", None);
+    login.tls = Some(client_tls(&cert, &key));
+    let mut forged = client(tls_addr, login);
+    forged.closed().await;
 }

@@ -17,7 +17,7 @@ use ota_console::engine::{
 };
 use ota_console::fleet::inspector::Direction;
 use ota_console::rollout::{CampaignState, CanarySize, DeviceStatus, DialectSettings, Policy};
-use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::sim::{Behaviour, FaultOdds, SimConfig};
 use ota_console::transport::download_token::DOWNLOAD_KEY_FILE;
 use serde_json::Value;
 

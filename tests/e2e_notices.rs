@@ -13,7 +13,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::engine::{self, CampaignRequest, EngineConfig, EngineHandle};
 use ota_console::protocol::SignMethod;
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit};
-use ota_console::sim::{Behaviour, SimConfig, SimFleet, SimStats};
+use ota_console::sim::{Behaviour, SimConfig, SimStats};
 
 async fn start_engine(data_dir: &Path) -> EngineHandle {
     let config = EngineConfig::embedded(

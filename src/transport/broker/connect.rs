@@ -92,14 +92,8 @@ impl SecureAccess {
         }))
     }
 
-    /// Checks a login (re-reading the credentials first if a file changed).
-    fn admit(
-        &self,
-        remote: SocketAddr,
-        client_id: &str,
-        username: Option<&str>,
-        password: Option<&[u8]>,
-    ) -> Result<Identity, Refusal> {
+    /// The credentials, re-read first if a file changed.
+    fn current(&self) -> std::sync::MutexGuard<'_, Keeper> {
         let mut keeper = lock(&self.keeper);
         let stamp = FilesStamp::of(&self.data_dir);
         if stamp != keeper.stamp {
@@ -115,10 +109,44 @@ impl SecureAccess {
             }
             keeper.stamp = stamp;
         }
+        keeper
+    }
+
+    /// Checks a login (re-reading the credentials first if a file changed).
+    fn admit(
+        &self,
+        remote: SocketAddr,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<Identity, Refusal> {
+        let mut keeper = self.current();
         let now = Timestamp::from_millis(u64::try_from(now_ms()).unwrap_or(0));
         keeper
             .gatekeeper
             .admit(remote.ip(), client_id, username, password, now)
+    }
+
+    /// Who a verified client certificate's name (its subject CN) makes the client: the user of
+    /// `mqtt-users.txt` with that name, the console by its user name, an `aws:{thing}`, or the
+    /// device the name is the id of. The certificate's signature by the trusted CA is what
+    /// grants it: the site CA issues one only when the operator asks (`broker-config
+    /// --issue-cert`).
+    pub(super) fn identity_of_certificate(&self, name: &str) -> Option<Identity> {
+        let keeper = self.current();
+        let auth = &keeper.gatekeeper.authenticator;
+        if name == auth.console.username {
+            return Some(Identity::Console);
+        }
+        if let Some(entry) = auth.users.get(name) {
+            return Some(entry.identity.clone());
+        }
+        if let Some(thing) = name.strip_prefix("aws:") {
+            return Identity::aws_thing(thing).ok();
+        }
+        name.parse::<DeviceId>()
+            .ok()
+            .map(|id| Identity::Device(id.device()))
     }
 
     pub(super) fn set_backoff(&self, policy: BackoffPolicy) {
@@ -184,11 +212,13 @@ fn clip(text: &str) -> String {
 }
 
 /// Decides on the first frame of a connection (already framed within `MAX_PACKET_BYTES`; its
-/// type is CONNECT).
+/// type is CONNECT). `certificate` is the identity named by a client certificate the TLS
+/// listener verified against its trusted CA, if any: in secure mode it stands for the login.
 pub(super) fn admit(
     access: &Access,
     internal: InternalLogin<'_>,
     remote: SocketAddr,
+    certificate: Option<&str>,
     header: FixedHeader,
     frame: Bytes,
 ) -> Result<Admitted, Denied> {
@@ -263,23 +293,26 @@ pub(super) fn admit(
                     ),
                 });
             }
-            let identity = secure
-                .admit(
+            let by_certificate = certificate.and_then(|name| secure.identity_of_certificate(name));
+            let identity = match by_certificate {
+                Some(identity) => Ok(identity),
+                None => secure.admit(
                     remote,
                     &client_id,
                     username.as_deref(),
                     password.as_deref().map(str::as_bytes),
-                )
-                .map_err(|why| Denied {
-                    connack: Some(connack_for(&why)),
-                    refusal: refusal(
-                        &client_id,
-                        username.as_deref(),
-                        None,
-                        Attempt::Connect,
-                        why.to_string(),
-                    ),
-                })?;
+                ),
+            }
+            .map_err(|why| Denied {
+                connack: Some(connack_for(&why)),
+                refusal: refusal(
+                    &client_id,
+                    username.as_deref(),
+                    None,
+                    Attempt::Connect,
+                    why.to_string(),
+                ),
+            })?;
             if let Some(will) = &connect.last_will
                 && let Decision::Deny(why) = secure.may_publish(&identity, &will.topic)
             {
@@ -415,7 +448,7 @@ mod tests {
         connect.set_login("anyone", "anything");
         connect.last_will = Some(LastWill::new("a/b", "bye", QoS::AtLeastOnce, true));
         let (h, f) = frame_of(&connect);
-        let ok = admit(&Access::Open, INTERNAL, remote(), h, f)
+        let ok = admit(&Access::Open, INTERNAL, remote(), None, h, f)
             .map_err(|d| d.refusal)
             .unwrap();
         let up = reparse(&ok.upstream_connect);
@@ -434,7 +467,7 @@ mod tests {
         let mut connect = Connect::new("dock-client");
         connect.set_login("dock", "pw-dock");
         let (h, f) = frame_of(&connect);
-        let ok = admit(&access, INTERNAL, remote(), h, f)
+        let ok = admit(&access, INTERNAL, remote(), None, h, f)
             .map_err(|d| d.refusal)
             .unwrap();
         assert_eq!(
@@ -462,7 +495,7 @@ mod tests {
                 c.set_login(u, p);
             }
             let (h, f) = frame_of(&c);
-            let Err(denied) = admit(&access, INTERNAL, remote(), h, f) else {
+            let Err(denied) = admit(&access, INTERNAL, remote(), None, h, f) else {
                 panic!("{login:?} admitted");
             };
             assert_eq!(denied.connack, Some(code), "{login:?}");
@@ -479,7 +512,7 @@ mod tests {
             false,
         ));
         let (h, f) = frame_of(&c);
-        let Err(denied) = admit(&access, INTERNAL, remote(), h, f) else {
+        let Err(denied) = admit(&access, INTERNAL, remote(), None, h, f) else {
             panic!("forbidden Will admitted");
         };
         assert_eq!(denied.connack, Some(ConnectReturnCode::NotAuthorized));
@@ -494,7 +527,7 @@ mod tests {
         let mut c = Connect::new("");
         c.set_login("dock", "pw-dock");
         let (h, f) = frame_of(&c);
-        let ok = admit(&access, INTERNAL, remote(), h, f)
+        let ok = admit(&access, INTERNAL, remote(), None, h, f)
             .map_err(|d| d.refusal)
             .unwrap();
         assert!(
@@ -504,7 +537,7 @@ mod tests {
         );
         c.clean_session = false;
         let (h, f) = frame_of(&c);
-        let Err(denied) = admit(&access, INTERNAL, remote(), h, f) else {
+        let Err(denied) = admit(&access, INTERNAL, remote(), None, h, f) else {
             panic!("empty persistent client id admitted");
         };
         assert_eq!(denied.connack, Some(ConnectReturnCode::BadClientId));
@@ -517,7 +550,7 @@ mod tests {
         // Level byte: fixed header (2) + name length (2) + "MQTT" (4).
         bytes[8] = 5;
         let h = check(bytes.iter(), 1 << 20).unwrap();
-        let Err(denied) = admit(&Access::Open, INTERNAL, remote(), h, bytes.freeze()) else {
+        let Err(denied) = admit(&Access::Open, INTERNAL, remote(), None, h, bytes.freeze()) else {
             panic!("MQTT 5 admitted");
         };
         assert_eq!(

@@ -146,7 +146,7 @@ async fn accept_plain(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let (reader, writer) = stream.into_split();
-                    serve(&shared, remote, reader, writer).await;
+                    serve(&shared, remote, None, reader, writer).await;
                     drop(permit);
                 });
             }
@@ -176,8 +176,14 @@ async fn accept_tls(
                 tokio::spawn(async move {
                     match timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            let certificate = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(crate::access::tls::identity_of_cert);
                             let (reader, writer) = tokio::io::split(tls);
-                            serve(&shared, remote, reader, writer).await;
+                            serve(&shared, remote, certificate, reader, writer).await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, error = %e, "MQTT gate: TLS handshake failed");
@@ -282,8 +288,13 @@ impl ReadBuf {
 }
 
 /// Serves one client connection until it or rumqttd closes.
-async fn serve<R, W>(shared: &Shared, remote: SocketAddr, mut reader: R, mut writer: W)
-where
+async fn serve<R, W>(
+    shared: &Shared,
+    remote: SocketAddr,
+    certificate: Option<String>,
+    mut reader: R,
+    mut writer: W,
+) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
@@ -337,7 +348,14 @@ where
         username: &shared.upstream.username,
         password: &shared.upstream.password,
     };
-    let admitted = match connect::admit(&shared.access, internal, remote, header, frame.freeze()) {
+    let admitted = match connect::admit(
+        &shared.access,
+        internal,
+        remote,
+        certificate.as_deref(),
+        header,
+        frame.freeze(),
+    ) {
         Ok(admitted) => admitted,
         Err(denied) => {
             shared.events.refused(*denied.refusal);
