@@ -696,6 +696,7 @@ fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
         Some(BrokerChoice::Embedded {
             listen: "127.0.0.1:0".parse().unwrap(),
             access: EmbeddedAccess::Secure,
+            tls: None,
         }),
         None,
     );

@@ -1,26 +1,114 @@
 //! `ota-console broker`: the embedded MQTT broker alone, for devices and simulators on the LAN.
+//! Secure by default: it admits the console and the devices with credentials in the data
+//! directory, each to its own topics; `--open-broker` admits anyone.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
+use crate::access::credentials::{
+    CONSOLE_FILE, ConsoleCredentials, SECRETS_FILE, SecretTable, USERS_FILE, UserTable,
+};
+use crate::store::Store;
+use crate::transport::broker::{BrokerSettings, BrokerTls, EmbeddedBroker};
 
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:1883")]
     pub listen: SocketAddr,
+
+    /// Let anyone who reaches the broker publish and subscribe to anything (no credentials, no
+    /// topic rules).
+    #[arg(long)]
+    pub open_broker: bool,
+
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
+
+    /// Where the credentials (`broker-console.json`, `alibaba-device-secrets.csv`,
+    /// `mqtt-users.txt`) and the device inventory live (default: $OTA_CONSOLE_DATA_DIR, else
+    /// the XDG data dir).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Runs the broker until Ctrl-C.
 pub async fn run(args: &BrokerArgs) -> anyhow::Result<()> {
-    let broker =
-        EmbeddedBroker::start(BrokerSettings::open(args.listen)).context("embedded broker")?;
+    if args.tls.https {
+        anyhow::bail!("--https is for the firmware server; `broker` serves no firmware");
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::firmware::default_data_dir);
+    let tls = args.tls.setup(&data_dir, None)?;
+    let mut settings = if args.open_broker {
+        BrokerSettings::open(args.listen)
+    } else {
+        BrokerSettings::secure(args.listen, data_dir.clone())
+    };
+    settings.tls = tls
+        .broker
+        .map(|(listen, server)| BrokerTls { listen, server });
+    let broker = EmbeddedBroker::start(settings).context("embedded broker")?;
     println!("MQTT broker listening on {}", broker.local_addr());
+    if let Some(tls) = broker.tls_addr() {
+        println!("MQTT over TLS on {tls}");
+    }
+    if args.open_broker {
+        eprintln!(
+            "warning: the broker is OPEN: anyone who reaches {} may publish and subscribe to \
+             anything, and so flash any device",
+            broker.local_addr()
+        );
+    } else {
+        describe_credentials(&data_dir)?;
+        tell_gateways(&broker, &data_dir);
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
     Ok(())
+}
+
+/// Says who may log in (never the secrets themselves).
+fn describe_credentials(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let console = ConsoleCredentials::load_or_create(data_dir)?;
+    let secrets = SecretTable::load(data_dir)?;
+    let users = UserTable::load(data_dir)?;
+    eprintln!(
+        "secure: the console logs in as {:?} (password in {}); {} Alibaba device secret(s) in \
+         {}; {} user(s) in {}. Files are re-read when they change.",
+        console.username,
+        data_dir.join(CONSOLE_FILE).display(),
+        secrets.len(),
+        data_dir.join(SECRETS_FILE).display(),
+        users.entries().count(),
+        data_dir.join(USERS_FILE).display(),
+    );
+    Ok(())
+}
+
+/// The gateways of the inventory (a DJI dock may publish its drone's state and osd).
+fn tell_gateways(broker: &EmbeddedBroker, data_dir: &std::path::Path) {
+    let db = data_dir.join("ota-console.db");
+    if !db.exists() {
+        return;
+    }
+    match Store::open(&db).and_then(|store| store.load_inventory()) {
+        Ok(devices) => {
+            for device in devices {
+                if let Some(gateway) = &device.gateway {
+                    broker.set_gateway(&device.id, Some(gateway));
+                }
+            }
+        }
+        Err(e) => eprintln!(
+            "warning: cannot read the known gateways from {}: {e}",
+            db.display()
+        ),
+    }
 }

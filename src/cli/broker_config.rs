@@ -11,6 +11,7 @@ use clap::Args;
 use crate::access::credentials::{Authenticator, SecretTable, UserTable};
 use crate::access::mosquitto::{self, MosquittoFiles};
 use crate::access::rules::Rules;
+use crate::access::site_ca::SiteCa;
 use crate::private_fs;
 use crate::store::Store;
 
@@ -45,6 +46,22 @@ pub struct BrokerConfigArgs {
     #[arg(long, value_name = "PASSWORD", requires = "add_user")]
     pub password: Option<String>,
 
+    /// Write the site CA's certificate (PEM; the CA is created on first use) to FILE: devices
+    /// that connect over TLS (`--tls-listen`, `--https`) trust it.
+    #[arg(long, value_name = "FILE")]
+    pub export_ca: Option<PathBuf>,
+
+    /// Issue a client certificate for mutual TLS whose CN is NAME: a device id
+    /// (`dji:SN`, `fogcloud:pk/dn`, `aliyun:pk/dn`), `aws:thing` or a `mqtt-users.txt` user;
+    /// the broker's TLS listener logs a client presenting it in as that identity. Written to
+    /// --out as NAME.crt.pem and NAME.key.pem (0600).
+    #[arg(long, value_name = "NAME", requires = "out")]
+    pub issue_cert: Option<String>,
+
+    /// With --issue-cert: the directory the certificate and key go to.
+    #[arg(long, value_name = "DIR", requires = "issue_cert")]
+    pub out: Option<PathBuf>,
+
     /// Where the console's credentials, `mqtt-users.txt` and the database live (default:
     /// $OTA_CONSOLE_DATA_DIR, else the XDG data dir).
     #[arg(long, value_name = "DIR")]
@@ -56,8 +73,16 @@ pub struct BrokerConfigArgs {
 }
 
 pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
-    if args.mosquitto.is_none() && args.import_alibaba_csv.is_none() && args.add_user.is_none() {
-        bail!("nothing to do: give --mosquitto DIR, --import-alibaba-csv FILE or --add-user NAME");
+    if args.mosquitto.is_none()
+        && args.import_alibaba_csv.is_none()
+        && args.add_user.is_none()
+        && args.export_ca.is_none()
+        && args.issue_cert.is_none()
+    {
+        bail!(
+            "nothing to do: give --mosquitto DIR, --import-alibaba-csv FILE, --add-user NAME, \
+             --export-ca FILE or --issue-cert NAME --out DIR"
+        );
     }
     let data_dir = args
         .data_dir
@@ -77,6 +102,15 @@ pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
     }
     if let Some(user) = &args.add_user {
         add_user(&data_dir, user, args.password.as_deref(), &args.identity)?;
+    }
+    if let Some(file) = &args.export_ca {
+        let ca = SiteCa::load_or_create(&data_dir)?;
+        std::fs::write(file, ca.ca_pem())
+            .with_context(|| format!("writing the site CA certificate to {}", file.display()))?;
+        eprintln!("site CA certificate written to {}", file.display());
+    }
+    if let (Some(name), Some(out)) = (&args.issue_cert, &args.out) {
+        issue_cert(&data_dir, name, out)?;
     }
     if let Some(dir) = &args.mosquitto {
         let db = args
@@ -109,6 +143,35 @@ fn add_user(
             .display()
     );
     println!("{password}");
+    Ok(())
+}
+
+/// A client certificate and its key for `name`, signed by the site CA.
+fn issue_cert(data_dir: &Path, name: &str, out: &Path) -> anyhow::Result<()> {
+    let ca = SiteCa::load_or_create(data_dir)?;
+    let (cert, key) = ca.issue_client(name)?;
+    private_fs::create_private_dir(out).with_context(|| format!("creating {}", out.display()))?;
+    // A file name cannot hold `/` (FogCloud and Alibaba ids have one) or `:`.
+    let stem: String = name
+        .chars()
+        .map(|c| if c == '/' || c == ':' { '_' } else { c })
+        .collect();
+    let cert_path = out.join(format!("{stem}.crt.pem"));
+    let key_path = out.join(format!("{stem}.key.pem"));
+    std::fs::write(&cert_path, cert).with_context(|| format!("writing {}", cert_path.display()))?;
+    // A fresh key replaces an earlier one (created only when absent, at 0600 from the start).
+    match std::fs::remove_file(&key_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("replacing {}", key_path.display())),
+    }
+    private_fs::private_file(&key_path, key.as_bytes())
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    eprintln!(
+        "client certificate for {name:?}: {} and {} (give the device these and the site CA)",
+        cert_path.display(),
+        key_path.display()
+    );
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::device_id::Dialect;
 use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
+use crate::transport::broker::BrokerTls;
 use crate::transport::mqtt::{BrokerUrl, LinkOptions};
 
 /// Where to reach devices and how to serve them firmware.
@@ -28,6 +29,9 @@ pub struct ConnectionArgs {
     /// devices with credentials in the data directory, each limited to its own topics.
     #[arg(long, conflicts_with = "broker")]
     pub open_broker: bool,
+
+    #[command(flatten)]
+    pub tls: super::tls::TlsArgs,
 
     /// MQTT user name.
     #[arg(long, value_name = "NAME")]
@@ -93,6 +97,18 @@ impl ConnectionArgs {
             .data_dir
             .clone()
             .unwrap_or_else(crate::firmware::default_data_dir);
+        if self.broker.is_some() && self.tls.tls_listen.is_some() {
+            bail!(
+                "--tls-listen is for the embedded broker; with --broker the broker has its own TLS"
+            );
+        }
+        if self.url.is_some() && self.tls.https {
+            bail!(
+                "--https is for the embedded firmware server; --url serves the firmware elsewhere"
+            );
+        }
+        let public_host = self.public_url.as_deref().and_then(super::tls::url_host);
+        let tls = self.tls.setup(&data_dir, public_host)?;
         let broker = match &self.broker {
             None => BrokerChoice::Embedded {
                 listen: self.listen,
@@ -101,6 +117,9 @@ impl ConnectionArgs {
                 } else {
                     EmbeddedAccess::Secure
                 },
+                tls: tls
+                    .broker
+                    .map(|(listen, server)| BrokerTls { listen, server }),
             },
             Some(url) => {
                 let url: BrokerUrl = url.parse().with_context(|| format!("--broker {url:?}"))?;
@@ -125,7 +144,7 @@ impl ConnectionArgs {
             None => FirmwareSource::Embedded {
                 bind: self.http_bind,
                 public_base: self.public_url.clone(),
-                tls: None,
+                tls: tls.https.clone(),
             },
         };
         Ok(EngineConfig {

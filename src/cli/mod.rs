@@ -9,5 +9,6 @@ pub mod devices;
 pub mod hash;
 pub mod rollout;
 pub mod sim;
+pub mod tls;
 #[cfg(feature = "gui")]
 pub mod window;

@@ -21,6 +21,11 @@ pub fn run(
     connection: &ConnectionArgs,
     demo: bool,
 ) -> anyhow::Result<()> {
+    if demo && connection.tls.https {
+        anyhow::bail!(
+            "--demo's simulated devices download firmware over plain HTTP: leave out --https"
+        );
+    }
     let mut config = connection.engine_config()?;
     config.resume_unfinished = true;
     if demo {
@@ -46,6 +51,7 @@ pub fn run(
                 config.broker = BrokerChoice::Embedded {
                     listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                     access: EmbeddedAccess::Open,
+                    tls: None,
                 };
                 config.firmware = FirmwareSource::Embedded {
                     bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -105,7 +111,7 @@ pub fn run(
 /// loopback only, and there it is open (nothing but this machine reaches it). A demo told to
 /// listen on a network address keeps the broker secure.
 fn demo_broker_access(broker: &mut BrokerChoice) {
-    if let BrokerChoice::Embedded { listen, access } = broker {
+    if let BrokerChoice::Embedded { listen, access, .. } = broker {
         if listen.ip().is_unspecified() {
             listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
         }

@@ -14,6 +14,8 @@ pub enum BrokerChoice {
     Embedded {
         listen: SocketAddr,
         access: EmbeddedAccess,
+        /// MQTT over TLS on a second address, with the same logins and rules.
+        tls: Option<crate::transport::broker::BrokerTls>,
     },
     /// Connect to an existing broker.
     External(LinkOptions),
@@ -74,6 +76,7 @@ impl EngineConfig {
             broker: BrokerChoice::Embedded {
                 listen,
                 access: EmbeddedAccess::Secure,
+                tls: None,
             },
             firmware: FirmwareSource::Embedded {
                 bind: http_bind,

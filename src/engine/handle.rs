@@ -36,9 +36,18 @@ pub struct EngineHandle {
     pub(super) waker: Arc<Mutex<Option<Waker>>>,
     /// `mqtt://host:port` of the broker the engine is connected to (no credentials).
     pub(super) broker_url: String,
+    /// The data directory (its site CA is exported from here).
+    pub(super) data_dir: std::path::PathBuf,
 }
 
 impl EngineHandle {
+    /// The PEM certificate of the data directory's site CA (created on first use), which
+    /// devices that connect over TLS are given to trust the broker and the firmware server.
+    /// Reads (or writes) files: call it off the UI thread.
+    pub fn site_ca_pem(&self) -> Result<String, crate::access::TlsError> {
+        crate::access::site_ca::SiteCa::load_or_create(&self.data_dir).map(|ca| ca.ca_pem())
+    }
+
     /// Queues a command without waiting (for UI threads).
     pub fn send(&self, command: Command) -> Result<(), EngineError> {
         self.commands.try_send(command).map_err(|e| match e {

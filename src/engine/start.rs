@@ -196,6 +196,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         inspector,
         waker,
         broker_url,
+        data_dir: config.data_dir.clone(),
     })
 }
 
@@ -233,16 +234,24 @@ fn connect_options(
         .flat_map(|d| protocol::subscriptions(*d).iter().map(|s| (*s).to_owned()))
         .collect();
     let (broker, mut options, label) = match &config.broker {
-        BrokerChoice::Embedded { listen, access } => {
-            let settings = match access {
+        BrokerChoice::Embedded {
+            listen,
+            access,
+            tls,
+        } => {
+            let mut settings = match access {
                 EmbeddedAccess::Secure => BrokerSettings::secure(*listen, config.data_dir.clone()),
                 EmbeddedAccess::Open => BrokerSettings::open(*listen),
             };
+            settings.tls = tls.clone();
             let broker =
                 EmbeddedBroker::start(settings).map_err(|e| EngineError::Start(e.to_string()))?;
             let addr = broker.local_addr();
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
-            let label = format!("embedded broker on {addr}");
+            let label = match broker.tls_addr() {
+                Some(tls) => format!("embedded broker on {addr}, TLS on {tls}"),
+                None => format!("embedded broker on {addr}"),
+            };
             let mut options = LinkOptions::new(url);
             // The console logs in to its own broker like any client (an open one ignores it).
             let console = ConsoleCredentials::load_or_create(&config.data_dir)

@@ -29,6 +29,9 @@ pub enum UiAction {
     },
     /// Save the inspector's current messages as JSON lines.
     ExportMessages,
+    /// Save the site CA's certificate (created on first use), for provisioning devices that
+    /// connect over TLS.
+    ExportSiteCa,
     /// Restart the engine on another broker (connection dialog).
     Connect(Box<ConnectRequest>),
     /// A profile was deleted: drop its password from the keyring (on a background thread).

@@ -313,6 +313,17 @@ impl OtaApp {
                     self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
                 }
             }
+            UiAction::ExportSiteCa => {
+                let handle = self.handle.clone();
+                let made = self.jobs.save_made(
+                    "site CA certificate",
+                    "ota-console-site-ca.pem",
+                    move || handle.site_ca_pem().map_err(|e| e.to_string()),
+                );
+                if let Err(e) = made {
+                    self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
+                }
+            }
         }
     }
 

@@ -41,7 +41,7 @@ pub fn link_text(link: &LinkState) -> (String, egui::Color32) {
 
 /// The embedded broker's access: a warning badge when anyone may use it, else how many
 /// attempts it refused.
-fn broker_guard_ui(ui: &mut Ui, snap: &Snapshot) {
+fn broker_guard_ui(ui: &mut Ui, snap: &Snapshot, actions: &mut Vec<UiAction>) {
     match snap.broker_guard {
         BrokerGuard::Open => {
             ui.label(
@@ -67,6 +67,17 @@ fn broker_guard_ui(ui: &mut Ui, snap: &Snapshot) {
                  connect, each to its own topics. Refused attempts are in the log and the \
                  inspector.",
             );
+            if ui
+                .small_button("Site CA…")
+                .on_hover_text(
+                    "Save the site CA's certificate: devices that connect over TLS (broker \
+                     --tls-listen, firmware --https) trust it, and client certificates it \
+                     issues (broker-config --issue-cert) log devices in",
+                )
+                .clicked()
+            {
+                actions.push(UiAction::ExportSiteCa);
+            }
         }
         BrokerGuard::External => {}
     }
@@ -92,7 +103,7 @@ pub fn connection_bar_ui(
         }
         ui.label(RichText::new("Broker").strong());
         ui.label(&snap.broker);
-        broker_guard_ui(ui, snap);
+        broker_guard_ui(ui, snap, actions);
         if ui
             .small_button("Connection…")
             .on_hover_text("Saved broker profiles, or the embedded broker")

@@ -135,6 +135,36 @@ impl Jobs {
         })
     }
 
+    /// Makes the text on the job's thread (it may read or create files), asks where to save
+    /// it, then writes it; a failure to make it is reported like a failed write.
+    pub fn save_made(
+        &self,
+        what: &str,
+        file_name: &str,
+        make: impl FnOnce() -> Result<String, String> + Send + 'static,
+    ) -> Result<(), JobError> {
+        let (what, file_name) = (what.to_owned(), file_name.to_owned());
+        self.dialog_job("text-export", move |tx| {
+            let text = match make() {
+                Ok(text) => text,
+                Err(e) => {
+                    let _ = tx.try_send(JobResult::Saved {
+                        what,
+                        result: Err(e),
+                    });
+                    return;
+                }
+            };
+            let Some(path) = rfd::FileDialog::new().set_file_name(&file_name).save_file() else {
+                return;
+            };
+            let _ = tx.try_send(JobResult::Saved {
+                what,
+                result: write(&path, &text),
+            });
+        })
+    }
+
     fn dialog_job(
         &self,
         name: &str,

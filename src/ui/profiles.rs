@@ -154,13 +154,11 @@ impl ConnectTarget {
                     }
                     BrokerChoice::External(options)
                 }
-                (None, BrokerChoice::Embedded { listen, access }) => BrokerChoice::Embedded {
-                    listen: *listen,
-                    access: *access,
-                },
+                (None, embedded @ BrokerChoice::Embedded { .. }) => embedded.clone(),
                 (None, BrokerChoice::External(_)) => BrokerChoice::Embedded {
                     listen: DEFAULT_EMBEDDED_LISTEN,
                     access: EmbeddedAccess::Secure,
+                    tls: None,
                 },
             },
             ConnectTarget::Profile(profile) => {

@@ -33,7 +33,7 @@ impl KillableBroker for Mosquitto {
     }
 }
 
-/// `ota-console broker --listen 127.0.0.1:PORT`, killed with SIGKILL when dropped.
+/// `ota-console broker --open-broker --listen 127.0.0.1:PORT`, killed with SIGKILL when dropped.
 pub struct EmbeddedBrokerProcess {
     child: Child,
     port: u16,
@@ -42,7 +42,14 @@ pub struct EmbeddedBrokerProcess {
 impl EmbeddedBrokerProcess {
     pub fn start(port: u16) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
-            .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+            // Open: the tests that kill it are about faults, not access (tests/cli_broker.rs
+            // covers the secure default of this command).
+            .args([
+                "broker",
+                "--open-broker",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
