@@ -247,6 +247,13 @@ fn connect_options(
             let broker =
                 EmbeddedBroker::start(settings).map_err(|e| EngineError::Start(e.to_string()))?;
             let addr = broker.local_addr();
+            if broker.is_open() {
+                tracing::warn!(
+                    %addr,
+                    "the embedded broker is OPEN: anyone who reaches it may publish and subscribe \
+                     to anything (--open-broker or the demo)"
+                );
+            }
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = match broker.tls_addr() {
                 Some(tls) => format!("embedded broker on {addr}, TLS on {tls}"),
