@@ -1,0 +1,45 @@
+//! Leaf helpers that build the actions every part of the campaign emits: the upgrade order for a
+//! record, a log line, the refusal of a command the campaign's state does not allow. They read
+//! nothing of the campaign, so every sibling may use them.
+
+use crate::device_id::DeviceId;
+use crate::rollout::record::{CampaignState, DeviceRecord, TaskRecord};
+use crate::rollout::{Action, DjiExchange, LogLevel, UpgradeOrder};
+
+pub(super) fn order_for(rec: &DeviceRecord, resend: bool) -> UpgradeOrder {
+    UpgradeOrder {
+        device: rec.device.clone(),
+        attempt: rec.attempts,
+        task: rec.task.task_ref(),
+        dji: match &rec.task {
+            TaskRecord::Dji { bid, tid } => Some(DjiExchange {
+                bid: bid.clone(),
+                tid: tid.clone(),
+            }),
+            _ => None,
+        },
+        resend,
+    }
+}
+
+pub(super) fn log(
+    out: &mut Vec<Action>,
+    device: Option<&DeviceId>,
+    level: LogLevel,
+    message: String,
+) {
+    out.push(Action::Log {
+        device: device.cloned(),
+        level,
+        message,
+    });
+}
+
+pub(super) fn refuse(out: &mut Vec<Action>, what: &str, state: CampaignState) {
+    log(
+        out,
+        None,
+        LogLevel::Warn,
+        format!("cannot {what}: the campaign is {state}"),
+    );
+}

@@ -1,0 +1,205 @@
+//! Scheduling: firing due timers (and scheduling retries after a device outcome), the pass run
+//! after every input (abort check, wave gates, pump, completion), the pump that sends the
+//! notices whose turn has come under the rate limit, the concurrency cap and the one-upgrade-
+//! per-dock rule, issuing each notice's task key, and building the protocol notice for an
+//! order.
+
+use std::collections::HashSet;
+
+use super::effects::order_for;
+use super::{Campaign, NoticeRoute};
+use crate::device_id::{DeviceId, Dialect};
+use crate::protocol::{DialectOptions, TaskRef, UpgradeNotice};
+use crate::rollout::device;
+use crate::rollout::record::{CampaignState, DeviceStatus, TaskRecord};
+use crate::rollout::{Action, IdSource, UpgradeOrder};
+
+impl Campaign {
+    /// The protocol notice for an order this campaign emitted.
+    pub fn build_notice(&self, order: &UpgradeOrder, route: &NoticeRoute) -> UpgradeNotice {
+        let dialect = match (order.device.dialect(), &order.task, &order.dji) {
+            (Dialect::Dji, _, Some(dji)) => DialectOptions::Dji {
+                gateway: route
+                    .gateway
+                    .clone()
+                    .unwrap_or_else(|| order.device.device()),
+                tid: dji.tid.clone(),
+                bid: dji.bid.clone(),
+                timestamp_ms: route.timestamp_ms,
+                upgrade_type: self.spec.settings.dji_upgrade_type,
+            },
+            (Dialect::FogCloud, TaskRef::TaskId(task_id), _) => DialectOptions::FogCloud {
+                id: route.msg_id,
+                task_id: task_id.clone(),
+                gateway: route.gateway.clone(),
+            },
+            _ => DialectOptions::Aliyun {
+                id: route.msg_id,
+                sign_method: self.spec.settings.sign_method,
+            },
+        };
+        let mut offer = self.spec.offer.clone();
+        if let Some(url) = &route.download_url {
+            offer.url.clone_from(url);
+        }
+        UpgradeNotice {
+            device: order.device.clone(),
+            offer,
+            dialect,
+        }
+    }
+
+    /// A failed or timed-out device gets its retry scheduled while the campaign may still
+    /// notice devices.
+    pub(super) fn after_device_outcome(&mut self, idx: usize, out: &mut Vec<Action>) {
+        let retrying = matches!(self.state, CampaignState::Running | CampaignState::Paused);
+        let needs = self
+            .devices
+            .get(idx)
+            .is_some_and(|rec| matches!(rec.status, DeviceStatus::Failed | DeviceStatus::TimedOut));
+        if retrying && needs {
+            self.update(idx, out, |rec, ctx| {
+                device::schedule_retry(rec, ctx).unwrap_or_default()
+            });
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self, ids: &mut dyn IdSource, out: &mut Vec<Action>) {
+        if self.broker_lost_at.is_some() {
+            return;
+        }
+        let mut due = Vec::new();
+        while let Some(&(t, idx)) = self.timers.first() {
+            if t > self.now {
+                break;
+            }
+            self.timers.pop_first();
+            due.push(idx);
+        }
+        due.sort_unstable();
+        due.dedup();
+        for idx in due {
+            self.update(idx, out, |rec, ctx| {
+                device::on_timer(rec, ctx, &mut || ids.uuid())
+            });
+            self.after_device_outcome(idx, out);
+        }
+    }
+
+    /// After every input: abort check, wave gate, notices, completion.
+    pub(super) fn settle(&mut self, ids: &mut dyn IdSource, out: &mut Vec<Action>) {
+        if self.resend_noticed && self.broker_lost_at.is_none() {
+            self.resend_noticed = false;
+            if self.spec.policy.settle_ms > 0 {
+                self.await_noticed_answers(out);
+            } else {
+                self.resend_to_noticed(out);
+            }
+        }
+        self.check_abort(out);
+        // Skips decided while noticing can complete a wave: go round until no wave opens
+        // (bounded by the number of waves).
+        for _ in 0..=self.wave_members.len() {
+            let wave = self.current_wave;
+            self.open_ready_waves(out);
+            let skipped = self.pump(ids, out);
+            if !skipped && self.current_wave == wave {
+                break;
+            }
+        }
+        self.check_complete(out);
+    }
+
+    /// Sends the notices whose turn has come; returns whether it skipped a device on the way.
+    fn pump(&mut self, ids: &mut dyn IdSource, out: &mut Vec<Action>) -> bool {
+        self.rate_blocked = false;
+        let mut skipped = false;
+        if self.state != CampaignState::Running
+            || self.queue.is_empty()
+            || self.broker_lost_at.is_some()
+        {
+            return skipped;
+        }
+        let max = usize::try_from(self.spec.policy.max_in_flight).unwrap_or(usize::MAX);
+        if self.counts.in_flight() >= max {
+            return skipped;
+        }
+        if self.bucket.next_token_at(self.now) > self.now {
+            // Something is queued: look again when the next token is there.
+            self.rate_blocked = true;
+            return skipped;
+        }
+        let candidates: Vec<usize> = self.queue.iter().copied().collect();
+        let has_docks = self.docks.iter().any(Option::is_some);
+        let mut busy: HashSet<DeviceId> = if has_docks {
+            self.busy_docks().into_iter().cloned().collect()
+        } else {
+            HashSet::new()
+        };
+        for idx in candidates {
+            if self.counts.in_flight() >= max {
+                break;
+            }
+            let Some(rec) = self.devices.get(idx) else {
+                continue;
+            };
+            if !self.online.get(idx).copied().unwrap_or(false)
+                || rec.retry_at.is_some_and(|t| t > self.now)
+                || self.settling(idx)
+            {
+                continue;
+            }
+            if let Some(reason) =
+                device::skip_reason(rec, &self.spec.offer.version, &self.spec.policy)
+            {
+                self.update(idx, out, |rec, _| device::skip(rec, reason));
+                skipped = true;
+                continue;
+            }
+            if !self.spec.policy.only_from_versions.is_empty() && rec.from_version.is_none() {
+                continue;
+            }
+            let dock = self.docks.get(idx).cloned().flatten();
+            if dock.as_ref().is_some_and(|d| busy.contains(d)) {
+                continue;
+            }
+            if !self.bucket.try_take(self.now) {
+                self.rate_blocked = true;
+                break;
+            }
+            self.send_notice(idx, ids, out);
+            busy.extend(dock);
+        }
+        skipped
+    }
+
+    pub(super) fn send_notice(
+        &mut self,
+        idx: usize,
+        ids: &mut dyn IdSource,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(rec) = self.devices.get(idx) else {
+            return;
+        };
+        let task = match rec.device.dialect() {
+            Dialect::Aliyun => TaskRecord::None,
+            Dialect::FogCloud => {
+                let id = self.next_task_id.to_string();
+                self.next_task_id = self.next_task_id.saturating_add(1);
+                self.by_task_id.insert(id.clone(), idx);
+                TaskRecord::TaskId(id)
+            }
+            Dialect::Dji => {
+                let bid = ids.uuid();
+                let tid = ids.uuid();
+                self.by_bid.insert(bid.clone(), idx);
+                TaskRecord::Dji { bid, tid }
+            }
+        };
+        self.update(idx, out, |rec, ctx| device::notice(rec, task, ctx));
+        if let Some(rec) = self.devices.get(idx) {
+            out.push(Action::SendUpgrade(order_for(rec, false)));
+        }
+    }
+}
