@@ -5,8 +5,6 @@
 //! login: and user name) per minute, then a count ([`super::inbound::RefusalLog`]), so a client
 //! guessing passwords cannot flood the log.
 
-use std::sync::PoisonError;
-
 use tokio::sync::broadcast;
 
 use super::inbound::LogDecision;
@@ -65,17 +63,14 @@ impl Runner {
         };
         let who = describe_client(refusal);
         let reason = format!("broker refused {what} by {who}: {}", refusal.reason);
-        self.inspector
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(
-                now_ms,
-                Direction::In,
-                &topic,
-                b"",
-                None,
-                Some(reason.clone()),
-            );
+        self.inspect(
+            now_ms,
+            Direction::In,
+            &topic,
+            b"",
+            None,
+            Some(reason.clone()),
+        );
         // Per address and topic (a login: per address and user name); the log's own key limit
         // bounds what a client spraying names can make it hold.
         let key = match &refusal.attempt {

@@ -5,7 +5,6 @@
 //! then a count ([`RefusalLog`]), so a device repeating a bad message cannot flood it.
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
 
 use crate::device_id::{DeviceId, Dialect};
 use crate::fleet::inspector::Direction;
@@ -167,17 +166,14 @@ impl Runner {
         error: Option<String>,
         now_ms: i64,
     ) {
-        self.inspector
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(
-                now_ms,
-                Direction::In,
-                &message.topic,
-                &message.payload,
-                about,
-                error,
-            );
+        self.inspect(
+            now_ms,
+            Direction::In,
+            &message.topic,
+            &message.payload,
+            about,
+            error,
+        );
     }
 
     fn on_event(&mut self, event: Event) {

@@ -302,19 +302,32 @@ impl Runner {
             self.last_message
                 .insert(device.device(), format!("out {}", out.topic));
         }
+        self.inspect(
+            now_ms,
+            Direction::Out,
+            &out.topic,
+            &out.payload,
+            about,
+            error,
+        );
+        self.dirty = true;
+        result
+    }
+
+    /// Records one message (or refused attempt) in the inspector.
+    pub(super) fn inspect(
+        &self,
+        at_ms: i64,
+        direction: Direction,
+        topic: &str,
+        payload: &[u8],
+        about: Option<DeviceId>,
+        error: Option<String>,
+    ) -> u64 {
         self.inspector
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .record(
-                now_ms,
-                Direction::Out,
-                &out.topic,
-                &out.payload,
-                about,
-                error,
-            );
-        self.dirty = true;
-        result
+            .record(at_ms, direction, topic, payload, about, error)
     }
 
     pub(super) fn alert(&mut self, level: AlertLevel, text: String) {

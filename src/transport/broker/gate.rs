@@ -134,15 +134,27 @@ pub(super) fn spawn(
     }
 }
 
+/// A connection slot for a client just accepted (`None`: at the limit, the socket is dropped).
+fn take_slot(
+    shared: &Arc<Shared>,
+    stream: &tokio::net::TcpStream,
+    remote: SocketAddr,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        tracing::warn!(%remote, "MQTT gate: connection limit reached, closed");
+        return None;
+    };
+    let _ = stream.set_nodelay(true);
+    Some(permit)
+}
+
 async fn accept_plain(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                    tracing::warn!(%remote, "MQTT gate: connection limit reached, closed");
+                let Some(permit) = take_slot(&shared, &stream, remote) else {
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let (reader, writer) = stream.into_split();
@@ -167,11 +179,9 @@ async fn accept_tls(
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                    tracing::warn!(%remote, "MQTT gate: connection limit reached, closed");
+                let Some(permit) = take_slot(&shared, &stream, remote) else {
                     continue;
                 };
-                let _ = stream.set_nodelay(true);
                 let (shared, acceptor) = (shared.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     match timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
