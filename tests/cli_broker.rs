@@ -210,6 +210,19 @@ async fn the_broker_command_is_secure_by_default_and_admits_provisioned_devices(
         heard.is_ok(),
         "not heard (the devices must have logged in): {missing:?}"
     );
+    // `devices` on this machine logs in with the data directory's console credentials.
+    let listed = run_ok(&[
+        "devices",
+        "--broker",
+        &format!("mqtt://{addr}"),
+        "--data-dir",
+        &data(dir.path()),
+        "--discover-for",
+        "3s",
+        "--json",
+    ]);
+    // (DJI docks report continuously; the others announced before it listened.)
+    assert!(listed.contains("\"dji:sim-dock-0001\""), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

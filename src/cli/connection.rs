@@ -131,6 +131,7 @@ impl ConnectionArgs {
                 options.ca_file = self.ca.clone();
                 options.client_cert = self.client_cert.clone();
                 options.client_key = self.client_key.clone();
+                log_in_to_own_broker(&mut options, &data_dir);
                 BrokerChoice::External(options)
             }
         };
@@ -159,5 +160,35 @@ impl ConnectionArgs {
             resume_unfinished: false,
             keep_session: true,
         })
+    }
+}
+
+/// A broker on this machine (loopback) is usually `ota-console broker` on the same data
+/// directory: without `--username`, the console logs in with its own credentials from there.
+/// Never for a broker elsewhere (they would be handed to a stranger), nor when the file does
+/// not exist (nothing is created for it).
+fn log_in_to_own_broker(options: &mut LinkOptions, data_dir: &std::path::Path) {
+    if options.username.is_some() {
+        return;
+    }
+    let host = options
+        .url
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let file = data_dir.join(crate::access::credentials::CONSOLE_FILE);
+    if !loopback || !file.exists() {
+        return;
+    }
+    match crate::access::credentials::ConsoleCredentials::load(&file) {
+        Ok(console) => {
+            options.username = Some(console.username);
+            options.password = Some(console.password);
+        }
+        Err(e) => tracing::warn!("not logging in with the console's credentials: {e}"),
     }
 }
