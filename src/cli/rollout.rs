@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::connection::ConnectionArgs;
 use crate::device_id::{DeviceId, Dialect};
 use crate::engine::{
-    self, CampaignRequest, CampaignView, EngineError, EngineHandle, FirmwareSource,
+    self, CampaignRequest, CampaignView, EngineError, EngineHandle, FirmwareSource, OfferUrl,
 };
 use crate::fleet::DeviceRecord;
 use crate::protocol::{DjiUpgradeType, SignMethod};
@@ -271,74 +271,39 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Where a stored campaign's devices were told to download from: the `http(s)://host:port` in
-/// front of `/fw/` in its offer, when the offer is one of our firmware server's links.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct DownloadBase {
-    /// `http://host:port`, as in the stored URL.
-    base: String,
-    /// The port in it, when it names one.
-    port: Option<u16>,
-    /// The whole stored download URL.
-    url: String,
-}
-
-impl DownloadBase {
-    fn parse(url: &str) -> Option<DownloadBase> {
-        let (base, rest) = url.split_once("/fw/")?;
-        let (token, _) = rest.split_once('/')?;
-        if !crate::transport::http::is_offer_token(token) {
-            return None;
-        }
-        let authority = base
-            .strip_prefix("http://")
-            .or_else(|| base.strip_prefix("https://"))?;
-        if authority.is_empty() || authority.contains('/') {
-            return None;
-        }
-        // `host:port` or `[v6]:port`; a bare `[v6]` or `host` names no port.
-        let port = authority
-            .rsplit_once(':')
-            .filter(|(host, _)| !host.is_empty() && (!host.contains(':') || host.ends_with(']')))
-            .and_then(|(_, port)| port.parse::<u16>().ok());
-        Some(DownloadBase {
-            base: base.to_owned(),
-            port,
-            url: url.to_owned(),
-        })
-    }
-}
-
 /// The download base of campaign `id`, read from the database before the engine opens it.
 /// `None` when there is nothing to read (the engine then says what is wrong with the campaign).
-fn download_base_of(db: &std::path::Path, id: CampaignId) -> Option<DownloadBase> {
+/// Only a link whose base is the server's own address (no proxy path) names where the server
+/// must listen again.
+fn download_base_of(db: &std::path::Path, id: CampaignId) -> Option<OfferUrl> {
     if !db.exists() {
         return None;
     }
     let campaign = Store::open(db).ok()?.load_campaign(id).ok()?;
-    DownloadBase::parse(&campaign.spec.offer.url)
+    told_link(&campaign.spec.offer.url)
+}
+
+/// The stored offer `url` as a link of our firmware server at its own address.
+fn told_link(url: &str) -> Option<OfferUrl> {
+    OfferUrl::parse(url).filter(OfferUrl::base_is_origin)
 }
 
 /// Where a resume moves the campaign's downloads to: the operator named another address for
 /// devices to download from (`--public-url`, or an external `--url`) than the one they were
 /// told. `None` when nothing says the server moved.
-fn moved_to(firmware: &FirmwareSource, told: &DownloadBase) -> Option<String> {
+fn moved_to(firmware: &FirmwareSource, told: &OfferUrl) -> Option<String> {
     let url = match firmware {
         FirmwareSource::Embedded {
             public_base: Some(base),
             ..
         } => {
-            let base = base.trim().trim_end_matches('/');
             // The token and file name stay: the package is served under the same path.
-            format!(
-                "{base}{}",
-                told.url.get(told.base.len()..).unwrap_or_default()
-            )
+            told.rebased(base).to_string()
         }
         FirmwareSource::ExternalUrl(url) => url.clone(),
         FirmwareSource::Embedded { .. } | FirmwareSource::Disabled => return None,
     };
-    (url != told.url).then_some(url)
+    (url != told.to_string()).then_some(url)
 }
 
 /// Points the stored campaign at `url` before the engine resumes it: notices from now on
@@ -347,7 +312,7 @@ fn moved_to(firmware: &FirmwareSource, told: &DownloadBase) -> Option<String> {
 fn move_downloads(
     db: &std::path::Path,
     id: CampaignId,
-    told: &DownloadBase,
+    told: &OfferUrl,
     url: &str,
 ) -> anyhow::Result<()> {
     engine::validate_download_url(url)
@@ -356,9 +321,8 @@ fn move_downloads(
         .and_then(|mut store| store.move_offer_url(id, url, engine::wall_clock_now()))
         .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
     eprintln!(
-        "campaign {id}: devices download from {url} from now on (they were told {}); one that \
-         can no longer fetch the old link is noticed again with the new one",
-        told.url
+        "campaign {id}: devices download from {url} from now on (they were told {told}); one that \
+         can no longer fetch the old link is noticed again with the new one"
     );
     Ok(())
 }
@@ -368,7 +332,7 @@ fn move_downloads(
 /// asks for any free port: take the one the devices know. An explicit port is the operator's
 /// choice and is left alone; the engine refuses the resume if the devices' URL cannot be
 /// served from it, and [`resume`] says what to pass instead.
-fn come_back_at(firmware: &mut FirmwareSource, told: &DownloadBase) {
+fn come_back_at(firmware: &mut FirmwareSource, told: &OfferUrl) {
     if let (
         FirmwareSource::Embedded {
             bind,
@@ -376,7 +340,7 @@ fn come_back_at(firmware: &mut FirmwareSource, told: &DownloadBase) {
             tls: None,
         },
         Some(port),
-    ) = (firmware, told.port)
+    ) = (firmware, told.port())
         && bind.port() == 0
     {
         bind.set_port(port);
@@ -386,28 +350,34 @@ fn come_back_at(firmware: &mut FirmwareSource, told: &DownloadBase) {
 async fn resume(
     handle: &EngineHandle,
     id: CampaignId,
-    told: Option<&DownloadBase>,
+    told: Option<&OfferUrl>,
 ) -> anyhow::Result<CampaignId> {
     // Listening before resuming: devices that speak once (a DJI dock's topology at connect)
     // are heard, and the campaign does not start by holding its timers for a broker outage.
     handle.wait_connected(CONNECT_TIMEOUT).await?;
     match (handle.resume_campaign(id).await, told) {
         (Ok(id), _) => Ok(id),
-        // The engine names the stored URL when this server cannot serve it.
-        (Err(e), Some(told)) if e.to_string().contains(&told.url) => {
+        // This server cannot serve the link the devices were told.
+        (Err(e), Some(told)) if offer_not_servable(&e) => {
             let port = told
-                .port
+                .port()
                 .map_or_else(|| "PORT".to_owned(), |p| p.to_string());
             Err(anyhow::Error::new(e).context(format!(
                 "resuming campaign {id}: its devices were told to download from {base}. Resume \
                  with the firmware server there (--http-bind ADDR:{port}), or move the \
                  downloads with --public-url NEW_BASE (devices that can no longer fetch the old \
                  link are noticed again with the new one)",
-                base = told.base
+                base = told.base()
             )))
         }
         (Err(e), _) => Err(anyhow::Error::new(e).context(format!("resuming campaign {id}"))),
     }
+}
+
+/// Whether the engine refused because its firmware server cannot serve the link a campaign's
+/// devices were told.
+fn offer_not_servable(e: &EngineError) -> bool {
+    matches!(e, EngineError::Refused(refused) if refused.offer_not_servable().is_some())
 }
 
 async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<CampaignId> {
@@ -419,7 +389,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         .await
         .map_err(|e| match e {
             // The engine's answer names the file and the store already.
-            EngineError::Refused(text) => anyhow::anyhow!(text),
+            EngineError::Refused(refused) => anyhow::Error::new(refused),
             other => {
                 anyhow::Error::from(other).context(format!("importing {}", firmware.display()))
             }
@@ -807,31 +777,25 @@ mod tests {
     fn the_download_base_is_read_from_our_offer_links() {
         let token = TOKEN;
         let url = format!("http://10.0.0.2:41234/fw/{token}/fw%201.bin");
-        let told = DownloadBase::parse(&url).unwrap();
-        assert_eq!(told.base, "http://10.0.0.2:41234");
-        assert_eq!(told.port, Some(41234));
-        assert_eq!(told.url, url);
-        let v6 = DownloadBase::parse(&format!("http://[::1]:8080/fw/{token}/a")).unwrap();
-        assert_eq!(
-            (v6.base.as_str(), v6.port),
-            ("http://[::1]:8080", Some(8080))
-        );
-        let no_port = DownloadBase::parse(&format!("https://fw.example.test/fw/{token}/a"));
-        assert_eq!(no_port.unwrap().port, None);
-        let bare_v6 = DownloadBase::parse(&format!("http://[::1]/fw/{token}/a"));
-        assert_eq!(bare_v6.unwrap().port, None);
-        assert_eq!(DownloadBase::parse("https://cdn.example.test/x.bin"), None);
-        assert_eq!(DownloadBase::parse("ftp://x:21/fw/a/b"), None);
-        assert_eq!(
-            DownloadBase::parse(&format!("http://a/b/fw/{token}/y")),
-            None
-        );
-        assert_eq!(DownloadBase::parse("http://a:1/fw/not-a-token/y"), None);
+        let told = told_link(&url).unwrap();
+        assert_eq!(told.base(), "http://10.0.0.2:41234");
+        assert_eq!(told.port(), Some(41234));
+        assert_eq!(told.to_string(), url);
+        let v6 = told_link(&format!("http://[::1]:8080/fw/{token}/a")).unwrap();
+        assert_eq!((v6.base(), v6.port()), ("http://[::1]:8080", Some(8080)));
+        let no_port = told_link(&format!("https://fw.example.test/fw/{token}/a"));
+        assert_eq!(no_port.unwrap().port(), None);
+        let bare_v6 = told_link(&format!("http://[::1]/fw/{token}/a"));
+        assert_eq!(bare_v6.unwrap().port(), None);
+        assert_eq!(told_link("https://cdn.example.test/x.bin"), None);
+        assert_eq!(told_link("ftp://x:21/fw/a/b"), None);
+        assert_eq!(told_link(&format!("http://a/b/fw/{token}/y")), None);
+        assert_eq!(told_link("http://a:1/fw/not-a-token/y"), None);
     }
 
     #[test]
     fn only_any_free_port_is_replaced_by_the_devices_port() {
-        let told = DownloadBase::parse(&format!("http://127.0.0.1:41234/fw/{TOKEN}/f")).unwrap();
+        let told = told_link(&format!("http://127.0.0.1:41234/fw/{TOKEN}/f")).unwrap();
         let embedded = |bind: &str, public_base: Option<&str>| FirmwareSource::Embedded {
             bind: bind.parse().unwrap(),
             public_base: public_base.map(str::to_owned),
@@ -857,7 +821,7 @@ mod tests {
 
     #[test]
     fn a_public_url_or_an_external_url_moves_the_downloads() {
-        let told = DownloadBase::parse(&format!("http://10.0.0.2:8080/fw/{TOKEN}/fw.bin")).unwrap();
+        let told = told_link(&format!("http://10.0.0.2:8080/fw/{TOKEN}/fw.bin")).unwrap();
         let embedded = |public_base: Option<&str>| FirmwareSource::Embedded {
             bind: "0.0.0.0:8080".parse().unwrap(),
             public_base: public_base.map(str::to_owned),

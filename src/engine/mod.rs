@@ -20,6 +20,7 @@ mod commands;
 mod config;
 mod download_url;
 mod downloads;
+mod error;
 mod handle;
 mod import;
 mod inbound;
@@ -36,7 +37,9 @@ pub use clock::wall_clock_now;
 pub use command::{CampaignRequest, Command};
 pub use config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 pub use download_url::{DownloadUrlError, MAX_DOWNLOAD_URL_BYTES, validate_download_url};
-pub use handle::{EngineError, EngineHandle, Waker};
+pub use error::{CommandError, DownloadsError, EngineError, StartError};
+pub use handle::{EngineHandle, Waker};
+pub use crate::transport::http::OfferUrl;
 pub use session_id::{CLIENT_ID_FILE, SessionClaim, SessionIdError, claim as claim_session};
 pub use snapshot::{
     Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, ImportProgress, Snapshot,

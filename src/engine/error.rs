@@ -1,0 +1,172 @@
+//! The errors the engine hands to the window and the CLI, typed so that callers branch on what
+//! happened (a port in use, an offer this server cannot serve), never on the words.
+//!
+//! Owns: [`EngineError`] (what an [`super::EngineHandle`] call returns), [`StartError`] (why
+//! [`super::start`] failed), [`CommandError`] (why the engine refused a command) and
+//! [`DownloadsError`] (why a campaign's downloads cannot be served). Each `Display` is the
+//! sentence the operator reads (the same words the engine used before these types existed:
+//! alerts and tests compare them).
+//!
+//! Why no `#[source]`/`#[from]` here: every message already ends with its cause's words, and
+//! the CLI prints errors with `{:#}` (the whole source chain), which would repeat them. Callers
+//! reach the cause through the variant instead.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::download_url::DownloadUrlError;
+use super::session_id::SessionIdError;
+use crate::access::credentials::CredentialsError;
+use crate::device_id::{DeviceId, DeviceIdError};
+use crate::firmware::FirmwareError;
+use crate::rollout::{CampaignId, RolloutError};
+use crate::store::StoreError;
+use crate::transport::broker::BrokerError;
+use crate::transport::download_token::DownloadKeyError;
+use crate::transport::http::{HttpError, OfferUrl};
+use crate::transport::mqtt::{LinkError, LinkState};
+
+/// What a call on an [`super::EngineHandle`] or [`super::start`] can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine is busy (command queue full); try again")]
+    Busy,
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("{0}")]
+    Refused(CommandError),
+    #[error("cannot start: {0}")]
+    Start(StartError),
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {}: {error}", path.display())]
+    DataDir { path: PathBuf, error: std::io::Error },
+    /// The database (its own message names the file).
+    #[error("{0}")]
+    Store(StoreError),
+    /// The persistent MQTT session's client id.
+    #[error("{0}")]
+    Session(SessionIdError),
+    /// The console's login to its embedded broker.
+    #[error("{0}")]
+    Credentials(CredentialsError),
+    /// The embedded broker (e.g. [`BrokerError::AddrInUse`]).
+    #[error("{0}")]
+    Broker(BrokerError),
+    /// The MQTT link's options.
+    #[error("{0}")]
+    Link(LinkError),
+    /// The embedded firmware server (e.g. [`HttpError::AddrInUse`], a bad public base).
+    #[error("{0}")]
+    Http(HttpError),
+    #[error("cannot connect to the embedded broker: {0:?}")]
+    EmbeddedLinkFailed(LinkState),
+    #[error("the MQTT link stopped during start-up")]
+    EmbeddedLinkStopped,
+    #[error("the embedded broker did not accept our subscriptions within {0:?}")]
+    EmbeddedLinkTimeout(Duration),
+}
+
+impl StartError {
+    /// The address that was already in use, when that is why the engine did not start (the
+    /// embedded broker's or the firmware server's port).
+    pub fn port_in_use(&self) -> Option<SocketAddr> {
+        match self {
+            StartError::Broker(BrokerError::AddrInUse { addr, .. }) => Some(*addr),
+            StartError::Http(HttpError::AddrInUse(addr)) => Some(*addr),
+            _ => None,
+        }
+    }
+}
+
+/// Why the engine refused a command (also shown as an alert).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("an import is already running; wait for it or cancel it")]
+    ImportRunning,
+    #[error("import canceled")]
+    ImportCanceled,
+    #[error("cannot import {}: {error}", file.display())]
+    Import { file: PathBuf, error: FirmwareError },
+    /// The bytes are stored, but without a row nothing offers or serves them.
+    #[error("cannot import {}: cannot record the package in the database: {error}", file.display())]
+    ImportNotRecorded { file: PathBuf, error: StoreError },
+    #[error("cannot start the rollout: {0}")]
+    UnknownPackage(FirmwareError),
+    #[error("cannot record the package in the database: {0}")]
+    PackageNotRecorded(StoreError),
+    #[error("cannot start the rollout: no target devices selected")]
+    NoTargets,
+    #[error("cannot start the rollout: {0}")]
+    BadModule(DeviceIdError),
+    #[error("cannot start the rollout: {device} is already in campaign {campaign}")]
+    TargetBusy {
+        device: DeviceId,
+        campaign: CampaignId,
+    },
+    #[error("cannot start the rollout: {0}")]
+    BadDownloadUrl(DownloadUrlError),
+    #[error("cannot start the rollout: no firmware server and no --url")]
+    NoFirmwareSource,
+    #[error("cannot start the rollout: {0}")]
+    NotRecorded(StoreError),
+    #[error("cannot start the rollout: {0}")]
+    Rollout(RolloutError),
+    #[error("cannot start the rollout: {0}")]
+    Downloads(DownloadsError),
+    #[error("cannot resume campaign {campaign}: {error}")]
+    NotStored {
+        campaign: CampaignId,
+        error: StoreError,
+    },
+    #[error("cannot resume campaign {campaign}: {error}")]
+    NotResumable {
+        campaign: CampaignId,
+        error: RolloutError,
+    },
+    /// A resumed campaign's devices were told links this firmware server cannot serve again.
+    #[error("cannot serve the package again: {error}")]
+    ServeAgain {
+        campaign: CampaignId,
+        error: DownloadsError,
+    },
+    #[error("cannot connect to the broker: {reason}")]
+    BrokerFailed { reason: String },
+    #[error("no connection to the broker after {}: {why}", humantime::format_duration(*waited))]
+    BrokerUnreachable { waited: Duration, why: String },
+}
+
+impl CommandError {
+    /// The stored offer link that this console's firmware server cannot serve, when that is why
+    /// a campaign did not resume (its devices were told another address than this server's).
+    pub fn offer_not_servable(&self) -> Option<&OfferUrl> {
+        match self {
+            CommandError::ServeAgain {
+                error: DownloadsError::NotServable { told, .. },
+                ..
+            } => Some(told),
+            _ => None,
+        }
+    }
+}
+
+/// Why a campaign's per-device download links cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadsError {
+    #[error("no firmware server to serve the per-device download links")]
+    NoServer,
+    #[error("{0}")]
+    Key(DownloadKeyError),
+    #[error("cannot serve the package: {0} is not a link of this firmware server")]
+    NotOurLink(String),
+    #[error("the package is gone from the store: {0}")]
+    PackageGone(FirmwareError),
+    /// The link is ours in shape but names another public base or file (the server's message
+    /// names the link).
+    #[error("{error}")]
+    NotServable { told: OfferUrl, error: HttpError },
+}
