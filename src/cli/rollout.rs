@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::connection::ConnectionArgs;
 use crate::device_id::{DeviceId, Dialect};
 use crate::engine::{
-    self, CampaignRequest, CampaignView, EngineError, EngineHandle, FirmwareSource, OfferUrl,
+    self, CampaignRequest, CampaignView, EngineError, EngineHandle, OfferUrl, ResumeInfo,
 };
 use crate::fleet::DeviceRecord;
 use crate::protocol::{DjiUpgradeType, SignMethod};
@@ -26,7 +26,6 @@ use crate::report::Report;
 use crate::rollout::{
     AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
 };
-use crate::store::Store;
 
 #[derive(Debug, Clone, Args)]
 pub struct RolloutArgs {
@@ -232,19 +231,29 @@ fn check_usage(args: &RolloutArgs) -> anyhow::Result<()> {
 pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     check_usage(args)?;
     let mut config = args.connection.engine_config()?;
-    let told = args
-        .resume
-        .and_then(|id| download_base_of(&config.db_path, CampaignId(id)));
-    if let (Some(id), Some(told)) = (args.resume, &told) {
-        match moved_to(&config.firmware, told) {
-            Some(url) => move_downloads(&config.db_path, CampaignId(id), told, &url)?,
-            None => come_back_at(&mut config.firmware, told),
-        }
+    // Before the engine starts: where its firmware server must listen, or where the stored
+    // campaign's downloads move to, depends on the link its devices were told.
+    let told = match args.resume {
+        Some(id) => engine::prepare_resume(&mut config, CampaignId(id))?,
+        None => None,
+    };
+    if let (
+        Some(id),
+        Some(ResumeInfo {
+            told,
+            moved_to: Some(url),
+        }),
+    ) = (args.resume, &told)
+    {
+        eprintln!(
+            "campaign {id}: devices download from {url} from now on (they were told {told}); \
+             one that can no longer fetch the old link is noticed again with the new one"
+        );
     }
     // The engine's own message already says "cannot start: ..." and what failed where.
     let handle = engine::start(config).await?;
     let id = match args.resume {
-        Some(id) => resume(&handle, CampaignId(id), told.as_ref()).await?,
+        Some(id) => resume(&handle, CampaignId(id), told.as_ref().map(|t| &t.told)).await?,
         None => start_new(args, &handle).await?,
     };
     eprintln!("campaign {id} running");
@@ -269,82 +278,6 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::SomeFailed
     })
-}
-
-/// The download base of campaign `id`, read from the database before the engine opens it.
-/// `None` when there is nothing to read (the engine then says what is wrong with the campaign).
-/// Only a link whose base is the server's own address (no proxy path) names where the server
-/// must listen again.
-fn download_base_of(db: &std::path::Path, id: CampaignId) -> Option<OfferUrl> {
-    if !db.exists() {
-        return None;
-    }
-    let campaign = Store::open(db).ok()?.load_campaign(id).ok()?;
-    told_link(&campaign.spec.offer.url)
-}
-
-/// The stored offer `url` as a link of our firmware server at its own address.
-fn told_link(url: &str) -> Option<OfferUrl> {
-    OfferUrl::parse(url).filter(OfferUrl::base_is_origin)
-}
-
-/// Where a resume moves the campaign's downloads to: the operator named another address for
-/// devices to download from (`--public-url`, or an external `--url`) than the one they were
-/// told. `None` when nothing says the server moved.
-fn moved_to(firmware: &FirmwareSource, told: &OfferUrl) -> Option<String> {
-    let url = match firmware {
-        FirmwareSource::Embedded {
-            public_base: Some(base),
-            ..
-        } => {
-            // The token and file name stay: the package is served under the same path.
-            told.rebased(base).to_string()
-        }
-        FirmwareSource::ExternalUrl(url) => url.clone(),
-        FirmwareSource::Embedded { .. } | FirmwareSource::Disabled => return None,
-    };
-    (url != told.to_string()).then_some(url)
-}
-
-/// Points the stored campaign at `url` before the engine resumes it: notices from now on
-/// carry it. Devices told the old link keep it; one that can no longer download from there
-/// fails or times out and is noticed again, with the new link.
-fn move_downloads(
-    db: &std::path::Path,
-    id: CampaignId,
-    told: &OfferUrl,
-    url: &str,
-) -> anyhow::Result<()> {
-    engine::validate_download_url(url)
-        .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
-    Store::open(db)
-        .and_then(|mut store| store.move_offer_url(id, url, engine::wall_clock_now()))
-        .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
-    eprintln!(
-        "campaign {id}: devices download from {url} from now on (they were told {told}); one that \
-         can no longer fetch the old link is noticed again with the new one"
-    );
-    Ok(())
-}
-
-/// Devices keep the URL they were given (in-flight downloads resume from it, retries repeat
-/// it), so a resumed campaign's firmware server must answer there. `--http-bind` on port 0
-/// asks for any free port: take the one the devices know. An explicit port is the operator's
-/// choice and is left alone; the engine refuses the resume if the devices' URL cannot be
-/// served from it, and [`resume`] says what to pass instead.
-fn come_back_at(firmware: &mut FirmwareSource, told: &OfferUrl) {
-    if let (
-        FirmwareSource::Embedded {
-            bind,
-            public_base: None,
-            tls: None,
-        },
-        Some(port),
-    ) = (firmware, told.port())
-        && bind.port() == 0
-    {
-        bind.set_port(port);
-    }
 }
 
 async fn resume(
@@ -769,79 +702,6 @@ mod tests {
         assert_eq!(none.abort, None);
         assert_eq!(none.ack_window_ms, Policy::default().ack_window_ms);
         assert!(policy_from(&parse(&["--all", "--ack-backoff", "0"]), 3).is_err());
-    }
-
-    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn the_download_base_is_read_from_our_offer_links() {
-        let token = TOKEN;
-        let url = format!("http://10.0.0.2:41234/fw/{token}/fw%201.bin");
-        let told = told_link(&url).unwrap();
-        assert_eq!(told.base(), "http://10.0.0.2:41234");
-        assert_eq!(told.port(), Some(41234));
-        assert_eq!(told.to_string(), url);
-        let v6 = told_link(&format!("http://[::1]:8080/fw/{token}/a")).unwrap();
-        assert_eq!((v6.base(), v6.port()), ("http://[::1]:8080", Some(8080)));
-        let no_port = told_link(&format!("https://fw.example.test/fw/{token}/a"));
-        assert_eq!(no_port.unwrap().port(), None);
-        let bare_v6 = told_link(&format!("http://[::1]/fw/{token}/a"));
-        assert_eq!(bare_v6.unwrap().port(), None);
-        assert_eq!(told_link("https://cdn.example.test/x.bin"), None);
-        assert_eq!(told_link("ftp://x:21/fw/a/b"), None);
-        assert_eq!(told_link(&format!("http://a/b/fw/{token}/y")), None);
-        assert_eq!(told_link("http://a:1/fw/not-a-token/y"), None);
-    }
-
-    #[test]
-    fn only_any_free_port_is_replaced_by_the_devices_port() {
-        let told = told_link(&format!("http://127.0.0.1:41234/fw/{TOKEN}/f")).unwrap();
-        let embedded = |bind: &str, public_base: Option<&str>| FirmwareSource::Embedded {
-            bind: bind.parse().unwrap(),
-            public_base: public_base.map(str::to_owned),
-            tls: None,
-        };
-        let bind_of = |source: &FirmwareSource| match source {
-            FirmwareSource::Embedded { bind, .. } => bind.to_string(),
-            other => panic!("{other:?}"),
-        };
-        let mut any = embedded("127.0.0.1:0", None);
-        come_back_at(&mut any, &told);
-        assert_eq!(bind_of(&any), "127.0.0.1:41234");
-        let mut explicit = embedded("0.0.0.0:9000", None);
-        come_back_at(&mut explicit, &told);
-        assert_eq!(bind_of(&explicit), "0.0.0.0:9000");
-        let mut proxied = embedded("127.0.0.1:0", Some("https://fw.example.test"));
-        come_back_at(&mut proxied, &told);
-        assert_eq!(bind_of(&proxied), "127.0.0.1:0");
-        let mut external = FirmwareSource::ExternalUrl("https://cdn.example.test/x".into());
-        come_back_at(&mut external, &told);
-        assert!(matches!(external, FirmwareSource::ExternalUrl(_)));
-    }
-
-    #[test]
-    fn a_public_url_or_an_external_url_moves_the_downloads() {
-        let told = told_link(&format!("http://10.0.0.2:8080/fw/{TOKEN}/fw.bin")).unwrap();
-        let embedded = |public_base: Option<&str>| FirmwareSource::Embedded {
-            bind: "0.0.0.0:8080".parse().unwrap(),
-            public_base: public_base.map(str::to_owned),
-            tls: None,
-        };
-        assert_eq!(moved_to(&embedded(None), &told), None);
-        assert_eq!(
-            moved_to(&embedded(Some("http://10.0.0.2:8080/")), &told),
-            None
-        );
-        assert_eq!(
-            moved_to(&embedded(Some("http://10.0.0.7:9000")), &told),
-            Some(format!("http://10.0.0.7:9000/fw/{TOKEN}/fw.bin"))
-        );
-        let cdn = FirmwareSource::ExternalUrl("https://cdn.example.test/fw.bin".into());
-        assert_eq!(
-            moved_to(&cdn, &told).as_deref(),
-            Some("https://cdn.example.test/fw.bin")
-        );
-        assert_eq!(moved_to(&FirmwareSource::Disabled, &told), None);
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub enum EngineError {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data directory {}: {error}", path.display())]
-    DataDir { path: PathBuf, error: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// The database (its own message names the file).
     #[error("{0}")]
     Store(StoreError),
@@ -169,4 +172,106 @@ pub enum DownloadsError {
     /// names the link).
     #[error("{error}")]
     NotServable { told: OfferUrl, error: HttpError },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINK: &str = "http://10.0.0.2:8080/fw/0123456789abcdef0123456789abcdef/fw.bin";
+
+    fn foreign(url: &str) -> HttpError {
+        HttpError::ForeignUrl {
+            url: url.to_owned(),
+            base: "http://127.0.0.1:9".into(),
+            file: "fw.bin".into(),
+        }
+    }
+
+    #[test]
+    fn a_port_in_use_is_known_by_its_variant_not_its_words() {
+        let addr: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        let broker = StartError::Broker(BrokerError::AddrInUse { addr, port: 1883 });
+        let http = StartError::Http(HttpError::AddrInUse(addr));
+        assert_eq!(broker.port_in_use(), Some(addr));
+        assert_eq!(http.port_in_use(), Some(addr));
+        assert_eq!(
+            EngineError::Start(http).to_string(),
+            format!(
+                "cannot start: cannot start the firmware HTTP server: {addr} is already in use; \
+                 choose another port (port 0 picks a free one)"
+            )
+        );
+        // Other failures are not, whatever their words say.
+        let other = StartError::Http(HttpError::PublicBase("already in use".into()));
+        assert_eq!(other.port_in_use(), None);
+        assert_eq!(StartError::EmbeddedLinkStopped.port_in_use(), None);
+    }
+
+    #[test]
+    fn an_offer_not_servable_carries_the_link_told() {
+        let told = OfferUrl::parse(LINK).unwrap();
+        let refused = CommandError::ServeAgain {
+            campaign: CampaignId(7),
+            error: DownloadsError::NotServable {
+                told: told.clone(),
+                error: foreign(LINK),
+            },
+        };
+        assert_eq!(refused.offer_not_servable(), Some(&told));
+        assert!(
+            refused
+                .to_string()
+                .starts_with(&format!("cannot serve the package again: URL {LINK:?}")),
+            "{refused}"
+        );
+        // Naming the link in its words is not enough.
+        let named = CommandError::ServeAgain {
+            campaign: CampaignId(7),
+            error: DownloadsError::NotOurLink(LINK.into()),
+        };
+        assert_eq!(named.offer_not_servable(), None);
+    }
+
+    #[test]
+    fn messages_keep_their_words() {
+        let cases = [
+            (
+                CommandError::NoTargets.to_string(),
+                "cannot start the rollout: no target devices selected",
+            ),
+            (
+                CommandError::NoFirmwareSource.to_string(),
+                "cannot start the rollout: no firmware server and no --url",
+            ),
+            (
+                CommandError::ImportRunning.to_string(),
+                "an import is already running; wait for it or cancel it",
+            ),
+            (CommandError::ImportCanceled.to_string(), "import canceled"),
+            (
+                CommandError::BrokerFailed {
+                    reason: "refused".into(),
+                }
+                .to_string(),
+                "cannot connect to the broker: refused",
+            ),
+            (
+                CommandError::BrokerUnreachable {
+                    waited: Duration::from_secs(10),
+                    why: "the broker did not answer".into(),
+                }
+                .to_string(),
+                "no connection to the broker after 10s: the broker did not answer",
+            ),
+            (
+                CommandError::Downloads(DownloadsError::NoServer).to_string(),
+                "cannot start the rollout: no firmware server to serve the per-device download \
+                 links",
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
+    }
 }

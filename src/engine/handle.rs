@@ -139,9 +139,7 @@ impl EngineHandle {
                 match link {
                     LinkState::Connected => return Ok(()),
                     LinkState::Failed { reason } => {
-                        return Err(EngineError::Refused(CommandError::BrokerFailed {
-                            reason,
-                        }));
+                        return Err(EngineError::Refused(CommandError::BrokerFailed { reason }));
                     }
                     _ => {}
                 }

@@ -243,8 +243,8 @@ fn connect_options(
                 EmbeddedAccess::Open => BrokerSettings::open(*listen),
             };
             settings.tls = tls.clone();
-            let broker =
-                EmbeddedBroker::start(settings).map_err(|e| EngineError::Start(StartError::Broker(e)))?;
+            let broker = EmbeddedBroker::start(settings)
+                .map_err(|e| EngineError::Start(StartError::Broker(e)))?;
             let addr = broker.local_addr();
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = match broker.tls_addr() {

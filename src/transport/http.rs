@@ -1067,7 +1067,10 @@ mod tests {
         let at = |url: String| OfferUrl::parse(&url).unwrap();
         let v6 = at(format!("http://[::1]:8080/fw/{TOKEN}/a"));
         assert_eq!((v6.base(), v6.port()), ("http://[::1]:8080", Some(8080)));
-        assert_eq!(at(format!("https://fw.example.test/fw/{TOKEN}/a")).port(), None);
+        assert_eq!(
+            at(format!("https://fw.example.test/fw/{TOKEN}/a")).port(),
+            None
+        );
         assert_eq!(at(format!("http://[::1]/fw/{TOKEN}/a")).port(), None);
         // A base behind a proxy path: the link still parses (the last `/fw/` counts).
         let proxied = at(format!("http://a:81/ota/fw/x/fw/{TOKEN}/y"));
