@@ -79,7 +79,10 @@ impl Runner {
             package_key: stored.package.sha256.clone(),
             devices,
         })
-        .map_err(|error| DownloadsError::NotServable { told, error })
+        .map_err(|error| DownloadsError::NotServable {
+            told: Box::new(told),
+            error: Box::new(error),
+        })
     }
 
     /// Reads (or makes) the link key, once.

@@ -36,8 +36,15 @@ pub enum EngineError {
     Stopped,
     #[error("{0}")]
     Refused(CommandError),
+    /// Boxed: start-up errors are large and rare.
     #[error("cannot start: {0}")]
-    Start(StartError),
+    Start(Box<StartError>),
+}
+
+impl From<StartError> for EngineError {
+    fn from(e: StartError) -> Self {
+        EngineError::Start(Box::new(e))
+    }
 }
 
 /// Why the engine could not start.
@@ -171,7 +178,10 @@ pub enum DownloadsError {
     /// The link is ours in shape but names another public base or file (the server's message
     /// names the link).
     #[error("{error}")]
-    NotServable { told: OfferUrl, error: HttpError },
+    NotServable {
+        told: Box<OfferUrl>,
+        error: Box<HttpError>,
+    },
 }
 
 #[cfg(test)]
@@ -196,7 +206,7 @@ mod tests {
         assert_eq!(broker.port_in_use(), Some(addr));
         assert_eq!(http.port_in_use(), Some(addr));
         assert_eq!(
-            EngineError::Start(http).to_string(),
+            EngineError::Start(Box::new(http)).to_string(),
             format!(
                 "cannot start: cannot start the firmware HTTP server: {addr} is already in use; \
                  choose another port (port 0 picks a free one)"
@@ -214,8 +224,8 @@ mod tests {
         let refused = CommandError::ServeAgain {
             campaign: CampaignId(7),
             error: DownloadsError::NotServable {
-                told: told.clone(),
-                error: foreign(LINK),
+                told: Box::new(told.clone()),
+                error: Box::new(foreign(LINK)),
             },
         };
         assert_eq!(refused.offer_not_servable(), Some(&told));

@@ -53,14 +53,12 @@ fn open_private_store(db_path: &std::path::Path) -> Result<Store, StartError> {
 
 /// Starts the engine on the current tokio runtime.
 pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
-    private_fs::create_private_dir(&config.data_dir).map_err(|error| {
-        EngineError::Start(StartError::DataDir {
-            path: config.data_dir.clone(),
-            error,
-        })
+    private_fs::create_private_dir(&config.data_dir).map_err(|error| StartError::DataDir {
+        path: config.data_dir.clone(),
+        error,
     })?;
     // After the database: a read-only place is reported by it, saying what it cannot write.
-    let store = open_private_store(&config.db_path).map_err(EngineError::Start)?;
+    let store = open_private_store(&config.db_path)?;
     if let Err(e) = private_fs::tighten_dir(&config.data_dir) {
         tracing::warn!(
             "cannot make the data directory {} private: {e}",
@@ -88,7 +86,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
     // One persistent session per data directory (or per id asked for), held while we run.
     let session = if config.keep_session {
         super::session_id::claim(&config.data_dir, link_options.client_id.as_deref())
-            .map_err(|e| EngineError::Start(StartError::Session(e)))?
+            .map_err(StartError::Session)?
     } else {
         super::session_id::SessionClaim::transient()
     };
@@ -104,8 +102,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         link_options.url.host(),
         link_options.url.port()
     );
-    let (link, inbound) =
-        MqttLink::start(link_options).map_err(|e| EngineError::Start(StartError::Link(e)))?;
+    let (link, inbound) = MqttLink::start(link_options).map_err(StartError::Link)?;
     if broker.is_some() {
         // Our own broker answers at once; waiting until we listen means no device that
         // connects after `start` returns can announce itself unheard.
@@ -120,7 +117,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         } => {
             let server = FirmwareServer::start_with_tls(*bind, public_base.clone(), tls.clone())
                 .await
-                .map_err(|e| EngineError::Start(StartError::Http(e)))?;
+                .map_err(StartError::Http)?;
             (Some(server), None)
         }
         FirmwareSource::ExternalUrl(url) => (None, Some(url.clone())),
@@ -213,14 +210,11 @@ async fn wait_until_listening(link: &MqttLink) -> Result<(), EngineError> {
     .await;
     match connected {
         Ok(Ok(s)) if *s == LinkState::Connected => Ok(()),
-        Ok(Ok(s)) => Err(EngineError::Start(StartError::EmbeddedLinkFailed(
-            s.clone(),
-        ))),
-        Ok(Err(_)) => Err(EngineError::Start(StartError::EmbeddedLinkStopped)),
-        Err(_) => Err(EngineError::Start(StartError::EmbeddedLinkTimeout(
-            EMBEDDED_LINK_TIMEOUT,
-        ))),
+        Ok(Ok(s)) => Err(StartError::EmbeddedLinkFailed(s.clone())),
+        Ok(Err(_)) => Err(StartError::EmbeddedLinkStopped),
+        Err(_) => Err(StartError::EmbeddedLinkTimeout(EMBEDDED_LINK_TIMEOUT)),
     }
+    .map_err(EngineError::from)
 }
 
 /// The embedded broker (if chosen) and the options to reach the broker in use.
@@ -243,8 +237,7 @@ fn connect_options(
                 EmbeddedAccess::Open => BrokerSettings::open(*listen),
             };
             settings.tls = tls.clone();
-            let broker = EmbeddedBroker::start(settings)
-                .map_err(|e| EngineError::Start(StartError::Broker(e)))?;
+            let broker = EmbeddedBroker::start(settings).map_err(StartError::Broker)?;
             let addr = broker.local_addr();
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = match broker.tls_addr() {
@@ -254,7 +247,7 @@ fn connect_options(
             let mut options = LinkOptions::new(url);
             // The console logs in to its own broker like any client (an open one ignores it).
             let console = ConsoleCredentials::load_or_create(&config.data_dir)
-                .map_err(|e| EngineError::Start(StartError::Credentials(e)))?;
+                .map_err(StartError::Credentials)?;
             options.username = Some(console.username);
             options.password = Some(console.password);
             (Some(broker), options, label)
