@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
 use ota_console::device_id::DeviceId;
 use ota_console::engine::{
-    self, CampaignRequest, Command, EngineConfig, EngineHandle, FirmwareSource,
+    self, CampaignRequest, Command, EngineConfig, EngineError, EngineHandle, FirmwareSource,
     validate_download_url,
 };
 use ota_console::fleet::inspector::Direction;
@@ -312,4 +312,102 @@ async fn wait_links(handle: &EngineHandle, targets: &[DeviceId]) -> BTreeMap<Str
     })
     .await
     .expect("every target is sent a notice")
+}
+
+/// A resume on a firmware server at another address than the devices were told is refused
+/// with a typed reason naming the link they were told (the CLI's advice is built from it), in
+/// the same words as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_this_server_cannot_serve_names_the_link_the_devices_were_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let ghost = DeviceId::aliyun("a1Ghost", "silent-1").unwrap();
+    let handle = start_engine(config(dir.path())).await;
+    let fw = firmware(dir.path(), 5_000);
+    let id = start_rollout(&handle, &fw, vec![ghost], common::engine::fast_policy(600)).await;
+    wait_for(&handle, "the campaign to be shown", |s| {
+        s.campaigns.iter().any(|c| c.snapshot.id == id)
+    })
+    .await;
+    let told = handle
+        .snapshot()
+        .campaigns
+        .iter()
+        .find(|c| c.snapshot.id == id)
+        .map(|c| c.spec.offer.url.clone())
+        .expect("the campaign is shown");
+    stop_engine(handle).await;
+
+    // Port 0 again: another port, so another public base than the stored link's.
+    let handle = start_engine(config(dir.path())).await;
+    let refused = handle.resume_campaign(id).await.expect_err("refused");
+    let EngineError::Refused(why) = &refused else {
+        panic!("not a refusal: {refused}");
+    };
+    assert_eq!(
+        why.offer_not_servable().map(ToString::to_string),
+        Some(told.clone())
+    );
+    assert!(
+        refused
+            .to_string()
+            .starts_with("cannot serve the package again: URL ")
+            && refused.to_string().contains(&told),
+        "{refused}"
+    );
+    stop_engine(handle).await;
+}
+
+/// A firmware-server port in use is told as such, with its address (the window retries on it
+/// while an old engine releases the port), in the same words as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_told_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+
+    let mut http_taken = config(&dir.path().join("a"));
+    http_taken.firmware = FirmwareSource::Embedded {
+        bind: addr,
+        public_base: None,
+        tls: None,
+    };
+    let err = engine::start(http_taken).await.err().expect("refused");
+    let EngineError::Start(why) = &err else {
+        panic!("not a start error: {err}");
+    };
+    assert_eq!(why.port_in_use(), Some(addr), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot start: cannot start the firmware HTTP server: {addr} is already in use; \
+             choose another port (port 0 picks a free one)"
+        )
+    );
+
+    let broker_taken =
+        EngineConfig::embedded(addr, "127.0.0.1:0".parse().unwrap(), dir.path().join("b"));
+    let err = engine::start(broker_taken).await.err().expect("refused");
+    let EngineError::Start(why) = &err else {
+        panic!("not a start error: {err}");
+    };
+    assert_eq!(why.port_in_use(), Some(addr), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot start: cannot start the embedded MQTT broker: "),
+        "{err}"
+    );
+
+    // Anything else is not a port in use.
+    let mut bad_base = config(&dir.path().join("c"));
+    bad_base.firmware = FirmwareSource::Embedded {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        public_base: Some("ftp://x".into()),
+        tls: None,
+    };
+    let err = engine::start(bad_base).await.err().expect("refused");
+    assert!(
+        matches!(&err, EngineError::Start(why) if why.port_in_use().is_none()),
+        "{err}"
+    );
+    drop(taken);
 }

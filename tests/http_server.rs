@@ -584,8 +584,8 @@ async fn per_device_links_are_served_counted_and_revoked() {
     let f = fixture().await;
     let key = DownloadKey::from_bytes([9; 32]);
     let campaign_url = f.server.campaign_url("fw-1.2.3.bin");
-    let link =
-        |campaign: i64, device: &str| key.device_url(campaign, &campaign_url, device).unwrap();
+    let offer = ota_console::transport::http::OfferUrl::parse(&campaign_url).unwrap();
+    let link = |campaign: i64, device: &str| key.device_url(campaign, &offer, device).to_string();
     let token_of = |url: &str| url.split('/').nth(4).unwrap().to_owned();
     let devices = ["aliyun:a1P/pump-1", "fogcloud:p/d#mcu"];
     let grant = |campaign: i64| DownloadGrant {

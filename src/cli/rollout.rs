@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::connection::ConnectionArgs;
 use crate::device_id::{DeviceId, Dialect};
 use crate::engine::{
-    self, CampaignRequest, CampaignView, EngineError, EngineHandle, FirmwareSource,
+    self, CampaignRequest, CampaignView, EngineError, EngineHandle, OfferUrl, ResumeInfo,
 };
 use crate::fleet::DeviceRecord;
 use crate::protocol::{DjiUpgradeType, SignMethod};
@@ -26,7 +26,6 @@ use crate::report::Report;
 use crate::rollout::{
     AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
 };
-use crate::store::Store;
 
 #[derive(Debug, Clone, Args)]
 pub struct RolloutArgs {
@@ -232,19 +231,29 @@ fn check_usage(args: &RolloutArgs) -> anyhow::Result<()> {
 pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     check_usage(args)?;
     let mut config = args.connection.engine_config()?;
-    let told = args
-        .resume
-        .and_then(|id| download_base_of(&config.db_path, CampaignId(id)));
-    if let (Some(id), Some(told)) = (args.resume, &told) {
-        match moved_to(&config.firmware, told) {
-            Some(url) => move_downloads(&config.db_path, CampaignId(id), told, &url)?,
-            None => come_back_at(&mut config.firmware, told),
-        }
+    // Before the engine starts: where its firmware server must listen, or where the stored
+    // campaign's downloads move to, depends on the link its devices were told.
+    let told = match args.resume {
+        Some(id) => engine::prepare_resume(&mut config, CampaignId(id))?,
+        None => None,
+    };
+    if let (
+        Some(id),
+        Some(ResumeInfo {
+            told,
+            moved_to: Some(url),
+        }),
+    ) = (args.resume, &told)
+    {
+        eprintln!(
+            "campaign {id}: devices download from {url} from now on (they were told {told}); \
+             one that can no longer fetch the old link is noticed again with the new one"
+        );
     }
     // The engine's own message already says "cannot start: ..." and what failed where.
     let handle = engine::start(config).await?;
     let id = match args.resume {
-        Some(id) => resume(&handle, CampaignId(id), told.as_ref()).await?,
+        Some(id) => resume(&handle, CampaignId(id), told.as_ref().map(|t| &t.told)).await?,
         None => start_new(args, &handle).await?,
     };
     eprintln!("campaign {id} running");
@@ -271,143 +280,37 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Where a stored campaign's devices were told to download from: the `http(s)://host:port` in
-/// front of `/fw/` in its offer, when the offer is one of our firmware server's links.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct DownloadBase {
-    /// `http://host:port`, as in the stored URL.
-    base: String,
-    /// The port in it, when it names one.
-    port: Option<u16>,
-    /// The whole stored download URL.
-    url: String,
-}
-
-impl DownloadBase {
-    fn parse(url: &str) -> Option<DownloadBase> {
-        let (base, rest) = url.split_once("/fw/")?;
-        let (token, _) = rest.split_once('/')?;
-        if !crate::transport::http::is_offer_token(token) {
-            return None;
-        }
-        let authority = base
-            .strip_prefix("http://")
-            .or_else(|| base.strip_prefix("https://"))?;
-        if authority.is_empty() || authority.contains('/') {
-            return None;
-        }
-        // `host:port` or `[v6]:port`; a bare `[v6]` or `host` names no port.
-        let port = authority
-            .rsplit_once(':')
-            .filter(|(host, _)| !host.is_empty() && (!host.contains(':') || host.ends_with(']')))
-            .and_then(|(_, port)| port.parse::<u16>().ok());
-        Some(DownloadBase {
-            base: base.to_owned(),
-            port,
-            url: url.to_owned(),
-        })
-    }
-}
-
-/// The download base of campaign `id`, read from the database before the engine opens it.
-/// `None` when there is nothing to read (the engine then says what is wrong with the campaign).
-fn download_base_of(db: &std::path::Path, id: CampaignId) -> Option<DownloadBase> {
-    if !db.exists() {
-        return None;
-    }
-    let campaign = Store::open(db).ok()?.load_campaign(id).ok()?;
-    DownloadBase::parse(&campaign.spec.offer.url)
-}
-
-/// Where a resume moves the campaign's downloads to: the operator named another address for
-/// devices to download from (`--public-url`, or an external `--url`) than the one they were
-/// told. `None` when nothing says the server moved.
-fn moved_to(firmware: &FirmwareSource, told: &DownloadBase) -> Option<String> {
-    let url = match firmware {
-        FirmwareSource::Embedded {
-            public_base: Some(base),
-            ..
-        } => {
-            let base = base.trim().trim_end_matches('/');
-            // The token and file name stay: the package is served under the same path.
-            format!(
-                "{base}{}",
-                told.url.get(told.base.len()..).unwrap_or_default()
-            )
-        }
-        FirmwareSource::ExternalUrl(url) => url.clone(),
-        FirmwareSource::Embedded { .. } | FirmwareSource::Disabled => return None,
-    };
-    (url != told.url).then_some(url)
-}
-
-/// Points the stored campaign at `url` before the engine resumes it: notices from now on
-/// carry it. Devices told the old link keep it; one that can no longer download from there
-/// fails or times out and is noticed again, with the new link.
-fn move_downloads(
-    db: &std::path::Path,
-    id: CampaignId,
-    told: &DownloadBase,
-    url: &str,
-) -> anyhow::Result<()> {
-    engine::validate_download_url(url)
-        .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
-    Store::open(db)
-        .and_then(|mut store| store.move_offer_url(id, url, engine::wall_clock_now()))
-        .map_err(|e| anyhow::anyhow!("cannot move campaign {id}'s downloads to {url}: {e}"))?;
-    eprintln!(
-        "campaign {id}: devices download from {url} from now on (they were told {}); one that \
-         can no longer fetch the old link is noticed again with the new one",
-        told.url
-    );
-    Ok(())
-}
-
-/// Devices keep the URL they were given (in-flight downloads resume from it, retries repeat
-/// it), so a resumed campaign's firmware server must answer there. `--http-bind` on port 0
-/// asks for any free port: take the one the devices know. An explicit port is the operator's
-/// choice and is left alone; the engine refuses the resume if the devices' URL cannot be
-/// served from it, and [`resume`] says what to pass instead.
-fn come_back_at(firmware: &mut FirmwareSource, told: &DownloadBase) {
-    if let (
-        FirmwareSource::Embedded {
-            bind,
-            public_base: None,
-            tls: None,
-        },
-        Some(port),
-    ) = (firmware, told.port)
-        && bind.port() == 0
-    {
-        bind.set_port(port);
-    }
-}
-
 async fn resume(
     handle: &EngineHandle,
     id: CampaignId,
-    told: Option<&DownloadBase>,
+    told: Option<&OfferUrl>,
 ) -> anyhow::Result<CampaignId> {
     // Listening before resuming: devices that speak once (a DJI dock's topology at connect)
     // are heard, and the campaign does not start by holding its timers for a broker outage.
     handle.wait_connected(CONNECT_TIMEOUT).await?;
     match (handle.resume_campaign(id).await, told) {
         (Ok(id), _) => Ok(id),
-        // The engine names the stored URL when this server cannot serve it.
-        (Err(e), Some(told)) if e.to_string().contains(&told.url) => {
+        // This server cannot serve the link the devices were told.
+        (Err(e), Some(told)) if offer_not_servable(&e) => {
             let port = told
-                .port
+                .port()
                 .map_or_else(|| "PORT".to_owned(), |p| p.to_string());
             Err(anyhow::Error::new(e).context(format!(
                 "resuming campaign {id}: its devices were told to download from {base}. Resume \
                  with the firmware server there (--http-bind ADDR:{port}), or move the \
                  downloads with --public-url NEW_BASE (devices that can no longer fetch the old \
                  link are noticed again with the new one)",
-                base = told.base
+                base = told.base()
             )))
         }
         (Err(e), _) => Err(anyhow::Error::new(e).context(format!("resuming campaign {id}"))),
     }
+}
+
+/// Whether the engine refused because its firmware server cannot serve the link a campaign's
+/// devices were told.
+fn offer_not_servable(e: &EngineError) -> bool {
+    matches!(e, EngineError::Refused(refused) if refused.offer_not_servable().is_some())
 }
 
 async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<CampaignId> {
@@ -419,7 +322,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         .await
         .map_err(|e| match e {
             // The engine's answer names the file and the store already.
-            EngineError::Refused(text) => anyhow::anyhow!(text),
+            EngineError::Refused(refused) => anyhow::Error::new(refused),
             other => {
                 anyhow::Error::from(other).context(format!("importing {}", firmware.display()))
             }
@@ -799,85 +702,6 @@ mod tests {
         assert_eq!(none.abort, None);
         assert_eq!(none.ack_window_ms, Policy::default().ack_window_ms);
         assert!(policy_from(&parse(&["--all", "--ack-backoff", "0"]), 3).is_err());
-    }
-
-    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn the_download_base_is_read_from_our_offer_links() {
-        let token = TOKEN;
-        let url = format!("http://10.0.0.2:41234/fw/{token}/fw%201.bin");
-        let told = DownloadBase::parse(&url).unwrap();
-        assert_eq!(told.base, "http://10.0.0.2:41234");
-        assert_eq!(told.port, Some(41234));
-        assert_eq!(told.url, url);
-        let v6 = DownloadBase::parse(&format!("http://[::1]:8080/fw/{token}/a")).unwrap();
-        assert_eq!(
-            (v6.base.as_str(), v6.port),
-            ("http://[::1]:8080", Some(8080))
-        );
-        let no_port = DownloadBase::parse(&format!("https://fw.example.test/fw/{token}/a"));
-        assert_eq!(no_port.unwrap().port, None);
-        let bare_v6 = DownloadBase::parse(&format!("http://[::1]/fw/{token}/a"));
-        assert_eq!(bare_v6.unwrap().port, None);
-        assert_eq!(DownloadBase::parse("https://cdn.example.test/x.bin"), None);
-        assert_eq!(DownloadBase::parse("ftp://x:21/fw/a/b"), None);
-        assert_eq!(
-            DownloadBase::parse(&format!("http://a/b/fw/{token}/y")),
-            None
-        );
-        assert_eq!(DownloadBase::parse("http://a:1/fw/not-a-token/y"), None);
-    }
-
-    #[test]
-    fn only_any_free_port_is_replaced_by_the_devices_port() {
-        let told = DownloadBase::parse(&format!("http://127.0.0.1:41234/fw/{TOKEN}/f")).unwrap();
-        let embedded = |bind: &str, public_base: Option<&str>| FirmwareSource::Embedded {
-            bind: bind.parse().unwrap(),
-            public_base: public_base.map(str::to_owned),
-            tls: None,
-        };
-        let bind_of = |source: &FirmwareSource| match source {
-            FirmwareSource::Embedded { bind, .. } => bind.to_string(),
-            other => panic!("{other:?}"),
-        };
-        let mut any = embedded("127.0.0.1:0", None);
-        come_back_at(&mut any, &told);
-        assert_eq!(bind_of(&any), "127.0.0.1:41234");
-        let mut explicit = embedded("0.0.0.0:9000", None);
-        come_back_at(&mut explicit, &told);
-        assert_eq!(bind_of(&explicit), "0.0.0.0:9000");
-        let mut proxied = embedded("127.0.0.1:0", Some("https://fw.example.test"));
-        come_back_at(&mut proxied, &told);
-        assert_eq!(bind_of(&proxied), "127.0.0.1:0");
-        let mut external = FirmwareSource::ExternalUrl("https://cdn.example.test/x".into());
-        come_back_at(&mut external, &told);
-        assert!(matches!(external, FirmwareSource::ExternalUrl(_)));
-    }
-
-    #[test]
-    fn a_public_url_or_an_external_url_moves_the_downloads() {
-        let told = DownloadBase::parse(&format!("http://10.0.0.2:8080/fw/{TOKEN}/fw.bin")).unwrap();
-        let embedded = |public_base: Option<&str>| FirmwareSource::Embedded {
-            bind: "0.0.0.0:8080".parse().unwrap(),
-            public_base: public_base.map(str::to_owned),
-            tls: None,
-        };
-        assert_eq!(moved_to(&embedded(None), &told), None);
-        assert_eq!(
-            moved_to(&embedded(Some("http://10.0.0.2:8080/")), &told),
-            None
-        );
-        assert_eq!(
-            moved_to(&embedded(Some("http://10.0.0.7:9000")), &told),
-            Some(format!("http://10.0.0.7:9000/fw/{TOKEN}/fw.bin"))
-        );
-        let cdn = FirmwareSource::ExternalUrl("https://cdn.example.test/fw.bin".into());
-        assert_eq!(
-            moved_to(&cdn, &told).as_deref(),
-            Some("https://cdn.example.test/fw.bin")
-        );
-        assert_eq!(moved_to(&FirmwareSource::Disabled, &told), None);
     }
 
     #[test]

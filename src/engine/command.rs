@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use tokio::sync::oneshot;
 
+use super::error::CommandError;
 use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
 use crate::rollout::{CampaignId, DialectSettings, Policy};
@@ -32,7 +33,7 @@ pub struct CampaignRequest {
 }
 
 /// The engine's reply to a caller that waits.
-pub type Reply<T> = oneshot::Sender<Result<T, String>>;
+pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
 #[derive(Debug)]
 pub enum Command {

@@ -2,6 +2,7 @@
 //! and refused with a sentence the UI can show, never a panic.
 
 use super::command::{CampaignRequest, Command, Reply};
+use super::error::CommandError;
 use super::live::Downloads;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
@@ -10,7 +11,8 @@ use crate::firmware::StoredPackage;
 use crate::fleet::{DeviceRecord, Fleet};
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp};
-use crate::store::PackageRecord;
+use crate::store::{PackageRecord, StoreError};
+use crate::transport::http::OfferUrl;
 
 impl Runner {
     pub(super) fn on_command(&mut self, command: Command) {
@@ -43,9 +45,9 @@ impl Runner {
         }
     }
 
-    fn answer<T>(&mut self, reply: Option<Reply<T>>, result: Result<T, String>) {
+    fn answer<T>(&mut self, reply: Option<Reply<T>>, result: Result<T, CommandError>) {
         if let Err(e) = &result {
-            self.alert(AlertLevel::Error, e.clone());
+            self.alert(AlertLevel::Error, e.to_string());
         }
         if let Some(reply) = reply {
             let _ = reply.send(result);
@@ -62,18 +64,18 @@ impl Runner {
         }
     }
 
-    fn start_campaign(&mut self, request: CampaignRequest) -> Result<CampaignId, String> {
+    fn start_campaign(&mut self, request: CampaignRequest) -> Result<CampaignId, CommandError> {
         let stored = self
             .packages
             .get(&request.package_sha256)
-            .map_err(|e| format!("cannot start the rollout: {e}"))?;
-        self.save_package(&stored)?;
+            .map_err(CommandError::UnknownPackage)?;
+        self.save_package(&stored)
+            .map_err(CommandError::PackageNotRecorded)?;
         let module = request.module.clone().filter(|m| !m.trim().is_empty());
         let targets = self.targets_for(&request.targets, module.as_deref())?;
         let (url, downloads) = match &request.download_url {
             Some(url) => {
-                super::validate_download_url(url)
-                    .map_err(|e| format!("cannot start the rollout: {e}"))?;
+                super::validate_download_url(url).map_err(CommandError::BadDownloadUrl)?;
                 (url.clone(), Downloads::AsOffered)
             }
             None => self.offer_url(&stored)?,
@@ -103,9 +105,9 @@ impl Runner {
         let id = self
             .store
             .next_campaign_id()
-            .map_err(|e| format!("cannot start the rollout: {e}"))?;
-        let mut campaign = Campaign::new(id, spec, targets, self.clock.now())
-            .map_err(|e| format!("cannot start the rollout: {e}"))?;
+            .map_err(CommandError::NotRecorded)?;
+        let mut campaign =
+            Campaign::new(id, spec, targets, self.clock.now()).map_err(CommandError::Rollout)?;
         self.tell_gateways(&mut campaign);
         // A device heard a moment ago may have reported before it subscribed: let it settle.
         for device in &request.targets {
@@ -118,13 +120,13 @@ impl Runner {
         if downloads != Downloads::AsOffered {
             self.load_download_key()
                 .and_then(|()| self.grant_downloads(&campaign))
-                .map_err(|e| format!("cannot start the rollout: {e}"))?;
+                .map_err(CommandError::Downloads)?;
         }
         if let Err(e) = self.store.create_campaign(&campaign.persisted()) {
             if let Some(http) = &self.http {
                 http.revoke(id.0);
             }
-            return Err(format!("cannot start the rollout: {e}"));
+            return Err(CommandError::NotRecorded(e));
         }
         let idx = self.add_live(campaign, downloads);
         self.drive(idx, Input::Start);
@@ -138,21 +140,21 @@ impl Runner {
         &self,
         devices: &[DeviceId],
         module: Option<&str>,
-    ) -> Result<Vec<Target>, String> {
+    ) -> Result<Vec<Target>, CommandError> {
         if devices.is_empty() {
-            return Err("cannot start the rollout: no target devices selected".into());
+            return Err(CommandError::NoTargets);
         }
         let mut targets = Vec::with_capacity(devices.len());
         for device in devices {
             let device = device
                 .device()
                 .with_module(module)
-                .map_err(|e| format!("cannot start the rollout: {e}"))?;
+                .map_err(CommandError::BadModule)?;
             if let Some(idx) = self.campaign_for(&device) {
-                return Err(format!(
-                    "cannot start the rollout: {device} is already in campaign {}",
-                    self.live[idx].campaign.id()
-                ));
+                return Err(CommandError::TargetBusy {
+                    campaign: self.live[idx].campaign.id(),
+                    device,
+                });
             }
             let record = self.fleet.get(&device);
             targets.push(Target {
@@ -173,7 +175,7 @@ impl Runner {
 
     /// The offer's URL: the console's `--url` as it is, or a campaign link of the embedded
     /// server, from which each device's own link is derived (see `downloads`).
-    fn offer_url(&self, stored: &StoredPackage) -> Result<(String, Downloads), String> {
+    fn offer_url(&self, stored: &StoredPackage) -> Result<(String, Downloads), CommandError> {
         if let Some(url) = &self.external_url {
             return Ok((url.clone(), Downloads::AsOffered));
         }
@@ -182,11 +184,11 @@ impl Runner {
                 http.campaign_url(&stored.package.file_name),
                 Downloads::PerDevice { granted: true },
             )),
-            None => Err("cannot start the rollout: no firmware server and no --url".into()),
+            None => Err(CommandError::NoFirmwareSource),
         }
     }
 
-    pub(super) fn save_package(&mut self, stored: &StoredPackage) -> Result<(), String> {
+    pub(super) fn save_package(&mut self, stored: &StoredPackage) -> Result<(), StoreError> {
         let record = PackageRecord {
             sha256: stored.package.sha256.clone(),
             file_name: stored.package.file_name.clone(),
@@ -196,21 +198,21 @@ impl Runner {
             store_path: stored.path.clone(),
             imported_at: self.clock.now(),
         };
-        self.store
-            .save_package(&record)
-            .map(|_| ())
-            .map_err(|e| format!("cannot record the package in the database: {e}"))
+        self.store.save_package(&record).map(|_| ())
     }
 
     /// Picks a stored campaign up where it was.
-    pub(super) fn resume_campaign(&mut self, id: CampaignId) -> Result<CampaignId, String> {
+    pub(super) fn resume_campaign(&mut self, id: CampaignId) -> Result<CampaignId, CommandError> {
         if self.live.iter().any(|l| l.campaign.id() == id) {
             return Ok(id);
         }
         let persisted = self
             .store
             .load_campaign(id)
-            .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
+            .map_err(|error| CommandError::NotStored {
+                campaign: id,
+                error,
+            })?;
         let fleet = &self.fleet;
         let is_online = |d: &DeviceId| {
             fleet.get(d).map_or_else(
@@ -218,8 +220,13 @@ impl Runner {
                 |r| r.online,
             )
         };
-        let mut campaign = Campaign::resume(persisted, self.clock.now(), &is_online)
-            .map_err(|e| format!("cannot resume campaign {id}: {e}"))?;
+        let mut campaign =
+            Campaign::resume(persisted, self.clock.now(), &is_online).map_err(|error| {
+                CommandError::NotResumable {
+                    campaign: id,
+                    error,
+                }
+            })?;
         let downloads = self.serve_again(&campaign)?;
         self.tell_gateways(&mut campaign);
         self.history.retain(|h| h.snapshot.id != id);
@@ -255,11 +262,11 @@ impl Runner {
     /// again from the same key: the same links), so that devices noticed before the restart
     /// can still download (and resume with Range requests). A finished campaign's links stay
     /// ended (they come back if it runs again).
-    fn serve_again(&mut self, campaign: &Campaign) -> Result<Downloads, String> {
+    fn serve_again(&mut self, campaign: &Campaign) -> Result<Downloads, CommandError> {
         let (Some(_), None) = (&self.http, &self.external_url) else {
             return Ok(Downloads::AsOffered);
         };
-        if !looks_like_our_offer(&campaign.spec().offer.url) {
+        if OfferUrl::parse(&campaign.spec().offer.url).is_none() {
             // The campaign was given an external download URL: nothing of ours to serve.
             return Ok(Downloads::AsOffered);
         }
@@ -268,40 +275,15 @@ impl Runner {
         }
         self.load_download_key()
             .and_then(|()| self.grant_downloads(campaign))
-            .map_err(|e| format!("cannot serve the package again: {e}"))?;
+            .map_err(|error| CommandError::ServeAgain {
+                campaign: campaign.id(),
+                error,
+            })?;
         Ok(Downloads::PerDevice { granted: true })
     }
-}
-
-/// Whether `url` has the shape of a link made by `FirmwareServer::offer` (`…/fw/<32 hex>/name`).
-/// Such a link is served again on resume (and refused if this server cannot serve it); any
-/// other URL was an operator's external download URL.
-fn looks_like_our_offer(url: &str) -> bool {
-    url.split("/fw/").skip(1).any(|rest| {
-        rest.split_once('/')
-            .is_some_and(|(token, _)| crate::transport::http::is_offer_token(token))
-    })
 }
 
 /// Each DJI target's dock, as the fleet's topology has it.
 fn set_gateways_from(fleet: &Fleet, campaign: &mut Campaign) {
     campaign.set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::looks_like_our_offer;
-
-    #[test]
-    fn our_offer_links_are_told_from_external_urls() {
-        let token = "0123456789abcdef0123456789ABCDEF";
-        assert!(looks_like_our_offer(&format!(
-            "http://10.0.0.2:8080/fw/{token}/fw%201.bin"
-        )));
-        assert!(!looks_like_our_offer(
-            "https://cdn.example.test/fw/2.0.0/fw.bin"
-        ));
-        assert!(!looks_like_our_offer("https://cdn.example.test/fw.bin"));
-        assert!(!looks_like_our_offer(&format!("http://x/fw/{token}")));
-    }
 }

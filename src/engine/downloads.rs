@@ -9,13 +9,14 @@
 
 use std::path::PathBuf;
 
+use super::error::DownloadsError;
 use super::live::Downloads;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
 use crate::device_id::DeviceId;
 use crate::rollout::Campaign;
-use crate::transport::download_token::{self, DownloadKey};
-use crate::transport::http::DownloadGrant;
+use crate::transport::download_token::DownloadKey;
+use crate::transport::http::{DownloadGrant, OfferUrl};
 
 /// The data directory's link key, read (or made) when the first campaign needs it: a console
 /// that never rolls anything out through its own server writes no key.
@@ -32,10 +33,10 @@ impl KeySlot {
         }
     }
 
-    fn load(&mut self) -> Result<(), String> {
+    fn load(&mut self) -> Result<(), DownloadsError> {
         if self.key.is_none() {
             // Made once per data directory: links given before a restart are the same after.
-            let key = DownloadKey::load_or_create(&self.data_dir).map_err(|e| e.to_string())?;
+            let key = DownloadKey::load_or_create(&self.data_dir).map_err(DownloadsError::Key)?;
             self.key = Some(key);
         }
         Ok(())
@@ -46,32 +47,28 @@ impl Runner {
     /// Serves `campaign`'s package to each of its targets under the target's own token.
     /// Refused (with the server's reason) when its link is not one this server can serve.
     /// Needs [`Runner::load_download_key`] first.
-    pub(super) fn grant_downloads(&self, campaign: &Campaign) -> Result<(), String> {
+    pub(super) fn grant_downloads(&self, campaign: &Campaign) -> Result<(), DownloadsError> {
         let key = self
             .download_key
             .as_ref()
             .and_then(|slot| slot.key.as_ref());
         let (Some(http), Some(key)) = (&self.http, key) else {
-            return Err("no firmware server to serve the per-device download links".into());
+            return Err(DownloadsError::NoServer);
         };
         let spec = campaign.spec();
         let id = campaign.id().0;
-        let token = download_token::campaign_token(&spec.offer.url).ok_or_else(|| {
-            format!(
-                "cannot serve the package: {} is not a link of this firmware server",
-                spec.offer.url
-            )
-        })?;
+        let told = OfferUrl::parse(&spec.offer.url)
+            .ok_or_else(|| DownloadsError::NotOurLink(spec.offer.url.clone()))?;
         let stored = self
             .packages
             .get(&spec.offer.sha256)
-            .map_err(|e| format!("the package is gone from the store: {e}"))?;
+            .map_err(DownloadsError::PackageGone)?;
         let devices = campaign
             .devices()
             .iter()
             .map(|rec| {
                 let device = rec.device.to_string();
-                (key.device_token(id, token, &device), device)
+                (key.device_token(id, told.token(), &device), device)
             })
             .collect();
         http.grant(DownloadGrant {
@@ -82,14 +79,17 @@ impl Runner {
             package_key: stored.package.sha256.clone(),
             devices,
         })
-        .map_err(|e| e.to_string())
+        .map_err(|error| DownloadsError::NotServable {
+            told: Box::new(told),
+            error: Box::new(error),
+        })
     }
 
     /// Reads (or makes) the link key, once.
-    pub(super) fn load_download_key(&mut self) -> Result<(), String> {
+    pub(super) fn load_download_key(&mut self) -> Result<(), DownloadsError> {
         match &mut self.download_key {
             Some(slot) => slot.load(),
-            None => Err("no firmware server to serve the per-device download links".into()),
+            None => Err(DownloadsError::NoServer),
         }
     }
 
@@ -135,11 +135,11 @@ impl Runner {
         let live = self.live.get(idx)?;
         let key = self.download_key.as_ref()?.key.as_ref()?;
         match live.downloads {
-            Downloads::PerDevice { .. } => key.device_url(
-                live.campaign.id().0,
-                &live.campaign.spec().offer.url,
-                &device.to_string(),
-            ),
+            Downloads::PerDevice { .. } => {
+                let told = OfferUrl::parse(&live.campaign.spec().offer.url)?;
+                let own = key.device_url(live.campaign.id().0, &told, &device.to_string());
+                Some(own.to_string())
+            }
             Downloads::AsOffered => None,
         }
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::command::{CampaignRequest, Command, Reply};
+use super::error::{CommandError, EngineError};
 use super::snapshot::Snapshot;
 use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
@@ -15,18 +16,6 @@ use crate::transport::mqtt::LinkState;
 
 /// Called by the engine whenever the snapshot changed (GUI: `request_repaint_after`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("the engine is busy (command queue full); try again")]
-    Busy,
-    #[error("the engine has stopped")]
-    Stopped,
-    #[error("{0}")]
-    Refused(String),
-    #[error("cannot start: {0}")]
-    Start(String),
-}
 
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -150,9 +139,7 @@ impl EngineHandle {
                 match link {
                     LinkState::Connected => return Ok(()),
                     LinkState::Failed { reason } => {
-                        return Err(EngineError::Refused(format!(
-                            "cannot connect to the broker: {reason}"
-                        )));
+                        return Err(EngineError::Refused(CommandError::BrokerFailed { reason }));
                     }
                     _ => {}
                 }
@@ -172,10 +159,10 @@ impl EngineHandle {
                 LinkState::Connecting => "the broker did not answer".to_owned(),
                 LinkState::Connected => "it connected just too late".to_owned(),
             };
-            Err(EngineError::Refused(format!(
-                "no connection to the broker after {}: {why}",
-                humantime::format_duration(timeout)
-            )))
+            Err(EngineError::Refused(CommandError::BrokerUnreachable {
+                waited: timeout,
+                why,
+            }))
         })
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::command::Reply;
+use super::error::CommandError;
 use super::runner::Runner;
 use super::snapshot::{AlertLevel, ImportProgress};
 use crate::firmware::{CancelToken, FirmwareError, StoredPackage};
@@ -28,10 +29,10 @@ pub(super) enum ImportEvent {
 impl Runner {
     pub(super) fn start_import(&mut self, path: PathBuf, reply: Option<Reply<StoredPackage>>) {
         if self.import.is_some() {
-            let text = "an import is already running; wait for it or cancel it".to_owned();
-            self.alert(AlertLevel::Warning, text.clone());
+            let refused = CommandError::ImportRunning;
+            self.alert(AlertLevel::Warning, refused.to_string());
             if let Some(reply) = reply {
-                let _ = reply.send(Err(text));
+                let _ = reply.send(Err(refused));
             }
             return;
         }
@@ -95,19 +96,19 @@ impl Runner {
                     Ok(stored)
                 }
                 // The bytes are stored, but without a row nothing offers or serves them.
-                Err(e) => Err(format!(
-                    "cannot import {}: {e}",
-                    job.progress.file.display()
-                )),
+                Err(error) => Err(CommandError::ImportNotRecorded {
+                    file: job.progress.file.clone(),
+                    error,
+                }),
             },
-            Err(FirmwareError::Canceled) => Err("import canceled".to_owned()),
-            Err(e) => Err(format!(
-                "cannot import {}: {e}",
-                job.progress.file.display()
-            )),
+            Err(FirmwareError::Canceled) => Err(CommandError::ImportCanceled),
+            Err(error) => Err(CommandError::Import {
+                file: job.progress.file.clone(),
+                error,
+            }),
         };
         if let Err(e) = &result {
-            self.alert(AlertLevel::Error, e.clone());
+            self.alert(AlertLevel::Error, e.to_string());
         }
         if let Some(reply) = job.reply {
             let _ = reply.send(result);

@@ -20,23 +20,28 @@ mod commands;
 mod config;
 mod download_url;
 mod downloads;
+mod error;
 mod handle;
 mod import;
 mod inbound;
 mod inventory;
 mod live;
 mod outbox;
+mod resume;
 mod runner;
 mod session_id;
 mod snapshot;
 mod start;
 mod view;
 
+pub use crate::transport::http::OfferUrl;
 pub use clock::wall_clock_now;
 pub use command::{CampaignRequest, Command};
 pub use config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 pub use download_url::{DownloadUrlError, MAX_DOWNLOAD_URL_BYTES, validate_download_url};
-pub use handle::{EngineError, EngineHandle, Waker};
+pub use error::{CommandError, DownloadsError, EngineError, StartError};
+pub use handle::{EngineHandle, Waker};
+pub use resume::{ResumeError, ResumeInfo, prepare_resume};
 pub use session_id::{CLIENT_ID_FILE, SessionClaim, SessionIdError, claim as claim_session};
 pub use snapshot::{
     Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, ImportProgress, Snapshot,

@@ -115,7 +115,7 @@ impl Runner {
                 Input::PublishFailed {
                     device,
                     attempt,
-                    error,
+                    error: error.to_string(),
                 },
             );
         }

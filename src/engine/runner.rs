@@ -25,7 +25,7 @@ use crate::rollout::{DeviceStatus, Input, RandomIds};
 use crate::store::Store;
 use crate::transport::broker::EmbeddedBroker;
 use crate::transport::http::FirmwareServer;
-use crate::transport::mqtt::{Inbound, LinkState, MqttLink, SessionNews};
+use crate::transport::mqtt::{Inbound, LinkError, LinkState, MqttLink, SessionNews};
 
 /// How often the snapshot is republished when something changed, and housekeeping runs.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
@@ -289,10 +289,15 @@ impl Runner {
     }
 
     /// Publishes one message and records it in the inspector.
-    pub(super) fn publish(&mut self, out: Outbound, about: Option<DeviceId>) -> Result<(), String> {
+    pub(super) fn publish(
+        &mut self,
+        out: Outbound,
+        about: Option<DeviceId>,
+    ) -> Result<(), LinkError> {
         let now_ms = self.clock.now_ms();
-        let result = self.link.publish(out.clone()).map_err(|e| e.to_string());
-        let error = result.as_ref().err().cloned();
+        let result = self.link.publish(out.clone());
+        // The inspector and the log keep the words; the caller gets the typed error.
+        let error = result.as_ref().err().map(ToString::to_string);
         if let Some(e) = &error {
             tracing::warn!(topic = %out.topic, error = %e, "publish failed");
         } else {

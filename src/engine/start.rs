@@ -9,7 +9,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::clock::Clock;
 use super::config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
-use super::handle::{EngineError, EngineHandle};
+use super::error::{EngineError, StartError};
+use super::handle::EngineHandle;
 use super::runner::Runner;
 use super::snapshot::{AlertLevel, BrokerGuard, CampaignView, Snapshot, Traffic};
 use crate::access::credentials::ConsoleCredentials;
@@ -33,12 +34,12 @@ const OUTGOING_QUEUE: usize = 100_000;
 
 /// Opens the database, created 0600 so that SQLite gives its `-wal` and `-shm` files the same
 /// mode; an older, looser one is tightened.
-fn open_private_store(db_path: &std::path::Path) -> Result<Store, String> {
+fn open_private_store(db_path: &std::path::Path) -> Result<Store, StartError> {
     if let Err(e) = private_fs::private_file(db_path, b"") {
         // Opening says best what is wrong with the place (read-only, missing folder...).
         tracing::debug!("cannot pre-create {}: {e}", db_path.display());
     }
-    let store = Store::open(db_path).map_err(|e| e.to_string())?;
+    let store = Store::open(db_path).map_err(StartError::Store)?;
     for suffix in ["", "-wal", "-shm"] {
         let mut name = db_path.as_os_str().to_owned();
         name.push(suffix);
@@ -52,15 +53,12 @@ fn open_private_store(db_path: &std::path::Path) -> Result<Store, String> {
 
 /// Starts the engine on the current tokio runtime.
 pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
-    let start_error = |e: String| EngineError::Start(e);
-    private_fs::create_private_dir(&config.data_dir).map_err(|e| {
-        start_error(format!(
-            "cannot create the data directory {}: {e}",
-            config.data_dir.display()
-        ))
+    private_fs::create_private_dir(&config.data_dir).map_err(|error| StartError::DataDir {
+        path: config.data_dir.clone(),
+        error,
     })?;
     // After the database: a read-only place is reported by it, saying what it cannot write.
-    let store = open_private_store(&config.db_path).map_err(start_error)?;
+    let store = open_private_store(&config.db_path)?;
     if let Err(e) = private_fs::tighten_dir(&config.data_dir) {
         tracing::warn!(
             "cannot make the data directory {} private: {e}",
@@ -88,7 +86,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
     // One persistent session per data directory (or per id asked for), held while we run.
     let session = if config.keep_session {
         super::session_id::claim(&config.data_dir, link_options.client_id.as_deref())
-            .map_err(|e| start_error(e.to_string()))?
+            .map_err(StartError::Session)?
     } else {
         super::session_id::SessionClaim::transient()
     };
@@ -104,7 +102,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         link_options.url.host(),
         link_options.url.port()
     );
-    let (link, inbound) = MqttLink::start(link_options).map_err(|e| start_error(e.to_string()))?;
+    let (link, inbound) = MqttLink::start(link_options).map_err(StartError::Link)?;
     if broker.is_some() {
         // Our own broker answers at once; waiting until we listen means no device that
         // connects after `start` returns can announce itself unheard.
@@ -119,7 +117,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         } => {
             let server = FirmwareServer::start_with_tls(*bind, public_base.clone(), tls.clone())
                 .await
-                .map_err(|e| start_error(e.to_string()))?;
+                .map_err(StartError::Http)?;
             (Some(server), None)
         }
         FirmwareSource::ExternalUrl(url) => (None, Some(url.clone())),
@@ -212,16 +210,11 @@ async fn wait_until_listening(link: &MqttLink) -> Result<(), EngineError> {
     .await;
     match connected {
         Ok(Ok(s)) if *s == LinkState::Connected => Ok(()),
-        Ok(Ok(s)) => Err(EngineError::Start(format!(
-            "cannot connect to the embedded broker: {s:?}"
-        ))),
-        Ok(Err(_)) => Err(EngineError::Start(
-            "the MQTT link stopped during start-up".into(),
-        )),
-        Err(_) => Err(EngineError::Start(format!(
-            "the embedded broker did not accept our subscriptions within {EMBEDDED_LINK_TIMEOUT:?}"
-        ))),
+        Ok(Ok(s)) => Err(StartError::EmbeddedLinkFailed(s.clone())),
+        Ok(Err(_)) => Err(StartError::EmbeddedLinkStopped),
+        Err(_) => Err(StartError::EmbeddedLinkTimeout(EMBEDDED_LINK_TIMEOUT)),
     }
+    .map_err(EngineError::from)
 }
 
 /// The embedded broker (if chosen) and the options to reach the broker in use.
@@ -244,8 +237,7 @@ fn connect_options(
                 EmbeddedAccess::Open => BrokerSettings::open(*listen),
             };
             settings.tls = tls.clone();
-            let broker =
-                EmbeddedBroker::start(settings).map_err(|e| EngineError::Start(e.to_string()))?;
+            let broker = EmbeddedBroker::start(settings).map_err(StartError::Broker)?;
             let addr = broker.local_addr();
             if broker.is_open() {
                 tracing::warn!(
@@ -262,7 +254,7 @@ fn connect_options(
             let mut options = LinkOptions::new(url);
             // The console logs in to its own broker like any client (an open one ignores it).
             let console = ConsoleCredentials::load_or_create(&config.data_dir)
-                .map_err(|e| EngineError::Start(e.to_string()))?;
+                .map_err(StartError::Credentials)?;
             options.username = Some(console.username);
             options.password = Some(console.password);
             (Some(broker), options, label)
@@ -316,7 +308,7 @@ fn restore(runner: &mut Runner, resume_unfinished: bool) {
     restore_history(runner);
     for id in unfinished {
         if let Err(e) = runner.resume_campaign(id) {
-            runner.alert(AlertLevel::Error, e);
+            runner.alert(AlertLevel::Error, e.to_string());
         }
     }
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::http::OfferUrl;
 use crate::private_fs;
 
 /// The key file in the data directory.
@@ -118,27 +119,11 @@ impl DownloadKey {
         hex::encode(digest.get(..TOKEN_BYTES).unwrap_or_default())
     }
 
-    /// The link `device` is told, from its campaign's link (`None` when `campaign_url` is not
-    /// a `…/fw/{token}/{file}` link of ours).
-    pub fn device_url(&self, campaign: i64, campaign_url: &str, device: &str) -> Option<String> {
-        let (head, token, tail) = split_link(campaign_url)?;
-        let device_token = self.device_token(campaign, token, device);
-        Some(format!("{head}{device_token}{tail}"))
+    /// The link `device` is told, from its campaign's link: the same link with the device's
+    /// own token.
+    pub fn device_url(&self, campaign: i64, campaign_url: &OfferUrl, device: &str) -> OfferUrl {
+        campaign_url.with_token(self.device_token(campaign, campaign_url.token(), device))
     }
-}
-
-/// The token of a `…/fw/{32 hex}/{file}` link (`None` for any other text).
-pub fn campaign_token(url: &str) -> Option<&str> {
-    split_link(url).map(|(_, token, _)| token)
-}
-
-/// `(…/fw/, token, /file)` of a link of ours; the last `/fw/` counts (a base may hold one).
-fn split_link(url: &str) -> Option<(&str, &str, &str)> {
-    let at = url.rfind("/fw/")? + "/fw/".len();
-    let (head, rest) = url.split_at(at);
-    let slash = rest.find('/')?;
-    let (token, tail) = rest.split_at(slash);
-    (super::http::is_offer_token(token) && tail.len() > 1).then_some((head, token, tail))
 }
 
 /// Writes `text` to a private temporary file, then links it in as `path`: a crash never
@@ -202,10 +187,14 @@ mod tests {
     #[test]
     fn device_links_replace_only_the_token() {
         let key = DownloadKey::from_bytes([1; KEY_BYTES]);
-        let url = key.device_url(3, LINK, "dji:SN1/x").unwrap();
+        let link = OfferUrl::parse(LINK).unwrap();
+        let url = key.device_url(3, &link, "dji:SN1/x").to_string();
         let token = key.device_token(3, "0123456789abcdef0123456789abcdef", "dji:SN1/x");
         assert_eq!(url, format!("http://10.0.0.2:8080/fw/{token}/fw%201.bin"));
-        assert_eq!(campaign_token(&url), Some(token.as_str()));
+        assert_eq!(
+            OfferUrl::parse(&url).map(|u| u.token().to_owned()),
+            Some(token)
+        );
         assert!(!url.contains("SN1"));
         assert_eq!(crate::engine::validate_download_url(&url), Ok(()));
         for foreign in [
@@ -214,7 +203,8 @@ mod tests {
             "http://x/fw/0123456789abcdef0123456789abcdef/",
             "http://x/a.bin",
         ] {
-            assert_eq!(key.device_url(3, foreign, "d"), None, "{foreign}");
+            // Not a link of ours: there is no campaign link to derive a device's link from.
+            assert_eq!(OfferUrl::parse(foreign), None, "{foreign}");
         }
     }
 

@@ -266,13 +266,9 @@ impl FirmwareServer {
     /// Offers the immutable stored file at `file_path` as `file_name` under a fresh token and
     /// returns its full URL. Each call makes a new token; [`FirmwareServer::withdraw`] ends it.
     pub fn offer(&self, file_path: PathBuf, file_name: &str, package_key: &str) -> String {
-        let token = format!("{:032x}", rand::random::<u128>());
-        self.register(token.clone(), file_path, file_name, package_key);
-        format!(
-            "{}/fw/{token}/{}",
-            self.public_base,
-            percent_encode_segment(file_name)
-        )
+        let url = OfferUrl::fresh(&self.public_base, file_name);
+        self.register(url.token.clone(), file_path, file_name, package_key);
+        url.to_string()
     }
 
     /// Serves a file again under a URL an earlier [`FirmwareServer::offer`] returned (e.g. after
@@ -286,18 +282,16 @@ impl FirmwareServer {
         package_key: &str,
     ) -> Result<(), HttpError> {
         let token = self.token_in(url, file_name)?;
-        self.register(token.to_owned(), file_path, file_name, package_key);
+        self.register(token, file_path, file_name, package_key);
         Ok(())
     }
 
     /// The token of `url` when it is a `{public base}/fw/{token}/{file_name}` link of ours.
-    fn token_in<'u>(&self, url: &'u str, file_name: &str) -> Result<&'u str, HttpError> {
+    fn token_in(&self, url: &str, file_name: &str) -> Result<String, HttpError> {
         let encoded_name = percent_encode_segment(file_name);
-        url.strip_prefix(&self.public_base)
-            .and_then(|rest| rest.strip_prefix("/fw/"))
-            .and_then(|rest| rest.strip_suffix(encoded_name.as_str()))
-            .and_then(|rest| rest.strip_suffix('/'))
-            .filter(|token| is_offer_token(token))
+        OfferUrl::parse(url)
+            .filter(|offer| offer.base == self.public_base && offer.file == encoded_name)
+            .map(|offer| offer.token)
             .ok_or_else(|| HttpError::ForeignUrl {
                 url: url.to_owned(),
                 base: self.public_base.clone(),
@@ -338,7 +332,7 @@ impl FirmwareServer {
             .offers
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(token);
+            .remove(&token);
     }
 
     pub fn stats(&self) -> ServedStats {
@@ -423,12 +417,7 @@ impl FirmwareServer {
     /// campaign's per-device links are derived from (`download_token`) and then
     /// [`FirmwareServer::grant`]ed.
     pub fn campaign_url(&self, file_name: &str) -> String {
-        let token = format!("{:032x}", rand::random::<u128>());
-        format!(
-            "{}/fw/{token}/{}",
-            self.public_base,
-            percent_encode_segment(file_name)
-        )
+        OfferUrl::fresh(&self.public_base, file_name).to_string()
     }
 
     /// Serves `grant.file_path` to each of `grant.devices` under its own token, until
@@ -519,16 +508,119 @@ fn snapshot<K: Clone + Ord>(map: &Mutex<HashMap<K, Arc<AtomicU64>>>) -> BTreeMap
         .collect()
 }
 
-/// `http://h:p/fw/TOKEN/name` -> `TOKEN`; anything without `/fw/` is taken as the token itself.
 /// Whether `token` has the shape [`FirmwareServer::offer`] gives tokens: 32 hex digits.
 pub fn is_offer_token(token: &str) -> bool {
     token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn token_of(url_or_token: &str) -> &str {
-    match url_or_token.split_once("/fw/") {
-        Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
-        None => url_or_token,
+/// `http://h:p/fw/TOKEN/name` -> `TOKEN`; anything that is not such a link is taken as the
+/// token itself.
+fn token_of(url_or_token: &str) -> String {
+    OfferUrl::parse(url_or_token).map_or_else(|| url_or_token.to_owned(), |url| url.token)
+}
+
+// ---- the download-link format -----------------------------------------------------------------
+
+/// A download link made by this server: `{base}/fw/{token}/{file}`. The one owner of that
+/// format: the server builds its offers and campaign links with it, the per-device links
+/// (`download_token`) swap its token, and the engine and the CLI read stored offers with it.
+///
+/// `base` is the public base (`http(s)://host[:port]`, possibly with a path, no trailing `/`);
+/// `token` is 32 hex digits; `file` is the file name as one percent-encoded path segment. When
+/// a base itself holds `/fw/`, the last `/fw/` of the link counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OfferUrl {
+    base: String,
+    token: String,
+    file: String,
+}
+
+impl OfferUrl {
+    /// A link under a fresh random token.
+    fn fresh(base: &str, file_name: &str) -> OfferUrl {
+        OfferUrl {
+            base: base.to_owned(),
+            token: format!("{:032x}", rand::random::<u128>()),
+            file: percent_encode_segment(file_name),
+        }
+    }
+
+    /// Reads a link of ours; `None` for any other text (e.g. an operator's external URL).
+    pub fn parse(url: &str) -> Option<OfferUrl> {
+        let at = url.rfind("/fw/")?;
+        let (base, rest) = (url.get(..at)?, url.get(at + "/fw/".len()..)?);
+        let (token, file) = rest.split_once('/')?;
+        let host = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"))?;
+        let well_formed = !host.is_empty()
+            && !host.starts_with('/')
+            && is_offer_token(token)
+            && !file.is_empty()
+            && !file.contains('/');
+        well_formed.then(|| OfferUrl {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            file: file.to_owned(),
+        })
+    }
+
+    /// The public base in front of `/fw/`, e.g. `http://10.0.0.2:8080`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The 32-hex-digit token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Whether the base is only `scheme://authority` (no path), i.e. the server's own address
+    /// rather than a path behind a proxy.
+    pub fn base_is_origin(&self) -> bool {
+        !self.authority_and_path().contains('/')
+    }
+
+    /// The port the base names (`host:port` or `[v6]:port`); `None` for a bare host.
+    pub fn port(&self) -> Option<u16> {
+        let authority = self
+            .authority_and_path()
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        authority
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty() && (!host.contains(':') || host.ends_with(']')))
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+    }
+
+    /// The same token and file under another public base (a trailing `/` is dropped).
+    pub fn rebased(&self, base: &str) -> OfferUrl {
+        OfferUrl {
+            base: base.trim().trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The same link with another token (a device's own, from `download_token`).
+    pub fn with_token(&self, token: String) -> OfferUrl {
+        OfferUrl {
+            token,
+            ..self.clone()
+        }
+    }
+
+    fn authority_and_path(&self) -> &str {
+        self.base
+            .strip_prefix("http://")
+            .or_else(|| self.base.strip_prefix("https://"))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for OfferUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/fw/{}/{}", self.base, self.token, self.file)
     }
 }
 
@@ -940,10 +1032,68 @@ mod tests {
         assert_eq!(percent_encode_segment("../a b/é"), "..%2Fa%20b%2F%C3%A9");
     }
 
+    const TOKEN: &str = "0123456789abcdef0123456789ABCDEF";
+
     #[test]
     fn tokens_are_found_in_urls() {
-        assert_eq!(token_of("http://h:1/fw/abc123/x.bin"), "abc123");
+        assert_eq!(token_of(&format!("http://h:1/fw/{TOKEN}/x.bin")), TOKEN);
         assert_eq!(token_of("abc123"), "abc123");
+    }
+
+    #[test]
+    fn offer_urls_are_told_from_external_urls() {
+        let url = format!("http://10.0.0.2:8080/fw/{TOKEN}/fw%201.bin");
+        let offer = OfferUrl::parse(&url).unwrap();
+        assert_eq!(offer.to_string(), url);
+        assert_eq!(
+            (offer.base(), offer.token(), offer.port()),
+            ("http://10.0.0.2:8080", TOKEN, Some(8080))
+        );
+        for foreign in [
+            "https://cdn.example.test/fw/2.0.0/fw.bin".to_owned(),
+            "https://cdn.example.test/fw.bin".to_owned(),
+            format!("http://x/fw/{TOKEN}"),
+            format!("http://x/fw/{TOKEN}/"),
+            format!("ftp://x:21/fw/{TOKEN}/a"),
+            format!("http:///fw/{TOKEN}/a"),
+            "http://a:1/fw/not-a-token/y".to_owned(),
+        ] {
+            assert_eq!(OfferUrl::parse(&foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn offer_urls_name_their_port_and_move_to_another_base() {
+        let at = |url: String| OfferUrl::parse(&url).unwrap();
+        let v6 = at(format!("http://[::1]:8080/fw/{TOKEN}/a"));
+        assert_eq!((v6.base(), v6.port()), ("http://[::1]:8080", Some(8080)));
+        assert_eq!(
+            at(format!("https://fw.example.test/fw/{TOKEN}/a")).port(),
+            None
+        );
+        assert_eq!(at(format!("http://[::1]/fw/{TOKEN}/a")).port(), None);
+        // A base behind a proxy path: the link still parses (the last `/fw/` counts).
+        let proxied = at(format!("http://a:81/ota/fw/x/fw/{TOKEN}/y"));
+        assert_eq!(proxied.base(), "http://a:81/ota/fw/x");
+        assert!(!proxied.base_is_origin());
+        assert_eq!(proxied.port(), Some(81));
+        assert!(v6.base_is_origin());
+        assert_eq!(
+            v6.rebased("https://fw.example.test/").to_string(),
+            format!("https://fw.example.test/fw/{TOKEN}/a")
+        );
+        let other = "fedcba9876543210fedcba9876543210".to_owned();
+        assert_eq!(
+            v6.with_token(other.clone()).to_string(),
+            format!("http://[::1]:8080/fw/{other}/a")
+        );
+    }
+
+    #[test]
+    fn fresh_offer_urls_encode_the_file_name_and_read_back() {
+        let url = OfferUrl::fresh("http://h:1", "fw 1.bin");
+        assert!(is_offer_token(url.token()));
+        assert_eq!(OfferUrl::parse(&url.to_string()), Some(url));
     }
 
     #[test]

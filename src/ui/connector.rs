@@ -164,13 +164,13 @@ fn password_for(request: &ConnectRequest, vault: &Vault) -> (Option<Secret>, Opt
 }
 
 /// Starts an engine; while the old engine's firmware-server listener is still being released
-/// (its accept task is aborted, not joined), "already in use" is retried briefly.
+/// (its accept task is aborted, not joined), a port in use is retried briefly.
 async fn start_after_release(config: EngineConfig) -> Result<EngineHandle, EngineError> {
     let mut tries = 0;
     loop {
         match engine::start(config.clone()).await {
             Err(EngineError::Start(why))
-                if why.contains("already in use") && tries < PORT_RELEASE_TRIES =>
+                if why.port_in_use().is_some() && tries < PORT_RELEASE_TRIES =>
             {
                 tries += 1;
                 tokio::time::sleep(PORT_RELEASE_RETRY).await;
