@@ -8,6 +8,11 @@
 //!
 //! `cargo bench --bench frame` (release). Prints median, p95 and max per view.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -18,6 +18,8 @@
 //! - [`transport`]: the I/O edge: embedded MQTT broker, MQTT client link, firmware HTTP server.
 //! - `ui` (feature `gui`): the desktop window (eframe): panels, CJK fonts, theme, persisted settings.
 
+#![forbid(unsafe_code)]
+
 pub mod access;
 pub mod cli;
 pub mod device_id;

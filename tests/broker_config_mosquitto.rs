@@ -7,6 +7,9 @@
 //! delivers one client's messages in order, so the marker's arrival bounds the wait.
 //! Without mosquitto installed these tests FAIL.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -131,6 +134,10 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario against one Mosquitto, every login and topic case in turn"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_enforces_the_generated_password_and_acl_files() {
     let tmp = tempfile::tempdir().unwrap();

@@ -7,6 +7,9 @@
 //! the console's persistent session across its own restart, and the console says so) times out
 //! at its shifted deadline and succeeds on its retry.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! this process: exit codes and the JSON report's shape. Killing and resuming it:
 //! `tests/console_faults.rs`.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::process::Command;

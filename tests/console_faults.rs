@@ -17,6 +17,9 @@
 //! console's persistent MQTT session (a stable client id per data directory) lets the broker
 //! keep the report until the resumed console collects it.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::collections::BTreeMap;

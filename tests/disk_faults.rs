@@ -14,6 +14,9 @@
 //! is mounted in the test process's own namespace, and the PID namespace makes sure nothing
 //! started there outlives the test. Without `unshare` and namespaces these tests fail and say so.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -421,6 +424,10 @@ impl Drop for Rig {
 
 /// The database cannot be written: the console stops before doing anything, with one line that
 /// names the file or directory and says it is read-only.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario per way the database can be unwritable, in one sandbox"
+)]
 #[test]
 fn an_unwritable_database_stops_the_console_with_one_line() {
     let root = tempfile::tempdir().unwrap();
@@ -770,6 +777,10 @@ fn a_temp_file_left_by_a_crash_is_swept_before_the_next_import() {
 /// The disk under the database fills up while a rollout runs: the console stops sending (no
 /// notice the database does not know of), says so, and exits; with space again, `--resume`
 /// finishes the rollout and no device that had succeeded is noticed again.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: fill the disk mid-rollout, check the stop, free it, resume"
+)]
 #[test]
 fn a_disk_that_fills_mid_rollout_stops_the_rollout_and_resume_finishes_it() {
     let rig = Rig::start(6);

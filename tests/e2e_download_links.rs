@@ -3,6 +3,9 @@
 //! downloads from it, the server's counters name the device, the links stop working when the
 //! campaign ends, and a console restarted on the same data directory gives the same links.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

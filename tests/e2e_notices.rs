@@ -3,6 +3,9 @@
 //! stacks would lose or refuse. The real engine with its embedded broker and firmware server on
 //! ephemeral ports; the console's verdicts are checked against what the devices themselves say.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::path::Path;

@@ -2,6 +2,9 @@
 //! simulated fleet of all three dialects, a real rollout. The console's verdict for every device
 //! is checked against what the simulated device itself says happened.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::path::Path;

@@ -9,6 +9,9 @@
 //!
 //! This file must never depend on timing luck: every wait is bounded by a timeout.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -115,6 +118,10 @@ fn splice(template: &str, value: &str) -> Vec<u8> {
 /// The static corpus: malformed messages under identities that are not targets of the rollout
 /// (so a wrongly accepted one shows up as a stray device, not as a changed target), plus
 /// malformed messages on the targets' own topics that must be refused outright.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the corpus is data: one entry per hostile message"
+)]
 fn corpus() -> Vec<Hostile> {
     use Expect::*;
     let mut out = Vec::new();
@@ -798,6 +805,10 @@ fn corpus_is_large_and_documented() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: rollout, corpus injected, then every device and campaign checked"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_corpus_during_a_rollout_changes_nothing_it_should_not() {
     let dir = tempfile::tempdir().unwrap();

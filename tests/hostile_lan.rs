@@ -6,6 +6,9 @@
 //! made `rollout` count a device "skipped" before it was upgraded). Every attempt is refused,
 //! the honest rollout completes, and each refusal is in the operator log and the inspector.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -120,6 +123,10 @@ fn user_of(dir: &Path, device: &str) -> (String, String) {
     )
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: each kind of stranger tries in turn, then the honest rollout"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_on_the_site_network_cannot_flash_hide_or_listen() {
     let dir = tempfile::tempdir().unwrap();

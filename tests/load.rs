@@ -3,6 +3,9 @@
 //! exactly the messages the broker acknowledged (none lost, none twice) and every device must
 //! upgrade. The full-size run (10,000 devices for 10 minutes) is `benches/load.rs`.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::path::Path;

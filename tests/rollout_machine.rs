@@ -4,6 +4,9 @@
 //! the store. Every Persist action is applied to an in-memory store, and every test ends by
 //! checking that the store holds exactly the campaign's state.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::path::PathBuf;
 
 use ota_console::device_id::DeviceId;

@@ -8,6 +8,9 @@
 //! interpreter is named by `OTA_TEST_PYTHON`. Without one these tests fail and say how to get
 //! it: they never pass without having driven the SDK.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,6 +3,9 @@
 //! a simulated fleet. The password must appear in no byte it prints or writes (log, report,
 //! database, WAL), and what it writes is private: data folder 0700, database files 0600.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -12,6 +12,9 @@
 //! - `SIM_SCALE_PLAIN_PERCENT` (10): share of the devices that are plain FogCloud devices; the
 //!   rest are gateways and their sub-devices.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -4,6 +4,9 @@
 //! reported and costs no queued publish). Each test runs its own mosquitto on a
 //! free 127.0.0.1 port with a config in a temp dir. Without mosquitto installed these tests FAIL.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -5,6 +5,9 @@
 //! "succeeded" at 100 %, pause / resume / cancel, see device text in Chinese drawn with real
 //! glyphs (the harness panics on a missing glyph), see a broker that refuses connections
 //! reported in the connection bar, and an import the store refuses shown in the engine's words.
+
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 #![cfg(feature = "gui")]
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Fixtures shared by the black-box tests.
-#![allow(dead_code)]
+#![expect(dead_code, reason = "each test uses part of the fixtures")]
 
 pub mod broker_process;
 pub mod console;
