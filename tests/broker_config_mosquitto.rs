@@ -10,17 +10,15 @@
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::access::credentials::{CONSOLE_FILE, ConsoleCredentials, USERS_FILE};
 use ota_console::store::{InventoryDevice, Store};
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use tokio::sync::mpsc;
 use tokio::time::timeout;

@@ -6,37 +6,24 @@
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
-use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
 use ota_console::device_id::DeviceId;
 use ota_console::engine::{
-    self, CampaignRequest, Command, EngineConfig, EngineHandle, FirmwareSource,
-    validate_download_url,
+    CampaignRequest, Command, EngineHandle, FirmwareSource, validate_download_url,
 };
 use ota_console::fleet::inspector::Direction;
 use ota_console::rollout::{CampaignState, CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig};
+use ota_console::testing::engine::{
+    discover, loopback_config, run_to_end, start_engine, start_rollout, wait_for,
+};
+use ota_console::testing::{self, firmware_file};
 use ota_console::transport::download_token::DOWNLOAD_KEY_FILE;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn config(data_dir: &Path) -> EngineConfig {
-    EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        data_dir.to_path_buf(),
-    )
-}
-
-async fn start_engine(config: EngineConfig) -> EngineHandle {
-    engine::start(config).await.expect("engine starts")
-}
 
 /// Stops the engine and waits (bounded) until its task is gone: the data directory and the
 /// firmware server are free again.
@@ -93,8 +80,8 @@ async fn status_of(url: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(config(dir.path())).await;
-    let fleet = common::engine::start_fleet(
+    let handle = start_engine(loopback_config(dir.path())).await;
+    let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
             broker_url: handle.broker_url().to_owned(),
@@ -121,8 +108,8 @@ async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
     assert_eq!(ids.len(), 5, "{ids:?}");
     discover(&handle, &ids).await;
     let size = 40_000;
-    let fw = firmware(dir.path(), size);
-    let id = start_rollout(&handle, &fw, ids.clone(), common::engine::fast_policy(20)).await;
+    let fw = firmware_file(dir.path(), size);
+    let id = start_rollout(&handle, &fw, ids.clone(), testing::fast_policy(20)).await;
     let view = run_to_end(&handle, id).await;
     for device in &view.snapshot.devices {
         assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
@@ -204,11 +191,11 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
         device_timeout_secs: 600,
         // A notice in flight is re-sent at once after a restart.
         settle_ms: 0,
-        ..common::engine::fast_policy(600)
+        ..testing::fast_policy(600)
     };
 
-    let handle = start_engine(config(dir.path())).await;
-    let fw = firmware(dir.path(), 5_000);
+    let handle = start_engine(loopback_config(dir.path())).await;
+    let fw = firmware_file(dir.path(), 5_000);
     let package = handle.import_firmware(fw).await.expect("import");
     let id = handle
         .start_campaign(CampaignRequest {
@@ -234,8 +221,8 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
 
     // Restarted on the same data directory, on another port, announcing the same address
     // (the operator's `--public-url`): the same links, served again.
-    let port = common::mosquitto::free_port();
-    let mut again = config(dir.path());
+    let port = testing::mosquitto::free_port();
+    let mut again = loopback_config(dir.path());
     again.firmware = FirmwareSource::Embedded {
         bind: format!("127.0.0.1:{port}").parse().unwrap(),
         public_base: Some(base.clone()),
@@ -274,10 +261,10 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
 async fn links_come_back_when_a_completed_campaign_runs_again() {
     let dir = tempfile::tempdir().unwrap();
     let ghost = DeviceId::aliyun("a1Ghost", "silent-1").unwrap();
-    let handle = start_engine(config(dir.path())).await;
-    let fw = firmware(dir.path(), 5_000);
+    let handle = start_engine(loopback_config(dir.path())).await;
+    let fw = firmware_file(dir.path(), 5_000);
     // Long enough that the re-run cannot time out again before its link is fetched.
-    let policy = common::engine::fast_policy(3);
+    let policy = testing::fast_policy(3);
     let id = start_rollout(&handle, &fw, vec![ghost.clone()], policy).await;
     let link = wait_links(&handle, std::slice::from_ref(&ghost)).await[&ghost.to_string()].clone();
     let view = run_to_end(&handle, id).await;

@@ -15,13 +15,11 @@
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::sim::{SimConfig, SimFleet};
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::watch;

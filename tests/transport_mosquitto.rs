@@ -7,8 +7,6 @@
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::protocol::Outbound;
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
 use ota_console::transport::mqtt::{
     BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink, SessionNews,
 };
