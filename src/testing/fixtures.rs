@@ -15,10 +15,10 @@ pub fn firmware_bytes(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i * 31 % 251) as u8).collect()
 }
 
-/// Writes [`firmware_bytes`]`(size)` to `dir/fw-2.0.0.bin` (the version the fixtures roll out)
-/// and returns its path.
+/// Writes [`firmware_bytes`]`(size)` to `dir/fw.bin` and returns its path (the console names
+/// the package by its file name: tests/sdk_aliyun.rs reads the line `fw.bin: SIZE bytes, …`).
 pub fn firmware_file(dir: &Path, size: usize) -> PathBuf {
-    let path = dir.join("fw-2.0.0.bin");
+    let path = dir.join("fw.bin");
     std::fs::write(&path, firmware_bytes(size)).expect("the firmware file is written");
     path
 }
