@@ -3,6 +3,15 @@
 //!
 //! Run: `cargo bench --no-default-features --bench fleet`
 
+#![expect(
+    unsafe_code,
+    reason = "the counting global allocator measures the registry's heap bytes; it only forwards to `System`"
+)]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
+)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;

@@ -8,6 +8,11 @@
 //!
 //! `cargo bench --bench frame` (release). Prints median, p95 and max per view.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,14 +94,13 @@ fn snapshot() -> Snapshot {
     let lines: Vec<DeviceSnapshot> = rows.iter().filter_map(|r| r.rollout.clone()).collect();
     let counts = Counts::from_statuses(lines.iter().map(|l| l.status));
     let offer = FirmwareOffer {
-        version: "2.0.0".into(),
         url: "http://127.0.0.1:8080/fw".into(),
         size: 1 << 20,
         md5: "0".repeat(32),
         sha256: "1".repeat(64),
         checksum: "00000000".into(),
-        file_name: "fw.bin".into(),
         description: String::new(),
+        ..ota_console::testing::offer("2.0.0")
     };
     let campaign = CampaignView {
         snapshot: CampaignSnapshot {

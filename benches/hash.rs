@@ -7,6 +7,11 @@
 //! disk-backed directory; the file is deleted afterwards), `OTA_HASH_BENCH_CHUNKS_KIB` (see
 //! `chunk_sweep`). Never runs as part of `cargo test`.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
+)]
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;

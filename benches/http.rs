@@ -5,6 +5,12 @@
 //! nginx`); the bench starts it with its own temp config on a free 127.0.0.1 port (`daemon off`)
 //! and kills it at the end. Prints aggregate MiB/s for both and the ratio ours/nginx.
 
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
+)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

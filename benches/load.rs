@@ -24,6 +24,11 @@
 //! Must never: count anything twice or guess a figure: every number printed is read from a
 //! counter, `/proc` or the database.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

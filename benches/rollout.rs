@@ -10,6 +10,12 @@
 //! the broker, the simulated fleet and an observer that timestamps every version report run
 //! here. Run: `cargo bench --no-default-features --bench rollout`
 
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -35,6 +41,10 @@ fn main() {
     runtime.block_on(run());
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the whole benchmark in order: set-up, each measured phase, the printed table"
+)]
 async fn run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))

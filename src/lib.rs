@@ -17,6 +17,9 @@
 //! - [`sim`]: simulated device fleets (Alibaba, FogCloud with gateways, DJI docks) for tests and demos.
 //! - [`transport`]: the I/O edge: embedded MQTT broker, MQTT client link, firmware HTTP server.
 //! - `ui` (feature `gui`): the desktop window (eframe): panels, CJK fonts, theme, persisted settings.
+//! - `testing` (feature `test-support`, on for tests and benches only): the fixtures they share.
+
+#![forbid(unsafe_code)]
 
 pub mod access;
 pub mod cli;
@@ -30,6 +33,13 @@ pub mod report;
 pub mod rollout;
 pub mod sim;
 pub mod store;
+#[cfg(feature = "test-support")]
+#[expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support panics on a failed set-up, with a message, as the tests it serves do"
+)]
+pub mod testing;
 pub mod transport;
 #[cfg(feature = "gui")]
 pub mod ui;

@@ -1,6 +1,8 @@
 //! `ota-console`: parses the command line, builds the tokio runtime and runs the window or one
 //! headless command. Everything else lives in the library.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

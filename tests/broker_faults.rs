@@ -7,18 +7,22 @@
 //! the console's persistent session across its own restart, and the console says so) times out
 //! at its shifted deadline and succeeds on its retry.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::broker_process::{EmbeddedBrokerProcess, KillableBroker};
-use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
-use common::mosquitto::{Mosquitto, free_port};
-use ota_console::engine::{self, BrokerChoice, EngineConfig, EngineHandle};
+use ota_console::engine::{BrokerChoice, EngineHandle};
 use ota_console::rollout::{AbortThreshold, CanarySize, DeviceStatus, Policy};
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::Store;
+use ota_console::testing::broker_process::{EmbeddedBrokerProcess, KillableBroker};
+use ota_console::testing::engine::{
+    discover, loopback_config, run_to_end, start_engine, start_rollout, wait_for,
+};
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::{self, firmware_file};
 use ota_console::transport::mqtt::{LinkOptions, LinkState};
 
 /// One outage scenario.
@@ -31,13 +35,9 @@ struct Outage {
 }
 
 async fn engine_on(broker: &dyn KillableBroker, data_dir: &Path) -> EngineHandle {
-    let mut config = EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        data_dir.to_path_buf(),
-    );
+    let mut config = loopback_config(data_dir);
     config.broker = BrokerChoice::External(LinkOptions::new(broker.url().parse().unwrap()));
-    let handle = engine::start(config).await.expect("engine starts");
+    let handle = start_engine(config).await;
     wait_for(&handle, "the link to the broker", |s| {
         s.link == LinkState::Connected
     })
@@ -71,7 +71,7 @@ async fn rollout_across_a_broker_outage(broker: &mut dyn KillableBroker, outage:
     .expect("simulated fleet starts");
     let ids = fleet.device_ids();
     discover(&handle, &ids).await;
-    let fw = firmware(dir.path(), 200_000);
+    let fw = firmware_file(dir.path(), 200_000);
     let policy = Policy {
         canary: CanarySize::Percent(100),
         max_in_flight: outage.max_in_flight,
@@ -84,7 +84,7 @@ async fn rollout_across_a_broker_outage(broker: &mut dyn KillableBroker, outage:
             failure_percent: 0,
             min_finished: 1,
         }),
-        ..common::engine::fast_policy(outage.device_timeout_secs)
+        ..testing::fast_policy(outage.device_timeout_secs)
     };
     let id = start_rollout(&handle, &fw, ids.clone(), policy).await;
     wait_for(&handle, "downloads under way", |s| {

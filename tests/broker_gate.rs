@@ -8,6 +8,9 @@
 //! publisher's order, so once the allowed one arrives, a refused one that had got through would
 //! have arrived before it.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -79,7 +82,7 @@ enum Seen {
     Packet(Packet),
     Refused(ConnectReturnCode),
     /// The error, shown when a test fails (through `Debug`).
-    Closed(#[allow(dead_code)] String),
+    Closed(#[expect(dead_code, reason = "read only through `Debug` when a test fails")] String),
 }
 
 /// Credentials, client id, the CONNACK expected and a word of the refusal's reason.

@@ -1,6 +1,9 @@
 //! `ota-console devices --json` against a broker started here, with simulated devices that come
 //! online while it listens.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -2,16 +2,18 @@
 //! this process: exit codes and the JSON report's shape. Killing and resuming it:
 //! `tests/console_faults.rs`.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::console::{Console, firmware_file as firmware, rollout_args};
 use ota_console::device_id::DeviceId;
 use ota_console::rollout::Timestamp;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
+use ota_console::testing::console::{Console, rollout_args, set_flag};
+use ota_console::testing::firmware_file;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 fn base_args(broker: &EmbeddedBroker, dir: &std::path::Path, fw: &std::path::Path) -> Vec<String> {
@@ -35,7 +37,7 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let broker =
         EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
-    let fw = firmware(dir.path(), 100_000);
+    let fw = firmware_file(dir.path(), 100_000);
     let report = dir.path().join("report.json");
     let mut args = base_args(&broker, dir.path(), &fw);
     args.extend(
@@ -126,7 +128,7 @@ async fn failed_devices_give_exit_code_one() {
     let dir = tempfile::tempdir().unwrap();
     let broker =
         EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
-    let fw = firmware(dir.path(), 20_000);
+    let fw = firmware_file(dir.path(), 20_000);
     let mut behaviour = Behaviour {
         install: Duration::from_millis(50),
         ..Behaviour::default()
@@ -188,14 +190,14 @@ async fn rollout_all_targets_the_devices_heard_not_the_ones_remembered() {
     let dir = tempfile::tempdir().unwrap();
     let broker =
         EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
-    let fw = firmware(dir.path(), 20_000);
+    let fw = firmware_file(dir.path(), 20_000);
     let report = dir.path().join("report.json");
     let db = dir.path().join("console.db");
     let gone = remember_absent_devices(&db, 3);
     let mut args = base_args(&broker, dir.path(), &fw);
     // A short device timeout: a remembered device targeted by mistake fails the run in
     // seconds, not in minutes.
-    common::console::set_flag(&mut args, "--device-timeout", "8s");
+    set_flag(&mut args, "--device-timeout", "8s");
     args.extend(
         [
             "--all",

@@ -9,6 +9,9 @@
 //! The case count defaults to 2000 so CI stays fast; raise it for a long run:
 //! `PROPTEST_CASES=300000 cargo test --release --test codec_props -- --nocapture`.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

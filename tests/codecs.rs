@@ -15,6 +15,9 @@
 //! - `*_notes_*.json`: not in the documents; built from the shapes notes.md gives, with concrete
 //!   values where it shows placeholders.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use ota_console::device_id::DeviceId;
 use ota_console::protocol::{
     self, DecodeError, DialectOptions, DjiAck, DjiUpgradeType, Event, Failure, FirmwareGet,

@@ -17,19 +17,21 @@
 //! console's persistent MQTT session (a stable client id per data directory) lets the broker
 //! keep the report until the resumed console collects it.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::console::{Console, firmware_file, rollout_args, set_flag};
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::device_id::{DeviceId, Dialect};
 use ota_console::rollout::{CampaignId, CampaignState, DeviceRecord, DeviceStatus};
 use ota_console::sim::{Behaviour, DeviceState, SimConfig, SimFleet, SimStats};
 use ota_console::store::Store;
+use ota_console::testing::console::{Console, rollout_args, set_flag};
+use ota_console::testing::firmware_file;
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 const TARGET: &str = "2.0.0";

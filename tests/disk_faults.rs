@@ -14,6 +14,9 @@
 //! is mounted in the test process's own namespace, and the PID namespace makes sure nothing
 //! started there outlives the test. Without `unshare` and namespaces these tests fail and say so.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +28,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::firmware::{CancelToken, hash_file};
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::Store;
+use ota_console::testing::firmware_file;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 /// The longest a test waits for one step of a namespace script (a console run included).
@@ -210,15 +214,6 @@ fn sh(word: impl AsRef<std::ffi::OsStr>) -> String {
 
 fn sh_args(args: &[OsString]) -> String {
     args.iter().map(sh).collect::<Vec<_>>().join(" ")
-}
-
-fn firmware(dir: &Path) -> PathBuf {
-    let path = dir.join("fw.bin");
-    let bytes: Vec<u8> = (0..FIRMWARE_BYTES)
-        .map(|i| (i.wrapping_mul(131) ^ (i >> 11)) as u8)
-        .collect();
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 fn sha256_of(path: &Path) -> String {
@@ -421,10 +416,14 @@ impl Drop for Rig {
 
 /// The database cannot be written: the console stops before doing anything, with one line that
 /// names the file or directory and says it is read-only.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario per way the database can be unwritable, in one sandbox"
+)]
 #[test]
 fn an_unwritable_database_stops_the_console_with_one_line() {
     let root = tempfile::tempdir().unwrap();
-    let fw = firmware(root.path());
+    let fw = firmware_file(root.path(), FIRMWARE_BYTES);
     let out = root.path().join("out");
     std::fs::create_dir(&out).unwrap();
     // Where nothing listens: the database is opened before any connection is tried.
@@ -565,7 +564,7 @@ fn an_unwritable_database_stops_the_console_with_one_line() {
 fn an_unwritable_firmware_store_fails_the_import_and_records_nothing() {
     let rig = Rig::start(2);
     let root = tempfile::tempdir().unwrap();
-    let fw = firmware(root.path());
+    let fw = firmware_file(root.path(), FIRMWARE_BYTES);
     let out = root.path().join("out");
     let data = root.path().join("data");
     let store = data.join("firmware");
@@ -625,7 +624,7 @@ enum DbPlace {
 fn disk_full_while_importing(place: DbPlace) {
     let rig = Rig::start(2);
     let root = tempfile::tempdir().unwrap();
-    let fw = firmware(root.path());
+    let fw = firmware_file(root.path(), FIRMWARE_BYTES);
     let out = root.path().join("out");
     let data = root.path().join("data");
     let normal = root.path().join("normal");
@@ -728,7 +727,7 @@ fn disk_full_under_the_store_and_the_database() {
 fn a_temp_file_left_by_a_crash_is_swept_before_the_next_import() {
     let rig = Rig::start(1);
     let root = tempfile::tempdir().unwrap();
-    let fw = firmware(root.path());
+    let fw = firmware_file(root.path(), FIRMWARE_BYTES);
     let out = root.path().join("out");
     let data = root.path().join("data");
     for dir in [&out, &data] {
@@ -770,11 +769,15 @@ fn a_temp_file_left_by_a_crash_is_swept_before_the_next_import() {
 /// The disk under the database fills up while a rollout runs: the console stops sending (no
 /// notice the database does not know of), says so, and exits; with space again, `--resume`
 /// finishes the rollout and no device that had succeeded is noticed again.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: fill the disk mid-rollout, check the stop, free it, resume"
+)]
 #[test]
 fn a_disk_that_fills_mid_rollout_stops_the_rollout_and_resume_finishes_it() {
     let rig = Rig::start(6);
     let root = tempfile::tempdir().unwrap();
-    let fw = firmware(root.path());
+    let fw = firmware_file(root.path(), FIRMWARE_BYTES);
     let out = root.path().join("out");
     let data = root.path().join("data");
     for dir in [&out, &data] {

@@ -3,13 +3,12 @@
 //! downloads from it, the server's counters name the device, the links stop working when the
 //! campaign ends, and a console restarted on the same data directory gives the same links.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
 
-use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
 use ota_console::device_id::DeviceId;
 use ota_console::engine::{
     self, CampaignRequest, Command, EngineConfig, EngineError, EngineHandle, FirmwareSource,
@@ -18,22 +17,14 @@ use ota_console::engine::{
 use ota_console::fleet::inspector::Direction;
 use ota_console::rollout::{CampaignState, CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig};
+use ota_console::testing::engine::{
+    discover, loopback_config, run_to_end, start_engine, start_rollout, wait_for,
+};
+use ota_console::testing::{self, firmware_file};
 use ota_console::transport::download_token::DOWNLOAD_KEY_FILE;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn config(data_dir: &Path) -> EngineConfig {
-    EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        data_dir.to_path_buf(),
-    )
-}
-
-async fn start_engine(config: EngineConfig) -> EngineHandle {
-    engine::start(config).await.expect("engine starts")
-}
 
 /// Stops the engine and waits (bounded) until its task is gone: the data directory and the
 /// firmware server are free again.
@@ -90,8 +81,8 @@ async fn status_of(url: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(config(dir.path())).await;
-    let fleet = common::engine::start_fleet(
+    let handle = start_engine(loopback_config(dir.path())).await;
+    let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
             broker_url: handle.broker_url().to_owned(),
@@ -118,8 +109,8 @@ async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
     assert_eq!(ids.len(), 5, "{ids:?}");
     discover(&handle, &ids).await;
     let size = 40_000;
-    let fw = firmware(dir.path(), size);
-    let id = start_rollout(&handle, &fw, ids.clone(), common::engine::fast_policy(20)).await;
+    let fw = firmware_file(dir.path(), size);
+    let id = start_rollout(&handle, &fw, ids.clone(), testing::fast_policy(20)).await;
     let view = run_to_end(&handle, id).await;
     for device in &view.snapshot.devices {
         assert_eq!(device.status, DeviceStatus::Succeeded, "{device:?}");
@@ -201,11 +192,11 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
         device_timeout_secs: 600,
         // A notice in flight is re-sent at once after a restart.
         settle_ms: 0,
-        ..common::engine::fast_policy(600)
+        ..testing::fast_policy(600)
     };
 
-    let handle = start_engine(config(dir.path())).await;
-    let fw = firmware(dir.path(), 5_000);
+    let handle = start_engine(loopback_config(dir.path())).await;
+    let fw = firmware_file(dir.path(), 5_000);
     let package = handle.import_firmware(fw).await.expect("import");
     let id = handle
         .start_campaign(CampaignRequest {
@@ -231,8 +222,8 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
 
     // Restarted on the same data directory, on another port, announcing the same address
     // (the operator's `--public-url`): the same links, served again.
-    let port = common::mosquitto::free_port();
-    let mut again = config(dir.path());
+    let port = testing::mosquitto::free_port();
+    let mut again = loopback_config(dir.path());
     again.firmware = FirmwareSource::Embedded {
         bind: format!("127.0.0.1:{port}").parse().unwrap(),
         public_base: Some(base.clone()),
@@ -271,10 +262,10 @@ async fn a_resumed_campaign_gives_the_same_links_and_cancel_ends_them() {
 async fn links_come_back_when_a_completed_campaign_runs_again() {
     let dir = tempfile::tempdir().unwrap();
     let ghost = DeviceId::aliyun("a1Ghost", "silent-1").unwrap();
-    let handle = start_engine(config(dir.path())).await;
-    let fw = firmware(dir.path(), 5_000);
+    let handle = start_engine(loopback_config(dir.path())).await;
+    let fw = firmware_file(dir.path(), 5_000);
     // Long enough that the re-run cannot time out again before its link is fetched.
-    let policy = common::engine::fast_policy(3);
+    let policy = testing::fast_policy(3);
     let id = start_rollout(&handle, &fw, vec![ghost.clone()], policy).await;
     let link = wait_links(&handle, std::slice::from_ref(&ghost)).await[&ghost.to_string()].clone();
     let view = run_to_end(&handle, id).await;
@@ -321,9 +312,9 @@ async fn wait_links(handle: &EngineHandle, targets: &[DeviceId]) -> BTreeMap<Str
 async fn a_resume_this_server_cannot_serve_names_the_link_the_devices_were_told() {
     let dir = tempfile::tempdir().unwrap();
     let ghost = DeviceId::aliyun("a1Ghost", "silent-1").unwrap();
-    let handle = start_engine(config(dir.path())).await;
-    let fw = firmware(dir.path(), 5_000);
-    let id = start_rollout(&handle, &fw, vec![ghost], common::engine::fast_policy(600)).await;
+    let handle = start_engine(loopback_config(dir.path())).await;
+    let fw = firmware_file(dir.path(), 5_000);
+    let id = start_rollout(&handle, &fw, vec![ghost], testing::fast_policy(600)).await;
     wait_for(&handle, "the campaign to be shown", |s| {
         s.campaigns.iter().any(|c| c.snapshot.id == id)
     })
@@ -338,7 +329,7 @@ async fn a_resume_this_server_cannot_serve_names_the_link_the_devices_were_told(
     stop_engine(handle).await;
 
     // Port 0 again: another port, so another public base than the stored link's.
-    let handle = start_engine(config(dir.path())).await;
+    let handle = start_engine(loopback_config(dir.path())).await;
     let refused = handle.resume_campaign(id).await.expect_err("refused");
     let EngineError::Refused(why) = &refused else {
         panic!("not a refusal: {refused}");
@@ -365,7 +356,7 @@ async fn a_port_in_use_is_told_with_its_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
 
-    let mut http_taken = config(&dir.path().join("a"));
+    let mut http_taken = loopback_config(&dir.path().join("a"));
     http_taken.firmware = FirmwareSource::Embedded {
         bind: addr,
         public_base: None,
@@ -398,7 +389,7 @@ async fn a_port_in_use_is_told_with_its_address() {
     );
 
     // Anything else is not a port in use.
-    let mut bad_base = config(&dir.path().join("c"));
+    let mut bad_base = loopback_config(&dir.path().join("c"));
     bad_base.firmware = FirmwareSource::Embedded {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_base: Some("ftp://x".into()),

@@ -3,40 +3,18 @@
 //! stacks would lose or refuse. The real engine with its embedded broker and firmware server on
 //! ephemeral ports; the console's verdicts are checked against what the devices themselves say.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::engine::{discover, fast_policy, firmware, run_to_end, start_rollout};
 use ota_console::device_id::DeviceId;
-use ota_console::engine::{self, CampaignRequest, EngineConfig, EngineHandle};
+use ota_console::engine::CampaignRequest;
 use ota_console::protocol::SignMethod;
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit};
-use ota_console::sim::{Behaviour, SimConfig, SimStats};
-
-async fn start_engine(data_dir: &Path) -> EngineHandle {
-    let config = EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        data_dir.to_path_buf(),
-    );
-    engine::start(config).await.expect("engine starts")
-}
-
-fn strict_sim(handle: &EngineHandle, seed: u64) -> SimConfig {
-    SimConfig {
-        broker_url: handle.broker_url().to_owned(),
-        version: "1.0.0".into(),
-        seed,
-        strict: true,
-        behaviour: Behaviour {
-            install: Duration::from_millis(100),
-            ..Behaviour::default()
-        },
-        ..SimConfig::default()
-    }
-}
+use ota_console::sim::{SimConfig, SimStats};
+use ota_console::testing::engine::{discover, run_to_end, start_embedded, start_rollout};
+use ota_console::testing::{self, fast_policy, firmware_file, strict_sim};
 
 /// No simulated device dropped a notice as broken, and none was told "nothing pending" with
 /// an empty FogCloud `firmware.post`.
@@ -49,20 +27,20 @@ fn assert_no_broken_notice(stats: &SimStats) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_whose_first_report_raced_its_subscription_is_upgraded_within_30_s() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
-    let config = strict_sim(&handle, 31);
+    let handle = start_embedded(dir.path()).await;
+    let config = strict_sim(handle.broker_url(), 31);
     let ali = DeviceId::aliyun(&config.product_key, "sim-ali-0001").unwrap();
     let fog = DeviceId::fogcloud(&config.product_key, "sim-fog-0001").unwrap();
     // The shipped defaults, with their 30-minute device timeout: the rollout starts before
     // the devices are there, so the first notice goes nowhere.
     let policy = Policy::default();
     assert_eq!(policy.device_timeout_secs, 30 * 60);
-    let fw = firmware(dir.path(), 100_000);
+    let fw = firmware_file(dir.path(), 100_000);
     let id = start_rollout(&handle, &fw, vec![ali.clone(), fog.clone()], policy).await;
 
     // Then they power on: each publishes its version, and subscribes 500 ms later.
     let started = Instant::now();
-    let fleet = common::engine::start_fleet(
+    let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
             aliyun: 1,
@@ -100,12 +78,12 @@ async fn a_device_whose_first_report_raced_its_subscription_is_upgraded_within_3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fogcloud_pulls_are_answered_at_once_and_never_with_an_empty_notice() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
-    let mut config = strict_sim(&handle, 32);
+    let handle = start_embedded(dir.path()).await;
+    let mut config = strict_sim(handle.broker_url(), 32);
     config.fogcloud = 4;
     config.behaviour.pull = true;
     config.behaviour.pull_interval = Duration::from_millis(300);
-    let fleet = common::engine::start_fleet(dir.path(), config)
+    let fleet = testing::engine::start_fleet(dir.path(), config)
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
@@ -122,7 +100,7 @@ async fn fogcloud_pulls_are_answered_at_once_and_never_with_an_empty_notice() {
         ..fast_policy(60)
     };
     let targets = ids[..3].to_vec();
-    let fw = firmware(dir.path(), 50_000);
+    let fw = firmware_file(dir.path(), 50_000);
     let started = Instant::now();
     let id = start_rollout(&handle, &fw, targets.clone(), policy).await;
     let view = run_to_end(&handle, id).await;
@@ -148,19 +126,19 @@ async fn fogcloud_pulls_are_answered_at_once_and_never_with_an_empty_notice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alibaba_sha256_notices_carry_md5_for_strict_devices() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
-    let fleet = common::engine::start_fleet(
+    let handle = start_embedded(dir.path()).await;
+    let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
             aliyun: 3,
-            ..strict_sim(&handle, 33)
+            ..strict_sim(handle.broker_url(), 33)
         },
     )
     .await
     .expect("simulated fleet starts");
     let ids = fleet.device_ids();
     discover(&handle, &ids).await;
-    let fw = firmware(dir.path(), 70_000);
+    let fw = firmware_file(dir.path(), 70_000);
     let package = handle.import_firmware(fw).await.expect("import");
     let id = handle
         .start_campaign(CampaignRequest {

@@ -2,47 +2,21 @@
 //! simulated fleet of all three dialects, a real rollout. The console's verdict for every device
 //! is checked against what the simulated device itself says happened.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
-use ota_console::engine::{self, CampaignRequest, CampaignView, EngineConfig, EngineHandle};
+use ota_console::engine::{CampaignRequest, CampaignView};
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy};
-use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::sim::{FaultOdds, SimConfig, SimFleet};
+use ota_console::testing::engine::{discover, run_to_end, start_embedded, start_rollout, wait_for};
+use ota_console::testing::{self, firmware_file, strict_sim};
 use ota_console::transport::http::FirmwareServer;
-
-async fn start_engine(data_dir: &Path) -> EngineHandle {
-    let config = EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        data_dir.to_path_buf(),
-    );
-    engine::start(config).await.expect("engine starts")
-}
 
 /// The shared test policy, with this file's device timeout.
 fn fast_policy() -> Policy {
-    common::engine::fast_policy(20)
-}
-
-fn sim_config(handle: &EngineHandle, seed: u64) -> SimConfig {
-    SimConfig {
-        broker_url: handle.broker_url().to_owned(),
-        version: "1.0.0".into(),
-        seed,
-        // Devices as strict as real stacks: they report before subscribing, drop notices with a
-        // missing or empty field (tests/e2e_notices.rs checks none is dropped) and download by
-        // exact header names with Content-Length required.
-        strict: true,
-        behaviour: Behaviour {
-            install: Duration::from_millis(100),
-            faults: FaultOdds::default(),
-            ..Behaviour::default()
-        },
-        ..SimConfig::default()
-    }
+    testing::fast_policy(20)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,15 +52,15 @@ async fn every_dialect_upgrades_with_units_sharing_connections() {
 
 async fn every_dialect_upgrades(shape: impl FnOnce(SimConfig) -> SimConfig, devices: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
-    let fleet = common::engine::start_fleet(dir.path(), shape(sim_config(&handle, 7)))
+    let handle = start_embedded(dir.path()).await;
+    let fleet = testing::engine::start_fleet(dir.path(), shape(strict_sim(handle.broker_url(), 7)))
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
     assert_eq!(ids.len(), devices, "{ids:?}");
     discover(&handle, &ids).await;
 
-    let fw = firmware(dir.path(), 200_000);
+    let fw = firmware_file(dir.path(), 200_000);
     let id = start_rollout(&handle, &fw, ids.clone(), fast_policy()).await;
     let view = run_to_end(&handle, id).await;
 
@@ -125,23 +99,23 @@ async fn every_dialect_upgrades(shape: impl FnOnce(SimConfig) -> SimConfig, devi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_reported_as_the_devices_saw_them() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
+    let handle = start_embedded(dir.path()).await;
     let mut config = SimConfig {
         aliyun: 4,
         fogcloud: 2,
         dji_docks: 2,
-        ..sim_config(&handle, 11)
+        ..strict_sim(handle.broker_url(), 11)
     };
     config.behaviour.faults = FaultOdds {
         flash: 1.0,
         ..FaultOdds::default()
     };
-    let fleet = common::engine::start_fleet(dir.path(), config)
+    let fleet = testing::engine::start_fleet(dir.path(), config)
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
     discover(&handle, &ids).await;
-    let fw = firmware(dir.path(), 50_000);
+    let fw = firmware_file(dir.path(), 50_000);
     // Everyone in the first wave: a failing canary would (rightly) hold the rest back.
     let policy = Policy {
         canary: CanarySize::Percent(100),
@@ -169,16 +143,16 @@ async fn rollout_with_faults(
     policy: Policy,
 ) -> (CampaignView, SimFleet) {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
-    let mut config = fleet_shape(sim_config(&handle, seed));
+    let handle = start_embedded(dir.path()).await;
+    let mut config = fleet_shape(strict_sim(handle.broker_url(), seed));
     config.behaviour.faults = faults;
     config.behaviour.offline_for = Duration::from_millis(500);
-    let fleet = common::engine::start_fleet(dir.path(), config)
+    let fleet = testing::engine::start_fleet(dir.path(), config)
         .await
         .expect("simulated fleet starts");
     let ids = fleet.device_ids();
     discover(&handle, &ids).await;
-    let fw = firmware(dir.path(), 60_000);
+    let fw = firmware_file(dir.path(), 60_000);
     let id = start_rollout(&handle, &fw, ids, policy).await;
     let view = run_to_end(&handle, id).await;
     // Keep the engine's directory alive until the end of the campaign.
@@ -418,8 +392,8 @@ async fn retries_recover_devices_that_failed_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_with_an_external_download_url_announces_that_url() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
-    let fleet = common::engine::start_fleet(
+    let handle = start_embedded(dir.path()).await;
+    let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
             aliyun: 4,
@@ -427,7 +401,7 @@ async fn a_campaign_with_an_external_download_url_announces_that_url() {
             fogcloud_gateways: 0,
             subs_per_gateway: 0,
             dji_docks: 0,
-            ..sim_config(&handle, 31)
+            ..strict_sim(handle.broker_url(), 31)
         },
     )
     .await
@@ -435,7 +409,7 @@ async fn a_campaign_with_an_external_download_url_announces_that_url() {
     let ids = fleet.device_ids();
     assert_eq!(ids.len(), 4, "{ids:?}");
     discover(&handle, &ids).await;
-    let fw = firmware(dir.path(), 60_000);
+    let fw = firmware_file(dir.path(), 60_000);
     let (first, second) = ids.split_at(2);
 
     // The first campaign gets a link of its own on the embedded server...

@@ -6,6 +6,9 @@
 //!
 //! Everything binds 127.0.0.1:0; every wait is bounded.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -12,6 +12,9 @@
 //!
 //! This test never allows a panic; what the decoder answers (events or an error) is its business.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::path::PathBuf;
 
 use ota_console::protocol;

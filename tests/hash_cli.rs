@@ -1,6 +1,9 @@
 //! Black-box test of `ota-console hash FILE [--json]`: runs the real binary and checks its
 //! digests against the system's `md5sum`/`sha256sum` (when installed) and known vectors.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

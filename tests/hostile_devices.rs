@@ -9,19 +9,20 @@
 //!
 //! This file must never depend on timing luck: every wait is bounded by a timeout.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
-use common::engine::wait_for;
 use ota_console::device_id::{DeviceId, Dialect};
-use ota_console::engine::{self, CampaignRequest, EngineConfig, EngineHandle};
+use ota_console::engine::{CampaignRequest, EngineHandle};
 use ota_console::fleet::inspector::{Direction, MAX_KEPT_PAYLOAD_BYTES};
 use ota_console::protocol::{self, MAX_PAYLOAD_BYTES};
 use ota_console::rollout::{DeviceStatus, DialectSettings};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
+use ota_console::testing::engine::{loopback_config, start_engine, wait_for};
+use ota_console::testing::{self, firmware_file};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
@@ -115,6 +116,10 @@ fn splice(template: &str, value: &str) -> Vec<u8> {
 /// The static corpus: malformed messages under identities that are not targets of the rollout
 /// (so a wrongly accepted one shows up as a stray device, not as a changed target), plus
 /// malformed messages on the targets' own topics that must be refused outright.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the corpus is data: one entry per hostile message"
+)]
 fn corpus() -> Vec<Hostile> {
     use Expect::*;
     let mut out = Vec::new();
@@ -768,13 +773,6 @@ async fn poll_until_empty(mut check: impl FnMut() -> Vec<String>, what: &str) {
     }
 }
 
-fn firmware(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("fw-2.0.0.bin");
-    let bytes: Vec<u8> = (0..100_000).map(|i| (i * 31 % 251) as u8).collect();
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 #[test]
 fn corpus_is_large_and_documented() {
     let all = corpus();
@@ -798,18 +796,16 @@ fn corpus_is_large_and_documented() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: rollout, corpus injected, then every device and campaign checked"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_corpus_during_a_rollout_changes_nothing_it_should_not() {
     let dir = tempfile::tempdir().unwrap();
     // Open: the hostile messages must reach the console's decoders, which is what this test
     // is about (tests/hostile_lan.rs shows the secure broker refusing such clients first).
-    let config = EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        dir.path().to_path_buf(),
-    )
-    .with_open_broker();
-    let handle = engine::start(config).await.expect("engine starts");
+    let handle = start_engine(loopback_config(dir.path()).with_open_broker()).await;
     handle.wait_connected(WAIT).await.unwrap();
     let fleet = SimFleet::start(SimConfig {
         broker_url: handle.broker_url().to_owned(),
@@ -847,8 +843,11 @@ async fn hostile_corpus_during_a_rollout_changes_nothing_it_should_not() {
         .await;
     }
 
-    let package = handle.import_firmware(firmware(dir.path())).await.unwrap();
-    let policy = common::engine::fast_policy(30);
+    let package = handle
+        .import_firmware(firmware_file(dir.path(), 100_000))
+        .await
+        .unwrap();
+    let policy = testing::fast_policy(30);
     let rss_before = rss_bytes();
     let before = handle.snapshot().traffic;
     let campaign = handle

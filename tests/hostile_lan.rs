@@ -6,33 +6,25 @@
 //! made `rollout` count a device "skipped" before it was upgraded). Every attempt is refused,
 //! the honest rollout completes, and each refusal is in the operator log and the inspector.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::engine::{discover, firmware, run_to_end, start_rollout, wait_for};
 use ota_console::access::credentials::{SECRETS_FILE, USERS_FILE};
-use ota_console::engine::{self, BrokerGuard, EngineConfig, EngineHandle};
+use ota_console::engine::{BrokerGuard, EngineHandle};
 use ota_console::rollout::DeviceStatus;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet, SimLogins};
+use ota_console::testing::engine::{discover, run_to_end, start_embedded, start_rollout, wait_for};
+use ota_console::testing::{self, firmware_file};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
     SubscribeReasonCode,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn start_engine(data_dir: &Path) -> EngineHandle {
-    // The defaults: nothing says the broker may be open.
-    let config = EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        data_dir.to_path_buf(),
-    );
-    engine::start(config).await.expect("engine starts")
-}
 
 fn broker_addr(handle: &EngineHandle) -> SocketAddr {
     handle
@@ -120,10 +112,15 @@ fn user_of(dir: &Path, device: &str) -> (String, String) {
     )
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: each kind of stranger tries in turn, then the honest rollout"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_on_the_site_network_cannot_flash_hide_or_listen() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start_engine(dir.path()).await;
+    // The defaults: nothing says the broker may be open.
+    let handle = start_embedded(dir.path()).await;
     assert_eq!(handle.snapshot().broker_guard, BrokerGuard::Secure);
     let addr = broker_addr(&handle);
 
@@ -232,8 +229,8 @@ async fn strangers_on_the_site_network_cannot_flash_hide_or_listen() {
     .await;
 
     // The honest rollout of every device completes; nobody is skipped.
-    let fw = firmware(dir.path(), 100_000);
-    let id = start_rollout(&handle, &fw, ids.clone(), common::engine::fast_policy(20)).await;
+    let fw = firmware_file(dir.path(), 100_000);
+    let id = start_rollout(&handle, &fw, ids.clone(), testing::fast_policy(20)).await;
     let view = run_to_end(&handle, id).await;
     let stats = fleet.stats();
     for device in &view.snapshot.devices {

@@ -1,6 +1,9 @@
 //! Black-box tests of the firmware HTTP server: Range semantics, 404s, traversal attempts and
 //! byte counters. Everything on 127.0.0.1 with ephemeral ports; every wait bounded.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //! the `https://` URLs it announces, and plain HTTP sent to the TLS port failing on its own
 //! while downloads go on. Everything on 127.0.0.1 with ephemeral ports; every wait bounded.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

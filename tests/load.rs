@@ -3,19 +3,21 @@
 //! exactly the messages the broker acknowledged (none lost, none twice) and every device must
 //! upgrade. The full-size run (10,000 devices for 10 minutes) is `benches/load.rs`.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::engine::{run_to_end, wait_for};
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::device_id::Dialect;
 use ota_console::engine::{
-    self, BrokerChoice, CampaignRequest, EngineConfig, EngineHandle, FirmwareSource,
+    BrokerChoice, CampaignRequest, EngineConfig, EngineHandle, FirmwareSource,
 };
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::testing::engine::{run_to_end, start_engine, wait_for};
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::{self, firmware_file};
 use ota_console::transport::mqtt::LinkOptions;
 
 const DEVICES: usize = 300;
@@ -39,19 +41,12 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         resume_unfinished: false,
         keep_session: true,
     };
-    let handle = engine::start(config).await.expect("engine starts");
+    let handle = start_engine(config).await;
     handle
         .wait_connected(Duration::from_secs(30))
         .await
         .expect("console connects to mosquitto");
     handle
-}
-
-fn firmware(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("fw-2.0.0.bin");
-    let bytes: Vec<u8> = (0..FIRMWARE_BYTES).map(|i| (i * 31 % 251) as u8).collect();
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,13 +81,13 @@ async fn every_acknowledged_progress_message_reaches_the_console() {
     .await;
 
     let package = handle
-        .import_firmware(firmware(dir.path()))
+        .import_firmware(firmware_file(dir.path(), FIRMWARE_BYTES as usize))
         .await
         .expect("import");
     // Everyone at once (the shared test policy starts with a canary of one).
     let policy = Policy {
         canary: CanarySize::Percent(100),
-        ..common::engine::fast_policy(120)
+        ..testing::fast_policy(120)
     };
     let id = handle
         .start_campaign(CampaignRequest {

@@ -4,6 +4,9 @@
 //! the store. Every Persist action is applied to an in-memory store, and every test ends by
 //! checking that the store holds exactly the campaign's state.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::path::PathBuf;
 
 use ota_console::device_id::DeviceId;
@@ -21,16 +24,7 @@ use ota_console::store::{PackageRecord, Store};
 const TARGET: &str = "2.0";
 
 fn offer() -> FirmwareOffer {
-    FirmwareOffer {
-        version: TARGET.into(),
-        url: "http://127.0.0.1:1/fw.bin".into(),
-        size: 3,
-        md5: "5289df737df57326fcdd22597afb1fac".into(),
-        sha256: "039058c6f2c0cb492c533b0a4d14ef77cc0f78abccced5287d84a1a2011cfb81".into(),
-        checksum: "06000000".into(),
-        file_name: "fw.bin".into(),
-        description: "test".into(),
-    }
+    ota_console::testing::offer(TARGET)
 }
 
 /// A policy that gets out of the way: one wave, no rate or concurrency limit worth noting.

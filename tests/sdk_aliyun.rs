@@ -8,7 +8,8 @@
 //! interpreter is named by `OTA_TEST_PYTHON`. Without one these tests fail and say how to get
 //! it: they never pass without having driven the SDK.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -18,8 +19,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::console::{Console, firmware_file, rollout_args, set_flag};
 use ota_console::access::credentials::{ConsoleCredentials, SECRETS_FILE, SecretTable};
+use ota_console::testing::console::{Console, rollout_args, set_flag};
+use ota_console::testing::firmware_file;
 use ota_console::transport::broker::{Attempt, BrokerEvent, BrokerSettings, EmbeddedBroker};
 use serde_json::Value;
 

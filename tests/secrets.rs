@@ -3,16 +3,18 @@
 //! a simulated fleet. The password must appear in no byte it prints or writes (log, report,
 //! database, WAL), and what it writes is private: data folder 0700, database files 0600.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::console::{firmware_file, rollout_args};
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::testing::console::rollout_args;
+use ota_console::testing::firmware_file;
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
 
 const PASSWORD: &str = "pw-Zq81-never-printed";
 const WAIT: Duration = Duration::from_secs(90);

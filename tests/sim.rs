@@ -3,6 +3,9 @@
 //! published as raw JSON in the documents' shapes, and what the devices publish is checked
 //! field by field as `serde_json::Value` (never through the console's own decoders).
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -790,6 +793,10 @@ async fn fogcloud_pull_and_offline_return_use_firmware_get() {
     fleet.shutdown().await;
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on the wire, each step of the upgrade in turn"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fogcloud_gateway_upgrades_several_subs_from_one_message() {
     let env = Env::start().await;
@@ -937,6 +944,10 @@ async fn reply_topo(env: &Env, dock: &str, topo: &Value) {
     env.publish(&dji_topic("status_reply", dock), reply).await;
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on the wire, each step of the upgrade in turn"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dji_dock_announces_upgrades_and_counts_missing_event_replies() {
     let env = Env::start().await;
@@ -1275,6 +1286,10 @@ async fn wait_connections(port: u16, before: usize, n: usize) {
 /// connections instead of 10), and on the wire each device is still itself: its own
 /// announcements on its own topics, notices reaching only it, every publish acknowledged and
 /// credited to the unit that sent it.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario on the wire, each device checked in turn"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_sharing_a_connection_keep_their_own_topics() {
     let env = Env::start().await;

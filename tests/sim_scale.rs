@@ -12,13 +12,14 @@
 //! - `SIM_SCALE_PLAIN_PERCENT` (10): share of the devices that are plain FogCloud devices; the
 //!   rest are gateways and their sub-devices.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::sim::{SimConfig, SimFleet};
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::watch;

@@ -1,6 +1,9 @@
 //! Black-box tests of the embedded broker together with the MQTT link: everything on 127.0.0.1
 //! with ephemeral ports, every wait bounded.
 
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 

@@ -4,7 +4,8 @@
 //! reported and costs no queued publish). Each test runs its own mosquitto on a
 //! free 127.0.0.1 port with a config in a temp dir. Without mosquitto installed these tests FAIL.
 
-mod common;
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::mosquitto::{Mosquitto, free_port};
 use ota_console::protocol::Outbound;
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
 use ota_console::transport::mqtt::{
     BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink, SessionNews,
 };

@@ -5,6 +5,9 @@
 //! "succeeded" at 100 %, pause / resume / cancel, see device text in Chinese drawn with real
 //! glyphs (the harness panics on a missing glyph), see a broker that refuses connections
 //! reported in the connection bar, and an import the store refuses shown in the engine's words.
+
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
 #![cfg(feature = "gui")]
 
 use std::path::{Path, PathBuf};
@@ -21,6 +24,8 @@ use ota_console::engine::{
 use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
+use ota_console::testing::engine::loopback_config;
+use ota_console::testing::{firmware_bytes, firmware_file};
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
 use ota_console::ui::{CjkFonts, Connector, OtaApp, Settings};
@@ -83,12 +88,7 @@ fn start_rig_remembering(
         store.upsert_devices(&rows).unwrap();
     }
     // Open on loopback, as the demo's broker is.
-    let mut config = EngineConfig::embedded(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        data.path().to_path_buf(),
-    )
-    .with_open_broker();
+    let mut config = loopback_config(data.path()).with_open_broker();
     if let Some(broker) = broker {
         config.broker = broker;
     }
@@ -203,10 +203,7 @@ fn wait_for(h: &mut AppHarness, rig: &mut Rig, what: &str, done: impl Fn(&AppHar
 }
 
 fn firmware(dir: &Path) -> (PathBuf, Vec<u8>) {
-    let path = dir.join("fw-2.0.0.bin");
-    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    std::fs::write(&path, &bytes).unwrap();
-    (path, bytes)
+    (firmware_file(dir, 100_000), firmware_bytes(100_000))
 }
 
 /// Whether at least one node has this label (`query_by_label` panics when several do, e.g. a

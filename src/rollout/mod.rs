@@ -250,9 +250,12 @@ impl IdSource for SequentialIds {
 }
 
 /// What the campaign is told.
-// An input is built, moved into `handle` and dropped, one at a time; never stored in bulk, so
-// its size does not matter and boxing the event would only cost an allocation per message.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an input is built, moved into `handle` and dropped, one at a time; never stored \
+              in bulk, so its size does not matter and boxing the event would only cost an \
+              allocation per message"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// Draft → running: apply the version filter, cut the waves, open the first.

@@ -293,6 +293,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "a table of cases, one per policy field"
+    )]
     fn bad_values_name_the_field() {
         let cases: Vec<(Policy, &str)> = vec![
             (

@@ -214,6 +214,11 @@ fn clip(text: &str) -> String {
 /// Decides on the first frame of a connection (already framed within `MAX_PACKET_BYTES`; its
 /// type is CONNECT). `certificate` is the identity named by a client certificate the TLS
 /// listener verified against its trusted CA, if any: in secure mode it stands for the login.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one decision over a CONNECT packet, each refusal in the order the checks run \
+              (frame, protocol, identity, credentials, certificate), each with its logged reason"
+)]
 pub(super) fn admit(
     access: &Access,
     internal: InternalLogin<'_>,

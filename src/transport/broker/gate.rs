@@ -298,6 +298,11 @@ impl ReadBuf {
 }
 
 /// Serves one client connection until it or rumqttd closes.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the life of one connection in order: first frame, admission, the upstream \
+              socket, both pumps, teardown and its event; read whole, not in pieces"
+)]
 async fn serve<R, W>(
     shared: &Shared,
     remote: SocketAddr,
@@ -497,7 +502,13 @@ enum UpEnd {
 }
 
 /// Client → rumqttd.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    clippy::too_many_lines,
+    reason = "one loop over the client's frames: each packet type's check (ACL, rewrite, \
+              answer) is a few lines beside the others, and the state it threads is the \
+              connection's, taken apart by `serve`"
+)]
 async fn pump_up<R, W>(
     shared: &Shared,
     peer: &Peer,

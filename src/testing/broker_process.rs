@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::console::console_binary;
 use super::mosquitto::Mosquitto;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -41,7 +42,7 @@ pub struct EmbeddedBrokerProcess {
 
 impl EmbeddedBrokerProcess {
     pub fn start(port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+        let child = Command::new(console_binary())
             // Open: the tests that kill it are about faults, not access (tests/cli_broker.rs
             // covers the secure default of this command).
             .args([

@@ -8,6 +8,28 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The `ota-console` binary cargo built for this test run. Cargo gives an integration test the
+/// path at compile time (`CARGO_BIN_EXE_ota-console`), but this library is compiled before
+/// the tests: the variable is read at run time when the runner sets it (cargo-nextest does),
+/// else the binary is where cargo puts it, beside the `deps/` folder of the test executable.
+pub fn console_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CARGO_BIN_EXE_ota-console") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable is in <target>/<profile>/deps/");
+    let binary = profile_dir.join(format!("ota-console{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} was not built (cargo builds it for integration tests)",
+        binary.display()
+    );
+    binary
+}
+
 /// The longest a test waits for one line or for the console to exit.
 pub const WAIT_FOR_CONSOLE: Duration = Duration::from_secs(90);
 
@@ -20,7 +42,7 @@ pub struct Console {
 impl Console {
     /// Starts `ota-console ARGS` with its data directory (packages) in `data_dir`.
     pub fn spawn(args: &[String], data_dir: &Path) -> Console {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+        let mut child = Command::new(console_binary())
             .args(args)
             .env("OTA_CONSOLE_DATA_DIR", data_dir)
             .env("RUST_LOG", "warn")
@@ -123,14 +145,6 @@ impl Drop for Console {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A firmware file of `size` bytes with a recognisable pattern.
-pub fn firmware_file(dir: &Path, size: usize) -> PathBuf {
-    let path = dir.join("fw.bin");
-    let bytes: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 /// `rollout` with a broker, a firmware server on a free loopback port, a database in `dir`,

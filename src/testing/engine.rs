@@ -1,16 +1,35 @@
-//! Driving the real engine in black-box tests: waits that are bounded, woken by each new
-//! snapshot and explain what they saw when the time runs out; discovery, and starting a rollout.
+//! Driving the real engine in black-box tests: starting it on loopback, waits that are bounded,
+//! woken by each new snapshot and explain what they saw when the time runs out; discovery,
+//! a provisioned simulated fleet, and starting a rollout.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ota_console::device_id::DeviceId;
-use ota_console::engine::{CampaignRequest, CampaignView, EngineHandle, Snapshot};
-use ota_console::rollout::{CampaignId, CanarySize, DialectSettings, Policy, RateLimit};
+use crate::device_id::DeviceId;
+use crate::engine::{self, CampaignRequest, CampaignView, EngineConfig, EngineHandle, Snapshot};
+use crate::rollout::{CampaignId, DialectSettings, Policy};
+use crate::sim::{SimConfig, SimError, SimFleet, SimLogins};
 
 /// The longest any single wait on the engine may take.
 pub const WAIT_FOR_ENGINE: Duration = Duration::from_secs(60);
+
+/// The engine's defaults (secure embedded broker) with the broker and the firmware server on
+/// free loopback ports and everything it keeps in `data_dir`.
+pub fn loopback_config(data_dir: &Path) -> EngineConfig {
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    EngineConfig::embedded(any_port, any_port, data_dir.to_path_buf())
+}
+
+/// Starts the engine with `config` on the current runtime.
+pub async fn start_engine(config: EngineConfig) -> EngineHandle {
+    engine::start(config).await.expect("engine starts")
+}
+
+/// Starts the engine with [`loopback_config`]`(data_dir)`.
+pub async fn start_embedded(data_dir: &Path) -> EngineHandle {
+    start_engine(loopback_config(data_dir)).await
+}
 
 /// Waits (bounded) until `done` holds for the latest snapshot.
 pub async fn wait_for(
@@ -66,33 +85,6 @@ pub async fn run_to_end(handle: &EngineHandle, id: CampaignId) -> CampaignView {
         .clone()
 }
 
-/// A policy that gets out of a test's way: a canary of one, then everyone, no rate or
-/// concurrency limit worth noting, no retries, no abort.
-pub fn fast_policy(device_timeout_secs: u64) -> Policy {
-    Policy {
-        canary: CanarySize::Count(1),
-        wave_size: 0,
-        rate: RateLimit {
-            per_minute: 60_000,
-            burst: 1_000,
-        },
-        max_in_flight: 1_000,
-        device_timeout_secs,
-        retries: 0,
-        retry_interval_secs: 1,
-        abort: None,
-        ..Policy::default()
-    }
-}
-
-/// A firmware file of `size` bytes with a recognisable pattern.
-pub fn firmware(dir: &Path, size: usize) -> std::path::PathBuf {
-    let path = dir.join("fw-2.0.0.bin");
-    let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 /// Waits until every expected device was discovered with a version.
 pub async fn discover(handle: &EngineHandle, expected: &[DeviceId]) {
     let expected = expected.to_vec();
@@ -136,13 +128,9 @@ pub async fn start_rollout(
 /// Starts `cfg`'s simulated fleet with credentials for every device, provisioned in the
 /// engine's data directory (the secure embedded broker re-reads them at the next login), as
 /// an operator provisions real devices before they connect.
-pub async fn start_fleet(
-    data_dir: &Path,
-    cfg: ota_console::sim::SimConfig,
-) -> Result<ota_console::sim::SimFleet, ota_console::sim::SimError> {
-    let (logins, _) =
-        ota_console::sim::SimLogins::provision(data_dir, &cfg).expect("credentials provisioned");
-    ota_console::sim::SimFleet::start(ota_console::sim::SimConfig {
+pub async fn start_fleet(data_dir: &Path, cfg: SimConfig) -> Result<SimFleet, SimError> {
+    let (logins, _) = SimLogins::provision(data_dir, &cfg).expect("credentials provisioned");
+    SimFleet::start(SimConfig {
         logins: Arc::new(logins),
         ..cfg
     })

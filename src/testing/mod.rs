@@ -1,0 +1,22 @@
+//! Test support: the fixtures the integration tests, benches and unit tests share, written once.
+//!
+//! Compiled only with the `test-support` feature. The package's dev-dependency on itself turns
+//! the feature on for tests and benches; `cargo build --release` of the binary leaves it out.
+//! Everything here is `pub`, so a test that uses part of it leaves no dead code behind.
+//!
+//! - [`fixtures`]: a firmware file, an offer, a policy that gets out of a test's way, a strict
+//!   simulated fleet.
+//! - [`engine`]: starting the real engine on loopback and waiting on it (bounded, explained).
+//! - [`console`]: the `ota-console` binary as a child process (and its `rollout` arguments).
+//! - [`mosquitto`], [`broker_process`]: real brokers a test can kill and start again.
+//!
+//! Like the tests it serves, support code panics on a failed set-up, with a message saying
+//! what did not start; it never sleeps for luck and binds only to `127.0.0.1` port 0.
+
+pub mod broker_process;
+pub mod console;
+pub mod engine;
+pub mod fixtures;
+pub mod mosquitto;
+
+pub use fixtures::{fast_policy, firmware_bytes, firmware_file, offer, strict_sim};
