@@ -35,6 +35,11 @@ mod start;
 mod view;
 
 pub use crate::transport::http::OfferUrl;
+/// The link's value types the window shows and edits (URL, options, state): re-exported so that
+/// the UI depends on the engine only, never on `transport` directly.
+pub use crate::transport::mqtt::{
+    BrokerUrl, BrokerUrlError, LinkOptions, LinkState, generate_client_id,
+};
 pub use clock::wall_clock_now;
 pub use command::{CampaignRequest, Command};
 pub use config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};

@@ -9,8 +9,7 @@ use super::action::UiAction;
 use super::format;
 use super::settings::ThemeChoice;
 use super::theme;
-use crate::engine::{AlertLevel, BrokerGuard, Snapshot};
-use crate::transport::mqtt::LinkState;
+use crate::engine::{AlertLevel, BrokerGuard, LinkState, Snapshot};
 
 /// A message from the window itself (not the engine): engine busy, export written, ...
 #[derive(Debug, Clone, PartialEq)]
