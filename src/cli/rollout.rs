@@ -24,7 +24,7 @@ use crate::fleet::DeviceRecord;
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{
-    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
+    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, LIMITS, Policy, RateLimit,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -467,7 +467,8 @@ pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Po
         policy.max_in_flight = n;
     }
     if let Some(t) = args.device_timeout {
-        policy.device_timeout_secs = t.as_secs().max(1);
+        // Under a second rounds up to the shortest timeout the policy accepts.
+        policy.device_timeout_secs = t.as_secs().max(LIMITS.min_device_timeout_secs);
     }
     if let Some(k) = args.retries {
         policy.retries = k;

@@ -157,7 +157,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use campaign::{Campaign, NoticeRoute};
-pub use policy::{AbortThreshold, CanarySize, Policy, RateLimit};
+pub use policy::{AbortThreshold, CanarySize, LIMITS, Policy, PolicyLimits, RateLimit};
 pub use record::{
     CampaignSpec, CampaignState, Change, DeviceRecord, DeviceStatus, DialectSettings,
     PersistedCampaign, ReplyWait, Target, TaskRecord, Transition,
