@@ -507,7 +507,7 @@ pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Po
 /// Follows the campaign until it is over; `None` when interrupted with Ctrl-C.
 async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<CampaignView>> {
     let mut watch = handle.watch();
-    let progress = Display::new();
+    let progress = ProgressLine::new();
     loop {
         let view = watch
             .borrow_and_update()
@@ -569,12 +569,12 @@ fn summary(c: &Counts) -> String {
 }
 
 /// A progress bar on a terminal; plain lines (on change, at most once a second) otherwise.
-struct Display {
+struct ProgressLine {
     bar: Option<ProgressBar>,
     last_line: std::sync::Mutex<(String, Option<std::time::Instant>)>,
 }
 
-impl Display {
+impl ProgressLine {
     fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);

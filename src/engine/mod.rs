@@ -16,7 +16,6 @@
 mod broker_guard;
 mod clock;
 mod command;
-mod commands;
 mod config;
 mod download_url;
 mod downloads;
@@ -26,6 +25,7 @@ mod import;
 mod inbound;
 mod inventory;
 mod live;
+mod on_command;
 mod outbox;
 mod resume;
 mod runner;
