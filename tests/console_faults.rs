@@ -26,7 +26,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ota_console::device_id::{DeviceId, Dialect};
-use ota_console::rollout::{CampaignId, CampaignState, DeviceRecord, DeviceStatus};
+use ota_console::rollout::{CampaignId, CampaignState, DeviceStatus, TargetRecord};
 use ota_console::sim::{Behaviour, DeviceState, SimConfig, SimFleet, SimStats};
 use ota_console::store::Store;
 use ota_console::testing::console::{Console, rollout_args, set_flag};
@@ -47,7 +47,7 @@ struct Moment<'a> {
     /// The campaign's state, once the database has it.
     state: Option<CampaignState>,
     /// Empty until the campaign's rows are readable.
-    db: &'a [DeviceRecord],
+    db: &'a [TargetRecord],
 }
 
 impl Moment<'_> {
@@ -196,14 +196,14 @@ fn sim_config(broker: &TestBroker, mut fleet: SimConfig) -> SimConfig {
 }
 
 /// The campaign's state and rows, or nothing while the database does not have them yet.
-fn db_campaign(db: &Path, id: CampaignId) -> (Option<CampaignState>, Vec<DeviceRecord>) {
+fn db_campaign(db: &Path, id: CampaignId) -> (Option<CampaignState>, Vec<TargetRecord>) {
     match Store::open(db).and_then(|s| s.load_campaign(id)) {
         Ok(campaign) => (Some(campaign.state), campaign.devices),
         Err(_) => (None, Vec::new()),
     }
 }
 
-fn db_rows(db: &Path, id: CampaignId) -> Vec<DeviceRecord> {
+fn db_rows(db: &Path, id: CampaignId) -> Vec<TargetRecord> {
     db_campaign(db, id).1
 }
 
@@ -269,7 +269,7 @@ async fn wait_while_down(
     }
 }
 
-fn describe_rows(rows: &[DeviceRecord]) -> Vec<String> {
+fn describe_rows(rows: &[TargetRecord]) -> Vec<String> {
     rows.iter()
         .map(|r| format!("{} {} attempts {}", r.device, r.status.as_str(), r.attempts))
         .collect()

@@ -24,7 +24,7 @@ use crate::fleet::DeviceRecord;
 use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{
-    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, Policy, RateLimit,
+    AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, LIMITS, Policy, RateLimit,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -467,7 +467,8 @@ pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Po
         policy.max_in_flight = n;
     }
     if let Some(t) = args.device_timeout {
-        policy.device_timeout_secs = t.as_secs().max(1);
+        // Under a second rounds up to the shortest timeout the policy accepts.
+        policy.device_timeout_secs = t.as_secs().max(LIMITS.min_device_timeout_secs);
     }
     if let Some(k) = args.retries {
         policy.retries = k;
@@ -506,7 +507,7 @@ pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Po
 /// Follows the campaign until it is over; `None` when interrupted with Ctrl-C.
 async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<CampaignView>> {
     let mut watch = handle.watch();
-    let progress = Display::new();
+    let progress = ProgressLine::new();
     loop {
         let view = watch
             .borrow_and_update()
@@ -568,12 +569,12 @@ fn summary(c: &Counts) -> String {
 }
 
 /// A progress bar on a terminal; plain lines (on change, at most once a second) otherwise.
-struct Display {
+struct ProgressLine {
     bar: Option<ProgressBar>,
     last_line: std::sync::Mutex<(String, Option<std::time::Instant>)>,
 }
 
-impl Display {
+impl ProgressLine {
     fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);

@@ -16,7 +16,6 @@
 mod broker_guard;
 mod clock;
 mod command;
-mod commands;
 mod config;
 mod download_url;
 mod downloads;
@@ -26,6 +25,7 @@ mod import;
 mod inbound;
 mod inventory;
 mod live;
+mod on_command;
 mod outbox;
 mod resume;
 mod runner;
@@ -35,6 +35,11 @@ mod start;
 mod view;
 
 pub use crate::transport::http::OfferUrl;
+/// The link's value types the window shows and edits (URL, options, state): re-exported so that
+/// the UI depends on the engine only, never on `transport` directly.
+pub use crate::transport::mqtt::{
+    BrokerUrl, BrokerUrlError, LinkOptions, LinkState, generate_client_id,
+};
 pub use clock::wall_clock_now;
 pub use command::{CampaignRequest, Command};
 pub use config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};

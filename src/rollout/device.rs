@@ -1,4 +1,4 @@
-//! The per-device state machine: how one [`DeviceRecord`] reacts to a notice, a progress report,
+//! The per-device state machine: how one [`TargetRecord`] reacts to a notice, a progress report,
 //! a version report, a DJI `services_reply` and its timers.
 //!
 //! Each function mutates the record and returns a [`Step`] (journal detail, log lines, whether to
@@ -8,7 +8,7 @@
 
 use super::Timestamp;
 use super::policy::Policy;
-use super::record::{DeviceRecord, DeviceStatus, ReplyWait, TaskRecord};
+use super::record::{DeviceStatus, ReplyWait, TargetRecord, TaskRecord};
 use crate::protocol::{Failure, Phase, ProgressReport, ServiceReply, UpgradeStatus};
 
 /// What the device machine needs from its campaign.
@@ -64,7 +64,7 @@ fn with_desc(base: String, desc: Option<&str>) -> String {
 
 /// Why the version filter leaves this device out, given what is known of its version.
 pub(crate) fn skip_reason(
-    rec: &DeviceRecord,
+    rec: &TargetRecord,
     target_version: &str,
     policy: &Policy,
 ) -> Option<String> {
@@ -84,7 +84,7 @@ pub(crate) fn skip_reason(
 }
 
 /// Marks the device skipped with `reason`.
-pub(crate) fn skip(rec: &mut DeviceRecord, reason: String) -> Step {
+pub(crate) fn skip(rec: &mut TargetRecord, reason: String) -> Step {
     rec.status = DeviceStatus::Skipped;
     rec.retry_at = None;
     rec.error = Some(reason.clone());
@@ -92,7 +92,7 @@ pub(crate) fn skip(rec: &mut DeviceRecord, reason: String) -> Step {
 }
 
 /// Starts a new attempt: the notice is about to go out.
-pub(crate) fn notice(rec: &mut DeviceRecord, task: TaskRecord, ctx: &DeviceCtx<'_>) -> Step {
+pub(crate) fn notice(rec: &mut TargetRecord, task: TaskRecord, ctx: &DeviceCtx<'_>) -> Step {
     rec.attempts = rec.attempts.saturating_add(1);
     rec.status = DeviceStatus::Noticed;
     rec.percent = 0;
@@ -142,7 +142,7 @@ fn phase_rank(status: DeviceStatus) -> u8 {
 
 /// Applies a progress report already matched to this device's current attempt.
 pub(crate) fn on_progress(
-    rec: &mut DeviceRecord,
+    rec: &mut TargetRecord,
     report: &ProgressReport,
     ctx: &DeviceCtx<'_>,
 ) -> Step {
@@ -223,7 +223,7 @@ pub(crate) fn on_progress(
     step
 }
 
-fn advance(rec: &mut DeviceRecord, next: DeviceStatus, percent: Option<u8>, step: &mut Step) {
+fn advance(rec: &mut TargetRecord, next: DeviceStatus, percent: Option<u8>, step: &mut Step) {
     let (current, next_rank) = (phase_rank(rec.status), phase_rank(next));
     if next_rank < current {
         step.logs.push(format!(
@@ -240,7 +240,7 @@ fn advance(rec: &mut DeviceRecord, next: DeviceStatus, percent: Option<u8>, step
     }
 }
 
-fn fail(rec: &mut DeviceRecord, status: DeviceStatus, error: String, code: Option<i64>) {
+fn fail(rec: &mut TargetRecord, status: DeviceStatus, error: String, code: Option<i64>) {
     rec.status = status;
     rec.error = Some(error);
     rec.code = code;
@@ -249,7 +249,7 @@ fn fail(rec: &mut DeviceRecord, status: DeviceStatus, error: String, code: Optio
 }
 
 /// Applies a version report for this device (module already matched).
-pub(crate) fn on_version(rec: &mut DeviceRecord, version: &str, ctx: &DeviceCtx<'_>) -> Step {
+pub(crate) fn on_version(rec: &mut TargetRecord, version: &str, ctx: &DeviceCtx<'_>) -> Step {
     if rec.attempts == 0 {
         // Not noticed in this campaign: this is the version we upgrade from. Even the target
         // version is not a success here (the version filter will skip the device).
@@ -317,7 +317,7 @@ pub(crate) fn on_version(rec: &mut DeviceRecord, version: &str, ctx: &DeviceCtx<
 }
 
 /// Applies a DJI `services_reply` already matched to this device's bid.
-pub(crate) fn on_service_reply(rec: &mut DeviceRecord, reply: &ServiceReply) -> Step {
+pub(crate) fn on_service_reply(rec: &mut TargetRecord, reply: &ServiceReply) -> Step {
     if reply.method != "ota_create" {
         return Step::log(format!(
             "services_reply for method {:?} ignored",
@@ -359,7 +359,7 @@ pub(crate) fn on_service_reply(rec: &mut DeviceRecord, reply: &ServiceReply) -> 
 /// Fires whatever of this device's timers is due at `ctx.now`. `fresh_tid` is called only when
 /// a DJI `ota_create` is re-sent.
 pub(crate) fn on_timer(
-    rec: &mut DeviceRecord,
+    rec: &mut TargetRecord,
     ctx: &DeviceCtx<'_>,
     fresh_tid: &mut dyn FnMut() -> String,
 ) -> Step {
@@ -422,7 +422,7 @@ pub(crate) fn on_timer(
 /// An Alibaba / FogCloud notice got no answer within its ack window: send the same notice again
 /// (same attempt, same task_id) and wait `ack_backoff` times longer; after the last re-send only
 /// the device timeout is left. Never fails the attempt by itself.
-fn resend_unanswered(rec: &mut DeviceRecord, wait: ReplyWait, ctx: &DeviceCtx<'_>) -> Step {
+fn resend_unanswered(rec: &mut TargetRecord, wait: ReplyWait, ctx: &DeviceCtx<'_>) -> Step {
     if wait.resends_left == 0 {
         rec.reply_wait = None;
         return Step::default();
@@ -455,7 +455,7 @@ fn resend_unanswered(rec: &mut DeviceRecord, wait: ReplyWait, ctx: &DeviceCtx<'_
 
 /// A `noticed` device's notice may not have arrived: it is re-sent at `due` unless answered
 /// first. An ack wait already running is kept (its re-send comes when it runs out).
-pub(crate) fn await_answer(rec: &mut DeviceRecord, due: Timestamp) {
+pub(crate) fn await_answer(rec: &mut TargetRecord, due: Timestamp) {
     if rec.status == DeviceStatus::Noticed && rec.reply_wait.is_none() {
         rec.reply_wait = Some(ReplyWait {
             deadline_at: due,
@@ -466,7 +466,7 @@ pub(crate) fn await_answer(rec: &mut DeviceRecord, due: Timestamp) {
 
 /// An Alibaba / FogCloud ack wait due before `not_before` is held until then (on resume: the
 /// answers the broker kept for the console may still be on their way).
-pub(crate) fn hold_ack_wait(rec: &mut DeviceRecord, not_before: Timestamp) {
+pub(crate) fn hold_ack_wait(rec: &mut TargetRecord, not_before: Timestamp) {
     if let Some(wait) = &mut rec.reply_wait
         && rec.status.in_flight()
     {
@@ -476,7 +476,7 @@ pub(crate) fn hold_ack_wait(rec: &mut DeviceRecord, not_before: Timestamp) {
 
 /// Moves a device's deadline and DJI reply wait `ms` later: the console could not hear it for
 /// that long (its broker link was down).
-pub(crate) fn postpone(rec: &mut DeviceRecord, ms: u64) {
+pub(crate) fn postpone(rec: &mut TargetRecord, ms: u64) {
     rec.deadline_at = rec.deadline_at.map(|t| t.plus_ms(ms));
     if let Some(wait) = &mut rec.reply_wait {
         wait.deadline_at = wait.deadline_at.plus_ms(ms);
@@ -485,7 +485,7 @@ pub(crate) fn postpone(rec: &mut DeviceRecord, ms: u64) {
 
 /// A failed or timed-out device with retries left goes back to pending, not before the retry
 /// interval. Returns `None` when there is no retry left.
-pub(crate) fn schedule_retry(rec: &mut DeviceRecord, ctx: &DeviceCtx<'_>) -> Option<Step> {
+pub(crate) fn schedule_retry(rec: &mut TargetRecord, ctx: &DeviceCtx<'_>) -> Option<Step> {
     if !matches!(rec.status, DeviceStatus::Failed | DeviceStatus::TimedOut)
         || rec.retries_left(ctx.policy) == 0
     {
@@ -507,7 +507,7 @@ pub(crate) fn schedule_retry(rec: &mut DeviceRecord, ctx: &DeviceCtx<'_>) -> Opt
 
 /// The campaign stopped (canceled or aborted) before this pending device got its next notice:
 /// a device waiting for a retry ends as what it last was, a never-noticed one as canceled.
-pub(crate) fn stop_pending(rec: &mut DeviceRecord, reason: &str) -> Step {
+pub(crate) fn stop_pending(rec: &mut TargetRecord, reason: &str) -> Step {
     if rec.status != DeviceStatus::Pending {
         return Step::default();
     }
@@ -526,7 +526,7 @@ pub(crate) fn stop_pending(rec: &mut DeviceRecord, reason: &str) -> Step {
 }
 
 /// The operator re-queues a failed or timed-out device with a fresh retry budget.
-pub(crate) fn requeue(rec: &mut DeviceRecord) -> Option<Step> {
+pub(crate) fn requeue(rec: &mut TargetRecord) -> Option<Step> {
     if !matches!(rec.status, DeviceStatus::Failed | DeviceStatus::TimedOut) {
         return None;
     }
@@ -542,7 +542,7 @@ pub(crate) fn requeue(rec: &mut DeviceRecord) -> Option<Step> {
 
 /// The notice of the current attempt never left (the publish failed): the device goes back to
 /// pending without spending an attempt, and is tried again after the retry interval.
-pub(crate) fn unsend(rec: &mut DeviceRecord, error: &str, ctx: &DeviceCtx<'_>) -> Step {
+pub(crate) fn unsend(rec: &mut TargetRecord, error: &str, ctx: &DeviceCtx<'_>) -> Step {
     rec.attempts = rec.attempts.saturating_sub(1);
     rec.status = DeviceStatus::Pending;
     rec.percent = 0;
@@ -574,9 +574,9 @@ mod tests {
         }
     }
 
-    fn noticed(policy: &Policy) -> DeviceRecord {
+    fn noticed(policy: &Policy) -> TargetRecord {
         let mut rec =
-            DeviceRecord::new(DeviceId::aliyun("pk", "dn").unwrap(), 0, Some("1.0".into()));
+            TargetRecord::new(DeviceId::aliyun("pk", "dn").unwrap(), 0, Some("1.0".into()));
         notice(&mut rec, TaskRecord::None, &ctx(policy, 0));
         rec
     }
@@ -647,7 +647,7 @@ mod tests {
     #[test]
     fn version_before_notice_is_only_the_from_version() {
         let p = Policy::default();
-        let mut rec = DeviceRecord::new(DeviceId::aliyun("pk", "dn").unwrap(), 0, None);
+        let mut rec = TargetRecord::new(DeviceId::aliyun("pk", "dn").unwrap(), 0, None);
         on_version(&mut rec, "2.0", &ctx(&p, 1));
         assert_eq!(rec.status, DeviceStatus::Pending);
         assert_eq!(rec.from_version.as_deref(), Some("2.0"));

@@ -157,10 +157,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use campaign::{Campaign, NoticeRoute};
-pub use policy::{AbortThreshold, CanarySize, Policy, RateLimit};
+pub use policy::{AbortThreshold, CanarySize, LIMITS, Policy, PolicyLimits, RateLimit};
 pub use record::{
-    CampaignSpec, CampaignState, Change, DeviceRecord, DeviceStatus, DialectSettings,
-    PersistedCampaign, ReplyWait, Target, TaskRecord, Transition,
+    CampaignSpec, CampaignState, Change, DeviceStatus, DialectSettings, PersistedCampaign,
+    ReplyWait, Target, TargetRecord, TaskRecord, Transition,
 };
 pub use snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::RolloutError;
+use super::{MAX_TARGETS, RolloutError};
 
 /// How big the first (canary) wave is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,18 +129,55 @@ impl Default for Policy {
     }
 }
 
-/// Bounds of the acknowledgement knobs: a window under 100 ms would re-send before any device
-/// could answer; more than 20 re-sends or a backoff above 10 only flood a device that is gone.
-const MIN_ACK_WINDOW_MS: u64 = 100;
-const MAX_ACK_RESENDS: u32 = 20;
-const MAX_ACK_BACKOFF: u32 = 10;
-const MAX_SETTLE_MS: u64 = 10 * 60 * 1000;
+/// The bounds [`Policy::validate`] enforces, written once: the window's editors and the CLI's
+/// flag mapping read them from [`LIMITS`] so that they offer exactly what validation accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyLimits {
+    /// Longest value of any duration knob, in seconds. A week: anything longer is a typo (and
+    /// keeps millisecond arithmetic far from overflow).
+    pub max_duration_secs: u64,
+    /// Shortest device timeout, in seconds (0 would time every device out at once).
+    pub min_device_timeout_secs: u64,
+    /// Shortest acknowledgement window: under 100 ms a notice is re-sent before any device
+    /// could answer.
+    pub min_ack_window_ms: u64,
+    /// More re-sends or a steeper backoff only flood a device that is gone.
+    pub max_ack_resends: u32,
+    pub max_ack_backoff: u32,
+    /// Longest settle delay, in milliseconds.
+    pub max_settle_ms: u64,
+    /// Longest accepted entry of `only_from_versions`, in bytes, and how many entries.
+    pub max_version_bytes: usize,
+    pub max_only_from: usize,
+    /// Largest device count worth offering (canary, wave, concurrency, rate, burst, devices
+    /// judged before aborting): a campaign targets at most [`MAX_TARGETS`] devices, so a larger
+    /// count changes nothing. Editors stop here; `validate` does not need to.
+    pub max_devices: u32,
+}
 
-/// Longest accepted entry of `only_from_versions`, and how many entries.
-const MAX_VERSION_BYTES: usize = 128;
-const MAX_ONLY_FROM: usize = 1_000;
-/// A week: anything longer is a typo (and keeps millisecond arithmetic far from overflow).
-const MAX_DURATION_SECS: u64 = 7 * 24 * 3600;
+/// The one set of policy limits.
+pub const LIMITS: PolicyLimits = PolicyLimits {
+    max_duration_secs: 7 * 24 * 3600,
+    min_device_timeout_secs: 1,
+    min_ack_window_ms: 100,
+    max_ack_resends: 20,
+    max_ack_backoff: 10,
+    max_settle_ms: 10 * 60 * 1000,
+    max_version_bytes: 128,
+    max_only_from: 1_000,
+    max_devices: 100_000,
+};
+
+// The editors' device bound is the campaign's target bound (`MAX_TARGETS` is a `usize`).
+const _: () = assert!(LIMITS.max_devices as usize == MAX_TARGETS);
+
+const MIN_ACK_WINDOW_MS: u64 = LIMITS.min_ack_window_ms;
+const MAX_ACK_RESENDS: u32 = LIMITS.max_ack_resends;
+const MAX_ACK_BACKOFF: u32 = LIMITS.max_ack_backoff;
+const MAX_SETTLE_MS: u64 = LIMITS.max_settle_ms;
+const MAX_VERSION_BYTES: usize = LIMITS.max_version_bytes;
+const MAX_ONLY_FROM: usize = LIMITS.max_only_from;
+const MAX_DURATION_SECS: u64 = LIMITS.max_duration_secs;
 
 impl Policy {
     /// Refuses values that would stall or break a campaign, naming the field.
@@ -177,8 +214,11 @@ impl Policy {
                 return bad(field, format!("{secs} s is longer than a week"));
             }
         }
-        if self.device_timeout_secs == 0 {
-            return bad("device_timeout_secs", "must be at least 1".into());
+        if self.device_timeout_secs < LIMITS.min_device_timeout_secs {
+            return bad(
+                "device_timeout_secs",
+                format!("must be at least {}", LIMITS.min_device_timeout_secs),
+            );
         }
         if self.dji_reply_timeout_ms == 0 {
             return bad("dji_reply_timeout_ms", "must be at least 1".into());
@@ -256,6 +296,47 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The editors offer `LIMITS` as their range ends: each end must validate, and one step
+    /// past it must not, so the window and the CLI never offer what validation refuses.
+    #[test]
+    fn limits_are_what_validate_enforces() {
+        type Edit = fn(&mut Policy, bool);
+        let edges: [(&str, Edit); 7] = [
+            ("device_timeout_secs", |p, past| {
+                p.device_timeout_secs = LIMITS.min_device_timeout_secs - u64::from(past);
+            }),
+            ("device_timeout_secs", |p, past| {
+                p.device_timeout_secs = LIMITS.max_duration_secs + u64::from(past);
+            }),
+            ("retry_interval_secs", |p, past| {
+                p.retry_interval_secs = LIMITS.max_duration_secs + u64::from(past);
+            }),
+            ("ack_window_ms", |p, past| {
+                p.ack_window_ms = LIMITS.min_ack_window_ms - u64::from(past);
+            }),
+            ("ack_resends", |p, past| {
+                p.ack_resends = LIMITS.max_ack_resends + u32::from(past);
+            }),
+            ("ack_backoff", |p, past| {
+                p.ack_backoff = LIMITS.max_ack_backoff + u32::from(past);
+            }),
+            ("settle_ms", |p, past| {
+                p.settle_ms = LIMITS.max_settle_ms + u64::from(past);
+            }),
+        ];
+        for (field, edit) in edges {
+            let mut at = Policy::default();
+            edit(&mut at, false);
+            assert!(at.validate().is_ok(), "{field} at its limit is refused");
+            let mut past = Policy::default();
+            edit(&mut past, true);
+            match past.validate() {
+                Err(RolloutError::InvalidPolicy { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field} past its limit: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_partial_json_fills_in() {

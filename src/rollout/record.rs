@@ -210,7 +210,7 @@ pub struct ReplyWait {
 
 /// One device's row in a campaign: the state machine's whole memory of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceRecord {
+pub struct TargetRecord {
     /// Device with the campaign's module.
     pub device: DeviceId,
     /// Index in the campaign's target list (the order waves are cut in).
@@ -247,7 +247,7 @@ pub struct DeviceRecord {
     pub resends: u32,
 }
 
-impl DeviceRecord {
+impl TargetRecord {
     /// A fresh, never-noticed record.
     pub fn new(device: DeviceId, position: u32, from_version: Option<String>) -> Self {
         Self {
@@ -327,7 +327,7 @@ pub struct PersistedCampaign {
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     /// Ordered by position.
-    pub devices: Vec<DeviceRecord>,
+    pub devices: Vec<TargetRecord>,
 }
 
 /// A change the store must make durable before the actions that follow it go out.
@@ -343,12 +343,12 @@ pub enum Change {
     /// A device changed status: write its row and a journal line `from -> record.status`.
     Device {
         from: DeviceStatus,
-        record: DeviceRecord,
+        record: TargetRecord,
         detail: String,
     },
     /// A device's row changed without a status change (percent, wave, tid, timers): write the
     /// row only, no journal line.
-    Update { record: DeviceRecord },
+    Update { record: TargetRecord },
     /// The campaign changed state or opened a wave: write the campaign row and a journal line
     /// (with no device).
     Campaign {

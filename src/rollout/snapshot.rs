@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{CampaignState, DeviceRecord, DeviceStatus};
+use super::record::{CampaignState, DeviceStatus, TargetRecord};
 use super::{CampaignId, Timestamp};
 use crate::device_id::DeviceId;
 
@@ -101,7 +101,7 @@ pub struct DeviceSnapshot {
     pub code: Option<i64>,
     /// A pending device waiting for its retry is not noticed before this.
     pub retry_at: Option<Timestamp>,
-    /// Notices re-sent for want of an answer (see [`DeviceRecord::resends`]).
+    /// Notices re-sent for want of an answer (see [`TargetRecord::resends`]).
     #[serde(default)]
     pub resends: u32,
     /// An unanswered notice in flight is re-sent at this time (`None`: no re-send planned).
@@ -109,8 +109,8 @@ pub struct DeviceSnapshot {
     pub next_resend_at: Option<Timestamp>,
 }
 
-impl From<&DeviceRecord> for DeviceSnapshot {
-    fn from(rec: &DeviceRecord) -> Self {
+impl From<&TargetRecord> for DeviceSnapshot {
+    fn from(rec: &TargetRecord) -> Self {
         Self {
             id: rec.device.clone(),
             status: rec.status,
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn device_line_serialises_with_snake_case_status() {
-        let mut rec = DeviceRecord::new("dji:SN1".parse().unwrap(), 0, Some("1.0".into()));
+        let mut rec = TargetRecord::new("dji:SN1".parse().unwrap(), 0, Some("1.0".into()));
         rec.status = DeviceStatus::TimedOut;
         rec.error = Some("late".into());
         let json = serde_json::to_value(DeviceSnapshot::from(&rec)).unwrap();

@@ -8,8 +8,8 @@ use rusqlite::{Row, Transaction, params};
 use super::{Store, StoreError, corrupt, opt_ts_from_sql, opt_ts_to_sql, ts_from_sql, ts_to_sql};
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{
-    CampaignId, CampaignSpec, CampaignState, Counts, DeviceRecord, DeviceStatus, PersistedCampaign,
-    ReplyWait, TaskRecord, Timestamp,
+    CampaignId, CampaignSpec, CampaignState, Counts, DeviceStatus, PersistedCampaign, ReplyWait,
+    TargetRecord, TaskRecord, Timestamp,
 };
 
 /// A campaign in the list view.
@@ -44,7 +44,7 @@ fn opt_to_u32(what: &'static str, v: Option<i64>) -> Result<Option<u32>, StoreEr
 pub(super) fn write_device(
     tx: &Transaction<'_>,
     campaign: CampaignId,
-    rec: &DeviceRecord,
+    rec: &TargetRecord,
 ) -> Result<(), StoreError> {
     let (task_id, bid, tid) = match &rec.task {
         TaskRecord::None => (None, None, None),
@@ -98,7 +98,7 @@ pub(super) fn write_device(
 }
 
 /// The raw columns of one device row, converted after the row borrow ends.
-struct DeviceRow {
+struct DeviceRowSql {
     device: String,
     position: i64,
     wave: Option<i64>,
@@ -122,9 +122,9 @@ struct DeviceRow {
     resends: i64,
 }
 
-impl DeviceRow {
+impl DeviceRowSql {
     fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(DeviceRow {
+        Ok(DeviceRowSql {
             device: r.get(0)?,
             position: r.get(1)?,
             wave: r.get(2)?,
@@ -149,7 +149,7 @@ impl DeviceRow {
         })
     }
 
-    fn into_record(self) -> Result<DeviceRecord, StoreError> {
+    fn into_record(self) -> Result<TargetRecord, StoreError> {
         let task = match (self.task_id, self.bid, self.tid) {
             (None, None, None) => TaskRecord::None,
             (Some(t), None, None) => TaskRecord::TaskId(t),
@@ -174,7 +174,7 @@ impl DeviceRow {
                 ));
             }
         };
-        Ok(DeviceRecord {
+        Ok(TargetRecord {
             device: self.device.parse().map_err(|e| corrupt("device id", e))?,
             position: to_u32("position", self.position)?,
             wave: opt_to_u32("wave", self.wave)?,
@@ -366,11 +366,11 @@ impl Store {
     }
 
     /// Per-device rows of a campaign, in target order.
-    pub fn device_outcomes(&self, id: CampaignId) -> Result<Vec<DeviceRecord>, StoreError> {
+    pub fn device_outcomes(&self, id: CampaignId) -> Result<Vec<TargetRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {DEVICE_COLUMNS} FROM campaign_devices WHERE campaign = ?1 ORDER BY position"
         ))?;
-        let rows = stmt.query_map([id.0], DeviceRow::read)?;
+        let rows = stmt.query_map([id.0], DeviceRowSql::read)?;
         let mut out = Vec::new();
         for row in rows {
             out.push(row?.into_record()?);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::action::UiAction;
-use super::connection_bar::Notice;
+use super::connection_bar::Banner;
 use super::connector::{ConnectReport, Connector, SwitchOutcome};
 use super::console::ConsoleView;
 use super::inspector::messages_jsonl;
@@ -40,7 +40,7 @@ pub struct OtaApp {
     messages: Vec<RawMessage>,
     messages_key: Option<(u64, Option<DeviceId>)>,
     messages_at: Option<Instant>,
-    notices: Vec<Notice>,
+    notices: Vec<Banner>,
     jobs: Jobs,
     now_ms: i64,
     applied_theme: Option<ThemeChoice>,
@@ -361,7 +361,7 @@ impl OtaApp {
 
     fn notice(&mut self, level: AlertLevel, text: String) {
         tracing::info!(?level, "{text}");
-        self.notices.push(Notice { level, text });
+        self.notices.push(Banner { level, text });
         let excess = self.notices.len().saturating_sub(MAX_NOTICES);
         self.notices.drain(..excess);
     }

@@ -9,12 +9,11 @@ use super::action::UiAction;
 use super::format;
 use super::settings::ThemeChoice;
 use super::theme;
-use crate::engine::{AlertLevel, BrokerGuard, Snapshot};
-use crate::transport::mqtt::LinkState;
+use crate::engine::{AlertLevel, BrokerGuard, LinkState, Snapshot};
 
 /// A message from the window itself (not the engine): engine busy, export written, ...
 #[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
+pub struct Banner {
     pub level: AlertLevel,
     pub text: String,
 }
@@ -89,7 +88,7 @@ pub fn connection_bar_ui(
     demo: bool,
     theme_choice: &mut ThemeChoice,
     dialog_open: &mut bool,
-    notices: &[Notice],
+    notices: &[Banner],
     actions: &mut Vec<UiAction>,
 ) {
     ui.horizontal_wrapped(|ui| {
@@ -161,7 +160,7 @@ pub fn connection_bar_ui(
 }
 
 /// The newest engine alerts (up to three) and the window's notices.
-fn alerts_strip_ui(ui: &mut Ui, snap: &Snapshot, notices: &[Notice], actions: &mut Vec<UiAction>) {
+fn alerts_strip_ui(ui: &mut Ui, snap: &Snapshot, notices: &[Banner], actions: &mut Vec<UiAction>) {
     if snap.alerts.is_empty() && notices.is_empty() {
         return;
     }

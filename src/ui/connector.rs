@@ -15,8 +15,9 @@ use tokio::sync::oneshot;
 use super::connection_dialog::ConnectRequest;
 use super::profiles::{ConnectTarget, ProfileError, Secret};
 use super::vault::{Remembered, Vault};
-use crate::engine::{self, BrokerChoice, Command, EngineConfig, EngineError, EngineHandle};
-use crate::transport::mqtt::BrokerUrl;
+use crate::engine::{
+    self, BrokerChoice, BrokerUrl, Command, EngineConfig, EngineError, EngineHandle,
+};
 
 /// How long a switch waits for the old engine to finish before starting the new one.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);

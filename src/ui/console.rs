@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use super::action::UiAction;
-use super::connection_bar::{self, Notice};
+use super::connection_bar::{self, Banner};
 use super::connection_dialog::{self, ConnectionDialog};
 use super::devices_table::{self, TableState};
 use super::filter::{self, DeviceFilter, SelectionOp, Sort, StatusFilter, VisibleRow};
@@ -96,7 +96,7 @@ impl ConsoleView {
         ui: &mut Ui,
         snap: &Snapshot,
         messages: &[RawMessage],
-        notices: &[Notice],
+        notices: &[Banner],
         now_ms: i64,
     ) -> Vec<UiAction> {
         let mut actions = Vec::new();

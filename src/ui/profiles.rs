@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::access::credentials::ConsoleCredentials;
-use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig};
-use crate::transport::mqtt::{BrokerUrl, BrokerUrlError, LinkOptions};
+use crate::engine::{
+    BrokerChoice, BrokerUrl, BrokerUrlError, EmbeddedAccess, EngineConfig, LinkOptions,
+};
 
 /// Where the embedded broker listens when the console started on an external one (the CLI's
 /// `--listen` default).
@@ -121,7 +122,7 @@ impl BrokerProfile {
     /// Gives the profile a client id of its own if it has none yet.
     pub fn ensure_client_id(&mut self) {
         if self.client_id.trim().is_empty() {
-            self.client_id = crate::transport::mqtt::generate_client_id();
+            self.client_id = crate::engine::generate_client_id();
         }
     }
 

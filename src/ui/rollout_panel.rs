@@ -16,7 +16,9 @@ use super::theme;
 use super::widgets;
 use crate::device_id::{DeviceId, Dialect};
 use crate::engine::{CampaignRequest, CampaignView, Snapshot};
-use crate::rollout::{AbortThreshold, CampaignId, CampaignState, CanarySize, DeviceStatus, Policy};
+use crate::rollout::{
+    AbortThreshold, CampaignId, CampaignState, CanarySize, DeviceStatus, LIMITS, Policy,
+};
 
 /// The panel's own state besides the persisted policy.
 #[derive(Debug, Default)]
@@ -155,12 +157,19 @@ pub fn rollout_panel_ui(
     }
 }
 
+/// Editor bounds that are the window's choice, not policy limits (`Policy::validate` accepts
+/// more): a hundred retries or a ten-minute acknowledgement window is already far past useful.
+const MAX_OFFERED_RETRIES: u32 = 100;
+const MAX_OFFERED_ACK_WINDOW_MS: u64 = 10 * 60 * 1000;
+
 #[expect(
     clippy::too_many_lines,
     reason = "one egui grid with a row per policy field; split up, the rows of one grid would \
               sit in several functions"
 )]
 fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
+    let devices = LIMITS.max_devices;
+    let longest = LIMITS.max_duration_secs;
     egui::Grid::new("policy").num_columns(2).show(ui, |ui| {
         let canary_label = ui.label("Canary").id;
         ui.horizontal(|ui| {
@@ -175,7 +184,7 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             match &mut policy.canary {
                 CanarySize::Count(n) => ui.add(
                     egui::DragValue::new(n)
-                        .range(1..=100_000)
+                        .range(1..=devices)
                         .suffix(" devices"),
                 ),
                 CanarySize::Percent(p) => {
@@ -189,7 +198,7 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             ui,
             "Wave size (0 = rest)",
             &mut policy.wave_size,
-            0..=100_000,
+            0..=devices,
             " devices",
         );
         widgets::number_row_ui(
@@ -203,30 +212,36 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             ui,
             "Rate",
             &mut policy.rate.per_minute,
-            1..=100_000,
+            1..=devices,
             " / min",
         );
-        widgets::number_row_ui(ui, "Burst", &mut policy.rate.burst, 1..=100_000, " notices");
+        widgets::number_row_ui(ui, "Burst", &mut policy.rate.burst, 1..=devices, " notices");
         widgets::number_row_ui(
             ui,
             "Concurrency",
             &mut policy.max_in_flight,
-            1..=100_000,
+            1..=devices,
             " in flight",
         );
         widgets::number_row_ui(
             ui,
             "Device timeout",
             &mut policy.device_timeout_secs,
-            1..=7 * 24 * 3600,
+            LIMITS.min_device_timeout_secs..=longest,
             " s",
         );
-        widgets::number_row_ui(ui, "Retries", &mut policy.retries, 0..=100, "");
+        widgets::number_row_ui(
+            ui,
+            "Retries",
+            &mut policy.retries,
+            0..=MAX_OFFERED_RETRIES,
+            "",
+        );
         widgets::number_row_ui(
             ui,
             "Retry after",
             &mut policy.retry_interval_secs,
-            0..=7 * 24 * 3600,
+            0..=longest,
             " s",
         );
         // Alibaba / FogCloud: an unanswered notice is re-sent (DJI keeps its own reply wait).
@@ -234,16 +249,28 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             ui,
             "Re-send unanswered after",
             &mut policy.ack_window_ms,
-            100..=600_000,
+            LIMITS.min_ack_window_ms..=MAX_OFFERED_ACK_WINDOW_MS,
             " ms",
         );
-        widgets::number_row_ui(ui, "Re-sends", &mut policy.ack_resends, 0..=20, "");
-        widgets::number_row_ui(ui, "…each wait ×", &mut policy.ack_backoff, 1..=10, "");
+        widgets::number_row_ui(
+            ui,
+            "Re-sends",
+            &mut policy.ack_resends,
+            0..=LIMITS.max_ack_resends,
+            "",
+        );
+        widgets::number_row_ui(
+            ui,
+            "…each wait ×",
+            &mut policy.ack_backoff,
+            1..=LIMITS.max_ack_backoff,
+            "",
+        );
         widgets::number_row_ui(
             ui,
             "Settle after first heard",
             &mut policy.settle_ms,
-            0..=600_000,
+            0..=LIMITS.max_settle_ms,
             " ms",
         );
         ui.label("Abort");
@@ -264,7 +291,7 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
                 ui,
                 "…once judged",
                 &mut abort.min_finished,
-                0..=100_000,
+                0..=devices,
                 " devices",
             );
         }

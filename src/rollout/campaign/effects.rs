@@ -3,10 +3,10 @@
 //! nothing of the campaign, so every sibling may use them.
 
 use crate::device_id::DeviceId;
-use crate::rollout::record::{CampaignState, DeviceRecord, TaskRecord};
+use crate::rollout::record::{CampaignState, TargetRecord, TaskRecord};
 use crate::rollout::{Action, DjiExchange, LogLevel, UpgradeOrder};
 
-pub(super) fn order_for(rec: &DeviceRecord, resend: bool) -> UpgradeOrder {
+pub(super) fn order_for(rec: &TargetRecord, resend: bool) -> UpgradeOrder {
     UpgradeOrder {
         device: rec.device.clone(),
         attempt: rec.attempts,

@@ -12,7 +12,7 @@ use crate::device_id::{DeviceId, Dialect};
 use crate::rollout::device::{DeviceCtx, Step};
 use crate::rollout::rate::TokenBucket;
 use crate::rollout::record::{
-    CampaignState, Change, DeviceRecord, DeviceStatus, PersistedCampaign, TaskRecord, Transition,
+    CampaignState, Change, DeviceStatus, PersistedCampaign, TargetRecord, TaskRecord, Transition,
 };
 use crate::rollout::snapshot::Counts;
 use crate::rollout::waves::WaveTally;
@@ -120,7 +120,7 @@ impl Campaign {
     /// then its logs, then a re-send if asked.
     pub(super) fn update<F>(&mut self, idx: usize, out: &mut Vec<Action>, f: F) -> Step
     where
-        F: FnOnce(&mut DeviceRecord, &DeviceCtx<'_>) -> Step,
+        F: FnOnce(&mut TargetRecord, &DeviceCtx<'_>) -> Step,
     {
         let ctx = DeviceCtx {
             target_version: &self.spec.offer.version,
@@ -166,7 +166,7 @@ impl Campaign {
     }
 
     /// Updates counts, tallies, queue and timers after a record changed from `before`.
-    fn track(&mut self, idx: usize, before: Option<&DeviceRecord>) {
+    fn track(&mut self, idx: usize, before: Option<&TargetRecord>) {
         let Some(rec) = self.devices.get(idx) else {
             return;
         };
@@ -215,7 +215,7 @@ impl Campaign {
     }
 }
 
-fn timers_of(rec: &DeviceRecord) -> impl Iterator<Item = Timestamp> {
+fn timers_of(rec: &TargetRecord) -> impl Iterator<Item = Timestamp> {
     let in_flight = rec.status.in_flight();
     let deadline = rec.deadline_at.filter(|_| in_flight);
     let reply = rec.reply_wait.map(|w| w.deadline_at).filter(|_| in_flight);

@@ -36,7 +36,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::device;
 use super::policy::Policy;
 use super::rate::TokenBucket;
-use super::record::{CampaignSpec, CampaignState, DeviceRecord, PersistedCampaign, Target};
+use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, TargetRecord};
 use super::snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 use super::waves::WaveTally;
 use super::{Action, CampaignId, IdSource, Input, MAX_TARGETS, RolloutError, Timestamp};
@@ -64,7 +64,7 @@ pub struct Campaign {
     id: CampaignId,
     spec: CampaignSpec,
     state: CampaignState,
-    devices: Vec<DeviceRecord>,
+    devices: Vec<TargetRecord>,
     /// Runtime only: whether each device is connected.
     online: Vec<bool>,
     /// Runtime only: a device that just came online is not noticed before this (it may not
@@ -139,7 +139,7 @@ impl Campaign {
                 continue;
             }
             let position = u32::try_from(devices.len()).unwrap_or(u32::MAX);
-            devices.push(DeviceRecord::new(key, position, target.version));
+            devices.push(TargetRecord::new(key, position, target.version));
             online.push(target.online);
             heard_at.push(target.heard_at);
         }
@@ -224,12 +224,12 @@ impl Campaign {
     }
 
     /// The records, in target order.
-    pub fn devices(&self) -> &[DeviceRecord] {
+    pub fn devices(&self) -> &[TargetRecord] {
         &self.devices
     }
 
     /// The record of a device (any module given is replaced by the campaign's).
-    pub fn device(&self, device: &DeviceId) -> Option<&DeviceRecord> {
+    pub fn device(&self, device: &DeviceId) -> Option<&TargetRecord> {
         self.index_of(device).and_then(|idx| self.devices.get(idx))
     }
 
