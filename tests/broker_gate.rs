@@ -545,6 +545,8 @@ async fn repeated_wrong_passwords_are_throttled() {
     site.broker.set_backoff(BackoffPolicy {
         free_failures: 3,
         first_block: Duration::from_secs(60),
+        // The test's clients are on loopback, which a real broker never holds back.
+        exempt_loopback: false,
         ..BackoffPolicy::default()
     });
     let mut events = site.broker.events();
@@ -808,6 +810,14 @@ async fn a_dock_publishes_for_its_drone_only_once_the_broker_knows_the_pair() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].topic, drone_state);
 
+    // Another dock claiming the placed drone (a rogue topology report) changes nothing.
+    let rogue_dock = "dji:DOCK2".parse().unwrap();
+    site.broker.set_gateway(&drone, Some(&rogue_dock));
+    dock.publish(drone_state, QoS::AtLeastOnce, "still-its-dock")
+        .await;
+    let got = console.messages_until("still-its-dock").await;
+    assert_eq!(got.len(), 1, "the first dock keeps its drone");
+
     site.broker.set_gateway(&drone, None);
     dock.publish(drone_state, QoS::AtLeastOnce, "forgotten-drone")
         .await;
@@ -955,4 +965,29 @@ async fn a_client_certificate_of_the_site_ca_is_the_devices_login() {
     login.tls = Some(client_tls(&cert, &key));
     let mut forged = client(tls_addr, login);
     forged.closed().await;
+}
+
+/// Before anyone knows who a client is, it cannot make the gate hold much: a CONNECT that
+/// declares a megabyte is refused from its header, at once, without waiting for the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_connect_is_refused_from_its_header() {
+    let site = secure_site();
+    let mut events = site.broker.events();
+    let addr = site.broker.local_addr();
+    let refused_at = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        // CONNECT with a remaining length of 1 MiB (varint 0x80 0x80 0x40), then nothing.
+        stream.write_all(&[0x10, 0x80, 0x80, 0x40]).unwrap();
+        let started = std::time::Instant::now();
+        assert!(closed_by_gate(&mut stream));
+        started.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused_at < Duration::from_secs(5),
+        "closed after {refused_at:?}: it waited for the bytes (the CONNECT timeout is 10 s)"
+    );
+    let refusal = &wait_refusals(&mut events, 1).await[0];
+    assert!(refusal.reason.contains("not MQTT"), "{}", refusal.reason);
 }

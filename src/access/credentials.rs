@@ -624,6 +624,9 @@ pub struct BackoffPolicy {
     pub forget_after: Duration,
     /// Sources tracked at most (the oldest is forgotten first): bounds memory under a flood.
     pub max_tracked: usize,
+    /// Loopback clients are never held back (this machine: the console's own link, an
+    /// in-process fleet). Off only to test the back-off on loopback.
+    pub exempt_loopback: bool,
 }
 
 impl Default for BackoffPolicy {
@@ -634,6 +637,7 @@ impl Default for BackoffPolicy {
             max_block: Duration::from_secs(15 * 60),
             forget_after: Duration::from_secs(60 * 60),
             max_tracked: 10_000,
+            exempt_loopback: true,
         }
     }
 }
@@ -763,10 +767,12 @@ impl Throttle {
 /// [`Authenticator`] and two [`Throttle`]s: what a broker's connect hook calls.
 ///
 /// Refusals are counted per (source address, user name) pair, so a guesser is held back on the
-/// name it guesses without locking that device out for everyone (a stranger must not be able
-/// to keep a dock off the broker by failing its password on purpose), and per source address
-/// with a larger allowance, against one address trying many names. Neither blocks another
-/// user behind the same address (a site's NAT, or the console on the broker's own machine).
+/// name it guesses without locking that device out elsewhere (a stranger must not be able to
+/// keep a dock off the broker by failing its password on purpose), and per source address with
+/// a larger allowance, against one address trying many names. The per-address wait does not
+/// apply to a pair that logged in from there recently (a site's NAT: one stranger must not
+/// keep the known devices behind it off). Loopback is not throttled at all: it is this machine
+/// (the console's own link, an in-process fleet), not the site network.
 #[derive(Debug, Clone)]
 pub struct Gatekeeper {
     pub authenticator: Authenticator,
@@ -774,10 +780,15 @@ pub struct Gatekeeper {
     pub throttle: Throttle,
     /// Per address, with [`SOURCE_FREE_FAILURES`].
     pub sources: Throttle,
+    /// Pairs that logged in recently (bounded by [`MAX_RECENT_LOGINS`], forgotten when full).
+    recent_logins: std::collections::HashSet<String>,
 }
 
 /// Refusals one address may collect, over all the names it tries, before it must wait.
 pub const SOURCE_FREE_FAILURES: u32 = 30;
+
+/// (address, user) pairs remembered as having logged in.
+pub const MAX_RECENT_LOGINS: usize = 100_000;
 
 impl Gatekeeper {
     /// The default back-off for both counters.
@@ -794,6 +805,7 @@ impl Gatekeeper {
                 free_failures: SOURCE_FREE_FAILURES.max(policy.free_failures),
                 ..policy
             }),
+            recent_logins: std::collections::HashSet::new(),
         }
     }
 
@@ -809,8 +821,9 @@ impl Gatekeeper {
         }
     }
 
-    /// Checks the back-off of the (address, user) pair and of the address, then the
-    /// credentials, and counts a refusal against both.
+    /// Checks the back-off of the (address, user) pair and of the address (unless the pair
+    /// logged in recently), then the credentials, and counts a refusal against both. Loopback
+    /// sources are never held back.
     pub fn admit(
         &mut self,
         source: std::net::IpAddr,
@@ -819,16 +832,27 @@ impl Gatekeeper {
         password: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Identity, Refusal> {
+        if source.is_loopback() && self.throttle.policy.exempt_loopback {
+            return self
+                .authenticator
+                .authenticate(client_id, username, password);
+        }
         let pair = [Self::pair_key(source, username)];
         let address = [Throttle::address_key(source)];
         self.throttle.check(&pair, now)?;
-        self.sources.check(&address, now)?;
+        if !self.recent_logins.contains(&pair[0]) {
+            self.sources.check(&address, now)?;
+        }
         match self
             .authenticator
             .authenticate(client_id, username, password)
         {
             Ok(identity) => {
                 self.throttle.record_success(&pair[0]);
+                if self.recent_logins.len() >= MAX_RECENT_LOGINS {
+                    self.recent_logins.clear();
+                }
+                self.recent_logins.insert(pair[0].clone());
                 Ok(identity)
             }
             Err(refusal) => {
@@ -1069,6 +1093,7 @@ mod tests {
             max_block: Duration::from_secs(8),
             forget_after: Duration::from_secs(100),
             max_tracked: 100,
+            exempt_loopback: true,
         };
         let mut th = Throttle::new(policy);
         let a = vec!["address 10.0.0.9".to_owned()];
@@ -1141,16 +1166,35 @@ mod tests {
         );
         let pair = [Gatekeeper::pair_key(guesser, Some("dock-1"))];
         assert!(gate.throttle.check(&pair, t(2_000)).is_ok());
-        // One address trying many names is held back as a whole.
-        let sprayer: std::net::IpAddr = "10.0.0.99".parse().unwrap();
+        // One address trying many names is held back as a whole, for names that have not
+        // logged in from there before…
+        let site_nat: std::net::IpAddr = "10.0.0.99".parse().unwrap();
+        assert!(
+            gate.admit(site_nat, "c", Some("dock-1"), Some(b"pw-dock"), t(2_900))
+                .is_ok()
+        );
         for i in 0..u64::from(SOURCE_FREE_FAILURES) + 1 {
             let name = format!("user-{i}");
-            let _ = gate.admit(sprayer, "c", Some(&name), Some(b"x"), t(3_000 + i));
+            let _ = gate.admit(site_nat, "c", Some(&name), Some(b"x"), t(3_000 + i));
         }
         assert!(matches!(
-            gate.admit(sprayer, "c", Some("lab"), Some(b"pw-lab"), t(3_100)),
+            gate.admit(site_nat, "c", Some("lab"), Some(b"pw-lab"), t(3_100)),
             Err(Refusal::Throttled { .. })
         ));
+        // …while the dock that logged in from behind the same NAT keeps getting in.
+        assert!(
+            gate.admit(site_nat, "c", Some("dock-1"), Some(b"pw-dock"), t(3_101))
+                .is_ok()
+        );
+        // This machine is never held back (the console's own link).
+        let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        for i in 0..50 {
+            let _ = gate.admit(local, "c", Some("lab"), Some(b"guess"), t(4_000 + i));
+        }
+        assert!(
+            gate.admit(local, "c", Some("lab"), Some(b"pw-lab"), t(4_100))
+                .is_ok()
+        );
     }
 
     #[test]

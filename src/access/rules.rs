@@ -478,6 +478,11 @@ impl Rules {
         }
     }
 
+    /// The gateway `device` is known to belong to.
+    pub fn gateway_of(&self, device: &DeviceId) -> Option<&DeviceId> {
+        self.gateway_of.get(&device.device())
+    }
+
     /// The sub-devices known for `gateway`.
     pub fn sub_devices_of<'a>(
         &'a self,

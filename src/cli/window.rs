@@ -111,11 +111,18 @@ pub fn run(
 /// loopback only, and there it is open (nothing but this machine reaches it). A demo told to
 /// listen on a network address keeps the broker secure.
 fn demo_broker_access(broker: &mut BrokerChoice) {
-    if let BrokerChoice::Embedded { listen, access, .. } = broker {
+    if let BrokerChoice::Embedded {
+        listen,
+        access,
+        tls,
+    } = broker
+    {
         if listen.ip().is_unspecified() {
             listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
         }
-        if listen.ip().is_loopback() {
+        // A TLS listener on a network address would open the broker to the network too.
+        let tls_local = tls.as_ref().is_none_or(|t| t.listen.ip().is_loopback());
+        if listen.ip().is_loopback() && tls_local {
             *access = EmbeddedAccess::Open;
         }
     }
@@ -188,6 +195,49 @@ fn write_demo_firmware(path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_broker_is_open_only_when_nothing_but_loopback_reaches_it() {
+        let embedded = |listen: &str, tls: Option<&str>| BrokerChoice::Embedded {
+            listen: listen.parse().unwrap(),
+            access: EmbeddedAccess::Secure,
+            tls: tls.map(|t| crate::transport::broker::BrokerTls {
+                listen: t.parse().unwrap(),
+                server: test_server_config(),
+            }),
+        };
+        let access_after = |mut broker: BrokerChoice| {
+            demo_broker_access(&mut broker);
+            match broker {
+                BrokerChoice::Embedded { access, .. } => access,
+                BrokerChoice::External(_) => unreachable!(),
+            }
+        };
+        assert_eq!(
+            access_after(embedded("0.0.0.0:1883", None)),
+            EmbeddedAccess::Open
+        );
+        assert_eq!(
+            access_after(embedded("127.0.0.1:1883", Some("127.0.0.1:8883"))),
+            EmbeddedAccess::Open
+        );
+        assert_eq!(
+            access_after(embedded("0.0.0.0:1883", Some("0.0.0.0:8883"))),
+            EmbeddedAccess::Secure
+        );
+        assert_eq!(
+            access_after(embedded("192.168.1.5:1883", None)),
+            EmbeddedAccess::Secure
+        );
+    }
+
+    fn test_server_config() -> std::sync::Arc<rustls::ServerConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::access::site_ca::SiteCa::load_or_create(dir.path()).unwrap();
+        let identity = ca.issue_server(&["127.0.0.1".to_owned()]).unwrap();
+        crate::access::tls::server_config(&identity, crate::access::tls::ClientCerts::NotAsked)
+            .unwrap()
+    }
 
     #[test]
     fn demo_announces_loopback() {

@@ -60,10 +60,13 @@ impl ClientAcl {
                     Decision::Allow => None,
                     Decision::Deny(why) => Some(why.to_string()),
                 };
-                if self.publish_cache.len() >= PUBLISH_CACHE {
-                    self.publish_cache.clear();
+                // Over-long topics are refused by the rules anyway; not worth keeping.
+                if topic.len() <= crate::access::rules::MAX_TOPIC_BYTES {
+                    if self.publish_cache.len() >= PUBLISH_CACHE {
+                        self.publish_cache.clear();
+                    }
+                    self.publish_cache.insert(topic.to_owned(), verdict.clone());
                 }
-                self.publish_cache.insert(topic.to_owned(), verdict.clone());
                 verdict
             }
         };

@@ -155,11 +155,29 @@ impl SecureAccess {
         keeper.gatekeeper = Gatekeeper::with_policy(authenticator, policy);
     }
 
+    /// Records that `device` belongs to `gateway`. The first gateway a device is known under
+    /// keeps it: a topology report is the gateway's own claim, so another gateway claiming a
+    /// device already placed (a rogue dock naming a victim drone, to publish its version) is
+    /// refused and logged; moving a drone to another dock takes the operator (a site user that
+    /// names it, or `None` first).
     pub(super) fn set_gateway(&self, device: &DeviceId, gateway: Option<&DeviceId>) {
-        self.rules
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_gateway(device, gateway);
+        let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
+        let current = rules.gateway_of(device).cloned();
+        match (gateway, &current) {
+            (Some(claimed), Some(current)) if claimed.device() == *current => return,
+            (Some(claimed), Some(current)) => {
+                tracing::warn!(
+                    device = %device.device(),
+                    gateway = %current,
+                    claimed_by = %claimed.device(),
+                    "broker: a second gateway claimed a device; it stays with the first"
+                );
+                return;
+            }
+            (None, None) => return,
+            _ => {}
+        }
+        rules.set_gateway(device, gateway);
         self.rules_generation.fetch_add(1, Ordering::Release);
     }
 

@@ -297,6 +297,10 @@ impl ReadBuf {
     }
 }
 
+/// Largest CONNECT accepted (client id, user name, password and will together; a will's payload
+/// is a status message). Refused from its declared length, before any of it is buffered.
+const MAX_CONNECT_BYTES: usize = 64 * 1024;
+
 /// Serves one client connection until it or rumqttd closes.
 #[expect(
     clippy::too_many_lines,
@@ -321,7 +325,9 @@ async fn serve<R, W>(
             if input.buf.first().is_some_and(|b| *b != 0x10) {
                 return Err("the first packet was not a CONNECT".to_owned());
             }
-            match input.frame(MAX_PACKET_BYTES) {
+            // A CONNECT is small (ids, names, a will): an unauthenticated client may not make
+            // the gate buffer more than this before anyone knows who it is.
+            match input.frame(MAX_CONNECT_BYTES) {
                 Ok(Some(frame)) => return Ok(Some(frame)),
                 Ok(None) => {}
                 Err(e) => return Err(e.to_string()),
