@@ -70,10 +70,17 @@ pub enum BrokerEvent {
     Refused(BrokerRefusal),
 }
 
+/// Refusals logged at WARN level per second over all connections; the rest go to DEBUG (a
+/// port scan or a password spray across many connections must not flood the process log).
+const LOUD_PER_SECOND: u64 = 20;
+
 /// Counts, logs and broadcasts events.
 pub(super) struct Events {
     tx: broadcast::Sender<BrokerEvent>,
     refusals: AtomicU64,
+    /// The second (Unix) of the current WARN budget, and the refusals logged loud in it.
+    loud_second: AtomicU64,
+    loud_in_second: AtomicU64,
 }
 
 impl Events {
@@ -81,7 +88,18 @@ impl Events {
         Events {
             tx: broadcast::channel(EVENT_BUFFER).0,
             refusals: AtomicU64::new(0),
+            loud_second: AtomicU64::new(0),
+            loud_in_second: AtomicU64::new(0),
         }
+    }
+
+    /// Whether this second's WARN budget has room (approximate under races: it is a log).
+    fn loud_budget(&self) -> bool {
+        let second = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        if self.loud_second.swap(second, Ordering::Relaxed) != second {
+            self.loud_in_second.store(0, Ordering::Relaxed);
+        }
+        self.loud_in_second.fetch_add(1, Ordering::Relaxed) < LOUD_PER_SECOND
     }
 
     /// Counts, logs (WARN) and broadcasts a refusal.
@@ -102,7 +120,7 @@ impl Events {
     /// flood the log; every refusal is still counted and broadcast).
     pub(super) fn refused_with(&self, refusal: BrokerRefusal, loud: bool) {
         self.refusals.fetch_add(1, Ordering::Relaxed);
-        if loud {
+        if loud && self.loud_budget() {
             tracing::warn!(target: "ota_console::broker", "{refusal}");
         } else {
             tracing::debug!(target: "ota_console::broker", "{refusal}");
@@ -122,6 +140,17 @@ pub(super) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_gets_a_bounded_warn_budget_per_second() {
+        let events = Events::new();
+        let loud = (0..1_000).filter(|_| events.loud_budget()).count();
+        // All in (at most) two seconds of wall time: at most two budgets.
+        assert!(
+            (LOUD_PER_SECOND as usize..=2 * LOUD_PER_SECOND as usize).contains(&loud),
+            "{loud}"
+        );
+    }
 
     #[test]
     fn refusals_are_counted_broadcast_and_said_in_words() {

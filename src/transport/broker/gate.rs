@@ -36,6 +36,9 @@ use crate::access::rules::Identity;
 
 /// Time a new connection has to send its CONNECT (and to finish a TLS handshake).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write to a client may block (it stopped reading, or its network did) before the
+/// connection is closed: otherwise it would hold its task, buffers and slot for ever.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a closed client's upstream connection may take to finish.
 pub(super) const LINGER: Duration = Duration::from_secs(5);
 /// Smallest and largest read; reads grow while they fill the buffer (bursts), and shrink back
@@ -623,8 +626,15 @@ where
             out = BytesMut::new();
         }
         if !answers.is_empty() {
-            // A client that stopped reading only loses the gate's acknowledgements.
-            let _ = client.lock().await.write_all(&answers).await;
+            // A client that closed only loses the gate's acknowledgements; one that stopped
+            // reading for a minute is closed.
+            let written = timeout(CLIENT_WRITE_TIMEOUT, async {
+                let _ = client.lock().await.write_all(&answers).await;
+            })
+            .await;
+            if written.is_err() {
+                return UpEnd::Abort;
+            }
         }
         match input.fill(&mut reader).await {
             Ok(n) if n > 0 => {}
@@ -677,8 +687,18 @@ async fn pump_down<W>(
         } else {
             input.buf.split()
         };
-        if !out.is_empty() && client.lock().await.write_all(&out).await.is_err() {
-            client_gone = true;
+        if !out.is_empty() {
+            match timeout(CLIENT_WRITE_TIMEOUT, async {
+                client.lock().await.write_all(&out).await
+            })
+            .await
+            {
+                Ok(Ok(())) => {}
+                // Closed: rumqttd's bytes are drained (see above).
+                Ok(Err(_)) => client_gone = true,
+                // Not reading for a minute: the whole connection is closed.
+                Err(_) => return,
+            }
         }
     }
 }
