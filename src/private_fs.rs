@@ -74,6 +74,33 @@ fn tighten(path: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Why [`read_bounded`] gave no contents.
+#[derive(Debug)]
+pub enum BoundedReadError {
+    Io(io::Error),
+    /// Larger than the limit asked for.
+    TooLarge,
+}
+
+/// Reads a whole file of at most `max_bytes` (secrets, certificates: small files a stranger must
+/// not make us load whole when they are not); `None` when it does not exist.
+pub fn read_bounded(path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, BoundedReadError> {
+    use std::io::Read;
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(BoundedReadError::Io(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(BoundedReadError::Io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(BoundedReadError::TooLarge);
+    }
+    Ok(Some(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@
 //! the embedded broker needs them to check logins.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,21 +94,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CredentialsError + '_ {
 
 /// Reads a whole file, bounded; `None` when it does not exist.
 fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, CredentialsError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(path))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(CredentialsError::TooLarge {
+    private_fs::read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+        private_fs::BoundedReadError::Io(e) => io_err(path)(e),
+        private_fs::BoundedReadError::TooLarge => CredentialsError::TooLarge {
             path: path.to_path_buf(),
-        });
-    }
-    Ok(Some(bytes))
+        },
+    })
 }
 
 /// Replaces `path` with `contents` atomically, mode 0600.

@@ -11,7 +11,7 @@
 //! Files are read only by the functions that say so, bounded in size; errors name the file.
 //! Nothing here panics on certificate bytes: client certificates come from the network.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -92,21 +92,12 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
 
 /// Reads a whole PEM file, bounded; `None` when it does not exist.
 pub(crate) fn read_pem_file(path: &Path) -> Result<Option<Vec<u8>>, TlsError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path)(e)),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(path))?;
-    if bytes.len() as u64 > MAX_PEM_FILE_BYTES {
-        return Err(TlsError::TooLarge {
+    crate::private_fs::read_bounded(path, MAX_PEM_FILE_BYTES).map_err(|e| match e {
+        crate::private_fs::BoundedReadError::Io(e) => io_err(path)(e),
+        crate::private_fs::BoundedReadError::TooLarge => TlsError::TooLarge {
             path: path.to_path_buf(),
-        });
-    }
-    Ok(Some(bytes))
+        },
+    })
 }
 
 fn read_existing_pem_file(path: &Path) -> Result<Vec<u8>, TlsError> {
