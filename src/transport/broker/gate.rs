@@ -58,6 +58,7 @@ pub(super) struct Shared {
     pub(super) events: Events,
     upstream: InternalBroker,
     connections: Arc<Semaphore>,
+    waiting: Waiting,
 }
 
 impl Shared {
@@ -67,6 +68,7 @@ impl Shared {
             events: Events::new(),
             upstream,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            waiting: Waiting::default(),
         }
     }
 
@@ -137,32 +139,95 @@ pub(super) fn spawn(
     }
 }
 
+/// Connections one address may hold open before they are admitted (TCP open, CONNECT not yet
+/// decided): a stranger must not fill every slot with sockets that never log in. Loopback (this
+/// machine: the console, an in-process fleet connecting thousands at once) has no such cap.
+pub(super) const MAX_WAITING_PER_ADDRESS: usize = 64;
+
+/// Connections not yet admitted, per address.
+#[derive(Default)]
+pub(super) struct Waiting {
+    by_address: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Waiting {
+    /// One more waiting connection from `ip`; `false` when the address is at its cap.
+    fn enter(&self, ip: std::net::IpAddr) -> bool {
+        let mut map = lock(&self.by_address);
+        let count = map.entry(ip).or_default();
+        if *count >= MAX_WAITING_PER_ADDRESS && !ip.is_loopback() {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn leave(&self, ip: std::net::IpAddr) {
+        let mut map = lock(&self.by_address);
+        if let Some(count) = map.get_mut(&ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
+/// A client's place in the gate: its connection slot, and while it has not been admitted, its
+/// count among its address's waiting connections.
+pub(super) struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    waiting: Option<(Arc<Shared>, std::net::IpAddr)>,
+}
+
+impl Slot {
+    /// Admitted (or refused): no longer waiting.
+    fn decided(&mut self) {
+        if let Some((shared, ip)) = self.waiting.take() {
+            shared.waiting.leave(ip);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.decided();
+    }
+}
+
 /// A connection slot for a client just accepted (`None`: at the limit, the socket is dropped).
 fn take_slot(
     shared: &Arc<Shared>,
     stream: &tokio::net::TcpStream,
     remote: SocketAddr,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
+) -> Option<Slot> {
+    if !shared.waiting.enter(remote.ip()) {
+        tracing::debug!(%remote, "MQTT gate: too many connections waiting to log in from this address, closed");
+        return None;
+    }
     let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        shared.waiting.leave(remote.ip());
         tracing::warn!(%remote, "MQTT gate: connection limit reached, closed");
         return None;
     };
     let _ = stream.set_nodelay(true);
-    Some(permit)
+    Some(Slot {
+        _permit: permit,
+        waiting: Some((shared.clone(), remote.ip())),
+    })
 }
 
 async fn accept_plain(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                let Some(permit) = take_slot(&shared, &stream, remote) else {
+                let Some(mut slot) = take_slot(&shared, &stream, remote) else {
                     continue;
                 };
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let (reader, writer) = stream.into_split();
-                    serve(&shared, remote, None, reader, writer).await;
-                    drop(permit);
+                    serve(&shared, remote, None, &mut slot, reader, writer).await;
                 });
             }
             Err(e) => {
@@ -182,7 +247,7 @@ async fn accept_tls(
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                let Some(permit) = take_slot(&shared, &stream, remote) else {
+                let Some(mut slot) = take_slot(&shared, &stream, remote) else {
                     continue;
                 };
                 let (shared, acceptor) = (shared.clone(), acceptor.clone());
@@ -196,7 +261,7 @@ async fn accept_tls(
                                 .and_then(|chain| chain.first())
                                 .and_then(crate::access::tls::identity_of_cert);
                             let (reader, writer) = tokio::io::split(tls);
-                            serve(&shared, remote, certificate, reader, writer).await;
+                            serve(&shared, remote, certificate, &mut slot, reader, writer).await;
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%remote, error = %e, "MQTT gate: TLS handshake failed");
@@ -205,7 +270,7 @@ async fn accept_tls(
                             tracing::debug!(%remote, "MQTT gate: TLS handshake timed out");
                         }
                     }
-                    drop(permit);
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -314,6 +379,7 @@ async fn serve<R, W>(
     shared: &Shared,
     remote: SocketAddr,
     certificate: Option<String>,
+    slot: &mut Slot,
     mut reader: R,
     mut writer: W,
 ) where
@@ -392,6 +458,7 @@ async fn serve<R, W>(
             return;
         }
     };
+    slot.decided();
     let Admitted {
         upstream_connect,
         identity,
@@ -720,4 +787,29 @@ fn suback_for_client(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_may_keep_only_so_many_connections_waiting_to_log_in() {
+        let waiting = Waiting::default();
+        let stranger: std::net::IpAddr = "10.0.0.66".parse().unwrap();
+        for _ in 0..MAX_WAITING_PER_ADDRESS {
+            assert!(waiting.enter(stranger));
+        }
+        assert!(!waiting.enter(stranger), "one past the cap");
+        assert!(
+            waiting.enter("10.0.0.7".parse().unwrap()),
+            "others are not affected"
+        );
+        waiting.leave(stranger);
+        assert!(waiting.enter(stranger), "a decided one frees its place");
+        let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..MAX_WAITING_PER_ADDRESS * 4 {
+            assert!(waiting.enter(local), "this machine has no cap");
+        }
+    }
 }
