@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::access::credentials::{
-    CONSOLE_FILE, ConsoleCredentials, SECRETS_FILE, SecretTable, USERS_FILE, UserTable,
-};
+use crate::access::credentials::{Authenticator, CONSOLE_FILE, SECRETS_FILE, USERS_FILE};
 use crate::store::Store;
 use crate::transport::broker::{BrokerSettings, BrokerTls, EmbeddedBroker};
 
@@ -76,9 +74,12 @@ pub async fn run(args: &BrokerArgs) -> anyhow::Result<()> {
 
 /// Says who may log in (never the secrets themselves).
 fn describe_credentials(data_dir: &std::path::Path) -> anyhow::Result<()> {
-    let console = ConsoleCredentials::load_or_create(data_dir)?;
-    let secrets = SecretTable::load(data_dir)?;
-    let users = UserTable::load(data_dir)?;
+    // The same loading the gate does at start: one reader of the three files.
+    let Authenticator {
+        console,
+        secrets,
+        users,
+    } = Authenticator::load(data_dir)?;
     eprintln!(
         "secure: the console logs in as {:?} (password in {}); {} Alibaba device secret(s) in \
          {}; {} user(s) in {}. Files are re-read when they change.",
