@@ -3,7 +3,8 @@
 //! timestamps and task ids are chosen by the caller and passed in.
 //!
 //! One file per dialect (`aliyun`, `fogcloud`, `dji`); this file holds the types they share and
-//! the two entry points, [`decode`] and [`encode`]. Adding a dialect is one file and one arm.
+//! the two entry points, [`decode`] and [`encode`]. Adding a dialect touches more than this
+//! folder today (ARCHITECTURE.md, "Adding a dialect", lists the places).
 //!
 //! Everything decoded here came from the network: decoders never panic, refuse payloads over
 //! [`MAX_PAYLOAD_BYTES`] before parsing, and name what was wrong in a [`DecodeError`].
