@@ -2,49 +2,16 @@
 //! throttled credentials, a publish or subscribe outside the client's own topics, a Last Will
 //! on a forbidden topic. Each refusal is counted, recorded in the inspector (topic or filter,
 //! who tried, why) and logged as a warning — the first per source address and topic (for a
-//! login: and user name) per minute, then a count ([`super::inbound::RefusalLog`]), so a client
+//! login: and user name) per minute, then a count (`traffic.rs`'s refusal log), so a client
 //! guessing passwords cannot flood the log.
 
-use tokio::sync::broadcast;
-
-use super::inbound::LogDecision;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
+use super::traffic::LogDecision;
 use crate::fleet::inspector::Direction;
 use crate::transport::broker::{Attempt, BrokerEvent, BrokerRefusal};
 
-/// The next event of the embedded broker; never resolves without one (external broker, or the
-/// channel closed). Events lost to a full channel are skipped: the counter still has them.
-pub(super) async fn next_event(
-    events: &mut Option<broadcast::Receiver<BrokerEvent>>,
-) -> BrokerEvent {
-    loop {
-        let Some(rx) = events.as_mut() else {
-            return std::future::pending().await;
-        };
-        match rx.recv().await {
-            Ok(event) => return event,
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => *events = None,
-        }
-    }
-}
-
 impl Runner {
-    /// Tells the embedded broker which gateway each known device belongs to (a DJI dock may
-    /// publish its drone's `state` and `osd`): the inventory's at start, then each topology a
-    /// gateway reports.
-    pub(super) fn tell_broker_gateways(&self) {
-        let Some(broker) = &self.broker else {
-            return;
-        };
-        for record in self.fleet.sorted() {
-            if let Some(gateway) = &record.gateway {
-                broker.set_gateway(&record.id, Some(gateway));
-            }
-        }
-    }
-
     pub(super) fn on_broker_event(&mut self, event: BrokerEvent) {
         match event {
             BrokerEvent::Refused(refusal) => self.on_broker_refusal(&refusal),
@@ -52,8 +19,7 @@ impl Runner {
     }
 
     fn on_broker_refusal(&mut self, refusal: &BrokerRefusal) {
-        self.broker_refusals += 1;
-        self.dirty = true;
+        self.publisher.mark();
         let now_ms = self.clock.now_ms();
         let (topic, what) = match &refusal.attempt {
             Attempt::Connect => ("(connect)".to_owned(), "login"),
@@ -63,7 +29,7 @@ impl Runner {
         };
         let who = describe_client(refusal);
         let reason = format!("broker refused {what} by {who}: {}", refusal.reason);
-        self.inspect(
+        self.io.inspect(
             now_ms,
             Direction::In,
             &topic,
@@ -81,7 +47,7 @@ impl Runner {
             ),
             _ => format!("{} {}", refusal.remote.ip(), topic),
         };
-        if let LogDecision::Log { suppressed } = self.refusals.note(&key, what, now_ms) {
+        if let LogDecision::Log { suppressed } = self.traffic.broker_refused(&key, what, now_ms) {
             let more = if suppressed > 0 {
                 format!(" ({suppressed} more like it in the last minute)")
             } else {

@@ -2,9 +2,7 @@
 //! the protocol says must be answered (DJI `status_reply`, `events_reply`), and hand the events
 //! to the campaigns they concern. A refused message is recorded in the inspector with its reason
 //! and changes nothing else; the log gets the first refusal of each topic and kind per minute,
-//! then a count ([`RefusalLog`]), so a device repeating a bad message cannot flood it.
-
-use std::collections::HashMap;
+//! then a count (`traffic.rs`), so a device repeating a bad message cannot flood it.
 
 use crate::device_id::{DeviceId, Dialect};
 use crate::fleet::inspector::Direction;
@@ -13,11 +11,12 @@ use crate::rollout::Input;
 use crate::transport::mqtt::Inbound;
 
 use super::runner::Runner;
+use super::traffic::LogDecision;
 
 impl Runner {
     pub(super) fn on_inbound(&mut self, message: Inbound) {
-        self.traffic.received += 1;
-        self.dirty = true;
+        self.traffic.received();
+        self.publisher.mark();
         let now_ms = self.clock.now_ms();
         match protocol::decode(&message.topic, &message.payload) {
             Ok(events) => {
@@ -53,9 +52,8 @@ impl Runner {
     }
 
     fn refuse(&mut self, message: &Inbound, kind: &'static str, reason: &str, now_ms: i64) {
-        self.traffic.rejected += 1;
         let topic = protocol::truncate_for_log(&message.topic);
-        match self.refusals.note(&topic, kind, now_ms) {
+        match self.traffic.refused(&topic, kind, now_ms) {
             LogDecision::Suppress => {}
             LogDecision::Log { suppressed } => tracing::warn!(
                 %topic,
@@ -166,7 +164,7 @@ impl Runner {
         error: Option<String>,
         now_ms: i64,
     ) {
-        self.inspect(
+        self.io.inspect(
             now_ms,
             Direction::In,
             &message.topic,
@@ -234,10 +232,8 @@ impl Runner {
             }
             Event::Topology(t) => {
                 let gateway = t.gateway.clone();
-                if let Some(broker) = &self.broker {
-                    for sub in &t.sub_devices {
-                        broker.set_gateway(sub, Some(&gateway));
-                    }
+                for sub in &t.sub_devices {
+                    self.io.set_gateway(sub, &gateway);
                 }
                 self.refresh_gateways();
                 self.mark_seen(&gateway, true);
@@ -328,107 +324,5 @@ fn error_kind(error: &DecodeError) -> &'static str {
         DecodeError::WrongType { .. } => "wrong type",
         DecodeError::BadValue { .. } => "bad value",
         DecodeError::UnknownMethod(_) => "unknown method",
-    }
-}
-
-/// How long a (topic, kind) is logged once and then only counted.
-const REFUSAL_LOG_WINDOW_MS: i64 = 60_000;
-/// Distinct (topic, kind) pairs tracked; beyond that (a device varying its topic), refusals share
-/// one catch-all entry, so the log stays bounded and so does this table.
-const REFUSAL_LOG_MAX_KEYS: usize = 1_024;
-
-/// Whether to write a refusal to the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LogDecision {
-    /// Log it; `suppressed` refusals like it were not logged in the window before.
-    Log {
-        suppressed: u64,
-    },
-    Suppress,
-}
-
-/// Rate-limits the log of refused messages: the first of each (topic, kind) per minute is logged,
-/// the rest counted and reported with the next logged one. The inspector still records each.
-#[derive(Debug, Default)]
-pub(super) struct RefusalLog {
-    /// (topic, kind) → (start of its window, refusals suppressed in it).
-    windows: HashMap<(String, &'static str), (i64, u64)>,
-}
-
-impl RefusalLog {
-    pub(super) fn note(&mut self, topic: &str, kind: &'static str, now_ms: i64) -> LogDecision {
-        let mut key = (topic.to_owned(), kind);
-        if !self.windows.contains_key(&key) && self.windows.len() >= REFUSAL_LOG_MAX_KEYS {
-            self.windows
-                .retain(|_, (start, _)| now_ms - *start < REFUSAL_LOG_WINDOW_MS);
-            if self.windows.len() >= REFUSAL_LOG_MAX_KEYS {
-                key = ("(many topics)".to_owned(), "any");
-            }
-        }
-        match self.windows.get_mut(&key) {
-            Some((start, suppressed)) if now_ms - *start < REFUSAL_LOG_WINDOW_MS => {
-                *suppressed += 1;
-                LogDecision::Suppress
-            }
-            Some((start, suppressed)) => {
-                let before = std::mem::take(suppressed);
-                *start = now_ms;
-                LogDecision::Log { suppressed: before }
-            }
-            None => {
-                self.windows.insert(key, (now_ms, 0));
-                LogDecision::Log { suppressed: 0 }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_refusal_per_topic_and_kind_per_minute_is_logged_then_counted() {
-        let mut log = RefusalLog::default();
-        assert_eq!(
-            log.note("t", "not JSON", 0),
-            LogDecision::Log { suppressed: 0 }
-        );
-        for i in 1..=5 {
-            assert_eq!(log.note("t", "not JSON", i * 1_000), LogDecision::Suppress);
-        }
-        // Another kind or topic has its own window.
-        assert_eq!(
-            log.note("t", "too large", 1),
-            LogDecision::Log { suppressed: 0 }
-        );
-        assert_eq!(
-            log.note("u", "not JSON", 1),
-            LogDecision::Log { suppressed: 0 }
-        );
-        // A minute later: logged again, with the count of what was held back.
-        assert_eq!(
-            log.note("t", "not JSON", 60_000),
-            LogDecision::Log { suppressed: 5 }
-        );
-        assert_eq!(log.note("t", "not JSON", 60_001), LogDecision::Suppress);
-    }
-
-    #[test]
-    fn the_table_stays_bounded_when_every_topic_differs() {
-        let mut log = RefusalLog::default();
-        let mut logged = 0;
-        for i in 0..10_000 {
-            if log.note(&format!("topic/{i}"), "not JSON", 0) != LogDecision::Suppress {
-                logged += 1;
-            }
-        }
-        assert!(log.windows.len() <= REFUSAL_LOG_MAX_KEYS + 1);
-        assert_eq!(logged, REFUSAL_LOG_MAX_KEYS + 1);
-        // Once the windows expire, room is made again.
-        assert_eq!(
-            log.note("fresh", "not JSON", REFUSAL_LOG_WINDOW_MS),
-            LogDecision::Log { suppressed: 0 }
-        );
     }
 }

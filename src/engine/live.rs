@@ -5,10 +5,10 @@ use crate::device_id::{DeviceId, Dialect};
 use crate::protocol::{self, Notice};
 use crate::rollout::{Action, Campaign, Input, LogLevel, NoticeRoute, UpgradeOrder};
 
+use super::downloads::Downloads;
 use super::outbox::Pending;
 use super::runner::Runner;
 use super::snapshot::{AlertLevel, TimelinePoint};
-use crate::transport::mqtt::LinkState;
 
 /// Timeline points kept per campaign; older halves are thinned out beyond this.
 const MAX_TIMELINE_POINTS: usize = 2_000;
@@ -22,17 +22,6 @@ pub(super) struct LiveCampaign {
     pub(super) halted: Option<String>,
     /// Where its devices download from (see `downloads`).
     pub(super) downloads: Downloads,
-}
-
-/// Where a live campaign's devices download from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) enum Downloads {
-    /// The offer's URL, sent unchanged (an operator-given URL).
-    #[default]
-    AsOffered,
-    /// Each device its own link on the embedded firmware server; `granted`: the server
-    /// accepts them now (the campaign is not finished).
-    PerDevice { granted: bool },
 }
 
 /// The dialects among a campaign's targets, sorted.
@@ -103,7 +92,7 @@ impl Runner {
             ..LiveCampaign::new(campaign)
         });
         let idx = self.live.len() - 1;
-        if *self.link.state().borrow() != LinkState::Connected {
+        if !self.io.is_connected() {
             self.drive(idx, Input::BrokerLost);
         }
         idx
@@ -120,7 +109,7 @@ impl Runner {
         }
         let actions = live.campaign.handle(input, now, &mut self.ids);
         if !actions.is_empty() {
-            self.dirty = true;
+            self.publisher.mark();
         }
         self.execute(idx, actions);
     }

@@ -13,6 +13,7 @@
 //! Never: blocks on the UI, holds a lock across an await, or lets one device's bad message
 //! affect another device.
 
+mod alerts;
 mod broker_guard;
 mod clock;
 mod command;
@@ -21,17 +22,21 @@ mod download_url;
 mod downloads;
 mod error;
 mod handle;
-mod import;
 mod inbound;
 mod inventory;
+mod io;
+mod library;
+mod links;
 mod live;
 mod on_command;
 mod outbox;
+mod publisher;
 mod resume;
 mod runner;
 mod session_id;
 mod snapshot;
 mod start;
+mod traffic;
 mod view;
 
 pub use crate::transport::http::OfferUrl;

@@ -3,7 +3,10 @@
 
 use super::command::{CampaignRequest, Command, Reply};
 use super::error::CommandError;
-use super::live::Downloads;
+use std::path::PathBuf;
+
+use super::downloads::Downloads;
+use super::library::save_package;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
 use crate::device_id::DeviceId;
@@ -11,18 +14,12 @@ use crate::firmware::StoredPackage;
 use crate::fleet::{DeviceRecord, Fleet};
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp};
-use crate::store::{PackageRecord, StoreError};
-use crate::transport::http::OfferUrl;
 
 impl Runner {
     pub(super) fn on_command(&mut self, command: Command) {
         match command {
             Command::ImportFirmware { path, reply } => self.start_import(path, reply),
-            Command::CancelImport => {
-                if let Some(job) = &self.import {
-                    job.cancel.cancel();
-                }
-            }
+            Command::CancelImport => self.library.cancel_import(),
             Command::StartCampaign { request, reply } => {
                 let result = self.start_campaign(*request);
                 self.answer(reply, result);
@@ -36,12 +33,23 @@ impl Runner {
             Command::Cancel(id) => self.steer(id, Input::Cancel),
             Command::RetryFailed(id) => self.steer(id, Input::RetryFailed),
             Command::AdvanceWave(id) => self.steer(id, Input::AdvanceWave),
-            Command::DismissAlerts => {
-                self.alerts.clear();
-                self.dirty = true;
-            }
+            Command::DismissAlerts => self.alerts.clear(),
             // Handled by the loop.
             Command::Shutdown => {}
+        }
+    }
+
+    /// Starts an import; refused while another runs (one import at a time).
+    fn start_import(&mut self, path: PathBuf, reply: Option<Reply<StoredPackage>>) {
+        match self.library.start_import(path, reply) {
+            Ok(()) => self.publisher.mark(),
+            Err(reply) => {
+                let refused = CommandError::ImportRunning;
+                self.alert(AlertLevel::Warning, refused.to_string());
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(refused));
+                }
+            }
         }
     }
 
@@ -66,10 +74,10 @@ impl Runner {
 
     fn start_campaign(&mut self, request: CampaignRequest) -> Result<CampaignId, CommandError> {
         let stored = self
-            .packages
+            .library
             .get(&request.package_sha256)
             .map_err(CommandError::UnknownPackage)?;
-        self.save_package(&stored)
+        save_package(&mut self.store, &stored, self.clock.now())
             .map_err(CommandError::PackageNotRecorded)?;
         let module = request.module.clone().filter(|m| !m.trim().is_empty());
         let targets = self.targets_for(&request.targets, module.as_deref())?;
@@ -78,7 +86,7 @@ impl Runner {
                 super::validate_download_url(url).map_err(CommandError::BadDownloadUrl)?;
                 (url.clone(), Downloads::AsOffered)
             }
-            None => self.offer_url(&stored)?,
+            None => self.io.offer_url(&stored)?,
         };
         let offer = FirmwareOffer {
             version: request.version.trim().to_owned(),
@@ -118,14 +126,16 @@ impl Runner {
             }
         }
         if downloads != Downloads::AsOffered {
-            self.load_download_key()
-                .and_then(|()| self.grant_downloads(&campaign))
+            self.io
+                .load_download_key()
+                .and_then(|()| {
+                    self.io
+                        .grant_downloads(&campaign, |sha| self.library.get(sha))
+                })
                 .map_err(CommandError::Downloads)?;
         }
         if let Err(e) = self.store.create_campaign(&campaign.persisted()) {
-            if let Some(http) = &self.http {
-                http.revoke(id.0);
-            }
+            self.io.revoke(id.0);
             return Err(CommandError::NotRecorded(e));
         }
         let idx = self.add_live(campaign, downloads);
@@ -173,34 +183,6 @@ impl Runner {
         Ok(targets)
     }
 
-    /// The offer's URL: the console's `--url` as it is, or a campaign link of the embedded
-    /// server, from which each device's own link is derived (see `downloads`).
-    fn offer_url(&self, stored: &StoredPackage) -> Result<(String, Downloads), CommandError> {
-        if let Some(url) = &self.external_url {
-            return Ok((url.clone(), Downloads::AsOffered));
-        }
-        match &self.http {
-            Some(http) => Ok((
-                http.campaign_url(&stored.package.file_name),
-                Downloads::PerDevice { granted: true },
-            )),
-            None => Err(CommandError::NoFirmwareSource),
-        }
-    }
-
-    pub(super) fn save_package(&mut self, stored: &StoredPackage) -> Result<(), StoreError> {
-        let record = PackageRecord {
-            sha256: stored.package.sha256.clone(),
-            file_name: stored.package.file_name.clone(),
-            size: stored.package.size,
-            md5: stored.package.md5.clone(),
-            checksum: stored.package.checksum.clone(),
-            store_path: stored.path.clone(),
-            imported_at: self.clock.now(),
-        };
-        self.store.save_package(&record).map(|_| ())
-    }
-
     /// Picks a stored campaign up where it was.
     pub(super) fn resume_campaign(&mut self, id: CampaignId) -> Result<CampaignId, CommandError> {
         if self.live.iter().any(|l| l.campaign.id() == id) {
@@ -227,7 +209,9 @@ impl Runner {
                     error,
                 }
             })?;
-        let downloads = self.serve_again(&campaign)?;
+        let downloads = self
+            .io
+            .serve_again(&campaign, |sha| self.library.get(sha))?;
         self.tell_gateways(&mut campaign);
         self.history.retain(|h| h.snapshot.id != id);
         // A campaign recorded but killed before its start transition is still a draft.
@@ -256,30 +240,6 @@ impl Runner {
                 set_gateways_from(&self.fleet, &mut live.campaign);
             }
         }
-    }
-
-    /// Serves a resumed campaign's package again at the links its devices were given (derived
-    /// again from the same key: the same links), so that devices noticed before the restart
-    /// can still download (and resume with Range requests). A finished campaign's links stay
-    /// ended (they come back if it runs again).
-    fn serve_again(&mut self, campaign: &Campaign) -> Result<Downloads, CommandError> {
-        let (Some(_), None) = (&self.http, &self.external_url) else {
-            return Ok(Downloads::AsOffered);
-        };
-        if OfferUrl::parse(&campaign.spec().offer.url).is_none() {
-            // The campaign was given an external download URL: nothing of ours to serve.
-            return Ok(Downloads::AsOffered);
-        }
-        if campaign.state().is_finished() {
-            return Ok(Downloads::PerDevice { granted: false });
-        }
-        self.load_download_key()
-            .and_then(|()| self.grant_downloads(campaign))
-            .map_err(|error| CommandError::ServeAgain {
-                campaign: campaign.id(),
-                error,
-            })?;
-        Ok(Downloads::PerDevice { granted: true })
     }
 }
 

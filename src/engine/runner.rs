@@ -2,94 +2,56 @@
 //! messages, timers and link changes, one at a time. Nothing here blocks: SQLite writes are
 //! short (one transaction per burst of transitions) and hashing runs on a blocking thread.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::alerts::Alerts;
 use super::clock::Clock;
 use super::command::Command;
-use super::handle::Waker;
-use super::import::{ImportEvent, ImportJob};
+use super::io::Io;
+use super::library::{ImportEvent, Library};
 use super::live::LiveCampaign;
 use super::outbox::Outbox;
-use super::snapshot::{Alert, AlertLevel, CampaignView, Snapshot, Traffic};
+use super::publisher::Publisher;
+use super::snapshot::{AlertLevel, CampaignView};
+use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
-use crate::firmware::{FirmwareStore, StoredPackage};
 use crate::fleet::Fleet;
-use crate::fleet::inspector::{Direction, Inspector};
 use crate::protocol::Outbound;
 use crate::rollout::{DeviceStatus, Input, RandomIds};
 use crate::store::Store;
-use crate::transport::broker::EmbeddedBroker;
-use crate::transport::http::FirmwareServer;
-use crate::transport::mqtt::{Inbound, LinkError, LinkState, MqttLink, SessionNews};
+use crate::transport::mqtt::{Inbound, LinkError, LinkState, SessionNews};
 
 /// How often the snapshot is republished when something changed, and housekeeping runs.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 /// Device messages handled per wake-up before commands and timers get a turn.
 const INBOUND_BATCH: usize = 2_000;
-/// Alerts kept for the UI.
-const MAX_ALERTS: usize = 100;
 /// How often the inventory is written and a timeline point taken.
 const SLOW_HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 pub(super) struct Runner {
     pub(super) clock: Clock,
-    pub(super) fleet: Fleet,
-    pub(super) inspector: Arc<Mutex<Inspector>>,
     pub(super) store: Store,
-    pub(super) packages: FirmwareStore,
-    pub(super) library: Vec<StoredPackage>,
-    pub(super) link: MqttLink,
-    pub(super) http: Option<FirmwareServer>,
-    /// The per-device download links' key (with the embedded firmware server only).
-    pub(super) download_key: Option<super::downloads::KeySlot>,
-    pub(super) external_url: Option<String>,
+    pub(super) alerts: Alerts,
+    pub(super) publisher: Publisher,
+    pub(super) traffic: TrafficMeter,
+    pub(super) library: Library,
+    pub(super) io: Io,
+    pub(super) fleet: Fleet,
     pub(super) live: Vec<LiveCampaign>,
     pub(super) history: Vec<CampaignView>,
     pub(super) ids: RandomIds,
     pub(super) next_msg_id: i64,
-    pub(super) alerts: VecDeque<Alert>,
-    pub(super) traffic: Traffic,
-    pub(super) rate_window: VecDeque<(Instant, u64)>,
-    pub(super) import: Option<ImportJob>,
-    pub(super) import_tx: mpsc::Sender<ImportEvent>,
-    pub(super) snapshot_tx: watch::Sender<Arc<Snapshot>>,
-    pub(super) waker: Arc<Mutex<Option<Waker>>>,
-    pub(super) dirty: bool,
     pub(super) inventory_dirty: HashSet<DeviceId>,
     pub(super) last_message: HashMap<DeviceId, String>,
-    pub(super) broker_label: String,
-    pub(super) broker_guard: super::snapshot::BrokerGuard,
-    /// Refusals the embedded broker reported (see `broker_guard.rs`).
-    pub(super) broker_refusals: u64,
-    pub(super) firmware_base: Option<String>,
-    pub(super) revision: u64,
     pub(super) outbox: Outbox,
-    /// Bytes the firmware server had sent at the last look (downloads make the snapshot dirty).
-    pub(super) served_bytes: u64,
-    /// Rate limit for the log of refused device messages.
-    pub(super) refusals: super::inbound::RefusalLog,
     /// The last version each device reported in this run, for campaigns resumed after the
     /// report came: a persistent session delivers what devices said while the console was down
     /// as soon as it connects, before `rollout --resume` has put the campaign back to work.
     pub(super) heard_versions: HashMap<DeviceId, crate::protocol::VersionReport>,
-    /// What the link last said about the MQTT session (`None` before the engine looked).
-    pub(super) session_seen: Option<SessionNews>,
-    /// The first ConnAck of this run found no kept session, and no campaign in flight has been
-    /// told yet (a campaign resumed later, as `rollout --resume` does, is told then).
-    pub(super) session_absent_untold: bool,
-    /// Keeps the client id's lock: no other console on this data directory takes the session.
-    pub(super) _session: super::session_id::SessionClaim,
-    /// The embedded broker, when the console runs one (told the gateways the fleet learns, so
-    /// a DJI dock may publish its drone's state).
-    pub(super) broker: Option<EmbeddedBroker>,
-    /// What its gate refused (see `broker_guard.rs`); `None` with an external broker.
-    pub(super) broker_events:
-        Option<tokio::sync::broadcast::Receiver<crate::transport::broker::BrokerEvent>>,
 }
 
 /// Devices whose last version report [`Runner`] keeps for resumed campaigns (the registry's
@@ -103,8 +65,8 @@ impl Runner {
         mut inbound: mpsc::Receiver<Inbound>,
         mut import_rx: mpsc::Receiver<ImportEvent>,
     ) {
-        let mut link_state = self.link.state();
-        let mut session = self.link.session();
+        let mut link_state = self.io.link_states();
+        let mut session = self.io.session_changes();
         // The first ConnAck may have come before this task started.
         let news = *session.borrow_and_update();
         self.on_session_news(news);
@@ -152,21 +114,30 @@ impl Runner {
                     }
                 }
                 _ = publish.tick() => {
-                    if self.dirty {
+                    if self.is_stale() {
                         self.publish_snapshot();
                     }
                 }
                 _ = slow.tick() => self.slow_housekeeping(),
-                event = super::broker_guard::next_event(&mut self.broker_events) => {
+                event = self.io.next_broker_event() => {
                     self.on_broker_event(event);
                 }
             }
             self.flush_outbox();
         }
         self.flush_inventory();
-        self.link.shutdown();
-        self.dirty = true;
+        self.io.shutdown();
         self.publish_snapshot();
+    }
+
+    fn on_import_event(&mut self, event: ImportEvent) {
+        let (now, now_ms) = (self.clock.now(), self.clock.now_ms());
+        if self
+            .library
+            .on_event(event, &mut self.store, now, &mut self.alerts, now_ms)
+        {
+            self.publisher.mark();
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -200,51 +171,26 @@ impl Runner {
         for idx in 0..self.live.len() {
             self.drive(idx, input.clone());
         }
-        self.dirty = true;
+        self.publisher.mark();
     }
 
     /// Tells the operator when the broker did not keep the console's session: reports sent
     /// meanwhile are gone, and the devices they came from fall back to the timeout path (timed
     /// out, then noticed again; devices still `noticed` get their notice re-sent on BrokerBack).
     fn on_session_news(&mut self, news: SessionNews) {
-        let before = self.session_seen.replace(news).unwrap_or_default();
-        if !news.persistent || news.connacks == before.connacks {
-            return;
-        }
-        if news.lost > before.lost {
-            self.warn_session_lost(
-                "the MQTT broker did not keep the console's session",
-                "the link was down",
-            );
-        } else if before.connacks == 0 && !news.present {
-            self.session_absent_untold = true;
-            self.tell_session_absent();
+        let in_flight = self.devices_in_flight();
+        if let Some(warning) = self.io.session_news(news, in_flight) {
+            self.alert(AlertLevel::Warning, warning);
         }
     }
 
     /// A resumed campaign with devices in flight, on a run whose session the broker had not
     /// kept: whatever its devices said while the console was away is gone.
     pub(super) fn tell_session_absent(&mut self) {
-        if !self.session_absent_untold || self.devices_in_flight() == 0 {
-            return;
+        let in_flight = self.devices_in_flight();
+        if let Some(warning) = self.io.session_absent_warning(in_flight) {
+            self.alert(AlertLevel::Warning, warning);
         }
-        self.session_absent_untold = false;
-        self.warn_session_lost(
-            "the MQTT broker kept no session for the console",
-            "the console was down",
-        );
-    }
-
-    /// One wording for both ways of learning that the broker kept nothing for us.
-    fn warn_session_lost(&mut self, what: &str, while_away: &str) {
-        let id = self.link.client_id().to_owned();
-        self.alert(
-            AlertLevel::Warning,
-            format!(
-                "{what} (client id {id}): what devices reported while {while_away} is lost; \
-                 devices in flight will time out and be noticed again"
-            ),
-        );
     }
 
     /// Remembers `report` for [`Runner::replay_versions_heard`] (bounded: a full map takes no
@@ -295,61 +241,21 @@ impl Runner {
         about: Option<DeviceId>,
     ) -> Result<(), LinkError> {
         let now_ms = self.clock.now_ms();
-        let result = self.link.publish(out.clone());
-        // The inspector and the log keep the words; the caller gets the typed error.
-        let error = result.as_ref().err().map(ToString::to_string);
-        if let Some(e) = &error {
-            tracing::warn!(topic = %out.topic, error = %e, "publish failed");
-        } else {
-            self.traffic.published += 1;
-        }
         if let Some(device) = &about {
             self.last_message
                 .insert(device.device(), format!("out {}", out.topic));
         }
-        self.inspect(
-            now_ms,
-            Direction::Out,
-            &out.topic,
-            &out.payload,
-            about,
-            error,
-        );
-        self.dirty = true;
+        let result = self.io.publish(out, about, now_ms);
+        if result.is_ok() {
+            self.traffic.published();
+        }
+        self.publisher.mark();
         result
     }
 
-    /// Records one message (or refused attempt) in the inspector.
-    pub(super) fn inspect(
-        &self,
-        at_ms: i64,
-        direction: Direction,
-        topic: &str,
-        payload: &[u8],
-        about: Option<DeviceId>,
-        error: Option<String>,
-    ) -> u64 {
-        self.inspector
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(at_ms, direction, topic, payload, about, error)
-    }
-
+    /// Tells the operator (and the log).
     pub(super) fn alert(&mut self, level: AlertLevel, text: String) {
-        match level {
-            AlertLevel::Error => tracing::error!("{text}"),
-            AlertLevel::Warning => tracing::warn!("{text}"),
-            AlertLevel::Info => tracing::info!("{text}"),
-        }
-        if self.alerts.len() == MAX_ALERTS {
-            self.alerts.pop_front();
-        }
-        self.alerts.push_back(Alert {
-            at_ms: self.clock.now_ms(),
-            level,
-            text,
-        });
-        self.dirty = true;
+        self.alerts.push(level, text, self.clock.now_ms());
     }
 
     pub(super) fn next_msg_id(&mut self) -> i64 {
@@ -362,38 +268,14 @@ impl Runner {
         let now_ms = self.clock.now_ms();
         for live in &mut self.live {
             if live.record_timeline(now_ms) {
-                self.dirty = true;
+                self.publisher.mark();
             }
         }
-        self.update_rate();
-        if let Some(http) = &self.http {
-            let total = http.stats().total_bytes;
-            if total != self.served_bytes {
-                self.served_bytes = total;
-                self.dirty = true;
-            }
-        }
-    }
-
-    fn update_rate(&mut self) {
-        let now = Instant::now();
-        self.rate_window.push_back((now, self.traffic.received));
-        while self.rate_window.len() > 6 {
-            self.rate_window.pop_front();
-        }
-        if let (Some((t0, n0)), Some((t1, n1))) =
-            (self.rate_window.front(), self.rate_window.back())
+        if self
+            .traffic
+            .housekeeping(Instant::now(), self.io.served_total())
         {
-            let secs = t1.duration_since(*t0).as_secs_f64();
-            let rate = if secs > 0.0 {
-                (n1 - n0) as f64 / secs
-            } else {
-                0.0
-            };
-            if (rate - self.traffic.received_per_sec).abs() > f64::EPSILON {
-                self.traffic.received_per_sec = rate;
-                self.dirty = true;
-            }
+            self.publisher.mark();
         }
     }
 
@@ -415,19 +297,25 @@ impl Runner {
         }
     }
 
+    /// Whether something the snapshot shows changed since it was published.
+    fn is_stale(&mut self) -> bool {
+        let alerted = self.alerts.take_changed();
+        alerted || self.publisher.is_dirty()
+    }
+
     pub(super) fn publish_snapshot(&mut self) {
-        self.revision += 1;
-        let snapshot = super::view::build(self);
-        self.snapshot_tx.send_replace(Arc::new(snapshot));
-        self.dirty = false;
-        let waker = self
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(wake) = waker {
-            wake();
-        }
+        self.alerts.take_changed();
+        let snapshot = super::view::build(&super::view::Parts {
+            fleet: &self.fleet,
+            last_message: &self.last_message,
+            live: &self.live,
+            history: &self.history,
+            io: &self.io,
+            traffic: &self.traffic,
+            library: &self.library,
+            alerts: &self.alerts,
+        });
+        self.publisher.publish(snapshot);
     }
 }
 

@@ -1,20 +1,25 @@
 //! Starting the engine: open the store, start the broker / link / firmware server as configured,
 //! restore the inventory and campaign history, then spawn the engine task.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
+use super::alerts::Alerts;
 use super::clock::Clock;
 use super::config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 use super::error::{EngineError, StartError};
 use super::handle::EngineHandle;
+use super::io::{Io, IoParts};
+use super::library::Library;
+use super::publisher::Publisher;
 use super::runner::Runner;
-use super::snapshot::{AlertLevel, BrokerGuard, CampaignView, Snapshot, Traffic};
+use super::snapshot::{AlertLevel, BrokerGuard, CampaignView, Snapshot};
+use super::traffic::TrafficMeter;
 use crate::access::credentials::ConsoleCredentials;
-use crate::firmware::{FirmwareStore, StoredPackage};
+use crate::firmware::FirmwareStore;
 use crate::fleet::Fleet;
 use crate::fleet::inspector::Inspector;
 use crate::private_fs;
@@ -141,51 +146,41 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         ..Snapshot::empty(broker_label.clone())
     }));
     let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (import_tx, import_rx) = super::import::channel();
+    let (import_tx, import_rx) = super::library::channel();
     let inspector = Arc::new(Mutex::new(Inspector::new(INSPECTOR_CAPACITY)));
     let waker = Arc::new(Mutex::new(None));
 
-    let mut runner = Runner {
-        clock: Clock::new(),
-        fleet: Fleet::new(),
-        inspector: inspector.clone(),
-        store,
-        library: Vec::new(),
-        packages,
+    let io = Io::new(IoParts {
         link,
         http,
         download_key,
         external_url,
+        firmware_base,
+        inspector: inspector.clone(),
+        session,
+        broker,
+        broker_label,
+        broker_guard,
+    });
+    let mut runner = Runner {
+        clock: Clock::new(),
+        store,
+        alerts: Alerts::default(),
+        publisher: Publisher::new(snapshot_tx, waker.clone()),
+        traffic: TrafficMeter::default(),
+        library: Library::new(packages, import_tx),
+        io,
+        fleet: Fleet::new(),
         live: Vec::new(),
         history: Vec::new(),
         ids: RandomIds,
         next_msg_id: 0,
-        alerts: VecDeque::new(),
-        traffic: Traffic::default(),
-        rate_window: VecDeque::new(),
-        import: None,
-        import_tx,
-        snapshot_tx,
-        waker: waker.clone(),
-        dirty: true,
         inventory_dirty: HashSet::new(),
         last_message: HashMap::new(),
-        broker_label,
-        broker_guard,
-        broker_refusals: 0,
-        firmware_base,
-        revision: 0,
         outbox: super::outbox::Outbox::default(),
-        served_bytes: 0,
-        refusals: Default::default(),
         heard_versions: HashMap::new(),
-        session_seen: None,
-        session_absent_untold: false,
-        _session: session,
-        broker_events: broker.as_ref().map(EmbeddedBroker::events),
-        broker,
     };
-    if let Some(warning) = runner._session.warning.clone() {
+    if let Some(warning) = runner.io.session_warning() {
         runner.alert(AlertLevel::Warning, warning);
     }
     // Message ids start from the clock so that ids stay increasing across restarts.
@@ -304,7 +299,7 @@ fn restore(runner: &mut Runner, resume_unfinished: bool) {
         ),
     }
     restore_library(runner);
-    runner.tell_broker_gateways();
+    runner.io.tell_broker_gateways(&runner.fleet);
     let unfinished = if resume_unfinished {
         runner.store.unfinished_campaigns().unwrap_or_default()
     } else {
@@ -319,22 +314,9 @@ fn restore(runner: &mut Runner, resume_unfinished: bool) {
 }
 
 fn restore_library(runner: &mut Runner) {
-    let records = match runner.store.list_packages() {
-        Ok(records) => records,
-        Err(e) => {
-            runner.alert(AlertLevel::Error, format!("cannot list packages: {e}"));
-            return;
-        }
-    };
-    let mut library: Vec<(crate::rollout::Timestamp, StoredPackage)> = records
-        .into_iter()
-        .filter_map(|r| {
-            let at = r.imported_at;
-            runner.packages.get(&r.sha256).ok().map(|p| (at, p))
-        })
-        .collect();
-    library.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    runner.library = library.into_iter().map(|(_, p)| p).collect();
+    if let Err(e) = runner.library.restore(&runner.store) {
+        runner.alert(AlertLevel::Error, format!("cannot list packages: {e}"));
+    }
 }
 
 fn restore_history(runner: &mut Runner) {

@@ -1,35 +1,54 @@
-//! Builds the [`Snapshot`] the UI and the commands read from the engine's state.
+//! Builds the [`Snapshot`] the UI and the commands read from the read views of the engine's
+//! components (never from the runner itself). The revision is the publisher's to set.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::alerts::Alerts;
+use super::io::Io;
+use super::library::Library;
 use super::live::LiveCampaign;
-use super::runner::Runner;
 use super::snapshot::{CampaignView, DeviceRow, Snapshot};
+use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
+use crate::fleet::Fleet;
 use crate::rollout::{CampaignState, DeviceSnapshot};
 
-pub(super) fn build(runner: &Runner) -> Snapshot {
-    let live: Vec<CampaignView> = runner.live.iter().map(live_view).collect();
-    let devices = Arc::new(device_rows(runner, &live));
+/// What the snapshot is made of, each part read-only.
+pub(super) struct Parts<'a> {
+    pub(super) fleet: &'a Fleet,
+    pub(super) last_message: &'a HashMap<DeviceId, String>,
+    pub(super) live: &'a [LiveCampaign],
+    pub(super) history: &'a [CampaignView],
+    pub(super) io: &'a Io,
+    pub(super) traffic: &'a TrafficMeter,
+    pub(super) library: &'a Library,
+    pub(super) alerts: &'a Alerts,
+}
+
+/// The snapshot of `parts` (revision 0: the publisher numbers it).
+pub(super) fn build(parts: &Parts<'_>) -> Snapshot {
+    let live: Vec<CampaignView> = parts.live.iter().map(live_view).collect();
+    let devices = Arc::new(device_rows(parts, &live));
     let mut campaigns = live;
-    campaigns.extend(runner.history.iter().cloned());
+    campaigns.extend(parts.history.iter().cloned());
     campaigns.sort_by_key(|c| std::cmp::Reverse(c.snapshot.id));
+    let io = parts.io;
     Snapshot {
-        revision: runner.revision,
-        link: runner.link.state().borrow().clone(),
-        broker: runner.broker_label.clone(),
-        broker_guard: runner.broker_guard,
-        broker_refusals: runner.broker_refusals,
-        firmware_base: runner.firmware_base.clone(),
-        served: runner.http.as_ref().map(|h| h.stats()),
-        traffic: runner.traffic,
+        revision: 0,
+        link: io.link_state(),
+        broker: io.broker_label().to_owned(),
+        broker_guard: io.broker_guard(),
+        broker_refusals: parts.traffic.broker_refusals(),
+        firmware_base: io.firmware_base().cloned(),
+        served: io.served(),
+        traffic: parts.traffic.counts(),
         devices,
-        packages: runner.library.clone(),
-        import: runner.import.as_ref().map(|j| j.progress.clone()),
+        packages: parts.library.packages().to_vec(),
+        import: parts.library.import_progress().cloned(),
         campaigns,
-        alerts: runner.alerts.iter().cloned().collect(),
+        alerts: parts.alerts.to_vec(),
     }
 }
 
@@ -74,7 +93,7 @@ fn eta_secs(live: &LiveCampaign) -> Option<u64> {
 /// are the device snapshots already built for the live campaign views: with 10,000 devices the
 /// snapshot is rebuilt several times a second, and building each standing twice was a large share
 /// of the engine's time under load.
-fn device_rows(runner: &Runner, live: &[CampaignView]) -> Vec<DeviceRow> {
+fn device_rows(parts: &Parts<'_>, live: &[CampaignView]) -> Vec<DeviceRow> {
     let mut standing: HashMap<Cow<'_, DeviceId>, &DeviceSnapshot> = HashMap::new();
     // Oldest first, so newer campaigns overwrite.
     let mut oldest_first: Vec<&CampaignView> = live.iter().collect();
@@ -89,12 +108,12 @@ fn device_rows(runner: &Runner, live: &[CampaignView]) -> Vec<DeviceRow> {
             standing.insert(key, d);
         }
     }
-    runner
+    parts
         .fleet
         .sorted()
         .into_iter()
         .map(|record| DeviceRow {
-            last_message: runner.last_message.get(&record.id).cloned(),
+            last_message: parts.last_message.get(&record.id).cloned(),
             rollout: standing.get(&record.id).map(|d| (*d).clone()),
             record: record.clone(),
         })

@@ -1,0 +1,223 @@
+//! The package library: the content-addressed package store, the packages the database knows
+//! (newest first), and the one import under way — hashing and copying on a blocking thread,
+//! with progress reported to the engine loop (throttled) and cancellation.
+//!
+//! Rules it keeps: one import at a time (a second is refused while one runs); a package joins
+//! the library only once its row is in the database (bytes without a row are offered and served
+//! by nothing); the library holds each package once, the newest import first.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::alerts::Alerts;
+use super::command::Reply;
+use super::error::CommandError;
+use super::snapshot::{AlertLevel, ImportProgress};
+use crate::firmware::{CancelToken, FirmwareError, FirmwareStore, StoredPackage};
+use crate::rollout::Timestamp;
+use crate::store::{PackageRecord, Store, StoreError};
+
+/// Import progress is reported at most this often (the UI redraws on each report).
+const IMPORT_PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
+
+struct ImportJob {
+    cancel: CancelToken,
+    progress: ImportProgress,
+    reply: Option<Reply<StoredPackage>>,
+}
+
+pub(super) enum ImportEvent {
+    Progress { done: u64, total: u64 },
+    Done(Result<StoredPackage, FirmwareError>),
+}
+
+pub(super) struct Library {
+    packages: FirmwareStore,
+    /// Newest first.
+    list: Vec<StoredPackage>,
+    import: Option<ImportJob>,
+    import_tx: mpsc::Sender<ImportEvent>,
+}
+
+impl Library {
+    /// An empty library over `packages`; import events go to `import_tx`.
+    pub(super) fn new(packages: FirmwareStore, import_tx: mpsc::Sender<ImportEvent>) -> Library {
+        Library {
+            packages,
+            list: Vec::new(),
+            import: None,
+            import_tx,
+        }
+    }
+
+    /// Loads the packages the database lists and the store still holds, newest first.
+    pub(super) fn restore(&mut self, store: &Store) -> Result<(), StoreError> {
+        let records = store.list_packages()?;
+        let mut library: Vec<(Timestamp, StoredPackage)> = records
+            .into_iter()
+            .filter_map(|r| {
+                let at = r.imported_at;
+                self.packages.get(&r.sha256).ok().map(|p| (at, p))
+            })
+            .collect();
+        library.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        self.list = library.into_iter().map(|(_, p)| p).collect();
+        Ok(())
+    }
+
+    /// The stored package with this SHA-256.
+    pub(super) fn get(&self, sha256: &str) -> Result<StoredPackage, FirmwareError> {
+        self.packages.get(sha256)
+    }
+
+    /// Starts importing `path`; refused (the reply handed back) while another import runs.
+    pub(super) fn start_import(
+        &mut self,
+        path: PathBuf,
+        reply: Option<Reply<StoredPackage>>,
+    ) -> Result<(), Option<Reply<StoredPackage>>> {
+        if self.import.is_some() {
+            return Err(reply);
+        }
+        let cancel = CancelToken::new();
+        self.import = Some(ImportJob {
+            cancel: cancel.clone(),
+            progress: ImportProgress {
+                file: path.clone(),
+                done_bytes: 0,
+                total_bytes: 0,
+            },
+            reply,
+        });
+        let store = self.packages.clone();
+        let tx = self.import_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut last = Instant::now();
+            let mut progress = |done: u64, total: u64| {
+                if last.elapsed() >= IMPORT_PROGRESS_INTERVAL || done == total {
+                    last = Instant::now();
+                    // Dropped when the engine is behind: the next one carries newer numbers.
+                    let _ = tx.try_send(ImportEvent::Progress { done, total });
+                }
+            };
+            let result = store.import(&path, &mut progress, &cancel);
+            let _ = tx.blocking_send(ImportEvent::Done(result));
+        });
+        Ok(())
+    }
+
+    pub(super) fn cancel_import(&self) {
+        if let Some(job) = &self.import {
+            job.cancel.cancel();
+        }
+    }
+
+    /// Takes in what the import thread reported; a finished import is recorded in `store`
+    /// (at `now`), told to the operator and to whoever asked for it. Returns whether what the
+    /// snapshot shows changed.
+    pub(super) fn on_event(
+        &mut self,
+        event: ImportEvent,
+        store: &mut Store,
+        now: Timestamp,
+        alerts: &mut Alerts,
+        now_ms: i64,
+    ) -> bool {
+        match event {
+            ImportEvent::Progress { done, total } => match &mut self.import {
+                Some(job) => {
+                    job.progress.done_bytes = done;
+                    job.progress.total_bytes = total;
+                    true
+                }
+                None => false,
+            },
+            ImportEvent::Done(result) => self.finish_import(result, store, now, alerts, now_ms),
+        }
+    }
+
+    fn finish_import(
+        &mut self,
+        result: Result<StoredPackage, FirmwareError>,
+        store: &mut Store,
+        now: Timestamp,
+        alerts: &mut Alerts,
+        now_ms: i64,
+    ) -> bool {
+        let Some(job) = self.import.take() else {
+            return false;
+        };
+        let result = match result {
+            Ok(stored) => match save_package(store, &stored, now) {
+                Ok(()) => {
+                    self.list
+                        .retain(|p| p.package.sha256 != stored.package.sha256);
+                    self.list.insert(0, stored.clone());
+                    alerts.push(
+                        AlertLevel::Info,
+                        format!(
+                            "imported {} ({} bytes, sha256 {})",
+                            stored.package.file_name, stored.package.size, stored.package.sha256
+                        ),
+                        now_ms,
+                    );
+                    Ok(stored)
+                }
+                // The bytes are stored, but without a row nothing offers or serves them.
+                Err(error) => Err(CommandError::ImportNotRecorded {
+                    file: job.progress.file.clone(),
+                    error,
+                }),
+            },
+            Err(FirmwareError::Canceled) => Err(CommandError::ImportCanceled),
+            Err(error) => Err(CommandError::Import {
+                file: job.progress.file.clone(),
+                error,
+            }),
+        };
+        if let Err(e) = &result {
+            alerts.push(AlertLevel::Error, e.to_string(), now_ms);
+        }
+        if let Some(reply) = job.reply {
+            let _ = reply.send(result);
+        }
+        true
+    }
+
+    /// The packages, newest first (for the snapshot).
+    pub(super) fn packages(&self) -> &[StoredPackage] {
+        &self.list
+    }
+
+    /// The import under way (for the snapshot).
+    pub(super) fn import_progress(&self) -> Option<&ImportProgress> {
+        self.import.as_ref().map(|j| &j.progress)
+    }
+}
+
+/// Records `stored` in the database's package table (imported `now`).
+pub(super) fn save_package(
+    store: &mut Store,
+    stored: &StoredPackage,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let record = PackageRecord {
+        sha256: stored.package.sha256.clone(),
+        file_name: stored.package.file_name.clone(),
+        size: stored.package.size,
+        md5: stored.package.md5.clone(),
+        checksum: stored.package.checksum.clone(),
+        store_path: stored.path.clone(),
+        imported_at: now,
+    };
+    store.save_package(&record).map(|_| ())
+}
+
+/// Capacity of the import event channel (progress is throttled, so this is plenty).
+pub(super) const IMPORT_CHANNEL: usize = 64;
+
+pub(super) fn channel() -> (mpsc::Sender<ImportEvent>, mpsc::Receiver<ImportEvent>) {
+    mpsc::channel(IMPORT_CHANNEL)
+}
