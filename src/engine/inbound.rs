@@ -32,8 +32,8 @@ impl Runner {
                 if let Some(device) = &about {
                     // Words, not arrows: no font the window bundles has an arrow glyph, so arrows
                     // drew as boxes (and failed the GUI tests) without a system CJK font.
-                    self.last_message
-                        .insert(device.device(), format!("in {}", message.topic));
+                    self.fleet
+                        .note_message(device, format!("in {}", message.topic));
                 }
                 if let Some(reason) = &refused {
                     self.refuse(&message, kind, reason, now_ms);
@@ -176,19 +176,8 @@ impl Runner {
 
     fn on_event(&mut self, event: Event) {
         let now_ms = self.clock.now_ms();
-        let applied = self.fleet.apply(&event, now_ms);
-        if applied.discovered || applied.version_changed {
-            self.inventory_dirty.insert(event.device().device());
-            if let Event::Version(v) = &event
-                && let Some(gw) = &v.gateway
-            {
-                self.inventory_dirty.insert(gw.device());
-            }
-        }
+        self.fleet.apply(&event, now_ms);
         self.answer_protocol(&event);
-        if let Event::Version(v) = &event {
-            self.note_version_heard(v);
-        }
         self.route_to_campaigns(event);
     }
 

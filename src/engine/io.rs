@@ -14,11 +14,11 @@ use tokio::sync::{broadcast, watch};
 
 use super::downloads::{Downloads, KeySlot};
 use super::error::{CommandError, DownloadsError};
+use super::fleet_state::FleetState;
 use super::session_id::SessionClaim;
 use super::snapshot::BrokerGuard;
 use crate::device_id::DeviceId;
 use crate::firmware::{FirmwareError, StoredPackage};
-use crate::fleet::Fleet;
 use crate::fleet::inspector::{Direction, Inspector};
 use crate::protocol::Outbound;
 use crate::rollout::Campaign;
@@ -209,7 +209,7 @@ impl Io {
 
     /// Tells the embedded broker which gateway each known device belongs to: the inventory's at
     /// start, then each topology a gateway reports.
-    pub(super) fn tell_broker_gateways(&self, fleet: &Fleet) {
+    pub(super) fn tell_broker_gateways(&self, fleet: &FleetState) {
         let Some(broker) = &self.broker else {
             return;
         };

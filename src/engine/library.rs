@@ -221,3 +221,57 @@ pub(super) const IMPORT_CHANNEL: usize = 64;
 pub(super) fn channel() -> (mpsc::Sender<ImportEvent>, mpsc::Receiver<ImportEvent>) {
     mpsc::channel(IMPORT_CHANNEL)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds the import's events to the library until the import is done.
+    async fn run_to_completion(
+        library: &mut Library,
+        rx: &mut mpsc::Receiver<ImportEvent>,
+        store: &mut Store,
+        alerts: &mut Alerts,
+    ) {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("the import reports within 30 s")
+                .expect("the import channel is open");
+            let done = matches!(event, ImportEvent::Done(_));
+            library.on_event(event, store, Timestamp::from_millis(1_000), alerts, 1_000);
+            if done {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn one_import_at_a_time_and_a_package_joins_once_recorded() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("fw.bin");
+        std::fs::write(&file, vec![7_u8; 64 * 1024]).expect("the firmware file is written");
+        let (tx, mut rx) = channel();
+        let mut library = Library::new(FirmwareStore::in_data_dir(dir.path()), tx);
+        let mut store = Store::open_in_memory().expect("an in-memory store");
+        let mut alerts = Alerts::default();
+
+        assert!(library.start_import(file.clone(), None).is_ok());
+        assert!(library.import_progress().is_some());
+        // A second import while the first runs is refused, its reply handed back.
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        assert!(matches!(
+            library.start_import(file.clone(), Some(reply)),
+            Err(Some(_))
+        ));
+        run_to_completion(&mut library, &mut rx, &mut store, &mut alerts).await;
+        assert!(library.import_progress().is_none());
+        assert_eq!(library.packages().len(), 1);
+        assert_eq!(store.list_packages().expect("packages listed").len(), 1);
+
+        // Free again; importing the same bytes keeps the package once.
+        assert!(library.start_import(file, None).is_ok());
+        run_to_completion(&mut library, &mut rx, &mut store, &mut alerts).await;
+        assert_eq!(library.packages().len(), 1);
+    }
+}

@@ -21,6 +21,7 @@ mod config;
 mod download_url;
 mod downloads;
 mod error;
+mod fleet_state;
 mod handle;
 mod inbound;
 mod inventory;

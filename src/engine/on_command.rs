@@ -6,12 +6,13 @@ use super::error::CommandError;
 use std::path::PathBuf;
 
 use super::downloads::Downloads;
+use super::fleet_state::FleetState;
 use super::library::save_package;
 use super::runner::Runner;
 use super::snapshot::AlertLevel;
 use crate::device_id::DeviceId;
 use crate::firmware::StoredPackage;
-use crate::fleet::{DeviceRecord, Fleet};
+use crate::fleet::DeviceRecord;
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp};
 
@@ -169,10 +170,7 @@ impl Runner {
             let record = self.fleet.get(&device);
             targets.push(Target {
                 version: record.and_then(|r| r.version(module).map(str::to_owned)),
-                online: record.map_or_else(
-                    || super::inventory::assumed_reachable(device.dialect()),
-                    |r| r.online,
-                ),
+                online: self.fleet.reachable(&device),
                 heard_at: record
                     .and_then(DeviceRecord::heard_at_ms)
                     .and_then(|ms| u64::try_from(ms).ok())
@@ -196,12 +194,7 @@ impl Runner {
                 error,
             })?;
         let fleet = &self.fleet;
-        let is_online = |d: &DeviceId| {
-            fleet.get(d).map_or_else(
-                || super::inventory::assumed_reachable(d.dialect()),
-                |r| r.online,
-            )
-        };
+        let is_online = |d: &DeviceId| fleet.reachable(d);
         let mut campaign =
             Campaign::resume(persisted, self.clock.now(), &is_online).map_err(|error| {
                 CommandError::NotResumable {
@@ -244,6 +237,6 @@ impl Runner {
 }
 
 /// Each DJI target's dock, as the fleet's topology has it.
-fn set_gateways_from(fleet: &Fleet, campaign: &mut Campaign) {
-    campaign.set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
+fn set_gateways_from(fleet: &FleetState, campaign: &mut Campaign) {
+    campaign.set_gateways(&|d: &DeviceId| fleet.gateway_of(d));
 }

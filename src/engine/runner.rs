@@ -2,7 +2,6 @@
 //! messages, timers and link changes, one at a time. Nothing here blocks: SQLite writes are
 //! short (one transaction per burst of transitions) and hashing runs on a blocking thread.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -11,6 +10,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::alerts::Alerts;
 use super::clock::Clock;
 use super::command::Command;
+use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::{ImportEvent, Library};
 use super::live::LiveCampaign;
@@ -19,7 +19,6 @@ use super::publisher::Publisher;
 use super::snapshot::{AlertLevel, CampaignView};
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
-use crate::fleet::Fleet;
 use crate::protocol::Outbound;
 use crate::rollout::{DeviceStatus, Input, RandomIds};
 use crate::store::Store;
@@ -40,23 +39,13 @@ pub(super) struct Runner {
     pub(super) traffic: TrafficMeter,
     pub(super) library: Library,
     pub(super) io: Io,
-    pub(super) fleet: Fleet,
+    pub(super) fleet: FleetState,
     pub(super) live: Vec<LiveCampaign>,
     pub(super) history: Vec<CampaignView>,
     pub(super) ids: RandomIds,
     pub(super) next_msg_id: i64,
-    pub(super) inventory_dirty: HashSet<DeviceId>,
-    pub(super) last_message: HashMap<DeviceId, String>,
     pub(super) outbox: Outbox,
-    /// The last version each device reported in this run, for campaigns resumed after the
-    /// report came: a persistent session delivers what devices said while the console was down
-    /// as soon as it connects, before `rollout --resume` has put the campaign back to work.
-    pub(super) heard_versions: HashMap<DeviceId, crate::protocol::VersionReport>,
 }
-
-/// Devices whose last version report [`Runner`] keeps for resumed campaigns (the registry's
-/// own limit is lower; this only bounds the map if that changes).
-const MAX_HEARD_VERSIONS: usize = crate::fleet::MAX_DEVICES;
 
 impl Runner {
     pub(super) async fn run(
@@ -193,17 +182,6 @@ impl Runner {
         }
     }
 
-    /// Remembers `report` for [`Runner::replay_versions_heard`] (bounded: a full map takes no
-    /// new devices, only newer reports of those it has).
-    pub(super) fn note_version_heard(&mut self, report: &crate::protocol::VersionReport) {
-        if self.heard_versions.len() < MAX_HEARD_VERSIONS
-            || self.heard_versions.contains_key(&report.device)
-        {
-            self.heard_versions
-                .insert(report.device.clone(), report.clone());
-        }
-    }
-
     /// Gives a campaign just resumed the target-version reports its noticed devices sent in this
     /// run before it was live: they succeeded, and must not be noticed again. A device whose
     /// deadline passed while the console was down has timed out by now (its retry waits for the
@@ -218,7 +196,7 @@ impl Runner {
             .devices()
             .iter()
             .filter(|rec| rec.attempts > 0 && rec.status != DeviceStatus::Succeeded)
-            .filter_map(|rec| self.heard_versions.get(&rec.device))
+            .filter_map(|rec| self.fleet.version_heard(&rec.device))
             .filter(|report| &report.version == target)
             .cloned()
             .collect();
@@ -242,8 +220,8 @@ impl Runner {
     ) -> Result<(), LinkError> {
         let now_ms = self.clock.now_ms();
         if let Some(device) = &about {
-            self.last_message
-                .insert(device.device(), format!("out {}", out.topic));
+            self.fleet
+                .note_message(device, format!("out {}", out.topic));
         }
         let result = self.io.publish(out, about, now_ms);
         if result.is_ok() {
@@ -281,14 +259,10 @@ impl Runner {
 
     /// Writes the devices discovered or changed since the last flush.
     pub(super) fn flush_inventory(&mut self) {
-        if self.inventory_dirty.is_empty() {
+        let devices = self.fleet.take_dirty();
+        if devices.is_empty() {
             return;
         }
-        let devices: Vec<_> = self
-            .inventory_dirty
-            .drain()
-            .filter_map(|id| self.fleet.get(&id).map(super::inventory::to_inventory))
-            .collect();
         if let Err(e) = self.store.upsert_devices(&devices) {
             self.alert(
                 AlertLevel::Error,
@@ -307,7 +281,6 @@ impl Runner {
         self.alerts.take_changed();
         let snapshot = super::view::build(&super::view::Parts {
             fleet: &self.fleet,
-            last_message: &self.last_message,
             live: &self.live,
             history: &self.history,
             io: &self.io,

@@ -1,7 +1,6 @@
 //! Starting the engine: open the store, start the broker / link / firmware server as configured,
 //! restore the inventory and campaign history, then spawn the engine task.
 
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +10,7 @@ use super::alerts::Alerts;
 use super::clock::Clock;
 use super::config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 use super::error::{EngineError, StartError};
+use super::fleet_state::FleetState;
 use super::handle::EngineHandle;
 use super::io::{Io, IoParts};
 use super::library::Library;
@@ -20,7 +20,6 @@ use super::snapshot::{AlertLevel, BrokerGuard, CampaignView, Snapshot};
 use super::traffic::TrafficMeter;
 use crate::access::credentials::ConsoleCredentials;
 use crate::firmware::FirmwareStore;
-use crate::fleet::Fleet;
 use crate::fleet::inspector::Inspector;
 use crate::private_fs;
 use crate::protocol;
@@ -170,15 +169,12 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         traffic: TrafficMeter::default(),
         library: Library::new(packages, import_tx),
         io,
-        fleet: Fleet::new(),
+        fleet: FleetState::default(),
         live: Vec::new(),
         history: Vec::new(),
         ids: RandomIds,
         next_msg_id: 0,
-        inventory_dirty: HashSet::new(),
-        last_message: HashMap::new(),
         outbox: super::outbox::Outbox::default(),
-        heard_versions: HashMap::new(),
     };
     if let Some(warning) = runner.io.session_warning() {
         runner.alert(AlertLevel::Warning, warning);
@@ -286,13 +282,7 @@ fn loopback_for(addr: SocketAddr) -> IpAddr {
 /// Loads the inventory, the package library and the campaigns from the database.
 fn restore(runner: &mut Runner, resume_unfinished: bool) {
     match runner.store.load_inventory() {
-        Ok(devices) => {
-            for device in devices {
-                runner
-                    .fleet
-                    .restore(super::inventory::from_inventory(device));
-            }
-        }
+        Ok(devices) => runner.fleet.restore(devices),
         Err(e) => runner.alert(
             AlertLevel::Error,
             format!("cannot read the device inventory: {e}"),

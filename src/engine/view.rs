@@ -6,19 +6,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::alerts::Alerts;
+use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::Library;
 use super::live::LiveCampaign;
 use super::snapshot::{CampaignView, DeviceRow, Snapshot};
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
-use crate::fleet::Fleet;
 use crate::rollout::{CampaignState, DeviceSnapshot};
 
 /// What the snapshot is made of, each part read-only.
 pub(super) struct Parts<'a> {
-    pub(super) fleet: &'a Fleet,
-    pub(super) last_message: &'a HashMap<DeviceId, String>,
+    pub(super) fleet: &'a FleetState,
     pub(super) live: &'a [LiveCampaign],
     pub(super) history: &'a [CampaignView],
     pub(super) io: &'a Io,
@@ -108,14 +107,5 @@ fn device_rows(parts: &Parts<'_>, live: &[CampaignView]) -> Vec<DeviceRow> {
             standing.insert(key, d);
         }
     }
-    parts
-        .fleet
-        .sorted()
-        .into_iter()
-        .map(|record| DeviceRow {
-            last_message: parts.last_message.get(&record.id).cloned(),
-            rollout: standing.get(&record.id).map(|d| (*d).clone()),
-            record: record.clone(),
-        })
-        .collect()
+    parts.fleet.rows(|id| standing.get(id).copied())
 }

@@ -1,0 +1,189 @@
+//! What the engine knows of the fleet: the device registry ([`Fleet`]), which records changed
+//! since the inventory was last written, the last message from or about each device, and the
+//! last version each device reported in this run.
+//!
+//! Rules it keeps: the registry holds at most [`crate::fleet::MAX_DEVICES`] devices (known
+//! devices keep being heard, new names are refused); a gateway speaks only for its own
+//! sub-devices (see `admit`); only records that changed are written to the inventory, each once
+//! per flush; the version memory is bounded like the registry (a full map takes no new devices,
+//! only newer reports of those it has).
+
+use std::collections::{HashMap, HashSet};
+
+use super::inventory::{assumed_reachable, from_inventory, to_inventory};
+use super::snapshot::DeviceRow;
+use crate::device_id::DeviceId;
+use crate::fleet::{DeviceRecord, Fleet};
+use crate::protocol::{Event, VersionReport};
+use crate::rollout::DeviceSnapshot;
+use crate::store::InventoryDevice;
+
+/// Devices whose last version report is kept for resumed campaigns (the registry's own limit is
+/// lower; this only bounds the map if that changes).
+const MAX_HEARD_VERSIONS: usize = crate::fleet::MAX_DEVICES;
+
+#[derive(Default)]
+pub(super) struct FleetState {
+    fleet: Fleet,
+    /// Discovered or changed since the inventory was last written.
+    inventory_dirty: HashSet<DeviceId>,
+    /// Topic of the last message from or about each device ("in …" / "out …").
+    last_message: HashMap<DeviceId, String>,
+    /// The last version each device reported in this run, for campaigns resumed after the
+    /// report came: a persistent session delivers what devices said while the console was down
+    /// as soon as it connects, before `rollout --resume` has put the campaign back to work.
+    heard_versions: HashMap<DeviceId, VersionReport>,
+}
+
+impl FleetState {
+    /// Puts the inventory's devices back (not heard by this run yet).
+    pub(super) fn restore(&mut self, devices: Vec<InventoryDevice>) {
+        for device in devices {
+            self.fleet.restore(from_inventory(device));
+        }
+    }
+
+    /// Applies one admitted event: the record changes, and what changed is remembered for the
+    /// inventory (a sub-device's version report also concerns its gateway).
+    pub(super) fn apply(&mut self, event: &Event, now_ms: i64) {
+        let applied = self.fleet.apply(event, now_ms);
+        if applied.discovered || applied.version_changed {
+            self.inventory_dirty.insert(event.device().device());
+            if let Event::Version(v) = event
+                && let Some(gw) = &v.gateway
+            {
+                self.inventory_dirty.insert(gw.device());
+            }
+        }
+        if let Event::Version(v) = event {
+            self.note_version_heard(v);
+        }
+    }
+
+    /// Remembers `report` for campaigns resumed later (bounded: a full map takes no new
+    /// devices, only newer reports of those it has).
+    fn note_version_heard(&mut self, report: &VersionReport) {
+        if self.heard_versions.len() < MAX_HEARD_VERSIONS
+            || self.heard_versions.contains_key(&report.device)
+        {
+            self.heard_versions
+                .insert(report.device.clone(), report.clone());
+        }
+    }
+
+    /// The last version `device` reported in this run.
+    pub(super) fn version_heard(&self, device: &DeviceId) -> Option<&VersionReport> {
+        self.heard_versions.get(device)
+    }
+
+    /// Notes the last message from or about `device` (its row shows it).
+    pub(super) fn note_message(&mut self, device: &DeviceId, text: String) {
+        self.last_message.insert(device.device(), text);
+    }
+
+    /// Whether the registry would take `event` (known devices always; new ones while not full).
+    pub(super) fn admits(&self, event: &Event) -> bool {
+        self.fleet.admits(event)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.fleet.len()
+    }
+
+    pub(super) fn get(&self, device: &DeviceId) -> Option<&DeviceRecord> {
+        self.fleet.get(device)
+    }
+
+    /// Sorted by device id.
+    pub(super) fn sorted(&self) -> Vec<&DeviceRecord> {
+        self.fleet.sorted()
+    }
+
+    /// The gateway `device` was last heard through.
+    pub(super) fn gateway_of(&self, device: &DeviceId) -> Option<DeviceId> {
+        self.fleet.get(device).and_then(|r| r.gateway.clone())
+    }
+
+    /// Whether `device` is to be treated as reachable: as last heard, or, never heard, as its
+    /// dialect's presence says.
+    pub(super) fn reachable(&self, device: &DeviceId) -> bool {
+        self.fleet
+            .get(device)
+            .map_or_else(|| assumed_reachable(device.dialect()), |r| r.online)
+    }
+
+    /// The records that changed since the last call, for the inventory.
+    pub(super) fn take_dirty(&mut self) -> Vec<InventoryDevice> {
+        if self.inventory_dirty.is_empty() {
+            return Vec::new();
+        }
+        let fleet = &self.fleet;
+        self.inventory_dirty
+            .drain()
+            .filter_map(|id| fleet.get(&id).map(to_inventory))
+            .collect()
+    }
+
+    /// One row per device, with its standing in the newest campaign that targets it.
+    pub(super) fn rows<'a>(
+        &self,
+        standing: impl Fn(&DeviceId) -> Option<&'a DeviceSnapshot>,
+    ) -> Vec<DeviceRow> {
+        self.fleet
+            .sorted()
+            .into_iter()
+            .map(|record| DeviceRow {
+                last_message: self.last_message.get(&record.id).cloned(),
+                rollout: standing(&record.id).cloned(),
+                record: record.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> DeviceId {
+        s.parse().expect("a valid device id")
+    }
+
+    fn version(device: &DeviceId, version: &str) -> Event {
+        Event::Version(VersionReport {
+            device: device.clone(),
+            version: version.to_owned(),
+            gateway: None,
+        })
+    }
+
+    #[test]
+    fn only_records_that_changed_are_written_and_each_once() {
+        let mut fleet = FleetState::default();
+        let device = id("aliyun:pk/d1");
+        fleet.apply(&version(&device, "1.0"), 1);
+        let written: Vec<DeviceId> = fleet.take_dirty().into_iter().map(|d| d.id).collect();
+        assert_eq!(written, vec![device.clone()]);
+        assert!(fleet.take_dirty().is_empty());
+        // The same version again changes nothing; a new one does.
+        fleet.apply(&version(&device, "1.0"), 2);
+        assert!(fleet.take_dirty().is_empty());
+        fleet.apply(&version(&device, "1.1"), 3);
+        assert_eq!(fleet.take_dirty().len(), 1);
+        assert_eq!(
+            fleet.version_heard(&device).map(|r| r.version.as_str()),
+            Some("1.1")
+        );
+    }
+
+    #[test]
+    fn a_message_about_a_module_shows_on_its_device_row() {
+        let mut fleet = FleetState::default();
+        let device = id("aliyun:pk/d1");
+        fleet.apply(&version(&device, "1.0"), 1);
+        fleet.note_message(&id("aliyun:pk/d1#mcu"), "out upgrade".to_owned());
+        let rows = fleet.rows(|_| None);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].last_message.as_deref(), Some("out upgrade"));
+    }
+}
