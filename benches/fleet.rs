@@ -75,14 +75,13 @@ fn main() {
         .map(|(i, id)| {
             Event::Progress(ProgressReport {
                 device: id.clone(),
-                task: TaskRef::TaskId(i.to_string()),
+                task: TaskRef::Key(i.to_string()),
                 status: UpgradeStatus::InProgress,
                 phase: Phase::Download,
                 percent: Some((i % 100) as u8),
                 percent_clamped: false,
                 desc: None,
                 gateway: None,
-                ack: None,
             })
         })
         .collect();

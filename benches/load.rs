@@ -36,7 +36,6 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ota_console::device_id::Dialect;
 use ota_console::engine::{
     self, BrokerChoice, CampaignRequest, EngineConfig, EngineHandle, FirmwareSource, Snapshot,
 };
@@ -363,7 +362,7 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         },
         data_dir: dir.to_path_buf(),
         db_path: dir.join("ota-console.db"),
-        dialects: vec![Dialect::Aliyun],
+        dialects: vec![ota_console::protocol::aliyun::ID],
         resume_unfinished: false,
         keep_session: true,
     };

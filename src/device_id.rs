@@ -1,72 +1,123 @@
 //! `DeviceId`: the one canonical name of a device (and optionally one of its firmware modules)
 //! used everywhere: UI, CLI, reports, database.
 //!
-//! Text forms: `aliyun:{productKey}/{deviceName}`, `fogcloud:{productKey}/{deviceName}`,
-//! `dji:{sn}`, each optionally followed by `#{module}`.
+//! Text forms: `{dialect}:{key}/{name}` or `{dialect}:{name}` as the dialect's [`IdShape`] says
+//! (e.g. `aliyun:{productKey}/{deviceName}`, `dji:{sn}`), each optionally followed by
+//! `#{module}`. Parsing the text needs the dialect registry (`crate::protocol::registry`, which
+//! implements `FromStr` and `Deserialize`); this module depends on nothing.
 //!
 //! Every segment here ends up inside an MQTT topic we publish to, and arrives from the network,
 //! so construction validates it: a name containing `/`, `+`, `#` or NUL could otherwise steer a
 //! publish onto someone else's topic.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
 /// Longest segment we accept, in bytes. Real product keys, device names and serial numbers are
 /// far shorter; the limit bounds what a hostile message can make us store and echo.
 pub const MAX_SEGMENT_BYTES: usize = 128;
 
-/// The three device dialects the console speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// Alibaba Cloud IoT OTA topics.
-    Aliyun,
-    /// MXCHIP FogCloud `thing/up|down/ota` methods.
-    #[serde(rename = "fogcloud")]
-    FogCloud,
-    /// DJI Cloud API docks and drones.
-    Dji,
+/// Which dialect a device speaks: a cheap `Copy` handle on the dialect's identity. The dialects
+/// themselves (codec, capabilities) live in `crate::protocol` and are listed in its registry; this
+/// module only knows their names and the shape of their device ids, so it depends on nothing.
+///
+/// Equality, order and hashing go by `rank` (the registry's order: built-ins first, in the order
+/// the registry lists them; user dialects after), so sorting by dialect is stable and cheap.
+#[derive(Clone, Copy)]
+pub struct DialectId(&'static DialectIdent);
+
+/// The identity of one dialect: what its device ids look like.
+#[derive(Debug)]
+pub struct DialectIdent {
+    /// Position in the registry; unique.
+    pub rank: u16,
+    /// The prefix of the canonical text form (`{prefix}:…`), lowercase.
+    pub prefix: &'static str,
+    /// A human name for UI labels.
+    pub label: &'static str,
+    pub shape: IdShape,
 }
 
-impl Dialect {
-    pub const ALL: [Dialect; 3] = [Dialect::Aliyun, Dialect::FogCloud, Dialect::Dji];
+/// How a device id of a dialect is built, with the names its segments have in the dialect's own
+/// documents (used in error messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdShape {
+    /// `{prefix}:{name}` (e.g. a serial number).
+    Name { name: &'static str },
+    /// `{prefix}:{key}/{name}` (e.g. product key and device name).
+    KeyAndName {
+        key: &'static str,
+        name: &'static str,
+    },
+}
+
+impl DialectId {
+    /// The handle of a dialect identity (the registry makes one per dialect).
+    pub const fn new(ident: &'static DialectIdent) -> Self {
+        DialectId(ident)
+    }
 
     /// The prefix used in the canonical text form.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Aliyun => "aliyun",
-            Dialect::FogCloud => "fogcloud",
-            Dialect::Dji => "dji",
-        }
+        self.0.prefix
     }
 
     /// A human name for UI labels.
     pub fn label(self) -> &'static str {
-        match self {
-            Dialect::Aliyun => "Alibaba Cloud IoT",
-            Dialect::FogCloud => "MXCHIP FogCloud",
-            Dialect::Dji => "DJI Cloud API",
-        }
+        self.0.label
+    }
+
+    pub fn rank(self) -> u16 {
+        self.0.rank
+    }
+
+    pub fn shape(self) -> IdShape {
+        self.0.shape
     }
 }
 
-impl fmt::Display for Dialect {
+impl PartialEq for DialectId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.rank == other.0.rank
+    }
+}
+
+impl Eq for DialectId {}
+
+impl PartialOrd for DialectId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DialectId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.rank.cmp(&other.0.rank)
+    }
+}
+
+impl std::hash::Hash for DialectId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.rank.hash(state);
+    }
+}
+
+impl fmt::Debug for DialectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.prefix)
+    }
+}
+
+impl fmt::Display for DialectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Dialect {
-    type Err = DeviceIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "aliyun" => Ok(Dialect::Aliyun),
-            "fogcloud" => Ok(Dialect::FogCloud),
-            "dji" => Ok(Dialect::Dji),
-            _ => Err(DeviceIdError::UnknownDialect(s.chars().take(32).collect())),
-        }
+impl Serialize for DialectId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -79,8 +130,13 @@ pub enum DeviceIdError {
     TooLong { what: &'static str, len: usize },
     #[error("{what} contains {found:?}, which is not allowed in an MQTT topic segment")]
     ForbiddenChar { what: &'static str, found: char },
-    #[error("unknown dialect {0:?} (expected aliyun, fogcloud or dji)")]
-    UnknownDialect(String),
+    #[error("unknown dialect {name:?} (expected one of: {known})")]
+    UnknownDialect { name: String, known: String },
+    #[error("a {dialect} device id is {expected}")]
+    Shape {
+        dialect: &'static str,
+        expected: &'static str,
+    },
     #[error("device id {0:?} is not of the form dialect:name (e.g. aliyun:pk/dn, dji:SN)")]
     Malformed(String),
 }
@@ -139,41 +195,80 @@ impl fmt::Display for Segment {
 
 /// A device, or one firmware module of a device.
 ///
-/// For DJI `product_key` is `None` and `name` is the serial number.
+/// `product_key` is the first segment of a [`IdShape::KeyAndName`] id (`None` for
+/// [`IdShape::Name`]); `name` the device's own name or serial number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId {
-    dialect: Dialect,
+    dialect: DialectId,
     product_key: Option<Segment>,
     name: Segment,
     module: Option<Segment>,
 }
 
 impl DeviceId {
-    pub fn aliyun(product_key: &str, device_name: &str) -> Result<Self, DeviceIdError> {
+    /// A device of `dialect`; `key` must be given exactly when the dialect's ids have one.
+    pub fn new(dialect: DialectId, key: Option<&str>, name: &str) -> Result<Self, DeviceIdError> {
+        let (product_key, name) = match (dialect.shape(), key) {
+            (
+                IdShape::KeyAndName {
+                    key: what,
+                    name: name_what,
+                },
+                Some(key),
+            ) => (
+                Some(Segment::new(what, key)?),
+                Segment::new(name_what, name)?,
+            ),
+            (IdShape::Name { name: what }, None) => (None, Segment::new(what, name)?),
+            (IdShape::KeyAndName { .. }, None) => {
+                return Err(DeviceIdError::Shape {
+                    dialect: dialect.as_str(),
+                    expected: "a key and a name",
+                });
+            }
+            (IdShape::Name { .. }, Some(_)) => {
+                return Err(DeviceIdError::Shape {
+                    dialect: dialect.as_str(),
+                    expected: "a name without a key",
+                });
+            }
+        };
         Ok(Self {
-            dialect: Dialect::Aliyun,
-            product_key: Some(Segment::new("productKey", product_key)?),
-            name: Segment::new("deviceName", device_name)?,
+            dialect,
+            product_key,
+            name,
             module: None,
         })
     }
 
-    pub fn fogcloud(product_key: &str, device_name: &str) -> Result<Self, DeviceIdError> {
-        Ok(Self {
-            dialect: Dialect::FogCloud,
-            product_key: Some(Segment::new("product_key", product_key)?),
-            name: Segment::new("device_name", device_name)?,
-            module: None,
-        })
-    }
-
-    pub fn dji(sn: &str) -> Result<Self, DeviceIdError> {
-        Ok(Self {
-            dialect: Dialect::Dji,
-            product_key: None,
-            name: Segment::new("sn", sn)?,
-            module: None,
-        })
+    /// Parses the part after `{prefix}:` of a device id of `dialect` (with an optional
+    /// `#module`). The registry finds the dialect from the prefix (`crate::protocol::registry`).
+    pub fn parse_after_prefix(dialect: DialectId, text: &str) -> Result<Self, DeviceIdError> {
+        let malformed = || {
+            DeviceIdError::Malformed(format!(
+                "{dialect}:{}",
+                text.chars().take(300).collect::<String>()
+            ))
+        };
+        let (rest, module) = match text.split_once('#') {
+            Some((r, m)) => (r, Some(m)),
+            None => (text, None),
+        };
+        if module == Some("") {
+            return Err(DeviceIdError::Empty { what: "module" });
+        }
+        let id = match dialect.shape() {
+            IdShape::KeyAndName { .. } => {
+                let (key, name) = rest.split_once('/').ok_or_else(malformed)?;
+                DeviceId::new(dialect, Some(key), name)?
+            }
+            IdShape::Name { .. } => DeviceId::new(dialect, None, rest)?,
+        };
+        match module {
+            // `#default` would not round-trip, so it is spelled by leaving the module out.
+            Some(m) if is_default_module(m) => Err(malformed()),
+            m => id.with_module(m),
+        }
     }
 
     /// The same device with `module` named (`None` or `"default"` clear it: the default
@@ -195,16 +290,16 @@ impl DeviceId {
         }
     }
 
-    pub fn dialect(&self) -> Dialect {
+    pub fn dialect(&self) -> DialectId {
         self.dialect
     }
 
-    /// Alibaba/FogCloud product key; `None` for DJI.
+    /// The key segment of a key-and-name id; `None` for name-only ids.
     pub fn product_key(&self) -> Option<&str> {
         self.product_key.as_ref().map(Segment::as_str)
     }
 
-    /// Device name (Alibaba, FogCloud) or serial number (DJI).
+    /// The device's name or serial number.
     pub fn name(&self) -> &str {
         self.name.as_str()
     }
@@ -234,147 +329,8 @@ impl fmt::Display for DeviceId {
     }
 }
 
-impl FromStr for DeviceId {
-    type Err = DeviceIdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let malformed = || DeviceIdError::Malformed(s.chars().take(300).collect());
-        let (dialect, rest) = s.split_once(':').ok_or_else(malformed)?;
-        let dialect: Dialect = dialect.parse()?;
-        let (rest, module) = match rest.split_once('#') {
-            Some((r, m)) => (r, Some(m)),
-            None => (rest, None),
-        };
-        if module == Some("") {
-            return Err(DeviceIdError::Empty { what: "module" });
-        }
-        let id = match dialect {
-            Dialect::Aliyun | Dialect::FogCloud => {
-                let (pk, dn) = rest.split_once('/').ok_or_else(malformed)?;
-                if dialect == Dialect::Aliyun {
-                    DeviceId::aliyun(pk, dn)?
-                } else {
-                    DeviceId::fogcloud(pk, dn)?
-                }
-            }
-            Dialect::Dji => DeviceId::dji(rest)?,
-        };
-        match module {
-            // `#default` would not round-trip, so it is spelled by leaving the module out.
-            Some(m) if is_default_module(m) => Err(malformed()),
-            m => id.with_module(m),
-        }
-    }
-}
-
 impl Serialize for DeviceId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for DeviceId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_forms_round_trip() {
-        for text in [
-            "aliyun:a1B2c3/dev-01",
-            "fogcloud:12097812/00000001",
-            "dji:4TADKAQ000002J",
-            "aliyun:pk/dn#MCU",
-            "dji:1581F5BK#camera",
-            "fogcloud:pk/设备一号",
-        ] {
-            let id: DeviceId = text.parse().unwrap();
-            assert_eq!(id.to_string(), text);
-            let json = serde_json::to_string(&id).unwrap();
-            assert_eq!(serde_json::from_str::<DeviceId>(&json).unwrap(), id);
-        }
-    }
-
-    #[test]
-    fn parts_are_exposed() {
-        let id: DeviceId = "aliyun:pk/dn#MCU".parse().unwrap();
-        assert_eq!(id.dialect(), Dialect::Aliyun);
-        assert_eq!(id.product_key(), Some("pk"));
-        assert_eq!(id.name(), "dn");
-        assert_eq!(id.module(), Some("MCU"));
-        assert_eq!(id.device().to_string(), "aliyun:pk/dn");
-        let dji = DeviceId::dji("SN1").unwrap();
-        assert_eq!(dji.product_key(), None);
-    }
-
-    #[test]
-    fn default_module_is_no_module() {
-        let id = DeviceId::dji("SN")
-            .unwrap()
-            .with_module(Some("default"))
-            .unwrap();
-        assert_eq!(id.module(), None);
-        assert!("dji:SN#default".parse::<DeviceId>().is_err());
-    }
-
-    #[test]
-    fn hostile_segments_are_rejected() {
-        let long = "x".repeat(MAX_SEGMENT_BYTES + 1);
-        for (pk, dn) in [
-            ("", "dn"),
-            ("pk", ""),
-            ("p+k", "dn"),
-            ("pk", "d#n"),
-            ("pk", "a/b"),
-            ("pk", "nul\0"),
-            (long.as_str(), "dn"),
-        ] {
-            assert!(DeviceId::aliyun(pk, dn).is_err(), "{pk:?}/{dn:?}");
-            assert!(DeviceId::fogcloud(pk, dn).is_err(), "{pk:?}/{dn:?}");
-        }
-        assert!(DeviceId::dji(&"x".repeat(MAX_SEGMENT_BYTES)).is_ok());
-        assert!(DeviceId::dji("a/b").is_err());
-        let err = DeviceId::dji("+").unwrap_err();
-        assert!(err.to_string().contains("not allowed"), "{err}");
-    }
-
-    #[test]
-    fn names_that_could_pose_as_another_device_are_rejected() {
-        // "pump-7" shown right-to-left, or with a zero-width space, looks like another device.
-        for dn in [
-            "pump\u{202E}7-",
-            "pump\u{200B}-7",
-            "\u{2067}pump-7",
-            "\u{FEFF}pump-7",
-        ] {
-            let err = DeviceId::aliyun("pk", dn).unwrap_err();
-            assert!(matches!(err, DeviceIdError::ForbiddenChar { .. }), "{dn:?}");
-        }
-        // Non-ASCII letters are fine: device names in Chinese exist.
-        assert!(DeviceId::aliyun("pk", "水泵-7").is_ok());
-        assert!(DeviceId::aliyun("pk", "pump_7@lab.a:b").is_ok());
-    }
-
-    #[test]
-    fn malformed_texts_are_rejected() {
-        for text in [
-            "",
-            "aliyun",
-            "aliyun:pk",
-            "aliyun:pk/dn/x",
-            "mqtt:pk/dn",
-            "dji:",
-            "dji:sn#",
-            "dji:a/b",
-            "fogcloud:pk/dn#m/x",
-        ] {
-            assert!(text.parse::<DeviceId>().is_err(), "{text:?}");
-        }
     }
 }

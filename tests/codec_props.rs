@@ -477,7 +477,7 @@ fn input() -> BoxedStrategy<(String, Vec<u8>)> {
 // ---------------------------------------------------------------- the property
 
 fn check_promises(topic: &str, events: &[Event]) -> Result<(), TestCaseError> {
-    let dialect = protocol::dialect_of_topic(topic);
+    let dialect = protocol::dialect_of_topic(topic).map(|d| d.id());
     prop_assert!(
         dialect.is_some(),
         "decoded a topic no dialect owns: {topic:?}"
@@ -488,28 +488,16 @@ fn check_promises(topic: &str, events: &[Event]) -> Result<(), TestCaseError> {
             Event::Progress(p) => {
                 prop_assert!(p.percent.is_none_or(|x| x <= 100), "{p:?}");
                 prop_assert!(!p.percent_clamped || p.percent.is_some(), "{p:?}");
-                if let Some(ack) = &p.ack {
-                    let reply = Notice::DjiEventsReply {
-                        ack: ack.clone(),
-                        timestamp_ms: 0,
-                    };
-                    prop_assert!(protocol::encode(&reply).is_ok(), "{ack:?}");
-                }
             }
             Event::Topology(t) => {
-                let reply = Notice::DjiStatusReply {
-                    ack: t.ack.clone(),
-                    timestamp_ms: 0,
-                };
-                prop_assert!(protocol::encode(&reply).is_ok(), "{t:?}");
                 prop_assert_eq!(t.sub_devices.len(), t.sub_device_info.len());
             }
-            Event::DjiOtherEvent { ack: Some(ack), .. } => {
-                let reply = Notice::DjiEventsReply {
-                    ack: ack.clone(),
+            Event::Answer(answer) => {
+                let reply = Notice::Answer {
+                    answer: answer.clone(),
                     timestamp_ms: 0,
                 };
-                prop_assert!(protocol::encode(&reply).is_ok(), "{ack:?}");
+                prop_assert!(protocol::encode(&reply).is_ok(), "{answer:?}");
             }
             Event::FirmwareGet(g) => {
                 let reply = Notice::FirmwareGetReply {
@@ -517,9 +505,12 @@ fn check_promises(topic: &str, events: &[Event]) -> Result<(), TestCaseError> {
                     pending: None,
                 };
                 // Only where the dialect defines a "nothing pending" reply (not FogCloud).
+                let empty_reply = protocol::Pull::Supported {
+                    nothing_pending: protocol::NothingPending::EmptyReply,
+                };
                 prop_assert_eq!(
                     protocol::encode(&reply).is_ok(),
-                    protocol::has_nothing_pending_reply(g.device.dialect()),
+                    protocol::registry::capabilities(g.device.dialect()).pull == empty_reply,
                     "{:?}",
                     g
                 );
@@ -536,9 +527,10 @@ fn event_kind(e: &Event) -> &'static str {
         Event::Progress(_) => "Progress",
         Event::FirmwareGet(_) => "FirmwareGet",
         Event::Topology(_) => "Topology",
-        Event::ServiceReply(_) => "ServiceReply",
-        Event::DjiCompatibility { .. } => "DjiCompatibility",
-        Event::DjiOtherEvent { .. } => "DjiOtherEvent",
+        Event::Reply(_) => "Reply",
+        Event::Answer(_) => "Answer",
+        Event::Attribute { .. } => "Attribute",
+        Event::Heard { .. } => "Heard",
     }
 }
 

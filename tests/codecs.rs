@@ -19,10 +19,12 @@
 #![cfg(test)]
 
 use ota_console::device_id::DeviceId;
+use ota_console::protocol::aliyun::SignMethod;
+use ota_console::protocol::dji::DjiUpgradeType;
 use ota_console::protocol::{
-    self, DecodeError, DialectOptions, DjiAck, DjiUpgradeType, Event, Failure, FirmwareGet,
-    FirmwareOffer, MsgId, Notice, Phase, ProgressReport, ServiceReply, SignMethod, TaskRef,
-    UpgradeNotice, UpgradeStatus, VersionReport,
+    self, Answer, DecodeError, Event, ExchangeReply, FirmwareGet, FirmwareOffer, MsgId, Notice,
+    NoticeAddress, Phase, ProgressReport, SettingValues, TaskRef, UpgradeNotice, UpgradeStatus,
+    VersionReport, aliyun, dji, fogcloud,
 };
 use serde_json::{Value, json};
 
@@ -152,14 +154,13 @@ fn aliyun_progress_examples() {
             percent_clamped: false,
             desc: Some(" xxxxxxxx ".into()),
             gateway: None,
-            ack: None,
         })]
     );
     let events = decode_golden(&ali_topic("progress"), "aliyun_notes_progress_module.json");
     let [Event::Progress(p)] = events.as_slice() else {
         panic!("{events:?}")
     };
-    assert_eq!(p.status, UpgradeStatus::Failed(Failure::VerifyFailed));
+    assert_eq!(p.status, UpgradeStatus::Failed(aliyun::failure(-3)));
     assert_eq!(p.device.module(), Some("MCU"));
     assert_eq!(
         protocol::aliyun::describe_step(-3),
@@ -186,10 +187,11 @@ fn ali_notice(device: DeviceId, sign_method: SignMethod) -> UpgradeNotice {
     UpgradeNotice {
         device,
         offer: ali_doc_offer(),
-        dialect: DialectOptions::Aliyun {
-            id: 1568864790381,
-            sign_method,
+        address: NoticeAddress {
+            msg_id: 1568864790381,
+            ..NoticeAddress::default()
         },
+        settings: aliyun::settings(sign_method),
     }
 }
 
@@ -341,14 +343,13 @@ fn fogcloud_upgrade_post_example() {
         decode_golden(&fog_up(), "fogcloud_upgrade_post.json"),
         vec![Event::Progress(ProgressReport {
             device: fog().with_module(Some("mcu")).unwrap(),
-            task: TaskRef::TaskId("123".into()),
-            status: UpgradeStatus::Failed(Failure::UpgradeFailed),
+            task: TaskRef::Key("123".into()),
+            status: UpgradeStatus::Failed(fogcloud::failure(-1)),
             phase: Phase::Unspecified,
             percent: None,
             percent_clamped: false,
             desc: Some("OTA升级失败,请求不到升级包信息。".into()),
             gateway: None,
-            ack: None,
         })]
     );
     // The other reading of the flattened document (desc commented out) decodes too.
@@ -389,8 +390,8 @@ fn fogcloud_sub_upgrade_post_example() {
         };
         assert_eq!(p.device, fog_sub().with_module(Some("mcu")).unwrap());
         assert_eq!(p.gateway, Some(fog()));
-        assert_eq!(p.task, TaskRef::TaskId("123".into()));
-        assert_eq!(p.status, UpgradeStatus::Failed(Failure::UpgradeFailed));
+        assert_eq!(p.task, TaskRef::Key("123".into()));
+        assert_eq!(p.status, UpgradeStatus::Failed(fogcloud::failure(-1)));
     }
 }
 
@@ -415,11 +416,13 @@ fn fog_notice(device: DeviceId, gateway: Option<DeviceId>) -> UpgradeNotice {
     UpgradeNotice {
         device,
         offer: fog_doc_offer(),
-        dialect: DialectOptions::FogCloud {
-            id: 123,
-            task_id: "123".into(),
+        address: NoticeAddress {
+            msg_id: 123,
+            task: TaskRef::Key("123".into()),
             gateway,
+            ..NoticeAddress::default()
         },
+        settings: SettingValues::default(),
     }
 }
 
@@ -443,12 +446,7 @@ fn fogcloud_sub_firmware_post_matches_the_document() {
         fog_notice(fog_sub().with_module(Some("mcu")).unwrap(), Some(fog())),
         fog_notice(fog_sub().with_module(Some("mcu")).unwrap(), Some(fog())),
     ];
-    let out = protocol::encode(&Notice::FogCloudSubFirmware {
-        gateway: fog(),
-        id: 123,
-        notices,
-    })
-    .unwrap();
+    let out = fogcloud::encode_sub_firmware(&fog(), 123, &notices).unwrap();
     assert_eq!(
         out.topic,
         format!("fogcloud/{FOG_PK}/{FOG_DN}/thing/down/ota")
@@ -483,11 +481,7 @@ fn fogcloud_firmware_get_round_trip() {
 
     let mut pending = fog_notice(fog().with_module(Some("mcu")).unwrap(), None);
     // The notice's own id differs; the reply must carry the request's.
-    pending.dialect = DialectOptions::FogCloud {
-        id: 999,
-        task_id: "123".into(),
-        gateway: None,
-    };
+    pending.address.msg_id = 999;
     let out = protocol::encode(&Notice::FirmwareGetReply {
         request: request.clone(),
         pending: Some(pending),
@@ -499,7 +493,12 @@ fn fogcloud_firmware_get_round_trip() {
 
     // "Nothing pending" has no FogCloud message (notes.md): it cannot be encoded, so it can
     // never be sent.
-    assert!(!protocol::has_nothing_pending_reply(fog().dialect()));
+    assert_eq!(
+        protocol::registry::capabilities(fog().dialect()).pull,
+        protocol::Pull::Supported {
+            nothing_pending: protocol::NothingPending::Silence
+        }
+    );
     assert!(
         protocol::encode(&Notice::FirmwareGetReply {
             request: request.clone(),
@@ -551,14 +550,13 @@ fn dji_ota_progress_example() {
         decode_golden(&topic, "dji_ota_progress.json"),
         vec![Event::Progress(ProgressReport {
             device: dock(),
-            task: TaskRef::Bid(DOC_ID.into()),
+            task: TaskRef::Key(DOC_ID.into()),
             status: UpgradeStatus::InProgress,
             phase: Phase::Download,
             percent: Some(10),
             percent_clamped: false,
             desc: None,
             gateway: None,
-            ack: None,
         })]
     );
 }
@@ -570,12 +568,12 @@ fn dji_ota_progress_need_reply_round_trip() {
     doc["tid"] = json!("tid-1");
     let topic = format!("thing/product/{DOCK}/events");
     let events = protocol::decode(&topic, doc.to_string().as_bytes()).unwrap();
-    let [Event::Progress(p)] = events.as_slice() else {
-        panic!()
+    // need_reply: 1 surfaces an answer, before the progress it acknowledges.
+    let [Event::Answer(answer), Event::Progress(_)] = events.as_slice() else {
+        panic!("{events:?}")
     };
-    let ack = p.ack.clone().expect("need_reply: 1 must surface an ack");
-    let out = protocol::encode(&Notice::DjiEventsReply {
-        ack,
+    let out = protocol::encode(&Notice::Answer {
+        answer: answer.clone(),
         timestamp_ms: 1654070968700,
     })
     .unwrap();
@@ -600,12 +598,12 @@ fn dji_services_reply_example() {
     let topic = format!("thing/product/{DOCK}/services_reply");
     assert_eq!(
         decode_golden(&topic, "dji_services_reply.json"),
-        vec![Event::ServiceReply(ServiceReply {
+        vec![Event::Reply(ExchangeReply {
             gateway: dock(),
-            method: "ota_create".into(),
-            tid: DOC_ID.into(),
-            bid: DOC_ID.into(),
-            result: 0,
+            request: "ota_create".into(),
+            exchange_id: DOC_ID.into(),
+            task: TaskRef::Key(DOC_ID.into()),
+            failure: None,
             status: Some(UpgradeStatus::InProgress),
         })]
     );
@@ -627,13 +625,14 @@ fn dji_ota_create_matches_the_document() {
             file_name: doc_device["file_name"].as_str().unwrap().into(),
             description: String::new(),
         },
-        dialect: DialectOptions::Dji {
-            gateway: dock(),
-            tid: DOC_ID.into(),
-            bid: DOC_ID.into(),
+        address: NoticeAddress {
+            gateway: Some(dock()),
+            exchange_id: Some(DOC_ID.into()),
+            task: TaskRef::Key(DOC_ID.into()),
             timestamp_ms: 1654070968655,
-            upgrade_type: DjiUpgradeType::Consistency,
+            ..NoticeAddress::default()
         },
+        settings: dji::settings(DjiUpgradeType::Consistency),
     };
     let out = protocol::encode(&Notice::Upgrade(notice)).unwrap();
     assert_eq!(out.topic, format!("thing/product/{DOCK}/services"));
@@ -656,7 +655,7 @@ fn dji_ota_create_matches_the_document() {
 fn dji_update_topo_round_trip() {
     let topic = format!("sys/product/{DOCK}/status");
     let events = decode_golden(&topic, "dji_notes_update_topo.json");
-    let [Event::Topology(t)] = events.as_slice() else {
+    let [Event::Answer(answer), Event::Topology(t)] = events.as_slice() else {
         panic!("{events:?}")
     };
     assert_eq!(t.gateway, dock());
@@ -666,16 +665,19 @@ fn dji_update_topo_round_trip() {
     );
     assert_eq!(t.sub_device_info[0].index.as_deref(), Some("A"));
     assert_eq!(
-        t.ack,
-        DjiAck {
-            gateway: dock(),
+        *answer,
+        Answer {
+            to: dock(),
+            channel: "status_reply",
             method: "update_topo".into(),
-            tid: "6a7bfe89-c386-4043-b600-b518e10096cc".into(),
-            bid: "42a19f36-5117-4520-bd13-fd61d818d52e".into(),
+            echo: vec![
+                ("tid", "6a7bfe89-c386-4043-b600-b518e10096cc".into()),
+                ("bid", "42a19f36-5117-4520-bd13-fd61d818d52e".into()),
+            ],
         }
     );
-    let out = protocol::encode(&Notice::DjiStatusReply {
-        ack: t.ack.clone(),
+    let out = protocol::encode(&Notice::Answer {
+        answer: answer.clone(),
         timestamp_ms: 1654070968656,
     })
     .unwrap();
@@ -690,7 +692,7 @@ fn dji_update_topo_round_trip() {
     let mut offline = golden_json("dji_notes_update_topo.json");
     offline["data"]["sub_devices"] = json!([]);
     let events = protocol::decode(&topic, offline.to_string().as_bytes()).unwrap();
-    let [Event::Topology(t)] = events.as_slice() else {
+    let [Event::Answer(_), Event::Topology(t)] = events.as_slice() else {
         panic!()
     };
     assert!(t.sub_devices.is_empty());
@@ -719,9 +721,10 @@ fn dji_state_and_osd_versions() {
                 version: "10.01.16.04".into(),
                 gateway: None
             }),
-            Event::DjiCompatibility {
+            Event::Attribute {
                 device: dock(),
-                compatible_status: 1
+                name: "compatible_status",
+                value: 1
             },
         ]
     );
@@ -742,25 +745,31 @@ fn dji_reply_with_error_code_has_a_meaning() {
     doc["data"] = json!({"result": 312015, "output": {"status": "rejected"}});
     let topic = format!("thing/product/{DOCK}/services_reply");
     let events = protocol::decode(&topic, doc.to_string().as_bytes()).unwrap();
-    let [Event::ServiceReply(r)] = events.as_slice() else {
+    let [Event::Reply(r)] = events.as_slice() else {
         panic!()
     };
-    assert_eq!(r.status, Some(UpgradeStatus::Rejected { code: 312015 }));
+    assert_eq!(
+        r.status,
+        Some(UpgradeStatus::Rejected(dji::failure(312015)))
+    );
+    let failure = r.failure.as_ref().unwrap();
+    assert_eq!(failure.code(), 312015);
     assert!(
-        protocol::dji::error_meaning(r.result)
+        protocol::dji::error_meaning(failure.code())
             .unwrap()
             .contains("flight")
     );
+    assert!(failure.describe().contains("flight"), "{failure:?}");
 }
 
 // ---------------------------------------------------------------- all dialects
 
 #[test]
 fn subscriptions_are_owned_by_their_dialect() {
-    use ota_console::device_id::Dialect;
-    for dialect in Dialect::ALL {
+    for dialect in protocol::registry::ids() {
         for sub in protocol::subscriptions(dialect) {
-            assert_eq!(protocol::dialect_of_topic(sub), Some(dialect), "{sub}");
+            let owner = protocol::dialect_of_topic(sub).map(|d| d.id());
+            assert_eq!(owner, Some(dialect), "{sub}");
         }
     }
 }
@@ -784,7 +793,7 @@ fn every_golden_uplink_decodes_through_the_common_entry_point() {
     for (file, topic) in cases {
         let events = protocol::decode(topic, &golden(file)).unwrap();
         assert!(!events.is_empty(), "{file}");
-        let dialect = protocol::dialect_of_topic(topic).unwrap();
+        let dialect = protocol::dialect_of_topic(topic).unwrap().id();
         assert!(
             events.iter().all(|e| e.device().dialect() == dialect),
             "{file}"

@@ -25,7 +25,7 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ota_console::device_id::{DeviceId, Dialect};
+use ota_console::device_id::DeviceId;
 use ota_console::rollout::{CampaignId, CampaignState, DeviceStatus, TargetRecord};
 use ota_console::sim::{Behaviour, DeviceState, SimConfig, SimFleet, SimStats};
 use ota_console::store::Store;
@@ -988,7 +988,7 @@ async fn kill_right_after_creation_and_again_after_resuming() {
                 when: |m| {
                     let dji_done =
                         m.db.iter()
-                            .filter(|r| r.device.dialect() == Dialect::Dji)
+                            .filter(|r| r.device.dialect() == ota_console::protocol::dji::ID)
                             .all(|r| r.status == DeviceStatus::Succeeded);
                     dji_done && m.devices_downloading(1..=100) >= 1
                 },
@@ -1030,7 +1030,8 @@ async fn dji_devices_pending_at_a_kill_are_noticed_after_resuming() {
             when: |m| {
                 m.recorded(DeviceStatus::Succeeded) >= 1
                     && m.db.iter().any(|r| {
-                        r.device.dialect() == Dialect::Dji && r.status == DeviceStatus::Pending
+                        r.device.dialect() == ota_console::protocol::dji::ID
+                            && r.status == DeviceStatus::Pending
                     })
             },
             crash_left: None,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ota_console::device_id::DeviceId;
 use ota_console::engine::CampaignRequest;
-use ota_console::protocol::SignMethod;
+use ota_console::protocol::aliyun;
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit};
 use ota_console::sim::{SimConfig, SimStats};
 use ota_console::testing::engine::{discover, run_to_end, start_embedded, start_rollout};
@@ -152,9 +152,12 @@ async fn alibaba_sha256_notices_carry_md5_for_strict_devices() {
                 canary: CanarySize::Percent(100),
                 ..fast_policy(60)
             },
-            settings: DialectSettings {
-                sign_method: SignMethod::Sha256,
-                ..DialectSettings::default()
+            settings: {
+                let mut settings = DialectSettings::default();
+                settings
+                    .set(aliyun::ID, &aliyun::SIGN_METHOD, "sha256")
+                    .unwrap();
+                settings
             },
             download_url: None,
         })

@@ -234,7 +234,7 @@ async fn every_failure_kind_ends_in_its_documented_status() {
             let dialect = device.id.dialect();
             if kind == "reject" {
                 // Only DJI docks reject; the others upgrade.
-                let expected = if dialect == ota_console::device_id::Dialect::Dji {
+                let expected = if dialect == ota_console::protocol::dji::ID {
                     DeviceStatus::Rejected
                 } else {
                     DeviceStatus::Succeeded
@@ -254,7 +254,7 @@ async fn every_failure_kind_ends_in_its_documented_status() {
                 device.error.is_some(),
                 "{kind}: a failure says why: {device:?}"
             );
-            if dialect == ota_console::device_id::Dialect::Aliyun {
+            if dialect == ota_console::protocol::aliyun::ID {
                 assert_eq!(device.code, aliyun_code, "{kind}: {device:?}");
             }
         }

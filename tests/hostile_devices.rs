@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ota_console::device_id::{DeviceId, Dialect};
+use ota_console::device_id::DeviceId;
 use ota_console::engine::{CampaignRequest, EngineHandle};
 use ota_console::fleet::inspector::{Direction, MAX_KEPT_PAYLOAD_BYTES};
 use ota_console::protocol::{self, MAX_PAYLOAD_BYTES};
@@ -676,7 +676,7 @@ async fn publish_maybe(port: u16, client_id: &str, m: &Hostile) -> bool {
 
 /// Whether the engine subscribes to a topic (only those can reach it).
 fn engine_hears(topic: &str) -> bool {
-    Dialect::ALL.iter().any(|d| {
+    ota_console::protocol::registry::ids().iter().any(|d| {
         protocol::subscriptions(*d)
             .iter()
             .any(|filter| rumqttc::matches(topic, filter))

@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ota_console::device_id::Dialect;
 use ota_console::engine::{
     BrokerChoice, CampaignRequest, EngineConfig, EngineHandle, FirmwareSource,
 };
@@ -37,7 +36,7 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         },
         data_dir: dir.to_path_buf(),
         db_path: dir.join("ota-console.db"),
-        dialects: vec![Dialect::Aliyun],
+        dialects: vec![ota_console::protocol::aliyun::ID],
         resume_unfinished: false,
         keep_session: true,
     };

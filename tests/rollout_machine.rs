@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use ota_console::device_id::DeviceId;
 use ota_console::protocol::{
-    Event, Failure, FirmwareGet, FirmwareOffer, MsgId, Phase, ProgressReport, ServiceReply,
-    TaskRef, UpgradeStatus, VersionReport,
+    Event, ExchangeReply, FirmwareGet, FirmwareOffer, MsgId, Phase, ProgressReport, TaskRef,
+    UpgradeStatus, VersionReport, aliyun, dji as dji_dialect,
 };
 use ota_console::rollout::{
     AbortThreshold, Action, Campaign, CampaignId, CampaignSpec, CampaignState, CanarySize, Change,
@@ -251,7 +251,6 @@ fn progress(
         percent_clamped: false,
         desc: None,
         gateway: None,
-        ack: None,
     })
 }
 
@@ -273,13 +272,30 @@ fn firmware_get(device: &DeviceId) -> Event {
 }
 
 fn service_reply(bid: &str, tid: &str, result: i64, status: Option<UpgradeStatus>) -> Event {
-    Event::ServiceReply(ServiceReply {
+    Event::Reply(ExchangeReply {
         gateway: dji(0),
-        method: "ota_create".into(),
-        tid: tid.into(),
-        bid: bid.into(),
-        result,
+        request: "ota_create".into(),
+        exchange_id: tid.into(),
+        task: TaskRef::Key(bid.into()),
+        failure: (result != 0).then(|| dji_dialect::failure(result)),
         status,
+    })
+}
+
+/// The DJI `bid` and `tid` of an order: its task key and exchange id.
+#[derive(Debug, Clone)]
+struct Exchange {
+    bid: String,
+    tid: String,
+}
+
+fn dji_exchange(order: &UpgradeOrder) -> Option<Exchange> {
+    let TaskRef::Key(bid) = &order.task else {
+        return None;
+    };
+    Some(Exchange {
+        bid: bid.clone(),
+        tid: order.exchange_id.clone()?,
     })
 }
 
@@ -310,7 +326,7 @@ fn canary_then_waves_gated_by_success_and_advanced_by_the_operator() {
     let failed = h.event(progress(
         &devices[5],
         TaskRef::None,
-        UpgradeStatus::Failed(Failure::FlashFailed),
+        UpgradeStatus::Failed(aliyun::failure(-4)),
         Phase::Unspecified,
         None,
     ));
@@ -435,7 +451,7 @@ fn a_failed_device_is_retried_after_the_interval_and_recovers() {
     h.event(progress(
         &d,
         TaskRef::None,
-        UpgradeStatus::Failed(Failure::DownloadFailed),
+        UpgradeStatus::Failed(aliyun::failure(-2)),
         Phase::Unspecified,
         None,
     ));
@@ -476,11 +492,11 @@ fn a_rejecting_device_is_never_retried() {
         ..open_policy()
     };
     let (mut h, start) = Harness::started(policy, on_v1([d.clone()]));
-    let bid = sends(&start)[0].dji.clone().unwrap().bid;
+    let bid = dji_exchange(&sends(&start)[0]).unwrap().bid;
     h.event(progress(
         &dji(0),
-        TaskRef::Bid(bid),
-        UpgradeStatus::Rejected { code: 312015 },
+        TaskRef::Key(bid),
+        UpgradeStatus::Rejected(dji_dialect::failure(312015)),
         Phase::Unspecified,
         None,
     ));
@@ -512,7 +528,7 @@ fn abort_waits_for_the_minimum_then_stops_new_notices() {
         progress(
             d,
             TaskRef::None,
-            UpgradeStatus::Failed(Failure::UpgradeFailed),
+            UpgradeStatus::Failed(aliyun::failure(-1)),
             Phase::Unspecified,
             None,
         )
@@ -706,7 +722,7 @@ fn firmware_get_is_answered_with_the_pending_notice_or_nothing() {
 fn dji_without_services_reply_is_resent_twice_with_fresh_tids_then_fails() {
     let d = dji(1);
     let (mut h, start) = Harness::started(open_policy(), on_v1([d.clone()]));
-    let first = sends(&start)[0].dji.clone().unwrap();
+    let first = dji_exchange(&sends(&start)[0]).unwrap();
     assert_ne!(first.bid, first.tid);
     assert_eq!(
         h.campaign.next_deadline(),
@@ -718,12 +734,12 @@ fn dji_without_services_reply_is_resent_twice_with_fresh_tids_then_fails() {
         assert_eq!(resend.len(), 1);
         assert!(resend[0].resend);
         assert_eq!(resend[0].attempt, 1);
-        assert_eq!(resend[0].dji.as_ref().unwrap().bid, first.bid);
+        assert_eq!(dji_exchange(&resend[0]).unwrap().bid, first.bid);
     }
     let tids = [
         first.tid.clone(),
-        r1[0].dji.clone().unwrap().tid,
-        r2[0].dji.clone().unwrap().tid,
+        dji_exchange(&r1[0]).unwrap().tid,
+        dji_exchange(&r2[0]).unwrap().tid,
     ];
     assert!(tids[0] != tids[1] && tids[1] != tids[2] && tids[0] != tids[2]);
     assert!(sends(&h.at(8_999)).is_empty());
@@ -742,7 +758,7 @@ fn dji_without_services_reply_is_resent_twice_with_fresh_tids_then_fails() {
 fn dji_reply_stops_resends_progress_matches_by_bid_and_ok_needs_the_version() {
     let d = dji(1);
     let (mut h, start) = Harness::started(open_policy(), on_v1([d.clone()]));
-    let ex = sends(&start)[0].dji.clone().unwrap();
+    let ex = dji_exchange(&sends(&start)[0]).unwrap();
     h.now = 1_000;
     h.event(service_reply(
         &ex.bid,
@@ -754,7 +770,7 @@ fn dji_reply_stops_resends_progress_matches_by_bid_and_ok_needs_the_version() {
     // Progress for an unknown bid is not ours.
     h.event(progress(
         &dji(0),
-        TaskRef::Bid("other".into()),
+        TaskRef::Key("other".into()),
         UpgradeStatus::Ok,
         Phase::Unspecified,
         Some(100),
@@ -762,7 +778,7 @@ fn dji_reply_stops_resends_progress_matches_by_bid_and_ok_needs_the_version() {
     assert_eq!(h.status(&d), DeviceStatus::Noticed);
     h.event(progress(
         &dji(0),
-        TaskRef::Bid(ex.bid.clone()),
+        TaskRef::Key(ex.bid.clone()),
         UpgradeStatus::InProgress,
         Phase::Download,
         Some(40),
@@ -770,7 +786,7 @@ fn dji_reply_stops_resends_progress_matches_by_bid_and_ok_needs_the_version() {
     assert_eq!(h.status(&d), DeviceStatus::Downloading);
     h.event(progress(
         &dji(0),
-        TaskRef::Bid(ex.bid.clone()),
+        TaskRef::Key(ex.bid.clone()),
         UpgradeStatus::Ok,
         Phase::Install,
         Some(100),
@@ -813,14 +829,10 @@ fn dji_reply_stops_resends_progress_matches_by_bid_and_ok_needs_the_version() {
             ..offer()
         }
     );
-    assert_eq!(personal.dialect, notice.dialect);
-    match notice.dialect {
-        ota_console::protocol::DialectOptions::Dji { gateway, bid, .. } => {
-            assert_eq!(gateway, dji(0));
-            assert_eq!(bid, ex.bid);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(personal.address, notice.address);
+    assert_eq!(notice.address.gateway, Some(dji(0)));
+    assert_eq!(notice.address.task, TaskRef::Key(ex.bid.clone()));
+    assert_eq!(notice.address.exchange_id, Some(ex.tid.clone()));
     h.check_store();
 }
 
@@ -828,7 +840,7 @@ fn dji_reply_stops_resends_progress_matches_by_bid_and_ok_needs_the_version() {
 fn dji_error_result_fails_with_its_code() {
     let d = dji(1);
     let (mut h, start) = Harness::started(open_policy(), on_v1([d.clone()]));
-    let ex = sends(&start)[0].dji.clone().unwrap();
+    let ex = dji_exchange(&sends(&start)[0]).unwrap();
     h.event(service_reply(&ex.bid, &ex.tid, 312704, None));
     let rec = h.campaign.device(&d).unwrap();
     assert_eq!((rec.status, rec.code), (DeviceStatus::Failed, Some(312704)));
@@ -872,7 +884,7 @@ fn fogcloud_progress_with_a_foreign_or_stale_task_id_is_ignored() {
     h.event(progress(
         &a,
         task_a.clone(),
-        UpgradeStatus::Failed(Failure::UpgradeFailed),
+        UpgradeStatus::Failed(aliyun::failure(-1)),
         Phase::Unspecified,
         None,
     ));
@@ -918,7 +930,6 @@ fn percent_never_goes_backwards_and_clamping_is_logged() {
         percent_clamped: true,
         desc: None,
         gateway: None,
-        ack: None,
     }));
     assert!(clamped.iter().any(|a| matches!(a, Action::Log { level: LogLevel::Info, message, .. } if message.contains("clamped"))));
     assert_eq!(h.campaign.device(&d).unwrap().percent, 100);
@@ -986,7 +997,7 @@ fn retry_failed_requeues_after_completion_and_publish_failure_costs_no_attempt()
     h.event(progress(
         &d,
         TaskRef::None,
-        UpgradeStatus::Failed(Failure::VerifyFailed),
+        UpgradeStatus::Failed(aliyun::failure(-3)),
         Phase::Unspecified,
         None,
     ));
@@ -1455,7 +1466,7 @@ fn a_fogcloud_pull_is_answered_at_once_with_the_full_notice() {
             );
             assert_eq!(order.device, devices[1]);
             assert!(!order.resend && order.attempt == 1);
-            assert!(matches!(&order.task, TaskRef::TaskId(t) if !t.is_empty()));
+            assert!(matches!(&order.task, TaskRef::Key(t) if !t.is_empty()));
         }
         other => panic!("expected one reply with the notice: {other:?}"),
     }
@@ -1612,8 +1623,8 @@ mod properties {
         let stale = UpgradeOrder {
             device: ali(0),
             attempt: 1,
-            task: TaskRef::TaskId("999999".into()),
-            dji: None,
+            task: TaskRef::Key("999999".into()),
+            exchange_id: None,
             resend: false,
         };
         match op {
@@ -1639,8 +1650,8 @@ mod properties {
                 let status = match kind {
                     0 | 1 => UpgradeStatus::InProgress,
                     2 => UpgradeStatus::Ok,
-                    3 => UpgradeStatus::Failed(Failure::UpgradeFailed),
-                    4 => UpgradeStatus::Rejected { code: 312014 },
+                    3 => UpgradeStatus::Failed(aliyun::failure(-1)),
+                    4 => UpgradeStatus::Rejected(dji_dialect::failure(312014)),
                     _ => UpgradeStatus::Timeout,
                 };
                 let phase = if *kind == 1 {
@@ -1648,19 +1659,21 @@ mod properties {
                 } else {
                     Phase::Download
                 };
-                let (from, task) = match (&order.task, d.dialect()) {
-                    (TaskRef::Bid(b), _) => (dji(0), TaskRef::Bid(b.clone())),
-                    (t, ota_console::device_id::Dialect::Aliyun) => (
+                let (from, task) = match &order.task {
+                    TaskRef::Key(b) if d.dialect() == dji_dialect::ID => {
+                        (dji(0), TaskRef::Key(b.clone()))
+                    }
+                    t if d.dialect() == aliyun::ID => (
                         d.clone(),
                         if *use_stale { TaskRef::None } else { t.clone() },
                     ),
-                    (t, _) => (d.clone(), t.clone()),
+                    t => (d.clone(), t.clone()),
                 };
                 Input::Event(progress(&from, task, status, phase, Some(*percent)))
             }
             Op::Reply { dev, result } => {
                 let d = device(*dev);
-                match orders.get(&d).and_then(|o| o.dji.clone()) {
+                match orders.get(&d).and_then(dji_exchange) {
                     Some(ex) => Input::Event(service_reply(&ex.bid, &ex.tid, *result, None)),
                     None => Input::Tick,
                 }
@@ -1851,7 +1864,7 @@ fn a_broker_outage_holds_dji_resends_and_retries() {
     h.event(progress(
         &a,
         TaskRef::None,
-        UpgradeStatus::Failed(Failure::DownloadFailed),
+        UpgradeStatus::Failed(aliyun::failure(-2)),
         Phase::Unspecified,
         None,
     ));

@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::device_id::{DeviceId, Dialect, Segment};
+use crate::device_id::{DeviceId, Segment};
 
 /// Longest topic or filter considered (MQTT allows 65535 bytes; ours are under 200).
 pub const MAX_TOPIC_BYTES: usize = 1024;
@@ -107,12 +107,18 @@ enum Family {
 }
 
 impl Family {
-    fn of(dialect: Dialect) -> Family {
-        match dialect {
-            Dialect::Aliyun => Family::Aliyun,
-            Dialect::FogCloud => Family::FogCloud,
-            Dialect::Dji => Family::Dji,
+    /// The text prefix of the device ids this family's routes serve.
+    fn prefix(self) -> &'static str {
+        match self {
+            Family::Aliyun => "aliyun",
+            Family::FogCloud => "fogcloud",
+            Family::Dji => "dji",
+            Family::AwsJobs => "aws",
         }
+    }
+
+    fn serves(self, id: &DeviceId) -> bool {
+        self.prefix() == id.dialect().as_str()
     }
 }
 
@@ -583,7 +589,7 @@ impl Rules {
     }
 
     fn device_owns(&self, id: &DeviceId, route: &Route, bound: Bound<'_>) -> bool {
-        if route.family != Family::of(id.dialect()) {
+        if !route.family.serves(id) {
             return false;
         }
         if is_device(id, bound) {
@@ -627,10 +633,7 @@ impl Rules {
             }
         }
         for id in devices {
-            for route in ROUTES
-                .iter()
-                .filter(|r| r.family == Family::of(id.dialect()))
-            {
+            for route in ROUTES.iter().filter(|r| r.family.serves(id)) {
                 add(route, id.product_key(), id.name());
                 if route.relayed {
                     for sub in self.sub_devices_of(id) {

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::device_id::Dialect;
 use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 use crate::transport::broker::BrokerTls;
 use crate::transport::mqtt::{BrokerUrl, LinkOptions};
@@ -156,7 +155,7 @@ impl ConnectionArgs {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("ota-console.db")),
             data_dir,
-            dialects: Dialect::ALL.to_vec(),
+            dialects: crate::protocol::registry::ids(),
             resume_unfinished: false,
             keep_session: true,
         })

@@ -16,12 +16,11 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connection::ConnectionArgs;
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::{DeviceId, DialectId};
 use crate::engine::{
     self, CampaignRequest, CampaignView, EngineError, EngineHandle, OfferUrl, ResumeInfo,
 };
 use crate::fleet::DeviceRecord;
-use crate::protocol::{DjiUpgradeType, SignMethod};
 use crate::report::Report;
 use crate::rollout::{
     AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, LIMITS, Policy, RateLimit,
@@ -63,7 +62,7 @@ pub struct RolloutArgs {
 
     /// Only these dialects with --all; repeatable.
     #[arg(long, value_name = "DIALECT")]
-    pub dialect: Vec<Dialect>,
+    pub dialect: Vec<DialectId>,
 
     /// How long to listen for devices before the rollout starts.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -372,16 +371,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         module,
         description: args.description.clone(),
         policy: policy_from(args, targets.len())?,
-        settings: DialectSettings {
-            sign_method: match args.sign_method {
-                SignMethodArg::Md5 => SignMethod::Md5,
-                SignMethodArg::Sha256 => SignMethod::Sha256,
-            },
-            dji_upgrade_type: match args.dji_upgrade_type {
-                UpgradeTypeArg::Normal => DjiUpgradeType::Normal,
-                UpgradeTypeArg::Consistency => DjiUpgradeType::Consistency,
-            },
-        },
+        settings: settings_from(args)?,
         targets,
         download_url: None,
     };
@@ -408,12 +398,31 @@ fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {
     Ok(first)
 }
 
+/// The notice settings the flags chose, each handed to the dialect whose setting owns the flag.
+fn settings_from(args: &RolloutArgs) -> anyhow::Result<DialectSettings> {
+    let mut settings = DialectSettings::default();
+    for (flag, value) in [
+        (
+            "dji-upgrade-type",
+            args.dji_upgrade_type.to_possible_value(),
+        ),
+        ("sign-method", args.sign_method.to_possible_value()),
+    ] {
+        if let Some(value) = value {
+            settings
+                .set_by_flag(flag, value.get_name())
+                .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+        }
+    }
+    Ok(settings)
+}
+
 /// The `--all` targets among `records`, and how many remembered devices that were not heard
 /// since the console started were left out. Heard means heard during `--discover-for`: the
 /// console started just before it. A DJI drone that left its dock since is offline and out.
 fn discovered_targets<'a>(
     records: impl Iterator<Item = &'a DeviceRecord>,
-    dialects: &[Dialect],
+    dialects: &[DialectId],
     module: Option<&str>,
     include_remembered: bool,
 ) -> (Vec<DeviceId>, usize) {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::device_id::Dialect;
+use crate::device_id::DialectId;
 use crate::transport::mqtt::LinkOptions;
 
 /// Which MQTT broker devices and the console meet on.
@@ -59,7 +59,7 @@ pub struct EngineConfig {
     /// The SQLite database (default `<data_dir>/ota-console.db`).
     pub db_path: PathBuf,
     /// Dialects whose topics are subscribed.
-    pub dialects: Vec<Dialect>,
+    pub dialects: Vec<DialectId>,
     /// Pick up campaigns that were running when the console stopped (the window does; the
     /// `rollout` command resumes only the one named by `--resume`).
     pub resume_unfinished: bool,
@@ -85,7 +85,7 @@ impl EngineConfig {
             },
             db_path: data_dir.join("ota-console.db"),
             data_dir,
-            dialects: Dialect::ALL.to_vec(),
+            dialects: crate::protocol::registry::ids(),
             resume_unfinished: false,
             keep_session: true,
         }

@@ -1,12 +1,16 @@
 //! What the engine does with one message from a device: decode it, update the fleet, answer what
-//! the protocol says must be answered (DJI `status_reply`, `events_reply`), and hand the events
+//! the protocol says must be answered ([`Event::Answer`]: DJI `status_reply`, `events_reply`),
+//! and hand the events
 //! to the campaigns they concern. A refused message is recorded in the inspector with its reason
 //! and changes nothing else; the log gets the first refusal of each topic and kind per minute,
 //! then a count (`traffic.rs`), so a device repeating a bad message cannot flood it.
 
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::{DeviceId, DialectId};
 use crate::fleet::inspector::Direction;
-use crate::protocol::{self, DecodeError, DjiAck, Event, FirmwareGet, Notice, TaskRef};
+use crate::protocol::{
+    self, Answer, DecodeError, Event, FirmwareGet, KeyScope, NothingPending, Notice, Pull,
+    SubDevices, TaskRef, registry,
+};
 use crate::rollout::Input;
 use crate::transport::mqtt::Inbound;
 
@@ -147,10 +151,10 @@ impl Runner {
                 .get(owner)
                 .is_some_and(|r| r.online)
                 .then(|| format!("{device} is attached to {owner}, not to {gateway}")),
-            // A DJI drone publishes its state on its own topic (through its dock), so having
-            // heard it directly says nothing about its dock; a FogCloud sub-device never
-            // publishes itself, so one that did is directly connected.
-            None if device.dialect() == Dialect::Dji => None,
+            // A sub-device that publishes under its own id (a DJI drone, through its dock) says
+            // nothing about its gateway by being heard directly; one that never publishes
+            // itself (FogCloud) and did is directly connected.
+            None if publishes_in_own_name(device.dialect()) => None,
             None => record
                 .online
                 .then(|| format!("{device} is connected directly, not through {gateway}")),
@@ -177,36 +181,25 @@ impl Runner {
     fn on_event(&mut self, event: Event) {
         let now_ms = self.clock.now_ms();
         self.fleet.apply(&event, now_ms);
-        self.answer_protocol(&event);
+        if let Event::Answer(answer) = &event {
+            self.send_answer(answer.clone());
+        }
         self.route_to_campaigns(event);
     }
 
-    /// Replies the device expects whatever the campaigns do.
-    fn answer_protocol(&mut self, event: &Event) {
-        let ack = match event {
-            Event::Topology(t) => Some((t.ack.clone(), true)),
-            Event::Progress(p) => p.ack.clone().map(|a| (a, false)),
-            Event::DjiOtherEvent { ack, .. } => ack.clone().map(|a| (a, false)),
-            _ => None,
-        };
-        if let Some((ack, is_status)) = ack {
-            self.send_dji_ack(ack, is_status);
-        }
-    }
-
-    fn send_dji_ack(&mut self, ack: DjiAck, is_status: bool) {
+    /// A reply the device expects whatever the campaigns do.
+    fn send_answer(&mut self, answer: Answer) {
         let timestamp_ms = self.clock.now_ms();
-        let gateway = ack.gateway.clone();
-        let notice = if is_status {
-            Notice::DjiStatusReply { ack, timestamp_ms }
-        } else {
-            Notice::DjiEventsReply { ack, timestamp_ms }
+        let to = answer.to.clone();
+        let notice = Notice::Answer {
+            answer,
+            timestamp_ms,
         };
         match protocol::encode(&notice) {
             Ok(out) => {
-                let _ = self.publish(out, Some(gateway));
+                let _ = self.publish(out, Some(to));
             }
-            Err(e) => tracing::error!(error = %e, "cannot encode a DJI reply"),
+            Err(e) => tracing::error!(error = %e, "cannot encode an answer to a device"),
         }
     }
 
@@ -237,9 +230,9 @@ impl Runner {
                     self.mark_seen(&sub, online);
                 }
             }
-            Event::ServiceReply(_) => self.offer_to_dialect(Dialect::Dji, &event),
-            Event::Progress(p) if matches!(p.task, TaskRef::Bid(_)) => {
-                self.offer_to_dialect(Dialect::Dji, &event)
+            Event::Reply(r) => self.offer_to_dialect(r.gateway.dialect(), &event),
+            Event::Progress(p) if names_only_the_key(p.device.dialect(), &p.task) => {
+                self.offer_to_dialect(p.device.dialect(), &event)
             }
             Event::Version(_) | Event::Progress(_) => {
                 let device = event.device().clone();
@@ -249,13 +242,13 @@ impl Runner {
                     }
                 }
             }
-            Event::DjiCompatibility { .. } | Event::DjiOtherEvent { .. } => {}
+            Event::Answer(_) | Event::Attribute { .. } | Event::Heard { .. } => {}
         }
     }
 
-    /// DJI progress and replies name the dock, not the device: every DJI campaign looks at
-    /// them and the bid decides.
-    fn offer_to_dialect(&mut self, dialect: Dialect, event: &Event) {
+    /// Progress and replies that name the gateway, not the device ([`KeyScope::Global`]):
+    /// every campaign with devices of that dialect looks at them and the task key decides.
+    fn offer_to_dialect(&mut self, dialect: DialectId, event: &Event) {
         for idx in 0..self.live.len() {
             if self.live[idx].dialects.contains(&dialect) {
                 self.drive(idx, Input::Event(event.clone()));
@@ -283,8 +276,13 @@ impl Runner {
     }
 
     fn reply_nothing_pending(&mut self, request: FirmwareGet) {
-        // FogCloud defines no empty reply (notes.md): silence is its "nothing pending".
-        if !protocol::has_nothing_pending_reply(request.device.dialect()) {
+        // A dialect without an empty reply (FogCloud, notes.md) answers "nothing pending" with
+        // silence.
+        let pull = registry::capabilities(request.device.dialect()).pull;
+        let empty_reply = Pull::Supported {
+            nothing_pending: NothingPending::EmptyReply,
+        };
+        if pull != empty_reply {
             return;
         }
         let device = request.device.clone();
@@ -299,6 +297,22 @@ impl Runner {
             Err(e) => tracing::error!(error = %e, "cannot encode a firmware get reply"),
         }
     }
+}
+
+/// Whether sub-devices of `dialect` publish under their own id through their gateway.
+fn publishes_in_own_name(dialect: DialectId) -> bool {
+    matches!(
+        registry::capabilities(dialect).sub_devices,
+        SubDevices::ThroughGateway {
+            publish_in_own_name: true
+        }
+    )
+}
+
+/// Whether a report carrying `task` names the upgrade by its key alone.
+fn names_only_the_key(dialect: DialectId, task: &TaskRef) -> bool {
+    matches!(task, TaskRef::Key(_))
+        && registry::capabilities(dialect).task_key.scope == KeyScope::Global
 }
 
 /// A short name for the kind of a decode error, so that refusals that differ only in detail

@@ -1,7 +1,8 @@
 //! Mapping between the fleet's in-memory records and the store's inventory rows.
 
-use crate::device_id::Dialect;
+use crate::device_id::DialectId;
 use crate::fleet::DeviceRecord;
+use crate::protocol::{Presence, registry};
 use crate::rollout::Timestamp;
 use crate::store::InventoryDevice;
 
@@ -34,6 +35,7 @@ pub(super) fn from_inventory(device: InventoryDevice) -> DeviceRecord {
 }
 
 /// Whether a device we have no fresh word from should be treated as reachable.
-pub(super) fn assumed_reachable(dialect: Dialect) -> bool {
-    dialect != Dialect::Dji
+pub(super) fn assumed_reachable(dialect: DialectId) -> bool {
+    // Devices that report all the time are reachable only once heard in this run.
+    registry::capabilities(dialect).presence == Presence::AnnouncesOnConnect
 }

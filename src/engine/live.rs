@@ -1,7 +1,7 @@
 //! Campaigns the engine is driving: feeding them inputs and carrying out their actions in
 //! order — every `Persist` is durable before the notice it causes is published.
 
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::{DeviceId, DialectId};
 use crate::protocol::{self, Notice};
 use crate::rollout::{Action, Campaign, Input, LogLevel, NoticeRoute, UpgradeOrder};
 
@@ -16,7 +16,7 @@ const MAX_TIMELINE_POINTS: usize = 2_000;
 pub(super) struct LiveCampaign {
     pub(super) campaign: Campaign,
     /// Dialects among its targets.
-    pub(super) dialects: Vec<Dialect>,
+    pub(super) dialects: Vec<DialectId>,
     pub(super) timeline: Vec<TimelinePoint>,
     /// The store refused a write (why): nothing more is sent for this campaign.
     pub(super) halted: Option<String>,
@@ -25,8 +25,8 @@ pub(super) struct LiveCampaign {
 }
 
 /// The dialects among a campaign's targets, sorted.
-pub(super) fn dialects_of(campaign: &Campaign) -> Vec<Dialect> {
-    let mut dialects: Vec<Dialect> = campaign
+pub(super) fn dialects_of(campaign: &Campaign) -> Vec<DialectId> {
+    let mut dialects: Vec<DialectId> = campaign
         .devices()
         .iter()
         .map(|d| d.device.dialect())

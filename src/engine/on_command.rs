@@ -221,7 +221,8 @@ impl Runner {
         Ok(id)
     }
 
-    /// The fleet's topology, so the campaign upgrades one device per DJI dock at a time.
+    /// The fleet's topology, so the campaign upgrades one device per gateway at a time where
+    /// the dialect says so.
     fn tell_gateways(&self, campaign: &mut Campaign) {
         set_gateways_from(&self.fleet, campaign);
     }
@@ -229,7 +230,7 @@ impl Runner {
     /// After a topology change (a drone joined or left a dock).
     pub(super) fn refresh_gateways(&mut self) {
         for live in &mut self.live {
-            if live.dialects.contains(&crate::device_id::Dialect::Dji) {
+            if live.campaign.has_gateway_limits() {
                 set_gateways_from(&self.fleet, &mut live.campaign);
             }
         }

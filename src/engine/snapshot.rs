@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::device_id::Dialect;
+use crate::device_id::DialectId;
 use crate::firmware::StoredPackage;
 use crate::fleet::DeviceRecord;
 use crate::rollout::{CampaignSnapshot, CampaignSpec, DeviceSnapshot};
@@ -61,8 +61,9 @@ pub struct CampaignView {
     pub snapshot: CampaignSnapshot,
     /// What was rolled out and how: the offer (URL and digests), module, policy, dialect options.
     pub spec: CampaignSpec,
-    /// Dialects among its targets (DJI campaigns cannot recall a notice on cancel).
-    pub dialects: Vec<Dialect>,
+    /// Dialects among its targets (some cannot recall a notice on cancel:
+    /// [`crate::protocol::CancelSupport`]).
+    pub dialects: Vec<DialectId>,
     pub timeline: Vec<TimelinePoint>,
     /// Estimated seconds to completion from the recent success rate, when running.
     pub eta_secs: Option<u64>,

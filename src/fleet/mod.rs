@@ -103,14 +103,19 @@ impl Fleet {
             Event::Progress(p) => self.apply_progress(p, now_ms),
             Event::Topology(t) => self.apply_topology(t, now_ms),
             Event::FirmwareGet(g) => self.touch(&g.device, None, now_ms).1,
-            Event::ServiceReply(r) => self.touch(&r.gateway, None, now_ms).1,
-            Event::DjiOtherEvent { gateway, .. } => self.touch(gateway, None, now_ms).1,
-            Event::DjiCompatibility {
+            Event::Reply(r) => self.touch(&r.gateway, None, now_ms).1,
+            Event::Answer(a) => self.touch(&a.to, None, now_ms).1,
+            Event::Heard { device, .. } => self.touch(device, None, now_ms).1,
+            Event::Attribute {
                 device,
-                compatible_status,
+                name,
+                value,
             } => {
                 let (record, applied) = self.touch(device, None, now_ms);
-                record.compatible_status = Some(*compatible_status);
+                match record.attributes.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, v)) => *v = *value,
+                    None => record.attributes.push((name, *value)),
+                }
                 applied
             }
         }
@@ -123,10 +128,11 @@ impl Fleet {
     }
 
     fn apply_progress(&mut self, p: &ProgressReport, now_ms: i64) -> Applied {
-        // DJI progress arrives on the gateway's topic and names the upgrade only by bid; the
-        // rollout maps it to the device, so here it only proves the gateway is alive.
+        // Progress sent by a gateway in its own name names the upgrade only by its key (DJI
+        // `bid`); the rollout maps it to the device, so here it only proves the gateway is alive.
         let (record, applied) = self.touch(&p.device, p.gateway.as_ref(), now_ms);
-        if !matches!(p.task, crate::protocol::TaskRef::Bid(_)) {
+        let subject = crate::protocol::registry::capabilities(p.device.dialect()).progress_subject;
+        if subject == crate::protocol::Subject::Device {
             record.last_progress = Some(LastProgress::from_report(p, now_ms));
         }
         applied
@@ -194,16 +200,18 @@ fn devices_named(event: &Event) -> Box<dyn Iterator<Item = &DeviceId> + '_> {
         Event::Progress(p) => Box::new(std::iter::once(&p.device).chain(p.gateway.as_ref())),
         Event::Topology(t) => Box::new(std::iter::once(&t.gateway).chain(t.sub_devices.iter())),
         Event::FirmwareGet(g) => Box::new(std::iter::once(&g.device)),
-        Event::ServiceReply(r) => Box::new(std::iter::once(&r.gateway)),
-        Event::DjiOtherEvent { gateway, .. } => Box::new(std::iter::once(gateway)),
-        Event::DjiCompatibility { device, .. } => Box::new(std::iter::once(device)),
+        Event::Reply(r) => Box::new(std::iter::once(&r.gateway)),
+        Event::Answer(a) => Box::new(std::iter::once(&a.to)),
+        Event::Heard { device, .. } | Event::Attribute { device, .. } => {
+            Box::new(std::iter::once(device))
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{DjiAck, DjiDevice, Phase, TaskRef, UpgradeStatus};
+    use crate::protocol::{MemberInfo, Phase, TaskRef, UpgradeStatus};
 
     fn ali(dn: &str) -> DeviceId {
         DeviceId::aliyun("pk", dn).unwrap()
@@ -303,8 +311,8 @@ mod tests {
         let topo = |subs: Vec<DeviceId>| {
             Event::Topology(Topology {
                 gateway: dock.clone(),
-                gateway_info: DjiDevice {
-                    sn: "DOCK".into(),
+                gateway_info: MemberInfo {
+                    name: "DOCK".into(),
                     device_type: None,
                     sub_type: None,
                     index: None,
@@ -312,12 +320,6 @@ mod tests {
                 },
                 sub_devices: subs,
                 sub_device_info: vec![],
-                ack: DjiAck {
-                    gateway: dock.clone(),
-                    method: "update_topo".into(),
-                    tid: "t".into(),
-                    bid: "b".into(),
-                },
             })
         };
         assert!(fleet.apply(&topo(vec![drone.clone()]), 1).discovered);
@@ -342,7 +344,6 @@ mod tests {
                 percent_clamped: false,
                 desc: None,
                 gateway: None,
-                ack: None,
             })
         };
         fleet.apply(&report(ali("d"), TaskRef::None), 1);
@@ -357,7 +358,7 @@ mod tests {
             Some(40)
         );
         let dock = DeviceId::dji("DOCK").unwrap();
-        fleet.apply(&report(dock.clone(), TaskRef::Bid("b".into())), 1);
+        fleet.apply(&report(dock.clone(), TaskRef::Key("b".into())), 1);
         assert!(fleet.get(&dock).unwrap().last_progress.is_none());
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::{DeviceId, DialectId};
 use crate::protocol::{Phase, ProgressReport, UpgradeStatus};
 
 /// The last progress a device reported, as the device said it (the rollout keeps its own
@@ -30,7 +30,7 @@ impl LastProgress {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceRecord {
     pub id: DeviceId,
-    pub dialect: Dialect,
+    pub dialect: DialectId,
     /// The gateway this device reports through (FogCloud gateway, DJI dock).
     pub gateway: Option<DeviceId>,
     /// Module → version; the default module is stored under `"default"`. A short vector, not a
@@ -46,8 +46,9 @@ pub struct DeviceRecord {
     pub heard_since_start: bool,
     #[serde(skip)]
     pub last_progress: Option<LastProgress>,
-    /// DJI dock `compatible_status` (1 = needs a consistency upgrade).
-    pub compatible_status: Option<i64>,
+    /// Numeric properties the device's dialect reports ([`crate::protocol::Event::Attribute`],
+    /// e.g. a DJI dock's `compatible_status`), latest value per name.
+    pub attributes: Vec<(&'static str, i64)>,
 }
 
 /// The key under which the default module's version is stored and shown.
@@ -64,7 +65,7 @@ impl DeviceRecord {
             last_seen_ms: now_ms,
             heard_since_start: true,
             last_progress: None,
-            compatible_status: None,
+            attributes: Vec::new(),
         }
     }
 

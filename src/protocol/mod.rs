@@ -2,21 +2,33 @@
 //! [`Notice`]s in, `(topic, bytes)` for devices out. No I/O, no clocks, no randomness: ids,
 //! timestamps and task ids are chosen by the caller and passed in.
 //!
-//! One file per dialect (`aliyun`, `fogcloud`, `dji`); this file holds the types they share and
-//! the two entry points, [`decode`] and [`encode`]. Adding a dialect touches more than this
-//! folder today (ARCHITECTURE.md, "Adding a dialect", lists the places).
+//! One folder per dialect (`aliyun`, `fogcloud`, `dji`), each implementing the [`Dialect`] trait
+//! of `dialect.rs` and listed once in `registry.rs`; this file holds the value types they share
+//! (none of them names a dialect) and the two entry points, [`decode`] and [`encode`], which
+//! dispatch through the registry. Adding a dialect is a folder and a registry line
+//! (ARCHITECTURE.md, "Adding a dialect").
 //!
 //! Everything decoded here came from the network: decoders never panic, refuse payloads over
 //! [`MAX_PAYLOAD_BYTES`] before parsing, and name what was wrong in a [`DecodeError`].
 
 pub mod aliyun;
+mod dialect;
 pub mod dji;
 mod fields;
 pub mod fogcloud;
+pub mod registry;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::device_id::{DeviceId, DeviceIdError, Dialect};
+pub use self::dialect::{
+    Acknowledgement, CancelSupport, Capabilities, Choice, Dialect, ErrorCode, ErrorTable, KeyScope,
+    KeySource, NothingPending, NoticeSetting, OfferField, Presence, Pull, ReplySpec, SubDevices,
+    Subject, TaskKeySpec,
+};
+pub use self::registry::{dialect_of_topic, subscriptions};
+use crate::device_id::{DeviceId, DeviceIdError, DialectId};
 
 /// Largest payload any decoder will parse. Real OTA messages are well under 4 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -43,38 +55,37 @@ pub enum Event {
     /// The device asks for its pending upgrade (Alibaba `thing.ota.firmware.get`, FogCloud
     /// `firmware.get`).
     FirmwareGet(FirmwareGet),
-    /// DJI `update_topo`: a gateway (dock) and its sub-devices (drone). Must be answered with
-    /// [`Notice::DjiStatusReply`].
+    /// A gateway and the sub-devices attached to it now (DJI `update_topo`).
     Topology(Topology),
-    /// DJI `services_reply` to a service call we made (`ota_create`).
-    ServiceReply(ServiceReply),
-    /// DJI dock's `compatible_status` (0 consistent, 1 needs a consistency upgrade).
-    DjiCompatibility {
+    /// A reply to a request the console made (DJI `services_reply` to `ota_create`).
+    Reply(ExchangeReply),
+    /// The protocol requires this message to be answered (DJI `need_reply`, `update_topo`).
+    /// The codec that decoded the message puts it before the events of that message; the engine
+    /// sends it back as [`Notice::Answer`].
+    Answer(Answer),
+    /// A numeric property of a device that the window shows (DJI dock `compatible_status`).
+    Attribute {
         device: DeviceId,
-        compatible_status: i64,
+        name: &'static str,
+        value: i64,
     },
-    /// A DJI event on `thing/product/{gateway}/events` other than `ota_progress` (hms,
-    /// flighttask_progress, ...). The console does nothing with it except answering it: when it
-    /// carries `need_reply: 1`, `ack` is set and must be answered with
-    /// [`Notice::DjiEventsReply`], or the dock keeps re-sending it.
-    DjiOtherEvent {
-        gateway: DeviceId,
-        method: String,
-        ack: Option<DjiAck>,
-    },
+    /// A message the console has no use for beyond knowing the device is alive (DJI `hms`,
+    /// `flighttask_progress`, …).
+    Heard { device: DeviceId, what: String },
 }
 
 impl Event {
-    /// The device the event is about (for DJI progress and replies: the gateway it came from).
+    /// The device the event is about (for progress and replies of a [`Subject::Gateway`]
+    /// dialect: the gateway it came from).
     pub fn device(&self) -> &DeviceId {
         match self {
             Event::Version(v) => &v.device,
             Event::Progress(p) => &p.device,
             Event::FirmwareGet(g) => &g.device,
             Event::Topology(t) => &t.gateway,
-            Event::ServiceReply(r) => &r.gateway,
-            Event::DjiCompatibility { device, .. } => device,
-            Event::DjiOtherEvent { gateway, .. } => gateway,
+            Event::Reply(r) => &r.gateway,
+            Event::Answer(a) => &a.to,
+            Event::Attribute { device, .. } | Event::Heard { device, .. } => device,
         }
     }
 }
@@ -89,14 +100,14 @@ pub struct VersionReport {
 }
 
 /// Which upgrade a progress report belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub enum TaskRef {
-    /// Alibaba: a device runs at most one upgrade per module, so the device+module is the task.
+    /// The dialect issues no key ([`KeySource::None`]): the device+module is the task.
+    #[default]
     None,
-    /// FogCloud `task_id`, an integer in a string, echoed from our notice.
-    TaskId(String),
-    /// DJI `bid`, one per device upgrade.
-    Bid(String),
+    /// The key the console issued with the notice, echoed by the device (FogCloud `task_id`,
+    /// DJI `bid`).
+    Key(String),
 }
 
 /// The upgrade step a device is in.
@@ -109,46 +120,24 @@ pub enum Phase {
     Unspecified,
 }
 
-/// Why a device says its upgrade failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Failure {
-    /// Alibaba -1, FogCloud -1.
-    UpgradeFailed,
-    /// Alibaba -2.
-    DownloadFailed,
-    /// Alibaba -3: digest or signature check failed.
-    VerifyFailed,
-    /// Alibaba -4.
-    FlashFailed,
-    /// DJI: `status` failed/timeout with an error code in `result` (0 when none was given).
-    Dji { code: i64 },
+/// Why a device says its upgrade failed: the code in its dialect's [`ErrorTable`] and the
+/// sentence that table gives for it (filled in by the codec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub dialect: DialectId,
+    /// The device-side code (Alibaba step, FogCloud step, DJI result).
+    pub code: i64,
+    pub text: String,
 }
 
 impl Failure {
-    /// The device-side code: Alibaba/FogCloud step, DJI result code.
     pub fn code(&self) -> i64 {
-        match self {
-            Failure::UpgradeFailed => -1,
-            Failure::DownloadFailed => -2,
-            Failure::VerifyFailed => -3,
-            Failure::FlashFailed => -4,
-            Failure::Dji { code } => *code,
-        }
+        self.code
     }
 
     /// A sentence for the UI and reports.
     pub fn describe(&self) -> String {
-        match self {
-            Failure::UpgradeFailed => "upgrade failed".into(),
-            Failure::DownloadFailed => "download failed".into(),
-            Failure::VerifyFailed => "verification failed (digest or signature)".into(),
-            Failure::FlashFailed => "writing to flash failed".into(),
-            Failure::Dji { code } => match dji::error_meaning(*code) {
-                Some(m) => format!("DJI error {code}: {m}"),
-                None => format!("DJI error {code}"),
-            },
-        }
+        self.text.clone()
     }
 }
 
@@ -164,10 +153,9 @@ pub enum UpgradeStatus {
     /// DJI `ok`. Alibaba and FogCloud never say this: their success is a version report.
     Ok,
     Failed(Failure),
-    /// DJI `rejected`, with the result code that says why (e.g. 312015 aircraft in flight).
-    Rejected {
-        code: i64,
-    },
+    /// The device refused the upgrade, and why (DJI `rejected` with e.g. 312015, aircraft in
+    /// flight).
+    Rejected(Failure),
     /// DJI `canceled`.
     Canceled,
     /// DJI `timeout` (the device's own timeout, not ours).
@@ -185,8 +173,8 @@ impl UpgradeStatus {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProgressReport {
-    /// The device with its module. For DJI this is the gateway the event arrived on; the
-    /// `task` bid says which device's upgrade it is.
+    /// The device with its module. For a [`Subject::Gateway`] dialect this is the gateway the
+    /// report arrived on, and the `task` key says which device's upgrade it is.
     pub device: DeviceId,
     pub task: TaskRef,
     pub status: UpgradeStatus,
@@ -197,10 +185,8 @@ pub struct ProgressReport {
     pub percent_clamped: bool,
     /// Free text from the device (`desc`), often Chinese.
     pub desc: Option<String>,
-    /// FogCloud `sub.upgrade.post`: the gateway that reported for this device.
+    /// The gateway that reported for this device (FogCloud `sub.upgrade.post`), if any.
     pub gateway: Option<DeviceId>,
-    /// DJI events with `need_reply: 1` must be answered with this.
-    pub ack: Option<DjiAck>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,18 +197,35 @@ pub struct FirmwareGet {
     pub id: MsgId,
 }
 
-/// What a DJI reply must echo: the topic's gateway, the method, tid and bid.
+/// A reply the device's protocol requires, built by the codec that decoded the message and
+/// encoded by the same dialect: what it must echo is the codec's business.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DjiAck {
-    pub gateway: DeviceId,
+pub struct Answer {
+    /// Where the answer goes (the gateway whose topic the message came on).
+    pub to: DeviceId,
+    /// Which reply (e.g. DJI `status_reply`, `events_reply`).
+    pub channel: &'static str,
+    /// The request's method, echoed.
     pub method: String,
-    pub tid: String,
-    pub bid: String,
+    /// Values the reply must echo, by field name (e.g. DJI `tid`, `bid`).
+    pub echo: Vec<(&'static str, String)>,
 }
 
+impl Answer {
+    /// The echoed value of `field`.
+    pub fn echoed(&self, field: &str) -> Option<&str> {
+        self.echo
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// What a gateway said about one device it reports (DJI `update_topo` entries).
 #[derive(Debug, Clone, PartialEq)]
-pub struct DjiDevice {
-    pub sn: String,
+pub struct MemberInfo {
+    /// The device's own name or serial number.
+    pub name: String,
     pub device_type: Option<i64>,
     pub sub_type: Option<i64>,
     pub index: Option<String>,
@@ -232,50 +235,27 @@ pub struct DjiDevice {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
     pub gateway: DeviceId,
-    pub gateway_info: DjiDevice,
-    /// Empty means the drone went offline.
+    pub gateway_info: MemberInfo,
+    /// Empty means the sub-device went offline.
     pub sub_devices: Vec<DeviceId>,
-    pub sub_device_info: Vec<DjiDevice>,
-    pub ack: DjiAck,
+    pub sub_device_info: Vec<MemberInfo>,
 }
 
+/// A device's reply to a request the console made ([`Acknowledgement::ByReply`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServiceReply {
+pub struct ExchangeReply {
+    /// The gateway whose topic the reply came on.
     pub gateway: DeviceId,
-    pub method: String,
-    pub tid: String,
-    pub bid: String,
-    /// Non-zero is a DJI error code.
-    pub result: i64,
-    /// `output.status`, when present.
+    /// The request's name (`ota_create`).
+    pub request: String,
+    /// The exchange id the request carried (DJI `tid`).
+    pub exchange_id: String,
+    /// The task key the request carried (DJI `bid`).
+    pub task: TaskRef,
+    /// Set when the device refused the request.
+    pub failure: Option<Failure>,
+    /// Where the upgrade stands, when the reply says.
     pub status: Option<UpgradeStatus>,
-}
-
-/// How the firmware's signature is computed (Alibaba `signMethod`, FogCloud `sign_method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum SignMethod {
-    #[default]
-    Md5,
-    Sha256,
-}
-
-/// DJI `firmware_upgrade_type`, by name. The document says 2 = consistency, 3 = normal
-/// (DJI's sample server has them swapped; we follow the document).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DjiUpgradeType {
-    #[default]
-    Normal,
-    Consistency,
-}
-
-impl DjiUpgradeType {
-    pub fn wire_value(self) -> i64 {
-        match self {
-            DjiUpgradeType::Consistency => 2,
-            DjiUpgradeType::Normal => 3,
-        }
-    }
 }
 
 /// The package a notice offers, as every dialect needs it.
@@ -290,11 +270,12 @@ pub struct FirmwareOffer {
     pub md5: String,
     /// Lowercase hex.
     pub sha256: String,
-    /// FogCloud additive checksum, 8 lowercase hex digits (see `firmware`).
+    /// 32-bit additive checksum, 8 lowercase hex digits (see `firmware`).
     pub checksum: String,
-    /// File name (DJI `file_name`).
+    /// File name.
     pub file_name: String,
-    /// Free text for the device (FogCloud `description`/`desc`).
+    /// Free text for the device (only dialects whose [`Capabilities::offer_fields`] list
+    /// [`OfferField::Description`] carry it).
     pub description: String,
 }
 
@@ -303,33 +284,41 @@ pub struct FirmwareOffer {
 pub struct UpgradeNotice {
     pub device: DeviceId,
     pub offer: FirmwareOffer,
-    pub dialect: DialectOptions,
+    pub address: NoticeAddress,
+    /// The campaign's choices for this dialect's [`NoticeSetting`]s.
+    pub settings: SettingValues,
 }
 
-/// What each dialect needs beyond the package to address one notice.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DialectOptions {
-    Aliyun {
-        /// Message id (a number; Alibaba uses milliseconds).
-        id: i64,
-        sign_method: SignMethod,
-    },
-    FogCloud {
-        id: i64,
-        /// Integer in a string, unique per device upgrade.
-        task_id: String,
-        /// When set, the device is a sub-device and the notice goes to this gateway as
-        /// `sub.firmware.post`.
-        gateway: Option<DeviceId>,
-    },
-    Dji {
-        /// The dock the `ota_create` goes to (the device itself when it is a dock).
-        gateway: DeviceId,
-        tid: String,
-        bid: String,
-        timestamp_ms: i64,
-        upgrade_type: DjiUpgradeType,
-    },
+/// What addresses one notice beyond the package: chosen by the campaign, used by each dialect
+/// as its document says (a dialect ignores what it has no field for).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NoticeAddress {
+    /// Message id (Alibaba and FogCloud `id`).
+    pub msg_id: i64,
+    /// When the notice is built, milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// The gateway the notice goes through, when the device is a sub-device (for a
+    /// [`Subject::Gateway`] dialect: always set, the device itself when it is a gateway).
+    pub gateway: Option<DeviceId>,
+    /// The task key the campaign issued ([`TaskKeySpec`]).
+    pub task: TaskRef,
+    /// The exchange id of a request answered by reply ([`Acknowledgement::ByReply`]).
+    pub exchange_id: Option<String>,
+}
+
+/// The values of a dialect's notice settings for one campaign: setting key → choice value.
+/// Settings not given take the setting's default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SettingValues(pub BTreeMap<String, String>);
+
+impl SettingValues {
+    /// The value of `setting`, or its default.
+    pub fn value_of(&self, setting: &NoticeSetting) -> &'static str {
+        self.0
+            .get(setting.key)
+            .and_then(|v| setting.choice(v))
+            .map_or(setting.default, |c| c.value)
+    }
 }
 
 /// What the console sends.
@@ -337,23 +326,25 @@ pub enum DialectOptions {
 pub enum Notice {
     /// Push an upgrade to one device.
     Upgrade(UpgradeNotice),
-    /// FogCloud `sub.firmware.post` for several sub-devices of one gateway in one message.
-    /// Each notice's options must be `FogCloud` with this gateway.
-    FogCloudSubFirmware {
-        gateway: DeviceId,
-        id: i64,
-        notices: Vec<UpgradeNotice>,
-    },
     /// Answer a [`FirmwareGet`]: the pending notice, or `None` for "nothing pending" (only
-    /// where the dialect defines such a reply: see [`has_nothing_pending_reply`]).
+    /// where the dialect defines such a reply: [`NothingPending::EmptyReply`]).
     FirmwareGetReply {
         request: FirmwareGet,
         pending: Option<UpgradeNotice>,
     },
-    /// Answer DJI `update_topo` on `status_reply`.
-    DjiStatusReply { ack: DjiAck, timestamp_ms: i64 },
-    /// Answer a DJI event with `need_reply: 1` on `events_reply`.
-    DjiEventsReply { ack: DjiAck, timestamp_ms: i64 },
+    /// Answer a message the protocol requires answered ([`Event::Answer`]).
+    Answer { answer: Answer, timestamp_ms: i64 },
+}
+
+impl Notice {
+    /// The device whose dialect encodes this notice.
+    pub fn device(&self) -> &DeviceId {
+        match self {
+            Notice::Upgrade(n) => &n.device,
+            Notice::FirmwareGetReply { request, .. } => &request.device,
+            Notice::Answer { answer, .. } => &answer.to,
+        }
+    }
 }
 
 /// A message ready to publish (QoS 1).
@@ -390,40 +381,10 @@ pub enum DecodeError {
 /// Why a notice could not be encoded (a caller bug or a mismatched dialect, never device data).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EncodeError {
-    #[error("notice for {device} carries options of another dialect")]
+    #[error("notice for {device} cannot be encoded by another dialect")]
     DialectMismatch { device: DeviceId },
     #[error("{0}")]
     Invalid(String),
-}
-
-/// The wildcard topics the console subscribes to for one dialect.
-pub fn subscriptions(dialect: Dialect) -> &'static [&'static str] {
-    match dialect {
-        Dialect::Aliyun => aliyun::SUBSCRIPTIONS,
-        Dialect::FogCloud => fogcloud::SUBSCRIPTIONS,
-        Dialect::Dji => dji::SUBSCRIPTIONS,
-    }
-}
-
-/// Whether the dialect defines a reply to a device's firmware request that says "nothing
-/// pending": Alibaba's `get_reply` with `"data":{}` does. FogCloud's document defines none (a
-/// device parses a `firmware.post` without fields as a broken notice), so there the answer to
-/// "nothing pending" is silence. DJI devices never ask.
-pub fn has_nothing_pending_reply(dialect: Dialect) -> bool {
-    dialect == Dialect::Aliyun
-}
-
-/// Which dialect a topic belongs to, by its shape alone.
-pub fn dialect_of_topic(topic: &str) -> Option<Dialect> {
-    if aliyun::owns_topic(topic) {
-        Some(Dialect::Aliyun)
-    } else if fogcloud::owns_topic(topic) {
-        Some(Dialect::FogCloud)
-    } else if dji::owns_topic(topic) {
-        Some(Dialect::Dji)
-    } else {
-        None
-    }
 }
 
 /// Decodes one inbound message into the events it carries.
@@ -432,26 +393,14 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
         return Err(DecodeError::TooLarge { len: payload.len() });
     }
     match dialect_of_topic(topic) {
-        Some(Dialect::Aliyun) => aliyun::decode(topic, payload),
-        Some(Dialect::FogCloud) => fogcloud::decode(topic, payload),
-        Some(Dialect::Dji) => dji::decode(topic, payload),
+        Some(dialect) => dialect.decode(topic, payload),
         None => Err(DecodeError::UnknownTopic(truncate_for_log(topic))),
     }
 }
 
-/// Encodes one notice into the message to publish.
+/// Encodes one notice into the message to publish, by the dialect of the device it is for.
 pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
-    let dialect = match notice {
-        Notice::Upgrade(n) => n.device.dialect(),
-        Notice::FogCloudSubFirmware { .. } => Dialect::FogCloud,
-        Notice::FirmwareGetReply { request, .. } => request.device.dialect(),
-        Notice::DjiStatusReply { .. } | Notice::DjiEventsReply { .. } => Dialect::Dji,
-    };
-    match dialect {
-        Dialect::Aliyun => aliyun::encode(notice),
-        Dialect::FogCloud => fogcloud::encode(notice),
-        Dialect::Dji => dji::encode(notice),
-    }
+    registry::get(notice.device().dialect()).encode(notice)
 }
 
 /// Parses a payload as JSON after the size check, mapping errors to [`DecodeError`].

@@ -9,7 +9,9 @@
 use super::Timestamp;
 use super::policy::Policy;
 use super::record::{DeviceStatus, ReplyWait, TargetRecord, TaskRecord};
-use crate::protocol::{Failure, Phase, ProgressReport, ServiceReply, UpgradeStatus};
+use crate::protocol::{
+    Acknowledgement, ExchangeReply, Phase, ProgressReport, ReplySpec, UpgradeStatus, registry,
+};
 
 /// What the device machine needs from its campaign.
 pub(crate) struct DeviceCtx<'a> {
@@ -103,18 +105,18 @@ pub(crate) fn notice(rec: &mut TargetRecord, task: TaskRecord, ctx: &DeviceCtx<'
     rec.noticed_at = Some(ctx.now);
     rec.deadline_at = Some(ctx.now.plus_ms(ctx.policy.device_timeout_ms()));
     rec.retry_at = None;
-    rec.reply_wait = match task {
-        TaskRecord::Dji { .. } => Some(ReplyWait {
-            deadline_at: ctx.now.plus_ms(ctx.policy.dji_reply_timeout_ms),
-            resends_left: ctx.policy.dji_resends,
+    rec.reply_wait = match reply_spec(rec) {
+        Some(_) => Some(ReplyWait {
+            deadline_at: ctx.now.plus_ms(ctx.policy.reply_timeout_ms),
+            resends_left: ctx.policy.reply_resends,
         }),
-        // Alibaba / FogCloud have no reply to a notice: the first progress or version report
-        // is its acknowledgement, awaited for the ack window.
-        _ if ctx.policy.ack_resends > 0 => Some(ReplyWait {
+        // Without a reply to a notice, the first progress or version report is its
+        // acknowledgement, awaited for the ack window.
+        None if ctx.policy.ack_resends > 0 => Some(ReplyWait {
             deadline_at: ctx.now.plus_ms(ctx.policy.ack_wait_ms(0)),
             resends_left: ctx.policy.ack_resends,
         }),
-        _ => None,
+        None => None,
     };
     rec.task = task;
     let retry = rec
@@ -193,13 +195,13 @@ pub(crate) fn on_progress(
                 Some(failure.code()),
             );
         }
-        UpgradeStatus::Rejected { code } => {
-            let text = Failure::Dji { code: *code }.describe();
+        UpgradeStatus::Rejected(failure) => {
+            let text = failure.describe();
             fail(
                 rec,
                 DeviceStatus::Rejected,
                 with_desc(format!("rejected by the device ({text})"), desc),
-                Some(*code),
+                Some(failure.code()),
             );
         }
         // Someone canceled on the device or dock: a refusal, so it is not retried either.
@@ -267,10 +269,10 @@ pub(crate) fn on_version(rec: &mut TargetRecord, version: &str, ctx: &DeviceCtx<
     if rec.to_version.as_deref() != Some(version) {
         rec.to_version = Some(version.to_owned());
     }
-    // Not DJI's: docks report versions periodically, whatever became of an `ota_create`, so
-    // only its `services_reply` or progress counts there.
+    // Not where a reply answers the notice: such devices (DJI docks) report versions
+    // periodically, whatever became of the request, so only its reply or progress counts.
     let mut step = Step::default();
-    if rec.status.in_flight() && !matches!(rec.task, TaskRecord::Dji { .. }) {
+    if rec.status.in_flight() && reply_spec(rec).is_none() {
         if rec.status == DeviceStatus::Noticed
             && version != ctx.target_version
             && ctx.policy.ack_resends > 0
@@ -316,32 +318,39 @@ pub(crate) fn on_version(rec: &mut TargetRecord, version: &str, ctx: &DeviceCtx<
     }
 }
 
-/// Applies a DJI `services_reply` already matched to this device's bid.
-pub(crate) fn on_service_reply(rec: &mut TargetRecord, reply: &ServiceReply) -> Step {
-    if reply.method != "ota_create" {
-        return Step::log(format!(
-            "services_reply for method {:?} ignored",
-            reply.method
-        ));
+/// The request/reply exchange of the device's dialect, when its notices are answered by reply.
+fn reply_spec(rec: &TargetRecord) -> Option<&'static ReplySpec> {
+    match &registry::capabilities(rec.device.dialect()).ack {
+        Acknowledgement::ByReply(spec) => Some(spec),
+        Acknowledgement::ByFirstReport => None,
     }
+}
+
+/// Applies a reply to our request (DJI `services_reply` to `ota_create`) already matched to
+/// this device's task key.
+pub(crate) fn on_reply(rec: &mut TargetRecord, reply: &ExchangeReply) -> Step {
+    let Some(spec) = reply_spec(rec).filter(|spec| reply.request == spec.request) else {
+        return Step::log(format!("reply to {:?} ignored", reply.request));
+    };
     if !rec.status.in_flight() {
         return Step::log(format!(
-            "services_reply (result {}) ignored: the device is {}",
-            reply.result, rec.status
+            "reply to {} (result {}) ignored: the device is {}",
+            spec.request,
+            reply.failure.as_ref().map_or(0, |f| f.code()),
+            rec.status
         ));
     }
     rec.reply_wait = None;
-    if reply.result == 0 {
+    let Some(failure) = &reply.failure else {
         return Step::default();
-    }
-    let code = reply.result;
-    let text = Failure::Dji { code }.describe();
-    if matches!(reply.status, Some(UpgradeStatus::Rejected { .. })) {
+    };
+    let text = failure.describe();
+    if matches!(reply.status, Some(UpgradeStatus::Rejected(_))) {
         fail(
             rec,
             DeviceStatus::Rejected,
-            format!("ota_create rejected ({text})"),
-            Some(code),
+            format!("{} rejected ({text})", spec.request),
+            Some(failure.code()),
         );
     } else {
         // A non-zero result is usually a passing condition (aircraft flying, battery low): a
@@ -349,19 +358,19 @@ pub(crate) fn on_service_reply(rec: &mut TargetRecord, reply: &ServiceReply) -> 
         fail(
             rec,
             DeviceStatus::Failed,
-            format!("ota_create refused ({text})"),
-            Some(code),
+            format!("{} refused ({text})", spec.request),
+            Some(failure.code()),
         );
     }
     Step::default()
 }
 
-/// Fires whatever of this device's timers is due at `ctx.now`. `fresh_tid` is called only when
-/// a DJI `ota_create` is re-sent.
+/// Fires whatever of this device's timers is due at `ctx.now`. `fresh_exchange` is called only
+/// when a request answered by reply is re-sent and its dialect wants a fresh exchange id.
 pub(crate) fn on_timer(
     rec: &mut TargetRecord,
     ctx: &DeviceCtx<'_>,
-    fresh_tid: &mut dyn FnMut() -> String,
+    fresh_exchange: &mut dyn FnMut() -> String,
 ) -> Step {
     if !rec.status.in_flight() {
         return Step::default();
@@ -385,34 +394,35 @@ pub(crate) fn on_timer(
     let Some(wait) = rec.reply_wait.filter(|w| w.deadline_at <= ctx.now) else {
         return Step::default();
     };
-    if !matches!(rec.task, TaskRecord::Dji { .. }) {
+    let Some(spec) = reply_spec(rec) else {
         return resend_unanswered(rec, wait, ctx);
-    }
-    let sent = 1 + ctx.policy.dji_resends - wait.resends_left.min(ctx.policy.dji_resends);
+    };
+    let (timeout_ms, resends) = (ctx.policy.reply_timeout_ms, ctx.policy.reply_resends);
+    let sent = 1 + resends - wait.resends_left.min(resends);
     if wait.resends_left == 0 {
         fail(
             rec,
             DeviceStatus::Failed,
             format!(
-                "no reply to ota_create (sent {sent} times, {} ms apart)",
-                ctx.policy.dji_reply_timeout_ms
+                "no reply to {} (sent {sent} times, {timeout_ms} ms apart)",
+                spec.request
             ),
             None,
         );
         return Step::default();
     }
-    if let TaskRecord::Dji { tid, .. } = &mut rec.task {
-        *tid = fresh_tid();
+    if spec.fresh_exchange_per_send {
+        rec.task.exchange = Some(fresh_exchange());
     }
     rec.resends = rec.resends.saturating_add(1);
     rec.reply_wait = Some(ReplyWait {
-        deadline_at: ctx.now.plus_ms(ctx.policy.dji_reply_timeout_ms),
+        deadline_at: ctx.now.plus_ms(timeout_ms),
         resends_left: wait.resends_left - 1,
     });
     Step {
         logs: vec![format!(
-            "no services_reply to ota_create within {} ms: re-sent with a fresh tid ({} of {})",
-            ctx.policy.dji_reply_timeout_ms, sent, ctx.policy.dji_resends
+            "no reply to {} within {timeout_ms} ms: re-sent ({sent} of {resends})",
+            spec.request
         )],
         resend: true,
         ..Step::default()
@@ -546,7 +556,7 @@ pub(crate) fn unsend(rec: &mut TargetRecord, error: &str, ctx: &DeviceCtx<'_>) -
     rec.attempts = rec.attempts.saturating_sub(1);
     rec.status = DeviceStatus::Pending;
     rec.percent = 0;
-    rec.task = TaskRecord::None;
+    rec.task = TaskRecord::default();
     rec.deadline_at = None;
     rec.reply_wait = None;
     rec.retry_at = Some(ctx.now.plus_ms(ctx.policy.retry_interval_ms()));
@@ -577,7 +587,7 @@ mod tests {
     fn noticed(policy: &Policy) -> TargetRecord {
         let mut rec =
             TargetRecord::new(DeviceId::aliyun("pk", "dn").unwrap(), 0, Some("1.0".into()));
-        notice(&mut rec, TaskRecord::None, &ctx(policy, 0));
+        notice(&mut rec, TaskRecord::default(), &ctx(policy, 0));
         rec
     }
 
@@ -591,7 +601,6 @@ mod tests {
             percent_clamped: false,
             desc: None,
             gateway: None,
-            ack: None,
         }
     }
 
@@ -631,7 +640,7 @@ mod tests {
         let p = Policy::default();
         let mut rec = noticed(&p);
         let mut report = progress(
-            UpgradeStatus::Failed(Failure::DownloadFailed),
+            UpgradeStatus::Failed(crate::protocol::aliyun::failure(-2)),
             Phase::Unspecified,
             None,
         );
@@ -668,7 +677,7 @@ mod tests {
         assert!(schedule_retry(&mut rec, &ctx(&p, 10)).is_some());
         assert_eq!(rec.status, DeviceStatus::Pending);
         assert_eq!(rec.retry_at, Some(Timestamp::from_millis(10 + 60_000)));
-        notice(&mut rec, TaskRecord::None, &ctx(&p, 70_000));
+        notice(&mut rec, TaskRecord::default(), &ctx(&p, 70_000));
         fail(&mut rec, DeviceStatus::TimedOut, "x".into(), None);
         assert!(schedule_retry(&mut rec, &ctx(&p, 80_000)).is_none());
         assert_eq!(rec.status, DeviceStatus::TimedOut);

@@ -250,12 +250,6 @@ impl IdSource for SequentialIds {
 }
 
 /// What the campaign is told.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "an input is built, moved into `handle` and dropped, one at a time; never stored \
-              in bulk, so its size does not matter and boxing the event would only cost an \
-              allocation per message"
-)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// Draft → running: apply the version filter, cut the waves, open the first.
@@ -290,15 +284,6 @@ pub enum Input {
     },
 }
 
-/// DJI addressing of one `ota_create`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DjiExchange {
-    /// One per device upgrade attempt; progress is matched by it.
-    pub bid: String,
-    /// Fresh for every `ota_create` sent (re-sends included).
-    pub tid: String,
-}
-
 /// One upgrade notice to send to one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeOrder {
@@ -308,8 +293,9 @@ pub struct UpgradeOrder {
     pub attempt: u32,
     /// What the device will echo in its progress reports.
     pub task: TaskRef,
-    /// DJI only.
-    pub dji: Option<DjiExchange>,
+    /// The exchange id of this request, for a dialect answered by reply (fresh for every
+    /// request sent when the dialect says so, re-sends included).
+    pub exchange_id: Option<String>,
     /// The same attempt sent again (DJI without reply, device back online): not a new attempt.
     pub resend: bool,
 }

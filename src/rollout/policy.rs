@@ -84,16 +84,21 @@ pub struct Policy {
     /// When not empty, only devices currently on one of these versions are upgraded; the others
     /// are skipped with a reason. A device whose version is unknown waits until it reports one.
     pub only_from_versions: Vec<String>,
-    /// DJI: how long to wait for the `services_reply` to `ota_create`.
-    pub dji_reply_timeout_ms: u64,
-    /// DJI: how many times `ota_create` is re-sent (fresh tid, same bid) without a reply.
-    pub dji_resends: u32,
-    /// Alibaba / FogCloud: a notice that gets no answer (no progress, no version report) within
-    /// this many milliseconds is re-sent (a device that published its version before it
-    /// subscribed lost it). DJI has its own `services_reply` wait instead.
+    /// Dialects answered by reply ([`crate::protocol::Acknowledgement::ByReply`], DJI
+    /// `ota_create`): how long to wait for the reply. (`dji_reply_timeout_ms` in campaigns
+    /// stored before it applied to any such dialect.)
+    #[serde(alias = "dji_reply_timeout_ms")]
+    pub reply_timeout_ms: u64,
+    /// Dialects answered by reply: how many times the request is re-sent (same task key, fresh
+    /// exchange id where the dialect wants one) without a reply.
+    #[serde(alias = "dji_resends")]
+    pub reply_resends: u32,
+    /// Dialects acknowledged by the first report: a notice that gets no answer (no progress, no
+    /// version report) within this many milliseconds is re-sent (a device that published its
+    /// version before it subscribed lost it). Dialects answered by reply have their own wait.
     pub ack_window_ms: u64,
-    /// Alibaba / FogCloud: how many times an unanswered notice is re-sent (0 = never; the
-    /// device timeout alone decides then).
+    /// Dialects acknowledged by the first report: how many times an unanswered notice is
+    /// re-sent (0 = never; the device timeout alone decides then).
     pub ack_resends: u32,
     /// Each re-send waits this many times longer than the one before (1 = evenly spaced).
     pub ack_backoff: u32,
@@ -115,8 +120,8 @@ impl Default for Policy {
             retry_interval_secs: 60,
             abort: Some(AbortThreshold::default()),
             only_from_versions: Vec::new(),
-            dji_reply_timeout_ms: 3_000,
-            dji_resends: 2,
+            reply_timeout_ms: 3_000,
+            reply_resends: 2,
             // Re-sent at +10 s, +30 s and +70 s: a device heard nothing about is noticed again
             // within seconds, well before the 30-minute timeout; a device that is merely slow
             // to start a large download answers within the first window anyway.
@@ -207,7 +212,7 @@ impl Policy {
         for (field, secs) in [
             ("device_timeout_secs", self.device_timeout_secs),
             ("retry_interval_secs", self.retry_interval_secs),
-            ("dji_reply_timeout_ms", self.dji_reply_timeout_ms / 1000),
+            ("reply_timeout_ms", self.reply_timeout_ms / 1000),
             ("ack_window_ms", self.ack_window_ms / 1000),
         ] {
             if secs > MAX_DURATION_SECS {
@@ -220,8 +225,8 @@ impl Policy {
                 format!("must be at least {}", LIMITS.min_device_timeout_secs),
             );
         }
-        if self.dji_reply_timeout_ms == 0 {
-            return bad("dji_reply_timeout_ms", "must be at least 1".into());
+        if self.reply_timeout_ms == 0 {
+            return bad("reply_timeout_ms", "must be at least 1".into());
         }
         if self.ack_window_ms < MIN_ACK_WINDOW_MS {
             return bad(

@@ -2,6 +2,7 @@
 //! and the [`Transition`]s the state machine asks to persist. Everything here is plain data that
 //! the store writes and reads back for [`super::Campaign::resume`]; no logic beyond naming.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -9,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::policy::Policy;
 use super::{CampaignId, Timestamp};
-use crate::device_id::DeviceId;
-use crate::protocol::{DjiUpgradeType, FirmwareOffer, SignMethod, TaskRef};
+use crate::device_id::{DeviceId, DialectId};
+use crate::protocol::{FirmwareOffer, NoticeSetting, SettingValues, TaskRef, registry};
 
 /// Where one device stands in a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -175,32 +176,38 @@ impl FromStr for CampaignState {
     }
 }
 
-/// The task reference of a device's current attempt, as it is persisted.
+/// How the device's current attempt is named towards it, as it is persisted: the task key the
+/// dialect's [`crate::protocol::TaskKeySpec`] asked for (none when the device+module is the
+/// task, or never noticed), and for a dialect answered by reply the exchange id of the latest
+/// request sent (DJI: `bid` and `tid`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskRecord {
-    /// Alibaba, or never noticed: the device+module is the task.
-    #[default]
-    None,
-    /// FogCloud `task_id` (an integer in a string).
-    TaskId(String),
-    /// DJI: `bid` for the whole device upgrade, `tid` of the latest `ota_create` sent.
-    Dji { bid: String, tid: String },
+pub struct TaskRecord {
+    pub key: Option<String>,
+    pub exchange: Option<String>,
 }
 
 impl TaskRecord {
+    /// A task named by `key` (and `exchange`, for a reply exchange).
+    pub fn keyed(key: String, exchange: Option<String>) -> Self {
+        TaskRecord {
+            key: Some(key),
+            exchange,
+        }
+    }
+
     /// The reference progress reports carry.
     pub fn task_ref(&self) -> TaskRef {
-        match self {
-            TaskRecord::None => TaskRef::None,
-            TaskRecord::TaskId(id) => TaskRef::TaskId(id.clone()),
-            TaskRecord::Dji { bid, .. } => TaskRef::Bid(bid.clone()),
-        }
+        self.key.clone().map_or(TaskRef::None, TaskRef::Key)
+    }
+
+    /// Whether reports naming `key` are about this task.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.key.as_deref() == Some(key)
     }
 }
 
-/// A notice waits for its answer: DJI's `ota_create` for its `services_reply` (or progress);
-/// an Alibaba / FogCloud notice for the first progress or version report (the ack window).
+/// A notice waits for its answer: a request answered by reply waits for the reply (or
+/// progress); other notices for the first progress or version report (the ack window).
 /// When `deadline_at` passes, the notice is re-sent while `resends_left > 0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyWait {
@@ -231,7 +238,8 @@ pub struct TargetRecord {
     /// new one).
     pub round_start: u32,
     pub error: Option<String>,
-    /// Device-side code: Alibaba/FogCloud step (-1..-4), DJI result code.
+    /// Device-side failure code, in the table of the device's dialect
+    /// ([`crate::protocol::ErrorTable`]).
     pub code: Option<i64>,
     pub task: TaskRecord,
     /// Failed or TimedOut while waiting for a retry: what the device ends as if no retry comes.
@@ -242,8 +250,8 @@ pub struct TargetRecord {
     /// A pending device is not noticed before this.
     pub retry_at: Option<Timestamp>,
     pub reply_wait: Option<ReplyWait>,
-    /// Notices re-sent in this campaign because none was answered in time (DJI `ota_create`
-    /// without a reply, Alibaba / FogCloud notices without progress or version report).
+    /// Notices re-sent in this campaign because none was answered in time (a request without
+    /// its reply, a notice without progress or version report).
     pub resends: u32,
 }
 
@@ -262,7 +270,7 @@ impl TargetRecord {
             round_start: 0,
             error: None,
             code: None,
-            task: TaskRecord::None,
+            task: TaskRecord::default(),
             last_outcome: None,
             noticed_at: None,
             deadline_at: None,
@@ -279,14 +287,90 @@ impl TargetRecord {
     }
 }
 
-/// Dialect-specific choices made once per campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DialectSettings {
-    /// Alibaba `signMethod`.
-    pub sign_method: SignMethod,
-    /// DJI `firmware_upgrade_type`.
-    pub dji_upgrade_type: DjiUpgradeType,
+/// The campaign's choices for each dialect's notice settings: dialect prefix → setting key →
+/// choice value (`{"aliyun":{"sign_method":"sha256"}}`). What is not given takes the setting's
+/// default. Campaigns stored before settings were per dialect (`{"sign_method":"Md5",
+/// "dji_upgrade_type":"normal"}`) read through each setting's `legacy_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DialectSettings(BTreeMap<String, SettingValues>);
+
+impl DialectSettings {
+    /// The values for notices of `dialect`.
+    pub fn for_dialect(&self, dialect: DialectId) -> SettingValues {
+        self.0.get(dialect.as_str()).cloned().unwrap_or_default()
+    }
+
+    /// The value of `setting` of `dialect` (its default when not chosen).
+    pub fn value(&self, dialect: DialectId, setting: &NoticeSetting) -> &'static str {
+        self.0
+            .get(dialect.as_str())
+            .map_or(setting.default, |values| values.value_of(setting))
+    }
+
+    /// Chooses `value` for `setting` of `dialect`; refuses a value the setting does not offer.
+    pub fn set(
+        &mut self,
+        dialect: DialectId,
+        setting: &NoticeSetting,
+        value: &str,
+    ) -> Result<(), UnknownName> {
+        let choice = setting.choice(value).ok_or_else(|| UnknownName {
+            what: setting.key,
+            value: value.chars().take(40).collect(),
+        })?;
+        self.0
+            .entry(dialect.as_str().to_owned())
+            .or_default()
+            .0
+            .insert(setting.key.to_owned(), choice.value.to_owned());
+        Ok(())
+    }
+
+    /// Chooses `value` for the setting whose CLI flag is `flag` (whichever dialect has it).
+    pub fn set_by_flag(&mut self, flag: &str, value: &str) -> Result<(), UnknownName> {
+        for dialect in registry::all() {
+            if let Some(setting) = dialect
+                .notice_settings()
+                .iter()
+                .find(|s| s.cli_flag == flag)
+            {
+                return self.set(dialect.id(), setting, value);
+            }
+        }
+        Err(UnknownName {
+            what: "notice setting",
+            value: flag.chars().take(40).collect(),
+        })
+    }
+
+    /// Reads today's form, or the flat form of older campaigns.
+    fn from_json(value: serde_json::Value) -> Self {
+        let serde_json::Value::Object(map) = value else {
+            return Self::default();
+        };
+        let mut settings = Self::default();
+        for dialect in registry::all() {
+            let id = dialect.id();
+            let own = map.get(id.as_str()).and_then(serde_json::Value::as_object);
+            for setting in dialect.notice_settings() {
+                let stored = own
+                    .and_then(|o| o.get(setting.key))
+                    .or_else(|| setting.legacy_key.and_then(|k| map.get(k)))
+                    .and_then(serde_json::Value::as_str);
+                if let Some(value) = stored {
+                    // A value no longer offered falls back to the default, as if not chosen.
+                    let _ = settings.set(id, setting, value);
+                }
+            }
+        }
+        settings
+    }
+}
+
+impl<'de> Deserialize<'de> for DialectSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(Self::from_json)
+    }
 }
 
 /// What a campaign is, fixed at creation.
@@ -362,6 +446,48 @@ pub enum Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{aliyun, dji};
+
+    #[test]
+    fn dialect_settings_are_kept_per_dialect_and_read_in_the_old_flat_form() {
+        let mut settings = DialectSettings::default();
+        assert_eq!(settings.value(aliyun::ID, &aliyun::SIGN_METHOD), "md5");
+        settings
+            .set(aliyun::ID, &aliyun::SIGN_METHOD, "SHA256")
+            .unwrap();
+        settings
+            .set_by_flag("dji-upgrade-type", "consistency")
+            .unwrap();
+        assert!(
+            settings
+                .set(dji::ID, &dji::UPGRADE_TYPE, "sideways")
+                .is_err()
+        );
+        assert!(settings.set_by_flag("no-such-flag", "x").is_err());
+        let json = serde_json::to_value(&settings).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"aliyun": {"sign_method": "sha256"},
+                               "dji": {"upgrade_type": "consistency"}})
+        );
+        let back: DialectSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, settings);
+        // Campaigns stored before settings were per dialect.
+        let old: DialectSettings = serde_json::from_value(
+            serde_json::json!({"sign_method": "Sha256", "dji_upgrade_type": "consistency"}),
+        )
+        .unwrap();
+        assert_eq!(old, settings);
+        let defaults: DialectSettings =
+            serde_json::from_value(serde_json::json!({"sign_method": "Md5"})).unwrap();
+        assert_eq!(defaults.value(dji::ID, &dji::UPGRADE_TYPE), "normal");
+        assert_eq!(
+            defaults
+                .for_dialect(aliyun::ID)
+                .value_of(&aliyun::SIGN_METHOD),
+            "md5"
+        );
+    }
 
     #[test]
     fn names_round_trip_and_match_serde() {

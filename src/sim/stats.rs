@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::{DeviceId, DialectId};
 
 /// Where a simulated device stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,7 +169,7 @@ impl SimStats {
             .and_then(|i| self.devices.get(i))
     }
 
-    pub fn of_dialect(&self, dialect: Dialect) -> impl Iterator<Item = &DeviceStats> {
+    pub fn of_dialect(&self, dialect: DialectId) -> impl Iterator<Item = &DeviceStats> {
         self.devices
             .iter()
             .filter(move |d| d.id.dialect() == dialect)

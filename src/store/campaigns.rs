@@ -29,7 +29,7 @@ pub struct CampaignRow {
 }
 
 pub(super) const DEVICE_COLUMNS: &str = "device, position, wave, status, from_version, to_version, percent, \
-     attempts, round_start, error, code, task_id, bid, tid, last_outcome, noticed_at, deadline_at, retry_at, \
+     attempts, round_start, error, code, task_key, exchange_id, last_outcome, noticed_at, deadline_at, retry_at, \
      reply_deadline_at, resends_left, resends";
 
 fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
@@ -46,11 +46,6 @@ pub(super) fn write_device(
     campaign: CampaignId,
     rec: &TargetRecord,
 ) -> Result<(), StoreError> {
-    let (task_id, bid, tid) = match &rec.task {
-        TaskRecord::None => (None, None, None),
-        TaskRecord::TaskId(t) => (Some(t.as_str()), None, None),
-        TaskRecord::Dji { bid, tid } => (None, Some(bid.as_str()), Some(tid.as_str())),
-    };
     let (reply_deadline, resends_left) = match rec.reply_wait {
         Some(w) => (
             Some(ts_to_sql(w.deadline_at)?),
@@ -60,12 +55,12 @@ pub(super) fn write_device(
     };
     let sql = format!(
         "INSERT INTO campaign_devices (campaign, {DEVICE_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
          ON CONFLICT (campaign, device) DO UPDATE SET position = excluded.position, wave = excluded.wave,
              status = excluded.status, from_version = excluded.from_version, to_version = excluded.to_version,
              percent = excluded.percent, attempts = excluded.attempts, round_start = excluded.round_start,
-             error = excluded.error, code = excluded.code, task_id = excluded.task_id, bid = excluded.bid,
-             tid = excluded.tid, last_outcome = excluded.last_outcome, noticed_at = excluded.noticed_at,
+             error = excluded.error, code = excluded.code, task_key = excluded.task_key,
+             exchange_id = excluded.exchange_id, last_outcome = excluded.last_outcome, noticed_at = excluded.noticed_at,
              deadline_at = excluded.deadline_at, retry_at = excluded.retry_at,
              reply_deadline_at = excluded.reply_deadline_at, resends_left = excluded.resends_left,
              resends = excluded.resends"
@@ -83,9 +78,8 @@ pub(super) fn write_device(
         i64::from(rec.round_start),
         rec.error,
         rec.code,
-        task_id,
-        bid,
-        tid,
+        rec.task.key,
+        rec.task.exchange,
         rec.last_outcome.map(DeviceStatus::as_str),
         opt_ts_to_sql(rec.noticed_at)?,
         opt_ts_to_sql(rec.deadline_at)?,
@@ -110,9 +104,8 @@ struct DeviceRowSql {
     round_start: i64,
     error: Option<String>,
     code: Option<i64>,
-    task_id: Option<String>,
-    bid: Option<String>,
-    tid: Option<String>,
+    task_key: Option<String>,
+    exchange_id: Option<String>,
     last_outcome: Option<String>,
     noticed_at: Option<i64>,
     deadline_at: Option<i64>,
@@ -136,30 +129,22 @@ impl DeviceRowSql {
             round_start: r.get(8)?,
             error: r.get(9)?,
             code: r.get(10)?,
-            task_id: r.get(11)?,
-            bid: r.get(12)?,
-            tid: r.get(13)?,
-            last_outcome: r.get(14)?,
-            noticed_at: r.get(15)?,
-            deadline_at: r.get(16)?,
-            retry_at: r.get(17)?,
-            reply_deadline_at: r.get(18)?,
-            resends_left: r.get(19)?,
-            resends: r.get(20)?,
+            task_key: r.get(11)?,
+            exchange_id: r.get(12)?,
+            last_outcome: r.get(13)?,
+            noticed_at: r.get(14)?,
+            deadline_at: r.get(15)?,
+            retry_at: r.get(16)?,
+            reply_deadline_at: r.get(17)?,
+            resends_left: r.get(18)?,
+            resends: r.get(19)?,
         })
     }
 
     fn into_record(self) -> Result<TargetRecord, StoreError> {
-        let task = match (self.task_id, self.bid, self.tid) {
-            (None, None, None) => TaskRecord::None,
-            (Some(t), None, None) => TaskRecord::TaskId(t),
-            (None, Some(bid), Some(tid)) => TaskRecord::Dji { bid, tid },
-            _ => {
-                return Err(corrupt(
-                    "device task",
-                    format!("{}: mixed task_id/bid/tid", self.device),
-                ));
-            }
+        let task = TaskRecord {
+            key: self.task_key,
+            exchange: self.exchange_id,
         };
         let reply_wait = match (self.reply_deadline_at, self.resends_left) {
             (Some(d), Some(n)) => Some(ReplyWait {

@@ -86,6 +86,16 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE campaign_devices ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: a device's task is named the same way for every dialect: the task key it was issued
+    // (FogCloud `task_id`, DJI `bid`) and the exchange id of the latest request (DJI `tid`).
+    r#"
+    ALTER TABLE campaign_devices ADD COLUMN task_key TEXT;
+    ALTER TABLE campaign_devices ADD COLUMN exchange_id TEXT;
+    UPDATE campaign_devices SET task_key = coalesce(task_id, bid), exchange_id = tid;
+    ALTER TABLE campaign_devices DROP COLUMN task_id;
+    ALTER TABLE campaign_devices DROP COLUMN bid;
+    ALTER TABLE campaign_devices DROP COLUMN tid;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -123,4 +133,106 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+    use serde_json::json;
+
+    use super::MIGRATIONS;
+    use crate::protocol::{aliyun, dji, fogcloud};
+    use crate::rollout::{CampaignId, Policy, TaskRecord};
+    use crate::store::Store;
+
+    /// A database written by a build at schema version 2: per-dialect task columns, flat
+    /// notice settings and DJI-named policy keys.
+    fn version_2_database(path: &std::path::Path) {
+        let mut conn = Connection::open(path).unwrap();
+        for (i, sql) in MIGRATIONS.iter().take(2).enumerate() {
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(sql).unwrap();
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let mut policy = serde_json::to_value(Policy::default()).unwrap();
+        let policy = policy.as_object_mut().unwrap();
+        policy.remove("reply_timeout_ms");
+        policy.remove("reply_resends");
+        policy.insert("dji_reply_timeout_ms".into(), json!(4_500));
+        policy.insert("dji_resends".into(), json!(5));
+        let offer = json!({"version": "2.0", "url": "http://127.0.0.1/fw/x", "size": 3,
+            "md5": "aa", "sha256": "b".repeat(64), "checksum": "00000003", "file_name": "x",
+            "description": ""});
+        let sha = "b".repeat(64);
+        conn.execute(
+            "INSERT INTO packages VALUES (?1, 'x', 3, 'aa', '00000003', '/nowhere', 0)",
+            [&sha],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO campaigns (id, name, package, version, module, dialect_options, policy,
+                 offer, state, current_wave, created_at)
+             VALUES (1, 'old', ?1, '2.0', NULL, ?2, ?3, ?4, 'running', 0, 0)",
+            [
+                sha,
+                json!({"sign_method": "Sha256", "dji_upgrade_type": "consistency"}).to_string(),
+                serde_json::Value::Object(policy.clone()).to_string(),
+                offer.to_string(),
+            ],
+        )
+        .unwrap();
+        for (position, (device, task_id, bid, tid)) in [
+            ("aliyun:pk/a", None, None, None),
+            ("fogcloud:pk/f", Some("7"), None, None),
+            ("dji:DOCK", None, Some("bid-1"), Some("tid-1")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            conn.execute(
+                "INSERT INTO campaign_devices (campaign, device, position, wave, status, task_id,
+                     bid, tid)
+                 VALUES (1, ?1, ?2, 0, 'noticed', ?3, ?4, ?5)",
+                rusqlite::params![device, position, task_id, bid, tid],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn version_2_campaigns_keep_their_tasks_settings_and_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        version_2_database(&path);
+        let store = Store::open(&path).unwrap();
+        let campaign = store.load_campaign(CampaignId(1)).unwrap();
+        let tasks: Vec<TaskRecord> = campaign.devices.iter().map(|d| d.task.clone()).collect();
+        assert_eq!(
+            tasks,
+            [
+                TaskRecord::default(),
+                TaskRecord {
+                    key: Some("7".into()),
+                    exchange: None
+                },
+                TaskRecord {
+                    key: Some("bid-1".into()),
+                    exchange: Some("tid-1".into())
+                },
+            ]
+        );
+        let settings = &campaign.spec.settings;
+        assert_eq!(settings.value(aliyun::ID, &aliyun::SIGN_METHOD), "sha256");
+        assert_eq!(settings.value(dji::ID, &dji::UPGRADE_TYPE), "consistency");
+        assert!(settings.for_dialect(fogcloud::ID).0.is_empty());
+        assert_eq!(
+            (
+                campaign.spec.policy.reply_timeout_ms,
+                campaign.spec.policy.reply_resends
+            ),
+            (4_500, 5)
+        );
+    }
 }

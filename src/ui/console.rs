@@ -21,9 +21,10 @@ use super::inspector::{self, InspectorState};
 use super::rollout_panel::{self, RolloutForm};
 use super::settings::{BottomTab, DeviceView, Settings};
 use super::tiles;
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::{DeviceId, DialectId};
 use crate::engine::Snapshot;
 use crate::fleet::inspector::RawMessage;
+use crate::protocol::registry;
 
 /// The id of the device filter box (Ctrl+F focuses it).
 const FILTER_ID: &str = "device-filter";
@@ -254,10 +255,10 @@ impl ConsoleView {
                 edit.request_focus();
             }
             egui::ComboBox::from_label("Dialect")
-                .selected_text(f.dialect.map_or("any", Dialect::as_str))
+                .selected_text(f.dialect.map_or("any", DialectId::as_str))
                 .show_ui(ui, |ui| {
                     ui.selectable_value(&mut f.dialect, None, "any");
-                    for d in Dialect::ALL {
+                    for d in registry::ids() {
                         ui.selectable_value(&mut f.dialect, Some(d), d.label());
                     }
                 });

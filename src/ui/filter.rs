@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::{DeviceId, DialectId};
 use crate::engine::{CampaignView, DeviceRow};
 use crate::rollout::DeviceStatus;
 
@@ -19,7 +19,7 @@ use crate::rollout::DeviceStatus;
 pub struct DeviceFilter {
     /// Case-insensitive substring of the device id, a version or the last message.
     pub text: String,
-    pub dialect: Option<Dialect>,
+    pub dialect: Option<DialectId>,
     /// Exact version of any module (trimmed); empty = any.
     pub version: String,
     pub status: StatusFilter,
@@ -462,7 +462,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             count(DeviceFilter {
-                dialect: Some(Dialect::Dji),
+                dialect: Some(crate::protocol::dji::ID),
                 ..Default::default()
             }),
             1

@@ -8,9 +8,10 @@ use egui::{ProgressBar, RichText, Ui};
 use super::action::UiAction;
 use super::format;
 use super::widgets;
+use crate::device_id::DialectId;
 use crate::engine::{DownloadUrlError, Snapshot, validate_download_url};
 use crate::firmware::StoredPackage;
-use crate::protocol::{DjiUpgradeType, SignMethod};
+use crate::protocol::{NoticeSetting, OfferField, registry};
 use crate::rollout::DialectSettings;
 
 /// Where the campaign tells devices to download the package.
@@ -198,7 +199,7 @@ fn offer_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
             ui,
             "Description",
             &mut form.description,
-            "sent to FogCloud devices",
+            &description_hint(),
         );
         widgets::text_row_ui(
             ui,
@@ -206,28 +207,11 @@ fn offer_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
             &mut form.name,
             "derived from file and version",
         );
-        let dji_label = ui.label("DJI upgrade type").id;
-        egui::ComboBox::from_id_salt("dji-type")
-            .selected_text(dji_type_label(form.settings.dji_upgrade_type))
-            .show_ui(ui, |ui| {
-                for t in [DjiUpgradeType::Normal, DjiUpgradeType::Consistency] {
-                    ui.selectable_value(&mut form.settings.dji_upgrade_type, t, dji_type_label(t));
-                }
-            })
-            .response
-            .labelled_by(dji_label);
-        ui.end_row();
-        let sign_label_id = ui.label("Alibaba signMethod").id;
-        egui::ComboBox::from_id_salt("sign-method")
-            .selected_text(sign_label(form.settings.sign_method))
-            .show_ui(ui, |ui| {
-                for m in [SignMethod::Md5, SignMethod::Sha256] {
-                    ui.selectable_value(&mut form.settings.sign_method, m, sign_label(m));
-                }
-            })
-            .response
-            .labelled_by(sign_label_id);
-        ui.end_row();
+        for dialect in registry::all() {
+            for setting in dialect.notice_settings() {
+                setting_row_ui(ui, dialect.id(), setting, &mut form.settings);
+            }
+        }
         download_rows_ui(ui, snap, form);
     });
 }
@@ -323,18 +307,46 @@ pub fn drop_overlay_ui(ctx: &egui::Context) {
         });
 }
 
-pub fn dji_type_label(t: DjiUpgradeType) -> &'static str {
-    match t {
-        DjiUpgradeType::Normal => "normal upgrade",
-        DjiUpgradeType::Consistency => "consistency upgrade",
-    }
+/// One dialect's notice setting as a labelled choice (the dialects say which settings exist).
+fn setting_row_ui(
+    ui: &mut Ui,
+    dialect: DialectId,
+    setting: &'static NoticeSetting,
+    settings: &mut DialectSettings,
+) {
+    let label = ui.label(setting.label).on_hover_text(setting.help).id;
+    let current = settings.value(dialect, setting);
+    let current_label = setting.choice(current).map_or(current, |c| c.label);
+    egui::ComboBox::from_id_salt(setting.cli_flag)
+        .selected_text(current_label)
+        .show_ui(ui, |ui| {
+            for choice in setting.choices {
+                if ui
+                    .selectable_label(current == choice.value, choice.label)
+                    .clicked()
+                {
+                    // The choice comes from the setting itself, so it is always offered.
+                    let _ = settings.set(dialect, setting, choice.value);
+                }
+            }
+        })
+        .response
+        .labelled_by(label);
+    ui.end_row();
 }
 
-fn sign_label(m: SignMethod) -> &'static str {
-    match m {
-        SignMethod::Md5 => "MD5",
-        SignMethod::Sha256 => "SHA256",
-    }
+/// Which dialects' notices carry the description.
+fn description_hint() -> String {
+    let names: Vec<&str> = registry::all()
+        .into_iter()
+        .filter(|d| {
+            d.capabilities()
+                .offer_fields
+                .contains(&OfferField::Description)
+        })
+        .map(|d| d.id().label())
+        .collect();
+    format!("sent to {} devices", names.join(", "))
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ use super::firmware_panel::FirmwareForm;
 use super::format;
 use super::theme;
 use super::widgets;
-use crate::device_id::{DeviceId, Dialect};
+use crate::device_id::DeviceId;
 use crate::engine::{CampaignRequest, CampaignView, Snapshot};
+use crate::protocol::{CancelSupport, registry};
 use crate::rollout::{
     AbortThreshold, CampaignId, CampaignState, CanarySize, DeviceStatus, LIMITS, Policy,
 };
@@ -76,7 +77,7 @@ pub fn build_request(
         description: form.description.trim().to_owned(),
         targets: selection.iter().cloned().collect(),
         policy: policy.clone(),
-        settings: form.settings,
+        settings: form.settings.clone(),
         download_url: form.download_url(),
     })
 }
@@ -424,12 +425,14 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
         if live && !s.state.is_finished() && ui.button("Cancel campaign").clicked() {
             actions.push(UiAction::Cancel(id));
         }
-        if live && !s.state.is_finished() && view.dialects.contains(&Dialect::Dji) {
-            ui.weak("DJI docks cannot recall an ota_create: cancel stops new notices only")
-                .on_hover_text(
-                    "The DJI Cloud API has no way to withdraw an upgrade a dock already \
-                     accepted; those devices finish (or fail) on their own.",
-                );
+        if live && !s.state.is_finished() {
+            for dialect in &view.dialects {
+                if let CancelSupport::CannotRecall { note, detail } =
+                    registry::capabilities(*dialect).cancel
+                {
+                    ui.weak(note).on_hover_text(detail);
+                }
+            }
         }
         if live && s.counts.failures() > 0 && ui.button("Retry failed").clicked() {
             actions.push(UiAction::RetryFailed(id));

@@ -3,21 +3,15 @@
 //! nothing of the campaign, so every sibling may use them.
 
 use crate::device_id::DeviceId;
-use crate::rollout::record::{CampaignState, TargetRecord, TaskRecord};
-use crate::rollout::{Action, DjiExchange, LogLevel, UpgradeOrder};
+use crate::rollout::record::{CampaignState, TargetRecord};
+use crate::rollout::{Action, LogLevel, UpgradeOrder};
 
 pub(super) fn order_for(rec: &TargetRecord, resend: bool) -> UpgradeOrder {
     UpgradeOrder {
         device: rec.device.clone(),
         attempt: rec.attempts,
         task: rec.task.task_ref(),
-        dji: match &rec.task {
-            TaskRecord::Dji { bid, tid } => Some(DjiExchange {
-                bid: bid.clone(),
-                tid: tid.clone(),
-            }),
-            _ => None,
-        },
+        exchange_id: rec.task.exchange.clone(),
         resend,
     }
 }

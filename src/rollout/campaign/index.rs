@@ -1,18 +1,18 @@
 //! Indexes and bookkeeping: building a [`Campaign`] from its stored form (the device index, the
-//! bid and FogCloud task_id indexes, wave members, the current wave), finding a device's
+//! task key index, wave members, the current wave), finding a device's
 //! record, and, after every record change, the `Persist` it causes and the counts, per-wave
 //! tallies, queue of noticeable devices and timer set it moves. None of this is persisted: it
 //! is rebuilt from the records on [`Campaign::resume`].
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::Campaign;
 use super::effects::{log, order_for};
-use crate::device_id::{DeviceId, Dialect};
+use super::{Campaign, caps};
+use crate::device_id::DeviceId;
 use crate::rollout::device::{DeviceCtx, Step};
 use crate::rollout::rate::TokenBucket;
 use crate::rollout::record::{
-    CampaignState, Change, DeviceStatus, PersistedCampaign, TargetRecord, TaskRecord, Transition,
+    CampaignState, Change, DeviceStatus, PersistedCampaign, TargetRecord, Transition,
 };
 use crate::rollout::snapshot::Counts;
 use crate::rollout::waves::WaveTally;
@@ -26,25 +26,18 @@ impl Campaign {
     ) -> Result<Self, RolloutError> {
         let corrupt = |detail: String| RolloutError::Corrupt { id: p.id, detail };
         let mut by_device = HashMap::with_capacity(p.devices.len());
-        let mut by_bid = HashMap::new();
-        let mut by_task_id = HashMap::new();
-        let mut next_task_id = 1u64;
+        let mut by_key = HashMap::new();
+        let mut next_counter_key = 1u64;
         let mut wave_count = 0usize;
         for (idx, rec) in p.devices.iter().enumerate() {
             if by_device.insert(rec.device.clone(), idx).is_some() {
                 return Err(corrupt(format!("device {} appears twice", rec.device)));
             }
-            match &rec.task {
-                TaskRecord::TaskId(t) => {
-                    if let Ok(n) = t.parse::<u64>() {
-                        next_task_id = next_task_id.max(n.saturating_add(1));
-                    }
-                    by_task_id.insert(t.clone(), idx);
+            if let Some(key) = &rec.task.key {
+                if let Ok(n) = key.parse::<u64>() {
+                    next_counter_key = next_counter_key.max(n.saturating_add(1));
                 }
-                TaskRecord::Dji { bid, .. } => {
-                    by_bid.insert(bid.clone(), idx);
-                }
-                TaskRecord::None => {}
+                by_key.insert(key.clone(), idx);
             }
             if let Some(w) = rec.wave {
                 let w = usize::try_from(w).map_err(|_| corrupt(format!("wave {w}")))?;
@@ -67,15 +60,19 @@ impl Campaign {
             (None, _) if p.state != CampaignState::Draft => Some(0),
             (None, _) => None,
         };
-        let docks = p
+        let gateways = p
             .devices
             .iter()
-            .map(|d| (d.device.dialect() == Dialect::Dji).then(|| d.device.device()))
+            .map(|d| {
+                caps(&d.device)
+                    .one_upgrade_per_gateway
+                    .then(|| d.device.device())
+            })
             .collect();
         let mut campaign = Campaign {
             id: p.id,
-            docks,
-            docks_known: false,
+            gateways,
+            gateways_known: false,
             settle_until: vec![None; online.len()],
             bucket: TokenBucket::new(p.spec.policy.rate, now),
             spec: p.spec,
@@ -85,8 +82,7 @@ impl Campaign {
             devices: p.devices,
             online,
             by_device,
-            by_bid,
-            by_task_id,
+            by_key,
             wave_tallies: vec![WaveTally::default(); wave_count],
             wave_members,
             current_wave,
@@ -94,7 +90,7 @@ impl Campaign {
             timers: BTreeSet::new(),
             rate_blocked: false,
             blocked_wave_logged: None,
-            next_task_id,
+            next_counter_key,
             broker_lost_at: None,
             resend_noticed: false,
             now,

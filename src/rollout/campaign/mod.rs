@@ -12,10 +12,13 @@
 //! private fields and import nothing from each other but the leaf `effects`:
 //! - `index`: building from the stored form, the device and task indexes, and the incremental
 //!   bookkeeping each record change causes (`Persist`, counts, tallies, queue, timers);
-//! - `routing`: device reports (version, progress, DJI service replies) and failed publishes
-//!   to their record;
-//! - `presence`: online / offline, settle delays, DJI docks, the broker link's outages and the
-//!   re-sends of notices that may not have arrived;
+//! - `routing`: device reports (version, progress, replies to our requests) and failed
+//!   publishes to their record;
+//! - `presence`: online / offline, settle delays, the gateways of dialects with one upgrade per
+//!   gateway, the broker link's outages and the re-sends of notices that may not have arrived;
+//!
+//! No part names a dialect: what differs between them is asked of the device's dialect's
+//! [`crate::protocol::Capabilities`].
 //! - `pull`: a device asking for its firmware;
 //! - `scheduler`: timers, the pump that sends the notices whose turn has come, the notice;
 //! - `gates`: `Start` and the wave plan, wave gates;
@@ -40,18 +43,18 @@ use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, Targ
 use super::snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 use super::waves::WaveTally;
 use super::{Action, CampaignId, IdSource, Input, MAX_TARGETS, RolloutError, Timestamp};
-use crate::device_id::{DeviceId, Dialect};
-use crate::protocol::Event;
+use crate::device_id::DeviceId;
+use crate::protocol::{Capabilities, Event, registry};
 
 /// What the engine knows and the campaign does not, to address one notice.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NoticeRoute {
-    /// FogCloud: the gateway of a sub-device (`None` for a directly connected device). DJI: the
-    /// dock the drone is attached to (`None` when the device is the dock itself).
+    /// The gateway a sub-device is attached to (`None` for a directly connected device, or a
+    /// gateway itself).
     pub gateway: Option<DeviceId>,
-    /// Alibaba / FogCloud message id.
+    /// Message id (Alibaba and FogCloud `id`).
     pub msg_id: i64,
-    /// DJI `timestamp`.
+    /// When the notice is built (DJI `timestamp`).
     pub timestamp_ms: i64,
     /// The device's own download link (a per-device link of the embedded firmware server);
     /// `None`: the offer's URL, as it is (an operator-given external URL).
@@ -74,18 +77,18 @@ pub struct Campaign {
     /// Runtime only: when each device was last heard in this run (`None`: not since the console
     /// started). Orders the devices into waves at the start.
     heard_at: Vec<Option<Timestamp>>,
-    /// Runtime only: the DJI dock each DJI device upgrades through (itself for a dock). A dock
-    /// runs one OTA task at a time and answers a second `ota_create` with 312014, so devices of
-    /// one dock are noticed one after the other. `None` for other dialects.
-    docks: Vec<Option<DeviceId>>,
-    /// Runtime only: `docks` came from the fleet's topology ([`Campaign::set_gateways`]), not
-    /// from the default guess, so DJI reports from any other dock can be refused.
-    docks_known: bool,
+    /// Runtime only: for devices whose dialect runs one upgrade per gateway
+    /// ([`Capabilities::one_upgrade_per_gateway`]), the gateway each upgrades through (itself
+    /// for a gateway): devices of one gateway are noticed one after the other (a DJI dock
+    /// answers a second `ota_create` with 312014). `None` for other dialects.
+    gateways: Vec<Option<DeviceId>>,
+    /// Runtime only: `gateways` came from the fleet's topology ([`Campaign::set_gateways`]),
+    /// not from the default guess, so reports from any other gateway can be refused.
+    gateways_known: bool,
     by_device: HashMap<DeviceId, usize>,
-    /// Every bid and FogCloud task_id ever issued, to the device it was issued to (reports on
-    /// an older one are recognised and ignored).
-    by_bid: HashMap<String, usize>,
-    by_task_id: HashMap<String, usize>,
+    /// Every task key ever issued, to the device it was issued to (reports on an older one
+    /// are recognised and ignored).
+    by_key: HashMap<String, usize>,
     counts: Counts,
     wave_members: Vec<Vec<usize>>,
     wave_tallies: Vec<WaveTally>,
@@ -98,7 +101,8 @@ pub struct Campaign {
     /// The last pump stopped for want of a token while a device may have been ready.
     rate_blocked: bool,
     blocked_wave_logged: Option<u32>,
-    next_task_id: u64,
+    /// The next [`crate::protocol::KeySource::Counter`] key.
+    next_counter_key: u64,
     /// Runtime only: since when the console's broker link is down (timers and notices held).
     broker_lost_at: Option<Timestamp>,
     /// Runtime only: notices in flight may not have reached their devices (the console
@@ -188,7 +192,7 @@ impl Campaign {
             }
             // An ack wait that ran out while the console was down must not fire before the
             // reports the broker kept for the console's session have had time to arrive.
-            if settle_ms > 0 && rec.device.dialect() != Dialect::Dji {
+            if settle_ms > 0 && caps(&rec.device).ack.by_first_report() {
                 device::hold_ack_wait(rec, now.plus_ms(settle_ms));
             }
         }
@@ -304,10 +308,13 @@ impl Campaign {
             Input::Event(event) => match event {
                 Event::Version(v) => self.on_version(&v, &mut out),
                 Event::Progress(p) => self.on_progress(&p, &mut out),
-                Event::ServiceReply(r) => self.on_service_reply(&r, &mut out),
+                Event::Reply(r) => self.on_reply(&r, &mut out),
                 Event::FirmwareGet(g) => reply_to = self.on_firmware_get(g),
-                // Topology, compatibility and other DJI events are the engine's business.
-                _ => {}
+                // The engine's business: it answers, and tells the campaign who is online.
+                Event::Topology(_)
+                | Event::Answer(_)
+                | Event::Attribute { .. }
+                | Event::Heard { .. } => {}
             },
             Input::Seen { device, online } => {
                 if let Some(idx) = self.index_of(&device) {
@@ -357,7 +364,14 @@ fn validate_spec(spec: &CampaignSpec) -> Result<(), RolloutError> {
     }
     if let Some(module) = &spec.module {
         // Validates the module as a topic segment once, so later `with_module` calls cannot fail.
-        DeviceId::dji("probe")?.with_module(Some(module))?;
+        if !crate::device_id::is_default_module(module) {
+            crate::device_id::Segment::new("module", module)?;
+        }
     }
     Ok(())
+}
+
+/// What the dialect of `device` can do.
+fn caps(device: &DeviceId) -> &'static Capabilities {
+    registry::capabilities(device.dialect())
 }

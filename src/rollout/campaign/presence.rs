@@ -1,33 +1,41 @@
 //! Presence: whether each device is online, the settle delay before a device that just came
-//! online is noticed, the DJI docks devices upgrade through (one upgrade per dock at a time),
+//! online is noticed, the gateways devices upgrade through where a dialect runs one upgrade per
+//! gateway at a time,
 //! the console's broker link going down and coming back, and the re-sends of notices that may
 //! not have arrived (after a resume, an outage, or a device coming back).
 
 use std::collections::HashSet;
 
-use super::Campaign;
 use super::effects::{log, order_for};
-use crate::device_id::{DeviceId, Dialect};
+use super::{Campaign, caps};
+use crate::device_id::DeviceId;
+use crate::protocol::Presence;
 use crate::rollout::device::{self, Step};
 use crate::rollout::record::DeviceStatus;
 use crate::rollout::{Action, LogLevel, Timestamp};
 
 impl Campaign {
-    /// Tells the campaign which dock each DJI drone belongs to (`gateway_of` answers from the
-    /// fleet's topology), so that a dock and its drone are never upgraded at the same time.
+    /// Tells the campaign which gateway each device of a one-upgrade-per-gateway dialect is
+    /// attached to (`gateway_of` answers from the fleet's topology), so that a gateway and its
+    /// sub-devices are never upgraded at the same time (a DJI dock and its drone).
     pub fn set_gateways(&mut self, gateway_of: &dyn Fn(&DeviceId) -> Option<DeviceId>) {
-        for (rec, dock) in self.devices.iter().zip(self.docks.iter_mut()) {
-            if rec.device.dialect() == Dialect::Dji {
-                *dock = Some(gateway_of(&rec.device).unwrap_or_else(|| rec.device.device()));
+        for (rec, gateway) in self.devices.iter().zip(self.gateways.iter_mut()) {
+            if caps(&rec.device).one_upgrade_per_gateway {
+                *gateway = Some(gateway_of(&rec.device).unwrap_or_else(|| rec.device.device()));
             }
         }
-        self.docks_known = true;
+        self.gateways_known = true;
     }
 
-    /// The engine last heard `device` at `heard_at`, before the campaign could see it. Alibaba
-    /// and FogCloud devices report only when they connect, so a report less than `settle_ms`
-    /// ago may be one sent before the device subscribed: its notice waits until it has settled.
-    /// (DJI docks report all the time and have their own reply wait: not held.)
+    /// Whether the campaign has devices of a one-upgrade-per-gateway dialect.
+    pub fn has_gateway_limits(&self) -> bool {
+        self.gateways.iter().any(Option::is_some)
+    }
+
+    /// The engine last heard `device` at `heard_at`, before the campaign could see it. Devices
+    /// that announce themselves when they connect ([`Presence::AnnouncesOnConnect`]) may have
+    /// sent a report less than `settle_ms` ago before they subscribed: the notice waits until
+    /// the device has settled. (Devices that report all the time are not held.)
     pub fn note_heard(&mut self, device: &DeviceId, heard_at: Timestamp) {
         if let Some(idx) = self.index_of(device) {
             self.start_settle(idx, heard_at);
@@ -35,15 +43,16 @@ impl Campaign {
     }
 
     /// The one place a settle delay starts: a device heard at `heard_at` is not noticed before
-    /// `heard_at + settle_ms`, since SDKs that report before they subscribe would lose it. DJI
-    /// devices are never held (docks report all the time; `ota_create` has its own reply wait).
+    /// `heard_at + settle_ms`, since SDKs that report before they subscribe would lose it.
+    /// Devices that report all the time are never held (DJI docks; `ota_create` has its own
+    /// reply wait).
     pub(super) fn start_settle(&mut self, idx: usize, heard_at: Timestamp) {
         let until = heard_at.plus_ms(self.spec.policy.settle_ms);
-        let dji = self
+        let continuous = self
             .devices
             .get(idx)
-            .is_none_or(|rec| rec.device.dialect() == Dialect::Dji);
-        if dji || until <= self.now {
+            .is_none_or(|rec| caps(&rec.device).presence == Presence::Continuous);
+        if continuous || until <= self.now {
             return;
         }
         if let Some(slot) = self.settle_until.get_mut(idx) {
@@ -53,24 +62,25 @@ impl Campaign {
         }
     }
 
-    /// Docks with a device in flight (only DJI campaigns have any).
-    pub(super) fn busy_docks(&self) -> HashSet<&DeviceId> {
+    /// Gateways with a device in flight (only campaigns with one-upgrade-per-gateway dialects
+    /// have any).
+    pub(super) fn busy_gateways(&self) -> HashSet<&DeviceId> {
         self.devices
             .iter()
-            .zip(&self.docks)
+            .zip(&self.gateways)
             .filter(|(rec, _)| rec.status.in_flight())
-            .filter_map(|(_, dock)| dock.as_ref())
+            .filter_map(|(_, gateway)| gateway.as_ref())
             .collect()
     }
 
     /// The devices whose notice may not have arrived after a resume or a broker outage: online
-    /// and `noticed`. DJI devices are left out: `ota_create` has its own reply-and-resend exchange.
+    /// and `noticed`. Devices answered by reply are left out: that exchange has its own re-sends.
     fn noticed_online(&self) -> impl Iterator<Item = usize> + '_ {
         self.devices.iter().enumerate().filter_map(|(idx, rec)| {
             (self.online.get(idx).copied().unwrap_or(false)
                 && rec.status == DeviceStatus::Noticed
-                && rec.device.dialect() != Dialect::Dji)
-                .then_some(idx)
+                && caps(&rec.device).ack.by_first_report())
+            .then_some(idx)
         })
     }
 
@@ -139,8 +149,10 @@ impl Campaign {
             return;
         };
         // A notice published while the device was away was lost with its session: send it again
-        // (DJI has its own reply-and-resend exchange).
-        if came_back && rec.status == DeviceStatus::Noticed && rec.device.dialect() != Dialect::Dji
+        // (a request answered by reply has its own re-sends).
+        if came_back
+            && rec.status == DeviceStatus::Noticed
+            && caps(&rec.device).ack.by_first_report()
         {
             log(
                 out,

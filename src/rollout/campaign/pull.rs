@@ -58,8 +58,11 @@ impl Campaign {
             return;
         };
         let pending = rec.status.in_flight().then(|| order_for(rec, !sent_now));
-        if pending.is_none() && !crate::protocol::has_nothing_pending_reply(device.dialect()) {
-            // FogCloud defines no empty reply: silence is the answer (notes.md).
+        let empty_reply = crate::protocol::Pull::Supported {
+            nothing_pending: crate::protocol::NothingPending::EmptyReply,
+        };
+        if pending.is_none() && super::caps(&device).pull != empty_reply {
+            // A dialect without an empty reply (FogCloud, notes.md): silence is the answer.
             let message = format!(
                 "firmware request answered with nothing: the device is {}{}",
                 rec.status,
@@ -81,12 +84,12 @@ impl Campaign {
             return false;
         };
         let max = usize::try_from(self.spec.policy.max_in_flight).unwrap_or(usize::MAX);
-        let dock_busy = self
-            .docks
+        let gateway_busy = self
+            .gateways
             .get(idx)
             .cloned()
             .flatten()
-            .is_some_and(|d| self.busy_docks().contains(&d));
+            .is_some_and(|g| self.busy_gateways().contains(&g));
         self.state == CampaignState::Running
             && self.broker_lost_at.is_none()
             && self.queue.contains(&idx)
@@ -94,6 +97,6 @@ impl Campaign {
             && rec.retry_at.is_none_or(|t| t <= self.now)
             && device::skip_reason(rec, &self.spec.offer.version, &self.spec.policy).is_none()
             && (self.spec.policy.only_from_versions.is_empty() || rec.from_version.is_some())
-            && !dock_busy
+            && !gateway_busy
     }
 }

@@ -1,13 +1,14 @@
-//! Routing of device reports to their record: version reports, progress (matched by bid,
-//! FogCloud task_id or device+module, with the reasons a report is ignored), DJI service
-//! replies (only from the dock the upgrade runs through), and publishes that failed.
+//! Routing of device reports to their record: version reports, progress (matched by the task
+//! key, globally or with the device's id as the dialect's key scope says, or by device+module,
+//! with the reasons a report is ignored), replies to our requests (only from the gateway the
+//! upgrade runs through), and publishes that failed.
 
-use super::Campaign;
 use super::effects::log;
-use crate::device_id::{DeviceId, Dialect};
-use crate::protocol::{ProgressReport, ServiceReply, TaskRef, VersionReport};
+use super::{Campaign, caps};
+use crate::device_id::DeviceId;
+use crate::protocol::{ExchangeReply, KeyScope, ProgressReport, Subject, TaskRef, VersionReport};
 use crate::rollout::device;
-use crate::rollout::record::{DeviceStatus, TaskRecord};
+use crate::rollout::record::DeviceStatus;
 use crate::rollout::{Action, LogLevel};
 
 impl Campaign {
@@ -16,8 +17,8 @@ impl Campaign {
         let Some(&idx) = self.by_device.get(&report.device) else {
             return;
         };
-        // Alibaba and FogCloud devices report their version when they (re)connect: one still
-        // waiting for its notice may not have subscribed yet.
+        // A device that reports its version when it (re)connects may not have subscribed yet
+        // when it is still waiting for its notice (`start_settle` knows which dialects).
         if self
             .devices
             .get(idx)
@@ -39,8 +40,8 @@ impl Campaign {
         };
         self.update(idx, out, |rec, ctx| device::on_progress(rec, report, ctx));
         self.after_device_outcome(idx, out);
-        // DJI progress comes from the dock, which says nothing about the drone's link.
-        if report.device.dialect() != Dialect::Dji {
+        // Progress sent by the gateway says nothing about the device's own link.
+        if caps(&report.device).progress_subject == Subject::Device {
             self.set_online(idx, true, out);
         }
     }
@@ -48,82 +49,103 @@ impl Campaign {
     /// Finds the device a progress report is about, or logs why it is ignored.
     fn match_progress(&self, report: &ProgressReport, out: &mut Vec<Action>) -> Option<usize> {
         match &report.task {
-            TaskRef::Bid(bid) => {
-                let idx = *self.by_bid.get(bid)?;
-                let rec = self.devices.get(idx)?;
-                let current = matches!(&rec.task, TaskRecord::Dji { bid: b, .. } if b == bid);
-                if !self.sent_by_its_dock(idx, &report.device) {
-                    log(
-                        out,
-                        Some(&rec.device),
-                        LogLevel::Warn,
-                        format!(
-                            "progress for bid {bid} from {} ignored: the upgrade does not run \
-                             through that dock",
-                            report.device
-                        ),
-                    );
-                    None
-                } else if current {
-                    Some(idx)
-                } else {
-                    log(
-                        out,
-                        Some(&rec.device),
-                        LogLevel::Info,
-                        format!("progress for bid {bid} of an earlier attempt ignored"),
-                    );
-                    None
-                }
-            }
-            TaskRef::TaskId(task_id) => {
-                let target = self.index_of(&report.device);
-                let owner = self.by_task_id.get(task_id).copied();
-                let current = target.filter(|&idx| {
-                    self.devices.get(idx).is_some_and(
-                        |rec| matches!(&rec.task, TaskRecord::TaskId(t) if t == task_id),
-                    )
-                });
-                if current.is_none() && (target.is_some() || owner.is_some()) {
-                    let why = match owner {
-                        Some(o) if Some(o) != target => "belongs to another device",
-                        Some(_) => "belongs to an earlier attempt",
-                        None => "was not issued by this campaign",
-                    };
-                    log(
-                        out,
-                        Some(&report.device),
-                        LogLevel::Warn,
-                        format!("progress with task_id {task_id:?} ignored: it {why}"),
-                    );
-                }
-                current
-            }
+            TaskRef::Key(key) => match caps(&report.device).task_key.scope {
+                KeyScope::Global => self.match_global_key(key, report, out),
+                KeyScope::Device => self.match_device_key(key, report, out),
+            },
             TaskRef::None => self.by_device.get(&report.device).copied(),
         }
     }
 
-    pub(super) fn on_service_reply(&mut self, reply: &ServiceReply, out: &mut Vec<Action>) {
-        let Some(&idx) = self.by_bid.get(&reply.bid) else {
+    /// A report that names the upgrade by its key alone (sent by the gateway, DJI `bid`).
+    fn match_global_key(
+        &self,
+        key: &str,
+        report: &ProgressReport,
+        out: &mut Vec<Action>,
+    ) -> Option<usize> {
+        let idx = *self.by_key.get(key)?;
+        let rec = self.devices.get(idx)?;
+        if !self.sent_by_its_gateway(idx, &report.device) {
+            log(
+                out,
+                Some(&rec.device),
+                LogLevel::Warn,
+                format!(
+                    "progress for task {key} from {} ignored: the upgrade does not run through \
+                     that gateway",
+                    report.device
+                ),
+            );
+            None
+        } else if rec.task.has_key(key) {
+            Some(idx)
+        } else {
+            log(
+                out,
+                Some(&rec.device),
+                LogLevel::Info,
+                format!("progress for task {key} of an earlier attempt ignored"),
+            );
+            None
+        }
+    }
+
+    /// A report that carries the device's own id beside the key (FogCloud `task_id`).
+    fn match_device_key(
+        &self,
+        key: &str,
+        report: &ProgressReport,
+        out: &mut Vec<Action>,
+    ) -> Option<usize> {
+        let target = self.index_of(&report.device);
+        let owner = self.by_key.get(key).copied();
+        let current = target.filter(|&idx| {
+            self.devices
+                .get(idx)
+                .is_some_and(|rec| rec.task.has_key(key))
+        });
+        if current.is_none() && (target.is_some() || owner.is_some()) {
+            let why = match owner {
+                Some(o) if Some(o) != target => "belongs to another device",
+                Some(_) => "belongs to an earlier attempt",
+                None => "was not issued by this campaign",
+            };
+            log(
+                out,
+                Some(&report.device),
+                LogLevel::Warn,
+                format!("progress with task key {key:?} ignored: it {why}"),
+            );
+        }
+        current
+    }
+
+    pub(super) fn on_reply(&mut self, reply: &ExchangeReply, out: &mut Vec<Action>) {
+        let TaskRef::Key(key) = &reply.task else {
             return;
         };
-        let current = self.devices.get(idx).is_some_and(
-            |rec| matches!(&rec.task, TaskRecord::Dji { bid, .. } if *bid == reply.bid),
-        );
-        if !current || !self.sent_by_its_dock(idx, &reply.gateway) {
+        let Some(&idx) = self.by_key.get(key) else {
+            return;
+        };
+        let current = self
+            .devices
+            .get(idx)
+            .is_some_and(|rec| rec.task.has_key(key));
+        if !current || !self.sent_by_its_gateway(idx, &reply.gateway) {
             return;
         }
-        self.update(idx, out, |rec, _| device::on_service_reply(rec, reply));
+        self.update(idx, out, |rec, _| device::on_reply(rec, reply));
         self.after_device_outcome(idx, out);
     }
 
-    /// Whether a DJI report came from the dock the device upgrades through. Bids travel in
-    /// clear on the broker, so another dock (or any client) could repeat one; only the dock the
-    /// `ota_create` went to speaks for the upgrade. Until the topology is known (never set),
-    /// any sender is accepted.
-    fn sent_by_its_dock(&self, idx: usize, sender: &DeviceId) -> bool {
-        match self.docks.get(idx) {
-            Some(Some(dock)) if self.docks_known => dock.device() == sender.device(),
+    /// Whether a report naming a task key came from the gateway the device upgrades through.
+    /// Keys travel in clear on the broker, so another gateway (or any client) could repeat one;
+    /// only the gateway the request went to speaks for the upgrade. Until the topology is known
+    /// (never set), any sender is accepted.
+    fn sent_by_its_gateway(&self, idx: usize, sender: &DeviceId) -> bool {
+        match self.gateways.get(idx) {
+            Some(Some(gateway)) if self.gateways_known => gateway.device() == sender.device(),
             _ => true,
         }
     }
@@ -144,9 +166,11 @@ impl Campaign {
         if rec.status != DeviceStatus::Noticed || rec.attempts != attempt {
             return;
         }
-        if rec.device.dialect() == Dialect::Dji {
-            let message =
-                format!("publishing ota_create failed ({error}); the reply wait will re-send it");
+        if let crate::protocol::Acknowledgement::ByReply(spec) = &caps(&rec.device).ack {
+            let message = format!(
+                "publishing {} failed ({error}); the reply wait will re-send it",
+                spec.request
+            );
             log(out, Some(&rec.device), LogLevel::Warn, message);
             return;
         }

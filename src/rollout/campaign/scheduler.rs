@@ -1,15 +1,15 @@
 //! Scheduling: firing due timers (and scheduling retries after a device outcome), the pass run
 //! after every input (abort check, wave gates, pump, completion), the pump that sends the
 //! notices whose turn has come under the rate limit, the concurrency cap and the one-upgrade-
-//! per-dock rule, issuing each notice's task key, and building the protocol notice for an
+//! per-gateway rule, issuing each notice's task key, and building the protocol notice for an
 //! order.
 
 use std::collections::HashSet;
 
 use super::effects::order_for;
-use super::{Campaign, NoticeRoute};
-use crate::device_id::{DeviceId, Dialect};
-use crate::protocol::{DialectOptions, TaskRef, UpgradeNotice};
+use super::{Campaign, NoticeRoute, caps};
+use crate::device_id::DeviceId;
+use crate::protocol::{KeySource, NoticeAddress, UpgradeNotice};
 use crate::rollout::device;
 use crate::rollout::record::{CampaignState, DeviceStatus, TaskRecord};
 use crate::rollout::{Action, IdSource, UpgradeOrder};
@@ -17,26 +17,12 @@ use crate::rollout::{Action, IdSource, UpgradeOrder};
 impl Campaign {
     /// The protocol notice for an order this campaign emitted.
     pub fn build_notice(&self, order: &UpgradeOrder, route: &NoticeRoute) -> UpgradeNotice {
-        let dialect = match (order.device.dialect(), &order.task, &order.dji) {
-            (Dialect::Dji, _, Some(dji)) => DialectOptions::Dji {
-                gateway: route
-                    .gateway
-                    .clone()
-                    .unwrap_or_else(|| order.device.device()),
-                tid: dji.tid.clone(),
-                bid: dji.bid.clone(),
-                timestamp_ms: route.timestamp_ms,
-                upgrade_type: self.spec.settings.dji_upgrade_type,
-            },
-            (Dialect::FogCloud, TaskRef::TaskId(task_id), _) => DialectOptions::FogCloud {
-                id: route.msg_id,
-                task_id: task_id.clone(),
-                gateway: route.gateway.clone(),
-            },
-            _ => DialectOptions::Aliyun {
-                id: route.msg_id,
-                sign_method: self.spec.settings.sign_method,
-            },
+        let address = NoticeAddress {
+            msg_id: route.msg_id,
+            timestamp_ms: route.timestamp_ms,
+            gateway: route.gateway.clone(),
+            task: order.task.clone(),
+            exchange_id: order.exchange_id.clone(),
         };
         let mut offer = self.spec.offer.clone();
         if let Some(url) = &route.download_url {
@@ -45,7 +31,8 @@ impl Campaign {
         UpgradeNotice {
             device: order.device.clone(),
             offer,
-            dialect,
+            address,
+            settings: self.spec.settings.for_dialect(order.device.dialect()),
         }
     }
 
@@ -130,9 +117,8 @@ impl Campaign {
             return skipped;
         }
         let candidates: Vec<usize> = self.queue.iter().copied().collect();
-        let has_docks = self.docks.iter().any(Option::is_some);
-        let mut busy: HashSet<DeviceId> = if has_docks {
-            self.busy_docks().into_iter().cloned().collect()
+        let mut busy: HashSet<DeviceId> = if self.has_gateway_limits() {
+            self.busy_gateways().into_iter().cloned().collect()
         } else {
             HashSet::new()
         };
@@ -159,8 +145,8 @@ impl Campaign {
             if !self.spec.policy.only_from_versions.is_empty() && rec.from_version.is_none() {
                 continue;
             }
-            let dock = self.docks.get(idx).cloned().flatten();
-            if dock.as_ref().is_some_and(|d| busy.contains(d)) {
+            let gateway = self.gateways.get(idx).cloned().flatten();
+            if gateway.as_ref().is_some_and(|g| busy.contains(g)) {
                 continue;
             }
             if !self.bucket.try_take(self.now) {
@@ -168,7 +154,7 @@ impl Campaign {
                 break;
             }
             self.send_notice(idx, ids, out);
-            busy.extend(dock);
+            busy.extend(gateway);
         }
         skipped
     }
@@ -182,20 +168,26 @@ impl Campaign {
         let Some(rec) = self.devices.get(idx) else {
             return;
         };
-        let task = match rec.device.dialect() {
-            Dialect::Aliyun => TaskRecord::None,
-            Dialect::FogCloud => {
-                let id = self.next_task_id.to_string();
-                self.next_task_id = self.next_task_id.saturating_add(1);
-                self.by_task_id.insert(id.clone(), idx);
-                TaskRecord::TaskId(id)
+        let caps = caps(&rec.device);
+        let key = match caps.task_key.source {
+            KeySource::None => None,
+            KeySource::Counter => {
+                let key = self.next_counter_key.to_string();
+                self.next_counter_key = self.next_counter_key.saturating_add(1);
+                Some(key)
             }
-            Dialect::Dji => {
-                let bid = ids.uuid();
-                let tid = ids.uuid();
-                self.by_bid.insert(bid.clone(), idx);
-                TaskRecord::Dji { bid, tid }
+            KeySource::Uuid => Some(ids.uuid()),
+        };
+        let exchange = (!caps.ack.by_first_report()).then(|| ids.uuid());
+        let task = match key {
+            Some(key) => {
+                self.by_key.insert(key.clone(), idx);
+                TaskRecord::keyed(key, exchange)
             }
+            None => TaskRecord {
+                key: None,
+                exchange,
+            },
         };
         self.update(idx, out, |rec, ctx| device::notice(rec, task, ctx));
         if let Some(rec) = self.devices.get(idx) {

@@ -10,13 +10,13 @@
 
 use serde::Serialize;
 
-use super::fields::{self, Object};
-use super::{
-    DecodeError, DialectOptions, DjiAck, DjiDevice, EncodeError, Event, Failure, Notice, Outbound,
-    Phase, ProgressReport, ServiceReply, TaskRef, Topology, UpgradeNotice, UpgradeStatus,
-    VersionReport,
+use super::{ID, UPGRADE_TYPE, failure};
+use crate::device_id::DeviceId;
+use crate::protocol::fields::{self, Object};
+use crate::protocol::{
+    Answer, DecodeError, EncodeError, Event, ExchangeReply, MemberInfo, Notice, Outbound, Phase,
+    ProgressReport, TaskRef, Topology, UpgradeNotice, UpgradeStatus, VersionReport,
 };
-use crate::device_id::{DeviceId, Dialect};
 use serde_json::Value;
 
 /// What the console subscribes to.
@@ -34,40 +34,10 @@ pub fn owns_topic(topic: &str) -> bool {
     topic.starts_with("sys/product/") || topic.starts_with("thing/product/")
 }
 
-/// What a DJI firmware-upgrade error code means, for the UI and reports.
-///
-/// Source: the `FirmwareErrorCodeEnum` of DJI's Cloud API sample server (DJI-Cloud-API-Demo,
-/// `cloud-sdk/.../cloudapi/firmware/FirmwareErrorCodeEnum.java`), found with the code search;
-/// the wording here is ours. 312014, 312015, 312022, 312027 and 312704 are also in our notes.
+/// What a DJI firmware-upgrade error code means, for the UI and reports (the dialect's
+/// [`super::ERRORS`] table).
 pub fn error_meaning(code: i64) -> Option<&'static str> {
-    Some(match code {
-        312001 => "consistency upgrade triggered, but the device did not ask for one",
-        312002 => "upgrade failed while preparing (stage 1); try again",
-        312003 => "upgrade failed: package verification failed; try again",
-        312004 => "upgrade failed while preparing (stage 2); try again",
-        312010 => "the upgrade request does not match the API",
-        312012 => "invalid upgrade parameters",
-        312013 | 312018 | 312019 | 312020 | 312021 | 312024 => {
-            "upgrade command failed on the device; try again"
-        }
-        312014 => "the device is already upgrading",
-        312015 => "the aircraft is in flight; upgrade after it lands",
-        312016 => "transmission error between dock and aircraft; restart both and retry",
-        312017 => "version check failed",
-        312022 => "aircraft is powered off or not linked to the dock",
-        312023 => {
-            "dock driving rods could not reset (emergency stop pressed or rods stuck); \
-             aircraft cannot be upgraded"
-        }
-        312025 => "failed to delete the old firmware package",
-        312026 => "failed to decompress the offline upgrade package",
-        312027 => "no aircraft detected in the dock",
-        312028 => "the device restarted during the upgrade",
-        312029 => "the device is restarting; cannot upgrade now",
-        312030 => "aircraft enhanced (4G) transmission is on; turn it off and retry",
-        312704 => "aircraft battery below 20%; charge it and retry",
-        _ => return None,
-    })
+    super::ERRORS.meaning(code)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +50,7 @@ enum Uplink {
 }
 
 fn unknown_topic(topic: &str) -> DecodeError {
-    DecodeError::UnknownTopic(super::truncate_for_log(topic))
+    DecodeError::UnknownTopic(crate::protocol::truncate_for_log(topic))
 }
 
 fn parse_topic(topic: &str) -> Result<(Uplink, DeviceId), DecodeError> {
@@ -101,24 +71,45 @@ fn parse_topic(topic: &str) -> Result<(Uplink, DeviceId), DecodeError> {
 /// Decodes one message a dock or drone published.
 pub fn decode(topic: &str, payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let (kind, device) = parse_topic(topic)?;
-    let root = super::parse_json(payload)?;
+    let root = crate::protocol::parse_json(payload)?;
     let root = fields::as_object(&root, "(payload)")?;
     match kind {
-        Uplink::Status => decode_status(root, device).map(|e| vec![e]),
+        Uplink::Status => decode_status(root, device),
         Uplink::State | Uplink::Osd => decode_properties(root, device),
         Uplink::ServicesReply => decode_services_reply(root, device).map(|e| vec![e]),
-        Uplink::Events => decode_event(root, device).map(|e| vec![e]),
+        Uplink::Events => decode_event(root, device),
     }
 }
 
-fn ack_for(root: &Object, gateway: &DeviceId, method: &str) -> Result<DjiAck, DecodeError> {
-    Ok(DjiAck {
-        gateway: gateway.clone(),
+/// The reply on `channel` that a message with `method` needs: it echoes the message's `tid`
+/// and `bid`.
+fn ack_for(
+    root: &Object,
+    gateway: &DeviceId,
+    channel: &'static str,
+    method: &str,
+) -> Result<Answer, DecodeError> {
+    Ok(Answer {
+        to: gateway.clone(),
+        channel,
         method: method.to_owned(),
-        tid: fields::required_token(root, "tid", "tid")?.to_owned(),
-        bid: fields::required_token(root, "bid", "bid")?.to_owned(),
+        echo: vec![
+            (
+                "tid",
+                fields::required_token(root, "tid", "tid")?.to_owned(),
+            ),
+            (
+                "bid",
+                fields::required_token(root, "bid", "bid")?.to_owned(),
+            ),
+        ],
     })
 }
+
+/// `status_reply`, the answer to `update_topo`.
+const STATUS_REPLY: &str = "status_reply";
+/// `events_reply`, the answer to an event with `need_reply: 1`.
+const EVENTS_REPLY: &str = "events_reply";
 
 /// The envelope's `method`: non-empty, since replies must echo it.
 fn envelope_method(root: &Object) -> Result<&str, DecodeError> {
@@ -146,15 +137,15 @@ fn optional_owned(
     Ok(fields::optional_token(obj, key, field)?.map(str::to_owned))
 }
 
-fn decode_status(root: &Object, gateway: DeviceId) -> Result<Event, DecodeError> {
+fn decode_status(root: &Object, gateway: DeviceId) -> Result<Vec<Event>, DecodeError> {
     let method = envelope_method(root)?;
     if method != "update_topo" {
         return Err(DecodeError::UnknownMethod(fields::short(method)));
     }
-    let ack = ack_for(root, &gateway, method)?;
+    let ack = ack_for(root, &gateway, STATUS_REPLY, method)?;
     let data = fields::required_object(root, "data", "data")?;
-    let gateway_info = DjiDevice {
-        sn: gateway.name().to_owned(),
+    let gateway_info = MemberInfo {
+        name: gateway.name().to_owned(),
         device_type: optional_int(data, "type", "data.type")?,
         sub_type: optional_int(data, "sub_type", "data.sub_type")?,
         index: None,
@@ -175,16 +166,19 @@ fn decode_status(root: &Object, gateway: DeviceId) -> Result<Event, DecodeError>
         sub_devices.push(id);
         sub_device_info.push(info);
     }
-    Ok(Event::Topology(Topology {
-        gateway,
-        gateway_info,
-        sub_devices,
-        sub_device_info,
-        ack,
-    }))
+    // The answer goes first: the engine sends it before it acts on the topology.
+    Ok(vec![
+        Event::Answer(ack),
+        Event::Topology(Topology {
+            gateway,
+            gateway_info,
+            sub_devices,
+            sub_device_info,
+        }),
+    ])
 }
 
-fn sub_device(entry: &Value) -> Result<(DeviceId, DjiDevice), DecodeError> {
+fn sub_device(entry: &Value) -> Result<(DeviceId, MemberInfo), DecodeError> {
     let entry = fields::as_object(entry, "data.sub_devices[]")?;
     let sn = fields::required_token(entry, "sn", "data.sub_devices[].sn")?;
     let id = DeviceId::dji(sn)?;
@@ -194,8 +188,8 @@ fn sub_device(entry: &Value) -> Result<(DeviceId, DjiDevice), DecodeError> {
         Some(v) => Some(fields::token(v, "data.sub_devices[].index")?.to_owned()),
         None => None,
     };
-    let info = DjiDevice {
-        sn: sn.to_owned(),
+    let info = MemberInfo {
+        name: sn.to_owned(),
         device_type: optional_int(entry, "type", "data.sub_devices[].type")?,
         sub_type: optional_int(entry, "sub_type", "data.sub_devices[].sub_type")?,
         index,
@@ -222,9 +216,10 @@ fn decode_properties(root: &Object, device: DeviceId) -> Result<Vec<Event>, Deco
     if let Some(compatible_status) =
         optional_int(data, "compatible_status", "data.compatible_status")?
     {
-        events.push(Event::DjiCompatibility {
+        events.push(Event::Attribute {
             device,
-            compatible_status,
+            name: "compatible_status",
+            value: compatible_status,
         });
     }
     Ok(events)
@@ -248,12 +243,12 @@ fn decode_services_reply(root: &Object, gateway: DeviceId) -> Result<Event, Deco
         }
         None => None,
     };
-    Ok(Event::ServiceReply(ServiceReply {
+    Ok(Event::Reply(ExchangeReply {
         gateway,
-        method,
-        tid,
-        bid,
-        result,
+        request: method,
+        exchange_id: tid,
+        task: TaskRef::Key(bid),
+        failure: (result != 0).then(|| failure(result)),
         status,
     }))
 }
@@ -265,9 +260,9 @@ fn parse_status(text: &str, result: i64) -> Result<UpgradeStatus, DecodeError> {
         "in_progress" => UpgradeStatus::InProgress,
         "paused" => UpgradeStatus::Paused,
         "ok" => UpgradeStatus::Ok,
-        "rejected" => UpgradeStatus::Rejected { code: result },
-        "failed" => UpgradeStatus::Failed(Failure::Dji { code: result }),
-        "timeout" if result != 0 => UpgradeStatus::Failed(Failure::Dji { code: result }),
+        "rejected" => UpgradeStatus::Rejected(failure(result)),
+        "failed" => UpgradeStatus::Failed(failure(result)),
+        "timeout" if result != 0 => UpgradeStatus::Failed(failure(result)),
         "timeout" => UpgradeStatus::Timeout,
         "canceled" | "cancelled" => UpgradeStatus::Canceled,
         _ => {
@@ -279,23 +274,36 @@ fn parse_status(text: &str, result: i64) -> Result<UpgradeStatus, DecodeError> {
     })
 }
 
-fn decode_event(root: &Object, gateway: DeviceId) -> Result<Event, DecodeError> {
+/// An event, preceded by its answer when it carries `need_reply: 1` (or the dock keeps
+/// re-sending it).
+fn decode_event(root: &Object, gateway: DeviceId) -> Result<Vec<Event>, DecodeError> {
     let method = envelope_method(root)?;
     let need_reply = fields::is_one(fields::optional(root, "need_reply"));
+    let mut events = Vec::with_capacity(2);
     if method != "ota_progress" {
-        let ack = need_reply
-            .then(|| ack_for(root, &gateway, method))
-            .transpose()?;
-        return Ok(Event::DjiOtherEvent {
-            gateway,
-            method: method.to_owned(),
-            ack,
+        if need_reply {
+            events.push(Event::Answer(ack_for(
+                root,
+                &gateway,
+                EVENTS_REPLY,
+                method,
+            )?));
+        }
+        events.push(Event::Heard {
+            device: gateway,
+            what: method.to_owned(),
         });
+        return Ok(events);
     }
     let bid = fields::required_token(root, "bid", "bid")?.to_owned();
-    let ack = need_reply
-        .then(|| ack_for(root, &gateway, method))
-        .transpose()?;
+    if need_reply {
+        events.push(Event::Answer(ack_for(
+            root,
+            &gateway,
+            EVENTS_REPLY,
+            method,
+        )?));
+    }
     let data = fields::required_object(root, "data", "data")?;
     let result = optional_int(data, "result", "data.result")?.unwrap_or(0);
     let output = fields::required_object(data, "output", "data.output")?;
@@ -315,17 +323,17 @@ fn decode_event(root: &Object, gateway: DeviceId) -> Result<Event, DecodeError> 
         }
         None => (None, false),
     };
-    Ok(Event::Progress(ProgressReport {
+    events.push(Event::Progress(ProgressReport {
         device: gateway,
-        task: TaskRef::Bid(bid),
+        task: TaskRef::Key(bid),
         status,
         phase: phase(output, progress)?,
         percent,
         percent_clamped,
         desc: None,
         gateway: None,
-        ack,
-    }))
+    }));
+    Ok(events)
 }
 
 /// `progress.step_key` by name, or the numeric `current_step` some firmware sends (in
@@ -358,6 +366,41 @@ fn phase(output: &Object, progress: Option<&Object>) -> Result<Phase, DecodeErro
         },
         None => Phase::Unspecified,
     })
+}
+
+/// DJI `firmware_upgrade_type`, by name. The document says 2 = consistency, 3 = normal
+/// (DJI's sample server has them swapped; we follow the document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DjiUpgradeType {
+    #[default]
+    Normal,
+    Consistency,
+}
+
+impl DjiUpgradeType {
+    pub fn wire_value(self) -> i64 {
+        match self {
+            DjiUpgradeType::Consistency => 2,
+            DjiUpgradeType::Normal => 3,
+        }
+    }
+
+    /// The [`super::UPGRADE_TYPE`] choice value.
+    pub fn setting(self) -> &'static str {
+        match self {
+            DjiUpgradeType::Consistency => "consistency",
+            DjiUpgradeType::Normal => "normal",
+        }
+    }
+
+    fn from_setting(value: &str) -> Self {
+        if value == DjiUpgradeType::Consistency.setting() {
+            DjiUpgradeType::Consistency
+        } else {
+            DjiUpgradeType::Normal
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -394,45 +437,46 @@ struct ResultData {
 pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
     match notice {
         Notice::Upgrade(n) => encode_ota_create(n),
-        Notice::DjiStatusReply { ack, timestamp_ms } => {
-            let gw = gateway_sn(&ack.gateway)?;
-            reply(
-                format!("sys/product/{gw}/status_reply"),
-                ack,
-                "update_topo",
-                *timestamp_ms,
-            )
-        }
-        Notice::DjiEventsReply { ack, timestamp_ms } => {
-            if ack.method.is_empty() {
-                return Err(EncodeError::Invalid("events_reply without a method".into()));
-            }
-            let gw = gateway_sn(&ack.gateway)?;
-            reply(
-                format!("thing/product/{gw}/events_reply"),
-                ack,
-                &ack.method,
-                *timestamp_ms,
-            )
-        }
+        Notice::Answer {
+            answer,
+            timestamp_ms,
+        } => encode_answer(answer, *timestamp_ms),
         Notice::FirmwareGetReply { request, .. } => Err(EncodeError::DialectMismatch {
             device: request.device.clone(),
-        }),
-        Notice::FogCloudSubFirmware { gateway, .. } => Err(EncodeError::DialectMismatch {
-            device: gateway.clone(),
         }),
     }
 }
 
-fn reply(
-    topic: String,
-    ack: &DjiAck,
-    method: &str,
-    timestamp: i64,
-) -> Result<Outbound, EncodeError> {
+/// `status_reply` (always for `update_topo`) or `events_reply` (echoing the event's method).
+fn encode_answer(answer: &Answer, timestamp: i64) -> Result<Outbound, EncodeError> {
+    let gw = gateway_sn(&answer.to)?;
+    let (topic, method) = match answer.channel {
+        STATUS_REPLY => (format!("sys/product/{gw}/status_reply"), "update_topo"),
+        EVENTS_REPLY => (
+            format!("thing/product/{gw}/events_reply"),
+            answer.method.as_str(),
+        ),
+        other => {
+            return Err(EncodeError::Invalid(format!(
+                "DJI devices have no {other:?} reply"
+            )));
+        }
+    };
+    if method.is_empty() {
+        return Err(EncodeError::Invalid(format!(
+            "{} without a method",
+            answer.channel
+        )));
+    }
+    let (Some(tid), Some(bid)) = (answer.echoed("tid"), answer.echoed("bid")) else {
+        return Err(EncodeError::Invalid(format!(
+            "{} without the tid and bid to echo",
+            answer.channel
+        )));
+    };
     let body = Envelope {
-        tid: &ack.tid,
-        bid: &ack.bid,
+        tid,
+        bid,
         timestamp,
         method,
         data: ResultData { result: 0 },
@@ -441,19 +485,15 @@ fn reply(
 }
 
 fn encode_ota_create(n: &UpgradeNotice) -> Result<Outbound, EncodeError> {
-    let DialectOptions::Dji {
-        gateway,
-        tid,
-        bid,
-        timestamp_ms,
-        upgrade_type,
-    } = &n.dialect
-    else {
-        return Err(EncodeError::DialectMismatch {
-            device: n.device.clone(),
-        });
+    let gateway = n.address.gateway.as_ref().unwrap_or(&n.device);
+    let tid = n.address.exchange_id.as_deref().unwrap_or("");
+    let bid = match &n.address.task {
+        TaskRef::Key(key) => key.as_str(),
+        TaskRef::None => "",
     };
-    if n.device.dialect() != Dialect::Dji {
+    let timestamp_ms = n.address.timestamp_ms;
+    let upgrade_type = DjiUpgradeType::from_setting(n.settings.value_of(&UPGRADE_TYPE));
+    if n.device.dialect() != ID {
         return Err(EncodeError::DialectMismatch {
             device: n.device.clone(),
         });
@@ -467,8 +507,8 @@ fn encode_ota_create(n: &UpgradeNotice) -> Result<Outbound, EncodeError> {
     }
     let offer = &n.offer;
     for (name, value) in [
-        ("tid", tid.as_str()),
-        ("bid", bid.as_str()),
+        ("tid", tid),
+        ("bid", bid),
         ("product_version", offer.version.as_str()),
         ("file_url", offer.url.as_str()),
         ("md5", offer.md5.as_str()),
@@ -485,7 +525,7 @@ fn encode_ota_create(n: &UpgradeNotice) -> Result<Outbound, EncodeError> {
     let body = Envelope {
         tid,
         bid,
-        timestamp: *timestamp_ms,
+        timestamp: timestamp_ms,
         method: "ota_create",
         data: OtaCreate {
             devices: [OtaDevice {
@@ -503,7 +543,7 @@ fn encode_ota_create(n: &UpgradeNotice) -> Result<Outbound, EncodeError> {
 }
 
 fn gateway_sn(gateway: &DeviceId) -> Result<&str, EncodeError> {
-    if gateway.dialect() != Dialect::Dji {
+    if gateway.dialect() != ID {
         return Err(EncodeError::DialectMismatch {
             device: gateway.clone(),
         });
@@ -519,7 +559,7 @@ fn outbound(topic: String, body: &impl Serialize) -> Result<Outbound, EncodeErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{DjiUpgradeType, FirmwareOffer};
+    use crate::protocol::{FirmwareOffer, NoticeAddress};
     use serde_json::json;
 
     fn gw() -> DeviceId {
@@ -550,7 +590,7 @@ mod tests {
                 "sub_devices": [{"sn": "DRONE1", "type": 67, "sub_type": 0, "index": "A", "device_secret": "s", "nonce": "n", "thing_version": "1.1.2"}]})),
         )
         .unwrap();
-        let [Event::Topology(t)] = events.as_slice() else {
+        let [Event::Answer(ack), Event::Topology(t)] = events.as_slice() else {
             panic!("{events:?}")
         };
         assert_eq!(t.gateway, gw());
@@ -561,16 +601,17 @@ mod tests {
         assert_eq!(t.gateway_info.thing_version.as_deref(), Some("1.1.2"));
         assert_eq!(
             (
-                t.ack.tid.as_str(),
-                t.ack.bid.as_str(),
-                t.ack.method.as_str()
+                ack.echoed("tid"),
+                ack.echoed("bid"),
+                ack.method.as_str(),
+                ack.channel
             ),
-            ("t", "b", "update_topo")
+            (Some("t"), Some("b"), "update_topo", STATUS_REPLY)
         );
 
         for data in [json!({"sub_devices": []}), json!({})] {
             let events = dec(STATUS, topo(data)).unwrap();
-            let [Event::Topology(t)] = events.as_slice() else {
+            let [Event::Answer(_), Event::Topology(t)] = events.as_slice() else {
                 panic!()
             };
             assert!(t.sub_devices.is_empty());
@@ -678,9 +719,10 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(
             events[1],
-            Event::DjiCompatibility {
+            Event::Attribute {
                 device: gw(),
-                compatible_status: 1
+                name: "compatible_status",
+                value: 1
             }
         );
     }
@@ -715,38 +757,41 @@ mod tests {
     }
 
     fn progress(v: Value) -> ProgressReport {
-        match dec(EVENTS, v).unwrap().remove(0) {
-            Event::Progress(p) => p,
+        progress_and_answer(v).0
+    }
+
+    fn progress_and_answer(v: Value) -> (ProgressReport, Option<Answer>) {
+        let events = dec(EVENTS, v).unwrap();
+        match events.as_slice() {
+            [Event::Progress(p)] => (p.clone(), None),
+            [Event::Answer(a), Event::Progress(p)] => (p.clone(), Some(a.clone())),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn ota_progress_in_progress_with_ack() {
-        let p = progress(progress_msg(
+        let (p, ack) = progress_and_answer(progress_msg(
             json!({"status": "in_progress", "progress": {"percent": 10, "step_key": "download_firmware"}}),
             0,
             json!(1),
         ));
         assert_eq!(p.device, gw());
-        assert_eq!(p.task, TaskRef::Bid("b".into()));
+        assert_eq!(p.task, TaskRef::Key("b".into()));
         assert_eq!(p.status, UpgradeStatus::InProgress);
         assert_eq!(p.phase, Phase::Download);
         assert_eq!(p.percent, Some(10));
         assert_eq!(
-            p.ack,
-            Some(DjiAck {
-                gateway: gw(),
+            ack,
+            Some(Answer {
+                to: gw(),
+                channel: EVENTS_REPLY,
                 method: "ota_progress".into(),
-                tid: "t".into(),
-                bid: "b".into()
+                echo: vec![("tid", "t".into()), ("bid", "b".into())],
             })
         );
-        let p = progress(progress_msg(json!({"status": "ok"}), 0, json!(0)));
-        assert_eq!(
-            (p.status, p.ack, p.percent),
-            (UpgradeStatus::Ok, None, None)
-        );
+        let (p, ack) = progress_and_answer(progress_msg(json!({"status": "ok"}), 0, json!(0)));
+        assert_eq!((p.status, ack, p.percent), (UpgradeStatus::Ok, None, None));
     }
 
     #[test]
@@ -778,19 +823,11 @@ mod tests {
     #[test]
     fn ota_progress_outcomes() {
         for (status, result, expected) in [
-            (
-                "failed",
-                312016,
-                UpgradeStatus::Failed(Failure::Dji { code: 312016 }),
-            ),
-            ("failed", 0, UpgradeStatus::Failed(Failure::Dji { code: 0 })),
-            (
-                "timeout",
-                312013,
-                UpgradeStatus::Failed(Failure::Dji { code: 312013 }),
-            ),
+            ("failed", 312016, UpgradeStatus::Failed(failure(312016))),
+            ("failed", 0, UpgradeStatus::Failed(failure(0))),
+            ("timeout", 312013, UpgradeStatus::Failed(failure(312013))),
             ("timeout", 0, UpgradeStatus::Timeout),
-            ("rejected", 312015, UpgradeStatus::Rejected { code: 312015 }),
+            ("rejected", 312015, UpgradeStatus::Rejected(failure(312015))),
             ("canceled", 0, UpgradeStatus::Canceled),
             ("paused", 0, UpgradeStatus::Paused),
             ("sent", 0, UpgradeStatus::Sent),
@@ -920,24 +957,25 @@ mod tests {
         .unwrap();
         assert_eq!(
             events,
-            vec![Event::DjiOtherEvent {
-                gateway: gw(),
-                method: "hms".into(),
-                ack: Some(DjiAck {
-                    gateway: gw(),
+            vec![
+                Event::Answer(Answer {
+                    to: gw(),
+                    channel: EVENTS_REPLY,
                     method: "hms".into(),
-                    tid: "t".into(),
-                    bid: "b".into()
-                })
-            }]
+                    echo: vec![("tid", "t".into()), ("bid", "b".into())],
+                }),
+                Event::Heard {
+                    device: gw(),
+                    what: "hms".into(),
+                }
+            ]
         );
         let events = dec(EVENTS, json!({"method": "hms", "data": {}})).unwrap();
         assert_eq!(
             events,
-            vec![Event::DjiOtherEvent {
-                gateway: gw(),
-                method: "hms".into(),
-                ack: None
+            vec![Event::Heard {
+                device: gw(),
+                what: "hms".into(),
             }]
         );
         assert_eq!(
@@ -958,12 +996,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             events,
-            vec![Event::ServiceReply(ServiceReply {
+            vec![Event::Reply(ExchangeReply {
                 gateway: gw(),
-                method: "ota_create".into(),
-                tid: "t".into(),
-                bid: "b".into(),
-                result: 0,
+                request: "ota_create".into(),
+                exchange_id: "t".into(),
+                task: TaskRef::Key("b".into()),
+                failure: None,
                 status: Some(UpgradeStatus::InProgress)
             })]
         );
@@ -972,10 +1010,10 @@ mod tests {
             json!({"method": "ota_create", "tid": "t", "bid": "b", "data": {"result": 312014}}),
         )
         .unwrap();
-        let [Event::ServiceReply(r)] = events.as_slice() else {
+        let [Event::Reply(r)] = events.as_slice() else {
             panic!()
         };
-        assert_eq!((r.result, &r.status), (312014, &None));
+        assert_eq!((&r.failure, &r.status), (&Some(failure(312014)), &None));
 
         assert_eq!(
             err(
@@ -1076,7 +1114,7 @@ mod tests {
         assert_eq!(error_meaning(0), None);
         assert_eq!(error_meaning(-1), None);
         assert_eq!(
-            Failure::Dji { code: 312015 }.describe(),
+            failure(312015).describe(),
             format!("DJI error 312015: {}", error_meaning(312015).unwrap())
         );
     }
@@ -1094,13 +1132,14 @@ mod tests {
                 file_name: "x.zip".into(),
                 description: String::new(),
             },
-            dialect: DialectOptions::Dji {
-                gateway: gw(),
-                tid: "t".into(),
-                bid: "b".into(),
+            address: NoticeAddress {
+                gateway: Some(gw()),
+                exchange_id: Some("t".into()),
+                task: TaskRef::Key("b".into()),
                 timestamp_ms: 1654070968655,
-                upgrade_type: DjiUpgradeType::Consistency,
+                ..NoticeAddress::default()
             },
+            settings: super::super::settings(DjiUpgradeType::Consistency),
         }
     }
 
@@ -1119,13 +1158,7 @@ mod tests {
                 "file_size": 653467234, "file_name": "x.zip", "firmware_upgrade_type": 2}]}})
         );
         let mut n = notice(gw());
-        n.dialect = DialectOptions::Dji {
-            gateway: gw(),
-            tid: "t".into(),
-            bid: "b".into(),
-            timestamp_ms: 0,
-            upgrade_type: DjiUpgradeType::Normal,
-        };
+        n.settings = super::super::settings(DjiUpgradeType::Normal);
         assert_eq!(
             body(&encode(&Notice::Upgrade(n)).unwrap())["data"]["devices"][0]["firmware_upgrade_type"],
             3
@@ -1155,25 +1188,13 @@ mod tests {
             Err(EncodeError::Invalid(_))
         ));
         let mut n = notice(gw());
-        n.dialect = DialectOptions::Dji {
-            gateway: DeviceId::aliyun("pk", "dn").unwrap(),
-            tid: "t".into(),
-            bid: "b".into(),
-            timestamp_ms: 0,
-            upgrade_type: DjiUpgradeType::Normal,
-        };
+        n.address.gateway = Some(DeviceId::aliyun("pk", "dn").unwrap());
         assert!(matches!(
             encode(&Notice::Upgrade(n)),
             Err(EncodeError::DialectMismatch { .. })
         ));
         let mut n = notice(gw());
-        n.dialect = DialectOptions::Dji {
-            gateway: gw(),
-            tid: String::new(),
-            bid: "b".into(),
-            timestamp_ms: 0,
-            upgrade_type: DjiUpgradeType::Normal,
-        };
+        n.address.exchange_id = None;
         assert!(matches!(
             encode(&Notice::Upgrade(n)),
             Err(EncodeError::Invalid(_))
@@ -1182,56 +1203,63 @@ mod tests {
 
     #[test]
     fn replies() {
-        let ack = DjiAck {
-            gateway: gw(),
+        let ack = Answer {
+            to: gw(),
+            channel: STATUS_REPLY,
             method: "update_topo".into(),
-            tid: "t".into(),
-            bid: "b".into(),
+            echo: vec![("tid", "t".into()), ("bid", "b".into())],
         };
-        let o = encode(&Notice::DjiStatusReply {
-            ack: ack.clone(),
-            timestamp_ms: 5,
-        })
-        .unwrap();
+        let reply = |answer: Answer, timestamp_ms| Notice::Answer {
+            answer,
+            timestamp_ms,
+        };
+        let o = encode(&reply(ack.clone(), 5)).unwrap();
         assert_eq!(o.topic, "sys/product/DOCK1/status_reply");
         assert_eq!(
             body(&o),
             json!({"tid": "t", "bid": "b", "timestamp": 5, "method": "update_topo", "data": {"result": 0}})
         );
-        let ack = DjiAck {
+        let ack = Answer {
+            channel: EVENTS_REPLY,
             method: "ota_progress".into(),
             ..ack
         };
-        let o = encode(&Notice::DjiEventsReply {
-            ack: ack.clone(),
-            timestamp_ms: 6,
-        })
-        .unwrap();
+        let o = encode(&reply(ack.clone(), 6)).unwrap();
         assert_eq!(o.topic, "thing/product/DOCK1/events_reply");
         assert_eq!(
             body(&o),
             json!({"tid": "t", "bid": "b", "timestamp": 6, "method": "ota_progress", "data": {"result": 0}})
         );
-        let bad = DjiAck {
-            gateway: DeviceId::fogcloud("a", "b").unwrap(),
+        let bad = Answer {
+            to: DeviceId::fogcloud("a", "b").unwrap(),
             ..ack.clone()
         };
         assert!(matches!(
-            encode(&Notice::DjiEventsReply {
-                ack: bad,
-                timestamp_ms: 0
-            }),
+            encode(&reply(bad, 0)),
             Err(EncodeError::DialectMismatch { .. })
         ));
-        let no_method = DjiAck {
+        let no_method = Answer {
             method: String::new(),
+            ..ack.clone()
+        };
+        assert!(matches!(
+            encode(&reply(no_method, 0)),
+            Err(EncodeError::Invalid(_))
+        ));
+        let no_echo = Answer {
+            echo: Vec::new(),
+            ..ack.clone()
+        };
+        assert!(matches!(
+            encode(&reply(no_echo, 0)),
+            Err(EncodeError::Invalid(_))
+        ));
+        let unknown_channel = Answer {
+            channel: "get_reply",
             ..ack
         };
         assert!(matches!(
-            encode(&Notice::DjiEventsReply {
-                ack: no_method,
-                timestamp_ms: 0
-            }),
+            encode(&reply(unknown_channel, 0)),
             Err(EncodeError::Invalid(_))
         ));
     }

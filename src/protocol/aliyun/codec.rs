@@ -10,14 +10,15 @@
 //! count, `module` left out for the default module, every field non-empty); what
 //! we accept is liberal (`step` and `id` as string or number, `null` as absent).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::fields::{self, Object};
-use super::{
-    DecodeError, DialectOptions, EncodeError, Event, Failure, FirmwareGet, MsgId, Notice, Outbound,
-    Phase, ProgressReport, SignMethod, TaskRef, UpgradeNotice, UpgradeStatus, VersionReport,
+use super::{ID, SIGN_METHOD};
+use crate::device_id::DeviceId;
+use crate::protocol::fields::{self, Object};
+use crate::protocol::{
+    DecodeError, EncodeError, Event, Failure, FirmwareGet, MsgId, Notice, Outbound, Phase,
+    ProgressReport, TaskRef, UpgradeNotice, UpgradeStatus, VersionReport,
 };
-use crate::device_id::{DeviceId, Dialect};
 
 /// What the console subscribes to: everything devices send about OTA.
 pub const SUBSCRIPTIONS: &[&str] = &[
@@ -36,23 +37,19 @@ pub fn owns_topic(topic: &str) -> bool {
 /// What a progress `step` of -1..-4 means (`None` for percentages and unknown codes). The same
 /// wording as [`Failure::describe`].
 pub fn describe_step(step: i64) -> Option<&'static str> {
-    match step {
-        -1 => Some("upgrade failed"),
-        -2 => Some("download failed"),
-        -3 => Some("verification failed (digest or signature)"),
-        -4 => Some("writing to flash failed"),
-        _ => None,
-    }
+    super::ERRORS.meaning(step)
 }
 
 fn failure_of_step(step: i64) -> Option<Failure> {
-    match step {
-        -1 => Some(Failure::UpgradeFailed),
-        -2 => Some(Failure::DownloadFailed),
-        -3 => Some(Failure::VerifyFailed),
-        -4 => Some(Failure::FlashFailed),
-        _ => None,
-    }
+    describe_step(step).map(|_| super::failure(step))
+}
+
+/// How the firmware's signature is computed (Alibaba `signMethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SignMethod {
+    #[default]
+    Md5,
+    Sha256,
 }
 
 /// Parses `signMethod` as devices and examples spell it (`Md5`, `MD5`, `md5`, `SHA256`,
@@ -81,7 +78,7 @@ enum Uplink {
 }
 
 fn unknown_topic(topic: &str) -> DecodeError {
-    DecodeError::UnknownTopic(super::truncate_for_log(topic))
+    DecodeError::UnknownTopic(crate::protocol::truncate_for_log(topic))
 }
 
 fn parse_topic(topic: &str) -> Result<(Uplink, DeviceId), DecodeError> {
@@ -104,7 +101,7 @@ fn parse_topic(topic: &str) -> Result<(Uplink, DeviceId), DecodeError> {
 /// Decodes one message a device published on an Alibaba OTA topic.
 pub fn decode(topic: &str, payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let (kind, device) = parse_topic(topic)?;
-    let root = super::parse_json(payload)?;
+    let root = crate::protocol::parse_json(payload)?;
     let root = fields::as_object(&root, "(payload)")?;
     let event = match kind {
         Uplink::Inform => decode_inform(root, device)?,
@@ -154,7 +151,6 @@ fn decode_progress(root: &Object, device: DeviceId) -> Result<Event, DecodeError
         percent_clamped,
         desc: fields::desc(params, "desc", "params.desc")?,
         gateway: None,
-        ack: None,
     }))
 }
 
@@ -249,10 +245,8 @@ pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
                 &body,
             )
         }
-        Notice::FogCloudSubFirmware { .. }
-        | Notice::DjiStatusReply { .. }
-        | Notice::DjiEventsReply { .. } => Err(EncodeError::Invalid(
-            "Alibaba devices have no such message (FogCloud/DJI notice given)".into(),
+        Notice::Answer { .. } => Err(EncodeError::Invalid(
+            "Alibaba devices expect no answers to their messages".into(),
         )),
     }
 }
@@ -260,12 +254,9 @@ pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
 /// The message id and `data` of an upgrade notice, after checking that every field the device
 /// SDKs require is present.
 fn push_data(n: &UpgradeNotice) -> Result<(i64, PushData<'_>), EncodeError> {
-    let DialectOptions::Aliyun { id, sign_method } = n.dialect else {
-        return Err(EncodeError::DialectMismatch {
-            device: n.device.clone(),
-        });
-    };
-    if n.device.dialect() != Dialect::Aliyun {
+    let id = n.address.msg_id;
+    let sign_method = parse_sign_method(n.settings.value_of(&SIGN_METHOD)).unwrap_or_default();
+    if n.device.dialect() != ID {
         return Err(EncodeError::DialectMismatch {
             device: n.device.clone(),
         });
@@ -311,7 +302,7 @@ fn push_data(n: &UpgradeNotice) -> Result<(i64, PushData<'_>), EncodeError> {
 /// The product key and device name that go into an Alibaba device's topics.
 fn topic_identity(device: &DeviceId) -> Result<(&str, &str), EncodeError> {
     match (device.dialect(), device.product_key()) {
-        (Dialect::Aliyun, Some(pk)) => Ok((pk, device.name())),
+        (dialect, Some(pk)) if dialect == ID => Ok((pk, device.name())),
         _ => Err(EncodeError::DialectMismatch {
             device: device.clone(),
         }),
@@ -453,10 +444,10 @@ mod tests {
     #[test]
     fn progress_failures() {
         for (step, failure) in [
-            ("-1", Failure::UpgradeFailed),
-            ("-2", Failure::DownloadFailed),
-            ("-3", Failure::VerifyFailed),
-            ("-4", Failure::FlashFailed),
+            ("-1", super::super::failure(-1)),
+            ("-2", super::super::failure(-2)),
+            ("-3", super::super::failure(-3)),
+            ("-4", super::super::failure(-4)),
         ] {
             let p = progress(json!({"params": {"step": step}}));
             assert_eq!(p.status, UpgradeStatus::Failed(failure));
@@ -648,7 +639,11 @@ mod tests {
         UpgradeNotice {
             device,
             offer: offer(),
-            dialect: DialectOptions::Aliyun { id: 9, sign_method },
+            address: crate::protocol::NoticeAddress {
+                msg_id: 9,
+                ..Default::default()
+            },
+            settings: super::super::settings(sign_method),
         }
     }
 
@@ -716,16 +711,6 @@ mod tests {
         let o = encode(&Notice::Upgrade(n)).unwrap();
         assert_eq!(body(&o)["data"]["md5"], "ab12");
 
-        let mut n = notice(dev(), SignMethod::Md5);
-        n.dialect = DialectOptions::FogCloud {
-            id: 1,
-            task_id: "1".into(),
-            gateway: None,
-        };
-        assert!(matches!(
-            encode(&Notice::Upgrade(n)),
-            Err(EncodeError::DialectMismatch { .. })
-        ));
         let n = notice(DeviceId::dji("SN").unwrap(), SignMethod::Md5);
         assert!(matches!(
             encode(&Notice::Upgrade(n)),
@@ -771,15 +756,15 @@ mod tests {
 
     #[test]
     fn other_notices_are_refused() {
-        let ack = crate::protocol::DjiAck {
-            gateway: DeviceId::dji("GW").unwrap(),
+        let answer = crate::protocol::Answer {
+            to: dev(),
+            channel: "status_reply",
             method: "update_topo".into(),
-            tid: "t".into(),
-            bid: "b".into(),
+            echo: vec![("tid", "t".into()), ("bid", "b".into())],
         };
         assert!(
-            encode(&Notice::DjiStatusReply {
-                ack,
+            encode(&Notice::Answer {
+                answer,
                 timestamp_ms: 0
             })
             .is_err()

@@ -12,12 +12,13 @@
 
 use serde::Serialize;
 
-use super::fields::{self, Object};
-use super::{
-    DecodeError, DialectOptions, EncodeError, Event, Failure, FirmwareGet, MsgId, Notice, Outbound,
-    Phase, ProgressReport, TaskRef, UpgradeNotice, UpgradeStatus, VersionReport,
+use super::ID;
+use crate::device_id::DeviceId;
+use crate::protocol::fields::{self, Object};
+use crate::protocol::{
+    DecodeError, EncodeError, Event, FirmwareGet, MsgId, Notice, Outbound, Phase, ProgressReport,
+    TaskRef, UpgradeNotice, UpgradeStatus, VersionReport,
 };
-use crate::device_id::{DeviceId, Dialect};
 use serde_json::Value;
 
 /// What the console subscribes to: every device's uplink.
@@ -36,7 +37,9 @@ const ENVELOPE_VERSION: &str = "1.0";
 fn parse_topic(topic: &str) -> Result<DeviceId, DecodeError> {
     match fields::topic_segments::<6>(topic) {
         Some(["fogcloud", pk, dn, "thing", "up", "ota"]) => Ok(DeviceId::fogcloud(pk, dn)?),
-        _ => Err(DecodeError::UnknownTopic(super::truncate_for_log(topic))),
+        _ => Err(DecodeError::UnknownTopic(
+            crate::protocol::truncate_for_log(topic),
+        )),
     }
 }
 
@@ -71,7 +74,7 @@ type EntryDecoder = fn(&Object, DeviceId, Option<DeviceId>, &Paths) -> Result<Ev
 /// Decodes one message a device published on its FogCloud uplink.
 pub fn decode(topic: &str, payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let device = parse_topic(topic)?;
-    let root = super::parse_json(payload)?;
+    let root = crate::protocol::parse_json(payload)?;
     let root = fields::as_object(&root, "(payload)")?;
     let method = fields::required_token(root, "method", "method")?;
     match method {
@@ -165,7 +168,7 @@ fn progress_report(
             let (p, clamped) = fields::clamp_percent(step);
             (UpgradeStatus::InProgress, Some(p), clamped)
         }
-        -1 => (UpgradeStatus::Failed(Failure::UpgradeFailed), None, false),
+        -1 => (UpgradeStatus::Failed(super::failure(-1)), None, false),
         _ => {
             return Err(DecodeError::BadValue {
                 field: paths.step,
@@ -182,7 +185,6 @@ fn progress_report(
         percent_clamped,
         desc: fields::desc(params, "desc", paths.desc)?,
         gateway,
-        ack: None,
     }))
 }
 
@@ -199,7 +201,7 @@ fn task_ref(params: &Object, paths: &Paths) -> Result<TaskRef, DecodeError> {
     Ok(if text.is_empty() {
         TaskRef::None
     } else {
-        TaskRef::TaskId(text)
+        TaskRef::Key(text)
     })
 }
 
@@ -236,7 +238,7 @@ struct FirmwarePost<'a> {
 /// The notice's description, never empty (notes.md: a device treats a `firmware.post` with an
 /// empty field as broken): the operator's text, else the file name, else the version (which
 /// `check` guarantees).
-fn description(offer: &super::FirmwareOffer) -> &str {
+fn description(offer: &crate::protocol::FirmwareOffer) -> &str {
     [&offer.description, &offer.file_name, &offer.version]
         .into_iter()
         .map(|s| s.as_str())
@@ -288,32 +290,6 @@ pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
                 }
             }
         }
-        Notice::FogCloudSubFirmware {
-            gateway,
-            id,
-            notices,
-        } => {
-            if notices.is_empty() {
-                return Err(EncodeError::Invalid(format!(
-                    "sub.firmware.post to {gateway} with no sub-device"
-                )));
-            }
-            let mut entries = Vec::with_capacity(notices.len());
-            for n in notices {
-                let checked = check(n)?;
-                if checked.gateway != Some(gateway) {
-                    return Err(EncodeError::Invalid(format!(
-                        "{} is not addressed through gateway {gateway}",
-                        n.device
-                    )));
-                }
-                entries.push(sub_firmware(&checked)?);
-            }
-            outbound(
-                gateway,
-                &envelope(MsgId::Num(*id), "sub.firmware.post", entries),
-            )
-        }
         Notice::FirmwareGetReply { request, pending } => match pending {
             // The answer to `firmware.get` is a `firmware.post` with the request's id.
             Some(n) => {
@@ -334,10 +310,39 @@ pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
                 request.device
             ))),
         },
-        Notice::DjiStatusReply { .. } | Notice::DjiEventsReply { .. } => Err(EncodeError::Invalid(
-            "FogCloud devices have no such message (DJI notice given)".into(),
+        Notice::Answer { .. } => Err(EncodeError::Invalid(
+            "FogCloud devices expect no answers to their messages".into(),
         )),
     }
+}
+
+/// `sub.firmware.post` offering upgrades to several sub-devices of `gateway` in one message
+/// (message id `id`); each notice must be addressed through that gateway.
+pub fn encode_sub_firmware(
+    gateway: &DeviceId,
+    id: i64,
+    notices: &[UpgradeNotice],
+) -> Result<Outbound, EncodeError> {
+    if notices.is_empty() {
+        return Err(EncodeError::Invalid(format!(
+            "sub.firmware.post to {gateway} with no sub-device"
+        )));
+    }
+    let mut entries = Vec::with_capacity(notices.len());
+    for n in notices {
+        let checked = check(n)?;
+        if checked.gateway != Some(gateway) {
+            return Err(EncodeError::Invalid(format!(
+                "{} is not addressed through gateway {gateway}",
+                n.device
+            )));
+        }
+        entries.push(sub_firmware(&checked)?);
+    }
+    outbound(
+        gateway,
+        &envelope(MsgId::Num(id), "sub.firmware.post", entries),
+    )
 }
 
 fn envelope<P: Serialize>(id: MsgId, method: &'static str, params: P) -> Envelope<P> {
@@ -359,25 +364,18 @@ struct Checked<'a> {
 }
 
 fn check(n: &UpgradeNotice) -> Result<Checked<'_>, EncodeError> {
-    let DialectOptions::FogCloud {
-        id,
-        task_id,
-        gateway,
-    } = &n.dialect
-    else {
-        return Err(EncodeError::DialectMismatch {
-            device: n.device.clone(),
-        });
+    let id = n.address.msg_id;
+    let gateway = &n.address.gateway;
+    let task_id = match &n.address.task {
+        TaskRef::Key(key) => key.as_str(),
+        TaskRef::None => "",
     };
-    if n.device.dialect() != Dialect::FogCloud {
+    if n.device.dialect() != ID {
         return Err(EncodeError::DialectMismatch {
             device: n.device.clone(),
         });
     }
-    if let Some(g) = gateway
-        .as_ref()
-        .filter(|g| g.dialect() != Dialect::FogCloud)
-    {
+    if let Some(g) = gateway.as_ref().filter(|g| g.dialect() != ID) {
         return Err(EncodeError::DialectMismatch { device: g.clone() });
     }
     let invalid =
@@ -413,7 +411,7 @@ fn check(n: &UpgradeNotice) -> Result<Checked<'_>, EncodeError> {
     }
     Ok(Checked {
         notice: n,
-        id: *id,
+        id,
         task_id,
         gateway: gateway.as_ref(),
         module: n.device.module().unwrap_or("default"),
@@ -462,7 +460,7 @@ fn sub_firmware<'a>(c: &Checked<'a>) -> Result<SubFirmware<'a>, EncodeError> {
 
 /// Serializes `body` for the downlink of `device` (a device or a gateway).
 fn outbound(device: &DeviceId, body: &impl Serialize) -> Result<Outbound, EncodeError> {
-    let (Dialect::FogCloud, Some(pk)) = (device.dialect(), device.product_key()) else {
+    let (true, Some(pk)) = (device.dialect() == ID, device.product_key()) else {
         return Err(EncodeError::DialectMismatch {
             device: device.clone(),
         });
@@ -535,12 +533,12 @@ mod tests {
         let p = progress(json!({"step": 30, "desc": "d", "module": "mcu", "task_id": "123"}));
         assert_eq!(p.status, UpgradeStatus::InProgress);
         assert_eq!(p.percent, Some(30));
-        assert_eq!(p.task, TaskRef::TaskId("123".into()));
+        assert_eq!(p.task, TaskRef::Key("123".into()));
         assert_eq!(p.desc.as_deref(), Some("d"));
         assert_eq!(p.device.module(), Some("mcu"));
         assert_eq!(
             progress(json!({"step": "7", "task_id": 123})).task,
-            TaskRef::TaskId("123".into())
+            TaskRef::Key("123".into())
         );
         assert_eq!(progress(json!({"step": 7})).task, TaskRef::None);
         assert_eq!(
@@ -548,7 +546,10 @@ mod tests {
             TaskRef::None
         );
         let failed = progress(json!({"step": -1}));
-        assert_eq!(failed.status, UpgradeStatus::Failed(Failure::UpgradeFailed));
+        assert_eq!(
+            failed.status,
+            UpgradeStatus::Failed(super::super::failure(-1))
+        );
         assert_eq!(failed.percent, None);
         let clamped = progress(json!({"step": 250}));
         assert_eq!(
@@ -753,8 +754,8 @@ mod tests {
         };
         assert_eq!(p.device, sub("a").with_module(Some("mcu")).unwrap());
         assert_eq!(p.gateway, Some(dev()));
-        assert_eq!(p.task, TaskRef::TaskId("9".into()));
-        assert_eq!(p.status, UpgradeStatus::Failed(Failure::UpgradeFailed));
+        assert_eq!(p.task, TaskRef::Key("9".into()));
+        assert_eq!(p.status, UpgradeStatus::Failed(super::super::failure(-1)));
     }
 
     #[test]
@@ -854,11 +855,13 @@ mod tests {
         UpgradeNotice {
             device,
             offer: offer(),
-            dialect: DialectOptions::FogCloud {
-                id: 5,
-                task_id: "123".into(),
+            address: crate::protocol::NoticeAddress {
+                msg_id: 5,
+                task: TaskRef::Key("123".into()),
                 gateway,
+                ..Default::default()
             },
+            settings: crate::protocol::SettingValues::default(),
         }
     }
 
@@ -916,31 +919,21 @@ mod tests {
 
     #[test]
     fn sub_firmware_many() {
-        let n = Notice::FogCloudSubFirmware {
-            gateway: dev(),
-            id: 77,
-            notices: vec![notice(sub("a"), Some(dev())), notice(sub("b"), Some(dev()))],
-        };
-        let b = body(&encode(&n).unwrap());
+        let notices = [notice(sub("a"), Some(dev())), notice(sub("b"), Some(dev()))];
+        let b = body(&encode_sub_firmware(&dev(), 77, &notices).unwrap());
         assert_eq!(b["id"], 77);
         assert_eq!(b["params"].as_array().unwrap().len(), 2);
         assert_eq!(b["params"][1]["identity"]["device_name"], "b");
 
-        let wrong_gateway = Notice::FogCloudSubFirmware {
-            gateway: dev(),
-            id: 1,
-            notices: vec![notice(sub("a"), None)],
-        };
+        let wrong_gateway = [notice(sub("a"), None)];
         assert!(matches!(
-            encode(&wrong_gateway),
+            encode_sub_firmware(&dev(), 1, &wrong_gateway),
             Err(EncodeError::Invalid(_))
         ));
-        let empty = Notice::FogCloudSubFirmware {
-            gateway: dev(),
-            id: 1,
-            notices: vec![],
-        };
-        assert!(matches!(encode(&empty), Err(EncodeError::Invalid(_))));
+        assert!(matches!(
+            encode_sub_firmware(&dev(), 1, &[]),
+            Err(EncodeError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -952,13 +945,7 @@ mod tests {
             |n| n.offer.size = 0,
             |n| n.offer.checksum = "0600000".into(),
             |n| n.offer.checksum = "0600000G".into(),
-            |n| {
-                n.dialect = DialectOptions::FogCloud {
-                    id: 1,
-                    task_id: "12a".into(),
-                    gateway: None,
-                }
-            },
+            |n| n.address.task = TaskRef::Key("12a".into()),
         ];
         for edit in edits {
             let mut n = notice(dev(), None);
@@ -976,10 +963,13 @@ mod tests {
         );
 
         let mut n = notice(dev(), None);
-        n.dialect = DialectOptions::Aliyun {
-            id: 1,
-            sign_method: crate::protocol::SignMethod::Md5,
-        };
+        n.address.task = TaskRef::None;
+        assert!(matches!(
+            encode(&Notice::Upgrade(n)),
+            Err(EncodeError::Invalid(_))
+        ));
+        let mut n = notice(dev(), None);
+        n.device = DeviceId::aliyun("pk", "dn").unwrap();
         assert!(matches!(
             encode(&Notice::Upgrade(n)),
             Err(EncodeError::DialectMismatch { .. })

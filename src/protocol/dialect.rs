@@ -1,0 +1,263 @@
+//! The seam every device dialect plugs into: the [`Dialect`] trait (its codec) and the data that
+//! says what the dialect can do ([`Capabilities`], [`NoticeSetting`]s, its [`ErrorTable`]).
+//!
+//! The rollout state machine, the engine, the window and the CLI never name a dialect: they ask
+//! these questions of the device's dialect, found through `super::registry`. A new dialect
+//! answers them in its own module and is listed once in the registry.
+
+use super::{DecodeError, EncodeError, Event, Failure, Notice, Outbound};
+use crate::device_id::DialectId;
+
+/// One device dialect. Implementations are stateless `'static` values; every method is pure
+/// (no I/O, no clock, no randomness: the caller passes ids and times in).
+pub trait Dialect: Send + Sync + 'static {
+    fn id(&self) -> DialectId;
+
+    /// The wildcard topics the console subscribes to for this dialect.
+    fn subscriptions(&self) -> &[&'static str];
+
+    /// Whether an inbound topic is one of this dialect's, by its shape alone. No two dialects
+    /// own the same topic (the registry's tests check it on every subscription).
+    fn owns_topic(&self, topic: &str) -> bool;
+
+    /// One inbound message into the events it carries. The registry has already refused
+    /// payloads over [`super::MAX_PAYLOAD_BYTES`].
+    fn decode(&self, topic: &str, payload: &[u8]) -> Result<Vec<Event>, DecodeError>;
+
+    /// One notice for a device of this dialect into the message to publish.
+    fn encode(&self, notice: &Notice) -> Result<Outbound, EncodeError>;
+
+    fn capabilities(&self) -> &'static Capabilities;
+
+    /// Per-campaign choices that shape this dialect's notices (shown in the window's firmware
+    /// form and as CLI flags).
+    fn notice_settings(&self) -> &'static [NoticeSetting] {
+        &[]
+    }
+
+    /// The failure codes its devices report, with what they mean.
+    fn errors(&self) -> &'static ErrorTable;
+}
+
+/// What a dialect can do, as data the rest of the console asks for.
+#[derive(Debug)]
+pub struct Capabilities {
+    pub task_key: TaskKeySpec,
+    pub ack: Acknowledgement,
+    /// A gateway runs one upgrade at a time: while one of its devices upgrades, a notice for
+    /// another of them waits (a DJI dock answers a second `ota_create` with an error).
+    pub one_upgrade_per_gateway: bool,
+    /// Whose id a progress report carries.
+    pub progress_subject: Subject,
+    pub pull: Pull,
+    pub presence: Presence,
+    pub sub_devices: SubDevices,
+    pub cancel: CancelSupport,
+    /// The offer's fields that reach the device.
+    pub offer_fields: &'static [OfferField],
+}
+
+/// How the console names one upgrade of one device towards the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskKeySpec {
+    pub source: KeySource,
+    pub scope: KeyScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// No key: a device runs at most one upgrade per module, so device+module is the task.
+    None,
+    /// A number the campaign counts up, unique per device upgrade within the campaign.
+    Counter,
+    /// A random UUID per device upgrade.
+    Uuid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Reports carry the device's own id beside the key.
+    Device,
+    /// Reports name only the key (and the gateway they came through): every campaign that
+    /// targets devices of the dialect is offered the report, and the key decides.
+    Global,
+}
+
+/// How a device shows it received a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acknowledgement {
+    /// Its first progress or version report answers the notice. The policy's ack window and
+    /// re-sends apply; after a resume or an outage the notice is settled or re-sent.
+    ByFirstReport,
+    /// An explicit reply to the request; the dialect's own wait and re-sends apply, and no
+    /// reply fails the attempt.
+    ByReply(ReplySpec),
+}
+
+impl Acknowledgement {
+    pub fn by_first_report(&self) -> bool {
+        matches!(self, Acknowledgement::ByFirstReport)
+    }
+}
+
+/// The request/reply exchange of an [`Acknowledgement::ByReply`] dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplySpec {
+    /// The request's name, as logs and the window show it (e.g. `ota_create`).
+    pub request: &'static str,
+    /// Each re-send carries a new exchange id (the key stays).
+    pub fresh_exchange_per_send: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// The device itself (with its module).
+    Device,
+    /// The gateway the device is attached to; the task key names the device's upgrade. Such a
+    /// report says nothing about the device's own link.
+    Gateway,
+}
+
+/// Whether devices may ask for their pending upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pull {
+    Unsupported,
+    Supported { nothing_pending: NothingPending },
+}
+
+/// How the dialect says "nothing pending" to a device that asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NothingPending {
+    /// A reply without firmware.
+    EmptyReply,
+    /// No reply at all (the dialect defines no empty reply).
+    Silence,
+}
+
+/// How the console knows a device is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Devices announce themselves when they connect (their version), so one known from the
+    /// inventory is assumed reachable until the broker says otherwise.
+    AnnouncesOnConnect,
+    /// Devices report all the time: one not heard in this run is not reachable.
+    Continuous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubDevices {
+    None,
+    ThroughGateway {
+        /// A sub-device also publishes under its own id (through its gateway's connection), so
+        /// hearing it directly says nothing about which gateway it is attached to.
+        publish_in_own_name: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelSupport {
+    /// Cancelling a campaign withdraws notices not yet acted on.
+    Withdraws,
+    /// A notice, once accepted, cannot be recalled: `note` is shown beside Cancel, `detail` on
+    /// hover.
+    CannotRecall {
+        note: &'static str,
+        detail: &'static str,
+    },
+}
+
+/// A field of the offer that a notice carries to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferField {
+    Url,
+    Size,
+    Md5,
+    Sha256,
+    Checksum,
+    Version,
+    FileName,
+    Description,
+}
+
+/// One per-campaign choice of a dialect's notices.
+#[derive(Debug)]
+pub struct NoticeSetting {
+    /// Key in the campaign's settings (unique within the dialect).
+    pub key: &'static str,
+    /// Label in the window (names the dialect, e.g. "DJI upgrade type").
+    pub label: &'static str,
+    /// Hover text in the window and the CLI flag's help.
+    pub help: &'static str,
+    /// The CLI flag, without dashes (unique over all dialects).
+    pub cli_flag: &'static str,
+    /// The key this setting had in campaigns stored before settings were kept per dialect.
+    pub legacy_key: Option<&'static str>,
+    pub choices: &'static [Choice],
+    /// The value used when the campaign does not say.
+    pub default: &'static str,
+}
+
+impl NoticeSetting {
+    /// The choice `value` names (its value or one of its aliases, ignoring case).
+    pub fn choice(&self, value: &str) -> Option<&'static Choice> {
+        self.choices.iter().find(|c| {
+            c.value.eq_ignore_ascii_case(value)
+                || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(value))
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Choice {
+    /// Stored and given on the command line.
+    pub value: &'static str,
+    /// Shown in the window.
+    pub label: &'static str,
+    /// Other spellings accepted when reading (older stored campaigns, CLI shorthands).
+    pub aliases: &'static [&'static str],
+}
+
+/// The failure codes of a dialect and their meaning.
+#[derive(Debug)]
+pub struct ErrorTable {
+    /// JSON keys of the dialect's messages that carry such a code (the inspector explains them).
+    pub fields: &'static [&'static str],
+    pub codes: &'static [ErrorCode],
+    /// How a failure reads: `{code}` and `{text}` are replaced; `unknown` is used when the code
+    /// is not in the table.
+    pub format: &'static str,
+    pub unknown: &'static str,
+}
+
+#[derive(Debug)]
+pub struct ErrorCode {
+    pub code: i64,
+    pub text: &'static str,
+}
+
+impl ErrorTable {
+    /// The meaning of `code`, if the table has it.
+    pub fn meaning(&self, code: i64) -> Option<&'static str> {
+        self.codes.iter().find(|c| c.code == code).map(|c| c.text)
+    }
+
+    /// A sentence for the window, logs and reports.
+    pub fn describe(&self, code: i64) -> String {
+        let pattern = match self.meaning(code) {
+            Some(_) => self.format,
+            None => self.unknown,
+        };
+        pattern
+            .replace("{code}", &code.to_string())
+            .replace("{text}", self.meaning(code).unwrap_or(""))
+    }
+
+    /// A [`Failure`] of dialect `dialect` with this table's wording.
+    pub fn failure(&self, dialect: DialectId, code: i64) -> Failure {
+        Failure {
+            dialect,
+            code,
+            text: self.describe(code),
+        }
+    }
+}
