@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::inventory::{assumed_reachable, from_inventory, to_inventory};
 use super::snapshot::DeviceRow;
-use crate::device_id::DeviceId;
+use crate::device_id::{DeviceId, DialectId};
 use crate::fleet::{DeviceRecord, Fleet};
-use crate::protocol::{Event, VersionReport};
+use crate::protocol::{Event, SubDevices, VersionReport, registry};
 use crate::rollout::DeviceSnapshot;
 use crate::store::InventoryDevice;
 
@@ -40,6 +40,112 @@ impl FleetState {
     pub(super) fn restore(&mut self, devices: Vec<InventoryDevice>) {
         for device in devices {
             self.fleet.restore(from_inventory(device));
+        }
+    }
+
+    /// Keeps the events the fleet may take: none in which a gateway speaks for a device it does
+    /// not own, none that would add a device to a full registry. Returns the events kept and,
+    /// when something was refused, the kind of refusal (for the log's rate limit) and why.
+    pub(super) fn admit(&self, events: Vec<Event>) -> (Vec<Event>, Option<(&'static str, String)>) {
+        let (events, foreign) = self.drop_foreign_claims(events);
+        let (events, overflow) = self.drop_unknown_when_full(events);
+        let refusal = match (foreign, overflow) {
+            (Some(why), _) => Some(("foreign sub-device", why)),
+            (None, Some(why)) => Some(("registry full", why)),
+            (None, None) => None,
+        };
+        (events, refusal)
+    }
+
+    /// Removes the events in which a gateway speaks for a device it does not own: a FogCloud
+    /// `sub.*` entry or a DJI topology entry naming a device that the fleet knows elsewhere (see
+    /// `foreign_claim`), or a gateway listing itself. Any client on the broker can publish on a
+    /// gateway topic, and the fleet routes notices through the gateway it last heard of, so
+    /// accepting such a claim would let one gateway fail, "upgrade" or capture another's
+    /// devices. A sub-device whose gateway is offline may move (re-pairing is legitimate).
+    /// Returns the events kept and, when something was removed, why.
+    fn drop_foreign_claims(&self, events: Vec<Event>) -> (Vec<Event>, Option<String>) {
+        let mut refused = None;
+        let mut kept = Vec::with_capacity(events.len());
+        for mut event in events {
+            let claim = match &event {
+                Event::Version(v) => v.gateway.as_ref().map(|gw| (&v.device, gw)),
+                Event::Progress(p) => p.gateway.as_ref().map(|gw| (&p.device, gw)),
+                _ => None,
+            };
+            if let Some(why) = claim.and_then(|(device, gw)| self.foreign_claim(device, gw)) {
+                refused.get_or_insert(why);
+                continue;
+            }
+            if let Event::Topology(t) = &mut event {
+                let gateway = t.gateway.clone();
+                let mut keep = t
+                    .sub_devices
+                    .iter()
+                    .map(|sub| match self.foreign_claim(sub, &gateway) {
+                        Some(why) => {
+                            refused.get_or_insert(why);
+                            false
+                        }
+                        None => true,
+                    })
+                    .collect::<Vec<bool>>()
+                    .into_iter();
+                let mut keep_info = keep.clone();
+                t.sub_devices.retain(|_| keep.next().unwrap_or(false));
+                t.sub_device_info
+                    .retain(|_| keep_info.next().unwrap_or(false));
+            }
+            kept.push(event);
+        }
+        (kept, refused)
+    }
+
+    /// Removes the events that would add devices to a registry already holding
+    /// [`crate::fleet::MAX_DEVICES`]: known devices keep being heard, new names are refused.
+    fn drop_unknown_when_full(&self, events: Vec<Event>) -> (Vec<Event>, Option<String>) {
+        let mut refused = None;
+        let kept = events
+            .into_iter()
+            .filter(|event| {
+                let admitted = self.fleet.admits(event);
+                if !admitted {
+                    refused = Some(format!(
+                        "the device registry is full ({} devices): {} is not added",
+                        self.fleet.len(),
+                        event.device()
+                    ));
+                }
+                admitted
+            })
+            .collect();
+        (kept, refused)
+    }
+
+    /// Why `gateway` may not report for `device`, if it may not: the device is the gateway
+    /// itself, or the fleet knows it connected through another gateway (or, FogCloud, directly)
+    /// and that link is alive. Devices not heard of yet may be claimed: that is how sub-devices
+    /// are discovered.
+    fn foreign_claim(&self, device: &DeviceId, gateway: &DeviceId) -> Option<String> {
+        let (device, gateway) = (device.device(), gateway.device());
+        if device == gateway {
+            return Some(format!("{gateway} lists itself as its own sub-device"));
+        }
+        let record = self.fleet.get(&device)?;
+        match &record.gateway {
+            Some(owner) if *owner == gateway => None,
+            Some(owner) => self
+                .fleet
+                .get(owner)
+                .is_some_and(|r| r.online)
+                .then(|| format!("{device} is attached to {owner}, not to {gateway}")),
+            // A sub-device that publishes under its own id (a DJI drone, through its dock) says
+            // nothing about its gateway by being heard directly; one that never publishes
+            // itself (FogCloud) and did is directly connected.
+            None if publishes_in_own_name(device.dialect()) => None,
+            None => record
+                .online
+                .then(|| format!("{device} is connected directly, not through {gateway}")),
         }
     }
 
@@ -79,15 +185,6 @@ impl FleetState {
     /// Notes the last message from or about `device` (its row shows it).
     pub(super) fn note_message(&mut self, device: &DeviceId, text: String) {
         self.last_message.insert(device.device(), text);
-    }
-
-    /// Whether the registry would take `event` (known devices always; new ones while not full).
-    pub(super) fn admits(&self, event: &Event) -> bool {
-        self.fleet.admits(event)
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.fleet.len()
     }
 
     pub(super) fn get(&self, device: &DeviceId) -> Option<&DeviceRecord> {
@@ -139,6 +236,16 @@ impl FleetState {
             })
             .collect()
     }
+}
+
+/// Whether sub-devices of `dialect` publish under their own id through their gateway.
+fn publishes_in_own_name(dialect: DialectId) -> bool {
+    matches!(
+        registry::capabilities(dialect).sub_devices,
+        SubDevices::ThroughGateway {
+            publish_in_own_name: true
+        }
+    )
 }
 
 #[cfg(test)]

@@ -6,24 +6,19 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
-use super::alerts::Alerts;
-use super::clock::Clock;
 use super::config::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 use super::error::{EngineError, StartError};
-use super::fleet_state::FleetState;
 use super::handle::EngineHandle;
 use super::io::{Io, IoParts};
 use super::library::Library;
 use super::publisher::Publisher;
 use super::runner::Runner;
-use super::snapshot::{AlertLevel, BrokerGuard, CampaignView, Snapshot};
-use super::traffic::TrafficMeter;
+use super::snapshot::{BrokerGuard, Snapshot};
 use crate::access::credentials::ConsoleCredentials;
 use crate::firmware::FirmwareStore;
 use crate::fleet::inspector::Inspector;
 use crate::private_fs;
 use crate::protocol;
-use crate::rollout::{Campaign, RandomIds};
 use crate::store::Store;
 use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
 use crate::transport::http::FirmwareServer;
@@ -161,27 +156,13 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         broker_label,
         broker_guard,
     });
-    let mut runner = Runner {
-        clock: Clock::new(),
+    let mut runner = Runner::new(
         store,
-        alerts: Alerts::default(),
-        publisher: Publisher::new(snapshot_tx, waker.clone()),
-        traffic: TrafficMeter::default(),
-        library: Library::new(packages, import_tx),
         io,
-        fleet: FleetState::default(),
-        live: Vec::new(),
-        history: Vec::new(),
-        ids: RandomIds,
-        next_msg_id: 0,
-        outbox: super::outbox::Outbox::default(),
-    };
-    if let Some(warning) = runner.io.session_warning() {
-        runner.alert(AlertLevel::Warning, warning);
-    }
-    // Message ids start from the clock so that ids stay increasing across restarts.
-    runner.next_msg_id = runner.clock.now_ms();
-    restore(&mut runner, config.resume_unfinished);
+        Library::new(packages, import_tx),
+        Publisher::new(snapshot_tx, waker.clone()),
+    );
+    runner.restore(config.resume_unfinished);
 
     tokio::spawn(runner.run(command_rx, inbound, import_rx));
     Ok(EngineHandle {
@@ -276,64 +257,5 @@ fn loopback_for(addr: SocketAddr) -> IpAddr {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
-    }
-}
-
-/// Loads the inventory, the package library and the campaigns from the database.
-fn restore(runner: &mut Runner, resume_unfinished: bool) {
-    match runner.store.load_inventory() {
-        Ok(devices) => runner.fleet.restore(devices),
-        Err(e) => runner.alert(
-            AlertLevel::Error,
-            format!("cannot read the device inventory: {e}"),
-        ),
-    }
-    restore_library(runner);
-    runner.io.tell_broker_gateways(&runner.fleet);
-    let unfinished = if resume_unfinished {
-        runner.store.unfinished_campaigns().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    restore_history(runner);
-    for id in unfinished {
-        if let Err(e) = runner.resume_campaign(id) {
-            runner.alert(AlertLevel::Error, e.to_string());
-        }
-    }
-}
-
-fn restore_library(runner: &mut Runner) {
-    if let Err(e) = runner.library.restore(&runner.store) {
-        runner.alert(AlertLevel::Error, format!("cannot list packages: {e}"));
-    }
-}
-
-fn restore_history(runner: &mut Runner) {
-    let rows = match runner.store.list_campaigns() {
-        Ok(rows) => rows,
-        Err(e) => {
-            runner.alert(AlertLevel::Error, format!("cannot list campaigns: {e}"));
-            return;
-        }
-    };
-    let now = runner.clock.now();
-    for row in rows {
-        let Ok(persisted) = runner.store.load_campaign(row.id) else {
-            continue;
-        };
-        // Rebuilding is pure: it only derives the snapshot, nothing is sent.
-        let Ok(campaign) = Campaign::resume(persisted, now, &|_| false) else {
-            continue;
-        };
-        runner.history.push(CampaignView {
-            snapshot: campaign.snapshot(),
-            spec: campaign.spec().clone(),
-            dialects: super::live::dialects_of(&campaign),
-            timeline: Vec::new(),
-            eta_secs: None,
-            live: false,
-            halted: None,
-        });
     }
 }

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::alerts::Alerts;
+use super::campaigns::{Campaigns, LiveCampaign};
 use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::Library;
-use super::live::LiveCampaign;
 use super::snapshot::{CampaignView, DeviceRow, Snapshot};
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
@@ -18,8 +18,7 @@ use crate::rollout::{CampaignState, DeviceSnapshot};
 /// What the snapshot is made of, each part read-only.
 pub(super) struct Parts<'a> {
     pub(super) fleet: &'a FleetState,
-    pub(super) live: &'a [LiveCampaign],
-    pub(super) history: &'a [CampaignView],
+    pub(super) campaigns: &'a Campaigns,
     pub(super) io: &'a Io,
     pub(super) traffic: &'a TrafficMeter,
     pub(super) library: &'a Library,
@@ -28,10 +27,10 @@ pub(super) struct Parts<'a> {
 
 /// The snapshot of `parts` (revision 0: the publisher numbers it).
 pub(super) fn build(parts: &Parts<'_>) -> Snapshot {
-    let live: Vec<CampaignView> = parts.live.iter().map(live_view).collect();
+    let live: Vec<CampaignView> = parts.campaigns.live().iter().map(live_view).collect();
     let devices = Arc::new(device_rows(parts, &live));
     let mut campaigns = live;
-    campaigns.extend(parts.history.iter().cloned());
+    campaigns.extend(parts.campaigns.history().iter().cloned());
     campaigns.sort_by_key(|c| std::cmp::Reverse(c.snapshot.id));
     let io = parts.io;
     Snapshot {
@@ -52,32 +51,32 @@ pub(super) fn build(parts: &Parts<'_>) -> Snapshot {
 }
 
 fn live_view(live: &LiveCampaign) -> CampaignView {
-    let snapshot = live.campaign.snapshot();
+    let snapshot = live.campaign().snapshot();
     let eta_secs = eta_secs(live);
     CampaignView {
         snapshot,
-        spec: live.campaign.spec().clone(),
-        dialects: live.dialects.clone(),
-        timeline: live.timeline.clone(),
+        spec: live.campaign().spec().clone(),
+        dialects: live.dialects().to_vec(),
+        timeline: live.timeline().to_vec(),
         eta_secs,
         live: true,
-        halted: live.halted.clone(),
+        halted: live.halted().cloned(),
     }
 }
 
 /// Remaining devices divided by the recent finishing rate (over the last timeline minute).
 fn eta_secs(live: &LiveCampaign) -> Option<u64> {
-    if live.campaign.state() != CampaignState::Running {
+    if live.campaign().state() != CampaignState::Running {
         return None;
     }
-    let counts = live.campaign.counts();
+    let counts = live.campaign().counts();
     let remaining = counts.pending + counts.in_flight();
     if remaining == 0 {
         return Some(0);
     }
-    let last = live.timeline.last()?;
+    let last = live.timeline().last()?;
     let first = live
-        .timeline
+        .timeline()
         .iter()
         .find(|p| last.at_ms - p.at_ms <= 60_000)?;
     let finished = (last.succeeded + last.failed).saturating_sub(first.succeeded + first.failed);

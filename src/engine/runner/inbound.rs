@@ -8,14 +8,14 @@
 use crate::device_id::{DeviceId, DialectId};
 use crate::fleet::inspector::Direction;
 use crate::protocol::{
-    self, Answer, DecodeError, Event, FirmwareGet, KeyScope, NothingPending, Notice, Pull,
-    SubDevices, TaskRef, registry,
+    self, Answer, DecodeError, Event, FirmwareGet, KeyScope, NothingPending, Notice, Pull, TaskRef,
+    registry,
 };
 use crate::rollout::Input;
 use crate::transport::mqtt::Inbound;
 
-use super::runner::Runner;
-use super::traffic::LogDecision;
+use super::Runner;
+use crate::engine::traffic::LogDecision;
 
 impl Runner {
     pub(super) fn on_inbound(&mut self, message: Inbound) {
@@ -24,14 +24,11 @@ impl Runner {
         let now_ms = self.clock.now_ms();
         match protocol::decode(&message.topic, &message.payload) {
             Ok(events) => {
-                let (events, foreign) = self.drop_foreign_claims(events);
-                let (events, overflow) = self.drop_unknown_when_full(events);
-                let kind = if foreign.is_some() {
-                    "foreign sub-device"
-                } else {
-                    "registry full"
+                let (events, refusal) = self.fleet.admit(events);
+                let (kind, refused) = match refusal {
+                    Some((kind, reason)) => (kind, Some(reason)),
+                    None => ("", None),
                 };
-                let refused = foreign.or(overflow);
                 let about = events.first().map(|e| e.device().clone());
                 if let Some(device) = &about {
                     // Words, not arrows: no font the window bundles has an arrow glyph, so arrows
@@ -66,98 +63,6 @@ impl Runner {
                 suppressed_in_last_minute = suppressed,
                 "refused a device message"
             ),
-        }
-    }
-
-    /// Removes the events in which a gateway speaks for a device it does not own: a FogCloud
-    /// `sub.*` entry or a DJI topology entry naming a device that the fleet knows elsewhere (see
-    /// `foreign_claim`), or a gateway listing itself. Any client on the broker can publish on a
-    /// gateway topic, and the fleet routes notices through the gateway it last heard of, so
-    /// accepting such a claim would let one gateway fail, "upgrade" or capture another's
-    /// devices. A sub-device whose gateway is offline may move (re-pairing is legitimate).
-    /// Returns the events kept and, when something was removed, why.
-    fn drop_foreign_claims(&self, events: Vec<Event>) -> (Vec<Event>, Option<String>) {
-        let mut refused = None;
-        let mut kept = Vec::with_capacity(events.len());
-        for mut event in events {
-            let claim = match &event {
-                Event::Version(v) => v.gateway.as_ref().map(|gw| (&v.device, gw)),
-                Event::Progress(p) => p.gateway.as_ref().map(|gw| (&p.device, gw)),
-                _ => None,
-            };
-            if let Some(why) = claim.and_then(|(device, gw)| self.foreign_claim(device, gw)) {
-                refused.get_or_insert(why);
-                continue;
-            }
-            if let Event::Topology(t) = &mut event {
-                let gateway = t.gateway.clone();
-                let mut keep = t
-                    .sub_devices
-                    .iter()
-                    .map(|sub| match self.foreign_claim(sub, &gateway) {
-                        Some(why) => {
-                            refused.get_or_insert(why);
-                            false
-                        }
-                        None => true,
-                    })
-                    .collect::<Vec<bool>>()
-                    .into_iter();
-                let mut keep_info = keep.clone();
-                t.sub_devices.retain(|_| keep.next().unwrap_or(false));
-                t.sub_device_info
-                    .retain(|_| keep_info.next().unwrap_or(false));
-            }
-            kept.push(event);
-        }
-        (kept, refused)
-    }
-
-    /// Removes the events that would add devices to a registry already holding
-    /// [`crate::fleet::MAX_DEVICES`]: known devices keep being heard, new names are refused.
-    fn drop_unknown_when_full(&self, events: Vec<Event>) -> (Vec<Event>, Option<String>) {
-        let mut refused = None;
-        let kept = events
-            .into_iter()
-            .filter(|event| {
-                let admitted = self.fleet.admits(event);
-                if !admitted {
-                    refused = Some(format!(
-                        "the device registry is full ({} devices): {} is not added",
-                        self.fleet.len(),
-                        event.device()
-                    ));
-                }
-                admitted
-            })
-            .collect();
-        (kept, refused)
-    }
-
-    /// Why `gateway` may not report for `device`, if it may not: the device is the gateway
-    /// itself, or the fleet knows it connected through another gateway (or, FogCloud, directly)
-    /// and that link is alive. Devices not heard of yet may be claimed: that is how sub-devices
-    /// are discovered.
-    fn foreign_claim(&self, device: &DeviceId, gateway: &DeviceId) -> Option<String> {
-        let (device, gateway) = (device.device(), gateway.device());
-        if device == gateway {
-            return Some(format!("{gateway} lists itself as its own sub-device"));
-        }
-        let record = self.fleet.get(&device)?;
-        match &record.gateway {
-            Some(owner) if *owner == gateway => None,
-            Some(owner) => self
-                .fleet
-                .get(owner)
-                .is_some_and(|r| r.online)
-                .then(|| format!("{device} is attached to {owner}, not to {gateway}")),
-            // A sub-device that publishes under its own id (a DJI drone, through its dock) says
-            // nothing about its gateway by being heard directly; one that never publishes
-            // itself (FogCloud) and did is directly connected.
-            None if publishes_in_own_name(device.dialect()) => None,
-            None => record
-                .online
-                .then(|| format!("{device} is connected directly, not through {gateway}")),
         }
     }
 
@@ -207,7 +112,7 @@ impl Runner {
         match &event {
             Event::FirmwareGet(get) => {
                 let get = get.clone();
-                match self.campaign_for(&get.device) {
+                match self.campaigns.campaign_for(&get.device) {
                     Some(idx) => self.drive(idx, Input::Event(event)),
                     None => self.reply_nothing_pending(get),
                 }
@@ -236,8 +141,9 @@ impl Runner {
             }
             Event::Version(_) | Event::Progress(_) => {
                 let device = event.device().clone();
-                for idx in 0..self.live.len() {
-                    if self.live[idx].campaign.is_target(&device) {
+                for idx in 0..self.campaigns.len() {
+                    let concerned = self.campaigns.get(idx);
+                    if concerned.is_some_and(|l| l.campaign().is_target(&device)) {
                         self.drive(idx, Input::Event(event.clone()));
                     }
                 }
@@ -249,30 +155,19 @@ impl Runner {
     /// Progress and replies that name the gateway, not the device ([`KeyScope::Global`]):
     /// every campaign with devices of that dialect looks at them and the task key decides.
     fn offer_to_dialect(&mut self, dialect: DialectId, event: &Event) {
-        for idx in 0..self.live.len() {
-            if self.live[idx].dialects.contains(&dialect) {
+        for idx in 0..self.campaigns.len() {
+            let concerned = self.campaigns.get(idx);
+            if concerned.is_some_and(|l| l.dialects().contains(&dialect)) {
                 self.drive(idx, Input::Event(event.clone()));
             }
         }
     }
 
     fn mark_seen(&mut self, device: &DeviceId, online: bool) {
-        for idx in 0..self.live.len() {
-            self.drive(
-                idx,
-                Input::Seen {
-                    device: device.clone(),
-                    online,
-                },
-            );
-        }
-    }
-
-    /// The unfinished campaign that targets this device+module, if any.
-    pub(super) fn campaign_for(&self, device: &DeviceId) -> Option<usize> {
-        self.live
-            .iter()
-            .position(|l| !l.campaign.state().is_finished() && l.campaign.is_target(device))
+        self.drive_all(&Input::Seen {
+            device: device.clone(),
+            online,
+        });
     }
 
     fn reply_nothing_pending(&mut self, request: FirmwareGet) {
@@ -297,16 +192,6 @@ impl Runner {
             Err(e) => tracing::error!(error = %e, "cannot encode a firmware get reply"),
         }
     }
-}
-
-/// Whether sub-devices of `dialect` publish under their own id through their gateway.
-fn publishes_in_own_name(dialect: DialectId) -> bool {
-    matches!(
-        registry::capabilities(dialect).sub_devices,
-        SubDevices::ThroughGateway {
-            publish_in_own_name: true
-        }
-    )
 }
 
 /// Whether a report carrying `task` names the upgrade by its key alone.

@@ -1,16 +1,16 @@
 //! Operator commands: import a package, start / resume / steer campaigns. Each is checked here
 //! and refused with a sentence the UI can show, never a panic.
 
-use super::command::{CampaignRequest, Command, Reply};
-use super::error::CommandError;
 use std::path::PathBuf;
 
-use super::downloads::Downloads;
-use super::fleet_state::FleetState;
-use super::library::save_package;
-use super::runner::Runner;
-use super::snapshot::AlertLevel;
+use super::Runner;
 use crate::device_id::DeviceId;
+use crate::engine::campaigns::set_gateways_from;
+use crate::engine::command::{CampaignRequest, Command, Reply};
+use crate::engine::downloads::Downloads;
+use crate::engine::error::CommandError;
+use crate::engine::library::save_package;
+use crate::engine::snapshot::AlertLevel;
 use crate::firmware::StoredPackage;
 use crate::fleet::DeviceRecord;
 use crate::protocol::FirmwareOffer;
@@ -64,7 +64,7 @@ impl Runner {
     }
 
     fn steer(&mut self, id: CampaignId, input: Input) {
-        match self.live.iter().position(|l| l.campaign.id() == id) {
+        match self.campaigns.position(id) {
             Some(idx) => self.drive(idx, input),
             None => self.alert(
                 AlertLevel::Warning,
@@ -84,7 +84,7 @@ impl Runner {
         let targets = self.targets_for(&request.targets, module.as_deref())?;
         let (url, downloads) = match &request.download_url {
             Some(url) => {
-                super::validate_download_url(url).map_err(CommandError::BadDownloadUrl)?;
+                crate::engine::download_url::validate_download_url(url).map_err(CommandError::BadDownloadUrl)?;
                 (url.clone(), Downloads::AsOffered)
             }
             None => self.io.offer_url(&stored)?,
@@ -141,7 +141,7 @@ impl Runner {
         }
         let idx = self.add_live(campaign, downloads);
         self.drive(idx, Input::Start);
-        self.live[idx].record_timeline(self.clock.now_ms());
+        self.campaigns.record_timeline(idx, self.clock.now_ms());
         Ok(id)
     }
 
@@ -161,11 +161,8 @@ impl Runner {
                 .device()
                 .with_module(module)
                 .map_err(CommandError::BadModule)?;
-            if let Some(idx) = self.campaign_for(&device) {
-                return Err(CommandError::TargetBusy {
-                    campaign: self.live[idx].campaign.id(),
-                    device,
-                });
+            if let Some(campaign) = self.campaigns.busy_with(&device) {
+                return Err(CommandError::TargetBusy { campaign, device });
             }
             let record = self.fleet.get(&device);
             targets.push(Target {
@@ -183,7 +180,7 @@ impl Runner {
 
     /// Picks a stored campaign up where it was.
     pub(super) fn resume_campaign(&mut self, id: CampaignId) -> Result<CampaignId, CommandError> {
-        if self.live.iter().any(|l| l.campaign.id() == id) {
+        if self.campaigns.position(id).is_some() {
             return Ok(id);
         }
         let persisted = self
@@ -206,7 +203,7 @@ impl Runner {
             .io
             .serve_again(&campaign, |sha| self.library.get(sha))?;
         self.tell_gateways(&mut campaign);
-        self.history.retain(|h| h.snapshot.id != id);
+        self.campaigns.forget_history(id);
         // A campaign recorded but killed before its start transition is still a draft.
         let first = if campaign.state() == CampaignState::Draft {
             Input::Start
@@ -217,7 +214,7 @@ impl Runner {
         self.drive(idx, first);
         self.replay_versions_heard(idx);
         self.tell_session_absent();
-        self.live[idx].record_timeline(self.clock.now_ms());
+        self.campaigns.record_timeline(idx, self.clock.now_ms());
         Ok(id)
     }
 
@@ -229,15 +226,6 @@ impl Runner {
 
     /// After a topology change (a drone joined or left a dock).
     pub(super) fn refresh_gateways(&mut self) {
-        for live in &mut self.live {
-            if live.campaign.has_gateway_limits() {
-                set_gateways_from(&self.fleet, &mut live.campaign);
-            }
-        }
+        self.campaigns.refresh_gateways(&self.fleet);
     }
-}
-
-/// Each DJI target's dock, as the fleet's topology has it.
-fn set_gateways_from(fleet: &FleetState, campaign: &mut Campaign) {
-    campaign.set_gateways(&|d: &DeviceId| fleet.gateway_of(d));
 }

@@ -1,6 +1,20 @@
 //! The engine task: one loop that owns all mutable state and reacts to commands, device
 //! messages, timers and link changes, one at a time. Nothing here blocks: SQLite writes are
 //! short (one transaction per burst of transitions) and hashing runs on a blocking thread.
+//!
+//! [`Runner`] is the only owner of the engine's components (see `engine/mod.rs`); its fields
+//! are private to this module and its children, which are `impl Runner` blocks that orchestrate
+//! one kind of turn: `inbound.rs` (a device message), `on_command.rs` (an operator command),
+//! `broker_guard.rs` (a refusal of the embedded broker), `driving.rs` (feeding the campaigns and
+//! flushing their outbox), `restore.rs` (start-up from the database). Each child names
+//! `super::Runner`; this file imports nothing from them. A component gets what it changes as
+//! arguments, never the runner.
+
+mod broker_guard;
+mod driving;
+mod inbound;
+mod on_command;
+mod restore;
 
 use std::time::Duration;
 
@@ -8,19 +22,18 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::alerts::Alerts;
+use super::campaigns::Campaigns;
 use super::clock::Clock;
 use super::command::Command;
 use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::{ImportEvent, Library};
-use super::live::LiveCampaign;
-use super::outbox::Outbox;
 use super::publisher::Publisher;
-use super::snapshot::{AlertLevel, CampaignView};
+use super::snapshot::AlertLevel;
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
 use crate::protocol::Outbound;
-use crate::rollout::{DeviceStatus, Input, RandomIds};
+use crate::rollout::Input;
 use crate::store::Store;
 use crate::transport::mqtt::{Inbound, LinkError, LinkState, SessionNews};
 
@@ -32,22 +45,40 @@ const INBOUND_BATCH: usize = 2_000;
 const SLOW_HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 pub(super) struct Runner {
-    pub(super) clock: Clock,
-    pub(super) store: Store,
-    pub(super) alerts: Alerts,
-    pub(super) publisher: Publisher,
-    pub(super) traffic: TrafficMeter,
-    pub(super) library: Library,
-    pub(super) io: Io,
-    pub(super) fleet: FleetState,
-    pub(super) live: Vec<LiveCampaign>,
-    pub(super) history: Vec<CampaignView>,
-    pub(super) ids: RandomIds,
-    pub(super) next_msg_id: i64,
-    pub(super) outbox: Outbox,
+    clock: Clock,
+    store: Store,
+    alerts: Alerts,
+    publisher: Publisher,
+    traffic: TrafficMeter,
+    library: Library,
+    io: Io,
+    fleet: FleetState,
+    campaigns: Campaigns,
 }
 
 impl Runner {
+    /// The engine over what start-up opened; nothing is known of the fleet or campaigns yet
+    /// (see [`Runner::restore`]).
+    pub(super) fn new(store: Store, io: Io, library: Library, publisher: Publisher) -> Runner {
+        let clock = Clock::new();
+        let mut runner = Runner {
+            // Message ids start from the clock so that ids stay increasing across restarts.
+            campaigns: Campaigns::new(clock.now_ms()),
+            clock,
+            store,
+            alerts: Alerts::default(),
+            publisher,
+            traffic: TrafficMeter::default(),
+            library,
+            io,
+            fleet: FleetState::default(),
+        };
+        if let Some(warning) = runner.io.session_warning() {
+            runner.alert(AlertLevel::Warning, warning);
+        }
+        runner
+    }
+
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
@@ -130,10 +161,8 @@ impl Runner {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.live
-            .iter()
-            .filter_map(|l| l.campaign.next_deadline())
-            .min()
+        self.campaigns
+            .next_deadline()
             .map(|at| self.clock.instant_of(at))
     }
 
@@ -157,9 +186,7 @@ impl Runner {
         } else {
             Input::BrokerLost
         };
-        for idx in 0..self.live.len() {
-            self.drive(idx, input.clone());
-        }
+        self.drive_all(&input);
         self.publisher.mark();
     }
 
@@ -167,7 +194,7 @@ impl Runner {
     /// meanwhile are gone, and the devices they came from fall back to the timeout path (timed
     /// out, then noticed again; devices still `noticed` get their notice re-sent on BrokerBack).
     fn on_session_news(&mut self, news: SessionNews) {
-        let in_flight = self.devices_in_flight();
+        let in_flight = self.campaigns.devices_in_flight();
         if let Some(warning) = self.io.session_news(news, in_flight) {
             self.alert(AlertLevel::Warning, warning);
         }
@@ -175,49 +202,15 @@ impl Runner {
 
     /// A resumed campaign with devices in flight, on a run whose session the broker had not
     /// kept: whatever its devices said while the console was away is gone.
-    pub(super) fn tell_session_absent(&mut self) {
-        let in_flight = self.devices_in_flight();
+    fn tell_session_absent(&mut self) {
+        let in_flight = self.campaigns.devices_in_flight();
         if let Some(warning) = self.io.session_absent_warning(in_flight) {
             self.alert(AlertLevel::Warning, warning);
         }
     }
 
-    /// Gives a campaign just resumed the target-version reports its noticed devices sent in this
-    /// run before it was live: they succeeded, and must not be noticed again. A device whose
-    /// deadline passed while the console was down has timed out by now (its retry waits for the
-    /// retry interval) and succeeds late.
-    pub(super) fn replay_versions_heard(&mut self, idx: usize) {
-        let Some(live) = self.live.get(idx) else {
-            return;
-        };
-        let target = &live.campaign.spec().offer.version;
-        let reports: Vec<crate::protocol::VersionReport> = live
-            .campaign
-            .devices()
-            .iter()
-            .filter(|rec| rec.attempts > 0 && rec.status != DeviceStatus::Succeeded)
-            .filter_map(|rec| self.fleet.version_heard(&rec.device))
-            .filter(|report| &report.version == target)
-            .cloned()
-            .collect();
-        for report in reports {
-            self.drive(idx, Input::Event(crate::protocol::Event::Version(report)));
-        }
-    }
-
-    fn devices_in_flight(&self) -> usize {
-        self.live
-            .iter()
-            .map(|l| l.campaign.counts().in_flight())
-            .sum()
-    }
-
     /// Publishes one message and records it in the inspector.
-    pub(super) fn publish(
-        &mut self,
-        out: Outbound,
-        about: Option<DeviceId>,
-    ) -> Result<(), LinkError> {
+    fn publish(&mut self, out: Outbound, about: Option<DeviceId>) -> Result<(), LinkError> {
         let now_ms = self.clock.now_ms();
         if let Some(device) = &about {
             self.fleet
@@ -232,22 +225,14 @@ impl Runner {
     }
 
     /// Tells the operator (and the log).
-    pub(super) fn alert(&mut self, level: AlertLevel, text: String) {
+    fn alert(&mut self, level: AlertLevel, text: String) {
         self.alerts.push(level, text, self.clock.now_ms());
-    }
-
-    pub(super) fn next_msg_id(&mut self) -> i64 {
-        self.next_msg_id += 1;
-        self.next_msg_id
     }
 
     fn slow_housekeeping(&mut self) {
         self.flush_inventory();
-        let now_ms = self.clock.now_ms();
-        for live in &mut self.live {
-            if live.record_timeline(now_ms) {
-                self.publisher.mark();
-            }
+        if self.campaigns.record_timelines(self.clock.now_ms()) {
+            self.publisher.mark();
         }
         if self
             .traffic
@@ -258,7 +243,7 @@ impl Runner {
     }
 
     /// Writes the devices discovered or changed since the last flush.
-    pub(super) fn flush_inventory(&mut self) {
+    fn flush_inventory(&mut self) {
         let devices = self.fleet.take_dirty();
         if devices.is_empty() {
             return;
@@ -277,12 +262,11 @@ impl Runner {
         alerted || self.publisher.is_dirty()
     }
 
-    pub(super) fn publish_snapshot(&mut self) {
+    fn publish_snapshot(&mut self) {
         self.alerts.take_changed();
         let snapshot = super::view::build(&super::view::Parts {
             fleet: &self.fleet,
-            live: &self.live,
-            history: &self.history,
+            campaigns: &self.campaigns,
             io: &self.io,
             traffic: &self.traffic,
             library: &self.library,

@@ -5,9 +5,9 @@
 //! login: and user name) per minute, then a count (`traffic.rs`'s refusal log), so a client
 //! guessing passwords cannot flood the log.
 
-use super::runner::Runner;
-use super::snapshot::AlertLevel;
-use super::traffic::LogDecision;
+use super::Runner;
+use crate::engine::snapshot::AlertLevel;
+use crate::engine::traffic::LogDecision;
 use crate::fleet::inspector::Direction;
 use crate::transport::broker::{Attempt, BrokerEvent, BrokerRefusal};
 

@@ -1,0 +1,37 @@
+//! Start-up from the database: the inventory, the package library, the campaign history, and
+//! (when asked) the unfinished campaigns put back to work. What cannot be read is told to the
+//! operator and left out; the engine starts anyway.
+
+use super::Runner;
+use crate::engine::snapshot::AlertLevel;
+
+impl Runner {
+    /// Loads the inventory, the package library and the campaigns from the database.
+    pub(in crate::engine) fn restore(&mut self, resume_unfinished: bool) {
+        match self.store.load_inventory() {
+            Ok(devices) => self.fleet.restore(devices),
+            Err(e) => self.alert(
+                AlertLevel::Error,
+                format!("cannot read the device inventory: {e}"),
+            ),
+        }
+        if let Err(e) = self.library.restore(&self.store) {
+            self.alert(AlertLevel::Error, format!("cannot list packages: {e}"));
+        }
+        self.io.tell_broker_gateways(&self.fleet);
+        let unfinished = if resume_unfinished {
+            self.store.unfinished_campaigns().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let now = self.clock.now();
+        if let Err(e) = self.campaigns.restore_history(&self.store, now) {
+            self.alert(AlertLevel::Error, format!("cannot list campaigns: {e}"));
+        }
+        for id in unfinished {
+            if let Err(e) = self.resume_campaign(id) {
+                self.alert(AlertLevel::Error, e.to_string());
+            }
+        }
+    }
+}
