@@ -347,12 +347,9 @@ impl Notice {
     }
 }
 
-/// A message ready to publish (QoS 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound {
-    pub topic: String,
-    pub payload: Vec<u8>,
-}
+/// A message ready to publish (QoS 1); defined in the leaf `wire` so that `transport` needs no
+/// `protocol`.
+pub use crate::wire::Outbound;
 
 /// Why an inbound message was refused. Each variant says what was wrong, for the log.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
