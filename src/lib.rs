@@ -9,14 +9,17 @@
 //! - [`firmware`]: one-pass package digests (MD5, SHA-256, FogCloud checksum) and the content-addressed store.
 //! - [`engine`]: the task that owns fleet, campaigns, store and I/O; `Command` in, `Snapshot` out.
 //! - [`fleet`]: the registry of discovered devices and the raw-message inspector ring.
+//! - [`host`]: this host's LAN address (a leaf, for the firmware server and the site CA).
 //! - [`report`]: campaign reports (JSON and CSV), shared by the CLI and the window.
 //! - [`private_fs`]: folders 0700 and files 0600 for what holds inventory and broker settings.
 //! - [`protocol`]: pure codecs for the three dialects (Alibaba, FogCloud, DJI).
 //! - [`rollout`]: the pure, deterministic campaign state machine: `(input, now) -> actions`.
 //! - [`store`]: SQLite persistence: packages, campaigns, the transition journal, the inventory.
 //! - [`sim`]: simulated device fleets (Alibaba, FogCloud with gateways, DJI docks) for tests and demos.
+//! - [`time`]: `Timestamp`, milliseconds since the epoch (a leaf; `rollout` re-exports it).
 //! - [`transport`]: the I/O edge: embedded MQTT broker, MQTT client link, firmware HTTP server.
 //! - `ui` (feature `gui`): the desktop window (eframe): panels, CJK fonts, theme, persisted settings.
+//! - [`wire`]: `Outbound`, an encoded message ready to publish (a leaf; `protocol` re-exports it).
 //! - `testing` (feature `test-support`, on for tests and benches only): the fixtures they share.
 
 #![forbid(unsafe_code)]
@@ -27,6 +30,7 @@ pub mod device_id;
 pub mod engine;
 pub mod firmware;
 pub mod fleet;
+pub mod host;
 pub mod private_fs;
 pub mod protocol;
 pub mod report;
@@ -40,6 +44,8 @@ pub mod store;
     reason = "test support panics on a failed set-up, with a message, as the tests it serves do"
 )]
 pub mod testing;
+pub mod time;
 pub mod transport;
 #[cfg(feature = "gui")]
 pub mod ui;
+pub mod wire;

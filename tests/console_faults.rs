@@ -1055,7 +1055,7 @@ fn rewind_to_draft(db: &Path, id: CampaignId) {
     .unwrap();
     conn.execute(
         "UPDATE campaign_devices SET wave = NULL, status = 'pending', percent = 0, attempts = 0,
-             round_start = 0, error = NULL, code = NULL, task_id = NULL, bid = NULL, tid = NULL,
+             round_start = 0, error = NULL, code = NULL, task_key = NULL, exchange_id = NULL,
              last_outcome = NULL, noticed_at = NULL, deadline_at = NULL, retry_at = NULL,
              reply_deadline_at = NULL, resends_left = NULL
          WHERE campaign = ?1",

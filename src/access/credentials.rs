@@ -41,7 +41,7 @@ use super::alibaba_sign::{self, SignError};
 use super::rules::Identity;
 use crate::device_id::DeviceId;
 use crate::private_fs;
-use crate::rollout::Timestamp;
+use crate::time::Timestamp;
 
 /// The console's credentials file in the data directory.
 pub const CONSOLE_FILE: &str = "broker-console.json";

@@ -275,7 +275,7 @@ pub fn local_server_names() -> Vec<String> {
         }
     }
     for v6 in [false, true] {
-        if let Some(ip) = crate::transport::http::primary_lan_ip(v6) {
+        if let Some(ip) = crate::host::primary_lan_ip(v6) {
             if !ip.is_loopback() {
                 names.push(ip.to_string());
             }

@@ -5,8 +5,12 @@
 //! these questions of the device's dialect, found through `super::registry`. A new dialect
 //! answers them in its own module and is listed once in the registry.
 
-use super::{DecodeError, EncodeError, Event, Failure, Notice, Outbound};
+use super::error::{DecodeError, EncodeError};
+use super::event::{Event, Failure};
+use super::notice::Notice;
+use super::settings::NoticeSetting;
 use crate::device_id::DialectId;
+use crate::wire::Outbound;
 
 /// One device dialect. Implementations are stateless `'static` values; every method is pure
 /// (no I/O, no clock, no randomness: the caller passes ids and times in).
@@ -177,44 +181,6 @@ pub enum OfferField {
     Version,
     FileName,
     Description,
-}
-
-/// One per-campaign choice of a dialect's notices.
-#[derive(Debug)]
-pub struct NoticeSetting {
-    /// Key in the campaign's settings (unique within the dialect).
-    pub key: &'static str,
-    /// Label in the window (names the dialect, e.g. "DJI upgrade type").
-    pub label: &'static str,
-    /// Hover text in the window and the CLI flag's help.
-    pub help: &'static str,
-    /// The CLI flag, without dashes (unique over all dialects).
-    pub cli_flag: &'static str,
-    /// The key this setting had in campaigns stored before settings were kept per dialect.
-    pub legacy_key: Option<&'static str>,
-    pub choices: &'static [Choice],
-    /// The value used when the campaign does not say.
-    pub default: &'static str,
-}
-
-impl NoticeSetting {
-    /// The choice `value` names (its value or one of its aliases, ignoring case).
-    pub fn choice(&self, value: &str) -> Option<&'static Choice> {
-        self.choices.iter().find(|c| {
-            c.value.eq_ignore_ascii_case(value)
-                || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(value))
-        })
-    }
-}
-
-#[derive(Debug)]
-pub struct Choice {
-    /// Stored and given on the command line.
-    pub value: &'static str,
-    /// Shown in the window.
-    pub label: &'static str,
-    /// Other spellings accepted when reading (older stored campaigns, CLI shorthands).
-    pub aliases: &'static [&'static str],
 }
 
 /// The failure codes of a dialect and their meaning.

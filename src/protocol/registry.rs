@@ -1,4 +1,4 @@
-//! The one list of dialects. Built-ins are listed in [`BUILTINS`] (one line each, in rank
+//! The one list of dialects. Built-ins are listed in `BUILTINS` (one line each, in rank
 //! order); dialects loaded at run time are appended with [`register`] and never removed. Every
 //! question about a dialect — which topics it owns, how to decode and encode, what it can do —
 //! starts here, so the rest of the console never names one.

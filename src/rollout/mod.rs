@@ -156,6 +156,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Defined in the leaf `time`, so that `access` (login back-off) needs no `rollout`.
+pub use crate::time::Timestamp;
 pub use campaign::{Campaign, NoticeRoute};
 pub use policy::{AbortThreshold, CanarySize, LIMITS, Policy, PolicyLimits, RateLimit};
 pub use record::{
@@ -166,34 +168,6 @@ pub use snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 
 use crate::device_id::{DeviceId, DeviceIdError};
 use crate::protocol::{Event, FirmwareGet, TaskRef};
-
-/// Milliseconds since the Unix epoch, as the engine's clock read it.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct Timestamp(u64);
-
-impl Timestamp {
-    pub const fn from_millis(ms: u64) -> Self {
-        Timestamp(ms)
-    }
-
-    pub const fn as_millis(self) -> u64 {
-        self.0
-    }
-
-    /// `self + ms`, saturating (timestamps near `u64::MAX` only come from corrupt data).
-    pub const fn plus_ms(self, ms: u64) -> Self {
-        Timestamp(self.0.saturating_add(ms))
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ms", self.0)
-    }
-}
 
 /// A campaign's id (the store's primary key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

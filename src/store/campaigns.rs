@@ -5,7 +5,9 @@
 
 use rusqlite::{Row, Transaction, params};
 
-use super::{Store, StoreError, corrupt, opt_ts_from_sql, opt_ts_to_sql, ts_from_sql, ts_to_sql};
+use super::sql::{
+    Store, StoreError, corrupt, opt_ts_from_sql, opt_ts_to_sql, ts_from_sql, ts_to_sql,
+};
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{
     CampaignId, CampaignSpec, CampaignState, Counts, DeviceStatus, PersistedCampaign, ReplyWait,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::params;
 
-use super::{Store, StoreError, corrupt, opt_ts_from_sql, opt_ts_to_sql};
+use super::sql::{Store, StoreError, corrupt, opt_ts_from_sql, opt_ts_to_sql};
 use crate::device_id::DeviceId;
 use crate::rollout::Timestamp;
 

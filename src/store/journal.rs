@@ -4,7 +4,7 @@
 use rusqlite::{Transaction, params};
 
 use super::campaigns::write_device;
-use super::{Store, StoreError, corrupt, ts_from_sql, ts_to_sql};
+use super::sql::{Store, StoreError, corrupt, ts_from_sql, ts_to_sql};
 use crate::device_id::DeviceId;
 use crate::rollout::{CampaignId, Change, Timestamp, Transition};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, corrupt, ts_from_sql, ts_to_sql};
+use super::sql::{Store, StoreError, corrupt, ts_from_sql, ts_to_sql};
 use crate::rollout::Timestamp;
 
 /// One imported firmware file.

@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use super::sql::StoreError;
 
 /// Migration *i* (0-based) brings the schema from version *i* to *i + 1*.
 pub const MIGRATIONS: &[&str] = &[

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -54,6 +54,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::file_cache::{Budget, CACHE_BUDGET_BYTES, CachedFile, SliceBody};
+use crate::host::primary_lan_ip;
 
 /// Simultaneous connections; further clients wait in the kernel's accept backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -648,26 +649,6 @@ fn derived_public_base(local: SocketAddr, https: bool) -> String {
         IpAddr::V4(v4) => format!("{scheme}://{v4}:{}", local.port()),
         IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{}", local.port()),
     }
-}
-
-/// The source address the kernel would use towards the internet. `connect` on a UDP socket
-/// only selects a route; no packet is sent. Documentation addresses are used as the target.
-pub(crate) fn primary_lan_ip(v6: bool) -> Option<IpAddr> {
-    let (bind, target): (SocketAddr, SocketAddr) = if v6 {
-        (
-            (Ipv6Addr::UNSPECIFIED, 0).into(),
-            (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 9).into(),
-        )
-    } else {
-        (
-            (Ipv4Addr::UNSPECIFIED, 0).into(),
-            (Ipv4Addr::new(192, 0, 2, 1), 9).into(),
-        )
-    };
-    let socket = UdpSocket::bind(bind).ok()?;
-    socket.connect(target).ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// Percent-encodes everything except RFC 3986 unreserved characters, so a file name is always

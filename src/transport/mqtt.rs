@@ -48,7 +48,7 @@ use rumqttc::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::protocol::Outbound;
+use crate::wire::Outbound;
 
 /// Largest packet accepted from the broker. Far above what we decode, so that an oversized
 /// hostile message is delivered and refused by the decoder instead of killing the connection.

@@ -4,9 +4,17 @@
 
 use std::path::PathBuf;
 
-use super::connection_dialog::ConnectRequest;
+use super::profiles::{ConnectTarget, Secret};
 use crate::engine::CampaignRequest;
 use crate::rollout::CampaignId;
+
+/// What Connect asks for (made by the connection dialog, carried by [`UiAction::Connect`]).
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    pub target: ConnectTarget,
+    /// Typed in the form; `None` = use the one remembered for the profile, if any.
+    pub password: Option<Secret>,
+}
 
 #[derive(Debug)]
 pub enum UiAction {

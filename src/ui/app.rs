@@ -144,7 +144,7 @@ impl OtaApp {
         self.refresh_messages();
     }
 
-    fn start_switch(&mut self, request: super::connection_dialog::ConnectRequest) {
+    fn start_switch(&mut self, request: super::action::ConnectRequest) {
         let Some(connector) = &self.connector else {
             self.view.connection.status = Some((
                 AlertLevel::Error,

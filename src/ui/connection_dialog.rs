@@ -7,18 +7,10 @@ use std::path::PathBuf;
 
 use egui::{RichText, Ui};
 
-use super::action::UiAction;
+use super::action::{ConnectRequest, UiAction};
 use super::profiles::{BrokerProfile, ConnectTarget, MAX_PROFILES, Secret};
 use super::theme;
 use crate::engine::AlertLevel;
-
-/// What Connect asks for.
-#[derive(Debug, Clone)]
-pub struct ConnectRequest {
-    pub target: ConnectTarget,
-    /// Typed in the form; `None` = use the one remembered for the profile, if any.
-    pub password: Option<Secret>,
-}
 
 /// The dialog's state.
 #[derive(Debug, Default)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::connection_dialog::ConnectRequest;
+use super::action::ConnectRequest;
 use super::profiles::{ConnectTarget, ProfileError, Secret};
 use super::vault::{Remembered, Vault};
 use crate::engine::{

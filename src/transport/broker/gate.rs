@@ -29,9 +29,10 @@ use tokio::time::timeout;
 
 use super::acl::{self, ClientAcl, SubscribePlan};
 use super::connect::{self, Access, Admitted, InternalLogin};
+use super::error::BrokerError;
 use super::events::{Attempt, BrokerRefusal, Events, now_ms};
 use super::internal::InternalBroker;
-use super::{BrokerError, MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
+use super::limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
 use crate::access::rules::Identity;
 
 /// Time a new connection has to send its CONNECT (and to finish a TLS handshake).

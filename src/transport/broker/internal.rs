@@ -14,7 +14,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{BrokerError, MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
+use super::error::BrokerError;
+use super::limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
 
 const READY_POLL: Duration = Duration::from_millis(10);
 

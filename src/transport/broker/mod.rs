@@ -29,36 +29,28 @@
 
 mod acl;
 mod connect;
+mod error;
 mod events;
 mod gate;
 mod internal;
+mod limits;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+pub use error::BrokerError;
 pub use events::{Attempt, BrokerEvent, BrokerRefusal};
+pub use limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES};
 
-use crate::access::credentials::{BackoffPolicy, CredentialsError};
+use crate::access::credentials::BackoffPolicy;
 use crate::device_id::DeviceId;
-
-/// Largest MQTT packet the embedded broker accepts. Larger than anything we decode, so that a
-/// hostile oversized message reaches our decoder (which refuses it with a clear reason) instead of
-/// the broker silently killing the sender's connection.
-pub const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
-
-/// Connections the embedded broker admits (simulated fleets reach 20 000 devices).
-pub const MAX_CONNECTIONS: usize = 25_000;
 
 /// `tracing` directive that silences rumqttd: it logs every client disconnect at ERROR level.
 /// Add it to the process's `EnvFilter` (e.g. `EnvFilter::new("info").add_directive(...)`).
 pub const QUIET_LOG_DIRECTIVE: &str = "rumqttd=off";
-
-/// How long [`EmbeddedBroker::start`] waits for rumqttd to accept TCP connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who may use the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,31 +97,6 @@ impl BrokerSettings {
             tls: None,
         }
     }
-}
-
-/// Why the embedded broker could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error(
-        "cannot start the embedded MQTT broker: {addr} is already in use. If another broker \
-         (e.g. Mosquitto) is running there, use it with `--broker mqtt://127.0.0.1:{port}`, or \
-         choose another port for the embedded broker"
-    )]
-    AddrInUse { addr: SocketAddr, port: u16 },
-    #[error("cannot start the embedded MQTT broker on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot start the embedded MQTT broker thread: {0}")]
-    Spawn(#[source] std::io::Error),
-    #[error("the embedded MQTT broker on {addr} stopped during start-up (was the port taken?)")]
-    Exited { addr: SocketAddr },
-    #[error("the embedded MQTT broker on {addr} did not accept connections within {waited:?}")]
-    NotReady { addr: SocketAddr, waited: Duration },
-    #[error("cannot start the embedded MQTT broker: its credentials: {0}")]
-    Credentials(#[source] CredentialsError),
 }
 
 /// A running broker (gate and rumqttd). Dropping the handle does not stop it (rumqttd cannot be
