@@ -43,8 +43,9 @@
 //! `fleet_state`; `library` → `alerts`; `alerts`, `publisher`, `traffic` and `fleet_state`
 //! use value files only. The children of `runner/` and `campaigns/` that hold `impl` blocks
 //! name their parent's type (`super::Runner`, `super::Campaigns`); a parent imports nothing
-//! from such a child. This file only declares the modules and re-exports the public API; no
-//! file below imports through it. `tests/engine_imports.rs` checks all of this.
+//! from such a child. This file only declares the modules and re-exports the public API (a
+//! path through a re-export leads to the file that defines the item).
+//! `tests/architecture.rs` (`no_module_cycle_inside_engine`) keeps the graph acyclic.
 
 mod alerts;
 mod campaigns;

@@ -99,13 +99,13 @@ fn moved_to(firmware: &FirmwareSource, told: &OfferUrl) -> Option<String> {
 /// carry it. Devices told the old link keep it; one that can no longer download from there
 /// fails or times out and is noticed again, with the new link.
 fn move_downloads(db: &std::path::Path, id: CampaignId, url: &str) -> Result<(), ResumeError> {
-    super::download_url::validate_download_url(url).map_err(|error| ResumeError::BadUrl {
+    super::validate_download_url(url).map_err(|error| ResumeError::BadUrl {
         campaign: id,
         url: url.to_owned(),
         error,
     })?;
     Store::open(db)
-        .and_then(|mut store| store.move_offer_url(id, url, super::clock::wall_clock_now()))
+        .and_then(|mut store| store.move_offer_url(id, url, super::wall_clock_now()))
         .map_err(|error| ResumeError::NotMoved {
             campaign: id,
             url: url.to_owned(),

@@ -84,7 +84,8 @@ impl Runner {
         let targets = self.targets_for(&request.targets, module.as_deref())?;
         let (url, downloads) = match &request.download_url {
             Some(url) => {
-                crate::engine::download_url::validate_download_url(url).map_err(CommandError::BadDownloadUrl)?;
+                crate::engine::download_url::validate_download_url(url)
+                    .map_err(CommandError::BadDownloadUrl)?;
                 (url.clone(), Downloads::AsOffered)
             }
             None => self.io.offer_url(&stored)?,
