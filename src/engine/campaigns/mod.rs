@@ -285,3 +285,145 @@ impl Campaigns {
 pub(super) fn set_gateways_from(fleet: &FleetState, campaign: &mut Campaign) {
     campaign.set_gateways(&|d: &DeviceId| fleet.gateway_of(d));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::engine::io::IoParts;
+    use crate::engine::session_id::SessionClaim;
+    use crate::engine::snapshot::BrokerGuard;
+    use crate::firmware::FirmwareStore;
+    use crate::fleet::inspector::Inspector;
+    use crate::protocol::FirmwareOffer;
+    use crate::rollout::{CampaignSpec, DialectSettings, Policy, Target};
+    use crate::transport::mqtt::{BrokerUrl, LinkOptions, MqttLink};
+
+    /// The parts driving needs, with a link that never connects (its broker accepts the socket
+    /// and never answers) and nothing else running.
+    struct Rig {
+        clock: Clock,
+        fleet: FleetState,
+        io: Io,
+        library: Library,
+        alerts: Alerts,
+        _listener: std::net::TcpListener,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let options = LinkOptions::new(BrokerUrl::plain("127.0.0.1", port));
+            let (link, _inbound) = MqttLink::start(options).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let (import_tx, _) = crate::engine::library::channel();
+            Rig {
+                clock: Clock::new(),
+                fleet: FleetState::default(),
+                io: Io::new(IoParts {
+                    link,
+                    http: None,
+                    download_key: None,
+                    external_url: None,
+                    firmware_base: None,
+                    inspector: Arc::new(Mutex::new(Inspector::new(100))),
+                    session: SessionClaim::transient(),
+                    broker: None,
+                    broker_label: String::new(),
+                    broker_guard: BrokerGuard::External,
+                }),
+                library: Library::new(FirmwareStore::in_data_dir(dir.path()), import_tx),
+                alerts: Alerts::default(),
+                _listener: listener,
+                _dir: dir,
+            }
+        }
+
+        fn env(&mut self) -> Env<'_> {
+            Env {
+                clock: &self.clock,
+                fleet: &self.fleet,
+                io: &mut self.io,
+                library: &self.library,
+                alerts: &mut self.alerts,
+            }
+        }
+    }
+
+    fn campaign(id: CampaignId) -> Campaign {
+        let spec = CampaignSpec {
+            name: "test".into(),
+            offer: FirmwareOffer {
+                version: "2.0".into(),
+                url: "http://127.0.0.1:1/fw.bin".into(),
+                size: 3,
+                md5: "5289df737df57326fcdd22597afb1fac".into(),
+                sha256: "039058c6f2c0cb492c533b0a4d14ef77cc0f78abccced5287d84a1a2011cfb81".into(),
+                checksum: "06000000".into(),
+                file_name: "fw.bin".into(),
+                description: "test".into(),
+            },
+            module: None,
+            settings: DialectSettings::default(),
+            policy: Policy::default(),
+        };
+        let targets = vec![Target {
+            device: "aliyun:pk/d1".parse().unwrap(),
+            version: Some("1.0".into()),
+            online: true,
+            heard_at: None,
+        }];
+        Campaign::new(id, spec, targets, Timestamp::from_millis(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_campaign_whose_write_is_refused_is_halted_and_neither_driven_nor_sent_for() {
+        let mut rig = Rig::new();
+        // The database has no row for the campaign: writing its transitions is refused.
+        let mut store = Store::open_in_memory().unwrap();
+        let mut campaigns = Campaigns::new(0);
+        let idx = campaigns.add(
+            campaign(CampaignId(7)),
+            Downloads::AsOffered,
+            &mut rig.env(),
+        );
+        assert!(campaigns.drive(idx, Input::Start, &mut rig.env()));
+        campaigns.drive_all(&Input::BrokerBack, &mut rig.env());
+        assert!(
+            !campaigns.outbox.is_empty(),
+            "the start queued its transitions"
+        );
+
+        let sends = campaigns
+            .commit_turn(&mut store, &mut rig.alerts, 0)
+            .expect("the outbox had something");
+        assert!(
+            sends.is_empty(),
+            "nothing of a campaign whose write failed is sent"
+        );
+        assert!(campaigns.get(idx).is_some_and(LiveCampaign::is_halted));
+        assert!(rig.alerts.to_vec().iter().any(|a| {
+            a.text
+                .starts_with("campaign 7 stopped: the database refused a write")
+        }));
+
+        // Halted for good: inputs change nothing and queue nothing.
+        for input in [
+            Input::Tick,
+            Input::BrokerLost,
+            Input::BrokerBack,
+            Input::Cancel,
+        ] {
+            assert!(!campaigns.drive(idx, input, &mut rig.env()));
+        }
+        assert!(
+            campaigns
+                .commit_turn(&mut store, &mut rig.alerts, 0)
+                .is_none()
+        );
+        assert!(campaigns.live()[idx].halted().is_some());
+    }
+}
