@@ -22,7 +22,7 @@ use crate::protocol;
 use crate::store::Store;
 use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
 use crate::transport::http::FirmwareServer;
-use crate::transport::mqtt::{BrokerUrl, LinkOptions, LinkState, MqttLink};
+use crate::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
 
 /// Raw messages the inspector keeps.
 const INSPECTOR_CAPACITY: usize = 20_000;
@@ -51,11 +51,6 @@ fn open_private_store(db_path: &std::path::Path) -> Result<Store, StartError> {
 }
 
 /// Starts the engine on the current tokio runtime.
-#[expect(
-    clippy::too_many_lines,
-    reason = "start-up is one ordered sequence (data directory, store, broker, firmware \
-              server, link, tasks); issue #12's engine components will take it apart"
-)]
 pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
     private_fs::create_private_dir(&config.data_dir).map_err(|error| StartError::DataDir {
         path: config.data_dir.clone(),
@@ -75,7 +70,44 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         tracing::warn!("{e}");
     }
 
-    let (broker, mut link_options, broker_label) = connect_options(&config)?;
+    let inspector = Arc::new(Mutex::new(Inspector::new(INSPECTOR_CAPACITY)));
+    let (io, inbound, broker_url) = open_io(&config, inspector.clone()).await?;
+
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot {
+        broker_guard: io.broker_guard(),
+        ..Snapshot::empty(io.broker_label().to_owned())
+    }));
+    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (import_tx, import_rx) = super::library::channel();
+    let waker = Arc::new(Mutex::new(None));
+    let mut runner = Runner::new(
+        store,
+        io,
+        Library::new(packages, import_tx),
+        Publisher::new(snapshot_tx, waker.clone()),
+    );
+    runner.restore(config.resume_unfinished);
+
+    tokio::spawn(runner.run(command_rx, inbound, import_rx));
+    Ok(EngineHandle {
+        commands: command_tx,
+        snapshot: snapshot_rx,
+        inspector,
+        waker,
+        broker_url,
+        data_dir: config.data_dir.clone(),
+    })
+}
+
+/// The I/O edge as configured: the embedded broker (or the external one's options), the MQTT
+/// session claimed for the data directory, the link (waited for when the broker is our own),
+/// and the firmware server or external download URL. Returns it with the link's inbound
+/// messages and the broker's `mqtt://host:port`.
+async fn open_io(
+    config: &EngineConfig,
+    inspector: Arc<Mutex<Inspector>>,
+) -> Result<(Io, mpsc::Receiver<Inbound>, String), EngineError> {
+    let (broker, mut link_options, broker_label) = connect_options(config)?;
     let broker_guard = match &config.broker {
         BrokerChoice::Embedded {
             access: EmbeddedAccess::Open,
@@ -134,45 +166,19 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, EngineError> {
         .as_ref()
         .map(FirmwareServer::public_base)
         .or_else(|| external_url.clone());
-
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot {
-        broker_guard,
-        ..Snapshot::empty(broker_label.clone())
-    }));
-    let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (import_tx, import_rx) = super::library::channel();
-    let inspector = Arc::new(Mutex::new(Inspector::new(INSPECTOR_CAPACITY)));
-    let waker = Arc::new(Mutex::new(None));
-
     let io = Io::new(IoParts {
         link,
         http,
         download_key,
         external_url,
         firmware_base,
-        inspector: inspector.clone(),
+        inspector,
         session,
         broker,
         broker_label,
         broker_guard,
     });
-    let mut runner = Runner::new(
-        store,
-        io,
-        Library::new(packages, import_tx),
-        Publisher::new(snapshot_tx, waker.clone()),
-    );
-    runner.restore(config.resume_unfinished);
-
-    tokio::spawn(runner.run(command_rx, inbound, import_rx));
-    Ok(EngineHandle {
-        commands: command_tx,
-        snapshot: snapshot_rx,
-        inspector,
-        waker,
-        broker_url,
-        data_dir: config.data_dir.clone(),
-    })
+    Ok((io, inbound, broker_url))
 }
 
 /// How long start-up waits for the link to the embedded broker to be subscribed.
