@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::dialect::{
-    Acknowledgement, CancelSupport, Capabilities, Choice, Dialect, ErrorCode, ErrorTable, KeyScope,
-    KeySource, NothingPending, NoticeSetting, OfferField, Presence, Pull, ReplySpec, SubDevices,
-    Subject, TaskKeySpec,
+    Acknowledgement, CancelSupport, Capabilities, Choice, Dialect, ErrorCode, ErrorTable,
+    FailureValues, KeyScope, KeySource, NothingPending, NoticeSetting, OfferField, Presence, Pull,
+    ReplySpec, SubDevices, Subject, TaskKeySpec,
 };
 pub use self::registry::{dialect_of_topic, subscriptions};
 use crate::device_id::{DeviceId, DeviceIdError, DialectId};
