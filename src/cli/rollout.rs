@@ -259,7 +259,7 @@ fn ack_window_help() -> String {
     );
     if !by_reply.is_empty() {
         help.push_str(&format!(
-            " {} keep their own wait for the reply.",
+            " Not for {}: a reply answers their notices, with its own wait.",
             names(&by_reply)
         ));
     }
@@ -817,7 +817,9 @@ mod tests {
             "{help}"
         );
         assert!(
-            help.contains("(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud). DJI Cloud API keep"),
+            help.contains(
+                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud). Not for DJI Cloud API: a reply"
+            ),
             "{help}"
         );
     }
