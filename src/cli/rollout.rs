@@ -518,7 +518,8 @@ fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {
 
 /// The `--all` targets among `records`, and how many remembered devices that were not heard
 /// since the console started were left out. Heard means heard during `--discover-for`: the
-/// console started just before it. A DJI drone that left its dock since is offline and out.
+/// console started just before it. A device that left since (e.g. a DJI drone that
+/// left its dock) is offline and out.
 fn discovered_targets<'a>(
     records: impl Iterator<Item = &'a DeviceRecord>,
     dialects: &[DialectId],
