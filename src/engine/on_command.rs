@@ -284,7 +284,8 @@ impl Runner {
     }
 }
 
-/// Each DJI target's dock, as the fleet's topology has it.
+/// The gateway of each target of a one-upgrade-per-gateway dialect (e.g. a DJI drone's dock), as
+/// the fleet's topology has it.
 fn set_gateways_from(fleet: &Fleet, campaign: &mut Campaign) {
     campaign.set_gateways(&|d: &DeviceId| fleet.get(d).and_then(|r| r.gateway.clone()));
 }

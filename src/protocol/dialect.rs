@@ -188,11 +188,34 @@ pub enum OfferField {
 pub struct ErrorTable {
     /// JSON keys of the dialect's messages that carry such a code (the inspector explains them).
     pub fields: &'static [&'static str],
+    /// Which values of those fields are failures; the others are progress or success and need
+    /// no explanation.
+    pub failures: FailureValues,
+    /// How an explained code is introduced: `{label} {code}: {meaning}` (e.g. `step -3: …`).
+    pub label: &'static str,
     pub codes: &'static [ErrorCode],
     /// How a failure reads: `{code}` and `{text}` are replaced; `unknown` is used when the code
     /// is not in the table.
     pub format: &'static str,
     pub unknown: &'static str,
+}
+
+/// Which values of an [`ErrorTable`]'s fields report a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureValues {
+    /// Negative values (the field counts progress upwards otherwise).
+    Negative,
+    /// Any value but 0 (0 is success).
+    NonZero,
+}
+
+impl FailureValues {
+    pub fn contains(self, value: i64) -> bool {
+        match self {
+            FailureValues::Negative => value < 0,
+            FailureValues::NonZero => value != 0,
+        }
+    }
 }
 
 #[derive(Debug)]

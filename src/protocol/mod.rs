@@ -26,9 +26,9 @@ pub mod registry;
 mod settings;
 
 pub use self::dialect::{
-    Acknowledgement, CancelSupport, Capabilities, Dialect, ErrorCode, ErrorTable, KeyScope,
-    KeySource, NothingPending, OfferField, Presence, Pull, ReplySpec, SubDevices, Subject,
-    TaskKeySpec,
+    Acknowledgement, CancelSupport, Capabilities, Dialect, ErrorCode, ErrorTable, FailureValues,
+    KeyScope, KeySource, NothingPending, OfferField, Presence, Pull, ReplySpec, SubDevices,
+    Subject, TaskKeySpec,
 };
 pub use self::error::{DecodeError, EncodeError, MAX_PAYLOAD_BYTES};
 pub use self::event::{

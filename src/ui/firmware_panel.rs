@@ -33,7 +33,7 @@ pub struct FirmwareForm {
     pub version: String,
     /// Module to upgrade; empty = the device's own firmware.
     pub module: String,
-    /// Sent to FogCloud devices with the notice.
+    /// Sent with the notice where the dialect carries a description ([`OfferField::Description`]).
     pub description: String,
     /// Campaign name for the history; empty = derived.
     pub name: String,

@@ -7,9 +7,9 @@ pub use self::codec::*;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
-    ErrorCode, ErrorTable, Event, Failure, KeyScope, KeySource, NothingPending, Notice,
-    NoticeSetting, OfferField, Outbound, Presence, Pull, SettingValues, SubDevices, Subject,
-    TaskKeySpec,
+    ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending,
+    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, SettingValues, SubDevices,
+    Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -80,6 +80,8 @@ const SETTINGS: &[NoticeSetting] = &[SIGN_METHOD];
 /// Progress `step` values -1..-4 (the Alibaba device SDKs' failure steps, also FogCloud's -1).
 pub const ERRORS: ErrorTable = ErrorTable {
     fields: &["step"],
+    failures: FailureValues::Negative,
+    label: "step",
     codes: &[
         ErrorCode {
             code: -1,

@@ -8,8 +8,9 @@ pub use self::codec::*;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
-    ErrorCode, ErrorTable, Event, Failure, KeyScope, KeySource, Notice, NoticeSetting, OfferField,
-    Outbound, Presence, Pull, ReplySpec, SettingValues, SubDevices, Subject, TaskKeySpec,
+    ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, Notice,
+    NoticeSetting, OfferField, Outbound, Presence, Pull, ReplySpec, SettingValues, SubDevices,
+    Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -193,6 +194,8 @@ const CODES: &[ErrorCode] = &[
 /// `result` codes of `services_reply` and `ota_progress`.
 pub const ERRORS: ErrorTable = ErrorTable {
     fields: &["result", "code"],
+    failures: FailureValues::NonZero,
+    label: "DJI",
     codes: CODES,
     format: "DJI error {code}: {text}",
     unknown: "DJI error {code}",

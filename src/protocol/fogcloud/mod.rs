@@ -8,8 +8,8 @@ pub use self::codec::*;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, DecodeError, Dialect, EncodeError, ErrorCode,
-    ErrorTable, Event, Failure, KeyScope, KeySource, NothingPending, Notice, OfferField, Outbound,
-    Presence, Pull, SubDevices, Subject, TaskKeySpec,
+    ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending, Notice,
+    OfferField, Outbound, Presence, Pull, SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -60,6 +60,8 @@ const CAPABILITIES: Capabilities = Capabilities {
 /// Progress `step` -1, the one failure FogCloud devices report.
 pub const ERRORS: ErrorTable = ErrorTable {
     fields: &["step"],
+    failures: FailureValues::Negative,
+    label: "step",
     codes: &[ErrorCode {
         code: -1,
         text: "upgrade failed",
