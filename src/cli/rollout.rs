@@ -268,16 +268,7 @@ fn ack_window_help() -> String {
 
 /// `--description`'s help: the dialects whose notices carry it.
 fn description_help() -> String {
-    let names: Vec<&str> = registry::all()
-        .into_iter()
-        .filter(|d| {
-            d.capabilities()
-                .offer_fields
-                .contains(&OfferField::Description)
-        })
-        .map(|d| d.id().label())
-        .collect();
-    match names.as_slice() {
+    match registry::labels_sending(OfferField::Description).as_slice() {
         [] => "Free text for the notice (no dialect sends it).".to_owned(),
         names => format!(
             "Free text sent to {} devices with the notice.",

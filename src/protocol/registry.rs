@@ -81,6 +81,16 @@ pub fn ids() -> Vec<DialectId> {
     all().into_iter().map(|d| d.id()).collect()
 }
 
+/// The labels of the dialects whose notices carry `field` (e.g. which ones send the operator's
+/// description), in rank order.
+pub fn labels_sending(field: super::OfferField) -> Vec<&'static str> {
+    all()
+        .into_iter()
+        .filter(|d| d.capabilities().offer_fields.contains(&field))
+        .map(|d| d.id().label())
+        .collect()
+}
+
 /// The dialect whose text prefix is `prefix` (ignoring ASCII case).
 pub fn by_prefix(prefix: &str) -> Option<DialectId> {
     all()
