@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::dialect::{
     Acknowledgement, CancelSupport, Capabilities, Choice, Dialect, ErrorCode, ErrorTable, KeyScope,
-    KeySource, NothingPending, NoticeSetting, OfferField, Presence, Pull, ReplySpec, SubDevices,
-    Subject, TaskKeySpec,
+    KeySource, NothingPending, NoticeSetting, OfferField, Presence, Pull, ReplySpec, Sample,
+    Samples, SubDevices, Subject, TaskKeySpec,
 };
 pub use self::registry::{dialect_of_topic, subscriptions};
 use crate::device_id::{DeviceId, DeviceIdError, DialectId};
@@ -74,7 +74,33 @@ pub enum Event {
     Heard { device: DeviceId, what: String },
 }
 
+/// The kind of an [`Event`], without its data (what a dialect's [`Sample`]s decode to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Version,
+    Progress,
+    FirmwareGet,
+    Topology,
+    Reply,
+    Answer,
+    Attribute,
+    Heard,
+}
+
 impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Version(_) => EventKind::Version,
+            Event::Progress(_) => EventKind::Progress,
+            Event::FirmwareGet(_) => EventKind::FirmwareGet,
+            Event::Topology(_) => EventKind::Topology,
+            Event::Reply(_) => EventKind::Reply,
+            Event::Answer(_) => EventKind::Answer,
+            Event::Attribute { .. } => EventKind::Attribute,
+            Event::Heard { .. } => EventKind::Heard,
+        }
+    }
+
     /// The device the event is about (for progress and replies of a [`Subject::Gateway`]
     /// dialect: the gateway it came from).
     pub fn device(&self) -> &DeviceId {

@@ -12,6 +12,7 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Deserializer};
 
 use super::{Capabilities, Dialect, aliyun, dji, fogcloud};
+use crate::access::rules::RouteTable;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId};
 
 /// The built-in dialects; a dialect's `id().rank()` is its index here.
@@ -93,6 +94,13 @@ pub fn by_prefix(prefix: &str) -> Option<DialectId> {
 pub fn subscriptions(id: DialectId) -> &'static [&'static str] {
     let dialect = get(id);
     dialect.subscriptions()
+}
+
+/// Every registered dialect's topic routes, for the broker's authorization
+/// (`access::rules::Rules`): the one place the rules' table is built from, by the embedded
+/// broker, `broker-config` and tests alike. Dialects registered later are not in it.
+pub fn topic_routes() -> RouteTable {
+    RouteTable::new(all().into_iter().map(|d| (d.id(), d.topic_routes())))
 }
 
 /// Which dialect a topic belongs to, by its shape alone.
@@ -361,6 +369,12 @@ mod tests {
             }
             fn errors(&self) -> &'static crate::protocol::ErrorTable {
                 &aliyun::ERRORS
+            }
+            fn topic_routes(&self) -> &'static [crate::access::rules::TopicRoute] {
+                &[]
+            }
+            fn samples(&self) -> &'static crate::protocol::Samples {
+                aliyun::DIALECT.samples()
             }
         }
         static COPYCAT: Copycat = Copycat;
