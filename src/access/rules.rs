@@ -690,6 +690,32 @@ mod tests {
     }
 
     #[test]
+    fn only_the_routes_in_the_table_are_known() {
+        let none = Rules::new(RouteTable::new([]));
+        let me = dev("aliyun:pk/dn");
+        assert!(matches!(
+            denied(none.may_publish(&me, ALIYUN_UP[0])),
+            Denial::UnknownTopic { .. }
+        ));
+        // AWS Jobs are known without any dialect (until issue 13 makes them one).
+        let thing = Identity::aws_thing("t").unwrap();
+        allowed(none.may_publish(&thing, "$aws/things/t/jobs/get"));
+        // One dialect's routes serve its own devices only.
+        let aliyun = me_dialect_table("aliyun:pk/dn");
+        allowed(aliyun.may_publish(&me, ALIYUN_UP[0]));
+        assert!(matches!(
+            denied(aliyun.may_publish(&dev("fogcloud:pk/dn"), "fogcloud/pk/dn/thing/up/ota")),
+            Denial::UnknownTopic { .. }
+        ));
+    }
+
+    /// Rules over the routes of `device`'s dialect alone.
+    fn me_dialect_table(device: &str) -> Rules {
+        let d = crate::protocol::registry::get(id(device).dialect());
+        Rules::new(RouteTable::new([(d.id(), d.topic_routes())]))
+    }
+
+    #[test]
     fn another_devices_topics_are_refused() {
         let rules = Rules::new(routes());
         let me = dev("aliyun:pk/dn");
