@@ -404,12 +404,22 @@ impl Dialect for Acme {
     fn errors(&self) -> &'static ErrorTable {
         &aliyun::ERRORS
     }
+    fn topic_routes(&self) -> &'static [ota_console::access::rules::TopicRoute] {
+        &[]
+    }
+    fn samples(&self) -> &'static ota_console::protocol::Samples {
+        static SAMPLES: ota_console::protocol::Samples = ota_console::protocol::Samples {
+            device: "acme:SN1",
+            sub_device: None,
+            uplink: &[],
+        };
+        &SAMPLES
+    }
 }
 
 #[test]
 fn a_dialect_registered_at_run_time_gets_its_setting_as_a_flag() {
     static ACME: Acme = Acme;
-    // Its identity first: `register` holds the registry's lock while it asks for the id.
     let expected = ACME.id();
     let acme = registry::register(&ACME).unwrap();
     assert_eq!(acme, expected);

@@ -2,14 +2,17 @@
 //! it can do, its notice setting (`signMethod`) and its failure steps. The codec is `codec.rs`.
 
 mod codec;
+mod routes;
+mod samples;
 
 pub use self::codec::*;
+use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
     ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending,
-    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, SettingValues, SubDevices,
-    Subject, TaskKeySpec,
+    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, Samples, SettingValues,
+    SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -135,6 +138,14 @@ impl Dialect for Aliyun {
 
     fn errors(&self) -> &'static ErrorTable {
         &ERRORS
+    }
+
+    fn topic_routes(&self) -> &'static [TopicRoute] {
+        routes::ROUTES
+    }
+
+    fn samples(&self) -> &'static Samples {
+        &samples::SAMPLES
     }
 }
 

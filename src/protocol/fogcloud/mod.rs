@@ -3,13 +3,16 @@
 //! `codec.rs`.
 
 mod codec;
+mod routes;
+mod samples;
 
 pub use self::codec::*;
+use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, DecodeError, Dialect, EncodeError, ErrorCode,
     ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending, Notice,
-    OfferField, Outbound, Presence, Pull, SubDevices, Subject, TaskKeySpec,
+    OfferField, Outbound, Presence, Pull, Samples, SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -97,6 +100,14 @@ impl Dialect for FogCloud {
 
     fn errors(&self) -> &'static ErrorTable {
         &ERRORS
+    }
+
+    fn topic_routes(&self) -> &'static [TopicRoute] {
+        routes::ROUTES
+    }
+
+    fn samples(&self) -> &'static Samples {
+        &samples::SAMPLES
     }
 }
 
