@@ -60,8 +60,12 @@ fn main() {
 
     let direct = start_plain_rumqttd();
     let open = EmbeddedBroker::start(BrokerSettings::open(loopback0())).expect("open gate");
-    let secure =
-        EmbeddedBroker::start(BrokerSettings::secure(loopback0(), data.clone())).expect("gate");
+    let secure = EmbeddedBroker::start(BrokerSettings::secure(
+        loopback0(),
+        data.clone(),
+        ota_console::protocol::registry::topic_routes(),
+    ))
+    .expect("gate");
 
     println!("QoS 0, {MESSAGES} messages of {PAYLOAD} bytes, one publisher, one subscriber:");
     let (mut rumqttd_rate, mut open_rate, mut secure_rate) = (0f64, 0f64, 0f64);

@@ -58,7 +58,7 @@ pub struct DeviceLine {
     pub to_version: Option<String>,
     pub percent: u8,
     pub attempts: u32,
-    /// Notices re-sent for want of an answer (ack window, DJI reply wait).
+    /// Notices re-sent for want of an answer (ack window, reply wait).
     pub resends: u32,
     pub error: Option<String>,
     pub code: Option<i64>,

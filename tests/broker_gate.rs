@@ -19,6 +19,7 @@ use ota_console::access::alibaba_sign::{self, SignMethod};
 use ota_console::access::credentials::{
     BackoffPolicy, ConsoleCredentials, SECRETS_FILE, USERS_FILE,
 };
+use ota_console::protocol::registry;
 use ota_console::transport::broker::{
     Attempt, BrokerEvent, BrokerRefusal, BrokerSettings, BrokerTls, EmbeddedBroker,
 };
@@ -54,7 +55,11 @@ fn secure_site_with(tls: Option<BrokerTls>) -> Site {
         format!("ProductKey,DeviceName,DeviceSecret\n{PK},pump-7,secret-7\n{PK},pump-8,secret-8\n"),
     )
     .unwrap();
-    let mut settings = BrokerSettings::secure("127.0.0.1:0".parse().unwrap(), data.clone());
+    let mut settings = BrokerSettings::secure(
+        "127.0.0.1:0".parse().unwrap(),
+        data.clone(),
+        registry::topic_routes(),
+    );
     settings.tls = tls;
     let broker = EmbeddedBroker::start(settings).expect("secure broker starts");
     assert!(!broker.is_open());
@@ -725,6 +730,7 @@ fn a_broken_credentials_file_stops_the_start_with_its_name() {
     let err = EmbeddedBroker::start(BrokerSettings::secure(
         "127.0.0.1:0".parse().unwrap(),
         dir.path().to_path_buf(),
+        registry::topic_routes(),
     ))
     .unwrap_err();
     assert!(err.to_string().contains(USERS_FILE), "{err}");

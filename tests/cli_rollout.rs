@@ -6,7 +6,16 @@
 #![cfg(test)]
 
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use ota_console::cli::args::{Cli, Command as CliCommand};
+use ota_console::device_id::{DialectId, DialectIdent, IdShape};
+use ota_console::protocol::{
+    Capabilities, Choice, DecodeError, Dialect, EncodeError, ErrorTable, Event, Notice,
+    NoticeSetting, Outbound, aliyun, registry,
+};
 
 use ota_console::device_id::DeviceId;
 use ota_console::rollout::Timestamp;
@@ -291,4 +300,158 @@ fn bad_usage_exits_two_with_a_reason() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("aliyun:bad"), "{stderr}");
+}
+
+/// `--help` with runs of whitespace folded (clap wraps long help).
+fn folded(text: &[u8]) -> String {
+    String::from_utf8_lossy(text)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn rollout_flags_for_notice_settings_come_from_the_registry() {
+    let help = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+        .args(["rollout", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    let help = folded(&help.stdout);
+    // The binary has the built-in dialects only (this process may have registered one more).
+    let settings: Vec<_> = registry::all()
+        .into_iter()
+        .filter(|d| d.id().rank() < registry::FIRST_USER_RANK)
+        .flat_map(|d| d.notice_settings())
+        .collect();
+    assert!(settings.len() >= 2);
+    for setting in &settings {
+        assert!(
+            help.contains(&format!("--{} <CHOICE>", setting.cli_flag)),
+            "{help}"
+        );
+        assert!(help.contains(setting.help), "{}: {help}", setting.help);
+        // A value the setting does not offer is refused, naming the ones it does.
+        let flag = format!("--{}", setting.cli_flag);
+        let out = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+            .args(["rollout", "--firmware", "x.bin", "--version", "1"])
+            .args(["--target", "dji:SN1", &flag, "bogus"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&flag), "{stderr}");
+        for choice in setting.choices {
+            assert!(stderr.contains(choice.value), "{stderr}");
+        }
+    }
+}
+
+/// A dialect loaded at run time, with one notice setting of its own.
+struct Acme;
+
+static ACME_MODE: NoticeSetting = NoticeSetting {
+    key: "mode",
+    label: "Acme mode",
+    help: "Acme install mode: fast or safe",
+    cli_flag: "acme-mode",
+    legacy_key: None,
+    choices: &[
+        Choice {
+            value: "fast",
+            label: "fast install",
+            aliases: &[],
+        },
+        Choice {
+            value: "safe",
+            label: "safe install",
+            aliases: &[],
+        },
+    ],
+    default: "safe",
+};
+
+impl Dialect for Acme {
+    fn id(&self) -> DialectId {
+        static IDENT: OnceLock<DialectIdent> = OnceLock::new();
+        DialectId::new(IDENT.get_or_init(|| DialectIdent {
+            rank: registry::next_user_rank(),
+            prefix: "acme",
+            label: "Acme",
+            shape: IdShape::Name { name: "sn" },
+        }))
+    }
+    fn subscriptions(&self) -> &[&'static str] {
+        &["acme/+/up"]
+    }
+    fn owns_topic(&self, topic: &str) -> bool {
+        topic.starts_with("acme/")
+    }
+    fn decode(&self, _topic: &str, _payload: &[u8]) -> Result<Vec<Event>, DecodeError> {
+        Ok(Vec::new())
+    }
+    fn encode(&self, notice: &Notice) -> Result<Outbound, EncodeError> {
+        Err(EncodeError::DialectMismatch {
+            device: notice.device().clone(),
+        })
+    }
+    fn capabilities(&self) -> &'static Capabilities {
+        aliyun::DIALECT.capabilities()
+    }
+    fn notice_settings(&self) -> &'static [NoticeSetting] {
+        std::slice::from_ref(&ACME_MODE)
+    }
+    fn errors(&self) -> &'static ErrorTable {
+        &aliyun::ERRORS
+    }
+    fn topic_routes(&self) -> &'static [ota_console::access::rules::TopicRoute] {
+        &[]
+    }
+    fn samples(&self) -> &'static ota_console::protocol::Samples {
+        static SAMPLES: ota_console::protocol::Samples = ota_console::protocol::Samples {
+            device: "acme:SN1",
+            sub_device: None,
+            uplink: &[],
+        };
+        &SAMPLES
+    }
+}
+
+#[test]
+fn a_dialect_registered_at_run_time_gets_its_setting_as_a_flag() {
+    static ACME: Acme = Acme;
+    let expected = ACME.id();
+    let acme = registry::register(&ACME).unwrap();
+    assert_eq!(acme, expected);
+    let help = Cli::command()
+        .find_subcommand_mut("rollout")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("--acme-mode <CHOICE>"), "{help}");
+    assert!(help.contains("Acme install mode: fast or safe"), "{help}");
+    let argv = [
+        "ota-console",
+        "rollout",
+        "--firmware",
+        "f.bin",
+        "--version",
+        "2",
+    ];
+    let parse = |extra: &[&str]| match Cli::try_parse_from(argv.iter().chain(extra)) {
+        Ok(Cli {
+            command: Some(CliCommand::Rollout(args)),
+            ..
+        }) => args.notice_settings.settings,
+        other => panic!("{other:?}"),
+    };
+    let chosen = parse(&["--target", "acme:SN1", "--acme-mode", "fast"]);
+    assert_eq!(chosen.value(acme, &ACME_MODE), "fast");
+    // The built-in dialects' settings keep their defaults beside it.
+    assert_eq!(chosen.value(aliyun::ID, &aliyun::SIGN_METHOD), "md5");
+    assert_eq!(
+        parse(&["--target", "acme:SN1"]).value(acme, &ACME_MODE),
+        "safe"
+    );
+    assert!(Cli::try_parse_from(argv.iter().chain(&["--acme-mode", "reckless"])).is_err());
 }

@@ -776,28 +776,19 @@ fn subscriptions_are_owned_by_their_dialect() {
 
 #[test]
 fn every_golden_uplink_decodes_through_the_common_entry_point() {
-    let cases: &[(&str, String)] = &[
-        ("aliyun_inform_1-0-0.json", ali_topic("inform")),
-        ("aliyun_progress.json", ali_topic("progress")),
-        ("fogcloud_version_post.json", fog_up()),
-        ("fogcloud_sub_upgrade_post.json", fog_up()),
-        (
-            "dji_ota_progress.json",
-            format!("thing/product/{DOCK}/events"),
-        ),
-        (
-            "dji_services_reply.json",
-            format!("thing/product/{DOCK}/services_reply"),
-        ),
-    ];
-    for (file, topic) in cases {
-        let events = protocol::decode(topic, &golden(file)).unwrap();
-        assert!(!events.is_empty(), "{file}");
-        let dialect = protocol::dialect_of_topic(topic).unwrap().id();
-        assert!(
-            events.iter().all(|e| e.device().dialect() == dialect),
-            "{file}"
-        );
+    // Each dialect's samples are its golden files (tests/conformance.rs checks them in depth).
+    for d in protocol::registry::all() {
+        for sample in d.samples().uplink {
+            let events = protocol::decode(sample.topic, sample.payload.as_bytes()).unwrap();
+            assert!(!events.is_empty(), "{}", sample.name);
+            let dialect = protocol::dialect_of_topic(sample.topic).unwrap().id();
+            assert_eq!(dialect, d.id(), "{}", sample.name);
+            assert!(
+                events.iter().all(|e| e.device().dialect() == dialect),
+                "{}",
+                sample.name
+            );
+        }
     }
 }
 

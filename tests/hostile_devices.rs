@@ -197,14 +197,22 @@ fn corpus() -> Vec<Hostile> {
         }
     }
 
-    // 2. Payloads that are not JSON objects at all, on every dialect's topics (also targets').
-    let real_topics = [
+    // 2. Payloads that are not JSON objects at all, on every dialect's topics (its samples',
+    // from the registry) and targets'.
+    let mut real_topics: Vec<String> = vec![
         "/ota/device/inform/a1SimProduct/sim-ali-0001".to_owned(),
         "/ota/device/progress/a1SimProduct/sim-ali-0001".to_owned(),
         "fogcloud/a1SimProduct/sim-fgw-0001/thing/up/ota".to_owned(),
         "thing/product/sim-dock-0001/events".to_owned(),
         "sys/product/sim-dock-0001/status".to_owned(),
     ];
+    for d in protocol::registry::all() {
+        for sample in d.samples().uplink {
+            if !real_topics.iter().any(|t| t == sample.topic) {
+                real_topics.push(sample.topic.to_owned());
+            }
+        }
+    }
     let garbage: Vec<(Vec<u8>, &str)> = vec![
         (b"".to_vec(), "empty payload"),
         (b"\xff\xfe\xfd".to_vec(), "invalid UTF-8"),
@@ -231,9 +239,16 @@ fn corpus() -> Vec<Hostile> {
         }
     }
 
-    // 3. Size: just over the limit on each dialect, and one 10 MiB message.
+    // 3. Size: just over the limit on each dialect (a topic of its samples), and one 10 MiB
+    // message.
     let over = MAX_PAYLOAD_BYTES + 1;
-    for topic in [ali_inform, fog, dji_events] {
+    for d in protocol::registry::all() {
+        let topic = d
+            .samples()
+            .uplink
+            .first()
+            .expect("a dialect has samples")
+            .topic;
         out.push(h(
             topic,
             vec![b' '; over],

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ota_console::access::credentials::{ConsoleCredentials, SECRETS_FILE, SecretTable};
+use ota_console::protocol::registry;
 use ota_console::testing::console::{Console, rollout_args, set_flag};
 use ota_console::testing::firmware_file;
 use ota_console::transport::broker::{Attempt, BrokerEvent, BrokerSettings, EmbeddedBroker};
@@ -202,6 +203,7 @@ fn secure_broker(dir: &Path) -> EmbeddedBroker {
     EmbeddedBroker::start(BrokerSettings::secure(
         "127.0.0.1:0".parse().unwrap(),
         dir.to_path_buf(),
+        registry::topic_routes(),
     ))
     .unwrap()
 }
@@ -565,9 +567,12 @@ fn sdk_device_logs_in_to_the_secure_broker_with_its_secret_only() {
         format!("ProductKey,DeviceName,DeviceSecret\n{PK},sdk-ok,bench-device-secret\n{PK},sdk-bad,bench-device-secret\n"),
     )
     .unwrap();
-    let broker =
-        EmbeddedBroker::start(BrokerSettings::secure("127.0.0.1:0".parse().unwrap(), data))
-            .unwrap();
+    let broker = EmbeddedBroker::start(BrokerSettings::secure(
+        "127.0.0.1:0".parse().unwrap(),
+        data,
+        registry::topic_routes(),
+    ))
+    .unwrap();
     let mut events = broker.events();
 
     let mut ok = SdkDevice::start(

@@ -21,6 +21,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::engine::{
     self, BrokerChoice, EmbeddedAccess, EngineConfig, EngineHandle, Snapshot,
 };
+use ota_console::protocol::{dji, registry};
 use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
@@ -328,6 +329,69 @@ fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
         assert!(h.query_by_label(field).is_some(), "policy field {field}");
     }
     h.check_accessibility();
+}
+
+#[test]
+fn notice_settings_picked_in_the_generated_form_reach_the_started_campaign() {
+    let fleet = SimConfig {
+        aliyun: 1,
+        fogcloud_gateways: 0,
+        subs_per_gateway: 0,
+        dji_docks: 0,
+        ..sim(22)
+    };
+    let mut rig = start_rig(None, Some(fleet));
+    let settings = Settings {
+        policy: fast_policy(),
+        ..Settings::default()
+    };
+    let mut h = harness(&rig, settings);
+    discover(&mut h, &mut rig, 1);
+    // Every registered dialect's settings have a combo labelled by the setting; pick a choice
+    // other than the default in each (e.g. "DJI upgrade type" -> "consistency upgrade").
+    let mut picked = Vec::new();
+    for dialect in registry::all() {
+        for setting in dialect.notice_settings() {
+            let choice = setting
+                .choices
+                .iter()
+                .find(|c| c.value != setting.default)
+                .unwrap();
+            h.get_by_role_and_label(egui::Role::ComboBox, setting.label)
+                .click();
+            h.run_steps(2);
+            h.get_by_label(choice.label).click();
+            h.run_steps(2);
+            assert_eq!(
+                app(&h)
+                    .view()
+                    .firmware
+                    .settings
+                    .value(dialect.id(), setting),
+                choice.value,
+                "{}",
+                setting.label
+            );
+            picked.push((dialect.id(), setting, choice.value));
+        }
+    }
+    assert!(picked.len() >= 2, "the built-in dialects have settings");
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, bytes) = firmware(dir.path());
+    import_select_and_start(&mut h, &mut rig, fw, &bytes, 1);
+    wait_for(&mut h, &mut rig, "the campaign to start", |h| {
+        !app(h).snapshot().campaigns.is_empty()
+    });
+    let snapshot = app(&h).snapshot();
+    let started = &snapshot.campaigns.first().unwrap().spec.settings;
+    for (dialect, setting, value) in picked {
+        assert_eq!(started.value(dialect, setting), value, "{}", setting.label);
+    }
+    assert_eq!(
+        started.value(dji::ID, &dji::UPGRADE_TYPE),
+        "consistency",
+        "the DJI upgrade type picked in the window"
+    );
 }
 
 #[test]

@@ -185,7 +185,10 @@ mod tests {
         let dock = "dji:DOCK1".parse().unwrap();
         // A drone whose serial number has a space: its dock's rules cannot be written.
         let (spaced, dock2) = ("dji:DRONE 2".parse().unwrap(), "dji:DOCK2".parse().unwrap());
-        let rules = Rules::with_gateways([(&drone, &dock), (&spaced, &dock2)]);
+        let rules = Rules::with_gateways(
+            crate::protocol::registry::topic_routes(),
+            [(&drone, &dock), (&spaced, &dock2)],
+        );
         let files = MosquittoFiles::build(&auth, &rules, || [1u8; SALT_BYTES]);
         assert_eq!(files.users, 2);
         assert_eq!(files.password_file.lines().count(), 2);

@@ -1,23 +1,19 @@
 //! Topic authorization, generated from each dialect's topic layout.
 //!
-//! Owns: the table of every topic the dialects use ([`ROUTES`]: who publishes it, whose
-//! segments it carries), and the decision for one client and one topic or filter. The rules:
+//! Owns: the route types ([`TopicRoute`]: which way a topic flows, whose segments it carries),
+//! the [`RouteTable`] of every topic the console's dialects use, and the decision for one client
+//! and one topic or filter. The rules:
 //! - the console may publish anything and subscribe to anything, wildcards included;
 //! - a device, gateway or site may publish only its own uplink topics and subscribe only to its
 //!   own downlink topics, named literally (no `+` or `#`);
 //! - a topic outside every dialect's layout is refused for everyone but the console.
 //!
-//! Decisions taken from the documents (`/work/shared/protocols/`):
-//! - **Alibaba**: inform, progress and `thing/ota/firmware/get` up; upgrade and `get_reply` down.
-//! - **FogCloud**: `thing/up/ota` up, `thing/down/ota` down. A gateway speaks for its
-//!   sub-devices with `sub.*` methods on its *own* topics, so it needs nothing more.
-//! - **DJI**: the dock is the only MQTT client of a site. It publishes `sys/product/{sn}/status`,
-//!   `thing/product/{sn}/state|osd|services_reply|events` and subscribes to
-//!   `thing/product/{sn}/services|events_reply` and `sys/product/{sn}/status_reply`. Its drone
-//!   never connects: the dock publishes the drone's `state` and `osd` (its versions), so a dock
-//!   may publish those two for a drone [`Rules`] knows to be its sub-device, and nothing else in
-//!   the drone's name. Other DJI Cloud API topics (`requests`, `property/set`, `drc/*`) are not
-//!   in the OTA documents and are refused.
+//! Each dialect lists its own routes, with the decisions taken from its document, in
+//! `protocol/<dialect>/routes.rs`; `protocol::registry::topic_routes` gathers them into the
+//! table every [`Rules`] is built from. This module does not depend on `protocol` (the
+//! dependency runs the other way). A route marked `relayed` is one a gateway may publish in the
+//! name of a sub-device [`Rules`] knows to be its own (DJI drone `state` and `osd`).
+//!
 //! - **AWS IoT Jobs** (`aws:{thing}` identities, notes.md): the thing publishes
 //!   `$aws/things/{t}/jobs/get|start-next` and `…/jobs/{jobId}/get|update`, and subscribes to
 //!   `notify`, `notify-next` and `<request>/accepted|rejected`. The SDKs subscribe to
@@ -29,7 +25,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::device_id::{DeviceId, Segment};
+use std::sync::Arc;
+
+use crate::device_id::{DeviceId, DialectId, Segment};
 
 /// Longest topic or filter considered (MQTT allows 65535 bytes; ours are under 200).
 pub const MAX_TOPIC_BYTES: usize = 1024;
@@ -98,30 +96,6 @@ pub enum Denial {
     UnknownTopic { topic: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Aliyun,
-    FogCloud,
-    Dji,
-    AwsJobs,
-}
-
-impl Family {
-    /// The text prefix of the device ids this family's routes serve.
-    fn prefix(self) -> &'static str {
-        match self {
-            Family::Aliyun => "aliyun",
-            Family::FogCloud => "fogcloud",
-            Family::Dji => "dji",
-            Family::AwsJobs => "aws",
-        }
-    }
-
-    fn serves(self, id: &DeviceId) -> bool {
-        self.prefix() == id.dialect().as_str()
-    }
-}
-
 /// Device to console, or console to device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -131,272 +105,175 @@ pub enum Direction {
 
 /// One level of a topic template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
+pub enum Part {
     Lit(&'static str),
-    /// Alibaba/FogCloud product key.
-    Pk,
-    /// Device name, DJI serial number or AWS thing name.
+    /// The key segment of a device id (Alibaba/FogCloud product key), for dialects whose ids
+    /// have one.
+    Key,
+    /// The name segment of a device id (device name, DJI serial number, AWS thing name).
     Name,
-    /// Any AWS job id (one level, `$next` included).
+    /// Any one level that is a valid segment (an AWS job id, `$next` included).
     JobId,
-    /// `accepted` or `rejected`; a filter may write `+` here.
+    /// `accepted` or `rejected`; a filter may write `+` here (AWS Jobs answers).
     Answer,
 }
 
-/// One topic of one dialect.
-#[derive(Debug, Clone, Copy)]
-struct Route {
-    family: Family,
-    direction: Direction,
-    parts: &'static [Part],
+/// One topic of one dialect: which way it flows and its levels. Each dialect lists its own
+/// (`protocol::Dialect::topic_routes`); a [`RouteTable`] gathers them for [`Rules`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicRoute {
+    pub direction: Direction,
+    pub parts: &'static [Part],
     /// The gateway publishes this topic in its sub-device's name (DJI drone state and osd).
-    relayed: bool,
+    pub relayed: bool,
 }
 
-use Part::{Answer, JobId, Lit, Name, Pk};
+impl TopicRoute {
+    /// A topic the device publishes.
+    pub const fn up(parts: &'static [Part]) -> TopicRoute {
+        TopicRoute {
+            direction: Direction::Up,
+            parts,
+            relayed: false,
+        }
+    }
 
-const fn route(family: Family, direction: Direction, parts: &'static [Part]) -> Route {
-    Route {
-        family,
-        direction,
-        parts,
-        relayed: false,
+    /// A topic the device subscribes to.
+    pub const fn down(parts: &'static [Part]) -> TopicRoute {
+        TopicRoute {
+            direction: Direction::Down,
+            parts,
+            relayed: false,
+        }
+    }
+
+    /// A topic the device publishes, and its gateway for it when the device is a sub-device
+    /// the rules know.
+    pub const fn relayed(parts: &'static [Part]) -> TopicRoute {
+        TopicRoute {
+            direction: Direction::Up,
+            parts,
+            relayed: true,
+        }
     }
 }
 
-const fn relayed(family: Family, parts: &'static [Part]) -> Route {
-    Route {
-        family,
-        direction: Direction::Up,
-        parts,
-        relayed: true,
+/// Whose identities a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// Devices of this dialect.
+    Dialect(DialectId),
+    /// AWS IoT things ([`Identity::AwsThing`]).
+    AwsJobs,
+}
+
+impl Family {
+    fn serves(self, id: &DeviceId) -> bool {
+        self == Family::Dialect(id.dialect())
     }
 }
 
-/// Every topic of every dialect (see the module documentation for the sources).
-const ROUTES: &[Route] = &[
-    // Alibaba Cloud IoT
-    route(
-        Family::Aliyun,
-        Direction::Up,
-        &[Lit(""), Lit("ota"), Lit("device"), Lit("inform"), Pk, Name],
-    ),
-    route(
-        Family::Aliyun,
-        Direction::Up,
-        &[
-            Lit(""),
-            Lit("ota"),
-            Lit("device"),
-            Lit("progress"),
-            Pk,
-            Name,
-        ],
-    ),
-    route(
-        Family::Aliyun,
-        Direction::Up,
-        &[
-            Lit(""),
-            Lit("sys"),
-            Pk,
-            Name,
-            Lit("thing"),
-            Lit("ota"),
-            Lit("firmware"),
-            Lit("get"),
-        ],
-    ),
-    route(
-        Family::Aliyun,
-        Direction::Down,
-        &[Lit(""), Lit("ota"), Lit("device"), Lit("upgrade"), Pk, Name],
-    ),
-    route(
-        Family::Aliyun,
-        Direction::Down,
-        &[
-            Lit(""),
-            Lit("sys"),
-            Pk,
-            Name,
-            Lit("thing"),
-            Lit("ota"),
-            Lit("firmware"),
-            Lit("get_reply"),
-        ],
-    ),
-    // MXCHIP FogCloud
-    route(
-        Family::FogCloud,
-        Direction::Up,
-        &[
-            Lit("fogcloud"),
-            Pk,
-            Name,
-            Lit("thing"),
-            Lit("up"),
-            Lit("ota"),
-        ],
-    ),
-    route(
-        Family::FogCloud,
-        Direction::Down,
-        &[
-            Lit("fogcloud"),
-            Pk,
-            Name,
-            Lit("thing"),
-            Lit("down"),
-            Lit("ota"),
-        ],
-    ),
-    // DJI Cloud API
-    route(
-        Family::Dji,
-        Direction::Up,
-        &[Lit("sys"), Lit("product"), Name, Lit("status")],
-    ),
-    relayed(
-        Family::Dji,
-        &[Lit("thing"), Lit("product"), Name, Lit("state")],
-    ),
-    relayed(
-        Family::Dji,
-        &[Lit("thing"), Lit("product"), Name, Lit("osd")],
-    ),
-    route(
-        Family::Dji,
-        Direction::Up,
-        &[Lit("thing"), Lit("product"), Name, Lit("services_reply")],
-    ),
-    route(
-        Family::Dji,
-        Direction::Up,
-        &[Lit("thing"), Lit("product"), Name, Lit("events")],
-    ),
-    route(
-        Family::Dji,
-        Direction::Down,
-        &[Lit("sys"), Lit("product"), Name, Lit("status_reply")],
-    ),
-    route(
-        Family::Dji,
-        Direction::Down,
-        &[Lit("thing"), Lit("product"), Name, Lit("services")],
-    ),
-    route(
-        Family::Dji,
-        Direction::Down,
-        &[Lit("thing"), Lit("product"), Name, Lit("events_reply")],
-    ),
-    // AWS IoT Jobs
-    route(
-        Family::AwsJobs,
-        Direction::Up,
-        &[Lit("$aws"), Lit("things"), Name, Lit("jobs"), Lit("get")],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Up,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            Lit("start-next"),
-        ],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Up,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            JobId,
-            Lit("get"),
-        ],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Up,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            JobId,
-            Lit("update"),
-        ],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Down,
-        &[Lit("$aws"), Lit("things"), Name, Lit("jobs"), Lit("notify")],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Down,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            Lit("notify-next"),
-        ],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Down,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            Lit("get"),
-            Answer,
-        ],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Down,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            Lit("start-next"),
-            Answer,
-        ],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Down,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            JobId,
-            Lit("get"),
-            Answer,
-        ],
-    ),
-    route(
-        Family::AwsJobs,
-        Direction::Down,
-        &[
-            Lit("$aws"),
-            Lit("things"),
-            Name,
-            Lit("jobs"),
-            JobId,
-            Lit("update"),
-            Answer,
-        ],
-    ),
+/// Every topic the rules know: the routes of each dialect given to [`RouteTable::new`] (the
+/// caller takes them from the dialect registry, which this module does not depend on), then
+/// [`AWS_JOBS_ROUTES`]. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTable {
+    routes: Arc<[(Family, TopicRoute)]>,
+}
+
+impl RouteTable {
+    /// The routes of `dialects`, in the order given, and the AWS Jobs routes.
+    pub fn new<'a>(
+        dialects: impl IntoIterator<Item = (DialectId, &'a [TopicRoute])>,
+    ) -> RouteTable {
+        let mut routes: Vec<(Family, TopicRoute)> = dialects
+            .into_iter()
+            .flat_map(|(d, routes)| routes.iter().map(move |r| (Family::Dialect(d), *r)))
+            .collect();
+        routes.extend(AWS_JOBS_ROUTES.iter().map(|r| (Family::AwsJobs, *r)));
+        RouteTable {
+            routes: routes.into(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(Family, TopicRoute)> {
+        self.routes.iter()
+    }
+}
+
+use Part::{Answer, JobId, Lit, Name};
+
+/// AWS IoT Jobs: the one family that is not a dialect (yet). `aws:{thing}` identities
+/// ([`Identity::AwsThing`]) use these topics; they stay here until issue 13 adds the AWS
+/// dialect, whose `routes.rs` then provides them like every other dialect's (and these, with
+/// `Identity::AwsThing` and `Family::AwsJobs`, go).
+const AWS_JOBS_ROUTES: &[TopicRoute] = &[
+    TopicRoute::up(&[Lit("$aws"), Lit("things"), Name, Lit("jobs"), Lit("get")]),
+    TopicRoute::up(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        Lit("start-next"),
+    ]),
+    TopicRoute::up(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        JobId,
+        Lit("get"),
+    ]),
+    TopicRoute::up(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        JobId,
+        Lit("update"),
+    ]),
+    TopicRoute::down(&[Lit("$aws"), Lit("things"), Name, Lit("jobs"), Lit("notify")]),
+    TopicRoute::down(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        Lit("notify-next"),
+    ]),
+    TopicRoute::down(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        Lit("get"),
+        Answer,
+    ]),
+    TopicRoute::down(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        Lit("start-next"),
+        Answer,
+    ]),
+    TopicRoute::down(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        JobId,
+        Lit("get"),
+        Answer,
+    ]),
+    TopicRoute::down(&[
+        Lit("$aws"),
+        Lit("things"),
+        Name,
+        Lit("jobs"),
+        JobId,
+        Lit("update"),
+        Answer,
+    ]),
 ];
 
 /// The segments a topic carries, once matched against a route.
@@ -408,7 +285,7 @@ struct Bound<'t> {
 
 /// Matches the levels of a topic (or a filter, when `filter` is set: `+` allowed in `Answer`)
 /// against `route`; the product key and name it carries.
-fn bind<'t>(route: &Route, levels: &[&'t str], filter: bool) -> Option<Bound<'t>> {
+fn bind<'t>(route: &TopicRoute, levels: &[&'t str], filter: bool) -> Option<Bound<'t>> {
     if levels.len() != route.parts.len() {
         return None;
     }
@@ -421,7 +298,7 @@ fn bind<'t>(route: &Route, levels: &[&'t str], filter: bool) -> Option<Bound<'t>
                     return None;
                 }
             }
-            Pk => pk = Some(level),
+            Part::Key => pk = Some(level),
             Name => name = Some(level),
             JobId => {
                 if Segment::new("job id", level).is_err() {
@@ -449,23 +326,30 @@ fn bind<'t>(route: &Route, levels: &[&'t str], filter: bool) -> Option<Bound<'t>
 }
 
 /// The decisions, with what is known about gateways and their sub-devices.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rules {
+    /// Every topic of every dialect (and AWS Jobs).
+    routes: RouteTable,
     /// Sub-device → its gateway (a DJI drone → its dock), from the inventory or `update_topo`.
     gateway_of: BTreeMap<DeviceId, DeviceId>,
 }
 
 impl Rules {
-    /// Rules without any known sub-device.
-    pub fn new() -> Rules {
-        Rules::default()
+    /// Rules over `routes` (from `protocol::registry::topic_routes`) without any known
+    /// sub-device.
+    pub fn new(routes: RouteTable) -> Rules {
+        Rules {
+            routes,
+            gateway_of: BTreeMap::new(),
+        }
     }
 
-    /// Rules knowing each `(device, gateway)` pair, e.g. from the inventory.
+    /// Rules over `routes` knowing each `(device, gateway)` pair, e.g. from the inventory.
     pub fn with_gateways<'a>(
+        routes: RouteTable,
         pairs: impl IntoIterator<Item = (&'a DeviceId, &'a DeviceId)>,
     ) -> Rules {
-        let mut rules = Rules::new();
+        let mut rules = Rules::new(routes);
         for (device, gateway) in pairs {
             rules.set_gateway(device, Some(gateway));
         }
@@ -511,7 +395,7 @@ impl Rules {
         }
         let levels: Vec<&str> = topic.split('/').collect();
         let mut matched = false;
-        for route in ROUTES {
+        for (family, route) in self.routes.iter() {
             let Some(bound) = bind(route, &levels, false) else {
                 continue;
             };
@@ -519,7 +403,7 @@ impl Rules {
             if route.direction == Direction::Down {
                 return Decision::Deny(Denial::Downlink { topic: clip(topic) });
             }
-            if self.owns(identity, route, bound) {
+            if self.owns(identity, *family, route, bound) {
                 return Decision::Allow;
             }
         }
@@ -543,7 +427,7 @@ impl Rules {
         }
         let levels: Vec<&str> = filter.split('/').collect();
         let mut matched = None;
-        for route in ROUTES {
+        for (family, route) in self.routes.iter() {
             let Some(bound) = bind(route, &levels, true) else {
                 continue;
             };
@@ -552,7 +436,7 @@ impl Rules {
                 continue;
             }
             matched = Some(Direction::Down);
-            if self.owns(identity, route, bound) {
+            if self.owns(identity, *family, route, bound) {
                 return Decision::Allow;
             }
         }
@@ -573,23 +457,33 @@ impl Rules {
     }
 
     /// Whether the segments `bound` of `route` are `identity`'s own.
-    fn owns(&self, identity: &Identity, route: &Route, bound: Bound<'_>) -> bool {
+    fn owns(
+        &self,
+        identity: &Identity,
+        family: Family,
+        route: &TopicRoute,
+        bound: Bound<'_>,
+    ) -> bool {
         match identity {
             Identity::Console => true,
-            Identity::Device(id) => self.device_owns(id, route, bound),
-            Identity::Site { devices, .. } => {
-                devices.iter().any(|id| self.device_owns(id, route, bound))
-            }
+            Identity::Device(id) => self.device_owns(id, family, route, bound),
+            Identity::Site { devices, .. } => devices
+                .iter()
+                .any(|id| self.device_owns(id, family, route, bound)),
             Identity::AwsThing(thing) => {
-                route.family == Family::AwsJobs
-                    && bound.pk.is_none()
-                    && bound.name == thing.as_str()
+                family == Family::AwsJobs && bound.pk.is_none() && bound.name == thing.as_str()
             }
         }
     }
 
-    fn device_owns(&self, id: &DeviceId, route: &Route, bound: Bound<'_>) -> bool {
-        if !route.family.serves(id) {
+    fn device_owns(
+        &self,
+        id: &DeviceId,
+        family: Family,
+        route: &TopicRoute,
+        bound: Bound<'_>,
+    ) -> bool {
+        if !family.serves(id) {
             return false;
         }
         if is_device(id, bound) {
@@ -606,7 +500,7 @@ impl Rules {
     /// broker whose ACL is a list (Mosquitto). AWS job ids are written `+`.
     pub fn grants(&self, identity: &Identity) -> Grants {
         let mut grants = Grants::default();
-        let mut add = |route: &Route, pk: Option<&str>, name: &str| {
+        let mut add = |route: &TopicRoute, pk: Option<&str>, name: &str| {
             let text = render(route, pk, name);
             match route.direction {
                 Direction::Up => grants.publish.insert(text),
@@ -626,14 +520,15 @@ impl Rules {
             Identity::Device(id) => devices.push(id),
             Identity::Site { devices: all, .. } => devices.extend(all),
             Identity::AwsThing(thing) => {
-                for route in ROUTES.iter().filter(|r| r.family == Family::AwsJobs) {
+                let aws = self.routes.iter().filter(|(f, _)| *f == Family::AwsJobs);
+                for (_, route) in aws {
                     add(route, None, thing.as_str());
                 }
                 return grants;
             }
         }
         for id in devices {
-            for route in ROUTES.iter().filter(|r| r.family.serves(id)) {
+            for (_, route) in self.routes.iter().filter(|(f, _)| f.serves(id)) {
                 add(route, id.product_key(), id.name());
                 if route.relayed {
                     for sub in self.sub_devices_of(id) {
@@ -653,13 +548,13 @@ pub struct Grants {
     pub subscribe: BTreeSet<String>,
 }
 
-fn render(route: &Route, pk: Option<&str>, name: &str) -> String {
+fn render(route: &TopicRoute, pk: Option<&str>, name: &str) -> String {
     let levels: Vec<&str> = route
         .parts
         .iter()
         .map(|part| match *part {
             Lit(lit) => lit,
-            Pk => pk.unwrap_or(""),
+            Part::Key => pk.unwrap_or(""),
             Name => name,
             JobId | Answer => "+",
         })
@@ -732,6 +627,11 @@ fn check_common(topic: &str) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
+    /// The registry's table, as the broker and `broker-config` build it.
+    fn routes() -> RouteTable {
+        crate::protocol::registry::topic_routes()
+    }
+
     fn dev(text: &str) -> Identity {
         Identity::Device(text.parse().unwrap())
     }
@@ -765,7 +665,7 @@ mod tests {
 
     #[test]
     fn an_alibaba_device_publishes_its_uplink_and_subscribes_its_downlink() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         let me = dev("aliyun:pk/dn");
         for t in ALIYUN_UP {
             allowed(rules.may_publish(&me, t));
@@ -790,8 +690,34 @@ mod tests {
     }
 
     #[test]
+    fn only_the_routes_in_the_table_are_known() {
+        let none = Rules::new(RouteTable::new([]));
+        let me = dev("aliyun:pk/dn");
+        assert!(matches!(
+            denied(none.may_publish(&me, ALIYUN_UP[0])),
+            Denial::UnknownTopic { .. }
+        ));
+        // AWS Jobs are known without any dialect (until issue 13 makes them one).
+        let thing = Identity::aws_thing("t").unwrap();
+        allowed(none.may_publish(&thing, "$aws/things/t/jobs/get"));
+        // One dialect's routes serve its own devices only.
+        let aliyun = me_dialect_table("aliyun:pk/dn");
+        allowed(aliyun.may_publish(&me, ALIYUN_UP[0]));
+        assert!(matches!(
+            denied(aliyun.may_publish(&dev("fogcloud:pk/dn"), "fogcloud/pk/dn/thing/up/ota")),
+            Denial::UnknownTopic { .. }
+        ));
+    }
+
+    /// Rules over the routes of `device`'s dialect alone.
+    fn me_dialect_table(device: &str) -> Rules {
+        let d = crate::protocol::registry::get(id(device).dialect());
+        Rules::new(RouteTable::new([(d.id(), d.topic_routes())]))
+    }
+
+    #[test]
     fn another_devices_topics_are_refused() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         let me = dev("aliyun:pk/dn");
         for t in [
             "/ota/device/inform/pk/dn2",
@@ -816,7 +742,7 @@ mod tests {
 
     #[test]
     fn prefixes_empty_levels_and_extra_levels_are_not_the_layout() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         let me = dev("aliyun:pk/dn");
         for t in [
             "ota/device/inform/pk/dn",    // missing leading `/`
@@ -855,7 +781,7 @@ mod tests {
 
     #[test]
     fn malformed_topics_and_filters_are_refused_even_for_the_console() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         for t in [
             "",
             "a/+/b",
@@ -888,7 +814,7 @@ mod tests {
 
     #[test]
     fn the_console_publishes_and_subscribes_anything_valid() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         for t in ALIYUN_DOWN
             .iter()
             .chain(&ALIYUN_UP)
@@ -909,7 +835,7 @@ mod tests {
 
     #[test]
     fn wildcards_in_a_devices_filter_are_refused() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         let me = dev("aliyun:pk/dn");
         for f in [
             "#",
@@ -939,7 +865,7 @@ mod tests {
     fn wildcard_characters_inside_names_never_match_a_device() {
         // DeviceId forbids `+` and `#`, so `p+k` is no device's product key: a literal topic
         // level `+` (refused as malformed in a topic name) or a filter level can never be "own".
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         assert!(DeviceId::aliyun("p+k", "dn").is_err());
         let me = dev("aliyun:pk/dn");
         assert!(matches!(
@@ -959,7 +885,8 @@ mod tests {
 
     #[test]
     fn a_fogcloud_gateway_uses_only_its_own_topics() {
-        let rules = Rules::with_gateways([(&id("fogcloud:pk/sub1"), &id("fogcloud:pk/gw"))]);
+        let rules =
+            Rules::with_gateways(routes(), [(&id("fogcloud:pk/sub1"), &id("fogcloud:pk/gw"))]);
         let gw = dev("fogcloud:pk/gw");
         allowed(rules.may_publish(&gw, "fogcloud/pk/gw/thing/up/ota"));
         allowed(rules.may_subscribe(&gw, "fogcloud/pk/gw/thing/down/ota"));
@@ -980,10 +907,13 @@ mod tests {
 
     #[test]
     fn a_dji_dock_uses_its_topics_and_reports_for_its_own_drone_only() {
-        let rules = Rules::with_gateways([
-            (&id("dji:DRONE1"), &id("dji:DOCK1")),
-            (&id("dji:DRONE2"), &id("dji:DOCK2")),
-        ]);
+        let rules = Rules::with_gateways(
+            routes(),
+            [
+                (&id("dji:DRONE1"), &id("dji:DOCK1")),
+                (&id("dji:DRONE2"), &id("dji:DOCK2")),
+            ],
+        );
         let dock = dev("dji:DOCK1");
         for t in [
             "sys/product/DOCK1/status",
@@ -1053,7 +983,7 @@ mod tests {
 
     #[test]
     fn a_site_has_the_union_of_its_devices_rights() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         let site = Identity::Site {
             name: "lab".into(),
             devices: [id("fogcloud:pk/a"), id("aliyun:pk/b")].into(),
@@ -1074,7 +1004,7 @@ mod tests {
 
     #[test]
     fn an_aws_thing_uses_the_jobs_topics_of_its_own_name() {
-        let rules = Rules::new();
+        let rules = Rules::new(routes());
         let me = Identity::aws_thing("pump-7").unwrap();
         for t in [
             "$aws/things/pump-7/jobs/get",
@@ -1143,7 +1073,7 @@ mod tests {
 
     #[test]
     fn grants_list_exactly_what_the_decisions_allow() {
-        let rules = Rules::with_gateways([(&id("dji:DRONE1"), &id("dji:DOCK1"))]);
+        let rules = Rules::with_gateways(routes(), [(&id("dji:DRONE1"), &id("dji:DOCK1"))]);
         let dock = dev("dji:DOCK1");
         let g = rules.grants(&dock);
         assert!(g.publish.contains("thing/product/DRONE1/state"));
@@ -1218,10 +1148,13 @@ mod tests {
 
         /// Every topic some device may use (its own and its neighbours'), and random ones.
         fn topic() -> impl Strategy<Value = String> {
-            let rules = Rules::with_gateways([
-                (&id("dji:DRONE1"), &id("dji:DOCK1")),
-                (&id("dji:DRONE2"), &id("dji:DOCK2")),
-            ]);
+            let rules = Rules::with_gateways(
+                routes(),
+                [
+                    (&id("dji:DRONE1"), &id("dji:DOCK1")),
+                    (&id("dji:DRONE2"), &id("dji:DOCK2")),
+                ],
+            );
             let mut known = Vec::new();
             for who in [
                 "aliyun:pk/dn",
@@ -1246,7 +1179,7 @@ mod tests {
             /// and nothing panics.
             #[test]
             fn decisions_and_grants_agree(t in topic()) {
-                let rules = Rules::with_gateways([(&id("dji:DRONE1"), &id("dji:DOCK1"))]);
+                let rules = Rules::with_gateways(routes(), [(&id("dji:DRONE1"), &id("dji:DOCK1"))]);
                 for who in ["aliyun:pk/dn", "fogcloud:pk/dn", "dji:DOCK1", "dji:DRONE2"] {
                     let me = dev(who);
                     let grants = rules.grants(&me);

@@ -9,10 +9,11 @@ use super::devices::DevicesArgs;
 use super::hash::HashArgs;
 use super::rollout::RolloutArgs;
 use super::sim::SimArgs;
+use crate::protocol::registry;
 
-/// Push firmware over MQTT to fleets of Alibaba Cloud IoT, MXCHIP FogCloud and DJI devices.
+// The about line names the registered dialects.
 #[derive(Debug, Parser)]
-#[command(name = "ota-console", version, about, long_about = None)]
+#[command(name = "ota-console", version, about = about(), long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,11 +31,21 @@ pub struct Cli {
     pub log: String,
 }
 
+/// "Push firmware over MQTT to fleets of … devices", with every registered dialect.
+fn about() -> String {
+    let labels: Vec<&str> = registry::ids().into_iter().map(|id| id.label()).collect();
+    let fleets = match labels.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => labels.join(""),
+    };
+    format!("Push firmware over MQTT to fleets of {fleets} devices.")
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Roll a firmware out to devices, headless.
     Rollout(Box<RolloutArgs>),
-    /// Run simulated devices of all three dialects.
+    /// Run simulated devices of every dialect.
     Sim(SimArgs),
     /// List the devices discovered on the broker.
     Devices(DevicesArgs),

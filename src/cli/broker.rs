@@ -46,7 +46,11 @@ pub async fn run(args: &BrokerArgs) -> anyhow::Result<()> {
     let mut settings = if args.open_broker {
         BrokerSettings::open(args.listen)
     } else {
-        BrokerSettings::secure(args.listen, data_dir.clone())
+        BrokerSettings::secure(
+            args.listen,
+            data_dir.clone(),
+            crate::protocol::registry::topic_routes(),
+        )
     };
     settings.tls = tls
         .broker

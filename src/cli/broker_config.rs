@@ -13,6 +13,7 @@ use crate::access::mosquitto::{self, MosquittoFiles};
 use crate::access::rules::Rules;
 use crate::access::site_ca::SiteCa;
 use crate::private_fs;
+use crate::protocol::registry;
 use crate::store::Store;
 
 /// File names written into the `--mosquitto` directory.
@@ -181,6 +182,7 @@ fn write_mosquitto(data_dir: &Path, db: &Path, dir: &Path) -> anyhow::Result<()>
         .and_then(|store| store.load_inventory())
         .with_context(|| format!("reading the known devices from {}", db.display()))?;
     let rules = Rules::with_gateways(
+        registry::topic_routes(),
         inventory
             .iter()
             .filter_map(|d| d.gateway.as_ref().map(|gw| (&d.id, gw))),

@@ -12,15 +12,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::connection::ConnectionArgs;
-use crate::device_id::{DeviceId, DialectId};
+use crate::device_id::{DeviceId, DialectId, IdShape};
 use crate::engine::{
     self, CampaignRequest, CampaignView, EngineError, EngineHandle, OfferUrl, ResumeInfo,
 };
 use crate::fleet::DeviceRecord;
+use crate::protocol::{NoticeSetting, OfferField, registry};
 use crate::report::Report;
 use crate::rollout::{
     AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, LIMITS, Policy, RateLimit,
@@ -43,8 +45,8 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "M")]
     pub module: Option<String>,
 
-    /// Target devices by canonical id (aliyun:pk/dn, fogcloud:pk/dn, dji:SN); repeatable.
-    #[arg(long = "target", value_name = "ID", conflicts_with = "all")]
+    // Help: the id forms of every dialect.
+    #[arg(long = "target", value_name = "ID", conflicts_with = "all", help = target_help())]
     pub targets: Vec<DeviceId>,
 
     /// Target every device heard during --discover-for (with --dialect: of those dialects).
@@ -100,9 +102,8 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub retry_interval: Option<Duration>,
 
-    /// Alibaba / FogCloud: re-send a notice that got no progress or version report within
-    /// this window (default 10s; DJI keeps its own services_reply wait).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    // Help: which dialects it applies to (notices acknowledged by a first report).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help = ack_window_help())]
     pub ack_window: Option<Duration>,
 
     /// Times an unanswered notice is re-sent, each wait --ack-backoff times longer (default 3;
@@ -135,16 +136,12 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "VERSION,...", value_delimiter = ',')]
     pub only_from: Vec<String>,
 
-    /// DJI `firmware_upgrade_type`.
-    #[arg(long, value_enum, default_value = "normal")]
-    pub dji_upgrade_type: UpgradeTypeArg,
+    /// The dialects' notice settings, one flag each (generated from the registry).
+    #[command(flatten)]
+    pub notice_settings: NoticeSettingArgs,
 
-    /// Alibaba `signMethod`.
-    #[arg(long, value_enum, default_value = "md5")]
-    pub sign_method: SignMethodArg,
-
-    /// Free text sent to FogCloud devices with the notice.
-    #[arg(long, value_name = "TEXT", default_value = "")]
+    // The help names the dialects whose notices carry it.
+    #[arg(long, value_name = "TEXT", default_value = "", help = description_help(), help_heading = SETTINGS_HEADING)]
     pub description: String,
 
     /// Write a report when the rollout ends: FILE.json or FILE.csv.
@@ -156,16 +153,128 @@ pub struct RolloutArgs {
     pub resume: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum UpgradeTypeArg {
-    Normal,
-    Consistency,
+/// Where `--help` lists the settings that shape the notices.
+const SETTINGS_HEADING: &str = "Notice settings";
+
+/// Every registered dialect's notice settings as flags (flag = the setting's `cli_flag`, help
+/// = its `help`, possible values = its choices, default = its default), so a new dialect's
+/// setting appears on the command line without code here. Built with clap's builder API
+/// wherever `RolloutArgs` is (the derive flattens it), read back into [`DialectSettings`].
+#[derive(Debug, Clone, Default)]
+pub struct NoticeSettingArgs {
+    /// Every setting's value: the flag's, or the setting's default.
+    pub settings: DialectSettings,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SignMethodArg {
-    Md5,
-    Sha256,
+fn setting_arg(setting: &'static NoticeSetting) -> Arg {
+    let values = setting.choices.iter().map(|c| {
+        PossibleValue::new(c.value)
+            .help(c.label)
+            .aliases(c.aliases.iter().copied())
+    });
+    Arg::new(setting.cli_flag)
+        .long(setting.cli_flag)
+        .value_name("CHOICE")
+        .help(setting.help)
+        .help_heading(SETTINGS_HEADING)
+        .value_parser(PossibleValuesParser::new(values))
+        .ignore_case(true)
+        .default_value(setting.default)
+}
+
+impl Args for NoticeSettingArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let settings = registry::all()
+            .into_iter()
+            .flat_map(|d| d.notice_settings().iter().map(setting_arg));
+        cmd.args(settings)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for NoticeSettingArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for dialect in registry::all() {
+            for setting in dialect.notice_settings() {
+                // A dialect registered after the command was built has no flag: its default.
+                let Ok(Some(value)) = matches.try_get_one::<String>(setting.cli_flag) else {
+                    continue;
+                };
+                self.settings
+                    .set(dialect.id(), setting, value)
+                    .map_err(|e| {
+                        clap::Error::raw(
+                            clap::error::ErrorKind::InvalidValue,
+                            format!("--{}: {e}", setting.cli_flag),
+                        )
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--target`'s help: each dialect's id form (`prefix:key/name` or `prefix:name`).
+fn target_help() -> String {
+    let forms: Vec<String> = registry::ids()
+        .into_iter()
+        .map(|id| match id.shape() {
+            IdShape::Name { name } => format!("{}:{name}", id.as_str()),
+            IdShape::KeyAndName { key, name } => format!("{}:{key}/{name}", id.as_str()),
+        })
+        .collect();
+    format!(
+        "Target devices by canonical id ({}); repeatable.",
+        forms.join(", ")
+    )
+}
+
+/// `--ack-window`'s help: it applies to dialects whose devices acknowledge a notice by their
+/// first report; the others keep their own wait for the reply.
+fn ack_window_help() -> String {
+    let default = Duration::from_millis(Policy::default().ack_window_ms);
+    let (first_report, by_reply): (Vec<_>, Vec<_>) = registry::all()
+        .into_iter()
+        .partition(|d| d.capabilities().ack.by_first_report());
+    let names = |list: &[&dyn crate::protocol::Dialect]| {
+        list.iter()
+            .map(|d| d.id().label())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut help = format!(
+        "Re-send a notice that got no progress or version report within this window (default \
+         {}; {}).",
+        humantime::format_duration(default),
+        names(&first_report)
+    );
+    if !by_reply.is_empty() {
+        help.push_str(&format!(
+            " Not for {}: a reply answers their notices, with its own wait.",
+            names(&by_reply)
+        ));
+    }
+    help
+}
+
+/// `--description`'s help: the dialects whose notices carry it.
+fn description_help() -> String {
+    match registry::labels_sending(OfferField::Description).as_slice() {
+        [] => "Free text for the notice (no dialect sends it).".to_owned(),
+        names => format!(
+            "Free text sent to {} devices with the notice.",
+            names.join(", ")
+        ),
+    }
 }
 
 /// A count or a percentage.
@@ -371,7 +480,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         module,
         description: args.description.clone(),
         policy: policy_from(args, targets.len())?,
-        settings: settings_from(args)?,
+        settings: args.notice_settings.settings.clone(),
         targets,
         download_url: None,
     };
@@ -398,28 +507,10 @@ fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {
     Ok(first)
 }
 
-/// The notice settings the flags chose, each handed to the dialect whose setting owns the flag.
-fn settings_from(args: &RolloutArgs) -> anyhow::Result<DialectSettings> {
-    let mut settings = DialectSettings::default();
-    for (flag, value) in [
-        (
-            "dji-upgrade-type",
-            args.dji_upgrade_type.to_possible_value(),
-        ),
-        ("sign-method", args.sign_method.to_possible_value()),
-    ] {
-        if let Some(value) = value {
-            settings
-                .set_by_flag(flag, value.get_name())
-                .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
-        }
-    }
-    Ok(settings)
-}
-
 /// The `--all` targets among `records`, and how many remembered devices that were not heard
 /// since the console started were left out. Heard means heard during `--discover-for`: the
-/// console started just before it. A DJI drone that left its dock since is offline and out.
+/// console started just before it. A device that left since (e.g. a DJI drone that
+/// left its dock) is offline and out.
 fn discovered_targets<'a>(
     records: impl Iterator<Item = &'a DeviceRecord>,
     dialects: &[DialectId],
@@ -630,7 +721,7 @@ impl ProgressLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     #[derive(Debug, Parser)]
     struct Wrapper {
@@ -642,6 +733,87 @@ mod tests {
         let mut argv = vec!["x", "--firmware", "f.bin", "--version", "2"];
         argv.extend_from_slice(extra);
         Wrapper::try_parse_from(argv).unwrap().args
+    }
+
+    /// `--help` with runs of whitespace folded (clap wraps long help).
+    fn help_text() -> String {
+        let help = Wrapper::command().render_long_help().to_string();
+        help.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn every_dialects_notice_settings_are_flags_from_the_registry() {
+        Wrapper::command().debug_assert();
+        let help = help_text();
+        let mut flags = 0;
+        for dialect in registry::all() {
+            for setting in dialect.notice_settings() {
+                flags += 1;
+                assert!(
+                    help.contains(&format!("--{} <CHOICE>", setting.cli_flag)),
+                    "{help}"
+                );
+                assert!(help.contains(setting.help), "{}: {help}", setting.help);
+                for choice in setting.choices {
+                    assert!(help.contains(&format!("{}: {}", choice.value, choice.label)));
+                }
+                // Not given: the setting's default. Given: that choice, for that dialect.
+                let defaults = parse(&[]).notice_settings.settings;
+                assert_eq!(defaults.value(dialect.id(), setting), setting.default);
+                for choice in setting.choices {
+                    let flag = format!("--{}", setting.cli_flag);
+                    let chosen = parse(&[&flag, choice.value]).notice_settings.settings;
+                    assert_eq!(chosen.value(dialect.id(), setting), choice.value);
+                }
+            }
+        }
+        assert!(flags >= 2, "the built-in dialects have settings");
+    }
+
+    #[test]
+    fn a_setting_refuses_a_value_it_does_not_offer_naming_its_choices() {
+        for setting in registry::all().iter().flat_map(|d| d.notice_settings()) {
+            let flag = format!("--{}", setting.cli_flag);
+            let argv = ["x", "--firmware", "f", "--version", "2", &flag, "bogus"];
+            let err = Wrapper::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+            let text = err.to_string();
+            for choice in setting.choices {
+                assert!(text.contains(choice.value), "{text}");
+            }
+        }
+        // Aliases and case are accepted as the stored campaigns' reader accepts them.
+        let args = parse(&[
+            "--sign-method",
+            "SHA-256",
+            "--dji-upgrade-type",
+            "Consistency",
+        ]);
+        let settings = args.notice_settings.settings;
+        use crate::protocol::{aliyun, dji};
+        assert_eq!(settings.value(aliyun::ID, &aliyun::SIGN_METHOD), "sha256");
+        assert_eq!(settings.value(dji::ID, &dji::UPGRADE_TYPE), "consistency");
+    }
+
+    #[test]
+    fn dialect_help_is_written_from_the_dialects_data() {
+        let help = help_text();
+        assert!(
+            help.contains("Free text sent to MXCHIP FogCloud devices with the notice."),
+            "{help}"
+        );
+        assert!(
+            help.contains(
+                "(aliyun:productKey/deviceName, fogcloud:product_key/device_name, dji:sn)"
+            ),
+            "{help}"
+        );
+        assert!(
+            help.contains(
+                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud). Not for DJI Cloud API: a reply"
+            ),
+            "{help}"
+        );
     }
 
     #[test]

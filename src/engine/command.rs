@@ -21,7 +21,8 @@ pub struct CampaignRequest {
     pub version: String,
     /// Module to upgrade (`None` = default module).
     pub module: Option<String>,
-    /// Free text sent to FogCloud devices.
+    /// Free text sent with the notice where the dialect carries a description
+    /// ([`crate::protocol::OfferField::Description`]).
     pub description: String,
     pub targets: Vec<DeviceId>,
     pub policy: Policy,

@@ -216,7 +216,11 @@ fn connect_options(
             tls,
         } => {
             let mut settings = match access {
-                EmbeddedAccess::Secure => BrokerSettings::secure(*listen, config.data_dir.clone()),
+                EmbeddedAccess::Secure => BrokerSettings::secure(
+                    *listen,
+                    config.data_dir.clone(),
+                    protocol::registry::topic_routes(),
+                ),
                 EmbeddedAccess::Open => BrokerSettings::open(*listen),
             };
             settings.tls = tls.clone();

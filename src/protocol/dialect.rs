@@ -1,14 +1,17 @@
 //! The seam every device dialect plugs into: the [`Dialect`] trait (its codec) and the data that
-//! says what the dialect can do ([`Capabilities`], [`NoticeSetting`]s, its [`ErrorTable`]).
+//! says what the dialect can do ([`Capabilities`], [`NoticeSetting`]s, its [`ErrorTable`], its
+//! topics for the broker's authorization) and the [`Samples`] the conformance suite
+//! (tests/conformance.rs) and the fuzz target check it with.
 //!
 //! The rollout state machine, the engine, the window and the CLI never name a dialect: they ask
 //! these questions of the device's dialect, found through `super::registry`. A new dialect
 //! answers them in its own module and is listed once in the registry.
 
 use super::error::{DecodeError, EncodeError};
-use super::event::{Event, Failure};
+use super::event::{Event, EventKind, Failure};
 use super::notice::Notice;
 use super::settings::NoticeSetting;
+use crate::access::rules::TopicRoute;
 use crate::device_id::DialectId;
 use crate::wire::Outbound;
 
@@ -41,6 +44,39 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// The failure codes its devices report, with what they mean.
     fn errors(&self) -> &'static ErrorTable;
+
+    /// Every topic of the dialect, which way it flows and whose segments it carries: what the
+    /// broker lets a device publish and subscribe to (`registry::topic_routes` gathers them).
+    fn topic_routes(&self) -> &'static [TopicRoute];
+
+    /// Example devices and messages of the dialect, from its document. The conformance suite
+    /// checks the codec, the routes and the capabilities against them; the fuzz target starts
+    /// from their topics.
+    fn samples(&self) -> &'static Samples;
+}
+
+/// Example devices and uplink messages of one dialect, from its protocol document (and
+/// notes.md where the document shows no example).
+#[derive(Debug)]
+pub struct Samples {
+    /// A device of the dialect (text form, e.g. `aliyun:a1pk/dev01`) that connects itself.
+    pub device: &'static str,
+    /// For a dialect with sub-devices ([`SubDevices::ThroughGateway`]): a sub-device and the
+    /// gateway it is attached to (text forms).
+    pub sub_device: Option<(&'static str, &'static str)>,
+    /// Messages devices send, with what each decodes to. Together they include at least one
+    /// reported failure.
+    pub uplink: &'static [Sample],
+}
+
+/// One uplink message and the kinds of the events it decodes to, in order.
+#[derive(Debug)]
+pub struct Sample {
+    /// Where it comes from (a file of tests/golden/, or the notes.md shape it follows).
+    pub name: &'static str,
+    pub topic: &'static str,
+    pub payload: &'static str,
+    pub events: &'static [EventKind],
 }
 
 /// What a dialect can do, as data the rest of the console asks for.
@@ -188,11 +224,34 @@ pub enum OfferField {
 pub struct ErrorTable {
     /// JSON keys of the dialect's messages that carry such a code (the inspector explains them).
     pub fields: &'static [&'static str],
+    /// Which values of those fields are failures; the others are progress or success and need
+    /// no explanation.
+    pub failures: FailureValues,
+    /// How an explained code is introduced: `{label} {code}: {meaning}` (e.g. `step -3: …`).
+    pub label: &'static str,
     pub codes: &'static [ErrorCode],
     /// How a failure reads: `{code}` and `{text}` are replaced; `unknown` is used when the code
     /// is not in the table.
     pub format: &'static str,
     pub unknown: &'static str,
+}
+
+/// Which values of an [`ErrorTable`]'s fields report a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureValues {
+    /// Negative values (the field counts progress upwards otherwise).
+    Negative,
+    /// Any value but 0 (0 is success).
+    NonZero,
+}
+
+impl FailureValues {
+    pub fn contains(self, value: i64) -> bool {
+        match self {
+            FailureValues::Negative => value < 0,
+            FailureValues::NonZero => value != 0,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -47,7 +47,33 @@ pub enum Event {
     Heard { device: DeviceId, what: String },
 }
 
+/// The kind of an [`Event`], without its data (what a dialect's [`Sample`](crate::protocol::Sample)s decode to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Version,
+    Progress,
+    FirmwareGet,
+    Topology,
+    Reply,
+    Answer,
+    Attribute,
+    Heard,
+}
+
 impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Version(_) => EventKind::Version,
+            Event::Progress(_) => EventKind::Progress,
+            Event::FirmwareGet(_) => EventKind::FirmwareGet,
+            Event::Topology(_) => EventKind::Topology,
+            Event::Reply(_) => EventKind::Reply,
+            Event::Answer(_) => EventKind::Answer,
+            Event::Attribute { .. } => EventKind::Attribute,
+            Event::Heard { .. } => EventKind::Heard,
+        }
+    }
+
     /// The device the event is about (for progress and replies of a [`Subject::Gateway`](crate::protocol::Subject::Gateway)
     /// dialect: the gateway it came from).
     pub fn device(&self) -> &DeviceId {

@@ -26,14 +26,14 @@ pub mod registry;
 mod settings;
 
 pub use self::dialect::{
-    Acknowledgement, CancelSupport, Capabilities, Dialect, ErrorCode, ErrorTable, KeyScope,
-    KeySource, NothingPending, OfferField, Presence, Pull, ReplySpec, SubDevices, Subject,
-    TaskKeySpec,
+    Acknowledgement, CancelSupport, Capabilities, Dialect, ErrorCode, ErrorTable, FailureValues,
+    KeyScope, KeySource, NothingPending, OfferField, Presence, Pull, ReplySpec, Sample, Samples,
+    SubDevices, Subject, TaskKeySpec,
 };
 pub use self::error::{DecodeError, EncodeError, MAX_PAYLOAD_BYTES};
 pub use self::event::{
-    Answer, Event, ExchangeReply, Failure, FirmwareGet, MemberInfo, MsgId, Phase, ProgressReport,
-    TaskRef, Topology, UpgradeStatus, VersionReport,
+    Answer, Event, EventKind, ExchangeReply, Failure, FirmwareGet, MemberInfo, MsgId, Phase,
+    ProgressReport, TaskRef, Topology, UpgradeStatus, VersionReport,
 };
 pub use self::notice::{FirmwareOffer, Notice, NoticeAddress, UpgradeNotice};
 pub(crate) use self::payload::{parse_json, truncate_for_log};

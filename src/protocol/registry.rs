@@ -12,6 +12,7 @@ use std::sync::{PoisonError, RwLock};
 use serde::{Deserialize, Deserializer};
 
 use super::{Capabilities, Dialect, aliyun, dji, fogcloud};
+use crate::access::rules::RouteTable;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId};
 
 /// The built-in dialects; a dialect's `id().rank()` is its index here.
@@ -81,6 +82,16 @@ pub fn ids() -> Vec<DialectId> {
     all().into_iter().map(|d| d.id()).collect()
 }
 
+/// The labels of the dialects whose notices carry `field` (e.g. which ones send the operator's
+/// description), in rank order.
+pub fn labels_sending(field: super::OfferField) -> Vec<&'static str> {
+    all()
+        .into_iter()
+        .filter(|d| d.capabilities().offer_fields.contains(&field))
+        .map(|d| d.id().label())
+        .collect()
+}
+
 /// The dialect whose text prefix is `prefix` (ignoring ASCII case).
 pub fn by_prefix(prefix: &str) -> Option<DialectId> {
     all()
@@ -95,6 +106,13 @@ pub fn subscriptions(id: DialectId) -> &'static [&'static str] {
     dialect.subscriptions()
 }
 
+/// Every registered dialect's topic routes, for the broker's authorization
+/// (`access::rules::Rules`): the one place the rules' table is built from, by the embedded
+/// broker, `broker-config` and tests alike. Dialects registered later are not in it.
+pub fn topic_routes() -> RouteTable {
+    RouteTable::new(all().into_iter().map(|d| (d.id(), d.topic_routes())))
+}
+
 /// Which dialect a topic belongs to, by its shape alone.
 pub fn dialect_of_topic(topic: &str) -> Option<&'static dyn Dialect> {
     if let Some(d) = BUILTINS.iter().find(|d| d.owns_topic(topic)) {
@@ -106,8 +124,9 @@ pub fn dialect_of_topic(topic: &str) -> Option<&'static dyn Dialect> {
 /// Adds a dialect loaded at run time. Its rank must be the next free one (see
 /// [`next_user_rank`]), its prefix new, and none of its subscriptions owned by another dialect.
 pub fn register(dialect: &'static dyn Dialect) -> Result<DialectId, RegistryError> {
-    let mut list = USER.write().unwrap_or_else(PoisonError::into_inner);
+    // Asked before the lock: a dialect may call `next_user_rank` to make its id.
     let id = dialect.id();
+    let mut list = USER.write().unwrap_or_else(PoisonError::into_inner);
     let expected = rank_after(list.len());
     if id.rank() != expected {
         return Err(RegistryError::WrongRank {
@@ -361,6 +380,12 @@ mod tests {
             }
             fn errors(&self) -> &'static crate::protocol::ErrorTable {
                 &aliyun::ERRORS
+            }
+            fn topic_routes(&self) -> &'static [crate::access::rules::TopicRoute] {
+                &[]
+            }
+            fn samples(&self) -> &'static crate::protocol::Samples {
+                aliyun::DIALECT.samples()
             }
         }
         static COPYCAT: Copycat = Copycat;

@@ -19,11 +19,12 @@
 //!
 //! - `now` is a [`Timestamp`] (milliseconds since the Unix epoch) read by the engine; a clock
 //!   that steps back is treated as standing still.
-//! - `ids` is the [`IdSource`] for DJI tids and bids (UUID strings): [`RandomIds`] in the engine,
-//!   [`SequentialIds`] (or any `FnMut() -> String`) in tests. FogCloud `task_id`s are a counter
-//!   inside the campaign.
+//! - `ids` is the [`IdSource`] for UUID task keys ([`KeySource::Uuid`]) and the exchange ids of
+//!   requests answered by reply (UUID strings; DJI bids and tids): [`RandomIds`] in the engine,
+//!   [`SequentialIds`] (or any `FnMut() -> String`) in tests. Counter task keys
+//!   ([`KeySource::Counter`], FogCloud `task_id`s) are counted inside the campaign.
 //! - [`Campaign::next_deadline`] says when the campaign next needs an `Input::Tick` (device
-//!   timeouts, DJI reply waits, retry times, the rate limiter's next token); `None` = only an
+//!   timeouts, reply waits, retry times, the rate limiter's next token); `None` = only an
 //!   input can change anything. Every `handle` call fires due timers first, so a late tick is
 //!   harmless and an early one does nothing.
 //!
@@ -33,14 +34,16 @@
 //!   before executing any later action: a transition is durable before what it causes goes out.
 //!   Consecutive `Persist` actions may be applied in one transaction (`Store::apply_all`).
 //! - [`Action::SendUpgrade`]: build the notice with [`Campaign::build_notice`] (the campaign
-//!   holds the offer and dialect settings; the engine supplies the route: the FogCloud gateway of
-//!   a sub-device or the DJI dock of a drone, a message id, a timestamp, the device's own download
+//!   holds the offer and dialect settings; the engine supplies the route: the gateway of a
+//!   sub-device ([`SubDevices::ThroughGateway`]; a FogCloud gateway, a DJI dock), a message id,
+//!   a timestamp, the device's own download
 //!   link when the embedded server grants one per device), encode it with
 //!   `protocol::encode` and publish. If the publish fails, feed [`Input::PublishFailed`].
 //! - [`Action::ReplyFirmwareGet`]: answer the device's request with
 //!   `Notice::FirmwareGetReply { request, pending: pending.map(build_notice) }`. `pending` is
-//!   `None` only for dialects with a "nothing pending" reply (Alibaba); for FogCloud the campaign
-//!   emits no reply at all then (`protocol::has_nothing_pending_reply`).
+//!   `None` only for dialects with a "nothing pending" reply ([`NothingPending::EmptyReply`],
+//!   e.g. Alibaba); for [`NothingPending::Silence`] dialects (e.g. FogCloud) the campaign emits
+//!   no reply at all then.
 //! - [`Action::CampaignStateChanged`], [`Action::Log`]: for the UI and the event log.
 //!
 //! The UI reads [`Campaign::snapshot`] (serde-serialisable, also the JSON report).
@@ -49,12 +52,14 @@
 //!
 //! A campaign ignores events about devices that are not its targets and answers `FirmwareGet`
 //! only for its targets ([`Campaign::is_target`]): when no campaign has the device, the engine
-//! answers "nothing pending" itself where the dialect has such a reply (Alibaba) and stays
-//! silent where it has none (FogCloud). A device+module belongs to at most one unfinished campaign;
-//! the engine refuses to start a second one over the same device+module. DJI progress and
-//! replies carry the gateway as device: offer them to every DJI campaign, the bid decides.
-//! `Event::Topology` is not a campaign input: turn it into [`Input::Seen`] for the dock and its
-//! drones.
+//! answers "nothing pending" itself where the dialect has such a reply (e.g. Alibaba) and stays
+//! silent where it has none (e.g. FogCloud). A device+module belongs to at most one unfinished
+//! campaign; the engine refuses to start a second one over the same device+module. Reports of a
+//! dialect whose task key is global ([`KeyScope::Global`]) and whose progress comes from the
+//! gateway ([`Subject::Gateway`]) name only the gateway and the key (e.g. a DJI dock and the
+//! bid): offer them to every campaign with devices of that dialect, the key decides.
+//! `Event::Topology` is not a campaign input: turn it into [`Input::Seen`] for the gateway and
+//! its sub-devices.
 //!
 //! # Semantics, precisely
 //!
@@ -62,8 +67,9 @@
 //!   `failed(reason, code)`, `rejected`, `timed_out`, `canceled`, `skipped`. A device waiting for
 //!   a retry is `pending` with `attempts > 0`, its last `error`, and `retry_at`.
 //! - **Success** only when the device reports the target version (a `Version` event for that
-//!   device+module; for DJI the `firmware_version`) after our notice. DJI `ok` and 100 % only
-//!   mean "installing 100 %"; without the version report the attempt ends `timed_out`. A device
+//!   device+module, whatever the dialect calls it, e.g. DJI's `firmware_version`) after our
+//!   notice. A progress report of 100 % or "done" only means "installing 100 %"; without the
+//!   version report the attempt ends `timed_out`. A device
 //!   with no notice in flight claiming progress or success changes nothing. A target-version
 //!   report after a timeout or failure of this campaign still counts (a late success).
 //! - **Percent** is per phase (downloading, then installing), never lower than before within a
@@ -83,25 +89,41 @@
 //!   `only_from_versions`, a device on another version is skipped with the reason, and a device
 //!   whose version is unknown waits until it reports one. Checked at start, when its wave opens
 //!   and just before its notice.
-//! - **Rate** ([`policy::RateLimit`]) counts first notices and retries; re-sends (DJI, ack
-//!   window, device back online) do not. **Concurrency**: at most `max_in_flight` devices
+//! - **Rate** ([`policy::RateLimit`]) counts first notices and retries; re-sends (reply wait,
+//!   ack window, device back online) do not. **Concurrency**: at most `max_in_flight` devices
 //!   noticed/downloading/installing.
-//! - **Acknowledgement** (Alibaba, FogCloud): a notice is answered by the device's first
-//!   progress or version report. Without one within `ack_window_ms` the same notice (same
-//!   attempt, same task_id) is re-sent, up to `ack_resends` times, each wait `ack_backoff`
-//!   times longer (defaults: 10 s, 3, ×2: re-sent at +10 s, +30 s, +70 s); then only the device
-//!   timeout is left. Re-sends are counted per device (`resends`, persisted; shown in the window
-//!   and the report) and the wait is persisted, so it goes on after a restart. DJI keeps its own
-//!   `services_reply` wait (`dji_reply_timeout_ms`, `dji_resends`), not doubled.
-//! - **Settle**: an Alibaba or FogCloud device heard while it waits for its notice (a version
-//!   report: these devices report when they connect), one that comes back online, and one the
-//!   engine heard less than `settle_ms` before the start (`note_heard`) is not noticed before
-//!   `settle_ms` (default 2 s) has passed: some SDKs publish their version before they
-//!   subscribe. A device that asks (`FirmwareGet`) is listening, so it is not made to wait. DJI
-//!   devices are never held (their `ota_create` has its own reply wait).
+//! - **Acknowledged by first report** ([`Acknowledgement::ByFirstReport`], e.g. Alibaba,
+//!   FogCloud): a notice is answered by the device's first progress or version report. Without
+//!   one within `ack_window_ms` the same notice (same attempt, same task key) is re-sent, up to
+//!   `ack_resends` times, each wait `ack_backoff` times longer (defaults: 10 s, 3, ×2: re-sent at
+//!   +10 s, +30 s, +70 s); then only the device timeout is left. Re-sends are counted per device
+//!   (`resends`, persisted; shown in the window and the report) and the wait is persisted, so it
+//!   goes on after a restart. Dialects acknowledged by reply keep their own reply wait instead
+//!   (below), not doubled.
+//! - **Acknowledged by reply** ([`Acknowledgement::ByReply`], e.g. DJI `ota_create` answered by
+//!   `services_reply`): without a matching reply (or any progress on the task key) within
+//!   `reply_timeout_ms` the request is re-sent, `reply_resends` times (with a fresh exchange id
+//!   when [`ReplySpec::fresh_exchange_per_send`]; the task key stays), then the attempt fails
+//!   with "no reply". A reply carrying a failure code fails the attempt with that code
+//!   (rejected if the reply says so).
+//! - **Task keys** ([`TaskKeySpec`]): one key per attempt, from the dialect's [`KeySource`]
+//!   (none, e.g. Alibaba: progress is matched by device+module while in flight; a counter, e.g.
+//!   FogCloud `task_id`; a UUID, e.g. DJI `bid`). With a key, progress naming another key than
+//!   the device's current one is ignored with a `Log`. Its [`KeyScope`] says whether reports
+//!   carry the device beside the key or only the key (and the gateway it came through).
+//! - **One upgrade per gateway** ([`Capabilities::one_upgrade_per_gateway`], e.g. a DJI dock and
+//!   its drone): a gateway and its sub-devices are never noticed at the same time; the others
+//!   wait until the one in flight finishes.
+//! - **Presence** ([`Presence`]) and **Settle**: a device of a dialect that announces itself on
+//!   connect ([`Presence::AnnouncesOnConnect`], e.g. Alibaba, FogCloud) heard while it waits for
+//!   its notice (a version report), one that comes back online, and one the engine heard less
+//!   than `settle_ms` before the start (`note_heard`) is not noticed before `settle_ms`
+//!   (default 2 s) has passed: some SDKs publish their version before they subscribe. A device
+//!   that asks (`FirmwareGet`) is listening, so it is not made to wait. Devices that report all
+//!   the time ([`Presence::Continuous`], e.g. DJI) are never held.
 //! - **Timeout** from each notice to the target version report. **Retries**: a failed or
 //!   timed-out device is noticed again after `retry_interval_secs`, up to `retries` times;
-//!   rejected (and DJI `canceled`) never. `RetryFailed` gives failed and timed-out devices a
+//!   rejected (and canceled by the device) never. `RetryFailed` gives failed and timed-out devices a
 //!   fresh budget (and re-opens a completed campaign).
 //! - **Abort**: when `failures * 100 > failure_percent * judged` with `judged >= min_finished`
 //!   (judged = succeeded + final failures), the campaign is `aborted`: no notice ever again,
@@ -109,40 +131,55 @@
 //!   devices in flight are still followed to their end. `Cancel` does the same on command.
 //!   `Pause` stops new notices and retries; in-flight devices still report and time out.
 //! - **Broker outage** (`BrokerLost` .. `BrokerBack`): while the console's own link is down it
-//!   can hear no device, so no timer fires (timeouts, DJI reply waits, retries) and no notice
+//!   can hear no device, so no timer fires (timeouts, reply waits, retries) and no notice
 //!   goes out; when the link is back, the deadline and reply wait of every device in flight
 //!   move later by the length of the outage (persisted), and everything due fires from then.
 //!   A partition longer than the device timeout therefore times out nobody by itself; a device
 //!   that stays silent after the link is back times out at its shifted deadline. Devices still
 //!   `noticed` then get their notice re-sent (it may have been lost with their session).
 //! - **Re-sends on resume**: a resumed campaign re-sends the notice in flight to its online
-//!   `noticed` devices (not DJI): the console may have died between recording a notice and
+//!   `noticed` devices (acknowledged by first report only; a reply wait re-sends on its own):
+//!   the console may have died between recording a notice and
 //!   publishing it. With `settle_ms > 0` this re-send (and the one after a broker outage) waits
 //!   `settle_ms` for an answer first, as does an ack wait that ran out while the console was
 //!   down: what devices reported meanwhile arrives from the console's persistent session, and a
 //!   device that already succeeded must not get a second notice.
 //! - **Offline** devices are not noticed; they get their notice when seen again
-//!   (`Input::Seen`, or any event from them). A device seen again while `noticed` (not DJI) gets
-//!   the same notice re-sent, as the Alibaba platform does.
-//! - **FirmwareGet** (a pull) from a target: answered at once, with the request's id, with the
+//!   (`Input::Seen`, or any event from them). A device seen again while `noticed`
+//!   (acknowledged by first report) gets the same notice re-sent (as the Alibaba platform does).
+//! - **FirmwareGet** (a pull, where the dialect supports it: [`Pull::Supported`]) from a target:
+//!   answered at once, with the request's id, with the
 //!   notice in flight (a re-send), or a new notice carried by the reply instead of a separate
 //!   `SendUpgrade`. A pull is a notice: a pending device whose turn may come (campaign running,
 //!   wave open, version filter passed, no retry wait) is noticed by its pull even when the
 //!   scheduler has not reached it. It takes a concurrency slot like any notice (when the cap is
 //!   full the pull is not answered with a notice: the device asks again, or gets the push when a
 //!   slot frees), and it takes a rate token when one is there but never waits for one (the rate
-//!   paces pushes; a device paces its own pulls). Otherwise: Alibaba's "nothing pending"
-//!   (`"data":{}`); FogCloud nothing at all (its document defines no empty reply).
-//! - **DJI**: one bid per attempt, a fresh tid per `ota_create` sent. Without a matching
-//!   `services_reply` (or any progress on the bid) within `dji_reply_timeout_ms` the
-//!   `ota_create` is re-sent with a fresh tid, `dji_resends` times, then the attempt fails with
-//!   "no reply". A reply with `result != 0` fails the attempt with the DJI code (rejected if the
-//!   reply's status says rejected). Progress is matched by bid.
-//! - **FogCloud**: one `task_id` per attempt; progress whose task_id is not the device's current
-//!   one is ignored with a `Log`. **Alibaba**: progress matched by device+module while in flight.
+//!   paces pushes; a device paces its own pulls). Otherwise the dialect's "nothing pending":
+//!   an empty reply ([`NothingPending::EmptyReply`], e.g. Alibaba's `"data":{}`) or nothing at
+//!   all ([`NothingPending::Silence`], e.g. FogCloud, whose document defines no empty reply).
 //! - **Resume** ([`Campaign::resume`]): from the store's [`PersistedCampaign`]; succeeded
 //!   devices are never noticed again; in-flight devices stay in flight with their deadlines;
 //!   a campaign stored as `draft` still needs `Start`.
+//!
+//! [`Acknowledgement::ByFirstReport`]: crate::protocol::Acknowledgement::ByFirstReport
+//! [`Acknowledgement::ByReply`]: crate::protocol::Acknowledgement::ByReply
+//! [`Capabilities::one_upgrade_per_gateway`]: crate::protocol::Capabilities::one_upgrade_per_gateway
+//! [`KeyScope`]: crate::protocol::KeyScope
+//! [`KeyScope::Global`]: crate::protocol::KeyScope::Global
+//! [`KeySource`]: crate::protocol::KeySource
+//! [`KeySource::Counter`]: crate::protocol::KeySource::Counter
+//! [`KeySource::Uuid`]: crate::protocol::KeySource::Uuid
+//! [`NothingPending::EmptyReply`]: crate::protocol::NothingPending::EmptyReply
+//! [`NothingPending::Silence`]: crate::protocol::NothingPending::Silence
+//! [`Presence`]: crate::protocol::Presence
+//! [`Presence::AnnouncesOnConnect`]: crate::protocol::Presence::AnnouncesOnConnect
+//! [`Presence::Continuous`]: crate::protocol::Presence::Continuous
+//! [`Pull::Supported`]: crate::protocol::Pull::Supported
+//! [`ReplySpec::fresh_exchange_per_send`]: crate::protocol::ReplySpec::fresh_exchange_per_send
+//! [`SubDevices::ThroughGateway`]: crate::protocol::SubDevices::ThroughGateway
+//! [`Subject::Gateway`]: crate::protocol::Subject::Gateway
+//! [`TaskKeySpec`]: crate::protocol::TaskKeySpec
 
 mod campaign;
 pub(crate) mod device;
@@ -180,7 +217,8 @@ impl fmt::Display for CampaignId {
     }
 }
 
-/// Where the ids the protocol needs unique come from (DJI tid and bid: UUID strings).
+/// Where the ids the protocol needs unique come from (UUID task keys and exchange ids, e.g. DJI
+/// bid and tid).
 pub trait IdSource {
     fn uuid(&mut self) -> String;
 }
@@ -248,7 +286,7 @@ pub enum Input {
     /// The console's own link to the broker went down: from now on the console hears nothing,
     /// so silence says nothing about a device. Holds every timer and every new notice.
     BrokerLost,
-    /// The link is back: every in-flight deadline and DJI reply wait moves later by the outage.
+    /// The link is back: every in-flight deadline and reply wait moves later by the outage.
     BrokerBack,
     /// The `SendUpgrade` for this device and attempt could not be published.
     PublishFailed {
@@ -270,7 +308,7 @@ pub struct UpgradeOrder {
     /// The exchange id of this request, for a dialect answered by reply (fresh for every
     /// request sent when the dialect says so, re-sends included).
     pub exchange_id: Option<String>,
-    /// The same attempt sent again (DJI without reply, device back online): not a new attempt.
+    /// The same attempt sent again (a request without reply, device back online): not a new attempt.
     pub resend: bool,
 }
 

@@ -326,23 +326,6 @@ impl DialectSettings {
         Ok(())
     }
 
-    /// Chooses `value` for the setting whose CLI flag is `flag` (whichever dialect has it).
-    pub fn set_by_flag(&mut self, flag: &str, value: &str) -> Result<(), UnknownName> {
-        for dialect in registry::all() {
-            if let Some(setting) = dialect
-                .notice_settings()
-                .iter()
-                .find(|s| s.cli_flag == flag)
-            {
-                return self.set(dialect.id(), setting, value);
-            }
-        }
-        Err(UnknownName {
-            what: "notice setting",
-            value: flag.chars().take(40).collect(),
-        })
-    }
-
     /// Reads today's form, or the flat form of older campaigns.
     fn from_json(value: serde_json::Value) -> Self {
         let serde_json::Value::Object(map) = value else {
@@ -456,14 +439,13 @@ mod tests {
             .set(aliyun::ID, &aliyun::SIGN_METHOD, "SHA256")
             .unwrap();
         settings
-            .set_by_flag("dji-upgrade-type", "consistency")
+            .set(dji::ID, &dji::UPGRADE_TYPE, "Consistency")
             .unwrap();
         assert!(
             settings
                 .set(dji::ID, &dji::UPGRADE_TYPE, "sideways")
                 .is_err()
         );
-        assert!(settings.set_by_flag("no-such-flag", "x").is_err());
         let json = serde_json::to_value(&settings).unwrap();
         assert_eq!(
             json,

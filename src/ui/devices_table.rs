@@ -201,7 +201,10 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
             }
             let response = ui.colored_label(theme::status_color(r.status), text);
             let mut why: Vec<String> = r.error.iter().cloned().collect();
-            why.extend(r.code.and_then(explain_code));
+            why.extend(
+                r.code
+                    .and_then(|code| explain_code(row.record.dialect, code)),
+            );
             if r.resends > 0 {
                 why.push(format!(
                     "the notice was re-sent {} time(s) for want of an answer",

@@ -33,7 +33,7 @@ pub struct FirmwareForm {
     pub version: String,
     /// Module to upgrade; empty = the device's own firmware.
     pub module: String,
-    /// Sent to FogCloud devices with the notice.
+    /// Sent with the notice where the dialect carries a description ([`OfferField::Description`]).
     pub description: String,
     /// Campaign name for the history; empty = derived.
     pub name: String,
@@ -337,15 +337,7 @@ fn setting_row_ui(
 
 /// Which dialects' notices carry the description.
 fn description_hint() -> String {
-    let names: Vec<&str> = registry::all()
-        .into_iter()
-        .filter(|d| {
-            d.capabilities()
-                .offer_fields
-                .contains(&OfferField::Description)
-        })
-        .map(|d| d.id().label())
-        .collect();
+    let names = registry::labels_sending(OfferField::Description);
     format!("sent to {} devices", names.join(", "))
 }
 

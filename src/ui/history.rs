@@ -121,7 +121,9 @@ fn outcome_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
                 });
                 row.col(|ui| {
                     let mut text = d.error.clone().unwrap_or_default();
-                    if let Some(explained) = d.code.and_then(explain_code) {
+                    if let Some(explained) =
+                        d.code.and_then(|code| explain_code(d.id.dialect(), code))
+                    {
                         text = if text.is_empty() {
                             explained
                         } else {

@@ -1,6 +1,6 @@
 //! The inspector: raw MQTT messages in and out, for the device clicked in the table or for the
 //! whole fleet, filterable, with the selected message pretty-printed and its error codes
-//! explained (Alibaba/FogCloud steps -1..-4, DJI 312xxx); and the operator log of alerts.
+//! explained by its dialect's error table; and the operator log of alerts.
 //! Shows what the app fetched from the engine's bounded ring; never fetches itself.
 
 use egui::{RichText, Ui};
@@ -12,6 +12,7 @@ use super::theme;
 use crate::device_id::DeviceId;
 use crate::engine::Snapshot;
 use crate::fleet::inspector::{Direction, RawMessage, pretty};
+use crate::protocol::registry;
 
 #[derive(Debug, Default)]
 pub struct InspectorState {
@@ -124,7 +125,13 @@ fn message_detail_ui(ui: &mut Ui, m: &RawMessage) {
     if let Some(err) = &m.error {
         ui.colored_label(theme::BAD, format!("Refused: {err}"));
     }
-    for line in explain_payload(&m.payload) {
+    // The device's dialect, else the topic's: its table alone explains the codes.
+    let dialect = m
+        .device
+        .as_ref()
+        .map(DeviceId::dialect)
+        .or_else(|| registry::dialect_of_topic(&m.topic).map(|d| d.id()));
+    for line in explain_payload(&m.payload, dialect) {
         ui.colored_label(theme::WARN, line);
     }
     egui::ScrollArea::vertical()

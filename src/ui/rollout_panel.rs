@@ -245,7 +245,8 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             0..=longest,
             " s",
         );
-        // Alibaba / FogCloud: an unanswered notice is re-sent (DJI keeps its own reply wait).
+        // Dialects acknowledged by first report: an unanswered notice is re-sent (those
+        // acknowledged by reply keep their own reply wait).
         widgets::number_row_ui(
             ui,
             "Re-send unanswered after",

@@ -280,8 +280,8 @@ impl Campaigns {
     }
 }
 
-/// The fleet's topology, so the campaign upgrades one device per gateway at a time where the
-/// dialect says so.
+/// The gateway of each target of a one-upgrade-per-gateway dialect (e.g. a DJI drone's dock), as
+/// the fleet's topology has it.
 pub(super) fn set_gateways_from(fleet: &FleetState, campaign: &mut Campaign) {
     campaign.set_gateways(&|d: &DeviceId| fleet.gateway_of(d));
 }

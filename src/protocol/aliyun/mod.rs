@@ -2,14 +2,17 @@
 //! it can do, its notice setting (`signMethod`) and its failure steps. The codec is `codec.rs`.
 
 mod codec;
+mod routes;
+mod samples;
 
 pub use self::codec::*;
+use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
-    ErrorCode, ErrorTable, Event, Failure, KeyScope, KeySource, NothingPending, Notice,
-    NoticeSetting, OfferField, Outbound, Presence, Pull, SettingValues, SubDevices, Subject,
-    TaskKeySpec,
+    ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending,
+    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, Samples, SettingValues,
+    SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -80,6 +83,8 @@ const SETTINGS: &[NoticeSetting] = &[SIGN_METHOD];
 /// Progress `step` values -1..-4 (the Alibaba device SDKs' failure steps, also FogCloud's -1).
 pub const ERRORS: ErrorTable = ErrorTable {
     fields: &["step"],
+    failures: FailureValues::Negative,
+    label: "step",
     codes: &[
         ErrorCode {
             code: -1,
@@ -133,6 +138,14 @@ impl Dialect for Aliyun {
 
     fn errors(&self) -> &'static ErrorTable {
         &ERRORS
+    }
+
+    fn topic_routes(&self) -> &'static [TopicRoute] {
+        routes::ROUTES
+    }
+
+    fn samples(&self) -> &'static Samples {
+        &samples::SAMPLES
     }
 }
 

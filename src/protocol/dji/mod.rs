@@ -3,13 +3,17 @@
 //! notice setting (`firmware_upgrade_type`) and its error codes. The codec is `codec.rs`.
 
 mod codec;
+mod routes;
+mod samples;
 
 pub use self::codec::*;
+use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
-    ErrorCode, ErrorTable, Event, Failure, KeyScope, KeySource, Notice, NoticeSetting, OfferField,
-    Outbound, Presence, Pull, ReplySpec, SettingValues, SubDevices, Subject, TaskKeySpec,
+    ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, Notice,
+    NoticeSetting, OfferField, Outbound, Presence, Pull, ReplySpec, Samples, SettingValues,
+    SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -193,6 +197,8 @@ const CODES: &[ErrorCode] = &[
 /// `result` codes of `services_reply` and `ota_progress`.
 pub const ERRORS: ErrorTable = ErrorTable {
     fields: &["result", "code"],
+    failures: FailureValues::NonZero,
+    label: "DJI",
     codes: CODES,
     format: "DJI error {code}: {text}",
     unknown: "DJI error {code}",
@@ -229,6 +235,14 @@ impl Dialect for Dji {
 
     fn errors(&self) -> &'static ErrorTable {
         &ERRORS
+    }
+
+    fn topic_routes(&self) -> &'static [TopicRoute] {
+        routes::ROUTES
+    }
+
+    fn samples(&self) -> &'static Samples {
+        &samples::SAMPLES
     }
 }
 

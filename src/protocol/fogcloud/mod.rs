@@ -3,13 +3,16 @@
 //! `codec.rs`.
 
 mod codec;
+mod routes;
+mod samples;
 
 pub use self::codec::*;
+use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, DecodeError, Dialect, EncodeError, ErrorCode,
-    ErrorTable, Event, Failure, KeyScope, KeySource, NothingPending, Notice, OfferField, Outbound,
-    Presence, Pull, SubDevices, Subject, TaskKeySpec,
+    ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending, Notice,
+    OfferField, Outbound, Presence, Pull, Samples, SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -60,6 +63,8 @@ const CAPABILITIES: Capabilities = Capabilities {
 /// Progress `step` -1, the one failure FogCloud devices report.
 pub const ERRORS: ErrorTable = ErrorTable {
     fields: &["step"],
+    failures: FailureValues::Negative,
+    label: "step",
     codes: &[ErrorCode {
         code: -1,
         text: "upgrade failed",
@@ -95,6 +100,14 @@ impl Dialect for FogCloud {
 
     fn errors(&self) -> &'static ErrorTable {
         &ERRORS
+    }
+
+    fn topic_routes(&self) -> &'static [TopicRoute] {
+        routes::ROUTES
+    }
+
+    fn samples(&self) -> &'static Samples {
+        &samples::SAMPLES
     }
 }
 

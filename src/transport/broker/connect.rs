@@ -24,7 +24,7 @@ use crate::access::credentials::{
     Authenticator, BackoffPolicy, CONSOLE_FILE, CredentialsError, Gatekeeper, Refusal,
     SECRETS_FILE, USERS_FILE,
 };
-use crate::access::rules::{Decision, Identity, Rules};
+use crate::access::rules::{Decision, Identity, RouteTable, Rules};
 use crate::device_id::DeviceId;
 use crate::rollout::Timestamp;
 
@@ -77,6 +77,7 @@ impl SecureAccess {
     /// Loads the credentials of `data_dir` (creating the console's on first use).
     pub(super) fn load(
         data_dir: PathBuf,
+        routes: RouteTable,
     ) -> Result<std::sync::Arc<SecureAccess>, CredentialsError> {
         // Stamped before reading: an edit during the load is seen at the next CONNECT.
         let stamp = FilesStamp::of(&data_dir);
@@ -87,7 +88,7 @@ impl SecureAccess {
                 gatekeeper: Gatekeeper::new(authenticator),
                 stamp,
             }),
-            rules: RwLock::new(Rules::new()),
+            rules: RwLock::new(Rules::new(routes)),
             rules_generation: AtomicU64::new(0),
         }))
     }
@@ -455,7 +456,10 @@ mod tests {
 
     fn secure(dir: &Path) -> Access {
         std::fs::write(dir.join(USERS_FILE), "dock pw-dock dji:DOCK1\n").unwrap();
-        Access::Secure(SecureAccess::load(dir.to_path_buf()).unwrap())
+        Access::Secure(
+            SecureAccess::load(dir.to_path_buf(), crate::protocol::registry::topic_routes())
+                .unwrap(),
+        )
     }
 
     fn reparse(bytes: &BytesMut) -> Connect {

@@ -46,6 +46,7 @@ pub use events::{Attempt, BrokerEvent, BrokerRefusal};
 pub use limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES};
 
 use crate::access::credentials::BackoffPolicy;
+use crate::access::rules::RouteTable;
 use crate::device_id::DeviceId;
 
 /// `tracing` directive that silences rumqttd: it logs every client disconnect at ERROR level.
@@ -59,8 +60,11 @@ pub enum BrokerAccess {
     Open,
     /// Credentials of this data directory (`access::credentials` files: `broker-console.json`,
     /// `alibaba-device-secrets.csv`, `mqtt-users.txt`), re-read when one of them changes, and the
-    /// dialects' topic rules.
-    Secure { data_dir: PathBuf },
+    /// topic rules over `routes` (the dialects' topics: `protocol::registry::topic_routes()`).
+    Secure {
+        data_dir: PathBuf,
+        routes: RouteTable,
+    },
 }
 
 /// A TLS listener next to the plain one.
@@ -89,11 +93,12 @@ impl BrokerSettings {
         }
     }
 
-    /// The credentials of `data_dir` and the dialects' topic rules, no TLS.
-    pub fn secure(listen: SocketAddr, data_dir: PathBuf) -> Self {
+    /// The credentials of `data_dir` and the topic rules over `routes` (the dialects' topics:
+    /// `protocol::registry::topic_routes()`), no TLS.
+    pub fn secure(listen: SocketAddr, data_dir: PathBuf, routes: RouteTable) -> Self {
         BrokerSettings {
             listen,
-            access: BrokerAccess::Secure { data_dir },
+            access: BrokerAccess::Secure { data_dir, routes },
             tls: None,
         }
     }
@@ -131,8 +136,9 @@ impl EmbeddedBroker {
         };
         let access = match &settings.access {
             BrokerAccess::Open => connect::Access::Open,
-            BrokerAccess::Secure { data_dir } => connect::Access::Secure(
-                connect::SecureAccess::load(data_dir.clone()).map_err(BrokerError::Credentials)?,
+            BrokerAccess::Secure { data_dir, routes } => connect::Access::Secure(
+                connect::SecureAccess::load(data_dir.clone(), routes.clone())
+                    .map_err(BrokerError::Credentials)?,
             ),
         };
         let local_addr = local_addr_of(&plain, settings.listen)?;
