@@ -1294,7 +1294,6 @@ fn names_a_dialect(toks: &[Tok], i: usize) -> bool {
 }
 
 #[test]
-#[ignore = "until the dialect seam lands (issue 12)"]
 fn no_dialect_named_outside_its_modules() {
     let mut per_file: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut checked = 0;

@@ -8,7 +8,7 @@
 
 use super::Timestamp;
 use super::policy::Policy;
-use super::record::{DeviceStatus, ReplyWait, TargetRecord, TaskRecord};
+use super::record::{DeviceStatus, FailureCode, ReplyWait, TargetRecord, TaskRecord};
 use crate::protocol::{
     Acknowledgement, ExchangeReply, Phase, ProgressReport, ReplySpec, UpgradeStatus, registry,
 };
@@ -192,7 +192,7 @@ pub(crate) fn on_progress(
                 rec,
                 DeviceStatus::Failed,
                 with_desc(failure.describe(), desc),
-                Some(failure.code()),
+                Some(failure.into()),
             );
         }
         UpgradeStatus::Rejected(failure) => {
@@ -201,7 +201,7 @@ pub(crate) fn on_progress(
                 rec,
                 DeviceStatus::Rejected,
                 with_desc(format!("rejected by the device ({text})"), desc),
-                Some(failure.code()),
+                Some(failure.into()),
             );
         }
         // Someone canceled on the device or dock: a refusal, so it is not retried either.
@@ -242,7 +242,7 @@ fn advance(rec: &mut TargetRecord, next: DeviceStatus, percent: Option<u8>, step
     }
 }
 
-fn fail(rec: &mut TargetRecord, status: DeviceStatus, error: String, code: Option<i64>) {
+fn fail(rec: &mut TargetRecord, status: DeviceStatus, error: String, code: Option<FailureCode>) {
     rec.status = status;
     rec.error = Some(error);
     rec.code = code;
@@ -350,7 +350,7 @@ pub(crate) fn on_reply(rec: &mut TargetRecord, reply: &ExchangeReply) -> Step {
             rec,
             DeviceStatus::Rejected,
             format!("{} rejected ({text})", spec.request),
-            Some(failure.code()),
+            Some(failure.into()),
         );
     } else {
         // A non-zero result is usually a passing condition (aircraft flying, battery low): a
@@ -359,7 +359,7 @@ pub(crate) fn on_reply(rec: &mut TargetRecord, reply: &ExchangeReply) -> Step {
             rec,
             DeviceStatus::Failed,
             format!("{} refused ({text})", spec.request),
-            Some(failure.code()),
+            Some(failure.into()),
         );
     }
     Step::default()
@@ -647,7 +647,7 @@ mod tests {
         report.desc = Some("x".repeat(500));
         on_progress(&mut rec, &report, &ctx(&p, 1));
         assert_eq!(rec.status, DeviceStatus::Failed);
-        assert_eq!(rec.code, Some(-2));
+        assert_eq!(rec.code.map(|c| c.code), Some(-2));
         let error = rec.error.unwrap();
         assert!(error.starts_with("download failed: x"), "{error}");
         assert!(error.chars().count() < 250);

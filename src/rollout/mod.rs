@@ -198,8 +198,8 @@ pub use crate::time::Timestamp;
 pub use campaign::{Campaign, NoticeRoute};
 pub use policy::{AbortThreshold, CanarySize, LIMITS, Policy, PolicyLimits, RateLimit};
 pub use record::{
-    CampaignSpec, CampaignState, Change, DeviceStatus, DialectSettings, PersistedCampaign,
-    ReplyWait, Target, TargetRecord, TaskRecord, Transition,
+    CampaignSpec, CampaignState, Change, DeviceStatus, DialectSettings, FailureCode,
+    PersistedCampaign, ReplyWait, Target, TargetRecord, TaskRecord, Transition,
 };
 pub use snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 

@@ -206,6 +206,25 @@ impl TaskRecord {
     }
 }
 
+/// A failure code as a device reported it, with its dialect: codes of different dialects
+/// overlap (Alibaba's step -2 is not DJI's result -2), so a code is never read without it. The
+/// store keeps the number; the tag is the dialect of the row's device (every code a device
+/// reports is its own dialect's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCode {
+    pub dialect: DialectId,
+    pub code: i64,
+}
+
+impl From<&crate::protocol::Failure> for FailureCode {
+    fn from(failure: &crate::protocol::Failure) -> Self {
+        FailureCode {
+            dialect: failure.dialect,
+            code: failure.code,
+        }
+    }
+}
+
 /// A notice waits for its answer: a request answered by reply waits for the reply (or
 /// progress); other notices for the first progress or version report (the ack window).
 /// When `deadline_at` passes, the notice is re-sent while `resends_left > 0`.
@@ -238,9 +257,9 @@ pub struct TargetRecord {
     /// new one).
     pub round_start: u32,
     pub error: Option<String>,
-    /// Device-side failure code, in the table of the device's dialect
-    /// ([`crate::protocol::ErrorTable`]).
-    pub code: Option<i64>,
+    /// The device-side failure code, tagged with the dialect whose
+    /// [`crate::protocol::ErrorTable`] gives its meaning.
+    pub code: Option<FailureCode>,
     pub task: TaskRecord,
     /// Failed or TimedOut while waiting for a retry: what the device ends as if no retry comes.
     pub last_outcome: Option<DeviceStatus>,

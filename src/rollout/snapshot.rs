@@ -120,7 +120,7 @@ impl From<&TargetRecord> for DeviceSnapshot {
             attempts: rec.attempts,
             wave: rec.wave,
             error: rec.error.clone(),
-            code: rec.code,
+            code: rec.code.map(|c| c.code),
             retry_at: rec.retry_at,
             resends: rec.resends,
             next_resend_at: rec

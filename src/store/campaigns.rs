@@ -8,10 +8,11 @@ use rusqlite::{Row, Transaction, params};
 use super::sql::{
     Store, StoreError, corrupt, opt_ts_from_sql, opt_ts_to_sql, ts_from_sql, ts_to_sql,
 };
+use crate::device_id::DeviceId;
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{
-    CampaignId, CampaignSpec, CampaignState, Counts, DeviceStatus, PersistedCampaign, ReplyWait,
-    TargetRecord, TaskRecord, Timestamp,
+    CampaignId, CampaignSpec, CampaignState, Counts, DeviceStatus, FailureCode, PersistedCampaign,
+    ReplyWait, TargetRecord, TaskRecord, Timestamp,
 };
 
 /// A campaign in the list view.
@@ -31,7 +32,7 @@ pub struct CampaignRow {
 }
 
 pub(super) const DEVICE_COLUMNS: &str = "device, position, wave, status, from_version, to_version, percent, \
-     attempts, round_start, error, code, task_key, exchange_id, last_outcome, noticed_at, deadline_at, retry_at, \
+     attempts, round_start, error, code, code_dialect, task_key, exchange_id, last_outcome, noticed_at, deadline_at, retry_at, \
      reply_deadline_at, resends_left, resends";
 
 fn to_u32(what: &'static str, v: i64) -> Result<u32, StoreError> {
@@ -57,11 +58,12 @@ pub(super) fn write_device(
     };
     let sql = format!(
         "INSERT INTO campaign_devices (campaign, {DEVICE_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
          ON CONFLICT (campaign, device) DO UPDATE SET position = excluded.position, wave = excluded.wave,
              status = excluded.status, from_version = excluded.from_version, to_version = excluded.to_version,
              percent = excluded.percent, attempts = excluded.attempts, round_start = excluded.round_start,
-             error = excluded.error, code = excluded.code, task_key = excluded.task_key,
+             error = excluded.error, code = excluded.code, code_dialect = excluded.code_dialect,
+             task_key = excluded.task_key,
              exchange_id = excluded.exchange_id, last_outcome = excluded.last_outcome, noticed_at = excluded.noticed_at,
              deadline_at = excluded.deadline_at, retry_at = excluded.retry_at,
              reply_deadline_at = excluded.reply_deadline_at, resends_left = excluded.resends_left,
@@ -79,7 +81,8 @@ pub(super) fn write_device(
         i64::from(rec.attempts),
         i64::from(rec.round_start),
         rec.error,
-        rec.code,
+        rec.code.map(|c| c.code),
+        rec.code.map(|c| c.dialect.as_str()),
         rec.task.key,
         rec.task.exchange,
         rec.last_outcome.map(DeviceStatus::as_str),
@@ -106,6 +109,7 @@ struct DeviceRowSql {
     round_start: i64,
     error: Option<String>,
     code: Option<i64>,
+    code_dialect: Option<String>,
     task_key: Option<String>,
     exchange_id: Option<String>,
     last_outcome: Option<String>,
@@ -131,15 +135,16 @@ impl DeviceRowSql {
             round_start: r.get(8)?,
             error: r.get(9)?,
             code: r.get(10)?,
-            task_key: r.get(11)?,
-            exchange_id: r.get(12)?,
-            last_outcome: r.get(13)?,
-            noticed_at: r.get(14)?,
-            deadline_at: r.get(15)?,
-            retry_at: r.get(16)?,
-            reply_deadline_at: r.get(17)?,
-            resends_left: r.get(18)?,
-            resends: r.get(19)?,
+            code_dialect: r.get(11)?,
+            task_key: r.get(12)?,
+            exchange_id: r.get(13)?,
+            last_outcome: r.get(14)?,
+            noticed_at: r.get(15)?,
+            deadline_at: r.get(16)?,
+            retry_at: r.get(17)?,
+            reply_deadline_at: r.get(18)?,
+            resends_left: r.get(19)?,
+            resends: r.get(20)?,
         })
     }
 
@@ -161,8 +166,8 @@ impl DeviceRowSql {
                 ));
             }
         };
+        let device: DeviceId = self.device.parse().map_err(|e| corrupt("device id", e))?;
         Ok(TargetRecord {
-            device: self.device.parse().map_err(|e| corrupt("device id", e))?,
             position: to_u32("position", self.position)?,
             wave: opt_to_u32("wave", self.wave)?,
             status: self
@@ -178,7 +183,16 @@ impl DeviceRowSql {
             attempts: to_u32("attempts", self.attempts)?,
             round_start: to_u32("round_start", self.round_start)?,
             error: self.error,
-            code: self.code,
+            code: self.code.map(|code| FailureCode {
+                // Rows written before codes carried their dialect hold codes of the device's.
+                dialect: self
+                    .code_dialect
+                    .as_deref()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(device.dialect()),
+                code,
+            }),
+            device,
             task,
             last_outcome: self
                 .last_outcome

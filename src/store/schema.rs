@@ -87,11 +87,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE campaign_devices ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
     "#,
     // 3: a device's task is named the same way for every dialect: the task key it was issued
-    // (FogCloud `task_id`, DJI `bid`) and the exchange id of the latest request (DJI `tid`).
+    // (FogCloud `task_id`, DJI `bid`) and the exchange id of the latest request (DJI `tid`);
+    // a failure code is stored with the dialect whose table explains it (until now always the
+    // device's: the prefix of its id).
     r#"
     ALTER TABLE campaign_devices ADD COLUMN task_key TEXT;
     ALTER TABLE campaign_devices ADD COLUMN exchange_id TEXT;
+    ALTER TABLE campaign_devices ADD COLUMN code_dialect TEXT;
     UPDATE campaign_devices SET task_key = coalesce(task_id, bid), exchange_id = tid;
+    UPDATE campaign_devices SET code_dialect = substr(device, 1, instr(device, ':') - 1)
+        WHERE code IS NOT NULL;
     ALTER TABLE campaign_devices DROP COLUMN task_id;
     ALTER TABLE campaign_devices DROP COLUMN bid;
     ALTER TABLE campaign_devices DROP COLUMN tid;
@@ -142,7 +147,7 @@ mod tests {
 
     use super::MIGRATIONS;
     use crate::protocol::{aliyun, dji, fogcloud};
-    use crate::rollout::{CampaignId, Policy, TaskRecord};
+    use crate::rollout::{CampaignId, FailureCode, Policy, TaskRecord};
     use crate::store::Store;
 
     /// A database written by a build at schema version 2: per-dialect task columns, flat
@@ -193,9 +198,9 @@ mod tests {
         {
             conn.execute(
                 "INSERT INTO campaign_devices (campaign, device, position, wave, status, task_id,
-                     bid, tid)
-                 VALUES (1, ?1, ?2, 0, 'noticed', ?3, ?4, ?5)",
-                rusqlite::params![device, position, task_id, bid, tid],
+                     bid, tid, code)
+                 VALUES (1, ?1, ?2, 0, 'noticed', ?3, ?4, ?5, ?6)",
+                rusqlite::params![device, position, task_id, bid, tid, bid.map(|_| -2)],
             )
             .unwrap();
         }
@@ -223,6 +228,13 @@ mod tests {
                 },
             ]
         );
+        // A stored code keeps its dialect: DJI's -2, not Alibaba's step.
+        let codes: Vec<Option<FailureCode>> = campaign.devices.iter().map(|d| d.code).collect();
+        let dji_code = FailureCode {
+            dialect: dji::ID,
+            code: -2,
+        };
+        assert_eq!(codes, [None, None, Some(dji_code)]);
         let settings = &campaign.spec.settings;
         assert_eq!(settings.value(aliyun::ID, &aliyun::SIGN_METHOD), "sha256");
         assert_eq!(settings.value(dji::ID, &dji::UPGRADE_TYPE), "consistency");
