@@ -850,6 +850,41 @@ fn dji_error_result_fails_with_its_code() {
     h.check_store();
 }
 
+/// Task keys of different dialects may be equal: a FogCloud counter "1" and a DJI bid "1"
+/// (which anyone who may publish on a dock's topic can send). One dialect's report must never
+/// reach another dialect's device.
+#[test]
+fn a_task_key_of_another_dialect_never_reaches_a_device() {
+    let f = fog(1);
+    let d = dji(1);
+    let (mut h, start) = Harness::started(open_policy(), on_v1([f.clone(), d.clone()]));
+    let fog_key = sends(&start)
+        .iter()
+        .find(|o| o.device == f)
+        .map(|o| o.task.clone())
+        .unwrap();
+    let TaskRef::Key(fog_key) = fog_key else {
+        panic!("FogCloud notices carry a task key")
+    };
+    for status in [
+        UpgradeStatus::Failed(dji_dialect::failure(312016)),
+        UpgradeStatus::Rejected(dji_dialect::failure(312015)),
+    ] {
+        h.event(progress(
+            &dji(0),
+            TaskRef::Key(fog_key.clone()),
+            status,
+            Phase::Unspecified,
+            None,
+        ));
+        assert_eq!(h.status(&f), DeviceStatus::Noticed);
+    }
+    h.event(service_reply(&fog_key, "t", 312704, None));
+    assert_eq!(h.status(&f), DeviceStatus::Noticed);
+    assert_eq!(h.status(&d), DeviceStatus::Noticed);
+    h.check_store();
+}
+
 #[test]
 fn fogcloud_progress_with_a_foreign_or_stale_task_id_is_ignored() {
     let a = fog(1);

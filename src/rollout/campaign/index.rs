@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::effects::{log, order_for};
 use super::{Campaign, caps};
 use crate::device_id::DeviceId;
+use crate::protocol::KeySource;
 use crate::rollout::device::{DeviceCtx, Step};
 use crate::rollout::rate::TokenBucket;
 use crate::rollout::record::{
@@ -34,10 +35,16 @@ impl Campaign {
                 return Err(corrupt(format!("device {} appears twice", rec.device)));
             }
             if let Some(key) = &rec.task.key {
-                if let Ok(n) = key.parse::<u64>() {
+                let dialect = rec.device.dialect();
+                if caps(&rec.device).task_key.source == KeySource::Counter
+                    && let Ok(n) = key.parse::<u64>()
+                {
                     next_counter_key = next_counter_key.max(n.saturating_add(1));
                 }
-                by_key.insert(key.clone(), idx);
+                by_key
+                    .entry(dialect)
+                    .or_insert_with(HashMap::new)
+                    .insert(key.clone(), idx);
             }
             if let Some(w) = rec.wave {
                 let w = usize::try_from(w).map_err(|_| corrupt(format!("wave {w}")))?;

@@ -43,7 +43,7 @@ use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, Targ
 use super::snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 use super::waves::WaveTally;
 use super::{Action, CampaignId, IdSource, Input, MAX_TARGETS, RolloutError, Timestamp};
-use crate::device_id::DeviceId;
+use crate::device_id::{DeviceId, DialectId};
 use crate::protocol::{Capabilities, Event, registry};
 
 /// What the engine knows and the campaign does not, to address one notice.
@@ -86,9 +86,11 @@ pub struct Campaign {
     /// not from the default guess, so reports from any other gateway can be refused.
     gateways_known: bool,
     by_device: HashMap<DeviceId, usize>,
-    /// Every task key ever issued, to the device it was issued to (reports on an older one
-    /// are recognised and ignored).
-    by_key: HashMap<String, usize>,
+    /// Every task key ever issued, per dialect, to the device it was issued to (reports on an
+    /// older one are recognised and ignored). Per dialect: keys of different dialects may be
+    /// equal (a counter's "1", a bid "1" sent by anyone who may publish on a dock's topic), and
+    /// one dialect's report must never reach another's device.
+    by_key: HashMap<DialectId, HashMap<String, usize>>,
     counts: Counts,
     wave_members: Vec<Vec<usize>>,
     wave_tallies: Vec<WaveTally>,
@@ -374,4 +376,15 @@ fn validate_spec(spec: &CampaignSpec) -> Result<(), RolloutError> {
 /// What the dialect of `device` can do.
 fn caps(device: &DeviceId) -> &'static Capabilities {
     registry::capabilities(device.dialect())
+}
+
+impl Campaign {
+    /// The device the task `key` of `dialect` was issued to.
+    fn key_owner(&self, dialect: DialectId, key: &str) -> Option<usize> {
+        self.by_key.get(&dialect)?.get(key).copied()
+    }
+
+    fn note_key(&mut self, dialect: DialectId, key: String, idx: usize) {
+        self.by_key.entry(dialect).or_default().insert(key, idx);
+    }
 }

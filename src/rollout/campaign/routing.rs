@@ -64,7 +64,7 @@ impl Campaign {
         report: &ProgressReport,
         out: &mut Vec<Action>,
     ) -> Option<usize> {
-        let idx = *self.by_key.get(key)?;
+        let idx = self.key_owner(report.device.dialect(), key)?;
         let rec = self.devices.get(idx)?;
         if !self.sent_by_its_gateway(idx, &report.device) {
             log(
@@ -99,7 +99,7 @@ impl Campaign {
         out: &mut Vec<Action>,
     ) -> Option<usize> {
         let target = self.index_of(&report.device);
-        let owner = self.by_key.get(key).copied();
+        let owner = self.key_owner(report.device.dialect(), key);
         let current = target.filter(|&idx| {
             self.devices
                 .get(idx)
@@ -125,7 +125,7 @@ impl Campaign {
         let TaskRef::Key(key) = &reply.task else {
             return;
         };
-        let Some(&idx) = self.by_key.get(key) else {
+        let Some(idx) = self.key_owner(reply.gateway.dialect(), key) else {
             return;
         };
         let current = self

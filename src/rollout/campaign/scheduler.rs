@@ -169,6 +169,7 @@ impl Campaign {
             return;
         };
         let caps = caps(&rec.device);
+        let dialect = rec.device.dialect();
         let key = match caps.task_key.source {
             KeySource::None => None,
             KeySource::Counter => {
@@ -181,7 +182,7 @@ impl Campaign {
         let exchange = (!caps.ack.by_first_report()).then(|| ids.uuid());
         let task = match key {
             Some(key) => {
-                self.by_key.insert(key.clone(), idx);
+                self.note_key(dialect, key.clone(), idx);
                 TaskRecord::keyed(key, exchange)
             }
             None => TaskRecord {
