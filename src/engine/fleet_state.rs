@@ -103,9 +103,12 @@ impl FleetState {
 
     /// Removes the events that would add devices to a registry already holding
     /// [`crate::fleet::MAX_DEVICES`]: known devices keep being heard, new names are refused.
+    /// A message not wholly taken is not answered either ([`Event::Answer`]): the device sends
+    /// it again, and it is taken once there is room (a DJI dock re-sends an `update_topo` until
+    /// it gets its `status_reply`).
     fn drop_unknown_when_full(&self, events: Vec<Event>) -> (Vec<Event>, Option<String>) {
         let mut refused = None;
-        let kept = events
+        let mut kept: Vec<Event> = events
             .into_iter()
             .filter(|event| {
                 let admitted = self.fleet.admits(event);
@@ -119,6 +122,9 @@ impl FleetState {
                 admitted
             })
             .collect();
+        if refused.is_some() {
+            kept.retain(|event| !matches!(event, Event::Answer(_)));
+        }
         (kept, refused)
     }
 
@@ -262,6 +268,27 @@ mod tests {
             version: version.to_owned(),
             gateway: None,
         })
+    }
+
+    /// A full registry refuses an unknown dock's topology; its `status_reply` must not go out
+    /// either, or the dock would never send the topology again once there is room.
+    #[test]
+    fn a_message_refused_for_a_full_registry_is_not_answered() {
+        let mut state = FleetState {
+            fleet: Fleet::with_limit(1),
+            ..FleetState::default()
+        };
+        state.apply(&version(&id("aliyun:pk/d1"), "1.0"), 1);
+        let topology = serde_json::json!({"tid": "t", "bid": "b", "timestamp": 1,
+            "method": "update_topo", "data": {"sub_devices": [{"sn": "DRONE1"}]}});
+        let events =
+            crate::protocol::decode("sys/product/DOCK9/status", topology.to_string().as_bytes())
+                .expect("a valid update_topo");
+        assert!(events.iter().any(|e| matches!(e, Event::Answer(_))));
+        let (kept, refusal) = state.admit(events);
+        assert!(kept.is_empty(), "{kept:?}");
+        assert!(matches!(refusal, Some(("registry full", _))), "{refusal:?}");
+        assert_eq!(state.fleet.len(), 1);
     }
 
     #[test]

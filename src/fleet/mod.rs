@@ -104,7 +104,8 @@ impl Fleet {
             Event::Topology(t) => self.apply_topology(t, now_ms),
             Event::FirmwareGet(g) => self.touch(&g.device, None, now_ms).1,
             Event::Reply(r) => self.touch(&r.gateway, None, now_ms).1,
-            Event::Answer(a) => self.touch(&a.to, None, now_ms).1,
+            // An answer is ours to send; the events of the same message say what the device did.
+            Event::Answer(_) => Applied::default(),
             Event::Heard { device, .. } => self.touch(device, None, now_ms).1,
             Event::Attribute {
                 device,
@@ -201,7 +202,7 @@ fn devices_named(event: &Event) -> Box<dyn Iterator<Item = &DeviceId> + '_> {
         Event::Topology(t) => Box::new(std::iter::once(&t.gateway).chain(t.sub_devices.iter())),
         Event::FirmwareGet(g) => Box::new(std::iter::once(&g.device)),
         Event::Reply(r) => Box::new(std::iter::once(&r.gateway)),
-        Event::Answer(a) => Box::new(std::iter::once(&a.to)),
+        Event::Answer(_) => Box::new(std::iter::empty()),
         Event::Heard { device, .. } | Event::Attribute { device, .. } => {
             Box::new(std::iter::once(device))
         }
