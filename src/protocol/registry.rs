@@ -124,37 +124,67 @@ pub fn dialect_of_topic(topic: &str) -> Option<&'static dyn Dialect> {
 /// Adds a dialect loaded at run time. Its rank must be the next free one (see
 /// [`next_user_rank`]), its prefix new, and none of its subscriptions owned by another dialect.
 pub fn register(dialect: &'static dyn Dialect) -> Result<DialectId, RegistryError> {
-    // Asked before the lock: a dialect may call `next_user_rank` to make its id.
+    // The dialects' own methods run here and may ask the registry themselves (a dialect calls
+    // `next_user_rank` to make its id): nothing of theirs is called with the lock held.
     let id = dialect.id();
+    let (others, registered) = {
+        let list = user();
+        let others: Vec<&'static dyn Dialect> = BUILTINS
+            .iter()
+            .copied()
+            .chain(list.iter().copied())
+            .collect();
+        (others, list.len())
+    };
+    check_rank(id, registered)?;
+    for other in others {
+        check_clash(dialect, other)?;
+    }
     let mut list = USER.write().unwrap_or_else(PoisonError::into_inner);
-    let expected = rank_after(list.len());
-    if id.rank() != expected {
-        return Err(RegistryError::WrongRank {
+    // Another registration may have come in between: the rank decides.
+    check_rank(id, list.len())?;
+    list.push(dialect);
+    Ok(id)
+}
+
+fn check_rank(id: DialectId, registered: usize) -> Result<(), RegistryError> {
+    let expected = rank_after(registered);
+    if id.rank() == expected {
+        Ok(())
+    } else {
+        Err(RegistryError::WrongRank {
             dialect: id.as_str().to_owned(),
             rank: id.rank(),
             expected,
+        })
+    }
+}
+
+/// A prefix taken, or a topic one of the two would own from the other's subscriptions.
+fn check_clash(new: &dyn Dialect, other: &dyn Dialect) -> Result<(), RegistryError> {
+    let id = new.id();
+    if other.id().as_str().eq_ignore_ascii_case(id.as_str()) {
+        return Err(RegistryError::PrefixTaken(id.as_str().to_owned()));
+    }
+    let probe = |filter: &str| filter.replace(['+', '#'], "x");
+    let taken = new
+        .subscriptions()
+        .iter()
+        .find(|t| other.owns_topic(&probe(t)))
+        .or_else(|| {
+            other
+                .subscriptions()
+                .iter()
+                .find(|t| new.owns_topic(&probe(t)))
         });
+    match taken {
+        Some(topic) => Err(RegistryError::TopicTaken {
+            dialect: id.as_str().to_owned(),
+            topic: (*topic).to_owned(),
+            owner: other.id().as_str().to_owned(),
+        }),
+        None => Ok(()),
     }
-    let others = BUILTINS.iter().chain(list.iter());
-    for other in others {
-        if other.id().as_str().eq_ignore_ascii_case(id.as_str()) {
-            return Err(RegistryError::PrefixTaken(id.as_str().to_owned()));
-        }
-        let probe = |filter: &str| filter.replace(['+', '#'], "x");
-        if let Some(topic) = dialect
-            .subscriptions()
-            .iter()
-            .find(|t| other.owns_topic(&probe(t)))
-        {
-            return Err(RegistryError::TopicTaken {
-                dialect: id.as_str().to_owned(),
-                topic: (*topic).to_owned(),
-                owner: other.id().as_str().to_owned(),
-            });
-        }
-    }
-    list.push(dialect);
-    Ok(id)
 }
 
 /// The rank the next dialect given to [`register`] must have.
@@ -352,6 +382,9 @@ mod tests {
         };
         impl Dialect for Copycat {
             fn id(&self) -> DialectId {
+                // A dialect may ask the registry while it is being registered.
+                assert!(by_prefix("aliyun").is_some());
+                let _ = next_user_rank();
                 DialectId::new(&IDENT)
             }
             fn subscriptions(&self) -> &[&'static str] {
@@ -389,8 +422,17 @@ mod tests {
             }
         }
         static COPYCAT: Copycat = Copycat;
+        // Bounded: a registration that holds the registry's lock while it asks the dialect
+        // (whose `id` asks the registry) would hang.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(register(&COPYCAT));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("register returns");
         assert!(matches!(
-            register(&COPYCAT),
+            result,
             Err(RegistryError::WrongRank { rank: 7, .. })
         ));
         assert!(by_prefix("copycat").is_none());
