@@ -1,0 +1,743 @@
+//! The dialect file's format (TOML, read with serde) and its validation into a [`Spec`]: every
+//! check a file must pass before its dialect is registered, each failure named by file, line
+//! and field ([`LoadError`]). The format is documented in README.md ("Dialects from a file")
+//! and by the commented example `assets/dialects/acme.toml`.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+
+use super::error::LoadError;
+use super::template::{Field, PayloadTemplate, TopicTemplate, Values, leak};
+use crate::device_id::DeviceId;
+use crate::protocol::{ErrorCode, ErrorTable, FailureValues, FirmwareOffer, KeySource, MsgId};
+
+// ---------------------------------------------------------------- the file, as written
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    dialect: DialectToml,
+    device: DeviceToml,
+    announce: AnnounceToml,
+    notice: NoticeToml,
+    progress: ProgressToml,
+    pull: Option<PullToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DialectToml {
+    prefix: Spanned<String>,
+    label: Spanned<String>,
+    #[serde(default)]
+    task_key: TaskKeyToml,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TaskKeyToml {
+    #[default]
+    None,
+    Counter,
+    Uuid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceToml {
+    key: Option<Spanned<String>>,
+    name: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenToml {
+    pointer: Spanned<String>,
+    equals: Spanned<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnnounceToml {
+    topic: Spanned<String>,
+    when: Option<WhenToml>,
+    version: Spanned<String>,
+    module: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoticeToml {
+    topic: Spanned<String>,
+    payload: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgressToml {
+    topic: Spanned<String>,
+    when: Option<WhenToml>,
+    percent: Option<Spanned<String>>,
+    task: Option<Spanned<String>>,
+    module: Option<Spanned<String>>,
+    text: Option<Spanned<String>>,
+    failure: FailureToml,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailureToml {
+    field: Spanned<String>,
+    #[serde(default)]
+    failing: Failing,
+    codes: Spanned<Vec<CodeToml>>,
+    unknown: Option<Spanned<String>>,
+}
+
+/// Which values of the failure field report a failure.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Failing {
+    /// Only the values listed in `codes`.
+    #[default]
+    Listed,
+    /// Listed values and any negative number.
+    Negative,
+    /// Listed values and any number but 0.
+    NonZero,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeToml {
+    value: Spanned<Value>,
+    code: Option<i64>,
+    text: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullToml {
+    topic: Spanned<String>,
+    when: Option<WhenToml>,
+    id: Option<Spanned<String>>,
+    module: Option<Spanned<String>>,
+    reply_topic: Option<Spanned<String>>,
+    reply: Option<Spanned<String>>,
+    nothing: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------- the file, validated
+
+/// A JSON pointer (RFC 6901) into a device's message.
+pub(super) type Pointer = &'static str;
+
+/// A message kind applies only when the value at `pointer` equals `equals` (for kinds sharing a
+/// topic).
+#[derive(Debug, Clone)]
+pub(super) struct When {
+    pub pointer: Pointer,
+    pub equals: Value,
+}
+
+impl When {
+    pub fn holds(&self, message: &Value) -> bool {
+        message.pointer(self.pointer) == Some(&self.equals)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Announce {
+    pub topic: TopicTemplate,
+    pub when: Option<When>,
+    pub version: Pointer,
+    pub module: Option<Pointer>,
+}
+
+#[derive(Debug)]
+pub(super) struct NoticeSpec {
+    pub topic: TopicTemplate,
+    pub payload: PayloadTemplate,
+}
+
+#[derive(Debug)]
+pub(super) struct Progress {
+    pub topic: TopicTemplate,
+    pub when: Option<When>,
+    pub percent: Option<Pointer>,
+    pub task: Option<Pointer>,
+    pub module: Option<Pointer>,
+    pub text: Option<Pointer>,
+    pub failure: FailureSpec,
+}
+
+#[derive(Debug)]
+pub(super) struct FailureSpec {
+    pub field: Pointer,
+    pub failing: Failing,
+    /// Value of the field → code in the error table.
+    pub codes: Vec<(Value, i64)>,
+}
+
+#[derive(Debug)]
+pub(super) struct PullSpec {
+    pub topic: TopicTemplate,
+    pub when: Option<When>,
+    pub id: Option<Pointer>,
+    pub module: Option<Pointer>,
+    pub reply_topic: TopicTemplate,
+    pub reply: PayloadTemplate,
+    /// The "nothing pending" reply; `None`: the dialect stays silent.
+    pub nothing: Option<PayloadTemplate>,
+}
+
+/// A validated dialect file.
+#[derive(Debug)]
+pub(super) struct Spec {
+    pub prefix: &'static str,
+    pub label: &'static str,
+    /// The names of the id's parts: `(Some(key), name)` or `(None, name)`.
+    pub key_name: Option<&'static str>,
+    pub name_name: &'static str,
+    pub task_key: KeySource,
+    pub announce: Announce,
+    pub notice: NoticeSpec,
+    pub progress: Progress,
+    pub pull: Option<PullSpec>,
+    pub errors: &'static ErrorTable,
+    /// Where each topic template was written, for errors found at registration.
+    pub topic_lines: Vec<(&'static str, String, usize)>,
+}
+
+impl Spec {
+    /// The uplink topic templates (what the console subscribes to).
+    pub fn uplinks(&self) -> Vec<&TopicTemplate> {
+        let mut out = vec![&self.announce.topic, &self.progress.topic];
+        if let Some(p) = &self.pull {
+            out.push(&p.topic);
+        }
+        dedup(out)
+    }
+
+    /// The downlink topic templates (what devices subscribe to).
+    pub fn downlinks(&self) -> Vec<&TopicTemplate> {
+        let mut out = vec![&self.notice.topic];
+        if let Some(p) = &self.pull {
+            out.push(&p.reply_topic);
+        }
+        dedup(out)
+    }
+}
+
+fn dedup(list: Vec<&TopicTemplate>) -> Vec<&TopicTemplate> {
+    let mut out: Vec<&TopicTemplate> = Vec::new();
+    for t in list {
+        if !out.iter().any(|o| o.text == t.text) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- checks
+
+/// Where errors point: the file's name and text.
+pub(super) struct Ctx<'a> {
+    pub file: &'a str,
+    pub src: &'a str,
+}
+
+impl Ctx<'_> {
+    pub fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.src.len());
+        self.src
+            .get(..end)
+            .map_or(1, |s| s.matches('\n').count() + 1)
+    }
+
+    pub fn err(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> LoadError {
+        LoadError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line_of(span.start),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// A serde/TOML error: its line from the span, its field from the key path toml reports.
+    fn toml_err(&self, mut e: toml::de::Error) -> LoadError {
+        let line = e.span().map_or(1, |s| self.line_of(s.start));
+        // Without its input the error's text is the message and, on a second line, "in `a.b`".
+        e.set_input(None);
+        let text = e.to_string();
+        let mut lines = text.lines();
+        let message = lines.next().unwrap_or_default().trim().to_owned();
+        let field = lines
+            .find_map(|l| l.trim().strip_prefix("in `")?.strip_suffix('`'))
+            .map(str::to_owned)
+            .unwrap_or_else(|| field_on_line(self.src, line));
+        LoadError::Invalid {
+            file: self.file.to_owned(),
+            line,
+            field,
+            message,
+        }
+    }
+}
+
+/// The `key` of a `key = value` line, or the `[table]` a header line names.
+fn field_on_line(src: &str, line: usize) -> String {
+    let text = src.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+    let text = text.trim();
+    if let Some(table) = text.strip_prefix('[') {
+        return table.trim_matches(['[', ']']).trim().to_owned();
+    }
+    text.split_once('=')
+        .map(|(k, _)| k.trim().to_owned())
+        .unwrap_or_else(|| "(file)".to_owned())
+}
+
+fn pointer(ctx: &Ctx, field: &str, p: &Spanned<String>) -> Result<Pointer, LoadError> {
+    let text = p.get_ref();
+    if !text.starts_with('/') || text.len() > 200 {
+        return Err(ctx.err(
+            p.span(),
+            field,
+            format!("{text:?} is not a JSON pointer into the message (e.g. \"/params/version\")"),
+        ));
+    }
+    Ok(leak(text))
+}
+
+fn opt_pointer(
+    ctx: &Ctx,
+    field: &str,
+    p: &Option<Spanned<String>>,
+) -> Result<Option<Pointer>, LoadError> {
+    p.as_ref().map(|p| pointer(ctx, field, p)).transpose()
+}
+
+fn topic(ctx: &Ctx, field: &str, t: &Spanned<String>, has_key: bool) -> Result<TopicTemplate, LoadError> {
+    TopicTemplate::parse(t.get_ref(), has_key).map_err(|m| ctx.err(t.span(), field, m))
+}
+
+fn when(ctx: &Ctx, field: &str, w: &Option<WhenToml>) -> Result<Option<When>, LoadError> {
+    let Some(w) = w else { return Ok(None) };
+    let pointer = pointer(ctx, &format!("{field}.pointer"), &w.pointer)?;
+    let equals = w.equals.get_ref().clone();
+    if !matches!(equals, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+        return Err(ctx.err(
+            w.equals.span(),
+            &format!("{field}.equals"),
+            "must be a string, a number or a boolean",
+        ));
+    }
+    Ok(Some(When { pointer, equals }))
+}
+
+fn segment_name(ctx: &Ctx, field: &str, s: &Spanned<String>) -> Result<&'static str, LoadError> {
+    let v = s.get_ref().trim();
+    if v.is_empty() || v.len() > 32 || v.contains(['{', '}']) {
+        return Err(ctx.err(
+            s.span(),
+            field,
+            "must name the part in at most 32 characters, without braces",
+        ));
+    }
+    Ok(leak(v))
+}
+
+/// Parses and validates a dialect file (all but the checks that need the dialect registered:
+/// its samples decoding, its topics against other dialects'; see `mod.rs`).
+pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
+    let file: FileToml = toml::from_str(ctx.src).map_err(|e| ctx.toml_err(e))?;
+
+    let d = &file.dialect;
+    let prefix = d.prefix.get_ref();
+    let good_prefix = prefix.len() <= 32
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !good_prefix {
+        return Err(ctx.err(
+            d.prefix.span(),
+            "dialect.prefix",
+            format!("{prefix:?}: lowercase letters, digits, `-` and `_`, starting with a letter, at most 32"),
+        ));
+    }
+    let label = d.label.get_ref().trim();
+    if label.is_empty() || label.chars().count() > 64 {
+        return Err(ctx.err(d.label.span(), "dialect.label", "must be 1 to 64 characters"));
+    }
+    let task_key = match d.task_key {
+        TaskKeyToml::None => KeySource::None,
+        TaskKeyToml::Counter => KeySource::Counter,
+        TaskKeyToml::Uuid => KeySource::Uuid,
+    };
+
+    let key_name = file
+        .device
+        .key
+        .as_ref()
+        .map(|k| segment_name(ctx, "device.key", k))
+        .transpose()?;
+    let name_name = segment_name(ctx, "device.name", &file.device.name)?;
+    let has_key = key_name.is_some();
+
+    let mut topic_lines = Vec::new();
+    let mut topic_at = |field: &'static str, t: &Spanned<String>| {
+        topic_lines.push((field, t.get_ref().clone(), ctx.line_of(t.span().start)));
+    };
+
+    // Announce.
+    let a = &file.announce;
+    topic_at("announce.topic", &a.topic);
+    let announce = Announce {
+        topic: topic(ctx, "announce.topic", &a.topic, has_key)?,
+        when: when(ctx, "announce.when", &a.when)?,
+        version: pointer(ctx, "announce.version", &a.version)?,
+        module: opt_pointer(ctx, "announce.module", &a.module)?,
+    };
+
+    // Notice.
+    let n = &file.notice;
+    topic_at("notice.topic", &n.topic);
+    let notice_topic = topic(ctx, "notice.topic", &n.topic, has_key)?;
+    let notice_payload = payload(ctx, "notice.payload", &n.payload, has_key, task_key, true)?;
+    for needed in [Field::Url, Field::Version] {
+        if !notice_payload.uses(needed) {
+            return Err(ctx.err(
+                n.payload.span(),
+                "notice.payload",
+                format!("must carry {{{{{}}}}}", needed.name()),
+            ));
+        }
+    }
+    if task_key != KeySource::None && !notice_payload.uses(Field::TaskId) {
+        return Err(ctx.err(
+            n.payload.span(),
+            "notice.payload",
+            "dialect.task_key is set, so the notice must carry {{task_id}}",
+        ));
+    }
+
+    // Progress.
+    let p = &file.progress;
+    topic_at("progress.topic", &p.topic);
+    let f = &p.failure;
+    let failure_field = pointer(ctx, "progress.failure.field", &f.field)?;
+    let percent = opt_pointer(ctx, "progress.percent", &p.percent)?;
+    if percent == Some(failure_field) && f.failing == Failing::NonZero {
+        return Err(ctx.err(
+            f.field.span(),
+            "progress.failure.failing",
+            "the percent and the failure share a field, so `nonzero` would make every progress a failure (use `negative` or `listed`)",
+        ));
+    }
+    let task = opt_pointer(ctx, "progress.task", &p.task)?;
+    if task_key != KeySource::None && task.is_none() {
+        return Err(ctx.err(
+            p.topic.span(),
+            "progress.task",
+            "dialect.task_key is set, so progress must say where the device echoes the key",
+        ));
+    }
+    let (codes, errors) = failure_codes(ctx, f)?;
+    let progress = Progress {
+        topic: topic(ctx, "progress.topic", &p.topic, has_key)?,
+        when: when(ctx, "progress.when", &p.when)?,
+        percent,
+        task,
+        module: opt_pointer(ctx, "progress.module", &p.module)?,
+        text: opt_pointer(ctx, "progress.text", &p.text)?,
+        failure: FailureSpec {
+            field: failure_field,
+            failing: f.failing,
+            codes,
+        },
+    };
+
+    // Pull.
+    let pull = match &file.pull {
+        None => None,
+        Some(pl) => {
+            topic_at("pull.topic", &pl.topic);
+            let reply_topic = match &pl.reply_topic {
+                Some(t) => {
+                    topic_at("pull.reply_topic", t);
+                    topic(ctx, "pull.reply_topic", t, has_key)?
+                }
+                None => notice_topic.clone(),
+            };
+            let reply = match &pl.reply {
+                Some(r) => payload(ctx, "pull.reply", r, has_key, task_key, true)?,
+                None => notice_payload.clone(),
+            };
+            let nothing = pl
+                .nothing
+                .as_ref()
+                .map(|r| payload(ctx, "pull.nothing", r, has_key, task_key, false))
+                .transpose()?;
+            Some(PullSpec {
+                topic: topic(ctx, "pull.topic", &pl.topic, has_key)?,
+                when: when(ctx, "pull.when", &pl.when)?,
+                id: opt_pointer(ctx, "pull.id", &pl.id)?,
+                module: opt_pointer(ctx, "pull.module", &pl.module)?,
+                reply_topic,
+                reply,
+                nothing,
+            })
+        }
+    };
+
+    // Kinds sharing a topic are told apart by `when`.
+    let mut kinds: Vec<(&str, &TopicTemplate, &Option<When>, Range<usize>)> = vec![
+        ("announce", &announce.topic, &announce.when, a.topic.span()),
+        ("progress", &progress.topic, &progress.when, p.topic.span()),
+    ];
+    if let (Some(ps), Some(pl)) = (&pull, &file.pull) {
+        kinds.push(("pull", &ps.topic, &ps.when, pl.topic.span()));
+    }
+    for (i, (name, t, w, span)) in kinds.iter().enumerate() {
+        for (other, ot, ow, _) in kinds.iter().take(i) {
+            if t.text != ot.text {
+                continue;
+            }
+            let distinct = match (w, ow) {
+                (Some(w), Some(ow)) => w.pointer != ow.pointer || w.equals != ow.equals,
+                _ => false,
+            };
+            if !distinct {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("{name}.when"),
+                    format!("{name} and {other} share topic {:?}: give each a different `when`", t.text),
+                ));
+            }
+        }
+    }
+
+    Ok(Spec {
+        prefix: leak(prefix),
+        label: leak(label),
+        key_name,
+        name_name,
+        task_key,
+        announce,
+        notice: NoticeSpec {
+            topic: notice_topic,
+            payload: notice_payload,
+        },
+        progress,
+        pull,
+        errors,
+        topic_lines,
+    })
+}
+
+fn failure_codes(
+    ctx: &Ctx,
+    f: &FailureToml,
+) -> Result<(Vec<(Value, i64)>, &'static ErrorTable), LoadError> {
+    if f.codes.get_ref().is_empty() {
+        return Err(ctx.err(
+            f.codes.span(),
+            "progress.failure.codes",
+            "list at least one failure value",
+        ));
+    }
+    let mut codes: Vec<(Value, i64)> = Vec::new();
+    let mut table: Vec<ErrorCode> = Vec::new();
+    for (i, c) in f.codes.get_ref().iter().enumerate() {
+        let at = |what: &str| format!("progress.failure.codes[{i}].{what}");
+        let value = c.value.get_ref().clone();
+        let code = match (&value, c.code) {
+            (_, Some(code)) => code,
+            (Value::Number(n), None) => n.as_i64().ok_or_else(|| {
+                ctx.err(c.value.span(), &at("value"), "a numeric value must be an integer")
+            })?,
+            (Value::String(_), None) => {
+                return Err(ctx.err(
+                    c.value.span(),
+                    &at("code"),
+                    "a text value needs a numeric `code` (how reports and the window name it)",
+                ));
+            }
+            _ => {
+                return Err(ctx.err(
+                    c.value.span(),
+                    &at("value"),
+                    "must be an integer or a string",
+                ));
+            }
+        };
+        if !matches!(value, Value::Number(_) | Value::String(_)) {
+            return Err(ctx.err(c.value.span(), &at("value"), "must be an integer or a string"));
+        }
+        let text = c.text.get_ref().trim();
+        if text.is_empty() || text.contains(['{', '}']) {
+            return Err(ctx.err(
+                c.text.span(),
+                &at("text"),
+                "must say what the failure means, without braces",
+            ));
+        }
+        if codes.iter().any(|(v, _)| *v == value) || table.iter().any(|e| e.code == code) {
+            return Err(ctx.err(
+                c.value.span(),
+                &at("value"),
+                format!("value {value} or code {code} is listed twice"),
+            ));
+        }
+        codes.push((value, code));
+        table.push(ErrorCode {
+            code,
+            text: leak(text),
+        });
+    }
+    let unknown = match &f.unknown {
+        None => "failure {code}",
+        Some(u) => {
+            let text = u.get_ref();
+            if text.trim().is_empty() || text.replace("{code}", "").contains(['{', '}']) {
+                return Err(ctx.err(
+                    u.span(),
+                    "progress.failure.unknown",
+                    "text for a code not listed; may use {code} and no other braces",
+                ));
+            }
+            leak(text)
+        }
+    };
+    let label = f.field.get_ref().rsplit('/').next().unwrap_or_default();
+    let errors = ErrorTable {
+        fields: Box::leak(vec![leak(label)].into_boxed_slice()),
+        failures: match f.failing {
+            Failing::Negative => FailureValues::Negative,
+            Failing::Listed | Failing::NonZero => FailureValues::NonZero,
+        },
+        label: leak(label),
+        codes: Box::leak(table.into_boxed_slice()),
+        format: "{text}",
+        unknown,
+    };
+    Ok((codes, Box::leak(Box::new(errors))))
+}
+
+/// Parses a payload template and renders it with sample values that would break JSON wherever
+/// a text placeholder stood outside quotes (they contain quotes and backslashes), so a
+/// template that could produce invalid JSON is refused now rather than at rollout time.
+fn payload(
+    ctx: &Ctx,
+    field: &str,
+    t: &Spanned<String>,
+    has_key: bool,
+    task_key: KeySource,
+    offer: bool,
+) -> Result<PayloadTemplate, LoadError> {
+    let allowed = |f: Field| match f {
+        Field::RequestId => field.starts_with("pull."),
+        Field::Key => has_key,
+        Field::TaskId => offer && task_key != KeySource::None,
+        f if f.is_offer() => offer,
+        _ => true,
+    };
+    let template =
+        PayloadTemplate::parse(t.get_ref(), &allowed).map_err(|m| ctx.err(t.span(), field, m))?;
+    for values in sample_values(has_key, task_key) {
+        let out = template.render(&values.as_values());
+        if let Err(e) = serde_json::from_str::<Value>(&out) {
+            return Err(ctx.err(
+                t.span(),
+                field,
+                format!(
+                    "renders invalid JSON ({e}) with sample values: {} (text placeholders go inside quotes: \"{{{{version}}}}\")",
+                    out.chars().take(300).collect::<String>()
+                ),
+            ));
+        }
+    }
+    Ok(template)
+}
+
+struct SampleValues {
+    device: DeviceId,
+    offer: FirmwareOffer,
+    task: &'static str,
+    request_id: MsgId,
+}
+
+impl SampleValues {
+    fn as_values(&self) -> Values<'_> {
+        Values {
+            device: &self.device,
+            offer: Some(&self.offer),
+            task: self.task,
+            timestamp_ms: 1_700_000_000_000,
+            msg_id: 42,
+            request_id: Some(&self.request_id),
+        }
+    }
+}
+
+/// Two sets of values: awkward text (quotes, backslashes, a newline) with a module, a numeric
+/// request id; and empty text without a module, a text request id.
+fn sample_values(has_key: bool, task_key: KeySource) -> Vec<SampleValues> {
+    // Any registered dialect with the same id shape gives a `DeviceId` of that shape; the
+    // template only reads its parts.
+    let shape_id = crate::protocol::registry::ids()
+        .into_iter()
+        .find(|id| matches!(id.shape(), crate::device_id::IdShape::KeyAndName { .. }) == has_key);
+    let device = |key: &str, name: &str, module: Option<&str>| {
+        shape_id
+            .and_then(|id| DeviceId::new(id, has_key.then_some(key), name).ok())
+            .and_then(|d| d.with_module(module).ok())
+    };
+    let task = match task_key {
+        KeySource::None => "",
+        KeySource::Counter => "7",
+        KeySource::Uuid => "0f8fad5b-d9cb-469f-a165-70867728950e",
+    };
+    let awkward = FirmwareOffer {
+        version: "1.2.3-\"rc\"\\".into(),
+        url: "http://127.0.0.1/fw/a \"b\".bin".into(),
+        size: 1_048_576,
+        md5: "0123456789abcdef0123456789abcdef".into(),
+        sha256: "f0".repeat(32),
+        checksum: "5a5b5c5d".into(),
+        file_name: "fw \"1\".bin".into(),
+        description: "line\nsay \"hi\" \\".into(),
+    };
+    let empty = FirmwareOffer {
+        version: String::new(),
+        url: String::new(),
+        size: 0,
+        md5: String::new(),
+        sha256: String::new(),
+        checksum: String::new(),
+        file_name: String::new(),
+        description: String::new(),
+    };
+    let mut out = Vec::new();
+    if let Some(d) = device("lab\"1", "unit\"1", Some("mcu\"1")) {
+        out.push(SampleValues {
+            device: d,
+            offer: awkward,
+            task,
+            request_id: MsgId::Num(42),
+        });
+    }
+    if let Some(d) = device("k", "n", None) {
+        out.push(SampleValues {
+            device: d,
+            offer: empty,
+            task,
+            request_id: MsgId::Str("req-\"1\"".into()),
+        });
+    }
+    out
+}
