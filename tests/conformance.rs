@@ -23,8 +23,21 @@ use ota_console::protocol::{
 use proptest::prelude::*;
 use serde_json::Value;
 
+/// Every registered dialect, with the dialect files of the tests registered first (once per test
+/// binary): the example of the README and a protocol none of the built-ins resembles.
 fn dialects() -> Vec<&'static dyn Dialect> {
+    static USER_DIALECTS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    USER_DIALECTS.get_or_init(|| {
+        for file in ["assets/dialects/acme.toml", "tests/dialects/widget.toml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            protocol::user::register_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
     let all = registry::all();
+    assert!(
+        all.iter().any(|d| d.id().as_str() == "widget"),
+        "the tests' dialect file is registered"
+    );
     assert!(!all.is_empty(), "no dialect is registered");
     all
 }
@@ -822,6 +835,18 @@ async fn rollout_of(
 async fn every_dialect_upgrades_end_to_end_and_explains_its_failures() {
     use ota_console::rollout::DeviceStatus;
     for d in dialects() {
+        if d.id().rank() >= registry::FIRST_USER_RANK
+            && sim_fleet_of(d, Default::default()).is_none()
+        {
+            // Today's simulator has no devices for a dialect file: they come with the
+            // simulator seam (`Dialect::sim()`, branch wt/sim). A built-in without simulated
+            // devices still fails below.
+            eprintln!(
+                "SKIPPED end to end for {}: a dialect from a file has no simulated devices yet",
+                d.id()
+            );
+            continue;
+        }
         let (view, stats) = rollout_of(d, false).await;
         assert!(view.snapshot.devices.len() >= 2, "{}", d.id());
         for device in &view.snapshot.devices {

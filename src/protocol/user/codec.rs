@@ -86,9 +86,9 @@ impl Spec {
             }
         }
         if !topic_known {
-            return Err(DecodeError::UnknownTopic(crate::protocol::truncate_for_log(
-                topic,
-            )));
+            return Err(DecodeError::UnknownTopic(
+                crate::protocol::truncate_for_log(topic),
+            ));
         }
         if events.is_empty() {
             return Err(DecodeError::BadValue {

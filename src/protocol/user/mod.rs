@@ -195,10 +195,7 @@ impl UserDialect {
     }
 
     fn templates(&self) -> impl Iterator<Item = &TopicTemplate> {
-        self.spec
-            .uplinks()
-            .into_iter()
-            .chain(self.spec.downlinks())
+        self.spec.uplinks().into_iter().chain(self.spec.downlinks())
     }
 
     /// The file's own examples decode as the file says: a pointer that shadows another (`/a`
@@ -274,7 +271,9 @@ impl UserDialect {
             .topic_lines
             .iter()
             .find(|(_, text, _)| text == t.text)
-            .map_or(("(topics)".to_owned(), 1), |(f, _, l)| ((*f).to_owned(), *l))
+            .map_or(("(topics)".to_owned(), 1), |(f, _, l)| {
+                ((*f).to_owned(), *l)
+            })
     }
 }
 
@@ -319,21 +318,24 @@ fn samples(
     line_of: &dyn Fn(&str) -> usize,
 ) -> Result<&'static Samples, LoadError> {
     let (key, name) = ("lab-1", "unit-1");
-    let device = DeviceId::new(id, spec.key_name.map(|_| key), name).map_err(|e| {
-        LoadError::Invalid {
+    let device =
+        DeviceId::new(id, spec.key_name.map(|_| key), name).map_err(|e| LoadError::Invalid {
             file: file.to_owned(),
             line: line_of("announce.topic"),
             field: "device".into(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let task = match spec.task_key {
         KeySource::None => None,
         KeySource::Counter => Some("7"),
         KeySource::Uuid => Some("0f8fad5b-d9cb-469f-a165-70867728950e"),
     };
     let mut uplink = Vec::new();
-    let mut add = |name: &str, topic: &TopicTemplate, mut message: Value, when: &Option<spec::When>, events: &'static [EventKind]| {
+    let mut add = |name: &str,
+                   topic: &TopicTemplate,
+                   mut message: Value,
+                   when: &Option<spec::When>,
+                   events: &'static [EventKind]| {
         if let Some(w) = when {
             set_pointer(&mut message, w.pointer, w.equals.clone());
         }
@@ -348,7 +350,13 @@ fn samples(
     let a = &spec.announce;
     let mut m = Value::Null;
     set_pointer(&mut m, a.version, Value::String("1.0.0".into()));
-    add("announce (version 1.0.0)", &a.topic, m, &a.when, &[EventKind::Version]);
+    add(
+        "announce (version 1.0.0)",
+        &a.topic,
+        m,
+        &a.when,
+        &[EventKind::Version],
+    );
 
     let p = &spec.progress;
     let base = || {
@@ -362,7 +370,13 @@ fn samples(
     if let Some(ptr) = p.percent {
         set_pointer(&mut m, ptr, Value::from(50));
     }
-    add("progress (50%)", &p.topic, m, &p.when, &[EventKind::Progress]);
+    add(
+        "progress (50%)",
+        &p.topic,
+        m,
+        &p.when,
+        &[EventKind::Progress],
+    );
 
     let mut m = base();
     if let Some(ptr) = p.percent.filter(|ptr| *ptr != p.failure.field) {
@@ -374,14 +388,26 @@ fn samples(
     if let Some(ptr) = p.text {
         set_pointer(&mut m, ptr, Value::String("sample failure text".into()));
     }
-    add("progress (a failure, the first listed value)", &p.topic, m, &p.when, &[EventKind::Progress]);
+    add(
+        "progress (a failure, the first listed value)",
+        &p.topic,
+        m,
+        &p.when,
+        &[EventKind::Progress],
+    );
 
     if let Some(pl) = &spec.pull {
         let mut m = Value::Null;
         if let Some(ptr) = pl.id {
             set_pointer(&mut m, ptr, Value::from(42));
         }
-        add("pull (a request)", &pl.topic, m, &pl.when, &[EventKind::FirmwareGet]);
+        add(
+            "pull (a request)",
+            &pl.topic,
+            m,
+            &pl.when,
+            &[EventKind::FirmwareGet],
+        );
     }
     let device = leak(&device.to_string());
     Ok(Box::leak(Box::new(Samples {
@@ -510,19 +536,4 @@ pub fn register_dir(dir: &Path) -> Vec<Result<DialectId, LoadError>> {
         .collect();
     files.sort();
     files.iter().map(|f| register_file(f)).collect()
-}
-
-/// The start of every run: the dialects folder of `data_dir`, then each of `files`. Returns
-/// the errors of `files` (the folder's are only recorded and logged: a broken file there must
-/// not stop the console).
-pub fn load_at_start(data_dir: &Path, files: &[PathBuf]) -> Vec<LoadError> {
-    for result in register_dir(&data_dir.join(DIALECTS_FOLDER)) {
-        if let Err(e) = result {
-            tracing::warn!("dialect file skipped: {e}");
-        }
-    }
-    files
-        .iter()
-        .filter_map(|f| register_file(f).err())
-        .collect()
 }

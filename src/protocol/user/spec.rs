@@ -320,7 +320,12 @@ fn opt_pointer(
     p.as_ref().map(|p| pointer(ctx, field, p)).transpose()
 }
 
-fn topic(ctx: &Ctx, field: &str, t: &Spanned<String>, has_key: bool) -> Result<TopicTemplate, LoadError> {
+fn topic(
+    ctx: &Ctx,
+    field: &str,
+    t: &Spanned<String>,
+    has_key: bool,
+) -> Result<TopicTemplate, LoadError> {
     TopicTemplate::parse(t.get_ref(), has_key).map_err(|m| ctx.err(t.span(), field, m))
 }
 
@@ -371,7 +376,11 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
     }
     let label = d.label.get_ref().trim();
     if label.is_empty() || label.chars().count() > 64 {
-        return Err(ctx.err(d.label.span(), "dialect.label", "must be 1 to 64 characters"));
+        return Err(ctx.err(
+            d.label.span(),
+            "dialect.label",
+            "must be 1 to 64 characters",
+        ));
     }
     let task_key = match d.task_key {
         TaskKeyToml::None => KeySource::None,
@@ -515,7 +524,10 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
                 return Err(ctx.err(
                     span.clone(),
                     &format!("{name}.when"),
-                    format!("{name} and {other} share topic {:?}: give each a different `when`", t.text),
+                    format!(
+                        "{name} and {other} share topic {:?}: give each a different `when`",
+                        t.text
+                    ),
                 ));
             }
         }
@@ -558,7 +570,11 @@ fn failure_codes(
         let code = match (&value, c.code) {
             (_, Some(code)) => code,
             (Value::Number(n), None) => n.as_i64().ok_or_else(|| {
-                ctx.err(c.value.span(), &at("value"), "a numeric value must be an integer")
+                ctx.err(
+                    c.value.span(),
+                    &at("value"),
+                    "a numeric value must be an integer",
+                )
             })?,
             (Value::String(_), None) => {
                 return Err(ctx.err(
@@ -576,7 +592,11 @@ fn failure_codes(
             }
         };
         if !matches!(value, Value::Number(_) | Value::String(_)) {
-            return Err(ctx.err(c.value.span(), &at("value"), "must be an integer or a string"));
+            return Err(ctx.err(
+                c.value.span(),
+                &at("value"),
+                "must be an integer or a string",
+            ));
         }
         let text = c.text.get_ref().trim();
         if text.is_empty() || text.contains(['{', '}']) {

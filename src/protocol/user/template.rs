@@ -133,10 +133,14 @@ impl TopicTemplate {
     /// Whether some topic has both shapes.
     pub fn overlaps(&self, other: &TopicTemplate) -> bool {
         self.levels.len() == other.levels.len()
-            && self.levels.iter().zip(&other.levels).all(|pair| match pair {
-                (Level::Lit(a), Level::Lit(b)) => a == b,
-                _ => true,
-            })
+            && self
+                .levels
+                .iter()
+                .zip(&other.levels)
+                .all(|pair| match pair {
+                    (Level::Lit(a), Level::Lit(b)) => a == b,
+                    _ => true,
+                })
     }
 
     fn fill(&self, key: &str, name: &str) -> String {

@@ -73,7 +73,11 @@ fn the_example_file_loads_and_round_trips() {
     let dev = DeviceId::new(d.id(), Some("lab-3"), "board-17").unwrap();
     let mcu = dev.clone().with_module(Some("mcu")).unwrap();
     let out = d
-        .encode(&Notice::Upgrade(notice(&d, mcu.clone(), TaskRef::Key("9".into()))))
+        .encode(&Notice::Upgrade(notice(
+            &d,
+            mcu.clone(),
+            TaskRef::Key("9".into()),
+        )))
         .unwrap();
     assert_eq!(out.topic, "acme/lab-3/board-17/fw/cmd");
     let v = json_of(&out);
@@ -101,7 +105,10 @@ fn the_example_file_loads_and_round_trips() {
     );
     let progress = |payload: Value| -> crate::protocol::ProgressReport {
         let events = d
-            .decode("acme/lab-3/board-17/fw/status", payload.to_string().as_bytes())
+            .decode(
+                "acme/lab-3/board-17/fw/status",
+                payload.to_string().as_bytes(),
+            )
             .unwrap();
         match events.as_slice() {
             [Event::Progress(p)] => p.clone(),
@@ -255,7 +262,11 @@ fn refused(src: &str, line_text: &str, field: &str, says: &str) {
 fn each_mistake_is_refused_with_file_line_and_field() {
     // TOML and serde: typos, missing and mistyped fields.
     refused(
-        &edit(ACME, "percent = \"/status/percent\"", "percnt = \"/status/percent\""),
+        &edit(
+            ACME,
+            "percent = \"/status/percent\"",
+            "percnt = \"/status/percent\"",
+        ),
         "percnt",
         "progress",
         "unknown field `percnt`",
@@ -287,13 +298,21 @@ fn each_mistake_is_refused_with_file_line_and_field() {
     );
     // Topics: a missing placeholder, a placeholder inside a level, a written wildcard.
     refused(
-        &edit(ACME, "topic = \"acme/{key}/{name}/fw/status\"", "topic = \"acme/{name}/fw/status\""),
+        &edit(
+            ACME,
+            "topic = \"acme/{key}/{name}/fw/status\"",
+            "topic = \"acme/{name}/fw/status\"",
+        ),
         "topic = \"acme/{name}/fw/status\"",
         "progress.topic",
         "needs {key}",
     );
     refused(
-        &edit(ACME, "topic = \"acme/{key}/{name}/fw/cmd\"", "topic = \"acme/{key}/fw/cmd\""),
+        &edit(
+            ACME,
+            "topic = \"acme/{key}/{name}/fw/cmd\"",
+            "topic = \"acme/{key}/fw/cmd\"",
+        ),
         "topic = \"acme/{key}/fw/cmd\"",
         "notice.topic",
         "needs {name}",
@@ -307,13 +326,21 @@ fn each_mistake_is_refused_with_file_line_and_field() {
     // Payload templates: unknown placeholder, invalid JSON, a required field missing, a field
     // where there is no offer.
     refused(
-        &edit(ACME, "\"note\": \"{{description}}\"", "\"note\": \"{{notes}}\""),
+        &edit(
+            ACME,
+            "\"note\": \"{{description}}\"",
+            "\"note\": \"{{notes}}\"",
+        ),
         "payload = '''",
         "notice.payload",
         "unknown placeholder {{notes}}",
     );
     refused(
-        &edit(ACME, "\"target\": \"{{version}}\"", "\"target\": {{version}}"),
+        &edit(
+            ACME,
+            "\"target\": \"{{version}}\"",
+            "\"target\": {{version}}",
+        ),
         "payload = '''",
         "notice.payload",
         "renders invalid JSON",
@@ -331,14 +358,22 @@ fn each_mistake_is_refused_with_file_line_and_field() {
         "must carry {{version}}",
     );
     refused(
-        &edit(ACME, "\"req\": {{request_id}} }'", "\"url\": \"{{url}}\" }'"),
+        &edit(
+            ACME,
+            "\"req\": {{request_id}} }'",
+            "\"url\": \"{{url}}\" }'",
+        ),
         "nothing = ",
         "pull.nothing",
         "not available here",
     );
     // Pointers and failures.
     refused(
-        &edit(ACME, "percent = \"/status/percent\"", "percent = \"status.percent\""),
+        &edit(
+            ACME,
+            "percent = \"/status/percent\"",
+            "percent = \"status.percent\"",
+        ),
         "percent = ",
         "progress.percent",
         "JSON pointer",
@@ -356,7 +391,11 @@ fn each_mistake_is_refused_with_file_line_and_field() {
         "listed twice",
     );
     refused(
-        &edit(ACME, "text = \"download failed\"", "text = \"download {failed}\""),
+        &edit(
+            ACME,
+            "text = \"download failed\"",
+            "text = \"download {failed}\"",
+        ),
         "download {failed}",
         "progress.failure.codes[0].text",
         "braces",
@@ -366,20 +405,27 @@ fn each_mistake_is_refused_with_file_line_and_field() {
 #[test]
 fn shared_topics_and_overlapping_directions_are_refused() {
     // Kinds sharing a topic need a `when` each; up and down topics never meet.
-    let src = edit(ACME, "acme/{key}/{name}/fw/get", "acme/{key}/{name}/fw/status");
+    let src = edit(
+        ACME,
+        "acme/{key}/{name}/fw/get",
+        "acme/{key}/{name}/fw/status",
+    );
     let err = parse(&src).unwrap_err().to_string();
-    let line = src
-        .lines()
-        .position(|l| l.starts_with("[pull]"))
-        .unwrap()
-        + 2;
+    let line = src.lines().position(|l| l.starts_with("[pull]")).unwrap() + 2;
     assert!(
         err.starts_with(&format!("t.toml:{line}: pull.when: ")),
         "{err}"
     );
-    let src = edit(ACME, "acme/{key}/{name}/fw/cmd\"", "acme/{key}/{name}/fw/version\"");
+    let src = edit(
+        ACME,
+        "acme/{key}/{name}/fw/cmd\"",
+        "acme/{key}/{name}/fw/version\"",
+    );
     let err = parse(&src).unwrap_err().to_string();
-    assert!(err.contains("notice.topic") && err.contains("same topic"), "{err}");
+    assert!(
+        err.contains("notice.topic") && err.contains("same topic"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -390,7 +436,9 @@ fn a_file_taking_a_builtin_topic_is_refused_naming_the_file() {
         "topic = \"acme/{key}/{name}/fw/version\"",
         "topic = \"fogcloud/{key}/{name}/thing/up/ota\"",
     );
-    let err = register_source("stolen.toml", &src).unwrap_err().to_string();
+    let err = register_source("stolen.toml", &src)
+        .unwrap_err()
+        .to_string();
     let line = line_of(&src, "fogcloud/{key}");
     assert!(
         err.starts_with(&format!("stolen.toml:{line}: announce.topic: ")),
@@ -403,7 +451,57 @@ fn a_file_taking_a_builtin_topic_is_refused_naming_the_file() {
 #[test]
 fn a_pointer_clash_is_found_at_load() {
     // The percent lives inside the version's string: no message can carry both.
-    let src = edit(ACME, "percent = \"/status/percent\"", "percent = \"/status/code/x\"");
+    let src = edit(
+        ACME,
+        "percent = \"/status/percent\"",
+        "percent = \"/status/code/x\"",
+    );
     let err = parse(&src).unwrap_err().to_string();
     assert!(err.contains("progress") && err.contains("overlap"), "{err}");
+}
+
+#[test]
+fn the_broker_lets_each_device_use_its_own_topics_only() {
+    use crate::access::rules::{Identity, RouteTable, Rules};
+    let d = parse(WIDGET).unwrap();
+    let rules = Rules::new(RouteTable::new([(d.id(), d.topic_routes())]));
+    let me = Identity::Device(DeviceId::new(d.id(), None, "W-1").unwrap());
+    assert!(
+        rules
+            .may_publish(&me, "bench/widgets/W-1/events")
+            .is_allowed()
+    );
+    assert!(
+        rules
+            .may_subscribe(&me, "bench/widgets/W-1/inbox")
+            .is_allowed()
+    );
+    for (topic, why) in [
+        ("bench/widgets/W-2/events", "another device's uplink"),
+        ("bench/widgets/W-1/inbox", "its own downlink"),
+        ("bench/widgets/W-1/other", "no topic of the dialect"),
+    ] {
+        assert!(!rules.may_publish(&me, topic).is_allowed(), "{why}");
+    }
+    for filter in [
+        "bench/widgets/W-2/inbox",
+        "bench/widgets/+/inbox",
+        "bench/widgets/W-1/events",
+    ] {
+        assert!(!rules.may_subscribe(&me, filter).is_allowed(), "{filter}");
+    }
+    let acme = parse(ACME).unwrap();
+    let rules = Rules::new(RouteTable::new([(acme.id(), acme.topic_routes())]));
+    let board = Identity::Device(DeviceId::new(acme.id(), Some("lab"), "b1").unwrap());
+    assert!(rules.may_publish(&board, "acme/lab/b1/fw/get").is_allowed());
+    assert!(
+        !rules
+            .may_publish(&board, "acme/lab2/b1/fw/get")
+            .is_allowed()
+    );
+    assert!(
+        rules
+            .may_subscribe(&board, "acme/lab/b1/fw/cmd")
+            .is_allowed()
+    );
 }
