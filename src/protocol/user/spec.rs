@@ -359,8 +359,85 @@ fn segment_name(ctx: &Ctx, field: &str, s: &Spanned<String>) -> Result<&'static 
 /// its samples decoding, its topics against other dialects'; see `mod.rs`).
 pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
     let file: FileToml = toml::from_str(ctx.src).map_err(|e| ctx.toml_err(e))?;
+    let (prefix, label) = identity(ctx, &file.dialect)?;
+    let task_key = match file.dialect.task_key {
+        TaskKeyToml::None => KeySource::None,
+        TaskKeyToml::Counter => KeySource::Counter,
+        TaskKeyToml::Uuid => KeySource::Uuid,
+    };
+    let key_name = file
+        .device
+        .key
+        .as_ref()
+        .map(|k| segment_name(ctx, "device.key", k))
+        .transpose()?;
+    let name_name = segment_name(ctx, "device.name", &file.device.name)?;
+    let shape = Shape {
+        has_key: key_name.is_some(),
+        task_key,
+    };
 
-    let d = &file.dialect;
+    let a = &file.announce;
+    let announce = Announce {
+        topic: topic(ctx, "announce.topic", &a.topic, shape.has_key)?,
+        when: when(ctx, "announce.when", &a.when)?,
+        version: pointer(ctx, "announce.version", &a.version)?,
+        module: opt_pointer(ctx, "announce.module", &a.module)?,
+    };
+    let notice = notice(ctx, &file.notice, shape)?;
+    let (progress, errors) = progress(ctx, &file.progress, shape)?;
+    let pull = file
+        .pull
+        .as_ref()
+        .map(|pl| pull(ctx, pl, shape, &notice))
+        .transpose()?;
+
+    // Kinds sharing a topic are told apart by `when`.
+    let mut kinds: Vec<Kind> = vec![
+        ("announce", &announce.topic, &announce.when, a.topic.span()),
+        (
+            "progress",
+            &progress.topic,
+            &progress.when,
+            file.progress.topic.span(),
+        ),
+    ];
+    if let (Some(ps), Some(pl)) = (&pull, &file.pull) {
+        kinds.push(("pull", &ps.topic, &ps.when, pl.topic.span()));
+    }
+    shared_topics_told_apart(ctx, &kinds)?;
+
+    Ok(Spec {
+        prefix,
+        label,
+        key_name,
+        name_name,
+        task_key,
+        announce,
+        notice,
+        progress,
+        pull,
+        errors,
+        topic_lines: topic_lines(ctx, &file),
+    })
+}
+
+/// What every part of the file is checked against: the id's shape and the task key.
+#[derive(Clone, Copy)]
+struct Shape {
+    has_key: bool,
+    task_key: KeySource,
+}
+
+/// A kind of uplink message: its name, topic, `when` and where its topic is written.
+type Kind<'a> = (
+    &'static str,
+    &'a TopicTemplate,
+    &'a Option<When>,
+    Range<usize>,
+);
+
+fn identity(ctx: &Ctx, d: &DialectToml) -> Result<(&'static str, &'static str), LoadError> {
     let prefix = d.prefix.get_ref();
     let good_prefix = prefix.len() <= 32
         && prefix.starts_with(|c: char| c.is_ascii_lowercase())
@@ -371,7 +448,9 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
         return Err(ctx.err(
             d.prefix.span(),
             "dialect.prefix",
-            format!("{prefix:?}: lowercase letters, digits, `-` and `_`, starting with a letter, at most 32"),
+            format!(
+                "{prefix:?}: lowercase letters, digits, `-` and `_`, starting with a letter, at most 32"
+            ),
         ));
     }
     let label = d.label.get_ref().trim();
@@ -382,43 +461,14 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
             "must be 1 to 64 characters",
         ));
     }
-    let task_key = match d.task_key {
-        TaskKeyToml::None => KeySource::None,
-        TaskKeyToml::Counter => KeySource::Counter,
-        TaskKeyToml::Uuid => KeySource::Uuid,
-    };
+    Ok((leak(prefix), leak(label)))
+}
 
-    let key_name = file
-        .device
-        .key
-        .as_ref()
-        .map(|k| segment_name(ctx, "device.key", k))
-        .transpose()?;
-    let name_name = segment_name(ctx, "device.name", &file.device.name)?;
-    let has_key = key_name.is_some();
-
-    let mut topic_lines = Vec::new();
-    let mut topic_at = |field: &'static str, t: &Spanned<String>| {
-        topic_lines.push((field, t.get_ref().clone(), ctx.line_of(t.span().start)));
-    };
-
-    // Announce.
-    let a = &file.announce;
-    topic_at("announce.topic", &a.topic);
-    let announce = Announce {
-        topic: topic(ctx, "announce.topic", &a.topic, has_key)?,
-        when: when(ctx, "announce.when", &a.when)?,
-        version: pointer(ctx, "announce.version", &a.version)?,
-        module: opt_pointer(ctx, "announce.module", &a.module)?,
-    };
-
-    // Notice.
-    let n = &file.notice;
-    topic_at("notice.topic", &n.topic);
-    let notice_topic = topic(ctx, "notice.topic", &n.topic, has_key)?;
-    let notice_payload = payload(ctx, "notice.payload", &n.payload, has_key, task_key, true)?;
+fn notice(ctx: &Ctx, n: &NoticeToml, shape: Shape) -> Result<NoticeSpec, LoadError> {
+    let topic = topic(ctx, "notice.topic", &n.topic, shape.has_key)?;
+    let payload = payload(ctx, "notice.payload", &n.payload, shape, true)?;
     for needed in [Field::Url, Field::Version] {
-        if !notice_payload.uses(needed) {
+        if !payload.uses(needed) {
             return Err(ctx.err(
                 n.payload.span(),
                 "notice.payload",
@@ -426,17 +476,21 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
             ));
         }
     }
-    if task_key != KeySource::None && !notice_payload.uses(Field::TaskId) {
+    if shape.task_key != KeySource::None && !payload.uses(Field::TaskId) {
         return Err(ctx.err(
             n.payload.span(),
             "notice.payload",
             "dialect.task_key is set, so the notice must carry {{task_id}}",
         ));
     }
+    Ok(NoticeSpec { topic, payload })
+}
 
-    // Progress.
-    let p = &file.progress;
-    topic_at("progress.topic", &p.topic);
+fn progress(
+    ctx: &Ctx,
+    p: &ProgressToml,
+    shape: Shape,
+) -> Result<(Progress, &'static ErrorTable), LoadError> {
     let f = &p.failure;
     let failure_field = pointer(ctx, "progress.failure.field", &f.field)?;
     let percent = opt_pointer(ctx, "progress.percent", &p.percent)?;
@@ -448,7 +502,7 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
         ));
     }
     let task = opt_pointer(ctx, "progress.task", &p.task)?;
-    if task_key != KeySource::None && task.is_none() {
+    if shape.task_key != KeySource::None && task.is_none() {
         return Err(ctx.err(
             p.topic.span(),
             "progress.task",
@@ -457,7 +511,7 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
     }
     let (codes, errors) = failure_codes(ctx, f)?;
     let progress = Progress {
-        topic: topic(ctx, "progress.topic", &p.topic, has_key)?,
+        topic: topic(ctx, "progress.topic", &p.topic, shape.has_key)?,
         when: when(ctx, "progress.when", &p.when)?,
         percent,
         task,
@@ -469,48 +523,40 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
             codes,
         },
     };
+    Ok((progress, errors))
+}
 
-    // Pull.
-    let pull = match &file.pull {
-        None => None,
-        Some(pl) => {
-            topic_at("pull.topic", &pl.topic);
-            let reply_topic = match &pl.reply_topic {
-                Some(t) => {
-                    topic_at("pull.reply_topic", t);
-                    topic(ctx, "pull.reply_topic", t, has_key)?
-                }
-                None => notice_topic.clone(),
-            };
-            let reply = match &pl.reply {
-                Some(r) => payload(ctx, "pull.reply", r, has_key, task_key, true)?,
-                None => notice_payload.clone(),
-            };
-            let nothing = pl
-                .nothing
-                .as_ref()
-                .map(|r| payload(ctx, "pull.nothing", r, has_key, task_key, false))
-                .transpose()?;
-            Some(PullSpec {
-                topic: topic(ctx, "pull.topic", &pl.topic, has_key)?,
-                when: when(ctx, "pull.when", &pl.when)?,
-                id: opt_pointer(ctx, "pull.id", &pl.id)?,
-                module: opt_pointer(ctx, "pull.module", &pl.module)?,
-                reply_topic,
-                reply,
-                nothing,
-            })
-        }
+fn pull(
+    ctx: &Ctx,
+    pl: &PullToml,
+    shape: Shape,
+    notice: &NoticeSpec,
+) -> Result<PullSpec, LoadError> {
+    let reply_topic = match &pl.reply_topic {
+        Some(t) => topic(ctx, "pull.reply_topic", t, shape.has_key)?,
+        None => notice.topic.clone(),
     };
+    let reply = match &pl.reply {
+        Some(r) => payload(ctx, "pull.reply", r, shape, true)?,
+        None => notice.payload.clone(),
+    };
+    let nothing = pl
+        .nothing
+        .as_ref()
+        .map(|r| payload(ctx, "pull.nothing", r, shape, false))
+        .transpose()?;
+    Ok(PullSpec {
+        topic: topic(ctx, "pull.topic", &pl.topic, shape.has_key)?,
+        when: when(ctx, "pull.when", &pl.when)?,
+        id: opt_pointer(ctx, "pull.id", &pl.id)?,
+        module: opt_pointer(ctx, "pull.module", &pl.module)?,
+        reply_topic,
+        reply,
+        nothing,
+    })
+}
 
-    // Kinds sharing a topic are told apart by `when`.
-    let mut kinds: Vec<(&str, &TopicTemplate, &Option<When>, Range<usize>)> = vec![
-        ("announce", &announce.topic, &announce.when, a.topic.span()),
-        ("progress", &progress.topic, &progress.when, p.topic.span()),
-    ];
-    if let (Some(ps), Some(pl)) = (&pull, &file.pull) {
-        kinds.push(("pull", &ps.topic, &ps.when, pl.topic.span()));
-    }
+fn shared_topics_told_apart(ctx: &Ctx, kinds: &[Kind]) -> Result<(), LoadError> {
     for (i, (name, t, w, span)) in kinds.iter().enumerate() {
         for (other, ot, ow, _) in kinds.iter().take(i) {
             if t.text != ot.text {
@@ -532,29 +578,32 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Spec, LoadError> {
             }
         }
     }
-
-    Ok(Spec {
-        prefix: leak(prefix),
-        label: leak(label),
-        key_name,
-        name_name,
-        task_key,
-        announce,
-        notice: NoticeSpec {
-            topic: notice_topic,
-            payload: notice_payload,
-        },
-        progress,
-        pull,
-        errors,
-        topic_lines,
-    })
+    Ok(())
 }
 
-fn failure_codes(
-    ctx: &Ctx,
-    f: &FailureToml,
-) -> Result<(Vec<(Value, i64)>, &'static ErrorTable), LoadError> {
+/// Where each topic template is written, for errors found later (at registration).
+fn topic_lines(ctx: &Ctx, file: &FileToml) -> Vec<(&'static str, String, usize)> {
+    let mut topics = vec![
+        ("announce.topic", &file.announce.topic),
+        ("notice.topic", &file.notice.topic),
+        ("progress.topic", &file.progress.topic),
+    ];
+    if let Some(pl) = &file.pull {
+        topics.push(("pull.topic", &pl.topic));
+        if let Some(t) = &pl.reply_topic {
+            topics.push(("pull.reply_topic", t));
+        }
+    }
+    topics
+        .into_iter()
+        .map(|(field, t)| (field, t.get_ref().clone(), ctx.line_of(t.span().start)))
+        .collect()
+}
+
+/// Value of the failure field → code, and the error table.
+type FailureCodes = (Vec<(Value, i64)>, &'static ErrorTable);
+
+fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> {
     if f.codes.get_ref().is_empty() {
         return Err(ctx.err(
             f.codes.span(),
@@ -655,10 +704,10 @@ fn payload(
     ctx: &Ctx,
     field: &str,
     t: &Spanned<String>,
-    has_key: bool,
-    task_key: KeySource,
+    shape: Shape,
     offer: bool,
 ) -> Result<PayloadTemplate, LoadError> {
+    let Shape { has_key, task_key } = shape;
     let allowed = |f: Field| match f {
         Field::RequestId => field.starts_with("pull."),
         Field::Key => has_key,
@@ -671,14 +720,28 @@ fn payload(
     for values in sample_values(has_key, task_key) {
         let out = template.render(&values.as_values());
         if let Err(e) = serde_json::from_str::<Value>(&out) {
-            return Err(ctx.err(
-                t.span(),
-                field,
-                format!(
-                    "renders invalid JSON ({e}) with sample values: {} (text placeholders go inside quotes: \"{{{{version}}}}\")",
-                    out.chars().take(300).collect::<String>()
+            // Sample values hold no raw newline, so the rendered line is the template's line;
+            // a multi-line string starting with a newline begins on the next line of the file.
+            let span = t.span();
+            let rest = ctx.src.get(span.start..).unwrap_or_default();
+            let skipped = usize::from(rest.starts_with("'''\n") || rest.starts_with("\"\"\"\n"));
+            let line = ctx.line_of(span.start) + skipped + e.line().saturating_sub(1);
+            let shown: String = out
+                .lines()
+                .nth(e.line().saturating_sub(1))
+                .unwrap_or_default()
+                .trim()
+                .chars()
+                .take(120)
+                .collect();
+            return Err(LoadError::Invalid {
+                file: ctx.file.to_owned(),
+                line,
+                field: field.to_owned(),
+                message: format!(
+                    "renders invalid JSON with sample values ({e}): {shown} (text placeholders go inside quotes: \"{{{{version}}}}\")"
                 ),
-            ));
+            });
         }
     }
     Ok(template)
@@ -724,7 +787,7 @@ fn sample_values(has_key: bool, task_key: KeySource) -> Vec<SampleValues> {
     };
     let awkward = FirmwareOffer {
         version: "1.2.3-\"rc\"\\".into(),
-        url: "http://127.0.0.1/fw/a \"b\".bin".into(),
+        url: "http://127.0.0.1/images/a \"b\".bin".into(),
         size: 1_048_576,
         md5: "0123456789abcdef0123456789abcdef".into(),
         sha256: "f0".repeat(32),

@@ -130,7 +130,12 @@ fn the_example_file_loads_and_round_trips() {
         panic!("{p:?}")
     };
     assert_eq!(f.text, "board error -9");
+}
 
+#[test]
+fn the_example_answers_a_pull_and_keeps_to_its_topics() {
+    let d = parse(ACME).unwrap();
+    let dev = DeviceId::new(d.id(), Some("lab-3"), "board-17").unwrap();
     // Pull: the request, the reply echoing its id, and "nothing pending".
     let events = d
         .decode("acme/lab-3/board-17/fw/get", br#"{"req":"r-1"}"#)
@@ -259,7 +264,7 @@ fn refused(src: &str, line_text: &str, field: &str, says: &str) {
 }
 
 #[test]
-fn each_mistake_is_refused_with_file_line_and_field() {
+fn toml_mistakes_are_refused_with_file_line_and_field() {
     // TOML and serde: typos, missing and mistyped fields.
     refused(
         &edit(
@@ -289,6 +294,10 @@ fn each_mistake_is_refused_with_file_line_and_field() {
         "version",
         "invalid",
     );
+}
+
+#[test]
+fn identity_and_topic_mistakes_are_refused_with_file_line_and_field() {
     // Identity.
     refused(
         &edit(ACME, "prefix = \"acme\"", "prefix = \"Acme Labs\""),
@@ -323,6 +332,10 @@ fn each_mistake_is_refused_with_file_line_and_field() {
         "pull.topic",
         "wildcards",
     );
+}
+
+#[test]
+fn payload_mistakes_are_refused_with_file_line_and_field() {
     // Payload templates: unknown placeholder, invalid JSON, a required field missing, a field
     // where there is no offer.
     refused(
@@ -341,15 +354,19 @@ fn each_mistake_is_refused_with_file_line_and_field() {
             "\"target\": \"{{version}}\"",
             "\"target\": {{version}}",
         ),
-        "payload = '''",
+        // Reported on the line where the rendered JSON breaks.
+        "\"target\": {{version}}",
         "notice.payload",
         "renders invalid JSON",
     );
-    refused(
-        &edit(ACME, "\"reboot\": true\n}", "\"reboot\": true,\n}"),
-        "payload = '''",
-        "notice.payload",
-        "renders invalid JSON",
+    let src = edit(ACME, "\"reboot\": true\n}", "\"reboot\": true,\n}");
+    let err = parse(&src).unwrap_err().to_string();
+    let line = line_of(&src, "\"reboot\": true,") + 1;
+    assert!(
+        err.starts_with(&format!(
+            "t.toml:{line}: notice.payload: renders invalid JSON"
+        )),
+        "{err}"
     );
     refused(
         &edit(ACME, "\"target\": \"{{version}}\",", ""),
@@ -367,6 +384,10 @@ fn each_mistake_is_refused_with_file_line_and_field() {
         "pull.nothing",
         "not available here",
     );
+}
+
+#[test]
+fn pointer_and_failure_mistakes_are_refused_with_file_line_and_field() {
     // Pointers and failures.
     refused(
         &edit(
