@@ -4,25 +4,20 @@
 //! built-in resembles (tests/dialects/widget.toml) upgrades devices end to end through
 //! `ota-console rollout`.
 //!
-//! The widget devices here are written for this test from the file's layout alone (today's
+//! The widget devices are `testing::widget`'s, written from the file's layout alone (today's
 //! simulator has no devices for dialect files: they come with the simulator seam).
 
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use ota_console::testing::console::{Console, console_binary, rollout_args};
 use ota_console::testing::firmware_file;
+use ota_console::testing::widget::{widget_device, widget_file};
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::{Value, json};
-
-fn widget_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dialects/widget.toml")
-}
+use serde_json::Value;
 
 fn run(args: &[&str], data_dir: &Path) -> Output {
     Command::new(console_binary())
@@ -113,66 +108,6 @@ fn the_dialects_folder_loads_its_files_and_skips_a_broken_one() {
     );
 }
 
-/// A widget bench unit, from tests/dialects/widget.toml: says hello with its version, takes a
-/// `flash` from its inbox, downloads the artifact, reports progress with the job id, then says
-/// hello with the new version — or, with `fail`, reports `E_CRC`.
-async fn widget(broker: std::net::SocketAddr, serial: &'static str, fail: bool) {
-    let mut options = MqttOptions::new(
-        format!("widget-{serial}"),
-        broker.ip().to_string(),
-        broker.port(),
-    );
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut events) = AsyncClient::new(options, 32);
-    let up = format!("bench/widgets/{serial}/events");
-    client
-        .subscribe(format!("bench/widgets/{serial}/inbox"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let say = |v: Value| {
-        let (client, up) = (client.clone(), up.clone());
-        async move {
-            client
-                .publish(up, QoS::AtLeastOnce, false, v.to_string())
-                .await
-                .unwrap();
-        }
-    };
-    say(json!({"type": "hello", "build": {"semver": "1.0.0"}})).await;
-    loop {
-        let publish = match events.poll().await {
-            Ok(Event::Incoming(Packet::Publish(p))) => p,
-            Ok(_) => continue,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let v: Value = serde_json::from_slice(&publish.payload).unwrap();
-        if v["type"] != "flash" {
-            continue;
-        }
-        let job = v["job"].as_str().unwrap().to_owned();
-        let artifact = &v["artifact"];
-        let image = reqwest::get(artifact["href"].as_str().unwrap())
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert_eq!(Some(image.len() as u64), artifact["length"].as_u64());
-        say(json!({"type": "flash-state", "flash": {"job": job, "done": 50}})).await;
-        if fail {
-            say(json!({"type": "flash-state",
-                "flash": {"job": job, "result": "E_CRC", "why": "crc mismatch at 0x400"}}))
-            .await;
-        } else {
-            say(json!({"type": "flash-state", "flash": {"job": job, "done": 100}})).await;
-            say(json!({"type": "hello", "build": {"semver": artifact["semver"]}})).await;
-        }
-    }
-}
-
 async fn rollout_of_widgets(fail: bool) -> (i32, Value, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let broker =
@@ -210,8 +145,8 @@ async fn rollout_of_widgets(fail: bool) -> (i32, Value, Vec<String>) {
     console.expect_line("listening for devices");
     let addr = broker.local_addr();
     let devices = [
-        tokio::spawn(widget(addr, "W-0001", fail)),
-        tokio::spawn(widget(addr, "W-0002", fail)),
+        tokio::spawn(widget_device(addr, "W-0001", fail)),
+        tokio::spawn(widget_device(addr, "W-0002", fail)),
     ];
     let (code, lines) = tokio::task::spawn_blocking(move || console.wait())
         .await

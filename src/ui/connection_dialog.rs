@@ -146,27 +146,30 @@ pub fn connection_dialog_ui(
 /// "Dialects: …": every registered dialect (from a file: which), then each refused file.
 fn dialects_ui(ui: &mut Ui) {
     let loads = crate::protocol::user::loaded();
-    ui.collapsing("Dialects", |ui| {
-        for d in crate::protocol::registry::all() {
-            let id = d.id();
-            let from = loads
-                .iter()
-                .find(|l| l.outcome.as_ref().ok() == Some(&id))
-                .map_or_else(
-                    || "built in".to_owned(),
-                    |l| format!("from {}", l.file.display()),
-                );
-            ui.label(format!("{id} ({}) {from}", id.label()));
-        }
-        for l in &loads {
-            if let Err(e) = &l.outcome {
-                ui.colored_label(
-                    theme::alert_color(AlertLevel::Warning),
-                    format!("not loaded: {e}"),
-                );
+    // Open: the list is short, and a refused file should be seen without a click.
+    egui::CollapsingHeader::new("Dialects")
+        .default_open(true)
+        .show(ui, |ui| {
+            for d in crate::protocol::registry::all() {
+                let id = d.id();
+                let from = loads
+                    .iter()
+                    .find(|l| l.outcome.as_ref().ok() == Some(&id))
+                    .map_or_else(
+                        || "built in".to_owned(),
+                        |l| format!("from {}", l.file.display()),
+                    );
+                ui.label(format!("{id} ({}) {from}", id.label()));
             }
-        }
-    });
+            for l in &loads {
+                if let Err(e) = &l.outcome {
+                    ui.colored_label(
+                        theme::alert_color(AlertLevel::Warning),
+                        format!("not loaded: {e}"),
+                    );
+                }
+            }
+        });
 }
 
 fn profile_list_ui(
