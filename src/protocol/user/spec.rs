@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::error::LoadError;
 use super::template::{Field, PayloadTemplate, TopicTemplate, Values, leak};
-use crate::device_id::DeviceId;
+use crate::device_id::{DeviceId, DialectId, DialectIdent, IdShape};
 use crate::protocol::{ErrorCode, ErrorTable, FailureValues, FirmwareOffer, KeySource, MsgId};
 
 // ---------------------------------------------------------------- the file, as written
@@ -770,15 +770,29 @@ impl SampleValues {
 /// Two sets of values: awkward text (quotes, backslashes, a newline) with a module, a numeric
 /// request id; and empty text without a module, a text request id.
 fn sample_values(has_key: bool, task_key: KeySource) -> Vec<SampleValues> {
-    // Any registered dialect with the same id shape gives a `DeviceId` of that shape; the
-    // template only reads its parts.
-    let shape_id = crate::protocol::registry::ids()
-        .into_iter()
-        .find(|id| matches!(id.shape(), crate::device_id::IdShape::KeyAndName { .. }) == has_key);
+    // Devices of a stand-in identity with the file's id shape: templates only read the parts,
+    // and the file's own identity is not made yet (its rank is decided at registration).
+    static KEYED: DialectIdent = DialectIdent {
+        rank: u16::MAX,
+        prefix: "sample",
+        label: "sample",
+        shape: IdShape::KeyAndName {
+            key: "key",
+            name: "name",
+        },
+    };
+    static NAMED: DialectIdent = DialectIdent {
+        rank: u16::MAX,
+        prefix: "sample",
+        label: "sample",
+        shape: IdShape::Name { name: "name" },
+    };
+    let id = DialectId::new(if has_key { &KEYED } else { &NAMED });
+    // Quotes are valid in a device id segment, so they test the escaping of {{name}} too.
     let device = |key: &str, name: &str, module: Option<&str>| {
-        shape_id
-            .and_then(|id| DeviceId::new(id, has_key.then_some(key), name).ok())
-            .and_then(|d| d.with_module(module).ok())
+        DeviceId::new(id, has_key.then_some(key), name)
+            .and_then(|d| d.with_module(module))
+            .ok()
     };
     let task = match task_key {
         KeySource::None => "",
@@ -823,4 +837,20 @@ fn sample_values(has_key: bool, task_key: KeySource) -> Vec<SampleValues> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sample_value_sets_exist_for_both_id_shapes() {
+        // An empty list would let every template through unchecked.
+        for has_key in [true, false] {
+            let sets = sample_values(has_key, KeySource::Uuid);
+            assert_eq!(sets.len(), 2, "has_key {has_key}");
+            assert_eq!(sets[0].device.product_key().is_some(), has_key);
+            assert_eq!(sets[0].device.module(), Some("mcu\"1"));
+        }
+    }
 }
