@@ -275,10 +275,19 @@ impl Ctx<'_> {
         let text = e.to_string();
         let mut lines = text.lines();
         let message = lines.next().unwrap_or_default().trim().to_owned();
-        let field = lines
+        let keys = lines
             .find_map(|l| l.trim().strip_prefix("in `")?.strip_suffix('`'))
-            .map(str::to_owned)
-            .unwrap_or_else(|| field_on_line(self.src, line));
+            .map(str::to_owned);
+        // A missing field has no line of its own: name it under the table it is missing from.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
+        let field = match (missing, keys) {
+            (Some(m), Some(k)) => format!("{k}.{m}"),
+            (Some(m), None) => m.to_owned(),
+            (None, Some(k)) => k,
+            (None, None) => field_on_line(self.src, line),
+        };
         LoadError::Invalid {
             file: self.file.to_owned(),
             line,
@@ -291,7 +300,8 @@ impl Ctx<'_> {
 /// The `key` of a `key = value` line, or the `[table]` a header line names.
 fn field_on_line(src: &str, line: usize) -> String {
     let text = src.lines().nth(line.saturating_sub(1)).unwrap_or_default();
-    let text = text.trim();
+    // Key and header lines hold no `#` before their comment.
+    let text = text.split('#').next().unwrap_or_default().trim();
     if let Some(table) = text.strip_prefix('[') {
         return table.trim_matches(['[', ']']).trim().to_owned();
     }

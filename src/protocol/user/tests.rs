@@ -288,6 +288,19 @@ fn toml_mistakes_are_refused_with_file_line_and_field() {
         "dialect.label",
         "invalid type",
     );
+    // A misspelt table; a missing field, named in full on the line of its table.
+    refused(
+        &edit(ACME, "[announce]", "[announcement]"),
+        "[announcement]",
+        "announcement",
+        "unknown field `announcement`",
+    );
+    refused(
+        &edit(ACME, "version = \"/fw/version\"", ""),
+        "[announce]",
+        "announce.version",
+        "missing field `version`",
+    );
     refused(
         &edit(ACME, "version = \"/fw/version\"", "version = \"/fw/version"),
         "version = \"/fw/version",
