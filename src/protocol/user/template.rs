@@ -203,7 +203,8 @@ impl Field {
             .map_or("?", |(n, _)| n)
     }
 
-    /// The fields of the firmware offer (not usable where no offer is sent).
+    /// The fields only a notice offering firmware has (the offer and its task key): not
+    /// usable in the "nothing pending" reply.
     pub fn is_offer(self) -> bool {
         matches!(
             self,
