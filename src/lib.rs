@@ -12,7 +12,8 @@
 //! - [`host`]: this host's LAN address (a leaf, for the firmware server and the site CA).
 //! - [`report`]: campaign reports (JSON and CSV), shared by the CLI and the window.
 //! - [`private_fs`]: folders 0700 and files 0600 for what holds inventory and broker settings.
-//! - [`protocol`]: pure codecs for the three dialects (Alibaba, FogCloud, DJI).
+//! - [`protocol`]: pure codecs for the three dialects (Alibaba, FogCloud, DJI), and dialects
+//!   described in a file and registered at run time (`protocol::user`).
 //! - [`rollout`]: the pure, deterministic campaign state machine: `(input, now) -> actions`.
 //! - [`store`]: SQLite persistence: packages, campaigns, the transition journal, the inventory.
 //! - [`sim`]: simulated device fleets (Alibaba, FogCloud with gateways, DJI docks) for tests and demos.

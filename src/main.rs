@@ -14,8 +14,23 @@ use tracing_subscriber::EnvFilter;
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Dialect files first: the command line clap builds is generated from the registry.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let dialects = ota_console::cli::dialects::load(&argv);
+    // Said before clap parses: `--help` exits there, and logging starts only after it.
+    for e in &dialects.skipped {
+        eprintln!("warning: dialect file skipped: {e}");
+    }
+    for e in &dialects.failed {
+        eprintln!("error: {e}");
+    }
+    let cli = Cli::parse_from(argv);
     init_logging(&cli.log);
+    // A file named on the command line is wanted: a headless command stops; the window starts
+    // and lists the error with the loaded dialects.
+    if !dialects.failed.is_empty() && cli.command.is_some() {
+        return ExitCode::from(USAGE_ERROR);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ota-console-io")

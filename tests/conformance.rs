@@ -3,7 +3,9 @@
 //! checks a dialect against its own declarations — its [`Samples`] (golden messages from its
 //! document), its topic routes, its error table, its notice settings and its capabilities — and
 //! never names a dialect, except [`sim_fleet_of`] (today's simulator has one field per dialect;
-//! see its doc).
+//! see its doc). Two dialect files are registered first (the README's example and the tests'
+//! own, `tests/dialects/widget.toml`), so every check runs on run-time dialects too; only the
+//! end-to-end test skips them, saying so, until the simulator can run their devices.
 //!
 //! Dialect-specific quirks of the documents stay in tests/codecs.rs.
 
@@ -23,8 +25,21 @@ use ota_console::protocol::{
 use proptest::prelude::*;
 use serde_json::Value;
 
+/// Every registered dialect, with the dialect files of the tests registered first (once per test
+/// binary): the example of the README and a protocol none of the built-ins resembles.
 fn dialects() -> Vec<&'static dyn Dialect> {
+    static USER_DIALECTS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    USER_DIALECTS.get_or_init(|| {
+        for file in ["assets/dialects/acme.toml", "tests/dialects/widget.toml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            protocol::user::register_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    });
     let all = registry::all();
+    assert!(
+        all.iter().any(|d| d.id().as_str() == "widget"),
+        "the tests' dialect file is registered"
+    );
     assert!(!all.is_empty(), "no dialect is registered");
     all
 }
@@ -822,6 +837,18 @@ async fn rollout_of(
 async fn every_dialect_upgrades_end_to_end_and_explains_its_failures() {
     use ota_console::rollout::DeviceStatus;
     for d in dialects() {
+        if d.id().rank() >= registry::FIRST_USER_RANK
+            && sim_fleet_of(d, Default::default()).is_none()
+        {
+            // Today's simulator has no devices for a dialect file: they come with the
+            // simulator seam (`Dialect::sim()`, branch wt/sim). A built-in without simulated
+            // devices still fails below.
+            eprintln!(
+                "SKIPPED end to end for {}: a dialect from a file has no simulated devices yet",
+                d.id()
+            );
+            continue;
+        }
         let (view, stats) = rollout_of(d, false).await;
         assert!(view.snapshot.devices.len() >= 2, "{}", d.id());
         for device in &view.snapshot.devices {

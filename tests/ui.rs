@@ -785,3 +785,54 @@ fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
         has_label(h, "secured, 1 refused")
     });
 }
+
+/// A dialect from a file (tests/dialects/widget.toml, registered before the engine starts, as
+/// `main` does) is listed in the Connection dialog with its file, and its devices upgrade from
+/// the window like any other.
+#[test]
+fn devices_of_a_dialect_file_upgrade_from_the_window() {
+    use ota_console::testing::widget::{register_widget, widget_device};
+    register_widget();
+    let mut rig = start_rig(None, None);
+    let broker: std::net::SocketAddr = rig
+        .handle
+        .broker_url()
+        .trim_start_matches("mqtt://")
+        .parse()
+        .unwrap();
+    let devices = [
+        rig.rt.spawn(widget_device(broker, "W-0101", false)),
+        rig.rt.spawn(widget_device(broker, "W-0102", false)),
+    ];
+    let settings = Settings {
+        policy: fast_policy(),
+        ..Settings::default()
+    };
+    let mut h = harness(&rig, settings);
+
+    h.get_by_label("Connection…").click();
+    h.run_steps(2);
+    assert!(
+        h.query_all_by_label_contains("widget (Widget bench units) from ")
+            .next()
+            .is_some()
+            && h.query_all_by_label_contains("tests/dialects/widget.toml")
+                .next()
+                .is_some(),
+        "the Connection dialog lists the dialect and its file"
+    );
+    assert!(h.query_all_by_label_contains("built in").next().is_some());
+
+    let n = 2;
+    discover(&mut h, &mut rig, n);
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, bytes) = firmware(dir.path());
+    import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
+    let finished = format!("{n} of {n} devices finished (100 %), {n} succeeded");
+    wait_for(&mut h, &mut rig, "both widgets to succeed", |h| {
+        has_label(h, &finished)
+    });
+    for d in devices {
+        d.abort();
+    }
+}

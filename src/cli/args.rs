@@ -26,6 +26,13 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
 
+    /// A dialect described in a file (TOML; see the README, "Dialects from a file");
+    /// repeatable. Every `*.toml` of the data dir's `dialects/` folder is loaded too.
+    // Read before clap by `cli::dialects::prescan` (the command line depends on the dialects);
+    // declared here so it shows in `--help` and parses everywhere.
+    #[arg(long = "dialect-file", global = true, value_name = "FILE")]
+    pub dialect_files: Vec<std::path::PathBuf>,
+
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     #[arg(long, global = true, value_name = "FILTER", default_value = "info")]
     pub log: String,

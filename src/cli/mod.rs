@@ -6,6 +6,7 @@ pub mod broker;
 pub mod broker_config;
 pub mod connection;
 pub mod devices;
+pub mod dialects;
 pub mod hash;
 pub mod rollout;
 pub mod sim;

@@ -8,7 +8,8 @@
 //! settings), `error.rs`, `payload.rs` (size and JSON bounds). This file only re-exports them and
 //! holds the two entry points, [`decode`] and [`encode`], which dispatch through the registry; no
 //! child imports it back. Adding a dialect is a folder and a registry line (ARCHITECTURE.md,
-//! "Adding a dialect").
+//! "Adding a dialect"). `user/` implements the trait once more, over a dialect file loaded at
+//! run time (`ota-console --dialect-file`, the data dir's `dialects/` folder).
 //!
 //! Everything decoded here came from the network: decoders never panic, refuse payloads over
 //! [`MAX_PAYLOAD_BYTES`] before parsing, and name what was wrong in a [`DecodeError`].
@@ -24,6 +25,7 @@ mod notice;
 mod payload;
 pub mod registry;
 mod settings;
+pub mod user;
 
 pub use self::dialect::{
     Acknowledgement, CancelSupport, Capabilities, Dialect, ErrorCode, ErrorTable, FailureValues,

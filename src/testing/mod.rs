@@ -9,6 +9,7 @@
 //! - [`engine`]: starting the real engine on loopback and waiting on it (bounded, explained).
 //! - [`console`]: the `ota-console` binary as a child process (and its `rollout` arguments).
 //! - [`mosquitto`], [`broker_process`]: real brokers a test can kill and start again.
+//! - [`widget`]: a device for the tests' dialect file (tests/dialects/widget.toml).
 //!
 //! Like the tests it serves, support code panics on a failed set-up, with a message saying
 //! what did not start; it never sleeps for luck and binds only to `127.0.0.1` port 0.
@@ -18,5 +19,6 @@ pub mod console;
 pub mod engine;
 pub mod fixtures;
 pub mod mosquitto;
+pub mod widget;
 
 pub use fixtures::{fast_policy, firmware_bytes, firmware_file, offer, strict_sim};

@@ -2,6 +2,8 @@
 //! client certificate and key, user, whether to remember the password), a form to add or edit
 //! one, and "Connect", which asks the app to restart the engine on the chosen broker. Holds the
 //! form (the typed password only until Connect); never reaches the keyring or the engine itself.
+//! Also lists the dialects the console speaks, those from dialect files with their file, and
+//! the files that were refused with why.
 
 use std::path::PathBuf;
 
@@ -119,6 +121,7 @@ pub fn connection_dialog_ui(
                 ui.label(RichText::new("In use").strong());
                 ui.label(broker_in_use);
             });
+            dialects_ui(ui);
             ui.separator();
             profile_list_ui(ui, dialog, profiles, actions);
             if dialog.draft.is_some() {
@@ -138,6 +141,35 @@ pub fn connection_dialog_ui(
             }
         });
     dialog.open = open;
+}
+
+/// "Dialects: …": every registered dialect (from a file: which), then each refused file.
+fn dialects_ui(ui: &mut Ui) {
+    let loads = crate::protocol::user::loaded();
+    // Open: the list is short, and a refused file should be seen without a click.
+    egui::CollapsingHeader::new("Dialects")
+        .default_open(true)
+        .show(ui, |ui| {
+            for d in crate::protocol::registry::all() {
+                let id = d.id();
+                let from = loads
+                    .iter()
+                    .find(|l| l.outcome.as_ref().ok() == Some(&id))
+                    .map_or_else(
+                        || "built in".to_owned(),
+                        |l| format!("from {}", l.file.display()),
+                    );
+                ui.label(format!("{id} ({}) {from}", id.label()));
+            }
+            for l in &loads {
+                if let Err(e) = &l.outcome {
+                    ui.colored_label(
+                        theme::alert_color(AlertLevel::Warning),
+                        format!("not loaded: {e}"),
+                    );
+                }
+            }
+        });
 }
 
 fn profile_list_ui(
