@@ -142,16 +142,12 @@ fn demo_public_base(bind: &mut SocketAddr) -> Option<String> {
     Some(format!("http://127.0.0.1:{}", bind.port()))
 }
 
-/// The demo fleet: every dialect, gateways and docks, a few devices that fail, downloads slow
-/// enough that progress is visible.
+/// The demo fleet: every kind of unit of every dialect's simulator (as many as each kind's
+/// `demo` says), a few devices that fail, downloads slow enough that progress is visible.
 pub fn demo_fleet(broker_url: &str) -> SimConfig {
     SimConfig {
         broker_url: broker_url.to_owned(),
-        aliyun: 24,
-        fogcloud: 8,
-        fogcloud_gateways: 2,
-        subs_per_gateway: 8,
-        dji_docks: 4,
+        units: crate::sim::demo_units(&crate::protocol::registry::sim_factories()),
         version: "1.0.0".into(),
         name_prefix: "demo".into(),
         seed: 2026,

@@ -1,5 +1,6 @@
-//! What a simulated fleet looks like and how its devices behave: counts per dialect, names,
-//! starting version, timing, failure odds and the seed that makes every choice reproducible.
+//! What a simulated fleet looks like and how its devices behave: which units (each entry a
+//! dialect's kind of unit and how many, see `unit.rs`), names, starting version, timing,
+//! failure odds and the seed that makes every choice reproducible.
 //!
 //! Owns: validating a [`SimConfig`], the deterministic naming scheme, per-device random number
 //! generators and the per-upgrade fault roll. Must never: touch the network or read a clock.
@@ -9,7 +10,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::SimError;
+use super::{SimError, UnitSpec};
 
 /// Longest name prefix / product key / version string accepted (they end up in topics and JSON).
 const MAX_TEXT_BYTES: usize = 64;
@@ -19,20 +20,16 @@ const MAX_TEXT_BYTES: usize = 64;
 pub struct SimConfig {
     /// Broker URL: `mqtt://host:port` (`tcp://` also accepted, port defaults to 1883).
     pub broker_url: String,
-    /// Alibaba Cloud IoT devices, one MQTT connection each.
-    pub aliyun: usize,
-    /// Plain FogCloud devices, one MQTT connection each.
-    pub fogcloud: usize,
-    /// FogCloud gateways, one MQTT connection each, each with `subs_per_gateway` sub-devices.
-    pub fogcloud_gateways: usize,
-    pub subs_per_gateway: usize,
-    /// DJI docks, one MQTT connection each, each with one drone.
-    pub dji_docks: usize,
+    /// The units to simulate, started in this order: each entry a dialect's kind of unit (a
+    /// device, a gateway with sub-devices, a dock with its drone) and how many, one MQTT
+    /// connection each unless [`SimConfig::per_connection`] says otherwise.
+    pub units: Vec<UnitSpec>,
     /// The firmware version every device (and module) reports at start.
     pub version: String,
-    /// Alibaba extra modules (besides the default one), each reported with its own inform.
-    pub aliyun_modules: Vec<String>,
-    /// Product key of the Alibaba and FogCloud devices.
+    /// Extra modules (besides the default one) of the devices whose dialect reports a version
+    /// per module (`ota-console sim --module`); the others ignore them.
+    pub modules: Vec<String>,
+    /// Product key of the devices whose ids have one.
     pub product_key: String,
     /// Start of every device name (`{prefix}-ali-0001`, `{prefix}-dock-0001`, ...).
     pub name_prefix: String,
@@ -53,7 +50,7 @@ pub struct SimConfig {
     /// site proxy do (`ota-console sim --per-connection N`); 1 (the default): each its own.
     /// Units share only with units of their own kind; a shared connection logs in as the site
     /// user that lists all its devices (see [`super::SimLogins::provision`]). Alibaba devices
-    /// that have a secret keep one connection each: their login is a per-device signature.
+    /// Units that sign their login with a secret of their own keep one connection each.
     /// Each unit still subscribes its own topics and publishes its own messages, so what the
     /// console reads and sends is the same; what changes is the cost per device.
     pub per_connection: usize,
@@ -63,13 +60,9 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             broker_url: "mqtt://127.0.0.1:1883".to_owned(),
-            aliyun: 0,
-            fogcloud: 0,
-            fogcloud_gateways: 0,
-            subs_per_gateway: 0,
-            dji_docks: 0,
+            units: Vec::new(),
             version: "1.0.0".to_owned(),
-            aliyun_modules: Vec::new(),
+            modules: Vec::new(),
             product_key: "a1SimProduct".to_owned(),
             name_prefix: "sim".to_owned(),
             seed: 1,
@@ -186,22 +179,12 @@ impl Fault {
     }
 }
 
-/// Which kind of simulated unit a random stream belongs to (keeps streams of different
-/// dialects with the same index apart).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum UnitKind {
-    Aliyun,
-    FogCloud,
-    FogCloudGateway,
-    FogCloudSub,
-    DjiDock,
-}
-
-/// A random stream for one unit, derived from the fleet seed, its kind and index (splitmix64
-/// mixing, so neighbouring indices get unrelated streams).
-pub(crate) fn unit_rng(seed: u64, kind: UnitKind, index: usize) -> StdRng {
+/// A random stream for one unit, derived from the fleet seed, its kind's stream salt
+/// ([`super::UnitKind::stream`], which keeps units of different kinds with the same index
+/// apart) and its index (splitmix64 mixing, so neighbouring indices get unrelated streams).
+pub(crate) fn unit_rng(seed: u64, stream: u64, index: usize) -> StdRng {
     let mut x = seed
-        ^ (kind as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -214,25 +197,25 @@ pub(crate) fn unit_rng(seed: u64, kind: UnitKind, index: usize) -> StdRng {
 #[derive(Debug)]
 pub(crate) struct LazyRng {
     seed: u64,
-    kind: UnitKind,
+    stream: u64,
     index: usize,
     rng: Option<Box<StdRng>>,
 }
 
 impl LazyRng {
-    pub(crate) fn new(seed: u64, kind: UnitKind, index: usize) -> LazyRng {
+    pub(crate) fn new(seed: u64, stream: u64, index: usize) -> LazyRng {
         LazyRng {
             seed,
-            kind,
+            stream,
             index,
             rng: None,
         }
     }
 
     pub(crate) fn get(&mut self) -> &mut StdRng {
-        let (seed, kind, index) = (self.seed, self.kind, self.index);
+        let (seed, stream, index) = (self.seed, self.stream, self.index);
         self.rng
-            .get_or_insert_with(|| Box::new(unit_rng(seed, kind, index)))
+            .get_or_insert_with(|| Box::new(unit_rng(seed, stream, index)))
     }
 }
 
@@ -252,10 +235,8 @@ impl SimConfig {
                 )));
             }
         }
-        if self.fogcloud_gateways > 0 && self.subs_per_gateway == 0 {
-            return Err(SimError::InvalidConfig(
-                "FogCloud gateways need at least one sub-device (--subs)".to_owned(),
-            ));
+        for unit in &self.units {
+            unit.validate()?;
         }
         if self.behaviour.progress_interval == Some(Duration::ZERO) {
             return Err(SimError::InvalidConfig(
@@ -285,45 +266,31 @@ impl SimConfig {
         Ok(())
     }
 
-    /// The device name of the `index`-th Alibaba device (from 0).
-    pub fn aliyun_name(&self, index: usize) -> String {
-        format!("{}-ali-{:04}", self.name_prefix, index + 1)
+    /// The same fleet with `units` instead of its units.
+    pub fn with_units(self, units: Vec<UnitSpec>) -> SimConfig {
+        SimConfig { units, ..self }
     }
 
-    /// The device name of the `index`-th plain FogCloud device.
-    pub fn fogcloud_name(&self, index: usize) -> String {
-        format!("{}-fog-{:04}", self.name_prefix, index + 1)
+    /// The name (or serial number) of the `index`-th (from 0) unit whose kind has the name tag
+    /// `tag` ([`super::UnitKind::tag`]): `{prefix}-{tag}-0001` for index 0.
+    pub fn unit_name(&self, tag: &str, index: usize) -> String {
+        format!("{}-{tag}-{:04}", self.name_prefix, index + 1)
     }
 
-    /// The device name of the `index`-th FogCloud gateway.
-    pub fn gateway_name(&self, index: usize) -> String {
-        format!("{}-fgw-{:04}", self.name_prefix, index + 1)
-    }
-
-    /// The device name of sub-device `sub` of gateway `gateway`.
-    pub fn sub_name(&self, gateway: usize, sub: usize) -> String {
+    /// The name of member `member` of the `unit`-th unit tagged `tag` (a gateway's
+    /// sub-device): `{prefix}-{tag}-0001-s001` for the first of the first.
+    pub fn member_name(&self, tag: &str, unit: usize, member: usize) -> String {
         format!(
-            "{}-fgw-{:04}-s{:03}",
+            "{}-{tag}-{:04}-s{:03}",
             self.name_prefix,
-            gateway + 1,
-            sub + 1
+            unit + 1,
+            member + 1
         )
     }
 
-    /// The client id of the `group`-th shared connection of units of `kind` (`fog`, `fgw`,
-    /// `ali`, `dock`).
-    pub(crate) fn site_client_id(&self, kind: &str, group: usize) -> String {
-        format!("{}-site-{kind}-{:04}", self.name_prefix, group + 1)
-    }
-
-    /// The serial number of the `index`-th DJI dock.
-    pub fn dock_sn(&self, index: usize) -> String {
-        format!("{}-dock-{:04}", self.name_prefix, index + 1)
-    }
-
-    /// The serial number of the drone of the `index`-th DJI dock.
-    pub fn drone_sn(&self, index: usize) -> String {
-        format!("{}-drone-{:04}", self.name_prefix, index + 1)
+    /// The client id of the `group`-th shared connection of units tagged `tag`.
+    pub(crate) fn site_client_id(&self, tag: &str, group: usize) -> String {
+        format!("{}-site-{tag}-{:04}", self.name_prefix, group + 1)
     }
 }
 
@@ -405,9 +372,10 @@ mod tests {
     #[test]
     fn names_are_deterministic() {
         let cfg = SimConfig::default();
-        assert_eq!(cfg.aliyun_name(0), "sim-ali-0001");
-        assert_eq!(cfg.sub_name(1, 2), "sim-fgw-0002-s003");
-        assert_eq!(cfg.dock_sn(9), "sim-dock-0010");
+        assert_eq!(cfg.unit_name("ali", 0), "sim-ali-0001");
+        assert_eq!(cfg.member_name("fgw", 1, 2), "sim-fgw-0002-s003");
+        assert_eq!(cfg.unit_name("dock", 9), "sim-dock-0010");
+        assert_eq!(cfg.site_client_id("fog", 0), "sim-site-fog-0001");
     }
 
     #[test]
@@ -447,7 +415,7 @@ mod tests {
             ..FaultOdds::default()
         };
         let run = |seed| {
-            let mut rng = unit_rng(seed, UnitKind::Aliyun, 7);
+            let mut rng = unit_rng(seed, 1, 7);
             (0..50)
                 .map(|_| Fault::roll(&odds, &mut rng))
                 .collect::<Vec<_>>()
@@ -460,8 +428,8 @@ mod tests {
 
     #[test]
     fn a_lazy_stream_draws_what_the_eager_one_does() {
-        let mut eager = unit_rng(9, UnitKind::FogCloudSub, 42);
-        let mut lazy = LazyRng::new(9, UnitKind::FogCloudSub, 42);
+        let mut eager = unit_rng(9, 4, 42);
+        let mut lazy = LazyRng::new(9, 4, 42);
         for _ in 0..20 {
             assert_eq!(eager.random::<u64>(), lazy.get().random::<u64>());
         }
@@ -469,7 +437,7 @@ mod tests {
 
     #[test]
     fn certain_and_impossible_faults() {
-        let mut rng = unit_rng(1, UnitKind::DjiDock, 0);
+        let mut rng = unit_rng(1, 5, 0);
         let never = FaultOdds::default();
         assert_eq!(Fault::roll(&never, &mut rng), Fault::None);
         let flash = FaultOdds {

@@ -1,31 +1,35 @@
-//! Simulated device fleets that behave like real Alibaba Cloud IoT devices, MXCHIP FogCloud
-//! devices and gateways, and DJI docks with their drones, following the documents in
-//! `shared/protocols/`: used to test rollouts end to end, by `ota-console sim` and by the GUI's
-//! demo mode.
+//! Simulated device fleets that behave like real devices of each dialect, following the
+//! documents in `shared/protocols/`: used to test rollouts end to end, by `ota-console sim` and
+//! by the GUI's demo mode.
 //!
-//! Owns: starting and stopping the virtual devices and reading their counters, and grouping
-//! them onto connections. Each device (or gateway, or dock) holds its own MQTT connection
-//! (`link.rs`), or shares one with others of its kind (`hub.rs`, [`SimConfig::per_connection`]),
-//! speaks its dialect with payloads
-//! it builds itself (`aliyun.rs`, `fogcloud.rs`, `dji.rs`), and runs upgrades as real devices do
-//! (`upgrade.rs`, `download.rs`) with failures chosen reproducibly from the seed ([`config`]).
+//! Owns: the runtime every simulated device shares — starting and stopping units and reading
+//! their counters, grouping them onto connections, downloads, upgrades, credentials. Each unit
+//! (a device, a gateway, a dock) holds its own MQTT connection (`link.rs`), or shares one with
+//! others of its kind (`hub.rs`, [`SimConfig::per_connection`]), and runs upgrades as real
+//! devices do (`upgrade.rs`, `download.rs`) with failures chosen reproducibly from the seed
+//! ([`config`]).
 //!
-//! Must never: use the console's own codecs (`crate::protocol`) for what devices send or
-//! parse: the simulator is an independent implementation of the documents, so that it catches
-//! the console's misreadings instead of echoing them.
+//! The devices themselves belong to their dialects: each dialect's `protocol/<dialect>/sim.rs`
+//! speaks its dialect with payloads it builds itself and offers its kinds of unit through a
+//! [`SimFactory`] (`unit.rs`), which `Dialect::sim` returns. A [`SimConfig`] lists
+//! [`UnitSpec`]s, each carrying its factory, so this module never looks a dialect up.
+//!
+//! Must never: import `crate::protocol` (the dependency goes the other way, from each
+//! dialect's factory to this runtime); and a dialect's simulated device must never use the
+//! console's codecs for what it sends or parses: the simulator is an independent
+//! implementation of the documents, so that it catches the console's misreadings instead of
+//! echoing them.
 
-mod aliyun;
 pub mod config;
 mod credentials;
-mod dji;
-mod download;
-mod fogcloud;
-mod hub;
-mod link;
-mod stats;
-mod strict;
+pub(crate) mod download;
+pub(crate) mod hub;
+pub(crate) mod link;
+pub(crate) mod stats;
+pub(crate) mod strict;
 mod strict_http;
-mod upgrade;
+mod unit;
+pub(crate) mod upgrade;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +39,13 @@ use tokio::task::JoinSet;
 use crate::device_id::{DeviceId, DeviceIdError};
 
 pub use config::{Behaviour, FaultOdds, SimConfig};
+pub(crate) use credentials::Login;
 pub use credentials::{SimLoginError, SimLogins};
 pub use stats::{DeviceState, DeviceStats, SimStats, SimTotals};
+pub(crate) use unit::SimUnit;
+pub use unit::{
+    Credential, MemberKind, SimFactory, Spawner, UnitKind, UnitSpec, demo_units, units_from_flags,
+};
 
 use config::BrokerAddr;
 use stats::StatsCell;
@@ -120,41 +129,13 @@ impl SimFleet {
             cells: Vec::new(),
             tasks: JoinSet::new(),
         };
-        let per = cfg.per_connection.max(1);
-        for first in (0..cfg.aliyun).step_by(per) {
-            let devs = (first..cfg.aliyun.min(first + per))
-                .map(|i| aliyun::AliyunDevice::new(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            // Alibaba's login is a signature over the device's own name: a device with a
-            // secret signs in on a connection of its own; only on an open broker do they share.
-            let signed = devs.iter().any(aliyun::AliyunDevice::signs_its_login);
-            let ids = devs.iter().map(|d| d.id()).collect::<Vec<_>>();
-            let group = (!signed).then(|| cfg.site_client_id("ali", first / per));
-            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
-        }
-        for first in (0..cfg.fogcloud).step_by(per) {
-            let devs = (first..cfg.fogcloud.min(first + per))
-                .map(|i| fogcloud::FogDevice::plain(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids = devs.iter().map(fogcloud::FogDevice::id).collect::<Vec<_>>();
-            let group = Some(cfg.site_client_id("fog", first / per));
-            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
-        }
-        for first in (0..cfg.fogcloud_gateways).step_by(per) {
-            let devs = (first..cfg.fogcloud_gateways.min(first + per))
-                .map(|i| fogcloud::FogDevice::gateway(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids = devs.iter().map(fogcloud::FogDevice::id).collect::<Vec<_>>();
-            let group = Some(cfg.site_client_id("fgw", first / per));
-            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
-        }
-        for first in (0..cfg.dji_docks).step_by(per) {
-            let docks = (first..cfg.dji_docks.min(first + per))
-                .map(|i| dji::Dock::new(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids = docks.iter().flat_map(dji::Dock::ids).collect::<Vec<_>>();
-            let group = Some(cfg.site_client_id("dock", first / per));
-            fleet.spawn_group(&ctx, group, &ids, docks, |d| d.cells(), |d, s| d.run(s));
+        for unit in &cfg.units {
+            let mut spawner = unit::Spawner {
+                fleet: &mut fleet,
+                ctx: &ctx,
+                cfg: &cfg,
+            };
+            unit.factory.spawn(unit, &mut spawner)?;
         }
         Ok(fleet)
     }
@@ -162,35 +143,31 @@ impl SimFleet {
     /// Starts `units` of one kind: each on its own connection, or, when there are several and
     /// `site` names their shared connection's client id, all on that one connection, logged
     /// in as the site user that lists `devices` (see `hub.rs`).
-    fn spawn_group<U, F>(
+    fn spawn_group<U: SimUnit>(
         &mut self,
         ctx: &Arc<Ctx>,
         site: Option<String>,
         devices: &[DeviceId],
         units: Vec<U>,
-        cells: impl Fn(&U) -> Vec<StatsCell>,
-        run: impl Fn(U, Option<hub::Shared>) -> F,
-    ) where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
+    ) {
         let site = site.filter(|_| units.len() > 1);
         let Some(client_id) = site else {
             for unit in units {
-                self.cells.extend(cells(&unit));
-                self.tasks.spawn(run(unit, None));
+                self.cells.extend(unit.cells());
+                self.tasks.spawn(unit.start(None));
             }
             return;
         };
         let mut hub = hub::Hub::new();
         for unit in units {
-            let unit_cells = cells(&unit);
+            let unit_cells = unit.cells();
             // The unit's own cell (a gateway's, a dock's) counts what its link sends.
             let Some(own) = unit_cells.first().cloned() else {
                 continue;
             };
             self.cells.extend(unit_cells);
             let shared = hub.add(own);
-            self.tasks.spawn(run(unit, Some(shared)));
+            self.tasks.spawn(unit.start(Some(shared)));
         }
         let login = ctx.logins.site_login(devices, client_id);
         self.tasks
@@ -221,7 +198,7 @@ impl SimFleet {
     }
 }
 
-/// Milliseconds since the Unix epoch, for DJI `timestamp` fields.
+/// Milliseconds since the Unix epoch, for `timestamp` fields and signed logins.
 pub(crate) fn now_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::FirmwareOffer;
+use crate::protocol::registry;
 use crate::rollout::{CanarySize, Policy, RateLimit};
-use crate::sim::{Behaviour, SimConfig};
+use crate::sim::{Behaviour, SimConfig, UnitSpec, units_from_flags};
 
 /// `size` bytes of firmware: a pattern whose period (251, a prime) does not divide a power of
 /// two, so a range served at the wrong offset does not match by chance.
@@ -55,6 +56,13 @@ pub fn fast_policy(device_timeout_secs: u64) -> Policy {
         abort: None,
         ..Policy::default()
     }
+}
+
+/// A fleet's units as `ota-console sim` would read them: each `(option, n)` names a kind of
+/// unit of a registered dialect's simulator (`("aliyun", 2)`, `("fogcloud-gateways", 1)`,
+/// `("dji-docks", 3)`) or its members (`("subs", 4)`), e.g. `sim_units(&[("aliyun", 2)])`.
+pub fn sim_units(counts: &[(&str, usize)]) -> Vec<UnitSpec> {
+    units_from_flags(&registry::sim_factories(), counts).expect("every option names a kind")
 }
 
 /// A simulated fleet on `broker_url` (the default shape) with devices as strict as real

@@ -4,6 +4,7 @@
 mod codec;
 mod routes;
 mod samples;
+pub mod sim;
 
 pub use self::codec::*;
 use crate::access::rules::TopicRoute;
@@ -146,6 +147,10 @@ impl Dialect for Aliyun {
 
     fn samples(&self) -> &'static Samples {
         &samples::SAMPLES
+    }
+
+    fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
+        Some(&sim::FACTORY)
     }
 }
 

@@ -5,6 +5,7 @@
 mod codec;
 mod routes;
 mod samples;
+pub mod sim;
 
 pub use self::codec::*;
 use crate::access::rules::TopicRoute;
@@ -243,6 +244,10 @@ impl Dialect for Dji {
 
     fn samples(&self) -> &'static Samples {
         &samples::SAMPLES
+    }
+
+    fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
+        Some(&sim::FACTORY)
     }
 }
 
