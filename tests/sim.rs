@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use ota_console::device_id::DeviceId;
-use ota_console::sim::{Behaviour, DeviceState, FaultOdds, SimConfig, SimFleet};
+use ota_console::protocol::registry;
+use ota_console::sim::{Behaviour, DeviceState, FaultOdds, SimConfig, SimFleet, UnitSpec};
 use ota_console::testing::sim_units;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use ota_console::transport::http::FirmwareServer;
@@ -243,6 +244,44 @@ fn keys(v: &Value) -> Vec<String> {
 
 fn is_uuid(v: &Value) -> bool {
     v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
+}
+
+// ---------------------------------------------------------------- every dialect
+
+/// Every registered dialect's simulator starts two units of each kind it offers, each unit's
+/// devices of that dialect, and every unit connects: a dialect's simulator is exercised by
+/// registering it (the dialect-specific behaviour is checked below, dialect by dialect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_registered_simulator_starts_each_kind_of_unit() {
+    let env = Env::start().await;
+    let factories = registry::sim_factories();
+    assert_eq!(
+        factories.len(),
+        registry::all().len(),
+        "a dialect without a simulator"
+    );
+    for factory in factories {
+        for kind in factory.kinds() {
+            let fleet = SimFleet::start(SimConfig {
+                units: vec![UnitSpec::new(factory, kind, 2)],
+                ..env.config(&format!("every-{}", kind.tag))
+            })
+            .await
+            .unwrap();
+            let ids = fleet.device_ids();
+            let members = kind.members.as_ref().map_or(0, |m| m.default);
+            assert!(ids.len() >= 2 * (1 + members), "{}: {ids:?}", kind.flag);
+            assert!(
+                ids.iter().all(|id| id.dialect() == factory.dialect()),
+                "{ids:?}"
+            );
+            wait_stats(&fleet, &format!("both {} connected", kind.flag), |s| {
+                s.devices.iter().filter(|d| d.connects > 0).count() >= 2
+            })
+            .await;
+            fleet.shutdown().await;
+        }
+    }
 }
 
 // ---------------------------------------------------------------- Alibaba

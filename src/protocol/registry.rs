@@ -407,6 +407,25 @@ mod tests {
     }
 
     #[test]
+    fn built_in_simulators_keep_their_random_streams() {
+        // The salts the simulator used before it had a seam (its `UnitKind` enum, 1-based):
+        // the same seed still picks the same silent devices, faults and secrets.
+        let streams: Vec<(&str, u64)> = sim_factories()
+            .iter()
+            .flat_map(|f| f.kinds().iter().map(|k| (k.flag, k.stream)))
+            .collect();
+        assert_eq!(
+            streams,
+            [
+                ("aliyun", 1),
+                ("fogcloud", 2),
+                ("fogcloud-gateways", 3),
+                ("dji-docks", 5)
+            ]
+        );
+    }
+
+    #[test]
     fn a_user_dialect_with_a_taken_prefix_or_rank_is_refused() {
         struct Copycat;
         const IDENT: crate::device_id::DialectIdent = crate::device_id::DialectIdent {

@@ -1,5 +1,6 @@
 //! Alibaba Cloud IoT OTA as a [`Dialect`]: its identity (`aliyun:{productKey}/{deviceName}`), what
-//! it can do, its notice setting (`signMethod`) and its failure steps. The codec is `codec.rs`.
+//! it can do, its notice setting (`signMethod`) and its failure steps. The codec is `codec.rs`; its
+//! simulated device, an independent reading of the same documents, is `sim.rs`.
 
 mod codec;
 mod routes;

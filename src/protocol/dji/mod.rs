@@ -1,6 +1,7 @@
 //! DJI Cloud API docks and drones as a [`Dialect`]: its identity (`dji:{sn}`), what it can do
 //! (`ota_create` answered by `services_reply`, one upgrade per dock, progress from the dock), its
-//! notice setting (`firmware_upgrade_type`) and its error codes. The codec is `codec.rs`.
+//! notice setting (`firmware_upgrade_type`) and its error codes. The codec is `codec.rs`;
+//! its simulated dock and drone, an independent reading of the same documents, are `sim.rs`.
 
 mod codec;
 mod routes;

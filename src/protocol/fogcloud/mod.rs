@@ -1,6 +1,7 @@
 //! MXCHIP FogCloud OTA as a [`Dialect`]: its identity (`fogcloud:{product_key}/{device_name}`),
 //! what it can do (gateways with sub-devices, task ids) and its failure step. The codec is
-//! `codec.rs`.
+//! `codec.rs`; its simulated devices and gateways, an independent reading of the same documents,
+//! are `sim.rs`.
 
 mod codec;
 mod routes;
