@@ -235,8 +235,19 @@ impl SimConfig {
                 )));
             }
         }
-        for unit in &self.units {
+        for (i, unit) in self.units.iter().enumerate() {
             unit.validate()?;
+            // Units are named by kind and index: a second entry of a kind would repeat names.
+            let earlier = self.units.iter().take(i);
+            if earlier
+                .filter(|u| u.factory.dialect() == unit.factory.dialect())
+                .any(|u| u.is(unit.kind))
+            {
+                return Err(SimError::InvalidConfig(format!(
+                    "{} are listed twice; give their number once (--{})",
+                    unit.kind.label, unit.kind.flag
+                )));
+            }
         }
         if self.behaviour.progress_interval == Some(Duration::ZERO) {
             return Err(SimError::InvalidConfig(
@@ -394,6 +405,26 @@ mod tests {
         assert!(err.contains("--progress-secs"), "{err}");
         cfg.behaviour.progress_interval = Some(Duration::from_secs(1));
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn a_kind_listed_twice_is_refused() {
+        use crate::sim::unit::tests::{FACTORY, HUBS, SIGNED};
+        let twice = SimConfig {
+            units: vec![
+                UnitSpec::new(&FACTORY, &SIGNED, 1),
+                UnitSpec::new(&FACTORY, &HUBS, 1),
+                UnitSpec::new(&FACTORY, &SIGNED, 2),
+            ],
+            ..SimConfig::default()
+        };
+        let err = twice.validate().unwrap_err().to_string();
+        assert!(err.contains("test devices are listed twice"), "{err}");
+        let once = SimConfig {
+            units: twice.units[..2].to_vec(),
+            ..SimConfig::default()
+        };
+        once.validate().unwrap();
     }
 
     #[test]

@@ -748,6 +748,38 @@ fn parse_ota_device(d: &Value, dock_sn: &str, drone_sn: &str) -> Result<OtaDevic
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::credentials::Authenticator;
+    use crate::access::rules::Identity;
+    use crate::sim::SimLogins;
+
+    #[test]
+    fn a_provisioned_dock_logs_in_speaking_for_its_drone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SimConfig {
+            units: vec![UnitSpec::of(&FACTORY, 2).unwrap()],
+            ..SimConfig::default()
+        };
+        let (logins, added) = SimLogins::provision(dir.path(), &cfg).unwrap();
+        assert_eq!(added, 2);
+        let dock = DeviceId::dji(&dock_sn(&cfg, 1)).unwrap();
+        assert_eq!(dock.to_string(), "dji:sim-dock-0002");
+        let login = logins.user_login(&dock, dock_sn(&cfg, 1));
+        let auth = Authenticator::load(dir.path()).unwrap();
+        let who = auth
+            .authenticate(
+                &login.client_id,
+                login.username.as_deref(),
+                login.password.as_deref().map(str::as_bytes),
+            )
+            .unwrap();
+        match who {
+            Identity::Site { devices, .. } => {
+                assert!(devices.contains(&dock));
+                assert!(devices.contains(&DeviceId::dji(&drone_sn(&cfg, 1)).unwrap()));
+            }
+            other => panic!("a dock speaks for its drone: {other:?}"),
+        }
+    }
 
     #[test]
     fn documented_ota_create_is_read() {
