@@ -193,6 +193,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_demo_fleet_has_every_kind_of_unit_as_before() {
+        let cfg = demo_fleet("mqtt://127.0.0.1:1883");
+        let units: Vec<_> = cfg
+            .units
+            .iter()
+            .map(|u| (u.kind.flag, u.count, u.members))
+            .collect();
+        // 24 Alibaba devices, 8 FogCloud devices, 2 gateways of 8, 4 docks.
+        assert_eq!(
+            units,
+            [
+                ("aliyun", 24, 0),
+                ("fogcloud", 8, 0),
+                ("fogcloud-gateways", 2, 8),
+                ("dji-docks", 4, 0)
+            ]
+        );
+        cfg.validate().unwrap();
+    }
+
+    #[test]
     fn the_demo_broker_is_open_only_when_nothing_but_loopback_reaches_it() {
         let embedded = |listen: &str, tls: Option<&str>| BrokerChoice::Embedded {
             listen: listen.parse().unwrap(),
