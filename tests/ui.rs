@@ -337,10 +337,7 @@ fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
 #[test]
 fn notice_settings_picked_in_the_generated_form_reach_the_started_campaign() {
     let fleet = SimConfig {
-        aliyun: 1,
-        fogcloud_gateways: 0,
-        subs_per_gateway: 0,
-        dji_docks: 0,
+        units: sim_units(&[("aliyun", 1)]),
         ..sim(22)
     };
     let mut rig = start_rig(None, Some(fleet));

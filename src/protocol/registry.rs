@@ -474,9 +474,6 @@ mod tests {
             fn samples(&self) -> &'static crate::protocol::Samples {
                 aliyun::DIALECT.samples()
             }
-            fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
-                None
-            }
         }
         static COPYCAT: Copycat = Copycat;
         // Bounded: a registration that holds the registry's lock while it asks the dialect

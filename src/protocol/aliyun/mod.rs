@@ -8,6 +8,8 @@ mod samples;
 pub mod sim;
 
 pub use self::codec::*;
+/// The dialect's simulator (its devices are in `sim.rs`).
+pub use self::sim::FACTORY as SIMULATOR;
 use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
@@ -151,7 +153,7 @@ impl Dialect for Aliyun {
     }
 
     fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
-        Some(&sim::FACTORY)
+        Some(&SIMULATOR)
     }
 }
 

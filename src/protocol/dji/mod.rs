@@ -9,6 +9,8 @@ mod samples;
 pub mod sim;
 
 pub use self::codec::*;
+/// The dialect's simulator (its devices are in `sim.rs`).
+pub use self::sim::FACTORY as SIMULATOR;
 use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
@@ -248,7 +250,7 @@ impl Dialect for Dji {
     }
 
     fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
-        Some(&sim::FACTORY)
+        Some(&SIMULATOR)
     }
 }
 
