@@ -23,6 +23,7 @@
 pub mod config;
 mod credentials;
 pub(crate) mod download;
+mod fetch;
 pub(crate) mod hub;
 pub(crate) mod link;
 pub(crate) mod stats;
@@ -71,7 +72,7 @@ pub enum SimError {
 pub(crate) struct Ctx {
     pub addr: BrokerAddr,
     pub behaviour: Behaviour,
-    pub http: download::HttpClient,
+    pub http: fetch::HttpClient,
     /// Shared by every device's link to pace connection storms.
     pub connect_gate: Arc<tokio::sync::Semaphore>,
     /// [`SimConfig::strict`].
@@ -103,11 +104,11 @@ impl SimFleet {
     pub async fn start(cfg: SimConfig) -> Result<SimFleet, SimError> {
         cfg.validate()?;
         let http = if cfg.strict {
-            download::HttpClient::Strict {
+            fetch::HttpClient::Strict {
                 connect_timeout: HTTP_CONNECT_TIMEOUT,
             }
         } else {
-            download::HttpClient::Relaxed(
+            fetch::HttpClient::Relaxed(
                 reqwest::Client::builder()
                     .connect_timeout(HTTP_CONNECT_TIMEOUT)
                     // Devices talk to the firmware server directly; a proxy from the environment
