@@ -1,78 +1,16 @@
-//! What a simulated fleet looks like and how its devices behave: which units (each entry a
-//! dialect's kind of unit and how many, see `unit.rs`), names, starting version, timing,
-//! failure odds and the seed that makes every choice reproducible.
+//! How simulated devices behave: timing, failure odds and the random streams that make every
+//! choice reproducible from the fleet's seed; and the broker address they connect to. (What a
+//! fleet holds, [`super::SimConfig`], is in `unit.rs`, beside the factories its entries name.)
 //!
-//! Owns: validating a [`SimConfig`], the deterministic naming scheme, per-device random number
-//! generators and the per-upgrade fault roll. Must never: touch the network or read a clock.
+//! Owns: validating the fault odds, per-device random number generators, the per-upgrade fault
+//! roll and parsing the broker URL. Must never: touch the network or read a clock.
 
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{SimError, UnitSpec};
-
-/// Longest name prefix / product key / version string accepted (they end up in topics and JSON).
-const MAX_TEXT_BYTES: usize = 64;
-
-/// The whole fleet to simulate.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// Broker URL: `mqtt://host:port` (`tcp://` also accepted, port defaults to 1883).
-    pub broker_url: String,
-    /// The units to simulate, started in this order: each entry a dialect's kind of unit (a
-    /// device, a gateway with sub-devices, a dock with its drone) and how many, one MQTT
-    /// connection each unless [`SimConfig::per_connection`] says otherwise.
-    pub units: Vec<UnitSpec>,
-    /// The firmware version every device (and module) reports at start.
-    pub version: String,
-    /// Extra modules (besides the default one) of the devices whose dialect reports a version
-    /// per module (`ota-console sim --module`); the others ignore them.
-    pub modules: Vec<String>,
-    /// Product key of the devices whose ids have one.
-    pub product_key: String,
-    /// Start of every device name (`{prefix}-ali-0001`, `{prefix}-dock-0001`, ...).
-    pub name_prefix: String,
-    /// Seed of every random choice (failures, secrets); same seed, same fleet, same choices.
-    pub seed: u64,
-    pub behaviour: Behaviour,
-    /// Behave like the strictest embedded device stacks (`ota-console sim --strict`): report
-    /// the version right after connecting and subscribe only `behaviour.strict_subscribe_delay`
-    /// later (so a notice sent the instant the report arrives is lost); ignore as broken any
-    /// notice with a missing or empty field (notes.md), counting it in `broken_notices`; and
-    /// download firmware with a minimal HTTP/1.1 client that finds headers by their exact names
-    /// and needs `Content-Length` (what many vendor SDKs do).
-    pub strict: bool,
-    /// What devices log in with on a secured broker (default: nothing, for an open broker).
-    pub logins: std::sync::Arc<super::SimLogins>,
-    /// How many units that would each hold a connection (a device, a gateway with its
-    /// sub-devices, a dock with its drone) share one MQTT connection, as devices behind a
-    /// site proxy do (`ota-console sim --per-connection N`); 1 (the default): each its own.
-    /// Units share only with units of their own kind; a shared connection logs in as the site
-    /// user that lists all its devices (see [`super::SimLogins::provision`]). Alibaba devices
-    /// Units that sign their login with a secret of their own keep one connection each.
-    /// Each unit still subscribes its own topics and publishes its own messages, so what the
-    /// console reads and sends is the same; what changes is the cost per device.
-    pub per_connection: usize,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            broker_url: "mqtt://127.0.0.1:1883".to_owned(),
-            units: Vec::new(),
-            version: "1.0.0".to_owned(),
-            modules: Vec::new(),
-            product_key: "a1SimProduct".to_owned(),
-            name_prefix: "sim".to_owned(),
-            seed: 1,
-            behaviour: Behaviour::default(),
-            strict: false,
-            logins: std::sync::Arc::default(),
-            per_connection: 1,
-        }
-    }
-}
+use super::error::SimError;
 
 /// How every device behaves during an upgrade.
 #[derive(Debug, Clone)]
@@ -134,7 +72,7 @@ pub struct FaultOdds {
 }
 
 impl FaultOdds {
-    fn validate(&self) -> Result<(), SimError> {
+    pub(crate) fn validate(&self) -> Result<(), SimError> {
         for (name, p) in [
             ("fail-download", self.download),
             ("fail-verify", self.verify),
@@ -219,92 +157,6 @@ impl LazyRng {
     }
 }
 
-impl SimConfig {
-    /// Checks everything that would otherwise fail later inside a device task.
-    pub fn validate(&self) -> Result<(), SimError> {
-        self.behaviour.faults.validate()?;
-        for (what, text) in [
-            ("version", self.version.as_str()),
-            ("product key", self.product_key.as_str()),
-            ("name prefix", self.name_prefix.as_str()),
-        ] {
-            if text.is_empty() || text.len() > MAX_TEXT_BYTES {
-                return Err(SimError::InvalidConfig(format!(
-                    "the {what} must be 1 to {MAX_TEXT_BYTES} bytes, got {} bytes",
-                    text.len()
-                )));
-            }
-        }
-        for (i, unit) in self.units.iter().enumerate() {
-            unit.validate()?;
-            // Units are named by kind and index: a second entry of a kind would repeat names.
-            let earlier = self.units.iter().take(i);
-            if earlier
-                .filter(|u| u.factory.dialect() == unit.factory.dialect())
-                .any(|u| u.is(unit.kind))
-            {
-                return Err(SimError::InvalidConfig(format!(
-                    "{} are listed twice; give their number once (--{})",
-                    unit.kind.label, unit.kind.flag
-                )));
-            }
-        }
-        if self.behaviour.progress_interval == Some(Duration::ZERO) {
-            return Err(SimError::InvalidConfig(
-                "--progress-secs 0 would report progress without pause; leave it out to report \
-                 at the 10 % marks"
-                    .to_owned(),
-            ));
-        }
-        if self.behaviour.strict_subscribe_delay > Duration::from_secs(600) {
-            return Err(SimError::InvalidConfig(
-                "--subscribe-delay-ms above 600000 would keep devices deaf for over 10 minutes"
-                    .to_owned(),
-            ));
-        }
-        if self.behaviour.bandwidth_bytes_per_sec == Some(0) {
-            return Err(SimError::InvalidConfig(
-                "--bandwidth 0 would never download anything; leave it out for no cap".to_owned(),
-            ));
-        }
-        if self.per_connection == 0 {
-            return Err(SimError::InvalidConfig(
-                "--per-connection 0 would connect no device; 1 gives each its own connection"
-                    .to_owned(),
-            ));
-        }
-        BrokerAddr::parse(&self.broker_url)?;
-        Ok(())
-    }
-
-    /// The same fleet with `units` instead of its units.
-    pub fn with_units(self, units: Vec<UnitSpec>) -> SimConfig {
-        SimConfig { units, ..self }
-    }
-
-    /// The name (or serial number) of the `index`-th (from 0) unit whose kind has the name tag
-    /// `tag` ([`super::UnitKind::tag`]): `{prefix}-{tag}-0001` for index 0.
-    pub fn unit_name(&self, tag: &str, index: usize) -> String {
-        format!("{}-{tag}-{:04}", self.name_prefix, index + 1)
-    }
-
-    /// The name of member `member` of the `unit`-th unit tagged `tag` (a gateway's
-    /// sub-device): `{prefix}-{tag}-0001-s001` for the first of the first.
-    pub fn member_name(&self, tag: &str, unit: usize, member: usize) -> String {
-        format!(
-            "{}-{tag}-{:04}-s{:03}",
-            self.name_prefix,
-            unit + 1,
-            member + 1
-        )
-    }
-
-    /// The client id of the `group`-th shared connection of units tagged `tag`.
-    pub(crate) fn site_client_id(&self, tag: &str, group: usize) -> String {
-        format!("{}-site-{tag}-{:04}", self.name_prefix, group + 1)
-    }
-}
-
 /// A broker address parsed from `mqtt://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BrokerAddr {
@@ -357,6 +209,7 @@ impl BrokerAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::{SimConfig, UnitSpec};
 
     #[test]
     fn broker_urls() {

@@ -4,16 +4,15 @@
 //! the user name and password of the `mqtt-users.txt` line that covers them
 //! ([`Credential::User`]).
 //!
-//! Owns: reading a data directory's credential files for the simulated devices, and adding the
-//! missing ones (`ota-console sim --provision DIR`), asking each unit's factory what it needs.
+//! Owns: reading a data directory's credential files for the simulated devices and choosing
+//! what each connection sends. Adding the missing ones (`ota-console sim --provision DIR`) is
+//! `provision.rs`.
 
 use std::path::Path;
 
 use crate::access::credentials::{CredentialsError, SecretTable, UserTable};
 use crate::access::rules::Identity;
 use crate::device_id::{DeviceId, DeviceIdError};
-
-use super::{Credential, SimConfig};
 
 /// What one simulated connection sends in its CONNECT.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,8 +35,8 @@ impl std::fmt::Debug for Login {
 /// The credentials simulated devices log in with (none: an open broker).
 #[derive(Debug, Clone, Default)]
 pub struct SimLogins {
-    secrets: SecretTable,
-    users: UserTable,
+    pub(super) secrets: SecretTable,
+    pub(super) users: UserTable,
 }
 
 /// Why the simulator's credentials could not be read or provisioned.
@@ -58,70 +57,6 @@ impl SimLogins {
         })
     }
 
-    /// Gives every connecting unit of `cfg` that has no credentials in `data_dir` fresh ones (a
-    /// secret, or a user naming the devices the unit speaks for, as its factory's
-    /// [`super::SimFactory::credential`] says), writes them to the files, and returns the
-    /// credentials with how many were added. With [`SimConfig::per_connection`] above 1, each
-    /// shared connection gets one site user naming every device on it instead (units with a
-    /// secret still get one each: they sign their own logins).
-    pub fn provision(
-        data_dir: &Path,
-        cfg: &SimConfig,
-    ) -> Result<(SimLogins, usize), SimLoginError> {
-        let mut logins = SimLogins::load(data_dir)?;
-        let mut added = 0;
-        let mut secrets_changed = false;
-        // Per entry of the fleet, each unit with the devices it speaks for, grouped as the
-        // fleet shares connections.
-        let mut users_per_entry = Vec::new();
-        for unit in &cfg.units {
-            let mut users = Vec::new();
-            for i in 0..unit.count {
-                match unit.factory.credential(unit, cfg, i)? {
-                    Credential::Secret { product_key, name } => {
-                        if logins.secrets.secret(&product_key, &name).is_none() {
-                            logins
-                                .secrets
-                                .insert(&product_key, &name, &random_hex(16))?;
-                            secrets_changed = true;
-                            added += 1;
-                        }
-                    }
-                    Credential::User(devices) => users.push(devices),
-                }
-            }
-            users_per_entry.push(users);
-        }
-        if secrets_changed {
-            logins.secrets.save(data_dir)?;
-        }
-        for units in users_per_entry {
-            for group in units.chunks(cfg.per_connection.max(1)) {
-                let devices: Vec<DeviceId> = group.iter().flatten().cloned().collect();
-                let Some(first) = devices.first() else {
-                    continue;
-                };
-                let username = if group.len() == 1 {
-                    if logins.users.user_for(first).is_some() {
-                        continue;
-                    }
-                    user_name_for(first)
-                } else {
-                    // A shared connection: one site user listing every device on it.
-                    if logins.covering(&devices).is_some() {
-                        continue;
-                    }
-                    format!("site-{}-{}", user_name_for(first), group.len())
-                };
-                let identities: Vec<String> = devices.iter().map(ToString::to_string).collect();
-                logins.users =
-                    UserTable::add_user(data_dir, &username, &random_hex(16), &identities)?;
-                added += 1;
-            }
-        }
-        Ok((logins, added))
-    }
-
     /// The secret of the device `(product key, name)`, if it has one (it then signs its own
     /// login on a connection of its own).
     pub(crate) fn secret(&self, product_key: &str, name: &str) -> Option<&str> {
@@ -130,7 +65,10 @@ impl SimLogins {
 
     /// The user line that covers exactly a connection carrying all of `devices`: a site
     /// listing each of them, or for one device its own line.
-    fn covering(&self, devices: &[DeviceId]) -> Option<&crate::access::credentials::UserEntry> {
+    pub(super) fn covering(
+        &self,
+        devices: &[DeviceId],
+    ) -> Option<&crate::access::credentials::UserEntry> {
         let wanted: Vec<DeviceId> = devices.iter().map(DeviceId::device).collect();
         if let [one] = wanted.as_slice()
             && let Some(own) = self.users.user_for(one)
@@ -182,7 +120,7 @@ impl Login {
 }
 
 /// A user name for a device's own line: its id with `:` and `/` made `-` (the file forbids `:`).
-fn user_name_for(device: &DeviceId) -> String {
+pub(super) fn user_name_for(device: &DeviceId) -> String {
     device
         .to_string()
         .chars()
@@ -190,7 +128,7 @@ fn user_name_for(device: &DeviceId) -> String {
         .collect()
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     let raw: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     hex::encode(raw)
 }
@@ -199,8 +137,8 @@ fn random_hex(bytes: usize) -> String {
 mod tests {
     use super::*;
     use crate::access::credentials::Authenticator;
-    use crate::sim::UnitSpec;
     use crate::sim::unit::tests::{FACTORY, HUBS, SIGNED, id};
+    use crate::sim::{SimConfig, UnitSpec};
 
     fn fleet(signed: usize, hubs: usize, per_connection: usize) -> SimConfig {
         SimConfig {

@@ -25,7 +25,8 @@ use hmac::{KeyInit, Mac};
 
 use crate::device_id::DeviceId;
 use crate::device_id::DeviceIdError;
-use crate::sim::config::{Fault, SimConfig, unit_rng};
+use crate::sim::SimConfig;
+use crate::sim::config::{Fault, unit_rng};
 use crate::sim::download::Expected;
 use crate::sim::hub::Shared;
 use crate::sim::link::{Inbound, Link};

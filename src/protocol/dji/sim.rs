@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 use crate::device_id::DeviceId;
 use crate::device_id::{DeviceIdError, DialectId};
-use crate::sim::config::{Fault, SimConfig, unit_rng};
+use crate::sim::SimConfig;
+use crate::sim::config::{Fault, unit_rng};
 use crate::sim::download::Expected;
 use crate::sim::hub::Shared;
 use crate::sim::link::{Inbound, Link};

@@ -18,7 +18,8 @@ use tokio::task::JoinSet;
 
 use crate::device_id::DeviceId;
 use crate::device_id::{DeviceIdError, DialectId};
-use crate::sim::config::{Fault, LazyRng, SimConfig};
+use crate::sim::SimConfig;
+use crate::sim::config::{Fault, LazyRng};
 use crate::sim::download::Expected;
 use crate::sim::hub::Shared;
 use crate::sim::link::{Inbound, Link};
