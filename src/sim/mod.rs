@@ -3,11 +3,13 @@
 //! by the GUI's demo mode.
 //!
 //! Owns: the runtime every simulated device shares — starting and stopping units and reading
-//! their counters, grouping them onto connections, downloads, upgrades, credentials. Each unit
-//! (a device, a gateway, a dock) holds its own MQTT connection (`link.rs`), or shares one with
-//! others of its kind (`hub.rs`, [`SimConfig::per_connection`]), and runs upgrades as real
-//! devices do (`upgrade.rs`, `download.rs`) with failures chosen reproducibly from the seed
-//! ([`config`]).
+//! their counters (`fleet.rs`, `stats.rs`), grouping them onto connections, downloads,
+//! upgrades, credentials (`credentials.rs`, `provision.rs`). Each unit (a device, a gateway, a
+//! dock) holds its own MQTT connection (`link.rs`), or shares one with others of its kind
+//! (`hub.rs`, [`SimConfig::per_connection`]), and runs upgrades as real devices do
+//! (`upgrade.rs`, `fetch.rs`, `download.rs`, `strict_http.rs`) with failures chosen
+//! reproducibly from the seed ([`config`]). This file only lists the parts and what they
+//! export.
 //!
 //! The devices themselves belong to their dialects: each dialect's `protocol/<dialect>/sim.rs`
 //! speaks its dialect with payloads it builds itself and offers its kinds of unit through a
