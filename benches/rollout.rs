@@ -25,6 +25,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::rollout::Timestamp;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
+use ota_console::testing::sim_units;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
@@ -105,11 +106,13 @@ async fn run() {
 
     let fleet = SimFleet::start(SimConfig {
         broker_url: url,
-        aliyun: 440,
-        fogcloud: 200,
-        fogcloud_gateways: 40,
-        subs_per_gateway: 4,
-        dji_docks: 80,
+        units: sim_units(&[
+            ("aliyun", 440),
+            ("fogcloud", 200),
+            ("fogcloud-gateways", 40),
+            ("subs", 4),
+            ("dji-docks", 80),
+        ]),
         version: "1.0.0".into(),
         behaviour: Behaviour {
             install: Duration::from_millis(500),

@@ -951,24 +951,12 @@ fn the_sources_were_read() {
     }
 }
 
-/// Folders whose own cycles wait for work in progress on issue 12, with what ends them.
-const PENDING_FOLDERS: [(&str, &str); 1] = [(
-    "sim",
-    "the simulator's launcher (mod.rs) and its devices sharing `Ctx`/`SimError`; download <-> strict_http",
-)];
-
-fn pending(module: &[String]) -> bool {
-    module
-        .first()
-        .is_some_and(|m| PENDING_FOLDERS.iter().any(|(f, _)| m == f))
-}
-
 #[test]
 fn no_module_cycle() {
-    let found = folder_cycles(&graph(), |m| !pending(m));
+    let found = folder_cycles(&graph(), |_| true);
     report(
-        "module cycles (top level, and inside each folder but those of PENDING_FOLDERS); break an \
-         edge of each by moving the shared type down into a leaf module",
+        "module cycles (top level, and inside each folder); break an edge of each by moving the \
+         shared type down into a leaf module",
         &found,
     );
 }
@@ -977,24 +965,6 @@ fn no_module_cycle() {
 fn no_module_cycle_inside_engine() {
     let found = folder_cycles(&graph(), under_engine);
     report("module cycles inside src/engine/", &found);
-}
-
-#[test]
-#[ignore = "until sim/ is reshaped behind the dialect seam (issue 12); see PENDING_FOLDERS"]
-fn no_module_cycle_inside_sim() {
-    let found = folder_cycles(&graph(), |m| pending(m) && !under_engine(m));
-    let why: Vec<String> = PENDING_FOLDERS
-        .iter()
-        .filter(|(f, _)| *f != "engine")
-        .map(|(f, w)| format!("src/{f}/: {w}"))
-        .collect();
-    report(
-        &format!(
-            "module cycles inside src/sim/ (pending: {})",
-            why.join("; ")
-        ),
-        &found,
-    );
 }
 
 /// The top-level edges DESIGN12 §2.7 cuts so that the graph stays acyclic once `protocol`
@@ -1014,7 +984,7 @@ fn leaves_stay_leaves_and_the_cut_edges_stay_cut() {
         let (from, to) = (top(e.from), top(e.to));
         let cut = matches!(
             (from.as_str(), to.as_str()),
-            ("transport", "protocol") | ("access", "rollout")
+            ("transport", "protocol") | ("access", "rollout") | ("sim", "protocol")
         );
         let leaf = ["device_id", "wire", "time", "host"].contains(&from.as_str()) && from != to;
         if cut || leaf {
@@ -1257,14 +1227,13 @@ fn campaign_modules_are_short() {
 // ---------------------------------------------------------------------------------------------
 // Rule 5: no dialect named outside the dialect modules.
 
-/// Where a dialect may be named: its own modules, the registry and the trait, `device_id.rs`
-/// (parsing) and the simulator's per-dialect devices.
+/// Where a dialect may be named: its own modules (its simulated devices included), the
+/// registry and the trait, `device_id.rs` (parsing).
 fn may_name_dialects(rel: &str) -> bool {
     [
         "src/protocol/aliyun",
         "src/protocol/fogcloud",
         "src/protocol/dji",
-        "src/sim/",
     ]
     .iter()
     .any(|p| rel.starts_with(p))

@@ -19,6 +19,7 @@ use std::time::Duration;
 use ota_console::access::credentials::{CONSOLE_FILE, ConsoleCredentials, USERS_FILE};
 use ota_console::store::{InventoryDevice, Store};
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_units;
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -368,10 +369,12 @@ async fn shared_simulator_connections_log_in_as_their_site_users() {
     let port = free_port();
     let mut cfg = SimConfig {
         broker_url: format!("mqtt://127.0.0.1:{port}"),
-        fogcloud: 4,
-        fogcloud_gateways: 2,
-        subs_per_gateway: 2,
-        dji_docks: 2,
+        units: sim_units(&[
+            ("fogcloud", 4),
+            ("fogcloud-gateways", 2),
+            ("subs", 2),
+            ("dji-docks", 2),
+        ]),
         per_connection: 2,
         product_key: "fpk".to_owned(),
         name_prefix: "st".to_owned(),

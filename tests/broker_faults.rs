@@ -22,6 +22,7 @@ use ota_console::testing::engine::{
     discover, loopback_config, run_to_end, start_engine, start_rollout, wait_for,
 };
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_units;
 use ota_console::testing::{self, firmware_file};
 use ota_console::transport::mqtt::{LinkOptions, LinkState};
 
@@ -53,10 +54,12 @@ async fn rollout_across_a_broker_outage(broker: &mut dyn KillableBroker, outage:
     let fleet = SimFleet::start(SimConfig {
         broker_url: broker.url(),
         version: "1.0.0".into(),
-        aliyun: 4,
-        fogcloud: 2,
-        fogcloud_gateways: 1,
-        subs_per_gateway: 2,
+        units: sim_units(&[
+            ("aliyun", 4),
+            ("fogcloud", 2),
+            ("fogcloud-gateways", 1),
+            ("subs", 2),
+        ]),
         behaviour: Behaviour {
             // Two seconds a download: several are mid-way when the broker dies.
             bandwidth_bytes_per_sec: Some(100_000),

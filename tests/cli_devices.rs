@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ota_console::sim::{SimConfig, SimFleet};
+use ota_console::testing::sim_units;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -45,10 +46,12 @@ async fn devices_json_lists_what_announced_itself() {
     .expect("devices starts listening");
     let fleet = SimFleet::start(SimConfig {
         broker_url: format!("mqtt://{}", broker.local_addr()),
-        aliyun: 2,
-        fogcloud_gateways: 1,
-        subs_per_gateway: 2,
-        dji_docks: 1,
+        units: sim_units(&[
+            ("aliyun", 2),
+            ("fogcloud-gateways", 1),
+            ("subs", 2),
+            ("dji-docks", 1),
+        ]),
         version: "3.1.4".into(),
         ..SimConfig::default()
     })

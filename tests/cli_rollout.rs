@@ -23,6 +23,7 @@ use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
 use ota_console::testing::console::{Console, rollout_args, set_flag};
 use ota_console::testing::firmware_file;
+use ota_console::testing::sim_units;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 fn base_args(broker: &EmbeddedBroker, dir: &std::path::Path, fw: &std::path::Path) -> Vec<String> {
@@ -70,10 +71,12 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
     let mut console = Console::spawn(&args, dir.path());
     console.expect_line("listening for devices");
     let fleet = SimFleet::start(SimConfig {
-        aliyun: 3,
-        fogcloud: 1,
-        fogcloud_gateways: 1,
-        subs_per_gateway: 2,
+        units: sim_units(&[
+            ("aliyun", 3),
+            ("fogcloud", 1),
+            ("fogcloud-gateways", 1),
+            ("subs", 2),
+        ]),
         ..sim(
             &broker,
             Behaviour {
@@ -160,7 +163,7 @@ async fn failed_devices_give_exit_code_one() {
     let mut console = Console::spawn(&args, dir.path());
     console.expect_line("listening for devices");
     let fleet = SimFleet::start(SimConfig {
-        aliyun: 2,
+        units: sim_units(&[("aliyun", 2)]),
         ..sim(&broker, behaviour)
     })
     .await
@@ -226,7 +229,7 @@ async fn rollout_all_targets_the_devices_heard_not_the_ones_remembered() {
     let mut console = Console::spawn(&args, dir.path());
     console.expect_line("listening for devices");
     let fleet = SimFleet::start(SimConfig {
-        aliyun: 2,
+        units: sim_units(&[("aliyun", 2)]),
         ..sim(
             &broker,
             Behaviour {

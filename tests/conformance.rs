@@ -756,33 +756,27 @@ proptest! {
 
 // ---------------------------------------------------------------- end to end
 
-/// Today's simulator configures a fleet by one count per dialect, so this is the one place the
-/// suite names dialects. Once the simulator seam lands (`Dialect::sim()`, branch wt/sim), this
-/// becomes "2 units of `d.sim()`" and the match goes.
+/// A fleet of `d`'s own simulator (`Dialect::sim`): one unit of each kind it offers (a
+/// gateway with one sub-device where it has them), or two when it offers one kind.
 fn sim_fleet_of(
     d: &dyn Dialect,
     base: ota_console::sim::SimConfig,
 ) -> Option<ota_console::sim::SimConfig> {
-    use ota_console::protocol::{aliyun, dji, fogcloud};
-    use ota_console::sim::SimConfig;
-    let id = d.id();
-    if id == aliyun::ID {
-        Some(SimConfig { aliyun: 2, ..base })
-    } else if id == fogcloud::ID {
-        Some(SimConfig {
-            fogcloud: 1,
-            fogcloud_gateways: 1,
-            subs_per_gateway: 1,
-            ..base
+    use ota_console::sim::{SimConfig, UnitSpec};
+    let factory = d.sim()?;
+    let kinds = factory.kinds();
+    let each = if kinds.len() == 1 { 2 } else { 1 };
+    let units = kinds
+        .iter()
+        .map(|kind| {
+            let unit = UnitSpec::new(factory, kind, each);
+            match kind.members {
+                Some(_) => unit.with_members(1),
+                None => unit,
+            }
         })
-    } else if id == dji::ID {
-        Some(SimConfig {
-            dji_docks: 1,
-            ..base
-        })
-    } else {
-        None
-    }
+        .collect();
+    Some(SimConfig { units, ..base })
 }
 
 /// One rollout over a simulated fleet of dialect `d` alone; `flash_fails` makes every install

@@ -32,6 +32,7 @@ use ota_console::store::Store;
 use ota_console::testing::console::{Console, rollout_args, set_flag};
 use ota_console::testing::firmware_file;
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_units;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 const TARGET: &str = "2.0.0";
@@ -639,10 +640,12 @@ async fn kill_during_notices_then_resume() {
     let figures = run(Scenario {
         name: "during notices",
         fleet: SimConfig {
-            aliyun: 30,
-            fogcloud: 2,
-            fogcloud_gateways: 1,
-            subs_per_gateway: 3,
+            units: sim_units(&[
+                ("aliyun", 30),
+                ("fogcloud", 2),
+                ("fogcloud-gateways", 1),
+                ("subs", 3),
+            ]),
             // No DJI dock here: see `dji_devices_pending_at_a_kill_are_noticed_after_resuming`.
             behaviour: quick(300),
             ..SimConfig::default()
@@ -683,7 +686,7 @@ async fn kill_during_downloads_then_resume() {
     let figures = run(Scenario {
         name: "during downloads",
         fleet: SimConfig {
-            aliyun: 5,
+            units: sim_units(&[("aliyun", 5)]),
             behaviour: Behaviour {
                 bandwidth_bytes_per_sec: Some(600_000),
                 ..quick(300)
@@ -727,7 +730,7 @@ async fn kill_during_a_download_that_ends_while_the_console_is_down_then_resume(
     let figures = run(Scenario {
         name: "download ends while down",
         fleet: SimConfig {
-            aliyun: 3,
+            units: sim_units(&[("aliyun", 3)]),
             behaviour: Behaviour {
                 bandwidth_bytes_per_sec: Some(8_000_000),
                 ..quick(200)
@@ -788,7 +791,7 @@ async fn kill_while_dji_docks_download_then_resume() {
     let figures = run(Scenario {
         name: "DJI downloads",
         fleet: SimConfig {
-            dji_docks: 2,
+            units: sim_units(&[("dji-docks", 2)]),
             behaviour: Behaviour {
                 bandwidth_bytes_per_sec: Some(300_000),
                 ..quick(300)
@@ -819,7 +822,7 @@ async fn kill_then_resume_with_the_firmware_server_moved() {
     let figures = run(Scenario {
         name: "server moved",
         fleet: SimConfig {
-            aliyun: 3,
+            units: sim_units(&[("aliyun", 3)]),
             behaviour: Behaviour {
                 bandwidth_bytes_per_sec: Some(8_000_000),
                 ..quick(200)
@@ -862,9 +865,7 @@ async fn kill_while_fogcloud_devices_and_sub_devices_download_then_resume() {
     let figures = run(Scenario {
         name: "FogCloud downloads",
         fleet: SimConfig {
-            fogcloud: 2,
-            fogcloud_gateways: 1,
-            subs_per_gateway: 2,
+            units: sim_units(&[("fogcloud", 2), ("fogcloud-gateways", 1), ("subs", 2)]),
             behaviour: Behaviour {
                 bandwidth_bytes_per_sec: Some(300_000),
                 ..quick(300)
@@ -894,8 +895,7 @@ async fn kill_between_devices_with_nothing_in_flight_then_resume() {
     let figures = run(Scenario {
         name: "nothing in flight",
         fleet: SimConfig {
-            aliyun: 3,
-            fogcloud: 2,
+            units: sim_units(&[("aliyun", 3), ("fogcloud", 2)]),
             behaviour: quick(200),
             ..SimConfig::default()
         },
@@ -957,8 +957,7 @@ async fn kill_right_after_creation_and_again_after_resuming() {
     let figures = run(Scenario {
         name: "after creation, twice",
         fleet: SimConfig {
-            aliyun: 3,
-            dji_docks: 2,
+            units: sim_units(&[("aliyun", 3), ("dji-docks", 2)]),
             behaviour: Behaviour {
                 bandwidth_bytes_per_sec: Some(400_000),
                 ..quick(300)
@@ -1006,8 +1005,7 @@ async fn dji_devices_pending_at_a_kill_are_noticed_after_resuming() {
     let figures = run(Scenario {
         name: "DJI pending at the kill",
         fleet: SimConfig {
-            aliyun: 2,
-            dji_docks: 1,
+            units: sim_units(&[("aliyun", 2), ("dji-docks", 1)]),
             behaviour: quick(200),
             ..SimConfig::default()
         },
@@ -1079,7 +1077,7 @@ async fn kill_between_creation_and_start_then_resume() {
     let figures = run(Scenario {
         name: "before the start was committed",
         fleet: SimConfig {
-            aliyun: 3,
+            units: sim_units(&[("aliyun", 3)]),
             behaviour: quick(200),
             ..SimConfig::default()
         },
@@ -1193,7 +1191,7 @@ async fn a_success_reported_while_the_console_is_down_is_not_noticed_again() {
     let figures = run(Scenario {
         name: "success while down",
         fleet: SimConfig {
-            aliyun: 3,
+            units: sim_units(&[("aliyun", 3)]),
             behaviour: quick(1_000),
             ..SimConfig::default()
         },
@@ -1283,7 +1281,7 @@ async fn a_session_the_broker_lost_while_the_console_was_down_is_told_on_resume(
     let fleet = SimFleet::start(SimConfig {
         broker_url: broker.url(),
         version: "1.0.0".into(),
-        aliyun: 1,
+        units: sim_units(&[("aliyun", 1)]),
         behaviour: quick(1_500),
         ..SimConfig::default()
     })

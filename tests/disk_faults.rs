@@ -29,6 +29,7 @@ use ota_console::firmware::{CancelToken, hash_file};
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::store::Store;
 use ota_console::testing::firmware_file;
+use ota_console::testing::sim_units;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 
 /// The longest a test waits for one step of a namespace script (a console run included).
@@ -318,7 +319,7 @@ impl Rig {
         let fleet = rt
             .block_on(SimFleet::start(SimConfig {
                 broker_url: format!("mqtt://{}", broker.local_addr()),
-                aliyun: devices,
+                units: sim_units(&[("aliyun", devices)]),
                 version: "1.0.0".into(),
                 behaviour: Behaviour {
                     install: Duration::from_millis(50),

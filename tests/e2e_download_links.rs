@@ -20,6 +20,7 @@ use ota_console::sim::{Behaviour, FaultOdds, SimConfig};
 use ota_console::testing::engine::{
     discover, loopback_config, run_to_end, start_engine, start_rollout, wait_for,
 };
+use ota_console::testing::sim_units;
 use ota_console::testing::{self, firmware_file};
 use ota_console::transport::download_token::DOWNLOAD_KEY_FILE;
 use serde_json::Value;
@@ -88,11 +89,13 @@ async fn every_device_downloads_from_its_own_link_until_the_campaign_ends() {
             broker_url: handle.broker_url().to_owned(),
             version: "1.0.0".into(),
             seed: 16,
-            aliyun: 2,
-            fogcloud: 1,
-            fogcloud_gateways: 0,
-            subs_per_gateway: 0,
-            dji_docks: 1,
+            units: sim_units(&[
+                ("aliyun", 2),
+                ("fogcloud", 1),
+                ("fogcloud-gateways", 0),
+                ("subs", 0),
+                ("dji-docks", 1),
+            ]),
             // Devices as strict as real stacks (exact header names, every notice field required).
             strict: true,
             behaviour: Behaviour {

@@ -14,6 +14,7 @@ use ota_console::protocol::aliyun;
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy, RateLimit};
 use ota_console::sim::{SimConfig, SimStats};
 use ota_console::testing::engine::{discover, run_to_end, start_embedded, start_rollout};
+use ota_console::testing::sim_units;
 use ota_console::testing::{self, fast_policy, firmware_file, strict_sim};
 
 /// No simulated device dropped a notice as broken, and none was told "nothing pending" with
@@ -43,8 +44,7 @@ async fn a_device_whose_first_report_raced_its_subscription_is_upgraded_within_3
     let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
-            aliyun: 1,
-            fogcloud: 1,
+            units: sim_units(&[("aliyun", 1), ("fogcloud", 1)]),
             ..config
         },
     )
@@ -80,7 +80,7 @@ async fn fogcloud_pulls_are_answered_at_once_and_never_with_an_empty_notice() {
     let dir = tempfile::tempdir().unwrap();
     let handle = start_embedded(dir.path()).await;
     let mut config = strict_sim(handle.broker_url(), 32);
-    config.fogcloud = 4;
+    config.units = sim_units(&[("fogcloud", 4)]);
     config.behaviour.pull = true;
     config.behaviour.pull_interval = Duration::from_millis(300);
     let fleet = testing::engine::start_fleet(dir.path(), config)
@@ -130,7 +130,7 @@ async fn alibaba_sha256_notices_carry_md5_for_strict_devices() {
     let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
-            aliyun: 3,
+            units: sim_units(&[("aliyun", 3)]),
             ..strict_sim(handle.broker_url(), 33)
         },
     )

@@ -11,6 +11,7 @@ use ota_console::engine::{CampaignRequest, CampaignView};
 use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{FaultOdds, SimConfig, SimFleet};
 use ota_console::testing::engine::{discover, run_to_end, start_embedded, start_rollout, wait_for};
+use ota_console::testing::sim_units;
 use ota_console::testing::{self, firmware_file, strict_sim};
 use ota_console::transport::http::FirmwareServer;
 
@@ -22,11 +23,13 @@ fn fast_policy() -> Policy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dialect_upgrades_through_the_embedded_broker() {
     let shape = |c: SimConfig| SimConfig {
-        aliyun: 3,
-        fogcloud: 2,
-        fogcloud_gateways: 1,
-        subs_per_gateway: 3,
-        dji_docks: 2,
+        units: sim_units(&[
+            ("aliyun", 3),
+            ("fogcloud", 2),
+            ("fogcloud-gateways", 1),
+            ("subs", 3),
+            ("dji-docks", 2),
+        ]),
         ..c
     };
     // 3 + 2 + (1 gateway + 3 subs) + 2 × (dock + drone)
@@ -38,11 +41,13 @@ async fn every_dialect_upgrades_through_the_embedded_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dialect_upgrades_with_units_sharing_connections() {
     let shape = |c: SimConfig| SimConfig {
-        aliyun: 3,
-        fogcloud: 3,
-        fogcloud_gateways: 2,
-        subs_per_gateway: 2,
-        dji_docks: 2,
+        units: sim_units(&[
+            ("aliyun", 3),
+            ("fogcloud", 3),
+            ("fogcloud-gateways", 2),
+            ("subs", 2),
+            ("dji-docks", 2),
+        ]),
         per_connection: 3,
         ..c
     };
@@ -101,9 +106,7 @@ async fn failures_are_reported_as_the_devices_saw_them() {
     let dir = tempfile::tempdir().unwrap();
     let handle = start_embedded(dir.path()).await;
     let mut config = SimConfig {
-        aliyun: 4,
-        fogcloud: 2,
-        dji_docks: 2,
+        units: sim_units(&[("aliyun", 4), ("fogcloud", 2), ("dji-docks", 2)]),
         ..strict_sim(handle.broker_url(), 11)
     };
     config.behaviour.faults = FaultOdds {
@@ -170,9 +173,7 @@ fn all_at_once(policy: Policy) -> Policy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_kind_ends_in_its_documented_status() {
     let shape = |c: SimConfig| SimConfig {
-        aliyun: 2,
-        fogcloud: 1,
-        dji_docks: 1,
+        units: sim_units(&[("aliyun", 2), ("fogcloud", 1), ("dji-docks", 1)]),
         ..c
     };
     let policy = all_at_once(Policy {
@@ -268,8 +269,7 @@ async fn pull_mode_devices_get_their_notice_when_they_ask() {
         c.behaviour.pull = true;
         c.behaviour.pull_interval = Duration::from_millis(300);
         SimConfig {
-            aliyun: 3,
-            fogcloud: 2,
+            units: sim_units(&[("aliyun", 3), ("fogcloud", 2)]),
             ..c
         }
     };
@@ -288,8 +288,7 @@ async fn pull_mode_devices_get_their_notice_when_they_ask() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_drops_off_mid_download_comes_back_and_upgrades() {
     let shape = |c: SimConfig| SimConfig {
-        aliyun: 2,
-        fogcloud: 2,
+        units: sim_units(&[("aliyun", 2), ("fogcloud", 2)]),
         ..c
     };
     let faults = FaultOdds {
@@ -323,7 +322,10 @@ async fn a_device_that_drops_off_mid_download_comes_back_and_upgrades() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_abort_threshold_stops_a_failing_rollout() {
-    let shape = |c: SimConfig| SimConfig { aliyun: 8, ..c };
+    let shape = |c: SimConfig| SimConfig {
+        units: sim_units(&[("aliyun", 8)]),
+        ..c
+    };
     let faults = FaultOdds {
         flash: 1.0,
         ..FaultOdds::default()
@@ -357,8 +359,7 @@ async fn the_abort_threshold_stops_a_failing_rollout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_recover_devices_that_failed_once() {
     let shape = |c: SimConfig| SimConfig {
-        aliyun: 6,
-        fogcloud: 3,
+        units: sim_units(&[("aliyun", 6), ("fogcloud", 3)]),
         ..c
     };
     let faults = FaultOdds {
@@ -396,11 +397,13 @@ async fn a_campaign_with_an_external_download_url_announces_that_url() {
     let fleet = testing::engine::start_fleet(
         dir.path(),
         SimConfig {
-            aliyun: 4,
-            fogcloud: 0,
-            fogcloud_gateways: 0,
-            subs_per_gateway: 0,
-            dji_docks: 0,
+            units: sim_units(&[
+                ("aliyun", 4),
+                ("fogcloud", 0),
+                ("fogcloud-gateways", 0),
+                ("subs", 0),
+                ("dji-docks", 0),
+            ]),
             ..strict_sim(handle.broker_url(), 31)
         },
     )

@@ -22,6 +22,7 @@ use ota_console::protocol::{self, MAX_PAYLOAD_BYTES};
 use ota_console::rollout::{DeviceStatus, DialectSettings};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::testing::engine::{loopback_config, start_engine, wait_for};
+use ota_console::testing::sim_units;
 use ota_console::testing::{self, firmware_file};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -824,11 +825,13 @@ async fn hostile_corpus_during_a_rollout_changes_nothing_it_should_not() {
     handle.wait_connected(WAIT).await.unwrap();
     let fleet = SimFleet::start(SimConfig {
         broker_url: handle.broker_url().to_owned(),
-        aliyun: 2,
-        fogcloud: 1,
-        fogcloud_gateways: 1,
-        subs_per_gateway: 2,
-        dji_docks: 1,
+        units: sim_units(&[
+            ("aliyun", 2),
+            ("fogcloud", 1),
+            ("fogcloud-gateways", 1),
+            ("subs", 2),
+            ("dji-docks", 1),
+        ]),
         version: "1.0.0".into(),
         seed: 3,
         behaviour: Behaviour {

@@ -18,6 +18,7 @@ use ota_console::engine::{BrokerGuard, EngineHandle};
 use ota_console::rollout::DeviceStatus;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet, SimLogins};
 use ota_console::testing::engine::{discover, run_to_end, start_embedded, start_rollout, wait_for};
+use ota_console::testing::sim_units;
 use ota_console::testing::{self, firmware_file};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
@@ -126,11 +127,13 @@ async fn strangers_on_the_site_network_cannot_flash_hide_or_listen() {
 
     let cfg = SimConfig {
         broker_url: handle.broker_url().to_owned(),
-        aliyun: 2,
-        fogcloud: 2,
-        fogcloud_gateways: 1,
-        subs_per_gateway: 2,
-        dji_docks: 1,
+        units: sim_units(&[
+            ("aliyun", 2),
+            ("fogcloud", 2),
+            ("fogcloud-gateways", 1),
+            ("subs", 2),
+            ("dji-docks", 1),
+        ]),
         version: "1.0.0".into(),
         seed: 16,
         behaviour: Behaviour {
@@ -151,9 +154,9 @@ async fn strangers_on_the_site_network_cannot_flash_hide_or_listen() {
     discover(&handle, &ids).await;
 
     let pk = &cfg.product_key;
-    let victim = cfg.aliyun_name(0);
-    let hidden = cfg.aliyun_name(1);
-    let rogue = format!("fogcloud:{pk}/{}", cfg.fogcloud_name(0));
+    let victim = cfg.unit_name("ali", 0);
+    let hidden = cfg.unit_name("ali", 1);
+    let rogue = format!("fogcloud:{pk}/{}", cfg.unit_name("fog", 0));
     let (rogue_user, rogue_password) = user_of(dir.path(), &rogue);
 
     // Logins: none, made up, a real user with a guessed password, an Alibaba device signing
@@ -199,7 +202,7 @@ async fn strangers_on_the_site_network_cannot_flash_hide_or_listen() {
         "listening to another device's notices"
     );
     // Its own notices it may hear.
-    let own_down = format!("fogcloud/{pk}/{}/thing/down/ota", cfg.fogcloud_name(0));
+    let own_down = format!("fogcloud/{pk}/{}/thing/down/ota", cfg.unit_name("fog", 0));
     assert!(matches!(
         subscribe(&client, &mut events, &own_down).await,
         SubscribeReasonCode::Success(_)

@@ -16,6 +16,7 @@ use ota_console::rollout::{CanarySize, DeviceStatus, DialectSettings, Policy};
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::testing::engine::{run_to_end, start_engine, wait_for};
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_units;
 use ota_console::testing::{self, firmware_file};
 use ota_console::transport::mqtt::LinkOptions;
 
@@ -55,7 +56,7 @@ async fn every_acknowledged_progress_message_reaches_the_console() {
     let handle = start_console(dir.path(), &mosquitto.url()).await;
     let fleet = SimFleet::start(SimConfig {
         broker_url: mosquitto.url(),
-        aliyun: DEVICES,
+        units: sim_units(&[("aliyun", DEVICES)]),
         name_prefix: "load".into(),
         behaviour: Behaviour {
             bandwidth_bytes_per_sec: Some(FIRMWARE_BYTES.div_ceil(DOWNLOAD.as_secs())),

@@ -15,6 +15,7 @@ use ota_console::sim::{Behaviour, SimConfig, SimFleet};
 use ota_console::testing::console::rollout_args;
 use ota_console::testing::firmware_file;
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_units;
 
 const PASSWORD: &str = "pw-Zq81-never-printed";
 const WAIT: Duration = Duration::from_secs(90);
@@ -112,7 +113,7 @@ async fn the_broker_password_is_in_no_log_report_or_file_and_files_are_private()
     let fleet = SimFleet::start(SimConfig {
         broker_url: broker.url(),
         version: "1.0.0".into(),
-        aliyun: 2,
+        units: sim_units(&[("aliyun", 2)]),
         behaviour: Behaviour {
             install: Duration::from_millis(100),
             ..Behaviour::default()

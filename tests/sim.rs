@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use ota_console::device_id::DeviceId;
-use ota_console::sim::{Behaviour, DeviceState, FaultOdds, SimConfig, SimFleet};
+use ota_console::protocol::registry;
+use ota_console::sim::{Behaviour, DeviceState, FaultOdds, SimConfig, SimFleet, UnitSpec};
+use ota_console::testing::sim_units;
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use ota_console::transport::http::FirmwareServer;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -244,6 +246,44 @@ fn is_uuid(v: &Value) -> bool {
     v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
 }
 
+// ---------------------------------------------------------------- every dialect
+
+/// Every registered dialect's simulator starts two units of each kind it offers, each unit's
+/// devices of that dialect, and every unit connects: a dialect's simulator is exercised by
+/// registering it (the dialect-specific behaviour is checked below, dialect by dialect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_registered_simulator_starts_each_kind_of_unit() {
+    let env = Env::start().await;
+    let factories = registry::sim_factories();
+    assert_eq!(
+        factories.len(),
+        registry::all().len(),
+        "a dialect without a simulator"
+    );
+    for factory in factories {
+        for kind in factory.kinds() {
+            let fleet = SimFleet::start(SimConfig {
+                units: vec![UnitSpec::new(factory, kind, 2)],
+                ..env.config(&format!("every-{}", kind.tag))
+            })
+            .await
+            .unwrap();
+            let ids = fleet.device_ids();
+            let members = kind.members.as_ref().map_or(0, |m| m.default);
+            assert!(ids.len() >= 2 * (1 + members), "{}: {ids:?}", kind.flag);
+            assert!(
+                ids.iter().all(|id| id.dialect() == factory.dialect()),
+                "{ids:?}"
+            );
+            wait_stats(&fleet, &format!("both {} connected", kind.flag), |s| {
+                s.devices.iter().filter(|d| d.connects > 0).count() >= 2
+            })
+            .await;
+            fleet.shutdown().await;
+        }
+    }
+}
+
 // ---------------------------------------------------------------- Alibaba
 
 fn ali_topic(kind: &str, dn: &str) -> String {
@@ -270,7 +310,7 @@ fn has_version(v: &str) -> impl Fn(&Value) -> bool + '_ {
 async fn aliyun_push_upgrade_reports_string_steps_then_informs() {
     let env = Env::start().await;
     let cfg = SimConfig {
-        aliyun: 1,
+        units: sim_units(&[("aliyun", 1)]),
         ..env.config("ok")
     };
     let fleet = SimFleet::start(cfg).await.unwrap();
@@ -328,7 +368,7 @@ async fn aliyun_push_upgrade_reports_string_steps_then_informs() {
 /// Runs one Alibaba device with `faults`, sends `notice`, returns its final progress message.
 async fn aliyun_failure(env: &Env, prefix: &str, faults: FaultOdds, notice: Value) -> Value {
     let cfg = SimConfig {
-        aliyun: 1,
+        units: sim_units(&[("aliyun", 1)]),
         behaviour: Behaviour {
             faults,
             ..env.config(prefix).behaviour
@@ -373,7 +413,7 @@ async fn strict_devices_need_exact_header_names_relaxed_ones_do_not() {
     let mut notice = ali_notice(&env, "2.0.0", &env.md5);
     notice["data"]["url"] = json!(format!("http://{lower_case}/fw.bin"));
     let strict = SimFleet::start(SimConfig {
-        aliyun: 1,
+        units: sim_units(&[("aliyun", 1)]),
         strict: true,
         ..env.config("lc")
     })
@@ -413,7 +453,7 @@ async fn strict_devices_need_exact_header_names_relaxed_ones_do_not() {
     );
 
     let fleet = SimFleet::start(SimConfig {
-        aliyun: 1,
+        units: sim_units(&[("aliyun", 1)]),
         ..env.config("rx")
     })
     .await
@@ -498,8 +538,8 @@ async fn aliyun_failures_report_their_codes() {
 async fn aliyun_module_sha256_and_invalid_notices() {
     let env = Env::start().await;
     let cfg = SimConfig {
-        aliyun: 1,
-        aliyun_modules: vec!["MCU".to_owned()],
+        units: sim_units(&[("aliyun", 1)]),
+        modules: vec!["MCU".to_owned()],
         ..env.config("mod")
     };
     let fleet = SimFleet::start(cfg).await.unwrap();
@@ -557,7 +597,7 @@ fn ali_get_topic(dn: &str, reply: bool) -> String {
 async fn aliyun_pull_mode_asks_and_follows_the_reply() {
     let env = Env::start().await;
     let mut cfg = SimConfig {
-        aliyun: 2,
+        units: sim_units(&[("aliyun", 2)]),
         ..env.config("pull")
     };
     cfg.behaviour.pull = true;
@@ -593,7 +633,7 @@ async fn aliyun_pull_mode_asks_and_follows_the_reply() {
 async fn aliyun_offline_mid_download_comes_back_and_asks() {
     let env = Env::start().await;
     let mut cfg = SimConfig {
-        aliyun: 1,
+        units: sim_units(&[("aliyun", 1)]),
         ..env.config("off")
     };
     cfg.behaviour.faults.offline_mid_download = 1.0;
@@ -663,7 +703,7 @@ fn assert_envelope(v: &Value) {
 async fn fogcloud_device_upgrades_and_fails_with_chinese_desc() {
     let env = Env::start().await;
     let cfg = SimConfig {
-        fogcloud: 3,
+        units: sim_units(&[("fogcloud", 3)]),
         ..env.config("fc")
     };
     let fleet = SimFleet::start(cfg).await.unwrap();
@@ -730,7 +770,7 @@ async fn fogcloud_device_upgrades_and_fails_with_chinese_desc() {
 async fn fogcloud_pull_and_offline_return_use_firmware_get() {
     let env = Env::start().await;
     let mut cfg = SimConfig {
-        fogcloud: 2,
+        units: sim_units(&[("fogcloud", 2)]),
         ..env.config("fp")
     };
     cfg.behaviour.pull = true;
@@ -768,7 +808,7 @@ async fn fogcloud_pull_and_offline_return_use_firmware_get() {
 
     // A device that drops off mid-download asks with firmware.get when it is back.
     let mut cfg = SimConfig {
-        fogcloud: 1,
+        units: sim_units(&[("fogcloud", 1)]),
         ..env.config("fo")
     };
     cfg.behaviour.faults.offline_mid_download = 1.0;
@@ -801,8 +841,7 @@ async fn fogcloud_pull_and_offline_return_use_firmware_get() {
 async fn fogcloud_gateway_upgrades_several_subs_from_one_message() {
     let env = Env::start().await;
     let cfg = SimConfig {
-        fogcloud_gateways: 1,
-        subs_per_gateway: 3,
+        units: sim_units(&[("fogcloud-gateways", 1), ("subs", 3)]),
         ..env.config("gw")
     };
     let fleet = SimFleet::start(cfg).await.unwrap();
@@ -952,7 +991,7 @@ async fn reply_topo(env: &Env, dock: &str, topo: &Value) {
 async fn dji_dock_announces_upgrades_and_counts_missing_event_replies() {
     let env = Env::start().await;
     let cfg = SimConfig {
-        dji_docks: 1,
+        units: sim_units(&[("dji-docks", 1)]),
         ..env.config("dj")
     };
     let fleet = SimFleet::start(cfg).await.unwrap();
@@ -1087,7 +1126,7 @@ async fn dji_rejections_failures_and_drone_offline() {
     let env = Env::start().await;
     // Rejection: services_reply carries the DJI code and status "rejected"; no events follow.
     let mut cfg = SimConfig {
-        dji_docks: 1,
+        units: sim_units(&[("dji-docks", 1)]),
         ..env.config("rj")
     };
     cfg.behaviour.faults.reject = 1.0;
@@ -1118,7 +1157,7 @@ async fn dji_rejections_failures_and_drone_offline() {
 
     // Corrupted download: the task fails with a non-zero result.
     let mut cfg = SimConfig {
-        dji_docks: 1,
+        units: sim_units(&[("dji-docks", 1)]),
         ..env.config("vf")
     };
     cfg.behaviour.faults.verify = 1.0;
@@ -1148,7 +1187,7 @@ async fn dji_rejections_failures_and_drone_offline() {
 
     // The drone drops off mid-download: empty sub_devices, failed 312022, then it comes back.
     let mut cfg = SimConfig {
-        dji_docks: 1,
+        units: sim_units(&[("dji-docks", 1)]),
         ..env.config("do")
     };
     cfg.behaviour.faults.offline_mid_download = 1.0;
@@ -1186,9 +1225,7 @@ async fn same_seed_same_choices() {
     let env = Env::start().await;
     let cfg = |seed| {
         let mut c = SimConfig {
-            aliyun: 40,
-            fogcloud: 40,
-            dji_docks: 20,
+            units: sim_units(&[("aliyun", 40), ("fogcloud", 40), ("dji-docks", 20)]),
             seed,
             ..env.config("seed")
         };
@@ -1213,7 +1250,7 @@ async fn same_seed_same_choices() {
 async fn bandwidth_cap_slows_the_download() {
     let env = Env::start().await;
     let mut cfg = SimConfig {
-        aliyun: 1,
+        units: sim_units(&[("aliyun", 1)]),
         ..env.config("bw")
     };
     cfg.behaviour.bandwidth_bytes_per_sec = Some(32 * 1024);
@@ -1297,11 +1334,13 @@ async fn units_sharing_a_connection_keep_their_own_topics() {
     // The test's observer and its console-side publisher.
     let before = 2;
     let cfg = SimConfig {
-        aliyun: 3,
-        fogcloud: 3,
-        fogcloud_gateways: 2,
-        subs_per_gateway: 2,
-        dji_docks: 2,
+        units: sim_units(&[
+            ("aliyun", 3),
+            ("fogcloud", 3),
+            ("fogcloud-gateways", 2),
+            ("subs", 2),
+            ("dji-docks", 2),
+        ]),
         per_connection: 3,
         ..env.config("sh")
     };
@@ -1413,7 +1452,7 @@ async fn a_unit_dropping_off_a_shared_connection_leaves_its_neighbours_online() 
     // The test's observer and its console-side publisher.
     let before = 2;
     let mut cfg = SimConfig {
-        fogcloud: 2,
+        units: sim_units(&[("fogcloud", 2)]),
         per_connection: 2,
         ..env.config("so")
     };
@@ -1480,11 +1519,13 @@ async fn scale_two_thousand_connections() {
     let env = Env::start().await;
     let before_rss = rss_kib();
     let cfg = SimConfig {
-        aliyun: 800,
-        fogcloud: 700,
-        fogcloud_gateways: 100,
-        subs_per_gateway: 4,
-        dji_docks: 400,
+        units: sim_units(&[
+            ("aliyun", 800),
+            ("fogcloud", 700),
+            ("fogcloud-gateways", 100),
+            ("subs", 4),
+            ("dji-docks", 400),
+        ]),
         ..env.config("sc")
     };
     let t0 = std::time::Instant::now();
@@ -1565,8 +1606,7 @@ async fn scale_two_thousand_connections() {
 async fn strict_devices_report_before_they_subscribe_and_drop_broken_notices() {
     let env = Env::start().await;
     let mut cfg = SimConfig {
-        aliyun: 1,
-        fogcloud: 1,
+        units: sim_units(&[("aliyun", 1), ("fogcloud", 1)]),
         strict: true,
         ..env.config("strict")
     };

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use ota_console::sim::{SimConfig, SimFleet};
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_units;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -132,9 +133,11 @@ async fn memory_per_simulated_device() {
     let t0 = Instant::now();
     let fleet = SimFleet::start(SimConfig {
         broker_url: format!("mqtt://127.0.0.1:{}", broker.port),
-        fogcloud: plain,
-        fogcloud_gateways: gateways,
-        subs_per_gateway: subs.max(1),
+        units: sim_units(&[
+            ("fogcloud", plain),
+            ("fogcloud-gateways", gateways),
+            ("subs", subs.max(1)),
+        ]),
         product_key: PK.to_owned(),
         name_prefix: "scale".to_owned(),
         per_connection: per,

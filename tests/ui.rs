@@ -26,6 +26,7 @@ use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
 use ota_console::testing::engine::loopback_config;
+use ota_console::testing::sim_units;
 use ota_console::testing::{firmware_bytes, firmware_file};
 use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
@@ -116,10 +117,12 @@ fn start_rig_remembering(
 
 fn sim(seed: u64) -> SimConfig {
     SimConfig {
-        aliyun: 3,
-        fogcloud_gateways: 1,
-        subs_per_gateway: 2,
-        dji_docks: 1,
+        units: sim_units(&[
+            ("aliyun", 3),
+            ("fogcloud-gateways", 1),
+            ("subs", 2),
+            ("dji-docks", 1),
+        ]),
         version: "1.0.0".into(),
         seed,
         behaviour: Behaviour {
@@ -286,7 +289,7 @@ fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
     // No DJI dock here: a dock and its drone noticed at once make the simulated dock answer
     // 312014 "already upgrading" for the drone (the DJI case is covered by tests/e2e_rollout.rs).
     let fleet = SimConfig {
-        dji_docks: 0,
+        units: sim_units(&[("aliyun", 3), ("fogcloud-gateways", 1), ("subs", 2)]),
         ..sim(21)
     };
     let mut rig = start_rig(None, Some(fleet));
@@ -334,10 +337,7 @@ fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
 #[test]
 fn notice_settings_picked_in_the_generated_form_reach_the_started_campaign() {
     let fleet = SimConfig {
-        aliyun: 1,
-        fogcloud_gateways: 0,
-        subs_per_gateway: 0,
-        dji_docks: 0,
+        units: sim_units(&[("aliyun", 1)]),
         ..sim(22)
     };
     let mut rig = start_rig(None, Some(fleet));
@@ -400,9 +400,7 @@ fn devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all() {
         .map(|i| DeviceId::aliyun("remembered", &format!("gone-{i}")).unwrap())
         .collect();
     let fleet = SimConfig {
-        fogcloud_gateways: 0,
-        subs_per_gateway: 0,
-        dji_docks: 0,
+        units: sim_units(&[("aliyun", 3)]),
         ..sim(23)
     };
     let mut rig = start_rig_remembering(None, Some(fleet), &gone);
@@ -490,11 +488,7 @@ fn pause_resume_and_cancel_from_the_window() {
 #[test]
 fn chinese_failure_text_from_a_fogcloud_device_is_drawn() {
     let mut config = SimConfig {
-        aliyun: 0,
-        fogcloud: 1,
-        fogcloud_gateways: 0,
-        subs_per_gateway: 0,
-        dji_docks: 0,
+        units: sim_units(&[("fogcloud", 1)]),
         ..sim(23)
     };
     config.behaviour.faults.download = 1.0;
@@ -555,10 +549,12 @@ fn a_broker_that_refuses_connections_is_reported() {
 #[test]
 fn keyboard_filter_focus_and_space_toggles_the_inspected_device() {
     let fleet = SimConfig {
-        aliyun: 2,
-        fogcloud_gateways: 0,
-        subs_per_gateway: 0,
-        dji_docks: 0,
+        units: sim_units(&[
+            ("aliyun", 2),
+            ("fogcloud-gateways", 0),
+            ("subs", 0),
+            ("dji-docks", 0),
+        ]),
         ..sim(24)
     };
     let mut rig = start_rig(None, Some(fleet));

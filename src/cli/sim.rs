@@ -1,47 +1,102 @@
-//! `ota-console sim`: runs a simulated fleet (Alibaba devices, FogCloud devices and gateways,
-//! DJI docks) against a broker until Ctrl-C, printing a one-line summary every few seconds.
+//! `ota-console sim`: runs a simulated fleet (the units every registered dialect's simulator
+//! offers: devices, gateways, docks) against a broker until Ctrl-C, printing a one-line
+//! summary every few seconds.
 //!
-//! Owns: the command-line options of the simulator and turning them into a
-//! [`SimConfig`]. Must never: implement device behaviour (that is
-//! `crate::sim`).
+//! Owns: the command-line options of the simulator and turning them into a [`SimConfig`]; the
+//! options that count units (`--aliyun`, `--fogcloud-gateways` with `--subs`, `--dji-docks`,
+//! ...) are generated from the dialects' [`crate::sim::SimFactory`]s ([`UnitCounts`]). Must
+//! never: implement device behaviour (that is each dialect's simulator) or name a dialect.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Arg, ArgMatches, Args, FromArgMatches};
 
-use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet, SimLogins, SimTotals};
+use crate::protocol::registry;
+use crate::sim::{
+    Behaviour, FaultOdds, SimConfig, SimFleet, SimLogins, SimTotals, units_from_flags,
+};
+
+/// How many units of each kind, as `(option, value)`: one option per kind of unit of every
+/// registered dialect's simulator ([`crate::sim::UnitKind::flag`], default 0) and one per
+/// kind's members ([`crate::sim::MemberKind::flag`], default the kind's).
+#[derive(Debug, Clone, Default)]
+pub struct UnitCounts(pub Vec<(&'static str, usize)>);
+
+impl UnitCounts {
+    /// Every generated option: `(flag, value name, help, default)`.
+    fn options() -> Vec<(&'static str, &'static str, String, Option<&'static str>)> {
+        let mut options = Vec::new();
+        for factory in registry::sim_factories() {
+            for kind in factory.kinds() {
+                options.push((kind.flag, kind.value_name, kind.help.to_owned(), Some("0")));
+                if let Some(m) = &kind.members {
+                    let help = format!("{} [default: {}]", m.help, m.default);
+                    options.push((m.flag, m.value_name, help, None));
+                }
+            }
+        }
+        options
+    }
+}
+
+impl FromArgMatches for UnitCounts {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut counts = Vec::new();
+        for (flag, ..) in UnitCounts::options() {
+            if let Some(n) = matches.try_get_one::<usize>(flag).ok().flatten() {
+                counts.push((flag, *n));
+            }
+        }
+        Ok(UnitCounts(counts))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = UnitCounts::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for UnitCounts {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for (flag, value_name, help, default) in UnitCounts::options() {
+            let mut arg = Arg::new(flag)
+                .long(flag)
+                .value_name(value_name)
+                .help(help)
+                .value_parser(clap::value_parser!(usize));
+            if let Some(default) = default {
+                arg = arg.default_value(default);
+            }
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        UnitCounts::augment_args(cmd)
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
     /// Broker to connect the devices to.
     #[arg(long, value_name = "URL", default_value = "mqtt://127.0.0.1:1883")]
     pub broker: String,
-    /// Alibaba Cloud IoT devices.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub aliyun: usize,
-    /// Plain FogCloud devices.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub fogcloud: usize,
-    /// FogCloud gateways (each with --subs sub-devices).
-    #[arg(long, value_name = "G", default_value_t = 0)]
-    pub fogcloud_gateways: usize,
-    /// Sub-devices per FogCloud gateway.
-    #[arg(long, value_name = "K", default_value_t = 4)]
-    pub subs: usize,
-    /// DJI docks (each with one drone).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub dji_docks: usize,
+    /// How many units of each kind (`--aliyun N`, `--fogcloud-gateways G --subs K`, ...).
+    #[command(flatten)]
+    pub units: UnitCounts,
     /// Firmware version every device reports at start.
     #[arg(long, value_name = "V", default_value = "1.0.0")]
     pub version: String,
-    /// Extra Alibaba module (repeatable), reported with its own inform.
+    /// Extra module (repeatable) of the devices whose dialect reports a version per module
+    /// (Alibaba's), reported on its own.
     #[arg(long = "module", value_name = "NAME")]
     pub modules: Vec<String>,
     /// Seed for every random choice: same seed, same failures.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
-    /// Product key of the Alibaba and FogCloud devices.
+    /// Product key of the devices whose ids have one.
     #[arg(long, value_name = "PK", default_value = "a1SimProduct")]
     pub product_key: String,
     /// Start of every device name (e.g. sim → sim-ali-0001, sim-dock-0001).
@@ -62,7 +117,8 @@ pub struct SimArgs {
     /// Probability that writing the firmware to flash fails.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub fail_flash: f64,
-    /// Probability that a DJI dock rejects ota_create (312015 in flight / 312704 battery low).
+    /// Probability that a unit refuses an upgrade request it could answer with an error (a dock
+    /// whose aircraft is in flight or low on battery).
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub reject: f64,
     /// Probability that a device never answers (chosen once per device).
@@ -141,13 +197,9 @@ impl SimArgs {
     fn plain_config(&self) -> anyhow::Result<SimConfig> {
         Ok(SimConfig {
             broker_url: self.broker.clone(),
-            aliyun: self.aliyun,
-            fogcloud: self.fogcloud,
-            fogcloud_gateways: self.fogcloud_gateways,
-            subs_per_gateway: self.subs,
-            dji_docks: self.dji_docks,
+            units: units_from_flags(&registry::sim_factories(), &self.units.0)?,
             version: self.version.clone(),
-            aliyun_modules: self.modules.clone(),
+            modules: self.modules.clone(),
             product_key: self.product_key.clone(),
             name_prefix: self.name_prefix.clone(),
             seed: self.seed,
@@ -302,15 +354,24 @@ mod tests {
             "3000",
         ]);
         let cfg = cli.sim.to_config().unwrap();
+        let units: Vec<_> = cfg
+            .units
+            .iter()
+            .map(|u| (u.kind.flag, u.count, u.members))
+            .collect();
         assert_eq!(
-            (cfg.aliyun, cfg.fogcloud_gateways, cfg.subs_per_gateway),
-            (3, 2, 5)
+            units,
+            [
+                ("aliyun", 3, 0),
+                ("fogcloud-gateways", 2, 5),
+                ("dji-docks", 1, 0)
+            ]
         );
         assert_eq!(cfg.behaviour.faults.verify, 0.25);
         assert_eq!(cfg.behaviour.bandwidth_bytes_per_sec, Some(1000));
         assert_eq!(cfg.behaviour.install, Duration::from_millis(500));
         assert!(cfg.behaviour.pull);
-        assert_eq!(cfg.aliyun_modules, vec!["MCU".to_owned()]);
+        assert_eq!(cfg.modules, vec!["MCU".to_owned()]);
         assert_eq!(
             cfg.behaviour.progress_interval,
             Some(Duration::from_secs(1))
@@ -321,6 +382,28 @@ mod tests {
         let marks_only = Cli::parse_from(["x"]).sim.to_config().unwrap();
         assert_eq!(marks_only.behaviour.progress_interval, None);
         assert!(!marks_only.strict);
+        assert!(marks_only.units.is_empty());
+    }
+
+    #[test]
+    fn gateways_have_four_sub_devices_unless_told() {
+        let cfg = Cli::parse_from(["x", "--fogcloud-gateways", "2", "--fogcloud", "1"])
+            .sim
+            .to_config()
+            .unwrap();
+        let units: Vec<_> = cfg
+            .units
+            .iter()
+            .map(|u| (u.kind.flag, u.count, u.members))
+            .collect();
+        assert_eq!(units, [("fogcloud", 1, 0), ("fogcloud-gateways", 2, 4)]);
+        let none = Cli::parse_from(["x", "--fogcloud-gateways", "1", "--subs", "0"])
+            .sim
+            .to_config()
+            .unwrap();
+        let err = none.validate().unwrap_err().to_string();
+        assert!(err.contains("at least one sub-device (--subs)"), "{err}");
+        assert!(Cli::try_parse_from(["x", "--dji-docks", "many"]).is_err());
     }
 
     #[test]

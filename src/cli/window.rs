@@ -142,16 +142,12 @@ fn demo_public_base(bind: &mut SocketAddr) -> Option<String> {
     Some(format!("http://127.0.0.1:{}", bind.port()))
 }
 
-/// The demo fleet: every dialect, gateways and docks, a few devices that fail, downloads slow
-/// enough that progress is visible.
+/// The demo fleet: every kind of unit of every dialect's simulator (as many as each kind's
+/// `demo` says), a few devices that fail, downloads slow enough that progress is visible.
 pub fn demo_fleet(broker_url: &str) -> SimConfig {
     SimConfig {
         broker_url: broker_url.to_owned(),
-        aliyun: 24,
-        fogcloud: 8,
-        fogcloud_gateways: 2,
-        subs_per_gateway: 8,
-        dji_docks: 4,
+        units: crate::sim::demo_units(&crate::protocol::registry::sim_factories()),
         version: "1.0.0".into(),
         name_prefix: "demo".into(),
         seed: 2026,
@@ -195,6 +191,27 @@ fn write_demo_firmware(path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_fleet_has_every_kind_of_unit_as_before() {
+        let cfg = demo_fleet("mqtt://127.0.0.1:1883");
+        let units: Vec<_> = cfg
+            .units
+            .iter()
+            .map(|u| (u.kind.flag, u.count, u.members))
+            .collect();
+        // 24 Alibaba devices, 8 FogCloud devices, 2 gateways of 8, 4 docks.
+        assert_eq!(
+            units,
+            [
+                ("aliyun", 24, 0),
+                ("fogcloud", 8, 0),
+                ("fogcloud-gateways", 2, 8),
+                ("dji-docks", 4, 0)
+            ]
+        );
+        cfg.validate().unwrap();
+    }
 
     #[test]
     fn the_demo_broker_is_open_only_when_nothing_but_loopback_reaches_it() {

@@ -1,7 +1,9 @@
 //! The seam every device dialect plugs into: the [`Dialect`] trait (its codec) and the data that
 //! says what the dialect can do ([`Capabilities`], [`NoticeSetting`]s, its [`ErrorTable`], its
-//! topics for the broker's authorization) and the [`Samples`] the conformance suite
-//! (tests/conformance.rs) and the fuzz target check it with.
+//! topics for the broker's authorization), the [`Samples`] the conformance suite
+//! (tests/conformance.rs) and the fuzz target check it with, and its simulated devices
+//! ([`crate::sim::SimFactory`], implemented in `<dialect>/sim.rs`; the one edge between the
+//! two modules is `protocol` → `sim`, never back).
 //!
 //! The rollout state machine, the engine, the window and the CLI never name a dialect: they ask
 //! these questions of the device's dialect, found through `super::registry`. A new dialect
@@ -13,6 +15,7 @@ use super::notice::Notice;
 use super::settings::NoticeSetting;
 use crate::access::rules::TopicRoute;
 use crate::device_id::DialectId;
+use crate::sim::SimFactory;
 use crate::wire::Outbound;
 
 /// One device dialect. Implementations are stateless `'static` values; every method is pure
@@ -53,6 +56,13 @@ pub trait Dialect: Send + Sync + 'static {
     /// checks the codec, the routes and the capabilities against them; the fuzz target starts
     /// from their topics.
     fn samples(&self) -> &'static Samples;
+
+    /// Its simulated devices (for `ota-console sim`, the demo, tests). Every built-in dialect
+    /// has them and the conformance suite requires them (its end-to-end run uses them); `None`
+    /// only for a dialect loaded at run time that brings no simulator.
+    fn sim(&self) -> Option<&'static dyn SimFactory> {
+        None
+    }
 }
 
 /// Example devices and uplink messages of one dialect, from its protocol document (and

@@ -100,6 +100,12 @@ pub fn by_prefix(prefix: &str) -> Option<DialectId> {
         .find(|id| id.as_str().eq_ignore_ascii_case(prefix))
 }
 
+/// Every dialect's simulator, in rank order (dialects without one are left out): what
+/// `ota-console sim`, the demo and tests build simulated fleets from.
+pub fn sim_factories() -> Vec<&'static dyn crate::sim::SimFactory> {
+    all().into_iter().filter_map(|d| d.sim()).collect()
+}
+
 /// The wildcard topics the console subscribes to for one dialect.
 pub fn subscriptions(id: DialectId) -> &'static [&'static str] {
     let dialect = get(id);
@@ -369,6 +375,54 @@ mod tests {
                 assert_eq!(owners, 1, "{filter} is owned by {owners} dialects");
             }
         }
+    }
+
+    #[test]
+    fn simulated_unit_kinds_have_unique_flags_tags_and_streams() {
+        let mut flags = Vec::new();
+        let mut tags = Vec::new();
+        let mut streams = Vec::new();
+        for d in all() {
+            let Some(factory) = d.sim() else { continue };
+            assert_eq!(factory.dialect(), d.id());
+            assert!(!factory.kinds().is_empty(), "{}", d.id());
+            for kind in factory.kinds() {
+                flags.push(kind.flag);
+                flags.extend(kind.members.as_ref().map(|m| m.flag));
+                tags.push(kind.tag);
+                streams.push(kind.stream);
+            }
+        }
+        for list in [&mut flags, &mut tags] {
+            let n = list.len();
+            list.sort_unstable();
+            list.dedup();
+            assert_eq!(list.len(), n, "{list:?}");
+        }
+        let n = streams.len();
+        streams.sort_unstable();
+        streams.dedup();
+        assert_eq!(streams.len(), n);
+        assert_eq!(sim_factories().len(), BUILTINS.len());
+    }
+
+    #[test]
+    fn built_in_simulators_keep_their_random_streams() {
+        // The salts the simulator used before it had a seam (its `UnitKind` enum, 1-based):
+        // the same seed still picks the same silent devices, faults and secrets.
+        let streams: Vec<(&str, u64)> = sim_factories()
+            .iter()
+            .flat_map(|f| f.kinds().iter().map(|k| (k.flag, k.stream)))
+            .collect();
+        assert_eq!(
+            streams,
+            [
+                ("aliyun", 1),
+                ("fogcloud", 2),
+                ("fogcloud-gateways", 3),
+                ("dji-docks", 5)
+            ]
+        );
     }
 
     #[test]

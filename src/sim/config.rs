@@ -1,85 +1,16 @@
-//! What a simulated fleet looks like and how its devices behave: counts per dialect, names,
-//! starting version, timing, failure odds and the seed that makes every choice reproducible.
+//! How simulated devices behave: timing, failure odds and the random streams that make every
+//! choice reproducible from the fleet's seed; and the broker address they connect to. (What a
+//! fleet holds, [`super::SimConfig`], is in `unit.rs`, beside the factories its entries name.)
 //!
-//! Owns: validating a [`SimConfig`], the deterministic naming scheme, per-device random number
-//! generators and the per-upgrade fault roll. Must never: touch the network or read a clock.
+//! Owns: validating the fault odds, per-device random number generators, the per-upgrade fault
+//! roll and parsing the broker URL. Must never: touch the network or read a clock.
 
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::SimError;
-
-/// Longest name prefix / product key / version string accepted (they end up in topics and JSON).
-const MAX_TEXT_BYTES: usize = 64;
-
-/// The whole fleet to simulate.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// Broker URL: `mqtt://host:port` (`tcp://` also accepted, port defaults to 1883).
-    pub broker_url: String,
-    /// Alibaba Cloud IoT devices, one MQTT connection each.
-    pub aliyun: usize,
-    /// Plain FogCloud devices, one MQTT connection each.
-    pub fogcloud: usize,
-    /// FogCloud gateways, one MQTT connection each, each with `subs_per_gateway` sub-devices.
-    pub fogcloud_gateways: usize,
-    pub subs_per_gateway: usize,
-    /// DJI docks, one MQTT connection each, each with one drone.
-    pub dji_docks: usize,
-    /// The firmware version every device (and module) reports at start.
-    pub version: String,
-    /// Alibaba extra modules (besides the default one), each reported with its own inform.
-    pub aliyun_modules: Vec<String>,
-    /// Product key of the Alibaba and FogCloud devices.
-    pub product_key: String,
-    /// Start of every device name (`{prefix}-ali-0001`, `{prefix}-dock-0001`, ...).
-    pub name_prefix: String,
-    /// Seed of every random choice (failures, secrets); same seed, same fleet, same choices.
-    pub seed: u64,
-    pub behaviour: Behaviour,
-    /// Behave like the strictest embedded device stacks (`ota-console sim --strict`): report
-    /// the version right after connecting and subscribe only `behaviour.strict_subscribe_delay`
-    /// later (so a notice sent the instant the report arrives is lost); ignore as broken any
-    /// notice with a missing or empty field (notes.md), counting it in `broken_notices`; and
-    /// download firmware with a minimal HTTP/1.1 client that finds headers by their exact names
-    /// and needs `Content-Length` (what many vendor SDKs do).
-    pub strict: bool,
-    /// What devices log in with on a secured broker (default: nothing, for an open broker).
-    pub logins: std::sync::Arc<super::SimLogins>,
-    /// How many units that would each hold a connection (a device, a gateway with its
-    /// sub-devices, a dock with its drone) share one MQTT connection, as devices behind a
-    /// site proxy do (`ota-console sim --per-connection N`); 1 (the default): each its own.
-    /// Units share only with units of their own kind; a shared connection logs in as the site
-    /// user that lists all its devices (see [`super::SimLogins::provision`]). Alibaba devices
-    /// that have a secret keep one connection each: their login is a per-device signature.
-    /// Each unit still subscribes its own topics and publishes its own messages, so what the
-    /// console reads and sends is the same; what changes is the cost per device.
-    pub per_connection: usize,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            broker_url: "mqtt://127.0.0.1:1883".to_owned(),
-            aliyun: 0,
-            fogcloud: 0,
-            fogcloud_gateways: 0,
-            subs_per_gateway: 0,
-            dji_docks: 0,
-            version: "1.0.0".to_owned(),
-            aliyun_modules: Vec::new(),
-            product_key: "a1SimProduct".to_owned(),
-            name_prefix: "sim".to_owned(),
-            seed: 1,
-            behaviour: Behaviour::default(),
-            strict: false,
-            logins: std::sync::Arc::default(),
-            per_connection: 1,
-        }
-    }
-}
+use super::error::SimError;
 
 /// How every device behaves during an upgrade.
 #[derive(Debug, Clone)]
@@ -141,7 +72,7 @@ pub struct FaultOdds {
 }
 
 impl FaultOdds {
-    fn validate(&self) -> Result<(), SimError> {
+    pub(crate) fn validate(&self) -> Result<(), SimError> {
         for (name, p) in [
             ("fail-download", self.download),
             ("fail-verify", self.verify),
@@ -186,22 +117,12 @@ impl Fault {
     }
 }
 
-/// Which kind of simulated unit a random stream belongs to (keeps streams of different
-/// dialects with the same index apart).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum UnitKind {
-    Aliyun,
-    FogCloud,
-    FogCloudGateway,
-    FogCloudSub,
-    DjiDock,
-}
-
-/// A random stream for one unit, derived from the fleet seed, its kind and index (splitmix64
-/// mixing, so neighbouring indices get unrelated streams).
-pub(crate) fn unit_rng(seed: u64, kind: UnitKind, index: usize) -> StdRng {
+/// A random stream for one unit, derived from the fleet seed, its kind's stream salt
+/// ([`super::UnitKind::stream`], which keeps units of different kinds with the same index
+/// apart) and its index (splitmix64 mixing, so neighbouring indices get unrelated streams).
+pub(crate) fn unit_rng(seed: u64, stream: u64, index: usize) -> StdRng {
     let mut x = seed
-        ^ (kind as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -214,116 +135,25 @@ pub(crate) fn unit_rng(seed: u64, kind: UnitKind, index: usize) -> StdRng {
 #[derive(Debug)]
 pub(crate) struct LazyRng {
     seed: u64,
-    kind: UnitKind,
+    stream: u64,
     index: usize,
     rng: Option<Box<StdRng>>,
 }
 
 impl LazyRng {
-    pub(crate) fn new(seed: u64, kind: UnitKind, index: usize) -> LazyRng {
+    pub(crate) fn new(seed: u64, stream: u64, index: usize) -> LazyRng {
         LazyRng {
             seed,
-            kind,
+            stream,
             index,
             rng: None,
         }
     }
 
     pub(crate) fn get(&mut self) -> &mut StdRng {
-        let (seed, kind, index) = (self.seed, self.kind, self.index);
+        let (seed, stream, index) = (self.seed, self.stream, self.index);
         self.rng
-            .get_or_insert_with(|| Box::new(unit_rng(seed, kind, index)))
-    }
-}
-
-impl SimConfig {
-    /// Checks everything that would otherwise fail later inside a device task.
-    pub fn validate(&self) -> Result<(), SimError> {
-        self.behaviour.faults.validate()?;
-        for (what, text) in [
-            ("version", self.version.as_str()),
-            ("product key", self.product_key.as_str()),
-            ("name prefix", self.name_prefix.as_str()),
-        ] {
-            if text.is_empty() || text.len() > MAX_TEXT_BYTES {
-                return Err(SimError::InvalidConfig(format!(
-                    "the {what} must be 1 to {MAX_TEXT_BYTES} bytes, got {} bytes",
-                    text.len()
-                )));
-            }
-        }
-        if self.fogcloud_gateways > 0 && self.subs_per_gateway == 0 {
-            return Err(SimError::InvalidConfig(
-                "FogCloud gateways need at least one sub-device (--subs)".to_owned(),
-            ));
-        }
-        if self.behaviour.progress_interval == Some(Duration::ZERO) {
-            return Err(SimError::InvalidConfig(
-                "--progress-secs 0 would report progress without pause; leave it out to report \
-                 at the 10 % marks"
-                    .to_owned(),
-            ));
-        }
-        if self.behaviour.strict_subscribe_delay > Duration::from_secs(600) {
-            return Err(SimError::InvalidConfig(
-                "--subscribe-delay-ms above 600000 would keep devices deaf for over 10 minutes"
-                    .to_owned(),
-            ));
-        }
-        if self.behaviour.bandwidth_bytes_per_sec == Some(0) {
-            return Err(SimError::InvalidConfig(
-                "--bandwidth 0 would never download anything; leave it out for no cap".to_owned(),
-            ));
-        }
-        if self.per_connection == 0 {
-            return Err(SimError::InvalidConfig(
-                "--per-connection 0 would connect no device; 1 gives each its own connection"
-                    .to_owned(),
-            ));
-        }
-        BrokerAddr::parse(&self.broker_url)?;
-        Ok(())
-    }
-
-    /// The device name of the `index`-th Alibaba device (from 0).
-    pub fn aliyun_name(&self, index: usize) -> String {
-        format!("{}-ali-{:04}", self.name_prefix, index + 1)
-    }
-
-    /// The device name of the `index`-th plain FogCloud device.
-    pub fn fogcloud_name(&self, index: usize) -> String {
-        format!("{}-fog-{:04}", self.name_prefix, index + 1)
-    }
-
-    /// The device name of the `index`-th FogCloud gateway.
-    pub fn gateway_name(&self, index: usize) -> String {
-        format!("{}-fgw-{:04}", self.name_prefix, index + 1)
-    }
-
-    /// The device name of sub-device `sub` of gateway `gateway`.
-    pub fn sub_name(&self, gateway: usize, sub: usize) -> String {
-        format!(
-            "{}-fgw-{:04}-s{:03}",
-            self.name_prefix,
-            gateway + 1,
-            sub + 1
-        )
-    }
-
-    /// The client id of the `group`-th shared connection of units of `kind` (`fog`, `fgw`,
-    /// `ali`, `dock`).
-    pub(crate) fn site_client_id(&self, kind: &str, group: usize) -> String {
-        format!("{}-site-{kind}-{:04}", self.name_prefix, group + 1)
-    }
-
-    /// The serial number of the `index`-th DJI dock.
-    pub fn dock_sn(&self, index: usize) -> String {
-        format!("{}-dock-{:04}", self.name_prefix, index + 1)
-    }
-
-    /// The serial number of the drone of the `index`-th DJI dock.
-    pub fn drone_sn(&self, index: usize) -> String {
-        format!("{}-drone-{:04}", self.name_prefix, index + 1)
+            .get_or_insert_with(|| Box::new(unit_rng(seed, stream, index)))
     }
 }
 
@@ -379,6 +209,7 @@ impl BrokerAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::{SimConfig, UnitSpec};
 
     #[test]
     fn broker_urls() {
@@ -405,9 +236,10 @@ mod tests {
     #[test]
     fn names_are_deterministic() {
         let cfg = SimConfig::default();
-        assert_eq!(cfg.aliyun_name(0), "sim-ali-0001");
-        assert_eq!(cfg.sub_name(1, 2), "sim-fgw-0002-s003");
-        assert_eq!(cfg.dock_sn(9), "sim-dock-0010");
+        assert_eq!(cfg.unit_name("ali", 0), "sim-ali-0001");
+        assert_eq!(cfg.member_name("fgw", 1, 2), "sim-fgw-0002-s003");
+        assert_eq!(cfg.unit_name("dock", 9), "sim-dock-0010");
+        assert_eq!(cfg.site_client_id("fog", 0), "sim-site-fog-0001");
     }
 
     #[test]
@@ -429,6 +261,26 @@ mod tests {
     }
 
     #[test]
+    fn a_kind_listed_twice_is_refused() {
+        use crate::sim::unit::tests::{FACTORY, HUBS, SIGNED};
+        let twice = SimConfig {
+            units: vec![
+                UnitSpec::new(&FACTORY, &SIGNED, 1),
+                UnitSpec::new(&FACTORY, &HUBS, 1),
+                UnitSpec::new(&FACTORY, &SIGNED, 2),
+            ],
+            ..SimConfig::default()
+        };
+        let err = twice.validate().unwrap_err().to_string();
+        assert!(err.contains("test devices are listed twice"), "{err}");
+        let once = SimConfig {
+            units: twice.units[..2].to_vec(),
+            ..SimConfig::default()
+        };
+        once.validate().unwrap();
+    }
+
+    #[test]
     fn zero_units_per_connection_is_refused() {
         let cfg = SimConfig {
             per_connection: 0,
@@ -447,7 +299,7 @@ mod tests {
             ..FaultOdds::default()
         };
         let run = |seed| {
-            let mut rng = unit_rng(seed, UnitKind::Aliyun, 7);
+            let mut rng = unit_rng(seed, 1, 7);
             (0..50)
                 .map(|_| Fault::roll(&odds, &mut rng))
                 .collect::<Vec<_>>()
@@ -460,8 +312,8 @@ mod tests {
 
     #[test]
     fn a_lazy_stream_draws_what_the_eager_one_does() {
-        let mut eager = unit_rng(9, UnitKind::FogCloudSub, 42);
-        let mut lazy = LazyRng::new(9, UnitKind::FogCloudSub, 42);
+        let mut eager = unit_rng(9, 4, 42);
+        let mut lazy = LazyRng::new(9, 4, 42);
         for _ in 0..20 {
             assert_eq!(eager.random::<u64>(), lazy.get().random::<u64>());
         }
@@ -469,7 +321,7 @@ mod tests {
 
     #[test]
     fn certain_and_impossible_faults() {
-        let mut rng = unit_rng(1, UnitKind::DjiDock, 0);
+        let mut rng = unit_rng(1, 5, 0);
         let never = FaultOdds::default();
         assert_eq!(Fault::roll(&never, &mut rng), Fault::None);
         let flash = FaultOdds {

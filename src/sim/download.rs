@@ -1,6 +1,6 @@
-//! A simulated device's firmware download: HTTP GET (reqwest, or the strict client of
-//! `strict_http.rs`) paced to a bandwidth cap, digests computed while the bytes stream past,
-//! and the verification a real device does before flashing.
+//! A simulated device's firmware download: the bytes an HTTP client (`fetch.rs`) receives,
+//! paced to a bandwidth cap, digests computed while they stream past, and the verification a
+//! real device does before flashing.
 //!
 //! Owns: pacing, the one-pass MD5 / SHA-256 / FogCloud byte-sum, size and digest checks, and the
 //! injected "broken connection" and "corrupted bytes" faults (corruption changes the hashed bytes,
@@ -156,74 +156,6 @@ impl Digests {
     }
 }
 
-/// How a simulated device speaks HTTP when it downloads firmware.
-#[derive(Debug, Clone)]
-pub(crate) enum HttpClient {
-    /// reqwest: a complete, forgiving client (header names in any case, chunked bodies).
-    Relaxed(reqwest::Client),
-    /// The minimal HTTP/1.1 client of an embedded device SDK ([`super::strict_http`]): exact
-    /// header names, `Content-Length` required, no chunked bodies.
-    Strict { connect_timeout: Duration },
-}
-
-/// Downloads `url`, calling `on_bytes(received_so_far)` after every paced slice.
-pub(crate) async fn fetch(
-    client: &HttpClient,
-    url: &str,
-    expected: &Expected,
-    bandwidth_bytes_per_sec: Option<u64>,
-    stall_timeout: Duration,
-    faults: TransferFaults,
-    on_bytes: impl FnMut(u64),
-) -> Result<Fetched, DownloadError> {
-    let mut sink = Sink::new(expected, bandwidth_bytes_per_sec, faults, on_bytes);
-    match client {
-        HttpClient::Relaxed(client) => fetch_relaxed(client, url, stall_timeout, &mut sink).await?,
-        HttpClient::Strict { connect_timeout } => {
-            super::strict_http::get(url, *connect_timeout, stall_timeout, &mut sink).await?;
-        }
-    }
-    sink.finish()
-}
-
-async fn fetch_relaxed<F: FnMut(u64)>(
-    client: &reqwest::Client,
-    url: &str,
-    stall_timeout: Duration,
-    sink: &mut Sink<'_, F>,
-) -> Result<(), DownloadError> {
-    let http = |source| DownloadError::Http {
-        url: url.to_owned(),
-        source,
-    };
-    let mut response = tokio::time::timeout(stall_timeout, client.get(url).send())
-        .await
-        .map_err(|_| DownloadError::Stalled {
-            url: url.to_owned(),
-            waited: stall_timeout,
-        })?
-        .map_err(http)?;
-    if !response.status().is_success() {
-        return Err(DownloadError::Status {
-            url: url.to_owned(),
-            status: response.status().as_u16(),
-        });
-    }
-    loop {
-        let chunk = tokio::time::timeout(stall_timeout, response.chunk())
-            .await
-            .map_err(|_| DownloadError::Stalled {
-                url: url.to_owned(),
-                waited: stall_timeout,
-            })?
-            .map_err(http)?;
-        let Some(chunk) = chunk else { return Ok(()) };
-        if sink.take(&chunk).await? == Flow::Enough {
-            return Ok(());
-        }
-    }
-}
-
 /// Whether the body reader should go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {
@@ -245,7 +177,7 @@ pub(crate) struct Sink<'a, F> {
 }
 
 impl<'a, F: FnMut(u64)> Sink<'a, F> {
-    fn new(
+    pub(crate) fn new(
         expected: &'a Expected,
         bandwidth_bytes_per_sec: Option<u64>,
         faults: TransferFaults,
@@ -313,7 +245,7 @@ impl<'a, F: FnMut(u64)> Sink<'a, F> {
     }
 
     /// The end of the body: short of the announced size is a broken download.
-    fn finish(self) -> Result<Fetched, DownloadError> {
+    pub(crate) fn finish(self) -> Result<Fetched, DownloadError> {
         if self.digests.len < self.expected.size {
             return Err(DownloadError::Truncated {
                 got: self.digests.len,

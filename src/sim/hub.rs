@@ -22,53 +22,12 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::config::BrokerAddr;
 use super::credentials::Login;
-use super::link::{self, Inbound, Link};
+use super::link::{self, Inbound, Link, Port, Request};
 use super::stats::StatsCell;
 
 /// Requests queued in the shared client per unit on it (the same room a unit's own connection
 /// has), bounded so a connection with thousands of units does not reserve room for millions.
 const MAX_REQUEST_QUEUE: usize = 65_536;
-
-/// What a unit asks of its shared connection, in the order it asked.
-#[derive(Debug)]
-pub(crate) enum Request {
-    Publish {
-        port: u32,
-        topic: String,
-        payload: Vec<u8>,
-    },
-    Subscribe {
-        port: u32,
-        topics: Vec<String>,
-    },
-    /// The unit comes online (at start, and back from dropping off).
-    Join {
-        port: u32,
-    },
-    /// The unit drops off: its topics are unsubscribed, its publishes refused.
-    Leave {
-        port: u32,
-    },
-}
-
-/// A unit's handle on the shared connection (used by [`Link`]).
-#[derive(Debug)]
-pub(crate) struct Port {
-    id: u32,
-    tx: mpsc::UnboundedSender<Request>,
-}
-
-impl Port {
-    /// Queues a request for the connection's task. The queue is unbounded so that a join or a
-    /// leave is never lost; publishes are bounded by the client's own queue behind it.
-    pub(crate) fn send(&self, make: impl FnOnce(u32) -> Request) -> bool {
-        self.tx.send(make(self.id)).is_ok()
-    }
-
-    pub(crate) fn id(&self) -> u32 {
-        self.id
-    }
-}
 
 /// What a unit runs with when it shares a connection: the same three things
 /// [`Link::new`] gives a unit with a connection of its own.
@@ -118,10 +77,7 @@ impl Hub {
             topics: Vec::new(),
         });
         Shared {
-            link: Link::shared(Port {
-                id,
-                tx: self.tx.clone(),
-            }),
+            link: Link::shared(Port::new(id, self.tx.clone())),
             inbox: inbox_rx,
             connected: connected_rx,
         }

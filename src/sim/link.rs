@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 
 use super::config::BrokerAddr;
 use super::credentials::Login;
-use super::hub::{Port, Request};
 use super::stats::StatsCell;
 
 /// Largest MQTT packet a simulated device sends or accepts (OTA messages are a few KiB; a gateway
@@ -40,6 +39,52 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub(crate) struct Inbound {
     pub topic: String,
     pub payload: Vec<u8>,
+}
+
+/// What a unit asks of its shared connection, in the order it asked.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Publish {
+        port: u32,
+        topic: String,
+        payload: Vec<u8>,
+    },
+    Subscribe {
+        port: u32,
+        topics: Vec<String>,
+    },
+    /// The unit comes online (at start, and back from dropping off).
+    Join {
+        port: u32,
+    },
+    /// The unit drops off: its topics are unsubscribed, its publishes refused.
+    Leave {
+        port: u32,
+    },
+}
+
+/// A unit's handle on a shared connection (`hub.rs` makes it, [`Link`] uses it).
+#[derive(Debug)]
+pub(crate) struct Port {
+    id: u32,
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Port {
+    /// The port numbered `id` of the connection whose task reads `tx`.
+    pub(crate) fn new(id: u32, tx: mpsc::UnboundedSender<Request>) -> Port {
+        Port { id, tx }
+    }
+
+    /// Queues a request for the connection's task. The queue is unbounded so that a join or a
+    /// leave is never lost; publishes are bounded by the client's own queue behind it.
+    pub(crate) fn send(&self, make: impl FnOnce(u32) -> Request) -> bool {
+        self.tx.send(make(self.id)).is_ok()
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
 }
 
 /// A unit's way onto the broker: a connection of its own, or a port on a connection it shares

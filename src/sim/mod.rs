@@ -1,247 +1,54 @@
-//! Simulated device fleets that behave like real Alibaba Cloud IoT devices, MXCHIP FogCloud
-//! devices and gateways, and DJI docks with their drones, following the documents in
-//! `shared/protocols/`: used to test rollouts end to end, by `ota-console sim` and by the GUI's
-//! demo mode.
+//! Simulated device fleets that behave like real devices of each dialect, following the
+//! documents in `shared/protocols/`: used to test rollouts end to end, by `ota-console sim` and
+//! by the GUI's demo mode.
 //!
-//! Owns: starting and stopping the virtual devices and reading their counters, and grouping
-//! them onto connections. Each device (or gateway, or dock) holds its own MQTT connection
-//! (`link.rs`), or shares one with others of its kind (`hub.rs`, [`SimConfig::per_connection`]),
-//! speaks its dialect with payloads
-//! it builds itself (`aliyun.rs`, `fogcloud.rs`, `dji.rs`), and runs upgrades as real devices do
-//! (`upgrade.rs`, `download.rs`) with failures chosen reproducibly from the seed ([`config`]).
+//! Owns: the runtime every simulated device shares — starting and stopping units and reading
+//! their counters (`fleet.rs`, `stats.rs`), grouping them onto connections, downloads,
+//! upgrades, credentials (`credentials.rs`, `provision.rs`). Each unit (a device, a gateway, a
+//! dock) holds its own MQTT connection (`link.rs`), or shares one with others of its kind
+//! (`hub.rs`, [`SimConfig::per_connection`]), and runs upgrades as real devices do
+//! (`upgrade.rs`, `fetch.rs`, `download.rs`, `strict_http.rs`) with failures chosen
+//! reproducibly from the seed ([`config`]). This file only lists the parts and what they
+//! export.
 //!
-//! Must never: use the console's own codecs (`crate::protocol`) for what devices send or
-//! parse: the simulator is an independent implementation of the documents, so that it catches
-//! the console's misreadings instead of echoing them.
+//! The devices themselves belong to their dialects: each dialect's `protocol/<dialect>/sim.rs`
+//! speaks its dialect with payloads it builds itself and offers its kinds of unit through a
+//! [`SimFactory`] (`unit.rs`), which `Dialect::sim` returns. A [`SimConfig`] lists
+//! [`UnitSpec`]s, each carrying its factory, so this module never looks a dialect up.
+//!
+//! Must never: import `crate::protocol` (the dependency goes the other way, from each
+//! dialect's factory to this runtime); and a dialect's simulated device must never use the
+//! console's codecs for what it sends or parses: the simulator is an independent
+//! implementation of the documents, so that it catches the console's misreadings instead of
+//! echoing them.
 
-mod aliyun;
 pub mod config;
 mod credentials;
-mod dji;
-mod download;
-mod fogcloud;
-mod hub;
-mod link;
-mod stats;
-mod strict;
+mod ctx;
+pub(crate) mod download;
+mod error;
+mod fetch;
+mod fleet;
+pub(crate) mod hub;
+pub(crate) mod link;
+mod provision;
+pub(crate) mod stats;
+pub(crate) mod strict;
 mod strict_http;
-mod upgrade;
+mod timers;
+mod unit;
+pub(crate) mod upgrade;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::task::JoinSet;
-
-use crate::device_id::{DeviceId, DeviceIdError};
-
-pub use config::{Behaviour, FaultOdds, SimConfig};
+pub use config::{Behaviour, FaultOdds};
+pub(crate) use credentials::Login;
 pub use credentials::{SimLoginError, SimLogins};
+pub(crate) use ctx::Ctx;
+pub use error::SimError;
+pub use fleet::SimFleet;
 pub use stats::{DeviceState, DeviceStats, SimStats, SimTotals};
-
-use config::BrokerAddr;
-use stats::StatsCell;
-
-/// How long a simulated device waits for an HTTP connection to the firmware server.
-const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a simulated fleet could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SimError {
-    #[error("invalid simulator configuration: {0}")]
-    InvalidConfig(String),
-    #[error("broker URL {url:?} is not usable: {why}")]
-    InvalidBroker { url: String, why: String },
-    #[error("a simulated device name is not a valid device id: {0}")]
-    DeviceName(#[from] DeviceIdError),
-    #[error("cannot build the HTTP client for firmware downloads: {0}")]
-    Http(#[source] reqwest::Error),
-}
-
-/// What every device task shares: where the broker is, how to behave, how to download.
-#[derive(Debug)]
-pub(crate) struct Ctx {
-    pub addr: BrokerAddr,
-    pub behaviour: Behaviour,
-    pub http: download::HttpClient,
-    /// Shared by every device's link to pace connection storms.
-    pub connect_gate: Arc<tokio::sync::Semaphore>,
-    /// [`SimConfig::strict`].
-    pub strict: bool,
-    /// [`SimConfig::logins`].
-    pub logins: Arc<SimLogins>,
-}
-
-impl Ctx {
-    /// Under `strict`, the timer after which a device that just connected (and reported its
-    /// version) subscribes; `None`: it subscribes at once, before reporting.
-    pub(crate) fn subscribe_timer(&self) -> Option<std::pin::Pin<Box<tokio::time::Sleep>>> {
-        self.strict
-            .then(|| Box::pin(tokio::time::sleep(self.behaviour.strict_subscribe_delay)))
-    }
-}
-
-/// A running simulated fleet. Dropping it stops every device (their tasks are aborted and
-/// their connections close); [`SimFleet::shutdown`] does the same and waits for it.
-#[derive(Debug)]
-pub struct SimFleet {
-    cells: Vec<StatsCell>,
-    tasks: JoinSet<()>,
-}
-
-impl SimFleet {
-    /// Starts every device of `cfg` as a tokio task on the current runtime. Devices connect in
-    /// the background; watch [`SimFleet::stats`] (`connects`) to know when they are up.
-    pub async fn start(cfg: SimConfig) -> Result<SimFleet, SimError> {
-        cfg.validate()?;
-        let http = if cfg.strict {
-            download::HttpClient::Strict {
-                connect_timeout: HTTP_CONNECT_TIMEOUT,
-            }
-        } else {
-            download::HttpClient::Relaxed(
-                reqwest::Client::builder()
-                    .connect_timeout(HTTP_CONNECT_TIMEOUT)
-                    // Devices talk to the firmware server directly; a proxy from the environment
-                    // would make the simulator test something else.
-                    .no_proxy()
-                    .build()
-                    .map_err(SimError::Http)?,
-            )
-        };
-        let ctx = Arc::new(Ctx {
-            addr: BrokerAddr::parse(&cfg.broker_url)?,
-            behaviour: cfg.behaviour.clone(),
-            http,
-            connect_gate: Arc::new(tokio::sync::Semaphore::new(link::CONNECTS_IN_FLIGHT)),
-            strict: cfg.strict,
-            logins: cfg.logins.clone(),
-        });
-        let mut fleet = SimFleet {
-            cells: Vec::new(),
-            tasks: JoinSet::new(),
-        };
-        let per = cfg.per_connection.max(1);
-        for first in (0..cfg.aliyun).step_by(per) {
-            let devs = (first..cfg.aliyun.min(first + per))
-                .map(|i| aliyun::AliyunDevice::new(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            // Alibaba's login is a signature over the device's own name: a device with a
-            // secret signs in on a connection of its own; only on an open broker do they share.
-            let signed = devs.iter().any(aliyun::AliyunDevice::signs_its_login);
-            let ids = devs.iter().map(|d| d.id()).collect::<Vec<_>>();
-            let group = (!signed).then(|| cfg.site_client_id("ali", first / per));
-            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
-        }
-        for first in (0..cfg.fogcloud).step_by(per) {
-            let devs = (first..cfg.fogcloud.min(first + per))
-                .map(|i| fogcloud::FogDevice::plain(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids = devs.iter().map(fogcloud::FogDevice::id).collect::<Vec<_>>();
-            let group = Some(cfg.site_client_id("fog", first / per));
-            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
-        }
-        for first in (0..cfg.fogcloud_gateways).step_by(per) {
-            let devs = (first..cfg.fogcloud_gateways.min(first + per))
-                .map(|i| fogcloud::FogDevice::gateway(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids = devs.iter().map(fogcloud::FogDevice::id).collect::<Vec<_>>();
-            let group = Some(cfg.site_client_id("fgw", first / per));
-            fleet.spawn_group(&ctx, group, &ids, devs, |d| d.cells(), |d, s| d.run(s));
-        }
-        for first in (0..cfg.dji_docks).step_by(per) {
-            let docks = (first..cfg.dji_docks.min(first + per))
-                .map(|i| dji::Dock::new(&cfg, i, ctx.clone()))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ids = docks.iter().flat_map(dji::Dock::ids).collect::<Vec<_>>();
-            let group = Some(cfg.site_client_id("dock", first / per));
-            fleet.spawn_group(&ctx, group, &ids, docks, |d| d.cells(), |d, s| d.run(s));
-        }
-        Ok(fleet)
-    }
-
-    /// Starts `units` of one kind: each on its own connection, or, when there are several and
-    /// `site` names their shared connection's client id, all on that one connection, logged
-    /// in as the site user that lists `devices` (see `hub.rs`).
-    fn spawn_group<U, F>(
-        &mut self,
-        ctx: &Arc<Ctx>,
-        site: Option<String>,
-        devices: &[DeviceId],
-        units: Vec<U>,
-        cells: impl Fn(&U) -> Vec<StatsCell>,
-        run: impl Fn(U, Option<hub::Shared>) -> F,
-    ) where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let site = site.filter(|_| units.len() > 1);
-        let Some(client_id) = site else {
-            for unit in units {
-                self.cells.extend(cells(&unit));
-                self.tasks.spawn(run(unit, None));
-            }
-            return;
-        };
-        let mut hub = hub::Hub::new();
-        for unit in units {
-            let unit_cells = cells(&unit);
-            // The unit's own cell (a gateway's, a dock's) counts what its link sends.
-            let Some(own) = unit_cells.first().cloned() else {
-                continue;
-            };
-            self.cells.extend(unit_cells);
-            let shared = hub.add(own);
-            self.tasks.spawn(run(unit, Some(shared)));
-        }
-        let login = ctx.logins.site_login(devices, client_id);
-        self.tasks
-            .spawn(hub.run(ctx.addr.clone(), login, ctx.connect_gate.clone()));
-    }
-
-    /// Every simulated device (gateways, sub-devices, docks and drones included), sorted.
-    pub fn device_ids(&self) -> Vec<DeviceId> {
-        let mut ids: Vec<DeviceId> = self
-            .cells
-            .iter()
-            .map(|c| c.update(|s| s.id.clone()))
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    /// A copy of every device's counters, sorted by device id.
-    pub fn stats(&self) -> SimStats {
-        let mut devices: Vec<DeviceStats> = self.cells.iter().map(StatsCell::snapshot).collect();
-        devices.sort_by(|a, b| a.id.cmp(&b.id));
-        SimStats { devices }
-    }
-
-    /// Stops every device and waits until their tasks are gone.
-    pub async fn shutdown(mut self) {
-        self.tasks.shutdown().await;
-    }
-}
-
-/// Milliseconds since the Unix epoch, for DJI `timestamp` fields.
-pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Resolves once `timer` fires; never when there is none (for optional `select!` arms).
-pub(crate) async fn fire(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
-    match timer {
-        Some(t) => t.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves on the next tick of `interval`; never when there is none.
-pub(crate) async fn tick(interval: &mut Option<tokio::time::Interval>) {
-    match interval {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
+pub(crate) use timers::{fire, now_millis, tick};
+pub(crate) use unit::SimUnit;
+pub use unit::{
+    Credential, MemberKind, SimConfig, SimFactory, Spawner, UnitKind, UnitSpec, demo_units,
+    units_from_flags,
+};

@@ -244,7 +244,8 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::download::{self, Expected, HttpClient, TransferFaults};
+    use crate::sim::download::{self, Expected, TransferFaults};
+    use crate::sim::fetch::{self, HttpClient};
     use crate::transport::http::FirmwareServer;
 
     const WAIT: Duration = Duration::from_secs(10);
@@ -268,7 +269,7 @@ mod tests {
     async fn fetch(url: &str, expected: &Expected) -> Result<download::Fetched, DownloadError> {
         tokio::time::timeout(
             WAIT * 2,
-            download::fetch(
+            fetch::fetch(
                 &strict(),
                 url,
                 expected,
@@ -295,7 +296,7 @@ mod tests {
         let url = server.offer(path, "fw 1.bin", "key");
         let want = expected(&content);
         let mut seen = 0;
-        let fetched = download::fetch(
+        let fetched = fetch::fetch(
             &strict(),
             &url,
             &want,
@@ -378,7 +379,7 @@ mod tests {
         .await;
         fetch(&good, &expected(&content)).await.unwrap();
         let relaxed = HttpClient::Relaxed(reqwest::Client::builder().no_proxy().build().unwrap());
-        let fetched = download::fetch(
+        let fetched = fetch::fetch(
             &relaxed,
             &url,
             &expected(&content),
@@ -461,7 +462,7 @@ mod tests {
             drop(accepted);
         });
         let want = expected(b"abc");
-        let err = download::fetch(
+        let err = fetch::fetch(
             &strict(),
             &url,
             &want,

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::config::{Behaviour, Fault};
-use super::download::{self, DownloadError, Expected, HttpClient, TransferFaults};
+use super::download::{self, DownloadError, Expected, TransferFaults};
+use super::fetch::{self, HttpClient};
 
 /// One file to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +148,7 @@ async fn execute<K: Clone>(job: &Job, key: &K, tx: &mpsc::Sender<(K, JobEvent)>)
         // The byte callback is synchronous: it queues marks that the loop below forwards while
         // the fetch runs. At most 20 events per file exist, so the queue never fills.
         let (mark_tx, mut mark_rx) = mpsc::channel::<JobEvent>(32);
-        let fetch = download::fetch(
+        let fetch = fetch::fetch(
             &job.http,
             &file.url,
             &file.expected,

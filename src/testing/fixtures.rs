@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::FirmwareOffer;
+use crate::protocol::{Dialect, registry};
 use crate::rollout::{CanarySize, Policy, RateLimit};
-use crate::sim::{Behaviour, SimConfig};
+use crate::sim::{Behaviour, SimConfig, UnitSpec, units_from_flags};
 
 /// `size` bytes of firmware: a pattern whose period (251, a prime) does not divide a power of
 /// two, so a range served at the wrong offset does not match by chance.
@@ -55,6 +56,25 @@ pub fn fast_policy(device_timeout_secs: u64) -> Policy {
         abort: None,
         ..Policy::default()
     }
+}
+
+/// A fleet's units as `ota-console sim` would read them: each `(option, n)` names a kind of
+/// unit of a registered dialect's simulator (`("aliyun", 2)`, `("fogcloud-gateways", 1)`,
+/// `("dji-docks", 3)`) or its members (`("subs", 4)`), e.g. `sim_units(&[("aliyun", 2)])`.
+pub fn sim_units(counts: &[(&str, usize)]) -> Vec<UnitSpec> {
+    units_from_flags(&registry::sim_factories(), counts).expect("every option names a kind")
+}
+
+/// `count` units of `dialect`'s default kind of simulated unit (its simulator's first kind:
+/// a device, a gateway, a dock). Panics if the dialect has no simulator: every dialect must
+/// give one, so that the conformance suite can run it end to end.
+pub fn default_units(dialect: &'static dyn Dialect, count: usize) -> Vec<UnitSpec> {
+    let factory = dialect
+        .sim()
+        .unwrap_or_else(|| panic!("dialect {} has no simulated device", dialect.id()));
+    let unit = UnitSpec::of(factory, count)
+        .unwrap_or_else(|| panic!("the simulator of {} offers no unit", dialect.id()));
+    vec![unit]
 }
 
 /// A simulated fleet on `broker_url` (the default shape) with devices as strict as real

@@ -5,7 +5,8 @@
 //! Everything here is `pub`, so a test that uses part of it leaves no dead code behind.
 //!
 //! - [`fixtures`]: a firmware file, an offer, a policy that gets out of a test's way, a strict
-//!   simulated fleet.
+//!   simulated fleet, a fleet's units by their `ota-console sim` options ([`sim_units`]) or
+//!   a dialect's default kind ([`default_units`]).
 //! - [`engine`]: starting the real engine on loopback and waiting on it (bounded, explained).
 //! - [`console`]: the `ota-console` binary as a child process (and its `rollout` arguments).
 //! - [`mosquitto`], [`broker_process`]: real brokers a test can kill and start again.
@@ -21,4 +22,6 @@ pub mod fixtures;
 pub mod mosquitto;
 pub mod widget;
 
-pub use fixtures::{fast_policy, firmware_bytes, firmware_file, offer, strict_sim};
+pub use fixtures::{
+    default_units, fast_policy, firmware_bytes, firmware_file, offer, sim_units, strict_sim,
+};

@@ -1,11 +1,15 @@
 //! Alibaba Cloud IoT OTA as a [`Dialect`]: its identity (`aliyun:{productKey}/{deviceName}`), what
-//! it can do, its notice setting (`signMethod`) and its failure steps. The codec is `codec.rs`.
+//! it can do, its notice setting (`signMethod`) and its failure steps. The codec is `codec.rs`; its
+//! simulated device, an independent reading of the same documents, is `sim.rs`.
 
 mod codec;
 mod routes;
 mod samples;
+pub mod sim;
 
 pub use self::codec::*;
+/// The dialect's simulator (its devices are in `sim.rs`).
+pub use self::sim::FACTORY as SIMULATOR;
 use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
@@ -146,6 +150,10 @@ impl Dialect for Aliyun {
 
     fn samples(&self) -> &'static Samples {
         &samples::SAMPLES
+    }
+
+    fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
+        Some(&SIMULATOR)
     }
 }
 

@@ -1,12 +1,16 @@
 //! DJI Cloud API docks and drones as a [`Dialect`]: its identity (`dji:{sn}`), what it can do
 //! (`ota_create` answered by `services_reply`, one upgrade per dock, progress from the dock), its
-//! notice setting (`firmware_upgrade_type`) and its error codes. The codec is `codec.rs`.
+//! notice setting (`firmware_upgrade_type`) and its error codes. The codec is `codec.rs`;
+//! its simulated dock and drone, an independent reading of the same documents, are `sim.rs`.
 
 mod codec;
 mod routes;
 mod samples;
+pub mod sim;
 
 pub use self::codec::*;
+/// The dialect's simulator (its devices are in `sim.rs`).
+pub use self::sim::FACTORY as SIMULATOR;
 use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
@@ -243,6 +247,10 @@ impl Dialect for Dji {
 
     fn samples(&self) -> &'static Samples {
         &samples::SAMPLES
+    }
+
+    fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
+        Some(&SIMULATOR)
     }
 }
 

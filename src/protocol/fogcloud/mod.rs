@@ -1,12 +1,16 @@
 //! MXCHIP FogCloud OTA as a [`Dialect`]: its identity (`fogcloud:{product_key}/{device_name}`),
 //! what it can do (gateways with sub-devices, task ids) and its failure step. The codec is
-//! `codec.rs`.
+//! `codec.rs`; its simulated devices and gateways, an independent reading of the same documents,
+//! are `sim.rs`.
 
 mod codec;
 mod routes;
 mod samples;
+pub mod sim;
 
 pub use self::codec::*;
+/// The dialect's simulator (its devices are in `sim.rs`).
+pub use self::sim::FACTORY as SIMULATOR;
 use crate::access::rules::TopicRoute;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape};
 use crate::protocol::{
@@ -108,6 +112,10 @@ impl Dialect for FogCloud {
 
     fn samples(&self) -> &'static Samples {
         &samples::SAMPLES
+    }
+
+    fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
+        Some(&SIMULATOR)
     }
 }
 

@@ -4,8 +4,11 @@
 //! `ota_create` on `services_reply` and reports `ota_progress` events that need a reply.
 //!
 //! Owns: the dock's topics, the payloads it sends (built here with serde_json), reading
-//! `ota_create`, and counting the cloud's replies that never came. Must never: use
-//! `crate::protocol` (see the module doc of `sim`).
+//! `ota_create`, counting the cloud's replies that never came; and the dialect's
+//! [`SimFactory`] ([`FACTORY`], returned by `Dialect::sim`).
+//! Must never: use the console's own reading or writing of the dialect (the rest of
+//! `crate::protocol`): the simulator is an independent reading of the documents (see the module
+//! doc of `crate::sim`). Dependencies go from here to `crate::sim`, never back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,14 +20,73 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::config::{Fault, SimConfig, UnitKind, unit_rng};
-use super::download::Expected;
-use super::hub::Shared;
-use super::link::{Inbound, Link};
-use super::stats::{DeviceState, DeviceStats, StatsCell};
-use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
-use super::{Ctx, SimError, now_millis, strict};
 use crate::device_id::DeviceId;
+use crate::device_id::{DeviceIdError, DialectId};
+use crate::sim::SimConfig;
+use crate::sim::config::{Fault, unit_rng};
+use crate::sim::download::Expected;
+use crate::sim::hub::Shared;
+use crate::sim::link::{Inbound, Link};
+use crate::sim::stats::{DeviceState, DeviceStats, StatsCell};
+use crate::sim::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
+use crate::sim::{
+    Credential, Ctx, SimError, SimFactory, SimUnit, Spawner, UnitKind, UnitSpec, now_millis, strict,
+};
+
+/// The kinds of DJI unit: docks, each with its drone.
+pub static KINDS: [UnitKind; 1] = [UnitKind {
+    key: "docks",
+    label: "DJI docks",
+    flag: "dji-docks",
+    value_name: "N",
+    help: "DJI docks (each with one drone)",
+    tag: "dock",
+    stream: 5,
+    members: None,
+    demo: 4,
+}];
+
+/// The DJI simulator, as `Dialect::sim` gives it.
+pub struct DjiSim;
+
+pub static FACTORY: DjiSim = DjiSim;
+
+impl SimFactory for DjiSim {
+    fn dialect(&self) -> DialectId {
+        super::ID
+    }
+
+    fn kinds(&self) -> &'static [UnitKind] {
+        &KINDS
+    }
+
+    fn spawn(&self, unit: &UnitSpec, fleet: &mut Spawner<'_>) -> Result<(), SimError> {
+        fleet.spawn_units(unit, Dock::new)
+    }
+
+    fn credential(
+        &self,
+        _unit: &UnitSpec,
+        cfg: &SimConfig,
+        index: usize,
+    ) -> Result<Credential, DeviceIdError> {
+        // The dock's user also names its drone, whose state and osd the dock publishes.
+        Ok(Credential::User(vec![
+            DeviceId::dji(&dock_sn(cfg, index))?,
+            DeviceId::dji(&drone_sn(cfg, index))?,
+        ]))
+    }
+}
+
+/// The serial number of the `index`-th (from 0) simulated dock of `cfg`.
+pub fn dock_sn(cfg: &SimConfig, index: usize) -> String {
+    cfg.unit_name(KINDS[0].tag, index)
+}
+
+/// The serial number of the drone of the `index`-th simulated dock of `cfg`.
+pub fn drone_sn(cfg: &SimConfig, index: usize) -> String {
+    cfg.unit_name("drone", index)
+}
 
 /// Codes the dock answers with, from DJI's error list in the notes.
 pub const CODE_ALREADY_UPGRADING: i64 = 312014;
@@ -97,9 +159,9 @@ pub(crate) struct Dock {
 
 impl Dock {
     pub(crate) fn new(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Dock, SimError> {
-        let sn = cfg.dock_sn(index);
-        let drone_sn = cfg.drone_sn(index);
-        let mut rng = unit_rng(cfg.seed, UnitKind::DjiDock, index);
+        let sn = dock_sn(cfg, index);
+        let drone_sn = drone_sn(cfg, index);
+        let mut rng = unit_rng(cfg.seed, KINDS[0].stream, index);
         let silent = rng.random_bool(ctx.behaviour.faults.silent);
         let mut secret = || {
             (
@@ -186,7 +248,7 @@ impl Dock {
                     subscribe_later = self.ctx.subscribe_timer();
                     self.on_connected(&link, subscribe_later.is_none());
                 }
-                () = super::fire(&mut subscribe_later) => {
+                () = crate::sim::fire(&mut subscribe_later) => {
                     subscribe_later = None;
                     link.subscribe(&[format!("thing/product/{}/services", self.sn)]);
                 }
@@ -208,13 +270,13 @@ impl Dock {
                     }
                 },
                 // Only while replies are outstanding: idle docks cost no wake-ups.
-                () = super::tick(&mut sweep), if !self.awaiting.is_empty() => self.sweep_replies(),
-                () = super::fire(&mut back_online) => {
+                () = crate::sim::tick(&mut sweep), if !self.awaiting.is_empty() => self.sweep_replies(),
+                () = crate::sim::fire(&mut back_online) => {
                     back_online = None;
                     self.both(|s| s.state = DeviceState::Connecting);
                     link.connect();
                 }
-                () = super::fire(&mut drone_back) => {
+                () = crate::sim::fire(&mut drone_back) => {
                     drone_back = None;
                     self.drone_online = true;
                     self.drone_stats.update(|s| s.state = DeviceState::Idle);
@@ -352,7 +414,7 @@ impl Dock {
             return;
         }
         let broken = self.ctx.strict.then(|| match parse_object(&msg.payload) {
-            Ok(m) => strict::dji_problem(&m),
+            Ok(m) => strict_problem(&m),
             Err(why) => Some(why),
         });
         if let Some(Some(why)) = broken {
@@ -575,6 +637,20 @@ enum Gone {
     Dock,
 }
 
+impl SimUnit for Dock {
+    fn ids(&self) -> Vec<DeviceId> {
+        Dock::ids(self).to_vec()
+    }
+
+    fn cells(&self) -> Vec<StatsCell> {
+        Dock::cells(self)
+    }
+
+    fn start(self, shared: Option<Shared>) -> impl Future<Output = ()> + Send + 'static {
+        self.run(shared)
+    }
+}
+
 fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, String> {
     if payload.len() > MAX_MESSAGE_BYTES {
         return Err(format!(
@@ -673,6 +749,38 @@ fn parse_ota_device(d: &Value, dock_sn: &str, drone_sn: &str) -> Result<OtaDevic
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::credentials::Authenticator;
+    use crate::access::rules::Identity;
+    use crate::sim::SimLogins;
+
+    #[test]
+    fn a_provisioned_dock_logs_in_speaking_for_its_drone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SimConfig {
+            units: vec![UnitSpec::of(&FACTORY, 2).unwrap()],
+            ..SimConfig::default()
+        };
+        let (logins, added) = SimLogins::provision(dir.path(), &cfg).unwrap();
+        assert_eq!(added, 2);
+        let dock = DeviceId::dji(&dock_sn(&cfg, 1)).unwrap();
+        assert_eq!(dock.to_string(), "dji:sim-dock-0002");
+        let login = logins.user_login(&dock, dock_sn(&cfg, 1));
+        let auth = Authenticator::load(dir.path()).unwrap();
+        let who = auth
+            .authenticate(
+                &login.client_id,
+                login.username.as_deref(),
+                login.password.as_deref().map(str::as_bytes),
+            )
+            .unwrap();
+        match who {
+            Identity::Site { devices, .. } => {
+                assert!(devices.contains(&dock));
+                assert!(devices.contains(&DeviceId::dji(&drone_sn(&cfg, 1)).unwrap()));
+            }
+            other => panic!("a dock speaks for its drone: {other:?}"),
+        }
+    }
 
     #[test]
     fn documented_ota_create_is_read() {
@@ -717,5 +825,75 @@ mod tests {
                 "{devices}"
             );
         }
+    }
+}
+
+// What a strict device stack refuses (protocols/notes.md; see `crate::sim::strict`).
+
+/// Every field of one `ota_create` device entry.
+const DJI_DEVICE: &[&str] = &[
+    "sn",
+    "product_version",
+    "firmware_upgrade_type",
+    "file_url",
+    "md5",
+    "file_size",
+    "file_name",
+];
+
+/// A DJI `ota_create` service call (other methods are not notices: `None`).
+fn strict_problem(msg: &Map<String, Value>) -> Option<String> {
+    if msg.get("method").and_then(Value::as_str) != Some("ota_create") {
+        return None;
+    }
+    for key in ["tid", "bid", "timestamp"] {
+        if msg.get(key).is_none_or(strict::empty) {
+            return Some(format!("{key} is missing or empty"));
+        }
+    }
+    let devices = match msg.get("data").and_then(|d| d.get("devices")) {
+        Some(Value::Array(d)) if !d.is_empty() => d,
+        _ => return Some("data.devices is missing or empty".into()),
+    };
+    devices.iter().find_map(|d| match d {
+        Value::Object(entry) => strict::fields_problem(entry, DJI_DEVICE, "data.devices[]"),
+        _ => Some("data.devices[]: an entry is not an object".into()),
+    })
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const MD5: &str = "83254ac96e141affb8aa42cbfec90000";
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn dji_ota_create_needs_every_device_field() {
+        let good = json!({"tid": "t", "bid": "b", "timestamp": 1, "method": "ota_create",
+            "data": {"devices": [{"sn": "SN", "product_version": "2.0",
+            "firmware_upgrade_type": 3, "file_url": "http://h/f", "md5": MD5,
+            "file_size": 10, "file_name": "f.bin"}]}});
+        assert_eq!(strict_problem(&obj(good.clone())), None);
+        for key in DJI_DEVICE {
+            let mut m = good.clone();
+            m["data"]["devices"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove(*key);
+            assert!(strict_problem(&obj(m)).is_some(), "without {key}");
+        }
+        let mut m = good;
+        m["bid"] = json!("");
+        assert!(strict_problem(&obj(m)).is_some());
+        assert_eq!(strict_problem(&obj(json!({"method": "other"}))), None);
     }
 }

@@ -3,8 +3,15 @@
 //! for with `thing.ota.firmware.get`), reports progress as string steps and proves success by
 //! informing the new version.
 //!
-//! Owns: the device's topics, the payloads it sends (built here with serde_json) and how it
-//! reads notices. Must never: use `crate::protocol` (see the module doc of `sim`).
+//! Owns: the device's topics, the payloads it sends (built here with serde_json), how it
+//! signs its login (the Link Kit scheme: client id
+//! `{pk}&{dn}|securemode=3,signmethod=hmacsha256,timestamp=T|`, user name `{dn}&{pk}`, password
+//! the hex HMAC-SHA256 of `clientId{pk}&{dn}deviceName{dn}productKey{pk}timestamp{T}`, computed
+//! here rather than with `crate::access::alibaba_sign`) and how it
+//! reads notices; and the dialect's [`SimFactory`] ([`FACTORY`], returned by `Dialect::sim`).
+//! Must never: use the console's own reading or writing of the dialect (the rest of
+//! `crate::protocol`): the simulator is an independent reading of the documents (see the module
+//! doc of `crate::sim`). Dependencies go from here to `crate::sim`, never back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -14,14 +21,21 @@ use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-use super::config::{Fault, SimConfig, UnitKind, unit_rng};
-use super::download::Expected;
-use super::hub::Shared;
-use super::link::{Inbound, Link};
-use super::stats::{DeviceState, DeviceStats, StatsCell};
-use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
-use super::{Ctx, SimError, strict};
+use hmac::{KeyInit, Mac};
+
 use crate::device_id::DeviceId;
+use crate::device_id::DeviceIdError;
+use crate::sim::SimConfig;
+use crate::sim::config::{Fault, unit_rng};
+use crate::sim::download::Expected;
+use crate::sim::hub::Shared;
+use crate::sim::link::{Inbound, Link};
+use crate::sim::stats::{DeviceState, DeviceStats, StatsCell};
+use crate::sim::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
+use crate::sim::{
+    Credential, Ctx, Login, SimError, SimFactory, SimUnit, Spawner, UnitKind, UnitSpec, now_millis,
+    strict,
+};
 
 /// Notices larger than this are not parsed (real ones are well under 2 KiB).
 const MAX_NOTICE_BYTES: usize = 64 * 1024;
@@ -29,6 +43,57 @@ const MAX_NOTICE_BYTES: usize = 64 * 1024;
 const JOB_QUEUE: usize = 64;
 /// What the default module is called in `thing.ota.firmware.get` (the Link SDK's spelling).
 const DEFAULT_MODULE: &str = "default";
+
+/// The kinds of Alibaba unit: devices, each logging in on its own (signed when it has a
+/// secret).
+pub static KINDS: [UnitKind; 1] = [UnitKind {
+    key: "devices",
+    label: "Alibaba Cloud IoT devices",
+    flag: "aliyun",
+    value_name: "N",
+    help: "Alibaba Cloud IoT devices",
+    tag: "ali",
+    stream: 1,
+    members: None,
+    demo: 24,
+}];
+
+/// The Alibaba simulator, as `Dialect::sim` gives it.
+pub struct AliyunSim;
+
+pub static FACTORY: AliyunSim = AliyunSim;
+
+impl SimFactory for AliyunSim {
+    fn dialect(&self) -> crate::device_id::DialectId {
+        super::ID
+    }
+
+    fn kinds(&self) -> &'static [UnitKind] {
+        &KINDS
+    }
+
+    fn spawn(&self, unit: &UnitSpec, fleet: &mut Spawner<'_>) -> Result<(), SimError> {
+        fleet.spawn_units(unit, AliyunDevice::new)
+    }
+
+    fn credential(
+        &self,
+        _unit: &UnitSpec,
+        cfg: &SimConfig,
+        index: usize,
+    ) -> Result<Credential, DeviceIdError> {
+        // Alibaba's login is a signature over the device's own name: a secret per device.
+        Ok(Credential::Secret {
+            product_key: cfg.product_key.clone(),
+            name: device_name(cfg, index),
+        })
+    }
+}
+
+/// The device name of the `index`-th (from 0) simulated Alibaba device of `cfg`.
+pub fn device_name(cfg: &SimConfig, index: usize) -> String {
+    cfg.unit_name(KINDS[0].tag, index)
+}
 
 /// The firmware an upgrade notice (or a get reply) offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,17 +130,17 @@ pub(crate) struct AliyunDevice {
 
 impl AliyunDevice {
     pub(crate) fn new(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
-        let dn = cfg.aliyun_name(index);
+        let dn = device_name(cfg, index);
         let id = DeviceId::aliyun(&cfg.product_key, &dn)?;
-        for m in &cfg.aliyun_modules {
+        for m in &cfg.modules {
             id.clone().with_module(Some(m))?;
         }
-        let mut rng = unit_rng(cfg.seed, UnitKind::Aliyun, index);
+        let mut rng = unit_rng(cfg.seed, KINDS[0].stream, index);
         let silent = rng.random_bool(ctx.behaviour.faults.silent);
         let mut stats = DeviceStats::new(id, &cfg.version);
         stats.silent = silent;
         let mut versions = BTreeMap::from([(None, cfg.version.clone())]);
-        for m in &cfg.aliyun_modules {
+        for m in &cfg.modules {
             versions.insert(Some(m.clone()), cfg.version.clone());
             stats.module_versions.insert(m.clone(), cfg.version.clone());
         }
@@ -104,7 +169,15 @@ impl AliyunDevice {
 
     /// Has a secret, so logs in with its own signature on a connection of its own.
     pub(crate) fn signs_its_login(&self) -> bool {
-        self.ctx.logins.has_aliyun_secret(&self.pk, &self.dn)
+        self.ctx.logins.secret(&self.pk, &self.dn).is_some()
+    }
+
+    /// A signed login when its secret is known, else a plain one.
+    fn login(&self) -> Login {
+        match self.ctx.logins.secret(&self.pk, &self.dn) {
+            Some(secret) => alibaba_login(&self.pk, &self.dn, secret, now_millis()),
+            None => Login::plain(self.client_id.clone()),
+        }
     }
 
     fn topic(&self, kind: &str) -> String {
@@ -123,10 +196,7 @@ impl AliyunDevice {
 
     /// Runs the unit on its own connection, or on `shared` (see `hub.rs`).
     pub(crate) async fn run(mut self, shared: Option<Shared>) {
-        let login = self
-            .ctx
-            .logins
-            .aliyun_login(&self.pk, &self.dn, self.client_id.clone());
+        let login = self.login();
         let (mut link, mut inbox, mut connected) = match shared {
             Some(s) => (s.link, s.inbox, s.connected),
             None => Link::new(
@@ -151,7 +221,7 @@ impl AliyunDevice {
                     subscribe_later = self.ctx.subscribe_timer();
                     self.on_connected(&link, subscribe_later.is_none());
                 }
-                () = super::fire(&mut subscribe_later) => {
+                () = crate::sim::fire(&mut subscribe_later) => {
                     subscribe_later = None;
                     self.subscribe_and_ask(&link);
                 }
@@ -165,12 +235,12 @@ impl AliyunDevice {
                         back_online = Some(Box::pin(tokio::time::sleep(self.ctx.behaviour.offline_for)));
                     }
                 }
-                () = super::tick(&mut pull) => {
+                () = crate::sim::tick(&mut pull) => {
                     if self.running.is_empty() && !self.silent {
                         self.ask_all(&link);
                     }
                 }
-                () = super::fire(&mut back_online) => {
+                () = crate::sim::fire(&mut back_online) => {
                     back_online = None;
                     self.ask_on_connect = true;
                     self.stats.update(|s| s.state = DeviceState::Connecting);
@@ -252,7 +322,7 @@ impl AliyunDevice {
             return;
         }
         let broken = self.ctx.strict.then(|| match parse_object(&msg.payload) {
-            Ok(m) => strict::aliyun_problem(&m, !is_push),
+            Ok(m) => strict_problem(&m, !is_push),
             Err(why) => Some(why),
         });
         if let Some(Some(why)) = broken {
@@ -407,6 +477,45 @@ impl AliyunDevice {
     }
 }
 
+impl SimUnit for AliyunDevice {
+    fn ids(&self) -> Vec<DeviceId> {
+        vec![self.id()]
+    }
+
+    fn cells(&self) -> Vec<StatsCell> {
+        AliyunDevice::cells(self)
+    }
+
+    /// A device with a secret signs its own login, so it keeps a connection of its own; only
+    /// on an open broker do devices share.
+    fn may_share(&self) -> bool {
+        !self.signs_its_login()
+    }
+
+    fn start(self, shared: Option<Shared>) -> impl Future<Output = ()> + Send + 'static {
+        self.run(shared)
+    }
+}
+
+/// Link Kit's signed login over plain TCP (`securemode=3`).
+fn alibaba_login(pk: &str, dn: &str, secret: &str, timestamp: u64) -> Login {
+    let cid = format!("{pk}&{dn}");
+    let content = format!("clientId{cid}deviceName{dn}productKey{pk}timestamp{timestamp}");
+    let password = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(content.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        }
+        // HMAC takes keys of any length; keep the device going with a login the broker refuses.
+        Err(_) => String::new(),
+    };
+    Login {
+        client_id: format!("{cid}|securemode=3,signmethod=hmacsha256,timestamp={timestamp}|"),
+        username: Some(format!("{dn}&{pk}")),
+        password: Some(password),
+    }
+}
+
 fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, String> {
     if payload.len() > MAX_NOTICE_BYTES {
         return Err(format!("{} bytes is larger than any notice", payload.len()));
@@ -501,6 +610,56 @@ fn parse_offer(data: &Map<String, Value>) -> Result<Offer, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::credentials::{Authenticator, SecretTable, UserTable};
+    use crate::access::rules::Identity;
+    use crate::sim::SimLogins;
+
+    #[test]
+    fn the_signature_matches_link_kits_scheme() {
+        // The console's verifier, fed by an independent signer: a wrong secret is refused.
+        let login = alibaba_login("a1pk", "dev-1", "s3cret", 1_700_000_000_000);
+        assert!(login.client_id.starts_with("a1pk&dev-1|securemode=3,"));
+        let mut table = SecretTable::default();
+        table.insert("a1pk", "dev-1", "other").unwrap();
+        let auth = Authenticator {
+            console: crate::access::credentials::ConsoleCredentials::generate(),
+            secrets: table,
+            users: UserTable::default(),
+        };
+        assert!(
+            auth.authenticate(
+                &login.client_id,
+                login.username.as_deref(),
+                login.password.as_deref().map(str::as_bytes),
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn provisioned_devices_sign_logins_the_console_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SimConfig {
+            units: vec![UnitSpec::of(&FACTORY, 2).unwrap()],
+            ..SimConfig::default()
+        };
+        let (logins, added) = SimLogins::provision(dir.path(), &cfg).unwrap();
+        assert_eq!(added, 2);
+        let dn = device_name(&cfg, 1);
+        assert_eq!(dn, "sim-ali-0002");
+        let secret = logins.secret(&cfg.product_key, &dn).unwrap();
+        let login = alibaba_login(&cfg.product_key, &dn, secret, now_millis());
+        let auth = Authenticator::load(dir.path()).unwrap();
+        let who = auth
+            .authenticate(
+                &login.client_id,
+                login.username.as_deref(),
+                login.password.as_deref().map(str::as_bytes),
+            )
+            .unwrap();
+        let id = DeviceId::aliyun(&cfg.product_key, &dn).unwrap();
+        assert_eq!(who, Identity::Device(id));
+    }
 
     const MD5: &str = "83254ac96e141affb8aa42cbfec90000";
 
@@ -565,5 +724,88 @@ mod tests {
     fn empty_get_reply_means_nothing_pending() {
         let reply = json!({"id":"1","code":200,"data":{},"message":"success"});
         assert_eq!(parse_get_reply(reply.to_string().as_bytes()), Ok(None));
+    }
+}
+
+// What a strict device stack refuses (protocols/notes.md; see `crate::sim::strict`).
+
+/// Every `data` field of an Alibaba upgrade push or non-empty `get_reply`.
+const ALIYUN_DATA: &[&str] = &["size", "version", "url", "signMethod", "sign", "md5"];
+/// An Alibaba push (`get_reply: false`) or `get_reply`. A `get_reply` whose `data` is `{}` is
+/// the documented "nothing pending" and is not broken.
+fn strict_problem(msg: &Map<String, Value>, get_reply: bool) -> Option<String> {
+    if msg.get("message").and_then(Value::as_str) != Some("success") {
+        return Some("message is not exactly \"success\"".into());
+    }
+    if msg.get("id").is_none_or(strict::empty) {
+        return Some("id is missing".into());
+    }
+    let data = match msg.get("data") {
+        Some(Value::Object(d)) => d,
+        _ => return Some("data is missing or not an object".into()),
+    };
+    if get_reply && data.is_empty() {
+        return None;
+    }
+    if let Some(why) = strict::fields_problem(data, ALIYUN_DATA, "data") {
+        return Some(why);
+    }
+    match data.get("md5").and_then(Value::as_str) {
+        Some(md5) if strict::is_lower_hex(md5, 32) => None,
+        _ => Some("data: md5 is not 32 lowercase hex digits".into()),
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const MD5: &str = "83254ac96e141affb8aa42cbfec90000";
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("{other}"),
+        }
+    }
+
+    fn ali_push() -> Value {
+        json!({"code": "1000", "id": 1, "message": "success", "data": {
+            "size": 10, "version": "2.0", "url": "http://h/f", "signMethod": "SHA256",
+            "sign": "ab", "md5": MD5}})
+    }
+
+    #[test]
+    fn aliyun_needs_every_field_md5_and_success() {
+        assert_eq!(strict_problem(&obj(ali_push()), false), None);
+        for key in ["size", "version", "url", "signMethod", "sign", "md5"] {
+            let mut m = ali_push();
+            m["data"].as_object_mut().unwrap().remove(key);
+            assert!(strict_problem(&obj(m), false).is_some(), "without {key}");
+            let mut m = ali_push();
+            m["data"][key] = json!("");
+            assert!(strict_problem(&obj(m), false).is_some(), "empty {key}");
+        }
+        let mut m = ali_push();
+        m["message"] = json!("Success");
+        assert!(strict_problem(&obj(m), false).is_some());
+        let mut m = ali_push();
+        m["data"]["md5"] = json!(MD5.to_uppercase());
+        assert!(strict_problem(&obj(m), false).is_some(), "uppercase md5");
+        let mut m = ali_push();
+        m["data"]["size"] = json!(0);
+        assert!(strict_problem(&obj(m), false).is_some(), "size 0");
+        let mut m = ali_push();
+        m["data"]["module"] = json!("");
+        assert!(
+            strict_problem(&obj(m), false).is_some(),
+            "empty optional field"
+        );
+        // The documented "nothing pending" is fine in a get_reply, not in a push.
+        let nothing = json!({"id": "1", "code": 200, "data": {}, "message": "success"});
+        assert_eq!(strict_problem(&obj(nothing.clone()), true), None);
+        assert!(strict_problem(&obj(nothing), false).is_some());
     }
 }

@@ -4,8 +4,11 @@
 //! sub-device entries, each sub-device upgrading independently.
 //!
 //! Owns: the envelope, the payloads the device sends (built here with serde_json), reading
-//! `firmware.post` / `sub.firmware.post`, and batching sub-device reports into one message.
-//! Must never: use `crate::protocol` (see the module doc of `sim`).
+//! `firmware.post` / `sub.firmware.post`, batching sub-device reports into one message; and
+//! the dialect's [`SimFactory`] ([`FACTORY`], returned by `Dialect::sim`).
+//! Must never: use the console's own reading or writing of the dialect (the rest of
+//! `crate::protocol`): the simulator is an independent reading of the documents (see the module
+//! doc of `crate::sim`). Dependencies go from here to `crate::sim`, never back.
 
 use std::sync::Arc;
 
@@ -13,14 +16,18 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-use super::config::{Fault, LazyRng, SimConfig, UnitKind};
-use super::download::Expected;
-use super::hub::Shared;
-use super::link::{Inbound, Link};
-use super::stats::{DeviceState, DeviceStats, StatsCell};
-use super::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
-use super::{Ctx, SimError, strict};
 use crate::device_id::DeviceId;
+use crate::device_id::{DeviceIdError, DialectId};
+use crate::sim::SimConfig;
+use crate::sim::config::{Fault, LazyRng};
+use crate::sim::download::Expected;
+use crate::sim::hub::Shared;
+use crate::sim::link::{Inbound, Link};
+use crate::sim::stats::{DeviceState, DeviceStats, StatsCell};
+use crate::sim::upgrade::{self, FileToFetch, Job, JobEvent, Outcome, Phase};
+use crate::sim::{
+    Credential, Ctx, MemberKind, SimError, SimFactory, SimUnit, Spawner, UnitKind, UnitSpec, strict,
+};
 
 /// Messages larger than this are not parsed (a gateway push for 1000 sub-devices is ~400 KiB,
 /// more than a real gateway's buffer).
@@ -33,6 +40,100 @@ const DESC_DOWNLOAD_FAILED: &str = "OTA升级失败,请求不到升级包信息�
 const DESC_VERIFY_FAILED: &str = "OTA升级失败,升级包校验失败。";
 const DESC_FLASH_FAILED: &str = "OTA升级失败,固件写入失败。";
 const DESC_NO_MODULE: &str = "OTA升级失败,设备没有该模块。";
+
+const DEVICES: UnitKind = UnitKind {
+    key: "devices",
+    label: "FogCloud devices",
+    flag: "fogcloud",
+    value_name: "N",
+    help: "Plain FogCloud devices",
+    tag: "fog",
+    stream: 2,
+    members: None,
+    demo: 8,
+};
+
+const GATEWAYS: UnitKind = UnitKind {
+    key: "gateways",
+    label: "FogCloud gateways",
+    flag: "fogcloud-gateways",
+    value_name: "G",
+    help: "FogCloud gateways (each with --subs sub-devices)",
+    tag: "fgw",
+    stream: 3,
+    members: Some(MemberKind {
+        noun: "sub-device",
+        flag: "subs",
+        value_name: "K",
+        help: "Sub-devices per FogCloud gateway",
+        default: 4,
+        demo: 8,
+    }),
+    demo: 2,
+};
+
+/// The random streams of sub-devices (a gateway's `index * 100_000 + k`).
+const SUB_STREAM: u64 = 4;
+
+/// The kinds of FogCloud unit: plain devices, and gateways with sub-devices.
+pub static KINDS: [UnitKind; 2] = [DEVICES, GATEWAYS];
+
+/// The FogCloud simulator, as `Dialect::sim` gives it.
+pub struct FogCloudSim;
+
+pub static FACTORY: FogCloudSim = FogCloudSim;
+
+impl SimFactory for FogCloudSim {
+    fn dialect(&self) -> DialectId {
+        super::ID
+    }
+
+    fn kinds(&self) -> &'static [UnitKind] {
+        &KINDS
+    }
+
+    fn spawn(&self, unit: &UnitSpec, fleet: &mut Spawner<'_>) -> Result<(), SimError> {
+        if unit.is(&GATEWAYS) {
+            let subs = unit.members;
+            fleet.spawn_units(unit, |cfg, i, ctx| FogDevice::gateway(cfg, subs, i, ctx))
+        } else {
+            fleet.spawn_units(unit, FogDevice::plain)
+        }
+    }
+
+    fn credential(
+        &self,
+        unit: &UnitSpec,
+        cfg: &SimConfig,
+        index: usize,
+    ) -> Result<Credential, DeviceIdError> {
+        // A user per device or gateway (its sub-devices publish through it, under its login).
+        let name = if unit.is(&GATEWAYS) {
+            gateway_name(cfg, index)
+        } else {
+            device_name(cfg, index)
+        };
+        Ok(Credential::User(vec![DeviceId::fogcloud(
+            &cfg.product_key,
+            &name,
+        )?]))
+    }
+}
+
+/// The device name of the `index`-th (from 0) plain FogCloud device of `cfg`.
+pub fn device_name(cfg: &SimConfig, index: usize) -> String {
+    cfg.unit_name(DEVICES.tag, index)
+}
+
+/// The device name of the `index`-th FogCloud gateway of `cfg`.
+pub fn gateway_name(cfg: &SimConfig, index: usize) -> String {
+    cfg.unit_name(GATEWAYS.tag, index)
+}
+
+/// The device name of sub-device `sub` of gateway `gateway`.
+pub fn sub_name(cfg: &SimConfig, gateway: usize, sub: usize) -> String {
+    cfg.member_name(GATEWAYS.tag, gateway, sub)
+}
 
 /// What `firmware.post` (or one `sub.firmware.post` entry) offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,18 +194,23 @@ struct SubBatch {
 
 impl FogDevice {
     pub(crate) fn plain(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
-        let name = cfg.fogcloud_name(index);
-        let rng = LazyRng::new(cfg.seed, UnitKind::FogCloud, index);
+        let name = device_name(cfg, index);
+        let rng = LazyRng::new(cfg.seed, DEVICES.stream, index);
         Self::build(cfg, name, rng, Vec::new(), ctx)
     }
 
-    pub(crate) fn gateway(cfg: &SimConfig, index: usize, ctx: Arc<Ctx>) -> Result<Self, SimError> {
-        let name = cfg.gateway_name(index);
-        let rng = LazyRng::new(cfg.seed, UnitKind::FogCloudGateway, index);
-        let subs = (0..cfg.subs_per_gateway)
+    pub(crate) fn gateway(
+        cfg: &SimConfig,
+        subs: usize,
+        index: usize,
+        ctx: Arc<Ctx>,
+    ) -> Result<Self, SimError> {
+        let name = gateway_name(cfg, index);
+        let rng = LazyRng::new(cfg.seed, GATEWAYS.stream, index);
+        let subs = (0..subs)
             .map(|k| {
-                let rng = LazyRng::new(cfg.seed, UnitKind::FogCloudSub, index * 100_000 + k);
-                Member::new(cfg, cfg.sub_name(index, k), rng, true)
+                let rng = LazyRng::new(cfg.seed, SUB_STREAM, index * 100_000 + k);
+                Member::new(cfg, sub_name(cfg, index, k), rng, true)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Self::build(cfg, name, rng, subs, ctx)
@@ -201,7 +307,7 @@ impl FogDevice {
                     subscribe_later = self.ctx.subscribe_timer();
                     self.on_connected(&link, subscribe_later.is_none());
                 }
-                () = super::fire(&mut subscribe_later) => {
+                () = crate::sim::fire(&mut subscribe_later) => {
                     subscribe_later = None;
                     link.subscribe(&[self.down_topic()]);
                     self.ask_if_due(&link);
@@ -222,12 +328,12 @@ impl FogDevice {
                         back_online = Some(Box::pin(tokio::time::sleep(self.ctx.behaviour.offline_for)));
                     }
                 }
-                () = super::tick(&mut pull) => {
+                () = crate::sim::tick(&mut pull) => {
                     if self.own.running.is_none() && !self.silent {
                         self.ask(&link);
                     }
                 }
-                () = super::fire(&mut back_online) => {
+                () = crate::sim::fire(&mut back_online) => {
                     back_online = None;
                     self.ask_on_connect = true;
                     for m in self.all_members() {
@@ -301,7 +407,7 @@ impl FogDevice {
         }
         let broken = self.ctx.strict.then(|| {
             match serde_json::from_slice::<Map<String, Value>>(&msg.payload) {
-                Ok(m) => strict::fogcloud_problem(&m),
+                Ok(m) => strict_problem(&m),
                 Err(e) => Some(format!("not a JSON object: {e}")),
             }
         });
@@ -518,6 +624,21 @@ impl FogDevice {
     }
 }
 
+impl SimUnit for FogDevice {
+    /// The unit's own device: its login covers its sub-devices.
+    fn ids(&self) -> Vec<DeviceId> {
+        vec![self.id()]
+    }
+
+    fn cells(&self) -> Vec<StatsCell> {
+        FogDevice::cells(self)
+    }
+
+    fn start(self, shared: Option<Shared>) -> impl Future<Output = ()> + Send + 'static {
+        self.run(shared)
+    }
+}
+
 impl Member {
     fn new(cfg: &SimConfig, dn: String, rng: LazyRng, is_sub: bool) -> Result<Member, SimError> {
         let id = DeviceId::fogcloud(&cfg.product_key, &dn)?;
@@ -671,4 +792,113 @@ fn parse_offer(p: &Map<String, Value>, description_key: &str) -> Result<Offer, S
         module,
         task_id,
     })
+}
+
+// What a strict device stack refuses (protocols/notes.md; see `crate::sim::strict`).
+
+/// Every `params` field of a FogCloud `firmware.post` (the document's, plus notes.md's
+/// `checksum`).
+const FOGCLOUD_POST: &[&str] = &[
+    "size",
+    "sign",
+    "version",
+    "url",
+    "sign_method",
+    "module",
+    "description",
+    "task_id",
+    "checksum",
+];
+/// Every field of a `sub.firmware.post` entry (`desc` for the description).
+const FOGCLOUD_SUB_ENTRY: &[&str] = &[
+    "identity",
+    "size",
+    "sign",
+    "version",
+    "url",
+    "sign_method",
+    "module",
+    "desc",
+    "task_id",
+    "checksum",
+];
+/// A FogCloud down message: `firmware.post` (any `params` without every field, `{}` included,
+/// is broken: the document defines no empty reply) or `sub.firmware.post`.
+fn strict_problem(msg: &Map<String, Value>) -> Option<String> {
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+    if !matches!(method, "firmware.post" | "sub.firmware.post") {
+        return None;
+    }
+    if msg.get("id").is_none_or(strict::empty) {
+        return Some(format!("{method}: id is missing"));
+    }
+    match (method, msg.get("params")) {
+        ("firmware.post", Some(Value::Object(p))) => {
+            strict::fields_problem(p, FOGCLOUD_POST, "params")
+        }
+        ("sub.firmware.post", Some(Value::Array(entries))) if !entries.is_empty() => {
+            entries.iter().find_map(|e| match e {
+                Value::Object(entry) => {
+                    strict::fields_problem(entry, FOGCLOUD_SUB_ENTRY, "params[]")
+                }
+                _ => Some("params[]: an entry is not an object".into()),
+            })
+        }
+        _ => Some(format!(
+            "{method}: params is missing, empty or of the wrong type"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const MD5: &str = "83254ac96e141affb8aa42cbfec90000";
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("{other}"),
+        }
+    }
+
+    fn fog_post() -> Value {
+        json!({"id": 5, "version": "1.0", "method": "firmware.post", "params": {
+            "size": 10, "sign": MD5, "version": "2.0", "url": "http://h/f",
+            "sign_method": "MD5", "module": "default", "description": "d", "task_id": "1",
+            "checksum": "06000000"}})
+    }
+
+    #[test]
+    fn fogcloud_firmware_post_needs_every_field_and_no_empty_reply() {
+        assert_eq!(strict_problem(&obj(fog_post())), None);
+        for key in FOGCLOUD_POST {
+            let mut m = fog_post();
+            m["params"].as_object_mut().unwrap().remove(*key);
+            assert!(strict_problem(&obj(m),).is_some(), "without {key}");
+        }
+        let empty_reply =
+            json!({"id": 5, "version": "1.0", "method": "firmware.post", "params": {}});
+        assert!(strict_problem(&obj(empty_reply)).is_some());
+        let mut m = fog_post();
+        m["params"]["description"] = json!("");
+        assert!(strict_problem(&obj(m)).is_some());
+        let sub = json!({"id": 5, "method": "sub.firmware.post", "params": [{
+            "identity": {"product_key": "pk", "device_name": "s1"},
+            "size": 10, "sign": MD5, "version": "2.0", "url": "http://h/f",
+            "sign_method": "MD5", "module": "default", "desc": "d", "task_id": "1",
+            "checksum": "06000000"}]});
+        assert_eq!(strict_problem(&obj(sub.clone())), None);
+        let mut broken = sub;
+        broken["params"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("task_id");
+        assert!(strict_problem(&obj(broken)).is_some());
+        // Other methods are not notices.
+        assert_eq!(strict_problem(&obj(json!({"method": "x"}))), None);
+    }
 }
