@@ -42,6 +42,10 @@ impl SimFleet {
                     // Devices talk to the firmware server directly; a proxy from the environment
                     // would make the simulator test something else.
                     .no_proxy()
+                    // Each download on its own connection, as each real device has its own: a
+                    // pooled connection shared between simulated devices could be one the
+                    // server has just closed, failing a download for a reason no device has.
+                    .pool_max_idle_per_host(0)
                     .build()
                     .map_err(SimError::Http)?,
             )
