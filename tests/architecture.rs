@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------------------------
 // Lexer: blank comments and literals, keep byte offsets.
@@ -1227,25 +1228,49 @@ fn campaign_modules_are_short() {
 // ---------------------------------------------------------------------------------------------
 // Rule 5: no dialect named outside the dialect modules.
 
+/// The dialects' own folders: every folder of `src/protocol/` (a new dialect's folder is one of
+/// them as soon as it exists, so its name is checked everywhere else without editing this test).
+fn dialect_folders() -> &'static [String] {
+    static FOLDERS: OnceLock<Vec<String>> = OnceLock::new();
+    FOLDERS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol");
+        let mut folders: Vec<String> = std::fs::read_dir(&dir)
+            .expect("src/protocol is readable")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            // The loader of dialects described in files, not a dialect of its own.
+            .filter(|name| name != "user")
+            .collect();
+        folders.sort();
+        assert!(
+            ["aliyun", "dji", "fogcloud"]
+                .iter()
+                .all(|d| folders.iter().any(|f| f == d)),
+            "the built-in dialects' folders were not found: {folders:?}"
+        );
+        folders
+    })
+}
+
 /// Where a dialect may be named: its own modules (its simulated devices included), the
 /// registry and the trait, `device_id.rs` (parsing).
 fn may_name_dialects(rel: &str) -> bool {
-    [
-        "src/protocol/aliyun",
-        "src/protocol/fogcloud",
-        "src/protocol/dji",
+    dialect_folders().iter().any(|d| {
+        rel.strip_prefix("src/protocol/")
+            .and_then(|r| r.strip_prefix(d.as_str()))
+            .is_some_and(|r| r.starts_with('/') || r == ".rs")
+    }) || [
+        "src/protocol/registry.rs",
+        "src/protocol/dialect.rs",
+        "src/device_id.rs",
     ]
-    .iter()
-    .any(|p| rel.starts_with(p))
-        || [
-            "src/protocol/registry.rs",
-            "src/protocol/dialect.rs",
-            "src/device_id.rs",
-        ]
-        .contains(&rel)
+    .contains(&rel)
 }
 
-/// `Dialect::`, `aliyun::`/`fogcloud::`/`dji::`, and the types `Dji*`, `FogCloud*`, `Aliyun*`.
+/// `Dialect::`, a dialect folder's module path (`aliyun::`, `dji::`, … — every folder of
+/// `src/protocol/` but the loader of dialect files), and the types `Dji*`, `FogCloud*`,
+/// `Aliyun*`.
 fn names_a_dialect(toks: &[Tok], i: usize) -> bool {
     let t = &toks[i];
     let typed = |prefix: &str| {
@@ -1256,7 +1281,7 @@ fn names_a_dialect(toks: &[Tok], i: usize) -> bool {
     };
     let path = is(toks, i + 1, "::");
     t.ident
-        && ((path && matches!(t.text.as_str(), "Dialect" | "aliyun" | "fogcloud" | "dji"))
+        && ((path && (t.text == "Dialect" || dialect_folders().contains(&t.text)))
             || typed("Dji")
             || typed("FogCloud")
             || typed("Aliyun"))

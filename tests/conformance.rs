@@ -2,10 +2,11 @@
 //! so a new dialect gets all of it by registering (ARCHITECTURE.md, "Adding a dialect"). It
 //! checks a dialect against its own declarations — its [`Samples`] (golden messages from its
 //! document), its topic routes, its error table, its notice settings and its capabilities — and
-//! never names a dialect, except [`sim_fleet_of`] (today's simulator has one field per dialect;
-//! see its doc). Two dialect files are registered first (the README's example and the tests'
-//! own, `tests/dialects/widget.toml`), so every check runs on run-time dialects too; only the
-//! end-to-end test skips them, saying so, until the simulator can run their devices.
+//! never names a dialect (its end-to-end part runs each dialect's own simulated fleet, from
+//! `Dialect::sim`). Two dialect files are registered first (the README's example and the
+//! tests' own, `tests/dialects/widget.toml`), so every check runs on run-time dialects too; only
+//! the end-to-end test skips them, saying so, until the simulator can run devices described in a
+//! file.
 //!
 //! Dialect-specific quirks of the documents stay in tests/codecs.rs.
 
