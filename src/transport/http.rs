@@ -62,7 +62,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::file_cache::{Budget, CACHE_BUDGET_BYTES, CachedFile, SliceBody};
+use super::file_cache::{Budget, CACHE_BUDGET_BYTES, CachedFile, DiskBody, SliceBody};
 use super::shaping::{Bandwidth, ShapedBody, SharedPacer};
 use crate::host::primary_lan_ip;
 
@@ -769,6 +769,11 @@ async fn serve_offer(
     } else {
         offer.cache.get().await
     };
+    let disk = if is_head || cached.is_some() {
+        None
+    } else {
+        offer.cache.shared_handle().await
+    };
     let chunk = stream_chunk(shared.active.load(Ordering::Relaxed));
     let served = ServeFile::new(&offer.path)
         .with_buf_chunk_size(chunk)
@@ -795,11 +800,19 @@ async fn serve_offer(
         shared.total.clone(),
     ];
     counters.extend(granted.map(|g| g.counters.bytes.clone()));
-    // ServeFile decided status, length and range; from memory only the bytes are served.
+    // ServeFile decided status, length and range; only the bytes come from the in-memory copy
+    // or, for larger files, from the descriptor all downloads of the file share (ServeFile's
+    // own body, with a descriptor per download, is dropped here).
     let inner = match cached.and_then(|c| body_range(&parts, c.len(), is_head).map(|r| c.slice(r)))
     {
         Some(slice) => Body::new(SliceBody::new(slice, CHUNK_BYTES)),
-        None => Body::new(body),
+        None => match disk.and_then(|(file, len)| {
+            let len = usize::try_from(len).ok()?;
+            body_range(&parts, len, is_head).map(|r| (file, r))
+        }) {
+            Some((file, range)) => Body::new(DiskBody::new(file, range, chunk)),
+            None => Body::new(body),
+        },
     };
     // Shaped before counted: the counters say what went to the socket.
     let inner = match &shared.pacer {
