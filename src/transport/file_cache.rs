@@ -186,14 +186,18 @@ impl HttpBody for SliceBody {
     }
 }
 
-/// A response body that reads `range` of a shared file in chunks of `chunk` bytes, one
-/// positional read at a time on tokio's blocking pool (as `tokio::fs` does), so a connection
-/// holds at most one chunk and no descriptor of its own.
+/// The read size for the next chunk of a [`DiskBody`], asked before each read: the server sizes
+/// it by the connections open now, so buffers shrink as a wave of downloads grows.
+pub(crate) type ChunkSize = Arc<dyn Fn() -> usize + Send + Sync>;
+
+/// A response body that reads `range` of a shared file in chunks, one positional read at a
+/// time on tokio's blocking pool (as `tokio::fs` does), so a connection holds at most one chunk
+/// and no descriptor of its own.
 pub(crate) struct DiskBody {
     file: Arc<std::fs::File>,
     next: u64,
     end: u64,
-    chunk: usize,
+    chunk: ChunkSize,
     reading: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
 }
 
@@ -201,13 +205,13 @@ impl DiskBody {
     pub(crate) fn new(
         file: Arc<std::fs::File>,
         range: std::ops::Range<usize>,
-        chunk: usize,
+        chunk: ChunkSize,
     ) -> DiskBody {
         DiskBody {
             file,
             next: range.start as u64,
             end: range.end as u64,
-            chunk: chunk.max(1),
+            chunk,
             reading: None,
         }
     }
@@ -255,7 +259,7 @@ impl HttpBody for DiskBody {
         }
         let len = usize::try_from(self.end - self.next)
             .unwrap_or(usize::MAX)
-            .min(self.chunk);
+            .min((self.chunk)().max(1));
         let (file, offset) = (self.file.clone(), self.next);
         self.reading = Some(tokio::task::spawn_blocking(move || {
             read_at(&file, offset, len)
@@ -312,7 +316,7 @@ mod tests {
         let (again, _) = cached.shared_handle().await.unwrap();
         assert!(Arc::ptr_eq(&file, &again), "one descriptor per file");
         for range in [0..100_000, 1_000..1_001, 99_000..100_000] {
-            let mut body = DiskBody::new(file.clone(), range.clone(), 4096);
+            let mut body = DiskBody::new(file.clone(), range.clone(), Arc::new(|| 4096));
             assert_eq!(body.size_hint().exact(), Some(range.len() as u64));
             let mut got = Vec::new();
             while let Some(frame) =

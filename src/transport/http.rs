@@ -76,6 +76,9 @@ const RESERVED_OPEN_FILES: u64 = 256;
 /// Read buffers of all connections streaming a file from disk together, at most (beyond the
 /// floor of [`MIN_STREAM_CHUNK`] each): few connections read 1 MiB at a time, 10,000 far less.
 pub const STREAM_BUFFER_BUDGET: usize = 256 * 1024 * 1024;
+/// Bytes hyper may queue for writing (beyond the frame in hand) or read of a request head, per
+/// connection (hyper's own floor is 8 KiB).
+const MAX_CONNECTION_BUFFER: usize = 16 * 1024;
 /// The smallest read per body frame when many connections stream from disk.
 const MIN_STREAM_CHUNK: usize = 16 * 1024;
 /// A client must send its complete request head within this time (also closes idle keep-alives).
@@ -174,7 +177,7 @@ struct Shared {
     by_package: Mutex<HashMap<String, Arc<AtomicU64>>>,
     by_client: Mutex<HashMap<IpAddr, Arc<AtomicU64>>>,
     requests: AtomicU64,
-    active: AtomicU64,
+    active: Arc<AtomicU64>,
     total: Arc<AtomicU64>,
     cache_budget: Arc<Budget>,
     /// The shared cap on bytes per second, when one is set.
@@ -190,7 +193,7 @@ impl Default for Shared {
             by_package: Mutex::default(),
             by_client: Mutex::default(),
             requests: AtomicU64::default(),
-            active: AtomicU64::default(),
+            active: Arc::default(),
             total: Arc::default(),
             cache_budget: Arc::new(Budget::new(CACHE_BUDGET_BYTES)),
             pacer: None,
@@ -810,7 +813,11 @@ async fn serve_offer(
             let len = usize::try_from(len).ok()?;
             body_range(&parts, len, is_head).map(|r| (file, r))
         }) {
-            Some((file, range)) => Body::new(DiskBody::new(file, range, chunk)),
+            Some((file, range)) => {
+                let active = shared.active.clone();
+                let chunk = Arc::new(move || stream_chunk(active.load(Ordering::Relaxed)));
+                Body::new(DiskBody::new(file, range, chunk))
+            }
             None => Body::new(body),
         },
     };
@@ -1047,6 +1054,10 @@ where
         // `Content-Length` byte for byte (issue #11): write them as nginx does.
         // hyper capitalises after each `-`, so the one difference is `Etag`.
         .title_case_headers(true)
+        // At most this much is read ahead of the socket (body frames queued for writing) or
+        // buffered of a request head: with 10,000 slow clients hyper's default (~400 KiB)
+        // would hold gigabytes of file chunks. Request heads of devices are far smaller.
+        .max_buf_size(MAX_CONNECTION_BUFFER)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .await
         .map_err(|e| e.to_string())
