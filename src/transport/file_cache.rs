@@ -42,7 +42,7 @@ impl Budget {
         }
     }
 
-    fn try_reserve(&self, bytes: u64) -> bool {
+    pub(crate) fn try_reserve(&self, bytes: u64) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|total| *total <= self.limit)
@@ -50,7 +50,7 @@ impl Budget {
             .is_ok()
     }
 
-    fn release(&self, bytes: u64) {
+    pub(crate) fn release(&self, bytes: u64) {
         let _ = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -192,12 +192,17 @@ pub(crate) type ChunkSize = Arc<dyn Fn() -> usize + Send + Sync>;
 
 /// A response body that reads `range` of a shared file in chunks, one positional read at a
 /// time on tokio's blocking pool (as `tokio::fs` does), so a connection holds at most one chunk
-/// and no descriptor of its own.
+/// and no descriptor of its own. Chunk memory is reserved from the server's stream budget until
+/// the chunk is dropped (written to the socket); when the budget is spent a read takes only the
+/// floor, so all chunks together stay below the budget plus one floor per connection, however
+/// long slow clients hold their chunk.
 pub(crate) struct DiskBody {
     file: Arc<std::fs::File>,
     next: u64,
     end: u64,
     chunk: ChunkSize,
+    budget: Arc<Budget>,
+    floor: usize,
     reading: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
 }
 
@@ -206,28 +211,51 @@ impl DiskBody {
         file: Arc<std::fs::File>,
         range: std::ops::Range<usize>,
         chunk: ChunkSize,
+        budget: Arc<Budget>,
+        floor: usize,
     ) -> DiskBody {
         DiskBody {
             file,
             next: range.start as u64,
             end: range.end as u64,
             chunk,
+            budget,
+            floor: floor.max(1),
             reading: None,
         }
     }
 }
 
+/// A chunk read from disk, holding its reservation of the stream budget while it lives.
+struct BudgetedChunk {
+    bytes: Vec<u8>,
+    budget: Arc<Budget>,
+    reserved: u64,
+}
+
+impl AsRef<[u8]> for BudgetedChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for BudgetedChunk {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
+}
+
 #[cfg(unix)]
-fn read_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+fn read_at(file: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, offset)?;
-    Ok(Bytes::from(buf))
+    Ok(buf)
 }
 
 /// Off Unix `shared_handle` gives no handle, so no `DiskBody` is made.
 #[cfg(not(unix))]
-fn read_at(_file: &std::fs::File, _offset: u64, _len: usize) -> std::io::Result<Bytes> {
+fn read_at(_file: &std::fs::File, _offset: u64, _len: usize) -> std::io::Result<Vec<u8>> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
@@ -257,12 +285,23 @@ impl HttpBody for DiskBody {
         if self.next >= self.end {
             return Poll::Ready(None);
         }
-        let len = usize::try_from(self.end - self.next)
-            .unwrap_or(usize::MAX)
-            .min((self.chunk)().max(1));
-        let (file, offset) = (self.file.clone(), self.next);
+        let left = usize::try_from(self.end - self.next).unwrap_or(usize::MAX);
+        let wanted = left.min((self.chunk)().max(1));
+        let (len, reserved) = if self.budget.try_reserve(wanted as u64) {
+            (wanted, wanted as u64)
+        } else {
+            (wanted.min(self.floor), 0)
+        };
+        let (file, offset, budget) = (self.file.clone(), self.next, self.budget.clone());
         self.reading = Some(tokio::task::spawn_blocking(move || {
-            read_at(&file, offset, len)
+            // Made before reading so a failed read gives the reservation back too.
+            let mut chunk = BudgetedChunk {
+                bytes: Vec::new(),
+                budget,
+                reserved,
+            };
+            chunk.bytes = read_at(&file, offset, len)?;
+            Ok(Bytes::from_owner(chunk))
         }));
         self.poll_frame(cx)
     }
@@ -316,17 +355,30 @@ mod tests {
         let (again, _) = cached.shared_handle().await.unwrap();
         assert!(Arc::ptr_eq(&file, &again), "one descriptor per file");
         for range in [0..100_000, 1_000..1_001, 99_000..100_000] {
-            let mut body = DiskBody::new(file.clone(), range.clone(), Arc::new(|| 4096));
+            let budget = Arc::new(Budget::new(8192));
+            let mut body = DiskBody::new(
+                file.clone(),
+                range.clone(),
+                Arc::new(|| 4096),
+                budget.clone(),
+                1000,
+            );
             assert_eq!(body.size_hint().exact(), Some(range.len() as u64));
             let mut got = Vec::new();
+            let mut held = Vec::new();
             while let Some(frame) =
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             {
                 let data = frame.unwrap().into_data().unwrap();
                 assert!(data.len() <= 4096);
                 got.extend_from_slice(&data);
+                held.push(data);
             }
             assert!(got == content[range.clone()], "{range:?}");
+            // Two chunks fit the budget; the rest were read at the floor while they were held.
+            assert!(held.iter().skip(2).all(|c| c.len() <= 1000), "{range:?}");
+            held.clear();
+            assert_eq!(budget.used(), 0, "dropped chunks give their reservation back");
             assert!(body.is_end_stream());
         }
     }

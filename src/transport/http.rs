@@ -73,9 +73,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// Descriptors left to the rest of the process (database, broker, MQTT link, log files) when the
 /// open-file limit, not the setting, decides the connection cap.
 const RESERVED_OPEN_FILES: u64 = 256;
-/// Read buffers of all connections streaming a file from disk together, at most (beyond the
-/// floor of [`MIN_STREAM_CHUNK`] each): few connections read 1 MiB at a time, 10,000 far less.
-pub const STREAM_BUFFER_BUDGET: usize = 256 * 1024 * 1024;
+/// Chunks read from disk and not yet written, all connections together, at most (beyond a floor
+/// of [`MIN_STREAM_CHUNK`] each): a few connections read 1 MiB at a time, 10,000 far less.
+pub const STREAM_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 /// Bytes hyper may queue for writing (beyond the frame in hand) or read of a request head, per
 /// connection (hyper's own floor is 8 KiB).
 const MAX_CONNECTION_BUFFER: usize = 16 * 1024;
@@ -180,6 +180,8 @@ struct Shared {
     active: Arc<AtomicU64>,
     total: Arc<AtomicU64>,
     cache_budget: Arc<Budget>,
+    /// Memory of the chunks read from disk and not yet written, all connections together.
+    stream_budget: Arc<Budget>,
     /// The shared cap on bytes per second, when one is set.
     pacer: Option<Arc<SharedPacer>>,
 }
@@ -196,6 +198,7 @@ impl Default for Shared {
             active: Arc::default(),
             total: Arc::default(),
             cache_budget: Arc::new(Budget::new(CACHE_BUDGET_BYTES)),
+            stream_budget: Arc::new(Budget::new(STREAM_BUFFER_BUDGET as u64)),
             pacer: None,
         }
     }
@@ -816,7 +819,8 @@ async fn serve_offer(
             Some((file, range)) => {
                 let active = shared.active.clone();
                 let chunk = Arc::new(move || stream_chunk(active.load(Ordering::Relaxed)));
-                Body::new(DiskBody::new(file, range, chunk))
+                let budget = shared.stream_budget.clone();
+                Body::new(DiskBody::new(file, range, chunk, budget, MIN_STREAM_CHUNK))
             }
             None => Body::new(body),
         },
@@ -1284,9 +1288,10 @@ mod tests {
     #[test]
     fn disk_read_buffers_shrink_as_connections_grow() {
         assert_eq!(stream_chunk(0), CHUNK_BYTES);
-        assert_eq!(stream_chunk(100), CHUNK_BYTES);
-        assert_eq!(stream_chunk(1024), 256 * 1024);
-        assert_eq!(stream_chunk(10_000), STREAM_BUFFER_BUDGET / 10_000);
+        assert_eq!(stream_chunk(64), CHUNK_BYTES);
+        assert_eq!(stream_chunk(1024), 64 * 1024);
+        assert_eq!(stream_chunk(2048), 32 * 1024);
+        assert_eq!(stream_chunk(10_000), MIN_STREAM_CHUNK);
         assert_eq!(stream_chunk(1_000_000), MIN_STREAM_CHUNK);
         // Together within the budget until the floor is reached.
         for active in [1u64, 300, 5_000, 16_384] {
