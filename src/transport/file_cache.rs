@@ -11,8 +11,8 @@
 //! body bytes when ServeFile's status, length and range agree with the copy), or exceed the
 //! budget (larger files stream from disk as before).
 
-use std::path::{Path, PathBuf};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -378,7 +378,11 @@ mod tests {
             // Two chunks fit the budget; the rest were read at the floor while they were held.
             assert!(held.iter().skip(2).all(|c| c.len() <= 1000), "{range:?}");
             held.clear();
-            assert_eq!(budget.used(), 0, "dropped chunks give their reservation back");
+            assert_eq!(
+                budget.used(),
+                0,
+                "dropped chunks give their reservation back"
+            );
             assert!(body.is_end_stream());
         }
     }
