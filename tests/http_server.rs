@@ -873,3 +873,32 @@ async fn the_bandwidth_cap_holds_across_clients() {
         assert!(*took >= 0.8 * last, "finish times {finished:?}");
     }
 }
+
+/// A wave of devices connecting at once is queued by the kernel, not dropped: with the accept
+/// loop held (cap 1, the slot taken), 600 connections still complete their handshake. With
+/// tokio's default accept queue of 128 the rest would wait in SYN retransmission (1 s, 3 s,
+/// 7 s, …) and never get in here.
+#[tokio::test]
+async fn a_wave_of_connections_is_queued_not_dropped() {
+    let f = fixture().await;
+    let options = ServerOptions {
+        max_connections: 1,
+        ..ServerOptions::default()
+    };
+    let server =
+        FirmwareServer::start_with_options("127.0.0.1:0".parse().unwrap(), None, None, options)
+            .await
+            .unwrap();
+    let target = path_of(&server.offer(f.path.clone(), "fw.bin", KEY));
+    let holder = send_get(server.local_addr(), &target).await;
+    let addr = server.local_addr();
+    let mut wave = tokio::task::JoinSet::new();
+    for _ in 0..600 {
+        wave.spawn(tokio::net::TcpStream::connect(addr));
+    }
+    let connected = timeout(WAIT, wave.join_all())
+        .await
+        .expect("every connection of the wave is queued at once");
+    assert!(connected.iter().all(Result::is_ok));
+    drop(holder);
+}
