@@ -11,12 +11,13 @@
     reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
 )]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ota_console::transport::http::FirmwareServer;
+
+#[path = "support/nginx.rs"]
+mod nginx;
+use nginx::Nginx;
 
 const FILE_BYTES: usize = 16 * 1024 * 1024;
 const CLIENTS: usize = 100;
@@ -31,7 +32,8 @@ fn main() {
     let content: Vec<u8> = (0..FILE_BYTES).map(|i| (i % 251) as u8).collect();
     std::fs::write(&file, &content).expect("write test file");
 
-    let mut nginx = Nginx::start(dir.path(), &www);
+    let mut nginx = Nginx::start(dir.path(), &www, 4096);
+    println!("nginx (pid {}) on port {}", nginx.pid(), nginx.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -121,91 +123,4 @@ async fn download_all(client: &reqwest::Client, url: &str, clients: usize) -> u6
         total += task.await.expect("download task");
     }
     total
-}
-
-/// nginx with its own config, pid and logs in the temp dir; killed when stopped or dropped.
-struct Nginx {
-    child: Child,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path, www: &Path) -> Nginx {
-        let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-            .expect("nginx is not installed: `apt-get install -y nginx`");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.display();
-        // `user root` lets workers of a root-run nginx read the temp dir (ignored otherwise).
-        let conf = format!(
-            "daemon off;\nuser root;\nworker_processes auto;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
-             http {{\n access_log off;\n sendfile on;\n tcp_nopush on;\n\
-             client_body_temp_path {d}/t1;\n proxy_temp_path {d}/t2;\n fastcgi_temp_path {d}/t3;\n\
-             uwsgi_temp_path {d}/t4;\n scgi_temp_path {d}/t5;\n\
-             server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} }}\n}}\n",
-            www.display()
-        );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("nginx config");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nginx starts");
-        let mut nginx = Nginx { child, port };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!(
-                    "nginx exited with {status}; see {}",
-                    dir.join("error.log").display()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nginx did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
-    }
-
-    /// SIGTERM first: the master then stops its workers (SIGKILL would orphan them).
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

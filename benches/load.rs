@@ -365,6 +365,7 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         dialects: vec![ota_console::protocol::aliyun::ID],
         resume_unfinished: false,
         keep_session: true,
+        firmware_server: Default::default(),
     };
     let handle = engine::start(config).await.expect("console starts");
     handle

@@ -40,6 +40,7 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         dialects: vec![ota_console::protocol::aliyun::ID],
         resume_unfinished: false,
         keep_session: true,
+        firmware_server: Default::default(),
     };
     let handle = start_engine(config).await;
     handle

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use clap::builder::TypedValueParser;
 
 use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
 use crate::transport::broker::BrokerTls;
+use crate::transport::http::{DEFAULT_MAX_CONNECTIONS, ServerOptions};
 use crate::transport::mqtt::{BrokerUrl, LinkOptions};
+use crate::transport::shaping::Bandwidth;
 
 /// Where to reach devices and how to serve them firmware.
 #[derive(Debug, Clone, Args)]
@@ -75,6 +78,18 @@ pub struct ConnectionArgs {
     /// machine's LAN address when bound to 0.0.0.0).
     #[arg(long, value_name = "BASE")]
     pub public_url: Option<String>,
+
+    /// Most simultaneous downloads from the embedded firmware server; further devices wait in
+    /// the accept queue. Lowered at start (with a warning) when the open-file limit is lower.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections: usize,
+
+    /// Cap on what the embedded firmware server sends per second, all devices together, so a
+    /// rollout does not saturate the site's uplink: e.g. `50MB/s`, `10MiB/s`, `200Mbit/s`
+    /// (default: no cap).
+    #[arg(long, value_name = "RATE")]
+    pub max_bandwidth: Option<Bandwidth>,
 
     /// Use this existing download URL for the firmware instead of the embedded server.
     #[arg(long, value_name = "URL")]
@@ -158,6 +173,10 @@ impl ConnectionArgs {
             dialects: crate::protocol::registry::ids(),
             resume_unfinished: false,
             keep_session: true,
+            firmware_server: ServerOptions {
+                max_connections: self.max_connections,
+                max_bandwidth: self.max_bandwidth,
+            },
         })
     }
 }

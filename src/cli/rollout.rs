@@ -771,6 +771,50 @@ mod tests {
     }
 
     #[test]
+    fn firmware_server_caps_reach_the_engine_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let defaults = parse(&["--data-dir", data_dir])
+            .connection
+            .engine_config()
+            .unwrap();
+        assert_eq!(
+            defaults.firmware_server,
+            crate::transport::http::ServerOptions::default()
+        );
+        let set = parse(&[
+            "--data-dir",
+            data_dir,
+            "--max-connections",
+            "30000",
+            "--max-bandwidth",
+            "200Mbit/s",
+        ])
+        .connection
+        .engine_config()
+        .unwrap()
+        .firmware_server;
+        assert_eq!(set.max_connections, 30_000);
+        assert_eq!(
+            set.max_bandwidth.map(|b| b.as_bytes_per_second()),
+            Some(25_000_000)
+        );
+        for bad in [
+            ["--max-bandwidth", "fast"],
+            ["--max-bandwidth", "0MB/s"],
+            ["--max-connections", "0"],
+        ] {
+            let argv = ["x", "--firmware", "f", "--version", "2", bad[0], bad[1]];
+            let err = Wrapper::try_parse_from(argv).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_setting_refuses_a_value_it_does_not_offer_naming_its_choices() {
         for setting in registry::all().iter().flat_map(|d| d.notice_settings()) {
             let flag = format!("--{}", setting.cli_flag);

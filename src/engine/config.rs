@@ -67,6 +67,9 @@ pub struct EngineConfig {
     /// command that only looks (`devices`) connects with a clean session under a temporary id,
     /// so it never takes what the broker kept for a rollout to resume.
     pub keep_session: bool,
+    /// Connection and bandwidth caps of the embedded firmware server (`--max-connections`,
+    /// `--max-bandwidth`); unused with an external URL.
+    pub firmware_server: crate::transport::http::ServerOptions,
 }
 
 impl EngineConfig {
@@ -88,6 +91,7 @@ impl EngineConfig {
             dialects: crate::protocol::registry::ids(),
             resume_unfinished: false,
             keep_session: true,
+            firmware_server: crate::transport::http::ServerOptions::default(),
         }
     }
 

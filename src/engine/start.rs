@@ -151,9 +151,14 @@ async fn open_io(
             public_base,
             tls,
         } => {
-            let server = FirmwareServer::start_with_tls(*bind, public_base.clone(), tls.clone())
-                .await
-                .map_err(StartError::Http)?;
+            let server = FirmwareServer::start_with_options(
+                *bind,
+                public_base.clone(),
+                tls.clone(),
+                config.firmware_server,
+            )
+            .await
+            .map_err(StartError::Http)?;
             (Some(server), None)
         }
         FirmwareSource::ExternalUrl(url) => (None, Some(url.clone())),

@@ -17,6 +17,15 @@
 //! Files up to 64 MiB are served from an in-memory copy (`file_cache`): with 100 concurrent
 //! downloads that took us from ~0.5-0.65× to ~0.95× nginx's sendfile throughput.
 //!
+//! Big fleets ([`ServerOptions`]): the connection cap is a setting (default
+//! [`DEFAULT_MAX_CONNECTIONS`]); at start the process's open-file limit is raised towards what
+//! the cap needs (`host::raise_open_file_limit`) and the cap is lowered, with a warning, when
+//! the limit stays below. Memory stays bounded with thousands of slow clients: cached files are
+//! one shared copy handed out as slices, and files streamed from disk are read in chunks that
+//! shrink as connections grow (at most [`STREAM_BUFFER_BUDGET`] together). An optional cap on
+//! bytes per second across all clients (`--max-bandwidth`, `shaping`) keeps a site's uplink
+//! usable during a rollout.
+//!
 //! HTTPS is optional ([`FirmwareServer::start_with_tls`], e.g. with the site CA's certificate
 //! from `access::tls`): the same port then speaks only TLS, the TLS handshake must finish
 //! within the header timeout and counts against the same connection cap, and the announced
@@ -46,18 +55,35 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::file_cache::{Budget, CACHE_BUDGET_BYTES, CachedFile, SliceBody};
+use super::file_cache::{Budget, CACHE_BUDGET_BYTES, CachedFile, DiskBody, SliceBody};
+use super::shaping::{Bandwidth, ShapedBody, SharedPacer};
 use crate::host::primary_lan_ip;
 
-/// Simultaneous connections; further clients wait in the kernel's accept backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
+/// Simultaneous connections unless configured otherwise; further clients wait in the kernel's
+/// accept backlog. A 100,000-device fleet downloads in waves of (typically) a few thousand;
+/// 16,384 sockets take ~16k descriptors, which the usual hard limits allow.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+/// Connections the kernel completes and queues for us to accept (capped by `somaxconn`, 4,096 on
+/// current Linux).
+const ACCEPT_BACKLOG: u32 = 4096;
+/// Descriptors left to the rest of the process (database, broker, MQTT link, log files) when the
+/// open-file limit, not the setting, decides the connection cap.
+const RESERVED_OPEN_FILES: u64 = 256;
+/// Chunks read from disk and not yet written, all connections together, at most (beyond a floor
+/// of [`MIN_STREAM_CHUNK`] each): a few connections read 1 MiB at a time, 10,000 far less.
+pub const STREAM_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
+/// Bytes hyper may queue for writing (beyond the frame in hand) or read of a request head, per
+/// connection (hyper's own floor is 8 KiB).
+const MAX_CONNECTION_BUFFER: usize = 16 * 1024;
+/// The smallest read per body frame when many connections stream from disk.
+const MIN_STREAM_CHUNK: usize = 16 * 1024;
 /// A client must send its complete request head within this time (also closes idle keep-alives).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that reads nothing for this long is disconnected, freeing its connection slot.
@@ -70,6 +96,24 @@ const MAX_TRACKED_CLIENTS: usize = 100_000;
 const PLAIN_HEAD_BYTES: usize = 8192;
 /// The answer to plain HTTP on the HTTPS port.
 const PLAIN_ON_TLS_BODY: &str = "This port serves HTTPS only: use the https:// URL.\n";
+
+/// How much the server takes on at once; [`Default`] fits a large fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Simultaneous connections at most (lowered at start if the open-file limit is lower).
+    pub max_connections: usize,
+    /// Bytes per second sent across all clients at most; `None`: as fast as the network goes.
+    pub max_bandwidth: Option<Bandwidth>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_bandwidth: None,
+        }
+    }
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -136,9 +180,13 @@ struct Shared {
     by_package: Mutex<HashMap<String, Arc<AtomicU64>>>,
     by_client: Mutex<HashMap<IpAddr, Arc<AtomicU64>>>,
     requests: AtomicU64,
-    active: AtomicU64,
+    active: Arc<AtomicU64>,
     total: Arc<AtomicU64>,
     cache_budget: Arc<Budget>,
+    /// Memory of the chunks read from disk and not yet written, all connections together.
+    stream_budget: Arc<Budget>,
+    /// The shared cap on bytes per second, when one is set.
+    pacer: Option<Arc<SharedPacer>>,
 }
 
 impl Default for Shared {
@@ -150,9 +198,11 @@ impl Default for Shared {
             by_package: Mutex::default(),
             by_client: Mutex::default(),
             requests: AtomicU64::default(),
-            active: AtomicU64::default(),
+            active: Arc::default(),
             total: Arc::default(),
             cache_budget: Arc::new(Budget::new(CACHE_BUDGET_BYTES)),
+            stream_budget: Arc::new(Budget::new(STREAM_BUFFER_BUDGET as u64)),
+            pacer: None,
         }
     }
 }
@@ -185,6 +235,7 @@ pub struct FirmwareServer {
     local_addr: SocketAddr,
     public_base: String,
     shared: Arc<Shared>,
+    max_connections: usize,
     accept_task: tokio::task::AbortHandle,
 }
 
@@ -220,13 +271,23 @@ impl FirmwareServer {
         public_base: Option<String>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<FirmwareServer, HttpError> {
+        Self::start_with_options(bind, public_base, tls, ServerOptions::default()).await
+    }
+
+    /// [`FirmwareServer::start_with_tls`] with a connection cap and bandwidth cap of choice.
+    pub async fn start_with_options(
+        bind: SocketAddr,
+        public_base: Option<String>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        options: ServerOptions,
+    ) -> Result<FirmwareServer, HttpError> {
         let public_base = public_base.map(checked_public_base).transpose()?;
         if let (Some(base), Some(_)) = (&public_base, &tls) {
             if base.starts_with("http://") {
                 return Err(HttpError::PlainBaseWithTls(base.clone()));
             }
         }
-        let listener = TcpListener::bind(bind).await.map_err(|source| {
+        let listener = listen(bind).map_err(|source| {
             if source.kind() == io::ErrorKind::AddrInUse {
                 HttpError::AddrInUse(bind)
             } else {
@@ -238,21 +299,41 @@ impl FirmwareServer {
             .map_err(|source| HttpError::Bind { addr: bind, source })?;
         let public_base =
             public_base.unwrap_or_else(|| derived_public_base(local_addr, tls.is_some()));
-        let shared = Arc::new(Shared::default());
+        let max_connections = connection_cap_in_force(options.max_connections);
+        let shared = Arc::new(Shared {
+            pacer: options.max_bandwidth.map(SharedPacer::new),
+            ..Shared::default()
+        });
         let router = Router::new()
             .route("/fw/{token}/{file_name}", axum::routing::get(serve_offer))
             .fallback(|| async { StatusCode::NOT_FOUND })
             .with_state(shared.clone());
         let tls = tls.map(TlsAcceptor::from);
-        let accept_task =
-            tokio::spawn(accept_loop(listener, router, shared.clone(), tls)).abort_handle();
-        tracing::info!(%local_addr, %public_base, "firmware HTTP server listening");
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            router,
+            shared.clone(),
+            tls,
+            max_connections,
+        ))
+        .abort_handle();
+        let max_bandwidth = options
+            .max_bandwidth
+            .map_or_else(|| "none".to_owned(), |b| b.to_string());
+        tracing::info!(%local_addr, %public_base, max_connections, %max_bandwidth,
+            "firmware HTTP server listening");
         Ok(FirmwareServer {
             local_addr,
             public_base,
             shared,
+            max_connections,
             accept_task,
         })
+    }
+
+    /// The connection cap in force: the configured one, or lower when the open-file limit is.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -697,8 +778,14 @@ async fn serve_offer(
     } else {
         offer.cache.get().await
     };
+    let disk = if is_head || cached.is_some() {
+        None
+    } else {
+        offer.cache.shared_handle().await
+    };
+    let chunk = stream_chunk(shared.active.load(Ordering::Relaxed));
     let served = ServeFile::new(&offer.path)
-        .with_buf_chunk_size(CHUNK_BYTES)
+        .with_buf_chunk_size(chunk)
         .try_call(request)
         .await;
     let response = match served {
@@ -722,11 +809,29 @@ async fn serve_offer(
         shared.total.clone(),
     ];
     counters.extend(granted.map(|g| g.counters.bytes.clone()));
-    // ServeFile decided status, length and range; from memory only the bytes are served.
+    // ServeFile decided status, length and range; only the bytes come from the in-memory copy
+    // or, for larger files, from the descriptor all downloads of the file share (ServeFile's
+    // own body, with a descriptor per download, is dropped here).
     let inner = match cached.and_then(|c| body_range(&parts, c.len(), is_head).map(|r| c.slice(r)))
     {
         Some(slice) => Body::new(SliceBody::new(slice, CHUNK_BYTES)),
-        None => Body::new(body),
+        None => match disk.and_then(|(file, len)| {
+            let len = usize::try_from(len).ok()?;
+            body_range(&parts, len, is_head).map(|r| (file, r))
+        }) {
+            Some((file, range)) => {
+                let active = shared.active.clone();
+                let chunk = Arc::new(move || stream_chunk(active.load(Ordering::Relaxed)));
+                let budget = shared.stream_budget.clone();
+                Body::new(DiskBody::new(file, range, chunk, budget, MIN_STREAM_CHUNK))
+            }
+            None => Body::new(body),
+        },
+    };
+    // Shaped before counted: the counters say what went to the socket.
+    let inner = match &shared.pacer {
+        Some(pacer) => Body::new(ShapedBody::new(inner, pacer.clone())),
+        None => inner,
     };
     let body = CountingBody { inner, counters };
     Response::from_parts(parts, Body::new(body))
@@ -794,13 +899,73 @@ impl HttpBody for CountingBody {
     }
 }
 
+/// Binds `addr` with a deep accept queue. tokio's `TcpListener::bind` asks for 128: a wave of
+/// devices connecting at once then overflows it and each dropped SYN costs its device 1 s, 3 s,
+/// 7 s… of retransmission (measured: 2,000 clients, 256 connecting at a time, 25 s instead of
+/// 1 s). Like `std`'s bind, it reuses addresses in TIME_WAIT (never a port someone listens on).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+/// Raises the open-file limit for `wanted` connections and returns the cap it allows, saying
+/// in the log when that is less than configured.
+fn connection_cap_in_force(wanted: usize) -> usize {
+    let wanted = wanted.max(1);
+    let files = crate::host::raise_open_file_limit(
+        u64::try_from(wanted)
+            .unwrap_or(u64::MAX)
+            .saturating_add(RESERVED_OPEN_FILES),
+    );
+    let cap = connection_cap(wanted, files.limit);
+    if cap < wanted {
+        let why = files
+            .refused
+            .map_or_else(|| "the hard limit is lower".to_owned(), |e| e.to_string());
+        tracing::warn!(configured = wanted, in_force = cap, open_file_limit = files.limit,
+            reason = %why,
+            "the firmware server takes fewer connections at once than configured: the open-file \
+             limit is too low (raise it with `ulimit -n` or LimitNOFILE=); further devices wait \
+             in the accept queue");
+    }
+    cap
+}
+
+/// The connection cap `open_files` (the soft limit, `None`: unlimited) leaves room for:
+/// `wanted`, or the limit less what the rest of the process needs.
+fn connection_cap(wanted: usize, open_files: Option<u64>) -> usize {
+    let Some(limit) = open_files else {
+        return wanted;
+    };
+    let room = limit
+        .saturating_sub(RESERVED_OPEN_FILES)
+        .max(limit / 2)
+        .max(1);
+    wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// Read size per body frame for a file streamed from disk with `active` connections open: the
+/// read buffers together stay within [`STREAM_BUFFER_BUDGET`] (or the floor per connection).
+fn stream_chunk(active: u64) -> usize {
+    let active = usize::try_from(active.max(1)).unwrap_or(usize::MAX);
+    (STREAM_BUFFER_BUDGET / active).clamp(MIN_STREAM_CHUNK, CHUNK_BYTES)
+}
+
 async fn accept_loop(
     listener: TcpListener,
     router: Router,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
+    max_connections: usize,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -912,6 +1077,10 @@ where
         // `Content-Length` byte for byte (issue #11): write them as nginx does.
         // hyper capitalises after each `-`, so the one difference is `Etag`.
         .title_case_headers(true)
+        // At most this much is read ahead of the socket (body frames queued for writing) or
+        // buffered of a request head: with 10,000 slow clients hyper's default (~400 KiB)
+        // would hold gigabytes of file chunks. Request heads of devices are far smaller.
+        .max_buf_size(MAX_CONNECTION_BUFFER)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .await
         .map_err(|e| e.to_string())
@@ -1123,6 +1292,31 @@ mod tests {
         assert_eq!(body_range(&beyond, 1000, false), None);
         let refused = parts(StatusCode::RANGE_NOT_SATISFIABLE, &[]);
         assert_eq!(body_range(&refused, 1000, false), None);
+    }
+
+    #[test]
+    fn the_open_file_limit_caps_connections_with_room_for_the_rest() {
+        assert_eq!(connection_cap(16_384, None), 16_384);
+        assert_eq!(connection_cap(16_384, Some(1_048_576)), 16_384);
+        assert_eq!(connection_cap(16_384, Some(1024)), 768);
+        assert_eq!(connection_cap(16_384, Some(100)), 50);
+        assert_eq!(connection_cap(16_384, Some(0)), 1);
+        assert_eq!(connection_cap(10, Some(20_000)), 10);
+    }
+
+    #[test]
+    fn disk_read_buffers_shrink_as_connections_grow() {
+        assert_eq!(stream_chunk(0), CHUNK_BYTES);
+        assert_eq!(stream_chunk(64), CHUNK_BYTES);
+        assert_eq!(stream_chunk(1024), 64 * 1024);
+        assert_eq!(stream_chunk(2048), 32 * 1024);
+        assert_eq!(stream_chunk(10_000), MIN_STREAM_CHUNK);
+        assert_eq!(stream_chunk(1_000_000), MIN_STREAM_CHUNK);
+        // Together within the budget until the floor is reached.
+        for active in [1u64, 300, 5_000, 16_384] {
+            let total = stream_chunk(active) * active as usize;
+            assert!(total <= STREAM_BUFFER_BUDGET.max(MIN_STREAM_CHUNK * active as usize));
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`mqtt`]: the MQTT client link, an actor owning the rumqttc event loop.
 //! - [`http`]: the firmware HTTP server devices download packages from (`file_cache`: its
 //!   in-memory copies of offered files).
+//! - [`shaping`]: the firmware server's optional cap on bytes per second (`--max-bandwidth`).
 //! - [`download_token`]: the per-device download links of campaigns and the key they come from.
 //!
 //! Nothing here decodes payloads or decides about devices: payloads go in and out as bytes (see
@@ -17,3 +18,4 @@ pub mod download_token;
 mod file_cache;
 pub mod http;
 pub mod mqtt;
+pub mod shaping;

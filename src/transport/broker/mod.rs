@@ -211,34 +211,16 @@ impl EmbeddedBroker {
 const WANTED_OPEN_FILES: u64 = 4 * MAX_CONNECTIONS as u64;
 
 /// Raises the soft open-file limit (often 1024, i.e. about 300 clients) towards the hard one.
-#[cfg(unix)]
 fn raise_open_file_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    // `None` is "unlimited".
-    let Some(current) = limit.current else {
-        return;
-    };
-    let wanted = limit.maximum.unwrap_or(u64::MAX).min(WANTED_OPEN_FILES);
-    if wanted <= current {
-        return;
-    }
-    let raised = Rlimit {
-        current: Some(wanted),
-        maximum: limit.maximum,
-    };
-    match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => tracing::debug!(from = current, to = wanted, "open-file limit raised"),
-        Err(e) => tracing::warn!(
+    let files = crate::host::raise_open_file_limit(WANTED_OPEN_FILES);
+    if let Some(e) = files.refused {
+        tracing::warn!(
             error = %e,
-            limit = current,
+            limit = files.limit,
             "cannot raise the open-file limit; the broker serves about a third as many clients"
-        ),
+        );
     }
 }
-
-#[cfg(not(unix))]
-fn raise_open_file_limit() {}
 
 /// The TLS listener's configured address (for error messages).
 fn listener_hint(settings: &BrokerSettings) -> SocketAddr {
@@ -283,21 +265,6 @@ mod tests {
             text.contains(&format!("--broker mqtt://127.0.0.1:{}", addr.port())),
             "{text}"
         );
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_open_file_limit_is_raised_towards_the_hard_limit() {
-        use rustix::process::{Resource, getrlimit};
-        let before = getrlimit(Resource::Nofile);
-        raise_open_file_limit();
-        let after = getrlimit(Resource::Nofile);
-        assert_eq!(after.maximum, before.maximum);
-        // Never lowered; raised to the hard limit, at most to what the broker can use.
-        let expected = before
-            .current
-            .map(|current| current.max(before.maximum.unwrap_or(u64::MAX).min(WANTED_OPEN_FILES)));
-        assert_eq!(after.current, expected);
     }
 
     #[test]
