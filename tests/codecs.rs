@@ -759,7 +759,10 @@ fn dji_reply_with_error_code_has_a_meaning() {
             .unwrap()
             .contains("flight")
     );
-    assert!(failure.describe().contains("flight"), "{failure:?}");
+    assert!(
+        protocol::registry::describe(failure).contains("flight"),
+        "{failure:?}"
+    );
 }
 
 // ---------------------------------------------------------------- all dialects

@@ -339,7 +339,7 @@ fn errors_explain_their_codes_and_decoded_failures_carry_the_explanation() {
         for s in d.samples().uplink {
             for f in failures(&decode_sample(d, s.topic, s.payload.as_bytes())) {
                 assert_eq!(f.dialect, d.id(), "{}", s.name);
-                assert_eq!(f.text, table.describe(f.code), "{}", s.name);
+                assert_eq!(registry::describe(f), table.describe(f.code), "{}", s.name);
                 assert!(table.meaning(f.code).is_some(), "{}: {f:?}", s.name);
             }
         }

@@ -289,10 +289,6 @@ impl ErrorTable {
 
     /// A [`Failure`] of dialect `dialect` with this table's wording.
     pub fn failure(&self, dialect: DialectId, code: i64) -> Failure {
-        Failure {
-            dialect,
-            code,
-            text: self.describe(code),
-        }
+        Failure { dialect, code }
     }
 }

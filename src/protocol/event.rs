@@ -119,24 +119,19 @@ pub enum Phase {
     Unspecified,
 }
 
-/// Why a device says its upgrade failed: the code in its dialect's [`ErrorTable`](crate::protocol::ErrorTable) and the
-/// sentence that table gives for it (filled in by the codec).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a device says its upgrade failed: a code of its dialect's
+/// [`ErrorTable`](crate::protocol::ErrorTable), which gives the sentence for it
+/// ([`crate::protocol::registry::describe`]). Two words, no text: a fleet keeps one per device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     pub dialect: DialectId,
     /// The device-side code (Alibaba step, FogCloud step, DJI result).
     pub code: i64,
-    pub text: String,
 }
 
 impl Failure {
     pub fn code(&self) -> i64 {
         self.code
-    }
-
-    /// A sentence for the UI and reports.
-    pub fn describe(&self) -> String {
-        self.text.clone()
     }
 }
 

@@ -61,6 +61,11 @@ fn lookup(id: DialectId) -> Option<&'static dyn Dialect> {
     user().get(index).copied()
 }
 
+/// The sentence the failure's dialect gives for its code, for the window, logs and reports.
+pub fn describe(failure: &super::Failure) -> String {
+    get(failure.dialect).errors().describe(failure.code)
+}
+
 /// What the dialect of `id` can do.
 pub fn capabilities(id: DialectId) -> &'static Capabilities {
     get(id).capabilities()

@@ -191,12 +191,12 @@ pub(crate) fn on_progress(
             fail(
                 rec,
                 DeviceStatus::Failed,
-                with_desc(failure.describe(), desc),
+                with_desc(registry::describe(failure), desc),
                 Some(failure.into()),
             );
         }
         UpgradeStatus::Rejected(failure) => {
-            let text = failure.describe();
+            let text = registry::describe(failure);
             fail(
                 rec,
                 DeviceStatus::Rejected,
@@ -344,7 +344,7 @@ pub(crate) fn on_reply(rec: &mut TargetRecord, reply: &ExchangeReply) -> Step {
     let Some(failure) = &reply.failure else {
         return Step::default();
     };
-    let text = failure.describe();
+    let text = registry::describe(failure);
     if matches!(reply.status, Some(UpgradeStatus::Rejected(_))) {
         fail(
             rec,

@@ -603,7 +603,10 @@ mod tests {
         assert_eq!(describe_step(-5), None);
         for step in -4..=-1 {
             let failure = failure_of_step(step).unwrap();
-            assert_eq!(describe_step(step), Some(failure.describe().as_str()));
+            assert_eq!(
+                describe_step(step),
+                Some(crate::protocol::registry::describe(&failure).as_str())
+            );
             assert_eq!(failure.code(), step);
         }
     }

@@ -1114,7 +1114,7 @@ mod tests {
         assert_eq!(error_meaning(0), None);
         assert_eq!(error_meaning(-1), None);
         assert_eq!(
-            failure(312015).describe(),
+            crate::protocol::registry::describe(&failure(312015)),
             format!("DJI error 312015: {}", error_meaning(312015).unwrap())
         );
     }
