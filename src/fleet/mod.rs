@@ -115,7 +115,12 @@ impl Fleet {
                 let (record, applied) = self.touch(device, None, now_ms);
                 match record.attributes.iter_mut().find(|(n, _)| n == name) {
                     Some((_, v)) => *v = *value,
-                    None => record.attributes.push((name, *value)),
+                    // A name new to the device: rare (a dialect reports a fixed few).
+                    None => {
+                        let mut attributes = std::mem::take(&mut record.attributes).into_vec();
+                        attributes.push((name, *value));
+                        record.attributes = attributes.into_boxed_slice();
+                    }
                 }
                 applied
             }

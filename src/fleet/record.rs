@@ -47,8 +47,9 @@ pub struct DeviceRecord {
     #[serde(skip)]
     pub last_progress: Option<LastProgress>,
     /// Numeric properties the device's dialect reports ([`crate::protocol::Event::Attribute`],
-    /// e.g. a DJI dock's `compatible_status`), latest value per name.
-    pub attributes: Vec<(&'static str, i64)>,
+    /// e.g. a DJI dock's `compatible_status`), latest value per name. A boxed slice, not a
+    /// vector: most devices have none, and a record is kept per device.
+    pub attributes: Box<[(&'static str, i64)]>,
 }
 
 /// The key under which the default module's version is stored and shown.
@@ -65,7 +66,7 @@ impl DeviceRecord {
             last_seen_ms: now_ms,
             heard_since_start: true,
             last_progress: None,
-            attributes: Vec::new(),
+            attributes: Box::default(),
         }
     }
 
