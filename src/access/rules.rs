@@ -119,7 +119,7 @@ pub enum Part {
 }
 
 /// One topic of one dialect: which way it flows and its levels. Each dialect lists its own
-/// (`protocol::Dialect::topic_routes`); a [`RouteTable`] gathers them for [`Rules`].
+/// (each dialect's `topic_routes`); a [`RouteTable`] gathers them for [`Rules`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicRoute {
     pub direction: Direction,
