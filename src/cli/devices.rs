@@ -38,7 +38,7 @@ impl From<&DeviceRecord> for DeviceEntry {
     fn from(r: &DeviceRecord) -> Self {
         DeviceEntry {
             id: r.id.to_string(),
-            dialect: r.dialect.to_string(),
+            dialect: r.dialect().to_string(),
             gateway: r.gateway.as_ref().map(ToString::to_string),
             versions: r.versions.iter().cloned().collect(),
             last_seen: rfc3339(r.last_seen_ms),

@@ -520,7 +520,7 @@ fn discovered_targets<'a>(
     let mut left_out = 0;
     let targets = records
         .filter(|r| r.online)
-        .filter(|r| dialects.is_empty() || dialects.contains(&r.dialect))
+        .filter(|r| dialects.is_empty() || dialects.contains(&r.dialect()))
         .filter(|r| module.is_none() || r.version(module).is_some())
         .filter(|r| {
             let keep = include_remembered || r.heard_since_start;

@@ -29,7 +29,7 @@ pub(super) fn from_inventory(device: InventoryDevice) -> DeviceRecord {
     let mut record = DeviceRecord::new(device.id, last_seen_ms);
     record.gateway = device.gateway;
     record.versions = device.versions.into_iter().collect();
-    record.online = assumed_reachable(record.dialect);
+    record.online = assumed_reachable(record.dialect());
     record.heard_since_start = false;
     record
 }

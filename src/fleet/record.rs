@@ -30,7 +30,6 @@ impl LastProgress {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceRecord {
     pub id: DeviceId,
-    pub dialect: DialectId,
     /// The gateway this device reports through (FogCloud gateway, DJI dock).
     pub gateway: Option<DeviceId>,
     /// Module → version; the default module is stored under `"default"`. A short vector, not a
@@ -58,7 +57,6 @@ pub const DEFAULT_MODULE: &str = "default";
 impl DeviceRecord {
     pub fn new(id: DeviceId, now_ms: i64) -> Self {
         Self {
-            dialect: id.dialect(),
             id,
             gateway: None,
             versions: Vec::new(),
@@ -68,6 +66,11 @@ impl DeviceRecord {
             last_progress: None,
             attributes: Box::default(),
         }
+    }
+
+    /// The device's dialect (from its id).
+    pub fn dialect(&self) -> DialectId {
+        self.id.dialect()
     }
 
     pub fn mark_seen(&mut self, now_ms: i64) {

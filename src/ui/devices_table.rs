@@ -132,7 +132,7 @@ fn device_cells(
         }
     });
     table_row.col(|ui| {
-        ui.label(row.record.dialect.as_str());
+        ui.label(row.record.dialect().as_str());
     });
     table_row.col(|ui| {
         ui.label(filter::modules_text(row));
@@ -203,7 +203,7 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
             let mut why: Vec<String> = r.error.iter().cloned().collect();
             why.extend(
                 r.code
-                    .and_then(|code| explain_code(row.record.dialect, code)),
+                    .and_then(|code| explain_code(row.record.dialect(), code)),
             );
             if r.resends > 0 {
                 why.push(format!(

@@ -96,7 +96,7 @@ impl DeviceFilter {
 
     /// Whether `row` passes every part of the filter.
     pub fn matches(&self, row: &DeviceRow) -> bool {
-        if self.dialect.is_some_and(|d| d != row.record.dialect) {
+        if self.dialect.is_some_and(|d| d != row.record.dialect()) {
             return false;
         }
         if !self.status.matches(row) {
@@ -235,7 +235,7 @@ fn compare(
     targets: &HashMap<DeviceId, String>,
 ) -> Ordering {
     match column {
-        SortColumn::Dialect => a.record.dialect.cmp(&b.record.dialect),
+        SortColumn::Dialect => a.record.dialect().cmp(&b.record.dialect()),
         SortColumn::Device => Ordering::Equal,
         SortColumn::Module => module_names(a).cmp(module_names(b)),
         SortColumn::Version => shown_version(a).cmp(&shown_version(b)),
