@@ -505,12 +505,11 @@ fn check_promises(topic: &str, events: &[Event]) -> Result<(), TestCaseError> {
                     pending: None,
                 };
                 // Only where the dialect defines a "nothing pending" reply (not FogCloud).
-                let empty_reply = protocol::Pull::Supported {
-                    nothing_pending: protocol::NothingPending::EmptyReply,
-                };
                 prop_assert_eq!(
                     protocol::encode(&reply).is_ok(),
-                    protocol::registry::capabilities(g.device.dialect()).pull == empty_reply,
+                    protocol::registry::capabilities(g.device.dialect())
+                        .pull
+                        .replies_nothing_pending(),
                     "{:?}",
                     g
                 );

@@ -175,6 +175,15 @@ pub enum Pull {
     Supported { nothing_pending: NothingPending },
 }
 
+impl Pull {
+    /// Whether a device that asks while nothing is pending gets a reply (else: silence).
+    pub fn replies_nothing_pending(self) -> bool {
+        self == Pull::Supported {
+            nothing_pending: NothingPending::EmptyReply,
+        }
+    }
+}
+
 /// How the dialect says "nothing pending" to a device that asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NothingPending {

@@ -8,8 +8,7 @@
 use crate::device_id::{DeviceId, DialectId};
 use crate::fleet::inspector::Direction;
 use crate::protocol::{
-    self, Answer, DecodeError, Event, FirmwareGet, KeyScope, NothingPending, Notice, Pull, TaskRef,
-    registry,
+    self, Answer, DecodeError, Event, FirmwareGet, KeyScope, Notice, TaskRef, registry,
 };
 use crate::rollout::Input;
 use crate::transport::mqtt::Inbound;
@@ -173,11 +172,10 @@ impl Runner {
     fn reply_nothing_pending(&mut self, request: FirmwareGet) {
         // A dialect without an empty reply (FogCloud, notes.md) answers "nothing pending" with
         // silence.
-        let pull = registry::capabilities(request.device.dialect()).pull;
-        let empty_reply = Pull::Supported {
-            nothing_pending: NothingPending::EmptyReply,
-        };
-        if pull != empty_reply {
+        if !registry::capabilities(request.device.dialect())
+            .pull
+            .replies_nothing_pending()
+        {
             return;
         }
         let device = request.device.clone();

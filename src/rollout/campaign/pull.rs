@@ -58,10 +58,7 @@ impl Campaign {
             return;
         };
         let pending = rec.status.in_flight().then(|| order_for(rec, !sent_now));
-        let empty_reply = crate::protocol::Pull::Supported {
-            nothing_pending: crate::protocol::NothingPending::EmptyReply,
-        };
-        if pending.is_none() && super::caps(&device).pull != empty_reply {
+        if pending.is_none() && !super::caps(&device).pull.replies_nothing_pending() {
             // A dialect without an empty reply (FogCloud, notes.md): silence is the answer.
             let message = format!(
                 "firmware request answered with nothing: the device is {}{}",
