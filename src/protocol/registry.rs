@@ -97,12 +97,14 @@ pub fn labels_sending(field: super::OfferField) -> Vec<&'static str> {
         .collect()
 }
 
-/// The dialect whose text prefix is `prefix` (ignoring ASCII case).
+/// The dialect whose text prefix is `prefix` (ignoring ASCII case). Every device id parsed
+/// (database rows, JSON, the command line) asks this, so it looks without allocating.
 pub fn by_prefix(prefix: &str) -> Option<DialectId> {
-    all()
-        .into_iter()
-        .map(|d| d.id())
-        .find(|id| id.as_str().eq_ignore_ascii_case(prefix))
+    let named = |d: &dyn Dialect| d.id().as_str().eq_ignore_ascii_case(prefix);
+    if let Some(d) = BUILTINS.iter().find(|d| named(**d)) {
+        return Some(d.id());
+    }
+    user().iter().find(|d| named(**d)).map(|d| d.id())
 }
 
 /// Every dialect's simulator, in rank order (dialects without one are left out): what
