@@ -287,13 +287,13 @@ impl ErrorTable {
 
     /// A sentence for the window, logs and reports.
     pub fn describe(&self, code: i64) -> String {
-        let pattern = match self.meaning(code) {
-            Some(_) => self.format,
-            None => self.unknown,
+        let (pattern, text) = match self.meaning(code) {
+            Some(text) => (self.format, text),
+            None => (self.unknown, ""),
         };
         pattern
             .replace("{code}", &code.to_string())
-            .replace("{text}", self.meaning(code).unwrap_or(""))
+            .replace("{text}", text)
     }
 
     /// A [`Failure`] of dialect `dialect` with this table's wording.
