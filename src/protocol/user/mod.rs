@@ -12,6 +12,8 @@
 
 mod codec;
 mod error;
+mod layout;
+mod sim;
 mod spec;
 mod template;
 #[cfg(test)]
@@ -49,6 +51,7 @@ pub struct UserDialect {
     routes: &'static [TopicRoute],
     capabilities: &'static Capabilities,
     samples: &'static Samples,
+    sim: &'static sim::UserSim,
 }
 
 impl std::fmt::Debug for UserDialect {
@@ -92,6 +95,10 @@ impl Dialect for UserDialect {
 
     fn samples(&self) -> &'static Samples {
         self.samples
+    }
+
+    fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
+        Some(self.sim)
     }
 }
 
@@ -176,7 +183,9 @@ impl UserDialect {
             offer_fields: Box::leak(offer_fields(&spec).into_boxed_slice()),
         };
         let samples = samples(&spec, id, file, &line_of)?;
+        let sim: &'static sim::UserSim = Box::leak(Box::new(sim::UserSim::new(id, file, &spec)));
         let dialect = UserDialect {
+            sim,
             id,
             file: file.to_owned(),
             subscriptions: Box::leak(subscriptions.into_boxed_slice()),
