@@ -799,7 +799,137 @@ impl SimUnit for FileDevice {
 
 #[cfg(test)]
 mod tests {
+    use super::super::UserDialect;
     use super::*;
+    use crate::protocol::{
+        Dialect, FirmwareGet, FirmwareOffer, MsgId, Notice, NoticeAddress, TaskRef,
+        UpgradeNotice,
+    };
+
+    const ACME: &str = include_str!("../../../assets/dialects/acme.toml");
+    const WIDGET: &str = include_str!("../../../tests/dialects/widget.toml");
+
+    fn parse(src: &str) -> UserDialect {
+        UserDialect::parse("t.toml", src, 60_001).unwrap()
+    }
+
+    fn notice(d: &UserDialect) -> UpgradeNotice {
+        let device = DeviceId::new(d.id(), has_key(d.id()).then_some("lab"), "u1").unwrap();
+        UpgradeNotice {
+            device,
+            offer: FirmwareOffer {
+                version: "2.0.0-\"rc\"".into(),
+                url: "http://10.0.0.1:8080/fw/a b.bin?t=x&y=\"1\"".into(),
+                size: 40_000,
+                md5: "0123456789abcdef0123456789abcdef".into(),
+                sha256: "ab".repeat(32),
+                checksum: "0001e240".into(),
+                file_name: "a.bin".into(),
+                description: "fixes \"the\" bug\n".into(),
+            },
+            address: NoticeAddress {
+                msg_id: 5,
+                timestamp_ms: 1_700_000_000_000,
+                gateway: None,
+                task: TaskRef::Key("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
+                exchange_id: None,
+            },
+            settings: Default::default(),
+        }
+    }
+
+    /// The console's own encoding (a test may use it: the device's reading is checked
+    /// against it, not built from it) read back by the device's layouts.
+    #[test]
+    fn a_device_reads_back_every_value_the_console_sends() {
+        for src in [ACME, WIDGET] {
+            let d = parse(src);
+            let plan = Plan::new(&d.spec).unwrap();
+            let n = notice(&d);
+            let out = d.encode(&Notice::Upgrade(n.clone())).unwrap();
+            assert_eq!(out.topic, fill(plan.notice_topic, "lab", "u1"), "{}", d.id());
+            let msg: Value = serde_json::from_slice(&out.payload).unwrap();
+            assert!(plan.notice.matches(&msg), "{}", d.id());
+            let read = plan.notice.read(&msg);
+            let o = &n.offer;
+            assert_eq!(read.get(Field::Url), Some(o.url.as_str()));
+            assert_eq!(read.get(Field::Version), Some(o.version.as_str()));
+            assert_eq!(read.get(Field::Size), Some("40000"));
+            for (f, want) in [
+                (Field::Md5, &o.md5),
+                (Field::Sha256, &o.sha256),
+                (Field::Checksum, &o.checksum),
+            ] {
+                if plan.notice.places(f) {
+                    assert_eq!(read.get(f), Some(want.as_str()), "{}: {f:?}", d.id());
+                }
+            }
+            assert_eq!(
+                read.get(Field::TaskId),
+                Some("0f8fad5b-d9cb-469f-a165-70867728950e")
+            );
+
+            let pull = plan.pull.as_ref().unwrap();
+            let request = FirmwareGet {
+                device: n.device.clone(),
+                id: MsgId::Num(3),
+            };
+            let reply = d
+                .encode(&Notice::FirmwareGetReply {
+                    request: request.clone(),
+                    pending: Some(n.clone()),
+                })
+                .unwrap();
+            let msg: Value = serde_json::from_slice(&reply.payload).unwrap();
+            assert!(pull.reply.matches(&msg));
+            assert_eq!(pull.reply.read(&msg).get(Field::Url), Some(o.url.as_str()));
+            let nothing = d
+                .encode(&Notice::FirmwareGetReply {
+                    request,
+                    pending: None,
+                })
+                .unwrap();
+            let msg: Value = serde_json::from_slice(&nothing.payload).unwrap();
+            assert!(pull.nothing.as_ref().unwrap().matches(&msg), "{}", d.id());
+            let as_offer =
+                pull.reply.matches(&msg) && pull.reply.read(&msg).get(Field::Url).is_some();
+            assert!(!as_offer, "{}: nothing pending is no offer", d.id());
+        }
+    }
+
+    #[test]
+    fn faults_are_reported_with_the_values_the_file_marks_else_the_first() {
+        let widget = Plan::new(&parse(WIDGET).spec).unwrap();
+        assert_eq!(widget.failure_value(SimFault::Verify), "E_CRC");
+        assert_eq!(widget.failure_value(SimFault::Flash), "E_POWER");
+        assert_eq!(widget.failure_value(SimFault::Download), "E_FETCH");
+        let unmarked = ACME.replace(", sim = \"flash\"", "");
+        let acme = Plan::new(&parse(&unmarked).spec).unwrap();
+        assert_eq!(acme.failure_value(SimFault::Verify), -2);
+        assert_eq!(acme.failure_value(SimFault::Flash), -1, "the first listed");
+    }
+
+    #[test]
+    fn a_notice_without_the_size_cannot_be_simulated_and_says_why() {
+        let src = WIDGET.replace("\"length\": {{size}}, ", "");
+        let d = parse(&src);
+        let err = Plan::new(&d.spec).unwrap_err();
+        assert!(
+            err.contains("notice.payload") && err.contains("{{size}}"),
+            "{err}"
+        );
+        let spawn = d.sim.plan().unwrap_err().to_string();
+        assert!(spawn.contains("t.toml: notice.payload"), "{spawn}");
+        assert_eq!(d.sim.kinds()[0].flag, d.id().as_str());
+    }
+
+    #[test]
+    fn a_prefix_taken_as_an_option_gets_another_flag() {
+        let src = WIDGET.replace("prefix = \"widget\"", "prefix = \"seed\"");
+        let d = parse(&src);
+        assert_eq!(d.sim.kinds()[0].flag, "seed-devices");
+        assert_eq!(d.sim.kinds()[0].tag, "seed");
+    }
 
     #[test]
     fn topics_are_filled_level_by_level() {
