@@ -783,23 +783,17 @@ fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
 }
 
 /// A dialect from a file (tests/dialects/widget.toml, registered before the engine starts, as
-/// `main` does) is listed in the Connection dialog with its file, and its devices upgrade from
-/// the window like any other.
+/// `main` does) is listed in the Connection dialog with its file, and the devices the simulator
+/// builds from the same file show in the window and upgrade from it like any other.
 #[test]
-fn devices_of_a_dialect_file_upgrade_from_the_window() {
-    use ota_console::testing::widget::{register_widget, widget_device};
+fn simulated_devices_of_a_dialect_file_upgrade_from_the_window() {
+    use ota_console::testing::widget::register_widget;
     register_widget();
-    let mut rig = start_rig(None, None);
-    let broker: std::net::SocketAddr = rig
-        .handle
-        .broker_url()
-        .trim_start_matches("mqtt://")
-        .parse()
-        .unwrap();
-    let devices = [
-        rig.rt.spawn(widget_device(broker, "W-0101", false)),
-        rig.rt.spawn(widget_device(broker, "W-0102", false)),
-    ];
+    let fleet = SimConfig {
+        units: sim_units(&[("widget", 2)]),
+        ..sim(23)
+    };
+    let mut rig = start_rig(None, Some(fleet));
     let settings = Settings {
         policy: fast_policy(),
         ..Settings::default()
@@ -821,6 +815,12 @@ fn devices_of_a_dialect_file_upgrade_from_the_window() {
 
     let n = 2;
     discover(&mut h, &mut rig, n);
+    for name in ["sim-widget-0001", "sim-widget-0002"] {
+        assert!(
+            h.query_all_by_label_contains(name).next().is_some(),
+            "{name} is in the table"
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let (fw, bytes) = firmware(dir.path());
     import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
@@ -828,7 +828,4 @@ fn devices_of_a_dialect_file_upgrade_from_the_window() {
     wait_for(&mut h, &mut rig, "both widgets to succeed", |h| {
         has_label(h, &finished)
     });
-    for d in devices {
-        d.abort();
-    }
 }
