@@ -58,8 +58,8 @@ pub trait Dialect: Send + Sync + 'static {
     fn samples(&self) -> &'static Samples;
 
     /// Its simulated devices (for `ota-console sim`, the demo, tests). Every built-in dialect
-    /// has them and the conformance suite requires them (its end-to-end run uses them); `None`
-    /// only for a dialect loaded at run time that brings no simulator.
+    /// and every dialect file has them and the conformance suite requires them (its end-to-end
+    /// run uses them); `None` only for a dialect registered by an embedder without one.
     fn sim(&self) -> Option<&'static dyn SimFactory> {
         None
     }

@@ -4,7 +4,9 @@
 //! Owns: [`UserDialect`] (the [`Dialect`] trait over a validated file), loading a file or a
 //! folder of them ([`register_file`], [`register_dir`]) into `registry::register`, and the record
 //! of what was loaded or refused ([`loaded`]) that the window and the CLI show. The format and
-//! its checks are `spec.rs`, templates `template.rs`, the codec `codec.rs`.
+//! its checks are `spec.rs`, templates `template.rs`, the codec `codec.rs`; the file's simulated
+//! devices are `sim.rs` (`ota-console sim --{prefix} N`), which read notices through
+//! `layout.rs` (a payload template read backwards), never through the codec.
 //!
 //! What such a dialect can do is fixed: device ids `{prefix}:{name}` or `{prefix}:{key}/{name}`,
 //! no gateways, acknowledgement by the first report, presence announced on connect, success =
