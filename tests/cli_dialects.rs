@@ -255,7 +255,10 @@ async fn simulated_devices_of_a_dialect_file_upgrade_and_fail_through_the_cli() 
     assert_eq!(devices.len(), 2, "{devices:#?}");
     for d in devices {
         assert!(
-            d["id"].as_str().unwrap().starts_with("widget:sim-widget-000"),
+            d["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("widget:sim-widget-000"),
             "{d}"
         );
         assert_eq!(d["status"], "succeeded", "{d}");
@@ -274,7 +277,10 @@ async fn simulated_devices_of_a_dialect_file_upgrade_and_fail_through_the_cli() 
         assert_eq!(d["code"], 12, "{d}");
         let error = d["error"].as_str().unwrap_or_default();
         assert!(error.contains("image checksum wrong"), "{d}");
-        assert!(error.contains("checksum of the file is "), "the device's reason: {d}");
+        assert!(
+            error.contains("checksum of the file is "),
+            "the device's reason: {d}"
+        );
     }
 
     // A download that breaks off: the value marked `sim = "download"`.
@@ -285,6 +291,9 @@ async fn simulated_devices_of_a_dialect_file_upgrade_and_fail_through_the_cli() 
         assert_eq!(d["code"], 14, "{d}");
         let error = d["error"].as_str().unwrap_or_default();
         assert!(error.contains("artifact transfer broke off"), "{d}");
-        assert!(error.contains("broke off after 15000 bytes"), "the device's reason: {d}");
+        assert!(
+            error.contains("broke off after 15000 bytes"),
+            "the device's reason: {d}"
+        );
     }
 }

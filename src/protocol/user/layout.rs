@@ -279,7 +279,11 @@ mod tests {
         let read = l.read(&msg);
         assert_eq!(read.get(Field::Url), Some("http://h/f"));
         assert_eq!(read.get(Field::Size), Some("42"));
-        assert_eq!(read.get(Field::Version), Some("2.0+rc1"), "up to the next literal");
+        assert_eq!(
+            read.get(Field::Version),
+            Some("2.0+rc1"),
+            "up to the next literal"
+        );
         assert_eq!(read.get(Field::Module), Some("mcu"));
         assert_eq!(read.get(Field::Md5), Some("abc"));
         assert_eq!(read.get(Field::RequestId), Some("r-1"));

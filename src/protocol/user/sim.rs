@@ -57,7 +57,7 @@ impl UserSim {
         let prefix = id.as_str();
         let mut taken: Vec<&str> = crate::sim::FIXED_OPTIONS.to_vec();
         let mut tags: Vec<&str> = Vec::new();
-        for factory in super::registry::sim_factories() {
+        for factory in crate::protocol::registry::sim_factories() {
             for kind in factory.kinds() {
                 taken.push(kind.flag);
                 taken.extend(kind.members.as_ref().map(|m| m.flag));
@@ -596,9 +596,9 @@ impl FileDevice {
                 Field::Checksum,
                 Field::TaskId,
             ];
-            if let Some(f) = needed.into_iter().find(|f| {
-                layout.places(*f) && read.get(*f).is_none_or(|v| v.trim().is_empty())
-            })
+            if let Some(f) = needed
+                .into_iter()
+                .find(|f| layout.places(*f) && read.get(*f).is_none_or(|v| v.trim().is_empty()))
             {
                 return Down::Broken(format!("{} is missing or empty", f.name()));
             }
@@ -802,8 +802,7 @@ mod tests {
     use super::super::UserDialect;
     use super::*;
     use crate::protocol::{
-        Dialect, FirmwareGet, FirmwareOffer, MsgId, Notice, NoticeAddress, TaskRef,
-        UpgradeNotice,
+        Dialect, FirmwareGet, FirmwareOffer, MsgId, Notice, NoticeAddress, TaskRef, UpgradeNotice,
     };
 
     const ACME: &str = include_str!("../../../assets/dialects/acme.toml");
@@ -847,7 +846,12 @@ mod tests {
             let plan = Plan::new(&d.spec).unwrap();
             let n = notice(&d);
             let out = d.encode(&Notice::Upgrade(n.clone())).unwrap();
-            assert_eq!(out.topic, fill(plan.notice_topic, "lab", "u1"), "{}", d.id());
+            assert_eq!(
+                out.topic,
+                fill(plan.notice_topic, "lab", "u1"),
+                "{}",
+                d.id()
+            );
             let msg: Value = serde_json::from_slice(&out.payload).unwrap();
             assert!(plan.notice.matches(&msg), "{}", d.id());
             let read = plan.notice.read(&msg);

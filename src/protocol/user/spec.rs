@@ -702,25 +702,7 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
                 format!("value {value} or code {code} is listed twice"),
             ));
         }
-        if let Some(s) = &c.sim {
-            let fault = SimFault::ALL
-                .iter()
-                .find(|(name, _)| name == s.get_ref())
-                .map(|(_, f)| *f)
-                .ok_or_else(|| {
-                    ctx.err(
-                        s.span(),
-                        &at("sim"),
-                        format!("{:?}: one of \"download\", \"verify\", \"flash\"", s.get_ref()),
-                    )
-                })?;
-            if sim.iter().any(|(f, _)| *f == fault) {
-                return Err(ctx.err(
-                    s.span(),
-                    &at("sim"),
-                    format!("sim = {:?} is given to two values", s.get_ref()),
-                ));
-            }
+        if let Some(fault) = sim_fault(ctx, c, &sim, &at("sim"))? {
             sim.push((fault, value.clone()));
         }
         codes.push((value, code));
@@ -756,6 +738,38 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
         unknown,
     };
     Ok((codes, sim, Box::leak(Box::new(errors))))
+}
+
+/// The simulator fault a code is marked with (`sim = "verify"`), each at most once.
+fn sim_fault(
+    ctx: &Ctx,
+    c: &CodeToml,
+    marked: &[(SimFault, Value)],
+    field: &str,
+) -> Result<Option<SimFault>, LoadError> {
+    let Some(s) = &c.sim else { return Ok(None) };
+    let fault = SimFault::ALL
+        .iter()
+        .find(|(name, _)| name == s.get_ref())
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            ctx.err(
+                s.span(),
+                field,
+                format!(
+                    "{:?}: one of \"download\", \"verify\", \"flash\"",
+                    s.get_ref()
+                ),
+            )
+        })?;
+    if marked.iter().any(|(f, _)| *f == fault) {
+        return Err(ctx.err(
+            s.span(),
+            field,
+            format!("sim = {:?} is given to two values", s.get_ref()),
+        ));
+    }
+    Ok(Some(fault))
 }
 
 /// Parses a payload template and renders it with sample values that would break JSON wherever
