@@ -70,6 +70,9 @@ impl UserSim {
                 .find(|c| !taken.contains(&c.as_str()))
                 .unwrap_or_else(|| format!("{prefix}-devices-{}", id.rank()))
         };
+        let plan = Plan::new(spec)
+            .map(Arc::new)
+            .map_err(|why| format!("{file}: {why}"));
         let kind = UnitKind {
             key: "devices",
             label: super::template::leak(&format!("{} devices", id.label())),
@@ -82,14 +85,13 @@ impl UserSim {
             tag: super::template::leak(&free(&tags)),
             stream: u64::from(id.rank()),
             members: None,
-            demo: DEMO_DEVICES,
+            // A file whose devices cannot be simulated keeps the demo fleet startable.
+            demo: if plan.is_ok() { DEMO_DEVICES } else { 0 },
         };
         UserSim {
             id,
             kinds: Box::leak(Box::new([kind])),
-            plan: Plan::new(spec)
-                .map(Arc::new)
-                .map_err(|why| format!("{file}: {why}")),
+            plan,
         }
     }
 
@@ -925,6 +927,8 @@ mod tests {
         let spawn = d.sim.plan().unwrap_err().to_string();
         assert!(spawn.contains("t.toml: notice.payload"), "{spawn}");
         assert_eq!(d.sim.kinds()[0].flag, d.id().as_str());
+        assert_eq!(d.sim.kinds()[0].demo, 0, "the demo fleet still starts");
+        assert_eq!(parse(WIDGET).sim.kinds()[0].demo, DEMO_DEVICES);
     }
 
     #[test]
