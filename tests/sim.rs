@@ -1679,8 +1679,7 @@ fn widget_notice(env: &Env, job: &str, crc: &str) -> Value {
 /// The devices of the tests' dialect file (tests/dialects/widget.toml), simulated from the file
 /// alone, speak it on the wire: hello with the version, a pull request, a flash taken from the
 /// inbox with progress echoing the job id, hello with the new version; "no-flash" counted as
-/// nothing pending; a corrupted image reported with the value the file marks
-/// `sim = "verify"` and the device's reason at the text pointer.
+/// nothing pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dialect_file_devices_speak_the_file_on_the_wire() {
     let env = Env::start().await;
@@ -1759,7 +1758,14 @@ async fn dialect_file_devices_speak_the_file_on_the_wire() {
     assert_eq!(fleet.stats().devices[1].notices_ignored, 0);
     assert_eq!(fleet.stats().devices[0].version, "2.0.0");
     fleet.shutdown().await;
+}
 
+/// A corrupted image: the widget device's own checksum check refuses it, and it reports the
+/// value the file marks `sim = "verify"` with its reason at the text pointer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialect_file_devices_report_a_corrupted_image_as_the_file_marks_it() {
+    let env = Env::start().await;
+    let job = "0f8fad5b-d9cb-469f-a165-70867728950e";
     let mut cfg = SimConfig {
         units: sim_units(&[("widget", 1)]),
         ..env.config("wv")
@@ -1786,6 +1792,12 @@ async fn dialect_file_devices_speak_the_file_on_the_wire() {
     assert_eq!(failed["flash"]["job"], job);
     let why = failed["flash"]["why"].as_str().unwrap();
     assert!(why.starts_with("checksum of the file is "), "{why}");
-    assert_eq!(fleet.stats().devices[0].upgrades_failed, 1);
+    let device = &fleet.stats().devices[0];
+    assert_eq!(device.upgrades_failed, 1);
+    assert_eq!(
+        device.state,
+        DeviceState::Failed { code: 12 },
+        "E_CRC's code"
+    );
     fleet.shutdown().await;
 }

@@ -192,6 +192,8 @@ pub(super) struct Plan {
     /// The value reported for each fault: the one the file marks, else the first listed.
     failure_values: Vec<(SimFault, Value)>,
     fallback_failure: Value,
+    /// Each listed value's code (what the simulator's counters show for a failed device).
+    codes: Vec<(Value, i64)>,
     pull: Option<PullPlan>,
 }
 
@@ -228,6 +230,7 @@ impl Plan {
             failure_field: f.field,
             failure_values: f.sim.clone(),
             fallback_failure,
+            codes: f.codes.clone(),
             pull,
         })
     }
@@ -237,6 +240,14 @@ impl Plan {
             .iter()
             .find(|(f, _)| *f == fault)
             .map_or_else(|| self.fallback_failure.clone(), |(_, v)| v.clone())
+    }
+
+    /// The code of a listed failure value (-1 for none).
+    fn code_of(&self, value: &Value) -> i64 {
+        self.codes
+            .iter()
+            .find(|(v, _)| v == value)
+            .map_or(-1, |(_, c)| *c)
     }
 
     /// The topics a device subscribes to.
@@ -648,12 +659,13 @@ impl FileDevice {
         }
         if !self.versions.iter().any(|(m, _)| *m == offer.module) {
             let why = format!("the device has no module {:?}", offer.module);
+            let value = self.plan.fallback_failure.clone();
+            let code = self.plan.code_of(&value);
             self.stats.update(|s| {
                 s.upgrades_failed += 1;
                 s.progress_sent += 1;
-                s.state = DeviceState::Failed { code: -1 };
+                s.state = DeviceState::Failed { code };
             });
-            let value = self.plan.fallback_failure.clone();
             self.report(link, &offer.module, &offer.task, Report::Failed(value, why));
             return;
         }
@@ -733,15 +745,16 @@ impl FileDevice {
                     Outcome::DownloadFailed(why) => (SimFault::Download, why),
                     Outcome::Installed | Outcome::WentOffline => return false,
                 };
+                let value = self.plan.failure_value(fault);
+                let code = self.plan.code_of(&value);
                 self.stats.update(|s| {
                     if fault == SimFault::Flash {
                         s.downloads_completed += 1;
                     }
                     s.progress_sent += 1;
                     s.upgrades_failed += 1;
-                    s.state = DeviceState::Failed { code: -1 };
+                    s.state = DeviceState::Failed { code };
                 });
-                let value = self.plan.failure_value(fault);
                 self.report(link, &done.module, &done.task, Report::Failed(value, why));
             }
         }
