@@ -12,6 +12,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Exit code for bad usage or configuration (clap uses it for parse errors too).
 const USAGE_ERROR: u8 = 2;
+/// `rollout`: another console on the broker holds the campaign (the campaign lock).
+const HELD_ELSEWHERE: u8 = 3;
 
 fn main() -> ExitCode {
     // Dialect files first: the command line clap builds is generated from the registry.
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
             match runtime.block_on(ota_console::cli::rollout::run(&args)) {
                 Ok(Outcome::AllSucceeded) => Ok(()),
                 Ok(Outcome::SomeFailed) => return ExitCode::from(1),
+                Ok(Outcome::HeldElsewhere) => return ExitCode::from(HELD_ELSEWHERE),
                 Err(e) => Err(e),
             }
         }

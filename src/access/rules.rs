@@ -812,6 +812,22 @@ mod tests {
         assert!(why.to_string().chars().count() < 300, "{why}");
     }
 
+    /// The campaign lock (`rollout::lock`) is the consoles' own: a device can neither forge a
+    /// claim (or clear one) nor read who runs which campaign.
+    #[test]
+    fn only_the_console_uses_the_campaign_lock_topics() {
+        use crate::rollout::lock::{LOCK_FILTER, lock_topic};
+        let rules = Rules::new(routes());
+        let topic = lock_topic("ota-console-1a2b3c4d");
+        allowed(rules.may_publish(&Identity::Console, &topic));
+        allowed(rules.may_subscribe(&Identity::Console, LOCK_FILTER));
+        for device in [dev("aliyun:pk/a"), dev("fogcloud:pk/dn"), dev("dji:DOCK1")] {
+            denied(rules.may_publish(&device, &topic));
+            denied(rules.may_subscribe(&device, &topic));
+            denied(rules.may_subscribe(&device, LOCK_FILTER));
+        }
+    }
+
     #[test]
     fn the_console_publishes_and_subscribes_anything_valid() {
         let rules = Rules::new(routes());

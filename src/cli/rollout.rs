@@ -1,6 +1,8 @@
 //! `ota-console rollout`: one campaign from the command line, on the same engine as the window.
 //! Exit code 0 when every target succeeded (or was skipped as up to date), 1 when any failed,
-//! timed out, was rejected or canceled, 2 for bad usage or configuration.
+//! timed out, was rejected or canceled, 2 for bad usage or configuration, 3 when another
+//! console on the broker holds the campaign (the campaign lock, `rollout::lock`: the message
+//! says which console, on which host, since when).
 //!
 //! `--resume ID` picks a stored campaign up. Its devices keep the download link they were
 //! given, so the firmware server comes back there (`--http-bind` on port 0 takes the link's
@@ -19,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::connection::ConnectionArgs;
 use crate::device_id::{DeviceId, DialectId, IdShape};
 use crate::engine::{
-    self, CampaignRequest, CampaignView, EngineError, EngineHandle, OfferUrl, ResumeInfo,
+    self, CampaignRequest, CampaignView, CommandError, EngineError, EngineHandle, OfferUrl, ResumeInfo,
 };
 use crate::fleet::DeviceRecord;
 use crate::protocol::{NoticeSetting, OfferField, registry};
@@ -147,6 +149,12 @@ pub struct RolloutArgs {
     /// Write a report when the rollout ends: FILE.json or FILE.csv.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+
+    /// The campaign's name (default: FILE to VERSION). Consoles sharing a broker drive one
+    /// campaign of a name at a time: a second one started on it exits (code 3) naming the
+    /// console that holds it.
+    #[arg(long = "campaign", value_name = "NAME", conflicts_with = "resume")]
+    pub campaign: Option<String>,
 
     /// Continue a campaign that was interrupted (by id, from the database).
     #[arg(long, value_name = "ID", conflicts_with_all = ["firmware", "targets", "all"])]
@@ -326,6 +334,8 @@ pub enum Outcome {
     AllSucceeded,
     /// Some target failed, timed out, was rejected or canceled (or the run was interrupted).
     SomeFailed,
+    /// Another console holds the campaign; this one sent nothing to its devices.
+    HeldElsewhere,
 }
 
 /// What the parser cannot say: flags that only mean something together.
@@ -362,7 +372,16 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     let handle = engine::start(config).await?;
     let id = match args.resume {
         Some(id) => resume(&handle, CampaignId(id), told.as_ref().map(|t| &t.told)).await?,
-        None => start_new(args, &handle).await?,
+        None => match start_new(args, &handle).await {
+            Ok(id) => id,
+            Err(e) if is_held(&e) => {
+                // The engine's sentence: which console holds it, where, since when.
+                eprintln!("{e}");
+                let _ = handle.send(engine::Command::Shutdown);
+                return Ok(Outcome::HeldElsewhere);
+            }
+            Err(e) => return Err(e),
+        },
     };
     eprintln!("campaign {id} running");
     let finished = follow(&handle, id).await?;
@@ -413,6 +432,14 @@ async fn resume(
         }
         (Err(e), _) => Err(anyhow::Error::new(e).context(format!("resuming campaign {id}"))),
     }
+}
+
+/// Whether the engine refused to start because another console holds the campaign.
+fn is_held(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<EngineError>(),
+        Some(EngineError::Refused(CommandError::CampaignHeld { .. }))
+    )
 }
 
 /// Whether the engine refused because its firmware server cannot serve the link a campaign's
@@ -474,7 +501,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         bail!("no target devices (give --target ID, or --all with devices on the broker)");
     }
     let request = CampaignRequest {
-        name: String::new(),
+        name: args.campaign.clone().unwrap_or_default(),
         package_sha256: package.package.sha256.clone(),
         version: version.clone(),
         module,

@@ -113,6 +113,12 @@ pub enum CommandError {
     NoTargets,
     #[error("cannot start the rollout: {0}")]
     BadModule(DeviceIdError),
+    /// Another console on the broker drives a campaign of this name (`rollout::lock`).
+    #[error("{}", held_text(.key, .holder))]
+    CampaignHeld {
+        key: String,
+        holder: crate::rollout::lock::Holder,
+    },
     #[error("cannot start the rollout: {device} is already in campaign {campaign}")]
     TargetBusy {
         device: DeviceId,
@@ -284,4 +290,24 @@ mod tests {
             assert_eq!(got, want);
         }
     }
+}
+
+/// The sentence both faces show when another console holds a campaign (the CLI's exit message,
+/// the window's alert): who, where, since when.
+fn held_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
+    let who = &holder.console;
+    let since = std::time::UNIX_EPOCH + Duration::from_millis(holder.since);
+    let user = if who.user.is_empty() {
+        String::new()
+    } else {
+        format!("user {}, ", who.user)
+    };
+    format!(
+        "campaign {key:?} is held by console {} on host {} ({user}pid {}) since {}; it drives \
+         the campaign, this console does not",
+        who.console,
+        who.host,
+        who.pid,
+        humantime::format_rfc3339_seconds(since)
+    )
 }

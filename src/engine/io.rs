@@ -112,6 +112,23 @@ impl Io {
         result
     }
 
+    /// Publishes one retained message (the campaign lock's claim; empty clears it) and records
+    /// it in the inspector.
+    pub(super) fn publish_retained(&self, out: Outbound, now_ms: i64) -> Result<(), LinkError> {
+        let result = self.link.publish_retained(out.clone());
+        let error = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &error {
+            tracing::warn!(topic = %out.topic, error = %e, "publish failed");
+        }
+        self.inspect(now_ms, Direction::Out, &out.topic, &out.payload, None, error);
+        result
+    }
+
+    /// The MQTT client id the link connects with (the campaign lock's console id).
+    pub(super) fn client_id(&self) -> &str {
+        self.link.client_id()
+    }
+
     /// Records one message (or refused attempt) in the inspector.
     pub(super) fn inspect(
         &self,

@@ -48,6 +48,7 @@
 //! `tests/architecture.rs` (`no_module_cycle_inside_engine`) keeps the graph acyclic.
 
 mod alerts;
+mod campaign_lock;
 mod campaigns;
 mod clock;
 mod command;

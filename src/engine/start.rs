@@ -22,7 +22,8 @@ use crate::protocol;
 use crate::store::Store;
 use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
 use crate::transport::http::FirmwareServer;
-use crate::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
+use crate::rollout::lock::{LOCK_FILTER, lock_topic};
+use crate::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink, Will};
 
 /// Raw messages the inspector keeps.
 const INSPECTOR_CAPACITY: usize = 20_000;
@@ -128,6 +129,12 @@ async fn open_io(
     };
     link_options.client_id = Some(session.client_id.clone());
     link_options.clean_session = session.clean_session;
+    // A console that dies gives up its campaigns: the broker clears its claims (rollout::lock).
+    link_options.will = Some(Will {
+        topic: lock_topic(&session.client_id),
+        payload: Vec::new(),
+        retain: true,
+    });
     let broker_url = format!(
         "{}://{}:{}",
         if link_options.url.tls() {
@@ -262,6 +269,8 @@ fn connect_options(
         }
     };
     options.subscriptions = subscriptions;
+    // Every console's claims, retained ones first (the campaign lock, `rollout::lock`).
+    options.subscriptions.push(LOCK_FILTER.to_owned());
     options.max_queued = options.max_queued.max(OUTGOING_QUEUE);
     Ok((broker, options, label))
 }

@@ -183,6 +183,7 @@
 
 mod campaign;
 pub(crate) mod device;
+pub mod lock;
 pub mod policy;
 pub mod rate;
 pub mod record;

@@ -207,6 +207,18 @@ pub struct LinkOptions {
     /// Publishes that may wait in the queue (while disconnected or faster than the broker acks)
     /// before [`MqttLink::publish`] answers [`LinkError::QueueFull`].
     pub max_queued: usize,
+    /// Published (QoS 1) by the broker when the link dies without saying goodbye (killed,
+    /// starved past its keep-alive): the campaign lock's empty retained message that clears
+    /// this console's claims.
+    pub will: Option<Will>,
+}
+
+/// A Last Will: what the broker publishes for us when the connection ends without DISCONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
 }
 
 impl LinkOptions {
@@ -223,6 +235,7 @@ impl LinkOptions {
             client_key: None,
             subscriptions: Vec::new(),
             max_queued: DEFAULT_MAX_QUEUED,
+            will: None,
         }
     }
 }
@@ -241,6 +254,7 @@ impl fmt::Debug for LinkOptions {
             .field("client_key", &self.client_key)
             .field("subscriptions", &self.subscriptions)
             .field("max_queued", &self.max_queued)
+            .field("will", &self.will)
             .finish()
     }
 }
@@ -434,7 +448,17 @@ impl MqttLink {
     /// Queues `msg` for the broker with QoS 1. Never waits: while disconnected the message waits
     /// in the bounded queue and is sent after the next ConnAck.
     pub fn publish(&self, msg: Outbound) -> Result<(), LinkError> {
-        let result = self.try_queue(msg);
+        self.publish_with(msg, false)
+    }
+
+    /// Like [`MqttLink::publish`], but the broker keeps the message for later subscribers (an
+    /// empty one clears what it kept): the campaign lock's claims.
+    pub fn publish_retained(&self, msg: Outbound) -> Result<(), LinkError> {
+        self.publish_with(msg, true)
+    }
+
+    fn publish_with(&self, msg: Outbound, retain: bool) -> Result<(), LinkError> {
+        let result = self.try_queue(msg, retain);
         let counter = match result {
             Ok(()) => &self.inner.counters.queued,
             Err(_) => &self.inner.counters.dropped,
@@ -443,7 +467,7 @@ impl MqttLink {
         result
     }
 
-    fn try_queue(&self, msg: Outbound) -> Result<(), LinkError> {
+    fn try_queue(&self, msg: Outbound, retain: bool) -> Result<(), LinkError> {
         if self.inner.counters.stopped.load(Ordering::Relaxed) {
             return Err(LinkError::Stopped);
         }
@@ -466,7 +490,7 @@ impl MqttLink {
         }
         self.inner
             .client
-            .try_publish(msg.topic, QoS::AtLeastOnce, false, msg.payload)
+            .try_publish(msg.topic, QoS::AtLeastOnce, retain, msg.payload)
             .map_err(|e| match e {
                 ClientError::TryRequest(_) | ClientError::Request(_)
                     if self.inner.counters.stopped.load(Ordering::Relaxed) =>
@@ -535,6 +559,14 @@ fn mqtt_options(opts: &LinkOptions) -> Result<MqttOptions, LinkError> {
     o.set_clean_session(clean_session);
     o.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, MAX_OUTGOING_PACKET_BYTES);
     o.set_inflight(MAX_INFLIGHT);
+    if let Some(will) = &opts.will {
+        o.set_last_will(rumqttc::LastWill::new(
+            will.topic.clone(),
+            will.payload.clone(),
+            QoS::AtLeastOnce,
+            will.retain,
+        ));
+    }
     if let Some(user) = &opts.username {
         o.set_credentials(user.clone(), opts.password.clone().unwrap_or_default());
     }

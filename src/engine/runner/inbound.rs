@@ -11,6 +11,7 @@ use crate::protocol::{
     self, Answer, DecodeError, Event, FirmwareGet, KeyScope, Notice, TaskRef, registry,
 };
 use crate::rollout::Input;
+use crate::rollout::lock::LOCK_TOPIC_PREFIX;
 use crate::transport::mqtt::Inbound;
 
 use super::Runner;
@@ -20,6 +21,9 @@ impl Runner {
     pub(super) fn on_inbound(&mut self, message: Inbound) {
         self.traffic.received();
         self.publisher.mark();
+        if message.topic.starts_with(LOCK_TOPIC_PREFIX) {
+            return self.on_lock_message(&message);
+        }
         let now_ms = self.clock.now_ms();
         match protocol::decode(&message.topic, &message.payload) {
             Ok(events) => {

@@ -13,6 +13,7 @@
 mod broker_guard;
 mod driving;
 mod inbound;
+mod locking;
 mod on_command;
 mod restore;
 
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::alerts::Alerts;
+use super::campaign_lock::CampaignLock;
 use super::campaigns::Campaigns;
 use super::clock::Clock;
 use super::command::Command;
@@ -54,6 +56,7 @@ pub(super) struct Runner {
     io: Io,
     fleet: FleetState,
     campaigns: Campaigns,
+    lock: CampaignLock,
 }
 
 impl Runner {
@@ -64,6 +67,7 @@ impl Runner {
         let mut runner = Runner {
             // Message ids start from the clock so that ids stay increasing across restarts.
             campaigns: Campaigns::new(clock.now_ms()),
+            lock: CampaignLock::new(io.client_id()),
             clock,
             store,
             alerts: Alerts::default(),
@@ -146,6 +150,9 @@ impl Runner {
             self.flush_outbox();
         }
         self.flush_inventory();
+        // Queued before the link's DISCONNECT, so the broker handles it first (a clean
+        // disconnect sends no Will).
+        self.release_locks();
         self.io.shutdown();
         self.publish_snapshot();
     }
@@ -231,6 +238,7 @@ impl Runner {
 
     fn slow_housekeeping(&mut self) {
         self.flush_inventory();
+        self.lock_housekeeping();
         if self.campaigns.record_timelines(self.clock.now_ms()) {
             self.publisher.mark();
         }

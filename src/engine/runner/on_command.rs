@@ -21,10 +21,7 @@ impl Runner {
         match command {
             Command::ImportFirmware { path, reply } => self.start_import(path, reply),
             Command::CancelImport => self.library.cancel_import(),
-            Command::StartCampaign { request, reply } => {
-                let result = self.start_campaign(*request);
-                self.answer(reply, result);
-            }
+            Command::StartCampaign { request, reply } => self.claim_and_start(*request, reply),
             Command::ResumeCampaign { id, reply } => {
                 let result = self.resume_campaign(id);
                 self.answer(reply, result);
@@ -54,7 +51,7 @@ impl Runner {
         }
     }
 
-    fn answer<T>(&mut self, reply: Option<Reply<T>>, result: Result<T, CommandError>) {
+    pub(super) fn answer<T>(&mut self, reply: Option<Reply<T>>, result: Result<T, CommandError>) {
         if let Err(e) = &result {
             self.alert(AlertLevel::Error, e.to_string());
         }
@@ -73,7 +70,27 @@ impl Runner {
         }
     }
 
-    fn start_campaign(&mut self, request: CampaignRequest) -> Result<CampaignId, CommandError> {
+    /// The campaign's name: the operator's, or derived from the package and version. Also its
+    /// key in the campaign lock.
+    pub(super) fn campaign_name(&self, request: &CampaignRequest) -> Result<String, CommandError> {
+        if !request.name.trim().is_empty() {
+            return Ok(request.name.trim().to_owned());
+        }
+        let stored = self
+            .library
+            .get(&request.package_sha256)
+            .map_err(CommandError::UnknownPackage)?;
+        Ok(format!(
+            "{} to {}",
+            stored.package.file_name,
+            request.version.trim()
+        ))
+    }
+
+    pub(super) fn start_campaign(
+        &mut self,
+        request: CampaignRequest,
+    ) -> Result<CampaignId, CommandError> {
         let stored = self
             .library
             .get(&request.package_sha256)
@@ -100,11 +117,7 @@ impl Runner {
             file_name: stored.package.file_name.clone(),
             description: request.description.clone(),
         };
-        let name = if request.name.trim().is_empty() {
-            format!("{} to {}", stored.package.file_name, offer.version)
-        } else {
-            request.name.trim().to_owned()
-        };
+        let name = self.campaign_name(&request)?;
         let spec = CampaignSpec {
             name,
             offer,

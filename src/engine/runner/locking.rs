@@ -1,0 +1,122 @@
+//! The campaign lock's turns (`engine/campaign_lock.rs`, protocol in `rollout/lock.rs`): a start
+//! claims the campaign's name and waits; a message on a lock topic decides it (the start is
+//! carried out, or refused naming the console that holds the campaign, which the window shows
+//! as an alert and `rollout` as its exit message); housekeeping renews the claim and gives up
+//! the names of campaigns that ended; the console gives up everything as it stops.
+
+use super::Runner;
+use crate::engine::command::{CampaignRequest, Reply};
+use crate::engine::error::CommandError;
+use crate::fleet::inspector::Direction;
+use crate::protocol::Outbound;
+use crate::rollout::CampaignId;
+use crate::rollout::lock::{LockEvent, LockStep};
+use crate::transport::mqtt::Inbound;
+
+impl Runner {
+    /// `StartCampaign`: claims the campaign's name; the start runs once this console holds it.
+    pub(super) fn claim_and_start(
+        &mut self,
+        request: CampaignRequest,
+        reply: Option<Reply<CampaignId>>,
+    ) {
+        let key = match self.campaign_name(&request) {
+            Ok(key) => key,
+            Err(e) => return self.answer(reply, Err(e)),
+        };
+        let now = self.lock_now();
+        let step = self.lock.claim(key, request, reply, now);
+        self.apply_lock_step(step);
+    }
+
+    /// A retained claim (or its clearing) on a lock topic.
+    pub(super) fn on_lock_message(&mut self, message: &Inbound) {
+        let now_ms = self.clock.now_ms();
+        self.io.inspect(
+            now_ms,
+            Direction::In,
+            &message.topic,
+            &message.payload,
+            None,
+            None,
+        );
+        let now = self.lock_now();
+        let step = self
+            .lock
+            .on_message(&message.topic, &message.payload, now);
+        self.apply_lock_step(step);
+    }
+
+    /// Renews our claims; gives up the names of campaigns that finished or left.
+    pub(super) fn lock_housekeeping(&mut self) {
+        let now = self.lock_now();
+        let campaigns = &self.campaigns;
+        let ended = |id: CampaignId| {
+            campaigns
+                .position(id)
+                .and_then(|idx| campaigns.get(idx))
+                .is_none_or(|live| live.campaign().state().is_finished())
+        };
+        for step in self.lock.housekeeping(ended, now) {
+            self.apply_lock_step(step);
+        }
+    }
+
+    /// As the console stops.
+    pub(super) fn release_locks(&mut self) {
+        let now = self.lock_now();
+        if let Some(payload) = self.lock.release_all(now) {
+            self.publish_lock(payload);
+        }
+    }
+
+    fn apply_lock_step(&mut self, step: LockStep) {
+        if let Some(payload) = step.publish {
+            self.publish_lock(payload);
+        }
+        for event in step.events {
+            match event {
+                LockEvent::Claimed { key } => {
+                    for waiting in self.lock.take_waiting(&key) {
+                        let result = self.start_campaign(waiting.request);
+                        match &result {
+                            Ok(id) => self.lock.bind(*id, key.clone()),
+                            Err(_) => {
+                                let now = self.lock_now();
+                                let step = self.lock.release_unused(&key, now);
+                                if let Some(payload) = step.publish {
+                                    self.publish_lock(payload);
+                                }
+                            }
+                        }
+                        self.answer(waiting.reply, result);
+                    }
+                }
+                LockEvent::HeldBy { key, holder } => {
+                    for waiting in self.lock.take_waiting(&key) {
+                        let refused = CommandError::CampaignHeld {
+                            key: key.clone(),
+                            holder: holder.clone(),
+                        };
+                        self.answer(waiting.reply, Err(refused));
+                    }
+                }
+            }
+        }
+        self.publisher.mark();
+    }
+
+    fn publish_lock(&mut self, payload: Vec<u8>) {
+        let out = Outbound {
+            topic: self.lock.topic(),
+            payload,
+        };
+        // A claim that cannot be queued is never echoed: its start waits, and the operator sees
+        // the link's trouble in the alerts.
+        let _ = self.io.publish_retained(out, self.clock.now_ms());
+    }
+
+    fn lock_now(&self) -> u64 {
+        self.clock.now().as_millis()
+    }
+}

@@ -1,0 +1,178 @@
+//! The campaign lock (`rollout::lock`) between real `ota-console rollout` processes on one real
+//! Mosquitto: two consoles started at the same moment on the same campaign (one drives it, the
+//! other exits naming the holder, and every simulated device gets exactly one notice), and a
+//! holder killed with `kill -9` (its Will clears its claim: the next console takes the
+//! campaign over, while a console started before the kill is refused).
+
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ota_console::engine::CLIENT_ID_FILE;
+use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::testing::console::{Console, rollout_args, set_flag};
+use ota_console::testing::firmware_file;
+use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_units;
+
+/// `rollout`'s exit code when another console holds the campaign.
+const HELD_ELSEWHERE: i32 = 3;
+const DEVICES: usize = 20;
+const FLEET_WAIT: Duration = Duration::from_secs(30);
+
+fn data_dir(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `rollout` on `broker` with its own data directory and database in `dir`, then `extra`.
+fn args(broker: &str, dir: &Path, fw: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = rollout_args(broker, dir, fw);
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
+}
+
+fn client_id(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(CLIENT_ID_FILE))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consoles_on_one_campaign_one_drives_and_the_other_names_the_holder() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(root.path(), free_port(), "allow_anonymous true");
+    let fw = firmware_file(root.path(), 16 * 1024);
+    let flags = [
+        "--all",
+        "--discover-for",
+        "4s",
+        "--wave",
+        "100%",
+        "--concurrency",
+        "100",
+        "--campaign",
+        "site A to 2.0.0",
+    ];
+    let (dir_a, dir_b) = (data_dir(root.path(), "a"), data_dir(root.path(), "b"));
+    // Started together: each listens 4 s, then claims the campaign within moments of the other.
+    let mut a = Console::spawn(&args(&broker.url(), &dir_a, &fw, &flags), &dir_a);
+    let mut b = Console::spawn(&args(&broker.url(), &dir_b, &fw, &flags), &dir_b);
+    // Devices announce themselves when they connect: once both consoles listen.
+    tokio::task::block_in_place(|| {
+        a.expect_line("listening for devices");
+        b.expect_line("listening for devices");
+    });
+    let fleet = SimFleet::start(SimConfig {
+        broker_url: broker.url(),
+        version: "1.0.0".into(),
+        units: sim_units(&[("aliyun", DEVICES)]),
+        behaviour: Behaviour {
+            install: Duration::from_millis(100),
+            ..Behaviour::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + FLEET_WAIT;
+    while fleet.stats().devices.iter().any(|d| d.connects == 0) {
+        assert!(Instant::now() < deadline, "the fleet did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let ((code_a, lines_a), (code_b, lines_b)) =
+        tokio::task::block_in_place(|| (a.wait(), b.wait()));
+
+    let outcomes = [(code_a, &lines_a, &dir_a), (code_b, &lines_b, &dir_b)];
+    let drivers: Vec<_> = outcomes.iter().filter(|(c, ..)| *c == 0).collect();
+    let held: Vec<_> = outcomes
+        .iter()
+        .filter(|(c, ..)| *c == HELD_ELSEWHERE)
+        .collect();
+    assert!(
+        drivers.len() == 1 && held.len() == 1,
+        "exactly one console drives, the other is refused: a {code_a} {lines_a:#?}, b {code_b} \
+         {lines_b:#?}"
+    );
+    let (_, _, driver_dir) = drivers[0];
+    let (_, refused_lines, _) = held[0];
+    let holder = client_id(driver_dir);
+    let told = refused_lines
+        .iter()
+        .find(|l| l.contains("is held by console"))
+        .unwrap_or_else(|| panic!("no holder named: {refused_lines:#?}"));
+    assert!(
+        told.contains("\"site A to 2.0.0\"")
+            && told.contains(&format!("console {holder} on host "))
+            && told.contains(" since "),
+        "{told}"
+    );
+    assert!(
+        !refused_lines.iter().any(|l| l.contains(" running")),
+        "the refused console started nothing: {refused_lines:#?}"
+    );
+
+    let stats = fleet.stats();
+    for device in &stats.devices {
+        assert_eq!(
+            (device.notices_received, device.version.as_str()),
+            (1, "2.0.0"),
+            "{} got {} notice(s)",
+            device.id,
+            device.notices_received
+        );
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_killed_with_sigkill_leaves_the_campaign_to_the_next_console() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(root.path(), free_port(), "allow_anonymous true");
+    let fw = firmware_file(root.path(), 4 * 1024);
+    // A device that never answers: the holder waits for it long past the test.
+    let flags = [
+        "--target",
+        "aliyun:pk/away",
+        "--discover-for",
+        "0s",
+        "--campaign",
+        "night",
+        "--retries",
+        "0",
+    ];
+    let (dir_a, dir_c, dir_b) = (
+        data_dir(root.path(), "a"),
+        data_dir(root.path(), "c"),
+        data_dir(root.path(), "b"),
+    );
+    let mut holder = Console::spawn(&args(&broker.url(), &dir_a, &fw, &flags), &dir_a);
+    holder.campaign_id();
+    let holder_id = client_id(&dir_a);
+
+    let refused = Console::spawn(&args(&broker.url(), &dir_c, &fw, &flags), &dir_c);
+    let (code, lines) = tokio::task::block_in_place(|| refused.wait());
+    assert_eq!(code, HELD_ELSEWHERE, "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("is held by console {holder_id} "))),
+        "{lines:#?}"
+    );
+
+    holder.kill();
+    // The broker publishes the dead holder's Will (its claims cleared) when its socket closes.
+    let mut next_args = args(&broker.url(), &dir_b, &fw, &flags);
+    set_flag(&mut next_args, "--device-timeout", "1s");
+    let mut next = Console::spawn(&next_args, &dir_b);
+    next.campaign_id();
+    let (code, lines) = tokio::task::block_in_place(|| next.wait());
+    // It drove the campaign: the device that never answers timed out (exit 1), nothing refused.
+    assert_eq!(code, 1, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("is held by")), "{lines:#?}");
+}
