@@ -176,3 +176,85 @@ async fn a_holder_killed_with_sigkill_leaves_the_campaign_to_the_next_console() 
     assert_eq!(code, 1, "{lines:#?}");
     assert!(!lines.iter().any(|l| l.contains("is held by")), "{lines:#?}");
 }
+
+/// The engine itself, as the window drives it: two engines on one Mosquitto start the same
+/// campaign at the same moment; the refused one's snapshot carries the alert the window shows;
+/// once the holder cancels its campaign the name is free, and the other engine takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_race_and_a_canceled_campaign_frees_its_name() {
+    use ota_console::device_id::DeviceId;
+    use ota_console::engine::{BrokerChoice, CampaignRequest, Command, CommandError, EngineError};
+    use ota_console::rollout::{DialectSettings, Policy};
+    use ota_console::testing::engine::{loopback_config, start_engine, wait_for};
+    use ota_console::transport::mqtt::LinkOptions;
+
+    let root = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(root.path(), free_port(), "allow_anonymous true");
+    let fw = firmware_file(root.path(), 4 * 1024);
+    let mut engines = Vec::new();
+    for name in ["a", "b"] {
+        let mut config = loopback_config(&data_dir(root.path(), name));
+        config.broker = BrokerChoice::External(LinkOptions::new(broker.url().parse().unwrap()));
+        let engine = start_engine(config).await;
+        engine.wait_connected(Duration::from_secs(30)).await.unwrap();
+        engines.push(engine);
+    }
+    let mut requests = Vec::new();
+    for engine in &engines {
+        let package = engine.import_firmware(fw.clone()).await.unwrap();
+        requests.push(CampaignRequest {
+            name: "dock site".into(),
+            package_sha256: package.package.sha256,
+            version: "2.0.0".into(),
+            module: None,
+            description: String::new(),
+            // Nobody answers: the campaign runs until it is canceled.
+            targets: vec!["aliyun:pk/away".parse::<DeviceId>().unwrap()],
+            policy: Policy::default(),
+            settings: DialectSettings::default(),
+            download_url: None,
+        });
+    }
+    let (first, second) = tokio::join!(
+        engines[0].start_campaign(requests[0].clone()),
+        engines[1].start_campaign(requests[1].clone())
+    );
+    let (holder_idx, refused_idx, id, refused) = match (first, second) {
+        (Ok(id), Err(e)) => (0, 1, id, e),
+        (Err(e), Ok(id)) => (1, 0, id, e),
+        other => panic!("exactly one engine starts the campaign: {other:?}"),
+    };
+    assert!(
+        matches!(
+            &refused,
+            EngineError::Refused(CommandError::CampaignHeld { key, holder })
+                if key == "dock site"
+                    && holder.console.console == client_id(&root.path().join(["a", "b"][holder_idx]))
+        ),
+        "{refused}"
+    );
+    let text = refused.to_string();
+    wait_for(&engines[refused_idx], "the window's alert naming the holder", |s| {
+        s.alerts.iter().any(|a| a.text == text)
+    })
+    .await;
+
+    // The holder cancels: its claim is cleared, and the other engine may start the campaign.
+    engines[holder_idx].send(Command::Cancel(id)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match engines[refused_idx]
+            .start_campaign(requests[refused_idx].clone())
+            .await
+        {
+            Ok(_) => break,
+            Err(EngineError::Refused(CommandError::CampaignHeld { .. }))
+                if Instant::now() < deadline =>
+            {
+                // The holder gives the name up at its next housekeeping (every second).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the freed campaign could not be started: {e}"),
+        }
+    }
+}
