@@ -646,9 +646,11 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
             progress.show(&view.snapshot.counts);
             if let Some(why) = &view.halted {
                 progress.finish();
+                // `why` says what stopped it: a refused database write (free space or fix
+                // permissions), or another console that took the campaign over.
                 bail!(
-                    "campaign {id} stopped: {why}; nothing more was sent. Free space or fix \
-                     permissions, then continue it: ota-console rollout --resume {id}"
+                    "campaign {id} stopped: {why}; nothing more was sent. Once that is fixed, \
+                     continue it: ota-console rollout --resume {id}"
                 );
             }
             let counts = view.snapshot.counts;

@@ -84,6 +84,25 @@ impl CampaignLock {
         self.bound.insert(id, key);
     }
 
+    /// The running campaigns bound to `key`, unbound (another console holds it now).
+    pub(super) fn unbind_key(&mut self, key: &str) -> Vec<CampaignId> {
+        let ids: Vec<CampaignId> = self
+            .bound
+            .iter()
+            .filter(|(_, k)| *k == key)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.bound.remove(id);
+        }
+        ids
+    }
+
+    /// The link is back: claim again what we hold (see `CampaignLocks::reconnected`).
+    pub(super) fn reconnected(&mut self, now: u64) -> LockStep {
+        self.book.reconnected(now)
+    }
+
     /// Gives `key` up unless a running campaign or a waiting start needs it.
     pub(super) fn release_unused(&mut self, key: &str, now: u64) -> LockStep {
         let needed =

@@ -292,9 +292,26 @@ mod tests {
     }
 }
 
+/// The alert when a campaign this console drove was taken over by another console while this
+/// one was cut off from the broker (its Will cleared its claim).
+pub(super) fn taken_over_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
+    format!(
+        "{}: this console was cut off from the broker meanwhile, and stopped driving it",
+        holder_text(key, holder)
+    )
+}
+
 /// The sentence both faces show when another console holds a campaign (the CLI's exit message,
-/// the window's alert): who, where, since when.
+/// the window's alert).
 fn held_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
+    format!(
+        "{}; it drives the campaign, this console does not",
+        holder_text(key, holder)
+    )
+}
+
+/// Who holds campaign `key`, where, since when.
+fn holder_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
     let who = &holder.console;
     let since = std::time::UNIX_EPOCH + Duration::from_millis(holder.since);
     let user = if who.user.is_empty() {
@@ -303,8 +320,7 @@ fn held_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
         format!("user {}, ", who.user)
     };
     format!(
-        "campaign {key:?} is held by console {} on host {} ({user}pid {}) since {}; it drives \
-         the campaign, this console does not",
+        "campaign {key:?} is held by console {} on host {} ({user}pid {}) since {}",
         who.console,
         who.host,
         who.pid,

@@ -297,6 +297,27 @@ impl CampaignLocks {
         step
     }
 
+    /// The link is back after an outage. While it was down the broker may have published our
+    /// Will (clearing our claims) and another console may have taken a campaign over: each
+    /// campaign we hold is claimed again, and is ours only if our echo comes before another
+    /// console's claim (one already heard, live, means it was taken: [`LockEvent::HeldBy`]).
+    pub fn reconnected(&mut self, now: u64) -> LockStep {
+        let mut step = LockStep::default();
+        if self.held.is_empty() {
+            return step;
+        }
+        for (key, since) in std::mem::take(&mut self.held) {
+            match self.live_holder(&key, now) {
+                Some(holder) => step.events.push(LockEvent::HeldBy { key, holder }),
+                None => {
+                    self.pending.insert(key, Pending { since, seq: self.seq + 1 });
+                }
+            }
+        }
+        step.publish = Some(self.next_message(now, None));
+        step
+    }
+
     /// Renews our claims when a third of the lease has passed since the last message.
     pub fn tick(&mut self, now: u64) -> LockStep {
         let due = self.next_renewal().is_some_and(|at| now >= at);
@@ -493,6 +514,39 @@ mod tests {
         assert_eq!(a.release("k", 20_000).publish.as_deref(), Some(&[][..]));
         assert_eq!(a.next_renewal(), None);
         assert_eq!(a.release_all(20_001), None);
+    }
+
+    #[test]
+    fn after_an_outage_the_holder_claims_again_and_yields_to_a_console_that_took_over() {
+        let mut a = console("a");
+        let mut b = console("b");
+        for key in ["kept", "taken"] {
+            let claim = a.claim(key, 0).publish.unwrap();
+            a.on_message(&a.topic(), &claim, 1);
+        }
+        // a is cut off; its Will clears its claims and b takes "taken" over.
+        b.on_message(&a.topic(), &[], 40_000);
+        let claim_b = b.claim("taken", 40_001).publish.unwrap();
+        b.on_message(&b.topic(), &claim_b, 40_002);
+        assert!(b.is_held("taken"));
+        // Back: a claims both again; b's claim (retained, or queued for a's session) comes
+        // before a's echo.
+        let again = a.reconnected(50_000).publish.unwrap();
+        assert!(!a.is_held("kept") && !a.is_held("taken"));
+        let step = a.on_message(&b.topic(), &claim_b, 50_001);
+        assert!(matches!(&step.events[..], [LockEvent::HeldBy { key, holder }]
+            if key == "taken" && holder.console.console == "b"));
+        let step = a.on_message(&a.topic(), &again, 50_002);
+        assert_eq!(step.events, [LockEvent::Claimed { key: "kept".into() }]);
+        assert!(a.is_held("kept") && !a.is_held("taken"));
+        // Heard before the link came back: taken at once.
+        let mut c = console("c");
+        let claim = c.claim("x", 0).publish.unwrap();
+        c.on_message(&c.topic(), &claim, 1);
+        c.on_message(&b.topic(), &b.claim("x", 2).publish.unwrap(), 3);
+        let step = c.reconnected(4);
+        assert!(matches!(&step.events[..], [LockEvent::HeldBy { key, .. }] if key == "x"));
+        assert_eq!(step.publish.as_deref(), Some(&[][..]));
     }
 
     #[test]

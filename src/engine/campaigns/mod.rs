@@ -165,6 +165,19 @@ impl Campaigns {
         idx
     }
 
+    /// Stops driving campaign `id` in this run and sends nothing more for it (another console
+    /// took it over: see `campaign_lock.rs`); `--resume` or a restart picks it up again.
+    /// Returns whether it was live.
+    pub(super) fn halt(&mut self, id: CampaignId, why: String) -> bool {
+        match self.live.iter_mut().find(|l| l.campaign().id() == id) {
+            Some(live) => {
+                live.halt(why);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Feeds one input to campaign `idx` and carries out what it asks; a halted campaign is
     /// not driven. Returns whether it asked for anything.
     pub(super) fn drive(&mut self, idx: usize, input: Input, env: &mut Env<'_>) -> bool {

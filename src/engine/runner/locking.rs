@@ -6,7 +6,8 @@
 
 use super::Runner;
 use crate::engine::command::{CampaignRequest, Reply};
-use crate::engine::error::CommandError;
+use crate::engine::error::{CommandError, taken_over_text};
+use crate::engine::snapshot::AlertLevel;
 use crate::fleet::inspector::Direction;
 use crate::protocol::Outbound;
 use crate::rollout::CampaignId;
@@ -62,6 +63,14 @@ impl Runner {
         }
     }
 
+    /// The link is back: what we hold is claimed again, and a campaign another console took
+    /// over meanwhile stops here.
+    pub(super) fn lock_reconnected(&mut self) {
+        let now = self.lock_now();
+        let step = self.lock.reconnected(now);
+        self.apply_lock_step(step);
+    }
+
     /// As the console stops.
     pub(super) fn release_locks(&mut self) {
         let now = self.lock_now();
@@ -93,6 +102,12 @@ impl Runner {
                     }
                 }
                 LockEvent::HeldBy { key, holder } => {
+                    for id in self.lock.unbind_key(&key) {
+                        let why = taken_over_text(&key, &holder);
+                        if self.campaigns.halt(id, why.clone()) {
+                            self.alert(AlertLevel::Error, why);
+                        }
+                    }
                     for waiting in self.lock.take_waiting(&key) {
                         let refused = CommandError::CampaignHeld {
                             key: key.clone(),

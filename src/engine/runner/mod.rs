@@ -185,7 +185,10 @@ impl Runner {
                 AlertLevel::Warning,
                 format!("MQTT broker connection lost, reconnecting: {reason}"),
             ),
-            LinkState::Connected => tracing::info!("connected to the MQTT broker"),
+            LinkState::Connected => {
+                tracing::info!("connected to the MQTT broker");
+                self.lock_reconnected();
+            }
             _ => {}
         }
         let input = if *state == LinkState::Connected {
