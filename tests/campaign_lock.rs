@@ -174,12 +174,16 @@ async fn a_holder_killed_with_sigkill_leaves_the_campaign_to_the_next_console() 
     let (code, lines) = tokio::task::block_in_place(|| next.wait());
     // It drove the campaign: the device that never answers timed out (exit 1), nothing refused.
     assert_eq!(code, 1, "{lines:#?}");
-    assert!(!lines.iter().any(|l| l.contains("is held by")), "{lines:#?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("is held by")),
+        "{lines:#?}"
+    );
 }
 
 /// The engine itself, as the window drives it: two engines on one Mosquitto start the same
 /// campaign at the same moment; the refused one's snapshot carries the alert the window shows;
-/// once the holder cancels its campaign the name is free, and the other engine takes it.
+/// once the holder cancels its campaign the name is free, and the other engine takes it; once
+/// that one stops, the first may take it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_race_and_a_canceled_campaign_frees_its_name() {
     use ota_console::device_id::DeviceId;
@@ -196,7 +200,10 @@ async fn two_engines_race_and_a_canceled_campaign_frees_its_name() {
         let mut config = loopback_config(&data_dir(root.path(), name));
         config.broker = BrokerChoice::External(LinkOptions::new(broker.url().parse().unwrap()));
         let engine = start_engine(config).await;
-        engine.wait_connected(Duration::from_secs(30)).await.unwrap();
+        engine
+            .wait_connected(Duration::from_secs(30))
+            .await
+            .unwrap();
         engines.push(engine);
     }
     let mut requests = Vec::new();
@@ -234,9 +241,11 @@ async fn two_engines_race_and_a_canceled_campaign_frees_its_name() {
         "{refused}"
     );
     let text = refused.to_string();
-    wait_for(&engines[refused_idx], "the window's alert naming the holder", |s| {
-        s.alerts.iter().any(|a| a.text == text)
-    })
+    wait_for(
+        &engines[refused_idx],
+        "the window's alert naming the holder",
+        |s| s.alerts.iter().any(|a| a.text == text),
+    )
     .await;
 
     // The holder cancels: its claim is cleared, and the other engine may start the campaign.
@@ -255,6 +264,25 @@ async fn two_engines_race_and_a_canceled_campaign_frees_its_name() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("the freed campaign could not be started: {e}"),
+        }
+    }
+
+    // The new holder stops: it clears its claim on the way out (a clean disconnect sends no
+    // Will), so the first engine may start the campaign again at once, not a lease later.
+    engines[refused_idx].send(Command::Shutdown).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match engines[holder_idx]
+            .start_campaign(requests[holder_idx].clone())
+            .await
+        {
+            Ok(_) => break,
+            Err(EngineError::Refused(CommandError::CampaignHeld { .. }))
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the campaign of a console that stopped stayed held: {e}"),
         }
     }
 }

@@ -21,7 +21,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::connection::ConnectionArgs;
 use crate::device_id::{DeviceId, DialectId, IdShape};
 use crate::engine::{
-    self, CampaignRequest, CampaignView, CommandError, EngineError, EngineHandle, OfferUrl, ResumeInfo,
+    self, CampaignRequest, CampaignView, CommandError, EngineError, EngineHandle, OfferUrl,
+    ResumeInfo,
 };
 use crate::fleet::DeviceRecord;
 use crate::protocol::{NoticeSetting, OfferField, registry};

@@ -119,6 +119,11 @@ pub enum CommandError {
         key: String,
         holder: crate::rollout::lock::Holder,
     },
+    /// The claim of the campaign's name could not be queued for the broker (`rollout::lock`).
+    #[error(
+        "cannot start the rollout: the claim of campaign {key:?} could not be sent to the broker: {why}"
+    )]
+    ClaimNotSent { key: String, why: String },
     #[error("cannot start the rollout: {device} is already in campaign {campaign}")]
     TargetBusy {
         device: DeviceId,
@@ -188,6 +193,42 @@ pub enum DownloadsError {
         told: Box<OfferUrl>,
         error: Box<HttpError>,
     },
+}
+
+/// The alert when a campaign this console drove was taken over by another console while this
+/// one was cut off from the broker (its Will cleared its claim).
+pub(super) fn taken_over_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
+    format!(
+        "{}: this console was cut off from the broker meanwhile, and stopped driving it",
+        holder_text(key, holder)
+    )
+}
+
+/// The sentence both faces show when another console holds a campaign (the CLI's exit message,
+/// the window's alert).
+fn held_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
+    format!(
+        "{}; it drives the campaign, this console does not",
+        holder_text(key, holder)
+    )
+}
+
+/// Who holds campaign `key`, where, since when.
+fn holder_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
+    let who = &holder.console;
+    let since = std::time::UNIX_EPOCH + Duration::from_millis(holder.since);
+    let user = if who.user.is_empty() {
+        String::new()
+    } else {
+        format!("user {}, ", who.user)
+    };
+    format!(
+        "campaign {key:?} is held by console {} on host {} ({user}pid {}) since {}",
+        who.console,
+        who.host,
+        who.pid,
+        humantime::format_rfc3339_seconds(since)
+    )
 }
 
 #[cfg(test)]
@@ -290,40 +331,4 @@ mod tests {
             assert_eq!(got, want);
         }
     }
-}
-
-/// The alert when a campaign this console drove was taken over by another console while this
-/// one was cut off from the broker (its Will cleared its claim).
-pub(super) fn taken_over_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
-    format!(
-        "{}: this console was cut off from the broker meanwhile, and stopped driving it",
-        holder_text(key, holder)
-    )
-}
-
-/// The sentence both faces show when another console holds a campaign (the CLI's exit message,
-/// the window's alert).
-fn held_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
-    format!(
-        "{}; it drives the campaign, this console does not",
-        holder_text(key, holder)
-    )
-}
-
-/// Who holds campaign `key`, where, since when.
-fn holder_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
-    let who = &holder.console;
-    let since = std::time::UNIX_EPOCH + Duration::from_millis(holder.since);
-    let user = if who.user.is_empty() {
-        String::new()
-    } else {
-        format!("user {}, ", who.user)
-    };
-    format!(
-        "campaign {key:?} is held by console {} on host {} ({user}pid {}) since {}",
-        who.console,
-        who.host,
-        who.pid,
-        humantime::format_rfc3339_seconds(since)
-    )
 }

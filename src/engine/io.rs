@@ -120,7 +120,14 @@ impl Io {
         if let Some(e) = &error {
             tracing::warn!(topic = %out.topic, error = %e, "publish failed");
         }
-        self.inspect(now_ms, Direction::Out, &out.topic, &out.payload, None, error);
+        self.inspect(
+            now_ms,
+            Direction::Out,
+            &out.topic,
+            &out.payload,
+            None,
+            error,
+        );
         result
     }
 

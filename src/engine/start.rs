@@ -19,10 +19,10 @@ use crate::firmware::FirmwareStore;
 use crate::fleet::inspector::Inspector;
 use crate::private_fs;
 use crate::protocol;
+use crate::rollout::lock::{LOCK_FILTER, lock_topic};
 use crate::store::Store;
 use crate::transport::broker::{BrokerSettings, EmbeddedBroker};
 use crate::transport::http::FirmwareServer;
-use crate::rollout::lock::{LOCK_FILTER, lock_topic};
 use crate::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink, Will};
 
 /// Raw messages the inspector keeps.
@@ -130,11 +130,11 @@ async fn open_io(
     link_options.client_id = Some(session.client_id.clone());
     link_options.clean_session = session.clean_session;
     // A console that dies gives up its campaigns: the broker clears its claims (rollout::lock).
-    link_options.will = Some(Will {
+    link_options.will = Some(Box::new(Will {
         topic: lock_topic(&session.client_id),
         payload: Vec::new(),
         retain: true,
-    });
+    }));
     let broker_url = format!(
         "{}://{}:{}",
         if link_options.url.tls() {

@@ -52,7 +52,13 @@ const FORMAT_VERSION: u32 = 1;
 pub fn lock_topic(console: &str) -> String {
     let level: String = console
         .chars()
-        .map(|c| if matches!(c, '/' | '+' | '#' | '\0') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '/' | '+' | '#' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     format!("{LOCK_TOPIC_PREFIX}{level}")
 }
@@ -310,7 +316,13 @@ impl CampaignLocks {
             match self.live_holder(&key, now) {
                 Some(holder) => step.events.push(LockEvent::HeldBy { key, holder }),
                 None => {
-                    self.pending.insert(key, Pending { since, seq: self.seq + 1 });
+                    self.pending.insert(
+                        key,
+                        Pending {
+                            since,
+                            seq: self.seq + 1,
+                        },
+                    );
                 }
             }
         }
@@ -432,7 +444,12 @@ mod tests {
     }
 
     /// One broker: delivers each published message to every console in the order it got them.
-    fn deliver(consoles: &mut [&mut CampaignLocks], from: usize, payload: &[u8], now: u64) -> Vec<(usize, LockStep)> {
+    fn deliver(
+        consoles: &mut [&mut CampaignLocks],
+        from: usize,
+        payload: &[u8],
+        now: u64,
+    ) -> Vec<(usize, LockStep)> {
         let topic = consoles[from].topic();
         consoles
             .iter_mut()
@@ -466,7 +483,10 @@ mod tests {
         assert_eq!(first[1].1.publish.as_deref(), Some(&[][..]));
         // b's claim, already on its way, reaches both: a keeps the campaign, b already yielded.
         let second = deliver(&mut both, 1, &claim_b, 1_020);
-        assert!(second.iter().all(|(_, s)| s.events.is_empty()), "{second:?}");
+        assert!(
+            second.iter().all(|(_, s)| s.events.is_empty()),
+            "{second:?}"
+        );
         assert!(a.is_held("fw to 2.0") && !b.is_held("fw to 2.0"));
         // A third console arriving later hears a's retained claim and does not even publish.
         let mut c = console("c");
@@ -474,7 +494,9 @@ mod tests {
         c.on_message(&a.topic(), &retained, 11_005);
         let step = c.claim("fw to 2.0", 11_006);
         assert!(step.publish.is_none());
-        assert!(matches!(&step.events[..], [LockEvent::HeldBy { holder, .. }] if holder.console.console == "a"));
+        assert!(
+            matches!(&step.events[..], [LockEvent::HeldBy { holder, .. }] if holder.console.console == "a")
+        );
     }
 
     #[test]
@@ -510,7 +532,13 @@ mod tests {
         let renewal = a.tick(DEFAULT_LEASE_MS / 3).publish.unwrap();
         let renewed = parse(&renewal).unwrap();
         assert_eq!(renewed.renewed_at, DEFAULT_LEASE_MS / 3);
-        assert_eq!(renewed.campaigns, [HeldCampaign { key: "k".into(), since: 0 }]);
+        assert_eq!(
+            renewed.campaigns,
+            [HeldCampaign {
+                key: "k".into(),
+                since: 0
+            }]
+        );
         assert_eq!(a.release("k", 20_000).publish.as_deref(), Some(&[][..]));
         assert_eq!(a.next_renewal(), None);
         assert_eq!(a.release_all(20_001), None);
@@ -534,8 +562,10 @@ mod tests {
         let again = a.reconnected(50_000).publish.unwrap();
         assert!(!a.is_held("kept") && !a.is_held("taken"));
         let step = a.on_message(&b.topic(), &claim_b, 50_001);
-        assert!(matches!(&step.events[..], [LockEvent::HeldBy { key, holder }]
-            if key == "taken" && holder.console.console == "b"));
+        assert!(
+            matches!(&step.events[..], [LockEvent::HeldBy { key, holder }]
+            if key == "taken" && holder.console.console == "b")
+        );
         let step = a.on_message(&a.topic(), &again, 50_002);
         assert_eq!(step.events, [LockEvent::Claimed { key: "kept".into() }]);
         assert!(a.is_held("kept") && !a.is_held("taken"));

@@ -210,7 +210,8 @@ pub struct LinkOptions {
     /// Published (QoS 1) by the broker when the link dies without saying goodbye (killed,
     /// starved past its keep-alive): the campaign lock's empty retained message that clears
     /// this console's claims.
-    pub will: Option<Will>,
+    /// Boxed: rarely set, and `LinkOptions` travels inside larger enums.
+    pub will: Option<Box<Will>>,
 }
 
 /// A Last Will: what the broker publishes for us when the connection ends without DISCONNECT.

@@ -19,11 +19,13 @@ use crate::engine::traffic::LogDecision;
 
 impl Runner {
     pub(super) fn on_inbound(&mut self, message: Inbound) {
-        self.traffic.received();
-        self.publisher.mark();
+        // Consoles' claims, not device traffic: the counters (and the loss checks built on them)
+        // count what devices sent.
         if message.topic.starts_with(LOCK_TOPIC_PREFIX) {
             return self.on_lock_message(&message);
         }
+        self.traffic.received();
+        self.publisher.mark();
         let now_ms = self.clock.now_ms();
         match protocol::decode(&message.topic, &message.payload) {
             Ok(events) => {

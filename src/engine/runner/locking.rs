@@ -12,7 +12,7 @@ use crate::fleet::inspector::Direction;
 use crate::protocol::Outbound;
 use crate::rollout::CampaignId;
 use crate::rollout::lock::{LockEvent, LockStep};
-use crate::transport::mqtt::Inbound;
+use crate::transport::mqtt::{Inbound, LinkError};
 
 impl Runner {
     /// `StartCampaign`: claims the campaign's name; the start runs once this console holds it.
@@ -26,8 +26,20 @@ impl Runner {
             Err(e) => return self.answer(reply, Err(e)),
         };
         let now = self.lock_now();
-        let step = self.lock.claim(key, request, reply, now);
-        self.apply_lock_step(step);
+        let step = self.lock.claim(key.clone(), request, reply, now);
+        if let Err(e) = self.apply_lock_step(step) {
+            // Never echoed, so never decided: refuse now rather than wait for ever.
+            let why = e.to_string();
+            for waiting in self.lock.take_waiting(&key) {
+                let refused = CommandError::ClaimNotSent {
+                    key: key.clone(),
+                    why: why.clone(),
+                };
+                self.answer(waiting.reply, Err(refused));
+            }
+            let step = self.lock.release_unused(&key, self.lock_now());
+            let _ = self.apply_lock_step(step);
+        }
     }
 
     /// A retained claim (or its clearing) on a lock topic.
@@ -42,10 +54,9 @@ impl Runner {
             None,
         );
         let now = self.lock_now();
-        let step = self
-            .lock
-            .on_message(&message.topic, &message.payload, now);
-        self.apply_lock_step(step);
+        let step = self.lock.on_message(&message.topic, &message.payload, now);
+        // A clearing that cannot be queued leaves the claim to lapse with its lease.
+        let _ = self.apply_lock_step(step);
     }
 
     /// Renews our claims; gives up the names of campaigns that finished or left.
@@ -59,7 +70,7 @@ impl Runner {
                 .is_none_or(|live| live.campaign().state().is_finished())
         };
         for step in self.lock.housekeeping(ended, now) {
-            self.apply_lock_step(step);
+            let _ = self.apply_lock_step(step);
         }
     }
 
@@ -68,21 +79,24 @@ impl Runner {
     pub(super) fn lock_reconnected(&mut self) {
         let now = self.lock_now();
         let step = self.lock.reconnected(now);
-        self.apply_lock_step(step);
+        let _ = self.apply_lock_step(step);
     }
 
     /// As the console stops.
     pub(super) fn release_locks(&mut self) {
         let now = self.lock_now();
         if let Some(payload) = self.lock.release_all(now) {
-            self.publish_lock(payload);
+            // Not sent: the claim lapses with its lease.
+            let _ = self.publish_lock(payload);
         }
     }
 
-    fn apply_lock_step(&mut self, step: LockStep) {
-        if let Some(payload) = step.publish {
-            self.publish_lock(payload);
-        }
+    /// Publishes what the book asks and carries out its decisions; the publish's outcome.
+    fn apply_lock_step(&mut self, step: LockStep) -> Result<(), LinkError> {
+        let published = match step.publish {
+            Some(payload) => self.publish_lock(payload),
+            None => Ok(()),
+        };
         for event in step.events {
             match event {
                 LockEvent::Claimed { key } => {
@@ -94,7 +108,8 @@ impl Runner {
                                 let now = self.lock_now();
                                 let step = self.lock.release_unused(&key, now);
                                 if let Some(payload) = step.publish {
-                                    self.publish_lock(payload);
+                                    // Not sent: the claim lapses with its lease.
+                                    let _ = self.publish_lock(payload);
                                 }
                             }
                         }
@@ -119,16 +134,15 @@ impl Runner {
             }
         }
         self.publisher.mark();
+        published
     }
 
-    fn publish_lock(&mut self, payload: Vec<u8>) {
+    fn publish_lock(&mut self, payload: Vec<u8>) -> Result<(), LinkError> {
         let out = Outbound {
             topic: self.lock.topic(),
             payload,
         };
-        // A claim that cannot be queued is never echoed: its start waits, and the operator sees
-        // the link's trouble in the alerts.
-        let _ = self.io.publish_retained(out, self.clock.now_ms());
+        self.io.publish_retained(out, self.clock.now_ms())
     }
 
     fn lock_now(&self) -> u64 {
