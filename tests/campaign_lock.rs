@@ -2,7 +2,8 @@
 //! Mosquitto: two consoles started at the same moment on the same campaign (one drives it, the
 //! other exits naming the holder, and every simulated device gets exactly one notice), and a
 //! holder killed with `kill -9` (its Will clears its claim: the next console takes the
-//! campaign over, while a console started before the kill is refused).
+//! campaign over, while a console started before the kill is refused, and so is the killed
+//! console's `--resume` while the other drives it).
 
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ota_console::engine::CLIENT_ID_FILE;
 use ota_console::sim::{Behaviour, SimConfig, SimFleet};
-use ota_console::testing::console::{Console, rollout_args, set_flag};
+use ota_console::testing::console::{Console, rollout_args};
 use ota_console::testing::firmware_file;
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
 use ota_console::testing::sim_units;
@@ -152,7 +153,7 @@ async fn a_holder_killed_with_sigkill_leaves_the_campaign_to_the_next_console() 
         data_dir(root.path(), "b"),
     );
     let mut holder = Console::spawn(&args(&broker.url(), &dir_a, &fw, &flags), &dir_a);
-    holder.campaign_id();
+    let id = holder.campaign_id();
     let holder_id = client_id(&dir_a);
 
     let refused = Console::spawn(&args(&broker.url(), &dir_c, &fw, &flags), &dir_c);
@@ -167,17 +168,41 @@ async fn a_holder_killed_with_sigkill_leaves_the_campaign_to_the_next_console() 
 
     holder.kill();
     // The broker publishes the dead holder's Will (its claims cleared) when its socket closes.
-    let mut next_args = args(&broker.url(), &dir_b, &fw, &flags);
-    set_flag(&mut next_args, "--device-timeout", "1s");
-    let mut next = Console::spawn(&next_args, &dir_b);
+    let mut next = Console::spawn(&args(&broker.url(), &dir_b, &fw, &flags), &dir_b);
     next.campaign_id();
-    let (code, lines) = tokio::task::block_in_place(|| next.wait());
-    // It drove the campaign: the device that never answers timed out (exit 1), nothing refused.
-    assert_eq!(code, 1, "{lines:#?}");
+    next.drain();
     assert!(
-        !lines.iter().any(|l| l.contains("is held by")),
+        !next.seen.iter().any(|l| l.contains("is held by")),
+        "{:#?}",
+        next.seen
+    );
+
+    // The killed console's operator resumes its campaign while the other drives it: refused.
+    let resume: Vec<String> = [
+        "rollout",
+        "--broker",
+        &broker.url(),
+        "--http-bind",
+        "127.0.0.1:0",
+        "--db",
+        &dir_a.join("console.db").display().to_string(),
+        "--resume",
+        &id.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let resumed = Console::spawn(&resume, &dir_a);
+    let (code, lines) = tokio::task::block_in_place(|| resumed.wait());
+    assert_eq!(code, HELD_ELSEWHERE, "{lines:#?}");
+    let taker = client_id(&dir_b);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("is held by console {taker} "))),
         "{lines:#?}"
     );
+    next.kill();
 }
 
 /// The engine itself, as the window drives it: two engines on one Mosquitto start the same

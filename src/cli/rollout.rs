@@ -371,18 +371,19 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     }
     // The engine's own message already says "cannot start: ..." and what failed where.
     let handle = engine::start(config).await?;
-    let id = match args.resume {
-        Some(id) => resume(&handle, CampaignId(id), told.as_ref().map(|t| &t.told)).await?,
-        None => match start_new(args, &handle).await {
-            Ok(id) => id,
-            Err(e) if is_held(&e) => {
-                // The engine's sentence: which console holds it, where, since when.
-                eprintln!("{e}");
-                let _ = handle.send(engine::Command::Shutdown);
-                return Ok(Outcome::HeldElsewhere);
-            }
-            Err(e) => return Err(e),
-        },
+    let started = match args.resume {
+        Some(id) => resume(&handle, CampaignId(id), told.as_ref().map(|t| &t.told)).await,
+        None => start_new(args, &handle).await,
+    };
+    let id = match started {
+        Ok(id) => id,
+        Err(e) if is_held(&e) => {
+            // The engine's sentence: which console holds it, where, since when.
+            eprintln!("{e:#}");
+            let _ = handle.send(engine::Command::Shutdown);
+            return Ok(Outcome::HeldElsewhere);
+        }
+        Err(e) => return Err(e),
     };
     eprintln!("campaign {id} running");
     let finished = follow(&handle, id).await?;

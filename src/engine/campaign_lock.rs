@@ -2,8 +2,8 @@
 //! those sharing the broker drives a campaign of a given name.
 //!
 //! Owns: the lock book of this console, the starts waiting for their claim to be decided (a
-//! `StartCampaign` is carried out only once this console holds the campaign's name, and refused
-//! with the holder's name otherwise), and which running campaign holds which name, so that the
+//! `StartCampaign` or `ResumeCampaign` is carried out only once this console holds the
+//! campaign's name, and refused with the holder's name otherwise), and which running campaign holds which name, so that the
 //! name is given up when its campaign ends.
 //!
 //! Rules it keeps: a start is answered exactly once; a name is released only when no running
@@ -16,11 +16,19 @@ use super::command::{CampaignRequest, Reply};
 use crate::rollout::CampaignId;
 use crate::rollout::lock::{CampaignLocks, ConsoleInfo, DEFAULT_LEASE_MS, LockStep};
 
-/// A start waiting for its claim.
+/// A start (or resume) waiting for its claim.
 pub(super) struct WaitingStart {
     pub(super) key: String,
-    pub(super) request: CampaignRequest,
+    pub(super) what: Wanted,
     pub(super) reply: Option<Reply<CampaignId>>,
+}
+
+/// What is carried out once the name is ours.
+pub(super) enum Wanted {
+    Start(Box<CampaignRequest>),
+    /// A stored campaign picked up again (`rollout --resume`): the console that took it over
+    /// while this one was away may be driving it.
+    Resume(CampaignId),
 }
 
 pub(super) struct CampaignLock {
@@ -53,20 +61,17 @@ impl CampaignLock {
         self.book.topic()
     }
 
-    /// Claims `key` for a start that waits for the decision.
+    /// Claims `key` for a start (or resume) that waits for the decision.
     pub(super) fn claim(
         &mut self,
         key: String,
-        request: CampaignRequest,
+        what: Wanted,
         reply: Option<Reply<CampaignId>>,
         now: u64,
     ) -> LockStep {
+        // Waiting before the claim: a claim decided at once finds it.
         let step = self.book.claim(&key, now);
-        self.waiting.push(WaitingStart {
-            key,
-            request,
-            reply,
-        });
+        self.waiting.push(WaitingStart { key, what, reply });
         step
     }
 

@@ -1,10 +1,11 @@
 //! The campaign lock's turns (`engine/campaign_lock.rs`, protocol in `rollout/lock.rs`): a start
-//! claims the campaign's name and waits; a message on a lock topic decides it (the start is
+//! (or resume) claims the campaign's name and waits; a message on a lock topic decides it (the start is
 //! carried out, or refused naming the console that holds the campaign, which the window shows
 //! as an alert and `rollout` as its exit message); housekeeping renews the claim and gives up
 //! the names of campaigns that ended; the console gives up everything as it stops.
 
 use super::Runner;
+use crate::engine::campaign_lock::Wanted;
 use crate::engine::command::{CampaignRequest, Reply};
 use crate::engine::error::{CommandError, taken_over_text};
 use crate::engine::snapshot::AlertLevel;
@@ -25,8 +26,30 @@ impl Runner {
             Ok(key) => key,
             Err(e) => return self.answer(reply, Err(e)),
         };
+        self.claim_for(key, Wanted::Start(Box::new(request)), reply);
+    }
+
+    /// `ResumeCampaign`: claims the stored campaign's name; it resumes once this console holds
+    /// it. A campaign running here already is answered at once.
+    pub(super) fn claim_and_resume(&mut self, id: CampaignId, reply: Option<Reply<CampaignId>>) {
+        if self.campaigns.position(id).is_some() {
+            return self.answer(reply, Ok(id));
+        }
+        match self.store.load_campaign(id) {
+            Ok(stored) => self.claim_for(stored.spec.name, Wanted::Resume(id), reply),
+            Err(error) => self.answer(
+                reply,
+                Err(CommandError::NotStored {
+                    campaign: id,
+                    error,
+                }),
+            ),
+        }
+    }
+
+    fn claim_for(&mut self, key: String, what: Wanted, reply: Option<Reply<CampaignId>>) {
         let now = self.lock_now();
-        let step = self.lock.claim(key.clone(), request, reply, now);
+        let step = self.lock.claim(key.clone(), what, reply, now);
         if let Err(e) = self.apply_lock_step(step) {
             // Never echoed, so never decided: refuse now rather than wait for ever.
             let why = e.to_string();
@@ -101,7 +124,10 @@ impl Runner {
             match event {
                 LockEvent::Claimed { key } => {
                     for waiting in self.lock.take_waiting(&key) {
-                        let result = self.start_campaign(waiting.request);
+                        let result = match waiting.what {
+                            Wanted::Start(request) => self.start_campaign(*request),
+                            Wanted::Resume(id) => self.resume_campaign(id),
+                        };
                         match &result {
                             Ok(id) => self.lock.bind(*id, key.clone()),
                             Err(_) => {

@@ -22,10 +22,7 @@ impl Runner {
             Command::ImportFirmware { path, reply } => self.start_import(path, reply),
             Command::CancelImport => self.library.cancel_import(),
             Command::StartCampaign { request, reply } => self.claim_and_start(*request, reply),
-            Command::ResumeCampaign { id, reply } => {
-                let result = self.resume_campaign(id);
-                self.answer(reply, result);
-            }
+            Command::ResumeCampaign { id, reply } => self.claim_and_resume(id, reply),
             Command::Pause(id) => self.steer(id, Input::Pause),
             Command::Resume(id) => self.steer(id, Input::Resume),
             Command::Cancel(id) => self.steer(id, Input::Cancel),
