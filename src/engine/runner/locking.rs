@@ -1,9 +1,10 @@
-//! The campaign lock's turns (`engine/campaign_lock.rs`, protocol in `rollout/lock.rs`): a start
-//! (or resume) claims the campaign's name and waits; a message on a lock topic decides it (the start is
-//! carried out, or refused naming the console that holds the campaign, which the window shows
-//! as an alert and `rollout` as its exit message); housekeeping renews the claim and gives up
-//! the names of campaigns that ended; the console gives up everything as it stops.
-
+//! The campaign lock's turns (`engine/campaign_lock.rs`, protocol in `rollout/lock.rs`): a
+//! start (or resume) claims the campaign's name and waits; a message on a lock topic decides it
+//! (the start is carried out, or refused naming the console that holds the campaign, which the
+//! window shows as an alert and `rollout` as its exit message); housekeeping renews the claim
+//! and gives up the names of campaigns that ended; the link's return claims them again (and
+//! halts one another console took over meanwhile); the console gives up everything as it stops.
+//! The campaigns the window resumes by itself at start (`restore.rs`) are not claimed.
 use super::Runner;
 use crate::engine::campaign_lock::Wanted;
 use crate::engine::command::{CampaignRequest, Reply};
