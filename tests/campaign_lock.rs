@@ -311,3 +311,110 @@ async fn two_engines_race_and_a_canceled_campaign_frees_its_name() {
         }
     }
 }
+
+/// The window resumes the unfinished campaigns of its data directory at start; one that another
+/// console drives meanwhile stays in the history with an alert naming it, and is resumed once
+/// that console let it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_resumes_at_start_only_what_no_other_console_holds() {
+    use ota_console::device_id::DeviceId;
+    use ota_console::engine::{BrokerChoice, CampaignRequest, Command, EngineConfig, EngineHandle};
+    use ota_console::rollout::{DialectSettings, Policy};
+    use ota_console::testing::engine::{loopback_config, start_engine, wait_for};
+    use ota_console::transport::mqtt::LinkOptions;
+
+    let root = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(root.path(), free_port(), "allow_anonymous true");
+    let fw = firmware_file(root.path(), 4 * 1024);
+    let config = |name: &str| -> EngineConfig {
+        let mut config = loopback_config(&data_dir(root.path(), name));
+        config.broker = BrokerChoice::External(LinkOptions::new(broker.url().parse().unwrap()));
+        config.resume_unfinished = true;
+        config
+    };
+    let start_yard = |engine: EngineHandle| {
+        let fw = fw.clone();
+        async move {
+            let package = engine.import_firmware(fw).await.unwrap();
+            engine
+                .start_campaign(CampaignRequest {
+                    name: "yard".into(),
+                    package_sha256: package.package.sha256,
+                    version: "2.0.0".into(),
+                    module: None,
+                    description: String::new(),
+                    targets: vec!["aliyun:pk/away".parse::<DeviceId>().unwrap()],
+                    policy: Policy::default(),
+                    settings: DialectSettings::default(),
+                    // Served elsewhere: a restarted engine's firmware server, on another free
+                    // port, has nothing to serve again.
+                    download_url: Some("http://127.0.0.1:9/yard/fw.bin".into()),
+                })
+                .await
+        }
+    };
+    // Until the engine task is gone (its snapshot channel closes): its claim is cleared and its
+    // data directory free.
+    let stop = |engine: EngineHandle| async move {
+        let mut watch = engine.watch();
+        engine.send(Command::Shutdown).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while watch.changed().await.is_ok() {}
+        })
+        .await
+        .expect("the engine stops");
+    };
+
+    let a = start_engine(config("a")).await;
+    a.wait_connected(Duration::from_secs(30)).await.unwrap();
+    let id = start_yard(a.clone()).await.unwrap();
+    stop(a).await;
+    let b = start_engine(config("b")).await;
+    b.wait_connected(Duration::from_secs(30)).await.unwrap();
+    start_yard(b.clone()).await.unwrap();
+    let taker = client_id(&root.path().join("b"));
+
+    let a = start_engine(config("a")).await;
+    let snap = wait_for(
+        &a,
+        "an alert naming the console that holds the campaign",
+        |s| {
+            s.alerts
+                .iter()
+                .any(|al| al.text.contains(&format!("is held by console {taker} ")))
+        },
+    )
+    .await;
+    assert!(
+        !snap.campaigns.iter().any(|c| c.snapshot.id == id && c.live),
+        "campaign {id} resumed while another console holds it"
+    );
+    stop(a).await;
+
+    stop(b).await;
+    let a = start_engine(config("a")).await;
+    let mut watch = a.watch();
+    let resumed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let live = watch
+                .borrow_and_update()
+                .campaigns
+                .iter()
+                .any(|c| c.snapshot.id == id && c.live);
+            if live || watch.changed().await.is_err() {
+                return live;
+            }
+        }
+    })
+    .await;
+    let snap = a.snapshot();
+    assert!(
+        resumed == Ok(true),
+        "campaign {id} not resumed once nobody holds it; alerts {:#?}; inspector {:#?}",
+        snap.alerts,
+        a.messages(None, 50)
+            .iter()
+            .map(|m| format!("{:?} {} {}", m.direction, m.topic, m.payload))
+            .collect::<Vec<_>>()
+    );
+}

@@ -8,9 +8,10 @@
 //!    sends the retained claims of the consoles already there, before anything published later;
 //! 2. publishes, retained (QoS 1), on its *own* topic ([`lock_topic`]) the list of campaigns it
 //!    holds or claims ([`ClaimMessage`]: console id, host, user, pid, since, lease);
-//! 3. holds a campaign once its own claim comes back and no other console's claim of it arrived
-//!    first; a claim of another console seen before its own echo means the other was first: it
-//!    takes the campaign off its list and says who holds it ([`LockEvent::HeldBy`]).
+//! 3. decides when its own claim comes back: everything the broker handled before it has
+//!    arrived by then, so if another console's latest word (its claim, not cleared since) names
+//!    the campaign, that console was first: this one takes the campaign off its list and says
+//!    who holds it ([`LockEvent::HeldBy`]); otherwise the campaign is its own.
 //!
 //! One topic per console (not one per campaign) because a retained slot keeps only the last
 //! message: two consoles racing on one campaign topic would leave the loser's claim retained.
@@ -274,32 +275,23 @@ impl CampaignLocks {
         };
         if mine {
             if message.instance == self.instance {
-                self.on_echo(message.seq, &mut step);
+                self.on_echo(message.seq, now, &mut step);
             }
             // Else a leftover of an earlier run under our client id: our own claims replace it.
             return step;
         }
-        // Another console's claim: whatever we are still waiting for and it lists, it was first.
-        let seen = Seen {
-            message,
-            heard_at: now,
-        };
-        let lost: Vec<String> = self
-            .pending
-            .keys()
-            .filter(|key| seen.holds(key).is_some())
-            .cloned()
-            .collect();
-        for key in lost {
-            self.pending.remove(&key);
-            if let Some(holder) = seen.holds(&key) {
-                step.events.push(LockEvent::HeldBy { key, holder });
-            }
-        }
-        if !step.events.is_empty() {
-            step.publish = Some(self.current(now));
-        }
-        self.others.insert(level.to_owned(), seen);
+        // Another console's claim: kept as its latest word. Our claims are decided when our
+        // echo comes, by what the others' latest words say then: a console whose claim the
+        // broker handled before ours (and did not clear since) was first. Deciding then, not
+        // on arrival, lets a claim followed by its clearing (queued for our session while we
+        // were away, or a loser giving up) count as what it is: nothing.
+        self.others.insert(
+            level.to_owned(),
+            Seen {
+                message,
+                heard_at: now,
+            },
+        );
         step
     }
 
@@ -359,18 +351,32 @@ impl CampaignLocks {
             .find_map(|seen| seen.holds(key))
     }
 
-    fn on_echo(&mut self, seq: u64, step: &mut LockStep) {
+    fn on_echo(&mut self, seq: u64, now: u64, step: &mut LockStep) {
         let echoed: Vec<String> = self
             .pending
             .iter()
             .filter(|(_, p)| p.seq <= seq)
             .map(|(key, _)| key.clone())
             .collect();
+        let mut yielded = false;
         for key in echoed {
-            if let Some(pending) = self.pending.remove(&key) {
-                self.held.insert(key.clone(), pending.since);
-                step.events.push(LockEvent::Claimed { key });
+            let Some(pending) = self.pending.remove(&key) else {
+                continue;
+            };
+            match self.live_holder(&key, now) {
+                Some(holder) => {
+                    yielded = true;
+                    step.events.push(LockEvent::HeldBy { key, holder });
+                }
+                None => {
+                    self.held.insert(key.clone(), pending.since);
+                    step.events.push(LockEvent::Claimed { key });
+                }
             }
+        }
+        if yielded {
+            // Off our list, so that our retained claim does not name what another holds.
+            step.publish = Some(self.current(now));
         }
     }
 
@@ -473,20 +479,18 @@ mod tests {
                 key: "fw to 2.0".into()
             }]
         );
-        let LockEvent::HeldBy { holder, .. } = &first[1].1.events[0] else {
-            panic!("{:?}", first[1].1.events);
+        // b decides at its own echo, which comes after a's claim.
+        assert_eq!(first[1].1, LockStep::default());
+        let second = deliver(&mut both, 1, &claim_b, 1_020);
+        assert_eq!(second[0].1, LockStep::default(), "a keeps the campaign");
+        let LockEvent::HeldBy { holder, .. } = &second[1].1.events[0] else {
+            panic!("{:?}", second[1].1.events);
         };
         assert_eq!(holder.console.console, "a");
         assert_eq!(holder.console.host, "a-host");
         assert_eq!(holder.since, 1_000);
         // b takes the campaign off its list: its topic is cleared.
-        assert_eq!(first[1].1.publish.as_deref(), Some(&[][..]));
-        // b's claim, already on its way, reaches both: a keeps the campaign, b already yielded.
-        let second = deliver(&mut both, 1, &claim_b, 1_020);
-        assert!(
-            second.iter().all(|(_, s)| s.events.is_empty()),
-            "{second:?}"
-        );
+        assert_eq!(second[1].1.publish.as_deref(), Some(&[][..]));
         assert!(a.is_held("fw to 2.0") && !b.is_held("fw to 2.0"));
         // A third console arriving later hears a's retained claim and does not even publish.
         let mut c = console("c");
@@ -561,13 +565,22 @@ mod tests {
         // before a's echo.
         let again = a.reconnected(50_000).publish.unwrap();
         assert!(!a.is_held("kept") && !a.is_held("taken"));
-        let step = a.on_message(&b.topic(), &claim_b, 50_001);
-        assert!(
-            matches!(&step.events[..], [LockEvent::HeldBy { key, holder }]
-            if key == "taken" && holder.console.console == "b")
+        assert_eq!(
+            a.on_message(&b.topic(), &claim_b, 50_001),
+            LockStep::default()
         );
         let step = a.on_message(&a.topic(), &again, 50_002);
-        assert_eq!(step.events, [LockEvent::Claimed { key: "kept".into() }]);
+        assert_eq!(step.events.len(), 2, "{:?}", step.events);
+        assert!(
+            step.events
+                .contains(&LockEvent::Claimed { key: "kept".into() })
+        );
+        assert!(
+            step.events
+                .iter()
+                .any(|e| matches!(e, LockEvent::HeldBy { key, holder }
+            if key == "taken" && holder.console.console == "b"))
+        );
         assert!(a.is_held("kept") && !a.is_held("taken"));
         // Heard before the link came back: taken at once.
         let mut c = console("c");
@@ -577,6 +590,20 @@ mod tests {
         let step = c.reconnected(4);
         assert!(matches!(&step.events[..], [LockEvent::HeldBy { key, .. }] if key == "x"));
         assert_eq!(step.publish.as_deref(), Some(&[][..]));
+    }
+
+    #[test]
+    fn a_claim_cleared_before_our_echo_counts_for_nothing() {
+        // What a console's session had queued while it was away: another's claim, then its
+        // clearing (the campaign ended), then our own claim's echo.
+        let mut a = console("a");
+        let mut b = console("b");
+        let claim_b = b.claim("k", 0).publish.unwrap();
+        let mine = a.claim("k", 100).publish.unwrap();
+        assert_eq!(a.on_message(&b.topic(), &claim_b, 101), LockStep::default());
+        assert_eq!(a.on_message(&b.topic(), &[], 102), LockStep::default());
+        let step = a.on_message(&a.topic(), &mine, 103);
+        assert_eq!(step.events, [LockEvent::Claimed { key: "k".into() }]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Start-up from the database: the inventory, the package library, the campaign history, and
-//! (when asked) the unfinished campaigns put back to work. What cannot be read is told to the
+//! (when asked) the unfinished campaigns put back to work, each once its name is claimed. What cannot be read is told to the
 //! operator and left out; the engine starts anyway.
 
 use super::Runner;
@@ -28,10 +28,10 @@ impl Runner {
         if let Err(e) = self.campaigns.restore_history(&self.store, now) {
             self.alert(AlertLevel::Error, format!("cannot list campaigns: {e}"));
         }
+        // Each resumes once this console holds its name (the campaign lock): another console
+        // may have taken it over while this one was down. A refusal is an alert.
         for id in unfinished {
-            if let Err(e) = self.resume_campaign(id) {
-                self.alert(AlertLevel::Error, e.to_string());
-            }
+            self.claim_and_resume(id, None);
         }
     }
 }
