@@ -5,6 +5,7 @@
 //! and gives up the names of campaigns that ended; the link's return claims them again (and
 //! halts one another console took over meanwhile); the console gives up everything as it stops.
 //! The campaigns the window resumes by itself at start (`restore.rs`) are claimed the same way.
+
 use super::Runner;
 use crate::engine::campaign_lock::Wanted;
 use crate::engine::command::{CampaignRequest, Reply};
