@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::action::UiAction;
-use super::connection_bar::Banner;
 use super::connector::{ConnectReport, Connector, SwitchOutcome};
 use super::console::ConsoleView;
 use super::inspector::messages_jsonl;
@@ -17,6 +16,7 @@ use super::jobs::{JobResult, Jobs};
 use super::profiles::ConnectTarget;
 use super::settings::{Settings, ThemeChoice};
 use super::theme;
+use super::toasts::Banner;
 use super::vault::Vault;
 use crate::device_id::DeviceId;
 use crate::engine::{AlertLevel, Command, EngineError, EngineHandle, Snapshot, Waker};
@@ -142,6 +142,13 @@ impl OtaApp {
         }
         self.poll_switch(ctx);
         self.refresh_messages();
+        let now = Instant::now();
+        self.notices.retain(|n| !n.expired(now));
+        if let Some(next) = self.notices.iter().map(|n| n.at).min() {
+            // Repaint when the oldest toast is due to go.
+            let left = (next + super::toasts::TOAST_LIFETIME).saturating_duration_since(now);
+            ctx.request_repaint_after(left);
+        }
     }
 
     fn start_switch(&mut self, request: super::action::ConnectRequest) {
@@ -281,6 +288,7 @@ impl OtaApp {
             UiAction::Cancel(id) => self.send(Command::Cancel(id)),
             UiAction::RetryFailed(id) => self.send(Command::RetryFailed(id)),
             UiAction::AdvanceWave(id) => self.send(Command::AdvanceWave(id)),
+            UiAction::DismissNotices => self.notices.clear(),
             UiAction::DismissAlerts => {
                 self.notices.clear();
                 self.send(Command::DismissAlerts);
@@ -361,7 +369,7 @@ impl OtaApp {
 
     fn notice(&mut self, level: AlertLevel, text: String) {
         tracing::info!(?level, "{text}");
-        self.notices.push(Banner { level, text });
+        self.notices.push(Banner::new(level, text));
         let excess = self.notices.len().saturating_sub(MAX_NOTICES);
         self.notices.drain(..excess);
     }

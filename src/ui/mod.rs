@@ -4,8 +4,9 @@
 //!
 //! - [`app`]: `OtaApp`, the eframe app: `logic` (snapshot, jobs, dropped files) and `ui`.
 //! - [`console`]: `ConsoleView`, the layout and view state, drawn from one snapshot per frame.
-//! - Panels, one per file: [`connection_bar`], [`firmware_panel`], [`devices_table`], [`tiles`],
-//!   [`rollout_panel`], [`inspector`], [`history`]; shared pieces in [`widgets`].
+//! - Panels, one per file: [`connection_bar`], [`summary_strip`], [`firmware_panel`],
+//!   [`devices_table`], [`tiles`], [`rollout_panel`], [`inspector`], [`history`], [`toasts`],
+//!   [`start_failure`]; shared pieces in [`widgets`].
 //! - Pure logic, unit-tested: [`filter`] (filter, sort, grouping, selection), [`format`],
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
 //! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
@@ -31,8 +32,10 @@ pub mod jobs;
 pub mod profiles;
 pub mod rollout_panel;
 pub mod settings;
+pub mod summary_strip;
 pub mod theme;
 pub mod tiles;
+pub mod toasts;
 pub mod vault;
 pub mod widgets;
 
