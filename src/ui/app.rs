@@ -84,6 +84,12 @@ impl OtaApp {
         }
     }
 
+    /// The engine did not start: the window shows `form` (the failure and its ways out) until
+    /// a start succeeds.
+    pub fn set_start_failure(&mut self, form: super::start_failure::StartFailureForm) {
+        self.view.start_failure = Some(form);
+    }
+
     /// Lets the connection dialog restart the engine on another broker.
     pub fn set_connector(&mut self, connector: Connector) {
         self.connector = Some(connector);
@@ -199,6 +205,7 @@ impl OtaApp {
             Err(e) => (AlertLevel::Error, format!("Cannot connect: {e}")),
             Ok(SwitchOutcome::Connected(handle)) => {
                 self.attach(handle);
+                self.view.start_failure = None;
                 (
                     AlertLevel::Info,
                     format!("Switched to {label}{remembered}."),
@@ -207,8 +214,10 @@ impl OtaApp {
             Ok(SwitchOutcome::Failed {
                 error,
                 restored: Some(handle),
+                ..
             }) => {
                 self.attach(handle);
+                self.view.start_failure = None;
                 (
                     AlertLevel::Error,
                     format!("Could not connect to {label}: {error}. Back on the previous broker."),
@@ -216,13 +225,20 @@ impl OtaApp {
             }
             Ok(SwitchOutcome::Failed {
                 error,
+                failure,
                 restored: None,
-            }) => (
+            }) => {
+                if let Some(form) = &mut self.view.start_failure {
+                    // The start-failure view tells the newest reason (the ports typed stay).
+                    form.failure = failure;
+                }
+                (
                 AlertLevel::Error,
                 format!(
                     "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
                 ),
-            ),
+            )
+            }
         };
         self.notice(status.0, status.1.clone());
         self.view.connection.status = Some(status);
@@ -379,6 +395,10 @@ fn target_label(target: &ConnectTarget) -> String {
     match target {
         ConnectTarget::Embedded => "the embedded broker".to_owned(),
         ConnectTarget::Profile(profile) => profile.label(),
+        ConnectTarget::Base => "the broker the console started with".to_owned(),
+        ConnectTarget::EmbeddedOn { broker_port, .. } => {
+            format!("the embedded broker on port {broker_port}")
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use super::history::{self, HistoryState};
 use super::inspector::{self, InspectorState};
 use super::rollout_panel::{self, RolloutForm};
 use super::settings::{BottomTab, DeviceView, Settings};
+use super::start_failure::{self, StartFailureForm};
 use super::summary_strip;
 use super::tiles;
 use super::toasts::{self, Banner};
@@ -63,6 +64,8 @@ pub struct ConsoleView {
     not_on_version: String,
     cache: RowCache,
     focus_filter: bool,
+    /// The engine could not start: the central area shows why and the ways out.
+    pub start_failure: Option<StartFailureForm>,
     /// A campaign was under way at the last frame (its start folds the forms away once).
     was_running: bool,
 }
@@ -83,6 +86,7 @@ impl ConsoleView {
             cache: RowCache::default(),
             focus_filter: false,
             was_running: false,
+            start_failure: None,
         }
     }
 
@@ -185,7 +189,16 @@ impl ConsoleView {
                     });
             });
         let inspected_before = self.inspected.clone();
-        egui::CentralPanel::default().show(ui, |ui| self.fleet_ui(ui, snap, now_ms));
+        egui::CentralPanel::default().show(ui, |ui| match &mut self.start_failure {
+            Some(form) => start_failure::start_failure_ui(
+                ui,
+                form,
+                self.connection.pending.as_deref(),
+                &mut self.connection.open,
+                &mut actions,
+            ),
+            None => self.fleet_ui(ui, snap, now_ms),
+        });
         if self.inspected.is_some() && self.inspected != inspected_before {
             // A device clicked: the inspector opens on it.
             self.open_bottom(BottomTab::Inspector);

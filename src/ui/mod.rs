@@ -32,6 +32,7 @@ pub mod jobs;
 pub mod profiles;
 pub mod rollout_panel;
 pub mod settings;
+pub mod start_failure;
 pub mod summary_strip;
 pub mod theme;
 pub mod tiles;
@@ -62,6 +63,8 @@ pub struct UiOptions {
     /// Lets the connection dialog restart the engine on another broker (`None` = the dialog
     /// only shows the broker in use).
     pub connector: Option<Connector>,
+    /// The engine did not start: the window opens on this (the failure and its ways out).
+    pub start_failure: Option<start_failure::StartFailureForm>,
 }
 
 impl Default for UiOptions {
@@ -73,6 +76,7 @@ impl Default for UiOptions {
             settings: None,
             target_version: None,
             connector: None,
+            start_failure: None,
         }
     }
 }
@@ -110,6 +114,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
             let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
             if let Some(connector) = options.connector.clone() {
                 app.set_connector(connector);
+            }
+            if let Some(form) = options.start_failure.clone() {
+                app.set_start_failure(form);
             }
             if let Some(version) = options.target_version.clone() {
                 app.view_mut().firmware.version = version;
