@@ -43,25 +43,27 @@ pub fn run(
         demo_broker_access(&mut config.broker);
     }
     let demo_firmware = demo.then(|| config.data_dir.join("demo-firmware-2.0.0.bin"));
-    let started = runtime.block_on(engine::start(config.clone())).or_else(|e| {
-        // A demo must not die because port 1883 is taken: fall back to free ports.
-        if demo && matches!(config.broker, BrokerChoice::Embedded { .. }) {
-            tracing::warn!("{e}; the demo uses free ports instead");
-            config.broker = BrokerChoice::Embedded {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                access: EmbeddedAccess::Open,
-                tls: None,
-            };
-            config.firmware = FirmwareSource::Embedded {
-                bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-                public_base: None,
-                tls: None,
-            };
-            runtime.block_on(engine::start(config.clone()))
-        } else {
-            Err(e)
-        }
-    });
+    let started = runtime
+        .block_on(engine::start(config.clone()))
+        .or_else(|e| {
+            // A demo must not die because port 1883 is taken: fall back to free ports.
+            if demo && matches!(config.broker, BrokerChoice::Embedded { .. }) {
+                tracing::warn!("{e}; the demo uses free ports instead");
+                config.broker = BrokerChoice::Embedded {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    access: EmbeddedAccess::Open,
+                    tls: None,
+                };
+                config.firmware = FirmwareSource::Embedded {
+                    bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    public_base: None,
+                    tls: None,
+                };
+                runtime.block_on(engine::start(config.clone()))
+            } else {
+                Err(e)
+            }
+        });
     let engine_started = started.is_ok();
     // Whatever failed, the window opens: it shows the failure with the ways out (use the broker
     // already on the port, other ports, a profile, retry) and the connector starts the engine

@@ -233,11 +233,11 @@ impl OtaApp {
                     form.failure = failure;
                 }
                 (
-                AlertLevel::Error,
-                format!(
-                    "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
-                ),
-            )
+                    AlertLevel::Error,
+                    format!(
+                        "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
+                    ),
+                )
             }
         };
         self.notice(status.0, status.1.clone());

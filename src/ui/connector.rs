@@ -91,8 +91,7 @@ impl Connector {
                     }
                     BrokerChoice::External(options) => options.url.to_string(),
                 };
-                let handle =
-                    EngineHandle::not_started(label, base.data_dir.clone(), e.to_string());
+                let handle = EngineHandle::not_started(label, base.data_dir.clone(), e.to_string());
                 let failure = StartFailureForm::new(StartFailure::new(&e), &base);
                 FirstEngine {
                     handle,

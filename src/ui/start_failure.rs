@@ -65,7 +65,9 @@ impl StartFailureForm {
     pub fn new(failure: StartFailure, config: &EngineConfig) -> StartFailureForm {
         let broker = match &config.broker {
             crate::engine::BrokerChoice::Embedded { listen, .. } => listen.port(),
-            crate::engine::BrokerChoice::External(_) => super::profiles::DEFAULT_EMBEDDED_LISTEN.port(),
+            crate::engine::BrokerChoice::External(_) => {
+                super::profiles::DEFAULT_EMBEDDED_LISTEN.port()
+            }
         };
         let firmware = match &config.firmware {
             FirmwareSource::Embedded { bind, .. } => Some(bind.port()),
@@ -166,9 +168,7 @@ pub fn start_failure_ui(
                     idle,
                     egui::Button::new(format!("Use the broker already on port {}", addr.port())),
                 )
-                .on_hover_text(
-                    "Connect to it as a client; its devices and topic rules are its own",
-                )
+                .on_hover_text("Connect to it as a client; its devices and topic rules are its own")
                 .clicked()
         {
             actions.push(UiAction::Connect(Box::new(existing_broker_request(addr))));
@@ -210,7 +210,9 @@ pub fn start_failure_ui(
         }
         if ui
             .add_enabled(idle, egui::Button::new("Retry"))
-            .on_hover_text("Start again as configured (once the port is free or the directory writable)")
+            .on_hover_text(
+                "Start again as configured (once the port is free or the directory writable)",
+            )
             .clicked()
         {
             actions.push(UiAction::Connect(Box::new(ConnectRequest {

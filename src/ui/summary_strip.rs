@@ -51,7 +51,7 @@ pub fn summary_strip_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAc
         } else {
             s.name.clone()
         };
-        ui.label(RichText::new(format!("#{id} {name}")).strong());
+        ui.label(RichText::new(format!("#{id}: {name}")).strong());
         widgets::status_chip_ui(ui, state_color(s.state), s.state.as_str());
         if let Some(current) = s.waves.current {
             let wave = ui.label(format!("wave {} of {}", current + 1, s.waves.count));
