@@ -194,3 +194,32 @@ impl EngineHandle {
             .map_err(|_| EngineError::Stopped)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_to_no_engine_says_why_and_refuses_every_command() {
+        let handle = EngineHandle::not_started(
+            "embedded broker on 0.0.0.0:1883 (not running)".into(),
+            "/tmp/ota-data".into(),
+            "port taken".into(),
+        );
+        assert!(matches!(
+            handle.send(Command::DismissAlerts),
+            Err(EngineError::Stopped)
+        ));
+        let snap = handle.snapshot();
+        assert_eq!(
+            snap.link,
+            LinkState::Failed {
+                reason: "port taken".into()
+            }
+        );
+        assert_eq!(snap.broker, "embedded broker on 0.0.0.0:1883 (not running)");
+        // Nothing will change: a waiter on the watch returns at once.
+        assert!(handle.watch().has_changed().is_err());
+        assert!(handle.messages(None, 10).is_empty());
+    }
+}

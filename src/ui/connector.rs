@@ -91,7 +91,9 @@ impl Connector {
                     }
                     BrokerChoice::External(options) => options.url.to_string(),
                 };
-                let handle = EngineHandle::not_started(label, base.data_dir.clone(), e.to_string());
+                // The connection bar says it in short; the central area has the whole error.
+                let handle =
+                    EngineHandle::not_started(label, base.data_dir.clone(), "not started".into());
                 let failure = StartFailureForm::new(StartFailure::new(&e), &base);
                 FirstEngine {
                     handle,

@@ -176,6 +176,7 @@ impl ConsoleView {
                                 );
                             });
                         ui.separator();
+                        self.rollout.fold_policy = collapse;
                         rollout_panel::rollout_panel_ui(
                             ui,
                             snap,
@@ -183,7 +184,6 @@ impl ConsoleView {
                             &mut self.settings.policy,
                             &self.selection,
                             &mut self.rollout,
-                            collapse,
                             &mut actions,
                         );
                     });

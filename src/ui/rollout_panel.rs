@@ -27,6 +27,8 @@ pub struct RolloutForm {
     pub confirm: Option<Box<CampaignRequest>>,
     /// `only_from_versions`, comma separated, as typed.
     pub only_from: String,
+    /// Fold the policy away this frame (a campaign has just started).
+    pub fold_policy: bool,
 }
 
 /// The campaign the panel shows.
@@ -127,14 +129,13 @@ pub fn rollout_panel_ui(
     policy: &mut Policy,
     selection: &BTreeSet<DeviceId>,
     form: &mut RolloutForm,
-    collapse: bool,
     actions: &mut Vec<UiAction>,
 ) {
     ui.heading("Rollout");
     // Once a campaign starts the policy folds away: its outcome matters now, not the form.
     egui::CollapsingHeader::new("Policy")
         .default_open(false)
-        .open(collapse.then_some(false))
+        .open(std::mem::take(&mut form.fold_policy).then_some(false))
         .show(ui, |ui| policy_ui(ui, policy, form));
     ui.horizontal(
         |ui| match build_request(firmware, snap, policy, selection) {

@@ -135,7 +135,8 @@ pub fn existing_broker_request(addr: SocketAddr) -> ConnectRequest {
     }
 }
 
-/// Draws the failure and its ways out in the central area. `pending` is a switch under way.
+/// Draws the failure and its ways out in the central area; while a start is under way
+/// (`pending`), only that.
 pub fn start_failure_ui(
     ui: &mut Ui,
     form: &mut StartFailureForm,
@@ -154,7 +155,6 @@ pub fn start_failure_ui(
         });
         return;
     }
-    let idle = pending.is_none();
     ui.label(RichText::new("Ways out").strong());
     if let Some((listener, addr)) = form.failure.port_in_use {
         let whose = match listener {
@@ -164,10 +164,7 @@ pub fn start_failure_ui(
         ui.label(format!("{whose} already listens on port {}.", addr.port()));
         if listener == Listener::Broker
             && ui
-                .add_enabled(
-                    idle,
-                    egui::Button::new(format!("Use the broker already on port {}", addr.port())),
-                )
+                .button(format!("Use the broker already on port {}", addr.port()))
                 .on_hover_text("Connect to it as a client; its devices and topic rules are its own")
                 .clicked()
         {
@@ -189,10 +186,7 @@ pub fn start_failure_ui(
     ui.horizontal_wrapped(|ui| {
         match &ports {
             Ok(request) => {
-                if ui
-                    .add_enabled(idle, egui::Button::new("Start on these ports"))
-                    .clicked()
-                {
+                if ui.button("Start on these ports").clicked() {
                     actions.push(UiAction::Connect(Box::new(request.clone())));
                 }
             }
@@ -209,7 +203,7 @@ pub fn start_failure_ui(
             *dialog_open = true;
         }
         if ui
-            .add_enabled(idle, egui::Button::new("Retry"))
+            .button("Retry")
             .on_hover_text(
                 "Start again as configured (once the port is free or the directory writable)",
             )

@@ -61,6 +61,11 @@ pub fn summary_strip_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAc
         }
         ui.separator();
         ui.label(RichText::new(done_text(&s.counts)).strong());
+        ui.label(RichText::new(eta_text(view)).strong())
+            .on_hover_text(
+                "From the recent finishing rate; a device that never answered its notice counts \
+             until its timeout and its retries",
+            );
         ui.allocate_ui(egui::vec2(BAR_WIDTH, 18.0), |ui| {
             widgets::stacked_bar_only_ui(ui, &s.counts);
         });
@@ -75,11 +80,6 @@ pub fn summary_strip_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAc
             }
         }
         ui.separator();
-        ui.label(RichText::new(eta_text(view)).strong())
-            .on_hover_text(
-                "From the recent finishing rate; a device that never answered its notice counts \
-             until its timeout and its retries",
-            );
         ui.separator();
         if s.state == CampaignState::Running && ui.button("Pause").clicked() {
             actions.push(UiAction::Pause(id));
