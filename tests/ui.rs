@@ -1103,7 +1103,7 @@ fn a_running_rollout_shows_its_counts_and_eta_without_scrolling() {
             .first()
             .map(ota_console::ui::summary_strip::eta_text)
             .unwrap();
-        h.run_steps(1);
+        // Both read from the snapshot the last frame was drawn from.
         assert!(fully_in_view(&h, &counts, size), "{counts} at {size:?}");
         assert!(fully_in_view(&h, &eta, size), "{eta} at {size:?}");
         assert!(fully_in_view(&h, "Pause", size), "Pause at {size:?}");
@@ -1148,5 +1148,56 @@ fn an_alert_arriving_does_not_move_the_tiles_button() {
     assert_eq!(
         app(&h).settings().view,
         ota_console::ui::settings::DeviceView::Tiles
+    );
+}
+
+/// A data directory the console cannot create (a file stands where it should be: refused even
+/// for root): the window opens on the error, offers no broker it does not have, and "Retry"
+/// starts the console once the place is fixed.
+#[test]
+fn a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed() {
+    ota_console::ui::vault::use_mock_keyring();
+    let rt = runtime();
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    std::fs::write(&data, b"not a directory").unwrap();
+    let config = loopback_config(&data).with_open_broker();
+    let started = rt.block_on(engine::start(config.clone()));
+    let first = Connector::first(rt.handle().clone(), config, started);
+    let mut h = app_harness(first.handle, Settings::default(), egui::vec2(1280.0, 720.0));
+    {
+        let app = h.state_mut().as_mut().unwrap();
+        app.set_connector(first.connector);
+        app.set_start_failure(first.failure.expect("a start failure"));
+    }
+    h.run_steps(2);
+    assert!(has_label(&h, "The console could not start"));
+    let named = data.display().to_string();
+    assert!(
+        h.query_all_by_label_contains(&named).next().is_some(),
+        "the error names {named}"
+    );
+    assert!(
+        h.query_all_by_label_contains("Use the broker already on port")
+            .next()
+            .is_none()
+    );
+    // Still broken: Retry fails again and says so; the window stays on the failure.
+    h.get_by_label("Retry").click();
+    wait_app(&mut h, "the retry to be reported", |h| {
+        app(h).view().connection.status.is_some() && app(h).view().connection.pending.is_none()
+    });
+    assert!(has_label(&h, "The console could not start"));
+    // Fixed: Retry starts the console.
+    std::fs::remove_file(&data).unwrap();
+    h.get_by_label("Retry").click();
+    wait_app(&mut h, "the console started", |h| {
+        app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
+    });
+    h.run_steps(2);
+    assert!(app(&h).view().start_failure.is_none());
+    assert!(
+        h.query_by_label_contains("embedded broker on 127.0.0.1:")
+            .is_some()
     );
 }
