@@ -72,14 +72,13 @@ pub fn summary_strip_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAc
         for status in crate::rollout::DeviceStatus::ALL {
             let n = s.counts.get(status);
             if n > 0 {
-                widgets::status_chip_ui(
-                    ui,
-                    theme::status_color(status),
-                    &format!("{n} {}", super::filter::status_label(status)),
+                // One label per count, so that the strip wraps between counts, never inside one.
+                ui.label(
+                    RichText::new(format!("{n} {}", super::filter::status_label(status)))
+                        .color(theme::status_color(status)),
                 );
             }
         }
-        ui.separator();
         ui.separator();
         if s.state == CampaignState::Running && ui.button("Pause").clicked() {
             actions.push(UiAction::Pause(id));
