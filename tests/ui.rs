@@ -5,6 +5,10 @@
 //! "succeeded" at 100 %, pause / resume / cancel, see device text in Chinese drawn with real
 //! glyphs (the harness panics on a missing glyph), see a broker that refuses connections
 //! reported in the connection bar, and an import the store refuses shown in the engine's words.
+//! The window opens when the engine cannot start (port taken, data directory unusable) and its
+//! ways out work; a tile click inspects, its corner box selects; at 1280×720 and 1920×1080 a
+//! running rollout's counts, ETA, pause and cancel are in view without scrolling; an alert
+//! arriving does not move the "Tiles" button.
 
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
