@@ -30,6 +30,27 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle to no engine: what the window holds when the engine could not start, so that
+    /// it still opens and offers the ways out. Every command is answered
+    /// [`EngineError::Stopped`]; the snapshot names `broker` and says the link failed for
+    /// `reason`; its watch is closed at once (nothing will ever change).
+    pub fn not_started(broker: String, data_dir: std::path::PathBuf, reason: String) -> Self {
+        let (commands, _) = mpsc::channel(1);
+        let snapshot = Snapshot {
+            link: LinkState::Failed { reason },
+            ..Snapshot::empty(broker)
+        };
+        let (_, snapshot_rx) = watch::channel(Arc::new(snapshot));
+        EngineHandle {
+            commands,
+            snapshot: snapshot_rx,
+            inspector: Arc::new(Mutex::new(Inspector::new(1))),
+            waker: Arc::new(Mutex::new(None)),
+            broker_url: String::new(),
+            data_dir,
+        }
+    }
+
     /// The PEM certificate of the data directory's site CA (created on first use), which
     /// devices that connect over TLS are given to trust the broker and the firmware server.
     /// Reads (or writes) files: call it off the UI thread.
@@ -171,5 +192,34 @@ impl EngineHandle {
             .send(command)
             .await
             .map_err(|_| EngineError::Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_to_no_engine_says_why_and_refuses_every_command() {
+        let handle = EngineHandle::not_started(
+            "embedded broker on 0.0.0.0:1883 (not running)".into(),
+            "/tmp/ota-data".into(),
+            "port taken".into(),
+        );
+        assert!(matches!(
+            handle.send(Command::DismissAlerts),
+            Err(EngineError::Stopped)
+        ));
+        let snap = handle.snapshot();
+        assert_eq!(
+            snap.link,
+            LinkState::Failed {
+                reason: "port taken".into()
+            }
+        );
+        assert_eq!(snap.broker, "embedded broker on 0.0.0.0:1883 (not running)");
+        // Nothing will change: a waiter on the watch returns at once.
+        assert!(handle.watch().has_changed().is_err());
+        assert!(handle.messages(None, 10).is_empty());
     }
 }

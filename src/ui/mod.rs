@@ -4,8 +4,9 @@
 //!
 //! - [`app`]: `OtaApp`, the eframe app: `logic` (snapshot, jobs, dropped files) and `ui`.
 //! - [`console`]: `ConsoleView`, the layout and view state, drawn from one snapshot per frame.
-//! - Panels, one per file: [`connection_bar`], [`firmware_panel`], [`devices_table`], [`tiles`],
-//!   [`rollout_panel`], [`inspector`], [`history`]; shared pieces in [`widgets`].
+//! - Panels, one per file: [`connection_bar`], [`summary_strip`], [`firmware_panel`],
+//!   [`devices_table`], [`tiles`], [`rollout_panel`], [`inspector`], [`history`], [`toasts`],
+//!   [`start_failure`]; shared pieces in [`widgets`].
 //! - Pure logic, unit-tested: [`filter`] (filter, sort, grouping, selection), [`format`],
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
 //! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
@@ -31,8 +32,11 @@ pub mod jobs;
 pub mod profiles;
 pub mod rollout_panel;
 pub mod settings;
+pub mod start_failure;
+pub mod summary_strip;
 pub mod theme;
 pub mod tiles;
+pub mod toasts;
 pub mod vault;
 pub mod widgets;
 
@@ -59,6 +63,8 @@ pub struct UiOptions {
     /// Lets the connection dialog restart the engine on another broker (`None` = the dialog
     /// only shows the broker in use).
     pub connector: Option<Connector>,
+    /// The engine did not start: the window opens on this (the failure and its ways out).
+    pub start_failure: Option<start_failure::StartFailureForm>,
 }
 
 impl Default for UiOptions {
@@ -70,6 +76,7 @@ impl Default for UiOptions {
             settings: None,
             target_version: None,
             connector: None,
+            start_failure: None,
         }
     }
 }
@@ -107,6 +114,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
             let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
             if let Some(connector) = options.connector.clone() {
                 app.set_connector(connector);
+            }
+            if let Some(form) = options.start_failure.clone() {
+                app.set_start_failure(form);
             }
             if let Some(version) = options.target_version.clone() {
                 app.view_mut().firmware.version = version;

@@ -271,6 +271,7 @@ impl Runner {
             traffic: &self.traffic,
             library: &self.library,
             alerts: &self.alerts,
+            now_ms: self.clock.now().as_millis(),
         });
         self.publisher.publish(snapshot);
     }
