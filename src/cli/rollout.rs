@@ -366,7 +366,7 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     };
     eprintln!("campaign {id} running");
     let finished = follow(&handle, id).await?;
-    let _ = handle.send(engine::Command::Shutdown);
+    handle.shut_down().await;
     let Some(view) = finished else {
         eprintln!("interrupted; continue with: ota-console rollout --resume {id}");
         return Ok(Outcome::SomeFailed);

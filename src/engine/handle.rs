@@ -17,6 +17,10 @@ use crate::transport::mqtt::LinkState;
 /// Called by the engine whenever the snapshot changed (GUI: `request_repaint_after`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// The longest [`EngineHandle::shut_down`] waits: the link's hand-over (at most 5 s for a stuck
+/// socket) and the embedded broker's last deliveries (at most 2 s), with room to spare.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct EngineHandle {
     pub(super) commands: mpsc::Sender<Command>,
@@ -148,6 +152,21 @@ impl EngineHandle {
         rx.await
             .map_err(|_| EngineError::Stopped)?
             .map_err(EngineError::Refused)
+    }
+
+    /// Asks the engine to stop and waits (at most [`SHUTDOWN_LIMIT`]) until it has: the store is written,
+    /// what it queued for devices went to the broker, and its own broker, if any, delivered it.
+    /// A command that exits right after its work is done calls this last, so the replies to the
+    /// final reports are not cut off with the process. Returns whether it stopped in time.
+    pub async fn shut_down(&self) -> bool {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let mut watch = self.watch();
+        // The engine drops the snapshot's sender when its task ends.
+        tokio::time::timeout(SHUTDOWN_LIMIT, async {
+            while watch.changed().await.is_ok() {}
+        })
+        .await
+        .is_ok()
     }
 
     /// Waits until the link to the broker is up and subscribed (so devices can be heard), at

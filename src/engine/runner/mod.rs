@@ -146,7 +146,7 @@ impl Runner {
             self.flush_outbox();
         }
         self.flush_inventory();
-        self.io.shutdown();
+        self.io.shutdown().await;
         self.publish_snapshot();
     }
 

@@ -33,6 +33,7 @@ use super::error::BrokerError;
 use super::events::{Attempt, BrokerRefusal, Events, now_ms};
 use super::internal::InternalBroker;
 use super::limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
+use super::quiet::Deliveries;
 use crate::access::rules::Identity;
 
 /// Time a new connection has to send its CONNECT (and to finish a TLS handshake).
@@ -60,6 +61,7 @@ pub(super) struct Shared {
     upstream: InternalBroker,
     connections: Arc<Semaphore>,
     waiting: Waiting,
+    pub(super) deliveries: Deliveries,
 }
 
 impl Shared {
@@ -70,6 +72,7 @@ impl Shared {
             upstream,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             waiting: Waiting::default(),
+            deliveries: Deliveries::new(),
         }
     }
 
@@ -509,6 +512,7 @@ async fn serve<R, W>(
     );
     let down = pump_down(
         secure_framing(&shared.access),
+        &shared.deliveries,
         &pending,
         up_reader,
         &client_writer,
@@ -719,6 +723,7 @@ where
 /// bytes are read and dropped (so rumqttd is never reset while it still reads).
 async fn pump_down<W>(
     framed: bool,
+    deliveries: &Deliveries,
     pending: &Mutex<PendingSubacks>,
     mut upstream: tokio::net::tcp::OwnedReadHalf,
     client: &tokio::sync::Mutex<W>,
@@ -761,7 +766,7 @@ async fn pump_down<W>(
             })
             .await
             {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => deliveries.delivered(),
                 // Closed: rumqttd's bytes are drained (see above).
                 Ok(Err(_)) => client_gone = true,
                 // Not reading for a minute: the whole connection is closed.
