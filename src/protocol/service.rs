@@ -19,8 +19,9 @@
 //! work is answered through the usual pull (`Event::FirmwareGet` → `Notice::FirmwareGetReply`).
 
 use super::error::{DecodeError, EncodeError};
-use super::event::Event;
+use super::event::{Event, TaskRef};
 use super::notice::Notice;
+use crate::device_id::DeviceId;
 use crate::wire::Outbound;
 
 /// What a service makes of one inbound message.
@@ -42,4 +43,11 @@ pub trait Service: Send {
     /// One notice the console sends to a device of the dialect: the messages to publish for it
     /// (possibly none: a reply the protocol defines no message for).
     fn outbound(&mut self, notice: &Notice, now_ms: i64) -> Result<Vec<Outbound>, EncodeError>;
+
+    /// A notice the campaign withdrew before the device acted on it (the campaign was canceled
+    /// or aborted): what tells the device (none by default).
+    fn withdraw(&mut self, device: &DeviceId, task: &TaskRef, now_ms: i64) -> Vec<Outbound> {
+        let _ = (device, task, now_ms);
+        Vec::new()
+    }
 }

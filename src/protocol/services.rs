@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 
 use super::error::{DecodeError, EncodeError, MAX_PAYLOAD_BYTES};
+use super::event::TaskRef;
 use super::notice::Notice;
 use super::payload::truncate_for_log;
 use super::registry;
 use super::service::{Served, Service};
-use crate::device_id::DialectId;
+use crate::device_id::{DeviceId, DialectId};
 use crate::wire::Outbound;
 
 /// The services of every registered dialect that has one: the engine's single route for
@@ -59,6 +60,15 @@ impl Services {
                 events: dialect.decode(topic, payload)?,
                 replies: Vec::new(),
             }),
+        }
+    }
+
+    /// What tells `device` that the notice of `task` was withdrawn: its dialect's service's
+    /// messages, nothing for a dialect without one (its devices simply hear no more).
+    pub fn withdraw(&mut self, device: &DeviceId, task: &TaskRef, now_ms: i64) -> Vec<Outbound> {
+        match self.by_dialect.get_mut(&device.dialect()) {
+            Some(service) => service.withdraw(device, task, now_ms),
+            None => Vec::new(),
         }
     }
 

@@ -35,7 +35,7 @@ use super::codec::{
 };
 use crate::device_id::DeviceId;
 use crate::protocol::{
-    DecodeError, EncodeError, Event, Notice, Outbound, Served, Service, UpgradeNotice,
+    DecodeError, EncodeError, Event, Notice, Outbound, Served, Service, TaskRef, UpgradeNotice,
 };
 
 /// Terminal executions kept per thing (for `{jobId}/get` and late updates); older ones go.
@@ -51,6 +51,10 @@ struct Held {
     trusted_version: Option<String>,
     /// When the step timer runs out (epoch ms).
     step_deadline_ms: Option<i64>,
+    /// When the execution times out whatever the step timer says: the campaign's device
+    /// timeout from the notice (the API's `inProgressTimeoutInMinutes`, which the campaign's
+    /// policy sets here). Epoch ms.
+    deadline_ms: Option<i64>,
     /// Rebuilt after a restart: the version the thing last saw is unknown, so its first
     /// `expectedVersion` is taken as the version.
     rebuilt: bool,
@@ -75,6 +79,18 @@ impl Thing {
         self.executions
             .iter()
             .position(|h| h.execution.job_id == job_id)
+    }
+
+    /// Cancels every pending execution but the one at `keep`: the campaigns no longer name
+    /// them (a canceled campaign, an attempt superseded by a retry with a new job id).
+    fn withdraw_others(&mut self, keep: Option<usize>, now_ms: i64) {
+        for (i, h) in self.executions.iter_mut().enumerate() {
+            if Some(i) != keep && !h.execution.status.is_terminal() {
+                h.execution.status = Status::Canceled;
+                h.execution.version += 1;
+                h.execution.last_updated_at = now_ms.div_euclid(1000);
+            }
+        }
     }
 
     /// Drops the oldest terminal executions beyond [`KEEP_TERMINAL`].
@@ -126,12 +142,16 @@ impl Jobs {
         };
         let mut expired = false;
         for h in &mut t.executions {
-            let due = h.step_deadline_ms.is_some_and(|d| d <= now_ms);
+            let due = [h.step_deadline_ms, h.deadline_ms]
+                .into_iter()
+                .flatten()
+                .any(|d| d <= now_ms);
             if due && !h.execution.status.is_terminal() {
                 h.execution.status = Status::TimedOut;
                 h.execution.version += 1;
                 h.execution.last_updated_at = now_ms.div_euclid(1000);
                 h.step_deadline_ms = None;
+                h.deadline_ms = None;
                 expired = true;
                 served.events.extend(codec::update_events(
                     device,
@@ -284,6 +304,7 @@ impl Jobs {
             },
             trusted_version: None,
             step_deadline_ms: None,
+            deadline_ms: None,
             rebuilt: true,
         });
         Some(thing.executions.len() - 1)
@@ -309,6 +330,11 @@ impl Jobs {
             execution: Execution::queued(notice, job_id, now_ms),
             trusted_version: trusted.then(|| notice.offer.version.clone()),
             step_deadline_ms: None,
+            deadline_ms: notice
+                .address
+                .device_timeout_ms
+                .and_then(|t| i64::try_from(t).ok())
+                .map(|t| now_ms.saturating_add(t)),
             rebuilt,
         });
         Ok(thing.executions.len() - 1)
@@ -333,14 +359,7 @@ impl Jobs {
         };
         let thing = self.things.entry(thing_name.clone()).or_default();
         let now = now_ms.div_euclid(1000);
-        for (i, h) in thing.executions.iter_mut().enumerate() {
-            if Some(i) != keep && !h.execution.status.is_terminal() {
-                h.execution.status = Status::Canceled;
-                h.execution.version += 1;
-                h.execution.last_updated_at = now;
-                h.step_deadline_ms = None;
-            }
-        }
+        thing.withdraw_others(keep, now_ms);
         let start = thing.start_next.take();
         if kind == PullKind::StartNext
             && let Some(h) = keep.and_then(|i| thing.executions.get_mut(i))
@@ -525,7 +544,11 @@ impl Service for Jobs {
                         device: n.device.clone(),
                     });
                 }
-                self.hold(n, now_ms, false)?;
+                let keep = self.hold(n, now_ms, false)?;
+                if let Some(thing) = self.things.get_mut(n.device.name()) {
+                    thing.withdraw_others(Some(keep), now_ms);
+                    thing.trim();
+                }
                 Ok(self.notify(n.device.name(), now_ms))
             }
             Notice::FirmwareGetReply { request, pending } => {
@@ -533,6 +556,29 @@ impl Service for Jobs {
             }
             Notice::Answer { .. } => codec::encode(notice).map(|out| vec![out]),
         }
+    }
+
+    /// A canceled or aborted campaign's notice: its execution is CANCELED if the thing has not
+    /// started it (as CancelJob without `force` leaves IN_PROGRESS executions alone), and the
+    /// thing is told by `notify-next` / `notify`.
+    fn withdraw(&mut self, device: &DeviceId, task: &TaskRef, now_ms: i64) -> Vec<Outbound> {
+        let TaskRef::Key(job_id) = task else {
+            return Vec::new();
+        };
+        let Some(thing) = self.things.get_mut(device.name()) else {
+            return Vec::new();
+        };
+        let Some(h) = thing
+            .executions
+            .iter_mut()
+            .find(|h| &h.execution.job_id == job_id && h.execution.status == Status::Queued)
+        else {
+            return Vec::new();
+        };
+        h.execution.status = Status::Canceled;
+        h.execution.version += 1;
+        h.execution.last_updated_at = now_ms.div_euclid(1000);
+        self.notify(device.name(), now_ms)
     }
 }
 
@@ -750,6 +796,65 @@ mod tests {
         let listed = pull(&mut jobs, "get", r#"{"clientToken":"l"}"#, None);
         assert_eq!(listed["queuedJobs"], serde_json::json!([]));
         assert_eq!(listed["clientToken"], "l");
+    }
+
+    #[test]
+    fn the_campaigns_device_timeout_times_the_execution_out_and_a_retry_replaces_it() {
+        let mut jobs = Jobs::default();
+        let mut n = notice(JOB);
+        n.address.device_timeout_ms = Some(30_000);
+        jobs.outbound(&Notice::Upgrade(n), T0).unwrap();
+        let in_time = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS"}"#,
+            T0 + 29_000,
+        );
+        assert!(in_time.replies[0].topic.ends_with("/accepted"));
+        let late = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS"}"#,
+            T0 + 31_000,
+        );
+        assert!(
+            late.replies
+                .iter()
+                .any(|o| json(o)["code"] == "InvalidStateTransition")
+        );
+
+        // A retry's new job id cancels what is still pending of the old one.
+        let retry = "0a2c8e4a-1b3d-4c6e-9a7f-0d2b4c6e8a11";
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        let outs = jobs.outbound(&Notice::Upgrade(notice(retry)), T0).unwrap();
+        assert_eq!(json(&outs[0])["execution"]["jobId"], retry);
+        let old = request(&mut jobs, &format!("{JOB}/get"), "{}", T0);
+        assert_eq!(
+            json(&old.replies[0])["executionState"]["status"],
+            "CANCELED"
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_notice_cancels_a_queued_execution_at_once() {
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        let outs = jobs.withdraw(&thing(), &TaskRef::Key(JOB.into()), T0);
+        let next = outs
+            .iter()
+            .find(|o| o.topic.ends_with("/notify-next"))
+            .unwrap();
+        assert!(json(next).get("execution").is_none(), "nothing is next");
+        // Started executions are left to finish; unknown ones change nothing.
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        pull(&mut jobs, "start-next", "{}", Some(JOB));
+        assert!(
+            jobs.withdraw(&thing(), &TaskRef::Key(JOB.into()), T0)
+                .is_empty()
+        );
+        assert!(jobs.withdraw(&thing(), &TaskRef::None, T0).is_empty());
     }
 
     #[test]
