@@ -40,6 +40,9 @@ use crate::protocol::{
 
 /// Terminal executions kept per thing (for `{jobId}/get` and late updates); older ones go.
 const KEEP_TERMINAL: usize = 8;
+/// Things held in all (a request from a thing the service holds nothing for makes no entry
+/// beyond this).
+const MAX_THINGS: usize = 200_000;
 /// Executions held in all, so that devices inventing job ids cannot grow the service.
 const MAX_EXECUTIONS: usize = 200_000;
 
@@ -280,14 +283,18 @@ impl Jobs {
         update: &Update,
         now_ms: i64,
     ) -> Option<usize> {
-        let adoptable = uuid_shaped(&update.job_id) && self.held() < MAX_EXECUTIONS;
-        let thing = self.things.entry(incoming.thing.clone()).or_default();
-        if let Some(i) = thing.find(&update.job_id) {
+        if let Some(i) = self
+            .things
+            .get(&incoming.thing)
+            .and_then(|t| t.find(&update.job_id))
+        {
             return Some(i);
         }
-        if !adoptable {
+        // Only an id that may be the console's own makes the service hold something new.
+        if !uuid_shaped(&update.job_id) || self.held() >= MAX_EXECUTIONS {
             return None;
         }
+        let thing = self.things.entry(incoming.thing.clone()).or_default();
         let now = now_ms.div_euclid(1000);
         thing.executions.push(Held {
             execution: Execution {
@@ -357,7 +364,16 @@ impl Jobs {
             Some(n) => Some(self.hold(n, now_ms, true)?),
             None => None,
         };
-        let thing = self.things.entry(thing_name.clone()).or_default();
+        let Some(thing) = self.things.get_mut(&thing_name) else {
+            // Nothing held, nothing pending: the empty answer.
+            return Ok(vec![codec::pull_answer(
+                &thing_name,
+                kind,
+                token,
+                &[],
+                now_ms,
+            )]);
+        };
         let now = now_ms.div_euclid(1000);
         thing.withdraw_others(keep, now_ms);
         let start = thing.start_next.take();
@@ -390,13 +406,12 @@ impl Jobs {
         }
         thing.trim();
         let pending: Vec<&Execution> = thing.pending().map(|h| &h.execution).collect();
-        Ok(vec![codec::pull_answer(
-            &thing_name,
-            kind,
-            token,
-            &pending,
-            now_ms,
-        )])
+        let answer = codec::pull_answer(&thing_name, kind, token, &pending, now_ms);
+        if thing.executions.is_empty() {
+            // A thing that only asked leaves nothing behind.
+            self.things.remove(&thing_name);
+        }
+        Ok(vec![answer])
     }
 }
 
@@ -504,8 +519,12 @@ impl Service for Jobs {
                 step_timeout_minutes,
             } = &incoming.request
             {
-                let thing = self.things.entry(incoming.thing.clone()).or_default();
-                thing.start_next = Some((status_details.clone(), *step_timeout_minutes));
+                // Kept for the answer; a thing the service has never heard of gets an entry
+                // only while there is room (its answer is then given without the details).
+                if self.things.contains_key(&incoming.thing) || self.things.len() < MAX_THINGS {
+                    let thing = self.things.entry(incoming.thing.clone()).or_default();
+                    thing.start_next = Some((status_details.clone(), *step_timeout_minutes));
+                }
             }
             served.events.extend(incoming.pull_events(get));
             return Ok(served);
