@@ -64,7 +64,10 @@ impl TestPki {
     /// `<name>.pem` and `<name>.key` (the name must be usable in a file name).
     pub fn client(&self, name: &str) -> CertFiles {
         assert!(
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
             "client certificate name {name:?} is not a plain file name"
         );
         self.issue(

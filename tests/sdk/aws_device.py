@@ -47,7 +47,8 @@ from awscrt import mqtt
 from awsiot import iotjobs, mqtt_connection_builder
 
 QOS = mqtt.QoS.AT_LEAST_ONCE
-# How long it waits for the broker (SUBACK, PUBACK) or the service (a reply) before giving up.
+# How long it waits for the broker (SUBACK, PUBACK) or the service (a reply) before giving up
+# (--reply-wait changes it).
 REPLY_WAIT = 30.0
 # Longest firmware it accepts, as a device with a small flash would.
 MAX_FIRMWARE = 64 * 1024 * 1024
@@ -363,6 +364,7 @@ def download(url, size):
 
 
 def main():
+    global REPLY_WAIT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
@@ -377,7 +379,10 @@ def main():
                         choices=["upgrade", "corrupt", "flash-fail", "reject"])
     parser.add_argument("--reject-reason", default="battery at 12%, below the 30% needed to flash")
     parser.add_argument("--lifetime", type=float, default=180.0, help="exit after this many seconds")
+    parser.add_argument("--reply-wait", type=float, default=REPLY_WAIT,
+                        help="seconds to wait for a reply of the Jobs service")
     args = parser.parse_args()
+    REPLY_WAIT = args.reply_wait
 
     device = Device(args)
     if not device.connect():

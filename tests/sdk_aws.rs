@@ -1,0 +1,364 @@
+//! End to end with a device stack nobody on the project wrote: AWS's official Python device SDK
+//! v2 (`awsiotsdk` on `awscrt`, from PyPI, pinned in `tests/sdk/requirements.txt`) and its Jobs
+//! client under a thin device app (`tests/sdk/aws_device.py`, written after AWS's own jobs
+//! sample), connected with its thing certificate to a real Mosquitto that requires client
+//! certificates of a test CA, upgraded by the real `ota-console rollout` (which logs in to the same
+//! broker with a certificate of its own) and the console's firmware server, all on loopback ports
+//! picked by the system.
+//!
+//! The SDK runs in the Python environment `scripts/dev test` creates (`.venv/`), whose
+//! interpreter is named by `OTA_TEST_PYTHON`. Without one these tests fail and say how to get
+//! it: they never pass without having driven the SDK.
+
+// Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+#![cfg(test)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ota_console::testing::mosquitto::Mosquitto;
+use ota_console::testing::mutual_tls::{TestPki, mqtts_url, start_mutual_tls_mosquitto};
+use ota_console::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
+use serde_json::{Value, json};
+
+/// The longest a test waits for one thing a device does.
+const DEVICE_WAIT: Duration = Duration::from_secs(60);
+
+/// The interpreter of the venv holding the SDK: `OTA_TEST_PYTHON`, else `.venv/` in the
+/// checkout. Fails the test, with the way to install it, when there is none or it lacks the SDK.
+fn sdk_python() -> PathBuf {
+    const HOW: &str = "run the tests with `scripts/dev test` (it creates .venv/ from \
+        tests/sdk/requirements.txt and sets OTA_TEST_PYTHON), or create it yourself: \
+        python3 -m venv .venv && .venv/bin/pip install -r tests/sdk/requirements.txt, \
+        then OTA_TEST_PYTHON=$PWD/.venv/bin/python cargo test --test sdk_aws";
+    let python = match std::env::var_os("OTA_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+            assert!(
+                venv.exists(),
+                "AWS's Python device SDK is needed and OTA_TEST_PYTHON is not set and \
+                 {} does not exist: {HOW}",
+                venv.display()
+            );
+            venv
+        }
+    };
+    let probe = Command::new(&python)
+        .args([
+            "-c",
+            "import awscrt.mqtt, awsiot.iotjobs, awsiot.mqtt_connection_builder",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {HOW}", python.display()));
+    assert!(
+        probe.status.success(),
+        "{} cannot import AWS's SDK ({}): {HOW}",
+        python.display(),
+        String::from_utf8_lossy(&probe.stderr).trim()
+    );
+    python
+}
+
+/// A mutual-TLS Mosquitto, its test CA, and the console's client certificate.
+struct Bench {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    broker: Mosquitto,
+    python: PathBuf,
+}
+
+impl Bench {
+    fn start() -> Bench {
+        let python = sdk_python();
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::create(dir.path());
+        let broker = start_mutual_tls_mosquitto(dir.path(), &pki, "");
+        Bench {
+            dir,
+            pki,
+            broker,
+            python,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts the device app as thing `thing` on firmware 1.0.0 with its own certificate of the
+    /// bench CA; `extra` are more options of the app.
+    fn device(&self, thing: &str, extra: &[&str]) -> SdkDevice {
+        let cert = self.pki.client(thing);
+        self.device_with(thing, &cert.cert, &cert.key, extra)
+    }
+
+    fn device_with(&self, thing: &str, cert: &Path, key: &Path, extra: &[&str]) -> SdkDevice {
+        let work_dir = self.path().join(format!("device-{thing}"));
+        std::fs::create_dir_all(&work_dir).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/aws_device.py");
+        let mut command = Command::new(&self.python);
+        command
+            .arg(script)
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(self.broker.port.to_string())
+            .arg("--ca")
+            .arg(&self.pki.ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(["--thing-name", thing, "--version", "1.0.0", "--work-dir"])
+            .arg(&work_dir)
+            .args(extra);
+        SdkDevice::spawn(thing, command)
+    }
+
+    /// Link options of the console's own client certificate to this broker.
+    fn console_link(&self, subscriptions: &[&str]) -> LinkOptions {
+        let cert = self.pki.client("ota-console");
+        let mut o = LinkOptions::new(mqtts_url(&self.broker).parse::<BrokerUrl>().unwrap());
+        o.ca_file = Some(self.pki.ca.clone());
+        o.client_cert = Some(cert.cert);
+        o.client_key = Some(cert.key);
+        o.subscriptions = subscriptions.iter().map(|s| s.to_string()).collect();
+        o
+    }
+}
+
+/// One device app on the SDK, as a child process whose stdout events are read on a thread.
+struct SdkDevice {
+    name: String,
+    child: Child,
+    /// Kept open: the app exits when it closes.
+    _stdin: ChildStdin,
+    events: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl SdkDevice {
+    fn spawn(name: &str, mut command: Command) -> SdkDevice {
+        let mut child = command
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the SDK device {name}: {e}"));
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"event": "not_json", "line": line}));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        SdkDevice {
+            name: name.to_owned(),
+            child,
+            _stdin: stdin,
+            events,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits (bounded) for the next event named `name` and returns it.
+    fn expect(&mut self, name: &str) -> Value {
+        let deadline = Instant::now() + DEVICE_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => {
+                    self.seen.push(event.clone());
+                    if event["event"] == name {
+                        return event;
+                    }
+                }
+                Err(e) => panic!(
+                    "SDK device {}: no {name:?} event ({e}); exited: {:?}; events {:#?}; stderr:\n{}",
+                    self.name,
+                    self.child.try_wait(),
+                    self.seen,
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Every event up to now, without waiting.
+    fn drain(&mut self) -> &[Value] {
+        self.seen.extend(self.events.try_iter());
+        &self.seen
+    }
+
+    /// Waits (bounded) for the app to exit on its own; its exit code.
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + DEVICE_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                let events = self.drain().to_vec();
+                panic!("SDK device {} did not exit; events {events:#?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SdkDevice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nine reply and notify topics the SDK's Jobs client subscribes to for `thing`, in the
+/// app's order (AWS's sample subscribes to update replies of job id `+`).
+fn job_topics(thing: &str) -> Vec<String> {
+    [
+        "notify-next",
+        "get/accepted",
+        "get/rejected",
+        "start-next/accepted",
+        "start-next/rejected",
+        "+/get/accepted",
+        "+/get/rejected",
+        "+/update/accepted",
+        "+/update/rejected",
+    ]
+    .iter()
+    .map(|t| format!("$aws/things/{thing}/jobs/{t}"))
+    .collect()
+}
+
+/// A tokio runtime for the console-side link of a test, and a bounded receive on it.
+struct Observer {
+    runtime: tokio::runtime::Runtime,
+    _link: MqttLink,
+    rx: tokio::sync::mpsc::Receiver<Inbound>,
+}
+
+impl Observer {
+    /// Connects with `options` and waits (bounded) until the link is up.
+    fn connect(options: LinkOptions) -> Observer {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (link, rx) = {
+            let _guard = runtime.enter();
+            MqttLink::start(options).unwrap()
+        };
+        let mut state = link.state();
+        let connected = runtime.block_on(async {
+            tokio::time::timeout(DEVICE_WAIT, state.wait_for(|s| *s == LinkState::Connected))
+                .await
+                .is_ok()
+        });
+        assert!(
+            connected,
+            "the console's link is not up within {DEVICE_WAIT:?}: {:?}",
+            *link.state().borrow()
+        );
+        Observer {
+            runtime,
+            _link: link,
+            rx,
+        }
+    }
+
+    /// The next publish on a topic ending in `suffix`, within [`DEVICE_WAIT`].
+    fn next_on(&mut self, suffix: &str) -> (String, Value) {
+        let rx = &mut self.rx;
+        self.runtime.block_on(async {
+            tokio::time::timeout(DEVICE_WAIT, async {
+                loop {
+                    let msg = rx.recv().await.expect("link alive");
+                    if msg.topic.ends_with(suffix) {
+                        let body = serde_json::from_slice(&msg.payload).unwrap_or_else(|e| {
+                            panic!("{}: not JSON ({e}): {:?}", msg.topic, msg.payload)
+                        });
+                        return (msg.topic, body);
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("nothing on *{suffix} within {DEVICE_WAIT:?}"))
+        })
+    }
+}
+
+/// The broker admits the SDK with its thing certificate (it subscribes to its nine Jobs topics,
+/// all granted QoS 1) and refuses the same SDK presenting a certificate of another CA; the
+/// console's own client certificate gets it in too.
+#[test]
+fn sdk_device_gets_into_the_mutual_tls_broker_with_a_certificate_of_its_ca_only() {
+    let bench = Bench::start();
+    let mut good = bench.device("thing-good", &["--reply-wait", "1"]);
+    good.expect("connected");
+    let subscribed = good.expect("subscribed");
+    assert_eq!(subscribed["topics"], json!(job_topics("thing-good")));
+    assert_eq!(subscribed["granted_qos"], json!(vec![1; 9]));
+
+    let other_dir = bench.path().join("other-ca");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let stranger = TestPki::create(&other_dir).client("thing-stranger");
+    let mut bad = bench.device_with("thing-stranger", &stranger.cert, &stranger.key, &[]);
+    let refused = bad.expect("connect_failed");
+    assert!(
+        refused["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{refused}"
+    );
+    assert_eq!(bad.exit_code(), Some(3), "{:#?}", bad.drain());
+
+    let _console = Observer::connect(bench.console_link(&[]));
+}
+
+/// Before any console answers, the SDK's requests are the ones written down in
+/// /work/wt/signals/aws_sdk_requests.md and that the console's Jobs dialect must accept: `get`
+/// and `start-next` on the thing's topics, QoS 1 JSON objects with the client token as their only
+/// field.
+#[test]
+fn sdk_device_asks_for_its_jobs_on_the_documented_topics() {
+    let bench = Bench::start();
+    let mut observer = Observer::connect(bench.console_link(&["$aws/things/+/jobs/#"]));
+    let mut device = bench.device("thing-ask", &["--reply-wait", "1"]);
+    device.expect("subscribed");
+
+    let (topic, body) = observer.next_on("/jobs/get");
+    assert_eq!(topic, "$aws/things/thing-ask/jobs/get");
+    let token = body["clientToken"].as_str().unwrap_or_default();
+    assert!(token.starts_with("get-"), "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    assert_eq!(device.expect("no_reply")["op"], "get");
+
+    let (topic, body) = observer.next_on("/jobs/start-next");
+    assert_eq!(topic, "$aws/things/thing-ask/jobs/start-next");
+    let requested = device.expect("requesting_next");
+    assert_eq!(body, json!({"clientToken": requested["client_token"]}));
+    assert_eq!(device.expect("no_reply")["op"], "start-next");
+}
