@@ -20,6 +20,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ota_console::testing::console::{Console, rollout_args};
+use ota_console::testing::firmware_file;
 use ota_console::testing::mosquitto::Mosquitto;
 use ota_console::testing::mutual_tls::{TestPki, mqtts_url, start_mutual_tls_mosquitto};
 use ota_console::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
@@ -361,4 +363,231 @@ fn sdk_device_asks_for_its_jobs_on_the_documented_topics() {
     let requested = device.expect("requesting_next");
     assert_eq!(body, json!({"clientToken": requested["client_token"]}));
     assert_eq!(device.expect("no_reply")["op"], "start-next");
+}
+
+/// The package the console announced (`fw.bin: SIZE bytes, md5 M, sha256 S`).
+fn announced_package(console: &mut Console) -> Value {
+    let line = console.expect_line("fw.bin: ");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |key: &str| {
+        let at = words
+            .iter()
+            .position(|w| *w == key)
+            .unwrap_or_else(|| panic!("{line}"));
+        words
+            .get(at + 1)
+            .map(|w| w.trim_end_matches(','))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    json!({
+        "size": words.get(1).and_then(|n| n.parse::<u64>().ok()),
+        "md5": after("md5"),
+        "sha256": after("sha256"),
+    })
+}
+
+fn report_device<'a>(report: &'a Value, thing: &str) -> &'a Value {
+    let id = format!("aws:{thing}");
+    report["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} is not in the report {report:#}"))
+}
+
+/// Waits for the job a device was given and checks its document against the package: the
+/// console's own firmware URL, the exact size, SHA-256 and MD5, the target version.
+fn expect_job(device: &mut SdkDevice, package: &Value) -> Value {
+    let job = device.expect("job");
+    let doc = &job["document"];
+    assert!(
+        doc["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{job}"
+    );
+    assert_eq!(
+        doc["size"].to_string(),
+        package["size"].to_string(),
+        "{job}"
+    );
+    assert_eq!(doc["sha256"], package["sha256"], "{job}");
+    assert_eq!(doc["md5"], package["md5"], "{job}");
+    assert_eq!(doc["version"], "2.0.0", "{job}");
+    job
+}
+
+/// `ota-console rollout` of a 64 KiB firmware as 2.0.0 to `things` over the bench's broker, with
+/// the console's own client certificate, no retries, no abort, and a JSON report in the bench dir.
+fn start_rollout(bench: &Bench, things: &[&str]) -> Console {
+    let dir = bench.path();
+    let fw = firmware_file(dir, 64 * 1024);
+    let mut args = rollout_args(&mqtts_url(&bench.broker), dir, &fw);
+    let cert = bench.pki.client("ota-console");
+    args.extend(["--ca".to_owned(), bench.pki.ca.display().to_string()]);
+    args.extend(["--client-cert".to_owned(), cert.cert.display().to_string()]);
+    args.extend(["--client-key".to_owned(), cert.key.display().to_string()]);
+    for thing in things {
+        args.extend(["--target".to_owned(), format!("aws:{thing}")]);
+    }
+    args.extend(["--wave", "100%", "--retries", "0", "--no-abort", "--report"].map(String::from));
+    args.push(dir.join("report.json").display().to_string());
+    Console::spawn(&args, dir)
+}
+
+/// The device's next `updated` event: it must have the status `status` and have been accepted.
+fn expect_update(device: &mut SdkDevice, status: &str) -> Value {
+    let update = device.expect("updated");
+    assert_eq!(update["status"], status, "{}: {update}", device.name);
+    assert_eq!(update["accepted"], true, "{}: {update}", device.name);
+    update
+}
+
+/// A whole upgrade: IN_PROGRESS (0 %), the download checked, IN_PROGRESS (50 %), SUCCEEDED with
+/// the new version, and SUCCEEDED read back with a describe of the same job.
+fn check_upgrade(device: &mut SdkDevice, package: &Value) {
+    let job = expect_job(device, package);
+    assert_eq!(
+        expect_update(device, "IN_PROGRESS")["details"]["progress"],
+        "0"
+    );
+    assert_eq!(device.expect("downloaded")["bytes"], package["size"]);
+    assert_eq!(
+        expect_update(device, "IN_PROGRESS")["details"]["progress"],
+        "50"
+    );
+    assert_eq!(
+        expect_update(device, "SUCCEEDED")["details"]["version"],
+        "2.0.0"
+    );
+    assert_eq!(device.expect("upgraded")["version"], "2.0.0");
+    let described = device.expect("described");
+    assert_eq!(described["job_id"], job["job_id"], "{described}");
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+}
+
+/// A download whose digest check fails: FAILED with the mismatch as its reason (returned).
+fn check_digest_failure(device: &mut SdkDevice, package: &Value) -> String {
+    expect_job(device, package);
+    expect_update(device, "IN_PROGRESS");
+    expect_update(device, "FAILED");
+    let failed = device.expect("failed");
+    let reason = failed["reason"].as_str().unwrap().to_owned();
+    assert!(reason.starts_with("sha256 mismatch"), "{failed}");
+    assert_eq!(device.expect("described")["status"], "FAILED");
+    reason
+}
+
+/// A refused job: REJECTED with a reason (returned), nothing downloaded.
+fn check_rejection(device: &mut SdkDevice, package: &Value) -> String {
+    expect_job(device, package);
+    expect_update(device, "REJECTED");
+    let reason = device.expect("rejected")["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(device.expect("described")["status"], "REJECTED");
+    assert!(
+        !device.drain().iter().any(|e| e["event"] == "downloaded"),
+        "{:#?}",
+        device.seen
+    );
+    reason
+}
+
+/// Nothing went wrong on the wire after boot: every request after the boot-time get and
+/// start-next had its reply, parsed by the SDK and accepted, and the connection held.
+fn assert_no_trouble(device: &mut SdkDevice) {
+    let name = device.name.clone();
+    let trouble: Vec<Value> = device
+        .drain()
+        .iter()
+        .filter(|e| {
+            let event = e["event"].as_str().unwrap_or_default();
+            let boot_ask = event == "no_reply" && (e["op"] == "get" || e["op"] == "start-next");
+            [
+                "request_rejected",
+                "unparseable_reply",
+                "unmatched_reply",
+                "no_reply",
+                "connection_interrupted",
+            ]
+            .contains(&event)
+                && !boot_ask
+        })
+        .cloned()
+        .collect();
+    assert!(trouble.is_empty(), "{name}: {trouble:#?}");
+}
+
+/// The whole story on AWS's SDK, driven by `ota-console rollout` over the mutual-TLS broker:
+/// - `thing-ok` and `thing-no` are up before the rollout and idle (nothing pending); the console's
+///   notify-next wakes them and they ask with start-next; `thing-bad` boots after the rollout
+///   started and asks on its own (get, start-next);
+/// - `thing-ok` downloads from the console's firmware server, checks size and SHA-256, reports
+///   IN_PROGRESS with its progress and SUCCEEDED with 2.0.0, and reads SUCCEEDED back (describe);
+/// - `thing-bad` gets the bytes with one flipped, so its digest check fails: it reports FAILED
+///   with the mismatch as its reason, and the report shows the status and that reason;
+/// - `thing-no` REJECTs the job with a reason, which the report shows as a rejection.
+#[test]
+fn sdk_devices_upgrade_fail_and_reject_through_rollout() {
+    let bench = Bench::start();
+    let mut ok = bench.device("thing-ok", &["--reply-wait", "5"]);
+    let mut no = bench.device("thing-no", &["--reply-wait", "5", "--scenario", "reject"]);
+    for d in [&mut ok, &mut no] {
+        d.expect("subscribed");
+        // Nobody answers yet: the boot-time get and start-next go unanswered, the app idles.
+        assert_eq!(d.expect("no_reply")["op"], "get");
+        assert_eq!(d.expect("no_reply")["op"], "start-next");
+    }
+
+    let mut console = start_rollout(&bench, &["thing-ok", "thing-bad", "thing-no"]);
+    let package = announced_package(&mut console);
+    console.campaign_id();
+    let mut bad = bench.device("thing-bad", &["--scenario", "corrupt"]);
+
+    assert!(ok.expect("notify_next")["job_id"].is_string());
+    check_upgrade(&mut ok, &package);
+    let pending = bad.expect("pending");
+    assert_eq!(
+        pending["queued"].as_array().map(Vec::len),
+        Some(1),
+        "{pending}"
+    );
+    let reason = check_digest_failure(&mut bad, &package);
+    assert!(no.expect("notify_next")["job_id"].is_string());
+    let refusal = check_rejection(&mut no, &package);
+    for d in [&mut ok, &mut bad, &mut no] {
+        assert_no_trouble(d);
+    }
+
+    let (code, lines) = console.wait();
+    let text = std::fs::read_to_string(bench.path().join("report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}); console said {lines:#?}"));
+    let report: Value = serde_json::from_str(&text).unwrap();
+    for key in ["size", "md5", "sha256"] {
+        assert_eq!(
+            report["campaign"]["package"][key], package[key],
+            "{report:#}"
+        );
+    }
+    let entry = report_device(&report, "thing-ok");
+    assert_eq!(entry["status"], "succeeded", "{entry}");
+    assert_eq!(entry["to_version"], "2.0.0", "{entry}");
+    assert_eq!(entry["percent"], 100, "{entry}");
+    let entry = report_device(&report, "thing-bad");
+    assert_eq!(entry["status"], "failed", "{entry}");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("FAILED") && error.contains(&reason),
+        "{entry}"
+    );
+    let entry = report_device(&report, "thing-no");
+    assert_eq!(entry["status"], "rejected", "{entry}");
+    let error = entry["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&refusal), "{entry}");
+    assert_eq!(code, 1, "failures end the rollout with 1: {lines:#?}");
+    assert_eq!(report["campaign"]["state"], "completed", "{report:#}");
 }
