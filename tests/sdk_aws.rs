@@ -513,6 +513,7 @@ fn assert_no_trouble(device: &mut SdkDevice) {
                 "unmatched_reply",
                 "no_reply",
                 "connection_interrupted",
+                "error",
             ]
             .contains(&event)
                 && !boot_ask

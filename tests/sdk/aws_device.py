@@ -411,7 +411,12 @@ def main():
         if kind == "stdin_closed":
             break
         if kind == "start_next":
-            device.do_start_next()
+            try:
+                device.do_start_next()
+            except Exception as e:  # a publish the SDK could not send: say so and stay up
+                emit("error", error="%s: %s" % (type(e).__name__, e))
+                with device.lock:
+                    device.busy = False
 
     try:
         device.connection.disconnect().result(5)
