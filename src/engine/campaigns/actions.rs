@@ -63,13 +63,20 @@ impl Campaigns {
         attempt: Option<u32>,
         env: &mut Env<'_>,
     ) {
-        match protocol::encode(notice) {
-            Ok(out) => self.outbox.send(Pending {
-                campaign: idx,
-                out,
-                device,
-                attempt,
-            }),
+        match env.services.encode(notice, env.clock.now_ms()) {
+            Ok(outs) => {
+                // A failed publish of the first message (the notice itself) is the attempt's;
+                // what a service adds (e.g. a list of pending jobs) is not.
+                let mut attempt = attempt;
+                for out in outs {
+                    self.outbox.send(Pending {
+                        campaign: idx,
+                        out,
+                        device: device.clone(),
+                        attempt: attempt.take(),
+                    });
+                }
+            }
             Err(e) => {
                 let error = format!("cannot encode the notice for {device}: {e}");
                 env.alert(AlertLevel::Error, error.clone());

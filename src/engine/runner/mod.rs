@@ -32,7 +32,7 @@ use super::publisher::Publisher;
 use super::snapshot::AlertLevel;
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
-use crate::protocol::Outbound;
+use crate::protocol::{Outbound, Services};
 use crate::rollout::Input;
 use crate::store::Store;
 use crate::transport::mqtt::{Inbound, LinkError, LinkState, SessionNews};
@@ -54,6 +54,8 @@ pub(super) struct Runner {
     io: Io,
     fleet: FleetState,
     campaigns: Campaigns,
+    /// The server-side state of the dialects that keep one (`protocol::Services`).
+    services: Services,
 }
 
 impl Runner {
@@ -72,6 +74,7 @@ impl Runner {
             library,
             io,
             fleet: FleetState::default(),
+            services: Services::for_registered(),
         };
         if let Some(warning) = runner.io.session_warning() {
             runner.alert(AlertLevel::Warning, warning);

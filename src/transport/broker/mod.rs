@@ -29,6 +29,7 @@
 
 mod acl;
 mod connect;
+mod dollar;
 mod error;
 mod events;
 mod gate;

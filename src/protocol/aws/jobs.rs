@@ -1,0 +1,518 @@
+//! The AWS IoT Jobs service as the console plays it: the job executions of each thing, their
+//! versions and states, and the answers that need them. The dialect's [`Service`] (see
+//! `protocol/service.rs`).
+//!
+//! Owns: one execution per (thing, job id), created when a campaign's notice reaches the thing
+//! (pushed: `notify-next`; or pulled: the answer to `start-next`, `get`, `$next/get`); the
+//! transitions a thing may make (QUEUED / IN_PROGRESS → IN_PROGRESS, SUCCEEDED, FAILED,
+//! REJECTED, REMOVED; nothing out of a terminal state: InvalidStateTransition), `versionNumber`
+//! (+1 on each accepted change; an `expectedVersion` that differs is a VersionMismatch),
+//! `executionNumber` (1: a retry of the campaign is a new job id), the step timer
+//! (`stepTimeoutInMinutes` of `start-next` / `update`; an execution not updated in time is
+//! TIMED_OUT when the thing is next heard), `clientToken` echoes, and `notify` / `notify-next`
+//! when a thing's pending executions change.
+//!
+//! The campaigns decide what is pending: a pull is answered through them (the request becomes
+//! an `Event::FirmwareGet`, their `Notice::FirmwareGetReply` names the pending upgrade or
+//! none), and an execution they no longer name when the thing asks is CANCELED (a canceled
+//! campaign, a superseded attempt).
+//!
+//! After a console restart the executions are rebuilt, not read back: the campaigns are
+//! restored from the database, so an execution comes back when its notice is re-sent or its
+//! thing asks; an update naming a job id the service does not hold is taken at the device's
+//! word when the id has the shape of the console's task keys (a UUID: it may be one issued
+//! before the restart; its `expectedVersion`, if any, becomes the version), and its events go
+//! to the campaigns, whose task keys decide whether it is theirs. Any other unknown job id is
+//! ResourceNotFound.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use super::SUCCESS;
+use super::codec::{
+    self, Details, ErrorCode, Execution, Incoming, JobRef, PullKind, Request, Status, Update,
+};
+use crate::device_id::DeviceId;
+use crate::protocol::{
+    DecodeError, EncodeError, Event, Notice, Outbound, Served, Service, UpgradeNotice,
+};
+
+/// Terminal executions kept per thing (for `{jobId}/get` and late updates); older ones go.
+const KEEP_TERMINAL: usize = 8;
+/// Executions held in all, so that devices inventing job ids cannot grow the service.
+const MAX_EXECUTIONS: usize = 200_000;
+
+/// One execution and what the console knows about it beyond the API's fields.
+#[derive(Debug, Clone)]
+struct Held {
+    execution: Execution,
+    /// The campaign takes SUCCEEDED as proof of this version (notice setting `aws-success`).
+    trusted_version: Option<String>,
+    /// When the step timer runs out (epoch ms).
+    step_deadline_ms: Option<i64>,
+    /// Rebuilt after a restart: the version the thing last saw is unknown, so its first
+    /// `expectedVersion` is taken as the version.
+    rebuilt: bool,
+}
+
+#[derive(Debug, Default)]
+struct Thing {
+    /// In queue order.
+    executions: Vec<Held>,
+    /// The last `start-next`'s details and step timer, for its answer.
+    start_next: Option<(Option<Details>, Option<i64>)>,
+}
+
+impl Thing {
+    fn pending(&self) -> impl Iterator<Item = &Held> {
+        self.executions
+            .iter()
+            .filter(|h| !h.execution.status.is_terminal())
+    }
+
+    fn find(&self, job_id: &str) -> Option<usize> {
+        self.executions
+            .iter()
+            .position(|h| h.execution.job_id == job_id)
+    }
+
+    /// Drops the oldest terminal executions beyond [`KEEP_TERMINAL`].
+    fn trim(&mut self) {
+        let terminal = self
+            .executions
+            .iter()
+            .filter(|h| h.execution.status.is_terminal())
+            .count();
+        let mut excess = terminal.saturating_sub(KEEP_TERMINAL);
+        self.executions.retain(|h| {
+            if excess > 0 && h.execution.status.is_terminal() {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// The Jobs service of one engine.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    things: HashMap<String, Thing>,
+}
+
+impl Jobs {
+    fn held(&self) -> usize {
+        self.things.values().map(|t| t.executions.len()).sum()
+    }
+
+    /// `notify-next` and `notify` for `thing`.
+    fn notify(&self, thing: &str, now_ms: i64) -> Vec<Outbound> {
+        let Some(t) = self.things.get(thing) else {
+            return Vec::new();
+        };
+        let next = t.pending().next().map(|h| &h.execution);
+        vec![
+            codec::notify_next(thing, next, now_ms),
+            codec::notify(thing, t.pending().map(|h| &h.execution), now_ms),
+        ]
+    }
+
+    /// Executions whose step timer ran out become TIMED_OUT; their events and notifications.
+    fn expire(&mut self, thing: &str, device: &DeviceId, now_ms: i64, served: &mut Served) {
+        let Some(t) = self.things.get_mut(thing) else {
+            return;
+        };
+        let mut expired = false;
+        for h in &mut t.executions {
+            let due = h.step_deadline_ms.is_some_and(|d| d <= now_ms);
+            if due && !h.execution.status.is_terminal() {
+                h.execution.status = Status::TimedOut;
+                h.execution.version += 1;
+                h.execution.last_updated_at = now_ms.div_euclid(1000);
+                h.step_deadline_ms = None;
+                expired = true;
+                served.events.extend(codec::update_events(
+                    device,
+                    &h.execution.job_id,
+                    Status::TimedOut,
+                    &h.execution.status_details,
+                    None,
+                ));
+            }
+        }
+        if expired {
+            served.replies.extend(self.notify(thing, now_ms));
+        }
+    }
+
+    fn describe(
+        &self,
+        incoming: &Incoming,
+        job: &str,
+        number: Option<i64>,
+        doc: bool,
+        now_ms: i64,
+    ) -> Outbound {
+        let token = incoming.client_token.as_deref();
+        let found = self
+            .things
+            .get(&incoming.thing)
+            .and_then(|t| t.find(job).and_then(|i| t.executions.get(i)))
+            .filter(|h| number.is_none_or(|n| n == h.execution.execution_number));
+        match found {
+            None => codec::rejected(
+                &incoming.stem,
+                ErrorCode::ResourceNotFound,
+                &format!("no execution of job {job} for thing {}", incoming.thing),
+                token,
+                None,
+                now_ms,
+            ),
+            Some(h) if h.execution.status.is_terminal() => codec::rejected(
+                &incoming.stem,
+                ErrorCode::TerminalStateReached,
+                &format!("job {job} is {}", h.execution.status.as_str()),
+                token,
+                Some(h.execution.state()),
+                now_ms,
+            ),
+            Some(h) => codec::accepted(
+                &incoming.stem,
+                json!({
+                    "execution": h.execution.to_json(doc),
+                    "timestamp": now_ms.div_euclid(1000),
+                }),
+                token,
+            ),
+        }
+    }
+
+    /// An update: checked against the execution, applied, answered; its events.
+    fn update(&mut self, incoming: &Incoming, update: &Update, now_ms: i64, served: &mut Served) {
+        let token = incoming.client_token.as_deref();
+        let reject = |code, text: String, state| {
+            codec::rejected(&incoming.stem, code, &text, token, state, now_ms)
+        };
+        if matches!(
+            update.status,
+            Status::Queued | Status::TimedOut | Status::Canceled
+        ) {
+            served.replies.push(reject(
+                ErrorCode::InvalidStateTransition,
+                format!("a device cannot set {}", update.status.as_str()),
+                None,
+            ));
+            return;
+        }
+        let adoptable = uuid_shaped(&update.job_id) && self.held() < MAX_EXECUTIONS;
+        let thing = self.things.entry(incoming.thing.clone()).or_default();
+        let idx = match thing.find(&update.job_id) {
+            Some(i) => i,
+            None if adoptable => {
+                let version = update.expected_version.unwrap_or(1);
+                let now = now_ms.div_euclid(1000);
+                thing.executions.push(Held {
+                    execution: Execution {
+                        job_id: update.job_id.clone(),
+                        thing: incoming.thing.clone(),
+                        document: json!({}),
+                        status: Status::InProgress,
+                        status_details: Details::new(),
+                        queued_at: now,
+                        started_at: Some(now),
+                        last_updated_at: now,
+                        version,
+                        execution_number: update.execution_number.unwrap_or(1),
+                    },
+                    trusted_version: None,
+                    step_deadline_ms: None,
+                    rebuilt: true,
+                });
+                thing.executions.len() - 1
+            }
+            None => {
+                served.replies.push(reject(
+                    ErrorCode::ResourceNotFound,
+                    format!(
+                        "no execution of job {} for thing {}",
+                        update.job_id, incoming.thing
+                    ),
+                    None,
+                ));
+                return;
+            }
+        };
+        let Some(held) = thing.executions.get_mut(idx) else {
+            return;
+        };
+        let e = &mut held.execution;
+        if update
+            .execution_number
+            .is_some_and(|n| n != e.execution_number)
+        {
+            served.replies.push(reject(
+                ErrorCode::ResourceNotFound,
+                format!(
+                    "job {} has no execution number {:?}",
+                    e.job_id, update.execution_number
+                ),
+                None,
+            ));
+            return;
+        }
+        if e.status.is_terminal() {
+            served.replies.push(reject(
+                ErrorCode::InvalidStateTransition,
+                format!("job {} is already {}", e.job_id, e.status.as_str()),
+                Some(e.state()),
+            ));
+            return;
+        }
+        if held.rebuilt {
+            if let Some(v) = update.expected_version {
+                e.version = v;
+            }
+            held.rebuilt = false;
+        }
+        if let Some(expected) = update.expected_version
+            && expected != e.version
+        {
+            served.replies.push(reject(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "expected version {expected}, the execution is at {}",
+                    e.version
+                ),
+                Some(e.state()),
+            ));
+            return;
+        }
+        let now = now_ms.div_euclid(1000);
+        if e.started_at.is_none() && update.status != Status::Queued {
+            e.started_at = Some(now);
+        }
+        e.status = update.status;
+        if let Some(details) = &update.status_details {
+            e.status_details.clone_from(details);
+        }
+        e.version += 1;
+        e.last_updated_at = now;
+        match update.step_timeout_minutes {
+            Some(-1) => held.step_deadline_ms = None,
+            Some(m) => {
+                held.step_deadline_ms = Some(now_ms.saturating_add(m.saturating_mul(60_000)))
+            }
+            None => {}
+        }
+        if e.status.is_terminal() {
+            held.step_deadline_ms = None;
+        }
+        let mut answer = json!({ "timestamp": now });
+        if update.include_execution_state {
+            answer["executionState"] = e.state();
+        }
+        if update.include_job_document {
+            answer["jobDocument"] = e.document.clone();
+        }
+        served
+            .replies
+            .push(codec::accepted(&incoming.stem, answer, token));
+        served.events.extend(codec::update_events(
+            &incoming.device,
+            &e.job_id,
+            e.status,
+            &e.status_details,
+            held.trusted_version.as_deref(),
+        ));
+        if e.status.is_terminal() {
+            thing.trim();
+            served.replies.extend(self.notify(&incoming.thing, now_ms));
+        }
+    }
+
+    /// The execution of `notice`'s job for its thing, created queued when new; its index.
+    fn hold(
+        &mut self,
+        notice: &UpgradeNotice,
+        now_ms: i64,
+        rebuilt: bool,
+    ) -> Result<usize, EncodeError> {
+        let job_id = codec::job_id_of(notice)?;
+        let thing = self
+            .things
+            .entry(notice.device.name().to_owned())
+            .or_default();
+        if let Some(i) = thing.find(job_id) {
+            return Ok(i);
+        }
+        let trusted = notice.settings.value_of(&SUCCESS) == "status";
+        thing.executions.push(Held {
+            execution: Execution::queued(notice, job_id, now_ms),
+            trusted_version: trusted.then(|| notice.offer.version.clone()),
+            step_deadline_ms: None,
+            rebuilt,
+        });
+        Ok(thing.executions.len() - 1)
+    }
+
+    /// Answers a pull with what the campaigns say is pending (`pending`), after making the
+    /// service agree: the execution of the pending notice exists (and is started, for
+    /// `start-next`); every other pending execution of the thing was withdrawn: CANCELED.
+    fn pull_reply(
+        &mut self,
+        device: &DeviceId,
+        id: &crate::protocol::MsgId,
+        pending: Option<&UpgradeNotice>,
+        now_ms: i64,
+    ) -> Result<Vec<Outbound>, EncodeError> {
+        let (kind, token) = PullKind::from_id(id)
+            .ok_or_else(|| EncodeError::Invalid(format!("{id:?} is no AWS Jobs request")))?;
+        let thing_name = device.name().to_owned();
+        let keep = match pending {
+            Some(n) => Some(self.hold(n, now_ms, true)?),
+            None => None,
+        };
+        let thing = self.things.entry(thing_name.clone()).or_default();
+        let now = now_ms.div_euclid(1000);
+        for (i, h) in thing.executions.iter_mut().enumerate() {
+            if Some(i) != keep && !h.execution.status.is_terminal() {
+                h.execution.status = Status::Canceled;
+                h.execution.version += 1;
+                h.execution.last_updated_at = now;
+                h.step_deadline_ms = None;
+            }
+        }
+        let start = thing.start_next.take();
+        if kind == PullKind::StartNext
+            && let Some(h) = keep.and_then(|i| thing.executions.get_mut(i))
+        {
+            let (details, step) = start.unwrap_or_default();
+            let e = &mut h.execution;
+            let mut changed = false;
+            if e.status == Status::Queued {
+                e.status = Status::InProgress;
+                e.started_at = Some(now);
+                changed = true;
+            }
+            if let Some(details) = details {
+                e.status_details = details;
+                changed = true;
+            }
+            if changed {
+                e.version += 1;
+                e.last_updated_at = now;
+            }
+            match step {
+                Some(-1) => h.step_deadline_ms = None,
+                Some(m) => {
+                    h.step_deadline_ms = Some(now_ms.saturating_add(m.saturating_mul(60_000)))
+                }
+                None => {}
+            }
+        }
+        thing.trim();
+        let pending: Vec<&Execution> = thing.pending().map(|h| &h.execution).collect();
+        Ok(vec![codec::pull_answer(
+            &thing_name,
+            kind,
+            token,
+            &pending,
+            now_ms,
+        )])
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal digits: the shape of the console's task keys.
+fn uuid_shaped(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl Service for Jobs {
+    fn inbound(&mut self, topic: &str, payload: &[u8], now_ms: i64) -> Result<Served, DecodeError> {
+        let incoming = match codec::parse_request(topic, payload) {
+            Ok(incoming) => incoming,
+            Err(refusal) => {
+                // A request the API answers with a rejection is answered; the console's
+                // inspector still sees why (the rejection is what it published).
+                let (Some(stem), Some(_)) = (&refusal.stem, &refusal.thing) else {
+                    return Err(refusal.cause);
+                };
+                let out = codec::rejected(
+                    stem,
+                    refusal.code,
+                    &refusal.message,
+                    refusal.client_token.as_deref(),
+                    None,
+                    now_ms,
+                );
+                return Ok(Served {
+                    events: Vec::new(),
+                    replies: vec![out],
+                });
+            }
+        };
+        let mut served = Served::default();
+        self.expire(&incoming.thing, &incoming.device, now_ms, &mut served);
+        if let Some(get) = incoming.pull() {
+            if let Request::StartNext {
+                status_details,
+                step_timeout_minutes,
+            } = &incoming.request
+            {
+                let thing = self.things.entry(incoming.thing.clone()).or_default();
+                thing.start_next = Some((status_details.clone(), *step_timeout_minutes));
+            }
+            served.events.extend(incoming.pull_events(get));
+            return Ok(served);
+        }
+        match &incoming.request {
+            Request::Describe {
+                job: JobRef::Id(job),
+                execution_number,
+                include_job_document,
+            } => {
+                let out = self.describe(
+                    &incoming,
+                    job,
+                    *execution_number,
+                    *include_job_document,
+                    now_ms,
+                );
+                served.replies.push(out);
+                served.events.push(Event::Heard {
+                    device: incoming.device.clone(),
+                    what: "jobs describe".into(),
+                });
+            }
+            Request::Update(update) => self.update(&incoming, update, now_ms, &mut served),
+            // Pulls were answered above.
+            Request::GetPending | Request::StartNext { .. } | Request::Describe { .. } => {}
+        }
+        Ok(served)
+    }
+
+    fn outbound(&mut self, notice: &Notice, now_ms: i64) -> Result<Vec<Outbound>, EncodeError> {
+        match notice {
+            Notice::Upgrade(n) => {
+                if n.device.dialect() != super::ID {
+                    return Err(EncodeError::DialectMismatch {
+                        device: n.device.clone(),
+                    });
+                }
+                self.hold(n, now_ms, false)?;
+                Ok(self.notify(n.device.name(), now_ms))
+            }
+            Notice::FirmwareGetReply { request, pending } => {
+                self.pull_reply(&request.device, &request.id, pending.as_ref(), now_ms)
+            }
+            Notice::Answer { .. } => codec::encode(notice).map(|out| vec![out]),
+        }
+    }
+}
