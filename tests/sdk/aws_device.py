@@ -19,7 +19,9 @@ samples/jobs.py) does, with an OTA job inside, and uses only what the SDK offers
   carries the execution number and the expected version (the `versionNumber` the last accepted
   reply gave, asked for with `includeJobExecutionState`) and waits for its accepted or rejected
   reply, matched by client token;
-- finally describes the execution (`{jobId}/get`) to read back the status the service kept.
+- before working on a job, describes its execution (`{jobId}/get`, with the job document) to
+  read back what the service holds (for an execution in a terminal state the API's answer is the
+  error TerminalStateReached with the execution's state).
 
 Scenarios (--scenario): `upgrade` (default); `corrupt` flips one downloaded byte before the
 check, so the SHA-256 differs and it reports FAILED with the digest mismatch as `reason`;
@@ -187,15 +189,16 @@ class Device:
 
     # --- requests -----------------------------------------------------------------------
 
-    def request(self, op, publish, request, token):
-        """Publishes `request` and waits (bounded) for its reply: (accepted, reply) or None."""
+    def request(self, op, publish, request, token, expected_codes=()):
+        """Publishes `request` and waits (bounded) for its reply: (accepted, reply) or None. A
+        rejection is an event `request_rejected` unless its code is one of `expected_codes`."""
         slot = self.replies.expect(token)
         publish(request, QOS).result(REPLY_WAIT)
         if not slot["done"].wait(REPLY_WAIT):
             emit("no_reply", op=op, client_token=token)
             return None
         accepted, reply = slot["reply"]
-        if not accepted:
+        if not accepted and getattr(reply, "code", None) not in expected_codes:
             emit("request_rejected", op=op, client_token=token, **rejected_fields(reply))
         return accepted, reply
 
@@ -251,8 +254,11 @@ class Device:
         emit("job", job_id=execution.job_id, execution_number=execution.execution_number,
              version_number=execution.version_number, status=execution.status,
              document=execution.job_document)
-        job.run()
+        # Read the execution back before working on it, as firmware that double-checks what it
+        # was given does (after the last update the console may already be gone: a rollout ends
+        # when every device has a final status).
         job.describe()
+        job.run()
 
 
 class Job:
@@ -340,17 +346,30 @@ class Job:
             emit("upgraded", version=version)
 
     def describe(self):
+        """Reads the execution back. The Jobs API answers a describe of an execution in a
+        terminal state with the error TerminalStateReached, whose executionState holds the
+        status: both are an event `described` (with the code when it was that error)."""
         d = self.device
         token = "describe-" + uuid.uuid4().hex[:12]
         got = d.request("describe", d.jobs.publish_describe_job_execution,
                         iotjobs.DescribeJobExecutionRequest(
                             thing_name=d.thing, job_id=self.job_id,
                             execution_number=self.execution_number,
-                            include_job_document=False, client_token=token), token)
-        if got and got[0] and got[1].execution is not None:
-            e = got[1].execution
+                            include_job_document=True, client_token=token), token,
+                        expected_codes=("TerminalStateReached",))
+        if not got:
+            return
+        accepted, reply = got
+        if accepted and reply.execution is not None:
+            e = reply.execution
             emit("described", job_id=e.job_id, status=e.status, status_details=e.status_details,
-                 version_number=e.version_number)
+                 version_number=e.version_number, execution_number=e.execution_number,
+                 document=e.job_document, code=None)
+        elif not accepted and reply.code == "TerminalStateReached" and reply.execution_state:
+            e = reply.execution_state
+            emit("described", job_id=self.job_id, status=e.status,
+                 status_details=e.status_details, version_number=e.version_number,
+                 code=reply.code)
 
 
 def download(url, size):
