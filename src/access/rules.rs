@@ -101,7 +101,8 @@ pub enum Part {
     Key,
     /// The name segment of a device id (device name, DJI serial number, AWS thing name).
     Name,
-    /// Any one level that is a valid segment (an AWS job id, `$next` included).
+    /// Any one level that is a valid segment (an AWS job id, `$next` included); a filter may
+    /// write `+` here.
     JobId,
     /// `accepted` or `rejected`; a filter may write `+` here (AWS Jobs answers).
     Answer,
@@ -195,7 +196,8 @@ struct Bound<'t> {
     name: &'t str,
 }
 
-/// Matches the levels of a topic (or a filter, when `filter` is set: `+` allowed in `Answer`)
+/// Matches the levels of a topic (or a filter, when `filter` is set: `+` allowed in `Answer`
+/// and `JobId`)
 /// against `route`; the product key and name it carries.
 fn bind<'t>(route: &TopicRoute, levels: &[&'t str], filter: bool) -> Option<Bound<'t>> {
     if levels.len() != route.parts.len() {
@@ -213,7 +215,9 @@ fn bind<'t>(route: &TopicRoute, levels: &[&'t str], filter: bool) -> Option<Boun
             Part::Key => pk = Some(level),
             Name => name = Some(level),
             JobId => {
-                if Segment::new("job id", level).is_err() {
+                // The SDKs subscribe to `…/jobs/+/update/accepted` (any of the client's own
+                // jobs), so a filter may write `+` here too.
+                if !(filter && level == "+") && Segment::new("job id", level).is_err() {
                     return None;
                 }
             }
@@ -927,6 +931,9 @@ mod tests {
             "$aws/things/pump-7/jobs/start-next/rejected",
             "$aws/things/pump-7/jobs/job-1/update/+",
             "$aws/things/pump-7/jobs/$next/get/+",
+            // AWS's device SDK samples subscribe to every job's answers at once.
+            "$aws/things/pump-7/jobs/+/update/accepted",
+            "$aws/things/pump-7/jobs/+/get/+",
         ] {
             allowed(rules.may_subscribe(&me, f));
         }
@@ -943,7 +950,6 @@ mod tests {
         for f in [
             "$aws/things/pump-7/jobs/#",
             "$aws/things/+/jobs/notify",
-            "$aws/things/pump-7/jobs/+/update/accepted",
             "$aws/things/pump-7/+",
         ] {
             assert!(

@@ -848,13 +848,15 @@ mod tests {
         );
         assert!(
             help.contains(
-                "(aliyun:productKey/deviceName, fogcloud:product_key/device_name, dji:sn)"
+                "(aliyun:productKey/deviceName, fogcloud:product_key/device_name, dji:sn, \
+                 aws:thingName)"
             ),
             "{help}"
         );
         assert!(
             help.contains(
-                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud). Not for DJI Cloud API: a reply"
+                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud, AWS IoT Jobs). Not for DJI \
+                 Cloud API: a reply"
             ),
             "{help}"
         );

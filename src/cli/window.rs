@@ -200,14 +200,15 @@ mod tests {
             .iter()
             .map(|u| (u.kind.flag, u.count, u.members))
             .collect();
-        // 24 Alibaba devices, 8 FogCloud devices, 2 gateways of 8, 4 docks.
+        // 24 Alibaba devices, 8 FogCloud devices, 2 gateways of 8, 4 docks, 6 AWS things.
         assert_eq!(
             units,
             [
                 ("aliyun", 24, 0),
                 ("fogcloud", 8, 0),
                 ("fogcloud-gateways", 2, 8),
-                ("dji-docks", 4, 0)
+                ("dji-docks", 4, 0),
+                ("aws", 6, 0)
             ]
         );
         cfg.validate().unwrap();

@@ -432,7 +432,8 @@ mod tests {
                 ("aliyun", 1),
                 ("fogcloud", 2),
                 ("fogcloud-gateways", 3),
-                ("dji-docks", 5)
+                ("dji-docks", 5),
+                ("aws", 20)
             ]
         );
     }

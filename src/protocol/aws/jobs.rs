@@ -516,3 +516,248 @@ impl Service for Jobs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::protocol::{
+        FirmwareGet, FirmwareOffer, NoticeAddress, SettingValues, TaskRef, UpgradeStatus,
+    };
+
+    const JOB: &str = "5f2c8e4a-1b3d-4c6e-9a7f-0d2b4c6e8a10";
+    const T0: i64 = 1_700_000_000_000;
+
+    fn thing() -> DeviceId {
+        DeviceId::aws("pump-7").unwrap()
+    }
+
+    fn notice(job: &str) -> UpgradeNotice {
+        UpgradeNotice {
+            device: thing(),
+            offer: FirmwareOffer {
+                version: "2.0.0".into(),
+                url: "http://127.0.0.1:1/fw".into(),
+                size: 10,
+                md5: "m".into(),
+                sha256: "s".into(),
+                checksum: "c".into(),
+                file_name: "fw.bin".into(),
+                description: String::new(),
+            },
+            address: NoticeAddress {
+                timestamp_ms: T0,
+                task: TaskRef::Key(job.into()),
+                ..NoticeAddress::default()
+            },
+            settings: SettingValues::default(),
+        }
+    }
+
+    fn json(out: &Outbound) -> Value {
+        serde_json::from_slice(&out.payload).unwrap()
+    }
+
+    fn request(jobs: &mut Jobs, rest: &str, body: &str, now_ms: i64) -> Served {
+        let topic = format!("$aws/things/pump-7/jobs/{rest}");
+        jobs.inbound(&topic, body.as_bytes(), now_ms).unwrap()
+    }
+
+    /// Runs a pull through "the campaigns", which say `pending` is pending.
+    fn pull(jobs: &mut Jobs, rest: &str, body: &str, pending: Option<&str>) -> Value {
+        let served = request(jobs, rest, body, T0);
+        let Some(Event::FirmwareGet(get)) = served.events.first().cloned() else {
+            panic!("{served:?}")
+        };
+        let reply = Notice::FirmwareGetReply {
+            request: FirmwareGet { ..get },
+            pending: pending.map(notice),
+        };
+        let outs = jobs.outbound(&reply, T0).unwrap();
+        assert_eq!(outs.len(), 1);
+        assert_eq!(
+            outs[0].topic,
+            format!("$aws/things/pump-7/jobs/{rest}/accepted")
+        );
+        json(&outs[0])
+    }
+
+    #[test]
+    fn a_notice_queues_an_execution_told_by_notify_next() {
+        let mut jobs = Jobs::default();
+        let outs = jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        let next = json(&outs[0]);
+        assert_eq!(outs[0].topic, "$aws/things/pump-7/jobs/notify-next");
+        assert_eq!(next["execution"]["jobId"], JOB);
+        assert_eq!(next["execution"]["status"], "QUEUED");
+        assert_eq!(next["execution"]["versionNumber"], 1);
+        assert_eq!(next["execution"]["jobDocument"]["sha256"], "s");
+        assert_eq!(next["timestamp"], T0 / 1000);
+        assert_eq!(outs[1].topic, "$aws/things/pump-7/jobs/notify");
+        assert_eq!(json(&outs[1])["jobs"]["QUEUED"][0]["jobId"], JOB);
+        // A re-send keeps the execution as it is.
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0 + 5)
+            .unwrap();
+        assert_eq!(jobs.held(), 1);
+    }
+
+    #[test]
+    fn start_next_starts_it_and_updates_are_versioned_and_echoed() {
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        let started = pull(
+            &mut jobs,
+            "start-next",
+            r#"{"clientToken":"c1","statusDetails":{"step":"download"}}"#,
+            Some(JOB),
+        );
+        assert_eq!(started["clientToken"], "c1");
+        assert_eq!(started["execution"]["status"], "IN_PROGRESS");
+        assert_eq!(started["execution"]["versionNumber"], 2);
+        assert_eq!(started["execution"]["statusDetails"]["step"], "download");
+
+        let stale = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS","expectedVersion":1,"clientToken":"c2"}"#,
+            T0,
+        );
+        assert!(stale.events.is_empty());
+        let refused = json(&stale.replies[0]);
+        assert!(stale.replies[0].topic.ends_with("/update/rejected"));
+        assert_eq!(refused["code"], "VersionMismatch");
+        assert_eq!(refused["clientToken"], "c2");
+        assert_eq!(refused["executionState"]["versionNumber"], 2);
+
+        let ok = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS","expectedVersion":2,"includeJobExecutionState":true,"statusDetails":{"step":"download","progress":"40"}}"#,
+            T0,
+        );
+        let answer = json(&ok.replies[0]);
+        assert!(ok.replies[0].topic.ends_with("/update/accepted"));
+        assert_eq!(answer["executionState"]["versionNumber"], 3);
+        assert!(
+            answer.get("clientToken").is_none(),
+            "none sent, none echoed"
+        );
+        let Event::Progress(p) = &ok.events[0] else {
+            panic!("{ok:?}")
+        };
+        assert_eq!(
+            (p.status.clone(), p.percent),
+            (UpgradeStatus::InProgress, Some(40))
+        );
+        assert_eq!(p.task, TaskRef::Key(JOB.into()));
+
+        let done = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"SUCCEEDED","statusDetails":{"version":"2.0.0"}}"#,
+            T0,
+        );
+        assert_eq!(done.events.len(), 2, "progress and the version: {done:?}");
+        // Terminal: notify-next says nothing is next.
+        let next = done
+            .replies
+            .iter()
+            .find(|o| o.topic.ends_with("/notify-next"))
+            .unwrap();
+        assert!(json(next).get("execution").is_none());
+
+        let again = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"FAILED"}"#,
+            T0,
+        );
+        assert_eq!(json(&again.replies[0])["code"], "InvalidStateTransition");
+        let describe = request(&mut jobs, &format!("{JOB}/get"), "{}", T0);
+        assert_eq!(json(&describe.replies[0])["code"], "TerminalStateReached");
+    }
+
+    #[test]
+    fn unknown_jobs_and_bad_requests_are_rejected_as_the_api_says() {
+        let mut jobs = Jobs::default();
+        let unknown = request(&mut jobs, "job-1/update", r#"{"status":"IN_PROGRESS"}"#, T0);
+        assert_eq!(json(&unknown.replies[0])["code"], "ResourceNotFound");
+        let describe = request(&mut jobs, "job-1/get", r#"{"clientToken":"d"}"#, T0);
+        assert_eq!(json(&describe.replies[0])["code"], "ResourceNotFound");
+        assert_eq!(json(&describe.replies[0])["clientToken"], "d");
+        let bad = request(&mut jobs, "start-next", "{not json", T0);
+        assert_eq!(
+            bad.replies[0].topic,
+            "$aws/things/pump-7/jobs/start-next/rejected"
+        );
+        assert_eq!(json(&bad.replies[0])["code"], "InvalidJson");
+        let status = request(&mut jobs, "job-1/update", r#"{"status":"DONE"}"#, T0);
+        assert_eq!(json(&status.replies[0])["code"], "InvalidRequest");
+        let queued = request(&mut jobs, "job-1/update", r#"{"status":"QUEUED"}"#, T0);
+        assert_eq!(json(&queued.replies[0])["code"], "InvalidStateTransition");
+        // A topic outside the API is no request to answer.
+        assert!(
+            jobs.inbound("$aws/things/pump-7/jobs/a/b/c", b"{}", T0)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn after_a_restart_an_update_of_a_task_key_shaped_job_is_taken_at_the_things_word() {
+        let mut jobs = Jobs::default();
+        let served = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS","expectedVersion":5,"includeJobExecutionState":true}"#,
+            T0,
+        );
+        assert_eq!(
+            json(&served.replies[0])["executionState"]["versionNumber"],
+            6
+        );
+        assert!(matches!(served.events[0], Event::Progress(_)));
+    }
+
+    #[test]
+    fn a_withdrawn_execution_is_canceled_when_its_thing_asks() {
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        let answer = pull(&mut jobs, "start-next", "{}", None);
+        assert!(answer.get("execution").is_none(), "{answer}");
+        let describe = request(&mut jobs, &format!("{JOB}/get"), "{}", T0);
+        let refused = json(&describe.replies[0]);
+        assert_eq!(refused["executionState"]["status"], "CANCELED");
+        let listed = pull(&mut jobs, "get", r#"{"clientToken":"l"}"#, None);
+        assert_eq!(listed["queuedJobs"], serde_json::json!([]));
+        assert_eq!(listed["clientToken"], "l");
+    }
+
+    #[test]
+    fn a_step_timer_that_runs_out_times_the_execution_out() {
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        pull(
+            &mut jobs,
+            "start-next",
+            r#"{"stepTimeoutInMinutes":1}"#,
+            Some(JOB),
+        );
+        let late = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS"}"#,
+            T0 + 61_000,
+        );
+        let Some(Event::Progress(p)) = late.events.first() else {
+            panic!("{late:?}")
+        };
+        assert!(matches!(p.status, UpgradeStatus::Failed(f) if f.code == super::super::TIMED_OUT));
+        let answer = late
+            .replies
+            .iter()
+            .find(|o| o.topic.ends_with("/update/rejected"))
+            .unwrap();
+        assert_eq!(json(answer)["code"], "InvalidStateTransition");
+    }
+}
