@@ -20,10 +20,15 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ota_console::access::credentials::ConsoleCredentials;
+use ota_console::access::site_ca::SiteCa;
+use ota_console::access::tls::{ClientCerts, server_config};
+use ota_console::protocol::registry;
 use ota_console::testing::console::{Console, rollout_args};
 use ota_console::testing::firmware_file;
 use ota_console::testing::mosquitto::Mosquitto;
 use ota_console::testing::mutual_tls::{TestPki, mqtts_url, start_mutual_tls_mosquitto};
+use ota_console::transport::broker::{BrokerSettings, BrokerTls, EmbeddedBroker};
 use ota_console::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
 use serde_json::{Value, json};
 
@@ -100,24 +105,13 @@ impl Bench {
     }
 
     fn device_with(&self, thing: &str, cert: &Path, key: &Path, extra: &[&str]) -> SdkDevice {
-        let work_dir = self.path().join(format!("device-{thing}"));
-        std::fs::create_dir_all(&work_dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/aws_device.py");
-        let mut command = Command::new(&self.python);
-        command
-            .arg(script)
-            .args(["--host", "127.0.0.1", "--port"])
-            .arg(self.broker.port.to_string())
-            .arg("--ca")
-            .arg(&self.pki.ca)
-            .arg("--cert")
-            .arg(cert)
-            .arg("--key")
-            .arg(key)
-            .args(["--thing-name", thing, "--version", "1.0.0", "--work-dir"])
-            .arg(&work_dir)
-            .args(extra);
-        SdkDevice::spawn(thing, command)
+        let tls = DeviceTls {
+            port: self.broker.port,
+            ca: &self.pki.ca,
+            cert,
+            key,
+        };
+        SdkDevice::start(&self.python, &tls, thing, self.path(), extra)
     }
 
     /// Link options of the console's own client certificate to this broker.
@@ -143,7 +137,39 @@ struct SdkDevice {
     stderr: Arc<Mutex<String>>,
 }
 
+/// Where a device app connects (127.0.0.1) and with which certificates.
+struct DeviceTls<'a> {
+    port: u16,
+    /// The CA the broker's certificate is checked against.
+    ca: &'a Path,
+    cert: &'a Path,
+    key: &'a Path,
+}
+
 impl SdkDevice {
+    /// Starts the device app as thing `thing` on firmware 1.0.0, its "flash" in a folder of
+    /// `dir`; `extra` are more options of the app.
+    fn start(python: &Path, tls: &DeviceTls, thing: &str, dir: &Path, extra: &[&str]) -> Self {
+        let work_dir = dir.join(format!("device-{thing}"));
+        std::fs::create_dir_all(&work_dir).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/aws_device.py");
+        let mut command = Command::new(python);
+        command
+            .arg(script)
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(tls.port.to_string())
+            .arg("--ca")
+            .arg(tls.ca)
+            .arg("--cert")
+            .arg(tls.cert)
+            .arg("--key")
+            .arg(tls.key)
+            .args(["--thing-name", thing, "--version", "1.0.0", "--work-dir"])
+            .arg(&work_dir)
+            .args(extra);
+        SdkDevice::spawn(thing, command)
+    }
+
     fn spawn(name: &str, mut command: Command) -> SdkDevice {
         let mut child = command
             .env("PYTHONUNBUFFERED", "1")
@@ -454,8 +480,13 @@ fn start_rollout(bench: &Bench, things: &[&str]) -> Console {
 /// The device's next `updated` event: it must have the status `status` and have been accepted.
 fn expect_update(device: &mut SdkDevice, status: &str) -> Value {
     let update = device.expect("updated");
-    assert_eq!(update["status"], status, "{}: {update}", device.name);
-    assert_eq!(update["accepted"], true, "{}: {update}", device.name);
+    if update["status"] != status || update["accepted"] != true {
+        let events = device.drain().to_vec();
+        panic!(
+            "{}: wanted {status} accepted, got {update}; events {events:#?}",
+            device.name
+        );
+    }
     update
 }
 
@@ -603,4 +634,73 @@ fn sdk_devices_upgrade_fail_and_reject_through_rollout() {
     assert!(error.contains(&refusal), "{entry}");
     assert_eq!(code, 1, "failures end the rollout with 1: {lines:#?}");
     assert_eq!(report["campaign"]["state"], "completed", "{report:#}");
+}
+
+/// Without Mosquitto: the console's own embedded broker (secure, as `ota-console broker` runs
+/// it, with a TLS listener next to the plain one), the thing logging in with a client
+/// certificate the data directory's site CA issued for `aws:thing-emb` (as `broker-config
+/// --issue-cert` gives one) and no password (the SDK's user name is its `?SDK=…` metrics). The
+/// SDK's `$aws/...` subscriptions and publishes pass the gate's topic rules for that thing, and
+/// `rollout` (logged in with the console's credentials) upgrades it.
+///
+/// The broker runs in the test, not inside `rollout`: when `rollout` brings its own broker, it
+/// stops it the moment the last device has a final status, and the reply to that device's last
+/// update can be lost with it (seen in 1 run of 5; a finding for the CLI, not for the SDK).
+#[test]
+fn sdk_device_upgrades_through_the_embedded_broker_with_a_site_ca_certificate() {
+    let python = sdk_python();
+    let dir = tempfile::tempdir().unwrap();
+    let site_ca = SiteCa::load_or_create(dir.path()).unwrap();
+    let (cert_pem, key_pem) = site_ca.issue_client("aws:thing-emb").unwrap();
+    let cert = dir.path().join("thing-emb.pem");
+    let key = dir.path().join("thing-emb.key");
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let identity = site_ca.issue_server(&["127.0.0.1".to_owned()]).unwrap();
+    let mut settings = BrokerSettings::secure(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().to_path_buf(),
+        registry::topic_routes(),
+    );
+    settings.tls = Some(BrokerTls {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        server: server_config(
+            &identity,
+            ClientCerts::Optional(vec![site_ca.certificate()]),
+        )
+        .unwrap(),
+    });
+    let broker = EmbeddedBroker::start(settings).unwrap();
+
+    let fw = firmware_file(dir.path(), 64 * 1024);
+    let mut args = rollout_args(&format!("mqtt://{}", broker.local_addr()), dir.path(), &fw);
+    let console = ConsoleCredentials::load_or_create(dir.path()).unwrap();
+    args.extend(["--username".to_owned(), console.username]);
+    args.extend(["--password".to_owned(), console.password]);
+    args.extend(["--target", "aws:thing-emb", "--retries", "0", "--report"].map(String::from));
+    args.push(dir.path().join("report.json").display().to_string());
+    let mut console = Console::spawn(&args, dir.path());
+    let package = announced_package(&mut console);
+    console.campaign_id();
+
+    let tls = DeviceTls {
+        port: broker.tls_addr().unwrap().port(),
+        ca: &site_ca.cert_path(),
+        cert: &cert,
+        key: &key,
+    };
+    let mut device = SdkDevice::start(&python, &tls, "thing-emb", dir.path(), &[]);
+    let subscribed = device.expect("subscribed");
+    assert_eq!(subscribed["topics"], json!(job_topics("thing-emb")));
+    assert_eq!(subscribed["granted_qos"], json!(vec![1; 9]), "{subscribed}");
+    check_upgrade(&mut device, &package);
+    assert_no_trouble(&mut device);
+
+    let (code, lines) = console.wait();
+    assert_eq!(code, 0, "{lines:#?}");
+    let text = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let entry = report_device(&report, "thing-emb");
+    assert_eq!(entry["status"], "succeeded", "{entry}");
+    assert_eq!(entry["to_version"], "2.0.0", "{entry}");
 }

@@ -30,7 +30,8 @@ reports REJECTED with a `reason` without downloading.
 
 Everything it sees is printed on stdout as one JSON object per line for the test to read. Exit
 code 0 when stdin closes (the test went away) or after --lifetime seconds; 3 when it cannot
-connect (the reason is printed as event `connect_failed`).
+connect (event `connect_failed`), 4 when the broker refuses a subscription (event
+`subscribe_failed`).
 """
 
 import argparse
@@ -173,9 +174,14 @@ class Device:
         for subscribe, request, callback in subs:
             future, topic = subscribe(request=request, qos=QOS, callback=callback)
             # As the sample insists: a request goes out only once its replies' SUBACK is in.
-            granted.append(int(future.result(REPLY_WAIT)))
+            try:
+                granted.append(int(future.result(REPLY_WAIT)))
+            except Exception as e:  # awscrt.mqtt.SubscribeError: the broker refused the filter
+                emit("subscribe_failed", topic=topic, error="%s: %s" % (type(e).__name__, e))
+                return False
             topics.append(topic)
         emit("subscribed", topics=topics, granted_qos=granted)
+        return True
 
     def reply_handler(self, op, accepted):
         def handle(reply):
@@ -414,7 +420,11 @@ def main():
 
     threading.Thread(target=watch_stdin, daemon=True).start()
 
-    device.subscribe()
+    if not device.subscribe():
+        # AWS's sample gives up too when a subscription fails: its replies would never arrive.
+        device.connection.disconnect()
+        sys.stdout.flush()
+        os._exit(4)
     device.get_pending()
     device.start_next()
     deadline = time.monotonic() + args.lifetime
