@@ -206,110 +206,30 @@ impl Jobs {
             ));
             return;
         }
-        let adoptable = uuid_shaped(&update.job_id) && self.held() < MAX_EXECUTIONS;
-        let thing = self.things.entry(incoming.thing.clone()).or_default();
-        let idx = match thing.find(&update.job_id) {
-            Some(i) => i,
-            None if adoptable => {
-                let version = update.expected_version.unwrap_or(1);
-                let now = now_ms.div_euclid(1000);
-                thing.executions.push(Held {
-                    execution: Execution {
-                        job_id: update.job_id.clone(),
-                        thing: incoming.thing.clone(),
-                        document: json!({}),
-                        status: Status::InProgress,
-                        status_details: Details::new(),
-                        queued_at: now,
-                        started_at: Some(now),
-                        last_updated_at: now,
-                        version,
-                        execution_number: update.execution_number.unwrap_or(1),
-                    },
-                    trusted_version: None,
-                    step_deadline_ms: None,
-                    rebuilt: true,
-                });
-                thing.executions.len() - 1
-            }
-            None => {
-                served.replies.push(reject(
-                    ErrorCode::ResourceNotFound,
-                    format!(
-                        "no execution of job {} for thing {}",
-                        update.job_id, incoming.thing
-                    ),
-                    None,
-                ));
-                return;
-            }
-        };
-        let Some(held) = thing.executions.get_mut(idx) else {
-            return;
-        };
-        let e = &mut held.execution;
-        if update
-            .execution_number
-            .is_some_and(|n| n != e.execution_number)
-        {
+        let Some(idx) = self.find_or_adopt(incoming, update, now_ms) else {
             served.replies.push(reject(
                 ErrorCode::ResourceNotFound,
                 format!(
-                    "job {} has no execution number {:?}",
-                    e.job_id, update.execution_number
+                    "no execution of job {} for thing {}",
+                    update.job_id, incoming.thing
                 ),
                 None,
             ));
             return;
-        }
-        if e.status.is_terminal() {
-            served.replies.push(reject(
-                ErrorCode::InvalidStateTransition,
-                format!("job {} is already {}", e.job_id, e.status.as_str()),
-                Some(e.state()),
-            ));
+        };
+        let Some(thing) = self.things.get_mut(&incoming.thing) else {
+            return;
+        };
+        let Some(held) = thing.executions.get_mut(idx) else {
+            return;
+        };
+        if let Some((code, text, state)) = refusal(held, update) {
+            served.replies.push(reject(code, text, state));
             return;
         }
-        if held.rebuilt {
-            if let Some(v) = update.expected_version {
-                e.version = v;
-            }
-            held.rebuilt = false;
-        }
-        if let Some(expected) = update.expected_version
-            && expected != e.version
-        {
-            served.replies.push(reject(
-                ErrorCode::VersionMismatch,
-                format!(
-                    "expected version {expected}, the execution is at {}",
-                    e.version
-                ),
-                Some(e.state()),
-            ));
-            return;
-        }
-        let now = now_ms.div_euclid(1000);
-        if e.started_at.is_none() && update.status != Status::Queued {
-            e.started_at = Some(now);
-        }
-        e.status = update.status;
-        if let Some(details) = &update.status_details {
-            e.status_details.clone_from(details);
-        }
-        e.version += 1;
-        e.last_updated_at = now;
-        match update.step_timeout_minutes {
-            Some(-1) => held.step_deadline_ms = None,
-            Some(m) => {
-                held.step_deadline_ms = Some(now_ms.saturating_add(m.saturating_mul(60_000)))
-            }
-            None => {}
-        }
-        if e.status.is_terminal() {
-            held.step_deadline_ms = None;
-        }
-        let mut answer = json!({ "timestamp": now });
+        apply(held, update, now_ms);
+        let e = &held.execution;
+        let mut answer = json!({ "timestamp": now_ms.div_euclid(1000) });
         if update.include_execution_state {
             answer["executionState"] = e.state();
         }
@@ -330,6 +250,43 @@ impl Jobs {
             thing.trim();
             served.replies.extend(self.notify(&incoming.thing, now_ms));
         }
+    }
+
+    /// The index of the execution an update names, adopting one that may be from before a
+    /// restart (see the module doc); `None`: no such execution.
+    fn find_or_adopt(
+        &mut self,
+        incoming: &Incoming,
+        update: &Update,
+        now_ms: i64,
+    ) -> Option<usize> {
+        let adoptable = uuid_shaped(&update.job_id) && self.held() < MAX_EXECUTIONS;
+        let thing = self.things.entry(incoming.thing.clone()).or_default();
+        if let Some(i) = thing.find(&update.job_id) {
+            return Some(i);
+        }
+        if !adoptable {
+            return None;
+        }
+        let now = now_ms.div_euclid(1000);
+        thing.executions.push(Held {
+            execution: Execution {
+                job_id: update.job_id.clone(),
+                thing: incoming.thing.clone(),
+                document: json!({}),
+                status: Status::InProgress,
+                status_details: Details::new(),
+                queued_at: now,
+                started_at: Some(now),
+                last_updated_at: now,
+                version: update.expected_version.unwrap_or(1),
+                execution_number: update.execution_number.unwrap_or(1),
+            },
+            trusted_version: None,
+            step_deadline_ms: None,
+            rebuilt: true,
+        });
+        Some(thing.executions.len() - 1)
     }
 
     /// The execution of `notice`'s job for its thing, created queued when new; its index.
@@ -421,6 +378,68 @@ impl Jobs {
             &pending,
             now_ms,
         )])
+    }
+}
+
+/// Why `update` cannot be applied to `held`: the rejection's code, message and execution
+/// state. A rebuilt execution takes the update's `expectedVersion` first.
+fn refusal(
+    held: &mut Held,
+    update: &Update,
+) -> Option<(ErrorCode, String, Option<serde_json::Value>)> {
+    let e = &mut held.execution;
+    if update
+        .execution_number
+        .is_some_and(|n| n != e.execution_number)
+    {
+        let text = format!(
+            "job {} has no execution number {:?}",
+            e.job_id, update.execution_number
+        );
+        return Some((ErrorCode::ResourceNotFound, text, None));
+    }
+    if e.status.is_terminal() {
+        let text = format!("job {} is already {}", e.job_id, e.status.as_str());
+        return Some((ErrorCode::InvalidStateTransition, text, Some(e.state())));
+    }
+    if held.rebuilt {
+        if let Some(v) = update.expected_version {
+            e.version = v;
+        }
+        held.rebuilt = false;
+    }
+    match update.expected_version {
+        Some(expected) if expected != e.version => {
+            let text = format!(
+                "expected version {expected}, the execution is at {}",
+                e.version
+            );
+            Some((ErrorCode::VersionMismatch, text, Some(e.state())))
+        }
+        _ => None,
+    }
+}
+
+/// Applies an accepted update: status, details, version, times, step timer.
+fn apply(held: &mut Held, update: &Update, now_ms: i64) {
+    let now = now_ms.div_euclid(1000);
+    let e = &mut held.execution;
+    if e.started_at.is_none() {
+        e.started_at = Some(now);
+    }
+    e.status = update.status;
+    if let Some(details) = &update.status_details {
+        e.status_details.clone_from(details);
+    }
+    e.version += 1;
+    e.last_updated_at = now;
+    match update.step_timeout_minutes {
+        Some(-1) => held.step_deadline_ms = None,
+        Some(m) => held.step_deadline_ms = Some(now_ms.saturating_add(m.saturating_mul(60_000))),
+        None => {}
+    }
+    if e.status.is_terminal() {
+        held.step_deadline_ms = None;
     }
 }
 
