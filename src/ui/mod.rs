@@ -10,6 +10,7 @@
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
 //! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
 //!   [`vault`] (passwords: OS keyring or memory), [`connector`] (engine switch off-thread).
+//! - [`demo_controls`]: the demo's start and replay buttons (the work is a [`DemoDriver`]'s).
 //! - [`fonts`] (CJK), [`theme`] (colours), [`settings`] (persisted), [`jobs`] (background
 //!   dialogs and file writes), [`action`] (what panels ask for).
 
@@ -19,6 +20,7 @@ pub mod connection_bar;
 pub mod connection_dialog;
 pub mod connector;
 pub mod console;
+pub mod demo_controls;
 pub mod devices_table;
 pub mod explain;
 pub mod filter;
@@ -39,6 +41,7 @@ pub mod widgets;
 pub use app::OtaApp;
 pub use connector::Connector;
 pub use console::ConsoleView;
+pub use demo_controls::DemoDriver;
 pub use fonts::CjkFonts;
 pub use settings::Settings;
 
@@ -59,6 +62,8 @@ pub struct UiOptions {
     /// Lets the connection dialog restart the engine on another broker (`None` = the dialog
     /// only shows the broker in use).
     pub connector: Option<Connector>,
+    /// Starts and replays the demo's story (its buttons appear with the DEMO badge).
+    pub demo_driver: Option<std::sync::Arc<dyn DemoDriver>>,
 }
 
 impl Default for UiOptions {
@@ -70,6 +75,7 @@ impl Default for UiOptions {
             settings: None,
             target_version: None,
             connector: None,
+            demo_driver: None,
         }
     }
 }
@@ -107,6 +113,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
             let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
             if let Some(connector) = options.connector.clone() {
                 app.set_connector(connector);
+            }
+            if let Some(driver) = options.demo_driver.clone() {
+                app.set_demo_driver(driver);
             }
             if let Some(version) = options.target_version.clone() {
                 app.view_mut().firmware.version = version;
