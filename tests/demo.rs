@@ -8,6 +8,8 @@
 use std::time::{Duration, Instant};
 
 use ota_console::cli::demo::{self, Demo, Story};
+use ota_console::device_id::DeviceId;
+use ota_console::engine::CampaignView;
 use ota_console::rollout::{DeviceSnapshot, DeviceStatus};
 use ota_console::testing::engine::{discover, loopback_config, run_to_end, start_engine};
 use ota_console::ui::explain::explain_code;
@@ -56,7 +58,7 @@ async fn every_failure_kind_ends_and_is_explained_within_150_s() {
     .await;
     let snap = handle.snapshot();
     let campaign = snap.campaigns.iter().find(|c| c.snapshot.id == id).unwrap();
-    let of = |id: &ota_console::device_id::DeviceId| {
+    let of = |id: &DeviceId| {
         campaign
             .snapshot
             .devices
@@ -79,8 +81,30 @@ async fn every_failure_kind_ends_and_is_explained_within_150_s() {
     let told_in = started.elapsed();
     eprintln!("every failure kind ended {told_in:?} after the start");
 
-    // Each ending is explained: the failure's words, and its code in the dialect's table.
-    for (story, ids) in &cast {
+    explained(&cast, &of);
+    canary_passed(campaign, &main);
+
+    // And the healthy fleet, every dialect of it, upgrades.
+    let view = run_to_end(&handle, id).await;
+    let mut dialects = std::collections::BTreeSet::new();
+    for d in &view.snapshot.devices {
+        if main.contains(&d.id.device()) {
+            assert_eq!(d.status, DeviceStatus::Succeeded, "{d:?}");
+            dialects.insert(d.id.dialect());
+        }
+    }
+    assert_eq!(
+        dialects.len(),
+        ota_console::protocol::registry::sim_factories().len(),
+        "{dialects:?}"
+    );
+    story.shutdown().await;
+}
+
+/// Each ending is explained: the failure's words, and its code in the dialect's table (what
+/// the device table and the inspector show beside it).
+fn explained(cast: &[(Story, Vec<DeviceId>)], of: &impl Fn(&DeviceId) -> DeviceSnapshot) {
+    for (story, ids) in cast {
         for id in ids {
             let d = of(id);
             match story {
@@ -117,8 +141,10 @@ async fn every_failure_kind_ends_and_is_explained_within_150_s() {
         .flat_map(|(_, ids)| ids.iter().filter_map(|id| of(id).code))
         .collect();
     assert_eq!(codes.len(), 3, "{codes:?}");
+}
 
-    // The canary (one device of the healthy fleet) passed and the wave opened.
+/// The canary (one device of the healthy fleet) passed and the wave opened.
+fn canary_passed(campaign: &CampaignView, main: &[DeviceId]) {
     let canary: Vec<_> = campaign
         .snapshot
         .devices
@@ -129,20 +155,4 @@ async fn every_failure_kind_ends_and_is_explained_within_150_s() {
     assert!(main.contains(&canary[0].id.device()), "{canary:?}");
     assert_eq!(canary[0].status, DeviceStatus::Succeeded);
     assert!(campaign.snapshot.waves.count >= 2);
-
-    // And the healthy fleet, every dialect of it, upgrades.
-    let view = run_to_end(&handle, id).await;
-    let mut dialects = std::collections::BTreeSet::new();
-    for d in &view.snapshot.devices {
-        if main.contains(&d.id.device()) {
-            assert_eq!(d.status, DeviceStatus::Succeeded, "{d:?}");
-            dialects.insert(d.id.dialect());
-        }
-    }
-    assert_eq!(
-        dialects.len(),
-        ota_console::protocol::registry::sim_factories().len(),
-        "{dialects:?}"
-    );
-    story.shutdown().await;
 }
