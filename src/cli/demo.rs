@@ -34,7 +34,7 @@ const FIRMWARE_BYTES: usize = 4 * 1024 * 1024;
 const FIRMWARE_FILE: &str = "demo-firmware-2.0.0.bin";
 /// Marks a directory the demo made, so that clearing it never touches anything else.
 const MARKER: &str = ".ota-console-demo";
-/// How long a replay waits for the new fleet to be heard before starting the story anyway.
+/// How long a start waits for the main fleet to be heard before starting the story anyway.
 const FLEET_HEARD_WAIT: Duration = Duration::from_secs(20);
 
 /// One member of the cast: how its upgrade ends.
@@ -185,7 +185,7 @@ pub fn story_fleet(story: Story, broker_url: &str) -> Option<SimConfig> {
 }
 
 /// Demo-sized timeouts: a canary of one, then everything else in one wave; a silent device
-/// times out after 40 s and is tried once more; no abort threshold, so every story is told.
+/// times out after 30 s and is tried once more; no abort threshold, so every story is told.
 pub fn demo_policy() -> Policy {
     Policy {
         canary: CanarySize::Count(1),
@@ -196,7 +196,7 @@ pub fn demo_policy() -> Policy {
             burst: 20,
         },
         max_in_flight: 20,
-        device_timeout_secs: 40,
+        device_timeout_secs: 30,
         retries: 1,
         retry_interval_secs: 5,
         abort: None,
@@ -349,6 +349,7 @@ impl Demo {
     /// Starts the demo campaign over the main fleet and the cast, then lets the cast connect:
     /// devices not heard yet go last, so the canary is always one of the healthy fleet.
     pub async fn start_story(&self, engine: &EngineHandle) -> anyhow::Result<CampaignId> {
+        self.wait_fleet_heard(engine).await;
         let fleets = self.fleets.lock().await;
         let fleets = fleets.as_ref().context("the demo fleet is not running")?;
         let mut targets = fleets.main.device_ids();
@@ -377,8 +378,7 @@ impl Demo {
     }
 
     /// Tells the story again: cancels the unfinished campaigns, replaces every simulated
-    /// device by a fresh one on 1.0.0, waits (bounded) until the engine has heard the new main
-    /// fleet, and starts the campaign.
+    /// device by a fresh one on 1.0.0 and starts the campaign.
     pub async fn replay(&self, engine: &EngineHandle) -> anyhow::Result<CampaignId> {
         for campaign in &engine.snapshot().campaigns {
             if !campaign.snapshot.state.is_finished() {
@@ -395,6 +395,12 @@ impl Demo {
             }
             *fleets = Some(self.start_fleets().await?);
         }
+        self.start_story(engine).await
+    }
+
+    /// Waits (bounded) until no campaign runs and the engine has heard every device of the
+    /// main fleet on 1.0.0, so that the canary is chosen among devices it knows.
+    async fn wait_fleet_heard(&self, engine: &EngineHandle) {
         let main = self.main_devices().await;
         let mut watch = engine.watch();
         let heard = async {
@@ -419,9 +425,8 @@ impl Demo {
             }
         };
         if tokio::time::timeout(FLEET_HEARD_WAIT, heard).await.is_err() {
-            tracing::warn!("the new demo fleet was not all heard within {FLEET_HEARD_WAIT:?}");
+            tracing::warn!("the demo fleet was not all heard within {FLEET_HEARD_WAIT:?}");
         }
-        self.start_story(engine).await
     }
 
     /// Runs `start_story` (or `replay`) on `runtime` unless one is under way; errors are

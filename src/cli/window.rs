@@ -12,6 +12,9 @@ use super::demo::{self, Demo};
 use crate::engine::{self, BrokerChoice, EmbeddedAccess, EngineHandle, FirmwareSource};
 use crate::ui::{self, DemoDriver, UiOptions};
 
+/// Set (to anything) with `--demo`: the story starts as soon as the fleet is heard.
+pub const START_DEMO_ENV: &str = "OTA_CONSOLE_DEMO_START";
+
 pub fn run(
     runtime: &tokio::runtime::Runtime,
     connection: &ConnectionArgs,
@@ -71,10 +74,12 @@ pub fn run(
         let story = runtime
             .block_on(Demo::launch(&handle, &config.data_dir, demo_secure))
             .context("starting the demo")?;
-        Some(Arc::new(WindowDemo {
-            demo: story,
-            runtime: runtime.handle().clone(),
-        }))
+        // Scripts that show the window mid-rollout (scripts/screenshots) start the story
+        // without a click.
+        if std::env::var_os(START_DEMO_ENV).is_some() {
+            story.spawn(runtime.handle(), handle.clone(), false);
+        }
+        Some(Arc::new(WindowDemo::new(story, runtime.handle().clone())))
     } else {
         None
     };
@@ -96,9 +101,15 @@ pub fn run(
 
 /// The demo as the window drives it: each click runs on the runtime, never on the UI thread.
 #[derive(Debug)]
-struct WindowDemo {
+pub struct WindowDemo {
     demo: Arc<Demo>,
     runtime: tokio::runtime::Handle,
+}
+
+impl WindowDemo {
+    pub fn new(demo: Arc<Demo>, runtime: tokio::runtime::Handle) -> WindowDemo {
+        WindowDemo { demo, runtime }
+    }
 }
 
 impl DemoDriver for WindowDemo {

@@ -39,7 +39,7 @@ pub fn demo_controls_ui(ui: &mut Ui, snap: &Snapshot, actions: &mut Vec<UiAction
             actions.push(UiAction::DemoStart);
         }
     } else if ui
-        .small_button("↺ Replay demo")
+        .small_button("Replay demo")
         .on_hover_text(
             "Cancel what runs, put fresh simulated devices on 1.0.0 and tell the story again",
         )

@@ -90,8 +90,13 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
     if fonts.system_file.is_none() {
         tracing::info!("no system CJK font found; using the bundled subset");
     }
+    let mut viewport = egui::ViewportBuilder::default();
+    match app_icon() {
+        Ok(icon) => viewport = viewport.with_icon(std::sync::Arc::new(icon)),
+        Err(e) => tracing::warn!("the window icon could not be read: {e}"),
+    }
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
+        viewport: viewport
             .with_title(options.title.clone())
             .with_app_id(APP_ID)
             .with_inner_size(options.initial_size)
@@ -126,6 +131,12 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))
 }
 
+/// The application icon (the one the desktop entry names, `assets/icon/`), for the window.
+pub fn app_icon() -> Result<egui::IconData, String> {
+    eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icon/ota-console.png"))
+        .map_err(|e| e.to_string())
+}
+
 /// The settings file (saved broker profiles: URLs, user names, TLS key paths), made private
 /// before eframe first writes it; eframe's own default place, so earlier settings are kept.
 /// `None` (eframe's default handling) only when there is no home to keep it in.
@@ -142,4 +153,14 @@ fn private_settings_file() -> Option<std::path::PathBuf> {
         );
     }
     Some(file)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_app_icon_is_a_square_bitmap() {
+        let icon = super::app_icon().unwrap();
+        assert_eq!((icon.width, icon.height), (256, 256));
+        assert_eq!(icon.rgba.len(), 256 * 256 * 4);
+    }
 }
