@@ -263,6 +263,8 @@ pub struct Demo {
     fleets: tokio::sync::Mutex<Option<Fleets>>,
     /// A start or replay is under way: further clicks are ignored until it is done.
     busy: AtomicBool,
+    /// Why the last start or replay failed, until the window takes it.
+    error: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Demo {
@@ -296,6 +298,7 @@ impl Demo {
             package_sha256: package.package.sha256.clone(),
             fleets: tokio::sync::Mutex::new(None),
             busy: AtomicBool::new(false),
+            error: std::sync::Mutex::new(None),
         };
         let fleets = demo.start_fleets().await?;
         *demo.fleets.lock().await = Some(fleets);
@@ -429,8 +432,8 @@ impl Demo {
         }
     }
 
-    /// Runs `start_story` (or `replay`) on `runtime` unless one is under way; errors are
-    /// logged and alerted by the engine's own reply path.
+    /// Runs `start_story` (or `replay`) on `runtime` unless one is under way; an error is
+    /// logged and kept for [`Demo::take_error`].
     pub fn spawn(
         self: &Arc<Self>,
         runtime: &tokio::runtime::Handle,
@@ -448,10 +451,19 @@ impl Demo {
                 demo.start_story(&engine).await
             };
             if let Err(e) = result {
-                tracing::error!("the demo could not start: {e:#}");
+                let text = format!("The demo could not start: {e:#}");
+                tracing::error!("{text}");
+                if let Ok(mut error) = demo.error.lock() {
+                    *error = Some(text);
+                }
             }
             demo.busy.store(false, Ordering::Release);
         });
+    }
+
+    /// Why the last start or replay failed; `None` once taken.
+    pub fn take_error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|mut e| e.take())
     }
 
     /// A start or replay is under way.

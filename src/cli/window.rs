@@ -124,6 +124,10 @@ impl DemoDriver for WindowDemo {
     fn busy(&self) -> bool {
         self.demo.busy()
     }
+
+    fn take_error(&self) -> Option<String> {
+        self.demo.take_error()
+    }
 }
 
 /// The demo's broker serves devices in this process: on a wildcard address it listens on

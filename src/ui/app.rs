@@ -150,6 +150,9 @@ impl OtaApp {
             self.import_firmware(path);
         }
         self.poll_switch(ctx);
+        if let Some(error) = self.demo_driver.as_ref().and_then(|d| d.take_error()) {
+            self.notice(AlertLevel::Error, error);
+        }
         self.refresh_messages();
     }
 

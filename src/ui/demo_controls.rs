@@ -16,6 +16,8 @@ pub trait DemoDriver: Send + Sync + std::fmt::Debug {
     fn replay(&self, engine: &EngineHandle);
     /// A start or replay is under way (further clicks are ignored).
     fn busy(&self) -> bool;
+    /// Why the last start or replay failed, once.
+    fn take_error(&self) -> Option<String>;
 }
 
 /// "Start the demo" while no campaign exists, "Replay demo" afterwards.
