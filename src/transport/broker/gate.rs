@@ -623,6 +623,10 @@ where
                 return UpEnd::Abort;
             }
             let Some(acl) = acl.as_mut() else {
+                if !rumqttd_can_take(header, packet_type, &frame) {
+                    tracing::debug!(remote = %peer.remote, "MQTT gate: a topic rumqttd cannot take, closed");
+                    return UpEnd::Abort;
+                }
                 out.unsplit(escape_dollar(header, packet_type, frame));
                 continue;
             };
@@ -747,6 +751,23 @@ fn escape_dollar(header: FixedHeader, packet_type: u8, frame: BytesMut) -> Bytes
         _ => None,
     };
     rewritten.unwrap_or(frame)
+}
+
+/// Whether rumqttd 0.20 survives the frame: it panics (and the whole embedded broker with it) on
+/// a topic or filter whose first character takes more than one byte. In secure mode the topic
+/// rules refuse such names first; in open mode this is the gate's only check besides framing.
+fn rumqttd_can_take(header: FixedHeader, packet_type: u8, frame: &BytesMut) -> bool {
+    let ascii_first = |name: &str| name.as_bytes().first().is_none_or(u8::is_ascii);
+    match packet_type {
+        3 => topic_start(frame)
+            .and_then(|i| frame.get(i))
+            .is_none_or(u8::is_ascii),
+        8 => Subscribe::read(header, frame.clone().freeze())
+            .is_ok_and(|s| s.filters.iter().all(|f| ascii_first(&f.path))),
+        10 => rumqttc::mqttbytes::v4::Unsubscribe::read(header, frame.clone().freeze())
+            .is_ok_and(|u| u.topics.iter().all(|t| ascii_first(t))),
+        _ => true,
+    }
 }
 
 /// Where a PUBLISH frame's topic begins: after the first byte, the remaining length (1 to 4
