@@ -723,6 +723,35 @@ async fn the_open_gate_lets_anyone_in_and_refuses_nothing() {
     assert_eq!(broker.refusal_count(), 0);
 }
 
+/// rumqttd panics on a topic whose first character is multi-byte; the open gate must not let
+/// one client take the broker down for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_gate_closes_a_client_whose_topic_would_crash_the_broker() {
+    let broker = EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))
+        .expect("open broker starts");
+    let addr = broker.local_addr();
+    let mut spy = client(addr, Login::new("spy", None));
+    spy.connected().await;
+    spy.subscribe(&["#"]).await;
+    for (i, topic) in ["é/x", "设备/状态"].into_iter().enumerate() {
+        let mut bytes = connect_frame(&format!("hostile-{i}"), "u", "p");
+        bytes.extend(publish_frame(topic, QoS::AtLeastOnce, 1, b"boom"));
+        let closed = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let _ = s.write_all(&bytes);
+            closed_by_gate(&mut s)
+        })
+        .await
+        .unwrap();
+        assert!(closed, "{topic}: not closed");
+    }
+    // The broker still routes for everyone else, new clients included.
+    let mut anon = client(addr, Login::new("anon", None));
+    anon.connected().await;
+    anon.publish("a/é", QoS::AtLeastOnce, "still-up").await;
+    spy.messages_until("still-up").await;
+}
+
 #[test]
 fn a_broken_credentials_file_stops_the_start_with_its_name() {
     let dir = tempfile::tempdir().unwrap();

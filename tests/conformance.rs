@@ -120,6 +120,7 @@ fn notice(
             gateway: gateway.cloned(),
             task,
             exchange_id,
+            device_timeout_ms: Some(20_000),
         },
         settings,
     }

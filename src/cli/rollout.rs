@@ -387,7 +387,7 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     };
     eprintln!("campaign {id} running");
     let finished = follow(&handle, id).await?;
-    let _ = handle.send(engine::Command::Shutdown);
+    handle.shut_down().await;
     let Some(view) = finished else {
         eprintln!("interrupted; continue with: ota-console rollout --resume {id}");
         return Ok(Outcome::SomeFailed);
@@ -879,13 +879,15 @@ mod tests {
         );
         assert!(
             help.contains(
-                "(aliyun:productKey/deviceName, fogcloud:product_key/device_name, dji:sn)"
+                "(aliyun:productKey/deviceName, fogcloud:product_key/device_name, dji:sn, \
+                 aws:thingName)"
             ),
             "{help}"
         );
         assert!(
             help.contains(
-                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud). Not for DJI Cloud API: a reply"
+                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud, AWS IoT Jobs). Not for DJI \
+                 Cloud API: a reply"
             ),
             "{help}"
         );

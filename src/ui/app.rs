@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::action::UiAction;
-use super::connection_bar::Banner;
 use super::connector::{ConnectReport, Connector, SwitchOutcome};
 use super::console::ConsoleView;
+use super::demo_controls::DemoDriver;
 use super::inspector::messages_jsonl;
 use super::jobs::{JobResult, Jobs};
 use super::profiles::ConnectTarget;
 use super::settings::{Settings, ThemeChoice};
 use super::theme;
+use super::toasts::Banner;
 use super::vault::Vault;
 use crate::device_id::DeviceId;
 use crate::engine::{AlertLevel, Command, EngineError, EngineHandle, Snapshot, Waker};
@@ -51,6 +52,8 @@ pub struct OtaApp {
     vault: Vault,
     /// A broker switch under way.
     switching: Option<tokio::sync::oneshot::Receiver<ConnectReport>>,
+    /// Runs the demo's story (`--demo`); `None` otherwise.
+    demo_driver: Option<Arc<dyn DemoDriver>>,
 }
 
 impl OtaApp {
@@ -81,7 +84,19 @@ impl OtaApp {
             connector: None,
             vault: Vault::new(),
             switching: None,
+            demo_driver: None,
         }
+    }
+
+    /// The engine did not start: the window shows `form` (the failure and its ways out) until
+    /// a start succeeds.
+    pub fn set_start_failure(&mut self, form: super::start_failure::StartFailureForm) {
+        self.view.start_failure = Some(form);
+    }
+
+    /// Lets the demo's buttons start and replay its story.
+    pub fn set_demo_driver(&mut self, driver: Arc<dyn DemoDriver>) {
+        self.demo_driver = Some(driver);
     }
 
     /// Lets the connection dialog restart the engine on another broker.
@@ -141,7 +156,17 @@ impl OtaApp {
             self.import_firmware(path);
         }
         self.poll_switch(ctx);
+        if let Some(error) = self.demo_driver.as_ref().and_then(|d| d.take_error()) {
+            self.notice(AlertLevel::Error, error);
+        }
         self.refresh_messages();
+        let now = Instant::now();
+        self.notices.retain(|n| !n.expired(now));
+        if let Some(next) = self.notices.iter().map(|n| n.at).min() {
+            // Repaint when the oldest toast is due to go.
+            let left = (next + super::toasts::TOAST_LIFETIME).saturating_duration_since(now);
+            ctx.request_repaint_after(left);
+        }
     }
 
     fn start_switch(&mut self, request: super::action::ConnectRequest) {
@@ -192,6 +217,7 @@ impl OtaApp {
             Err(e) => (AlertLevel::Error, format!("Cannot connect: {e}")),
             Ok(SwitchOutcome::Connected(handle)) => {
                 self.attach(handle);
+                self.view.start_failure = None;
                 (
                     AlertLevel::Info,
                     format!("Switched to {label}{remembered}."),
@@ -200,8 +226,10 @@ impl OtaApp {
             Ok(SwitchOutcome::Failed {
                 error,
                 restored: Some(handle),
+                ..
             }) => {
                 self.attach(handle);
+                self.view.start_failure = None;
                 (
                     AlertLevel::Error,
                     format!("Could not connect to {label}: {error}. Back on the previous broker."),
@@ -209,13 +237,20 @@ impl OtaApp {
             }
             Ok(SwitchOutcome::Failed {
                 error,
+                failure,
                 restored: None,
-            }) => (
-                AlertLevel::Error,
-                format!(
-                    "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
-                ),
-            ),
+            }) => {
+                if let Some(form) = &mut self.view.start_failure {
+                    // The start-failure view tells the newest reason (the ports typed stay).
+                    form.failure = failure;
+                }
+                (
+                    AlertLevel::Error,
+                    format!(
+                        "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
+                    ),
+                )
+            }
         };
         self.notice(status.0, status.1.clone());
         self.view.connection.status = Some(status);
@@ -272,6 +307,7 @@ impl OtaApp {
             }
             UiAction::ImportFirmware(path) => self.import_firmware(path),
             UiAction::CancelImport => self.send(Command::CancelImport),
+            UiAction::DemoStart | UiAction::DemoReplay => self.drive_demo(&action),
             UiAction::StartCampaign(request) => self.send(Command::StartCampaign {
                 request,
                 reply: None,
@@ -281,6 +317,7 @@ impl OtaApp {
             UiAction::Cancel(id) => self.send(Command::Cancel(id)),
             UiAction::RetryFailed(id) => self.send(Command::RetryFailed(id)),
             UiAction::AdvanceWave(id) => self.send(Command::AdvanceWave(id)),
+            UiAction::DismissNotices => self.notices.clear(),
             UiAction::DismissAlerts => {
                 self.notices.clear();
                 self.send(Command::DismissAlerts);
@@ -359,9 +396,31 @@ impl OtaApp {
         }
     }
 
+    fn drive_demo(&mut self, action: &UiAction) {
+        let Some(driver) = self.demo_driver.clone() else {
+            self.notice(
+                AlertLevel::Warning,
+                "No demo runs in this window: start it with `ota-console --demo`".into(),
+            );
+            return;
+        };
+        if driver.busy() {
+            return;
+        }
+        if matches!(action, UiAction::DemoReplay) {
+            driver.replay(&self.handle);
+            self.notice(
+                AlertLevel::Info,
+                "Replaying the demo: fresh devices on 1.0.0, then the same story".into(),
+            );
+        } else {
+            driver.start(&self.handle);
+        }
+    }
+
     fn notice(&mut self, level: AlertLevel, text: String) {
         tracing::info!(?level, "{text}");
-        self.notices.push(Banner { level, text });
+        self.notices.push(Banner::new(level, text));
         let excess = self.notices.len().saturating_sub(MAX_NOTICES);
         self.notices.drain(..excess);
     }
@@ -371,6 +430,10 @@ fn target_label(target: &ConnectTarget) -> String {
     match target {
         ConnectTarget::Embedded => "the embedded broker".to_owned(),
         ConnectTarget::Profile(profile) => profile.label(),
+        ConnectTarget::Base => "the broker the console started with".to_owned(),
+        ConnectTarget::EmbeddedOn { broker_port, .. } => {
+            format!("the embedded broker on port {broker_port}")
+        }
     }
 }
 

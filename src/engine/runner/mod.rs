@@ -34,7 +34,7 @@ use super::publisher::Publisher;
 use super::snapshot::AlertLevel;
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
-use crate::protocol::Outbound;
+use crate::protocol::{Outbound, Services};
 use crate::rollout::Input;
 use crate::store::Store;
 use crate::transport::mqtt::{Inbound, LinkError, LinkState, SessionNews};
@@ -57,6 +57,8 @@ pub(super) struct Runner {
     fleet: FleetState,
     campaigns: Campaigns,
     lock: CampaignLock,
+    /// The server-side state of the dialects that keep one (`protocol::Services`).
+    services: Services,
 }
 
 impl Runner {
@@ -76,6 +78,7 @@ impl Runner {
             library,
             io,
             fleet: FleetState::default(),
+            services: Services::for_registered(),
         };
         if let Some(warning) = runner.io.session_warning() {
             runner.alert(AlertLevel::Warning, warning);
@@ -153,7 +156,7 @@ impl Runner {
         // Queued before the link's DISCONNECT, so the broker handles it first (a clean
         // disconnect sends no Will).
         self.release_locks();
-        self.io.shutdown();
+        self.io.shutdown().await;
         self.publish_snapshot();
     }
 
@@ -282,6 +285,7 @@ impl Runner {
             traffic: &self.traffic,
             library: &self.library,
             alerts: &self.alerts,
+            now_ms: self.clock.now().as_millis(),
         });
         self.publisher.publish(snapshot);
     }

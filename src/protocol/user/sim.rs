@@ -847,6 +847,7 @@ mod tests {
                 gateway: None,
                 task: TaskRef::Key("0f8fad5b-d9cb-469f-a165-70867728950e".into()),
                 exchange_id: None,
+                device_timeout_ms: None,
             },
             settings: Default::default(),
         }

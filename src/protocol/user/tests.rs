@@ -36,6 +36,7 @@ fn notice(d: &UserDialect, device: DeviceId, task: TaskRef) -> UpgradeNotice {
             gateway: None,
             task,
             exchange_id: None,
+            device_timeout_ms: None,
         },
         settings: Default::default(),
     }
