@@ -380,7 +380,8 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
         Err(e) if is_held(&e) => {
             // The engine's sentence: which console holds it, where, since when.
             eprintln!("{e:#}");
-            let _ = handle.send(engine::Command::Shutdown);
+            // Lets its withdrawn claim reach the broker before the link closes.
+            handle.shut_down().await;
             return Ok(Outcome::HeldElsewhere);
         }
         Err(e) => return Err(e),
