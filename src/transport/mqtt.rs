@@ -965,10 +965,17 @@ impl Actor {
     /// room; the engine stops reading at shutdown, so they are as lost as those already waiting
     /// there.
     async fn drain(&mut self) {
-        let acked_all =
-            |c: &Counters| c.published.load(Ordering::Relaxed) >= c.queued.load(Ordering::Relaxed);
+        // The counters alone could say "done" early (a PUBACK counted twice after a
+        // reconnect), so nothing may be in flight, pending or carried over either.
+        let drained = |actor: &Actor| {
+            actor.eventloop.state.inflight() == 0
+                && actor.eventloop.pending.is_empty()
+                && actor.unsent.is_empty()
+                && actor.counters.published.load(Ordering::Relaxed)
+                    >= actor.counters.queued.load(Ordering::Relaxed)
+        };
         let _ = tokio::time::timeout(DRAIN_GRACE, async {
-            while !acked_all(&self.counters) {
+            while !drained(self) {
                 self.refill_window();
                 match self.eventloop.poll().await {
                     Ok(Event::Incoming(Incoming::PubAck(_))) => {

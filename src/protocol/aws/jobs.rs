@@ -45,6 +45,10 @@ const KEEP_TERMINAL: usize = 8;
 const MAX_THINGS: usize = 200_000;
 /// Executions held in all, so that devices inventing job ids cannot grow the service.
 const MAX_EXECUTIONS: usize = 200_000;
+/// Unfinished executions adopted at a thing's word per thing: after a restart a thing has at
+/// most one job of ours under way (a campaign notices a device once at a time); a second lets a
+/// retry's new job in beside it. More would let one thing fill the service with made-up ids.
+const MAX_ADOPTED_PER_THING: usize = 2;
 
 /// One execution and what the console knows about it beyond the API's fields.
 #[derive(Debug, Clone)]
@@ -61,6 +65,9 @@ struct Held {
     /// Rebuilt after a restart: the version the thing last saw is unknown, so its first
     /// `expectedVersion` is taken as the version.
     rebuilt: bool,
+    /// Created by a thing's update of a job the service did not hold (see
+    /// [`MAX_ADOPTED_PER_THING`]).
+    adopted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -218,9 +225,10 @@ impl Jobs {
         let reject = |code, text: String, state| {
             codec::rejected(&incoming.stem, code, &text, token, state, now_ms)
         };
+        // The API lets a device set IN_PROGRESS, SUCCEEDED, FAILED and REJECTED only.
         if matches!(
             update.status,
-            Status::Queued | Status::TimedOut | Status::Canceled
+            Status::Queued | Status::TimedOut | Status::Canceled | Status::Removed
         ) {
             served.replies.push(reject(
                 ErrorCode::InvalidStateTransition,
@@ -295,6 +303,14 @@ impl Jobs {
             return None;
         }
         let thing = self.things.entry(incoming.thing.clone()).or_default();
+        let adopted = thing
+            .executions
+            .iter()
+            .filter(|h| h.adopted && !h.execution.status.is_terminal())
+            .count();
+        if adopted >= MAX_ADOPTED_PER_THING {
+            return None;
+        }
         let now = now_ms.div_euclid(1000);
         thing.executions.push(Held {
             execution: Execution {
@@ -313,6 +329,7 @@ impl Jobs {
             step_deadline_ms: None,
             deadline_ms: None,
             rebuilt: true,
+            adopted: true,
         });
         Some(thing.executions.len() - 1)
     }
@@ -343,6 +360,7 @@ impl Jobs {
                 .and_then(|t| i64::try_from(t).ok())
                 .map(|t| now_ms.saturating_add(t)),
             rebuilt,
+            adopted: false,
         });
         Ok(thing.executions.len() - 1)
     }
@@ -407,6 +425,10 @@ impl Jobs {
         thing.trim();
         let pending: Vec<&Execution> = thing.pending().map(|h| &h.execution).collect();
         let answer = codec::pull_answer(&thing_name, kind, token, &pending, now_ms);
+        // The answer told the thing their versions: from now on its updates must name them.
+        for held in &mut thing.executions {
+            held.rebuilt = false;
+        }
         if thing.executions.is_empty() {
             // A thing that only asked leaves nothing behind.
             self.things.remove(&thing_name);
@@ -563,7 +585,11 @@ impl Service for Jobs {
                         device: n.device.clone(),
                     });
                 }
-                let keep = self.hold(n, now_ms, false)?;
+                // A thing the service has not heard of since it started may be working on
+                // this job from before a restart (the campaign re-sends its notice): the
+                // version it last saw is unknown here, so its first `expectedVersion` counts.
+                let unheard = !self.things.contains_key(n.device.name());
+                let keep = self.hold(n, now_ms, unheard)?;
                 if let Some(thing) = self.things.get_mut(n.device.name()) {
                     thing.withdraw_others(Some(keep), now_ms);
                     thing.trim();
@@ -801,6 +827,73 @@ mod tests {
             6
         );
         assert!(matches!(served.events[0], Event::Progress(_)));
+    }
+
+    #[test]
+    fn a_notice_resent_after_a_restart_takes_the_things_version() {
+        // Before the restart the thing started the job and saw version 2.
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        let served = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS","expectedVersion":1}"#,
+            T0,
+        );
+        assert!(served.replies[0].topic.ends_with("/update/accepted"));
+        // A new service (the console restarted); the campaign re-sends the notice.
+        let mut jobs = Jobs::default();
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0 + 10)
+            .unwrap();
+        let served = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS","expectedVersion":2,"includeJobExecutionState":true}"#,
+            T0 + 20,
+        );
+        assert!(
+            served.replies[0].topic.ends_with("/update/accepted"),
+            "{:?}",
+            json(&served.replies[0])
+        );
+        assert_eq!(
+            json(&served.replies[0])["executionState"]["versionNumber"],
+            3
+        );
+        // Once heard, versions are checked again.
+        let served = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"IN_PROGRESS","expectedVersion":2}"#,
+            T0 + 30,
+        );
+        assert!(served.replies[0].topic.ends_with("/update/rejected"));
+    }
+
+    #[test]
+    fn one_thing_cannot_fill_the_service_with_made_up_jobs_nor_set_removed() {
+        let mut jobs = Jobs::default();
+        for i in 0..50 {
+            let job = format!("5f2c8e4a-1b3d-4c6e-9a7f-{i:012}");
+            request(
+                &mut jobs,
+                &format!("{job}/update"),
+                r#"{"status":"IN_PROGRESS"}"#,
+                T0,
+            );
+        }
+        assert_eq!(jobs.held(), MAX_ADOPTED_PER_THING);
+        jobs.outbound(&Notice::Upgrade(notice(JOB)), T0).unwrap();
+        let served = request(
+            &mut jobs,
+            &format!("{JOB}/update"),
+            r#"{"status":"REMOVED"}"#,
+            T0,
+        );
+        let answer = json(&served.replies[0]);
+        assert!(served.replies[0].topic.ends_with("/update/rejected"));
+        assert_eq!(answer["code"], "InvalidStateTransition");
+        assert!(served.events.is_empty());
     }
 
     #[test]

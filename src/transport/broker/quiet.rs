@@ -41,11 +41,16 @@ impl Deliveries {
         }
     }
 
-    /// Waits until nothing was written to a client for `quiet`, or `limit` passed.
+    /// Waits until nothing was written to a client for `quiet`, counted from the call at the
+    /// earliest (what the caller just published may not have been written yet), or `limit`
+    /// passed.
     pub(super) async fn wait_quiet(&self, quiet: Duration, limit: Duration) {
+        let called = Instant::now();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let idle = self.idle_at(Instant::now()).unwrap_or(Duration::MAX);
+            let now = Instant::now();
+            let since_call = now.saturating_duration_since(called);
+            let idle = self.idle_at(now).map_or(since_call, |i| i.min(since_call));
             if idle >= quiet {
                 return;
             }
@@ -74,12 +79,34 @@ mod tests {
         assert!(idle <= Duration::from_millis(500), "{idle:?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_broker_that_never_delivered_is_quiet_at_once() {
+    #[tokio::test]
+    async fn the_quiet_is_counted_from_the_call_at_the_earliest() {
         let d = Deliveries::new();
-        let start = tokio::time::Instant::now();
+        d.delivered();
+        // A write long before the call does not make the broker quiet at once: what the
+        // caller just published may not have been written yet.
+        let start = Instant::now();
         d.wait_quiet(Duration::from_millis(100), Duration::from_secs(2))
             .await;
-        assert_eq!(start.elapsed(), Duration::ZERO);
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_keeps_writing_is_waited_for_until_the_limit() {
+        let d = std::sync::Arc::new(Deliveries::new());
+        let writer = d.clone();
+        let busy = tokio::spawn(async move {
+            loop {
+                writer.delivered();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let start = Instant::now();
+        d.wait_quiet(Duration::from_millis(100), Duration::from_millis(300))
+            .await;
+        busy.abort();
+        assert!(start.elapsed() >= Duration::from_millis(300));
     }
 }
