@@ -21,6 +21,7 @@ pub mod dji;
 mod error;
 mod event;
 mod fields;
+pub(crate) mod json_template;
 pub mod fogcloud;
 mod notice;
 mod payload;
@@ -45,7 +46,7 @@ pub(crate) use self::payload::{parse_json, truncate_for_log};
 pub use self::registry::{dialect_of_topic, subscriptions};
 pub use self::service::{Served, Service};
 pub use self::services::Services;
-pub use self::settings::{Choice, NoticeSetting, SettingValues};
+pub use self::settings::{Choice, NoticeSetting, SettingKind, SettingValues, TextSetting};
 
 /// A message ready to publish (QoS 1); defined in the leaf `wire` so that `transport` needs no
 /// `protocol`.
