@@ -14,7 +14,7 @@ use ota_console::cli::args::{Cli, Command as CliCommand};
 use ota_console::device_id::{DialectId, DialectIdent, IdShape};
 use ota_console::protocol::{
     Capabilities, Choice, DecodeError, Dialect, EncodeError, ErrorTable, Event, Notice,
-    NoticeSetting, Outbound, aliyun, registry,
+    NoticeSetting, Outbound, SettingKind, aliyun, registry,
 };
 
 use ota_console::device_id::DeviceId;
@@ -330,7 +330,12 @@ fn rollout_flags_for_notice_settings_come_from_the_registry() {
     assert!(settings.len() >= 2);
     for setting in &settings {
         assert!(
-            help.contains(&format!("--{} <CHOICE>", setting.cli_flag)),
+            help.contains(&format!(
+                "--{} <{}>",
+                setting.cli_flag,
+                // A text setting (a template) is given as a file.
+                if setting.text().is_some() { "FILE" } else { "CHOICE" }
+            )),
             "{help}"
         );
         assert!(help.contains(setting.help), "{}: {help}", setting.help);
@@ -344,7 +349,7 @@ fn rollout_flags_for_notice_settings_come_from_the_registry() {
         assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&flag), "{stderr}");
-        for choice in setting.choices {
+        for choice in setting.choices() {
             assert!(stderr.contains(choice.value), "{stderr}");
         }
     }
@@ -359,7 +364,7 @@ static ACME_MODE: NoticeSetting = NoticeSetting {
     help: "Acme install mode: fast or safe",
     cli_flag: "acme-mode",
     legacy_key: None,
-    choices: &[
+    kind: SettingKind::Choice(&[
         Choice {
             value: "fast",
             label: "fast install",
@@ -370,7 +375,7 @@ static ACME_MODE: NoticeSetting = NoticeSetting {
             label: "safe install",
             aliases: &[],
         },
-    ],
+    ]),
     default: "safe",
 };
 

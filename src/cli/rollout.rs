@@ -797,17 +797,22 @@ mod tests {
             for setting in dialect.notice_settings() {
                 flags += 1;
                 assert!(
-                    help.contains(&format!("--{} <CHOICE>", setting.cli_flag)),
+                    help.contains(&format!(
+                "--{} <{}>",
+                setting.cli_flag,
+                // A text setting (a template) is given as a file.
+                if setting.text().is_some() { "FILE" } else { "CHOICE" }
+            )),
                     "{help}"
                 );
                 assert!(help.contains(setting.help), "{}: {help}", setting.help);
-                for choice in setting.choices {
+                for choice in setting.choices() {
                     assert!(help.contains(&format!("{}: {}", choice.value, choice.label)));
                 }
                 // Not given: the setting's default. Given: that choice, for that dialect.
                 let defaults = parse(&[]).notice_settings.settings;
                 assert_eq!(defaults.value(dialect.id(), setting), setting.default);
-                for choice in setting.choices {
+                for choice in setting.choices() {
                     let flag = format!("--{}", setting.cli_flag);
                     let chosen = parse(&[&flag, choice.value]).notice_settings.settings;
                     assert_eq!(chosen.value(dialect.id(), setting), choice.value);
@@ -869,7 +874,7 @@ mod tests {
             let err = Wrapper::try_parse_from(argv).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
             let text = err.to_string();
-            for choice in setting.choices {
+            for choice in setting.choices() {
                 assert!(text.contains(choice.value), "{text}");
             }
         }

@@ -527,6 +527,35 @@ mod tests {
     }
 
     #[test]
+    fn a_text_setting_is_checked_stored_and_read_back_as_typed() {
+        use crate::protocol::aws;
+        let template = "{\n  \"fw\": \"{{url}}\", \"n\": {{size}}\n}";
+        let mut settings = DialectSettings::default();
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), "");
+        settings.set(aws::ID, &aws::DOCUMENT, template).unwrap();
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), template);
+        // Refused in the dialect's words; the accepted text stays.
+        let refused = settings
+            .set(aws::ID, &aws::DOCUMENT, "{\"v\": {{version}}}")
+            .unwrap_err();
+        assert!(matches!(&refused, SettingRefused::Invalid(e) if e.contains("line 1")));
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), template);
+        // Stored with the campaign and read back the same (a resumed campaign sends it).
+        let json = serde_json::to_value(&settings).unwrap();
+        assert_eq!(json["aws"]["document"], template);
+        let back: DialectSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, settings);
+        assert_eq!(
+            back.for_dialect(aws::ID).text_of(&aws::DOCUMENT),
+            template
+        );
+        // Empty is the built-in document again.
+        settings.set(aws::ID, &aws::DOCUMENT, " ").unwrap();
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), "");
+        assert_eq!(settings.value(aws::ID, &aws::SUCCESS), "version");
+    }
+
+    #[test]
     fn names_round_trip_and_match_serde() {
         for st in DeviceStatus::ALL {
             assert_eq!(st.as_str().parse::<DeviceStatus>().unwrap(), st);

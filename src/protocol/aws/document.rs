@@ -116,3 +116,95 @@ pub fn render(notice: &UpgradeNotice, job_id: &str) -> Result<Value, EncodeError
     });
     serde_json::from_str(&out).map_err(|e| invalid(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_id::DeviceId;
+    use crate::protocol::{FirmwareOffer, NoticeAddress, SettingValues, TaskRef};
+
+    const JOB: &str = "5f2c8e4a-1b3d-4c6e-9a7f-0d2b4c6e8a10";
+
+    fn notice(template: Option<&str>) -> UpgradeNotice {
+        let mut settings = SettingValues::default();
+        if let Some(t) = template {
+            settings.0.insert(DOCUMENT.key.to_owned(), t.to_owned());
+        }
+        UpgradeNotice {
+            device: DeviceId::aws("pump-7").unwrap(),
+            offer: FirmwareOffer {
+                version: "2.0.0".into(),
+                url: "http://127.0.0.1:1/fw".into(),
+                size: 10,
+                md5: "m5".into(),
+                sha256: "s256".into(),
+                checksum: "c".into(),
+                file_name: "fw.bin".into(),
+                description: "say \"hi\"\nnow".into(),
+            },
+            address: NoticeAddress {
+                timestamp_ms: 1_700_000_000_000,
+                task: TaskRef::Key(JOB.into()),
+                ..NoticeAddress::default()
+            },
+            settings,
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled_in_as_json() {
+        let template = r#"{
+  "ota": {"image": "{{url}}", "bytes": {{size}}, "digest": {"sha256": "{{sha256}}", "md5": "{{md5}}"},
+          "crc": "{{checksum}}", "target": "{{version}}", "file": "{{file_name}}"},
+  "note": "{{description}}", "job": "{{task_id}}", "thing": "{{name}}", "fixed": [1, true]
+}"#;
+        assert_eq!(validate(template), Ok(()));
+        let doc = render(&notice(Some(template)), JOB).unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "ota": {"image": "http://127.0.0.1:1/fw", "bytes": 10,
+                        "digest": {"sha256": "s256", "md5": "m5"},
+                        "crc": "c", "target": "2.0.0", "file": "fw.bin"},
+                "note": "say \"hi\"\nnow", "job": JOB, "thing": "pump-7", "fixed": [1, true]
+            })
+        );
+    }
+
+    #[test]
+    fn no_template_is_the_consoles_own_document() {
+        for template in [None, Some(""), Some("  \n")] {
+            assert_eq!(
+                render(&notice(template), JOB).unwrap(),
+                json!({
+                    "operation": "ota", "version": "2.0.0", "url": "http://127.0.0.1:1/fw",
+                    "size": 10, "sha256": "s256", "md5": "m5", "fileName": "fw.bin"
+                }),
+                "{template:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn templates_that_cannot_make_a_json_object_are_refused_in_words() {
+        for (bad, why) in [
+            // A text placeholder outside quotes, on the second line.
+            ("{\n \"v\": {{version}}\n}", "line 2: not valid JSON"),
+            ("{\"u\": \"{{url}}\",}", "line 1: not valid JSON"),
+            ("[\"{{url}}\"]", "must be a JSON object"),
+            ("\"{{url}}\"", "must be a JSON object"),
+            ("{\"c\": \"{{colour}}\"}", "unknown placeholder {{colour}}"),
+            ("{\"k\": \"{{key}}\"}", "{{key}} is not available"),
+            ("{\"m\": \"{{module}}\"}", "{{module}} is not available"),
+            ("{\"u\": \"{{url\"}", "without"),
+        ] {
+            let err = validate(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        let huge = format!("{{\"x\": \"{}\"}}", "a".repeat(MAX_TEMPLATE_BYTES));
+        assert!(validate(&huge).unwrap_err().contains("at most"));
+        // A stored template that no longer passes is not sent: the built-in document is.
+        let doc = render(&notice(Some("{\"v\": {{version}}}")), JOB).unwrap();
+        assert_eq!(doc["operation"], "ota");
+    }
+}
