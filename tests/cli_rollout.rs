@@ -463,3 +463,37 @@ fn a_dialect_registered_at_run_time_gets_its_setting_as_a_flag() {
     );
     assert!(Cli::try_parse_from(argv.iter().chain(&["--acme-mode", "reckless"])).is_err());
 }
+
+/// `--aws-job-document FILE`: a file that cannot be read, or whose template would not make a
+/// JSON object, stops the rollout before anything is sent, naming the file (and the line).
+#[test]
+fn a_bad_job_document_template_file_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\n  \"fw\": \"{{url}}\",\n  \"rev\": {{version}}\n}\n").unwrap();
+    let missing = dir.path().join("missing.json");
+    let run = |file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+            .args(["rollout", "--firmware", "x.bin", "--version", "1"])
+            .args(["--target", "aws:pump-7", "--aws-job-document"])
+            .arg(file)
+            .output()
+            .unwrap();
+        (out.status.code(), folded(&out.stderr))
+    };
+    let (code, stderr) = run(&bad);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--aws-job-document {}: line 3: not valid JSON", bad.display())),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&missing);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--aws-job-document: cannot read the job document template {}:",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -487,4 +487,26 @@ mod tests {
             Some("Drop to import the firmware file (the first of 2 files)")
         );
     }
+
+    #[test]
+    fn a_refused_text_setting_holds_the_start_until_it_is_fixed() {
+        use crate::protocol::aws;
+        let lib = vec![stored("aa")];
+        let mut form = FirmwareForm {
+            version: "2.0".into(),
+            ..FirmwareForm::default()
+        };
+        form.sync_with(&lib);
+        let flag = aws::DOCUMENT.cli_flag;
+        form.setting_texts.insert(flag, "{\"v\": {{version}}}".into());
+        let (setting, why) = form.setting_text_error().unwrap();
+        assert_eq!(setting.key, aws::DOCUMENT.key);
+        assert!(why.contains("line 1"), "{why}");
+        assert_eq!(form.missing(&lib), Some(INVALID_SETTING));
+        form.setting_texts.insert(flag, "{\"v\": \"{{version}}\"}".into());
+        assert!(form.setting_text_error().is_none());
+        assert_eq!(form.missing(&lib), None);
+        form.setting_texts.insert(flag, String::new());
+        assert_eq!(form.missing(&lib), None);
+    }
 }
