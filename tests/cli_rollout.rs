@@ -334,7 +334,11 @@ fn rollout_flags_for_notice_settings_come_from_the_registry() {
                 "--{} <{}>",
                 setting.cli_flag,
                 // A text setting (a template) is given as a file.
-                if setting.text().is_some() { "FILE" } else { "CHOICE" }
+                if setting.text().is_some() {
+                    "FILE"
+                } else {
+                    "CHOICE"
+                }
             )),
             "{help}"
         );
@@ -470,7 +474,11 @@ fn a_dialect_registered_at_run_time_gets_its_setting_as_a_flag() {
 fn a_bad_job_document_template_file_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, "{\n  \"fw\": \"{{url}}\",\n  \"rev\": {{version}}\n}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\n  \"fw\": \"{{url}}\",\n  \"rev\": {{version}}\n}\n",
+    )
+    .unwrap();
     let missing = dir.path().join("missing.json");
     let run = |file: &std::path::Path| {
         let out = Command::new(env!("CARGO_BIN_EXE_ota-console"))
@@ -484,7 +492,10 @@ fn a_bad_job_document_template_file_is_refused_naming_the_file() {
     let (code, stderr) = run(&bad);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("--aws-job-document {}: line 3: not valid JSON", bad.display())),
+        stderr.contains(&format!(
+            "--aws-job-document {}: line 3: not valid JSON",
+            bad.display()
+        )),
         "{stderr}"
     );
     let (code, stderr) = run(&missing);

@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use sha2::Digest as _;
 use ota_console::device_id::DeviceId;
 use ota_console::engine::{BrokerChoice, CampaignRequest, CampaignView, EngineHandle};
 use ota_console::protocol::aws;
@@ -24,6 +23,7 @@ use ota_console::testing::{fast_policy, firmware_bytes, firmware_file, sim_units
 use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 /// Bounds the raw thing's whole exchange.
 const WAIT: Duration = Duration::from_secs(60);
@@ -226,9 +226,10 @@ async fn a_thing_receives_the_campaigns_own_job_document() {
         .expect("the broker's port");
     let broker = ("127.0.0.1".to_owned(), port);
     let name = "pump-7";
-    let thing = tokio::spawn(async move {
-        tokio::time::timeout(WAIT, own_shape_thing(broker, name)).await
-    });
+    let thing =
+        tokio::spawn(
+            async move { tokio::time::timeout(WAIT, own_shape_thing(broker, name)).await },
+        );
     let device = DeviceId::aws(name).unwrap();
     let known = device.clone();
     wait_for(&handle, "the thing to ask for its job", move |s| {

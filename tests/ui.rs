@@ -366,7 +366,11 @@ fn notice_settings_picked_in_the_generated_form_reach_the_started_campaign() {
     let mut picked = Vec::new();
     for dialect in registry::all() {
         // Text settings (templates) have a test of their own, below.
-        for setting in dialect.notice_settings().iter().filter(|s| s.text().is_none()) {
+        for setting in dialect
+            .notice_settings()
+            .iter()
+            .filter(|s| s.text().is_none())
+        {
             let choice = setting
                 .choices()
                 .iter()
@@ -434,7 +438,8 @@ fn a_template_setting_is_checked_as_typed_and_reaches_the_started_campaign() {
         .type_text("{\"fw\": \"{{url}}\", \"n\": {{size}}");
     h.run_steps(2);
     assert!(
-        h.query_by_label_contains("line 1: not valid JSON").is_some(),
+        h.query_by_label_contains("line 1: not valid JSON")
+            .is_some(),
         "the reason is shown under the field"
     );
     assert!(app(&h).view().firmware.setting_text_error().is_some());

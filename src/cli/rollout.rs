@@ -220,7 +220,10 @@ impl FromArgMatches for NoticeSettingArgs {
                         continue;
                     };
                     // The error names the file the text came from.
-                    (read_setting_file(setting, path)?, format!(" {}", path.display()))
+                    (
+                        read_setting_file(setting, path)?,
+                        format!(" {}", path.display()),
+                    )
                 } else {
                     let Ok(Some(value)) = matches.try_get_one::<String>(setting.cli_flag) else {
                         continue;
@@ -798,11 +801,15 @@ mod tests {
                 flags += 1;
                 assert!(
                     help.contains(&format!(
-                "--{} <{}>",
-                setting.cli_flag,
-                // A text setting (a template) is given as a file.
-                if setting.text().is_some() { "FILE" } else { "CHOICE" }
-            )),
+                        "--{} <{}>",
+                        setting.cli_flag,
+                        // A text setting (a template) is given as a file.
+                        if setting.text().is_some() {
+                            "FILE"
+                        } else {
+                            "CHOICE"
+                        }
+                    )),
                     "{help}"
                 );
                 assert!(help.contains(setting.help), "{}: {help}", setting.help);

@@ -209,7 +209,6 @@ fn short(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-
 pub(crate) struct SampleValues {
     device: DeviceId,
     offer: FirmwareOffer,

@@ -545,10 +545,7 @@ mod tests {
         assert_eq!(json["aws"]["document"], template);
         let back: DialectSettings = serde_json::from_value(json).unwrap();
         assert_eq!(back, settings);
-        assert_eq!(
-            back.for_dialect(aws::ID).text_of(&aws::DOCUMENT),
-            template
-        );
+        assert_eq!(back.for_dialect(aws::ID).text_of(&aws::DOCUMENT), template);
         // Empty is the built-in document again.
         settings.set(aws::ID, &aws::DOCUMENT, " ").unwrap();
         assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), "");

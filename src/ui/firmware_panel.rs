@@ -379,7 +379,9 @@ fn text_setting_row_ui(
         .or_insert_with(|| settings.text(dialect, setting).to_owned());
     let multiline = setting.text().is_some_and(|t| t.multiline);
     let edit = if multiline {
-        egui::TextEdit::multiline(typed).code_editor().desired_rows(4)
+        egui::TextEdit::multiline(typed)
+            .code_editor()
+            .desired_rows(4)
     } else {
         egui::TextEdit::singleline(typed)
     };
@@ -498,12 +500,14 @@ mod tests {
         };
         form.sync_with(&lib);
         let flag = aws::DOCUMENT.cli_flag;
-        form.setting_texts.insert(flag, "{\"v\": {{version}}}".into());
+        form.setting_texts
+            .insert(flag, "{\"v\": {{version}}}".into());
         let (setting, why) = form.setting_text_error().unwrap();
         assert_eq!(setting.key, aws::DOCUMENT.key);
         assert!(why.contains("line 1"), "{why}");
         assert_eq!(form.missing(&lib), Some(INVALID_SETTING));
-        form.setting_texts.insert(flag, "{\"v\": \"{{version}}\"}".into());
+        form.setting_texts
+            .insert(flag, "{\"v\": \"{{version}}\"}".into());
         assert!(form.setting_text_error().is_none());
         assert_eq!(form.missing(&lib), None);
         form.setting_texts.insert(flag, String::new());

@@ -15,8 +15,8 @@ use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
     ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending,
-    Notice, NoticeSetting, SettingKind, OfferField, Outbound, Presence, Pull, Samples, SettingValues,
-    SubDevices, Subject, TaskKeySpec,
+    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, Samples, SettingKind,
+    SettingValues, SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {

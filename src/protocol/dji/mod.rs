@@ -16,8 +16,8 @@ use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
     ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, Notice,
-    NoticeSetting, SettingKind, OfferField, Outbound, Presence, Pull, ReplySpec, Samples, SettingValues,
-    SubDevices, Subject, TaskKeySpec,
+    NoticeSetting, OfferField, Outbound, Presence, Pull, ReplySpec, Samples, SettingKind,
+    SettingValues, SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {

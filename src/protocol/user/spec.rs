@@ -821,4 +821,3 @@ fn payload(
     }
     Ok(template)
 }
-

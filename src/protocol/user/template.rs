@@ -2,9 +2,9 @@
 //! level), parsed once when the file is loaded. Its JSON payload templates are the shared
 //! [`json_template`](crate::protocol::json_template) (re-exported here for the file's modules).
 
-pub(super) use crate::protocol::json_template::{Field, PayloadTemplate, Piece, Values};
 use crate::access::rules::Part;
 use crate::device_id::DeviceId;
+pub(super) use crate::protocol::json_template::{Field, PayloadTemplate, Piece, Values};
 
 /// One level of a topic template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
