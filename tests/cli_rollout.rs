@@ -14,7 +14,7 @@ use ota_console::cli::args::{Cli, Command as CliCommand};
 use ota_console::device_id::{DialectId, DialectIdent, IdShape};
 use ota_console::protocol::{
     Capabilities, Choice, DecodeError, Dialect, EncodeError, ErrorTable, Event, Notice,
-    NoticeSetting, Outbound, aliyun, registry,
+    NoticeSetting, Outbound, SettingKind, aliyun, registry,
 };
 
 use ota_console::device_id::DeviceId;
@@ -330,7 +330,16 @@ fn rollout_flags_for_notice_settings_come_from_the_registry() {
     assert!(settings.len() >= 2);
     for setting in &settings {
         assert!(
-            help.contains(&format!("--{} <CHOICE>", setting.cli_flag)),
+            help.contains(&format!(
+                "--{} <{}>",
+                setting.cli_flag,
+                // A text setting (a template) is given as a file.
+                if setting.text().is_some() {
+                    "FILE"
+                } else {
+                    "CHOICE"
+                }
+            )),
             "{help}"
         );
         assert!(help.contains(setting.help), "{}: {help}", setting.help);
@@ -344,7 +353,7 @@ fn rollout_flags_for_notice_settings_come_from_the_registry() {
         assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&flag), "{stderr}");
-        for choice in setting.choices {
+        for choice in setting.choices() {
             assert!(stderr.contains(choice.value), "{stderr}");
         }
     }
@@ -359,7 +368,7 @@ static ACME_MODE: NoticeSetting = NoticeSetting {
     help: "Acme install mode: fast or safe",
     cli_flag: "acme-mode",
     legacy_key: None,
-    choices: &[
+    kind: SettingKind::Choice(&[
         Choice {
             value: "fast",
             label: "fast install",
@@ -370,7 +379,7 @@ static ACME_MODE: NoticeSetting = NoticeSetting {
             label: "safe install",
             aliases: &[],
         },
-    ],
+    ]),
     default: "safe",
 };
 
@@ -457,4 +466,45 @@ fn a_dialect_registered_at_run_time_gets_its_setting_as_a_flag() {
         "safe"
     );
     assert!(Cli::try_parse_from(argv.iter().chain(&["--acme-mode", "reckless"])).is_err());
+}
+
+/// `--aws-job-document FILE`: a file that cannot be read, or whose template would not make a
+/// JSON object, stops the rollout before anything is sent, naming the file (and the line).
+#[test]
+fn a_bad_job_document_template_file_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\n  \"fw\": \"{{url}}\",\n  \"rev\": {{version}}\n}\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.json");
+    let run = |file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+            .args(["rollout", "--firmware", "x.bin", "--version", "1"])
+            .args(["--target", "aws:pump-7", "--aws-job-document"])
+            .arg(file)
+            .output()
+            .unwrap();
+        (out.status.code(), folded(&out.stderr))
+    };
+    let (code, stderr) = run(&bad);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--aws-job-document {}: line 3: not valid JSON",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&missing);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--aws-job-document: cannot read the job document template {}:",
+            missing.display()
+        )),
+        "{stderr}"
+    );
 }

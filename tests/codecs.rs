@@ -24,7 +24,7 @@ use ota_console::protocol::dji::DjiUpgradeType;
 use ota_console::protocol::{
     self, Answer, DecodeError, Event, ExchangeReply, FirmwareGet, FirmwareOffer, MsgId, Notice,
     NoticeAddress, Phase, ProgressReport, SettingValues, TaskRef, UpgradeNotice, UpgradeStatus,
-    VersionReport, aliyun, dji, fogcloud,
+    VersionReport, aliyun, aws, dji, fogcloud,
 };
 use serde_json::{Value, json};
 
@@ -801,5 +801,70 @@ fn oversized_payloads_are_refused_before_parsing() {
     assert_eq!(
         protocol::decode(&ali_topic("inform"), &big),
         Err(DecodeError::TooLarge { len: big.len() })
+    );
+}
+
+/// AWS IoT Jobs with the campaign's own job document template (the README's example): the
+/// whole `notify-next`, as a device written for its own shape receives it.
+#[test]
+fn aws_notify_next_carries_the_campaigns_own_job_document() {
+    let template = r#"{
+  "firmware": {"location": "{{url}}", "length": {{size}}, "hash": "{{sha256}}",
+               "md5": "{{md5}}", "rev": "{{version}}", "name": "{{file_name}}"},
+  "note": "{{description}}", "job": "{{task_id}}"
+}"#;
+    let job = "5f2c8e4a-1b3d-4c6e-9a7f-0d2b4c6e8a10";
+    let mut settings = SettingValues::default();
+    settings
+        .0
+        .insert(aws::DOCUMENT.key.to_owned(), template.to_owned());
+    let notice = Notice::Upgrade(UpgradeNotice {
+        device: DeviceId::aws("pump-7").unwrap(),
+        offer: FirmwareOffer {
+            version: "2.1.0".into(),
+            url: "http://192.0.2.1:8080/fw/pump.bin".into(),
+            size: 524_288,
+            md5: "0123456789abcdef0123456789abcdef".into(),
+            sha256: "ab".repeat(32),
+            checksum: "01020304".into(),
+            file_name: "pump.bin".into(),
+            description: "fixes \"pump\" stalls".into(),
+        },
+        address: NoticeAddress {
+            timestamp_ms: 1_700_000_000_123,
+            task: TaskRef::Key(job.into()),
+            ..NoticeAddress::default()
+        },
+        settings,
+    });
+    let out = protocol::encode(&notice).unwrap();
+    assert_eq!(out.topic, "$aws/things/pump-7/jobs/notify-next");
+    assert_eq!(
+        body(&out),
+        json!({
+            "timestamp": 1_700_000_000,
+            "execution": {
+                "jobId": job,
+                "thingName": "pump-7",
+                "status": "QUEUED",
+                "statusDetails": {},
+                "queuedAt": 1_700_000_000,
+                "lastUpdatedAt": 1_700_000_000,
+                "versionNumber": 1,
+                "executionNumber": 1,
+                "jobDocument": {
+                    "firmware": {
+                        "location": "http://192.0.2.1:8080/fw/pump.bin",
+                        "length": 524_288,
+                        "hash": "ab".repeat(32),
+                        "md5": "0123456789abcdef0123456789abcdef",
+                        "rev": "2.1.0",
+                        "name": "pump.bin"
+                    },
+                    "note": "fixes \"pump\" stalls",
+                    "job": job
+                }
+            }
+        })
     );
 }

@@ -25,7 +25,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::engine::{
     self, BrokerChoice, EmbeddedAccess, EngineConfig, EngineHandle, Snapshot,
 };
-use ota_console::protocol::{dji, registry};
+use ota_console::protocol::{aws, dji, registry};
 use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
 use ota_console::store::{InventoryDevice, Store};
@@ -365,9 +365,14 @@ fn notice_settings_picked_in_the_generated_form_reach_the_started_campaign() {
     // other than the default in each (e.g. "DJI upgrade type" -> "consistency upgrade").
     let mut picked = Vec::new();
     for dialect in registry::all() {
-        for setting in dialect.notice_settings() {
+        // Text settings (templates) have a test of their own, below.
+        for setting in dialect
+            .notice_settings()
+            .iter()
+            .filter(|s| s.text().is_none())
+        {
             let choice = setting
-                .choices
+                .choices()
                 .iter()
                 .find(|c| c.value != setting.default)
                 .unwrap();
@@ -406,6 +411,56 @@ fn notice_settings_picked_in_the_generated_form_reach_the_started_campaign() {
         "consistency",
         "the DJI upgrade type picked in the window"
     );
+}
+
+/// A text setting (AWS's job document template) is a multi-line field checked as it is typed:
+/// the dialect's reason shows under it while it is refused, and once fixed it is what the
+/// started campaign keeps.
+#[test]
+fn a_template_setting_is_checked_as_typed_and_reaches_the_started_campaign() {
+    let fleet = SimConfig {
+        units: sim_units(&[("aliyun", 1)]),
+        ..sim(24)
+    };
+    let mut rig = start_rig(None, Some(fleet));
+    let settings = Settings {
+        policy: fast_policy(),
+        ..Settings::default()
+    };
+    let mut h = harness(&rig, settings);
+    discover(&mut h, &mut rig, 1);
+    let setting = &aws::DOCUMENT;
+    let field = || (egui::Role::MultilineTextInput, setting.label);
+    h.get_by_role_and_label(field().0, field().1).focus();
+    h.run_steps(2);
+    // Not closed yet: refused, with the template's line.
+    h.get_by_role_and_label(field().0, field().1)
+        .type_text("{\"fw\": \"{{url}}\", \"n\": {{size}}");
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("line 1: not valid JSON")
+            .is_some(),
+        "the reason is shown under the field"
+    );
+    assert!(app(&h).view().firmware.setting_text_error().is_some());
+    h.get_by_role_and_label(field().0, field().1).type_text("}");
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("not valid JSON").is_none());
+    assert!(app(&h).view().firmware.setting_text_error().is_none());
+    let template = "{\"fw\": \"{{url}}\", \"n\": {{size}}}";
+    assert_eq!(
+        app(&h).view().firmware.settings.text(aws::ID, setting),
+        template
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, bytes) = firmware(dir.path());
+    import_select_and_start(&mut h, &mut rig, fw, &bytes, 1);
+    wait_for(&mut h, &mut rig, "the campaign to start", |h| {
+        !app(h).snapshot().campaigns.is_empty()
+    });
+    let snapshot = app(&h).snapshot();
+    let started = &snapshot.campaigns.first().unwrap().spec.settings;
+    assert_eq!(started.text(aws::ID, setting), template);
 }
 
 #[test]

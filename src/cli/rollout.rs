@@ -10,7 +10,7 @@
 //! instead, on the record.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -176,7 +176,16 @@ pub struct NoticeSettingArgs {
 }
 
 fn setting_arg(setting: &'static NoticeSetting) -> Arg {
-    let values = setting.choices.iter().map(|c| {
+    if setting.text().is_some() {
+        // A template is easier written in a file than quoted on a command line.
+        return Arg::new(setting.cli_flag)
+            .long(setting.cli_flag)
+            .value_name("FILE")
+            .help(setting.help)
+            .help_heading(SETTINGS_HEADING)
+            .value_parser(clap::value_parser!(PathBuf));
+    }
+    let values = setting.choices().iter().map(|c| {
         PossibleValue::new(c.value)
             .help(c.label)
             .aliases(c.aliases.iter().copied())
@@ -215,21 +224,62 @@ impl FromArgMatches for NoticeSettingArgs {
         for dialect in registry::all() {
             for setting in dialect.notice_settings() {
                 // A dialect registered after the command was built has no flag: its default.
-                let Ok(Some(value)) = matches.try_get_one::<String>(setting.cli_flag) else {
-                    continue;
+                let (value, given) = if setting.text().is_some() {
+                    let Ok(Some(path)) = matches.try_get_one::<PathBuf>(setting.cli_flag) else {
+                        continue;
+                    };
+                    // The error names the file the text came from.
+                    (
+                        read_setting_file(setting, path)?,
+                        format!(" {}", path.display()),
+                    )
+                } else {
+                    let Ok(Some(value)) = matches.try_get_one::<String>(setting.cli_flag) else {
+                        continue;
+                    };
+                    (value.clone(), String::new())
                 };
                 self.settings
-                    .set(dialect.id(), setting, value)
+                    .set(dialect.id(), setting, &value)
                     .map_err(|e| {
                         clap::Error::raw(
                             clap::error::ErrorKind::InvalidValue,
-                            format!("--{}: {e}", setting.cli_flag),
+                            format!("--{}{given}: {e}", setting.cli_flag),
                         )
                     })?;
             }
         }
         Ok(())
     }
+}
+
+/// Largest file read for a text setting (the dialect's own check has the real limit).
+const MAX_SETTING_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The contents of the FILE given to text `setting`'s flag.
+fn read_setting_file(setting: &NoticeSetting, path: &Path) -> Result<String, clap::Error> {
+    use std::io::Read as _;
+    let refused = |why: String| {
+        clap::Error::raw(
+            clap::error::ErrorKind::InvalidValue,
+            format!(
+                "--{}: cannot read the {} {}: {why}",
+                setting.cli_flag,
+                setting.label.to_lowercase(),
+                path.display()
+            ),
+        )
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SETTING_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| refused(e.to_string()))?;
+    if text.len() as u64 > MAX_SETTING_FILE_BYTES {
+        return Err(refused(format!(
+            "larger than {MAX_SETTING_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(text)
 }
 
 /// `--target`'s help: each dialect's id form (`prefix:key/name` or `prefix:name`).
@@ -782,17 +832,26 @@ mod tests {
             for setting in dialect.notice_settings() {
                 flags += 1;
                 assert!(
-                    help.contains(&format!("--{} <CHOICE>", setting.cli_flag)),
+                    help.contains(&format!(
+                        "--{} <{}>",
+                        setting.cli_flag,
+                        // A text setting (a template) is given as a file.
+                        if setting.text().is_some() {
+                            "FILE"
+                        } else {
+                            "CHOICE"
+                        }
+                    )),
                     "{help}"
                 );
                 assert!(help.contains(setting.help), "{}: {help}", setting.help);
-                for choice in setting.choices {
+                for choice in setting.choices() {
                     assert!(help.contains(&format!("{}: {}", choice.value, choice.label)));
                 }
                 // Not given: the setting's default. Given: that choice, for that dialect.
                 let defaults = parse(&[]).notice_settings.settings;
                 assert_eq!(defaults.value(dialect.id(), setting), setting.default);
-                for choice in setting.choices {
+                for choice in setting.choices() {
                     let flag = format!("--{}", setting.cli_flag);
                     let chosen = parse(&[&flag, choice.value]).notice_settings.settings;
                     assert_eq!(chosen.value(dialect.id(), setting), choice.value);
@@ -854,7 +913,7 @@ mod tests {
             let err = Wrapper::try_parse_from(argv).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
             let text = err.to_string();
-            for choice in setting.choices {
+            for choice in setting.choices() {
                 assert!(text.contains(choice.value), "{text}");
             }
         }

@@ -22,6 +22,7 @@ mod error;
 mod event;
 mod fields;
 pub mod fogcloud;
+pub(crate) mod json_template;
 mod notice;
 mod payload;
 pub mod registry;
@@ -45,7 +46,7 @@ pub(crate) use self::payload::{parse_json, truncate_for_log};
 pub use self::registry::{dialect_of_topic, subscriptions};
 pub use self::service::{Served, Service};
 pub use self::services::Services;
-pub use self::settings::{Choice, NoticeSetting, SettingValues};
+pub use self::settings::{Choice, NoticeSetting, SettingKind, SettingValues, TextSetting};
 
 /// A message ready to publish (QoS 1); defined in the leaf `wire` so that `transport` needs no
 /// `protocol`.

@@ -200,7 +200,7 @@ pub use campaign::{Campaign, NoticeRoute};
 pub use policy::{AbortThreshold, CanarySize, LIMITS, Policy, PolicyLimits, RateLimit};
 pub use record::{
     CampaignSpec, CampaignState, Change, DeviceStatus, DialectSettings, FailureCode,
-    PersistedCampaign, ReplyWait, Target, TargetRecord, TaskRecord, Transition,
+    PersistedCampaign, ReplyWait, SettingRefused, Target, TargetRecord, TaskRecord, Transition,
 };
 pub use snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 

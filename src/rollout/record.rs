@@ -110,6 +110,17 @@ impl FromStr for DeviceStatus {
     }
 }
 
+/// Why a notice setting's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingRefused {
+    /// Not one of the setting's choices.
+    #[error(transparent)]
+    Unknown(#[from] UnknownName),
+    /// The dialect's check of a text setting, in its words.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Where the campaign as a whole stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -326,22 +337,47 @@ impl DialectSettings {
             .map_or(setting.default, |values| values.value_of(setting))
     }
 
-    /// Chooses `value` for `setting` of `dialect`; refuses a value the setting does not offer.
+    /// The text of text `setting` of `dialect` (its default when not given).
+    pub fn text(&self, dialect: DialectId, setting: &NoticeSetting) -> &str {
+        self.0
+            .get(dialect.as_str())
+            .map_or(setting.default, |values| values.text_of(setting))
+    }
+
+    /// Chooses `value` for `setting` of `dialect`; refuses a value the setting does not offer,
+    /// or a text its dialect's check refuses. An empty (or blank) text is the default.
     pub fn set(
         &mut self,
         dialect: DialectId,
         setting: &NoticeSetting,
         value: &str,
-    ) -> Result<(), UnknownName> {
-        let choice = setting.choice(value).ok_or_else(|| UnknownName {
-            what: setting.key,
-            value: value.chars().take(40).collect(),
-        })?;
+    ) -> Result<(), SettingRefused> {
+        let value = match setting.text() {
+            Some(_) if value.trim().is_empty() => {
+                if let Some(values) = self.0.get_mut(dialect.as_str()) {
+                    values.0.remove(setting.key);
+                }
+                return Ok(());
+            }
+            Some(text) => {
+                (text.validate)(value).map_err(SettingRefused::Invalid)?;
+                value
+            }
+            None => {
+                setting
+                    .choice(value)
+                    .ok_or_else(|| UnknownName {
+                        what: setting.key,
+                        value: value.chars().take(40).collect(),
+                    })?
+                    .value
+            }
+        };
         self.0
             .entry(dialect.as_str().to_owned())
             .or_default()
             .0
-            .insert(setting.key.to_owned(), choice.value.to_owned());
+            .insert(setting.key.to_owned(), value.to_owned());
         Ok(())
     }
 
@@ -488,6 +524,32 @@ mod tests {
                 .value_of(&aliyun::SIGN_METHOD),
             "md5"
         );
+    }
+
+    #[test]
+    fn a_text_setting_is_checked_stored_and_read_back_as_typed() {
+        use crate::protocol::aws;
+        let template = "{\n  \"fw\": \"{{url}}\", \"n\": {{size}}\n}";
+        let mut settings = DialectSettings::default();
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), "");
+        settings.set(aws::ID, &aws::DOCUMENT, template).unwrap();
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), template);
+        // Refused in the dialect's words; the accepted text stays.
+        let refused = settings
+            .set(aws::ID, &aws::DOCUMENT, "{\"v\": {{version}}}")
+            .unwrap_err();
+        assert!(matches!(&refused, SettingRefused::Invalid(e) if e.contains("line 1")));
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), template);
+        // Stored with the campaign and read back the same (a resumed campaign sends it).
+        let json = serde_json::to_value(&settings).unwrap();
+        assert_eq!(json["aws"]["document"], template);
+        let back: DialectSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, settings);
+        assert_eq!(back.for_dialect(aws::ID).text_of(&aws::DOCUMENT), template);
+        // Empty is the built-in document again.
+        settings.set(aws::ID, &aws::DOCUMENT, " ").unwrap();
+        assert_eq!(settings.text(aws::ID, &aws::DOCUMENT), "");
+        assert_eq!(settings.value(aws::ID, &aws::SUCCESS), "version");
     }
 
     #[test]

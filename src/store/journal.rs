@@ -165,11 +165,15 @@ mod tests {
     }
 
     fn campaign(id: i64) -> Campaign {
+        campaign_with(id, DialectSettings::default())
+    }
+
+    fn campaign_with(id: i64, settings: DialectSettings) -> Campaign {
         let spec = CampaignSpec {
             name: "c".into(),
             offer: offer(),
             module: Some("MCU".into()),
-            settings: DialectSettings::default(),
+            settings,
             policy: Policy::default(),
         };
         let targets = ["aliyun:pk/a", "aliyun:pk/b"]
@@ -182,6 +186,27 @@ mod tests {
             })
             .collect();
         Campaign::new(CampaignId(id), spec, targets, Timestamp::from_millis(1)).unwrap()
+    }
+
+    #[test]
+    fn a_campaigns_text_settings_are_stored_with_it() {
+        use crate::protocol::aws;
+        let mut store = store_with_package();
+        let template = "{\"image\": \"{{url}}\", \"bytes\": {{size}}}";
+        let mut settings = DialectSettings::default();
+        settings.set(aws::ID, &aws::DOCUMENT, template).unwrap();
+        let c = campaign_with(1, settings);
+        store.create_campaign(&c.persisted()).unwrap();
+        let loaded = store.load_campaign(CampaignId(1)).unwrap();
+        assert_eq!(loaded, c.persisted());
+        assert_eq!(
+            loaded
+                .spec
+                .settings
+                .for_dialect(aws::ID)
+                .text_of(&aws::DOCUMENT),
+            template
+        );
     }
 
     fn store_with_package() -> Store {

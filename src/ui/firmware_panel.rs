@@ -3,6 +3,8 @@
 //! and digests with copy buttons, and what the campaign will offer: version, module, dialect
 //! options, download location. Holds the form; the engine does the hashing.
 
+use std::collections::BTreeMap;
+
 use egui::{ProgressBar, RichText, Ui};
 
 use super::action::UiAction;
@@ -38,6 +40,9 @@ pub struct FirmwareForm {
     /// Campaign name for the history; empty = derived.
     pub name: String,
     pub settings: DialectSettings,
+    /// The text settings as typed, by CLI flag (unique over all dialects): `settings` holds
+    /// each one only once its dialect accepts it.
+    pub setting_texts: BTreeMap<&'static str, String>,
     /// Where devices download from: the embedded server or `external_url`.
     pub download: DownloadChoice,
     /// An existing download URL of this package, as typed (used with `DownloadChoice::External`).
@@ -76,6 +81,8 @@ impl FirmwareForm {
             Some("enter the target version")
         } else if self.download_url_error().is_some() {
             Some("enter a valid external download URL, or download from the embedded server")
+        } else if self.setting_text_error().is_some() {
+            Some(INVALID_SETTING)
         } else {
             None
         }
@@ -87,6 +94,21 @@ impl FirmwareForm {
             DownloadChoice::Embedded => None,
             DownloadChoice::External => Some(self.external_url.trim().to_owned()),
         }
+    }
+
+    /// The first text setting as typed that its dialect refuses, and why.
+    pub fn setting_text_error(&self) -> Option<(&'static NoticeSetting, String)> {
+        registry::all()
+            .into_iter()
+            .flat_map(|d| d.notice_settings())
+            .find_map(|setting| {
+                let typed = self.setting_texts.get(setting.cli_flag)?;
+                let check = setting.text()?.validate;
+                match typed.trim() {
+                    "" => None,
+                    text => check(text).err().map(|e| (setting, e)),
+                }
+            })
     }
 
     /// What is wrong with the external URL, when one is chosen.
@@ -208,7 +230,11 @@ fn offer_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
         );
         for dialect in registry::all() {
             for setting in dialect.notice_settings() {
-                setting_row_ui(ui, dialect.id(), setting, &mut form.settings);
+                if setting.text().is_some() {
+                    text_setting_row_ui(ui, dialect.id(), setting, form);
+                } else {
+                    setting_row_ui(ui, dialect.id(), setting, &mut form.settings);
+                }
             }
         }
         download_rows_ui(ui, snap, form);
@@ -319,7 +345,7 @@ fn setting_row_ui(
     egui::ComboBox::from_id_salt(setting.cli_flag)
         .selected_text(current_label)
         .show_ui(ui, |ui| {
-            for choice in setting.choices {
+            for choice in setting.choices() {
                 if ui
                     .selectable_label(current == choice.value, choice.label)
                     .clicked()
@@ -332,6 +358,42 @@ fn setting_row_ui(
         .response
         .labelled_by(label);
     ui.end_row();
+}
+
+/// Why Start waits while a text setting is refused (its reason is shown under the field).
+const INVALID_SETTING: &str = "correct the notice setting marked in red";
+
+/// One dialect's text setting (a template): a multi-line field, what its dialect refuses in
+/// it shown underneath, the value kept only once accepted.
+fn text_setting_row_ui(
+    ui: &mut Ui,
+    dialect: DialectId,
+    setting: &'static NoticeSetting,
+    form: &mut FirmwareForm,
+) {
+    let label = ui.label(setting.label).on_hover_text(setting.help).id;
+    let settings = &mut form.settings;
+    let typed = form
+        .setting_texts
+        .entry(setting.cli_flag)
+        .or_insert_with(|| settings.text(dialect, setting).to_owned());
+    let multiline = setting.text().is_some_and(|t| t.multiline);
+    let edit = if multiline {
+        egui::TextEdit::multiline(typed)
+            .code_editor()
+            .desired_rows(4)
+    } else {
+        egui::TextEdit::singleline(typed)
+    };
+    ui.add(edit.hint_text("empty: the built-in one"))
+        .labelled_by(label);
+    ui.end_row();
+    // Checked every frame, so the reason stays in view until the text is fixed.
+    if let Err(e) = settings.set(dialect, setting, typed) {
+        ui.label("");
+        ui.colored_label(super::theme::BAD, e.to_string());
+        ui.end_row();
+    }
 }
 
 /// Which dialects' notices carry the description.
@@ -426,5 +488,29 @@ mod tests {
             drop_hint(&[file(None), file(Some("/b"))]).as_deref(),
             Some("Drop to import the firmware file (the first of 2 files)")
         );
+    }
+
+    #[test]
+    fn a_refused_text_setting_holds_the_start_until_it_is_fixed() {
+        use crate::protocol::aws;
+        let lib = vec![stored("aa")];
+        let mut form = FirmwareForm {
+            version: "2.0".into(),
+            ..FirmwareForm::default()
+        };
+        form.sync_with(&lib);
+        let flag = aws::DOCUMENT.cli_flag;
+        form.setting_texts
+            .insert(flag, "{\"v\": {{version}}}".into());
+        let (setting, why) = form.setting_text_error().unwrap();
+        assert_eq!(setting.key, aws::DOCUMENT.key);
+        assert!(why.contains("line 1"), "{why}");
+        assert_eq!(form.missing(&lib), Some(INVALID_SETTING));
+        form.setting_texts
+            .insert(flag, "{\"v\": \"{{version}}\"}".into());
+        assert!(form.setting_text_error().is_none());
+        assert_eq!(form.missing(&lib), None);
+        form.setting_texts.insert(flag, String::new());
+        assert_eq!(form.missing(&lib), None);
     }
 }

@@ -15,8 +15,8 @@ use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
     ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending,
-    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, Samples, SettingValues,
-    SubDevices, Subject, TaskKeySpec,
+    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, Samples, SettingKind,
+    SettingValues, SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -67,7 +67,7 @@ pub const SIGN_METHOD: NoticeSetting = NoticeSetting {
     help: "Digest in Alibaba notices' sign field (md5 is always sent too): md5 or sha256",
     cli_flag: "sign-method",
     legacy_key: Some("sign_method"),
-    choices: &[
+    kind: SettingKind::Choice(&[
         Choice {
             value: "md5",
             label: "MD5",
@@ -78,7 +78,7 @@ pub const SIGN_METHOD: NoticeSetting = NoticeSetting {
             label: "SHA256",
             aliases: &["Sha256", "sha-256"],
         },
-    ],
+    ]),
     default: "md5",
 };
 

@@ -31,7 +31,7 @@
 //!
 //! The console's own conventions, for devices written for this bench (README, "AWS IoT Jobs"):
 //! the job document carries the firmware as `{"operation": "ota", "version", "url", "size",
-//! "sha256", "md5", "fileName"}`; in `statusDetails` a device may report `progress` (percent,
+//! "sha256", "md5", "fileName"}`, or in the campaign's own template (`document.rs`); in `statusDetails` a device may report `progress` (percent,
 //! "0".."100", a trailing `%` allowed; `percent` is read too), `step` (`download`/`install`),
 //! `version` (the firmware it now runs; with SUCCEEDED the policy's proof of success) and
 //! `reason` (why it failed or refused, shown in the report). Status mapping: IN_PROGRESS →
@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{FAILED, ID, REJECTED, REMOVED, TIMED_OUT, failure};
+use super::{FAILED, ID, REJECTED, REMOVED, TIMED_OUT, document, failure};
 use crate::device_id::DeviceId;
 use crate::protocol::fields::{self, Object};
 use crate::protocol::{
@@ -703,12 +703,16 @@ pub struct Execution {
 
 impl Execution {
     /// A new execution of `notice`'s job, queued at `now_ms`.
-    pub fn queued(notice: &UpgradeNotice, job_id: &str, now_ms: i64) -> Execution {
+    pub fn queued(
+        notice: &UpgradeNotice,
+        job_id: &str,
+        now_ms: i64,
+    ) -> Result<Execution, EncodeError> {
         let now = now_ms.div_euclid(1000);
-        Execution {
+        Ok(Execution {
             job_id: job_id.to_owned(),
             thing: notice.device.name().to_owned(),
-            document: job_document(notice),
+            document: document::render(notice, job_id)?,
             status: Status::Queued,
             status_details: Details::new(),
             queued_at: now,
@@ -716,7 +720,7 @@ impl Execution {
             last_updated_at: now,
             version: 1,
             execution_number: 1,
-        }
+        })
     }
 
     /// `JobExecution`.
@@ -763,20 +767,6 @@ impl Execution {
             "versionNumber": self.version,
         })
     }
-}
-
-/// The job document of a notice: the firmware, in the console's shape (see the module doc).
-pub fn job_document(notice: &UpgradeNotice) -> Value {
-    let offer = &notice.offer;
-    json!({
-        "operation": "ota",
-        "version": offer.version,
-        "url": offer.url,
-        "size": offer.size,
-        "sha256": offer.sha256,
-        "md5": offer.md5,
-        "fileName": offer.file_name,
-    })
 }
 
 /// The job id of a notice: its task key (a UUID).
@@ -951,7 +941,7 @@ pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
     match notice {
         Notice::Upgrade(n) => {
             let thing = thing_of(&n.device)?;
-            let execution = Execution::queued(n, job_id_of(n)?, n.address.timestamp_ms);
+            let execution = Execution::queued(n, job_id_of(n)?, n.address.timestamp_ms)?;
             Ok(notify_next(thing, Some(&execution), n.address.timestamp_ms))
         }
         Notice::FirmwareGetReply { request, pending } => {
@@ -962,7 +952,7 @@ pub fn encode(notice: &Notice) -> Result<Outbound, EncodeError> {
             let now_ms = pending.as_ref().map_or(0, |n| n.address.timestamp_ms);
             let execution = match pending {
                 Some(n) => {
-                    let mut e = Execution::queued(n, job_id_of(n)?, now_ms);
+                    let mut e = Execution::queued(n, job_id_of(n)?, now_ms)?;
                     if kind == PullKind::StartNext {
                         e.status = Status::InProgress;
                         e.started_at = Some(e.queued_at);

@@ -351,7 +351,7 @@ impl Jobs {
         }
         let trusted = notice.settings.value_of(&SUCCESS) == "status";
         thing.executions.push(Held {
-            execution: Execution::queued(notice, job_id, now_ms),
+            execution: Execution::queued(notice, job_id, now_ms)?,
             trusted_version: trusted.then(|| notice.offer.version.clone()),
             step_deadline_ms: None,
             deadline_ms: notice

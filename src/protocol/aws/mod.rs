@@ -1,12 +1,13 @@
 //! AWS IoT Jobs as a [`Dialect`], served by the console on any broker: its identity
 //! (`aws:{thingName}`), what it can do (a job execution per target whose job id is the task
 //! key, pulls through `start-next` / `get` / `$next/get`, progress in `statusDetails`), its
-//! notice setting (what proves success), its error table (the terminal statuses), and the one
+//! notice settings (what proves success, the job document template of `document.rs`), its error table (the terminal statuses), and the one
 //! stateful part, the Jobs service itself (`jobs.rs`, behind `Dialect::service`). The codec is
 //! `codec.rs` (the API's shapes, in its module doc); the simulated things, an independent
 //! reading of the same API, are `sim.rs`.
 
 mod codec;
+mod document;
 mod jobs;
 mod routes;
 mod samples;
@@ -16,6 +17,7 @@ pub use self::codec::{
     Details, ErrorCode as JobsErrorCode, Execution, SUBSCRIPTIONS, Status, decode, encode,
     owns_topic, valid_job_id, valid_thing_name,
 };
+pub use self::document::DOCUMENT;
 pub use self::jobs::Jobs;
 /// The dialect's simulator (its things are in `sim.rs`).
 pub use self::sim::FACTORY as SIMULATOR;
@@ -24,8 +26,8 @@ use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
     ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, NothingPending,
-    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, Samples, Service, SubDevices,
-    Subject, TaskKeySpec,
+    Notice, NoticeSetting, OfferField, Outbound, Presence, Pull, Samples, Service, SettingKind,
+    SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -83,7 +85,7 @@ pub const SUCCESS: NoticeSetting = NoticeSetting {
            the SUCCEEDED update (version), or SUCCEEDED alone (status)",
     cli_flag: "aws-success",
     legacy_key: None,
-    choices: &[
+    kind: SettingKind::Choice(&[
         Choice {
             value: "version",
             label: "SUCCEEDED with the new version",
@@ -94,11 +96,11 @@ pub const SUCCESS: NoticeSetting = NoticeSetting {
             label: "SUCCEEDED alone",
             aliases: &[],
         },
-    ],
+    ]),
     default: "version",
 };
 
-const SETTINGS: &[NoticeSetting] = &[SUCCESS];
+const SETTINGS: &[NoticeSetting] = &[SUCCESS, DOCUMENT];
 
 /// Codes of the failures a job execution ends in (the API names statuses, not numbers: these
 /// are the console's).

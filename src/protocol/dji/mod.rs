@@ -16,8 +16,8 @@ use crate::device_id::{DeviceId, DeviceIdError, DialectId, DialectIdent, IdShape
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, Choice, DecodeError, Dialect, EncodeError,
     ErrorCode, ErrorTable, Event, Failure, FailureValues, KeyScope, KeySource, Notice,
-    NoticeSetting, OfferField, Outbound, Presence, Pull, ReplySpec, Samples, SettingValues,
-    SubDevices, Subject, TaskKeySpec,
+    NoticeSetting, OfferField, Outbound, Presence, Pull, ReplySpec, Samples, SettingKind,
+    SettingValues, SubDevices, Subject, TaskKeySpec,
 };
 
 const IDENT: DialectIdent = DialectIdent {
@@ -75,7 +75,7 @@ pub const UPGRADE_TYPE: NoticeSetting = NoticeSetting {
     help: "DJI firmware_upgrade_type: normal (3) or consistency (2)",
     cli_flag: "dji-upgrade-type",
     legacy_key: Some("dji_upgrade_type"),
-    choices: &[
+    kind: SettingKind::Choice(&[
         Choice {
             value: "normal",
             label: "normal upgrade",
@@ -86,7 +86,7 @@ pub const UPGRADE_TYPE: NoticeSetting = NoticeSetting {
             label: "consistency upgrade",
             aliases: &[],
         },
-    ],
+    ]),
     default: "normal",
 };
 

@@ -10,9 +10,9 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::error::LoadError;
-use super::template::{Field, PayloadTemplate, TopicTemplate, Values, leak};
-use crate::device_id::{DeviceId, DialectId, DialectIdent, IdShape};
-use crate::protocol::{ErrorCode, ErrorTable, FailureValues, FirmwareOffer, KeySource, MsgId};
+use super::template::{Field, PayloadTemplate, TopicTemplate, leak};
+use crate::protocol::json_template::sample_values;
+use crate::protocol::{ErrorCode, ErrorTable, FailureValues, KeySource};
 
 // ---------------------------------------------------------------- the file, as written
 
@@ -820,112 +820,4 @@ fn payload(
         }
     }
     Ok(template)
-}
-
-struct SampleValues {
-    device: DeviceId,
-    offer: FirmwareOffer,
-    task: &'static str,
-    request_id: MsgId,
-}
-
-impl SampleValues {
-    fn as_values(&self) -> Values<'_> {
-        Values {
-            device: &self.device,
-            offer: Some(&self.offer),
-            task: self.task,
-            timestamp_ms: 1_700_000_000_000,
-            msg_id: 42,
-            request_id: Some(&self.request_id),
-        }
-    }
-}
-
-/// Two sets of values: awkward text (quotes, backslashes, a newline) with a module, a numeric
-/// request id; and empty text without a module, a text request id.
-fn sample_values(has_key: bool, task_key: KeySource) -> Vec<SampleValues> {
-    // Devices of a stand-in identity with the file's id shape: templates only read the parts,
-    // and the file's own identity is not made yet (its rank is decided at registration).
-    static KEYED: DialectIdent = DialectIdent {
-        rank: u16::MAX,
-        prefix: "sample",
-        label: "sample",
-        shape: IdShape::KeyAndName {
-            key: "key",
-            name: "name",
-        },
-    };
-    static NAMED: DialectIdent = DialectIdent {
-        rank: u16::MAX,
-        prefix: "sample",
-        label: "sample",
-        shape: IdShape::Name { name: "name" },
-    };
-    let id = DialectId::new(if has_key { &KEYED } else { &NAMED });
-    // Quotes are valid in a device id segment, so they test the escaping of {{name}} too.
-    let device = |key: &str, name: &str, module: Option<&str>| {
-        DeviceId::new(id, has_key.then_some(key), name)
-            .and_then(|d| d.with_module(module))
-            .ok()
-    };
-    let task = match task_key {
-        KeySource::None => "",
-        KeySource::Counter => "7",
-        KeySource::Uuid => "0f8fad5b-d9cb-469f-a165-70867728950e",
-    };
-    let awkward = FirmwareOffer {
-        version: "1.2.3-\"rc\"\\".into(),
-        url: "http://127.0.0.1/images/a \"b\".bin".into(),
-        size: 1_048_576,
-        md5: "0123456789abcdef0123456789abcdef".into(),
-        sha256: "f0".repeat(32),
-        checksum: "5a5b5c5d".into(),
-        file_name: "fw \"1\".bin".into(),
-        description: "line\nsay \"hi\" \\".into(),
-    };
-    let empty = FirmwareOffer {
-        version: String::new(),
-        url: String::new(),
-        size: 0,
-        md5: String::new(),
-        sha256: String::new(),
-        checksum: String::new(),
-        file_name: String::new(),
-        description: String::new(),
-    };
-    let mut out = Vec::new();
-    if let Some(d) = device("lab\"1", "unit\"1", Some("mcu\"1")) {
-        out.push(SampleValues {
-            device: d,
-            offer: awkward,
-            task,
-            request_id: MsgId::Num(42),
-        });
-    }
-    if let Some(d) = device("k", "n", None) {
-        out.push(SampleValues {
-            device: d,
-            offer: empty,
-            task,
-            request_id: MsgId::Str("req-\"1\"".into()),
-        });
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_sample_value_sets_exist_for_both_id_shapes() {
-        // An empty list would let every template through unchecked.
-        for has_key in [true, false] {
-            let sets = sample_values(has_key, KeySource::Uuid);
-            assert_eq!(sets.len(), 2, "has_key {has_key}");
-            assert_eq!(sets[0].device.product_key().is_some(), has_key);
-            assert_eq!(sets[0].device.module(), Some("mcu\"1"));
-        }
-    }
 }
