@@ -8,8 +8,10 @@ pub mod connection;
 pub mod devices;
 pub mod dialects;
 pub mod hash;
+pub mod help;
 pub mod rollout;
 pub mod sim;
 pub mod tls;
 #[cfg(feature = "gui")]
 pub mod window;
+pub mod words;

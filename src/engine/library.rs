@@ -178,7 +178,13 @@ impl Library {
             }),
         };
         if let Err(e) = &result {
-            alerts.push(AlertLevel::Error, e.to_string(), now_ms);
+            // A caller waiting for the reply reports the failure itself: logging it here too
+            // would say it twice on the CLI's terminal.
+            if job.reply.is_some() {
+                alerts.keep(AlertLevel::Error, e.to_string(), now_ms);
+            } else {
+                alerts.push(AlertLevel::Error, e.to_string(), now_ms);
+            }
         }
         if let Some(reply) = job.reply {
             let _ = reply.send(result);

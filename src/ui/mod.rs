@@ -59,6 +59,9 @@ pub struct UiOptions {
     /// Lets the connection dialog restart the engine on another broker (`None` = the dialog
     /// only shows the broker in use).
     pub connector: Option<Connector>,
+    /// The language chosen on the command line (`--lang`): it wins over the window's saved
+    /// choice. `None`: the saved choice, else the system locale (already in force).
+    pub lang: Option<crate::i18n::Lang>,
 }
 
 impl Default for UiOptions {
@@ -70,6 +73,7 @@ impl Default for UiOptions {
             settings: None,
             target_version: None,
             connector: None,
+            lang: None,
         }
     }
 }
@@ -104,6 +108,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
                 .settings
                 .clone()
                 .unwrap_or_else(|| Settings::load(cc.storage));
+            if let Some(lang) = options.lang.or(settings.language) {
+                crate::i18n::set(lang);
+            }
             let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
             if let Some(connector) = options.connector.clone() {
                 app.set_connector(connector);
