@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use ota_console::cli::args::{self, Cli, Command};
+use ota_console::cli::log;
 use ota_console::cli::rollout::Outcome;
 use ota_console::i18n;
 use tracing_subscriber::EnvFilter;
@@ -87,19 +88,25 @@ fn window(
     ota_console::cli::window::run(runtime, &cli.connection, cli.demo, lang)
 }
 
-fn init_logging(default_filter: &str) {
+fn init_logging(given_filter: &str) {
+    // A filter someone gave (RUST_LOG, --log) asks for the developer's format.
+    let given = std::env::var_os("RUST_LOG").is_some() || given_filter != log::DEFAULT_FILTER;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(default_filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .or_else(|_| EnvFilter::try_new(given_filter))
+        .unwrap_or_else(|_| EnvFilter::new(log::DEFAULT_FILTER))
         .add_directive(
             ota_console::transport::broker::QUIET_LOG_DIRECTIVE
                 .parse()
                 .unwrap_or_default(),
         );
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a terminal: logs piped to a file or journal stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if given {
+        builder.init();
+    } else {
+        builder.event_format(log::PeopleFormat).init();
+    }
 }

@@ -36,8 +36,9 @@ pub struct Cli {
     #[arg(long = "dialect-file", global = true, value_name = "FILE")]
     pub dialect_files: Vec<std::path::PathBuf>,
 
-    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
-    #[arg(long, global = true, value_name = "FILTER", default_value = "info")]
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it. Given either way,
+    /// the log is printed with timestamps and sources, for developers.
+    #[arg(long, global = true, value_name = "FILTER", default_value = super::log::DEFAULT_FILTER)]
     pub log: String,
 
     /// Language of the window and the messages: en or zh-CN (default: the system locale,

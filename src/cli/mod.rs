@@ -9,6 +9,7 @@ pub mod devices;
 pub mod dialects;
 pub mod hash;
 pub mod help;
+pub mod log;
 pub mod rollout;
 pub mod sim;
 pub mod tls;
