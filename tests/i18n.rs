@@ -76,23 +76,39 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `tr!("key"` in `src/`, with where it is.
+/// Every `tr!("key"` in `src/` (the key may be on the next line), with where it is. Comments
+/// are skipped (the macro's own documentation shows it).
 fn used_keys() -> BTreeMap<String, String> {
     let mut files = Vec::new();
     rs_files(&root().join("src"), &mut files);
     let mut keys = BTreeMap::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            for part in line.split("tr!(").skip(1) {
-                let part = part.trim_start();
-                let Some(rest) = part.strip_prefix('"') else {
-                    continue;
-                };
-                if let Some((key, _)) = rest.split_once('"') {
-                    let at = format!("{}:{}", file.display(), n + 1);
-                    keys.insert(key.to_owned(), at);
+        let text: String = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("//") {
+                    ""
+                } else {
+                    l
                 }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut from = 0;
+        while let Some(found) = text[from..].find("tr!(") {
+            let at = from + found;
+            from = at + 4;
+            // `include_str!(` ends in `tr!(` too: only the macro itself counts.
+            if text[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let Some(rest) = text[from..].trim_start().strip_prefix('"') else {
+                continue;
+            };
+            if let Some((key, _)) = rest.split_once('"') {
+                let line = text[..at].matches('\n').count() + 1;
+                keys.insert(key.to_owned(), format!("{}:{line}", file.display()));
             }
         }
     }
@@ -313,4 +329,149 @@ fn every_built_in_dialect_speaks_chinese() {
         .filter(|k| !keys.contains(*k))
         .collect();
     assert!(stale.is_empty(), "keys naming no dialect text: {stale:?}");
+}
+
+/// Files whose every user-visible sentence goes through `tr!` (the others still have English
+/// literals; README, "Languages", says which).
+const CONVERTED: &[&str] = &[
+    "src/cli/broker.rs",
+    "src/cli/broker_config.rs",
+    "src/cli/connection.rs",
+    "src/cli/devices.rs",
+    "src/cli/hash.rs",
+    "src/cli/rollout.rs",
+    "src/cli/sim.rs",
+    "src/cli/tls.rs",
+    "src/cli/words.rs",
+    "src/engine/error.rs",
+    "src/firmware/error.rs",
+    "src/transport/broker/error.rs",
+    "src/ui/connection_dialog.rs",
+    "src/ui/explain.rs",
+    "src/ui/format.rs",
+    "src/ui/history.rs",
+    "src/ui/inspector.rs",
+    "src/ui/jobs.rs",
+    "src/ui/profiles.rs",
+    "src/ui/vault.rs",
+    "src/ui/widgets.rs",
+];
+
+/// Calls whose text argument is shown to people.
+const SHOWN: &[&str] = &[
+    "label(",
+    "button(",
+    "small_button(",
+    "heading(",
+    "on_hover_text(",
+    "hint_text(",
+    "weak(",
+    "strong(",
+    "checkbox(",
+    "selectable_label(",
+    "selectable_value(",
+    "colored_label(",
+    "RichText::new(",
+    "Window::new(",
+    "CollapsingHeader::new(",
+    "set_title(",
+    "add_filter(",
+    "eprintln!(",
+    "println!(",
+    "bail!(",
+    "anyhow!(",
+    "context(",
+    "ensure!(",
+    "#[error(",
+    "Err(",
+];
+
+/// A literal with a word in it (not only placeholders, digits and punctuation).
+fn has_words(literal: &str) -> bool {
+    let mut rest = literal.to_owned();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        rest.replace_range(open..open + close + 1, "");
+    }
+    // A flag (`--broker`) is a name, not a word to translate.
+    rest.split_whitespace()
+        .filter(|w| !w.starts_with("--"))
+        .flat_map(|w| w.split(|c: char| !c.is_ascii_alphabetic()))
+        .any(|w| w.len() >= 2)
+}
+
+/// `text` without the keys of its `tr!("key"` calls (they are not shown).
+fn without_keys(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("tr!(\"") {
+        out.push_str(&rest[..at + 4]);
+        let after = &rest[at + 5..];
+        rest = after.split_once('"').map_or("", |(_, r)| r);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The string literals among a call's arguments on this line (`after` starts after its `(`).
+fn arguments_literals(after: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut chars = after.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' if depth == 0 => break,
+            ')' | ']' => depth -= 1,
+            '"' => {
+                let mut literal = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        other => literal.push(other),
+                    }
+                }
+                out.push(literal);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn converted_files_show_no_english_literal() {
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for file in CONVERTED {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            checked += 1;
+            for call in SHOWN {
+                for after in line.split(call).skip(1) {
+                    if arguments_literals(&without_keys(after))
+                        .iter()
+                        .any(|l| has_words(l))
+                    {
+                        found.push(format!("{file}:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} lines read");
+    assert!(
+        found.is_empty(),
+        "English shown without tr!:\n{}",
+        found.join("\n")
+    );
 }

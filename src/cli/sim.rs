@@ -237,6 +237,10 @@ fn secs(option: &str, value: f64) -> anyhow::Result<Duration> {
         .map_err(|_| anyhow::anyhow!(tr!("cli.sim.bad_seconds", option = option, value = value)))
 }
 
+/// The events of `--json` lines (data for scripts, never translated).
+const EVENT_SUMMARY: &str = "summary";
+const EVENT_STOPPED: &str = "stopped";
+
 /// Runs the fleet until Ctrl-C.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.to_config()?;
@@ -270,12 +274,12 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
                 r.context(tr!("cli.waiting_for_ctrl_c"))?;
                 break;
             }
-            _ = every.tick() => println!("{}", line(args.json, "summary", &fleet.stats().totals())),
+            _ = every.tick() => println!("{}", line(args.json, EVENT_SUMMARY, &fleet.stats().totals())),
         }
     }
     let last = fleet.stats().totals();
     fleet.shutdown().await;
-    println!("{}", line(args.json, "stopped", &last));
+    println!("{}", line(args.json, EVENT_STOPPED, &last));
     Ok(())
 }
 
@@ -283,7 +287,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
 fn line(json: bool, event: &str, totals: &SimTotals) -> String {
     if json {
         serde_json::json!({ "event": event, "totals": totals }).to_string()
-    } else if event == "stopped" {
+    } else if event == EVENT_STOPPED {
         tr!("cli.sim.stopped", summary = summary(totals))
     } else {
         summary(totals)

@@ -191,7 +191,7 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
             ui.colored_label(theme::idle_color(r.online && r.heard_since_start), text);
         }
         Some(r) => {
-            let mut text = status_label(r.status).to_owned();
+            let mut text = status_label(r.status);
             if r.attempts > 1 {
                 text.push_str(&format!(" (attempt {})", r.attempts));
             }

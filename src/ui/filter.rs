@@ -61,7 +61,7 @@ impl StatusFilter {
             StatusFilter::Offline => "offline".into(),
             StatusFilter::InFlight => "in flight".into(),
             StatusFilter::Failures => "failures".into(),
-            StatusFilter::Is(s) => status_label(s).into(),
+            StatusFilter::Is(s) => status_label(s),
         }
     }
 
@@ -79,11 +79,8 @@ impl StatusFilter {
 }
 
 /// The word the UI shows for a status ("timed out", not "timed_out").
-pub fn status_label(status: DeviceStatus) -> &'static str {
-    match status {
-        DeviceStatus::TimedOut => "timed out",
-        other => other.as_str(),
-    }
+pub fn status_label(status: DeviceStatus) -> String {
+    crate::terms::states::device_status(status)
 }
 
 impl DeviceFilter {

@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use egui::{Align2, FontId, Rect, RichText, Sense, Stroke, StrokeKind, Ui, Vec2};
 
 use super::filter::{VisibleRow, status_label};
-use super::format::NOT_HEARD;
 use super::theme;
 use crate::device_id::DeviceId;
 use crate::engine::DeviceRow;
@@ -18,7 +17,7 @@ const GAP: f32 = 6.0;
 /// The caption of a tile: status word and, while it means something, the percent.
 pub fn tile_caption(row: &DeviceRow) -> String {
     match &row.rollout {
-        None if !row.record.heard_since_start => NOT_HEARD.into(),
+        None if !row.record.heard_since_start => super::format::not_heard(),
         None if row.record.online => "idle".into(),
         None => "offline".into(),
         Some(r) if r.status.in_flight() || r.status == crate::rollout::DeviceStatus::Succeeded => {
@@ -28,7 +27,7 @@ pub fn tile_caption(row: &DeviceRow) -> String {
                 r.percent.max(succeeded_pct(r.status))
             )
         }
-        Some(r) => status_label(r.status).into(),
+        Some(r) => status_label(r.status),
     }
 }
 
