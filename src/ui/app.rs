@@ -44,6 +44,8 @@ pub struct OtaApp {
     jobs: Jobs,
     now_ms: i64,
     applied_theme: Option<ThemeChoice>,
+    /// The language choice applied (`None` before the first frame).
+    applied_language: Option<Option<crate::i18n::Lang>>,
     /// Repaints the window; given to every engine the app is attached to.
     wake: Waker,
     /// Restarts the engine on another broker; `None` = the dialog cannot switch.
@@ -77,6 +79,7 @@ impl OtaApp {
             jobs: Jobs::new(wake.clone()),
             now_ms: 0,
             applied_theme: None,
+            applied_language: None,
             wake,
             connector: None,
             vault: Vault::new(),
@@ -123,6 +126,13 @@ impl OtaApp {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.snapshot = self.handle.snapshot();
+        // The language at start was set before the window opened (`--lang`, else this saved
+        // choice, else the system's); a choice changed in the window applies from this frame.
+        let language = self.view.settings.language;
+        if self.applied_language.is_some_and(|applied| applied != language) {
+            crate::i18n::set(super::language::resolve(language));
+        }
+        self.applied_language = Some(language);
         if self.applied_theme != Some(self.view.settings.theme) {
             theme::apply(ctx, self.view.settings.theme);
             self.applied_theme = Some(self.view.settings.theme);

@@ -87,6 +87,7 @@ pub fn connection_bar_ui(
     snap: &Snapshot,
     demo: bool,
     theme_choice: &mut ThemeChoice,
+    language: &mut Option<crate::i18n::Lang>,
     dialog_open: &mut bool,
     notices: &[Banner],
     actions: &mut Vec<UiAction>,
@@ -143,6 +144,7 @@ pub fn connection_bar_ui(
             });
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            super::language::language_ui(ui, language);
             egui::ComboBox::from_label("Theme")
                 .selected_text(match theme_choice {
                     ThemeChoice::Dark => "Dark",

@@ -110,6 +110,7 @@ impl ConsoleView {
                 snap,
                 self.demo,
                 &mut self.settings.theme,
+                &mut self.settings.language,
                 &mut self.connection.open,
                 notices,
                 &mut actions,

@@ -10,7 +10,7 @@
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
 //! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
 //!   [`vault`] (passwords: OS keyring or memory), [`connector`] (engine switch off-thread).
-//! - [`fonts`] (CJK), [`theme`] (colours), [`settings`] (persisted), [`jobs`] (background
+//! - [`fonts`] (CJK), [`theme`] (colours), [`language`] (the language switch), [`settings`] (persisted), [`jobs`] (background
 //!   dialogs and file writes), [`action`] (what panels ask for).
 
 pub mod action;
@@ -28,6 +28,7 @@ pub mod format;
 pub mod history;
 pub mod inspector;
 pub mod jobs;
+pub mod language;
 pub mod profiles;
 pub mod rollout_panel;
 pub mod settings;
