@@ -16,6 +16,7 @@ use super::command::Reply;
 use super::error::CommandError;
 use super::snapshot::{AlertLevel, ImportProgress};
 use crate::firmware::{CancelToken, FirmwareError, FirmwareStore, StoredPackage};
+use crate::i18n::tr;
 use crate::rollout::Timestamp;
 use crate::store::{PackageRecord, Store, StoreError};
 
@@ -157,9 +158,11 @@ impl Library {
                     self.list.insert(0, stored.clone());
                     alerts.push(
                         AlertLevel::Info,
-                        format!(
-                            "imported {} ({} bytes, sha256 {})",
-                            stored.package.file_name, stored.package.size, stored.package.sha256
+                        tr!(
+                            "engine.alert.imported",
+                            file = stored.package.file_name,
+                            size = stored.package.size,
+                            sha256 = stored.package.sha256
                         ),
                         now_ms,
                     );

@@ -129,7 +129,10 @@ impl OtaApp {
         // The language at start was set before the window opened (`--lang`, else this saved
         // choice, else the system's); a choice changed in the window applies from this frame.
         let language = self.view.settings.language;
-        if self.applied_language.is_some_and(|applied| applied != language) {
+        if self
+            .applied_language
+            .is_some_and(|applied| applied != language)
+        {
             crate::i18n::set(super::language::resolve(language));
         }
         self.applied_language = Some(language);
