@@ -832,3 +832,32 @@ fn devices_of_a_dialect_file_upgrade_from_the_window() {
         d.abort();
     }
 }
+
+/// Issue #15: the language switch turns the window Chinese at once, and the choice is saved
+/// with the settings. (The test's thread speaks its own language, so the switch changes this
+/// window only, not the other tests running beside it.)
+#[test]
+fn the_language_switch_turns_the_window_chinese_and_is_saved() {
+    let _lang = ota_console::i18n::ThreadLang::new(ota_console::i18n::Lang::En);
+    let rig = start_rig(None, None);
+    let mut h = harness(&rig, Settings::default());
+    assert!(has_label(&h, "All devices"));
+    assert!(!has_label(&h, "所有设备"));
+    h.get_by_label("Language").click();
+    h.run_steps(2);
+    h.get_by_label("简体中文").click();
+    h.run_steps(3);
+    assert!(has_label(&h, "所有设备"), "the inspector speaks Chinese");
+    assert!(!has_label(&h, "All devices"));
+    assert_eq!(
+        app(&h).settings().language,
+        Some(ota_console::i18n::Lang::ZhCn)
+    );
+    // And back.
+    h.get_by_label("语言").click();
+    h.run_steps(2);
+    h.get_by_label("English").click();
+    h.run_steps(3);
+    assert!(has_label(&h, "All devices"));
+    h.check_accessibility();
+}

@@ -124,15 +124,19 @@ pub fn locale() -> &'static str {
     lang().code()
 }
 
-/// Switches the process to `lang` (and this thread, when it has an override: a test's window
-/// switching language switches the test's thread).
+/// Switches the process to `lang`; on a thread that speaks its own language ([`ThreadLang`]:
+/// a test's window), that thread only, so tests of both languages run side by side.
 pub fn set(lang: Lang) {
-    GLOBAL.store(encode(lang), Ordering::Relaxed);
-    THREAD.with(|t| {
-        if t.get().is_some() {
+    let own = THREAD.with(|t| {
+        let own = t.get().is_some();
+        if own {
             t.set(Some(lang));
         }
+        own
     });
+    if !own {
+        GLOBAL.store(encode(lang), Ordering::Relaxed);
+    }
 }
 
 /// While alive, this thread speaks `lang` whatever the process does: tests of both languages

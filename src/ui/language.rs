@@ -14,7 +14,8 @@ pub fn language_ui(ui: &mut Ui, choice: &mut Option<Lang>) {
             lang = i18n::from_system().native_name()
         ),
     };
-    egui::ComboBox::from_id_salt("language")
+    // An id of its own: the label changes with the language.
+    egui::ComboBox::new("language", tr!("ui.language.label"))
         .selected_text(name(*choice))
         .show_ui(ui, |ui| {
             ui.selectable_value(choice, None, name(None));
@@ -22,7 +23,6 @@ pub fn language_ui(ui: &mut Ui, choice: &mut Option<Lang>) {
                 ui.selectable_value(choice, Some(lang), lang.native_name());
             }
         });
-    ui.label(tr!("ui.language.label"));
 }
 
 /// The language a saved choice stands for.
