@@ -13,11 +13,13 @@
 //! - [`i18n`]: the console's words in English and Simplified Chinese (`locales/`, `tr!`).
 //! - [`report`]: campaign reports (JSON and CSV), shared by the CLI and the window.
 //! - [`private_fs`]: folders 0700 and files 0600 for what holds inventory and broker settings.
-//! - [`protocol`]: pure codecs for the three dialects (Alibaba, FogCloud, DJI), and dialects
+//! - [`protocol`]: pure codecs for the four built-in dialects (Alibaba, FogCloud, DJI, AWS IoT
+//!   Jobs, whose service side is `protocol::Service`), and dialects
 //!   described in a file and registered at run time (`protocol::user`).
 //! - [`rollout`]: the pure, deterministic campaign state machine: `(input, now) -> actions`.
 //! - [`store`]: SQLite persistence: packages, campaigns, the transition journal, the inventory.
-//! - [`sim`]: simulated device fleets (Alibaba, FogCloud with gateways, DJI docks) for tests and demos.
+//! - [`sim`]: simulated device fleets (Alibaba, FogCloud with gateways, DJI docks, AWS things) for
+//!   tests and demos.
 //! - [`terms`]: dialect labels, settings and error meanings, states, in the operator's language.
 //! - [`time`]: `Timestamp`, milliseconds since the epoch (a leaf; `rollout` re-exports it).
 //! - [`transport`]: the I/O edge: embedded MQTT broker, MQTT client link, firmware HTTP server.

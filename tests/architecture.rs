@@ -1270,7 +1270,7 @@ fn may_name_dialects(rel: &str) -> bool {
 
 /// `Dialect::`, a dialect folder's module path (`aliyun::`, `dji::`, … — every folder of
 /// `src/protocol/` but the loader of dialect files), and the types `Dji*`, `FogCloud*`,
-/// `Aliyun*`.
+/// `Aliyun*`, `Aws*`.
 fn names_a_dialect(toks: &[Tok], i: usize) -> bool {
     let t = &toks[i];
     let typed = |prefix: &str| {
@@ -1284,7 +1284,8 @@ fn names_a_dialect(toks: &[Tok], i: usize) -> bool {
         && ((path && (t.text == "Dialect" || dialect_folders().contains(&t.text)))
             || typed("Dji")
             || typed("FogCloud")
-            || typed("Aliyun"))
+            || typed("Aliyun")
+            || typed("Aws"))
 }
 
 #[test]
@@ -1450,15 +1451,23 @@ fn error_text_detector_flags_only_error_text() {
 
 #[test]
 fn dialect_names_are_recognised() {
-    let toks =
-        tokenize("DjiEvent FogCloudSub AliyunX Dialect::Dji dji::ID Djibouti DialectId::x Dji");
+    let toks = tokenize(
+        "DjiEvent FogCloudSub AliyunX AwsJobs Dialect::Dji dji::ID Djibouti DialectId::x Dji Awsome",
+    );
     let hits: Vec<&str> = (0..toks.len())
         .filter(|&i| names_a_dialect(&toks, i))
         .map(|i| toks[i].text.as_str())
         .collect();
     assert_eq!(
         hits,
-        ["DjiEvent", "FogCloudSub", "AliyunX", "Dialect", "dji"]
+        [
+            "DjiEvent",
+            "FogCloudSub",
+            "AliyunX",
+            "AwsJobs",
+            "Dialect",
+            "dji"
+        ]
     );
     assert!(
         may_name_dialects("src/protocol/dji/codec.rs")

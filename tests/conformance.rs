@@ -4,9 +4,8 @@
 //! document), its topic routes, its error table, its notice settings and its capabilities — and
 //! never names a dialect (its end-to-end part runs each dialect's own simulated fleet, from
 //! `Dialect::sim`). Two dialect files are registered first (the README's example and the
-//! tests' own, `tests/dialects/widget.toml`), so every check runs on run-time dialects too; only
-//! the end-to-end test skips them, saying so, until the simulator can run devices described in a
-//! file.
+//! tests' own, `tests/dialects/widget.toml`), so every check runs on run-time dialects too, the
+//! end-to-end test with the simulated devices the simulator builds from each file.
 //!
 //! Dialect-specific quirks of the documents stay in tests/codecs.rs.
 
@@ -121,6 +120,7 @@ fn notice(
             gateway: gateway.cloned(),
             task,
             exchange_id,
+            device_timeout_ms: Some(20_000),
         },
         settings,
     }
@@ -832,18 +832,6 @@ async fn rollout_of(
 async fn every_dialect_upgrades_end_to_end_and_explains_its_failures() {
     use ota_console::rollout::DeviceStatus;
     for d in dialects() {
-        if d.id().rank() >= registry::FIRST_USER_RANK
-            && sim_fleet_of(d, Default::default()).is_none()
-        {
-            // Today's simulator has no devices for a dialect file: they come with the
-            // simulator seam (`Dialect::sim()`, branch wt/sim). A built-in without simulated
-            // devices still fails below.
-            eprintln!(
-                "SKIPPED end to end for {}: a dialect from a file has no simulated devices yet",
-                d.id()
-            );
-            continue;
-        }
         let (view, stats) = rollout_of(d, false).await;
         assert!(view.snapshot.devices.len() >= 2, "{}", d.id());
         for device in &view.snapshot.devices {

@@ -43,6 +43,9 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
+        // The tests' dialect file is registered for every test of this binary alike, so the
+        // tests that go over every registered simulator always see it.
+        ota_console::testing::widget::register_widget();
         let broker =
             EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap())).unwrap();
         let addr = broker.local_addr();
@@ -1659,5 +1662,142 @@ async fn strict_devices_report_before_they_subscribe_and_drop_broken_notices() {
     env.obs
         .wait(&ali_topic("inform", ali), has_version("2.0.0"))
         .await;
+    fleet.shutdown().await;
+}
+
+// ---------------------------------------------------------------- a dialect file
+
+fn widget_topic(name: &str, kind: &str) -> String {
+    format!("bench/widgets/{name}/{kind}")
+}
+
+fn widget_notice(env: &Env, job: &str, crc: &str) -> Value {
+    json!({ "type": "flash", "job": job, "artifact": {
+        "href": env.url(), "length": env.firmware.len(), "crc": crc, "semver": "2.0.0" } })
+}
+
+/// The devices of the tests' dialect file (tests/dialects/widget.toml), simulated from the file
+/// alone, speak it on the wire: hello with the version, a pull request, a flash taken from the
+/// inbox with progress echoing the job id, hello with the new version; "no-flash" counted as
+/// nothing pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialect_file_devices_speak_the_file_on_the_wire() {
+    let env = Env::start().await;
+    let mut cfg = SimConfig {
+        units: sim_units(&[("widget", 2)]),
+        ..env.config("wf")
+    };
+    cfg.behaviour.pull = true;
+    let fleet = SimFleet::start(cfg).await.unwrap();
+    let (one, two) = ("wf-widget-0001", "wf-widget-0002");
+    for name in [one, two] {
+        let hello = env
+            .obs
+            .wait(&widget_topic(name, "events"), |m| m["type"] == "hello")
+            .await;
+        assert_eq!(
+            hello,
+            json!({ "type": "hello", "build": { "semver": "1.0.0" } })
+        );
+        let ask = env
+            .obs
+            .wait(&widget_topic(name, "events"), |m| {
+                m["type"] == "anything-for-me"
+            })
+            .await;
+        assert_eq!(keys(&ask), ["seq", "type"]);
+        assert!(ask["seq"].is_u64(), "{ask}");
+    }
+    assert_eq!(
+        fleet
+            .stats()
+            .get(&format!("widget:{one}").parse().unwrap())
+            .unwrap()
+            .id
+            .to_string(),
+        format!("widget:{one}")
+    );
+
+    let job = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    env.publish(
+        &widget_topic(one, "inbox"),
+        widget_notice(&env, job, &env.checksum),
+    )
+    .await;
+    env.publish(
+        &widget_topic(two, "inbox"),
+        json!({ "type": "no-flash", "seq": 1 }),
+    )
+    .await;
+    let new = env
+        .obs
+        .wait(&widget_topic(one, "events"), |m| {
+            m["type"] == "hello" && m["build"]["semver"] == "2.0.0"
+        })
+        .await;
+    assert_eq!(keys(&new), ["build", "type"]);
+    let states = env
+        .obs
+        .matching(&widget_topic(one, "events"), &|m: &Value| {
+            m["type"] == "flash-state"
+        });
+    assert!(!states.is_empty());
+    for st in &states {
+        assert_eq!(keys(st), ["flash", "type"], "{st}");
+        assert_eq!(st["flash"]["job"], job, "{st}");
+        assert!(
+            st["flash"]["done"].as_u64().is_some_and(|p| p <= 100),
+            "{st}"
+        );
+    }
+    assert_eq!(states.last().unwrap()["flash"]["done"], 100);
+    wait_stats(&fleet, "nothing pending counted", |s| {
+        s.devices[1].nothing_pending == 1
+    })
+    .await;
+    assert_eq!(fleet.stats().devices[1].notices_ignored, 0);
+    assert_eq!(fleet.stats().devices[0].version, "2.0.0");
+    fleet.shutdown().await;
+}
+
+/// A corrupted image: the widget device's own checksum check refuses it, and it reports the
+/// value the file marks `sim = "verify"` with its reason at the text pointer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialect_file_devices_report_a_corrupted_image_as_the_file_marks_it() {
+    let env = Env::start().await;
+    let job = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let mut cfg = SimConfig {
+        units: sim_units(&[("widget", 1)]),
+        ..env.config("wv")
+    };
+    cfg.behaviour.faults.verify = 1.0;
+    let fleet = SimFleet::start(cfg).await.unwrap();
+    let name = "wv-widget-0001";
+    env.obs
+        .wait(&widget_topic(name, "events"), |m| m["type"] == "hello")
+        .await;
+    env.publish(
+        &widget_topic(name, "inbox"),
+        widget_notice(&env, job, &env.checksum),
+    )
+    .await;
+    let failed = env
+        .obs
+        .wait(&widget_topic(name, "events"), |m| {
+            m["flash"]["result"].is_string()
+        })
+        .await;
+    assert_eq!(failed["type"], "flash-state");
+    assert_eq!(failed["flash"]["result"], "E_CRC");
+    assert_eq!(failed["flash"]["job"], job);
+    let why = failed["flash"]["why"].as_str().unwrap();
+    assert!(why.starts_with("checksum of the file is "), "{why}");
+    let device = &fleet.stats().devices[0];
+    assert_eq!(device.upgrades_failed, 1);
+    assert_eq!(
+        device.state,
+        DeviceState::Failed { code: 12 },
+        "E_CRC's code"
+    );
     fleet.shutdown().await;
 }

@@ -5,6 +5,10 @@
 //! "succeeded" at 100 %, pause / resume / cancel, see device text in Chinese drawn with real
 //! glyphs (the harness panics on a missing glyph), see a broker that refuses connections
 //! reported in the connection bar, and an import the store refuses shown in the engine's words.
+//! The window opens when the engine cannot start (port taken, data directory unusable) and its
+//! ways out work; a tile click inspects, its corner box selects; at 1280×720 and 1920×1080 a
+//! running rollout's counts, ETA, pause and cancel are in view without scrolling; an alert
+//! arriving does not move the "Tiles" button.
 
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
@@ -152,8 +156,18 @@ fn fast_policy() -> Policy {
 }
 
 fn harness(rig: &Rig, settings: Settings) -> AppHarness {
+    harness_sized(rig, settings, egui::vec2(1600.0, 1000.0))
+}
+
+fn harness_sized(rig: &Rig, settings: Settings, size: egui::Vec2) -> AppHarness {
+    let handle = rig.handle.clone();
+    app_harness(handle, settings, size)
+}
+
+/// The window on `handle` (an engine, or a handle to none), `size` points large.
+fn app_harness(handle: EngineHandle, settings: Settings, size: egui::Vec2) -> AppHarness {
     let mut harness = Harness::builder()
-        .with_size(egui::vec2(1600.0, 1000.0))
+        .with_size(size)
         .with_context_setup(|ctx| CjkFonts::load().install(ctx))
         .build_ui_state(
             |ui, app: &mut Option<OtaApp>| {
@@ -165,7 +179,7 @@ fn harness(rig: &Rig, settings: Settings) -> AppHarness {
             None,
         );
     let ctx = harness.ctx.clone();
-    *harness.state_mut() = Some(OtaApp::new(rig.handle.clone(), &ctx, settings, false));
+    *harness.state_mut() = Some(OtaApp::new(handle, &ctx, settings, false));
     harness.step();
     harness
 }
@@ -783,23 +797,17 @@ fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
 }
 
 /// A dialect from a file (tests/dialects/widget.toml, registered before the engine starts, as
-/// `main` does) is listed in the Connection dialog with its file, and its devices upgrade from
-/// the window like any other.
+/// `main` does) is listed in the Connection dialog with its file, and the devices the simulator
+/// builds from the same file show in the window and upgrade from it like any other.
 #[test]
-fn devices_of_a_dialect_file_upgrade_from_the_window() {
-    use ota_console::testing::widget::{register_widget, widget_device};
+fn simulated_devices_of_a_dialect_file_upgrade_from_the_window() {
+    use ota_console::testing::widget::register_widget;
     register_widget();
-    let mut rig = start_rig(None, None);
-    let broker: std::net::SocketAddr = rig
-        .handle
-        .broker_url()
-        .trim_start_matches("mqtt://")
-        .parse()
-        .unwrap();
-    let devices = [
-        rig.rt.spawn(widget_device(broker, "W-0101", false)),
-        rig.rt.spawn(widget_device(broker, "W-0102", false)),
-    ];
+    let fleet = SimConfig {
+        units: sim_units(&[("widget", 2)]),
+        ..sim(23)
+    };
+    let mut rig = start_rig(None, Some(fleet));
     let settings = Settings {
         policy: fast_policy(),
         ..Settings::default()
@@ -821,6 +829,12 @@ fn devices_of_a_dialect_file_upgrade_from_the_window() {
 
     let n = 2;
     discover(&mut h, &mut rig, n);
+    for name in ["sim-widget-0001", "sim-widget-0002"] {
+        assert!(
+            h.query_all_by_label_contains(name).next().is_some(),
+            "{name} is in the table"
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let (fw, bytes) = firmware(dir.path());
     import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
@@ -828,9 +842,365 @@ fn devices_of_a_dialect_file_upgrade_from_the_window() {
     wait_for(&mut h, &mut rig, "both widgets to succeed", |h| {
         has_label(h, &finished)
     });
-    for d in devices {
-        d.abort();
+}
+
+/// Steps the window until `done` holds, bounded by [`WAIT`], for windows whose engine changes
+/// under them (no rig watch to wake on): a short bounded pause between frames.
+fn wait_app(h: &mut AppHarness, what: &str, done: impl Fn(&AppHarness) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let labels: Vec<String> = h
+                .root()
+                .children_recursive()
+                .filter_map(|n| n.accesskit_node().label())
+                .collect();
+            panic!("timed out waiting for {what}; labels {labels:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether the widget labelled `label` lies wholly inside the window (`size`): seen without
+/// scrolling.
+fn fully_in_view(h: &AppHarness, label: &str, size: egui::Vec2) -> bool {
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, size);
+    h.query_all_by_label(label)
+        .any(|n| screen.contains_rect(n.rect()) && n.rect().area() > 0.0)
+}
+
+/// The embedded broker's port is taken by another broker (as a Mosquitto service takes 1883):
+/// the window opens anyway, says why, and offers the ways out; "use the broker already on
+/// that port" connects the console to it as a client.
+#[test]
+fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there() {
+    ota_console::ui::vault::use_mock_keyring();
+    let rt = runtime();
+    let other = EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))
+        .expect("broker starts");
+    let port = other.local_addr().port();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(data.path()).with_open_broker();
+    config.broker = BrokerChoice::Embedded {
+        listen: other.local_addr(),
+        access: EmbeddedAccess::Open,
+        tls: None,
+    };
+    let started = rt.block_on(engine::start(config.clone()));
+    assert!(started.is_err(), "the port is taken");
+    let first = Connector::first(rt.handle().clone(), config, started);
+    let mut h = app_harness(first.handle, Settings::default(), egui::vec2(1280.0, 720.0));
+    {
+        let app = h.state_mut().as_mut().unwrap();
+        app.set_connector(first.connector);
+        app.set_start_failure(first.failure.expect("a start failure"));
+    }
+    h.run_steps(2);
+    assert!(has_label(&h, "The console could not start"));
+    assert!(
+        h.query_all_by_label_contains("already in use")
+            .next()
+            .is_some()
+    );
+    let use_it = format!("Use the broker already on port {port}");
+    for way_out in [
+        use_it.as_str(),
+        "Start on these ports",
+        "Choose a broker profile…",
+        "Retry",
+    ] {
+        assert!(has_label(&h, way_out), "{way_out}");
+    }
+    // The next port up is offered.
+    assert_eq!(
+        app(&h).view().start_failure.as_ref().unwrap().broker_port,
+        (port + 1).to_string()
+    );
+    // The profiles are one click away.
+    h.get_by_label("Choose a broker profile…").click();
+    h.run_steps(4);
+    assert!(has_label(&h, "New profile"));
+    h.state_mut().as_mut().unwrap().view_mut().connection.open = false;
+    h.run_steps(2);
+
+    h.get_by_label(&use_it).click();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    wait_app(&mut h, "the console on the broker already there", |h| {
+        app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
+            && app(h).snapshot().broker == url
+    });
+    h.run_steps(2);
+    assert!(app(&h).view().start_failure.is_none());
+    assert!(!has_label(&h, "The console could not start"));
+    assert!(has_label(&h, "Connected"));
+    h.check_accessibility();
+    drop(rt);
+}
+
+/// Another way out of a taken port: start on other ports (0 = any free one).
+#[test]
+fn a_start_failure_can_be_left_by_starting_on_other_ports() {
+    ota_console::ui::vault::use_mock_keyring();
+    let rt = runtime();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(data.path()).with_open_broker();
+    config.broker = BrokerChoice::Embedded {
+        listen: taken.local_addr().unwrap(),
+        access: EmbeddedAccess::Open,
+        tls: None,
+    };
+    let started = rt.block_on(engine::start(config.clone()));
+    let first = Connector::first(rt.handle().clone(), config, started);
+    let mut h = app_harness(first.handle, Settings::default(), egui::vec2(1280.0, 720.0));
+    {
+        let app = h.state_mut().as_mut().unwrap();
+        app.set_connector(first.connector);
+        app.set_start_failure(first.failure.expect("a start failure"));
+    }
+    h.run_steps(2);
+    // A port that is no port is refused before anything starts.
+    h.state_mut()
+        .as_mut()
+        .unwrap()
+        .view_mut()
+        .start_failure
+        .as_mut()
+        .unwrap()
+        .broker_port = "mosquitto".into();
+    h.run_steps(2);
+    assert!(has_label(&h, "\"mosquitto\" is not a port (0 to 65535)"));
+    h.get_by_label("Broker port").focus();
+    h.run_steps(1);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.get_by_label("Broker port").type_text("0");
+    h.run_steps(2);
+    assert_eq!(
+        app(&h).view().start_failure.as_ref().unwrap().broker_port,
+        "0"
+    );
+    h.get_by_label("Start on these ports").click();
+    wait_app(&mut h, "the console on its own broker", |h| {
+        app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
+    });
+    h.run_steps(2);
+    assert!(app(&h).view().start_failure.is_none());
+    assert!(
+        h.query_by_label_contains("embedded broker on 127.0.0.1:")
+            .is_some()
+    );
+    drop(taken);
+}
+
+/// The tile wall is a full view: a click inspects the device (the inspector opens on it), the
+/// corner box or a Ctrl-click selects, hovering tells the details.
+#[test]
+fn a_tile_click_inspects_and_its_corner_box_selects() {
+    let fleet = SimConfig {
+        units: sim_units(&[
+            ("aliyun", 2),
+            ("fogcloud-gateways", 0),
+            ("subs", 0),
+            ("dji-docks", 0),
+        ]),
+        ..sim(25)
+    };
+    let mut rig = start_rig(None, Some(fleet));
+    let settings = Settings {
+        view: ota_console::ui::settings::DeviceView::Tiles,
+        ..Settings::default()
+    };
+    let mut h = harness_sized(&rig, settings, egui::vec2(1280.0, 720.0));
+    discover(&mut h, &mut rig, 2);
+    let ids: Vec<DeviceId> = app(&h)
+        .snapshot()
+        .devices
+        .iter()
+        .map(|r| r.record.id.clone())
+        .collect();
+    let first = ids[0].clone();
+    let tile = format!("{}: idle", first.name());
+    // Closed until asked for.
+    assert!(!app(&h).settings().bottom_open);
+
+    h.get_by_label(&tile).click();
+    h.run_steps(3);
+    assert_eq!(app(&h).view().inspected.as_ref(), Some(&first));
+    assert!(
+        app(&h).view().selection.is_empty(),
+        "a click does not select"
+    );
+    assert!(app(&h).settings().bottom_open);
+    assert!(has_label(&h, &format!("Messages of {first}")));
+
+    h.get_by_label(&format!("Select {}", first.name())).click();
+    h.run_steps(2);
+    assert!(app(&h).view().selection.contains(&first));
+    assert!(has_label(&h, "1 selected · 2 shown of 2"));
+    h.get_by_label(&format!("Select {}", first.name())).click();
+    h.run_steps(2);
+    assert!(app(&h).view().selection.is_empty());
+
+    let second = ids[1].clone();
+    h.get_by_label(&format!("{}: idle", second.name()))
+        .click_modifiers(egui::Modifiers::COMMAND);
+    h.run_steps(2);
+    assert!(app(&h).view().selection.contains(&second));
+    assert_eq!(app(&h).view().inspected.as_ref(), Some(&first));
+
+    // Hovering tells the full id and the version.
+    h.get_by_label(&format!("{}: idle", second.name())).hover();
+    wait_for(&mut h, &mut rig, "the tile's details", |h| {
+        has_label(h, &second.to_string()) && has_label(h, "default: 1.0.0")
+    });
+    h.check_accessibility();
+}
+
+/// At 1280×720 (and 1920×1080) a running rollout's counts and ETA are in sight without
+/// scrolling, the firmware form has folded away, and pause / cancel are at hand.
+#[test]
+fn a_running_rollout_shows_its_counts_and_eta_without_scrolling() {
+    let mut rig = start_rig(None, Some(sim(26)));
+    // One notice a minute: the campaign keeps running while the window is looked at.
+    let settings = Settings {
+        policy: Policy {
+            rate: RateLimit {
+                per_minute: 1,
+                burst: 1,
+            },
+            ..fast_policy()
+        },
+        ..Settings::default()
+    };
+    let size = egui::vec2(1280.0, 720.0);
+    let mut h = harness_sized(&rig, settings, size);
+    let n = 8;
+    discover(&mut h, &mut rig, n);
+    let dir = tempfile::tempdir().unwrap();
+    let (fw, bytes) = firmware(dir.path());
+    import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
+    wait_for(&mut h, &mut rig, "the campaign to run", |h| {
+        h.query_all_by_label_contains(&format!(" of {n} done, "))
+            .next()
+            .is_some()
+    });
+    h.run_steps(3);
+    for size in [size, egui::vec2(1920.0, 1080.0)] {
+        h.set_size(size);
+        h.run_steps(3);
+        let counts = app(&h)
+            .snapshot()
+            .campaigns
+            .first()
+            .map(|c| ota_console::ui::summary_strip::done_text(&c.snapshot.counts))
+            .unwrap();
+        let eta = app(&h)
+            .snapshot()
+            .campaigns
+            .first()
+            .map(ota_console::ui::summary_strip::eta_text)
+            .unwrap();
+        // Both read from the snapshot the last frame was drawn from.
+        assert!(fully_in_view(&h, &counts, size), "{counts} at {size:?}");
+        assert!(fully_in_view(&h, &eta, size), "{eta} at {size:?}");
+        assert!(fully_in_view(&h, "Pause", size), "Pause at {size:?}");
+        assert!(
+            fully_in_view(&h, "Cancel campaign", size),
+            "Cancel at {size:?}"
+        );
+    }
+    // Once started, the firmware form folds away (its digests are no longer drawn).
+    assert!(!has_label(&h, "FogCloud checksum"));
+    h.check_accessibility();
+}
+
+/// Alerts arriving never move a control: the "Tiles" button stays where it was.
+#[test]
+fn an_alert_arriving_does_not_move_the_tiles_button() {
+    let mut rig = start_rig(None, None);
+    let size = egui::vec2(1280.0, 720.0);
+    let mut h = harness_sized(&rig, Settings::default(), size);
+    h.run_steps(3);
+    let before = h.get_by_label("Tiles").rect();
+    for n in 0..3 {
+        let missing = rig._data.path().join(format!("missing-{n}.bin"));
+        h.state_mut().as_mut().unwrap().import_firmware(missing);
+        let shown = n + 1;
+        wait_for(&mut h, &mut rig, "the alert in the window", |h| {
+            app(h).snapshot().alerts.len() >= shown
+                && h.query_all_by_label_contains("cannot import")
+                    .next()
+                    .is_some()
+        });
+        h.run_steps(2);
+        assert_eq!(
+            h.get_by_label("Tiles").rect(),
+            before,
+            "after alert {shown}"
+        );
+    }
+    // And a click aimed at it lands on it.
+    h.get_by_label("Tiles").click();
+    h.run_steps(2);
+    assert_eq!(
+        app(&h).settings().view,
+        ota_console::ui::settings::DeviceView::Tiles
+    );
+}
+
+/// A data directory the console cannot create (a file stands where it should be: refused even
+/// for root): the window opens on the error, offers no broker it does not have, and "Retry"
+/// starts the console once the place is fixed.
+#[test]
+fn a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed() {
+    ota_console::ui::vault::use_mock_keyring();
+    let rt = runtime();
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("data");
+    std::fs::write(&data, b"not a directory").unwrap();
+    let config = loopback_config(&data).with_open_broker();
+    let started = rt.block_on(engine::start(config.clone()));
+    let first = Connector::first(rt.handle().clone(), config, started);
+    let mut h = app_harness(first.handle, Settings::default(), egui::vec2(1280.0, 720.0));
+    {
+        let app = h.state_mut().as_mut().unwrap();
+        app.set_connector(first.connector);
+        app.set_start_failure(first.failure.expect("a start failure"));
+    }
+    h.run_steps(2);
+    assert!(has_label(&h, "The console could not start"));
+    let named = data.display().to_string();
+    assert!(
+        h.query_all_by_label_contains(&named).next().is_some(),
+        "the error names {named}"
+    );
+    assert!(
+        h.query_all_by_label_contains("Use the broker already on port")
+            .next()
+            .is_none()
+    );
+    // Still broken: Retry fails again and says so; the window stays on the failure.
+    h.get_by_label("Retry").click();
+    wait_app(&mut h, "the retry to be reported", |h| {
+        app(h).view().connection.status.is_some() && app(h).view().connection.pending.is_none()
+    });
+    assert!(has_label(&h, "The console could not start"));
+    // Fixed: Retry starts the console.
+    std::fs::remove_file(&data).unwrap();
+    h.get_by_label("Retry").click();
+    wait_app(&mut h, "the console started", |h| {
+        app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
+    });
+    h.run_steps(2);
+    assert!(app(&h).view().start_failure.is_none());
+    assert!(
+        h.query_by_label_contains("embedded broker on 127.0.0.1:")
+            .is_some()
+    );
 }
 
 /// Issue #15: the language switch turns the window Chinese at once, and the choice is saved

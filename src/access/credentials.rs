@@ -407,31 +407,17 @@ impl UserTable {
                 return Err(bad("the password contains a control character".into()));
             }
             let mut devices = BTreeSet::new();
-            let mut things = Vec::new();
             for text in fields {
-                if let Some(thing) = text.strip_prefix("aws:") {
-                    things
-                        .push(Identity::aws_thing(thing).map_err(|e| bad(format!("{text}: {e}")))?);
-                } else {
-                    let id: DeviceId = text.parse().map_err(|e| bad(format!("{text}: {e}")))?;
-                    devices.insert(id.device());
-                }
+                let id: DeviceId = text.parse().map_err(|e| bad(format!("{text}: {e}")))?;
+                devices.insert(id.device());
             }
-            let identity = match (devices.len(), things.len()) {
-                (0, 0) => return Err(bad(format!("user {username:?} names no device"))),
-                (0, 1) => things.remove(0),
-                (1, 0) => {
-                    Identity::Device(devices.pop_first().ok_or_else(|| bad("no device".into()))?)
-                }
-                (_, 0) => Identity::Site {
+            let identity = match devices.len() {
+                0 => return Err(bad(format!("user {username:?} names no device"))),
+                1 => Identity::Device(devices.pop_first().ok_or_else(|| bad("no device".into()))?),
+                _ => Identity::Site {
                     name: username.to_owned(),
                     devices,
                 },
-                _ => {
-                    return Err(bad(
-                        "an aws: thing cannot share a user name with other identities".into(),
-                    ));
-                }
             };
             let entry = UserEntry {
                 username: username.to_owned(),
@@ -979,7 +965,7 @@ mod tests {
         }
         assert_eq!(
             users.get("thing").unwrap().identity,
-            Identity::aws_thing("pump-7").unwrap()
+            Identity::Device("aws:pump-7".parse().unwrap())
         );
         for (text, line) in [
             ("a pw\n", 1),
@@ -988,7 +974,7 @@ mod tests {
             ("a:b pw dji:X\n", 1),
             ("a pw dji:X/Y\n", 1),
             ("a pw mqtt:X\n", 1),
-            ("a pw aws:t dji:X\n", 1),
+            ("a pw aws:a/b\n", 1),
         ] {
             let err = UserTable::parse(text, "u").unwrap_err();
             assert!(

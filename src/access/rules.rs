@@ -14,11 +14,10 @@
 //! dependency runs the other way). A route marked `relayed` is one a gateway may publish in the
 //! name of a sub-device [`Rules`] knows to be its own (DJI drone `state` and `osd`).
 //!
-//! - **AWS IoT Jobs** (`aws:{thing}` identities, notes.md): the thing publishes
-//!   `$aws/things/{t}/jobs/get|start-next` and `…/jobs/{jobId}/get|update`, and subscribes to
-//!   `notify`, `notify-next` and `<request>/accepted|rejected`. The SDKs subscribe to
-//!   `<request>/+` for the answer, so `+` is allowed in that one place, where it can only match
-//!   an answer to the thing's own request.
+//! - Route parts [`Part::JobId`] and [`Part::Answer`] serve request/answer layouts such as
+//!   AWS IoT Jobs': a job id level takes any valid segment, and an answer level (`accepted` /
+//!   `rejected`) may be written `+` in a filter, where it can only match an answer to the
+//!   client's own request (the SDKs subscribe to `<request>/+`).
 //!
 //! Pure; never panics on a topic or filter.
 
@@ -44,15 +43,6 @@ pub enum Identity {
         name: String,
         devices: BTreeSet<DeviceId>,
     },
-    /// An AWS IoT thing using the Jobs topics.
-    AwsThing(Segment),
-}
-
-impl Identity {
-    /// An AWS IoT thing identity; the name is one topic level.
-    pub fn aws_thing(thing: &str) -> Result<Identity, crate::device_id::DeviceIdError> {
-        Ok(Identity::AwsThing(Segment::new("thing name", thing)?))
-    }
 }
 
 impl fmt::Display for Identity {
@@ -61,7 +51,6 @@ impl fmt::Display for Identity {
             Identity::Console => f.write_str("the console"),
             Identity::Device(id) => write!(f, "{}", id.device()),
             Identity::Site { name, .. } => write!(f, "site {name:?}"),
-            Identity::AwsThing(t) => write!(f, "aws:{t}"),
         }
     }
 }
@@ -112,7 +101,8 @@ pub enum Part {
     Key,
     /// The name segment of a device id (device name, DJI serial number, AWS thing name).
     Name,
-    /// Any one level that is a valid segment (an AWS job id, `$next` included).
+    /// Any one level that is a valid segment (an AWS job id, `$next` included); a filter may
+    /// write `+` here.
     JobId,
     /// `accepted` or `rejected`; a filter may write `+` here (AWS Jobs answers).
     Answer,
@@ -158,13 +148,10 @@ impl TopicRoute {
     }
 }
 
-/// Whose identities a route serves.
+/// Whose identities a route serves: the devices of one dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
-    /// Devices of this dialect.
     Dialect(DialectId),
-    /// AWS IoT things ([`Identity::AwsThing`]).
-    AwsJobs,
 }
 
 impl Family {
@@ -174,23 +161,22 @@ impl Family {
 }
 
 /// Every topic the rules know: the routes of each dialect given to [`RouteTable::new`] (the
-/// caller takes them from the dialect registry, which this module does not depend on), then
-/// [`AWS_JOBS_ROUTES`]. Cheap to clone.
+/// caller takes them from the dialect registry, which this module does not depend on). Cheap
+/// to clone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTable {
     routes: Arc<[(Family, TopicRoute)]>,
 }
 
 impl RouteTable {
-    /// The routes of `dialects`, in the order given, and the AWS Jobs routes.
+    /// The routes of `dialects`, in the order given.
     pub fn new<'a>(
         dialects: impl IntoIterator<Item = (DialectId, &'a [TopicRoute])>,
     ) -> RouteTable {
-        let mut routes: Vec<(Family, TopicRoute)> = dialects
+        let routes: Vec<(Family, TopicRoute)> = dialects
             .into_iter()
             .flat_map(|(d, routes)| routes.iter().map(move |r| (Family::Dialect(d), *r)))
             .collect();
-        routes.extend(AWS_JOBS_ROUTES.iter().map(|r| (Family::AwsJobs, *r)));
         RouteTable {
             routes: routes.into(),
         }
@@ -203,79 +189,6 @@ impl RouteTable {
 
 use Part::{Answer, JobId, Lit, Name};
 
-/// AWS IoT Jobs: the one family that is not a dialect (yet). `aws:{thing}` identities
-/// ([`Identity::AwsThing`]) use these topics; they stay here until issue 13 adds the AWS
-/// dialect, whose `routes.rs` then provides them like every other dialect's (and these, with
-/// `Identity::AwsThing` and `Family::AwsJobs`, go).
-const AWS_JOBS_ROUTES: &[TopicRoute] = &[
-    TopicRoute::up(&[Lit("$aws"), Lit("things"), Name, Lit("jobs"), Lit("get")]),
-    TopicRoute::up(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        Lit("start-next"),
-    ]),
-    TopicRoute::up(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        JobId,
-        Lit("get"),
-    ]),
-    TopicRoute::up(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        JobId,
-        Lit("update"),
-    ]),
-    TopicRoute::down(&[Lit("$aws"), Lit("things"), Name, Lit("jobs"), Lit("notify")]),
-    TopicRoute::down(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        Lit("notify-next"),
-    ]),
-    TopicRoute::down(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        Lit("get"),
-        Answer,
-    ]),
-    TopicRoute::down(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        Lit("start-next"),
-        Answer,
-    ]),
-    TopicRoute::down(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        JobId,
-        Lit("get"),
-        Answer,
-    ]),
-    TopicRoute::down(&[
-        Lit("$aws"),
-        Lit("things"),
-        Name,
-        Lit("jobs"),
-        JobId,
-        Lit("update"),
-        Answer,
-    ]),
-];
-
 /// The segments a topic carries, once matched against a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Bound<'t> {
@@ -283,7 +196,8 @@ struct Bound<'t> {
     name: &'t str,
 }
 
-/// Matches the levels of a topic (or a filter, when `filter` is set: `+` allowed in `Answer`)
+/// Matches the levels of a topic (or a filter, when `filter` is set: `+` allowed in `Answer`
+/// and `JobId`)
 /// against `route`; the product key and name it carries.
 fn bind<'t>(route: &TopicRoute, levels: &[&'t str], filter: bool) -> Option<Bound<'t>> {
     if levels.len() != route.parts.len() {
@@ -301,7 +215,9 @@ fn bind<'t>(route: &TopicRoute, levels: &[&'t str], filter: bool) -> Option<Boun
             Part::Key => pk = Some(level),
             Name => name = Some(level),
             JobId => {
-                if Segment::new("job id", level).is_err() {
+                // The SDKs subscribe to `…/jobs/+/update/accepted` (any of the client's own
+                // jobs), so a filter may write `+` here too.
+                if !(filter && level == "+") && Segment::new("job id", level).is_err() {
                     return None;
                 }
             }
@@ -470,9 +386,6 @@ impl Rules {
             Identity::Site { devices, .. } => devices
                 .iter()
                 .any(|id| self.device_owns(id, family, route, bound)),
-            Identity::AwsThing(thing) => {
-                family == Family::AwsJobs && bound.pk.is_none() && bound.name == thing.as_str()
-            }
         }
     }
 
@@ -519,13 +432,6 @@ impl Rules {
             }
             Identity::Device(id) => devices.push(id),
             Identity::Site { devices: all, .. } => devices.extend(all),
-            Identity::AwsThing(thing) => {
-                let aws = self.routes.iter().filter(|(f, _)| *f == Family::AwsJobs);
-                for (_, route) in aws {
-                    add(route, None, thing.as_str());
-                }
-                return grants;
-            }
         }
         for id in devices {
             for (_, route) in self.routes.iter().filter(|(f, _)| f.serves(id)) {
@@ -697,9 +603,11 @@ mod tests {
             denied(none.may_publish(&me, ALIYUN_UP[0])),
             Denial::UnknownTopic { .. }
         ));
-        // AWS Jobs are known without any dialect (until issue 13 makes them one).
-        let thing = Identity::aws_thing("t").unwrap();
-        allowed(none.may_publish(&thing, "$aws/things/t/jobs/get"));
+        // AWS IoT Jobs topics are a dialect's like any other: unknown without its routes.
+        assert!(matches!(
+            denied(none.may_publish(&dev("aws:t"), "$aws/things/t/jobs/get")),
+            Denial::UnknownTopic { .. }
+        ));
         // One dialect's routes serve its own devices only.
         let aliyun = me_dialect_table("aliyun:pk/dn");
         allowed(aliyun.may_publish(&me, ALIYUN_UP[0]));
@@ -1005,7 +913,7 @@ mod tests {
     #[test]
     fn an_aws_thing_uses_the_jobs_topics_of_its_own_name() {
         let rules = Rules::new(routes());
-        let me = Identity::aws_thing("pump-7").unwrap();
+        let me = dev("aws:pump-7");
         for t in [
             "$aws/things/pump-7/jobs/get",
             "$aws/things/pump-7/jobs/start-next",
@@ -1023,6 +931,9 @@ mod tests {
             "$aws/things/pump-7/jobs/start-next/rejected",
             "$aws/things/pump-7/jobs/job-1/update/+",
             "$aws/things/pump-7/jobs/$next/get/+",
+            // AWS's device SDK samples subscribe to every job's answers at once.
+            "$aws/things/pump-7/jobs/+/update/accepted",
+            "$aws/things/pump-7/jobs/+/get/+",
         ] {
             allowed(rules.may_subscribe(&me, f));
         }
@@ -1039,7 +950,6 @@ mod tests {
         for f in [
             "$aws/things/pump-7/jobs/#",
             "$aws/things/+/jobs/notify",
-            "$aws/things/pump-7/jobs/+/update/accepted",
             "$aws/things/pump-7/+",
         ] {
             assert!(
@@ -1068,7 +978,7 @@ mod tests {
             denied(rules.may_publish(&me, "thing/product/pump-7/state")),
             Denial::NotOwn { .. }
         ));
-        assert!(Identity::aws_thing("a/b").is_err());
+        assert!("aws:a/b".parse::<DeviceId>().is_err());
     }
 
     #[test]
@@ -1082,7 +992,7 @@ mod tests {
             dock,
             dev("aliyun:pk/dn"),
             dev("fogcloud:pk/dn"),
-            Identity::aws_thing("t").unwrap(),
+            dev("aws:t"),
         ] {
             let g = rules.grants(&identity);
             assert!(!g.publish.is_empty() && !g.subscribe.is_empty());

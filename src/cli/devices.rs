@@ -66,7 +66,7 @@ pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
     );
     tokio::time::sleep(args.discover_for).await;
     let snapshot = handle.snapshot();
-    let _ = handle.send(engine::Command::Shutdown);
+    handle.shut_down().await;
     let seen: Vec<DeviceEntry> = snapshot
         .devices
         .iter()

@@ -378,7 +378,7 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     };
     eprintln!("{}", tr!("cli.campaign_running", id = id));
     let finished = follow(&handle, id).await?;
-    let _ = handle.send(engine::Command::Shutdown);
+    handle.shut_down().await;
     let Some(view) = finished else {
         eprintln!("{}", tr!("cli.rollout.interrupted", id = id));
         return Ok(Outcome::SomeFailed);
@@ -865,13 +865,15 @@ mod tests {
         );
         assert!(
             help.contains(
-                "(aliyun:productKey/deviceName, fogcloud:product_key/device_name, dji:sn)"
+                "(aliyun:productKey/deviceName, fogcloud:product_key/device_name, dji:sn, \
+                 aws:thingName)"
             ),
             "{help}"
         );
         assert!(
             help.contains(
-                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud). Not for DJI Cloud API: a reply"
+                "(default 10s; Alibaba Cloud IoT, MXCHIP FogCloud, AWS IoT Jobs). Not for DJI \
+                 Cloud API: a reply"
             ),
             "{help}"
         );

@@ -432,6 +432,24 @@ mod tests {
     }
 
     #[test]
+    fn the_fixed_options_are_the_ones_factories_must_not_take() {
+        use clap::CommandFactory;
+        let mut cmd = crate::cli::args::Cli::command();
+        cmd.build();
+        let sim = cmd.find_subcommand("sim").unwrap();
+        let generated: Vec<&str> = UnitCounts::options().iter().map(|o| o.0).collect();
+        let mut fixed: Vec<&str> = sim
+            .get_arguments()
+            .filter_map(clap::Arg::get_long)
+            .filter(|l| !generated.contains(l))
+            .collect();
+        fixed.sort_unstable();
+        let mut listed = crate::sim::FIXED_OPTIONS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(fixed, listed);
+    }
+
+    #[test]
     fn negative_seconds_are_refused() {
         let cli = Cli::parse_from(["x", "--install-secs=-1"]);
         let err = cli.sim.to_config().unwrap_err().to_string();

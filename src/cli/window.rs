@@ -1,5 +1,6 @@
 //! The window (no subcommand): starts the engine with the connection options, optionally a
-//! simulated demo fleet beside it, and hands both to the UI. The UI runs on this thread; the
+//! simulated demo fleet beside it, and hands both to the UI. If the engine cannot start, the
+//! window opens all the same and shows why, with the ways out (`ui::start_failure`). The UI runs on this thread; the
 //! engine and the fleet run on the tokio runtime's threads.
 
 use std::net::SocketAddr;
@@ -43,7 +44,7 @@ pub fn run(
         demo_broker_access(&mut config.broker);
     }
     let demo_firmware = demo.then(|| config.data_dir.join("demo-firmware-2.0.0.bin"));
-    let handle = runtime
+    let started = runtime
         .block_on(engine::start(config.clone()))
         .or_else(|e| {
             // A demo must not die because port 1883 is taken: fall back to free ports.
@@ -63,7 +64,13 @@ pub fn run(
             } else {
                 Err(e)
             }
-        })?;
+        });
+    let engine_started = started.is_ok();
+    // Whatever failed, the window opens: it shows the failure with the ways out (use the broker
+    // already on the port, other ports, a profile, retry) and the connector starts the engine
+    // the operator chooses.
+    let first = ui::Connector::first(runtime.handle().clone(), config.clone(), started);
+    let handle = first.handle.clone();
     let demo_secure = matches!(
         config.broker,
         BrokerChoice::Embedded {
@@ -71,7 +78,7 @@ pub fn run(
             ..
         }
     );
-    let _fleet = if demo {
+    let _fleet = if demo && engine_started {
         if let Some(path) = &demo_firmware {
             write_demo_firmware(path)?;
             let _ = handle.send(Command::ImportFirmware {
@@ -93,14 +100,15 @@ pub fn run(
     } else {
         None
     };
-    // The connection dialog restarts the engine on the runtime with this base configuration.
-    let connector = ui::Connector::new(runtime.handle().clone(), config, &handle);
     let _enter = runtime.enter();
     ui::run(
         handle,
         UiOptions {
             demo,
-            connector: Some(connector),
+            // The connection dialog restarts the engine on the runtime with this base
+            // configuration.
+            connector: Some(first.connector),
+            start_failure: first.failure,
             // The demo package is version 2.0.0 of a fleet on 1.0.0: ready to roll out.
             target_version: demo.then(|| "2.0.0".to_owned()),
             lang,
@@ -202,14 +210,15 @@ mod tests {
             .iter()
             .map(|u| (u.kind.flag, u.count, u.members))
             .collect();
-        // 24 Alibaba devices, 8 FogCloud devices, 2 gateways of 8, 4 docks.
+        // 24 Alibaba devices, 8 FogCloud devices, 2 gateways of 8, 4 docks, 6 AWS things.
         assert_eq!(
             units,
             [
                 ("aliyun", 24, 0),
                 ("fogcloud", 8, 0),
                 ("fogcloud-gateways", 2, 8),
-                ("dji-docks", 4, 0)
+                ("dji-docks", 4, 0),
+                ("aws", 6, 0)
             ]
         );
         cfg.validate().unwrap();

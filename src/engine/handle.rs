@@ -17,6 +17,10 @@ use crate::transport::mqtt::LinkState;
 /// Called by the engine whenever the snapshot changed (GUI: `request_repaint_after`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// The longest [`EngineHandle::shut_down`] waits: the link's hand-over (at most 5 s for a stuck
+/// socket) and the embedded broker's last deliveries (at most 2 s), with room to spare.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct EngineHandle {
     pub(super) commands: mpsc::Sender<Command>,
@@ -30,6 +34,27 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle to no engine: what the window holds when the engine could not start, so that
+    /// it still opens and offers the ways out. Every command is answered
+    /// [`EngineError::Stopped`]; the snapshot names `broker` and says the link failed for
+    /// `reason`; its watch is closed at once (nothing will ever change).
+    pub fn not_started(broker: String, data_dir: std::path::PathBuf, reason: String) -> Self {
+        let (commands, _) = mpsc::channel(1);
+        let snapshot = Snapshot {
+            link: LinkState::Failed { reason },
+            ..Snapshot::empty(broker)
+        };
+        let (_, snapshot_rx) = watch::channel(Arc::new(snapshot));
+        EngineHandle {
+            commands,
+            snapshot: snapshot_rx,
+            inspector: Arc::new(Mutex::new(Inspector::new(1))),
+            waker: Arc::new(Mutex::new(None)),
+            broker_url: String::new(),
+            data_dir,
+        }
+    }
+
     /// The PEM certificate of the data directory's site CA (created on first use), which
     /// devices that connect over TLS are given to trust the broker and the firmware server.
     /// Reads (or writes) files: call it off the UI thread.
@@ -129,6 +154,21 @@ impl EngineHandle {
             .map_err(EngineError::Refused)
     }
 
+    /// Asks the engine to stop and waits (at most [`SHUTDOWN_LIMIT`]) until it has: the store is written,
+    /// what it queued for devices went to the broker, and its own broker, if any, delivered it.
+    /// A command that exits right after its work is done calls this last, so the replies to the
+    /// final reports are not cut off with the process. Returns whether it stopped in time.
+    pub async fn shut_down(&self) -> bool {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let mut watch = self.watch();
+        // The engine drops the snapshot's sender when its task ends.
+        tokio::time::timeout(SHUTDOWN_LIMIT, async {
+            while watch.changed().await.is_ok() {}
+        })
+        .await
+        .is_ok()
+    }
+
     /// Waits until the link to the broker is up and subscribed (so devices can be heard), at
     /// most `timeout`.
     pub async fn wait_connected(&self, timeout: std::time::Duration) -> Result<(), EngineError> {
@@ -164,5 +204,34 @@ impl EngineHandle {
             .send(command)
             .await
             .map_err(|_| EngineError::Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_to_no_engine_says_why_and_refuses_every_command() {
+        let handle = EngineHandle::not_started(
+            "embedded broker on 0.0.0.0:1883 (not running)".into(),
+            "/tmp/ota-data".into(),
+            "port taken".into(),
+        );
+        assert!(matches!(
+            handle.send(Command::DismissAlerts),
+            Err(EngineError::Stopped)
+        ));
+        let snap = handle.snapshot();
+        assert_eq!(
+            snap.link,
+            LinkState::Failed {
+                reason: "port taken".into()
+            }
+        );
+        assert_eq!(snap.broker, "embedded broker on 0.0.0.0:1883 (not running)");
+        // Nothing will change: a waiter on the watch returns at once.
+        assert!(handle.watch().has_changed().is_err());
+        assert!(handle.messages(None, 10).is_empty());
     }
 }

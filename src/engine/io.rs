@@ -26,6 +26,12 @@ use crate::transport::broker::{BrokerEvent, EmbeddedBroker};
 use crate::transport::http::{DownloadGrant, FirmwareServer, OfferUrl, ServedStats};
 use crate::transport::mqtt::{LinkError, LinkState, MqttLink, SessionNews};
 
+/// How long the end of a run waits for the link to hand over what was queued (its own drain is
+/// bounded shorter; this covers a stuck socket).
+const LINK_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the end of a run waits for the embedded broker to deliver the last messages.
+const BROKER_QUIET_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What start-up made of the I/O edge, handed to [`Io::new`].
 pub(super) struct IoParts {
     pub(super) link: MqttLink,
@@ -146,9 +152,19 @@ impl Io {
         *self.link.state().borrow() == LinkState::Connected
     }
 
-    /// Stops the link (at the end of the run).
-    pub(super) fn shutdown(&self) {
+    /// Stops the link at the end of the run: what was queued reaches the broker first, and our
+    /// own broker gets a moment to deliver it before the process may exit.
+    pub(super) async fn shutdown(&self) {
         self.link.shutdown();
+        if tokio::time::timeout(LINK_STOP_LIMIT, self.link.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the MQTT link did not stop in time; closing anyway");
+        }
+        if let Some(broker) = &self.broker {
+            broker.quiesce(BROKER_QUIET_LIMIT).await;
+        }
     }
 
     /// Takes in what the link says about the session; returns the warning for the operator,

@@ -65,7 +65,8 @@ pub struct CampaignView {
     /// [`crate::protocol::CancelSupport`]).
     pub dialects: Vec<DialectId>,
     pub timeline: Vec<TimelinePoint>,
-    /// Estimated seconds to completion from the recent success rate, when running.
+    /// Estimated seconds to completion, when running: the recent finishing rate for the devices
+    /// still moving, the deadlines and retries of silent ones.
     pub eta_secs: Option<u64>,
     /// Whether the engine is driving it now (false: history only).
     pub live: bool,

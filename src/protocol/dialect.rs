@@ -12,6 +12,7 @@
 use super::error::{DecodeError, EncodeError};
 use super::event::{Event, EventKind, Failure};
 use super::notice::Notice;
+use super::service::Service;
 use super::settings::NoticeSetting;
 use crate::access::rules::TopicRoute;
 use crate::device_id::DialectId;
@@ -58,9 +59,19 @@ pub trait Dialect: Send + Sync + 'static {
     fn samples(&self) -> &'static Samples;
 
     /// Its simulated devices (for `ota-console sim`, the demo, tests). Every built-in dialect
-    /// has them and the conformance suite requires them (its end-to-end run uses them); `None`
-    /// only for a dialect loaded at run time that brings no simulator.
+    /// and every dialect file has them and the conformance suite requires them (its end-to-end
+    /// run uses them); `None` only for a dialect registered by an embedder without one.
     fn sim(&self) -> Option<&'static dyn SimFactory> {
+        None
+    }
+
+    /// For a protocol whose server side keeps state between messages (records with version
+    /// numbers, states that refuse transitions): a fresh [`Service`] for one engine, which
+    /// then decodes this dialect's messages and encodes its notices instead of
+    /// [`Dialect::decode`] / [`Dialect::encode`] (see `service.rs`). Those two stay the pure,
+    /// stateless reading of the same messages (what the conformance suite and the fuzz target
+    /// check). `None` (the default): the codec alone serves the dialect.
+    fn service(&self) -> Option<Box<dyn Service>> {
         None
     }
 }

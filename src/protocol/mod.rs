@@ -15,6 +15,7 @@
 //! [`MAX_PAYLOAD_BYTES`] before parsing, and name what was wrong in a [`DecodeError`].
 
 pub mod aliyun;
+pub mod aws;
 mod dialect;
 pub mod dji;
 mod error;
@@ -24,6 +25,8 @@ pub mod fogcloud;
 mod notice;
 mod payload;
 pub mod registry;
+mod service;
+mod services;
 mod settings;
 pub mod user;
 
@@ -40,6 +43,8 @@ pub use self::event::{
 pub use self::notice::{FirmwareOffer, Notice, NoticeAddress, UpgradeNotice};
 pub(crate) use self::payload::{parse_json, truncate_for_log};
 pub use self::registry::{dialect_of_topic, subscriptions};
+pub use self::service::{Served, Service};
+pub use self::services::Services;
 pub use self::settings::{Choice, NoticeSetting, SettingValues};
 
 /// A message ready to publish (QoS 1); defined in the leaf `wire` so that `transport` needs no

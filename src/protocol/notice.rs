@@ -54,6 +54,10 @@ pub struct NoticeAddress {
     pub task: TaskRef,
     /// The exchange id of a request answered by reply ([`Acknowledgement::ByReply`](crate::protocol::Acknowledgement::ByReply)).
     pub exchange_id: Option<String>,
+    /// How long the campaign gives the device from this notice to the new version (its
+    /// policy's device timeout), for a protocol that carries a timeout of its own (AWS IoT Jobs
+    /// times the execution out with it).
+    pub device_timeout_ms: Option<u64>,
 }
 
 /// What the console sends.

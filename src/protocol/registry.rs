@@ -11,12 +11,17 @@ use std::sync::{PoisonError, RwLock};
 
 use serde::{Deserialize, Deserializer};
 
-use super::{Capabilities, Dialect, aliyun, dji, fogcloud};
+use super::{Capabilities, Dialect, aliyun, aws, dji, fogcloud};
 use crate::access::rules::RouteTable;
 use crate::device_id::{DeviceId, DeviceIdError, DialectId};
 
 /// The built-in dialects; a dialect's `id().rank()` is its index here.
-static BUILTINS: [&dyn Dialect; 3] = [&aliyun::DIALECT, &fogcloud::DIALECT, &dji::DIALECT];
+static BUILTINS: [&dyn Dialect; 4] = [
+    &aliyun::DIALECT,
+    &fogcloud::DIALECT,
+    &dji::DIALECT,
+    &aws::DIALECT,
+];
 
 /// Ranks of dialects registered at run time start here.
 pub const FIRST_USER_RANK: u16 = 1000;
@@ -427,7 +432,8 @@ mod tests {
                 ("aliyun", 1),
                 ("fogcloud", 2),
                 ("fogcloud-gateways", 3),
-                ("dji-docks", 5)
+                ("dji-docks", 5),
+                ("aws", 20)
             ]
         );
     }

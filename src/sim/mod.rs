@@ -49,6 +49,6 @@ pub use stats::{DeviceState, DeviceStats, SimStats, SimTotals};
 pub(crate) use timers::{fire, now_millis, tick};
 pub(crate) use unit::SimUnit;
 pub use unit::{
-    Credential, MemberKind, SimConfig, SimFactory, Spawner, UnitKind, UnitSpec, demo_units,
-    units_from_flags,
+    Credential, FIXED_OPTIONS, MemberKind, SimConfig, SimFactory, Spawner, UnitKind, UnitSpec,
+    demo_units, units_from_flags,
 };

@@ -31,6 +31,39 @@ use super::stats::StatsCell;
 /// Longest name prefix / product key / version string accepted (they end up in topics and JSON).
 const MAX_TEXT_BYTES: usize = 64;
 
+/// The options of `ota-console sim` that are not generated from factories, and the global
+/// ones: a factory's flag must be none of them (`cli/sim.rs`'s tests keep the list complete).
+pub const FIXED_OPTIONS: &[&str] = &[
+    "broker",
+    "version",
+    "module",
+    "seed",
+    "product-key",
+    "name-prefix",
+    "bandwidth",
+    "install-secs",
+    "fail-download",
+    "fail-verify",
+    "fail-flash",
+    "reject",
+    "silent",
+    "offline-mid-download",
+    "offline-secs",
+    "pull",
+    "pull-secs",
+    "progress-secs",
+    "summary-secs",
+    "strict",
+    "subscribe-delay-ms",
+    "credentials",
+    "provision",
+    "per-connection",
+    "json",
+    "help",
+    "dialect-file",
+    "log",
+];
+
 /// The whole fleet to simulate.
 #[derive(Debug, Clone)]
 pub struct SimConfig {

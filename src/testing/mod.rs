@@ -9,7 +9,8 @@
 //!   a dialect's default kind ([`default_units`]).
 //! - [`engine`]: starting the real engine on loopback and waiting on it (bounded, explained).
 //! - [`console`]: the `ota-console` binary as a child process (and its `rollout` arguments).
-//! - [`mosquitto`], [`broker_process`]: real brokers a test can kill and start again.
+//! - [`mosquitto`], [`broker_process`]: real brokers a test can kill and start again;
+//!   [`mutual_tls`]: a test CA and a Mosquitto that takes only clients with its certificates.
 //! - [`widget`]: a device for the tests' dialect file (tests/dialects/widget.toml).
 //!
 //! Like the tests it serves, support code panics on a failed set-up, with a message saying
@@ -20,6 +21,7 @@ pub mod console;
 pub mod engine;
 pub mod fixtures;
 pub mod mosquitto;
+pub mod mutual_tls;
 pub mod widget;
 
 pub use fixtures::{

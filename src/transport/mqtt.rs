@@ -70,6 +70,9 @@ const DEFAULT_KEEP_ALIVE_SECS: u64 = 30;
 const DEFAULT_MAX_QUEUED: usize = 10_000;
 /// How long a graceful shutdown may take to send DISCONNECT before the socket is just dropped.
 const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+/// How long a shutdown waits for the broker to acknowledge what was queued before it: the last
+/// answers of a run (a reply to a device's final report) must not die with the process.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a broker URL could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -356,6 +359,8 @@ struct Inner {
     state: watch::Receiver<LinkState>,
     session: watch::Receiver<SessionNews>,
     shutdown: watch::Sender<bool>,
+    /// Becomes true when the actor has stopped (drained, disconnected).
+    stopped: watch::Receiver<bool>,
     max_queued: usize,
     client_id: String,
 }
@@ -394,6 +399,7 @@ impl MqttLink {
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (stopped_tx, stopped_rx) = watch::channel(false);
         let (session_tx, session_rx) = watch::channel(SessionNews {
             persistent,
             ..SessionNews::default()
@@ -412,6 +418,7 @@ impl MqttLink {
             inbound: inbound_tx,
             counters: counters.clone(),
             shutdown: shutdown_rx,
+            stopped: stopped_tx,
             broker: opts.url.to_string(),
         };
         runtime.spawn(actor.run());
@@ -421,6 +428,7 @@ impl MqttLink {
             state: state_rx,
             session: session_rx,
             shutdown: shutdown_tx,
+            stopped: stopped_rx,
             max_queued: opts.max_queued,
             client_id,
         };
@@ -511,6 +519,14 @@ impl MqttLink {
     pub fn shutdown(&self) {
         self.inner.counters.stopped.store(true, Ordering::Relaxed);
         let _ = self.inner.shutdown.send(true);
+    }
+
+    /// Waits until the actor has stopped: what was queued before [`MqttLink::shutdown`] went to
+    /// the broker (or [`DRAIN_GRACE`] passed) and the connection is closed.
+    pub async fn stopped(&self) {
+        let mut stopped = self.inner.stopped.clone();
+        // An error means the actor is gone, which is stopped too.
+        let _ = stopped.wait_for(|s| *s).await;
     }
 }
 
@@ -699,6 +715,7 @@ struct Actor {
     inbound: mpsc::Sender<Inbound>,
     counters: Arc<Counters>,
     shutdown: watch::Receiver<bool>,
+    stopped: watch::Sender<bool>,
     broker: String,
 }
 
@@ -917,8 +934,40 @@ impl Actor {
             .store(self.unsent.len() as u64, Ordering::Relaxed);
     }
 
+    /// Polls until the broker has acknowledged every publish queued so far, at most
+    /// [`DRAIN_GRACE`]. Messages that arrive meanwhile go to the engine's channel if it has
+    /// room; the engine stops reading at shutdown, so they are as lost as those already waiting
+    /// there.
+    async fn drain(&mut self) {
+        let acked_all =
+            |c: &Counters| c.published.load(Ordering::Relaxed) >= c.queued.load(Ordering::Relaxed);
+        let _ = tokio::time::timeout(DRAIN_GRACE, async {
+            while !acked_all(&self.counters) {
+                self.refill_window();
+                match self.eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::PubAck(_))) => {
+                        self.counters.published.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                        self.counters.received.fetch_add(1, Ordering::Relaxed);
+                        let _ = self.inbound.try_send(Inbound {
+                            topic: publish.topic,
+                            payload: publish.payload,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        })
+        .await;
+    }
+
     async fn stop(mut self) {
         self.counters.stopped.store(true, Ordering::Relaxed);
+        if self.eventloop.network.is_some() {
+            self.drain().await;
+        }
         if self.eventloop.network.is_some() && self.client.try_disconnect().is_ok() {
             let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
                 while let Ok(event) = self.eventloop.poll().await {
@@ -940,6 +989,7 @@ impl Actor {
             true
         });
         tracing::info!(broker = %self.broker, "MQTT link stopped");
+        let _ = self.stopped.send(true);
     }
 }
 

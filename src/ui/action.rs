@@ -30,6 +30,8 @@ pub enum UiAction {
     RetryFailed(CampaignId),
     AdvanceWave(CampaignId),
     DismissAlerts,
+    /// Drop the window's own notices (the toasts).
+    DismissNotices,
     /// Ask where to save, then write the report (on a background thread).
     ExportReport {
         campaign: CampaignId,

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::action::UiAction;
-use super::connection_bar::Banner;
 use super::connector::{ConnectReport, Connector, SwitchOutcome};
 use super::console::ConsoleView;
 use super::inspector::messages_jsonl;
@@ -17,6 +16,7 @@ use super::jobs::{JobResult, Jobs};
 use super::profiles::ConnectTarget;
 use super::settings::{Settings, ThemeChoice};
 use super::theme;
+use super::toasts::Banner;
 use super::vault::Vault;
 use crate::device_id::DeviceId;
 use crate::engine::{AlertLevel, Command, EngineError, EngineHandle, Snapshot, Waker};
@@ -87,6 +87,12 @@ impl OtaApp {
         }
     }
 
+    /// The engine did not start: the window shows `form` (the failure and its ways out) until
+    /// a start succeeds.
+    pub fn set_start_failure(&mut self, form: super::start_failure::StartFailureForm) {
+        self.view.start_failure = Some(form);
+    }
+
     /// Lets the connection dialog restart the engine on another broker.
     pub fn set_connector(&mut self, connector: Connector) {
         self.connector = Some(connector);
@@ -155,6 +161,13 @@ impl OtaApp {
         }
         self.poll_switch(ctx);
         self.refresh_messages();
+        let now = Instant::now();
+        self.notices.retain(|n| !n.expired(now));
+        if let Some(next) = self.notices.iter().map(|n| n.at).min() {
+            // Repaint when the oldest toast is due to go.
+            let left = (next + super::toasts::TOAST_LIFETIME).saturating_duration_since(now);
+            ctx.request_repaint_after(left);
+        }
     }
 
     fn start_switch(&mut self, request: super::action::ConnectRequest) {
@@ -205,6 +218,7 @@ impl OtaApp {
             Err(e) => (AlertLevel::Error, format!("Cannot connect: {e}")),
             Ok(SwitchOutcome::Connected(handle)) => {
                 self.attach(handle);
+                self.view.start_failure = None;
                 (
                     AlertLevel::Info,
                     format!("Switched to {label}{remembered}."),
@@ -213,8 +227,10 @@ impl OtaApp {
             Ok(SwitchOutcome::Failed {
                 error,
                 restored: Some(handle),
+                ..
             }) => {
                 self.attach(handle);
+                self.view.start_failure = None;
                 (
                     AlertLevel::Error,
                     format!("Could not connect to {label}: {error}. Back on the previous broker."),
@@ -222,13 +238,20 @@ impl OtaApp {
             }
             Ok(SwitchOutcome::Failed {
                 error,
+                failure,
                 restored: None,
-            }) => (
-                AlertLevel::Error,
-                format!(
-                    "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
-                ),
-            ),
+            }) => {
+                if let Some(form) = &mut self.view.start_failure {
+                    // The start-failure view tells the newest reason (the ports typed stay).
+                    form.failure = failure;
+                }
+                (
+                    AlertLevel::Error,
+                    format!(
+                        "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
+                    ),
+                )
+            }
         };
         self.notice(status.0, status.1.clone());
         self.view.connection.status = Some(status);
@@ -294,6 +317,7 @@ impl OtaApp {
             UiAction::Cancel(id) => self.send(Command::Cancel(id)),
             UiAction::RetryFailed(id) => self.send(Command::RetryFailed(id)),
             UiAction::AdvanceWave(id) => self.send(Command::AdvanceWave(id)),
+            UiAction::DismissNotices => self.notices.clear(),
             UiAction::DismissAlerts => {
                 self.notices.clear();
                 self.send(Command::DismissAlerts);
@@ -374,7 +398,7 @@ impl OtaApp {
 
     fn notice(&mut self, level: AlertLevel, text: String) {
         tracing::info!(?level, "{text}");
-        self.notices.push(Banner { level, text });
+        self.notices.push(Banner::new(level, text));
         let excess = self.notices.len().saturating_sub(MAX_NOTICES);
         self.notices.drain(..excess);
     }
@@ -384,6 +408,10 @@ fn target_label(target: &ConnectTarget) -> String {
     match target {
         ConnectTarget::Embedded => "the embedded broker".to_owned(),
         ConnectTarget::Profile(profile) => profile.label(),
+        ConnectTarget::Base => "the broker the console started with".to_owned(),
+        ConnectTarget::EmbeddedOn { broker_port, .. } => {
+            format!("the embedded broker on port {broker_port}")
+        }
     }
 }
 

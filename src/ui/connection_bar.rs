@@ -1,7 +1,8 @@
 //! The top bar: which broker is in use and the live link state (connected / reconnecting with
-//! the reason / failed), messages per second, the firmware server, the theme switch, and the
-//! strip of operator alerts (broker refused, port taken, file unreadable, device errors) with
-//! the window's own notices. Reads the snapshot; only pushes actions.
+//! the reason / failed), messages per second, the firmware server, the theme switch, and one
+//! line of fixed height for the operator alerts (broker refused, port taken, file unreadable,
+//! device errors): the newest, how many more, dismiss. An alert arriving never moves a control.
+//! (The window's own notices are toasts: `toasts`.) Reads the snapshot; only pushes actions.
 
 use egui::{RichText, Ui};
 
@@ -9,14 +10,7 @@ use super::action::UiAction;
 use super::format;
 use super::settings::ThemeChoice;
 use super::theme;
-use crate::engine::{AlertLevel, BrokerGuard, LinkState, Snapshot};
-
-/// A message from the window itself (not the engine): engine busy, export written, ...
-#[derive(Debug, Clone, PartialEq)]
-pub struct Banner {
-    pub level: AlertLevel,
-    pub text: String,
-}
+use crate::engine::{BrokerGuard, LinkState, Snapshot};
 
 /// How the link state reads, and its colour.
 pub fn link_text(link: &LinkState) -> (String, egui::Color32) {
@@ -89,7 +83,6 @@ pub fn connection_bar_ui(
     theme_choice: &mut ThemeChoice,
     language: &mut Option<crate::i18n::Lang>,
     dialog_open: &mut bool,
-    notices: &[Banner],
     actions: &mut Vec<UiAction>,
 ) {
     ui.horizontal_wrapped(|ui| {
@@ -158,35 +151,56 @@ pub fn connection_bar_ui(
                 });
         });
     });
-    alerts_strip_ui(ui, snap, notices, actions);
 }
 
-/// The newest engine alerts (up to three) and the window's notices.
-fn alerts_strip_ui(ui: &mut Ui, snap: &Snapshot, notices: &[Banner], actions: &mut Vec<UiAction>) {
-    if snap.alerts.is_empty() && notices.is_empty() {
-        return;
-    }
-    ui.separator();
-    for notice in notices {
-        ui.colored_label(theme::alert_color(notice.level), &notice.text);
-    }
-    let newest = snap.alerts.iter().rev().take(3);
-    for alert in newest {
-        ui.horizontal(|ui| {
-            ui.weak(format::clock_utc(alert.at_ms));
-            ui.colored_label(theme::alert_color(alert.level), &alert.text);
-        });
-    }
-    if !snap.alerts.is_empty() {
-        ui.horizontal(|ui| {
-            if snap.alerts.len() > 3 {
-                ui.weak(format!("{} more in the Log tab", snap.alerts.len() - 3));
+/// The alert line: always one line high, empty or not, so that nothing under it moves when an
+/// alert arrives. Returns whether the operator asked to see every alert (the Log tab).
+pub fn alert_line_ui(ui: &mut Ui, snap: &Snapshot, actions: &mut Vec<UiAction>) -> bool {
+    let mut show_log = false;
+    let height = ui.spacing().interact_size.y;
+    let width = ui.available_width();
+    ui.allocate_ui_with_layout(
+        egui::vec2(width, height),
+        egui::Layout::left_to_right(egui::Align::Center),
+        |ui| {
+            ui.set_min_size(egui::vec2(width, height));
+            ui.set_max_height(height);
+            let Some(newest) = snap.alerts.last() else {
+                ui.weak("No alerts");
+                return;
+            };
+            ui.weak(format::clock_utc(newest.at_ms));
+            // The buttons keep their place at the end; the text takes what is left, cut short.
+            let buttons = 260.0_f32.min(ui.available_width() / 2.0);
+            let text_width = (ui.available_width() - buttons).max(40.0);
+            ui.allocate_ui_with_layout(
+                egui::vec2(text_width, height),
+                egui::Layout::left_to_right(egui::Align::Center),
+                |ui| {
+                    ui.set_min_width(text_width);
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(&newest.text).color(theme::alert_color(newest.level)),
+                        )
+                        .truncate(),
+                    );
+                },
+            );
+            let more = snap.alerts.len() - 1;
+            let log = if more > 0 {
+                format!("{more} more in the Log")
+            } else {
+                "Open the Log".to_owned()
+            };
+            if ui.small_button(log).clicked() {
+                show_log = true;
             }
             if ui.small_button("Dismiss alerts").clicked() {
                 actions.push(UiAction::DismissAlerts);
             }
-        });
-    }
+        },
+    );
+    show_log
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::action::ConnectRequest;
 use super::profiles::{ConnectTarget, ProfileError, Secret};
+use super::start_failure::{StartFailure, StartFailureForm};
 use super::vault::{Remembered, Vault};
 use crate::engine::{
     self, BrokerChoice, BrokerUrl, Command, EngineConfig, EngineError, EngineHandle,
@@ -35,8 +36,18 @@ pub enum SwitchOutcome {
     /// (`None` if that failed too).
     Failed {
         error: String,
+        /// The same, with what the window's start-failure view needs (the port taken).
+        failure: StartFailure,
         restored: Option<EngineHandle>,
     },
+}
+
+/// The window's first engine: the one started, or — when it could not start — a handle to no
+/// engine and the failure with its form, which the window shows with the ways out.
+pub struct FirstEngine {
+    pub handle: EngineHandle,
+    pub connector: Connector,
+    pub failure: Option<StartFailureForm>,
 }
 
 /// Starts engines for the window. Built by the caller that owns the runtime.
@@ -59,6 +70,45 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
+    /// The connector for the engine started with `base` (`started`), or, when it did not
+    /// start, a handle to no engine and the failure: the window opens either way.
+    pub fn first(
+        runtime: tokio::runtime::Handle,
+        base: EngineConfig,
+        started: Result<EngineHandle, EngineError>,
+    ) -> FirstEngine {
+        match started {
+            Ok(handle) => FirstEngine {
+                connector: Connector::new(runtime, base, &handle),
+                handle,
+                failure: None,
+            },
+            Err(e) => {
+                tracing::error!("{e}");
+                let label = match &base.broker {
+                    BrokerChoice::Embedded { listen, .. } => {
+                        format!("embedded broker on {listen} (not running)")
+                    }
+                    BrokerChoice::External(options) => options.url.to_string(),
+                };
+                // The connection bar says it in short; the central area has the whole error.
+                let handle =
+                    EngineHandle::not_started(label, base.data_dir.clone(), "not started".into());
+                let failure = StartFailureForm::new(StartFailure::new(&e), &base);
+                FirstEngine {
+                    handle,
+                    connector: Connector {
+                        runtime,
+                        current: Arc::new(std::sync::Mutex::new(base.clone())),
+                        base,
+                        embedded_running: None,
+                    },
+                    failure: Some(failure),
+                }
+            }
+        }
+    }
+
     /// `base` is the configuration `first` was started with.
     pub fn new(runtime: tokio::runtime::Handle, base: EngineConfig, first: &EngineHandle) -> Self {
         let embedded_running = match &base.broker {
@@ -134,6 +184,7 @@ impl Connector {
                 };
                 SwitchOutcome::Failed {
                     error: e.to_string(),
+                    failure: StartFailure::new(&e),
                     restored,
                 }
             }

@@ -3,15 +3,18 @@
 //! `UiAction`s and never reaches the engine itself, so it can be driven by a synthetic snapshot
 //! (the frame benchmark) as well as by the live engine (`OtaApp`).
 //!
-//! Layout: connection bar on top, firmware and rollout on the left, the fleet (table or tiles)
-//! in the middle, inspector / log / history at the bottom.
+//! Layout: connection bar on top with a fixed line for alerts (an alert never moves a control),
+//! under it the summary strip while a campaign runs; firmware and rollout on the left (the
+//! firmware form and the policy fold away when a campaign starts), the fleet (table or tiles)
+//! in the middle; the bottom tabs (inspector / log / history) open their panel on demand. The
+//! window's own notices are toasts (`toasts`), drawn over the layout.
 
 use std::collections::{BTreeSet, HashMap};
 
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
 use super::action::UiAction;
-use super::connection_bar::{self, Banner};
+use super::connection_bar;
 use super::connection_dialog::{self, ConnectionDialog};
 use super::devices_table::{self, TableState};
 use super::filter::{self, DeviceFilter, SelectionOp, Sort, StatusFilter, VisibleRow};
@@ -20,7 +23,10 @@ use super::history::{self, HistoryState};
 use super::inspector::{self, InspectorState};
 use super::rollout_panel::{self, RolloutForm};
 use super::settings::{BottomTab, DeviceView, Settings};
+use super::start_failure::{self, StartFailureForm};
+use super::summary_strip;
 use super::tiles;
+use super::toasts::{self, Banner};
 use crate::device_id::{DeviceId, DialectId};
 use crate::engine::Snapshot;
 use crate::fleet::inspector::RawMessage;
@@ -58,6 +64,10 @@ pub struct ConsoleView {
     not_on_version: String,
     cache: RowCache,
     focus_filter: bool,
+    /// The engine could not start: the central area shows why and the ways out.
+    pub start_failure: Option<StartFailureForm>,
+    /// A campaign was under way at the last frame (its start folds the forms away once).
+    was_running: bool,
 }
 
 impl ConsoleView {
@@ -75,13 +85,15 @@ impl ConsoleView {
             not_on_version: String::new(),
             cache: RowCache::default(),
             focus_filter: false,
+            was_running: false,
+            start_failure: None,
         }
     }
 
     /// Whose raw messages the inspector needs now: `None` = it is not shown;
     /// `Some(None)` = every device; `Some(Some(id))` = one device.
     pub fn messages_wanted(&self) -> Option<Option<DeviceId>> {
-        if self.settings.bottom_tab != BottomTab::Inspector {
+        if !self.settings.bottom_open || self.settings.bottom_tab != BottomTab::Inspector {
             return None;
         }
         if self.settings.inspector_global {
@@ -104,6 +116,12 @@ impl ConsoleView {
         self.shortcuts(ui.ctx(), &mut actions);
         self.refresh_rows(snap);
 
+        let strip = rollout_panel::focused(&snap.campaigns, self.rollout.focus)
+            .filter(|v| summary_strip::wanted(v))
+            .or_else(|| snap.campaigns.iter().find(|c| summary_strip::wanted(c)));
+        let collapse = strip.is_some() && !self.was_running;
+        self.was_running = strip.is_some();
+
         egui::Panel::top("connection").show(ui, |ui| {
             connection_bar::connection_bar_ui(
                 ui,
@@ -112,10 +130,17 @@ impl ConsoleView {
                 &mut self.settings.theme,
                 &mut self.settings.language,
                 &mut self.connection.open,
-                notices,
                 &mut actions,
             );
+            if connection_bar::alert_line_ui(ui, snap, &mut actions) {
+                self.open_bottom(BottomTab::Log);
+            }
         });
+        if let Some(view) = strip {
+            egui::Panel::top("summary").show(ui, |ui| {
+                summary_strip::summary_strip_ui(ui, view, &mut actions);
+            });
+        }
         connection_dialog::connection_dialog_ui(
             ui.ctx(),
             &snap.broker,
@@ -123,10 +148,15 @@ impl ConsoleView {
             &mut self.settings.profiles,
             &mut actions,
         );
-        egui::Panel::bottom("bottom")
-            .resizable(true)
-            .default_size(230.0)
-            .show(ui, |ui| self.bottom_ui(ui, snap, messages, &mut actions));
+        egui::Panel::bottom("bottom-tabs")
+            .resizable(false)
+            .show(ui, |ui| self.bottom_tabs_ui(ui, snap));
+        if self.settings.bottom_open {
+            egui::Panel::bottom("bottom")
+                .resizable(true)
+                .default_size(230.0)
+                .show(ui, |ui| self.bottom_ui(ui, snap, messages, &mut actions));
+        }
         egui::Panel::left("side")
             .resizable(true)
             .default_size(390.0)
@@ -134,13 +164,20 @@ impl ConsoleView {
                 egui::ScrollArea::vertical()
                     .id_salt("side-scroll")
                     .show(ui, |ui| {
-                        firmware_panel::firmware_panel_ui(
-                            ui,
-                            snap,
-                            &mut self.firmware,
-                            &mut actions,
-                        );
+                        egui::CollapsingHeader::new(RichText::new("Firmware").heading())
+                            .id_salt("firmware-section")
+                            .default_open(true)
+                            .open(collapse.then_some(false))
+                            .show(ui, |ui| {
+                                firmware_panel::firmware_panel_ui(
+                                    ui,
+                                    snap,
+                                    &mut self.firmware,
+                                    &mut actions,
+                                );
+                            });
                         ui.separator();
+                        self.rollout.fold_policy = collapse;
                         rollout_panel::rollout_panel_ui(
                             ui,
                             snap,
@@ -152,9 +189,30 @@ impl ConsoleView {
                         );
                     });
             });
-        egui::CentralPanel::default().show(ui, |ui| self.fleet_ui(ui, snap, now_ms));
+        let inspected_before = self.inspected.clone();
+        egui::CentralPanel::default().show(ui, |ui| match &mut self.start_failure {
+            Some(form) => start_failure::start_failure_ui(
+                ui,
+                form,
+                self.connection.pending.as_deref(),
+                &mut self.connection.open,
+                &mut actions,
+            ),
+            None => self.fleet_ui(ui, snap, now_ms),
+        });
+        if self.inspected.is_some() && self.inspected != inspected_before {
+            // A device clicked: the inspector opens on it.
+            self.open_bottom(BottomTab::Inspector);
+        }
+        toasts::toasts_ui(ui.ctx(), notices, &mut actions);
         firmware_panel::drop_overlay_ui(ui.ctx());
         actions
+    }
+
+    /// Opens the bottom panel on `tab`.
+    pub fn open_bottom(&mut self, tab: BottomTab) {
+        self.settings.bottom_tab = tab;
+        self.settings.bottom_open = true;
     }
 
     fn shortcuts(&mut self, ctx: &egui::Context, actions: &mut Vec<UiAction>) {
@@ -347,6 +405,36 @@ impl ConsoleView {
         }
     }
 
+    /// The tabs of the bottom panel, always shown: a click opens the panel on that tab, a click
+    /// on the open tab (or "Hide") closes it.
+    fn bottom_tabs_ui(&mut self, ui: &mut Ui, snap: &Snapshot) {
+        ui.horizontal(|ui| {
+            let log = if snap.alerts.is_empty() {
+                "Log".to_owned()
+            } else {
+                format!("Log ({})", snap.alerts.len())
+            };
+            let open = self.settings.bottom_open;
+            for (tab, label) in [
+                (BottomTab::Inspector, "Inspector".to_owned()),
+                (BottomTab::Log, log),
+                (BottomTab::History, "History".to_owned()),
+            ] {
+                let on = open && self.settings.bottom_tab == tab;
+                if ui.selectable_label(on, label).clicked() {
+                    if on {
+                        self.settings.bottom_open = false;
+                    } else {
+                        self.open_bottom(tab);
+                    }
+                }
+            }
+            if open && ui.small_button("Hide").clicked() {
+                self.settings.bottom_open = false;
+            }
+        });
+    }
+
     fn bottom_ui(
         &mut self,
         ui: &mut Ui,
@@ -354,18 +442,6 @@ impl ConsoleView {
         messages: &[RawMessage],
         actions: &mut Vec<UiAction>,
     ) {
-        ui.horizontal(|ui| {
-            let tab = &mut self.settings.bottom_tab;
-            ui.selectable_value(tab, BottomTab::Inspector, "Inspector");
-            let log = if snap.alerts.is_empty() {
-                "Log".to_owned()
-            } else {
-                format!("Log ({})", snap.alerts.len())
-            };
-            ui.selectable_value(tab, BottomTab::Log, log);
-            ui.selectable_value(tab, BottomTab::History, "History");
-        });
-        ui.separator();
         match self.settings.bottom_tab {
             BottomTab::Inspector => inspector::inspector_ui(
                 ui,

@@ -103,7 +103,6 @@ pub fn firmware_panel_ui(
     actions: &mut Vec<UiAction>,
 ) {
     form.sync_with(&snap.packages);
-    ui.heading("Firmware");
     ui.horizontal(|ui| {
         if ui
             .button("Open firmware…")

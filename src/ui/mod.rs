@@ -4,8 +4,9 @@
 //!
 //! - [`app`]: `OtaApp`, the eframe app: `logic` (snapshot, jobs, dropped files) and `ui`.
 //! - [`console`]: `ConsoleView`, the layout and view state, drawn from one snapshot per frame.
-//! - Panels, one per file: [`connection_bar`], [`firmware_panel`], [`devices_table`], [`tiles`],
-//!   [`rollout_panel`], [`inspector`], [`history`]; shared pieces in [`widgets`].
+//! - Panels, one per file: [`connection_bar`], [`summary_strip`], [`firmware_panel`],
+//!   [`devices_table`], [`tiles`], [`rollout_panel`], [`inspector`], [`history`], [`toasts`],
+//!   [`start_failure`]; shared pieces in [`widgets`].
 //! - Pure logic, unit-tested: [`filter`] (filter, sort, grouping, selection), [`format`],
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
 //! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
@@ -32,8 +33,11 @@ pub mod language;
 pub mod profiles;
 pub mod rollout_panel;
 pub mod settings;
+pub mod start_failure;
+pub mod summary_strip;
 pub mod theme;
 pub mod tiles;
+pub mod toasts;
 pub mod vault;
 pub mod widgets;
 
@@ -63,6 +67,8 @@ pub struct UiOptions {
     /// The language chosen on the command line (`--lang`): it wins over the window's saved
     /// choice. `None`: the saved choice, else the system locale (already in force).
     pub lang: Option<crate::i18n::Lang>,
+    /// The engine did not start: the window opens on this (the failure and its ways out).
+    pub start_failure: Option<start_failure::StartFailureForm>,
 }
 
 impl Default for UiOptions {
@@ -75,6 +81,7 @@ impl Default for UiOptions {
             target_version: None,
             connector: None,
             lang: None,
+            start_failure: None,
         }
     }
 }
@@ -115,6 +122,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
             let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
             if let Some(connector) = options.connector.clone() {
                 app.set_connector(connector);
+            }
+            if let Some(form) = options.start_failure.clone() {
+                app.set_start_failure(form);
             }
             if let Some(version) = options.target_version.clone() {
                 app.view_mut().firmware.version = version;

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::credentials::ConsoleCredentials;
 use crate::engine::{
-    BrokerChoice, BrokerUrl, BrokerUrlError, EmbeddedAccess, EngineConfig, LinkOptions,
+    BrokerChoice, BrokerUrl, BrokerUrlError, EmbeddedAccess, EngineConfig, FirmwareSource,
+    LinkOptions,
 };
 use crate::i18n::tr;
 
@@ -51,6 +52,14 @@ pub enum ConnectTarget {
     /// The console's own broker.
     Embedded,
     Profile(BrokerProfile),
+    /// The configuration the console was started with, unchanged ("Retry" after a failed start).
+    Base,
+    /// The console's own broker on another port (its address otherwise as configured), and the
+    /// embedded firmware server on `firmware_port` when given: the way out of a port in use.
+    EmbeddedOn {
+        broker_port: u16,
+        firmware_port: Option<u16>,
+    },
 }
 
 /// A password on its way to the engine. `Debug` never shows it.
@@ -145,6 +154,36 @@ impl ConnectTarget {
     ) -> Result<EngineConfig, ProfileError> {
         let mut config = base.clone();
         config.broker = match self {
+            ConnectTarget::Base => base.broker.clone(),
+            ConnectTarget::EmbeddedOn {
+                broker_port,
+                firmware_port,
+            } => {
+                if let (Some(port), FirmwareSource::Embedded { bind, .. }) =
+                    (firmware_port, &mut config.firmware)
+                {
+                    bind.set_port(*port);
+                }
+                match &base.broker {
+                    BrokerChoice::Embedded {
+                        listen,
+                        access,
+                        tls,
+                    } => BrokerChoice::Embedded {
+                        listen: std::net::SocketAddr::new(listen.ip(), *broker_port),
+                        access: *access,
+                        tls: tls.clone(),
+                    },
+                    BrokerChoice::External(_) => BrokerChoice::Embedded {
+                        listen: std::net::SocketAddr::new(
+                            DEFAULT_EMBEDDED_LISTEN.ip(),
+                            *broker_port,
+                        ),
+                        access: EmbeddedAccess::Secure,
+                        tls: None,
+                    },
+                }
+            }
             ConnectTarget::Embedded => match (embedded_running, &base.broker) {
                 (Some(url), _) => {
                     // The broker this process already runs admits the console by its own

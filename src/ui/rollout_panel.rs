@@ -1,8 +1,8 @@
 //! The rollout panel: the policy (canary and waves, rate, concurrency, timeout, retries, abort
 //! threshold, version filter) with the defaults of `rollout::Policy`, the start confirmation
 //! that names the device count and the version, the campaign controls (pause, resume, cancel,
-//! retry failed, next wave), the per-status summary with a stacked bar, the succeeded / failed /
-//! in-flight plot and the ETA. Builds the `CampaignRequest`; the engine validates and runs it.
+//! retry failed, next wave), the per-status summary with a stacked bar and the succeeded /
+//! failed / in-flight plot (pause, resume, cancel and the ETA are in `summary_strip`). Builds the `CampaignRequest`; the engine validates and runs it.
 
 use std::collections::BTreeSet;
 
@@ -16,10 +16,7 @@ use super::theme;
 use super::widgets;
 use crate::device_id::DeviceId;
 use crate::engine::{CampaignRequest, CampaignView, Snapshot};
-use crate::protocol::{CancelSupport, registry};
-use crate::rollout::{
-    AbortThreshold, CampaignId, CampaignState, CanarySize, DeviceStatus, LIMITS, Policy,
-};
+use crate::rollout::{AbortThreshold, CampaignId, CanarySize, DeviceStatus, LIMITS, Policy};
 
 /// The panel's own state besides the persisted policy.
 #[derive(Debug, Default)]
@@ -30,6 +27,8 @@ pub struct RolloutForm {
     pub confirm: Option<Box<CampaignRequest>>,
     /// `only_from_versions`, comma separated, as typed.
     pub only_from: String,
+    /// Fold the policy away this frame (a campaign has just started).
+    pub fold_policy: bool,
 }
 
 /// The campaign the panel shows.
@@ -133,8 +132,10 @@ pub fn rollout_panel_ui(
     actions: &mut Vec<UiAction>,
 ) {
     ui.heading("Rollout");
+    // Once a campaign starts the policy folds away: its outcome matters now, not the form.
     egui::CollapsingHeader::new("Policy")
         .default_open(false)
+        .open(std::mem::take(&mut form.fold_policy).then_some(false))
         .show(ui, |ui| policy_ui(ui, policy, form));
     ui.horizontal(
         |ui| match build_request(firmware, snap, policy, selection) {
@@ -415,26 +416,9 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
             format!("Stopped: {why}. Nothing more is sent; free space or fix permissions, then restart the console to resume."),
         );
     }
+    // Pause, resume, cancel and the ETA are in the summary strip, always in sight.
     ui.horizontal_wrapped(|ui| {
         let live = view.live;
-        if live && s.state == CampaignState::Running && ui.button("Pause").clicked() {
-            actions.push(UiAction::Pause(id));
-        }
-        if live && s.state == CampaignState::Paused && ui.button("Resume").clicked() {
-            actions.push(UiAction::Resume(id));
-        }
-        if live && !s.state.is_finished() && ui.button("Cancel campaign").clicked() {
-            actions.push(UiAction::Cancel(id));
-        }
-        if live && !s.state.is_finished() {
-            for dialect in &view.dialects {
-                if let CancelSupport::CannotRecall { note, detail } =
-                    registry::capabilities(*dialect).cancel
-                {
-                    ui.weak(note).on_hover_text(detail);
-                }
-            }
-        }
         if live && s.counts.failures() > 0 && ui.button("Retry failed").clicked() {
             actions.push(UiAction::RetryFailed(id));
         }
@@ -454,12 +438,6 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
         ui.label(sent)
             .on_hover_text("Bytes of this package the firmware server sent, all devices together");
     }
-    match view.eta_secs {
-        Some(eta) if !s.state.is_finished() => {
-            ui.label(format!("ETA {}", format::duration_secs(eta)))
-        }
-        _ => ui.weak("ETA —"),
-    };
     timeline_plot_ui(ui, view);
 }
 

@@ -51,6 +51,9 @@ pub struct Settings {
     /// The policy of the last campaign started, offered again.
     pub policy: Policy,
     pub bottom_tab: BottomTab,
+    /// The bottom panel (inspector, log, history) is open; it opens on demand (a device or a
+    /// tab clicked) and keeps its height (egui's own memory, persisted by eframe).
+    pub bottom_open: bool,
     /// Inspector: follow every device's messages instead of the selected one.
     pub inspector_global: bool,
     /// Saved brokers (never with a password: see `ui::vault`).
@@ -69,6 +72,7 @@ impl Default for Settings {
             filter: DeviceFilter::default(),
             policy: Policy::default(),
             bottom_tab: BottomTab::Inspector,
+            bottom_open: false,
             inspector_global: false,
             profiles: Vec::new(),
             language: None,

@@ -1,6 +1,8 @@
 //! The tile view: the same filtered, sorted devices as a wall of compact cards filled with the
 //! status colour and showing the percent, large enough to read on a projector. Virtualised by
-//! rows of tiles; a click toggles the device's selection, a secondary click inspects it.
+//! rows of tiles. A click inspects the device (the inspector opens on it), as a row of the table
+//! does; the selection has its own affordance, the check box in the tile's corner (or a click
+//! with Ctrl / Shift held). Hovering shows the device's details.
 
 use std::collections::BTreeSet;
 
@@ -67,6 +69,9 @@ pub fn tiles_ui(
         });
 }
 
+/// Side of the selection check box in a tile's top-right corner.
+const CHECK: f32 = 20.0;
+
 fn tile_ui(
     ui: &mut Ui,
     row: &DeviceRow,
@@ -80,18 +85,32 @@ fn tile_ui(
     let name = id.name();
     response.widget_info(|| {
         egui::WidgetInfo::selected(
-            egui::Role::CheckBox,
+            egui::Role::Button,
             true,
             selected,
             format!("{name}: {caption}"),
         )
     });
+    // On top of the tile, so it takes the clicks aimed at it.
+    let check_rect = Rect::from_min_size(
+        rect.right_top() + Vec2::new(-CHECK - 4.0, 4.0),
+        Vec2::splat(CHECK),
+    );
+    let check = ui.interact(check_rect, response.id.with("select"), Sense::click());
+    check.widget_info(|| {
+        egui::WidgetInfo::selected(
+            egui::Role::CheckBox,
+            true,
+            selected,
+            format!("Select {name}"),
+        )
+    });
+    let fill = match &row.rollout {
+        Some(r) => theme::status_color(r.status),
+        None => theme::idle_color(row.record.online && row.record.heard_since_start),
+    };
+    let text = theme::text_on(fill);
     if ui.is_rect_visible(rect) {
-        let fill = match &row.rollout {
-            Some(r) => theme::status_color(r.status),
-            None => theme::idle_color(row.record.online && row.record.heard_since_start),
-        };
-        let text = theme::text_on(fill);
         let painter = ui.painter();
         painter.rect_filled(rect, 6.0, fill);
         if let Some(r) = row.rollout.as_ref().filter(|r| r.status.in_flight()) {
@@ -108,7 +127,14 @@ fn tile_ui(
             );
             painter.rect_stroke(rect, 6.0, stroke, StrokeKind::Inside);
         }
-        let clip = rect.shrink(6.0);
+        // The check box: outlined always (it shows where to click), ticked when selected.
+        let box_stroke = Stroke::new(if check.hovered() { 2.0 } else { 1.2 }, text);
+        painter.rect_stroke(check_rect.shrink(3.0), 3.0, box_stroke, StrokeKind::Inside);
+        if selected {
+            painter.rect_filled(check_rect.shrink(6.0), 2.0, text);
+        }
+        let clip =
+            Rect::from_min_max(rect.min, egui::pos2(check_rect.left(), rect.max.y)).shrink(6.0);
         let painter = painter.with_clip_rect(clip);
         painter.text(
             clip.left_top(),
@@ -117,25 +143,69 @@ fn tile_ui(
             FontId::proportional(14.0),
             text,
         );
-        painter.text(
-            clip.left_bottom() - Vec2::new(0.0, 4.0),
+        let caption_clip = rect.shrink(6.0);
+        ui.painter().with_clip_rect(caption_clip).text(
+            caption_clip.left_bottom() - Vec2::new(0.0, 4.0),
             Align2::LEFT_BOTTOM,
             &caption,
             FontId::proportional(16.0),
             text,
         );
     }
-    if response.clicked() {
+    let toggle = |selection: &mut BTreeSet<DeviceId>| {
         if selected {
             selection.remove(id);
         } else {
             selection.insert(id.clone());
         }
-    }
-    if response.secondary_clicked() {
+    };
+    if check.clicked() {
+        toggle(selection);
+    } else if response.clicked() {
+        let modifiers = ui.input(|i| i.modifiers);
+        if modifiers.command || modifiers.ctrl || modifiers.shift {
+            toggle(selection);
+        } else {
+            *inspected = Some(id.clone());
+        }
+    } else if response.secondary_clicked() {
         *inspected = Some(id.clone());
     }
-    response.on_hover_text(RichText::new(id.to_string()));
+    check.on_hover_text(if selected {
+        "Selected for the next rollout: click to leave it out"
+    } else {
+        "Select for the next rollout (or Ctrl-click the tile)"
+    });
+    response.on_hover_ui(|ui| tile_details_ui(ui, row, &caption));
+}
+
+/// What hovering a tile tells: the full id, versions, link, and its standing in the rollout.
+fn tile_details_ui(ui: &mut Ui, row: &DeviceRow, caption: &str) {
+    let record = &row.record;
+    ui.label(RichText::new(record.id.to_string()).monospace().strong());
+    ui.label(format!("{} · {caption}", record.id.dialect().label()));
+    for (module, version) in &record.versions {
+        ui.label(format!("{module}: {version}"));
+    }
+    if let Some(gateway) = &record.gateway {
+        ui.label(format!("via {}", gateway.name()));
+    }
+    ui.label(if record.online { "online" } else { "offline" });
+    if let Some(r) = &row.rollout {
+        if let (Some(from), Some(to)) = (&r.from_version, &r.to_version) {
+            ui.label(format!("{from} → {to}"));
+        }
+        if r.attempts > 1 {
+            ui.label(format!("attempt {}", r.attempts));
+        }
+        if let Some(error) = &r.error {
+            ui.colored_label(theme::BAD, error);
+        }
+    }
+    if let Some(last) = &row.last_message {
+        ui.weak(last);
+    }
+    ui.weak("Click to inspect; the corner box (or Ctrl-click) selects");
 }
 
 #[cfg(test)]

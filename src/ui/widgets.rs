@@ -82,6 +82,23 @@ pub fn status_chip_ui(ui: &mut Ui, color: Color32, text: &str) {
 
 /// One horizontal bar split by status, with a legend of the non-zero counts below it.
 pub fn stacked_bar_ui(ui: &mut Ui, counts: &Counts) {
+    stacked_bar_only_ui(ui, counts);
+    ui.horizontal_wrapped(|ui| {
+        for status in DeviceStatus::ALL {
+            let n = counts.get(status);
+            if n > 0 {
+                status_chip_ui(
+                    ui,
+                    theme::status_color(status),
+                    &format!("{} {n}", status_label(status)),
+                );
+            }
+        }
+    });
+}
+
+/// The bar alone, as wide as the space given (the summary strip puts its own counts beside it).
+pub fn stacked_bar_only_ui(ui: &mut Ui, counts: &Counts) {
     let width = ui.available_width().max(50.0);
     let (rect, response) = ui.allocate_exact_size(Vec2::new(width, 16.0), Sense::hover());
     let painter = ui.painter_at(rect);
@@ -106,18 +123,6 @@ pub fn stacked_bar_ui(ui: &mut Ui, counts: &Counts) {
         StrokeKind::Inside,
     );
     response.on_hover_text(summary_text(counts));
-    ui.horizontal_wrapped(|ui| {
-        for status in DeviceStatus::ALL {
-            let n = counts.get(status);
-            if n > 0 {
-                status_chip_ui(
-                    ui,
-                    theme::status_color(status),
-                    &format!("{} {n}", status_label(status)),
-                );
-            }
-        }
-    });
 }
 
 /// "3 succeeded, 1 failed, 2 pending" for tooltips and the log.

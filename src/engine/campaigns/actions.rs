@@ -8,7 +8,9 @@ use crate::engine::downloads::Downloads;
 use crate::engine::snapshot::AlertLevel;
 use crate::i18n::tr;
 use crate::protocol::{self, Notice};
-use crate::rollout::{Action, Input, LogLevel, NoticeRoute, UpgradeOrder};
+use crate::rollout::{
+    Action, CampaignState, DeviceStatus, Input, LogLevel, NoticeRoute, UpgradeOrder,
+};
 use crate::terms::states;
 
 impl Campaigns {
@@ -39,6 +41,9 @@ impl Campaigns {
                             to = states::campaign_state(to)
                         ),
                     );
+                    if matches!(to, CampaignState::Canceled | CampaignState::Aborted) {
+                        self.withdraw_unanswered(idx, env);
+                    }
                     // The campaign's state is already `to`: its links end (or come back) now.
                     self.sync_downloads(idx, env);
                 }
@@ -68,6 +73,34 @@ impl Campaigns {
         }
     }
 
+    /// A campaign that ended early withdraws the notices its devices have not answered: a
+    /// dialect whose service keeps them (a queued job) is told, the others send nothing.
+    fn withdraw_unanswered(&mut self, idx: usize, env: &mut Env<'_>) {
+        let now_ms = env.clock.now_ms();
+        let Some(live) = self.live.get(idx) else {
+            return;
+        };
+        let mut sends = Vec::new();
+        for rec in live.campaign().devices() {
+            if rec.status == DeviceStatus::Noticed {
+                for out in env
+                    .services
+                    .withdraw(&rec.device, &rec.task.task_ref(), now_ms)
+                {
+                    sends.push((out, rec.device.clone()));
+                }
+            }
+        }
+        for (out, device) in sends {
+            self.outbox.send(Pending {
+                campaign: idx,
+                out,
+                device,
+                attempt: None,
+            });
+        }
+    }
+
     fn queue_send(
         &mut self,
         idx: usize,
@@ -76,13 +109,20 @@ impl Campaigns {
         attempt: Option<u32>,
         env: &mut Env<'_>,
     ) {
-        match protocol::encode(notice) {
-            Ok(out) => self.outbox.send(Pending {
-                campaign: idx,
-                out,
-                device,
-                attempt,
-            }),
+        match env.services.encode(notice, env.clock.now_ms()) {
+            Ok(outs) => {
+                // A failed publish of the first message (the notice itself) is the attempt's;
+                // what a service adds (e.g. a list of pending jobs) is not.
+                let mut attempt = attempt;
+                for out in outs {
+                    self.outbox.send(Pending {
+                        campaign: idx,
+                        out,
+                        device: device.clone(),
+                        attempt: attempt.take(),
+                    });
+                }
+            }
             Err(e) => {
                 let error = tr!("engine.alert.encode", device = device, why = e);
                 env.alert(AlertLevel::Error, error.clone());

@@ -30,7 +30,7 @@ use super::io::Io;
 use super::library::Library;
 use super::snapshot::{AlertLevel, CampaignView};
 use crate::device_id::DeviceId;
-use crate::protocol::{Event, VersionReport};
+use crate::protocol::{Event, Services, VersionReport};
 use crate::rollout::{Campaign, CampaignId, DeviceStatus, Input, RandomIds, Timestamp};
 use crate::store::{Store, StoreError};
 
@@ -47,6 +47,8 @@ pub(super) struct Env<'a> {
     pub(super) io: &'a mut Io,
     pub(super) library: &'a Library,
     pub(super) alerts: &'a mut Alerts,
+    /// Encodes notices (through a dialect's stateful service when it has one).
+    pub(super) services: &'a mut Services,
 }
 
 impl Env<'_> {
@@ -308,6 +310,7 @@ mod tests {
         io: Io,
         library: Library,
         alerts: Alerts,
+        services: Services,
         _listener: std::net::TcpListener,
         _dir: tempfile::TempDir,
     }
@@ -337,6 +340,7 @@ mod tests {
                 }),
                 library: Library::new(FirmwareStore::in_data_dir(dir.path()), import_tx),
                 alerts: Alerts::default(),
+                services: Services::for_registered(),
                 _listener: listener,
                 _dir: dir,
             }
@@ -349,6 +353,7 @@ mod tests {
                 io: &mut self.io,
                 library: &self.library,
                 alerts: &mut self.alerts,
+                services: &mut self.services,
             }
         }
     }

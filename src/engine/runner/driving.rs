@@ -24,6 +24,7 @@ impl Runner {
                 io: &mut self.io,
                 library: &self.library,
                 alerts: &mut self.alerts,
+                services: &mut self.services,
             },
         )
     }

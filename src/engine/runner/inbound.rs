@@ -1,6 +1,7 @@
-//! What the engine does with one message from a device: decode it, update the fleet, answer what
-//! the protocol says must be answered ([`Event::Answer`]: DJI `status_reply`, `events_reply`),
-//! and hand the events
+//! What the engine does with one message from a device: decode it (through the dialect's
+//! stateful service when it has one, `protocol::Services`, which may answer at once), update
+//! the fleet, answer what the protocol says must be answered ([`Event::Answer`]: DJI
+//! `status_reply`, `events_reply`), and hand the events
 //! to the campaigns they concern. A refused message is recorded in the inspector with its reason
 //! and changes nothing else; the log gets the first refusal of each topic and kind per minute,
 //! then a count (`traffic.rs`), so a device repeating a bad message cannot flood it.
@@ -8,7 +9,7 @@
 use crate::device_id::{DeviceId, DialectId};
 use crate::fleet::inspector::Direction;
 use crate::protocol::{
-    self, Answer, DecodeError, Event, FirmwareGet, KeyScope, Notice, TaskRef, registry,
+    self, Answer, DecodeError, Event, FirmwareGet, KeyScope, Notice, Served, TaskRef, registry,
 };
 use crate::rollout::Input;
 use crate::transport::mqtt::Inbound;
@@ -21,8 +22,11 @@ impl Runner {
         self.traffic.received();
         self.publisher.mark();
         let now_ms = self.clock.now_ms();
-        match protocol::decode(&message.topic, &message.payload) {
-            Ok(events) => {
+        let served = self
+            .services
+            .decode(&message.topic, &message.payload, now_ms);
+        match served {
+            Ok(Served { events, replies }) => {
                 let (events, refusal) = self.fleet.admit(events);
                 let (kind, refused) = match refusal {
                     Some((kind, reason)) => (kind, Some(reason)),
@@ -38,7 +42,12 @@ impl Runner {
                 if let Some(reason) = &refused {
                     self.refuse(&message, kind, reason, now_ms);
                 }
-                self.record_inbound(&message, about, refused, now_ms);
+                self.record_inbound(&message, about.clone(), refused, now_ms);
+                // What a stateful service answers at once (AWS-style `…/accepted`), after the
+                // request in the inspector.
+                for reply in replies {
+                    let _ = self.publish(reply, about.clone());
+                }
                 for event in events {
                     self.on_event(event);
                 }
@@ -99,9 +108,11 @@ impl Runner {
             answer,
             timestamp_ms,
         };
-        match protocol::encode(&notice) {
-            Ok(out) => {
-                let _ = self.publish(out, Some(to));
+        match self.services.encode(&notice, timestamp_ms) {
+            Ok(outs) => {
+                for out in outs {
+                    let _ = self.publish(out, Some(to.clone()));
+                }
             }
             Err(e) => tracing::error!(error = %e, "cannot encode an answer to a device"),
         }
@@ -183,9 +194,12 @@ impl Runner {
             request,
             pending: None,
         };
-        match protocol::encode(&notice) {
-            Ok(out) => {
-                let _ = self.publish(out, Some(device));
+        let now_ms = self.clock.now_ms();
+        match self.services.encode(&notice, now_ms) {
+            Ok(outs) => {
+                for out in outs {
+                    let _ = self.publish(out, Some(device.clone()));
+                }
             }
             Err(e) => tracing::error!(error = %e, "cannot encode a firmware get reply"),
         }

@@ -33,7 +33,7 @@ use super::snapshot::AlertLevel;
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
 use crate::i18n::tr;
-use crate::protocol::Outbound;
+use crate::protocol::{Outbound, Services};
 use crate::rollout::Input;
 use crate::store::Store;
 use crate::transport::mqtt::{Inbound, LinkError, LinkState, SessionNews};
@@ -55,6 +55,8 @@ pub(super) struct Runner {
     io: Io,
     fleet: FleetState,
     campaigns: Campaigns,
+    /// The server-side state of the dialects that keep one (`protocol::Services`).
+    services: Services,
 }
 
 impl Runner {
@@ -73,6 +75,7 @@ impl Runner {
             library,
             io,
             fleet: FleetState::default(),
+            services: Services::for_registered(),
         };
         if let Some(warning) = runner.io.session_warning() {
             runner.alert(AlertLevel::Warning, warning);
@@ -147,7 +150,7 @@ impl Runner {
             self.flush_outbox();
         }
         self.flush_inventory();
-        self.io.shutdown();
+        self.io.shutdown().await;
         self.publish_snapshot();
     }
 
@@ -272,6 +275,7 @@ impl Runner {
             traffic: &self.traffic,
             library: &self.library,
             alerts: &self.alerts,
+            now_ms: self.clock.now().as_millis(),
         });
         self.publisher.publish(snapshot);
     }

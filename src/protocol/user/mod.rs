@@ -4,7 +4,9 @@
 //! Owns: [`UserDialect`] (the [`Dialect`] trait over a validated file), loading a file or a
 //! folder of them ([`register_file`], [`register_dir`]) into `registry::register`, and the record
 //! of what was loaded or refused ([`loaded`]) that the window and the CLI show. The format and
-//! its checks are `spec.rs`, templates `template.rs`, the codec `codec.rs`.
+//! its checks are `spec.rs`, templates `template.rs`, the codec `codec.rs`; the file's simulated
+//! devices are `sim.rs` (`ota-console sim --{prefix} N`), which read notices through
+//! `layout.rs` (a payload template read backwards), never through the codec.
 //!
 //! What such a dialect can do is fixed: device ids `{prefix}:{name}` or `{prefix}:{key}/{name}`,
 //! no gateways, acknowledgement by the first report, presence announced on connect, success =
@@ -12,6 +14,8 @@
 
 mod codec;
 mod error;
+mod layout;
+mod sim;
 mod spec;
 mod template;
 #[cfg(test)]
@@ -49,6 +53,7 @@ pub struct UserDialect {
     routes: &'static [TopicRoute],
     capabilities: &'static Capabilities,
     samples: &'static Samples,
+    sim: &'static sim::UserSim,
 }
 
 impl std::fmt::Debug for UserDialect {
@@ -92,6 +97,10 @@ impl Dialect for UserDialect {
 
     fn samples(&self) -> &'static Samples {
         self.samples
+    }
+
+    fn sim(&self) -> Option<&'static dyn crate::sim::SimFactory> {
+        Some(self.sim)
     }
 }
 
@@ -176,7 +185,9 @@ impl UserDialect {
             offer_fields: Box::leak(offer_fields(&spec).into_boxed_slice()),
         };
         let samples = samples(&spec, id, file, &line_of)?;
+        let sim: &'static sim::UserSim = Box::leak(Box::new(sim::UserSim::new(id, file, &spec)));
         let dialect = UserDialect {
+            sim,
             id,
             file: file.to_owned(),
             subscriptions: Box::leak(subscriptions.into_boxed_slice()),

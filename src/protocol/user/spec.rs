@@ -116,6 +116,8 @@ struct CodeToml {
     value: Spanned<Value>,
     code: Option<i64>,
     text: Spanned<String>,
+    /// Which of the simulator's faults this value reports (see [`SimFault`]).
+    sim: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +182,28 @@ pub(super) struct FailureSpec {
     pub failing: Failing,
     /// Value of the field → code in the error table.
     pub codes: Vec<(Value, i64)>,
+    /// The value a simulated device reports for each of its faults the file names (`sim = …`).
+    pub sim: Vec<(SimFault, Value)>,
+}
+
+/// A simulated device's failure, as a code of the file names it (`sim = "download"`): the
+/// console never reads this, only the file's simulated devices (`sim.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SimFault {
+    /// The download broke off (`ota-console sim --fail-download`).
+    Download,
+    /// The image's size or a digest did not match the notice (`--fail-verify`).
+    Verify,
+    /// Writing the image failed (`--fail-flash`).
+    Flash,
+}
+
+impl SimFault {
+    const ALL: [(&'static str, SimFault); 3] = [
+        ("download", SimFault::Download),
+        ("verify", SimFault::Verify),
+        ("flash", SimFault::Flash),
+    ];
 }
 
 #[derive(Debug)]
@@ -519,7 +543,7 @@ fn progress(
             "dialect.task_key is set, so progress must say where the device echoes the key",
         ));
     }
-    let (codes, errors) = failure_codes(ctx, f)?;
+    let (codes, sim, errors) = failure_codes(ctx, f)?;
     let progress = Progress {
         topic: topic(ctx, "progress.topic", &p.topic, shape.has_key)?,
         when: when(ctx, "progress.when", &p.when)?,
@@ -531,6 +555,7 @@ fn progress(
             field: failure_field,
             failing: f.failing,
             codes,
+            sim,
         },
     };
     Ok((progress, errors))
@@ -610,8 +635,12 @@ fn topic_lines(ctx: &Ctx, file: &FileToml) -> Vec<(&'static str, String, usize)>
         .collect()
 }
 
-/// Value of the failure field → code, and the error table.
-type FailureCodes = (Vec<(Value, i64)>, &'static ErrorTable);
+/// Value of the failure field → code, the values the simulator reports, and the error table.
+type FailureCodes = (
+    Vec<(Value, i64)>,
+    Vec<(SimFault, Value)>,
+    &'static ErrorTable,
+);
 
 fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> {
     if f.codes.get_ref().is_empty() {
@@ -623,6 +652,7 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
     }
     let mut codes: Vec<(Value, i64)> = Vec::new();
     let mut table: Vec<ErrorCode> = Vec::new();
+    let mut sim: Vec<(SimFault, Value)> = Vec::new();
     for (i, c) in f.codes.get_ref().iter().enumerate() {
         let at = |what: &str| format!("progress.failure.codes[{i}].{what}");
         let value = c.value.get_ref().clone();
@@ -672,6 +702,9 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
                 format!("value {value} or code {code} is listed twice"),
             ));
         }
+        if let Some(fault) = sim_fault(ctx, c, &sim, &at("sim"))? {
+            sim.push((fault, value.clone()));
+        }
         codes.push((value, code));
         table.push(ErrorCode {
             code,
@@ -704,7 +737,39 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
         format: "{text}",
         unknown,
     };
-    Ok((codes, Box::leak(Box::new(errors))))
+    Ok((codes, sim, Box::leak(Box::new(errors))))
+}
+
+/// The simulator fault a code is marked with (`sim = "verify"`), each at most once.
+fn sim_fault(
+    ctx: &Ctx,
+    c: &CodeToml,
+    marked: &[(SimFault, Value)],
+    field: &str,
+) -> Result<Option<SimFault>, LoadError> {
+    let Some(s) = &c.sim else { return Ok(None) };
+    let fault = SimFault::ALL
+        .iter()
+        .find(|(name, _)| name == s.get_ref())
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            ctx.err(
+                s.span(),
+                field,
+                format!(
+                    "{:?}: one of \"download\", \"verify\", \"flash\"",
+                    s.get_ref()
+                ),
+            )
+        })?;
+    if marked.iter().any(|(f, _)| *f == fault) {
+        return Err(ctx.err(
+            s.span(),
+            field,
+            format!("sim = {:?} is given to two values", s.get_ref()),
+        ));
+    }
+    Ok(Some(fault))
 }
 
 /// Parses a payload template and renders it with sample values that would break JSON wherever

@@ -221,8 +221,9 @@ impl Field {
     }
 }
 
+/// A run of a payload template: literal text, or a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
+pub(super) enum Piece {
     Text(String),
     Field(Field),
 }
@@ -287,6 +288,12 @@ impl PayloadTemplate {
             Piece::Field(f) => Some(*f),
             Piece::Text(_) => None,
         })
+    }
+
+    /// The template as written: text and placeholders in order (the simulated devices read
+    /// notices by it, `layout.rs`).
+    pub fn pieces(&self) -> &[Piece] {
+        &self.pieces
     }
 
     pub fn uses(&self, field: Field) -> bool {

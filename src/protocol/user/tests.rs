@@ -36,6 +36,7 @@ fn notice(d: &UserDialect, device: DeviceId, task: TaskRef) -> UpgradeNotice {
             gateway: None,
             task,
             exchange_id: None,
+            device_timeout_ms: None,
         },
         settings: Default::default(),
     }
@@ -543,5 +544,21 @@ fn the_broker_lets_each_device_use_its_own_topics_only() {
         rules
             .may_subscribe(&board, "acme/lab/b1/fw/cmd")
             .is_allowed()
+    );
+}
+
+#[test]
+fn a_code_names_one_known_simulator_fault_at_most_once() {
+    refused(
+        &edit(ACME, "sim = \"verify\"", "sim = \"explode\""),
+        "sim = \"explode\"",
+        "progress.failure.codes[1].sim",
+        "one of \"download\", \"verify\", \"flash\"",
+    );
+    refused(
+        &edit(ACME, "sim = \"flash\"", "sim = \"verify\""),
+        "flash write failed",
+        "progress.failure.codes[2].sim",
+        "given to two values",
     );
 }

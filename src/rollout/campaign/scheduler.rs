@@ -23,6 +23,7 @@ impl Campaign {
             gateway: route.gateway.clone(),
             task: order.task.clone(),
             exchange_id: order.exchange_id.clone(),
+            device_timeout_ms: Some(self.spec.policy.device_timeout_ms()),
         };
         let mut offer = self.spec.offer.clone();
         if let Some(url) = &route.download_url {

@@ -129,8 +129,8 @@ impl SecureAccess {
     }
 
     /// Who a verified client certificate's name (its subject CN) makes the client: the user of
-    /// `mqtt-users.txt` with that name, the console by its user name, an `aws:{thing}`, or the
-    /// device the name is the id of. The certificate's signature by the trusted CA is what
+    /// `mqtt-users.txt` with that name, the console by its user name, or the device the name is
+    /// the id of (an AWS thing is `aws:{thing}`, like any device id). The certificate's signature by the trusted CA is what
     /// grants it: the site CA issues one only when the operator asks (`broker-config
     /// --issue-cert`).
     pub(super) fn identity_of_certificate(&self, name: &str) -> Option<Identity> {
@@ -141,9 +141,6 @@ impl SecureAccess {
         }
         if let Some(entry) = auth.users.get(name) {
             return Some(entry.identity.clone());
-        }
-        if let Some(thing) = name.strip_prefix("aws:") {
-            return Identity::aws_thing(thing).ok();
         }
         name.parse::<DeviceId>()
             .ok()
@@ -395,7 +392,6 @@ pub(super) fn namespaced_client_id(identity: &Identity, client_id: &str) -> Stri
         Identity::Console => "console".to_owned(),
         Identity::Device(id) => id.device().to_string(),
         Identity::Site { name, .. } => format!("site:{name}"),
-        Identity::AwsThing(thing) => format!("aws:{thing}"),
     };
     let own = if client_id.is_empty() {
         format!("auto-{}", uuid::Uuid::new_v4().simple())

@@ -29,10 +29,12 @@ use tokio::time::timeout;
 
 use super::acl::{self, ClientAcl, SubscribePlan};
 use super::connect::{self, Access, Admitted, InternalLogin};
+use super::dollar;
 use super::error::BrokerError;
 use super::events::{Attempt, BrokerRefusal, Events, now_ms};
 use super::internal::InternalBroker;
 use super::limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
+use super::quiet::Deliveries;
 use crate::access::rules::Identity;
 
 /// Time a new connection has to send its CONNECT (and to finish a TLS handshake).
@@ -60,6 +62,7 @@ pub(super) struct Shared {
     upstream: InternalBroker,
     connections: Arc<Semaphore>,
     waiting: Waiting,
+    pub(super) deliveries: Deliveries,
 }
 
 impl Shared {
@@ -70,6 +73,7 @@ impl Shared {
             upstream,
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             waiting: Waiting::default(),
+            deliveries: Deliveries::new(),
         }
     }
 
@@ -509,6 +513,7 @@ async fn serve<R, W>(
     );
     let down = pump_down(
         secure_framing(&shared.access),
+        &shared.deliveries,
         &pending,
         up_reader,
         &client_writer,
@@ -618,7 +623,7 @@ where
                 return UpEnd::Abort;
             }
             let Some(acl) = acl.as_mut() else {
-                out.unsplit(frame);
+                out.unsplit(escape_dollar(header, packet_type, frame));
                 continue;
             };
             match packet_type {
@@ -629,7 +634,7 @@ where
                         return UpEnd::Abort;
                     };
                     match acl.publish(&publish.topic) {
-                        Ok(()) => out.unsplit(frame),
+                        Ok(()) => out.unsplit(escape_dollar(header, packet_type, frame)),
                         Err(reason) => {
                             let topic = publish.topic.chars().take(256).collect();
                             peer.refused(&shared.events, Attempt::Publish { topic }, reason);
@@ -659,7 +664,7 @@ where
                     }
                 }
                 8 => {
-                    let Ok(subscribe) = Subscribe::read(header, frame.clone().freeze()) else {
+                    let Ok(mut subscribe) = Subscribe::read(header, frame.clone().freeze()) else {
                         return UpEnd::Abort;
                     };
                     let mut allowed = Vec::with_capacity(subscribe.filters.len());
@@ -673,7 +678,15 @@ where
                             }
                         }
                     }
+                    // Decided on the client's filters; rumqttd gets them escaped.
+                    let escaped = dollar::subscribe_in(&mut subscribe);
                     match acl::plan_subscribe(&subscribe, allowed) {
+                        SubscribePlan::Forward if escaped => {
+                            match dollar::encode_subscribe(&subscribe) {
+                                Some(packet) => out.unsplit(packet),
+                                None => return UpEnd::Abort,
+                            }
+                        }
                         SubscribePlan::Forward => out.unsplit(frame),
                         SubscribePlan::Rewrite { packet, allowed } => {
                             // Registered before the SUBSCRIBE leaves, so its SUBACK finds it.
@@ -683,7 +696,7 @@ where
                         SubscribePlan::Answer { suback } => answers.unsplit(suback),
                     }
                 }
-                _ => out.unsplit(frame),
+                _ => out.unsplit(escape_dollar(header, packet_type, frame)),
             }
         }
         if !out.is_empty() {
@@ -715,10 +728,52 @@ where
     }
 }
 
+/// A client's frame as rumqttd must see it: PUBLISH topics and SUBSCRIBE / UNSUBSCRIBE filters
+/// beginning with `$` escaped (`dollar.rs`), everything else as it is.
+fn escape_dollar(header: FixedHeader, packet_type: u8, frame: BytesMut) -> BytesMut {
+    let rewritten = match packet_type {
+        // The topic's first byte follows the fixed header and the 2-byte length.
+        3 if topic_start(&frame).and_then(|i| frame.get(i)) == Some(&b'$') => {
+            dollar::publish_in(header, &frame)
+        }
+        8 => Subscribe::read(header, frame.clone().freeze())
+            .ok()
+            .and_then(|mut subscribe| {
+                dollar::subscribe_in(&mut subscribe)
+                    .then(|| dollar::encode_subscribe(&subscribe))
+                    .flatten()
+            }),
+        10 => dollar::unsubscribe_in(header, &frame),
+        _ => None,
+    };
+    rewritten.unwrap_or(frame)
+}
+
+/// Where a PUBLISH frame's topic begins: after the first byte, the remaining length (1 to 4
+/// bytes, the last below 0x80) and the topic's 2-byte length.
+fn topic_start(frame: &[u8]) -> Option<usize> {
+    let length_bytes = frame.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
+    Some(1 + length_bytes + 2)
+}
+
+/// rumqttd's frame as the client must see it: an escaped PUBLISH topic restored.
+fn unescape_dollar(header: FixedHeader, frame: BytesMut) -> BytesMut {
+    let mut escape = [0u8; 4];
+    let escape = dollar::ESCAPE.encode_utf8(&mut escape).as_bytes();
+    let escaped = topic_start(&frame).and_then(|start| frame.get(start..start + escape.len()))
+        == Some(escape);
+    if escaped && frame.first().map(|b| b >> 4) == Some(3) {
+        dollar::publish_out(header, &frame).unwrap_or(frame)
+    } else {
+        frame
+    }
+}
+
 /// rumqttd → client, until rumqttd closes. Once the client cannot be written to, rumqttd's
 /// bytes are read and dropped (so rumqttd is never reset while it still reads).
 async fn pump_down<W>(
     framed: bool,
+    deliveries: &Deliveries,
     pending: &Mutex<PendingSubacks>,
     mut upstream: tokio::net::tcp::OwnedReadHalf,
     client: &tokio::sync::Mutex<W>,
@@ -736,32 +791,29 @@ async fn pump_down<W>(
             input.buf.clear();
             continue;
         }
-        let out = if framed {
-            let mut out = BytesMut::new();
-            loop {
-                match input.frame(usize::MAX) {
-                    Ok(Some((header, frame))) => {
-                        if frame.first().map(|b| b >> 4) == Some(9) {
-                            out.unsplit(suback_for_client(pending, header, frame));
-                        } else {
-                            out.unsplit(frame);
-                        }
+        // Framed in both modes: a PUBLISH on an escaped `$` topic is restored (`dollar.rs`);
+        // in secure mode, SUBACKs of rewritten SUBSCRIBEs too.
+        let mut out = BytesMut::new();
+        loop {
+            match input.frame(usize::MAX) {
+                Ok(Some((header, frame))) => {
+                    if framed && frame.first().map(|b| b >> 4) == Some(9) {
+                        out.unsplit(suback_for_client(pending, header, frame));
+                    } else {
+                        out.unsplit(unescape_dollar(header, frame));
                     }
-                    Ok(None) => break,
-                    Err(_) => return,
                 }
+                Ok(None) => break,
+                Err(_) => return,
             }
-            out
-        } else {
-            input.buf.split()
-        };
+        }
         if !out.is_empty() {
             match timeout(CLIENT_WRITE_TIMEOUT, async {
                 client.lock().await.write_all(&out).await
             })
             .await
             {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => deliveries.delivered(),
                 // Closed: rumqttd's bytes are drained (see above).
                 Ok(Err(_)) => client_gone = true,
                 // Not reading for a minute: the whole connection is closed.

@@ -29,11 +29,13 @@
 
 mod acl;
 mod connect;
+mod dollar;
 mod error;
 mod events;
 mod gate;
 mod internal;
 mod limits;
+mod quiet;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -163,6 +165,16 @@ impl EmbeddedBroker {
         })
     }
 
+    /// Waits (at most `limit`) until the broker has written nothing to any client for a
+    /// moment: what a client published last has then reached its subscribers' sockets. For a
+    /// console about to exit, after its own link has stopped.
+    pub async fn quiesce(&self, limit: std::time::Duration) {
+        self.shared
+            .deliveries
+            .wait_quiet(QUIET_BEFORE_EXIT, limit)
+            .await;
+    }
+
     /// The address of the gate's plain listener, with the real port.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -205,6 +217,10 @@ impl EmbeddedBroker {
         }
     }
 }
+
+/// A pause in deliveries long enough to say rumqttd has routed what it had: it forwards a
+/// publish to subscribers within milliseconds on loopback.
+const QUIET_BEFORE_EXIT: std::time::Duration = std::time::Duration::from_millis(150);
 
 /// Open files the broker asks for at most: a client costs three descriptors in this process
 /// (its socket, and both ends of the gate's connection to rumqttd).
