@@ -310,6 +310,12 @@ fn every_built_in_dialect_speaks_chinese() {
                 );
             }
         }
+        if let ota_console::protocol::CancelSupport::CannotRecall { note, detail } =
+            d.capabilities().cancel
+        {
+            need(format!("dialect.{p}.cancel_note"), note);
+            need(format!("dialect.{p}.cancel_detail"), detail);
+        }
         let table = d.errors();
         need(format!("dialect.{p}.error_format"), table.format);
         need(format!("dialect.{p}.error_unknown"), table.unknown);
@@ -346,6 +352,7 @@ const CONVERTED: &[&str] = &[
     "src/engine/error.rs",
     "src/firmware/error.rs",
     "src/transport/broker/error.rs",
+    "src/ui/connection_bar.rs",
     "src/ui/connection_dialog.rs",
     "src/ui/explain.rs",
     "src/ui/format.rs",
@@ -353,6 +360,9 @@ const CONVERTED: &[&str] = &[
     "src/ui/inspector.rs",
     "src/ui/jobs.rs",
     "src/ui/profiles.rs",
+    "src/ui/summary_strip.rs",
+    "src/ui/tiles.rs",
+    "src/ui/toasts.rs",
     "src/ui/vault.rs",
     "src/ui/widgets.rs",
 ];

@@ -3,7 +3,7 @@
 //! lives in `locales/dialects.toml` under keys derived from the dialect's id:
 //! `dialect.<id>.label`, `dialect.<id>.setting.<key>.{label,help}`,
 //! `dialect.<id>.setting.<key>.choice.<value>`, `dialect.<id>.error.<code>`,
-//! `dialect.<id>.error_format`, `dialect.<id>.error_unknown`.
+//! `dialect.<id>.error_format`, `dialect.<id>.error_unknown`, `dialect.<id>.cancel_{note,detail}`.
 //!
 //! A text without a key shows its English data as it is: a dialect read from a TOML file
 //! speaks the words of its file in every language (its author writes them in the language
@@ -76,4 +76,17 @@ pub fn describe(id: DialectId, table: &'static ErrorTable, code: i64) -> String 
     pattern
         .replace("{code}", &code.to_string())
         .replace("{text}", &text)
+}
+
+/// A dialect's note that a cancel cannot recall its notices (`CancelSupport::CannotRecall`),
+/// and its detail.
+pub fn cancel_note(
+    id: DialectId,
+    note: &'static str,
+    detail: &'static str,
+) -> (Cow<'static, str>, Cow<'static, str>) {
+    (
+        dialect_text(&format!("dialect.{}.cancel_note", id.as_str()), note),
+        dialect_text(&format!("dialect.{}.cancel_detail", id.as_str()), detail),
+    )
 }
