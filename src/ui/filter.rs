@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device_id::{DeviceId, DialectId};
 use crate::engine::{CampaignView, DeviceRow};
+use crate::i18n::tr;
 use crate::rollout::DeviceStatus;
 
 /// What the operator typed and picked above the device list.
@@ -56,11 +57,11 @@ impl StatusFilter {
 
     pub fn label(self) -> String {
         match self {
-            StatusFilter::Any => "any status".into(),
-            StatusFilter::Idle => "idle".into(),
-            StatusFilter::Offline => "offline".into(),
-            StatusFilter::InFlight => "in flight".into(),
-            StatusFilter::Failures => "failures".into(),
+            StatusFilter::Any => tr!("ui.filter.any_status"),
+            StatusFilter::Idle => tr!("ui.filter.idle"),
+            StatusFilter::Offline => tr!("ui.filter.offline"),
+            StatusFilter::InFlight => tr!("ui.filter.in_flight"),
+            StatusFilter::Failures => tr!("ui.filter.failures"),
             StatusFilter::Is(s) => status_label(s),
         }
     }
