@@ -5,6 +5,7 @@ pub mod args;
 pub mod broker;
 pub mod broker_config;
 pub mod connection;
+pub mod demo;
 pub mod devices;
 pub mod dialects;
 pub mod hash;

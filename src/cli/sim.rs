@@ -214,6 +214,7 @@ impl SimArgs {
                     reject: self.reject,
                     silent: self.silent,
                     offline_mid_download: self.offline_mid_download,
+                    script: None,
                 },
                 pull: self.pull,
                 pull_interval: secs("--pull-secs", self.pull_secs)?,

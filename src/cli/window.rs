@@ -1,21 +1,20 @@
 //! The window (no subcommand): starts the engine with the connection options, optionally a
 //! simulated demo fleet beside it, and hands both to the UI. If the engine cannot start, the
-//! window opens all the same and shows why, with the ways out (`ui::start_failure`). The UI runs on this thread; the
-//! engine and the fleet run on the tokio runtime's threads.
+//! window opens all the same and shows why, with the ways out (`ui::start_failure`). The UI runs
+//! on this thread; the engine and the fleet run on the tokio runtime's threads.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use super::connection::ConnectionArgs;
-use crate::engine::{self, BrokerChoice, Command, EmbeddedAccess, FirmwareSource};
-use crate::sim::{Behaviour, FaultOdds, SimConfig, SimFleet, SimLogins};
-use crate::ui::{self, UiOptions};
+use super::demo::{self, Demo};
+use crate::engine::{self, BrokerChoice, EmbeddedAccess, EngineHandle, FirmwareSource};
+use crate::ui::{self, DemoDriver, UiOptions};
 
-/// Size of the demo firmware file written on first use.
-const DEMO_FIRMWARE_BYTES: usize = 4 * 1024 * 1024;
+/// Set (to anything) with `--demo`: the story starts as soon as the fleet is heard.
+pub const START_DEMO_ENV: &str = "OTA_CONSOLE_DEMO_START";
 
 pub fn run(
     runtime: &tokio::runtime::Runtime,
@@ -31,9 +30,11 @@ pub fn run(
     let mut config = connection.engine_config()?;
     config.resume_unfinished = true;
     if demo {
-        // The demo keeps its devices and campaigns apart from the real ones.
+        // The demo keeps its devices and campaigns apart from the real ones, and every start
+        // tells the story from the beginning: its own directory is cleared.
         config.data_dir = config.data_dir.join("demo");
         config.db_path = config.data_dir.join("ota-console.db");
+        demo::fresh_demo_dir(&config.data_dir)?;
         if let FirmwareSource::Embedded {
             bind, public_base, ..
         } = &mut config.firmware
@@ -43,7 +44,6 @@ pub fn run(
         }
         demo_broker_access(&mut config.broker);
     }
-    let demo_firmware = demo.then(|| config.data_dir.join("demo-firmware-2.0.0.bin"));
     let started = runtime
         .block_on(engine::start(config.clone()))
         .or_else(|e| {
@@ -78,25 +78,16 @@ pub fn run(
             ..
         }
     );
-    let _fleet = if demo && engine_started {
-        if let Some(path) = &demo_firmware {
-            write_demo_firmware(path)?;
-            let _ = handle.send(Command::ImportFirmware {
-                path: path.clone(),
-                reply: None,
-            });
+    let demo_driver: Option<Arc<dyn DemoDriver>> = if demo && engine_started {
+        let story = runtime
+            .block_on(Demo::launch(&handle, &config.data_dir, demo_secure))
+            .context("starting the demo")?;
+        // Scripts that show the window mid-rollout (scripts/screenshots) start the story
+        // without a click.
+        if std::env::var_os(START_DEMO_ENV).is_some() {
+            story.spawn(runtime.handle(), handle.clone(), false);
         }
-        let mut fleet_config = demo_fleet(handle.broker_url());
-        if demo_secure {
-            // A demo broker reachable from the network stays secure: its devices get credentials.
-            let (logins, _) = SimLogins::provision(&config.data_dir, &fleet_config)
-                .context("giving the demo devices credentials")?;
-            fleet_config.logins = std::sync::Arc::new(logins);
-        }
-        let fleet = runtime
-            .block_on(SimFleet::start(fleet_config))
-            .context("starting the demo fleet")?;
-        Some(fleet)
+        Some(Arc::new(WindowDemo::new(story, runtime.handle().clone())))
     } else {
         None
     };
@@ -110,11 +101,43 @@ pub fn run(
             connector: Some(first.connector),
             start_failure: first.failure,
             // The demo package is version 2.0.0 of a fleet on 1.0.0: ready to roll out.
-            target_version: demo.then(|| "2.0.0".to_owned()),
+            target_version: demo.then(|| demo::TO_VERSION.to_owned()),
+            demo_driver,
             lang,
             ..UiOptions::default()
         },
     )
+}
+
+/// The demo as the window drives it: each click runs on the runtime, never on the UI thread.
+#[derive(Debug)]
+pub struct WindowDemo {
+    demo: Arc<Demo>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl WindowDemo {
+    pub fn new(demo: Arc<Demo>, runtime: tokio::runtime::Handle) -> WindowDemo {
+        WindowDemo { demo, runtime }
+    }
+}
+
+impl DemoDriver for WindowDemo {
+    fn start(&self, engine: &EngineHandle) {
+        self.demo.spawn(&self.runtime, engine.clone(), false);
+    }
+
+    fn replay(&self, engine: &EngineHandle) {
+        self.demo.spawn(&self.runtime, engine.clone(), true);
+    }
+
+    fn busy(&self) -> bool {
+        self.demo.busy()
+    }
+
+    fn take_error(&self) -> Option<String> {
+        self.demo.take_error()
+    }
 }
 
 /// The demo's broker serves devices in this process: on a wildcard address it listens on
@@ -152,77 +175,9 @@ fn demo_public_base(bind: &mut SocketAddr) -> Option<String> {
     Some(format!("http://127.0.0.1:{}", bind.port()))
 }
 
-/// The demo fleet: every kind of unit of every dialect's simulator (as many as each kind's
-/// `demo` says), a few devices that fail, downloads slow enough that progress is visible.
-pub fn demo_fleet(broker_url: &str) -> SimConfig {
-    SimConfig {
-        broker_url: broker_url.to_owned(),
-        units: crate::sim::demo_units(&crate::protocol::registry::sim_factories()),
-        version: "1.0.0".into(),
-        name_prefix: "demo".into(),
-        seed: 2026,
-        behaviour: Behaviour {
-            bandwidth_bytes_per_sec: Some(512 * 1024),
-            install: Duration::from_secs(4),
-            faults: FaultOdds {
-                download: 0.04,
-                verify: 0.04,
-                flash: 0.04,
-                reject: 0.25,
-                silent: 0.02,
-                offline_mid_download: 0.04,
-            },
-            ..Behaviour::default()
-        },
-        ..SimConfig::default()
-    }
-}
-
-fn write_demo_firmware(path: &Path) -> anyhow::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    // Deterministic, incompressible-looking bytes: the same demo package every time.
-    let mut state: u32 = 0x2026_1123;
-    let bytes: Vec<u8> = (0..DEMO_FIRMWARE_BYTES)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect();
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_demo_fleet_has_every_kind_of_unit_as_before() {
-        let cfg = demo_fleet("mqtt://127.0.0.1:1883");
-        let units: Vec<_> = cfg
-            .units
-            .iter()
-            .map(|u| (u.kind.flag, u.count, u.members))
-            .collect();
-        // 24 Alibaba devices, 8 FogCloud devices, 2 gateways of 8, 4 docks, 6 AWS things.
-        assert_eq!(
-            units,
-            [
-                ("aliyun", 24, 0),
-                ("fogcloud", 8, 0),
-                ("fogcloud-gateways", 2, 8),
-                ("dji-docks", 4, 0),
-                ("aws", 6, 0)
-            ]
-        );
-        cfg.validate().unwrap();
-    }
 
     #[test]
     fn the_demo_broker_is_open_only_when_nothing_but_loopback_reaches_it() {

@@ -5,6 +5,8 @@
 //! Owns: validating the fault odds, per-device random number generators, the per-upgrade fault
 //! roll and parsing the broker URL. Must never: touch the network or read a clock.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -69,6 +71,39 @@ pub struct FaultOdds {
     pub silent: f64,
     /// The device loses its connection half-way through the download and comes back later.
     pub offline_mid_download: f64,
+    /// Faults chosen in advance instead of rolled: the fleet's upgrades, in the order they
+    /// start, suffer these; later upgrades roll the odds above. A story told with a fleet of
+    /// one device (the demo's "fails once, then the retry recovers") needs no luck.
+    pub script: Option<Arc<FaultScript>>,
+}
+
+/// The faults of a fleet's first upgrades, in order ([`FaultOdds::script`]). Shared by every
+/// device of the fleet: give a device a script of its own by giving it a fleet of its own.
+#[derive(Debug, Default)]
+pub struct FaultScript {
+    faults: Vec<Fault>,
+    next: AtomicUsize,
+}
+
+impl FaultScript {
+    pub fn new(faults: Vec<Fault>) -> Arc<FaultScript> {
+        Arc::new(FaultScript {
+            faults,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The next scripted fault, `None` once the script is spent.
+    fn take(&self) -> Option<Fault> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.faults.get(i).copied()
+    }
+}
+
+impl PartialEq for FaultScript {
+    fn eq(&self, other: &Self) -> bool {
+        self.faults == other.faults
+    }
 }
 
 impl FaultOdds {
@@ -91,19 +126,28 @@ impl FaultOdds {
     }
 }
 
-/// The failure one upgrade will suffer, rolled when the upgrade starts.
+/// The failure one upgrade will suffer, rolled (or taken from a [`FaultScript`]) when the
+/// upgrade starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fault {
+pub enum Fault {
     None,
+    /// The connection drops half-way through the download; the device comes back later.
     OfflineMidDownload,
+    /// The download breaks off half-way.
     Download,
+    /// The downloaded bytes are corrupted: the digest does not match.
     Verify,
+    /// Writing to flash fails after the install time.
     Flash,
 }
 
 impl Fault {
-    /// Rolls every kind in a fixed order so the same seed gives the same sequence of faults.
+    /// The script's next fault if it has one; otherwise rolls every kind in a fixed order so
+    /// the same seed gives the same sequence of faults (a scripted upgrade draws nothing).
     pub(crate) fn roll(odds: &FaultOdds, rng: &mut StdRng) -> Fault {
+        if let Some(fault) = odds.script.as_deref().and_then(FaultScript::take) {
+            return fault;
+        }
         let hits = [
             (odds.offline_mid_download, Fault::OfflineMidDownload),
             (odds.download, Fault::Download),
@@ -329,5 +373,17 @@ mod tests {
             ..FaultOdds::default()
         };
         assert_eq!(Fault::roll(&flash, &mut rng), Fault::Flash);
+    }
+
+    #[test]
+    fn a_script_decides_the_first_upgrades_then_the_odds_do() {
+        let mut rng = unit_rng(1, 5, 0);
+        let odds = FaultOdds {
+            flash: 1.0,
+            script: Some(FaultScript::new(vec![Fault::Download, Fault::None])),
+            ..FaultOdds::default()
+        };
+        let rolled: Vec<Fault> = (0..3).map(|_| Fault::roll(&odds, &mut rng)).collect();
+        assert_eq!(rolled, [Fault::Download, Fault::None, Fault::Flash]);
     }
 }

@@ -24,12 +24,37 @@ const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SimFleet {
     cells: Vec<StatsCell>,
     tasks: JoinSet<()>,
+    /// The permits every connection attempt of the fleet takes one of.
+    connect_gate: Arc<tokio::sync::Semaphore>,
+    /// Started by [`SimFleet::start_held`] and not yet released.
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl SimFleet {
     /// Starts every device of `cfg` as a tokio task on the current runtime. Devices connect in
     /// the background; watch [`SimFleet::stats`] (`connects`) to know when they are up.
     pub async fn start(cfg: SimConfig) -> Result<SimFleet, SimError> {
+        Self::start_gated(cfg, CONNECTS_IN_FLIGHT).await
+    }
+
+    /// Starts every device as [`SimFleet::start`] does, but none connects before
+    /// [`SimFleet::release`]: its ids are known ([`SimFleet::device_ids`]) while the broker
+    /// has heard nothing of it (the demo names its story's devices in a campaign before they
+    /// are heard, so that none of them is chosen for the canary).
+    pub async fn start_held(cfg: SimConfig) -> Result<SimFleet, SimError> {
+        let fleet = Self::start_gated(cfg, 0).await?;
+        fleet.held.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(fleet)
+    }
+
+    /// Lets the devices of a held fleet connect; nothing for a fleet that is not held.
+    pub fn release(&self) {
+        if self.held.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.connect_gate.add_permits(CONNECTS_IN_FLIGHT);
+        }
+    }
+
+    async fn start_gated(cfg: SimConfig, permits: usize) -> Result<SimFleet, SimError> {
         cfg.validate()?;
         let http = if cfg.strict {
             HttpClient::Strict {
@@ -50,17 +75,20 @@ impl SimFleet {
                     .map_err(SimError::Http)?,
             )
         };
+        let connect_gate = Arc::new(tokio::sync::Semaphore::new(permits));
         let ctx = Arc::new(Ctx {
             addr: BrokerAddr::parse(&cfg.broker_url)?,
             behaviour: cfg.behaviour.clone(),
             http,
-            connect_gate: Arc::new(tokio::sync::Semaphore::new(CONNECTS_IN_FLIGHT)),
+            connect_gate: connect_gate.clone(),
             strict: cfg.strict,
             logins: cfg.logins.clone(),
         });
         let mut fleet = SimFleet {
             cells: Vec::new(),
             tasks: JoinSet::new(),
+            connect_gate,
+            held: std::sync::atomic::AtomicBool::new(false),
         };
         for unit in &cfg.units {
             let mut spawner = Spawner {

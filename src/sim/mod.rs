@@ -39,7 +39,7 @@ mod timers;
 mod unit;
 pub(crate) mod upgrade;
 
-pub use config::{Behaviour, FaultOdds};
+pub use config::{Behaviour, Fault, FaultOdds, FaultScript};
 pub(crate) use credentials::Login;
 pub use credentials::{SimLoginError, SimLogins};
 pub(crate) use ctx::Ctx;

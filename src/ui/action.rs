@@ -46,6 +46,10 @@ pub enum UiAction {
     Connect(Box<ConnectRequest>),
     /// A profile was deleted: drop its password from the keyring (on a background thread).
     ForgetPassword(String),
+    /// Start the demo's story (`--demo` only).
+    DemoStart,
+    /// Tell the demo's story again from fresh devices (`--demo` only).
+    DemoReplay,
 }
 
 /// Which report file the operator asked for (see `crate::report`).

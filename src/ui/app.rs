@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::action::UiAction;
 use super::connector::{ConnectReport, Connector, SwitchOutcome};
 use super::console::ConsoleView;
+use super::demo_controls::DemoDriver;
 use super::inspector::messages_jsonl;
 use super::jobs::{JobResult, Jobs};
 use super::profiles::ConnectTarget;
@@ -53,6 +54,8 @@ pub struct OtaApp {
     vault: Vault,
     /// A broker switch under way.
     switching: Option<tokio::sync::oneshot::Receiver<ConnectReport>>,
+    /// Runs the demo's story (`--demo`); `None` otherwise.
+    demo_driver: Option<Arc<dyn DemoDriver>>,
 }
 
 impl OtaApp {
@@ -84,6 +87,7 @@ impl OtaApp {
             connector: None,
             vault: Vault::new(),
             switching: None,
+            demo_driver: None,
         }
     }
 
@@ -91,6 +95,11 @@ impl OtaApp {
     /// a start succeeds.
     pub fn set_start_failure(&mut self, form: super::start_failure::StartFailureForm) {
         self.view.start_failure = Some(form);
+    }
+
+    /// Lets the demo's buttons start and replay its story.
+    pub fn set_demo_driver(&mut self, driver: Arc<dyn DemoDriver>) {
+        self.demo_driver = Some(driver);
     }
 
     /// Lets the connection dialog restart the engine on another broker.
@@ -160,6 +169,9 @@ impl OtaApp {
             self.import_firmware(path);
         }
         self.poll_switch(ctx);
+        if let Some(error) = self.demo_driver.as_ref().and_then(|d| d.take_error()) {
+            self.notice(AlertLevel::Error, error);
+        }
         self.refresh_messages();
         let now = Instant::now();
         self.notices.retain(|n| !n.expired(now));
@@ -308,6 +320,7 @@ impl OtaApp {
             }
             UiAction::ImportFirmware(path) => self.import_firmware(path),
             UiAction::CancelImport => self.send(Command::CancelImport),
+            UiAction::DemoStart | UiAction::DemoReplay => self.drive_demo(&action),
             UiAction::StartCampaign(request) => self.send(Command::StartCampaign {
                 request,
                 reply: None,
@@ -393,6 +406,28 @@ impl OtaApp {
             } => {
                 self.notice(AlertLevel::Error, format!("Could not save the {what}: {e}"));
             }
+        }
+    }
+
+    fn drive_demo(&mut self, action: &UiAction) {
+        let Some(driver) = self.demo_driver.clone() else {
+            self.notice(
+                AlertLevel::Warning,
+                "No demo runs in this window: start it with `ota-console --demo`".into(),
+            );
+            return;
+        };
+        if driver.busy() {
+            return;
+        }
+        if matches!(action, UiAction::DemoReplay) {
+            driver.replay(&self.handle);
+            self.notice(
+                AlertLevel::Info,
+                "Replaying the demo: fresh devices on 1.0.0, then the same story".into(),
+            );
+        } else {
+            driver.start(&self.handle);
         }
     }
 

@@ -84,6 +84,7 @@ pub fn connection_bar_ui(
                     .background_color(theme::WARN)
                     .color(egui::Color32::BLACK),
             );
+            super::demo_controls::demo_controls_ui(ui, snap, actions);
         }
         ui.label(RichText::new(tr!("ui.bar.broker")).strong());
         ui.label(&snap.broker);

@@ -11,7 +11,9 @@
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
 //! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
 //!   [`vault`] (passwords: OS keyring or memory), [`connector`] (engine switch off-thread).
-//! - [`fonts`] (CJK), [`theme`] (colours), [`language`] (the language switch), [`settings`] (persisted), [`jobs`] (background
+//! - [`demo_controls`]: the demo's start and replay buttons (the work is a [`DemoDriver`]'s).
+//! - [`fonts`] (CJK), [`theme`] (colours), [`language`] (the language switch), [`settings`]
+//!   (persisted), [`jobs`] (background
 //!   dialogs and file writes), [`action`] (what panels ask for).
 
 pub mod action;
@@ -20,6 +22,7 @@ pub mod connection_bar;
 pub mod connection_dialog;
 pub mod connector;
 pub mod console;
+pub mod demo_controls;
 pub mod devices_table;
 pub mod explain;
 pub mod filter;
@@ -44,6 +47,7 @@ pub mod widgets;
 pub use app::OtaApp;
 pub use connector::Connector;
 pub use console::ConsoleView;
+pub use demo_controls::DemoDriver;
 pub use fonts::CjkFonts;
 pub use settings::Settings;
 
@@ -69,6 +73,8 @@ pub struct UiOptions {
     pub lang: Option<crate::i18n::Lang>,
     /// The engine did not start: the window opens on this (the failure and its ways out).
     pub start_failure: Option<start_failure::StartFailureForm>,
+    /// Starts and replays the demo's story (its buttons appear with the DEMO badge).
+    pub demo_driver: Option<std::sync::Arc<dyn DemoDriver>>,
 }
 
 impl Default for UiOptions {
@@ -82,6 +88,7 @@ impl Default for UiOptions {
             connector: None,
             lang: None,
             start_failure: None,
+            demo_driver: None,
         }
     }
 }
@@ -96,8 +103,13 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
     if fonts.system_file.is_none() {
         tracing::info!("no system CJK font found; using the bundled subset");
     }
+    let mut viewport = egui::ViewportBuilder::default();
+    match app_icon() {
+        Ok(icon) => viewport = viewport.with_icon(std::sync::Arc::new(icon)),
+        Err(e) => tracing::warn!("the window icon could not be read: {e}"),
+    }
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
+        viewport: viewport
             .with_title(options.title.clone())
             .with_app_id(APP_ID)
             .with_inner_size(options.initial_size)
@@ -126,6 +138,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
             if let Some(form) = options.start_failure.clone() {
                 app.set_start_failure(form);
             }
+            if let Some(driver) = options.demo_driver.clone() {
+                app.set_demo_driver(driver);
+            }
             if let Some(version) = options.target_version.clone() {
                 app.view_mut().firmware.version = version;
             }
@@ -133,6 +148,12 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))
+}
+
+/// The application icon (the one the desktop entry names, `assets/icon/`), for the window.
+pub fn app_icon() -> Result<egui::IconData, String> {
+    eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icon/ota-console.png"))
+        .map_err(|e| e.to_string())
 }
 
 /// The settings file (saved broker profiles: URLs, user names, TLS key paths), made private
@@ -151,4 +172,14 @@ fn private_settings_file() -> Option<std::path::PathBuf> {
         );
     }
     Some(file)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_app_icon_is_a_square_bitmap() {
+        let icon = super::app_icon().unwrap();
+        assert_eq!((icon.width, icon.height), (256, 256));
+        assert_eq!(icon.rgba.len(), 256 * 256 * 4);
+    }
 }
