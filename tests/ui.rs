@@ -1056,20 +1056,20 @@ fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there()
         app.set_start_failure(first.failure.expect("a start failure"));
     }
     h.run_steps(2);
-    assert!(has_label(&h, "The console could not start"));
+    assert!(has_label(&h, &l("ui.start.heading")));
     assert!(
         h.query_all_by_label_contains("already in use")
             .next()
             .is_some()
     );
-    let use_it = format!("Use the broker already on port {port}");
+    let use_it = lf("ui.start.use_broker", &[("port", &port)]);
     for way_out in [
-        use_it.as_str(),
-        "Start on these ports",
-        "Choose a broker profile…",
-        "Retry",
+        use_it.clone(),
+        l("ui.start.start_on_ports"),
+        l("ui.start.choose_profile"),
+        l("ui.start.retry"),
     ] {
-        assert!(has_label(&h, way_out), "{way_out}");
+        assert!(has_label(&h, &way_out), "{way_out}");
     }
     // The next port up is offered.
     assert_eq!(
@@ -1077,7 +1077,7 @@ fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there()
         (port + 1).to_string()
     );
     // The profiles are one click away.
-    h.get_by_label("Choose a broker profile…").click();
+    h.get_by_label(&l("ui.start.choose_profile")).click();
     h.run_steps(4);
     assert!(has_label(&h, &l("ui.connection.new_profile")));
     h.state_mut().as_mut().unwrap().view_mut().connection.open = false;
@@ -1091,7 +1091,7 @@ fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there()
     });
     h.run_steps(2);
     assert!(app(&h).view().start_failure.is_none());
-    assert!(!has_label(&h, "The console could not start"));
+    assert!(!has_label(&h, &l("ui.start.heading")));
     assert!(has_label(&h, &l("ui.bar.connected")));
     h.check_accessibility();
     drop(rt);
@@ -1129,17 +1129,20 @@ fn a_start_failure_can_be_left_by_starting_on_other_ports(lang: Lang) {
         .unwrap()
         .broker_port = "mosquitto".into();
     h.run_steps(2);
-    assert!(has_label(&h, "\"mosquitto\" is not a port (0 to 65535)"));
-    h.get_by_label("Broker port").focus();
+    assert!(has_label(
+        &h,
+        &lf("ui.start.not_a_port", &[("value", &"\"mosquitto\"")])
+    ));
+    h.get_by_label(&l("ui.start.broker_port")).focus();
     h.run_steps(1);
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Broker port").type_text("0");
+    h.get_by_label(&l("ui.start.broker_port")).type_text("0");
     h.run_steps(2);
     assert_eq!(
         app(&h).view().start_failure.as_ref().unwrap().broker_port,
         "0"
     );
-    h.get_by_label("Start on these ports").click();
+    h.get_by_label(&l("ui.start.start_on_ports")).click();
     wait_app(&mut h, "the console on its own broker", |h| {
         app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
     });
@@ -1335,26 +1338,26 @@ fn a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed(lang: Lan
         app.set_start_failure(first.failure.expect("a start failure"));
     }
     h.run_steps(2);
-    assert!(has_label(&h, "The console could not start"));
+    assert!(has_label(&h, &l("ui.start.heading")));
     let named = data.display().to_string();
     assert!(
         h.query_all_by_label_contains(&named).next().is_some(),
         "the error names {named}"
     );
     assert!(
-        h.query_all_by_label_contains("Use the broker already on port")
+        h.query_all_by_label_contains(&lp("ui.start.use_broker"))
             .next()
             .is_none()
     );
     // Still broken: Retry fails again and says so; the window stays on the failure.
-    h.get_by_label("Retry").click();
+    h.get_by_label(&l("ui.start.retry")).click();
     wait_app(&mut h, "the retry to be reported", |h| {
         app(h).view().connection.status.is_some() && app(h).view().connection.pending.is_none()
     });
-    assert!(has_label(&h, "The console could not start"));
+    assert!(has_label(&h, &l("ui.start.heading")));
     // Fixed: Retry starts the console.
     std::fs::remove_file(&data).unwrap();
-    h.get_by_label("Retry").click();
+    h.get_by_label(&l("ui.start.retry")).click();
     wait_app(&mut h, "the console started", |h| {
         app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
     });
