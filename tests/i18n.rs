@@ -352,6 +352,7 @@ const CONVERTED: &[&str] = &[
     "src/engine/error.rs",
     "src/firmware/error.rs",
     "src/transport/broker/error.rs",
+    "src/ui/app.rs",
     "src/ui/connection_bar.rs",
     "src/ui/connection_dialog.rs",
     "src/ui/demo_controls.rs",
