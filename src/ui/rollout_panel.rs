@@ -190,11 +190,11 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
     let devices = LIMITS.max_devices;
     let longest = LIMITS.max_duration_secs;
     egui::Grid::new("policy").num_columns(2).show(ui, |ui| {
-        let canary_label = ui.label(&tr!("ui.rollout.canary")).id;
+        let canary_label = ui.label(tr!("ui.rollout.canary")).id;
         ui.horizontal(|ui| {
             let mut percent = matches!(policy.canary, CanarySize::Percent(_));
             if ui
-                .checkbox(&mut percent, &tr!("ui.rollout.as_percent"))
+                .checkbox(&mut percent, tr!("ui.rollout.as_percent"))
                 .changed()
             {
                 policy.canary = if percent {
@@ -207,7 +207,7 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
                 CanarySize::Count(n) => ui.add(
                     egui::DragValue::new(n)
                         .range(1..=devices)
-                        .suffix(&tr!("ui.rollout.devices_suffix")),
+                        .suffix(tr!("ui.rollout.devices_suffix")),
                 ),
                 CanarySize::Percent(p) => {
                     ui.add(egui::DragValue::new(p).range(1..=100).suffix(" %"))
@@ -302,9 +302,9 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             0..=LIMITS.max_settle_ms,
             " ms",
         );
-        ui.label(&tr!("ui.rollout.abort"));
+        ui.label(tr!("ui.rollout.abort"));
         let mut on = policy.abort.is_some();
-        if ui.checkbox(&mut on, &tr!("ui.rollout.stop_when")).changed() {
+        if ui.checkbox(&mut on, tr!("ui.rollout.stop_when")).changed() {
             policy.abort = on.then(AbortThreshold::default);
         }
         ui.end_row();
@@ -336,7 +336,7 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
             policy.only_from_versions = parse_versions(&form.only_from);
         }
     });
-    if ui.small_button(&tr!("ui.rollout.reset")).clicked() {
+    if ui.small_button(tr!("ui.rollout.reset")).clicked() {
         *policy = Policy::default();
         form.only_from.clear();
     }
@@ -356,10 +356,10 @@ fn confirm_modal_ui(ui: &mut Ui, form: &mut RolloutForm, actions: &mut Vec<UiAct
             ui.label(tr!("ui.rollout.download_from", url = url));
         }
         ui.horizontal(|ui| {
-            if ui.button(&tr!("ui.rollout.confirm_start")).clicked() {
+            if ui.button(tr!("ui.rollout.confirm_start")).clicked() {
                 decision = Some(true);
             }
-            if ui.button(&tr!("ui.rollout.back")).clicked() {
+            if ui.button(tr!("ui.rollout.back")).clicked() {
                 decision = Some(false);
             }
         });
@@ -395,7 +395,7 @@ fn campaign_title(view: &CampaignView) -> String {
 
 fn campaign_picker_ui(ui: &mut Ui, campaigns: &[CampaignView], form: &mut RolloutForm) {
     if campaigns.is_empty() {
-        ui.weak(&tr!("ui.rollout.no_campaign"));
+        ui.weak(tr!("ui.rollout.no_campaign"));
         return;
     }
     let shown = focused(campaigns, form.focus)
@@ -405,7 +405,7 @@ fn campaign_picker_ui(ui: &mut Ui, campaigns: &[CampaignView], form: &mut Rollou
         .selected_text(shown)
         .width(240.0)
         .show_ui(ui, |ui| {
-            ui.selectable_value(&mut form.focus, None, &tr!("ui.rollout.newest_running"));
+            ui.selectable_value(&mut form.focus, None, tr!("ui.rollout.newest_running"));
             for c in campaigns {
                 ui.selectable_value(&mut form.focus, Some(c.snapshot.id), campaign_title(c));
             }
@@ -453,7 +453,7 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
             ));
         }
         if s.waves.blocked {
-            ui.colored_label(theme::WARN, &tr!("ui.rollout.wave_below"));
+            ui.colored_label(theme::WARN, tr!("ui.rollout.wave_below"));
         }
     });
     if let Some(why) = &view.halted {
@@ -462,14 +462,14 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
     // Pause, resume, cancel and the ETA are in the summary strip, always in sight.
     ui.horizontal_wrapped(|ui| {
         let live = view.live;
-        if live && s.counts.failures() > 0 && ui.button(&tr!("ui.rollout.retry_failed")).clicked() {
+        if live && s.counts.failures() > 0 && ui.button(tr!("ui.rollout.retry_failed")).clicked() {
             actions.push(UiAction::RetryFailed(id));
         }
         let more_waves = s.waves.current.is_some_and(|c| c + 1 < s.waves.count);
         if live
             && !s.state.is_finished()
             && more_waves
-            && ui.button(&tr!("ui.rollout.next_wave")).clicked()
+            && ui.button(tr!("ui.rollout.next_wave")).clicked()
         {
             actions.push(UiAction::AdvanceWave(id));
         }
@@ -486,7 +486,7 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
     widgets::stacked_bar_ui(ui, &s.counts);
     if let Some(sent) = served_for(snap, view) {
         ui.label(sent)
-            .on_hover_text(&tr!("ui.rollout.served_hover"));
+            .on_hover_text(tr!("ui.rollout.served_hover"));
     }
     timeline_plot_ui(ui, view);
 }
