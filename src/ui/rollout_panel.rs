@@ -485,8 +485,7 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
     ));
     widgets::stacked_bar_ui(ui, &s.counts);
     if let Some(sent) = served_for(snap, view) {
-        ui.label(sent)
-            .on_hover_text(tr!("ui.rollout.served_hover"));
+        ui.label(sent).on_hover_text(tr!("ui.rollout.served_hover"));
     }
     timeline_plot_ui(ui, view);
 }
