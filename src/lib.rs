@@ -10,6 +10,7 @@
 //! - [`engine`]: the task that owns fleet, campaigns, store and I/O; `Command` in, `Snapshot` out.
 //! - [`fleet`]: the registry of discovered devices and the raw-message inspector ring.
 //! - [`host`]: this host's LAN address (a leaf, for the firmware server and the site CA).
+//! - [`i18n`]: the console's words in English and Simplified Chinese (`locales/`, `tr!`).
 //! - [`report`]: campaign reports (JSON and CSV), shared by the CLI and the window.
 //! - [`private_fs`]: folders 0700 and files 0600 for what holds inventory and broker settings.
 //! - [`protocol`]: pure codecs for the four built-in dialects (Alibaba, FogCloud, DJI, AWS IoT
@@ -19,6 +20,7 @@
 //! - [`store`]: SQLite persistence: packages, campaigns, the transition journal, the inventory.
 //! - [`sim`]: simulated device fleets (Alibaba, FogCloud with gateways, DJI docks, AWS things) for
 //!   tests and demos.
+//! - [`terms`]: dialect labels, settings and error meanings, states, in the operator's language.
 //! - [`time`]: `Timestamp`, milliseconds since the epoch (a leaf; `rollout` re-exports it).
 //! - [`transport`]: the I/O edge: embedded MQTT broker, MQTT client link, firmware HTTP server.
 //! - `ui` (feature `gui`): the desktop window (eframe): panels, CJK fonts, theme, persisted settings.
@@ -27,6 +29,9 @@
 
 #![forbid(unsafe_code)]
 
+// The console's texts (`locales/*.toml`), compiled in; `i18n::tr!` looks them up.
+rust_i18n::i18n!("locales", fallback = "en");
+
 pub mod access;
 pub mod cli;
 pub mod device_id;
@@ -34,12 +39,14 @@ pub mod engine;
 pub mod firmware;
 pub mod fleet;
 pub mod host;
+pub mod i18n;
 pub mod private_fs;
 pub mod protocol;
 pub mod report;
 pub mod rollout;
 pub mod sim;
 pub mod store;
+pub mod terms;
 #[cfg(feature = "test-support")]
 #[expect(
     clippy::unwrap_used,

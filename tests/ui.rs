@@ -11,6 +11,13 @@
 //! arriving does not move the "Tiles" button.
 
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
+//!
+//! Issue #15: every test runs once per language (`name::en`, `name::zh_cn`, through
+//! `in_both_languages!`), its thread speaking that language (`i18n::ThreadLang`) and finding
+//! widgets by the texts of the same keys the window draws with (`l`, `lf`). Five stay English
+//! only: they read words the engine says on its own threads (which speak the process's
+//! language) or a dialect's data as the test holds it.
+
 #![cfg(test)]
 #![cfg(feature = "gui")]
 
@@ -25,6 +32,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::engine::{
     self, BrokerChoice, EmbeddedAccess, EngineConfig, EngineHandle, Snapshot,
 };
+use ota_console::i18n::{self, Lang, ThreadLang};
 use ota_console::protocol::{aws, dji, registry};
 use ota_console::rollout::{CanarySize, Policy, RateLimit, Timestamp};
 use ota_console::sim::{Behaviour, FaultOdds, SimConfig, SimFleet};
@@ -37,6 +45,64 @@ use ota_console::transport::mqtt::{BrokerUrl, LinkOptions};
 use ota_console::ui::{CjkFonts, Connector, OtaApp, Settings};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
+
+/// The window's text under `key` in the language this test's thread speaks (each test runs
+/// once per language: labels are looked up through the same keys the window draws with).
+fn l(key: &str) -> String {
+    i18n::text_of(i18n::lang(), key).unwrap_or_else(|| panic!("no text {key}"))
+}
+
+/// [`l`] with its `%{name}` placeholders filled.
+fn lf(key: &str, args: &[(&str, &dyn std::fmt::Display)]) -> String {
+    let mut text = l(key);
+    for (name, value) in args {
+        text = text.replace(&format!("%{{{name}}}"), &value.to_string());
+    }
+    text
+}
+
+/// The start of [`l`]'s text, up to its first placeholder: what a label begins with.
+fn lp(key: &str) -> String {
+    let text = l(key);
+    text.split("%{").next().unwrap_or_default().to_owned()
+}
+
+/// What the strip's count says between the count done and the count succeeded, for `total`
+/// devices (" of 8 done, " in English).
+fn done_of(total: usize) -> String {
+    let text = l("ui.strip.done");
+    let after_done = text.split("%{done}").nth(1).unwrap_or_default();
+    let middle = after_done.split("%{succeeded}").next().unwrap_or_default();
+    middle.replace("%{total}", &total.to_string())
+}
+
+/// "3 selected · 5 shown of 5" in the test's language.
+fn sel(selected: usize, shown: usize, total: usize) -> String {
+    lf(
+        "ui.console.selected",
+        &[
+            ("selected", &selected),
+            ("shown", &shown),
+            ("total", &total),
+        ],
+    )
+}
+
+/// Runs each named test once per language: `name::en` and `name::zh_cn`.
+macro_rules! in_both_languages {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn en() {
+                super::$name(super::Lang::En);
+            }
+            #[test]
+            fn zh_cn() {
+                super::$name(super::Lang::ZhCn);
+            }
+        }
+    )*};
+}
 
 /// Upper bound of every wait; the rollouts here take a few seconds.
 const WAIT: Duration = Duration::from_secs(90);
@@ -236,7 +302,7 @@ fn count_labels(h: &AppHarness, role: egui::Role, label: &str) -> usize {
 
 /// Waits until every simulated device is in the table.
 fn discover(h: &mut AppHarness, rig: &mut Rig, n: usize) {
-    let shown = format!("0 selected · {n} shown of {n}");
+    let shown = sel(0, n, n);
     wait_for(h, rig, "every simulated device in the table", |h| {
         has_label(h, &shown)
             && app(h)
@@ -265,27 +331,33 @@ fn import_select_and_start(h: &mut AppHarness, rig: &mut Rig, fw: PathBuf, bytes
         .first()
         .map(|p| p.package.md5.clone());
     assert_eq!(stored.as_deref(), Some(md5.as_str()));
-    assert!(has_label(h, "FogCloud checksum"));
+    assert!(has_label(h, &l("ui.firmware.checksum")));
 
-    h.get_by_label("Target version").focus();
+    h.get_by_label(&l("ui.firmware.target_version")).focus();
     h.run_steps(2);
-    h.get_by_label("Target version").type_text("2.0.0");
+    h.get_by_label(&l("ui.firmware.target_version"))
+        .type_text("2.0.0");
     h.run_steps(2);
     assert_eq!(app(h).view().firmware.version, "2.0.0");
 
-    h.get_by_label("Select all shown").click();
+    h.get_by_label(&l("ui.console.select_all")).click();
     h.run_steps(2);
-    assert!(has_label(h, &format!("{n} selected · {n} shown of {n}")));
-    h.get_by_label(&format!("Start rollout ({n} selected)"))
+    assert!(has_label(h, &sel(n, n, n)));
+    h.get_by_label(&lf("ui.rollout.start_selected", &[("count", &n)]))
         .click();
     h.run_steps(2);
     // The confirmation names the count and the version.
-    let devices = if n == 1 {
-        "1 device".to_owned()
+    let question = if n == 1 {
+        lf(
+            "ui.rollout.confirm_one",
+            &[("version", &"2.0.0"), ("module", &"")],
+        )
     } else {
-        format!("{n} devices")
+        lf(
+            "ui.rollout.confirm",
+            &[("count", &n), ("version", &"2.0.0"), ("module", &"")],
+        )
     };
-    let question = format!("Upgrade {devices} to version 2.0.0?");
     if !has_label(h, &question) {
         let labels: Vec<String> = h
             .root()
@@ -294,12 +366,12 @@ fn import_select_and_start(h: &mut AppHarness, rig: &mut Rig, fw: PathBuf, bytes
             .collect();
         panic!("no {question:?} among {labels:?}");
     }
-    h.get_by_label("Confirm start").click();
+    h.get_by_label(&l("ui.rollout.confirm_start")).click();
     h.run_steps(2);
 }
 
-#[test]
-fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
+fn rollout_from_the_window_reaches_succeeded_at_100_percent(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     // No DJI dock here: a dock and its drone noticed at once make the simulated dock answer
     // 312014 "already upgrading" for the drone (the DJI case is covered by tests/e2e_rollout.rs).
     let fleet = SimConfig {
@@ -319,37 +391,57 @@ fn rollout_from_the_window_reaches_succeeded_at_100_percent() {
     let (fw, bytes) = firmware(dir.path());
     import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
 
-    let finished = format!("{n} of {n} devices finished (100 %), {n} succeeded");
+    let finished = lf(
+        "ui.rollout.finished",
+        &[
+            ("done", &n),
+            ("total", &n),
+            ("percent", &100),
+            ("succeeded", &n),
+        ],
+    );
     wait_for(&mut h, &mut rig, "every device to succeed", |h| {
         has_label(h, &finished)
     });
     // The table: one "succeeded" status label per device line (the plot legend has a
     // "succeeded" checkbox too).
-    assert_eq!(count_labels(&h, egui::Role::Label, "succeeded"), n);
-    // The tiles: every card reads "succeeded 100 %".
-    h.get_by_label("Tiles").click();
+    assert_eq!(
+        count_labels(&h, egui::Role::Label, &l("state.device.succeeded")),
+        n
+    );
+    // The tiles: every card reads &lf("ui.tiles.percent", &[("status", &l("state.device.succeeded")), ("percent", &100)]).
+    h.get_by_label(&l("ui.console.tiles")).click();
     h.run_steps(3);
-    let tiles = h.query_all_by_label_contains("succeeded 100 %").count();
+    let tiles = h
+        .query_all_by_label_contains(&lf(
+            "ui.tiles.percent",
+            &[("status", &l("state.device.succeeded")), ("percent", &100)],
+        ))
+        .count();
     assert_eq!(tiles, n, "tiles at 100 %");
     h.check_accessibility();
     // Every policy field and the history are reachable by name too.
-    h.get_by_label("Policy").click();
-    h.get_by_label("History").click();
+    h.get_by_label(&l("ui.rollout.policy")).click();
+    h.get_by_label(&l("ui.console.history")).click();
     h.run_steps(2);
-    assert!(h.query_by_label("Device timeout").is_some());
+    assert!(h.query_by_label(&l("ui.rollout.device_timeout")).is_some());
     for field in [
-        "Re-send unanswered after",
-        "Re-sends",
-        "…each wait ×",
-        "Settle after first heard",
+        "ui.rollout.resend_after",
+        "ui.rollout.resends",
+        "ui.rollout.each_wait",
+        "ui.rollout.settle",
     ] {
-        assert!(h.query_by_label(field).is_some(), "policy field {field}");
+        let field = l(field);
+        assert!(h.query_by_label(&field).is_some(), "policy field {field}");
     }
     h.check_accessibility();
 }
 
+// English only: it reads words the engine says on its own threads or a dialect's data
+// that the test looks up as it is.
 #[test]
 fn notice_settings_picked_in_the_generated_form_reach_the_started_campaign() {
+    let _lang = ThreadLang::new(Lang::En);
     let fleet = SimConfig {
         units: sim_units(&[("aliyun", 1)]),
         ..sim(22)
@@ -463,8 +555,8 @@ fn a_template_setting_is_checked_as_typed_and_reaches_the_started_campaign() {
     assert_eq!(started.text(aws::ID, setting), template);
 }
 
-#[test]
-fn devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all() {
+fn devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let gone: Vec<DeviceId> = (0..2)
         .map(|i| DeviceId::aliyun("remembered", &format!("gone-{i}")).unwrap())
         .collect();
@@ -476,7 +568,7 @@ fn devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all() {
     let mut h = harness(&rig, Settings::default());
     // 3 simulated Alibaba devices heard, 2 remembered ones.
     wait_for(&mut h, &mut rig, "the simulated devices heard", |h| {
-        has_label(h, "0 selected · 5 shown of 5")
+        has_label(h, &sel(0, 5, 5))
             && app(h)
                 .snapshot()
                 .devices
@@ -487,33 +579,54 @@ fn devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all() {
     });
     // The "Last heard" column marks the remembered devices, with when they were heard before;
     // their status reads "remembered", the others' "idle" with a relative time.
-    assert!(has_label(&h, "Last heard"));
+    assert!(has_label(&h, &l("ui.table.last_heard")));
     assert_eq!(
-        h.query_all_by_label_contains("not heard since start (before: 1 h 00 min ago)")
-            .count(),
+        h.query_all_by_label_contains(&lf(
+            "ui.format.not_heard_before",
+            &[(
+                "age",
+                &lf(
+                    "ui.format.ago",
+                    &[(
+                        "duration",
+                        &lf("ui.format.hours_min", &[("h", &1), ("m", &"00")])
+                    )]
+                )
+            )]
+        ))
+        .count(),
         2
     );
-    assert_eq!(count_labels(&h, egui::Role::Label, "remembered"), 2);
-    assert_eq!(count_labels(&h, egui::Role::Label, "idle"), 3);
+    assert_eq!(
+        count_labels(&h, egui::Role::Label, &l("ui.table.remembered")),
+        2
+    );
+    assert_eq!(count_labels(&h, egui::Role::Label, &l("ui.filter.idle")), 3);
     // Select all = the heard devices; the rest are counted and added only on purpose.
-    h.get_by_label("Select all shown").click();
+    h.get_by_label(&l("ui.console.select_all")).click();
     h.run_steps(2);
-    assert!(has_label(&h, "3 selected · 5 shown of 5"));
+    assert!(has_label(&h, &sel(3, 5, 5)));
     assert!(gone.iter().all(|g| !app(&h).view().selection.contains(g)));
-    h.get_by_label("Also select 2 not heard since start")
+    h.get_by_label(&lf("ui.console.also_select", &[("count", &2)]))
         .click();
     h.run_steps(2);
-    assert!(has_label(&h, "5 selected · 5 shown of 5"));
+    assert!(has_label(&h, &sel(5, 5, 5)));
     // The tiles say it too.
-    h.get_by_label("Tiles").click();
+    h.get_by_label(&l("ui.console.tiles")).click();
     h.run_steps(3);
-    assert!(has_label(&h, "gone-0: not heard since start"));
-    assert!(has_label(&h, "gone-1: not heard since start"));
+    assert!(has_label(
+        &h,
+        &format!("gone-0: {}", l("ui.format.not_heard"))
+    ));
+    assert!(has_label(
+        &h,
+        &format!("gone-1: {}", l("ui.format.not_heard"))
+    ));
     h.check_accessibility();
 }
 
-#[test]
-fn pause_resume_and_cancel_from_the_window() {
+fn pause_resume_and_cancel_from_the_window(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let mut rig = start_rig(None, Some(sim(22)));
     // One notice a minute: the campaign stays running long enough to be paused and canceled.
     let settings = Settings {
@@ -534,28 +647,34 @@ fn pause_resume_and_cancel_from_the_window() {
     import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
 
     wait_for(&mut h, &mut rig, "the campaign to run", |h| {
-        has_label(h, "Pause")
+        has_label(h, &l("ui.strip.pause"))
     });
-    h.get_by_label("Pause").click();
+    h.get_by_label(&l("ui.strip.pause")).click();
     wait_for(&mut h, &mut rig, "the campaign to pause", |h| {
-        has_label(h, "Resume")
+        has_label(h, &l("ui.strip.resume"))
     });
-    assert!(h.query_by_label_contains(": paused").is_some());
-    h.get_by_label("Resume").click();
+    assert!(
+        h.query_all_by_label_contains(&l("state.campaign.paused"))
+            .next()
+            .is_some()
+    );
+    h.get_by_label(&l("ui.strip.resume")).click();
     wait_for(&mut h, &mut rig, "the campaign to resume", |h| {
-        has_label(h, "Pause")
+        has_label(h, &l("ui.strip.pause"))
     });
-    h.get_by_label("Cancel campaign").click();
+    h.get_by_label(&l("ui.strip.cancel")).click();
     wait_for(&mut h, &mut rig, "the campaign to be canceled", |h| {
-        h.query_by_label_contains(": canceled").is_some()
+        h.query_all_by_label_contains(&l("state.campaign.canceled"))
+            .next()
+            .is_some()
     });
-    assert!(!has_label(&h, "Pause"));
+    assert!(!has_label(&h, &l("ui.strip.pause")));
     let snap = rig.handle.snapshot();
     assert!(snap.campaigns.first().unwrap().snapshot.counts.canceled > 0);
 }
 
-#[test]
-fn chinese_failure_text_from_a_fogcloud_device_is_drawn() {
+fn chinese_failure_text_from_a_fogcloud_device_is_drawn(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let mut config = SimConfig {
         units: sim_units(&[("fogcloud", 1)]),
         ..sim(23)
@@ -572,11 +691,11 @@ fn chinese_failure_text_from_a_fogcloud_device_is_drawn() {
     let (fw, bytes) = firmware(dir.path());
     import_select_and_start(&mut h, &mut rig, fw, &bytes, 1);
     wait_for(&mut h, &mut rig, "the device to fail", |h| {
-        has_label(h, "failed")
+        has_label(h, &l("state.device.failed"))
     });
     // The history shows each device's outcome with the device's own words; a glyph missing
     // from every font would make the harness panic here.
-    h.get_by_label("History").click();
+    h.get_by_label(&l("ui.console.history")).click();
     h.run_steps(2);
     let campaign = h.query_by_label_contains("#1 ").expect("campaign listed");
     campaign.click();
@@ -586,8 +705,8 @@ fn chinese_failure_text_from_a_fogcloud_device_is_drawn() {
     });
 }
 
-#[test]
-fn a_broker_that_refuses_connections_is_reported() {
+fn a_broker_that_refuses_connections_is_reported(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     // A port nobody listens on: bind, read it, close.
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -601,8 +720,10 @@ fn a_broker_that_refuses_connections_is_reported() {
         &mut rig,
         "the link error in the connection bar",
         |h| {
-            h.query_by_label_contains("Reconnecting (attempt").is_some()
-                || h.query_by_label_contains("Disconnected:").is_some()
+            h.query_by_label_contains(&lp("ui.bar.reconnecting"))
+                .is_some()
+                || h.query_by_label_contains(&lp("ui.bar.disconnected"))
+                    .is_some()
         },
     );
     let broker = format!("mqtt://127.0.0.1:{port}");
@@ -615,8 +736,11 @@ fn a_broker_that_refuses_connections_is_reported() {
     );
 }
 
+// English only: it reads words the engine says on its own threads or a dialect's data
+// that the test looks up as it is.
 #[test]
 fn keyboard_filter_focus_and_space_toggles_the_inspected_device() {
+    let _lang = ThreadLang::new(Lang::En);
     let fleet = SimConfig {
         units: sim_units(&[
             ("aliyun", 2),
@@ -638,17 +762,17 @@ fn keyboard_filter_focus_and_space_toggles_the_inspected_device() {
     // ...and Space selects it, and again deselects it.
     h.key_press(egui::Key::Space);
     h.run_steps(2);
-    assert!(has_label(&h, "1 selected · 2 shown of 2"));
+    assert!(has_label(&h, &sel(1, 2, 2)));
     h.key_press(egui::Key::Space);
     h.run_steps(2);
-    assert!(has_label(&h, "0 selected · 2 shown of 2"));
+    assert!(has_label(&h, &sel(0, 2, 2)));
     // Ctrl+F puts the cursor in the filter box; typing filters the fleet.
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::F);
     h.run_steps(2);
-    assert!(h.get_by_label("Filter").is_focused());
-    h.get_by_label("Filter").type_text("0002");
+    assert!(h.get_by_label(&l("ui.console.filter")).is_focused());
+    h.get_by_label(&l("ui.console.filter")).type_text("0002");
     h.run_steps(2);
-    assert!(has_label(&h, "0 selected · 1 shown of 2"));
+    assert!(has_label(&h, &sel(0, 1, 2)));
 }
 
 /// Types `text` into the text field named `label` (appending to what it holds).
@@ -659,8 +783,11 @@ fn type_into(h: &mut AppHarness, label: &str, text: &str) {
     h.run_steps(2);
 }
 
+// English only: it reads words the engine says on its own threads or a dialect's data
+// that the test looks up as it is.
 #[test]
 fn a_saved_profile_connects_the_window_to_another_broker() {
+    let _lang = ThreadLang::new(Lang::En);
     ota_console::ui::vault::use_mock_keyring();
     let mut rig = start_rig(None, None);
     // The broker the profile points at, started by the test on a free loopback port.
@@ -673,17 +800,21 @@ fn a_saved_profile_connects_the_window_to_another_broker() {
     h.run_steps(2);
     assert!(h.query_by_label_contains("embedded broker on").is_some());
 
-    h.get_by_label("Connection…").click();
+    h.get_by_label(&l("ui.bar.connection")).click();
     h.run_steps(2);
-    assert!(has_label(&h, "Embedded broker"));
-    h.get_by_label("New profile").click();
+    assert!(has_label(&h, &l("ui.connection.embedded")));
+    h.get_by_label(&l("ui.connection.new_profile")).click();
     h.run_steps(2);
-    type_into(&mut h, "Profile name", "test broker");
+    type_into(&mut h, &l("ui.connection.profile_name"), "test broker");
     // The URL field starts with "mqtt://".
-    type_into(&mut h, "Broker URL", &format!("127.0.0.1:{port}"));
-    type_into(&mut h, "User name", "operator");
-    type_into(&mut h, "Password", "not-in-settings-pw");
-    h.get_by_label("Connect").click();
+    type_into(
+        &mut h,
+        &l("ui.connection.broker_url"),
+        &format!("127.0.0.1:{port}"),
+    );
+    type_into(&mut h, &l("ui.connection.user_name"), "operator");
+    type_into(&mut h, &l("ui.connection.password"), "not-in-settings-pw");
+    h.get_by_label(&l("ui.connection.connect")).click();
     h.run_steps(2);
 
     let url = format!("mqtt://127.0.0.1:{port}");
@@ -703,7 +834,7 @@ fn a_saved_profile_connects_the_window_to_another_broker() {
         h.query_all_by_label(&url).next().is_some(),
         "the connection bar names the broker"
     );
-    assert!(has_label(&h, "Connected"));
+    assert!(has_label(&h, &l("ui.bar.connected")));
     let status = app(&h).view().connection.status.clone();
     let (_, text) = status.expect("the dialog reports the outcome");
     assert!(text.starts_with("Switched to test broker"), "{text}");
@@ -725,34 +856,46 @@ fn a_saved_profile_connects_the_window_to_another_broker() {
     h.check_accessibility();
 }
 
+// English only: it reads words the engine says on its own threads or a dialect's data
+// that the test looks up as it is.
 #[test]
 fn a_profile_that_cannot_start_is_reported_and_the_previous_broker_stays() {
+    let _lang = ThreadLang::new(Lang::En);
     ota_console::ui::vault::use_mock_keyring();
     let mut rig = start_rig(None, None);
     let mut h = harness(&rig, Settings::default());
     let connector = Connector::new(rig.rt.handle().clone(), rig.config.clone(), &rig.handle);
     h.state_mut().as_mut().unwrap().set_connector(connector);
     let before = rig.handle.broker_url().to_owned();
-    h.get_by_label("Connection…").click();
+    h.get_by_label(&l("ui.bar.connection")).click();
     h.run_steps(2);
-    h.get_by_label("New profile").click();
+    h.get_by_label(&l("ui.connection.new_profile")).click();
     h.run_steps(2);
-    type_into(&mut h, "Profile name", "broken tls");
-    h.get_by_label("Broker URL").focus();
+    type_into(&mut h, &l("ui.connection.profile_name"), "broken tls");
+    h.get_by_label(&l("ui.connection.broker_url")).focus();
     h.run_steps(1);
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Broker URL")
+    h.get_by_label(&l("ui.connection.broker_url"))
         .type_text("mqtts://127.0.0.1:1");
     h.run_steps(2);
     let missing_ca = tempfile::tempdir().unwrap().path().join("missing-ca.pem");
-    type_into(&mut h, "CA file", &missing_ca.display().to_string());
-    h.get_by_label("Connect").click();
+    type_into(
+        &mut h,
+        &l("ui.connection.ca_file"),
+        &missing_ca.display().to_string(),
+    );
+    h.get_by_label(&l("ui.connection.connect")).click();
     h.run_steps(2);
     wait_for(&mut h, &mut rig, "the failed switch to be reported", |h| {
         // Both the dialog and the window's notice strip say it.
-        h.query_all_by_label_contains("Back on the previous broker")
-            .next()
-            .is_some()
+        h.query_all_by_label_contains(
+            l("ui.app.back_on_previous")
+                .rsplit("%{why}")
+                .next()
+                .unwrap_or_default(),
+        )
+        .next()
+        .is_some()
     });
     let (_, text) = app(&h).view().connection.status.clone().unwrap();
     assert!(
@@ -766,25 +909,28 @@ fn a_profile_that_cannot_start_is_reported_and_the_previous_broker_stays() {
     });
 }
 
-#[test]
-fn a_file_dragged_over_the_window_is_highlighted() {
+fn a_file_dragged_over_the_window_is_highlighted(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let rig = start_rig(None, None);
     let mut h = harness(&rig, Settings::default());
-    assert!(h.query_by_label_contains("Drop to import").is_none());
+    assert!(h.query_by_label_contains(&lp("ui.firmware.drop")).is_none());
     h.input_mut().hovered_files.push(egui::HoveredFile {
         path: Some("/tmp/fw-3.0.0.bin".into()),
         mime: String::new(),
     });
     h.run_steps(2);
-    assert!(has_label(&h, "Drop to import \"fw-3.0.0.bin\""));
+    assert!(has_label(
+        &h,
+        &lf("ui.firmware.drop", &[("what", &"\"fw-3.0.0.bin\"")])
+    ));
     // Dragged away: the highlight goes.
     h.input_mut().hovered_files.clear();
     h.run_steps(2);
-    assert!(h.query_by_label_contains("Drop to import").is_none());
+    assert!(h.query_by_label_contains(&lp("ui.firmware.drop")).is_none());
 }
 
-#[test]
-fn an_import_that_cannot_be_stored_is_shown_verbatim() {
+fn an_import_that_cannot_be_stored_is_shown_verbatim(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let mut rig = start_rig(None, None);
     let mut h = harness(&rig, Settings::default());
     // A regular file where the store's directory should be: refused even for root.
@@ -809,14 +955,14 @@ fn an_import_that_cannot_be_stored_is_shown_verbatim() {
     assert!(app(&h).snapshot().packages.is_empty());
 }
 
-#[test]
-fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
+fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let mut rig = start_rig(None, None);
     let mut h = harness(&rig, Settings::default());
     wait_for(&mut h, &mut rig, "the open broker badge", |h| {
-        has_label(h, " OPEN BROKER ")
+        has_label(h, &l("ui.bar.open_badge"))
     });
-    assert!(!has_label(&h, "secured"));
+    assert!(!has_label(&h, &l("ui.bar.secured")));
 
     let mut rig = start_rig(
         Some(BrokerChoice::Embedded {
@@ -828,9 +974,9 @@ fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
     );
     let mut h = harness(&rig, Settings::default());
     wait_for(&mut h, &mut rig, "the secured label", |h| {
-        has_label(h, "secured")
+        has_label(h, &l("ui.bar.secured"))
     });
-    assert!(!has_label(&h, " OPEN BROKER "));
+    assert!(!has_label(&h, &l("ui.bar.open_badge")));
     // A stranger's login is refused and counted where the operator looks.
     let addr = rig
         .handle
@@ -847,15 +993,15 @@ fn an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals() {
     )
     .unwrap();
     wait_for(&mut h, &mut rig, "the refusal counted", |h| {
-        has_label(h, "secured, 1 refused")
+        has_label(h, &lf("ui.bar.secured_refused", &[("count", &1)]))
     });
 }
 
 /// A dialect from a file (tests/dialects/widget.toml, registered before the engine starts, as
 /// `main` does) is listed in the Connection dialog with its file, and the devices the simulator
 /// builds from the same file show in the window and upgrade from it like any other.
-#[test]
-fn simulated_devices_of_a_dialect_file_upgrade_from_the_window() {
+fn simulated_devices_of_a_dialect_file_upgrade_from_the_window(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     use ota_console::testing::widget::register_widget;
     register_widget();
     let fleet = SimConfig {
@@ -869,18 +1015,25 @@ fn simulated_devices_of_a_dialect_file_upgrade_from_the_window() {
     };
     let mut h = harness(&rig, settings);
 
-    h.get_by_label("Connection…").click();
+    h.get_by_label(&l("ui.bar.connection")).click();
     h.run_steps(2);
     assert!(
-        h.query_all_by_label_contains("widget (Widget bench units) from ")
-            .next()
-            .is_some()
+        h.query_all_by_label_contains(&format!(
+            "widget (Widget bench units) {}",
+            lp("ui.connection.from_file")
+        ))
+        .next()
+        .is_some()
             && h.query_all_by_label_contains("tests/dialects/widget.toml")
                 .next()
                 .is_some(),
         "the Connection dialog lists the dialect and its file"
     );
-    assert!(h.query_all_by_label_contains("built in").next().is_some());
+    assert!(
+        h.query_all_by_label_contains(&l("ui.connection.built_in"))
+            .next()
+            .is_some()
+    );
 
     let n = 2;
     discover(&mut h, &mut rig, n);
@@ -893,7 +1046,15 @@ fn simulated_devices_of_a_dialect_file_upgrade_from_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let (fw, bytes) = firmware(dir.path());
     import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
-    let finished = format!("{n} of {n} devices finished (100 %), {n} succeeded");
+    let finished = lf(
+        "ui.rollout.finished",
+        &[
+            ("done", &n),
+            ("total", &n),
+            ("percent", &100),
+            ("succeeded", &n),
+        ],
+    );
     wait_for(&mut h, &mut rig, "both widgets to succeed", |h| {
         has_label(h, &finished)
     });
@@ -931,8 +1092,11 @@ fn fully_in_view(h: &AppHarness, label: &str, size: egui::Vec2) -> bool {
 /// The embedded broker's port is taken by another broker (as a Mosquitto service takes 1883):
 /// the window opens anyway, says why, and offers the ways out; "use the broker already on
 /// that port" connects the console to it as a client.
+// English only: it reads words the engine says on its own threads or a dialect's data
+// that the test looks up as it is.
 #[test]
 fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there() {
+    let _lang = ThreadLang::new(Lang::En);
     ota_console::ui::vault::use_mock_keyring();
     let rt = runtime();
     let other = EmbeddedBroker::start(BrokerSettings::open("127.0.0.1:0".parse().unwrap()))
@@ -955,20 +1119,20 @@ fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there()
         app.set_start_failure(first.failure.expect("a start failure"));
     }
     h.run_steps(2);
-    assert!(has_label(&h, "The console could not start"));
+    assert!(has_label(&h, &l("ui.start.heading")));
     assert!(
         h.query_all_by_label_contains("already in use")
             .next()
             .is_some()
     );
-    let use_it = format!("Use the broker already on port {port}");
+    let use_it = lf("ui.start.use_broker", &[("port", &port)]);
     for way_out in [
-        use_it.as_str(),
-        "Start on these ports",
-        "Choose a broker profile…",
-        "Retry",
+        use_it.clone(),
+        l("ui.start.start_on_ports"),
+        l("ui.start.choose_profile"),
+        l("ui.start.retry"),
     ] {
-        assert!(has_label(&h, way_out), "{way_out}");
+        assert!(has_label(&h, &way_out), "{way_out}");
     }
     // The next port up is offered.
     assert_eq!(
@@ -976,9 +1140,9 @@ fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there()
         (port + 1).to_string()
     );
     // The profiles are one click away.
-    h.get_by_label("Choose a broker profile…").click();
+    h.get_by_label(&l("ui.start.choose_profile")).click();
     h.run_steps(4);
-    assert!(has_label(&h, "New profile"));
+    assert!(has_label(&h, &l("ui.connection.new_profile")));
     h.state_mut().as_mut().unwrap().view_mut().connection.open = false;
     h.run_steps(2);
 
@@ -990,15 +1154,15 @@ fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there()
     });
     h.run_steps(2);
     assert!(app(&h).view().start_failure.is_none());
-    assert!(!has_label(&h, "The console could not start"));
-    assert!(has_label(&h, "Connected"));
+    assert!(!has_label(&h, &l("ui.start.heading")));
+    assert!(has_label(&h, &l("ui.bar.connected")));
     h.check_accessibility();
     drop(rt);
 }
 
 /// Another way out of a taken port: start on other ports (0 = any free one).
-#[test]
-fn a_start_failure_can_be_left_by_starting_on_other_ports() {
+fn a_start_failure_can_be_left_by_starting_on_other_ports(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     ota_console::ui::vault::use_mock_keyring();
     let rt = runtime();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1028,17 +1192,20 @@ fn a_start_failure_can_be_left_by_starting_on_other_ports() {
         .unwrap()
         .broker_port = "mosquitto".into();
     h.run_steps(2);
-    assert!(has_label(&h, "\"mosquitto\" is not a port (0 to 65535)"));
-    h.get_by_label("Broker port").focus();
+    assert!(has_label(
+        &h,
+        &lf("ui.start.not_a_port", &[("value", &"\"mosquitto\"")])
+    ));
+    h.get_by_label(&l("ui.start.broker_port")).focus();
     h.run_steps(1);
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.get_by_label("Broker port").type_text("0");
+    h.get_by_label(&l("ui.start.broker_port")).type_text("0");
     h.run_steps(2);
     assert_eq!(
         app(&h).view().start_failure.as_ref().unwrap().broker_port,
         "0"
     );
-    h.get_by_label("Start on these ports").click();
+    h.get_by_label(&l("ui.start.start_on_ports")).click();
     wait_app(&mut h, "the console on its own broker", |h| {
         app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
     });
@@ -1053,8 +1220,8 @@ fn a_start_failure_can_be_left_by_starting_on_other_ports() {
 
 /// The tile wall is a full view: a click inspects the device (the inspector opens on it), the
 /// corner box or a Ctrl-click selects, hovering tells the details.
-#[test]
-fn a_tile_click_inspects_and_its_corner_box_selects() {
+fn a_tile_click_inspects_and_its_corner_box_selects(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let fleet = SimConfig {
         units: sim_units(&[
             ("aliyun", 2),
@@ -1078,7 +1245,7 @@ fn a_tile_click_inspects_and_its_corner_box_selects() {
         .map(|r| r.record.id.clone())
         .collect();
     let first = ids[0].clone();
-    let tile = format!("{}: idle", first.name());
+    let tile = format!("{}: {}", first.name(), l("ui.tiles.idle"));
     // Closed until asked for.
     assert!(!app(&h).settings().bottom_open);
 
@@ -1090,25 +1257,31 @@ fn a_tile_click_inspects_and_its_corner_box_selects() {
         "a click does not select"
     );
     assert!(app(&h).settings().bottom_open);
-    assert!(has_label(&h, &format!("Messages of {first}")));
+    assert!(has_label(
+        &h,
+        &lf("ui.inspector.of_device", &[("device", &first)])
+    ));
 
-    h.get_by_label(&format!("Select {}", first.name())).click();
+    h.get_by_label(&lf("ui.tiles.select", &[("name", &first.name())]))
+        .click();
     h.run_steps(2);
     assert!(app(&h).view().selection.contains(&first));
-    assert!(has_label(&h, "1 selected · 2 shown of 2"));
-    h.get_by_label(&format!("Select {}", first.name())).click();
+    assert!(has_label(&h, &sel(1, 2, 2)));
+    h.get_by_label(&lf("ui.tiles.select", &[("name", &first.name())]))
+        .click();
     h.run_steps(2);
     assert!(app(&h).view().selection.is_empty());
 
     let second = ids[1].clone();
-    h.get_by_label(&format!("{}: idle", second.name()))
+    h.get_by_label(&format!("{}: {}", second.name(), l("ui.tiles.idle")))
         .click_modifiers(egui::Modifiers::COMMAND);
     h.run_steps(2);
     assert!(app(&h).view().selection.contains(&second));
     assert_eq!(app(&h).view().inspected.as_ref(), Some(&first));
 
     // Hovering tells the full id and the version.
-    h.get_by_label(&format!("{}: idle", second.name())).hover();
+    h.get_by_label(&format!("{}: {}", second.name(), l("ui.tiles.idle")))
+        .hover();
     wait_for(&mut h, &mut rig, "the tile's details", |h| {
         has_label(h, &second.to_string()) && has_label(h, "default: 1.0.0")
     });
@@ -1117,8 +1290,8 @@ fn a_tile_click_inspects_and_its_corner_box_selects() {
 
 /// At 1280×720 (and 1920×1080) a running rollout's counts and ETA are in sight without
 /// scrolling, the firmware form has folded away, and pause / cancel are at hand.
-#[test]
-fn a_running_rollout_shows_its_counts_and_eta_without_scrolling() {
+fn a_running_rollout_shows_its_counts_and_eta_without_scrolling(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let mut rig = start_rig(None, Some(sim(26)));
     // One notice a minute: the campaign keeps running while the window is looked at.
     let settings = Settings {
@@ -1139,9 +1312,7 @@ fn a_running_rollout_shows_its_counts_and_eta_without_scrolling() {
     let (fw, bytes) = firmware(dir.path());
     import_select_and_start(&mut h, &mut rig, fw, &bytes, n);
     wait_for(&mut h, &mut rig, "the campaign to run", |h| {
-        h.query_all_by_label_contains(&format!(" of {n} done, "))
-            .next()
-            .is_some()
+        h.query_all_by_label_contains(&done_of(n)).next().is_some()
     });
     h.run_steps(3);
     for size in [size, egui::vec2(1920.0, 1080.0)] {
@@ -1162,25 +1333,28 @@ fn a_running_rollout_shows_its_counts_and_eta_without_scrolling() {
         // Both read from the snapshot the last frame was drawn from.
         assert!(fully_in_view(&h, &counts, size), "{counts} at {size:?}");
         assert!(fully_in_view(&h, &eta, size), "{eta} at {size:?}");
-        assert!(fully_in_view(&h, "Pause", size), "Pause at {size:?}");
         assert!(
-            fully_in_view(&h, "Cancel campaign", size),
+            fully_in_view(&h, &l("ui.strip.pause"), size),
+            "Pause at {size:?}"
+        );
+        assert!(
+            fully_in_view(&h, &l("ui.strip.cancel"), size),
             "Cancel at {size:?}"
         );
     }
     // Once started, the firmware form folds away (its digests are no longer drawn).
-    assert!(!has_label(&h, "FogCloud checksum"));
+    assert!(!has_label(&h, &l("ui.firmware.checksum")));
     h.check_accessibility();
 }
 
 /// Alerts arriving never move a control: the "Tiles" button stays where it was.
-#[test]
-fn an_alert_arriving_does_not_move_the_tiles_button() {
+fn an_alert_arriving_does_not_move_the_tiles_button(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     let mut rig = start_rig(None, None);
     let size = egui::vec2(1280.0, 720.0);
     let mut h = harness_sized(&rig, Settings::default(), size);
     h.run_steps(3);
-    let before = h.get_by_label("Tiles").rect();
+    let before = h.get_by_label(&l("ui.console.tiles")).rect();
     for n in 0..3 {
         let missing = rig._data.path().join(format!("missing-{n}.bin"));
         h.state_mut().as_mut().unwrap().import_firmware(missing);
@@ -1193,13 +1367,13 @@ fn an_alert_arriving_does_not_move_the_tiles_button() {
         });
         h.run_steps(2);
         assert_eq!(
-            h.get_by_label("Tiles").rect(),
+            h.get_by_label(&l("ui.console.tiles")).rect(),
             before,
             "after alert {shown}"
         );
     }
     // And a click aimed at it lands on it.
-    h.get_by_label("Tiles").click();
+    h.get_by_label(&l("ui.console.tiles")).click();
     h.run_steps(2);
     assert_eq!(
         app(&h).settings().view,
@@ -1210,8 +1384,8 @@ fn an_alert_arriving_does_not_move_the_tiles_button() {
 /// A data directory the console cannot create (a file stands where it should be: refused even
 /// for root): the window opens on the error, offers no broker it does not have, and "Retry"
 /// starts the console once the place is fixed.
-#[test]
-fn a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed() {
+fn a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
     ota_console::ui::vault::use_mock_keyring();
     let rt = runtime();
     let parent = tempfile::tempdir().unwrap();
@@ -1227,26 +1401,26 @@ fn a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed() {
         app.set_start_failure(first.failure.expect("a start failure"));
     }
     h.run_steps(2);
-    assert!(has_label(&h, "The console could not start"));
+    assert!(has_label(&h, &l("ui.start.heading")));
     let named = data.display().to_string();
     assert!(
         h.query_all_by_label_contains(&named).next().is_some(),
         "the error names {named}"
     );
     assert!(
-        h.query_all_by_label_contains("Use the broker already on port")
+        h.query_all_by_label_contains(&lp("ui.start.use_broker"))
             .next()
             .is_none()
     );
     // Still broken: Retry fails again and says so; the window stays on the failure.
-    h.get_by_label("Retry").click();
+    h.get_by_label(&l("ui.start.retry")).click();
     wait_app(&mut h, "the retry to be reported", |h| {
         app(h).view().connection.status.is_some() && app(h).view().connection.pending.is_none()
     });
-    assert!(has_label(&h, "The console could not start"));
+    assert!(has_label(&h, &l("ui.start.heading")));
     // Fixed: Retry starts the console.
     std::fs::remove_file(&data).unwrap();
-    h.get_by_label("Retry").click();
+    h.get_by_label(&l("ui.start.retry")).click();
     wait_app(&mut h, "the console started", |h| {
         app(h).snapshot().link == ota_console::transport::mqtt::LinkState::Connected
     });
@@ -1257,3 +1431,53 @@ fn a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed() {
             .is_some()
     );
 }
+
+/// Issue #15: the language switch turns the window into the other language at once, and the
+/// choice is saved with the settings. (The test's thread speaks its own language, so the switch
+/// changes this window only, not the other tests running beside it.)
+fn the_language_switch_changes_the_window_at_once_and_is_saved(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
+    let other = if lang == Lang::En {
+        Lang::ZhCn
+    } else {
+        Lang::En
+    };
+    let rig = start_rig(None, None);
+    let mut h = harness(&rig, Settings::default());
+    let tiles_in = |lang: Lang| i18n::text_of(lang, "ui.console.tiles").unwrap();
+    assert!(has_label(&h, &tiles_in(lang)));
+    assert!(!has_label(&h, &tiles_in(other)));
+    h.get_by_label(&l("ui.language.label")).click();
+    h.run_steps(2);
+    h.get_by_label(other.native_name()).click();
+    h.run_steps(3);
+    assert!(has_label(&h, &tiles_in(other)), "the window speaks {other}");
+    assert!(!has_label(&h, &tiles_in(lang)));
+    assert_eq!(app(&h).settings().language, Some(other));
+    assert_eq!(i18n::lang(), other);
+    // And back.
+    h.get_by_label(&l("ui.language.label")).click();
+    h.run_steps(2);
+    h.get_by_label(lang.native_name()).click();
+    h.run_steps(3);
+    assert!(has_label(&h, &tiles_in(lang)));
+    h.check_accessibility();
+}
+
+in_both_languages!(
+    rollout_from_the_window_reaches_succeeded_at_100_percent,
+    devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all,
+    pause_resume_and_cancel_from_the_window,
+    chinese_failure_text_from_a_fogcloud_device_is_drawn,
+    a_broker_that_refuses_connections_is_reported,
+    a_file_dragged_over_the_window_is_highlighted,
+    an_import_that_cannot_be_stored_is_shown_verbatim,
+    an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals,
+    simulated_devices_of_a_dialect_file_upgrade_from_the_window,
+    a_start_failure_can_be_left_by_starting_on_other_ports,
+    a_tile_click_inspects_and_its_corner_box_selects,
+    a_running_rollout_shows_its_counts_and_eta_without_scrolling,
+    an_alert_arriving_does_not_move_the_tiles_button,
+    a_data_dir_that_cannot_be_made_is_shown_and_retry_starts_once_fixed,
+    the_language_switch_changes_the_window_at_once_and_is_saved,
+);

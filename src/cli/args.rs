@@ -1,6 +1,8 @@
 //! The top-level command line: the window (no subcommand) or one of the headless commands.
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use super::broker::BrokerArgs;
 use super::broker_config::BrokerConfigArgs;
@@ -9,6 +11,7 @@ use super::devices::DevicesArgs;
 use super::hash::HashArgs;
 use super::rollout::RolloutArgs;
 use super::sim::SimArgs;
+use crate::i18n::{self, Lang, tr};
 use crate::protocol::registry;
 
 // The about line names the registered dialects.
@@ -33,9 +36,50 @@ pub struct Cli {
     #[arg(long = "dialect-file", global = true, value_name = "FILE")]
     pub dialect_files: Vec<std::path::PathBuf>,
 
-    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
-    #[arg(long, global = true, value_name = "FILTER", default_value = "info")]
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it. Given either way,
+    /// the log is printed with timestamps and sources, for developers.
+    #[arg(long, global = true, value_name = "FILTER", default_value = super::log::DEFAULT_FILTER)]
     pub log: String,
+
+    /// Language of the window and the messages: en or zh-CN (default: the system locale,
+    /// LC_ALL / LC_MESSAGES / LANG; the window's own choice when it has one).
+    // Read before clap by `prescan_lang` (the help is printed in it); declared here so it
+    // shows in `--help` and parses everywhere.
+    #[arg(long, global = true, value_name = "LANG")]
+    pub lang: Option<Lang>,
+}
+
+/// The flag choosing the language.
+const LANG_FLAG: &str = "--lang";
+
+/// `--lang L` or `--lang=L` from the raw arguments (up to a `--`), read before clap so that
+/// `--help` is printed in it. A value that names no language is left for clap to refuse.
+pub fn prescan_lang(args: &[OsString]) -> Option<Lang> {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            break;
+        }
+        let Some(text) = arg.to_str() else { continue };
+        let value = if text == LANG_FLAG {
+            rest.next().and_then(|v| v.to_str())
+        } else {
+            text.strip_prefix(LANG_FLAG)
+                .and_then(|v| v.strip_prefix('='))
+        };
+        if let Some(lang) = value.and_then(Lang::parse) {
+            return Some(lang);
+        }
+    }
+    None
+}
+
+/// Parses the command line in the language in force (help and about lines translated by
+/// `cli::help`); exits as clap does on `--help`, `--version` and errors.
+pub fn parse(args: Vec<OsString>) -> Cli {
+    let cmd = super::help::localize(Cli::command());
+    let matches = cmd.get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// "Push firmware over MQTT to fleets of … devices", with every registered dialect.
@@ -45,7 +89,17 @@ fn about() -> String {
         Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
         _ => labels.join(""),
     };
-    format!("Push firmware over MQTT to fleets of {fleets} devices.")
+    if i18n::lang() == Lang::En {
+        return format!("Push firmware over MQTT to fleets of {fleets} devices.");
+    }
+    let labels: Vec<_> = registry::ids()
+        .into_iter()
+        .map(crate::terms::dialect::label)
+        .collect();
+    tr!(
+        "cli.about",
+        fleets = labels.join(&tr!("cli.list_separator"))
+    )
 }
 
 #[derive(Debug, Subcommand)]

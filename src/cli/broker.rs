@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::access::credentials::{Authenticator, CONSOLE_FILE, SECRETS_FILE, USERS_FILE};
+use crate::i18n::tr;
 use crate::store::Store;
 use crate::transport::broker::{BrokerSettings, BrokerTls, EmbeddedBroker};
 
@@ -36,7 +37,7 @@ pub struct BrokerArgs {
 /// Runs the broker until Ctrl-C.
 pub async fn run(args: &BrokerArgs) -> anyhow::Result<()> {
     if args.tls.https {
-        anyhow::bail!("--https is for the firmware server; `broker` serves no firmware");
+        anyhow::bail!(tr!("cli.broker.no_https"));
     }
     let data_dir = args
         .data_dir
@@ -55,24 +56,23 @@ pub async fn run(args: &BrokerArgs) -> anyhow::Result<()> {
     settings.tls = tls
         .broker
         .map(|(listen, server)| BrokerTls { listen, server });
-    let broker = EmbeddedBroker::start(settings).context("embedded broker")?;
-    println!("MQTT broker listening on {}", broker.local_addr());
+    let broker = EmbeddedBroker::start(settings).context(tr!("cli.broker.embedded"))?;
+    println!(
+        "{}",
+        tr!("cli.broker.listening", addr = broker.local_addr())
+    );
     if let Some(tls) = broker.tls_addr() {
-        println!("MQTT over TLS on {tls}");
+        println!("{}", tr!("cli.broker.tls", addr = tls));
     }
     if args.open_broker {
-        eprintln!(
-            "warning: the broker is OPEN: anyone who reaches {} may publish and subscribe to \
-             anything, and so flash any device",
-            broker.local_addr()
-        );
+        eprintln!("{}", tr!("cli.broker.open", addr = broker.local_addr()));
     } else {
         describe_credentials(&data_dir)?;
         tell_gateways(&broker, &data_dir);
     }
     tokio::signal::ctrl_c()
         .await
-        .context("waiting for Ctrl-C")?;
+        .context(tr!("cli.waiting_for_ctrl_c"))?;
     Ok(())
 }
 
@@ -85,14 +85,16 @@ fn describe_credentials(data_dir: &std::path::Path) -> anyhow::Result<()> {
         users,
     } = Authenticator::load(data_dir)?;
     eprintln!(
-        "secure: the console logs in as {:?} (password in {}); {} Alibaba device secret(s) in \
-         {}; {} user(s) in {}. Files are re-read when they change.",
-        console.username,
-        data_dir.join(CONSOLE_FILE).display(),
-        secrets.len(),
-        data_dir.join(SECRETS_FILE).display(),
-        users.entries().count(),
-        data_dir.join(USERS_FILE).display(),
+        "{}",
+        tr!(
+            "cli.broker.secure",
+            user = format!("{:?}", console.username),
+            console_file = data_dir.join(CONSOLE_FILE).display(),
+            secrets = secrets.len(),
+            secrets_file = data_dir.join(SECRETS_FILE).display(),
+            users = users.entries().count(),
+            users_file = data_dir.join(USERS_FILE).display()
+        )
     );
     Ok(())
 }
@@ -112,8 +114,8 @@ fn tell_gateways(broker: &EmbeddedBroker, data_dir: &std::path::Path) {
             }
         }
         Err(e) => eprintln!(
-            "warning: cannot read the known gateways from {}: {e}",
-            db.display()
+            "{}",
+            tr!("cli.broker.no_gateways", db = db.display(), why = e)
         ),
     }
 }

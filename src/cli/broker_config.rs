@@ -12,6 +12,7 @@ use crate::access::credentials::{Authenticator, SecretTable, UserTable};
 use crate::access::mosquitto::{self, MosquittoFiles};
 use crate::access::rules::Rules;
 use crate::access::site_ca::SiteCa;
+use crate::i18n::tr;
 use crate::private_fs;
 use crate::protocol::registry;
 use crate::store::Store;
@@ -80,25 +81,26 @@ pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
         && args.export_ca.is_none()
         && args.issue_cert.is_none()
     {
-        bail!(
-            "nothing to do: give --mosquitto DIR, --import-alibaba-csv FILE, --add-user NAME, \
-             --export-ca FILE or --issue-cert NAME --out DIR"
-        );
+        bail!(tr!("cli.broker_config.nothing_to_do"));
     }
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(crate::firmware::default_data_dir);
     private_fs::create_private_dir(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        .with_context(|| tr!("cli.creating_data_dir", dir = data_dir.display()))?;
     if let Some(csv) = &args.import_alibaba_csv {
         let count = SecretTable::import(&data_dir, csv)?;
         eprintln!(
-            "imported {count} Alibaba device secret(s) from {} into {}",
-            csv.display(),
-            data_dir
-                .join(crate::access::credentials::SECRETS_FILE)
-                .display()
+            "{}",
+            tr!(
+                "cli.broker_config.imported",
+                count = count,
+                csv = csv.display(),
+                file = data_dir
+                    .join(crate::access::credentials::SECRETS_FILE)
+                    .display()
+            )
         );
     }
     if let Some(user) = &args.add_user {
@@ -107,8 +109,11 @@ pub fn run(args: &BrokerConfigArgs) -> anyhow::Result<()> {
     if let Some(file) = &args.export_ca {
         let ca = SiteCa::load_or_create(&data_dir)?;
         std::fs::write(file, ca.ca_pem())
-            .with_context(|| format!("writing the site CA certificate to {}", file.display()))?;
-        eprintln!("site CA certificate written to {}", file.display());
+            .with_context(|| tr!("cli.broker_config.writing_ca", file = file.display()))?;
+        eprintln!(
+            "{}",
+            tr!("cli.broker_config.ca_written", file = file.display())
+        );
     }
     if let (Some(name), Some(out)) = (&args.issue_cert, &args.out) {
         issue_cert(&data_dir, name, out)?;
@@ -133,15 +138,22 @@ fn add_user(
     let generated = hex::encode(rand::random::<[u8; 16]>());
     let password = password.unwrap_or(&generated);
     let table = UserTable::add_user(data_dir, user, password, identities)?;
-    let entry = table
-        .get(user)
-        .with_context(|| format!("user {user:?} was not written"))?;
+    let entry = table.get(user).with_context(|| {
+        tr!(
+            "cli.broker_config.user_not_written",
+            user = format!("{user:?}")
+        )
+    })?;
     eprintln!(
-        "added user {user:?} ({}) to {}",
-        entry.identity,
-        data_dir
-            .join(crate::access::credentials::USERS_FILE)
-            .display()
+        "{}",
+        tr!(
+            "cli.broker_config.user_added",
+            user = format!("{user:?}"),
+            identity = entry.identity,
+            file = data_dir
+                .join(crate::access::credentials::USERS_FILE)
+                .display()
+        )
     );
     println!("{password}");
     Ok(())
@@ -151,7 +163,8 @@ fn add_user(
 fn issue_cert(data_dir: &Path, name: &str, out: &Path) -> anyhow::Result<()> {
     let ca = SiteCa::load_or_create(data_dir)?;
     let (cert, key) = ca.issue_client(name)?;
-    private_fs::create_private_dir(out).with_context(|| format!("creating {}", out.display()))?;
+    private_fs::create_private_dir(out)
+        .with_context(|| tr!("cli.creating", path = out.display()))?;
     // A file name cannot hold `/` (FogCloud and Alibaba ids have one) or `:`.
     let stem: String = name
         .chars()
@@ -159,19 +172,24 @@ fn issue_cert(data_dir: &Path, name: &str, out: &Path) -> anyhow::Result<()> {
         .collect();
     let cert_path = out.join(format!("{stem}.crt.pem"));
     let key_path = out.join(format!("{stem}.key.pem"));
-    std::fs::write(&cert_path, cert).with_context(|| format!("writing {}", cert_path.display()))?;
+    std::fs::write(&cert_path, cert)
+        .with_context(|| tr!("cli.writing", path = cert_path.display()))?;
     // A fresh key replaces an earlier one (created only when absent, at 0600 from the start).
     match std::fs::remove_file(&key_path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("replacing {}", key_path.display())),
+        Err(e) => return Err(e).with_context(|| tr!("cli.replacing", path = key_path.display())),
     }
     private_fs::private_file(&key_path, key.as_bytes())
-        .with_context(|| format!("writing {}", key_path.display()))?;
+        .with_context(|| tr!("cli.writing", path = key_path.display()))?;
     eprintln!(
-        "client certificate for {name:?}: {} and {} (give the device these and the site CA)",
-        cert_path.display(),
-        key_path.display()
+        "{}",
+        tr!(
+            "cli.broker_config.cert_issued",
+            name = format!("{name:?}"),
+            cert = cert_path.display(),
+            key = key_path.display()
+        )
     );
     Ok(())
 }
@@ -180,7 +198,7 @@ fn write_mosquitto(data_dir: &Path, db: &Path, dir: &Path) -> anyhow::Result<()>
     let auth = Authenticator::load(data_dir)?;
     let inventory = Store::open(db)
         .and_then(|store| store.load_inventory())
-        .with_context(|| format!("reading the known devices from {}", db.display()))?;
+        .with_context(|| tr!("cli.broker_config.reading_inventory", db = db.display()))?;
     let rules = Rules::with_gateways(
         registry::topic_routes(),
         inventory
@@ -188,10 +206,10 @@ fn write_mosquitto(data_dir: &Path, db: &Path, dir: &Path) -> anyhow::Result<()>
             .filter_map(|d| d.gateway.as_ref().map(|gw| (&d.id, gw))),
     );
     let files = MosquittoFiles::build(&auth, &rules, rand::random);
-    private_fs::private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    private_fs::private_dir(dir).with_context(|| tr!("cli.creating", path = dir.display()))?;
     let dir = dir
         .canonicalize()
-        .with_context(|| format!("resolving {}", dir.display()))?;
+        .with_context(|| tr!("cli.resolving", path = dir.display()))?;
     let (pw, acl, conf) = (
         dir.join(PASSWORD_FILE),
         dir.join(ACL_FILE),
@@ -201,7 +219,7 @@ fn write_mosquitto(data_dir: &Path, db: &Path, dir: &Path) -> anyhow::Result<()>
     write_file(&acl, files.acl_file.as_bytes())?;
     write_file(&conf, mosquitto::conf_snippet(&pw, &acl).as_bytes())?;
     for line in &files.skipped {
-        eprintln!("skipped: {line}");
+        eprintln!("{}", tr!("cli.broker_config.skipped", line = line));
     }
     // Known devices nobody can log in as: say so, or the operator will wonder why they are quiet.
     let covered: Vec<_> = auth.users.entries().map(|e| &e.identity).collect();
@@ -220,26 +238,36 @@ fn write_mosquitto(data_dir: &Path, db: &Path, dir: &Path) -> anyhow::Result<()>
         });
         if !reachable {
             eprintln!(
-                "no credentials: {id} (add it to {})",
-                data_dir
-                    .join(crate::access::credentials::USERS_FILE)
-                    .display()
+                "{}",
+                tr!(
+                    "cli.broker_config.no_credentials",
+                    id = id,
+                    file = data_dir
+                        .join(crate::access::credentials::USERS_FILE)
+                        .display()
+                )
             );
         }
     }
     println!(
-        "wrote {} user(s) to {}, {} and {}",
-        files.users,
-        pw.display(),
-        acl.display(),
-        conf.display()
+        "{}",
+        tr!(
+            "cli.broker_config.wrote",
+            users = files.users,
+            pw = pw.display(),
+            acl = acl.display(),
+            conf = conf.display()
+        )
     );
     println!(
-        "the console logs in as {:?}; its password is in {}",
-        auth.console.username,
-        data_dir
-            .join(crate::access::credentials::CONSOLE_FILE)
-            .display()
+        "{}",
+        tr!(
+            "cli.broker_config.console_login",
+            user = format!("{:?}", auth.console.username),
+            file = data_dir
+                .join(crate::access::credentials::CONSOLE_FILE)
+                .display()
+        )
     );
     Ok(())
 }
@@ -254,6 +282,7 @@ fn write_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
                 Err(e)
             }
         })
-        .with_context(|| format!("replacing {}", path.display()))?;
-    private_fs::private_file(path, contents).with_context(|| format!("writing {}", path.display()))
+        .with_context(|| tr!("cli.replacing", path = path.display()))?;
+    private_fs::private_file(path, contents)
+        .with_context(|| tr!("cli.writing", path = path.display()))
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use clap::builder::TypedValueParser;
 
 use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
+use crate::i18n::tr;
 use crate::transport::broker::BrokerTls;
 use crate::transport::http::{DEFAULT_MAX_CONNECTIONS, ServerOptions};
 use crate::transport::mqtt::{BrokerUrl, LinkOptions};
@@ -112,14 +113,10 @@ impl ConnectionArgs {
             .clone()
             .unwrap_or_else(crate::firmware::default_data_dir);
         if self.broker.is_some() && self.tls.tls_listen.is_some() {
-            bail!(
-                "--tls-listen is for the embedded broker; with --broker the broker has its own TLS"
-            );
+            bail!(tr!("cli.connection.tls_listen_with_broker"));
         }
         if self.url.is_some() && self.tls.https {
-            bail!(
-                "--https is for the embedded firmware server; --url serves the firmware elsewhere"
-            );
+            bail!(tr!("cli.connection.https_with_url"));
         }
         let public_host = self.public_url.as_deref().and_then(super::tls::url_host);
         let tls = self.tls.setup(&data_dir, public_host)?;
@@ -152,7 +149,7 @@ impl ConnectionArgs {
         let firmware = match &self.url {
             Some(url) => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    bail!("--url {url:?} must be an http:// or https:// URL");
+                    bail!(tr!("cli.connection.bad_url", url = format!("{url:?}")));
                 }
                 FirmwareSource::ExternalUrl(url.clone())
             }
@@ -207,6 +204,6 @@ fn log_in_to_own_broker(options: &mut LinkOptions, data_dir: &std::path::Path) {
             options.username = Some(console.username);
             options.password = Some(console.password);
         }
-        Err(e) => tracing::warn!("not logging in with the console's credentials: {e}"),
+        Err(e) => tracing::warn!("{}", tr!("cli.connection.no_console_login", why = e)),
     }
 }

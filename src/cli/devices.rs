@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::connection::ConnectionArgs;
 use crate::engine::{self, FirmwareSource};
 use crate::fleet::DeviceRecord;
+use crate::i18n::tr;
 
 #[derive(Debug, Clone, Args)]
 pub struct DevicesArgs {
@@ -57,8 +58,11 @@ pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
         .wait_connected(super::rollout::CONNECT_TIMEOUT)
         .await?;
     eprintln!(
-        "listening for devices for {}",
-        humantime::format_duration(args.discover_for)
+        "{}",
+        tr!(
+            "cli.rollout.listening",
+            duration = humantime::format_duration(args.discover_for)
+        )
     );
     tokio::time::sleep(args.discover_for).await;
     let snapshot = handle.snapshot();
@@ -79,8 +83,11 @@ pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
 
 fn print_table(devices: &[DeviceEntry]) {
     println!(
-        "{:<48} {:<9} {:<40} VERSIONS",
-        "DEVICE", "DIALECT", "GATEWAY"
+        "{} {} {} {}",
+        pad(&tr!("cli.devices.device"), 48),
+        pad(&tr!("cli.devices.dialect"), 9),
+        pad(&tr!("cli.devices.gateway"), 40),
+        tr!("cli.devices.versions")
     );
     for d in devices {
         let versions: Vec<String> = d.versions.iter().map(|(m, v)| format!("{m}={v}")).collect();
@@ -92,7 +99,16 @@ fn print_table(devices: &[DeviceEntry]) {
             versions.join(" ")
         );
     }
-    println!("{} device(s)", devices.len());
+    println!("{}", tr!("cli.devices.count", count = devices.len()));
+}
+
+/// `text` padded to `width` terminal columns (a CJK character takes two).
+fn pad(text: &str, width: usize) -> String {
+    let columns: usize = text
+        .chars()
+        .map(|c| if c >= '\u{1100}' { 2 } else { 1 })
+        .sum();
+    format!("{text}{}", " ".repeat(width.saturating_sub(columns)))
 }
 
 fn now_ms() -> i64 {

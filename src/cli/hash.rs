@@ -10,6 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::firmware::{CancelToken, FirmwarePackage, hash_file};
+use crate::i18n::tr;
 
 #[derive(Debug, Clone, Args)]
 pub struct HashArgs {
@@ -36,7 +37,7 @@ pub fn run(args: &HashArgs) -> anyhow::Result<()> {
     // Every error hashing a file can hit already names the file.
     let package = result?;
     if args.json {
-        let json = serde_json::to_string_pretty(&package).context("encoding the result as JSON")?;
+        let json = serde_json::to_string_pretty(&package).context(tr!("cli.hash.json"))?;
         println!("{json}");
     } else {
         print!("{}", text_report(&package));
@@ -59,9 +60,13 @@ fn progress_bar() -> ProgressBar {
 }
 
 fn text_report(p: &FirmwarePackage) -> String {
-    format!(
-        "file:     {}\nsize:     {} bytes\nMD5:      {}\nSHA-256:  {}\nchecksum: {} (FogCloud byte sum, little-endian)\n",
-        p.file_name, p.size, p.md5, p.sha256, p.checksum
+    tr!(
+        "cli.hash.report",
+        file = p.file_name,
+        size = p.size,
+        md5 = p.md5,
+        sha256 = p.sha256,
+        checksum = p.checksum
     )
 }
 

@@ -9,8 +9,11 @@ pub mod demo;
 pub mod devices;
 pub mod dialects;
 pub mod hash;
+pub mod help;
+pub mod log;
 pub mod rollout;
 pub mod sim;
 pub mod tls;
 #[cfg(feature = "gui")]
 pub mod window;
+pub mod words;

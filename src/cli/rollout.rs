@@ -25,11 +25,13 @@ use crate::engine::{
     ResumeInfo,
 };
 use crate::fleet::DeviceRecord;
+use crate::i18n::tr;
 use crate::protocol::{NoticeSetting, OfferField, registry};
 use crate::report::Report;
 use crate::rollout::{
     AbortThreshold, CampaignId, CanarySize, Counts, DialectSettings, LIMITS, Policy, RateLimit,
 };
+use crate::terms::states;
 
 #[derive(Debug, Clone, Args)]
 pub struct RolloutArgs {
@@ -163,7 +165,7 @@ pub struct RolloutArgs {
 }
 
 /// Where `--help` lists the settings that shape the notices.
-const SETTINGS_HEADING: &str = "Notice settings";
+pub(crate) const SETTINGS_HEADING: &str = "Notice settings";
 
 /// Every registered dialect's notice settings as flags (flag = the setting's `cli_flag`, help
 /// = its `help`, possible values = its choices, default = its default), so a new dialect's
@@ -291,10 +293,7 @@ fn target_help() -> String {
             IdShape::KeyAndName { key, name } => format!("{}:{key}/{name}", id.as_str()),
         })
         .collect();
-    format!(
-        "Target devices by canonical id ({}); repeatable.",
-        forms.join(", ")
-    )
+    tr!("cli.help.targets", forms = forms.join(", "))
 }
 
 /// `--ack-window`'s help: it applies to dialects whose devices acknowledge a notice by their
@@ -306,20 +305,19 @@ fn ack_window_help() -> String {
         .partition(|d| d.capabilities().ack.by_first_report());
     let names = |list: &[&dyn crate::protocol::Dialect]| {
         list.iter()
-            .map(|d| d.id().label())
+            .map(|d| crate::terms::dialect::label(d.id()))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(&tr!("cli.list_separator"))
     };
-    let mut help = format!(
-        "Re-send a notice that got no progress or version report within this window (default \
-         {}; {}).",
-        humantime::format_duration(default),
-        names(&first_report)
+    let mut help = tr!(
+        "cli.help.ack_window",
+        default = humantime::format_duration(default),
+        names = names(&first_report)
     );
     if !by_reply.is_empty() {
-        help.push_str(&format!(
-            " Not for {}: a reply answers their notices, with its own wait.",
-            names(&by_reply)
+        help.push_str(&tr!(
+            "cli.help.ack_window_not_for",
+            names = names(&by_reply)
         ));
     }
     help
@@ -327,13 +325,22 @@ fn ack_window_help() -> String {
 
 /// `--description`'s help: the dialects whose notices carry it.
 fn description_help() -> String {
-    match registry::labels_sending(OfferField::Description).as_slice() {
-        [] => "Free text for the notice (no dialect sends it).".to_owned(),
-        names => format!(
-            "Free text sent to {} devices with the notice.",
-            names.join(", ")
-        ),
+    let names: Vec<_> = registry::all()
+        .into_iter()
+        .filter(|d| {
+            d.capabilities()
+                .offer_fields
+                .contains(&OfferField::Description)
+        })
+        .map(|d| crate::terms::dialect::label(d.id()))
+        .collect();
+    if names.is_empty() {
+        return tr!("cli.help.description_unsent");
     }
+    tr!(
+        "cli.help.description",
+        names = names.join(&tr!("cli.list_separator"))
+    )
 }
 
 /// A count or a percentage.
@@ -392,7 +399,7 @@ pub enum Outcome {
 /// What the parser cannot say: flags that only mean something together.
 fn check_usage(args: &RolloutArgs) -> anyhow::Result<()> {
     if args.include_remembered && !args.all {
-        bail!("--include-remembered only applies with --all");
+        bail!(tr!("cli.rollout.include_remembered_without_all"));
     }
     Ok(())
 }
@@ -415,8 +422,13 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     ) = (args.resume, &told)
     {
         eprintln!(
-            "campaign {id}: devices download from {url} from now on (they were told {told}); \
-             one that can no longer fetch the old link is noticed again with the new one"
+            "{}",
+            tr!(
+                "cli.rollout.downloads_moved",
+                id = id,
+                url = url,
+                told = told
+            )
         );
     }
     // The engine's own message already says "cannot start: ..." and what failed where.
@@ -436,22 +448,29 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
         }
         Err(e) => return Err(e),
     };
-    eprintln!("campaign {id} running");
+    eprintln!("{}", tr!("cli.campaign_running", id = id));
     let finished = follow(&handle, id).await?;
     handle.shut_down().await;
     let Some(view) = finished else {
-        eprintln!("interrupted; continue with: ota-console rollout --resume {id}");
+        eprintln!("{}", tr!("cli.rollout.interrupted", id = id));
         return Ok(Outcome::SomeFailed);
     };
     if let Some(path) = &args.report {
         Report::from_view(&view).write(path)?;
-        eprintln!("report written to {}", path.display());
+        eprintln!(
+            "{}",
+            tr!("cli.rollout.report_written", path = path.display())
+        );
     }
     let counts = view.snapshot.counts;
     eprintln!(
-        "campaign {id} {}: {}",
-        view.snapshot.state,
-        summary(&counts)
+        "{}",
+        tr!(
+            "cli.rollout.ended",
+            id = id,
+            state = states::campaign_state(view.snapshot.state),
+            counts = states::counts(&counts)
+        )
     );
     Ok(if counts.succeeded + counts.skipped == counts.total {
         Outcome::AllSucceeded
@@ -475,15 +494,14 @@ async fn resume(
             let port = told
                 .port()
                 .map_or_else(|| "PORT".to_owned(), |p| p.to_string());
-            Err(anyhow::Error::new(e).context(format!(
-                "resuming campaign {id}: its devices were told to download from {base}. Resume \
-                 with the firmware server there (--http-bind ADDR:{port}), or move the \
-                 downloads with --public-url NEW_BASE (devices that can no longer fetch the old \
-                 link are noticed again with the new one)",
-                base = told.base()
+            Err(anyhow::Error::new(e).context(tr!(
+                "cli.rollout.resume_elsewhere",
+                id = id,
+                base = told.base(),
+                port = port
             )))
         }
-        (Err(e), _) => Err(anyhow::Error::new(e).context(format!("resuming campaign {id}"))),
+        (Err(e), _) => Err(anyhow::Error::new(e).context(tr!("cli.rollout.resuming", id = id))),
     }
 }
 
@@ -503,7 +521,7 @@ fn offer_not_servable(e: &EngineError) -> bool {
 
 async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<CampaignId> {
     let (Some(firmware), Some(version)) = (&args.firmware, &args.version) else {
-        bail!("--firmware and --version are required (or --resume ID)");
+        bail!(tr!("cli.rollout.firmware_and_version"));
     };
     let package = handle
         .import_firmware(firmware.clone())
@@ -511,23 +529,28 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         .map_err(|e| match e {
             // The engine's answer names the file and the store already.
             EngineError::Refused(refused) => anyhow::Error::new(refused),
-            other => {
-                anyhow::Error::from(other).context(format!("importing {}", firmware.display()))
-            }
+            other => anyhow::Error::from(other)
+                .context(tr!("cli.rollout.importing", file = firmware.display())),
         })?;
     eprintln!(
-        "{}: {} bytes, md5 {}, sha256 {}",
-        package.package.file_name,
-        package.package.size,
-        package.package.md5,
-        package.package.sha256
+        "{}",
+        tr!(
+            "cli.rollout.package",
+            file = package.package.file_name,
+            size = package.package.size,
+            md5 = package.package.md5,
+            sha256 = package.package.sha256
+        )
     );
     let module = module_of(args)?;
     handle.wait_connected(CONNECT_TIMEOUT).await?;
     if args.all || !args.discover_for.is_zero() {
         eprintln!(
-            "listening for devices for {}",
-            humantime::format_duration(args.discover_for)
+            "{}",
+            tr!(
+                "cli.rollout.listening",
+                duration = humantime::format_duration(args.discover_for)
+            )
         );
         tokio::time::sleep(args.discover_for).await;
     }
@@ -541,17 +564,14 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
             args.include_remembered,
         );
         if left_out > 0 {
-            eprintln!(
-                "{left_out} device(s) remembered from earlier runs were not heard during \
-                 --discover-for and are not targeted (--include-remembered targets them too)"
-            );
+            eprintln!("{}", tr!("cli.rollout.left_out", count = left_out));
         }
         targets
     } else {
         args.targets.iter().map(DeviceId::device).collect()
     };
     if targets.is_empty() {
-        bail!("no target devices (give --target ID, or --all with devices on the broker)");
+        bail!(tr!("cli.rollout.no_targets"));
     }
     let request = CampaignRequest {
         name: args.campaign.clone().unwrap_or_default(),
@@ -565,8 +585,12 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         download_url: None,
     };
     eprintln!(
-        "{} target device(s), target version {version}",
-        request.targets.len()
+        "{}",
+        tr!(
+            "cli.rollout.targets",
+            count = request.targets.len(),
+            version = version
+        )
     );
     Ok(handle.start_campaign(request).await?)
 }
@@ -582,7 +606,7 @@ fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {
     let mut modules = args.targets.iter().map(|t| t.module().map(str::to_owned));
     let first = modules.next().flatten();
     if modules.any(|m| m != first) {
-        bail!("targets name different modules; upgrade one module per rollout (--module M)");
+        bail!(tr!("cli.rollout.different_modules"));
     }
     Ok(first)
 }
@@ -680,7 +704,7 @@ pub fn policy_from(args: &RolloutArgs, target_count: usize) -> anyhow::Result<Po
     policy.only_from_versions = args.only_from.clone();
     policy
         .validate()
-        .map_err(|e| anyhow::anyhow!("invalid rollout policy: {e}"))?;
+        .map_err(|e| anyhow::anyhow!(tr!("cli.rollout.bad_policy", why = e)))?;
     Ok(policy)
 }
 
@@ -701,10 +725,7 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
                 progress.finish();
                 // `why` says what stopped it: a refused database write (free space or fix
                 // permissions), or another console that took the campaign over.
-                bail!(
-                    "campaign {id} stopped: {why}; nothing more was sent. Once that is fixed, \
-                     continue it: ota-console rollout --resume {id}"
-                );
+                bail!(tr!("cli.rollout.halted", id = id, why = why));
             }
             let counts = view.snapshot.counts;
             if view.snapshot.state.is_finished() && counts.in_flight() == 0 {
@@ -715,9 +736,12 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
                 // Headless, nobody can open the next wave: stop here, resumable.
                 progress.finish();
                 eprintln!(
-                    "wave {} finished below the success threshold; the next wave waits for an \
-                     operator (ota-console rollout --resume {id}, or the window)",
-                    view.snapshot.waves.current.map_or(0, |w| w + 1)
+                    "{}",
+                    tr!(
+                        "cli.rollout.wave_blocked",
+                        wave = view.snapshot.waves.current.map_or(0, |w| w + 1),
+                        id = id
+                    )
                 );
                 return Ok(Some(view.clone()));
             }
@@ -725,7 +749,7 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
         tokio::select! {
             changed = watch.changed() => {
                 if changed.is_err() {
-                    bail!("the engine stopped");
+                    bail!(tr!("cli.engine_stopped"));
                 }
             }
             _ = tokio::signal::ctrl_c() => {
@@ -734,20 +758,6 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
             }
         }
     }
-}
-
-fn summary(c: &Counts) -> String {
-    format!(
-        "{} succeeded, {} failed, {} rejected, {} timed out, {} canceled, {} skipped, {} in flight, {} pending",
-        c.succeeded,
-        c.failed,
-        c.rejected,
-        c.timed_out,
-        c.canceled,
-        c.skipped,
-        c.in_flight(),
-        c.pending
-    )
 }
 
 /// A progress bar on a terminal; plain lines (on change, at most once a second) otherwise.
@@ -760,8 +770,7 @@ impl ProgressLine {
     fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
-            if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} finished  {msg}")
-            {
+            if let Ok(style) = ProgressStyle::with_template(&tr!("cli.rollout.progress_template")) {
                 bar.set_style(style);
             }
             bar
@@ -774,7 +783,7 @@ impl ProgressLine {
 
     fn show(&self, counts: &Counts) {
         let finished = counts.total - counts.pending - counts.in_flight();
-        let line = summary(counts);
+        let line = states::counts(counts);
         if let Some(bar) = &self.bar {
             bar.set_length(counts.total as u64);
             bar.set_position(finished as u64);
@@ -788,7 +797,15 @@ impl ProgressLine {
             .1
             .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
         if line != last.0 && due {
-            eprintln!("{finished}/{} finished: {line}", counts.total);
+            eprintln!(
+                "{}",
+                tr!(
+                    "cli.rollout.progress",
+                    finished = finished,
+                    total = counts.total,
+                    line = line
+                )
+            );
             *last = (line, Some(std::time::Instant::now()));
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
 
+use crate::i18n::tr;
 use crate::protocol::registry;
 use crate::sim::{
     Behaviour, FaultOdds, SimConfig, SimFleet, SimLogins, SimTotals, units_from_flags,
@@ -178,17 +179,17 @@ impl SimArgs {
         let mut cfg = self.plain_config()?;
         if let Some(dir) = &self.provision {
             let (logins, added) = SimLogins::provision(dir, &cfg)
-                .with_context(|| format!("provisioning credentials in {}", dir.display()))?;
+                .with_context(|| tr!("cli.sim.provisioning", dir = dir.display()))?;
             if added > 0 {
                 eprintln!(
-                    "gave {added} simulated device(s) credentials in {}",
-                    dir.display()
+                    "{}",
+                    tr!("cli.sim.provisioned", count = added, dir = dir.display())
                 );
             }
             cfg.logins = std::sync::Arc::new(logins);
         } else if let Some(dir) = &self.credentials {
             let logins = SimLogins::load(dir)
-                .with_context(|| format!("reading credentials in {}", dir.display()))?;
+                .with_context(|| tr!("cli.sim.reading_credentials", dir = dir.display()))?;
             cfg.logins = std::sync::Arc::new(logins);
         }
         Ok(cfg)
@@ -234,20 +235,21 @@ impl SimArgs {
 
 fn secs(option: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
-        .map_err(|_| anyhow::anyhow!("{option} {value} is not a number of seconds >= 0"))
+        .map_err(|_| anyhow::anyhow!(tr!("cli.sim.bad_seconds", option = option, value = value)))
 }
+
+/// The events of `--json` lines (data for scripts, never translated).
+const EVENT_SUMMARY: &str = "summary";
+const EVENT_STOPPED: &str = "stopped";
 
 /// Runs the fleet until Ctrl-C.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.to_config()?;
     let summary_every = secs("--summary-secs", args.summary_secs)?;
-    anyhow::ensure!(
-        !summary_every.is_zero(),
-        "--summary-secs must be more than 0"
-    );
+    anyhow::ensure!(!summary_every.is_zero(), tr!("cli.sim.summary_zero"));
     let fleet = SimFleet::start(cfg)
         .await
-        .context("starting the simulated fleet")?;
+        .context(tr!("cli.sim.starting"))?;
     let ids = fleet.device_ids();
     if args.json {
         println!(
@@ -256,10 +258,13 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "simulating {} devices against {} (first: {}); Ctrl-C to stop",
-            ids.len(),
-            args.broker,
-            ids.first().map(ToString::to_string).unwrap_or_default()
+            "{}",
+            tr!(
+                "cli.sim.started",
+                count = ids.len(),
+                broker = args.broker,
+                first = ids.first().map(ToString::to_string).unwrap_or_default()
+            )
         );
     }
     let mut every = tokio::time::interval(summary_every);
@@ -267,15 +272,15 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             r = tokio::signal::ctrl_c() => {
-                r.context("waiting for Ctrl-C")?;
+                r.context(tr!("cli.waiting_for_ctrl_c"))?;
                 break;
             }
-            _ = every.tick() => println!("{}", line(args.json, "summary", &fleet.stats().totals())),
+            _ = every.tick() => println!("{}", line(args.json, EVENT_SUMMARY, &fleet.stats().totals())),
         }
     }
     let last = fleet.stats().totals();
     fleet.shutdown().await;
-    println!("{}", line(args.json, "stopped", &last));
+    println!("{}", line(args.json, EVENT_STOPPED, &last));
     Ok(())
 }
 
@@ -283,34 +288,32 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
 fn line(json: bool, event: &str, totals: &SimTotals) -> String {
     if json {
         serde_json::json!({ "event": event, "totals": totals }).to_string()
-    } else if event == "stopped" {
-        format!("stopped: {}", summary(totals))
+    } else if event == EVENT_STOPPED {
+        tr!("cli.sim.stopped", summary = summary(totals))
     } else {
         summary(totals)
     }
 }
 
 fn summary(t: &SimTotals) -> String {
-    format!(
-        "{} devices, {} connected | idle {} downloading {} installing {} failed {} rejected {} \
-         offline {} | notices {} broken {} upgraded {} failures {} missing replies {} \
-         dropped {} | published {} acked {}",
-        t.devices,
-        t.connected,
-        t.idle,
-        t.downloading,
-        t.installing,
-        t.failed,
-        t.rejected,
-        t.offline,
-        t.notices_received,
-        t.broken_notices,
-        t.upgrades_succeeded,
-        t.upgrades_failed,
-        t.missing_replies,
-        t.messages_dropped,
-        t.messages_published,
-        t.messages_acked
+    tr!(
+        "cli.sim.summary",
+        devices = t.devices,
+        connected = t.connected,
+        idle = t.idle,
+        downloading = t.downloading,
+        installing = t.installing,
+        failed = t.failed,
+        rejected = t.rejected,
+        offline = t.offline,
+        notices = t.notices_received,
+        broken = t.broken_notices,
+        upgraded = t.upgrades_succeeded,
+        failures = t.upgrades_failed,
+        missing = t.missing_replies,
+        dropped = t.messages_dropped,
+        published = t.messages_published,
+        acked = t.messages_acked
     )
 }
 

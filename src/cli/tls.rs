@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 
 use crate::access::site_ca::{SiteCa, local_server_names};
 use crate::access::tls::{ClientCerts, ServerIdentity, certs_from_pem_file, server_config};
+use crate::i18n::tr;
 
 /// Whether the broker's TLS listener asks clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,7 +83,7 @@ impl TlsArgs {
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)?,
             _ => {
-                let ca = SiteCa::load_or_create(data_dir).context("the site CA")?;
+                let ca = SiteCa::load_or_create(data_dir).context(tr!("cli.tls.site_ca"))?;
                 let mut names = local_server_names();
                 names.extend(self.tls_names.iter().cloned());
                 names.extend(extra_name.map(str::to_owned));
@@ -98,7 +99,7 @@ impl TlsArgs {
                 (None, Some(ca)) => Ok(vec![ca.certificate()]),
                 (None, None) => Ok(vec![
                     SiteCa::load_or_create(data_dir)
-                        .context("the site CA (trusted for client certificates)")?
+                        .context(tr!("cli.tls.site_ca_clients"))?
                         .certificate(),
                 ]),
             }

@@ -20,6 +20,7 @@ pub fn run(
     runtime: &tokio::runtime::Runtime,
     connection: &ConnectionArgs,
     demo: bool,
+    lang: Option<crate::i18n::Lang>,
 ) -> anyhow::Result<()> {
     if demo && connection.tls.https {
         anyhow::bail!(
@@ -102,6 +103,7 @@ pub fn run(
             // The demo package is version 2.0.0 of a fleet on 1.0.0: ready to roll out.
             target_version: demo.then(|| demo::TO_VERSION.to_owned()),
             demo_driver,
+            lang,
             ..UiOptions::default()
         },
     )

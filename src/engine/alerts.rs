@@ -1,7 +1,8 @@
 //! The operator's alerts: what went wrong (or right) that a person should read, newest last.
 //!
 //! Rules it keeps: at most [`MAX_ALERTS`] are held (the oldest goes first); every alert is also
-//! written to the process log at its own level; any change is remembered until the snapshot is
+//! written to the process log at its own level, except one whose caller is told by a reply
+//! ([`Alerts::keep`]); any change is remembered until the snapshot is
 //! rebuilt ([`Alerts::take_changed`]), so a component that raises an alert need not also know
 //! about the snapshot.
 
@@ -27,6 +28,12 @@ impl Alerts {
             AlertLevel::Warning => tracing::warn!("{text}"),
             AlertLevel::Info => tracing::info!("{text}"),
         }
+        self.keep(level, text, now_ms);
+    }
+
+    /// Keeps `text` for the operator without logging it: the caller that asked for what
+    /// failed is told by its reply and says it itself (the CLI prints it once, as `error:`).
+    pub(super) fn keep(&mut self, level: AlertLevel, text: String, now_ms: i64) {
         if self.list.len() == MAX_ALERTS {
             self.list.pop_front();
         }

@@ -20,6 +20,7 @@ use super::session_id::SessionIdError;
 use crate::access::credentials::CredentialsError;
 use crate::device_id::{DeviceId, DeviceIdError};
 use crate::firmware::FirmwareError;
+use crate::i18n::{self, tr};
 use crate::rollout::{CampaignId, RolloutError};
 use crate::store::StoreError;
 use crate::transport::broker::BrokerError;
@@ -30,14 +31,14 @@ use crate::transport::mqtt::{LinkError, LinkState};
 /// What a call on an [`super::EngineHandle`] or [`super::start`] can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("the engine is busy (command queue full); try again")]
+    #[error("{}", tr!("engine.busy"))]
     Busy,
-    #[error("the engine has stopped")]
+    #[error("{}", tr!("engine.stopped"))]
     Stopped,
     #[error("{0}")]
     Refused(CommandError),
     /// Boxed: start-up errors are large and rare.
-    #[error("cannot start: {0}")]
+    #[error("{}", tr!("engine.cannot_start", why = _0))]
     Start(Box<StartError>),
 }
 
@@ -50,7 +51,7 @@ impl From<StartError> for EngineError {
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot create the data directory {}: {error}", path.display())]
+    #[error("{}", tr!("engine.data_dir", path = path.display(), why = i18n::io_error(error)))]
     DataDir {
         path: PathBuf,
         error: std::io::Error,
@@ -73,11 +74,11 @@ pub enum StartError {
     /// The embedded firmware server (e.g. [`HttpError::AddrInUse`], a bad public base).
     #[error("{0}")]
     Http(HttpError),
-    #[error("cannot connect to the embedded broker: {0:?}")]
+    #[error("{}", tr!("engine.embedded_link_failed", state = link_state_words(_0)))]
     EmbeddedLinkFailed(LinkState),
-    #[error("the MQTT link stopped during start-up")]
+    #[error("{}", tr!("engine.link_stopped"))]
     EmbeddedLinkStopped,
-    #[error("the embedded broker did not accept our subscriptions within {0:?}")]
+    #[error("{}", tr!("engine.link_timeout", waited = humantime::format_duration(*_0)))]
     EmbeddedLinkTimeout(Duration),
 }
 
@@ -96,22 +97,22 @@ impl StartError {
 /// Why the engine refused a command (also shown as an alert).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("an import is already running; wait for it or cancel it")]
+    #[error("{}", tr!("engine.import_running"))]
     ImportRunning,
-    #[error("import canceled")]
+    #[error("{}", tr!("engine.import_canceled"))]
     ImportCanceled,
-    #[error("cannot import {}: {error}", file.display())]
+    #[error("{}", tr!("engine.import", file = file.display(), why = error))]
     Import { file: PathBuf, error: FirmwareError },
     /// The bytes are stored, but without a row nothing offers or serves them.
-    #[error("cannot import {}: cannot record the package in the database: {error}", file.display())]
+    #[error("{}", tr!("engine.import_not_recorded", file = file.display(), why = error))]
     ImportNotRecorded { file: PathBuf, error: StoreError },
-    #[error("cannot start the rollout: {0}")]
+    #[error("{}", tr!("engine.cannot_start_rollout", why = _0))]
     UnknownPackage(FirmwareError),
-    #[error("cannot record the package in the database: {0}")]
+    #[error("{}", tr!("engine.package_not_recorded", why = _0))]
     PackageNotRecorded(StoreError),
-    #[error("cannot start the rollout: no target devices selected")]
+    #[error("{}", tr!("engine.no_targets"))]
     NoTargets,
-    #[error("cannot start the rollout: {0}")]
+    #[error("{}", tr!("engine.cannot_start_rollout", why = _0))]
     BadModule(DeviceIdError),
     /// Another console on the broker drives a campaign of this name (`rollout::lock`).
     #[error("{}", held_text(.key, .holder))]
@@ -120,44 +121,42 @@ pub enum CommandError {
         holder: crate::rollout::lock::Holder,
     },
     /// The claim of the campaign's name could not be queued for the broker (`rollout::lock`).
-    #[error(
-        "cannot start the rollout: the claim of campaign {key:?} could not be sent to the broker: {why}"
-    )]
+    #[error("{}", tr!("engine.claim_not_sent", key = format!("{key:?}"), why = why))]
     ClaimNotSent { key: String, why: String },
-    #[error("cannot start the rollout: {device} is already in campaign {campaign}")]
+    #[error("{}", tr!("engine.target_busy", device = device, campaign = campaign))]
     TargetBusy {
         device: DeviceId,
         campaign: CampaignId,
     },
-    #[error("cannot start the rollout: {0}")]
+    #[error("{}", tr!("engine.cannot_start_rollout", why = _0))]
     BadDownloadUrl(DownloadUrlError),
-    #[error("cannot start the rollout: no firmware server and no --url")]
+    #[error("{}", tr!("engine.no_firmware_source"))]
     NoFirmwareSource,
-    #[error("cannot start the rollout: {0}")]
+    #[error("{}", tr!("engine.cannot_start_rollout", why = _0))]
     NotRecorded(StoreError),
-    #[error("cannot start the rollout: {0}")]
+    #[error("{}", tr!("engine.cannot_start_rollout", why = _0))]
     Rollout(RolloutError),
-    #[error("cannot start the rollout: {0}")]
+    #[error("{}", tr!("engine.cannot_start_rollout", why = _0))]
     Downloads(DownloadsError),
-    #[error("cannot resume campaign {campaign}: {error}")]
+    #[error("{}", tr!("engine.cannot_resume", campaign = campaign, why = error))]
     NotStored {
         campaign: CampaignId,
         error: StoreError,
     },
-    #[error("cannot resume campaign {campaign}: {error}")]
+    #[error("{}", tr!("engine.cannot_resume", campaign = campaign, why = error))]
     NotResumable {
         campaign: CampaignId,
         error: RolloutError,
     },
     /// A resumed campaign's devices were told links this firmware server cannot serve again.
-    #[error("cannot serve the package again: {error}")]
+    #[error("{}", tr!("engine.serve_again", why = error))]
     ServeAgain {
         campaign: CampaignId,
         error: DownloadsError,
     },
-    #[error("cannot connect to the broker: {reason}")]
+    #[error("{}", tr!("engine.broker_failed", why = reason))]
     BrokerFailed { reason: String },
-    #[error("no connection to the broker after {}: {why}", humantime::format_duration(*waited))]
+    #[error("{}", tr!("engine.broker_unreachable", waited = humantime::format_duration(*waited), why = why))]
     BrokerUnreachable { waited: Duration, why: String },
 }
 
@@ -175,16 +174,28 @@ impl CommandError {
     }
 }
 
+/// A link state in words (never a debug dump: the operator reads it).
+pub fn link_state_words(state: &LinkState) -> String {
+    match state {
+        LinkState::Connecting => tr!("engine.link.connecting"),
+        LinkState::Connected => tr!("engine.link.connected"),
+        LinkState::Reconnecting {
+            reason, attempt, ..
+        } => tr!("engine.link.reconnecting", why = reason, attempt = attempt),
+        LinkState::Failed { reason } => reason.clone(),
+    }
+}
+
 /// Why a campaign's per-device download links cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadsError {
-    #[error("no firmware server to serve the per-device download links")]
+    #[error("{}", tr!("engine.no_server"))]
     NoServer,
     #[error("{0}")]
     Key(DownloadKeyError),
-    #[error("cannot serve the package: {0} is not a link of this firmware server")]
+    #[error("{}", tr!("engine.not_our_link", url = _0))]
     NotOurLink(String),
-    #[error("the package is gone from the store: {0}")]
+    #[error("{}", tr!("engine.package_gone", why = _0))]
     PackageGone(FirmwareError),
     /// The link is ours in shape but names another public base or file (the server's message
     /// names the link).
@@ -198,37 +209,41 @@ pub enum DownloadsError {
 /// The alert when a campaign this console drove was taken over by another console while this
 /// one was cut off from the broker (its Will cleared its claim).
 pub(super) fn taken_over_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
-    format!(
-        "{}: this console was cut off from the broker meanwhile, and stopped driving it",
-        holder_text(key, holder)
-    )
+    tr!("engine.campaign_taken_over", who = holder_text(key, holder))
 }
 
 /// The sentence both faces show when another console holds a campaign (the CLI's exit message,
 /// the window's alert).
 fn held_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
-    format!(
-        "{}; it drives the campaign, this console does not",
-        holder_text(key, holder)
-    )
+    tr!("engine.campaign_held", who = holder_text(key, holder))
 }
 
 /// Who holds campaign `key`, where, since when.
 fn holder_text(key: &str, holder: &crate::rollout::lock::Holder) -> String {
     let who = &holder.console;
     let since = std::time::UNIX_EPOCH + Duration::from_millis(holder.since);
-    let user = if who.user.is_empty() {
-        String::new()
+    let since = humantime::format_rfc3339_seconds(since).to_string();
+    let campaign = format!("{key:?}");
+    if who.user.is_empty() {
+        tr!(
+            "engine.campaign_holder",
+            campaign = campaign,
+            console = who.console,
+            host = who.host,
+            pid = who.pid,
+            since = since
+        )
     } else {
-        format!("user {}, ", who.user)
-    };
-    format!(
-        "campaign {key:?} is held by console {} on host {} ({user}pid {}) since {}",
-        who.console,
-        who.host,
-        who.pid,
-        humantime::format_rfc3339_seconds(since)
-    )
+        tr!(
+            "engine.campaign_holder_user",
+            campaign = campaign,
+            console = who.console,
+            host = who.host,
+            user = who.user,
+            pid = who.pid,
+            since = since
+        )
+    }
 }
 
 #[cfg(test)]

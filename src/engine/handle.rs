@@ -191,14 +191,7 @@ impl EngineHandle {
         .await;
         waited.unwrap_or_else(|_| {
             // In words: the operator reads this, not a debug dump of the link state.
-            let why = match self.snapshot().link.clone() {
-                LinkState::Reconnecting {
-                    reason, attempt, ..
-                } => format!("{reason} (tried {attempt} times)"),
-                LinkState::Failed { reason } => reason,
-                LinkState::Connecting => "the broker did not answer".to_owned(),
-                LinkState::Connected => "it connected just too late".to_owned(),
-            };
+            let why = super::error::link_state_words(&self.snapshot().link);
             Err(EngineError::Refused(CommandError::BrokerUnreachable {
                 waited: timeout,
                 why,

@@ -16,6 +16,7 @@ use super::command::Reply;
 use super::error::CommandError;
 use super::snapshot::{AlertLevel, ImportProgress};
 use crate::firmware::{CancelToken, FirmwareError, FirmwareStore, StoredPackage};
+use crate::i18n::tr;
 use crate::rollout::Timestamp;
 use crate::store::{PackageRecord, Store, StoreError};
 
@@ -157,9 +158,11 @@ impl Library {
                     self.list.insert(0, stored.clone());
                     alerts.push(
                         AlertLevel::Info,
-                        format!(
-                            "imported {} ({} bytes, sha256 {})",
-                            stored.package.file_name, stored.package.size, stored.package.sha256
+                        tr!(
+                            "engine.alert.imported",
+                            file = stored.package.file_name,
+                            size = stored.package.size,
+                            sha256 = stored.package.sha256
                         ),
                         now_ms,
                     );
@@ -178,7 +181,13 @@ impl Library {
             }),
         };
         if let Err(e) = &result {
-            alerts.push(AlertLevel::Error, e.to_string(), now_ms);
+            // A caller waiting for the reply reports the failure itself: logging it here too
+            // would say it twice on the CLI's terminal.
+            if job.reply.is_some() {
+                alerts.keep(AlertLevel::Error, e.to_string(), now_ms);
+            } else {
+                alerts.push(AlertLevel::Error, e.to_string(), now_ms);
+            }
         }
         if let Some(reply) = job.reply {
             let _ = reply.send(result);

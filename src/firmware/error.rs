@@ -2,7 +2,9 @@
 //! package. Owns only the error type; it never decides how an error is shown to the operator.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::i18n::{self, tr};
 
 /// Why a firmware operation failed. Every variant names the file or digest it is about.
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +12,7 @@ pub enum FirmwareError {
     /// An I/O call failed; `action` says what we were doing ("read", "create temp file in", ...).
     /// The OS error is part of the message (not a `source`), so it is printed exactly once
     /// both by `to_string()` and by anyhow's `{:#}` chain.
-    #[error("cannot {action} {}: {cause}", path.display())]
+    #[error("{}", io_words(action, path, cause))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -18,32 +20,53 @@ pub enum FirmwareError {
     },
     /// Writing into the package store failed (read-only mount, disk full, permissions, ...);
     /// the temp file of the import is gone and nothing new is stored.
-    #[error("cannot write the firmware store {}: {cause}", dir.display())]
+    #[error("{}", tr!("firmware.store_write", dir = dir.display(), why = i18n::io_error(cause)))]
     StoreWrite { dir: PathBuf, cause: io::Error },
     /// The caller's `CancelToken` was triggered; nothing was kept.
-    #[error("canceled")]
+    #[error("{}", tr!("firmware.canceled"))]
     Canceled,
     /// The file is bigger than the configured limit (checked before and while reading).
-    #[error("{} is larger than the {limit}-byte limit for a firmware package", path.display())]
+    #[error("{}", tr!("firmware.too_large", path = path.display(), limit = limit))]
     TooLarge { path: PathBuf, limit: u64 },
     /// A store name that is not a SHA-256 in lowercase hex (64 characters of `0-9a-f`).
-    #[error("{0:?} is not a SHA-256 digest (64 lowercase hex characters)")]
+    #[error("{}", tr!("firmware.bad_digest", digest = format!("{_0:?}")))]
     BadDigest(String),
     /// No package with this digest is in the store.
-    #[error("no firmware package {sha256} in the store")]
+    #[error("{}", tr!("firmware.not_stored", sha256 = sha256))]
     NotStored { sha256: String },
     /// A stored file no longer hashes to its name.
-    #[error("stored package {expected} is corrupt: its content hashes to {actual}")]
+    #[error("{}", tr!("firmware.corrupt", expected = expected, actual = actual))]
     Corrupt { expected: String, actual: String },
     /// The metadata file kept beside a stored package could not be read back.
-    #[error("metadata {} is unreadable: {cause}", path.display())]
+    #[error("{}", tr!("firmware.bad_metadata", path = path.display(), why = cause))]
     BadMetadata {
         path: PathBuf,
         cause: serde_json::Error,
     },
     /// A hashing thread could not be started or died; a bug or resource exhaustion, not bad input.
-    #[error("hashing thread failed: {0}")]
+    #[error("{}", tr!("firmware.worker", why = _0))]
     Worker(String),
+}
+
+/// "cannot read FILE: why": the action in words of the language in force (the actions are
+/// the store's own, a fixed set; one not listed reads as in English).
+fn io_words(action: &str, path: &Path, cause: &io::Error) -> String {
+    let path = path.display();
+    let why = i18n::io_error(cause);
+    if i18n::lang() == i18n::Lang::En {
+        return format!("cannot {action} {path}: {why}");
+    }
+    let action = match action {
+        "open" => tr!("firmware.action.open"),
+        "read" => tr!("firmware.action.read"),
+        "read metadata of" => tr!("firmware.action.read_metadata"),
+        "write" => tr!("firmware.action.write"),
+        "list" => tr!("firmware.action.list"),
+        "resolve" => tr!("firmware.action.resolve"),
+        "create store directory" => tr!("firmware.action.create_store_directory"),
+        _ => action.to_owned(),
+    };
+    tr!("firmware.io", action = action, path = path, why = why)
 }
 
 impl FirmwareError {

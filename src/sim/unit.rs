@@ -62,6 +62,7 @@ pub const FIXED_OPTIONS: &[&str] = &[
     "help",
     "dialect-file",
     "log",
+    "lang",
 ];
 
 /// The whole fleet to simulate.

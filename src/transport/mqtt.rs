@@ -48,6 +48,7 @@ use rumqttc::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::i18n::{self, tr};
 use crate::wire::Outbound;
 
 /// Largest packet accepted from the broker. Far above what we decode, so that an oversized
@@ -914,7 +915,13 @@ impl Actor {
             return Next::Stop;
         }
         let (attempt, retry_in) = self.backoff.fail();
-        tracing::warn!(broker = %self.broker, %reason, attempt, ?retry_in, "MQTT link down");
+        // The operator hears of the loss once, from the engine's alert (and a waiting CLI
+        // command from its own error); each retry is for developers.
+        if attempt == 1 {
+            tracing::info!(broker = %self.broker, %reason, attempt, ?retry_in, "MQTT link down");
+        } else {
+            tracing::debug!(broker = %self.broker, %reason, attempt, ?retry_in, "MQTT link down");
+        }
         let _ = self.state.send(LinkState::Reconnecting {
             reason,
             attempt,
@@ -1040,30 +1047,30 @@ fn is_permanent(code: ConnectReturnCode) -> bool {
 /// A sentence for the status bar; never contains credentials (rumqttc errors do not carry them).
 fn describe(error: &ConnectionError, broker: &str) -> String {
     match error {
-        ConnectionError::ConnectionRefused(code) => format!("broker refused: {}", refusal(*code)),
-        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            format!("cannot reach broker at {broker}: connection refused (is it running?)")
+        ConnectionError::ConnectionRefused(code) => {
+            tr!("link.refused", why = refusal(*code))
         }
-        ConnectionError::Io(e) => format!("network error talking to {broker}: {e}"),
-        ConnectionError::NetworkTimeout => format!("broker at {broker} did not answer in time"),
-        ConnectionError::FlushTimeout => format!("broker at {broker} stopped reading"),
-        ConnectionError::Tls(e) => format!("TLS handshake with {broker} failed: {e}"),
-        ConnectionError::MqttState(e) => format!("connection to {broker} lost: {e}"),
-        other => format!("connection to {broker} failed: {other}"),
+        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            tr!("link.unreachable", broker = broker)
+        }
+        ConnectionError::Io(e) => tr!("link.network", broker = broker, why = i18n::io_error(e)),
+        ConnectionError::NetworkTimeout => tr!("link.no_answer", broker = broker),
+        ConnectionError::FlushTimeout => tr!("link.stopped_reading", broker = broker),
+        ConnectionError::Tls(e) => tr!("link.tls", broker = broker, why = e),
+        ConnectionError::MqttState(e) => tr!("link.lost", broker = broker, why = e),
+        other => tr!("link.failed", broker = broker, why = other),
     }
 }
 
-fn refusal(code: ConnectReturnCode) -> &'static str {
+fn refusal(code: ConnectReturnCode) -> String {
     match code {
-        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+        ConnectReturnCode::BadUserNamePassword => tr!("link.refusal.bad_login"),
         // Mosquitto answers a wrong password with this code, not with BadUserNamePassword.
-        ConnectReturnCode::NotAuthorized => {
-            "not authorized (check the user name and password, or the client certificate)"
-        }
-        ConnectReturnCode::BadClientId => "client id rejected",
-        ConnectReturnCode::RefusedProtocolVersion => "MQTT 3.1.1 not supported",
-        ConnectReturnCode::ServiceUnavailable => "service unavailable",
-        ConnectReturnCode::Success => "success (unexpected)",
+        ConnectReturnCode::NotAuthorized => tr!("link.refusal.not_authorized"),
+        ConnectReturnCode::BadClientId => tr!("link.refusal.client_id"),
+        ConnectReturnCode::RefusedProtocolVersion => tr!("link.refusal.protocol"),
+        ConnectReturnCode::ServiceUnavailable => tr!("link.refusal.unavailable"),
+        ConnectReturnCode::Success => tr!("link.refusal.success"),
     }
 }
 

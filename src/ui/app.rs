@@ -22,6 +22,7 @@ use super::vault::Vault;
 use crate::device_id::DeviceId;
 use crate::engine::{AlertLevel, Command, EngineError, EngineHandle, Snapshot, Waker};
 use crate::fleet::inspector::RawMessage;
+use crate::i18n::tr;
 
 /// Messages the inspector keeps on screen.
 const INSPECTOR_LIMIT: usize = 500;
@@ -45,6 +46,8 @@ pub struct OtaApp {
     jobs: Jobs,
     now_ms: i64,
     applied_theme: Option<ThemeChoice>,
+    /// The language choice applied (`None` before the first frame).
+    applied_language: Option<Option<crate::i18n::Lang>>,
     /// Repaints the window; given to every engine the app is attached to.
     wake: Waker,
     /// Restarts the engine on another broker; `None` = the dialog cannot switch.
@@ -80,6 +83,7 @@ impl OtaApp {
             jobs: Jobs::new(wake.clone()),
             now_ms: 0,
             applied_theme: None,
+            applied_language: None,
             wake,
             connector: None,
             vault: Vault::new(),
@@ -138,6 +142,16 @@ impl OtaApp {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.snapshot = self.handle.snapshot();
+        // The language at start was set before the window opened (`--lang`, else this saved
+        // choice, else the system's); a choice changed in the window applies from this frame.
+        let language = self.view.settings.language;
+        if self
+            .applied_language
+            .is_some_and(|applied| applied != language)
+        {
+            crate::i18n::set(super::language::resolve(language));
+        }
+        self.applied_language = Some(language);
         if self.applied_theme != Some(self.view.settings.theme) {
             theme::apply(ctx, self.view.settings.theme);
             self.applied_theme = Some(self.view.settings.theme);
@@ -171,11 +185,7 @@ impl OtaApp {
 
     fn start_switch(&mut self, request: super::action::ConnectRequest) {
         let Some(connector) = &self.connector else {
-            self.view.connection.status = Some((
-                AlertLevel::Error,
-                "This window cannot switch brokers (no engine starter); restart ota-console with --broker."
-                    .into(),
-            ));
+            self.view.connection.status = Some((AlertLevel::Error, tr!("ui.app.cannot_switch")));
             return;
         };
         if self.switching.is_some() {
@@ -183,7 +193,7 @@ impl OtaApp {
         }
         let label = target_label(&request.target);
         self.switching = Some(connector.connect(self.handle.clone(), request, self.vault.clone()));
-        self.view.connection.pending = Some(format!("Connecting to {label}…"));
+        self.view.connection.pending = Some(tr!("ui.app.connecting", target = label));
     }
 
     fn poll_switch(&mut self, ctx: &egui::Context) {
@@ -199,10 +209,8 @@ impl OtaApp {
             Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
                 self.switching = None;
                 self.view.connection.pending = None;
-                self.view.connection.status = Some((
-                    AlertLevel::Error,
-                    "The broker switch was interrupted (the runtime stopped).".into(),
-                ));
+                self.view.connection.status =
+                    Some((AlertLevel::Error, tr!("ui.app.switch_interrupted")));
                 return;
             }
         };
@@ -211,16 +219,16 @@ impl OtaApp {
         let label = target_label(&report.target);
         let remembered = report
             .remembered
-            .map(|r| format!(" ({})", r.message()))
+            .map(|r| tr!("ui.app.remembered", message = r.message()))
             .unwrap_or_default();
         let status = match report.outcome {
-            Err(e) => (AlertLevel::Error, format!("Cannot connect: {e}")),
+            Err(e) => (AlertLevel::Error, tr!("ui.app.cannot_connect", why = e)),
             Ok(SwitchOutcome::Connected(handle)) => {
                 self.attach(handle);
                 self.view.start_failure = None;
                 (
                     AlertLevel::Info,
-                    format!("Switched to {label}{remembered}."),
+                    tr!("ui.app.switched", target = label, remembered = remembered),
                 )
             }
             Ok(SwitchOutcome::Failed {
@@ -232,7 +240,7 @@ impl OtaApp {
                 self.view.start_failure = None;
                 (
                     AlertLevel::Error,
-                    format!("Could not connect to {label}: {error}. Back on the previous broker."),
+                    tr!("ui.app.back_on_previous", target = label, why = error),
                 )
             }
             Ok(SwitchOutcome::Failed {
@@ -246,9 +254,7 @@ impl OtaApp {
                 }
                 (
                     AlertLevel::Error,
-                    format!(
-                        "Could not connect to {label}: {error}; the previous broker could not be restarted either. Choose a broker and Connect."
-                    ),
+                    tr!("ui.app.no_broker_left", target = label, why = error),
                 )
             }
         };
@@ -299,10 +305,7 @@ impl OtaApp {
         match action {
             UiAction::OpenFileDialog => {
                 if let Err(e) = self.jobs.pick_firmware() {
-                    self.notice(
-                        AlertLevel::Warning,
-                        format!("Cannot open the file dialog: {e}"),
-                    );
+                    self.notice(AlertLevel::Warning, tr!("ui.app.no_file_dialog", why = e));
                 }
             }
             UiAction::ImportFirmware(path) => self.import_firmware(path),
@@ -327,7 +330,7 @@ impl OtaApp {
                     .jobs
                     .save_report(self.snapshot.clone(), campaign, format)
                 {
-                    self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
+                    self.notice(AlertLevel::Warning, tr!("ui.app.cannot_export", why = e));
                 }
             }
             UiAction::Connect(request) => self.start_switch(*request),
@@ -340,25 +343,28 @@ impl OtaApp {
                 if let Err(e) = spawned {
                     self.notice(
                         AlertLevel::Warning,
-                        format!("Could not remove the saved password: {e}"),
+                        tr!("ui.app.password_not_removed", why = e),
                     );
                 }
             }
             UiAction::ExportMessages => {
                 let text = messages_jsonl(&self.messages);
-                if let Err(e) = self.jobs.save_text("messages", "messages.jsonl", text) {
-                    self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
+                if let Err(e) =
+                    self.jobs
+                        .save_text(&tr!("ui.app.what_messages"), "messages.jsonl", text)
+                {
+                    self.notice(AlertLevel::Warning, tr!("ui.app.cannot_export", why = e));
                 }
             }
             UiAction::ExportSiteCa => {
                 let handle = self.handle.clone();
                 let made = self.jobs.save_made(
-                    "site CA certificate",
+                    &tr!("ui.app.what_site_ca"),
                     "ota-console-site-ca.pem",
                     move || handle.site_ca_pem().map_err(|e| e.to_string()),
                 );
                 if let Err(e) = made {
-                    self.notice(AlertLevel::Warning, format!("Cannot export: {e}"));
+                    self.notice(AlertLevel::Warning, tr!("ui.app.cannot_export", why = e));
                 }
             }
         }
@@ -367,8 +373,8 @@ impl OtaApp {
     fn send(&mut self, command: Command) {
         if let Err(e) = self.handle.send(command) {
             let text = match e {
-                EngineError::Busy => "The engine is busy; try again in a moment.".to_owned(),
-                other => format!("The request was not delivered: {other}"),
+                EngineError::Busy => tr!("ui.app.busy"),
+                other => tr!("ui.app.not_delivered", why = other),
             };
             self.notice(AlertLevel::Error, text);
         }
@@ -384,24 +390,24 @@ impl OtaApp {
             } => {
                 self.notice(
                     AlertLevel::Info,
-                    format!("Saved the {what} to {}", path.display()),
+                    tr!("ui.app.saved", what = what, path = path.display()),
                 );
             }
             JobResult::Saved {
                 what,
                 result: Err(e),
             } => {
-                self.notice(AlertLevel::Error, format!("Could not save the {what}: {e}"));
+                self.notice(
+                    AlertLevel::Error,
+                    tr!("ui.app.not_saved", what = what, why = e),
+                );
             }
         }
     }
 
     fn drive_demo(&mut self, action: &UiAction) {
         let Some(driver) = self.demo_driver.clone() else {
-            self.notice(
-                AlertLevel::Warning,
-                "No demo runs in this window: start it with `ota-console --demo`".into(),
-            );
+            self.notice(AlertLevel::Warning, tr!("ui.app.no_demo"));
             return;
         };
         if driver.busy() {
@@ -409,10 +415,7 @@ impl OtaApp {
         }
         if matches!(action, UiAction::DemoReplay) {
             driver.replay(&self.handle);
-            self.notice(
-                AlertLevel::Info,
-                "Replaying the demo: fresh devices on 1.0.0, then the same story".into(),
-            );
+            self.notice(AlertLevel::Info, tr!("ui.app.replaying"));
         } else {
             driver.start(&self.handle);
         }
@@ -428,11 +431,11 @@ impl OtaApp {
 
 fn target_label(target: &ConnectTarget) -> String {
     match target {
-        ConnectTarget::Embedded => "the embedded broker".to_owned(),
+        ConnectTarget::Embedded => tr!("ui.app.target_embedded"),
         ConnectTarget::Profile(profile) => profile.label(),
-        ConnectTarget::Base => "the broker the console started with".to_owned(),
+        ConnectTarget::Base => tr!("ui.app.target_base"),
         ConnectTarget::EmbeddedOn { broker_port, .. } => {
-            format!("the embedded broker on port {broker_port}")
+            tr!("ui.app.target_port", port = broker_port)
         }
     }
 }

@@ -11,24 +11,27 @@ use super::format;
 use super::settings::ThemeChoice;
 use super::theme;
 use crate::engine::{BrokerGuard, LinkState, Snapshot};
+use crate::i18n::tr;
 
 /// How the link state reads, and its colour.
 pub fn link_text(link: &LinkState) -> (String, egui::Color32) {
     match link {
-        LinkState::Connecting => ("Connecting…".into(), theme::WARN),
-        LinkState::Connected => ("Connected".into(), theme::GOOD),
+        LinkState::Connecting => (tr!("ui.bar.connecting"), theme::WARN),
+        LinkState::Connected => (tr!("ui.bar.connected"), theme::GOOD),
         LinkState::Reconnecting {
             reason,
             attempt,
             retry_in,
         } => (
-            format!(
-                "Reconnecting (attempt {attempt}, next in {}): {reason}",
-                format::duration_secs(retry_in.as_secs())
+            tr!(
+                "ui.bar.reconnecting",
+                attempt = attempt,
+                next = format::duration_secs(retry_in.as_secs()),
+                why = reason
             ),
             theme::WARN,
         ),
-        LinkState::Failed { reason } => (format!("Disconnected: {reason}"), theme::BAD),
+        LinkState::Failed { reason } => (tr!("ui.bar.disconnected", why = reason), theme::BAD),
     }
 }
 
@@ -38,35 +41,23 @@ fn broker_guard_ui(ui: &mut Ui, snap: &Snapshot, actions: &mut Vec<UiAction>) {
     match snap.broker_guard {
         BrokerGuard::Open => {
             ui.label(
-                RichText::new(" OPEN BROKER ")
+                RichText::new(tr!("ui.bar.open_badge"))
                     .strong()
                     .background_color(theme::WARN)
                     .color(egui::Color32::BLACK),
             )
-            .on_hover_text(
-                "The embedded broker admits anyone who reaches its port: no credentials, no \
-                 topic rules. Anyone on this network could flash a device. Start without \
-                 --open-broker (the demo is open on loopback only) to secure it.",
-            );
+            .on_hover_text(tr!("ui.bar.open_hover"));
         }
         BrokerGuard::Secure => {
             let text = if snap.broker_refusals == 0 {
-                "secured".to_owned()
+                tr!("ui.bar.secured")
             } else {
-                format!("secured, {} refused", snap.broker_refusals)
+                tr!("ui.bar.secured_refused", count = snap.broker_refusals)
             };
-            ui.label(text).on_hover_text(
-                "Only the console and devices with credentials in the data directory may \
-                 connect, each to its own topics. Refused attempts are in the log and the \
-                 inspector.",
-            );
+            ui.label(text).on_hover_text(tr!("ui.bar.secured_hover"));
             if ui
-                .small_button("Site CA…")
-                .on_hover_text(
-                    "Save the site CA's certificate: devices that connect over TLS (broker \
-                     --tls-listen, firmware --https) trust it, and client certificates it \
-                     issues (broker-config --issue-cert) log devices in",
-                )
+                .small_button(tr!("ui.bar.site_ca"))
+                .on_hover_text(tr!("ui.bar.site_ca_hover"))
                 .clicked()
             {
                 actions.push(UiAction::ExportSiteCa);
@@ -81,25 +72,26 @@ pub fn connection_bar_ui(
     snap: &Snapshot,
     demo: bool,
     theme_choice: &mut ThemeChoice,
+    language: &mut Option<crate::i18n::Lang>,
     dialog_open: &mut bool,
     actions: &mut Vec<UiAction>,
 ) {
     ui.horizontal_wrapped(|ui| {
         if demo {
             ui.label(
-                RichText::new(" DEMO ")
+                RichText::new(tr!("ui.bar.demo_badge"))
                     .strong()
                     .background_color(theme::WARN)
                     .color(egui::Color32::BLACK),
             );
             super::demo_controls::demo_controls_ui(ui, snap, actions);
         }
-        ui.label(RichText::new("Broker").strong());
+        ui.label(RichText::new(tr!("ui.bar.broker")).strong());
         ui.label(&snap.broker);
         broker_guard_ui(ui, snap, actions);
         if ui
-            .small_button("Connection…")
-            .on_hover_text("Saved broker profiles, or the embedded broker")
+            .small_button(tr!("ui.bar.connection"))
+            .on_hover_text(tr!("ui.bar.connection_hover"))
             .clicked()
         {
             *dialog_open = true;
@@ -109,15 +101,17 @@ pub fn connection_bar_ui(
         super::widgets::status_chip_ui(ui, color, &text);
         ui.separator();
         ui.label(format::rate(snap.traffic.received_per_sec))
-            .on_hover_text(format!(
-                "{} received, {} published, {} refused by the decoders",
-                snap.traffic.received, snap.traffic.published, snap.traffic.rejected
+            .on_hover_text(tr!(
+                "ui.bar.traffic",
+                received = snap.traffic.received,
+                published = snap.traffic.published,
+                refused = snap.traffic.rejected
             ));
         ui.separator();
-        ui.label(RichText::new("Firmware server").strong());
+        ui.label(RichText::new(tr!("ui.bar.firmware_server")).strong());
         match &snap.firmware_base {
             Some(base) => ui.label(RichText::new(base).monospace()),
-            None => ui.weak("none"),
+            None => ui.weak(tr!("ui.bar.none")),
         };
         if let Some(served) = &snap.served {
             let clients: Vec<String> = served
@@ -125,28 +119,30 @@ pub fn connection_bar_ui(
                 .iter()
                 .map(|(ip, n)| format!("{ip}: {}", format::bytes(*n)))
                 .collect();
-            ui.label(format!(
-                "sent {} · {} open",
-                format::bytes(served.total_bytes),
-                served.active_connections
+            ui.label(tr!(
+                "ui.bar.served",
+                bytes = format::bytes(served.total_bytes),
+                open = served.active_connections
             ))
             .on_hover_text(if clients.is_empty() {
-                "no downloads yet".to_owned()
+                tr!("ui.bar.no_downloads")
             } else {
                 clients.join("\n")
             });
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            egui::ComboBox::from_label("Theme")
+            super::language::language_ui(ui, language);
+            // An id of its own: the label changes with the language.
+            egui::ComboBox::new("theme", tr!("ui.bar.theme"))
                 .selected_text(match theme_choice {
-                    ThemeChoice::Dark => "Dark",
-                    ThemeChoice::Light => "Light",
-                    ThemeChoice::System => "System",
+                    ThemeChoice::Dark => tr!("ui.bar.dark"),
+                    ThemeChoice::Light => tr!("ui.bar.light"),
+                    ThemeChoice::System => tr!("ui.bar.system"),
                 })
                 .show_ui(ui, |ui| {
-                    ui.selectable_value(theme_choice, ThemeChoice::Dark, "Dark");
-                    ui.selectable_value(theme_choice, ThemeChoice::Light, "Light");
-                    ui.selectable_value(theme_choice, ThemeChoice::System, "System");
+                    ui.selectable_value(theme_choice, ThemeChoice::Dark, tr!("ui.bar.dark"));
+                    ui.selectable_value(theme_choice, ThemeChoice::Light, tr!("ui.bar.light"));
+                    ui.selectable_value(theme_choice, ThemeChoice::System, tr!("ui.bar.system"));
                 });
         });
     });
@@ -165,7 +161,7 @@ pub fn alert_line_ui(ui: &mut Ui, snap: &Snapshot, actions: &mut Vec<UiAction>) 
             ui.set_min_size(egui::vec2(width, height));
             ui.set_max_height(height);
             let Some(newest) = snap.alerts.last() else {
-                ui.weak("No alerts");
+                ui.weak(tr!("ui.bar.no_alerts"));
                 return;
             };
             ui.weak(format::clock_utc(newest.at_ms));
@@ -187,14 +183,14 @@ pub fn alert_line_ui(ui: &mut Ui, snap: &Snapshot, actions: &mut Vec<UiAction>) 
             );
             let more = snap.alerts.len() - 1;
             let log = if more > 0 {
-                format!("{more} more in the Log")
+                tr!("ui.bar.more_in_log", count = more)
             } else {
-                "Open the Log".to_owned()
+                tr!("ui.bar.open_log")
             };
             if ui.small_button(log).clicked() {
                 show_log = true;
             }
-            if ui.small_button("Dismiss alerts").clicked() {
+            if ui.small_button(tr!("ui.bar.dismiss_alerts")).clicked() {
                 actions.push(UiAction::DismissAlerts);
             }
         },

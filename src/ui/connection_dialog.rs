@@ -13,6 +13,7 @@ use super::action::{ConnectRequest, UiAction};
 use super::profiles::{BrokerProfile, ConnectTarget, MAX_PROFILES, Secret};
 use super::theme;
 use crate::engine::AlertLevel;
+use crate::i18n::tr;
 
 /// The dialog's state.
 #[derive(Debug, Default)]
@@ -40,7 +41,7 @@ impl ConnectionDialog {
     /// Saves the draft into `profiles` (replacing one of the same name) and selects it.
     fn save_draft(&mut self, profiles: &mut Vec<BrokerProfile>) -> Result<usize, String> {
         let Some(draft) = &self.draft else {
-            return Err("nothing to save".into());
+            return Err(tr!("ui.connection.nothing_to_save"));
         };
         draft.validate().map_err(|e| e.to_string())?;
         let mut profile = draft.clone();
@@ -68,7 +69,7 @@ impl ConnectionDialog {
                 i
             }
             None if profiles.len() >= MAX_PROFILES => {
-                return Err(format!("at most {MAX_PROFILES} profiles; delete one first"));
+                return Err(tr!("ui.connection.too_many", max = MAX_PROFILES));
             }
             None => {
                 profiles.push(profile);
@@ -88,7 +89,10 @@ impl ConnectionDialog {
             None if self.draft.is_none() => ConnectTarget::Embedded,
             _ => {
                 let index = self.save_draft(profiles)?;
-                let profile = profiles.get(index).cloned().ok_or("the profile is gone")?;
+                let profile = profiles
+                    .get(index)
+                    .cloned()
+                    .ok_or_else(|| tr!("ui.connection.profile_gone"))?;
                 ConnectTarget::Profile(profile)
             }
         };
@@ -111,14 +115,15 @@ pub fn connection_dialog_ui(
         return;
     }
     let mut open = true;
-    egui::Window::new("Connection")
+    egui::Window::new(tr!("ui.connection.title"))
+        .id(egui::Id::unique("connection-dialog"))
         .open(&mut open)
         .collapsible(false)
         .resizable(true)
         .default_width(460.0)
         .show(ctx, |ui| {
             ui.horizontal(|ui| {
-                ui.label(RichText::new("In use").strong());
+                ui.label(RichText::new(tr!("ui.connection.in_use")).strong());
                 ui.label(broker_in_use);
             });
             dialects_ui(ui);
@@ -147,7 +152,8 @@ pub fn connection_dialog_ui(
 fn dialects_ui(ui: &mut Ui) {
     let loads = crate::protocol::user::loaded();
     // Open: the list is short, and a refused file should be seen without a click.
-    egui::CollapsingHeader::new("Dialects")
+    egui::CollapsingHeader::new(tr!("ui.connection.dialects"))
+        .id_salt("dialects")
         .default_open(true)
         .show(ui, |ui| {
             for d in crate::protocol::registry::all() {
@@ -156,16 +162,19 @@ fn dialects_ui(ui: &mut Ui) {
                     .iter()
                     .find(|l| l.outcome.as_ref().ok() == Some(&id))
                     .map_or_else(
-                        || "built in".to_owned(),
-                        |l| format!("from {}", l.file.display()),
+                        || tr!("ui.connection.built_in"),
+                        |l| tr!("ui.connection.from_file", file = l.file.display()),
                     );
-                ui.label(format!("{id} ({}) {from}", id.label()));
+                ui.label(format!(
+                    "{id} ({}) {from}",
+                    crate::terms::dialect::label(id)
+                ));
             }
             for l in &loads {
                 if let Err(e) = &l.outcome {
                     ui.colored_label(
                         theme::alert_color(AlertLevel::Warning),
-                        format!("not loaded: {e}"),
+                        tr!("ui.connection.not_loaded", why = e),
                     );
                 }
             }
@@ -179,7 +188,10 @@ fn profile_list_ui(
     actions: &mut Vec<UiAction>,
 ) {
     let embedded = dialog.selected.is_none() && dialog.draft.is_none();
-    if ui.selectable_label(embedded, "Embedded broker").clicked() {
+    if ui
+        .selectable_label(embedded, tr!("ui.connection.embedded"))
+        .clicked()
+    {
         dialog.select(None, profiles);
     }
     let mut delete = None;
@@ -193,8 +205,8 @@ fn profile_list_ui(
                 dialog.password.clear();
             }
             if ui
-                .small_button("Delete")
-                .on_hover_text(format!("Delete profile {}", profile.name))
+                .small_button(tr!("ui.connection.delete"))
+                .on_hover_text(tr!("ui.connection.delete_hover", name = profile.name))
                 .clicked()
             {
                 delete = Some(i);
@@ -208,7 +220,7 @@ fn profile_list_ui(
         actions.push(UiAction::ForgetPassword(removed.name));
         dialog.select(None, profiles);
     }
-    if ui.button("New profile").clicked() {
+    if ui.button(tr!("ui.connection.new_profile")).clicked() {
         dialog.selected = None;
         dialog.draft = Some(BrokerProfile {
             url: "mqtt://".into(),
@@ -237,29 +249,57 @@ fn profile_form_ui(ui: &mut Ui, dialog: &mut ConnectionDialog) {
     egui::Grid::new("profile-form")
         .num_columns(2)
         .show(ui, |ui| {
-            super::widgets::text_row_ui(ui, "Profile name", &mut draft.name, "e.g. plant broker");
-            super::widgets::text_row_ui(ui, "Broker URL", &mut draft.url, "mqtts://host:8883");
-            path_row_ui(ui, "CA file", &mut draft.ca_file, "PEM, for mqtts://");
+            super::widgets::text_row_ui(
+                ui,
+                &tr!("ui.connection.profile_name"),
+                &mut draft.name,
+                &tr!("ui.connection.profile_name_hint"),
+            );
+            super::widgets::text_row_ui(
+                ui,
+                &tr!("ui.connection.broker_url"),
+                &mut draft.url,
+                "mqtts://host:8883",
+            );
             path_row_ui(
                 ui,
-                "Client certificate",
-                &mut draft.client_cert,
-                "PEM, mutual TLS",
+                &tr!("ui.connection.ca_file"),
+                &mut draft.ca_file,
+                &tr!("ui.connection.ca_file_hint"),
             );
-            path_row_ui(ui, "Client key", &mut draft.client_key, "PEM, mutual TLS");
-            super::widgets::text_row_ui(ui, "User name", &mut draft.username, "none");
-            let label = ui.label("Password").id;
+            path_row_ui(
+                ui,
+                &tr!("ui.connection.client_cert"),
+                &mut draft.client_cert,
+                &tr!("ui.connection.mutual_tls_hint"),
+            );
+            path_row_ui(
+                ui,
+                &tr!("ui.connection.client_key"),
+                &mut draft.client_key,
+                &tr!("ui.connection.mutual_tls_hint"),
+            );
+            super::widgets::text_row_ui(
+                ui,
+                &tr!("ui.connection.user_name"),
+                &mut draft.username,
+                &tr!("ui.connection.none"),
+            );
+            let label = ui.label(tr!("ui.connection.password")).id;
             ui.add(
                 egui::TextEdit::singleline(&mut dialog.password)
                     .password(true)
-                    .hint_text("remembered one, if any")
+                    .hint_text(tr!("ui.connection.password_hint"))
                     .desired_width(200.0),
             )
             .labelled_by(label);
             ui.end_row();
             ui.label("");
-            ui.checkbox(&mut draft.remember_password, "Remember password")
-                .on_hover_text("In the OS keyring; never in the settings file");
+            ui.checkbox(
+                &mut draft.remember_password,
+                tr!("ui.connection.remember_password"),
+            )
+            .on_hover_text(tr!("ui.connection.remember_password_hover"));
             ui.end_row();
         });
     if let Err(e) = draft.validate() {
@@ -274,14 +314,17 @@ fn buttons_ui(
     actions: &mut Vec<UiAction>,
 ) {
     ui.horizontal(|ui| {
-        if dialog.draft.is_some() && ui.button("Save profile").clicked() {
+        if dialog.draft.is_some() && ui.button(tr!("ui.connection.save_profile")).clicked() {
             dialog.status = Some(match dialog.save_draft(profiles) {
-                Ok(_) => (AlertLevel::Info, "Profile saved.".into()),
+                Ok(_) => (AlertLevel::Info, tr!("ui.connection.saved")),
                 Err(e) => (AlertLevel::Error, e),
             });
         }
         let idle = dialog.pending.is_none();
-        if ui.add_enabled(idle, egui::Button::new("Connect")).clicked() {
+        if ui
+            .add_enabled(idle, egui::Button::new(tr!("ui.connection.connect")))
+            .clicked()
+        {
             match dialog.connect_request(profiles) {
                 Ok(request) => {
                     dialog.status = None;
@@ -290,7 +333,7 @@ fn buttons_ui(
                 Err(e) => dialog.status = Some((AlertLevel::Error, e)),
             }
         }
-        if ui.button("Close").clicked() {
+        if ui.button(tr!("ui.connection.close")).clicked() {
             dialog.open = false;
         }
     });

@@ -27,9 +27,10 @@ use super::start_failure::{self, StartFailureForm};
 use super::summary_strip;
 use super::tiles;
 use super::toasts::{self, Banner};
-use crate::device_id::{DeviceId, DialectId};
+use crate::device_id::DeviceId;
 use crate::engine::Snapshot;
 use crate::fleet::inspector::RawMessage;
+use crate::i18n::tr;
 use crate::protocol::registry;
 
 /// The id of the device filter box (Ctrl+F focuses it).
@@ -128,6 +129,7 @@ impl ConsoleView {
                 snap,
                 self.demo,
                 &mut self.settings.theme,
+                &mut self.settings.language,
                 &mut self.connection.open,
                 &mut actions,
             );
@@ -163,18 +165,20 @@ impl ConsoleView {
                 egui::ScrollArea::vertical()
                     .id_salt("side-scroll")
                     .show(ui, |ui| {
-                        egui::CollapsingHeader::new(RichText::new("Firmware").heading())
-                            .id_salt("firmware-section")
-                            .default_open(true)
-                            .open(collapse.then_some(false))
-                            .show(ui, |ui| {
-                                firmware_panel::firmware_panel_ui(
-                                    ui,
-                                    snap,
-                                    &mut self.firmware,
-                                    &mut actions,
-                                );
-                            });
+                        egui::CollapsingHeader::new(
+                            RichText::new(tr!("ui.console.firmware")).heading(),
+                        )
+                        .id_salt("firmware-section")
+                        .default_open(true)
+                        .open(collapse.then_some(false))
+                        .show(ui, |ui| {
+                            firmware_panel::firmware_panel_ui(
+                                ui,
+                                snap,
+                                &mut self.firmware,
+                                &mut actions,
+                            );
+                        });
                         ui.separator();
                         self.rollout.fold_policy = collapse;
                         rollout_panel::rollout_panel_ui(
@@ -266,9 +270,7 @@ impl ConsoleView {
         ui.separator();
         let rows = snap.devices.as_slice();
         if rows.is_empty() {
-            ui.weak(
-                "No device has been seen yet. Devices appear here when they connect to the broker.",
-            );
+            ui.weak(tr!("ui.console.no_devices"));
             return;
         }
         match self.settings.view {
@@ -297,47 +299,63 @@ impl ConsoleView {
     fn filter_bar_ui(&mut self, ui: &mut Ui) {
         let f = &mut self.settings.filter;
         ui.horizontal_wrapped(|ui| {
-            ui.selectable_value(&mut self.settings.view, DeviceView::Table, "Table");
-            ui.selectable_value(&mut self.settings.view, DeviceView::Tiles, "Tiles");
+            ui.selectable_value(
+                &mut self.settings.view,
+                DeviceView::Table,
+                tr!("ui.console.table"),
+            );
+            ui.selectable_value(
+                &mut self.settings.view,
+                DeviceView::Tiles,
+                tr!("ui.console.tiles"),
+            );
             ui.separator();
-            let label = ui.label("Filter").id;
+            let label = ui.label(tr!("ui.console.filter")).id;
             let edit = ui
                 .add(
                     egui::TextEdit::singleline(&mut f.text)
                         .id(egui::Id::unique(FILTER_ID))
-                        .hint_text("device, version, message (Ctrl+F)")
+                        .hint_text(tr!("ui.console.filter_hint"))
                         .desired_width(200.0),
                 )
                 .labelled_by(label);
             if std::mem::take(&mut self.focus_filter) {
                 edit.request_focus();
             }
-            egui::ComboBox::from_label("Dialect")
-                .selected_text(f.dialect.map_or("any", DialectId::as_str))
+            // Ids of their own: the labels change with the language.
+            egui::ComboBox::new("filter-dialect", tr!("ui.console.dialect"))
+                .selected_text(
+                    f.dialect
+                        .map_or_else(|| tr!("ui.console.any"), |d| d.as_str().to_owned()),
+                )
                 .show_ui(ui, |ui| {
-                    ui.selectable_value(&mut f.dialect, None, "any");
+                    ui.selectable_value(&mut f.dialect, None, tr!("ui.console.any"));
                     for d in registry::ids() {
-                        ui.selectable_value(&mut f.dialect, Some(d), d.label());
+                        ui.selectable_value(
+                            &mut f.dialect,
+                            Some(d),
+                            crate::terms::dialect::label(d),
+                        );
                     }
                 });
-            let version_label = ui.label("Version is").id;
+            let version_label = ui.label(tr!("ui.console.version_is")).id;
             ui.add(
                 egui::TextEdit::singleline(&mut f.version)
-                    .hint_text("any")
+                    .hint_text(tr!("ui.console.any"))
                     .desired_width(70.0),
             )
             .labelled_by(version_label);
-            egui::ComboBox::from_label("Status")
+            egui::ComboBox::new("filter-status", tr!("ui.console.status"))
                 .selected_text(f.status.label())
                 .show_ui(ui, |ui| {
                     for choice in StatusFilter::choices() {
                         ui.selectable_value(&mut f.status, choice, choice.label());
                     }
                 });
-            if !f.is_empty() && ui.small_button("Clear filter").clicked() {
+            if !f.is_empty() && ui.small_button(tr!("ui.console.clear_filter")).clicked() {
                 *f = DeviceFilter::default();
             }
-            ui.checkbox(&mut self.settings.group_by_gateway, "Group under gateways");
+            ui.checkbox(&mut self.settings.group_by_gateway, tr!("ui.console.group"));
         });
     }
 
@@ -346,21 +364,18 @@ impl ConsoleView {
         let mut op = None;
         ui.horizontal_wrapped(|ui| {
             ui.label(
-                RichText::new(format!(
-                    "{} selected · {} shown of {}",
-                    self.selection.len(),
-                    self.cache.visible.len(),
-                    rows.len()
+                RichText::new(tr!(
+                    "ui.console.selected",
+                    selected = self.selection.len(),
+                    shown = self.cache.visible.len(),
+                    total = rows.len()
                 ))
                 .strong(),
             );
             let not_heard = filter::not_heard_shown(rows, &self.cache.visible);
-            let all = ui.button("Select all shown");
+            let all = ui.button(tr!("ui.console.select_all"));
             let all = if not_heard > 0 {
-                all.on_hover_text(format!(
-                    "Devices heard since the console started; {not_heard} shown device(s) only \
-                     remembered from earlier runs are left out"
-                ))
+                all.on_hover_text(tr!("ui.console.select_all_hover", count = not_heard))
             } else {
                 all
             };
@@ -370,18 +385,18 @@ impl ConsoleView {
             // Remembered devices may be gone: selecting them takes its own, counted click.
             if not_heard > 0
                 && ui
-                    .button(format!("Also select {not_heard} not heard since start"))
+                    .button(tr!("ui.console.also_select", count = not_heard))
                     .clicked()
             {
                 op = Some(SelectionOp::NotHeardFiltered);
             }
-            if ui.button("Select none").clicked() {
+            if ui.button(tr!("ui.console.select_none")).clicked() {
                 op = Some(SelectionOp::None);
             }
-            if ui.button("Invert selection").clicked() {
+            if ui.button(tr!("ui.console.invert")).clicked() {
                 op = Some(SelectionOp::InvertFiltered);
             }
-            let label = ui.label("Not on version").id;
+            let label = ui.label(tr!("ui.console.not_on_version")).id;
             ui.add(
                 egui::TextEdit::singleline(&mut self.not_on_version)
                     .hint_text("X")
@@ -392,7 +407,7 @@ impl ConsoleView {
             if ui
                 .add_enabled(
                     !version.is_empty(),
-                    egui::Button::new("Select not on version"),
+                    egui::Button::new(tr!("ui.console.select_not_on_version")),
                 )
                 .clicked()
             {
@@ -409,15 +424,15 @@ impl ConsoleView {
     fn bottom_tabs_ui(&mut self, ui: &mut Ui, snap: &Snapshot) {
         ui.horizontal(|ui| {
             let log = if snap.alerts.is_empty() {
-                "Log".to_owned()
+                tr!("ui.console.log")
             } else {
-                format!("Log ({})", snap.alerts.len())
+                tr!("ui.console.log_count", count = snap.alerts.len())
             };
             let open = self.settings.bottom_open;
             for (tab, label) in [
-                (BottomTab::Inspector, "Inspector".to_owned()),
+                (BottomTab::Inspector, tr!("ui.console.inspector")),
                 (BottomTab::Log, log),
-                (BottomTab::History, "History".to_owned()),
+                (BottomTab::History, tr!("ui.console.history")),
             ] {
                 let on = open && self.settings.bottom_tab == tab;
                 if ui.selectable_label(on, label).clicked() {
@@ -428,7 +443,7 @@ impl ConsoleView {
                     }
                 }
             }
-            if open && ui.small_button("Hide").clicked() {
+            if open && ui.small_button(tr!("ui.console.hide")).clicked() {
                 self.settings.bottom_open = false;
             }
         });

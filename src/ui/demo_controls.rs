@@ -7,6 +7,7 @@ use egui::{RichText, Ui};
 
 use super::action::UiAction;
 use crate::engine::{EngineHandle, Snapshot};
+use crate::i18n::tr;
 
 /// Runs the demo for the window. Each call returns at once; the work runs elsewhere.
 pub trait DemoDriver: Send + Sync + std::fmt::Debug {
@@ -24,27 +25,21 @@ pub trait DemoDriver: Send + Sync + std::fmt::Debug {
 pub fn demo_controls_ui(ui: &mut Ui, snap: &Snapshot, actions: &mut Vec<UiAction>) {
     if snap.campaigns.is_empty() {
         let start = egui::Button::new(
-            RichText::new("▶ Start the demo")
+            RichText::new(tr!("ui.demo.start"))
                 .strong()
                 .color(egui::Color32::WHITE),
         )
         .fill(super::theme::GOOD);
         if ui
             .add(start)
-            .on_hover_text(
-                "One click: a canary, then a wave over every simulated device; six devices show \
-                 how an upgrade can end (download failed, digest mismatch, flash failure, a \
-                 refusal with its code, a silent device timing out, a retry that recovers)",
-            )
+            .on_hover_text(tr!("ui.demo.start_hover"))
             .clicked()
         {
             actions.push(UiAction::DemoStart);
         }
     } else if ui
-        .small_button("Replay demo")
-        .on_hover_text(
-            "Cancel what runs, put fresh simulated devices on 1.0.0 and tell the story again",
-        )
+        .small_button(tr!("ui.demo.replay"))
+        .on_hover_text(tr!("ui.demo.replay_hover"))
         .clicked()
     {
         actions.push(UiAction::DemoReplay);

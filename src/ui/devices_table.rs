@@ -16,6 +16,7 @@ use super::format;
 use super::theme;
 use crate::device_id::DeviceId;
 use crate::engine::DeviceRow;
+use crate::i18n::tr;
 use crate::rollout::DeviceStatus;
 
 /// What the table may change.
@@ -28,17 +29,32 @@ pub struct TableState<'a> {
 
 const ROW_HEIGHT: f32 = 22.0;
 
-const HEADERS: [(SortColumn, &str); 9] = [
-    (SortColumn::Device, "Device"),
-    (SortColumn::Dialect, "Dialect"),
-    (SortColumn::Module, "Module"),
-    (SortColumn::Version, "Version"),
-    (SortColumn::Target, "Target"),
-    (SortColumn::Status, "Status"),
-    (SortColumn::Progress, "Progress"),
-    (SortColumn::LastMessage, "Last message"),
-    (SortColumn::LastSeen, "Last heard"),
+const COLUMNS: [SortColumn; 9] = [
+    SortColumn::Device,
+    SortColumn::Dialect,
+    SortColumn::Module,
+    SortColumn::Version,
+    SortColumn::Target,
+    SortColumn::Status,
+    SortColumn::Progress,
+    SortColumn::LastMessage,
+    SortColumn::LastSeen,
 ];
+
+/// A column's title in the language in force.
+fn title(column: SortColumn) -> String {
+    match column {
+        SortColumn::Device => tr!("ui.table.device"),
+        SortColumn::Dialect => tr!("ui.table.dialect"),
+        SortColumn::Module => tr!("ui.table.module"),
+        SortColumn::Version => tr!("ui.table.version"),
+        SortColumn::Target => tr!("ui.table.target"),
+        SortColumn::Status => tr!("ui.table.status"),
+        SortColumn::Progress => tr!("ui.table.progress"),
+        SortColumn::LastMessage => tr!("ui.table.last_message"),
+        SortColumn::LastSeen => tr!("ui.table.last_heard"),
+    }
+}
 
 pub fn devices_table_ui(
     ui: &mut Ui,
@@ -72,7 +88,8 @@ pub fn devices_table_ui(
         .column(Column::initial(220.0).clip(true))
         .column(Column::remainder().at_least(80.0))
         .header(24.0, |mut header| {
-            for (column, title) in HEADERS {
+            for column in COLUMNS {
+                let title = title(column);
                 header.col(|ui| {
                     let arrow = match (sort.column == column, sort.ascending) {
                         (true, true) => " ^",
@@ -167,14 +184,12 @@ fn device_cells(
         let r = &row.record;
         let heard = format::last_heard(now_ms, r.last_seen_ms, r.heard_since_start);
         if !r.heard_since_start {
-            ui.weak(heard).on_hover_text(
-                "Remembered from an earlier run; not heard since the console started. \
-                 \"Select all shown\" leaves it out.",
-            );
+            ui.weak(heard)
+                .on_hover_text(tr!("ui.table.remembered_hover"));
         } else if r.online {
             ui.label(heard);
         } else {
-            ui.weak(format!("offline, {heard}"));
+            ui.weak(tr!("ui.table.offline_heard", heard = heard));
         }
     });
 }
@@ -184,20 +199,20 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
         None => {
             let r = &row.record;
             let text = match (r.heard_since_start, r.online) {
-                (false, _) => "remembered",
-                (true, true) => "idle",
-                (true, false) => "offline",
+                (false, _) => tr!("ui.table.remembered"),
+                (true, true) => tr!("ui.filter.idle"),
+                (true, false) => tr!("ui.filter.offline"),
             };
             ui.colored_label(theme::idle_color(r.online && r.heard_since_start), text);
         }
         Some(r) => {
-            let mut text = status_label(r.status).to_owned();
+            let mut text = status_label(r.status);
             if r.attempts > 1 {
-                text.push_str(&format!(" (attempt {})", r.attempts));
+                text.push_str(&tr!("ui.table.attempt", attempt = r.attempts));
             }
             // A notice that went unanswered and was re-sent: worth seeing while it is in flight.
             if r.resends > 0 && r.status.in_flight() {
-                text.push_str(&format!(" (notice re-sent {}×)", r.resends));
+                text.push_str(&tr!("ui.table.resent", count = r.resends));
             }
             let response = ui.colored_label(theme::status_color(r.status), text);
             let mut why: Vec<String> = r.error.iter().cloned().collect();
@@ -206,10 +221,7 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
                     .and_then(|code| explain_code(row.record.dialect(), code)),
             );
             if r.resends > 0 {
-                why.push(format!(
-                    "the notice was re-sent {} time(s) for want of an answer",
-                    r.resends
-                ));
+                why.push(tr!("ui.table.resent_hover", count = r.resends));
             }
             if let Some(at) = r.next_resend_at {
                 let in_secs = i64::try_from(at.as_millis())
@@ -217,9 +229,9 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
                     .saturating_sub(now_ms)
                     .max(0)
                     / 1000;
-                why.push(format!(
-                    "re-sent again in {} unless the device answers",
-                    format::duration_secs(in_secs.unsigned_abs())
+                why.push(tr!(
+                    "ui.table.resend_next",
+                    after = format::duration_secs(in_secs.unsigned_abs())
                 ));
             }
             if !why.is_empty() {

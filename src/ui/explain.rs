@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use crate::device_id::DialectId;
+use crate::i18n::tr;
 use crate::protocol::{ErrorTable, registry};
 
 /// JSON nesting we look into; device payloads are two or three levels deep.
@@ -23,9 +24,12 @@ pub fn explain_payload(payload: &str, dialect: Option<DialectId>) -> Vec<String>
     let Ok(value) = serde_json::from_str::<Value>(payload) else {
         return Vec::new();
     };
-    let tables: Vec<&'static ErrorTable> = match dialect {
-        Some(id) => vec![registry::get(id).errors()],
-        None => registry::all().into_iter().map(|d| d.errors()).collect(),
+    let tables: Vec<Table> = match dialect {
+        Some(id) => vec![(id, registry::get(id).errors())],
+        None => registry::all()
+            .into_iter()
+            .map(|d| (d.id(), d.errors()))
+            .collect(),
     };
     let mut out = Vec::new();
     walk(&tables, &value, 0, &mut out);
@@ -36,15 +40,20 @@ pub fn explain_payload(payload: &str, dialect: Option<DialectId>) -> Vec<String>
 /// The explanation of a failure code as the rollout stores it for a device of `dialect`;
 /// `None` when the dialect's table does not know the code.
 pub fn explain_code(dialect: DialectId, code: i64) -> Option<String> {
-    let table = registry::get(dialect).errors();
-    table.meaning(code).map(|text| line(table, code, text))
+    line(&(dialect, registry::get(dialect).errors()), code)
 }
 
-fn line(table: &ErrorTable, code: i64, text: &str) -> String {
-    format!("{} {code}: {text}", table.label)
+/// A dialect's error table, with the dialect its words are looked up for.
+type Table = (DialectId, &'static ErrorTable);
+
+/// `label code: meaning` (the label is the JSON field, kept as the device sends it), in the
+/// language in force; `None` when the table does not know the code.
+fn line(&(id, table): &Table, code: i64) -> Option<String> {
+    crate::terms::dialect::meaning(id, table, code)
+        .map(|text| format!("{} {code}: {text}", table.label))
 }
 
-fn walk(tables: &[&'static ErrorTable], value: &Value, depth: usize, out: &mut Vec<String>) {
+fn walk(tables: &[Table], value: &Value, depth: usize, out: &mut Vec<String>) {
     if depth > MAX_DEPTH || out.len() >= MAX_EXPLANATIONS {
         return;
     }
@@ -67,7 +76,7 @@ fn walk(tables: &[&'static ErrorTable], value: &Value, depth: usize, out: &mut V
 /// The explanations of one field by the tables that carry codes in `key`: those that know the
 /// code, else one line saying no table documents it. Values that are not failures (progress,
 /// success) say nothing.
-fn explain_field(tables: &[&'static ErrorTable], key: &str, value: &Value) -> Vec<String> {
+fn explain_field(tables: &[Table], key: &str, value: &Value) -> Vec<String> {
     let Some(code) = value
         .as_i64()
         .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
@@ -76,16 +85,14 @@ fn explain_field(tables: &[&'static ErrorTable], key: &str, value: &Value) -> Ve
     };
     let mut relevant = tables
         .iter()
-        .filter(|t| t.fields.contains(&key) && t.failures.contains(code))
+        .filter(|(_, t)| t.fields.contains(&key) && t.failures.contains(code))
         .peekable();
     if relevant.peek().is_none() {
         return Vec::new();
     }
-    let known: Vec<String> = relevant
-        .filter_map(|t| t.meaning(code).map(|text| line(t, code, text)))
-        .collect();
+    let known: Vec<String> = relevant.filter_map(|t| line(t, code)).collect();
     if known.is_empty() {
-        vec![format!("{key} {code}: not a documented error code")]
+        vec![tr!("ui.explain.undocumented", key = key, code = code)]
     } else {
         known
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device_id::{DeviceId, DialectId};
 use crate::engine::{CampaignView, DeviceRow};
+use crate::i18n::tr;
 use crate::rollout::DeviceStatus;
 
 /// What the operator typed and picked above the device list.
@@ -56,12 +57,12 @@ impl StatusFilter {
 
     pub fn label(self) -> String {
         match self {
-            StatusFilter::Any => "any status".into(),
-            StatusFilter::Idle => "idle".into(),
-            StatusFilter::Offline => "offline".into(),
-            StatusFilter::InFlight => "in flight".into(),
-            StatusFilter::Failures => "failures".into(),
-            StatusFilter::Is(s) => status_label(s).into(),
+            StatusFilter::Any => tr!("ui.filter.any_status"),
+            StatusFilter::Idle => tr!("ui.filter.idle"),
+            StatusFilter::Offline => tr!("ui.filter.offline"),
+            StatusFilter::InFlight => tr!("ui.filter.in_flight"),
+            StatusFilter::Failures => tr!("ui.filter.failures"),
+            StatusFilter::Is(s) => status_label(s),
         }
     }
 
@@ -79,11 +80,8 @@ impl StatusFilter {
 }
 
 /// The word the UI shows for a status ("timed out", not "timed_out").
-pub fn status_label(status: DeviceStatus) -> &'static str {
-    match status {
-        DeviceStatus::TimedOut => "timed out",
-        other => other.as_str(),
-    }
+pub fn status_label(status: DeviceStatus) -> String {
+    crate::terms::states::device_status(status)
 }
 
 impl DeviceFilter {

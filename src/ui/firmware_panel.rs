@@ -13,8 +13,10 @@ use super::widgets;
 use crate::device_id::DialectId;
 use crate::engine::{DownloadUrlError, Snapshot, validate_download_url};
 use crate::firmware::StoredPackage;
+use crate::i18n::tr;
 use crate::protocol::{NoticeSetting, OfferField, registry};
 use crate::rollout::DialectSettings;
+use crate::terms::dialect as terms;
 
 /// Where the campaign tells devices to download the package.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,15 +76,15 @@ impl FirmwareForm {
     }
 
     /// Why a campaign cannot start with this form yet (`None` = ready).
-    pub fn missing(&self, packages: &[StoredPackage]) -> Option<&'static str> {
+    pub fn missing(&self, packages: &[StoredPackage]) -> Option<String> {
         if self.chosen(packages).is_none() {
-            Some("choose or import a firmware package")
+            Some(tr!("ui.firmware.choose_package"))
         } else if self.version.trim().is_empty() {
-            Some("enter the target version")
+            Some(tr!("ui.firmware.enter_version"))
         } else if self.download_url_error().is_some() {
-            Some("enter a valid external download URL, or download from the embedded server")
+            Some(tr!("ui.firmware.enter_url"))
         } else if self.setting_text_error().is_some() {
-            Some(INVALID_SETTING)
+            Some(tr!("ui.firmware.invalid_setting"))
         } else {
             None
         }
@@ -127,13 +129,13 @@ pub fn firmware_panel_ui(
     form.sync_with(&snap.packages);
     ui.horizontal(|ui| {
         if ui
-            .button("Open firmware…")
-            .on_hover_text("Ctrl+O, or drop a file on the window")
+            .button(tr!("ui.firmware.open"))
+            .on_hover_text(tr!("ui.firmware.open_hover"))
             .clicked()
         {
             actions.push(UiAction::OpenFileDialog);
         }
-        ui.weak("or drop a file here");
+        ui.weak(tr!("ui.firmware.or_drop"));
     });
     if let Some(import) = &snap.import {
         let name = import
@@ -147,14 +149,15 @@ pub fn firmware_panel_ui(
                     .show_percentage()
                     .desired_width(200.0),
             );
-            if ui.button("Cancel import").clicked() {
+            if ui.button(tr!("ui.firmware.cancel_import")).clicked() {
                 actions.push(UiAction::CancelImport);
             }
         });
-        ui.weak(format!(
-            "Hashing {name}: {} of {}",
-            format::bytes(import.done_bytes),
-            format::bytes(import.total_bytes)
+        ui.weak(tr!(
+            "ui.firmware.hashing",
+            name = name,
+            done = format::bytes(import.done_bytes),
+            total = format::bytes(import.total_bytes)
         ));
     }
     library_ui(ui, &snap.packages, form);
@@ -171,13 +174,13 @@ fn package_label(p: &StoredPackage) -> String {
 
 fn library_ui(ui: &mut Ui, packages: &[StoredPackage], form: &mut FirmwareForm) {
     if packages.is_empty() {
-        ui.weak("No package imported yet.");
+        ui.weak(tr!("ui.firmware.no_package"));
         return;
     }
     let selected = form
         .chosen(packages)
-        .map_or_else(|| "choose…".to_owned(), package_label);
-    egui::ComboBox::from_label("Package")
+        .map_or_else(|| tr!("ui.firmware.choose"), package_label);
+    egui::ComboBox::new("package", tr!("ui.firmware.package"))
         .selected_text(selected)
         .width(240.0)
         .show_ui(ui, |ui| {
@@ -194,15 +197,19 @@ fn digests_ui(ui: &mut Ui, stored: &StoredPackage) {
         .num_columns(2)
         .striped(true)
         .show(ui, |ui| {
-            ui.label("File");
+            ui.label(tr!("ui.firmware.file"));
             ui.label(&p.file_name);
             ui.end_row();
-            ui.label("Size");
-            ui.label(format!("{} ({} bytes)", format::bytes(p.size), p.size));
+            ui.label(tr!("ui.firmware.size"));
+            ui.label(tr!(
+                "ui.firmware.size_value",
+                size = format::bytes(p.size),
+                bytes = p.size
+            ));
             ui.end_row();
             widgets::copy_row_ui(ui, "MD5", &p.md5);
             widgets::copy_row_ui(ui, "SHA-256", &p.sha256);
-            widgets::copy_row_ui(ui, "FogCloud checksum", &p.checksum);
+            widgets::copy_row_ui(ui, &tr!("ui.firmware.checksum"), &p.checksum);
         });
 }
 
@@ -211,22 +218,27 @@ fn offer_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
     egui::Grid::new("offer").num_columns(2).show(ui, |ui| {
         widgets::text_row_ui(
             ui,
-            "Target version",
+            &tr!("ui.firmware.target_version"),
             &mut form.version,
-            "version devices will report",
+            &tr!("ui.firmware.target_version_hint"),
         );
-        widgets::text_row_ui(ui, "Target module", &mut form.module, "default");
         widgets::text_row_ui(
             ui,
-            "Description",
+            &tr!("ui.firmware.target_module"),
+            &mut form.module,
+            &tr!("ui.firmware.default_module"),
+        );
+        widgets::text_row_ui(
+            ui,
+            &tr!("ui.firmware.description"),
             &mut form.description,
             &description_hint(),
         );
         widgets::text_row_ui(
             ui,
-            "Campaign name",
+            &tr!("ui.firmware.campaign_name"),
             &mut form.name,
-            "derived from file and version",
+            &tr!("ui.firmware.campaign_name_hint"),
         );
         for dialect in registry::all() {
             for setting in dialect.notice_settings() {
@@ -243,33 +255,37 @@ fn offer_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
 
 /// "Download from": the embedded server (read-only base) or an external URL typed here.
 fn download_rows_ui(ui: &mut Ui, snap: &Snapshot, form: &mut FirmwareForm) {
-    ui.label("Download from");
+    ui.label(tr!("ui.firmware.download_from"));
     ui.horizontal(|ui| {
         ui.radio_value(
             &mut form.download,
             DownloadChoice::Embedded,
-            "embedded server",
+            tr!("ui.firmware.embedded_server"),
         );
-        ui.radio_value(&mut form.download, DownloadChoice::External, "external URL");
+        ui.radio_value(
+            &mut form.download,
+            DownloadChoice::External,
+            tr!("ui.firmware.external_url"),
+        );
     });
     ui.end_row();
     match form.download {
         DownloadChoice::Embedded => {
             ui.label("");
             match &snap.firmware_base {
-                Some(base) => ui.label(RichText::new(base).monospace()).on_hover_text(
-                    "Each campaign gets its own link on this server; devices must be able to reach it.",
-                ),
-                None => ui.weak("no firmware server configured"),
+                Some(base) => ui
+                    .label(RichText::new(base).monospace())
+                    .on_hover_text(tr!("ui.firmware.own_link_hover")),
+                None => ui.weak(tr!("ui.firmware.no_server")),
             };
             ui.end_row();
         }
         DownloadChoice::External => {
             widgets::text_row_ui(
                 ui,
-                "Download URL",
+                &tr!("ui.firmware.download_url"),
                 &mut form.external_url,
-                "https://… serving this exact file",
+                &tr!("ui.firmware.download_url_hint"),
             );
             if let Some(e) = form.download_url_error() {
                 ui.label("");
@@ -289,10 +305,10 @@ pub fn drop_hint(hovered: &[egui::HoveredFile]) -> Option<String> {
         .as_ref()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned());
-    let what = name.map_or_else(|| "the firmware file".to_owned(), |n| format!("\"{n}\""));
+    let what = name.map_or_else(|| tr!("ui.firmware.the_file"), |n| format!("\"{n}\""));
     Some(match hovered.len() {
-        1 => format!("Drop to import {what}"),
-        n => format!("Drop to import {what} (the first of {n} files)"),
+        1 => tr!("ui.firmware.drop", what = what),
+        n => tr!("ui.firmware.drop_many", what = what, count = n),
     })
 }
 
@@ -339,15 +355,24 @@ fn setting_row_ui(
     setting: &'static NoticeSetting,
     settings: &mut DialectSettings,
 ) {
-    let label = ui.label(setting.label).on_hover_text(setting.help).id;
+    let label = ui
+        .label(terms::setting_label(dialect, setting))
+        .on_hover_text(terms::setting_help(dialect, setting))
+        .id;
     let current = settings.value(dialect, setting);
-    let current_label = setting.choice(current).map_or(current, |c| c.label);
+    let current_label = setting.choice(current).map_or_else(
+        || current.into(),
+        |c| terms::choice_label(dialect, setting, c),
+    );
     egui::ComboBox::from_id_salt(setting.cli_flag)
         .selected_text(current_label)
         .show_ui(ui, |ui| {
             for choice in setting.choices() {
                 if ui
-                    .selectable_label(current == choice.value, choice.label)
+                    .selectable_label(
+                        current == choice.value,
+                        terms::choice_label(dialect, setting, choice),
+                    )
                     .clicked()
                 {
                     // The choice comes from the setting itself, so it is always offered.
@@ -360,9 +385,6 @@ fn setting_row_ui(
     ui.end_row();
 }
 
-/// Why Start waits while a text setting is refused (its reason is shown under the field).
-const INVALID_SETTING: &str = "correct the notice setting marked in red";
-
 /// One dialect's text setting (a template): a multi-line field, what its dialect refuses in
 /// it shown underneath, the value kept only once accepted.
 fn text_setting_row_ui(
@@ -371,7 +393,10 @@ fn text_setting_row_ui(
     setting: &'static NoticeSetting,
     form: &mut FirmwareForm,
 ) {
-    let label = ui.label(setting.label).on_hover_text(setting.help).id;
+    let label = ui
+        .label(terms::setting_label(dialect, setting))
+        .on_hover_text(terms::setting_help(dialect, setting))
+        .id;
     let settings = &mut form.settings;
     let typed = form
         .setting_texts
@@ -385,7 +410,7 @@ fn text_setting_row_ui(
     } else {
         egui::TextEdit::singleline(typed)
     };
-    ui.add(edit.hint_text("empty: the built-in one"))
+    ui.add(edit.hint_text(tr!("ui.firmware.template_hint")))
         .labelled_by(label);
     ui.end_row();
     // Checked every frame, so the reason stays in view until the text is fixed.
@@ -398,8 +423,19 @@ fn text_setting_row_ui(
 
 /// Which dialects' notices carry the description.
 fn description_hint() -> String {
-    let names = registry::labels_sending(OfferField::Description);
-    format!("sent to {} devices", names.join(", "))
+    let names: Vec<_> = registry::all()
+        .into_iter()
+        .filter(|d| {
+            d.capabilities()
+                .offer_fields
+                .contains(&OfferField::Description)
+        })
+        .map(|d| terms::label(d.id()))
+        .collect();
+    tr!(
+        "ui.firmware.sent_to",
+        names = names.join(&tr!("ui.widgets.separator"))
+    )
 }
 
 #[cfg(test)]
@@ -424,15 +460,18 @@ mod tests {
     fn a_new_import_becomes_the_chosen_package() {
         let mut form = FirmwareForm::default();
         assert_eq!(
-            form.missing(&[]),
+            form.missing(&[]).as_deref(),
             Some("choose or import a firmware package")
         );
         let lib = vec![stored("aa")];
         form.sync_with(&lib);
         assert_eq!(form.package.as_deref(), Some("aa"));
-        assert_eq!(form.missing(&lib), Some("enter the target version"));
+        assert_eq!(
+            form.missing(&lib).as_deref(),
+            Some("enter the target version")
+        );
         form.version = "2.0".into();
-        assert_eq!(form.missing(&lib), None);
+        assert_eq!(form.missing(&lib).as_deref(), None);
         // The operator picks an older one; it stays until a newer import arrives.
         let lib = vec![stored("bb"), stored("aa")];
         form.sync_with(&lib);
@@ -456,13 +495,13 @@ mod tests {
         form.download = DownloadChoice::External;
         assert_eq!(form.download_url_error(), Some(DownloadUrlError::Empty));
         assert_eq!(
-            form.missing(&lib),
+            form.missing(&lib).as_deref(),
             Some("enter a valid external download URL, or download from the embedded server")
         );
         form.external_url = "ftp://x/fw.bin".into();
         assert!(form.missing(&lib).is_some());
         form.external_url = " https://cdn.example.test/fw.bin ".into();
-        assert_eq!(form.missing(&lib), None);
+        assert_eq!(form.missing(&lib).as_deref(), None);
         assert_eq!(
             form.download_url().as_deref(),
             Some("https://cdn.example.test/fw.bin")
@@ -505,7 +544,7 @@ mod tests {
         let (setting, why) = form.setting_text_error().unwrap();
         assert_eq!(setting.key, aws::DOCUMENT.key);
         assert!(why.contains("line 1"), "{why}");
-        assert_eq!(form.missing(&lib), Some(INVALID_SETTING));
+        assert_eq!(form.missing(&lib), Some(tr!("ui.firmware.invalid_setting")));
         form.setting_texts
             .insert(flag, "{\"v\": \"{{version}}\"}".into());
         assert!(form.setting_text_error().is_none());

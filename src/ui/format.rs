@@ -1,6 +1,8 @@
 //! How numbers and times read in the window: sizes, ages, durations, rates. Pure functions,
 //! unit-tested; never reads the clock itself (callers pass `now`).
 
+use crate::i18n::tr;
+
 /// `1536` → "1.5 KiB".
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -20,9 +22,17 @@ pub fn bytes(n: u64) -> String {
 /// A duration in whole seconds as "45 s", "3 min 20 s", "2 h 05 min".
 pub fn duration_secs(secs: u64) -> String {
     match secs {
-        0..=59 => format!("{secs} s"),
-        60..=3599 => format!("{} min {:02} s", secs / 60, secs % 60),
-        _ => format!("{} h {:02} min", secs / 3600, (secs % 3600) / 60),
+        0..=59 => tr!("ui.format.secs", s = secs),
+        60..=3599 => tr!(
+            "ui.format.min_secs",
+            m = secs / 60,
+            s = format!("{:02}", secs % 60)
+        ),
+        _ => tr!(
+            "ui.format.hours_min",
+            h = secs / 3600,
+            m = format!("{:02}", (secs % 3600) / 60)
+        ),
     }
 }
 
@@ -31,15 +41,20 @@ pub fn duration_secs(secs: u64) -> String {
 pub fn age(now_ms: i64, then_ms: i64) -> String {
     let secs = now_ms.saturating_sub(then_ms) / 1000;
     if secs <= 0 {
-        "just now".into()
+        tr!("ui.format.just_now")
     } else {
-        format!("{} ago", duration_secs(secs.unsigned_abs()))
+        tr!(
+            "ui.format.ago",
+            duration = duration_secs(secs.unsigned_abs())
+        )
     }
 }
 
 /// How the window marks a device not heard since the console started (only remembered from an
 /// earlier run).
-pub const NOT_HEARD: &str = "not heard since start";
+pub fn not_heard() -> String {
+    tr!("ui.format.not_heard")
+}
 
 /// When a device was last heard, for the "Last heard" column: "12 s ago" when this console
 /// heard it; otherwise the mark, with when an earlier run last heard it if it did.
@@ -47,20 +62,23 @@ pub fn last_heard(now_ms: i64, last_seen_ms: i64, heard_since_start: bool) -> St
     if heard_since_start {
         age(now_ms, last_seen_ms)
     } else if last_seen_ms > 0 {
-        format!("{NOT_HEARD} (before: {})", age(now_ms, last_seen_ms))
+        tr!(
+            "ui.format.not_heard_before",
+            age = age(now_ms, last_seen_ms)
+        )
     } else {
-        NOT_HEARD.into()
+        not_heard()
     }
 }
 
 /// Messages per second with one decimal below 10 and none above.
 pub fn rate(per_sec: f64) -> String {
     if !per_sec.is_finite() || per_sec <= 0.0 {
-        "0 msg/s".into()
+        tr!("ui.format.rate", rate = 0)
     } else if per_sec < 10.0 {
-        format!("{per_sec:.1} msg/s")
+        tr!("ui.format.rate", rate = format!("{per_sec:.1}"))
     } else {
-        format!("{per_sec:.0} msg/s")
+        tr!("ui.format.rate", rate = format!("{per_sec:.0}"))
     }
 }
 

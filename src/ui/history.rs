@@ -10,6 +10,7 @@ use super::filter::status_label;
 use super::theme;
 use super::widgets;
 use crate::engine::{CampaignView, Snapshot};
+use crate::i18n::tr;
 use crate::rollout::CampaignId;
 
 #[derive(Debug, Default)]
@@ -24,7 +25,7 @@ pub fn history_ui(
     actions: &mut Vec<UiAction>,
 ) {
     if snap.campaigns.is_empty() {
-        ui.weak("No campaign has run yet.");
+        ui.weak(tr!("ui.history.none_yet"));
         return;
     }
     ui.columns(2, |cols| {
@@ -35,17 +36,17 @@ pub fn history_ui(
             .show(list, |ui| {
                 for c in &snap.campaigns {
                     let s = &c.snapshot;
-                    let text = format!(
-                        "#{} {} to {} · {} · {}",
-                        s.id,
-                        if s.name.is_empty() {
-                            "campaign"
+                    let text = tr!(
+                        "ui.history.item",
+                        id = s.id,
+                        name = if s.name.is_empty() {
+                            tr!("ui.history.campaign")
                         } else {
-                            s.name.as_str()
+                            s.name.clone()
                         },
-                        s.target_version,
-                        s.state,
-                        widgets::summary_text(&s.counts)
+                        version = s.target_version,
+                        state = crate::terms::states::campaign_state(s.state),
+                        counts = widgets::summary_text(&s.counts)
                     );
                     let picked = state.picked == Some(s.id);
                     if ui.selectable_label(picked, text).clicked() {
@@ -59,7 +60,7 @@ pub fn history_ui(
         match picked {
             Some(view) => outcome_ui(detail, view, actions),
             None => {
-                detail.weak("Pick a campaign to see each device's outcome.");
+                detail.weak(tr!("ui.history.pick"));
             }
         }
     });
@@ -68,14 +69,21 @@ pub fn history_ui(
 fn outcome_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
     let s = &view.snapshot;
     ui.horizontal(|ui| {
-        ui.label(RichText::new(format!("Campaign #{} to {}", s.id, s.target_version)).strong());
-        if ui.button("Export CSV").clicked() {
+        ui.label(
+            RichText::new(tr!(
+                "ui.history.heading",
+                id = s.id,
+                version = s.target_version
+            ))
+            .strong(),
+        );
+        if ui.button(tr!("ui.history.export_csv")).clicked() {
             actions.push(UiAction::ExportReport {
                 campaign: s.id,
                 format: ReportFormat::Csv,
             });
         }
-        if ui.button("Export JSON").clicked() {
+        if ui.button(tr!("ui.history.export_json")).clicked() {
             actions.push(UiAction::ExportReport {
                 campaign: s.id,
                 format: ReportFormat::Json,
@@ -93,7 +101,14 @@ fn outcome_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
         .column(Column::initial(60.0))
         .column(Column::remainder())
         .header(20.0, |mut h| {
-            for title in ["Device", "Outcome", "From", "To", "Attempts", "Error"] {
+            for title in [
+                tr!("ui.history.device"),
+                tr!("ui.history.outcome"),
+                tr!("ui.history.from"),
+                tr!("ui.history.to"),
+                tr!("ui.history.attempts"),
+                tr!("ui.history.error"),
+            ] {
                 h.col(|ui| {
                     ui.strong(title);
                 });

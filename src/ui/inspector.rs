@@ -12,6 +12,7 @@ use super::theme;
 use crate::device_id::DeviceId;
 use crate::engine::Snapshot;
 use crate::fleet::inspector::{Direction, RawMessage, pretty};
+use crate::i18n::tr;
 use crate::protocol::registry;
 
 #[derive(Debug, Default)]
@@ -43,20 +44,20 @@ pub fn inspector_ui(
     actions: &mut Vec<UiAction>,
 ) {
     ui.horizontal(|ui| {
-        ui.checkbox(global, "All devices");
+        ui.checkbox(global, tr!("ui.inspector.all_devices"));
         match (inspected, *global) {
-            (_, true) => ui.label("Messages of every device"),
-            (Some(d), false) => ui.label(format!("Messages of {d}")),
-            (None, false) => ui.weak("Click a device to see its messages"),
+            (_, true) => ui.label(tr!("ui.inspector.every_device")),
+            (Some(d), false) => ui.label(tr!("ui.inspector.of_device", device = d)),
+            (None, false) => ui.weak(tr!("ui.inspector.click_device")),
         };
-        let filter_label = ui.label("Filter messages").id;
+        let filter_label = ui.label(tr!("ui.inspector.filter")).id;
         ui.add(
             egui::TextEdit::singleline(&mut state.filter)
-                .hint_text("topic, payload, code…")
+                .hint_text(tr!("ui.inspector.filter_hint"))
                 .desired_width(180.0),
         )
         .labelled_by(filter_label);
-        if ui.button("Export messages").clicked() {
+        if ui.button(tr!("ui.inspector.export")).clicked() {
             actions.push(UiAction::ExportMessages);
         }
     });
@@ -75,7 +76,7 @@ pub fn inspector_ui(
         match picked {
             Some(m) => message_detail_ui(detail, m),
             None => {
-                detail.weak("Select a message to see it in full.");
+                detail.weak(tr!("ui.inspector.select_message"));
             }
         }
     });
@@ -89,12 +90,12 @@ fn message_list_ui(ui: &mut Ui, shown: &[&RawMessage], state: &mut InspectorStat
         .show_rows(ui, row_h, shown.len(), |ui, range| {
             for m in shown.get(range).unwrap_or_default() {
                 let arrow = match m.direction {
-                    Direction::In => "in ",
-                    Direction::Out => "out",
+                    Direction::In => tr!("ui.inspector.arrow_in"),
+                    Direction::Out => tr!("ui.inspector.arrow_out"),
                 };
                 let mut text = format!("{} {arrow} {}", format::clock_utc(m.at_ms), m.topic);
                 if m.error.is_some() {
-                    text.push_str("  (refused)");
+                    text.push_str(&tr!("ui.inspector.refused_mark"));
                 }
                 let selected = state.selected_seq == Some(m.seq);
                 if ui
@@ -109,21 +110,22 @@ fn message_list_ui(ui: &mut Ui, shown: &[&RawMessage], state: &mut InspectorStat
 
 fn message_detail_ui(ui: &mut Ui, m: &RawMessage) {
     ui.label(RichText::new(&m.topic).monospace().strong());
-    ui.weak(format!(
-        "{} at {}, {}{}",
-        match m.direction {
-            Direction::In => "received",
-            Direction::Out => "sent",
-        },
-        format::clock_utc(m.at_ms),
-        format::bytes(m.payload_len as u64),
-        m.device
-            .as_ref()
-            .map(|d| format!(", {d}"))
-            .unwrap_or_default()
-    ));
+    let at = format::clock_utc(m.at_ms);
+    let size = format::bytes(m.payload_len as u64);
+    let line = match (m.direction, &m.device) {
+        (Direction::In, None) => tr!("ui.inspector.received", at = at, size = size),
+        (Direction::Out, None) => tr!("ui.inspector.sent", at = at, size = size),
+        (Direction::In, Some(d)) => tr!(
+            "ui.inspector.received_from",
+            at = at,
+            size = size,
+            device = d
+        ),
+        (Direction::Out, Some(d)) => tr!("ui.inspector.sent_to", at = at, size = size, device = d),
+    };
+    ui.weak(line);
     if let Some(err) = &m.error {
-        ui.colored_label(theme::BAD, format!("Refused: {err}"));
+        ui.colored_label(theme::BAD, tr!("ui.inspector.refused", why = err));
     }
     // The device's dialect, else the topic's: its table alone explains the codes.
     let dialect = m
@@ -146,7 +148,7 @@ fn message_detail_ui(ui: &mut Ui, m: &RawMessage) {
 /// Every engine alert, newest first.
 pub fn log_ui(ui: &mut Ui, snap: &Snapshot) {
     if snap.alerts.is_empty() {
-        ui.weak("Nothing to report.");
+        ui.weak(tr!("ui.inspector.nothing"));
         return;
     }
     egui::ScrollArea::vertical()

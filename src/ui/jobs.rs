@@ -10,6 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use super::action::ReportFormat;
 use crate::engine::Snapshot;
+use crate::i18n::tr;
 use crate::report::Report;
 use crate::rollout::CampaignId;
 
@@ -39,9 +40,9 @@ const RESULTS_CAPACITY: usize = 16;
 /// Why a job did not start.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JobError {
-    #[error("a file dialog is already open")]
+    #[error("{}", tr!("ui.jobs.dialog_open"))]
     DialogOpen,
-    #[error("cannot start a background thread: {0}")]
+    #[error("{}", tr!("ui.jobs.no_thread", why = _0))]
     Thread(String),
 }
 
@@ -72,12 +73,12 @@ impl Jobs {
     pub fn pick_firmware(&self) -> Result<(), JobError> {
         self.dialog_job("firmware-dialog", |tx| {
             let picked = rfd::FileDialog::new()
-                .set_title("Open firmware")
+                .set_title(tr!("ui.jobs.open_firmware"))
                 .add_filter(
-                    "Firmware",
+                    tr!("ui.jobs.firmware"),
                     &["bin", "img", "zip", "tar", "gz", "pkg", "fw", "ota"],
                 )
-                .add_filter("Any file", &["*"])
+                .add_filter(tr!("ui.jobs.any_file"), &["*"])
                 .pick_file();
             let _ = tx.try_send(JobResult::PickedFirmware(picked));
         })
@@ -97,8 +98,8 @@ impl Jobs {
                 .find(|c| c.snapshot.id == campaign)
             else {
                 let _ = tx.try_send(JobResult::Saved {
-                    what: "report".into(),
-                    result: Err(format!("campaign {campaign} is no longer listed")),
+                    what: tr!("ui.jobs.report"),
+                    result: Err(tr!("ui.jobs.not_listed", campaign = campaign)),
                 });
                 return;
             };
@@ -115,7 +116,10 @@ impl Jobs {
                 .map_err(|e| e.to_string())
                 .and_then(|text| write(&path, &text));
             let _ = tx.try_send(JobResult::Saved {
-                what: format!("{} report", format.extension().to_uppercase()),
+                what: tr!(
+                    "ui.jobs.format_report",
+                    format = format.extension().to_uppercase()
+                ),
                 result,
             });
         })
@@ -191,7 +195,13 @@ impl Jobs {
 fn write(path: &std::path::Path, text: &str) -> Result<PathBuf, String> {
     std::fs::write(path, text)
         .map(|()| path.to_owned())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| {
+            tr!(
+                "ui.jobs.cannot_write",
+                path = path.display(),
+                why = crate::i18n::io_error(&e)
+            )
+        })
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! - Broker profiles: [`connection_dialog`] (the dialog), [`profiles`] (saved, no passwords),
 //!   [`vault`] (passwords: OS keyring or memory), [`connector`] (engine switch off-thread).
 //! - [`demo_controls`]: the demo's start and replay buttons (the work is a [`DemoDriver`]'s).
-//! - [`fonts`] (CJK), [`theme`] (colours), [`settings`] (persisted), [`jobs`] (background
+//! - [`fonts`] (CJK), [`theme`] (colours), [`language`] (the language switch), [`settings`]
+//!   (persisted), [`jobs`] (background
 //!   dialogs and file writes), [`action`] (what panels ask for).
 
 pub mod action;
@@ -31,6 +32,7 @@ pub mod format;
 pub mod history;
 pub mod inspector;
 pub mod jobs;
+pub mod language;
 pub mod profiles;
 pub mod rollout_panel;
 pub mod settings;
@@ -66,6 +68,9 @@ pub struct UiOptions {
     /// Lets the connection dialog restart the engine on another broker (`None` = the dialog
     /// only shows the broker in use).
     pub connector: Option<Connector>,
+    /// The language chosen on the command line (`--lang`): it wins over the window's saved
+    /// choice. `None`: the saved choice, else the system locale (already in force).
+    pub lang: Option<crate::i18n::Lang>,
     /// The engine did not start: the window opens on this (the failure and its ways out).
     pub start_failure: Option<start_failure::StartFailureForm>,
     /// Starts and replays the demo's story (its buttons appear with the DEMO badge).
@@ -81,6 +86,7 @@ impl Default for UiOptions {
             settings: None,
             target_version: None,
             connector: None,
+            lang: None,
             start_failure: None,
             demo_driver: None,
         }
@@ -122,6 +128,9 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
                 .settings
                 .clone()
                 .unwrap_or_else(|| Settings::load(cc.storage));
+            if let Some(lang) = options.lang.or(settings.language) {
+                crate::i18n::set(lang);
+            }
             let mut app = OtaApp::new(handle, &cc.egui_ctx, settings, options.demo);
             if let Some(connector) = options.connector.clone() {
                 app.set_connector(connector);

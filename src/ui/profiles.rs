@@ -14,6 +14,7 @@ use crate::engine::{
     BrokerChoice, BrokerUrl, BrokerUrlError, EmbeddedAccess, EngineConfig, FirmwareSource,
     LinkOptions,
 };
+use crate::i18n::tr;
 
 /// Where the embedded broker listens when the console started on an external one (the CLI's
 /// `--listen` default).
@@ -87,19 +88,19 @@ impl fmt::Debug for Secret {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProfileError {
-    #[error("the profile needs a name")]
+    #[error("{}", tr!("ui.profile.no_name"))]
     NoName,
-    #[error("the profile name is longer than {MAX_NAME_CHARS} characters")]
+    #[error("{}", tr!("ui.profile.name_too_long", max = MAX_NAME_CHARS))]
     NameTooLong,
-    #[error("the broker URL of profile {name:?} is not usable: {source}")]
+    #[error("{}", tr!("ui.profile.bad_url", name = format!("{name:?}"), why = source))]
     Url {
         name: String,
         #[source]
         source: BrokerUrlError,
     },
-    #[error("profile {0:?}: a client certificate needs its key, and a key its certificate")]
+    #[error("{}", tr!("ui.profile.half_identity", name = format!("{_0:?}")))]
     HalfClientIdentity(String),
-    #[error("profile {0:?}: TLS files are given but the URL is mqtt://; use mqtts://")]
+    #[error("{}", tr!("ui.profile.tls_without_tls", name = format!("{_0:?}")))]
     TlsFilesWithoutTls(String),
 }
 

@@ -16,6 +16,7 @@ use super::theme;
 use super::widgets;
 use crate::device_id::DeviceId;
 use crate::engine::{CampaignRequest, CampaignView, Snapshot};
+use crate::i18n::tr;
 use crate::rollout::{AbortThreshold, CampaignId, CanarySize, DeviceStatus, LIMITS, Policy};
 
 /// The panel's own state besides the persisted policy.
@@ -57,15 +58,15 @@ pub fn build_request(
     snap: &Snapshot,
     policy: &Policy,
     selection: &BTreeSet<DeviceId>,
-) -> Result<CampaignRequest, &'static str> {
+) -> Result<CampaignRequest, String> {
     if let Some(missing) = form.missing(&snap.packages) {
         return Err(missing);
     }
     let stored = form
         .chosen(&snap.packages)
-        .ok_or("choose or import a firmware package")?;
+        .ok_or_else(|| tr!("ui.firmware.choose_package"))?;
     if selection.is_empty() {
-        return Err("select the devices to upgrade");
+        return Err(tr!("ui.rollout.select_devices"));
     }
     let module = Some(form.module.trim()).filter(|m| !m.is_empty() && *m != "default");
     Ok(CampaignRequest {
@@ -84,41 +85,56 @@ pub fn build_request(
 /// What the confirmation says.
 pub fn confirm_text(request: &CampaignRequest) -> String {
     let n = request.targets.len();
-    let devices = if n == 1 {
-        "1 device".to_owned()
-    } else {
-        format!("{n} devices")
-    };
     let module = request
         .module
         .as_deref()
-        .map(|m| format!(" (module {m})"))
+        .map(|m| tr!("ui.rollout.module", module = m))
         .unwrap_or_default();
-    format!("Upgrade {devices} to version {}{module}?", request.version)
+    if n == 1 {
+        tr!(
+            "ui.rollout.confirm_one",
+            version = request.version,
+            module = module
+        )
+    } else {
+        tr!(
+            "ui.rollout.confirm",
+            count = n,
+            version = request.version,
+            module = module
+        )
+    }
 }
 
 /// One sentence describing how the campaign will proceed, for the confirmation.
 pub fn policy_summary(p: &Policy) -> String {
     let canary = match p.canary {
-        CanarySize::Count(1) => "A canary of 1 device".to_owned(),
-        CanarySize::Count(n) => format!("A canary of {n} devices"),
-        CanarySize::Percent(pct) => format!("A canary of {pct} %"),
+        CanarySize::Count(1) => tr!("ui.rollout.canary_one"),
+        CanarySize::Count(n) => tr!("ui.rollout.canary_count", count = n),
+        CanarySize::Percent(pct) => tr!("ui.rollout.canary_percent", percent = pct),
     };
     let waves = match p.wave_size {
-        0 => "then all the rest".to_owned(),
-        n => format!("then waves of {n}"),
+        0 => tr!("ui.rollout.all_the_rest"),
+        n => tr!("ui.rollout.waves_of", count = n),
     };
     let abort = match p.abort {
-        Some(a) => format!("stop above {} % failed", a.failure_percent),
-        None => "never stop on failures".to_owned(),
+        Some(a) => tr!("ui.rollout.stop_above", percent = a.failure_percent),
+        None => tr!("ui.rollout.never_stop"),
     };
-    format!(
-        "{canary}, {waves}; at most {} notices a minute and {} devices in flight; {} timeout, {} {}; {abort}.",
-        p.rate.per_minute,
-        p.max_in_flight,
-        format::duration_secs(p.device_timeout_secs),
-        p.retries,
-        if p.retries == 1 { "retry" } else { "retries" },
+    let retries = if p.retries == 1 {
+        tr!("ui.rollout.one_retry")
+    } else {
+        tr!("ui.rollout.n_retries", count = p.retries)
+    };
+    tr!(
+        "ui.rollout.policy_summary",
+        canary = canary,
+        waves = waves,
+        rate = p.rate.per_minute,
+        in_flight = p.max_in_flight,
+        timeout = format::duration_secs(p.device_timeout_secs),
+        retries = retries,
+        abort = abort
     )
 }
 
@@ -131,22 +147,23 @@ pub fn rollout_panel_ui(
     form: &mut RolloutForm,
     actions: &mut Vec<UiAction>,
 ) {
-    ui.heading("Rollout");
+    ui.heading(tr!("ui.rollout.heading"));
     // Once a campaign starts the policy folds away: its outcome matters now, not the form.
-    egui::CollapsingHeader::new("Policy")
+    egui::CollapsingHeader::new(tr!("ui.rollout.policy"))
+        .id_salt("policy")
         .default_open(false)
         .open(std::mem::take(&mut form.fold_policy).then_some(false))
         .show(ui, |ui| policy_ui(ui, policy, form));
     ui.horizontal(
         |ui| match build_request(firmware, snap, policy, selection) {
             Ok(request) => {
-                let label = format!("Start rollout ({} selected)", request.targets.len());
+                let label = tr!("ui.rollout.start_selected", count = request.targets.len());
                 if ui.button(label).clicked() {
                     form.confirm = Some(Box::new(request));
                 }
             }
             Err(why) => {
-                ui.add_enabled(false, egui::Button::new("Start rollout"));
+                ui.add_enabled(false, egui::Button::new(tr!("ui.rollout.start")));
                 ui.weak(why);
             }
         },
@@ -173,10 +190,13 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
     let devices = LIMITS.max_devices;
     let longest = LIMITS.max_duration_secs;
     egui::Grid::new("policy").num_columns(2).show(ui, |ui| {
-        let canary_label = ui.label("Canary").id;
+        let canary_label = ui.label(tr!("ui.rollout.canary")).id;
         ui.horizontal(|ui| {
             let mut percent = matches!(policy.canary, CanarySize::Percent(_));
-            if ui.checkbox(&mut percent, "as %").changed() {
+            if ui
+                .checkbox(&mut percent, tr!("ui.rollout.as_percent"))
+                .changed()
+            {
                 policy.canary = if percent {
                     CanarySize::Percent(5)
                 } else {
@@ -187,7 +207,7 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
                 CanarySize::Count(n) => ui.add(
                     egui::DragValue::new(n)
                         .range(1..=devices)
-                        .suffix(" devices"),
+                        .suffix(tr!("ui.rollout.devices_suffix")),
                 ),
                 CanarySize::Percent(p) => {
                     ui.add(egui::DragValue::new(p).range(1..=100).suffix(" %"))
@@ -198,50 +218,56 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
         ui.end_row();
         widgets::number_row_ui(
             ui,
-            "Wave size (0 = rest)",
+            &tr!("ui.rollout.wave_size"),
             &mut policy.wave_size,
             0..=devices,
-            " devices",
+            &tr!("ui.rollout.devices_suffix"),
         );
         widgets::number_row_ui(
             ui,
-            "Next wave at",
+            &tr!("ui.rollout.next_wave_at"),
             &mut policy.success_threshold_percent,
             0..=100,
-            " % succeeded",
+            &tr!("ui.rollout.pct_succeeded"),
         );
         widgets::number_row_ui(
             ui,
-            "Rate",
+            &tr!("ui.rollout.rate"),
             &mut policy.rate.per_minute,
             1..=devices,
-            " / min",
+            &tr!("ui.rollout.per_min"),
         );
-        widgets::number_row_ui(ui, "Burst", &mut policy.rate.burst, 1..=devices, " notices");
         widgets::number_row_ui(
             ui,
-            "Concurrency",
+            &tr!("ui.rollout.burst"),
+            &mut policy.rate.burst,
+            1..=devices,
+            &tr!("ui.rollout.notices_suffix"),
+        );
+        widgets::number_row_ui(
+            ui,
+            &tr!("ui.rollout.concurrency"),
             &mut policy.max_in_flight,
             1..=devices,
-            " in flight",
+            &tr!("ui.rollout.in_flight_suffix"),
         );
         widgets::number_row_ui(
             ui,
-            "Device timeout",
+            &tr!("ui.rollout.device_timeout"),
             &mut policy.device_timeout_secs,
             LIMITS.min_device_timeout_secs..=longest,
             " s",
         );
         widgets::number_row_ui(
             ui,
-            "Retries",
+            &tr!("ui.rollout.retries"),
             &mut policy.retries,
             0..=MAX_OFFERED_RETRIES,
             "",
         );
         widgets::number_row_ui(
             ui,
-            "Retry after",
+            &tr!("ui.rollout.retry_after"),
             &mut policy.retry_interval_secs,
             0..=longest,
             " s",
@@ -250,62 +276,67 @@ fn policy_ui(ui: &mut Ui, policy: &mut Policy, form: &mut RolloutForm) {
         // acknowledged by reply keep their own reply wait).
         widgets::number_row_ui(
             ui,
-            "Re-send unanswered after",
+            &tr!("ui.rollout.resend_after"),
             &mut policy.ack_window_ms,
             LIMITS.min_ack_window_ms..=MAX_OFFERED_ACK_WINDOW_MS,
             " ms",
         );
         widgets::number_row_ui(
             ui,
-            "Re-sends",
+            &tr!("ui.rollout.resends"),
             &mut policy.ack_resends,
             0..=LIMITS.max_ack_resends,
             "",
         );
         widgets::number_row_ui(
             ui,
-            "…each wait ×",
+            &tr!("ui.rollout.each_wait"),
             &mut policy.ack_backoff,
             1..=LIMITS.max_ack_backoff,
             "",
         );
         widgets::number_row_ui(
             ui,
-            "Settle after first heard",
+            &tr!("ui.rollout.settle"),
             &mut policy.settle_ms,
             0..=LIMITS.max_settle_ms,
             " ms",
         );
-        ui.label("Abort");
+        ui.label(tr!("ui.rollout.abort"));
         let mut on = policy.abort.is_some();
-        if ui.checkbox(&mut on, "stop when too many fail").changed() {
+        if ui.checkbox(&mut on, tr!("ui.rollout.stop_when")).changed() {
             policy.abort = on.then(AbortThreshold::default);
         }
         ui.end_row();
         if let Some(abort) = &mut policy.abort {
             widgets::number_row_ui(
                 ui,
-                "Abort above",
+                &tr!("ui.rollout.abort_above"),
                 &mut abort.failure_percent,
                 0..=100,
-                " % failed",
+                &tr!("ui.rollout.pct_failed"),
             );
             widgets::number_row_ui(
                 ui,
-                "…once judged",
+                &tr!("ui.rollout.once_judged"),
                 &mut abort.min_finished,
                 0..=devices,
-                " devices",
+                &tr!("ui.rollout.devices_suffix"),
             );
         }
         if form.only_from.is_empty() && !policy.only_from_versions.is_empty() {
             form.only_from = policy.only_from_versions.join(", ");
         }
-        if widgets::text_row_ui(ui, "Only from versions", &mut form.only_from, "any version") {
+        if widgets::text_row_ui(
+            ui,
+            &tr!("ui.rollout.only_from"),
+            &mut form.only_from,
+            &tr!("ui.rollout.any_version"),
+        ) {
             policy.only_from_versions = parse_versions(&form.only_from);
         }
     });
-    if ui.small_button("Reset to defaults").clicked() {
+    if ui.small_button(tr!("ui.rollout.reset")).clicked() {
         *policy = Policy::default();
         form.only_from.clear();
     }
@@ -318,17 +349,17 @@ fn confirm_modal_ui(ui: &mut Ui, form: &mut RolloutForm, actions: &mut Vec<UiAct
     let text = confirm_text(request);
     let mut decision = None;
     let modal = egui::Modal::new(egui::Id::unique("confirm-start")).show(ui.ctx(), |ui| {
-        ui.heading("Start rollout");
+        ui.heading(tr!("ui.rollout.start"));
         ui.label(RichText::new(&text).strong());
         ui.label(policy_summary(&request.policy));
         if let Some(url) = &request.download_url {
-            ui.label(format!("Devices download from {url}"));
+            ui.label(tr!("ui.rollout.download_from", url = url));
         }
         ui.horizontal(|ui| {
-            if ui.button("Confirm start").clicked() {
+            if ui.button(tr!("ui.rollout.confirm_start")).clicked() {
                 decision = Some(true);
             }
-            if ui.button("Back").clicked() {
+            if ui.button(tr!("ui.rollout.back")).clicked() {
                 decision = Some(false);
             }
         });
@@ -351,26 +382,30 @@ fn confirm_modal_ui(ui: &mut Ui, form: &mut RolloutForm, actions: &mut Vec<UiAct
 fn campaign_title(view: &CampaignView) -> String {
     let s = &view.snapshot;
     let name = if s.name.is_empty() {
-        format!("to {}", s.target_version)
+        tr!("ui.strip.to_version", version = s.target_version)
     } else {
         s.name.clone()
     };
-    format!("#{} {name} ({})", s.id, s.state)
+    format!(
+        "#{} {name} ({})",
+        s.id,
+        crate::terms::states::campaign_state(s.state)
+    )
 }
 
 fn campaign_picker_ui(ui: &mut Ui, campaigns: &[CampaignView], form: &mut RolloutForm) {
     if campaigns.is_empty() {
-        ui.weak("No campaign yet.");
+        ui.weak(tr!("ui.rollout.no_campaign"));
         return;
     }
     let shown = focused(campaigns, form.focus)
         .map(campaign_title)
         .unwrap_or_default();
-    egui::ComboBox::from_label("Campaign")
+    egui::ComboBox::new("campaign-picker", tr!("ui.rollout.campaign"))
         .selected_text(shown)
         .width(240.0)
         .show_ui(ui, |ui| {
-            ui.selectable_value(&mut form.focus, None, "newest running");
+            ui.selectable_value(&mut form.focus, None, tr!("ui.rollout.newest_running"));
             for c in campaigns {
                 ui.selectable_value(&mut form.focus, Some(c.snapshot.id), campaign_title(c));
             }
@@ -390,11 +425,11 @@ fn served_for(snap: &Snapshot, view: &CampaignView) -> Option<String> {
         .offer
         .size
         .saturating_mul(view.snapshot.counts.total as u64);
-    Some(format!(
-        "server sent {} of {} ({:.0} %)",
-        format::bytes(sent),
-        format::bytes(whole),
-        format::fraction(sent, whole) * 100.0
+    Some(tr!(
+        "ui.rollout.served",
+        sent = format::bytes(sent),
+        whole = format::bytes(whole),
+        percent = format!("{:.0}", format::fraction(sent, whole) * 100.0)
     ))
 }
 
@@ -402,41 +437,55 @@ fn campaign_ui(ui: &mut Ui, view: &CampaignView, snap: &Snapshot, actions: &mut 
     let s = &view.snapshot;
     let id = s.id;
     ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(format!("Campaign #{id}: {}", s.state)).strong());
+        ui.label(
+            RichText::new(tr!(
+                "ui.rollout.campaign_state",
+                id = id,
+                state = crate::terms::states::campaign_state(s.state)
+            ))
+            .strong(),
+        );
         if let Some(current) = s.waves.current {
-            ui.label(format!("wave {} of {}", current + 1, s.waves.count));
+            ui.label(tr!(
+                "ui.strip.wave",
+                wave = current + 1,
+                count = s.waves.count
+            ));
         }
         if s.waves.blocked {
-            ui.colored_label(theme::WARN, "wave below its success threshold");
+            ui.colored_label(theme::WARN, tr!("ui.rollout.wave_below"));
         }
     });
     if let Some(why) = &view.halted {
-        ui.colored_label(
-            theme::BAD,
-            format!("Stopped: {why}. Nothing more is sent; free space or fix permissions, then restart the console to resume."),
-        );
+        ui.colored_label(theme::BAD, tr!("ui.strip.halted", why = why));
     }
     // Pause, resume, cancel and the ETA are in the summary strip, always in sight.
     ui.horizontal_wrapped(|ui| {
         let live = view.live;
-        if live && s.counts.failures() > 0 && ui.button("Retry failed").clicked() {
+        if live && s.counts.failures() > 0 && ui.button(tr!("ui.rollout.retry_failed")).clicked() {
             actions.push(UiAction::RetryFailed(id));
         }
         let more_waves = s.waves.current.is_some_and(|c| c + 1 < s.waves.count);
-        if live && !s.state.is_finished() && more_waves && ui.button("Next wave").clicked() {
+        if live
+            && !s.state.is_finished()
+            && more_waves
+            && ui.button(tr!("ui.rollout.next_wave")).clicked()
+        {
             actions.push(UiAction::AdvanceWave(id));
         }
     });
     let done = s.counts.succeeded + s.counts.failures() + s.counts.canceled + s.counts.skipped;
     let percent = (done * 100).checked_div(s.counts.total).unwrap_or(0);
-    ui.label(format!(
-        "{} of {} devices finished ({percent} %), {} succeeded",
-        done, s.counts.total, s.counts.succeeded
+    ui.label(tr!(
+        "ui.rollout.finished",
+        done = done,
+        total = s.counts.total,
+        percent = percent,
+        succeeded = s.counts.succeeded
     ));
     widgets::stacked_bar_ui(ui, &s.counts);
     if let Some(sent) = served_for(snap, view) {
-        ui.label(sent)
-            .on_hover_text("Bytes of this package the firmware server sent, all devices together");
+        ui.label(sent).on_hover_text(tr!("ui.rollout.served_hover"));
     }
     timeline_plot_ui(ui, view);
 }
@@ -461,15 +510,21 @@ fn timeline_plot_ui(ui: &mut Ui, view: &CampaignView) {
         .include_y(0.0)
         .show(ui, |plot| {
             plot.line(
-                Line::new("succeeded", series(|p| p.succeeded))
-                    .color(theme::status_color(DeviceStatus::Succeeded)),
+                Line::new(
+                    crate::terms::states::device_status(DeviceStatus::Succeeded),
+                    series(|p| p.succeeded),
+                )
+                .color(theme::status_color(DeviceStatus::Succeeded)),
             );
             plot.line(
-                Line::new("failed", series(|p| p.failed))
-                    .color(theme::status_color(DeviceStatus::Failed)),
+                Line::new(
+                    crate::terms::states::device_status(DeviceStatus::Failed),
+                    series(|p| p.failed),
+                )
+                .color(theme::status_color(DeviceStatus::Failed)),
             );
             plot.line(
-                Line::new("in flight", series(|p| p.in_flight))
+                Line::new(tr!("ui.filter.in_flight"), series(|p| p.in_flight))
                     .color(theme::status_color(DeviceStatus::Downloading)),
             );
         });

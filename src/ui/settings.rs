@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::filter::{DeviceFilter, Sort};
 use super::profiles::BrokerProfile;
+use crate::i18n::Lang;
 use crate::rollout::Policy;
 
 /// Key under which eframe's storage keeps [`Settings`].
@@ -57,6 +58,8 @@ pub struct Settings {
     pub inspector_global: bool,
     /// Saved brokers (never with a password: see `ui::vault`).
     pub profiles: Vec<BrokerProfile>,
+    /// The window's language; `None` follows the system locale.
+    pub language: Option<Lang>,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             bottom_open: false,
             inspector_global: false,
             profiles: Vec::new(),
+            language: None,
         }
     }
 }

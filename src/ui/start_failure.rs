@@ -13,6 +13,7 @@ use super::action::{ConnectRequest, UiAction};
 use super::profiles::{BrokerProfile, ConnectTarget};
 use super::theme;
 use crate::engine::{EngineConfig, EngineError, FirmwareSource, StartError};
+use crate::i18n::tr;
 
 /// Which of the console's listeners found its port taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +90,18 @@ impl StartFailureForm {
 
     /// "Start on these ports", or why the ports typed are not usable.
     pub fn ports_request(&self) -> Result<ConnectRequest, String> {
-        let broker_port: u16 = self
-            .broker_port
-            .trim()
-            .parse()
-            .map_err(|_| format!("{:?} is not a port (0 to 65535)", self.broker_port.trim()))?;
+        let broker_port: u16 = self.broker_port.trim().parse().map_err(|_| {
+            tr!(
+                "ui.start.not_a_port",
+                value = format!("{:?}", self.broker_port.trim())
+            )
+        })?;
         let firmware_port = if self.embedded_firmware {
             Some(self.firmware_port.trim().parse::<u16>().map_err(|_| {
-                format!("{:?} is not a port (0 to 65535)", self.firmware_port.trim())
+                tr!(
+                    "ui.start.not_a_port",
+                    value = format!("{:?}", self.firmware_port.trim())
+                )
             })?)
         } else {
             None
@@ -145,7 +150,7 @@ pub fn start_failure_ui(
     actions: &mut Vec<UiAction>,
 ) {
     ui.add_space(12.0);
-    ui.heading("The console could not start");
+    ui.heading(tr!("ui.start.heading"));
     ui.colored_label(theme::BAD, &form.failure.error);
     ui.add_space(8.0);
     if let Some(pending) = pending {
@@ -155,58 +160,56 @@ pub fn start_failure_ui(
         });
         return;
     }
-    ui.label(RichText::new("Ways out").strong());
+    ui.label(RichText::new(tr!("ui.start.ways_out")).strong());
     if let Some((listener, addr)) = form.failure.port_in_use {
         let whose = match listener {
-            Listener::Broker => "Another MQTT broker (a Mosquitto service, say)",
-            Listener::FirmwareServer => "Another program",
+            Listener::Broker => tr!("ui.start.other_broker"),
+            Listener::FirmwareServer => tr!("ui.start.other_program"),
         };
-        ui.label(format!("{whose} already listens on port {}.", addr.port()));
+        ui.label(tr!("ui.start.listens", whose = whose, port = addr.port()));
         if listener == Listener::Broker
             && ui
-                .button(format!("Use the broker already on port {}", addr.port()))
-                .on_hover_text("Connect to it as a client; its devices and topic rules are its own")
+                .button(tr!("ui.start.use_broker", port = addr.port()))
+                .on_hover_text(tr!("ui.start.use_broker_hover"))
                 .clicked()
         {
             actions.push(UiAction::Connect(Box::new(existing_broker_request(addr))));
         }
     }
     ui.horizontal_wrapped(|ui| {
-        let broker = ui.label("Broker port").id;
+        let broker = ui.label(tr!("ui.start.broker_port")).id;
         ui.add(egui::TextEdit::singleline(&mut form.broker_port).desired_width(60.0))
             .labelled_by(broker);
         if form.embedded_firmware {
-            let firmware = ui.label("Firmware server port").id;
+            let firmware = ui.label(tr!("ui.start.firmware_port")).id;
             ui.add(egui::TextEdit::singleline(&mut form.firmware_port).desired_width(60.0))
                 .labelled_by(firmware);
         }
-        ui.weak("0 = any free port");
+        ui.weak(tr!("ui.start.any_port"));
     });
     let ports = form.ports_request();
     ui.horizontal_wrapped(|ui| {
         match &ports {
             Ok(request) => {
-                if ui.button("Start on these ports").clicked() {
+                if ui.button(tr!("ui.start.start_on_ports")).clicked() {
                     actions.push(UiAction::Connect(Box::new(request.clone())));
                 }
             }
             Err(why) => {
-                ui.add_enabled(false, egui::Button::new("Start on these ports"));
+                ui.add_enabled(false, egui::Button::new(tr!("ui.start.start_on_ports")));
                 ui.colored_label(theme::WARN, why);
             }
         }
         if ui
-            .button("Choose a broker profile…")
-            .on_hover_text("A broker elsewhere, saved with its address, TLS files and user")
+            .button(tr!("ui.start.choose_profile"))
+            .on_hover_text(tr!("ui.start.choose_profile_hover"))
             .clicked()
         {
             *dialog_open = true;
         }
         if ui
-            .button("Retry")
-            .on_hover_text(
-                "Start again as configured (once the port is free or the directory writable)",
-            )
+            .button(tr!("ui.start.retry"))
+            .on_hover_text(tr!("ui.start.retry_hover"))
             .clicked()
         {
             actions.push(UiAction::Connect(Box::new(ConnectRequest {

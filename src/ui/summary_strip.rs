@@ -11,6 +11,7 @@ use super::format;
 use super::theme;
 use super::widgets;
 use crate::engine::CampaignView;
+use crate::i18n::tr;
 use crate::protocol::{CancelSupport, registry};
 use crate::rollout::{CampaignState, Counts};
 
@@ -26,9 +27,11 @@ pub fn wanted(view: &CampaignView) -> bool {
 /// "12 of 58 done, 10 succeeded": the strip's headline count.
 pub fn done_text(counts: &Counts) -> String {
     let done = counts.succeeded + counts.failures() + counts.canceled + counts.skipped;
-    format!(
-        "{done} of {} done, {} succeeded",
-        counts.total, counts.succeeded
+    tr!(
+        "ui.strip.done",
+        done = done,
+        total = counts.total,
+        succeeded = counts.succeeded
     )
 }
 
@@ -36,9 +39,9 @@ pub fn done_text(counts: &Counts) -> String {
 pub fn eta_text(view: &CampaignView) -> String {
     match view.eta_secs {
         Some(eta) if !view.snapshot.state.is_finished() => {
-            format!("ETA {}", format::duration_secs(eta))
+            tr!("ui.strip.eta", eta = format::duration_secs(eta))
         }
-        _ => "ETA —".to_owned(),
+        _ => tr!("ui.strip.eta_unknown"),
     }
 }
 
@@ -47,25 +50,30 @@ pub fn summary_strip_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAc
     let id = s.id;
     ui.horizontal_wrapped(|ui| {
         let name = if s.name.is_empty() {
-            format!("to {}", s.target_version)
+            tr!("ui.strip.to_version", version = s.target_version)
         } else {
             s.name.clone()
         };
         ui.label(RichText::new(format!("#{id}: {name}")).strong());
-        widgets::status_chip_ui(ui, state_color(s.state), s.state.as_str());
+        widgets::status_chip_ui(
+            ui,
+            state_color(s.state),
+            &crate::terms::states::campaign_state(s.state),
+        );
         if let Some(current) = s.waves.current {
-            let wave = ui.label(format!("wave {} of {}", current + 1, s.waves.count));
+            let wave = ui.label(tr!(
+                "ui.strip.wave",
+                wave = current + 1,
+                count = s.waves.count
+            ));
             if s.waves.blocked {
-                wave.on_hover_text("The wave is below its success threshold");
+                wave.on_hover_text(tr!("ui.strip.wave_blocked"));
             }
         }
         ui.separator();
         ui.label(RichText::new(done_text(&s.counts)).strong());
         ui.label(RichText::new(eta_text(view)).strong())
-            .on_hover_text(
-                "From the recent finishing rate; a device that never answered its notice counts \
-             until its timeout and its retries",
-            );
+            .on_hover_text(tr!("ui.strip.eta_hover"));
         ui.allocate_ui(egui::vec2(BAR_WIDTH, 18.0), |ui| {
             widgets::stacked_bar_only_ui(ui, &s.counts);
         });
@@ -74,37 +82,36 @@ pub fn summary_strip_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAc
             if n > 0 {
                 // One label per count, so that the strip wraps between counts, never inside one.
                 ui.label(
-                    RichText::new(format!("{n} {}", super::filter::status_label(status)))
-                        .color(theme::status_color(status)),
+                    RichText::new(tr!(
+                        "ui.widgets.count_status",
+                        count = n,
+                        status = super::filter::status_label(status)
+                    ))
+                    .color(theme::status_color(status)),
                 );
             }
         }
         ui.separator();
-        if s.state == CampaignState::Running && ui.button("Pause").clicked() {
+        if s.state == CampaignState::Running && ui.button(tr!("ui.strip.pause")).clicked() {
             actions.push(UiAction::Pause(id));
         }
-        if s.state == CampaignState::Paused && ui.button("Resume").clicked() {
+        if s.state == CampaignState::Paused && ui.button(tr!("ui.strip.resume")).clicked() {
             actions.push(UiAction::Resume(id));
         }
-        if ui.button("Cancel campaign").clicked() {
+        if ui.button(tr!("ui.strip.cancel")).clicked() {
             actions.push(UiAction::Cancel(id));
         }
         for dialect in &view.dialects {
             if let CancelSupport::CannotRecall { note, detail } =
                 registry::capabilities(*dialect).cancel
             {
+                let (note, detail) = crate::terms::dialect::cancel_note(*dialect, note, detail);
                 ui.weak(note).on_hover_text(detail);
             }
         }
     });
     if let Some(why) = &view.halted {
-        ui.colored_label(
-            theme::BAD,
-            format!(
-                "Stopped: {why}. Nothing more is sent; free space or fix permissions, then \
-                 restart the console to resume."
-            ),
-        );
+        ui.colored_label(theme::BAD, tr!("ui.strip.halted", why = why));
     }
 }
 

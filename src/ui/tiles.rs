@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use egui::{Align2, FontId, Rect, RichText, Sense, Stroke, StrokeKind, Ui, Vec2};
 
 use super::filter::{VisibleRow, status_label};
-use super::format::NOT_HEARD;
 use super::theme;
 use crate::device_id::DeviceId;
 use crate::engine::DeviceRow;
+use crate::i18n::tr;
 
 const TILE: Vec2 = Vec2::new(150.0, 58.0);
 const GAP: f32 = 6.0;
@@ -20,17 +20,17 @@ const GAP: f32 = 6.0;
 /// The caption of a tile: status word and, while it means something, the percent.
 pub fn tile_caption(row: &DeviceRow) -> String {
     match &row.rollout {
-        None if !row.record.heard_since_start => NOT_HEARD.into(),
-        None if row.record.online => "idle".into(),
-        None => "offline".into(),
+        None if !row.record.heard_since_start => super::format::not_heard(),
+        None if row.record.online => tr!("ui.tiles.idle"),
+        None => tr!("ui.tiles.offline"),
         Some(r) if r.status.in_flight() || r.status == crate::rollout::DeviceStatus::Succeeded => {
-            format!(
-                "{} {} %",
-                status_label(r.status),
-                r.percent.max(succeeded_pct(r.status))
+            tr!(
+                "ui.tiles.percent",
+                status = status_label(r.status),
+                percent = r.percent.max(succeeded_pct(r.status))
             )
         }
-        Some(r) => status_label(r.status).into(),
+        Some(r) => status_label(r.status),
     }
 }
 
@@ -103,7 +103,7 @@ fn tile_ui(
             egui::Role::CheckBox,
             true,
             selected,
-            format!("Select {name}"),
+            tr!("ui.tiles.select", name = name),
         )
     });
     let fill = match &row.rollout {
@@ -173,9 +173,9 @@ fn tile_ui(
         *inspected = Some(id.clone());
     }
     check.on_hover_text(if selected {
-        "Selected for the next rollout: click to leave it out"
+        tr!("ui.tiles.selected_hover")
     } else {
-        "Select for the next rollout (or Ctrl-click the tile)"
+        tr!("ui.tiles.select_hover")
     });
     response.on_hover_ui(|ui| tile_details_ui(ui, row, &caption));
 }
@@ -184,20 +184,27 @@ fn tile_ui(
 fn tile_details_ui(ui: &mut Ui, row: &DeviceRow, caption: &str) {
     let record = &row.record;
     ui.label(RichText::new(record.id.to_string()).monospace().strong());
-    ui.label(format!("{} · {caption}", record.id.dialect().label()));
+    ui.label(format!(
+        "{} · {caption}",
+        crate::terms::dialect::label(record.id.dialect())
+    ));
     for (module, version) in &record.versions {
         ui.label(format!("{module}: {version}"));
     }
     if let Some(gateway) = &record.gateway {
-        ui.label(format!("via {}", gateway.name()));
+        ui.label(tr!("ui.tiles.via", gateway = gateway.name()));
     }
-    ui.label(if record.online { "online" } else { "offline" });
+    ui.label(if record.online {
+        tr!("ui.tiles.online")
+    } else {
+        tr!("ui.tiles.offline")
+    });
     if let Some(r) = &row.rollout {
         if let (Some(from), Some(to)) = (&r.from_version, &r.to_version) {
             ui.label(format!("{from} → {to}"));
         }
         if r.attempts > 1 {
-            ui.label(format!("attempt {}", r.attempts));
+            ui.label(tr!("ui.tiles.attempt", attempt = r.attempts));
         }
         if let Some(error) = &r.error {
             ui.colored_label(theme::BAD, error);
@@ -206,7 +213,7 @@ fn tile_details_ui(ui: &mut Ui, row: &DeviceRow, caption: &str) {
     if let Some(last) = &row.last_message {
         ui.weak(last);
     }
-    ui.weak("Click to inspect; the corner box (or Ctrl-click) selects");
+    ui.weak(tr!("ui.tiles.hint"));
 }
 
 #[cfg(test)]

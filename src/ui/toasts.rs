@@ -9,6 +9,7 @@ use egui::{Align2, RichText};
 use super::action::UiAction;
 use super::theme;
 use crate::engine::AlertLevel;
+use crate::i18n::tr;
 
 /// How long a toast stays.
 pub const TOAST_LIFETIME: Duration = Duration::from_secs(12);
@@ -56,7 +57,7 @@ pub fn toasts_ui(ctx: &egui::Context, notices: &[Banner], actions: &mut Vec<UiAc
                 });
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
-                if ui.small_button("Dismiss").clicked() {
+                if ui.small_button(tr!("ui.toasts.dismiss")).clicked() {
                     actions.push(UiAction::DismissNotices);
                 }
             });

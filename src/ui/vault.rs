@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::profiles::Secret;
+use crate::i18n::tr;
 
 /// The keyring "service" entries are filed under; the profile name is the "user".
 pub const KEYRING_SERVICE: &str = "ota-console.broker-profile";
@@ -25,10 +26,8 @@ impl Remembered {
     /// What the dialog says about it.
     pub fn message(&self) -> String {
         match self {
-            Remembered::Keyring => "password saved in the OS keyring".to_owned(),
-            Remembered::MemoryOnly { why } => {
-                format!("password not saved: no keyring available ({why}); kept for this run only")
-            }
+            Remembered::Keyring => tr!("ui.vault.saved"),
+            Remembered::MemoryOnly { why } => tr!("ui.vault.memory_only", why = why),
         }
     }
 }

@@ -6,6 +6,7 @@ use egui::{Color32, DragValue, RichText, Sense, Stroke, StrokeKind, Ui, Vec2};
 
 use super::filter::status_label;
 use super::theme;
+use crate::i18n::tr;
 use crate::rollout::{Counts, DeviceStatus};
 
 /// `label: [value]` on one grid row; the field is named by its label for screen readers and
@@ -48,8 +49,8 @@ pub fn copy_row_ui(ui: &mut Ui, label: &str, value: &str) {
         ui.label(RichText::new(short_digest(value)).monospace())
             .on_hover_text(value);
         if ui
-            .small_button("Copy")
-            .on_hover_text(format!("Copy {label}"))
+            .small_button(tr!("ui.widgets.copy"))
+            .on_hover_text(tr!("ui.widgets.copy_hover", what = label))
             .clicked()
         {
             ui.ctx().copy_text(value.to_owned());
@@ -129,12 +130,18 @@ pub fn summary_text(counts: &Counts) -> String {
     let parts: Vec<String> = DeviceStatus::ALL
         .iter()
         .filter(|s| counts.get(**s) > 0)
-        .map(|s| format!("{} {}", counts.get(*s), status_label(*s)))
+        .map(|s| {
+            tr!(
+                "ui.widgets.count_status",
+                count = counts.get(*s),
+                status = status_label(*s)
+            )
+        })
         .collect();
     if parts.is_empty() {
-        "no devices".into()
+        tr!("ui.widgets.no_devices")
     } else {
-        parts.join(", ")
+        parts.join(&tr!("ui.widgets.separator"))
     }
 }
 

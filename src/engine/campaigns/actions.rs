@@ -6,10 +6,12 @@ use super::{Campaigns, Env, Pending};
 use crate::device_id::DeviceId;
 use crate::engine::downloads::Downloads;
 use crate::engine::snapshot::AlertLevel;
+use crate::i18n::tr;
 use crate::protocol::{self, Notice};
 use crate::rollout::{
     Action, CampaignState, DeviceStatus, Input, LogLevel, NoticeRoute, UpgradeOrder,
 };
+use crate::terms::states;
 
 impl Campaigns {
     /// Carries out campaign `idx`'s actions, in order.
@@ -30,7 +32,15 @@ impl Campaigns {
                 }
                 Action::CampaignStateChanged { from, to } => {
                     let id = self.live[idx].campaign().id();
-                    env.alert(AlertLevel::Info, format!("campaign {id}: {from}, now {to}"));
+                    env.alert(
+                        AlertLevel::Info,
+                        tr!(
+                            "engine.alert.state_changed",
+                            id = id,
+                            from = states::campaign_state(from),
+                            to = states::campaign_state(to)
+                        ),
+                    );
                     if matches!(to, CampaignState::Canceled | CampaignState::Aborted) {
                         self.withdraw_unanswered(idx, env);
                     }
@@ -53,7 +63,10 @@ impl Campaigns {
                             LogLevel::Info => AlertLevel::Info,
                             LogLevel::Warn => AlertLevel::Warning,
                         };
-                        env.alert(level, format!("campaign {id}: {message}"));
+                        env.alert(
+                            level,
+                            tr!("engine.alert.campaign", id = id, message = message),
+                        );
                     }
                 },
             }
@@ -111,7 +124,7 @@ impl Campaigns {
                 }
             }
             Err(e) => {
-                let error = format!("cannot encode the notice for {device}: {e}");
+                let error = tr!("engine.alert.encode", device = device, why = e);
                 env.alert(AlertLevel::Error, error.clone());
                 if let Some(attempt) = attempt {
                     self.drive(
@@ -166,7 +179,7 @@ impl Campaigns {
                     Ok(()) => self.set_granted(idx, true),
                     Err(e) => env.alert(
                         AlertLevel::Error,
-                        format!("campaign {id}: devices cannot download: {e}"),
+                        tr!("engine.alert.no_download", id = id, why = e),
                     ),
                 }
             }

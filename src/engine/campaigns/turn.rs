@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use super::{Campaigns, Pending};
 use crate::engine::alerts::Alerts;
 use crate::engine::snapshot::AlertLevel;
+use crate::i18n::tr;
 use crate::rollout::{CampaignId, Transition};
 use crate::store::Store;
 
@@ -63,10 +64,7 @@ impl Campaigns {
         for (id, why) in halted {
             alerts.push(
                 AlertLevel::Error,
-                format!(
-                    "campaign {id} stopped: {why}; nothing more is sent. Free space or fix \
-                     permissions, then restart to resume"
-                ),
+                tr!("engine.alert.halted", id = id, why = why),
                 now_ms,
             );
         }

@@ -9,6 +9,7 @@ use super::Runner;
 use crate::engine::snapshot::AlertLevel;
 use crate::engine::traffic::LogDecision;
 use crate::fleet::inspector::Direction;
+use crate::i18n::tr;
 use crate::transport::broker::{Attempt, BrokerEvent, BrokerRefusal};
 
 impl Runner {
@@ -49,7 +50,7 @@ impl Runner {
         };
         if let LogDecision::Log { suppressed } = self.traffic.broker_refused(&key, what, now_ms) {
             let more = if suppressed > 0 {
-                format!(" ({suppressed} more like it in the last minute)")
+                tr!("engine.alert.more_like_it", count = suppressed)
             } else {
                 String::new()
             };

@@ -34,6 +34,7 @@ use super::publisher::Publisher;
 use super::snapshot::AlertLevel;
 use super::traffic::TrafficMeter;
 use crate::device_id::DeviceId;
+use crate::i18n::tr;
 use crate::protocol::{Outbound, Services};
 use crate::rollout::Input;
 use crate::store::Store;
@@ -180,13 +181,13 @@ impl Runner {
         match state {
             LinkState::Failed { reason } => self.alert(
                 AlertLevel::Error,
-                format!("MQTT broker connection failed: {reason}"),
+                tr!("engine.alert.broker_failed", why = reason),
             ),
             LinkState::Reconnecting {
                 reason, attempt: 1, ..
             } => self.alert(
                 AlertLevel::Warning,
-                format!("MQTT broker connection lost, reconnecting: {reason}"),
+                tr!("engine.alert.broker_lost", why = reason),
             ),
             LinkState::Connected => {
                 tracing::info!("connected to the MQTT broker");
@@ -265,7 +266,7 @@ impl Runner {
         if let Err(e) = self.store.upsert_devices(&devices) {
             self.alert(
                 AlertLevel::Error,
-                format!("could not save the device inventory: {e}"),
+                tr!("engine.alert.inventory_not_saved", why = e),
             );
         }
     }

@@ -13,6 +13,7 @@ use crate::engine::library::save_package;
 use crate::engine::snapshot::AlertLevel;
 use crate::firmware::StoredPackage;
 use crate::fleet::DeviceRecord;
+use crate::i18n::tr;
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{Campaign, CampaignId, CampaignSpec, CampaignState, Input, Target, Timestamp};
 
@@ -50,7 +51,14 @@ impl Runner {
 
     pub(super) fn answer<T>(&mut self, reply: Option<Reply<T>>, result: Result<T, CommandError>) {
         if let Err(e) = &result {
-            self.alert(AlertLevel::Error, e.to_string());
+            // A caller waiting for the reply says it itself (the CLI, once); the window reads
+            // the alert either way.
+            if reply.is_some() {
+                self.alerts
+                    .keep(AlertLevel::Error, e.to_string(), self.clock.now_ms());
+            } else {
+                self.alert(AlertLevel::Error, e.to_string());
+            }
         }
         if let Some(reply) = reply {
             let _ = reply.send(result);
@@ -62,7 +70,7 @@ impl Runner {
             Some(idx) => self.drive(idx, input),
             None => self.alert(
                 AlertLevel::Warning,
-                format!("campaign {id} is not running in this console"),
+                tr!("engine.alert.not_running", id = id),
             ),
         }
     }

@@ -5,28 +5,25 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::access::credentials::CredentialsError;
+use crate::i18n::{self, tr};
 
 /// Why the embedded broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error(
-        "cannot start the embedded MQTT broker: {addr} is already in use. If another broker \
-         (e.g. Mosquitto) is running there, use it with `--broker mqtt://127.0.0.1:{port}`, or \
-         choose another port for the embedded broker"
-    )]
+    #[error("{}", tr!("broker.addr_in_use", addr = addr, port = port))]
     AddrInUse { addr: SocketAddr, port: u16 },
-    #[error("cannot start the embedded MQTT broker on {addr}: {source}")]
+    #[error("{}", tr!("broker.bind", addr = addr, why = i18n::io_error(source)))]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start the embedded MQTT broker thread: {0}")]
+    #[error("{}", tr!("broker.spawn", why = i18n::io_error(_0)))]
     Spawn(#[source] std::io::Error),
-    #[error("the embedded MQTT broker on {addr} stopped during start-up (was the port taken?)")]
+    #[error("{}", tr!("broker.exited", addr = addr))]
     Exited { addr: SocketAddr },
-    #[error("the embedded MQTT broker on {addr} did not accept connections within {waited:?}")]
+    #[error("{}", tr!("broker.not_ready", addr = addr, waited = humantime::format_duration(*waited)))]
     NotReady { addr: SocketAddr, waited: Duration },
-    #[error("cannot start the embedded MQTT broker: its credentials: {0}")]
+    #[error("{}", tr!("broker.credentials", why = _0))]
     Credentials(#[source] CredentialsError),
 }

@@ -1,0 +1,495 @@
+//! Issue #15: no string lacks a translation. Checks `locales/*.toml` against the code:
+//! - every key of the message files has English and Chinese, non-empty, with the same
+//!   `%{placeholders}`;
+//! - every `tr!("key"…)` in `src/` names a key that has both, and every key is used;
+//! - every command and argument of the command line (walked as clap builds it, with the
+//!   dialects' generated flags) has its Chinese help in `locales/cli_help.toml`, and every key
+//!   there names a command or argument that exists;
+//! - every built-in dialect's label, notice settings, choices and error meanings have their
+//!   Chinese in `locales/dialects.toml`;
+//! - the files converted to `tr!` hold no user-visible English literal (a label, button,
+//!   hover text, heading or a printed/bailed message given as a plain string).
+
+#![cfg(test)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use ota_console::cli::args::Cli;
+use ota_console::cli::help::{self, SharedHelps};
+use ota_console::i18n::{self, Lang};
+use ota_console::protocol::registry;
+
+/// Files whose English is data elsewhere: they carry Chinese only.
+const TRANSLATION_ONLY: [&str; 2] = ["cli_help.toml", "dialects.toml"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// key → (locale → text), per file.
+fn locale_files() -> BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("locales")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let table: toml::Table =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut keys = BTreeMap::new();
+        for (key, value) in table {
+            if key == "_version" {
+                continue;
+            }
+            let texts = value
+                .as_table()
+                .unwrap_or_else(|| panic!("{}: {key} is not a table of texts", path.display()))
+                .iter()
+                .map(|(l, t)| (l.clone(), t.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            keys.insert(key, texts);
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        files.insert(name, keys);
+    }
+    files
+}
+
+fn placeholders(text: &str) -> BTreeSet<String> {
+    text.split("%{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+        .collect()
+}
+
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rs_files(&path, out);
+        } else if path.extension().and_then(|e| e.to_str()) == Some("rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `tr!("key"` in `src/` (the key may be on the next line), with where it is. Comments
+/// are skipped (the macro's own documentation shows it).
+fn used_keys() -> BTreeMap<String, String> {
+    let mut files = Vec::new();
+    rs_files(&root().join("src"), &mut files);
+    let mut keys = BTreeMap::new();
+    for file in files {
+        let text: String = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("//") {
+                    ""
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut from = 0;
+        while let Some(found) = text[from..].find("tr!(") {
+            let at = from + found;
+            from = at + 4;
+            // `include_str!(` ends in `tr!(` too: only the macro itself counts.
+            if text[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let Some(rest) = text[from..].trim_start().strip_prefix('"') else {
+                continue;
+            };
+            if let Some((key, _)) = rest.split_once('"') {
+                let line = text[..at].matches('\n').count() + 1;
+                keys.insert(key.to_owned(), format!("{}:{line}", file.display()));
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_message_has_every_language_with_the_same_placeholders() {
+    let files = locale_files();
+    assert!(files.len() >= 3, "{:?}", files.keys());
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for (file, keys) in &files {
+        let only_zh = TRANSLATION_ONLY.contains(&file.as_str());
+        for (key, texts) in keys {
+            count += 1;
+            let wanted: &[&str] = if only_zh {
+                &["zh-CN"]
+            } else {
+                &["en", "zh-CN"]
+            };
+            for lang in wanted {
+                match texts.get(*lang) {
+                    Some(t) if !t.trim().is_empty() => {}
+                    _ => problems.push(format!("{file}: {key} has no {lang} text")),
+                }
+            }
+            if let (Some(en), Some(zh)) = (texts.get("en"), texts.get("zh-CN"))
+                && placeholders(en) != placeholders(zh)
+            {
+                problems.push(format!(
+                    "{file}: {key}: placeholders differ: {en:?} / {zh:?}"
+                ));
+            }
+            if only_zh && texts.contains_key("en") {
+                problems.push(format!("{file}: {key}: English here would hide the code's"));
+            }
+            // The compiled-in table has it too (the build read the same file).
+            for lang in wanted {
+                let lang = if *lang == "en" { Lang::En } else { Lang::ZhCn };
+                if !i18n::has_text(lang, key) {
+                    problems.push(format!("{file}: {key} is not compiled in for {lang}"));
+                }
+            }
+        }
+    }
+    assert!(count > 50, "only {count} keys");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_key_the_code_uses_exists_and_every_key_is_used() {
+    let files = locale_files();
+    let used = used_keys();
+    assert!(used.len() > 50, "only {} tr! calls found", used.len());
+    let mut problems = Vec::new();
+    for (key, at) in &used {
+        for lang in Lang::ALL {
+            if !i18n::has_text(lang, key) {
+                problems.push(format!("{at}: tr!(\"{key}\") has no {lang} text"));
+            }
+        }
+    }
+    for (file, keys) in &files {
+        if TRANSLATION_ONLY.contains(&file.as_str()) {
+            continue;
+        }
+        for key in keys.keys() {
+            if !used.contains_key(key) {
+                problems.push(format!("{file}: {key} is used by no tr!"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Every (key, English) of the command line: commands' about lines and arguments' helps.
+fn command_line_texts() -> Vec<(String, String)> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut out = Vec::new();
+    let shared = SharedHelps::of(&cmd);
+    walk(&cmd, ota_console::cli::help::ROOT, &shared, &mut out);
+    out
+}
+
+fn walk(cmd: &clap::Command, path: &str, shared: &SharedHelps, out: &mut Vec<(String, String)>) {
+    if path != ota_console::cli::help::ROOT
+        && let Some(about) = cmd.get_about()
+    {
+        out.push((format!("help.{path}.about"), about.to_string()));
+    }
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if arg.is_hide_set() || help::is_clap_flag(arg) || help::is_computed(path, id) {
+            continue;
+        }
+        if path == "ota-console.help" && id == "subcommand" {
+            continue;
+        }
+        let Some(help) = arg.get_help() else { continue };
+        let help = help.to_string();
+        out.push((
+            ota_console::cli::help::arg_key(path, id, &help, shared),
+            help,
+        ));
+    }
+    for sub in cmd.get_subcommands() {
+        walk(sub, &help::sub_path(path, sub.get_name()), shared, out);
+    }
+}
+
+#[test]
+fn every_command_and_flag_has_its_chinese_help() {
+    let texts = command_line_texts();
+    assert!(texts.len() > 80, "only {} helps", texts.len());
+    let mut missing = Vec::new();
+    let mut keys = BTreeSet::new();
+    for (key, english) in &texts {
+        let key = key.clone();
+        if !i18n::has_text(Lang::ZhCn, &key) {
+            missing.push(format!("[\"{key}\"]\n# {english}\nzh-CN = \"\"\n"));
+        }
+        keys.insert(key);
+    }
+    assert!(
+        missing.is_empty(),
+        "missing in locales/cli_help.toml:\n{}",
+        missing.join("\n")
+    );
+    let files = locale_files();
+    let stale: Vec<&String> = files["cli_help.toml"]
+        .keys()
+        .filter(|k| !keys.contains(*k) && !k.starts_with("dialect."))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "keys naming no command or flag: {stale:?}"
+    );
+}
+
+fn has_cjk(text: &str) -> bool {
+    text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+}
+
+/// Every about line and help of the command line as printed in Chinese, by command path.
+fn printed_helps(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+    if let Some(about) = cmd.get_about() {
+        out.push(format!("{path}: {about}"));
+    }
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        if let Some(h) = arg.get_help() {
+            out.push(format!("{path} {}: {h}", arg.get_id()));
+        }
+        if let Some(h) = arg.get_help_heading() {
+            out.push(format!("{path} {} (heading): {h}", arg.get_id()));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        printed_helps(sub, &format!("{path}.{}", sub.get_name()), out);
+    }
+}
+
+#[test]
+fn the_chinese_command_line_has_no_english_help_left() {
+    let _zh = i18n::ThreadLang::new(Lang::ZhCn);
+    let cmd = help::localize(Cli::command());
+    let mut printed = Vec::new();
+    printed_helps(&cmd, help::ROOT, &mut printed);
+    assert!(printed.len() > 150, "only {} texts", printed.len());
+    let english: Vec<&String> = printed
+        .iter()
+        .filter(|line| !has_cjk(line.split_once(": ").map_or("", |(_, t)| t)))
+        .collect();
+    assert!(english.is_empty(), "still English:\n{english:#?}");
+}
+
+#[test]
+fn every_built_in_dialect_speaks_chinese() {
+    let mut missing = Vec::new();
+    let mut keys = BTreeSet::new();
+    let mut need = |key: String, english: &str| {
+        if !i18n::has_text(Lang::ZhCn, &key) {
+            missing.push(format!("[\"{key}\"]\n# {english}\nzh-CN = \"\"\n"));
+        }
+        keys.insert(key);
+    };
+    for d in registry::all() {
+        let id = d.id();
+        let p = id.as_str();
+        need(format!("dialect.{p}.label"), id.label());
+        for s in d.notice_settings() {
+            need(format!("dialect.{p}.setting.{}.label", s.key), s.label);
+            need(format!("dialect.{p}.setting.{}.help", s.key), s.help);
+            for c in s.choices() {
+                need(
+                    format!("dialect.{p}.setting.{}.choice.{}", s.key, c.value),
+                    c.label,
+                );
+            }
+        }
+        if let ota_console::protocol::CancelSupport::CannotRecall { note, detail } =
+            d.capabilities().cancel
+        {
+            need(format!("dialect.{p}.cancel_note"), note);
+            need(format!("dialect.{p}.cancel_detail"), detail);
+        }
+        let table = d.errors();
+        need(format!("dialect.{p}.error_format"), table.format);
+        need(format!("dialect.{p}.error_unknown"), table.unknown);
+        for c in table.codes {
+            need(format!("dialect.{p}.error.{}", c.code), c.text);
+        }
+    }
+    assert!(keys.len() > 20, "only {} dialect texts", keys.len());
+    assert!(
+        missing.is_empty(),
+        "missing in locales/dialects.toml:\n{}",
+        missing.join("\n")
+    );
+    let files = locale_files();
+    let stale: Vec<&String> = files["dialects.toml"]
+        .keys()
+        .filter(|k| !keys.contains(*k))
+        .collect();
+    assert!(stale.is_empty(), "keys naming no dialect text: {stale:?}");
+}
+
+/// Files whose every user-visible sentence goes through `tr!` (the others still have English
+/// literals; README, "Languages", says which).
+const CONVERTED: &[&str] = &[
+    "src/cli/broker.rs",
+    "src/cli/broker_config.rs",
+    "src/cli/connection.rs",
+    "src/cli/devices.rs",
+    "src/cli/hash.rs",
+    "src/cli/rollout.rs",
+    "src/cli/sim.rs",
+    "src/cli/tls.rs",
+    "src/cli/words.rs",
+    "src/engine/error.rs",
+    "src/firmware/error.rs",
+    "src/transport/broker/error.rs",
+    "src/ui/app.rs",
+    "src/ui/connection_bar.rs",
+    "src/ui/connection_dialog.rs",
+    "src/ui/demo_controls.rs",
+    "src/ui/console.rs",
+    "src/ui/devices_table.rs",
+    "src/ui/explain.rs",
+    "src/ui/filter.rs",
+    "src/ui/firmware_panel.rs",
+    "src/ui/format.rs",
+    "src/ui/history.rs",
+    "src/ui/inspector.rs",
+    "src/ui/jobs.rs",
+    "src/ui/profiles.rs",
+    "src/ui/rollout_panel.rs",
+    "src/ui/start_failure.rs",
+    "src/ui/summary_strip.rs",
+    "src/ui/tiles.rs",
+    "src/ui/toasts.rs",
+    "src/ui/vault.rs",
+    "src/ui/widgets.rs",
+];
+
+/// Calls whose text argument is shown to people.
+const SHOWN: &[&str] = &[
+    "label(",
+    "button(",
+    "small_button(",
+    "heading(",
+    "on_hover_text(",
+    "hint_text(",
+    "weak(",
+    "strong(",
+    "checkbox(",
+    "selectable_label(",
+    "selectable_value(",
+    "colored_label(",
+    "RichText::new(",
+    "Window::new(",
+    "CollapsingHeader::new(",
+    "set_title(",
+    "add_filter(",
+    "eprintln!(",
+    "println!(",
+    "bail!(",
+    "anyhow!(",
+    "context(",
+    "ensure!(",
+    "#[error(",
+    "Err(",
+];
+
+/// A literal with a word in it (not only placeholders, digits and punctuation).
+fn has_words(literal: &str) -> bool {
+    let mut rest = literal.to_owned();
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        rest.replace_range(open..open + close + 1, "");
+    }
+    // A flag (`--broker`) is a name, not a word to translate.
+    rest.split_whitespace()
+        .filter(|w| !w.starts_with("--"))
+        .flat_map(|w| w.split(|c: char| !c.is_ascii_alphabetic()))
+        .any(|w| w.len() >= 2)
+}
+
+/// `text` without the keys of its `tr!("key"` calls (they are not shown).
+fn without_keys(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("tr!(\"") {
+        out.push_str(&rest[..at + 4]);
+        let after = &rest[at + 5..];
+        rest = after.split_once('"').map_or("", |(_, r)| r);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The string literals among a call's arguments on this line (`after` starts after its `(`).
+fn arguments_literals(after: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut chars = after.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' if depth == 0 => break,
+            ')' | ']' => depth -= 1,
+            '"' => {
+                let mut literal = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        other => literal.push(other),
+                    }
+                }
+                out.push(literal);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn converted_files_show_no_english_literal() {
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for file in CONVERTED {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            checked += 1;
+            for call in SHOWN {
+                for after in line.split(call).skip(1) {
+                    if arguments_literals(&without_keys(after))
+                        .iter()
+                        .any(|l| has_words(l))
+                    {
+                        found.push(format!("{file}:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} lines read");
+    assert!(
+        found.is_empty(),
+        "English shown without tr!:\n{}",
+        found.join("\n")
+    );
+}
