@@ -11,26 +11,22 @@
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ota_console::access::credentials::{ConsoleCredentials, SECRETS_FILE, SecretTable};
 use ota_console::protocol::registry;
 use ota_console::testing::console::{Console, rollout_args, set_flag};
 use ota_console::testing::firmware_file;
+use ota_console::testing::sdk_device::{DEVICE_WAIT, SdkDevice};
 use ota_console::transport::broker::{Attempt, BrokerEvent, BrokerSettings, EmbeddedBroker};
 use serde_json::Value;
 
 /// Product key of the bench devices (Alibaba product keys are 11 characters).
 const PK: &str = "a1SdkBench0";
-
-/// The longest a test waits for one thing a device does.
-const DEVICE_WAIT: Duration = Duration::from_secs(60);
 
 /// The interpreter of the venv holding the SDK: `OTA_TEST_PYTHON`, else `.venv/` in the
 /// checkout. Fails the test, with the way to install it, when there is none or it lacks the SDK.
@@ -65,122 +61,29 @@ fn sdk_python() -> PathBuf {
     python
 }
 
-/// One device app on the SDK, as a child process whose stdout events are read on a thread.
-struct SdkDevice {
-    name: String,
-    child: Child,
-    /// Kept open: the app exits when it closes.
-    _stdin: ChildStdin,
-    events: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl SdkDevice {
-    /// Starts the app as device `name` on `version`; `extra` are more options of the app.
-    fn start(
-        python: &Path,
-        broker: SocketAddr,
-        name: &str,
-        version: &str,
-        dir: &Path,
-        extra: &[&str],
-    ) -> Self {
-        let work_dir = dir.join(name);
-        std::fs::create_dir_all(&work_dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/aliyun_device.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(["--host", &broker.ip().to_string()])
-            .args(["--port", &broker.port().to_string()])
-            .args(["--product-key", PK, "--device-name", name])
-            .args(["--version", version])
-            .arg("--work-dir")
-            .arg(&work_dir)
-            .args(extra)
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the SDK device {name}: {e}"));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let event = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({"event": "not_json", "line": line}));
-                if tx.send(event).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        SdkDevice {
-            name: name.to_owned(),
-            child,
-            _stdin: stdin,
-            events,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// Waits (bounded) for the next event named `name` and returns it.
-    fn expect(&mut self, name: &str) -> Value {
-        self.expect_within(name, DEVICE_WAIT)
-    }
-
-    /// Waits at most `wait` for the next event named `name` and returns it.
-    fn expect_within(&mut self, name: &str, wait: Duration) -> Value {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(event) => {
-                    self.seen.push(event.clone());
-                    if event["event"] == name {
-                        return event;
-                    }
-                }
-                Err(e) => panic!(
-                    "SDK device {}: no {name:?} event ({e}); exited: {:?}; events {:#?}; stderr:\n{}",
-                    self.name,
-                    self.child.try_wait(),
-                    self.seen,
-                    self.stderr.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    /// Every event up to now, without waiting.
-    fn drain(&mut self) -> &[Value] {
-        self.seen.extend(self.events.try_iter());
-        &self.seen
-    }
-}
-
-impl Drop for SdkDevice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the app as device `name` on `version`; `extra` are more options of the app.
+fn start_device(
+    python: &Path,
+    broker: SocketAddr,
+    name: &str,
+    version: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> SdkDevice {
+    let work_dir = dir.join(name);
+    std::fs::create_dir_all(&work_dir).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/aliyun_device.py");
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .args(["--host", &broker.ip().to_string()])
+        .args(["--port", &broker.port().to_string()])
+        .args(["--product-key", PK, "--device-name", name])
+        .args(["--version", version])
+        .arg("--work-dir")
+        .arg(&work_dir)
+        .args(extra);
+    SdkDevice::spawn(name, command)
 }
 
 /// The DeviceSecret of the bench device `name` (as the Alibaba console's export would give it).
@@ -222,7 +125,7 @@ fn boot_devices(python: &Path, broker: &EmbeddedBroker, dir: &Path, n: usize) ->
     let mut devices: Vec<SdkDevice> = (1..=n)
         .map(|i| {
             let name = format!("sdk-{i}");
-            SdkDevice::start(
+            start_device(
                 python,
                 broker.local_addr(),
                 &name,
@@ -254,7 +157,7 @@ fn start_rollout(
     log_in_as_console(&mut args, dir);
     for d in devices {
         args.push("--target".into());
-        args.push(format!("aliyun:{PK}/{}", d.name));
+        args.push(format!("aliyun:{PK}/{}", d.name()));
     }
     args.extend(["--wave", "100%", "--report"].map(String::from));
     args.push(dir.join("report.json").display().to_string());
@@ -353,7 +256,7 @@ fn upgrades_with(sign_method_arg: &str, sign_method_wire: &str, digest_key: &str
         );
     }
     for d in &devices {
-        let entry = report_device(&report, &d.name);
+        let entry = report_device(&report, d.name());
         assert_eq!(entry["status"], "succeeded", "{entry}");
         assert_eq!(entry["to_version"], "2.0.0", "{entry}");
         assert_eq!(entry["percent"], 100, "{entry}");
@@ -424,7 +327,7 @@ fn sdk_digest_mismatch_fails_the_device_with_the_verification_step() {
     let failed = d.expect("failed");
     assert_eq!(failed["step"], -3, "{failed}");
     let (code, report, lines) = finish(console, dir.path());
-    let entry = report_device(&report, &d.name);
+    let entry = report_device(&report, d.name());
     assert_eq!(entry["status"], "failed", "{entry}");
     assert_eq!(entry["code"], -3, "{entry}");
     let error = entry["error"].as_str().unwrap_or_default();
@@ -460,7 +363,7 @@ fn sdk_download_failure_fails_the_device_with_the_download_step() {
     assert_eq!(d.expect("downloaded")["rc"], "OTA_INVALID_URL");
     assert_eq!(d.expect("failed")["step"], -2);
     let (code, report, lines) = finish(console, dir.path());
-    let entry = report_device(&report, &d.name);
+    let entry = report_device(&report, d.name());
     assert_eq!(entry["status"], "failed", "{entry}");
     assert_eq!(entry["code"], -2, "{entry}");
     assert!(
@@ -499,7 +402,7 @@ fn late_boot(report_first: bool) {
     if report_first {
         extra.push("--report-before-subscribe");
     }
-    let mut device = SdkDevice::start(
+    let mut device = start_device(
         &python,
         broker.local_addr(),
         "sdk-late",
@@ -575,7 +478,7 @@ fn sdk_device_logs_in_to_the_secure_broker_with_its_secret_only() {
     .unwrap();
     let mut events = broker.events();
 
-    let mut ok = SdkDevice::start(
+    let mut ok = start_device(
         &python,
         broker.local_addr(),
         "sdk-ok",
@@ -590,7 +493,7 @@ fn sdk_device_logs_in_to_the_secure_broker_with_its_secret_only() {
     );
     assert_eq!(ok.expect("reported")["version"], "1.0.0");
 
-    let mut bad = SdkDevice::start(
+    let mut bad = start_device(
         &python,
         broker.local_addr(),
         "sdk-bad",
@@ -605,7 +508,7 @@ fn sdk_device_logs_in_to_the_secure_broker_with_its_secret_only() {
             .iter()
             .any(|e| e["event"] == "subscribed" || (e["event"] == "connected" && e["rc"] == 0)),
         "the wrong secret got in: {:#?}",
-        bad.seen
+        bad.drain()
     );
     // The honest device was never refused anything.
     let refused_ok = std::iter::from_fn(|| events.try_recv().ok())

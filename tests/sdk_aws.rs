@@ -13,12 +13,8 @@
 // Test code throughout: clippy's allow-unwrap-in-tests (clippy.toml) goes by `cfg(test)`.
 #![cfg(test)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use ota_console::access::credentials::ConsoleCredentials;
 use ota_console::access::site_ca::SiteCa;
@@ -28,12 +24,10 @@ use ota_console::testing::console::{Console, rollout_args};
 use ota_console::testing::firmware_file;
 use ota_console::testing::mosquitto::Mosquitto;
 use ota_console::testing::mutual_tls::{TestPki, mqtts_url, start_mutual_tls_mosquitto};
+use ota_console::testing::sdk_device::{DEVICE_WAIT, SdkDevice};
 use ota_console::transport::broker::{BrokerSettings, BrokerTls, EmbeddedBroker};
 use ota_console::transport::mqtt::{BrokerUrl, Inbound, LinkOptions, LinkState, MqttLink};
 use serde_json::{Value, json};
-
-/// The longest a test waits for one thing a device does.
-const DEVICE_WAIT: Duration = Duration::from_secs(60);
 
 /// The interpreter of the venv holding the SDK: `OTA_TEST_PYTHON`, else `.venv/` in the
 /// checkout. Fails the test, with the way to install it, when there is none or it lacks the SDK.
@@ -111,7 +105,7 @@ impl Bench {
             cert,
             key,
         };
-        SdkDevice::start(&self.python, &tls, thing, self.path(), extra)
+        start_device(&self.python, &tls, thing, self.path(), extra)
     }
 
     /// Link options of the console's own client certificate to this broker.
@@ -126,17 +120,6 @@ impl Bench {
     }
 }
 
-/// One device app on the SDK, as a child process whose stdout events are read on a thread.
-struct SdkDevice {
-    name: String,
-    child: Child,
-    /// Kept open: the app exits when it closes.
-    _stdin: ChildStdin,
-    events: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-    stderr: Arc<Mutex<String>>,
-}
-
 /// Where a device app connects (127.0.0.1) and with which certificates.
 struct DeviceTls<'a> {
     port: u16,
@@ -146,125 +129,33 @@ struct DeviceTls<'a> {
     key: &'a Path,
 }
 
-impl SdkDevice {
-    /// Starts the device app as thing `thing` on firmware 1.0.0, its "flash" in a folder of
-    /// `dir`; `extra` are more options of the app.
-    fn start(python: &Path, tls: &DeviceTls, thing: &str, dir: &Path, extra: &[&str]) -> Self {
-        let work_dir = dir.join(format!("device-{thing}"));
-        std::fs::create_dir_all(&work_dir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/aws_device.py");
-        let mut command = Command::new(python);
-        command
-            .arg(script)
-            .args(["--host", "127.0.0.1", "--port"])
-            .arg(tls.port.to_string())
-            .arg("--ca")
-            .arg(tls.ca)
-            .arg("--cert")
-            .arg(tls.cert)
-            .arg("--key")
-            .arg(tls.key)
-            .args(["--thing-name", thing, "--version", "1.0.0", "--work-dir"])
-            .arg(&work_dir)
-            .args(extra);
-        SdkDevice::spawn(thing, command)
-    }
-
-    fn spawn(name: &str, mut command: Command) -> SdkDevice {
-        let mut child = command
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the SDK device {name}: {e}"));
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let event = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({"event": "not_json", "line": line}));
-                if tx.send(event).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let mut pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        SdkDevice {
-            name: name.to_owned(),
-            child,
-            _stdin: stdin,
-            events,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// Waits (bounded) for the next event named `name` and returns it.
-    fn expect(&mut self, name: &str) -> Value {
-        let deadline = Instant::now() + DEVICE_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(event) => {
-                    self.seen.push(event.clone());
-                    if event["event"] == name {
-                        return event;
-                    }
-                }
-                Err(e) => panic!(
-                    "SDK device {}: no {name:?} event ({e}); exited: {:?}; events {:#?}; stderr:\n{}",
-                    self.name,
-                    self.child.try_wait(),
-                    self.seen,
-                    self.stderr.lock().unwrap()
-                ),
-            }
-        }
-    }
-
-    /// Every event up to now, without waiting.
-    fn drain(&mut self) -> &[Value] {
-        self.seen.extend(self.events.try_iter());
-        &self.seen
-    }
-
-    /// Waits (bounded) for the app to exit on its own; its exit code.
-    fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + DEVICE_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() >= deadline {
-                let events = self.drain().to_vec();
-                panic!("SDK device {} did not exit; events {events:#?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for SdkDevice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the device app as thing `thing` on firmware 1.0.0, its "flash" in a folder of
+/// `dir`; `extra` are more options of the app.
+fn start_device(
+    python: &Path,
+    tls: &DeviceTls,
+    thing: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> SdkDevice {
+    let work_dir = dir.join(format!("device-{thing}"));
+    std::fs::create_dir_all(&work_dir).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/aws_device.py");
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .args(["--host", "127.0.0.1", "--port"])
+        .arg(tls.port.to_string())
+        .arg("--ca")
+        .arg(tls.ca)
+        .arg("--cert")
+        .arg(tls.cert)
+        .arg("--key")
+        .arg(tls.key)
+        .args(["--thing-name", thing, "--version", "1.0.0", "--work-dir"])
+        .arg(&work_dir)
+        .args(extra);
+    SdkDevice::spawn(thing, command)
 }
 
 /// The nine reply and notify topics the SDK's Jobs client subscribes to for `thing`, in the
@@ -484,7 +375,7 @@ fn expect_update(device: &mut SdkDevice, status: &str) -> Value {
         let events = device.drain().to_vec();
         panic!(
             "{}: wanted {status} accepted, got {update}; events {events:#?}",
-            device.name
+            device.name()
         );
     }
     update
@@ -532,7 +423,7 @@ fn check_rejection(device: &mut SdkDevice, package: &Value) -> String {
     assert!(
         !device.drain().iter().any(|e| e["event"] == "downloaded"),
         "{:#?}",
-        device.seen
+        device.drain()
     );
     reason
 }
@@ -540,7 +431,7 @@ fn check_rejection(device: &mut SdkDevice, package: &Value) -> String {
 /// Nothing went wrong on the wire after boot: every request after the boot-time get and
 /// start-next had its reply, parsed by the SDK and accepted, and the connection held.
 fn assert_no_trouble(device: &mut SdkDevice) {
-    let name = device.name.clone();
+    let name = device.name().to_owned();
     let trouble: Vec<Value> = device
         .drain()
         .iter()
@@ -689,7 +580,7 @@ fn sdk_device_upgrades_through_the_embedded_broker_with_a_site_ca_certificate() 
         cert: &cert,
         key: &key,
     };
-    let mut device = SdkDevice::start(&python, &tls, "thing-emb", dir.path(), &[]);
+    let mut device = start_device(&python, &tls, "thing-emb", dir.path(), &[]);
     let subscribed = device.expect("subscribed");
     assert_eq!(subscribed["topics"], json!(job_topics("thing-emb")));
     assert_eq!(subscribed["granted_qos"], json!(vec![1; 9]), "{subscribed}");

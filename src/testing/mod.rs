@@ -22,6 +22,7 @@ pub mod engine;
 pub mod fixtures;
 pub mod mosquitto;
 pub mod mutual_tls;
+pub mod sdk_device;
 pub mod widget;
 
 pub use fixtures::{
