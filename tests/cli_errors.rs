@@ -156,21 +156,47 @@ fn usage_mistakes_name_the_flags_to_give() {
     }
 }
 
-/// The whole 30 s wait for a broker that refuses connections: the loss is said once as it
-/// happens, and the verdict once, in words (never the link state's debug form).
-#[test]
-fn an_unreachable_broker_is_reported_in_words() {
-    let dir = tempfile::tempdir().unwrap();
-    // A port nobody listens on: bound, then closed.
-    let port = TcpListener::bind("127.0.0.1:0")
+/// Replaces each run of digits after the last parenthesis by one `N`: how many attempts a
+/// wait for the broker made depends on timing; everything else is fixed.
+fn attempts(text: &str) -> String {
+    let open = text.rfind(['(', '（']).unwrap();
+    let mut out = text[..open].to_owned();
+    let mut in_number = false;
+    for c in text[open..].chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            out.push(c);
+            in_number = false;
+        }
+    }
+    out
+}
+
+/// A port nobody listens on: bound, then closed.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// A broker that refuses connections, for `rollout` and `devices`: one status line while the
+/// command waits, then the verdict once, in words (never the link state's debug form, never a
+/// "connection lost, reconnecting" warning before it). `--connect-timeout` bounds the wait
+/// (30 s by default).
+#[test]
+fn an_unreachable_broker_is_reported_once_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = closed_port();
     let broker = format!("mqtt://127.0.0.1:{port}");
     let fw = dir.path().join("fw.bin");
     std::fs::write(&fw, b"firmware").unwrap();
-    let args = [
+    let rollout = [
         "rollout",
         "--broker",
         &broker,
@@ -184,65 +210,207 @@ fn an_unreachable_broker_is_reported_in_words() {
         "aliyun:pk/dn",
         "--discover-for",
         "0s",
+        "--connect-timeout",
+        "2s",
     ];
-    // Both languages at once: each waits the full 30 s.
+    let devices = ["devices", "--broker", &broker, "--connect-timeout", "2s"];
     let (en_dir, zh_dir) = (dir.path().join("en"), dir.path().join("zh"));
-    let en = std::thread::scope(|s| {
-        let zh = s.spawn(|| run(ZH, &zh_dir, &args));
-        let en = run(EN, &en_dir, &args);
-        (en, zh.join().unwrap())
+    // The four runs at once: each waits the whole 2 s.
+    let [en_rollout, zh_rollout, en_devices, zh_devices] = std::thread::scope(|s| {
+        let runs = [
+            s.spawn(|| run(EN, &en_dir, &rollout)),
+            s.spawn(|| run(ZH, &zh_dir, &rollout)),
+            s.spawn(|| run(EN, &en_dir.join("d"), &devices)),
+            s.spawn(|| run(ZH, &zh_dir.join("d"), &devices)),
+        ];
+        runs.map(|r| r.join().unwrap())
     });
-    let (en, zh) = en;
-    let attempts = |text: &str| -> String {
-        // The number of attempts depends on timing; everything else is fixed. Each run of
-        // digits after the last parenthesis becomes one `N`.
-        let open = text.rfind(['(', '（']).unwrap();
-        let mut out = text[..open].to_owned();
-        let mut in_number = false;
-        for c in text[open..].chars() {
-            if c.is_ascii_digit() {
-                if !in_number {
-                    out.push('N');
-                }
-                in_number = true;
-            } else {
-                out.push(c);
-                in_number = false;
-            }
-        }
-        out
+    let lines = |out: &Output| -> Vec<String> {
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     };
-    let en_err = String::from_utf8_lossy(&en.stderr);
+
     let reason = format!("cannot reach broker at {broker}: connection refused (is it running?)");
-    let lines: Vec<&str> = en_err.lines().collect();
-    assert_eq!(lines.len(), 3, "{en_err}");
-    // The import and the first failed attempt happen at once: either may be said first.
-    let warning = format!("warning: MQTT broker connection lost, reconnecting: {reason}");
-    let (warned, package) = if lines[0] == warning { (0, 1) } else { (1, 0) };
-    assert_eq!(lines[warned], warning, "{en_err}");
-    assert!(
-        lines[package].starts_with("fw.bin: 8 bytes, md5 "),
-        "{en_err}"
-    );
-    assert_eq!(
-        attempts(lines[2]),
-        format!("error: no connection to the broker after 30s: {reason} (tried N times)")
-    );
-    assert_eq!(en.status.code(), Some(2));
-    let zh_err = String::from_utf8_lossy(&zh.stderr);
+    let waiting = format!("waiting for the broker at {broker} (up to 2s)…");
+    let verdict = format!("error: no connection to the broker after 2s: {reason} (tried N times)");
+    let en = lines(&en_rollout);
+    assert_eq!(en.len(), 3, "{en:#?}");
+    assert!(en[0].starts_with("fw.bin: 8 bytes, md5 "), "{en:#?}");
+    assert_eq!(en[1], waiting);
+    assert_eq!(attempts(&en[2]), verdict);
+    let en = lines(&en_devices);
+    assert_eq!(en.len(), 2, "{en:#?}");
+    assert_eq!(en[0], waiting);
+    assert_eq!(attempts(&en[1]), verdict);
+
     let reason = format!("无法连接 {broker} 上的代理：连接被拒绝（代理是否在运行？）");
-    let lines: Vec<&str> = zh_err.lines().collect();
-    assert_eq!(lines.len(), 3, "{zh_err}");
-    let warning = format!("警告：与 MQTT 代理的连接中断，正在重连：{reason}");
-    let (warned, package) = if lines[0] == warning { (0, 1) } else { (1, 0) };
-    assert_eq!(lines[warned], warning, "{zh_err}");
-    assert!(
-        lines[package].starts_with("fw.bin：8 字节，md5 "),
-        "{zh_err}"
+    let waiting = format!("正在等待 {broker} 上的代理（最多 2s）……");
+    let verdict = format!("错误：2s 后仍未连上代理：{reason}（已尝试 N 次）");
+    let zh = lines(&zh_rollout);
+    assert_eq!(zh.len(), 3, "{zh:#?}");
+    assert!(zh[0].starts_with("fw.bin：8 字节，md5 "), "{zh:#?}");
+    assert_eq!(zh[1], waiting);
+    assert_eq!(attempts(&zh[2]), verdict);
+    let zh = lines(&zh_devices);
+    assert_eq!(zh.len(), 2, "{zh:#?}");
+    assert_eq!(zh[0], waiting);
+    assert_eq!(attempts(&zh[1]), verdict);
+}
+
+// ---------------------------------------------------------------------------------------------
+// clap's parse errors: what clap itself refuses (an unknown option or command, a missing or
+// invalid value, a conflict) is said in the operator's language, as one `error:` line with the
+// fix and the command whose `--help` lists the options, exit code 2 as clap's own.
+// ---------------------------------------------------------------------------------------------
+
+/// `(arguments, English stderr, Chinese stderr)`.
+type Case<'a> = (&'a [&'a str], &'a str, &'a str);
+
+const PARSE_ERRORS: &[Case<'static>] = &[
+    (
+        &["rollout", "--frimware", "fw.bin"],
+        "error: unknown option '--frimware': did you mean '--firmware'? (see `ota-console rollout \
+         --help`)\n",
+        "错误：未知选项 '--frimware'：是否想用 '--firmware'？（参见 `ota-console rollout --help`）\n",
+    ),
+    (
+        &["--firmware", "fw.bin"],
+        "error: unknown option '--firmware' (see `ota-console --help`)\n",
+        "错误：未知选项 '--firmware'（参见 `ota-console --help`）\n",
+    ),
+    (
+        &["rolout"],
+        "error: unknown command 'rolout': did you mean 'rollout'? (see `ota-console --help`)\n",
+        "错误：未知命令 'rolout'：是否想用 'rollout'？（参见 `ota-console --help`）\n",
+    ),
+    (
+        &["devices", "--discover-for"],
+        "error: '--discover-for <DURATION>' needs a value (see `ota-console devices --help`)\n",
+        "错误：'--discover-for <DURATION>' 需要一个值（参见 `ota-console devices --help`）\n",
+    ),
+    (
+        &["devices", "--discover-for", "soon"],
+        "error: 'soon' is not a value of '--discover-for <DURATION>': give a duration such as \
+         30s, 5m or 1h (see `ota-console devices --help`)\n",
+        "错误：'soon' 不是 '--discover-for <DURATION>' 的有效值：请给出时长，例如 30s、5m 或 1h\
+         （参见 `ota-console devices --help`）\n",
+    ),
+    (
+        &["devices", "--listen", "here"],
+        "error: 'here' is not a value of '--listen <ADDR>': give an address and port such as \
+         127.0.0.1:1883 or 0.0.0.0:8080 (see `ota-console devices --help`)\n",
+        "错误：'here' 不是 '--listen <ADDR>' 的有效值：请给出地址和端口，例如 127.0.0.1:1883 或 \
+         0.0.0.0:8080（参见 `ota-console devices --help`）\n",
+    ),
+    (
+        &["devices", "--max-connections", "0"],
+        "error: '0' is not a value of '--max-connections <N>': give a number of at least 1 (see \
+         `ota-console devices --help`)\n",
+        "错误：'0' 不是 '--max-connections <N>' 的有效值：请给出不小于 1 的数（参见 \
+         `ota-console devices --help`）\n",
+    ),
+    (
+        &["devices", "--keep-alive", "often"],
+        "error: 'often' is not a value of '--keep-alive <SECS>': give a whole number (see \
+         `ota-console devices --help`)\n",
+        "错误：'often' 不是 '--keep-alive <SECS>' 的有效值：请给出一个整数（参见 \
+         `ota-console devices --help`）\n",
+    ),
+    (
+        &["--lang", "fr"],
+        "error: 'fr' is not a value of '--lang <LANG>': the languages are en and zh-CN (see \
+         `ota-console --help`)\n",
+        "错误：'fr' 不是 '--lang <LANG>' 的有效值：可选语言为 en 和 zh-CN（参见 \
+         `ota-console --help`）\n",
+    ),
+    (
+        &[
+            "rollout", "--firmware", "f", "--version", "2", "--target", "aliyun:a/b", "--wave",
+            "0",
+        ],
+        "error: '0' is not a value of '--wave <N|P%>': give a number of devices (e.g. 10) or a \
+         percentage (e.g. 10%) (see `ota-console rollout --help`)\n",
+        "错误：'0' 不是 '--wave <N|P%>' 的有效值：请给出设备数（例如 10）或百分比（例如 10%）\
+         （参见 `ota-console rollout --help`）\n",
+    ),
+    (
+        &["rollout", "--version", "2", "--target", "aliyun:a/b"],
+        "error: required but not given: '--firmware <FILE>' (see `ota-console rollout --help`)\n",
+        "错误：缺少必需的参数：'--firmware <FILE>'（参见 `ota-console rollout --help`）\n",
+    ),
+    (
+        &[
+            "rollout", "--all", "--target", "aliyun:a/b", "--firmware", "f", "--version", "2",
+        ],
+        "error: '--all' cannot be used with '--target <ID>': leave one out (see `ota-console \
+         rollout --help`)\n",
+        "错误：'--all' 不能与 '--target <ID>' 一起使用：请去掉其中一个（参见 `ota-console \
+         rollout --help`）\n",
+    ),
+    (
+        &["devices", "--json", "--json"],
+        "error: '--json' is given more than once: give it once (see `ota-console devices \
+         --help`)\n",
+        "错误：'--json' 给出了不止一次：只需给出一次（参见 `ota-console devices --help`）\n",
+    ),
+];
+
+#[test]
+fn parse_errors_are_said_once_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, en, zh) in PARSE_ERRORS {
+        expect(&run(EN, dir.path(), args), 2, en);
+        expect(&run(ZH, dir.path(), args), 2, zh);
+    }
+}
+
+/// A notice setting's file the command cannot read: the program's own refusal inside clap's
+/// parse, with the setting in words and the OS's reason in the language.
+#[test]
+fn an_unreadable_setting_file_is_said_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("job.json");
+    let missing = missing.to_str().unwrap();
+    let args = [
+        "rollout",
+        "--firmware",
+        "f",
+        "--version",
+        "2",
+        "--target",
+        "aws:pump-7",
+        "--aws-job-document",
+        missing,
+    ];
+    expect(
+        &run(EN, dir.path(), &args),
+        2,
+        &format!(
+            "error: --aws-job-document: cannot read the job document template {missing}: No \
+             such file or directory (os error 2) (see `ota-console rollout --help`)\n"
+        ),
     );
-    assert_eq!(
-        attempts(lines[2]),
-        format!("错误：30s 后仍未连上代理：{reason}（已尝试 N 次）")
+    expect(
+        &run(ZH, dir.path(), &args),
+        2,
+        &format!(
+            "错误：--aws-job-document：无法读取作业文档模板 {missing}：文件或目录不存在（系统错误 \
+             2）（参见 `ota-console rollout --help`）\n"
+        ),
     );
-    assert_eq!(zh.status.code(), Some(2));
+}
+
+/// Help is not an error: printed in full on stdout, exit code 0, nothing on stderr.
+#[test]
+fn help_is_still_printed_by_clap() {
+    let dir = tempfile::tempdir().unwrap();
+    for lang in [EN, ZH] {
+        let out = run(lang, dir.path(), &["rollout", "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--firmware <FILE>"));
+    }
 }

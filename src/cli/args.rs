@@ -75,11 +75,17 @@ pub fn prescan_lang(args: &[OsString]) -> Option<Lang> {
 }
 
 /// Parses the command line in the language in force (help and about lines translated by
-/// `cli::help`); exits as clap does on `--help`, `--version` and errors.
+/// `cli::help`); exits as clap does on `--help` and `--version`, and on a mistake with one
+/// `error:` line in that language (`cli::parse_error`), code 2.
 pub fn parse(args: Vec<OsString>) -> Cli {
-    let cmd = super::help::localize(Cli::command());
-    let matches = cmd.get_matches_from(args);
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let mut cmd = super::help::localize(Cli::command());
+    let parsed = cmd
+        .try_get_matches_from_mut(args.clone())
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    parsed.unwrap_or_else(|e| {
+        let command = super::parse_error::command_path(&cmd, &args);
+        super::parse_error::exit(&e, &command)
+    })
 }
 
 /// "Push firmware over MQTT to fleets of … devices", with every registered dialect.

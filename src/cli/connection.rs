@@ -8,7 +8,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use clap::builder::TypedValueParser;
 
-use crate::engine::{BrokerChoice, EmbeddedAccess, EngineConfig, FirmwareSource};
+use crate::engine::{
+    BrokerChoice, EmbeddedAccess, EngineConfig, EngineError, EngineHandle, FirmwareSource,
+    LinkState,
+};
 use crate::i18n::tr;
 use crate::transport::broker::BrokerTls;
 use crate::transport::http::{DEFAULT_MAX_CONNECTIONS, ServerOptions};
@@ -175,6 +178,43 @@ impl ConnectionArgs {
                 max_bandwidth: self.max_bandwidth,
             },
         })
+    }
+}
+
+/// Waits (at most `timeout`) until the engine's link to the broker is up. When the first
+/// attempt fails, one status line says what the command waits for; why it failed is said once,
+/// in the error when the wait ends (the engine does not log a link that was never up).
+pub async fn wait_for_broker(
+    handle: &EngineHandle,
+    timeout: std::time::Duration,
+) -> Result<(), EngineError> {
+    let announce = async {
+        let mut watch = handle.watch();
+        loop {
+            let retrying = matches!(
+                watch.borrow_and_update().link,
+                LinkState::Reconnecting { .. }
+            );
+            if retrying {
+                eprintln!(
+                    "{}",
+                    tr!(
+                        "cli.connection.waiting",
+                        broker = handle.broker_url(),
+                        waited = humantime::format_duration(timeout)
+                    )
+                );
+                break;
+            }
+            if watch.changed().await.is_err() {
+                break;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        connected = handle.wait_connected(timeout) => connected,
+        () = announce => Ok(()),
     }
 }
 

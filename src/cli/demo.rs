@@ -19,6 +19,7 @@ use anyhow::Context;
 
 use crate::device_id::DeviceId;
 use crate::engine::{CampaignRequest, EngineHandle};
+use crate::i18n::tr;
 use crate::protocol::{Acknowledgement, registry};
 use crate::rollout::{CampaignId, CanarySize, DeviceStatus, Policy, RateLimit};
 use crate::sim::{
@@ -74,6 +75,18 @@ impl Story {
             Story::Rejected => DeviceStatus::Rejected,
             Story::Silent => DeviceStatus::TimedOut,
             Story::RetryRecovers => DeviceStatus::Succeeded,
+        }
+    }
+
+    /// The story in a few words, in the language in force.
+    pub fn words(self) -> String {
+        match self {
+            Story::DownloadFails => tr!("cli.demo.story.download_fails"),
+            Story::DigestMismatch => tr!("cli.demo.story.digest_mismatch"),
+            Story::FlashFails => tr!("cli.demo.story.flash_fails"),
+            Story::Rejected => tr!("cli.demo.story.rejected"),
+            Story::Silent => tr!("cli.demo.story.silent"),
+            Story::RetryRecovers => tr!("cli.demo.story.retry_recovers"),
         }
     }
 
@@ -212,24 +225,27 @@ pub fn fresh_demo_dir(dir: &Path) -> anyhow::Result<()> {
         let ours = dir.join(MARKER).exists()
             || (dir.join("ota-console.db").exists() && dir.join(FIRMWARE_FILE).exists());
         let empty = std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
+            .map_err(io_failed(|why| tr!("cli.demo.cannot_read", path = dir.display(), why = why)))?
             .next()
             .is_none();
         if !ours && !empty {
-            anyhow::bail!(
-                "{} holds files the demo did not make; the demo clears its directory at every \
-                 start, so it will not use this one: move them, or give another --data-dir",
-                dir.display()
-            );
+            anyhow::bail!(tr!("cli.demo.not_ours", dir = dir.display()));
         }
-        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        std::fs::remove_dir_all(dir).map_err(io_failed(|why| tr!("cli.demo.cannot_clear", path = dir.display(), why = why)))?;
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(io_failed(|why| tr!("cli.demo.cannot_create", path = dir.display(), why = why)))?;
+    // A file for whoever looks into the directory, not a message: English like the README.
     std::fs::write(
         dir.join(MARKER),
         "Made by `ota-console --demo`, which clears this directory at every start.\n",
     )
-    .with_context(|| format!("marking {} as the demo's", dir.display()))
+    .map_err(io_failed(|why| tr!("cli.demo.cannot_write", path = dir.display(), why = why)))
+}
+
+/// An I/O failure in words: `say` makes the sentence from the OS's reason in the language in
+/// force.
+fn io_failed(say: impl FnOnce(String) -> String) -> impl FnOnce(std::io::Error) -> anyhow::Error {
+    move |e| anyhow::anyhow!(say(crate::i18n::io_error(&e)))
 }
 
 /// The demo firmware: the same deterministic, incompressible-looking bytes every time.
@@ -243,7 +259,7 @@ fn write_firmware(path: &Path) -> anyhow::Result<()> {
             state.to_le_bytes()[0]
         })
         .collect();
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, bytes).map_err(io_failed(|why| tr!("cli.demo.cannot_write", path = path.display(), why = why)))
 }
 
 /// The fleets of one telling of the story.
@@ -290,7 +306,7 @@ impl Demo {
         let package = engine
             .import_firmware(firmware)
             .await
-            .context("importing the demo firmware")?;
+            .context(tr!("cli.demo.importing"))?;
         let demo = Demo {
             data_dir: data_dir.to_owned(),
             broker_url: engine.broker_url().to_owned(),
@@ -308,16 +324,16 @@ impl Demo {
     async fn start_fleets(&self) -> anyhow::Result<Fleets> {
         let main = SimFleet::start(self.with_logins(demo_fleet(&self.broker_url))?)
             .await
-            .context("starting the demo fleet")?;
+            .context(tr!("cli.demo.starting_fleet"))?;
         let mut cast = Vec::new();
         for story in Story::ALL {
             let Some(config) = story_fleet(story, &self.broker_url) else {
-                tracing::warn!("no simulator can act the demo's {story:?}; it is left out");
+                tracing::warn!("{}", tr!("cli.demo.story_left_out", story = story.words()));
                 continue;
             };
             let fleet = SimFleet::start_held(self.with_logins(config)?)
                 .await
-                .context("starting the demo's cast")?;
+                .context(tr!("cli.demo.starting_cast"))?;
             cast.push((story, fleet));
         }
         Ok(Fleets { main, cast })
@@ -327,7 +343,7 @@ impl Demo {
         if self.secure {
             // A demo broker reachable from the network stays secure: its devices get credentials.
             let (logins, _) = SimLogins::provision(&self.data_dir, &config)
-                .context("giving the demo devices credentials")?;
+                .context(tr!("cli.demo.credentials"))?;
             config.logins = Arc::new(logins);
         }
         Ok(config)
@@ -354,17 +370,18 @@ impl Demo {
     pub async fn start_story(&self, engine: &EngineHandle) -> anyhow::Result<CampaignId> {
         self.wait_fleet_heard(engine).await;
         let fleets = self.fleets.lock().await;
-        let fleets = fleets.as_ref().context("the demo fleet is not running")?;
+        let fleets = fleets.as_ref().context(tr!("cli.demo.fleet_not_running"))?;
         let mut targets = fleets.main.device_ids();
         for (_, fleet) in &fleets.cast {
             targets.extend(fleet.device_ids());
         }
         let request = CampaignRequest {
-            name: format!("Demo: {FROM_VERSION} → {TO_VERSION}"),
+            // Named in the presenter's language: the window shows it as the campaign's name.
+            name: tr!("cli.demo.campaign_name", from = FROM_VERSION, to = TO_VERSION),
             package_sha256: self.package_sha256.clone(),
             version: TO_VERSION.to_owned(),
             module: None,
-            description: "ota-console demo".to_owned(),
+            description: tr!("cli.demo.description"),
             targets,
             policy: demo_policy(),
             settings: Default::default(),
@@ -373,7 +390,7 @@ impl Demo {
         let id = engine
             .start_campaign(request)
             .await
-            .context("starting the demo campaign")?;
+            .context(tr!("cli.demo.starting_campaign"))?;
         for (_, fleet) in &fleets.cast {
             fleet.release();
         }
@@ -428,7 +445,13 @@ impl Demo {
             }
         };
         if tokio::time::timeout(FLEET_HEARD_WAIT, heard).await.is_err() {
-            tracing::warn!("the demo fleet was not all heard within {FLEET_HEARD_WAIT:?}");
+            tracing::warn!(
+                "{}",
+                tr!(
+                    "cli.demo.fleet_not_heard",
+                    waited = humantime::format_duration(FLEET_HEARD_WAIT)
+                )
+            );
         }
     }
 
@@ -451,7 +474,7 @@ impl Demo {
                 demo.start_story(&engine).await
             };
             if let Err(e) = result {
-                let text = format!("The demo could not start: {e:#}");
+                let text = tr!("cli.demo.could_not_start", why = format!("{e:#}"));
                 tracing::error!("{text}");
                 if let Ok(mut error) = demo.error.lock() {
                     *error = Some(text);

@@ -19,6 +19,10 @@ pub struct DevicesArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub discover_for: Duration,
 
+    /// How long to wait for the broker before giving up (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -54,9 +58,7 @@ pub async fn run(args: &DevicesArgs) -> anyhow::Result<()> {
     config.keep_session = args.connection.client_id.is_some();
     let started_ms = now_ms();
     let handle = engine::start(config).await?;
-    handle
-        .wait_connected(super::rollout::CONNECT_TIMEOUT)
-        .await?;
+    super::connection::wait_for_broker(&handle, args.connect_timeout).await?;
     eprintln!(
         "{}",
         tr!(

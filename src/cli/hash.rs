@@ -51,9 +51,7 @@ fn progress_bar() -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     // The template is a constant; if indicatif ever rejects it we keep its default style.
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template(&tr!("cli.hash.progress")) {
         bar.set_style(style);
     }
     bar

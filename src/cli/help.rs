@@ -8,7 +8,7 @@
 //! dialect's data, takes its words from the dialect's keys (`dialect.<id>.setting.<key>.help`,
 //! see [`crate::i18n::dialect_text`]): a dialect read from a file keeps its own words. What
 //! clap itself prints around them (headings, `[default: …]`, the help and version flags) is
-//! replaced too; clap's parse errors stay English (see README, "Languages").
+//! replaced too; clap's parse errors are said by `cli::parse_error`.
 //!
 //! In English nothing is changed: the doc comments are the English texts.
 

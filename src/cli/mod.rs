@@ -11,6 +11,7 @@ pub mod dialects;
 pub mod hash;
 pub mod help;
 pub mod log;
+pub mod parse_error;
 pub mod rollout;
 pub mod sim;
 pub mod tls;

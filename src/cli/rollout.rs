@@ -75,6 +75,10 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub discover_for: Duration,
 
+    /// How long to wait for the broker before giving up (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+
     /// Wave size after the canary: a count (10) or a percentage of the targets (10%).
     #[arg(long, value_name = "N|P%")]
     pub wave: Option<WaveSize>,
@@ -232,7 +236,7 @@ impl FromArgMatches for NoticeSettingArgs {
                     };
                     // The error names the file the text came from.
                     (
-                        read_setting_file(setting, path)?,
+                        read_setting_file(dialect.id(), setting, path)?,
                         format!(" {}", path.display()),
                     )
                 } else {
@@ -259,26 +263,33 @@ impl FromArgMatches for NoticeSettingArgs {
 const MAX_SETTING_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The contents of the FILE given to text `setting`'s flag.
-fn read_setting_file(setting: &NoticeSetting, path: &Path) -> Result<String, clap::Error> {
+fn read_setting_file(
+    dialect: crate::device_id::DialectId,
+    setting: &'static NoticeSetting,
+    path: &Path,
+) -> Result<String, clap::Error> {
     use std::io::Read as _;
     let refused = |why: String| {
         clap::Error::raw(
             clap::error::ErrorKind::InvalidValue,
-            format!(
-                "--{}: cannot read the {} {}: {why}",
-                setting.cli_flag,
-                setting.label.to_lowercase(),
-                path.display()
+            tr!(
+                "cli.rollout.setting_file_unreadable",
+                flag = setting.cli_flag,
+                // Inside a sentence: "the job document template" (no-op in Chinese).
+                setting = crate::terms::dialect::setting_label(dialect, setting).to_lowercase(),
+                file = path.display(),
+                why = why
             ),
         )
     };
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_SETTING_FILE_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| refused(e.to_string()))?;
+        .map_err(|e| refused(crate::i18n::io_error(&e)))?;
     if text.len() as u64 > MAX_SETTING_FILE_BYTES {
-        return Err(refused(format!(
-            "larger than {MAX_SETTING_FILE_BYTES} bytes"
+        return Err(refused(tr!(
+            "cli.rollout.setting_file_too_large",
+            limit = MAX_SETTING_FILE_BYTES
         )));
     }
     Ok(text)
@@ -361,9 +372,7 @@ impl std::str::FromStr for WaveSize {
                 .ok()
                 .filter(|n| *n > 0)
                 .map(WaveSize::Count)
-                .ok_or_else(|| {
-                    format!("{s:?} is not a device count (e.g. 10) or a percentage (e.g. 10%)")
-                }),
+                .ok_or_else(|| tr!("cli.rollout.not_a_count")),
         }
     }
 }
@@ -374,7 +383,7 @@ fn parse_percent(s: &str) -> Result<u8, String> {
         .parse::<u8>()
         .ok()
         .filter(|p| (1..=100).contains(p))
-        .ok_or_else(|| format!("{s:?} is not a percentage from 1 to 100"))
+        .ok_or_else(|| tr!("cli.rollout.not_a_percentage"))
 }
 
 fn parse_rate(s: &str) -> Result<u32, String> {
@@ -382,7 +391,7 @@ fn parse_rate(s: &str) -> Result<u32, String> {
     n.parse::<u32>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{s:?} is not a rate such as 120/min"))
+        .ok_or_else(|| tr!("cli.rollout.not_a_rate"))
 }
 
 /// How the rollout ended, for the exit code.
@@ -434,7 +443,15 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     // The engine's own message already says "cannot start: ..." and what failed where.
     let handle = engine::start(config).await?;
     let started = match args.resume {
-        Some(id) => resume(&handle, CampaignId(id), told.as_ref().map(|t| &t.told)).await,
+        Some(id) => {
+            resume(
+                &handle,
+                CampaignId(id),
+                told.as_ref().map(|t| &t.told),
+                args.connect_timeout,
+            )
+            .await
+        }
         None => start_new(args, &handle).await,
     };
     let id = match started {
@@ -483,10 +500,11 @@ async fn resume(
     handle: &EngineHandle,
     id: CampaignId,
     told: Option<&OfferUrl>,
+    connect_timeout: Duration,
 ) -> anyhow::Result<CampaignId> {
     // Listening before resuming: devices that speak once (a DJI dock's topology at connect)
     // are heard, and the campaign does not start by holding its timers for a broker outage.
-    handle.wait_connected(CONNECT_TIMEOUT).await?;
+    super::connection::wait_for_broker(handle, connect_timeout).await?;
     match (handle.resume_campaign(id).await, told) {
         (Ok(id), _) => Ok(id),
         // This server cannot serve the link the devices were told.
@@ -543,7 +561,7 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
         )
     );
     let module = module_of(args)?;
-    handle.wait_connected(CONNECT_TIMEOUT).await?;
+    super::connection::wait_for_broker(handle, args.connect_timeout).await?;
     if args.all || !args.discover_for.is_zero() {
         eprintln!(
             "{}",
@@ -595,8 +613,6 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
     Ok(handle.start_campaign(request).await?)
 }
 
-/// How long a headless command waits for the broker before giving up.
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `--module`, or the module every `--target` names.
 fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {

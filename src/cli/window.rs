@@ -11,6 +11,7 @@ use anyhow::Context;
 use super::connection::ConnectionArgs;
 use super::demo::{self, Demo};
 use crate::engine::{self, BrokerChoice, EmbeddedAccess, EngineHandle, FirmwareSource};
+use crate::i18n::tr;
 use crate::ui::{self, DemoDriver, UiOptions};
 
 /// Set (to anything) with `--demo`: the story starts as soon as the fleet is heard.
@@ -23,9 +24,7 @@ pub fn run(
     lang: Option<crate::i18n::Lang>,
 ) -> anyhow::Result<()> {
     if demo && connection.tls.https {
-        anyhow::bail!(
-            "--demo's simulated devices download firmware over plain HTTP: leave out --https"
-        );
+        anyhow::bail!(tr!("cli.window.demo_https"));
     }
     let mut config = connection.engine_config()?;
     config.resume_unfinished = true;
@@ -49,7 +48,7 @@ pub fn run(
         .or_else(|e| {
             // A demo must not die because port 1883 is taken: fall back to free ports.
             if demo && matches!(config.broker, BrokerChoice::Embedded { .. }) {
-                tracing::warn!("{e}; the demo uses free ports instead");
+                tracing::warn!("{}", tr!("cli.window.demo_free_ports", why = e));
                 config.broker = BrokerChoice::Embedded {
                     listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                     access: EmbeddedAccess::Open,
@@ -81,7 +80,7 @@ pub fn run(
     let demo_driver: Option<Arc<dyn DemoDriver>> = if demo && engine_started {
         let story = runtime
             .block_on(Demo::launch(&handle, &config.data_dir, demo_secure))
-            .context("starting the demo")?;
+            .context(tr!("cli.window.starting_demo"))?;
         // Scripts that show the window mid-rollout (scripts/screenshots) start the story
         // without a click.
         if std::env::var_os(START_DEMO_ENV).is_some() {

@@ -81,7 +81,7 @@ impl std::str::FromStr for Lang {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Lang::parse(s).ok_or_else(|| format!("{s:?}: the languages are en and zh-CN"))
+        Lang::parse(s).ok_or_else(|| crate::i18n::tr!("i18n.unknown_language"))
     }
 }
 

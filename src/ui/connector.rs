@@ -16,6 +16,7 @@ use super::action::ConnectRequest;
 use super::profiles::{ConnectTarget, ProfileError, Secret};
 use super::start_failure::{StartFailure, StartFailureForm};
 use super::vault::{Remembered, Vault};
+use crate::i18n::tr;
 use crate::engine::{
     self, BrokerChoice, BrokerUrl, Command, EngineConfig, EngineError, EngineHandle,
 };
@@ -87,13 +88,13 @@ impl Connector {
                 tracing::error!("{e}");
                 let label = match &base.broker {
                     BrokerChoice::Embedded { listen, .. } => {
-                        format!("embedded broker on {listen} (not running)")
+                        tr!("ui.connector.embedded_not_running", listen = listen)
                     }
                     BrokerChoice::External(options) => options.url.to_string(),
                 };
                 // The connection bar says it in short; the central area has the whole error.
                 let handle =
-                    EngineHandle::not_started(label, base.data_dir.clone(), "not started".into());
+                    EngineHandle::not_started(label, base.data_dir.clone(), tr!("ui.connector.not_started"));
                 let failure = StartFailureForm::new(StartFailure::new(&e), &base);
                 FirstEngine {
                     handle,
@@ -245,6 +246,12 @@ async fn stop(old: &EngineHandle) {
     }
     let closed = async { while watch.changed().await.is_ok() {} };
     if tokio::time::timeout(SHUTDOWN_WAIT, closed).await.is_err() {
-        tracing::warn!("the previous engine did not stop within {SHUTDOWN_WAIT:?}");
+        tracing::warn!(
+            "{}",
+            tr!(
+                "ui.connector.old_engine_slow",
+                waited = humantime::format_duration(SHUTDOWN_WAIT)
+            )
+        );
     }
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use egui::{FontData, FontFamily, FontInsert, FontPriority, InsertFontFamily};
 
+use crate::i18n::tr;
+
 /// The bundled fallback (≈ 0.8 MiB; see `assets/fonts/LICENSE-OFL.txt`).
 const BUNDLED_SUBSET: &[u8] = include_bytes!("../../assets/fonts/NotoSansSC-subset.otf");
 
@@ -88,7 +90,10 @@ impl CjkFonts {
                     break;
                 }
                 Err(FontFileError::Missing) => {}
-                Err(e) => tracing::warn!(font = %path.display(), "skipping CJK font: {e}"),
+                Err(e) => tracing::warn!(
+                    "{}",
+                    tr!("ui.fonts.skipped", font = path.display(), why = e)
+                ),
             }
         }
         fonts
@@ -117,13 +122,13 @@ impl CjkFonts {
 
 #[derive(Debug, thiserror::Error)]
 enum FontFileError {
-    #[error("no such file")]
+    #[error("{}", tr!("ui.fonts.missing"))]
     Missing,
-    #[error("cannot read it: {0}")]
+    #[error("{}", tr!("ui.fonts.unreadable", why = crate::i18n::io_error(_0)))]
     Io(std::io::Error),
-    #[error("{0} bytes is larger than the {MAX_FONT_BYTES}-byte limit")]
+    #[error("{}", tr!("ui.fonts.too_large", size = _0, limit = MAX_FONT_BYTES))]
     TooLarge(u64),
-    #[error("not a TrueType/OpenType font or collection, or it has no face {0}")]
+    #[error("{}", tr!("ui.fonts.not_a_font", face = _0))]
     NotAFont(u32),
 }
 

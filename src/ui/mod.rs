@@ -52,6 +52,7 @@ pub use fonts::CjkFonts;
 pub use settings::Settings;
 
 use crate::engine::EngineHandle;
+use crate::i18n::tr;
 
 /// How the window starts.
 #[derive(Debug, Clone)]
@@ -106,7 +107,7 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
     let mut viewport = egui::ViewportBuilder::default();
     match app_icon() {
         Ok(icon) => viewport = viewport.with_icon(std::sync::Arc::new(icon)),
-        Err(e) => tracing::warn!("the window icon could not be read: {e}"),
+        Err(e) => tracing::warn!("{}", tr!("ui.run.no_icon", why = e)),
     }
     let native = eframe::NativeOptions {
         viewport: viewport
@@ -147,7 +148,7 @@ pub fn run(handle: EngineHandle, options: UiOptions) -> anyhow::Result<()> {
             Ok(Box::new(app))
         }),
     )
-    .map_err(|e| anyhow::anyhow!("the window could not run: {e}"))
+    .map_err(|e| anyhow::anyhow!(tr!("ui.run.failed", why = e)))
 }
 
 /// The application icon (the one the desktop entry names, `assets/icon/`), for the window.
@@ -167,8 +168,12 @@ fn private_settings_file() -> Option<std::path::PathBuf> {
         .and_then(|()| crate::private_fs::private_file(&file, b"{}\n"));
     if let Err(e) = made {
         tracing::warn!(
-            "cannot make the settings file {} private: {e}",
-            file.display()
+            "{}",
+            tr!(
+                "ui.run.settings_not_private",
+                file = file.display(),
+                why = crate::i18n::io_error(&e)
+            )
         );
     }
     Some(file)

@@ -129,7 +129,7 @@ pub fn existing_broker_request(addr: SocketAddr) -> ConnectRequest {
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
     let mut profile = BrokerProfile {
-        name: format!("broker on port {}", addr.port()),
+        name: tr!("ui.start.profile_name", port = addr.port()),
         url: format!("mqtt://{host}:{}", addr.port()),
         ..BrokerProfile::default()
     };

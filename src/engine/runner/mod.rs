@@ -60,6 +60,10 @@ pub(super) struct Runner {
     lock: CampaignLock,
     /// The server-side state of the dialects that keep one (`protocol::Services`).
     services: Services,
+    /// The link to the broker has been up once. Until then a failing link is not logged:
+    /// whoever started the engine waits for it ([`super::EngineHandle::wait_connected`]) and
+    /// says why it failed, once (the CLI's `error:` line; the window shows the alert).
+    link_was_up: bool,
 }
 
 impl Runner {
@@ -80,6 +84,7 @@ impl Runner {
             io,
             fleet: FleetState::default(),
             services: Services::for_registered(),
+            link_was_up: false,
         };
         if let Some(warning) = runner.io.session_warning() {
             runner.alert(AlertLevel::Warning, warning);
@@ -179,17 +184,18 @@ impl Runner {
 
     fn on_link_state(&mut self, state: &LinkState) {
         match state {
-            LinkState::Failed { reason } => self.alert(
+            LinkState::Failed { reason } => self.link_alert(
                 AlertLevel::Error,
                 tr!("engine.alert.broker_failed", why = reason),
             ),
             LinkState::Reconnecting {
                 reason, attempt: 1, ..
-            } => self.alert(
+            } => self.link_alert(
                 AlertLevel::Warning,
                 tr!("engine.alert.broker_lost", why = reason),
             ),
             LinkState::Connected => {
+                self.link_was_up = true;
                 tracing::info!("connected to the MQTT broker");
                 self.lock_reconnected();
             }
@@ -241,6 +247,16 @@ impl Runner {
     /// Tells the operator (and the log).
     fn alert(&mut self, level: AlertLevel, text: String) {
         self.alerts.push(level, text, self.clock.now_ms());
+    }
+
+    /// An alert about the link: logged once the link has been up, only kept before (see
+    /// `link_was_up`).
+    fn link_alert(&mut self, level: AlertLevel, text: String) {
+        if self.link_was_up {
+            self.alert(level, text);
+        } else {
+            self.alerts.keep(level, text, self.clock.now_ms());
+        }
     }
 
     fn slow_housekeeping(&mut self) {
