@@ -67,7 +67,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", ota_console::cli::words::error(&format!("{e:#}")));
+            let words = ota_console::cli::words::chain(&e);
+            eprintln!("{}", ota_console::cli::words::error(&words));
             ExitCode::from(USAGE_ERROR)
         }
     }

@@ -156,6 +156,27 @@ fn usage_mistakes_name_the_flags_to_give() {
     }
 }
 
+/// A campaign to resume that does not exist: the engine's refusal names it; the command adds
+/// no second "resuming campaign 99" before it.
+#[test]
+fn a_campaign_to_resume_that_does_not_exist_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["rollout", "--resume", "99"];
+    args.extend(LOCAL);
+    expect(
+        &run(EN, dir.path(), &args),
+        2,
+        "error: cannot resume campaign 99: campaign 99 does not exist\n",
+    );
+    // The reason is the store's sentence (translated with the library's texts): the line is
+    // one, and starts with the command's words.
+    let out = run(ZH, dir.path(), &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("错误：无法继续升级任务 99："), "{err}");
+}
+
 /// Replaces each run of digits after the last parenthesis by one `N`: how many attempts a
 /// wait for the broker made depends on timing; everything else is fixed.
 fn attempts(text: &str) -> String {

@@ -474,7 +474,8 @@ impl Demo {
                 demo.start_story(&engine).await
             };
             if let Err(e) = result {
-                let text = tr!("cli.demo.could_not_start", why = format!("{e:#}"));
+                let why = super::words::chain(&e);
+                let text = tr!("cli.demo.could_not_start", why = why);
                 tracing::error!("{text}");
                 if let Ok(mut error) = demo.error.lock() {
                     *error = Some(text);

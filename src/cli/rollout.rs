@@ -458,7 +458,7 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
         Ok(id) => id,
         Err(e) if is_held(&e) => {
             // The engine's sentence: which console holds it, where, since when.
-            eprintln!("{e:#}");
+            eprintln!("{}", super::words::chain(&e));
             // Lets its withdrawn claim reach the broker before the link closes.
             handle.shut_down().await;
             return Ok(Outcome::HeldElsewhere);
@@ -519,6 +519,8 @@ async fn resume(
                 port = port
             )))
         }
+        // The engine's refusal names the campaign already.
+        (Err(e @ EngineError::Refused(_)), _) => Err(e.into()),
         (Err(e), _) => Err(anyhow::Error::new(e).context(tr!("cli.rollout.resuming", id = id))),
     }
 }

@@ -10,6 +10,16 @@ pub fn error(message: &dyn Display) -> String {
     tr!("cli.error", message = message)
 }
 
+/// An error and its causes, outermost first, joined as the language joins clauses (`a: b` /
+/// `a：b`): anyhow's `{:#}` with the separator of the language in force.
+pub fn chain(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(&tr!("cli.chain_separator"))
+}
+
 /// A file of the dialects folder that was refused and skipped.
 pub fn dialect_skipped(why: &dyn Display) -> String {
     tr!("cli.dialect_skipped", why = why)
