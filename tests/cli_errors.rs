@@ -349,7 +349,14 @@ const PARSE_ERRORS: &[Case<'static>] = &[
     ),
     (
         &[
-            "rollout", "--firmware", "f", "--version", "2", "--target", "aliyun:a/b", "--wave",
+            "rollout",
+            "--firmware",
+            "f",
+            "--version",
+            "2",
+            "--target",
+            "aliyun:a/b",
+            "--wave",
             "0",
         ],
         "error: '0' is not a value of '--wave <N|P%>': give a number of devices (e.g. 10) or a \
@@ -364,7 +371,14 @@ const PARSE_ERRORS: &[Case<'static>] = &[
     ),
     (
         &[
-            "rollout", "--all", "--target", "aliyun:a/b", "--firmware", "f", "--version", "2",
+            "rollout",
+            "--all",
+            "--target",
+            "aliyun:a/b",
+            "--firmware",
+            "f",
+            "--version",
+            "2",
         ],
         "error: '--all' cannot be used with '--target <ID>': leave one out (see `ota-console \
          rollout --help`)\n",
@@ -431,7 +445,11 @@ fn help_is_still_printed_by_clap() {
     for lang in [EN, ZH] {
         let out = run(lang, dir.path(), &["rollout", "--help"]);
         assert_eq!(out.status.code(), Some(0));
-        assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("--firmware <FILE>"));
     }
 }

@@ -225,21 +225,29 @@ pub fn fresh_demo_dir(dir: &Path) -> anyhow::Result<()> {
         let ours = dir.join(MARKER).exists()
             || (dir.join("ota-console.db").exists() && dir.join(FIRMWARE_FILE).exists());
         let empty = std::fs::read_dir(dir)
-            .map_err(io_failed(|why| tr!("cli.demo.cannot_read", path = dir.display(), why = why)))?
+            .map_err(io_failed(|why| {
+                tr!("cli.demo.cannot_read", path = dir.display(), why = why)
+            }))?
             .next()
             .is_none();
         if !ours && !empty {
             anyhow::bail!(tr!("cli.demo.not_ours", dir = dir.display()));
         }
-        std::fs::remove_dir_all(dir).map_err(io_failed(|why| tr!("cli.demo.cannot_clear", path = dir.display(), why = why)))?;
+        std::fs::remove_dir_all(dir).map_err(io_failed(|why| {
+            tr!("cli.demo.cannot_clear", path = dir.display(), why = why)
+        }))?;
     }
-    std::fs::create_dir_all(dir).map_err(io_failed(|why| tr!("cli.demo.cannot_create", path = dir.display(), why = why)))?;
+    std::fs::create_dir_all(dir).map_err(io_failed(|why| {
+        tr!("cli.demo.cannot_create", path = dir.display(), why = why)
+    }))?;
     // A file for whoever looks into the directory, not a message: English like the README.
     std::fs::write(
         dir.join(MARKER),
         "Made by `ota-console --demo`, which clears this directory at every start.\n",
     )
-    .map_err(io_failed(|why| tr!("cli.demo.cannot_write", path = dir.display(), why = why)))
+    .map_err(io_failed(|why| {
+        tr!("cli.demo.cannot_write", path = dir.display(), why = why)
+    }))
 }
 
 /// An I/O failure in words: `say` makes the sentence from the OS's reason in the language in
@@ -259,7 +267,9 @@ fn write_firmware(path: &Path) -> anyhow::Result<()> {
             state.to_le_bytes()[0]
         })
         .collect();
-    std::fs::write(path, bytes).map_err(io_failed(|why| tr!("cli.demo.cannot_write", path = path.display(), why = why)))
+    std::fs::write(path, bytes).map_err(io_failed(|why| {
+        tr!("cli.demo.cannot_write", path = path.display(), why = why)
+    }))
 }
 
 /// The fleets of one telling of the story.
@@ -377,7 +387,11 @@ impl Demo {
         }
         let request = CampaignRequest {
             // Named in the presenter's language: the window shows it as the campaign's name.
-            name: tr!("cli.demo.campaign_name", from = FROM_VERSION, to = TO_VERSION),
+            name: tr!(
+                "cli.demo.campaign_name",
+                from = FROM_VERSION,
+                to = TO_VERSION
+            ),
             package_sha256: self.package_sha256.clone(),
             version: TO_VERSION.to_owned(),
             module: None,

@@ -133,10 +133,7 @@ fn what(error: &clap::Error) -> String {
             }
         }
         (ErrorKind::ValueValidation, Some(arg), Some(value)) => {
-            let why = error
-                .source()
-                .map(reason)
-                .unwrap_or_default();
+            let why = error.source().map(reason).unwrap_or_default();
             tr!(
                 "clap.error.value_refused",
                 value = value,
@@ -267,4 +264,61 @@ fn raw_message(error: &clap::Error) -> String {
     let text = text.strip_prefix("error: ").unwrap_or(text);
     // Usage and the pointer to --help follow a blank line.
     text.split("\n\n").next().unwrap_or(text).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::{Lang, ThreadLang};
+
+    fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+        args.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_help_pointed_to_is_the_subcommands() {
+        use clap::CommandFactory;
+        let cmd = crate::cli::args::Cli::command();
+        assert_eq!(
+            command_path(&cmd, &os(&["ota-console", "rollout", "--frimware"])),
+            "ota-console rollout"
+        );
+        assert_eq!(
+            command_path(&cmd, &os(&["ota-console", "rolout"])),
+            "ota-console"
+        );
+        // After `--` everything is a value.
+        assert_eq!(
+            command_path(&cmd, &os(&["ota-console", "--", "devices"])),
+            "ota-console"
+        );
+    }
+
+    #[test]
+    fn clap_ranges_are_said_as_bounds() {
+        #[derive(Debug)]
+        struct Text(&'static str);
+        impl std::fmt::Display for Text {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Text {}
+        let _en = ThreadLang::new(Lang::En);
+        assert_eq!(
+            reason(&Text("0 is not in 1..=4294967295")),
+            "give a number of at least 1"
+        );
+        assert_eq!(
+            reason(&Text("70000 is not in 1..=65535")),
+            "give a number from 1 to 65535"
+        );
+        assert_eq!(reason(&Text("something else")), "something else");
+        drop(_en);
+        let _zh = ThreadLang::new(Lang::ZhCn);
+        assert_eq!(
+            reason(&Text("0 is not in 1..=4294967295")),
+            "请给出不小于 1 的数"
+        );
+    }
 }

@@ -615,7 +615,6 @@ async fn start_new(args: &RolloutArgs, handle: &EngineHandle) -> anyhow::Result<
     Ok(handle.start_campaign(request).await?)
 }
 
-
 /// `--module`, or the module every `--target` names.
 fn module_of(args: &RolloutArgs) -> anyhow::Result<Option<String>> {
     if args.module.is_some() {

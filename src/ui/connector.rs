@@ -16,10 +16,10 @@ use super::action::ConnectRequest;
 use super::profiles::{ConnectTarget, ProfileError, Secret};
 use super::start_failure::{StartFailure, StartFailureForm};
 use super::vault::{Remembered, Vault};
-use crate::i18n::tr;
 use crate::engine::{
     self, BrokerChoice, BrokerUrl, Command, EngineConfig, EngineError, EngineHandle,
 };
+use crate::i18n::tr;
 
 /// How long a switch waits for the old engine to finish before starting the new one.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
@@ -93,8 +93,11 @@ impl Connector {
                     BrokerChoice::External(options) => options.url.to_string(),
                 };
                 // The connection bar says it in short; the central area has the whole error.
-                let handle =
-                    EngineHandle::not_started(label, base.data_dir.clone(), tr!("ui.connector.not_started"));
+                let handle = EngineHandle::not_started(
+                    label,
+                    base.data_dir.clone(),
+                    tr!("ui.connector.not_started"),
+                );
                 let failure = StartFailureForm::new(StartFailure::new(&e), &base);
                 FirstEngine {
                     handle,
