@@ -11,13 +11,51 @@ pub fn error(message: &dyn Display) -> String {
 }
 
 /// An error and its causes, outermost first, joined as the language joins clauses (`a: b` /
-/// `a：b`): anyhow's `{:#}` with the separator of the language in force.
+/// `a：b`): anyhow's `{:#}` with the separator of the language in force. A cause already said
+/// by the message around it (an error that words its source and also returns it as
+/// `source()`) is said once.
 pub fn chain(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(&tr!("cli.chain_separator"))
+    let separator = tr!("cli.chain_separator");
+    let mut said = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(&separator);
+        }
+        said.push_str(&text);
+    }
+    said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::{Lang, ThreadLang};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Worded {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_said_once_and_joined_in_the_language() {
+        let worded = Worded {
+            path: "/x.csv",
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        };
+        let error = anyhow::Error::new(worded).context("importing");
+        let _en = ThreadLang::new(Lang::En);
+        assert_eq!(chain(&error), "importing: /x.csv: no such file");
+        drop(_en);
+        let _zh = ThreadLang::new(Lang::ZhCn);
+        assert_eq!(chain(&error), "importing：/x.csv: no such file");
+    }
 }
 
 /// A file of the dialects folder that was refused and skipped.
