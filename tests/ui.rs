@@ -1160,6 +1160,30 @@ fn the_window_opens_when_the_broker_port_is_taken_and_can_use_the_broker_there()
     drop(rt);
 }
 
+/// A window whose embedded broker could not start names it in the connection bar in the
+/// operator's language (the connector's own words, not the engine's).
+fn a_broker_that_did_not_start_is_named_in_the_bar(lang: Lang) {
+    let _lang = ThreadLang::new(lang);
+    let rt = runtime();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = loopback_config(data.path()).with_open_broker();
+    config.broker = BrokerChoice::Embedded {
+        listen,
+        access: EmbeddedAccess::Open,
+        tls: None,
+    };
+    let started = rt.block_on(engine::start(config.clone()));
+    assert!(started.is_err(), "the port is taken");
+    let first = Connector::first(rt.handle().clone(), config, started);
+    let mut h = app_harness(first.handle, Settings::default(), egui::vec2(1280.0, 720.0));
+    h.run_steps(2);
+    let label = lf("ui.connector.embedded_not_running", &[("listen", &listen)]);
+    assert!(has_label(&h, &label), "{label}");
+    drop(rt);
+}
+
 /// Another way out of a taken port: start on other ports (0 = any free one).
 fn a_start_failure_can_be_left_by_starting_on_other_ports(lang: Lang) {
     let _lang = ThreadLang::new(lang);
@@ -1475,6 +1499,7 @@ in_both_languages!(
     an_open_broker_wears_a_warning_badge_and_a_secure_one_counts_refusals,
     simulated_devices_of_a_dialect_file_upgrade_from_the_window,
     a_start_failure_can_be_left_by_starting_on_other_ports,
+    a_broker_that_did_not_start_is_named_in_the_bar,
     a_tile_click_inspects_and_its_corner_box_selects,
     a_running_rollout_shows_its_counts_and_eta_without_scrolling,
     an_alert_arriving_does_not_move_the_tiles_button,
