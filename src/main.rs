@@ -103,6 +103,15 @@ fn init_logging(given_filter: &str) {
                 .parse()
                 .unwrap_or_default(),
         );
+    // The windowing crates' own warnings are for their developers (see `QUIET_FOR_PEOPLE`).
+    let filter = if given {
+        filter
+    } else {
+        log::QUIET_FOR_PEOPLE
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .fold(filter, EnvFilter::add_directive)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

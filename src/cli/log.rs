@@ -16,6 +16,27 @@ use crate::i18n::tr;
 /// The filter when nobody gave one: what an operator should read.
 pub const DEFAULT_FILTER: &str = "warn";
 
+/// Added to [`DEFAULT_FILTER`] when nobody gave a filter: the windowing and graphics crates'
+/// warnings ("error setting XSETTINGS…", "XRandR reported that the display's 0mm in size…")
+/// are their developers' English about the desktop, not about the console; an operator reads
+/// their errors only.
+pub const QUIET_FOR_PEOPLE: &[&str] = &[
+    "winit=error",
+    "sctk=error",
+    "smithay_client_toolkit=error",
+    "eframe=error",
+    "egui_winit=error",
+    "egui_glow=error",
+    "egui_wgpu=error",
+    "wgpu=error",
+    "wgpu_core=error",
+    "wgpu_hal=error",
+    "naga=error",
+    "glutin=error",
+    "arboard=error",
+    "zbus=error",
+];
+
 /// Prints each event as a sentence: `warning: MESSAGE field=value…`.
 pub struct PeopleFormat;
 
