@@ -30,6 +30,19 @@ pub fn chain(error: &anyhow::Error) -> String {
     said
 }
 
+/// A file of the dialects folder that was refused and skipped.
+pub fn dialect_skipped(why: &dyn Display) -> String {
+    tr!("cli.dialect_skipped", why = why)
+}
+
+pub fn no_runtime(why: &dyn Display) -> String {
+    error(&tr!("cli.no_runtime", why = why))
+}
+
+pub fn no_window() -> String {
+    tr!("cli.no_window")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,17 +69,4 @@ mod tests {
         let _zh = ThreadLang::new(Lang::ZhCn);
         assert_eq!(chain(&error), "importing：/x.csv: no such file");
     }
-}
-
-/// A file of the dialects folder that was refused and skipped.
-pub fn dialect_skipped(why: &dyn Display) -> String {
-    tr!("cli.dialect_skipped", why = why)
-}
-
-pub fn no_runtime(why: &dyn Display) -> String {
-    error(&tr!("cli.no_runtime", why = why))
-}
-
-pub fn no_window() -> String {
-    tr!("cli.no_window")
 }
