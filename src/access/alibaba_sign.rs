@@ -18,6 +18,7 @@
 //!
 //! Pure; never panics on what a client sends; comparisons are constant-time.
 
+use crate::i18n::tr;
 use hmac::{Hmac, KeyInit, Mac};
 
 /// Longest client id, user name or password looked at (Alibaba's limits are far lower).
@@ -46,23 +47,23 @@ impl SignMethod {
 /// Why a signed login was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
-    #[error("{what} is longer than {MAX_FIELD_BYTES} bytes")]
+    #[error("{}", tr!("error.sign.too_long", what = what, max = MAX_FIELD_BYTES))]
     TooLong { what: &'static str },
-    #[error("the client id has no |…| parameters, so it is not an Alibaba signed login")]
+    #[error("{}", tr!("error.sign.not_signed"))]
     NotSigned,
-    #[error("the client id's parameters {0:?} are malformed (expected key=value,…)")]
+    #[error("{}", tr!("error.sign.malformed_params", params = format!("{_0:?}")))]
     MalformedParams(String),
-    #[error("the client id names no signmethod")]
+    #[error("{}", tr!("error.sign.no_sign_method"))]
     NoSignMethod,
-    #[error("unsupported signmethod {0:?} (hmacsha1, hmacsha256 or hmacmd5)")]
+    #[error("{}", tr!("error.sign.unknown_sign_method", method = format!("{_0:?}")))]
     UnknownSignMethod(String),
-    #[error("the client id's securemode {0:?} is not an integer")]
+    #[error("{}", tr!("error.sign.bad_secure_mode", mode = format!("{_0:?}")))]
     BadSecureMode(String),
-    #[error("the user name is not of the form deviceName&productKey")]
+    #[error("{}", tr!("error.sign.bad_user_name"))]
     BadUserName,
-    #[error("the password is not a hex HMAC")]
+    #[error("{}", tr!("error.sign.password_not_hex"))]
     PasswordNotHex,
-    #[error("the signature does not match the device secret")]
+    #[error("{}", tr!("error.sign.mismatch"))]
     Mismatch,
 }
 

@@ -28,6 +28,7 @@
 //! Mosquitto password file's separator). Passwords are stored as written: the file is 0600, and
 //! the embedded broker needs them to check logins.
 
+use crate::i18n::tr;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -60,25 +61,23 @@ const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Why credentials could not be loaded, imported or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(source)))]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{}: larger than {MAX_FILE_BYTES} bytes", path.display())]
+    #[error("{}", tr!("error.credentials.too_large", path = path.display(), limit = MAX_FILE_BYTES))]
     TooLarge { path: PathBuf },
-    #[error("{}: not valid console credentials: {detail}", path.display())]
+    #[error("{}", tr!("error.credentials.bad_console_file", path = path.display(), detail = detail))]
     BadConsoleFile { path: PathBuf, detail: String },
-    #[error("{source_name} line {line}: {detail}")]
+    #[error("{}", tr!("error.credentials.bad_line", file = source_name, line = line, detail = detail))]
     BadLine {
         source_name: String,
         line: u64,
         detail: String,
     },
-    #[error(
-        "{source_name}: no {column} column (the header needs ProductKey, DeviceName and DeviceSecret)"
-    )]
+    #[error("{}", tr!("error.credentials.missing_column", file = source_name, column = column))]
     MissingColumn {
         source_name: String,
         column: &'static str,
@@ -504,15 +503,15 @@ impl UserTable {
 /// Why a login was refused (for the log and the inspector; the client only learns "refused").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("no user name or password")]
+    #[error("{}", tr!("error.login.no_credentials"))]
     NoCredentials,
-    #[error("unknown user {0:?}")]
+    #[error("{}", tr!("error.login.unknown_user", user = format!("{_0:?}")))]
     UnknownUser(String),
-    #[error("wrong password for user {0:?}")]
+    #[error("{}", tr!("error.login.wrong_password", user = format!("{_0:?}")))]
     WrongPassword(String),
-    #[error("Alibaba signature of {username:?} refused: {why}")]
+    #[error("{}", tr!("error.login.bad_signature", user = format!("{username:?}"), why = why))]
     BadSignature { username: String, why: SignError },
-    #[error("too many refused logins from {key}; retry in {}", humantime::format_duration(*retry_after))]
+    #[error("{}", tr!("error.login.throttled", key = key, after = humantime::format_duration(*retry_after)))]
     Throttled { key: String, retry_after: Duration },
 }
 

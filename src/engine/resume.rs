@@ -8,6 +8,7 @@
 //! caller can tell the operator. Must never: change an explicit bind port, or move a campaign
 //! to a URL that [`super::validate_download_url`] refuses.
 
+use crate::i18n::tr;
 use super::config::{EngineConfig, FirmwareSource};
 use super::download_url::DownloadUrlError;
 use crate::rollout::CampaignId;
@@ -26,13 +27,13 @@ pub struct ResumeInfo {
 /// Why a campaign's downloads could not be moved before resuming it.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    #[error("cannot move campaign {campaign}'s downloads to {url}: {error}")]
+    #[error("{}", tr!("error.resume.not_moved", campaign = campaign, url = url, why = error))]
     BadUrl {
         campaign: CampaignId,
         url: String,
         error: DownloadUrlError,
     },
-    #[error("cannot move campaign {campaign}'s downloads to {url}: {error}")]
+    #[error("{}", tr!("error.resume.not_moved", campaign = campaign, url = url, why = error))]
     NotMoved {
         campaign: CampaignId,
         url: String,

@@ -17,6 +17,7 @@
 //! The locks are advisory `flock`s, released by the kernel when the process dies (also by
 //! `kill -9`), so a crash never leaves a session locked.
 
+use crate::i18n::tr;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,17 +35,13 @@ const MAX_STORED_ID_BYTES: usize = 256;
 /// Why no client id could be chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionIdError {
-    #[error("cannot keep the MQTT client id in {path}: {source}")]
+    #[error("{}", tr!("error.session.io", path = path.display(), why = crate::i18n::io_error(source)))]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error(
-        "MQTT client id {id:?} is in use by another console on the data directory {dir}: two \
-         consoles on one persistent session would keep disconnecting each other. Stop the other \
-         console, or give this one another --client-id"
-    )]
+    #[error("{}", tr!("error.session.in_use", id = format!("{id:?}"), dir = dir.display()))]
     InUse { id: String, dir: PathBuf },
 }
 

@@ -2,12 +2,14 @@
 //! and the [`Transition`]s the state machine asks to persist. Everything here is plain data that
 //! the store writes and reads back for [`super::Campaign::resume`]; no logic beyond naming.
 
+use crate::i18n::tr;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::note::Note;
 use super::policy::Policy;
 use super::{CampaignId, Timestamp};
 use crate::device_id::{DeviceId, DialectId};
@@ -91,7 +93,7 @@ impl fmt::Display for DeviceStatus {
 
 /// A status name that is not one of [`DeviceStatus`] or [`CampaignState`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {value:?}")]
+#[error("{}", tr!("error.unknown_name", what = what, value = format!("{value:?}")))]
 pub struct UnknownName {
     pub what: &'static str,
     pub value: String,
@@ -267,7 +269,8 @@ pub struct TargetRecord {
     /// `attempts` when the current retry budget began (the operator's `RetryFailed` starts a
     /// new one).
     pub round_start: u32,
-    pub error: Option<String>,
+    /// Why it failed, was skipped or waits for a retry (worded when shown: `terms::notes`).
+    pub error: Option<Note>,
     /// The device-side failure code, tagged with the dialect whose
     /// [`crate::protocol::ErrorTable`] gives its meaning.
     pub code: Option<FailureCode>,
@@ -466,7 +469,7 @@ pub enum Change {
     Device {
         from: DeviceStatus,
         record: TargetRecord,
-        detail: String,
+        detail: Note,
     },
     /// A device's row changed without a status change (percent, wave, tid, timers): write the
     /// row only, no journal line.
@@ -477,7 +480,7 @@ pub enum Change {
         from: CampaignState,
         to: CampaignState,
         current_wave: Option<u32>,
-        detail: String,
+        detail: Note,
     },
 }
 

@@ -16,6 +16,7 @@
 //! it cannot read back exactly (a new key would silently change the links of running
 //! campaigns: it is refused instead, saying which file to remove).
 
+use crate::i18n::tr;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -38,22 +39,19 @@ const DOMAIN: &[u8] = b"ota-console per-device download link v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadKeyError {
-    #[error("cannot create the download link key {path}: {source}")]
+    #[error("{}", tr!("error.download_key.create", path = path.display(), why = crate::i18n::io_error(source)))]
     Create {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot read the download link key {path}: {source}")]
+    #[error("{}", tr!("error.download_key.read", path = path.display(), why = crate::i18n::io_error(source)))]
     Read {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error(
-        "the download link key {0} is damaged (it must hold 64 hex digits); remove it to make a \
-         new one (links given to devices of running campaigns then stop working)"
-    )]
+    #[error("{}", tr!("error.download_key.damaged", path = _0.display()))]
     Damaged(PathBuf),
 }
 

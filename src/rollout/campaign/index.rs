@@ -11,6 +11,7 @@ use super::{Campaign, caps};
 use crate::device_id::DeviceId;
 use crate::protocol::KeySource;
 use crate::rollout::device::{DeviceCtx, Step};
+use crate::rollout::note::Note;
 use crate::rollout::rate::TokenBucket;
 use crate::rollout::record::{
     CampaignState, Change, DeviceStatus, PersistedCampaign, TargetRecord, Transition,
@@ -141,7 +142,10 @@ impl Campaign {
                 let detail = step
                     .detail
                     .clone()
-                    .unwrap_or_else(|| format!("{} -> {}", before.status, after.status));
+                    .unwrap_or(Note::StatusChange {
+                        from: before.status,
+                        to: after.status,
+                    });
                 Change::Device {
                     from: before.status,
                     record: after.clone(),

@@ -37,6 +37,7 @@ mod scheduler;
 use std::collections::{BTreeSet, HashMap};
 
 use super::device;
+use super::note::Note;
 use super::policy::Policy;
 use super::rate::TokenBucket;
 use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, TargetRecord};
@@ -328,13 +329,13 @@ impl Campaign {
             Input::Pause => self.command_state(
                 CampaignState::Running,
                 CampaignState::Paused,
-                "paused by the operator",
+                Note::PausedByOperator,
                 &mut out,
             ),
             Input::Resume => self.command_state(
                 CampaignState::Paused,
                 CampaignState::Running,
-                "resumed by the operator",
+                Note::ResumedByOperator,
                 &mut out,
             ),
             Input::Cancel => self.cancel(&mut out),

@@ -11,6 +11,7 @@ use super::{Campaign, caps};
 use crate::device_id::DeviceId;
 use crate::protocol::Presence;
 use crate::rollout::device::{self, Step};
+use crate::rollout::note::Note;
 use crate::rollout::record::DeviceStatus;
 use crate::rollout::{Action, LogLevel, Timestamp};
 
@@ -103,11 +104,10 @@ impl Campaign {
                 out,
                 None,
                 LogLevel::Info,
-                format!(
-                    "{} notice(s) that may not have arrived: re-sent unless answered within {} ms",
-                    waiting.len(),
-                    self.spec.policy.settle_ms
-                ),
+                Note::MaybeLost {
+                    count: waiting.len(),
+                    ms: self.spec.policy.settle_ms,
+                },
             );
         }
     }
@@ -127,7 +127,7 @@ impl Campaign {
                 out,
                 None,
                 LogLevel::Info,
-                format!("{count} notice(s) that may not have arrived re-sent"),
+                Note::MaybeLostResent { count },
             );
         }
     }
@@ -158,7 +158,7 @@ impl Campaign {
                 out,
                 Some(&rec.device),
                 LogLevel::Info,
-                "device is back online: notice re-sent".into(),
+                Note::BackOnline,
             );
             out.push(Action::SendUpgrade(order_for(rec, true)));
         }
@@ -184,7 +184,7 @@ impl Campaign {
             out,
             None,
             LogLevel::Warn,
-            "the broker link is down: timeouts and new notices wait until it is back".into(),
+            Note::BrokerDown,
         );
     }
 
@@ -208,11 +208,10 @@ impl Campaign {
             out,
             None,
             LogLevel::Info,
-            format!(
-                "the broker link is back after {:.1} s: {} device(s) in flight get that time back",
-                outage_ms as f64 / 1000.0,
-                in_flight.len()
-            ),
+            Note::BrokerBack {
+                outage_ms,
+                count: in_flight.len(),
+            },
         );
     }
 }
