@@ -14,6 +14,7 @@ use super::library::Library;
 use super::publisher::Publisher;
 use super::runner::Runner;
 use super::snapshot::{BrokerGuard, Snapshot};
+use crate::i18n::tr;
 use crate::access::credentials::ConsoleCredentials;
 use crate::firmware::FirmwareStore;
 use crate::fleet::inspector::Inspector;
@@ -247,8 +248,8 @@ fn connect_options(
             }
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = match broker.tls_addr() {
-                Some(tls) => format!("embedded broker on {addr}, TLS on {tls}"),
-                None => format!("embedded broker on {addr}"),
+                Some(tls) => tr!("engine.embedded_broker_tls", addr = addr, tls = tls),
+                None => tr!("engine.embedded_broker", addr = addr),
             };
             let mut options = LinkOptions::new(url);
             // The console logs in to its own broker like any client (an open one ignores it).

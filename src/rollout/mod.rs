@@ -189,6 +189,7 @@ pub mod policy;
 pub mod rate;
 pub mod record;
 pub mod snapshot;
+pub mod status;
 pub mod waves;
 
 use crate::i18n::tr;

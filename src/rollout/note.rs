@@ -9,9 +9,9 @@
 //! `terms::notes`: the state machine stays free of words. Rows written before notes were typed
 //! hold an English sentence; they read back as [`Note::Text`] and show as they were written.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::record::{CampaignState, DeviceStatus, FailureCode};
+use super::status::{CampaignState, DeviceStatus, FailureCode};
 
 /// A device's own text (`desc`) is untrusted and may be long: kept readable and bounded.
 const MAX_DESC_CHARS: usize = 200;
@@ -164,22 +164,17 @@ impl From<&str> for Note {
 }
 
 /// `DeviceSnapshot::error` in JSON: the note's English sentence, as before notes were typed (a
-/// JSON reader gets a sentence, not a code); read back as [`Note::Text`].
-pub mod as_english {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::Note;
-
-    pub fn serialize<S: Serializer>(note: &Option<Note>, s: S) -> Result<S::Ok, S::Error> {
-        match note {
-            Some(note) => s.serialize_some(&note.english()),
-            None => s.serialize_none(),
-        }
+/// JSON reader gets a sentence, not a code).
+pub fn serialize_english<S: Serializer>(note: &Option<Note>, s: S) -> Result<S::Ok, S::Error> {
+    match note {
+        Some(note) => s.serialize_some(&note.english()),
+        None => s.serialize_none(),
     }
+}
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Note>, D::Error> {
-        Ok(Option::<String>::deserialize(d)?.map(Note::from))
-    }
+/// The sentence [`serialize_english`] wrote, as a [`Note::Text`].
+pub fn deserialize_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Note>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Note::from))
 }
 
 #[cfg(test)]

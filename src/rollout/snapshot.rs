@@ -99,7 +99,11 @@ pub struct DeviceSnapshot {
     /// 0-based wave, `None` before the start or when skipped at the start.
     pub wave: Option<u32>,
     /// In JSON, its English sentence (reports and `--json` stay English).
-    #[serde(with = "super::note::as_english")]
+    #[serde(
+        default,
+        serialize_with = "super::note::serialize_english",
+        deserialize_with = "super::note::deserialize_text"
+    )]
     pub error: Option<Note>,
     pub code: Option<i64>,
     /// A pending device waiting for its retry is not noticed before this.

@@ -9,7 +9,7 @@ use std::fmt;
 use crate::i18n::tr;
 use crate::protocol::registry;
 use crate::rollout::note::{Command, ForeignKey, Note};
-use crate::rollout::record::FailureCode;
+use crate::rollout::status::FailureCode;
 
 use super::states::{campaign_state, device_status};
 
