@@ -44,11 +44,22 @@ impl SignMethod {
     }
 }
 
+/// A field of a signed login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignField {
+    #[error("{}", tr!("error.sign.field.client_id"))]
+    ClientId,
+    #[error("{}", tr!("error.sign.field.user_name"))]
+    UserName,
+    #[error("{}", tr!("error.sign.field.password"))]
+    Password,
+}
+
 /// Why a signed login was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
     #[error("{}", tr!("error.sign.too_long", what = what, max = MAX_FIELD_BYTES))]
-    TooLong { what: &'static str },
+    TooLong { what: SignField },
     #[error("{}", tr!("error.sign.not_signed"))]
     NotSigned,
     #[error("{}", tr!("error.sign.malformed_params", params = format!("{_0:?}")))]
@@ -80,7 +91,9 @@ pub struct SignedClientId<'a> {
 /// Parses `{cid}|key=value,…|`.
 pub fn parse_client_id(text: &str) -> Result<SignedClientId<'_>, SignError> {
     if text.len() > MAX_FIELD_BYTES {
-        return Err(SignError::TooLong { what: "client id" });
+        return Err(SignError::TooLong {
+            what: SignField::ClientId,
+        });
     }
     let (client_id, rest) = text.split_once('|').ok_or(SignError::NotSigned)?;
     let params = rest.strip_suffix('|').ok_or(SignError::NotSigned)?;
@@ -123,7 +136,9 @@ pub fn parse_client_id(text: &str) -> Result<SignedClientId<'_>, SignError> {
 /// Splits `{deviceName}&{productKey}` (product keys never contain `&`).
 pub fn parse_username(text: &str) -> Result<(&str, &str), SignError> {
     if text.len() > MAX_FIELD_BYTES {
-        return Err(SignError::TooLong { what: "user name" });
+        return Err(SignError::TooLong {
+            what: SignField::UserName,
+        });
     }
     match text.rsplit_once('&') {
         Some((dn, pk)) if !dn.is_empty() && !pk.is_empty() => Ok((dn, pk)),
@@ -174,7 +189,9 @@ pub fn verify(
     password: &[u8],
 ) -> Result<(), SignError> {
     if password.len() > MAX_FIELD_BYTES {
-        return Err(SignError::TooLong { what: "password" });
+        return Err(SignError::TooLong {
+            what: SignField::Password,
+        });
     }
     let expected = hex::decode(password).map_err(|_| SignError::PasswordNotHex)?;
     fn check<M: Mac + KeyInit>(

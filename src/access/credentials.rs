@@ -163,17 +163,17 @@ impl ConsoleCredentials {
             path: path.to_path_buf(),
             detail,
         };
-        let bytes = read_bounded(path)?.ok_or_else(|| bad("missing".into()))?;
+        let bytes = read_bounded(path)?.ok_or_else(|| bad(tr!("error.credentials.missing")))?;
         let creds: ConsoleCredentials =
             serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if creds.username.is_empty() || creds.password.is_empty() {
-            return Err(bad("empty user name or password".into()));
+            return Err(bad(tr!("error.credentials.empty_login")));
         }
         if creds
             .username
             .contains(|c: char| c == ':' || c.is_whitespace())
         {
-            return Err(bad("the user name contains ':' or whitespace".into()));
+            return Err(bad(tr!("error.credentials.user_name_spaces")));
         }
         Ok(creds)
     }
@@ -237,7 +237,7 @@ impl SecretTable {
             }
             let field = |col: usize, name: &str| match record.get(col) {
                 Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(bad_line(line, format!("{name} is missing or empty"))),
+                _ => Err(bad_line(line, tr!("error.credentials.column_empty", column = name))),
             };
             let (pk, dn, secret) = (
                 field(pk_col, "ProductKey")?,
@@ -395,15 +395,16 @@ impl UserTable {
             }
             let mut fields = content.split_whitespace();
             let (Some(username), Some(password)) = (fields.next(), fields.next()) else {
-                return Err(bad("expected: user-name password identity…".into()));
+                return Err(bad(tr!("error.credentials.line_shape")));
             };
             if username.contains(':') || username.chars().any(char::is_control) {
-                return Err(bad(format!(
-                    "user name {username:?} contains ':' or a control character"
+                return Err(bad(tr!(
+                    "error.credentials.user_name_control",
+                    user = format!("{username:?}")
                 )));
             }
             if password.chars().any(char::is_control) {
-                return Err(bad("the password contains a control character".into()));
+                return Err(bad(tr!("error.credentials.password_control")));
             }
             let mut devices = BTreeSet::new();
             for text in fields {
@@ -411,8 +412,17 @@ impl UserTable {
                 devices.insert(id.device());
             }
             let identity = match devices.len() {
-                0 => return Err(bad(format!("user {username:?} names no device"))),
-                1 => Identity::Device(devices.pop_first().ok_or_else(|| bad("no device".into()))?),
+                0 => {
+                    return Err(bad(tr!(
+                        "error.credentials.no_device",
+                        user = format!("{username:?}")
+                    )));
+                }
+                1 => Identity::Device(
+                    devices
+                        .pop_first()
+                        .ok_or_else(|| bad(tr!("error.credentials.no_device", user = format!("{username:?}"))))?,
+                ),
                 _ => Identity::Site {
                     name: username.to_owned(),
                     devices,
@@ -424,7 +434,10 @@ impl UserTable {
                 identity,
             };
             if table.users.insert(username.to_owned(), entry).is_some() {
-                return Err(bad(format!("user {username:?} appears twice")));
+                return Err(bad(tr!(
+                    "error.credentials.user_twice",
+                    user = format!("{username:?}")
+                )));
             }
         }
         Ok(table)

@@ -322,6 +322,15 @@ pub struct LinkStats {
     pub sessions_lost: u64,
 }
 
+/// The half of a client's TLS login that was given alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClientAuthPart {
+    #[error("{}", tr!("error.link.part.certificate"))]
+    Certificate,
+    #[error("{}", tr!("error.link.part.key"))]
+    Key,
+}
+
 /// Why the link could not start or a publish was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -334,7 +343,7 @@ pub enum LinkError {
     #[error("{}", tr!("error.link.empty_client_id"))]
     EmptyClientId,
     #[error("{}", tr!("error.link.half_client_auth", given = _0))]
-    HalfClientAuth(&'static str),
+    HalfClientAuth(ClientAuthPart),
     #[error("{}", tr!("error.link.tls_file", what = what, path = format!("{path:?}"), why = reason))]
     TlsFile {
         what: &'static str,
@@ -607,8 +616,8 @@ fn tls_config(opts: &LinkOptions) -> Result<rustls::ClientConfig, LinkError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
     match (&opts.client_cert, &opts.client_key) {
-        (Some(_), None) => return Err(LinkError::HalfClientAuth("certificate")),
-        (None, Some(_)) => return Err(LinkError::HalfClientAuth("key")),
+        (Some(_), None) => return Err(LinkError::HalfClientAuth(ClientAuthPart::Certificate)),
+        (None, Some(_)) => return Err(LinkError::HalfClientAuth(ClientAuthPart::Key)),
         _ => {}
     }
     let roots = match &opts.ca_file {
@@ -1165,7 +1174,7 @@ mod tests {
         o.client_cert = Some("/x".into());
         assert!(matches!(
             mqtt_options(&o),
-            Err(LinkError::HalfClientAuth("certificate"))
+            Err(LinkError::HalfClientAuth(ClientAuthPart::Certificate))
         ));
     }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::effects::{log, order_for};
 use super::{Campaign, caps};
+use crate::i18n::tr;
 use crate::device_id::DeviceId;
 use crate::protocol::KeySource;
 use crate::rollout::device::{DeviceCtx, Step};
@@ -33,7 +34,7 @@ impl Campaign {
         let mut wave_count = 0usize;
         for (idx, rec) in p.devices.iter().enumerate() {
             if by_device.insert(rec.device.clone(), idx).is_some() {
-                return Err(corrupt(format!("device {} appears twice", rec.device)));
+                return Err(corrupt(tr!("error.rollout.corrupt.twice", device = rec.device)));
             }
             if let Some(key) = &rec.task.key {
                 let dialect = rec.device.dialect();
@@ -50,7 +51,11 @@ impl Campaign {
             if let Some(w) = rec.wave {
                 let w = usize::try_from(w).map_err(|_| corrupt(format!("wave {w}")))?;
                 if w >= MAX_TARGETS {
-                    return Err(corrupt(format!("device {} is in wave {w}", rec.device)));
+                    return Err(corrupt(tr!(
+                        "error.rollout.corrupt.in_wave",
+                        device = rec.device,
+                        wave = w
+                    )));
                 }
                 wave_count = wave_count.max(w + 1);
             }

@@ -44,6 +44,7 @@ use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, Targ
 use super::snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 use super::waves::WaveTally;
 use super::{Action, CampaignId, IdSource, Input, MAX_TARGETS, RolloutError, Timestamp};
+use crate::i18n::tr;
 use crate::device_id::{DeviceId, DialectId};
 use crate::protocol::{Capabilities, Event, registry};
 
@@ -179,7 +180,7 @@ impl Campaign {
             detail,
         };
         if persisted.devices.is_empty() {
-            return Err(corrupt("it has no devices".into()));
+            return Err(corrupt(tr!("error.rollout.corrupt.no_devices")));
         }
         if persisted.devices.len() > MAX_TARGETS {
             return Err(corrupt(format!("{} devices", persisted.devices.len())));
