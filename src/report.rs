@@ -13,11 +13,10 @@ use crate::rollout::{CampaignState, Counts, DeviceStatus, Policy, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{}", tr!("error.report.io", path = path, why = crate::i18n::io_error(source)))]
+    #[error("{}", tr!("error.report.io", path = path, why = crate::i18n::io_error(cause)))]
     Io {
         path: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}", tr!("error.report.encode", why = _0))]
     Encode(String),
@@ -167,9 +166,9 @@ impl Report {
             Some(ext) if ext.eq_ignore_ascii_case("csv") => self.to_csv()?,
             _ => return Err(ReportError::UnknownFormat(path.display().to_string())),
         };
-        let io = |source| ReportError::Io {
+        let io = |cause| ReportError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         };
         let dir = path
             .parent()

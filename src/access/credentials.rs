@@ -61,11 +61,10 @@ const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Why credentials could not be loaded, imported or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(source)))]
+    #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(cause)))]
     Io {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("{}", tr!("error.credentials.too_large", path = path.display(), limit = MAX_FILE_BYTES))]
     TooLarge { path: PathBuf },
@@ -85,9 +84,9 @@ pub enum CredentialsError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CredentialsError + '_ {
-    move |source| CredentialsError::Io {
+    move |cause| CredentialsError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

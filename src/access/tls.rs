@@ -29,11 +29,10 @@ pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 /// Why TLS material could not be loaded, generated or assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(source)))]
+    #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(cause)))]
     Io {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("{}", tr!("error.tls.too_large", path = path.display(), limit = MAX_PEM_FILE_BYTES))]
     TooLarge { path: PathBuf },
@@ -70,9 +69,9 @@ pub enum TlsError {
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
-    move |source| TlsError::Io {
+    move |cause| TlsError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -89,7 +88,7 @@ pub(crate) fn read_pem_file(path: &Path) -> Result<Option<Vec<u8>>, TlsError> {
 fn read_existing_pem_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     read_pem_file(path)?.ok_or_else(|| TlsError::Io {
         path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+        cause: io::Error::new(io::ErrorKind::NotFound, "no such file"),
     })
 }
 

@@ -35,11 +35,10 @@ const MAX_STORED_ID_BYTES: usize = 256;
 /// Why no client id could be chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionIdError {
-    #[error("{}", tr!("error.session.io", path = path.display(), why = crate::i18n::io_error(source)))]
+    #[error("{}", tr!("error.session.io", path = path.display(), why = crate::i18n::io_error(cause)))]
     Io {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("{}", tr!("error.session.in_use", id = format!("{id:?}"), dir = dir.display()))]
     InUse { id: String, dir: PathBuf },
@@ -88,7 +87,10 @@ impl SessionClaim {
 /// the console works without a session, and the database or store reports its own trouble.
 pub fn claim(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, SessionIdError> {
     match claim_inner(data_dir, wanted) {
-        Err(SessionIdError::Io { path, source }) => Ok(SessionClaim::temporary(|temporary| {
+        Err(SessionIdError::Io {
+            path,
+            cause: source,
+        }) => Ok(SessionClaim::temporary(|temporary| {
             format!(
                 "cannot keep the console's MQTT session in {}: {source}; this run connects \
                      as {temporary} with a clean session: what devices report while it is \
@@ -106,9 +108,9 @@ fn claim_inner(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, Se
         None => (data_dir_client_id(data_dir)?, false),
     };
     let lock_path = data_dir.join(lock_file_name(&id));
-    let io_error = |source| SessionIdError::Io {
+    let io_error = |cause| SessionIdError::Io {
         path: lock_path.clone(),
-        source,
+        cause,
     };
     private_fs::private_file(&lock_path, b"").map_err(io_error)?;
     let file = File::open(&lock_path).map_err(io_error)?;
@@ -153,9 +155,9 @@ fn claim_inner(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, Se
 /// hard link, or not at all).
 pub fn data_dir_client_id(data_dir: &Path) -> Result<String, SessionIdError> {
     let path = data_dir.join(CLIENT_ID_FILE);
-    let io_error = |source| SessionIdError::Io {
+    let io_error = |cause| SessionIdError::Io {
         path: path.clone(),
-        source,
+        cause,
     };
     match read_id(&path) {
         Ok(Some(id)) => return Ok(id),

@@ -16,11 +16,10 @@ use crate::rollout::{CampaignId, Timestamp};
 pub enum StoreError {
     #[error("{}", tr!("error.store.sqlite", why = _0))]
     Sqlite(#[from] rusqlite::Error),
-    #[error("{}", tr!("error.store.open", path = path, why = source))]
+    #[error("{}", tr!("error.store.open", path = path, why = cause))]
     Open {
         path: String,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The database file, or the directory SQLite keeps its `-wal` and `-shm` files in, cannot
     /// be written (read-only mount, permissions). `place` is the one that refused.

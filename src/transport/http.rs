@@ -121,11 +121,10 @@ impl Default for ServerOptions {
 pub enum HttpError {
     #[error("{}", tr!("error.http.addr_in_use", addr = _0))]
     AddrInUse(SocketAddr),
-    #[error("{}", tr!("error.http.bind", addr = addr, why = crate::i18n::io_error(source)))]
+    #[error("{}", tr!("error.http.bind", addr = addr, why = crate::i18n::io_error(cause)))]
     Bind {
         addr: SocketAddr,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("{}", tr!("error.http.public_base", url = format!("{_0:?}")))]
     PublicBase(String),
@@ -284,12 +283,18 @@ impl FirmwareServer {
             if source.kind() == io::ErrorKind::AddrInUse {
                 HttpError::AddrInUse(bind)
             } else {
-                HttpError::Bind { addr: bind, source }
+                HttpError::Bind {
+                    addr: bind,
+                    cause: source,
+                }
             }
         })?;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| HttpError::Bind { addr: bind, source })?;
+            .map_err(|source| HttpError::Bind {
+                    addr: bind,
+                    cause: source,
+                })?;
         let public_base =
             public_base.unwrap_or_else(|| derived_public_base(local_addr, tls.is_some()));
         let max_connections = connection_cap_in_force(options.max_connections);
