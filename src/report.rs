@@ -14,10 +14,7 @@ use crate::rollout::{CampaignState, Counts, DeviceStatus, Policy, Timestamp};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{}", tr!("error.report.io", path = path, why = crate::i18n::io_error(cause)))]
-    Io {
-        path: String,
-        cause: std::io::Error,
-    },
+    Io { path: String, cause: std::io::Error },
     #[error("{}", tr!("error.report.encode", why = _0))]
     Encode(String),
     #[error("{}", tr!("error.report.unknown_format", path = _0))]

@@ -502,6 +502,10 @@ use ota_console::rollout::{CampaignState, DeviceStatus, FailureCode};
 
 /// One note of every kind. `kind` matches every variant without a wildcard, so a new kind of
 /// note does not compile here until it has a sample (and so a Chinese check).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one sample per kind of note, the whole list in one place"
+)]
 fn every_note() -> Vec<Note> {
     let failure = FailureCode {
         dialect: registry::all()[0].id(),
@@ -509,70 +513,187 @@ fn every_note() -> Vec<Note> {
     };
     let desc = Some("电量低 low battery".to_owned());
     let s = DeviceStatus::Failed;
-    let boxed = || Box::new(Note::AlreadyOnTarget { version: "2.0".into() });
+    let boxed = || {
+        Box::new(Note::AlreadyOnTarget {
+            version: "2.0".into(),
+        })
+    };
     let notes = vec![
-        Note::StatusChange { from: DeviceStatus::Noticed, to: DeviceStatus::TimedOut },
-        Note::AlreadyOnTarget { version: "2.0".into() },
-        Note::NotFromVersions { version: "1.5".into(), versions: vec!["1.0".into(), "1.1".into()] },
+        Note::StatusChange {
+            from: DeviceStatus::Noticed,
+            to: DeviceStatus::TimedOut,
+        },
+        Note::AlreadyOnTarget {
+            version: "2.0".into(),
+        },
+        Note::NotFromVersions {
+            version: "1.5".into(),
+            versions: vec!["1.0".into(), "1.1".into()],
+        },
         Note::Skipped { reason: boxed() },
         Note::NoticeSent { attempt: 1 },
-        Note::NoticeSentAgain { attempt: 2, retry: 1, retries: 2 },
+        Note::NoticeSentAgain {
+            attempt: 2,
+            retry: 1,
+            retries: 2,
+        },
         Note::ProgressIgnored { status: s },
         Note::PercentClamped,
         Note::DevicePaused { desc: desc.clone() },
-        Note::UpgradeDone { version: "2.0".into() },
-        Note::DeviceFailed { failure, desc: None },
-        Note::DeviceRejected { failure, desc: desc.clone() },
+        Note::UpgradeDone {
+            version: "2.0".into(),
+        },
+        Note::DeviceFailed {
+            failure,
+            desc: None,
+        },
+        Note::DeviceRejected {
+            failure,
+            desc: desc.clone(),
+        },
         Note::CanceledOnDevice { desc: None },
         Note::DeviceTimeout { desc: None },
-        Note::BackwardReport { next: DeviceStatus::Downloading, status: DeviceStatus::Installing },
-        Note::Phase { status: DeviceStatus::Downloading, percent: 40 },
-        Note::VersionNotActedOn { version: "1.0".into(), ms: 500 },
-        Note::SucceededLate { version: "2.0".into(), before: DeviceStatus::TimedOut },
-        Note::ReportedTarget { version: "2.0".into() },
-        Note::ReplyIgnored { request: "ota_create".into() },
-        Note::ReplyIgnoredStatus { request: "ota_create".into(), result: 0, status: s },
-        Note::RequestRejected { request: "ota_create".into(), failure },
-        Note::RequestRefused { request: "ota_create".into(), failure },
-        Note::NoVersionAtFull { version: "2.0".into(), secs: 30 },
-        Note::NoVersion { version: "2.0".into(), secs: 30 },
-        Note::NoReply { request: "ota_create".into(), sent: 3, timeout_ms: 1000 },
-        Note::ReplyResent { request: "ota_create".into(), timeout_ms: 1000, sent: 1, resends: 2 },
-        Note::AckResent { left: 2, next_ms: 1500 },
+        Note::BackwardReport {
+            next: DeviceStatus::Downloading,
+            status: DeviceStatus::Installing,
+        },
+        Note::Phase {
+            status: DeviceStatus::Downloading,
+            percent: 40,
+        },
+        Note::VersionNotActedOn {
+            version: "1.0".into(),
+            ms: 500,
+        },
+        Note::SucceededLate {
+            version: "2.0".into(),
+            before: DeviceStatus::TimedOut,
+        },
+        Note::ReportedTarget {
+            version: "2.0".into(),
+        },
+        Note::ReplyIgnored {
+            request: "ota_create".into(),
+        },
+        Note::ReplyIgnoredStatus {
+            request: "ota_create".into(),
+            result: 0,
+            status: s,
+        },
+        Note::RequestRejected {
+            request: "ota_create".into(),
+            failure,
+        },
+        Note::RequestRefused {
+            request: "ota_create".into(),
+            failure,
+        },
+        Note::NoVersionAtFull {
+            version: "2.0".into(),
+            secs: 30,
+        },
+        Note::NoVersion {
+            version: "2.0".into(),
+            secs: 30,
+        },
+        Note::NoReply {
+            request: "ota_create".into(),
+            sent: 3,
+            timeout_ms: 1000,
+        },
+        Note::ReplyResent {
+            request: "ota_create".into(),
+            timeout_ms: 1000,
+            sent: 1,
+            resends: 2,
+        },
+        Note::AckResent {
+            left: 2,
+            next_ms: 1500,
+        },
         Note::AckLastResent,
-        Note::RetryAt { at_ms: 9000, left: 1 },
+        Note::RetryAt {
+            at_ms: 9000,
+            left: 1,
+        },
         Note::NoRetry { reason: boxed() },
         Note::RequeuedByOperator,
         Note::PublishFailed { error: None },
         Note::NotDelivered,
         Note::BackOnline,
         Note::EarlierAttemptKey { key: "7".into() },
-        Note::ForeignGateway { key: "7".into(), from: "dji:DOCK".into() },
-        Note::ForeignKey { key: "7".into(), why: ForeignKey::AnotherDevice },
-        Note::ForeignKey { key: "7".into(), why: ForeignKey::EarlierAttempt },
-        Note::ForeignKey { key: "7".into(), why: ForeignKey::NotIssued },
-        Note::PublishFailedReplyWait { request: "ota_create".into(), error: "x".into() },
+        Note::ForeignGateway {
+            key: "7".into(),
+            from: "dji:DOCK".into(),
+        },
+        Note::ForeignKey {
+            key: "7".into(),
+            why: ForeignKey::AnotherDevice,
+        },
+        Note::ForeignKey {
+            key: "7".into(),
+            why: ForeignKey::EarlierAttempt,
+        },
+        Note::ForeignKey {
+            key: "7".into(),
+            why: ForeignKey::NotIssued,
+        },
+        Note::PublishFailedReplyWait {
+            request: "ota_create".into(),
+            error: "x".into(),
+        },
         Note::NothingPending { status: s },
         Note::NothingPendingYet,
-        Note::Started { devices: 3, waves: vec![1, 2] },
-        Note::WaveGateMet { wave: 1, succeeded: 1, eligible: 1, threshold: 90 },
-        Note::WaveBlocked { wave: 1, succeeded: 0, eligible: 1, threshold: 90 },
-        Note::WaveOpened { wave: 2, total: 3, why: Box::new(Note::AdvancedByOperator) },
+        Note::Started {
+            devices: 3,
+            waves: vec![1, 2],
+        },
+        Note::WaveGateMet {
+            wave: 1,
+            succeeded: 1,
+            eligible: 1,
+            threshold: 90,
+        },
+        Note::WaveBlocked {
+            wave: 1,
+            succeeded: 0,
+            eligible: 1,
+            threshold: 90,
+        },
+        Note::WaveOpened {
+            wave: 2,
+            total: 3,
+            why: Box::new(Note::AdvancedByOperator),
+        },
         Note::AdvancedByOperator,
         Note::EveryWaveOpen,
         Note::PausedByOperator,
         Note::ResumedByOperator,
         Note::CanceledByOperator,
-        Note::Aborted { failures: 2, judged: 3, percent: 50 },
-        Note::Completed { succeeded: 1, failed: 1, skipped: 1 },
+        Note::Aborted {
+            failures: 2,
+            judged: 3,
+            percent: 50,
+        },
+        Note::Completed {
+            succeeded: 1,
+            failed: 1,
+            skipped: 1,
+        },
         Note::NothingToRetry,
         Note::FailedRequeued { count: 2 },
         Note::FailedOrTimedOutRequeued { count: 2 },
         Note::MaybeLost { count: 2, ms: 500 },
         Note::MaybeLostResent { count: 2 },
         Note::BrokerDown,
-        Note::BrokerBack { outage_ms: 1500, count: 2 },
-        Note::UrlMoved { from: "http://a/f".into(), to: "http://b/f".into() },
+        Note::BrokerBack {
+            outage_ms: 1500,
+            count: 2,
+        },
+        Note::UrlMoved {
+            from: "http://a/f".into(),
+            to: "http://b/f".into(),
+        },
     ];
     let commands = [
         Command::Start,
@@ -582,7 +703,10 @@ fn every_note() -> Vec<Note> {
         Command::AdvanceWave,
         Command::RetryFailed,
     ]
-    .map(|command| Note::Refused { command, state: CampaignState::Completed });
+    .map(|command| Note::Refused {
+        command,
+        state: CampaignState::Completed,
+    });
     notes.into_iter().chain(commands).collect()
 }
 
@@ -679,24 +803,30 @@ fn every_campaign_note_speaks_chinese_and_reads_back_from_the_store() {
         }
         let stored = note.to_stored();
         if Note::from_stored(&stored) != *note {
-            problems.push(format!("{}: stored as {stored} reads back otherwise", kind(note)));
+            problems.push(format!(
+                "{}: stored as {stored} reads back otherwise",
+                kind(note)
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // A row written before notes were typed shows its sentence in every language.
     let old = Note::from_stored("no report of version 2.0 within 30 s of the notice");
     let _zh = i18n::ThreadLang::new(Lang::ZhCn);
-    assert_eq!(old.to_string(), "no report of version 2.0 within 30 s of the notice");
+    assert_eq!(
+        old.to_string(),
+        "no report of version 2.0 within 30 s of the notice"
+    );
 }
 
 /// A literal that is a sentence: two words or more (one word is a name: `"module"`).
 fn is_sentence(literal: &str) -> bool {
     literal.contains(' ')
         && literal
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| w.len() >= 2)
-        .count()
-        >= 2
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .filter(|w| w.len() >= 2)
+            .count()
+            >= 2
 }
 
 /// Every string literal of a line (escapes skipped).
@@ -744,7 +874,11 @@ fn the_campaign_machine_writes_no_sentence_itself() {
         }
     }
     assert!(checked > 1000, "only {checked} lines read");
-    assert!(found.is_empty(), "a sentence not through a Note or tr!:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "a sentence not through a Note or tr!:\n{}",
+        found.join("\n")
+    );
 }
 
 /// The library's errors whose words reach the operator: every `#[error(…)]` (and other shown
@@ -813,7 +947,11 @@ fn the_library_errors_show_no_english_literal() {
             check_line(file, start, &text, &mut found);
         }
     }
-    assert!(found.is_empty(), "English shown without tr!:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "English shown without tr!:\n{}",
+        found.join("\n")
+    );
 }
 
 fn check_line(file: &str, n: usize, line: &str, found: &mut Vec<String>) {
@@ -840,16 +978,19 @@ fn library_errors_read_in_chinese() {
     let _zh = i18n::ThreadLang::new(Lang::ZhCn);
     let errors: Vec<String> = vec![
         "nonsense".parse::<DeviceId>().unwrap_err().to_string(),
-        "mqtt://host:99999".parse::<BrokerUrl>().unwrap_err().to_string(),
+        "mqtt://host:99999"
+            .parse::<BrokerUrl>()
+            .unwrap_err()
+            .to_string(),
         StoreError::NoSuchCampaign(ota_console::rollout::CampaignId(7)).to_string(),
         HttpError::AddrInUse("127.0.0.1:8080".parse().unwrap()).to_string(),
         DecodeError::MissingField("version").to_string(),
-        "12 parsecs".parse::<ota_console::transport::shaping::Bandwidth>().unwrap_err().to_string(),
+        "12 parsecs"
+            .parse::<ota_console::transport::shaping::Bandwidth>()
+            .unwrap_err()
+            .to_string(),
     ];
     let english: Vec<&String> = errors.iter().filter(|e| !has_cjk(e)).collect();
     assert!(english.is_empty(), "still English: {english:#?}");
-    assert_eq!(
-        errors[2],
-        "升级任务 7 不存在",
-    );
+    assert_eq!(errors[2], "升级任务 7 不存在",);
 }

@@ -429,7 +429,14 @@ fn hundred_percent_without_a_version_report_times_out() {
     assert_eq!(h.status(&d), DeviceStatus::Installing);
     let done = h.at(60_000);
     assert_eq!(h.status(&d), DeviceStatus::TimedOut);
-    let error = h.campaign.device(&d).unwrap().error.clone().unwrap().to_string();
+    let error = h
+        .campaign
+        .device(&d)
+        .unwrap()
+        .error
+        .clone()
+        .unwrap()
+        .to_string();
     assert!(error.contains("100 %"), "{error}");
     assert_eq!(
         state_changes(&done),

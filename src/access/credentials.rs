@@ -62,10 +62,7 @@ const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(cause)))]
-    Io {
-        path: PathBuf,
-        cause: io::Error,
-    },
+    Io { path: PathBuf, cause: io::Error },
     #[error("{}", tr!("error.credentials.too_large", path = path.display(), limit = MAX_FILE_BYTES))]
     TooLarge { path: PathBuf },
     #[error("{}", tr!("error.credentials.bad_console_file", path = path.display(), detail = detail))]
@@ -236,7 +233,10 @@ impl SecretTable {
             }
             let field = |col: usize, name: &str| match record.get(col) {
                 Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(bad_line(line, tr!("error.credentials.column_empty", column = name))),
+                _ => Err(bad_line(
+                    line,
+                    tr!("error.credentials.column_empty", column = name),
+                )),
             };
             let (pk, dn, secret) = (
                 field(pk_col, "ProductKey")?,
@@ -417,11 +417,12 @@ impl UserTable {
                         user = format!("{username:?}")
                     )));
                 }
-                1 => Identity::Device(
-                    devices
-                        .pop_first()
-                        .ok_or_else(|| bad(tr!("error.credentials.no_device", user = format!("{username:?}"))))?,
-                ),
+                1 => Identity::Device(devices.pop_first().ok_or_else(|| {
+                    bad(tr!(
+                        "error.credentials.no_device",
+                        user = format!("{username:?}")
+                    ))
+                })?),
                 _ => Identity::Site {
                     name: username.to_owned(),
                     devices,

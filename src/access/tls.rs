@@ -30,10 +30,7 @@ pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(cause)))]
-    Io {
-        path: PathBuf,
-        cause: io::Error,
-    },
+    Io { path: PathBuf, cause: io::Error },
     #[error("{}", tr!("error.tls.too_large", path = path.display(), limit = MAX_PEM_FILE_BYTES))]
     TooLarge { path: PathBuf },
     #[error("{}", tr!("error.tls.no_certificate", path = path.display()))]

@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::inventory::{assumed_reachable, from_inventory, to_inventory};
 use super::snapshot::DeviceRow;
-use crate::i18n::tr;
 use crate::device_id::{DeviceId, DialectId};
 use crate::fleet::{DeviceRecord, Fleet};
+use crate::i18n::tr;
 use crate::protocol::{Event, SubDevices, VersionReport, registry};
 use crate::rollout::DeviceSnapshot;
 use crate::store::InventoryDevice;

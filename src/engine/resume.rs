@@ -8,9 +8,9 @@
 //! caller can tell the operator. Must never: change an explicit bind port, or move a campaign
 //! to a URL that [`super::validate_download_url`] refuses.
 
-use crate::i18n::tr;
 use super::config::{EngineConfig, FirmwareSource};
 use super::download_url::DownloadUrlError;
+use crate::i18n::tr;
 use crate::rollout::CampaignId;
 use crate::store::{Store, StoreError};
 use crate::transport::http::OfferUrl;

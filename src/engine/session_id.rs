@@ -36,10 +36,7 @@ const MAX_STORED_ID_BYTES: usize = 256;
 #[derive(Debug, thiserror::Error)]
 pub enum SessionIdError {
     #[error("{}", tr!("error.session.io", path = path.display(), why = crate::i18n::io_error(cause)))]
-    Io {
-        path: PathBuf,
-        cause: io::Error,
-    },
+    Io { path: PathBuf, cause: io::Error },
     #[error("{}", tr!("error.session.in_use", id = format!("{id:?}"), dir = dir.display()))]
     InUse { id: String, dir: PathBuf },
 }

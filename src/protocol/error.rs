@@ -1,8 +1,8 @@
 //! Why a message could not be decoded (and the size limit every decoder applies first) or a
 //! notice encoded.
 
-use crate::i18n::tr;
 use crate::device_id::{DeviceId, DeviceIdError};
+use crate::i18n::tr;
 
 /// Largest payload any decoder will parse. Real OTA messages are well under 4 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;

@@ -200,12 +200,12 @@ use serde::{Deserialize, Serialize};
 /// Defined in the leaf `time`, so that `access` (login back-off) needs no `rollout`.
 pub use crate::time::Timestamp;
 pub use campaign::{Campaign, NoticeRoute};
+pub use note::Note;
 pub use policy::{AbortThreshold, CanarySize, LIMITS, Policy, PolicyLimits, RateLimit};
 pub use record::{
     CampaignSpec, CampaignState, Change, DeviceStatus, DialectSettings, FailureCode,
     PersistedCampaign, ReplyWait, SettingRefused, Target, TargetRecord, TaskRecord, Transition,
 };
-pub use note::Note;
 pub use snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 
 use crate::device_id::{DeviceId, DeviceIdError};

@@ -44,70 +44,211 @@ pub enum ForeignKey {
 pub enum Note {
     /// A sentence as it was written: rows stored before notes were typed, and an error text
     /// worded elsewhere (the link's, when a publish failed).
-    Text { text: String },
+    Text {
+        text: String,
+    },
     // --- a device's journal, failure and skip reasons ---
-    StatusChange { from: DeviceStatus, to: DeviceStatus },
-    AlreadyOnTarget { version: String },
-    NotFromVersions { version: String, versions: Vec<String> },
-    Skipped { reason: Box<Note> },
-    NoticeSent { attempt: u32 },
-    NoticeSentAgain { attempt: u32, retry: u32, retries: u32 },
-    ProgressIgnored { status: DeviceStatus },
+    StatusChange {
+        from: DeviceStatus,
+        to: DeviceStatus,
+    },
+    AlreadyOnTarget {
+        version: String,
+    },
+    NotFromVersions {
+        version: String,
+        versions: Vec<String>,
+    },
+    Skipped {
+        reason: Box<Note>,
+    },
+    NoticeSent {
+        attempt: u32,
+    },
+    NoticeSentAgain {
+        attempt: u32,
+        retry: u32,
+        retries: u32,
+    },
+    ProgressIgnored {
+        status: DeviceStatus,
+    },
     PercentClamped,
-    DevicePaused { desc: Option<String> },
-    UpgradeDone { version: String },
-    DeviceFailed { failure: FailureCode, desc: Option<String> },
-    DeviceRejected { failure: FailureCode, desc: Option<String> },
-    CanceledOnDevice { desc: Option<String> },
-    DeviceTimeout { desc: Option<String> },
-    BackwardReport { next: DeviceStatus, status: DeviceStatus },
-    Phase { status: DeviceStatus, percent: u8 },
-    VersionNotActedOn { version: String, ms: u64 },
-    SucceededLate { version: String, before: DeviceStatus },
-    ReportedTarget { version: String },
-    ReplyIgnored { request: String },
-    ReplyIgnoredStatus { request: String, result: i64, status: DeviceStatus },
-    RequestRejected { request: String, failure: FailureCode },
-    RequestRefused { request: String, failure: FailureCode },
-    NoVersionAtFull { version: String, secs: u64 },
-    NoVersion { version: String, secs: u64 },
-    NoReply { request: String, sent: u32, timeout_ms: u64 },
-    ReplyResent { request: String, timeout_ms: u64, sent: u32, resends: u32 },
-    AckResent { left: u32, next_ms: u64 },
+    DevicePaused {
+        desc: Option<String>,
+    },
+    UpgradeDone {
+        version: String,
+    },
+    DeviceFailed {
+        failure: FailureCode,
+        desc: Option<String>,
+    },
+    DeviceRejected {
+        failure: FailureCode,
+        desc: Option<String>,
+    },
+    CanceledOnDevice {
+        desc: Option<String>,
+    },
+    DeviceTimeout {
+        desc: Option<String>,
+    },
+    BackwardReport {
+        next: DeviceStatus,
+        status: DeviceStatus,
+    },
+    Phase {
+        status: DeviceStatus,
+        percent: u8,
+    },
+    VersionNotActedOn {
+        version: String,
+        ms: u64,
+    },
+    SucceededLate {
+        version: String,
+        before: DeviceStatus,
+    },
+    ReportedTarget {
+        version: String,
+    },
+    ReplyIgnored {
+        request: String,
+    },
+    ReplyIgnoredStatus {
+        request: String,
+        result: i64,
+        status: DeviceStatus,
+    },
+    RequestRejected {
+        request: String,
+        failure: FailureCode,
+    },
+    RequestRefused {
+        request: String,
+        failure: FailureCode,
+    },
+    NoVersionAtFull {
+        version: String,
+        secs: u64,
+    },
+    NoVersion {
+        version: String,
+        secs: u64,
+    },
+    NoReply {
+        request: String,
+        sent: u32,
+        timeout_ms: u64,
+    },
+    ReplyResent {
+        request: String,
+        timeout_ms: u64,
+        sent: u32,
+        resends: u32,
+    },
+    AckResent {
+        left: u32,
+        next_ms: u64,
+    },
     AckLastResent,
-    RetryAt { at_ms: u64, left: u32 },
-    NoRetry { reason: Box<Note> },
+    RetryAt {
+        at_ms: u64,
+        left: u32,
+    },
+    NoRetry {
+        reason: Box<Note>,
+    },
     RequeuedByOperator,
-    PublishFailed { error: Option<String> },
+    PublishFailed {
+        error: Option<String>,
+    },
     NotDelivered,
     BackOnline,
-    EarlierAttemptKey { key: String },
-    ForeignGateway { key: String, from: String },
-    ForeignKey { key: String, why: ForeignKey },
-    PublishFailedReplyWait { request: String, error: String },
-    NothingPending { status: DeviceStatus },
+    EarlierAttemptKey {
+        key: String,
+    },
+    ForeignGateway {
+        key: String,
+        from: String,
+    },
+    ForeignKey {
+        key: String,
+        why: ForeignKey,
+    },
+    PublishFailedReplyWait {
+        request: String,
+        error: String,
+    },
+    NothingPending {
+        status: DeviceStatus,
+    },
     NothingPendingYet,
     // --- the campaign's journal, logs and alerts ---
-    Started { devices: usize, waves: Vec<usize> },
-    WaveGateMet { wave: u32, succeeded: usize, eligible: usize, threshold: u8 },
-    WaveBlocked { wave: u32, succeeded: usize, eligible: usize, threshold: u8 },
-    WaveOpened { wave: u32, total: usize, why: Box<Note> },
+    Started {
+        devices: usize,
+        waves: Vec<usize>,
+    },
+    WaveGateMet {
+        wave: u32,
+        succeeded: usize,
+        eligible: usize,
+        threshold: u8,
+    },
+    WaveBlocked {
+        wave: u32,
+        succeeded: usize,
+        eligible: usize,
+        threshold: u8,
+    },
+    WaveOpened {
+        wave: u32,
+        total: usize,
+        why: Box<Note>,
+    },
     AdvancedByOperator,
     EveryWaveOpen,
     PausedByOperator,
     ResumedByOperator,
     CanceledByOperator,
-    Aborted { failures: usize, judged: usize, percent: u8 },
-    Completed { succeeded: usize, failed: usize, skipped: usize },
+    Aborted {
+        failures: usize,
+        judged: usize,
+        percent: u8,
+    },
+    Completed {
+        succeeded: usize,
+        failed: usize,
+        skipped: usize,
+    },
     NothingToRetry,
-    FailedRequeued { count: usize },
-    FailedOrTimedOutRequeued { count: usize },
-    Refused { command: Command, state: CampaignState },
-    MaybeLost { count: usize, ms: u64 },
-    MaybeLostResent { count: usize },
+    FailedRequeued {
+        count: usize,
+    },
+    FailedOrTimedOutRequeued {
+        count: usize,
+    },
+    Refused {
+        command: Command,
+        state: CampaignState,
+    },
+    MaybeLost {
+        count: usize,
+        ms: u64,
+    },
+    MaybeLostResent {
+        count: usize,
+    },
     BrokerDown,
-    BrokerBack { outage_ms: u64, count: usize },
-    UrlMoved { from: String, to: String },
+    BrokerBack {
+        outage_ms: u64,
+        count: usize,
+    },
+    UrlMoved {
+        from: String,
+        to: String,
+    },
 }
 
 impl Note {
@@ -200,10 +341,7 @@ mod tests {
         };
         assert_eq!(Note::from_stored(&failed.to_stored()), failed);
         let old = "no report of version 2.0 within 30 s of the notice";
-        assert_eq!(
-            Note::from_stored(old),
-            Note::Text { text: old.into() }
-        );
+        assert_eq!(Note::from_stored(old), Note::Text { text: old.into() });
         // A device text shaped like a stored note is still only a text.
         assert_eq!(
             Note::from_stored("{\"note\":\"nonsense\"}"),
@@ -216,7 +354,10 @@ mod tests {
     #[test]
     fn a_device_text_is_bounded() {
         assert_eq!(Note::desc(Some("  ")), None);
-        assert_eq!(Note::desc(Some(" low battery ")).as_deref(), Some("low battery"));
+        assert_eq!(
+            Note::desc(Some(" low battery ")).as_deref(),
+            Some("low battery")
+        );
         let long = "x".repeat(MAX_DESC_CHARS + 10);
         let cut = Note::desc(Some(&long)).unwrap();
         assert_eq!(cut.chars().count(), MAX_DESC_CHARS + 1);

@@ -213,6 +213,44 @@ impl Policy {
         if self.max_in_flight == 0 {
             return bad("max_in_flight", tr!("error.policy.at_least", min = 1));
         }
+        self.validate_timing()?;
+        if let Some(abort) = self.abort {
+            if abort.failure_percent > 100 {
+                return bad(
+                    "abort.failure_percent",
+                    tr!("error.policy.above_100", value = abort.failure_percent),
+                );
+            }
+        }
+        if self.only_from_versions.len() > MAX_ONLY_FROM {
+            return bad(
+                "only_from_versions",
+                tr!("error.policy.too_many_entries", max = MAX_ONLY_FROM),
+            );
+        }
+        if let Some(v) = self
+            .only_from_versions
+            .iter()
+            .find(|v| v.is_empty() || v.len() > MAX_VERSION_BYTES)
+        {
+            return bad(
+                "only_from_versions",
+                tr!(
+                    "error.policy.bad_entry",
+                    entry = format!("{v:?}"),
+                    max = MAX_VERSION_BYTES
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The waits and re-sends: none so long that a campaign stalls, none so short that it
+    /// floods.
+    fn validate_timing(&self) -> Result<(), RolloutError> {
+        let bad = |field: &'static str, detail: String| {
+            Err(RolloutError::InvalidPolicy { field, detail })
+        };
         for (field, secs) in [
             ("device_timeout_secs", self.device_timeout_secs),
             ("retry_interval_secs", self.retry_interval_secs),
@@ -226,7 +264,10 @@ impl Policy {
         if self.device_timeout_secs < LIMITS.min_device_timeout_secs {
             return bad(
                 "device_timeout_secs",
-                tr!("error.policy.at_least", min = LIMITS.min_device_timeout_secs),
+                tr!(
+                    "error.policy.at_least",
+                    min = LIMITS.min_device_timeout_secs
+                ),
             );
         }
         if self.reply_timeout_ms == 0 {
@@ -269,34 +310,6 @@ impl Policy {
                     "error.policy.longer_ms",
                     value = self.settle_ms,
                     max = MAX_SETTLE_MS
-                ),
-            );
-        }
-        if let Some(abort) = self.abort {
-            if abort.failure_percent > 100 {
-                return bad(
-                    "abort.failure_percent",
-                    tr!("error.policy.above_100", value = abort.failure_percent),
-                );
-            }
-        }
-        if self.only_from_versions.len() > MAX_ONLY_FROM {
-            return bad(
-                "only_from_versions",
-                tr!("error.policy.too_many_entries", max = MAX_ONLY_FROM),
-            );
-        }
-        if let Some(v) = self
-            .only_from_versions
-            .iter()
-            .find(|v| v.is_empty() || v.len() > MAX_VERSION_BYTES)
-        {
-            return bad(
-                "only_from_versions",
-                tr!(
-                    "error.policy.bad_entry",
-                    entry = format!("{v:?}"),
-                    max = MAX_VERSION_BYTES
                 ),
             );
         }

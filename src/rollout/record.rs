@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::note::Note;
-pub use super::status::{CampaignState, DeviceStatus, FailureCode, UnknownName};
 use super::policy::Policy;
+pub use super::status::{CampaignState, DeviceStatus, FailureCode, UnknownName};
 use super::{CampaignId, Timestamp};
 use crate::device_id::{DeviceId, DialectId};
 use crate::protocol::{FirmwareOffer, NoticeSetting, SettingValues, TaskRef, registry};

@@ -1,8 +1,8 @@
 //! Why a simulated fleet could not start: the one error type of the simulator's runtime (a leaf:
 //! every other file of `sim/` may use it).
 
-use crate::i18n::tr;
 use crate::device_id::DeviceIdError;
+use crate::i18n::tr;
 
 /// Why a simulated fleet could not start.
 #[derive(Debug, thiserror::Error)]

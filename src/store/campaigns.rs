@@ -12,8 +12,7 @@ use crate::device_id::DeviceId;
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{
     CampaignId, CampaignSpec, CampaignState, Counts, DeviceStatus, FailureCode, Note,
-    PersistedCampaign,
-    ReplyWait, TargetRecord, TaskRecord, Timestamp,
+    PersistedCampaign, ReplyWait, TargetRecord, TaskRecord, Timestamp,
 };
 
 /// A campaign in the list view.

@@ -87,14 +87,18 @@ fn words(note: &Note) -> String {
         Note::PercentClamped => tr!("note.percent_clamped"),
         Note::DevicePaused { desc } => with_desc(tr!("note.device_paused"), desc.as_ref()),
         Note::UpgradeDone { version } => tr!("note.upgrade_done", version = version),
-        Note::DeviceFailed { failure: code, desc } => with_desc(failure(code), desc.as_ref()),
-        Note::DeviceRejected { failure: code, desc } => with_desc(
+        Note::DeviceFailed {
+            failure: code,
+            desc,
+        } => with_desc(failure(code), desc.as_ref()),
+        Note::DeviceRejected {
+            failure: code,
+            desc,
+        } => with_desc(
             tr!("note.device_rejected", why = failure(code)),
             desc.as_ref(),
         ),
-        Note::CanceledOnDevice { desc } => {
-            with_desc(tr!("note.canceled_on_device"), desc.as_ref())
-        }
+        Note::CanceledOnDevice { desc } => with_desc(tr!("note.canceled_on_device"), desc.as_ref()),
         Note::DeviceTimeout { desc } => with_desc(tr!("note.device_timeout"), desc.as_ref()),
         Note::BackwardReport { next, status } => tr!(
             "note.backward_report",
@@ -102,7 +106,11 @@ fn words(note: &Note) -> String {
             status = device_status(*status)
         ),
         Note::Phase { status, percent } => {
-            tr!("note.phase", status = device_status(*status), percent = percent)
+            tr!(
+                "note.phase",
+                status = device_status(*status),
+                percent = percent
+            )
         }
         Note::VersionNotActedOn { version, ms } => {
             tr!("note.version_not_acted_on", version = version, ms = ms)
@@ -129,11 +137,19 @@ fn words(note: &Note) -> String {
         Note::RequestRejected {
             request,
             failure: code,
-        } => tr!("note.request_rejected", request = request, why = failure(code)),
+        } => tr!(
+            "note.request_rejected",
+            request = request,
+            why = failure(code)
+        ),
         Note::RequestRefused {
             request,
             failure: code,
-        } => tr!("note.request_refused", request = request, why = failure(code)),
+        } => tr!(
+            "note.request_refused",
+            request = request,
+            why = failure(code)
+        ),
         Note::NoVersionAtFull { version, secs } => {
             tr!("note.no_version_at_full", version = version, secs = secs)
         }
@@ -169,9 +185,7 @@ fn words(note: &Note) -> String {
         Note::RetryAt { at_ms, left } => tr!("note.retry_at", at = at_ms, left = left),
         Note::NoRetry { reason } => tr!("note.no_retry", reason = words(reason)),
         Note::RequeuedByOperator => tr!("note.requeued_by_operator"),
-        Note::PublishFailed { error } => {
-            with_desc(tr!("note.publish_failed"), error.as_ref())
-        }
+        Note::PublishFailed { error } => with_desc(tr!("note.publish_failed"), error.as_ref()),
         Note::NotDelivered => tr!("note.not_delivered"),
         Note::BackOnline => tr!("note.back_online"),
         Note::EarlierAttemptKey { key } => tr!("note.earlier_attempt_key", key = key),

@@ -40,15 +40,9 @@ const DOMAIN: &[u8] = b"ota-console per-device download link v1";
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadKeyError {
     #[error("{}", tr!("error.download_key.create", path = path.display(), why = crate::i18n::io_error(cause)))]
-    Create {
-        path: PathBuf,
-        cause: io::Error,
-    },
+    Create { path: PathBuf, cause: io::Error },
     #[error("{}", tr!("error.download_key.read", path = path.display(), why = crate::i18n::io_error(cause)))]
-    Read {
-        path: PathBuf,
-        cause: io::Error,
-    },
+    Read { path: PathBuf, cause: io::Error },
     #[error("{}", tr!("error.download_key.damaged", path = _0.display()))]
     Damaged(PathBuf),
 }

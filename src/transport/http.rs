@@ -122,10 +122,7 @@ pub enum HttpError {
     #[error("{}", tr!("error.http.addr_in_use", addr = _0))]
     AddrInUse(SocketAddr),
     #[error("{}", tr!("error.http.bind", addr = addr, why = crate::i18n::io_error(cause)))]
-    Bind {
-        addr: SocketAddr,
-        cause: io::Error,
-    },
+    Bind { addr: SocketAddr, cause: io::Error },
     #[error("{}", tr!("error.http.public_base", url = format!("{_0:?}")))]
     PublicBase(String),
     #[error("{}", tr!("error.http.plain_base_with_tls", url = format!("{_0:?}")))]
@@ -289,12 +286,10 @@ impl FirmwareServer {
                 }
             }
         })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| HttpError::Bind {
-                    addr: bind,
-                    cause: source,
-                })?;
+        let local_addr = listener.local_addr().map_err(|source| HttpError::Bind {
+            addr: bind,
+            cause: source,
+        })?;
         let public_base =
             public_base.unwrap_or_else(|| derived_public_base(local_addr, tls.is_some()));
         let max_connections = connection_cap_in_force(options.max_connections);

@@ -26,11 +26,9 @@ impl Runner {
         let (topic, what, attempt) = match &refusal.attempt {
             Attempt::Connect => ("(connect)".to_owned(), "login", tr!("engine.refused.login")),
             Attempt::Publish { topic } => (topic.clone(), "publish", tr!("engine.refused.publish")),
-            Attempt::Subscribe { filter } => (
-                filter.clone(),
-                "subscribe",
-                tr!("engine.refused.subscribe"),
-            ),
+            Attempt::Subscribe { filter } => {
+                (filter.clone(), "subscribe", tr!("engine.refused.subscribe"))
+            }
             Attempt::Will { topic } => (topic.clone(), "last will", tr!("engine.refused.will")),
         };
         let who = describe_client(refusal);

@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::effects::{log, order_for};
 use super::{Campaign, caps};
-use crate::i18n::tr;
 use crate::device_id::DeviceId;
+use crate::i18n::tr;
 use crate::protocol::KeySource;
 use crate::rollout::device::{DeviceCtx, Step};
 use crate::rollout::note::Note;
@@ -34,7 +34,10 @@ impl Campaign {
         let mut wave_count = 0usize;
         for (idx, rec) in p.devices.iter().enumerate() {
             if by_device.insert(rec.device.clone(), idx).is_some() {
-                return Err(corrupt(tr!("error.rollout.corrupt.twice", device = rec.device)));
+                return Err(corrupt(tr!(
+                    "error.rollout.corrupt.twice",
+                    device = rec.device
+                )));
             }
             if let Some(key) = &rec.task.key {
                 let dialect = rec.device.dialect();
@@ -144,13 +147,10 @@ impl Campaign {
         let after = rec.clone();
         if before != after {
             let change = if before.status != after.status {
-                let detail = step
-                    .detail
-                    .clone()
-                    .unwrap_or(Note::StatusChange {
-                        from: before.status,
-                        to: after.status,
-                    });
+                let detail = step.detail.clone().unwrap_or(Note::StatusChange {
+                    from: before.status,
+                    to: after.status,
+                });
                 Change::Device {
                     from: before.status,
                     record: after.clone(),

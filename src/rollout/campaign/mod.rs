@@ -44,8 +44,8 @@ use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, Targ
 use super::snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 use super::waves::WaveTally;
 use super::{Action, CampaignId, IdSource, Input, MAX_TARGETS, RolloutError, Timestamp};
-use crate::i18n::tr;
 use crate::device_id::{DeviceId, DialectId};
+use crate::i18n::tr;
 use crate::protocol::{Capabilities, Event, registry};
 
 /// What the engine knows and the campaign does not, to address one notice.

@@ -123,12 +123,7 @@ impl Campaign {
             }
         }
         if count > 0 {
-            log(
-                out,
-                None,
-                LogLevel::Info,
-                Note::MaybeLostResent { count },
-            );
+            log(out, None, LogLevel::Info, Note::MaybeLostResent { count });
         }
     }
 
@@ -154,12 +149,7 @@ impl Campaign {
             && rec.status == DeviceStatus::Noticed
             && caps(&rec.device).ack.by_first_report()
         {
-            log(
-                out,
-                Some(&rec.device),
-                LogLevel::Info,
-                Note::BackOnline,
-            );
+            log(out, Some(&rec.device), LogLevel::Info, Note::BackOnline);
             out.push(Action::SendUpgrade(order_for(rec, true)));
         }
     }
@@ -180,12 +170,7 @@ impl Campaign {
             return;
         }
         self.broker_lost_at = Some(self.now);
-        log(
-            out,
-            None,
-            LogLevel::Warn,
-            Note::BrokerDown,
-        );
+        log(out, None, LogLevel::Warn, Note::BrokerDown);
     }
 
     /// Gives every device in flight the outage back, so that only its own silence times it out.

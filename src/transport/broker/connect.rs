@@ -20,13 +20,13 @@ use rumqttc::mqttbytes::FixedHeader;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Login};
 
 use super::events::{Attempt, BrokerRefusal, now_ms};
-use crate::i18n::tr;
 use crate::access::credentials::{
     Authenticator, BackoffPolicy, CONSOLE_FILE, CredentialsError, Gatekeeper, Refusal,
     SECRETS_FILE, USERS_FILE,
 };
 use crate::access::rules::{Decision, Identity, RouteTable, Rules};
 use crate::device_id::DeviceId;
+use crate::i18n::tr;
 use crate::rollout::Timestamp;
 
 /// Who may use the broker, as the gate applies it.

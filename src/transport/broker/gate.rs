@@ -35,8 +35,8 @@ use super::events::{Attempt, BrokerRefusal, Events, now_ms};
 use super::internal::InternalBroker;
 use super::limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
 use super::quiet::Deliveries;
-use crate::i18n::tr;
 use crate::access::rules::Identity;
+use crate::i18n::tr;
 
 /// Time a new connection has to send its CONNECT (and to finish a TLS handshake).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
