@@ -121,25 +121,34 @@ impl Serialize for DialectId {
     }
 }
 
-/// Why a device id or one of its segments was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a device id or one of its segments was refused. Its words (`Display`) are in
+/// `terms::ids`: this module is a leaf and speaks through no other. `what` and `expected` name
+/// an id's segments (`product key`, `device name`) and stay as they are in every language.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceIdError {
-    #[error("{what} is empty")]
-    Empty { what: &'static str },
-    #[error("{what} is {len} bytes long; at most {MAX_SEGMENT_BYTES} are allowed")]
-    TooLong { what: &'static str, len: usize },
-    #[error("{what} contains {found:?}, which is not allowed in an MQTT topic segment")]
-    ForbiddenChar { what: &'static str, found: char },
-    #[error("unknown dialect {name:?} (expected one of: {known})")]
-    UnknownDialect { name: String, known: String },
-    #[error("a {dialect} device id is {expected}")]
+    Empty {
+        what: &'static str,
+    },
+    TooLong {
+        what: &'static str,
+        len: usize,
+    },
+    ForbiddenChar {
+        what: &'static str,
+        found: char,
+    },
+    UnknownDialect {
+        name: String,
+        known: String,
+    },
     Shape {
         dialect: &'static str,
         expected: &'static str,
     },
-    #[error("device id {0:?} is not of the form dialect:name (e.g. aliyun:pk/dn, dji:SN)")]
     Malformed(String),
 }
+
+impl std::error::Error for DeviceIdError {}
 
 /// A validated topic segment: non-empty, at most [`MAX_SEGMENT_BYTES`], free of `/ + #` and NUL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

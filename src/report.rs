@@ -2,6 +2,7 @@
 //! exports, in one shape: `campaign` (id, package digests, version, policy, times, state) and
 //! `devices` (one object per target device).
 
+use crate::i18n::tr;
 use std::io::Write;
 use std::path::Path;
 
@@ -12,15 +13,11 @@ use crate::rollout::{CampaignState, Counts, DeviceStatus, Policy, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot write the report {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot encode the report: {0}")]
+    #[error("{}", tr!("error.report.io", path = path, why = crate::i18n::io_error(cause)))]
+    Io { path: String, cause: std::io::Error },
+    #[error("{}", tr!("error.report.encode", why = _0))]
     Encode(String),
-    #[error("report file {0} must end in .json or .csv")]
+    #[error("{}", tr!("error.report.unknown_format", path = _0))]
     UnknownFormat(String),
 }
 
@@ -106,7 +103,8 @@ impl Report {
                     percent: d.percent,
                     attempts: d.attempts,
                     resends: d.resends,
-                    error: d.error.clone(),
+                    // Reports stay English (README, "Languages").
+                    error: d.error.as_ref().map(crate::rollout::Note::english),
                     code: d.code,
                 })
                 .collect(),
@@ -165,9 +163,9 @@ impl Report {
             Some(ext) if ext.eq_ignore_ascii_case("csv") => self.to_csv()?,
             _ => return Err(ReportError::UnknownFormat(path.display().to_string())),
         };
-        let io = |source| ReportError::Io {
+        let io = |cause| ReportError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         };
         let dir = path
             .parent()

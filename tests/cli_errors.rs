@@ -453,3 +453,51 @@ fn help_is_still_printed_by_clap() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("--firmware <FILE>"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The library's errors as the command line says them (helper i18n-engine): the words of
+// `CredentialsError` (a file, a column, a line), said once (the I/O error is not repeated as
+// a cause), in both languages.
+
+#[test]
+fn library_errors_reach_the_command_line_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.csv");
+    let no_secret = dir.path().join("no-secret.csv");
+    std::fs::write(&no_secret, "ProductKey,DeviceName\npk,dn\n").unwrap();
+    let empty_name = dir.path().join("empty-name.csv");
+    std::fs::write(&empty_name, "ProductKey,DeviceName,DeviceSecret\npk,,s\n").unwrap();
+    let (missing, no_secret, empty_name) = (
+        missing.to_str().unwrap(),
+        no_secret.to_str().unwrap(),
+        empty_name.to_str().unwrap(),
+    );
+    let cases = [
+        (
+            missing,
+            format!("error: {missing}: no such file\n"),
+            format!("错误：{missing}：文件或目录不存在\n"),
+        ),
+        (
+            no_secret,
+            format!(
+                "error: {no_secret}: no DeviceSecret column (the header needs ProductKey, \
+                 DeviceName and DeviceSecret)\n"
+            ),
+            format!(
+                "错误：{no_secret}：缺少 DeviceSecret 列（表头需要 ProductKey、DeviceName 和 \
+                 DeviceSecret）\n"
+            ),
+        ),
+        (
+            empty_name,
+            format!("error: {empty_name} line 2: DeviceName is missing or empty\n"),
+            format!("错误：{empty_name} 第 2 行：DeviceName 缺失或为空\n"),
+        ),
+    ];
+    for (csv, en, zh) in cases {
+        let args = ["broker-config", "--import-alibaba-csv", csv];
+        expect(&run(EN, dir.path(), &args), 2, &en);
+        expect(&run(ZH, dir.path(), &args), 2, &zh);
+    }
+}

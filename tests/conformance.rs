@@ -871,7 +871,11 @@ async fn every_dialect_upgrades_end_to_end_and_explains_its_failures() {
             let code = device
                 .code
                 .unwrap_or_else(|| panic!("{device:?} has no code"));
-            let error = device.error.as_deref().unwrap_or_default();
+            let error = device
+                .error
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             let explained = d.errors().describe(code);
             assert!(
                 error.contains(&explained),

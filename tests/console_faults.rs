@@ -1180,7 +1180,7 @@ async fn resuming_where_devices_cannot_download_is_refused_unless_the_downloads_
     assert!(
         journal
             .iter()
-            .any(|l| l.detail == format!("download URL moved from {told} to {url}")),
+            .any(|l| l.detail.to_string() == format!("download URL moved from {told} to {url}")),
         "{journal:#?}"
     );
     store.integrity_check().unwrap();

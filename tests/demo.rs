@@ -112,14 +112,20 @@ fn explained(cast: &[(Story, Vec<DeviceId>)], of: &impl Fn(&DeviceId) -> DeviceS
                     assert_eq!(d.attempts, 2, "failed once, then recovered: {d:?}");
                 }
                 Story::Silent => {
-                    assert!(d.error.as_deref().is_some_and(|e| !e.is_empty()), "{d:?}");
+                    assert!(
+                        d.error.as_ref().is_some_and(|e| !e.to_string().is_empty()),
+                        "{d:?}"
+                    );
                     assert_eq!(d.attempts, 2, "timed out, retried, timed out: {d:?}");
                 }
                 Story::DownloadFails
                 | Story::DigestMismatch
                 | Story::FlashFails
                 | Story::Rejected => {
-                    assert!(d.error.as_deref().is_some_and(|e| !e.is_empty()), "{d:?}");
+                    assert!(
+                        d.error.as_ref().is_some_and(|e| !e.to_string().is_empty()),
+                        "{d:?}"
+                    );
                     let code = d
                         .code
                         .unwrap_or_else(|| panic!("{story:?} has a code: {d:?}"));

@@ -125,7 +125,11 @@ async fn a_failed_job_execution_is_a_failure_with_the_things_reason() {
     let (view, stats, _handle, _dir) = rollout(2, faults, 5).await;
     for device in &view.snapshot.devices {
         assert_eq!(device.status, DeviceStatus::Failed, "{device:?}");
-        let error = device.error.as_deref().unwrap_or_default();
+        let error = device
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(error.contains("FAILED"), "{error}");
         assert!(
             error.contains("writing the firmware to flash failed"),
@@ -144,7 +148,11 @@ async fn a_rejected_job_execution_is_a_rejection_with_the_things_reason() {
     let (view, stats, _handle, _dir) = rollout(2, faults, 9).await;
     for device in &view.snapshot.devices {
         assert_eq!(device.status, DeviceStatus::Rejected, "{device:?}");
-        let error = device.error.as_deref().unwrap_or_default();
+        let error = device
+            .error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         assert!(error.contains("REJECTED"), "{error}");
         assert!(error.contains("battery below 20%"), "{error}");
         let sim = stats.get(&device.id.device()).unwrap();

@@ -510,3 +510,506 @@ fn converted_files_show_no_english_literal() {
         found.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The engine's words (helper i18n-engine): the campaign's notes and the library's errors.
+
+use ota_console::rollout::note::{Command, ForeignKey, Note};
+use ota_console::rollout::{CampaignState, DeviceStatus, FailureCode};
+
+/// One note of every kind. `kind` matches every variant without a wildcard, so a new kind of
+/// note does not compile here until it has a sample (and so a Chinese check).
+#[expect(
+    clippy::too_many_lines,
+    reason = "one sample per kind of note, the whole list in one place"
+)]
+fn every_note() -> Vec<Note> {
+    let failure = FailureCode {
+        dialect: registry::all()[0].id(),
+        code: -2,
+    };
+    let desc = Some("电量低 low battery".to_owned());
+    let s = DeviceStatus::Failed;
+    let boxed = || {
+        Box::new(Note::AlreadyOnTarget {
+            version: "2.0".into(),
+        })
+    };
+    let notes = vec![
+        Note::StatusChange {
+            from: DeviceStatus::Noticed,
+            to: DeviceStatus::TimedOut,
+        },
+        Note::AlreadyOnTarget {
+            version: "2.0".into(),
+        },
+        Note::NotFromVersions {
+            version: "1.5".into(),
+            versions: vec!["1.0".into(), "1.1".into()],
+        },
+        Note::Skipped { reason: boxed() },
+        Note::NoticeSent { attempt: 1 },
+        Note::NoticeSentAgain {
+            attempt: 2,
+            retry: 1,
+            retries: 2,
+        },
+        Note::ProgressIgnored { status: s },
+        Note::PercentClamped,
+        Note::DevicePaused { desc: desc.clone() },
+        Note::UpgradeDone {
+            version: "2.0".into(),
+        },
+        Note::DeviceFailed {
+            failure,
+            desc: None,
+        },
+        Note::DeviceRejected {
+            failure,
+            desc: desc.clone(),
+        },
+        Note::CanceledOnDevice { desc: None },
+        Note::DeviceTimeout { desc: None },
+        Note::BackwardReport {
+            next: DeviceStatus::Downloading,
+            status: DeviceStatus::Installing,
+        },
+        Note::Phase {
+            status: DeviceStatus::Downloading,
+            percent: 40,
+        },
+        Note::VersionNotActedOn {
+            version: "1.0".into(),
+            ms: 500,
+        },
+        Note::SucceededLate {
+            version: "2.0".into(),
+            before: DeviceStatus::TimedOut,
+        },
+        Note::ReportedTarget {
+            version: "2.0".into(),
+        },
+        Note::ReplyIgnored {
+            request: "ota_create".into(),
+        },
+        Note::ReplyIgnoredStatus {
+            request: "ota_create".into(),
+            result: 0,
+            status: s,
+        },
+        Note::RequestRejected {
+            request: "ota_create".into(),
+            failure,
+        },
+        Note::RequestRefused {
+            request: "ota_create".into(),
+            failure,
+        },
+        Note::NoVersionAtFull {
+            version: "2.0".into(),
+            secs: 30,
+        },
+        Note::NoVersion {
+            version: "2.0".into(),
+            secs: 30,
+        },
+        Note::NoReply {
+            request: "ota_create".into(),
+            sent: 3,
+            timeout_ms: 1000,
+        },
+        Note::ReplyResent {
+            request: "ota_create".into(),
+            timeout_ms: 1000,
+            sent: 1,
+            resends: 2,
+        },
+        Note::AckResent {
+            left: 2,
+            next_ms: 1500,
+        },
+        Note::AckLastResent,
+        Note::RetryAt {
+            at_ms: 9000,
+            left: 1,
+        },
+        Note::NoRetry { reason: boxed() },
+        Note::RequeuedByOperator,
+        Note::PublishFailed { error: None },
+        Note::NotDelivered,
+        Note::BackOnline,
+        Note::EarlierAttemptKey { key: "7".into() },
+        Note::ForeignGateway {
+            key: "7".into(),
+            from: "dji:DOCK".into(),
+        },
+        Note::ForeignKey {
+            key: "7".into(),
+            why: ForeignKey::AnotherDevice,
+        },
+        Note::ForeignKey {
+            key: "7".into(),
+            why: ForeignKey::EarlierAttempt,
+        },
+        Note::ForeignKey {
+            key: "7".into(),
+            why: ForeignKey::NotIssued,
+        },
+        Note::PublishFailedReplyWait {
+            request: "ota_create".into(),
+            error: "x".into(),
+        },
+        Note::NothingPending { status: s },
+        Note::NothingPendingYet,
+        Note::Started {
+            devices: 3,
+            waves: vec![1, 2],
+        },
+        Note::WaveGateMet {
+            wave: 1,
+            succeeded: 1,
+            eligible: 1,
+            threshold: 90,
+        },
+        Note::WaveBlocked {
+            wave: 1,
+            succeeded: 0,
+            eligible: 1,
+            threshold: 90,
+        },
+        Note::WaveOpened {
+            wave: 2,
+            total: 3,
+            why: Box::new(Note::AdvancedByOperator),
+        },
+        Note::AdvancedByOperator,
+        Note::EveryWaveOpen,
+        Note::PausedByOperator,
+        Note::ResumedByOperator,
+        Note::CanceledByOperator,
+        Note::Aborted {
+            failures: 2,
+            judged: 3,
+            percent: 50,
+        },
+        Note::Completed {
+            succeeded: 1,
+            failed: 1,
+            skipped: 1,
+        },
+        Note::NothingToRetry,
+        Note::FailedRequeued { count: 2 },
+        Note::FailedOrTimedOutRequeued { count: 2 },
+        Note::MaybeLost { count: 2, ms: 500 },
+        Note::MaybeLostResent { count: 2 },
+        Note::BrokerDown,
+        Note::BrokerBack {
+            outage_ms: 1500,
+            count: 2,
+        },
+        Note::UrlMoved {
+            from: "http://a/f".into(),
+            to: "http://b/f".into(),
+        },
+    ];
+    let commands = [
+        Command::Start,
+        Command::Pause,
+        Command::Resume,
+        Command::Cancel,
+        Command::AdvanceWave,
+        Command::RetryFailed,
+    ]
+    .map(|command| Note::Refused {
+        command,
+        state: CampaignState::Completed,
+    });
+    notes.into_iter().chain(commands).collect()
+}
+
+/// Every kind of note, named (a new variant fails to compile until it is listed).
+fn kind(note: &Note) -> &'static str {
+    match note {
+        Note::Text { .. } => "text",
+        Note::StatusChange { .. } => "status_change",
+        Note::AlreadyOnTarget { .. } => "already_on_target",
+        Note::NotFromVersions { .. } => "not_from_versions",
+        Note::Skipped { .. } => "skipped",
+        Note::NoticeSent { .. } => "notice_sent",
+        Note::NoticeSentAgain { .. } => "notice_sent_again",
+        Note::ProgressIgnored { .. } => "progress_ignored",
+        Note::PercentClamped => "percent_clamped",
+        Note::DevicePaused { .. } => "device_paused",
+        Note::UpgradeDone { .. } => "upgrade_done",
+        Note::DeviceFailed { .. } => "device_failed",
+        Note::DeviceRejected { .. } => "device_rejected",
+        Note::CanceledOnDevice { .. } => "canceled_on_device",
+        Note::DeviceTimeout { .. } => "device_timeout",
+        Note::BackwardReport { .. } => "backward_report",
+        Note::Phase { .. } => "phase",
+        Note::VersionNotActedOn { .. } => "version_not_acted_on",
+        Note::SucceededLate { .. } => "succeeded_late",
+        Note::ReportedTarget { .. } => "reported_target",
+        Note::ReplyIgnored { .. } => "reply_ignored",
+        Note::ReplyIgnoredStatus { .. } => "reply_ignored_status",
+        Note::RequestRejected { .. } => "request_rejected",
+        Note::RequestRefused { .. } => "request_refused",
+        Note::NoVersionAtFull { .. } => "no_version_at_full",
+        Note::NoVersion { .. } => "no_version",
+        Note::NoReply { .. } => "no_reply",
+        Note::ReplyResent { .. } => "reply_resent",
+        Note::AckResent { .. } => "ack_resent",
+        Note::AckLastResent => "ack_last_resent",
+        Note::RetryAt { .. } => "retry_at",
+        Note::NoRetry { .. } => "no_retry",
+        Note::RequeuedByOperator => "requeued_by_operator",
+        Note::PublishFailed { .. } => "publish_failed",
+        Note::NotDelivered => "not_delivered",
+        Note::BackOnline => "back_online",
+        Note::EarlierAttemptKey { .. } => "earlier_attempt_key",
+        Note::ForeignGateway { .. } => "foreign_gateway",
+        Note::ForeignKey { .. } => "foreign_key",
+        Note::PublishFailedReplyWait { .. } => "publish_failed_reply_wait",
+        Note::NothingPending { .. } => "nothing_pending",
+        Note::NothingPendingYet => "nothing_pending_yet",
+        Note::Started { .. } => "started",
+        Note::WaveGateMet { .. } => "wave_gate_met",
+        Note::WaveBlocked { .. } => "wave_blocked",
+        Note::WaveOpened { .. } => "wave_opened",
+        Note::AdvancedByOperator => "advanced_by_operator",
+        Note::EveryWaveOpen => "every_wave_open",
+        Note::PausedByOperator => "paused_by_operator",
+        Note::ResumedByOperator => "resumed_by_operator",
+        Note::CanceledByOperator => "canceled_by_operator",
+        Note::Aborted { .. } => "aborted",
+        Note::Completed { .. } => "completed",
+        Note::NothingToRetry => "nothing_to_retry",
+        Note::FailedRequeued { .. } => "failed_requeued",
+        Note::FailedOrTimedOutRequeued { .. } => "failed_or_timed_out_requeued",
+        Note::Refused { .. } => "refused",
+        Note::MaybeLost { .. } => "maybe_lost",
+        Note::MaybeLostResent { .. } => "maybe_lost_resent",
+        Note::BrokerDown => "broker_down",
+        Note::BrokerBack { .. } => "broker_back",
+        Note::UrlMoved { .. } => "url_moved",
+    }
+}
+
+#[test]
+fn every_campaign_note_speaks_chinese_and_reads_back_from_the_store() {
+    let notes = every_note();
+    let kinds: BTreeSet<&str> = notes.iter().map(kind).collect();
+    // Every kind but `Text` (a sentence kept as written) has a sample.
+    let mut all = kinds.clone();
+    all.insert("text");
+    assert_eq!(all.len(), kinds.len() + 1, "a sample is a Text note");
+    let mut problems = Vec::new();
+    for note in &notes {
+        let english = i18n::in_english(|| note.to_string());
+        let chinese = {
+            let _zh = i18n::ThreadLang::new(Lang::ZhCn);
+            note.to_string()
+        };
+        // The device's own words are data: look for Chinese outside them.
+        let without_data = chinese.replace("电量低", "");
+        if !has_cjk(&without_data) || chinese == english || chinese.contains("note.") {
+            problems.push(format!("{}: {chinese:?} (en {english:?})", kind(note)));
+        }
+        if english.contains("note.") || has_cjk(&english.replace("电量低", "")) {
+            problems.push(format!("{}: English {english:?}", kind(note)));
+        }
+        let stored = note.to_stored();
+        if Note::from_stored(&stored) != *note {
+            problems.push(format!(
+                "{}: stored as {stored} reads back otherwise",
+                kind(note)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // A row written before notes were typed shows its sentence in every language.
+    let old = Note::from_stored("no report of version 2.0 within 30 s of the notice");
+    let _zh = i18n::ThreadLang::new(Lang::ZhCn);
+    assert_eq!(
+        old.to_string(),
+        "no report of version 2.0 within 30 s of the notice"
+    );
+}
+
+/// A literal that is a sentence: two words or more (one word is a name: `"module"`).
+fn is_sentence(literal: &str) -> bool {
+    literal.contains(' ')
+        && literal
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .filter(|w| w.len() >= 2)
+            .count()
+            >= 2
+}
+
+/// Every string literal of a line (escapes skipped).
+fn literals(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            let mut literal = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    other => literal.push(other),
+                }
+            }
+            out.push(literal);
+        }
+    }
+    out
+}
+
+/// The campaign's machine says everything through `Note`s: no sentence in its code.
+#[test]
+fn the_campaign_machine_writes_no_sentence_itself() {
+    let mut files = vec![root().join("src/rollout/device.rs")];
+    rs_files(&root().join("src/rollout/campaign"), &mut files);
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            let trimmed = line.trim_start();
+            // Comments, and the reasons lint exceptions give (for the reader of the code).
+            if trimmed.starts_with("//") || trimmed.starts_with("reason =") {
+                continue;
+            }
+            checked += 1;
+            if literals(&without_keys(line)).iter().any(|l| is_sentence(l)) {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} lines read");
+    assert!(
+        found.is_empty(),
+        "a sentence not through a Note or tr!:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The library's errors whose words reach the operator: every `#[error(…)]` (and other shown
+/// call) in them goes through `tr!`.
+const ENGINE_CONVERTED: &[&str] = &[
+    "src/access/alibaba_sign.rs",
+    "src/access/credentials.rs",
+    "src/access/rules.rs",
+    "src/access/tls.rs",
+    "src/engine/download_url.rs",
+    "src/engine/resume.rs",
+    "src/engine/runner/broker_guard.rs",
+    "src/engine/session_id.rs",
+    "src/protocol/error.rs",
+    "src/protocol/json_template.rs",
+    "src/protocol/registry.rs",
+    "src/protocol/user/error.rs",
+    "src/protocol/user/template.rs",
+    "src/report.rs",
+    "src/rollout/mod.rs",
+    "src/rollout/status.rs",
+    "src/sim/credentials.rs",
+    "src/sim/error.rs",
+    "src/store/sql.rs",
+    "src/terms/ids.rs",
+    "src/terms/notes.rs",
+    "src/transport/download_token.rs",
+    "src/transport/http.rs",
+    "src/transport/mqtt.rs",
+    "src/transport/shaping.rs",
+];
+
+/// Words only the developers' log reads (`RUST_LOG=debug`), which stays English.
+const LOG_ONLY: &[(&str, &str)] = &[
+    ("src/transport/http.rs", "TLS handshake"),
+    ("src/transport/http.rs", "plain HTTP on the HTTPS port"),
+];
+
+#[test]
+fn the_library_errors_show_no_english_literal() {
+    let mut found = Vec::new();
+    for file in ENGINE_CONVERTED {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        // An attribute may span lines: read `#[error(` up to its closing `)]`.
+        let mut attribute: Option<(usize, String)> = None;
+        for (n, line) in code.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            let (start, text) = match attribute.take() {
+                Some((start, mut text)) => {
+                    text.push_str(line.trim());
+                    (start, text)
+                }
+                None => (n + 1, line.to_owned()),
+            };
+            if text.trim_start().starts_with("#[error(") && !text.trim_end().ends_with(")]") {
+                attribute = Some((start, text));
+                continue;
+            }
+            if LOG_ONLY
+                .iter()
+                .any(|(f, words)| f == file && text.contains(words))
+            {
+                continue;
+            }
+            check_line(file, start, &text, &mut found);
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "English shown without tr!:\n{}",
+        found.join("\n")
+    );
+}
+
+fn check_line(file: &str, n: usize, line: &str, found: &mut Vec<String>) {
+    for call in SHOWN {
+        for after in line.split(call).skip(1) {
+            if arguments_literals(&without_keys(after))
+                .iter()
+                .any(|l| has_words(l))
+            {
+                found.push(format!("{file}:{n}: {}", line.trim()));
+            }
+        }
+    }
+}
+
+#[test]
+fn library_errors_read_in_chinese() {
+    use ota_console::device_id::DeviceId;
+    use ota_console::protocol::DecodeError;
+    use ota_console::store::StoreError;
+    use ota_console::transport::http::HttpError;
+    use ota_console::transport::mqtt::BrokerUrl;
+
+    let _zh = i18n::ThreadLang::new(Lang::ZhCn);
+    let errors: Vec<String> = vec![
+        "nonsense".parse::<DeviceId>().unwrap_err().to_string(),
+        "mqtt://host:99999"
+            .parse::<BrokerUrl>()
+            .unwrap_err()
+            .to_string(),
+        StoreError::NoSuchCampaign(ota_console::rollout::CampaignId(7)).to_string(),
+        HttpError::AddrInUse("127.0.0.1:8080".parse().unwrap()).to_string(),
+        DecodeError::MissingField("version").to_string(),
+        "12 parsecs"
+            .parse::<ota_console::transport::shaping::Bandwidth>()
+            .unwrap_err()
+            .to_string(),
+    ];
+    let english: Vec<&String> = errors.iter().filter(|e| !has_cjk(e)).collect();
+    assert!(english.is_empty(), "still English: {english:#?}");
+    assert_eq!(errors[2], "升级任务 7 不存在",);
+}

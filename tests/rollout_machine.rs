@@ -211,7 +211,7 @@ fn logs(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Log { message, .. } => Some(message.clone()),
+            Action::Log { message, .. } => Some(message.to_string()),
             _ => None,
         })
         .collect()
@@ -429,7 +429,14 @@ fn hundred_percent_without_a_version_report_times_out() {
     assert_eq!(h.status(&d), DeviceStatus::Installing);
     let done = h.at(60_000);
     assert_eq!(h.status(&d), DeviceStatus::TimedOut);
-    let error = h.campaign.device(&d).unwrap().error.clone().unwrap();
+    let error = h
+        .campaign
+        .device(&d)
+        .unwrap()
+        .error
+        .clone()
+        .unwrap()
+        .to_string();
     assert!(error.contains("100 %"), "{error}");
     assert_eq!(
         state_changes(&done),
@@ -629,7 +636,7 @@ fn version_filter_skips_on_target_and_not_from_listed_versions() {
     assert_eq!(h.status(&on_target), DeviceStatus::Skipped);
     let skipped_other = h.campaign.device(&other).unwrap().clone();
     assert_eq!(skipped_other.status, DeviceStatus::Skipped);
-    assert!(skipped_other.error.unwrap().contains("1.5"));
+    assert!(skipped_other.error.unwrap().to_string().contains("1.5"));
     assert_eq!(
         h.status(&unknown),
         DeviceStatus::Pending,
@@ -747,7 +754,7 @@ fn dji_without_services_reply_is_resent_twice_with_fresh_tids_then_fails() {
     let rec = h.campaign.device(&d).unwrap();
     assert_eq!(rec.status, DeviceStatus::Failed);
     assert!(
-        rec.error.as_ref().unwrap().contains("no reply"),
+        rec.error.as_ref().unwrap().to_string().contains("no reply"),
         "{:?}",
         rec.error
     );
@@ -969,7 +976,7 @@ fn percent_never_goes_backwards_and_clamping_is_logged() {
         desc: None,
         gateway: None,
     }));
-    assert!(clamped.iter().any(|a| matches!(a, Action::Log { level: LogLevel::Info, message, .. } if message.contains("clamped"))));
+    assert!(clamped.iter().any(|a| matches!(a, Action::Log { level: LogLevel::Info, message, .. } if message.to_string().contains("clamped"))));
     assert_eq!(h.campaign.device(&d).unwrap().percent, 100);
     h.event(ali_progress(&d, 10));
     assert_eq!(h.campaign.device(&d).unwrap().percent, 100);

@@ -18,6 +18,7 @@
 //!
 //! Pure; never panics on what a client sends; comparisons are constant-time.
 
+use crate::i18n::tr;
 use hmac::{Hmac, KeyInit, Mac};
 
 /// Longest client id, user name or password looked at (Alibaba's limits are far lower).
@@ -43,26 +44,37 @@ impl SignMethod {
     }
 }
 
+/// A field of a signed login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignField {
+    #[error("{}", tr!("error.sign.field.client_id"))]
+    ClientId,
+    #[error("{}", tr!("error.sign.field.user_name"))]
+    UserName,
+    #[error("{}", tr!("error.sign.field.password"))]
+    Password,
+}
+
 /// Why a signed login was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignError {
-    #[error("{what} is longer than {MAX_FIELD_BYTES} bytes")]
-    TooLong { what: &'static str },
-    #[error("the client id has no |…| parameters, so it is not an Alibaba signed login")]
+    #[error("{}", tr!("error.sign.too_long", what = what, max = MAX_FIELD_BYTES))]
+    TooLong { what: SignField },
+    #[error("{}", tr!("error.sign.not_signed"))]
     NotSigned,
-    #[error("the client id's parameters {0:?} are malformed (expected key=value,…)")]
+    #[error("{}", tr!("error.sign.malformed_params", params = format!("{_0:?}")))]
     MalformedParams(String),
-    #[error("the client id names no signmethod")]
+    #[error("{}", tr!("error.sign.no_sign_method"))]
     NoSignMethod,
-    #[error("unsupported signmethod {0:?} (hmacsha1, hmacsha256 or hmacmd5)")]
+    #[error("{}", tr!("error.sign.unknown_sign_method", method = format!("{_0:?}")))]
     UnknownSignMethod(String),
-    #[error("the client id's securemode {0:?} is not an integer")]
+    #[error("{}", tr!("error.sign.bad_secure_mode", mode = format!("{_0:?}")))]
     BadSecureMode(String),
-    #[error("the user name is not of the form deviceName&productKey")]
+    #[error("{}", tr!("error.sign.bad_user_name"))]
     BadUserName,
-    #[error("the password is not a hex HMAC")]
+    #[error("{}", tr!("error.sign.password_not_hex"))]
     PasswordNotHex,
-    #[error("the signature does not match the device secret")]
+    #[error("{}", tr!("error.sign.mismatch"))]
     Mismatch,
 }
 
@@ -79,7 +91,9 @@ pub struct SignedClientId<'a> {
 /// Parses `{cid}|key=value,…|`.
 pub fn parse_client_id(text: &str) -> Result<SignedClientId<'_>, SignError> {
     if text.len() > MAX_FIELD_BYTES {
-        return Err(SignError::TooLong { what: "client id" });
+        return Err(SignError::TooLong {
+            what: SignField::ClientId,
+        });
     }
     let (client_id, rest) = text.split_once('|').ok_or(SignError::NotSigned)?;
     let params = rest.strip_suffix('|').ok_or(SignError::NotSigned)?;
@@ -122,7 +136,9 @@ pub fn parse_client_id(text: &str) -> Result<SignedClientId<'_>, SignError> {
 /// Splits `{deviceName}&{productKey}` (product keys never contain `&`).
 pub fn parse_username(text: &str) -> Result<(&str, &str), SignError> {
     if text.len() > MAX_FIELD_BYTES {
-        return Err(SignError::TooLong { what: "user name" });
+        return Err(SignError::TooLong {
+            what: SignField::UserName,
+        });
     }
     match text.rsplit_once('&') {
         Some((dn, pk)) if !dn.is_empty() && !pk.is_empty() => Ok((dn, pk)),
@@ -173,7 +189,9 @@ pub fn verify(
     password: &[u8],
 ) -> Result<(), SignError> {
     if password.len() > MAX_FIELD_BYTES {
-        return Err(SignError::TooLong { what: "password" });
+        return Err(SignError::TooLong {
+            what: SignField::Password,
+        });
     }
     let expected = hex::decode(password).map_err(|_| SignError::PasswordNotHex)?;
     fn check<M: Mac + KeyInit>(

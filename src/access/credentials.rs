@@ -28,6 +28,7 @@
 //! Mosquitto password file's separator). Passwords are stored as written: the file is 0600, and
 //! the embedded broker needs them to check logins.
 
+use crate::i18n::tr;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -60,25 +61,19 @@ const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Why credentials could not be loaded, imported or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{}: larger than {MAX_FILE_BYTES} bytes", path.display())]
+    #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(cause)))]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("{}", tr!("error.credentials.too_large", path = path.display(), limit = MAX_FILE_BYTES))]
     TooLarge { path: PathBuf },
-    #[error("{}: not valid console credentials: {detail}", path.display())]
+    #[error("{}", tr!("error.credentials.bad_console_file", path = path.display(), detail = detail))]
     BadConsoleFile { path: PathBuf, detail: String },
-    #[error("{source_name} line {line}: {detail}")]
+    #[error("{}", tr!("error.credentials.bad_line", file = source_name, line = line, detail = detail))]
     BadLine {
         source_name: String,
         line: u64,
         detail: String,
     },
-    #[error(
-        "{source_name}: no {column} column (the header needs ProductKey, DeviceName and DeviceSecret)"
-    )]
+    #[error("{}", tr!("error.credentials.missing_column", file = source_name, column = column))]
     MissingColumn {
         source_name: String,
         column: &'static str,
@@ -86,9 +81,9 @@ pub enum CredentialsError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CredentialsError + '_ {
-    move |source| CredentialsError::Io {
+    move |cause| CredentialsError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -164,17 +159,17 @@ impl ConsoleCredentials {
             path: path.to_path_buf(),
             detail,
         };
-        let bytes = read_bounded(path)?.ok_or_else(|| bad("missing".into()))?;
+        let bytes = read_bounded(path)?.ok_or_else(|| bad(tr!("error.credentials.missing")))?;
         let creds: ConsoleCredentials =
             serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if creds.username.is_empty() || creds.password.is_empty() {
-            return Err(bad("empty user name or password".into()));
+            return Err(bad(tr!("error.credentials.empty_login")));
         }
         if creds
             .username
             .contains(|c: char| c == ':' || c.is_whitespace())
         {
-            return Err(bad("the user name contains ':' or whitespace".into()));
+            return Err(bad(tr!("error.credentials.user_name_spaces")));
         }
         Ok(creds)
     }
@@ -238,7 +233,10 @@ impl SecretTable {
             }
             let field = |col: usize, name: &str| match record.get(col) {
                 Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(bad_line(line, format!("{name} is missing or empty"))),
+                _ => Err(bad_line(
+                    line,
+                    tr!("error.credentials.column_empty", column = name),
+                )),
             };
             let (pk, dn, secret) = (
                 field(pk_col, "ProductKey")?,
@@ -396,15 +394,16 @@ impl UserTable {
             }
             let mut fields = content.split_whitespace();
             let (Some(username), Some(password)) = (fields.next(), fields.next()) else {
-                return Err(bad("expected: user-name password identity…".into()));
+                return Err(bad(tr!("error.credentials.line_shape")));
             };
             if username.contains(':') || username.chars().any(char::is_control) {
-                return Err(bad(format!(
-                    "user name {username:?} contains ':' or a control character"
+                return Err(bad(tr!(
+                    "error.credentials.user_name_control",
+                    user = format!("{username:?}")
                 )));
             }
             if password.chars().any(char::is_control) {
-                return Err(bad("the password contains a control character".into()));
+                return Err(bad(tr!("error.credentials.password_control")));
             }
             let mut devices = BTreeSet::new();
             for text in fields {
@@ -412,8 +411,18 @@ impl UserTable {
                 devices.insert(id.device());
             }
             let identity = match devices.len() {
-                0 => return Err(bad(format!("user {username:?} names no device"))),
-                1 => Identity::Device(devices.pop_first().ok_or_else(|| bad("no device".into()))?),
+                0 => {
+                    return Err(bad(tr!(
+                        "error.credentials.no_device",
+                        user = format!("{username:?}")
+                    )));
+                }
+                1 => Identity::Device(devices.pop_first().ok_or_else(|| {
+                    bad(tr!(
+                        "error.credentials.no_device",
+                        user = format!("{username:?}")
+                    ))
+                })?),
                 _ => Identity::Site {
                     name: username.to_owned(),
                     devices,
@@ -425,7 +434,10 @@ impl UserTable {
                 identity,
             };
             if table.users.insert(username.to_owned(), entry).is_some() {
-                return Err(bad(format!("user {username:?} appears twice")));
+                return Err(bad(tr!(
+                    "error.credentials.user_twice",
+                    user = format!("{username:?}")
+                )));
             }
         }
         Ok(table)
@@ -504,15 +516,15 @@ impl UserTable {
 /// Why a login was refused (for the log and the inspector; the client only learns "refused").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("no user name or password")]
+    #[error("{}", tr!("error.login.no_credentials"))]
     NoCredentials,
-    #[error("unknown user {0:?}")]
+    #[error("{}", tr!("error.login.unknown_user", user = format!("{_0:?}")))]
     UnknownUser(String),
-    #[error("wrong password for user {0:?}")]
+    #[error("{}", tr!("error.login.wrong_password", user = format!("{_0:?}")))]
     WrongPassword(String),
-    #[error("Alibaba signature of {username:?} refused: {why}")]
+    #[error("{}", tr!("error.login.bad_signature", user = format!("{username:?}"), why = why))]
     BadSignature { username: String, why: SignError },
-    #[error("too many refused logins from {key}; retry in {}", humantime::format_duration(*retry_after))]
+    #[error("{}", tr!("error.login.throttled", key = key, after = humantime::format_duration(*retry_after)))]
     Throttled { key: String, retry_after: Duration },
 }
 

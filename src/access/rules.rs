@@ -21,6 +21,7 @@
 //!
 //! Pure; never panics on a topic or filter.
 
+use crate::i18n::tr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -71,18 +72,35 @@ impl Decision {
 /// Why a publish or subscribe was refused (shown in the log and the inspector).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
-    #[error("malformed topic {topic:?}: {why}")]
-    Malformed { topic: String, why: &'static str },
-    #[error("only the console may subscribe with wildcards ({filter:?})")]
+    #[error("{}", tr!("error.denial.malformed", topic = format!("{topic:?}"), why = why))]
+    Malformed { topic: String, why: Malformation },
+    #[error("{}", tr!("error.denial.wildcard", filter = format!("{filter:?}")))]
     Wildcard { filter: String },
-    #[error("only the console may publish downlink topics ({topic:?})")]
+    #[error("{}", tr!("error.denial.downlink", topic = format!("{topic:?}")))]
     Downlink { topic: String },
-    #[error("{topic:?} is an uplink topic; {identity} may subscribe only to its own downlink")]
+    #[error("{}", tr!("error.denial.not_downlink", topic = format!("{topic:?}"), identity = identity))]
     NotDownlink { topic: String, identity: String },
-    #[error("{topic:?} belongs to another device, not {identity}")]
+    #[error("{}", tr!("error.denial.not_own", topic = format!("{topic:?}"), identity = identity))]
     NotOwn { topic: String, identity: String },
-    #[error("{topic:?} is not a topic of any dialect the console speaks")]
+    #[error("{}", tr!("error.denial.unknown_topic", topic = format!("{topic:?}")))]
     UnknownTopic { topic: String },
+}
+
+/// What is wrong with a topic name or filter (MQTT 3.1.1 §4.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Malformation {
+    #[error("{}", tr!("error.denial.why.empty"))]
+    Empty,
+    #[error("{}", tr!("error.denial.why.too_long"))]
+    TooLong,
+    #[error("{}", tr!("error.denial.why.nul"))]
+    Nul,
+    #[error("{}", tr!("error.denial.why.wildcard_in_name"))]
+    WildcardInName,
+    #[error("{}", tr!("error.denial.why.hash_not_last"))]
+    HashNotLast,
+    #[error("{}", tr!("error.denial.why.plus_not_whole"))]
+    PlusNotWhole,
 }
 
 /// Device to console, or console to device.
@@ -472,7 +490,7 @@ fn is_device(id: &DeviceId, bound: Bound<'_>) -> bool {
     id.product_key() == bound.pk && id.name() == bound.name
 }
 
-fn deny_malformed(topic: &str, why: &'static str) -> Decision {
+fn deny_malformed(topic: &str, why: Malformation) -> Decision {
     Decision::Deny(Denial::Malformed {
         topic: clip(topic),
         why,
@@ -493,38 +511,38 @@ fn clip(topic: &str) -> String {
 }
 
 /// MQTT 3.1.1 §4.7: a topic name is non-empty, has no wildcard and no NUL.
-fn check_topic_name(topic: &str) -> Result<(), &'static str> {
+fn check_topic_name(topic: &str) -> Result<(), Malformation> {
     check_common(topic)?;
     if topic.contains(['+', '#']) {
-        return Err("a topic name cannot contain + or #");
+        return Err(Malformation::WildcardInName);
     }
     Ok(())
 }
 
 /// MQTT 3.1.1 §4.7: `+` fills a whole level, `#` fills the last one.
-fn check_filter(filter: &str) -> Result<(), &'static str> {
+fn check_filter(filter: &str) -> Result<(), Malformation> {
     check_common(filter)?;
     let mut levels = filter.split('/').peekable();
     while let Some(level) = levels.next() {
         if level.contains('#') && (level != "#" || levels.peek().is_some()) {
-            return Err("# must be the whole last level");
+            return Err(Malformation::HashNotLast);
         }
         if level.contains('+') && level != "+" {
-            return Err("+ must be a whole level");
+            return Err(Malformation::PlusNotWhole);
         }
     }
     Ok(())
 }
 
-fn check_common(topic: &str) -> Result<(), &'static str> {
+fn check_common(topic: &str) -> Result<(), Malformation> {
     if topic.is_empty() {
-        return Err("empty");
+        return Err(Malformation::Empty);
     }
     if topic.len() > MAX_TOPIC_BYTES {
-        return Err("too long");
+        return Err(Malformation::TooLong);
     }
     if topic.contains('\0') {
-        return Err("contains NUL");
+        return Err(Malformation::Nul);
     }
     Ok(())
 }

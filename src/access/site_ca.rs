@@ -106,7 +106,7 @@ impl SiteCa {
             (None, None) => {
                 return Err(TlsError::Io {
                     path: cert_path,
-                    source: io::Error::new(
+                    cause: io::Error::new(
                         io::ErrorKind::NotFound,
                         "missing: this folder holds no site CA",
                     ),

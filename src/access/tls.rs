@@ -11,6 +11,7 @@
 //! Files are read only by the functions that say so, bounded in size; errors name the file.
 //! Nothing here panics on certificate bytes: client certificates come from the network.
 
+use crate::i18n::tr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,65 +29,46 @@ pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 /// Why TLS material could not be loaded, generated or assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{}: larger than {MAX_PEM_FILE_BYTES} bytes, not a PEM file", path.display())]
+    #[error("{}", tr!("error.file", path = path.display(), why = crate::i18n::io_error(cause)))]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("{}", tr!("error.tls.too_large", path = path.display(), limit = MAX_PEM_FILE_BYTES))]
     TooLarge { path: PathBuf },
-    #[error("{}: no PEM certificate in it", path.display())]
+    #[error("{}", tr!("error.tls.no_certificate", path = path.display()))]
     NoCertificate { path: PathBuf },
-    #[error("{}: {detail}", path.display())]
+    #[error("{}", tr!("error.file", path = path.display(), why = detail))]
     BadPem { path: PathBuf, detail: String },
-    #[error(
-        "{}: the private key is encrypted; give it without a pass phrase (e.g. `openssl pkey -in \
-         KEY -out KEY.plain`) and keep that file private",
-        path.display()
-    )]
+    #[error("{}", tr!("error.tls.encrypted_key", path = path.display()))]
     EncryptedKey { path: PathBuf },
-    #[error("{}: not the private key of the certificate in {}", key.display(), cert.display())]
+    #[error("{}", tr!("error.tls.key_mismatch", key = key.display(), cert = cert.display()))]
     KeyMismatch { cert: PathBuf, key: PathBuf },
-    #[error(
-        "site CA {}: {} exists but {} is missing; restore it, or move the folder away to make a \
-         new CA (devices provisioned with the old ca.pem must then be given the new one)",
-        dir.display(), present.display(), missing.display()
-    )]
+    #[error("{}", tr!("error.tls.site_ca_incomplete", dir = dir.display(), present = present.display(), missing = missing.display()))]
     SiteCaIncomplete {
         dir: PathBuf,
         present: PathBuf,
         missing: PathBuf,
     },
-    #[error(
-        "site CA {}: {detail}; repair it, or move the folder {} away to make a new CA (devices \
-         provisioned with the old ca.pem must then be given the new one)",
-        path.display(), dir.display()
-    )]
+    #[error("{}", tr!("error.tls.bad_site_ca", path = path.display(), detail = detail, dir = dir.display()))]
     BadSiteCa {
         dir: PathBuf,
         path: PathBuf,
         detail: String,
     },
-    #[error("{name:?} cannot be put in a certificate: {detail}")]
+    #[error("{}", tr!("error.tls.bad_name", name = format!("{name:?}"), detail = detail))]
     BadName { name: String, detail: String },
-    #[error("a server certificate needs at least one DNS name or IP address")]
+    #[error("{}", tr!("error.tls.no_names"))]
     NoNames,
-    #[error("cannot generate a certificate: {0}")]
+    #[error("{}", tr!("error.tls.generate", why = _0))]
     Generate(String),
-    #[error(
-        "client certificates are to be checked but no usable CA certificate was given to check \
-         them against"
-    )]
+    #[error("{}", tr!("error.tls.no_client_roots"))]
     NoClientRoots,
-    #[error("TLS configuration for {what}: {detail}")]
+    #[error("{}", tr!("error.tls.config", what = what, detail = detail))]
     Config { what: String, detail: String },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
-    move |source| TlsError::Io {
+    move |cause| TlsError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -103,7 +85,7 @@ pub(crate) fn read_pem_file(path: &Path) -> Result<Option<Vec<u8>>, TlsError> {
 fn read_existing_pem_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     read_pem_file(path)?.ok_or_else(|| TlsError::Io {
         path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+        cause: io::Error::new(io::ErrorKind::NotFound, "no such file"),
     })
 }
 

@@ -3,23 +3,23 @@
 //! it must be an absolute http(s) URL with nothing a device parser could trip on. Only checks
 //! the text; never fetches the URL.
 
+use crate::i18n::tr;
+
 /// Longest download URL accepted (bytes). Device SDKs keep the URL in fixed buffers; 2 KiB is
 /// well above any real link and far below MQTT packet limits.
 pub const MAX_DOWNLOAD_URL_BYTES: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DownloadUrlError {
-    #[error("the download URL is empty")]
+    #[error("{}", tr!("error.download_url.empty"))]
     Empty,
-    #[error("the download URL must start with http:// or https:// (got {0:?})")]
+    #[error("{}", tr!("error.download_url.scheme", url = format!("{_0:?}")))]
     Scheme(String),
-    #[error("the download URL has no host after the scheme")]
+    #[error("{}", tr!("error.download_url.no_host"))]
     NoHost,
-    #[error("the download URL is {len} bytes long; at most {MAX_DOWNLOAD_URL_BYTES} are allowed")]
+    #[error("{}", tr!("error.download_url.too_long", len = len, max = MAX_DOWNLOAD_URL_BYTES))]
     TooLong { len: usize },
-    #[error(
-        "the download URL contains a space or a control character at byte {at}; percent-encode it"
-    )]
+    #[error("{}", tr!("error.download_url.bad_character", at = at))]
     BadCharacter { at: usize },
 }
 

@@ -14,6 +14,7 @@ use super::inventory::{assumed_reachable, from_inventory, to_inventory};
 use super::snapshot::DeviceRow;
 use crate::device_id::{DeviceId, DialectId};
 use crate::fleet::{DeviceRecord, Fleet};
+use crate::i18n::tr;
 use crate::protocol::{Event, SubDevices, VersionReport, registry};
 use crate::rollout::DeviceSnapshot;
 use crate::store::InventoryDevice;
@@ -113,10 +114,10 @@ impl FleetState {
             .filter(|event| {
                 let admitted = self.fleet.admits(event);
                 if !admitted {
-                    refused = Some(format!(
-                        "the device registry is full ({} devices): {} is not added",
-                        self.fleet.len(),
-                        event.device()
+                    refused = Some(tr!(
+                        "engine.registry_full",
+                        count = self.fleet.len(),
+                        device = event.device()
                     ));
                 }
                 admitted

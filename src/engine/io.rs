@@ -20,6 +20,7 @@ use super::snapshot::BrokerGuard;
 use crate::device_id::DeviceId;
 use crate::firmware::{FirmwareError, StoredPackage};
 use crate::fleet::inspector::{Direction, Inspector};
+use crate::i18n::tr;
 use crate::protocol::Outbound;
 use crate::rollout::Campaign;
 use crate::transport::broker::{BrokerEvent, EmbeddedBroker};
@@ -199,10 +200,7 @@ impl Io {
             return None;
         }
         if news.lost > before.lost {
-            Some(self.session_lost_warning(
-                "the MQTT broker did not keep the console's session",
-                "the link was down",
-            ))
+            Some(tr!("engine.session_lost", id = self.link.client_id()))
         } else if before.connacks == 0 && !news.present {
             self.session_absent_untold = true;
             self.session_absent_warning(in_flight)
@@ -219,19 +217,7 @@ impl Io {
             return None;
         }
         self.session_absent_untold = false;
-        Some(self.session_lost_warning(
-            "the MQTT broker kept no session for the console",
-            "the console was down",
-        ))
-    }
-
-    /// One wording for both ways of learning that the broker kept nothing for us.
-    fn session_lost_warning(&self, what: &str, while_away: &str) -> String {
-        let id = self.link.client_id();
-        format!(
-            "{what} (client id {id}): what devices reported while {while_away} is lost; \
-             devices in flight will time out and be noticed again"
-        )
+        Some(tr!("engine.session_absent", id = self.link.client_id()))
     }
 
     /// The next event of the embedded broker; never resolves without one.

@@ -10,6 +10,7 @@
 
 use super::config::{EngineConfig, FirmwareSource};
 use super::download_url::DownloadUrlError;
+use crate::i18n::tr;
 use crate::rollout::CampaignId;
 use crate::store::{Store, StoreError};
 use crate::transport::http::OfferUrl;
@@ -26,13 +27,13 @@ pub struct ResumeInfo {
 /// Why a campaign's downloads could not be moved before resuming it.
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
-    #[error("cannot move campaign {campaign}'s downloads to {url}: {error}")]
+    #[error("{}", tr!("error.resume.not_moved", campaign = campaign, url = url, why = error))]
     BadUrl {
         campaign: CampaignId,
         url: String,
         error: DownloadUrlError,
     },
-    #[error("cannot move campaign {campaign}'s downloads to {url}: {error}")]
+    #[error("{}", tr!("error.resume.not_moved", campaign = campaign, url = url, why = error))]
     NotMoved {
         campaign: CampaignId,
         url: String,

@@ -17,6 +17,7 @@
 //! The locks are advisory `flock`s, released by the kernel when the process dies (also by
 //! `kill -9`), so a crash never leaves a session locked.
 
+use crate::i18n::tr;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,17 +35,9 @@ const MAX_STORED_ID_BYTES: usize = 256;
 /// Why no client id could be chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionIdError {
-    #[error("cannot keep the MQTT client id in {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "MQTT client id {id:?} is in use by another console on the data directory {dir}: two \
-         consoles on one persistent session would keep disconnecting each other. Stop the other \
-         console, or give this one another --client-id"
-    )]
+    #[error("{}", tr!("error.session.io", path = path.display(), why = crate::i18n::io_error(cause)))]
+    Io { path: PathBuf, cause: io::Error },
+    #[error("{}", tr!("error.session.in_use", id = format!("{id:?}"), dir = dir.display()))]
     InUse { id: String, dir: PathBuf },
 }
 
@@ -91,7 +84,10 @@ impl SessionClaim {
 /// the console works without a session, and the database or store reports its own trouble.
 pub fn claim(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, SessionIdError> {
     match claim_inner(data_dir, wanted) {
-        Err(SessionIdError::Io { path, source }) => Ok(SessionClaim::temporary(|temporary| {
+        Err(SessionIdError::Io {
+            path,
+            cause: source,
+        }) => Ok(SessionClaim::temporary(|temporary| {
             format!(
                 "cannot keep the console's MQTT session in {}: {source}; this run connects \
                      as {temporary} with a clean session: what devices report while it is \
@@ -109,9 +105,9 @@ fn claim_inner(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, Se
         None => (data_dir_client_id(data_dir)?, false),
     };
     let lock_path = data_dir.join(lock_file_name(&id));
-    let io_error = |source| SessionIdError::Io {
+    let io_error = |cause| SessionIdError::Io {
         path: lock_path.clone(),
-        source,
+        cause,
     };
     private_fs::private_file(&lock_path, b"").map_err(io_error)?;
     let file = File::open(&lock_path).map_err(io_error)?;
@@ -156,9 +152,9 @@ fn claim_inner(data_dir: &Path, wanted: Option<&str>) -> Result<SessionClaim, Se
 /// hard link, or not at all).
 pub fn data_dir_client_id(data_dir: &Path) -> Result<String, SessionIdError> {
     let path = data_dir.join(CLIENT_ID_FILE);
-    let io_error = |source| SessionIdError::Io {
+    let io_error = |cause| SessionIdError::Io {
         path: path.clone(),
-        source,
+        cause,
     };
     match read_id(&path) {
         Ok(Some(id)) => return Ok(id),

@@ -17,6 +17,7 @@ use super::snapshot::{BrokerGuard, Snapshot};
 use crate::access::credentials::ConsoleCredentials;
 use crate::firmware::FirmwareStore;
 use crate::fleet::inspector::Inspector;
+use crate::i18n::tr;
 use crate::private_fs;
 use crate::protocol;
 use crate::rollout::lock::{LOCK_FILTER, lock_topic};
@@ -247,8 +248,8 @@ fn connect_options(
             }
             let url = BrokerUrl::plain(loopback_for(addr).to_string(), addr.port());
             let label = match broker.tls_addr() {
-                Some(tls) => format!("embedded broker on {addr}, TLS on {tls}"),
-                None => format!("embedded broker on {addr}"),
+                Some(tls) => tr!("engine.embedded_broker_tls", addr = addr, tls = tls),
+                None => tr!("engine.embedded_broker", addr = addr),
             };
             let mut options = LinkOptions::new(url);
             // The console logs in to its own broker like any client (an open one ignores it).

@@ -160,6 +160,13 @@ impl Drop for ThreadLang {
     }
 }
 
+/// `f`'s words in English whatever the language in force: what goes on the wire (an AWS
+/// Jobs rejection's `message`) and what stays English by design (reports).
+pub fn in_english<T>(f: impl FnOnce() -> T) -> T {
+    let _en = ThreadLang::new(Lang::En);
+    f()
+}
+
 /// A text of `locales/` in the language in force: `tr!("key")`, `tr!("key", name = value)`
 /// (`%{name}` in the text): rust-i18n's `t!` with the language of [`locale`]. Keys are
 /// literals so that the missing-translation test finds every one in `src/`. A key the language

@@ -2,6 +2,7 @@
 //! notice encoded.
 
 use crate::device_id::{DeviceId, DeviceIdError};
+use crate::i18n::tr;
 
 /// Largest payload any decoder will parse. Real OTA messages are well under 4 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -9,31 +10,31 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Why an inbound message was refused. Each variant says what was wrong, for the log.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("payload is {len} bytes; at most {MAX_PAYLOAD_BYTES} are accepted")]
+    #[error("{}", tr!("error.decode.too_large", len = len, max = MAX_PAYLOAD_BYTES))]
     TooLarge { len: usize },
-    #[error("topic {0:?} is not an OTA topic of any dialect")]
+    #[error("{}", tr!("error.decode.unknown_topic", topic = format!("{_0:?}")))]
     UnknownTopic(String),
-    #[error("bad device identity: {0}")]
+    #[error("{}", tr!("error.decode.bad_identity", why = _0))]
     BadIdentity(#[from] DeviceIdError),
-    #[error("payload is not valid JSON: {0}")]
+    #[error("{}", tr!("error.decode.json", why = _0))]
     Json(String),
-    #[error("field `{0}` is missing")]
+    #[error("{}", tr!("error.decode.missing_field", field = _0))]
     MissingField(&'static str),
-    #[error("field `{field}` should be {expected}")]
+    #[error("{}", tr!("error.decode.wrong_type", field = field, expected = expected))]
     WrongType {
         field: &'static str,
         expected: &'static str,
     },
-    #[error("field `{field}` has an invalid value: {detail}")]
+    #[error("{}", tr!("error.decode.bad_value", field = field, detail = detail))]
     BadValue { field: &'static str, detail: String },
-    #[error("unknown method {0:?}")]
+    #[error("{}", tr!("error.decode.unknown_method", method = format!("{_0:?}")))]
     UnknownMethod(String),
 }
 
 /// Why a notice could not be encoded (a caller bug or a mismatched dialect, never device data).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EncodeError {
-    #[error("notice for {device} cannot be encoded by another dialect")]
+    #[error("{}", tr!("error.encode.dialect_mismatch", device = device))]
     DialectMismatch { device: DeviceId },
     #[error("{0}")]
     Invalid(String),

@@ -8,6 +8,7 @@
 //! `"{{description}}"` stays one valid string whatever the operator typed), numbers bare.
 
 use crate::device_id::{DeviceId, DialectId, DialectIdent, IdShape};
+use crate::i18n::tr;
 use crate::protocol::{FirmwareOffer, KeySource, MsgId};
 
 /// A `{{…}}` placeholder of a payload template.
@@ -107,9 +108,12 @@ impl PayloadTemplate {
                 pieces.push(Piece::Text(rest[..start].to_owned()));
             }
             let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("`{{{{` without `}}}}` in {:?}", short(&rest[start..])))?;
+            let end = after.find("}}").ok_or_else(|| {
+                tr!(
+                    "error.template.unclosed",
+                    text = format!("{:?}", short(&rest[start..]))
+                )
+            })?;
             let name = after[..end].trim();
             let field = Field::ALL
                 .iter()
@@ -117,13 +121,14 @@ impl PayloadTemplate {
                 .map(|(_, f)| *f)
                 .ok_or_else(|| {
                     let known: Vec<&str> = Field::ALL.iter().map(|(n, _)| *n).collect();
-                    format!(
-                        "unknown placeholder {{{{{name}}}}} (known: {})",
-                        known.join(", ")
+                    tr!(
+                        "error.template.unknown_placeholder",
+                        name = name,
+                        known = known.join(", ")
                     )
                 })?;
             if !allowed(field) {
-                return Err(format!("placeholder {{{{{name}}}}} is not available here"));
+                return Err(tr!("error.template.not_here", name = name));
             }
             pieces.push(Piece::Field(field));
             rest = &after[end + 2..];

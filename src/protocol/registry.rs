@@ -6,6 +6,7 @@
 //! Also where device ids are parsed (`FromStr`/`Deserialize` for `DeviceId` and `DialectId`):
 //! the text's prefix picks the dialect, whose id shape says how the rest is split.
 
+use crate::i18n::tr;
 use std::str::FromStr;
 use std::sync::{PoisonError, RwLock};
 
@@ -32,15 +33,15 @@ static USER: RwLock<Vec<&'static dyn Dialect>> = RwLock::new(Vec::new());
 /// Why a dialect could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
-    #[error("a dialect with the prefix {0:?} is already registered")]
+    #[error("{}", tr!("error.registry.prefix_taken", prefix = format!("{_0:?}")))]
     PrefixTaken(String),
-    #[error("dialect {dialect:?} has rank {rank}; the next free rank is {expected}")]
+    #[error("{}", tr!("error.registry.wrong_rank", dialect = format!("{dialect:?}"), rank = rank, expected = expected))]
     WrongRank {
         dialect: String,
         rank: u16,
         expected: u16,
     },
-    #[error("topic {topic:?} of dialect {dialect:?} is already owned by dialect {owner:?}")]
+    #[error("{}", tr!("error.registry.topic_taken", topic = format!("{topic:?}"), dialect = format!("{dialect:?}"), owner = format!("{owner:?}")))]
     TopicTaken {
         dialect: String,
         topic: String,

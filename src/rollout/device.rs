@@ -7,6 +7,7 @@
 //! `Persist` actions and steps into the rest.
 
 use super::Timestamp;
+use super::note::Note;
 use super::policy::Policy;
 use super::record::{DeviceStatus, FailureCode, ReplyWait, TargetRecord, TaskRecord};
 use crate::protocol::{
@@ -24,43 +25,27 @@ pub(crate) struct DeviceCtx<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Step {
     /// Journal text for a status change (a generic one is used when `None`).
-    pub detail: Option<String>,
+    pub detail: Option<Note>,
     /// Lines for the operator's log about this device.
-    pub logs: Vec<String>,
+    pub logs: Vec<Note>,
     /// The current notice must go out again (DJI resend with a fresh tid, or a device that came
     /// back online before acting on it).
     pub resend: bool,
 }
 
 impl Step {
-    fn detail(text: impl Into<String>) -> Self {
+    fn detail(note: Note) -> Self {
         Step {
-            detail: Some(text.into()),
+            detail: Some(note),
             ..Step::default()
         }
     }
 
-    fn log(text: impl Into<String>) -> Self {
+    fn log(note: Note) -> Self {
         Step {
-            logs: vec![text.into()],
+            logs: vec![note],
             ..Step::default()
         }
-    }
-}
-
-/// Device text (`desc`) is untrusted and may be long: keep errors readable and bounded.
-const MAX_DESC_CHARS: usize = 200;
-
-fn with_desc(base: String, desc: Option<&str>) -> String {
-    match desc.map(str::trim).filter(|d| !d.is_empty()) {
-        Some(d) if d.chars().count() > MAX_DESC_CHARS => {
-            format!(
-                "{base}: {}…",
-                d.chars().take(MAX_DESC_CHARS).collect::<String>()
-            )
-        }
-        Some(d) => format!("{base}: {d}"),
-        None => base,
     }
 }
 
@@ -69,28 +54,32 @@ pub(crate) fn skip_reason(
     rec: &TargetRecord,
     target_version: &str,
     policy: &Policy,
-) -> Option<String> {
+) -> Option<Note> {
     let version = rec.from_version.as_deref()?;
     if version == target_version {
-        return Some(format!("already on the target version {target_version}"));
+        return Some(Note::AlreadyOnTarget {
+            version: target_version.to_owned(),
+        });
     }
     if !policy.only_from_versions.is_empty()
         && !policy.only_from_versions.iter().any(|v| v == version)
     {
-        return Some(format!(
-            "on version {version}, which is not one of the versions to upgrade from ({})",
-            policy.only_from_versions.join(", ")
-        ));
+        return Some(Note::NotFromVersions {
+            version: version.to_owned(),
+            versions: policy.only_from_versions.clone(),
+        });
     }
     None
 }
 
 /// Marks the device skipped with `reason`.
-pub(crate) fn skip(rec: &mut TargetRecord, reason: String) -> Step {
+pub(crate) fn skip(rec: &mut TargetRecord, reason: Note) -> Step {
     rec.status = DeviceStatus::Skipped;
     rec.retry_at = None;
     rec.error = Some(reason.clone());
-    Step::detail(format!("skipped: {reason}"))
+    Step::detail(Note::Skipped {
+        reason: Box::new(reason),
+    })
 }
 
 /// Starts a new attempt: the notice is about to go out.
@@ -124,12 +113,15 @@ pub(crate) fn notice(rec: &mut TargetRecord, task: TaskRecord, ctx: &DeviceCtx<'
         .saturating_sub(rec.round_start)
         .saturating_sub(1);
     if retry == 0 {
-        Step::detail(format!("notice sent (attempt {})", rec.attempts))
+        Step::detail(Note::NoticeSent {
+            attempt: rec.attempts,
+        })
     } else {
-        Step::detail(format!(
-            "notice sent again (attempt {}, retry {retry} of {})",
-            rec.attempts, ctx.policy.retries
-        ))
+        Step::detail(Note::NoticeSentAgain {
+            attempt: rec.attempts,
+            retry,
+            retries: ctx.policy.retries,
+        })
     }
 }
 
@@ -150,25 +142,19 @@ pub(crate) fn on_progress(
 ) -> Step {
     if !rec.status.in_flight() {
         // A device claiming progress or success with no notice in flight changes nothing.
-        return Step::log(format!(
-            "progress report ignored: the device is {} with no notice in flight",
-            rec.status
-        ));
+        return Step::log(Note::ProgressIgnored { status: rec.status });
     }
     // Any report on the task proves the ota_create arrived.
     rec.reply_wait = None;
     let mut step = Step::default();
     if report.percent_clamped {
-        step.logs
-            .push("device sent a percentage outside 0..=100; it was clamped".to_owned());
+        step.logs.push(Note::PercentClamped);
     }
     let percent = report.percent.map(|p| p.min(100));
-    let desc = report.desc.as_deref();
+    let desc = Note::desc(report.desc.as_deref());
     match &report.status {
         UpgradeStatus::Sent => {}
-        UpgradeStatus::Paused => step
-            .logs
-            .push(with_desc("device paused the upgrade".into(), desc)),
+        UpgradeStatus::Paused => step.logs.push(Note::DevicePaused { desc }),
         UpgradeStatus::InProgress => {
             let next = match (report.phase, percent) {
                 (Phase::Download, _) => DeviceStatus::Downloading,
@@ -182,25 +168,29 @@ pub(crate) fn on_progress(
         UpgradeStatus::Ok => {
             rec.status = DeviceStatus::Installing;
             rec.percent = 100;
-            step.detail = Some(format!(
-                "device reports the upgrade done; waiting for it to report version {}",
-                ctx.target_version
-            ));
+            step.detail = Some(Note::UpgradeDone {
+                version: ctx.target_version.to_owned(),
+            });
         }
         UpgradeStatus::Failed(failure) => {
             fail(
                 rec,
                 DeviceStatus::Failed,
-                with_desc(registry::describe(failure), desc),
+                Note::DeviceFailed {
+                    failure: failure.into(),
+                    desc,
+                },
                 Some(failure.into()),
             );
         }
         UpgradeStatus::Rejected(failure) => {
-            let text = registry::describe(failure);
             fail(
                 rec,
                 DeviceStatus::Rejected,
-                with_desc(format!("rejected by the device ({text})"), desc),
+                Note::DeviceRejected {
+                    failure: failure.into(),
+                    desc,
+                },
                 Some(failure.into()),
             );
         }
@@ -209,7 +199,7 @@ pub(crate) fn on_progress(
             fail(
                 rec,
                 DeviceStatus::Rejected,
-                with_desc("canceled on the device".into(), desc),
+                Note::CanceledOnDevice { desc },
                 None,
             );
         }
@@ -217,7 +207,7 @@ pub(crate) fn on_progress(
             fail(
                 rec,
                 DeviceStatus::Failed,
-                with_desc("the device reported a timeout".into(), desc),
+                Note::DeviceTimeout { desc },
                 None,
             );
         }
@@ -228,21 +218,24 @@ pub(crate) fn on_progress(
 fn advance(rec: &mut TargetRecord, next: DeviceStatus, percent: Option<u8>, step: &mut Step) {
     let (current, next_rank) = (phase_rank(rec.status), phase_rank(next));
     if next_rank < current {
-        step.logs.push(format!(
-            "device reports {next} while already {}: ignored",
-            rec.status
-        ));
+        step.logs.push(Note::BackwardReport {
+            next,
+            status: rec.status,
+        });
     } else if next_rank == current {
         // Percent never goes backwards within a phase (reports can arrive out of order).
         rec.percent = rec.percent.max(percent.unwrap_or(0));
     } else {
         rec.status = next;
         rec.percent = percent.unwrap_or(0);
-        step.detail = Some(format!("{next} {} %", rec.percent));
+        step.detail = Some(Note::Phase {
+            status: next,
+            percent: rec.percent,
+        });
     }
 }
 
-fn fail(rec: &mut TargetRecord, status: DeviceStatus, error: String, code: Option<FailureCode>) {
+fn fail(rec: &mut TargetRecord, status: DeviceStatus, error: Note, code: Option<FailureCode>) {
     rec.status = status;
     rec.error = Some(error);
     rec.code = code;
@@ -286,11 +279,10 @@ pub(crate) fn on_version(rec: &mut TargetRecord, version: &str, ctx: &DeviceCtx<
                 deadline_at: ctx.now.plus_ms(ctx.policy.settle_ms.max(1)),
                 resends_left,
             });
-            step.logs.push(format!(
-                "reported version {version} without acting on the notice: it is sent again in \
-                 {} ms",
-                ctx.policy.settle_ms.max(1)
-            ));
+            step.logs.push(Note::VersionNotActedOn {
+                version: version.to_owned(),
+                ms: ctx.policy.settle_ms.max(1),
+            });
         } else {
             // Progress or the target version answered the notice.
             rec.reply_wait = None;
@@ -310,11 +302,14 @@ pub(crate) fn on_version(rec: &mut TargetRecord, version: &str, ctx: &DeviceCtx<
     rec.retry_at = None;
     rec.reply_wait = None;
     if late {
-        Step::detail(format!(
-            "reported the target version {version} after being {before}: the upgrade succeeded late"
-        ))
+        Step::detail(Note::SucceededLate {
+            version: version.to_owned(),
+            before,
+        })
     } else {
-        Step::detail(format!("reported the target version {version}"))
+        Step::detail(Note::ReportedTarget {
+            version: version.to_owned(),
+        })
     }
 }
 
@@ -330,26 +325,29 @@ fn reply_spec(rec: &TargetRecord) -> Option<&'static ReplySpec> {
 /// this device's task key.
 pub(crate) fn on_reply(rec: &mut TargetRecord, reply: &ExchangeReply) -> Step {
     let Some(spec) = reply_spec(rec).filter(|spec| reply.request == spec.request) else {
-        return Step::log(format!("reply to {:?} ignored", reply.request));
+        return Step::log(Note::ReplyIgnored {
+            request: reply.request.to_string(),
+        });
     };
     if !rec.status.in_flight() {
-        return Step::log(format!(
-            "reply to {} (result {}) ignored: the device is {}",
-            spec.request,
-            reply.failure.as_ref().map_or(0, |f| f.code()),
-            rec.status
-        ));
+        return Step::log(Note::ReplyIgnoredStatus {
+            request: spec.request.to_string(),
+            result: reply.failure.as_ref().map_or(0, |f| f.code()),
+            status: rec.status,
+        });
     }
     rec.reply_wait = None;
     let Some(failure) = &reply.failure else {
         return Step::default();
     };
-    let text = registry::describe(failure);
     if matches!(reply.status, Some(UpgradeStatus::Rejected(_))) {
         fail(
             rec,
             DeviceStatus::Rejected,
-            format!("{} rejected ({text})", spec.request),
+            Note::RequestRejected {
+                request: spec.request.to_string(),
+                failure: failure.into(),
+            },
             Some(failure.into()),
         );
     } else {
@@ -358,7 +356,10 @@ pub(crate) fn on_reply(rec: &mut TargetRecord, reply: &ExchangeReply) -> Step {
         fail(
             rec,
             DeviceStatus::Failed,
-            format!("{} refused ({text})", spec.request),
+            Note::RequestRefused {
+                request: spec.request.to_string(),
+                failure: failure.into(),
+            },
             Some(failure.into()),
         );
     }
@@ -378,15 +379,15 @@ pub(crate) fn on_timer(
     if rec.deadline_at.is_some_and(|d| d <= ctx.now) {
         let secs = ctx.policy.device_timeout_secs;
         let error = if rec.percent == 100 && rec.status == DeviceStatus::Installing {
-            format!(
-                "reached 100 % but did not report version {} within {secs} s of the notice",
-                ctx.target_version
-            )
+            Note::NoVersionAtFull {
+                version: ctx.target_version.to_owned(),
+                secs,
+            }
         } else {
-            format!(
-                "no report of version {} within {secs} s of the notice",
-                ctx.target_version
-            )
+            Note::NoVersion {
+                version: ctx.target_version.to_owned(),
+                secs,
+            }
         };
         fail(rec, DeviceStatus::TimedOut, error, None);
         return Step::default();
@@ -403,10 +404,11 @@ pub(crate) fn on_timer(
         fail(
             rec,
             DeviceStatus::Failed,
-            format!(
-                "no reply to {} (sent {sent} times, {timeout_ms} ms apart)",
-                spec.request
-            ),
+            Note::NoReply {
+                request: spec.request.to_string(),
+                sent,
+                timeout_ms,
+            },
             None,
         );
         return Step::default();
@@ -420,10 +422,12 @@ pub(crate) fn on_timer(
         resends_left: wait.resends_left - 1,
     });
     Step {
-        logs: vec![format!(
-            "no reply to {} within {timeout_ms} ms: re-sent ({sent} of {resends})",
-            spec.request
-        )],
+        logs: vec![Note::ReplyResent {
+            request: spec.request.to_string(),
+            timeout_ms,
+            sent,
+            resends,
+        }],
         resend: true,
         ..Step::default()
     }
@@ -447,17 +451,16 @@ fn resend_unanswered(rec: &mut TargetRecord, wait: ReplyWait, ctx: &DeviceCtx<'_
     });
     // The wait that ran out is not always the ack window (a settle or resume wait can be
     // shorter), so the log says what comes next rather than what was waited.
-    let next = if wait.resends_left > 1 {
-        format!(
-            "{} more if unanswered, the next in {:.1} s",
-            wait.resends_left - 1,
-            next_ms as f64 / 1000.0
-        )
+    let note = if wait.resends_left > 1 {
+        Note::AckResent {
+            left: wait.resends_left - 1,
+            next_ms,
+        }
     } else {
-        "the last re-send: only the device timeout is left".to_owned()
+        Note::AckLastResent
     };
     Step {
-        logs: vec![format!("no answer to the notice: re-sent ({next})")],
+        logs: vec![note],
         resend: true,
         ..Step::default()
     }
@@ -508,16 +511,15 @@ pub(crate) fn schedule_retry(rec: &mut TargetRecord, ctx: &DeviceCtx<'_>) -> Opt
     rec.deadline_at = None;
     rec.reply_wait = None;
     rec.retry_at = Some(retry_at);
-    Some(Step::detail(format!(
-        "will be noticed again at {} ms ({} notice(s) left)",
-        retry_at.as_millis(),
-        rec.retries_left(ctx.policy)
-    )))
+    Some(Step::detail(Note::RetryAt {
+        at_ms: retry_at.as_millis(),
+        left: rec.retries_left(ctx.policy),
+    }))
 }
 
 /// The campaign stopped (canceled or aborted) before this pending device got its next notice:
 /// a device waiting for a retry ends as what it last was, a never-noticed one as canceled.
-pub(crate) fn stop_pending(rec: &mut TargetRecord, reason: &str) -> Step {
+pub(crate) fn stop_pending(rec: &mut TargetRecord, reason: &Note) -> Step {
     if rec.status != DeviceStatus::Pending {
         return Step::default();
     }
@@ -525,12 +527,14 @@ pub(crate) fn stop_pending(rec: &mut TargetRecord, reason: &str) -> Step {
     match rec.last_outcome.take() {
         Some(outcome) => {
             rec.status = outcome;
-            Step::detail(format!("no retry: {reason}"))
+            Step::detail(Note::NoRetry {
+                reason: Box::new(reason.clone()),
+            })
         }
         None => {
             rec.status = DeviceStatus::Canceled;
-            rec.error = Some(reason.to_owned());
-            Step::detail(reason.to_owned())
+            rec.error = Some(reason.clone());
+            Step::detail(reason.clone())
         }
     }
 }
@@ -547,7 +551,7 @@ pub(crate) fn requeue(rec: &mut TargetRecord) -> Option<Step> {
     rec.retry_at = None;
     rec.deadline_at = None;
     rec.reply_wait = None;
-    Some(Step::detail("re-queued by the operator"))
+    Some(Step::detail(Note::RequeuedByOperator))
 }
 
 /// The notice of the current attempt never left (the publish failed): the device goes back to
@@ -560,14 +564,13 @@ pub(crate) fn unsend(rec: &mut TargetRecord, error: &str, ctx: &DeviceCtx<'_>) -
     rec.deadline_at = None;
     rec.reply_wait = None;
     rec.retry_at = Some(ctx.now.plus_ms(ctx.policy.retry_interval_ms()));
-    rec.error = Some(with_desc(
-        "publishing the notice failed".into(),
-        Some(error),
-    ));
+    rec.error = Some(Note::PublishFailed {
+        error: Note::desc(Some(error)),
+    });
     if rec.attempts == rec.round_start {
         rec.last_outcome = None;
     }
-    Step::detail("notice not delivered (publish failed); it will be sent again")
+    Step::detail(Note::NotDelivered)
 }
 
 #[cfg(test)]
@@ -648,7 +651,7 @@ mod tests {
         on_progress(&mut rec, &report, &ctx(&p, 1));
         assert_eq!(rec.status, DeviceStatus::Failed);
         assert_eq!(rec.code.map(|c| c.code), Some(-2));
-        let error = rec.error.unwrap();
+        let error = rec.error.unwrap().to_string();
         assert!(error.starts_with("download failed: x"), "{error}");
         assert!(error.chars().count() < 250);
     }
@@ -661,7 +664,7 @@ mod tests {
         assert_eq!(rec.status, DeviceStatus::Pending);
         assert_eq!(rec.from_version.as_deref(), Some("2.0"));
         assert_eq!(
-            skip_reason(&rec, "2.0", &p).unwrap(),
+            skip_reason(&rec, "2.0", &p).unwrap().to_string(),
             "already on the target version 2.0"
         );
     }

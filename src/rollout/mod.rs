@@ -184,12 +184,15 @@
 mod campaign;
 pub(crate) mod device;
 pub mod lock;
+pub mod note;
 pub mod policy;
 pub mod rate;
 pub mod record;
 pub mod snapshot;
+pub mod status;
 pub mod waves;
 
+use crate::i18n::tr;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -197,6 +200,7 @@ use serde::{Deserialize, Serialize};
 /// Defined in the leaf `time`, so that `access` (login back-off) needs no `rollout`.
 pub use crate::time::Timestamp;
 pub use campaign::{Campaign, NoticeRoute};
+pub use note::Note;
 pub use policy::{AbortThreshold, CanarySize, LIMITS, Policy, PolicyLimits, RateLimit};
 pub use record::{
     CampaignSpec, CampaignState, Change, DeviceStatus, DialectSettings, FailureCode,
@@ -338,26 +342,26 @@ pub enum Action {
     Log {
         device: Option<DeviceId>,
         level: LogLevel,
-        message: String,
+        message: Note,
     },
 }
 
 /// Why a campaign could not be built or resumed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RolloutError {
-    #[error("policy field `{field}` is invalid: {detail}")]
+    #[error("{}", tr!("error.rollout.invalid_policy", field = field, detail = detail))]
     InvalidPolicy { field: &'static str, detail: String },
-    #[error("the offer has no target version")]
+    #[error("{}", tr!("error.rollout.no_target_version"))]
     NoTargetVersion,
-    #[error("the target version {0:?} is longer than 128 bytes")]
+    #[error("{}", tr!("error.rollout.target_version_too_long", version = format!("{_0:?}")))]
     TargetVersionTooLong(String),
-    #[error("a campaign needs at least one target device")]
+    #[error("{}", tr!("error.rollout.no_targets"))]
     NoTargets,
-    #[error("{count} target devices; at most {max} are allowed in one campaign")]
+    #[error("{}", tr!("error.rollout.too_many_targets", count = count, max = max))]
     TooManyTargets { count: usize, max: usize },
-    #[error("module is not usable in a device id: {0}")]
+    #[error("{}", tr!("error.rollout.bad_module", why = _0))]
     BadModule(#[from] DeviceIdError),
-    #[error("stored campaign {id} is inconsistent: {detail}")]
+    #[error("{}", tr!("error.rollout.corrupt", id = id, detail = detail))]
     Corrupt { id: CampaignId, detail: String },
 }
 

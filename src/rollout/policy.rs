@@ -3,6 +3,7 @@
 //! validation. Plain data, serialised as JSON into the
 //! store; it never looks at devices or time itself.
 
+use crate::i18n::tr;
 use serde::{Deserialize, Serialize};
 
 use super::{MAX_TARGETS, RolloutError};
@@ -191,82 +192,40 @@ impl Policy {
             Err(RolloutError::InvalidPolicy { field, detail })
         };
         match self.canary {
-            CanarySize::Count(0) => return bad("canary", "a canary of 0 devices".into()),
+            CanarySize::Count(0) => return bad("canary", tr!("error.policy.canary_zero")),
             CanarySize::Percent(p) if p == 0 || p > 100 => {
-                return bad("canary", format!("{p} % is not within 1..=100"));
+                return bad("canary", tr!("error.policy.percent_range", value = p));
             }
             _ => {}
         }
         if self.success_threshold_percent > 100 {
             return bad(
                 "success_threshold_percent",
-                format!("{} is above 100", self.success_threshold_percent),
-            );
-        }
-        if self.rate.per_minute == 0 || self.rate.burst == 0 {
-            return bad("rate", "per_minute and burst must be at least 1".into());
-        }
-        if self.max_in_flight == 0 {
-            return bad("max_in_flight", "must be at least 1".into());
-        }
-        for (field, secs) in [
-            ("device_timeout_secs", self.device_timeout_secs),
-            ("retry_interval_secs", self.retry_interval_secs),
-            ("reply_timeout_ms", self.reply_timeout_ms / 1000),
-            ("ack_window_ms", self.ack_window_ms / 1000),
-        ] {
-            if secs > MAX_DURATION_SECS {
-                return bad(field, format!("{secs} s is longer than a week"));
-            }
-        }
-        if self.device_timeout_secs < LIMITS.min_device_timeout_secs {
-            return bad(
-                "device_timeout_secs",
-                format!("must be at least {}", LIMITS.min_device_timeout_secs),
-            );
-        }
-        if self.reply_timeout_ms == 0 {
-            return bad("reply_timeout_ms", "must be at least 1".into());
-        }
-        if self.ack_window_ms < MIN_ACK_WINDOW_MS {
-            return bad(
-                "ack_window_ms",
-                format!(
-                    "{} ms is shorter than {MIN_ACK_WINDOW_MS} ms",
-                    self.ack_window_ms
+                tr!(
+                    "error.policy.above_100",
+                    value = self.success_threshold_percent
                 ),
             );
         }
-        if self.ack_resends > MAX_ACK_RESENDS {
-            return bad(
-                "ack_resends",
-                format!("{} is more than {MAX_ACK_RESENDS}", self.ack_resends),
-            );
+        if self.rate.per_minute == 0 || self.rate.burst == 0 {
+            return bad("rate", tr!("error.policy.rate_zero"));
         }
-        if self.ack_backoff == 0 || self.ack_backoff > MAX_ACK_BACKOFF {
-            return bad(
-                "ack_backoff",
-                format!("{} is not within 1..={MAX_ACK_BACKOFF}", self.ack_backoff),
-            );
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight", tr!("error.policy.at_least", min = 1));
         }
-        if self.settle_ms > MAX_SETTLE_MS {
-            return bad(
-                "settle_ms",
-                format!("{} ms is longer than {MAX_SETTLE_MS} ms", self.settle_ms),
-            );
-        }
+        self.validate_timing()?;
         if let Some(abort) = self.abort {
             if abort.failure_percent > 100 {
                 return bad(
                     "abort.failure_percent",
-                    format!("{} is above 100", abort.failure_percent),
+                    tr!("error.policy.above_100", value = abort.failure_percent),
                 );
             }
         }
         if self.only_from_versions.len() > MAX_ONLY_FROM {
             return bad(
                 "only_from_versions",
-                format!("more than {MAX_ONLY_FROM} entries"),
+                tr!("error.policy.too_many_entries", max = MAX_ONLY_FROM),
             );
         }
         if let Some(v) = self
@@ -276,7 +235,82 @@ impl Policy {
         {
             return bad(
                 "only_from_versions",
-                format!("entry {v:?} is empty or longer than {MAX_VERSION_BYTES} bytes"),
+                tr!(
+                    "error.policy.bad_entry",
+                    entry = format!("{v:?}"),
+                    max = MAX_VERSION_BYTES
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The waits and re-sends: none so long that a campaign stalls, none so short that it
+    /// floods.
+    fn validate_timing(&self) -> Result<(), RolloutError> {
+        let bad = |field: &'static str, detail: String| {
+            Err(RolloutError::InvalidPolicy { field, detail })
+        };
+        for (field, secs) in [
+            ("device_timeout_secs", self.device_timeout_secs),
+            ("retry_interval_secs", self.retry_interval_secs),
+            ("reply_timeout_ms", self.reply_timeout_ms / 1000),
+            ("ack_window_ms", self.ack_window_ms / 1000),
+        ] {
+            if secs > MAX_DURATION_SECS {
+                return bad(field, tr!("error.policy.over_a_week", secs = secs));
+            }
+        }
+        if self.device_timeout_secs < LIMITS.min_device_timeout_secs {
+            return bad(
+                "device_timeout_secs",
+                tr!(
+                    "error.policy.at_least",
+                    min = LIMITS.min_device_timeout_secs
+                ),
+            );
+        }
+        if self.reply_timeout_ms == 0 {
+            return bad("reply_timeout_ms", tr!("error.policy.at_least", min = 1));
+        }
+        if self.ack_window_ms < MIN_ACK_WINDOW_MS {
+            return bad(
+                "ack_window_ms",
+                tr!(
+                    "error.policy.shorter_ms",
+                    value = self.ack_window_ms,
+                    min = MIN_ACK_WINDOW_MS
+                ),
+            );
+        }
+        if self.ack_resends > MAX_ACK_RESENDS {
+            return bad(
+                "ack_resends",
+                tr!(
+                    "error.policy.more_than",
+                    value = self.ack_resends,
+                    max = MAX_ACK_RESENDS
+                ),
+            );
+        }
+        if self.ack_backoff == 0 || self.ack_backoff > MAX_ACK_BACKOFF {
+            return bad(
+                "ack_backoff",
+                tr!(
+                    "error.policy.not_within",
+                    value = self.ack_backoff,
+                    max = MAX_ACK_BACKOFF
+                ),
+            );
+        }
+        if self.settle_ms > MAX_SETTLE_MS {
+            return bad(
+                "settle_ms",
+                tr!(
+                    "error.policy.longer_ms",
+                    value = self.settle_ms,
+                    max = MAX_SETTLE_MS
+                ),
             );
         }
         Ok(())

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::note::Note;
 use super::record::{CampaignState, DeviceStatus, TargetRecord};
 use super::{CampaignId, Timestamp};
 use crate::device_id::DeviceId;
@@ -97,7 +98,13 @@ pub struct DeviceSnapshot {
     pub attempts: u32,
     /// 0-based wave, `None` before the start or when skipped at the start.
     pub wave: Option<u32>,
-    pub error: Option<String>,
+    /// In JSON, its English sentence (reports and `--json` stay English).
+    #[serde(
+        default,
+        serialize_with = "super::note::serialize_english",
+        deserialize_with = "super::note::deserialize_text"
+    )]
+    pub error: Option<Note>,
     pub code: Option<i64>,
     /// A pending device waiting for its retry is not noticed before this.
     pub retry_at: Option<Timestamp>,

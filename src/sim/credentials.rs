@@ -8,6 +8,7 @@
 //! what each connection sends. Adding the missing ones (`ota-console sim --provision DIR`) is
 //! `provision.rs`.
 
+use crate::i18n::tr;
 use std::path::Path;
 
 use crate::access::credentials::{CredentialsError, SecretTable, UserTable};
@@ -44,7 +45,7 @@ pub struct SimLogins {
 pub enum SimLoginError {
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
-    #[error("a simulated device name is not a valid device id: {0}")]
+    #[error("{}", tr!("error.sim.device_name", why = _0))]
     DeviceName(#[from] DeviceIdError),
 }
 

@@ -11,8 +11,8 @@ use super::sql::{
 use crate::device_id::DeviceId;
 use crate::protocol::FirmwareOffer;
 use crate::rollout::{
-    CampaignId, CampaignSpec, CampaignState, Counts, DeviceStatus, FailureCode, PersistedCampaign,
-    ReplyWait, TargetRecord, TaskRecord, Timestamp,
+    CampaignId, CampaignSpec, CampaignState, Counts, DeviceStatus, FailureCode, Note,
+    PersistedCampaign, ReplyWait, TargetRecord, TaskRecord, Timestamp,
 };
 
 /// A campaign in the list view.
@@ -80,7 +80,7 @@ pub(super) fn write_device(
         i64::from(rec.percent.min(100)),
         i64::from(rec.attempts),
         i64::from(rec.round_start),
-        rec.error,
+        rec.error.as_ref().map(Note::to_stored),
         rec.code.map(|c| c.code),
         rec.code.map(|c| c.dialect.as_str()),
         rec.task.key,
@@ -182,7 +182,8 @@ impl DeviceRowSql {
                 .ok_or_else(|| corrupt("percent", self.percent))?,
             attempts: to_u32("attempts", self.attempts)?,
             round_start: to_u32("round_start", self.round_start)?,
-            error: self.error,
+            // A note, or a sentence written before notes were typed.
+            error: self.error.as_deref().map(Note::from_stored),
             code: self.code.map(|code| FailureCode {
                 // Rows written before codes carried their dialect hold codes of the device's.
                 dialect: self
@@ -310,7 +311,11 @@ impl Store {
             params![
                 id.0,
                 state,
-                format!("download URL moved from {old} to {url}"),
+                Note::UrlMoved {
+                    from: old,
+                    to: url.to_owned(),
+                }
+                .to_stored(),
                 ts_to_sql(at)?
             ],
         )?;

@@ -6,7 +6,7 @@ use rusqlite::{Transaction, params};
 use super::campaigns::write_device;
 use super::sql::{Store, StoreError, corrupt, ts_from_sql, ts_to_sql};
 use crate::device_id::DeviceId;
-use crate::rollout::{CampaignId, Change, Timestamp, Transition};
+use crate::rollout::{CampaignId, Change, Note, Timestamp, Transition};
 
 /// One line of a campaign's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,8 @@ pub struct JournalEntry {
     /// Device status or campaign state names, as in the snapshot.
     pub from: String,
     pub to: String,
-    pub detail: String,
+    /// Worded when shown; a line written before notes were typed is a [`Note::Text`].
+    pub detail: Note,
     pub at: Timestamp,
 }
 
@@ -37,7 +38,7 @@ pub(super) fn apply(tx: &Transaction<'_>, t: &Transition) -> Result<(), StoreErr
                 Some(&record.device),
                 from.as_str(),
                 record.status.as_str(),
-                detail,
+                &detail.to_stored(),
                 at,
             )
         }
@@ -58,7 +59,15 @@ pub(super) fn apply(tx: &Transaction<'_>, t: &Transition) -> Result<(), StoreErr
             if changed == 0 {
                 return Err(StoreError::NoSuchCampaign(t.campaign));
             }
-            insert_line(tx, t.campaign, None, from.as_str(), to.as_str(), detail, at)
+            insert_line(
+                tx,
+                t.campaign,
+                None,
+                from.as_str(),
+                to.as_str(),
+                &detail.to_stored(),
+                at,
+            )
         }
     }
 }
@@ -131,7 +140,7 @@ impl Store {
                     .map_err(|e| corrupt("journal device", e))?,
                 from,
                 to,
-                detail,
+                detail: Note::from_stored(&detail),
                 at: ts_from_sql("journal at", at)?,
             });
         }
@@ -294,7 +303,7 @@ mod tests {
             ("draft", "draft")
         );
         assert_eq!(
-            journal[0].detail,
+            journal[0].detail.to_string(),
             format!("download URL moved from http://127.0.0.1:1/f to {url}")
         );
         assert!(matches!(

@@ -151,7 +151,7 @@ impl Store {
 fn open_error(path: &Path, source: rusqlite::Error) -> StoreError {
     not_writable(path).unwrap_or_else(|| StoreError::Open {
         path: path.display().to_string(),
-        source,
+        cause: source,
     })
 }
 

@@ -7,42 +7,41 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+use crate::i18n::{self, tr};
+
 use crate::rollout::{CampaignId, Timestamp};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error("{}", tr!("error.store.sqlite", why = _0))]
     Sqlite(#[from] rusqlite::Error),
-    #[error("could not open the database at {path}: {source}")]
+    #[error("{}", tr!("error.store.open", path = path, why = cause))]
     Open {
         path: String,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The database file, or the directory SQLite keeps its `-wal` and `-shm` files in, cannot
     /// be written (read-only mount, permissions). `place` is the one that refused.
-    #[error("cannot write the database {}: {}{cause}", path.display(), place_note(path, place))]
+    #[error("{}", tr!("error.store.not_writable", path = path.display(), place = place_note(path, place), why = i18n::io_error(cause)))]
     NotWritable {
         path: PathBuf,
         place: PathBuf,
         cause: io::Error,
     },
-    #[error(
-        "the database schema is version {found}, newer than this build knows ({known}); upgrade ota-console"
-    )]
+    #[error("{}", tr!("error.store.schema_too_new", found = found, known = known))]
     SchemaTooNew { found: i64, known: i64 },
-    #[error("stored {what} is unreadable: {detail}")]
+    #[error("{}", tr!("error.store.corrupt", what = what, detail = detail))]
     Corrupt { what: &'static str, detail: String },
-    #[error("campaign {0} does not exist")]
+    #[error("{}", tr!("error.store.no_such_campaign", id = _0))]
     NoSuchCampaign(CampaignId),
-    #[error("campaign {0} already exists")]
+    #[error("{}", tr!("error.store.campaign_exists", id = _0))]
     CampaignExists(CampaignId),
-    #[error("package {0} is not in the database; save the package before creating a campaign")]
+    #[error("{}", tr!("error.store.no_such_package", sha256 = _0))]
     NoSuchPackage(String),
-    #[error("value for {what} does not fit the database: {detail}")]
+    #[error("{}", tr!("error.store.out_of_range", what = what, detail = detail))]
     OutOfRange { what: &'static str, detail: String },
-    #[error("integrity check failed: {}", .0.join("; "))]
+    #[error("{}", tr!("error.store.integrity", problems = _0.join("; ")))]
     Integrity(Vec<String>),
 }
 
@@ -57,11 +56,7 @@ fn place_note(path: &Path, place: &Path) -> String {
     if place == path {
         String::new()
     } else {
-        format!(
-            "its directory {} does not accept new files (SQLite keeps its -wal and -shm files \
-             there): ",
-            place.display()
-        )
+        tr!("error.store.dir_not_writable", dir = place.display())
     }
 }
 

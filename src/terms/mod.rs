@@ -4,4 +4,6 @@
 //! depending on the protocols or the rollout machine).
 
 pub mod dialect;
+pub mod ids;
+pub mod notes;
 pub mod states;

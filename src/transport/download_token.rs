@@ -16,6 +16,7 @@
 //! it cannot read back exactly (a new key would silently change the links of running
 //! campaigns: it is refused instead, saying which file to remove).
 
+use crate::i18n::tr;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -38,22 +39,11 @@ const DOMAIN: &[u8] = b"ota-console per-device download link v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadKeyError {
-    #[error("cannot create the download link key {path}: {source}")]
-    Create {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot read the download link key {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "the download link key {0} is damaged (it must hold 64 hex digits); remove it to make a \
-         new one (links given to devices of running campaigns then stop working)"
-    )]
+    #[error("{}", tr!("error.download_key.create", path = path.display(), why = crate::i18n::io_error(cause)))]
+    Create { path: PathBuf, cause: io::Error },
+    #[error("{}", tr!("error.download_key.read", path = path.display(), why = crate::i18n::io_error(cause)))]
+    Read { path: PathBuf, cause: io::Error },
+    #[error("{}", tr!("error.download_key.damaged", path = _0.display()))]
     Damaged(PathBuf),
 }
 
@@ -76,9 +66,9 @@ impl DownloadKey {
     /// The data directory's key, created (0600) on first use and read back after.
     pub fn load_or_create(data_dir: &Path) -> Result<DownloadKey, DownloadKeyError> {
         let path = data_dir.join(DOWNLOAD_KEY_FILE);
-        let create = |source| DownloadKeyError::Create {
+        let create = |cause| DownloadKeyError::Create {
             path: path.clone(),
-            source,
+            cause,
         };
         private_fs::create_private_dir(data_dir).map_err(create)?;
         match fs::metadata(&path) {
@@ -87,13 +77,13 @@ impl DownloadKey {
                 write_new(&path, &hex::encode(rand::random::<[u8; KEY_BYTES]>()))
                     .map_err(create)?;
             }
-            Err(source) => return Err(DownloadKeyError::Read { path, source }),
+            Err(cause) => return Err(DownloadKeyError::Read { path, cause }),
         }
         // An older, looser file is tightened (never loosened).
         private_fs::private_file(&path, b"").map_err(create)?;
-        let text = fs::read(&path).map_err(|source| DownloadKeyError::Read {
+        let text = fs::read(&path).map_err(|cause| DownloadKeyError::Read {
             path: path.clone(),
-            source,
+            cause,
         })?;
         let hex_text = std::str::from_utf8(&text).map(str::trim).unwrap_or("");
         let mut key = [0u8; KEY_BYTES];

@@ -32,6 +32,7 @@
 //! base URL is `https://`. A plain-HTTP request on that port is answered `400` with a sentence
 //! saying so (as nginx does) and closed; it never reaches a file.
 
+use crate::i18n::tr;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
@@ -118,27 +119,15 @@ impl Default for ServerOptions {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error(
-        "cannot start the firmware HTTP server: {0} is already in use; choose another port \
-         (port 0 picks a free one)"
-    )]
+    #[error("{}", tr!("error.http.addr_in_use", addr = _0))]
     AddrInUse(SocketAddr),
-    #[error("cannot start the firmware HTTP server on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    #[error("public base URL {0:?} must start with http:// or https:// and name a host")]
+    #[error("{}", tr!("error.http.bind", addr = addr, why = crate::i18n::io_error(cause)))]
+    Bind { addr: SocketAddr, cause: io::Error },
+    #[error("{}", tr!("error.http.public_base", url = format!("{_0:?}")))]
     PublicBase(String),
-    #[error(
-        "public base URL {0:?} starts with http:// but the firmware server speaks HTTPS: \
-         devices must be given an https:// URL"
-    )]
+    #[error("{}", tr!("error.http.plain_base_with_tls", url = format!("{_0:?}")))]
     PlainBaseWithTls(String),
-    #[error(
-        "URL {url:?} cannot be served here: this server offers `{base}/fw/<32 hex digits>/{file}`"
-    )]
+    #[error("{}", tr!("error.http.foreign_url", url = format!("{url:?}"), base = base, file = file))]
     ForeignUrl {
         url: String,
         base: String,
@@ -291,12 +280,16 @@ impl FirmwareServer {
             if source.kind() == io::ErrorKind::AddrInUse {
                 HttpError::AddrInUse(bind)
             } else {
-                HttpError::Bind { addr: bind, source }
+                HttpError::Bind {
+                    addr: bind,
+                    cause: source,
+                }
             }
         })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| HttpError::Bind { addr: bind, source })?;
+        let local_addr = listener.local_addr().map_err(|source| HttpError::Bind {
+            addr: bind,
+            cause: source,
+        })?;
         let public_base =
             public_base.unwrap_or_else(|| derived_public_base(local_addr, tls.is_some()));
         let max_connections = connection_cap_in_force(options.max_connections);

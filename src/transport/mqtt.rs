@@ -77,15 +77,15 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Why a broker URL could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerUrlError {
-    #[error("broker URL {0:?} has no scheme: write mqtt://host:port or mqtts://host:port")]
+    #[error("{}", tr!("error.broker_url.no_scheme", url = format!("{_0:?}")))]
     NoScheme(String),
-    #[error("broker URL scheme {0:?} is not supported: use mqtt:// (plain) or mqtts:// (TLS)")]
+    #[error("{}", tr!("error.broker_url.scheme", scheme = format!("{_0:?}")))]
     Scheme(String),
-    #[error("broker URL {0:?} has no host")]
+    #[error("{}", tr!("error.broker_url.no_host", url = format!("{_0:?}")))]
     NoHost(String),
-    #[error("broker URL {url:?} has an invalid port {port:?} (expected 1-65535)")]
+    #[error("{}", tr!("error.broker_url.port", url = format!("{url:?}"), port = format!("{port:?}")))]
     Port { url: String, port: String },
-    #[error("broker URL {0:?} must not have a path, query or user info: only scheme://host:port")]
+    #[error("{}", tr!("error.broker_url.extra", url = format!("{_0:?}")))]
     Extra(String),
 }
 
@@ -322,34 +322,43 @@ pub struct LinkStats {
     pub sessions_lost: u64,
 }
 
+/// The half of a client's TLS login that was given alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClientAuthPart {
+    #[error("{}", tr!("error.link.part.certificate"))]
+    Certificate,
+    #[error("{}", tr!("error.link.part.key"))]
+    Key,
+}
+
 /// Why the link could not start or a publish was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    #[error("MqttLink::start must be called inside a tokio runtime")]
+    #[error("{}", tr!("error.link.no_runtime"))]
     NoRuntime,
-    #[error("keep-alive of {0} s is not allowed: use 0 (off) or 5..=65535 seconds")]
+    #[error("{}", tr!("error.link.keep_alive", secs = _0))]
     KeepAlive(u64),
-    #[error("max_queued must be at least 1")]
+    #[error("{}", tr!("error.link.zero_queue"))]
     ZeroQueue,
-    #[error("the MQTT client id must not be empty")]
+    #[error("{}", tr!("error.link.empty_client_id"))]
     EmptyClientId,
-    #[error("client certificate and key must be given together (got only the {0})")]
-    HalfClientAuth(&'static str),
-    #[error("cannot read {what} {path:?}: {reason}")]
+    #[error("{}", tr!("error.link.half_client_auth", given = _0))]
+    HalfClientAuth(ClientAuthPart),
+    #[error("{}", tr!("error.link.tls_file", what = what, path = format!("{path:?}"), why = reason))]
     TlsFile {
         what: &'static str,
         path: PathBuf,
         reason: String,
     },
-    #[error("TLS setup failed: {0}")]
+    #[error("{}", tr!("error.link.tls", why = _0))]
     Tls(String),
-    #[error("the outgoing queue is full ({0} messages waiting); the message was not queued")]
+    #[error("{}", tr!("error.link.queue_full", count = _0))]
     QueueFull(usize),
-    #[error("message for {topic:?} is {size} bytes; at most {MAX_OUTGOING_PACKET_BYTES} are sent")]
+    #[error("{}", tr!("error.link.too_large", topic = format!("{topic:?}"), size = size, max = MAX_OUTGOING_PACKET_BYTES))]
     TooLarge { topic: String, size: usize },
-    #[error("{0:?} is not a valid topic to publish to")]
+    #[error("{}", tr!("error.link.invalid_topic", topic = format!("{_0:?}")))]
     InvalidTopic(String),
-    #[error("the MQTT link is stopped")]
+    #[error("{}", tr!("error.link.stopped"))]
     Stopped,
 }
 
@@ -607,8 +616,8 @@ fn tls_config(opts: &LinkOptions) -> Result<rustls::ClientConfig, LinkError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
     match (&opts.client_cert, &opts.client_key) {
-        (Some(_), None) => return Err(LinkError::HalfClientAuth("certificate")),
-        (None, Some(_)) => return Err(LinkError::HalfClientAuth("key")),
+        (Some(_), None) => return Err(LinkError::HalfClientAuth(ClientAuthPart::Certificate)),
+        (None, Some(_)) => return Err(LinkError::HalfClientAuth(ClientAuthPart::Key)),
         _ => {}
     }
     let roots = match &opts.ca_file {
@@ -1165,7 +1174,7 @@ mod tests {
         o.client_cert = Some("/x".into());
         assert!(matches!(
             mqtt_options(&o),
-            Err(LinkError::HalfClientAuth("certificate"))
+            Err(LinkError::HalfClientAuth(ClientAuthPart::Certificate))
         ));
     }
 

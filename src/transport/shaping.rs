@@ -10,6 +10,7 @@
 //! Must never: delay or cut a byte when no cap is set (the server then does not wrap bodies at
 //! all), or reorder bytes of one response.
 
+use crate::i18n::tr;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroU64;
@@ -39,10 +40,7 @@ impl Bandwidth {
 
 /// Why a bandwidth text was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "bandwidth {0:?} not understood: write a number and a unit per second, e.g. 50MB/s, \
-     10MiB/s, 200Mbit/s or 1Gbit/s (k, M, G are powers of 1000; Ki, Mi, Gi of 1024)"
-)]
+#[error("{}", tr!("error.bandwidth", text = format!("{_0:?}")))]
 pub struct BandwidthError(String);
 
 impl FromStr for Bandwidth {

@@ -215,7 +215,7 @@ fn status_cell_ui(ui: &mut Ui, row: &DeviceRow, now_ms: i64) {
                 text.push_str(&tr!("ui.table.resent", count = r.resends));
             }
             let response = ui.colored_label(theme::status_color(r.status), text);
-            let mut why: Vec<String> = r.error.iter().cloned().collect();
+            let mut why: Vec<String> = r.error.iter().map(ToString::to_string).collect();
             why.extend(
                 r.code
                     .and_then(|code| explain_code(row.record.dialect(), code)),

@@ -121,8 +121,8 @@ fn text_matches(row: &DeviceRow, needle_lower: &str) -> bool {
         || row
             .rollout
             .as_ref()
-            .and_then(|r| r.error.as_deref())
-            .is_some_and(contains)
+            .and_then(|r| r.error.as_ref().map(ToString::to_string))
+            .is_some_and(|text| contains(&text))
 }
 
 /// A column the device list can be sorted by.

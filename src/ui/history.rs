@@ -135,7 +135,11 @@ fn outcome_ui(ui: &mut Ui, view: &CampaignView, actions: &mut Vec<UiAction>) {
                     ui.label(d.attempts.to_string());
                 });
                 row.col(|ui| {
-                    let mut text = d.error.clone().unwrap_or_default();
+                    let mut text = d
+                        .error
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
                     if let Some(explained) =
                         d.code.and_then(|code| explain_code(d.id.dialect(), code))
                     {

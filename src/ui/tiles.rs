@@ -207,7 +207,7 @@ fn tile_details_ui(ui: &mut Ui, row: &DeviceRow, caption: &str) {
             ui.label(tr!("ui.tiles.attempt", attempt = r.attempts));
         }
         if let Some(error) = &r.error {
-            ui.colored_label(theme::BAD, error);
+            ui.colored_label(theme::BAD, error.to_string());
         }
     }
     if let Some(last) = &row.last_message {

@@ -56,7 +56,7 @@ impl Campaigns {
         let mut halted = Vec::new();
         for live in &mut self.live {
             if failed.contains(&live.campaign().id()) && !live.is_halted() {
-                let why = format!("the database refused a write ({e})");
+                let why = tr!("engine.database_refused", why = e);
                 live.halt(why.clone());
                 halted.push((live.campaign().id(), why));
             }

@@ -22,14 +22,22 @@ impl Runner {
     fn on_broker_refusal(&mut self, refusal: &BrokerRefusal) {
         self.publisher.mark();
         let now_ms = self.clock.now_ms();
-        let (topic, what) = match &refusal.attempt {
-            Attempt::Connect => ("(connect)".to_owned(), "login"),
-            Attempt::Publish { topic } => (topic.clone(), "publish"),
-            Attempt::Subscribe { filter } => (filter.clone(), "subscribe"),
-            Attempt::Will { topic } => (topic.clone(), "last will"),
+        // `what` keys the refusal log (English, like the log); the sentence names it in words.
+        let (topic, what, attempt) = match &refusal.attempt {
+            Attempt::Connect => ("(connect)".to_owned(), "login", tr!("engine.refused.login")),
+            Attempt::Publish { topic } => (topic.clone(), "publish", tr!("engine.refused.publish")),
+            Attempt::Subscribe { filter } => {
+                (filter.clone(), "subscribe", tr!("engine.refused.subscribe"))
+            }
+            Attempt::Will { topic } => (topic.clone(), "last will", tr!("engine.refused.will")),
         };
         let who = describe_client(refusal);
-        let reason = format!("broker refused {what} by {who}: {}", refusal.reason);
+        let reason = tr!(
+            "engine.refused",
+            what = attempt,
+            who = who,
+            why = refusal.reason
+        );
         self.io.inspect(
             now_ms,
             Direction::In,
@@ -61,14 +69,19 @@ impl Runner {
 
 /// "user \"x\" (client id \"y\") from 10.0.0.9:5123", with what is known.
 fn describe_client(refusal: &BrokerRefusal) -> String {
-    let mut who = match (&refusal.identity, &refusal.username) {
+    let who = match (&refusal.identity, &refusal.username) {
         (Some(identity), _) => identity.clone(),
-        (None, Some(user)) => format!("user {user:?}"),
-        (None, None) => "an anonymous client".to_owned(),
+        (None, Some(user)) => tr!("engine.client.user", user = format!("{user:?}")),
+        (None, None) => tr!("engine.client.anonymous"),
     };
-    if !refusal.client_id.is_empty() {
-        who.push_str(&format!(" (client id {:?})", refusal.client_id));
-    }
-    who.push_str(&format!(" from {}", refusal.remote));
-    who
+    let who = if refusal.client_id.is_empty() {
+        who
+    } else {
+        tr!(
+            "engine.client.with_id",
+            who = who,
+            id = format!("{:?}", refusal.client_id)
+        )
+    };
+    tr!("engine.client.from", who = who, remote = refusal.remote)
 }

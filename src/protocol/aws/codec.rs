@@ -286,7 +286,9 @@ pub fn parse_request(topic: &str, payload: &[u8]) -> Result<Incoming, Box<Refusa
             stem,
             client_token: None,
             code,
-            message: cause.to_string(),
+            // On the wire: English whatever the operator reads (the error's words are
+            // translated for the inspector).
+            message: crate::i18n::in_english(|| cause.to_string()),
             cause,
         })
     };

@@ -1,10 +1,12 @@
 //! Why a dialect file was refused: each error names the file, and where it can the line and
 //! the field (`acme.toml:12: notice.payload: …`).
 
+use crate::i18n::tr;
+
 /// Why a dialect file could not be loaded or registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
-    #[error("{file}: cannot read: {message}")]
+    #[error("{}", tr!("error.dialect_file.read", file = file, why = message))]
     Read { file: String, message: String },
     #[error("{file}:{line}: {field}: {message}")]
     Invalid {

@@ -9,6 +9,7 @@
 //! `render`) or decodes reports (`codec.rs`): a notice the console gets wrong fails here as it
 //! would on a device. Pure; never panics on a received message.
 
+use crate::i18n::tr;
 use serde_json::Value;
 
 use super::template::{Field, PayloadTemplate, Piece};
@@ -88,8 +89,8 @@ impl Layout {
                 Piece::Field(f) => text.push_str(&number(*f).to_string()),
             }
         }
-        let parsed: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("the template does not read as JSON with markers: {e}"))?;
+        let parsed: Value =
+            serde_json::from_str(&text).map_err(|e| tr!("error.template.not_json", why = e))?;
         let mut layout = Layout {
             spots: Vec::new(),
             literals: Vec::new(),

@@ -32,6 +32,7 @@ use self::template::{TopicTemplate, leak};
 use super::registry;
 use crate::access::rules::{Part, TopicRoute};
 use crate::device_id::{DeviceId, DialectId, DialectIdent, IdShape};
+use crate::i18n::tr;
 use crate::protocol::{
     Acknowledgement, CancelSupport, Capabilities, DecodeError, Dialect, EncodeError, ErrorTable,
     Event, EventKind, KeyScope, KeySource, NothingPending, Notice, OfferField, Outbound, Presence,
@@ -143,9 +144,10 @@ impl UserDialect {
                         file: file.to_owned(),
                         line: line_of("notice.topic"),
                         field: "notice.topic".into(),
-                        message: format!(
-                            "downlink {:?} and uplink {:?} can name the same topic",
-                            down.text, up.text
+                        message: tr!(
+                            "error.dialect_file.down_up_overlap",
+                            down = format!("{:?}", down.text),
+                            up = format!("{:?}", up.text)
                         ),
                     });
                 }
@@ -224,9 +226,11 @@ impl UserDialect {
                     file: self.file.clone(),
                     line: line_of(&field),
                     field: section.to_owned(),
-                    message: format!(
-                        "a message built from the file's own pointers ({}) decodes to {kinds:?}, not {:?}: do two pointers overlap?",
-                        s.payload, s.events
+                    message: tr!(
+                        "error.dialect_file.pointers_overlap",
+                        payload = s.payload,
+                        kinds = format!("{kinds:?}"),
+                        expected = format!("{:?}", s.events)
                     ),
                 });
             }
@@ -245,10 +249,11 @@ impl UserDialect {
                         file: self.file.clone(),
                         line,
                         field,
-                        message: format!(
-                            "topic {:?} is dialect {}'s ({probe:?} is one of its topics)",
-                            t.text,
-                            other.id()
+                        message: tr!(
+                            "error.dialect_file.topic_of_other",
+                            topic = format!("{:?}", t.text),
+                            dialect = other.id(),
+                            probe = format!("{probe:?}")
                         ),
                     });
                 }
@@ -265,10 +270,11 @@ impl UserDialect {
                         file: self.file.clone(),
                         line,
                         field,
-                        message: format!(
-                            "topic {:?} would take {topic:?}, a topic of dialect {}",
-                            t.text,
-                            other.id()
+                        message: tr!(
+                            "error.dialect_file.takes_topic",
+                            topic = format!("{:?}", t.text),
+                            other_topic = format!("{topic:?}"),
+                            dialect = other.id()
                         ),
                     });
                 }

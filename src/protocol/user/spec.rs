@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::error::LoadError;
 use super::template::{Field, PayloadTemplate, TopicTemplate, leak};
+use crate::i18n::tr;
 use crate::protocol::json_template::sample_values;
 use crate::protocol::{ErrorCode, ErrorTable, FailureValues, KeySource};
 
@@ -340,7 +341,7 @@ fn pointer(ctx: &Ctx, field: &str, p: &Spanned<String>) -> Result<Pointer, LoadE
         return Err(ctx.err(
             p.span(),
             field,
-            format!("{text:?} is not a JSON pointer into the message (e.g. \"/params/version\")"),
+            tr!("error.dialect_file.pointer", text = format!("{text:?}")),
         ));
     }
     Ok(leak(text))
@@ -371,7 +372,7 @@ fn when(ctx: &Ctx, field: &str, w: &Option<WhenToml>) -> Result<Option<When>, Lo
         return Err(ctx.err(
             w.equals.span(),
             &format!("{field}.equals"),
-            "must be a string, a number or a boolean",
+            tr!("error.dialect_file.scalar"),
         ));
     }
     Ok(Some(When { pointer, equals }))
@@ -380,11 +381,7 @@ fn when(ctx: &Ctx, field: &str, w: &Option<WhenToml>) -> Result<Option<When>, Lo
 fn segment_name(ctx: &Ctx, field: &str, s: &Spanned<String>) -> Result<&'static str, LoadError> {
     let v = s.get_ref().trim();
     if v.is_empty() || v.len() > 32 || v.contains(['{', '}']) {
-        return Err(ctx.err(
-            s.span(),
-            field,
-            "must name the part in at most 32 characters, without braces",
-        ));
+        return Err(ctx.err(s.span(), field, tr!("error.dialect_file.segment_name")));
     }
     Ok(leak(v))
 }
@@ -482,9 +479,7 @@ fn identity(ctx: &Ctx, d: &DialectToml) -> Result<(&'static str, &'static str), 
         return Err(ctx.err(
             d.prefix.span(),
             "dialect.prefix",
-            format!(
-                "{prefix:?}: lowercase letters, digits, `-` and `_`, starting with a letter, at most 32"
-            ),
+            tr!("error.dialect_file.prefix", prefix = format!("{prefix:?}")),
         ));
     }
     let label = d.label.get_ref().trim();
@@ -492,7 +487,7 @@ fn identity(ctx: &Ctx, d: &DialectToml) -> Result<(&'static str, &'static str), 
         return Err(ctx.err(
             d.label.span(),
             "dialect.label",
-            "must be 1 to 64 characters",
+            tr!("error.dialect_file.label"),
         ));
     }
     Ok((leak(prefix), leak(label)))
@@ -506,7 +501,10 @@ fn notice(ctx: &Ctx, n: &NoticeToml, shape: Shape) -> Result<NoticeSpec, LoadErr
             return Err(ctx.err(
                 n.payload.span(),
                 "notice.payload",
-                format!("must carry {{{{{}}}}}", needed.name()),
+                tr!(
+                    "error.dialect_file.must_carry",
+                    field = format!("{{{{{}}}}}", needed.name())
+                ),
             ));
         }
     }
@@ -514,7 +512,7 @@ fn notice(ctx: &Ctx, n: &NoticeToml, shape: Shape) -> Result<NoticeSpec, LoadErr
         return Err(ctx.err(
             n.payload.span(),
             "notice.payload",
-            "dialect.task_key is set, so the notice must carry {{task_id}}",
+            tr!("error.dialect_file.notice_task_id"),
         ));
     }
     Ok(NoticeSpec { topic, payload })
@@ -532,7 +530,7 @@ fn progress(
         return Err(ctx.err(
             f.field.span(),
             "progress.failure.failing",
-            "the percent and the failure share a field, so `nonzero` would make every progress a failure (use `negative` or `listed`)",
+            tr!("error.dialect_file.nonzero_percent"),
         ));
     }
     let task = opt_pointer(ctx, "progress.task", &p.task)?;
@@ -540,7 +538,7 @@ fn progress(
         return Err(ctx.err(
             p.topic.span(),
             "progress.task",
-            "dialect.task_key is set, so progress must say where the device echoes the key",
+            tr!("error.dialect_file.progress_task"),
         ));
     }
     let (codes, sim, errors) = failure_codes(ctx, f)?;
@@ -605,9 +603,11 @@ fn shared_topics_told_apart(ctx: &Ctx, kinds: &[Kind]) -> Result<(), LoadError> 
                 return Err(ctx.err(
                     span.clone(),
                     &format!("{name}.when"),
-                    format!(
-                        "{name} and {other} share topic {:?}: give each a different `when`",
-                        t.text
+                    tr!(
+                        "error.dialect_file.shared_topic",
+                        name = name,
+                        other = other,
+                        topic = format!("{:?}", t.text)
                     ),
                 ));
             }
@@ -647,7 +647,7 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
         return Err(ctx.err(
             f.codes.span(),
             "progress.failure.codes",
-            "list at least one failure value",
+            tr!("error.dialect_file.no_codes"),
         ));
     }
     let mut codes: Vec<(Value, i64)> = Vec::new();
@@ -662,21 +662,21 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
                 ctx.err(
                     c.value.span(),
                     &at("value"),
-                    "a numeric value must be an integer",
+                    tr!("error.dialect_file.integer"),
                 )
             })?,
             (Value::String(_), None) => {
                 return Err(ctx.err(
                     c.value.span(),
                     &at("code"),
-                    "a text value needs a numeric `code` (how reports and the window name it)",
+                    tr!("error.dialect_file.text_needs_code"),
                 ));
             }
             _ => {
                 return Err(ctx.err(
                     c.value.span(),
                     &at("value"),
-                    "must be an integer or a string",
+                    tr!("error.dialect_file.integer_or_text"),
                 ));
             }
         };
@@ -684,7 +684,7 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
             return Err(ctx.err(
                 c.value.span(),
                 &at("value"),
-                "must be an integer or a string",
+                tr!("error.dialect_file.integer_or_text"),
             ));
         }
         let text = c.text.get_ref().trim();
@@ -692,14 +692,18 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
             return Err(ctx.err(
                 c.text.span(),
                 &at("text"),
-                "must say what the failure means, without braces",
+                tr!("error.dialect_file.code_text"),
             ));
         }
         if codes.iter().any(|(v, _)| *v == value) || table.iter().any(|e| e.code == code) {
             return Err(ctx.err(
                 c.value.span(),
                 &at("value"),
-                format!("value {value} or code {code} is listed twice"),
+                tr!(
+                    "error.dialect_file.listed_twice",
+                    value = value,
+                    code = code
+                ),
             ));
         }
         if let Some(fault) = sim_fault(ctx, c, &sim, &at("sim"))? {
@@ -719,7 +723,7 @@ fn failure_codes(ctx: &Ctx, f: &FailureToml) -> Result<FailureCodes, LoadError> 
                 return Err(ctx.err(
                     u.span(),
                     "progress.failure.unknown",
-                    "text for a code not listed; may use {code} and no other braces",
+                    tr!("error.dialect_file.unknown_text"),
                 ));
             }
             leak(text)
@@ -756,9 +760,9 @@ fn sim_fault(
             ctx.err(
                 s.span(),
                 field,
-                format!(
-                    "{:?}: one of \"download\", \"verify\", \"flash\"",
-                    s.get_ref()
+                tr!(
+                    "error.dialect_file.sim_fault",
+                    value = format!("{:?}", s.get_ref())
                 ),
             )
         })?;
@@ -766,7 +770,10 @@ fn sim_fault(
         return Err(ctx.err(
             s.span(),
             field,
-            format!("sim = {:?} is given to two values", s.get_ref()),
+            tr!(
+                "error.dialect_file.sim_twice",
+                value = format!("{:?}", s.get_ref())
+            ),
         ));
     }
     Ok(Some(fault))
@@ -813,9 +820,7 @@ fn payload(
                 file: ctx.file.to_owned(),
                 line,
                 field: field.to_owned(),
-                message: format!(
-                    "renders invalid JSON with sample values ({e}): {shown} (text placeholders go inside quotes: \"{{{{version}}}}\")"
-                ),
+                message: tr!("error.dialect_file.invalid_json", why = e, shown = shown),
             });
         }
     }

@@ -4,6 +4,7 @@
 
 use crate::access::rules::Part;
 use crate::device_id::DeviceId;
+use crate::i18n::tr;
 pub(super) use crate::protocol::json_template::{Field, PayloadTemplate, Piece, Values};
 
 /// One level of a topic template.
@@ -39,15 +40,22 @@ impl TopicTemplate {
                     names += 1;
                     Level::Name
                 }
-                "" => return Err(format!("topic {text:?} has an empty level")),
+                "" => {
+                    return Err(tr!(
+                        "error.dialect_file.topic.empty_level",
+                        topic = format!("{text:?}")
+                    ));
+                }
                 _ if level.contains(['{', '}']) => {
-                    return Err(format!(
-                        "level {level:?}: a placeholder must be a whole level, {{key}} or {{name}}"
+                    return Err(tr!(
+                        "error.dialect_file.topic.partial_placeholder",
+                        level = format!("{level:?}")
                     ));
                 }
                 _ if level.contains(['+', '#', '\0']) => {
-                    return Err(format!(
-                        "level {level:?}: wildcards are derived from the placeholders, not written"
+                    return Err(tr!(
+                        "error.dialect_file.topic.wildcard",
+                        level = format!("{level:?}")
                     ));
                 }
                 _ => Level::Lit(leak(level)),
@@ -57,20 +65,30 @@ impl TopicTemplate {
         match levels.first() {
             Some(Level::Lit(first)) if !first.starts_with('$') => {}
             _ => {
-                return Err(format!(
-                    "topic {text:?} must start with a literal level (not a placeholder, not `$…`)"
+                return Err(tr!(
+                    "error.dialect_file.topic.first_level",
+                    topic = format!("{text:?}")
                 ));
             }
         }
         if names != 1 {
-            return Err(format!("topic {text:?} needs {{name}} exactly once"));
+            return Err(tr!(
+                "error.dialect_file.topic.name_once",
+                topic = format!("{text:?}")
+            ));
         }
         match (has_key, keys) {
             (true, 1) | (false, 0) => {}
-            (true, _) => return Err(format!("topic {text:?} needs {{key}} exactly once")),
+            (true, _) => {
+                return Err(tr!(
+                    "error.dialect_file.topic.key_once",
+                    topic = format!("{text:?}")
+                ));
+            }
             (false, _) => {
-                return Err(format!(
-                    "topic {text:?} has {{key}}, but the device has no key (set device.key)"
+                return Err(tr!(
+                    "error.dialect_file.topic.no_key",
+                    topic = format!("{text:?}")
                 ));
             }
         }

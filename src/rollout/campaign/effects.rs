@@ -3,6 +3,7 @@
 //! nothing of the campaign, so every sibling may use them.
 
 use crate::device_id::DeviceId;
+use crate::rollout::note::{Command, Note};
 use crate::rollout::record::{CampaignState, TargetRecord};
 use crate::rollout::{Action, LogLevel, UpgradeOrder};
 
@@ -20,7 +21,7 @@ pub(super) fn log(
     out: &mut Vec<Action>,
     device: Option<&DeviceId>,
     level: LogLevel,
-    message: String,
+    message: Note,
 ) {
     out.push(Action::Log {
         device: device.cloned(),
@@ -29,11 +30,6 @@ pub(super) fn log(
     });
 }
 
-pub(super) fn refuse(out: &mut Vec<Action>, what: &str, state: CampaignState) {
-    log(
-        out,
-        None,
-        LogLevel::Warn,
-        format!("cannot {what}: the campaign is {state}"),
-    );
+pub(super) fn refuse(out: &mut Vec<Action>, command: Command, state: CampaignState) {
+    log(out, None, LogLevel::Warn, Note::Refused { command, state });
 }

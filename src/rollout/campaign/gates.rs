@@ -5,6 +5,7 @@
 use super::Campaign;
 use super::effects::{log, refuse};
 use crate::rollout::device::{self, Step};
+use crate::rollout::note::{Command, Note};
 use crate::rollout::record::{CampaignState, DeviceStatus};
 use crate::rollout::waves::{self, WaveTally};
 use crate::rollout::{Action, LogLevel};
@@ -12,7 +13,7 @@ use crate::rollout::{Action, LogLevel};
 impl Campaign {
     pub(super) fn start(&mut self, out: &mut Vec<Action>) {
         if self.state != CampaignState::Draft {
-            refuse(out, "start", self.state);
+            refuse(out, Command::Start, self.state);
             return;
         }
         self.started_at = Some(self.now);
@@ -49,17 +50,12 @@ impl Campaign {
             rest = tail;
         }
         self.current_wave = (!sizes.is_empty()).then_some(0);
-        let sizes_text = sizes
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
         self.set_state(
             CampaignState::Running,
-            format!(
-                "started: {} devices to upgrade in waves of [{sizes_text}]",
-                eligible.len()
-            ),
+            Note::Started {
+                devices: eligible.len(),
+                waves: sizes.clone(),
+            },
             out,
         );
         for (wave, members) in self.wave_members.clone().into_iter().enumerate() {
@@ -102,23 +98,22 @@ impl Campaign {
             }
             let tally = self.tally(w);
             if tally.gate_met(threshold) {
-                let detail = format!(
-                    "wave {} reached {}/{} succeeded (threshold {threshold} %)",
-                    w + 1,
-                    tally.succeeded,
-                    tally.eligible()
-                );
+                let detail = Note::WaveGateMet {
+                    wave: w + 1,
+                    succeeded: tally.succeeded,
+                    eligible: tally.eligible(),
+                    threshold,
+                };
                 self.open_wave(w + 1, detail, out);
             } else {
                 if tally.blocked(threshold) && self.blocked_wave_logged != Some(w) {
                     self.blocked_wave_logged = Some(w);
-                    let message = format!(
-                        "wave {} finished with {}/{} succeeded, below the {threshold} % threshold: \
-                         the next wave waits for the operator (advance wave)",
-                        w + 1,
-                        tally.succeeded,
-                        tally.eligible()
-                    );
+                    let message = Note::WaveBlocked {
+                        wave: w + 1,
+                        succeeded: tally.succeeded,
+                        eligible: tally.eligible(),
+                        threshold,
+                    };
                     log(out, None, LogLevel::Warn, message);
                 }
                 break;
@@ -126,20 +121,15 @@ impl Campaign {
         }
     }
 
-    pub(super) fn open_wave(&mut self, wave: u32, why: String, out: &mut Vec<Action>) {
+    pub(super) fn open_wave(&mut self, wave: u32, why: Note, out: &mut Vec<Action>) {
         self.current_wave = Some(wave);
-        let total = self.wave_members.len();
-        self.persist_campaign(
-            self.state,
-            format!("wave {} of {total} opened: {why}", wave + 1),
-            out,
-        );
-        log(
-            out,
-            None,
-            LogLevel::Info,
-            format!("wave {} of {total} opened: {why}", wave + 1),
-        );
+        let opened = Note::WaveOpened {
+            wave: wave + 1,
+            total: self.wave_members.len(),
+            why: Box::new(why),
+        };
+        self.persist_campaign(self.state, opened.clone(), out);
+        log(out, None, LogLevel::Info, opened);
         let members = self
             .wave_members
             .get(wave as usize)

@@ -9,8 +9,10 @@ use std::collections::{BTreeSet, HashMap};
 use super::effects::{log, order_for};
 use super::{Campaign, caps};
 use crate::device_id::DeviceId;
+use crate::i18n::tr;
 use crate::protocol::KeySource;
 use crate::rollout::device::{DeviceCtx, Step};
+use crate::rollout::note::Note;
 use crate::rollout::rate::TokenBucket;
 use crate::rollout::record::{
     CampaignState, Change, DeviceStatus, PersistedCampaign, TargetRecord, Transition,
@@ -32,7 +34,10 @@ impl Campaign {
         let mut wave_count = 0usize;
         for (idx, rec) in p.devices.iter().enumerate() {
             if by_device.insert(rec.device.clone(), idx).is_some() {
-                return Err(corrupt(format!("device {} appears twice", rec.device)));
+                return Err(corrupt(tr!(
+                    "error.rollout.corrupt.twice",
+                    device = rec.device
+                )));
             }
             if let Some(key) = &rec.task.key {
                 let dialect = rec.device.dialect();
@@ -49,7 +54,11 @@ impl Campaign {
             if let Some(w) = rec.wave {
                 let w = usize::try_from(w).map_err(|_| corrupt(format!("wave {w}")))?;
                 if w >= MAX_TARGETS {
-                    return Err(corrupt(format!("device {} is in wave {w}", rec.device)));
+                    return Err(corrupt(tr!(
+                        "error.rollout.corrupt.in_wave",
+                        device = rec.device,
+                        wave = w
+                    )));
                 }
                 wave_count = wave_count.max(w + 1);
             }
@@ -138,10 +147,10 @@ impl Campaign {
         let after = rec.clone();
         if before != after {
             let change = if before.status != after.status {
-                let detail = step
-                    .detail
-                    .clone()
-                    .unwrap_or_else(|| format!("{} -> {}", before.status, after.status));
+                let detail = step.detail.clone().unwrap_or(Note::StatusChange {
+                    from: before.status,
+                    to: after.status,
+                });
                 Change::Device {
                     from: before.status,
                     record: after.clone(),

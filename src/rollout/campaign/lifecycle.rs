@@ -4,6 +4,7 @@
 use super::Campaign;
 use super::effects::{log, refuse};
 use crate::rollout::device;
+use crate::rollout::note::{Command, Note};
 use crate::rollout::record::{CampaignState, Change, DeviceStatus, Transition};
 use crate::rollout::{Action, LogLevel};
 
@@ -21,10 +22,11 @@ impl Campaign {
             .unwrap_or(usize::MAX)
             .max(1);
         if judged >= minimum && failures * 100 > usize::from(abort.failure_percent) * judged {
-            let reason = format!(
-                "campaign aborted: {failures} of {judged} finished devices failed (more than {} %)",
-                abort.failure_percent
-            );
+            let reason = Note::Aborted {
+                failures,
+                judged,
+                percent: abort.failure_percent,
+            };
             self.finish(CampaignState::Aborted, reason, out);
         }
     }
@@ -34,12 +36,11 @@ impl Campaign {
             return;
         }
         if self.counts.pending == 0 && self.counts.in_flight() == 0 {
-            let detail = format!(
-                "every device finished: {} succeeded, {} failed, {} skipped",
-                self.counts.succeeded,
-                self.counts.failures(),
-                self.counts.skipped
-            );
+            let detail = Note::Completed {
+                succeeded: self.counts.succeeded,
+                failed: self.counts.failures(),
+                skipped: self.counts.skipped,
+            };
             self.set_state(CampaignState::Completed, detail, out);
         }
     }
@@ -49,18 +50,18 @@ impl Campaign {
         &mut self,
         from: CampaignState,
         to: CampaignState,
-        detail: &str,
+        detail: Note,
         out: &mut Vec<Action>,
     ) {
         if self.state == from {
-            self.set_state(to, detail.to_owned(), out);
+            self.set_state(to, detail, out);
         } else {
             refuse(
                 out,
                 if to == CampaignState::Paused {
-                    "pause"
+                    Command::Pause
                 } else {
-                    "resume"
+                    Command::Resume
                 },
                 self.state,
             );
@@ -69,18 +70,14 @@ impl Campaign {
 
     pub(super) fn cancel(&mut self, out: &mut Vec<Action>) {
         if self.state.is_finished() {
-            refuse(out, "cancel", self.state);
+            refuse(out, Command::Cancel, self.state);
             return;
         }
-        self.finish(
-            CampaignState::Canceled,
-            "campaign canceled by the operator".into(),
-            out,
-        );
+        self.finish(CampaignState::Canceled, Note::CanceledByOperator, out);
     }
 
     /// Aborted or canceled: no notice ever again; pending devices end now.
-    fn finish(&mut self, to: CampaignState, reason: String, out: &mut Vec<Action>) {
+    fn finish(&mut self, to: CampaignState, reason: Note, out: &mut Vec<Action>) {
         self.set_state(to, reason.clone(), out);
         for idx in 0..self.devices.len() {
             if self
@@ -95,19 +92,14 @@ impl Campaign {
 
     pub(super) fn advance_wave_command(&mut self, out: &mut Vec<Action>) {
         if !matches!(self.state, CampaignState::Running | CampaignState::Paused) {
-            refuse(out, "advance the wave", self.state);
+            refuse(out, Command::AdvanceWave, self.state);
             return;
         }
         match self.current_wave {
             Some(w) if (w as usize) + 1 < self.wave_members.len() => {
-                self.open_wave(w + 1, "advanced by the operator".into(), out);
+                self.open_wave(w + 1, Note::AdvancedByOperator, out);
             }
-            _ => log(
-                out,
-                None,
-                LogLevel::Warn,
-                "advance wave: every wave is already open".into(),
-            ),
+            _ => log(out, None, LogLevel::Warn, Note::EveryWaveOpen),
         }
     }
 
@@ -116,7 +108,7 @@ impl Campaign {
             self.state,
             CampaignState::Running | CampaignState::Paused | CampaignState::Completed
         ) {
-            refuse(out, "retry failed devices", self.state);
+            refuse(out, Command::RetryFailed, self.state);
             return;
         }
         let failed: Vec<usize> = (0..self.devices.len())
@@ -127,18 +119,15 @@ impl Campaign {
             })
             .collect();
         if failed.is_empty() {
-            log(
-                out,
-                None,
-                LogLevel::Info,
-                "retry failed: no failed or timed-out device".into(),
-            );
+            log(out, None, LogLevel::Info, Note::NothingToRetry);
             return;
         }
         if self.state == CampaignState::Completed {
             self.set_state(
                 CampaignState::Running,
-                format!("{} failed devices re-queued", failed.len()),
+                Note::FailedRequeued {
+                    count: failed.len(),
+                },
                 out,
             );
             self.finished_at = None;
@@ -150,11 +139,13 @@ impl Campaign {
             out,
             None,
             LogLevel::Info,
-            format!("{} failed or timed-out devices re-queued", failed.len()),
+            Note::FailedOrTimedOutRequeued {
+                count: failed.len(),
+            },
         );
     }
 
-    pub(super) fn set_state(&mut self, to: CampaignState, detail: String, out: &mut Vec<Action>) {
+    pub(super) fn set_state(&mut self, to: CampaignState, detail: Note, out: &mut Vec<Action>) {
         let from = self.state;
         self.state = to;
         if to.is_finished() {
@@ -168,7 +159,7 @@ impl Campaign {
     pub(super) fn persist_campaign(
         &mut self,
         from: CampaignState,
-        detail: String,
+        detail: Note,
         out: &mut Vec<Action>,
     ) {
         out.push(Action::Persist(Transition {

@@ -37,6 +37,7 @@ mod scheduler;
 use std::collections::{BTreeSet, HashMap};
 
 use super::device;
+use super::note::Note;
 use super::policy::Policy;
 use super::rate::TokenBucket;
 use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, TargetRecord};
@@ -44,6 +45,7 @@ use super::snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
 use super::waves::WaveTally;
 use super::{Action, CampaignId, IdSource, Input, MAX_TARGETS, RolloutError, Timestamp};
 use crate::device_id::{DeviceId, DialectId};
+use crate::i18n::tr;
 use crate::protocol::{Capabilities, Event, registry};
 
 /// What the engine knows and the campaign does not, to address one notice.
@@ -178,7 +180,7 @@ impl Campaign {
             detail,
         };
         if persisted.devices.is_empty() {
-            return Err(corrupt("it has no devices".into()));
+            return Err(corrupt(tr!("error.rollout.corrupt.no_devices")));
         }
         if persisted.devices.len() > MAX_TARGETS {
             return Err(corrupt(format!("{} devices", persisted.devices.len())));
@@ -328,13 +330,13 @@ impl Campaign {
             Input::Pause => self.command_state(
                 CampaignState::Running,
                 CampaignState::Paused,
-                "paused by the operator",
+                Note::PausedByOperator,
                 &mut out,
             ),
             Input::Resume => self.command_state(
                 CampaignState::Paused,
                 CampaignState::Running,
-                "resumed by the operator",
+                Note::ResumedByOperator,
                 &mut out,
             ),
             Input::Cancel => self.cancel(&mut out),

@@ -11,6 +11,7 @@ use super::{Campaign, caps};
 use crate::device_id::DeviceId;
 use crate::protocol::Presence;
 use crate::rollout::device::{self, Step};
+use crate::rollout::note::Note;
 use crate::rollout::record::DeviceStatus;
 use crate::rollout::{Action, LogLevel, Timestamp};
 
@@ -103,11 +104,10 @@ impl Campaign {
                 out,
                 None,
                 LogLevel::Info,
-                format!(
-                    "{} notice(s) that may not have arrived: re-sent unless answered within {} ms",
-                    waiting.len(),
-                    self.spec.policy.settle_ms
-                ),
+                Note::MaybeLost {
+                    count: waiting.len(),
+                    ms: self.spec.policy.settle_ms,
+                },
             );
         }
     }
@@ -123,12 +123,7 @@ impl Campaign {
             }
         }
         if count > 0 {
-            log(
-                out,
-                None,
-                LogLevel::Info,
-                format!("{count} notice(s) that may not have arrived re-sent"),
-            );
+            log(out, None, LogLevel::Info, Note::MaybeLostResent { count });
         }
     }
 
@@ -154,12 +149,7 @@ impl Campaign {
             && rec.status == DeviceStatus::Noticed
             && caps(&rec.device).ack.by_first_report()
         {
-            log(
-                out,
-                Some(&rec.device),
-                LogLevel::Info,
-                "device is back online: notice re-sent".into(),
-            );
+            log(out, Some(&rec.device), LogLevel::Info, Note::BackOnline);
             out.push(Action::SendUpgrade(order_for(rec, true)));
         }
     }
@@ -180,12 +170,7 @@ impl Campaign {
             return;
         }
         self.broker_lost_at = Some(self.now);
-        log(
-            out,
-            None,
-            LogLevel::Warn,
-            "the broker link is down: timeouts and new notices wait until it is back".into(),
-        );
+        log(out, None, LogLevel::Warn, Note::BrokerDown);
     }
 
     /// Gives every device in flight the outage back, so that only its own silence times it out.
@@ -208,11 +193,10 @@ impl Campaign {
             out,
             None,
             LogLevel::Info,
-            format!(
-                "the broker link is back after {:.1} s: {} device(s) in flight get that time back",
-                outage_ms as f64 / 1000.0,
-                in_flight.len()
-            ),
+            Note::BrokerBack {
+                outage_ms,
+                count: in_flight.len(),
+            },
         );
     }
 }

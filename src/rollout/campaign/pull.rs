@@ -5,6 +5,7 @@ use super::Campaign;
 use super::effects::{log, order_for};
 use crate::protocol::FirmwareGet;
 use crate::rollout::device;
+use crate::rollout::note::Note;
 use crate::rollout::record::{CampaignState, DeviceStatus};
 use crate::rollout::{Action, IdSource, LogLevel};
 
@@ -60,15 +61,11 @@ impl Campaign {
         let pending = rec.status.in_flight().then(|| order_for(rec, !sent_now));
         if pending.is_none() && !super::caps(&device).pull.replies_nothing_pending() {
             // A dialect without an empty reply (FogCloud, notes.md): silence is the answer.
-            let message = format!(
-                "firmware request answered with nothing: the device is {}{}",
-                rec.status,
-                if rec.status == DeviceStatus::Pending {
-                    " and its turn has not come"
-                } else {
-                    ""
-                }
-            );
+            let message = if rec.status == DeviceStatus::Pending {
+                Note::NothingPendingYet
+            } else {
+                Note::NothingPending { status: rec.status }
+            };
             log(out, Some(&device), LogLevel::Info, message);
             return;
         }

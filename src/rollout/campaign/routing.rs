@@ -8,6 +8,7 @@ use super::{Campaign, caps};
 use crate::device_id::DeviceId;
 use crate::protocol::{ExchangeReply, KeyScope, ProgressReport, Subject, TaskRef, VersionReport};
 use crate::rollout::device;
+use crate::rollout::note::{ForeignKey, Note};
 use crate::rollout::record::DeviceStatus;
 use crate::rollout::{Action, LogLevel};
 
@@ -71,11 +72,10 @@ impl Campaign {
                 out,
                 Some(&rec.device),
                 LogLevel::Warn,
-                format!(
-                    "progress for task {key} from {} ignored: the upgrade does not run through \
-                     that gateway",
-                    report.device
-                ),
+                Note::ForeignGateway {
+                    key: key.to_owned(),
+                    from: report.device.to_string(),
+                },
             );
             None
         } else if rec.task.has_key(key) {
@@ -85,7 +85,9 @@ impl Campaign {
                 out,
                 Some(&rec.device),
                 LogLevel::Info,
-                format!("progress for task {key} of an earlier attempt ignored"),
+                Note::EarlierAttemptKey {
+                    key: key.to_owned(),
+                },
             );
             None
         }
@@ -107,15 +109,18 @@ impl Campaign {
         });
         if current.is_none() && (target.is_some() || owner.is_some()) {
             let why = match owner {
-                Some(o) if Some(o) != target => "belongs to another device",
-                Some(_) => "belongs to an earlier attempt",
-                None => "was not issued by this campaign",
+                Some(o) if Some(o) != target => ForeignKey::AnotherDevice,
+                Some(_) => ForeignKey::EarlierAttempt,
+                None => ForeignKey::NotIssued,
             };
             log(
                 out,
                 Some(&report.device),
                 LogLevel::Warn,
-                format!("progress with task key {key:?} ignored: it {why}"),
+                Note::ForeignKey {
+                    key: key.to_owned(),
+                    why,
+                },
             );
         }
         current
@@ -167,10 +172,10 @@ impl Campaign {
             return;
         }
         if let crate::protocol::Acknowledgement::ByReply(spec) = &caps(&rec.device).ack {
-            let message = format!(
-                "publishing {} failed ({error}); the reply wait will re-send it",
-                spec.request
-            );
+            let message = Note::PublishFailedReplyWait {
+                request: spec.request.to_string(),
+                error: error.to_owned(),
+            };
             log(out, Some(&rec.device), LogLevel::Warn, message);
             return;
         }

@@ -26,6 +26,7 @@ use crate::access::credentials::{
 };
 use crate::access::rules::{Decision, Identity, RouteTable, Rules};
 use crate::device_id::DeviceId;
+use crate::i18n::tr;
 use crate::rollout::Timestamp;
 
 /// Who may use the broker, as the gate applies it.
@@ -268,16 +269,20 @@ pub(super) fn admit(
                     None,
                     None,
                     Attempt::Connect,
-                    format!(
-                        "MQTT protocol level {level} is not supported (only MQTT 3.1.1, level 4)"
-                    ),
+                    tr!("broker.refusal.protocol_level", level = level),
                 ),
             });
         }
         None => {
             return Err(Denied {
                 connack: None,
-                refusal: refusal("", None, None, Attempt::Connect, "malformed CONNECT".into()),
+                refusal: refusal(
+                    "",
+                    None,
+                    None,
+                    Attempt::Connect,
+                    tr!("broker.refusal.malformed_connect"),
+                ),
             });
         }
     }
@@ -288,7 +293,7 @@ pub(super) fn admit(
             None,
             None,
             Attempt::Connect,
-            format!("malformed CONNECT: {e}"),
+            tr!("broker.refusal.malformed_connect_why", why = e),
         ),
     })?;
     let client_id = connect.client_id.clone();
@@ -310,7 +315,7 @@ pub(super) fn admit(
                         username.as_deref(),
                         None,
                         Attempt::Connect,
-                        "an empty client id needs a clean session (MQTT 3.1.1 §3.1.3.1)".into(),
+                        tr!("broker.refusal.empty_client_id"),
                     ),
                 });
             }
@@ -363,7 +368,7 @@ pub(super) fn admit(
             username.as_deref(),
             identity.as_ref(),
             Attempt::Connect,
-            format!("CONNECT cannot be rewritten: {e}"),
+            tr!("broker.refusal.not_rewritten", why = e),
         ),
     })?;
     Ok(Admitted {

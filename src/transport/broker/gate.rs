@@ -36,6 +36,7 @@ use super::internal::InternalBroker;
 use super::limits::{MAX_CONNECTIONS, MAX_PACKET_BYTES, READY_TIMEOUT};
 use super::quiet::Deliveries;
 use crate::access::rules::Identity;
+use crate::i18n::tr;
 
 /// Time a new connection has to send its CONNECT (and to finish a TLS handshake).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -425,14 +426,17 @@ async fn serve<R, W>(
         // Gone before a whole packet: nothing to report (port scans, health checks).
         Ok(Ok(None)) => return,
         Ok(Err(why)) => {
-            let reason = format!("not MQTT 3.1.1: {why}");
+            let reason = tr!("broker.refusal.not_mqtt", why = why);
             shared
                 .events
                 .refused(peer.refusal(Attempt::Connect, reason));
             return;
         }
         Err(_) => {
-            let reason = format!("no CONNECT within {CONNECT_TIMEOUT:?}");
+            let reason = tr!(
+                "broker.refusal.no_connect",
+                waited = humantime::format_duration(CONNECT_TIMEOUT)
+            );
             shared
                 .events
                 .refused(peer.refusal(Attempt::Connect, reason));
