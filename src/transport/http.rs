@@ -784,7 +784,10 @@ async fn serve_offer(
     let response = match served {
         Ok(response) => response,
         Err(e) => {
-            tracing::error!(path = %offer.path.display(), error = %e, "cannot read offered file");
+            tracing::error!(
+                "{}",
+                tr!("log.http.cannot_read_offer", path = offer.path.display(), why = e)
+            );
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
@@ -967,7 +970,7 @@ async fn accept_loop(
             Ok(accepted) => accepted,
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "firmware server cannot accept");
+                tracing::warn!("{}", tr!("log.http.cannot_accept", why = e));
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

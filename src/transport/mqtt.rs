@@ -835,7 +835,7 @@ impl Actor {
                     .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     .count();
                 if refused > 0 {
-                    tracing::warn!(refused, "broker refused some subscriptions");
+                    tracing::warn!("{}", tr!("log.mqtt.subscriptions_refused", count = refused));
                 }
                 // Connected means listening: only now can a device's message reach us.
                 self.set_connected();
@@ -919,7 +919,10 @@ impl Actor {
         self.save_unsent();
         let reason = describe(&error, &self.broker);
         if matches!(&error, ConnectionError::ConnectionRefused(code) if is_permanent(*code)) {
-            tracing::error!(broker = %self.broker, %reason, "MQTT link failed");
+            tracing::error!(
+                "{}",
+                tr!("log.mqtt.link_failed", broker = self.broker, why = reason)
+            );
             let _ = self.state.send(LinkState::Failed { reason });
             return Next::Stop;
         }
