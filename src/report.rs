@@ -8,19 +8,18 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::engine::CampaignView;
+use crate::i18n::{self, tr};
 use crate::rollout::{CampaignState, Counts, DeviceStatus, Policy, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot write the report {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot encode the report: {0}")]
+    /// The OS error is part of the message in the operator's language (not a `source`, whose
+    /// English would follow it in an error chain).
+    #[error("{}", tr!("report.write", path = path, why = i18n::io_error(cause)))]
+    Io { path: String, cause: std::io::Error },
+    #[error("{}", tr!("report.encode", why = _0))]
     Encode(String),
-    #[error("report file {0} must end in .json or .csv")]
+    #[error("{}", tr!("report.format", path = _0))]
     UnknownFormat(String),
 }
 
@@ -165,9 +164,9 @@ impl Report {
             Some(ext) if ext.eq_ignore_ascii_case("csv") => self.to_csv()?,
             _ => return Err(ReportError::UnknownFormat(path.display().to_string())),
         };
-        let io = |source| ReportError::Io {
+        let io = |cause| ReportError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         };
         let dir = path
             .parent()

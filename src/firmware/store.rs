@@ -87,7 +87,7 @@ impl FirmwareStore {
             .map_err(|e| FirmwareError::io("create store directory", &self.dir, e))?;
         if let Err(e) = self.remove_stale_temps() {
             // Only space is lost; the import itself may still fit.
-            tracing::warn!("cannot sweep stale temp files: {e}");
+            tracing::warn!("{}", crate::i18n::tr!("firmware.sweep_temps", why = e));
         }
         let mut temp = self.temp_file()?;
         let temp_path = temp.path().to_path_buf();

@@ -44,7 +44,7 @@ pub struct SimLogins {
 pub enum SimLoginError {
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
-    #[error("a simulated device name is not a valid device id: {0}")]
+    #[error("{}", crate::i18n::tr!("sim.bad_device_name", why = _0))]
     DeviceName(#[from] DeviceIdError),
 }
 

@@ -2,16 +2,17 @@
 //! every other file of `sim/` may use it).
 
 use crate::device_id::DeviceIdError;
+use crate::i18n::tr;
 
 /// Why a simulated fleet could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("invalid simulator configuration: {0}")]
+    #[error("{}", tr!("sim.invalid_config", why = _0))]
     InvalidConfig(String),
-    #[error("broker URL {url:?} is not usable: {why}")]
+    #[error("{}", tr!("sim.bad_broker", url = format!("{url:?}"), why = why))]
     InvalidBroker { url: String, why: String },
-    #[error("a simulated device name is not a valid device id: {0}")]
+    #[error("{}", tr!("sim.bad_device_name", why = _0))]
     DeviceName(#[from] DeviceIdError),
-    #[error("cannot build the HTTP client for firmware downloads: {0}")]
+    #[error("{}", tr!("sim.no_http_client", why = _0))]
     Http(#[source] reqwest::Error),
 }
