@@ -170,8 +170,8 @@ fn feed(
             return Err(FirmwareError::Canceled);
         }
         let mut buf = pool.take();
-        let len =
-            fill(source.reader, &mut buf).map_err(|e| FirmwareError::io(IoAction::Read, source.path, e))?;
+        let len = fill(source.reader, &mut buf)
+            .map_err(|e| FirmwareError::io(IoAction::Read, source.path, e))?;
         if len == 0 {
             break;
         }

@@ -170,7 +170,8 @@ impl FirmwareStore {
     /// metadata was lost is re-hashed and named after its digest.
     pub fn get(&self, sha256: &str) -> Result<StoredPackage, FirmwareError> {
         let path = self.path_of(sha256)?;
-        fs::metadata(&path).map_err(|e| not_stored_or_io(e, sha256, IoAction::ReadMetadata, &path))?;
+        fs::metadata(&path)
+            .map_err(|e| not_stored_or_io(e, sha256, IoAction::ReadMetadata, &path))?;
         match self.read_metadata(sha256)? {
             Some(package) => Ok(StoredPackage { package, path }),
             None => self.verify(sha256, &mut |_, _| {}, &CancelToken::new()),
@@ -420,12 +421,7 @@ fn check_name(sha256: &str) -> Result<(), FirmwareError> {
     }
 }
 
-fn not_stored_or_io(
-    e: io::Error,
-    sha256: &str,
-    action: IoAction,
-    path: &Path,
-) -> FirmwareError {
+fn not_stored_or_io(e: io::Error, sha256: &str, action: IoAction, path: &Path) -> FirmwareError {
     if e.kind() == io::ErrorKind::NotFound {
         FirmwareError::NotStored {
             sha256: sha256.to_owned(),
@@ -701,9 +697,10 @@ mod tests {
         );
         let temp_path = fx.store.dir().join(".import-x");
         let full = io::Error::from(io::ErrorKind::StorageFull);
-        let err = fx
-            .store
-            .sink_error(FirmwareError::io(IoAction::Write, &temp_path, full), &temp_path);
+        let err = fx.store.sink_error(
+            FirmwareError::io(IoAction::Write, &temp_path, full),
+            &temp_path,
+        );
         assert!(matches!(err, FirmwareError::StoreWrite { .. }), "{err:?}");
         assert!(!err.to_string().contains(".import-x"), "{err}");
         // A read error stays about the source file.
