@@ -56,16 +56,25 @@ fn bar_rects(lang: Lang, width: f32, height: f32, demo: bool) -> Vec<(String, eg
         .with_size(egui::vec2(width, height))
         .with_context_setup(|ctx| CjkFonts::load().install(ctx))
         .build_ui_state(
-            move |ui, state: &mut (ThemeChoice, Option<Lang>, bool)| {
+            move |ui, state: &mut (ThemeChoice, Option<Lang>, bool, egui::Rect)| {
                 let mut actions = Vec::new();
-                let (theme, language, dialog) = state;
-                egui::Panel::top("connection").show(ui, |ui| {
-                    connection_bar_ui(ui, &snap, demo, theme, language, dialog, &mut actions);
-                });
+                let (theme, language, dialog, panel) = state;
+                *panel = egui::Panel::top("connection")
+                    .show(ui, |ui| {
+                        connection_bar_ui(ui, &snap, demo, theme, language, dialog, &mut actions);
+                    })
+                    .response
+                    .rect;
             },
-            (ThemeChoice::Dark, Some(lang), false),
+            (ThemeChoice::Dark, Some(lang), false, egui::Rect::NOTHING),
         );
     harness.run();
+    // Two rows at most: the bar is a strip, not a page.
+    let panel = harness.state().3;
+    assert!(
+        panel.height() < 90.0,
+        "{lang} {width}×{height} demo={demo}: the bar is {panel:?}"
+    );
     let mut labels = vec![
         FIRMWARE_BASE.to_owned(),
         l("ui.bar.firmware_server"),

@@ -79,7 +79,10 @@ pub fn connection_bar_ui(
     // The switches are laid out first, at the right end, and the rest wraps in the width they
     // leave: laid out last (a right-to-left area after a wrapped row), a switch that did not fit
     // was drawn over the firmware server's URL.
-    ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+    // One row high to start with (a layout given the panel's whole height would centre its
+    // rows in it); the wrapped part adds rows below as it needs them.
+    let row = egui::vec2(ui.available_width(), ui.spacing().interact_size.y);
+    ui.allocate_ui_with_layout(row, egui::Layout::right_to_left(egui::Align::Min), |ui| {
         super::language::language_ui(ui, language);
         // An id of its own: the label changes with the language.
         egui::ComboBox::new("theme", tr!("ui.bar.theme"))
