@@ -499,5 +499,53 @@ fn library_errors_reach_the_command_line_in_words() {
         let args = ["broker-config", "--import-alibaba-csv", csv];
         expect(&run(EN, dir.path(), &args), 2, &en);
         expect(&run(ZH, dir.path(), &args), 2, &zh);
+// ---- `ota-console sim`: the simulator's own refusals, said once in the operator's language ----
+
+#[test]
+fn sim_refuses_a_broker_url_it_cannot_use_and_says_which_form_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str, &str); 2] = [
+        (
+            &["sim", "--broker", "http://127.0.0.1:1", "--aliyun", "1"],
+            "error: starting the simulated fleet: broker URL \"http://127.0.0.1:1\" is not \
+             usable: only mqtt://host:port is supported (no TLS)\n",
+            "错误：启动模拟设备群：代理地址 \"http://127.0.0.1:1\" 无法使用：仅支持 \
+             mqtt://主机:端口（不支持 TLS）\n",
+        ),
+        (
+            &["sim", "--broker", "mqtt://127.0.0.1:99999", "--aliyun", "1"],
+            "error: starting the simulated fleet: broker URL \"mqtt://127.0.0.1:99999\" is not \
+             usable: the port is not a number 1..65535\n",
+            "错误：启动模拟设备群：代理地址 \"mqtt://127.0.0.1:99999\" 无法使用：端口不是 \
+             1..65535 之间的数字\n",
+        ),
+    ];
+    for (args, en, zh) in cases {
+        expect(&run(EN, dir.path(), args), 2, en);
+        expect(&run(ZH, dir.path(), args), 2, zh);
+    }
+}
+
+#[test]
+fn sim_refuses_settings_that_would_do_nothing_and_says_what_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str, &str); 2] = [
+        (
+            &["sim", "--aliyun", "1", "--fail-flash", "2"],
+            "error: starting the simulated fleet: invalid simulator configuration: --fail-flash \
+             is 2; a probability must be between 0 and 1\n",
+            "错误：启动模拟设备群：模拟器配置无效：--fail-flash 为 2；概率必须在 0 到 1 之间\n",
+        ),
+        (
+            &["sim", "--aliyun", "1", "--bandwidth", "0"],
+            "error: starting the simulated fleet: invalid simulator configuration: --bandwidth 0 \
+             would never download anything; leave it out for no cap\n",
+            "错误：启动模拟设备群：模拟器配置无效：--bandwidth 0 将永远下载不到任何内容；\
+             省略此项则不限速\n",
+        ),
+    ];
+    for (args, en, zh) in cases {
+        expect(&run(EN, dir.path(), args), 2, en);
+        expect(&run(ZH, dir.path(), args), 2, zh);
     }
 }

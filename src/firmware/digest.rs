@@ -20,7 +20,7 @@ use sha2::Sha256;
 
 use super::cancel::CancelToken;
 use super::checksum::FogChecksum;
-use super::error::FirmwareError;
+use super::error::{FirmwareError, IoAction};
 use super::package::FirmwarePackage;
 
 /// Default bytes per read. Large enough that per-chunk overhead (channel hops, progress calls)
@@ -82,13 +82,13 @@ pub fn hash_file_with(
 
 /// Opens a file to hash and checks its size against the limit before any byte is read.
 pub(crate) fn open_source(path: &Path, max_size: u64) -> Result<(File, u64), FirmwareError> {
-    let file = File::open(path).map_err(|e| FirmwareError::io("open", path, e))?;
+    let file = File::open(path).map_err(|e| FirmwareError::io(IoAction::Open, path, e))?;
     let meta = file
         .metadata()
-        .map_err(|e| FirmwareError::io("read metadata of", path, e))?;
+        .map_err(|e| FirmwareError::io(IoAction::ReadMetadata, path, e))?;
     if meta.is_dir() {
         let e = io::Error::new(io::ErrorKind::IsADirectory, "is a directory");
-        return Err(FirmwareError::io("read", path, e));
+        return Err(FirmwareError::io(IoAction::Read, path, e));
     }
     if meta.len() > max_size {
         return Err(FirmwareError::TooLarge {
@@ -170,8 +170,8 @@ fn feed(
             return Err(FirmwareError::Canceled);
         }
         let mut buf = pool.take();
-        let len =
-            fill(source.reader, &mut buf).map_err(|e| FirmwareError::io("read", source.path, e))?;
+        let len = fill(source.reader, &mut buf)
+            .map_err(|e| FirmwareError::io(IoAction::Read, source.path, e))?;
         if len == 0 {
             break;
         }
@@ -191,7 +191,7 @@ fn feed(
         if let Some(sink) = sink.as_mut() {
             sink.writer
                 .write_all(chunk.bytes())
-                .map_err(|e| FirmwareError::io("write", sink.path, e))?;
+                .map_err(|e| FirmwareError::io(IoAction::Write, sink.path, e))?;
         }
         drop(chunk);
         progress(done, done.max(source.size_hint));
@@ -603,7 +603,7 @@ mod tests {
         .unwrap_err();
         match &err {
             FirmwareError::Io { action, cause, .. } => {
-                assert_eq!(*action, "write");
+                assert_eq!(*action, IoAction::Write);
                 assert_eq!(cause.kind(), io::ErrorKind::StorageFull);
             }
             other => panic!("unexpected {other:?}"),

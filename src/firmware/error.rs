@@ -9,12 +9,12 @@ use crate::i18n::{self, tr};
 /// Why a firmware operation failed. Every variant names the file or digest it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum FirmwareError {
-    /// An I/O call failed; `action` says what we were doing ("read", "create temp file in", ...).
+    /// An I/O call failed; `action` says what we were doing (read, list, ...).
     /// The OS error is part of the message (not a `source`), so it is printed exactly once
     /// both by `to_string()` and by anyhow's `{:#}` chain.
     #[error("{}", io_words(action, path, cause))]
     Io {
-        action: &'static str,
+        action: IoAction,
         path: PathBuf,
         cause: io::Error,
     },
@@ -48,30 +48,46 @@ pub enum FirmwareError {
     Worker(String),
 }
 
-/// "cannot read FILE: why": the action in words of the language in force (the actions are
-/// the store's own, a fixed set; one not listed reads as in English).
-fn io_words(action: &str, path: &Path, cause: &io::Error) -> String {
-    let path = path.display();
-    let why = i18n::io_error(cause);
-    if i18n::lang() == i18n::Lang::En {
-        return format!("cannot {action} {path}: {why}");
+/// What the store was doing when an I/O call failed: the store's own, fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoAction {
+    Open,
+    Read,
+    ReadMetadata,
+    Write,
+    List,
+    Resolve,
+    CreateStoreDirectory,
+}
+
+impl IoAction {
+    /// The action in words of the language in force ("read", "读取").
+    fn words(self) -> String {
+        match self {
+            IoAction::Open => tr!("firmware.action.open"),
+            IoAction::Read => tr!("firmware.action.read"),
+            IoAction::ReadMetadata => tr!("firmware.action.read_metadata"),
+            IoAction::Write => tr!("firmware.action.write"),
+            IoAction::List => tr!("firmware.action.list"),
+            IoAction::Resolve => tr!("firmware.action.resolve"),
+            IoAction::CreateStoreDirectory => tr!("firmware.action.create_store_directory"),
+        }
     }
-    let action = match action {
-        "open" => tr!("firmware.action.open"),
-        "read" => tr!("firmware.action.read"),
-        "read metadata of" => tr!("firmware.action.read_metadata"),
-        "write" => tr!("firmware.action.write"),
-        "list" => tr!("firmware.action.list"),
-        "resolve" => tr!("firmware.action.resolve"),
-        "create store directory" => tr!("firmware.action.create_store_directory"),
-        _ => action.to_owned(),
-    };
-    tr!("firmware.io", action = action, path = path, why = why)
+}
+
+/// "cannot read FILE: why" in the language in force.
+fn io_words(action: &IoAction, path: &Path, cause: &io::Error) -> String {
+    tr!(
+        "firmware.io",
+        action = action.words(),
+        path = path.display(),
+        why = i18n::io_error(cause)
+    )
 }
 
 impl FirmwareError {
     /// Wraps an `io::Error` with what we were doing and on which path.
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
+    pub(crate) fn io(action: IoAction, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         Self::Io {
             action,
             path: path.into(),

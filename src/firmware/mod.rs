@@ -20,6 +20,6 @@ pub mod store;
 pub use cancel::CancelToken;
 pub use checksum::{FogChecksum, fog_checksum};
 pub use digest::{HashOptions, Progress, hash_file, hash_file_with};
-pub use error::FirmwareError;
+pub use error::{FirmwareError, IoAction};
 pub use package::FirmwarePackage;
 pub use store::{FirmwareStore, StoredPackage, default_data_dir};

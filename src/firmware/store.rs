@@ -20,7 +20,7 @@ use tempfile::{NamedTempFile, TempPath};
 
 use super::cancel::CancelToken;
 use super::digest::{self, HashOptions, Progress, Sink, Source};
-use super::error::FirmwareError;
+use super::error::{FirmwareError, IoAction};
 use super::package::{FirmwarePackage, is_sha256_hex};
 
 /// Largest metadata file we read back; ours are a few hundred bytes.
@@ -84,10 +84,10 @@ impl FirmwareStore {
     ) -> Result<StoredPackage, FirmwareError> {
         let (mut file, size_hint) = digest::open_source(src, self.options.max_size)?;
         fs::create_dir_all(&self.dir)
-            .map_err(|e| FirmwareError::io("create store directory", &self.dir, e))?;
+            .map_err(|e| FirmwareError::io(IoAction::CreateStoreDirectory, &self.dir, e))?;
         if let Err(e) = self.remove_stale_temps() {
             // Only space is lost; the import itself may still fit.
-            tracing::warn!("cannot sweep stale temp files: {e}");
+            tracing::warn!("{}", crate::i18n::tr!("firmware.sweep_temps", why = e));
         }
         let mut temp = self.temp_file()?;
         let temp_path = temp.path().to_path_buf();
@@ -122,11 +122,11 @@ impl FirmwareStore {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(FirmwareError::io("list", &self.dir, e)),
+            Err(e) => return Err(FirmwareError::io(IoAction::List, &self.dir, e)),
         };
         let mut removed = 0;
         for entry in entries {
-            let entry = entry.map_err(|e| FirmwareError::io("list", &self.dir, e))?;
+            let entry = entry.map_err(|e| FirmwareError::io(IoAction::List, &self.dir, e))?;
             let is_temp = entry
                 .file_name()
                 .to_str()
@@ -163,14 +163,15 @@ impl FirmwareStore {
     /// Opens a stored package for reading.
     pub fn open(&self, sha256: &str) -> Result<File, FirmwareError> {
         let path = self.path_of(sha256)?;
-        File::open(&path).map_err(|e| not_stored_or_io(e, sha256, "open", &path))
+        File::open(&path).map_err(|e| not_stored_or_io(e, sha256, IoAction::Open, &path))
     }
 
     /// The package stored under `sha256`, from its metadata (no re-hash). A stored file whose
     /// metadata was lost is re-hashed and named after its digest.
     pub fn get(&self, sha256: &str) -> Result<StoredPackage, FirmwareError> {
         let path = self.path_of(sha256)?;
-        fs::metadata(&path).map_err(|e| not_stored_or_io(e, sha256, "read metadata of", &path))?;
+        fs::metadata(&path)
+            .map_err(|e| not_stored_or_io(e, sha256, IoAction::ReadMetadata, &path))?;
         match self.read_metadata(sha256)? {
             Some(package) => Ok(StoredPackage { package, path }),
             None => self.verify(sha256, &mut |_, _| {}, &CancelToken::new()),
@@ -218,11 +219,11 @@ impl FirmwareStore {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(FirmwareError::io("list", &self.dir, e)),
+            Err(e) => return Err(FirmwareError::io(IoAction::List, &self.dir, e)),
         };
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| FirmwareError::io("list", &self.dir, e))?;
+            let entry = entry.map_err(|e| FirmwareError::io(IoAction::List, &self.dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str().filter(|n| is_sha256_hex(n)) else {
                 continue;
@@ -262,7 +263,7 @@ impl FirmwareStore {
             Err(e) => {
                 // Only when the working directory is gone (relative store path).
                 let _ = fs::remove_file(&path);
-                Err(FirmwareError::io("resolve", path, e))
+                Err(FirmwareError::io(IoAction::Resolve, path, e))
             }
         }
     }
@@ -333,9 +334,9 @@ impl FirmwareStore {
             Ok(f) => f
                 .take(MAX_METADATA_BYTES)
                 .read_to_string(&mut text)
-                .map_err(|e| FirmwareError::io("read", &path, e))?,
+                .map_err(|e| FirmwareError::io(IoAction::Read, &path, e))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(FirmwareError::io("open", &path, e)),
+            Err(e) => return Err(FirmwareError::io(IoAction::Open, &path, e)),
         };
         let package: FirmwarePackage =
             serde_json::from_str(&text).map_err(|e| FirmwareError::BadMetadata {
@@ -420,12 +421,7 @@ fn check_name(sha256: &str) -> Result<(), FirmwareError> {
     }
 }
 
-fn not_stored_or_io(
-    e: io::Error,
-    sha256: &str,
-    action: &'static str,
-    path: &Path,
-) -> FirmwareError {
+fn not_stored_or_io(e: io::Error, sha256: &str, action: IoAction, path: &Path) -> FirmwareError {
     if e.kind() == io::ErrorKind::NotFound {
         FirmwareError::NotStored {
             sha256: sha256.to_owned(),
@@ -620,7 +616,7 @@ mod tests {
             matches!(
                 err,
                 FirmwareError::Io {
-                    action: "create store directory",
+                    action: IoAction::CreateStoreDirectory,
                     ..
                 }
             ),
@@ -701,15 +697,16 @@ mod tests {
         );
         let temp_path = fx.store.dir().join(".import-x");
         let full = io::Error::from(io::ErrorKind::StorageFull);
-        let err = fx
-            .store
-            .sink_error(FirmwareError::io("write", &temp_path, full), &temp_path);
+        let err = fx.store.sink_error(
+            FirmwareError::io(IoAction::Write, &temp_path, full),
+            &temp_path,
+        );
         assert!(matches!(err, FirmwareError::StoreWrite { .. }), "{err:?}");
         assert!(!err.to_string().contains(".import-x"), "{err}");
         // A read error stays about the source file.
         let src = fx.src_dir.join("fw.bin");
         let err = fx.store.sink_error(
-            FirmwareError::io("read", &src, io::Error::other("bad sector")),
+            FirmwareError::io(IoAction::Read, &src, io::Error::other("bad sector")),
             &temp_path,
         );
         assert!(err.to_string().contains("fw.bin"), "{err}");

@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::error::SimError;
+use crate::i18n::tr;
 
 /// How every device behaves during an upgrade.
 #[derive(Debug, Clone)]
@@ -117,8 +118,10 @@ impl FaultOdds {
             ("offline-mid-download", self.offline_mid_download),
         ] {
             if !(0.0..=1.0).contains(&p) {
-                return Err(SimError::InvalidConfig(format!(
-                    "--{name} is {p}; a probability must be between 0 and 1"
+                return Err(SimError::InvalidConfig(tr!(
+                    "sim.config.probability",
+                    option = format!("--{name}"),
+                    value = p
                 )));
             }
         }
@@ -210,23 +213,23 @@ pub(crate) struct BrokerAddr {
 
 impl BrokerAddr {
     pub(crate) fn parse(url: &str) -> Result<BrokerAddr, SimError> {
-        let bad = |why: &str| SimError::InvalidBroker {
+        let bad = |why: String| SimError::InvalidBroker {
             url: url.chars().take(200).collect(),
-            why: why.to_owned(),
+            why,
         };
         let rest = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| bad("only mqtt://host:port is supported (no TLS)"))?;
+            .ok_or_else(|| bad(tr!("sim.broker.scheme")))?;
         let rest = rest.trim_end_matches('/');
         let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
             let (host, after) = bracketed
                 .split_once(']')
-                .ok_or_else(|| bad("an IPv6 address needs a closing ]"))?;
+                .ok_or_else(|| bad(tr!("sim.broker.ipv6_bracket")))?;
             match after.strip_prefix(':') {
                 Some(p) => (host, Some(p)),
                 None if after.is_empty() => (host, None),
-                None => return Err(bad("unexpected text after the IPv6 address")),
+                None => return Err(bad(tr!("sim.broker.after_ipv6"))),
             }
         } else {
             match rest.split_once(':') {
@@ -235,13 +238,11 @@ impl BrokerAddr {
             }
         };
         let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| bad("the port is not a number 1..65535"))?,
+            Some(p) => p.parse::<u16>().map_err(|_| bad(tr!("sim.broker.port")))?,
             None => 1883,
         };
         if host.is_empty() || port == 0 {
-            return Err(bad("host and a non-zero port are required"));
+            return Err(bad(tr!("sim.broker.host_port")));
         }
         Ok(BrokerAddr {
             host: host.to_owned(),

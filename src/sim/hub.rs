@@ -236,7 +236,7 @@ impl State {
                     .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
                     .collect::<Vec<_>>();
                 if self.client.try_subscribe_many(filters).is_err() {
-                    tracing::warn!("simulated device on a shared connection could not subscribe");
+                    tracing::warn!("{}", crate::i18n::tr!("sim.log.shared_subscribe"));
                 }
                 if let Some(m) = self.member_mut(port) {
                     for t in topics {
@@ -268,9 +268,7 @@ impl State {
                 for t in topics {
                     self.routes.remove(&t);
                     if self.client.try_unsubscribe(t).is_err() {
-                        tracing::warn!(
-                            "simulated device on a shared connection could not unsubscribe"
-                        );
+                        tracing::warn!("{}", crate::i18n::tr!("sim.log.shared_unsubscribe"));
                     }
                 }
             }

@@ -291,7 +291,11 @@ impl OwnLink {
             .as_ref()
             .is_some_and(|c| c.try_subscribe_many(filters).is_ok());
         if !ok {
-            tracing::warn!(client = %self.login.client_id, "simulated device could not subscribe");
+            tracing::warn!(
+                client = %self.login.client_id,
+                "{}",
+                crate::i18n::tr!("sim.log.subscribe")
+            );
         }
     }
 }

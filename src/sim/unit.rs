@@ -27,6 +27,7 @@ use super::ctx::Ctx;
 use super::error::SimError;
 use super::hub::{self, Shared};
 use super::stats::StatsCell;
+use crate::i18n::tr;
 
 /// Longest name prefix / product key / version string accepted (they end up in topics and JSON).
 const MAX_TEXT_BYTES: usize = 64;
@@ -129,14 +130,22 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), SimError> {
         self.behaviour.faults.validate()?;
         for (what, text) in [
-            ("version", self.version.as_str()),
-            ("product key", self.product_key.as_str()),
-            ("name prefix", self.name_prefix.as_str()),
+            (tr!("sim.config.what_version"), self.version.as_str()),
+            (
+                tr!("sim.config.what_product_key"),
+                self.product_key.as_str(),
+            ),
+            (
+                tr!("sim.config.what_name_prefix"),
+                self.name_prefix.as_str(),
+            ),
         ] {
             if text.is_empty() || text.len() > MAX_TEXT_BYTES {
-                return Err(SimError::InvalidConfig(format!(
-                    "the {what} must be 1 to {MAX_TEXT_BYTES} bytes, got {} bytes",
-                    text.len()
+                return Err(SimError::InvalidConfig(tr!(
+                    "sim.config.text_length",
+                    what = what,
+                    max = MAX_TEXT_BYTES,
+                    got = text.len()
                 )));
             }
         }
@@ -148,35 +157,26 @@ impl SimConfig {
                 .filter(|u| u.factory.dialect() == unit.factory.dialect())
                 .any(|u| u.is(unit.kind))
             {
-                return Err(SimError::InvalidConfig(format!(
-                    "{} are listed twice; give their number once (--{})",
-                    unit.kind.label, unit.kind.flag
+                return Err(SimError::InvalidConfig(tr!(
+                    "sim.config.listed_twice",
+                    kind = unit.kind.label,
+                    option = format!("--{}", unit.kind.flag)
                 )));
             }
         }
         if self.behaviour.progress_interval == Some(Duration::ZERO) {
-            return Err(SimError::InvalidConfig(
-                "--progress-secs 0 would report progress without pause; leave it out to report \
-                 at the 10 % marks"
-                    .to_owned(),
-            ));
+            return Err(SimError::InvalidConfig(tr!("sim.config.progress_zero")));
         }
         if self.behaviour.strict_subscribe_delay > Duration::from_secs(600) {
-            return Err(SimError::InvalidConfig(
-                "--subscribe-delay-ms above 600000 would keep devices deaf for over 10 minutes"
-                    .to_owned(),
-            ));
+            return Err(SimError::InvalidConfig(tr!("sim.config.subscribe_delay")));
         }
         if self.behaviour.bandwidth_bytes_per_sec == Some(0) {
-            return Err(SimError::InvalidConfig(
-                "--bandwidth 0 would never download anything; leave it out for no cap".to_owned(),
-            ));
+            return Err(SimError::InvalidConfig(tr!("sim.config.bandwidth_zero")));
         }
         if self.per_connection == 0 {
-            return Err(SimError::InvalidConfig(
-                "--per-connection 0 would connect no device; 1 gives each its own connection"
-                    .to_owned(),
-            ));
+            return Err(SimError::InvalidConfig(tr!(
+                "sim.config.per_connection_zero"
+            )));
         }
         BrokerAddr::parse(&self.broker_url)?;
         Ok(())
@@ -322,19 +322,19 @@ impl UnitSpec {
 
     pub(crate) fn validate(&self) -> Result<(), SimError> {
         if !self.factory.kinds().iter().any(|k| self.is(k)) {
-            return Err(SimError::InvalidConfig(format!(
-                "{} is not a kind of unit the {} simulator offers",
-                self.kind.label,
-                self.factory.dialect()
+            return Err(SimError::InvalidConfig(tr!(
+                "sim.config.unknown_kind",
+                kind = self.kind.label,
+                dialect = self.factory.dialect()
             )));
         }
         match &self.kind.members {
-            Some(m) if self.count > 0 && self.members == 0 => {
-                Err(SimError::InvalidConfig(format!(
-                    "{} need at least one {} (--{})",
-                    self.kind.label, m.noun, m.flag
-                )))
-            }
+            Some(m) if self.count > 0 && self.members == 0 => Err(SimError::InvalidConfig(tr!(
+                "sim.config.no_members",
+                kind = self.kind.label,
+                member = m.noun,
+                option = format!("--{}", m.flag)
+            ))),
             _ => Ok(()),
         }
     }
@@ -366,8 +366,9 @@ pub fn units_from_flags(
         })
     };
     if let Some((flag, _)) = counts.iter().find(|(flag, _)| !known(flag)) {
-        return Err(SimError::InvalidConfig(format!(
-            "no simulated unit is counted by --{flag}"
+        return Err(SimError::InvalidConfig(tr!(
+            "sim.config.unknown_flag",
+            option = format!("--{flag}")
         )));
     }
     let given = |flag: &str| counts.iter().rev().find(|(f, _)| *f == flag).map(|c| c.1);

@@ -76,76 +76,95 @@ pub fn connection_bar_ui(
     dialog_open: &mut bool,
     actions: &mut Vec<UiAction>,
 ) {
-    ui.horizontal_wrapped(|ui| {
-        if demo {
-            ui.label(
-                RichText::new(tr!("ui.bar.demo_badge"))
-                    .strong()
-                    .background_color(theme::WARN)
-                    .color(egui::Color32::BLACK),
-            );
-            super::demo_controls::demo_controls_ui(ui, snap, actions);
-        }
-        ui.label(RichText::new(tr!("ui.bar.broker")).strong());
-        ui.label(&snap.broker);
-        broker_guard_ui(ui, snap, actions);
-        if ui
-            .small_button(tr!("ui.bar.connection"))
-            .on_hover_text(tr!("ui.bar.connection_hover"))
-            .clicked()
-        {
-            *dialog_open = true;
-        }
-        ui.separator();
-        let (text, color) = link_text(&snap.link);
-        super::widgets::status_chip_ui(ui, color, &text);
-        ui.separator();
-        ui.label(format::rate(snap.traffic.received_per_sec))
-            .on_hover_text(tr!(
-                "ui.bar.traffic",
-                received = snap.traffic.received,
-                published = snap.traffic.published,
-                refused = snap.traffic.rejected
-            ));
-        ui.separator();
-        ui.label(RichText::new(tr!("ui.bar.firmware_server")).strong());
-        match &snap.firmware_base {
-            Some(base) => ui.label(RichText::new(base).monospace()),
-            None => ui.weak(tr!("ui.bar.none")),
-        };
-        if let Some(served) = &snap.served {
-            let clients: Vec<String> = served
-                .bytes_by_client
-                .iter()
-                .map(|(ip, n)| format!("{ip}: {}", format::bytes(*n)))
-                .collect();
-            ui.label(tr!(
-                "ui.bar.served",
-                bytes = format::bytes(served.total_bytes),
-                open = served.active_connections
-            ))
-            .on_hover_text(if clients.is_empty() {
-                tr!("ui.bar.no_downloads")
-            } else {
-                clients.join("\n")
+    // The switches are laid out first, at the right end, and the rest wraps in the width they
+    // leave: laid out last (a right-to-left area after a wrapped row), a switch that did not fit
+    // was drawn over the firmware server's URL.
+    // One row high to start with (a layout given the panel's whole height would centre its
+    // rows in it); the wrapped part adds rows below as it needs them.
+    let row = egui::vec2(ui.available_width(), ui.spacing().interact_size.y);
+    ui.allocate_ui_with_layout(row, egui::Layout::right_to_left(egui::Align::Min), |ui| {
+        super::language::language_ui(ui, language);
+        // An id of its own: the label changes with the language.
+        egui::ComboBox::new("theme", tr!("ui.bar.theme"))
+            .selected_text(match theme_choice {
+                ThemeChoice::Dark => tr!("ui.bar.dark"),
+                ThemeChoice::Light => tr!("ui.bar.light"),
+                ThemeChoice::System => tr!("ui.bar.system"),
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(theme_choice, ThemeChoice::Dark, tr!("ui.bar.dark"));
+                ui.selectable_value(theme_choice, ThemeChoice::Light, tr!("ui.bar.light"));
+                ui.selectable_value(theme_choice, ThemeChoice::System, tr!("ui.bar.system"));
             });
-        }
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            super::language::language_ui(ui, language);
-            // An id of its own: the label changes with the language.
-            egui::ComboBox::new("theme", tr!("ui.bar.theme"))
-                .selected_text(match theme_choice {
-                    ThemeChoice::Dark => tr!("ui.bar.dark"),
-                    ThemeChoice::Light => tr!("ui.bar.light"),
-                    ThemeChoice::System => tr!("ui.bar.system"),
-                })
-                .show_ui(ui, |ui| {
-                    ui.selectable_value(theme_choice, ThemeChoice::Dark, tr!("ui.bar.dark"));
-                    ui.selectable_value(theme_choice, ThemeChoice::Light, tr!("ui.bar.light"));
-                    ui.selectable_value(theme_choice, ThemeChoice::System, tr!("ui.bar.system"));
-                });
-        });
+        ui.with_layout(
+            egui::Layout::left_to_right(egui::Align::Center).with_main_wrap(true),
+            |ui| status_ui(ui, snap, demo, dialog_open, actions),
+        );
     });
+}
+
+/// The bar's left part: demo controls, broker, link, traffic, firmware server.
+fn status_ui(
+    ui: &mut Ui,
+    snap: &Snapshot,
+    demo: bool,
+    dialog_open: &mut bool,
+    actions: &mut Vec<UiAction>,
+) {
+    if demo {
+        ui.label(
+            RichText::new(tr!("ui.bar.demo_badge"))
+                .strong()
+                .background_color(theme::WARN)
+                .color(egui::Color32::BLACK),
+        );
+        super::demo_controls::demo_controls_ui(ui, snap, actions);
+    }
+    ui.label(RichText::new(tr!("ui.bar.broker")).strong());
+    ui.label(&snap.broker);
+    broker_guard_ui(ui, snap, actions);
+    if ui
+        .small_button(tr!("ui.bar.connection"))
+        .on_hover_text(tr!("ui.bar.connection_hover"))
+        .clicked()
+    {
+        *dialog_open = true;
+    }
+    ui.separator();
+    let (text, color) = link_text(&snap.link);
+    super::widgets::status_chip_ui(ui, color, &text);
+    ui.separator();
+    ui.label(format::rate(snap.traffic.received_per_sec))
+        .on_hover_text(tr!(
+            "ui.bar.traffic",
+            received = snap.traffic.received,
+            published = snap.traffic.published,
+            refused = snap.traffic.rejected
+        ));
+    ui.separator();
+    ui.label(RichText::new(tr!("ui.bar.firmware_server")).strong());
+    match &snap.firmware_base {
+        // A URL broken over two lines reads as two; it moves to the next row whole.
+        Some(base) => ui.add(egui::Label::new(RichText::new(base).monospace()).extend()),
+        None => ui.weak(tr!("ui.bar.none")),
+    };
+    if let Some(served) = &snap.served {
+        let clients: Vec<String> = served
+            .bytes_by_client
+            .iter()
+            .map(|(ip, n)| format!("{ip}: {}", format::bytes(*n)))
+            .collect();
+        ui.label(tr!(
+            "ui.bar.served",
+            bytes = format::bytes(served.total_bytes),
+            open = served.active_connections
+        ))
+        .on_hover_text(if clients.is_empty() {
+            tr!("ui.bar.no_downloads")
+        } else {
+            clients.join("\n")
+        });
+    }
 }
 
 /// The alert line: always one line high, empty or not, so that nothing under it moves when an
