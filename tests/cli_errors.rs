@@ -499,6 +499,9 @@ fn library_errors_reach_the_command_line_in_words() {
         let args = ["broker-config", "--import-alibaba-csv", csv];
         expect(&run(EN, dir.path(), &args), 2, &en);
         expect(&run(ZH, dir.path(), &args), 2, &zh);
+    }
+}
+
 // ---- `ota-console sim`: the simulator's own refusals, said once in the operator's language ----
 
 #[test]
@@ -509,14 +512,14 @@ fn sim_refuses_a_broker_url_it_cannot_use_and_says_which_form_it_takes() {
             &["sim", "--broker", "http://127.0.0.1:1", "--aliyun", "1"],
             "error: starting the simulated fleet: broker URL \"http://127.0.0.1:1\" is not \
              usable: only mqtt://host:port is supported (no TLS)\n",
-            "错误：启动模拟设备群：代理地址 \"http://127.0.0.1:1\" 无法使用：仅支持 \
+            "错误：启动模拟设备群：代理 URL \"http://127.0.0.1:1\" 不可用：仅支持 \
              mqtt://主机:端口（不支持 TLS）\n",
         ),
         (
             &["sim", "--broker", "mqtt://127.0.0.1:99999", "--aliyun", "1"],
             "error: starting the simulated fleet: broker URL \"mqtt://127.0.0.1:99999\" is not \
              usable: the port is not a number 1..65535\n",
-            "错误：启动模拟设备群：代理地址 \"mqtt://127.0.0.1:99999\" 无法使用：端口不是 \
+            "错误：启动模拟设备群：代理 URL \"mqtt://127.0.0.1:99999\" 不可用：端口不是 \
              1..65535 之间的数字\n",
         ),
     ];
