@@ -8,7 +8,8 @@
 //!
 //! The console runs as its own process (`ota-console rollout`), so its memory is measured alone;
 //! the broker, the simulated fleet and an observer that timestamps every version report run
-//! here. Run: `cargo bench --no-default-features --bench rollout`
+//! here. Run: `cargo bench --no-default-features --bench rollout` (`OTA_BENCH_CONSOLE`: the
+//! path of another build of `ota-console` to measure instead of this one's).
 //!
 //! Where the time goes: the fleet's counters are sampled every [`SAMPLE`] and the first instant
 //! each milestone is reached is printed (the canary noticed, downloaded, succeeded; the wave's
@@ -17,8 +18,9 @@
 //! The bound, measured in the same run after the rollout: the same 1,000 × 1 MiB served by the
 //! embedded firmware server (in this process) to 1,000 concurrent clients on loopback, each
 //! hashing what it receives (MD5 and the byte sum, as the simulated devices verify), and the
-//! floor the policy itself sets (the wave's notices at the rate limit, the simulated install
-//! time of the canary and of the wave). The ratios are printed against both.
+//! floor this fleet and policy set: the wave's data or its notices at the rate limit, whichever
+//! is longer, and four simulated installs (a DJI dock upgrades itself, then its drone, in the
+//! canary and again in the wave). The ratios are printed against both.
 
 #![expect(
     clippy::expect_used,
@@ -79,7 +81,11 @@ async fn run() {
     let report = dir.path().join("report.json");
     let remembered = remember_absent_devices(&dir.path().join("ota-console.db"));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+    // Another build of the console (e.g. main's, for a before/after in one bench build).
+    let console = std::env::var("OTA_BENCH_CONSOLE")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ota-console").into());
+    println!("console binary: {console}");
+    let mut child = Command::new(&console)
         .args(["rollout", "--broker", &url, "--http-bind", "127.0.0.1:0"])
         .args([
             "--firmware",
@@ -211,19 +217,24 @@ async fn run() {
     fleet.shutdown().await;
 
     let data = serve_and_verify(&firmware, devices).await;
-    let notices = Duration::from_secs_f64((devices - CANARY) as f64 * 60.0 / RATE_PER_MINUTE as f64);
-    let floor = INSTALL * 2 + data.max(notices);
+    let notices =
+        Duration::from_secs_f64((devices - CANARY) as f64 * 60.0 / RATE_PER_MINUTE as f64);
+    // The canary (the devices heard last: DJI docks, whose `osd` never stops) holds docks and
+    // their drones, which a dock upgrades one after the other: two installs; the wave's data
+    // (or its notices at the rate, whichever is longer), then again a dock and its drone.
+    let floor = INSTALL * 4 + data.max(notices);
     println!(
         "bound: {devices} x {} MiB served by the embedded server on loopback and hashed by \
-         {devices} concurrent clients: {:.2} s; the policy's floor (the wave's notices at the \
-         rate limit {:.2} s, the two installs, the data): {:.2} s",
+         {devices} concurrent clients: {:.2} s; the floor (the wave's notices at the rate \
+         limit {:.2} s or the data, and four installs: dock then drone in the canary and in the \
+         wave): {:.2} s",
         FIRMWARE_BYTES / (1024 * 1024),
         data.as_secs_f64(),
         notices.as_secs_f64(),
         floor.as_secs_f64()
     );
     println!(
-        "ratio: rollout / data bound {:.2}x, rollout / policy floor {:.2}x",
+        "ratio: rollout / data bound {:.2}x, rollout / floor {:.2}x",
         wall.as_secs_f64() / data.as_secs_f64(),
         wall.as_secs_f64() / floor.as_secs_f64()
     );
@@ -233,6 +244,11 @@ async fn run() {
 #[derive(Default)]
 struct Timeline {
     samples: Vec<(Duration, Counts)>,
+    /// When each device was first seen noticed, by kind (its dialect, and "sub" for a device
+    /// behind a gateway).
+    noticed_at: std::collections::HashMap<String, (String, Duration)>,
+    /// When each device was first seen upgraded, by kind.
+    succeeded_at: std::collections::HashMap<String, (String, Duration)>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -248,6 +264,14 @@ impl Timeline {
         let mut c = Counts::default();
         for d in &stats.devices {
             c.noticed += usize::from(d.notices_received > 0);
+            if d.notices_received > 0 && !self.noticed_at.contains_key(&d.id.to_string()) {
+                let kind = d.id.dialect().to_string();
+                self.noticed_at.insert(d.id.to_string(), (kind, at));
+            }
+            if d.upgrades_succeeded > 0 && !self.succeeded_at.contains_key(&d.id.to_string()) {
+                let kind = d.id.dialect().to_string();
+                self.succeeded_at.insert(d.id.to_string(), (kind, at));
+            }
             c.downloading += usize::from(d.downloads_started > 0);
             c.downloaded += usize::from(d.downloads_completed > 0);
             c.succeeded += usize::from(d.upgrades_succeeded > 0);
@@ -265,15 +289,24 @@ impl Timeline {
 
     fn print(&self, devices: usize, last_report: Duration, exit: Duration) {
         let ms = |d: Option<Duration>| {
-            d.map_or_else(|| "never".to_owned(), |d| format!("{:>5} ms", d.as_millis()))
+            d.map_or_else(
+                || "never".to_owned(),
+                |d| format!("{:>5} ms", d.as_millis()),
+            )
         };
-        println!("timeline after discovery (sampled every {} ms):", SAMPLE.as_millis());
+        println!(
+            "timeline after discovery (sampled every {} ms):",
+            SAMPLE.as_millis()
+        );
         let rows: [(&str, Option<Duration>); 11] = [
             ("first notice", self.first(1, |c| c.noticed)),
             ("canary noticed", self.first(CANARY, |c| c.noticed)),
             ("canary downloaded", self.first(CANARY, |c| c.downloaded)),
             ("canary succeeded", self.first(CANARY, |c| c.succeeded)),
-            ("wave's first notice (gate open)", self.first(CANARY + 1, |c| c.noticed)),
+            (
+                "wave's first notice (gate open)",
+                self.first(CANARY + 1, |c| c.noticed),
+            ),
             ("half noticed", self.first(devices / 2, |c| c.noticed)),
             ("all noticed", self.first(devices, |c| c.noticed)),
             ("all downloading", self.first(devices, |c| c.downloading)),
@@ -285,6 +318,30 @@ impl Timeline {
             println!("  {what:<34} {}", ms(at));
         }
         println!("  {:<34} {}", "console exited", ms(Some(exit)));
+        let mut by_kind: std::collections::BTreeMap<(&str, &str), Vec<Duration>> =
+            Default::default();
+        for (kind, at) in self.noticed_at.values() {
+            by_kind.entry(("noticed", kind)).or_default().push(*at);
+        }
+        for (kind, at) in self.succeeded_at.values() {
+            by_kind.entry(("upgraded", kind)).or_default().push(*at);
+        }
+        for ((what, kind), mut times) in by_kind {
+            times.sort();
+            let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize].as_millis();
+            println!(
+                "  {what}, {kind:<10} {:>4} devices: median {:>5} ms, p90 {:>5} ms, last {:>5} ms",
+                times.len(),
+                q(0.5),
+                q(0.9),
+                q(1.0)
+            );
+        }
+        let mut line = String::new();
+        for (at, c) in self.samples.iter().step_by(25) {
+            line.push_str(&format!(" {}:{}", at.as_millis(), c.noticed));
+        }
+        println!("  noticed over time (ms:count):{line}");
     }
 }
 
@@ -293,12 +350,10 @@ impl Timeline {
 /// the simulated devices do). The best of three.
 async fn serve_and_verify(firmware: &std::path::Path, clients: usize) -> Duration {
     use md5::Digest;
-    let server = ota_console::transport::http::FirmwareServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        None,
-    )
-    .await
-    .expect("firmware server");
+    let server =
+        ota_console::transport::http::FirmwareServer::start("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .expect("firmware server");
     let url = server.offer(firmware.to_path_buf(), "fw.bin", "bench");
     let client = reqwest::Client::new();
     let mut best = Duration::MAX;
@@ -325,7 +380,11 @@ async fn serve_and_verify(firmware: &std::path::Path, clients: usize) -> Duratio
         let mut first = None;
         while let Some(done) = tasks.join_next().await {
             let digest = done.expect("client");
-            assert_eq!(*first.get_or_insert(digest), digest, "every client got the same bytes");
+            assert_eq!(
+                *first.get_or_insert(digest),
+                digest,
+                "every client got the same bytes"
+            );
         }
         best = best.min(begun.elapsed());
     }

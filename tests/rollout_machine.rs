@@ -412,7 +412,11 @@ fn a_fast_rate_is_not_held_to_one_notice_per_turn() {
         let late = due.as_millis().max(h.now) + 5;
         noticed.extend(first_sends(&h.at(late)));
         turns += 1;
-        assert!(turns <= 1000, "{} noticed after {turns} turns", noticed.len());
+        assert!(
+            turns <= 1000,
+            "{} noticed after {turns} turns",
+            noticed.len()
+        );
     }
     assert_eq!(noticed, devices, "in target order, each once");
     assert!(h.now <= 1_050, "the last notice at {} ms", h.now);

@@ -169,7 +169,11 @@ mod tests {
         let mut b = TokenBucket::new(limit, at(0));
         // A full bucket holds one grain's worth: 50 ms at 1,000 per second.
         assert_eq!(drain_at(&mut b, [0]).len(), 50);
-        assert_eq!(b.next_token_at(at(0)), at(2), "59,951 a minute: a token per 1.0008 ms");
+        assert_eq!(
+            b.next_token_at(at(0)),
+            at(2),
+            "59,951 a minute: a token per 1.0008 ms"
+        );
         // Turns 7 ms apart (a commit each) still send about seven notices each.
         let sent = drain_at(&mut b, (1..=100).map(|t| t * 7));
         assert!((695..=700).contains(&sent.len()), "{}", sent.len());
@@ -191,9 +195,15 @@ mod tests {
             let sent = drain_at(&mut b, turns);
             let most = busiest_minute(&sent);
             let limit = per_minute as usize + burst as usize - 1;
-            assert!(most <= limit, "{per_minute}/min burst {burst}: {most} in a minute");
+            assert!(
+                most <= limit,
+                "{per_minute}/min burst {burst}: {most} in a minute"
+            );
             // And the limit is nearly reached: the lowered refill costs less than 0.1 %.
-            assert!(most * 1000 >= limit * 999, "{per_minute}/min burst {burst}: {most}");
+            assert!(
+                most * 1000 >= limit * 999,
+                "{per_minute}/min burst {burst}: {most}"
+            );
         }
     }
 
