@@ -8,7 +8,19 @@
 //!
 //! The console runs as its own process (`ota-console rollout`), so its memory is measured alone;
 //! the broker, the simulated fleet and an observer that timestamps every version report run
-//! here. Run: `cargo bench --no-default-features --bench rollout`
+//! here. Run: `cargo bench --no-default-features --bench rollout` (`OTA_BENCH_CONSOLE`: the
+//! path of another build of `ota-console` to measure instead of this one's).
+//!
+//! Where the time goes: the fleet's counters are sampled every [`SAMPLE`] and the first instant
+//! each milestone is reached is printed (the canary noticed, downloaded, succeeded; the wave's
+//! first notice, i.e. the gate opening; all noticed, downloaded, succeeded; the exit).
+//!
+//! The bound, measured in the same run after the rollout: the same 1,000 × 1 MiB served by the
+//! embedded firmware server (in this process) to 1,000 concurrent clients on loopback, each
+//! hashing what it receives (MD5 and the byte sum, as the simulated devices verify), and the
+//! floor this fleet and policy set: the wave's data or its notices at the rate limit, whichever
+//! is longer, and four simulated installs (a DJI dock upgrades itself, then its drone, in the
+//! canary and again in the wave). The ratios are printed against both.
 
 #![expect(
     clippy::expect_used,
@@ -30,6 +42,14 @@ use ota_console::transport::broker::{BrokerSettings, EmbeddedBroker};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const TARGET: &str = "2.0.0";
+/// How often the fleet's counters are read for the timeline.
+const SAMPLE: Duration = Duration::from_millis(10);
+/// The simulated install time of every device.
+const INSTALL: Duration = Duration::from_millis(500);
+const CANARY: usize = 10;
+const RATE_PER_MINUTE: u64 = 60_000;
+/// The firmware's size.
+const FIRMWARE_BYTES: usize = 1024 * 1024;
 
 /// Devices the data dir remembers that are not connected: Alibaba, FogCloud and DJI.
 const REMEMBERED_ABSENT: usize = 100;
@@ -54,14 +74,18 @@ async fn run() {
     let last_report = observe_version_reports(&broker).await;
 
     let firmware = dir.path().join("fw-1mib.bin");
-    let bytes: Vec<u8> = (0..1024 * 1024u32)
+    let bytes: Vec<u8> = (0..FIRMWARE_BYTES as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(&firmware, bytes).expect("firmware");
     let report = dir.path().join("report.json");
     let remembered = remember_absent_devices(&dir.path().join("ota-console.db"));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
+    // Another build of the console (e.g. main's, for a before/after in one bench build).
+    let console = std::env::var("OTA_BENCH_CONSOLE")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ota-console").into());
+    println!("console binary: {console}");
+    let mut child = Command::new(&console)
         .args(["rollout", "--broker", &url, "--http-bind", "127.0.0.1:0"])
         .args([
             "--firmware",
@@ -74,11 +98,11 @@ async fn run() {
             "--discover-for",
             "6s",
             "--canary",
-            "10",
+            &CANARY.to_string(),
             "--wave",
             "100%",
             "--rate",
-            "60000/min",
+            &format!("{RATE_PER_MINUTE}/min"),
         ])
         .args([
             "--concurrency",
@@ -115,7 +139,7 @@ async fn run() {
         ]),
         version: "1.0.0".into(),
         behaviour: Behaviour {
-            install: Duration::from_millis(500),
+            install: INSTALL,
             ..Behaviour::default()
         },
         ..SimConfig::default()
@@ -129,12 +153,14 @@ async fn run() {
     wait_line(&lines, "running");
 
     let mut peak_kib = 0u64;
+    let mut timeline = Timeline::default();
     let status = loop {
         peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
+        timeline.sample(&fleet.stats(), started.elapsed());
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(SAMPLE).await;
     };
     let wall = started.elapsed();
     let written = std::fs::metadata(&report)
@@ -186,7 +212,183 @@ async fn run() {
         "last version report -> report written: {} ms",
         lag.as_millis()
     );
+    let last_report_at = last.0.saturating_duration_since(started);
+    timeline.print(devices, last_report_at, wall);
     fleet.shutdown().await;
+
+    let data = serve_and_verify(&firmware, devices).await;
+    let notices =
+        Duration::from_secs_f64((devices - CANARY) as f64 * 60.0 / RATE_PER_MINUTE as f64);
+    // The canary (the devices heard last: DJI docks, whose `osd` never stops) holds docks and
+    // their drones, which a dock upgrades one after the other: two installs; the wave's data
+    // (or its notices at the rate, whichever is longer), then again a dock and its drone.
+    let floor = INSTALL * 4 + data.max(notices);
+    println!(
+        "bound: {devices} x {} MiB served by the embedded server on loopback and hashed by \
+         {devices} concurrent clients: {:.2} s; the floor (the wave's notices at the rate \
+         limit {:.2} s or the data, and four installs: dock then drone in the canary and in the \
+         wave): {:.2} s",
+        FIRMWARE_BYTES / (1024 * 1024),
+        data.as_secs_f64(),
+        notices.as_secs_f64(),
+        floor.as_secs_f64()
+    );
+    println!(
+        "ratio: rollout / data bound {:.2}x, rollout / floor {:.2}x",
+        wall.as_secs_f64() / data.as_secs_f64(),
+        wall.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
+/// Counts of the fleet over time, from which the milestones are read.
+#[derive(Default)]
+struct Timeline {
+    samples: Vec<(Duration, Counts)>,
+    /// When each device was first seen noticed, by kind (its dialect, and "sub" for a device
+    /// behind a gateway).
+    noticed_at: std::collections::HashMap<String, (String, Duration)>,
+    /// When each device was first seen upgraded, by kind.
+    succeeded_at: std::collections::HashMap<String, (String, Duration)>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    noticed: usize,
+    downloading: usize,
+    downloaded: usize,
+    succeeded: usize,
+}
+
+impl Timeline {
+    fn sample(&mut self, stats: &ota_console::sim::SimStats, at: Duration) {
+        let mut c = Counts::default();
+        for d in &stats.devices {
+            c.noticed += usize::from(d.notices_received > 0);
+            if d.notices_received > 0 && !self.noticed_at.contains_key(&d.id.to_string()) {
+                let kind = d.id.dialect().to_string();
+                self.noticed_at.insert(d.id.to_string(), (kind, at));
+            }
+            if d.upgrades_succeeded > 0 && !self.succeeded_at.contains_key(&d.id.to_string()) {
+                let kind = d.id.dialect().to_string();
+                self.succeeded_at.insert(d.id.to_string(), (kind, at));
+            }
+            c.downloading += usize::from(d.downloads_started > 0);
+            c.downloaded += usize::from(d.downloads_completed > 0);
+            c.succeeded += usize::from(d.upgrades_succeeded > 0);
+        }
+        self.samples.push((at, c));
+    }
+
+    /// The first sample at which `count` reached `n`.
+    fn first(&self, n: usize, count: impl Fn(&Counts) -> usize) -> Option<Duration> {
+        self.samples
+            .iter()
+            .find(|(_, c)| count(c) >= n)
+            .map(|(at, _)| *at)
+    }
+
+    fn print(&self, devices: usize, last_report: Duration, exit: Duration) {
+        let ms = |d: Option<Duration>| {
+            d.map_or_else(
+                || "never".to_owned(),
+                |d| format!("{:>5} ms", d.as_millis()),
+            )
+        };
+        println!(
+            "timeline after discovery (sampled every {} ms):",
+            SAMPLE.as_millis()
+        );
+        let rows: [(&str, Option<Duration>); 11] = [
+            ("first notice", self.first(1, |c| c.noticed)),
+            ("canary noticed", self.first(CANARY, |c| c.noticed)),
+            ("canary downloaded", self.first(CANARY, |c| c.downloaded)),
+            ("canary succeeded", self.first(CANARY, |c| c.succeeded)),
+            (
+                "wave's first notice (gate open)",
+                self.first(CANARY + 1, |c| c.noticed),
+            ),
+            ("half noticed", self.first(devices / 2, |c| c.noticed)),
+            ("all noticed", self.first(devices, |c| c.noticed)),
+            ("all downloading", self.first(devices, |c| c.downloading)),
+            ("all downloaded", self.first(devices, |c| c.downloaded)),
+            ("all succeeded (sim)", self.first(devices, |c| c.succeeded)),
+            ("last version report (broker)", Some(last_report)),
+        ];
+        for (what, at) in rows {
+            println!("  {what:<34} {}", ms(at));
+        }
+        println!("  {:<34} {}", "console exited", ms(Some(exit)));
+        let mut by_kind: std::collections::BTreeMap<(&str, &str), Vec<Duration>> =
+            Default::default();
+        for (kind, at) in self.noticed_at.values() {
+            by_kind.entry(("noticed", kind)).or_default().push(*at);
+        }
+        for (kind, at) in self.succeeded_at.values() {
+            by_kind.entry(("upgraded", kind)).or_default().push(*at);
+        }
+        for ((what, kind), mut times) in by_kind {
+            times.sort();
+            let q = |f: f64| times[((times.len() - 1) as f64 * f) as usize].as_millis();
+            println!(
+                "  {what}, {kind:<10} {:>4} devices: median {:>5} ms, p90 {:>5} ms, last {:>5} ms",
+                times.len(),
+                q(0.5),
+                q(0.9),
+                q(1.0)
+            );
+        }
+        let mut line = String::new();
+        for (at, c) in self.samples.iter().step_by(25) {
+            line.push_str(&format!(" {}:{}", at.as_millis(), c.noticed));
+        }
+        println!("  noticed over time (ms:count):{line}");
+    }
+}
+
+/// The data bound: `clients` concurrent downloads of `firmware` from the embedded firmware
+/// server on loopback, each client hashing the bytes as they arrive (MD5 and the byte sum, as
+/// the simulated devices do). The best of three.
+async fn serve_and_verify(firmware: &std::path::Path, clients: usize) -> Duration {
+    use md5::Digest;
+    let server =
+        ota_console::transport::http::FirmwareServer::start("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .expect("firmware server");
+    let url = server.offer(firmware.to_path_buf(), "fw.bin", "bench");
+    let client = reqwest::Client::new();
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let begun = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            let client = client.clone();
+            let url = url.clone();
+            tasks.spawn(async move {
+                let mut response = client.get(&url).send().await.expect("response");
+                let mut md5 = md5::Md5::new();
+                let mut sum = 0u32;
+                let mut len = 0usize;
+                while let Some(chunk) = response.chunk().await.expect("body") {
+                    md5.update(&chunk);
+                    sum = chunk.iter().fold(sum, |a, b| a.wrapping_add(u32::from(*b)));
+                    len += chunk.len();
+                }
+                assert_eq!(len, FIRMWARE_BYTES);
+                (md5.finalize()[0], sum)
+            });
+        }
+        let mut first = None;
+        while let Some(done) = tasks.join_next().await {
+            let digest = done.expect("client");
+            assert_eq!(
+                *first.get_or_insert(digest),
+                digest,
+                "every client got the same bytes"
+            );
+        }
+        best = best.min(begun.elapsed());
+    }
+    best
 }
 
 /// Writes [`REMEMBERED_ABSENT`] devices into the inventory at `db`, as an earlier run leaves

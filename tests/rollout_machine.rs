@@ -392,6 +392,38 @@ fn rate_limit_spaces_notices_on_the_injected_clock() {
 }
 
 #[test]
+fn a_fast_rate_is_not_held_to_one_notice_per_turn() {
+    // Issue #14's policy: 60,000 a minute, evenly spaced (burst 1). Every engine turn costs a
+    // commit of a few milliseconds, so each tick comes that much after its deadline: the
+    // notices must still go out at the rate, not one per turn.
+    let devices: Vec<DeviceId> = (0..1000).map(ali).collect();
+    let policy = Policy {
+        rate: RateLimit {
+            per_minute: 60_000,
+            burst: 1,
+        },
+        ..open_policy()
+    };
+    let (mut h, start) = Harness::started(policy, on_v1(devices.clone()));
+    let mut noticed = first_sends(&start);
+    let mut turns = 0;
+    while noticed.len() < devices.len() {
+        let due = h.campaign.next_deadline().expect("a token is awaited");
+        let late = due.as_millis().max(h.now) + 5;
+        noticed.extend(first_sends(&h.at(late)));
+        turns += 1;
+        assert!(
+            turns <= 1000,
+            "{} noticed after {turns} turns",
+            noticed.len()
+        );
+    }
+    assert_eq!(noticed, devices, "in target order, each once");
+    assert!(h.now <= 1_050, "the last notice at {} ms", h.now);
+    h.check_store();
+}
+
+#[test]
 fn concurrency_caps_devices_in_flight() {
     let devices: Vec<DeviceId> = (0..5).map(ali).collect();
     let policy = Policy {

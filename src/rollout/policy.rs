@@ -21,7 +21,9 @@ pub enum CanarySize {
 /// At most `per_minute` notices per minute, as a token bucket that holds at most `burst`
 /// notices and refills at `per_minute` per 60 s on the injected clock. With `burst = 1` the
 /// notices are spaced evenly, so any half-open 60 s window holds at most `per_minute` of them;
-/// a larger burst lets the first `burst` go out at once.
+/// a larger burst lets the first `burst` go out at once. A rate of 1,200/min or more is spaced
+/// in grains of 50 ms rather than notice by notice, within the same minute
+/// (`rollout::rate::PACING_GRAIN_MS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RateLimit {
