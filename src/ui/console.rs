@@ -22,11 +22,12 @@ use super::firmware_panel::{self, FirmwareForm};
 use super::history::{self, HistoryState};
 use super::inspector::{self, InspectorState};
 use super::rollout_panel::{self, RolloutForm};
-use super::settings::{BottomTab, DeviceView, Settings};
+use super::settings::{BottomTab, DeviceView, Settings, TileForm};
 use super::start_failure::{self, StartFailureForm};
 use super::summary_strip;
 use super::tiles;
 use super::toasts::{self, Banner};
+use super::wall::{self, WallInput, WallState};
 use crate::device_id::DeviceId;
 use crate::engine::Snapshot;
 use crate::fleet::inspector::RawMessage;
@@ -53,6 +54,10 @@ pub struct ConsoleView {
     /// Shows the DEMO badge.
     pub demo: bool,
     pub selection: BTreeSet<DeviceId>,
+    /// Counts the bulk changes of the selection (the wall repaints its marks when it moves).
+    selection_rev: u64,
+    /// The wall's squares, kept between frames (the tile view's compact form).
+    pub wall: WallState,
     /// The device the inspector follows (last clicked).
     pub inspected: Option<DeviceId>,
     pub firmware: FirmwareForm,
@@ -77,6 +82,8 @@ impl ConsoleView {
             settings,
             demo,
             selection: BTreeSet::new(),
+            selection_rev: 0,
+            wall: WallState::default(),
             inspected: None,
             firmware: FirmwareForm::default(),
             rollout: RolloutForm::default(),
@@ -262,6 +269,7 @@ impl ConsoleView {
 
     fn apply_selection(&mut self, op: &SelectionOp, rows: &[crate::engine::DeviceRow]) {
         filter::apply_selection(&mut self.selection, op, rows, &self.cache.visible);
+        self.selection_rev = self.selection_rev.wrapping_add(1);
     }
 
     fn fleet_ui(&mut self, ui: &mut Ui, snap: &Snapshot, now_ms: i64) {
@@ -286,6 +294,19 @@ impl ConsoleView {
                     inspected: &mut self.inspected,
                 },
             ),
+            DeviceView::Tiles if self.wall_wanted() => wall::wall_ui(
+                ui,
+                &mut self.wall,
+                &WallInput {
+                    rows,
+                    visible: &self.cache.visible,
+                    revision: snap.revision,
+                    changed: None,
+                    selection_key: (self.selection_rev, self.selection.len()),
+                },
+                &mut self.selection,
+                &mut self.inspected,
+            ),
             DeviceView::Tiles => tiles::tiles_ui(
                 ui,
                 rows,
@@ -293,6 +314,15 @@ impl ConsoleView {
                 &mut self.selection,
                 &mut self.inspected,
             ),
+        }
+    }
+
+    /// The tile view shows the wall: chosen, or automatic and too many devices for cards.
+    fn wall_wanted(&self) -> bool {
+        match self.settings.tile_form {
+            TileForm::Wall => true,
+            TileForm::Cards => false,
+            TileForm::Auto => self.cache.visible.len() > wall::WALL_ABOVE,
         }
     }
 
@@ -309,6 +339,21 @@ impl ConsoleView {
                 DeviceView::Tiles,
                 tr!("ui.console.tiles"),
             );
+            if self.settings.view == DeviceView::Tiles {
+                let form = &mut self.settings.tile_form;
+                let name = |f: TileForm| match f {
+                    TileForm::Auto => tr!("ui.wall.form_auto", count = wall::WALL_ABOVE),
+                    TileForm::Cards => tr!("ui.wall.form_cards"),
+                    TileForm::Wall => tr!("ui.wall.form_wall"),
+                };
+                egui::ComboBox::new("tile-form", tr!("ui.wall.form"))
+                    .selected_text(name(*form))
+                    .show_ui(ui, |ui| {
+                        for f in [TileForm::Auto, TileForm::Cards, TileForm::Wall] {
+                            ui.selectable_value(form, f, name(f));
+                        }
+                    });
+            }
             ui.separator();
             let label = ui.label(tr!("ui.console.filter")).id;
             let edit = ui
