@@ -191,6 +191,32 @@ impl WallState {
     /// Paints what changed on the canvas for `grid` and `paint` (a new canvas, painted from
     /// the kept looks, when either differs from the last) and hands the texture its patches.
     pub fn render(&mut self, ctx: &Context, grid: Grid, paint: Paint) -> Option<egui::TextureId> {
+        let options = TextureOptions::NEAREST;
+        for patch in self.repaint(grid, paint) {
+            match (patch, self.texture.as_mut()) {
+                (Patch::Whole(image), Some(texture)) => texture.set(image, options),
+                (Patch::Whole(image), None) => {
+                    self.texture = Some(ctx.load_texture("device-wall", image, options));
+                }
+                (Patch::Part(pos, image), Some(texture)) => {
+                    texture.set_partial(pos, image, options);
+                }
+                // Without a texture the whole image goes up below.
+                (Patch::Part(..), None) => {}
+            }
+        }
+        if self.texture.is_none()
+            && let Some(canvas) = &self.canvas
+        {
+            let image = canvas.image().clone();
+            self.texture = Some(ctx.load_texture("device-wall", image, options));
+        }
+        self.texture.as_ref().map(TextureHandle::id)
+    }
+
+    /// Paints the squares whose look changed (every square on a new canvas) and says what the
+    /// texture needs.
+    fn repaint(&mut self, grid: Grid, paint: Paint) -> Vec<Patch> {
         let reuse = self
             .canvas
             .as_ref()
@@ -211,22 +237,10 @@ impl WallState {
             self.canvas = Some(canvas);
         }
         self.pending.clear();
-        let canvas = self.canvas.as_mut()?;
-        let options = TextureOptions::NEAREST;
-        for patch in canvas.take_patches() {
-            match (patch, self.texture.as_mut()) {
-                (Patch::Whole(image), Some(texture)) => texture.set(image, options),
-                (Patch::Whole(image), None) => {
-                    self.texture = Some(ctx.load_texture("device-wall", image, options));
-                }
-                (Patch::Part(pos, image), Some(texture)) => {
-                    texture.set_partial(pos, image, options);
-                }
-                // A part before any whole cannot happen (a new canvas starts whole).
-                (Patch::Part(..), None) => {}
-            }
-        }
-        self.texture.as_ref().map(TextureHandle::id)
+        self.canvas
+            .as_mut()
+            .map(Canvas::take_patches)
+            .unwrap_or_default()
     }
 
     /// The device shown on `square`, as a row index.
@@ -262,5 +276,163 @@ impl WallState {
     /// The canvas's pixels, for tests.
     pub fn image(&self) -> Option<&egui::ColorImage> {
         self.canvas.as_ref().map(Canvas::image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::DeviceStatus;
+    use crate::ui::filter::tests::row;
+    use crate::ui::wall::class;
+
+    fn fleet(n: usize) -> Vec<DeviceRow> {
+        (0..n)
+            .map(|i| row(&format!("dji:SN{i:05}"), "1.0", Some(DeviceStatus::Pending)))
+            .collect()
+    }
+
+    fn all(n: usize) -> Vec<VisibleRow> {
+        (0..n).map(|index| VisibleRow { index, depth: 0 }).collect()
+    }
+
+    fn paint() -> Paint {
+        Paint {
+            background: egui::Color32::BLACK,
+            highlight: None,
+        }
+    }
+
+    fn input<'a>(
+        rows: &'a Rows,
+        visible: &'a [VisibleRow],
+        revision: u64,
+        changed: Option<&'a [DeviceId]>,
+    ) -> WallInput<'a> {
+        WallInput {
+            rows,
+            visible,
+            revision,
+            changed,
+            selection_key: (0, 0),
+        }
+    }
+
+    fn parts(patches: &[Patch]) -> Vec<[usize; 2]> {
+        patches
+            .iter()
+            .map(|p| match p {
+                Patch::Part(pos, _) => *pos,
+                Patch::Whole(_) => [usize::MAX; 2],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_revision_relooks_the_rows_it_names_and_the_squares_that_moved() {
+        let ctx = Context::default();
+        let none = BTreeSet::new();
+        let grid = Grid {
+            count: 100,
+            cell: 3,
+            per_line: 10,
+            lines: 10,
+        };
+        let mut rows = fleet(100);
+        let visible = all(100);
+        let mut wall = WallState::default();
+        wall.sync(1, &input(&rows, &visible, 1, None), &none);
+        assert_eq!(wall.full_syncs, 1);
+        assert_eq!(wall.counts()[0], 100);
+        assert!(matches!(wall.repaint(grid, paint()).as_slice(), [Patch::Whole(_)]));
+        assert!(wall.repaint(grid, paint()).is_empty());
+        assert!(wall.render(&ctx, grid, paint()).is_some(), "a texture");
+
+        // Revision 2: device 57 fails; the snapshot says so.
+        rows[57].rollout.as_mut().unwrap().status = DeviceStatus::Failed;
+        let changed = [rows[57].record.id.clone()];
+        wall.sync(2, &input(&rows, &visible, 2, Some(&changed)), &none);
+        assert_eq!(wall.full_syncs, 1, "no rebuild");
+        assert_eq!(wall.pending, [57]);
+        let failed = usize::from(class::class_of_status(DeviceStatus::Failed));
+        assert_eq!((wall.counts()[0], wall.counts()[failed]), (99, 1));
+        // Repainting patches square 57 (line 5, column 7) only.
+        assert_eq!(parts(&wall.repaint(grid, paint())), [[21, 15]]);
+        // A new layout or legend choice repaints the whole wall from the kept looks.
+        let dimmed = Paint {
+            highlight: Some(failed as u8),
+            ..paint()
+        };
+        assert!(matches!(wall.repaint(grid, dimmed).as_slice(), [Patch::Whole(_)]));
+        assert_eq!(wall.full_syncs, 1);
+
+        // A row named as changed whose look did not change costs no pixel.
+        rows[3].record.last_seen_ms += 1;
+        let changed = [rows[3].record.id.clone()];
+        wall.sync(3, &input(&rows, &visible, 3, Some(&changed)), &none);
+        assert!(wall.pending.is_empty());
+
+        // The order changes (a sort by status puts the failed device first): only the squares
+        // whose device changed are relooked, and the pointer's mapping follows.
+        let mut moved = visible.clone();
+        let failed_row = moved.remove(57);
+        moved.insert(0, failed_row);
+        wall.sync(4, &input(&rows, &moved, 4, Some(&[])), &none);
+        assert_eq!(wall.full_syncs, 1);
+        assert_eq!(wall.row_of(0), Some(57));
+        assert_eq!(wall.square_of(57), Some(0));
+        assert_eq!(wall.square_of(56), Some(57));
+        assert_eq!(wall.row_of(57), Some(56));
+        // Squares 1..=57 show a different device but 1..=56 look the same (pending): only
+        // squares 0 and 57 changed their look.
+        let mut pending = wall.pending.clone();
+        pending.sort_unstable();
+        assert_eq!(pending, [0, 57]);
+
+        // A skipped revision, or one that does not say what changed: rebuilt.
+        wall.sync(5, &input(&rows, &moved, 6, Some(&[])), &none);
+        assert_eq!(wall.full_syncs, 2);
+        wall.sync(6, &input(&rows, &moved, 7, None), &none);
+        assert_eq!(wall.full_syncs, 3);
+        // Not drawn in the pass before (another view was shown): rebuilt.
+        wall.sync(9, &input(&rows, &moved, 8, Some(&[])), &none);
+        assert_eq!(wall.full_syncs, 4);
+    }
+
+    #[test]
+    fn selection_marks_follow_bulk_changes_and_the_walls_own_clicks() {
+        let rows = fleet(10);
+        let visible = all(10);
+        let mut wall = WallState::default();
+        let mut selection: BTreeSet<DeviceId> =
+            [2, 7].iter().map(|&i| rows[i].record.id.clone()).collect();
+        let key = |rev: u64, s: &BTreeSet<DeviceId>| (rev, s.len());
+        let mut frame = |wall: &mut WallState, pass: u64, rev: u64, s: &BTreeSet<DeviceId>| {
+            wall.sync(
+                pass,
+                &WallInput {
+                    selection_key: key(rev, s),
+                    ..input(&rows, &visible, 1, Some(&[]))
+                },
+                s,
+            );
+        };
+        frame(&mut wall, 1, 0, &selection);
+        let marked = |wall: &WallState| -> Vec<usize> {
+            (0..10).filter(|&s| wall.looks[s].selected).collect()
+        };
+        assert_eq!(marked(&wall), [2, 7]);
+        // A bulk change elsewhere (a new revision of the selection): marks follow.
+        selection.insert(rows[4].record.id.clone());
+        selection.remove(&rows[2].record.id);
+        frame(&mut wall, 2, 1, &selection);
+        assert_eq!(marked(&wall), [4, 7]);
+        // The wall's own click: marked at once, no rebuild.
+        let syncs = wall.full_syncs;
+        selection.insert(rows[9].record.id.clone());
+        wall.set_selected(9, true, &rows, selection.len());
+        frame(&mut wall, 3, 1, &selection);
+        assert_eq!(marked(&wall), [4, 7, 9]);
+        assert_eq!(wall.full_syncs, syncs);
     }
 }
