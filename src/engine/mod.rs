@@ -52,6 +52,7 @@ mod campaigns;
 mod clock;
 mod command;
 mod config;
+mod device_rows;
 mod download_url;
 mod downloads;
 mod error;
@@ -60,6 +61,8 @@ mod handle;
 mod inventory;
 mod io;
 mod library;
+#[cfg(feature = "test-support")]
+pub mod publish_bench;
 mod publisher;
 mod resume;
 mod runner;
@@ -84,7 +87,7 @@ pub use handle::{EngineHandle, Waker};
 pub use resume::{ResumeError, ResumeInfo, prepare_resume};
 pub use session_id::{CLIENT_ID_FILE, SessionClaim, SessionIdError, claim as claim_session};
 pub use snapshot::{
-    Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, ImportProgress, Snapshot,
+    Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, DeviceRows, ImportProgress, Snapshot,
     TimelinePoint, Traffic,
 };
 pub use start::start;

@@ -230,7 +230,7 @@ impl ConsoleView {
             && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Space))
         {
             if let Some(id) = self.inspected.clone() {
-                self.apply_selection(&SelectionOp::Toggle(id), &[]);
+                self.apply_selection(&SelectionOp::Toggle(id), &crate::engine::DeviceRows::new());
             }
         }
     }
@@ -256,7 +256,7 @@ impl ConsoleView {
         self.cache.key = Some(key);
     }
 
-    fn apply_selection(&mut self, op: &SelectionOp, rows: &[crate::engine::DeviceRow]) {
+    fn apply_selection(&mut self, op: &SelectionOp, rows: &crate::engine::DeviceRows) {
         filter::apply_selection(&mut self.selection, op, rows, &self.cache.visible);
     }
 
@@ -264,7 +264,7 @@ impl ConsoleView {
         self.filter_bar_ui(ui);
         self.selection_bar_ui(ui, snap);
         ui.separator();
-        let rows = snap.devices.as_slice();
+        let rows = &snap.devices;
         if rows.is_empty() {
             ui.weak(
                 "No device has been seen yet. Devices appear here when they connect to the broker.",
@@ -342,7 +342,7 @@ impl ConsoleView {
     }
 
     fn selection_bar_ui(&mut self, ui: &mut Ui, snap: &Snapshot) {
-        let rows = snap.devices.as_slice();
+        let rows = &snap.devices;
         let mut op = None;
         ui.horizontal_wrapped(|ui| {
             ui.label(

@@ -12,7 +12,7 @@ use super::filter::{VisibleRow, status_label};
 use super::format::NOT_HEARD;
 use super::theme;
 use crate::device_id::DeviceId;
-use crate::engine::DeviceRow;
+use crate::engine::{DeviceRow, DeviceRows};
 
 const TILE: Vec2 = Vec2::new(150.0, 58.0);
 const GAP: f32 = 6.0;
@@ -44,7 +44,7 @@ fn succeeded_pct(status: crate::rollout::DeviceStatus) -> u8 {
 
 pub fn tiles_ui(
     ui: &mut Ui,
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     visible: &[VisibleRow],
     selection: &mut BTreeSet<DeviceId>,
     inspected: &mut Option<DeviceId>,

@@ -25,6 +25,7 @@ use super::alerts::Alerts;
 use super::campaigns::Campaigns;
 use super::clock::Clock;
 use super::command::Command;
+use super::device_rows::RowCache;
 use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::{ImportEvent, Library};
@@ -54,6 +55,8 @@ pub(super) struct Runner {
     io: Io,
     fleet: FleetState,
     campaigns: Campaigns,
+    /// The snapshot's device table, patched with what changed at each publish.
+    rows: RowCache,
 }
 
 impl Runner {
@@ -72,6 +75,7 @@ impl Runner {
             library,
             io,
             fleet: FleetState::default(),
+            rows: RowCache::default(),
         };
         if let Some(warning) = runner.io.session_warning() {
             runner.alert(AlertLevel::Warning, warning);
@@ -264,8 +268,10 @@ impl Runner {
 
     fn publish_snapshot(&mut self) {
         self.alerts.take_changed();
+        let (devices, rows_changed) = self.rows.refresh(&mut self.fleet, &mut self.campaigns);
         let snapshot = super::view::build(&super::view::Parts {
-            fleet: &self.fleet,
+            devices,
+            rows_changed,
             campaigns: &self.campaigns,
             io: &self.io,
             traffic: &self.traffic,
