@@ -175,6 +175,7 @@ fn advance(snap: &mut Snapshot, frame: usize, updates: usize) {
     let per_frame = (updates / FPS).clamp(1, devices);
     let start = (frame * per_frame) % devices;
     let step = (frame * per_frame / devices) as u64 + 1;
+    let mut changed = Vec::with_capacity(per_frame);
     for i in (start..start + per_frame).map(|i| i % devices) {
         let Some(old) = snap.devices.get(i) else {
             continue;
@@ -186,8 +187,12 @@ fn advance(snap: &mut Snapshot, frame: usize, updates: usize) {
         }
         row.rollout = Some(rollout);
         row.record.last_seen_ms = NOW_MS + frame as i64 * 16;
+        changed.push(row.record.id.clone());
         snap.devices.set(i, Arc::new(row));
     }
+    changed.sort();
+    changed.dedup();
+    snap.rows_changed = Some(changed.into());
     snap.revision += 1;
     snap.traffic.received += per_frame as u64;
     snap.traffic.received_per_sec = updates as f64;

@@ -321,6 +321,91 @@ pub fn visible_rows(
     out
 }
 
+/// Brings `visible` (what [`visible_rows`] gave for `before`, ungrouped) up to date with
+/// `after`, in which only the rows named in `changed` differ: a changed row whose filter match
+/// and sort key stay the same keeps its place; the others are taken out and put back at their
+/// place in the order (one pass over `visible`, plus O(log n) comparisons per row moved).
+/// Returns false, leaving `visible` as it was, when patching cannot work (rows were added, a
+/// changed id is missing): then the caller recomputes.
+pub fn patch_visible(
+    visible: &mut Vec<VisibleRow>,
+    before: &DeviceRows,
+    after: &DeviceRows,
+    changed: &[DeviceId],
+    filter: &DeviceFilter,
+    sort: Sort,
+    targets: &HashMap<DeviceId, String>,
+) -> bool {
+    if before.len() != after.len() {
+        return false;
+    }
+    let order = |a: &DeviceRow, b: &DeviceRow| {
+        let ord = compare(a, b, sort.column, targets);
+        if sort.ascending { ord } else { ord.reverse() }
+    };
+    let mut moved: Vec<usize> = Vec::new();
+    let mut insert: Vec<usize> = Vec::new();
+    for id in changed {
+        let Ok(index) = after.binary_search_by(|r| r.record.id.cmp(id)) else {
+            return false;
+        };
+        let (Some(old), Some(new)) = (before.get(index), after.get(index)) else {
+            return false;
+        };
+        if old.record.id != new.record.id {
+            return false;
+        }
+        let (was, is) = (filter.matches(old), filter.matches(new));
+        if was == is && (!is || order(old, new) == Ordering::Equal) {
+            continue;
+        }
+        if was {
+            moved.push(index);
+        }
+        if is {
+            insert.push(index);
+        }
+    }
+    if moved.is_empty() && insert.is_empty() {
+        return true;
+    }
+    moved.sort_unstable();
+    let mut kept: Vec<VisibleRow> = Vec::with_capacity(visible.len() + insert.len());
+    kept.extend(
+        visible
+            .iter()
+            .filter(|v| moved.binary_search(&v.index).is_err()),
+    );
+    let row = |i: usize| after.get(i).map(|r| &**r);
+    // Where each row goes in `kept`, found by binary search on the order.
+    let mut places: Vec<(usize, usize)> = Vec::with_capacity(insert.len());
+    for &i in &insert {
+        let Some(new) = row(i) else {
+            return false;
+        };
+        let at =
+            kept.partition_point(|v| row(v.index).is_some_and(|r| order(r, new) == Ordering::Less));
+        places.push((at, i));
+    }
+    places.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| match (row(a.1), row(b.1)) {
+            (Some(x), Some(y)) => order(x, y),
+            _ => Ordering::Equal,
+        })
+    });
+    let mut out = Vec::with_capacity(kept.len() + places.len());
+    let mut places = places.into_iter().peekable();
+    for (at, v) in kept.into_iter().enumerate() {
+        while let Some((_, i)) = places.next_if(|(p, _)| *p == at) {
+            out.push(VisibleRow { index: i, depth: 0 });
+        }
+        out.push(v);
+    }
+    out.extend(places.map(|(_, i)| VisibleRow { index: i, depth: 0 }));
+    *visible = out;
+    true
+}
+
 /// A bulk change of the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 ///
@@ -348,6 +433,26 @@ pub fn not_heard_shown(rows: &DeviceRows, visible: &[VisibleRow]) -> usize {
         .filter_map(|v| rows.get(v.index))
         .filter(|r| !r.record.heard_since_start)
         .count()
+}
+
+/// How [`not_heard_shown`] moves from `before` to `after` when only the rows named in `changed`
+/// differ (a row is shown when the filter matches it).
+pub fn not_heard_shown_change(
+    before: &DeviceRows,
+    after: &DeviceRows,
+    changed: &[DeviceId],
+    filter: &DeviceFilter,
+) -> isize {
+    let counts = |rows: &DeviceRows, id: &DeviceId| {
+        rows.binary_search_by(|r| r.record.id.cmp(id))
+            .ok()
+            .and_then(|i| rows.get(i))
+            .is_some_and(|r| !r.record.heard_since_start && filter.matches(r))
+    };
+    changed
+        .iter()
+        .map(|id| isize::from(counts(after, id)) - isize::from(counts(before, id)))
+        .sum()
 }
 
 /// Applies `op` to `selection`; `visible` are the filtered rows.
@@ -684,6 +789,71 @@ pub(crate) mod tests {
         );
         assert!(!sel.contains(&gone));
         assert_eq!(sel.len(), rows.len() - 1);
+    }
+
+    fn statuses() -> [Option<DeviceStatus>; 6] {
+        [
+            None,
+            Some(DeviceStatus::Pending),
+            Some(DeviceStatus::Downloading),
+            Some(DeviceStatus::Installing),
+            Some(DeviceStatus::Succeeded),
+            Some(DeviceStatus::Failed),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Patching the visible order with the rows that changed gives what a full filter and
+        /// sort of the new rows gives, whatever the filter, column and direction.
+        #[test]
+        fn a_patched_order_equals_a_recomputed_one(
+            start in proptest::collection::vec((0usize..6, 0u8..3, 0u8..=100), 1..40),
+            changes in proptest::collection::vec((0usize..40, 0usize..6, 0u8..3, 0u8..=100), 0..20),
+            column in 0usize..9,
+            ascending in proptest::bool::ANY,
+            status_filter in 0usize..8,
+            version_filter in 0u8..4,
+        ) {
+            let make = |n: usize, (status, version, percent): (usize, u8, u8)| {
+                let mut r = row(&format!("aliyun:pk/d{n:02}"), &format!("1.{version}"), statuses()[status]);
+                if let Some(line) = r.rollout.as_mut() {
+                    line.percent = percent;
+                }
+                r.record.last_seen_ms = i64::from(percent);
+                r.record.heard_since_start = percent % 3 != 0;
+                r
+            };
+            let before = table(start.iter().enumerate().map(|(n, s)| make(n, *s)).collect());
+            let mut after = before.clone();
+            let mut changed = Vec::new();
+            for (n, status, version, percent) in changes {
+                let n = n % before.len();
+                after.set(n, std::sync::Arc::new(make(n, (status, version, percent))));
+                changed.push(after[n].record.id.clone());
+            }
+            changed.sort();
+            changed.dedup();
+            let columns = [
+                SortColumn::Dialect, SortColumn::Device, SortColumn::Module, SortColumn::Version,
+                SortColumn::Target, SortColumn::Status, SortColumn::Progress,
+                SortColumn::LastMessage, SortColumn::LastSeen,
+            ];
+            let sort = Sort { column: columns[column], ascending };
+            let choices = StatusFilter::choices();
+            let filter = DeviceFilter {
+                status: choices[status_filter % choices.len()],
+                version: if version_filter == 3 { String::new() } else { format!("1.{version_filter}") },
+                ..DeviceFilter::default()
+            };
+            let targets = HashMap::new();
+            let mut visible = visible_rows(&before, &filter, sort, false, &targets);
+            let not_heard = not_heard_shown(&before, &visible);
+            proptest::prop_assert!(patch_visible(&mut visible, &before, &after, &changed, &filter, sort, &targets));
+            let recomputed = visible_rows(&after, &filter, sort, false, &targets);
+            proptest::prop_assert_eq!(ids(&after, &visible), ids(&after, &recomputed));
+            let change = not_heard_shown_change(&before, &after, &changed, &filter);
+            proptest::prop_assert_eq!(not_heard.checked_add_signed(change), Some(not_heard_shown(&after, &recomputed)));
+        }
     }
 
     #[test]
