@@ -61,8 +61,8 @@ struct Figures {
 }
 
 fn measure(devices: usize, changes: usize, rate: usize) -> Figures {
-    let mut bench =
-        PublishBench::new(devices, IN_FLIGHT.min(devices)).expect("the bench campaign starts");
+    let mut bench = PublishBench::new(devices, IN_FLIGHT.min(devices), rate)
+        .expect("the bench campaign starts");
     assert!(
         bench.agrees_with_rebuild(),
         "the patched table differs from a full rebuild"

@@ -26,7 +26,9 @@ pub struct PublishBench {
     /// The devices in flight and the task their reports name.
     in_flight: Vec<(DeviceId, TaskRef)>,
     next: usize,
-    now_ms: u64,
+    /// The engine clock, in microseconds: reports arrive at the rate given to `new`.
+    now_us: u64,
+    us_per_report: u64,
 }
 
 /// Errors setting the bench up (a campaign the rollout refuses).
@@ -36,8 +38,13 @@ pub struct BenchError(String);
 
 impl PublishBench {
     /// `devices` Alibaba devices on 1.0.0, all targeted by one campaign to 2.0.0, of which
-    /// `in_flight` are noticed (their reports change rows); published once.
-    pub fn new(devices: usize, in_flight: usize) -> Result<PublishBench, BenchError> {
+    /// `in_flight` are noticed (their reports change rows), reporting `per_sec` times a second
+    /// in all; published once.
+    pub fn new(
+        devices: usize,
+        in_flight: usize,
+        per_sec: usize,
+    ) -> Result<PublishBench, BenchError> {
         let mut fleet = FleetState::default();
         let ids: Vec<DeviceId> = (0..devices)
             .map(|i| DeviceId::aliyun("a1BenchPk", &format!("dev-{i:06}")))
@@ -106,7 +113,8 @@ impl PublishBench {
             rows: RowCache::default(),
             in_flight,
             next: 0,
-            now_ms: 2_000,
+            now_us: 2_000_000,
+            us_per_report: 1_000_000 / u64::try_from(per_sec.max(1)).unwrap_or(u64::MAX),
         };
         bench.publish();
         Ok(bench)
@@ -126,7 +134,7 @@ impl PublishBench {
                 return;
             };
             self.next += 1;
-            self.now_ms += 1;
+            self.now_us += self.us_per_report;
             let percent = u8::try_from(self.next / self.in_flight.len() % 99 + 1).unwrap_or(1);
             let event = Event::Progress(ProgressReport {
                 device: device.clone(),
@@ -138,12 +146,11 @@ impl PublishBench {
                 desc: None,
                 gateway: None,
             });
-            self.fleet.apply(&event, self.now_ms as i64);
-            self.fleet.note_message(
-                device,
-                format!("in /ota/device/progress at {}", self.now_ms),
-            );
-            let now = Timestamp::from_millis(self.now_ms);
+            let now_ms = self.now_us / 1_000;
+            self.fleet.apply(&event, now_ms as i64);
+            self.fleet
+                .note_message(device, format!("in /ota/device/progress at {now_ms}"));
+            let now = Timestamp::from_millis(now_ms);
             self.campaigns
                 .handle_undriven(idx, Input::Event(event), now);
         }
@@ -153,7 +160,7 @@ impl PublishBench {
     /// views built.
     pub fn publish(&mut self) -> (DeviceRows, Vec<CampaignView>) {
         let (rows, _) = self.rows.refresh(&mut self.fleet, &mut self.campaigns);
-        let views = super::view::campaign_views(&self.campaigns, self.now_ms);
+        let views = super::view::campaign_views(&self.campaigns, self.now_us / 1_000);
         (rows, views)
     }
 
