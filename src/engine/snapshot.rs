@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::device_id::DialectId;
+use crate::device_id::{DeviceId, DialectId};
 use crate::firmware::StoredPackage;
 use crate::fleet::DeviceRecord;
 use crate::rollout::{CampaignSnapshot, CampaignSpec, DeviceSnapshot};
@@ -46,6 +46,11 @@ pub struct DeviceRow {
     /// Where it stands in the newest campaign that targets it.
     pub rollout: Option<DeviceSnapshot>,
 }
+
+/// The device table, sorted by device id: a persistent vector, so a snapshot shares every row
+/// that did not change with the one before it (cloning it copies no row; the engine changes a
+/// row in O(log n)).
+pub type DeviceRows = imbl::Vector<Arc<DeviceRow>>;
 
 /// Succeeded / failed / in flight at one moment, for the campaign plot.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -117,7 +122,11 @@ pub struct Snapshot {
     pub served: Option<ServedStats>,
     pub traffic: Traffic,
     /// Sorted by device id.
-    pub devices: Arc<Vec<DeviceRow>>,
+    pub devices: DeviceRows,
+    /// The rows that changed since the snapshot of the revision before this one (`None`: any
+    /// may have), so a reader that saw that one patches what it derived instead of redoing it.
+    #[serde(skip)]
+    pub rows_changed: Option<Arc<[DeviceId]>>,
     /// The package library, newest first.
     pub packages: Vec<StoredPackage>,
     /// The import under way.
@@ -140,7 +149,8 @@ impl Snapshot {
             firmware_base: None,
             served: None,
             traffic: Traffic::default(),
-            devices: Arc::new(Vec::new()),
+            devices: DeviceRows::new(),
+            rows_changed: None,
             packages: Vec::new(),
             import: None,
             campaigns: Vec::new(),
