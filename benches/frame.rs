@@ -192,8 +192,8 @@ fn advance(snap: &mut Snapshot, frame: usize, updates: usize) {
     }
     changed.sort();
     changed.dedup();
-    snap.rows_changed = Some(changed.into());
     snap.revision += 1;
+    snap.row_changes.record(snap.revision, Some(changed.into()));
     snap.traffic.received += per_frame as u64;
     snap.traffic.received_per_sec = updates as f64;
 }

@@ -88,7 +88,7 @@ pub use handle::{EngineHandle, Waker};
 pub use resume::{ResumeError, ResumeInfo, prepare_resume};
 pub use session_id::{CLIENT_ID_FILE, SessionClaim, SessionIdError, claim as claim_session};
 pub use snapshot::{
-    Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, DeviceRows, ImportProgress, Snapshot,
-    TimelinePoint, Traffic,
+    Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, DeviceRows, ImportProgress,
+    RowChangeLog, Snapshot, TimelinePoint, Traffic,
 };
 pub use start::start;

@@ -1,15 +1,13 @@
 //! Builds the [`Snapshot`] the UI and the commands read from the read views of the engine's
 //! components (never from the runner itself). The revision is the publisher's to set.
 
-use std::sync::Arc;
 
 use super::alerts::Alerts;
 use super::campaigns::{Campaigns, LiveCampaign};
 use super::io::Io;
 use super::library::Library;
-use super::snapshot::{CampaignView, DeviceRows, Snapshot, TimelinePoint};
+use super::snapshot::{CampaignView, DeviceRows, RowChangeLog, Snapshot, TimelinePoint};
 use super::traffic::TrafficMeter;
-use crate::device_id::DeviceId;
 use crate::rollout::{CampaignState, DeviceStatus, Policy, TargetRecord, Timestamp};
 
 /// What the snapshot is made of, each part read-only.
@@ -21,8 +19,6 @@ pub(super) struct Parts<'a> {
     pub(super) alerts: &'a Alerts,
     /// The device table, brought up to date by the runner's `RowCache`.
     pub(super) devices: DeviceRows,
-    /// The rows changed since the last publish (`None`: any may have).
-    pub(super) rows_changed: Option<Arc<[DeviceId]>>,
     /// The engine clock's time, for the ETA.
     pub(super) now_ms: u64,
 }
@@ -41,7 +37,7 @@ pub(super) fn build(parts: &Parts<'_>) -> Snapshot {
         served: io.served(),
         traffic: parts.traffic.counts(),
         devices: parts.devices.clone(),
-        rows_changed: parts.rows_changed.clone(),
+        row_changes: RowChangeLog::default(),
         packages: parts.library.packages().to_vec(),
         import: parts.library.import_progress().cloned(),
         campaigns,

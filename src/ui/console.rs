@@ -255,34 +255,34 @@ impl ConsoleView {
             self.cache.targets = filter::targets_by_device(&snap.campaigns);
             self.cache.campaigns = campaigns;
         }
-        // The next revision with the same view: patch the rows that changed (at 100,000 devices
-        // a full filter and sort every publish costs more than a frame).
-        let next_of_same_view =
-            self.cache
-                .key
-                .as_ref()
-                .is_some_and(|(revision, f, sort, group)| {
-                    revision.checked_add(1) == Some(snap.revision)
-                        && *f == s.filter
-                        && *sort == s.sort
-                        && !*group
-                        && !s.group_by_gateway
-                });
-        if next_of_same_view
-            && same_campaigns
-            && let Some(changed) = &snap.rows_changed
+        // A later revision with the same view: patch the rows that changed since (at 100,000
+        // devices a full filter and sort every publish costs more than a frame).
+        let changed = self
+            .cache
+            .key
+            .as_ref()
+            .filter(|(_, f, sort, group)| {
+                *f == s.filter && *sort == s.sort && !*group && !s.group_by_gateway
+            })
+            .and_then(|(revision, ..)| snap.row_changes.since(*revision));
+        if same_campaigns
+            && let Some(changed) = changed
             && filter::patch_visible(
                 &mut self.cache.visible,
                 &self.cache.rows,
                 &snap.devices,
-                changed,
+                &changed,
                 &s.filter,
                 s.sort,
                 &self.cache.targets,
             )
         {
-            let change =
-                filter::not_heard_shown_change(&self.cache.rows, &snap.devices, changed, &s.filter);
+            let change = filter::not_heard_shown_change(
+                &self.cache.rows,
+                &snap.devices,
+                &changed,
+                &s.filter,
+            );
             self.cache.not_heard = self.cache.not_heard.saturating_add_signed(change);
             self.cache.rows = snap.devices.clone();
             self.cache.key = Some(key);

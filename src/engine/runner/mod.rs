@@ -286,7 +286,6 @@ impl Runner {
         let (devices, rows_changed) = self.rows.refresh(&mut self.fleet, &mut self.campaigns);
         let snapshot = super::view::build(&super::view::Parts {
             devices,
-            rows_changed,
             campaigns: &self.campaigns,
             io: &self.io,
             traffic: &self.traffic,
@@ -294,7 +293,7 @@ impl Runner {
             alerts: &self.alerts,
             now_ms: self.clock.now().as_millis(),
         });
-        self.publisher.publish(snapshot);
+        self.publisher.publish(snapshot, rows_changed);
     }
 }
 
