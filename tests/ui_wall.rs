@@ -77,7 +77,7 @@ fn snapshot(devices: usize) -> Snapshot {
     rows.sort_by(|a, b| a.record.id.cmp(&b.record.id));
     let mut snap = Snapshot::empty("embedded broker on 127.0.0.1:1883".into());
     snap.revision = 1;
-    snap.devices = rows.into();
+    snap.devices = rows.into_iter().map(std::sync::Arc::new).collect();
     snap
 }
 

@@ -341,7 +341,7 @@ impl ConsoleView {
                     rows,
                     visible: &self.cache.visible,
                     revision: snap.revision,
-                    changed: None,
+                    changes: &snap.row_changes,
                     selection_key: (self.selection_rev, self.selection.len()),
                 },
                 &mut self.selection,

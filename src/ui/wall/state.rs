@@ -12,11 +12,11 @@ use super::canvas::{Canvas, Paint, Patch};
 use super::class::{CLASSES, Look};
 use super::layout::Grid;
 use crate::device_id::DeviceId;
-use crate::engine::DeviceRow;
+use crate::engine::{DeviceRow, DeviceRows, RowChangeLog};
 use crate::ui::filter::VisibleRow;
 
 /// The snapshot's device table as the wall reads it.
-pub type Rows = [DeviceRow];
+pub type Rows = DeviceRows;
 
 /// No square: the device is filtered out.
 const NONE: usize = usize::MAX;
@@ -28,8 +28,8 @@ pub struct WallInput<'a> {
     /// The filtered, sorted order (`ConsoleView`'s): square `i` shows `rows[visible[i].index]`.
     pub visible: &'a [VisibleRow],
     pub revision: u64,
-    /// The rows that changed since revision − 1 (`None`: any may have).
-    pub changed: Option<&'a [DeviceId]>,
+    /// The rows that changed at the last few revisions (the snapshot's).
+    pub changes: &'a RowChangeLog,
     /// Changes whenever the selection may have changed by other means than the wall's own
     /// clicks (a bulk selection, a new set).
     pub selection_key: (u64, usize),
@@ -61,11 +61,11 @@ pub struct WallState {
 }
 
 fn flat(rows: &Rows) -> Vec<&DeviceRow> {
-    rows.iter().collect()
+    rows.iter().map(|r| &**r).collect()
 }
 
 pub(super) fn row_at(rows: &Rows, i: usize) -> Option<&DeviceRow> {
-    rows.get(i)
+    rows.get(i).map(|r| &**r)
 }
 
 pub(super) fn position(rows: &Rows, id: &DeviceId) -> Option<usize> {
@@ -91,10 +91,14 @@ impl WallState {
     pub fn sync(&mut self, pass: u64, input: &WallInput<'_>, selection: &BTreeSet<DeviceId>) {
         let was_drawn = self.drawn_pass.is_some_and(|p| p.saturating_add(1) >= pass);
         self.drawn_pass = Some(pass);
-        let next = self.revision.and_then(|r| r.checked_add(1)) == Some(input.revision);
         let same = self.revision == Some(input.revision);
+        // Skipped revisions are fine while the snapshot's log still reaches back to ours.
+        let changed = match self.revision {
+            Some(r) if !same => input.changes.since(r),
+            _ => None,
+        };
         let incremental = was_drawn
-            && (same || (next && input.changed.is_some()))
+            && (same || changed.is_some())
             && self.selection_key == input.selection_key
             && self.square_of.len() == input.rows.len()
             && self.order.len() == input.visible.len();
@@ -117,7 +121,7 @@ impl WallState {
         if same {
             return;
         }
-        for id in input.changed.unwrap_or_default() {
+        for id in changed.as_deref().unwrap_or_default() {
             let Some(index) = position(input.rows, id) else {
                 continue;
             };
@@ -281,15 +285,56 @@ impl WallState {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::rollout::DeviceStatus;
-    use crate::ui::filter::tests::row;
+    use crate::ui::filter::tests::{row, table};
     use crate::ui::wall::class;
 
-    fn fleet(n: usize) -> Vec<DeviceRow> {
-        (0..n)
-            .map(|i| row(&format!("dji:SN{i:05}"), "1.0", Some(DeviceStatus::Pending)))
-            .collect()
+    /// A snapshot's rows and change log, changed the way the engine changes them.
+    struct Fleet {
+        rows: DeviceRows,
+        log: RowChangeLog,
+        revision: u64,
+    }
+
+    impl Fleet {
+        fn new(n: usize) -> Fleet {
+            let rows = (0..n)
+                .map(|i| row(&format!("dji:SN{i:05}"), "1.0", Some(DeviceStatus::Pending)))
+                .collect();
+            let mut log = RowChangeLog::default();
+            log.record(1, None);
+            Fleet {
+                rows: table(rows),
+                log,
+                revision: 1,
+            }
+        }
+
+        /// The next revision: rows `changed` go through `f`.
+        fn publish(&mut self, changed: &[usize], f: impl Fn(&mut DeviceRow)) {
+            let mut ids = Vec::new();
+            for &i in changed {
+                let mut r = DeviceRow::clone(&self.rows[i]);
+                f(&mut r);
+                ids.push(r.record.id.clone());
+                self.rows.set(i, Arc::new(r));
+            }
+            self.revision += 1;
+            self.log.record(self.revision, Some(ids.into()));
+        }
+
+        fn input<'a>(&'a self, visible: &'a [VisibleRow]) -> WallInput<'a> {
+            WallInput {
+                rows: &self.rows,
+                visible,
+                revision: self.revision,
+                changes: &self.log,
+                selection_key: (0, 0),
+            }
+        }
     }
 
     fn all(n: usize) -> Vec<VisibleRow> {
@@ -303,21 +348,6 @@ mod tests {
         }
     }
 
-    fn input<'a>(
-        rows: &'a Rows,
-        visible: &'a [VisibleRow],
-        revision: u64,
-        changed: Option<&'a [DeviceId]>,
-    ) -> WallInput<'a> {
-        WallInput {
-            rows,
-            visible,
-            revision,
-            changed,
-            selection_key: (0, 0),
-        }
-    }
-
     fn parts(patches: &[Patch]) -> Vec<[usize; 2]> {
         patches
             .iter()
@@ -326,6 +356,12 @@ mod tests {
                 Patch::Whole(_) => [usize::MAX; 2],
             })
             .collect()
+    }
+
+    fn fail(r: &mut DeviceRow) {
+        if let Some(line) = r.rollout.as_mut() {
+            line.status = DeviceStatus::Failed;
+        }
     }
 
     #[test]
@@ -338,10 +374,10 @@ mod tests {
             per_line: 10,
             lines: 10,
         };
-        let mut rows = fleet(100);
+        let mut fleet = Fleet::new(100);
         let visible = all(100);
         let mut wall = WallState::default();
-        wall.sync(1, &input(&rows, &visible, 1, None), &none);
+        wall.sync(1, &fleet.input(&visible), &none);
         assert_eq!(wall.full_syncs, 1);
         assert_eq!(wall.counts()[0], 100);
         assert!(matches!(wall.repaint(grid, paint()).as_slice(), [Patch::Whole(_)]));
@@ -349,9 +385,8 @@ mod tests {
         assert!(wall.render(&ctx, grid, paint()).is_some(), "a texture");
 
         // Revision 2: device 57 fails; the snapshot says so.
-        rows[57].rollout.as_mut().unwrap().status = DeviceStatus::Failed;
-        let changed = [rows[57].record.id.clone()];
-        wall.sync(2, &input(&rows, &visible, 2, Some(&changed)), &none);
+        fleet.publish(&[57], fail);
+        wall.sync(2, &fleet.input(&visible), &none);
         assert_eq!(wall.full_syncs, 1, "no rebuild");
         assert_eq!(wall.pending, [57]);
         let failed = usize::from(class::class_of_status(DeviceStatus::Failed));
@@ -367,52 +402,66 @@ mod tests {
         assert_eq!(wall.full_syncs, 1);
 
         // A row named as changed whose look did not change costs no pixel.
-        rows[3].record.last_seen_ms += 1;
-        let changed = [rows[3].record.id.clone()];
-        wall.sync(3, &input(&rows, &visible, 3, Some(&changed)), &none);
+        fleet.publish(&[3], |r| r.record.last_seen_ms += 1);
+        wall.sync(3, &fleet.input(&visible), &none);
         assert!(wall.pending.is_empty());
 
-        // The order changes (a sort by status puts the failed device first): only the squares
+        // Two revisions at once (a frame slower than the engine): both are patched.
+        fleet.publish(&[10], fail);
+        fleet.publish(&[20], fail);
+        wall.sync(4, &fleet.input(&visible), &none);
+        assert_eq!(wall.full_syncs, 1);
+        assert_eq!(wall.pending, [10, 20]);
+        assert_eq!(wall.counts()[failed], 3);
+
+        // The order changes (a sort by status puts a failed device first): only the squares
         // whose device changed are relooked, and the pointer's mapping follows.
         let mut moved = visible.clone();
         let failed_row = moved.remove(57);
         moved.insert(0, failed_row);
-        wall.sync(4, &input(&rows, &moved, 4, Some(&[])), &none);
+        fleet.publish(&[], fail);
+        wall.pending.clear();
+        wall.sync(5, &fleet.input(&moved), &none);
         assert_eq!(wall.full_syncs, 1);
         assert_eq!(wall.row_of(0), Some(57));
         assert_eq!(wall.square_of(57), Some(0));
         assert_eq!(wall.square_of(56), Some(57));
         assert_eq!(wall.row_of(57), Some(56));
-        // Squares 1..=57 show a different device but 1..=56 look the same (pending): only
-        // squares 0 and 57 changed their look.
+        // Squares 1..=57 show another device, but only those whose look differs are pending:
+        // 0 (now failed), 11 and 21 (the failed 10 and 20 moved up by one), 10 and 20.
         let mut pending = wall.pending.clone();
         pending.sort_unstable();
-        assert_eq!(pending, [0, 57]);
+        assert_eq!(pending, [0, 10, 11, 20, 21, 57]);
+        let counts = *wall.counts();
+        assert_eq!(counts[failed], 3, "moving changes no count");
 
-        // A skipped revision, or one that does not say what changed: rebuilt.
-        wall.sync(5, &input(&rows, &moved, 6, Some(&[])), &none);
+        // The log does not reach back: rebuilt once.
+        for _ in 0..=RowChangeLog::MAX_REVISIONS {
+            fleet.publish(&[1], |r| r.record.last_seen_ms += 1);
+        }
+        wall.sync(6, &fleet.input(&moved), &none);
         assert_eq!(wall.full_syncs, 2);
-        wall.sync(6, &input(&rows, &moved, 7, None), &none);
-        assert_eq!(wall.full_syncs, 3);
+        assert_eq!(*wall.counts(), counts);
         // Not drawn in the pass before (another view was shown): rebuilt.
-        wall.sync(9, &input(&rows, &moved, 8, Some(&[])), &none);
-        assert_eq!(wall.full_syncs, 4);
+        fleet.publish(&[2], fail);
+        wall.sync(9, &fleet.input(&moved), &none);
+        assert_eq!(wall.full_syncs, 3);
     }
 
     #[test]
     fn selection_marks_follow_bulk_changes_and_the_walls_own_clicks() {
-        let rows = fleet(10);
+        let fleet = Fleet::new(10);
+        let rows = &fleet.rows;
         let visible = all(10);
         let mut wall = WallState::default();
         let mut selection: BTreeSet<DeviceId> =
             [2, 7].iter().map(|&i| rows[i].record.id.clone()).collect();
-        let key = |rev: u64, s: &BTreeSet<DeviceId>| (rev, s.len());
-        let mut frame = |wall: &mut WallState, pass: u64, rev: u64, s: &BTreeSet<DeviceId>| {
+        let frame = |wall: &mut WallState, pass: u64, rev: u64, s: &BTreeSet<DeviceId>| {
             wall.sync(
                 pass,
                 &WallInput {
-                    selection_key: key(rev, s),
-                    ..input(&rows, &visible, 1, Some(&[]))
+                    selection_key: (rev, s.len()),
+                    ..fleet.input(&visible)
                 },
                 s,
             );
@@ -430,7 +479,7 @@ mod tests {
         // The wall's own click: marked at once, no rebuild.
         let syncs = wall.full_syncs;
         selection.insert(rows[9].record.id.clone());
-        wall.set_selected(9, true, &rows, selection.len());
+        wall.set_selected(9, true, rows, selection.len());
         frame(&mut wall, 3, 1, &selection);
         assert_eq!(marked(&wall), [4, 7, 9]);
         assert_eq!(wall.full_syncs, syncs);
