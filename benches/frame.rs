@@ -205,12 +205,16 @@ fn resident_mib() -> Option<f64> {
 }
 
 fn run(view_kind: DeviceView, snap: &mut Snapshot, updates: usize) -> Vec<Duration> {
-    let ctx = egui::Context::default();
-    CjkFonts::bundled_only().install(&ctx);
     let settings = Settings {
         view: view_kind,
         ..Settings::default()
     };
+    run_with(settings, snap, updates)
+}
+
+fn run_with(settings: Settings, snap: &mut Snapshot, updates: usize) -> Vec<Duration> {
+    let ctx = egui::Context::default();
+    CjkFonts::bundled_only().install(&ctx);
     let mut view = ConsoleView::new(settings, false);
     let mut times = Vec::with_capacity(MEASURED_FRAMES);
     for frame in 0..WARMUP_FRAMES + MEASURED_FRAMES {
@@ -266,9 +270,25 @@ fn main() {
     report("table", devices, table);
     let tiles = run(DeviceView::Tiles, &mut snap, updates);
     report("tiles", devices, tiles);
+    tile_forms(&mut snap, devices, updates);
     if let (Some(a), Some(b), Some(c)) = (before, with_snapshot, resident_mib()) {
         println!(
             "resident memory: {a:.1} MiB at start, {b:.1} MiB with the {devices}-device snapshot, {c:.1} MiB after both runs"
         );
+    }
+}
+
+// The tile view's two forms (the wall's part of this benchmark): "tiles" above is the form the
+// window picks by default (the wall above `ui::wall::WALL_ABOVE` shown devices, cards below);
+// here each form on its own, whatever the count.
+fn tile_forms(snap: &mut Snapshot, devices: usize, updates: usize) {
+    use ota_console::ui::settings::TileForm;
+    for (name, form) in [("wall", TileForm::Wall), ("cards", TileForm::Cards)] {
+        let settings = Settings {
+            view: DeviceView::Tiles,
+            tile_form: form,
+            ..Settings::default()
+        };
+        report(name, devices, run_with(settings, snap, updates));
     }
 }

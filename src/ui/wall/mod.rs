@@ -137,19 +137,32 @@ fn legend_ui(ui: &mut Ui, wall: &mut WallState) {
             if n == 0 && !on {
                 continue;
             }
+            let text = format!("{} {n}", class::label(c));
+            // Swatch and words wrap as one: a new line when both do not fit.
+            let words = ui
+                .fonts_mut(|f| {
+                    f.layout_no_wrap(
+                        text.clone(),
+                        egui::FontId::proportional(LEGEND_TEXT),
+                        Color32::WHITE,
+                    )
+                })
+                .size()
+                .x;
+            let needed = LEGEND_TEXT + words + 4.0 * ui.spacing().button_padding.x;
+            if ui.available_size_before_wrap().x < needed {
+                ui.end_row();
+            }
             let (swatch, _) = ui.allocate_exact_size(vec2(LEGEND_TEXT, LEGEND_TEXT), Sense::hover());
             ui.painter().rect_filled(swatch, 4.0, class::color(c));
             let entry = ui
-                .selectable_label(
-                    on,
-                    RichText::new(format!("{} {n}", class::label(c))).size(LEGEND_TEXT),
-                )
+                .selectable_label(on, RichText::new(text).size(LEGEND_TEXT))
                 .on_hover_text(tr!("ui.wall.legend_hover"));
             if entry.clicked() {
                 wall.highlight = if on { None } else { Some(c) };
             }
             ui.add_space(10.0);
         }
-        ui.label(RichText::new(tr!("ui.wall.dot")).weak());
+        ui.weak(tr!("ui.wall.dot"));
     });
 }
