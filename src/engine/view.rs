@@ -1,7 +1,6 @@
 //! Builds the [`Snapshot`] the UI and the commands read from the read views of the engine's
 //! components (never from the runner itself). The revision is the publisher's to set.
 
-
 use super::alerts::Alerts;
 use super::campaigns::{Campaigns, LiveCampaign};
 use super::io::Io;

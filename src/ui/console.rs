@@ -47,6 +47,8 @@ struct RowCache {
     rows: crate::engine::DeviceRows,
     /// Shown devices not heard since the start (`filter::not_heard_shown`), kept with `visible`.
     not_heard: usize,
+    /// Which rows sit under which gateway, when `visible` is grouped.
+    groups: Option<filter::Groups>,
     /// A campaign's targets never change, so the target map is rebuilt only when the list of
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
@@ -269,7 +271,7 @@ impl ConsoleView {
             .key
             .as_ref()
             .filter(|(_, f, sort, group)| {
-                *f == s.filter && *sort == s.sort && !*group && !s.group_by_gateway
+                *f == s.filter && *sort == s.sort && *group == s.group_by_gateway
             })
             .and_then(|(revision, ..)| snap.row_changes.since(*revision));
         if same_campaigns
@@ -282,6 +284,7 @@ impl ConsoleView {
                 &s.filter,
                 s.sort,
                 &self.cache.targets,
+                self.cache.groups.as_ref(),
             )
         {
             let change = filter::not_heard_shown_change(
@@ -304,6 +307,9 @@ impl ConsoleView {
             &self.cache.targets,
         );
         self.cache.not_heard = filter::not_heard_shown(&snap.devices, &self.cache.visible);
+        self.cache.groups = s
+            .group_by_gateway
+            .then(|| filter::Groups::of(&snap.devices));
         self.cache.key = Some(key);
     }
 

@@ -319,12 +319,46 @@ pub fn visible_rows(
     out
 }
 
-/// Brings `visible` (what [`visible_rows`] gave for `before`, ungrouped) up to date with
-/// `after`, in which only the rows named in `changed` differ: a changed row whose filter match
-/// and sort key stay the same keeps its place; the others are taken out and put back at their
-/// place in the order (one pass over `visible`, plus O(log n) comparisons per row moved).
+/// For patching a grouped order: which rows name each row as their gateway (by index in the
+/// snapshot's rows), whether shown or not. Built with a full [`visible_rows`]; it stays true
+/// while no row is added and no row's gateway changes ([`patch_visible`] recomputes then).
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    children: HashMap<usize, Vec<usize>>,
+}
+
+impl Groups {
+    /// The gateway → sub-devices map of `rows` (sorted by id, as the snapshot keeps them).
+    pub fn of(rows: &DeviceRows) -> Groups {
+        let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(g) = row.record.gateway.as_ref().and_then(|g| index_of(rows, g)) {
+                children.entry(g).or_default().push(i);
+            }
+        }
+        Groups { children }
+    }
+
+    fn children(&self, gateway: usize) -> &[usize] {
+        self.children.get(&gateway).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn index_of(rows: &DeviceRows, id: &DeviceId) -> Option<usize> {
+    rows.binary_search_by(|r| r.record.id.cmp(id)).ok()
+}
+
+/// Brings `visible` (what [`visible_rows`] gave for `before`, grouped when `groups` is given)
+/// up to date with `after`, in which only the rows named in `changed` differ: a changed row
+/// whose filter match and sort key stay the same keeps its place; the others (and, in a grouped
+/// order, the sub-devices of a gateway that moved) are taken out and put back at their place in
+/// the order (one pass over `visible`, plus O(log² n) per row moved).
 /// Returns false, leaving `visible` as it was, when patching cannot work (rows were added, a
-/// changed id is missing): then the caller recomputes.
+/// changed id is missing, a gateway changed, gateways nest): then the caller recomputes.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the order's inputs, before and after: bundling them would only rename them"
+)]
 pub fn patch_visible(
     visible: &mut Vec<VisibleRow>,
     before: &DeviceRows,
@@ -333,6 +367,7 @@ pub fn patch_visible(
     filter: &DeviceFilter,
     sort: Sort,
     targets: &HashMap<DeviceId, String>,
+    groups: Option<&Groups>,
 ) -> bool {
     if before.len() != after.len() {
         return false;
@@ -341,10 +376,19 @@ pub fn patch_visible(
         let ord = compare(a, b, sort.column, targets);
         if sort.ascending { ord } else { ord.reverse() }
     };
-    let mut moved: Vec<usize> = Vec::new();
-    let mut insert: Vec<usize> = Vec::new();
+    let row = |i: usize| after.get(i).map(|r| &**r);
+    // The shown gateway a row sits under in a grouped order (after the change).
+    let parent = |r: &DeviceRow| -> Option<usize> {
+        groups?;
+        let g = index_of(after, r.record.gateway.as_ref()?)?;
+        row(g).is_some_and(|g| filter.matches(g)).then_some(g)
+    };
+    // A shown row under a shown gateway that itself sits under a shown gateway is not shown
+    // (`visible_rows` lists one level): such nests are recomputed.
+    let nested = |r: &DeviceRow| parent(r).and_then(row).and_then(parent).is_some();
+    let mut affected: Vec<usize> = Vec::new();
     for id in changed {
-        let Ok(index) = after.binary_search_by(|r| r.record.id.cmp(id)) else {
+        let Some(index) = index_of(after, id) else {
             return false;
         };
         let (Some(old), Some(new)) = (before.get(index), after.get(index)) else {
@@ -353,53 +397,99 @@ pub fn patch_visible(
         if old.record.id != new.record.id {
             return false;
         }
+        if groups.is_some() {
+            if old.record.gateway != new.record.gateway || nested(new) {
+                return false;
+            }
+        }
         let (was, is) = (filter.matches(old), filter.matches(new));
         if was == is && (!is || order(old, new) == Ordering::Equal) {
             continue;
         }
-        if was {
-            moved.push(index);
-        }
-        if is {
-            insert.push(index);
+        affected.push(index);
+        if let Some(groups) = groups {
+            let kids = groups.children(index);
+            if !kids.is_empty() && new.record.gateway.is_some() {
+                // A gateway that is itself a sub-device: nested.
+                return false;
+            }
+            // Sub-devices sit under their gateway: they move with it.
+            affected.extend_from_slice(kids);
         }
     }
-    if moved.is_empty() && insert.is_empty() {
+    if affected.is_empty() {
         return true;
     }
-    moved.sort_unstable();
-    let mut kept: Vec<VisibleRow> = Vec::with_capacity(visible.len() + insert.len());
+    affected.sort_unstable();
+    affected.dedup();
+    // Where an entry sits: under its top row (itself, or its gateway), then by depth, then by
+    // its own place among its gateway's sub-devices.
+    let top = |index: usize, under: Option<usize>| under.unwrap_or(index);
+    let place = |a: (usize, Option<usize>), b: (usize, Option<usize>)| -> Option<Ordering> {
+        let (ta, tb) = (top(a.0, a.1), top(b.0, b.1));
+        if ta == tb {
+            let depth = a.1.is_some().cmp(&b.1.is_some());
+            Some(depth.then(order(row(a.0)?, row(b.0)?)))
+        } else {
+            Some(order(row(ta)?, row(tb)?))
+        }
+    };
+    let mut kept: Vec<VisibleRow> = Vec::with_capacity(visible.len() + affected.len());
     kept.extend(
         visible
             .iter()
-            .filter(|v| moved.binary_search(&v.index).is_err()),
+            .filter(|v| affected.binary_search(&v.index).is_err()),
     );
-    let row = |i: usize| after.get(i).map(|r| &**r);
-    // Where each row goes in `kept`, found by binary search on the order.
-    let mut places: Vec<(usize, usize)> = Vec::with_capacity(insert.len());
-    for &i in &insert {
+    // A kept entry's gateway, looked up only where a search lands.
+    let entry = |v: &VisibleRow| -> Option<(usize, Option<usize>)> {
+        if v.depth == 0 {
+            return Some((v.index, None));
+        }
+        let gateway = row(v.index)?.record.gateway.as_ref()?;
+        Some((v.index, Some(index_of(after, gateway)?)))
+    };
+    let mut places: Vec<(usize, (usize, Option<usize>))> = Vec::with_capacity(affected.len());
+    for &i in &affected {
         let Some(new) = row(i) else {
             return false;
         };
-        let at =
-            kept.partition_point(|v| row(v.index).is_some_and(|r| order(r, new) == Ordering::Less));
-        places.push((at, i));
+        if !filter.matches(new) {
+            continue;
+        }
+        if groups.is_some() && nested(new) {
+            return false;
+        }
+        let me = (i, parent(new));
+        let mut lost = false;
+        let at = kept.partition_point(|v| match entry(v).and_then(|e| place(e, me)) {
+            Some(o) => o == Ordering::Less,
+            None => {
+                lost = true;
+                false
+            }
+        });
+        if lost {
+            return false;
+        }
+        places.push((at, me));
     }
     places.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| match (row(a.1), row(b.1)) {
-            (Some(x), Some(y)) => order(x, y),
-            _ => Ordering::Equal,
-        })
+        a.0.cmp(&b.0)
+            .then_with(|| place(a.1, b.1).unwrap_or(Ordering::Equal))
     });
+    let line = |(i, under): (usize, Option<usize>)| VisibleRow {
+        index: i,
+        depth: u8::from(under.is_some()),
+    };
     let mut out = Vec::with_capacity(kept.len() + places.len());
     let mut places = places.into_iter().peekable();
     for (at, v) in kept.into_iter().enumerate() {
-        while let Some((_, i)) = places.next_if(|(p, _)| *p == at) {
-            out.push(VisibleRow { index: i, depth: 0 });
+        while let Some((_, e)) = places.next_if(|(p, _)| *p == at) {
+            out.push(line(e));
         }
         out.push(v);
     }
-    out.extend(places.map(|(_, i)| VisibleRow { index: i, depth: 0 }));
+    out.extend(places.map(|(_, e)| line(e)));
     *visible = out;
     true
 }
@@ -802,31 +892,37 @@ pub(crate) mod tests {
 
     proptest::proptest! {
         /// Patching the visible order with the rows that changed gives what a full filter and
-        /// sort of the new rows gives, whatever the filter, column and direction.
+        /// sort of the new rows gives, whatever the filter, column and direction, grouped under
+        /// gateways or not.
         #[test]
         fn a_patched_order_equals_a_recomputed_one(
-            start in proptest::collection::vec((0usize..6, 0u8..3, 0u8..=100), 1..40),
+            start in proptest::collection::vec((0usize..6, 0u8..3, 0u8..=100, proptest::bool::ANY), 1..40),
             changes in proptest::collection::vec((0usize..40, 0usize..6, 0u8..3, 0u8..=100), 0..20),
             column in 0usize..9,
             ascending in proptest::bool::ANY,
             status_filter in 0usize..8,
             version_filter in 0u8..4,
+            group in proptest::bool::ANY,
         ) {
-            let make = |n: usize, (status, version, percent): (usize, u8, u8)| {
+            // Rows from the fourth on may sit under one of the first three (one level).
+            let make = |n: usize, (status, version, percent): (usize, u8, u8), under: bool| {
                 let mut r = row(&format!("aliyun:pk/d{n:02}"), &format!("1.{version}"), statuses()[status]);
                 if let Some(line) = r.rollout.as_mut() {
                     line.percent = percent;
                 }
                 r.record.last_seen_ms = i64::from(percent);
                 r.record.heard_since_start = percent % 3 != 0;
+                if under && n >= 3 {
+                    r.record.gateway = Some(format!("aliyun:pk/d{:02}", n % 3).parse().unwrap());
+                }
                 r
             };
-            let before = table(start.iter().enumerate().map(|(n, s)| make(n, *s)).collect());
+            let before = table(start.iter().enumerate().map(|(n, &(st, v, p, under))| make(n, (st, v, p), under)).collect());
             let mut after = before.clone();
             let mut changed = Vec::new();
             for (n, status, version, percent) in changes {
                 let n = n % before.len();
-                after.set(n, std::sync::Arc::new(make(n, (status, version, percent))));
+                after.set(n, std::sync::Arc::new(make(n, (status, version, percent), start[n].3)));
                 changed.push(after[n].record.id.clone());
             }
             changed.sort();
@@ -844,14 +940,74 @@ pub(crate) mod tests {
                 ..DeviceFilter::default()
             };
             let targets = HashMap::new();
-            let mut visible = visible_rows(&before, &filter, sort, false, &targets);
+            let mut visible = visible_rows(&before, &filter, sort, group, &targets);
+            let groups = group.then(|| Groups::of(&before));
             let not_heard = not_heard_shown(&before, &visible);
-            proptest::prop_assert!(patch_visible(&mut visible, &before, &after, &changed, &filter, sort, &targets));
-            let recomputed = visible_rows(&after, &filter, sort, false, &targets);
+            proptest::prop_assert!(patch_visible(&mut visible, &before, &after, &changed, &filter, sort, &targets, groups.as_ref()));
+            let recomputed = visible_rows(&after, &filter, sort, group, &targets);
             proptest::prop_assert_eq!(ids(&after, &visible), ids(&after, &recomputed));
+            proptest::prop_assert_eq!(
+                visible.iter().map(|v| v.depth).collect::<Vec<_>>(),
+                recomputed.iter().map(|v| v.depth).collect::<Vec<_>>()
+            );
             let change = not_heard_shown_change(&before, &after, &changed, &filter);
             proptest::prop_assert_eq!(not_heard.checked_add_signed(change), Some(not_heard_shown(&after, &recomputed)));
         }
+    }
+
+    #[test]
+    fn a_gateway_that_changes_or_nests_makes_the_grouped_order_recomputed() {
+        let before = fleet();
+        let targets = HashMap::new();
+        let filter = DeviceFilter::default();
+        let grouped = visible_rows(&before, &filter, Sort::default(), true, &targets);
+        let groups = Groups::of(&before);
+        let sub: DeviceId = "fogcloud:pk/sub-a".parse().unwrap();
+        let at = before.iter().position(|r| r.record.id == sub).unwrap();
+        // sub-a leaves its gateway.
+        let mut moved = DeviceRow::clone(&before[at]);
+        moved.record.gateway = None;
+        let mut after = before.clone();
+        after.set(at, std::sync::Arc::new(moved));
+        let mut visible = grouped.clone();
+        assert!(!patch_visible(
+            &mut visible,
+            &before,
+            &after,
+            std::slice::from_ref(&sub),
+            &filter,
+            Sort::default(),
+            &targets,
+            Some(&groups),
+        ));
+        assert_eq!(visible, grouped, "left as it was");
+        // With sub-b under sub-a, itself under gw1, a change of sub-b is recomputed.
+        let other: DeviceId = "fogcloud:pk/sub-b".parse().unwrap();
+        let at = before.iter().position(|r| r.record.id == other).unwrap();
+        let mut nested = DeviceRow::clone(&before[at]);
+        nested.record.gateway = Some(sub);
+        let mut before = before.clone();
+        before.set(at, std::sync::Arc::new(nested.clone()));
+        let groups = Groups::of(&before);
+        let mut visible = visible_rows(&before, &filter, Sort::default(), true, &targets);
+        if let Some(line) = nested.rollout.as_mut() {
+            line.percent = 55;
+        }
+        let mut after = before.clone();
+        after.set(at, std::sync::Arc::new(nested));
+        assert!(!patch_visible(
+            &mut visible,
+            &before,
+            &after,
+            &[other],
+            &filter,
+            Sort {
+                column: SortColumn::Progress,
+                ascending: true
+            },
+            &targets,
+            Some(&groups),
+        ));
     }
 
     #[test]
