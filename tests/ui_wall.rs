@@ -145,7 +145,10 @@ fn a_large_fleet_shows_as_a_wall_with_counts(lang: Lang) {
     assert!(grid.cell >= 3, "3,000 devices fit at 1280×720: {grid:?}");
     assert!(grid.size().y <= 720.0);
     let failed = ota_console::terms::states::device_status(DeviceStatus::Failed);
-    assert!(has_label(&h, &format!("{failed} 100")), "legend: 3,000 / 30 failed");
+    assert!(
+        has_label(&h, &format!("{failed} 100")),
+        "legend: 3,000 / 30 failed"
+    );
     let succeeded = ota_console::terms::states::device_status(DeviceStatus::Succeeded);
     assert!(has_label(&h, &format!("{succeeded} 1000")));
 
@@ -153,9 +156,7 @@ fn a_large_fleet_shows_as_a_wall_with_counts(lang: Lang) {
     assert!(cards.query_by_label_contains(&wall_label(3_000)).is_none());
     let small = harness(200, TileForm::Auto);
     assert!(
-        small
-            .query_by_label_contains(&wall_label(200))
-            .is_none(),
+        small.query_by_label_contains(&wall_label(200)).is_none(),
         "200 devices are cards"
     );
     assert!(
@@ -179,7 +180,10 @@ fn hover_tells_a_square_click_inspects_ctrl_click_selects(lang: Lang) {
     let mut steps = 0;
     while !(has_label(&h, &id.to_string()) && has_label(&h, "flash error 1500")) {
         steps += 1;
-        assert!(steps < MAX_STEPS, "no details for {id} after {steps} frames");
+        assert!(
+            steps < MAX_STEPS,
+            "no details for {id} after {steps} frames"
+        );
         h.step();
     }
     assert!(has_label(&h, "1.0.0 → 2.0.0"));
@@ -199,7 +203,10 @@ fn hover_tells_a_square_click_inspects_ctrl_click_selects(lang: Lang) {
     assert_eq!(view(&h).inspected.as_ref(), Some(&id));
     click_at(&h, other_pos, egui::Modifiers::COMMAND);
     h.run_steps(2);
-    assert!(view(&h).selection.is_empty(), "a second Ctrl-click leaves it out");
+    assert!(
+        view(&h).selection.is_empty(),
+        "a second Ctrl-click leaves it out"
+    );
     h.check_accessibility();
 }
 

@@ -5,9 +5,9 @@
 
 use egui::{Color32, ColorImage};
 
+use super::super::theme;
 use super::class::{self, Look};
 use super::layout::Grid;
-use super::super::theme;
 
 /// How squares are coloured beyond their look: the panel's background (the gaps and dimmed
 /// squares blend into it) and the class the legend singles out.
@@ -191,7 +191,11 @@ mod tests {
         let red = class::color(failed().class);
         assert!(img.pixels.iter().all(|p| *p == red));
         assert_eq!(canvas.image().pixels[12 * 30 + 9], red);
-        assert_ne!(canvas.image().pixels[12 * 30 + 8], red, "its left neighbour kept");
+        assert_ne!(
+            canvas.image().pixels[12 * 30 + 8],
+            red,
+            "its left neighbour kept"
+        );
 
         // Two on one line: one span from the first to the last.
         canvas.draw(41, failed());
@@ -206,7 +210,10 @@ mod tests {
         for line in 0..6 {
             canvas.draw(line * 10, failed());
         }
-        assert!(matches!(canvas.take_patches().as_slice(), [Patch::Whole(_)]));
+        assert!(matches!(
+            canvas.take_patches().as_slice(),
+            [Patch::Whole(_)]
+        ));
     }
 
     #[test]

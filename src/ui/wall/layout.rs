@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(g.cell_at(o, o + vec2(3.0, 7.5)), None);
         assert_eq!(g.cell_at(o, o + vec2(8.0, 0.0)), Some(1));
         assert_eq!(g.cell_at(o, o + vec2(0.0, 8.0)), Some(41));
-        assert_eq!(g.cell_at(o, o + vec2(8.0 * 5.0 + 1.0, 8.0 * 3.0 + 1.0)), Some(3 * 41 + 5));
+        assert_eq!(
+            g.cell_at(o, o + vec2(8.0 * 5.0 + 1.0, 8.0 * 3.0 + 1.0)),
+            Some(3 * 41 + 5)
+        );
         // Left of, above, right of the last column, after the last device.
         assert_eq!(g.cell_at(o, o - vec2(0.5, 0.0)), None);
         assert_eq!(g.cell_at(o, o - vec2(0.0, 0.5)), None);
@@ -164,7 +167,11 @@ mod tests {
         );
         assert_eq!(g.cell_at(o, pos2(f32::NAN, 30.0)), None);
         // Every square's centre names that square, at every size.
-        for (count, w, h) in [(100_000, 1500.0, 800.0), (1_000, 330.0, 200.0), (7, 50.0, 50.0)] {
+        for (count, w, h) in [
+            (100_000, 1500.0, 800.0),
+            (1_000, 330.0, 200.0),
+            (7, 50.0, 50.0),
+        ] {
             let g = Grid::fit(count, w, h);
             for i in (0..count).step_by(97).chain([count - 1]) {
                 assert_eq!(g.cell_at(o, cell_center(&g, o, i)), Some(i), "{g:?} {i}");

@@ -95,26 +95,25 @@ pub fn wall_ui(
             if let Some((square, _)) = hovered {
                 outline(square, 1.5);
             }
-            if response.clicked() || response.secondary_clicked() {
-                if let Some((_, index)) = pointed(response.interact_pointer_pos())
-                    && let Some(row) = state::row_at(input.rows, index)
-                {
-                    let id = &row.record.id;
-                    let modifiers = ui.input(|i| i.modifiers);
-                    let select =
-                        response.clicked() && (modifiers.command || modifiers.ctrl || modifiers.shift);
-                    if select {
-                        let now = if selection.contains(id) {
-                            selection.remove(id);
-                            false
-                        } else {
-                            selection.insert(id.clone());
-                            true
-                        };
-                        wall.set_selected(index, now, input.rows, selection.len());
+            if (response.clicked() || response.secondary_clicked())
+                && let Some((_, index)) = pointed(response.interact_pointer_pos())
+                && let Some(row) = state::row_at(input.rows, index)
+            {
+                let id = &row.record.id;
+                let modifiers = ui.input(|i| i.modifiers);
+                let select =
+                    response.clicked() && (modifiers.command || modifiers.ctrl || modifiers.shift);
+                if select {
+                    let now = if selection.contains(id) {
+                        selection.remove(id);
+                        false
                     } else {
-                        *inspected = Some(id.clone());
-                    }
+                        selection.insert(id.clone());
+                        true
+                    };
+                    wall.set_selected(index, now, input.rows, selection.len());
+                } else {
+                    *inspected = Some(id.clone());
                 }
             }
             if let Some(row) = hovered.and_then(|(_, index)| state::row_at(input.rows, index)) {
@@ -153,7 +152,8 @@ fn legend_ui(ui: &mut Ui, wall: &mut WallState) {
             if ui.available_size_before_wrap().x < needed {
                 ui.end_row();
             }
-            let (swatch, _) = ui.allocate_exact_size(vec2(LEGEND_TEXT, LEGEND_TEXT), Sense::hover());
+            let (swatch, _) =
+                ui.allocate_exact_size(vec2(LEGEND_TEXT, LEGEND_TEXT), Sense::hover());
             ui.painter().rect_filled(swatch, 4.0, class::color(c));
             let entry = ui
                 .selectable_label(on, RichText::new(text).size(LEGEND_TEXT))

@@ -126,7 +126,8 @@ impl WallState {
                 continue;
             };
             let square = self.square_of.get(index).copied().unwrap_or(NONE);
-            if let (Some(row), Some(selected)) = (row_at(input.rows, index), self.selected.get(index))
+            if let (Some(row), Some(selected)) =
+                (row_at(input.rows, index), self.selected.get(index))
                 && square != NONE
             {
                 self.set_look(square, Look::of(row, *selected));
@@ -263,7 +264,13 @@ impl WallState {
     }
 
     /// The wall's own click changed row `index`'s selection: its square follows at once.
-    pub fn set_selected(&mut self, index: usize, selected: bool, rows: &Rows, selection_len: usize) {
+    pub fn set_selected(
+        &mut self,
+        index: usize,
+        selected: bool,
+        rows: &Rows,
+        selection_len: usize,
+    ) {
         if let Some(flag) = self.selected.get_mut(index) {
             *flag = selected;
         }
@@ -380,7 +387,10 @@ mod tests {
         wall.sync(1, &fleet.input(&visible), &none);
         assert_eq!(wall.full_syncs, 1);
         assert_eq!(wall.counts()[0], 100);
-        assert!(matches!(wall.repaint(grid, paint()).as_slice(), [Patch::Whole(_)]));
+        assert!(matches!(
+            wall.repaint(grid, paint()).as_slice(),
+            [Patch::Whole(_)]
+        ));
         assert!(wall.repaint(grid, paint()).is_empty());
         assert!(wall.render(&ctx, grid, paint()).is_some(), "a texture");
 
@@ -398,7 +408,10 @@ mod tests {
             highlight: Some(failed as u8),
             ..paint()
         };
-        assert!(matches!(wall.repaint(grid, dimmed).as_slice(), [Patch::Whole(_)]));
+        assert!(matches!(
+            wall.repaint(grid, dimmed).as_slice(),
+            [Patch::Whole(_)]
+        ));
         assert_eq!(wall.full_syncs, 1);
 
         // A row named as changed whose look did not change costs no pixel.
