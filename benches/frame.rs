@@ -282,11 +282,22 @@ fn main() {
 // window picks by default (the wall above `ui::wall::WALL_ABOVE` shown devices, cards below);
 // here each form on its own, whatever the count.
 fn tile_forms(snap: &mut Snapshot, devices: usize, updates: usize) {
+    use ota_console::ui::filter::{Sort, SortColumn};
     use ota_console::ui::settings::TileForm;
-    for (name, form) in [("wall", TileForm::Wall), ("cards", TileForm::Cards)] {
+    let by_status = Sort {
+        column: SortColumn::Status,
+        ascending: true,
+    };
+    // Sorted by status, every report that changes a status moves its device to another block.
+    for (name, form, sort) in [
+        ("wall", TileForm::Wall, Sort::default()),
+        ("wall by status", TileForm::Wall, by_status),
+        ("cards", TileForm::Cards, Sort::default()),
+    ] {
         let settings = Settings {
             view: DeviceView::Tiles,
             tile_form: form,
+            sort,
             ..Settings::default()
         };
         report(name, devices, run_with(settings, snap, updates));

@@ -75,8 +75,8 @@ impl Canvas {
         let dot = (inner / 3).max(1);
         let dot_from = (inner - dot) / 2;
         let dots = dot_from..dot_from + dot;
-        // From 8 points on, an in-flight square fills a band along its bottom with its percent.
-        let band = (c >= 8 && look.percent > 0)
+        // Large squares in flight fill a band along their bottom with the percent.
+        let band = (self.grid.cell >= class::BAND_FROM && look.percent > 0)
             .then(|| (inner - 2, inner * usize::from(look.percent) / 100));
         let band_color = mark.gamma_multiply(0.6);
         let [x0, y0] = self.grid.origin_px(i);

@@ -23,17 +23,21 @@ pub const CLASSES: usize = 12;
 pub struct Look {
     pub class: u8,
     pub selected: bool,
-    /// An in-flight device's percent (0 otherwise).
+    /// An in-flight device's percent (0 otherwise, and when squares are too small to show it:
+    /// then a progress report changes no look and costs no texel).
     pub percent: u8,
 }
 
+/// From this square size on, an in-flight square shows its percent as a band.
+pub const BAND_FROM: u32 = 8;
+
 impl Look {
-    pub fn of(row: &DeviceRow, selected: bool) -> Look {
+    pub fn of(row: &DeviceRow, selected: bool, bands: bool) -> Look {
         match &row.rollout {
             Some(r) => Look {
                 class: class_of_status(r.status),
                 selected,
-                percent: if r.status.in_flight() {
+                percent: if bands && r.status.in_flight() {
                     r.percent.min(100)
                 } else {
                     0

@@ -43,7 +43,10 @@ pub fn wall_ui(
     selection: &mut BTreeSet<DeviceId>,
     inspected: &mut Option<DeviceId>,
 ) {
-    wall.sync(ui.ctx().cumulative_pass_nr(), input, selection);
+    // Percents show from a square size on (the last frame's: the legend above the wall needs
+    // the counts before this frame's size is known; a change of size repaints in the next).
+    let bands = wall.grid().is_some_and(|g| g.cell >= class::BAND_FROM);
+    wall.sync(ui.ctx().cumulative_pass_nr(), input, selection, bands);
     legend_ui(ui, wall);
     let shown = input.visible.len();
     let avail = ui.available_size();
@@ -52,6 +55,12 @@ pub fn wall_ui(
         background: ui.visuals().panel_fill,
         highlight: wall.highlight,
     };
+    // A texture larger than the GPU takes (2,048 texels on some) would not be drawn.
+    let max_side = ui.input(|i| i.max_texture_side);
+    if grid.size_px().iter().any(|side| *side > max_side) {
+        ui.weak(tr!("ui.wall.too_narrow"));
+        return;
+    }
     let Some(texture) = wall.render(ui.ctx(), grid, paint) else {
         return;
     };

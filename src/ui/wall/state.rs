@@ -54,6 +54,8 @@ pub struct WallState {
     drawn_pass: Option<u64>,
     canvas: Option<Canvas>,
     texture: Option<TextureHandle>,
+    /// Looks carry in-flight percents (the squares are large enough to show them).
+    bands: bool,
     /// The legend's choice: squares of other classes are dimmed.
     pub highlight: Option<u8>,
     /// Looks rebuilt from scratch, for tests and the benchmark's reading of what a frame did.
@@ -87,8 +89,15 @@ fn selected_flags(rows: &[&DeviceRow], selection: &BTreeSet<DeviceId>) -> Vec<bo
 }
 
 impl WallState {
-    /// Brings order, looks and counts up to date with this frame's snapshot and selection.
-    pub fn sync(&mut self, pass: u64, input: &WallInput<'_>, selection: &BTreeSet<DeviceId>) {
+    /// Brings order, looks and counts up to date with this frame's snapshot and selection;
+    /// `bands`: the squares are large enough to show percents.
+    pub fn sync(
+        &mut self,
+        pass: u64,
+        input: &WallInput<'_>,
+        selection: &BTreeSet<DeviceId>,
+        bands: bool,
+    ) {
         let was_drawn = self.drawn_pass.is_some_and(|p| p.saturating_add(1) >= pass);
         self.drawn_pass = Some(pass);
         let same = self.revision == Some(input.revision);
@@ -98,11 +107,13 @@ impl WallState {
             _ => None,
         };
         let incremental = was_drawn
+            && self.bands == bands
             && (same || changed.is_some())
             && self.selection_key == input.selection_key
             && self.square_of.len() == input.rows.len()
             && self.order.len() == input.visible.len();
         if !incremental {
+            self.bands = bands;
             self.rebuild(input, selection);
             return;
         }
@@ -130,7 +141,7 @@ impl WallState {
                 (row_at(input.rows, index), self.selected.get(index))
                 && square != NONE
             {
-                self.set_look(square, Look::of(row, *selected));
+                self.set_look(square, Look::of(row, *selected, self.bands));
             }
         }
     }
@@ -144,7 +155,7 @@ impl WallState {
         }
         let selected = self.selected.get(index).copied().unwrap_or(false);
         if let Some(row) = row_at(rows, index) {
-            self.set_look(square, Look::of(row, selected));
+            self.set_look(square, Look::of(row, selected, self.bands));
         }
     }
 
@@ -180,7 +191,8 @@ impl WallState {
                 self.looks.push(Look::default());
                 continue;
             };
-            let look = Look::of(row, self.selected.get(v.index).copied().unwrap_or(false));
+            let selected = self.selected.get(v.index).copied().unwrap_or(false);
+            let look = Look::of(row, selected, self.bands);
             self.order.push(v.index);
             self.square_of[v.index] = square;
             self.counts[usize::from(look.class)] += 1;
@@ -276,7 +288,7 @@ impl WallState {
         }
         self.selection_key.1 = selection_len;
         if let (Some(square), Some(row)) = (self.square_of(index), row_at(rows, index)) {
-            self.set_look(square, Look::of(row, selected));
+            self.set_look(square, Look::of(row, selected, self.bands));
         }
     }
 
@@ -384,7 +396,7 @@ mod tests {
         let mut fleet = Fleet::new(100);
         let visible = all(100);
         let mut wall = WallState::default();
-        wall.sync(1, &fleet.input(&visible), &none);
+        wall.sync(1, &fleet.input(&visible), &none, false);
         assert_eq!(wall.full_syncs, 1);
         assert_eq!(wall.counts()[0], 100);
         assert!(matches!(
@@ -396,7 +408,7 @@ mod tests {
 
         // Revision 2: device 57 fails; the snapshot says so.
         fleet.publish(&[57], fail);
-        wall.sync(2, &fleet.input(&visible), &none);
+        wall.sync(2, &fleet.input(&visible), &none, false);
         assert_eq!(wall.full_syncs, 1, "no rebuild");
         assert_eq!(wall.pending, [57]);
         let failed = usize::from(class::class_of_status(DeviceStatus::Failed));
@@ -416,13 +428,13 @@ mod tests {
 
         // A row named as changed whose look did not change costs no pixel.
         fleet.publish(&[3], |r| r.record.last_seen_ms += 1);
-        wall.sync(3, &fleet.input(&visible), &none);
+        wall.sync(3, &fleet.input(&visible), &none, false);
         assert!(wall.pending.is_empty());
 
         // Two revisions at once (a frame slower than the engine): both are patched.
         fleet.publish(&[10], fail);
         fleet.publish(&[20], fail);
-        wall.sync(4, &fleet.input(&visible), &none);
+        wall.sync(4, &fleet.input(&visible), &none, false);
         assert_eq!(wall.full_syncs, 1);
         assert_eq!(wall.pending, [10, 20]);
         assert_eq!(wall.counts()[failed], 3);
@@ -434,7 +446,7 @@ mod tests {
         moved.insert(0, failed_row);
         fleet.publish(&[], fail);
         wall.pending.clear();
-        wall.sync(5, &fleet.input(&moved), &none);
+        wall.sync(5, &fleet.input(&moved), &none, false);
         assert_eq!(wall.full_syncs, 1);
         assert_eq!(wall.row_of(0), Some(57));
         assert_eq!(wall.square_of(57), Some(0));
@@ -452,12 +464,12 @@ mod tests {
         for _ in 0..=RowChangeLog::MAX_REVISIONS {
             fleet.publish(&[1], |r| r.record.last_seen_ms += 1);
         }
-        wall.sync(6, &fleet.input(&moved), &none);
+        wall.sync(6, &fleet.input(&moved), &none, false);
         assert_eq!(wall.full_syncs, 2);
         assert_eq!(*wall.counts(), counts);
         // Not drawn in the pass before (another view was shown): rebuilt.
         fleet.publish(&[2], fail);
-        wall.sync(9, &fleet.input(&moved), &none);
+        wall.sync(9, &fleet.input(&moved), &none, false);
         assert_eq!(wall.full_syncs, 3);
     }
 
@@ -477,6 +489,7 @@ mod tests {
                     ..fleet.input(&visible)
                 },
                 s,
+                false,
             );
         };
         frame(&mut wall, 1, 0, &selection);
@@ -496,5 +509,40 @@ mod tests {
         frame(&mut wall, 3, 1, &selection);
         assert_eq!(marked(&wall), [4, 7, 9]);
         assert_eq!(wall.full_syncs, syncs);
+    }
+
+    #[test]
+    fn progress_costs_a_texel_only_where_squares_show_percents() {
+        let none = BTreeSet::new();
+        let mut fleet = Fleet::new(10);
+        fleet.publish(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], |r| {
+            if let Some(line) = r.rollout.as_mut() {
+                line.status = DeviceStatus::Downloading;
+            }
+        });
+        let visible = all(10);
+        let mut wall = WallState::default();
+        wall.sync(1, &fleet.input(&visible), &none, false);
+        fleet.publish(&[4], |r| {
+            if let Some(line) = r.rollout.as_mut() {
+                line.percent = 90;
+            }
+        });
+        wall.sync(2, &fleet.input(&visible), &none, false);
+        assert!(
+            wall.pending.is_empty(),
+            "small squares: no percent, no repaint"
+        );
+        // Large squares: the looks are rebuilt with percents, and progress repaints.
+        wall.sync(3, &fleet.input(&visible), &none, true);
+        assert_eq!(wall.full_syncs, 2);
+        assert_eq!(wall.looks[4].percent, 90);
+        fleet.publish(&[4], |r| {
+            if let Some(line) = r.rollout.as_mut() {
+                line.percent = 95;
+            }
+        });
+        wall.sync(4, &fleet.input(&visible), &none, true);
+        assert_eq!(wall.pending, [4]);
     }
 }
