@@ -5,8 +5,14 @@
 //! Runs the real `ConsoleView` (every panel of the window) on a synthetic engine snapshot, at a
 //! simulated 60 frames per second: each frame 1/60 of a second's updates change their rows and
 //! campaign lines and a new snapshot revision is published the way the engine does it (the
-//! persistent device table patched row by row, the window handed a clone of it).
-//! No window, no GPU.
+//! persistent device table patched row by row, the changed ids in the snapshot's change log,
+//! the window handed a clone of it) — a revision every frame, more often than the engine's ten
+//! a second. No window, no GPU.
+//!
+//! Measured: the table (the default view: grouped under gateways, sorted by device), the table
+//! sorted by progress (rows move every frame), the tiles; the frame that shows a filter or sort
+//! change (a full filter and sort of the fleet) for each of a list of changes; "select not on
+//! version" over the whole fleet, and the table's frames with all of it selected.
 //!
 //! `cargo bench --bench frame` (release); `DEVICES=100000` sets the fleet (default 10,000),
 //! `UPDATES=n` the progress updates per second (default 10,000). Prints median, p95 and max per

@@ -82,7 +82,11 @@ fn measure(devices: usize, changes: usize, rate: usize) -> Figures {
         bench.agrees_with_rebuild(),
         "the patched table differs from a full rebuild"
     );
-    assert_eq!(bench.refused(), 0, "the dialect refused the bench's reports");
+    assert_eq!(
+        bench.refused(),
+        0,
+        "the dialect refused the bench's reports"
+    );
     assert!(
         bench.lines_in_progress() > 0,
         "the reports did not reach the campaign"
