@@ -325,10 +325,25 @@ pub fn visible_rows(
     let mut picked: Vec<usize> = (0..rows.len())
         .filter(|&i| filter.matches(rows[i]))
         .collect();
-    picked.sort_by(|&a, &b| {
-        let ord = compare(rows[a], rows[b], sort.column, targets);
-        if sort.ascending { ord } else { ord.reverse() }
-    });
+    if sort.column == SortColumn::Target {
+        // Two map lookups per comparison are most of a sort by target at 100,000 devices: each
+        // row's target is looked up once. The same order as `compare`.
+        let target: Vec<Option<&String>> = rows
+            .iter()
+            .map(|r| target_of(targets, &r.record.id))
+            .collect();
+        picked.sort_by(|&a, &b| {
+            let ord = target[a]
+                .cmp(&target[b])
+                .then_with(|| rows[a].record.id.cmp(&rows[b].record.id));
+            if sort.ascending { ord } else { ord.reverse() }
+        });
+    } else {
+        picked.sort_by(|&a, &b| {
+            let ord = compare(rows[a], rows[b], sort.column, targets);
+            if sort.ascending { ord } else { ord.reverse() }
+        });
+    }
     if !group {
         return picked
             .into_iter()
@@ -982,7 +997,11 @@ pub(crate) mod tests {
                 version: if version_filter == 3 { String::new() } else { format!("1.{version_filter}") },
                 ..DeviceFilter::default()
             };
-            let targets = HashMap::new();
+            // Some devices are targets of a campaign, some not.
+            let targets: HashMap<DeviceId, String> = (0..40)
+                .filter(|n| n % 4 != 0)
+                .map(|n| (format!("aliyun:pk/d{n:02}").parse().unwrap(), format!("2.{}", n % 3)))
+                .collect();
             let mut visible = visible_rows(&before, &filter, sort, group, &targets);
             let groups = group.then(|| Groups::of(&before));
             let not_heard = not_heard_shown(&before, &visible);
