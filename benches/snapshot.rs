@@ -82,6 +82,15 @@ fn measure(devices: usize, changes: usize, rate: usize) -> Figures {
         bench.agrees_with_rebuild(),
         "the patched table differs from a full rebuild"
     );
+    assert_eq!(
+        bench.refused(),
+        0,
+        "the dialect refused the bench's reports"
+    );
+    assert!(
+        bench.lines_in_progress() > 0,
+        "the reports did not reach the campaign"
+    );
     // One second of reports at `rate`, published ten times: the work an engine turn does with
     // them (fleet, campaign, publish), without decoding, the store or the broker.
     let per_publish = rate / PUBLISHES_PER_SEC;

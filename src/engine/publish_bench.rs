@@ -13,7 +13,7 @@ use super::device_rows::RowCache;
 use super::fleet_state::FleetState;
 use super::snapshot::{CampaignView, DeviceRow, DeviceRows};
 use crate::device_id::DeviceId;
-use crate::protocol::{Event, Phase, ProgressReport, TaskRef, UpgradeStatus, VersionReport};
+use crate::protocol::{Event, Services, VersionReport};
 use crate::rollout::{
     Action, Campaign, CampaignId, CampaignSpec, CanarySize, DeviceSnapshot, DialectSettings, Input,
     Policy, RateLimit, Target, Timestamp,
@@ -23,12 +23,14 @@ pub struct PublishBench {
     fleet: FleetState,
     campaigns: Campaigns,
     rows: RowCache,
-    /// The devices in flight and the task their reports name.
-    in_flight: Vec<(DeviceId, TaskRef)>,
+    /// The devices in flight.
+    in_flight: Vec<DeviceId>,
     next: usize,
     /// The engine clock, in microseconds: reports arrive at the rate given to `new`.
     now_us: u64,
     us_per_report: u64,
+    services: Services,
+    refused: usize,
 }
 
 /// Errors setting the bench up (a campaign the rollout refuses).
@@ -97,10 +99,10 @@ impl PublishBench {
         let mut campaigns = Campaigns::new(0);
         let idx = campaigns.add_undriven(campaign);
         let actions = campaigns.handle_undriven(idx, Input::Start, now);
-        let in_flight: Vec<(DeviceId, TaskRef)> = actions
+        let in_flight: Vec<DeviceId> = actions
             .into_iter()
             .filter_map(|a| match a {
-                Action::SendUpgrade(order) => Some((order.device, order.task)),
+                Action::SendUpgrade(order) => Some(order.device),
                 _ => None,
             })
             .collect();
@@ -115,6 +117,8 @@ impl PublishBench {
             next: 0,
             now_us: 2_000_000,
             us_per_report: 1_000_000 / u64::try_from(per_sec.max(1)).unwrap_or(u64::MAX),
+            services: Services::for_registered(),
+            refused: 0,
         };
         bench.publish();
         Ok(bench)
@@ -125,35 +129,61 @@ impl PublishBench {
         self.in_flight.len()
     }
 
-    /// `k` progress reports from the devices in flight, in turn, each applied to the fleet and
-    /// the campaign as the engine's inbound turn does (no decoding, no store, no notices).
+    /// `k` progress reports from the devices in flight, in turn, each as an inbound turn takes
+    /// it: its topic and JSON decoded by the dialect (`protocol::Services`), admitted by the
+    /// fleet, noted as the row's last message, applied to the fleet and fed to the campaign
+    /// (no socket, no inspector, no store, no notices).
     pub fn progress(&mut self, k: usize) {
         let idx = 0;
         for _ in 0..k {
-            let Some((device, task)) = self.in_flight.get(self.next % self.in_flight.len()) else {
+            let Some(device) = self.in_flight.get(self.next % self.in_flight.len()) else {
                 return;
             };
             self.next += 1;
             self.now_us += self.us_per_report;
-            let percent = u8::try_from(self.next / self.in_flight.len() % 99 + 1).unwrap_or(1);
-            let event = Event::Progress(ProgressReport {
-                device: device.clone(),
-                task: task.clone(),
-                status: UpgradeStatus::InProgress,
-                phase: Phase::Download,
-                percent: Some(percent),
-                percent_clamped: false,
-                desc: None,
-                gateway: None,
-            });
+            let percent = self.next / self.in_flight.len() % 99 + 1;
+            let topic = format!(
+                "/ota/device/progress/{}/{}",
+                device.product_key().unwrap_or_default(),
+                device.name()
+            );
+            let payload = format!(
+                "{{\"id\":{},\"params\":{{\"step\":\"{percent}\",\"desc\":\"downloading\"}}}}",
+                self.next
+            );
             let now_ms = self.now_us / 1_000;
-            self.fleet.apply(&event, now_ms as i64);
-            self.fleet
-                .note_message(device, format!("in /ota/device/progress at {now_ms}"));
+            let now_ms_i = i64::try_from(now_ms).unwrap_or(i64::MAX);
+            let Ok(served) = self.services.decode(&topic, payload.as_bytes(), now_ms_i) else {
+                self.refused += 1;
+                continue;
+            };
+            let (events, _) = self.fleet.admit(served.events);
+            if let Some(first) = events.first() {
+                let about = first.device().clone();
+                self.fleet.note_message(&about, format!("in {topic}"));
+            }
             let now = Timestamp::from_millis(now_ms);
-            self.campaigns
-                .handle_undriven(idx, Input::Event(event), now);
+            for event in events {
+                self.fleet.apply(&event, now_ms_i);
+                self.campaigns
+                    .handle_undriven(idx, Input::Event(event), now);
+            }
         }
+    }
+
+    /// Campaign lines that show download progress: the reports reached the campaign.
+    pub fn lines_in_progress(&self) -> usize {
+        self.campaigns
+            .live()
+            .iter()
+            .flat_map(|l| l.campaign().devices())
+            .filter(|r| r.percent > 0)
+            .count()
+    }
+
+    /// Reports the dialect refused (none, when the bench's messages are right).
+    pub fn refused(&self) -> usize {
+        self.refused
     }
 
     /// A publish as the runner does it: the device table brought up to date, the campaign

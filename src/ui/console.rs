@@ -49,6 +49,8 @@ struct RowCache {
     not_heard: usize,
     /// Which rows sit under which gateway, when `visible` is grouped.
     groups: Option<filter::Groups>,
+    /// How many times `visible` was computed in full (the rest were patched).
+    full_recomputes: u64,
     /// A campaign's targets never change, so the target map is rebuilt only when the list of
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
@@ -310,6 +312,7 @@ impl ConsoleView {
         self.cache.groups = s
             .group_by_gateway
             .then(|| filter::Groups::of(&snap.devices));
+        self.cache.full_recomputes += 1;
         self.cache.key = Some(key);
     }
 
@@ -559,5 +562,67 @@ impl ConsoleView {
             BottomTab::Log => inspector::log_ui(ui, snap),
             BottomTab::History => history::history_ui(ui, snap, &mut self.history, actions),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::DeviceRow;
+    use crate::rollout::DeviceStatus;
+    use crate::ui::filter::tests::{row, table};
+    use crate::ui::filter::{Sort, SortColumn};
+
+    /// A window that skipped revisions patches its order with every change since the one it
+    /// saw, and the order is what a full filter and sort gives.
+    #[test]
+    fn the_order_is_patched_across_skipped_revisions() {
+        let mut rows: Vec<_> = (0..30)
+            .map(|n| {
+                row(
+                    &format!("aliyun:pk/d{n:02}"),
+                    "1.0",
+                    Some(DeviceStatus::Downloading),
+                )
+            })
+            .collect();
+        // Two sub-devices under d00.
+        for sub in &mut rows[5..7] {
+            sub.record.gateway = Some("aliyun:pk/d00".parse().unwrap());
+        }
+        let mut snap = Snapshot::empty(String::new());
+        snap.devices = table(rows);
+        snap.revision = 1;
+        snap.row_changes.record(1, None);
+        let settings = Settings {
+            sort: Sort {
+                column: SortColumn::Progress,
+                ascending: false,
+            },
+            ..Settings::default()
+        };
+        let mut view = ConsoleView::new(settings, false);
+        view.refresh_rows(&snap);
+        assert_eq!(view.cache.full_recomputes, 1);
+        // Three revisions; the window sees only the last.
+        for (revision, (n, percent)) in [(2, (3, 90)), (3, (0, 95)), (4, (17, 10))] {
+            let mut changed = DeviceRow::clone(&snap.devices[n]);
+            if let Some(line) = changed.rollout.as_mut() {
+                line.percent = percent;
+            }
+            let id = changed.record.id.clone();
+            snap.devices.set(n, Arc::new(changed));
+            snap.revision = revision;
+            snap.row_changes.record(revision, Some(vec![id].into()));
+        }
+        view.refresh_rows(&snap);
+        assert_eq!(view.cache.full_recomputes, 1, "patched, not recomputed");
+        let s = &view.settings;
+        let full = filter::visible_rows(&snap.devices, &s.filter, s.sort, true, &HashMap::new());
+        assert_eq!(view.cache.visible, full);
+        let first = view.cache.visible.first().map(|v| v.index);
+        assert_eq!(first, Some(0), "d00 (95 %) leads, with its sub-devices");
     }
 }
