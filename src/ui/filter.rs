@@ -446,6 +446,10 @@ fn index_of(rows: &DeviceRows, id: &DeviceId) -> Option<usize> {
     clippy::too_many_arguments,
     reason = "the order's inputs, before and after: bundling them would only rename them"
 )]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass: which rows move, then where each goes, sharing the order's closures"
+)]
 pub fn patch_visible(
     visible: &mut Vec<VisibleRow>,
     before: &DeviceRows,
@@ -484,10 +488,8 @@ pub fn patch_visible(
         if old.record.id != new.record.id {
             return false;
         }
-        if groups.is_some() {
-            if old.record.gateway != new.record.gateway || nested(new) {
-                return false;
-            }
+        if groups.is_some() && (old.record.gateway != new.record.gateway || nested(new)) {
+            return false;
         }
         let (was, is) = (filter.matches(old), filter.matches(new));
         if was == is && (!is || order(old, new) == Ordering::Equal) {
