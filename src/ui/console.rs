@@ -22,11 +22,12 @@ use super::firmware_panel::{self, FirmwareForm};
 use super::history::{self, HistoryState};
 use super::inspector::{self, InspectorState};
 use super::rollout_panel::{self, RolloutForm};
-use super::settings::{BottomTab, DeviceView, Settings};
+use super::settings::{BottomTab, DeviceView, Settings, TileForm};
 use super::start_failure::{self, StartFailureForm};
 use super::summary_strip;
 use super::tiles;
 use super::toasts::{self, Banner};
+use super::wall::{self, WallInput, WallState};
 use crate::device_id::DeviceId;
 use crate::engine::Snapshot;
 use crate::fleet::inspector::RawMessage;
@@ -42,6 +43,14 @@ const FILTER_ID: &str = "device-filter";
 struct RowCache {
     key: Option<(u64, DeviceFilter, Sort, bool)>,
     visible: Vec<VisibleRow>,
+    /// The rows `visible` was derived from (shared with that snapshot).
+    rows: crate::engine::DeviceRows,
+    /// Shown devices not heard since the start (`filter::not_heard_shown`), kept with `visible`.
+    not_heard: usize,
+    /// Which rows sit under which gateway, when `visible` is grouped.
+    groups: Option<filter::Groups>,
+    /// How many times `visible` was computed in full (the rest were patched).
+    full_recomputes: u64,
     /// A campaign's targets never change, so the target map is rebuilt only when the list of
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
@@ -53,6 +62,10 @@ pub struct ConsoleView {
     /// Shows the DEMO badge.
     pub demo: bool,
     pub selection: BTreeSet<DeviceId>,
+    /// Counts the bulk changes of the selection (the wall repaints its marks when it moves).
+    selection_rev: u64,
+    /// The wall's squares, kept between frames (the tile view's compact form).
+    pub wall: WallState,
     /// The device the inspector follows (last clicked).
     pub inspected: Option<DeviceId>,
     pub firmware: FirmwareForm,
@@ -77,6 +90,8 @@ impl ConsoleView {
             settings,
             demo,
             selection: BTreeSet::new(),
+            selection_rev: 0,
+            wall: WallState::default(),
             inspected: None,
             firmware: FirmwareForm::default(),
             rollout: RolloutForm::default(),
@@ -234,7 +249,7 @@ impl ConsoleView {
             && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Space))
         {
             if let Some(id) = self.inspected.clone() {
-                self.apply_selection(&SelectionOp::Toggle(id), &[]);
+                self.apply_selection(&SelectionOp::Toggle(id), &crate::engine::DeviceRows::new());
             }
         }
     }
@@ -246,10 +261,46 @@ impl ConsoleView {
             return;
         }
         let campaigns: Vec<i64> = snap.campaigns.iter().map(|c| c.snapshot.id.0).collect();
-        if campaigns != self.cache.campaigns {
+        let same_campaigns = campaigns == self.cache.campaigns;
+        if !same_campaigns {
             self.cache.targets = filter::targets_by_device(&snap.campaigns);
             self.cache.campaigns = campaigns;
         }
+        // A later revision with the same view: patch the rows that changed since (at 100,000
+        // devices a full filter and sort every publish costs more than a frame).
+        let changed = self
+            .cache
+            .key
+            .as_ref()
+            .filter(|(_, f, sort, group)| {
+                *f == s.filter && *sort == s.sort && *group == s.group_by_gateway
+            })
+            .and_then(|(revision, ..)| snap.row_changes.since(*revision));
+        if same_campaigns
+            && let Some(changed) = changed
+            && filter::patch_visible(
+                &mut self.cache.visible,
+                &self.cache.rows,
+                &snap.devices,
+                &changed,
+                &s.filter,
+                s.sort,
+                &self.cache.targets,
+                self.cache.groups.as_ref(),
+            )
+        {
+            let change = filter::not_heard_shown_change(
+                &self.cache.rows,
+                &snap.devices,
+                &changed,
+                &s.filter,
+            );
+            self.cache.not_heard = self.cache.not_heard.saturating_add_signed(change);
+            self.cache.rows = snap.devices.clone();
+            self.cache.key = Some(key);
+            return;
+        }
+        self.cache.rows = snap.devices.clone();
         self.cache.visible = filter::visible_rows(
             &snap.devices,
             &s.filter,
@@ -257,18 +308,24 @@ impl ConsoleView {
             s.group_by_gateway,
             &self.cache.targets,
         );
+        self.cache.not_heard = filter::not_heard_shown(&snap.devices, &self.cache.visible);
+        self.cache.groups = s
+            .group_by_gateway
+            .then(|| filter::Groups::of(&snap.devices));
+        self.cache.full_recomputes += 1;
         self.cache.key = Some(key);
     }
 
-    fn apply_selection(&mut self, op: &SelectionOp, rows: &[crate::engine::DeviceRow]) {
+    fn apply_selection(&mut self, op: &SelectionOp, rows: &crate::engine::DeviceRows) {
         filter::apply_selection(&mut self.selection, op, rows, &self.cache.visible);
+        self.selection_rev = self.selection_rev.wrapping_add(1);
     }
 
     fn fleet_ui(&mut self, ui: &mut Ui, snap: &Snapshot, now_ms: i64) {
         self.filter_bar_ui(ui);
         self.selection_bar_ui(ui, snap);
         ui.separator();
-        let rows = snap.devices.as_slice();
+        let rows = &snap.devices;
         if rows.is_empty() {
             ui.weak(tr!("ui.console.no_devices"));
             return;
@@ -286,6 +343,19 @@ impl ConsoleView {
                     inspected: &mut self.inspected,
                 },
             ),
+            DeviceView::Tiles if self.wall_wanted() => wall::wall_ui(
+                ui,
+                &mut self.wall,
+                &WallInput {
+                    rows,
+                    visible: &self.cache.visible,
+                    revision: snap.revision,
+                    changes: &snap.row_changes,
+                    selection_key: (self.selection_rev, self.selection.len()),
+                },
+                &mut self.selection,
+                &mut self.inspected,
+            ),
             DeviceView::Tiles => tiles::tiles_ui(
                 ui,
                 rows,
@@ -293,6 +363,15 @@ impl ConsoleView {
                 &mut self.selection,
                 &mut self.inspected,
             ),
+        }
+    }
+
+    /// The tile view shows the wall: chosen, or automatic and too many devices for cards.
+    fn wall_wanted(&self) -> bool {
+        match self.settings.tile_form {
+            TileForm::Wall => true,
+            TileForm::Cards => false,
+            TileForm::Auto => self.cache.visible.len() > wall::WALL_ABOVE,
         }
     }
 
@@ -309,6 +388,21 @@ impl ConsoleView {
                 DeviceView::Tiles,
                 tr!("ui.console.tiles"),
             );
+            if self.settings.view == DeviceView::Tiles {
+                let form = &mut self.settings.tile_form;
+                let name = |f: TileForm| match f {
+                    TileForm::Auto => tr!("ui.wall.form_auto", count = wall::WALL_ABOVE),
+                    TileForm::Cards => tr!("ui.wall.form_cards"),
+                    TileForm::Wall => tr!("ui.wall.form_wall"),
+                };
+                egui::ComboBox::new("tile-form", tr!("ui.wall.form"))
+                    .selected_text(name(*form))
+                    .show_ui(ui, |ui| {
+                        for f in [TileForm::Auto, TileForm::Cards, TileForm::Wall] {
+                            ui.selectable_value(form, f, name(f));
+                        }
+                    });
+            }
             ui.separator();
             let label = ui.label(tr!("ui.console.filter")).id;
             let edit = ui
@@ -360,7 +454,7 @@ impl ConsoleView {
     }
 
     fn selection_bar_ui(&mut self, ui: &mut Ui, snap: &Snapshot) {
-        let rows = snap.devices.as_slice();
+        let rows = &snap.devices;
         let mut op = None;
         ui.horizontal_wrapped(|ui| {
             ui.label(
@@ -372,7 +466,7 @@ impl ConsoleView {
                 ))
                 .strong(),
             );
-            let not_heard = filter::not_heard_shown(rows, &self.cache.visible);
+            let not_heard = self.cache.not_heard;
             let all = ui.button(tr!("ui.console.select_all"));
             let all = if not_heard > 0 {
                 all.on_hover_text(tr!("ui.console.select_all_hover", count = not_heard))
@@ -468,5 +562,67 @@ impl ConsoleView {
             BottomTab::Log => inspector::log_ui(ui, snap),
             BottomTab::History => history::history_ui(ui, snap, &mut self.history, actions),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::DeviceRow;
+    use crate::rollout::DeviceStatus;
+    use crate::ui::filter::tests::{row, table};
+    use crate::ui::filter::{Sort, SortColumn};
+
+    /// A window that skipped revisions patches its order with every change since the one it
+    /// saw, and the order is what a full filter and sort gives.
+    #[test]
+    fn the_order_is_patched_across_skipped_revisions() {
+        let mut rows: Vec<_> = (0..30)
+            .map(|n| {
+                row(
+                    &format!("aliyun:pk/d{n:02}"),
+                    "1.0",
+                    Some(DeviceStatus::Downloading),
+                )
+            })
+            .collect();
+        // Two sub-devices under d00.
+        for sub in &mut rows[5..7] {
+            sub.record.gateway = Some("aliyun:pk/d00".parse().unwrap());
+        }
+        let mut snap = Snapshot::empty(String::new());
+        snap.devices = table(rows);
+        snap.revision = 1;
+        snap.row_changes.record(1, None);
+        let settings = Settings {
+            sort: Sort {
+                column: SortColumn::Progress,
+                ascending: false,
+            },
+            ..Settings::default()
+        };
+        let mut view = ConsoleView::new(settings, false);
+        view.refresh_rows(&snap);
+        assert_eq!(view.cache.full_recomputes, 1);
+        // Three revisions; the window sees only the last.
+        for (revision, (n, percent)) in [(2, (3, 90)), (3, (0, 95)), (4, (17, 10))] {
+            let mut changed = DeviceRow::clone(&snap.devices[n]);
+            if let Some(line) = changed.rollout.as_mut() {
+                line.percent = percent;
+            }
+            let id = changed.record.id.clone();
+            snap.devices.set(n, Arc::new(changed));
+            snap.revision = revision;
+            snap.row_changes.record(revision, Some(vec![id].into()));
+        }
+        view.refresh_rows(&snap);
+        assert_eq!(view.cache.full_recomputes, 1, "patched, not recomputed");
+        let s = &view.settings;
+        let full = filter::visible_rows(&snap.devices, &s.filter, s.sort, true, &HashMap::new());
+        assert_eq!(view.cache.visible, full);
+        let first = view.cache.visible.first().map(|v| v.index);
+        assert_eq!(first, Some(0), "d00 (95 %) leads, with its sub-devices");
     }
 }

@@ -4,13 +4,16 @@
 //! Owns: the filter (text, dialect, version, status), column sorting, the gateway → sub-device
 //! grouping and the bulk selection operations. Never draws, never talks to the engine.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 use crate::device_id::{DeviceId, DialectId};
-use crate::engine::{CampaignView, DeviceRow};
+use crate::engine::{CampaignView, DeviceRow, DeviceRows};
 use crate::i18n::tr;
 use crate::rollout::DeviceStatus;
 
@@ -105,13 +108,53 @@ impl DeviceFilter {
             return false;
         }
         let text = self.text.trim();
-        text.is_empty() || text_matches(row, &text.to_lowercase())
+        // Asked for every row of the fleet at each filter change: nothing is allocated when
+        // the text is already lower-case ASCII.
+        let needle: Cow<'_, str> = if text
+            .bytes()
+            .any(|b| !b.is_ascii() || b.is_ascii_uppercase())
+        {
+            Cow::Owned(text.to_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        };
+        text.is_empty() || text_matches(row, &needle)
+    }
+}
+
+thread_local! {
+    /// The id of the row being matched, written out (one buffer, not one string per row).
+    static ID_TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Whether `hay`, lower-cased, contains `needle_lower`; for ASCII both ways without lower-casing
+/// a copy (what is ASCII lower-cases byte by byte; other text goes the long way, since a
+/// non-ASCII letter may lower-case to ASCII).
+fn contains_folded(hay: &str, needle_lower: &str) -> bool {
+    if hay.is_ascii() && needle_lower.is_ascii() {
+        let (hay, needle) = (hay.as_bytes(), needle_lower.as_bytes());
+        needle.is_empty()
+            || hay.windows(needle.len()).any(|w| {
+                w.iter()
+                    .zip(needle)
+                    .all(|(h, n)| h.to_ascii_lowercase() == *n)
+            })
+    } else {
+        hay.to_lowercase().contains(needle_lower)
     }
 }
 
 fn text_matches(row: &DeviceRow, needle_lower: &str) -> bool {
-    let contains = |hay: &str| hay.to_lowercase().contains(needle_lower);
-    contains(&row.record.id.to_string())
+    let contains = |hay: &str| contains_folded(hay, needle_lower);
+    let id_matches = ID_TEXT.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let _ = write!(buf, "{}", row.record.id);
+            contains(&buf)
+        }
+        Err(_) => contains(&row.record.id.to_string()),
+    });
+    id_matches
         || row
             .record
             .versions
@@ -266,23 +309,70 @@ pub struct VisibleRow {
     pub depth: u8,
 }
 
+/// Sorts `picked` (indexes into `rows`, ascending) in the order of [`compare`]. Each row's key
+/// is read once and the (key, index) pairs sorted in one flat vector: at 100,000 devices
+/// comparing rows in place reads scattered memory millions of times. Rows are sorted by id, so
+/// the index is the id's tie-break.
+fn sort_picked(
+    rows: &[&DeviceRow],
+    picked: &mut Vec<usize>,
+    sort: Sort,
+    targets: &HashMap<DeviceId, String>,
+) {
+    fn by<K: Ord>(picked: &mut Vec<usize>, ascending: bool, key: impl Fn(usize) -> K) {
+        let mut keyed: Vec<(K, usize)> = picked.iter().map(|&i| (key(i), i)).collect();
+        keyed.sort_unstable();
+        if !ascending {
+            keyed.reverse();
+        }
+        *picked = keyed.into_iter().map(|(_, i)| i).collect();
+    }
+    let row = |i: usize| rows[i];
+    let ascending = sort.ascending;
+    match sort.column {
+        SortColumn::Device => {
+            if !ascending {
+                picked.reverse();
+            }
+        }
+        SortColumn::Dialect => by(picked, ascending, |i| row(i).record.dialect()),
+        SortColumn::Module => by(picked, ascending, |i| {
+            module_names(row(i)).collect::<Vec<_>>()
+        }),
+        SortColumn::Version => by(picked, ascending, |i| shown_version(row(i))),
+        SortColumn::Target => by(picked, ascending, |i| target_of(targets, &row(i).record.id)),
+        SortColumn::Status => by(picked, ascending, |i| status_rank(row(i))),
+        SortColumn::Progress => by(picked, ascending, |i| {
+            row(i)
+                .rollout
+                .as_ref()
+                .map(|d| (d.status.is_terminal(), d.percent))
+        }),
+        SortColumn::LastMessage => by(picked, ascending, |i| row(i).last_message.as_deref()),
+        SortColumn::LastSeen => by(picked, ascending, |i| {
+            let r = &row(i).record;
+            (r.heard_since_start, r.last_seen_ms)
+        }),
+    }
+}
+
 /// Filters and sorts `rows`; with `group`, each sub-device follows its gateway (when the gateway
 /// is shown too), sub-devices sorted among themselves. `rows` must be sorted by id, as the
 /// snapshot keeps them (a gateway that cannot be found leaves its sub-devices on their own).
 pub fn visible_rows(
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     filter: &DeviceFilter,
     sort: Sort,
     group: bool,
     targets: &HashMap<DeviceId, String>,
 ) -> Vec<VisibleRow> {
+    // The persistent vector finds a row in O(log n): sorting and grouping read a flat list of
+    // references instead (one pass, no row copied).
+    let rows: Vec<&DeviceRow> = rows.iter().map(|r| &**r).collect();
     let mut picked: Vec<usize> = (0..rows.len())
-        .filter(|&i| filter.matches(&rows[i]))
+        .filter(|&i| filter.matches(rows[i]))
         .collect();
-    picked.sort_by(|&a, &b| {
-        let ord = compare(&rows[a], &rows[b], sort.column, targets);
-        if sort.ascending { ord } else { ord.reverse() }
-    });
+    sort_picked(&rows, &mut picked, sort, targets);
     if !group {
         return picked
             .into_iter()
@@ -316,6 +406,183 @@ pub fn visible_rows(
     out
 }
 
+/// For patching a grouped order: which rows name each row as their gateway (by index in the
+/// snapshot's rows), whether shown or not. Built with a full [`visible_rows`]; it stays true
+/// while no row is added and no row's gateway changes ([`patch_visible`] recomputes then).
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    children: HashMap<usize, Vec<usize>>,
+}
+
+impl Groups {
+    /// The gateway → sub-devices map of `rows` (sorted by id, as the snapshot keeps them).
+    pub fn of(rows: &DeviceRows) -> Groups {
+        let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(g) = row.record.gateway.as_ref().and_then(|g| index_of(rows, g)) {
+                children.entry(g).or_default().push(i);
+            }
+        }
+        Groups { children }
+    }
+
+    fn children(&self, gateway: usize) -> &[usize] {
+        self.children.get(&gateway).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn index_of(rows: &DeviceRows, id: &DeviceId) -> Option<usize> {
+    rows.binary_search_by(|r| r.record.id.cmp(id)).ok()
+}
+
+/// Brings `visible` (what [`visible_rows`] gave for `before`, grouped when `groups` is given)
+/// up to date with `after`, in which only the rows named in `changed` differ: a changed row
+/// whose filter match and sort key stay the same keeps its place; the others (and, in a grouped
+/// order, the sub-devices of a gateway that moved) are taken out and put back at their place in
+/// the order (one pass over `visible`, plus O(log² n) per row moved).
+/// Returns false, leaving `visible` as it was, when patching cannot work (rows were added, a
+/// changed id is missing, a gateway changed, gateways nest): then the caller recomputes.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the order's inputs, before and after: bundling them would only rename them"
+)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass: which rows move, then where each goes, sharing the order's closures"
+)]
+pub fn patch_visible(
+    visible: &mut Vec<VisibleRow>,
+    before: &DeviceRows,
+    after: &DeviceRows,
+    changed: &[DeviceId],
+    filter: &DeviceFilter,
+    sort: Sort,
+    targets: &HashMap<DeviceId, String>,
+    groups: Option<&Groups>,
+) -> bool {
+    if before.len() != after.len() {
+        return false;
+    }
+    let order = |a: &DeviceRow, b: &DeviceRow| {
+        let ord = compare(a, b, sort.column, targets);
+        if sort.ascending { ord } else { ord.reverse() }
+    };
+    let row = |i: usize| after.get(i).map(|r| &**r);
+    // The shown gateway a row sits under in a grouped order (after the change).
+    let parent = |r: &DeviceRow| -> Option<usize> {
+        groups?;
+        let g = index_of(after, r.record.gateway.as_ref()?)?;
+        row(g).is_some_and(|g| filter.matches(g)).then_some(g)
+    };
+    // A shown row under a shown gateway that itself sits under a shown gateway is not shown
+    // (`visible_rows` lists one level): such nests are recomputed.
+    let nested = |r: &DeviceRow| parent(r).and_then(row).and_then(parent).is_some();
+    let mut affected: Vec<usize> = Vec::new();
+    for id in changed {
+        let Some(index) = index_of(after, id) else {
+            return false;
+        };
+        let (Some(old), Some(new)) = (before.get(index), after.get(index)) else {
+            return false;
+        };
+        if old.record.id != new.record.id {
+            return false;
+        }
+        if groups.is_some() && (old.record.gateway != new.record.gateway || nested(new)) {
+            return false;
+        }
+        let (was, is) = (filter.matches(old), filter.matches(new));
+        if was == is && (!is || order(old, new) == Ordering::Equal) {
+            continue;
+        }
+        affected.push(index);
+        if let Some(groups) = groups {
+            let kids = groups.children(index);
+            if !kids.is_empty() && new.record.gateway.is_some() {
+                // A gateway that is itself a sub-device: nested.
+                return false;
+            }
+            // Sub-devices sit under their gateway: they move with it.
+            affected.extend_from_slice(kids);
+        }
+    }
+    if affected.is_empty() {
+        return true;
+    }
+    affected.sort_unstable();
+    affected.dedup();
+    // Where an entry sits: under its top row (itself, or its gateway), then by depth, then by
+    // its own place among its gateway's sub-devices.
+    let top = |index: usize, under: Option<usize>| under.unwrap_or(index);
+    let place = |a: (usize, Option<usize>), b: (usize, Option<usize>)| -> Option<Ordering> {
+        let (ta, tb) = (top(a.0, a.1), top(b.0, b.1));
+        if ta == tb {
+            let depth = a.1.is_some().cmp(&b.1.is_some());
+            Some(depth.then(order(row(a.0)?, row(b.0)?)))
+        } else {
+            Some(order(row(ta)?, row(tb)?))
+        }
+    };
+    let mut kept: Vec<VisibleRow> = Vec::with_capacity(visible.len() + affected.len());
+    kept.extend(
+        visible
+            .iter()
+            .filter(|v| affected.binary_search(&v.index).is_err()),
+    );
+    // A kept entry's gateway, looked up only where a search lands.
+    let entry = |v: &VisibleRow| -> Option<(usize, Option<usize>)> {
+        if v.depth == 0 {
+            return Some((v.index, None));
+        }
+        let gateway = row(v.index)?.record.gateway.as_ref()?;
+        Some((v.index, Some(index_of(after, gateway)?)))
+    };
+    let mut places: Vec<(usize, (usize, Option<usize>))> = Vec::with_capacity(affected.len());
+    for &i in &affected {
+        let Some(new) = row(i) else {
+            return false;
+        };
+        if !filter.matches(new) {
+            continue;
+        }
+        if groups.is_some() && nested(new) {
+            return false;
+        }
+        let me = (i, parent(new));
+        let mut lost = false;
+        let at = kept.partition_point(|v| match entry(v).and_then(|e| place(e, me)) {
+            Some(o) => o == Ordering::Less,
+            None => {
+                lost = true;
+                false
+            }
+        });
+        if lost {
+            return false;
+        }
+        places.push((at, me));
+    }
+    places.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| place(a.1, b.1).unwrap_or(Ordering::Equal))
+    });
+    let line = |(i, under): (usize, Option<usize>)| VisibleRow {
+        index: i,
+        depth: u8::from(under.is_some()),
+    };
+    let mut out = Vec::with_capacity(kept.len() + places.len());
+    let mut places = places.into_iter().peekable();
+    for (at, v) in kept.into_iter().enumerate() {
+        while let Some((_, e)) = places.next_if(|(p, _)| *p == at) {
+            out.push(line(e));
+        }
+        out.push(v);
+    }
+    out.extend(places.map(|(_, e)| line(e)));
+    *visible = out;
+    true
+}
+
 /// A bulk change of the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 ///
@@ -337,7 +604,9 @@ pub enum SelectionOp {
 }
 
 /// Shown devices not heard since the console started: what "Select all shown" leaves out.
-pub fn not_heard_shown(rows: &[DeviceRow], visible: &[VisibleRow]) -> usize {
+pub fn not_heard_shown(rows: &DeviceRows, visible: &[VisibleRow]) -> usize {
+    // One pass over the persistent vector, not a lookup per shown row.
+    let rows: Vec<&DeviceRow> = rows.iter().map(|r| &**r).collect();
     visible
         .iter()
         .filter_map(|v| rows.get(v.index))
@@ -345,17 +614,44 @@ pub fn not_heard_shown(rows: &[DeviceRow], visible: &[VisibleRow]) -> usize {
         .count()
 }
 
+/// How [`not_heard_shown`] moves from `before` to `after` when only the rows named in `changed`
+/// differ (a row is shown when the filter matches it).
+pub fn not_heard_shown_change(
+    before: &DeviceRows,
+    after: &DeviceRows,
+    changed: &[DeviceId],
+    filter: &DeviceFilter,
+) -> isize {
+    let counts = |rows: &DeviceRows, id: &DeviceId| {
+        rows.binary_search_by(|r| r.record.id.cmp(id))
+            .ok()
+            .and_then(|i| rows.get(i))
+            .is_some_and(|r| !r.record.heard_since_start && filter.matches(r))
+    };
+    changed
+        .iter()
+        .map(|id| isize::from(counts(after, id)) - isize::from(counts(before, id)))
+        .sum()
+}
+
 /// Applies `op` to `selection`; `visible` are the filtered rows.
 pub fn apply_selection(
     selection: &mut BTreeSet<DeviceId>,
     op: &SelectionOp,
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     visible: &[VisibleRow],
 ) {
+    // One pass over the persistent vector, not a lookup per shown row.
+    let flat: Vec<&DeviceRow> = match op {
+        SelectionOp::AllFiltered | SelectionOp::NotHeardFiltered | SelectionOp::InvertFiltered => {
+            rows.iter().map(|r| &**r).collect()
+        }
+        SelectionOp::None | SelectionOp::NotOnVersion(_) | SelectionOp::Toggle(_) => Vec::new(),
+    };
     let visible_ids = |heard: bool| {
         visible
             .iter()
-            .filter_map(|v| rows.get(v.index))
+            .filter_map(|v| flat.get(v.index).copied())
             .filter(move |r| r.record.heard_since_start == heard)
             .map(|r| &r.record.id)
     };
@@ -372,13 +668,14 @@ pub fn apply_selection(
         }
         SelectionOp::NotOnVersion(version) => {
             let version = version.trim();
-            selection.clear();
-            selection.extend(
-                rows.iter()
-                    .filter(|r| r.record.heard_since_start)
-                    .filter(|r| shown_version(r).is_some_and(|v| v != version))
-                    .map(|r| r.record.id.clone()),
-            );
+            // Built at once from ids in order (the rows are sorted by id), not inserted one by
+            // one: this selects up to the whole fleet.
+            *selection = rows
+                .iter()
+                .filter(|r| r.record.heard_since_start)
+                .filter(|r| shown_version(r).is_some_and(|v| v != version))
+                .map(|r| r.record.id.clone())
+                .collect();
         }
         SelectionOp::Toggle(id) => {
             if !selection.remove(id) {
@@ -418,7 +715,16 @@ pub(crate) mod tests {
         }
     }
 
-    fn fleet() -> Vec<DeviceRow> {
+    /// `rows` as the snapshot holds them.
+    pub(crate) fn table(rows: Vec<DeviceRow>) -> DeviceRows {
+        rows.into_iter().map(std::sync::Arc::new).collect()
+    }
+
+    fn fleet() -> DeviceRows {
+        table(fleet_rows())
+    }
+
+    fn fleet_rows() -> Vec<DeviceRow> {
         let mut gw = row("fogcloud:pk/gw1", "1.0", None);
         gw.record.online = true;
         let mut sub_b = row("fogcloud:pk/sub-b", "1.0", Some(DeviceStatus::Downloading));
@@ -439,7 +745,7 @@ pub(crate) mod tests {
         rows
     }
 
-    fn ids(rows: &[DeviceRow], visible: &[VisibleRow]) -> Vec<String> {
+    fn ids(rows: &DeviceRows, visible: &[VisibleRow]) -> Vec<String> {
         visible
             .iter()
             .map(|v| rows[v.index].record.id.to_string())
@@ -639,11 +945,12 @@ pub(crate) mod tests {
 
     #[test]
     fn bulk_selection_leaves_out_devices_not_heard_since_the_start() {
-        let mut rows = fleet();
+        let mut rows = fleet_rows();
         let gone: DeviceId = "aliyun:pk/dev-1".parse().unwrap();
         for row in rows.iter_mut().filter(|r| r.record.id == gone) {
             row.record.heard_since_start = false;
         }
+        let rows = table(rows);
         let targets = HashMap::new();
         let visible = visible_rows(
             &rows,
@@ -669,6 +976,157 @@ pub(crate) mod tests {
         );
         assert!(!sel.contains(&gone));
         assert_eq!(sel.len(), rows.len() - 1);
+    }
+
+    fn statuses() -> [Option<DeviceStatus>; 6] {
+        [
+            None,
+            Some(DeviceStatus::Pending),
+            Some(DeviceStatus::Downloading),
+            Some(DeviceStatus::Installing),
+            Some(DeviceStatus::Succeeded),
+            Some(DeviceStatus::Failed),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Patching the visible order with the rows that changed gives what a full filter and
+        /// sort of the new rows gives, whatever the filter, column and direction, grouped under
+        /// gateways or not.
+        #[test]
+        fn a_patched_order_equals_a_recomputed_one(
+            start in proptest::collection::vec((0usize..6, 0u8..3, 0u8..=100, proptest::bool::ANY), 1..40),
+            changes in proptest::collection::vec((0usize..40, 0usize..6, 0u8..3, 0u8..=100), 0..20),
+            column in 0usize..9,
+            ascending in proptest::bool::ANY,
+            status_filter in 0usize..8,
+            version_filter in 0u8..4,
+            group in proptest::bool::ANY,
+        ) {
+            // Rows from the fourth on may sit under one of the first three (one level).
+            let make = |n: usize, (status, version, percent): (usize, u8, u8), under: bool| {
+                let mut r = row(&format!("aliyun:pk/d{n:02}"), &format!("1.{version}"), statuses()[status]);
+                if let Some(line) = r.rollout.as_mut() {
+                    line.percent = percent;
+                }
+                r.record.last_seen_ms = i64::from(percent);
+                r.record.heard_since_start = percent % 3 != 0;
+                if under && n >= 3 {
+                    r.record.gateway = Some(format!("aliyun:pk/d{:02}", n % 3).parse().unwrap());
+                }
+                r
+            };
+            let before = table(start.iter().enumerate().map(|(n, &(st, v, p, under))| make(n, (st, v, p), under)).collect());
+            let mut after = before.clone();
+            let mut changed = Vec::new();
+            for (n, status, version, percent) in changes {
+                let n = n % before.len();
+                after.set(n, std::sync::Arc::new(make(n, (status, version, percent), start[n].3)));
+                changed.push(after[n].record.id.clone());
+            }
+            changed.sort();
+            changed.dedup();
+            let columns = [
+                SortColumn::Dialect, SortColumn::Device, SortColumn::Module, SortColumn::Version,
+                SortColumn::Target, SortColumn::Status, SortColumn::Progress,
+                SortColumn::LastMessage, SortColumn::LastSeen,
+            ];
+            let sort = Sort { column: columns[column], ascending };
+            let choices = StatusFilter::choices();
+            let filter = DeviceFilter {
+                status: choices[status_filter % choices.len()],
+                version: if version_filter == 3 { String::new() } else { format!("1.{version_filter}") },
+                ..DeviceFilter::default()
+            };
+            // Some devices are targets of a campaign, some not.
+            let targets: HashMap<DeviceId, String> = (0..40)
+                .filter(|n| n % 4 != 0)
+                .map(|n| (format!("aliyun:pk/d{n:02}").parse().unwrap(), format!("2.{}", n % 3)))
+                .collect();
+            let mut visible = visible_rows(&before, &filter, sort, group, &targets);
+            let groups = group.then(|| Groups::of(&before));
+            let not_heard = not_heard_shown(&before, &visible);
+            proptest::prop_assert!(patch_visible(&mut visible, &before, &after, &changed, &filter, sort, &targets, groups.as_ref()));
+            let recomputed = visible_rows(&after, &filter, sort, group, &targets);
+            proptest::prop_assert_eq!(ids(&after, &visible), ids(&after, &recomputed));
+            proptest::prop_assert_eq!(
+                visible.iter().map(|v| v.depth).collect::<Vec<_>>(),
+                recomputed.iter().map(|v| v.depth).collect::<Vec<_>>()
+            );
+            let change = not_heard_shown_change(&before, &after, &changed, &filter);
+            proptest::prop_assert_eq!(not_heard.checked_add_signed(change), Some(not_heard_shown(&after, &recomputed)));
+        }
+    }
+
+    #[test]
+    fn a_gateway_that_changes_or_nests_makes_the_grouped_order_recomputed() {
+        let before = fleet();
+        let targets = HashMap::new();
+        let filter = DeviceFilter::default();
+        let grouped = visible_rows(&before, &filter, Sort::default(), true, &targets);
+        let groups = Groups::of(&before);
+        let sub: DeviceId = "fogcloud:pk/sub-a".parse().unwrap();
+        let at = before.iter().position(|r| r.record.id == sub).unwrap();
+        // sub-a leaves its gateway.
+        let mut moved = DeviceRow::clone(&before[at]);
+        moved.record.gateway = None;
+        let mut after = before.clone();
+        after.set(at, std::sync::Arc::new(moved));
+        let mut visible = grouped.clone();
+        assert!(!patch_visible(
+            &mut visible,
+            &before,
+            &after,
+            std::slice::from_ref(&sub),
+            &filter,
+            Sort::default(),
+            &targets,
+            Some(&groups),
+        ));
+        assert_eq!(visible, grouped, "left as it was");
+        // With sub-b under sub-a, itself under gw1, a change of sub-b is recomputed.
+        let other: DeviceId = "fogcloud:pk/sub-b".parse().unwrap();
+        let at = before.iter().position(|r| r.record.id == other).unwrap();
+        let mut nested = DeviceRow::clone(&before[at]);
+        nested.record.gateway = Some(sub);
+        let mut before = before.clone();
+        before.set(at, std::sync::Arc::new(nested.clone()));
+        let groups = Groups::of(&before);
+        let mut visible = visible_rows(&before, &filter, Sort::default(), true, &targets);
+        if let Some(line) = nested.rollout.as_mut() {
+            line.percent = 55;
+        }
+        let mut after = before.clone();
+        after.set(at, std::sync::Arc::new(nested));
+        assert!(!patch_visible(
+            &mut visible,
+            &before,
+            &after,
+            &[other],
+            &filter,
+            Sort {
+                column: SortColumn::Progress,
+                ascending: true
+            },
+            &targets,
+            Some(&groups),
+        ));
+    }
+
+    proptest::proptest! {
+        /// The allocation-free match agrees with lower-casing a copy, for any text and needle
+        /// (ASCII or not: "K" as the Kelvin sign lower-cases to an ASCII "k").
+        #[test]
+        fn folded_contains_is_lower_case_contains(
+            hay in "[a-zA-Z0-9/:K\u{212A}\u{130}é-]{0,12}",
+            needle in "[a-zA-Z0-9/:K\u{212A}é-]{0,3}",
+        ) {
+            let needle = needle.to_lowercase();
+            proptest::prop_assert_eq!(
+                contains_folded(&hay, &needle),
+                hay.to_lowercase().contains(&needle)
+            );
+        }
     }
 
     #[test]

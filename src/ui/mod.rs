@@ -5,7 +5,8 @@
 //! - [`app`]: `OtaApp`, the eframe app: `logic` (snapshot, jobs, dropped files) and `ui`.
 //! - [`console`]: `ConsoleView`, the layout and view state, drawn from one snapshot per frame.
 //! - Panels, one per file: [`connection_bar`], [`summary_strip`], [`firmware_panel`],
-//!   [`devices_table`], [`tiles`], [`rollout_panel`], [`inspector`], [`history`], [`toasts`],
+//!   [`devices_table`], [`tiles`] (cards) and [`wall`] (a few points per device, for large
+//!   fleets), [`rollout_panel`], [`inspector`], [`history`], [`toasts`],
 //!   [`start_failure`]; shared pieces in [`widgets`].
 //! - Pure logic, unit-tested: [`filter`] (filter, sort, grouping, selection), [`format`],
 //!   [`explain`] (error codes). Report files come from [`crate::report`], as in the CLI.
@@ -42,6 +43,7 @@ pub mod theme;
 pub mod tiles;
 pub mod toasts;
 pub mod vault;
+pub mod wall;
 pub mod widgets;
 
 pub use app::OtaApp;

@@ -52,6 +52,24 @@ pub fn parse_versions(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Why no request can be built for the selected devices yet (`None`: one can). Asked every
+/// frame, so it copies nothing: the selection may hold 100,000 devices.
+pub fn request_blocker(
+    form: &FirmwareForm,
+    snap: &Snapshot,
+    selection: &BTreeSet<DeviceId>,
+) -> Option<String> {
+    if let Some(missing) = form.missing(&snap.packages) {
+        return Some(missing);
+    }
+    if form.chosen(&snap.packages).is_none() {
+        return Some(tr!("ui.firmware.choose_package"));
+    }
+    selection
+        .is_empty()
+        .then(|| tr!("ui.rollout.select_devices"))
+}
+
 /// The request for the selected devices, or why there is none yet.
 pub fn build_request(
     form: &FirmwareForm,
@@ -59,15 +77,12 @@ pub fn build_request(
     policy: &Policy,
     selection: &BTreeSet<DeviceId>,
 ) -> Result<CampaignRequest, String> {
-    if let Some(missing) = form.missing(&snap.packages) {
-        return Err(missing);
+    if let Some(why) = request_blocker(form, snap, selection) {
+        return Err(why);
     }
     let stored = form
         .chosen(&snap.packages)
         .ok_or_else(|| tr!("ui.firmware.choose_package"))?;
-    if selection.is_empty() {
-        return Err(tr!("ui.rollout.select_devices"));
-    }
     let module = Some(form.module.trim()).filter(|m| !m.is_empty() && *m != "default");
     Ok(CampaignRequest {
         name: form.name.trim().to_owned(),
@@ -154,20 +169,24 @@ pub fn rollout_panel_ui(
         .default_open(false)
         .open(std::mem::take(&mut form.fold_policy).then_some(false))
         .show(ui, |ui| policy_ui(ui, policy, form));
-    ui.horizontal(
-        |ui| match build_request(firmware, snap, policy, selection) {
-            Ok(request) => {
-                let label = tr!("ui.rollout.start_selected", count = request.targets.len());
-                if ui.button(label).clicked() {
-                    form.confirm = Some(Box::new(request));
+    // The request (a copy of the selection) is built on the click, not every frame.
+    ui.horizontal(|ui| match request_blocker(firmware, snap, selection) {
+        None => {
+            let label = tr!("ui.rollout.start_selected", count = selection.len());
+            if ui.button(label).clicked() {
+                match build_request(firmware, snap, policy, selection) {
+                    Ok(request) => form.confirm = Some(Box::new(request)),
+                    Err(why) => {
+                        ui.weak(why);
+                    }
                 }
             }
-            Err(why) => {
-                ui.add_enabled(false, egui::Button::new(tr!("ui.rollout.start")));
-                ui.weak(why);
-            }
-        },
-    );
+        }
+        Some(why) => {
+            ui.add_enabled(false, egui::Button::new(tr!("ui.rollout.start")));
+            ui.weak(why);
+        }
+    });
     confirm_modal_ui(ui, form, actions);
     ui.separator();
     campaign_picker_ui(ui, &snap.campaigns, form);

@@ -30,6 +30,16 @@ pub enum DeviceView {
     Tiles,
 }
 
+/// The form of the tile view: cards, or the wall (a few points per device) for a large fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TileForm {
+    /// Cards up to `ui::wall::WALL_ABOVE` shown devices, the wall above.
+    #[default]
+    Auto,
+    Cards,
+    Wall,
+}
+
 /// The tab of the bottom panel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BottomTab {
@@ -44,6 +54,8 @@ pub enum BottomTab {
 pub struct Settings {
     pub theme: ThemeChoice,
     pub view: DeviceView,
+    /// Cards or the wall in the tile view.
+    pub tile_form: TileForm,
     /// Show FogCloud sub-devices under their gateway and DJI drones under their dock.
     pub group_by_gateway: bool,
     pub sort: Sort,
@@ -67,6 +79,7 @@ impl Default for Settings {
         Settings {
             theme: ThemeChoice::Dark,
             view: DeviceView::Table,
+            tile_form: TileForm::Auto,
             group_by_gateway: true,
             sort: Sort::default(),
             filter: DeviceFilter::default(),
@@ -104,6 +117,7 @@ mod tests {
             serde_json::from_str(r#"{"view":"Tiles","policy":{"wave_size":9},"unknown":1}"#)
                 .unwrap();
         assert_eq!(s.view, DeviceView::Tiles);
+        assert_eq!(s.tile_form, TileForm::Auto, "saved before the wall existed");
         assert_eq!(s.policy.wave_size, 9);
         assert_eq!(s.policy.max_in_flight, Policy::default().max_in_flight);
         assert!(s.group_by_gateway);

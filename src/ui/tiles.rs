@@ -11,7 +11,7 @@ use egui::{Align2, FontId, Rect, RichText, Sense, Stroke, StrokeKind, Ui, Vec2};
 use super::filter::{VisibleRow, status_label};
 use super::theme;
 use crate::device_id::DeviceId;
-use crate::engine::DeviceRow;
+use crate::engine::{DeviceRow, DeviceRows};
 use crate::i18n::tr;
 
 const TILE: Vec2 = Vec2::new(150.0, 58.0);
@@ -44,7 +44,7 @@ fn succeeded_pct(status: crate::rollout::DeviceStatus) -> u8 {
 
 pub fn tiles_ui(
     ui: &mut Ui,
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     visible: &[VisibleRow],
     selection: &mut BTreeSet<DeviceId>,
     inspected: &mut Option<DeviceId>,
@@ -177,11 +177,12 @@ fn tile_ui(
     } else {
         tr!("ui.tiles.select_hover")
     });
-    response.on_hover_ui(|ui| tile_details_ui(ui, row, &caption));
+    response.on_hover_ui(|ui| tile_details_ui(ui, row, &caption, &tr!("ui.tiles.hint")));
 }
 
-/// What hovering a tile tells: the full id, versions, link, and its standing in the rollout.
-fn tile_details_ui(ui: &mut Ui, row: &DeviceRow, caption: &str) {
+/// What hovering a tile (or a square of the wall) tells: the full id, versions, link, and its
+/// standing in the rollout; `hint` says what a click does there.
+pub(super) fn tile_details_ui(ui: &mut Ui, row: &DeviceRow, caption: &str, hint: &str) {
     let record = &row.record;
     ui.label(RichText::new(record.id.to_string()).monospace().strong());
     ui.label(format!(
@@ -213,7 +214,7 @@ fn tile_details_ui(ui: &mut Ui, row: &DeviceRow, caption: &str) {
     if let Some(last) = &row.last_message {
         ui.weak(last);
     }
-    ui.weak(tr!("ui.tiles.hint"));
+    ui.weak(hint);
 }
 
 #[cfg(test)]

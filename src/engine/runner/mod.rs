@@ -27,6 +27,7 @@ use super::campaign_lock::CampaignLock;
 use super::campaigns::Campaigns;
 use super::clock::Clock;
 use super::command::Command;
+use super::device_rows::RowCache;
 use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::{ImportEvent, Library};
@@ -64,6 +65,8 @@ pub(super) struct Runner {
     /// whoever started the engine waits for it ([`super::EngineHandle::wait_connected`]) and
     /// says why it failed, once (the CLI's `error:` line; the window shows the alert).
     link_was_up: bool,
+    /// The snapshot's device table, patched with what changed at each publish.
+    rows: RowCache,
 }
 
 impl Runner {
@@ -85,6 +88,7 @@ impl Runner {
             fleet: FleetState::default(),
             services: Services::for_registered(),
             link_was_up: false,
+            rows: RowCache::default(),
         };
         if let Some(warning) = runner.io.session_warning() {
             runner.alert(AlertLevel::Warning, warning);
@@ -295,8 +299,9 @@ impl Runner {
 
     fn publish_snapshot(&mut self) {
         self.alerts.take_changed();
+        let (devices, rows_changed) = self.rows.refresh(&mut self.fleet, &mut self.campaigns);
         let snapshot = super::view::build(&super::view::Parts {
-            fleet: &self.fleet,
+            devices,
             campaigns: &self.campaigns,
             io: &self.io,
             traffic: &self.traffic,
@@ -304,7 +309,7 @@ impl Runner {
             alerts: &self.alerts,
             now_ms: self.clock.now().as_millis(),
         });
-        self.publisher.publish(snapshot);
+        self.publisher.publish(snapshot, rows_changed);
     }
 }
 
