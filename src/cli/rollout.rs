@@ -450,13 +450,15 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     };
     eprintln!("{}", tr!("cli.campaign_running", id = id));
     let finished = follow(&handle, id).await?;
+    // Taken when the campaign is over: every progress report it waited for is counted.
+    let traffic = handle.snapshot().traffic;
     handle.shut_down().await;
     let Some(view) = finished else {
         eprintln!("{}", tr!("cli.rollout.interrupted", id = id));
         return Ok(Outcome::SomeFailed);
     };
     if let Some(path) = &args.report {
-        Report::from_view(&view).write(path)?;
+        Report::from_view(&view).with_traffic(traffic).write(path)?;
         eprintln!(
             "{}",
             tr!("cli.rollout.report_written", path = path.display())
