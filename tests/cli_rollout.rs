@@ -132,6 +132,22 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
         assert_eq!(fleet.stats().get(&id).unwrap().version, "2.0.0");
     }
     assert_eq!(fleet.stats().totals().broken_notices, 0);
+    // The console's counters, taken when the campaign ended, against the devices' own: every
+    // progress report they sent was taken in, every notice it sent reached its device.
+    let totals = fleet.stats().totals();
+    let traffic = &report["traffic"];
+    assert!(totals.progress_sent > 0, "{totals:?}");
+    assert_eq!(traffic["progress"], totals.progress_sent, "{traffic} {totals:?}");
+    assert_eq!(traffic["notices"], totals.notices_received, "{traffic} {totals:?}");
+    assert_eq!(traffic["rejected"], 0, "{traffic}");
+    // Not more than the broker acknowledged (no duplicates), nor fewer messages than the
+    // devices' own announcements and progress (a gateway's one message carries its subs').
+    let received = traffic["received"].as_u64().unwrap();
+    assert!(
+        (7..=totals.messages_acked).contains(&received),
+        "{traffic} {totals:?}"
+    );
+    assert!(traffic["published"].as_u64().unwrap() >= totals.notices_received);
     fleet.shutdown().await;
 }
 
