@@ -1,12 +1,16 @@
-//! Frame cost of the window with 10,000 devices that all report once a second, in the table
-//! view and in the tile view: CPU time per frame (egui pass + tessellation, what the UI thread
-//! does before the GPU upload) and the process's resident memory.
+//! Frame cost of the window with a fleet reporting progress, in the table view and in the tile
+//! view: CPU time per frame (egui pass + tessellation, what the UI thread does before the GPU
+//! upload) and the process's resident memory.
 //!
 //! Runs the real `ConsoleView` (every panel of the window) on a synthetic engine snapshot, at a
-//! simulated 60 frames per second: each frame 1/60 of the devices get a new progress value and
-//! a new snapshot revision is published, as the engine does. No window, no GPU.
+//! simulated 60 frames per second: each frame 1/60 of a second's updates change their rows and
+//! campaign lines and a new snapshot revision is published the way the engine does it (the
+//! persistent device table patched row by row, the window handed a clone of it).
+//! No window, no GPU.
 //!
-//! `cargo bench --bench frame` (release). Prints median, p95 and max per view.
+//! `cargo bench --bench frame` (release); `DEVICES=100000` sets the fleet (default 10,000),
+//! `UPDATES=n` the progress updates per second (default 10,000). Prints median, p95 and max per
+//! view.
 
 #![expect(
     clippy::expect_used,
@@ -21,14 +25,25 @@ use ota_console::engine::{CampaignView, DeviceRow, Snapshot, TimelinePoint};
 use ota_console::fleet::DeviceRecord;
 use ota_console::protocol::FirmwareOffer;
 use ota_console::rollout::{
-    CampaignId, CampaignSnapshot, CampaignSpec, CampaignState, Counts, DeviceSnapshot,
+    CampaignId, CampaignSnapshot, CampaignSpec, CampaignState, Counts, DeviceLines, DeviceSnapshot,
     DeviceStatus, DialectSettings, Policy, Timestamp, WaveSnapshot,
 };
 use ota_console::transport::mqtt::LinkState;
 use ota_console::ui::settings::DeviceView;
 use ota_console::ui::{CjkFonts, ConsoleView, Settings};
 
-const DEVICES: usize = 10_000;
+/// A positive count from the environment, or `default`.
+fn env_count(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .replace(['_', ','], "")
+            .parse()
+            .ok()
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or_else(|| panic!("{name}={v}: not a positive count")),
+        Err(_) => default,
+    }
+}
 const FPS: usize = 60;
 const WARMUP_FRAMES: usize = 30;
 const MEASURED_FRAMES: usize = 600;
@@ -72,9 +87,9 @@ fn line(id: &DeviceId, step: u64) -> DeviceSnapshot {
     }
 }
 
-fn snapshot() -> Snapshot {
-    let mut rows = Vec::with_capacity(DEVICES);
-    for i in 0..DEVICES {
+fn snapshot(devices: usize) -> Snapshot {
+    let mut rows = Vec::with_capacity(devices);
+    for i in 0..devices {
         let id = device_id(i);
         let mut record = DeviceRecord::new(id.clone(), NOW_MS);
         record.set_version(None, "1.0.0");
@@ -91,7 +106,10 @@ fn snapshot() -> Snapshot {
         });
     }
     rows.sort_by(|a, b| a.record.id.cmp(&b.record.id));
-    let lines: Vec<DeviceSnapshot> = rows.iter().filter_map(|r| r.rollout.clone()).collect();
+    let lines: DeviceLines = rows
+        .iter()
+        .filter_map(|r| r.rollout.clone().map(Arc::new))
+        .collect();
     let counts = Counts::from_statuses(lines.iter().map(|l| l.status));
     let offer = FirmwareOffer {
         url: "http://127.0.0.1:8080/fw".into(),
@@ -144,26 +162,40 @@ fn snapshot() -> Snapshot {
     let mut snap = Snapshot::empty("embedded broker on 0.0.0.0:1883".into());
     snap.link = LinkState::Connected;
     snap.firmware_base = Some("http://192.168.1.10:8080".into());
-    snap.devices = Arc::new(rows);
+    snap.devices = rows.into_iter().map(Arc::new).collect();
     snap.campaigns = vec![campaign];
     snap
 }
 
-/// One frame's worth of 1 Hz updates: the next 1/60 of the fleet reports new progress.
-fn advance(snap: &mut Snapshot, frame: usize) {
-    let per_frame = DEVICES / FPS;
-    let devices = Arc::make_mut(&mut snap.devices);
-    let start = (frame * per_frame) % DEVICES;
-    let step = (frame / FPS) as u64 + 1;
-    for i in start..(start + per_frame).min(DEVICES) {
-        if let Some(row) = devices.get_mut(i) {
-            row.rollout = Some(line(&row.record.id, i as u64 + step));
-            row.record.last_seen_ms = NOW_MS + frame as i64 * 16;
+/// One frame's worth of updates: the next `updates / 60` devices report new progress; their
+/// rows and campaign lines are replaced as the engine does (a new `Arc` in the persistent
+/// vectors), and the window gets the new snapshot.
+fn advance(snap: &mut Snapshot, frame: usize, updates: usize) {
+    let devices = snap.devices.len();
+    let per_frame = (updates / FPS).clamp(1, devices);
+    let start = (frame * per_frame) % devices;
+    let step = (frame * per_frame / devices) as u64 + 1;
+    let mut changed = Vec::with_capacity(per_frame);
+    for i in (start..start + per_frame).map(|i| i % devices) {
+        let Some(old) = snap.devices.get(i) else {
+            continue;
+        };
+        let mut row = DeviceRow::clone(old);
+        let rollout = line(&row.record.id, i as u64 + step);
+        if let Some(c) = snap.campaigns.first_mut() {
+            c.snapshot.devices.set(i, Arc::new(rollout.clone()));
         }
+        row.rollout = Some(rollout);
+        row.record.last_seen_ms = NOW_MS + frame as i64 * 16;
+        changed.push(row.record.id.clone());
+        snap.devices.set(i, Arc::new(row));
     }
+    changed.sort();
+    changed.dedup();
     snap.revision += 1;
+    snap.row_changes.record(snap.revision, Some(changed.into()));
     snap.traffic.received += per_frame as u64;
-    snap.traffic.received_per_sec = DEVICES as f64;
+    snap.traffic.received_per_sec = updates as f64;
 }
 
 fn resident_mib() -> Option<f64> {
@@ -172,7 +204,7 @@ fn resident_mib() -> Option<f64> {
     Some(pages * 4096.0 / (1024.0 * 1024.0))
 }
 
-fn run(view_kind: DeviceView, snap: &mut Snapshot) -> Vec<Duration> {
+fn run(view_kind: DeviceView, snap: &mut Snapshot, updates: usize) -> Vec<Duration> {
     let ctx = egui::Context::default();
     CjkFonts::bundled_only().install(&ctx);
     let settings = Settings {
@@ -182,7 +214,10 @@ fn run(view_kind: DeviceView, snap: &mut Snapshot) -> Vec<Duration> {
     let mut view = ConsoleView::new(settings, false);
     let mut times = Vec::with_capacity(MEASURED_FRAMES);
     for frame in 0..WARMUP_FRAMES + MEASURED_FRAMES {
-        advance(snap, frame);
+        advance(snap, frame, updates);
+        // The engine's handoff: the window reads an `Arc` of the snapshot, its device table
+        // shared with the engine's copy.
+        let shown = Arc::new(snap.clone());
         let input = egui::RawInput {
             screen_rect: Some(egui::Rect::from_min_size(
                 egui::Pos2::ZERO,
@@ -193,7 +228,7 @@ fn run(view_kind: DeviceView, snap: &mut Snapshot) -> Vec<Duration> {
         };
         let started = Instant::now();
         let mut output = ctx.run_ui(input, |ui| {
-            let actions = view.ui(ui, snap, &[], &[], NOW_MS);
+            let actions = view.ui(ui, &shown, &[], &[], NOW_MS);
             assert!(actions.is_empty());
         });
         let primitives =
@@ -208,11 +243,11 @@ fn run(view_kind: DeviceView, snap: &mut Snapshot) -> Vec<Duration> {
     times
 }
 
-fn report(name: &str, mut times: Vec<Duration>) {
+fn report(name: &str, devices: usize, mut times: Vec<Duration>) {
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     println!(
-        "{name:<6} {DEVICES} devices, {} frames: median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+        "{name:<6} {devices} devices, {} frames: median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
         times.len(),
         at(0.5).as_secs_f64() * 1e3,
         at(0.95).as_secs_f64() * 1e3,
@@ -221,16 +256,19 @@ fn report(name: &str, mut times: Vec<Duration>) {
 }
 
 fn main() {
+    let devices = env_count("DEVICES", 10_000);
+    let updates = env_count("UPDATES", 10_000);
+    println!("{devices} devices, {updates} progress updates per second");
     let before = resident_mib();
-    let mut snap = snapshot();
+    let mut snap = snapshot(devices);
     let with_snapshot = resident_mib();
-    let table = run(DeviceView::Table, &mut snap);
-    report("table", table);
-    let tiles = run(DeviceView::Tiles, &mut snap);
-    report("tiles", tiles);
+    let table = run(DeviceView::Table, &mut snap, updates);
+    report("table", devices, table);
+    let tiles = run(DeviceView::Tiles, &mut snap, updates);
+    report("tiles", devices, tiles);
     if let (Some(a), Some(b), Some(c)) = (before, with_snapshot, resident_mib()) {
         println!(
-            "resident memory: {a:.1} MiB at start, {b:.1} MiB with the 10,000-device snapshot, {c:.1} MiB after both runs"
+            "resident memory: {a:.1} MiB at start, {b:.1} MiB with the {devices}-device snapshot, {c:.1} MiB after both runs"
         );
     }
 }

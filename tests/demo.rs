@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ota_console::cli::demo::{self, Demo, Story};
 use ota_console::device_id::DeviceId;
 use ota_console::engine::CampaignView;
-use ota_console::rollout::{DeviceSnapshot, DeviceStatus};
+use ota_console::rollout::{DeviceLines, DeviceSnapshot, DeviceStatus};
 use ota_console::testing::engine::{discover, loopback_config, run_to_end, start_engine};
 use ota_console::ui::explain::explain_code;
 
@@ -35,7 +35,7 @@ async fn every_failure_kind_ends_and_is_explained_within_150_s() {
 
     // Wait for every member of the cast to reach its story's end, bounded by the 150 s.
     let mut watch = handle.watch();
-    let ended = |devices: &[DeviceSnapshot]| {
+    let ended = |devices: &DeviceLines| {
         cast.iter().all(|(story, ids)| {
             ids.iter().all(|id| {
                 devices
@@ -64,8 +64,8 @@ async fn every_failure_kind_ends_and_is_explained_within_150_s() {
             .devices
             .iter()
             .find(|d| &d.id.device() == id)
+            .map(|d| DeviceSnapshot::clone(d))
             .unwrap()
-            .clone()
     };
     if waited.is_err() {
         let cast_now: Vec<_> = cast

@@ -16,8 +16,8 @@ use ota_console::protocol::{
 };
 use ota_console::rollout::{
     AbortThreshold, Action, Campaign, CampaignId, CampaignSpec, CampaignState, CanarySize, Change,
-    DeviceStatus, DialectSettings, Input, LogLevel, NoticeRoute, Policy, RateLimit, SequentialIds,
-    Target, Timestamp, UpgradeOrder,
+    DeviceSnapshot, DeviceStatus, DialectSettings, Input, LogLevel, NoticeRoute, Policy, RateLimit,
+    SequentialIds, Target, Timestamp, UpgradeOrder,
 };
 use ota_console::store::{PackageRecord, Store};
 
@@ -1778,10 +1778,30 @@ mod properties {
                 }
             };
             record(&start, 0, &mut orders);
+            let lines_of = |c: &Campaign| -> Vec<DeviceSnapshot> {
+                c.devices().iter().map(DeviceSnapshot::from).collect()
+            };
+            h.campaign.take_changed();
+            let mut shown_before = lines_of(&h.campaign);
             for op in &ops {
                 let input = input_for(op, &mut h, &orders);
                 let actions = h.run(input);
                 record(&actions, h.now, &mut orders);
+                // The snapshot's persistent lines are what a rebuild from the records gives,
+                // and every line that differs from the last look is among the changes told.
+                let rebuilt = lines_of(&h.campaign);
+                let kept: Vec<DeviceSnapshot> =
+                    h.campaign.snapshot().devices.iter().map(|l| DeviceSnapshot::clone(l)).collect();
+                prop_assert_eq!(&kept, &rebuilt);
+                let changed = h.campaign.take_changed();
+                for (before, now) in shown_before.iter().zip(&rebuilt) {
+                    prop_assert!(before == now || changed.contains(&now.id), "{} changed untold", now.id);
+                }
+                let mut unique = changed.clone();
+                unique.sort();
+                unique.dedup();
+                prop_assert_eq!(unique.len(), changed.len(), "a change told twice: {:?}", changed);
+                shown_before = rebuilt;
                 let c = &h.campaign;
                 let recount = ota_console::rollout::Counts::from_statuses(c.devices().iter().map(|d| d.status));
                 prop_assert_eq!(c.counts(), recount);

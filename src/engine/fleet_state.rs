@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use super::inventory::{assumed_reachable, from_inventory, to_inventory};
 use super::snapshot::DeviceRow;
 use crate::device_id::{DeviceId, DialectId};
-use crate::fleet::{DeviceRecord, Fleet};
+use crate::fleet::{DeviceRecord, Fleet, devices_named};
 use crate::protocol::{Event, SubDevices, VersionReport, registry};
 use crate::rollout::DeviceSnapshot;
 use crate::store::InventoryDevice;
@@ -33,6 +33,29 @@ pub(super) struct FleetState {
     /// report came: a persistent session delivers what devices said while the console was down
     /// as soon as it connects, before `rollout --resume` has put the campaign back to work.
     heard_versions: HashMap<DeviceId, VersionReport>,
+    /// Rows whose record or last message changed since [`FleetState::take_row_changes`].
+    rows_changed: RowChanges,
+}
+
+/// Which device rows changed: a few, or (after a restore) possibly all.
+#[derive(Debug)]
+pub(super) enum RowChanges {
+    Some(HashSet<DeviceId>),
+    All,
+}
+
+impl Default for RowChanges {
+    fn default() -> Self {
+        RowChanges::Some(HashSet::new())
+    }
+}
+
+impl RowChanges {
+    fn note(&mut self, device: DeviceId) {
+        if let RowChanges::Some(ids) = self {
+            ids.insert(device);
+        }
+    }
 }
 
 impl FleetState {
@@ -41,6 +64,7 @@ impl FleetState {
         for device in devices {
             self.fleet.restore(from_inventory(device));
         }
+        self.rows_changed = RowChanges::All;
     }
 
     /// Keeps the events the fleet may take: none in which a gateway speaks for a device it does
@@ -158,6 +182,18 @@ impl FleetState {
     /// Applies one admitted event: the record changes, and what changed is remembered for the
     /// inventory (a sub-device's version report also concerns its gateway).
     pub(super) fn apply(&mut self, event: &Event, now_ms: i64) {
+        if let Event::Topology(t) = event {
+            // The gateway's former sub-devices may go offline: the fleet scans for them too.
+            let gateway = t.gateway.device();
+            for record in self.fleet.records() {
+                if record.gateway.as_ref() == Some(&gateway) {
+                    self.rows_changed.note(record.id.clone());
+                }
+            }
+        }
+        for device in devices_named(event) {
+            self.rows_changed.note(device.device());
+        }
         let applied = self.fleet.apply(event, now_ms);
         if applied.discovered || applied.version_changed {
             self.inventory_dirty.insert(event.device().device());
@@ -191,6 +227,7 @@ impl FleetState {
     /// Notes the last message from or about `device` (its row shows it).
     pub(super) fn note_message(&mut self, device: &DeviceId, text: String) {
         self.last_message.insert(device.device(), text);
+        self.rows_changed.note(device.device());
     }
 
     pub(super) fn get(&self, device: &DeviceId) -> Option<&DeviceRecord> {
@@ -225,6 +262,26 @@ impl FleetState {
             .drain()
             .filter_map(|id| fleet.get(&id).map(to_inventory))
             .collect()
+    }
+
+    /// The rows changed since the last call.
+    pub(super) fn take_row_changes(&mut self) -> RowChanges {
+        std::mem::take(&mut self.rows_changed)
+    }
+
+    /// The row of `device` (no module), with its standing in the newest campaign that targets
+    /// it; `None` for a device the fleet does not know.
+    pub(super) fn row(
+        &self,
+        device: &DeviceId,
+        standing: Option<&DeviceSnapshot>,
+    ) -> Option<DeviceRow> {
+        let record = self.fleet.get(device)?;
+        Some(DeviceRow {
+            last_message: self.last_message.get(&record.id).cloned(),
+            rollout: standing.cloned(),
+            record: record.clone(),
+        })
     }
 
     /// One row per device, with its standing in the newest campaign that targets it.

@@ -53,6 +53,7 @@ mod campaigns;
 mod clock;
 mod command;
 mod config;
+mod device_rows;
 mod download_url;
 mod downloads;
 mod error;
@@ -61,6 +62,8 @@ mod handle;
 mod inventory;
 mod io;
 mod library;
+#[cfg(feature = "test-support")]
+pub mod publish_bench;
 mod publisher;
 mod resume;
 mod runner;
@@ -85,7 +88,7 @@ pub use handle::{EngineHandle, Waker};
 pub use resume::{ResumeError, ResumeInfo, prepare_resume};
 pub use session_id::{CLIENT_ID_FILE, SessionClaim, SessionIdError, claim as claim_session};
 pub use snapshot::{
-    Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, ImportProgress, Snapshot,
-    TimelinePoint, Traffic,
+    Alert, AlertLevel, BrokerGuard, CampaignView, DeviceRow, DeviceRows, ImportProgress,
+    RowChangeLog, Snapshot, TimelinePoint, Traffic,
 };
 pub use start::start;

@@ -1,5 +1,6 @@
 //! Publishing the engine's [`Snapshot`]: the `watch` the UI and the commands read, the waker a
-//! GUI repaints on, and whether anything changed since the last publish.
+//! GUI repaints on, whether anything changed since the last publish, and the log of which rows
+//! changed at each of the last revisions.
 //!
 //! Rules it keeps: each published snapshot has a revision strictly greater than the one before
 //! (the revision is given by this type, not by whoever builds the snapshot); the waker is called
@@ -10,7 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
 use super::handle::Waker;
-use super::snapshot::Snapshot;
+use super::snapshot::{RowChangeLog, Snapshot};
+use crate::device_id::DeviceId;
 
 pub(super) struct Publisher {
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -19,6 +21,8 @@ pub(super) struct Publisher {
     dirty: bool,
     /// The revision of the last snapshot published.
     revision: u64,
+    /// What changed at each of the last revisions (`Snapshot::row_changes`).
+    row_changes: RowChangeLog,
 }
 
 impl Publisher {
@@ -32,6 +36,7 @@ impl Publisher {
             waker,
             dirty: true,
             revision: 0,
+            row_changes: RowChangeLog::default(),
         }
     }
 
@@ -44,10 +49,18 @@ impl Publisher {
         self.dirty
     }
 
-    /// Publishes `snapshot` under the next revision (whatever it said), then wakes the reader.
-    pub(super) fn publish(&mut self, mut snapshot: Snapshot) {
+    /// Publishes `snapshot` under the next revision (whatever it said), with the rows that
+    /// changed since the last publish (`rows_changed`, `None`: any may have) added to its
+    /// change log, then wakes the reader.
+    pub(super) fn publish(
+        &mut self,
+        mut snapshot: Snapshot,
+        rows_changed: Option<Arc<[DeviceId]>>,
+    ) {
         self.revision += 1;
         snapshot.revision = self.revision;
+        self.row_changes.record(self.revision, rows_changed);
+        snapshot.row_changes = self.row_changes.clone();
         self.snapshot_tx.send_replace(Arc::new(snapshot));
         self.dirty = false;
         let waker = self
@@ -80,7 +93,7 @@ mod tests {
         let mut last = 0;
         for _ in 0..3 {
             // Whatever the builder says, the publisher numbers it.
-            publisher.publish(Snapshot::empty(String::new()));
+            publisher.publish(Snapshot::empty(String::new()), None);
             let now = rx.borrow().revision;
             assert!(now > last);
             assert_eq!(seen.load(Ordering::SeqCst), now);

@@ -1,46 +1,31 @@
 //! Builds the [`Snapshot`] the UI and the commands read from the read views of the engine's
 //! components (never from the runner itself). The revision is the publisher's to set.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::alerts::Alerts;
 use super::campaigns::{Campaigns, LiveCampaign};
-use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::Library;
-use super::snapshot::{CampaignView, DeviceRow, Snapshot, TimelinePoint};
+use super::snapshot::{CampaignView, DeviceRows, RowChangeLog, Snapshot, TimelinePoint};
 use super::traffic::TrafficMeter;
-use crate::device_id::DeviceId;
-use crate::rollout::{
-    CampaignState, DeviceSnapshot, DeviceStatus, Policy, TargetRecord, Timestamp,
-};
+use crate::rollout::{CampaignState, DeviceStatus, Policy, TargetRecord, Timestamp};
 
 /// What the snapshot is made of, each part read-only.
 pub(super) struct Parts<'a> {
-    pub(super) fleet: &'a FleetState,
     pub(super) campaigns: &'a Campaigns,
     pub(super) io: &'a Io,
     pub(super) traffic: &'a TrafficMeter,
     pub(super) library: &'a Library,
     pub(super) alerts: &'a Alerts,
+    /// The device table, brought up to date by the runner's `RowCache`.
+    pub(super) devices: DeviceRows,
     /// The engine clock's time, for the ETA.
     pub(super) now_ms: u64,
 }
 
 /// The snapshot of `parts` (revision 0: the publisher numbers it).
 pub(super) fn build(parts: &Parts<'_>) -> Snapshot {
-    let live: Vec<CampaignView> = parts
-        .campaigns
-        .live()
-        .iter()
-        .map(|l| live_view(l, parts.now_ms))
-        .collect();
-    let devices = Arc::new(device_rows(parts, &live));
-    let mut campaigns = live;
-    campaigns.extend(parts.campaigns.history().iter().cloned());
-    campaigns.sort_by_key(|c| std::cmp::Reverse(c.snapshot.id));
+    let campaigns = campaign_views(parts.campaigns, parts.now_ms);
     let io = parts.io;
     Snapshot {
         revision: 0,
@@ -51,12 +36,25 @@ pub(super) fn build(parts: &Parts<'_>) -> Snapshot {
         firmware_base: io.firmware_base().cloned(),
         served: io.served(),
         traffic: parts.traffic.counts(),
-        devices,
+        devices: parts.devices.clone(),
+        row_changes: RowChangeLog::default(),
         packages: parts.library.packages().to_vec(),
         import: parts.library.import_progress().cloned(),
         campaigns,
         alerts: parts.alerts.to_vec(),
     }
+}
+
+/// The live campaigns and the history, newest first.
+pub(super) fn campaign_views(campaigns: &Campaigns, now_ms: u64) -> Vec<CampaignView> {
+    let mut views: Vec<CampaignView> = campaigns
+        .live()
+        .iter()
+        .map(|l| live_view(l, now_ms))
+        .collect();
+    views.extend(campaigns.history().iter().cloned());
+    views.sort_by_key(|c| std::cmp::Reverse(c.snapshot.id));
+    views
 }
 
 fn live_view(live: &LiveCampaign, now_ms: u64) -> CampaignView {
@@ -80,19 +78,30 @@ pub(super) const SILENT_AFTER_MS: u64 = 20_000;
 /// Seconds until the campaign ends: the later of (a) the devices still moving, at the recent
 /// finishing rate (over the last timeline minute), and (b) the silent devices, each at its
 /// deadline plus, per retry left, the retry interval and another timeout. `None` while the rate
-/// is unknown and devices other than silent ones remain.
+/// is unknown and devices other than silent ones remain. Reckoned at most once per
+/// [`ETA_EVERY_MS`] (it reads every device; the snapshot is published up to ten times a second).
 fn eta_secs(live: &LiveCampaign, now_ms: u64) -> Option<u64> {
     let campaign = live.campaign();
     if campaign.state() != CampaignState::Running {
         return None;
     }
-    eta_from(
+    if let Some((at_ms, eta)) = live.eta_memo()
+        && now_ms.saturating_sub(at_ms) < ETA_EVERY_MS
+    {
+        return eta;
+    }
+    let eta = eta_from(
         campaign.devices(),
         campaign.policy(),
         live.timeline(),
         Timestamp::from_millis(now_ms),
-    )
+    );
+    live.remember_eta(now_ms, eta);
+    eta
 }
+
+/// How long a reckoned ETA is shown before it is reckoned again.
+const ETA_EVERY_MS: u64 = 1_000;
 
 fn eta_from(
     devices: &[TargetRecord],
@@ -140,31 +149,10 @@ fn eta_from(
     Some(moving_secs.max(silent_secs))
 }
 
-/// One row per device, with its standing in the newest campaign that targets it. The standings
-/// are the device snapshots already built for the live campaign views: with 10,000 devices the
-/// snapshot is rebuilt several times a second, and building each standing twice was a large share
-/// of the engine's time under load.
-fn device_rows(parts: &Parts<'_>, live: &[CampaignView]) -> Vec<DeviceRow> {
-    let mut standing: HashMap<Cow<'_, DeviceId>, &DeviceSnapshot> = HashMap::new();
-    // Oldest first, so newer campaigns overwrite.
-    let mut oldest_first: Vec<&CampaignView> = live.iter().collect();
-    oldest_first.sort_by_key(|c| c.snapshot.id);
-    for view in oldest_first {
-        for d in &view.snapshot.devices {
-            // Rows are per device: a module-qualified target stands for its device.
-            let key = match d.id.module() {
-                None => Cow::Borrowed(&d.id),
-                Some(_) => Cow::Owned(d.id.device()),
-            };
-            standing.insert(key, d);
-        }
-    }
-    parts.fleet.rows(|id| standing.get(id).copied())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device_id::DeviceId;
 
     fn rec(n: u32, status: DeviceStatus) -> TargetRecord {
         let id: DeviceId = format!("dji:SN{n}").parse().unwrap();

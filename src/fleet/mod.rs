@@ -84,6 +84,11 @@ impl Fleet {
         }
     }
 
+    /// All records, in no particular order.
+    pub fn records(&self) -> impl Iterator<Item = &DeviceRecord> {
+        self.devices.values()
+    }
+
     /// All records, sorted by id so listings are stable.
     pub fn sorted(&self) -> Vec<&DeviceRecord> {
         let mut all: Vec<&DeviceRecord> = self.devices.values().collect();
@@ -200,7 +205,9 @@ impl Fleet {
 }
 
 /// Every device (and gateway) an event would create a record for.
-fn devices_named(event: &Event) -> Box<dyn Iterator<Item = &DeviceId> + '_> {
+/// The devices (as named, module included) whose records applying `event` may create or touch;
+/// a topology event also takes sub-devices of its gateway offline that it no longer lists.
+pub fn devices_named(event: &Event) -> Box<dyn Iterator<Item = &DeviceId> + '_> {
     match event {
         Event::Version(v) => Box::new(std::iter::once(&v.device).chain(v.gateway.as_ref())),
         Event::Progress(p) => Box::new(std::iter::once(&p.device).chain(p.gateway.as_ref())),

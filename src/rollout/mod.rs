@@ -202,7 +202,7 @@ pub use record::{
     CampaignSpec, CampaignState, Change, DeviceStatus, DialectSettings, FailureCode,
     PersistedCampaign, ReplyWait, SettingRefused, Target, TargetRecord, TaskRecord, Transition,
 };
-pub use snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
+pub use snapshot::{CampaignSnapshot, Counts, DeviceLines, DeviceSnapshot, WaveSnapshot};
 
 use crate::device_id::{DeviceId, DeviceIdError};
 use crate::protocol::{Event, FirmwareGet, TaskRef};

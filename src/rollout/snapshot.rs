@@ -1,11 +1,18 @@
 //! The read-only, serde-serialisable view of a campaign for the UI and the JSON report:
 //! summary counts per status and one line per device. Built from a campaign, never fed back.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::record::{CampaignState, DeviceStatus, TargetRecord};
 use super::{CampaignId, Timestamp};
 use crate::device_id::DeviceId;
+
+/// One line per target device, in target order: a persistent vector, so each campaign snapshot
+/// shares the lines that did not change with the one before it (taking a snapshot costs nothing
+/// per device, changing a line costs O(log n)).
+pub type DeviceLines = imbl::Vector<Arc<DeviceSnapshot>>;
 
 /// How many devices are in each status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +162,7 @@ pub struct CampaignSnapshot {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
-    pub devices: Vec<DeviceSnapshot>,
+    pub devices: DeviceLines,
 }
 
 #[cfg(test)]

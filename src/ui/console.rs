@@ -42,6 +42,10 @@ const FILTER_ID: &str = "device-filter";
 struct RowCache {
     key: Option<(u64, DeviceFilter, Sort, bool)>,
     visible: Vec<VisibleRow>,
+    /// The rows `visible` was derived from (shared with that snapshot).
+    rows: crate::engine::DeviceRows,
+    /// Shown devices not heard since the start (`filter::not_heard_shown`), kept with `visible`.
+    not_heard: usize,
     /// A campaign's targets never change, so the target map is rebuilt only when the list of
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
@@ -234,7 +238,7 @@ impl ConsoleView {
             && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Space))
         {
             if let Some(id) = self.inspected.clone() {
-                self.apply_selection(&SelectionOp::Toggle(id), &[]);
+                self.apply_selection(&SelectionOp::Toggle(id), &crate::engine::DeviceRows::new());
             }
         }
     }
@@ -246,10 +250,45 @@ impl ConsoleView {
             return;
         }
         let campaigns: Vec<i64> = snap.campaigns.iter().map(|c| c.snapshot.id.0).collect();
-        if campaigns != self.cache.campaigns {
+        let same_campaigns = campaigns == self.cache.campaigns;
+        if !same_campaigns {
             self.cache.targets = filter::targets_by_device(&snap.campaigns);
             self.cache.campaigns = campaigns;
         }
+        // A later revision with the same view: patch the rows that changed since (at 100,000
+        // devices a full filter and sort every publish costs more than a frame).
+        let changed = self
+            .cache
+            .key
+            .as_ref()
+            .filter(|(_, f, sort, group)| {
+                *f == s.filter && *sort == s.sort && !*group && !s.group_by_gateway
+            })
+            .and_then(|(revision, ..)| snap.row_changes.since(*revision));
+        if same_campaigns
+            && let Some(changed) = changed
+            && filter::patch_visible(
+                &mut self.cache.visible,
+                &self.cache.rows,
+                &snap.devices,
+                &changed,
+                &s.filter,
+                s.sort,
+                &self.cache.targets,
+            )
+        {
+            let change = filter::not_heard_shown_change(
+                &self.cache.rows,
+                &snap.devices,
+                &changed,
+                &s.filter,
+            );
+            self.cache.not_heard = self.cache.not_heard.saturating_add_signed(change);
+            self.cache.rows = snap.devices.clone();
+            self.cache.key = Some(key);
+            return;
+        }
+        self.cache.rows = snap.devices.clone();
         self.cache.visible = filter::visible_rows(
             &snap.devices,
             &s.filter,
@@ -257,10 +296,11 @@ impl ConsoleView {
             s.group_by_gateway,
             &self.cache.targets,
         );
+        self.cache.not_heard = filter::not_heard_shown(&snap.devices, &self.cache.visible);
         self.cache.key = Some(key);
     }
 
-    fn apply_selection(&mut self, op: &SelectionOp, rows: &[crate::engine::DeviceRow]) {
+    fn apply_selection(&mut self, op: &SelectionOp, rows: &crate::engine::DeviceRows) {
         filter::apply_selection(&mut self.selection, op, rows, &self.cache.visible);
     }
 
@@ -268,7 +308,7 @@ impl ConsoleView {
         self.filter_bar_ui(ui);
         self.selection_bar_ui(ui, snap);
         ui.separator();
-        let rows = snap.devices.as_slice();
+        let rows = &snap.devices;
         if rows.is_empty() {
             ui.weak(tr!("ui.console.no_devices"));
             return;
@@ -360,7 +400,7 @@ impl ConsoleView {
     }
 
     fn selection_bar_ui(&mut self, ui: &mut Ui, snap: &Snapshot) {
-        let rows = snap.devices.as_slice();
+        let rows = &snap.devices;
         let mut op = None;
         ui.horizontal_wrapped(|ui| {
             ui.label(
@@ -372,7 +412,7 @@ impl ConsoleView {
                 ))
                 .strong(),
             );
-            let not_heard = filter::not_heard_shown(rows, &self.cache.visible);
+            let not_heard = self.cache.not_heard;
             let all = ui.button(tr!("ui.console.select_all"));
             let all = if not_heard > 0 {
                 all.on_hover_text(tr!("ui.console.select_all_hover", count = not_heard))

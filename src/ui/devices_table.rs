@@ -15,7 +15,7 @@ use super::filter::{self, Sort, SortColumn, VisibleRow, status_label};
 use super::format;
 use super::theme;
 use crate::device_id::DeviceId;
-use crate::engine::DeviceRow;
+use crate::engine::{DeviceRow, DeviceRows};
 use crate::i18n::tr;
 use crate::rollout::DeviceStatus;
 
@@ -58,7 +58,7 @@ fn title(column: SortColumn) -> String {
 
 pub fn devices_table_ui(
     ui: &mut Ui,
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     visible: &[VisibleRow],
     targets: &HashMap<DeviceId, String>,
     now_ms: i64,

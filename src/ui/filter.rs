@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::device_id::{DeviceId, DialectId};
-use crate::engine::{CampaignView, DeviceRow};
+use crate::engine::{CampaignView, DeviceRow, DeviceRows};
 use crate::i18n::tr;
 use crate::rollout::DeviceStatus;
 
@@ -270,17 +270,20 @@ pub struct VisibleRow {
 /// is shown too), sub-devices sorted among themselves. `rows` must be sorted by id, as the
 /// snapshot keeps them (a gateway that cannot be found leaves its sub-devices on their own).
 pub fn visible_rows(
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     filter: &DeviceFilter,
     sort: Sort,
     group: bool,
     targets: &HashMap<DeviceId, String>,
 ) -> Vec<VisibleRow> {
+    // The persistent vector finds a row in O(log n): sorting and grouping read a flat list of
+    // references instead (one pass, no row copied).
+    let rows: Vec<&DeviceRow> = rows.iter().map(|r| &**r).collect();
     let mut picked: Vec<usize> = (0..rows.len())
-        .filter(|&i| filter.matches(&rows[i]))
+        .filter(|&i| filter.matches(rows[i]))
         .collect();
     picked.sort_by(|&a, &b| {
-        let ord = compare(&rows[a], &rows[b], sort.column, targets);
+        let ord = compare(rows[a], rows[b], sort.column, targets);
         if sort.ascending { ord } else { ord.reverse() }
     });
     if !group {
@@ -316,6 +319,91 @@ pub fn visible_rows(
     out
 }
 
+/// Brings `visible` (what [`visible_rows`] gave for `before`, ungrouped) up to date with
+/// `after`, in which only the rows named in `changed` differ: a changed row whose filter match
+/// and sort key stay the same keeps its place; the others are taken out and put back at their
+/// place in the order (one pass over `visible`, plus O(log n) comparisons per row moved).
+/// Returns false, leaving `visible` as it was, when patching cannot work (rows were added, a
+/// changed id is missing): then the caller recomputes.
+pub fn patch_visible(
+    visible: &mut Vec<VisibleRow>,
+    before: &DeviceRows,
+    after: &DeviceRows,
+    changed: &[DeviceId],
+    filter: &DeviceFilter,
+    sort: Sort,
+    targets: &HashMap<DeviceId, String>,
+) -> bool {
+    if before.len() != after.len() {
+        return false;
+    }
+    let order = |a: &DeviceRow, b: &DeviceRow| {
+        let ord = compare(a, b, sort.column, targets);
+        if sort.ascending { ord } else { ord.reverse() }
+    };
+    let mut moved: Vec<usize> = Vec::new();
+    let mut insert: Vec<usize> = Vec::new();
+    for id in changed {
+        let Ok(index) = after.binary_search_by(|r| r.record.id.cmp(id)) else {
+            return false;
+        };
+        let (Some(old), Some(new)) = (before.get(index), after.get(index)) else {
+            return false;
+        };
+        if old.record.id != new.record.id {
+            return false;
+        }
+        let (was, is) = (filter.matches(old), filter.matches(new));
+        if was == is && (!is || order(old, new) == Ordering::Equal) {
+            continue;
+        }
+        if was {
+            moved.push(index);
+        }
+        if is {
+            insert.push(index);
+        }
+    }
+    if moved.is_empty() && insert.is_empty() {
+        return true;
+    }
+    moved.sort_unstable();
+    let mut kept: Vec<VisibleRow> = Vec::with_capacity(visible.len() + insert.len());
+    kept.extend(
+        visible
+            .iter()
+            .filter(|v| moved.binary_search(&v.index).is_err()),
+    );
+    let row = |i: usize| after.get(i).map(|r| &**r);
+    // Where each row goes in `kept`, found by binary search on the order.
+    let mut places: Vec<(usize, usize)> = Vec::with_capacity(insert.len());
+    for &i in &insert {
+        let Some(new) = row(i) else {
+            return false;
+        };
+        let at =
+            kept.partition_point(|v| row(v.index).is_some_and(|r| order(r, new) == Ordering::Less));
+        places.push((at, i));
+    }
+    places.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| match (row(a.1), row(b.1)) {
+            (Some(x), Some(y)) => order(x, y),
+            _ => Ordering::Equal,
+        })
+    });
+    let mut out = Vec::with_capacity(kept.len() + places.len());
+    let mut places = places.into_iter().peekable();
+    for (at, v) in kept.into_iter().enumerate() {
+        while let Some((_, i)) = places.next_if(|(p, _)| *p == at) {
+            out.push(VisibleRow { index: i, depth: 0 });
+        }
+        out.push(v);
+    }
+    out.extend(places.map(|(_, i)| VisibleRow { index: i, depth: 0 }));
+    *visible = out;
+    true
+}
+
 /// A bulk change of the selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 ///
@@ -337,7 +425,7 @@ pub enum SelectionOp {
 }
 
 /// Shown devices not heard since the console started: what "Select all shown" leaves out.
-pub fn not_heard_shown(rows: &[DeviceRow], visible: &[VisibleRow]) -> usize {
+pub fn not_heard_shown(rows: &DeviceRows, visible: &[VisibleRow]) -> usize {
     visible
         .iter()
         .filter_map(|v| rows.get(v.index))
@@ -345,11 +433,31 @@ pub fn not_heard_shown(rows: &[DeviceRow], visible: &[VisibleRow]) -> usize {
         .count()
 }
 
+/// How [`not_heard_shown`] moves from `before` to `after` when only the rows named in `changed`
+/// differ (a row is shown when the filter matches it).
+pub fn not_heard_shown_change(
+    before: &DeviceRows,
+    after: &DeviceRows,
+    changed: &[DeviceId],
+    filter: &DeviceFilter,
+) -> isize {
+    let counts = |rows: &DeviceRows, id: &DeviceId| {
+        rows.binary_search_by(|r| r.record.id.cmp(id))
+            .ok()
+            .and_then(|i| rows.get(i))
+            .is_some_and(|r| !r.record.heard_since_start && filter.matches(r))
+    };
+    changed
+        .iter()
+        .map(|id| isize::from(counts(after, id)) - isize::from(counts(before, id)))
+        .sum()
+}
+
 /// Applies `op` to `selection`; `visible` are the filtered rows.
 pub fn apply_selection(
     selection: &mut BTreeSet<DeviceId>,
     op: &SelectionOp,
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     visible: &[VisibleRow],
 ) {
     let visible_ids = |heard: bool| {
@@ -418,7 +526,16 @@ pub(crate) mod tests {
         }
     }
 
-    fn fleet() -> Vec<DeviceRow> {
+    /// `rows` as the snapshot holds them.
+    pub(crate) fn table(rows: Vec<DeviceRow>) -> DeviceRows {
+        rows.into_iter().map(std::sync::Arc::new).collect()
+    }
+
+    fn fleet() -> DeviceRows {
+        table(fleet_rows())
+    }
+
+    fn fleet_rows() -> Vec<DeviceRow> {
         let mut gw = row("fogcloud:pk/gw1", "1.0", None);
         gw.record.online = true;
         let mut sub_b = row("fogcloud:pk/sub-b", "1.0", Some(DeviceStatus::Downloading));
@@ -439,7 +556,7 @@ pub(crate) mod tests {
         rows
     }
 
-    fn ids(rows: &[DeviceRow], visible: &[VisibleRow]) -> Vec<String> {
+    fn ids(rows: &DeviceRows, visible: &[VisibleRow]) -> Vec<String> {
         visible
             .iter()
             .map(|v| rows[v.index].record.id.to_string())
@@ -639,11 +756,12 @@ pub(crate) mod tests {
 
     #[test]
     fn bulk_selection_leaves_out_devices_not_heard_since_the_start() {
-        let mut rows = fleet();
+        let mut rows = fleet_rows();
         let gone: DeviceId = "aliyun:pk/dev-1".parse().unwrap();
         for row in rows.iter_mut().filter(|r| r.record.id == gone) {
             row.record.heard_since_start = false;
         }
+        let rows = table(rows);
         let targets = HashMap::new();
         let visible = visible_rows(
             &rows,
@@ -669,6 +787,71 @@ pub(crate) mod tests {
         );
         assert!(!sel.contains(&gone));
         assert_eq!(sel.len(), rows.len() - 1);
+    }
+
+    fn statuses() -> [Option<DeviceStatus>; 6] {
+        [
+            None,
+            Some(DeviceStatus::Pending),
+            Some(DeviceStatus::Downloading),
+            Some(DeviceStatus::Installing),
+            Some(DeviceStatus::Succeeded),
+            Some(DeviceStatus::Failed),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Patching the visible order with the rows that changed gives what a full filter and
+        /// sort of the new rows gives, whatever the filter, column and direction.
+        #[test]
+        fn a_patched_order_equals_a_recomputed_one(
+            start in proptest::collection::vec((0usize..6, 0u8..3, 0u8..=100), 1..40),
+            changes in proptest::collection::vec((0usize..40, 0usize..6, 0u8..3, 0u8..=100), 0..20),
+            column in 0usize..9,
+            ascending in proptest::bool::ANY,
+            status_filter in 0usize..8,
+            version_filter in 0u8..4,
+        ) {
+            let make = |n: usize, (status, version, percent): (usize, u8, u8)| {
+                let mut r = row(&format!("aliyun:pk/d{n:02}"), &format!("1.{version}"), statuses()[status]);
+                if let Some(line) = r.rollout.as_mut() {
+                    line.percent = percent;
+                }
+                r.record.last_seen_ms = i64::from(percent);
+                r.record.heard_since_start = percent % 3 != 0;
+                r
+            };
+            let before = table(start.iter().enumerate().map(|(n, s)| make(n, *s)).collect());
+            let mut after = before.clone();
+            let mut changed = Vec::new();
+            for (n, status, version, percent) in changes {
+                let n = n % before.len();
+                after.set(n, std::sync::Arc::new(make(n, (status, version, percent))));
+                changed.push(after[n].record.id.clone());
+            }
+            changed.sort();
+            changed.dedup();
+            let columns = [
+                SortColumn::Dialect, SortColumn::Device, SortColumn::Module, SortColumn::Version,
+                SortColumn::Target, SortColumn::Status, SortColumn::Progress,
+                SortColumn::LastMessage, SortColumn::LastSeen,
+            ];
+            let sort = Sort { column: columns[column], ascending };
+            let choices = StatusFilter::choices();
+            let filter = DeviceFilter {
+                status: choices[status_filter % choices.len()],
+                version: if version_filter == 3 { String::new() } else { format!("1.{version_filter}") },
+                ..DeviceFilter::default()
+            };
+            let targets = HashMap::new();
+            let mut visible = visible_rows(&before, &filter, sort, false, &targets);
+            let not_heard = not_heard_shown(&before, &visible);
+            proptest::prop_assert!(patch_visible(&mut visible, &before, &after, &changed, &filter, sort, &targets));
+            let recomputed = visible_rows(&after, &filter, sort, false, &targets);
+            proptest::prop_assert_eq!(ids(&after, &visible), ids(&after, &recomputed));
+            let change = not_heard_shown_change(&before, &after, &changed, &filter);
+            proptest::prop_assert_eq!(not_heard.checked_add_signed(change), Some(not_heard_shown(&after, &recomputed)));
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use egui::{Align2, FontId, Rect, RichText, Sense, Stroke, StrokeKind, Ui, Vec2};
 use super::filter::{VisibleRow, status_label};
 use super::theme;
 use crate::device_id::DeviceId;
-use crate::engine::DeviceRow;
+use crate::engine::{DeviceRow, DeviceRows};
 use crate::i18n::tr;
 
 const TILE: Vec2 = Vec2::new(150.0, 58.0);
@@ -44,7 +44,7 @@ fn succeeded_pct(status: crate::rollout::DeviceStatus) -> u8 {
 
 pub fn tiles_ui(
     ui: &mut Ui,
-    rows: &[DeviceRow],
+    rows: &DeviceRows,
     visible: &[VisibleRow],
     selection: &mut BTreeSet<DeviceId>,
     inspected: &mut Option<DeviceId>,

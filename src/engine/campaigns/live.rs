@@ -3,6 +3,8 @@
 //! anyone in the engine; changed only by [`super::Campaigns`] (the mutators are private to
 //! `campaigns/`), so a halted campaign cannot be driven from elsewhere.
 
+use std::cell::Cell;
+
 use crate::device_id::DialectId;
 use crate::engine::downloads::Downloads;
 use crate::engine::snapshot::TimelinePoint;
@@ -20,6 +22,10 @@ pub(in crate::engine) struct LiveCampaign {
     halted: Option<String>,
     /// Where its devices download from (see `downloads`).
     downloads: Downloads,
+    /// The last ETA reckoned for the snapshot, and when (engine clock, ms): reckoning reads
+    /// every device, so the view keeps it for a while (a `Cell`: the view reads campaigns
+    /// through shared references).
+    eta_memo: Cell<Option<(u64, Option<u64>)>>,
 }
 
 /// The dialects among a campaign's targets, sorted.
@@ -43,6 +49,7 @@ impl LiveCampaign {
             timeline: Vec::new(),
             halted: None,
             downloads,
+            eta_memo: Cell::new(None),
         }
     }
 
@@ -62,6 +69,15 @@ impl LiveCampaign {
 
     pub(in crate::engine) fn timeline(&self) -> &[TimelinePoint] {
         &self.timeline
+    }
+
+    /// The last ETA reckoned and when (see `eta_memo`).
+    pub(in crate::engine) fn eta_memo(&self) -> Option<(u64, Option<u64>)> {
+        self.eta_memo.get()
+    }
+
+    pub(in crate::engine) fn remember_eta(&self, at_ms: u64, eta: Option<u64>) {
+        self.eta_memo.set(Some((at_ms, eta)));
     }
 
     /// Why the engine stopped driving it (the database refused a write), if it did.

@@ -122,6 +122,15 @@ impl Campaigns {
         &self.live
     }
 
+    /// The devices (module-qualified as targeted) whose records changed in any live campaign
+    /// since the last call.
+    pub(super) fn take_changed(&mut self) -> Vec<DeviceId> {
+        self.live
+            .iter_mut()
+            .flat_map(|l| l.campaign_mut().take_changed())
+            .collect()
+    }
+
     /// The campaigns of earlier runs not driven now.
     pub(super) fn history(&self) -> &[CampaignView] {
         &self.history
@@ -177,6 +186,30 @@ impl Campaigns {
                 true
             }
             None => false,
+        }
+    }
+
+    /// For the publish benchmark: a live campaign its caller drives with `handle_undriven`
+    /// (no I/O, no store).
+    #[cfg(feature = "test-support")]
+    pub(super) fn add_undriven(&mut self, campaign: Campaign) -> usize {
+        self.live
+            .push(LiveCampaign::new(campaign, Downloads::AsOffered));
+        self.live.len() - 1
+    }
+
+    /// For the publish benchmark: feeds one input to campaign `idx` and returns what it asks,
+    /// without carrying it out.
+    #[cfg(feature = "test-support")]
+    pub(super) fn handle_undriven(
+        &mut self,
+        idx: usize,
+        input: Input,
+        now: Timestamp,
+    ) -> Vec<crate::rollout::Action> {
+        match self.live.get_mut(idx) {
+            Some(live) => live.campaign_mut().handle(input, now, &mut self.ids),
+            None => Vec::new(),
         }
     }
 

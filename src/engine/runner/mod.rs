@@ -27,6 +27,7 @@ use super::campaign_lock::CampaignLock;
 use super::campaigns::Campaigns;
 use super::clock::Clock;
 use super::command::Command;
+use super::device_rows::RowCache;
 use super::fleet_state::FleetState;
 use super::io::Io;
 use super::library::{ImportEvent, Library};
@@ -60,6 +61,8 @@ pub(super) struct Runner {
     lock: CampaignLock,
     /// The server-side state of the dialects that keep one (`protocol::Services`).
     services: Services,
+    /// The snapshot's device table, patched with what changed at each publish.
+    rows: RowCache,
 }
 
 impl Runner {
@@ -80,6 +83,7 @@ impl Runner {
             io,
             fleet: FleetState::default(),
             services: Services::for_registered(),
+            rows: RowCache::default(),
         };
         if let Some(warning) = runner.io.session_warning() {
             runner.alert(AlertLevel::Warning, warning);
@@ -279,8 +283,9 @@ impl Runner {
 
     fn publish_snapshot(&mut self) {
         self.alerts.take_changed();
+        let (devices, rows_changed) = self.rows.refresh(&mut self.fleet, &mut self.campaigns);
         let snapshot = super::view::build(&super::view::Parts {
-            fleet: &self.fleet,
+            devices,
             campaigns: &self.campaigns,
             io: &self.io,
             traffic: &self.traffic,
@@ -288,7 +293,7 @@ impl Runner {
             alerts: &self.alerts,
             now_ms: self.clock.now().as_millis(),
         });
-        self.publisher.publish(snapshot);
+        self.publisher.publish(snapshot, rows_changed);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Indexes and bookkeeping: building a [`Campaign`] from its stored form (the device index, the
-//! task key index, wave members, the current wave), finding a device's
-//! record, and, after every record change, the `Persist` it causes and the counts, per-wave
-//! tallies, queue of noticeable devices and timer set it moves. None of this is persisted: it
+//! task key index, wave members, the current wave), finding a device's record, and, after every
+//! record change, the `Persist` it causes and the counts, per-wave tallies, queue of noticeable
+//! devices, timer set, snapshot lines and change list it moves. None of this is persisted: it
 //! is rebuilt from the records on [`Campaign::resume`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::effects::{log, order_for};
 use super::{Campaign, caps};
@@ -15,7 +16,7 @@ use crate::rollout::rate::TokenBucket;
 use crate::rollout::record::{
     CampaignState, Change, DeviceStatus, PersistedCampaign, TargetRecord, Transition,
 };
-use crate::rollout::snapshot::Counts;
+use crate::rollout::snapshot::{Counts, DeviceSnapshot};
 use crate::rollout::waves::WaveTally;
 use crate::rollout::{Action, LogLevel, MAX_TARGETS, RolloutError, Timestamp};
 
@@ -86,6 +87,13 @@ impl Campaign {
             state: p.state,
             counts: Counts::from_statuses(p.devices.iter().map(|d| d.status)),
             heard_at: vec![None; p.devices.len()],
+            lines: p
+                .devices
+                .iter()
+                .map(|r| Arc::new(DeviceSnapshot::from(r)))
+                .collect(),
+            changed: Vec::new(),
+            changed_mark: vec![false; p.devices.len()],
             devices: p.devices,
             online,
             by_device,
@@ -109,6 +117,26 @@ impl Campaign {
             campaign.track(idx, None);
         }
         Ok(campaign)
+    }
+
+    /// The snapshot line of a device (any module given is replaced by the campaign's).
+    pub fn line(&self, device: &DeviceId) -> Option<&Arc<DeviceSnapshot>> {
+        self.index_of(device).and_then(|idx| self.lines.get(idx))
+    }
+
+    /// The devices whose records changed since the last call (with the campaign's module),
+    /// each once.
+    pub fn take_changed(&mut self) -> Vec<DeviceId> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|idx| {
+                if let Some(mark) = self.changed_mark.get_mut(idx) {
+                    *mark = false;
+                }
+                self.devices.get(idx).map(|r| r.device.clone())
+            })
+            .collect()
     }
 
     pub(super) fn index_of(&self, device: &DeviceId) -> Option<usize> {
@@ -158,6 +186,13 @@ impl Campaign {
                 change,
             }));
             self.track(idx, Some(&before));
+            self.lines.set(idx, Arc::new(DeviceSnapshot::from(&after)));
+            if let Some(mark) = self.changed_mark.get_mut(idx)
+                && !*mark
+            {
+                *mark = true;
+                self.changed.push(idx);
+            }
         }
         for line in &step.logs {
             log(out, Some(&after.device), LogLevel::Info, line.clone());

@@ -40,7 +40,7 @@ use super::device;
 use super::policy::Policy;
 use super::rate::TokenBucket;
 use super::record::{CampaignSpec, CampaignState, PersistedCampaign, Target, TargetRecord};
-use super::snapshot::{CampaignSnapshot, Counts, DeviceSnapshot, WaveSnapshot};
+use super::snapshot::{CampaignSnapshot, Counts, DeviceLines, WaveSnapshot};
 use super::waves::WaveTally;
 use super::{Action, CampaignId, IdSource, Input, MAX_TARGETS, RolloutError, Timestamp};
 use crate::device_id::{DeviceId, DialectId};
@@ -68,6 +68,12 @@ pub struct Campaign {
     spec: CampaignSpec,
     state: CampaignState,
     devices: Vec<TargetRecord>,
+    /// Runtime only: `devices` as the snapshot shows them, kept in step by `update`.
+    lines: DeviceLines,
+    /// Runtime only: indexes of the records changed since [`Campaign::take_changed`] was last
+    /// called (each once: `changed_mark`), so the engine refreshes only their rows.
+    changed: Vec<usize>,
+    changed_mark: Vec<bool>,
     /// Runtime only: whether each device is connected.
     online: Vec<bool>,
     /// Runtime only: a device that just came online is not noticed before this (it may not
@@ -291,7 +297,7 @@ impl Campaign {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
-            devices: self.devices.iter().map(DeviceSnapshot::from).collect(),
+            devices: self.lines.clone(),
         }
     }
 
