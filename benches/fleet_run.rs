@@ -332,7 +332,10 @@ fn run(knobs: &Knobs) -> Vec<String> {
             None => println!("{what}: {a} / {b}"),
         }
         if a != b || c.is_some_and(|c| c > 0) {
-            failures.push(format!("{what}: {a} / {b}{}", c.map_or(String::new(), |c| format!(" / {c}"))));
+            failures.push(format!(
+                "{what}: {a} / {b}{}",
+                c.map_or(String::new(), |c| format!(" / {c}"))
+            ));
         }
     }
     println!(
@@ -343,7 +346,10 @@ fn run(knobs: &Knobs) -> Vec<String> {
         console_count("rejected"),
     );
     if console_count("rejected") > 0 {
-        failures.push(format!("the console refused {} messages", console_count("rejected")));
+        failures.push(format!(
+            "the console refused {} messages",
+            console_count("rejected")
+        ));
     }
     if devices.len() != knobs.devices {
         failures.push(format!(
@@ -353,7 +359,10 @@ fn run(knobs: &Knobs) -> Vec<String> {
         ));
     }
     if succeeded != knobs.devices {
-        failures.push(format!("{succeeded} of {} devices succeeded", knobs.devices));
+        failures.push(format!(
+            "{succeeded} of {} devices succeeded",
+            knobs.devices
+        ));
     }
     if sim_totals.get("upgrades_succeeded") != knobs.devices as u64 {
         failures.push(format!(
@@ -446,15 +455,25 @@ fn start_console(
         .args(["rollout", "--broker", broker, "--http-bind", "127.0.0.1:0"])
         .args(["--firmware", &firmware.display().to_string()])
         .args(["--version", TARGET_VERSION, "--campaign", "fleet-run"])
-        .args(["--all", "--discover-for", &format!("{}s", knobs.discover_secs())])
+        .args([
+            "--all",
+            "--discover-for",
+            &format!("{}s", knobs.discover_secs()),
+        ])
         .args(["--canary", "10", "--wave", "100%"])
         .args(["--rate", &format!("{}/min", knobs.rate_per_min)])
         .args(["--concurrency", &knobs.concurrency.to_string()])
-        .args(["--max-connections", &(knobs.concurrency + 1_000).to_string()])
+        .args([
+            "--max-connections",
+            &(knobs.concurrency + 1_000).to_string(),
+        ])
         .args(["--device-timeout", &format!("{timeout_secs:.0}s")])
         // A device's first report comes a progress period after its notice: the window to
         // answer a notice is longer than that, as an operator sets it for such devices.
-        .args(["--ack-window", &format!("{:.0}s", knobs.progress_secs * 2.5)])
+        .args([
+            "--ack-window",
+            &format!("{:.0}s", knobs.progress_secs * 2.5),
+        ])
         .args(["--no-abort", "--report", &report.display().to_string()])
         .env("OTA_CONSOLE_DATA_DIR", dir)
         .env("LC_ALL", "C")
@@ -568,9 +587,8 @@ impl SimTotals {
 /// the simulators with Ctrl-C and sums their final totals.
 fn stop_sims(sims: Vec<Sim>) -> SimTotals {
     let fields = ["messages_published", "messages_acked", "progress_sent"];
-    let snapshot = |sims: &[Sim]| -> Vec<u64> {
-        fields.iter().map(|f| sim_sum(sims, f, false)).collect()
-    };
+    let snapshot =
+        |sims: &[Sim]| -> Vec<u64> { fields.iter().map(|f| sim_sum(sims, f, false)).collect() };
     let started = Instant::now();
     let mut last = snapshot(&sims);
     let mut stable_since = Instant::now();
