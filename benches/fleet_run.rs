@@ -398,6 +398,10 @@ fn run(knobs: &Knobs) -> Vec<String> {
         }
     );
     println!("load average before {load_before}, after {load_after}");
+    if !failures.is_empty() {
+        // The logs (console, simulators, Mosquitto) and the database, to find out why.
+        println!("kept for inspection: {}", dir.keep().display());
+    }
     failures
 }
 

@@ -32,8 +32,8 @@
 //! base URL is `https://`. A plain-HTTP request on that port is answered `400` with a sentence
 //! saying so (as nginx does) and closed; it never reaches a file.
 
-use std::collections::{BTreeMap, HashMap};
 use imbl::OrdMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

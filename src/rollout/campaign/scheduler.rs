@@ -165,9 +165,8 @@ impl Campaign {
                 }
                 let gateway = self.gateways.get(idx).cloned().flatten();
                 if let Some(g) = &gateway {
-                    let busy = busy.get_or_insert_with(|| {
-                        self.busy_gateways().into_iter().cloned().collect()
-                    });
+                    let busy = busy
+                        .get_or_insert_with(|| self.busy_gateways().into_iter().cloned().collect());
                     if busy.contains(g) {
                         continue;
                     }
