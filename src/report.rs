@@ -1,6 +1,7 @@
 //! Campaign reports: the JSON and CSV files `ota-console rollout --report` writes and the window
 //! exports, in one shape: `campaign` (id, package digests, version, policy, times, state) and
-//! `devices` (one object per target device).
+//! `devices` (one object per target device). A JSON report written by `rollout` adds `traffic`:
+//! what the console exchanged with devices while it ran ([`TrafficSummary`]).
 
 use crate::i18n::tr;
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::engine::CampaignView;
+use crate::engine::{CampaignView, Traffic};
 use crate::rollout::{CampaignState, Counts, DeviceStatus, Policy, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +62,42 @@ pub struct DeviceLine {
     pub code: Option<i64>,
 }
 
+/// The console's message counters over its whole run, for checking that nothing was lost
+/// between the devices and the console (compare with what the devices sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TrafficSummary {
+    /// Device messages taken in.
+    pub received: u64,
+    /// Progress reports among them, one per device a message reports on.
+    pub progress: u64,
+    /// Messages published: notices, answers and replies.
+    pub published: u64,
+    /// Campaign notices among them (first sends, retries, re-sends).
+    pub notices: u64,
+    /// Messages refused by the decoders.
+    pub rejected: u64,
+}
+
+impl From<Traffic> for TrafficSummary {
+    fn from(t: Traffic) -> Self {
+        TrafficSummary {
+            received: t.received,
+            progress: t.progress,
+            published: t.published,
+            notices: t.notices,
+            rejected: t.rejected,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub campaign: CampaignSummary,
     pub devices: Vec<DeviceLine>,
+    /// The console's counters, when the report is written by the process that ran the campaign
+    /// (`rollout`); not in CSV.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficSummary>,
 }
 
 impl Report {
@@ -108,7 +141,14 @@ impl Report {
                     code: d.code,
                 })
                 .collect(),
+            traffic: None,
         }
+    }
+
+    /// The report with the console's counters.
+    pub fn with_traffic(mut self, traffic: Traffic) -> Self {
+        self.traffic = Some(traffic.into());
+        self
     }
 
     pub fn to_json(&self) -> Result<String, ReportError> {

@@ -19,7 +19,7 @@ use ota_console::protocol::{
 
 use ota_console::device_id::DeviceId;
 use ota_console::rollout::Timestamp;
-use ota_console::sim::{Behaviour, SimConfig, SimFleet};
+use ota_console::sim::{Behaviour, SimConfig, SimFleet, SimTotals};
 use ota_console::store::{InventoryDevice, Store};
 use ota_console::testing::console::{Console, rollout_args, set_flag};
 use ota_console::testing::firmware_file;
@@ -132,7 +132,32 @@ async fn rollout_all_writes_a_report_and_exits_zero() {
         assert_eq!(fleet.stats().get(&id).unwrap().version, "2.0.0");
     }
     assert_eq!(fleet.stats().totals().broken_notices, 0);
+    traffic_matches_the_devices(&report, &fleet.stats().totals());
     fleet.shutdown().await;
+}
+
+/// The console's counters in its report, taken when the campaign ended, against the devices'
+/// own: every progress report they sent was taken in, every notice it sent reached its device.
+fn traffic_matches_the_devices(report: &serde_json::Value, totals: &SimTotals) {
+    let traffic = &report["traffic"];
+    assert!(totals.progress_sent > 0, "{totals:?}");
+    assert_eq!(
+        traffic["progress"], totals.progress_sent,
+        "{traffic} {totals:?}"
+    );
+    assert_eq!(
+        traffic["notices"], totals.notices_received,
+        "{traffic} {totals:?}"
+    );
+    assert_eq!(traffic["rejected"], 0, "{traffic}");
+    // Not more than the broker acknowledged (no duplicates), nor fewer than one per device (each
+    // of the 7 announced its version).
+    let received = traffic["received"].as_u64().unwrap();
+    assert!(
+        (7..=totals.messages_acked).contains(&received),
+        "{traffic} {totals:?}"
+    );
+    assert!(traffic["published"].as_u64().unwrap() >= totals.notices_received);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

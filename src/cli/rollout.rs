@@ -467,13 +467,15 @@ pub async fn run(args: &RolloutArgs) -> anyhow::Result<Outcome> {
     };
     eprintln!("{}", tr!("cli.campaign_running", id = id));
     let finished = follow(&handle, id).await?;
+    // Taken when the campaign is over: every progress report it waited for is counted.
+    let traffic = handle.snapshot().traffic;
     handle.shut_down().await;
     let Some(view) = finished else {
         eprintln!("{}", tr!("cli.rollout.interrupted", id = id));
         return Ok(Outcome::SomeFailed);
     };
     if let Some(path) = &args.report {
-        Report::from_view(&view).write(path)?;
+        Report::from_view(&view).with_traffic(traffic).write(path)?;
         eprintln!(
             "{}",
             tr!("cli.rollout.report_written", path = path.display())
@@ -730,37 +732,47 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
     let mut watch = handle.watch();
     let progress = ProgressLine::new();
     loop {
-        let view = watch
-            .borrow_and_update()
-            .campaigns
-            .iter()
-            .find(|c| c.snapshot.id == id)
-            .cloned();
-        if let Some(view) = &view {
-            progress.show(&view.snapshot.counts);
-            if let Some(why) = &view.halted {
+        // Looked at in place: the view is cloned (all its devices) once, when it is over, not
+        // on every snapshot of a 100,000-device campaign.
+        let step = {
+            let snapshot = watch.borrow_and_update();
+            match snapshot.campaigns.iter().find(|c| c.snapshot.id == id) {
+                None => Step::Wait,
+                Some(view) => {
+                    progress.show(&view.snapshot.counts);
+                    let counts = view.snapshot.counts;
+                    if let Some(why) = &view.halted {
+                        Step::Halted(why.clone())
+                    } else if view.snapshot.state.is_finished() && counts.in_flight() == 0 {
+                        Step::Over(Box::new(view.clone()))
+                    } else if view.snapshot.waves.blocked && counts.in_flight() == 0 {
+                        Step::Blocked(
+                            Box::new(view.clone()),
+                            view.snapshot.waves.current.map_or(0, |w| w + 1),
+                        )
+                    } else {
+                        Step::Wait
+                    }
+                }
+            }
+        };
+        match step {
+            Step::Wait => {}
+            Step::Halted(why) => {
                 progress.finish();
                 // `why` says what stopped it: a refused database write (free space or fix
                 // permissions), or another console that took the campaign over.
                 bail!(tr!("cli.rollout.halted", id = id, why = why));
             }
-            let counts = view.snapshot.counts;
-            if view.snapshot.state.is_finished() && counts.in_flight() == 0 {
+            Step::Over(view) => {
                 progress.finish();
-                return Ok(Some(view.clone()));
+                return Ok(Some(*view));
             }
-            if view.snapshot.waves.blocked && counts.in_flight() == 0 {
+            Step::Blocked(view, wave) => {
                 // Headless, nobody can open the next wave: stop here, resumable.
                 progress.finish();
-                eprintln!(
-                    "{}",
-                    tr!(
-                        "cli.rollout.wave_blocked",
-                        wave = view.snapshot.waves.current.map_or(0, |w| w + 1),
-                        id = id
-                    )
-                );
-                return Ok(Some(view.clone()));
+                eprintln!("{}", tr!("cli.rollout.wave_blocked", wave = wave, id = id));
+                return Ok(Some(*view));
             }
         }
         tokio::select! {
@@ -775,6 +787,15 @@ async fn follow(handle: &EngineHandle, id: CampaignId) -> anyhow::Result<Option<
             }
         }
     }
+}
+
+/// What [`follow`] does after a look at the snapshot.
+enum Step {
+    Wait,
+    Halted(String),
+    Over(Box<CampaignView>),
+    /// The wave gate is closed (the number of the wave waiting) and nothing is in flight.
+    Blocked(Box<CampaignView>, u32),
 }
 
 /// A progress bar on a terminal; plain lines (on change, at most once a second) otherwise.

@@ -362,7 +362,7 @@ impl Io {
 
     /// Bytes the firmware server sent in all.
     pub(super) fn served_total(&self) -> Option<u64> {
-        self.http.as_ref().map(|h| h.stats().total_bytes)
+        self.http.as_ref().map(FirmwareServer::total_bytes)
     }
 
     pub(super) fn broker_label(&self) -> &str {

@@ -21,6 +21,12 @@ pub struct Traffic {
     pub published: u64,
     /// Messages refused by the decoders.
     pub rejected: u64,
+    /// Progress reports taken in: one per device a progress message is about (a gateway's
+    /// batch of its sub-devices' progress counts each entry), as the simulator counts them.
+    pub progress: u64,
+    /// Campaign notices published (first sends, retries and re-sends), without the protocol's
+    /// answers and replies.
+    pub notices: u64,
     /// Received messages per second over the last few seconds.
     pub received_per_sec: f64,
 }

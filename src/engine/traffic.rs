@@ -37,6 +37,16 @@ impl TrafficMeter {
         self.counts.published += 1;
     }
 
+    /// A progress report about one device was taken in.
+    pub(super) fn progress(&mut self) {
+        self.counts.progress += 1;
+    }
+
+    /// A campaign notice was published (counted in `published` too).
+    pub(super) fn notice(&mut self) {
+        self.counts.notices += 1;
+    }
+
     /// A device message was refused: counted, and whether the log should hear of it.
     pub(super) fn refused(&mut self, topic: &str, kind: &'static str, now_ms: i64) -> LogDecision {
         self.counts.rejected += 1;

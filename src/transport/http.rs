@@ -33,6 +33,7 @@
 //! saying so (as nginx does) and closed; it never reaches a file.
 
 use crate::i18n::tr;
+use imbl::OrdMap;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
@@ -148,10 +149,11 @@ pub struct ServedStats {
     pub bytes_by_package: BTreeMap<String, u64>,
     /// Body bytes per client IP address.
     pub bytes_by_client: BTreeMap<IpAddr, u64>,
-    /// Body bytes per device, on the per-device links of campaigns (device id text).
-    pub bytes_by_device: BTreeMap<String, u64>,
+    /// Body bytes per device, on the per-device links of campaigns (device id text). A
+    /// persistent map: a snapshot of 100,000 devices shares it instead of copying it.
+    pub bytes_by_device: OrdMap<String, u64>,
     /// Requests per device, on the per-device links of campaigns (device id text).
-    pub requests_by_device: BTreeMap<String, u64>,
+    pub requests_by_device: OrdMap<String, u64>,
 }
 
 /// One offered file.
@@ -166,6 +168,9 @@ struct Shared {
     offers: RwLock<HashMap<String, Arc<Offer>>>,
     grants: RwLock<HashMap<String, Arc<Granted>>>,
     by_device: Mutex<HashMap<String, Arc<DeviceCounters>>>,
+    /// The per-device counters as [`FirmwareServer::stats`] last read them (lock it before
+    /// `by_device`).
+    device_maps: Mutex<DeviceMaps>,
     by_package: Mutex<HashMap<String, Arc<AtomicU64>>>,
     by_client: Mutex<HashMap<IpAddr, Arc<AtomicU64>>>,
     requests: AtomicU64,
@@ -184,6 +189,7 @@ impl Default for Shared {
             offers: RwLock::default(),
             grants: RwLock::default(),
             by_device: Mutex::default(),
+            device_maps: Mutex::default(),
             by_package: Mutex::default(),
             by_client: Mutex::default(),
             requests: AtomicU64::default(),
@@ -411,6 +417,7 @@ impl FirmwareServer {
     }
 
     pub fn stats(&self) -> ServedStats {
+        let (bytes_by_device, requests_by_device) = self.device_maps();
         let s = &self.shared;
         ServedStats {
             requests: s.requests.load(Ordering::Relaxed),
@@ -418,9 +425,34 @@ impl FirmwareServer {
             total_bytes: s.total.load(Ordering::Relaxed),
             bytes_by_package: snapshot(&s.by_package),
             bytes_by_client: snapshot(&s.by_client),
-            bytes_by_device: device_snapshot(&s.by_device, |c| c.bytes.as_ref()),
-            requests_by_device: device_snapshot(&s.by_device, |c| &c.requests),
+            bytes_by_device,
+            requests_by_device,
         }
+    }
+
+    /// Body bytes sent in all, without the tables of [`Self::stats`].
+    pub fn total_bytes(&self) -> u64 {
+        self.shared.total.load(Ordering::Relaxed)
+    }
+
+    /// The per-device maps, brought up to date: only the entries whose counters moved since the
+    /// last read are written (a snapshot published many times a second during a rollout of
+    /// 100,000 devices copied and sorted every entry each time).
+    fn device_maps(&self) -> (OrdMap<String, u64>, OrdMap<String, u64>) {
+        let s = &self.shared;
+        let mut maps = s.device_maps.lock().unwrap_or_else(PoisonError::into_inner);
+        let devices = s.by_device.lock().unwrap_or_else(PoisonError::into_inner);
+        for (device, counters) in devices.iter() {
+            let bytes = counters.bytes.load(Ordering::Relaxed);
+            if counters.seen_bytes.swap(bytes, Ordering::Relaxed) != bytes {
+                maps.bytes.insert(device.clone(), bytes);
+            }
+            let requests = counters.requests.load(Ordering::Relaxed);
+            if counters.seen_requests.swap(requests, Ordering::Relaxed) != requests {
+                maps.requests.insert(device.clone(), requests);
+            }
+        }
+        (maps.bytes.clone(), maps.requests.clone())
     }
 }
 
@@ -450,10 +482,31 @@ struct Granted {
     counters: Arc<DeviceCounters>,
 }
 
-#[derive(Default)]
 struct DeviceCounters {
     requests: AtomicU64,
     bytes: Arc<AtomicU64>,
+    /// What [`FirmwareServer::stats`] last read of the two above (`u64::MAX`: never read), so
+    /// it writes only what moved. Touched only with `device_maps` locked.
+    seen_requests: AtomicU64,
+    seen_bytes: AtomicU64,
+}
+
+impl Default for DeviceCounters {
+    fn default() -> Self {
+        DeviceCounters {
+            requests: AtomicU64::default(),
+            bytes: Arc::default(),
+            seen_requests: AtomicU64::new(u64::MAX),
+            seen_bytes: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+/// The per-device tables of [`ServedStats`] as last read.
+#[derive(Default)]
+struct DeviceMaps {
+    bytes: OrdMap<String, u64>,
+    requests: OrdMap<String, u64>,
 }
 
 impl Granted {
@@ -564,16 +617,6 @@ impl FirmwareServer {
             .unwrap_or_else(PoisonError::into_inner);
         devices.entry(device.to_owned()).or_default().clone()
     }
-}
-
-fn device_snapshot(
-    map: &Mutex<HashMap<String, Arc<DeviceCounters>>>,
-    counter: impl Fn(&DeviceCounters) -> &AtomicU64,
-) -> BTreeMap<String, u64> {
-    let map = map.lock().unwrap_or_else(PoisonError::into_inner);
-    map.iter()
-        .map(|(k, v)| (k.clone(), counter(v).load(Ordering::Relaxed)))
-        .collect()
 }
 
 fn snapshot<K: Clone + Ord>(map: &Mutex<HashMap<K, Arc<AtomicU64>>>) -> BTreeMap<K, u64> {

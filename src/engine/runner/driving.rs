@@ -93,7 +93,11 @@ impl Runner {
             device,
             attempt,
         } = pending;
-        if let Err(error) = self.publish(out, Some(device.clone()))
+        let sent = self.publish(out, Some(device.clone()));
+        if sent.is_ok() && attempt.is_some() {
+            self.traffic.notice();
+        }
+        if let Err(error) = sent
             && let Some(attempt) = attempt
         {
             self.drive(

@@ -98,6 +98,9 @@ impl Runner {
     }
 
     fn on_event(&mut self, event: Event) {
+        if matches!(event, Event::Progress(_)) {
+            self.traffic.progress();
+        }
         let now_ms = self.clock.now_ms();
         self.fleet.apply(&event, now_ms);
         if let Event::Answer(answer) = &event {

@@ -14,6 +14,9 @@ use crate::rollout::device;
 use crate::rollout::record::{CampaignState, DeviceStatus, TaskRecord};
 use crate::rollout::{Action, IdSource, UpgradeOrder};
 
+/// Queued devices looked at per step of [`Campaign::pump`].
+const PUMP_BATCH: usize = 64;
+
 impl Campaign {
     /// The protocol notice for an order this campaign emitted.
     pub fn build_notice(&self, order: &UpgradeOrder, route: &NoticeRoute) -> UpgradeNotice {
@@ -117,45 +120,66 @@ impl Campaign {
             self.rate_blocked = true;
             return skipped;
         }
-        let candidates: Vec<usize> = self.queue.iter().copied().collect();
-        let mut busy: HashSet<DeviceId> = if self.has_gateway_limits() {
-            self.busy_gateways().into_iter().cloned().collect()
-        } else {
-            HashSet::new()
-        };
-        for idx in candidates {
-            if self.counts.in_flight() >= max {
-                break;
-            }
-            let Some(rec) = self.devices.get(idx) else {
-                continue;
+        // Taken from the queue a few at a time, not all 100,000 on every input: a turn sends
+        // what the rate and the concurrency cap allow, and stops there.
+        let mut cursor: Option<usize> = None;
+        // Gateways with an upgrade running (a DJI dock and its drone), computed when a
+        // candidate first has a gateway: it takes a pass over every target.
+        let mut busy: Option<HashSet<DeviceId>> = None;
+        'queue: loop {
+            let batch: Vec<usize> = match cursor {
+                None => self.queue.iter().take(PUMP_BATCH).copied().collect(),
+                Some(last) => self
+                    .queue
+                    .range(last + 1..)
+                    .take(PUMP_BATCH)
+                    .copied()
+                    .collect(),
             };
-            if !self.online.get(idx).copied().unwrap_or(false)
-                || rec.retry_at.is_some_and(|t| t > self.now)
-                || self.settling(idx)
-            {
-                continue;
-            }
-            if let Some(reason) =
-                device::skip_reason(rec, &self.spec.offer.version, &self.spec.policy)
-            {
-                self.update(idx, out, |rec, _| device::skip(rec, reason));
-                skipped = true;
-                continue;
-            }
-            if !self.spec.policy.only_from_versions.is_empty() && rec.from_version.is_none() {
-                continue;
-            }
-            let gateway = self.gateways.get(idx).cloned().flatten();
-            if gateway.as_ref().is_some_and(|g| busy.contains(g)) {
-                continue;
-            }
-            if !self.bucket.try_take(self.now) {
-                self.rate_blocked = true;
+            let Some(&last) = batch.last() else {
                 break;
+            };
+            cursor = Some(last);
+            for idx in batch {
+                if self.counts.in_flight() >= max {
+                    break 'queue;
+                }
+                let Some(rec) = self.devices.get(idx) else {
+                    continue;
+                };
+                if !self.online.get(idx).copied().unwrap_or(false)
+                    || rec.retry_at.is_some_and(|t| t > self.now)
+                    || self.settling(idx)
+                {
+                    continue;
+                }
+                if let Some(reason) =
+                    device::skip_reason(rec, &self.spec.offer.version, &self.spec.policy)
+                {
+                    self.update(idx, out, |rec, _| device::skip(rec, reason));
+                    skipped = true;
+                    continue;
+                }
+                if !self.spec.policy.only_from_versions.is_empty() && rec.from_version.is_none() {
+                    continue;
+                }
+                let gateway = self.gateways.get(idx).cloned().flatten();
+                if let Some(g) = &gateway {
+                    let busy = busy
+                        .get_or_insert_with(|| self.busy_gateways().into_iter().cloned().collect());
+                    if busy.contains(g) {
+                        continue;
+                    }
+                }
+                if !self.bucket.try_take(self.now) {
+                    self.rate_blocked = true;
+                    break 'queue;
+                }
+                self.send_notice(idx, ids, out);
+                if let (Some(g), Some(busy)) = (gateway, busy.as_mut()) {
+                    busy.insert(g);
+                }
             }
-            self.send_notice(idx, ids, out);
-            busy.extend(gateway);
         }
         skipped
     }
