@@ -234,7 +234,7 @@ fn harness_sized(rig: &Rig, settings: Settings, size: egui::Vec2) -> AppHarness 
 fn app_harness(handle: EngineHandle, settings: Settings, size: egui::Vec2) -> AppHarness {
     let mut harness = Harness::builder()
         .with_size(size)
-        .with_context_setup(|ctx| CjkFonts::load().install(ctx))
+        .with_context_setup(|ctx| CjkFonts::bundled_only().install(ctx))
         .build_ui_state(
             |ui, app: &mut Option<OtaApp>| {
                 if let Some(app) = app {

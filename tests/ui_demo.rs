@@ -51,7 +51,7 @@ fn one_click_starts_the_demo_and_replay_tells_it_again() {
 
     let mut h = Harness::builder()
         .with_size(egui::vec2(1600.0, 1000.0))
-        .with_context_setup(|ctx| CjkFonts::load().install(ctx))
+        .with_context_setup(|ctx| CjkFonts::bundled_only().install(ctx))
         .build_ui_state(
             |ui, app: &mut Option<OtaApp>| {
                 if let Some(app) = app {

@@ -54,7 +54,7 @@ fn bar_rects(lang: Lang, width: f32, height: f32, demo: bool) -> Vec<(String, eg
     let snap = busy_snapshot();
     let mut harness = Harness::builder()
         .with_size(egui::vec2(width, height))
-        .with_context_setup(|ctx| CjkFonts::load().install(ctx))
+        .with_context_setup(|ctx| CjkFonts::bundled_only().install(ctx))
         .build_ui_state(
             move |ui, state: &mut (ThemeChoice, Option<Lang>, bool, egui::Rect)| {
                 let mut actions = Vec::new();

@@ -14,7 +14,7 @@ use ota_console::device_id::DeviceId;
 use ota_console::engine::{DeviceRow, Snapshot};
 use ota_console::fleet::DeviceRecord;
 use ota_console::i18n::{self, Lang, ThreadLang};
-use ota_console::rollout::{DeviceSnapshot, DeviceStatus};
+use ota_console::rollout::{DeviceSnapshot, DeviceStatus, Note};
 use ota_console::ui::settings::{DeviceView, TileForm};
 use ota_console::ui::wall::cell_center;
 use ota_console::ui::{CjkFonts, ConsoleView, Settings};
@@ -64,7 +64,9 @@ fn snapshot(devices: usize) -> Snapshot {
                     percent,
                     attempts: 1,
                     wave: Some(0),
-                    error: (status == DeviceStatus::Failed).then(|| format!("flash error {i}")),
+                    error: (status == DeviceStatus::Failed).then(|| Note::Text {
+                        text: format!("flash error {i}"),
+                    }),
                     code: None,
                     retry_at: None,
                     resends: 0,
@@ -91,7 +93,7 @@ fn harness(devices: usize, form: TileForm) -> WallHarness {
     };
     let mut h = Harness::builder()
         .with_size(egui::vec2(1280.0, 720.0))
-        .with_context_setup(|ctx| CjkFonts::load().install(ctx))
+        .with_context_setup(|ctx| CjkFonts::bundled_only().install(ctx))
         .build_ui_state(
             |ui, (view, snap): &mut (ConsoleView, Snapshot)| {
                 view.ui(ui, snap, &[], &[], NOW_MS);

@@ -829,7 +829,11 @@ async fn serve_offer(
         Err(e) => {
             tracing::error!(
                 "{}",
-                tr!("log.http.cannot_read_offer", path = offer.path.display(), why = e)
+                tr!(
+                    "log.http.cannot_read_offer",
+                    path = offer.path.display(),
+                    why = e
+                )
             );
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }

@@ -227,4 +227,36 @@ mod tests {
             out.textures_delta.clear();
         }
     }
+    /// Every word of the console, in every language, draws on a machine without a system CJK
+    /// font (the Chinese window on a bare Debian, and CI): egui's own fonts and the bundled
+    /// subset cover them. A word with a new character fails here; `scripts/font-subset` makes
+    /// the subset again.
+    #[test]
+    fn every_translation_draws_without_a_system_font() {
+        let ctx = egui::Context::default();
+        CjkFonts::bundled_only().install(&ctx);
+        let mut out = ctx.run_ui(egui::RawInput::default(), |_| {});
+        out.textures_delta.clear();
+        let font = egui::FontId::proportional(14.0);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("locales");
+        let mut missing = std::collections::BTreeSet::new();
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let table: toml::Table = toml::from_str(&text).unwrap();
+            for (key, langs) in &table {
+                for word in langs.as_table().into_iter().flat_map(|t| t.values()) {
+                    for c in word.as_str().unwrap_or_default().chars() {
+                        checked += 1;
+                        if !c.is_control() && !ctx.fonts_mut(|f| f.has_glyph(&font, c)) {
+                            missing.insert(format!("{c:?} (U+{:04X}) in {key}", u32::from(c)));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 10_000, "only {checked} characters read from {}", dir.display());
+        assert!(missing.is_empty(), "no glyph for: {missing:#?}");
+    }
 }
