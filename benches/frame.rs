@@ -15,8 +15,8 @@
 //! version" over the whole fleet, and the table's frames with all of it selected.
 //!
 //! `cargo bench --bench frame` (release); `DEVICES=100000` sets the fleet (default 10,000),
-//! `UPDATES=n` the progress updates per second (default 10,000). Prints median, p95 and max per
-//! view.
+//! `UPDATES=n` the progress updates per second (default 10,000), `ONLY=filters` only the filter
+//! changes and the selection. Prints median, p95 and max per view.
 
 #![expect(
     clippy::expect_used,
@@ -334,18 +334,50 @@ fn filter_changes(snap: &mut Snapshot, updates: usize) -> Vec<(String, Duration)
         ),
         ("sort device", DeviceFilter::default(), Sort::default()),
     ];
-    let mut times = Vec::new();
-    for (name, filter, sort) in changes {
-        window.view.settings.filter = filter;
-        window.view.settings.sort = sort;
-        times.push((name.to_owned(), window.frame(snap, updates)));
-        // A few frames of the new order before the next change.
-        for _ in 0..5 {
-            window.frame(snap, updates);
+    // Each change measured in three rounds of the whole list; its median is reported.
+    let mut times: Vec<(String, Vec<Duration>)> = changes
+        .iter()
+        .map(|(name, ..)| ((*name).to_owned(), Vec::new()))
+        .collect();
+    for _ in 0..FILTER_ROUNDS {
+        for ((_, filter, sort), (_, took)) in changes.iter().zip(&mut times) {
+            window.view.settings.filter = filter.clone();
+            window.view.settings.sort = *sort;
+            took.push(window.frame(snap, updates));
+            if std::env::var("ONLY").is_ok_and(|v| v == "filters") {
+                // Where a change's frame goes: the order alone, and the two counts beside it.
+                let targets = filter::targets_by_device(&snap.campaigns);
+                let t0 = Instant::now();
+                let visible = filter::visible_rows(&snap.devices, filter, *sort, true, &targets);
+                let t1 = Instant::now();
+                let _ = filter::not_heard_shown(&snap.devices, &visible);
+                let t2 = Instant::now();
+                let _ = filter::Groups::of(&snap.devices);
+                let t3 = Instant::now();
+                println!(
+                    "    order {:.1} ms, not heard {:.1} ms, groups {:.1} ms",
+                    ms(t1 - t0),
+                    ms(t2 - t1),
+                    ms(t3 - t2)
+                );
+            }
+            // A few frames of the new order before the next change.
+            for _ in 0..5 {
+                window.frame(snap, updates);
+            }
         }
     }
     times
+        .into_iter()
+        .map(|(name, mut took)| {
+            took.sort();
+            (name, took[took.len() / 2])
+        })
+        .collect()
 }
+
+/// Rounds of the filter changes (the median of each change is reported).
+const FILTER_ROUNDS: usize = 3;
 
 /// "Select not on version X" over the whole fleet: the selection's cost, then the frames that
 /// show the fleet with every device selected.
@@ -389,6 +421,10 @@ fn main() {
     let before = resident_mib();
     let mut snap = snapshot(devices);
     let with_snapshot = resident_mib();
+    if std::env::var("ONLY").is_ok_and(|v| v == "filters") {
+        filters_and_selection(&mut snap, devices, updates);
+        return;
+    }
     let table = run(Settings::default(), &mut snap, updates);
     report("table", devices, table);
     let by_progress = run(
@@ -413,7 +449,17 @@ fn main() {
     );
     report("tiles", devices, tiles);
     tile_forms(&mut snap, devices, updates);
-    let changes = filter_changes(&mut snap, updates);
+    filters_and_selection(&mut snap, devices, updates);
+    if let (Some(a), Some(b), Some(c)) = (before, with_snapshot, resident_mib()) {
+        println!(
+            "resident memory: {a:.1} MiB at start, {b:.1} MiB with the {devices}-device snapshot, {c:.1} MiB after the runs"
+        );
+    }
+}
+
+/// The filter and sort changes, then "select not on version" and the frames after it.
+fn filters_and_selection(snap: &mut Snapshot, devices: usize, updates: usize) {
+    let changes = filter_changes(snap, updates);
     for (name, took) in &changes {
         println!("  filter change {name:<22} {:.1} ms", ms(*took));
     }
@@ -423,17 +469,12 @@ fn main() {
             ms(*slowest)
         );
     }
-    let (took, selected, frames) = select_not_on_version(&mut snap, updates);
+    let (took, selected, frames) = select_not_on_version(snap, updates);
     println!(
         "select not on version 2.0.0: {selected} devices selected in {:.1} ms",
         ms(took)
     );
     report("table with all selected", devices, frames);
-    if let (Some(a), Some(b), Some(c)) = (before, with_snapshot, resident_mib()) {
-        println!(
-            "resident memory: {a:.1} MiB at start, {b:.1} MiB with the {devices}-device snapshot, {c:.1} MiB after the runs"
-        );
-    }
 }
 
 // The tile view's two forms (the wall's part of this benchmark): "tiles" above is the form the

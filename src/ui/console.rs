@@ -9,7 +9,7 @@
 //! in the middle; the bottom tabs (inspector / log / history) open their panel on demand. The
 //! window's own notices are toasts (`toasts`), drawn over the layout.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 
@@ -54,7 +54,7 @@ struct RowCache {
     /// A campaign's targets never change, so the target map is rebuilt only when the list of
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
-    targets: HashMap<DeviceId, String>,
+    targets: filter::Targets,
 }
 
 pub struct ConsoleView {
@@ -620,7 +620,13 @@ mod tests {
         view.refresh_rows(&snap);
         assert_eq!(view.cache.full_recomputes, 1, "patched, not recomputed");
         let s = &view.settings;
-        let full = filter::visible_rows(&snap.devices, &s.filter, s.sort, true, &HashMap::new());
+        let full = filter::visible_rows(
+            &snap.devices,
+            &s.filter,
+            s.sort,
+            true,
+            &filter::Targets::new(),
+        );
         assert_eq!(view.cache.visible, full);
         let first = view.cache.visible.first().map(|v| v.index);
         assert_eq!(first, Some(0), "d00 (95 %) leads, with its sub-devices");

@@ -5,7 +5,7 @@
 //! marked "not heard since start"). Headers sort; a click on a line shows the device
 //! in the inspector.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use egui::{ProgressBar, RichText, Sense, Ui};
 use egui_extras::{Column, TableBuilder};
@@ -60,7 +60,7 @@ pub fn devices_table_ui(
     ui: &mut Ui,
     rows: &DeviceRows,
     visible: &[VisibleRow],
-    targets: &HashMap<DeviceId, String>,
+    targets: &filter::Targets,
     now_ms: i64,
     state: TableState<'_>,
 ) {
@@ -125,7 +125,7 @@ fn device_cells(
     table_row: &mut egui_extras::TableRow<'_, '_>,
     row: &DeviceRow,
     depth: u8,
-    targets: &HashMap<DeviceId, String>,
+    targets: &filter::Targets,
     now_ms: i64,
     selection: &mut BTreeSet<DeviceId>,
 ) {
@@ -158,7 +158,7 @@ fn device_cells(
         ui.label(filter::shown_version(row).unwrap_or("?"));
     });
     table_row.col(|ui| {
-        ui.label(filter::target_of(targets, id).map_or("", String::as_str));
+        ui.label(filter::target_of(targets, id).unwrap_or(""));
     });
     table_row.col(|ui| status_cell_ui(ui, row, now_ms));
     table_row.col(|ui| {

@@ -7,8 +7,9 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -123,38 +124,50 @@ impl DeviceFilter {
 }
 
 thread_local! {
-    /// The id of the row being matched, written out (one buffer, not one string per row).
-    static ID_TEXT: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The searched text of the row being matched (one buffer, not one string per row).
+    static ROW_TEXT: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Whether `hay`, lower-cased, contains `needle_lower`; for ASCII both ways without lower-casing
-/// a copy (what is ASCII lower-cases byte by byte; other text goes the long way, since a
-/// non-ASCII letter may lower-case to ASCII).
+/// Separates a row's fields in [`ROW_TEXT`]: no id segment holds it, so a match never spans
+/// two fields unless the needle itself holds one (then the fields are matched one by one).
+const FIELD_END: char = '\0';
+
+/// Whether `hay`, lower-cased, contains `needle_lower` (the long way: for needles holding
+/// [`FIELD_END`], and the proptest's reference).
 fn contains_folded(hay: &str, needle_lower: &str) -> bool {
-    if hay.is_ascii() && needle_lower.is_ascii() {
-        let (hay, needle) = (hay.as_bytes(), needle_lower.as_bytes());
-        needle.is_empty()
-            || hay.windows(needle.len()).any(|w| {
-                w.iter()
-                    .zip(needle)
-                    .all(|(h, n)| h.to_ascii_lowercase() == *n)
-            })
+    hay.to_lowercase().contains(needle_lower)
+}
+
+/// Writes the fields the text filter searches, lower-cased, into `out`: id, modules and
+/// versions, last message, error, each ended by [`FIELD_END`].
+fn write_row_text(row: &DeviceRow, out: &mut String) {
+    out.clear();
+    row.record.id.push_to(out);
+    out.push(FIELD_END);
+    for (module, version) in &row.record.versions {
+        out.push_str(module);
+        out.push(FIELD_END);
+        out.push_str(version);
+        out.push(FIELD_END);
+    }
+    if let Some(message) = &row.last_message {
+        out.push_str(message);
+        out.push(FIELD_END);
+    }
+    if let Some(error) = row.rollout.as_ref().and_then(|r| r.error.as_ref()) {
+        let _ = write!(out, "{error}");
+    }
+    if out.is_ascii() {
+        out.make_ascii_lowercase();
     } else {
-        hay.to_lowercase().contains(needle_lower)
+        *out = out.to_lowercase();
     }
 }
 
-fn text_matches(row: &DeviceRow, needle_lower: &str) -> bool {
+/// Field by field: for a needle holding [`FIELD_END`] (a message may hold one too).
+fn fields_match(row: &DeviceRow, needle_lower: &str) -> bool {
     let contains = |hay: &str| contains_folded(hay, needle_lower);
-    let id_matches = ID_TEXT.with(|buf| match buf.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            let _ = write!(buf, "{}", row.record.id);
-            contains(&buf)
-        }
-        Err(_) => contains(&row.record.id.to_string()),
-    });
-    id_matches
+    contains(&row.record.id.to_string())
         || row
             .record
             .versions
@@ -164,8 +177,28 @@ fn text_matches(row: &DeviceRow, needle_lower: &str) -> bool {
         || row
             .rollout
             .as_ref()
-            .and_then(|r| r.error.as_ref().map(ToString::to_string))
-            .is_some_and(|text| contains(&text))
+            .and_then(|r| r.error.as_ref())
+            .is_some_and(|error| contains(&error.to_string()))
+}
+
+/// Whether any searched field of `row` contains `needle_lower`. Asked for every row of the
+/// fleet at each filter change: the fields are written into one reused buffer, lower-cased in
+/// place and searched once with a vectorised substring search.
+fn text_matches(row: &DeviceRow, needle_lower: &str) -> bool {
+    if needle_lower.contains(FIELD_END) {
+        return fields_match(row, needle_lower);
+    }
+    ROW_TEXT.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            write_row_text(row, &mut buf);
+            memchr::memmem::find(buf.as_bytes(), needle_lower.as_bytes()).is_some()
+        }
+        Err(_) => {
+            let mut text = String::new();
+            write_row_text(row, &mut text);
+            text.contains(needle_lower)
+        }
+    })
 }
 
 /// A column the device list can be sorted by.
@@ -217,14 +250,22 @@ impl Sort {
     }
 }
 
-/// Target versions by device (without module), from the newest campaign that targets it:
-/// the "target" column. Campaigns arrive newest first.
-pub fn targets_by_device(campaigns: &[CampaignView]) -> HashMap<DeviceId, String> {
-    let mut map = HashMap::new();
+/// Target versions by device (without module): the "target" column. A campaign's devices share
+/// one string: sorting 100,000 rows by target then compares one string kept in cache, not
+/// 100,000 copies scattered in memory.
+/// Kept in id order, as the snapshot's rows are, so a sort by target walks both side by side
+/// instead of looking 100,000 ids up.
+pub type Targets = BTreeMap<DeviceId, Arc<str>>;
+
+/// The [`Targets`] of the newest campaign that targets each device. Campaigns arrive newest
+/// first.
+pub fn targets_by_device(campaigns: &[CampaignView]) -> Targets {
+    let mut map = BTreeMap::new();
     for view in campaigns {
+        let target: Arc<str> = Arc::from(view.snapshot.target_version.as_str());
         for line in &view.snapshot.devices {
             map.entry(line.id.device())
-                .or_insert_with(|| view.snapshot.target_version.clone());
+                .or_insert_with(|| Arc::clone(&target));
         }
     }
     map
@@ -260,21 +301,16 @@ fn status_rank(row: &DeviceRow) -> (u8, Option<DeviceStatus>) {
 }
 
 /// The target version shown for a device (fleet rows name devices without a module).
-pub fn target_of<'a>(targets: &'a HashMap<DeviceId, String>, id: &DeviceId) -> Option<&'a String> {
+pub fn target_of<'a>(targets: &'a Targets, id: &DeviceId) -> Option<&'a str> {
     if id.module().is_none() {
-        targets.get(id)
+        targets.get(id).map(|t| &**t)
     } else {
-        targets.get(&id.device())
+        targets.get(&id.device()).map(|t| &**t)
     }
 }
 
 // Comparisons run n·log n times per re-sort of 10,000 rows: none of them allocates.
-fn compare(
-    a: &DeviceRow,
-    b: &DeviceRow,
-    column: SortColumn,
-    targets: &HashMap<DeviceId, String>,
-) -> Ordering {
+fn compare(a: &DeviceRow, b: &DeviceRow, column: SortColumn, targets: &Targets) -> Ordering {
     match column {
         SortColumn::Dialect => a.record.dialect().cmp(&b.record.dialect()),
         SortColumn::Device => Ordering::Equal,
@@ -313,14 +349,13 @@ pub struct VisibleRow {
 /// is read once and the (key, index) pairs sorted in one flat vector: at 100,000 devices
 /// comparing rows in place reads scattered memory millions of times. Rows are sorted by id, so
 /// the index is the id's tie-break.
-fn sort_picked(
-    rows: &[&DeviceRow],
-    picked: &mut Vec<usize>,
-    sort: Sort,
-    targets: &HashMap<DeviceId, String>,
-) {
+fn sort_picked(rows: &[&DeviceRow], picked: &mut Vec<usize>, sort: Sort, targets: &Targets) {
     fn by<K: Ord>(picked: &mut Vec<usize>, ascending: bool, key: impl Fn(usize) -> K) {
-        let mut keyed: Vec<(K, usize)> = picked.iter().map(|&i| (key(i), i)).collect();
+        let keys = picked.iter().map(|&i| key(i)).collect();
+        by_keys(picked, ascending, keys);
+    }
+    fn by_keys<K: Ord>(picked: &mut Vec<usize>, ascending: bool, keys: Vec<K>) {
+        let mut keyed: Vec<(K, usize)> = keys.into_iter().zip(picked.iter().copied()).collect();
         keyed.sort_unstable();
         if !ascending {
             keyed.reverse();
@@ -340,7 +375,10 @@ fn sort_picked(
             module_names(row(i)).collect::<Vec<_>>()
         }),
         SortColumn::Version => by(picked, ascending, |i| shown_version(row(i))),
-        SortColumn::Target => by(picked, ascending, |i| target_of(targets, &row(i).record.id)),
+        SortColumn::Target => {
+            let ranks = target_ranks(rows, picked, targets);
+            by_keys(picked, ascending, ranks);
+        }
         SortColumn::Status => by(picked, ascending, |i| status_rank(row(i))),
         SortColumn::Progress => by(picked, ascending, |i| {
             row(i)
@@ -356,6 +394,46 @@ fn sort_picked(
     }
 }
 
+/// Each picked row's target as a rank (0: none; then the distinct targets in order), read by
+/// walking the rows (picked in id order) and the targets (kept in id order) side by side: no
+/// lookup per row, and the sort compares integers. A campaign's devices share one target
+/// string, so the distinct ones are found by pointer.
+fn target_ranks(rows: &[&DeviceRow], picked: &[usize], targets: &Targets) -> Vec<u32> {
+    let mut shared: Vec<&Arc<str>> = Vec::new();
+    for t in targets.values() {
+        if !shared.iter().any(|s| Arc::ptr_eq(s, t)) {
+            shared.push(t);
+        }
+    }
+    let mut texts: Vec<&str> = shared.iter().map(|t| &***t).collect();
+    texts.sort_unstable();
+    texts.dedup();
+    let rank_of_text = |t: &str| texts.binary_search(&t).map_or(0, |r| r as u32 + 1);
+    let shared_ranks: Vec<u32> = shared.iter().map(|t| rank_of_text(t)).collect();
+    let rank = |t: &Arc<str>| {
+        shared
+            .iter()
+            .position(|s| Arc::ptr_eq(s, t))
+            .and_then(|p| shared_ranks.get(p).copied())
+            .unwrap_or(0)
+    };
+    let mut walk = targets.iter().peekable();
+    picked
+        .iter()
+        .map(|&i| {
+            let id = &rows[i].record.id;
+            if id.module().is_some() {
+                return target_of(targets, id).map_or(0, rank_of_text);
+            }
+            while walk.next_if(|(key, _)| *key < id).is_some() {}
+            match walk.peek() {
+                Some((key, t)) if *key == id => rank(t),
+                _ => 0,
+            }
+        })
+        .collect()
+}
+
 /// Filters and sorts `rows`; with `group`, each sub-device follows its gateway (when the gateway
 /// is shown too), sub-devices sorted among themselves. `rows` must be sorted by id, as the
 /// snapshot keeps them (a gateway that cannot be found leaves its sub-devices on their own).
@@ -364,14 +442,19 @@ pub fn visible_rows(
     filter: &DeviceFilter,
     sort: Sort,
     group: bool,
-    targets: &HashMap<DeviceId, String>,
+    targets: &Targets,
 ) -> Vec<VisibleRow> {
     // The persistent vector finds a row in O(log n): sorting and grouping read a flat list of
     // references instead (one pass, no row copied).
     let rows: Vec<&DeviceRow> = rows.iter().map(|r| &**r).collect();
-    let mut picked: Vec<usize> = (0..rows.len())
-        .filter(|&i| filter.matches(rows[i]))
-        .collect();
+    // An empty filter shows every row: no row is read to find out.
+    let mut picked: Vec<usize> = if filter.is_empty() {
+        (0..rows.len()).collect()
+    } else {
+        (0..rows.len())
+            .filter(|&i| filter.matches(rows[i]))
+            .collect()
+    };
     sort_picked(&rows, &mut picked, sort, targets);
     if !group {
         return picked
@@ -417,9 +500,17 @@ pub struct Groups {
 impl Groups {
     /// The gateway → sub-devices map of `rows` (sorted by id, as the snapshot keeps them).
     pub fn of(rows: &DeviceRows) -> Groups {
+        // One pass over the persistent vector into a flat list: a gateway is then found by a
+        // binary search over the list, not through the vector's tree at every probe.
+        let rows: Vec<&DeviceRow> = rows.iter().map(|r| &**r).collect();
         let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
-            if let Some(g) = row.record.gateway.as_ref().and_then(|g| index_of(rows, g)) {
+            let gateway = row
+                .record
+                .gateway
+                .as_ref()
+                .and_then(|g| rows.binary_search_by(|r| r.record.id.cmp(g)).ok());
+            if let Some(g) = gateway {
                 children.entry(g).or_default().push(i);
             }
         }
@@ -457,7 +548,7 @@ pub fn patch_visible(
     changed: &[DeviceId],
     filter: &DeviceFilter,
     sort: Sort,
-    targets: &HashMap<DeviceId, String>,
+    targets: &Targets,
     groups: Option<&Groups>,
 ) -> bool {
     if before.len() != after.len() {
@@ -827,7 +918,7 @@ pub(crate) mod tests {
     #[test]
     fn sub_devices_follow_their_gateway_sorted() {
         let rows = fleet();
-        let targets = HashMap::new();
+        let targets = Targets::new();
         let grouped = visible_rows(
             &rows,
             &DeviceFilter::default(),
@@ -862,7 +953,7 @@ pub(crate) mod tests {
     #[test]
     fn sort_by_column_both_ways_with_id_tie_break() {
         let rows = fleet();
-        let targets = HashMap::new();
+        let targets = Targets::new();
         let by_version = Sort {
             column: SortColumn::Version,
             ascending: true,
@@ -912,7 +1003,7 @@ pub(crate) mod tests {
     #[test]
     fn selection_operations() {
         let rows = fleet();
-        let targets = HashMap::new();
+        let targets = Targets::new();
         let subs = DeviceFilter {
             text: "sub".into(),
             ..Default::default()
@@ -951,7 +1042,7 @@ pub(crate) mod tests {
             row.record.heard_since_start = false;
         }
         let rows = table(rows);
-        let targets = HashMap::new();
+        let targets = Targets::new();
         let visible = visible_rows(
             &rows,
             &DeviceFilter::default(),
@@ -1039,9 +1130,9 @@ pub(crate) mod tests {
                 ..DeviceFilter::default()
             };
             // Some devices are targets of a campaign, some not.
-            let targets: HashMap<DeviceId, String> = (0..40)
+            let targets: Targets = (0..40)
                 .filter(|n| n % 4 != 0)
-                .map(|n| (format!("aliyun:pk/d{n:02}").parse().unwrap(), format!("2.{}", n % 3)))
+                .map(|n| (format!("aliyun:pk/d{n:02}").parse().unwrap(), Arc::from(format!("2.{}", n % 3))))
                 .collect();
             let mut visible = visible_rows(&before, &filter, sort, group, &targets);
             let groups = group.then(|| Groups::of(&before));
@@ -1061,7 +1152,7 @@ pub(crate) mod tests {
     #[test]
     fn a_gateway_that_changes_or_nests_makes_the_grouped_order_recomputed() {
         let before = fleet();
-        let targets = HashMap::new();
+        let targets = Targets::new();
         let filter = DeviceFilter::default();
         let grouped = visible_rows(&before, &filter, Sort::default(), true, &targets);
         let groups = Groups::of(&before);
@@ -1114,18 +1205,18 @@ pub(crate) mod tests {
     }
 
     proptest::proptest! {
-        /// The allocation-free match agrees with lower-casing a copy, for any text and needle
-        /// (ASCII or not: "K" as the Kelvin sign lower-cases to an ASCII "k").
+        /// The one-buffer match agrees with matching each field, lower-cased, on its own, for
+        /// any message and needle (ASCII or not: "K" as the Kelvin sign lower-cases to an
+        /// ASCII "k"; a needle may hold the field separator).
         #[test]
-        fn folded_contains_is_lower_case_contains(
-            hay in "[a-zA-Z0-9/:K\u{212A}\u{130}é-]{0,12}",
-            needle in "[a-zA-Z0-9/:K\u{212A}é-]{0,3}",
+        fn one_buffer_match_is_a_match_of_some_field(
+            message in "[a-zA-Z0-9/:K\u{212A}\u{130}\u{0}é-]{0,12}",
+            needle in "[a-zA-Z0-9/:K\u{212A}\u{0}é-]{0,3}",
         ) {
             let needle = needle.to_lowercase();
-            proptest::prop_assert_eq!(
-                contains_folded(&hay, &needle),
-                hay.to_lowercase().contains(&needle)
-            );
+            let mut row = row("aliyun:pk/dev-K1", "1.0.K", None);
+            row.last_message = Some(message);
+            proptest::prop_assert_eq!(text_matches(&row, &needle), fields_match(&row, &needle));
         }
     }
 

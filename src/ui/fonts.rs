@@ -256,7 +256,11 @@ mod tests {
                 }
             }
         }
-        assert!(checked > 10_000, "only {checked} characters read from {}", dir.display());
+        assert!(
+            checked > 10_000,
+            "only {checked} characters read from {}",
+            dir.display()
+        );
         assert!(missing.is_empty(), "no glyph for: {missing:#?}");
     }
 }
