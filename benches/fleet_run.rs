@@ -18,7 +18,7 @@
 //!   progress reports (one per device a message reports on) = the console's;
 //! - every upgrade notice the console sent reached its device: the console's notices = the
 //!   notices the simulated devices received;
-//! - the console refused no message.
+//! - the console refused no message, and its link queued every message it meant to send.
 //!
 //! "Every device succeeded": the report names exactly the devices of the fleet, each
 //! `succeeded`, and the simulators count as many upgrades done.
@@ -340,11 +340,18 @@ fn run(knobs: &Knobs) -> Vec<String> {
     }
     println!(
         "console: took in {} device messages, published {} (notices, answers, replies), \
-         refused {}",
+         could not queue {}, refused {}",
         console_count("received"),
         console_count("published"),
+        console_count("not_sent"),
         console_count("rejected"),
     );
+    if console_count("not_sent") > 0 {
+        failures.push(format!(
+            "the console's link could not queue {} messages",
+            console_count("not_sent")
+        ));
+    }
     if console_count("rejected") > 0 {
         failures.push(format!(
             "the console refused {} messages",

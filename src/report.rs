@@ -72,6 +72,8 @@ pub struct TrafficSummary {
     pub progress: u64,
     /// Messages published: notices, answers and replies.
     pub published: u64,
+    /// Messages the link could not take (outgoing queue full): lost unless sent again.
+    pub not_sent: u64,
     /// Campaign notices among them (first sends, retries, re-sends).
     pub notices: u64,
     /// Messages refused by the decoders.
@@ -84,6 +86,7 @@ impl From<Traffic> for TrafficSummary {
             received: t.received,
             progress: t.progress,
             published: t.published,
+            not_sent: t.not_sent,
             notices: t.notices,
             rejected: t.rejected,
         }

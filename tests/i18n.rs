@@ -636,6 +636,10 @@ fn every_note() -> Vec<Note> {
             request: "ota_create".into(),
             failure,
         },
+        Note::RequestAlreadyRunning {
+            request: "ota_create".into(),
+            failure,
+        },
         Note::NoVersionAtFull {
             version: "2.0".into(),
             secs: 30,
@@ -785,6 +789,7 @@ fn kind(note: &Note) -> &'static str {
         Note::ReplyIgnoredStatus { .. } => "reply_ignored_status",
         Note::RequestRejected { .. } => "request_rejected",
         Note::RequestRefused { .. } => "request_refused",
+        Note::RequestAlreadyRunning { .. } => "request_already_running",
         Note::NoVersionAtFull { .. } => "no_version_at_full",
         Note::NoVersion { .. } => "no_version",
         Note::NoReply { .. } => "no_reply",

@@ -889,6 +889,59 @@ fn dji_error_result_fails_with_its_code() {
     h.check_store();
 }
 
+/// A reply that comes after the re-send: the first send started the upgrade, so the dock answers
+/// the re-send "already upgrading" (312014). The device stays in flight under its bid and
+/// succeeds; the same answer to a first send is a rejection.
+#[test]
+fn dji_already_upgrading_after_a_resend_awaits_the_first_send() {
+    let d = dji(1);
+    let (mut h, start) = Harness::started(open_policy(), on_v1([d.clone()]));
+    let first = dji_exchange(&sends(&start)[0]).unwrap();
+    let resent = dji_exchange(&sends(&h.at(3_000))[0]).unwrap();
+    h.now = 3_500;
+    h.event(service_reply(
+        &first.bid,
+        &first.tid,
+        0,
+        Some(UpgradeStatus::InProgress),
+    ));
+    h.event(service_reply(
+        &resent.bid,
+        &resent.tid,
+        312_014,
+        Some(UpgradeStatus::Rejected(dji_dialect::failure(312_014))),
+    ));
+    assert_eq!(h.status(&d), DeviceStatus::Noticed);
+    assert!(
+        sends(&h.at(10_000)).is_empty(),
+        "answered: no more re-sends"
+    );
+    h.event(progress(
+        &dji(0),
+        TaskRef::Key(first.bid.clone()),
+        UpgradeStatus::InProgress,
+        Phase::Download,
+        Some(40),
+    ));
+    assert_eq!(h.status(&d), DeviceStatus::Downloading);
+    h.succeed(&d);
+    assert_eq!(h.status(&d), DeviceStatus::Succeeded);
+    h.check_store();
+
+    // Not re-sent: the same answer refuses the upgrade.
+    let d = dji(2);
+    let (mut h, start) = Harness::started(open_policy(), on_v1([d.clone()]));
+    let ex = dji_exchange(&sends(&start)[0]).unwrap();
+    h.event(service_reply(
+        &ex.bid,
+        &ex.tid,
+        312_014,
+        Some(UpgradeStatus::Rejected(dji_dialect::failure(312_014))),
+    ));
+    assert_eq!(h.status(&d), DeviceStatus::Rejected);
+    h.check_store();
+}
+
 /// Task keys of different dialects may be equal: a FogCloud counter "1" and a DJI bid "1"
 /// (which anyone who may publish on a dock's topic can send). One dialect's report must never
 /// reach another dialect's device.

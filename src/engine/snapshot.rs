@@ -19,6 +19,9 @@ use crate::transport::mqtt::LinkState;
 pub struct Traffic {
     pub received: u64,
     pub published: u64,
+    /// Messages the engine meant to publish that the link could not take (its outgoing queue
+    /// full, the message too large): lost unless the campaign sends them again.
+    pub not_sent: u64,
     /// Messages refused by the decoders.
     pub rejected: u64,
     /// Progress reports taken in: one per device a progress message is about (a gateway's

@@ -37,6 +37,11 @@ impl TrafficMeter {
         self.counts.published += 1;
     }
 
+    /// A message the link could not take.
+    pub(super) fn not_sent(&mut self) {
+        self.counts.not_sent += 1;
+    }
+
     /// A progress report about one device was taken in.
     pub(super) fn progress(&mut self) {
         self.counts.progress += 1;

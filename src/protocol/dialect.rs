@@ -168,6 +168,10 @@ pub struct ReplySpec {
     pub request: &'static str,
     /// Each re-send carries a new exchange id (the key stays).
     pub fresh_exchange_per_send: bool,
+    /// The result a device answers to a request while an upgrade already runs on it. Answering
+    /// a re-send so means the first send got through (its reply came late or was lost): the
+    /// device stays in flight under the same key instead of being refused.
+    pub already_running: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -340,6 +340,15 @@ pub(crate) fn on_reply(rec: &mut TargetRecord, reply: &ExchangeReply) -> Step {
     let Some(failure) = &reply.failure else {
         return Step::default();
     };
+    // Re-sent because the first reply was late (or lost), and refused because an upgrade runs:
+    // ours, sent the first time under the same key. Its progress is awaited; the device's
+    // timeout still holds if the upgrade that runs is somebody else's.
+    if rec.resends > 0 && spec.already_running == Some(failure.code()) {
+        return Step::log(Note::RequestAlreadyRunning {
+            request: spec.request.to_string(),
+            failure: failure.into(),
+        });
+    }
     if matches!(reply.status, Some(UpgradeStatus::Rejected(_))) {
         fail(
             rec,

@@ -129,6 +129,11 @@ pub enum Note {
         request: String,
         failure: FailureCode,
     },
+    /// A re-sent request answered "already upgrading": the earlier send is running.
+    RequestAlreadyRunning {
+        request: String,
+        failure: FailureCode,
+    },
     NoVersionAtFull {
         version: String,
         secs: u64,

@@ -150,6 +150,14 @@ fn words(note: &Note) -> String {
             request = request,
             why = failure(code)
         ),
+        Note::RequestAlreadyRunning {
+            request,
+            failure: code,
+        } => tr!(
+            "note.request_already_running",
+            request = request,
+            why = failure(code)
+        ),
         Note::NoVersionAtFull { version, secs } => {
             tr!("note.no_version_at_full", version = version, secs = secs)
         }

@@ -55,6 +55,10 @@ struct RowCache {
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
     targets: filter::Targets,
+    /// The rows' searched texts while the filter has text (dropped when it has none), and the
+    /// revision they were last brought up to.
+    search: Option<filter::SearchTexts>,
+    search_revision: u64,
 }
 
 pub struct ConsoleView {
@@ -260,6 +264,8 @@ impl ConsoleView {
         if self.cache.key.as_ref() == Some(&key) {
             return;
         }
+        self.refresh_search(snap);
+        let s = &self.settings;
         let campaigns: Vec<i64> = snap.campaigns.iter().map(|c| c.snapshot.id.0).collect();
         let same_campaigns = campaigns == self.cache.campaigns;
         if !same_campaigns {
@@ -301,12 +307,13 @@ impl ConsoleView {
             return;
         }
         self.cache.rows = snap.devices.clone();
-        self.cache.visible = filter::visible_rows(
+        self.cache.visible = filter::visible_rows_searched(
             &snap.devices,
             &s.filter,
             s.sort,
             s.group_by_gateway,
             &self.cache.targets,
+            self.cache.search.as_ref(),
         );
         self.cache.not_heard = filter::not_heard_shown(&snap.devices, &self.cache.visible);
         self.cache.groups = s
@@ -314,6 +321,22 @@ impl ConsoleView {
             .then(|| filter::Groups::of(&snap.devices));
         self.cache.full_recomputes += 1;
         self.cache.key = Some(key);
+    }
+
+    /// Keeps the searched texts of the rows while the filter has text: patched with the rows
+    /// changed since their last revision, so each keystroke searches them without rereading
+    /// the fleet.
+    fn refresh_search(&mut self, snap: &Snapshot) {
+        if self.settings.filter.text.trim().is_empty() {
+            self.cache.search = None;
+            return;
+        }
+        let changed = snap.row_changes.since(self.cache.search_revision);
+        self.cache
+            .search
+            .get_or_insert_with(filter::SearchTexts::default)
+            .refresh(&snap.devices, changed.as_deref());
+        self.cache.search_revision = snap.revision;
     }
 
     fn apply_selection(&mut self, op: &SelectionOp, rows: &crate::engine::DeviceRows) {

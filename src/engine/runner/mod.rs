@@ -241,8 +241,9 @@ impl Runner {
                 .note_message(device, format!("out {}", out.topic));
         }
         let result = self.io.publish(out, about, now_ms);
-        if result.is_ok() {
-            self.traffic.published();
+        match result {
+            Ok(()) => self.traffic.published(),
+            Err(_) => self.traffic.not_sent(),
         }
         self.publisher.mark();
         result

@@ -44,6 +44,7 @@ const CAPABILITIES: Capabilities = Capabilities {
     ack: Acknowledgement::ByReply(ReplySpec {
         request: "ota_create",
         fresh_exchange_per_send: true,
+        already_running: Some(312014),
     }),
     // A dock answers a second `ota_create` while one runs with 312014.
     one_upgrade_per_gateway: true,
