@@ -328,7 +328,8 @@ pub enum LogLevel {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Make this durable before executing any later action.
-    Persist(Transition),
+    /// Boxed: a transition carries a whole device record, several times any other action.
+    Persist(Box<Transition>),
     SendUpgrade(UpgradeOrder),
     /// Answer a device's `FirmwareGet`: the pending notice, or `None` for "nothing pending".
     ReplyFirmwareGet {

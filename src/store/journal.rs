@@ -251,7 +251,7 @@ mod tests {
         let transitions: Vec<Transition> = actions
             .into_iter()
             .filter_map(|a| match a {
-                crate::rollout::Action::Persist(t) => Some(t),
+                crate::rollout::Action::Persist(t) => Some(*t),
                 _ => None,
             })
             .collect();

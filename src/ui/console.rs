@@ -55,8 +55,7 @@ struct RowCache {
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
     targets: filter::Targets,
-    /// The rows' searched texts while the filter has text (dropped when it has none), and the
-    /// revision they were last brought up to.
+    /// The rows' searched texts, and the revision they were last brought up to.
     search: Option<filter::SearchTexts>,
     search_revision: u64,
 }
@@ -323,14 +322,9 @@ impl ConsoleView {
         self.cache.key = Some(key);
     }
 
-    /// Keeps the searched texts of the rows while the filter has text: patched with the rows
-    /// changed since their last revision, so each keystroke searches them without rereading
-    /// the fleet.
+    /// Keeps the rows' searched texts, patched with the rows changed since their last revision,
+    /// so a keystroke in the filter searches them without rereading the fleet.
     fn refresh_search(&mut self, snap: &Snapshot) {
-        if self.settings.filter.text.trim().is_empty() {
-            self.cache.search = None;
-            return;
-        }
         let changed = snap.row_changes.since(self.cache.search_revision);
         self.cache
             .search

@@ -206,12 +206,13 @@ fn text_matches(row: &DeviceRow, needle_lower: &str) -> bool {
 }
 
 /// The searched text of every row, lower-cased (as [`write_row_text`] writes it), kept by the
-/// window while a text filter is in use and patched with the rows that change: typing in the
-/// filter box then searches one string per row instead of reading the half-dozen scattered
-/// objects each row's fields live in (at 100,000 devices, most of a text filter's time).
+/// window beside the rows and patched with the rows that change (k per revision): a text filter
+/// then searches one string per row instead of reading the half-dozen scattered objects each
+/// row's fields live in (at 100,000 devices, most of a text filter's time). A persistent vector,
+/// so devices that appear or go are inserted and removed in place.
 #[derive(Debug, Clone, Default)]
 pub struct SearchTexts {
-    texts: Vec<Box<str>>,
+    texts: imbl::Vector<Arc<str>>,
     /// The rows the texts were written from, and in which language (an error reads in it).
     rows: DeviceRows,
     lang: Option<crate::i18n::Lang>,
@@ -219,22 +220,20 @@ pub struct SearchTexts {
 
 impl SearchTexts {
     /// Brings the texts up to `rows`: nothing when they were written from these rows, the rows
-    /// named in `changed` when only those changed since (and none was added), else all of them.
+    /// named in `changed` when only those changed since, else all of them.
     pub fn refresh(&mut self, rows: &DeviceRows, changed: Option<&[DeviceId]>) {
         let lang = Some(crate::i18n::lang());
         if self.lang == lang && self.rows.ptr_eq(rows) {
             return;
         }
-        let patched = self.lang == lang
-            && self.texts.len() == rows.len()
-            && changed.is_some_and(|ids| self.patch(rows, ids));
+        let patched = self.lang == lang && changed.is_some_and(|ids| self.patch(rows, ids));
         if !patched {
             let mut text = String::new();
             self.texts = rows
                 .iter()
                 .map(|row| {
                     write_row_text(row, &mut text);
-                    text.as_str().into()
+                    Arc::from(text.as_str())
                 })
                 .collect();
         }
@@ -242,27 +241,43 @@ impl SearchTexts {
         self.lang = lang;
     }
 
+    /// Applies `changed` (sorted by id, as the rows are) in order: before each id, the texts of
+    /// every smaller id already stand where `rows` has them, so the id's place in `rows` is its
+    /// place in the texts, to replace, insert or remove.
     fn patch(&mut self, rows: &DeviceRows, changed: &[DeviceId]) -> bool {
+        if self.texts.len() != self.rows.len() {
+            return false;
+        }
         let mut text = String::new();
         for id in changed {
-            // A row added or taken away moves the rows after it: then everything is rewritten.
-            let Some(i) = index_of(rows, id).filter(|&i| index_of(&self.rows, id) == Some(i))
-            else {
-                return false;
-            };
-            let (Some(row), Some(slot)) = (rows.get(i), self.texts.get_mut(i)) else {
-                return false;
-            };
-            write_row_text(row, &mut text);
-            *slot = text.as_str().into();
+            let was = index_of(&self.rows, id).is_some();
+            match (rows.binary_search_by(|r| r.record.id.cmp(id)), was) {
+                (Ok(i), _) => {
+                    let Some(row) = rows.get(i) else {
+                        return false;
+                    };
+                    write_row_text(row, &mut text);
+                    let text = Arc::from(text.as_str());
+                    if was {
+                        if i >= self.texts.len() {
+                            return false;
+                        }
+                        self.texts.set(i, text);
+                    } else if i <= self.texts.len() {
+                        self.texts.insert(i, text);
+                    } else {
+                        return false;
+                    }
+                }
+                (Err(at), true) if at < self.texts.len() => {
+                    self.texts.remove(at);
+                }
+                (Err(_), true) => return false,
+                (Err(_), false) => {}
+            }
         }
-        true
-    }
-
-    /// Whether row `index` contains `needle_lower`; `None` when the texts do not reach it.
-    fn contains(&self, index: usize, finder: &memchr::memmem::Finder<'_>) -> Option<bool> {
-        let text = self.texts.get(index)?;
-        Some(finder.find(text.as_bytes()).is_some())
+        // A row that came or went without being named would shift the rest.
+        self.texts.len() == rows.len()
     }
 }
 
@@ -536,11 +551,15 @@ pub fn visible_rows_searched(
                 text: String::new(),
                 ..filter.clone()
             };
-            (0..rows.len())
-                .filter(|&i| {
-                    search.contains(i, &finder).unwrap_or(false)
-                        && (rest.is_empty() || rest.matches(rows[i]))
+            search
+                .texts
+                .iter()
+                .enumerate()
+                .filter(|(i, text)| {
+                    finder.find(text.as_bytes()).is_some()
+                        && (rest.is_empty() || rows.get(*i).is_some_and(|r| rest.matches(r)))
                 })
+                .map(|(i, _)| i)
                 .collect()
         }
         _ => (0..rows.len())
@@ -1173,13 +1192,14 @@ pub(crate) mod tests {
     }
 
     proptest::proptest! {
-        /// Searched texts written once and patched with the rows that changed (or rewritten
-        /// when a row was added) filter exactly as reading every row does.
+        /// Searched texts written once and patched with the rows that changed, came or went
+        /// filter exactly as reading every row does.
         #[test]
         fn patched_search_texts_filter_as_the_rows_do(
             start in proptest::collection::vec((0..6usize, 0..3u8), 1..30),
             changes in proptest::collection::vec((0..30usize, 0..6usize, 0..3u8), 0..10),
             added in proptest::option::of(0..30usize),
+            removed in proptest::option::of(0..30usize),
             needle in "(D0|d1|1\\.2|topic|pk/d|xyz|FAILED)",
         ) {
             let make = |n: usize, status: usize, version: u8| {
@@ -1204,11 +1224,18 @@ pub(crate) mod tests {
                 changed.push(new.record.id.clone());
                 after.insert(at + 1, std::sync::Arc::new(new));
             }
+            if let Some(at) = removed.filter(|_| after.len() > 1) {
+                let at = at % after.len();
+                changed.push(after[at].record.id.clone());
+                after.remove(at);
+            }
             changed.sort();
             changed.dedup();
             let mut search = SearchTexts::default();
             search.refresh(&before, None);
-            search.refresh(&after, Some(&changed));
+            // Patched in place, not rewritten.
+            proptest::prop_assert!(search.patch(&after, &changed));
+            search.rows = after.clone();
             let filter = DeviceFilter { text: needle, ..DeviceFilter::default() };
             let targets = Targets::new();
             for group in [false, true] {

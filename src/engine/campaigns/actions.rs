@@ -18,7 +18,7 @@ impl Campaigns {
     pub(super) fn execute(&mut self, idx: usize, actions: Vec<Action>, env: &mut Env<'_>) {
         for action in actions {
             match action {
-                Action::Persist(t) => self.outbox.persist(t),
+                Action::Persist(t) => self.outbox.persist(*t),
                 Action::SendUpgrade(order) => {
                     let notice = Notice::Upgrade(self.notice_for(idx, &order, env));
                     self.queue_send(idx, &notice, order.device, Some(order.attempt), env);

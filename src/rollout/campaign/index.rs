@@ -189,11 +189,11 @@ impl Campaign {
                     record: after.clone(),
                 }
             };
-            out.push(Action::Persist(Transition {
+            out.push(Action::Persist(Box::new(Transition {
                 campaign: self.id,
                 at: self.now,
                 change,
-            }));
+            })));
             self.track(idx, Some(&before));
             self.lines.set(idx, Arc::new(DeviceSnapshot::from(&after)));
             if let Some(mark) = self.changed_mark.get_mut(idx)

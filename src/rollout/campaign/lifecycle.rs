@@ -162,7 +162,7 @@ impl Campaign {
         detail: Note,
         out: &mut Vec<Action>,
     ) {
-        out.push(Action::Persist(Transition {
+        out.push(Action::Persist(Box::new(Transition {
             campaign: self.id,
             at: self.now,
             change: Change::Campaign {
@@ -171,6 +171,6 @@ impl Campaign {
                 current_wave: self.current_wave,
                 detail,
             },
-        }));
+        })));
     }
 }
