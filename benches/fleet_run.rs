@@ -39,12 +39,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ota_console::testing::mosquitto::{Mosquitto, free_port};
+use ota_console::testing::sim_fleet::{Guarded, SimProcess, cpu_secs, sim_sum};
 use serde_json::Value;
 
 const TARGET_VERSION: &str = "2.0.0";
@@ -229,7 +229,7 @@ fn run(knobs: &Knobs) -> Vec<String> {
     let mut console_cpu = 0.0f64;
     let status: ExitStatus = loop {
         peak_kib = peak_kib.max(proc_kib(pid, "VmHWM:").unwrap_or(0));
-        console_cpu = console_cpu.max(cpu_secs(pid));
+        console_cpu = console_cpu.max(cpu_secs(&pid.to_string()));
         if let Some(status) = console.child.0.try_wait().expect("wait") {
             break status;
         }
@@ -247,9 +247,12 @@ fn run(knobs: &Knobs) -> Vec<String> {
                 chosen.elapsed().as_secs_f64(),
                 proc_kib(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0,
                 peak_kib as f64 / 1024.0,
-                cpu_secs(pid),
-                cpu_secs(broker.child.id()),
-                sim_pids.iter().map(|&p| cpu_secs(p)).sum::<f64>(),
+                cpu_secs(&pid.to_string()),
+                cpu_secs(&broker.child.id().to_string()),
+                sim_pids
+                    .iter()
+                    .map(|&p| cpu_secs(&p.to_string()))
+                    .sum::<f64>(),
                 sim_sum(&sims, "progress_sent", false),
                 sim_sum(&sims, "upgrades_succeeded", false),
                 loadavg().split_whitespace().next().unwrap_or("?"),
@@ -262,8 +265,11 @@ fn run(knobs: &Knobs) -> Vec<String> {
     drop(console);
     let others_cpu = format!(
         "Mosquitto {:.1} s, simulators {:.1} s",
-        cpu_secs(broker.child.id()),
-        sim_pids.iter().map(|&p| cpu_secs(p)).sum::<f64>()
+        cpu_secs(&broker.child.id().to_string()),
+        sim_pids
+            .iter()
+            .map(|&p| cpu_secs(&p.to_string()))
+            .sum::<f64>()
     );
 
     let sim_totals = stop_sims(sims);
@@ -415,16 +421,6 @@ fn run(knobs: &Knobs) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// A child process killed (SIGKILL) when dropped, so a failing bench leaves nothing behind.
-struct Guarded(Child);
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn write_firmware(dir: &Path, size: u64) -> PathBuf {
     let path = dir.join("fw-2.0.0.bin");
     let bytes: Vec<u8> = (0..size)
@@ -510,19 +506,7 @@ fn start_console(
     }
 }
 
-/// One `ota-console sim --json` process and what it last printed.
-struct Sim {
-    child: Guarded,
-    seen: Arc<Mutex<SimSeen>>,
-}
-
-#[derive(Default)]
-struct SimSeen {
-    latest: Option<Value>,
-    stopped: Option<Value>,
-}
-
-fn start_sims(knobs: &Knobs, broker: &str, dir: &Path) -> Vec<Sim> {
+fn start_sims(knobs: &Knobs, broker: &str, dir: &Path) -> Vec<SimProcess> {
     let procs = knobs.sim_procs();
     (0..procs)
         .map(|i| {
@@ -540,45 +524,9 @@ fn start_sims(knobs: &Knobs, broker: &str, dir: &Path) -> Vec<Sim> {
             for (flag, n) in fleet_mix(count) {
                 command.arg(format!("--{flag}")).arg(n.to_string());
             }
-            let mut child = command
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .expect("ota-console sim starts");
-            let stdout = child.stdout.take().expect("sim stdout");
-            let seen = Arc::new(Mutex::new(SimSeen::default()));
-            let writer = seen.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                        continue;
-                    };
-                    let mut seen = writer.lock().expect("lock");
-                    match v["event"].as_str() {
-                        Some("summary") => seen.latest = Some(v["totals"].clone()),
-                        Some("stopped") => seen.stopped = Some(v["totals"].clone()),
-                        _ => {}
-                    }
-                }
-            });
-            Sim {
-                child: Guarded(child),
-                seen,
-            }
+            SimProcess::spawn(command.env("RUST_LOG", "warn").stderr(Stdio::from(log)))
         })
         .collect()
-}
-
-/// Sum of one counter over the simulators' latest (or final) totals.
-fn sim_sum(sims: &[Sim], field: &str, stopped: bool) -> u64 {
-    sims.iter()
-        .map(|s| {
-            let seen = s.seen.lock().expect("lock");
-            let totals = if stopped { &seen.stopped } else { &seen.latest };
-            totals.as_ref().and_then(|t| t[field].as_u64()).unwrap_or(0)
-        })
-        .sum()
 }
 
 /// The simulators' final totals, summed.
@@ -596,10 +544,11 @@ impl SimTotals {
 
 /// Lets the devices' last messages settle (their counters unchanged for 3 s, bounded), stops
 /// the simulators with Ctrl-C and sums their final totals.
-fn stop_sims(sims: Vec<Sim>) -> SimTotals {
+fn stop_sims(sims: Vec<SimProcess>) -> SimTotals {
     let fields = ["messages_published", "messages_acked", "progress_sent"];
-    let snapshot =
-        |sims: &[Sim]| -> Vec<u64> { fields.iter().map(|f| sim_sum(sims, f, false)).collect() };
+    let snapshot = |sims: &[SimProcess]| -> Vec<u64> {
+        fields.iter().map(|f| sim_sum(sims, f, false)).collect()
+    };
     let started = Instant::now();
     let mut last = snapshot(&sims);
     let mut stable_since = Instant::now();
@@ -620,22 +569,21 @@ fn stop_sims(sims: Vec<Sim>) -> SimTotals {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for sim in &sims {
-        while sim.seen.lock().expect("lock").stopped.is_none() && Instant::now() < deadline {
+        while !sim.has_stopped() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
     let mut totals = serde_json::Map::new();
     let mut stopped = 0;
     for sim in &sims {
-        let seen = sim.seen.lock().expect("lock");
-        let Some(Value::Object(t)) = &seen.stopped else {
+        let Some(t) = sim.final_totals() else {
             continue;
         };
         stopped += 1;
         for (k, v) in t {
             if let Some(n) = v.as_u64() {
-                let sum = totals.get(k).and_then(Value::as_u64).unwrap_or(0) + n;
-                totals.insert(k.clone(), Value::from(sum));
+                let sum = totals.get(&k).and_then(Value::as_u64).unwrap_or(0) + n;
+                totals.insert(k, Value::from(sum));
             }
         }
     }
@@ -659,25 +607,6 @@ fn proc_kib(pid: u32, key: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// User + system CPU seconds of a process (0 once it is gone).
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // The command name may contain spaces: fields are counted after its closing parenthesis.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    // USER_HZ is 100 on Linux.
-    ticks as f64 / 100.0
 }
 
 fn loadavg() -> String {

@@ -29,19 +29,17 @@
     reason = "a benchmark's set-up that fails has nothing to measure: it stops with a message"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use ota_console::engine::{
     self, BrokerChoice, CampaignRequest, EngineConfig, EngineHandle, FirmwareSource, Snapshot,
 };
 use ota_console::rollout::{CanarySize, DialectSettings, Policy, RateLimit};
+use ota_console::testing::sim_fleet::{Guarded, SimProcess, cpu_secs, sim_sum};
 use ota_console::transport::mqtt::LinkOptions;
-use serde_json::Value;
 
 const TARGET_VERSION: &str = "2.0.0";
 /// Devices per simulator process: two fds each (MQTT + the paced HTTP download) under 20,000.
@@ -203,16 +201,6 @@ async fn run(knobs: Knobs) -> Result<(), Vec<String>> {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// A child process killed (SIGKILL) when dropped, so a panicking bench leaves nothing behind.
-struct Guarded(Child);
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Mosquitto {
     child: Guarded,
     port: u16,
@@ -281,19 +269,7 @@ impl Mosquitto {
     }
 }
 
-/// One `ota-console sim --json` process and what it last printed.
-struct Sim {
-    child: Guarded,
-    seen: Arc<Mutex<SimSeen>>,
-}
-
-#[derive(Default)]
-struct SimSeen {
-    latest: Option<Value>,
-    stopped: Option<Value>,
-}
-
-fn start_sims(knobs: &Knobs, broker: &str, dir: &Path) -> Vec<Sim> {
+fn start_sims(knobs: &Knobs, broker: &str, dir: &Path) -> Vec<SimProcess> {
     let progress_secs = 1.0 / knobs.rate_hz;
     (0..knobs.sim_procs)
         .map(|i| {
@@ -301,52 +277,20 @@ fn start_sims(knobs: &Knobs, broker: &str, dir: &Path) -> Vec<Sim> {
             let count =
                 knobs.devices / knobs.sim_procs + usize::from(i < knobs.devices % knobs.sim_procs);
             let log = std::fs::File::create(dir.join(format!("sim-{i}.log"))).expect("sim log");
-            let mut child = Command::new(env!("CARGO_BIN_EXE_ota-console"))
-                .args(["sim", "--broker", broker, "--json", "--summary-secs", "1"])
-                .args(["--aliyun", &count.to_string()])
-                .args(["--name-prefix", &format!("ld{i}")])
-                .args(["--seed", &(i + 1).to_string()])
-                .args(["--bandwidth", &knobs.bandwidth().to_string()])
-                .args(["--install-secs", "1"])
-                .args(["--progress-secs", &progress_secs.to_string()])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::from(log))
-                .spawn()
-                .expect("ota-console sim starts");
-            let stdout = child.stdout.take().expect("sim stdout");
-            let seen = Arc::new(Mutex::new(SimSeen::default()));
-            let writer = seen.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                        continue;
-                    };
-                    let mut seen = writer.lock().expect("lock");
-                    match v["event"].as_str() {
-                        Some("summary") => seen.latest = Some(v["totals"].clone()),
-                        Some("stopped") => seen.stopped = Some(v["totals"].clone()),
-                        _ => {}
-                    }
-                }
-            });
-            Sim {
-                child: Guarded(child),
-                seen,
-            }
+            SimProcess::spawn(
+                Command::new(env!("CARGO_BIN_EXE_ota-console"))
+                    .args(["sim", "--broker", broker, "--json", "--summary-secs", "1"])
+                    .args(["--aliyun", &count.to_string()])
+                    .args(["--name-prefix", &format!("ld{i}")])
+                    .args(["--seed", &(i + 1).to_string()])
+                    .args(["--bandwidth", &knobs.bandwidth().to_string()])
+                    .args(["--install-secs", "1"])
+                    .args(["--progress-secs", &progress_secs.to_string()])
+                    .env("RUST_LOG", "warn")
+                    .stderr(Stdio::from(log)),
+            )
         })
         .collect()
-}
-
-/// Sum of one counter over the simulators' latest (or final) totals.
-fn sim_sum(sims: &[Sim], field: &str, stopped: bool) -> u64 {
-    sims.iter()
-        .map(|s| {
-            let seen = s.seen.lock().expect("lock");
-            let totals = if stopped { &seen.stopped } else { &seen.latest };
-            totals.as_ref().and_then(|t| t[field].as_u64()).unwrap_or(0)
-        })
-        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,7 +379,7 @@ fn take_sample(
     snap: &Snapshot,
     campaign: ota_console::rollout::CampaignId,
     mosquitto: &Mosquitto,
-    sims: &[Sim],
+    sims: &[SimProcess],
 ) -> Sample {
     let counts = snap
         .campaigns
@@ -467,7 +411,7 @@ async fn watch_rollout(
     handle: &EngineHandle,
     campaign: ota_console::rollout::CampaignId,
     mosquitto: &Mosquitto,
-    sims: &[Sim],
+    sims: &[SimProcess],
 ) -> Vec<Sample> {
     let started = Instant::now();
     let limit = knobs.ramp + knobs.download + Duration::from_secs(300);
@@ -533,7 +477,7 @@ async fn watch_rollout(
 
 /// Waits (bounded) for the console to have taken in everything the devices sent, stops the
 /// simulators and returns their final totals and the console's final received count.
-async fn settle_and_stop(handle: &EngineHandle, sims: Vec<Sim>) -> (SimTotals, u64) {
+async fn settle_and_stop(handle: &EngineHandle, sims: Vec<SimProcess>) -> (SimTotals, u64) {
     // The simulators print every second: equality, or no change for 10 s, ends the wait.
     let started = Instant::now();
     let mut last = (u64::MAX, u64::MAX);
@@ -561,7 +505,7 @@ async fn settle_and_stop(handle: &EngineHandle, sims: Vec<Sim>) -> (SimTotals, u
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for sim in &sims {
-        while sim.seen.lock().expect("lock").stopped.is_none() && Instant::now() < deadline {
+        while !sim.has_stopped() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -573,10 +517,7 @@ async fn settle_and_stop(handle: &EngineHandle, sims: Vec<Sim>) -> (SimTotals, u
         connects: sim_sum(&sims, "connects", true),
         upgraded: sim_sum(&sims, "upgrades_succeeded", true),
         devices: sim_sum(&sims, "devices", true),
-        stopped: sims
-            .iter()
-            .filter(|s| s.seen.lock().expect("lock").stopped.is_some())
-            .count(),
+        stopped: sims.iter().filter(|s| s.has_stopped()).count(),
         procs: sims.len(),
     };
     // Whatever was still in the console's inbound queue is counted once it is taken in.
@@ -839,37 +780,6 @@ fn vm_rss_kib(pid: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// User + system CPU seconds of a process (0 once it is gone).
-fn cpu_secs(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // The command name may contain spaces: fields are counted after its closing parenthesis.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    ticks as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
 }
 
 fn fd_limit() -> String {

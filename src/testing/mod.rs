@@ -12,6 +12,7 @@
 //! - [`mosquitto`], [`broker_process`]: real brokers a test can kill and start again;
 //!   [`mutual_tls`]: a test CA and a Mosquitto that takes only clients with its certificates.
 //! - [`widget`]: a device for the tests' dialect file (tests/dialects/widget.toml).
+//! - [`sim_fleet`]: simulator processes a benchmark loads a console with, and `/proc` readings.
 //!
 //! Like the tests it serves, support code panics on a failed set-up, with a message saying
 //! what did not start; it never sleeps for luck and binds only to `127.0.0.1` port 0.
@@ -23,6 +24,7 @@ pub mod fixtures;
 pub mod mosquitto;
 pub mod mutual_tls;
 pub mod sdk_device;
+pub mod sim_fleet;
 pub mod widget;
 
 pub use fixtures::{
