@@ -56,7 +56,7 @@ struct RowCache {
     campaigns: Vec<i64>,
     targets: filter::Targets,
     /// The rows' searched texts, and the revision they were last brought up to.
-    search: Option<filter::SearchTexts>,
+    search: filter::SearchTexts,
     search_revision: u64,
 }
 
@@ -312,7 +312,7 @@ impl ConsoleView {
             s.sort,
             s.group_by_gateway,
             &self.cache.targets,
-            self.cache.search.as_ref(),
+            Some(&self.cache.search),
         );
         self.cache.not_heard = filter::not_heard_shown(&snap.devices, &self.cache.visible);
         self.cache.groups = s
@@ -326,10 +326,7 @@ impl ConsoleView {
     /// so a keystroke in the filter searches them without rereading the fleet.
     fn refresh_search(&mut self, snap: &Snapshot) {
         let changed = snap.row_changes.since(self.cache.search_revision);
-        self.cache
-            .search
-            .get_or_insert_with(filter::SearchTexts::default)
-            .refresh(&snap.devices, changed.as_deref());
+        self.cache.search.refresh(&snap.devices, changed.as_deref());
         self.cache.search_revision = snap.revision;
     }
 

@@ -331,10 +331,8 @@ impl Sort {
 }
 
 /// Target versions by device (without module): the "target" column. A campaign's devices share
-/// one string: sorting 100,000 rows by target then compares one string kept in cache, not
-/// 100,000 copies scattered in memory.
-/// Kept in id order, as the snapshot's rows are, so a sort by target walks both side by side
-/// instead of looking 100,000 ids up.
+/// one string, and the map is kept in id order, as the snapshot's rows are, so a sort by target
+/// walks both side by side instead of looking 100,000 ids up.
 pub type Targets = BTreeMap<DeviceId, Arc<str>>;
 
 /// The [`Targets`] of the newest campaign that targets each device. Campaigns arrive newest
