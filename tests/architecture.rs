@@ -303,10 +303,10 @@ fn test_parts(toks: &[Tok]) -> TestParts {
         }
         let end = item_end(toks, close + 1);
         let item = &toks[close + 1..=end];
-        if let Some(k) = item.iter().position(|t| t.text == "mod") {
-            if is(item, k + 2, ";") {
-                parts.modules.push(item[k + 1].text.clone());
-            }
+        if let Some(k) = item.iter().position(|t| t.text == "mod")
+            && is(item, k + 2, ";")
+        {
+            parts.modules.push(item[k + 1].text.clone());
         }
         parts.ranges.push((i, end));
         i = end + 1;

@@ -582,15 +582,17 @@ fn sniff(handle: &EngineHandle) -> Sniffed {
         let Ok(v) = serde_json::from_str::<Value>(&m.payload) else {
             continue;
         };
-        if m.topic.ends_with("/services") && v["method"] == "ota_create" {
-            if let Some(bid) = v["bid"].as_str() {
-                s.dji_bids.push(bid.to_owned());
-            }
+        if m.topic.ends_with("/services")
+            && v["method"] == "ota_create"
+            && let Some(bid) = v["bid"].as_str()
+        {
+            s.dji_bids.push(bid.to_owned());
         }
-        if v["method"] == "firmware.post" && m.topic.contains("sim-fog-0001") {
-            if let Some(task) = v["params"]["task_id"].as_str() {
-                s.fog_plain_task = Some(task.to_owned());
-            }
+        if v["method"] == "firmware.post"
+            && m.topic.contains("sim-fog-0001")
+            && let Some(task) = v["params"]["task_id"].as_str()
+        {
+            s.fog_plain_task = Some(task.to_owned());
         }
         if v["method"] == "sub.firmware.post" {
             for entry in v["params"].as_array().into_iter().flatten() {

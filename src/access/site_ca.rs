@@ -269,16 +269,18 @@ pub fn local_server_names() -> Vec<String> {
         "::1".to_owned(),
     ];
     let uname = rustix::system::uname();
-    if let Ok(host) = uname.nodename().to_str() {
-        if !host.is_empty() && check_server_name(host).is_ok() && host.parse::<IpAddr>().is_err() {
-            names.push(host.to_owned());
-        }
+    if let Ok(host) = uname.nodename().to_str()
+        && !host.is_empty()
+        && check_server_name(host).is_ok()
+        && host.parse::<IpAddr>().is_err()
+    {
+        names.push(host.to_owned());
     }
     for v6 in [false, true] {
-        if let Some(ip) = crate::host::primary_lan_ip(v6) {
-            if !ip.is_loopback() {
-                names.push(ip.to_string());
-            }
+        if let Some(ip) = crate::host::primary_lan_ip(v6)
+            && !ip.is_loopback()
+        {
+            names.push(ip.to_string());
         }
     }
     names

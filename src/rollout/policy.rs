@@ -216,13 +216,13 @@ impl Policy {
             return bad("max_in_flight", tr!("error.policy.at_least", min = 1));
         }
         self.validate_timing()?;
-        if let Some(abort) = self.abort {
-            if abort.failure_percent > 100 {
-                return bad(
-                    "abort.failure_percent",
-                    tr!("error.policy.above_100", value = abort.failure_percent),
-                );
-            }
+        if let Some(abort) = self.abort
+            && abort.failure_percent > 100
+        {
+            return bad(
+                "abort.failure_percent",
+                tr!("error.policy.above_100", value = abort.failure_percent),
+            );
         }
         if self.only_from_versions.len() > MAX_ONLY_FROM {
             return bad(

@@ -277,10 +277,10 @@ impl FirmwareServer {
         options: ServerOptions,
     ) -> Result<FirmwareServer, HttpError> {
         let public_base = public_base.map(checked_public_base).transpose()?;
-        if let (Some(base), Some(_)) = (&public_base, &tls) {
-            if base.starts_with("http://") {
-                return Err(HttpError::PlainBaseWithTls(base.clone()));
-            }
+        if let (Some(base), Some(_)) = (&public_base, &tls)
+            && base.starts_with("http://")
+        {
+            return Err(HttpError::PlainBaseWithTls(base.clone()));
         }
         let listener = listen(bind).map_err(|source| {
             if source.kind() == io::ErrorKind::AddrInUse {

@@ -52,10 +52,10 @@ impl ConnectionDialog {
             .filter(|i| profiles.get(*i).is_some_and(|p| p.name == profile.name))
             .or_else(|| profiles.iter().position(|p| p.name == profile.name));
         // A profile saved again keeps its id (and so its broker session); a new one gets one.
-        if let Some(old) = existing.and_then(|i| profiles.get(i)) {
-            if profile.client_id.trim().is_empty() {
-                profile.client_id.clone_from(&old.client_id);
-            }
+        if let Some(old) = existing.and_then(|i| profiles.get(i))
+            && profile.client_id.trim().is_empty()
+        {
+            profile.client_id.clone_from(&old.client_id);
         }
         profile.ensure_client_id();
         if let Some(draft) = &mut self.draft {

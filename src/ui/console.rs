@@ -250,10 +250,9 @@ impl ConsoleView {
         // Space toggles the inspected device, unless a text field is being typed in.
         if !ctx.egui_wants_keyboard_input()
             && ctx.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Space))
+            && let Some(id) = self.inspected.clone()
         {
-            if let Some(id) = self.inspected.clone() {
-                self.apply_selection(&SelectionOp::Toggle(id), &crate::engine::DeviceRows::new());
-            }
+            self.apply_selection(&SelectionOp::Toggle(id), &crate::engine::DeviceRows::new());
         }
     }
 

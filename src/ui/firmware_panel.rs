@@ -63,10 +63,10 @@ impl FirmwareForm {
             }
             self.newest_seen = newest;
         }
-        if let Some(sha) = &self.package {
-            if !packages.iter().any(|p| &p.package.sha256 == sha) {
-                self.package = None;
-            }
+        if let Some(sha) = &self.package
+            && !packages.iter().any(|p| &p.package.sha256 == sha)
+        {
+            self.package = None;
         }
     }
 
