@@ -38,7 +38,7 @@
 )]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -191,7 +191,10 @@ fn run(knobs: &Knobs) -> Vec<String> {
         free_port(),
         "allow_anonymous true\nmax_connections -1",
     );
-    let firmware = write_firmware(dir.path(), knobs.firmware_bytes);
+    let firmware = ota_console::testing::firmware_file(
+        dir.path(),
+        usize::try_from(knobs.firmware_bytes).expect("a firmware size this machine can hold"),
+    );
     let report_path = dir.path().join("report.json");
 
     let started = Instant::now();
@@ -420,15 +423,6 @@ fn run(knobs: &Knobs) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-fn write_firmware(dir: &Path, size: u64) -> PathBuf {
-    let path = dir.join("fw-2.0.0.bin");
-    let bytes: Vec<u8> = (0..size)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    std::fs::write(&path, bytes).expect("firmware");
-    path
-}
 
 /// `ota-console rollout`, its stderr lines (also copied to `console.log`).
 struct Console {

@@ -30,7 +30,7 @@
 )]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,10 @@ async fn run(knobs: Knobs) -> Result<(), Vec<String>> {
     );
     let mosquitto = Mosquitto::start(dir.path());
     let handle = start_console(dir.path(), &mosquitto.url()).await;
-    let firmware = write_firmware(dir.path(), knobs.firmware_bytes);
+    let firmware = ota_console::testing::firmware_file(
+        dir.path(),
+        usize::try_from(knobs.firmware_bytes).expect("a firmware size this machine can hold"),
+    );
     let package = handle
         .import_firmware(firmware)
         .await
@@ -317,15 +320,6 @@ async fn start_console(dir: &Path, broker: &str) -> EngineHandle {
         .await
         .expect("console connects to mosquitto");
     handle
-}
-
-fn write_firmware(dir: &Path, size: u64) -> PathBuf {
-    let path = dir.join("fw-2.0.0.bin");
-    let bytes: Vec<u8> = (0..size)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    std::fs::write(&path, bytes).expect("firmware");
-    path
 }
 
 /// Waits until the console knows every device and its version; returns their ids.

@@ -88,22 +88,6 @@ fn sel(selected: usize, shown: usize, total: usize) -> String {
     )
 }
 
-/// Runs each named test once per language: `name::en` and `name::zh_cn`.
-macro_rules! in_both_languages {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn en() {
-                super::$name(super::Lang::En);
-            }
-            #[test]
-            fn zh_cn() {
-                super::$name(super::Lang::ZhCn);
-            }
-        }
-    )*};
-}
-
 /// Upper bound of every wait; the rollouts here take a few seconds.
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -1488,7 +1472,7 @@ fn the_language_switch_changes_the_window_at_once_and_is_saved(lang: Lang) {
     h.check_accessibility();
 }
 
-in_both_languages!(
+ota_console::in_both_languages!(
     rollout_from_the_window_reaches_succeeded_at_100_percent,
     devices_not_heard_since_the_start_are_marked_and_left_out_of_select_all,
     pause_resume_and_cancel_from_the_window,

@@ -212,22 +212,7 @@ fn hover_tells_a_square_click_inspects_ctrl_click_selects(lang: Lang) {
     h.check_accessibility();
 }
 
-macro_rules! in_both_languages {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn en() {
-                super::$name(super::Lang::En);
-            }
-            #[test]
-            fn zh_cn() {
-                super::$name(super::Lang::ZhCn);
-            }
-        }
-    )*};
-}
-
-in_both_languages!(
+ota_console::in_both_languages!(
     a_large_fleet_shows_as_a_wall_with_counts,
     hover_tells_a_square_click_inspects_ctrl_click_selects,
 );

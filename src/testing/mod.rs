@@ -27,6 +27,24 @@ pub mod sdk_device;
 pub mod sim_fleet;
 pub mod widget;
 
+/// Runs each named test function (taking an [`crate::i18n::Lang`]) once per language of the
+/// window: `name::en` and `name::zh_cn`.
+#[macro_export]
+macro_rules! in_both_languages {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn en() {
+                super::$name($crate::i18n::Lang::En);
+            }
+            #[test]
+            fn zh_cn() {
+                super::$name($crate::i18n::Lang::ZhCn);
+            }
+        }
+    )*};
+}
+
 pub use fixtures::{
     default_units, fast_policy, firmware_bytes, firmware_file, offer, sim_units, strict_sim,
 };

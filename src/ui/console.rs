@@ -55,9 +55,9 @@ struct RowCache {
     /// campaigns does (not on every progress report).
     campaigns: Vec<i64>,
     targets: filter::Targets,
-    /// The rows' searched texts, and the revision they were last brought up to.
+    /// The rows' searched texts, brought up to each revision with the rows that changed, so a
+    /// keystroke in the filter searches them without rereading the fleet.
     search: filter::SearchTexts,
-    search_revision: u64,
 }
 
 pub struct ConsoleView {
@@ -262,7 +262,16 @@ impl ConsoleView {
         if self.cache.key.as_ref() == Some(&key) {
             return;
         }
-        self.refresh_search(snap);
+        // The rows that changed since the revision last seen, whatever the view was then: the
+        // searched texts follow them always, the visible order only within one view.
+        let changed_since = self
+            .cache
+            .key
+            .as_ref()
+            .and_then(|(revision, ..)| snap.row_changes.since(*revision));
+        self.cache
+            .search
+            .refresh(&snap.devices, changed_since.as_deref());
         let s = &self.settings;
         let campaigns: Vec<i64> = snap.campaigns.iter().map(|c| c.snapshot.id.0).collect();
         let same_campaigns = campaigns == self.cache.campaigns;
@@ -272,14 +281,10 @@ impl ConsoleView {
         }
         // A later revision with the same view: patch the rows that changed since (at 100,000
         // devices a full filter and sort every publish costs more than a frame).
-        let changed = self
-            .cache
-            .key
-            .as_ref()
-            .filter(|(_, f, sort, group)| {
-                *f == s.filter && *sort == s.sort && *group == s.group_by_gateway
-            })
-            .and_then(|(revision, ..)| snap.row_changes.since(*revision));
+        let same_view = self.cache.key.as_ref().is_some_and(|(_, f, sort, group)| {
+            *f == s.filter && *sort == s.sort && *group == s.group_by_gateway
+        });
+        let changed = changed_since.filter(|_| same_view);
         if same_campaigns
             && let Some(changed) = changed
             && filter::patch_visible(
@@ -319,14 +324,6 @@ impl ConsoleView {
             .then(|| filter::Groups::of(&snap.devices));
         self.cache.full_recomputes += 1;
         self.cache.key = Some(key);
-    }
-
-    /// Keeps the rows' searched texts, patched with the rows changed since their last revision,
-    /// so a keystroke in the filter searches them without rereading the fleet.
-    fn refresh_search(&mut self, snap: &Snapshot) {
-        let changed = snap.row_changes.since(self.cache.search_revision);
-        self.cache.search.refresh(&snap.devices, changed.as_deref());
-        self.cache.search_revision = snap.revision;
     }
 
     fn apply_selection(&mut self, op: &SelectionOp, rows: &crate::engine::DeviceRows) {
