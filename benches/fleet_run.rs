@@ -55,6 +55,8 @@ const DEVICES_PER_SIM: usize = 50_000;
 const PER_CONNECTION: usize = 50;
 const SUBS_PER_GATEWAY: usize = 99;
 const FULL_SIZE: usize = 100_000;
+/// Connections the console publishes on (`--publish-connections`).
+const PUBLISH_CONNECTIONS: u16 = 8;
 /// The console's memory aim at full size.
 const AIM_KIB: u64 = 1024 * 1024;
 
@@ -462,6 +464,9 @@ fn start_console(
             &format!("{}s", knobs.discover_secs()),
         ])
         .args(["--canary", "10", "--wave", "100%"])
+        // Mosquitto reads one packet per connection per turn: the answers to 100,000 devices'
+        // reports need more than one connection to keep up in a burst.
+        .args(["--publish-connections", &PUBLISH_CONNECTIONS.to_string()])
         .args(["--rate", &format!("{}/min", knobs.rate_per_min)])
         .args(["--concurrency", &knobs.concurrency.to_string()])
         .args([

@@ -154,8 +154,40 @@ impl std::error::Error for DeviceIdError {}
 /// A validated topic segment: non-empty, at most [`MAX_SEGMENT_BYTES`], free of `/ + #` and NUL.
 /// Shared, not copied, when an id is cloned: snapshots, campaign lines and selections hold the
 /// ids of up to 100,000 devices each.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone)]
 pub struct Segment(Arc<str>);
+
+// Two clones of one id compare by pointer, without reading the text: walking a fleet's rows
+// beside a campaign's devices (ids cloned from the same records) touches no string.
+impl PartialEq for Segment {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Segment {}
+
+// By text, as equality goes (two equal segments may be two allocations).
+impl std::hash::Hash for Segment {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialOrd for Segment {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Segment {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
 
 impl Segment {
     /// Validates `value` as the segment called `what` (used in the error message).

@@ -311,3 +311,69 @@ async fn the_embedded_broker_keeps_a_console_session_across_a_reconnect() {
     .await
     .unwrap_or_else(|_| panic!("only {} of {MEANWHILE} arrived", seen.len()));
 }
+
+/// A console answering every report of a flood keeps pace: its queue of answers never fills.
+/// rumqttc's own turn writes one request per up to ten packets it reads, so the link used to
+/// write about one answer per ten reports, and in a 100,000-device run 22,943 answers found the
+/// queue full. The queue here holds 1,000, a twentieth of the answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_keep_pace_with_a_flood_of_reports() {
+    const REPORTS: u32 = 20_000;
+    let broker = start_broker();
+    let url = BrokerUrl::plain("127.0.0.1", broker.local_addr().port());
+    let mut console_opts = LinkOptions::new(url.clone());
+    console_opts.subscriptions = vec!["report/#".to_owned()];
+    console_opts.max_queued = 1_000;
+    let (console, mut reports) = MqttLink::start(console_opts).unwrap();
+    let mut fleet_opts = LinkOptions::new(url);
+    fleet_opts.subscriptions = vec!["answer/#".to_owned()];
+    fleet_opts.max_queued = REPORTS as usize + 100;
+    let (fleet, mut answers) = MqttLink::start(fleet_opts).unwrap();
+    wait_connected(&mut console.state()).await;
+    wait_connected(&mut fleet.state()).await;
+    wait_subscribed(&fleet, &mut reports, "report/probe").await;
+    wait_subscribed(&console, &mut answers, "answer/probe").await;
+
+    for i in 0..REPORTS {
+        fleet
+            .publish(outbound(&format!("report/{i}"), &i.to_be_bytes()))
+            .expect("the fleet's queue holds every report");
+    }
+    let answering = async {
+        let mut answered = 0;
+        while answered < REPORTS {
+            let report = reports.recv().await.expect("inbound open");
+            let topic = report.topic.replace("report/", "answer/");
+            console
+                .publish(outbound(&topic, &report.payload))
+                .unwrap_or_else(|e| panic!("answer {answered} not queued: {e}"));
+            answered += 1;
+        }
+    };
+    let collecting = async {
+        let mut seen = vec![false; REPORTS as usize];
+        let mut count = 0;
+        while count < REPORTS {
+            let answer = answers.recv().await.expect("inbound open");
+            let Some(i) = answer
+                .topic
+                .strip_prefix("answer/")
+                .and_then(|i| i.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if let Some(slot) = seen.get_mut(i)
+                && !*slot
+            {
+                *slot = true;
+                count += 1;
+            }
+        }
+    };
+    timeout(Duration::from_secs(120), async {
+        tokio::join!(answering, collecting)
+    })
+    .await
+    .expect("every report is answered within 120 s");
+    assert_eq!(console.stats().dropped, 0);
+}

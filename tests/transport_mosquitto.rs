@@ -720,3 +720,74 @@ async fn publishes_in_flight_at_a_cut_arrive_once_when_the_session_is_kept() {
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     assert_eq!(console.stats().sessions_lost, 0);
 }
+
+/// A link with three publishing connections: Mosquitto sees the two more client ids, every
+/// message arrives, each topic's messages in the order they were published (a topic always goes
+/// on one connection), and the counters add up all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_spread_over_several_connections_keep_each_topics_order() {
+    const TOPICS: usize = 30;
+    const PER_TOPIC: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = Mosquitto::start(dir.path(), port, "allow_anonymous true");
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let (watcher, mut inbox) = MqttLink::start(options(&url, &["spread/#"])).unwrap();
+    let mut console_opts = options(&url, &[]);
+    console_opts.client_id = Some("spread-console".to_owned());
+    console_opts.publish_connections = 3;
+    let (console, _nothing) = MqttLink::start(console_opts).unwrap();
+    wait_state(&mut watcher.state(), "Connected", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    wait_state(&mut console.state(), "Connected", |s| {
+        *s == LinkState::Connected
+    })
+    .await;
+    wait_subscribed(&watcher, &mut inbox, "spread/probe").await;
+
+    for n in 0..PER_TOPIC {
+        for t in 0..TOPICS {
+            console
+                .publish(outbound(&format!("spread/{t}"), &format!("{t}:{n}")))
+                .unwrap();
+        }
+    }
+    let mut seen: Vec<Vec<usize>> = vec![Vec::new(); TOPICS];
+    timeout(WAIT, async {
+        while seen.iter().map(Vec::len).sum::<usize>() < TOPICS * PER_TOPIC {
+            let msg = inbox.recv().await.expect("inbound open");
+            let text = String::from_utf8_lossy(&msg.payload).into_owned();
+            let Some((t, n)) = text.split_once(':') else {
+                continue;
+            };
+            let (t, n): (usize, usize) = (t.parse().unwrap(), n.parse().unwrap());
+            seen[t].push(n);
+        }
+    })
+    .await
+    .expect("every message arrives");
+    for (t, order) in seen.iter().enumerate() {
+        assert_eq!(
+            *order,
+            (0..PER_TOPIC).collect::<Vec<_>>(),
+            "topic spread/{t}"
+        );
+    }
+    timeout(WAIT, async {
+        while console.stats().published < (TOPICS * PER_TOPIC) as u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the broker acknowledges every publish");
+    assert_eq!(console.stats().queued, (TOPICS * PER_TOPIC) as u64);
+    let log = std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap();
+    for id in ["spread-console ", "spread-console-1 ", "spread-console-2 "] {
+        assert!(
+            log.contains(&format!(" as {id}")),
+            "no connection as {id:?} in:\n{log}"
+        );
+    }
+}

@@ -62,6 +62,13 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub keep_alive: u64,
 
+    /// Connections to `--broker` that the console publishes on (1 to 9). Mosquitto reads one
+    /// packet per connection per turn, so a console answering tens of thousands of devices at
+    /// once needs several; the others use the client id with `-1`, `-2`, … appended.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "broker",
+        value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub publish_connections: u16,
+
     /// CA certificate (PEM) that signed the broker's certificate, for `mqtts://`.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
@@ -142,6 +149,7 @@ impl ConnectionArgs {
                 options.username = self.username.clone();
                 options.password = self.password.clone();
                 options.keep_alive_secs = self.keep_alive;
+                options.publish_connections = self.publish_connections;
                 options.ca_file = self.ca.clone();
                 options.client_cert = self.client_cert.clone();
                 options.client_key = self.client_key.clone();

@@ -464,12 +464,33 @@ fn sort_picked(rows: &[&DeviceRow], picked: &mut Vec<usize>, sort: Sort, targets
                 .as_ref()
                 .map(|d| (d.status.is_terminal(), d.percent))
         }),
-        SortColumn::LastMessage => by(picked, ascending, |i| row(i).last_message.as_deref()),
+        SortColumn::LastMessage => {
+            by_last_message(rows, picked);
+            if !ascending {
+                picked.reverse();
+            }
+        }
         SortColumn::LastSeen => by(picked, ascending, |i| {
             let r = &row(i).record;
             (r.heard_since_start, r.last_seen_ms)
         }),
     }
+}
+
+/// Orders `picked` by last message (none first), the index breaking ties. Real last messages
+/// share long prefixes (a topic shape per dialect), so they go through a radix sort.
+fn by_last_message(rows: &[&DeviceRow], picked: &mut Vec<usize>) {
+    let mut silent = Vec::new();
+    let mut texts = Vec::with_capacity(picked.len());
+    for &i in picked.iter() {
+        match rows.get(i).and_then(|r| r.last_message.as_deref()) {
+            Some(text) => texts.push((text, i)),
+            None => silent.push(i),
+        }
+    }
+    super::text_order::sort_by_text(&mut texts);
+    silent.extend(texts.into_iter().map(|(_, i)| i));
+    *picked = silent;
 }
 
 /// Each picked row's target as a rank (0: none; then the distinct targets in order), read by

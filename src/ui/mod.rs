@@ -39,6 +39,7 @@ pub mod rollout_panel;
 pub mod settings;
 pub mod start_failure;
 pub mod summary_strip;
+pub mod text_order;
 pub mod theme;
 pub mod tiles;
 pub mod toasts;

@@ -4,8 +4,8 @@
 //! Owns: connecting (TCP or TLS), subscribing (QoS 1) when a session starts, backoff between
 //! reconnects, the bounded outgoing queue (kept across reconnects), the bounded stream of
 //! incoming publishes, and telling whether the broker kept the session ([`SessionNews`]).
-//! Must never: await a publish from the polling task (rumqttc deadlocks when its request channel
-//! is full), decode payloads (that is `protocol`'s job), or print the password (custom `Debug`).
+//! Must never: wait for room in a queue from the handle (a publish is refused when the queue is
+//! full), decode payloads (that is `protocol`'s job), or print the password (custom `Debug`).
 //!
 //! # Sessions
 //! With a client id of its own ([`LinkOptions::client_id`]) the link asks for a persistent
@@ -15,18 +15,27 @@
 //! random id can never resume, and a persistent session under it would only pile up messages on
 //! the broker.
 //!
-//! # What happens to publishes across a reconnect (rumqttc 0.25, read in its source)
+//! # Reading and writing (why the actor drives the connection itself)
+//! rumqttc's `EventLoop::poll` connects, and the actor uses it for that. Once connected, the
+//! actor runs the connection's turns itself with rumqttc's public parts (`state`, `network`,
+//! `pending`): rumqttc 0.25's own turn either reads up to 10 packets or writes one request, and
+//! hands out queued events before writing anything, so under a flood of device reports it wrote
+//! about one answer per ten reports and the answers piled up in the queue until it overflowed
+//! (22,943 lost in a 100,000-device run). A turn here hands out what was read, writes every
+//! publish the inflight window allows (one flush for all), then waits for the first of: the
+//! broker, a new publish, the keep-alive.
+//!
+//! # What happens to publishes across a reconnect
 //! When a connection fails, rumqttc's `EventLoop::clean` moves the publishes in flight (with
-//! their packet ids) and everything still in its request channel (packet id 0) into `pending`.
-//! On the next ConnAck it keeps `pending` if `session_present`, and clears it otherwise.
-//! Pending requests are written before the channel is read and regardless of the inflight limit.
-//! So the actor:
-//! - leaves the publishes in flight in `pending`, for rumqttc to retransmit under their packet
-//!   ids when the broker kept the session (exactly what MQTT asks; nothing is re-queued twice),
-//!   and keeps a copy of them;
-//! - takes the fresh ones (packet id 0) out into its own queue, which it feeds back one at a
-//!   time under the same flow control as rumqttc's channel (inflight below the limit, no packet
-//!   id collision waiting), so fresh packet ids never collide with retransmitted ones;
+//! their packet ids) into `pending`. On the next ConnAck `poll` keeps `pending` if
+//! `session_present`, and clears it otherwise. Pending requests are written first and regardless
+//! of the inflight limit. So the actor:
+//! - leaves the publishes in flight in `pending`, to be retransmitted under their packet ids when
+//!   the broker kept the session (exactly what MQTT asks; nothing is re-queued twice), and keeps
+//!   a copy of them;
+//! - keeps fresh publishes (packet id 0) in its own queue, written only while the inflight window
+//!   has room and no packet id collision waits, so fresh ids never collide with retransmitted
+//!   ones;
 //! - when the broker answers `session_present = false` (a clean session, or it lost ours),
 //!   puts the copies back at the front of its queue with fresh ids and subscribes again.
 //!
@@ -43,13 +52,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{
-    AsyncClient, ClientError, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming,
-    MqttOptions, QoS, Request, Subscribe, SubscribeFilter, TlsConfiguration, Transport,
+    ConnectReturnCode, ConnectionError, EventLoop, MqttOptions, Publish, QoS, TlsConfiguration,
+    Transport,
 };
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
 use crate::i18n::{self, tr};
 use crate::wire::Outbound;
+
+mod actor;
+
+use actor::Actor;
 
 /// Largest packet accepted from the broker. Far above what we decode, so that an oversized
 /// hostile message is delivered and refused by the decoder instead of killing the connection.
@@ -216,7 +230,18 @@ pub struct LinkOptions {
     /// this console's claims.
     /// Boxed: rarely set, and `LinkOptions` travels inside larger enums.
     pub will: Option<Box<Will>>,
+    /// Connections that carry the console's publishes: this link's own and `n - 1` more, at
+    /// most [`MAX_PUBLISH_CONNECTIONS`]. Mosquitto reads one packet per connection per turn of
+    /// its loop, so behind it one connection answering a fleet's burst of reports (each AWS Jobs
+    /// update wants an answer) falls behind the thousands of device connections. The others
+    /// connect as `{client id}-{k}` with clean sessions and no subscriptions; each topic always
+    /// goes on the same connection (a device's messages on one topic stay in order), and
+    /// retained publishes (the campaign lock's claims, cleared by this link's will) on this one.
+    pub publish_connections: u16,
 }
+
+/// The most connections a link publishes on (ids stay within MQTT 3.1's 23 characters).
+pub const MAX_PUBLISH_CONNECTIONS: u16 = 9;
 
 /// A Last Will: what the broker publishes for us when the connection ends without DISCONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +266,7 @@ impl LinkOptions {
             subscriptions: Vec::new(),
             max_queued: DEFAULT_MAX_QUEUED,
             will: None,
+            publish_connections: 1,
         }
     }
 }
@@ -260,6 +286,7 @@ impl fmt::Debug for LinkOptions {
             .field("subscriptions", &self.subscriptions)
             .field("max_queued", &self.max_queued)
             .field("will", &self.will)
+            .field("publish_connections", &self.publish_connections)
             .finish()
     }
 }
@@ -371,14 +398,15 @@ struct Counters {
     dropped: AtomicU64,
     reconnects: AtomicU64,
     sessions_lost: AtomicU64,
-    /// Publishes the actor carries over from a failed connection (not in rumqttc's channel).
+    /// Publishes the actor holds outside the handle's channel (carried over a failed
+    /// connection, or waiting for room in the inflight window).
     carried: AtomicU64,
     stopped: AtomicBool,
 }
 
 /// Signals the actor to stop when the last handle goes away.
 struct Inner {
-    client: AsyncClient,
+    requests: mpsc::Sender<Publish>,
     counters: Arc<Counters>,
     state: watch::Receiver<LinkState>,
     session: watch::Receiver<SessionNews>,
@@ -387,6 +415,8 @@ struct Inner {
     stopped: watch::Receiver<bool>,
     max_queued: usize,
     client_id: String,
+    /// The other connections publishes are spread over ([`LinkOptions::publish_connections`]).
+    publishers: Vec<MqttLink>,
 }
 
 impl Drop for Inner {
@@ -419,7 +449,9 @@ impl MqttLink {
         let mqtt_options = mqtt_options(&opts)?;
         let persistent = !mqtt_options.clean_session();
         let client_id = mqtt_options.client_id();
-        let (client, eventloop) = AsyncClient::new(mqtt_options, opts.max_queued);
+        // rumqttc's own request channel is never used: the actor writes from `requests`.
+        let eventloop = EventLoop::new(mqtt_options, 1);
+        let (requests_tx, requests_rx) = mpsc::channel(opts.max_queued);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (state_tx, state_rx) = watch::channel(LinkState::Connecting);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -428,10 +460,16 @@ impl MqttLink {
             persistent,
             ..SessionNews::default()
         });
+        let publishers = (1..opts.publish_connections.min(MAX_PUBLISH_CONNECTIONS))
+            .map(|k| MqttLink::start_publisher(&opts, &client_id, k))
+            .collect::<Result<Vec<_>, _>>()?;
         let counters = Arc::new(Counters::default());
         let actor = Actor {
             eventloop,
-            client: client.clone(),
+            requests: requests_rx,
+            requests_open: true,
+            keep_alive: Duration::from_secs(opts.keep_alive_secs),
+            ping_at: None,
             subscriptions: opts.subscriptions.clone(),
             unsent: VecDeque::new(),
             in_flight_copy: Vec::new(),
@@ -447,7 +485,7 @@ impl MqttLink {
         };
         runtime.spawn(actor.run());
         let inner = Inner {
-            client,
+            requests: requests_tx,
             counters,
             state: state_rx,
             session: session_rx,
@@ -455,6 +493,7 @@ impl MqttLink {
             stopped: stopped_rx,
             max_queued: opts.max_queued,
             client_id,
+            publishers,
         };
         Ok((
             MqttLink {
@@ -462,6 +501,37 @@ impl MqttLink {
             },
             inbound_rx,
         ))
+    }
+
+    /// One more connection that only publishes, as `{client_id}-{k}`.
+    fn start_publisher(opts: &LinkOptions, client_id: &str, k: u16) -> Result<MqttLink, LinkError> {
+        let mut opts = opts.clone();
+        opts.client_id = Some(format!("{client_id}-{k}"));
+        opts.clean_session = true;
+        opts.subscriptions.clear();
+        opts.will = None;
+        opts.publish_connections = 1;
+        // Nothing is subscribed, so nothing arrives: the receiver is not needed.
+        MqttLink::start(opts).map(|(link, _nothing)| link)
+    }
+
+    /// The connection that carries publishes on `topic`: the same one every time, unless it
+    /// was refused for good (a broker that admits one client id per login), then this one.
+    fn publisher_for(&self, topic: &str, retain: bool) -> &MqttLink {
+        let publishers = &self.inner.publishers;
+        if retain || publishers.is_empty() {
+            return self;
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(topic, &mut hasher);
+        let slot = std::hash::Hasher::finish(&hasher) % (publishers.len() as u64 + 1);
+        match usize::try_from(slot).ok().and_then(|s| s.checked_sub(1)) {
+            Some(k) => publishers
+                .get(k)
+                .filter(|p| !matches!(*p.inner.state.borrow(), LinkState::Failed { .. }))
+                .unwrap_or(self),
+            None => self,
+        }
     }
 
     /// Queues `msg` for the broker with QoS 1. Never waits: while disconnected the message waits
@@ -477,10 +547,11 @@ impl MqttLink {
     }
 
     fn publish_with(&self, msg: Outbound, retain: bool) -> Result<(), LinkError> {
-        let result = self.try_queue(msg, retain);
+        let link = self.publisher_for(&msg.topic, retain);
+        let result = link.try_queue(msg, retain);
         let counter = match result {
-            Ok(()) => &self.inner.counters.queued,
-            Err(_) => &self.inner.counters.dropped,
+            Ok(()) => &link.inner.counters.queued,
+            Err(_) => &link.inner.counters.dropped,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
@@ -501,25 +572,18 @@ impl MqttLink {
         if msg.topic.is_empty() || msg.topic.contains(['+', '#', '\0']) {
             return Err(LinkError::InvalidTopic(msg.topic));
         }
-        // rumqttc's channel holds `max_queued`; publishes carried over a flapping connection
-        // count against the same limit so the total stays bounded (< 2 × max_queued + inflight).
+        // The channel holds `max_queued`; publishes the actor carries count against the same
+        // limit so the total stays bounded (< 2 × max_queued + inflight).
         let carried = self.inner.counters.carried.load(Ordering::Relaxed);
         if carried >= self.inner.max_queued as u64 {
             return Err(LinkError::QueueFull(self.inner.max_queued));
         }
-        self.inner
-            .client
-            .try_publish(msg.topic, QoS::AtLeastOnce, retain, msg.payload)
-            .map_err(|e| match e {
-                ClientError::TryRequest(_) | ClientError::Request(_)
-                    if self.inner.counters.stopped.load(Ordering::Relaxed) =>
-                {
-                    LinkError::Stopped
-                }
-                ClientError::TryRequest(_) | ClientError::Request(_) => {
-                    LinkError::QueueFull(self.inner.max_queued)
-                }
-            })
+        let mut publish = Publish::new(msg.topic, QoS::AtLeastOnce, msg.payload);
+        publish.retain = retain;
+        self.inner.requests.try_send(publish).map_err(|e| match e {
+            TrySendError::Full(_) => LinkError::QueueFull(self.inner.max_queued),
+            TrySendError::Closed(_) => LinkError::Stopped,
+        })
     }
 
     /// Follows the connection state.
@@ -537,30 +601,49 @@ impl MqttLink {
         &self.inner.client_id
     }
 
+    /// The counters of every connection of the link, added up.
     pub fn stats(&self) -> LinkStats {
         let c = &self.inner.counters;
-        LinkStats {
+        let own = LinkStats {
             received: c.received.load(Ordering::Relaxed),
             queued: c.queued.load(Ordering::Relaxed),
             published: c.published.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
             sessions_lost: c.sessions_lost.load(Ordering::Relaxed),
-        }
+        };
+        self.inner.publishers.iter().fold(own, |sum, p| {
+            let s = p.stats();
+            LinkStats {
+                received: sum.received + s.received,
+                queued: sum.queued + s.queued,
+                published: sum.published + s.published,
+                dropped: sum.dropped + s.dropped,
+                reconnects: sum.reconnects + s.reconnects,
+                sessions_lost: sum.sessions_lost + s.sessions_lost,
+            }
+        })
     }
 
-    /// Disconnects from the broker and stops the actor. Queued messages are discarded.
+    /// Disconnects from the broker and stops the actor (and those of the other publishing
+    /// connections).
     pub fn shutdown(&self) {
         self.inner.counters.stopped.store(true, Ordering::Relaxed);
         let _ = self.inner.shutdown.send(true);
+        for publisher in &self.inner.publishers {
+            publisher.shutdown();
+        }
     }
 
-    /// Waits until the actor has stopped: what was queued before [`MqttLink::shutdown`] went to
-    /// the broker (or [`DRAIN_GRACE`] passed) and the connection is closed.
+    /// Waits until the actors have stopped: what was queued before [`MqttLink::shutdown`] went
+    /// to the broker (or [`DRAIN_GRACE`] passed) and the connections are closed.
     pub async fn stopped(&self) {
         let mut stopped = self.inner.stopped.clone();
         // An error means the actor is gone, which is stopped too.
         let _ = stopped.wait_for(|s| *s).await;
+        for publisher in &self.inner.publishers {
+            Box::pin(publisher.stopped()).await;
+        }
     }
 }
 
@@ -730,318 +813,6 @@ impl Backoff {
         let delay = self.next;
         self.next = (self.next * 2).min(MAX_RETRY);
         (self.attempt, delay)
-    }
-}
-
-/// What the actor does after an event.
-enum Next {
-    Continue,
-    Stop,
-}
-
-struct Actor {
-    eventloop: EventLoop,
-    client: AsyncClient,
-    subscriptions: Vec<String>,
-    /// Fresh publishes (packet id 0) the actor holds: taken out of rumqttc's `pending` when a
-    /// connection failed, or put back from `in_flight_copy` when the session was lost. Fed back
-    /// one at a time ([`Actor::refill_window`]) before anything newer from the channel.
-    unsent: VecDeque<Request>,
-    /// Copies of the publishes in flight when the connection failed, which rumqttc keeps in
-    /// `pending` to retransmit if the broker kept the session, and drops if it did not.
-    in_flight_copy: Vec<rumqttc::Publish>,
-    backoff: Backoff,
-    ever_connected: bool,
-    state: watch::Sender<LinkState>,
-    session: watch::Sender<SessionNews>,
-    inbound: mpsc::Sender<Inbound>,
-    counters: Arc<Counters>,
-    shutdown: watch::Receiver<bool>,
-    stopped: watch::Sender<bool>,
-    broker: String,
-}
-
-impl Actor {
-    async fn run(mut self) {
-        tracing::info!(broker = %self.broker, "MQTT link starting");
-        loop {
-            if *self.shutdown.borrow() {
-                break;
-            }
-            self.refill_window();
-            let polled = tokio::select! {
-                _ = self.shutdown.changed() => break,
-                polled = self.eventloop.poll() => polled,
-            };
-            let next = match polled {
-                Ok(event) => self.on_event(event).await,
-                Err(error) => self.on_error(error).await,
-            };
-            if let Next::Stop = next {
-                break;
-            }
-        }
-        self.stop().await;
-    }
-
-    /// Moves one saved publish into rumqttc's `pending` when rumqttc itself would take one from
-    /// its channel: nothing pending (retransmissions and the subscription go first), inflight
-    /// below the limit, and no packet id collision waiting. rumqttc writes pending requests
-    /// regardless of its inflight limit and keeps a single colliding publish aside; a second
-    /// collision would overwrite the first, so more than one at a time could lose a publish.
-    fn refill_window(&mut self) {
-        if self.unsent.is_empty()
-            || self.eventloop.network.is_none()
-            || !self.eventloop.pending.is_empty()
-            || self.eventloop.state.collision.is_some()
-            || self.eventloop.state.inflight() >= MAX_INFLIGHT
-        {
-            return;
-        }
-        if let Some(request) = self.unsent.pop_front() {
-            self.eventloop.pending.push_back(request);
-        }
-        self.counters
-            .carried
-            .store(self.unsent.len() as u64, Ordering::Relaxed);
-    }
-
-    async fn on_event(&mut self, event: Event) -> Next {
-        match event {
-            Event::Incoming(Incoming::ConnAck(ack)) => self.on_connack(ack.session_present),
-            Event::Incoming(Incoming::Publish(publish)) => {
-                self.counters.received.fetch_add(1, Ordering::Relaxed);
-                let inbound = Inbound {
-                    topic: publish.topic,
-                    payload: publish.payload,
-                };
-                // Awaiting here is the backpressure: the broker holds further messages.
-                tokio::select! {
-                    _ = self.shutdown.changed() => return Next::Stop,
-                    sent = self.inbound.send(inbound) => {
-                        if sent.is_err() {
-                            tracing::debug!("inbound receiver dropped; discarding publish");
-                        }
-                    }
-                }
-            }
-            Event::Incoming(Incoming::PubAck(_)) => {
-                self.counters.published.fetch_add(1, Ordering::Relaxed);
-            }
-            Event::Incoming(Incoming::SubAck(ack)) => {
-                let refused = ack
-                    .return_codes
-                    .iter()
-                    .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                    .count();
-                if refused > 0 {
-                    tracing::warn!("{}", tr!("log.mqtt.subscriptions_refused", count = refused));
-                }
-                // Connected means listening: only now can a device's message reach us.
-                self.set_connected();
-            }
-            _ => {}
-        }
-        Next::Continue
-    }
-
-    fn set_connected(&self) {
-        self.state.send_if_modified(|state| {
-            let changed = *state != LinkState::Connected;
-            *state = LinkState::Connected;
-            changed
-        });
-    }
-
-    fn on_connack(&mut self, session_present: bool) {
-        let reconnect = self.ever_connected;
-        if reconnect {
-            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-        }
-        self.ever_connected = true;
-        self.backoff = Backoff::default();
-        let persistent = self.session.borrow().persistent;
-        let copies = std::mem::take(&mut self.in_flight_copy);
-        // rumqttc cleared `pending` (the retransmissions) before handing us this ConnAck. A
-        // clean session is never "lost": it was not asked to be kept.
-        let lost = persistent && reconnect && !session_present;
-        if !session_present {
-            // A publish set aside for a packet id collision waits for an ack that no session
-            // will ever send now: it joins the others, with a fresh id.
-            let collided = self.eventloop.state.collision.take();
-            let restored = copies.into_iter().chain(collided).map(|mut publish| {
-                publish.pkid = 0;
-                publish.dup = false;
-                Request::Publish(publish)
-            });
-            let mut front: VecDeque<Request> = restored.collect();
-            front.append(&mut self.unsent);
-            self.unsent = front;
-            self.counters
-                .carried
-                .store(self.unsent.len() as u64, Ordering::Relaxed);
-        }
-        if lost {
-            self.counters.sessions_lost.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                broker = %self.broker,
-                "the broker did not keep the MQTT session: what was published to the console \
-                 while the link was down is lost"
-            );
-        }
-        self.session.send_modify(|news| {
-            news.connacks += 1;
-            news.present = session_present;
-            if lost {
-                news.lost += 1;
-            }
-        });
-        // A kept session keeps our subscriptions; a new one (or a new process, whose filters may
-        // differ from the stored session's) subscribes before anything else is sent.
-        let kept = reconnect && session_present;
-        let subscribe = !kept && !self.subscriptions.is_empty();
-        if subscribe {
-            let filters = self
-                .subscriptions
-                .iter()
-                .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-            self.eventloop
-                .pending
-                .push_front(Request::Subscribe(Subscribe::new_many(filters)));
-        }
-        tracing::info!(broker = %self.broker, session_present, "MQTT link connected");
-        if !subscribe {
-            self.set_connected();
-        }
-    }
-
-    async fn on_error(&mut self, error: ConnectionError) -> Next {
-        self.save_unsent();
-        let reason = describe(&error, &self.broker);
-        if matches!(&error, ConnectionError::ConnectionRefused(code) if is_permanent(*code)) {
-            tracing::error!(
-                "{}",
-                tr!("log.mqtt.link_failed", broker = self.broker, why = reason)
-            );
-            let _ = self.state.send(LinkState::Failed { reason });
-            return Next::Stop;
-        }
-        let (attempt, retry_in) = self.backoff.fail();
-        // The operator hears of the loss once, from the engine's alert (and a waiting CLI
-        // command from its own error); each retry is for developers.
-        if attempt == 1 {
-            tracing::info!(broker = %self.broker, %reason, attempt, ?retry_in, "MQTT link down");
-        } else {
-            tracing::debug!(broker = %self.broker, %reason, attempt, ?retry_in, "MQTT link down");
-        }
-        let _ = self.state.send(LinkState::Reconnecting {
-            reason,
-            attempt,
-            retry_in,
-        });
-        tokio::select! {
-            _ = self.shutdown.changed() => Next::Stop,
-            _ = tokio::time::sleep(retry_in) => {
-                let _ = self.state.send(LinkState::Connecting);
-                Next::Continue
-            }
-        }
-    }
-
-    /// Sorts what rumqttc put in `pending` when the connection failed: publishes in flight
-    /// (with a packet id) stay there for a retransmission in the kept session, and are copied
-    /// in case the session is gone; fresh publishes come out into `unsent`; subscriptions,
-    /// pings and acks belong to the dead connection (subscriptions are renewed on ConnAck).
-    /// Called after every failure, also of a connection attempt (when `pending` is unchanged).
-    fn save_unsent(&mut self) {
-        let pending = std::mem::take(&mut self.eventloop.pending);
-        let mut retransmit = VecDeque::new();
-        for request in pending {
-            match request {
-                Request::Publish(publish) if publish.pkid != 0 => {
-                    retransmit.push_back(Request::Publish(publish));
-                }
-                Request::Publish(publish) => self.unsent.push_back(Request::Publish(publish)),
-                _ => {}
-            }
-        }
-        self.in_flight_copy = retransmit
-            .iter()
-            .filter_map(|r| match r {
-                Request::Publish(p) => Some(p.clone()),
-                _ => None,
-            })
-            .collect();
-        self.eventloop.pending = retransmit;
-        // Order across a reconnect is only roughly kept (MQTT promises none across sessions).
-        self.counters
-            .carried
-            .store(self.unsent.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Polls until the broker has acknowledged every publish queued so far, at most
-    /// [`DRAIN_GRACE`]. Messages that arrive meanwhile go to the engine's channel if it has
-    /// room; the engine stops reading at shutdown, so they are as lost as those already waiting
-    /// there.
-    async fn drain(&mut self) {
-        // The counters alone could say "done" early (a PUBACK counted twice after a
-        // reconnect), so nothing may be in flight, pending or carried over either.
-        let drained = |actor: &Actor| {
-            actor.eventloop.state.inflight() == 0
-                && actor.eventloop.pending.is_empty()
-                && actor.unsent.is_empty()
-                && actor.counters.published.load(Ordering::Relaxed)
-                    >= actor.counters.queued.load(Ordering::Relaxed)
-        };
-        let _ = tokio::time::timeout(DRAIN_GRACE, async {
-            while !drained(self) {
-                self.refill_window();
-                match self.eventloop.poll().await {
-                    Ok(Event::Incoming(Incoming::PubAck(_))) => {
-                        self.counters.published.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                        self.counters.received.fetch_add(1, Ordering::Relaxed);
-                        let _ = self.inbound.try_send(Inbound {
-                            topic: publish.topic,
-                            payload: publish.payload,
-                        });
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        })
-        .await;
-    }
-
-    async fn stop(mut self) {
-        self.counters.stopped.store(true, Ordering::Relaxed);
-        if self.eventloop.network.is_some() {
-            self.drain().await;
-        }
-        if self.eventloop.network.is_some() && self.client.try_disconnect().is_ok() {
-            let _ = tokio::time::timeout(DISCONNECT_GRACE, async {
-                while let Ok(event) = self.eventloop.poll().await {
-                    if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
-        // A refusal already set Failed with its reason; keep that one.
-        self.state.send_if_modified(|state| {
-            if matches!(state, LinkState::Failed { .. }) {
-                return false;
-            }
-            *state = LinkState::Failed {
-                reason: "link shut down".to_owned(),
-            };
-            true
-        });
-        tracing::info!(broker = %self.broker, "MQTT link stopped");
-        let _ = self.stopped.send(true);
     }
 }
 
