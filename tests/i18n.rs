@@ -960,7 +960,11 @@ const ENGINE_CONVERTED: &[&str] = &[
     "src/terms/notes.rs",
     "src/transport/download_token.rs",
     "src/transport/http.rs",
-    "src/transport/mqtt.rs",
+    "src/transport/mqtt/actor.rs",
+    "src/transport/mqtt/backoff.rs",
+    "src/transport/mqtt/failure.rs",
+    "src/transport/mqtt/mod.rs",
+    "src/transport/mqtt/status.rs",
     "src/transport/shaping.rs",
 ];
 

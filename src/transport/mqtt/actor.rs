@@ -20,11 +20,18 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tokio::time::Sleep;
 
-use super::{
-    Backoff, Counters, DISCONNECT_GRACE, DRAIN_GRACE, Inbound, LinkState, MAX_INFLIGHT,
-    SessionNews, describe, is_permanent,
-};
+use super::backoff::Backoff;
+use super::failure::{describe, is_permanent};
+use super::status::{Counters, Inbound, LinkState, SessionNews};
 use crate::i18n::tr;
+
+/// Unacknowledged QoS 1 publishes on the wire at once.
+pub(super) const MAX_INFLIGHT: u16 = 100;
+/// How long a graceful shutdown may take to send DISCONNECT before the socket is just dropped.
+const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+/// How long a shutdown waits for the broker to acknowledge what was queued before it: the last
+/// answers of a run (a reply to a device's final report) must not die with the process.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// What the actor does after an event.
 pub(super) enum Next {
@@ -51,7 +58,7 @@ enum Woke {
 
 pub(super) struct Actor {
     pub(super) eventloop: EventLoop,
-    /// What [`super::MqttLink::publish`] queued, bounded by `max_queued`.
+    /// What the handles queued (`MqttLink::publish`), bounded by `max_queued`.
     pub(super) requests: mpsc::Receiver<Publish>,
     /// False once every handle is gone (the channel is closed and empty).
     pub(super) requests_open: bool,

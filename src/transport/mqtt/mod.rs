@@ -47,23 +47,25 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-use rumqttc::{
-    ConnectReturnCode, ConnectionError, EventLoop, MqttOptions, Publish, QoS, TlsConfiguration,
-    Transport,
-};
+use rumqttc::{EventLoop, MqttOptions, Publish, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
-use crate::i18n::{self, tr};
+use crate::i18n::tr;
 use crate::wire::Outbound;
 
 mod actor;
+mod backoff;
+mod failure;
+mod status;
 
-use actor::Actor;
+use actor::{Actor, MAX_INFLIGHT};
+use backoff::Backoff;
+use status::Counters;
+pub use status::{Inbound, LinkState, SessionNews};
 
 /// Largest packet accepted from the broker. Far above what we decode, so that an oversized
 /// hostile message is delivered and refused by the decoder instead of killing the connection.
@@ -73,20 +75,8 @@ pub const MAX_INCOMING_PACKET_BYTES: usize = 16 * 1024 * 1024 + 64 * 1024;
 pub const MAX_OUTGOING_PACKET_BYTES: usize = 1024 * 1024;
 /// Incoming publishes buffered for the consumer before the link stops reading (backpressure).
 pub const INBOUND_CAPACITY: usize = 4096;
-/// Unacknowledged QoS 1 publishes on the wire at once.
-const MAX_INFLIGHT: u16 = 100;
-const FIRST_RETRY: Duration = Duration::from_millis(200);
-// Short, because what devices report between the broker's return and our resubscription is
-// lost (no session survives a broker restart): one client retrying every few seconds costs the
-// broker nothing.
-const MAX_RETRY: Duration = Duration::from_secs(4);
 const DEFAULT_KEEP_ALIVE_SECS: u64 = 30;
 const DEFAULT_MAX_QUEUED: usize = 10_000;
-/// How long a graceful shutdown may take to send DISCONNECT before the socket is just dropped.
-const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
-/// How long a shutdown waits for the broker to acknowledge what was queued before it: the last
-/// answers of a run (a reply to a device's final report) must not die with the process.
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a broker URL could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -291,46 +281,6 @@ impl fmt::Debug for LinkOptions {
     }
 }
 
-/// Where the link stands, for the status bar and for tests.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum LinkState {
-    Connecting,
-    Connected,
-    Reconnecting {
-        reason: String,
-        attempt: u32,
-        retry_in: Duration,
-    },
-    /// The link gave up (the broker refused our credentials or identity) or was shut down.
-    Failed {
-        reason: String,
-    },
-}
-
-/// What the broker said about the session at each ConnAck. Followed through a `watch`
-/// ([`MqttLink::session`]), so a consumer never misses a lost session even when several
-/// reconnects happen between two looks: `lost` only grows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SessionNews {
-    /// ConnAcks received since the link started.
-    pub connacks: u64,
-    /// Whether the last ConnAck said the broker had kept our session.
-    pub present: bool,
-    /// Reconnects after which the broker no longer had the session this link had opened (it
-    /// restarted without persistence, expired it, or the link asked for a clean one): what was
-    /// published to us meanwhile is gone.
-    pub lost: u64,
-    /// The link asks for a persistent session (`clean_session = false`).
-    pub persistent: bool,
-}
-
-/// One publish received from the broker, undecoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inbound {
-    pub topic: String,
-    pub payload: Bytes,
-}
-
 /// Counters since the link started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
@@ -387,21 +337,6 @@ pub enum LinkError {
     InvalidTopic(String),
     #[error("{}", tr!("error.link.stopped"))]
     Stopped,
-}
-
-/// Shared between handles and the actor.
-#[derive(Default)]
-struct Counters {
-    received: AtomicU64,
-    queued: AtomicU64,
-    published: AtomicU64,
-    dropped: AtomicU64,
-    reconnects: AtomicU64,
-    sessions_lost: AtomicU64,
-    /// Publishes the actor holds outside the handle's channel (carried over a failed
-    /// connection, or waiting for room in the inflight window).
-    carried: AtomicU64,
-    stopped: AtomicBool,
 }
 
 /// Signals the actor to stop when the last handle goes away.
@@ -636,7 +571,7 @@ impl MqttLink {
     }
 
     /// Waits until the actors have stopped: what was queued before [`MqttLink::shutdown`] went
-    /// to the broker (or [`DRAIN_GRACE`] passed) and the connections are closed.
+    /// to the broker (or the drain grace (2 s) passed) and the connections are closed.
     pub async fn stopped(&self) {
         let mut stopped = self.inner.stopped.clone();
         // An error means the actor is gone, which is stopped too.
@@ -790,73 +725,6 @@ fn tls_file_error(what: &'static str, path: &Path, reason: String) -> LinkError 
     }
 }
 
-/// Exponential backoff between reconnect attempts: 200 ms doubling to 4 s, reset on ConnAck.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Backoff {
-    attempt: u32,
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            attempt: 0,
-            next: FIRST_RETRY,
-        }
-    }
-}
-
-impl Backoff {
-    /// The attempt number and delay before the next attempt.
-    fn fail(&mut self) -> (u32, Duration) {
-        self.attempt = self.attempt.saturating_add(1);
-        let delay = self.next;
-        self.next = (self.next * 2).min(MAX_RETRY);
-        (self.attempt, delay)
-    }
-}
-
-/// Refusals that retrying cannot fix: the user must change the configuration.
-fn is_permanent(code: ConnectReturnCode) -> bool {
-    matches!(
-        code,
-        ConnectReturnCode::BadUserNamePassword
-            | ConnectReturnCode::NotAuthorized
-            | ConnectReturnCode::BadClientId
-            | ConnectReturnCode::RefusedProtocolVersion
-    )
-}
-
-/// A sentence for the status bar; never contains credentials (rumqttc errors do not carry them).
-fn describe(error: &ConnectionError, broker: &str) -> String {
-    match error {
-        ConnectionError::ConnectionRefused(code) => {
-            tr!("link.refused", why = refusal(*code))
-        }
-        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            tr!("link.unreachable", broker = broker)
-        }
-        ConnectionError::Io(e) => tr!("link.network", broker = broker, why = i18n::io_error(e)),
-        ConnectionError::NetworkTimeout => tr!("link.no_answer", broker = broker),
-        ConnectionError::FlushTimeout => tr!("link.stopped_reading", broker = broker),
-        ConnectionError::Tls(e) => tr!("link.tls", broker = broker, why = e),
-        ConnectionError::MqttState(e) => tr!("link.lost", broker = broker, why = e),
-        other => tr!("link.failed", broker = broker, why = other),
-    }
-}
-
-fn refusal(code: ConnectReturnCode) -> String {
-    match code {
-        ConnectReturnCode::BadUserNamePassword => tr!("link.refusal.bad_login"),
-        // Mosquitto answers a wrong password with this code, not with BadUserNamePassword.
-        ConnectReturnCode::NotAuthorized => tr!("link.refusal.not_authorized"),
-        ConnectReturnCode::BadClientId => tr!("link.refusal.client_id"),
-        ConnectReturnCode::RefusedProtocolVersion => tr!("link.refusal.protocol"),
-        ConnectReturnCode::ServiceUnavailable => tr!("link.refusal.unavailable"),
-        ConnectReturnCode::Success => tr!("link.refusal.success"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -903,30 +771,6 @@ mod tests {
             text.contains("redacted") && text.contains("alice"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
-        let mut b = Backoff::default();
-        let delays: Vec<_> = (0..10).map(|_| b.fail().1.as_millis()).collect();
-        assert_eq!(
-            delays,
-            [200, 400, 800, 1600, 3200, 4000, 4000, 4000, 4000, 4000]
-        );
-        assert_eq!(b.attempt, 10);
-        b = Backoff::default();
-        assert_eq!(b.fail(), (1, FIRST_RETRY));
-    }
-
-    #[test]
-    fn refused_connack_reads_like_a_sentence() {
-        let e = ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
-        assert_eq!(
-            describe(&e, "mqtt://h:1"),
-            "broker refused: bad user name or password"
-        );
-        assert!(is_permanent(ConnectReturnCode::NotAuthorized));
-        assert!(!is_permanent(ConnectReturnCode::ServiceUnavailable));
     }
 
     #[test]
