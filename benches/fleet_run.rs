@@ -240,9 +240,7 @@ fn run(knobs: &Knobs) -> Vec<String> {
         }
         if chosen.elapsed() > limit {
             println!("the rollout did not end within {limit:?}; stopping the console");
-            let _ = Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
+            console.child.interrupt();
             break console.child.0.wait().expect("wait");
         }
         if last_line.elapsed() >= Duration::from_secs(10) {
@@ -562,9 +560,7 @@ fn stop_sims(sims: Vec<SimProcess>) -> SimTotals {
         }
     }
     for sim in &sims {
-        let _ = Command::new("kill")
-            .args(["-INT", &sim.child.0.id().to_string()])
-            .status();
+        sim.child.interrupt();
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for sim in &sims {

@@ -493,9 +493,7 @@ async fn settle_and_stop(handle: &EngineHandle, sims: Vec<SimProcess>) -> (SimTo
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for sim in &sims {
-        let _ = Command::new("kill")
-            .args(["-INT", &sim.child.0.id().to_string()])
-            .status();
+        sim.child.interrupt();
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     for sim in &sims {

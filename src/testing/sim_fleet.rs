@@ -13,6 +13,16 @@ use serde_json::Value;
 #[derive(Debug)]
 pub struct Guarded(pub Child);
 
+impl Guarded {
+    /// Asks the process to stop the way Ctrl-C does (SIGINT), so it prints its final totals or
+    /// report; what it answers is read elsewhere.
+    pub fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+    }
+}
+
 impl Drop for Guarded {
     fn drop(&mut self) {
         let _ = self.0.kill();
