@@ -31,6 +31,9 @@ pub struct PublishBench {
     us_per_report: u64,
     services: Services,
     refused: usize,
+    /// The last publish, held until the next one replaces it, as the engine's `watch` holds the
+    /// last snapshot: the next publish then copies the parts of the table it shares.
+    published: Option<(DeviceRows, Vec<CampaignView>)>,
 }
 
 /// Errors setting the bench up (a campaign the rollout refuses).
@@ -119,6 +122,7 @@ impl PublishBench {
             us_per_report: 1_000_000 / u64::try_from(per_sec.max(1)).unwrap_or(u64::MAX),
             services: Services::for_registered(),
             refused: 0,
+            published: None,
         };
         bench.publish();
         Ok(bench)
@@ -187,11 +191,11 @@ impl PublishBench {
     }
 
     /// A publish as the runner does it: the device table brought up to date, the campaign
-    /// views built.
-    pub fn publish(&mut self) -> (DeviceRows, Vec<CampaignView>) {
+    /// views built, the last publish replaced (and dropped, unless the caller still holds it).
+    pub fn publish(&mut self) -> &(DeviceRows, Vec<CampaignView>) {
         let (rows, _) = self.rows.refresh(&mut self.fleet, &mut self.campaigns);
         let views = super::view::campaign_views(&self.campaigns, self.now_us / 1_000);
-        (rows, views)
+        self.published.insert((rows, views))
     }
 
     /// What a publish built before the table was persistent: every row, with its standing
@@ -211,7 +215,7 @@ impl PublishBench {
 
     /// The patched table and a full rebuild show the same rows (the bench checks it once).
     pub fn agrees_with_rebuild(&mut self) -> bool {
-        let (rows, _) = self.publish();
+        let rows = self.publish().0.clone();
         let (rebuilt, _) = self.rebuild();
         rows.len() == rebuilt.len()
             && rows
