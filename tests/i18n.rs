@@ -963,6 +963,7 @@ const ENGINE_CONVERTED: &[&str] = &[
     "src/transport/mqtt/actor.rs",
     "src/transport/mqtt/backoff.rs",
     "src/transport/mqtt/failure.rs",
+    "src/transport/mqtt/handback.rs",
     "src/transport/mqtt/mod.rs",
     "src/transport/mqtt/status.rs",
     "src/transport/shaping.rs",

@@ -22,6 +22,7 @@ use tokio::time::Sleep;
 
 use super::backoff::Backoff;
 use super::failure::{describe, is_permanent};
+use super::handback::Handback;
 use super::status::{Counters, Inbound, LinkState, SessionNews};
 use crate::i18n::tr;
 
@@ -82,6 +83,9 @@ pub(super) struct Actor {
     pub(super) shutdown: watch::Receiver<bool>,
     pub(super) stopped: watch::Sender<bool>,
     pub(super) broker: String,
+    /// For a publishing connection of a pool: where what it holds goes when it is refused for
+    /// good.
+    pub(super) handback: Option<Handback>,
 }
 
 impl Actor {
@@ -377,6 +381,7 @@ impl Actor {
                 "{}",
                 tr!("log.mqtt.link_failed", broker = self.broker, why = reason)
             );
+            self.hand_back();
             let _ = self.state.send(LinkState::Failed { reason });
             return Next::Stop;
         }
@@ -429,6 +434,38 @@ impl Actor {
         self.eventloop.pending = retransmit;
         // Order across a reconnect is only roughly kept (MQTT promises none across sessions).
         self.count_carried();
+    }
+
+    /// A publishing connection refused for good: closes its queue and hands everything it
+    /// holds (in flight, carried, queued) to the first connection, in that order.
+    fn hand_back(&mut self) {
+        let Some(handback) = self.handback.take() else {
+            return;
+        };
+        self.requests.close();
+        let in_flight = std::mem::take(&mut self.eventloop.pending)
+            .into_iter()
+            .filter_map(|request| match request {
+                Request::Publish(publish) => Some(publish),
+                _ => None,
+            });
+        let mut held: Vec<Publish> = in_flight.chain(self.unsent.drain(..)).collect();
+        while let Ok(publish) = self.requests.try_recv() {
+            held.push(publish);
+        }
+        self.in_flight_copy.clear();
+        self.count_carried();
+        let count = held.len();
+        let dropped = handback.hand_back(&self.counters, held);
+        tracing::warn!(
+            "{}",
+            tr!(
+                "log.mqtt.handed_back",
+                client = self.eventloop.mqtt_options.client_id(),
+                held = count,
+                dropped = dropped
+            )
+        );
     }
 
     /// Runs turns until the broker has acknowledged every publish queued so far, at most

@@ -60,10 +60,14 @@ use crate::wire::Outbound;
 mod actor;
 mod backoff;
 mod failure;
+mod handback;
+#[cfg(test)]
+mod scripted_broker;
 mod status;
 
 use actor::{Actor, MAX_INFLIGHT};
 use backoff::Backoff;
+use handback::Handback;
 use status::Counters;
 pub use status::{Inbound, LinkState, SessionNews};
 
@@ -227,6 +231,7 @@ pub struct LinkOptions {
     /// connect as `{client id}-{k}` with clean sessions and no subscriptions; each topic always
     /// goes on the same connection (a device's messages on one topic stay in order), and
     /// retained publishes (the campaign lock's claims, cleared by this link's will) on this one.
+    /// One refused for good hands what it holds to this one, which carries its share from then.
     pub publish_connections: u16,
 }
 
@@ -354,6 +359,23 @@ struct Inner {
     publishers: Vec<MqttLink>,
 }
 
+/// Why a publish did not go into a connection's queue.
+enum Unqueued {
+    Refused(LinkError),
+    /// The connection's actor closed its queue (it stopped, or was refused for good): the
+    /// publish comes back, for another connection to carry.
+    Closed(Publish),
+}
+
+impl Unqueued {
+    fn into_error(self) -> LinkError {
+        match self {
+            Unqueued::Refused(error) => error,
+            Unqueued::Closed(_) => LinkError::Stopped,
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
@@ -380,6 +402,15 @@ impl MqttLink {
     /// Spawns the actor on the current tokio runtime. Incoming publishes go to the returned
     /// bounded receiver; when it is full the link stops reading from the broker (backpressure).
     pub fn start(opts: LinkOptions) -> Result<(MqttLink, mpsc::Receiver<Inbound>), LinkError> {
+        MqttLink::start_with(opts, None)
+    }
+
+    /// [`MqttLink::start`]; a publishing connection of a pool gets the first connection's
+    /// queue to hand back what it holds when it is refused for good.
+    fn start_with(
+        opts: LinkOptions,
+        handback: Option<Handback>,
+    ) -> Result<(MqttLink, mpsc::Receiver<Inbound>), LinkError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| LinkError::NoRuntime)?;
         let mqtt_options = mqtt_options(&opts)?;
         let persistent = !mqtt_options.clean_session();
@@ -395,10 +426,16 @@ impl MqttLink {
             persistent,
             ..SessionNews::default()
         });
-        let publishers = (1..opts.publish_connections.min(MAX_PUBLISH_CONNECTIONS))
-            .map(|k| MqttLink::start_publisher(&opts, &client_id, k))
-            .collect::<Result<Vec<_>, _>>()?;
         let counters = Arc::new(Counters::default());
+        let publishers = (1..opts.publish_connections.min(MAX_PUBLISH_CONNECTIONS))
+            .map(|k| {
+                let handback = Handback {
+                    requests: requests_tx.downgrade(),
+                    counters: counters.clone(),
+                };
+                MqttLink::start_publisher(&opts, &client_id, k, handback)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let actor = Actor {
             eventloop,
             requests: requests_rx,
@@ -417,6 +454,7 @@ impl MqttLink {
             shutdown: shutdown_rx,
             stopped: stopped_tx,
             broker: opts.url.to_string(),
+            handback,
         };
         runtime.spawn(actor.run());
         let inner = Inner {
@@ -439,7 +477,12 @@ impl MqttLink {
     }
 
     /// One more connection that only publishes, as `{client_id}-{k}`.
-    fn start_publisher(opts: &LinkOptions, client_id: &str, k: u16) -> Result<MqttLink, LinkError> {
+    fn start_publisher(
+        opts: &LinkOptions,
+        client_id: &str,
+        k: u16,
+        handback: Handback,
+    ) -> Result<MqttLink, LinkError> {
         let mut opts = opts.clone();
         opts.client_id = Some(format!("{client_id}-{k}"));
         opts.clean_session = true;
@@ -447,7 +490,7 @@ impl MqttLink {
         opts.will = None;
         opts.publish_connections = 1;
         // Nothing is subscribed, so nothing arrives: the receiver is not needed.
-        MqttLink::start(opts).map(|(link, _nothing)| link)
+        MqttLink::start_with(opts, Some(handback)).map(|(link, _nothing)| link)
     }
 
     /// The connection that carries publishes on `topic`: the same one every time, unless it
@@ -482,8 +525,17 @@ impl MqttLink {
     }
 
     fn publish_with(&self, msg: Outbound, retain: bool) -> Result<(), LinkError> {
-        let link = self.publisher_for(&msg.topic, retain);
-        let result = link.try_queue(msg, retain);
+        let mut link = self.publisher_for(&msg.topic, retain);
+        let result = match link.try_queue(msg, retain) {
+            // A publishing connection closes its queue as it is refused for good, a moment
+            // before it says so: the first connection carries its publishes from then on.
+            Err(Unqueued::Closed(publish)) if !std::ptr::eq(link, self) => {
+                link = self;
+                link.send(publish)
+            }
+            other => other,
+        }
+        .map_err(Unqueued::into_error);
         let counter = match result {
             Ok(()) => &link.inner.counters.queued,
             Err(_) => &link.inner.counters.dropped,
@@ -492,32 +544,39 @@ impl MqttLink {
         result
     }
 
-    fn try_queue(&self, msg: Outbound, retain: bool) -> Result<(), LinkError> {
+    fn try_queue(&self, msg: Outbound, retain: bool) -> Result<(), Unqueued> {
         if self.inner.counters.stopped.load(Ordering::Relaxed) {
-            return Err(LinkError::Stopped);
+            return Err(Unqueued::Refused(LinkError::Stopped));
         }
         // Fixed header (5) + topic length (2) + packet id (2) + topic + payload.
         let size = 9 + msg.topic.len() + msg.payload.len();
         if size > MAX_OUTGOING_PACKET_BYTES {
-            return Err(LinkError::TooLarge {
+            return Err(Unqueued::Refused(LinkError::TooLarge {
                 topic: msg.topic,
                 size,
-            });
+            }));
         }
         if msg.topic.is_empty() || msg.topic.contains(['+', '#', '\0']) {
-            return Err(LinkError::InvalidTopic(msg.topic));
+            return Err(Unqueued::Refused(LinkError::InvalidTopic(msg.topic)));
         }
+        let mut publish = Publish::new(msg.topic, QoS::AtLeastOnce, msg.payload);
+        publish.retain = retain;
+        self.send(publish)
+    }
+
+    /// Puts a checked publish in this connection's queue.
+    fn send(&self, publish: Publish) -> Result<(), Unqueued> {
         // The channel holds `max_queued`; publishes the actor carries count against the same
         // limit so the total stays bounded (< 2 × max_queued + inflight).
         let carried = self.inner.counters.carried.load(Ordering::Relaxed);
         if carried >= self.inner.max_queued as u64 {
-            return Err(LinkError::QueueFull(self.inner.max_queued));
+            return Err(Unqueued::Refused(LinkError::QueueFull(
+                self.inner.max_queued,
+            )));
         }
-        let mut publish = Publish::new(msg.topic, QoS::AtLeastOnce, msg.payload);
-        publish.retain = retain;
         self.inner.requests.try_send(publish).map_err(|e| match e {
-            TrySendError::Full(_) => LinkError::QueueFull(self.inner.max_queued),
-            TrySendError::Closed(_) => LinkError::Stopped,
+            TrySendError::Full(_) => Unqueued::Refused(LinkError::QueueFull(self.inner.max_queued)),
+            TrySendError::Closed(publish) => Unqueued::Closed(publish),
         })
     }
 
@@ -728,6 +787,88 @@ fn tls_file_error(what: &'static str, path: &Path, reason: String) -> LinkError 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On the test's one thread the actors run only once it waits: every publish below is
+    /// queued before any connection is tried, a third of them on the connection that is then
+    /// refused for good.
+    #[tokio::test]
+    async fn a_publishing_connection_refused_for_good_hands_its_publishes_to_the_first() {
+        use rumqttc::ConnectReturnCode;
+        const TOPICS: usize = 30;
+        const PER_TOPIC: usize = 10;
+        let broker = scripted_broker::ScriptedBroker::start(|id| {
+            if id == "pool-1" {
+                ConnectReturnCode::NotAuthorized
+            } else {
+                ConnectReturnCode::Success
+            }
+        })
+        .await
+        .unwrap();
+        let mut opts = LinkOptions::new(BrokerUrl::plain("127.0.0.1", broker.addr.port()));
+        opts.client_id = Some("pool".to_owned());
+        opts.publish_connections = 3;
+        opts.max_queued = 1000;
+        let (link, _nothing) = MqttLink::start(opts).unwrap();
+        let refused = link.inner.publishers.first().unwrap().clone();
+        let on_refused = (0..TOPICS)
+            .filter(|t| {
+                let carrier = link.publisher_for(&format!("pool/{t}"), false);
+                Arc::ptr_eq(&carrier.inner, &refused.inner)
+            })
+            .count();
+        assert!(on_refused > 0, "no topic goes to the refused connection");
+        for n in 0..PER_TOPIC {
+            for t in 0..TOPICS {
+                let msg = Outbound {
+                    topic: format!("pool/{t}"),
+                    payload: n.to_string().into_bytes(),
+                };
+                link.publish(msg).unwrap();
+            }
+        }
+        let mut state = refused.state();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            state.wait_for(|s| matches!(s, LinkState::Failed { .. })),
+        )
+        .await
+        .expect("the refusal arrives")
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while link.stats().published < (TOPICS * PER_TOPIC) as u64 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("every publish is acknowledged");
+
+        let received = broker.received();
+        assert_eq!(received.len(), TOPICS * PER_TOPIC);
+        assert!(received.iter().all(|(id, ..)| id != "pool-1"));
+        for t in 0..TOPICS {
+            let topic = format!("pool/{t}");
+            let order: Vec<Vec<u8>> = received
+                .iter()
+                .filter(|(_, tp, _)| *tp == topic)
+                .map(|(.., p)| p.clone())
+                .collect();
+            let want: Vec<Vec<u8>> = (0..PER_TOPIC).map(|n| n.to_string().into_bytes()).collect();
+            assert_eq!(order, want, "{topic}");
+        }
+        assert!(broker.connects().iter().any(|id| id == "pool-1"));
+        let stats = link.stats();
+        assert_eq!(
+            (stats.queued, stats.dropped),
+            ((TOPICS * PER_TOPIC) as u64, 0)
+        );
+        // Later publishes on those topics go to the first connection straight away.
+        link.publish(Outbound {
+            topic: "pool/0".to_owned(),
+            payload: b"late".to_vec(),
+        })
+        .unwrap();
+    }
 
     #[test]
     fn urls_parse_with_default_ports() {
