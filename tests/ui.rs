@@ -798,6 +798,12 @@ fn a_saved_profile_connects_the_window_to_another_broker() {
     );
     type_into(&mut h, &l("ui.connection.user_name"), "operator");
     type_into(&mut h, &l("ui.connection.password"), "not-in-settings-pw");
+    // A new profile publishes on one connection until the operator asks for more.
+    let connections_label = l("ui.connection.publish_connections");
+    let connections = h.get_by_label(&connections_label);
+    assert_eq!(connections.value().as_deref(), Some("1"));
+    connections.set_value_accesskit(3.0);
+    h.run_steps(2);
     h.get_by_label(&l("ui.connection.connect")).click();
     h.run_steps(2);
 
@@ -835,6 +841,7 @@ fn a_saved_profile_connects_the_window_to_another_broker() {
     assert_eq!(settings.profiles.len(), 1);
     assert_eq!(settings.profiles[0].url, url);
     assert_eq!(settings.profiles[0].username, "operator");
+    assert_eq!(settings.profiles[0].publish_connections, 3);
     let stored = serde_json::to_string(&settings).unwrap();
     assert!(!stored.contains("not-in-settings-pw"), "{stored}");
     h.check_accessibility();

@@ -77,7 +77,7 @@ pub use crate::transport::http::OfferUrl;
 /// The link's value types the window shows and edits (URL, options, state): re-exported so that
 /// the UI depends on the engine only, never on `transport` directly.
 pub use crate::transport::mqtt::{
-    BrokerUrl, BrokerUrlError, LinkOptions, LinkState, generate_client_id,
+    BrokerUrl, BrokerUrlError, LinkOptions, LinkState, MAX_PUBLISH_CONNECTIONS, generate_client_id,
 };
 pub use clock::wall_clock_now;
 pub use command::{CampaignRequest, Command};

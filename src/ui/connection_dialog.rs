@@ -1,7 +1,8 @@
 //! The "Connection" dialog: the embedded broker and the saved broker profiles (URL, TLS CA,
-//! client certificate and key, user, whether to remember the password), a form to add or edit
-//! one, and "Connect", which asks the app to restart the engine on the chosen broker. Holds the
-//! form (the typed password only until Connect); never reaches the keyring or the engine itself.
+//! client certificate and key, user, whether to remember the password, publishing connections),
+//! a form to add or edit one, and "Connect", which asks the app to restart the engine on the
+//! chosen broker. Holds the form (the typed password only until Connect); never reaches the
+//! keyring or the engine itself.
 //! Also lists the dialects the console speaks, those from dialect files with their file, and
 //! the files that were refused with why.
 
@@ -12,7 +13,7 @@ use egui::{RichText, Ui};
 use super::action::{ConnectRequest, UiAction};
 use super::profiles::{BrokerProfile, ConnectTarget, MAX_PROFILES, Secret};
 use super::theme;
-use crate::engine::AlertLevel;
+use crate::engine::{AlertLevel, MAX_PUBLISH_CONNECTIONS};
 use crate::i18n::tr;
 
 /// The dialog's state.
@@ -225,6 +226,7 @@ fn profile_list_ui(
         dialog.draft = Some(BrokerProfile {
             url: "mqtt://".into(),
             remember_password: true,
+            publish_connections: 1,
             ..BrokerProfile::default()
         });
         dialog.password.clear();
@@ -301,10 +303,27 @@ fn profile_form_ui(ui: &mut Ui, dialog: &mut ConnectionDialog) {
             )
             .on_hover_text(tr!("ui.connection.remember_password_hover"));
             ui.end_row();
+            publish_connections_row_ui(ui, &mut draft.publish_connections);
         });
     if let Err(e) = draft.validate() {
         ui.colored_label(theme::WARN, e.to_string());
     }
+}
+
+/// The number of publishing connections; a profile saved before it existed shows 1 (what a
+/// console started without `--publish-connections` uses) until it is changed.
+fn publish_connections_row_ui(ui: &mut Ui, count: &mut u16) {
+    let mut shown = (*count).max(1);
+    let label = ui.label(tr!("ui.connection.publish_connections")).id;
+    let changed = ui
+        .add(egui::DragValue::new(&mut shown).range(1..=MAX_PUBLISH_CONNECTIONS))
+        .labelled_by(label)
+        .on_hover_text(tr!("ui.connection.publish_connections_hover"))
+        .changed();
+    if changed {
+        *count = shown;
+    }
+    ui.end_row();
 }
 
 fn buttons_ui(

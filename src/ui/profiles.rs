@@ -1,5 +1,6 @@
-//! Saved broker profiles: a name, the broker URL, TLS files and the user name, persisted with the
-//! window's settings, and how a profile (or the embedded broker) becomes an `EngineConfig`.
+//! Saved broker profiles: a name, the broker URL, TLS files, the user name and the publishing
+//! connections, persisted with the window's settings, and how a profile (or the embedded
+//! broker) becomes an `EngineConfig`.
 //! Owns the profile's validation. Must never store, log or `Debug`-print a password: passwords
 //! live in [`super::vault`] (the OS keyring, or memory for this run) and only pass through
 //! [`Secret`], whose `Debug` is redacted.
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::credentials::ConsoleCredentials;
 use crate::engine::{
     BrokerChoice, BrokerUrl, BrokerUrlError, EmbeddedAccess, EngineConfig, FirmwareSource,
-    LinkOptions,
+    LinkOptions, MAX_PUBLISH_CONNECTIONS,
 };
 use crate::i18n::tr;
 
@@ -44,6 +45,11 @@ pub struct BrokerProfile {
     /// saved and kept with it, so that the broker keeps one persistent session per profile.
     /// Empty in profiles saved before ids existed: one is given on the next save or connect.
     pub client_id: String,
+    /// Connections the console publishes on (1 to [`MAX_PUBLISH_CONNECTIONS`]; a site
+    /// Mosquitto in front of tens of thousands of devices needs several, see
+    /// `LinkOptions::publish_connections`). 0 in profiles saved before the field existed: then
+    /// what the console was started with (`--publish-connections`).
+    pub publish_connections: u16,
 }
 
 /// Which broker the operator wants the engine on.
@@ -102,6 +108,8 @@ pub enum ProfileError {
     HalfClientIdentity(String),
     #[error("{}", tr!("ui.profile.tls_without_tls", name = format!("{_0:?}")))]
     TlsFilesWithoutTls(String),
+    #[error("{}", tr!("ui.profile.publish_connections", name = format!("{name:?}"), count = count, max = MAX_PUBLISH_CONNECTIONS))]
+    PublishConnections { name: String, count: u16 },
 }
 
 impl BrokerProfile {
@@ -125,6 +133,12 @@ impl BrokerProfile {
             self.ca_file.is_some() || self.client_cert.is_some() || self.client_key.is_some();
         if tls_files && !url.tls() {
             return Err(ProfileError::TlsFilesWithoutTls(name.to_owned()));
+        }
+        if self.publish_connections > MAX_PUBLISH_CONNECTIONS {
+            return Err(ProfileError::PublishConnections {
+                name: name.to_owned(),
+                count: self.publish_connections,
+            });
         }
         Ok(url)
     }
@@ -208,6 +222,10 @@ impl ConnectTarget {
                 if let BrokerChoice::External(base_options) = &base.broker {
                     options.keep_alive_secs = base_options.keep_alive_secs;
                     options.client_id = base_options.client_id.clone();
+                    options.publish_connections = base_options.publish_connections;
+                }
+                if profile.publish_connections > 0 {
+                    options.publish_connections = profile.publish_connections;
                 }
                 // An explicit `--client-id` wins; else the profile's own id (else the data
                 // directory's, chosen by the engine).
@@ -252,7 +270,67 @@ mod tests {
             username: " operator ".into(),
             remember_password: true,
             client_id: "ota-console-0badf00d".into(),
+            publish_connections: 1,
         }
+    }
+
+    fn link_options(config: &EngineConfig) -> &LinkOptions {
+        match &config.broker {
+            BrokerChoice::External(options) => options,
+            BrokerChoice::Embedded { .. } => panic!("external broker expected"),
+        }
+    }
+
+    #[test]
+    fn a_profile_publishes_on_its_connections_or_on_those_the_console_was_started_with() {
+        let eight = BrokerProfile {
+            publish_connections: 8,
+            ..profile()
+        };
+        let config = ConnectTarget::Profile(eight)
+            .engine_config(&base(), None, None)
+            .unwrap();
+        assert_eq!(link_options(&config).publish_connections, 8);
+
+        // Started with `--publish-connections 4`: a profile saved before the field existed
+        // keeps those; one that says 1 means 1.
+        let mut started = LinkOptions::new(BrokerUrl::plain("h", 1));
+        started.publish_connections = 4;
+        let cli_base = EngineConfig {
+            broker: BrokerChoice::External(started),
+            ..base()
+        };
+        let old = BrokerProfile {
+            publish_connections: 0,
+            ..profile()
+        };
+        let config = ConnectTarget::Profile(old.clone())
+            .engine_config(&cli_base, None, None)
+            .unwrap();
+        assert_eq!(link_options(&config).publish_connections, 4);
+        let config = ConnectTarget::Profile(profile())
+            .engine_config(&cli_base, None, None)
+            .unwrap();
+        assert_eq!(link_options(&config).publish_connections, 1);
+        // Without either: one.
+        let config = ConnectTarget::Profile(old)
+            .engine_config(&base(), None, None)
+            .unwrap();
+        assert_eq!(link_options(&config).publish_connections, 1);
+
+        // A hand-edited settings file cannot ask for more than the link opens.
+        let too_many = BrokerProfile {
+            publish_connections: MAX_PUBLISH_CONNECTIONS + 1,
+            ..profile()
+        };
+        assert!(matches!(
+            too_many.validate(),
+            Err(ProfileError::PublishConnections { count: 10, .. })
+        ));
+        // Settings saved before the field existed still read.
+        let stored = r#"{"name":"old","url":"mqtt://h:1883","username":""}"#;
+        let read: BrokerProfile = serde_json::from_str(stored).unwrap();
+        assert_eq!(read.publish_connections, 0);
     }
 
     #[test]

@@ -150,6 +150,7 @@ mod tests {
                 "client_id",
                 "client_key",
                 "name",
+                "publish_connections",
                 "remember_password",
                 "url",
                 "username"
