@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{
@@ -442,6 +442,8 @@ impl Actor {
         let Some(handback) = self.handback.take() else {
             return;
         };
+        let order = handback.order.clone();
+        let _order = order.lock().unwrap_or_else(PoisonError::into_inner);
         self.requests.close();
         let in_flight = std::mem::take(&mut self.eventloop.pending)
             .into_iter()

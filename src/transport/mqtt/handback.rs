@@ -2,13 +2,15 @@
 //! (a broker that admits one client id per login): its publishes go to the link's first
 //! connection instead of dying with it.
 //!
-//! Rules it keeps: the publishes keep their order (in flight, then carried, then queued); each
-//! is counted as queued on the connection that now carries it, or as dropped where it was when
-//! the first connection has no room for it (or is gone), so the link's added-up counters stay
-//! true.
+//! Rules it keeps: the publishes keep their order (in flight, then carried, then queued), also
+//! against publishes made meanwhile: the hand-back holds [`Handback::order`], and a publish
+//! that finds the connection's queue closed takes it before it goes on the first connection.
+//! Each is counted as queued on the connection that now carries it, or as dropped where it was
+//! when the first connection has no room for it (or is gone), so the link's added-up counters
+//! stay true.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use rumqttc::Publish;
 use tokio::sync::mpsc;
@@ -20,6 +22,8 @@ use super::status::Counters;
 pub(super) struct Handback {
     pub(super) requests: mpsc::WeakSender<Publish>,
     pub(super) counters: Arc<Counters>,
+    /// Held while the publishes are handed back; shared with the connection's handle.
+    pub(super) order: Arc<Mutex<()>>,
 }
 
 impl Handback {
@@ -72,6 +76,7 @@ mod tests {
         let handback = Handback {
             requests: tx.downgrade(),
             counters: first.clone(),
+            order: Arc::default(),
         };
         let refused = Counters::default();
         refused.queued.store(3, Ordering::Relaxed);
@@ -96,6 +101,7 @@ mod tests {
         let handback = Handback {
             requests: tx.downgrade(),
             counters: Arc::new(Counters::default()),
+            order: Arc::default(),
         };
         drop((tx, rx));
         let refused = Counters::default();

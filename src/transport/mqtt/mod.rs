@@ -46,8 +46,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{EventLoop, MqttOptions, Publish, QoS, TlsConfiguration, Transport};
@@ -357,6 +357,8 @@ struct Inner {
     client_id: String,
     /// The other connections publishes are spread over ([`LinkOptions::publish_connections`]).
     publishers: Vec<MqttLink>,
+    /// For a publishing connection: held while it hands its publishes back (`Handback::order`).
+    handing_back: Option<Arc<std::sync::Mutex<()>>>,
 }
 
 /// Why a publish did not go into a connection's queue.
@@ -427,11 +429,13 @@ impl MqttLink {
             ..SessionNews::default()
         });
         let counters = Arc::new(Counters::default());
+        let handing_back = handback.as_ref().map(|h| h.order.clone());
         let publishers = (1..opts.publish_connections.min(MAX_PUBLISH_CONNECTIONS))
             .map(|k| {
                 let handback = Handback {
                     requests: requests_tx.downgrade(),
                     counters: counters.clone(),
+                    order: Arc::default(),
                 };
                 MqttLink::start_publisher(&opts, &client_id, k, handback)
             })
@@ -467,6 +471,7 @@ impl MqttLink {
             max_queued: opts.max_queued,
             client_id,
             publishers,
+            handing_back,
         };
         Ok((
             MqttLink {
@@ -528,8 +533,13 @@ impl MqttLink {
         let mut link = self.publisher_for(&msg.topic, retain);
         let result = match link.try_queue(msg, retain) {
             // A publishing connection closes its queue as it is refused for good, a moment
-            // before it says so: the first connection carries its publishes from then on.
+            // before it says so: the first connection carries its publishes from then on, after
+            // those it handed back (their hand-back holds the lock).
             Err(Unqueued::Closed(publish)) if !std::ptr::eq(link, self) => {
+                let order = link.inner.handing_back.clone();
+                let _after = order
+                    .as_ref()
+                    .map(|o| o.lock().unwrap_or_else(PoisonError::into_inner));
                 link = self;
                 link.send(publish)
             }
