@@ -314,13 +314,17 @@ fn profile_form_ui(ui: &mut Ui, dialog: &mut ConnectionDialog) {
 /// console started without `--publish-connections` uses) until it is changed.
 fn publish_connections_row_ui(ui: &mut Ui, count: &mut u16) {
     let mut shown = (*count).max(1);
-    let label = ui.label(tr!("ui.connection.publish_connections")).id;
-    let changed = ui
-        .add(egui::DragValue::new(&mut shown).range(1..=MAX_PUBLISH_CONNECTIONS))
-        .labelled_by(label)
+    let field = super::widgets::number_field_ui(
+        ui,
+        &tr!("ui.connection.publish_connections"),
+        &mut shown,
+        1..=MAX_PUBLISH_CONNECTIONS,
+        "",
+    );
+    if field
         .on_hover_text(tr!("ui.connection.publish_connections_hover"))
-        .changed();
-    if changed {
+        .changed()
+    {
         *count = shown;
     }
     ui.end_row();

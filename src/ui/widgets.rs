@@ -18,13 +18,23 @@ pub fn number_row_ui<N: egui::emath::Numeric>(
     range: std::ops::RangeInclusive<N>,
     suffix: &str,
 ) -> bool {
-    let label_id = ui.label(label).id;
-    let changed = ui
-        .add(DragValue::new(value).range(range).suffix(suffix.to_owned()))
-        .labelled_by(label_id)
-        .changed();
+    let changed = number_field_ui(ui, label, value, range, suffix).changed();
     ui.end_row();
     changed
+}
+
+/// The label and field of [`number_row_ui`] without ending the row, for a caller that adds to
+/// the field's response (a hover text) first.
+pub fn number_field_ui<N: egui::emath::Numeric>(
+    ui: &mut Ui,
+    label: &str,
+    value: &mut N,
+    range: std::ops::RangeInclusive<N>,
+    suffix: &str,
+) -> egui::Response {
+    let label_id = ui.label(label).id;
+    ui.add(DragValue::new(value).range(range).suffix(suffix.to_owned()))
+        .labelled_by(label_id)
 }
 
 /// `label: [text]` on one grid row.

@@ -445,17 +445,14 @@ impl Actor {
         let order = handback.order.clone();
         let _order = order.lock().unwrap_or_else(PoisonError::into_inner);
         self.requests.close();
-        let in_flight = std::mem::take(&mut self.eventloop.pending)
-            .into_iter()
-            .filter_map(|request| match request {
-                Request::Publish(publish) => Some(publish),
-                _ => None,
-            });
-        let mut held: Vec<Publish> = in_flight.chain(self.unsent.drain(..)).collect();
+        // `save_unsent` left in `pending` only the publishes in flight, copied in
+        // `in_flight_copy`: no session will retransmit them now.
+        self.eventloop.pending.clear();
+        let mut held = std::mem::take(&mut self.in_flight_copy);
+        held.extend(self.unsent.drain(..));
         while let Ok(publish) = self.requests.try_recv() {
             held.push(publish);
         }
-        self.in_flight_copy.clear();
         self.count_carried();
         let count = held.len();
         let dropped = handback.hand_back(&self.counters, held);
